@@ -1,0 +1,72 @@
+import { create } from "@bufbuild/protobuf";
+import { durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import type * as grpc from "@grpc/grpc-js";
+import { type Broker, invalidArgument, MAX_DELAY_MS, type NewMessage } from "../core/index.js";
+import {
+  MessageResult_Outcome,
+  MessageResultSchema,
+  type SendPackRequest,
+  type SendPackResponse,
+  SendPackResponseSchema,
+} from "../gen/nervebus/v1/publisher_pb.js";
+import { toGrpcStatus } from "./status.js";
+
+/** ms since epoch of the call's deadline, or Infinity. */
+export function callDeadline(call: { getDeadline(): grpc.Deadline }): number {
+  const d = call.getDeadline();
+  const ms = d instanceof Date ? d.getTime() : Number(d);
+  return Number.isFinite(ms) ? ms : Number.POSITIVE_INFINITY;
+}
+
+/** Translates a wire pack into domain messages (the size checks happen in the core). */
+export function toNewMessages(req: SendPackRequest, now: number): NewMessage[] {
+  return req.messages.map((m, i) => {
+    let deliverAt = 0;
+    if (m.deliverAt !== undefined) {
+      deliverAt = timestampMs(m.deliverAt);
+    } else if (m.delay !== undefined) {
+      const delay = durationMs(m.delay);
+      if (delay < 0 || delay > MAX_DELAY_MS)
+        throw invalidArgument(`messages[${i}].delay`, "must be between 0 and 7 days");
+      deliverAt = now + delay;
+    }
+    return {
+      data: m.data,
+      attributes: m.attributes,
+      orderingKey: m.orderingKey,
+      messageId: m.messageId,
+      deliverAt: deliverAt > now ? deliverAt : 0,
+    };
+  });
+}
+
+/** PublisherService.SendPack. */
+export function sendPackHandler(broker: Broker): grpc.handleUnaryCall<SendPackRequest, SendPackResponse> {
+  return (call, callback) => {
+    let messages: NewMessage[];
+    try {
+      messages = toNewMessages(call.request, Date.now());
+    } catch (err) {
+      callback(toGrpcStatus(err));
+      return;
+    }
+    broker.publish(call.request.topic, messages, callDeadline(call)).then(
+      (r) =>
+        callback(
+          null,
+          create(SendPackResponseSchema, {
+            firstSeq: BigInt(r.firstSeq),
+            lastSeq: BigInt(r.lastSeq),
+            results: r.results.map((x) =>
+              create(MessageResultSchema, {
+                outcome: MessageResult_Outcome.APPENDED,
+                seq: BigInt(x.seq),
+                traceId: x.traceId,
+              }),
+            ),
+          }),
+        ),
+      (err: unknown) => callback(toGrpcStatus(err)),
+    );
+  };
+}

@@ -1,0 +1,67 @@
+import * as grpc from "@grpc/grpc-js";
+import type { Broker } from "../core/index.js";
+import { PublisherService } from "../gen/nervebus/v1/publisher_pb.js";
+import { SubscriberService } from "../gen/nervebus/v1/subscriber_pb.js";
+import { addService } from "./grpc-adapter.js";
+import { sendPackHandler } from "./publisher-handler.js";
+import { ReceiveSessions } from "./subscriber-handler.js";
+
+export interface ServerOptions {
+  /** HOST:PORT; port 0 picks a free one. */
+  readonly listen: string;
+  /** Largest request or response on the wire: a full pack plus its framing. */
+  readonly maxMessageBytes: number;
+  readonly heartbeatMs: number;
+  /** Server keepalive ping interval; a client that stops answering is dropped. */
+  readonly keepaliveMs: number;
+}
+
+/** A running gRPC front end. */
+export interface RunningServer {
+  /** HOST:PORT actually bound. */
+  readonly address: string;
+  readonly port: number;
+  readonly sessions: ReceiveSessions;
+  /** Stops accepting, ends Receive streams with UNAVAILABLE, waits for calls in progress. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+/** Starts the gRPC services of a broker. */
+export async function startServer(broker: Broker, options: ServerOptions): Promise<RunningServer> {
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": options.maxMessageBytes,
+    "grpc.max_send_message_length": options.maxMessageBytes,
+    "grpc.keepalive_time_ms": options.keepaliveMs,
+    "grpc.keepalive_timeout_ms": 20_000,
+    // Clients may ping every 10 s without data (grpc-go's minimum) without being dropped.
+    "grpc.http2.min_ping_interval_without_data_ms": 10_000,
+    "grpc.keepalive_permit_without_calls": 1,
+  });
+  const sessions = new ReceiveSessions(broker, { heartbeatMs: options.heartbeatMs });
+  addService(server, PublisherService, { sendPack: sendPackHandler(broker) });
+  addService(server, SubscriberService, { receive: sessions.handler() });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
+  const host = options.listen.slice(0, options.listen.lastIndexOf(":"));
+  return {
+    address: `${host}:${port}`,
+    port,
+    sessions,
+    async shutdown(graceMs: number) {
+      sessions.closeAll("broker is shutting down; reconnect");
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    },
+  };
+}

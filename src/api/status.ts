@@ -1,0 +1,23 @@
+import * as grpc from "@grpc/grpc-js";
+import { asNerveBusError, type ErrorCode } from "../core/index.js";
+
+/** Domain error codes to gRPC status codes: the one table at the edge. */
+const GRPC_STATUS: Record<ErrorCode, grpc.status> = {
+  invalid_argument: grpc.status.INVALID_ARGUMENT,
+  not_found: grpc.status.NOT_FOUND,
+  already_exists: grpc.status.ALREADY_EXISTS,
+  failed_precondition: grpc.status.FAILED_PRECONDITION,
+  resource_exhausted: grpc.status.RESOURCE_EXHAUSTED,
+  unavailable: grpc.status.UNAVAILABLE,
+  deadline_exceeded: grpc.status.DEADLINE_EXCEEDED,
+  cancelled: grpc.status.CANCELLED,
+  internal: grpc.status.INTERNAL,
+};
+
+/** A gRPC status object for anything thrown by the core or the stores. */
+export function toGrpcStatus(
+  err: unknown,
+): Partial<grpc.StatusObject> & { code: grpc.status; details: string } {
+  const e = asNerveBusError(err);
+  return { code: GRPC_STATUS[e.code], details: e.message, metadata: new grpc.Metadata() };
+}

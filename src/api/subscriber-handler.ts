@@ -1,0 +1,297 @@
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, durationMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import type * as grpc from "@grpc/grpc-js";
+import {
+  type Attachment,
+  type Broker,
+  type ConsumerSink,
+  type Delivered,
+  invalidArgument,
+  MAX_DELAY_MS,
+  NerveBusError,
+  type StartPosition,
+  traceIdOf,
+  type Window,
+} from "../core/index.js";
+import { DeliverySchema } from "../gen/nervebus/v1/message_pb.js";
+import {
+  AckResultsSchema,
+  HeartbeatSchema,
+  type ReceiveRequest,
+  type ReceiveResponse,
+  ReceiveResponseSchema,
+  StartPoint,
+  type Subscribe,
+  SubscribedSchema,
+  type Window as WireWindow,
+} from "../gen/nervebus/v1/subscriber_pb.js";
+import { toGrpcStatus } from "./status.js";
+
+type ReceiveCall = grpc.ServerDuplexStream<ReceiveRequest, ReceiveResponse>;
+
+/** Bounds of a per-stream ack deadline or deadline extension. */
+const MIN_DEADLINE_MS = 1000;
+const MAX_DEADLINE_MS = 600_000;
+
+export interface ReceiveOptions {
+  /** Idle time after which a stream gets a heartbeat. */
+  readonly heartbeatMs: number;
+}
+
+/** Open Receive streams, so shutdown can end each with UNAVAILABLE. */
+export class ReceiveSessions {
+  readonly #open = new Set<ReceiveSession>();
+
+  constructor(
+    private readonly broker: Broker,
+    private readonly options: ReceiveOptions,
+  ) {}
+
+  get size(): number {
+    return this.#open.size;
+  }
+
+  handler(): grpc.handleBidiStreamingCall<ReceiveRequest, ReceiveResponse> {
+    return (call) => {
+      const session = new ReceiveSession(this.broker, call, this.options, () => this.#open.delete(session));
+      this.#open.add(session);
+      session.start();
+    };
+  }
+
+  /** Ends every stream with UNAVAILABLE (shutdown); their unacked messages stay unacked. */
+  closeAll(reason: string): void {
+    for (const s of [...this.#open]) s.fail(new NerveBusError("unavailable", reason));
+  }
+}
+
+function toWindow(field: string, w: WireWindow | undefined): Window {
+  if (w === undefined) throw invalidArgument(field, "is required (max_messages ≥ 1)");
+  if (w.maxBytes > BigInt(Number.MAX_SAFE_INTEGER))
+    throw invalidArgument(`${field}.max_bytes`, "is too large");
+  return { maxMessages: w.maxMessages, maxBytes: Number(w.maxBytes) };
+}
+
+function toStart(s: Subscribe): StartPosition {
+  switch (s.start.case) {
+    case "startSeq":
+      if (s.start.value < 1n) throw invalidArgument("subscribe.start_seq", "must be ≥ 1");
+      return { kind: "seq", seq: Number(s.start.value) };
+    case "startTime":
+      return { kind: "time", time: timestampMs(s.start.value) };
+    case "startPoint":
+      return s.start.value === StartPoint.EARLIEST ? { kind: "earliest" } : { kind: "latest" };
+    default:
+      return { kind: "latest" };
+  }
+}
+
+function deadlineMs(field: string, d: { seconds: bigint; nanos: number } | undefined): number | undefined {
+  if (d === undefined) return undefined;
+  const ms = durationMs(d as Parameters<typeof durationMs>[0]);
+  if (ms < MIN_DEADLINE_MS || ms > MAX_DEADLINE_MS)
+    throw invalidArgument(field, `must be 1 s – 10 min, got ${ms} ms`);
+  return ms;
+}
+
+function toSeqs(seqs: readonly bigint[]): number[] {
+  return seqs.map((s) => Number(s));
+}
+
+/**
+ * One Receive stream. Requests are handled strictly in order; the first attaches the stream to
+ * its subscription. Deliveries respect HTTP/2 flow control: when a write reports a full
+ * buffer, the subscription stops sending to this stream until it drains.
+ */
+class ReceiveSession implements ConsumerSink {
+  #attachment: Attachment | undefined;
+  #chain: Promise<void> = Promise.resolve();
+  #ended = false;
+  #lastWrite = Date.now();
+  #heartbeat: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly broker: Broker,
+    private readonly call: ReceiveCall,
+    private readonly options: ReceiveOptions,
+    private readonly onClose: () => void,
+  ) {}
+
+  start(): void {
+    this.call.on("data", (req: ReceiveRequest) => {
+      this.#chain = this.#chain.then(() => this.#handle(req)).catch((err: unknown) => this.fail(err));
+    });
+    // The client half-closed: nothing more will be acked on this stream, so end it.
+    this.call.on("end", () => {
+      this.#chain = this.#chain.then(() => this.#finish());
+    });
+    this.call.on("cancelled", () => this.#cleanup());
+    this.call.on("close", () => this.#cleanup());
+    this.call.on("drain", () => {
+      if (this.#attachment) this.#attachment.subscription.resume(this.#attachment.consumer);
+    });
+    this.call.on("error", () => this.#cleanup());
+  }
+
+  send(deliveries: readonly Delivered[]): boolean {
+    if (this.#ended) return false;
+    const response = create(ReceiveResponseSchema, {
+      deliveries: deliveries.map(({ message: m, attempt }) =>
+        create(DeliverySchema, {
+          seq: BigInt(m.seq),
+          data: m.data,
+          attributes: m.attributes,
+          orderingKey: m.orderingKey,
+          messageId: m.messageId,
+          publishTime: timestampFromMs(m.publishTime),
+          attempt,
+          traceId: traceIdOf(m.attributes.traceparent) ?? "",
+        }),
+      ),
+    });
+    return this.#write(response);
+  }
+
+  ackResults(acked: readonly number[], alreadyAcked: readonly number[]): void {
+    this.#write(
+      create(ReceiveResponseSchema, {
+        ackResults: create(AckResultsSchema, {
+          ackedSeqs: acked.map((s) => BigInt(s)),
+          alreadyAckedSeqs: alreadyAcked.map((s) => BigInt(s)),
+        }),
+      }),
+    );
+  }
+
+  /** Ends the stream with the error's status. */
+  fail(err: unknown): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#detach();
+    this.call.emit("error", toGrpcStatus(err));
+  }
+
+  async #handle(req: ReceiveRequest): Promise<void> {
+    if (this.#ended) return;
+    let attachment = this.#attachment;
+    if (attachment === undefined) {
+      if (req.subscribe === undefined) {
+        throw new NerveBusError(
+          "failed_precondition",
+          "subscribe: the first request of a Receive stream must carry subscribe",
+        );
+      }
+      attachment = await this.#subscribe(req.subscribe);
+      if (attachment === undefined) return;
+    } else if (req.subscribe !== undefined) {
+      throw new NerveBusError(
+        "failed_precondition",
+        "subscribe: only the first request of a stream may carry subscribe",
+      );
+    }
+    const { subscription, consumer } = attachment;
+    if (req.ackSeqs.length > 0) subscription.ack(consumer, toSeqs(req.ackSeqs));
+    for (let i = 0; i < req.nacks.length; i++) {
+      const n = req.nacks[i]!;
+      let delay: number | undefined;
+      if (n.delay !== undefined) {
+        delay = durationMs(n.delay);
+        if (delay < 0 || delay > MAX_DELAY_MS)
+          throw invalidArgument(`nacks[${i}].delay`, "must be between 0 and 7 days");
+      }
+      subscription.nack(consumer, Number(n.seq), delay);
+    }
+    for (let i = 0; i < req.extendDeadlines.length; i++) {
+      const e = req.extendDeadlines[i]!;
+      const ms = deadlineMs(`extend_deadlines[${i}].deadline`, e.deadline);
+      if (ms === undefined) throw invalidArgument(`extend_deadlines[${i}].deadline`, "is required");
+      subscription.extend(consumer, toSeqs(e.seqs), ms);
+    }
+    if (req.terminateSeqs.length > 0) subscription.terminate(consumer, toSeqs(req.terminateSeqs));
+    if (req.window !== undefined) {
+      const window = toWindow("window", req.window);
+      this.broker.checkWindow("window", window);
+      subscription.setWindow(consumer, window);
+    }
+  }
+
+  async #subscribe(s: Subscribe): Promise<Attachment | undefined> {
+    const window = toWindow("subscribe.window", s.window);
+    const ackDeadlineMs = deadlineMs("subscribe.ack_deadline", s.ackDeadline);
+    if (s.consumerName.length > 128)
+      throw invalidArgument("subscribe.consumer_name", "is longer than 128 bytes");
+    const attachment = await this.broker.subscribe(
+      s.topic,
+      s.subscription,
+      {
+        window,
+        ackDeadlineMs,
+        start: toStart(s),
+        confirmAcks: s.confirmAcks,
+        consumerName: s.consumerName || this.call.getPeer(),
+      },
+      this,
+    );
+    if (this.#ended) {
+      attachment.subscription.detach(attachment.consumer);
+      return undefined;
+    }
+    this.#attachment = attachment;
+    this.#write(
+      create(ReceiveResponseSchema, {
+        subscribed: create(SubscribedSchema, {
+          created: attachment.created,
+          floor: BigInt(attachment.subscription.floor),
+          lastSeq: BigInt(attachment.subscription.topic.watermark),
+          ackDeadline: durationFromMs(attachment.ackDeadlineMs),
+        }),
+      }),
+    );
+    this.#heartbeat = setInterval(
+      () => this.#beat(),
+      Math.max(100, Math.floor(this.options.heartbeatMs / 2)),
+    );
+    return attachment;
+  }
+
+  #beat(): void {
+    const a = this.#attachment;
+    if (a === undefined || this.#ended || Date.now() - this.#lastWrite < this.options.heartbeatMs) return;
+    const stats = a.subscription.stats();
+    this.#write(
+      create(ReceiveResponseSchema, {
+        heartbeat: create(HeartbeatSchema, {
+          lastSeq: BigInt(a.subscription.topic.watermark),
+          floor: BigInt(stats.floor),
+          backlog: BigInt(stats.backlog),
+          inFlight: a.consumer.inFlight,
+        }),
+      }),
+    );
+  }
+
+  #write(response: ReceiveResponse): boolean {
+    if (this.#ended) return false;
+    this.#lastWrite = Date.now();
+    return this.call.write(response);
+  }
+
+  #finish(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#detach();
+    this.call.end();
+  }
+
+  #cleanup(): void {
+    this.#ended = true;
+    this.#detach();
+  }
+
+  #detach(): void {
+    clearInterval(this.#heartbeat);
+    const a = this.#attachment;
+    if (a !== undefined && !a.consumer.detached) a.subscription.detach(a.consumer);
+    this.onClose();
+  }
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+import { asNerveBusError } from "../core/index.js";
+import { publishCommand } from "./publish.js";
+import { serveCommand } from "./serve.js";
+import { tailCommand } from "./tail.js";
+
+const USAGE = `nervebus: a persistent message broker on MySQL or embedded SQLite
+
+usage:
+  nervebus serve   [--listen HOST:PORT] [--store sqlite:PATH|mysql://USER:PASS@HOST:PORT/DB] [options]
+  nervebus publish --server HOST:PORT --topic T [--data TEXT ...] [--attr K=V ...] [--ordering-key K] [--pack-size N]
+                   (without --data: one message per line of standard input)
+  nervebus tail    --server HOST:PORT --topic T --subscription S [--from earliest|latest|SEQ] [--count N] [--json]
+
+Run 'nervebus serve --help' for every broker setting.`;
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  serve: serveCommand,
+  publish: publishCommand,
+  tail: tailCommand,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === "help" || command === "--help" || command === "-h") {
+    process.stdout.write(`${USAGE}\n`);
+    return command === undefined ? 2 : 0;
+  }
+  const run = COMMANDS[command];
+  if (run === undefined) {
+    process.stderr.write(
+      `nervebus: unknown command ${JSON.stringify(command)}; expected serve, publish or tail\n`,
+    );
+    return 2;
+  }
+  return run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    // parseArgs errors and NerveBusErrors carry a message meant for the user: one line, no stack.
+    const message = (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
+      ? (err as Error).message
+      : asNerveBusError(err).message;
+    process.stderr.write(`nervebus: ${message}\n`);
+    process.exitCode = 2;
+  },
+);

@@ -1,0 +1,88 @@
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { create } from "@bufbuild/protobuf";
+import { unary } from "../api/index.js";
+import { NerveBusError } from "../core/index.js";
+import { type Message, MessageSchema } from "../gen/nervebus/v1/message_pb.js";
+import { SendPackRequestSchema } from "../gen/nervebus/v1/publisher_pb.js";
+import { connect, describeGrpcError } from "./connect.js";
+
+/** `nervebus publish`: one message per --data or per line of standard input, sent in packs. */
+export async function publishCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      server: { type: "string", default: "127.0.0.1:7070" },
+      topic: { type: "string" },
+      data: { type: "string", multiple: true },
+      attr: { type: "string", multiple: true },
+      "ordering-key": { type: "string", default: "" },
+      "pack-size": { type: "string", default: "1000" },
+    },
+  });
+  if (values.topic === undefined) throw new NerveBusError("invalid_argument", "--topic is required");
+  const packSize = Number(values["pack-size"]);
+  if (!Number.isInteger(packSize) || packSize < 1)
+    throw new NerveBusError(
+      "invalid_argument",
+      `--pack-size: must be a whole number ≥ 1, got ${values["pack-size"]}`,
+    );
+  const attributes: Record<string, string> = {};
+  for (const a of values.attr ?? []) {
+    const eq = a.indexOf("=");
+    if (eq <= 0)
+      throw new NerveBusError("invalid_argument", `--attr: expected KEY=VALUE, got ${JSON.stringify(a)}`);
+    attributes[a.slice(0, eq)] = a.slice(eq + 1);
+  }
+  const client = await connect(values.server);
+  const topic = values.topic;
+  const encoder = new TextEncoder();
+  let pack: Message[] = [];
+  let published = 0;
+  let first = 0n;
+  let last = 0n;
+  const flush = async () => {
+    if (pack.length === 0) return;
+    const messages = pack;
+    pack = [];
+    try {
+      const res = await unary(
+        client.publisher.sendPack.bind(client.publisher),
+        create(SendPackRequestSchema, { topic, messages }),
+        {
+          deadline: Date.now() + 30_000,
+        },
+      );
+      if (first === 0n) first = res.firstSeq;
+      last = res.lastSeq;
+      published += messages.length;
+    } catch (err) {
+      throw new NerveBusError(
+        "unavailable",
+        `publish to ${topic} failed after ${published} messages: ${describeGrpcError(err)}`,
+      );
+    }
+  };
+  const add = async (text: string) => {
+    pack.push(
+      create(MessageSchema, { data: encoder.encode(text), attributes, orderingKey: values["ordering-key"] }),
+    );
+    if (pack.length >= packSize) await flush();
+  };
+  try {
+    if (values.data !== undefined) {
+      for (const d of values.data) await add(d);
+    } else {
+      for await (const line of createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY }))
+        await add(line);
+    }
+    await flush();
+  } finally {
+    client.close();
+  }
+  process.stdout.write(
+    `published ${published} messages to ${topic}${published > 0 ? `, seqs ${first}–${last}` : ""}\n`,
+  );
+  return 0;
+}

@@ -1,0 +1,47 @@
+import { parseArgs } from "node:util";
+import { envName, flagName, loadConfig, OPTIONS } from "../config/index.js";
+import { startNerveBus } from "../nervebus.js";
+import { jsonLogger } from "../telemetry/index.js";
+
+function help(): string {
+  const rows = OPTIONS.map(
+    (o) =>
+      `  --${flagName(o.key).padEnd(32)} ${o.doc}\n  ${"".padEnd(34)} default ${JSON.stringify(o.default)}, env ${envName(o.key)}`,
+  );
+  return `usage: nervebus serve [--config FILE.json] [options]\n\nsettings (defaults < --config file < environment < flags):\n${rows.join("\n")}\n`;
+}
+
+/** `nervebus serve`: runs the broker until SIGTERM or SIGINT, then stops gracefully. */
+export async function serveCommand(args: string[]): Promise<number> {
+  const options: Record<string, { type: "string" | "boolean" }> = {
+    config: { type: "string" },
+    help: { type: "boolean" },
+  };
+  for (const o of OPTIONS) options[flagName(o.key)] = { type: o.kind === "bool" ? "boolean" : "string" };
+  const { values } = parseArgs({ args, options, strict: true, allowPositionals: false });
+  if (values.help) {
+    process.stdout.write(help());
+    return 0;
+  }
+  const config = loadConfig(values, process.env, values.config as string | undefined);
+  const log = jsonLogger(config.logLevel);
+  const bus = await startNerveBus(config, log);
+  // The one line scripts and tests wait for.
+  process.stdout.write(`nervebus listening on ${bus.address}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log("info", "shutting down", { signal });
+      process.off("SIGTERM", onTerm);
+      process.off("SIGINT", onInt);
+      bus.stop().then(resolve, (err: unknown) => {
+        log("error", "shutdown failed", { err: String(err) });
+        resolve();
+      });
+    };
+    const onTerm = () => stop("SIGTERM");
+    const onInt = () => stop("SIGINT");
+    process.on("SIGTERM", onTerm);
+    process.on("SIGINT", onInt);
+  });
+  return 0;
+}

@@ -1,0 +1,317 @@
+import { readFileSync } from "node:fs";
+import { NerveBusError } from "../core/index.js";
+
+/** Everything `nervebus serve` can be told. */
+export interface Config {
+  listen: string;
+  store: string;
+  shards: number;
+  autoCreate: boolean;
+  maxMessageBytes: number;
+  maxPackMessages: number;
+  maxPackBytes: number;
+  writeBufferBytes: number;
+  tailCacheBytes: number;
+  confirmTimeoutMs: number;
+  statePersistIntervalMs: number;
+  ackDeadlineMs: number;
+  minBackoffMs: number;
+  maxBackoffMs: number;
+  heartbeatMs: number;
+  keepaliveMs: number;
+  shutdownGraceMs: number;
+  mysqlPoolSize: number;
+  mysqlAllowUnsafeDurability: boolean;
+  logLevel: "debug" | "info" | "warn" | "error";
+}
+
+type Kind = "string" | "int" | "bytes" | "duration" | "bool" | "enum";
+
+/** One setting: its flag, environment variable, type, default, range and meaning. */
+export interface OptionSpec {
+  readonly key: keyof Config;
+  readonly kind: Kind;
+  readonly default: Config[keyof Config];
+  readonly min?: number;
+  readonly max?: number;
+  readonly values?: readonly string[];
+  readonly doc: string;
+}
+
+const MiB = 1 << 20;
+
+/** The settings, in the order the README's table lists them. */
+export const OPTIONS: readonly OptionSpec[] = [
+  {
+    key: "listen",
+    kind: "string",
+    default: "127.0.0.1:7070",
+    doc: "gRPC listen address HOST:PORT (port 0 picks a free one)",
+  },
+  {
+    key: "store",
+    kind: "string",
+    default: "sqlite:./data/nervebus.db",
+    doc: "sqlite:PATH or mysql://USER:PASS@HOST:PORT/DB",
+  },
+  {
+    key: "shards",
+    kind: "int",
+    default: 4,
+    min: 1,
+    max: 64,
+    doc: "shard tables of a topic created on first use",
+  },
+  { key: "autoCreate", kind: "bool", default: true, doc: "create topics and subscriptions on first use" },
+  {
+    key: "maxMessageBytes",
+    kind: "bytes",
+    default: MiB,
+    min: 1024,
+    max: 64 * MiB,
+    doc: "largest message (data + attributes + keys)",
+  },
+  {
+    key: "maxPackMessages",
+    kind: "int",
+    default: 10_000,
+    min: 1,
+    max: 1_000_000,
+    doc: "most messages in one SendPack",
+  },
+  {
+    key: "maxPackBytes",
+    kind: "bytes",
+    default: 16 * MiB,
+    min: 1024,
+    max: 256 * MiB,
+    doc: "largest SendPack",
+  },
+  {
+    key: "writeBufferBytes",
+    kind: "bytes",
+    default: 64 * MiB,
+    min: MiB,
+    max: 4096 * MiB,
+    doc: "bytes waiting for the store before SendPack waits, then gets RESOURCE_EXHAUSTED",
+  },
+  {
+    key: "tailCacheBytes",
+    kind: "bytes",
+    default: 32 * MiB,
+    min: 0,
+    max: 4096 * MiB,
+    doc: "recent messages kept in memory per topic",
+  },
+  {
+    key: "confirmTimeoutMs",
+    kind: "duration",
+    default: 30_000,
+    min: 100,
+    max: 600_000,
+    doc: "longest a SendPack without deadline waits for durability before UNAVAILABLE",
+  },
+  {
+    key: "statePersistIntervalMs",
+    kind: "duration",
+    default: 50,
+    min: 1,
+    max: 10_000,
+    doc: "coalescing interval of subscription state writes",
+  },
+  {
+    key: "ackDeadlineMs",
+    kind: "duration",
+    default: 30_000,
+    min: 1000,
+    max: 600_000,
+    doc: "default ack deadline of subscriptions",
+  },
+  {
+    key: "minBackoffMs",
+    kind: "duration",
+    default: 1000,
+    min: 0,
+    max: 600_000,
+    doc: "default minimum redelivery backoff",
+  },
+  {
+    key: "maxBackoffMs",
+    kind: "duration",
+    default: 60_000,
+    min: 0,
+    max: 3_600_000,
+    doc: "default maximum redelivery backoff",
+  },
+  {
+    key: "heartbeatMs",
+    kind: "duration",
+    default: 5000,
+    min: 100,
+    max: 600_000,
+    doc: "idle time before a Receive stream gets a heartbeat",
+  },
+  {
+    key: "keepaliveMs",
+    kind: "duration",
+    default: 30_000,
+    min: 1000,
+    max: 3_600_000,
+    doc: "server HTTP/2 keepalive ping interval",
+  },
+  {
+    key: "shutdownGraceMs",
+    kind: "duration",
+    default: 10_000,
+    min: 0,
+    max: 600_000,
+    doc: "how long SIGTERM waits for calls in progress",
+  },
+  {
+    key: "mysqlPoolSize",
+    kind: "int",
+    default: 12,
+    min: 2,
+    max: 256,
+    doc: "MySQL connections (one per shard writer plus readers)",
+  },
+  {
+    key: "mysqlAllowUnsafeDurability",
+    kind: "bool",
+    default: false,
+    doc: "start even if innodb_flush_log_at_trx_commit is not 1 (confirmed messages may be lost)",
+  },
+  {
+    key: "logLevel",
+    kind: "enum",
+    default: "info",
+    values: ["debug", "info", "warn", "error"],
+    doc: "log level",
+  },
+];
+
+/** --max-message-bytes for maxMessageBytes. */
+export function flagName(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** NERVEBUS_MAX_MESSAGE_BYTES for maxMessageBytes. */
+export function envName(key: string): string {
+  return `NERVEBUS_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+const BYTE_UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: MiB,
+  mb: MiB,
+  mib: MiB,
+  g: 1024 * MiB,
+  gb: 1024 * MiB,
+  gib: 1024 * MiB,
+};
+const TIME_UNITS: Record<string, number> = { "": 1, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyof Config] {
+  const where = `${source}: ${spec.kind === "bool" ? "" : ""}`;
+  const fail = (problem: string): never => {
+    throw new NerveBusError("invalid_argument", `${where}${problem}`);
+  };
+  switch (spec.kind) {
+    case "string":
+      if (typeof raw !== "string" || raw === "") fail("must be a non-empty string");
+      return raw as string;
+    case "bool":
+      if (typeof raw === "boolean") return raw;
+      if (raw === "true" || raw === "1") return true;
+      if (raw === "false" || raw === "0") return false;
+      return fail(`must be true or false, got ${JSON.stringify(raw)}`);
+    case "enum":
+      if (typeof raw !== "string" || !spec.values?.includes(raw))
+        fail(`must be one of ${spec.values?.join(", ")}, got ${JSON.stringify(raw)}`);
+      return raw as string as Config["logLevel"];
+    default: {
+      let n: number;
+      if (typeof raw === "number") {
+        n = raw;
+      } else {
+        const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(String(raw));
+        const units = spec.kind === "bytes" ? BYTE_UNITS : spec.kind === "duration" ? TIME_UNITS : { "": 1 };
+        const unit = m?.[2]?.toLowerCase() ?? "";
+        if (!m || units[unit] === undefined) {
+          const hint =
+            spec.kind === "bytes"
+              ? " (e.g. 1048576 or 1MiB)"
+              : spec.kind === "duration"
+                ? " (ms, or e.g. 30s, 5m)"
+                : "";
+          return fail(`must be a whole number${hint}, got ${JSON.stringify(raw)}`);
+        }
+        n = Number(m[1]) * units[unit]!;
+      }
+      if (!Number.isInteger(n)) fail(`must be a whole number, got ${n}`);
+      if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
+        fail(`must be between ${spec.min} and ${spec.max}, got ${n}`);
+      }
+      return n;
+    }
+  }
+}
+
+/**
+ * Builds the config: defaults < JSON file (`configFile`) < NERVEBUS_* environment < flags.
+ * Every value is validated once here; errors name the flag, variable or file key and the range.
+ */
+export function loadConfig(
+  flags: Record<string, unknown>,
+  env: NodeJS.ProcessEnv,
+  configFile?: string,
+): Config {
+  const config = Object.fromEntries(OPTIONS.map((o) => [o.key, o.default])) as unknown as Config;
+  const set = (spec: OptionSpec, raw: unknown, source: string) => {
+    (config as unknown as Record<string, unknown>)[spec.key] = parseValue(spec, raw, source);
+  };
+  if (configFile !== undefined) {
+    let parsed: Record<string, unknown>;
+    try {
+      parsed = JSON.parse(readFileSync(configFile, "utf8")) as Record<string, unknown>;
+    } catch (err) {
+      throw new NerveBusError("invalid_argument", `--config ${configFile}: ${(err as Error).message}`);
+    }
+    for (const [k, v] of Object.entries(parsed)) {
+      const spec = OPTIONS.find((o) => o.key === k);
+      if (spec === undefined)
+        throw new NerveBusError("invalid_argument", `${configFile}: unknown setting ${JSON.stringify(k)}`);
+      set(spec, v, `${configFile} ${k}`);
+    }
+  }
+  for (const spec of OPTIONS) {
+    const v = env[envName(spec.key)];
+    if (v !== undefined && v !== "") set(spec, v, envName(spec.key));
+  }
+  for (const spec of OPTIONS) {
+    const v = flags[flagName(spec.key)];
+    if (v !== undefined) set(spec, v, `--${flagName(spec.key)}`);
+  }
+  if (config.maxPackBytes < config.maxMessageBytes) {
+    throw new NerveBusError(
+      "invalid_argument",
+      `--max-pack-bytes (${config.maxPackBytes}) must be ≥ --max-message-bytes (${config.maxMessageBytes})`,
+    );
+  }
+  if (config.minBackoffMs > config.maxBackoffMs) {
+    throw new NerveBusError(
+      "invalid_argument",
+      `--min-backoff-ms (${config.minBackoffMs}) must be ≤ --max-backoff-ms (${config.maxBackoffMs})`,
+    );
+  }
+  if (!/^.+:\d+$/.test(config.listen))
+    throw new NerveBusError(
+      "invalid_argument",
+      `--listen: must be HOST:PORT, got ${JSON.stringify(config.listen)}`,
+    );
+  return config;
+}

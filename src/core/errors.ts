@@ -1,0 +1,38 @@
+/**
+ * The one domain error type. Every failure that reaches a caller is a NerveBusError whose code
+ * maps 1:1 to a gRPC status code at the API edge (src/api/status.ts) and to an exit message in
+ * the CLI. The message names the field or limit involved; `cause` keeps the original error.
+ */
+export type ErrorCode =
+  | "invalid_argument"
+  | "not_found"
+  | "already_exists"
+  | "failed_precondition"
+  | "resource_exhausted"
+  | "unavailable"
+  | "deadline_exceeded"
+  | "cancelled"
+  | "internal";
+
+export class NerveBusError extends Error {
+  override readonly name = "NerveBusError";
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Shorthand for the most common error: a bad value in a named field. */
+export function invalidArgument(field: string, problem: string): NerveBusError {
+  return new NerveBusError("invalid_argument", `${field}: ${problem}`);
+}
+
+/** Wraps anything thrown into a NerveBusError, keeping NerveBusErrors as they are. */
+export function asNerveBusError(err: unknown): NerveBusError {
+  if (err instanceof NerveBusError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new NerveBusError("internal", message, { cause: err });
+}

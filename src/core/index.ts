@@ -1,0 +1,27 @@
+/** The core: topics, the write pipeline, subscriptions. No protobuf, no driver types. */
+export { AckRanges } from "./ack-ranges.js";
+export { backoffDelay, sleep } from "./backoff.js";
+export {
+  type Attachment,
+  Broker,
+  type BrokerOptions,
+  type LogFn,
+  type PublishResult,
+  type SubscribeOptions,
+} from "./broker.js";
+export { CommitTracker } from "./commit-tracker.js";
+export { Consumer, type ConsumerSink, type Delivered, type Window } from "./consumer.js";
+export { asNerveBusError, type ErrorCode, invalidArgument, NerveBusError } from "./errors.js";
+export { MAX_DELAY_MS, type PublishLimits, validateName } from "./limits.js";
+export {
+  type LogMessage,
+  messageBytes,
+  type NewMessage,
+  type PointerRecord,
+  type StartPosition,
+  type SubscriptionRecord,
+  type TopicRecord,
+} from "./model.js";
+export type { Store, StoreCapabilities } from "./store.js";
+export { Subscription, type SubscriptionSettings, type SubscriptionStats } from "./subscription.js";
+export { newTraceparent, traceIdOf } from "./trace-context.js";

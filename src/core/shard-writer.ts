@@ -1,0 +1,85 @@
+import { backoffDelay, sleep } from "./backoff.js";
+import type { LogMessage, TopicRecord } from "./model.js";
+import type { Store } from "./store.js";
+
+/** Called when a shard has committed every row of its own up to `throughSeq`. */
+export type CommittedHandler = (shard: number, throughSeq: number, bytes: number) => void;
+
+/**
+ * One writer per shard table, with at most one INSERT in flight: while it runs, new rows queue
+ * up and go out together in the next statement (bounded by the store's rows and bytes per
+ * INSERT). Rows are written in seq order, so each commit covers a prefix of the shard's rows.
+ * A failed INSERT is retried with backoff until it succeeds: rows have seqs, and dropping them
+ * would leave a gap that the watermark could never pass.
+ */
+export class ShardWriter {
+  readonly #queue: { row: LogMessage; bytes: number }[] = [];
+  #head = 0;
+  #running = false;
+  #scheduled = false;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly topic: TopicRecord,
+    readonly shard: number,
+    private readonly store: Store,
+    private readonly onCommitted: CommittedHandler,
+    private readonly onError: (err: unknown, attempt: number) => void,
+  ) {}
+
+  get queuedRows(): number {
+    return this.#queue.length - this.#head;
+  }
+
+  push(row: LogMessage, bytes: number): void {
+    this.#queue.push({ row, bytes });
+    if (!this.#running && !this.#scheduled) {
+      // Start on the next turn of the event loop, so every pack that arrived in this turn
+      // shares the INSERT.
+      this.#scheduled = true;
+      setImmediate(() => {
+        this.#scheduled = false;
+        void this.#run();
+      });
+    }
+  }
+
+  /** Resolves once every queued row is committed. */
+  idle(): Promise<void> {
+    if (!this.#running && !this.#scheduled && this.queuedRows === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  async #run(): Promise<void> {
+    if (this.#running) return;
+    this.#running = true;
+    const { maxInsertRows, maxInsertBytes } = this.store.capabilities;
+    while (this.queuedRows > 0) {
+      const batch: LogMessage[] = [];
+      let bytes = 0;
+      while (this.#head < this.#queue.length && batch.length < maxInsertRows) {
+        const next = this.#queue[this.#head]!;
+        if (batch.length > 0 && bytes + next.bytes > maxInsertBytes) break;
+        batch.push(next.row);
+        bytes += next.bytes;
+        this.#head++;
+      }
+      if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+        this.#queue.splice(0, this.#head);
+        this.#head = 0;
+      }
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.store.insertMessages(this.topic, this.shard, batch);
+          break;
+        } catch (err) {
+          this.onError(err, attempt);
+          await sleep(backoffDelay(attempt, 20, 2000));
+        }
+      }
+      this.onCommitted(this.shard, batch[batch.length - 1]!.seq, bytes);
+    }
+    this.#running = false;
+    for (const w of this.#idleWaiters.splice(0)) w();
+  }
+}

@@ -1,0 +1,541 @@
+import { AckRanges } from "./ack-ranges.js";
+import { backoffDelay } from "./backoff.js";
+import type { Consumer, Delivered } from "./consumer.js";
+import { invalidArgument } from "./errors.js";
+import { MinHeap } from "./min-heap.js";
+import type { LogMessage, SubscriptionRecord } from "./model.js";
+import { messageBytes } from "./model.js";
+import type { Topic } from "./topic.js";
+
+/** Per-subscription behaviour. */
+export interface SubscriptionSettings {
+  readonly ackDeadlineMs: number;
+  readonly minBackoffMs: number;
+  readonly maxBackoffMs: number;
+}
+
+/** Persisted state above the floor, with a cap so one pointer row stays small. */
+interface PersistedState {
+  /** Acked ranges above the floor. */
+  a: [number, number][];
+  /** Messages delivered but not acked: [seq, attempts so far, not-before ms]. */
+  p: [number, number, number][];
+}
+
+/**
+ * Beyond this many ranges or pending entries the persisted state is truncated (the lost part
+ * means some messages are delivered again after a restart, never that one is lost).
+ */
+export const MAX_PERSISTED_ENTRIES = 50_000;
+
+interface Lease {
+  readonly consumer: Consumer;
+  deadline: number;
+  readonly bytes: number;
+}
+
+/** A message delivered at least once and not acked yet. */
+interface Pending {
+  attempts: number;
+  lease: Lease | undefined;
+  /** When not leased: redeliver no earlier than this. */
+  notBefore: number;
+  message: LogMessage | undefined;
+}
+
+type TimerEntry = { readonly seq: number; readonly kind: "lease" | "retry" };
+
+/** Figures for heartbeats and stats. */
+export interface SubscriptionStats {
+  readonly floor: number;
+  readonly backlog: number;
+  readonly inFlight: number;
+  readonly waitingRedelivery: number;
+  readonly consumers: number;
+  readonly ackedRanges: number;
+}
+
+/**
+ * A named cursor on a topic, shared by the consumers attached to it. It leases each message to
+ * one consumer at a time within that consumer's window, takes it back when the lease expires,
+ * is nacked or the consumer goes away, and keeps acks as a floor plus ranges above it.
+ *
+ * First deliveries go out in seq order: from the topic's tail cache when the subscription keeps
+ * up, from store reads of bounded ranges when it lags. Redeliveries go first when due.
+ */
+export class Subscription {
+  readonly record: SubscriptionRecord;
+  readonly #acked: AckRanges;
+  /** The next seq never delivered on this subscription (in this process). */
+  #cursor: number;
+  readonly #pending = new Map<number, Pending>();
+  readonly #timers = new MinHeap<TimerEntry>();
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = 0;
+  readonly #consumers: Consumer[] = [];
+  #rotate = 0;
+  /** Messages read from the store ahead of the cursor, for a lagging subscription. */
+  #readAhead = new Map<number, LogMessage>();
+  #reading = false;
+  #readRows = 64;
+  /** Seqs whose redelivery fell due, in due order (entries may be stale; checked on use). */
+  #ready: number[] = [];
+  #readyHead = 0;
+  #fetching = false;
+  #dispatchScheduled = false;
+  #dirty = false;
+  /** Acks waiting for the next persisted state, per consumer that asked for confirmations. */
+  #unconfirmed = new Map<Consumer, { acked: number[]; already: number[] }>();
+  readonly #unlisten: () => void;
+  #closed = false;
+
+  constructor(
+    readonly topic: Topic,
+    record: SubscriptionRecord,
+    floor: number,
+    state: Uint8Array | null,
+    readonly settings: SubscriptionSettings,
+    private readonly onDirty: (sub: Subscription) => void,
+    private readonly onError: (err: unknown) => void,
+  ) {
+    this.record = record;
+    const parsed = decodeState(state);
+    this.#acked = new AckRanges(floor, parsed.a);
+    const now = Date.now();
+    for (const [seq, attempts, notBefore] of parsed.p) {
+      if (this.#acked.has(seq)) continue;
+      this.#pending.set(seq, { attempts, lease: undefined, notBefore, message: undefined });
+      this.#timers.push(Math.max(notBefore, now), { seq, kind: "retry" });
+    }
+    this.#cursor = this.#acked.floor + 1;
+    this.#unlisten = topic.onAdvance(() => this.scheduleDispatch());
+  }
+
+  get name(): string {
+    return this.record.name;
+  }
+
+  get floor(): number {
+    return this.#acked.floor;
+  }
+
+  stats(): SubscriptionStats {
+    const watermark = this.topic.watermark;
+    let inFlight = 0;
+    for (const p of this.#pending.values()) if (p.lease) inFlight++;
+    return {
+      floor: this.#acked.floor,
+      backlog: Math.max(0, watermark - this.#acked.floor - this.#acked.countAboveFloor),
+      inFlight,
+      waitingRedelivery: this.#pending.size - inFlight,
+      consumers: this.#consumers.length,
+      ackedRanges: this.#acked.rangeCount,
+    };
+  }
+
+  attach(consumer: Consumer): void {
+    this.#consumers.push(consumer);
+    this.scheduleDispatch();
+  }
+
+  /** Detaches a consumer; what it held is redelivered right away. */
+  detach(consumer: Consumer): void {
+    consumer.detached = true;
+    const i = this.#consumers.indexOf(consumer);
+    if (i >= 0) this.#consumers.splice(i, 1);
+    this.#unconfirmed.delete(consumer);
+    const now = Date.now();
+    for (const [seq, p] of this.#pending) {
+      if (p.lease?.consumer !== consumer) continue;
+      p.lease = undefined;
+      p.notBefore = now;
+      this.#timers.push(now, { seq, kind: "retry" });
+    }
+    consumer.inFlight = 0;
+    consumer.inFlightBytes = 0;
+    this.#markDirty();
+    this.scheduleDispatch();
+  }
+
+  /** Changes a consumer's window; messages already out stay out. */
+  setWindow(consumer: Consumer, window: Consumer["window"]): void {
+    consumer.window = window;
+    this.scheduleDispatch();
+  }
+
+  /** The consumer's transport drained: deliver again. */
+  resume(consumer: Consumer): void {
+    consumer.congested = false;
+    this.scheduleDispatch();
+  }
+
+  /**
+   * Acks seqs. A seq beyond the watermark was never published: INVALID_ARGUMENT. A seq acked
+   * already is reported back when the consumer asked for confirmations. A late ack (the lease
+   * expired, or the message is leased to another consumer now) still counts.
+   */
+  ack(consumer: Consumer, seqs: readonly number[]): void {
+    this.#checkSeqs("ack_seqs", seqs);
+    const confirm = consumer.confirmAcks ? this.#confirmList(consumer) : undefined;
+    for (const seq of seqs) {
+      if (!this.#acked.add(seq)) {
+        confirm?.already.push(seq);
+        continue;
+      }
+      confirm?.acked.push(seq);
+      this.#settle(seq);
+    }
+    this.#markDirty();
+    this.scheduleDispatch();
+  }
+
+  /**
+   * Stops redelivering seqs: they are settled as acked. (With a dead-letter topic configured
+   * they are moved there first.)
+   */
+  terminate(consumer: Consumer, seqs: readonly number[]): void {
+    this.#checkSeqs("terminate_seqs", seqs);
+    this.ack(consumer, seqs);
+  }
+
+  /** Returns messages for redelivery after `delayMs` (undefined: the retry backoff). */
+  nack(consumer: Consumer, seq: number, delayMs: number | undefined): void {
+    this.#checkSeqs("nacks.seq", [seq]);
+    const p = this.#pending.get(seq);
+    if (p?.lease === undefined || p.lease.consumer !== consumer) return;
+    this.#release(p);
+    const delay =
+      delayMs ?? backoffDelay(p.attempts - 1, this.settings.minBackoffMs, this.settings.maxBackoffMs);
+    p.notBefore = Date.now() + delay;
+    this.#timers.push(p.notBefore, { seq, kind: "retry" });
+    this.#armTimer();
+    this.#markDirty();
+    this.scheduleDispatch();
+  }
+
+  /** Extends the leases of messages this consumer holds to `deadlineMs` from now. */
+  extend(consumer: Consumer, seqs: readonly number[], deadlineMs: number): void {
+    this.#checkSeqs("extend_deadlines.seqs", seqs);
+    const deadline = Date.now() + deadlineMs;
+    for (const seq of seqs) {
+      const lease = this.#pending.get(seq)?.lease;
+      if (lease === undefined || lease.consumer !== consumer) continue;
+      lease.deadline = deadline;
+      this.#timers.push(deadline, { seq, kind: "lease" });
+    }
+    this.#armTimer();
+  }
+
+  /** Sets the floor (purge, seek, retention): acks everything ≤ floor, or forgets acks above. */
+  moveFloor(floor: number): void {
+    if (floor >= this.#acked.floor) {
+      this.#acked.raiseFloor(floor);
+      for (const seq of [...this.#pending.keys()]) if (seq <= floor) this.#settle(seq);
+    } else {
+      this.#acked.reset(floor);
+      this.#readAhead.clear();
+    }
+    this.#cursor = this.#acked.floor + 1;
+    this.#markDirty();
+    this.scheduleDispatch();
+  }
+
+  /** The pointer to persist: floor plus the state above it. */
+  snapshot(): {
+    ptr: number;
+    state: Uint8Array;
+    confirms: Map<Consumer, { acked: number[]; already: number[] }>;
+  } {
+    this.#dirty = false;
+    const ranges = this.#acked.ranges();
+    const pending: [number, number, number][] = [];
+    for (const [seq, p] of this.#pending) pending.push([seq, p.attempts, p.lease ? 0 : p.notBefore]);
+    const state: PersistedState = {
+      a: ranges.slice(0, MAX_PERSISTED_ENTRIES),
+      p: pending.slice(0, MAX_PERSISTED_ENTRIES),
+    };
+    const confirms = this.#unconfirmed;
+    this.#unconfirmed = new Map();
+    return { ptr: this.#acked.floor, state: Buffer.from(JSON.stringify(state)), confirms };
+  }
+
+  /** Puts back confirmations of a snapshot whose write failed; they go out with the next one. */
+  restoreConfirms(confirms: Map<Consumer, { acked: number[]; already: number[] }>): void {
+    for (const [consumer, list] of confirms) {
+      if (consumer.detached) continue;
+      const current = this.#confirmList(consumer);
+      current.acked.push(...list.acked);
+      current.already.push(...list.already);
+    }
+  }
+
+  get dirty(): boolean {
+    return this.#dirty;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#unlisten();
+    clearTimeout(this.#timer);
+  }
+
+  scheduleDispatch(): void {
+    if (this.#dispatchScheduled || this.#closed) return;
+    this.#dispatchScheduled = true;
+    setImmediate(() => {
+      this.#dispatchScheduled = false;
+      this.#dispatch();
+    });
+  }
+
+  #dispatch(): void {
+    if (this.#closed || this.#consumers.length === 0) return;
+    const now = Date.now();
+    this.#runTimers(now);
+    const n = this.#consumers.length;
+    const start = this.#rotate++ % n;
+    let starved = false;
+    for (let k = 0; k < n && !starved; k++) {
+      const consumer = this.#consumers[(start + k) % n]!;
+      if (!consumer.hasCredit) continue;
+      const batch: Delivered[] = [];
+      let batchBytes = 0;
+      // One response carries at most ~1 MiB of payload (plus at most one message), well under
+      // the 4 MiB default receive limit of gRPC clients.
+      while (consumer.hasCredit && batchBytes < 1 << 20) {
+        let seq: number;
+        let message: LogMessage | undefined;
+        let p: Pending | undefined;
+        if (this.#readyHead < this.#ready.length && !this.#fetching) {
+          seq = this.#ready[this.#readyHead]!;
+          p = this.#pending.get(seq);
+          if (p === undefined || p.lease !== undefined) {
+            this.#readyHead++; // acked or leased again since it fell due
+            continue;
+          }
+          message = p.message ?? this.topic.cache.get(seq);
+          if (message === undefined) {
+            this.#fetchPending(this.#ready.slice(this.#readyHead));
+            continue;
+          }
+        } else {
+          const fresh = this.#nextFresh();
+          if (fresh === undefined) {
+            starved = true;
+            break;
+          }
+          seq = fresh.seq;
+          message = fresh;
+        }
+        const bytes = messageBytes(message);
+        if (!consumer.fits(bytes)) break;
+        if (p === undefined) {
+          p = { attempts: 0, lease: undefined, notBefore: 0, message: undefined };
+          this.#pending.set(seq, p);
+          this.#cursor = seq + 1;
+        } else {
+          this.#readyHead++;
+        }
+        p.attempts++;
+        p.message = undefined;
+        const deadline = now + consumer.ackDeadlineMs;
+        p.lease = { consumer, deadline, bytes };
+        consumer.inFlight++;
+        consumer.inFlightBytes += bytes;
+        this.#timers.push(deadline, { seq, kind: "lease" });
+        batch.push({ message, attempt: p.attempts });
+        batchBytes += bytes;
+      }
+      if (this.#readyHead > 0 && this.#readyHead === this.#ready.length) {
+        this.#ready = [];
+        this.#readyHead = 0;
+      }
+      if (batch.length > 0) {
+        if (!consumer.sink.send(batch)) consumer.congested = true;
+        this.#markDirty();
+        // A full batch may leave credit: come back for the rest on the next turn.
+        if (consumer.hasCredit && batchBytes >= 1 << 20) this.scheduleDispatch();
+      }
+    }
+    this.#armTimer();
+  }
+
+  /** The next never-delivered message, or undefined when none is available right now. */
+  #nextFresh(): LogMessage | undefined {
+    const watermark = this.topic.watermark;
+    while (this.#cursor <= watermark) {
+      const seq = this.#cursor;
+      if (this.#acked.has(seq)) {
+        this.#cursor = this.#acked.nextMissing(seq - 1);
+        continue;
+      }
+      if (this.#pending.has(seq)) {
+        this.#cursor++;
+        continue;
+      }
+      const message = this.topic.cache.get(seq) ?? this.#readAhead.get(seq);
+      if (message !== undefined) {
+        this.#readAhead.delete(seq);
+        return message;
+      }
+      this.#startRead(seq, watermark);
+      return undefined;
+    }
+    return undefined;
+  }
+
+  /** Reads a bounded range ahead of the cursor from the store (one read at a time). */
+  #startRead(from: number, watermark: number): void {
+    if (this.#reading) return;
+    this.#reading = true;
+    const to = Math.min(watermark, from + this.#readRows - 1);
+    this.topic
+      .read(from, to)
+      .then((rows) => {
+        let bytes = 0;
+        for (const row of rows) {
+          this.#readAhead.set(row.seq, row);
+          bytes += messageBytes(row);
+        }
+        // Aim for ~4 MiB per read: small messages come in large ranges, large ones in few.
+        const avg = rows.length > 0 ? bytes / rows.length : 1024;
+        this.#readRows = Math.max(1, Math.min(5000, Math.floor((4 << 20) / Math.max(avg, 1))));
+        // Seqs below the watermark that the store no longer has were removed (retention,
+        // purge): nothing can deliver them, so they count as acked.
+        let skipped = 0;
+        for (let seq = from; seq <= to; seq++) {
+          if (!this.#readAhead.has(seq) && !this.#acked.has(seq) && !this.#pending.has(seq)) {
+            this.#acked.add(seq);
+            skipped++;
+          }
+        }
+        if (skipped > 0) this.#markDirty();
+      })
+      .catch((err: unknown) => this.onError(err))
+      .finally(() => {
+        this.#reading = false;
+        this.scheduleDispatch();
+      });
+  }
+
+  /** Loads the messages of due redeliveries that are no longer cached. */
+  #fetchPending(seqs: readonly number[]): void {
+    if (this.#fetching) return;
+    this.#fetching = true;
+    const first = seqs[0]!;
+    const wanted = seqs.filter((s) => s - first < 5000);
+    const last = Math.max(...wanted);
+    this.topic
+      .read(first, last)
+      .then((rows) => {
+        const bySeq = new Map(rows.map((r) => [r.seq, r]));
+        for (const seq of wanted) {
+          const p = this.#pending.get(seq);
+          if (p === undefined) continue;
+          const row = bySeq.get(seq);
+          if (row !== undefined) p.message = row;
+          else if (!p.lease) {
+            // Removed from the store (retention): nothing left to deliver.
+            this.#acked.add(seq);
+            this.#pending.delete(seq);
+            this.#markDirty();
+          }
+        }
+      })
+      .catch((err: unknown) => this.onError(err))
+      .finally(() => {
+        this.#fetching = false;
+        this.scheduleDispatch();
+      });
+  }
+
+  /**
+   * Expires leases whose deadline passed and moves redeliveries that fell due to the ready
+   * queue. Timer entries are never removed early; a stale one (the lease was extended or
+   * settled) no longer matches its message and is skipped here.
+   */
+  #runTimers(now: number): void {
+    while ((this.#timers.peekKey() ?? Number.POSITIVE_INFINITY) <= now) {
+      const at = this.#timers.peekKey()!;
+      const entry = this.#timers.pop()!;
+      const p = this.#pending.get(entry.seq);
+      if (entry.kind === "retry") {
+        if (p !== undefined && p.lease === undefined && p.notBefore === at) this.#ready.push(entry.seq);
+        continue;
+      }
+      if (p?.lease === undefined || p.lease.deadline !== at) continue;
+      this.#release(p);
+      p.notBefore =
+        now + backoffDelay(p.attempts - 1, this.settings.minBackoffMs, this.settings.maxBackoffMs);
+      this.#timers.push(p.notBefore, { seq: entry.seq, kind: "retry" });
+      this.#markDirty();
+    }
+  }
+
+  #armTimer(): void {
+    const next = this.#timers.peekKey();
+    if (next === undefined || this.#closed) return;
+    if (this.#timer !== undefined && this.#timerAt <= next) return;
+    clearTimeout(this.#timer);
+    this.#timerAt = next;
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        this.#timerAt = 0;
+        this.scheduleDispatch();
+      },
+      Math.max(0, next - Date.now()) + 1,
+    );
+  }
+
+  /** Forgets a message that is now acked, returning its lease's credit. */
+  #settle(seq: number): void {
+    const p = this.#pending.get(seq);
+    if (p === undefined) return;
+    this.#release(p);
+    this.#pending.delete(seq);
+  }
+
+  #release(p: Pending): void {
+    const lease = p.lease;
+    if (lease === undefined) return;
+    p.lease = undefined;
+    if (!lease.consumer.detached) {
+      lease.consumer.inFlight--;
+      lease.consumer.inFlightBytes -= lease.bytes;
+    }
+  }
+
+  #checkSeqs(field: string, seqs: readonly number[]): void {
+    const watermark = this.topic.watermark;
+    for (const seq of seqs) {
+      if (!Number.isSafeInteger(seq) || seq < 1 || seq > watermark) {
+        throw invalidArgument(
+          field,
+          `seq ${seq} was never published on topic ${this.topic.record.name} (last seq ${watermark})`,
+        );
+      }
+    }
+  }
+
+  #confirmList(consumer: Consumer): { acked: number[]; already: number[] } {
+    let list = this.#unconfirmed.get(consumer);
+    if (list === undefined) {
+      list = { acked: [], already: [] };
+      this.#unconfirmed.set(consumer, list);
+    }
+    return list;
+  }
+
+  #markDirty(): void {
+    if (this.#dirty) return;
+    this.#dirty = true;
+    this.onDirty(this);
+  }
+}
+
+function decodeState(state: Uint8Array | null): PersistedState {
+  if (state === null || state.byteLength === 0) return { a: [], p: [] };
+  const parsed = JSON.parse(Buffer.from(state).toString("utf8")) as Partial<PersistedState>;
+  return { a: parsed.a ?? [], p: parsed.p ?? [] };
+}

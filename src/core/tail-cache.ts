@@ -1,0 +1,66 @@
+import type { LogMessage } from "./model.js";
+import { messageBytes } from "./model.js";
+
+/**
+ * The most recent messages of a topic, in seq order, bounded in bytes. The write path appends
+ * every message as it is assigned its seq, so subscribers that keep up are served from here and
+ * never read the store. Oldest entries are evicted first.
+ */
+export class TailCache {
+  readonly #limitBytes: number;
+  #entries: LogMessage[] = [];
+  #sizes: number[] = [];
+  #head = 0;
+  #firstSeq = 0;
+  #bytes = 0;
+
+  constructor(limitBytes: number) {
+    this.#limitBytes = limitBytes;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** The lowest cached seq, or 0 when empty. */
+  get firstSeq(): number {
+    return this.#entries.length > this.#head ? this.#firstSeq : 0;
+  }
+
+  /** Appends the next message; a seq that does not follow the last one restarts the cache. */
+  append(message: LogMessage): void {
+    const size = messageBytes(message);
+    if (
+      this.#entries.length === this.#head ||
+      message.seq !== this.#firstSeq + this.#entries.length - this.#head
+    ) {
+      this.#entries = [];
+      this.#sizes = [];
+      this.#head = 0;
+      this.#bytes = 0;
+      this.#firstSeq = message.seq;
+    }
+    this.#entries.push(message);
+    this.#sizes.push(size);
+    this.#bytes += size;
+    while (this.#bytes > this.#limitBytes && this.#entries.length - this.#head > 1) this.#evictOne();
+  }
+
+  /** The cached message with this seq, if any. */
+  get(seq: number): LogMessage | undefined {
+    const i = seq - this.#firstSeq + this.#head;
+    return i >= this.#head && i < this.#entries.length ? this.#entries[i] : undefined;
+  }
+
+  #evictOne(): void {
+    this.#bytes -= this.#sizes[this.#head]!;
+    this.#head++;
+    this.#firstSeq++;
+    // Compact now and then so the arrays do not grow without bound.
+    if (this.#head > 4096 && this.#head * 2 > this.#entries.length) {
+      this.#entries = this.#entries.slice(this.#head);
+      this.#sizes = this.#sizes.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+}

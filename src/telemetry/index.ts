@@ -1,0 +1,2 @@
+/** Logs (and, later, traces and metrics). */
+export { jsonLogger, type Logger, type LogLevel } from "./log.js";
