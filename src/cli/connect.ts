@@ -5,9 +5,7 @@ import { PublisherService } from "../gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "../gen/nervebus/v1/subscriber_pb.js";
 
 /** Connects to a broker, failing with one clear line when it cannot be reached in time. */
-export async function connect(
-  server: string,
-): Promise<{
+export async function connect(server: string): Promise<{
   publisher: ServiceClient<(typeof PublisherService)["method"]>;
   subscriber: ServiceClient<(typeof SubscriberService)["method"]>;
   close(): void;

@@ -104,8 +104,9 @@ export class Subscription {
     const now = Date.now();
     for (const [seq, attempts, notBefore] of parsed.p) {
       if (this.#acked.has(seq)) continue;
-      this.#pending.set(seq, { attempts, lease: undefined, notBefore, message: undefined });
-      this.#timers.push(Math.max(notBefore, now), { seq, kind: "retry" });
+      const due = Math.max(notBefore, now);
+      this.#pending.set(seq, { attempts, lease: undefined, notBefore: due, message: undefined });
+      this.#timers.push(due, { seq, kind: "retry" });
     }
     this.#cursor = this.#acked.floor + 1;
     this.#unlisten = topic.onAdvance(() => this.scheduleDispatch());
@@ -422,9 +423,12 @@ export class Subscription {
   #fetchPending(seqs: readonly number[]): void {
     if (this.#fetching) return;
     this.#fetching = true;
-    const first = seqs[0]!;
+    let first = Number.POSITIVE_INFINITY;
+    for (const s of seqs) if (s < first) first = s;
+    // One bounded range read; seqs beyond it wait for the next fetch.
     const wanted = seqs.filter((s) => s - first < 5000);
-    const last = Math.max(...wanted);
+    let last = first;
+    for (const s of wanted) if (s > last) last = s;
     this.topic
       .read(first, last)
       .then((rows) => {

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what the Go client needs to generate code and run its tests: the protoc plugins at
+# pinned versions into /work/main/.tools/bin (GOBIN, gitignored), then the module's
+# dependencies. Idempotent: a plugin is installed only when missing or at another version.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+
+# The generators and the runtime libraries must match: protoc-gen-go is released with
+# google.golang.org/protobuf, protoc-gen-go-grpc emits code for the grpc version in go.mod.
+PROTOC_GEN_GO_VERSION="v1.36.12"
+PROTOC_GEN_GO_GRPC_VERSION="v1.6.2"
+
+export GOBIN="$repo/.tools/bin"
+mkdir -p "$GOBIN"
+
+log() { printf '[go setup] %s\n' "$*" >&2; }
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "go is not installed; the Go client needs Go 1.26 or later" >&2
+  exit 1
+fi
+
+# installed_version BINARY prints the version a plugin reports, or nothing when it is missing.
+installed_version() {
+  if [ -x "$GOBIN/$1" ]; then "$GOBIN/$1" --version 2>/dev/null | awk '{print $NF}'; fi
+}
+
+# protoc-gen-go prints "protoc-gen-go v1.36.12"; protoc-gen-go-grpc prints "protoc-gen-go-grpc 1.6.2".
+if [ "$(installed_version protoc-gen-go)" != "$PROTOC_GEN_GO_VERSION" ]; then
+  log "go install protoc-gen-go@$PROTOC_GEN_GO_VERSION"
+  go install "google.golang.org/protobuf/cmd/protoc-gen-go@$PROTOC_GEN_GO_VERSION"
+fi
+if [ "$(installed_version protoc-gen-go-grpc)" != "${PROTOC_GEN_GO_GRPC_VERSION#v}" ]; then
+  log "go install protoc-gen-go-grpc@$PROTOC_GEN_GO_GRPC_VERSION"
+  go install "google.golang.org/grpc/cmd/protoc-gen-go-grpc@$PROTOC_GEN_GO_GRPC_VERSION"
+fi
+
+# Module dependencies: a no-op (and offline) when the module cache already has them.
+cd "$here"
+if ! go mod download >/dev/null 2>&1; then
+  log "go mod download"
+  go mod download
+fi

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Fails when the committed generated code differs from what the proto files generate now.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/generate.sh
+changed=$(git status --porcelain -- src/gen clients | grep -E 'gen|_pb|pb2' || true)
+if [ -n "$changed" ]; then
+  echo "generated code is stale; run 'npm run generate' and commit:" >&2
+  echo "$changed" >&2
+  exit 1
+fi
+echo "generated code is up to date"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Regenerates all code from proto/: TypeScript for the broker (buf.gen.yaml), then each
+# client's own generator (clients/*/scripts/generate.sh). Generated code is committed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+npx --no-install buf lint
+npx --no-install buf generate
+for client in clients/*/; do
+  if [ -f "${client}scripts/generate.sh" ]; then bash "${client}scripts/generate.sh"; fi
+done

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything the broker and its tests need on a fresh Debian machine, and nothing that
+# is already there: npm packages (better-sqlite3 builds from source), the MariaDB server used
+# by the MySQL tests, and each client's toolchain (clients/*/scripts/setup.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# Node packages: reinstall when package-lock.json changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund >&2
+fi
+
+# MariaDB server binaries for the MySQL test suite (tests start their own throwaway server).
+if [ -z "${NERVEBUS_TEST_MYSQL_URL:-}" ] && ! command -v mariadbd >/dev/null 2>&1 && ! command -v mysqld >/dev/null 2>&1 \
+  && [ ! -x /usr/sbin/mariadbd ] && [ ! -x /usr/sbin/mysqld ]; then
+  log "apt-get install mariadb-server"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends mariadb-server >&2
+fi
+
+for client in clients/*/; do
+  if [ -f "${client}scripts/setup.sh" ]; then
+    log "${client}scripts/setup.sh"
+    bash "${client}scripts/setup.sh" >&2
+  fi
+done

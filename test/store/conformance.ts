@@ -1,0 +1,144 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { LogMessage, Store } from "../../src/core/index.js";
+
+/** How a conformance run opens a store: a fresh database per test, reopenable by URL. */
+export interface StoreFactory {
+  /** A URL for a new, empty database named after the test. */
+  fresh(name: string): Promise<string>;
+  open(url: string): Promise<Store>;
+}
+
+function row(seq: number, text = `m${seq}`, publishTime = 1_000 + seq): LogMessage {
+  return {
+    seq,
+    publishTime,
+    data: Buffer.from(text),
+    attributes: { traceparent: `00-${"ab".repeat(16)}-${"cd".repeat(8)}-01`, k: `v${seq}` },
+    orderingKey: seq % 2 ? "odd" : "",
+    messageId: `id-${seq}`,
+  };
+}
+
+async function insertAll(
+  store: Store,
+  topic: { id: number; name: string; shards: number; createdAt: number },
+  seqs: number[],
+) {
+  for (let shard = 0; shard < topic.shards; shard++) {
+    const rows = seqs.filter((s) => s % topic.shards === shard).map((s) => row(s));
+    if (rows.length > 0) await store.insertMessages(topic, shard, rows);
+  }
+}
+
+/** The behaviour every Store must have; run once per backend. */
+export function storeConformance(kind: string, factory: StoreFactory): void {
+  const withStore = (name: string, fn: (store: Store, url: string) => Promise<void>) =>
+    test(`${kind} store: ${name}`, async () => {
+      const url = await factory.fresh(`${kind}_${name}`);
+      const store = await factory.open(url);
+      try {
+        await fn(store, url);
+      } finally {
+        await store.close();
+      }
+    });
+
+  withStore("topics are created once and found again", async (store) => {
+    assert.equal(await store.ensureTopic("t.a", null), null, "no topic without create");
+    const a = await store.ensureTopic("t.a", { shards: 3 });
+    assert.equal(a?.created, true);
+    assert.equal(a?.topic.shards, 3);
+    const again = await store.ensureTopic("t.a", { shards: 5 });
+    assert.equal(again?.created, false);
+    assert.deepEqual(again?.topic, a?.topic);
+    await store.ensureTopic("t.b", { shards: 1 });
+    assert.deepEqual(
+      (await store.listTopics()).map((t) => t.name),
+      ["t.a", "t.b"],
+    );
+  });
+
+  withStore("messages round-trip across shards in seq order, and re-inserts are harmless", async (store) => {
+    const { topic } = (await store.ensureTopic("rt", { shards: 4 }))!;
+    const seqs = Array.from({ length: 50 }, (_, i) => i + 1);
+    await insertAll(store, topic, seqs);
+    await insertAll(store, topic, [5, 6, 7]);
+    const read = await store.readMessages(topic, 1, 50);
+    assert.deepEqual(
+      read.map((m) => m.seq),
+      seqs,
+    );
+    const m7 = read[6]!;
+    assert.equal(Buffer.from(m7.data).toString(), "m7");
+    assert.deepEqual(m7.attributes, row(7).attributes);
+    assert.equal(m7.orderingKey, "odd");
+    assert.equal(m7.messageId, "id-7");
+    assert.equal(m7.publishTime, 1007);
+    assert.deepEqual(
+      (await store.readMessages(topic, 10, 12)).map((m) => m.seq),
+      [10, 11, 12],
+    );
+    assert.equal(await store.firstSeq(topic), 1);
+    assert.equal(await store.seqAtTime(topic, 1020), 20);
+    assert.equal(await store.seqAtTime(topic, 99_999), 0);
+  });
+
+  withStore("large payloads and empty ones survive", async (store) => {
+    const { topic } = (await store.ensureTopic("big", { shards: 2 }))!;
+    const big = Buffer.alloc(900 * 1024, 7);
+    await store.insertMessages(topic, 1, [{ ...row(1), data: big }]);
+    await store.insertMessages(topic, 0, [{ ...row(2), data: Buffer.alloc(0), attributes: {} }]);
+    const [a, b] = await store.readMessages(topic, 1, 2);
+    assert.equal(Buffer.compare(Buffer.from(a!.data), big), 0);
+    assert.equal(b!.data.byteLength, 0);
+    assert.deepEqual(b!.attributes, {});
+  });
+
+  withStore("recoverTail keeps the contiguous run and deletes rows above the first gap", async (store) => {
+    const { topic } = (await store.ensureTopic("rec", { shards: 3 }))!;
+    await insertAll(store, topic, [1, 2, 3, 4, 5, 6, 8, 9, 11]);
+    assert.equal(await store.recoverTail(topic, 2), 6);
+    assert.deepEqual(
+      (await store.readMessages(topic, 1, 20)).map((m) => m.seq),
+      [1, 2, 3, 4, 5, 6],
+    );
+    assert.equal(await store.recoverTail(topic, 6), 6);
+  });
+
+  withStore("pointers are upserted with their state", async (store) => {
+    const { topic } = (await store.ensureTopic("ptr", { shards: 1 }))!;
+    assert.equal(await store.loadPointer(topic, "s"), null);
+    await store.savePointers(topic, [
+      { subscription: "", ptr: 10, state: null },
+      { subscription: "s", ptr: 3, state: Buffer.from("abc") },
+    ]);
+    await store.savePointers(topic, [{ subscription: "s", ptr: 4, state: Buffer.from("xyz") }]);
+    assert.equal((await store.loadPointer(topic, ""))?.ptr, 10);
+    const s = await store.loadPointer(topic, "s");
+    assert.equal(s?.ptr, 4);
+    assert.equal(Buffer.from(s!.state!).toString(), "xyz");
+  });
+
+  withStore("subscriptions are created once", async (store) => {
+    const { topic } = (await store.ensureTopic("subs", { shards: 1 }))!;
+    assert.equal(await store.ensureSubscription(topic, "a", false), null);
+    assert.equal((await store.ensureSubscription(topic, "a", true))?.created, true);
+    assert.equal((await store.ensureSubscription(topic, "a", true))?.created, false);
+    assert.deepEqual(
+      (await store.listSubscriptions(topic)).map((s) => s.name),
+      ["a"],
+    );
+  });
+
+  withStore(
+    "a second broker on the same database is refused with FAILED_PRECONDITION",
+    async (_store, url) => {
+      await assert.rejects(factory.open(url), (err: Error & { code?: string }) => {
+        assert.equal(err.code, "failed_precondition");
+        assert.match(err.message, /another broker/);
+        return true;
+      });
+    },
+  );
+}

@@ -1,0 +1,194 @@
+import { create } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import { createClient, type ServiceClient, unary } from "../../src/api/index.js";
+import { type Config, loadConfig } from "../../src/config/index.js";
+import { type Delivery, MessageSchema } from "../../src/gen/nervebus/v1/message_pb.js";
+import {
+  PublisherService,
+  SendPackRequestSchema,
+  type SendPackResponse,
+} from "../../src/gen/nervebus/v1/publisher_pb.js";
+import {
+  type ReceiveRequest,
+  ReceiveRequestSchema,
+  type ReceiveResponse,
+  StartPoint,
+  SubscriberService,
+  SubscribeSchema,
+  WindowSchema,
+} from "../../src/gen/nervebus/v1/subscriber_pb.js";
+import { type NerveBus, startNerveBus } from "../../src/nervebus.js";
+import type { Logger } from "../../src/telemetry/index.js";
+
+/** Collects warnings and errors so tests can show them on failure. */
+export const quietLog: Logger = (level, msg, fields) => {
+  if (level === "error" || process.env.NERVEBUS_TEST_LOG)
+    process.stderr.write(`${JSON.stringify({ level, msg, ...fields })}\n`);
+};
+
+/** Starts an in-process broker on 127.0.0.1:0 with the given store and overrides. */
+export async function startBroker(store: string, overrides: Partial<Config> = {}): Promise<NerveBus> {
+  const config = { ...loadConfig({}, {}), listen: "127.0.0.1:0", store, shutdownGraceMs: 2000, ...overrides };
+  return startNerveBus(config, quietLog);
+}
+
+type Publisher = ServiceClient<(typeof PublisherService)["method"]>;
+type Subscriber = ServiceClient<(typeof SubscriberService)["method"]>;
+
+/** A real gRPC client of a broker, with helpers for tests. */
+export class TestClient {
+  readonly publisher: Publisher;
+  readonly subscriber: Subscriber;
+
+  constructor(readonly address: string) {
+    const options = { "grpc.max_receive_message_length": 64 << 20 };
+    this.publisher = createClient(PublisherService, address, grpc.credentials.createInsecure(), options);
+    this.subscriber = createClient(SubscriberService, address, grpc.credentials.createInsecure(), options);
+  }
+
+  /** Publishes strings (or full message inits) as one pack. */
+  publish(
+    topic: string,
+    messages: (
+      | string
+      | { data?: Uint8Array; attributes?: Record<string, string>; orderingKey?: string; messageId?: string }
+    )[],
+    deadlineMs = 30_000,
+  ): Promise<SendPackResponse> {
+    const wire = messages.map((m) =>
+      create(MessageSchema, typeof m === "string" ? { data: Buffer.from(m) } : m),
+    );
+    return unary(
+      this.publisher.sendPack.bind(this.publisher),
+      create(SendPackRequestSchema, { topic, messages: wire }),
+      {
+        deadline: Date.now() + deadlineMs,
+      },
+    );
+  }
+
+  /** Opens a Receive stream and subscribes. */
+  receive(
+    topic: string,
+    subscription: string,
+    opts: {
+      maxMessages?: number;
+      maxBytes?: number;
+      from?: "earliest" | "latest" | number;
+      ackDeadlineMs?: number;
+      confirmAcks?: boolean;
+    } = {},
+  ): TestStream {
+    const call = this.subscriber.receive();
+    const from = opts.from ?? "earliest";
+    const start =
+      typeof from === "number"
+        ? { case: "startSeq" as const, value: BigInt(from) }
+        : {
+            case: "startPoint" as const,
+            value: from === "earliest" ? StartPoint.EARLIEST : StartPoint.LATEST,
+          };
+    const stream = new TestStream(call);
+    call.write(
+      create(ReceiveRequestSchema, {
+        subscribe: create(SubscribeSchema, {
+          topic,
+          subscription,
+          window: create(WindowSchema, {
+            maxMessages: opts.maxMessages ?? 1000,
+            maxBytes: BigInt(opts.maxBytes ?? 0),
+          }),
+          start,
+          confirmAcks: opts.confirmAcks ?? false,
+          ...(opts.ackDeadlineMs
+            ? {
+                ackDeadline: {
+                  seconds: BigInt(Math.floor(opts.ackDeadlineMs / 1000)),
+                  nanos: (opts.ackDeadlineMs % 1000) * 1e6,
+                },
+              }
+            : {}),
+        }),
+      }),
+    );
+    return stream;
+  }
+
+  close(): void {
+    this.publisher.close();
+    this.subscriber.close();
+  }
+}
+
+/** A Receive stream that records everything the server sends. */
+export class TestStream {
+  readonly deliveries: Delivery[] = [];
+  readonly responses: ReceiveResponse[] = [];
+  error: grpc.ServiceError | undefined;
+  ended = false;
+  readonly #waiters: (() => void)[] = [];
+
+  constructor(readonly call: grpc.ClientDuplexStream<ReceiveRequest, ReceiveResponse>) {
+    call.on("data", (r: ReceiveResponse) => {
+      this.responses.push(r);
+      this.deliveries.push(...r.deliveries);
+      this.#wake();
+    });
+    call.on("error", (err: grpc.ServiceError) => {
+      this.error = err;
+      this.ended = true;
+      this.#wake();
+    });
+    call.on("status", () => {
+      this.ended = true;
+      this.#wake();
+    });
+  }
+
+  /** Resolves once `predicate` holds, or rejects after `timeoutMs`. */
+  async until(predicate: () => boolean, timeoutMs = 20_000, what = "condition"): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate()) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(
+          `timed out waiting for ${what}: ${this.deliveries.length} deliveries, error ${this.error?.details ?? "none"}`,
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.min(left, 200));
+        this.#waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  ack(seqs: (bigint | number)[]): void {
+    this.call.write(create(ReceiveRequestSchema, { ackSeqs: seqs.map((s) => BigInt(s)) }));
+  }
+
+  send(req: Parameters<typeof create<typeof ReceiveRequestSchema>>[1]): void {
+    this.call.write(create(ReceiveRequestSchema, req));
+  }
+
+  /** Cancels the stream from the client side (like a consumer crash). */
+  cancel(): void {
+    this.call.cancel();
+  }
+
+  /** Half-closes and waits for the server to end the stream. */
+  async end(): Promise<void> {
+    this.call.end();
+    await this.until(() => this.ended, 10_000, "stream end");
+  }
+
+  #wake(): void {
+    for (const w of this.#waiters.splice(0)) w();
+  }
+}
+
+export function seqsOf(deliveries: readonly Delivery[]): number[] {
+  return deliveries.map((d) => Number(d.seq));
+}

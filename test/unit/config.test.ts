@@ -1,0 +1,43 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { loadConfig } from "../../src/config/index.js";
+
+test("defaults < file < environment < flags", () => {
+  const dir = mkdtempSync(join(tmpdir(), "nb-config-"));
+  const file = join(dir, "c.json");
+  writeFileSync(file, JSON.stringify({ shards: 2, maxMessageBytes: "2MiB", heartbeatMs: "2s" }));
+  const c = loadConfig({ shards: "8" }, { NERVEBUS_SHARDS: "6", NERVEBUS_TAIL_CACHE_BYTES: "1m" }, file);
+  assert.equal(c.shards, 8);
+  assert.equal(c.maxMessageBytes, 2 << 20);
+  assert.equal(c.heartbeatMs, 2000);
+  assert.equal(c.tailCacheBytes, 1 << 20);
+  assert.equal(c.listen, "127.0.0.1:7070");
+});
+
+test("bad values name the flag, the variable or the file key, and the range", () => {
+  assert.throws(() => loadConfig({ shards: "0" }, {}), /--shards: must be between 1 and 64, got 0/);
+  assert.throws(
+    () => loadConfig({}, { NERVEBUS_SHARDS: "many" }),
+    /NERVEBUS_SHARDS: must be a whole number, got "many"/,
+  );
+  assert.throws(
+    () => loadConfig({ "max-message-bytes": "3 parsecs" }, {}),
+    /--max-message-bytes: must be a whole number \(e.g. 1048576 or 1MiB\)/,
+  );
+  assert.throws(() => loadConfig({ listen: "nowhere" }, {}), /--listen: must be HOST:PORT/);
+  assert.throws(
+    () => loadConfig({ "log-level": "loud" }, {}),
+    /--log-level: must be one of debug, info, warn, error/,
+  );
+  const dir = mkdtempSync(join(tmpdir(), "nb-config-"));
+  const file = join(dir, "c.json");
+  writeFileSync(file, JSON.stringify({ shard: 2 }));
+  assert.throws(() => loadConfig({}, {}, file), /unknown setting "shard"/);
+  assert.throws(
+    () => loadConfig({ "max-pack-bytes": "1024", "max-message-bytes": "2048" }, {}),
+    /--max-pack-bytes \(1024\) must be ≥ --max-message-bytes \(2048\)/,
+  );
+});
