@@ -166,6 +166,7 @@ export class TestStream {
   }
 
   ack(seqs: (bigint | number)[]): void {
+    if (seqs.length === 0) return;
     this.call.write(create(ReceiveRequestSchema, { ackSeqs: seqs.map((s) => BigInt(s)) }));
   }
 

@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { freePort } from "../support/mariadb.js";
+import { type BrokerProcess, runCli, spawnBroker } from "../support/process.js";
+
+let broker: BrokerProcess;
+before(async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nb-cli-"));
+  broker = await spawnBroker(["--store", `sqlite:${join(dir, "nb.db")}`]);
+});
+after(async () => {
+  broker.child.kill("SIGTERM");
+  assert.equal(await broker.exited, 0);
+});
+
+test("publish from stdin and --data, then tail from earliest prints seq and payload and acks", async () => {
+  const pub = await runCli(
+    ["publish", "--server", broker.address, "--topic", "cli", "--pack-size", "2"],
+    "alpha\nbeta\ngamma\n",
+  );
+  assert.equal(pub.code, 0, pub.stderr);
+  assert.equal(pub.stdout, "published 3 messages to cli, seqs 1–3\n");
+  const more = await runCli([
+    "publish",
+    "--server",
+    broker.address,
+    "--topic",
+    "cli",
+    "--data",
+    "delta",
+    "--attr",
+    "k=v",
+  ]);
+  assert.equal(more.stdout, "published 1 messages to cli, seqs 4–4\n");
+
+  const tail = await runCli([
+    "tail",
+    "--server",
+    broker.address,
+    "--topic",
+    "cli",
+    "--subscription",
+    "s",
+    "--from",
+    "earliest",
+    "--count",
+    "4",
+  ]);
+  assert.equal(tail.code, 0, tail.stderr);
+  assert.equal(tail.stdout, "1\talpha\n2\tbeta\n3\tgamma\n4\tdelta\n");
+  // They were acked: the same subscription has nothing left, so the next message is 5.
+  await runCli(["publish", "--server", broker.address, "--topic", "cli", "--data", "epsilon"]);
+  const next = await runCli([
+    "tail",
+    "--server",
+    broker.address,
+    "--topic",
+    "cli",
+    "--subscription",
+    "s",
+    "--count",
+    "1",
+    "--json",
+  ]);
+  const line = JSON.parse(next.stdout) as { seq: number; data: string; traceId: string };
+  assert.equal(line.seq, 5);
+  assert.equal(line.data, "epsilon");
+  assert.match(line.traceId, /^[0-9a-f]{32}$/);
+});
+
+test("bad flags and unreachable servers get one clear line and a non-zero exit", async () => {
+  const cases: [string[], RegExp][] = [
+    [["publish", "--server", broker.address], /^nervebus: --topic is required\n$/],
+    [
+      ["publish", "--server", broker.address, "--topic", "t", "--bogus"],
+      /^nervebus: Unknown option '--bogus'/,
+    ],
+    [
+      ["publish", "--server", "nowhere", "--topic", "t"],
+      /^nervebus: --server: must be HOST:PORT, got "nowhere"\n$/,
+    ],
+    [
+      ["tail", "--server", broker.address, "--topic", "t", "--subscription", "s", "--from", "yesterday"],
+      /^nervebus: --from: must be earliest, latest or a seq ≥ 1, got "yesterday"\n$/,
+    ],
+    [
+      ["tail", "--server", broker.address, "--topic", "t", "--subscription", "s", "--count", "0"],
+      /^nervebus: --count: must be a whole number ≥ 1, got 0\n$/,
+    ],
+    [
+      ["publish", "--server", broker.address, "--topic", "bad name", "--data", "x"],
+      /^nervebus: publish to bad name failed after 0 messages: INVALID_ARGUMENT: topic: contains " "/,
+    ],
+    [["serve", "--shards", "0"], /^nervebus: --shards: must be between 1 and 64, got 0\n$/],
+    [
+      ["serve", "--store", "postgres://x"],
+      /^nervebus: store: "postgres:\/\/x" is neither sqlite:PATH nor mysql:/,
+    ],
+    [["frobnicate"], /^nervebus: unknown command "frobnicate"; expected serve, publish or tail\n$/],
+  ];
+  for (const [args, stderr] of cases) {
+    const r = await runCli(args);
+    assert.notEqual(r.code, 0, args.join(" "));
+    assert.match(r.stderr, stderr, args.join(" "));
+  }
+  const port = await freePort();
+  const r = await runCli(["publish", "--server", `127.0.0.1:${port}`, "--topic", "t", "--data", "x"]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, new RegExp(`^nervebus: --server 127\\.0\\.0\\.1:${port}: broker not reachable`));
+  assert.equal(r.stderr.split("\n").filter(Boolean).length, 1, "one line");
+});
+
+test("a second broker on the same SQLite file refuses to start with a clear message", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nb-cli-own-"));
+  const store = `sqlite:${join(dir, "nb.db")}`;
+  const first = await spawnBroker(["--store", store]);
+  try {
+    const second = await runCli(["serve", "--listen", "127.0.0.1:0", "--store", store]);
+    assert.notEqual(second.code, 0);
+    assert.match(second.stderr, /nervebus: store .* is in use by another broker process/);
+  } finally {
+    first.child.kill("SIGTERM");
+    await first.exited;
+  }
+});

@@ -1,0 +1,150 @@
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import type { NerveBus } from "../../src/nervebus.js";
+import { startBroker, TestClient } from "../support/broker.js";
+
+let bus: NerveBus;
+let client: TestClient;
+before(async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nb-invalid-"));
+  bus = await startBroker(`sqlite:${join(dir, "nb.db")}`, {
+    maxMessageBytes: 4096,
+    maxPackMessages: 100,
+    maxPackBytes: 100_000,
+  });
+  client = new TestClient(bus.address);
+});
+after(async () => {
+  client.close();
+  await bus.stop();
+});
+
+async function rejectsWith(p: Promise<unknown>, code: grpc.status, details: RegExp): Promise<void> {
+  await assert.rejects(p, (err: grpc.ServiceError) => {
+    assert.equal(err.code, code, `status ${grpc.status[err.code]}: ${err.details}`);
+    assert.match(err.details, details);
+    return true;
+  });
+}
+
+test("SendPack refuses bad topic names, naming the field", async () => {
+  await rejectsWith(client.publish("", ["x"]), grpc.status.INVALID_ARGUMENT, /^topic: must not be empty$/);
+  await rejectsWith(
+    client.publish("a b", ["x"]),
+    grpc.status.INVALID_ARGUMENT,
+    /^topic: contains " "; allowed are A-Z a-z 0-9 \. _ -$/,
+  );
+  await rejectsWith(
+    client.publish("x".repeat(129), ["x"]),
+    grpc.status.INVALID_ARGUMENT,
+    /^topic: is 129 characters; the limit is 128$/,
+  );
+  await rejectsWith(client.publish("../etc", ["x"]), grpc.status.INVALID_ARGUMENT, /topic: contains "\/"/);
+});
+
+test("SendPack refuses empty packs and packs or messages over the limits", async () => {
+  await rejectsWith(
+    client.publish("t", []),
+    grpc.status.INVALID_ARGUMENT,
+    /^messages: a pack needs at least one message$/,
+  );
+  await rejectsWith(
+    client.publish("t", [{ data: Buffer.alloc(5000) }]),
+    grpc.status.INVALID_ARGUMENT,
+    /^messages\[0\]: message is 5000 bytes; the limit is 4096$/,
+  );
+  await rejectsWith(
+    client.publish("t", ["ok", { data: Buffer.alloc(10), attributes: { k: "v".repeat(5000) } }]),
+    grpc.status.INVALID_ARGUMENT,
+    /^messages\[1\]: message is 5011 bytes; the limit is 4096$/,
+  );
+  await rejectsWith(
+    client.publish(
+      "t",
+      Array.from({ length: 101 }, () => "m"),
+    ),
+    grpc.status.INVALID_ARGUMENT,
+    /^messages: pack has 101 messages; the limit is 100$/,
+  );
+  await rejectsWith(
+    client.publish(
+      "t",
+      Array.from({ length: 30 }, () => ({ data: Buffer.alloc(4000) })),
+    ),
+    grpc.status.INVALID_ARGUMENT,
+    /^messages: pack is 120000 bytes; the limit is 100000$/,
+  );
+  await rejectsWith(
+    client.publish("t", [{ data: Buffer.from("x"), orderingKey: "k".repeat(1025) }]),
+    grpc.status.INVALID_ARGUMENT,
+    /messages\[0\]/,
+  );
+});
+
+test("a refused pack harms nothing: nothing of it is stored and the topic goes on", async () => {
+  const ok1 = await client.publish("intact", ["a"]);
+  await assert.rejects(client.publish("intact", ["b", { data: Buffer.alloc(5000) }]));
+  const ok2 = await client.publish("intact", ["c"]);
+  assert.equal(ok2.firstSeq, ok1.firstSeq + 1n, "the refused pack took no seq");
+  const s = client.receive("intact", "r", { from: "earliest" });
+  await s.until(() => s.deliveries.length >= 2);
+  assert.deepEqual(
+    s.deliveries.map((d) => Buffer.from(d.data).toString()),
+    ["a", "c"],
+  );
+  await s.end();
+});
+
+test("Receive refuses a missing subscribe, bad names, bad windows, bad deadlines, with the field named", async () => {
+  const cases: [Parameters<TestClient["receive"]>, grpc.status, RegExp][] = [
+    [["", "s"], grpc.status.INVALID_ARGUMENT, /^subscribe\.topic: must not be empty$/],
+    [["t", "bad/name"], grpc.status.INVALID_ARGUMENT, /^subscribe\.subscription: contains "\/"/],
+    [
+      ["t", "s", { maxMessages: 0 }],
+      grpc.status.INVALID_ARGUMENT,
+      /^subscribe\.window\.max_messages: must be 1–100000, got 0$/,
+    ],
+    [
+      ["t", "s", { maxMessages: 10, maxBytes: 100 }],
+      grpc.status.INVALID_ARGUMENT,
+      /^subscribe\.window\.max_bytes: must be 0 \(no limit\) or at least the max message size 4096, got 100$/,
+    ],
+    [
+      ["t", "s", { ackDeadlineMs: 500 }],
+      grpc.status.INVALID_ARGUMENT,
+      /^subscribe\.ack_deadline: must be 1 s – 10 min, got 500 ms$/,
+    ],
+  ];
+  for (const [args, code, details] of cases) {
+    const s = client.receive(...args);
+    await s.until(() => s.ended, 5000, "stream end");
+    assert.equal(s.error?.code, code, `${JSON.stringify(args)}: ${s.error?.details}`);
+    assert.match(s.error?.details ?? "", details);
+  }
+  const call = client.subscriber.receive();
+  const ended = new Promise<grpc.ServiceError>((resolve) => call.on("error", resolve));
+  call.write({
+    $typeName: "nervebus.v1.ReceiveRequest",
+    ackSeqs: [1n],
+    nacks: [],
+    extendDeadlines: [],
+    terminateSeqs: [],
+  });
+  const err = await ended;
+  assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
+  assert.match(err.details, /^subscribe: the first request of a Receive stream must carry subscribe$/);
+});
+
+test("a second subscribe on the same stream is refused", async () => {
+  await client.publish("twice", ["x"]);
+  const s = client.receive("twice", "s");
+  await s.until(() => s.responses.some((r) => r.subscribed));
+  s.send({ subscribe: { topic: "twice", subscription: "s", window: { maxMessages: 1 } } });
+  await s.until(() => s.ended);
+  assert.equal(s.error?.code, grpc.status.FAILED_PRECONDITION);
+  assert.match(s.error?.details ?? "", /only the first request of a stream may carry subscribe/);
+});
