@@ -11,14 +11,29 @@ function help(): string {
   return `usage: nervebus serve [--config FILE.json] [options]\n\nsettings (defaults < --config file < environment < flags):\n${rows.join("\n")}\n`;
 }
 
+/**
+ * Boolean settings take `--flag` (true), `--no-flag` (false) or `--flag=true|false`; parseArgs on
+ * Node 20 has no negated flags, so they are rewritten to the `=` form first.
+ */
+function expandBooleanFlags(args: string[]): string[] {
+  const booleans = new Set(OPTIONS.filter((o) => o.kind === "bool").map((o) => flagName(o.key)));
+  return args.map((arg) => {
+    const name = arg.slice(2);
+    if (!arg.startsWith("--") || arg.includes("=")) return arg;
+    if (booleans.has(name)) return `--${name}=true`;
+    if (name.startsWith("no-") && booleans.has(name.slice(3))) return `--${name.slice(3)}=false`;
+    return arg;
+  });
+}
+
 /** `nervebus serve`: runs the broker until SIGTERM or SIGINT, then stops gracefully. */
 export async function serveCommand(args: string[]): Promise<number> {
   const options: Record<string, { type: "string" | "boolean" }> = {
     config: { type: "string" },
     help: { type: "boolean" },
   };
-  for (const o of OPTIONS) options[flagName(o.key)] = { type: o.kind === "bool" ? "boolean" : "string" };
-  const { values } = parseArgs({ args, options, strict: true, allowPositionals: false });
+  for (const o of OPTIONS) options[flagName(o.key)] = { type: "string" };
+  const { values } = parseArgs({ args: expandBooleanFlags(args), options, strict: true, allowPositionals: false });
   if (values.help) {
     process.stdout.write(help());
     return 0;

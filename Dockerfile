@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: compile TypeScript and the better-sqlite3 addon in a full image, ship only
+# the runtime files in a slim one that runs as a non-root user.
+
+FROM node:20-bookworm AS build
+WORKDIR /app
+# better-sqlite3 compiles from source; it needs a C++ toolchain and Python for node-gyp.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+RUN npx tsc -p . && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+RUN groupadd --system nervebus && useradd --system --gid nervebus --home-dir /data --shell /usr/sbin/nologin nervebus \
+  && mkdir -p /data && chown nervebus:nervebus /data
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist/src ./dist/src
+USER nervebus
+# The embedded store lives here; mount a volume to keep it.
+VOLUME ["/data"]
+EXPOSE 7070
+# SIGTERM drains and exits 0; give it time (see --shutdown-grace-ms).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "/app/dist/src/cli/main.js"]
+CMD ["serve", "--listen", "0.0.0.0:7070", "--store", "sqlite:/data/nervebus.db"]
