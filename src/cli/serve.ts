@@ -33,7 +33,12 @@ export async function serveCommand(args: string[]): Promise<number> {
     help: { type: "boolean" },
   };
   for (const o of OPTIONS) options[flagName(o.key)] = { type: "string" };
-  const { values } = parseArgs({ args: expandBooleanFlags(args), options, strict: true, allowPositionals: false });
+  const { values } = parseArgs({
+    args: expandBooleanFlags(args),
+    options,
+    strict: true,
+    allowPositionals: false,
+  });
   if (values.help) {
     process.stdout.write(help());
     return 0;

@@ -16,6 +16,12 @@ export interface TestMysql {
   /** Runs SQL as the test user (for assertions that look at the tables). */
   query<T = mysql.RowDataPacket[]>(url: string, sql: string, params?: unknown[]): Promise<T>;
   stop(): Promise<void>;
+  /**
+   * Freezes the server (SIGSTOP) until `resume`: connections hang as in a network partition.
+   * Undefined for an external server, which tests cannot freeze.
+   */
+  readonly pause?: () => void;
+  readonly resume?: () => void;
 }
 
 function findBinary(names: string[]): string {
@@ -61,7 +67,7 @@ async function connectRetry(options: mysql.ConnectionOptions, until: number): Pr
   }
 }
 
-function makeHarness(base: string, stopServer: () => Promise<void>): TestMysql {
+function makeHarness(base: string, stopServer: () => Promise<void>, child?: ChildProcess): TestMysql {
   const admin = async () => {
     const u = new URL(base);
     return mysql.createConnection({
@@ -93,6 +99,16 @@ function makeHarness(base: string, stopServer: () => Promise<void>): TestMysql {
       }
     },
     stop: stopServer,
+    ...(child
+      ? {
+          pause: () => {
+            child.kill("SIGSTOP");
+          },
+          resume: () => {
+            child.kill("SIGCONT");
+          },
+        }
+      : {}),
   };
 }
 
@@ -160,6 +176,7 @@ export async function startTestMysql(): Promise<TestMysql> {
   child.removeAllListeners("exit");
   const stop = async () => {
     if (child.exitCode === null) {
+      child.kill("SIGCONT");
       const done = new Promise((r) => child.once("exit", r));
       child.kill("SIGTERM");
       const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
@@ -168,5 +185,5 @@ export async function startTestMysql(): Promise<TestMysql> {
     }
     rmSync(dir, { recursive: true, force: true });
   };
-  return makeHarness(`mysql://${user}:${password}@127.0.0.1:${port}/`, stop);
+  return makeHarness(`mysql://${user}:${password}@127.0.0.1:${port}/`, stop, child);
 }

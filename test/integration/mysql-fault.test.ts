@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import { seqsOf, startBroker, TestClient } from "../support/broker.js";
+import { startTestMysql, type TestMysql } from "../support/mariadb.js";
+
+let mysql: TestMysql;
+before(async () => {
+  mysql = await startTestMysql();
+});
+after(async () => {
+  await mysql?.stop();
+});
+
+test("mysql: while the database hangs, SendPack fails with UNAVAILABLE (never OK); writes resume after, with no gap", async (t) => {
+  if (!mysql.pause || !mysql.resume) {
+    t.skip("NERVEBUS_TEST_MYSQL_URL points at a server this test cannot freeze");
+    return;
+  }
+  const url = await mysql.database("fault_hang");
+  const bus = await startBroker(url, { confirmTimeoutMs: 1500 });
+  const client = new TestClient(bus.address);
+  try {
+    const before = await client.publish("hang", ["a", "b"]);
+    assert.equal(before.lastSeq, 2n);
+    mysql.pause();
+    let resumed = false;
+    try {
+      await assert.rejects(client.publish("hang", ["c"], 10_000), (err: grpc.ServiceError) => {
+        assert.equal(err.code, grpc.status.UNAVAILABLE, err.details);
+        assert.match(err.details, /pack not durable before its deadline; outcome unknown/);
+        return true;
+      });
+      // Another topic's subscribers and the broker itself go on meanwhile.
+      mysql.resume();
+      resumed = true;
+      const later = await client.publish("hang", ["d"], 30_000);
+      assert.equal(
+        later.lastSeq,
+        4n,
+        "the unconfirmed pack kept its seq and was written once the store came back",
+      );
+      const s = client.receive("hang", "check", { from: "earliest" });
+      await s.until(() => s.deliveries.length >= 4);
+      assert.deepEqual(seqsOf(s.deliveries), [1, 2, 3, 4]);
+      assert.deepEqual(
+        s.deliveries.map((d) => Buffer.from(d.data).toString()),
+        ["a", "b", "c", "d"],
+      );
+      await s.end();
+    } finally {
+      if (!resumed) mysql.resume();
+    }
+  } finally {
+    client.close();
+    await bus.stop();
+  }
+});
