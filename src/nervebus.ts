@@ -34,10 +34,21 @@ export async function startNerveBus(config: Config, log: Logger): Promise<NerveB
     tailCacheBytes: config.tailCacheBytes,
     confirmTimeoutMs: config.confirmTimeoutMs,
     statePersistIntervalMs: config.statePersistIntervalMs,
+    retentionIntervalMs: config.retentionIntervalMs,
+    topicDefaults: {
+      retentionMs: config.retentionMs,
+      retentionBytes: config.retentionBytes,
+      dedupWindowMs: config.dedupWindowMs,
+      ephemeral: false,
+    },
     subscriptionDefaults: {
       ackDeadlineMs: config.ackDeadlineMs,
       minBackoffMs: config.minBackoffMs,
       maxBackoffMs: config.maxBackoffMs,
+      maxDeliveryAttempts: config.maxDeliveryAttempts,
+      deadLetterTopic: "",
+      ordering: false,
+      paused: false,
     },
     log,
   });

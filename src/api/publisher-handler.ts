@@ -40,6 +40,12 @@ export function toNewMessages(req: SendPackRequest, now: number): NewMessage[] {
   });
 }
 
+const OUTCOMES = {
+  appended: MessageResult_Outcome.APPENDED,
+  duplicate: MessageResult_Outcome.DUPLICATE,
+  scheduled: MessageResult_Outcome.SCHEDULED,
+} as const;
+
 /** PublisherService.SendPack. */
 export function sendPackHandler(broker: Broker): grpc.handleUnaryCall<SendPackRequest, SendPackResponse> {
   return (call, callback) => {
@@ -59,7 +65,7 @@ export function sendPackHandler(broker: Broker): grpc.handleUnaryCall<SendPackRe
             lastSeq: BigInt(r.lastSeq),
             results: r.results.map((x) =>
               create(MessageResultSchema, {
-                outcome: MessageResult_Outcome.APPENDED,
+                outcome: OUTCOMES[x.outcome],
                 seq: BigInt(x.seq),
                 traceId: x.traceId,
               }),

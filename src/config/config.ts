@@ -14,7 +14,12 @@ export interface Config {
   tailCacheBytes: number;
   confirmTimeoutMs: number;
   statePersistIntervalMs: number;
+  retentionMs: number;
+  retentionBytes: number;
+  dedupWindowMs: number;
+  retentionIntervalMs: number;
   ackDeadlineMs: number;
+  maxDeliveryAttempts: number;
   minBackoffMs: number;
   maxBackoffMs: number;
   heartbeatMs: number;
@@ -213,7 +218,7 @@ const BYTE_UNITS: Record<string, number> = {
   gb: 1024 * MiB,
   gib: 1024 * MiB,
 };
-const TIME_UNITS: Record<string, number> = { "": 1, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const TIME_UNITS: Record<string, number> = { "": 1, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyof Config] {
   const where = `${source}: ${spec.kind === "bool" ? "" : ""}`;

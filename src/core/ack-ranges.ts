@@ -14,17 +14,38 @@ export class AckRanges {
     for (const [start, end] of ranges) this.addRange(start, end);
   }
 
-  /** Adds every seq in [start, end]. */
-  addRange(start: number, end: number): void {
-    // Ranges arrive sorted from persisted state, so this is the rare path for anything else.
+  /** Adds every seq in [start, end]; returns how many were not in the set before. */
+  addRange(start: number, end: number): number {
+    const from = Math.max(start, this.#floor + 1);
+    if (end < from) return 0;
     const r = this.#ranges;
-    const last = r.length > 0 ? r[r.length - 1]! : this.#floor;
-    if (start > last + 1) {
-      r.push(start, end);
-    } else {
-      for (let s = start; s <= end; s++) this.add(s);
+    let added = end - from + 1;
+    // Ranges overlapping or adjacent to [from, end] are merged into one.
+    let i = 0;
+    while (i < r.length && r[i + 1]! < from - 1) i += 2;
+    let lo = from;
+    let hi = end;
+    let j = i;
+    while (j < r.length && r[j]! <= end + 1) {
+      const a = r[j]!;
+      const b = r[j + 1]!;
+      added -= Math.max(0, Math.min(b, end) - Math.max(a, from) + 1);
+      lo = Math.min(lo, a);
+      hi = Math.max(hi, b);
+      j += 2;
     }
+    r.splice(i, j - i, lo, hi);
     this.#absorbFloor();
+    return added;
+  }
+
+  /** How many seqs in (floor, through] are in the set. */
+  countThrough(through: number): number {
+    let n = 0;
+    for (let i = 0; i < this.#ranges.length && this.#ranges[i]! <= through; i += 2) {
+      n += Math.min(this.#ranges[i + 1]!, through) - this.#ranges[i]! + 1;
+    }
+    return n;
   }
 
   /** Every seq ≤ floor is in the set. */
@@ -39,9 +60,7 @@ export class AckRanges {
 
   /** Number of seqs in the set above the floor. */
   get countAboveFloor(): number {
-    let n = 0;
-    for (let i = 0; i < this.#ranges.length; i += 2) n += this.#ranges[i + 1]! - this.#ranges[i]! + 1;
-    return n;
+    return this.countThrough(Number.POSITIVE_INFINITY);
   }
 
   has(seq: number): boolean {

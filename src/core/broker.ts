@@ -7,19 +7,26 @@ import {
   type PublishLimits,
   validateName,
 } from "./limits.js";
-import type { NewMessage, StartPosition } from "./model.js";
+import type {
+  NewMessage,
+  StartPosition,
+  SubscriptionConfig,
+  SubscriptionRecord,
+  TopicConfig,
+  TopicRecord,
+} from "./model.js";
 import { messageBytes } from "./model.js";
+import { DelayScheduler } from "./scheduler.js";
 import type { Store } from "./store.js";
-import { Subscription, type SubscriptionSettings } from "./subscription.js";
-import { type AppendResult, Topic } from "./topic.js";
-import { traceIdOf } from "./trace-context.js";
+import { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
+import { type MessageOutcome, Topic } from "./topic.js";
 import { WriteBudget } from "./write-budget.js";
 
 /** Logging hook: the core never picks a logger. */
 export type LogFn = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
 
 export interface BrokerOptions extends PublishLimits {
-  /** Shards of a topic created on first use. */
+  /** Shards of a topic created without an explicit count. */
   readonly defaultShards: number;
   /** Create topics and subscriptions on first use. */
   readonly autoCreate: boolean;
@@ -31,14 +38,19 @@ export interface BrokerOptions extends PublishLimits {
   readonly confirmTimeoutMs: number;
   /** How often dirty subscription state is persisted (coalescing acks). */
   readonly statePersistIntervalMs: number;
-  readonly subscriptionDefaults: SubscriptionSettings;
+  /** How often retention runs per topic. */
+  readonly retentionIntervalMs: number;
+  readonly topicDefaults: TopicConfig;
+  readonly subscriptionDefaults: SubscriptionConfig;
   readonly log: LogFn;
 }
 
 /** The answer to a SendPack. */
-export interface PublishResult extends AppendResult {
+export interface PublishResult {
+  readonly firstSeq: number;
+  readonly lastSeq: number;
   /** Per message, in pack order. */
-  readonly results: readonly { readonly seq: number; readonly traceId: string }[];
+  readonly results: readonly MessageOutcome[];
 }
 
 /** What a consumer gets back when it attaches. */
@@ -58,17 +70,48 @@ export interface SubscribeOptions {
   readonly consumerName: string;
 }
 
+/** A topic's figures. */
+export interface TopicStats {
+  readonly name: string;
+  readonly lastSeq: number;
+  readonly firstSeq: number;
+  readonly publishRate: number;
+  readonly scheduled: number;
+  readonly dedupIds: number;
+  readonly dropped: number;
+  readonly retentionDeleted: number;
+}
+
+/** A subscription's figures, with the age of its oldest unacked message. */
+export interface SubscriptionReport extends SubscriptionStats {
+  readonly name: string;
+  readonly oldestUnackedAgeMs: number;
+}
+
 interface TopicEntry {
   readonly topic: Topic;
+  readonly scheduler: DelayScheduler;
   readonly subscriptions: Map<string, Promise<Subscription>>;
   readonly dirty: Set<Subscription>;
   persistTimer: NodeJS.Timeout | undefined;
   persisting: Promise<void> | undefined;
+  retentionTimer: NodeJS.Timeout | undefined;
+  retaining: Promise<void> | undefined;
 }
 
+/** Attributes a dead-lettered message carries, naming where it came from and why. */
+export const DLQ_ATTRIBUTES = {
+  sourceTopic: "nervebus-dlq-source-topic",
+  subscription: "nervebus-dlq-subscription",
+  seq: "nervebus-dlq-seq",
+  attempts: "nervebus-dlq-attempts",
+  reason: "nervebus-dlq-reason",
+} as const;
+
 /**
- * The broker: topics and their subscriptions over one store. The API layer calls `publish` and
- * `subscribe`; everything else (seq assignment, durability, leases, persistence) happens here.
+ * The broker: topics and their subscriptions over one store. The API layer calls `publish`,
+ * `subscribe` and the admin methods; everything else (seq assignment, durability, leases,
+ * schedules, retention, persistence) happens here.
  */
 export class Broker {
   readonly #topics = new Map<string, Promise<TopicEntry>>();
@@ -92,8 +135,9 @@ export class Broker {
   }
 
   /**
-   * Validates and appends a pack; resolves once durable. `deadline` is the call's deadline in
-   * ms since epoch (Infinity for none).
+   * Validates and appends a pack; resolves once durable. Delayed messages go to the topic's
+   * schedule (durably) and get their seq when due. `deadline` is the call's deadline in ms
+   * since epoch (Infinity for none).
    */
   async publish(
     topicName: string,
@@ -104,20 +148,75 @@ export class Broker {
     const bytes = this.#validatePack(messages);
     this.#checkOpen();
     const entry = await this.#topic(topicName, this.options.autoCreate);
+    const now = Date.now();
+    const delayed: number[] = [];
+    for (let i = 0; i < messages.length; i++) if (messages[i]!.deliverAt > now) delayed.push(i);
+    if (delayed.length === 0) return this.#append(entry, messages, bytes, deadline);
+    if (entry.topic.ephemeral) {
+      throw invalidArgument(
+        `messages[${delayed[0]}].deliver_at`,
+        `topic ${topicName} is ephemeral and keeps no delayed messages`,
+      );
+    }
+    const immediate = messages.filter((m) => m.deliverAt <= now);
+    const appended =
+      immediate.length > 0
+        ? await this.#append(
+            entry,
+            immediate,
+            immediate.reduce((n, m) => n + messageBytes(m), 0),
+            deadline,
+          )
+        : { firstSeq: 0, lastSeq: 0, results: [] };
+    const scheduledResults = await this.#schedule(
+      entry,
+      delayed.map((i) => messages[i]!),
+    );
+    const results: MessageOutcome[] = [];
+    let a = 0;
+    let d = 0;
+    for (let i = 0; i < messages.length; i++)
+      results.push(messages[i]!.deliverAt > now ? scheduledResults[d++]! : appended.results[a++]!);
+    return { firstSeq: appended.firstSeq, lastSeq: appended.lastSeq, results };
+  }
+
+  async #append(
+    entry: TopicEntry,
+    messages: readonly NewMessage[],
+    bytes: number,
+    deadline: number,
+    scheduleIds?: number[],
+  ) {
     const effectiveDeadline = Math.min(deadline, Date.now() + this.options.confirmTimeoutMs);
     const wait = this.#budget.acquire(bytes, effectiveDeadline);
     if (wait !== undefined) await wait;
-    const appended = await entry.topic.append(messages, bytes, effectiveDeadline);
-    const results = [];
+    return entry.topic.append(messages, bytes, effectiveDeadline, scheduleIds);
+  }
+
+  async #schedule(entry: TopicEntry, messages: NewMessage[]): Promise<MessageOutcome[]> {
+    const topic = entry.topic;
+    const now = Date.now();
+    const results: MessageOutcome[] = new Array(messages.length);
+    const fresh: { dueAt: number; message: NewMessage }[] = [];
+    const freshIndex: number[] = [];
     for (let i = 0; i < messages.length; i++) {
-      const seq = appended.firstSeq + i;
-      const row = entry.topic.cache.get(seq);
-      results.push({
-        seq,
-        traceId: traceIdOf(row?.attributes.traceparent ?? messages[i]!.attributes.traceparent) ?? "",
-      });
+      const m = messages[i]!;
+      const original =
+        m.messageId !== "" && topic.dedup.windowMs > 0 ? topic.dedup.get(m.messageId, now) : undefined;
+      if (original !== undefined) {
+        results[i] = { outcome: "duplicate", seq: Math.max(0, original), traceId: "" };
+        continue;
+      }
+      fresh.push({ dueAt: m.deliverAt, message: m });
+      freshIndex.push(i);
     }
-    return { ...appended, results };
+    if (fresh.length > 0) await entry.scheduler.schedule(fresh);
+    for (let k = 0; k < fresh.length; k++) {
+      const m = fresh[k]!.message;
+      if (m.messageId !== "") topic.dedup.set(m.messageId, 0, now);
+      results[freshIndex[k]!] = { outcome: "scheduled", seq: 0, traceId: "" };
+    }
+    return results;
   }
 
   /** Attaches a consumer to a subscription, creating both topic and subscription if allowed. */
@@ -132,18 +231,12 @@ export class Broker {
     this.#checkWindow("subscribe.window", options.window);
     this.#checkOpen();
     const entry = await this.#topic(topicName, this.options.autoCreate);
-    let created = false;
-    let pending = entry.subscriptions.get(subscriptionName);
-    if (pending === undefined) {
-      pending = this.#loadSubscription(entry, subscriptionName, options.start).then((r) => {
-        created = r.created;
-        return r.subscription;
-      });
-      entry.subscriptions.set(subscriptionName, pending);
-      pending.catch(() => entry.subscriptions.delete(subscriptionName));
-    }
-    const subscription = await pending;
-    const ackDeadlineMs = options.ackDeadlineMs ?? subscription.settings.ackDeadlineMs;
+    const { subscription, created } = await this.#subscription(
+      entry,
+      subscriptionName,
+      this.options.autoCreate ? { config: this.options.subscriptionDefaults, start: options.start } : null,
+    );
+    const ackDeadlineMs = options.ackDeadlineMs ?? subscription.config.ackDeadlineMs;
     const consumer = new Consumer(
       options.consumerName,
       options.window,
@@ -160,22 +253,224 @@ export class Broker {
     this.#checkWindow(field, window);
   }
 
+  // ---- Admin ----------------------------------------------------------------------------
+
+  /** Creates a topic; ALREADY_EXISTS when it exists. */
+  async createTopic(
+    name: string,
+    shards: number | undefined,
+    config: Partial<TopicConfig>,
+  ): Promise<TopicRecord> {
+    validateName("topic.name", name);
+    const s = shards ?? this.options.defaultShards;
+    if (!Number.isInteger(s) || s < 1 || s > 64)
+      throw invalidArgument("topic.shards", `must be 1–64, got ${s}`);
+    const full = this.#checkTopicConfig({ ...this.options.topicDefaults, ...config });
+    this.#checkOpen();
+    const found = await this.store.ensureTopic(name, { shards: s, config: full });
+    if (!found!.created) throw new NerveBusError("already_exists", `topic ${name} already exists`);
+    return found!.topic;
+  }
+
+  async getTopic(name: string): Promise<TopicRecord> {
+    validateName("name", name);
+    return (await this.#topic(name, false)).topic.record;
+  }
+
+  listTopics(): Promise<TopicRecord[]> {
+    return this.store.listTopics();
+  }
+
+  /** Changes retention and dedup settings. */
+  async updateTopic(name: string, patch: Partial<TopicConfig>): Promise<TopicRecord> {
+    validateName("topic.name", name);
+    if (patch.ephemeral !== undefined) throw invalidArgument("update_mask", "ephemeral is fixed at creation");
+    const entry = await this.#topic(name, false);
+    const config = this.#checkTopicConfig({ ...entry.topic.record.config, ...patch });
+    const record = await this.store.updateTopicConfig(entry.topic.record, config);
+    entry.topic.reconfigure(record);
+    this.#armRetention(entry);
+    return record;
+  }
+
+  /** Deletes a topic with its messages, schedule and subscriptions. */
+  async deleteTopic(name: string): Promise<void> {
+    validateName("name", name);
+    const entry = await this.#topic(name, false);
+    for (const t of await this.store.listTopics()) {
+      for (const s of await this.store.listSubscriptions(t)) {
+        if (s.config.deadLetterTopic === name && t.name !== name) {
+          throw new NerveBusError(
+            "failed_precondition",
+            `topic ${name} is the dead-letter topic of subscription ${s.name} on topic ${t.name}; change that first`,
+          );
+        }
+      }
+    }
+    this.#topics.delete(name);
+    const gone = new NerveBusError("not_found", `topic ${name} was deleted`);
+    for (const pending of entry.subscriptions.values()) {
+      const sub = await pending.catch(() => undefined);
+      sub?.failConsumers(gone);
+      sub?.close();
+    }
+    await this.#closeEntry(entry, 5000, false);
+    await this.store.deleteTopic(entry.topic.record);
+  }
+
+  /** Creates a subscription; ALREADY_EXISTS when it exists. */
+  async createSubscription(
+    topicName: string,
+    name: string,
+    config: Partial<SubscriptionConfig>,
+    start: StartPosition,
+  ): Promise<SubscriptionRecord> {
+    validateName("subscription.topic", topicName);
+    validateName("subscription.name", name);
+    const full = this.#checkSubscriptionConfig(topicName, {
+      ...this.options.subscriptionDefaults,
+      ...config,
+      paused: false,
+    });
+    const entry = await this.#topic(topicName, false);
+    const { subscription, created } = await this.#subscription(entry, name, { config: full, start });
+    if (!created)
+      throw new NerveBusError("already_exists", `subscription ${name} on topic ${topicName} already exists`);
+    return subscription.record;
+  }
+
+  async getSubscription(topicName: string, name: string): Promise<Subscription> {
+    validateName("topic", topicName);
+    validateName("name", name);
+    const entry = await this.#topic(topicName, false);
+    return (await this.#subscription(entry, name, null)).subscription;
+  }
+
+  async listSubscriptions(topicName: string): Promise<SubscriptionRecord[]> {
+    validateName("topic", topicName);
+    const entry = await this.#topic(topicName, false);
+    return this.store.listSubscriptions(entry.topic.record);
+  }
+
+  /** Changes a subscription's settings (paused included), persisted and applied at once. */
+  async updateSubscription(
+    topicName: string,
+    name: string,
+    patch: Partial<SubscriptionConfig>,
+  ): Promise<SubscriptionRecord> {
+    const sub = await this.getSubscription(topicName, name);
+    const config = this.#checkSubscriptionConfig(topicName, { ...sub.config, ...patch });
+    await this.store.updateSubscriptionConfig(sub.topic.record, name, config);
+    const record = { ...sub.record, config };
+    sub.reconfigure(record);
+    return record;
+  }
+
+  async deleteSubscription(topicName: string, name: string): Promise<void> {
+    const sub = await this.getSubscription(topicName, name);
+    const entry = await this.#topic(topicName, false);
+    entry.subscriptions.delete(name);
+    entry.dirty.delete(sub);
+    sub.failConsumers(
+      new NerveBusError("not_found", `subscription ${name} on topic ${topicName} was deleted`),
+    );
+    sub.close();
+    await this.store.deleteSubscription(entry.topic.record, name);
+  }
+
+  /** Acks everything published so far; returns the new floor. */
+  async purgeSubscription(topicName: string, name: string): Promise<number> {
+    const sub = await this.getSubscription(topicName, name);
+    sub.moveFloor(sub.topic.watermark);
+    await this.#persistNow(topicName);
+    return sub.floor;
+  }
+
+  /** Moves the subscription so the next first delivery is `target` (a seq or a time). */
+  async seekSubscription(
+    topicName: string,
+    name: string,
+    target: { seq: number } | { time: number },
+  ): Promise<number> {
+    const sub = await this.getSubscription(topicName, name);
+    let floor: number;
+    if ("seq" in target) {
+      if (!Number.isSafeInteger(target.seq) || target.seq < 1)
+        throw invalidArgument("seq", `must be ≥ 1, got ${target.seq}`);
+      floor = Math.min(target.seq - 1, sub.topic.watermark);
+    } else {
+      const seq = await sub.topic.seqAtTime(target.time);
+      floor = seq === 0 ? sub.topic.watermark : seq - 1;
+    }
+    sub.moveFloor(floor);
+    await this.#persistNow(topicName);
+    return floor;
+  }
+
+  /** Figures for a topic and each of its subscriptions. */
+  async stats(topicName: string): Promise<{ topic: TopicStats; subscriptions: SubscriptionReport[] }> {
+    validateName("topic", topicName);
+    const entry = await this.#topic(topicName, false);
+    const topic = entry.topic;
+    const records = await this.store.listSubscriptions(topic.record);
+    const subscriptions: SubscriptionReport[] = [];
+    let dropped = 0;
+    for (const r of records) {
+      const sub = (await this.#subscription(entry, r.name, null)).subscription;
+      const s = sub.stats();
+      dropped += s.dropped;
+      let oldestUnackedAgeMs = 0;
+      if (s.oldestUnacked > 0) {
+        const cached = topic.cache.get(s.oldestUnacked);
+        const time =
+          cached?.publishTime ??
+          (await this.store.readIds(topic.record, s.oldestUnacked, s.oldestUnacked))[0]?.publishTime;
+        if (time !== undefined) oldestUnackedAgeMs = Math.max(0, Date.now() - time);
+      }
+      subscriptions.push({ ...s, name: r.name, oldestUnackedAgeMs });
+    }
+    return {
+      topic: {
+        name: topic.record.name,
+        lastSeq: topic.watermark,
+        firstSeq: topic.ephemeral ? topic.cache.firstSeq : await this.store.firstSeq(topic.record),
+        publishRate: topic.publishRate.rate(),
+        scheduled: entry.scheduler.scheduled,
+        dedupIds: topic.dedup.size,
+        dropped,
+        retentionDeleted: topic.retentionDeleted,
+      },
+      subscriptions,
+    };
+  }
+
+  /** Runs retention on a topic now (also runs on a timer). */
+  async runRetention(topicName: string): Promise<number> {
+    const entry = await this.#topic(topicName, false);
+    const before = entry.topic.retentionDeleted;
+    await this.#retain(entry);
+    return entry.topic.retentionDeleted - before;
+  }
+
   /** Stops accepting work, flushes writes and subscription state. */
   async close(timeoutMs = 10_000): Promise<void> {
     this.#closing = true;
     this.#budget.rejectAll(new NerveBusError("unavailable", "broker is shutting down"));
     const entries = await Promise.allSettled(this.#topics.values());
-    for (const e of entries) {
-      if (e.status !== "fulfilled") continue;
-      const entry = e.value;
-      await entry.topic.close(timeoutMs);
-      const subs = await Promise.allSettled(entry.subscriptions.values());
-      for (const s of subs) if (s.status === "fulfilled") s.value.close();
-      clearTimeout(entry.persistTimer);
-      await entry.persisting;
-      await this.#persistState(entry);
-    }
+    for (const e of entries) if (e.status === "fulfilled") await this.#closeEntry(e.value, timeoutMs, true);
     await this.store.close();
+  }
+
+  async #closeEntry(entry: TopicEntry, timeoutMs: number, persist: boolean): Promise<void> {
+    clearTimeout(entry.retentionTimer);
+    await entry.retaining;
+    await entry.scheduler.close();
+    await entry.topic.close(timeoutMs);
+    const subs = await Promise.allSettled(entry.subscriptions.values());
+    for (const s of subs) if (s.status === "fulfilled") s.value.close();
+    clearTimeout(entry.persistTimer);
+    await entry.persisting;
+    if (persist) await this.#persistState(entry);
   }
 
   #checkOpen(): void {
@@ -194,6 +489,42 @@ export class Broker {
     }
   }
 
+  #checkTopicConfig(c: TopicConfig): TopicConfig {
+    if (!(c.retentionMs >= 0)) throw invalidArgument("topic.retention", "must not be negative");
+    if (!(c.retentionBytes >= 0)) throw invalidArgument("topic.retention_bytes", "must not be negative");
+    if (!(c.dedupWindowMs >= 0) || c.dedupWindowMs > 24 * 3600_000)
+      throw invalidArgument("topic.dedup_window", "must be 0 – 24 h");
+    return c;
+  }
+
+  #checkSubscriptionConfig(topicName: string, c: SubscriptionConfig): SubscriptionConfig {
+    if (c.ackDeadlineMs < 1000 || c.ackDeadlineMs > 600_000) {
+      throw invalidArgument("subscription.ack_deadline", `must be 1 s – 10 min, got ${c.ackDeadlineMs} ms`);
+    }
+    if (c.minBackoffMs < 0 || c.maxBackoffMs < c.minBackoffMs || c.maxBackoffMs > 3_600_000) {
+      throw invalidArgument(
+        "subscription.max_backoff",
+        `must be ≥ min_backoff and ≤ 1 h (min ${c.minBackoffMs} ms, max ${c.maxBackoffMs} ms)`,
+      );
+    }
+    if (
+      !Number.isInteger(c.maxDeliveryAttempts) ||
+      c.maxDeliveryAttempts < 0 ||
+      c.maxDeliveryAttempts > 1000
+    ) {
+      throw invalidArgument(
+        "subscription.max_delivery_attempts",
+        `must be 0 (unlimited) – 1000, got ${c.maxDeliveryAttempts}`,
+      );
+    }
+    if (c.deadLetterTopic !== "") {
+      validateName("subscription.dead_letter_topic", c.deadLetterTopic);
+      if (c.deadLetterTopic === topicName)
+        throw invalidArgument("subscription.dead_letter_topic", "must differ from the subscription's topic");
+    }
+    return c;
+  }
+
   #validatePack(messages: readonly NewMessage[]): number {
     const o = this.options;
     if (messages.length === 0) throw invalidArgument("messages", "a pack needs at least one message");
@@ -204,6 +535,7 @@ export class Broker {
       );
     }
     let total = 0;
+    const latest = Date.now() + MAX_DELAY_MS;
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i]!;
       const size = messageBytes(m);
@@ -225,8 +557,14 @@ export class Broker {
           `is ${m.messageId.length} bytes; the limit is ${MAX_MESSAGE_ID_BYTES}`,
         );
       }
-      if (m.deliverAt > Date.now() + MAX_DELAY_MS) {
+      if (m.deliverAt > latest)
         throw invalidArgument(`messages[${i}].deliver_at`, "is more than 7 days ahead");
+      for (const k in m.attributes) {
+        if (k.startsWith("nervebus-"))
+          throw invalidArgument(
+            `messages[${i}].attributes`,
+            `key ${JSON.stringify(k)} uses the reserved prefix nervebus-`,
+          );
       }
       total += size;
     }
@@ -246,65 +584,133 @@ export class Broker {
   }
 
   async #loadTopic(name: string, create: boolean): Promise<TopicEntry> {
-    const found = await this.store.ensureTopic(name, create ? { shards: this.options.defaultShards } : null);
-    if (found === null)
-      throw new NerveBusError("not_found", `topic ${name} does not exist (auto-create is off)`);
+    const found = await this.store.ensureTopic(
+      name,
+      create ? { shards: this.options.defaultShards, config: this.options.topicDefaults } : null,
+    );
+    if (found === null) throw new NerveBusError("not_found", `topic ${name} does not exist`);
     const record = found.topic;
-    const pointer = await this.store.loadPointer(record, "");
-    const persisted = pointer?.ptr ?? 0;
-    const watermark = await this.store.recoverTail(record, persisted);
-    if (watermark !== persisted)
-      await this.store.savePointers(record, [{ subscription: "", ptr: watermark, state: null }]);
+    let watermark = 0;
+    if (!record.config.ephemeral) {
+      const pointer = await this.store.loadPointer(record, "");
+      const persisted = pointer?.ptr ?? 0;
+      watermark = await this.store.recoverTail(record, persisted);
+      if (watermark !== persisted)
+        await this.store.savePointers(record, [{ subscription: "", ptr: watermark, state: null }]);
+    }
     const topic = new Topic(record, watermark, this.store, this.#budget, {
       tailCacheBytes: this.options.tailCacheBytes,
       confirmTimeoutMs: this.options.confirmTimeoutMs,
       log: this.options.log,
     });
-    if (found.created)
-      this.options.log("info", "topic created", { topic: name, id: record.id, shards: record.shards });
-    return {
+    if (!record.config.ephemeral) await topic.rebuildIndexes();
+    const entry: TopicEntry = {
       topic,
+      scheduler: undefined as unknown as DelayScheduler,
       subscriptions: new Map(),
       dirty: new Set(),
       persistTimer: undefined,
       persisting: undefined,
+      retentionTimer: undefined,
+      retaining: undefined,
     };
+    const scheduler = new DelayScheduler(
+      topic,
+      this.store,
+      async (messages, ids) => {
+        await this.#append(
+          entry,
+          messages,
+          messages.reduce((n, m) => n + messageBytes(m), 0),
+          Date.now() + this.options.confirmTimeoutMs,
+          ids,
+        );
+      },
+      this.options.log,
+    );
+    (entry as { scheduler: DelayScheduler }).scheduler = scheduler;
+    if (!record.config.ephemeral) await scheduler.start();
+    this.#armRetention(entry);
+    if (found.created)
+      this.options.log("info", "topic created", { topic: name, id: record.id, shards: record.shards });
+    return entry;
+  }
+
+  #subscription(
+    entry: TopicEntry,
+    name: string,
+    create: { config: SubscriptionConfig; start: StartPosition } | null,
+  ): Promise<{ subscription: Subscription; created: boolean }> {
+    const existing = entry.subscriptions.get(name);
+    if (existing !== undefined) return existing.then((subscription) => ({ subscription, created: false }));
+    let created = false;
+    const loading = this.#loadSubscription(entry, name, create).then((r) => {
+      created = r.created;
+      return r.subscription;
+    });
+    entry.subscriptions.set(name, loading);
+    loading.catch(() => entry.subscriptions.delete(name));
+    return loading.then((subscription) => ({ subscription, created }));
   }
 
   async #loadSubscription(
     entry: TopicEntry,
     name: string,
-    start: StartPosition,
+    create: { config: SubscriptionConfig; start: StartPosition } | null,
   ): Promise<{ subscription: Subscription; created: boolean }> {
     const topic = entry.topic;
-    const found = await this.store.ensureSubscription(topic.record, name, this.options.autoCreate);
-    if (found === null) {
+    const found = await this.store.ensureSubscription(topic.record, name, create?.config ?? null);
+    if (found === null)
       throw new NerveBusError(
         "not_found",
-        `subscription ${name} on topic ${topic.record.name} does not exist (auto-create is off)`,
+        `subscription ${name} on topic ${topic.record.name} does not exist`,
       );
-    }
-    let pointer = await this.store.loadPointer(topic.record, name);
+    let pointer = topic.ephemeral ? null : await this.store.loadPointer(topic.record, name);
     if (pointer === null) {
-      const floor = await this.#startFloor(topic, start);
+      const floor = await this.#startFloor(topic, create?.start ?? { kind: "latest" });
       pointer = { subscription: name, ptr: floor, state: null };
-      await this.store.savePointers(topic.record, [pointer]);
+      if (!topic.ephemeral) await this.store.savePointers(topic.record, [pointer]);
     }
-    const subscription = new Subscription(
-      topic,
-      found.subscription,
-      pointer.ptr,
-      pointer.state,
-      this.options.subscriptionDefaults,
-      (sub) => this.#schedulePersist(entry, sub),
-      (err) =>
-        this.options.log("warn", "subscription read failed; retrying", {
+    const subscription = new Subscription(topic, found.subscription, pointer.ptr, pointer.state, {
+      dirty: (sub) => {
+        if (!topic.ephemeral) this.#schedulePersist(entry, sub);
+      },
+      deadLetter: (sub, letters) => this.#deadLetter(sub, letters),
+      error: (err) =>
+        this.options.log("warn", "subscription work failed; retrying", {
           topic: topic.record.name,
           subscription: name,
           err: String(err),
         }),
-    );
+    });
     return { subscription, created: found.created };
+  }
+
+  /** Publishes dead letters to the subscription's dead-letter topic (none: they are dropped). */
+  async #deadLetter(sub: Subscription, letters: DeadLetter[]): Promise<void> {
+    const target = sub.config.deadLetterTopic;
+    if (target === "" || letters.length === 0) return;
+    const messages: NewMessage[] = letters.map(({ message, attempts, reason }) => ({
+      data: message.data,
+      attributes: {
+        ...message.attributes,
+        [DLQ_ATTRIBUTES.sourceTopic]: sub.topic.record.name,
+        [DLQ_ATTRIBUTES.subscription]: sub.name,
+        [DLQ_ATTRIBUTES.seq]: String(message.seq),
+        [DLQ_ATTRIBUTES.attempts]: String(attempts),
+        [DLQ_ATTRIBUTES.reason]: reason,
+      },
+      orderingKey: message.orderingKey,
+      messageId: "",
+      deliverAt: 0,
+    }));
+    const entry = await this.#topic(target, this.options.autoCreate);
+    await this.#append(
+      entry,
+      messages,
+      messages.reduce((n, m) => n + messageBytes(m), 0),
+      Date.now() + this.options.confirmTimeoutMs,
+    );
   }
 
   /** The floor of a new subscription: everything at or below it counts as acked. */
@@ -313,17 +719,75 @@ export class Broker {
       case "latest":
         return topic.watermark;
       case "earliest": {
-        const first = await this.store.firstSeq(topic.record);
+        const first = topic.ephemeral ? topic.cache.firstSeq : await this.store.firstSeq(topic.record);
         return first === 0 ? topic.watermark : first - 1;
       }
       case "seq":
         if (start.seq < 1) throw invalidArgument("subscribe.start_seq", "must be ≥ 1");
-        return start.seq - 1;
+        return Math.min(start.seq - 1, topic.watermark);
       case "time": {
-        const seq = await this.store.seqAtTime(topic.record, start.time);
+        const seq = await topic.seqAtTime(start.time);
         return seq === 0 ? topic.watermark : seq - 1;
       }
     }
+  }
+
+  #armRetention(entry: TopicEntry): void {
+    clearTimeout(entry.retentionTimer);
+    const c = entry.topic.record.config;
+    if (c.ephemeral || (c.retentionMs === 0 && c.retentionBytes === 0) || this.#closing) return;
+    entry.retentionTimer = setTimeout(() => {
+      entry.retaining = this.#retain(entry)
+        .catch((err: unknown) =>
+          this.options.log("warn", "retention failed; will retry", {
+            topic: entry.topic.record.name,
+            err: String(err),
+          }),
+        )
+        .finally(() => {
+          entry.retaining = undefined;
+          this.#armRetention(entry);
+        });
+    }, this.options.retentionIntervalMs);
+    entry.retentionTimer.unref();
+  }
+
+  /**
+   * Deletes messages past the topic's retention, in bounded chunks so writers are never held
+   * up; subscriptions whose floor was below the cut move forward and count what they skipped.
+   */
+  async #retain(entry: TopicEntry): Promise<void> {
+    const topic = entry.topic;
+    const c = topic.record.config;
+    if (c.ephemeral) return;
+    const watermark = topic.watermark;
+    let cutoff = 0;
+    if (c.retentionMs > 0) {
+      const seq = await topic.seqAtTime(Date.now() - c.retentionMs);
+      cutoff = seq === 0 ? watermark : seq - 1;
+    }
+    if (c.retentionBytes > 0) {
+      const first = await this.store.firstSeq(topic.record);
+      const avg = await this.store.averageRowBytes(topic.record, 1000);
+      if (first > 0 && avg > 0 && (watermark - first + 1) * avg > c.retentionBytes) {
+        cutoff = Math.max(cutoff, watermark - Math.floor(c.retentionBytes / avg));
+      }
+    }
+    cutoff = Math.min(cutoff, watermark);
+    if (cutoff < 1) return;
+    for (const pending of entry.subscriptions.values()) (await pending).skipThrough(cutoff);
+    for (;;) {
+      const n = await this.store.deleteMessagesThrough(topic.record, cutoff, 5000);
+      topic.retentionDeleted += n;
+      if (n === 0 || this.#closing) break;
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  async #persistNow(topicName: string): Promise<void> {
+    const entry = await this.#topic(topicName, false);
+    await entry.persisting;
+    await this.#persistState(entry);
   }
 
   #schedulePersist(entry: TopicEntry, sub: Subscription): void {
@@ -333,7 +797,8 @@ export class Broker {
       entry.persistTimer = undefined;
       entry.persisting = this.#persistState(entry).finally(() => {
         entry.persisting = undefined;
-        if (entry.dirty.size > 0) this.#schedulePersist(entry, [...entry.dirty][0]!);
+        const next = entry.dirty.values().next();
+        if (!next.done) this.#schedulePersist(entry, next.value);
       });
     }, this.options.statePersistIntervalMs);
   }

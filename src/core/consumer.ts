@@ -12,6 +12,8 @@ export interface ConsumerSink {
   send(deliveries: readonly Delivered[]): boolean;
   /** Reports acks once durable (only for consumers that asked for confirmations). */
   ackResults(acked: readonly number[], alreadyAcked: readonly number[]): void;
+  /** Ends the stream with an error (its subscription or topic was deleted). */
+  fail(err: Error): void;
 }
 
 /** A flow-control window: the most unacked messages and bytes a consumer may hold. */

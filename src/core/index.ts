@@ -14,14 +14,25 @@ export { Consumer, type ConsumerSink, type Delivered, type Window } from "./cons
 export { asNerveBusError, type ErrorCode, invalidArgument, NerveBusError } from "./errors.js";
 export { MAX_DELAY_MS, type PublishLimits, validateName } from "./limits.js";
 export {
+  type LoggedIds,
   type LogMessage,
   messageBytes,
   type NewMessage,
   type PointerRecord,
+  type ScheduledMessage,
   type StartPosition,
+  type SubscriptionConfig,
   type SubscriptionRecord,
+  type TopicConfig,
   type TopicRecord,
 } from "./model.js";
 export type { Store, StoreCapabilities } from "./store.js";
-export { Subscription, type SubscriptionSettings, type SubscriptionStats } from "./subscription.js";
+export {
+  type DeadLetter,
+  MAX_BLOCKED,
+  MAX_PERSISTED_ENTRIES,
+  Subscription,
+  type SubscriptionStats,
+} from "./subscription.js";
+export type { MessageOutcome } from "./topic.js";
 export { newTraceparent, traceIdOf } from "./trace-context.js";

@@ -22,6 +22,23 @@ export interface LogMessage {
   readonly attributes: Record<string, string>;
   readonly orderingKey: string;
   readonly messageId: string;
+  /** For a delayed message: its schedule entry's id (internal; used to move it exactly once). */
+  readonly scheduleId?: number;
+}
+
+/** The ids of a logged message, for rebuilding the deduplication index. */
+export interface LoggedIds {
+  readonly seq: number;
+  readonly publishTime: number;
+  readonly messageId: string;
+  readonly scheduleId: number | undefined;
+}
+
+/** A delayed message waiting in a topic's schedule. */
+export interface ScheduledMessage {
+  readonly id: number;
+  readonly dueAt: number;
+  readonly message: NewMessage;
 }
 
 /** Rough memory and wire size of a message, used for windows and buffer budgets. */
@@ -43,12 +60,38 @@ export type StartPosition =
   | { readonly kind: "seq"; readonly seq: number }
   | { readonly kind: "time"; readonly time: number };
 
+/** A topic's changeable settings. */
+export interface TopicConfig {
+  /** Delete messages older than this; 0 keeps them. */
+  readonly retentionMs: number;
+  /** Delete the oldest messages while the log is larger than this (approximate); 0: no limit. */
+  readonly retentionBytes: number;
+  /** Remember message ids this long; 0 disables deduplication. */
+  readonly dedupWindowMs: number;
+  /** Never stored: delivered to connected consumers with room, dropped otherwise. */
+  readonly ephemeral: boolean;
+}
+
+/** A subscription's settings. */
+export interface SubscriptionConfig {
+  readonly ackDeadlineMs: number;
+  readonly minBackoffMs: number;
+  readonly maxBackoffMs: number;
+  /** 0 for unlimited. */
+  readonly maxDeliveryAttempts: number;
+  /** Empty for none. */
+  readonly deadLetterTopic: string;
+  readonly ordering: boolean;
+  readonly paused: boolean;
+}
+
 /** A topic as the catalog stores it. Table names derive from `id`, never from `name`. */
 export interface TopicRecord {
   readonly id: number;
   readonly name: string;
   readonly shards: number;
   readonly createdAt: number;
+  readonly config: TopicConfig;
 }
 
 /** A subscription as the catalog stores it. */
@@ -56,6 +99,7 @@ export interface SubscriptionRecord {
   readonly topicId: number;
   readonly name: string;
   readonly createdAt: number;
+  readonly config: SubscriptionConfig;
 }
 
 /**

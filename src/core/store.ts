@@ -1,4 +1,14 @@
-import type { LogMessage, PointerRecord, SubscriptionRecord, TopicRecord } from "./model.js";
+import type {
+  LoggedIds,
+  LogMessage,
+  NewMessage,
+  PointerRecord,
+  ScheduledMessage,
+  SubscriptionConfig,
+  SubscriptionRecord,
+  TopicConfig,
+  TopicRecord,
+} from "./model.js";
 
 /**
  * What the core needs from storage. Implementations own their connections; nothing of the
@@ -10,36 +20,48 @@ export interface Store {
   /** Static facts about the backend, so the core never tests the kind of store. */
   readonly capabilities: StoreCapabilities;
 
-  /** Returns the topic, creating it (and its shard tables) when `create` allows. */
+  /** Returns the topic, creating it (and its tables) when `create` is given. */
   ensureTopic(
     name: string,
-    create: { shards: number } | null,
+    create: { shards: number; config: TopicConfig } | null,
   ): Promise<{ topic: TopicRecord; created: boolean } | null>;
   listTopics(): Promise<TopicRecord[]>;
+  updateTopicConfig(topic: TopicRecord, config: TopicConfig): Promise<TopicRecord>;
+  /** Drops the topic's tables and removes it, its subscriptions and pointers from the catalog. */
+  deleteTopic(topic: TopicRecord): Promise<void>;
 
-  /** Returns the subscription, creating it when `create` is true. */
+  /** Returns the subscription, creating it when `create` is given. */
   ensureSubscription(
     topic: TopicRecord,
     name: string,
-    create: boolean,
+    create: SubscriptionConfig | null,
   ): Promise<{ subscription: SubscriptionRecord; created: boolean } | null>;
   listSubscriptions(topic: TopicRecord): Promise<SubscriptionRecord[]>;
+  updateSubscriptionConfig(topic: TopicRecord, name: string, config: SubscriptionConfig): Promise<void>;
+  /** Removes the subscription and its pointer. */
+  deleteSubscription(topic: TopicRecord, name: string): Promise<void>;
 
   /**
    * Durably writes rows into one shard (every row's seq % shards === shard). Idempotent: a row
-   * whose seq exists is overwritten with the same content, so a retry after an unknown outcome
-   * is safe. Resolves only once committed.
+   * whose seq exists is kept as it is (a retry writes the same content). Resolves only once
+   * committed.
    */
   insertMessages(topic: TopicRecord, shard: number, rows: readonly LogMessage[]): Promise<void>;
 
   /** Reads the messages with fromSeq ≤ seq ≤ toSeq, in seq order (missing seqs are skipped). */
   readMessages(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<LogMessage[]>;
 
+  /** Like readMessages without the payloads: for rebuilding the deduplication index. */
+  readIds(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<LoggedIds[]>;
+
   /** The lowest retained seq, or 0 when the topic holds no message. */
   firstSeq(topic: TopicRecord): Promise<number>;
 
-  /** The lowest seq published at or after `time` (ms since epoch), or 0 when none is. */
-  seqAtTime(topic: TopicRecord, time: number): Promise<number>;
+  /** Average stored bytes (payload and metadata) per message over up to `sample` recent rows. */
+  averageRowBytes(topic: TopicRecord, sample: number): Promise<number>;
+
+  /** Deletes up to `limit` rows with seq ≤ `throughSeq` from each shard; returns how many went. */
+  deleteMessagesThrough(topic: TopicRecord, throughSeq: number, limit: number): Promise<number>;
 
   /**
    * Crash recovery of the log's tail: finds the longest run of contiguous seqs above
@@ -47,6 +69,18 @@ export interface Store {
    * returns the run's last seq (or `watermark` when there is none).
    */
   recoverTail(topic: TopicRecord, watermark: number): Promise<number>;
+
+  /** Durably adds delayed messages to the topic's schedule; returns their ids in order. */
+  scheduleMessages(
+    topic: TopicRecord,
+    entries: readonly { dueAt: number; message: NewMessage }[],
+  ): Promise<number[]>;
+  /** The earliest-due entries with dueAt ≤ `now`, at most `limit`, in due order. */
+  dueMessages(topic: TopicRecord, now: number, limit: number): Promise<ScheduledMessage[]>;
+  /** Removes schedule entries (they are in the log now). */
+  deleteScheduled(topic: TopicRecord, ids: readonly number[]): Promise<void>;
+  /** How many entries wait and when the earliest is due (0 when none). */
+  scheduleSummary(topic: TopicRecord): Promise<{ count: number; nextDueAt: number }>;
 
   loadPointer(topic: TopicRecord, subscription: string): Promise<PointerRecord | null>;
   /** Writes several pointers of one topic in one round trip. */

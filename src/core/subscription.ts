@@ -1,25 +1,19 @@
 import { AckRanges } from "./ack-ranges.js";
 import { backoffDelay } from "./backoff.js";
 import type { Consumer, Delivered } from "./consumer.js";
-import { invalidArgument } from "./errors.js";
+import { invalidArgument, type NerveBusError } from "./errors.js";
 import { MinHeap } from "./min-heap.js";
-import type { LogMessage, SubscriptionRecord } from "./model.js";
+import type { LogMessage, SubscriptionConfig, SubscriptionRecord } from "./model.js";
 import { messageBytes } from "./model.js";
+import { RateMeter } from "./rate-meter.js";
 import type { Topic } from "./topic.js";
-
-/** Per-subscription behaviour. */
-export interface SubscriptionSettings {
-  readonly ackDeadlineMs: number;
-  readonly minBackoffMs: number;
-  readonly maxBackoffMs: number;
-}
 
 /** Persisted state above the floor, with a cap so one pointer row stays small. */
 interface PersistedState {
   /** Acked ranges above the floor. */
   a: [number, number][];
-  /** Messages delivered but not acked: [seq, attempts so far, not-before ms]. */
-  p: [number, number, number][];
+  /** Messages delivered but not acked: [seq, attempts so far, not-before ms, ordering key?]. */
+  p: ([number, number, number] | [number, number, number, string])[];
 }
 
 /**
@@ -27,6 +21,21 @@ interface PersistedState {
  * means some messages are delivered again after a restart, never that one is lost).
  */
 export const MAX_PERSISTED_ENTRIES = 50_000;
+/**
+ * With ordering on, messages held back behind a busy key, at most; past it the subscription
+ * stops reading ahead until keys free up.
+ */
+export const MAX_BLOCKED = 100_000;
+
+/** Why a message leaves the subscription without an ack. */
+export type DeadLetterReason = "max_delivery_attempts" | "terminated";
+
+/** A message to move to the dead-letter topic. */
+export interface DeadLetter {
+  readonly message: LogMessage;
+  readonly attempts: number;
+  readonly reason: DeadLetterReason;
+}
 
 interface Lease {
   readonly consumer: Consumer;
@@ -34,13 +43,17 @@ interface Lease {
   readonly bytes: number;
 }
 
-/** A message delivered at least once and not acked yet. */
+/** A message delivered at least once (or released from an ordering key) and not acked yet. */
 interface Pending {
   attempts: number;
   lease: Lease | undefined;
   /** When not leased: redeliver no earlier than this. */
   notBefore: number;
   message: LogMessage | undefined;
+  /** Ordering key, when the subscription orders (kept so a restart knows busy keys). */
+  key: string;
+  /** Being moved to the dead-letter topic: not deliverable. */
+  dead: boolean;
 }
 
 type TimerEntry = { readonly seq: number; readonly kind: "lease" | "retry" };
@@ -51,8 +64,26 @@ export interface SubscriptionStats {
   readonly backlog: number;
   readonly inFlight: number;
   readonly waitingRedelivery: number;
-  readonly consumers: number;
-  readonly ackedRanges: number;
+  readonly redelivered: number;
+  readonly deadLettered: number;
+  readonly skipped: number;
+  readonly dropped: number;
+  readonly deliveryRate: number;
+  readonly ackRate: number;
+  readonly stateEntries: number;
+  readonly paused: boolean;
+  /** The lowest unacked seq, or 0 when everything is acked. */
+  readonly oldestUnacked: number;
+  readonly consumers: readonly Consumer[];
+}
+
+/** Callbacks into the broker. */
+export interface SubscriptionHooks {
+  /** Asks for the state to be persisted soon. */
+  readonly dirty: (sub: Subscription) => void;
+  /** Publishes dead letters (or drops them when there is no dead-letter topic). */
+  readonly deadLetter: (sub: Subscription, letters: DeadLetter[]) => Promise<void>;
+  readonly error: (err: unknown) => void;
 }
 
 /**
@@ -61,10 +92,11 @@ export interface SubscriptionStats {
  * is nacked or the consumer goes away, and keeps acks as a floor plus ranges above it.
  *
  * First deliveries go out in seq order: from the topic's tail cache when the subscription keeps
- * up, from store reads of bounded ranges when it lags. Redeliveries go first when due.
+ * up, from store reads of bounded ranges when it lags. Redeliveries go first when due. With
+ * ordering on, a message waits while an earlier one with the same key is unacked.
  */
 export class Subscription {
-  readonly record: SubscriptionRecord;
+  record: SubscriptionRecord;
   readonly #acked: AckRanges;
   /** The next seq never delivered on this subscription (in this process). */
   #cursor: number;
@@ -86,26 +118,42 @@ export class Subscription {
   #dirty = false;
   /** Acks waiting for the next persisted state, per consumer that asked for confirmations. */
   #unconfirmed = new Map<Consumer, { acked: number[]; already: number[] }>();
+  /** Ordering: unacked messages per key, and seqs held back behind each busy key. */
+  readonly #keyPending = new Map<string, number>();
+  readonly #blocked = new Map<string, number[]>();
+  #blockedCount = 0;
   readonly #unlisten: () => void;
   #closed = false;
+  redelivered = 0;
+  deadLettered = 0;
+  skipped = 0;
+  dropped = 0;
+  readonly deliveryRate = new RateMeter();
+  readonly ackRate = new RateMeter();
 
   constructor(
     readonly topic: Topic,
     record: SubscriptionRecord,
     floor: number,
     state: Uint8Array | null,
-    readonly settings: SubscriptionSettings,
-    private readonly onDirty: (sub: Subscription) => void,
-    private readonly onError: (err: unknown) => void,
+    private readonly hooks: SubscriptionHooks,
   ) {
     this.record = record;
     const parsed = decodeState(state);
     this.#acked = new AckRanges(floor, parsed.a);
     const now = Date.now();
-    for (const [seq, attempts, notBefore] of parsed.p) {
+    for (const [seq, attempts, notBefore, key] of parsed.p) {
       if (this.#acked.has(seq)) continue;
       const due = Math.max(notBefore, now);
-      this.#pending.set(seq, { attempts, lease: undefined, notBefore: due, message: undefined });
+      this.#pending.set(seq, {
+        attempts,
+        lease: undefined,
+        notBefore: due,
+        message: undefined,
+        key: key ?? "",
+        dead: false,
+      });
+      if (key) this.#keyPending.set(key, (this.#keyPending.get(key) ?? 0) + 1);
       this.#timers.push(due, { seq, kind: "retry" });
     }
     this.#cursor = this.#acked.floor + 1;
@@ -116,21 +164,41 @@ export class Subscription {
     return this.record.name;
   }
 
+  get config(): SubscriptionConfig {
+    return this.record.config;
+  }
+
   get floor(): number {
     return this.#acked.floor;
+  }
+
+  /** Applies changed settings; a resumed subscription delivers again at once. */
+  reconfigure(record: SubscriptionRecord): void {
+    this.record = record;
+    this.scheduleDispatch();
   }
 
   stats(): SubscriptionStats {
     const watermark = this.topic.watermark;
     let inFlight = 0;
     for (const p of this.#pending.values()) if (p.lease) inFlight++;
+    const floor = this.#acked.floor;
+    const oldest = this.#acked.nextMissing(floor);
     return {
-      floor: this.#acked.floor,
-      backlog: Math.max(0, watermark - this.#acked.floor - this.#acked.countAboveFloor),
+      floor,
+      backlog: Math.max(0, watermark - floor - this.#acked.countThrough(watermark)),
       inFlight,
       waitingRedelivery: this.#pending.size - inFlight,
-      consumers: this.#consumers.length,
-      ackedRanges: this.#acked.rangeCount,
+      redelivered: this.redelivered,
+      deadLettered: this.deadLettered,
+      skipped: this.skipped,
+      dropped: this.dropped,
+      deliveryRate: this.deliveryRate.rate(),
+      ackRate: this.ackRate.rate(),
+      stateEntries: this.#acked.rangeCount + this.#pending.size,
+      paused: this.config.paused,
+      oldestUnacked: oldest <= watermark ? oldest : 0,
+      consumers: [...this.#consumers],
     };
   }
 
@@ -158,6 +226,14 @@ export class Subscription {
     this.scheduleDispatch();
   }
 
+  /** Ends every consumer's stream with `err` (the subscription or topic is going away). */
+  failConsumers(err: NerveBusError): void {
+    for (const c of [...this.#consumers]) {
+      this.detach(c);
+      c.sink.fail(err);
+    }
+  }
+
   /** Changes a consumer's window; messages already out stay out. */
   setWindow(consumer: Consumer, window: Consumer["window"]): void {
     consumer.window = window;
@@ -178,40 +254,44 @@ export class Subscription {
   ack(consumer: Consumer, seqs: readonly number[]): void {
     this.#checkSeqs("ack_seqs", seqs);
     const confirm = consumer.confirmAcks ? this.#confirmList(consumer) : undefined;
+    let n = 0;
     for (const seq of seqs) {
       if (!this.#acked.add(seq)) {
         confirm?.already.push(seq);
         continue;
       }
+      n++;
       confirm?.acked.push(seq);
       this.#settle(seq);
     }
+    this.ackRate.mark(n);
     this.#markDirty();
     this.scheduleDispatch();
   }
 
-  /**
-   * Stops redelivering seqs: they are settled as acked. (With a dead-letter topic configured
-   * they are moved there first.)
-   */
-  terminate(consumer: Consumer, seqs: readonly number[]): void {
-    this.#checkSeqs("terminate_seqs", seqs);
-    this.ack(consumer, seqs);
-  }
-
-  /** Returns messages for redelivery after `delayMs` (undefined: the retry backoff). */
+  /** Returns a message for redelivery after `delayMs` (undefined: the retry backoff). */
   nack(consumer: Consumer, seq: number, delayMs: number | undefined): void {
     this.#checkSeqs("nacks.seq", [seq]);
     const p = this.#pending.get(seq);
     if (p?.lease === undefined || p.lease.consumer !== consumer) return;
     this.#release(p);
-    const delay =
-      delayMs ?? backoffDelay(p.attempts - 1, this.settings.minBackoffMs, this.settings.maxBackoffMs);
-    p.notBefore = Date.now() + delay;
-    this.#timers.push(p.notBefore, { seq, kind: "retry" });
+    this.#retryOrDeadLetter(seq, p, Date.now(), delayMs);
     this.#armTimer();
     this.#markDirty();
     this.scheduleDispatch();
+  }
+
+  /** Dead-letters messages now, without further attempts (drops them without a dead-letter topic). */
+  terminate(consumer: Consumer, seqs: readonly number[]): void {
+    this.#checkSeqs("terminate_seqs", seqs);
+    const letters: number[] = [];
+    for (const seq of seqs) {
+      const p = this.#pending.get(seq);
+      if (p?.lease === undefined || p.lease.consumer !== consumer || p.dead) continue;
+      this.#release(p);
+      letters.push(seq);
+    }
+    this.#deadLetter(letters, "terminated");
   }
 
   /** Extends the leases of messages this consumer holds to `deadlineMs` from now. */
@@ -227,18 +307,31 @@ export class Subscription {
     this.#armTimer();
   }
 
-  /** Sets the floor (purge, seek, retention): acks everything ≤ floor, or forgets acks above. */
+  /**
+   * Sets the floor (purge, seek): everything ≤ floor counts as acked, and seeking back forgets
+   * acks above it so those messages are delivered again.
+   */
   moveFloor(floor: number): void {
     if (floor >= this.#acked.floor) {
       this.#acked.raiseFloor(floor);
       for (const seq of [...this.#pending.keys()]) if (seq <= floor) this.#settle(seq);
     } else {
       this.#acked.reset(floor);
-      this.#readAhead.clear();
     }
+    this.#readAhead.clear();
+    this.#blocked.clear();
+    this.#blockedCount = 0;
     this.#cursor = this.#acked.floor + 1;
     this.#markDirty();
     this.scheduleDispatch();
+  }
+
+  /** Retention deleted every seq ≤ `seq`: what was unacked there is skipped and counted. */
+  skipThrough(seq: number): void {
+    if (seq <= this.#acked.floor) return;
+    const unacked = seq - this.#acked.floor - this.#acked.countThrough(seq);
+    this.skipped += unacked;
+    this.moveFloor(seq);
   }
 
   /** The pointer to persist: floor plus the state above it. */
@@ -249,12 +342,13 @@ export class Subscription {
   } {
     this.#dirty = false;
     const ranges = this.#acked.ranges();
-    const pending: [number, number, number][] = [];
-    for (const [seq, p] of this.#pending) pending.push([seq, p.attempts, p.lease ? 0 : p.notBefore]);
-    const state: PersistedState = {
-      a: ranges.slice(0, MAX_PERSISTED_ENTRIES),
-      p: pending.slice(0, MAX_PERSISTED_ENTRIES),
-    };
+    const pending: PersistedState["p"] = [];
+    for (const [seq, p] of this.#pending) {
+      if (pending.length >= MAX_PERSISTED_ENTRIES) break;
+      const notBefore = p.lease ? 0 : p.notBefore;
+      pending.push(p.key === "" ? [seq, p.attempts, notBefore] : [seq, p.attempts, notBefore, p.key]);
+    }
+    const state: PersistedState = { a: ranges.slice(0, MAX_PERSISTED_ENTRIES), p: pending };
     const confirms = this.#unconfirmed;
     this.#unconfirmed = new Map();
     return { ptr: this.#acked.floor, state: Buffer.from(JSON.stringify(state)), confirms };
@@ -290,11 +384,15 @@ export class Subscription {
   }
 
   #dispatch(): void {
-    if (this.#closed || this.#consumers.length === 0) return;
+    if (this.#closed) return;
     const now = Date.now();
     this.#runTimers(now);
+    if (this.config.paused) {
+      this.#armTimer();
+      return;
+    }
     const n = this.#consumers.length;
-    const start = this.#rotate++ % n;
+    const start = n === 0 ? 0 : this.#rotate++ % n;
     let starved = false;
     for (let k = 0; k < n && !starved; k++) {
       const consumer = this.#consumers[(start + k) % n]!;
@@ -310,8 +408,8 @@ export class Subscription {
         if (this.#readyHead < this.#ready.length && !this.#fetching) {
           seq = this.#ready[this.#readyHead]!;
           p = this.#pending.get(seq);
-          if (p === undefined || p.lease !== undefined) {
-            this.#readyHead++; // acked or leased again since it fell due
+          if (p === undefined || p.lease !== undefined || p.dead) {
+            this.#readyHead++; // acked, leased or dead-lettered since it fell due
             continue;
           }
           message = p.message ?? this.topic.cache.get(seq);
@@ -331,11 +429,16 @@ export class Subscription {
         const bytes = messageBytes(message);
         if (!consumer.fits(bytes)) break;
         if (p === undefined) {
-          p = { attempts: 0, lease: undefined, notBefore: 0, message: undefined };
+          p = { attempts: 0, lease: undefined, notBefore: 0, message: undefined, key: "", dead: false };
           this.#pending.set(seq, p);
           this.#cursor = seq + 1;
+          if (this.config.ordering && message.orderingKey !== "") {
+            p.key = message.orderingKey;
+            this.#keyPending.set(p.key, (this.#keyPending.get(p.key) ?? 0) + 1);
+          }
         } else {
           this.#readyHead++;
+          if (p.attempts > 0) this.redelivered++;
         }
         p.attempts++;
         p.message = undefined;
@@ -352,13 +455,26 @@ export class Subscription {
         this.#readyHead = 0;
       }
       if (batch.length > 0) {
+        this.deliveryRate.mark(batch.length);
         if (!consumer.sink.send(batch)) consumer.congested = true;
         this.#markDirty();
         // A full batch may leave credit: come back for the rest on the next turn.
         if (consumer.hasCredit && batchBytes >= 1 << 20) this.scheduleDispatch();
       }
     }
+    if (this.topic.ephemeral) this.#dropUndeliverable();
     this.#armTimer();
+  }
+
+  /**
+   * Ephemeral topics keep nothing for later: what no connected consumer had room for is dropped
+   * and counted.
+   */
+  #dropUndeliverable(): void {
+    const watermark = this.topic.watermark;
+    if (this.#cursor > watermark) return;
+    this.dropped += this.#acked.addRange(this.#cursor, watermark);
+    this.#cursor = watermark + 1;
   }
 
   /** The next never-delivered message, or undefined when none is available right now. */
@@ -375,12 +491,26 @@ export class Subscription {
         continue;
       }
       const message = this.topic.cache.get(seq) ?? this.#readAhead.get(seq);
-      if (message !== undefined) {
-        this.#readAhead.delete(seq);
-        return message;
+      if (message === undefined) {
+        this.#startRead(seq, watermark);
+        return undefined;
       }
-      this.#startRead(seq, watermark);
-      return undefined;
+      this.#readAhead.delete(seq);
+      if (
+        this.config.ordering &&
+        message.orderingKey !== "" &&
+        (this.#keyPending.get(message.orderingKey) ?? 0) > 0
+      ) {
+        // An earlier message with this key is unacked: hold this one back, behind it.
+        if (this.#blockedCount >= MAX_BLOCKED) return undefined;
+        const queue = this.#blocked.get(message.orderingKey);
+        if (queue === undefined) this.#blocked.set(message.orderingKey, [seq]);
+        else queue.push(seq);
+        this.#blockedCount++;
+        this.#cursor++;
+        continue;
+      }
+      return message;
     }
     return undefined;
   }
@@ -405,14 +535,15 @@ export class Subscription {
         // purge): nothing can deliver them, so they count as acked.
         let skipped = 0;
         for (let seq = from; seq <= to; seq++) {
-          if (!this.#readAhead.has(seq) && !this.#acked.has(seq) && !this.#pending.has(seq)) {
-            this.#acked.add(seq);
-            skipped++;
-          }
+          if (!this.#readAhead.has(seq) && !this.#pending.has(seq) && this.#acked.add(seq)) skipped++;
         }
-        if (skipped > 0) this.#markDirty();
+        if (skipped > 0) {
+          if (this.topic.ephemeral) this.dropped += skipped;
+          else this.skipped += skipped;
+          this.#markDirty();
+        }
       })
-      .catch((err: unknown) => this.onError(err))
+      .catch((err: unknown) => this.hooks.error(err))
       .finally(() => {
         this.#reading = false;
         this.scheduleDispatch();
@@ -438,15 +569,16 @@ export class Subscription {
           if (p === undefined) continue;
           const row = bySeq.get(seq);
           if (row !== undefined) p.message = row;
-          else if (!p.lease) {
+          else if (!p.lease && !p.dead) {
             // Removed from the store (retention): nothing left to deliver.
             this.#acked.add(seq);
-            this.#pending.delete(seq);
+            this.skipped++;
+            this.#settle(seq);
             this.#markDirty();
           }
         }
       })
-      .catch((err: unknown) => this.onError(err))
+      .catch((err: unknown) => this.hooks.error(err))
       .finally(() => {
         this.#fetching = false;
         this.scheduleDispatch();
@@ -464,16 +596,79 @@ export class Subscription {
       const entry = this.#timers.pop()!;
       const p = this.#pending.get(entry.seq);
       if (entry.kind === "retry") {
-        if (p !== undefined && p.lease === undefined && p.notBefore === at) this.#ready.push(entry.seq);
+        if (p !== undefined && p.lease === undefined && !p.dead && p.notBefore === at)
+          this.#ready.push(entry.seq);
         continue;
       }
       if (p?.lease === undefined || p.lease.deadline !== at) continue;
       this.#release(p);
-      p.notBefore =
-        now + backoffDelay(p.attempts - 1, this.settings.minBackoffMs, this.settings.maxBackoffMs);
-      this.#timers.push(p.notBefore, { seq: entry.seq, kind: "retry" });
+      this.#retryOrDeadLetter(entry.seq, p, now, undefined);
       this.#markDirty();
     }
+  }
+
+  /** After a failed attempt: back off and retry, or dead-letter once attempts run out. */
+  #retryOrDeadLetter(seq: number, p: Pending, now: number, delayMs: number | undefined): void {
+    const max = this.config.maxDeliveryAttempts;
+    if (max > 0 && p.attempts >= max) {
+      this.#deadLetter([seq], "max_delivery_attempts");
+      return;
+    }
+    const delay = delayMs ?? backoffDelay(p.attempts - 1, this.config.minBackoffMs, this.config.maxBackoffMs);
+    p.notBefore = now + delay;
+    this.#timers.push(p.notBefore, { seq, kind: "retry" });
+  }
+
+  /** Moves messages to the dead-letter topic (through the broker), then acks them here. */
+  #deadLetter(seqs: number[], reason: DeadLetterReason): void {
+    if (seqs.length === 0) return;
+    for (const seq of seqs) this.#pending.get(seq)!.dead = true;
+    const missing = seqs.filter(
+      (s) => (this.#pending.get(s)?.message ?? this.topic.cache.get(s)) === undefined,
+    );
+    const load =
+      missing.length === 0
+        ? Promise.resolve()
+        : this.topic.read(Math.min(...missing), Math.max(...missing)).then((rows) => {
+            for (const r of rows) {
+              const p = this.#pending.get(r.seq);
+              if (p !== undefined) p.message = r;
+            }
+          });
+    void load
+      .then(() => {
+        const letters: DeadLetter[] = [];
+        for (const seq of seqs) {
+          const p = this.#pending.get(seq);
+          const message = p?.message ?? this.topic.cache.get(seq);
+          if (p !== undefined && message !== undefined)
+            letters.push({ message, attempts: p.attempts, reason });
+        }
+        return this.hooks.deadLetter(this, letters);
+      })
+      .then(
+        () => {
+          for (const seq of seqs) {
+            if (this.#acked.add(seq)) this.deadLettered++;
+            this.#settle(seq);
+          }
+          this.#markDirty();
+          this.scheduleDispatch();
+        },
+        (err: unknown) => {
+          // Try again later; the messages stay unacked meanwhile, so nothing is lost.
+          this.hooks.error(err);
+          const retryAt = Date.now() + Math.max(1000, this.config.minBackoffMs);
+          for (const seq of seqs) {
+            const p = this.#pending.get(seq);
+            if (p === undefined) continue;
+            p.dead = false;
+            p.notBefore = retryAt;
+            this.#timers.push(retryAt, { seq, kind: "retry" });
+          }
+          this.#armTimer();
+        },
+      );
   }
 
   #armTimer(): void {
@@ -492,12 +687,44 @@ export class Subscription {
     );
   }
 
-  /** Forgets a message that is now acked, returning its lease's credit. */
+  /** Forgets a message that is now acked, returning its lease's credit and freeing its key. */
   #settle(seq: number): void {
     const p = this.#pending.get(seq);
     if (p === undefined) return;
     this.#release(p);
     this.#pending.delete(seq);
+    if (p.key !== "") this.#freeKey(p.key);
+  }
+
+  /** One fewer unacked message with this key; the next one held back behind it may go. */
+  #freeKey(key: string): void {
+    const left = (this.#keyPending.get(key) ?? 1) - 1;
+    if (left > 0) {
+      this.#keyPending.set(key, left);
+      return;
+    }
+    this.#keyPending.delete(key);
+    const queue = this.#blocked.get(key);
+    if (queue === undefined) return;
+    const seq = queue.shift()!;
+    this.#blockedCount--;
+    if (queue.length === 0) this.#blocked.delete(key);
+    if (this.#acked.has(seq)) {
+      this.#freeKey(key);
+      return;
+    }
+    // It becomes pending (attempt 0) and goes out first, like a due redelivery.
+    this.#keyPending.set(key, 1);
+    const now = Date.now();
+    this.#pending.set(seq, {
+      attempts: 0,
+      lease: undefined,
+      notBefore: now,
+      message: undefined,
+      key,
+      dead: false,
+    });
+    this.#timers.push(now, { seq, kind: "retry" });
   }
 
   #release(p: Pending): void {
@@ -534,7 +761,7 @@ export class Subscription {
   #markDirty(): void {
     if (this.#dirty) return;
     this.#dirty = true;
-    this.onDirty(this);
+    this.hooks.dirty(this);
   }
 }
 

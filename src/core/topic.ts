@@ -1,18 +1,35 @@
 import { CommitTracker } from "./commit-tracker.js";
+import { DedupIndex } from "./dedup-index.js";
 import { NerveBusError } from "./errors.js";
 import type { LogMessage, NewMessage, TopicRecord } from "./model.js";
 import { messageBytes } from "./model.js";
+import { RateMeter } from "./rate-meter.js";
 import { ShardWriter } from "./shard-writer.js";
 import type { Store } from "./store.js";
 import { TailCache } from "./tail-cache.js";
-import { newTraceparent } from "./trace-context.js";
+import { newTraceparent, traceIdOf } from "./trace-context.js";
 import type { WriteBudget } from "./write-budget.js";
+
+/** What happened to one message of a pack. */
+export interface MessageOutcome {
+  readonly outcome: "appended" | "duplicate" | "scheduled";
+  /** 0 for scheduled (and for duplicates of a message that is still scheduled). */
+  readonly seq: number;
+  readonly traceId: string;
+}
 
 /** What a confirmed append returns. */
 export interface AppendResult {
+  /** First and last seq of the messages appended now; 0 when none was. */
   readonly firstSeq: number;
   readonly lastSeq: number;
+  readonly results: MessageOutcome[];
 }
+
+/** Ids remembered per topic for deduplication, at most (see DedupIndex). */
+export const MAX_DEDUP_IDS = 1_000_000;
+/** How long schedule ids are remembered, so a delayed message is moved to the log once. */
+const MOVED_WINDOW_MS = 10 * 60_000;
 
 interface PendingConfirm {
   readonly lastSeq: number;
@@ -39,8 +56,14 @@ export interface TopicOptions {
  * that write.
  */
 export class Topic {
-  readonly record: TopicRecord;
+  record: TopicRecord;
   readonly cache: TailCache;
+  /** Producer message ids → seq, within the topic's dedup window. */
+  readonly dedup: DedupIndex;
+  /** Schedule ids already appended, so a crash between append and schedule delete is harmless. */
+  readonly moved = new DedupIndex(MOVED_WINDOW_MS, MAX_DEDUP_IDS);
+  readonly publishRate = new RateMeter();
+  retentionDeleted = 0;
   readonly #tracker: CommitTracker;
   readonly #writers: ShardWriter[];
   readonly #confirms: PendingConfirm[] = [];
@@ -62,6 +85,7 @@ export class Topic {
     private readonly options: TopicOptions,
   ) {
     this.record = record;
+    this.dedup = new DedupIndex(record.config.dedupWindowMs, MAX_DEDUP_IDS);
     this.#watermark = watermark;
     this.#persistedWatermark = watermark;
     this.cache = new TailCache(options.tailCacheBytes);
@@ -98,6 +122,16 @@ export class Topic {
     return this.#tracker.lastAssigned;
   }
 
+  get ephemeral(): boolean {
+    return this.record.config.ephemeral;
+  }
+
+  /** Applies changed settings (retention, dedup window). */
+  reconfigure(record: TopicRecord): void {
+    this.record = record;
+    this.dedup.windowMs = record.config.dedupWindowMs;
+  }
+
   /** Calls `listener` whenever the watermark advances. Returns the unsubscribe function. */
   onAdvance(listener: (watermark: number) => void): () => void {
     this.#listeners.add(listener);
@@ -105,41 +139,150 @@ export class Topic {
   }
 
   /**
-   * Appends validated messages that already hold `bytes` of the write budget. Resolves with
-   * their seqs once the watermark covers them; rejects with UNAVAILABLE when that does not
-   * happen by `deadline`, in which case the messages may still become durable later.
+   * Appends validated messages that already hold `bytes` of the write budget (messages that are
+   * duplicates give their share back). Resolves with each message's outcome once the watermark
+   * covers every seq involved; rejects with UNAVAILABLE when that does not happen by `deadline`,
+   * in which case the messages may still become durable later.
    */
-  append(messages: readonly NewMessage[], bytes: number, deadline: number): Promise<AppendResult> {
+  append(
+    messages: readonly NewMessage[],
+    bytes: number,
+    deadline: number,
+    scheduleIds?: readonly number[],
+  ): Promise<AppendResult> {
     if (this.#closed) {
       this.budget.release(bytes);
       return Promise.reject(new NerveBusError("unavailable", "broker is shutting down"));
     }
     const now = Date.now();
-    const firstSeq = this.#tracker.assign(messages.length);
-    const shards = this.record.shards;
+    const results: MessageOutcome[] = new Array(messages.length);
+    const fresh: number[] = [];
+    let waitFor = 0;
+    let released = 0;
+    const dedupOn = this.dedup.windowMs > 0;
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i]!;
-      const seq = firstSeq + i;
-      const attributes =
-        m.attributes.traceparent === undefined
-          ? { ...m.attributes, traceparent: newTraceparent() }
-          : m.attributes;
-      const row: LogMessage = {
-        seq,
-        publishTime: now,
-        data: m.data,
-        attributes,
-        orderingKey: m.orderingKey,
-        messageId: m.messageId,
-      };
-      this.cache.append(row);
-      this.#writers[seq % shards]!.push(row, messageBytes(row));
+      const scheduleId = scheduleIds?.[i];
+      const original =
+        scheduleId !== undefined
+          ? this.moved.get(String(scheduleId), now)
+          : dedupOn && m.messageId !== ""
+            ? this.dedup.get(m.messageId, now)
+            : undefined;
+      if (original !== undefined) {
+        results[i] = {
+          outcome: "duplicate",
+          seq: original,
+          traceId: traceIdOf(this.cache.get(original)?.attributes.traceparent) ?? "",
+        };
+        waitFor = Math.max(waitFor, original);
+        released += messageBytes(m);
+        continue;
+      }
+      fresh.push(i);
+      // Reserve the id now, so a duplicate later in the same pack finds it.
+      if (dedupOn && m.messageId !== "") this.dedup.set(m.messageId, -1, now);
     }
-    const lastSeq = firstSeq + messages.length - 1;
+    if (released > 0) this.budget.release(released);
+    let firstSeq = 0;
+    let lastSeq = 0;
+    if (fresh.length > 0) {
+      firstSeq = this.#tracker.assign(fresh.length);
+      lastSeq = firstSeq + fresh.length - 1;
+      const shards = this.record.shards;
+      for (let k = 0; k < fresh.length; k++) {
+        const i = fresh[k]!;
+        const m = messages[i]!;
+        const seq = firstSeq + k;
+        const attributes =
+          m.attributes.traceparent === undefined
+            ? { ...m.attributes, traceparent: newTraceparent() }
+            : m.attributes;
+        const scheduleId = scheduleIds?.[i];
+        const row: LogMessage = {
+          seq,
+          publishTime: now,
+          data: m.data,
+          attributes,
+          orderingKey: m.orderingKey,
+          messageId: m.messageId,
+          ...(scheduleId !== undefined ? { scheduleId } : {}),
+        };
+        this.cache.append(row);
+        if (dedupOn && m.messageId !== "") this.dedup.set(m.messageId, seq, now);
+        if (scheduleId !== undefined) this.moved.set(String(scheduleId), seq, now);
+        results[i] = { outcome: "appended", seq, traceId: traceIdOf(attributes.traceparent) ?? "" };
+        if (!this.ephemeral) this.#writers[seq % shards]!.push(row, messageBytes(row));
+      }
+      this.publishRate.mark(fresh.length);
+      waitFor = Math.max(waitFor, lastSeq);
+    }
+    // Duplicates within the pack point at the seq their first copy got just now.
+    for (let i = 0; i < results.length; i++) {
+      const r = results[i]!;
+      if (r.outcome === "duplicate" && r.seq === -1) {
+        const seq = this.dedup.get(messages[i]!.messageId, now) ?? 0;
+        results[i] = {
+          outcome: "duplicate",
+          seq,
+          traceId: traceIdOf(this.cache.get(seq)?.attributes.traceparent) ?? "",
+        };
+      }
+    }
+    const result: AppendResult = { firstSeq, lastSeq, results };
+    if (this.ephemeral) {
+      // Never stored: visible at once, and only to consumers connected now.
+      const appendedBytes = bytes - released;
+      this.budget.release(appendedBytes);
+      if (lastSeq > 0) this.#advance(lastSeq);
+      return Promise.resolve(result);
+    }
+    if (waitFor <= this.#watermark) return Promise.resolve(result);
     return new Promise<AppendResult>((resolve, reject) => {
-      this.#confirms.push({ lastSeq, deadline, resolve: () => resolve({ firstSeq, lastSeq }), reject });
+      this.#confirms.push({ lastSeq: waitFor, deadline, resolve: () => resolve(result), reject });
       this.#armSweep();
     });
+  }
+
+  /**
+   * The lowest seq published at or after `time`, or 0 when none is: a binary search over the
+   * log (publish times rise with seqs), a few point reads instead of a scan.
+   */
+  async seqAtTime(time: number): Promise<number> {
+    let lo = this.ephemeral ? this.cache.firstSeq : await this.store.firstSeq(this.record);
+    let hi = this.#watermark;
+    if (lo === 0 || hi < lo) return 0;
+    const timeOf = async (seq: number): Promise<{ seq: number; time: number } | undefined> => {
+      const cached = this.cache.get(seq);
+      if (cached !== undefined) return { seq, time: cached.publishTime };
+      const rows = await this.store.readIds(this.record, seq, Math.min(hi, seq + 63));
+      return rows[0] === undefined ? undefined : { seq: rows[0].seq, time: rows[0].publishTime };
+    };
+    const last = await timeOf(hi);
+    if (last === undefined || last.time < time) return 0;
+    while (lo < hi) {
+      const mid = lo + Math.floor((hi - lo) / 2);
+      const probe = await timeOf(mid);
+      if (probe === undefined || probe.time < time) lo = (probe?.seq ?? mid) + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Rebuilds the dedup and moved-schedule indexes from the recent log (start-up). */
+  async rebuildIndexes(): Promise<void> {
+    const now = Date.now();
+    const window = Math.max(this.dedup.windowMs, MOVED_WINDOW_MS);
+    const from = await this.seqAtTime(now - window);
+    if (from === 0) return;
+    for (let seq = from; seq <= this.#watermark; seq += 10_000) {
+      const ids = await this.store.readIds(this.record, seq, Math.min(this.#watermark, seq + 9_999));
+      for (const r of ids) {
+        if (r.messageId !== "" && r.publishTime >= now - this.dedup.windowMs)
+          this.dedup.set(r.messageId, r.seq, r.publishTime);
+        if (r.scheduleId !== undefined) this.moved.set(String(r.scheduleId), r.seq, r.publishTime);
+      }
+    }
   }
 
   /** Reads durable messages in [fromSeq, toSeq] (toSeq is clamped to the watermark). */
@@ -182,8 +325,18 @@ export class Topic {
     this.#tracker.commit(shard, throughSeq);
     const watermark = this.#tracker.watermark;
     if (watermark === this.#watermark) return;
-    this.#watermark = watermark;
     this.#lastStoreError = undefined;
+    this.#advance(watermark);
+    if (this.#persistTimer === undefined) {
+      this.#persistTimer = setTimeout(() => {
+        this.#persistTimer = undefined;
+        this.#persisting = this.#persistWatermark();
+      }, 100);
+    }
+  }
+
+  #advance(watermark: number): void {
+    this.#watermark = watermark;
     while (
       this.#confirmHead < this.#confirms.length &&
       this.#confirms[this.#confirmHead]!.lastSeq <= watermark
@@ -195,17 +348,11 @@ export class Topic {
       this.#confirmHead = 0;
     }
     for (const listener of this.#listeners) listener(watermark);
-    if (this.#persistTimer === undefined) {
-      this.#persistTimer = setTimeout(() => {
-        this.#persistTimer = undefined;
-        this.#persisting = this.#persistWatermark();
-      }, 100);
-    }
   }
 
   async #persistWatermark(): Promise<void> {
     const watermark = this.#watermark;
-    if (watermark === this.#persistedWatermark) return;
+    if (watermark === this.#persistedWatermark || this.ephemeral) return;
     try {
       await this.store.savePointers(this.record, [{ subscription: "", ptr: watermark, state: null }]);
       this.#persistedWatermark = Math.max(this.#persistedWatermark, watermark);

@@ -20,7 +20,7 @@ export function crashSuite(kind: string, fresh: (name: string) => Promise<string
         const texts = Array.from({ length: 200 }, (_, j) => `p${p}-pack${i}-m${j}`);
         try {
           const res = await client.publish("crash", texts, 5000);
-          texts.forEach((t, j) => confirmed.set(Number(res.firstSeq) + j, t));
+          for (let j = 0; j < texts.length; j++) confirmed.set(Number(res.firstSeq) + j, texts[j]!);
         } catch {
           failures++; // expected once the broker is gone: outcome unknown, not confirmed
           return;
@@ -57,7 +57,9 @@ export function crashSuite(kind: string, fresh: (name: string) => Promise<string
       const bySeq = new Map(stream.deliveries.map((d) => [Number(d.seq), Buffer.from(d.data).toString()]));
       for (const [seq, text] of confirmed)
         assert.equal(bySeq.get(seq), text, `confirmed seq ${seq} is intact`);
-      stream.deliveries.forEach((d, i) => assert.equal(Number(d.seq), i + 1, "the log has no gap"));
+      for (let i = 0; i < stream.deliveries.length; i++) {
+        assert.equal(Number(stream.deliveries[i]!.seq), i + 1, "the log has no gap");
+      }
       const next = await after.publish("crash", ["after-restart"]);
       assert.equal(Number(next.firstSeq), recovered + 1, "new seqs continue right after the recovered log");
       await stream.end();

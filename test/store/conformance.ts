@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { LogMessage, Store } from "../../src/core/index.js";
+import type { LogMessage, Store, TopicConfig, TopicRecord } from "../../src/core/index.js";
+
+const CONFIG: TopicConfig = { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 0, ephemeral: false };
+const shards = (n: number) => ({ shards: n, config: CONFIG });
 
 /** How a conformance run opens a store: a fresh database per test, reopenable by URL. */
 export interface StoreFactory {
@@ -20,11 +23,7 @@ function row(seq: number, text = `m${seq}`, publishTime = 1_000 + seq): LogMessa
   };
 }
 
-async function insertAll(
-  store: Store,
-  topic: { id: number; name: string; shards: number; createdAt: number },
-  seqs: number[],
-) {
+async function insertAll(store: Store, topic: TopicRecord, seqs: number[]) {
   for (let shard = 0; shard < topic.shards; shard++) {
     const rows = seqs.filter((s) => s % topic.shards === shard).map((s) => row(s));
     if (rows.length > 0) await store.insertMessages(topic, shard, rows);
@@ -46,13 +45,13 @@ export function storeConformance(kind: string, factory: StoreFactory): void {
 
   withStore("topics are created once and found again", async (store) => {
     assert.equal(await store.ensureTopic("t.a", null), null, "no topic without create");
-    const a = await store.ensureTopic("t.a", { shards: 3 });
+    const a = await store.ensureTopic("t.a", shards(3));
     assert.equal(a?.created, true);
     assert.equal(a?.topic.shards, 3);
-    const again = await store.ensureTopic("t.a", { shards: 5 });
+    const again = await store.ensureTopic("t.a", shards(5));
     assert.equal(again?.created, false);
     assert.deepEqual(again?.topic, a?.topic);
-    await store.ensureTopic("t.b", { shards: 1 });
+    await store.ensureTopic("t.b", shards(1));
     assert.deepEqual(
       (await store.listTopics()).map((t) => t.name),
       ["t.a", "t.b"],
@@ -60,7 +59,7 @@ export function storeConformance(kind: string, factory: StoreFactory): void {
   });
 
   withStore("messages round-trip across shards in seq order, and re-inserts are harmless", async (store) => {
-    const { topic } = (await store.ensureTopic("rt", { shards: 4 }))!;
+    const { topic } = (await store.ensureTopic("rt", shards(4)))!;
     const seqs = Array.from({ length: 50 }, (_, i) => i + 1);
     await insertAll(store, topic, seqs);
     await insertAll(store, topic, [5, 6, 7]);
@@ -80,12 +79,16 @@ export function storeConformance(kind: string, factory: StoreFactory): void {
       [10, 11, 12],
     );
     assert.equal(await store.firstSeq(topic), 1);
-    assert.equal(await store.seqAtTime(topic, 1020), 20);
-    assert.equal(await store.seqAtTime(topic, 99_999), 0);
+    const ids = await store.readIds(topic, 19, 21);
+    assert.deepEqual(ids, [
+      { seq: 19, publishTime: 1019, messageId: "id-19", scheduleId: undefined },
+      { seq: 20, publishTime: 1020, messageId: "id-20", scheduleId: undefined },
+      { seq: 21, publishTime: 1021, messageId: "id-21", scheduleId: undefined },
+    ]);
   });
 
   withStore("large payloads and empty ones survive", async (store) => {
-    const { topic } = (await store.ensureTopic("big", { shards: 2 }))!;
+    const { topic } = (await store.ensureTopic("big", shards(2)))!;
     const big = Buffer.alloc(900 * 1024, 7);
     await store.insertMessages(topic, 1, [{ ...row(1), data: big }]);
     await store.insertMessages(topic, 0, [{ ...row(2), data: Buffer.alloc(0), attributes: {} }]);
@@ -96,7 +99,7 @@ export function storeConformance(kind: string, factory: StoreFactory): void {
   });
 
   withStore("recoverTail keeps the contiguous run and deletes rows above the first gap", async (store) => {
-    const { topic } = (await store.ensureTopic("rec", { shards: 3 }))!;
+    const { topic } = (await store.ensureTopic("rec", shards(3)))!;
     await insertAll(store, topic, [1, 2, 3, 4, 5, 6, 8, 9, 11]);
     assert.equal(await store.recoverTail(topic, 2), 6);
     assert.deepEqual(
@@ -107,7 +110,7 @@ export function storeConformance(kind: string, factory: StoreFactory): void {
   });
 
   withStore("pointers are upserted with their state", async (store) => {
-    const { topic } = (await store.ensureTopic("ptr", { shards: 1 }))!;
+    const { topic } = (await store.ensureTopic("ptr", shards(1)))!;
     assert.equal(await store.loadPointer(topic, "s"), null);
     await store.savePointers(topic, [
       { subscription: "", ptr: 10, state: null },
@@ -121,14 +124,107 @@ export function storeConformance(kind: string, factory: StoreFactory): void {
   });
 
   withStore("subscriptions are created once", async (store) => {
-    const { topic } = (await store.ensureTopic("subs", { shards: 1 }))!;
-    assert.equal(await store.ensureSubscription(topic, "a", false), null);
-    assert.equal((await store.ensureSubscription(topic, "a", true))?.created, true);
-    assert.equal((await store.ensureSubscription(topic, "a", true))?.created, false);
+    const { topic } = (await store.ensureTopic("subs", shards(1)))!;
+    const sub = {
+      ackDeadlineMs: 1000,
+      minBackoffMs: 1,
+      maxBackoffMs: 2,
+      maxDeliveryAttempts: 0,
+      deadLetterTopic: "",
+      ordering: false,
+      paused: false,
+    };
+    assert.equal(await store.ensureSubscription(topic, "a", null), null);
+    assert.equal((await store.ensureSubscription(topic, "a", sub))?.created, true);
+    assert.equal((await store.ensureSubscription(topic, "a", sub))?.created, false);
     assert.deepEqual(
       (await store.listSubscriptions(topic)).map((s) => s.name),
       ["a"],
     );
+  });
+
+  withStore("old messages are deleted in bounded chunks; sizes are sampled", async (store) => {
+    const { topic } = (await store.ensureTopic("ret", shards(2)))!;
+    await insertAll(
+      store,
+      topic,
+      Array.from({ length: 40 }, (_, i) => i + 1),
+    );
+    assert.ok((await store.averageRowBytes(topic, 10)) > 3);
+    assert.equal(await store.deleteMessagesThrough(topic, 30, 5), 10, "at most 5 per shard");
+    assert.equal(await store.firstSeq(topic), 11);
+    for (let n = 1; n > 0; ) {
+      n = await store.deleteMessagesThrough(topic, 30, 5);
+      assert.ok(n <= 10);
+    }
+    assert.equal(await store.firstSeq(topic), 31);
+  });
+
+  withStore(
+    "delayed messages wait in the schedule in due order and are removed once moved",
+    async (store) => {
+      const { topic } = (await store.ensureTopic("sched", shards(1)))!;
+      const msg = (text: string, messageId = "") => ({
+        data: Buffer.from(text),
+        attributes: { a: text },
+        orderingKey: "",
+        messageId,
+        deliverAt: 0,
+      });
+      const ids = await store.scheduleMessages(topic, [
+        { dueAt: 3000, message: msg("late") },
+        { dueAt: 1000, message: msg("early", "id-e") },
+        { dueAt: 2000, message: msg("middle") },
+      ]);
+      assert.equal(new Set(ids).size, 3);
+      assert.deepEqual(await store.scheduleSummary(topic), { count: 3, nextDueAt: 1000 });
+      const due = await store.dueMessages(topic, 2500, 10);
+      assert.deepEqual(
+        due.map((d) => Buffer.from(d.message.data).toString()),
+        ["early", "middle"],
+      );
+      assert.equal(due[0]!.id, ids[1]);
+      assert.equal(due[0]!.message.messageId, "id-e");
+      assert.deepEqual(due[0]!.message.attributes, { a: "early" });
+      await store.deleteScheduled(
+        topic,
+        due.map((d) => d.id),
+      );
+      assert.deepEqual(await store.scheduleSummary(topic), { count: 1, nextDueAt: 3000 });
+    },
+  );
+
+  withStore("settings are stored, updated, and deleted with their topic and subscriptions", async (store) => {
+    const { topic } = (await store.ensureTopic("cfg", shards(2)))!;
+    const updated = await store.updateTopicConfig(topic, { ...CONFIG, retentionMs: 5000 });
+    assert.equal((await store.ensureTopic("cfg", null))?.topic.config.retentionMs, 5000);
+    const sub = {
+      ackDeadlineMs: 2000,
+      minBackoffMs: 1,
+      maxBackoffMs: 2,
+      maxDeliveryAttempts: 3,
+      deadLetterTopic: "dlq",
+      ordering: true,
+      paused: false,
+    };
+    await store.ensureSubscription(updated, "s", sub);
+    await store.updateSubscriptionConfig(updated, "s", { ...sub, paused: true });
+    assert.equal((await store.ensureSubscription(updated, "s", null))?.subscription.config.paused, true);
+    await store.savePointers(updated, [{ subscription: "s", ptr: 1, state: null }]);
+    await store.deleteSubscription(updated, "s");
+    assert.equal(await store.ensureSubscription(updated, "s", null), null);
+    assert.equal(await store.loadPointer(updated, "s"), null);
+    await store.ensureSubscription(updated, "t", sub);
+    await insertAll(store, updated, [1, 2, 3]);
+    await store.deleteTopic(updated);
+    assert.equal(await store.ensureTopic("cfg", null), null);
+    const again = (await store.ensureTopic("cfg", shards(2)))!;
+    assert.deepEqual(
+      await store.readMessages(again.topic, 1, 100),
+      [],
+      "a new topic of the same name starts empty",
+    );
+    assert.deepEqual(await store.listSubscriptions(again.topic), []);
   });
 
   withStore(

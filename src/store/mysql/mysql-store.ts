@@ -1,14 +1,30 @@
 import mysql from "mysql2/promise";
 import {
+  type LoggedIds,
   type LogMessage,
   NerveBusError,
+  type NewMessage,
   type PointerRecord,
+  type ScheduledMessage,
   type Store,
   type StoreCapabilities,
+  type SubscriptionConfig,
   type SubscriptionRecord,
+  type TopicConfig,
   type TopicRecord,
 } from "../../core/index.js";
-import { contiguousEnd, decodeRow, encodeMeta, mergeBySeq, shardTable } from "../codec.js";
+import {
+  contiguousEnd,
+  decodeConfig,
+  decodeIds,
+  decodeRow,
+  decodeScheduled,
+  encodeConfig,
+  encodeMeta,
+  mergeBySeq,
+  scheduleTable,
+  shardTable,
+} from "../codec.js";
 import { mapStoreError } from "../errors.js";
 
 export interface MysqlStoreOptions {
@@ -22,6 +38,16 @@ export interface MysqlStoreOptions {
 }
 
 type MsgRow = { seq: number; published_at: number; meta: Buffer; data: Buffer };
+
+function toTopic(r: mysql.RowDataPacket): TopicRecord {
+  return {
+    id: Number(r.id),
+    name: String(r.name),
+    shards: Number(r.shards),
+    createdAt: Number(r.created_at),
+    config: decodeConfig<TopicConfig>(String(r.config)),
+  };
+}
 
 /**
  * The production store: sharded InnoDB tables over a mysql2 pool. One broker process owns a
@@ -130,30 +156,21 @@ export class MysqlStore implements Store {
     }
   }
 
-  async ensureTopic(name: string, create: { shards: number } | null) {
+  async ensureTopic(name: string, create: { shards: number; config: TopicConfig } | null) {
     return this.#run("creating a topic", async () => {
       let created = false;
-      let rows = await this.#select("SELECT id, name, shards, created_at FROM nb_topics WHERE name = ?", [
-        name,
-      ]);
+      const sql = "SELECT id, name, shards, config, created_at FROM nb_topics WHERE name = ?";
+      let rows = await this.#select(sql, [name]);
       if (rows.length === 0) {
         if (create === null) return null;
         const [res] = await this.#pool.query<mysql.ResultSetHeader>(
-          "INSERT IGNORE INTO nb_topics (name, shards, config, created_at) VALUES (?, ?, '{}', ?)",
-          [name, create.shards, Date.now()],
+          "INSERT IGNORE INTO nb_topics (name, shards, config, created_at) VALUES (?, ?, ?, ?)",
+          [name, create.shards, encodeConfig(create.config), Date.now()],
         );
         created = res.affectedRows === 1;
-        rows = await this.#select("SELECT id, name, shards, created_at FROM nb_topics WHERE name = ?", [
-          name,
-        ]);
+        rows = await this.#select(sql, [name]);
       }
-      const r = rows[0]!;
-      const topic: TopicRecord = {
-        id: Number(r.id),
-        name: String(r.name),
-        shards: Number(r.shards),
-        createdAt: Number(r.created_at),
-      };
+      const topic = toTopic(rows[0]!);
       for (let shard = 0; shard < topic.shards; shard++) {
         await this.#pool.query(
           `CREATE TABLE IF NOT EXISTS ${shardTable(topic.id, shard)} (
@@ -161,59 +178,107 @@ export class MysqlStore implements Store {
              meta BLOB NOT NULL, data LONGBLOB NOT NULL) ENGINE=InnoDB`,
         );
       }
+      await this.#pool.query(
+        `CREATE TABLE IF NOT EXISTS ${scheduleTable(topic.id)} (
+           id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, due_at BIGINT NOT NULL,
+           meta BLOB NOT NULL, data LONGBLOB NOT NULL, KEY due (due_at, id)) ENGINE=InnoDB`,
+      );
       return { topic, created };
     });
   }
 
   async listTopics(): Promise<TopicRecord[]> {
     return this.#run("listing topics", async () =>
-      (await this.#select("SELECT id, name, shards, created_at FROM nb_topics ORDER BY name", [])).map(
-        (r) => ({
-          id: Number(r.id),
-          name: String(r.name),
-          shards: Number(r.shards),
-          createdAt: Number(r.created_at),
-        }),
-      ),
+      (
+        await this.#select("SELECT id, name, shards, config, created_at FROM nb_topics ORDER BY name", [])
+      ).map(toTopic),
     );
   }
 
-  async ensureSubscription(topic: TopicRecord, name: string, create: boolean) {
+  async updateTopicConfig(topic: TopicRecord, config: TopicConfig): Promise<TopicRecord> {
+    await this.#run("updating a topic", () =>
+      this.#pool.query("UPDATE nb_topics SET config = ? WHERE id = ?", [encodeConfig(config), topic.id]),
+    );
+    return { ...topic, config };
+  }
+
+  async deleteTopic(topic: TopicRecord): Promise<void> {
+    await this.#run("deleting a topic", async () => {
+      for (let shard = 0; shard < topic.shards; shard++)
+        await this.#pool.query(`DROP TABLE IF EXISTS ${shardTable(topic.id, shard)}`);
+      await this.#pool.query(`DROP TABLE IF EXISTS ${scheduleTable(topic.id)}`);
+      await this.#pool.query("DELETE FROM nb_pointers WHERE topic_id = ?", [topic.id]);
+      await this.#pool.query("DELETE FROM nb_subscriptions WHERE topic_id = ?", [topic.id]);
+      await this.#pool.query("DELETE FROM nb_topics WHERE id = ?", [topic.id]);
+    });
+  }
+
+  async ensureSubscription(topic: TopicRecord, name: string, create: SubscriptionConfig | null) {
     return this.#run("creating a subscription", async () => {
-      const rows = await this.#select(
-        "SELECT created_at FROM nb_subscriptions WHERE topic_id = ? AND name = ?",
-        [topic.id, name],
-      );
-      if (rows.length > 0) {
-        const subscription: SubscriptionRecord = {
-          topicId: topic.id,
-          name,
-          createdAt: Number(rows[0]!.created_at),
-        };
-        return { subscription, created: false };
+      const sql = "SELECT config, created_at FROM nb_subscriptions WHERE topic_id = ? AND name = ?";
+      let rows = await this.#select(sql, [topic.id, name]);
+      let created = false;
+      if (rows.length === 0) {
+        if (create === null) return null;
+        const [res] = await this.#pool.query<mysql.ResultSetHeader>(
+          "INSERT IGNORE INTO nb_subscriptions (topic_id, name, config, created_at) VALUES (?, ?, ?, ?)",
+          [topic.id, name, encodeConfig(create), Date.now()],
+        );
+        created = res.affectedRows === 1;
+        rows = await this.#select(sql, [topic.id, name]);
       }
-      if (!create) return null;
-      const now = Date.now();
-      const [res] = await this.#pool.query<mysql.ResultSetHeader>(
-        "INSERT IGNORE INTO nb_subscriptions (topic_id, name, config, created_at) VALUES (?, ?, '{}', ?)",
-        [topic.id, name, now],
-      );
-      return { subscription: { topicId: topic.id, name, createdAt: now }, created: res.affectedRows === 1 };
+      const r = rows[0]!;
+      const subscription: SubscriptionRecord = {
+        topicId: topic.id,
+        name,
+        createdAt: Number(r.created_at),
+        config: decodeConfig<SubscriptionConfig>(String(r.config)),
+      };
+      return { subscription, created };
     });
   }
 
   async listSubscriptions(topic: TopicRecord): Promise<SubscriptionRecord[]> {
     return this.#run("listing subscriptions", async () =>
       (
-        await this.#select("SELECT name, created_at FROM nb_subscriptions WHERE topic_id = ? ORDER BY name", [
-          topic.id,
-        ])
+        await this.#select(
+          "SELECT name, config, created_at FROM nb_subscriptions WHERE topic_id = ? ORDER BY name",
+          [topic.id],
+        )
       ).map((r) => ({
         topicId: topic.id,
         name: String(r.name),
         createdAt: Number(r.created_at),
+        config: decodeConfig<SubscriptionConfig>(String(r.config)),
       })),
     );
+  }
+
+  async updateSubscriptionConfig(
+    topic: TopicRecord,
+    name: string,
+    config: SubscriptionConfig,
+  ): Promise<void> {
+    await this.#run("updating a subscription", () =>
+      this.#pool.query("UPDATE nb_subscriptions SET config = ? WHERE topic_id = ? AND name = ?", [
+        encodeConfig(config),
+        topic.id,
+        name,
+      ]),
+    );
+  }
+
+  async deleteSubscription(topic: TopicRecord, name: string): Promise<void> {
+    await this.#run("deleting a subscription", async () => {
+      await this.#pool.query("DELETE FROM nb_subscriptions WHERE topic_id = ? AND name = ?", [
+        topic.id,
+        name,
+      ]);
+      await this.#pool.query("DELETE FROM nb_pointers WHERE topic_id = ? AND subscription = ?", [
+        topic.id,
+        name,
+      ]);
+    });
   }
 
   async insertMessages(topic: TopicRecord, shard: number, rows: readonly LogMessage[]): Promise<void> {
@@ -246,12 +311,66 @@ export class MysqlStore implements Store {
     });
   }
 
-  async firstSeq(topic: TopicRecord): Promise<number> {
-    return this.#minOverShards(topic, "MIN(seq)", "", []);
+  async readIds(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<LoggedIds[]> {
+    return this.#run("reading message ids", async () => {
+      const parts = await Promise.all(
+        Array.from({ length: topic.shards }, (_, shard) =>
+          this.#select(
+            `SELECT seq, published_at, meta FROM ${shardTable(topic.id, shard)} WHERE seq BETWEEN ? AND ?`,
+            [fromSeq, toSeq],
+          ),
+        ),
+      );
+      return parts
+        .flat()
+        .map((r) => decodeIds(Number(r.seq), Number(r.published_at), r.meta as Buffer))
+        .sort((a, b) => a.seq - b.seq);
+    });
   }
 
-  async seqAtTime(topic: TopicRecord, time: number): Promise<number> {
-    return this.#minOverShards(topic, "MIN(seq)", "WHERE published_at >= ?", [time]);
+  async firstSeq(topic: TopicRecord): Promise<number> {
+    return this.#run("finding the first seq", async () => {
+      let found = 0;
+      for (let shard = 0; shard < topic.shards; shard++) {
+        const rows = await this.#select(`SELECT MIN(seq) AS s FROM ${shardTable(topic.id, shard)}`, []);
+        const s = rows[0]?.s;
+        if (s !== null && s !== undefined && (found === 0 || Number(s) < found)) found = Number(s);
+      }
+      return found;
+    });
+  }
+
+  async averageRowBytes(topic: TopicRecord, sample: number): Promise<number> {
+    return this.#run("sampling row sizes", async () => {
+      let bytes = 0;
+      let rows = 0;
+      const per = Math.max(1, Math.ceil(sample / topic.shards));
+      for (let shard = 0; shard < topic.shards; shard++) {
+        const r = await this.#select(
+          `SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(data) + LENGTH(meta)), 0) AS b FROM
+             (SELECT data, meta FROM ${shardTable(topic.id, shard)} ORDER BY seq DESC LIMIT ?) AS recent`,
+          [per],
+        );
+        rows += Number(r[0]?.n ?? 0);
+        bytes += Number(r[0]?.b ?? 0);
+      }
+      return rows === 0 ? 0 : bytes / rows;
+    });
+  }
+
+  async deleteMessagesThrough(topic: TopicRecord, throughSeq: number, limit: number): Promise<number> {
+    return this.#run("deleting old messages", async () => {
+      let deleted = 0;
+      for (let shard = 0; shard < topic.shards; shard++) {
+        // Bounded chunks: one short transaction each, so writers never wait long on it.
+        const [res] = await this.#pool.query<mysql.ResultSetHeader>(
+          `DELETE FROM ${shardTable(topic.id, shard)} WHERE seq <= ? ORDER BY seq LIMIT ?`,
+          [throughSeq, limit],
+        );
+        deleted += res.affectedRows;
+      }
+      return deleted;
+    });
   }
 
   async recoverTail(topic: TopicRecord, watermark: number): Promise<number> {
@@ -270,6 +389,50 @@ export class MysqlStore implements Store {
         await this.#pool.query(`DELETE FROM ${shardTable(topic.id, shard)} WHERE seq > ?`, [end]);
       }
       return end;
+    });
+  }
+
+  async scheduleMessages(
+    topic: TopicRecord,
+    entries: readonly { dueAt: number; message: NewMessage }[],
+  ): Promise<number[]> {
+    if (entries.length === 0) return [];
+    const values = entries.map((e) => [e.dueAt, encodeMeta(e.message), e.message.data]);
+    const [res] = await this.#run("scheduling messages", () =>
+      this.#pool.query<mysql.ResultSetHeader>(
+        `INSERT INTO ${scheduleTable(topic.id)} (due_at, meta, data) VALUES ?`,
+        [values],
+      ),
+    );
+    // A multi-row INSERT gets consecutive AUTO_INCREMENT ids (innodb_autoinc_lock_mode ≤ 1 for
+    // "simple inserts" guarantees it on MySQL 8 and MariaDB even in mode 2).
+    return entries.map((_, i) => res.insertId + i);
+  }
+
+  async dueMessages(topic: TopicRecord, now: number, limit: number): Promise<ScheduledMessage[]> {
+    return this.#run("reading due messages", async () =>
+      (
+        await this.#select(
+          `SELECT id, due_at, meta, data FROM ${scheduleTable(topic.id)} WHERE due_at <= ? ORDER BY due_at, id LIMIT ?`,
+          [now, limit],
+        )
+      ).map((r) => decodeScheduled(Number(r.id), Number(r.due_at), r.meta as Buffer, r.data as Buffer)),
+    );
+  }
+
+  async deleteScheduled(topic: TopicRecord, ids: readonly number[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.#run("deleting schedule entries", () =>
+      this.#pool.query(`DELETE FROM ${scheduleTable(topic.id)} WHERE id IN (?)`, [ids]),
+    );
+  }
+
+  async scheduleSummary(topic: TopicRecord): Promise<{ count: number; nextDueAt: number }> {
+    return this.#run("summarising the schedule", async () => {
+      const r = (
+        await this.#select(`SELECT COUNT(*) AS n, MIN(due_at) AS d FROM ${scheduleTable(topic.id)}`, [])
+      )[0];
+      return { count: Number(r?.n ?? 0), nextDueAt: r?.d === null || r?.d === undefined ? 0 : Number(r.d) };
     });
   }
 
@@ -308,21 +471,6 @@ export class MysqlStore implements Store {
       .query("SELECT RELEASE_LOCK(?)", [`nervebus:${this.#lockConn.config.database}`])
       .catch(() => undefined);
     await this.#lockConn.end().catch(() => undefined);
-  }
-
-  async #minOverShards(topic: TopicRecord, expr: string, where: string, params: unknown[]): Promise<number> {
-    return this.#run("finding a seq", async () => {
-      let found = 0;
-      for (let shard = 0; shard < topic.shards; shard++) {
-        const rows = await this.#select(
-          `SELECT ${expr} AS s FROM ${shardTable(topic.id, shard)} ${where}`,
-          params,
-        );
-        const s = rows[0]?.s;
-        if (s !== null && s !== undefined && (found === 0 || Number(s) < found)) found = Number(s);
-      }
-      return found;
-    });
   }
 
   async #select(sql: string, params: unknown[]): Promise<mysql.RowDataPacket[]> {

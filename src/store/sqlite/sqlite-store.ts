@@ -2,15 +2,31 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import {
+  type LoggedIds,
   type LogMessage,
   NerveBusError,
+  type NewMessage,
   type PointerRecord,
+  type ScheduledMessage,
   type Store,
   type StoreCapabilities,
+  type SubscriptionConfig,
   type SubscriptionRecord,
+  type TopicConfig,
   type TopicRecord,
 } from "../../core/index.js";
-import { contiguousEnd, decodeRow, encodeMeta, mergeBySeq, shardTable } from "../codec.js";
+import {
+  contiguousEnd,
+  decodeConfig,
+  decodeIds,
+  decodeRow,
+  decodeScheduled,
+  encodeConfig,
+  encodeMeta,
+  mergeBySeq,
+  scheduleTable,
+  shardTable,
+} from "../codec.js";
 import { mapStoreError } from "../errors.js";
 
 const CAPABILITIES: StoreCapabilities = {
@@ -28,6 +44,17 @@ interface QueuedInsert {
 }
 
 type Row = { seq: number; published_at: number; meta: Buffer; data: Buffer };
+type TopicRow = { id: number; name: string; shards: number; config: string; created_at: number };
+
+function toTopic(r: TopicRow): TopicRecord {
+  return {
+    id: r.id,
+    name: r.name,
+    shards: r.shards,
+    createdAt: r.created_at,
+    config: decodeConfig<TopicConfig>(r.config),
+  };
+}
 
 /**
  * The embedded store: one SQLite file in WAL mode with synchronous=FULL (a commit survives a
@@ -42,7 +69,7 @@ export class SqliteStore implements Store {
   readonly #db: Database.Database;
   #queue: QueuedInsert[] = [];
   #flushScheduled = false;
-  readonly #insertStatements = new Map<string, Database.Statement>();
+  readonly #statements = new Map<string, Database.Statement>();
 
   private constructor(db: Database.Database) {
     this.#db = db;
@@ -61,9 +88,9 @@ export class SqliteStore implements Store {
       db.exec(`
         CREATE TABLE IF NOT EXISTS nb_topics (
           id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, shards INTEGER NOT NULL,
-          config TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL);
+          config TEXT NOT NULL, created_at INTEGER NOT NULL);
         CREATE TABLE IF NOT EXISTS nb_subscriptions (
-          topic_id INTEGER NOT NULL, name TEXT NOT NULL, config TEXT NOT NULL DEFAULT '{}',
+          topic_id INTEGER NOT NULL, name TEXT NOT NULL, config TEXT NOT NULL,
           created_at INTEGER NOT NULL, PRIMARY KEY (topic_id, name));
         CREATE TABLE IF NOT EXISTS nb_pointers (
           topic_id INTEGER NOT NULL, subscription TEXT NOT NULL, ptr INTEGER NOT NULL, state BLOB,
@@ -83,28 +110,24 @@ export class SqliteStore implements Store {
     return new SqliteStore(db);
   }
 
-  async ensureTopic(name: string, create: { shards: number } | null) {
+  async ensureTopic(name: string, create: { shards: number; config: TopicConfig } | null) {
     return this.#run("creating a topic", () => {
       let created = false;
-      let row = this.#db
-        .prepare("SELECT id, name, shards, created_at FROM nb_topics WHERE name = ?")
-        .get(name) as { id: number; name: string; shards: number; created_at: number } | undefined;
+      let row = this.#stmt("SELECT id, name, shards, config, created_at FROM nb_topics WHERE name = ?").get(
+        name,
+      ) as TopicRow | undefined;
       if (row === undefined) {
         if (create === null) return null;
         const now = Date.now();
-        const info = this.#db
-          .prepare("INSERT INTO nb_topics (name, shards, created_at) VALUES (?, ?, ?)")
-          .run(name, create.shards, now);
-        row = { id: Number(info.lastInsertRowid), name, shards: create.shards, created_at: now };
+        const config = encodeConfig(create.config);
+        const info = this.#stmt(
+          "INSERT INTO nb_topics (name, shards, config, created_at) VALUES (?, ?, ?, ?)",
+        ).run(name, create.shards, config, now);
+        row = { id: Number(info.lastInsertRowid), name, shards: create.shards, config, created_at: now };
         created = true;
       }
-      const topic: TopicRecord = {
-        id: row.id,
-        name: row.name,
-        shards: row.shards,
-        createdAt: row.created_at,
-      };
-      this.#createShardTables(topic);
+      const topic = toTopic(row);
+      this.#createTopicTables(topic);
       return { topic, created };
     });
   }
@@ -112,44 +135,100 @@ export class SqliteStore implements Store {
   async listTopics(): Promise<TopicRecord[]> {
     return this.#run("listing topics", () =>
       (
-        this.#db.prepare("SELECT id, name, shards, created_at FROM nb_topics ORDER BY name").all() as {
-          id: number;
-          name: string;
-          shards: number;
-          created_at: number;
-        }[]
-      ).map((r) => ({ id: r.id, name: r.name, shards: r.shards, createdAt: r.created_at })),
+        this.#stmt(
+          "SELECT id, name, shards, config, created_at FROM nb_topics ORDER BY name",
+        ).all() as TopicRow[]
+      ).map(toTopic),
     );
   }
 
-  async ensureSubscription(topic: TopicRecord, name: string, create: boolean) {
+  async updateTopicConfig(topic: TopicRecord, config: TopicConfig): Promise<TopicRecord> {
+    return this.#run("updating a topic", () => {
+      this.#stmt("UPDATE nb_topics SET config = ? WHERE id = ?").run(encodeConfig(config), topic.id);
+      return { ...topic, config };
+    });
+  }
+
+  async deleteTopic(topic: TopicRecord): Promise<void> {
+    return this.#run("deleting a topic", () =>
+      this.#db.transaction(() => {
+        for (let shard = 0; shard < topic.shards; shard++)
+          this.#db.exec(`DROP TABLE IF EXISTS ${shardTable(topic.id, shard)}`);
+        this.#db.exec(`DROP TABLE IF EXISTS ${scheduleTable(topic.id)}`);
+        this.#stmt("DELETE FROM nb_pointers WHERE topic_id = ?").run(topic.id);
+        this.#stmt("DELETE FROM nb_subscriptions WHERE topic_id = ?").run(topic.id);
+        this.#stmt("DELETE FROM nb_topics WHERE id = ?").run(topic.id);
+        // Statements on the dropped tables are stale now.
+        this.#statements.clear();
+      })(),
+    );
+  }
+
+  async ensureSubscription(topic: TopicRecord, name: string, create: SubscriptionConfig | null) {
     return this.#run("creating a subscription", () => {
-      const row = this.#db
-        .prepare("SELECT created_at FROM nb_subscriptions WHERE topic_id = ? AND name = ?")
-        .get(topic.id, name) as { created_at: number } | undefined;
+      const row = this.#stmt(
+        "SELECT config, created_at FROM nb_subscriptions WHERE topic_id = ? AND name = ?",
+      ).get(topic.id, name) as { config: string; created_at: number } | undefined;
       if (row !== undefined) {
-        const subscription: SubscriptionRecord = { topicId: topic.id, name, createdAt: row.created_at };
+        const subscription: SubscriptionRecord = {
+          topicId: topic.id,
+          name,
+          createdAt: row.created_at,
+          config: decodeConfig<SubscriptionConfig>(row.config),
+        };
         return { subscription, created: false };
       }
-      if (!create) return null;
+      if (create === null) return null;
       const now = Date.now();
-      this.#db
-        .prepare("INSERT INTO nb_subscriptions (topic_id, name, created_at) VALUES (?, ?, ?)")
-        .run(topic.id, name, now);
-      return { subscription: { topicId: topic.id, name, createdAt: now }, created: true };
+      this.#stmt("INSERT INTO nb_subscriptions (topic_id, name, config, created_at) VALUES (?, ?, ?, ?)").run(
+        topic.id,
+        name,
+        encodeConfig(create),
+        now,
+      );
+      return { subscription: { topicId: topic.id, name, createdAt: now, config: create }, created: true };
     });
   }
 
   async listSubscriptions(topic: TopicRecord): Promise<SubscriptionRecord[]> {
     return this.#run("listing subscriptions", () =>
       (
-        this.#db
-          .prepare("SELECT name, created_at FROM nb_subscriptions WHERE topic_id = ? ORDER BY name")
-          .all(topic.id) as {
+        this.#stmt(
+          "SELECT name, config, created_at FROM nb_subscriptions WHERE topic_id = ? ORDER BY name",
+        ).all(topic.id) as {
           name: string;
+          config: string;
           created_at: number;
         }[]
-      ).map((r) => ({ topicId: topic.id, name: r.name, createdAt: r.created_at })),
+      ).map((r) => ({
+        topicId: topic.id,
+        name: r.name,
+        createdAt: r.created_at,
+        config: decodeConfig<SubscriptionConfig>(r.config),
+      })),
+    );
+  }
+
+  async updateSubscriptionConfig(
+    topic: TopicRecord,
+    name: string,
+    config: SubscriptionConfig,
+  ): Promise<void> {
+    return this.#run("updating a subscription", () => {
+      this.#stmt("UPDATE nb_subscriptions SET config = ? WHERE topic_id = ? AND name = ?").run(
+        encodeConfig(config),
+        topic.id,
+        name,
+      );
+    });
+  }
+
+  async deleteSubscription(topic: TopicRecord, name: string): Promise<void> {
+    return this.#run("deleting a subscription", () =>
+      this.#db.transaction(() => {
+        this.#stmt("DELETE FROM nb_subscriptions WHERE topic_id = ? AND name = ?").run(topic.id, name);
+        this.#stmt("DELETE FROM nb_pointers WHERE topic_id = ? AND subscription = ?").run(topic.id, name);
+      })(),
     );
   }
 
@@ -169,7 +248,10 @@ export class SqliteStore implements Store {
     try {
       this.#db.transaction(() => {
         for (const q of queue) {
-          const stmt = this.#insertStatement(q.table);
+          // Idempotent: a retried row has the same content as the one already there.
+          const stmt = this.#stmt(
+            `INSERT INTO ${q.table} (seq, published_at, meta, data) VALUES (?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING`,
+          );
           for (const r of q.rows) stmt.run(r.seq, r.publishTime, encodeMeta(r), r.data);
         }
       })();
@@ -181,30 +263,29 @@ export class SqliteStore implements Store {
     for (const q of queue) q.resolve();
   }
 
-  #insertStatement(table: string): Database.Statement {
-    let stmt = this.#insertStatements.get(table);
-    if (stmt === undefined) {
-      // Idempotent: a retried row has the same content as the one already there.
-      stmt = this.#db.prepare(
-        `INSERT INTO ${table} (seq, published_at, meta, data) VALUES (?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING`,
-      );
-      this.#insertStatements.set(table, stmt);
-    }
-    return stmt;
-  }
-
   async readMessages(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<LogMessage[]> {
     return this.#run("reading messages", () => {
       const parts: LogMessage[][] = [];
       for (let shard = 0; shard < topic.shards; shard++) {
-        const rows = this.#db
-          .prepare(
-            `SELECT seq, published_at, meta, data FROM ${shardTable(topic.id, shard)} WHERE seq BETWEEN ? AND ? ORDER BY seq`,
-          )
-          .all(fromSeq, toSeq) as Row[];
+        const rows = this.#stmt(
+          `SELECT seq, published_at, meta, data FROM ${shardTable(topic.id, shard)} WHERE seq BETWEEN ? AND ? ORDER BY seq`,
+        ).all(fromSeq, toSeq) as Row[];
         parts.push(rows.map((r) => decodeRow(r.seq, r.published_at, r.meta, r.data)));
       }
       return mergeBySeq(parts);
+    });
+  }
+
+  async readIds(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<LoggedIds[]> {
+    return this.#run("reading message ids", () => {
+      const all: LoggedIds[] = [];
+      for (let shard = 0; shard < topic.shards; shard++) {
+        const rows = this.#stmt(
+          `SELECT seq, published_at, meta FROM ${shardTable(topic.id, shard)} WHERE seq BETWEEN ? AND ?`,
+        ).all(fromSeq, toSeq) as Omit<Row, "data">[];
+        for (const r of rows) all.push(decodeIds(r.seq, r.published_at, r.meta));
+      }
+      return all.sort((a, b) => a.seq - b.seq);
     });
   }
 
@@ -212,25 +293,42 @@ export class SqliteStore implements Store {
     return this.#run("finding the first seq", () => {
       let first = 0;
       for (let shard = 0; shard < topic.shards; shard++) {
-        const r = this.#db.prepare(`SELECT MIN(seq) AS s FROM ${shardTable(topic.id, shard)}`).get() as {
-          s: number | null;
-        };
-        if (r.s !== null && (first === 0 || r.s < first)) first = r.s;
+        const s = this.#stmt(`SELECT MIN(seq) FROM ${shardTable(topic.id, shard)}`)
+          .pluck()
+          .get() as number | null;
+        if (s !== null && (first === 0 || s < first)) first = s;
       }
       return first;
     });
   }
 
-  async seqAtTime(topic: TopicRecord, time: number): Promise<number> {
-    return this.#run("finding a seq by time", () => {
-      let found = 0;
+  async averageRowBytes(topic: TopicRecord, sample: number): Promise<number> {
+    return this.#run("sampling row sizes", () => {
+      let bytes = 0;
+      let rows = 0;
+      const per = Math.max(1, Math.ceil(sample / topic.shards));
       for (let shard = 0; shard < topic.shards; shard++) {
-        const r = this.#db
-          .prepare(`SELECT MIN(seq) AS s FROM ${shardTable(topic.id, shard)} WHERE published_at >= ?`)
-          .get(time) as { s: number | null };
-        if (r.s !== null && (found === 0 || r.s < found)) found = r.s;
+        const r = this.#stmt(
+          `SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(data) + LENGTH(meta)), 0) AS b FROM
+             (SELECT data, meta FROM ${shardTable(topic.id, shard)} ORDER BY seq DESC LIMIT ?)`,
+        ).get(per) as { n: number; b: number };
+        rows += r.n;
+        bytes += r.b;
       }
-      return found;
+      return rows === 0 ? 0 : bytes / rows;
+    });
+  }
+
+  async deleteMessagesThrough(topic: TopicRecord, throughSeq: number, limit: number): Promise<number> {
+    return this.#run("deleting old messages", () => {
+      let deleted = 0;
+      for (let shard = 0; shard < topic.shards; shard++) {
+        const table = shardTable(topic.id, shard);
+        deleted += this.#stmt(
+          `DELETE FROM ${table} WHERE seq IN (SELECT seq FROM ${table} WHERE seq <= ? ORDER BY seq LIMIT ?)`,
+        ).run(throughSeq, limit).changes;
+      }
+      return deleted;
     });
   }
 
@@ -239,34 +337,78 @@ export class SqliteStore implements Store {
       this.#db.transaction(() => {
         const seqs: number[] = [];
         for (let shard = 0; shard < topic.shards; shard++) {
-          const rows = this.#db
-            .prepare(`SELECT seq FROM ${shardTable(topic.id, shard)} WHERE seq > ? ORDER BY seq`)
+          const rows = this.#stmt(`SELECT seq FROM ${shardTable(topic.id, shard)} WHERE seq > ? ORDER BY seq`)
             .pluck()
             .all(watermark) as number[];
-          seqs.push(...rows);
+          for (const s of rows) seqs.push(s);
         }
         seqs.sort((a, b) => a - b);
         const end = contiguousEnd(watermark, seqs);
         for (let shard = 0; shard < topic.shards; shard++) {
-          this.#db.prepare(`DELETE FROM ${shardTable(topic.id, shard)} WHERE seq > ?`).run(end);
+          this.#stmt(`DELETE FROM ${shardTable(topic.id, shard)} WHERE seq > ?`).run(end);
         }
         return end;
       })(),
     );
   }
 
+  async scheduleMessages(
+    topic: TopicRecord,
+    entries: readonly { dueAt: number; message: NewMessage }[],
+  ): Promise<number[]> {
+    return this.#run("scheduling messages", () =>
+      this.#db.transaction(() => {
+        const stmt = this.#stmt(
+          `INSERT INTO ${scheduleTable(topic.id)} (due_at, meta, data) VALUES (?, ?, ?)`,
+        );
+        return entries.map((e) =>
+          Number(stmt.run(e.dueAt, encodeMeta(e.message), e.message.data).lastInsertRowid),
+        );
+      })(),
+    );
+  }
+
+  async dueMessages(topic: TopicRecord, now: number, limit: number): Promise<ScheduledMessage[]> {
+    return this.#run("reading due messages", () =>
+      (
+        this.#stmt(
+          `SELECT id, due_at, meta, data FROM ${scheduleTable(topic.id)} WHERE due_at <= ? ORDER BY due_at, id LIMIT ?`,
+        ).all(now, limit) as { id: number; due_at: number; meta: Buffer; data: Buffer }[]
+      ).map((r) => decodeScheduled(r.id, r.due_at, r.meta, r.data)),
+    );
+  }
+
+  async deleteScheduled(topic: TopicRecord, ids: readonly number[]): Promise<void> {
+    return this.#run("deleting schedule entries", () =>
+      this.#db.transaction(() => {
+        const stmt = this.#stmt(`DELETE FROM ${scheduleTable(topic.id)} WHERE id = ?`);
+        for (const id of ids) stmt.run(id);
+      })(),
+    );
+  }
+
+  async scheduleSummary(topic: TopicRecord): Promise<{ count: number; nextDueAt: number }> {
+    return this.#run("summarising the schedule", () => {
+      const r = this.#stmt(
+        `SELECT COUNT(*) AS n, MIN(due_at) AS d FROM ${scheduleTable(topic.id)}`,
+      ).get() as { n: number; d: number | null };
+      return { count: r.n, nextDueAt: r.d ?? 0 };
+    });
+  }
+
   async loadPointer(topic: TopicRecord, subscription: string): Promise<PointerRecord | null> {
     return this.#run("loading a pointer", () => {
-      const r = this.#db
-        .prepare("SELECT ptr, state FROM nb_pointers WHERE topic_id = ? AND subscription = ?")
-        .get(topic.id, subscription) as { ptr: number; state: Buffer | null } | undefined;
+      const r = this.#stmt("SELECT ptr, state FROM nb_pointers WHERE topic_id = ? AND subscription = ?").get(
+        topic.id,
+        subscription,
+      ) as { ptr: number; state: Buffer | null } | undefined;
       return r === undefined ? null : { subscription, ptr: r.ptr, state: r.state };
     });
   }
 
   async savePointers(topic: TopicRecord, pointers: readonly PointerRecord[]): Promise<void> {
     return this.#run("saving pointers", () => {
-      const stmt = this.#db.prepare(
+      const stmt = this.#stmt(
         `INSERT INTO nb_pointers (topic_id, subscription, ptr, state) VALUES (?, ?, ?, ?)
          ON CONFLICT (topic_id, subscription) DO UPDATE SET ptr = excluded.ptr, state = excluded.state`,
       );
@@ -282,13 +424,28 @@ export class SqliteStore implements Store {
     this.#db.close();
   }
 
-  #createShardTables(topic: TopicRecord): void {
+  #createTopicTables(topic: TopicRecord): void {
     for (let shard = 0; shard < topic.shards; shard++) {
       this.#db.exec(
         `CREATE TABLE IF NOT EXISTS ${shardTable(topic.id, shard)} (
            seq INTEGER PRIMARY KEY, published_at INTEGER NOT NULL, meta BLOB NOT NULL, data BLOB NOT NULL)`,
       );
     }
+    this.#db.exec(
+      `CREATE TABLE IF NOT EXISTS ${scheduleTable(topic.id)} (
+         id INTEGER PRIMARY KEY AUTOINCREMENT, due_at INTEGER NOT NULL, meta BLOB NOT NULL, data BLOB NOT NULL);
+       CREATE INDEX IF NOT EXISTS ${scheduleTable(topic.id)}_due ON ${scheduleTable(topic.id)} (due_at, id)`,
+    );
+  }
+
+  /** Prepared statements, cached by SQL text (table names come from numeric ids only). */
+  #stmt(sql: string): Database.Statement {
+    let stmt = this.#statements.get(sql);
+    if (stmt === undefined) {
+      stmt = this.#db.prepare(sql);
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
   }
 
   async #run<T>(what: string, fn: () => T): Promise<T> {

@@ -1,0 +1,105 @@
+import { backoffDelay } from "./backoff.js";
+import type { NewMessage } from "./model.js";
+import type { Store } from "./store.js";
+import type { Topic } from "./topic.js";
+
+/** Due entries moved per round: one read, one append, one delete. */
+const BATCH = 500;
+/** Timers further out than this are re-armed on the way: clock jumps, and long timers drift. */
+const MAX_TIMER_MS = 60_000;
+
+/**
+ * Moves a topic's delayed messages into its log when they fall due. The schedule lives in the
+ * store (durable, unbounded in count); in memory there is one timer for the earliest due time
+ * and one batch at a time, so a million pending messages cost neither a million timers nor a
+ * million entries of memory. Each moved message carries its schedule id; the topic remembers
+ * recent ones, so a crash between the append and the schedule delete does not append it twice.
+ */
+export class DelayScheduler {
+  #timer: NodeJS.Timeout | undefined;
+  #nextDueAt = 0;
+  #running: Promise<void> | undefined;
+  #failures = 0;
+  #closed = false;
+  /** Entries waiting (kept up to date from the store after each round). */
+  scheduled = 0;
+
+  constructor(
+    private readonly topic: Topic,
+    private readonly store: Store,
+    private readonly append: (messages: NewMessage[], scheduleIds: number[]) => Promise<void>,
+    private readonly log: (level: "warn", msg: string, fields?: Record<string, unknown>) => void,
+  ) {}
+
+  async start(): Promise<void> {
+    const summary = await this.store.scheduleSummary(this.topic.record);
+    this.scheduled = summary.count;
+    this.#nextDueAt = summary.nextDueAt;
+    this.#arm();
+  }
+
+  /** Durably schedules messages; resolves once they are in the store. */
+  async schedule(entries: { dueAt: number; message: NewMessage }[]): Promise<number[]> {
+    const ids = await this.store.scheduleMessages(this.topic.record, entries);
+    this.scheduled += entries.length;
+    for (const e of entries)
+      if (this.#nextDueAt === 0 || e.dueAt < this.#nextDueAt) this.#nextDueAt = e.dueAt;
+    this.#arm();
+    return ids;
+  }
+
+  close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    return this.#running ?? Promise.resolve();
+  }
+
+  #arm(): void {
+    if (this.#closed || this.#running !== undefined) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#nextDueAt === 0) return;
+    const wait = Math.min(MAX_TIMER_MS, Math.max(0, this.#nextDueAt - Date.now()));
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (Date.now() < this.#nextDueAt) {
+        this.#arm();
+        return;
+      }
+      this.#running = this.#run().finally(() => {
+        this.#running = undefined;
+        this.#arm();
+      });
+    }, wait);
+  }
+
+  async #run(): Promise<void> {
+    try {
+      for (;;) {
+        if (this.#closed) return;
+        const due = await this.store.dueMessages(this.topic.record, Date.now(), BATCH);
+        if (due.length === 0) break;
+        await this.append(
+          due.map((d) => d.message),
+          due.map((d) => d.id),
+        );
+        await this.store.deleteScheduled(
+          this.topic.record,
+          due.map((d) => d.id),
+        );
+        if (due.length < BATCH) break;
+      }
+      const summary = await this.store.scheduleSummary(this.topic.record);
+      this.scheduled = summary.count;
+      this.#nextDueAt = summary.nextDueAt;
+      this.#failures = 0;
+    } catch (err) {
+      this.#failures++;
+      this.log("warn", "moving due messages failed; retrying", {
+        topic: this.topic.record.name,
+        err: String(err),
+      });
+      this.#nextDueAt = Date.now() + backoffDelay(this.#failures, 100, 10_000);
+    }
+  }
+}
