@@ -1,7 +1,9 @@
 import * as grpc from "@grpc/grpc-js";
 import type { Broker } from "../core/index.js";
+import { AdminService } from "../gen/nervebus/v1/admin_pb.js";
 import { PublisherService } from "../gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "../gen/nervebus/v1/subscriber_pb.js";
+import { adminHandlers } from "./admin-handler.js";
 import { addService } from "./grpc-adapter.js";
 import { sendPackHandler } from "./publisher-handler.js";
 import { ReceiveSessions } from "./subscriber-handler.js";
@@ -40,6 +42,7 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
   const sessions = new ReceiveSessions(broker, { heartbeatMs: options.heartbeatMs });
   addService(server, PublisherService, { sendPack: sendPackHandler(broker) });
   addService(server, SubscriberService, { receive: sessions.handler() });
+  addService(server, AdminService, adminHandlers(broker));
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
       err ? reject(err) : resolve(p),

@@ -317,10 +317,18 @@ export class Subscription {
       for (const seq of [...this.#pending.keys()]) if (seq <= floor) this.#settle(seq);
     } else {
       this.#acked.reset(floor);
+      // Seeking back replays from the floor in seq order: messages waiting for redelivery go
+      // back to the log's order instead of jumping the queue. Leased ones stay with their
+      // consumers until acked or expired.
+      for (const [seq, p] of [...this.#pending]) if (p.lease === undefined) this.#pending.delete(seq);
     }
     this.#readAhead.clear();
+    // Held-back messages are met again from the new cursor; busy keys are those still pending.
     this.#blocked.clear();
     this.#blockedCount = 0;
+    this.#keyPending.clear();
+    for (const p of this.#pending.values())
+      if (p.key !== "") this.#keyPending.set(p.key, (this.#keyPending.get(p.key) ?? 0) + 1);
     this.#cursor = this.#acked.floor + 1;
     this.#markDirty();
     this.scheduleDispatch();

@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { createClient, type ServiceClient, unary } from "../../src/api/index.js";
 import { type Config, loadConfig } from "../../src/config/index.js";
+import { AdminService } from "../../src/gen/nervebus/v1/admin_pb.js";
 import { type Delivery, MessageSchema } from "../../src/gen/nervebus/v1/message_pb.js";
 import {
   PublisherService,
@@ -34,27 +35,39 @@ export async function startBroker(store: string, overrides: Partial<Config> = {}
 
 type Publisher = ServiceClient<(typeof PublisherService)["method"]>;
 type Subscriber = ServiceClient<(typeof SubscriberService)["method"]>;
+type Admin = ServiceClient<(typeof AdminService)["method"]>;
+
+/** Promise-returning AdminService calls: `client.call("getTopic", { name: "t" })`. */
+type AdminMethods = (typeof AdminService)["method"];
+
+/** A message as tests write it: any Message fields. */
+export type MessageInit = NonNullable<Parameters<typeof create<typeof MessageSchema>>[1]>;
 
 /** A real gRPC client of a broker, with helpers for tests. */
 export class TestClient {
   readonly publisher: Publisher;
   readonly subscriber: Subscriber;
+  readonly admin: Admin;
 
   constructor(readonly address: string) {
     const options = { "grpc.max_receive_message_length": 64 << 20 };
     this.publisher = createClient(PublisherService, address, grpc.credentials.createInsecure(), options);
     this.subscriber = createClient(SubscriberService, address, grpc.credentials.createInsecure(), options);
+    this.admin = createClient(AdminService, address, grpc.credentials.createInsecure(), options);
+  }
+
+  /** One AdminService call, by method name, with a plain request object. */
+  adminCall<K extends keyof AdminMethods>(
+    method: K,
+    request: Parameters<typeof create<AdminMethods[K]["input"]>>[1],
+  ): Promise<import("@bufbuild/protobuf").MessageShape<AdminMethods[K]["output"]>> {
+    const desc = AdminService.method[method];
+    const fn = (this.admin[method] as unknown as (...a: unknown[]) => grpc.ClientUnaryCall).bind(this.admin);
+    return unary(fn as never, create(desc.input, request as never), { deadline: Date.now() + 20_000 });
   }
 
   /** Publishes strings (or full message inits) as one pack. */
-  publish(
-    topic: string,
-    messages: (
-      | string
-      | { data?: Uint8Array; attributes?: Record<string, string>; orderingKey?: string; messageId?: string }
-    )[],
-    deadlineMs = 30_000,
-  ): Promise<SendPackResponse> {
+  publish(topic: string, messages: (string | MessageInit)[], deadlineMs = 30_000): Promise<SendPackResponse> {
     const wire = messages.map((m) =>
       create(MessageSchema, typeof m === "string" ? { data: Buffer.from(m) } : m),
     );
@@ -117,6 +130,7 @@ export class TestClient {
   close(): void {
     this.publisher.close();
     this.subscriber.close();
+    this.admin.close();
   }
 }
 

@@ -1,0 +1,169 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import fc from "fast-check";
+import { Broker, type ConsumerSink, type Delivered } from "../../src/core/index.js";
+import { SqliteStore } from "../../src/store/index.js";
+
+/** A consumer as the property sees it: what it holds and everything it was ever sent. */
+class Recorder implements ConsumerSink {
+  readonly held = new Set<number>();
+  readonly received: Delivered[] = [];
+  constructor(readonly window: number) {}
+  send(deliveries: readonly Delivered[]): boolean {
+    for (const d of deliveries) {
+      this.received.push(d);
+      this.held.add(d.message.seq);
+    }
+    return true;
+  }
+  ackResults(): void {}
+  fail(): void {}
+}
+
+const settle = async () => {
+  for (let i = 0; i < 6; i++) await new Promise((r) => setImmediate(r));
+};
+
+type Op =
+  | { kind: "publish"; n: number }
+  | { kind: "attach"; window: number }
+  | { kind: "detach"; who: number }
+  | { kind: "ack"; who: number; take: number }
+  | { kind: "nack"; who: number; take: number };
+
+const op: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({ kind: fc.constant("publish" as const), n: fc.integer({ min: 1, max: 8 }) }),
+  fc.record({ kind: fc.constant("attach" as const), window: fc.integer({ min: 1, max: 5 }) }),
+  fc.record({ kind: fc.constant("detach" as const), who: fc.nat() }),
+  fc.record({ kind: fc.constant("ack" as const), who: fc.nat(), take: fc.integer({ min: 1, max: 4 }) }),
+  fc.record({ kind: fc.constant("nack" as const), who: fc.nat(), take: fc.integer({ min: 1, max: 4 }) }),
+);
+
+test("property: windows hold, a message is leased to one consumer at a time, acked messages never come back, all get delivered", async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 40 }), async (ops) => {
+      const broker = new Broker(SqliteStore.open(":memory:"), {
+        defaultShards: 2,
+        autoCreate: true,
+        maxMessageBytes: 1 << 20,
+        maxPackMessages: 1000,
+        maxPackBytes: 1 << 24,
+        writeBufferBytes: 1 << 26,
+        tailCacheBytes: 1 << 20,
+        confirmTimeoutMs: 10_000,
+        statePersistIntervalMs: 5,
+        retentionIntervalMs: 60_000,
+        topicDefaults: { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 0, ephemeral: false },
+        subscriptionDefaults: {
+          ackDeadlineMs: 600_000,
+          minBackoffMs: 0,
+          maxBackoffMs: 0,
+          maxDeliveryAttempts: 0,
+          deadLetterTopic: "",
+          ordering: false,
+          paused: false,
+        },
+        log: () => {},
+      });
+      const live: {
+        rec: Recorder;
+        detach: () => void;
+        ack: (s: number[]) => void;
+        nack: (s: number) => void;
+      }[] = [];
+      const acked = new Set<number>();
+      let published = 0;
+      const attach = async (window: number) => {
+        const rec = new Recorder(window);
+        const a = await broker.subscribe(
+          "t",
+          "s",
+          {
+            window: { maxMessages: window, maxBytes: 0 },
+            ackDeadlineMs: undefined,
+            start: { kind: "earliest" },
+            confirmAcks: false,
+            consumerName: "",
+          },
+          rec,
+        );
+        live.push({
+          rec,
+          detach: () => a.subscription.detach(a.consumer),
+          ack: (seqs) => a.subscription.ack(a.consumer, seqs),
+          nack: (seq) => a.subscription.nack(a.consumer, seq, 0),
+        });
+      };
+      const check = () => {
+        const owner = new Map<number, number>();
+        live.forEach(({ rec }, i) => {
+          assert.ok(
+            rec.held.size <= rec.window,
+            `consumer ${i} holds ${rec.held.size} > window ${rec.window}`,
+          );
+          for (const seq of rec.held) {
+            assert.equal(owner.has(seq), false, `seq ${seq} leased to two consumers`);
+            owner.set(seq, i);
+            assert.equal(acked.has(seq), false, `acked seq ${seq} delivered again`);
+          }
+        });
+      };
+      try {
+        for (const o of ops) {
+          if (o.kind === "publish") {
+            await broker.publish(
+              "t",
+              Array.from({ length: o.n }, (_, i) => ({
+                data: Buffer.from(`m${published + i}`),
+                attributes: {},
+                orderingKey: "",
+                messageId: "",
+                deliverAt: 0,
+              })),
+              Date.now() + 10_000,
+            );
+            published += o.n;
+          } else if (o.kind === "attach") {
+            await attach(o.window);
+          } else if (live.length > 0) {
+            const i = o.who % live.length;
+            const c = live[i]!;
+            if (o.kind === "detach") {
+              c.detach();
+              live.splice(i, 1);
+            } else {
+              const seqs = [...c.rec.held].slice(0, o.take);
+              for (const s of seqs) c.rec.held.delete(s);
+              if (o.kind === "ack") {
+                c.ack(seqs);
+                for (const s of seqs) acked.add(s);
+              } else {
+                for (const s of seqs) c.nack(s);
+              }
+            }
+          }
+          await settle();
+          check();
+        }
+        // Liveness: one consumer that acks everything ends up with every message acked.
+        for (const c of live.splice(0)) c.detach();
+        await attach(3);
+        const drain = live[0]!;
+        for (let round = 0; round < 200 && acked.size < published; round++) {
+          await settle();
+          check();
+          const seqs = [...drain.rec.held];
+          for (const s of seqs) {
+            drain.rec.held.delete(s);
+            acked.add(s);
+          }
+          if (seqs.length > 0) drain.ack(seqs);
+        }
+        assert.equal(acked.size, published, "every published message was delivered and acked");
+      } finally {
+        await broker.close(1000);
+      }
+    }),
+    { numRuns: 60 },
+  );
+});
