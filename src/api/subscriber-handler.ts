@@ -123,7 +123,7 @@ class ReceiveSession implements ConsumerSink {
     });
     // The client half-closed: nothing more will be acked on this stream, so end it.
     this.call.on("end", () => {
-      this.#chain = this.#chain.then(() => this.#finish());
+      this.#chain = this.#chain.then(() => this.#finish()).catch((err: unknown) => this.fail(err));
     });
     this.call.on("cancelled", () => this.#cleanup());
     this.call.on("close", () => this.#cleanup());
@@ -276,7 +276,11 @@ class ReceiveSession implements ConsumerSink {
     return this.call.write(response);
   }
 
-  #finish(): void {
+  /** The client half-closed: confirm its last acks if it asked for that, then end OK. */
+  async #finish(): Promise<void> {
+    if (this.#ended) return;
+    const a = this.#attachment;
+    if (a?.consumer.confirmAcks) await this.broker.flushState(a.subscription.topic.record.name);
     if (this.#ended) return;
     this.#ended = true;
     this.#detach();

@@ -248,9 +248,20 @@ export class Broker {
     return { consumer, subscription, created, ackDeadlineMs };
   }
 
-  /** Checks a window against the limits (used on subscribe and on window changes). */
+  /**
+   * Checks a window change. Unlike on subscribe, max_messages 0 is allowed here: it pauses the
+   * stream (a consumer that is stopping takes no new messages while it finishes).
+   */
   checkWindow(field: string, window: Window): void {
-    this.#checkWindow(field, window);
+    this.#checkWindow(field, window, 0);
+  }
+
+  /**
+   * Persists the subscription state of a topic now, delivering pending ack confirmations (a
+   * consumer that half-closes gets its confirmations before the stream ends).
+   */
+  async flushState(topicName: string): Promise<void> {
+    await this.#persistNow(topicName);
   }
 
   // ---- Admin ----------------------------------------------------------------------------
@@ -477,9 +488,9 @@ export class Broker {
     if (this.#closing) throw new NerveBusError("unavailable", "broker is shutting down");
   }
 
-  #checkWindow(field: string, window: Window): void {
-    if (!Number.isInteger(window.maxMessages) || window.maxMessages < 1 || window.maxMessages > 100_000) {
-      throw invalidArgument(`${field}.max_messages`, `must be 1–100000, got ${window.maxMessages}`);
+  #checkWindow(field: string, window: Window, min = 1): void {
+    if (!Number.isInteger(window.maxMessages) || window.maxMessages < min || window.maxMessages > 100_000) {
+      throw invalidArgument(`${field}.max_messages`, `must be ${min}–100000, got ${window.maxMessages}`);
     }
     if (window.maxBytes !== 0 && window.maxBytes < this.options.maxMessageBytes) {
       throw invalidArgument(

@@ -390,6 +390,28 @@ export function featuresSuite(kind: string, fresh: (name: string) => Promise<str
     await Promise.all([slow.end(), other.end()]);
   });
 
+  it("a window of 0 pauses one stream; acks sent just before a half-close are confirmed before it ends", async ({
+    client,
+  }) => {
+    await client.publish("pause", ["a", "b", "c"]);
+    const s = client.receive("pause", "p", { from: "earliest", maxMessages: 1, confirmAcks: true });
+    await s.until(() => s.deliveries.length >= 1);
+    s.send({ window: { maxMessages: 0 }, ackSeqs: [1n] });
+    await sleep(300);
+    assert.equal(s.deliveries.length, 1, "no delivery while the window is 0");
+    s.send({ window: { maxMessages: 5 } });
+    await s.until(() => s.deliveries.length >= 3);
+    s.ack([2n, 3n]);
+    await s.end();
+    const confirmed = s.responses.flatMap((r) => r.ackResults?.ackedSeqs ?? []).map(Number);
+    assert.deepEqual(
+      confirmed.sort(),
+      [1, 2, 3],
+      "every ack confirmed, the last ones before the stream ended",
+    );
+    assert.equal(s.error, undefined);
+  });
+
   it("admin: topics and subscriptions are created, read, listed, updated, paused, purged, sought and deleted", async ({
     client,
   }) => {

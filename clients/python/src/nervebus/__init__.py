@@ -1,1 +1,44 @@
-"""placeholder"""
+"""NerveBus client: asyncio publisher and subscriber over gRPC.
+
+The main names::
+
+    nervebus.Client            connection to a broker; makes publishers and subscribers
+    nervebus.Publisher         batches publish() calls into SendPack calls, retries, keeps key order
+    nervebus.Subscriber        runs a handler per message with flow control and lease extension
+    nervebus.sync              the same for code that is not async (background event loop)
+
+Generated protobuf modules live in ``nervebus.gen.nervebus.v1``.
+"""
+
+from ._version import __version__
+from .client import DEFAULT_CHANNEL_OPTIONS, Client
+from .errors import NerveBusError, PublisherClosedError, StatusError, SubscriberError
+from .publisher import Publisher, PublisherSettings, PublisherStats
+from .retry import DEFAULT_RETRYABLE_CODES, Backoff, RetrySettings
+from .subscriber import Handler, Subscriber, SubscriberSettings, SubscriberStats
+from .types import Outcome, PublishResult, ReceivedMessage, SettleAction, StartPoint
+
+__all__ = [
+    "DEFAULT_CHANNEL_OPTIONS",
+    "DEFAULT_RETRYABLE_CODES",
+    "Backoff",
+    "Client",
+    "Handler",
+    "NerveBusError",
+    "Outcome",
+    "PublishResult",
+    "Publisher",
+    "PublisherClosedError",
+    "PublisherSettings",
+    "PublisherStats",
+    "ReceivedMessage",
+    "RetrySettings",
+    "SettleAction",
+    "StartPoint",
+    "StatusError",
+    "Subscriber",
+    "SubscriberError",
+    "SubscriberSettings",
+    "SubscriberStats",
+    "__version__",
+]

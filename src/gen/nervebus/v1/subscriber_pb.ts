@@ -60,7 +60,8 @@ export type ReceiveRequest = Message<"nervebus.v1.ReceiveRequest"> & {
   terminateSeqs: bigint[];
 
   /**
-   * A new window for this stream; applies from now on.
+   * A new window for this stream; applies from now on. Here max_messages may be 0: the stream
+   * gets nothing new until the window opens again (a consumer that is stopping sends this).
    *
    * @generated from field: nervebus.v1.Window window = 6;
    */
@@ -144,7 +145,8 @@ export type Subscribe = Message<"nervebus.v1.Subscribe"> & {
 
   /**
    * Ask the broker to report, in `ack_results`, when acks are durable, and which acks named
-   * messages that were already acked.
+   * messages that were already acked. Acks sent before the client half-closes are confirmed
+   * before the stream ends.
    *
    * @generated from field: bool confirm_acks = 8;
    */
@@ -172,7 +174,7 @@ export const SubscribeSchema: GenMessage<Subscribe> = /*@__PURE__*/
  */
 export type Window = Message<"nervebus.v1.Window"> & {
   /**
-   * The most unacked messages. At least 1, at most 100000.
+   * The most unacked messages. 1–100000 on subscribe; 0–100000 on a window change.
    *
    * @generated from field: uint32 max_messages = 1;
    */

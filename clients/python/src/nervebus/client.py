@@ -1,0 +1,136 @@
+"""The connection to a broker, and the factory for publishers and subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+from opentelemetry.trace import TracerProvider
+
+from ._version import __version__
+from .publisher import Publisher, PublisherSettings
+from .subscriber import Handler, Subscriber, SubscriberSettings
+
+__all__ = ["DEFAULT_CHANNEL_OPTIONS", "Client"]
+
+#: gRPC channel options used unless overridden: large responses (a delivery batch carries up
+#: to ~1 MiB plus one message of up to the broker's max message size), keepalive within what
+#: the broker allows (pings no more often than every 10 s), and quick reconnects after a broker
+#: restart.
+DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.max_receive_message_length", 256 << 20),
+    ("grpc.max_send_message_length", -1),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+    ("grpc.primary_user_agent", f"nervebus-python/{__version__}"),
+)
+
+
+class Client:
+    """A connection to one NerveBus broker, and the factory of its publishers and subscribers.
+
+    Create it inside a running event loop, and close it when done: closing it closes every
+    publisher (flushing it) and stops every subscriber it created, then the channel::
+
+        async with nervebus.Client("127.0.0.1:7070") as client:
+            publisher = client.publisher("orders")
+            await publisher.publish(b"hello")
+
+    Admin operations (``AdminService``) will hang off this class too.
+
+    Args:
+        target: The broker's ``host:port``.
+        credentials: TLS credentials; ``None`` for a plaintext connection.
+        options: gRPC channel options added to (and overriding) :data:`DEFAULT_CHANNEL_OPTIONS`.
+        channel: Use this channel instead of opening one (the client will not close it).
+        tracer_provider: Where spans go; ``None`` uses the global provider.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        channel: grpc.aio.Channel | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        self.target = target
+        self._tracer_provider = tracer_provider
+        self._owns_channel = channel is None
+        if channel is None:
+            merged = dict(DEFAULT_CHANNEL_OPTIONS)
+            merged.update(dict(options))
+            opts = list(merged.items())
+            channel = (
+                grpc.aio.secure_channel(target, credentials, options=opts)
+                if credentials is not None
+                else grpc.aio.insecure_channel(target, options=opts)
+            )
+        self._channel = channel
+        self._publishers: list[Publisher] = []
+        self._subscribers: list[Subscriber] = []
+        self._closed = False
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The underlying ``grpc.aio`` channel (for generated stubs of other services)."""
+        return self._channel
+
+    def publisher(self, topic: str, settings: PublisherSettings | None = None) -> Publisher:
+        """A new :class:`Publisher` for ``topic``, closed with the client."""
+        publisher = Publisher(
+            self._channel, topic, settings, tracer_provider=self._tracer_provider, target=self.target
+        )
+        self._publishers.append(publisher)
+        return publisher
+
+    def subscriber(
+        self,
+        topic: str,
+        subscription: str,
+        handler: Handler,
+        settings: SubscriberSettings | None = None,
+    ) -> Subscriber:
+        """A new (not yet started) :class:`Subscriber`, stopped with the client."""
+        subscriber = Subscriber(
+            self._channel,
+            topic,
+            subscription,
+            handler,
+            settings,
+            tracer_provider=self._tracer_provider,
+            target=self.target,
+        )
+        self._subscribers.append(subscriber)
+        return subscriber
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        """Waits until the channel is connected to the broker.
+
+        Raises:
+            TimeoutError: Not connected within ``timeout`` seconds.
+        """
+        await asyncio.wait_for(self._channel.channel_ready(), timeout)
+
+    async def close(self) -> None:
+        """Stops the subscribers, closes (flushes) the publishers, then closes the channel."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.gather(*(s.stop() for s in self._subscribers), return_exceptions=True)
+        await asyncio.gather(*(p.close() for p in self._publishers), return_exceptions=True)
+        if self._owns_channel:
+            await self._channel.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

@@ -1,0 +1,66 @@
+"""Exceptions raised by the NerveBus client.
+
+Every error the broker reports arrives as a :class:`StatusError` that carries the gRPC status
+code and the broker's message, so callers can branch on ``err.code`` without importing grpc
+internals.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+__all__ = [
+    "NerveBusError",
+    "PublisherClosedError",
+    "StatusError",
+    "SubscriberError",
+]
+
+
+class NerveBusError(Exception):
+    """Base class of every exception raised by this package."""
+
+
+class StatusError(NerveBusError):
+    """A call or stream failed with a non-OK gRPC status.
+
+    Attributes:
+        code: The gRPC status code, e.g. ``grpc.StatusCode.INVALID_ARGUMENT``.
+        details: The broker's message, which names the offending field and the limit.
+        operation: What the client was doing (``"SendPack"`` or ``"Receive"``).
+    """
+
+    code: grpc.StatusCode
+    details: str
+    operation: str
+
+    def __init__(self, code: grpc.StatusCode, details: str, operation: str = "") -> None:
+        self.code = code
+        self.details = details
+        self.operation = operation
+        where = f"{operation} failed: " if operation else ""
+        super().__init__(f"{where}{code.name}: {details}")
+
+    @classmethod
+    def from_rpc_error(cls, err: grpc.RpcError, operation: str = "") -> StatusError:
+        """Wraps a ``grpc.RpcError`` (sync or aio) into a :class:`StatusError`."""
+        code_fn = getattr(err, "code", None)
+        details_fn = getattr(err, "details", None)
+        code = code_fn() if callable(code_fn) else grpc.StatusCode.UNKNOWN
+        details = details_fn() if callable(details_fn) else str(err)
+        result = cls(code or grpc.StatusCode.UNKNOWN, details or "", operation)
+        result.__cause__ = err
+        return result
+
+    @property
+    def status_name(self) -> str:
+        """The status code's name, e.g. ``"INVALID_ARGUMENT"``."""
+        return self.code.name
+
+
+class PublisherClosedError(NerveBusError):
+    """``publish()`` was called on a publisher that is closing or closed."""
+
+
+class SubscriberError(NerveBusError):
+    """A subscriber was used wrongly (for example started twice) or could not start in time."""

@@ -1,0 +1,294 @@
+"""Failure handling against an in-process fake broker (grpc.aio server on 127.0.0.1).
+
+The real broker cannot be told to fail a given call; the fake one injects errors, silence and
+dropped streams so retries, ordering under retry, idle detection and ack re-sending can be
+checked deterministically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+
+import nervebus
+from nervebus import Backoff, PublisherSettings, ReceivedMessage, RetrySettings, SubscriberSettings
+from nervebus.gen.nervebus.v1 import (
+    message_pb2,
+    publisher_pb2,
+    publisher_pb2_grpc,
+    subscriber_pb2,
+    subscriber_pb2_grpc,
+)
+
+from .conftest import wait_until
+
+FAST = RetrySettings(backoff=Backoff(initial=0.01, maximum=0.05), timeout=10)
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+
+
+class FakePublisher(publisher_pb2_grpc.PublisherServiceServicer):
+    """Appends packs; fails the next calls with the codes queued in ``failures``."""
+
+    def __init__(self) -> None:
+        self.failures: list[grpc.StatusCode] = []
+        # Failures for packs whose first message has this payload.
+        self.fail_data: dict[bytes, list[grpc.StatusCode]] = {}
+        self.requests: list[publisher_pb2.SendPackRequest] = []
+        self.appended: list[message_pb2.Message] = []
+        self.drop_results = False
+
+    async def SendPack(
+        self, request: publisher_pb2.SendPackRequest, context: grpc.aio.ServicerContext
+    ) -> publisher_pb2.SendPackResponse:
+        self.requests.append(request)
+        if self.failures:
+            await context.abort(self.failures.pop(0), "injected failure")
+        planned = self.fail_data.get(request.messages[0].data)
+        if planned:
+            await context.abort(planned.pop(0), "injected failure")
+        first = len(self.appended) + 1
+        self.appended.extend(request.messages)
+        results = [
+            publisher_pb2.MessageResult(
+                outcome=publisher_pb2.MessageResult.OUTCOME_APPENDED, seq=first + i, trace_id=TRACE
+            )
+            for i in range(len(request.messages))
+        ]
+        if self.drop_results:
+            results = results[:-1]
+        return publisher_pb2.SendPackResponse(first_seq=first, last_seq=len(self.appended), results=results)
+
+
+StreamScript = Callable[[int, grpc.aio.ServicerContext, "FakeSubscriber"], Awaitable[None]]
+
+
+class FakeSubscriber(subscriber_pb2_grpc.SubscriberServiceServicer):
+    """Runs ``script(stream_index, context, self)`` for each Receive stream."""
+
+    def __init__(self, script: StreamScript) -> None:
+        self.script = script
+        self.streams = 0
+        self.requests: list[tuple[int, subscriber_pb2.ReceiveRequest]] = []
+
+    async def Receive(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+        index = self.streams
+        self.streams += 1
+        first = await context.read()
+        assert first.HasField("subscribe")
+        self.requests.append((index, first))
+        await context.write(
+            subscriber_pb2.ReceiveResponse(subscribed=subscriber_pb2.Subscribed(created=index == 0))
+        )
+
+        async def pump() -> None:
+            while True:
+                req = await context.read()
+                if req is grpc.aio.EOF:
+                    return
+                self.requests.append((index, req))
+
+        reader = asyncio.ensure_future(pump())
+        try:
+            await self.script(index, context, self)
+        finally:
+            reader.cancel()
+
+    def acks(self, stream: int | None = None) -> list[int]:
+        return [s for i, r in self.requests if stream is None or i == stream for s in r.ack_seqs]
+
+
+def delivery(seq: int, attempt: int = 1) -> subscriber_pb2.ReceiveResponse:
+    return subscriber_pb2.ReceiveResponse(
+        deliveries=[message_pb2.Delivery(seq=seq, data=f"m{seq}".encode(), attempt=attempt, trace_id=TRACE)]
+    )
+
+
+async def serve(*servicers: Any) -> tuple[grpc.aio.Server, str]:
+    server = grpc.aio.server()
+    for servicer in servicers:
+        if isinstance(servicer, FakePublisher):
+            publisher_pb2_grpc.add_PublisherServiceServicer_to_server(servicer, server)
+        else:
+            subscriber_pb2_grpc.add_SubscriberServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def fake_publisher() -> AsyncIterator[tuple[FakePublisher, nervebus.Client]]:
+    fake = FakePublisher()
+    server, address = await serve(fake)
+    async with nervebus.Client(address) as client:
+        yield fake, client
+    await server.stop(0)
+
+
+async def test_retries_keep_message_ids_and_payload(
+    fake_publisher: tuple[FakePublisher, nervebus.Client],
+) -> None:
+    fake, client = fake_publisher
+    fake.failures = [grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE]
+    async with client.publisher("t", PublisherSettings(retry=FAST)) as publisher:
+        results = await asyncio.gather(publisher.publish(b"a"), publisher.publish(b"b", message_id="mine"))
+        assert publisher.stats.retries == 2 and publisher.stats.attempts == 3
+    assert len(fake.requests) == 3
+    assert fake.requests[0] == fake.requests[1] == fake.requests[2], "retries resend the same pack"
+    ids = [m.message_id for m in fake.requests[0].messages]
+    assert len(ids[0]) == 32 and ids[1] == "mine"
+    assert [r.message_id for r in results] == ids
+    assert [r.seq for r in results] == [1, 2]
+
+
+async def test_non_retryable_error_fails_at_once(
+    fake_publisher: tuple[FakePublisher, nervebus.Client],
+) -> None:
+    fake, client = fake_publisher
+    fake.failures = [grpc.StatusCode.PERMISSION_DENIED]
+    async with client.publisher("t", PublisherSettings(retry=FAST)) as publisher:
+        with pytest.raises(nervebus.StatusError) as info:
+            await publisher.publish(b"a")
+        assert info.value.code is grpc.StatusCode.PERMISSION_DENIED
+        assert info.value.details == "injected failure"
+        assert publisher.stats.failed_messages == 1
+        # The publisher goes on working after a failed pack.
+        assert (await publisher.publish(b"b")).seq == 1
+    assert len(fake.requests) == 2
+
+
+async def test_max_attempts(fake_publisher: tuple[FakePublisher, nervebus.Client]) -> None:
+    fake, client = fake_publisher
+    fake.failures = [grpc.StatusCode.UNAVAILABLE] * 5
+    retry = RetrySettings(backoff=Backoff(initial=0.01), max_attempts=3)
+    async with client.publisher("t", PublisherSettings(retry=retry)) as publisher:
+        with pytest.raises(nervebus.StatusError) as info:
+            await publisher.publish(b"a")
+    assert info.value.code is grpc.StatusCode.UNAVAILABLE
+    assert len(fake.requests) == 3
+
+
+async def test_ordering_key_waits_for_the_retry_of_an_earlier_pack(
+    fake_publisher: tuple[FakePublisher, nervebus.Client],
+) -> None:
+    fake, client = fake_publisher
+    fake.fail_data[b"k1"] = [grpc.StatusCode.UNAVAILABLE]  # k1's pack fails once
+    settings = PublisherSettings(max_messages=1, max_inflight_packs=4, retry=FAST)
+    async with client.publisher("t", settings) as publisher:
+        results = await asyncio.gather(
+            publisher.publish(b"k1", ordering_key="k"),
+            publisher.publish(b"free", ordering_key=""),
+            publisher.publish(b"k2", ordering_key="k"),
+            publisher.publish(b"other", ordering_key="o"),
+        )
+    order = [m.data for m in fake.appended]
+    assert order.index(b"k1") < order.index(b"k2"), order
+    # Packs without the failed key did not wait for its retry.
+    assert order.index(b"free") < order.index(b"k1") and order.index(b"other") < order.index(b"k1")
+    assert results[0].seq < results[2].seq
+
+
+async def test_wrong_result_count_is_an_error(fake_publisher: tuple[FakePublisher, nervebus.Client]) -> None:
+    fake, client = fake_publisher
+    fake.drop_results = True
+    async with client.publisher("t") as publisher:
+        with pytest.raises(nervebus.NerveBusError, match="results for 2 messages"):
+            await asyncio.gather(publisher.publish(b"a"), publisher.publish(b"b"))
+
+
+async def test_close_timeout_fails_what_is_still_waiting(
+    fake_publisher: tuple[FakePublisher, nervebus.Client],
+) -> None:
+    fake, client = fake_publisher
+    fake.failures = [grpc.StatusCode.UNAVAILABLE] * 1000
+    retry = RetrySettings(backoff=Backoff(initial=0.05, maximum=0.05), timeout=None)
+    publisher = client.publisher("t", PublisherSettings(retry=retry))
+    pending = asyncio.ensure_future(publisher.publish(b"a"))
+    await asyncio.sleep(0.1)
+    await publisher.close(timeout=0.2)
+    with pytest.raises(nervebus.PublisherClosedError):
+        await pending
+
+
+async def test_idle_stream_is_replaced() -> None:
+    async def silent(index: int, context: grpc.aio.ServicerContext, fake: FakeSubscriber) -> None:
+        await asyncio.sleep(30)  # subscribed, then not a word (no heartbeats)
+
+    fake = FakeSubscriber(silent)
+    server, address = await serve(fake)
+    try:
+        async with nervebus.Client(address) as client:
+
+            async def handle(message: ReceivedMessage) -> None:
+                pass
+
+            settings = SubscriberSettings(idle_timeout=0.4, reconnect_backoff=Backoff(initial=0.01))
+            subscriber = client.subscriber("t", "s", handle, settings)
+            await subscriber.start(timeout=5)
+            await wait_until(lambda: fake.streams >= 3, timeout=5)
+            assert subscriber.stats.reconnects >= 2
+            await subscriber.stop(timeout=1)
+    finally:
+        await server.stop(0)
+
+
+async def test_reconnect_keeps_one_handler_run_and_resends_unconfirmed_acks() -> None:
+    async def script(index: int, context: grpc.aio.ServicerContext, fake: FakeSubscriber) -> None:
+        if index == 0:
+            await context.write(delivery(1))
+            await asyncio.sleep(0.2)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "broker restarting")
+        # The new stream gets the same message again (its lease moved here); no confirmations.
+        await context.write(delivery(1, attempt=2))
+        await asyncio.sleep(30)
+
+    fake = FakeSubscriber(script)
+    server, address = await serve(fake)
+    calls: list[int] = []
+    try:
+        async with nervebus.Client(address) as client:
+
+            async def handle(message: ReceivedMessage) -> None:
+                calls.append(message.attempt)
+                await asyncio.sleep(0.6)
+
+            settings = SubscriberSettings(confirm_acks=True, reconnect_backoff=Backoff(initial=0.01))
+            subscriber = client.subscriber("t", "s", handle, settings)
+            await subscriber.start(timeout=5)
+            await wait_until(lambda: fake.acks(1) == [1], timeout=5)
+            assert calls == [1], "the redelivered copy of a message in progress is not handled twice"
+            assert subscriber.stats.received == 2
+            # The broker dropped the stream again before confirming: the ack is sent again.
+            assert subscriber._unconfirmed == {1}
+            await subscriber.stop(timeout=0.5)
+    finally:
+        await server.stop(0)
+
+
+async def test_unknown_status_stops_the_subscriber() -> None:
+    async def deny(index: int, context: grpc.aio.ServicerContext, fake: FakeSubscriber) -> None:
+        await asyncio.sleep(0.1)
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "no access")
+
+    fake = FakeSubscriber(deny)
+    server, address = await serve(fake)
+    try:
+        async with nervebus.Client(address) as client:
+
+            async def handle(message: ReceivedMessage) -> None:
+                pass
+
+            subscriber = client.subscriber("t", "s", handle)
+            await subscriber.start(timeout=5)
+            with pytest.raises(nervebus.StatusError) as info:
+                await asyncio.wait_for(subscriber.wait(), 5)
+            assert info.value.code is grpc.StatusCode.PERMISSION_DENIED
+            assert not subscriber.running
+            assert fake.streams == 1
+            await subscriber.stop()  # harmless after a failure
+    finally:
+        await server.stop(0)
