@@ -1,6 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { createClient, type ServiceClient } from "../api/index.js";
 import { NerveBusError } from "../core/index.js";
+import { AdminService } from "../gen/nervebus/v1/admin_pb.js";
 import { PublisherService } from "../gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "../gen/nervebus/v1/subscriber_pb.js";
 
@@ -8,6 +9,7 @@ import { SubscriberService } from "../gen/nervebus/v1/subscriber_pb.js";
 export async function connect(server: string): Promise<{
   publisher: ServiceClient<(typeof PublisherService)["method"]>;
   subscriber: ServiceClient<(typeof SubscriberService)["method"]>;
+  admin: ServiceClient<(typeof AdminService)["method"]>;
   close(): void;
 }> {
   if (!/^.+:\d+$/.test(server))
@@ -15,6 +17,7 @@ export async function connect(server: string): Promise<{
   const options = { "grpc.max_receive_message_length": 64 << 20, "grpc.max_send_message_length": 64 << 20 };
   const publisher = createClient(PublisherService, server, grpc.credentials.createInsecure(), options);
   const subscriber = createClient(SubscriberService, server, grpc.credentials.createInsecure(), options);
+  const admin = createClient(AdminService, server, grpc.credentials.createInsecure(), options);
   await new Promise<void>((resolve, reject) =>
     publisher.waitForReady(Date.now() + 5000, (err) =>
       err
@@ -27,9 +30,11 @@ export async function connect(server: string): Promise<{
   return {
     publisher,
     subscriber,
+    admin,
     close() {
       publisher.close();
       subscriber.close();
+      admin.close();
     },
   };
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { asNerveBusError } from "../core/index.js";
+import { adminCommand } from "./admin.js";
 import { publishCommand } from "./publish.js";
 import { serveCommand } from "./serve.js";
 import { tailCommand } from "./tail.js";
@@ -11,6 +12,9 @@ usage:
   nervebus publish --server HOST:PORT --topic T [--data TEXT ...] [--attr K=V ...] [--ordering-key K] [--pack-size N]
                    (without --data: one message per line of standard input)
   nervebus tail    --server HOST:PORT --topic T --subscription S [--from earliest|latest|SEQ] [--count N] [--json]
+  nervebus topic   list|get|create|update|delete [NAME] [--shards N] [--retention 7d] [--dedup-window 2m] …
+  nervebus sub     list|get|create|update|delete|pause|resume|purge|seek TOPIC [NAME] [--max-delivery-attempts N] …
+  nervebus stats   TOPIC
 
 Run 'nervebus serve --help' for every broker setting.`;
 
@@ -18,6 +22,9 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   serve: serveCommand,
   publish: publishCommand,
   tail: tailCommand,
+  topic: (args) => adminCommand("topic", args),
+  sub: (args) => adminCommand("sub", args),
+  stats: (args) => adminCommand("stats", args),
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -29,7 +36,7 @@ async function main(argv: string[]): Promise<number> {
   const run = COMMANDS[command];
   if (run === undefined) {
     process.stderr.write(
-      `nervebus: unknown command ${JSON.stringify(command)}; expected serve, publish or tail\n`,
+      `nervebus: unknown command ${JSON.stringify(command)}; expected serve, publish, tail, topic, sub or stats\n`,
     );
     return 2;
   }

@@ -71,6 +71,62 @@ test("publish from stdin and --data, then tail from earliest prints seq and payl
   assert.match(line.traceId, /^[0-9a-f]{32}$/);
 });
 
+test("topic, sub and stats commands drive the AdminService", async () => {
+  const s = ["--server", broker.address];
+  const created = await runCli(["topic", "create", "orders", "--shards", "2", "--retention", "3d", ...s]);
+  assert.equal(created.code, 0, created.stderr);
+  const topic = JSON.parse(created.stdout) as { topic: { shards: number; retention: string } };
+  assert.equal(topic.topic.shards, 2);
+  assert.equal(topic.topic.retention, "259200s");
+  const sub = await runCli([
+    "sub",
+    "create",
+    "orders",
+    "billing",
+    "--max-delivery-attempts",
+    "5",
+    "--dead-letter-topic",
+    "orders.dlq",
+    "--from",
+    "earliest",
+    ...s,
+  ]);
+  assert.equal(sub.code, 0, sub.stderr);
+  assert.equal(
+    (JSON.parse(sub.stdout) as { subscription: { maxDeliveryAttempts: number } }).subscription
+      .maxDeliveryAttempts,
+    5,
+  );
+  await runCli(["publish", ...s, "--topic", "orders", "--data", "a", "--data", "b"]);
+  assert.equal((await runCli(["sub", "pause", "orders", "billing", ...s])).stdout, "paused orders/billing\n");
+  const stats = JSON.parse((await runCli(["stats", "orders", ...s])).stdout) as {
+    topic: { lastSeq: string };
+    subscriptions: { name: string; backlog: string; paused: boolean }[];
+  };
+  assert.equal(stats.topic.lastSeq, "2");
+  assert.deepEqual(
+    stats.subscriptions.map((x) => [x.name, x.backlog, x.paused]),
+    [["billing", "2", true]],
+  );
+  assert.equal(
+    (await runCli(["sub", "seek", "orders", "billing", "--to", "2", ...s])).stdout,
+    "sought orders/billing: next delivery is seq 2\n",
+  );
+  assert.equal(
+    (await runCli(["sub", "purge", "orders", "billing", ...s])).stdout,
+    "purged orders/billing: floor 2\n",
+  );
+  assert.equal((await runCli(["topic", "list", ...s])).stdout.split("\n").includes("orders"), true);
+  const bad = await runCli(["sub", "update", "orders", "billing", "--ordering", "maybe", ...s]);
+  assert.equal(bad.code, 2);
+  assert.equal(bad.stderr, 'nervebus: --ordering: expected true or false, got "maybe"\n');
+  const missing = await runCli(["topic", "get", "nope", ...s]);
+  assert.equal(missing.code, 2);
+  assert.equal(missing.stderr, "nervebus: topic get: NOT_FOUND: topic nope does not exist\n");
+  assert.equal((await runCli(["sub", "delete", "orders", "billing", ...s])).code, 0);
+  assert.equal((await runCli(["topic", "delete", "orders", ...s])).stdout, "deleted topic orders\n");
+});
+
 test("bad flags and unreachable servers get one clear line and a non-zero exit", async () => {
   const cases: [string[], RegExp][] = [
     [["publish", "--server", broker.address], /^nervebus: --topic is required\n$/],
@@ -99,7 +155,10 @@ test("bad flags and unreachable servers get one clear line and a non-zero exit",
       ["serve", "--store", "postgres://x"],
       /^nervebus: store: "postgres:\/\/x" is neither sqlite:PATH nor mysql:/,
     ],
-    [["frobnicate"], /^nervebus: unknown command "frobnicate"; expected serve, publish or tail\n$/],
+    [
+      ["frobnicate"],
+      /^nervebus: unknown command "frobnicate"; expected serve, publish, tail, topic, sub or stats\n$/,
+    ],
   ];
   for (const [args, stderr] of cases) {
     const r = await runCli(args);

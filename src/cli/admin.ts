@@ -1,0 +1,277 @@
+import { parseArgs } from "node:util";
+import { create, type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { unary } from "../api/index.js";
+import { NerveBusError } from "../core/index.js";
+import { AdminService } from "../gen/nervebus/v1/admin_pb.js";
+import { StartPoint } from "../gen/nervebus/v1/subscriber_pb.js";
+import { connect, describeGrpcError } from "./connect.js";
+
+type Admin = (typeof AdminService)["method"];
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "30s", "5m", "7d", "250ms" or plain milliseconds. */
+function parseDuration(flag: string, value: string): number {
+  const m = DURATION.exec(value);
+  if (!m)
+    throw new NerveBusError(
+      "invalid_argument",
+      `--${flag}: expected a duration like 30s, 5m, 7d or 250ms, got ${JSON.stringify(value)}`,
+    );
+  return Math.round(Number(m[1]) * UNIT_MS[m[2] ?? "ms"]!);
+}
+
+function parseCount(flag: string, value: string): number {
+  if (!/^\d+$/.test(value))
+    throw new NerveBusError(
+      "invalid_argument",
+      `--${flag}: expected a whole number, got ${JSON.stringify(value)}`,
+    );
+  return Number(value);
+}
+
+function parseBool(flag: string, value: string): boolean {
+  if (value === "true") return true;
+  if (value === "false") return false;
+  throw new NerveBusError(
+    "invalid_argument",
+    `--${flag}: expected true or false, got ${JSON.stringify(value)}`,
+  );
+}
+
+const TOPIC_FLAGS = {
+  shards: { type: "string" },
+  retention: { type: "string" },
+  "retention-bytes": { type: "string" },
+  "dedup-window": { type: "string" },
+  ephemeral: { type: "boolean" },
+} as const;
+
+const SUB_FLAGS = {
+  "ack-deadline": { type: "string" },
+  "min-backoff": { type: "string" },
+  "max-backoff": { type: "string" },
+  "max-delivery-attempts": { type: "string" },
+  "dead-letter-topic": { type: "string" },
+  ordering: { type: "string" },
+  from: { type: "string" },
+} as const;
+
+/** Fields given on the command line, and their update-mask paths. */
+function topicFields(v: Record<string, string | boolean | undefined>) {
+  const topic: Record<string, unknown> = {};
+  const paths: string[] = [];
+  if (typeof v.shards === "string") topic.shards = parseCount("shards", v.shards);
+  if (typeof v.retention === "string") {
+    topic.retention = durationFromMs(parseDuration("retention", v.retention));
+    paths.push("retention");
+  }
+  if (typeof v["retention-bytes"] === "string") {
+    topic.retentionBytes = BigInt(parseCount("retention-bytes", v["retention-bytes"]));
+    paths.push("retention_bytes");
+  }
+  if (typeof v["dedup-window"] === "string") {
+    topic.dedupWindow = durationFromMs(parseDuration("dedup-window", v["dedup-window"]));
+    paths.push("dedup_window");
+  }
+  if (v.ephemeral === true) topic.ephemeral = true;
+  return { topic, paths };
+}
+
+function subscriptionFields(v: Record<string, string | boolean | undefined>) {
+  const sub: Record<string, unknown> = {};
+  const paths: string[] = [];
+  const durations: [string, string, string][] = [
+    ["ack-deadline", "ackDeadline", "ack_deadline"],
+    ["min-backoff", "minBackoff", "min_backoff"],
+    ["max-backoff", "maxBackoff", "max_backoff"],
+  ];
+  for (const [flag, field, path] of durations) {
+    const value = v[flag];
+    if (typeof value === "string") {
+      sub[field] = durationFromMs(parseDuration(flag, value));
+      paths.push(path);
+    }
+  }
+  if (typeof v["max-delivery-attempts"] === "string") {
+    sub.maxDeliveryAttempts = parseCount("max-delivery-attempts", v["max-delivery-attempts"]);
+    paths.push("max_delivery_attempts");
+  }
+  if (typeof v["dead-letter-topic"] === "string") {
+    sub.deadLetterTopic = v["dead-letter-topic"];
+    paths.push("dead_letter_topic");
+  }
+  if (typeof v.ordering === "string") {
+    sub.ordering = parseBool("ordering", v.ordering);
+    paths.push("ordering");
+  }
+  return { sub, paths };
+}
+
+function startOf(from: string | undefined) {
+  if (from === undefined || from === "latest")
+    return { case: "startPoint" as const, value: StartPoint.LATEST };
+  if (from === "earliest") return { case: "startPoint" as const, value: StartPoint.EARLIEST };
+  if (/^[1-9]\d*$/.test(from)) return { case: "startSeq" as const, value: BigInt(from) };
+  const time = Date.parse(from);
+  if (!Number.isNaN(time)) return { case: "startTime" as const, value: timestampFromMs(time) };
+  throw new NerveBusError(
+    "invalid_argument",
+    `--from: must be earliest, latest, a seq ≥ 1 or an ISO time, got ${JSON.stringify(from)}`,
+  );
+}
+
+const USAGE = `usage:
+  nervebus topic list|get|create|update|delete [NAME] [--shards N] [--retention 7d] [--retention-bytes N] [--dedup-window 2m] [--ephemeral]
+  nervebus sub   list|get|create|update|delete|pause|resume|purge TOPIC [NAME]
+                 [--ack-deadline 30s] [--min-backoff 1s] [--max-backoff 60s] [--max-delivery-attempts N]
+                 [--dead-letter-topic T] [--ordering true|false] [--from earliest|latest|SEQ|TIME]
+  nervebus sub   seek TOPIC NAME --to SEQ|TIME
+  nervebus stats TOPIC
+all take --server HOST:PORT (default 127.0.0.1:7070)`;
+
+/** `nervebus topic|sub|stats …`: the AdminService from the command line; prints JSON. */
+export async function adminCommand(kind: "topic" | "sub" | "stats", args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      server: { type: "string", default: "127.0.0.1:7070" },
+      to: { type: "string" },
+      ...TOPIC_FLAGS,
+      ...SUB_FLAGS,
+    },
+  });
+  const [verb, a, b] = kind === "stats" ? ["stats", ...positionals] : positionals;
+  const need = (value: string | undefined, what: string): string => {
+    if (value === undefined) throw new NerveBusError("invalid_argument", `${what} is required\n${USAGE}`);
+    return value;
+  };
+  const client = await connect(values.server!);
+  const call = async <K extends keyof Admin>(
+    method: K,
+    request: Parameters<typeof create<Admin[K]["input"]>>[1],
+  ) => {
+    const desc = AdminService.method[method];
+    const fn = (client.admin[method] as unknown as (...x: unknown[]) => unknown).bind(client.admin);
+    try {
+      return await unary<MessageShape<Admin[K]["input"]>, MessageShape<Admin[K]["output"]>>(
+        fn as never,
+        create(desc.input, request as never) as MessageShape<Admin[K]["input"]>,
+        { deadline: Date.now() + 30_000 },
+      );
+    } catch (err) {
+      throw new NerveBusError("unavailable", `${kind} ${verb}: ${describeGrpcError(err)}`);
+    }
+  };
+  const print = <D extends DescMessage>(schema: D, message: MessageShape<D>) =>
+    process.stdout.write(`${JSON.stringify(toJson(schema, message), null, 2)}\n`);
+  try {
+    if (kind === "topic") {
+      const { topic, paths } = topicFields(values);
+      switch (verb) {
+        case "list":
+          for (const t of (await call("listTopics", {})).topics) process.stdout.write(`${t.name}\n`);
+          return 0;
+        case "get":
+          print(AdminService.method.getTopic.output, await call("getTopic", { name: need(a, "topic name") }));
+          return 0;
+        case "create":
+          print(
+            AdminService.method.createTopic.output,
+            await call("createTopic", { topic: { ...topic, name: need(a, "topic name") } }),
+          );
+          return 0;
+        case "update":
+          print(
+            AdminService.method.updateTopic.output,
+            await call("updateTopic", {
+              topic: { ...topic, name: need(a, "topic name") },
+              updateMask: { paths },
+            }),
+          );
+          return 0;
+        case "delete":
+          await call("deleteTopic", { name: need(a, "topic name") });
+          process.stdout.write(`deleted topic ${a}\n`);
+          return 0;
+      }
+    } else if (kind === "sub") {
+      const topic = need(a, "topic");
+      const { sub, paths } = subscriptionFields(values);
+      switch (verb) {
+        case "list":
+          for (const s of (await call("listSubscriptions", { topic })).subscriptions)
+            process.stdout.write(`${s.name}\n`);
+          return 0;
+        case "get":
+          print(
+            AdminService.method.getSubscription.output,
+            await call("getSubscription", { topic, name: need(b, "subscription name") }),
+          );
+          return 0;
+        case "create":
+          print(
+            AdminService.method.createSubscription.output,
+            await call("createSubscription", {
+              subscription: { ...sub, topic, name: need(b, "subscription name") },
+              start: startOf(values.from),
+            }),
+          );
+          return 0;
+        case "update":
+          print(
+            AdminService.method.updateSubscription.output,
+            await call("updateSubscription", {
+              subscription: { ...sub, topic, name: need(b, "subscription name") },
+              updateMask: { paths },
+            }),
+          );
+          return 0;
+        case "delete":
+          await call("deleteSubscription", { topic, name: need(b, "subscription name") });
+          process.stdout.write(`deleted subscription ${b} of ${topic}\n`);
+          return 0;
+        case "pause":
+        case "resume": {
+          const method = verb === "pause" ? "pauseSubscription" : "resumeSubscription";
+          await call(method, { topic, name: need(b, "subscription name") });
+          process.stdout.write(`${verb === "pause" ? "paused" : "resumed"} ${topic}/${b}\n`);
+          return 0;
+        }
+        case "purge": {
+          const r = await call("purgeSubscription", { topic, name: need(b, "subscription name") });
+          process.stdout.write(`purged ${topic}/${b}: floor ${r.floor}\n`);
+          return 0;
+        }
+        case "seek": {
+          const to = need(values.to, "--to");
+          const target = /^[1-9]\d*$/.test(to)
+            ? { case: "seq" as const, value: BigInt(to) }
+            : { case: "time" as const, value: timestampFromMs(Date.parse(to)) };
+          if (target.case === "time" && Number.isNaN(Date.parse(to))) {
+            throw new NerveBusError(
+              "invalid_argument",
+              `--to: must be a seq ≥ 1 or an ISO time, got ${JSON.stringify(to)}`,
+            );
+          }
+          const r = await call("seekSubscription", { topic, name: need(b, "subscription name"), target });
+          process.stdout.write(`sought ${topic}/${b}: next delivery is seq ${r.floor + 1n}\n`);
+          return 0;
+        }
+      }
+    } else {
+      print(AdminService.method.getStats.output, await call("getStats", { topic: need(a, "topic") }));
+      return 0;
+    }
+    throw new NerveBusError(
+      "invalid_argument",
+      `unknown ${kind} command ${JSON.stringify(verb ?? "")}\n${USAGE}`,
+    );
+  } finally {
+    client.close();
+  }
+}
