@@ -9,6 +9,7 @@ import {
   type SendPackResponse,
   SendPackResponseSchema,
 } from "../gen/nervebus/v1/publisher_pb.js";
+import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
 import { toGrpcStatus } from "./status.js";
 
 /** ms since epoch of the call's deadline, or Infinity. */
@@ -47,17 +48,32 @@ const OUTCOMES = {
 } as const;
 
 /** PublisherService.SendPack. */
-export function sendPackHandler(broker: Broker): grpc.handleUnaryCall<SendPackRequest, SendPackResponse> {
+export function sendPackHandler(
+  broker: Broker,
+  telemetry: Telemetry,
+): grpc.handleUnaryCall<SendPackRequest, SendPackResponse> {
   return (call, callback) => {
+    const started = performance.now();
+    const { topic } = call.request;
+    const metadataParent = call.metadata.get("traceparent")[0];
+    const span = telemetry.startPublishSpan(
+      topic,
+      call.request.messages.length,
+      typeof metadataParent === "string" ? metadataParent : undefined,
+      call.request.messages[0]?.attributes,
+    );
     let messages: NewMessage[];
     try {
       messages = toNewMessages(call.request, Date.now());
     } catch (err) {
+      endPublishSpan(span, err as Error);
       callback(toGrpcStatus(err));
       return;
     }
-    broker.publish(call.request.topic, messages, callDeadline(call)).then(
-      (r) =>
+    broker.publish(topic, messages, callDeadline(call)).then(
+      (r) => {
+        endPublishSpan(span, r);
+        telemetry.metrics.confirmSeconds.record((performance.now() - started) / 1000, { topic });
         callback(
           null,
           create(SendPackResponseSchema, {
@@ -71,8 +87,12 @@ export function sendPackHandler(broker: Broker): grpc.handleUnaryCall<SendPackRe
               }),
             ),
           }),
-        ),
-      (err: unknown) => callback(toGrpcStatus(err)),
+        );
+      },
+      (err: unknown) => {
+        endPublishSpan(span, err as Error);
+        callback(toGrpcStatus(err));
+      },
     );
   };
 }

@@ -1,11 +1,14 @@
 import * as grpc from "@grpc/grpc-js";
+import { HealthImplementation } from "grpc-health-check";
 import type { Broker } from "../core/index.js";
 import { AdminService } from "../gen/nervebus/v1/admin_pb.js";
 import { PublisherService } from "../gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "../gen/nervebus/v1/subscriber_pb.js";
+import type { Telemetry } from "../telemetry/index.js";
 import { adminHandlers } from "./admin-handler.js";
 import { addService } from "./grpc-adapter.js";
 import { sendPackHandler } from "./publisher-handler.js";
+import { addReflection } from "./reflection.js";
 import { ReceiveSessions } from "./subscriber-handler.js";
 
 export interface ServerOptions {
@@ -16,6 +19,7 @@ export interface ServerOptions {
   readonly heartbeatMs: number;
   /** Server keepalive ping interval; a client that stops answering is dropped. */
   readonly keepaliveMs: number;
+  readonly telemetry: Telemetry;
 }
 
 /** A running gRPC front end. */
@@ -24,6 +28,8 @@ export interface RunningServer {
   readonly address: string;
   readonly port: number;
   readonly sessions: ReceiveSessions;
+  /** Sets the standard gRPC health status of every service (NOT_SERVING while draining or while the store is down). */
+  setServing(serving: boolean): void;
   /** Stops accepting, ends Receive streams with UNAVAILABLE, waits for calls in progress. */
   shutdown(graceMs: number): Promise<void>;
 }
@@ -40,9 +46,13 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     "grpc.keepalive_permit_without_calls": 1,
   });
   const sessions = new ReceiveSessions(broker, { heartbeatMs: options.heartbeatMs });
-  addService(server, PublisherService, { sendPack: sendPackHandler(broker) });
+  addService(server, PublisherService, { sendPack: sendPackHandler(broker, options.telemetry) });
   addService(server, SubscriberService, { receive: sessions.handler() });
   addService(server, AdminService, adminHandlers(broker));
+  const services = ["", PublisherService.typeName, SubscriberService.typeName, AdminService.typeName];
+  const health = new HealthImplementation(Object.fromEntries(services.map((s) => [s, "SERVING" as const])));
+  health.addToServer(server);
+  addReflection(server);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
       err ? reject(err) : resolve(p),
@@ -53,7 +63,11 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     address: `${host}:${port}`,
     port,
     sessions,
+    setServing(serving: boolean) {
+      for (const s of services) health.setStatus(s, serving ? "SERVING" : "NOT_SERVING");
+    },
     async shutdown(graceMs: number) {
+      for (const s of services) health.setStatus(s, "NOT_SERVING");
       sessions.closeAll("broker is shutting down; reconnect");
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

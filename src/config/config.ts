@@ -4,6 +4,7 @@ import { NerveBusError } from "../core/index.js";
 /** Everything `nervebus serve` can be told. */
 export interface Config {
   listen: string;
+  httpListen: string;
   store: string;
   shards: number;
   autoCreate: boolean;
@@ -52,6 +53,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "string",
     default: "127.0.0.1:7070",
     doc: "gRPC listen address HOST:PORT (port 0 picks a free one)",
+  },
+  {
+    key: "httpListen",
+    kind: "string",
+    default: "127.0.0.1:7071",
+    doc: "HTTP address of the status page, /metrics (Prometheus) and /healthz; off to disable",
   },
   {
     key: "store",
@@ -319,6 +326,7 @@ export function loadConfig(
   const set = (spec: OptionSpec, raw: unknown, source: string) => {
     (config as unknown as Record<string, unknown>)[spec.key] = parseValue(spec, raw, source);
   };
+  const fileKeys = new Set<string>();
   if (configFile !== undefined) {
     let parsed: Record<string, unknown>;
     try {
@@ -327,6 +335,7 @@ export function loadConfig(
       throw new NerveBusError("invalid_argument", `--config ${configFile}: ${(err as Error).message}`);
     }
     for (const [k, v] of Object.entries(parsed)) {
+      fileKeys.add(k);
       const spec = OPTIONS.find((o) => o.key === k);
       if (spec === undefined)
         throw new NerveBusError("invalid_argument", `${configFile}: unknown setting ${JSON.stringify(k)}`);
@@ -351,6 +360,20 @@ export function loadConfig(
     throw new NerveBusError(
       "invalid_argument",
       `--min-backoff-ms (${config.minBackoffMs}) must be ≤ --max-backoff-ms (${config.maxBackoffMs})`,
+    );
+  }
+  // A gRPC port of 0 (tests, several brokers on one machine) picks a free HTTP port too, unless
+  // the HTTP address was given.
+  const httpGiven =
+    flags[flagName("httpListen")] !== undefined ||
+    env[envName("httpListen")] !== undefined ||
+    fileKeys.has("httpListen");
+  if (!httpGiven && config.listen.endsWith(":0"))
+    config.httpListen = `${config.listen.slice(0, config.listen.lastIndexOf(":"))}:0`;
+  if (config.httpListen !== "off" && !/^.+:\d+$/.test(config.httpListen)) {
+    throw new NerveBusError(
+      "invalid_argument",
+      `--http-listen: must be HOST:PORT or off, got ${JSON.stringify(config.httpListen)}`,
     );
   }
   if (!/^.+:\d+$/.test(config.listen))

@@ -16,6 +16,7 @@ import type {
   TopicRecord,
 } from "./model.js";
 import { messageBytes } from "./model.js";
+import { type BrokerObserver, NO_OBSERVER } from "./observer.js";
 import { DelayScheduler } from "./scheduler.js";
 import type { Store } from "./store.js";
 import { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
@@ -43,6 +44,8 @@ export interface BrokerOptions extends PublishLimits {
   readonly topicDefaults: TopicConfig;
   readonly subscriptionDefaults: SubscriptionConfig;
   readonly log: LogFn;
+  /** Traces and metrics (default: none). */
+  readonly observer?: BrokerObserver;
 }
 
 /** The answer to a SendPack. */
@@ -90,6 +93,8 @@ export interface SubscriptionReport extends SubscriptionStats {
 
 interface TopicEntry {
   readonly topic: Topic;
+  /** Subscriptions once loaded (for synchronous readers). */
+  readonly loadedSubscriptions: Map<string, Subscription>;
   readonly scheduler: DelayScheduler;
   readonly subscriptions: Map<string, Promise<Subscription>>;
   readonly dirty: Set<Subscription>;
@@ -115,7 +120,10 @@ export const DLQ_ATTRIBUTES = {
  */
 export class Broker {
   readonly #topics = new Map<string, Promise<TopicEntry>>();
+  /** The same topics once loaded, for synchronous readers (gauges). */
+  readonly #loaded = new Map<string, TopicEntry>();
   readonly #budget: WriteBudget;
+  readonly observer: BrokerObserver;
   #closing = false;
 
   constructor(
@@ -123,6 +131,37 @@ export class Broker {
     readonly options: BrokerOptions,
   ) {
     this.#budget = new WriteBudget(options.writeBufferBytes);
+    this.observer = options.observer ?? NO_OBSERVER;
+  }
+
+  /** Backlog and in-flight figures of every loaded subscription (for gauges; synchronous). */
+  subscriptionGauges(): {
+    topic: string;
+    subscription: string;
+    backlog: number;
+    inFlight: number;
+    consumers: number;
+  }[] {
+    const out: {
+      topic: string;
+      subscription: string;
+      backlog: number;
+      inFlight: number;
+      consumers: number;
+    }[] = [];
+    for (const entry of this.#loaded.values()) {
+      for (const sub of entry.loadedSubscriptions.values()) {
+        const s = sub.stats();
+        out.push({
+          topic: entry.topic.record.name,
+          subscription: sub.name,
+          backlog: s.backlog,
+          inFlight: s.inFlight,
+          consumers: s.consumers.length,
+        });
+      }
+    }
+    return out;
   }
 
   get closing(): boolean {
@@ -319,6 +358,7 @@ export class Broker {
       }
     }
     this.#topics.delete(name);
+    this.#loaded.delete(name);
     const gone = new NerveBusError("not_found", `topic ${name} was deleted`);
     for (const pending of entry.subscriptions.values()) {
       const sub = await pending.catch(() => undefined);
@@ -381,6 +421,7 @@ export class Broker {
     const sub = await this.getSubscription(topicName, name);
     const entry = await this.#topic(topicName, false);
     entry.subscriptions.delete(name);
+    entry.loadedSubscriptions.delete(name);
     entry.dirty.delete(sub);
     sub.failConsumers(
       new NerveBusError("not_found", `subscription ${name} on topic ${topicName} was deleted`),
@@ -589,7 +630,10 @@ export class Broker {
     if (entry === undefined) {
       entry = this.#loadTopic(name, create);
       this.#topics.set(name, entry);
-      entry.catch(() => this.#topics.delete(name));
+      entry.then(
+        (e) => this.#loaded.set(name, e),
+        () => this.#topics.delete(name),
+      );
     }
     return entry;
   }
@@ -613,10 +657,12 @@ export class Broker {
       tailCacheBytes: this.options.tailCacheBytes,
       confirmTimeoutMs: this.options.confirmTimeoutMs,
       log: this.options.log,
+      observer: this.observer,
     });
     if (!record.config.ephemeral) await topic.rebuildIndexes();
     const entry: TopicEntry = {
       topic,
+      loadedSubscriptions: new Map(),
       scheduler: undefined as unknown as DelayScheduler,
       subscriptions: new Map(),
       dirty: new Set(),
@@ -660,7 +706,10 @@ export class Broker {
       return r.subscription;
     });
     entry.subscriptions.set(name, loading);
-    loading.catch(() => entry.subscriptions.delete(name));
+    loading.then(
+      (sub) => entry.loadedSubscriptions.set(name, sub),
+      () => entry.subscriptions.delete(name),
+    );
     return loading.then((subscription) => ({ subscription, created }));
   }
 

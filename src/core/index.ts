@@ -26,6 +26,7 @@ export {
   type TopicConfig,
   type TopicRecord,
 } from "./model.js";
+export { type BrokerObserver, NO_OBSERVER, type Settled, type SettleOutcome } from "./observer.js";
 export type { Store, StoreCapabilities } from "./store.js";
 export {
   type DeadLetter,

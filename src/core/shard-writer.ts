@@ -1,5 +1,6 @@
 import { backoffDelay, sleep } from "./backoff.js";
 import type { LogMessage, TopicRecord } from "./model.js";
+import type { BrokerObserver } from "./observer.js";
 import type { Store } from "./store.js";
 
 /** Called when a shard has committed every row of its own up to `throughSeq`. */
@@ -25,6 +26,7 @@ export class ShardWriter {
     private readonly store: Store,
     private readonly onCommitted: CommittedHandler,
     private readonly onError: (err: unknown, attempt: number) => void,
+    private readonly observer: BrokerObserver,
   ) {}
 
   get queuedRows(): number {
@@ -69,10 +71,14 @@ export class ShardWriter {
         this.#head = 0;
       }
       for (let attempt = 0; ; attempt++) {
+        const startedAt = Date.now();
+        const t0 = performance.now();
         try {
           await this.store.insertMessages(this.topic, this.shard, batch);
+          this.observer.batchPersisted(this.topic.name, this.shard, batch, startedAt, performance.now() - t0);
           break;
         } catch (err) {
+          this.observer.storeError("insert", err);
           this.onError(err, attempt);
           await sleep(backoffDelay(attempt, 20, 2000));
         }

@@ -86,6 +86,9 @@ export interface Store {
   /** Writes several pointers of one topic in one round trip. */
   savePointers(topic: TopicRecord, pointers: readonly PointerRecord[]): Promise<void>;
 
+  /** Resolves when the store answers (health checks); throws "unavailable" otherwise. */
+  ping(): Promise<void>;
+
   /** Releases connections and the ownership lock. */
   close(): Promise<void>;
 }

@@ -5,6 +5,7 @@ import { invalidArgument, type NerveBusError } from "./errors.js";
 import { MinHeap } from "./min-heap.js";
 import type { LogMessage, SubscriptionConfig, SubscriptionRecord } from "./model.js";
 import { messageBytes } from "./model.js";
+import type { BrokerObserver, Settled } from "./observer.js";
 import { RateMeter } from "./rate-meter.js";
 import type { Topic } from "./topic.js";
 
@@ -54,6 +55,8 @@ interface Pending {
   key: string;
   /** Being moved to the dead-letter topic: not deliverable. */
   dead: boolean;
+  /** The message's trace context, for settle spans. */
+  traceparent: string | undefined;
 }
 
 type TimerEntry = { readonly seq: number; readonly kind: "lease" | "retry" };
@@ -152,6 +155,7 @@ export class Subscription {
         message: undefined,
         key: key ?? "",
         dead: false,
+        traceparent: undefined,
       });
       if (key) this.#keyPending.set(key, (this.#keyPending.get(key) ?? 0) + 1);
       this.#timers.push(due, { seq, kind: "retry" });
@@ -162,6 +166,10 @@ export class Subscription {
 
   get name(): string {
     return this.record.name;
+  }
+
+  get #observer(): BrokerObserver {
+    return this.topic.options.observer;
   }
 
   get config(): SubscriptionConfig {
@@ -254,17 +262,18 @@ export class Subscription {
   ack(consumer: Consumer, seqs: readonly number[]): void {
     this.#checkSeqs("ack_seqs", seqs);
     const confirm = consumer.confirmAcks ? this.#confirmList(consumer) : undefined;
-    let n = 0;
+    const settled: Settled[] = [];
     for (const seq of seqs) {
       if (!this.#acked.add(seq)) {
         confirm?.already.push(seq);
         continue;
       }
-      n++;
       confirm?.acked.push(seq);
+      settled.push({ seq, traceparent: this.#pending.get(seq)?.traceparent });
       this.#settle(seq);
     }
-    this.ackRate.mark(n);
+    this.ackRate.mark(settled.length);
+    this.#observer.settled(this.topic.record.name, this.name, "ack", settled);
     this.#markDirty();
     this.scheduleDispatch();
   }
@@ -275,6 +284,7 @@ export class Subscription {
     const p = this.#pending.get(seq);
     if (p?.lease === undefined || p.lease.consumer !== consumer) return;
     this.#release(p);
+    this.#observer.settled(this.topic.record.name, this.name, "nack", [{ seq, traceparent: p.traceparent }]);
     this.#retryOrDeadLetter(seq, p, Date.now(), delayMs);
     this.#armTimer();
     this.#markDirty();
@@ -437,7 +447,15 @@ export class Subscription {
         const bytes = messageBytes(message);
         if (!consumer.fits(bytes)) break;
         if (p === undefined) {
-          p = { attempts: 0, lease: undefined, notBefore: 0, message: undefined, key: "", dead: false };
+          p = {
+            attempts: 0,
+            lease: undefined,
+            notBefore: 0,
+            message: undefined,
+            key: "",
+            dead: false,
+            traceparent: undefined,
+          };
           this.#pending.set(seq, p);
           this.#cursor = seq + 1;
           if (this.config.ordering && message.orderingKey !== "") {
@@ -450,6 +468,7 @@ export class Subscription {
         }
         p.attempts++;
         p.message = undefined;
+        p.traceparent = message.attributes.traceparent;
         const deadline = now + consumer.ackDeadlineMs;
         p.lease = { consumer, deadline, bytes };
         consumer.inFlight++;
@@ -464,6 +483,7 @@ export class Subscription {
       }
       if (batch.length > 0) {
         this.deliveryRate.mark(batch.length);
+        this.#observer.delivered(this.topic.record.name, this.name, batch);
         if (!consumer.sink.send(batch)) consumer.congested = true;
         this.#markDirty();
         // A full batch may leave credit: come back for the rest on the next turn.
@@ -610,6 +630,9 @@ export class Subscription {
       }
       if (p?.lease === undefined || p.lease.deadline !== at) continue;
       this.#release(p);
+      this.#observer.settled(this.topic.record.name, this.name, "expired", [
+        { seq: entry.seq, traceparent: p.traceparent },
+      ]);
       this.#retryOrDeadLetter(entry.seq, p, now, undefined);
       this.#markDirty();
     }
@@ -656,10 +679,15 @@ export class Subscription {
       })
       .then(
         () => {
+          const settled: Settled[] = [];
           for (const seq of seqs) {
-            if (this.#acked.add(seq)) this.deadLettered++;
+            if (this.#acked.add(seq)) {
+              this.deadLettered++;
+              settled.push({ seq, traceparent: this.#pending.get(seq)?.traceparent });
+            }
             this.#settle(seq);
           }
+          this.#observer.settled(this.topic.record.name, this.name, "dead_letter", settled);
           this.#markDirty();
           this.scheduleDispatch();
         },
@@ -731,6 +759,7 @@ export class Subscription {
       message: undefined,
       key,
       dead: false,
+      traceparent: undefined,
     });
     this.#timers.push(now, { seq, kind: "retry" });
   }

@@ -3,6 +3,7 @@ import { DedupIndex } from "./dedup-index.js";
 import { NerveBusError } from "./errors.js";
 import type { LogMessage, NewMessage, TopicRecord } from "./model.js";
 import { messageBytes } from "./model.js";
+import type { BrokerObserver } from "./observer.js";
 import { RateMeter } from "./rate-meter.js";
 import { ShardWriter } from "./shard-writer.js";
 import type { Store } from "./store.js";
@@ -40,6 +41,7 @@ interface PendingConfirm {
 
 export interface TopicOptions {
   readonly tailCacheBytes: number;
+  readonly observer: BrokerObserver;
   /** How long a pack may wait for its confirm when its call has no deadline. */
   readonly confirmTimeoutMs: number;
   readonly log: (level: "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
@@ -82,7 +84,7 @@ export class Topic {
     watermark: number,
     private readonly store: Store,
     private readonly budget: WriteBudget,
-    private readonly options: TopicOptions,
+    readonly options: TopicOptions,
   ) {
     this.record = record;
     this.dedup = new DedupIndex(record.config.dedupWindowMs, MAX_DEDUP_IDS);
@@ -109,6 +111,7 @@ export class Topic {
               });
             }
           },
+          options.observer,
         ),
     );
   }
@@ -297,7 +300,16 @@ export class Topic {
       out.push(m);
     }
     if (seq > to) return out;
-    return [...out, ...(await this.store.readMessages(this.record, seq, to))];
+    const t0 = performance.now();
+    let rows: LogMessage[];
+    try {
+      rows = await this.store.readMessages(this.record, seq, to);
+    } catch (err) {
+      this.options.observer.storeError("read", err);
+      throw err;
+    }
+    this.options.observer.storeRead(this.record.name, rows.length, performance.now() - t0);
+    return out.length === 0 ? rows : [...out, ...rows];
   }
 
   /** Finishes every queued write, persists the watermark, and fails packs that still wait. */

@@ -29,7 +29,14 @@ export const quietLog: Logger = (level, msg, fields) => {
 
 /** Starts an in-process broker on 127.0.0.1:0 with the given store and overrides. */
 export async function startBroker(store: string, overrides: Partial<Config> = {}): Promise<NerveBus> {
-  const config = { ...loadConfig({}, {}), listen: "127.0.0.1:0", store, shutdownGraceMs: 2000, ...overrides };
+  const config = {
+    ...loadConfig({}, {}),
+    listen: "127.0.0.1:0",
+    httpListen: "127.0.0.1:0",
+    store,
+    shutdownGraceMs: 2000,
+    ...overrides,
+  };
   return startNerveBus(config, quietLog);
 }
 

@@ -15,10 +15,14 @@ export interface BrokerProcess {
 
 /** Starts `nervebus serve` on 127.0.0.1:0 and waits for its listening line. */
 export async function spawnBroker(args: string[], env: NodeJS.ProcessEnv = {}): Promise<BrokerProcess> {
-  const child = spawn(process.execPath, [CLI, "serve", "--listen", "127.0.0.1:0", ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...env },
-  });
+  const child = spawn(
+    process.execPath,
+    [CLI, "serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", ...args],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...env },
+    },
+  );
   let stderr = "";
   let stdout = "";
   child.stderr!.on("data", (d: Buffer) => {

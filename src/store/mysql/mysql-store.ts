@@ -465,6 +465,10 @@ export class MysqlStore implements Store {
     );
   }
 
+  async ping(): Promise<void> {
+    await this.#run("pinging", () => this.#select("SELECT 1", []));
+  }
+
   async close(): Promise<void> {
     await this.#pool.end().catch(() => undefined);
     await this.#lockConn

@@ -419,6 +419,12 @@ export class SqliteStore implements Store {
     });
   }
 
+  async ping(): Promise<void> {
+    return this.#run("pinging", () => {
+      this.#stmt("SELECT 1").get();
+    });
+  }
+
   async close(): Promise<void> {
     if (this.#queue.length > 0) this.#flushInserts();
     this.#db.close();

@@ -1,0 +1,43 @@
+import type { Delivered } from "./consumer.js";
+import type { LogMessage } from "./model.js";
+
+/** How a message left a consumer's hands. */
+export type SettleOutcome = "ack" | "nack" | "expired" | "dead_letter";
+
+/** A settled message: its seq and the trace context it was published with. */
+export interface Settled {
+  readonly seq: number;
+  readonly traceparent: string | undefined;
+}
+
+/**
+ * What the core reports as it works, for traces and metrics. The core never imports a telemetry
+ * library; src/telemetry implements this. Every method must be cheap and must not throw.
+ */
+export interface BrokerObserver {
+  /** A shard batch committed. */
+  batchPersisted(
+    topic: string,
+    shard: number,
+    rows: readonly LogMessage[],
+    startedAt: number,
+    durationMs: number,
+  ): void;
+  /** A store call failed (it is retried). */
+  storeError(operation: string, err: unknown): void;
+  /** Rows read from the store for a lagging subscription or a redelivery. */
+  storeRead(topic: string, rows: number, durationMs: number): void;
+  /** Messages sent to a consumer. */
+  delivered(topic: string, subscription: string, deliveries: readonly Delivered[]): void;
+  /** Messages settled on a subscription. */
+  settled(topic: string, subscription: string, outcome: SettleOutcome, messages: readonly Settled[]): void;
+}
+
+/** The observer used when none is given: does nothing. */
+export const NO_OBSERVER: BrokerObserver = {
+  batchPersisted() {},
+  storeError() {},
+  storeRead() {},
+  delivered() {},
+  settled() {},
+};
