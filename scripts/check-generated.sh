@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/generate.sh
-changed=$(git status --porcelain -- src/gen clients | grep -E 'gen|_pb|pb2' || true)
+changed=$(git status --porcelain --untracked-files=all -- src/gen clients/ts/src/gen clients/go/gen clients/python/src/nervebus/gen)
 if [ -n "$changed" ]; then
   echo "generated code is stale; run 'npm run generate' and commit:" >&2
   echo "$changed" >&2

@@ -13,14 +13,20 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund >&2
 fi
 
-# MariaDB server binaries for the MySQL test suite (tests start their own throwaway server).
+# Debian packages: MariaDB server binaries for the MySQL test suite (tests start their own
+# throwaway server) and Chromium for the status-page test. Installed only when missing.
+packages=()
 if [ -z "${NERVEBUS_TEST_MYSQL_URL:-}" ] && ! command -v mariadbd >/dev/null 2>&1 && ! command -v mysqld >/dev/null 2>&1 \
   && [ ! -x /usr/sbin/mariadbd ] && [ ! -x /usr/sbin/mysqld ]; then
-  log "apt-get install mariadb-server"
+  packages+=(mariadb-server)
+fi
+[ -x /usr/bin/chromium ] || packages+=(chromium)
+if [ ${#packages[@]} -gt 0 ]; then
+  log "apt-get install ${packages[*]}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends mariadb-server >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >&2
 fi
 
 for client in clients/*/; do

@@ -28,9 +28,6 @@ export interface StartOptions {
   readonly env?: NodeJS.ProcessEnv;
 }
 
-/** How often the store is pinged for the health status. */
-const HEALTH_INTERVAL_MS = 5000;
-
 /** Opens the store and starts serving. Throws NerveBusError on bad config or an unusable store. */
 export async function startNerveBus(
   config: Config,
@@ -131,7 +128,7 @@ export async function startNerveBus(
         grpcServer.setServing(false);
       },
     );
-  }, HEALTH_INTERVAL_MS);
+  }, config.healthIntervalMs);
   healthTimer.unref();
   log("info", "nervebus serving", {
     address: grpcServer.address,

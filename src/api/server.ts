@@ -46,9 +46,27 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     "grpc.keepalive_permit_without_calls": 1,
   });
   const sessions = new ReceiveSessions(broker, { heartbeatMs: options.heartbeatMs });
-  addService(server, PublisherService, { sendPack: sendPackHandler(broker, options.telemetry) });
+  // Unary calls in progress, so shutdown knows when nothing is left to wait for.
+  let inFlight = 0;
+  const counted = <Req, Res>(h: grpc.handleUnaryCall<Req, Res>): grpc.handleUnaryCall<Req, Res> => {
+    return (call, callback) => {
+      inFlight++;
+      h(call, (err, value, trailer, flags) => {
+        inFlight--;
+        callback(err, value, trailer, flags);
+      });
+    };
+  };
+  addService(server, PublisherService, { sendPack: counted(sendPackHandler(broker, options.telemetry)) });
   addService(server, SubscriberService, { receive: sessions.handler() });
-  addService(server, AdminService, adminHandlers(broker));
+  const admin = adminHandlers(broker);
+  addService(
+    server,
+    AdminService,
+    Object.fromEntries(
+      Object.entries(admin).map(([k, h]) => [k, counted(h as grpc.handleUnaryCall<unknown, unknown>)]),
+    ) as typeof admin,
+  );
   const services = ["", PublisherService.typeName, SubscriberService.typeName, AdminService.typeName];
   const health = new HealthImplementation(Object.fromEntries(services.map((s) => [s, "SERVING" as const])));
   health.addToServer(server);
@@ -69,13 +87,19 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     async shutdown(graceMs: number) {
       for (const s of services) health.setStatus(s, "NOT_SERVING");
       sessions.closeAll("broker is shutting down; reconnect");
+      // tryShutdown waits for every HTTP/2 session to go away, which an idle client may delay
+      // for long; once no call is in progress there is nothing left to finish, so close then.
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, graceMs);
+        const deadline = Date.now() + graceMs;
+        const poll = setInterval(() => {
+          if ((inFlight === 0 && sessions.size === 0) || Date.now() >= deadline) {
+            clearInterval(poll);
+            server.forceShutdown();
+            resolve();
+          }
+        }, 25);
         server.tryShutdown(() => {
-          clearTimeout(timer);
+          clearInterval(poll);
           resolve();
         });
       });

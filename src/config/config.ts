@@ -25,6 +25,7 @@ export interface Config {
   maxBackoffMs: number;
   heartbeatMs: number;
   keepaliveMs: number;
+  healthIntervalMs: number;
   shutdownGraceMs: number;
   mysqlPoolSize: number;
   mysqlAllowUnsafeDurability: boolean;
@@ -210,6 +211,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1000,
     max: 3_600_000,
     doc: "server HTTP/2 keepalive ping interval",
+  },
+  {
+    key: "healthIntervalMs",
+    kind: "duration",
+    default: 5000,
+    min: 100,
+    max: 600_000,
+    doc: "how often the store is pinged; gRPC health is NOT_SERVING while it does not answer",
   },
   {
     key: "shutdownGraceMs",

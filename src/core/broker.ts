@@ -21,6 +21,7 @@ import { DelayScheduler } from "./scheduler.js";
 import type { Store } from "./store.js";
 import { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
 import { type MessageOutcome, Topic } from "./topic.js";
+import { newTraceparent, traceIdOf } from "./trace-context.js";
 import { WriteBudget } from "./write-budget.js";
 
 /** Logging hook: the core never picks a logger. */
@@ -243,17 +244,30 @@ export class Broker {
       const original =
         m.messageId !== "" && topic.dedup.windowMs > 0 ? topic.dedup.get(m.messageId, now) : undefined;
       if (original !== undefined) {
-        results[i] = { outcome: "duplicate", seq: Math.max(0, original), traceId: "" };
+        results[i] = {
+          outcome: "duplicate",
+          seq: Math.max(0, original),
+          traceId: traceIdOf(m.attributes.traceparent) ?? "",
+        };
         continue;
       }
-      fresh.push({ dueAt: m.deliverAt, message: m });
+      // The trace starts now, at publish, so SendPack can return it and the delivery carries it.
+      const message =
+        m.attributes.traceparent === undefined
+          ? { ...m, attributes: { ...m.attributes, traceparent: newTraceparent() } }
+          : m;
+      fresh.push({ dueAt: m.deliverAt, message });
       freshIndex.push(i);
     }
     if (fresh.length > 0) await entry.scheduler.schedule(fresh);
     for (let k = 0; k < fresh.length; k++) {
       const m = fresh[k]!.message;
       if (m.messageId !== "") topic.dedup.set(m.messageId, 0, now);
-      results[freshIndex[k]!] = { outcome: "scheduled", seq: 0, traceId: "" };
+      results[freshIndex[k]!] = {
+        outcome: "scheduled",
+        seq: 0,
+        traceId: traceIdOf(m.attributes.traceparent) ?? "",
+      };
     }
     return results;
   }

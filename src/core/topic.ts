@@ -176,7 +176,10 @@ export class Topic {
         results[i] = {
           outcome: "duplicate",
           seq: original,
-          traceId: traceIdOf(this.cache.get(original)?.attributes.traceparent) ?? "",
+          // The original's trace id while it is cached, else the retry's own (a client's retry
+          // carries the same attributes).
+          traceId:
+            traceIdOf(this.cache.get(original)?.attributes.traceparent ?? m.attributes.traceparent) ?? "",
         };
         waitFor = Math.max(waitFor, original);
         released += messageBytes(m);
@@ -215,7 +218,8 @@ export class Topic {
         if (dedupOn && m.messageId !== "") this.dedup.set(m.messageId, seq, now);
         if (scheduleId !== undefined) this.moved.set(String(scheduleId), seq, now);
         results[i] = { outcome: "appended", seq, traceId: traceIdOf(attributes.traceparent) ?? "" };
-        if (!this.ephemeral) this.#writers[seq % shards]!.push(row, messageBytes(row));
+        // The budget was taken for the message as sent (before a traceparent was added).
+        if (!this.ephemeral) this.#writers[seq % shards]!.push(row, messageBytes(m));
       }
       this.publishRate.mark(fresh.length);
       waitFor = Math.max(waitFor, lastSeq);

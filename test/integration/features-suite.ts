@@ -226,6 +226,7 @@ export function featuresSuite(kind: string, fresh: (name: string) => Promise<str
     );
     assert.equal(res.firstSeq, 1n);
     assert.equal(res.results[0]!.seq, 0n);
+    assert.match(res.results[0]!.traceId, /^[0-9a-f]{32}$/, "a scheduled message has its trace id at once");
     const stats = await ctx.client.adminCall("getStats", { topic: "later" });
     assert.equal(stats.topic?.scheduled, 2n);
     await ctx.restart();
@@ -238,6 +239,11 @@ export function featuresSuite(kind: string, fresh: (name: string) => Promise<str
     assert.deepEqual(b.deliveries.map(text), ["now", "at +1.5s", "in 2s"]);
     assert.ok(arrived - publishedAt >= 2000, "not before its time");
     assert.deepEqual(seqsOf(a.deliveries), [1, 2, 3], "a delayed message gets its seq when due");
+    assert.equal(
+      a.deliveries[2]!.traceId,
+      res.results[0]!.traceId,
+      "and keeps the trace id it was given at publish",
+    );
     await sleep(300);
     assert.equal((await ctx.client.adminCall("getStats", { topic: "later" })).topic?.scheduled, 0n);
     await Promise.all([a.end(), b.end()]);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
+import { service as healthService } from "grpc-health-check";
 import { seqsOf, startBroker, TestClient } from "../support/broker.js";
 import { startTestMysql, type TestMysql } from "../support/mariadb.js";
 
@@ -18,8 +19,19 @@ test("mysql: while the database hangs, SendPack fails with UNAVAILABLE (never OK
     return;
   }
   const url = await mysql.database("fault_hang");
-  const bus = await startBroker(url, { confirmTimeoutMs: 1500 });
+  const bus = await startBroker(url, { confirmTimeoutMs: 1500, healthIntervalMs: 200 });
   const client = new TestClient(bus.address);
+  const Health = grpc.makeGenericClientConstructor(healthService, "Health");
+  const health = new Health(bus.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    check(
+      req: { service: string },
+      cb: (err: grpc.ServiceError | null, res?: { status: string }) => void,
+    ): void;
+  };
+  const healthStatus = () =>
+    new Promise<string>((resolve, reject) =>
+      health.check({ service: "" }, (err, r) => (err ? reject(err) : resolve(r!.status))),
+    );
   try {
     const before = await client.publish("hang", ["a", "b"]);
     assert.equal(before.lastSeq, 2n);
@@ -31,7 +43,13 @@ test("mysql: while the database hangs, SendPack fails with UNAVAILABLE (never OK
         assert.match(err.details, /pack not durable before its deadline; outcome unknown/);
         return true;
       });
-      // Another topic's subscribers and the broker itself go on meanwhile.
+      // The health check notices the store is gone.
+      let status = await healthStatus();
+      for (let i = 0; i < 50 && status !== "NOT_SERVING"; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        status = await healthStatus();
+      }
+      assert.equal(status, "NOT_SERVING", "health is NOT_SERVING while the store does not answer");
       mysql.resume();
       resumed = true;
       const later = await client.publish("hang", ["d"], 30_000);
@@ -52,6 +70,7 @@ test("mysql: while the database hangs, SendPack fails with UNAVAILABLE (never OK
       if (!resumed) mysql.resume();
     }
   } finally {
+    health.close();
     client.close();
     await bus.stop();
   }

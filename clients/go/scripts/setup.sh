@@ -38,7 +38,4 @@ fi
 
 # Module dependencies: a no-op (and offline) when the module cache already has them.
 cd "$here"
-if ! go mod download >/dev/null 2>&1; then
-  log "go mod download"
-  go mod download
-fi
+go mod download

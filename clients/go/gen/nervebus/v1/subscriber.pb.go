@@ -91,7 +91,8 @@ type ReceiveRequest struct {
 	ExtendDeadlines []*ExtendDeadline `protobuf:"bytes,4,rep,name=extend_deadlines,json=extendDeadlines,proto3" json:"extend_deadlines,omitempty"`
 	// Seqs to dead-letter now, without further attempts.
 	TerminateSeqs []uint64 `protobuf:"varint,5,rep,packed,name=terminate_seqs,json=terminateSeqs,proto3" json:"terminate_seqs,omitempty"`
-	// A new window for this stream; applies from now on.
+	// A new window for this stream; applies from now on. Here max_messages may be 0: the stream
+	// gets nothing new until the window opens again (a consumer that is stopping sends this).
 	Window        *Window `protobuf:"bytes,6,opt,name=window,proto3" json:"window,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -192,7 +193,8 @@ type Subscribe struct {
 	//	*Subscribe_StartTime
 	Start isSubscribe_Start `protobuf_oneof:"start"`
 	// Ask the broker to report, in `ack_results`, when acks are durable, and which acks named
-	// messages that were already acked.
+	// messages that were already acked. Acks sent before the client half-closes are confirmed
+	// before the stream ends.
 	ConfirmAcks bool `protobuf:"varint,8,opt,name=confirm_acks,json=confirmAcks,proto3" json:"confirm_acks,omitempty"`
 	// A name for this consumer, shown in stats. Free-form, at most 128 bytes.
 	ConsumerName  string `protobuf:"bytes,9,opt,name=consumer_name,json=consumerName,proto3" json:"consumer_name,omitempty"`
@@ -334,7 +336,7 @@ func (*Subscribe_StartTime) isSubscribe_Start() {}
 // Window bounds what the server may have outstanding (delivered, unacked) on one stream.
 type Window struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The most unacked messages. At least 1, at most 100000.
+	// The most unacked messages. 1–100000 on subscribe; 0–100000 on a window change.
 	MaxMessages uint32 `protobuf:"varint,1,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"`
 	// The most unacked payload bytes. 0 means no byte limit; otherwise at least the broker's max
 	// message size, so every message fits.

@@ -1,0 +1,136 @@
+package nervebus
+
+import (
+	"context"
+	"strconv"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// TracerName is the instrumentation scope name of the spans this package makes.
+const TracerName = "github.com/nervebus/nervebus/clients/go"
+
+// Span attributes specific to NerveBus, beside the OpenTelemetry messaging conventions.
+const (
+	// AttrSeq is the message's seq in its topic.
+	AttrSeq = attribute.Key("messaging.nervebus.seq")
+	// AttrOrderingKey is the message's ordering key, when it has one.
+	AttrOrderingKey = attribute.Key("messaging.nervebus.ordering_key")
+	// AttrAttempt is the delivery attempt (1 for the first delivery).
+	AttrAttempt = attribute.Key("messaging.nervebus.attempt")
+	// AttrOutcome is what the broker did with a published message: appended, duplicate or
+	// scheduled.
+	AttrOutcome = attribute.Key("messaging.nervebus.outcome")
+	// AttrSettlement is how a processed message was settled: ack, nack, terminate, or none.
+	AttrSettlement = attribute.Key("messaging.nervebus.settlement")
+)
+
+// messagingSystem is the messaging.system attribute value.
+var messagingSystem = semconv.MessagingSystemKey.String("nervebus")
+
+type tracing struct {
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
+}
+
+func newTracing(tp trace.TracerProvider, p propagation.TextMapPropagator) tracing {
+	return tracing{tracer: tp.Tracer(TracerName), propagator: p}
+}
+
+// attributesCarrier adapts message attributes to a propagation.TextMapCarrier.
+type attributesCarrier map[string]string
+
+// Get returns the attribute key.
+func (c attributesCarrier) Get(key string) string { return c[key] }
+
+// Set sets the attribute key.
+func (c attributesCarrier) Set(key, value string) { c[key] = value }
+
+// Keys lists the attribute keys.
+func (c attributesCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// startPublish starts the producer span of one message and writes its context into attrs (a
+// copy the publisher owns). The span's parent is the span in ctx; when ctx has none, a trace
+// context already in the message's attributes is continued instead.
+func (t tracing) startPublish(ctx context.Context, topic string, m *Message, attrs map[string]string, id string) trace.Span {
+	if !trace.SpanContextFromContext(ctx).IsValid() && attrs["traceparent"] != "" {
+		ctx = t.propagator.Extract(ctx, attributesCarrier(attrs))
+	}
+	kv := []attribute.KeyValue{
+		messagingSystem,
+		semconv.MessagingDestinationName(topic),
+		semconv.MessagingOperationTypeSend,
+		semconv.MessagingOperationName("publish"),
+		semconv.MessagingMessageID(id),
+		semconv.MessagingMessageBodySize(len(m.Data)),
+	}
+	if m.OrderingKey != "" {
+		kv = append(kv, AttrOrderingKey.String(m.OrderingKey))
+	}
+	ctx, span := t.tracer.Start(ctx, topic+" publish",
+		trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(kv...))
+	// Replace any stale context in the attributes by the publish span's.
+	delete(attrs, "traceparent")
+	delete(attrs, "tracestate")
+	t.propagator.Inject(ctx, attributesCarrier(attrs))
+	return span
+}
+
+// endPublish ends a producer span with the broker's answer.
+func endPublish(span trace.Span, r Receipt, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	} else {
+		span.SetAttributes(AttrSeq.Int64(int64(r.Seq)), AttrOutcome.String(r.Outcome.String()))
+	}
+	span.End()
+}
+
+// startProcess starts the consumer span of one delivered message as a child of the producer
+// context found in its attributes (or of the span in ctx when the attributes carry none).
+func (t tracing) startProcess(ctx context.Context, topic, subscription string, m *Message) (context.Context, trace.Span) {
+	parent := t.propagator.Extract(ctx, attributesCarrier(m.Attributes))
+	kv := []attribute.KeyValue{
+		messagingSystem,
+		semconv.MessagingDestinationName(topic),
+		semconv.MessagingDestinationSubscriptionName(subscription),
+		semconv.MessagingConsumerGroupName(subscription),
+		semconv.MessagingOperationTypeProcess,
+		semconv.MessagingOperationName("process"),
+		semconv.MessagingMessageBodySize(len(m.Data)),
+		AttrSeq.Int64(int64(m.Seq)),
+		AttrAttempt.Int(m.Attempt),
+	}
+	if m.ID != "" {
+		kv = append(kv, semconv.MessagingMessageID(m.ID))
+	}
+	if m.OrderingKey != "" {
+		kv = append(kv, AttrOrderingKey.String(m.OrderingKey))
+	}
+	return t.tracer.Start(parent, topic+" process",
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(kv...))
+}
+
+// settlementName names a settlement for the process span.
+func settlementName(kind settleKind) string {
+	switch kind {
+	case settleAck:
+		return "ack"
+	case settleNack:
+		return "nack"
+	case settleTerminate:
+		return "terminate"
+	}
+	return "none (" + strconv.Itoa(int(kind)) + ")"
+}

@@ -1,0 +1,158 @@
+package nervebus_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	nervebus "github.com/nervebus/nervebus/clients/go"
+	"github.com/nervebus/nervebus/clients/go/internal/testbroker"
+)
+
+func spanAttr(s sdktrace.ReadOnlySpan, key attribute.Key) string {
+	for _, kv := range s.Attributes() {
+		if kv.Key == key {
+			return kv.Value.Emit()
+		}
+	}
+	return ""
+}
+
+func TestTracingProducerToConsumer(t *testing.T) {
+	t.Parallel()
+	b := testbroker.Start(t)
+	exporter := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exporter))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	c := newClient(t, b, nervebus.WithTracerProvider(tp))
+	ctx := testContext(t, 30*time.Second)
+	topic := topicName(t)
+
+	// The application's span around the publish.
+	appCtx, appSpan := tp.Tracer("app").Start(ctx, "checkout")
+	pub := c.Publisher(topic, nil)
+	rc, err := pub.Publish(appCtx, &nervebus.Message{Data: []byte("traced")}).Get(ctx)
+	appSpan.End()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	traceID := appSpan.SpanContext().TraceID()
+	if rc.TraceID != traceID.String() {
+		t.Fatalf("receipt trace id %s, want the publishing trace %s", rc.TraceID, traceID)
+	}
+
+	handled := make(chan trace.SpanContext, 1)
+	var delivered *nervebus.Message
+	sub := c.Subscriber(topic, "s", &nervebus.SubscriberConfig{Start: nervebus.StartEarliest()})
+	stop := receiveInBackground(t, sub, func(hctx context.Context, m *nervebus.Message) {
+		delivered = m
+		m.Ack()
+		handled <- trace.SpanContextFromContext(hctx)
+	})
+	var handlerSC trace.SpanContext
+	select {
+	case handlerSC = <-handled:
+	case <-ctx.Done():
+		t.Fatal("no delivery")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	var producer, consumer sdktrace.ReadOnlySpan
+	for _, s := range exporter.GetSpans().Snapshots() {
+		switch s.Name() {
+		case topic + " publish":
+			producer = s
+		case topic + " process":
+			consumer = s
+		}
+	}
+	if producer == nil || consumer == nil {
+		t.Fatalf("spans %v: want %q and %q", exporter.GetSpans().Snapshots(), topic+" publish", topic+" process")
+	}
+	if producer.SpanKind() != trace.SpanKindProducer || consumer.SpanKind() != trace.SpanKindConsumer {
+		t.Fatalf("span kinds %v / %v", producer.SpanKind(), consumer.SpanKind())
+	}
+	if producer.Parent().SpanID() != appSpan.SpanContext().SpanID() {
+		t.Fatal("the publish span is not a child of the application's span")
+	}
+	if producer.SpanContext().TraceID() != traceID || consumer.SpanContext().TraceID() != traceID {
+		t.Fatalf("trace ids: app %s, producer %s, consumer %s", traceID, producer.SpanContext().TraceID(), consumer.SpanContext().TraceID())
+	}
+	if consumer.Parent().SpanID() != producer.SpanContext().SpanID() || !consumer.Parent().IsRemote() {
+		t.Fatalf("consumer parent %s, want the producer span %s (remote)", consumer.Parent().SpanID(), producer.SpanContext().SpanID())
+	}
+	if handlerSC.SpanID() != consumer.SpanContext().SpanID() {
+		t.Fatal("the handler's context does not carry the process span")
+	}
+	if delivered.TraceID != traceID.String() {
+		t.Fatalf("delivery trace id %s, want %s", delivered.TraceID, traceID)
+	}
+	for _, check := range []struct {
+		span sdktrace.ReadOnlySpan
+		key  attribute.Key
+		want string
+	}{
+		{producer, "messaging.system", "nervebus"},
+		{producer, "messaging.destination.name", topic},
+		{producer, "messaging.operation.type", "send"},
+		{producer, "messaging.message.id", rc.MessageID},
+		{producer, nervebus.AttrOutcome, "appended"},
+		{consumer, "messaging.system", "nervebus"},
+		{consumer, "messaging.destination.name", topic},
+		{consumer, "messaging.destination.subscription.name", "s"},
+		{consumer, "messaging.operation.type", "process"},
+		{consumer, nervebus.AttrAttempt, "1"},
+		{consumer, nervebus.AttrSettlement, "ack"},
+	} {
+		if got := spanAttr(check.span, check.key); got != check.want {
+			t.Errorf("span %q attribute %s = %q, want %q", check.span.Name(), check.key, got, check.want)
+		}
+	}
+	if got, want := spanAttr(producer, nervebus.AttrSeq), spanAttr(consumer, nervebus.AttrSeq); got == "" || got != want {
+		t.Errorf("seq attributes: producer %q, consumer %q", got, want)
+	}
+}
+
+// Without a span in the context the publish span starts a new trace, which the broker reports.
+func TestTracingRootAndDisabled(t *testing.T) {
+	t.Parallel()
+	b := testbroker.Start(t)
+	exporter := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exporter))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	ctx := testContext(t, 30*time.Second)
+
+	traced := newClient(t, b, nervebus.WithTracerProvider(tp))
+	pub := traced.Publisher(topicName(t), nil)
+	rc, err := pub.Publish(ctx, &nervebus.Message{Data: []byte("root")}).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spans := exporter.GetSpans().Snapshots()
+	if len(spans) != 1 || spans[0].Parent().IsValid() || spans[0].SpanContext().TraceID().String() != rc.TraceID {
+		t.Fatalf("spans %v, receipt trace %s: want one root publish span of that trace", spans, rc.TraceID)
+	}
+	_ = pub.Close(ctx)
+
+	// With the default (no-op) tracer provider no context is sent: the broker adds one.
+	plain := newClient(t, b)
+	pub2 := plain.Publisher(topicName(t), nil)
+	rc2, err := pub2.Publish(ctx, &nervebus.Message{Data: []byte("untraced")}).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rc2.TraceID) != 32 || rc2.TraceID == rc.TraceID {
+		t.Fatalf("broker-assigned trace id %q", rc2.TraceID)
+	}
+	_ = pub2.Close(ctx)
+}

@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { startBroker, TestClient } from "../support/broker.js";
+
+/** Parses the Prometheus text exposition into {name{labels}: value}. */
+function parse(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    assert.ok(m, `malformed exposition line: ${line}`);
+    out.set(`${m[1]}${m[2] ?? ""}`, Number(m[3]));
+  }
+  return out;
+}
+
+function find(metrics: Map<string, number>, name: string, ...labels: string[]): number | undefined {
+  for (const [k, v] of metrics) {
+    if (!k.startsWith(`${name}{`) && k !== name) continue;
+    if (labels.every((l) => k.includes(l))) return v;
+  }
+  return undefined;
+}
+
+test("/metrics exposes publish, latency, backlog, delivery and store figures in Prometheus format", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nb-metrics-"));
+  const bus = await startBroker(`sqlite:${join(dir, "nb.db")}`);
+  const client = new TestClient(bus.address);
+  try {
+    await client.publish(
+      "m",
+      Array.from({ length: 10 }, (_, i) => `payload-${i}`),
+    );
+    const s = client.receive("m", "sub", { from: "earliest", maxMessages: 4 });
+    await s.until(() => s.deliveries.length >= 4);
+    s.ack([1n, 2n]);
+    await s.until(() => s.deliveries.length >= 6);
+    const res = await fetch(`http://${bus.httpAddress}/metrics`);
+    assert.equal(res.status, 200);
+    const metrics = parse(await res.text());
+    assert.equal(find(metrics, "nervebus_messages_published_total", 'topic="m"'), 10);
+    assert.equal(find(metrics, "nervebus_published_bytes_total", 'topic="m"'), 10 * "payload-0".length);
+    assert.equal(find(metrics, "nervebus_publish_confirm_seconds_count", 'topic="m"'), 1);
+    assert.equal(find(metrics, "nervebus_end_to_end_seconds_count", 'topic="m"', 'subscription="sub"'), 6);
+    assert.equal(find(metrics, "nervebus_messages_delivered_total", 'subscription="sub"'), 6);
+    assert.equal(find(metrics, "nervebus_messages_settled_total", 'outcome="ack"'), 2);
+    assert.equal(find(metrics, "nervebus_subscription_backlog", 'subscription="sub"'), 8);
+    assert.equal(find(metrics, "nervebus_subscription_in_flight", 'subscription="sub"'), 4);
+    assert.equal(find(metrics, "nervebus_subscription_consumers", 'subscription="sub"'), 1);
+    assert.equal(find(metrics, "nervebus_open_streams"), 1);
+    assert.ok((find(metrics, "nervebus_store_batch_rows_count", 'operation="insert"') ?? 0) >= 1);
+    assert.ok((find(metrics, "nervebus_store_seconds_sum", 'operation="insert"') ?? 0) > 0);
+    assert.equal(find(metrics, "nervebus_write_buffer_bytes"), 0);
+    const health = await fetch(`http://${bus.httpAddress}/healthz`);
+    assert.equal(health.status, 200);
+    const status = (await (await fetch(`http://${bus.httpAddress}/api/status`)).json()) as {
+      topics: { name: string; subscriptions: { name: string; backlog: number }[] }[];
+    };
+    assert.deepEqual(
+      status.topics.map((t) => [t.name, t.subscriptions.map((x) => [x.name, x.backlog])]),
+      [["m", [["sub", 8]]]],
+    );
+    await s.end();
+  } finally {
+    client.close();
+    await bus.stop();
+  }
+});
