@@ -7,7 +7,8 @@ WORKDIR /app
 # better-sqlite3 compiles from source; it needs a C++ toolchain and Python for node-gyp.
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+COPY clients/ts/package.json clients/ts/package.json
+RUN npm install --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
 RUN npx tsc -p . && npm prune --omit=dev

@@ -9,8 +9,11 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 # Node packages: reinstall when package-lock.json changed since the last install.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  log "npm ci"
-  npm ci --no-audit --no-fund >&2
+  # `npm install` with the committed lock rather than `npm ci`: the lock cannot list the other
+  # platforms' optional binaries (Biome's, buf's) when the registry mirror does not serve them,
+  # and `npm ci` then refuses it as out of sync. The lock still pins every version installed.
+  log "npm install"
+  npm install --no-audit --no-fund >&2
 fi
 
 # Debian packages: MariaDB server binaries for the MySQL test suite (tests start their own
