@@ -125,12 +125,13 @@ export function consume(
 
 /**
  * Settles what a stream received since the last call: acks by default; `nack` and `terminate`
- * pick seqs to nack (redeliver at once) or dead-letter instead. Returns how many it settled.
+ * pick seqs to nack (redeliver after `nackDelayMs`) or dead-letter instead. Returns how many it
+ * settled.
  */
 export function settle(
   stream: TestStream,
   done: { count: number },
-  opts: { nack?: (seq: number) => boolean; terminate?: (seq: number) => boolean } = {},
+  opts: { nack?: (seq: number) => boolean; terminate?: (seq: number) => boolean; nackDelayMs?: number } = {},
 ): number {
   const fresh = stream.deliveries.slice(done.count);
   done.count = stream.deliveries.length;
@@ -141,7 +142,13 @@ export function settle(
     const seq = Number(d.seq);
     if (d.attempt <= 1 && opts.terminate?.(seq)) terminate.push(d.seq);
     else if (d.attempt <= 1 && opts.nack?.(seq))
-      nacks.push({ seq: d.seq, delay: create(DurationSchema, { seconds: 0n }) });
+      nacks.push({
+        seq: d.seq,
+        delay: create(DurationSchema, {
+          seconds: BigInt(Math.floor((opts.nackDelayMs ?? 0) / 1000)),
+          nanos: ((opts.nackDelayMs ?? 0) % 1000) * 1e6,
+        }),
+      });
     else acks.push(d.seq);
   }
   if (acks.length > 0 || nacks.length > 0 || terminate.length > 0)

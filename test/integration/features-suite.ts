@@ -4,42 +4,22 @@ import * as grpc from "@grpc/grpc-js";
 import type { Config } from "../../src/config/index.js";
 import { MessageResult_Outcome } from "../../src/gen/nervebus/v1/publisher_pb.js";
 import { StartPoint } from "../../src/gen/nervebus/v1/subscriber_pb.js";
-import type { NerveBus } from "../../src/nervebus.js";
-import { seqsOf, startBroker, TestClient, type TestStream } from "../support/broker.js";
+import {
+  type BrokerContext,
+  type FreshStore,
+  seqsOf,
+  type TestStream,
+  withBroker,
+} from "../support/broker.js";
 
-type Ctx = { bus: NerveBus; client: TestClient; restart(): Promise<void> };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const text = (d: { data: Uint8Array }) => Buffer.from(d.data).toString();
 const sec = (ms: number) => ({ seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 });
 
 /** Subscriptions, leases, dead letters, schedule, ordering, dedup, retention, admin: per store. */
-export function featuresSuite(kind: string, fresh: (name: string) => Promise<string>): void {
-  const it = (name: string, fn: (ctx: Ctx) => Promise<void>, overrides: Partial<Config> = {}) =>
-    test(`${kind}: ${name}`, async () => {
-      const store = await fresh(`${kind}_${name}`.slice(0, 60));
-      let bus = await startBroker(store, overrides);
-      let client = new TestClient(bus.address);
-      const ctx: Ctx = {
-        get bus() {
-          return bus;
-        },
-        get client() {
-          return client;
-        },
-        async restart() {
-          client.close();
-          await bus.stop();
-          bus = await startBroker(store, overrides);
-          client = new TestClient(bus.address);
-        },
-      };
-      try {
-        await fn(ctx);
-      } finally {
-        client.close();
-        await bus.stop();
-      }
-    });
+export function featuresSuite(kind: string, fresh: FreshStore): void {
+  const it = (name: string, fn: (ctx: BrokerContext) => Promise<void>, overrides: Partial<Config> = {}) =>
+    test(`${kind}: ${name}`, () => withBroker(fresh, `${kind}_${name}`.slice(0, 60), overrides, fn));
 
   it("two consumers with windows 1 and 100 share a subscription: no message to both, no window overrun", async ({
     client,

@@ -1,19 +1,19 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { service as healthService } from "grpc-health-check";
-import { seqsOf, startBroker, TestClient } from "../support/broker.js";
-import { startTestMysql, type TestMysql } from "../support/mariadb.js";
+import {
+  healthClient,
+  seqsOf,
+  startBroker,
+  healthStatus as statusOf,
+  TestClient,
+} from "../support/broker.js";
+import { useTestMysql } from "../support/mariadb.js";
 
-let mysql: TestMysql;
-before(async () => {
-  mysql = await startTestMysql();
-});
-after(async () => {
-  await mysql?.stop();
-});
+const testMysql = useTestMysql();
 
 test("mysql: while the database hangs, SendPack fails with UNAVAILABLE (never OK); writes resume after, with no gap", async (t) => {
+  const mysql = testMysql();
   if (!mysql.pause || !mysql.resume) {
     t.skip("NERVEBUS_TEST_MYSQL_URL points at a server this test cannot freeze");
     return;
@@ -21,17 +21,8 @@ test("mysql: while the database hangs, SendPack fails with UNAVAILABLE (never OK
   const url = await mysql.database("fault_hang");
   const bus = await startBroker(url, { confirmTimeoutMs: 1500, healthIntervalMs: 200 });
   const client = new TestClient(bus.address);
-  const Health = grpc.makeGenericClientConstructor(healthService, "Health");
-  const health = new Health(bus.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
-    check(
-      req: { service: string },
-      cb: (err: grpc.ServiceError | null, res?: { status: string }) => void,
-    ): void;
-  };
-  const healthStatus = () =>
-    new Promise<string>((resolve, reject) =>
-      health.check({ service: "" }, (err, r) => (err ? reject(err) : resolve(r!.status))),
-    );
+  const health = healthClient(bus.address);
+  const healthStatus = () => statusOf(health);
   try {
     const before = await client.publish("hang", ["a", "b"]);
     assert.equal(before.lastSeq, 2n);

@@ -1,44 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Config } from "../../src/config/index.js";
-import type { NerveBus } from "../../src/nervebus.js";
-import { seqsOf, startBroker, TestClient } from "../support/broker.js";
-
-/** A fresh store URL (own database or file) named after the test. */
-export type FreshStore = (name: string) => Promise<string>;
-
-/** Runs `fn` against a broker on a fresh store, always stopping both. */
-async function withBroker(
-  fresh: FreshStore,
-  name: string,
-  overrides: Partial<Config>,
-  fn: (ctx: { bus: NerveBus; client: TestClient; store: string; restart(): Promise<void> }) => Promise<void>,
-): Promise<void> {
-  const store = await fresh(name);
-  let bus = await startBroker(store, overrides);
-  let client = new TestClient(bus.address);
-  const ctx = {
-    get bus() {
-      return bus;
-    },
-    get client() {
-      return client;
-    },
-    store,
-    async restart() {
-      client.close();
-      await bus.stop();
-      bus = await startBroker(store, overrides);
-      client = new TestClient(bus.address);
-    },
-  };
-  try {
-    await fn(ctx);
-  } finally {
-    client.close();
-    await bus.stop();
-  }
-}
+import { type FreshStore, seqsOf, withBroker } from "../support/broker.js";
 
 /** The broker's end-to-end behaviour through a real gRPC client; run once per store. */
 export function brokerSuite(kind: string, fresh: FreshStore): void {

@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
+import { service as healthService } from "grpc-health-check";
 import { createClient, type ServiceClient, unary } from "../../src/api/index.js";
 import { type Config, loadConfig } from "../../src/config/index.js";
 import { AdminService } from "../../src/gen/nervebus/v1/admin_pb.js";
@@ -213,4 +214,70 @@ export class TestStream {
 
 export function seqsOf(deliveries: readonly Delivery[]): number[] {
   return deliveries.map((d) => Number(d.seq));
+}
+
+/** What a test body gets from withBroker. */
+export interface BrokerContext {
+  readonly bus: NerveBus;
+  readonly client: TestClient;
+  readonly store: string;
+  /** Stops the broker and starts a new one on the same store. */
+  restart(): Promise<void>;
+}
+
+/** A fresh store URL (own database or file) named after the test. */
+export type FreshStore = (name: string) => Promise<string>;
+
+/** Runs `fn` against a broker on a fresh store, always stopping both. */
+export async function withBroker(
+  fresh: FreshStore,
+  name: string,
+  overrides: Partial<Config>,
+  fn: (ctx: BrokerContext) => Promise<void>,
+): Promise<void> {
+  const store = await fresh(name);
+  let bus = await startBroker(store, overrides);
+  let client = new TestClient(bus.address);
+  const ctx = {
+    get bus() {
+      return bus;
+    },
+    get client() {
+      return client;
+    },
+    store,
+    async restart() {
+      client.close();
+      await bus.stop();
+      bus = await startBroker(store, overrides);
+      client = new TestClient(bus.address);
+    },
+  };
+  try {
+    await fn(ctx);
+  } finally {
+    client.close();
+    await bus.stop();
+  }
+}
+
+/** A client of the standard gRPC health service. */
+export type HealthClient = grpc.Client & {
+  check(
+    req: { service: string },
+    cb: (err: grpc.ServiceError | null, res?: { status: string }) => void,
+  ): void;
+  watch(req: { service: string }): grpc.ClientReadableStream<{ status: string }>;
+};
+
+export function healthClient(address: string): HealthClient {
+  const Health = grpc.makeGenericClientConstructor(healthService, "Health");
+  return new Health(address, grpc.credentials.createInsecure()) as unknown as HealthClient;
+}
+
+/** The health status of `service` ("" for the whole server). */
+export function healthStatus(client: HealthClient, service = ""): Promise<string> {
+  return new Promise((resolve, reject) =>
+    client.check({ service }, (err, r) => (err ? reject(err) : resolve(r!.status))),
+  );
 }

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before } from "node:test";
 import mysql from "mysql2/promise";
 
 /**
@@ -186,4 +187,19 @@ export async function startTestMysql(): Promise<TestMysql> {
     rmSync(dir, { recursive: true, force: true });
   };
   return makeHarness(`mysql://${user}:${password}@127.0.0.1:${port}/`, stop, child);
+}
+
+/** Starts the test MySQL before this file's tests and stops it after; returns a getter. */
+export function useTestMysql(): () => TestMysql {
+  let server: TestMysql | undefined;
+  before(async () => {
+    server = await startTestMysql();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+  return () => {
+    if (server === undefined) throw new Error("the test MySQL is not started yet");
+    return server;
+  };
 }

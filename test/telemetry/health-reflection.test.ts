@@ -6,22 +6,14 @@ import { join } from "node:path";
 import { test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { service as healthService } from "grpc-health-check";
-import { startBroker } from "../support/broker.js";
+import { healthClient, healthStatus, startBroker } from "../support/broker.js";
 
 const require = createRequire(import.meta.url);
 
 test("gRPC health reports SERVING, then NOT_SERVING while draining", async () => {
   const dir = mkdtempSync(join(tmpdir(), "nb-health-"));
   const bus = await startBroker(`sqlite:${join(dir, "nb.db")}`);
-  const Health = grpc.makeGenericClientConstructor(healthService, "Health");
-  const health = new Health(bus.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
-    check(
-      req: { service: string },
-      cb: (err: grpc.ServiceError | null, res?: { status: string }) => void,
-    ): void;
-    watch(req: { service: string }): grpc.ClientReadableStream<{ status: string }>;
-  };
+  const health = healthClient(bus.address);
   try {
     for (const service of [
       "",
@@ -29,10 +21,7 @@ test("gRPC health reports SERVING, then NOT_SERVING while draining", async () =>
       "nervebus.v1.SubscriberService",
       "nervebus.v1.AdminService",
     ]) {
-      const res = await new Promise<{ status: string }>((resolve, reject) =>
-        health.check({ service }, (err, r) => (err ? reject(err) : resolve(r!))),
-      );
-      assert.equal(res.status, "SERVING", `health of ${JSON.stringify(service)}`);
+      assert.equal(await healthStatus(health, service), "SERVING", `health of ${JSON.stringify(service)}`);
     }
     const seen: string[] = [];
     const watch = health.watch({ service: "" });
