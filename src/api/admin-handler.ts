@@ -161,8 +161,10 @@ export function adminHandlers(broker: Broker): ServiceHandlers<(typeof AdminServ
       const s = req.subscription;
       if (s === undefined) throw invalidArgument("subscription", "is required");
       let start: StartPosition = { kind: "latest" };
-      if (req.start.case === "startSeq") start = { kind: "seq", seq: Number(req.start.value) };
-      else if (req.start.case === "startTime") start = { kind: "time", time: timestampMs(req.start.value) };
+      if (req.start.case === "startSeq") {
+        if (req.start.value < 1n) throw invalidArgument("start_seq", "must be ≥ 1");
+        start = { kind: "seq", seq: Number(req.start.value) };
+      } else if (req.start.case === "startTime") start = { kind: "time", time: timestampMs(req.start.value) };
       else if (req.start.case === "startPoint" && req.start.value === StartPoint.EARLIEST)
         start = { kind: "earliest" };
       const record = await broker.createSubscription(s.topic, s.name, subscriptionPatch(s), start);

@@ -50,13 +50,14 @@ export const STATUS_PAGE = `<!doctype html>
   .card-head h3 { margin: 0; font-size: 14px; }
   .card-head .meta { color: var(--muted); font-size: 12px; }
   table { width: 100%; border-collapse: collapse; }
+  table.subs { table-layout: fixed; }
   th { text-align: right; font-size: 11px; font-weight: 600; color: var(--muted); text-transform: uppercase;
     letter-spacing: .4px; padding: 7px 10px; border-bottom: 1px solid var(--line); background: #fafbfc; }
   td { text-align: right; padding: 6px 10px; border-bottom: 1px solid var(--line); font-variant-numeric: tabular-nums;
     white-space: nowrap; vertical-align: middle; }
   th.l, td.l { text-align: left; }
   tr:last-child > td { border-bottom: 0; }
-  td.name { font-weight: 600; max-width: 260px; overflow: hidden; text-overflow: ellipsis; }
+  td.name { font-weight: 600; max-width: 300px; overflow: hidden; text-overflow: ellipsis; }
   td.name a { color: var(--ink); text-decoration: none; }
   td.name a:hover { color: var(--accent); text-decoration: underline; }
   .zero { color: #a7afbd; }
@@ -110,12 +111,13 @@ export const STATUS_PAGE = `<!doctype html>
   </section>
   <section id="subs"></section>
 </main>
-<footer>Refreshes every 2 s from <a href="/api/status">/api/status</a> · <a href="/metrics">/metrics</a> (Prometheus) · rate charts show the last 2 minutes seen by this page.</footer>
+<footer>Refreshes every 2 s from <a href="/api/status">/api/status</a> · <a href="/metrics">/metrics</a> (Prometheus) · rate charts show the last minute seen by this page.</footer>
 <script>
 "use strict";
 const POLL_MS = 2000;
 const TIMEOUT_MS = 5000;
-const HISTORY = 60;
+const HISTORY = 30;
+const SUB_COLUMNS = [12, 7, 7, 6, 8, 8, 7, 12, 12, 7, 6, 8];
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 const rates = new Map();
@@ -209,7 +211,7 @@ function record(data) {
 /** A small SVG line chart of a rate series, newest sample at the right edge. */
 function spark(key, cls) {
   const values = rates.get(key) || [];
-  const w = 80;
+  const w = 64;
   const h = 22;
   const svg = document.createElementNS(SVG_NS, "svg");
   svg.setAttribute("class", "spark " + cls);
@@ -280,8 +282,8 @@ function renderTopics(data) {
   for (const t of data.topics) {
     const link = el("a", { href: "#" + topicAnchor(t.name) }, t.name);
     const nameCell = el("td", { class: "l name", "data-field": "name", title: t.name }, link);
-    if (t.ephemeral) nameCell.append(" ", el("span", { class: "badge info" }, "ephemeral"));
-    const retention = t.retentionMs > 0 ? fmtDur(t.retentionMs) : "forever";
+    // Ephemeral topics keep nothing, so their retention does not apply.
+    const retention = t.ephemeral ? el("span", { class: "badge info" }, "ephemeral") : t.retentionMs > 0 ? fmtDur(t.retentionMs) : "forever";
     body.append(el("tr", { class: "topic", "data-topic": t.name },
       nameCell,
       el("td", { "data-field": "shards" }, fmtInt(t.shards)),
@@ -356,7 +358,8 @@ function renderSubscriptions(data) {
         body.append(el("tr", { class: "consumers", "data-topic": t.name, "data-sub": s.name }, row));
       }
     }
-    card.append(el("table", null, el("thead", null, head), body));
+    const cols = el("colgroup", null, ...SUB_COLUMNS.map((w) => el("col", { style: "width: " + w + "%" })));
+    card.append(el("table", { class: "subs" }, cols, el("thead", null, head), body));
     cards.push(card);
   }
   box.replaceChildren(...(cards.length > 0 ? [el("h2", null, "Subscriptions")] : []), ...cards);

@@ -611,16 +611,18 @@ export class Broker {
           `message is ${size} bytes; the limit is ${o.maxMessageBytes}`,
         );
       }
-      if (m.orderingKey.length > MAX_ORDERING_KEY_BYTES) {
+      const keyBytes = Buffer.byteLength(m.orderingKey);
+      if (keyBytes > MAX_ORDERING_KEY_BYTES) {
         throw invalidArgument(
           `messages[${i}].ordering_key`,
-          `is ${m.orderingKey.length} bytes; the limit is ${MAX_ORDERING_KEY_BYTES}`,
+          `is ${keyBytes} bytes; the limit is ${MAX_ORDERING_KEY_BYTES}`,
         );
       }
-      if (m.messageId.length > MAX_MESSAGE_ID_BYTES) {
+      const idBytes = Buffer.byteLength(m.messageId);
+      if (idBytes > MAX_MESSAGE_ID_BYTES) {
         throw invalidArgument(
           `messages[${i}].message_id`,
-          `is ${m.messageId.length} bytes; the limit is ${MAX_MESSAGE_ID_BYTES}`,
+          `is ${idBytes} bytes; the limit is ${MAX_MESSAGE_ID_BYTES}`,
         );
       }
       if (m.deliverAt > latest)

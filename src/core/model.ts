@@ -41,15 +41,18 @@ export interface ScheduledMessage {
   readonly message: NewMessage;
 }
 
-/** Rough memory and wire size of a message, used for windows and buffer budgets. */
+/**
+ * A message's size in bytes as limits and windows count it: payload plus the UTF-8 bytes of
+ * attribute keys and values, ordering key and message id.
+ */
 export function messageBytes(m: {
   data: Uint8Array;
   attributes: Record<string, string>;
   orderingKey: string;
   messageId: string;
 }): number {
-  let n = m.data.byteLength + m.orderingKey.length + m.messageId.length;
-  for (const k in m.attributes) n += k.length + (m.attributes[k]?.length ?? 0);
+  let n = m.data.byteLength + Buffer.byteLength(m.orderingKey) + Buffer.byteLength(m.messageId);
+  for (const k in m.attributes) n += Buffer.byteLength(k) + Buffer.byteLength(m.attributes[k] ?? "");
   return n;
 }
 

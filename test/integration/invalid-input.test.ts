@@ -85,6 +85,24 @@ test("SendPack refuses empty packs and packs or messages over the limits", async
   );
 });
 
+test("limits count UTF-8 bytes, not characters", async () => {
+  await rejectsWith(
+    client.publish("t", [{ data: Buffer.from("x"), orderingKey: "€".repeat(400) }]),
+    grpc.status.INVALID_ARGUMENT,
+    /^messages\[0\]\.ordering_key: is 1200 bytes; the limit is 1024$/,
+  );
+  await rejectsWith(
+    client.publish("t", [{ data: Buffer.from("x"), messageId: "€".repeat(100) }]),
+    grpc.status.INVALID_ARGUMENT,
+    /^messages\[0\]\.message_id: is 300 bytes; the limit is 256$/,
+  );
+  await rejectsWith(
+    client.publish("t", [{ data: Buffer.alloc(10), attributes: { k: "€".repeat(1400) } }]),
+    grpc.status.INVALID_ARGUMENT,
+    /^messages\[0\]: message is 4211 bytes; the limit is 4096$/,
+  );
+});
+
 test("a refused pack harms nothing: nothing of it is stored and the topic goes on", async () => {
   const ok1 = await client.publish("intact", ["a"]);
   await assert.rejects(client.publish("intact", ["b", { data: Buffer.alloc(5000) }]));

@@ -1,0 +1,164 @@
+import * as grpc from "@grpc/grpc-js";
+import { Admin } from "./admin.js";
+import { NerveBusError, StatusCode } from "./errors.js";
+import { AdminService } from "./gen/nervebus/v1/admin_pb.js";
+import { PublisherService } from "./gen/nervebus/v1/publisher_pb.js";
+import { SubscriberService } from "./gen/nervebus/v1/subscriber_pb.js";
+import { createServiceClient, type ServiceClient } from "./grpc-adapter.js";
+import { MessageStream, type MessageStreamOptions } from "./message-stream.js";
+import {
+  Publisher,
+  type PublisherOptions,
+  type PublishMessage,
+  type PublishOptions,
+  type PublishResult,
+} from "./publisher.js";
+import { type MessageHandler, Subscriber, type SubscriberOptions } from "./subscriber.js";
+
+/** Settings of a client. */
+export interface ClientOptions {
+  /** Channel credentials; default insecure (plaintext). */
+  readonly credentials?: grpc.ChannelCredentials;
+  /** gRPC channel options, merged over DEFAULT_CHANNEL_OPTIONS. */
+  readonly channelOptions?: grpc.ChannelOptions;
+  /** Settings of the default publisher (used by client.publish()). */
+  readonly publisher?: PublisherOptions;
+  /** Default deadline of admin calls, in ms. Default 30000. */
+  readonly adminTimeoutMs?: number;
+  /** grpc-js client interceptors applied to every call (e.g. to add auth metadata or log). */
+  readonly interceptors?: grpc.Interceptor[];
+}
+
+/**
+ * Channel options the client starts from: no receive-size limit below the broker's largest
+ * pack, keepalive pings every 30 s (the broker allows one per 10 s), and quick reconnects.
+ */
+export const DEFAULT_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  "grpc.max_receive_message_length": 256 << 20,
+  "grpc.max_send_message_length": 256 << 20,
+  "grpc.keepalive_time_ms": 30_000,
+  "grpc.keepalive_timeout_ms": 10_000,
+  "grpc.keepalive_permit_without_calls": 1,
+  "grpc.initial_reconnect_backoff_ms": 200,
+  "grpc.max_reconnect_backoff_ms": 5000,
+};
+
+interface Closable {
+  close(): Promise<void>;
+}
+
+/**
+ * A connection to one NerveBus broker (one gRPC channel shared by every publisher, subscriber
+ * and admin call made through it). close() stops subscribers gracefully, flushes publishers
+ * and closes the channel.
+ */
+export class NerveBusClient {
+  /** HOST:PORT of the broker. */
+  readonly address: string;
+  /** Typed wrappers for every AdminService RPC. */
+  readonly admin: Admin;
+  readonly #channel: grpc.Channel;
+  readonly #publisherClient: ServiceClient<(typeof PublisherService)["method"]>;
+  readonly #subscriberClient: ServiceClient<(typeof SubscriberService)["method"]>;
+  readonly #publisherOptions: PublisherOptions | undefined;
+  readonly #open = new Set<Closable>();
+  #defaultPublisher: Publisher | undefined;
+  #closing: Promise<void> | undefined;
+
+  /** Connects (lazily, on the first call) to the broker at `address` (HOST:PORT). */
+  constructor(address: string, options: ClientOptions = {}) {
+    this.address = address;
+    this.#channel = new grpc.Channel(address, options.credentials ?? grpc.credentials.createInsecure(), {
+      ...DEFAULT_CHANNEL_OPTIONS,
+      ...options.channelOptions,
+    });
+    const interceptors = options.interceptors ?? [];
+    this.#publisherClient = createServiceClient(PublisherService, address, this.#channel, interceptors);
+    this.#subscriberClient = createServiceClient(SubscriberService, address, this.#channel, interceptors);
+    this.admin = new Admin(
+      createServiceClient(AdminService, address, this.#channel, interceptors),
+      options.adminTimeoutMs ?? 30_000,
+    );
+    this.#publisherOptions = options.publisher;
+  }
+
+  /** A new publisher with its own batches and settings; client.close() closes it too. */
+  publisher(options: PublisherOptions = {}): Publisher {
+    this.#checkOpen();
+    const publisher: Publisher = new Publisher(this.#publisherClient, options, () =>
+      this.#open.delete(publisher),
+    );
+    this.#open.add(publisher);
+    return publisher;
+  }
+
+  /** Publishes one message through the client's default publisher (see Publisher.publish). */
+  publish(topic: string, message: PublishMessage, options?: PublishOptions): Promise<PublishResult> {
+    if (this.#closing !== undefined) return Promise.reject(closedError());
+    this.#defaultPublisher ??= this.publisher(this.#publisherOptions);
+    return this.#defaultPublisher.publish(topic, message, options);
+  }
+
+  /** Sends what the default publisher buffers and waits for it. */
+  async flush(): Promise<void> {
+    await this.#defaultPublisher?.flush();
+  }
+
+  /**
+   * Runs `handler` for each message of `subscription` on `topic` (created on first use unless
+   * the broker forbids it). The subscriber starts connecting at once; await `ready` to know it
+   * is attached, and close() it (or abort `options.signal`) to stop it.
+   */
+  subscribe(
+    topic: string,
+    subscription: string,
+    handler: MessageHandler,
+    options: SubscriberOptions = {},
+  ): Subscriber {
+    this.#checkOpen();
+    const subscriber: Subscriber = new Subscriber(
+      this.#subscriberClient,
+      topic,
+      subscription,
+      handler,
+      options,
+      () => this.#open.delete(subscriber),
+    );
+    this.#open.add(subscriber);
+    return subscriber;
+  }
+
+  /** The messages of `subscription` on `topic` as an async iterator; settle each one yourself. */
+  messages(topic: string, subscription: string, options: MessageStreamOptions = {}): MessageStream {
+    this.#checkOpen();
+    const stream: MessageStream = new MessageStream(
+      this.#subscriberClient,
+      topic,
+      subscription,
+      options,
+      () => this.#open.delete(stream),
+    );
+    this.#open.add(stream);
+    return stream;
+  }
+
+  /**
+   * Closes everything opened through the client — subscribers and message streams stop
+   * gracefully, publishers flush — then closes the channel. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#open].map((c) => c.close()));
+      this.#channel.close();
+    })();
+    return this.#closing;
+  }
+
+  #checkOpen(): void {
+    if (this.#closing !== undefined) throw closedError();
+  }
+}
+
+function closedError(): NerveBusError {
+  return new NerveBusError(StatusCode.FAILED_PRECONDITION, "client is closed");
+}

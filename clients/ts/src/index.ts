@@ -1,0 +1,39 @@
+/**
+ * @nervebus/client: the TypeScript client of the NerveBus broker — a batching publisher, a
+ * subscriber with flow-control windows, lease extension, acks and reconnects, an async-iterator
+ * consumer, admin wrappers, and OpenTelemetry tracing.
+ */
+
+export {
+  Admin,
+  type ConsumerStats,
+  type SeekTarget,
+  type Stats,
+  type SubscriptionInfo,
+  type SubscriptionOptions,
+  type SubscriptionStats,
+  type SubscriptionUpdate,
+  type TopicInfo,
+  type TopicOptions,
+  type TopicStats,
+  type TopicUpdate,
+} from "./admin.js";
+export type { BackoffOptions } from "./backoff.js";
+export { type ClientOptions, DEFAULT_CHANNEL_OPTIONS, NerveBusClient } from "./client.js";
+export type { StartPosition } from "./conversions.js";
+export { DEFAULT_RETRYABLE_CODES, NerveBusError, StatusCode } from "./errors.js";
+export type { CallOptions } from "./grpc-adapter.js";
+export { MessageStream, type MessageStreamOptions, traceContext } from "./message-stream.js";
+export {
+  Publisher,
+  type PublisherOptions,
+  type PublishMessage,
+  type PublishOptions,
+  type PublishOutcome,
+  type PublishResult,
+  type RetryOptions,
+} from "./publisher.js";
+export { ReceivedMessage, type Settlement } from "./received-message.js";
+export { DEFAULT_RECONNECT_CODES, type ReceiveOptions } from "./receiver.js";
+export { type MessageHandler, Subscriber, type SubscriberOptions } from "./subscriber.js";
+export { SpanAttributes, TRACER_NAME } from "./tracing.js";

@@ -1,0 +1,550 @@
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import type { Span } from "@opentelemetry/api";
+import { type BackoffOptions, backoffDelay, type ResolvedBackoff, resolveBackoff, sleep } from "./backoff.js";
+import { fromUint64, invalidArgument, toDuration, toTimestamp } from "./conversions.js";
+import { DEFAULT_RETRYABLE_CODES, NerveBusError, StatusCode, toNerveBusError } from "./errors.js";
+import { MessageSchema, type Message as WireMessage } from "./gen/nervebus/v1/message_pb.js";
+import {
+  type MessageResult,
+  MessageResult_Outcome,
+  type PublisherService,
+  SendPackRequestSchema,
+} from "./gen/nervebus/v1/publisher_pb.js";
+import { type ServiceClient, unaryCall } from "./grpc-adapter.js";
+import { endSpan, SpanAttributes, startPublishSpan } from "./tracing.js";
+
+/** One message to publish. */
+export interface PublishMessage {
+  /** The payload; a string is sent as UTF-8. */
+  readonly data?: Uint8Array | string;
+  /** Free-form metadata. Keys starting with `nervebus-` are reserved for the broker. */
+  readonly attributes?: Readonly<Record<string, string>>;
+  /**
+   * Messages with the same ordering key are appended in publish() call order, and delivered in
+   * that order on subscriptions with ordering enabled.
+   */
+  readonly orderingKey?: string;
+  /**
+   * Makes the message idempotent: the broker ignores an id it saw on the topic within the
+   * topic's dedup window. When omitted the publisher assigns a random one (see
+   * `autoMessageId`), so its own retries never append a message twice.
+   */
+  readonly messageId?: string;
+  /** Deliver no earlier than this time (a Date or ms since the epoch). Excludes `delay`. */
+  readonly deliverAt?: Date | number;
+  /** Deliver no earlier than this many ms after the broker receives it. Excludes `deliverAt`. */
+  readonly delay?: number;
+}
+
+/** Per-call options of publish(). */
+export interface PublishOptions {
+  /**
+   * Aborting before the message's batch is sent removes it from the batch; aborting later only
+   * stops waiting (the message may still be published). The promise rejects with the reason.
+   */
+  readonly signal?: AbortSignal;
+}
+
+/** What the broker did with a message. */
+export type PublishOutcome = "appended" | "duplicate" | "scheduled";
+
+/** The result of one publish(). */
+export interface PublishResult {
+  /** The message's seq in its topic; for a duplicate the original's; 0 when scheduled. */
+  readonly seq: number;
+  /** The W3C trace id of the message's end-to-end trace. */
+  readonly traceId: string;
+  /** Appended now, a duplicate of an earlier message with the same id, or held until its time. */
+  readonly outcome: PublishOutcome;
+  /** The message id sent (the caller's, or the one the publisher assigned; "" when none). */
+  readonly messageId: string;
+}
+
+/** Retry settings of the publisher. */
+export interface RetryOptions extends BackoffOptions {
+  /** Give up when the next retry would start this long after the first attempt (ms). */
+  readonly totalTimeoutMs?: number;
+  /** Status codes that are retried. */
+  readonly retryableCodes?: readonly StatusCode[];
+}
+
+/** Publisher settings. */
+export interface PublisherOptions {
+  /** Most messages per SendPack (the broker's default limit is 10000). Default 1000. */
+  readonly maxBatchMessages?: number;
+  /**
+   * Most bytes per SendPack, counted over data, attributes, ordering key and message id
+   * (the broker's default limit is 16 MiB). A larger message goes alone. Default 1 MiB.
+   */
+  readonly maxBatchBytes?: number;
+  /** How long a batch waits for more messages before it is sent, in ms. Default 5. */
+  readonly lingerMs?: number;
+  /** SendPack calls in flight per topic. Default 4. */
+  readonly maxInflightBatches?: number;
+  /** Deadline of one SendPack attempt, in ms. Default 30000. */
+  readonly callTimeoutMs?: number;
+  /**
+   * Retries of UNAVAILABLE and RESOURCE_EXHAUSTED: 100 ms doubling to 5 s, 50 % jitter, for
+   * at most 60 s in all.
+   */
+  readonly retry?: RetryOptions;
+  /** Give messages without a messageId a random UUID, so retries are deduplicated. Default true. */
+  readonly autoMessageId?: boolean;
+  /** Record producer spans and inject trace context into attributes. Default true. */
+  readonly tracing?: boolean;
+}
+
+const DEFAULT_RETRY_BACKOFF: ResolvedBackoff = { initialMs: 100, maxMs: 5000, multiplier: 2, jitter: 0.5 };
+
+const OUTCOMES: Record<number, PublishOutcome> = {
+  [MessageResult_Outcome.APPENDED]: "appended",
+  [MessageResult_Outcome.DUPLICATE]: "duplicate",
+  [MessageResult_Outcome.SCHEDULED]: "scheduled",
+};
+
+/** A broker error about one message of a pack names it as messages[i]. */
+const MESSAGE_INDEX = /^messages\[(\d+)\]/;
+
+/** One message waiting for its result. */
+interface Pending {
+  readonly wire: WireMessage;
+  readonly bytes: number;
+  readonly key: string;
+  readonly span: Span | undefined;
+  readonly promise: Promise<PublishResult>;
+  /** "queued": in a batch not yet sent; "sent": part of a SendPack; "done": settled. */
+  state: "queued" | "sent" | "done";
+  batch: Batch | undefined;
+  resolve(r: PublishResult): void;
+  reject(err: unknown): void;
+}
+
+/** Messages that go out together in one SendPack. */
+class Batch {
+  readonly items: Pending[] = [];
+  bytes = 0;
+  /** Ordering keys in the batch, with their message counts. */
+  readonly keys = new Map<string, number>();
+  timer: NodeJS.Timeout | undefined;
+
+  constructor(readonly lane: TopicLane) {}
+
+  add(p: Pending): void {
+    this.items.push(p);
+    this.bytes += p.bytes;
+    if (p.key !== "") this.keys.set(p.key, (this.keys.get(p.key) ?? 0) + 1);
+    p.batch = this;
+  }
+
+  remove(p: Pending): void {
+    const i = this.items.indexOf(p);
+    if (i < 0) return;
+    this.items.splice(i, 1);
+    this.bytes -= p.bytes;
+    if (p.key !== "") {
+      const n = (this.keys.get(p.key) ?? 1) - 1;
+      if (n === 0) this.keys.delete(p.key);
+      else this.keys.set(p.key, n);
+    }
+    p.batch = undefined;
+  }
+}
+
+/** Per-topic state: the batch being filled, sealed batches waiting, calls in flight. */
+class TopicLane {
+  open: Batch | undefined;
+  readonly queued: Batch[] = [];
+  inflight = 0;
+  /** Ordering keys of batches in flight, with batch counts. */
+  readonly busyKeys = new Map<string, number>();
+  /** Ordering keys whose publishing stopped after a failure, with that failure. */
+  readonly failedKeys = new Map<string, NerveBusError>();
+
+  constructor(readonly topic: string) {}
+}
+
+function utf8Length(s: string): number {
+  return Buffer.byteLength(s, "utf8");
+}
+
+/** Size of a message as the pack limits count it (an upper bound of the broker's figure). */
+function messageBytes(m: WireMessage): number {
+  let n = m.data.byteLength + utf8Length(m.orderingKey) + utf8Length(m.messageId);
+  for (const [k, v] of Object.entries(m.attributes)) n += utf8Length(k) + utf8Length(v);
+  return n;
+}
+
+function closedError(): NerveBusError {
+  return new NerveBusError(StatusCode.FAILED_PRECONDITION, "publisher is closed");
+}
+
+type PublisherClient = ServiceClient<(typeof PublisherService)["method"]>;
+
+/**
+ * Publishes messages to any topic, batching them per topic into SendPack calls by count, bytes
+ * and linger time. Retries retryable failures with exponential backoff and jitter, keeping
+ * message ids stable so retries are idempotent. Messages sharing an ordering key are appended
+ * in call order: a batch holding a key goes out only after every earlier batch holding that key
+ * has settled. When a key's batch finally fails, later messages with that key are refused
+ * until resumeOrderingKey() is called, so a failure never leaves a gap that later messages
+ * silently skip over.
+ */
+export class Publisher {
+  readonly #client: PublisherClient;
+  readonly #lanes = new Map<string, TopicLane>();
+  readonly #outstanding = new Set<Pending>();
+  readonly #maxMessages: number;
+  readonly #maxBytes: number;
+  readonly #lingerMs: number;
+  readonly #maxInflight: number;
+  readonly #callTimeoutMs: number;
+  readonly #retry: ResolvedBackoff;
+  readonly #totalTimeoutMs: number;
+  readonly #retryable: ReadonlySet<StatusCode>;
+  readonly #autoMessageId: boolean;
+  readonly #tracing: boolean;
+  readonly #onClose: () => void;
+  #closed = false;
+  /** Aborts retry waits on close({ cancel: true }). */
+  readonly #cancel = new AbortController();
+
+  /** @internal Use NerveBusClient.publisher(). */
+  constructor(client: PublisherClient, options: PublisherOptions = {}, onClose: () => void = () => {}) {
+    this.#client = client;
+    this.#onClose = onClose;
+    this.#maxMessages = positiveInt("maxBatchMessages", options.maxBatchMessages ?? 1000);
+    this.#maxBytes = positiveInt("maxBatchBytes", options.maxBatchBytes ?? 1 << 20);
+    this.#lingerMs = nonNegative("lingerMs", options.lingerMs ?? 5);
+    this.#maxInflight = positiveInt("maxInflightBatches", options.maxInflightBatches ?? 4);
+    this.#callTimeoutMs = positiveInt("callTimeoutMs", options.callTimeoutMs ?? 30_000);
+    this.#retry = resolveBackoff(options.retry, DEFAULT_RETRY_BACKOFF);
+    this.#totalTimeoutMs = nonNegative("retry.totalTimeoutMs", options.retry?.totalTimeoutMs ?? 60_000);
+    this.#retryable = new Set(options.retry?.retryableCodes ?? DEFAULT_RETRYABLE_CODES);
+    this.#autoMessageId = options.autoMessageId ?? true;
+    this.#tracing = options.tracing ?? true;
+  }
+
+  /** Messages published and not yet settled. */
+  get pending(): number {
+    return this.#outstanding.size;
+  }
+
+  /**
+   * Queues one message for `topic` and resolves once the broker has made it durable (or
+   * scheduled it, or recognised it as a duplicate). Rejects with a NerveBusError when the
+   * broker refuses it or retries are exhausted, or with the signal's reason when aborted.
+   */
+  publish(topic: string, message: PublishMessage, options: PublishOptions = {}): Promise<PublishResult> {
+    if (this.#closed) return Promise.reject(closedError());
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    let wire: WireMessage;
+    try {
+      wire = this.#toWire(message);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const lane = this.#lane(topic);
+    const failed = wire.orderingKey === "" ? undefined : lane.failedKeys.get(wire.orderingKey);
+    if (failed !== undefined) return Promise.reject(keyPausedError(wire.orderingKey, failed));
+
+    const span = this.#tracing
+      ? startPublishSpan(topic, wire.attributes, {
+          messageId: wire.messageId,
+          orderingKey: wire.orderingKey,
+          bodySize: wire.data.byteLength,
+        })
+      : undefined;
+    let resolve!: (r: PublishResult) => void;
+    let reject!: (err: unknown) => void;
+    const promise = new Promise<PublishResult>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const onAbort = () => this.#abort(pending, signal!.reason);
+    const pending: Pending = {
+      wire,
+      bytes: messageBytes(wire),
+      key: wire.orderingKey,
+      span,
+      promise,
+      state: "queued",
+      batch: undefined,
+      resolve: (r) => {
+        if (pending.state === "done") return;
+        pending.state = "done";
+        signal?.removeEventListener("abort", onAbort);
+        this.#outstanding.delete(pending);
+        if (span !== undefined) {
+          if (r.seq > 0) span.setAttribute(SpanAttributes.SEQ, r.seq);
+          span.setAttribute(SpanAttributes.OUTCOME, r.outcome);
+          endSpan(span);
+        }
+        resolve(r);
+      },
+      reject: (err) => {
+        if (pending.state === "done") return;
+        pending.state = "done";
+        signal?.removeEventListener("abort", onAbort);
+        this.#outstanding.delete(pending);
+        if (span !== undefined) endSpan(span, err);
+        reject(err);
+      },
+    };
+    this.#outstanding.add(pending);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    this.#enqueue(lane, pending);
+    return promise;
+  }
+
+  /** Sends every buffered message now and resolves once all messages published so far are settled. */
+  async flush(): Promise<void> {
+    const snapshot = [...this.#outstanding].map((p) => p.promise);
+    for (const lane of this.#lanes.values()) this.#seal(lane);
+    await Promise.allSettled(snapshot);
+  }
+
+  /**
+   * Refuses further publish() calls, sends everything buffered and waits for it. With
+   * `cancel: true`, retries stop at once and what is not settled yet fails with CANCELLED.
+   */
+  async close(options: { cancel?: boolean } = {}): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#onClose();
+    }
+    if (options.cancel) this.#cancel.abort(new NerveBusError(StatusCode.CANCELLED, "publisher closed"));
+    await this.flush();
+  }
+
+  /**
+   * Lets messages with `orderingKey` on `topic` be published again after a failure stopped
+   * them. Messages published meanwhile were refused and must be published again by the caller.
+   */
+  resumeOrderingKey(topic: string, orderingKey: string): void {
+    this.#lanes.get(topic)?.failedKeys.delete(orderingKey);
+  }
+
+  #toWire(m: PublishMessage): WireMessage {
+    if (m.deliverAt !== undefined && m.delay !== undefined)
+      throw invalidArgument("message", "give deliverAt or delay, not both");
+    const data =
+      m.data === undefined ? new Uint8Array(0) : typeof m.data === "string" ? Buffer.from(m.data) : m.data;
+    if (!(data instanceof Uint8Array))
+      throw invalidArgument("message.data", "must be a Uint8Array or a string");
+    let messageId = m.messageId ?? "";
+    if (messageId === "" && this.#autoMessageId) messageId = randomUUID();
+    return create(MessageSchema, {
+      data,
+      // A copy: trace context is injected into it, and the caller's object stays as it was.
+      attributes: { ...(m.attributes ?? {}) },
+      orderingKey: m.orderingKey ?? "",
+      messageId,
+      deliverAt: m.deliverAt === undefined ? undefined : toTimestamp("message.deliverAt", m.deliverAt),
+      delay: toDuration("message.delay", m.delay),
+    });
+  }
+
+  #lane(topic: string): TopicLane {
+    let lane = this.#lanes.get(topic);
+    if (lane === undefined) {
+      lane = new TopicLane(topic);
+      this.#lanes.set(topic, lane);
+    }
+    return lane;
+  }
+
+  #enqueue(lane: TopicLane, p: Pending): void {
+    let batch = lane.open;
+    if (
+      batch !== undefined &&
+      (batch.items.length >= this.#maxMessages || batch.bytes + p.bytes > this.#maxBytes)
+    ) {
+      this.#seal(lane);
+      batch = undefined;
+    }
+    if (batch === undefined) {
+      batch = new Batch(lane);
+      lane.open = batch;
+      batch.timer = setTimeout(() => this.#seal(lane), this.#lingerMs);
+    }
+    batch.add(p);
+    if (batch.items.length >= this.#maxMessages || batch.bytes >= this.#maxBytes) this.#seal(lane);
+  }
+
+  /** Closes the batch being filled and queues it for sending. */
+  #seal(lane: TopicLane): void {
+    const batch = lane.open;
+    if (batch === undefined) return;
+    clearTimeout(batch.timer);
+    lane.open = undefined;
+    if (batch.items.length > 0) lane.queued.push(batch);
+    this.#pump(lane);
+  }
+
+  /**
+   * Starts queued batches, in order, while fewer than maxInflightBatches are in flight. A batch
+   * sharing an ordering key with a batch in flight, or with an earlier batch still waiting,
+   * waits too: a key's batches go out one at a time, in order.
+   */
+  #pump(lane: TopicLane): void {
+    const blocked = new Set(lane.busyKeys.keys());
+    let i = 0;
+    while (i < lane.queued.length && lane.inflight < this.#maxInflight) {
+      const batch = lane.queued[i]!;
+      for (const p of [...batch.items]) {
+        const failed = p.key === "" ? undefined : lane.failedKeys.get(p.key);
+        if (failed !== undefined) {
+          batch.remove(p);
+          p.reject(keyPausedError(p.key, failed));
+        }
+      }
+      if (batch.items.length === 0) {
+        lane.queued.splice(i, 1);
+        continue;
+      }
+      const keys = [...batch.keys.keys()];
+      if (keys.some((k) => blocked.has(k))) {
+        for (const k of keys) blocked.add(k);
+        i++;
+        continue;
+      }
+      lane.queued.splice(i, 1);
+      for (const k of keys) blocked.add(k);
+      void this.#send(lane, batch);
+    }
+  }
+
+  async #send(lane: TopicLane, batch: Batch): Promise<void> {
+    const keys = [...batch.keys.keys()];
+    lane.inflight++;
+    for (const k of keys) lane.busyKeys.set(k, (lane.busyKeys.get(k) ?? 0) + 1);
+    for (const p of batch.items) p.state = p.state === "queued" ? "sent" : p.state;
+    const items = [...batch.items];
+    const started = Date.now();
+    let attempt = 0;
+    try {
+      for (;;) {
+        let err: NerveBusError;
+        try {
+          const remaining = this.#totalTimeoutMs - (Date.now() - started);
+          const response = await unaryCall(
+            this.#client,
+            this.#client.sendPack,
+            create(SendPackRequestSchema, { topic: lane.topic, messages: items.map((p) => p.wire) }),
+            { timeoutMs: Math.max(1, Math.min(this.#callTimeoutMs, remaining)), signal: this.#cancel.signal },
+          );
+          if (response.results.length !== items.length)
+            throw new NerveBusError(
+              StatusCode.INTERNAL,
+              `SendPack answered ${response.results.length} results for ${items.length} messages`,
+            );
+          for (let i = 0; i < items.length; i++) {
+            items[i]!.resolve(toResult(response.results[i]!, items[i]!.wire.messageId));
+          }
+          return;
+        } catch (e) {
+          err = toNerveBusError(e);
+        }
+        // One bad message fails the whole pack: refuse that one and send the others again.
+        const bad = MESSAGE_INDEX.exec(err.details);
+        if (err.code === StatusCode.INVALID_ARGUMENT && bad !== null) {
+          const index = Number(bad[1]);
+          if (index < items.length) {
+            const p = items.splice(index, 1)[0]!;
+            const own = new NerveBusError(err.code, err.details.replace(MESSAGE_INDEX, "message"), {
+              cause: err,
+              metadata: err.metadata,
+            });
+            p.reject(own);
+            if (p.key !== "") {
+              // Later messages with the key must not overtake the refused one.
+              lane.failedKeys.set(p.key, own);
+              for (let j = items.length - 1; j >= index; j--) {
+                if (items[j]!.key !== p.key) continue;
+                items.splice(j, 1)[0]!.reject(keyPausedError(p.key, own));
+              }
+            }
+            if (items.length === 0) return;
+            continue;
+          }
+        }
+        const delay = backoffDelay(this.#retry, attempt++);
+        const elapsed = Date.now() - started;
+        if (
+          !this.#retryable.has(err.code) ||
+          this.#cancel.signal.aborted ||
+          elapsed + delay >= this.#totalTimeoutMs
+        ) {
+          for (const p of items) p.reject(err);
+          for (const k of keys) lane.failedKeys.set(k, err);
+          return;
+        }
+        try {
+          await sleep(delay, this.#cancel.signal);
+        } catch (reason) {
+          for (const p of items) p.reject(reason);
+          for (const k of keys) lane.failedKeys.set(k, toNerveBusError(reason));
+          return;
+        }
+      }
+    } finally {
+      lane.inflight--;
+      for (const k of keys) {
+        const n = (lane.busyKeys.get(k) ?? 1) - 1;
+        if (n === 0) lane.busyKeys.delete(k);
+        else lane.busyKeys.set(k, n);
+      }
+      this.#pump(lane);
+      // Forget idle topics, so publishing to many topics over time does not accumulate state.
+      if (
+        lane.inflight === 0 &&
+        lane.open === undefined &&
+        lane.queued.length === 0 &&
+        lane.failedKeys.size === 0 &&
+        this.#lanes.get(lane.topic) === lane
+      )
+        this.#lanes.delete(lane.topic);
+    }
+  }
+
+  #abort(p: Pending, reason: unknown): void {
+    if (p.state === "queued" && p.batch !== undefined) {
+      const batch = p.batch;
+      batch.remove(p);
+      if (batch.items.length === 0 && batch.lane.open === batch) {
+        clearTimeout(batch.timer);
+        batch.lane.open = undefined;
+      }
+    }
+    p.reject(reason);
+  }
+}
+
+function toResult(r: MessageResult, messageId: string): PublishResult {
+  return {
+    seq: fromUint64(r.seq),
+    traceId: r.traceId,
+    outcome: OUTCOMES[r.outcome] ?? "appended",
+    messageId,
+  };
+}
+
+function keyPausedError(key: string, cause: NerveBusError): NerveBusError {
+  return new NerveBusError(
+    StatusCode.FAILED_PRECONDITION,
+    `ordering key ${JSON.stringify(key)} is paused after a failed publish (${cause.message}); call resumeOrderingKey() to publish it again`,
+    { cause },
+  );
+}
+
+function positiveInt(name: string, v: number): number {
+  if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+  return v;
+}
+
+function nonNegative(name: string, v: number): number {
+  if (!(v >= 0) || !Number.isFinite(v)) throw new RangeError(`${name} must be ≥ 0, got ${v}`);
+  return v;
+}

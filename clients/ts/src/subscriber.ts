@@ -1,0 +1,212 @@
+import { context } from "@opentelemetry/api";
+import { NerveBusError, StatusCode } from "./errors.js";
+import type { SubscriberService } from "./gen/nervebus/v1/subscriber_pb.js";
+import type { ServiceClient } from "./grpc-adapter.js";
+import type { ReceivedMessage } from "./received-message.js";
+import { type ReceiveOptions, Receiver } from "./receiver.js";
+import { endSpan, SpanAttributes, startProcessSpan } from "./tracing.js";
+
+/** Handles one message. Returning (or resolving) acks it; throwing (or rejecting) nacks it. */
+export type MessageHandler = (message: ReceivedMessage) => void | Promise<void>;
+
+/** Settings of subscribe(). */
+export interface SubscriberOptions extends ReceiveOptions {
+  /** Handlers running at once; further messages wait locally, their leases kept alive. Default 10. */
+  readonly concurrency?: number;
+  /**
+   * Redelivery delay (ms) after the handler threw. null uses the subscription's retry backoff.
+   * Default 1000.
+   */
+  readonly nackDelayMs?: number | null;
+  /** How long close() lets running handlers finish before nacking their messages (ms). Default 30000. */
+  readonly closeTimeoutMs?: number;
+  /** Aborting it closes the subscriber gracefully, as close() does. */
+  readonly signal?: AbortSignal;
+  /** Record a consumer span around each handler call. Default true. */
+  readonly tracing?: boolean;
+}
+
+type SubscriberClient = ServiceClient<(typeof SubscriberService)["method"]>;
+
+/**
+ * Runs an async handler for each message of a subscription, at most `concurrency` at a time
+ * and never holding more than the window. Leases of messages waiting or being handled are
+ * extended (up to maxExtensionMs). A returning handler acks its message, a throwing one nacks
+ * it with nackDelayMs. The stream reconnects with backoff after retryable errors.
+ */
+export class Subscriber {
+  /** The topic. */
+  readonly topic: string;
+  /** The subscription. */
+  readonly subscription: string;
+  readonly #handler: MessageHandler;
+  readonly #receiver: Receiver;
+  readonly #concurrency: number;
+  readonly #nackDelayMs: number | undefined;
+  readonly #closeTimeoutMs: number;
+  readonly #tracing: boolean;
+  readonly #onClose: () => void;
+  readonly #queue: ReceivedMessage[] = [];
+  readonly #running = new Set<ReceivedMessage>();
+  #idleWaiters: (() => void)[] = [];
+  #closing: Promise<void> | undefined;
+  #failure: NerveBusError | undefined;
+  readonly #done: Promise<void>;
+
+  /** @internal Use NerveBusClient.subscribe(). */
+  constructor(
+    client: SubscriberClient,
+    topic: string,
+    subscription: string,
+    handler: MessageHandler,
+    options: SubscriberOptions = {},
+    onClose: () => void = () => {},
+  ) {
+    this.topic = topic;
+    this.subscription = subscription;
+    this.#handler = handler;
+    this.#onClose = onClose;
+    this.#concurrency = options.concurrency ?? 10;
+    if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1)
+      throw new RangeError(`concurrency must be a positive integer, got ${this.#concurrency}`);
+    this.#nackDelayMs = options.nackDelayMs === null ? undefined : (options.nackDelayMs ?? 1000);
+    if (this.#nackDelayMs !== undefined && !(this.#nackDelayMs >= 0 && Number.isFinite(this.#nackDelayMs)))
+      throw new RangeError(`nackDelayMs must be ≥ 0 or null, got ${this.#nackDelayMs}`);
+    this.#closeTimeoutMs = options.closeTimeoutMs ?? 30_000;
+    if (!(this.#closeTimeoutMs >= 0))
+      throw new RangeError(`closeTimeoutMs must be ≥ 0, got ${this.#closeTimeoutMs}`);
+    this.#tracing = options.tracing ?? true;
+    this.#receiver = new Receiver(client, topic, subscription, options, {
+      deliver: (m) => this.#deliver(m),
+      streamLost: () => this.#streamLost(),
+      failed: (err) => this.#failed(err),
+    });
+    this.#done = this.#receiver.start();
+    this.#done.catch(() => {});
+    const signal = options.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) void this.close();
+      else signal.addEventListener("abort", () => void this.close(), { once: true });
+    }
+  }
+
+  /** Resolves once the stream is subscribed; rejects if the subscriber fails or closes first. */
+  get ready(): Promise<void> {
+    return this.#receiver.ready;
+  }
+
+  /**
+   * Settles when the subscriber has stopped: resolves after close(), rejects with a
+   * NerveBusError when a non-retryable stream error (e.g. NOT_FOUND, INVALID_ARGUMENT) stopped it.
+   */
+  get done(): Promise<void> {
+    return this.#closing === undefined ? this.#done : this.#closing.then(() => this.#done);
+  }
+
+  /** Handlers running now. */
+  get running(): number {
+    return this.#running.size;
+  }
+
+  /** Messages delivered and not yet settled: running, or waiting for a handler slot. */
+  get held(): number {
+    return this.#receiver.held;
+  }
+
+  /**
+   * Stops gracefully: no new handlers start (waiting messages are nacked for immediate
+   * redelivery), running handlers get `timeoutMs` (default closeTimeoutMs) to finish, after which
+   * their messages are nacked and their signals aborted; then the stream ends.
+   */
+  close(options: { timeoutMs?: number } = {}): Promise<void> {
+    this.#closing ??= this.#close(options.timeoutMs ?? this.#closeTimeoutMs);
+    return this.#closing;
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
+    this.#onClose();
+    this.#receiver.drain();
+    for (const m of this.#queue.splice(0)) m.nack(0);
+    if (this.#running.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), timeoutMs);
+      });
+      const idle = new Promise<boolean>((resolve) => this.#idleWaiters.push(() => resolve(false)));
+      const late = await Promise.race([idle, timedOut]);
+      clearTimeout(timer);
+      if (late) {
+        const reason = new NerveBusError(
+          StatusCode.CANCELLED,
+          "subscriber closed before the handler finished",
+        );
+        for (const m of this.#running) {
+          m.nack(0);
+          m.abandon(reason);
+        }
+      }
+    }
+    await this.#receiver.stop();
+  }
+
+  #deliver(message: ReceivedMessage): void {
+    if (this.#closing !== undefined || this.#failure !== undefined) {
+      message.nack(0);
+      return;
+    }
+    this.#queue.push(message);
+    this.#pump();
+  }
+
+  #streamLost(): void {
+    // The broker redelivers what this stream held: drop what has not started.
+    for (const m of this.#queue.splice(0)) this.#receiver.release(m);
+  }
+
+  #failed(err: NerveBusError): void {
+    this.#failure = err;
+    this.#queue.splice(0);
+    for (const m of this.#running) m.abandon(err);
+  }
+
+  #pump(): void {
+    while (this.#running.size < this.#concurrency && this.#queue.length > 0) {
+      const message = this.#queue.shift()!;
+      this.#running.add(message);
+      void this.#run(message);
+    }
+  }
+
+  async #run(message: ReceivedMessage): Promise<void> {
+    const traced = this.#tracing
+      ? startProcessSpan({
+          topic: message.topic,
+          subscription: message.subscription,
+          seq: message.seq,
+          attempt: message.attempt,
+          messageId: message.messageId,
+          orderingKey: message.orderingKey,
+          bodySize: message.data.byteLength,
+          attributes: message.attributes,
+        })
+      : undefined;
+    let failure: unknown;
+    try {
+      if (traced === undefined) await this.#handler(message);
+      else await context.with(traced.context, () => this.#handler(message));
+      message.ack();
+    } catch (err) {
+      failure = err;
+      if (message.settlement === undefined) message.nack(this.#nackDelayMs);
+    } finally {
+      if (traced !== undefined) {
+        if (message.settlement !== undefined)
+          traced.span.setAttribute(SpanAttributes.SETTLEMENT, message.settlement);
+        endSpan(traced.span, failure);
+      }
+      this.#running.delete(message);
+      if (this.#running.size === 0) for (const w of this.#idleWaiters.splice(0)) w();
+      if (this.#closing === undefined) this.#pump();
+    }
+  }
+}

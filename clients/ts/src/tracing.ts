@@ -1,0 +1,119 @@
+import {
+  type Attributes,
+  type Context,
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from "@opentelemetry/api";
+
+/*
+ * OpenTelemetry instrumentation, through @opentelemetry/api only: whatever SDK, propagator and
+ * context manager the application registered are used; without them everything is a no-op.
+ * Span names and attributes follow the messaging semantic conventions.
+ */
+
+/** The instrumentation scope name of the client's spans. */
+export const TRACER_NAME = "@nervebus/client";
+const TRACER_VERSION = "0.1.0";
+
+/** Attribute keys used on the client's spans. */
+export const SpanAttributes = {
+  SYSTEM: "messaging.system",
+  DESTINATION: "messaging.destination.name",
+  SUBSCRIPTION: "messaging.destination.subscription.name",
+  CONSUMER_GROUP: "messaging.consumer.group.name",
+  OPERATION_TYPE: "messaging.operation.type",
+  OPERATION_NAME: "messaging.operation.name",
+  MESSAGE_ID: "messaging.message.id",
+  BODY_SIZE: "messaging.message.body.size",
+  ORDERING_KEY: "messaging.nervebus.message.ordering_key",
+  SEQ: "messaging.nervebus.message.seq",
+  ATTEMPT: "messaging.nervebus.message.delivery_attempt",
+  OUTCOME: "messaging.nervebus.publish.outcome",
+  SETTLEMENT: "messaging.nervebus.settlement",
+} as const;
+
+function tracer() {
+  return trace.getTracer(TRACER_NAME, TRACER_VERSION);
+}
+
+/**
+ * Starts the producer span of one message ("<topic> publish") and injects its context into
+ * `attributes` (traceparent / tracestate) with the global propagator. The parent is the
+ * trace context already in `attributes` when the caller put one there, else the active context.
+ */
+export function startPublishSpan(
+  topic: string,
+  attributes: Record<string, string>,
+  info: { messageId: string; orderingKey: string; bodySize: number },
+): Span {
+  const parent =
+    attributes.traceparent !== undefined
+      ? propagation.extract(context.active(), attributes)
+      : context.active();
+  const spanAttributes: Attributes = {
+    [SpanAttributes.SYSTEM]: "nervebus",
+    [SpanAttributes.DESTINATION]: topic,
+    [SpanAttributes.OPERATION_TYPE]: "send",
+    [SpanAttributes.OPERATION_NAME]: "publish",
+    [SpanAttributes.BODY_SIZE]: info.bodySize,
+  };
+  if (info.messageId !== "") spanAttributes[SpanAttributes.MESSAGE_ID] = info.messageId;
+  if (info.orderingKey !== "") spanAttributes[SpanAttributes.ORDERING_KEY] = info.orderingKey;
+  const span = tracer().startSpan(
+    `${topic} publish`,
+    { kind: SpanKind.PRODUCER, attributes: spanAttributes },
+    parent,
+  );
+  propagation.inject(trace.setSpan(parent, span), attributes);
+  return span;
+}
+
+/** Information about a delivered message that goes on its consumer span. */
+export interface ProcessSpanInfo {
+  readonly topic: string;
+  readonly subscription: string;
+  readonly seq: number;
+  readonly attempt: number;
+  readonly messageId: string;
+  readonly orderingKey: string;
+  readonly bodySize: number;
+  readonly attributes: Readonly<Record<string, string>>;
+}
+
+/**
+ * Starts the consumer span of one delivered message ("<topic> process") as a child of the
+ * producer's context, extracted from the message's attributes with the global propagator.
+ * Returns the span and the context to run the handler in.
+ */
+export function startProcessSpan(info: ProcessSpanInfo): { span: Span; context: Context } {
+  const parent = propagation.extract(ROOT_CONTEXT, info.attributes);
+  const attributes: Attributes = {
+    [SpanAttributes.SYSTEM]: "nervebus",
+    [SpanAttributes.DESTINATION]: info.topic,
+    [SpanAttributes.SUBSCRIPTION]: info.subscription,
+    [SpanAttributes.CONSUMER_GROUP]: info.subscription,
+    [SpanAttributes.OPERATION_TYPE]: "process",
+    [SpanAttributes.OPERATION_NAME]: "process",
+    [SpanAttributes.SEQ]: info.seq,
+    [SpanAttributes.ATTEMPT]: info.attempt,
+    [SpanAttributes.BODY_SIZE]: info.bodySize,
+  };
+  if (info.messageId !== "") attributes[SpanAttributes.MESSAGE_ID] = info.messageId;
+  if (info.orderingKey !== "") attributes[SpanAttributes.ORDERING_KEY] = info.orderingKey;
+  const span = tracer().startSpan(`${info.topic} process`, { kind: SpanKind.CONSUMER, attributes }, parent);
+  return { span, context: trace.setSpan(parent, span) };
+}
+
+/** Ends a span, recording `err` (when given) as an exception and an error status. */
+export function endSpan(span: Span, err?: unknown): void {
+  if (err !== undefined) {
+    span.recordException(err instanceof Error ? err : String(err));
+    span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+  }
+  span.end();
+}

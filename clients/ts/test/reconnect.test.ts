@@ -1,0 +1,115 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { NerveBusClient, type NerveBusError, StatusCode } from "@nervebus/client";
+import { TestBroker } from "./support/broker.js";
+import { delay, eventually, uniqueName } from "./support/helpers.js";
+
+let broker: TestBroker;
+
+before(async () => {
+  broker = await TestBroker.start();
+});
+
+after(async () => {
+  await broker.dispose();
+});
+
+for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+  test(`subscriber and publisher carry on after the broker restarts on the same SQLite file (${signal})`, async () => {
+    const client = new NerveBusClient(broker.address);
+    try {
+      const topic = uniqueName("restart");
+      const subName = uniqueName("sub");
+      const received = new Map<string, number>();
+      const errors: NerveBusError[] = [];
+      const sub = client.subscribe(
+        topic,
+        subName,
+        (m) => {
+          received.set(m.text(), (received.get(m.text()) ?? 0) + 1);
+        },
+        {
+          start: "earliest",
+          onError: (e) => errors.push(e),
+          reconnectBackoff: { initialMs: 50, maxMs: 500 },
+        },
+      );
+      await sub.ready;
+      for (let i = 0; i < 3; i++) await client.publish(topic, { data: `before ${i}` });
+      await eventually(() => received.size === 3, 5000, "messages before the restart");
+      await delay(200); // let the acks reach the store
+
+      await broker.stop(signal);
+      // Published while the broker is down: retried until it is back.
+      const during = client.publish(topic, { data: "during" });
+      await delay(300);
+      await broker.restart();
+      const result = await during;
+      assert.ok(result.seq >= 4);
+      for (let i = 0; i < 3; i++) await client.publish(topic, { data: `after ${i}` });
+
+      const expected = ["before 0", "before 1", "before 2", "during", "after 0", "after 1", "after 2"];
+      await eventually(
+        () => expected.every((k) => received.has(k)),
+        15_000,
+        "every message after the restart",
+      );
+      assert.ok(
+        errors.some((e) => e.code === StatusCode.UNAVAILABLE),
+        `reconnect errors: ${errors.map((e) => e.message)}`,
+      );
+      if (signal === "SIGTERM") {
+        // A graceful stop keeps the acks: nothing acked before the restart comes back.
+        for (const k of expected) assert.equal(received.get(k), 1, `${k} delivered once`);
+      }
+      await eventually(async () => {
+        const stats = await client.admin.stats(topic);
+        return stats.subscriptions[0]!.backlog === 0;
+      });
+      await sub.close();
+      assert.equal(sub.held, 0);
+    } finally {
+      await client.close();
+    }
+  });
+}
+
+test("a message still being handled when its stream drops is adopted when redelivered, not handled twice", async () => {
+  const client = new NerveBusClient(broker.address);
+  try {
+    const topic = uniqueName("adopt");
+    const subName = uniqueName("sub");
+    await client.publish(topic, { data: "slow" });
+    const calls: number[] = [];
+    const errors: NerveBusError[] = [];
+    const sub = client.subscribe(
+      topic,
+      subName,
+      async (m) => {
+        calls.push(m.attempt);
+        await delay(2500);
+      },
+      {
+        start: "earliest",
+        maxMessages: 2,
+        // Shorter than the broker's 500 ms heartbeat: the client drops the stream every 300 ms
+        // and the broker redelivers what it held to the next stream at once.
+        idleTimeoutMs: 300,
+        reconnectBackoff: { initialMs: 10, maxMs: 20 },
+        onError: (e) => errors.push(e),
+      },
+    );
+    await eventually(() => calls.length === 1, 5000, "first delivery");
+    await eventually(async () => {
+      const stats = await client.admin.stats(topic);
+      return stats.subscriptions[0]!.backlog === 0;
+    }, 10_000);
+    const stats = await client.admin.stats(topic);
+    assert.ok(stats.subscriptions[0]!.redelivered >= 1, "the broker redelivered the message");
+    assert.ok(errors.length >= 2, `streams dropped ${errors.length} times`);
+    assert.deepEqual(calls, [1], "handled once although the broker redelivered it");
+    await sub.close();
+  } finally {
+    await client.close();
+  }
+});
