@@ -21,6 +21,9 @@
 //		m.Ack()
 //	})
 //
+// [Client.Admin] manages topics and subscriptions (create, update, delete, pause, resume,
+// purge, seek) and reads their figures ([Admin.GetStats]).
+//
 // Errors returned by the broker keep their gRPC status: status.Code(err) (from
 // google.golang.org/grpc/status) tells INVALID_ARGUMENT, NOT_FOUND and so on through the
 // wrapping that this package adds.

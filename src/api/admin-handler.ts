@@ -107,11 +107,13 @@ function subscriptionPatch(s: WireSubscription, only?: readonly string[]): Parti
   const has = (path: string) => only === undefined || only.includes(path);
   const patch: { -readonly [K in keyof SubscriptionConfig]?: SubscriptionConfig[K] } = {};
   const ack = ms("subscription.ack_deadline", s.ackDeadline);
-  if (has("ack_deadline") && ack !== undefined) patch.ackDeadlineMs = ack;
+  // A field named in the mask but left unset takes its zero value (as AIP-134 reads a mask);
+  // validation then judges it (an ack deadline of 0 is refused).
+  if (has("ack_deadline") && (ack !== undefined || only !== undefined)) patch.ackDeadlineMs = ack ?? 0;
   const min = ms("subscription.min_backoff", s.minBackoff);
-  if (has("min_backoff") && min !== undefined) patch.minBackoffMs = min;
+  if (has("min_backoff") && (min !== undefined || only !== undefined)) patch.minBackoffMs = min ?? 0;
   const max = ms("subscription.max_backoff", s.maxBackoff);
-  if (has("max_backoff") && max !== undefined) patch.maxBackoffMs = max;
+  if (has("max_backoff") && (max !== undefined || only !== undefined)) patch.maxBackoffMs = max ?? 0;
   if (has("max_delivery_attempts") && (s.maxDeliveryAttempts > 0 || only !== undefined))
     patch.maxDeliveryAttempts = s.maxDeliveryAttempts;
   if (has("dead_letter_topic") && (s.deadLetterTopic !== "" || only !== undefined))

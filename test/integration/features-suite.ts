@@ -466,6 +466,14 @@ export function featuresSuite(kind: string, fresh: FreshStore): void {
     });
     assert.equal(upd.subscription?.ordering, true);
     assert.equal(upd.subscription?.maxDeliveryAttempts, 4);
+    await assert.rejects(
+      client.adminCall("updateSubscription", {
+        subscription: { topic: "adm", name: "s" },
+        updateMask: { paths: ["ack_deadline"] },
+      }),
+      (e: grpc.ServiceError) => /subscription\.ack_deadline: must be 1 s – 10 min, got 0 ms/.test(e.details),
+      "a masked field left unset takes its zero value, which is judged like any other",
+    );
 
     // Pause: nothing is delivered while messages keep arriving; resume delivers.
     await client.adminCall("pauseSubscription", { topic: "adm", name: "s" });

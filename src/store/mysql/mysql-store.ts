@@ -58,12 +58,26 @@ function toTopic(r: mysql.RowDataPacket): TopicRecord {
 export class MysqlStore implements Store {
   readonly capabilities: StoreCapabilities;
   readonly #pool: mysql.Pool;
-  readonly #lockConn: mysql.Connection;
+  #lockConn: mysql.Connection;
+  readonly #lockConfig: mysql.ConnectionOptions;
+  readonly #lockName: string;
+  /** Set once another broker holds the lock: no further write may land. */
+  #ownershipLost: NerveBusError | undefined;
 
-  private constructor(pool: mysql.Pool, lockConn: mysql.Connection, capabilities: StoreCapabilities) {
+  private constructor(
+    pool: mysql.Pool,
+    lockConn: mysql.Connection,
+    lockConfig: mysql.ConnectionOptions,
+    lockName: string,
+    capabilities: StoreCapabilities,
+  ) {
     this.#pool = pool;
     this.#lockConn = lockConn;
+    this.#lockConfig = lockConfig;
+    this.#lockName = lockName;
     this.capabilities = capabilities;
+    // A lost lock connection releases the named lock: take it back before anything else is written.
+    lockConn.on("error", () => undefined);
   }
 
   static async open(options: MysqlStoreOptions): Promise<MysqlStore> {
@@ -149,7 +163,11 @@ export class MysqlStore implements Store {
         maxIdle: options.poolSize,
         enableKeepAlive: true,
       });
-      return new MysqlStore(pool, lockConn, { kind: "mysql", maxInsertRows: 5000, maxInsertBytes });
+      return new MysqlStore(pool, lockConn, config, `nervebus:${database}`, {
+        kind: "mysql",
+        maxInsertRows: 5000,
+        maxInsertBytes,
+      });
     } catch (err) {
       await lockConn.end().catch(() => undefined);
       throw mapStoreError(err, "preparing the database");
@@ -282,6 +300,7 @@ export class MysqlStore implements Store {
   }
 
   async insertMessages(topic: TopicRecord, shard: number, rows: readonly LogMessage[]): Promise<void> {
+    if (this.#ownershipLost) throw this.#ownershipLost;
     const values: unknown[] = [];
     for (const r of rows) values.push([r.seq, r.publishTime, encodeMeta(r), r.data]);
     // Idempotent: a retried row has the same content as the one already there, so a duplicate
@@ -465,15 +484,40 @@ export class MysqlStore implements Store {
     );
   }
 
+  /**
+   * Answers when the database does, and checks that this broker still holds its named lock. If
+   * the lock connection was lost (server restart, network), the lock is taken again; if another
+   * broker took it meanwhile, every later write fails with FAILED_PRECONDITION instead of
+   * landing next to the other broker's seqs.
+   */
   async ping(): Promise<void> {
+    if (this.#ownershipLost) throw this.#ownershipLost;
     await this.#run("pinging", () => this.#select("SELECT 1", []));
+    const held = await this.#lockConn
+      .query<mysql.RowDataPacket[]>("SELECT IS_USED_LOCK(?) = CONNECTION_ID() AS mine", [this.#lockName])
+      .then(([rows]) => rows[0]?.mine === 1)
+      .catch(() => false);
+    if (held) return;
+    await this.#lockConn.end().catch(() => undefined);
+    this.#lockConn = await mysql.createConnection(this.#lockConfig).catch((err: unknown) => {
+      throw mapStoreError(err, "reconnecting the lock connection");
+    });
+    this.#lockConn.on("error", () => undefined);
+    const [rows] = await this.#lockConn.query<mysql.RowDataPacket[]>("SELECT GET_LOCK(?, 0) AS got", [
+      this.#lockName,
+    ]);
+    if (rows[0]?.got !== 1) {
+      this.#ownershipLost = new NerveBusError(
+        "failed_precondition",
+        `lost ownership of the database: another broker took the named lock ${this.#lockName}; this broker writes nothing more`,
+      );
+      throw this.#ownershipLost;
+    }
   }
 
   async close(): Promise<void> {
     await this.#pool.end().catch(() => undefined);
-    await this.#lockConn
-      .query("SELECT RELEASE_LOCK(?)", [`nervebus:${this.#lockConn.config.database}`])
-      .catch(() => undefined);
+    await this.#lockConn.query("SELECT RELEASE_LOCK(?)", [this.#lockName]).catch(() => undefined);
     await this.#lockConn.end().catch(() => undefined);
   }
 

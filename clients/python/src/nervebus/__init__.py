@@ -5,12 +5,14 @@ The main names::
     nervebus.Client            connection to a broker; makes publishers and subscribers
     nervebus.Publisher         batches publish() calls into SendPack calls, retries, keeps key order
     nervebus.Subscriber        runs a handler per message with flow control and lease extension
+    nervebus.Admin             topics, subscriptions, pause/resume, purge, seek, stats (client.admin)
     nervebus.sync              the same for code that is not async (background event loop)
 
 Generated protobuf modules live in ``nervebus.gen.nervebus.v1``.
 """
 
 from ._version import __version__
+from .admin import Admin, ConsumerStats, Stats, Subscription, SubscriptionStats, Topic, TopicStats
 from .client import DEFAULT_CHANNEL_OPTIONS, Client
 from .errors import NerveBusError, PublisherClosedError, StatusError, SubscriberError
 from .publisher import Publisher, PublisherSettings, PublisherStats
@@ -21,8 +23,10 @@ from .types import Outcome, PublishResult, ReceivedMessage, SettleAction, StartP
 __all__ = [
     "DEFAULT_CHANNEL_OPTIONS",
     "DEFAULT_RETRYABLE_CODES",
+    "Admin",
     "Backoff",
     "Client",
+    "ConsumerStats",
     "Handler",
     "NerveBusError",
     "Outcome",
@@ -35,10 +39,15 @@ __all__ = [
     "RetrySettings",
     "SettleAction",
     "StartPoint",
+    "Stats",
     "StatusError",
     "Subscriber",
     "SubscriberError",
     "SubscriberSettings",
     "SubscriberStats",
+    "Subscription",
+    "SubscriptionStats",
+    "Topic",
+    "TopicStats",
     "__version__",
 ]

@@ -11,6 +11,7 @@ import grpc.aio
 from opentelemetry.trace import TracerProvider
 
 from ._version import __version__
+from .admin import Admin
 from .publisher import Publisher, PublisherSettings
 from .subscriber import Handler, Subscriber, SubscriberSettings
 
@@ -42,7 +43,10 @@ class Client:
             publisher = client.publisher("orders")
             await publisher.publish(b"hello")
 
-    Admin operations (``AdminService``) will hang off this class too.
+    Admin operations (``AdminService``: topics, subscriptions, pause/resume, purge, seek,
+    stats) are on :attr:`admin`::
+
+        await client.admin.create_topic("orders", retention=timedelta(days=1))
 
     Args:
         target: The broker's ``host:port``.
@@ -76,12 +80,20 @@ class Client:
         self._channel = channel
         self._publishers: list[Publisher] = []
         self._subscribers: list[Subscriber] = []
+        self._admin: Admin | None = None
         self._closed = False
 
     @property
     def channel(self) -> grpc.aio.Channel:
         """The underlying ``grpc.aio`` channel (for generated stubs of other services)."""
         return self._channel
+
+    @property
+    def admin(self) -> Admin:
+        """The broker's admin operations (:class:`nervebus.Admin`), on this client's channel."""
+        if self._admin is None:
+            self._admin = Admin(self._channel)
+        return self._admin
 
     def publisher(self, topic: str, settings: PublisherSettings | None = None) -> Publisher:
         """A new :class:`Publisher` for ``topic``, closed with the client."""

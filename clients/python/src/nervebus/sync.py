@@ -15,6 +15,8 @@ functions run on a thread pool of ``settings.concurrency`` threads::
 
         with client.subscriber("orders", "billing", handle):
             time.sleep(10)
+
+        print(client.admin.get_stats("orders").subscription("billing").backlog)
 """
 
 from __future__ import annotations
@@ -30,15 +32,17 @@ from typing import Any, TypeVar
 import grpc
 from opentelemetry.trace import TracerProvider
 
+from . import admin as _aio_admin
 from . import client as _aio_client
 from . import publisher as _aio_publisher
 from . import subscriber as _aio_subscriber
+from .admin import Duration, Stats, Subscription, Topic
 from .errors import NerveBusError
 from .publisher import PublisherSettings, PublisherStats
 from .subscriber import SubscriberSettings, SubscriberStats
-from .types import PublishResult, ReceivedMessage
+from .types import PublishResult, ReceivedMessage, StartPoint
 
-__all__ = ["Client", "Publisher", "SyncHandler", "Subscriber"]
+__all__ = ["Admin", "Client", "Publisher", "SyncHandler", "Subscriber"]
 
 T = TypeVar("T")
 
@@ -155,6 +159,7 @@ class Client:
             )
 
         self._client = self._runner.run(make())
+        self._admin = Admin(self)
         self._closed = False
 
     @property
@@ -166,6 +171,11 @@ class Client:
     def loop(self) -> asyncio.AbstractEventLoop:
         """The background event loop."""
         return self._runner.loop
+
+    @property
+    def admin(self) -> Admin:
+        """The broker's admin operations, blocking (see :class:`Admin`)."""
+        return self._admin
 
     def publisher(self, topic: str, settings: PublisherSettings | None = None) -> Publisher:
         """A new blocking :class:`Publisher` for ``topic``."""
@@ -200,6 +210,167 @@ class Client:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class Admin:
+    """The blocking twin of :class:`nervebus.Admin`; get it from :attr:`Client.admin`.
+
+    Every method blocks until the broker answered and takes the same arguments as its async
+    twin, including ``timeout`` (the call's deadline in seconds). Broker errors raise
+    :class:`nervebus.StatusError`.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._runner = client._runner
+        self._admin: _aio_admin.Admin = client.aio.admin
+
+    def create_topic(
+        self,
+        name: str,
+        *,
+        shards: int | None = None,
+        retention: Duration | None = None,
+        retention_bytes: int | None = None,
+        dedup_window: Duration | None = None,
+        ephemeral: bool = False,
+        timeout: float | None = None,
+    ) -> Topic:
+        """Creates a topic; see :meth:`nervebus.Admin.create_topic`."""
+        return self._runner.run(
+            self._admin.create_topic(
+                name,
+                shards=shards,
+                retention=retention,
+                retention_bytes=retention_bytes,
+                dedup_window=dedup_window,
+                ephemeral=ephemeral,
+                timeout=timeout,
+            )
+        )
+
+    def get_topic(self, name: str, *, timeout: float | None = None) -> Topic:
+        """Returns a topic's settings; see :meth:`nervebus.Admin.get_topic`."""
+        return self._runner.run(self._admin.get_topic(name, timeout=timeout))
+
+    def list_topics(self, *, timeout: float | None = None) -> list[Topic]:
+        """Returns every topic, by name."""
+        return self._runner.run(self._admin.list_topics(timeout=timeout))
+
+    def update_topic(
+        self,
+        name: str,
+        *,
+        retention: Duration | None = None,
+        retention_bytes: int | None = None,
+        dedup_window: Duration | None = None,
+        timeout: float | None = None,
+    ) -> Topic:
+        """Changes the settings given; see :meth:`nervebus.Admin.update_topic`."""
+        return self._runner.run(
+            self._admin.update_topic(
+                name,
+                retention=retention,
+                retention_bytes=retention_bytes,
+                dedup_window=dedup_window,
+                timeout=timeout,
+            )
+        )
+
+    def delete_topic(self, name: str, *, timeout: float | None = None) -> None:
+        """Deletes a topic; see :meth:`nervebus.Admin.delete_topic`."""
+        self._runner.run(self._admin.delete_topic(name, timeout=timeout))
+
+    def create_subscription(
+        self,
+        topic: str,
+        name: str,
+        *,
+        ack_deadline: Duration | None = None,
+        min_backoff: Duration | None = None,
+        max_backoff: Duration | None = None,
+        max_delivery_attempts: int | None = None,
+        dead_letter_topic: str | None = None,
+        ordering: bool = False,
+        start: StartPoint | int | datetime | None = None,
+        timeout: float | None = None,
+    ) -> Subscription:
+        """Creates a subscription; see :meth:`nervebus.Admin.create_subscription`."""
+        return self._runner.run(
+            self._admin.create_subscription(
+                topic,
+                name,
+                ack_deadline=ack_deadline,
+                min_backoff=min_backoff,
+                max_backoff=max_backoff,
+                max_delivery_attempts=max_delivery_attempts,
+                dead_letter_topic=dead_letter_topic,
+                ordering=ordering,
+                start=start,
+                timeout=timeout,
+            )
+        )
+
+    def get_subscription(self, topic: str, name: str, *, timeout: float | None = None) -> Subscription:
+        """Returns a subscription's settings; see :meth:`nervebus.Admin.get_subscription`."""
+        return self._runner.run(self._admin.get_subscription(topic, name, timeout=timeout))
+
+    def list_subscriptions(self, topic: str, *, timeout: float | None = None) -> list[Subscription]:
+        """Returns a topic's subscriptions, by name."""
+        return self._runner.run(self._admin.list_subscriptions(topic, timeout=timeout))
+
+    def update_subscription(
+        self,
+        topic: str,
+        name: str,
+        *,
+        ack_deadline: Duration | None = None,
+        min_backoff: Duration | None = None,
+        max_backoff: Duration | None = None,
+        max_delivery_attempts: int | None = None,
+        dead_letter_topic: str | None = None,
+        ordering: bool | None = None,
+        timeout: float | None = None,
+    ) -> Subscription:
+        """Changes the settings given; see :meth:`nervebus.Admin.update_subscription`."""
+        return self._runner.run(
+            self._admin.update_subscription(
+                topic,
+                name,
+                ack_deadline=ack_deadline,
+                min_backoff=min_backoff,
+                max_backoff=max_backoff,
+                max_delivery_attempts=max_delivery_attempts,
+                dead_letter_topic=dead_letter_topic,
+                ordering=ordering,
+                timeout=timeout,
+            )
+        )
+
+    def delete_subscription(self, topic: str, name: str, *, timeout: float | None = None) -> None:
+        """Deletes a subscription; see :meth:`nervebus.Admin.delete_subscription`."""
+        self._runner.run(self._admin.delete_subscription(topic, name, timeout=timeout))
+
+    def pause_subscription(self, topic: str, name: str, *, timeout: float | None = None) -> Subscription:
+        """Stops deliveries on a subscription; see :meth:`nervebus.Admin.pause_subscription`."""
+        return self._runner.run(self._admin.pause_subscription(topic, name, timeout=timeout))
+
+    def resume_subscription(self, topic: str, name: str, *, timeout: float | None = None) -> Subscription:
+        """Restarts deliveries; see :meth:`nervebus.Admin.resume_subscription`."""
+        return self._runner.run(self._admin.resume_subscription(topic, name, timeout=timeout))
+
+    def purge_subscription(self, topic: str, name: str, *, timeout: float | None = None) -> int:
+        """Acks everything published so far; returns the new floor."""
+        return self._runner.run(self._admin.purge_subscription(topic, name, timeout=timeout))
+
+    def seek_subscription(
+        self, topic: str, name: str, target: int | datetime, *, timeout: float | None = None
+    ) -> int:
+        """Moves a subscription to a seq or a time; see :meth:`nervebus.Admin.seek_subscription`."""
+        return self._runner.run(self._admin.seek_subscription(topic, name, target, timeout=timeout))
+
+    def get_stats(self, topic: str, *, timeout: float | None = None) -> Stats:
+        """Returns a topic's and its subscriptions' figures; see :meth:`nervebus.Admin.get_stats`."""
+        return self._runner.run(self._admin.get_stats(topic, timeout=timeout))
 
 
 def _own_client(target: str | Client) -> tuple[Client, bool]:
