@@ -23,7 +23,8 @@ if [ -z "${NERVEBUS_TEST_MYSQL_URL:-}" ] && ! command -v mariadbd >/dev/null 2>&
   && [ ! -x /usr/sbin/mariadbd ] && [ ! -x /usr/sbin/mysqld ]; then
   packages+=(mariadb-server)
 fi
-[ -x /usr/bin/chromium ] || packages+=(chromium)
+# The page test's screenshot needs a font as well as the browser.
+[ -x /usr/bin/chromium ] || packages+=(chromium fonts-liberation)
 if [ ${#packages[@]} -gt 0 ]; then
   log "apt-get install ${packages[*]}"
   SUDO=""

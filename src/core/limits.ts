@@ -5,6 +5,9 @@ const NAME_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
 
 /** Throws INVALID_ARGUMENT naming `field` unless `name` is a valid topic or subscription name. */
 export function validateName(field: string, name: string): void {
+  // "." and ".." would be collapsed as path segments by HTTP clients (the status page's API).
+  if (name === "." || name === "..")
+    throw invalidArgument(field, `${JSON.stringify(name)} is not a usable name`);
   if (NAME_PATTERN.test(name)) return;
   if (name.length === 0) throw invalidArgument(field, "must not be empty");
   if (name.length > 128) throw invalidArgument(field, `is ${name.length} characters; the limit is 128`);

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Counter, Histogram, Meter } from "@opentelemetry/api";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
+import { resourceFromAttributes } from "@opentelemetry/resources";
 import { MeterProvider } from "@opentelemetry/sdk-metrics";
 
 /** Latency buckets in seconds: 0.5 ms to 30 s. */
@@ -40,7 +41,10 @@ export class Metrics {
   constructor(gauges: GaugeSource) {
     // Served from the broker's own HTTP server (/metrics), not a second port.
     this.#exporter = new PrometheusExporter({ preventServerStart: true });
-    this.provider = new MeterProvider({ readers: [this.#exporter] });
+    this.provider = new MeterProvider({
+      readers: [this.#exporter],
+      resource: resourceFromAttributes({ "service.name": process.env.OTEL_SERVICE_NAME ?? "nervebus" }),
+    });
     const m: Meter = this.provider.getMeter("nervebus");
     this.published = m.createCounter("nervebus_messages_published", {
       description: "Messages appended to topics",

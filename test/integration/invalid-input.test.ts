@@ -44,6 +44,11 @@ test("SendPack refuses bad topic names, naming the field", async () => {
     /^topic: is 129 characters; the limit is 128$/,
   );
   await rejectsWith(client.publish("../etc", ["x"]), grpc.status.INVALID_ARGUMENT, /topic: contains "\/"/);
+  await rejectsWith(
+    client.publish("..", ["x"]),
+    grpc.status.INVALID_ARGUMENT,
+    /^topic: "\.\." is not a usable name$/,
+  );
 });
 
 test("SendPack refuses empty packs and packs or messages over the limits", async () => {
