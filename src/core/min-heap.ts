@@ -56,6 +56,13 @@ export class MinHeap<V> {
     return top;
   }
 
+  /** Keeps only the entries `keep` accepts (O(n) rebuild). */
+  retain(keep: (key: number, value: V) => boolean): void {
+    const keys = this.#keys.splice(0);
+    const values = this.#values.splice(0);
+    for (let i = 0; i < keys.length; i++) if (keep(keys[i]!, values[i]!)) this.push(keys[i]!, values[i]!);
+  }
+
   clear(): void {
     this.#keys.length = 0;
     this.#values.length = 0;

@@ -730,6 +730,17 @@ export class Subscription {
     this.#release(p);
     this.#pending.delete(seq);
     if (p.key !== "") this.#freeKey(p.key);
+    // Timer entries of settled messages are dropped lazily when they fall due; a fast consumer
+    // with a long ack deadline would pile up millions of them, so compact when most are stale.
+    if (this.#timers.size > 4 * this.#pending.size + 10_000) this.#compactTimers();
+  }
+
+  #compactTimers(): void {
+    this.#timers.retain((at, e) => {
+      const p = this.#pending.get(e.seq);
+      if (p === undefined) return false;
+      return e.kind === "lease" ? p.lease?.deadline === at : p.lease === undefined && p.notBefore === at;
+    });
   }
 
   /** One fewer unacked message with this key; the next one held back behind it may go. */

@@ -110,7 +110,7 @@ async def relay(args: argparse.Namespace, producer_spans: ProducerSpans) -> None
                 "producer_span_id": producer_span_id,
                 "producer_parent_span_id": producer_parent_span_id,
             }
-            print(json.dumps(line, ensure_ascii=False), flush=True)
+            print(json.dumps(line), flush=True)
             relayed.add(message.seq)
             if len(relayed) >= args.n:
                 done.set()
