@@ -1,3 +1,5 @@
+import { format } from "node:util";
+import * as grpc from "@grpc/grpc-js";
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { type RunningHttp, type RunningServer, startHttpServer, startServer } from "./api/index.js";
 import type { Config } from "./config/index.js";
@@ -34,6 +36,12 @@ export async function startNerveBus(
   log: Logger,
   options: StartOptions = {},
 ): Promise<NerveBus> {
+  // grpc-js logs through console by default; its lines go into the broker's JSON log instead.
+  grpc.setLogger({
+    error: (...args: unknown[]) => log("warn", "grpc", { detail: format(...args) }),
+    info: (...args: unknown[]) => log("debug", "grpc", { detail: format(...args) }),
+    debug: (...args: unknown[]) => log("debug", "grpc", { detail: format(...args) }),
+  } as unknown as Partial<Console>);
   const store = await openStore(config.store, {
     mysqlPoolSize: config.mysqlPoolSize,
     mysqlAllowUnsafeDurability: config.mysqlAllowUnsafeDurability,

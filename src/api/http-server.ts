@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { Broker } from "../core/index.js";
+import { type Broker, NerveBusError } from "../core/index.js";
 import type { Metrics } from "../telemetry/index.js";
 import { toGrpcStatus } from "./status.js";
 import { STATUS_PAGE } from "./status-page.js";
@@ -133,7 +133,15 @@ export async function startHttpServer(
   const host = listen.slice(0, listen.lastIndexOf(":"));
   const port = Number(listen.slice(listen.lastIndexOf(":") + 1));
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (err: NodeJS.ErrnoException) =>
+      reject(
+        new NerveBusError(
+          "unavailable",
+          `--http-listen ${listen}: ${err.code === "EADDRINUSE" ? "address already in use (another broker? pass --http-listen HOST:PORT or off)" : err.message}`,
+          { cause: err },
+        ),
+      ),
+    );
     server.listen(port, host, () => resolve());
   });
   const bound = server.address() as { port: number };

@@ -1,6 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
-import type { Broker } from "../core/index.js";
+import { type Broker, NerveBusError } from "../core/index.js";
 import { AdminService } from "../gen/nervebus/v1/admin_pb.js";
 import { PublisherService } from "../gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "../gen/nervebus/v1/subscriber_pb.js";
@@ -72,9 +72,19 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
   health.addToServer(server);
   addReflection(server);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    ),
+    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (err, p) => {
+      if (!err) return resolve(p);
+      const inUse = /EADDRINUSE/.test(err.message);
+      reject(
+        new NerveBusError(
+          "unavailable",
+          `--listen ${options.listen}: ${inUse ? "address already in use (another broker?)" : err.message}`,
+          {
+            cause: err,
+          },
+        ),
+      );
+    }),
   );
   const host = options.listen.slice(0, options.listen.lastIndexOf(":"));
   return {
