@@ -105,6 +105,9 @@ interface TopicEntry {
   retaining: Promise<void> | undefined;
 }
 
+/** How long before a call's deadline the broker gives up waiting and answers. */
+const DEADLINE_MARGIN_MS = 100;
+
 /** Attributes a dead-lettered message carries, naming where it came from and why. */
 export const DLQ_ATTRIBUTES = {
   sourceTopic: "nervebus-dlq-source-topic",
@@ -227,7 +230,12 @@ export class Broker {
     deadline: number,
     scheduleIds?: number[],
   ) {
-    const effectiveDeadline = Math.min(deadline, Date.now() + this.options.confirmTimeoutMs);
+    // Answer a little before the caller's deadline, so it gets our status (RESOURCE_EXHAUSTED,
+    // UNAVAILABLE) rather than its own DEADLINE_EXCEEDED.
+    const effectiveDeadline = Math.min(
+      deadline - DEADLINE_MARGIN_MS,
+      Date.now() + this.options.confirmTimeoutMs,
+    );
     const wait = this.#budget.acquire(bytes, effectiveDeadline);
     if (wait !== undefined) await wait;
     return entry.topic.append(messages, bytes, effectiveDeadline, scheduleIds);
@@ -675,7 +683,8 @@ export class Broker {
       log: this.options.log,
       observer: this.observer,
     });
-    if (!record.config.ephemeral) await topic.rebuildIndexes();
+    if (!record.config.ephemeral)
+      await topic.rebuildIndexes((await this.store.scheduleSummary(record)).count > 0);
     const entry: TopicEntry = {
       topic,
       loadedSubscriptions: new Map(),

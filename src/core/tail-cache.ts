@@ -2,6 +2,13 @@ import type { LogMessage } from "./model.js";
 import { messageBytes } from "./model.js";
 
 /**
+ * What a cached message costs beyond its payload and strings: the message object, its
+ * attributes object, the Buffer view, the array slots (an estimate of V8's object sizes,
+ * on the high side). Counting it makes the limit bound memory, not just payload bytes.
+ */
+const ENTRY_OVERHEAD_BYTES = 320;
+
+/**
  * The most recent messages of a topic, in seq order, bounded in bytes. The write path appends
  * every message as it is assigned its seq, so subscribers that keep up are served from here and
  * never read the store. Oldest entries are evicted first.
@@ -29,7 +36,7 @@ export class TailCache {
 
   /** Appends the next message; a seq that does not follow the last one restarts the cache. */
   append(message: LogMessage): void {
-    const size = messageBytes(message);
+    const size = messageBytes(message) + ENTRY_OVERHEAD_BYTES;
     if (
       this.#entries.length === this.#head ||
       message.seq !== this.#firstSeq + this.#entries.length - this.#head

@@ -277,9 +277,11 @@ export class Topic {
   }
 
   /** Rebuilds the dedup and moved-schedule indexes from the recent log (start-up). */
-  async rebuildIndexes(): Promise<void> {
+  async rebuildIndexes(hasSchedule: boolean): Promise<void> {
     const now = Date.now();
-    const window = Math.max(this.dedup.windowMs, MOVED_WINDOW_MS);
+    // Schedule ids matter only while the schedule holds entries that may already be in the log.
+    const window = hasSchedule ? Math.max(this.dedup.windowMs, MOVED_WINDOW_MS) : this.dedup.windowMs;
+    if (window <= 0) return;
     const from = await this.seqAtTime(now - window);
     if (from === 0) return;
     for (let seq = from; seq <= this.#watermark; seq += 10_000) {

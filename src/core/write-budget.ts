@@ -16,6 +16,7 @@ interface Waiter {
 export class WriteBudget {
   readonly limitBytes: number;
   #used = 0;
+  #waitingBytes = 0;
   readonly #waiters: Waiter[] = [];
 
   constructor(limitBytes: number) {
@@ -33,27 +34,30 @@ export class WriteBudget {
       this.#used += bytes;
       return undefined;
     }
+    // Packs waiting hold their decoded messages in memory too: past another budget's worth of
+    // them, new packs are refused at once instead of queueing.
+    if (this.#waitingBytes + bytes > this.limitBytes || deadline <= Date.now()) {
+      return Promise.reject(this.#exhausted());
+    }
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = { bytes, resolve, reject, timer: undefined };
-      const wait = deadline - Date.now();
-      const fail = () => {
+      this.#waitingBytes += bytes;
+      waiter.timer = setTimeout(() => {
         const i = this.#waiters.indexOf(waiter);
         if (i >= 0) this.#waiters.splice(i, 1);
-        reject(
-          new NerveBusError(
-            "resource_exhausted",
-            `write buffer full (${this.#used} of ${this.limitBytes} bytes waiting for the store); retry with backoff`,
-          ),
-        );
+        this.#waitingBytes -= bytes;
+        reject(this.#exhausted());
         this.#wake();
-      };
-      if (wait <= 0) {
-        fail();
-        return;
-      }
-      waiter.timer = setTimeout(fail, wait);
+      }, deadline - Date.now());
       this.#waiters.push(waiter);
     });
+  }
+
+  #exhausted(): NerveBusError {
+    return new NerveBusError(
+      "resource_exhausted",
+      `write buffer full (${this.#used} of ${this.limitBytes} bytes waiting for the store); retry with backoff`,
+    );
   }
 
   /** Returns `bytes` to the budget and admits waiting packs that now fit. */
@@ -68,6 +72,7 @@ export class WriteBudget {
       clearTimeout(w.timer);
       w.reject(err);
     }
+    this.#waitingBytes = 0;
   }
 
   #wake(): void {
@@ -76,6 +81,7 @@ export class WriteBudget {
       if (this.#used + w.bytes > this.limitBytes && this.#used !== 0) return;
       this.#waiters.shift();
       clearTimeout(w.timer);
+      this.#waitingBytes -= w.bytes;
       this.#used += w.bytes;
       w.resolve();
     }

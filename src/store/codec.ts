@@ -39,8 +39,19 @@ export function decodeRow(seq: number, publishedAt: number, meta: Uint8Array, da
   return m.s === undefined ? row : { ...row, scheduleId: m.s };
 }
 
-/** The ids of a stored message. */
+const ID_KEY = Buffer.from('"i":');
+const SCHEDULE_KEY = Buffer.from('"s":');
+
+/**
+ * The ids of a stored message. Most messages carry neither a message id nor a schedule id, so
+ * the JSON is parsed only when one of their keys appears in the bytes (start-up scans read
+ * every recent row).
+ */
 export function decodeIds(seq: number, publishedAt: number, meta: Uint8Array): LoggedIds {
+  const bytes = Buffer.from(meta.buffer, meta.byteOffset, meta.byteLength);
+  if (bytes.indexOf(ID_KEY) < 0 && bytes.indexOf(SCHEDULE_KEY) < 0) {
+    return { seq, publishTime: publishedAt, messageId: "", scheduleId: undefined };
+  }
   const m = parseMeta(meta);
   return { seq, publishTime: publishedAt, messageId: m.i ?? "", scheduleId: m.s };
 }

@@ -301,16 +301,22 @@ export class MysqlStore implements Store {
 
   async insertMessages(topic: TopicRecord, shard: number, rows: readonly LogMessage[]): Promise<void> {
     if (this.#ownershipLost) throw this.#ownershipLost;
-    const values: unknown[] = [];
-    for (const r of rows) values.push([r.seq, r.publishTime, encodeMeta(r), r.data]);
+    // The statement is built here rather than by mysql2's escaper: every value is an integer
+    // we produced or a BLOB written as a hex literal, so nothing needs escaping, and the
+    // generic escaper (a regex and type checks per value) was a fifth of the publish profile.
+    const parts: string[] = new Array(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      const data =
+        r.data.byteLength === 0
+          ? "''"
+          : `X'${Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength).toString("hex")}'`;
+      parts[i] = `(${r.seq},${r.publishTime},X'${encodeMeta(r).toString("hex")}',${data})`;
+    }
     // Idempotent: a retried row has the same content as the one already there, so a duplicate
     // key keeps the existing row (portable to MySQL 8 and MariaDB, unlike VALUES() aliases).
-    await this.#run("inserting messages", () =>
-      this.#pool.query(
-        `INSERT INTO ${shardTable(topic.id, shard)} (seq, published_at, meta, data) VALUES ? ON DUPLICATE KEY UPDATE seq = seq`,
-        [values],
-      ),
-    );
+    const sql = `INSERT INTO ${shardTable(topic.id, shard)} (seq, published_at, meta, data) VALUES ${parts.join(",")} ON DUPLICATE KEY UPDATE seq = seq`;
+    await this.#run("inserting messages", () => this.#pool.query(sql));
   }
 
   async readMessages(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<LogMessage[]> {
