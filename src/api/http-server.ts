@@ -63,6 +63,7 @@ async function status(broker: Broker, info: BrokerInfo) {
       healthy: info.healthy(),
       openStreams: info.openStreams(),
       bufferedBytes: broker.bufferedBytes,
+      memory: process.memoryUsage(),
     },
     topics,
   };

@@ -111,10 +111,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   {
     key: "tailCacheBytes",
     kind: "bytes",
-    default: 32 * MiB,
+    default: 16 * MiB,
     min: 0,
     max: 4096 * MiB,
-    doc: "recent messages kept in memory per topic",
+    doc: "recent messages kept in memory per topic (payload plus ~320 B per message)",
   },
   {
     key: "confirmTimeoutMs",
