@@ -230,6 +230,7 @@ export class Broker {
     deadline: number,
     scheduleIds?: number[],
   ) {
+    if (entry.topic.needsIndexes(messages, scheduleIds !== undefined)) await entry.topic.indexesReady;
     // Answer a little before the caller's deadline, so it gets our status (RESOURCE_EXHAUSTED,
     // UNAVAILABLE) rather than its own DEADLINE_EXCEEDED.
     const effectiveDeadline = Math.min(
@@ -243,6 +244,7 @@ export class Broker {
 
   async #schedule(entry: TopicEntry, messages: NewMessage[]): Promise<MessageOutcome[]> {
     const topic = entry.topic;
+    if (topic.needsIndexes(messages, false)) await topic.indexesReady;
     const now = Date.now();
     const results: MessageOutcome[] = new Array(messages.length);
     const fresh: { dueAt: number; message: NewMessage }[] = [];
@@ -684,7 +686,7 @@ export class Broker {
       observer: this.observer,
     });
     if (!record.config.ephemeral)
-      await topic.rebuildIndexes((await this.store.scheduleSummary(record)).count > 0);
+      topic.startIndexRebuild((await this.store.scheduleSummary(record)).count > 0);
     const entry: TopicEntry = {
       topic,
       loadedSubscriptions: new Map(),
@@ -711,7 +713,14 @@ export class Broker {
       this.options.log,
     );
     (entry as { scheduler: DelayScheduler }).scheduler = scheduler;
-    if (!record.config.ephemeral) await scheduler.start();
+    if (!record.config.ephemeral) {
+      // The scheduler moves messages only once the index of already-moved ones is rebuilt.
+      void topic.indexesReady
+        .then(() => scheduler.start())
+        .catch((err: unknown) =>
+          this.options.log("warn", "starting the delay scheduler failed", { topic: name, err: String(err) }),
+        );
+    }
     this.#armRetention(entry);
     if (found.created)
       this.options.log("info", "topic created", { topic: name, id: record.id, shards: record.shards });

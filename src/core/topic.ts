@@ -276,21 +276,57 @@ export class Topic {
     return lo;
   }
 
-  /** Rebuilds the dedup and moved-schedule indexes from the recent log (start-up). */
-  async rebuildIndexes(hasSchedule: boolean): Promise<void> {
+  /** Resolves once the dedup and moved-schedule indexes are rebuilt (see rebuildIndexes). */
+  indexesReady: Promise<void> = Promise.resolve();
+  #indexesBuilt = true;
+
+  /** Whether appending `messages` must wait for the index rebuild (they carry ids). */
+  needsIndexes(messages: readonly NewMessage[], scheduled: boolean): boolean {
+    if (this.#indexesBuilt) return false;
+    return scheduled || messages.some((m) => m.messageId !== "");
+  }
+
+  /**
+   * Rebuilds the dedup and moved-schedule indexes from the recent log, in the background:
+   * deliveries and publishes without ids go on meanwhile; publishes with ids (and the
+   * scheduler) wait for `indexesReady`. Store errors are retried until the topic closes.
+   */
+  startIndexRebuild(hasSchedule: boolean): void {
+    this.#indexesBuilt = false;
+    this.indexesReady = (async () => {
+      for (let attempt = 0; !this.#closed; attempt++) {
+        try {
+          await this.#rebuildIndexes(hasSchedule);
+          break;
+        } catch (err) {
+          this.options.log("warn", "rebuilding the dedup index failed; retrying", {
+            topic: this.record.name,
+            err: String(err),
+          });
+          await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
+        }
+      }
+      this.#indexesBuilt = true;
+    })();
+  }
+
+  async #rebuildIndexes(hasSchedule: boolean): Promise<void> {
     const now = Date.now();
     // Schedule ids matter only while the schedule holds entries that may already be in the log.
     const window = hasSchedule ? Math.max(this.dedup.windowMs, MOVED_WINDOW_MS) : this.dedup.windowMs;
     if (window <= 0) return;
     const from = await this.seqAtTime(now - window);
     if (from === 0) return;
-    for (let seq = from; seq <= this.#watermark; seq += 10_000) {
-      const ids = await this.store.readIds(this.record, seq, Math.min(this.#watermark, seq + 9_999));
+    const end = this.#watermark;
+    for (let seq = from; seq <= end; seq += 10_000) {
+      const ids = await this.store.readIds(this.record, seq, Math.min(end, seq + 9_999));
       for (const r of ids) {
         if (r.messageId !== "" && r.publishTime >= now - this.dedup.windowMs)
           this.dedup.set(r.messageId, r.seq, r.publishTime);
         if (r.scheduleId !== undefined) this.moved.set(String(r.scheduleId), r.seq, r.publishTime);
       }
+      // Let deliveries and publishes run between chunks (SQLite reads block the event loop).
+      await new Promise((r) => setImmediate(r));
     }
   }
 
