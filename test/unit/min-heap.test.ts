@@ -10,7 +10,7 @@ test("property: pops come out in key order; retain keeps exactly the accepted en
       fc.integer({ min: 2, max: 5 }),
       (keys, mod) => {
         const heap = new MinHeap<number>();
-        keys.forEach((k, i) => heap.push(k, i));
+        for (let i = 0; i < keys.length; i++) heap.push(keys[i]!, i);
         heap.retain((k) => k % mod !== 0);
         const expected = keys.filter((k) => k % mod !== 0).sort((a, b) => a - b);
         assert.equal(heap.size, expected.length);
