@@ -1,4 +1,5 @@
 import {
+  create,
   type DescMessage,
   type DescService,
   fromBinary,
@@ -25,8 +26,20 @@ type HandlerFor<M extends GenServiceMethods[string]> = M["methodKind"] extends "
 /** One handler per method of the service; the compiler checks none is missing. */
 export type ServiceHandlers<S extends GenServiceMethods> = { [K in keyof S]: HandlerFor<S[K]> };
 
+const ENCODED = Symbol("nervebus.preEncoded");
+
+/**
+ * A message of this schema whose wire bytes were produced already (src/api/fast-codec.ts): the
+ * serializer sends those bytes as they are.
+ */
+export function preEncoded<D extends DescMessage>(schema: D, bytes: Buffer): MessageShape<D> {
+  return Object.assign(create(schema), { [ENCODED]: bytes }) as MessageShape<D>;
+}
+
 function serializer<D extends DescMessage>(schema: D): (msg: MessageShape<D>) => Buffer {
   return (msg) => {
+    const pre = (msg as { [ENCODED]?: Buffer })[ENCODED];
+    if (pre !== undefined) return pre;
     const bytes = toBinary(schema, msg);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
@@ -36,8 +49,16 @@ function deserializer<D extends DescMessage>(schema: D): (buf: Buffer) => Messag
   return (buf) => fromBinary(schema, buf);
 }
 
+/** Hand-written request decoders that replace protobuf-es for some methods (hot paths). */
+export type RequestDecoders<S extends GenServiceMethods> = {
+  [K in keyof S]?: (buf: Buffer) => MessageShape<S[K]["input"]>;
+};
+
 /** The grpc-js service definition of a protobuf-es service. */
-export function serviceDefinition(service: DescService): grpc.ServiceDefinition {
+export function serviceDefinition(
+  service: DescService,
+  decoders: Record<string, ((buf: Buffer) => unknown) | undefined> = {},
+): grpc.ServiceDefinition {
   const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const m of service.methods) {
     def[m.localName] = {
@@ -45,7 +66,7 @@ export function serviceDefinition(service: DescService): grpc.ServiceDefinition 
       requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
       responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
       requestSerialize: serializer(m.input),
-      requestDeserialize: deserializer(m.input),
+      requestDeserialize: decoders[m.localName] ?? deserializer(m.input),
       responseSerialize: serializer(m.output),
       responseDeserialize: deserializer(m.output),
       originalName: m.name,
@@ -62,6 +83,7 @@ export function addService<S extends GenServiceMethods>(
   server: grpc.Server,
   service: GenService<S>,
   handlers: ServiceHandlers<S>,
+  decoders: RequestDecoders<S> = {},
 ): void {
   const impl: grpc.UntypedServiceImplementation = {};
   for (const m of service.methods) {
@@ -71,7 +93,10 @@ export function addService<S extends GenServiceMethods>(
     }
     impl[m.localName] = handler;
   }
-  server.addService(serviceDefinition(service), impl);
+  server.addService(
+    serviceDefinition(service, decoders as Record<string, ((buf: Buffer) => unknown) | undefined>),
+    impl,
+  );
 }
 
 type ClientMethod<M extends GenServiceMethods[string]> = M["methodKind"] extends "unary"

@@ -1,15 +1,14 @@
-import { create } from "@bufbuild/protobuf";
 import { durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import type * as grpc from "@grpc/grpc-js";
 import { type Broker, invalidArgument, MAX_DELAY_MS, type NewMessage } from "../core/index.js";
 import {
-  MessageResult_Outcome,
-  MessageResultSchema,
   type SendPackRequest,
   type SendPackResponse,
   SendPackResponseSchema,
 } from "../gen/nervebus/v1/publisher_pb.js";
 import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
+import { encodeSendPackResponse } from "./fast-codec.js";
+import { preEncoded } from "./grpc-adapter.js";
 import { toGrpcStatus } from "./status.js";
 
 /** ms since epoch of the call's deadline, or Infinity. */
@@ -41,12 +40,6 @@ export function toNewMessages(req: SendPackRequest, now: number): NewMessage[] {
   });
 }
 
-const OUTCOMES = {
-  appended: MessageResult_Outcome.APPENDED,
-  duplicate: MessageResult_Outcome.DUPLICATE,
-  scheduled: MessageResult_Outcome.SCHEDULED,
-} as const;
-
 /** PublisherService.SendPack. */
 export function sendPackHandler(
   broker: Broker,
@@ -76,17 +69,7 @@ export function sendPackHandler(
         telemetry.metrics.confirmSeconds.record((performance.now() - started) / 1000, { topic });
         callback(
           null,
-          create(SendPackResponseSchema, {
-            firstSeq: BigInt(r.firstSeq),
-            lastSeq: BigInt(r.lastSeq),
-            results: r.results.map((x) =>
-              create(MessageResultSchema, {
-                outcome: OUTCOMES[x.outcome],
-                seq: BigInt(x.seq),
-                traceId: x.traceId,
-              }),
-            ),
-          }),
+          preEncoded(SendPackResponseSchema, encodeSendPackResponse(r.firstSeq, r.lastSeq, r.results)),
         );
       },
       (err: unknown) => {

@@ -6,6 +6,7 @@ import { PublisherService } from "../gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "../gen/nervebus/v1/subscriber_pb.js";
 import type { Telemetry } from "../telemetry/index.js";
 import { adminHandlers } from "./admin-handler.js";
+import { decodeReceiveRequest, decodeSendPackRequest } from "./fast-codec.js";
 import { addService } from "./grpc-adapter.js";
 import { sendPackHandler } from "./publisher-handler.js";
 import { addReflection } from "./reflection.js";
@@ -57,8 +58,13 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
       });
     };
   };
-  addService(server, PublisherService, { sendPack: counted(sendPackHandler(broker, options.telemetry)) });
-  addService(server, SubscriberService, { receive: sessions.handler() });
+  addService(
+    server,
+    PublisherService,
+    { sendPack: counted(sendPackHandler(broker, options.telemetry)) },
+    { sendPack: decodeSendPackRequest },
+  );
+  addService(server, SubscriberService, { receive: sessions.handler() }, { receive: decodeReceiveRequest });
   const admin = adminHandlers(broker);
   addService(
     server,

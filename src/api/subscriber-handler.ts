@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs, durationMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import type * as grpc from "@grpc/grpc-js";
 import {
   type Attachment,
@@ -10,10 +10,8 @@ import {
   MAX_DELAY_MS,
   NerveBusError,
   type StartPosition,
-  traceIdOf,
   type Window,
 } from "../core/index.js";
-import { DeliverySchema } from "../gen/nervebus/v1/message_pb.js";
 import {
   AckResultsSchema,
   HeartbeatSchema,
@@ -25,6 +23,8 @@ import {
   SubscribedSchema,
   type Window as WireWindow,
 } from "../gen/nervebus/v1/subscriber_pb.js";
+import { encodeDeliveries } from "./fast-codec.js";
+import { preEncoded } from "./grpc-adapter.js";
 import { toGrpcStatus } from "./status.js";
 
 type ReceiveCall = grpc.ServerDuplexStream<ReceiveRequest, ReceiveResponse>;
@@ -135,21 +135,7 @@ class ReceiveSession implements ConsumerSink {
 
   send(deliveries: readonly Delivered[]): boolean {
     if (this.#ended) return false;
-    const response = create(ReceiveResponseSchema, {
-      deliveries: deliveries.map(({ message: m, attempt }) =>
-        create(DeliverySchema, {
-          seq: BigInt(m.seq),
-          data: m.data,
-          attributes: m.attributes,
-          orderingKey: m.orderingKey,
-          messageId: m.messageId,
-          publishTime: timestampFromMs(m.publishTime),
-          attempt,
-          traceId: traceIdOf(m.attributes.traceparent) ?? "",
-        }),
-      ),
-    });
-    return this.#write(response);
+    return this.#write(preEncoded(ReceiveResponseSchema, encodeDeliveries(deliveries)));
   }
 
   ackResults(acked: readonly number[], alreadyAcked: readonly number[]): void {

@@ -13,9 +13,10 @@ export { CommitTracker } from "./commit-tracker.js";
 export { Consumer, type ConsumerSink, type Delivered, type Window } from "./consumer.js";
 export { asNerveBusError, type ErrorCode, invalidArgument, NerveBusError } from "./errors.js";
 export { MAX_DELAY_MS, type PublishLimits, validateName } from "./limits.js";
+export { decodeMeta, encodeMeta, type MetaFields, metaIds } from "./meta.js";
 export {
   type LoggedIds,
-  type LogMessage,
+  LogMessage,
   messageBytes,
   type NewMessage,
   type PointerRecord,
@@ -37,3 +38,12 @@ export {
 } from "./subscription.js";
 export type { MessageOutcome } from "./topic.js";
 export { newTraceparent, traceIdOf } from "./trace-context.js";
+export {
+  lenFieldSize,
+  varintSize,
+  WIRE_LEN,
+  WIRE_VARINT,
+  WireError,
+  WireReader,
+  writeVarint,
+} from "./wire.js";

@@ -1,3 +1,6 @@
+import { decodeMeta, deliveryMeta, encodeMeta, type MetaFields, metaContentBytes } from "./meta.js";
+import { traceIdOf } from "./trace-context.js";
+
 /**
  * Domain types shared by the core and the stores. No protobuf types here: the API layer
  * translates wire messages into these.
@@ -13,17 +16,85 @@ export interface NewMessage {
   readonly deliverAt: number;
 }
 
-/** A message in a topic's log. */
-export interface LogMessage {
-  readonly seq: number;
-  /** Append time, ms since epoch. */
-  readonly publishTime: number;
-  readonly data: Uint8Array;
-  readonly attributes: Record<string, string>;
-  readonly orderingKey: string;
-  readonly messageId: string;
+/**
+ * A message in a topic's log. Its metadata stays in the stored wire form (see meta.ts): the
+ * delivery path copies those bytes as they are, and the fields are decoded only when something
+ * asks for them (ordering, dead-lettering, tracing, the admin API).
+ */
+export class LogMessage {
+  #fields: MetaFields | undefined;
+  #bytes: number;
+
+  constructor(
+    readonly seq: number,
+    /** Append time, ms since epoch. */
+    readonly publishTime: number,
+    readonly data: Uint8Array,
+    /** Stored metadata (meta.ts format, or JSON in rows of older versions). */
+    readonly meta: Buffer,
+    /** Its size as messageBytes counts it, when the caller knows it already. */
+    bytes = -1,
+  ) {
+    this.#bytes = bytes;
+  }
+
+  /** A message from its fields (tests, tools): encodes the metadata. */
+  static of(
+    seq: number,
+    publishTime: number,
+    data: Uint8Array,
+    fields: {
+      attributes: Record<string, string>;
+      orderingKey: string;
+      messageId: string;
+      scheduleId?: number;
+    },
+  ): LogMessage {
+    return new LogMessage(
+      seq,
+      publishTime,
+      data,
+      encodeMeta(fields, traceIdOf(fields.attributes.traceparent) ?? "", fields.scheduleId),
+    );
+  }
+
+  #decoded(): MetaFields {
+    if (this.#fields === undefined) this.#fields = decodeMeta(this.meta);
+    return this.#fields;
+  }
+
+  get attributes(): Record<string, string> {
+    return this.#decoded().attributes;
+  }
+
+  get orderingKey(): string {
+    return this.#decoded().orderingKey;
+  }
+
+  get messageId(): string {
+    return this.#decoded().messageId;
+  }
+
+  /** Hex trace id of its traceparent, "" for none. */
+  get traceId(): string {
+    return this.#decoded().traceId;
+  }
+
   /** For a delayed message: its schedule entry's id (internal; used to move it exactly once). */
-  readonly scheduleId?: number;
+  get scheduleId(): number | undefined {
+    return this.#decoded().scheduleId;
+  }
+
+  /** Payload plus metadata bytes, as messageBytes counts them. */
+  get bytes(): number {
+    if (this.#bytes < 0) this.#bytes = this.data.byteLength + metaContentBytes(this.meta);
+    return this.#bytes;
+  }
+
+  /** The metadata as Delivery fields, to copy into a delivery as it is. */
+  get deliveryMeta(): Buffer {
+    return deliveryMeta(this.meta);
+  }
 }
 
 /** The ids of a logged message, for rebuilding the deduplication index. */

@@ -15,6 +15,8 @@ export interface Settled {
  * library; src/telemetry implements this. Every method must be cheap and must not throw.
  */
 export interface BrokerObserver {
+  /** Whether spans are made: only then does the core look up messages' trace contexts. */
+  readonly tracing: boolean;
   /** A shard batch committed. */
   batchPersisted(
     topic: string,
@@ -35,6 +37,7 @@ export interface BrokerObserver {
 
 /** The observer used when none is given: does nothing. */
 export const NO_OBSERVER: BrokerObserver = {
+  tracing: false,
   batchPersisted() {},
   storeError() {},
   storeRead() {},

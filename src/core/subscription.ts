@@ -4,7 +4,6 @@ import type { Consumer, Delivered } from "./consumer.js";
 import { invalidArgument, type NerveBusError } from "./errors.js";
 import { MinHeap } from "./min-heap.js";
 import type { LogMessage, SubscriptionConfig, SubscriptionRecord } from "./model.js";
-import { messageBytes } from "./model.js";
 import type { BrokerObserver, Settled } from "./observer.js";
 import { RateMeter } from "./rate-meter.js";
 import type { Topic } from "./topic.js";
@@ -449,7 +448,7 @@ export class Subscription {
           seq = fresh.seq;
           message = fresh;
         }
-        const bytes = messageBytes(message);
+        const bytes = message.bytes;
         if (!consumer.fits(bytes)) break;
         if (p === undefined) {
           p = {
@@ -473,7 +472,7 @@ export class Subscription {
         }
         p.attempts++;
         p.message = undefined;
-        p.traceparent = message.attributes.traceparent;
+        if (this.#observer.tracing) p.traceparent = message.attributes.traceparent;
         const deadline = now + consumer.ackDeadlineMs;
         p.lease = { consumer, deadline, bytes };
         consumer.inFlight++;
@@ -559,7 +558,7 @@ export class Subscription {
         let bytes = 0;
         for (const row of rows) {
           this.#readAhead.set(row.seq, row);
-          bytes += messageBytes(row);
+          bytes += row.bytes;
         }
         // Aim for ~4 MiB per read: small messages come in large ranges, large ones in few.
         const avg = rows.length > 0 ? bytes / rows.length : 1024;

@@ -1,9 +1,8 @@
 import type { LogMessage } from "./model.js";
-import { messageBytes } from "./model.js";
 
 /**
- * What a cached message costs beyond its payload and strings: the message object, its
- * attributes object, the Buffer view, the array slots (an estimate of V8's object sizes,
+ * What a cached message costs beyond its payload and metadata bytes: the message object, the
+ * Buffer views, the array slots (an estimate of V8's object sizes,
  * on the high side). Counting it makes the limit bound memory, not just payload bytes.
  */
 const ENTRY_OVERHEAD_BYTES = 320;
@@ -36,7 +35,7 @@ export class TailCache {
 
   /** Appends the next message; a seq that does not follow the last one restarts the cache. */
   append(message: LogMessage): void {
-    const size = messageBytes(message) + ENTRY_OVERHEAD_BYTES;
+    const size = message.data.byteLength + message.meta.byteLength + ENTRY_OVERHEAD_BYTES;
     if (
       this.#entries.length === this.#head ||
       message.seq !== this.#firstSeq + this.#entries.length - this.#head

@@ -1,8 +1,9 @@
 import { CommitTracker } from "./commit-tracker.js";
 import { DedupIndex } from "./dedup-index.js";
 import { NerveBusError } from "./errors.js";
-import type { LogMessage, NewMessage, TopicRecord } from "./model.js";
-import { messageBytes } from "./model.js";
+import { encodeMeta } from "./meta.js";
+import type { NewMessage, TopicRecord } from "./model.js";
+import { LogMessage, messageBytes } from "./model.js";
 import type { BrokerObserver } from "./observer.js";
 import { RateMeter } from "./rate-meter.js";
 import { ShardWriter } from "./shard-writer.js";
@@ -26,6 +27,9 @@ export interface AppendResult {
   readonly lastSeq: number;
   readonly results: MessageOutcome[];
 }
+
+/** UTF-8 bytes of the traceparent attribute the broker adds to a message without one. */
+const TRACEPARENT_BYTES = "traceparent".length + newTraceparent().length;
 
 /** Ids remembered per topic for deduplication, at most (see DedupIndex). */
 export const MAX_DEDUP_IDS = 1_000_000;
@@ -178,8 +182,7 @@ export class Topic {
           seq: original,
           // The original's trace id while it is cached, else the retry's own (a client's retry
           // carries the same attributes).
-          traceId:
-            traceIdOf(this.cache.get(original)?.attributes.traceparent ?? m.attributes.traceparent) ?? "",
+          traceId: this.cache.get(original)?.traceId ?? traceIdOf(m.attributes.traceparent) ?? "",
         };
         waitFor = Math.max(waitFor, original);
         released += messageBytes(m);
@@ -200,26 +203,30 @@ export class Topic {
         const i = fresh[k]!;
         const m = messages[i]!;
         const seq = firstSeq + k;
-        const attributes =
-          m.attributes.traceparent === undefined
-            ? { ...m.attributes, traceparent: newTraceparent() }
-            : m.attributes;
+        const sentBytes = messageBytes(m);
+        let attributes = m.attributes;
+        let storedBytes = sentBytes;
+        let traceparent = attributes.traceparent;
+        if (traceparent === undefined) {
+          traceparent = newTraceparent();
+          attributes = { ...attributes, traceparent };
+          storedBytes += TRACEPARENT_BYTES;
+        }
+        const traceId = traceIdOf(traceparent) ?? "";
         const scheduleId = scheduleIds?.[i];
-        const row: LogMessage = {
+        const row = new LogMessage(
           seq,
-          publishTime: now,
-          data: m.data,
-          attributes,
-          orderingKey: m.orderingKey,
-          messageId: m.messageId,
-          ...(scheduleId !== undefined ? { scheduleId } : {}),
-        };
+          now,
+          m.data,
+          encodeMeta({ attributes, orderingKey: m.orderingKey, messageId: m.messageId }, traceId, scheduleId),
+          storedBytes,
+        );
         this.cache.append(row);
         if (dedupOn && m.messageId !== "") this.dedup.set(m.messageId, seq, now);
         if (scheduleId !== undefined) this.moved.set(String(scheduleId), seq, now);
-        results[i] = { outcome: "appended", seq, traceId: traceIdOf(attributes.traceparent) ?? "" };
+        results[i] = { outcome: "appended", seq, traceId };
         // The budget was taken for the message as sent (before a traceparent was added).
-        if (!this.ephemeral) this.#writers[seq % shards]!.push(row, messageBytes(m));
+        if (!this.ephemeral) this.#writers[seq % shards]!.push(row, sentBytes);
       }
       this.publishRate.mark(fresh.length);
       waitFor = Math.max(waitFor, lastSeq);
@@ -232,7 +239,7 @@ export class Topic {
         results[i] = {
           outcome: "duplicate",
           seq,
-          traceId: traceIdOf(this.cache.get(seq)?.attributes.traceparent) ?? "",
+          traceId: this.cache.get(seq)?.traceId ?? "",
         };
       }
     }

@@ -1,69 +1,39 @@
-import type { LoggedIds, LogMessage, NewMessage, SubscriptionConfig, TopicConfig } from "../core/index.js";
+import {
+  decodeMeta,
+  encodeMeta,
+  type LoggedIds,
+  LogMessage,
+  metaIds,
+  type NewMessage,
+  type SubscriptionConfig,
+  type TopicConfig,
+  traceIdOf,
+} from "../core/index.js";
 
-/**
- * The compact metadata blob stored beside each payload: attributes, ordering key and message
- * id as JSON with one-letter keys, empty parts left out. (JSON because V8 encodes and decodes
- * it natively, faster than a hand-rolled binary format here; measured in bench/.)
- */
-export function encodeMeta(
-  m: Pick<LogMessage, "attributes" | "orderingKey" | "messageId" | "scheduleId">,
-): Buffer {
-  const meta: { a?: Record<string, string>; k?: string; i?: string; s?: number } = {};
-  for (const _ in m.attributes) {
-    meta.a = m.attributes;
-    break;
-  }
-  if (m.orderingKey !== "") meta.k = m.orderingKey;
-  if (m.messageId !== "") meta.i = m.messageId;
-  if (m.scheduleId !== undefined) meta.s = m.scheduleId;
-  return Buffer.from(JSON.stringify(meta));
+/** Rebuilds a message from its stored columns (the metadata stays encoded until asked for). */
+export function decodeRow(seq: number, publishedAt: number, meta: Buffer, data: Uint8Array): LogMessage {
+  return new LogMessage(seq, publishedAt, data, meta);
 }
 
-type Meta = { a?: Record<string, string>; k?: string; i?: string; s?: number };
-
-function parseMeta(meta: Uint8Array): Meta {
-  return JSON.parse(Buffer.from(meta.buffer, meta.byteOffset, meta.byteLength).toString("utf8")) as Meta;
+/** The ids of a stored message, for the deduplication indexes. */
+export function decodeIds(seq: number, publishedAt: number, meta: Buffer): LoggedIds {
+  const { messageId, scheduleId } = metaIds(meta);
+  return { seq, publishTime: publishedAt, messageId, scheduleId };
 }
 
-/** Rebuilds a message from its stored columns. */
-export function decodeRow(seq: number, publishedAt: number, meta: Uint8Array, data: Uint8Array): LogMessage {
-  const m = parseMeta(meta);
-  const row: LogMessage = {
-    seq,
-    publishTime: publishedAt,
-    data,
-    attributes: m.a ?? {},
-    orderingKey: m.k ?? "",
-    messageId: m.i ?? "",
-  };
-  return m.s === undefined ? row : { ...row, scheduleId: m.s };
-}
-
-const ID_KEY = Buffer.from('"i":');
-const SCHEDULE_KEY = Buffer.from('"s":');
-
-/**
- * The ids of a stored message. Most messages carry neither a message id nor a schedule id, so
- * the JSON is parsed only when one of their keys appears in the bytes (start-up scans read
- * every recent row).
- */
-export function decodeIds(seq: number, publishedAt: number, meta: Uint8Array): LoggedIds {
-  const bytes = Buffer.from(meta.buffer, meta.byteOffset, meta.byteLength);
-  if (bytes.indexOf(ID_KEY) < 0 && bytes.indexOf(SCHEDULE_KEY) < 0) {
-    return { seq, publishTime: publishedAt, messageId: "", scheduleId: undefined };
-  }
-  const m = parseMeta(meta);
-  return { seq, publishTime: publishedAt, messageId: m.i ?? "", scheduleId: m.s };
+/** The metadata column of a delayed message in the schedule (same format as the log's). */
+export function encodeScheduledMeta(m: NewMessage): Buffer {
+  return encodeMeta(m, traceIdOf(m.attributes.traceparent) ?? "");
 }
 
 /** A delayed message as stored in the schedule. */
-export function decodeScheduled(id: number, dueAt: number, meta: Uint8Array, data: Uint8Array) {
-  const m = parseMeta(meta);
+export function decodeScheduled(id: number, dueAt: number, meta: Buffer, data: Uint8Array) {
+  const m = decodeMeta(meta);
   const message: NewMessage = {
     data,
-    attributes: m.a ?? {},
-    orderingKey: m.k ?? "",
-    messageId: m.i ?? "",
+    attributes: m.attributes,
+    orderingKey: m.orderingKey,
+    messageId: m.messageId,
     deliverAt: dueAt,
   };
   return { id, dueAt, message };

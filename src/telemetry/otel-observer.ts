@@ -38,6 +38,10 @@ export class OtelObserver implements BrokerObserver {
     private readonly storeKind: string,
   ) {}
 
+  get tracing(): boolean {
+    return this.tracer !== undefined;
+  }
+
   batchPersisted(
     topic: string,
     shard: number,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { LogMessage, Store, TopicConfig, TopicRecord } from "../../src/core/index.js";
+import { LogMessage, type Store, type TopicConfig, type TopicRecord } from "../../src/core/index.js";
 
 const CONFIG: TopicConfig = { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 0, ephemeral: false };
 const shards = (n: number) => ({ shards: n, config: CONFIG });
@@ -12,15 +12,19 @@ export interface StoreFactory {
   open(url: string): Promise<Store>;
 }
 
-function row(seq: number, text = `m${seq}`, publishTime = 1_000 + seq): LogMessage {
-  return {
-    seq,
-    publishTime,
-    data: Buffer.from(text),
-    attributes: { traceparent: `00-${"ab".repeat(16)}-${"cd".repeat(8)}-01`, k: `v${seq}` },
+const TRACEPARENT = `00-${"ab".repeat(16)}-${"cd".repeat(8)}-01`;
+
+function row(
+  seq: number,
+  text = `m${seq}`,
+  publishTime = 1_000 + seq,
+  attributes: Record<string, string> = { traceparent: TRACEPARENT, k: `v${seq}` },
+): LogMessage {
+  return LogMessage.of(seq, publishTime, Buffer.from(text), {
+    attributes,
     orderingKey: seq % 2 ? "odd" : "",
     messageId: `id-${seq}`,
-  };
+  });
 }
 
 async function insertAll(store: Store, topic: TopicRecord, seqs: number[]) {
@@ -90,8 +94,9 @@ export function storeConformance(kind: string, factory: StoreFactory): void {
   withStore("large payloads and empty ones survive", async (store) => {
     const { topic } = (await store.ensureTopic("big", shards(2)))!;
     const big = Buffer.alloc(900 * 1024, 7);
-    await store.insertMessages(topic, 1, [{ ...row(1), data: big }]);
-    await store.insertMessages(topic, 0, [{ ...row(2), data: Buffer.alloc(0), attributes: {} }]);
+    const r1 = row(1);
+    await store.insertMessages(topic, 1, [new LogMessage(1, r1.publishTime, big, r1.meta)]);
+    await store.insertMessages(topic, 0, [row(2, "", undefined, {})]);
     const [a, b] = await store.readMessages(topic, 1, 2);
     assert.equal(Buffer.compare(Buffer.from(a!.data), big), 0);
     assert.equal(b!.data.byteLength, 0);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type mysql from "mysql2/promise";
+import { LogMessage } from "../../src/core/index.js";
 import { MysqlStore } from "../../src/store/index.js";
 import { useTestMysql } from "../support/mariadb.js";
 
@@ -28,7 +29,7 @@ test("mysql: a broker whose lock connection dies takes the lock back; if another
     await a.ping();
     assert.notEqual(await lockOwner(), null, "the lock is held again");
     await a.insertMessages(topic, 0, [
-      { seq: 1, publishTime: 1, data: Buffer.from("a"), attributes: {}, orderingKey: "", messageId: "" },
+      LogMessage.of(1, 1, Buffer.from("a"), { attributes: {}, orderingKey: "", messageId: "" }),
     ]);
 
     // It drops again, and a second broker takes the database before the first notices.
@@ -42,7 +43,7 @@ test("mysql: a broker whose lock connection dies takes the lock back; if another
       });
       await assert.rejects(
         a.insertMessages(topic, 0, [
-          { seq: 2, publishTime: 1, data: Buffer.from("b"), attributes: {}, orderingKey: "", messageId: "" },
+          LogMessage.of(2, 1, Buffer.from("b"), { attributes: {}, orderingKey: "", messageId: "" }),
         ]),
         /lost ownership/,
       );

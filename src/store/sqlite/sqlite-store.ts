@@ -22,7 +22,7 @@ import {
   decodeRow,
   decodeScheduled,
   encodeConfig,
-  encodeMeta,
+  encodeScheduledMeta,
   mergeBySeq,
   scheduleTable,
   shardTable,
@@ -252,7 +252,7 @@ export class SqliteStore implements Store {
           const stmt = this.#stmt(
             `INSERT INTO ${q.table} (seq, published_at, meta, data) VALUES (?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING`,
           );
-          for (const r of q.rows) stmt.run(r.seq, r.publishTime, encodeMeta(r), r.data);
+          for (const r of q.rows) stmt.run(r.seq, r.publishTime, r.meta, r.data);
         }
       })();
     } catch (err) {
@@ -362,7 +362,7 @@ export class SqliteStore implements Store {
           `INSERT INTO ${scheduleTable(topic.id)} (due_at, meta, data) VALUES (?, ?, ?)`,
         );
         return entries.map((e) =>
-          Number(stmt.run(e.dueAt, encodeMeta(e.message), e.message.data).lastInsertRowid),
+          Number(stmt.run(e.dueAt, encodeScheduledMeta(e.message), e.message.data).lastInsertRowid),
         );
       })(),
     );

@@ -1,0 +1,238 @@
+import { fromBinary } from "@bufbuild/protobuf";
+import { DurationSchema, TimestampSchema } from "@bufbuild/protobuf/wkt";
+import {
+  type Delivered,
+  type MessageOutcome,
+  varintSize,
+  WIRE_LEN,
+  WIRE_VARINT,
+  WireReader,
+  writeVarint,
+} from "../core/index.js";
+import type { Message } from "../gen/nervebus/v1/message_pb.js";
+import { MessageResult_Outcome, type SendPackRequest } from "../gen/nervebus/v1/publisher_pb.js";
+import { type ReceiveRequest, ReceiveRequestSchema } from "../gen/nervebus/v1/subscriber_pb.js";
+
+/**
+ * Hand-written encoders and decoders for the messages on the hot paths: a SendPack request and
+ * response, a Receive response carrying deliveries, a Receive request that only acks. They
+ * produce and read exactly what protobuf-es does (test/unit/fast-codec.test.ts compares them),
+ * without its per-field reflection and without building a message object per delivery:
+ * deliveries copy the metadata bytes the store holds (src/core/meta.ts). Every other message
+ * goes through protobuf-es.
+ */
+
+const EMPTY = new Uint8Array(0);
+
+function decodeMessage(buf: Buffer, start: number, end: number): Message {
+  const r = new WireReader(buf, start, end);
+  let data: Uint8Array = EMPTY;
+  const attributes: Record<string, string> = {};
+  let orderingKey = "";
+  let messageId = "";
+  let deliverAt: Message["deliverAt"];
+  let delay: Message["delay"];
+  while (!r.done) {
+    const tag = r.tag();
+    switch (tag) {
+      case (1 << 3) | WIRE_LEN:
+        data = r.bytes();
+        break;
+      case (2 << 3) | WIRE_LEN: {
+        const [s, e] = r.lenRange();
+        const entry = new WireReader(buf, s, e);
+        let key = "";
+        let value = "";
+        while (!entry.done) {
+          const t = entry.tag();
+          if (t === ((1 << 3) | WIRE_LEN)) key = entry.string();
+          else if (t === ((2 << 3) | WIRE_LEN)) value = entry.string();
+          else entry.skip(t & 7);
+        }
+        attributes[key] = value;
+        break;
+      }
+      case (3 << 3) | WIRE_LEN:
+        orderingKey = r.string();
+        break;
+      case (4 << 3) | WIRE_LEN:
+        messageId = r.string();
+        break;
+      case (5 << 3) | WIRE_LEN:
+        deliverAt = fromBinary(TimestampSchema, r.bytes());
+        break;
+      case (6 << 3) | WIRE_LEN:
+        delay = fromBinary(DurationSchema, r.bytes());
+        break;
+      default:
+        r.skip(tag & 7);
+    }
+  }
+  return { $typeName: "nervebus.v1.Message", data, attributes, orderingKey, messageId, deliverAt, delay };
+}
+
+/** SendPackRequest from the wire. */
+export function decodeSendPackRequest(buf: Buffer): SendPackRequest {
+  const r = new WireReader(buf);
+  let topic = "";
+  const messages: Message[] = [];
+  while (!r.done) {
+    const tag = r.tag();
+    if (tag === ((1 << 3) | WIRE_LEN)) topic = r.string();
+    else if (tag === ((2 << 3) | WIRE_LEN)) {
+      const [s, e] = r.lenRange();
+      messages.push(decodeMessage(buf, s, e));
+    } else r.skip(tag & 7);
+  }
+  return { $typeName: "nervebus.v1.SendPackRequest", topic, messages };
+}
+
+const OUTCOMES = {
+  appended: MessageResult_Outcome.APPENDED,
+  duplicate: MessageResult_Outcome.DUPLICATE,
+  scheduled: MessageResult_Outcome.SCHEDULED,
+} as const;
+
+/** SendPackResponse bytes: first and last seq, one MessageResult per message. */
+export function encodeSendPackResponse(
+  firstSeq: number,
+  lastSeq: number,
+  results: readonly MessageOutcome[],
+): Buffer {
+  let size = 0;
+  if (firstSeq > 0) size += 1 + varintSize(firstSeq);
+  if (lastSeq > 0) size += 1 + varintSize(lastSeq);
+  const lens = new Array<number>(results.length);
+  for (let i = 0; i < results.length; i++) {
+    const r = results[i]!;
+    let len = 2; // outcome: never 0
+    if (r.seq > 0) len += 1 + varintSize(r.seq);
+    if (r.traceId !== "") len += 1 + varintSize(r.traceId.length) + r.traceId.length;
+    lens[i] = len;
+    size += 1 + varintSize(len) + len;
+  }
+  const buf = Buffer.allocUnsafe(size);
+  let pos = 0;
+  if (firstSeq > 0) {
+    buf[pos++] = (1 << 3) | WIRE_VARINT;
+    pos = writeVarint(buf, pos, firstSeq);
+  }
+  if (lastSeq > 0) {
+    buf[pos++] = (2 << 3) | WIRE_VARINT;
+    pos = writeVarint(buf, pos, lastSeq);
+  }
+  for (let i = 0; i < results.length; i++) {
+    const r = results[i]!;
+    buf[pos++] = (3 << 3) | WIRE_LEN;
+    pos = writeVarint(buf, pos, lens[i]!);
+    buf[pos++] = (1 << 3) | WIRE_VARINT;
+    buf[pos++] = OUTCOMES[r.outcome];
+    if (r.seq > 0) {
+      buf[pos++] = (2 << 3) | WIRE_VARINT;
+      pos = writeVarint(buf, pos, r.seq);
+    }
+    if (r.traceId !== "") {
+      buf[pos++] = (3 << 3) | WIRE_LEN;
+      pos = writeVarint(buf, pos, r.traceId.length);
+      pos += buf.write(r.traceId, pos, "latin1");
+    }
+  }
+  return buf;
+}
+
+/**
+ * A ReceiveResponse carrying these deliveries, as Delivery fields: seq (1), data (2), the
+ * stored metadata as it is (3 attributes, 4 ordering_key, 5 message_id, 8 trace_id),
+ * publish_time (6) and attempt (7).
+ */
+export function encodeDeliveries(deliveries: readonly Delivered[]): Buffer {
+  const n = deliveries.length;
+  const lens = new Array<number>(n);
+  const metas = new Array<Buffer>(n);
+  let size = 0;
+  for (let i = 0; i < n; i++) {
+    const { message: m, attempt } = deliveries[i]!;
+    const meta = m.deliveryMeta;
+    metas[i] = meta;
+    const dl = m.data.byteLength;
+    const seconds = Math.floor(m.publishTime / 1000);
+    const nanos = (m.publishTime - seconds * 1000) * 1_000_000;
+    const ts = (seconds > 0 ? 1 + varintSize(seconds) : 0) + (nanos > 0 ? 1 + varintSize(nanos) : 0);
+    const len =
+      1 +
+      varintSize(m.seq) +
+      (dl > 0 ? 1 + varintSize(dl) + dl : 0) +
+      meta.length +
+      2 +
+      ts +
+      (attempt > 0 ? 1 + varintSize(attempt) : 0);
+    lens[i] = len;
+    size += 1 + varintSize(len) + len;
+  }
+  const buf = Buffer.allocUnsafe(size);
+  let pos = 0;
+  for (let i = 0; i < n; i++) {
+    const { message: m, attempt } = deliveries[i]!;
+    buf[pos++] = (2 << 3) | WIRE_LEN;
+    pos = writeVarint(buf, pos, lens[i]!);
+    buf[pos++] = (1 << 3) | WIRE_VARINT;
+    pos = writeVarint(buf, pos, m.seq);
+    const dl = m.data.byteLength;
+    if (dl > 0) {
+      buf[pos++] = (2 << 3) | WIRE_LEN;
+      pos = writeVarint(buf, pos, dl);
+      buf.set(m.data, pos);
+      pos += dl;
+    }
+    const meta = metas[i]!;
+    meta.copy(buf, pos);
+    pos += meta.length;
+    const seconds = Math.floor(m.publishTime / 1000);
+    const nanos = (m.publishTime - seconds * 1000) * 1_000_000;
+    buf[pos++] = (6 << 3) | WIRE_LEN;
+    buf[pos++] = (seconds > 0 ? 1 + varintSize(seconds) : 0) + (nanos > 0 ? 1 + varintSize(nanos) : 0);
+    if (seconds > 0) {
+      buf[pos++] = (1 << 3) | WIRE_VARINT;
+      pos = writeVarint(buf, pos, seconds);
+    }
+    if (nanos > 0) {
+      buf[pos++] = (2 << 3) | WIRE_VARINT;
+      pos = writeVarint(buf, pos, nanos);
+    }
+    if (attempt > 0) {
+      buf[pos++] = (7 << 3) | WIRE_VARINT;
+      pos = writeVarint(buf, pos, attempt);
+    }
+  }
+  return buf;
+}
+
+/**
+ * ReceiveRequest from the wire. A request that only acks (the common one) is read here; any
+ * other goes through protobuf-es.
+ */
+export function decodeReceiveRequest(buf: Buffer): ReceiveRequest {
+  const r = new WireReader(buf);
+  const acks: bigint[] = [];
+  while (!r.done) {
+    const tag = r.tag();
+    if (tag === ((2 << 3) | WIRE_LEN)) {
+      const [s, e] = r.lenRange();
+      const packed = new WireReader(buf, s, e);
+      while (!packed.done) acks.push(BigInt(packed.varint()));
+    } else if (tag === ((2 << 3) | WIRE_VARINT)) {
+      acks.push(BigInt(r.varint()));
+    } else {
+      return fromBinary(ReceiveRequestSchema, buf);
+    }
+  }
+  return {
+    $typeName: "nervebus.v1.ReceiveRequest",
+    subscribe: undefined,
+    ackSeqs: acks,
+    nacks: [],
+    extendDeadlines: [],
+    terminateSeqs: [],
+    window: undefined,
+  };
+}

@@ -1,0 +1,206 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { create, equals, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import fc from "fast-check";
+import {
+  decodeReceiveRequest,
+  decodeSendPackRequest,
+  encodeDeliveries,
+  encodeSendPackResponse,
+} from "../../src/api/fast-codec.js";
+import {
+  decodeMeta,
+  encodeMeta,
+  LogMessage,
+  type MessageOutcome,
+  messageBytes,
+  metaIds,
+  traceIdOf,
+} from "../../src/core/index.js";
+import { DeliverySchema, MessageSchema } from "../../src/gen/nervebus/v1/message_pb.js";
+import {
+  MessageResult_Outcome,
+  MessageResultSchema,
+  SendPackRequestSchema,
+  SendPackResponseSchema,
+} from "../../src/gen/nervebus/v1/publisher_pb.js";
+import {
+  NackSchema,
+  ReceiveRequestSchema,
+  ReceiveResponseSchema,
+  WindowSchema,
+} from "../../src/gen/nervebus/v1/subscriber_pb.js";
+
+const TRACEPARENT = `00-${"4bf92f3577b34da6a3ce929d0e0e4736"}-00f067aa0ba902b7-01`;
+
+// Strings with multi-byte characters, so byte lengths and character counts differ.
+const text = fc.string({ unit: "grapheme", maxLength: 12 });
+const attributes = fc.dictionary(text, text, { maxKeys: 4 });
+const fields = fc.record({
+  attributes,
+  orderingKey: text,
+  messageId: text,
+  withTrace: fc.boolean(),
+  scheduleId: fc.option(fc.integer({ min: 1, max: 2 ** 40 }), { nil: undefined }),
+});
+
+test("property: metadata round-trips, its byte count equals messageBytes, and ids are read alone", () => {
+  fc.assert(
+    fc.property(fields, fc.uint8Array({ maxLength: 64 }), (f, data) => {
+      const attrs = f.withTrace ? { ...f.attributes, traceparent: TRACEPARENT } : f.attributes;
+      const traceId = traceIdOf(attrs.traceparent) ?? "";
+      const meta = encodeMeta({ ...f, attributes: attrs }, traceId, f.scheduleId);
+      const back = decodeMeta(meta);
+      assert.deepEqual(back, {
+        attributes: { ...attrs },
+        orderingKey: f.orderingKey,
+        messageId: f.messageId,
+        traceId,
+        scheduleId: f.scheduleId,
+      });
+      assert.deepEqual(metaIds(meta), { messageId: f.messageId, scheduleId: f.scheduleId });
+      const m = new LogMessage(7, 1_700_000_000_123, data, meta);
+      assert.equal(
+        m.bytes,
+        messageBytes({ data, attributes: attrs, orderingKey: f.orderingKey, messageId: f.messageId }),
+      );
+    }),
+  );
+});
+
+test("rows stored as JSON by earlier versions still read, and deliver the same bytes", () => {
+  const json = Buffer.from(
+    JSON.stringify({ a: { traceparent: TRACEPARENT, k: "v" }, k: "key", i: "id-1", s: 42 }),
+  );
+  const legacy = new LogMessage(5, 1_000, Buffer.from("x"), json);
+  assert.deepEqual(legacy.attributes, { traceparent: TRACEPARENT, k: "v" });
+  assert.equal(legacy.orderingKey, "key");
+  assert.equal(legacy.messageId, "id-1");
+  assert.equal(legacy.scheduleId, 42);
+  assert.equal(legacy.traceId, "4bf92f3577b34da6a3ce929d0e0e4736");
+  assert.deepEqual(metaIds(json), { messageId: "id-1", scheduleId: 42 });
+  const current = LogMessage.of(5, 1_000, Buffer.from("x"), {
+    attributes: { traceparent: TRACEPARENT, k: "v" },
+    orderingKey: "key",
+    messageId: "id-1",
+    scheduleId: 42,
+  });
+  assert.equal(legacy.bytes, current.bytes);
+  assert.deepEqual(
+    encodeDeliveries([{ message: legacy, attempt: 1 }]),
+    encodeDeliveries([{ message: current, attempt: 1 }]),
+  );
+});
+
+test("property: SendPack requests decode exactly as protobuf-es decodes them", () => {
+  const message = fc.record({
+    data: fc.uint8Array({ maxLength: 40 }),
+    attributes,
+    orderingKey: text,
+    messageId: text,
+    when: fc.oneof(
+      fc.constant(undefined),
+      fc.record({ deliverAt: fc.integer({ min: 0, max: 2 ** 41 }).map((ms) => timestampFromMs(ms)) }),
+      fc.record({ delay: fc.integer({ min: -5000, max: 10 ** 9 }).map((ms) => durationFromMs(ms)) }),
+    ),
+  });
+  fc.assert(
+    fc.property(text, fc.array(message, { maxLength: 8 }), (topic, messages) => {
+      const req = create(SendPackRequestSchema, {
+        topic,
+        messages: messages.map(({ when, ...m }) => create(MessageSchema, { ...m, ...when })),
+      });
+      const bytes = Buffer.from(toBinary(SendPackRequestSchema, req));
+      const ours = decodeSendPackRequest(bytes);
+      assert.ok(equals(SendPackRequestSchema, ours, fromBinary(SendPackRequestSchema, bytes)));
+      assert.ok(equals(SendPackRequestSchema, ours, req));
+    }),
+  );
+});
+
+test("property: SendPack responses encode exactly as protobuf-es encodes them", () => {
+  const outcome = fc.record({
+    outcome: fc.constantFrom("appended", "duplicate", "scheduled") as fc.Arbitrary<MessageOutcome["outcome"]>,
+    seq: fc.integer({ min: 0, max: 2 ** 53 - 1 }),
+    traceId: fc.constantFrom("", "4bf92f3577b34da6a3ce929d0e0e4736"),
+  });
+  const codes = {
+    appended: MessageResult_Outcome.APPENDED,
+    duplicate: MessageResult_Outcome.DUPLICATE,
+    scheduled: MessageResult_Outcome.SCHEDULED,
+  };
+  fc.assert(
+    fc.property(fc.nat(), fc.nat(), fc.array(outcome, { maxLength: 10 }), (first, last, results) => {
+      const ours = encodeSendPackResponse(first, last, results);
+      const expected = create(SendPackResponseSchema, {
+        firstSeq: BigInt(first),
+        lastSeq: BigInt(last),
+        results: results.map((r) =>
+          create(MessageResultSchema, { outcome: codes[r.outcome], seq: BigInt(r.seq), traceId: r.traceId }),
+        ),
+      });
+      assert.deepEqual(ours, Buffer.from(toBinary(SendPackResponseSchema, expected)));
+    }),
+  );
+});
+
+test("property: deliveries encode to what protobuf-es reads as the same Delivery, without internal fields", () => {
+  const delivery = fc.record({
+    seq: fc.integer({ min: 1, max: 2 ** 53 - 1 }),
+    publishTime: fc.integer({ min: 0, max: 2 ** 42 }),
+    data: fc.uint8Array({ maxLength: 300 }),
+    f: fields,
+    attempt: fc.integer({ min: 1, max: 10_000 }),
+  });
+  fc.assert(
+    fc.property(fc.array(delivery, { maxLength: 6 }), (ds) => {
+      const delivered = ds.map((d) => {
+        const attrs = d.f.withTrace ? { ...d.f.attributes, traceparent: TRACEPARENT } : d.f.attributes;
+        return {
+          message: LogMessage.of(d.seq, d.publishTime, d.data, { ...d.f, attributes: attrs }),
+          attempt: d.attempt,
+        };
+      });
+      const decoded = fromBinary(ReceiveResponseSchema, encodeDeliveries(delivered));
+      const expected = create(ReceiveResponseSchema, {
+        deliveries: ds.map((d) => {
+          const attrs = d.f.withTrace ? { ...d.f.attributes, traceparent: TRACEPARENT } : d.f.attributes;
+          return create(DeliverySchema, {
+            seq: BigInt(d.seq),
+            data: d.data,
+            attributes: attrs,
+            orderingKey: d.f.orderingKey,
+            messageId: d.f.messageId,
+            publishTime: timestampFromMs(d.publishTime),
+            attempt: d.attempt,
+            traceId: traceIdOf(attrs.traceparent) ?? "",
+          });
+        }),
+      });
+      assert.ok(equals(ReceiveResponseSchema, decoded, expected));
+      // Nothing beyond Delivery's own fields (the schedule id stays inside the broker).
+      for (const d of decoded.deliveries) assert.equal(d.$unknown, undefined);
+    }),
+  );
+});
+
+test("Receive requests: ack-only ones take the fast path, others match protobuf-es", () => {
+  const requests = [
+    create(ReceiveRequestSchema, { ackSeqs: [1n, 2n, 300n, 2n ** 50n] }),
+    create(ReceiveRequestSchema, {}),
+    create(ReceiveRequestSchema, {
+      ackSeqs: [5n],
+      nacks: [create(NackSchema, { seq: 9n, delay: durationFromMs(1500) })],
+      window: create(WindowSchema, { maxMessages: 10, maxBytes: 1000n }),
+      terminateSeqs: [7n],
+    }),
+  ];
+  for (const req of requests) {
+    const bytes = Buffer.from(toBinary(ReceiveRequestSchema, req));
+    assert.ok(equals(ReceiveRequestSchema, decodeReceiveRequest(bytes), req));
+  }
+  // Unpacked repeated encoding (allowed by the spec) reads the same.
+  const unpacked = Buffer.from([0x10, 0x03, 0x10, 0x04]);
+  assert.deepEqual(decodeReceiveRequest(unpacked).ackSeqs, [3n, 4n]);
+});
