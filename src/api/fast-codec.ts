@@ -3,6 +3,7 @@ import { DurationSchema, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import {
   type Delivered,
   type MessageOutcome,
+  setAttribute,
   varintSize,
   WIRE_LEN,
   WIRE_VARINT,
@@ -49,7 +50,7 @@ function decodeMessage(buf: Buffer, start: number, end: number): Message {
           else if (t === ((2 << 3) | WIRE_LEN)) value = entry.string();
           else entry.skip(t & 7);
         }
-        attributes[key] = value;
+        setAttribute(attributes, key, value);
         break;
       }
       case (3 << 3) | WIRE_LEN:
@@ -185,7 +186,7 @@ export function encodeDeliveries(deliveries: readonly Delivered[]): Buffer {
       pos += dl;
     }
     const meta = metas[i]!;
-    meta.copy(buf, pos);
+    buf.set(meta, pos);
     pos += meta.length;
     const seconds = Math.floor(m.publishTime / 1000);
     const nanos = (m.publishTime - seconds * 1000) * 1_000_000;

@@ -20,7 +20,7 @@ import { type BrokerObserver, NO_OBSERVER } from "./observer.js";
 import { DelayScheduler } from "./scheduler.js";
 import type { Store } from "./store.js";
 import { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
-import { type MessageOutcome, Topic } from "./topic.js";
+import { decodeWriterState, encodeWriterState, type IdHorizon, type MessageOutcome, Topic } from "./topic.js";
 import { newTraceparent, traceIdOf } from "./trace-context.js";
 import { WriteBudget } from "./write-budget.js";
 
@@ -672,19 +672,32 @@ export class Broker {
     if (found === null) throw new NerveBusError("not_found", `topic ${name} does not exist`);
     const record = found.topic;
     let watermark = 0;
+    let ids: IdHorizon = { lastIdSeq: undefined, persistedWatermark: 0 };
     if (!record.config.ephemeral) {
       const pointer = await this.store.loadPointer(record, "");
       const persisted = pointer?.ptr ?? 0;
+      ids = { lastIdSeq: decodeWriterState(pointer?.state ?? null), persistedWatermark: persisted };
       watermark = await this.store.recoverTail(record, persisted);
-      if (watermark !== persisted)
-        await this.store.savePointers(record, [{ subscription: "", ptr: watermark, state: null }]);
+      if (watermark !== persisted) {
+        // The recovered rows have not been looked at: until the topic has, ids may be anywhere
+        // up to the new watermark.
+        const state = ids.lastIdSeq === undefined ? null : encodeWriterState(watermark);
+        await this.store.savePointers(record, [{ subscription: "", ptr: watermark, state }]);
+      }
     }
-    const topic = new Topic(record, watermark, this.store, this.#budget, {
-      tailCacheBytes: this.options.tailCacheBytes,
-      confirmTimeoutMs: this.options.confirmTimeoutMs,
-      log: this.options.log,
-      observer: this.observer,
-    });
+    const topic = new Topic(
+      record,
+      watermark,
+      this.store,
+      this.#budget,
+      {
+        tailCacheBytes: this.options.tailCacheBytes,
+        confirmTimeoutMs: this.options.confirmTimeoutMs,
+        log: this.options.log,
+        observer: this.observer,
+      },
+      ids,
+    );
     if (!record.config.ephemeral)
       topic.startIndexRebuild((await this.store.scheduleSummary(record)).count > 0);
     const entry: TopicEntry = {

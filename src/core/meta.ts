@@ -37,6 +37,16 @@ export interface MetaFields {
   readonly scheduleId: number | undefined;
 }
 
+/**
+ * Sets an attribute read off the wire. A key "__proto__" is an ordinary attribute, not the
+ * object's prototype.
+ */
+export function setAttribute(attributes: Record<string, string>, key: string, value: string): void {
+  if (key === "__proto__")
+    Object.defineProperty(attributes, key, { value, enumerable: true, writable: true, configurable: true });
+  else attributes[key] = value;
+}
+
 /** What encodeMeta needs of a message. */
 export interface MetaSource {
   readonly attributes: Record<string, string>;
@@ -82,10 +92,6 @@ export function encodeMeta(m: MetaSource, traceId: string, scheduleId?: number):
   return buf;
 }
 
-function view(meta: Uint8Array): Buffer {
-  return Buffer.isBuffer(meta) ? meta : Buffer.from(meta.buffer, meta.byteOffset, meta.byteLength);
-}
-
 type LegacyMeta = { a?: Record<string, string>; k?: string; i?: string; s?: number };
 
 function decodeLegacy(buf: Buffer): MetaFields {
@@ -101,8 +107,7 @@ function decodeLegacy(buf: Buffer): MetaFields {
 }
 
 /** Decodes stored metadata (either format). */
-export function decodeMeta(meta: Uint8Array): MetaFields {
-  const buf = view(meta);
+export function decodeMeta(buf: Buffer): MetaFields {
   if (buf.length > 0 && buf[0] === JSON_START) return decodeLegacy(buf);
   const r = new WireReader(buf);
   const attributes: Record<string, string> = {};
@@ -127,7 +132,7 @@ export function decodeMeta(meta: Uint8Array): MetaFields {
           else if (t === ((2 << 3) | WIRE_LEN)) value = e.string();
           else e.skip(t & 7);
         }
-        attributes[key] = value;
+        setAttribute(attributes, key, value);
         break;
       }
       case (F_ORDERING_KEY << 3) | WIRE_LEN:
@@ -151,8 +156,7 @@ export function decodeMeta(meta: Uint8Array): MetaFields {
  * values, ordering key and message id; not the trace id, which the broker derives), read from
  * the lengths alone.
  */
-export function metaContentBytes(meta: Uint8Array): number {
-  const buf = view(meta);
+export function metaContentBytes(buf: Buffer): number {
   if (buf.length > 0 && buf[0] === JSON_START) {
     const m = decodeLegacy(buf);
     let n = Buffer.byteLength(m.orderingKey) + Buffer.byteLength(m.messageId);
@@ -185,8 +189,7 @@ export function metaContentBytes(meta: Uint8Array): number {
  * The ids the deduplication indexes need, without decoding anything else: most messages have
  * neither, and start-up reads the ids of every recent row.
  */
-export function metaIds(meta: Uint8Array): { messageId: string; scheduleId: number | undefined } {
-  const buf = view(meta);
+export function metaIds(buf: Buffer): { messageId: string; scheduleId: number | undefined } {
   if (buf.length > 0 && buf[0] === JSON_START) {
     const m = decodeLegacy(buf);
     return { messageId: m.messageId, scheduleId: m.scheduleId };
@@ -206,8 +209,7 @@ export function metaIds(meta: Uint8Array): { messageId: string; scheduleId: numb
  * The metadata as `Delivery` fields, ready to copy into a delivery: the stored bytes without
  * the schedule id (a view, no copy), or a re-encoding of a JSON row.
  */
-export function deliveryMeta(meta: Uint8Array): Buffer {
-  const buf = view(meta);
+export function deliveryMeta(buf: Buffer): Buffer {
   if (buf.length === 0) return buf;
   if (buf[0] === JSON_START) {
     const m = decodeLegacy(buf);

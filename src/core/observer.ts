@@ -31,8 +31,17 @@ export interface BrokerObserver {
   storeRead(topic: string, rows: number, durationMs: number): void;
   /** Messages sent to a consumer. */
   delivered(topic: string, subscription: string, deliveries: readonly Delivered[]): void;
-  /** Messages settled on a subscription. */
-  settled(topic: string, subscription: string, outcome: SettleOutcome, messages: readonly Settled[]): void;
+  /**
+   * `count` messages settled on a subscription; `messages` lists them with their trace context
+   * when `tracing` is on (it may be empty otherwise).
+   */
+  settled(
+    topic: string,
+    subscription: string,
+    outcome: SettleOutcome,
+    count: number,
+    messages: readonly Settled[],
+  ): void;
 }
 
 /** The observer used when none is given: does nothing. */

@@ -37,16 +37,15 @@ export interface DeadLetter {
   readonly reason: DeadLetterReason;
 }
 
-interface Lease {
-  readonly consumer: Consumer;
-  deadline: number;
-  readonly bytes: number;
-}
-
 /** A message delivered at least once (or released from an ordering key) and not acked yet. */
 interface Pending {
   attempts: number;
-  lease: Lease | undefined;
+  /** The consumer holding the message now (its lease), or undefined. */
+  consumer: Consumer | undefined;
+  /** While leased: when the lease expires (ms since epoch). */
+  deadline: number;
+  /** While leased: the bytes it counts against the consumer's window. */
+  leaseBytes: number;
   /** When not leased: redeliver no earlier than this. */
   notBefore: number;
   message: LogMessage | undefined;
@@ -58,7 +57,13 @@ interface Pending {
   traceparent: string | undefined;
 }
 
-type TimerEntry = { readonly seq: number; readonly kind: "lease" | "retry" };
+/**
+ * Due times: a lease extended or a redelivery (one seq), or the leases of one delivered batch
+ * (one entry for the batch: they share the deadline).
+ */
+type TimerEntry =
+  | { readonly seq: number; readonly kind: "lease" | "retry" }
+  | { readonly seqs: number[]; readonly kind: "leases" };
 
 /** Figures for heartbeats and stats. */
 export interface SubscriptionStats {
@@ -104,12 +109,14 @@ export class Subscription {
   #cursor: number;
   readonly #pending = new Map<number, Pending>();
   readonly #timers = new MinHeap<TimerEntry>();
+  /** Seqs held by "leases" timer entries (stale ones included), for compaction. */
+  #batchLeaseSeqs = 0;
   #timer: NodeJS.Timeout | undefined;
   #timerAt = 0;
   readonly #consumers: Consumer[] = [];
   #rotate = 0;
   /** Messages read from the store ahead of the cursor, for a lagging subscription. */
-  #readAhead = new Map<number, LogMessage>();
+  readonly #readAhead = new ReadAhead();
   #reading = false;
   #readRows = 64;
   /** Seqs whose redelivery fell due, in due order (entries may be stale; checked on use). */
@@ -149,7 +156,9 @@ export class Subscription {
       const due = Math.max(notBefore, now);
       this.#pending.set(seq, {
         attempts,
-        lease: undefined,
+        consumer: undefined,
+        deadline: 0,
+        leaseBytes: 0,
         notBefore: due,
         message: undefined,
         key: key ?? "",
@@ -188,7 +197,7 @@ export class Subscription {
   stats(): SubscriptionStats {
     const watermark = this.topic.watermark;
     let inFlight = 0;
-    for (const p of this.#pending.values()) if (p.lease) inFlight++;
+    for (const p of this.#pending.values()) if (p.consumer) inFlight++;
     const floor = this.#acked.floor;
     const oldest = this.#acked.nextMissing(floor);
     return {
@@ -222,8 +231,8 @@ export class Subscription {
     this.#unconfirmed.delete(consumer);
     const now = Date.now();
     for (const [seq, p] of this.#pending) {
-      if (p.lease?.consumer !== consumer) continue;
-      p.lease = undefined;
+      if (p.consumer !== consumer) continue;
+      p.consumer = undefined;
       p.notBefore = now;
       this.#timers.push(now, { seq, kind: "retry" });
     }
@@ -261,18 +270,21 @@ export class Subscription {
   ack(consumer: Consumer, seqs: readonly number[]): void {
     this.#checkSeqs("ack_seqs", seqs);
     const confirm = consumer.confirmAcks ? this.#confirmList(consumer) : undefined;
+    const tracing = this.#observer.tracing;
     const settled: Settled[] = [];
+    let count = 0;
     for (const seq of seqs) {
       if (!this.#acked.add(seq)) {
         confirm?.already.push(seq);
         continue;
       }
       confirm?.acked.push(seq);
-      settled.push({ seq, traceparent: this.#pending.get(seq)?.traceparent });
+      count++;
+      if (tracing) settled.push({ seq, traceparent: this.#pending.get(seq)?.traceparent });
       this.#settle(seq);
     }
-    this.ackRate.mark(settled.length);
-    this.#observer.settled(this.topic.record.name, this.name, "ack", settled);
+    this.ackRate.mark(count);
+    this.#observer.settled(this.topic.record.name, this.name, "ack", count, settled);
     this.#markDirty();
     this.scheduleDispatch();
   }
@@ -281,9 +293,11 @@ export class Subscription {
   nack(consumer: Consumer, seq: number, delayMs: number | undefined): void {
     this.#checkSeqs("nacks.seq", [seq]);
     const p = this.#pending.get(seq);
-    if (p?.lease === undefined || p.lease.consumer !== consumer) return;
+    if (p === undefined || p.consumer !== consumer) return;
     this.#release(p);
-    this.#observer.settled(this.topic.record.name, this.name, "nack", [{ seq, traceparent: p.traceparent }]);
+    this.#observer.settled(this.topic.record.name, this.name, "nack", 1, [
+      { seq, traceparent: p.traceparent },
+    ]);
     this.#retryOrDeadLetter(seq, p, Date.now(), delayMs);
     this.#armTimer();
     this.#markDirty();
@@ -296,7 +310,7 @@ export class Subscription {
     const letters: number[] = [];
     for (const seq of seqs) {
       const p = this.#pending.get(seq);
-      if (p?.lease === undefined || p.lease.consumer !== consumer || p.dead) continue;
+      if (p === undefined || p.consumer !== consumer || p.dead) continue;
       this.#release(p);
       letters.push(seq);
     }
@@ -308,9 +322,9 @@ export class Subscription {
     this.#checkSeqs("extend_deadlines.seqs", seqs);
     const deadline = Date.now() + deadlineMs;
     for (const seq of seqs) {
-      const lease = this.#pending.get(seq)?.lease;
-      if (lease === undefined || lease.consumer !== consumer) continue;
-      lease.deadline = deadline;
+      const p = this.#pending.get(seq);
+      if (p === undefined || p.consumer !== consumer) continue;
+      p.deadline = deadline;
       this.#timers.push(deadline, { seq, kind: "lease" });
     }
     this.#armTimer();
@@ -329,7 +343,7 @@ export class Subscription {
       // Seeking back replays from the floor in seq order: messages waiting for redelivery go
       // back to the log's order instead of jumping the queue. Leased ones stay with their
       // consumers until acked or expired.
-      for (const [seq, p] of [...this.#pending]) if (p.lease === undefined) this.#pending.delete(seq);
+      for (const [seq, p] of [...this.#pending]) if (p.consumer === undefined) this.#pending.delete(seq);
     }
     this.#readAhead.clear();
     // Held-back messages are met again from the new cursor; busy keys are those still pending.
@@ -363,7 +377,7 @@ export class Subscription {
     const now = Date.now();
     for (const [seq, p] of this.#pending) {
       if (pending.length >= MAX_PERSISTED_ENTRIES) break;
-      const notBefore = p.lease ? 0 : p.notBefore;
+      const notBefore = p.consumer ? 0 : p.notBefore;
       // A message out on its first attempt, with no delay and no ordering key, needs no entry:
       // after a restart it is simply delivered again from the floor. Leaving those out keeps
       // the state (written every few ms under load) small even with windows of 100 000.
@@ -420,6 +434,7 @@ export class Subscription {
       const consumer = this.#consumers[(start + k) % n]!;
       if (!consumer.hasCredit) continue;
       const batch: Delivered[] = [];
+      const leased: number[] = [];
       let batchBytes = 0;
       // One response carries at most ~1 MiB of payload (plus at most one message), well under
       // the 4 MiB default receive limit of gRPC clients.
@@ -430,7 +445,7 @@ export class Subscription {
         if (this.#readyHead < this.#ready.length && !this.#fetching) {
           seq = this.#ready[this.#readyHead]!;
           p = this.#pending.get(seq);
-          if (p === undefined || p.lease !== undefined || p.dead) {
+          if (p === undefined || p.consumer !== undefined || p.dead) {
             this.#readyHead++; // acked, leased or dead-lettered since it fell due
             continue;
           }
@@ -453,7 +468,9 @@ export class Subscription {
         if (p === undefined) {
           p = {
             attempts: 0,
-            lease: undefined,
+            consumer: undefined,
+            deadline: 0,
+            leaseBytes: 0,
             notBefore: 0,
             message: undefined,
             key: "",
@@ -474,16 +491,22 @@ export class Subscription {
         p.message = undefined;
         if (this.#observer.tracing) p.traceparent = message.attributes.traceparent;
         const deadline = now + consumer.ackDeadlineMs;
-        p.lease = { consumer, deadline, bytes };
+        p.consumer = consumer;
+        p.deadline = deadline;
+        p.leaseBytes = bytes;
         consumer.inFlight++;
         consumer.inFlightBytes += bytes;
-        this.#timers.push(deadline, { seq, kind: "lease" });
+        leased.push(seq);
         batch.push({ message, attempt: p.attempts });
         batchBytes += bytes;
       }
       if (this.#readyHead > 0 && this.#readyHead === this.#ready.length) {
         this.#ready = [];
         this.#readyHead = 0;
+      }
+      if (leased.length > 0) {
+        this.#timers.push(now + consumer.ackDeadlineMs, { seqs: leased, kind: "leases" });
+        this.#batchLeaseSeqs += leased.length;
       }
       if (batch.length > 0) {
         this.deliveryRate.mark(batch.length);
@@ -522,12 +545,11 @@ export class Subscription {
         this.#cursor++;
         continue;
       }
-      const message = this.topic.cache.get(seq) ?? this.#readAhead.get(seq);
+      const message = this.topic.cache.get(seq) ?? this.#readAhead.take(seq);
       if (message === undefined) {
         this.#startRead(seq, watermark);
         return undefined;
       }
-      this.#readAhead.delete(seq);
       if (
         this.config.ordering &&
         message.orderingKey !== "" &&
@@ -556,18 +578,18 @@ export class Subscription {
       .read(from, to)
       .then((rows) => {
         let bytes = 0;
-        for (const row of rows) {
-          this.#readAhead.set(row.seq, row);
-          bytes += row.bytes;
-        }
+        for (const row of rows) bytes += row.bytes;
+        this.#readAhead.fill(from, rows);
         // Aim for ~4 MiB per read: small messages come in large ranges, large ones in few.
         const avg = rows.length > 0 ? bytes / rows.length : 1024;
         this.#readRows = Math.max(1, Math.min(5000, Math.floor((4 << 20) / Math.max(avg, 1))));
         // Seqs below the watermark that the store no longer has were removed (retention,
         // purge): nothing can deliver them, so they count as acked.
         let skipped = 0;
-        for (let seq = from; seq <= to; seq++) {
-          if (!this.#readAhead.has(seq) && !this.#pending.has(seq) && this.#acked.add(seq)) skipped++;
+        if (rows.length < to - from + 1) {
+          for (let seq = from; seq <= to; seq++) {
+            if (!this.#readAhead.has(seq) && !this.#pending.has(seq) && this.#acked.add(seq)) skipped++;
+          }
         }
         if (skipped > 0) {
           if (this.topic.ephemeral) this.dropped += skipped;
@@ -601,7 +623,7 @@ export class Subscription {
           if (p === undefined) continue;
           const row = bySeq.get(seq);
           if (row !== undefined) p.message = row;
-          else if (!p.lease && !p.dead) {
+          else if (!p.consumer && !p.dead) {
             // Removed from the store (retention): nothing left to deliver.
             this.#acked.add(seq);
             this.skipped++;
@@ -626,20 +648,29 @@ export class Subscription {
     while ((this.#timers.peekKey() ?? Number.POSITIVE_INFINITY) <= now) {
       const at = this.#timers.peekKey()!;
       const entry = this.#timers.pop()!;
-      const p = this.#pending.get(entry.seq);
-      if (entry.kind === "retry") {
-        if (p !== undefined && p.lease === undefined && !p.dead && p.notBefore === at)
+      if (entry.kind === "leases") {
+        this.#batchLeaseSeqs -= entry.seqs.length;
+        for (const seq of entry.seqs) this.#expire(seq, at, now);
+      } else if (entry.kind === "lease") {
+        this.#expire(entry.seq, at, now);
+      } else {
+        const p = this.#pending.get(entry.seq);
+        if (p !== undefined && p.consumer === undefined && !p.dead && p.notBefore === at)
           this.#ready.push(entry.seq);
-        continue;
       }
-      if (p?.lease === undefined || p.lease.deadline !== at) continue;
-      this.#release(p);
-      this.#observer.settled(this.topic.record.name, this.name, "expired", [
-        { seq: entry.seq, traceparent: p.traceparent },
-      ]);
-      this.#retryOrDeadLetter(entry.seq, p, now, undefined);
-      this.#markDirty();
     }
+  }
+
+  /** Takes a message back if its lease still ends `at`. */
+  #expire(seq: number, at: number, now: number): void {
+    const p = this.#pending.get(seq);
+    if (p?.consumer === undefined || p.deadline !== at) return;
+    this.#release(p);
+    this.#observer.settled(this.topic.record.name, this.name, "expired", 1, [
+      { seq, traceparent: p.traceparent },
+    ]);
+    this.#retryOrDeadLetter(seq, p, now, undefined);
+    this.#markDirty();
   }
 
   /** After a failed attempt: back off and retry, or dead-letter once attempts run out. */
@@ -691,7 +722,7 @@ export class Subscription {
             }
             this.#settle(seq);
           }
-          this.#observer.settled(this.topic.record.name, this.name, "dead_letter", settled);
+          this.#observer.settled(this.topic.record.name, this.name, "dead_letter", settled.length, settled);
           this.#markDirty();
           this.scheduleDispatch();
         },
@@ -736,14 +767,26 @@ export class Subscription {
     if (p.key !== "") this.#freeKey(p.key);
     // Timer entries of settled messages are dropped lazily when they fall due; a fast consumer
     // with a long ack deadline would pile up millions of them, so compact when most are stale.
-    if (this.#timers.size > 4 * this.#pending.size + 10_000) this.#compactTimers();
+    if (this.#timers.size + this.#batchLeaseSeqs > 4 * this.#pending.size + 10_000) this.#compactTimers();
   }
 
   #compactTimers(): void {
+    const leasedUntil = (seq: number, at: number) => {
+      const p = this.#pending.get(seq);
+      return p?.consumer !== undefined && p.deadline === at;
+    };
+    this.#batchLeaseSeqs = 0;
     this.#timers.retain((at, e) => {
+      if (e.kind === "leases") {
+        let kept = 0;
+        for (const seq of e.seqs) if (leasedUntil(seq, at)) e.seqs[kept++] = seq;
+        e.seqs.length = kept;
+        this.#batchLeaseSeqs += kept;
+        return kept > 0;
+      }
+      if (e.kind === "lease") return leasedUntil(e.seq, at);
       const p = this.#pending.get(e.seq);
-      if (p === undefined) return false;
-      return e.kind === "lease" ? p.lease?.deadline === at : p.lease === undefined && p.notBefore === at;
+      return p !== undefined && p.consumer === undefined && p.notBefore === at;
     });
   }
 
@@ -769,7 +812,9 @@ export class Subscription {
     const now = Date.now();
     this.#pending.set(seq, {
       attempts: 0,
-      lease: undefined,
+      consumer: undefined,
+      deadline: 0,
+      leaseBytes: 0,
       notBefore: now,
       message: undefined,
       key,
@@ -780,12 +825,12 @@ export class Subscription {
   }
 
   #release(p: Pending): void {
-    const lease = p.lease;
-    if (lease === undefined) return;
-    p.lease = undefined;
-    if (!lease.consumer.detached) {
-      lease.consumer.inFlight--;
-      lease.consumer.inFlightBytes -= lease.bytes;
+    const consumer = p.consumer;
+    if (consumer === undefined) return;
+    p.consumer = undefined;
+    if (!consumer.detached) {
+      consumer.inFlight--;
+      consumer.inFlightBytes -= p.leaseBytes;
     }
   }
 
@@ -814,6 +859,41 @@ export class Subscription {
     if (this.#dirty) return;
     this.#dirty = true;
     this.hooks.dirty(this);
+  }
+}
+
+/**
+ * Messages read from the store ahead of a lagging subscription's cursor: the rows of the last
+ * range read, by seq (holes where the store had none), each handed out once.
+ */
+class ReadAhead {
+  #from = 0;
+  #rows: (LogMessage | undefined)[] = [];
+
+  /** Replaces the contents with the rows (in seq order) of a range starting at `from`. */
+  fill(from: number, rows: readonly LogMessage[]): void {
+    this.#from = from;
+    const last = rows.length > 0 ? rows[rows.length - 1]!.seq : from - 1;
+    const slots = new Array<LogMessage | undefined>(last - from + 1);
+    for (const row of rows) slots[row.seq - from] = row;
+    this.#rows = slots;
+  }
+
+  has(seq: number): boolean {
+    return this.#rows[seq - this.#from] !== undefined;
+  }
+
+  /** The message with this seq, if read and not taken yet; it is taken. */
+  take(seq: number): LogMessage | undefined {
+    const i = seq - this.#from;
+    if (i < 0 || i >= this.#rows.length) return undefined;
+    const row = this.#rows[i];
+    this.#rows[i] = undefined;
+    return row;
+  }
+
+  clear(): void {
+    this.#rows = [];
   }
 }
 

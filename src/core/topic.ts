@@ -28,6 +28,28 @@ export interface AppendResult {
   readonly results: MessageOutcome[];
 }
 
+/**
+ * What start-up knows about where ids are in the log: the writer pointer's state records the
+ * highest seq carrying a message id or schedule id as of the persisted watermark, so the
+ * dedup-index rebuild reads only rows that can hold one (a log without ids is not read at
+ * all). `lastIdSeq` is undefined for logs written before this was recorded.
+ */
+export interface IdHorizon {
+  readonly lastIdSeq: number | undefined;
+  readonly persistedWatermark: number;
+}
+
+/** The writer pointer's state blob. */
+export function encodeWriterState(lastIdSeq: number): Buffer {
+  return Buffer.from(JSON.stringify({ ids: lastIdSeq }));
+}
+
+export function decodeWriterState(state: Uint8Array | null): number | undefined {
+  if (state === null || state.byteLength === 0) return undefined;
+  const ids = (JSON.parse(Buffer.from(state).toString("utf8")) as { ids?: unknown }).ids;
+  return typeof ids === "number" && Number.isSafeInteger(ids) && ids >= 0 ? ids : undefined;
+}
+
 /** UTF-8 bytes of the traceparent attribute the broker adds to a message without one. */
 const TRACEPARENT_BYTES = "traceparent".length + newTraceparent().length;
 
@@ -89,8 +111,14 @@ export class Topic {
     private readonly store: Store,
     private readonly budget: WriteBudget,
     readonly options: TopicOptions,
+    ids: IdHorizon = { lastIdSeq: undefined, persistedWatermark: 0 },
   ) {
     this.record = record;
+    this.#idHorizon = ids;
+    this.#idSeq =
+      ids.lastIdSeq === undefined
+        ? watermark
+        : Math.max(ids.lastIdSeq, watermark > ids.persistedWatermark ? watermark : 0);
     this.dedup = new DedupIndex(record.config.dedupWindowMs, MAX_DEDUP_IDS);
     this.#watermark = watermark;
     this.#persistedWatermark = watermark;
@@ -224,6 +252,10 @@ export class Topic {
         this.cache.append(row);
         if (dedupOn && m.messageId !== "") this.dedup.set(m.messageId, seq, now);
         if (scheduleId !== undefined) this.moved.set(String(scheduleId), seq, now);
+        if (scheduleId !== undefined || m.messageId !== "") {
+          this.#appendedIdSeq = seq;
+          if (seq > this.#idSeq) this.#idSeq = seq;
+        }
         results[i] = { outcome: "appended", seq, traceId };
         // The budget was taken for the message as sent (before a traceparent was added).
         if (!this.ephemeral) this.#writers[seq % shards]!.push(row, sentBytes);
@@ -285,6 +317,11 @@ export class Topic {
 
   /** Resolves once the dedup and moved-schedule indexes are rebuilt (see rebuildIndexes). */
   indexesReady: Promise<void> = Promise.resolve();
+  readonly #idHorizon: IdHorizon;
+  /** No seq above this carries a message id or schedule id (persisted with the watermark). */
+  #idSeq: number;
+  /** The last seq appended in this process that carries one. */
+  #appendedIdSeq = 0;
   #indexesBuilt = true;
 
   /** Whether appending `messages` must wait for the index rebuild (they carry ids). */
@@ -325,16 +362,32 @@ export class Topic {
     const from = await this.seqAtTime(now - window);
     if (from === 0) return;
     const end = this.#watermark;
-    for (let seq = from; seq <= end; seq += 10_000) {
-      const ids = await this.store.readIds(this.record, seq, Math.min(end, seq + 9_999));
-      for (const r of ids) {
-        if (r.messageId !== "" && r.publishTime >= now - this.dedup.windowMs)
-          this.dedup.set(r.messageId, r.seq, r.publishTime);
-        if (r.scheduleId !== undefined) this.moved.set(String(r.scheduleId), r.seq, r.publishTime);
+    // Rows up to the watermark persisted last carry ids only up to the seq persisted with it;
+    // rows above it (recovered at start-up) are all read.
+    const { lastIdSeq, persistedWatermark } = this.#idHorizon;
+    const ranges: [number, number][] =
+      lastIdSeq === undefined
+        ? [[from, end]]
+        : [
+            [from, Math.min(lastIdSeq, persistedWatermark, end)],
+            [Math.max(from, persistedWatermark + 1), end],
+          ];
+    let found = 0;
+    for (const [lo, hi] of ranges) {
+      for (let seq = lo; seq <= hi; seq += 10_000) {
+        const ids = await this.store.readIds(this.record, seq, Math.min(hi, seq + 9_999));
+        for (const r of ids) {
+          if (r.messageId !== "" && r.publishTime >= now - this.dedup.windowMs)
+            this.dedup.set(r.messageId, r.seq, r.publishTime);
+          if (r.scheduleId !== undefined) this.moved.set(String(r.scheduleId), r.seq, r.publishTime);
+          if (r.messageId !== "" || r.scheduleId !== undefined) found = Math.max(found, r.seq);
+        }
+        // Let deliveries and publishes run between chunks (SQLite reads block the event loop).
+        await new Promise((r) => setImmediate(r));
       }
-      // Let deliveries and publishes run between chunks (SQLite reads block the event loop).
-      await new Promise((r) => setImmediate(r));
     }
+    // Everything up to `end` has been looked at: the bound persisted from now on is exact.
+    if (lastIdSeq !== undefined) this.#idSeq = Math.max(lastIdSeq, found, this.#appendedIdSeq);
   }
 
   /** Reads durable messages in [fromSeq, toSeq] (toSeq is clamped to the watermark). */
@@ -415,7 +468,9 @@ export class Topic {
     const watermark = this.#watermark;
     if (watermark === this.#persistedWatermark || this.ephemeral) return;
     try {
-      await this.store.savePointers(this.record, [{ subscription: "", ptr: watermark, state: null }]);
+      await this.store.savePointers(this.record, [
+        { subscription: "", ptr: watermark, state: encodeWriterState(this.#idSeq) },
+      ]);
       this.#persistedWatermark = Math.max(this.#persistedWatermark, watermark);
     } catch (err) {
       // Not fatal: recovery at start-up scans from the last persisted value.

@@ -60,11 +60,26 @@ export function shardTable(topicId: number, shard: number): string {
   return `nb_msg_${topicId}_${shard}`;
 }
 
-/** Merges per-shard results (each sorted) into one seq-ordered list. */
-export function mergeBySeq(parts: LogMessage[][]): LogMessage[] {
-  const all = parts.flat();
-  all.sort((a, b) => a.seq - b.seq);
-  return all;
+/**
+ * Merges per-shard results (each sorted, seqs unique, all within [fromSeq, toSeq]) into one
+ * seq-ordered list: by placing each row at its seq when the range is dense (the usual case,
+ * shards interleave seqs), by sorting when it is sparse.
+ */
+export function mergeBySeq(parts: LogMessage[][], fromSeq: number, toSeq: number): LogMessage[] {
+  if (parts.length === 1) return parts[0]!;
+  let total = 0;
+  for (const p of parts) total += p.length;
+  const span = toSeq - fromSeq + 1;
+  if (span > 2 * total + 1024) {
+    const all = parts.flat();
+    all.sort((a, b) => a.seq - b.seq);
+    return all;
+  }
+  const slots = new Array<LogMessage | undefined>(span);
+  for (const p of parts) for (const m of p) slots[m.seq - fromSeq] = m;
+  const out: LogMessage[] = [];
+  for (const m of slots) if (m !== undefined) out.push(m);
+  return out;
 }
 
 /** The end of the contiguous run of seqs above `watermark` among `seqs` (sorted). */

@@ -132,10 +132,16 @@ export class OtelObserver implements BrokerObserver {
     }
   }
 
-  settled(topic: string, subscription: string, outcome: SettleOutcome, messages: readonly Settled[]): void {
-    if (messages.length === 0) return;
-    this.metrics.settled.add(messages.length, { topic, subscription, outcome });
-    if (outcome === "dead_letter") this.metrics.deadLetters.add(messages.length, { topic, subscription });
+  settled(
+    topic: string,
+    subscription: string,
+    outcome: SettleOutcome,
+    count: number,
+    messages: readonly Settled[],
+  ): void {
+    if (count === 0) return;
+    this.metrics.settled.add(count, { topic, subscription, outcome });
+    if (outcome === "dead_letter") this.metrics.deadLetters.add(count, { topic, subscription });
     if (this.tracer === undefined) return;
     for (const m of messages) {
       if (m.traceparent === undefined) continue;

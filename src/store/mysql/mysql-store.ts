@@ -383,7 +383,7 @@ export class MysqlStore implements Store {
           );
         }),
       );
-      return mergeBySeq(parts);
+      return mergeBySeq(parts, fromSeq, toSeq);
     });
   }
 

@@ -272,7 +272,7 @@ export class SqliteStore implements Store {
         ).all(fromSeq, toSeq) as Row[];
         parts.push(rows.map((r) => decodeRow(r.seq, r.published_at, r.meta, r.data)));
       }
-      return mergeBySeq(parts);
+      return mergeBySeq(parts, fromSeq, toSeq);
     });
   }
 
