@@ -107,7 +107,7 @@ const FLAGS = {
   "overload-node-options": {
     type: "string",
     default: "dockerfile",
-    doc: 'overload: Node options of the broker; "dockerfile" = the ENV NODE_OPTIONS of ./Dockerfile (the heap cap it ships with), "" = none',
+    doc: 'overload: Node options of the broker; "dockerfile" = the runtime ENV of ./Dockerfile (its heap cap and MALLOC_ARENA_MAX), "" = none',
   },
   "profile-seconds": { type: "string", default: "6", doc: "profile: seconds of each profiled load" },
   "broker-args": {
@@ -329,6 +329,7 @@ async function main(): Promise<number> {
         flags: Record<string, string | number>,
         prof?: string,
         nodeOptions: string[] = [],
+        env: Record<string, string> = {},
       ) => {
         const nodeArgs = [...nodeOptions, ...list(s("broker-node-args").replace(/\s+/g, ","))];
         const b = await BrokerProcess.start({
@@ -336,6 +337,7 @@ async function main(): Promise<number> {
           flags,
           extraArgs: list(s("broker-args").replace(/\s+/g, ",")),
           nodeArgs,
+          env,
           ...(s("broker-node-args") === ""
             ? {}
             : { stdoutFile: join(out, `broker-${++brokerCounter}.stdout`) }),
@@ -562,11 +564,12 @@ async function main(): Promise<number> {
         if (phases.has("overload")) {
           await phase("overload", n("overload-duration") + 8, async () => {
             const storeUrl = await freshStore("overload");
-            const nodeOptions =
+            const runtime =
               s("overload-node-options") === "dockerfile"
-                ? dockerfileNodeOptions()
-                : list(s("overload-node-options").replace(/\s+/g, ","));
-            const b = await startBroker(storeUrl, { shards: 4 }, undefined, nodeOptions);
+                ? dockerfileRuntime()
+                : { nodeOptions: list(s("overload-node-options").replace(/\s+/g, ",")), env: {} };
+            const nodeOptions = runtime.nodeOptions;
+            const b = await startBroker(storeUrl, { shards: 4 }, undefined, nodeOptions, runtime.env);
             let res: OverloadResult;
             let shutdown: number | "killed";
             try {
@@ -592,7 +595,14 @@ async function main(): Promise<number> {
             progress.done(
               `[${store}] overload: ${verify.found} of ${verify.confirmed} confirmed messages stored`,
             );
-            r.overload = { ...res, verify, shutdown, nodeOptions: nodeOptions.join(" ") };
+            r.overload = {
+              ...res,
+              verify,
+              shutdown,
+              nodeOptions: [...Object.entries(runtime.env).map(([k, v]) => `${k}=${v}`), ...nodeOptions].join(
+                " ",
+              ),
+            };
           });
         }
 
@@ -697,13 +707,25 @@ function fsyncProbe(dir: string): { p50Ms: number; p99Ms: number; maxMs: number 
 }
 
 /** The NODE_OPTIONS the container image sets (`ENV NODE_OPTIONS="…"` in ./Dockerfile), split. */
-function dockerfileNodeOptions(): string[] {
+/**
+ * The runtime settings of the container image: the `ENV` lines of the Dockerfile's last stage,
+ * NODE_OPTIONS as Node arguments and the others (MALLOC_ARENA_MAX, …) as environment.
+ */
+function dockerfileRuntime(): { nodeOptions: string[]; env: Record<string, string> } {
+  const env: Record<string, string> = {};
+  let nodeOptions: string[] = [];
   try {
-    const m = /^ENV\s+NODE_OPTIONS=("([^"]*)"|(\S+))/m.exec(readFileSync(join(REPO, "Dockerfile"), "utf8"));
-    return list((m?.[2] ?? m?.[3] ?? "").replace(/\s+/g, ","));
+    const text = readFileSync(join(REPO, "Dockerfile"), "utf8");
+    const stages = text.split(/^FROM\s/m);
+    for (const m of (stages[stages.length - 1] ?? "").matchAll(/^ENV\s+(\w+)=("([^"]*)"|(\S+))/gm)) {
+      const [key, value] = [m[1]!, m[3] ?? m[4] ?? ""];
+      if (key === "NODE_OPTIONS") nodeOptions = list(value.replace(/\s+/g, ","));
+      else if (key !== "NODE_ENV") env[key] = value;
+    }
   } catch {
-    return [];
+    // No Dockerfile: the broker runs with the suite's environment.
   }
+  return { nodeOptions, env };
 }
 
 /** Which broker source this is: NERVEBUS_BENCH_SOURCE, else `git rev-parse HEAD` (read only). */

@@ -99,6 +99,7 @@ export async function startNerveBus(
       maxMessageBytes: config.maxPackBytes + config.maxPackMessages * 64 + (1 << 20),
       heartbeatMs: config.heartbeatMs,
       keepaliveMs: config.keepaliveMs,
+      maxConcurrentStreams: config.maxConcurrentStreams,
       telemetry,
     });
     const s = server;

@@ -16,6 +16,8 @@ export interface BrokerSpec {
   readonly extraArgs?: readonly string[];
   /** Node options for the broker process (e.g. --trace-gc), before the script. */
   readonly nodeArgs?: readonly string[];
+  /** Environment variables added to the suite's own for the broker process. */
+  readonly env?: Readonly<Record<string, string>>;
   /** Copy the broker's stdout after the listening line here (with --trace-gc, for example). */
   readonly stdoutFile?: string;
   /** Write a V8 CPU profile into this directory on exit. */
@@ -74,7 +76,10 @@ export class BrokerProcess {
     }
     for (const [k, v] of Object.entries(spec.flags ?? {})) args.push(`--${k}`, String(v));
     args.push(...(spec.extraArgs ?? []));
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...spec.env },
+    });
     const broker = new BrokerProcess(child);
     broker.address = await new Promise<string>((resolve, reject) => {
       let out = "";
@@ -152,7 +157,9 @@ export class BrokerProcess {
   async stop(timeoutMs = 20_000): Promise<number | "killed"> {
     this.#sample();
     clearInterval(this.#sampler);
+    // Already gone (crashed: an exit code, or a signal such as SIGABRT on heap exhaustion).
     if (this.child.exitCode !== null) return this.child.exitCode;
+    if (this.child.signalCode !== null) return -1;
     const exited = new Promise<number | null>((resolve) => this.child.once("exit", (code) => resolve(code)));
     this.child.kill("SIGTERM");
     let timer: NodeJS.Timeout | undefined;

@@ -20,6 +20,8 @@ export interface ServerOptions {
   readonly heartbeatMs: number;
   /** Server keepalive ping interval; a client that stops answering is dropped. */
   readonly keepaliveMs: number;
+  /** HTTP/2 MAX_CONCURRENT_STREAMS per connection. */
+  readonly maxConcurrentStreams: number;
   readonly telemetry: Telemetry;
 }
 
@@ -45,6 +47,9 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     // Clients may ping every 10 s without data (grpc-go's minimum) without being dropped.
     "grpc.http2.min_ping_interval_without_data_ms": 10_000,
     "grpc.keepalive_permit_without_calls": 1,
+    // Requests are received in full before any handler runs, so this (with the number of
+    // connections and the pack size limit) is what bounds the bytes of requests held.
+    "grpc.max_concurrent_streams": options.maxConcurrentStreams,
   });
   const sessions = new ReceiveSessions(broker, { heartbeatMs: options.heartbeatMs });
   // Unary calls in progress, so shutdown knows when nothing is left to wait for.

@@ -25,6 +25,7 @@ export interface Config {
   maxBackoffMs: number;
   heartbeatMs: number;
   keepaliveMs: number;
+  maxConcurrentStreams: number;
   healthIntervalMs: number;
   shutdownGraceMs: number;
   mysqlPoolSize: number;
@@ -211,6 +212,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1000,
     max: 3_600_000,
     doc: "server HTTP/2 keepalive ping interval",
+  },
+  {
+    key: "maxConcurrentStreams",
+    kind: "int",
+    default: 100,
+    min: 1,
+    max: 100_000,
+    doc: "calls and streams in progress per client connection (HTTP/2 MAX_CONCURRENT_STREAMS; more wait on the client); bounds the request bytes held to connections × this × pack size",
   },
   {
     key: "healthIntervalMs",

@@ -65,6 +65,9 @@ interface PendingConfirm {
   readonly reject: (err: Error) => void;
 }
 
+/** What a resolved slot of the confirm queue holds until the queue is compacted. */
+const SETTLED: PendingConfirm = { lastSeq: 0, deadline: 0, resolve() {}, reject() {} };
+
 export interface TopicOptions {
   readonly tailCacheBytes: number;
   readonly observer: BrokerObserver;
@@ -455,7 +458,10 @@ export class Topic {
       this.#confirmHead < this.#confirms.length &&
       this.#confirms[this.#confirmHead]!.lastSeq <= watermark
     ) {
-      this.#confirms[this.#confirmHead++]!.resolve();
+      const c = this.#confirms[this.#confirmHead]!;
+      // The slot is compacted away later; it must not keep the pack's results alive till then.
+      this.#confirms[this.#confirmHead++] = SETTLED;
+      c.resolve();
     }
     if (this.#confirmHead > 1024 && this.#confirmHead * 2 > this.#confirms.length) {
       this.#confirms.splice(0, this.#confirmHead);
