@@ -120,7 +120,7 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
     "",
     "## Raw baseline (the ceiling)",
     "",
-    "mysql2 multi-row `INSERT … ON DUPLICATE KEY UPDATE` with one statement in flight per shard table; better-sqlite3 one transaction per batch (WAL, synchronous=FULL). Reads: range `SELECT … WHERE seq BETWEEN ? AND ? ORDER BY seq` of 5000 seqs, all shards in parallel, one range at a time.",
+    "mysql2 prepared multi-row `INSERT … ON DUPLICATE KEY UPDATE` (`execute`, the broker's statement and row shape) with one statement in flight per shard table; better-sqlite3 one transaction per batch (WAL, synchronous=FULL). Reads: range `SELECT … WHERE seq BETWEEN ? AND ? ORDER BY seq` of 5000 seqs, all shards in parallel, one range at a time.",
     "",
     "| store | shards | payload | rows/INSERT | INSERT rows/s | statements (txns)/s | client µs/row | db µs/row | SELECT rows/s |",
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -136,7 +136,7 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
   if (cpuRows.length > 0) {
     out.push(
       "",
-      "mysql2 client CPU per row for the same 1000-row INSERT, text protocol (`query`, what the broker uses: values escaped into the SQL, BLOBs as hex) against prepared statements (`execute`, binary protocol):",
+      "mysql2 client CPU per row for the same 1000-row INSERT, text protocol (`query`: values escaped into the SQL, BLOBs as hex) against prepared statements (`execute`, binary protocol, what the broker and the raw INSERT baseline use):",
       "",
       "| payload | query µs/row | execute µs/row | saving |",
       "|---:|---:|---:|---:|",

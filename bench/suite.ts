@@ -141,7 +141,7 @@ export interface StoreResults {
   store: "mysql" | "sqlite";
   raw: RawResult[];
   rawLatency: CommitLatencyResult[];
-  /** MySQL only: client CPU per row, text protocol (what the broker uses) vs prepared statements. */
+  /** MySQL only: client CPU per row, text protocol vs prepared statements (what the broker uses). */
   rawClientCpu: ClientCpuResult[];
   publish: (PublishResult & { shards: number })[];
   drain:
