@@ -73,7 +73,7 @@ export const INSERT_ROW_BUCKETS: readonly number[] = (() => {
  * For multi-row INSERTs that is 4 per row: 170 MB of heap for the statements of a few shard
  * tables in the overload benchmark. Dropping them changes nothing else (mysql2 3.x).
  */
-function dropParameterDefinitions(stmt: unknown): void {
+export function dropParameterDefinitions(stmt: unknown): void {
   const info = (stmt as { statement?: { parameters?: unknown[] } }).statement;
   if (Array.isArray(info?.parameters) && info.parameters.length > 0) info.parameters = [];
 }
