@@ -78,6 +78,9 @@ export function dropParameterDefinitions(stmt: unknown): void {
   if (Array.isArray(info?.parameters) && info.parameters.length > 0) info.parameters = [];
 }
 
+/** Prepared statements a pool connection keeps (LRU); see "Running on MySQL" in the README. */
+export const MAX_PREPARED_PER_CONNECTION = 128;
+
 /** The smallest bucket holding `rows` rows. */
 export function insertRowsBucket(rows: number): number {
   for (const n of INSERT_ROW_BUCKETS) if (n >= rows) return n;
@@ -199,10 +202,10 @@ export class MysqlStore implements Store {
             : mysql.format(sql, values as never, false, timezone as never),
         ...config,
         connectionLimit: options.poolSize,
-        // Per connection: a few dozen INSERT shapes per shard table (INSERT_ROW_BUCKETS), the
+        // Per connection: a few INSERT shapes per shard table (of INSERT_ROW_BUCKETS), the
         // least recently used closed beyond this, so many topics cannot exhaust the server's
-        // max_prepared_stmt_count.
-        maxPreparedStatements: 512,
+        // max_prepared_stmt_count (16,382 by default, server-wide): pool size × 128 at most.
+        maxPreparedStatements: MAX_PREPARED_PER_CONNECTION,
         // No stack capture per query (mysql2's default): it showed in every profile.
         trace: false,
         maxIdle: options.poolSize,
