@@ -1,4 +1,4 @@
-import { fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { DurationSchema, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import {
   type Delivered,
@@ -11,7 +11,11 @@ import {
   writeVarint,
 } from "../core/index.js";
 import type { Message } from "../gen/nervebus/v1/message_pb.js";
-import { MessageResult_Outcome, type SendPackRequest } from "../gen/nervebus/v1/publisher_pb.js";
+import {
+  MessageResult_Outcome,
+  type SendPackRequest,
+  SendPackRequestSchema,
+} from "../gen/nervebus/v1/publisher_pb.js";
 import { type ReceiveRequest, ReceiveRequestSchema } from "../gen/nervebus/v1/subscriber_pb.js";
 
 /**
@@ -24,6 +28,22 @@ import { type ReceiveRequest, ReceiveRequestSchema } from "../gen/nervebus/v1/su
  */
 
 const EMPTY = new Uint8Array(0);
+
+const MALFORMED = Symbol("nervebus.malformed");
+
+/**
+ * Bytes that are not a valid message decode to an empty one carrying the reason, so the
+ * handler can answer INVALID_ARGUMENT with it (a decoder that throws makes grpc-js answer
+ * INTERNAL "Error deserializing request", which blames the broker and says nothing).
+ */
+function malformed<T extends object>(empty: T, err: unknown): T {
+  return Object.assign(empty, { [MALFORMED]: err instanceof Error ? err.message : String(err) });
+}
+
+/** Why a request decoded by this module is malformed, or undefined when it is not. */
+export function malformedReason(request: object): string | undefined {
+  return (request as { [MALFORMED]?: string })[MALFORMED];
+}
 
 function decodeMessage(buf: Buffer, start: number, end: number): Message {
   const r = new WireReader(buf, start, end);
@@ -72,8 +92,16 @@ function decodeMessage(buf: Buffer, start: number, end: number): Message {
   return { $typeName: "nervebus.v1.Message", data, attributes, orderingKey, messageId, deliverAt, delay };
 }
 
-/** SendPackRequest from the wire. */
+/** SendPackRequest from the wire (see malformedReason for bytes that are not one). */
 export function decodeSendPackRequest(buf: Buffer): SendPackRequest {
+  try {
+    return readSendPackRequest(buf);
+  } catch (err) {
+    return malformed(create(SendPackRequestSchema), err);
+  }
+}
+
+function readSendPackRequest(buf: Buffer): SendPackRequest {
   const r = new WireReader(buf);
   let topic = "";
   const messages: Message[] = [];
@@ -210,9 +238,17 @@ export function encodeDeliveries(deliveries: readonly Delivered[]): Buffer {
 
 /**
  * ReceiveRequest from the wire. A request that only acks (the common one) is read here; any
- * other goes through protobuf-es.
+ * other goes through protobuf-es. See malformedReason for bytes that are not one.
  */
 export function decodeReceiveRequest(buf: Buffer): ReceiveRequest {
+  try {
+    return readReceiveRequest(buf);
+  } catch (err) {
+    return malformed(create(ReceiveRequestSchema), err);
+  }
+}
+
+function readReceiveRequest(buf: Buffer): ReceiveRequest {
   const r = new WireReader(buf);
   const acks: bigint[] = [];
   while (!r.done) {

@@ -7,7 +7,7 @@ import {
   SendPackResponseSchema,
 } from "../gen/nervebus/v1/publisher_pb.js";
 import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
-import { encodeSendPackResponse } from "./fast-codec.js";
+import { encodeSendPackResponse, malformedReason } from "./fast-codec.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { toGrpcStatus } from "./status.js";
 
@@ -47,6 +47,11 @@ export function sendPackHandler(
 ): grpc.handleUnaryCall<SendPackRequest, SendPackResponse> {
   return (call, callback) => {
     const started = performance.now();
+    const bad = malformedReason(call.request);
+    if (bad !== undefined) {
+      callback(toGrpcStatus(invalidArgument("request", `is not a valid SendPackRequest (${bad})`)));
+      return;
+    }
     const { topic } = call.request;
     const metadataParent = call.metadata.get("traceparent")[0];
     const span = telemetry.startPublishSpan(

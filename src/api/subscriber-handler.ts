@@ -23,7 +23,7 @@ import {
   SubscribedSchema,
   type Window as WireWindow,
 } from "../gen/nervebus/v1/subscriber_pb.js";
-import { encodeDeliveries } from "./fast-codec.js";
+import { encodeDeliveries, malformedReason } from "./fast-codec.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { toGrpcStatus } from "./status.js";
 
@@ -159,6 +159,8 @@ class ReceiveSession implements ConsumerSink {
 
   async #handle(req: ReceiveRequest): Promise<void> {
     if (this.#ended) return;
+    const bad = malformedReason(req);
+    if (bad !== undefined) throw invalidArgument("request", `is not a valid ReceiveRequest (${bad})`);
     let attachment = this.#attachment;
     if (attachment === undefined) {
       if (req.subscribe === undefined) {

@@ -171,3 +171,37 @@ test("a second subscribe on the same stream is refused", async () => {
   assert.equal(s.error?.code, grpc.status.FAILED_PRECONDITION);
   assert.match(s.error?.details ?? "", /only the first request of a stream may carry subscribe/);
 });
+
+test("bytes that are not protobuf get INVALID_ARGUMENT with the reason, on SendPack and on Receive", async () => {
+  const raw = new grpc.Client(bus.address, grpc.credentials.createInsecure());
+  const identity = (b: Buffer) => b;
+  try {
+    // Field 2 (messages) says 100 bytes follow; only 3 do.
+    const truncated = Buffer.from([0x12, 100, 1, 2, 3]);
+    await rejectsWith(
+      new Promise((resolve, reject) =>
+        raw.makeUnaryRequest(
+          "/nervebus.v1.PublisherService/SendPack",
+          identity,
+          identity,
+          truncated,
+          (err, res) => (err ? reject(err) : resolve(res)),
+        ),
+      ),
+      grpc.status.INVALID_ARGUMENT,
+      /^request: is not a valid SendPackRequest \(length-delimited field runs past its message\)$/,
+    );
+    const call = raw.makeBidiStreamRequest("/nervebus.v1.SubscriberService/Receive", identity, identity);
+    const ended = new Promise<grpc.ServiceError>((resolve) => call.on("error", resolve));
+    call.on("data", () => {});
+    call.write(Buffer.from([0x0a, 0xff])); // field 1 (subscribe) with a truncated length
+    const err = await ended;
+    assert.equal(err.code, grpc.status.INVALID_ARGUMENT, err.details);
+    assert.match(err.details, /^request: is not a valid ReceiveRequest \(.+\)$/);
+  } finally {
+    raw.close();
+  }
+  // The broker goes on serving well-formed calls.
+  const ok = await client.publish("after-garbage", ["fine"]);
+  assert.equal(Number(ok.firstSeq), 1);
+});
