@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
+import { varintSize, WireReader, writeVarint } from "../../src/core/index.js";
 import { DeliverySchema, MessageSchema } from "../../src/gen/nervebus/v1/message_pb.js";
 import { SendPackRequestSchema } from "../../src/gen/nervebus/v1/publisher_pb.js";
 import {
@@ -97,56 +98,10 @@ export interface PackResult {
   lastSeq: number;
 }
 
-class Reader {
-  pos = 0;
-  constructor(
-    readonly buf: Uint8Array,
-    public end = buf.length,
-  ) {}
-
-  get more(): boolean {
-    return this.pos < this.end;
-  }
-
-  /** A varint as a Number (exact below 2^53, which every seq and count here is). */
-  varint(): number {
-    let result = 0;
-    let mul = 1;
-    for (;;) {
-      const b = this.buf[this.pos++]!;
-      result += (b & 0x7f) * mul;
-      if ((b & 0x80) === 0) return result;
-      mul *= 128;
-    }
-  }
-
-  skip(wireType: number): void {
-    switch (wireType) {
-      case 0:
-        this.varint();
-        return;
-      case 1:
-        this.pos += 8;
-        return;
-      case 2: {
-        // Not `this.pos += this.varint()`: that adds to the position from before the varint.
-        const len = this.varint();
-        this.pos += len;
-        return;
-      }
-      case 5:
-        this.pos += 4;
-        return;
-      default:
-        throw new Error(`unexpected protobuf wire type ${wireType}`);
-    }
-  }
-}
-
 export function decodePackResult(buf: Buffer): PackResult {
-  const r = new Reader(buf);
+  const r = new WireReader(buf);
   const out: PackResult = { firstSeq: 0, lastSeq: 0 };
-  while (r.more) {
+  while (!r.done) {
     const tag = r.varint();
     const field = tag >>> 3;
     if (field === 1 && (tag & 7) === 0) out.firstSeq = r.varint();
@@ -167,7 +122,7 @@ export interface ReceiveBatch {
   ackResults: boolean;
 }
 
-function decodeDelivery(r: Reader, end: number, batch: ReceiveBatch, stamps: boolean): void {
+function decodeDelivery(r: WireReader, end: number, batch: ReceiveBatch, stamps: boolean): void {
   let seq = 0;
   let stamp = Number.NaN;
   while (r.pos < end) {
@@ -190,11 +145,10 @@ function decodeDelivery(r: Reader, end: number, batch: ReceiveBatch, stamps: boo
   if (stamps) batch.stamps.push(stamp);
 }
 
-function decodeFields(buf: Uint8Array, start: number, end: number): Map<number, number> {
-  const r = new Reader(buf, end);
-  r.pos = start;
+function decodeFields(buf: Buffer, start: number, end: number): Map<number, number> {
+  const r = new WireReader(buf, start, end);
   const out = new Map<number, number>();
-  while (r.more) {
+  while (!r.done) {
     const tag = r.varint();
     if ((tag & 7) === 0) out.set(tag >>> 3, r.varint());
     else r.skip(tag & 7);
@@ -211,8 +165,8 @@ export function decodeReceive(buf: Buffer, stamps: boolean): ReceiveBatch {
     heartbeat: undefined,
     ackResults: false,
   };
-  const r = new Reader(buf);
-  while (r.more) {
+  const r = new WireReader(buf);
+  while (!r.done) {
     const tag = r.varint();
     const field = tag >>> 3;
     if ((tag & 7) !== 2) {
@@ -242,25 +196,6 @@ export function decodeReceive(buf: Buffer, stamps: boolean): ReceiveBatch {
   return batch;
 }
 
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 128) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(buf: Buffer, pos: number, n: number): number {
-  while (n >= 128) {
-    buf[pos++] = (n % 128) | 0x80;
-    n = Math.floor(n / 128);
-  }
-  buf[pos++] = n;
-  return pos;
-}
-
-/** A ReceiveRequest carrying only `ack_seqs` (packed). */
 export function encodeAcks(seqs: readonly number[]): Buffer {
   let len = 0;
   for (const s of seqs) len += varintSize(s);

@@ -3,7 +3,7 @@ import { DurationSchema, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import {
   type Delivered,
   type MessageOutcome,
-  setAttribute,
+  readAttribute,
   varintSize,
   WIRE_LEN,
   WIRE_VARINT,
@@ -59,20 +59,9 @@ function decodeMessage(buf: Buffer, start: number, end: number): Message {
       case (1 << 3) | WIRE_LEN:
         data = r.bytes();
         break;
-      case (2 << 3) | WIRE_LEN: {
-        const [s, e] = r.lenRange();
-        const entry = new WireReader(buf, s, e);
-        let key = "";
-        let value = "";
-        while (!entry.done) {
-          const t = entry.tag();
-          if (t === ((1 << 3) | WIRE_LEN)) key = entry.string();
-          else if (t === ((2 << 3) | WIRE_LEN)) value = entry.string();
-          else entry.skip(t & 7);
-        }
-        setAttribute(attributes, key, value);
+      case (2 << 3) | WIRE_LEN:
+        readAttribute(r, attributes);
         break;
-      }
       case (3 << 3) | WIRE_LEN:
         orderingKey = r.string();
         break;

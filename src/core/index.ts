@@ -13,7 +13,7 @@ export { CommitTracker } from "./commit-tracker.js";
 export { Consumer, type ConsumerSink, type Delivered, type Window } from "./consumer.js";
 export { asNerveBusError, type ErrorCode, invalidArgument, NerveBusError } from "./errors.js";
 export { MAX_DELAY_MS, type PublishLimits, validateName } from "./limits.js";
-export { decodeMeta, encodeMeta, type MetaFields, metaIds, setAttribute } from "./meta.js";
+export { decodeMeta, encodeMeta, type MetaFields, metaIds, readAttribute } from "./meta.js";
 export {
   type LoggedIds,
   LogMessage,

@@ -41,10 +41,28 @@ export interface MetaFields {
  * Sets an attribute read off the wire. A key "__proto__" is an ordinary attribute, not the
  * object's prototype.
  */
-export function setAttribute(attributes: Record<string, string>, key: string, value: string): void {
+function setAttribute(attributes: Record<string, string>, key: string, value: string): void {
   if (key === "__proto__")
     Object.defineProperty(attributes, key, { value, enumerable: true, writable: true, configurable: true });
   else attributes[key] = value;
+}
+
+/**
+ * Reads the map<string, string> entry at the reader (a length-delimited field: key = 1,
+ * value = 2, either may be absent) into `attributes`.
+ */
+export function readAttribute(r: WireReader, attributes: Record<string, string>): void {
+  const [start, end] = r.lenRange();
+  const e = new WireReader(r.buf, start, end);
+  let key = "";
+  let value = "";
+  while (!e.done) {
+    const t = e.tag();
+    if (t === ((1 << 3) | WIRE_LEN)) key = e.string();
+    else if (t === ((2 << 3) | WIRE_LEN)) value = e.string();
+    else e.skip(t & 7); // unknown fields are skipped, as protobuf requires
+  }
+  setAttribute(attributes, key, value);
 }
 
 /** What encodeMeta needs of a message. */
@@ -121,20 +139,9 @@ export function decodeMeta(buf: Buffer): MetaFields {
       case TAG_SCHEDULE_ID:
         scheduleId = r.varint();
         break;
-      case (F_ATTRIBUTES << 3) | WIRE_LEN: {
-        const [start, end] = r.lenRange();
-        const e = new WireReader(buf, start, end);
-        let key = "";
-        let value = "";
-        while (!e.done) {
-          const t = e.tag();
-          if (t === ((1 << 3) | WIRE_LEN)) key = e.string();
-          else if (t === ((2 << 3) | WIRE_LEN)) value = e.string();
-          else e.skip(t & 7);
-        }
-        setAttribute(attributes, key, value);
+      case (F_ATTRIBUTES << 3) | WIRE_LEN:
+        readAttribute(r, attributes);
         break;
-      }
       case (F_ORDERING_KEY << 3) | WIRE_LEN:
         orderingKey = r.string();
         break;
