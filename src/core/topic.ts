@@ -44,9 +44,18 @@ export function encodeWriterState(lastIdSeq: number): Buffer {
   return Buffer.from(JSON.stringify({ ids: lastIdSeq }));
 }
 
+/**
+ * The id horizon from the writer pointer's state; undefined (read the whole recent log, the
+ * safe answer) when there is none or it cannot be read.
+ */
 export function decodeWriterState(state: Uint8Array | null): number | undefined {
   if (state === null || state.byteLength === 0) return undefined;
-  const ids = (JSON.parse(Buffer.from(state).toString("utf8")) as { ids?: unknown }).ids;
+  let ids: unknown;
+  try {
+    ids = (JSON.parse(Buffer.from(state).toString("utf8")) as { ids?: unknown }).ids;
+  } catch {
+    return undefined;
+  }
   return typeof ids === "number" && Number.isSafeInteger(ids) && ids >= 0 ? ids : undefined;
 }
 

@@ -113,3 +113,15 @@ test("the horizon persisted by a running broker brings ids back after a graceful
   await first.stop();
   assert.deepEqual(await outcomes(url, ["k1"]), [[MessageResult_Outcome.DUPLICATE, 1]]);
 });
+
+test("an unreadable writer state means a full read, not a failed topic", async () => {
+  const url = await prepare("garbled", { 8: "g" }, 30, { ptr: 30, lastIdSeq: 0 });
+  const store = await openStore(url, { mysqlPoolSize: 1, mysqlAllowUnsafeDurability: false, log: quietLog });
+  try {
+    const topic = (await store.listTopics())[0]!;
+    await store.savePointers(topic, [{ subscription: "", ptr: 30, state: Buffer.from("{not json") }]);
+  } finally {
+    await store.close();
+  }
+  assert.deepEqual(await outcomes(url, ["g"]), [[MessageResult_Outcome.DUPLICATE, 8]]);
+});
