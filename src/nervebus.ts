@@ -17,6 +17,13 @@ export interface NerveBus {
   /** HOST:PORT of the status page and /metrics, or undefined when off. */
   readonly httpAddress: string | undefined;
   /**
+   * Resolves if another broker takes the store over. By then this one has stopped serving:
+   * health is NOT_SERVING, every call and every pack waiting for its confirm got UNAVAILABLE,
+   * Receive streams were ended. `nervebus serve` exits on it so a supervisor restarts it as a
+   * broker that waits for the lease.
+   */
+  readonly fenced: Promise<Error>;
+  /**
    * Graceful stop: health turns NOT_SERVING, new calls are refused, Receive streams end with
    * UNAVAILABLE, SendPacks in progress finish, writes and subscription state are flushed, the
    * store is closed.
@@ -42,15 +49,29 @@ export async function startNerveBus(
     info: (...args: unknown[]) => log("debug", "grpc", { detail: format(...args) }),
     debug: (...args: unknown[]) => log("debug", "grpc", { detail: format(...args) }),
   } as unknown as Partial<Console>);
-  const store = await openStore(config.store, {
-    mysqlPoolSize: config.mysqlPoolSize,
-    mysqlAllowUnsafeDurability: config.mysqlAllowUnsafeDurability,
-    log,
-  });
   let server: RunningServer | undefined;
   let broker: Broker | undefined;
   let storeHealthy = true;
   let draining = false;
+  let reportFenced: (err: Error) => void = () => undefined;
+  const fenced = new Promise<Error>((resolve) => {
+    reportFenced = resolve;
+  });
+  const store = await openStore(config.store, {
+    mysqlPoolSize: config.mysqlPoolSize,
+    mysqlAllowUnsafeDurability: config.mysqlAllowUnsafeDurability,
+    leaseTtlMs: config.leaseTtlMs,
+    leaseRenewMs: config.leaseRenewMs,
+    leaseWaitMs: config.leaseWaitMs,
+    onOwnershipLost: (err) => {
+      storeHealthy = false;
+      broker?.fence(err);
+      server?.setServing(false);
+      server?.sessions.closeAll(err.message);
+      reportFenced(err);
+    },
+    log,
+  });
   const telemetry = createTelemetry({
     env: options.env ?? process.env,
     storeKind: store.capabilities.kind,
@@ -127,6 +148,7 @@ export async function startNerveBus(
     );
     Promise.race([store.ping(), timeout]).then(
       () => {
+        if (b.fenced) return;
         if (!storeHealthy) log("info", "store reachable again");
         storeHealthy = true;
         if (!draining) grpcServer.setServing(true);
@@ -152,6 +174,7 @@ export async function startNerveBus(
     telemetry,
     address: grpcServer.address,
     httpAddress: http?.address,
+    fenced,
     stop() {
       stopping ??= (async () => {
         draining = true;

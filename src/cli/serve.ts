@@ -48,6 +48,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   const bus = await startNerveBus(config, log);
   // The one line scripts and tests wait for.
   process.stdout.write(`nervebus listening on ${bus.address}\n`);
+  let exitCode = 0;
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log("info", "shutting down", { signal });
@@ -62,6 +63,12 @@ export async function serveCommand(args: string[]): Promise<number> {
     const onInt = () => stop("SIGINT");
     process.on("SIGTERM", onTerm);
     process.on("SIGINT", onInt);
+    // Another broker owns the store now: exit non-zero, so a supervisor starts this one again,
+    // as a broker that waits for the lease.
+    void bus.fenced.then(() => {
+      exitCode = 3;
+      stop("ownership lost");
+    });
   });
-  return 0;
+  return exitCode;
 }

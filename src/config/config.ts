@@ -30,6 +30,9 @@ export interface Config {
   shutdownGraceMs: number;
   mysqlPoolSize: number;
   mysqlAllowUnsafeDurability: boolean;
+  leaseTtlMs: number;
+  leaseRenewMs: number;
+  leaseWaitMs: number;
   logLevel: "debug" | "info" | "warn" | "error";
 }
 
@@ -252,6 +255,30 @@ export const OPTIONS: readonly OptionSpec[] = [
     doc: "start even if innodb_flush_log_at_trx_commit is not 1 (confirmed messages may be lost)",
   },
   {
+    key: "leaseTtlMs",
+    kind: "duration",
+    default: 5000,
+    min: 1000,
+    max: 600_000,
+    doc: "MySQL: how long this broker's ownership of the database lasts without renewal; another broker takes over after it",
+  },
+  {
+    key: "leaseRenewMs",
+    kind: "duration",
+    default: 1000,
+    min: 100,
+    max: 300_000,
+    doc: "MySQL: how often the ownership lease is renewed (at most a third of --lease-ttl-ms)",
+  },
+  {
+    key: "leaseWaitMs",
+    kind: "duration",
+    default: 10_000,
+    min: 0,
+    max: 3_600_000,
+    doc: "MySQL: how long start-up waits for another broker's lease to expire before failing",
+  },
+  {
     key: "logLevel",
     kind: "enum",
     default: "info",
@@ -378,6 +405,12 @@ export function loadConfig(
     throw new NerveBusError(
       "invalid_argument",
       `--min-backoff-ms (${config.minBackoffMs}) must be ≤ --max-backoff-ms (${config.maxBackoffMs})`,
+    );
+  }
+  if (config.leaseRenewMs * 3 > config.leaseTtlMs) {
+    throw new NerveBusError(
+      "invalid_argument",
+      `--lease-renew-ms (${config.leaseRenewMs}) must be at most a third of --lease-ttl-ms (${config.leaseTtlMs}), so two renewals can fail before the lease lapses`,
     );
   }
   // A gRPC port of 0 (tests, several brokers on one machine) picks a free HTTP port too, unless

@@ -129,6 +129,7 @@ export class Broker {
   readonly #budget: WriteBudget;
   readonly observer: BrokerObserver;
   #closing = false;
+  #fenced: NerveBusError | undefined;
 
   constructor(
     readonly store: Store,
@@ -550,7 +551,25 @@ export class Broker {
   }
 
   #checkOpen(): void {
+    if (this.#fenced) throw this.#fenced;
     if (this.#closing) throw new NerveBusError("unavailable", "broker is shutting down");
+  }
+
+  /** Set once the store reported that another broker owns it. */
+  get fenced(): NerveBusError | undefined {
+    return this.#fenced;
+  }
+
+  /**
+   * The store is owned by another broker now: every pack waiting for its confirm fails with
+   * `err` (UNAVAILABLE: its outcome is for the new owner to tell), and every later call too.
+   * Nothing is persisted: this broker's writes can no longer land.
+   */
+  fence(err: NerveBusError): void {
+    if (this.#fenced) return;
+    this.#fenced = err;
+    this.#budget.rejectAll(err);
+    for (const entry of this.#loaded.values()) entry.topic.fail(err);
   }
 
   #checkWindow(field: string, window: Window, min = 1): void {
@@ -671,6 +690,9 @@ export class Broker {
     );
     if (found === null) throw new NerveBusError("not_found", `topic ${name} does not exist`);
     const record = found.topic;
+    // Before anything of the topic is read: a write of a previous owner still in flight can no
+    // longer commit, so the tail read below is the whole truth.
+    await this.store.claimTopic(record);
     let watermark = 0;
     let ids: IdHorizon = { lastIdSeq: undefined, persistedWatermark: 0 };
     if (!record.config.ephemeral) {

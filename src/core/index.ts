@@ -28,7 +28,7 @@ export {
   type TopicRecord,
 } from "./model.js";
 export { type BrokerObserver, NO_OBSERVER, type Settled, type SettleOutcome } from "./observer.js";
-export type { Store, StoreCapabilities } from "./store.js";
+export type { OwnershipState, Store, StoreCapabilities } from "./store.js";
 export {
   type DeadLetter,
   MAX_BLOCKED,

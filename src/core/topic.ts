@@ -115,6 +115,7 @@ export class Topic {
   #sweepTimer: NodeJS.Timeout | undefined;
   #lastStoreError: unknown;
   #closed = false;
+  #failure: NerveBusError | undefined;
   readonly #listeners = new Set<(watermark: number) => void>();
 
   constructor(
@@ -199,7 +200,7 @@ export class Topic {
   ): Promise<AppendResult> {
     if (this.#closed) {
       this.budget.release(bytes);
-      return Promise.reject(new NerveBusError("unavailable", "broker is shutting down"));
+      return Promise.reject(this.#failure ?? new NerveBusError("unavailable", "broker is shutting down"));
     }
     const now = Date.now();
     const results: MessageOutcome[] = new Array(messages.length);
@@ -426,6 +427,21 @@ export class Topic {
     return out.length === 0 ? rows : [...out, ...rows];
   }
 
+  /**
+   * Stops the topic at once when the broker lost ownership: packs waiting for a confirm and
+   * every later append fail with `err`; queued writes are abandoned (they cannot land).
+   */
+  fail(err: NerveBusError): void {
+    this.#closed = true;
+    this.#failure = err;
+    clearTimeout(this.#persistTimer);
+    clearTimeout(this.#sweepTimer);
+    for (let i = this.#confirmHead; i < this.#confirms.length; i++) this.#confirms[i]!.reject(err);
+    this.#confirms.length = 0;
+    this.#confirmHead = 0;
+    for (const w of this.#writers) w.abandon(err);
+  }
+
   /** Finishes every queued write, persists the watermark, and fails packs that still wait. */
   async close(timeoutMs: number): Promise<void> {
     this.#closed = true;
@@ -481,7 +497,7 @@ export class Topic {
 
   async #persistWatermark(): Promise<void> {
     const watermark = this.#watermark;
-    if (watermark === this.#persistedWatermark || this.ephemeral) return;
+    if (watermark === this.#persistedWatermark || this.ephemeral || this.#failure) return;
     try {
       await this.store.savePointers(this.record, [
         { subscription: "", ptr: watermark, state: encodeWriterState(this.#idSeq) },

@@ -21,6 +21,49 @@ export function featuresSuite(kind: string, fresh: FreshStore): void {
   const it = (name: string, fn: (ctx: BrokerContext) => Promise<void>, overrides: Partial<Config> = {}) =>
     test(`${kind}: ${name}`, () => withBroker(fresh, `${kind}_${name}`.slice(0, 60), overrides, fn));
 
+  it("names differing only in letter case are different topics and subscriptions, in memory and in the store, across a restart", async (ctx) => {
+    const a1 = await ctx.client.publish("orders", ["a1"]);
+    const b1 = await ctx.client.publish("ORDERS", ["B1"]);
+    const a2 = await ctx.client.publish("orders", ["a2"]);
+    assert.deepEqual([a1.firstSeq, b1.firstSeq, a2.firstSeq], [1n, 1n, 2n], "each topic has its own seqs");
+    const create = (name: string) =>
+      ctx.client.adminCall("createSubscription", {
+        subscription: { topic: "orders", name },
+        start: { case: "startPoint", value: StartPoint.EARLIEST },
+      });
+    await create("billing");
+    await create("BILLING"); // not ALREADY_EXISTS: BILLING is not billing
+    await assert.rejects(
+      create("billing"),
+      (err: grpc.ServiceError) => err.code === grpc.status.ALREADY_EXISTS,
+    );
+    await ctx.restart();
+    for (const [topic, want] of [
+      ["orders", ["a1", "a2"]],
+      ["ORDERS", ["B1"]],
+    ] as const) {
+      const s = ctx.client.receive(topic, "check");
+      await s.until(() => s.deliveries.length >= want.length);
+      await sleep(200);
+      assert.deepEqual(s.deliveries.map(text), want, `topic ${topic} kept its own messages`);
+      await s.end();
+    }
+    for (const sub of ["billing", "BILLING"]) {
+      const s = ctx.client.receive("orders", sub);
+      await s.until(() => s.deliveries.length >= 2);
+      assert.deepEqual(s.deliveries.map(text), ["a1", "a2"], `subscription ${sub} receives`);
+      await s.end();
+    }
+    const topics = await ctx.client.adminCall("listTopics", {});
+    assert.deepEqual(
+      topics.topics
+        .map((t) => t.name)
+        .filter((n) => n.toLowerCase() === "orders")
+        .sort(),
+      ["ORDERS", "orders"],
+    );
+  });
+
   it("two consumers with windows 1 and 100 share a subscription: no message to both, no window overrun", async ({
     client,
   }) => {
