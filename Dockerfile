@@ -11,6 +11,9 @@ COPY clients/ts/package.json clients/ts/package.json
 RUN npm install --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
+# The generated code and the grpc-js method table are the TypeScript client's; the broker
+# compiles them from there (into dist/clients/ts/src).
+COPY clients/ts/src ./clients/ts/src
 RUN npx tsc -p . && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
@@ -28,6 +31,7 @@ RUN groupadd --system nervebus && useradd --system --gid nervebus --home-dir /da
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
+COPY --from=build /app/dist/clients ./dist/clients
 USER nervebus
 # The embedded store lives here; mount a volume to keep it.
 VOLUME ["/data"]

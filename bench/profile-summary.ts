@@ -74,7 +74,8 @@ export function categorize(frame: CallFrame): string | undefined {
   if (url === "" && SOCKET_WRITES.test(fn)) return "socket writes (native)";
   if (url === "" && (fn === "stringify" || fn === "parse")) return "JSON (native)";
   if (url === "") return undefined;
-  if (url.includes("@bufbuild/protobuf") || url.includes("/dist/src/gen/")) return "protobuf encode/decode";
+  if (url.includes("@bufbuild/protobuf") || url.includes("/dist/clients/ts/src/gen/"))
+    return "protobuf encode/decode";
   if (url.includes("@grpc/grpc-js")) return "gRPC (grpc-js)";
   if (url.includes("@opentelemetry/")) return "OpenTelemetry metrics/tracing";
   if (url.includes("/dist/src/telemetry/")) return "OpenTelemetry metrics/tracing";
@@ -89,7 +90,9 @@ export function categorize(frame: CallFrame): string | undefined {
   if (url.includes("/dist/src/core/trace-context")) return "trace-context parsing (traceIdOf regex)";
   if (url.includes("/dist/src/core/subscription")) return "subscription dispatch/state";
   if (url.includes("/dist/src/core/")) return "core write path";
-  if (url.includes("/dist/src/api/")) return "api handlers";
+  // The grpc-js method table the broker shares with the TypeScript client (its serializers).
+  if (url.includes("/dist/src/api/") || url.includes("/dist/clients/ts/src/grpc-adapter"))
+    return "api handlers";
   if (url.includes("/dist/src/")) return "other NerveBus";
   if (url.startsWith("node:internal/process/task_queues")) return "promise/microtask churn";
   if (url.startsWith("node:internal/timers") || url.startsWith("node:timers")) return "timers/setImmediate";

@@ -8,15 +8,6 @@ import {
 } from "@bufbuild/protobuf/wkt";
 import type * as grpc from "@grpc/grpc-js";
 import {
-  type Broker,
-  invalidArgument,
-  type StartPosition,
-  type SubscriptionConfig,
-  type SubscriptionRecord,
-  type TopicConfig,
-  type TopicRecord,
-} from "../core/index.js";
-import {
   type AdminService,
   ConsumerStatsSchema,
   SubscriptionSchema,
@@ -25,8 +16,17 @@ import {
   TopicStatsSchema,
   type Subscription as WireSubscription,
   type Topic as WireTopic,
-} from "../gen/nervebus/v1/admin_pb.js";
-import { StartPoint, WindowSchema } from "../gen/nervebus/v1/subscriber_pb.js";
+} from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
+import { StartPoint, WindowSchema } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import {
+  type Broker,
+  invalidArgument,
+  type StartPosition,
+  type SubscriptionConfig,
+  type SubscriptionRecord,
+  type TopicConfig,
+  type TopicRecord,
+} from "../core/index.js";
 import type { ServiceHandlers } from "./grpc-adapter.js";
 import { toGrpcStatus } from "./status.js";
 

@@ -1,5 +1,15 @@
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { DurationSchema, TimestampSchema } from "@bufbuild/protobuf/wkt";
+import type { Message } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
+import {
+  MessageResult_Outcome,
+  type SendPackRequest,
+  SendPackRequestSchema,
+} from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import {
+  type ReceiveRequest,
+  ReceiveRequestSchema,
+} from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import {
   type Delivered,
   type MessageOutcome,
@@ -10,13 +20,6 @@ import {
   WireReader,
   writeVarint,
 } from "../core/index.js";
-import type { Message } from "../gen/nervebus/v1/message_pb.js";
-import {
-  MessageResult_Outcome,
-  type SendPackRequest,
-  SendPackRequestSchema,
-} from "../gen/nervebus/v1/publisher_pb.js";
-import { type ReceiveRequest, ReceiveRequestSchema } from "../gen/nervebus/v1/subscriber_pb.js";
 
 /**
  * Hand-written encoders and decoders for the messages on the hot paths: a SendPack request and

@@ -1,11 +1,11 @@
 import { durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import type * as grpc from "@grpc/grpc-js";
-import { type Broker, invalidArgument, MAX_DELAY_MS, type NewMessage } from "../core/index.js";
 import {
   type SendPackRequest,
   type SendPackResponse,
   SendPackResponseSchema,
-} from "../gen/nervebus/v1/publisher_pb.js";
+} from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import { type Broker, invalidArgument, MAX_DELAY_MS, type NewMessage } from "../core/index.js";
 import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
 import { encodeSendPackResponse, malformedReason } from "./fast-codec.js";
 import { preEncoded } from "./grpc-adapter.js";

@@ -2,9 +2,9 @@ import { type DescFile, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
-import { file_nervebus_v1_admin } from "../gen/nervebus/v1/admin_pb.js";
-import { file_nervebus_v1_publisher } from "../gen/nervebus/v1/publisher_pb.js";
-import { file_nervebus_v1_subscriber } from "../gen/nervebus/v1/subscriber_pb.js";
+import { file_nervebus_v1_admin } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
+import { file_nervebus_v1_publisher } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import { file_nervebus_v1_subscriber } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 
 /** Every file and its imports, each once, dependencies first. */
 function closure(files: DescFile[]): DescFile[] {

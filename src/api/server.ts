@@ -1,9 +1,9 @@
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
+import { AdminService } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
+import { PublisherService } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import { SubscriberService } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { type Broker, NerveBusError } from "../core/index.js";
-import { AdminService } from "../gen/nervebus/v1/admin_pb.js";
-import { PublisherService } from "../gen/nervebus/v1/publisher_pb.js";
-import { SubscriberService } from "../gen/nervebus/v1/subscriber_pb.js";
 import type { Telemetry } from "../telemetry/index.js";
 import { adminHandlers } from "./admin-handler.js";
 import { decodeReceiveRequest, decodeSendPackRequest } from "./fast-codec.js";

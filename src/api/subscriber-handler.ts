@@ -2,6 +2,17 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import type * as grpc from "@grpc/grpc-js";
 import {
+  AckResultsSchema,
+  HeartbeatSchema,
+  type ReceiveRequest,
+  type ReceiveResponse,
+  ReceiveResponseSchema,
+  StartPoint,
+  type Subscribe,
+  SubscribedSchema,
+  type Window as WireWindow,
+} from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import {
   type Attachment,
   type Broker,
   type ConsumerSink,
@@ -12,17 +23,6 @@ import {
   type StartPosition,
   type Window,
 } from "../core/index.js";
-import {
-  AckResultsSchema,
-  HeartbeatSchema,
-  type ReceiveRequest,
-  type ReceiveResponse,
-  ReceiveResponseSchema,
-  StartPoint,
-  type Subscribe,
-  SubscribedSchema,
-  type Window as WireWindow,
-} from "../gen/nervebus/v1/subscriber_pb.js";
 import { encodeDeliveries, malformedReason } from "./fast-codec.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { toGrpcStatus } from "./status.js";

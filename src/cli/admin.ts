@@ -1,10 +1,10 @@
 import { parseArgs } from "node:util";
 import { create, type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { AdminService } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
+import { StartPoint } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { unary } from "../api/index.js";
 import { NerveBusError } from "../core/index.js";
-import { AdminService } from "../gen/nervebus/v1/admin_pb.js";
-import { StartPoint } from "../gen/nervebus/v1/subscriber_pb.js";
 import { connect, describeGrpcError } from "./connect.js";
 
 type Admin = (typeof AdminService)["method"];

@@ -1,9 +1,9 @@
 import * as grpc from "@grpc/grpc-js";
+import { AdminService } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
+import { PublisherService } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import { SubscriberService } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { createClient, type ServiceClient } from "../api/index.js";
 import { NerveBusError } from "../core/index.js";
-import { AdminService } from "../gen/nervebus/v1/admin_pb.js";
-import { PublisherService } from "../gen/nervebus/v1/publisher_pb.js";
-import { SubscriberService } from "../gen/nervebus/v1/subscriber_pb.js";
 
 /** Connects to a broker, failing with one clear line when it cannot be reached in time. */
 export async function connect(server: string): Promise<{

@@ -1,10 +1,10 @@
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
+import { type Message, MessageSchema } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
+import { SendPackRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { unary } from "../api/index.js";
 import { NerveBusError } from "../core/index.js";
-import { type Message, MessageSchema } from "../gen/nervebus/v1/message_pb.js";
-import { SendPackRequestSchema } from "../gen/nervebus/v1/publisher_pb.js";
 import { connect, describeGrpcError } from "./connect.js";
 
 /** `nervebus publish`: one message per --data or per line of standard input, sent in packs. */

@@ -1,14 +1,14 @@
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { NerveBusError } from "../core/index.js";
 import {
   ReceiveRequestSchema,
   type ReceiveResponse,
   StartPoint,
   SubscribeSchema,
   WindowSchema,
-} from "../gen/nervebus/v1/subscriber_pb.js";
+} from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import { NerveBusError } from "../core/index.js";
 import { connect, describeGrpcError } from "./connect.js";
 
 /** `nervebus tail`: prints each delivery (seq and payload) and acks it; exits after --count. */

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
+import { MessageResult_Outcome } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import { StartPoint } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import type { Config } from "../../src/config/index.js";
-import { MessageResult_Outcome } from "../../src/gen/nervebus/v1/publisher_pb.js";
-import { StartPoint } from "../../src/gen/nervebus/v1/subscriber_pb.js";
 import {
   type BrokerContext,
   type FreshStore,

@@ -1,15 +1,13 @@
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
-import { createClient, type ServiceClient, unary } from "../../src/api/index.js";
-import { type Config, loadConfig } from "../../src/config/index.js";
-import { AdminService } from "../../src/gen/nervebus/v1/admin_pb.js";
-import { type Delivery, MessageSchema } from "../../src/gen/nervebus/v1/message_pb.js";
+import { AdminService } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
+import { type Delivery, MessageSchema } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
 import {
   PublisherService,
   SendPackRequestSchema,
   type SendPackResponse,
-} from "../../src/gen/nervebus/v1/publisher_pb.js";
+} from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import {
   type ReceiveRequest,
   ReceiveRequestSchema,
@@ -18,7 +16,9 @@ import {
   SubscriberService,
   SubscribeSchema,
   WindowSchema,
-} from "../../src/gen/nervebus/v1/subscriber_pb.js";
+} from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import { createClient, type ServiceClient, unary } from "../../src/api/index.js";
+import { type Config, loadConfig } from "../../src/config/index.js";
 import { type NerveBus, startNerveBus } from "../../src/nervebus.js";
 import type { Logger } from "../../src/telemetry/index.js";
 

@@ -4,7 +4,7 @@ import { NerveBusError, StatusCode } from "./errors.js";
 import { AdminService } from "./gen/nervebus/v1/admin_pb.js";
 import { PublisherService } from "./gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "./gen/nervebus/v1/subscriber_pb.js";
-import { createServiceClient, type ServiceClient } from "./grpc-adapter.js";
+import { createClient, type ServiceClient } from "./grpc-adapter.js";
 import { MessageStream, type MessageStreamOptions } from "./message-stream.js";
 import {
   Publisher,
@@ -72,11 +72,15 @@ export class NerveBusClient {
       ...DEFAULT_CHANNEL_OPTIONS,
       ...options.channelOptions,
     });
-    const interceptors = options.interceptors ?? [];
-    this.#publisherClient = createServiceClient(PublisherService, address, this.#channel, interceptors);
-    this.#subscriberClient = createServiceClient(SubscriberService, address, this.#channel, interceptors);
+    // Every service runs on the one channel; its credentials are the ones that count.
+    const shared: grpc.ClientOptions = {
+      channelOverride: this.#channel,
+      interceptors: options.interceptors ?? [],
+    };
+    this.#publisherClient = createClient(PublisherService, address, undefined, shared);
+    this.#subscriberClient = createClient(SubscriberService, address, undefined, shared);
     this.admin = new Admin(
-      createServiceClient(AdminService, address, this.#channel, interceptors),
+      createClient(AdminService, address, undefined, shared),
       options.adminTimeoutMs ?? 30_000,
     );
     this.#publisherOptions = options.publisher;
