@@ -1,7 +1,13 @@
 import { format } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
-import { type RunningHttp, type RunningServer, startHttpServer, startServer } from "./api/index.js";
+import {
+  listensOnLoopbackOnly,
+  type RunningHttp,
+  type RunningServer,
+  startHttpServer,
+  startServer,
+} from "./api/index.js";
 import type { Config } from "./config/index.js";
 import { Broker } from "./core/index.js";
 import { openStore } from "./store/index.js";
@@ -35,6 +41,25 @@ export interface NerveBus {
 export interface StartOptions {
   readonly spanProcessor?: SpanProcessor;
   readonly env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Neither port has TLS or authentication yet, so each one that other machines can reach gets a
+ * loud warning at every start, saying what anyone who connects can do.
+ */
+function warnIfExposed(grpcAddress: string, httpAddress: string | undefined, log: Logger): void {
+  const ports: [string, string | undefined, string][] = [
+    ["gRPC", grpcAddress, "publish, read, ack, purge and delete topics"],
+    ["HTTP", httpAddress, "read topic and subscription names and figures and pause or resume subscriptions"],
+  ];
+  for (const [port, address, can] of ports) {
+    if (address === undefined || listensOnLoopbackOnly(address)) continue;
+    log(
+      "warn",
+      `${port} PORT IS OPEN TO THE NETWORK WITHOUT TLS OR AUTHENTICATION: anyone who can connect can ${can}; listen on 127.0.0.1 or put an authenticating TLS proxy in front`,
+      { address },
+    );
+  }
 }
 
 /** Opens the store and starts serving. Throws NerveBusError on bad config or an unusable store. */
@@ -125,13 +150,25 @@ export async function startNerveBus(
     });
     const s = server;
     if (config.httpListen !== "off") {
-      http = await startHttpServer(config.httpListen, b, telemetry.metrics, {
-        address: s.address,
-        store: store.capabilities.kind,
-        startedAt: Date.now(),
-        openStreams: () => s.sessions.size,
-        healthy: () => storeHealthy && !draining,
-      });
+      http = await startHttpServer(
+        config.httpListen,
+        b,
+        telemetry.metrics,
+        {
+          address: s.address,
+          store: store.capabilities.kind,
+          startedAt: Date.now(),
+          openStreams: () => s.sessions.size,
+          healthy: () => storeHealthy && !draining,
+        },
+        {
+          allowedHosts: config.httpAllowedHosts
+            .split(",")
+            .map((h) => h.trim())
+            .filter((h) => h !== ""),
+          log,
+        },
+      );
     }
   } catch (err) {
     await server?.shutdown(0);
@@ -161,6 +198,7 @@ export async function startNerveBus(
     );
   }, config.healthIntervalMs);
   healthTimer.unref();
+  warnIfExposed(grpcServer.address, http?.address, log);
   log("info", "nervebus serving", {
     address: grpcServer.address,
     http: http?.address ?? "off",

@@ -1,8 +1,10 @@
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { type Broker, NerveBusError } from "../core/index.js";
-import type { Metrics } from "../telemetry/index.js";
-import { toGrpcStatus } from "./status.js";
-import { STATUS_PAGE } from "./status-page.js";
+import { createServer, type IncomingMessage, type ServerResponse, STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
+import { type Broker, type ErrorCode, NerveBusError } from "../core/index.js";
+import type { Logger, Metrics } from "../telemetry/index.js";
+import { crossSiteProblem, HostRule } from "./request-guard.js";
+import { parseRequestPath } from "./request-target.js";
+import { STATUS_PAGE, STATUS_PAGE_CSP } from "./status-page.js";
 
 /** What the status page and the JSON API show about the broker itself. */
 export interface BrokerInfo {
@@ -13,12 +15,43 @@ export interface BrokerInfo {
   healthy(): boolean;
 }
 
+/** How the HTTP port guards itself. */
+export interface HttpOptions {
+  /** Host header names accepted besides the listen address (see HostRule). */
+  readonly allowedHosts: readonly string[];
+  readonly log: Logger;
+}
+
 export interface RunningHttp {
   readonly address: string;
   close(): Promise<void>;
 }
 
-const HTTP_STATUS: Record<number, number> = { 3: 400, 5: 404, 6: 409, 9: 412, 8: 429, 14: 503 };
+/** Domain error codes to HTTP statuses: the HTTP side's one table at the edge. */
+const HTTP_STATUS: Record<ErrorCode, number> = {
+  invalid_argument: 400,
+  not_found: 404,
+  already_exists: 409,
+  failed_precondition: 412,
+  resource_exhausted: 429,
+  unavailable: 503,
+  deadline_exceeded: 504,
+  cancelled: 503,
+  internal: 500,
+};
+
+/**
+ * Sent with every response. The page's own CSP replaces the default one, which allows nothing:
+ * JSON and metrics never need to run or load anything.
+ */
+const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  "content-security-policy":
+    "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  "x-frame-options": "DENY",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "cache-control": "no-store",
+};
 
 /** GET /api/status: the broker, its topics and their subscriptions. */
 async function status(broker: Broker, info: BrokerInfo) {
@@ -75,61 +108,180 @@ function send(
   body: string,
   type = "application/json; charset=utf-8",
 ): void {
-  res.writeHead(code, { "content-type": type, "cache-control": "no-store" });
+  res.writeHead(code, { "content-type": type });
   res.end(body);
 }
+
+function sendError(res: ServerResponse, code: number, error: string): void {
+  send(res, code, JSON.stringify({ error }));
+}
+
+/**
+ * A complete response written straight to a socket, for requests the HTTP parser refused or
+ * that never reach a request handler (CONNECT). The connection closes after it.
+ */
+function rawResponse(socket: Duplex, code: number, error: string): void {
+  const body = JSON.stringify({ error });
+  const head = [
+    `HTTP/1.1 ${code} ${STATUS_CODES[code] ?? "Error"}`,
+    "content-type: application/json; charset=utf-8",
+    `content-length: ${Buffer.byteLength(body)}`,
+    "connection: close",
+    ...Object.entries(SECURITY_HEADERS).map(([k, v]) => `${k}: ${v}`),
+  ];
+  socket.end(`${head.join("\r\n")}\r\n\r\n${body}`);
+}
+
+/** A route: the methods it answers, whether it changes state, and its handler. */
+interface Route {
+  readonly methods: readonly string[];
+  readonly mutates: boolean;
+  run(req: IncomingMessage, res: ServerResponse): Promise<void> | void;
+}
+
+const READ = ["GET", "HEAD"];
 
 /**
  * The broker's HTTP side, for people and scrapers: the status page (/), its JSON API
  * (/api/status; POST /api/topics/T/subscriptions/S/pause|resume), Prometheus metrics
  * (/metrics) and a plain health check (/healthz).
+ *
+ * No input ends the process: a bad path gets 400, an unknown one 404, a wrong method 405, a
+ * foreign Host or a cross-site state change 403 (see request-guard.ts), a request the parser
+ * refuses 400/408/413/431, and an exception in a handler 500 (logged). Every response carries
+ * SECURITY_HEADERS. Throws NerveBusError when the address cannot be bound or an allowed host is
+ * not a host name.
  */
 export async function startHttpServer(
   listen: string,
   broker: Broker,
   metrics: Metrics,
   info: BrokerInfo,
+  options: HttpOptions,
 ): Promise<RunningHttp> {
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? "/", "http://localhost");
-    const action = /^\/api\/topics\/([^/]+)\/subscriptions\/([^/]+)\/(pause|resume)$/.exec(url.pathname);
-    if (req.method === "GET" && url.pathname === "/metrics") {
-      metrics.handle(req, res);
-    } else if (req.method === "GET" && url.pathname === "/healthz") {
-      const ok = info.healthy();
-      send(res, ok ? 200 : 503, ok ? "ok\n" : "not serving\n", "text/plain");
-    } else if (req.method === "GET" && url.pathname === "/api/status") {
-      status(broker, info).then(
-        (body) => send(res, 200, JSON.stringify(body)),
-        (err: unknown) => send(res, 500, JSON.stringify({ error: toGrpcStatus(err).details })),
-      );
-    } else if (req.method === "POST" && action !== null) {
-      const [, topic, sub, verb] = action;
-      broker
-        .updateSubscription(decodeURIComponent(topic!), decodeURIComponent(sub!), {
-          paused: verb === "pause",
-        })
-        .then(
-          (r) =>
-            send(
-              res,
-              200,
-              JSON.stringify({
-                topic: decodeURIComponent(topic!),
-                subscription: r.name,
-                paused: r.config.paused,
-              }),
-            ),
-          (err: unknown) => {
-            const s = toGrpcStatus(err);
-            send(res, HTTP_STATUS[s.code] ?? 500, JSON.stringify({ error: s.details }));
-          },
-        );
-    } else if (req.method === "GET" && (url.pathname === "/" || url.pathname === "/index.html")) {
-      send(res, 200, STATUS_PAGE, "text/html; charset=utf-8");
-    } else {
-      send(res, 404, JSON.stringify({ error: `no route for ${req.method} ${url.pathname}` }));
+  const { log } = options;
+  const hosts = new HostRule(listen, options.allowedHosts);
+  if (hosts.badNames.length > 0)
+    throw new NerveBusError(
+      "invalid_argument",
+      `--http-allowed-hosts: ${hosts.badNames.map((n) => JSON.stringify(n)).join(", ")} is not a host name`,
+    );
+
+  function route(path: readonly string[]): Route | undefined {
+    const p = path.join("/");
+    if (p === "" || p === "index.html")
+      return {
+        methods: READ,
+        mutates: false,
+        run: (_q, res) => {
+          res.setHeader("content-security-policy", STATUS_PAGE_CSP);
+          send(res, 200, STATUS_PAGE, "text/html; charset=utf-8");
+        },
+      };
+    if (p === "healthz")
+      return {
+        methods: READ,
+        mutates: false,
+        run: (_q, res) => {
+          const ok = info.healthy();
+          send(res, ok ? 200 : 503, ok ? "ok\n" : "not serving\n", "text/plain; charset=utf-8");
+        },
+      };
+    if (p === "metrics")
+      return { methods: READ, mutates: false, run: (req, res) => metrics.handle(req, res) };
+    if (p === "api/status")
+      return {
+        methods: READ,
+        mutates: false,
+        run: async (_q, res) => send(res, 200, JSON.stringify(await status(broker, info))),
+      };
+    const [api, topics, topic, subscriptions, sub, verb] = path;
+    if (
+      path.length === 6 &&
+      api === "api" &&
+      topics === "topics" &&
+      subscriptions === "subscriptions" &&
+      (verb === "pause" || verb === "resume")
+    )
+      return {
+        methods: ["POST"],
+        mutates: true,
+        run: async (_q, res) => {
+          const r = await broker.updateSubscription(topic!, sub!, { paused: verb === "pause" });
+          send(res, 200, JSON.stringify({ topic, subscription: r.name, paused: r.config.paused }));
+        },
+      };
+    return undefined;
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+    const method = req.method ?? "";
+    const foreign = hosts.problem(req.headers.host);
+    if (foreign !== undefined) return sendError(res, 403, foreign);
+    const path = parseRequestPath(req.url ?? "");
+    if ("problem" in path) return sendError(res, 400, path.problem);
+    const r = route(path.segments);
+    if (r === undefined)
+      return sendError(res, 404, `no route for ${method} ${(req.url ?? "").slice(0, 200)}`);
+    if (!r.methods.includes(method)) {
+      res.setHeader("allow", r.methods.join(", "));
+      return sendError(res, 405, `${method} is not allowed here; use ${r.methods.join(" or ")}`);
     }
+    if (r.mutates) {
+      const cross = crossSiteProblem(req.headers);
+      if (cross !== undefined) return sendError(res, 403, cross);
+    }
+    try {
+      await r.run(req, res);
+    } catch (err) {
+      // A domain error (bad name, unknown subscription, store down) is the client's answer;
+      // anything else is a bug, answered 500 and logged by the caller.
+      if (!(err instanceof NerveBusError) || err.code === "internal" || res.headersSent) throw err;
+      sendError(res, HTTP_STATUS[err.code], err.message);
+    }
+  }
+
+  const server = createServer((req, res) => {
+    // An error event on the response (a write after its end) must never go unhandled.
+    res.on("error", () => {});
+    handle(req, res).catch((err: unknown) => {
+      log("error", "http request failed", {
+        method: req.method,
+        url: req.url?.slice(0, 200),
+        err: String(err),
+      });
+      if (res.headersSent) res.destroy();
+      else sendError(res, 500, "internal error; see the broker log");
+    });
+  });
+  // Requests the HTTP parser refuses (bad request line, bad header, header block over 16 KiB,
+  // bad chunking, timeouts): answered like node's default, plus a JSON error and the headers.
+  server.on("clientError", (err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex) => {
+    const written = (socket as Duplex & { bytesWritten?: number }).bytesWritten ?? 0;
+    if (err.code === "ECONNRESET" || !socket.writable || written > 0) {
+      socket.destroy();
+      return;
+    }
+    const code =
+      err.code === "HPE_HEADER_OVERFLOW"
+        ? 431
+        : err.code === "HPE_CHUNK_EXTENSIONS_OVERFLOW"
+          ? 413
+          : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+            ? 408
+            : 400;
+    rawResponse(
+      socket,
+      code,
+      `malformed HTTP request: ${err.code ?? "error"} (${err.reason ?? err.message})`,
+    );
+  });
+  // CONNECT never reaches the request handler; without a listener node would drop the
+  // connection without an answer.
+  server.on("connect", (_req: IncomingMessage, socket: Duplex) => {
+    socket.on("error", () => {});
+    rawResponse(socket, 405, "CONNECT is not allowed here; this is not a proxy");
   });
   const host = listen.slice(0, listen.lastIndexOf(":"));
   const port = Number(listen.slice(listen.lastIndexOf(":") + 1));
@@ -145,6 +297,9 @@ export async function startHttpServer(
     );
     server.listen(port, host, () => resolve());
   });
+  // After start-up a server error (accept failing for want of file descriptors) is logged,
+  // never thrown: the status port must not take the broker down.
+  server.on("error", (err: Error) => log("warn", "http server error", { err: String(err) }));
   const bound = server.address() as { port: number };
   return {
     address: `${host}:${bound.port}`,

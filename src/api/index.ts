@@ -1,6 +1,7 @@
 /** The gRPC edge: wire types stop here. */
 export { createClient, type ServiceClient } from "../../clients/ts/src/grpc-adapter.js";
 export { unary } from "./grpc-adapter.js";
-export { type BrokerInfo, type RunningHttp, startHttpServer } from "./http-server.js";
+export { listensOnLoopbackOnly } from "./host-names.js";
+export { type BrokerInfo, type HttpOptions, type RunningHttp, startHttpServer } from "./http-server.js";
 export { type RunningServer, type ServerOptions, startServer } from "./server.js";
 export { toGrpcStatus } from "./status.js";

@@ -1,3 +1,6 @@
+import { createHash } from "node:crypto";
+import { REQUEST_HEADER } from "./request-guard.js";
+
 /**
  * The status page served at GET /: one self-contained HTML document (inline CSS and script, no
  * external resources) that polls GET /api/status every 2 s, keeps a short history of the rates it
@@ -8,7 +11,9 @@
  * textContent or setAttribute, never through HTML parsing, so it cannot inject markup.
  *
  * The script inside avoids backticks, dollar-brace and backslashes so that this template literal
- * passes it through unchanged.
+ * passes it through unchanged (its one dollar-brace, the request header's name, is filled in
+ * here). It sets no style attributes and loads no other script, so the page works under
+ * STATUS_PAGE_CSP.
  */
 export const STATUS_PAGE = `<!doctype html>
 <html lang="en">
@@ -358,7 +363,8 @@ function renderSubscriptions(data) {
         body.append(el("tr", { class: "consumers", "data-topic": t.name, "data-sub": s.name }, row));
       }
     }
-    const cols = el("colgroup", null, ...SUB_COLUMNS.map((w) => el("col", { style: "width: " + w + "%" })));
+    // Widths through CSSOM: the Content-Security-Policy refuses style attributes.
+    const cols = el("colgroup", null, ...SUB_COLUMNS.map((w) => { const c = el("col"); c.style.width = w + "%"; return c; }));
     card.append(el("table", { class: "subs" }, cols, el("thead", null, head), body));
     cards.push(card);
   }
@@ -439,7 +445,8 @@ async function act(button) {
   button.disabled = true;
   try {
     const url = "/api/topics/" + encodeURIComponent(topic) + "/subscriptions/" + encodeURIComponent(sub) + "/" + action;
-    const res = await fetch(url, { method: "POST", cache: "no-store" });
+    // The header marks the request as the page's own (see the broker's same-origin rule).
+    const res = await fetch(url, { method: "POST", cache: "no-store", headers: { "${REQUEST_HEADER}": "1" } });
     let body = null;
     try { body = await res.json(); } catch (_) { /* not JSON */ }
     if (!res.ok) throw new Error((body && body.error) || "HTTP " + res.status);
@@ -467,3 +474,24 @@ poll();
 </body>
 </html>
 `;
+
+/** 'sha256-…' of the one inline element `tag` of the page, for the CSP (throws if there is none). */
+function inlineHash(tag: "script" | "style"): string {
+  const m = new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`).exec(STATUS_PAGE);
+  if (m === null) throw new Error(`status page has no inline <${tag}>`);
+  return `'sha256-${createHash("sha256").update(m[1]!, "utf8").digest("base64")}'`;
+}
+
+/**
+ * The page's Content-Security-Policy: only its own inline script and stylesheet (by hash, so an
+ * injected one never runs), requests only to this origin, no frames around it, no forms, no base.
+ */
+export const STATUS_PAGE_CSP = [
+  "default-src 'none'",
+  `script-src ${inlineHash("script")}`,
+  `style-src ${inlineHash("style")}`,
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join("; ");

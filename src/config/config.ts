@@ -5,6 +5,7 @@ import { NerveBusError } from "../core/index.js";
 export interface Config {
   listen: string;
   httpListen: string;
+  httpAllowedHosts: string;
   store: string;
   shards: number;
   autoCreate: boolean;
@@ -64,6 +65,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "string",
     default: "127.0.0.1:7071",
     doc: "HTTP address of the status page, /metrics (Prometheus) and /healthz; off to disable",
+  },
+  {
+    key: "httpAllowedHosts",
+    kind: "string",
+    default: "",
+    doc: "host names (comma-separated) the HTTP port answers besides its own address; any other Host header gets 403 (DNS rebinding guard)",
   },
   {
     key: "store",

@@ -37,7 +37,10 @@ test("mysql: a second broker waits for a live owner's lease and then refuses, na
     const started = performance.now();
     await assert.rejects(open(url, { leaseWaitMs: 1500 }), (err: NerveBusError) => {
       assert.equal(err.code, "failed_precondition");
-      assert.match(err.message, new RegExp(`owned by another broker, ${a.ownership().owner.replace(/[/]/g, "\\/")}`));
+      assert.match(
+        err.message,
+        new RegExp(`owned by another broker, ${a.ownership().owner.replace(/[/]/g, "\\/")}`),
+      );
       return true;
     });
     assert.ok(performance.now() - started >= 1400, "it waited for the lease before giving up");
