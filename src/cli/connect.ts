@@ -3,6 +3,7 @@ import { AdminService } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
 import { PublisherService } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { createClient, type ServiceClient } from "../api/index.js";
+import { checkHostPort } from "../config/index.js";
 import { NerveBusError } from "../core/index.js";
 
 /** Connects to a broker, failing with one clear line when it cannot be reached in time. */
@@ -12,8 +13,7 @@ export async function connect(server: string): Promise<{
   admin: ServiceClient<(typeof AdminService)["method"]>;
   close(): void;
 }> {
-  if (!/^.+:\d+$/.test(server))
-    throw new NerveBusError("invalid_argument", `--server: must be HOST:PORT, got ${JSON.stringify(server)}`);
+  checkHostPort("server", server);
   const options = { "grpc.max_receive_message_length": 64 << 20, "grpc.max_send_message_length": 64 << 20 };
   const publisher = createClient(PublisherService, server, grpc.credentials.createInsecure(), options);
   const subscriber = createClient(SubscriberService, server, grpc.credentials.createInsecure(), options);

@@ -12,7 +12,17 @@ export {
 export { CommitTracker } from "./commit-tracker.js";
 export { Consumer, type ConsumerSink, type Delivered, type Window } from "./consumer.js";
 export { asNerveBusError, type ErrorCode, invalidArgument, NerveBusError } from "./errors.js";
-export { MAX_DELAY_MS, type PublishLimits, validateName } from "./limits.js";
+export {
+  ACK_DEADLINE_MS,
+  BACKOFF_MS,
+  checkAckDeadline,
+  checkDelay,
+  DEDUP_WINDOW_MS,
+  DELIVERY_ATTEMPTS,
+  type PublishLimits,
+  SHARDS,
+  validateName,
+} from "./limits.js";
 export { decodeMeta, encodeMeta, type MetaFields, metaIds, readAttribute } from "./meta.js";
 export {
   type LoggedIds,
