@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import mysql from "mysql2/promise";
-import { encodeMeta } from "../src/core/index.js";
+import { encodeMeta } from "../src/wire/index.js";
 import { CpuPerMessage } from "./lib/cpu.js";
 import { measureWindow, now, type Percentiles, percentiles, progress, Samples, sleep } from "./lib/stats.js";
 import { traceparent } from "./lib/wire.js";

@@ -7,7 +7,7 @@ import {
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { type Broker, checkDelay, invalidArgument, type NewMessage } from "../core/index.js";
 import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
-import { encodeSendPackResponse, malformedReason } from "./fast-codec.js";
+import { encodeSendPackResponse, malformedReason } from "../wire/index.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { toGrpcStatus } from "./status.js";
 

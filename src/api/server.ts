@@ -5,8 +5,8 @@ import { PublisherService } from "../../clients/ts/src/gen/nervebus/v1/publisher
 import { SubscriberService } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { type Broker, NerveBusError } from "../core/index.js";
 import type { Telemetry } from "../telemetry/index.js";
+import { decodeReceiveRequest, decodeSendPackRequest } from "../wire/index.js";
 import { adminHandlers } from "./admin-handler.js";
-import { decodeReceiveRequest, decodeSendPackRequest } from "./fast-codec.js";
 import { addService } from "./grpc-adapter.js";
 import { sendPackHandler } from "./publisher-handler.js";
 import { addReflection } from "./reflection.js";

@@ -22,7 +22,7 @@ import {
   NerveBusError,
   type Window,
 } from "../core/index.js";
-import { encodeDeliveries, malformedReason } from "./fast-codec.js";
+import { encodeDeliveries, malformedReason } from "../wire/index.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { toStartPosition } from "./start-position.js";
 import { toGrpcStatus } from "./status.js";

@@ -1,3 +1,4 @@
+import { newTraceparent, traceIdOf } from "../wire/index.js";
 import { Consumer, type ConsumerSink, type Window } from "./consumer.js";
 import { invalidArgument, NerveBusError } from "./errors.js";
 import {
@@ -23,7 +24,6 @@ import { DelayScheduler } from "./scheduler.js";
 import type { Store } from "./store.js";
 import { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
 import { decodeWriterState, encodeWriterState, type IdHorizon, type MessageOutcome, Topic } from "./topic.js";
-import { newTraceparent, traceIdOf } from "./trace-context.js";
 import { WriteBudget } from "./write-budget.js";
 
 /** Logging hook: the core never picks a logger. */

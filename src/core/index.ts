@@ -23,7 +23,6 @@ export {
   SHARDS,
   validateName,
 } from "./limits.js";
-export { decodeMeta, encodeMeta, type MetaFields, metaIds, readAttribute } from "./meta.js";
 export {
   type LoggedIds,
   LogMessage,
@@ -43,13 +42,3 @@ export { MAX_PERSISTED_ENTRIES } from "./persisted-state.js";
 export type { OwnershipState, Store, StoreCapabilities } from "./store.js";
 export { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
 export type { MessageOutcome } from "./topic.js";
-export { newTraceparent, traceIdOf } from "./trace-context.js";
-export {
-  lenFieldSize,
-  varintSize,
-  WIRE_LEN,
-  WIRE_VARINT,
-  WireError,
-  WireReader,
-  writeVarint,
-} from "./wire.js";

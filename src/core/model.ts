@@ -1,5 +1,11 @@
-import { decodeMeta, deliveryMeta, encodeMeta, type MetaFields, metaContentBytes } from "./meta.js";
-import { traceIdOf } from "./trace-context.js";
+import {
+  decodeMeta,
+  deliveryMeta,
+  encodeMeta,
+  type MetaFields,
+  metaContentBytes,
+  traceIdOf,
+} from "../wire/index.js";
 
 /**
  * Domain types shared by the core and the stores. No protobuf types here: the API layer

@@ -7,7 +7,7 @@ import {
   WireReader,
   writeStringField,
   writeVarint,
-} from "./wire.js";
+} from "./wire-format.js";
 
 /**
  * A message's metadata as it is stored beside its payload, and as it goes out: protobuf wire

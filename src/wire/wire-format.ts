@@ -30,6 +30,12 @@ export function writeVarint(buf: Uint8Array, pos: number, v: number): number {
   return pos;
 }
 
+/** Writes a varint field (field number < 16): tag, then `v`. Returns the position after it. */
+export function writeVarintField(buf: Uint8Array, pos: number, field: number, v: number): number {
+  buf[pos++] = (field << 3) | WIRE_VARINT;
+  return writeVarint(buf, pos, v);
+}
+
 /** Writes a length-delimited field: tag, length, bytes. Returns the position after it. */
 export function writeBytesField(buf: Buffer, pos: number, field: number, bytes: Uint8Array): number {
   buf[pos++] = (field << 3) | WIRE_LEN;
