@@ -41,7 +41,7 @@ export interface RawResult {
   readonly insertCpuMicrosPerRow: Record<string, number>;
 }
 
-/** The broker's meta blob (src/core/meta.ts) for a message with only a traceparent attribute. */
+/** The broker's meta blob (src/wire/message-meta.ts) for a message with only a traceparent attribute. */
 function metaBlobs(n: number): Buffer[] {
   return Array.from({ length: n }, () => {
     const tp = traceparent();

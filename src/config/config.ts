@@ -309,9 +309,8 @@ export function envName(key: string): string {
 }
 
 function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyof Config] {
-  const where = `${source}: ${spec.kind === "bool" ? "" : ""}`;
   const fail = (problem: string): never => {
-    throw new NerveBusError("invalid_argument", `${where}${problem}`);
+    throw new NerveBusError("invalid_argument", `${source}: ${problem}`);
   };
   switch (spec.kind) {
     case "string":

@@ -521,14 +521,6 @@ export class Broker {
     };
   }
 
-  /** Runs retention on a topic now (also runs on a timer). */
-  async runRetention(topicName: string): Promise<number> {
-    const entry = await this.#topic(topicName, false);
-    const before = entry.topic.retentionDeleted;
-    await this.#retain(entry);
-    return entry.topic.retentionDeleted - before;
-  }
-
   /** Stops accepting work, flushes writes and subscription state. */
   async close(timeoutMs = 10_000): Promise<void> {
     this.#closing = true;

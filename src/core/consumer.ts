@@ -23,14 +23,11 @@ export interface Window {
   readonly maxBytes: number;
 }
 
-let nextConsumerId = 1;
-
 /**
  * One attached Receive stream: its window, ack deadline and what it holds. The subscription
  * keeps the counters; the window is never exceeded, not even by one message.
  */
 export class Consumer {
-  readonly id = nextConsumerId++;
   window: Window;
   inFlight = 0;
   inFlightBytes = 0;

@@ -37,8 +37,6 @@ export {
   type TopicRecord,
 } from "./model.js";
 export { type BrokerObserver, NO_OBSERVER, type Settled, type SettleOutcome } from "./observer.js";
-export { MAX_BLOCKED } from "./ordering-gate.js";
-export { MAX_PERSISTED_ENTRIES } from "./persisted-state.js";
 export type { OwnershipState, Store, StoreCapabilities } from "./store.js";
 export { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
 export type { MessageOutcome } from "./topic.js";

@@ -328,10 +328,6 @@ export class Subscription {
     }
   }
 
-  get dirty(): boolean {
-    return this.#dirty;
-  }
-
   close(): void {
     this.#closed = true;
     this.#unlisten();

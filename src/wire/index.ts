@@ -21,15 +21,6 @@ export {
   type MetaSource,
   metaContentBytes,
   metaIds,
-  readAttribute,
 } from "./message-meta.js";
 export { newTraceparent, traceIdOf } from "./trace-context.js";
-export {
-  lenFieldSize,
-  varintSize,
-  WIRE_LEN,
-  WIRE_VARINT,
-  WireError,
-  WireReader,
-  writeVarint,
-} from "./wire-format.js";
+export { varintSize, WireReader, writeVarint } from "./wire-format.js";

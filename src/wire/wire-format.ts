@@ -1,7 +1,7 @@
 /**
  * The few pieces of the protobuf wire format the hot paths write and read by hand: varints
  * (numbers up to 2^53, which covers seqs and times) and length-delimited fields. Everything
- * else goes through protobuf-es; test/unit/wire-codec.test.ts checks both agree.
+ * else goes through protobuf-es; test/unit/fast-codec.test.ts checks both agree.
  */
 
 export const WIRE_VARINT = 0;
@@ -34,14 +34,6 @@ export function writeVarint(buf: Uint8Array, pos: number, v: number): number {
 export function writeVarintField(buf: Uint8Array, pos: number, field: number, v: number): number {
   buf[pos++] = (field << 3) | WIRE_VARINT;
   return writeVarint(buf, pos, v);
-}
-
-/** Writes a length-delimited field: tag, length, bytes. Returns the position after it. */
-export function writeBytesField(buf: Buffer, pos: number, field: number, bytes: Uint8Array): number {
-  buf[pos++] = (field << 3) | WIRE_LEN;
-  pos = writeVarint(buf, pos, bytes.byteLength);
-  buf.set(bytes, pos);
-  return pos + bytes.byteLength;
 }
 
 /** Writes a string field whose UTF-8 length is `len`. Returns the position after it. */
