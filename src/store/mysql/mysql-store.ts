@@ -26,7 +26,7 @@ import {
   scheduleTable,
   shardTable,
 } from "../codec.js";
-import { mapStoreError } from "../errors.js";
+import { isUnknownDatabase, mapStoreError } from "../errors.js";
 import { Lease } from "./lease.js";
 import { prepareSchema } from "./schema.js";
 
@@ -144,7 +144,7 @@ export class MysqlStore implements Store {
     try {
       setup = await mysql.createConnection(config);
     } catch (err) {
-      if ((err as { code?: string }).code === "ER_BAD_DB_ERROR") {
+      if (isUnknownDatabase(err)) {
         // Create the database on first start, as SQLite creates its file.
         const admin = await mysql.createConnection({ ...config, database: undefined }).catch((e: unknown) => {
           throw mapStoreError(e, `connecting to ${url.host}`);

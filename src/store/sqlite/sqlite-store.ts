@@ -2,20 +2,19 @@ import { mkdirSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import {
-  type LoggedIds,
-  type LogMessage,
-  NerveBusError,
-  type NewMessage,
-  type OwnershipState,
-  type PointerRecord,
-  type ScheduledMessage,
-  type Store,
-  type StoreCapabilities,
-  type SubscriptionConfig,
-  type SubscriptionRecord,
-  type TopicConfig,
-  type TopicRecord,
+import type {
+  LoggedIds,
+  LogMessage,
+  NewMessage,
+  OwnershipState,
+  PointerRecord,
+  ScheduledMessage,
+  Store,
+  StoreCapabilities,
+  SubscriptionConfig,
+  SubscriptionRecord,
+  TopicConfig,
+  TopicRecord,
 } from "../../core/index.js";
 import {
   contiguousEnd,
@@ -29,7 +28,7 @@ import {
   scheduleTable,
   shardTable,
 } from "../codec.js";
-import { mapStoreError } from "../errors.js";
+import { mapSqliteOpenError, mapStoreError } from "../errors.js";
 
 /** This process, as ownership() names it. */
 const OWNER = `${hostname()}/${process.pid}`;
@@ -102,15 +101,7 @@ export class SqliteStore implements Store {
           PRIMARY KEY (topic_id, subscription));
       `);
     } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code === "SQLITE_BUSY" || code === "SQLITE_LOCKED") {
-        throw new NerveBusError(
-          "failed_precondition",
-          `store ${path} is in use by another broker process; one broker owns a database at a time`,
-          { cause: err },
-        );
-      }
-      throw mapStoreError(err, `opening ${path}`);
+      throw mapSqliteOpenError(err, path);
     }
     return new SqliteStore(db);
   }
