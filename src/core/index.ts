@@ -40,3 +40,4 @@ export type { PublishResult } from "./pack-appender.js";
 export type { OwnershipState, Store, StoreCapabilities } from "./store.js";
 export { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
 export type { MessageOutcome } from "./topic.js";
+export type { SubscriptionGauge } from "./topic-stats.js";
