@@ -117,12 +117,13 @@ class ReceiveSession implements ConsumerSink {
     return this.#write(preEncoded(ReceiveResponseSchema, encodeDeliveries(deliveries)));
   }
 
-  ackResults(acked: readonly number[], alreadyAcked: readonly number[]): void {
+  ackResults(acked: readonly number[], alreadyAcked: readonly number[], ignored: readonly number[]): void {
     this.#write(
       create(ReceiveResponseSchema, {
         ackResults: create(AckResultsSchema, {
           ackedSeqs: acked.map((s) => BigInt(s)),
           alreadyAckedSeqs: alreadyAcked.map((s) => BigInt(s)),
+          ignoredSeqs: ignored.map((s) => BigInt(s)),
         }),
       }),
     );

@@ -35,6 +35,7 @@ export interface Config {
   maxBackoffMs: number;
   heartbeatMs: number;
   keepaliveMs: number;
+  maxConnectionIdleMs: number;
   maxConcurrentStreams: number;
   healthIntervalMs: number;
   shutdownGraceMs: number;
@@ -226,6 +227,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1000,
     max: 3_600_000,
     doc: "server HTTP/2 keepalive ping interval",
+  },
+  {
+    key: "maxConnectionIdleMs",
+    kind: "duration",
+    default: 300_000,
+    min: 1000,
+    max: 86_400_000,
+    doc: "a client connection with no call in progress for this long is closed (GOAWAY); clients reconnect on their next call",
   },
   {
     key: "maxConcurrentStreams",

@@ -850,7 +850,7 @@ export class Broker {
     }
     for (const { snap } of snapshots) {
       for (const [consumer, list] of snap.confirms) {
-        if (!consumer.detached) consumer.sink.ackResults(list.acked, list.already);
+        if (!consumer.detached) consumer.sink.ackResults(list.acked, list.already, list.ignored);
       }
     }
   }

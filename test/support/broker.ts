@@ -57,8 +57,12 @@ export class TestClient {
   readonly subscriber: Subscriber;
   readonly admin: Admin;
 
-  constructor(readonly address: string) {
-    const options = { "grpc.max_receive_message_length": 64 << 20 };
+  /** `channelOptions` are added to each of its three channels' options. */
+  constructor(
+    readonly address: string,
+    channelOptions: grpc.ChannelOptions = {},
+  ) {
+    const options = { "grpc.max_receive_message_length": 64 << 20, ...channelOptions };
     this.publisher = createClient(PublisherService, address, grpc.credentials.createInsecure(), options);
     this.subscriber = createClient(SubscriberService, address, grpc.credentials.createInsecure(), options);
     this.admin = createClient(AdminService, address, grpc.credentials.createInsecure(), options);
