@@ -115,6 +115,7 @@ export async function startNerveBus(
     maxPackBytes: config.maxPackBytes,
     writeBufferBytes: config.writeBufferBytes,
     tailCacheBytes: config.tailCacheBytes,
+    tailCacheTotalBytes: config.tailCacheTotalBytes,
     confirmTimeoutMs: config.confirmTimeoutMs,
     statePersistIntervalMs: config.statePersistIntervalMs,
     retentionIntervalMs: config.retentionIntervalMs,
@@ -146,6 +147,7 @@ export async function startNerveBus(
       heartbeatMs: config.heartbeatMs,
       keepaliveMs: config.keepaliveMs,
       maxConnectionIdleMs: config.maxConnectionIdleMs,
+      admission: { perConnection: config.maxPacksPerConnection, total: config.maxPacksInProgress },
       maxConcurrentStreams: config.maxConcurrentStreams,
       telemetry,
     });

@@ -7,6 +7,7 @@ import { type Broker, NerveBusError } from "../core/index.js";
 import type { Telemetry } from "../telemetry/index.js";
 import { decodeReceiveRequest, decodeSendPackRequest } from "../wire/index.js";
 import { adminHandlers } from "./admin-handler.js";
+import { Admission, type AdmissionLimits } from "./admission.js";
 import { addService } from "./grpc-adapter.js";
 import { sendPackHandler } from "./publisher-handler.js";
 import { addReflection } from "./reflection.js";
@@ -20,6 +21,8 @@ export interface ServerOptions {
   readonly heartbeatMs: number;
   /** Server keepalive ping interval; a client that stops answering is dropped. */
   readonly keepaliveMs: number;
+  /** SendPack calls in progress per connection and in all (see Admission). */
+  readonly admission: AdmissionLimits;
   /** A connection without calls for this long is closed, however well it answers pings. */
   readonly maxConnectionIdleMs: number;
   /** HTTP/2 MAX_CONCURRENT_STREAMS per connection. */
@@ -41,6 +44,7 @@ export interface RunningServer {
 
 /** Starts the gRPC services of a broker. */
 export async function startServer(broker: Broker, options: ServerOptions): Promise<RunningServer> {
+  const admission = new Admission(options.admission);
   const server = new grpc.Server({
     "grpc.max_receive_message_length": options.maxMessageBytes,
     "grpc.max_send_message_length": options.maxMessageBytes,
@@ -50,9 +54,10 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     // Clients may ping every 10 s without data (grpc-go's minimum) without being dropped.
     "grpc.http2.min_ping_interval_without_data_ms": 10_000,
     "grpc.keepalive_permit_without_calls": 1,
-    // Requests are received in full before any handler runs, so this (with the number of
-    // connections and the pack size limit) is what bounds the bytes of requests held.
     "grpc.max_concurrent_streams": options.maxConcurrentStreams,
+    // Requests are received in full before any handler runs: admission refuses publish calls
+    // over the limits before their bodies are read.
+    interceptors: [admission.interceptor],
   });
   const sessions = new ReceiveSessions(broker, { heartbeatMs: options.heartbeatMs });
   // Unary calls in progress, so shutdown knows when nothing is left to wait for.

@@ -77,6 +77,9 @@ function toSeqs(seqs: readonly bigint[]): number[] {
   return seqs.map((s) => Number(s));
 }
 
+/** Bytes of deliveries a stream may have waiting for the transport before it counts as congested. */
+const SEND_BUFFER_BYTES = 1 << 20;
+
 /**
  * One Receive stream. Requests are handled strictly in order; the first attaches the stream to
  * its subscription. Deliveries respect HTTP/2 flow control: when a write reports a full
@@ -87,6 +90,10 @@ class ReceiveSession implements ConsumerSink {
   #chain: Promise<void> = Promise.resolve();
   #ended = false;
   #lastWrite = Date.now();
+  /** Bytes of deliveries handed to grpc-js and not yet written to the transport. */
+  #unsent = 0;
+  /** Whether this stream told its subscription it is congested by #unsent. */
+  #held = false;
   #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(
@@ -114,7 +121,25 @@ class ReceiveSession implements ConsumerSink {
 
   send(deliveries: readonly Delivered[]): boolean {
     if (this.#ended) return false;
-    return this.#write(preEncoded(ReceiveResponseSchema, encodeDeliveries(deliveries)));
+    const bytes = encodeDeliveries(deliveries);
+    // grpc-js queues up to 16 responses per stream before write() says it is full, and a
+    // response holds up to ~1 MiB of deliveries: a client that does not read would make the
+    // broker hold ~16 MiB per stream (100 streams on one connection ≈ 2 GiB). The stream is
+    // congested once SEND_BUFFER_BYTES wait for the transport, and resumes when they went out.
+    this.#unsent += bytes.byteLength;
+    const size = bytes.byteLength;
+    const open = this.#write(preEncoded(ReceiveResponseSchema, bytes), () => {
+      this.#unsent -= size;
+      if (this.#held && this.#unsent <= SEND_BUFFER_BYTES / 2) {
+        this.#held = false;
+        if (this.#attachment && !this.#ended) this.#attachment.subscription.resume(this.#attachment.consumer);
+      }
+    });
+    if (this.#unsent > SEND_BUFFER_BYTES) {
+      this.#held = true;
+      return false;
+    }
+    return open;
   }
 
   ackResults(acked: readonly number[], alreadyAcked: readonly number[], ignored: readonly number[]): void {
@@ -234,10 +259,10 @@ class ReceiveSession implements ConsumerSink {
     );
   }
 
-  #write(response: ReceiveResponse): boolean {
+  #write(response: ReceiveResponse, written?: () => void): boolean {
     if (this.#ended) return false;
     this.#lastWrite = Date.now();
-    return this.call.write(response);
+    return written === undefined ? this.call.write(response) : this.call.write(response, written);
   }
 
   /** The client half-closed: confirm its last acks if it asked for that, then end OK. */

@@ -23,6 +23,7 @@ export interface Config {
   maxPackBytes: number;
   writeBufferBytes: number;
   tailCacheBytes: number;
+  tailCacheTotalBytes: number;
   confirmTimeoutMs: number;
   statePersistIntervalMs: number;
   retentionMs: number;
@@ -36,6 +37,8 @@ export interface Config {
   heartbeatMs: number;
   keepaliveMs: number;
   maxConnectionIdleMs: number;
+  maxPacksPerConnection: number;
+  maxPacksInProgress: number;
   maxConcurrentStreams: number;
   healthIntervalMs: number;
   shutdownGraceMs: number;
@@ -61,6 +64,7 @@ export interface OptionSpec {
 }
 
 const MiB = 1 << 20;
+const GiB = 1024 * MiB;
 
 /** The settings, in the order the README's table lists them. */
 export const OPTIONS: readonly OptionSpec[] = [
@@ -115,7 +119,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   {
     key: "maxPackBytes",
     kind: "bytes",
-    default: 16 * MiB,
+    default: 8 * MiB,
     min: 1024,
     max: 256 * MiB,
     doc: "largest SendPack",
@@ -136,6 +140,15 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 4096 * MiB,
     doc: "recent messages kept in memory per topic (payload plus ~320 B per message)",
   },
+  {
+    key: "tailCacheTotalBytes",
+    kind: "bytes",
+    default: 128 * MiB,
+    min: 0,
+    max: 64 * GiB,
+    doc: "recent messages kept in memory for all topics together; the least recently written topics' caches go first (0: no bound beyond each topic's)",
+  },
+
   {
     key: "confirmTimeoutMs",
     kind: "duration",
@@ -235,6 +248,22 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1000,
     max: 86_400_000,
     doc: "a client connection with no call in progress for this long is closed (GOAWAY); clients reconnect on their next call",
+  },
+  {
+    key: "maxPacksPerConnection",
+    kind: "int",
+    default: 32,
+    min: 1,
+    max: 10_000,
+    doc: "SendPack calls in progress on one connection; more are refused with RESOURCE_EXHAUSTED before their body is read",
+  },
+  {
+    key: "maxPacksInProgress",
+    kind: "int",
+    default: 64,
+    min: 1,
+    max: 100_000,
+    doc: "SendPack calls in progress on the broker; bounds the request bytes held to this × --max-pack-bytes",
   },
   {
     key: "maxConcurrentStreams",

@@ -23,6 +23,8 @@ import { type BrokerObserver, NO_OBSERVER } from "./observer.js";
 import { DelayScheduler } from "./scheduler.js";
 import type { Store } from "./store.js";
 import { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
+import { ReadAheadShare } from "./read-ahead.js";
+import { TailCachePool } from "./tail-cache-pool.js";
 import { decodeWriterState, encodeWriterState, type IdHorizon, type MessageOutcome, Topic } from "./topic.js";
 import { WriteBudget } from "./write-budget.js";
 
@@ -38,6 +40,8 @@ export interface BrokerOptions extends PublishLimits {
   readonly writeBufferBytes: number;
   /** Bytes of recent messages kept in memory per topic for subscribers that keep up. */
   readonly tailCacheBytes: number;
+  /** All topics' tail caches together (0: no bound beyond each topic's). */
+  readonly tailCacheTotalBytes?: number;
   /** How long a pack may wait for its confirm when the call has no deadline. */
   readonly confirmTimeoutMs: number;
   /** How often dirty subscription state is persisted (coalescing acks). */
@@ -129,6 +133,9 @@ export class Broker {
   /** The same topics once loaded, for synchronous readers (gauges). */
   readonly #loaded = new Map<string, TopicEntry>();
   readonly #budget: WriteBudget;
+  readonly #cachePool: TailCachePool | undefined;
+  /** 64 MiB: what lagging subscriptions read ahead from the store, all together. */
+  readonly #readAheadShare = new ReadAheadShare(64 << 20);
   readonly observer: BrokerObserver;
   #closing = false;
   #fenced: NerveBusError | undefined;
@@ -138,6 +145,8 @@ export class Broker {
     readonly options: BrokerOptions,
   ) {
     this.#budget = new WriteBudget(options.writeBufferBytes);
+    if ((options.tailCacheTotalBytes ?? 0) > 0)
+      this.#cachePool = new TailCachePool(options.tailCacheTotalBytes!);
     this.observer = options.observer ?? NO_OBSERVER;
   }
 
@@ -608,6 +617,8 @@ export class Broker {
       this.#budget,
       {
         tailCacheBytes: this.options.tailCacheBytes,
+        ...(this.#cachePool === undefined ? {} : { cachePool: this.#cachePool }),
+        readAheadShare: this.#readAheadShare,
         confirmTimeoutMs: this.options.confirmTimeoutMs,
         log: this.options.log,
         observer: this.observer,

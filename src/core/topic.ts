@@ -8,7 +8,9 @@ import type { BrokerObserver } from "./observer.js";
 import { RateMeter } from "./rate-meter.js";
 import { ShardWriter } from "./shard-writer.js";
 import type { Store } from "./store.js";
+import type { ReadAheadShare } from "./read-ahead.js";
 import { TailCache } from "./tail-cache.js";
+import type { TailCachePool } from "./tail-cache-pool.js";
 import type { WriteBudget } from "./write-budget.js";
 
 /** What happened to one message of a pack. */
@@ -78,6 +80,10 @@ const SETTLED: PendingConfirm = { lastSeq: 0, deadline: 0, resolve() {}, reject(
 
 export interface TopicOptions {
   readonly tailCacheBytes: number;
+  /** The bound on all topics' caches together, when there is one. */
+  readonly cachePool?: TailCachePool;
+  /** The bound on the read-ahead rows of all lagging subscriptions together. */
+  readonly readAheadShare: ReadAheadShare;
   readonly observer: BrokerObserver;
   /** How long a pack may wait for its confirm when its call has no deadline. */
   readonly confirmTimeoutMs: number;
@@ -134,7 +140,7 @@ export class Topic {
     this.dedup = new DedupIndex(record.config.dedupWindowMs, MAX_DEDUP_IDS);
     this.#watermark = watermark;
     this.#persistedWatermark = watermark;
-    this.cache = new TailCache(options.tailCacheBytes);
+    this.cache = new TailCache(options.tailCacheBytes, options.cachePool);
     this.#tracker = new CommitTracker(record.shards, watermark);
     this.#writers = Array.from(
       { length: record.shards },
@@ -459,6 +465,7 @@ export class Topic {
     this.#confirmHead = 0;
     await this.#persisting;
     await this.#persistWatermark();
+    this.options.cachePool?.remove(this.cache);
   }
 
   #committed(shard: number, throughSeq: number, bytes: number): void {
