@@ -20,10 +20,10 @@ import type {
 } from "./model.js";
 import { messageBytes } from "./model.js";
 import { type BrokerObserver, NO_OBSERVER } from "./observer.js";
+import { ReadAheadShare } from "./read-ahead.js";
 import { DelayScheduler } from "./scheduler.js";
 import type { Store } from "./store.js";
 import { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
-import { ReadAheadShare } from "./read-ahead.js";
 import { TailCachePool } from "./tail-cache-pool.js";
 import { decodeWriterState, encodeWriterState, type IdHorizon, type MessageOutcome, Topic } from "./topic.js";
 import { WriteBudget } from "./write-budget.js";
