@@ -23,6 +23,7 @@ import {
   type StartPosition,
   type Window,
 } from "../core/index.js";
+import type { Caller, CallGuard } from "./call-guard.js";
 import { encodeDeliveries, malformedReason } from "./fast-codec.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { toGrpcStatus } from "./status.js";
@@ -36,6 +37,8 @@ const MAX_DEADLINE_MS = 600_000;
 export interface ReceiveOptions {
   /** Idle time after which a stream gets a heartbeat. */
   readonly heartbeatMs: number;
+  /** Authenticates each stream as it opens and authorizes its subscribe. */
+  readonly guard: CallGuard;
 }
 
 /** Open Receive streams, so shutdown can end each with UNAVAILABLE. */
@@ -53,7 +56,18 @@ export class ReceiveSessions {
 
   handler(): grpc.handleBidiStreamingCall<ReceiveRequest, ReceiveResponse> {
     return (call) => {
-      const session = new ReceiveSession(this.broker, call, this.options, () => this.#open.delete(session));
+      // Who the stream belongs to is settled once, as it opens: a policy reloaded later applies
+      // to new streams, and an open one keeps going.
+      let caller: Caller;
+      try {
+        caller = this.options.guard.grpcCaller("Receive", call);
+      } catch (err) {
+        call.emit("error", toGrpcStatus(err));
+        return;
+      }
+      const session = new ReceiveSession(this.broker, call, this.options, caller, () =>
+        this.#open.delete(session),
+      );
       this.#open.add(session);
       session.start();
     };
@@ -114,6 +128,7 @@ class ReceiveSession implements ConsumerSink {
     private readonly broker: Broker,
     private readonly call: ReceiveCall,
     private readonly options: ReceiveOptions,
+    private readonly caller: Caller,
     private readonly onClose: () => void,
   ) {}
 
@@ -204,6 +219,9 @@ class ReceiveSession implements ConsumerSink {
   }
 
   async #subscribe(s: Subscribe): Promise<Attachment | undefined> {
+    this.options.guard.require("Receive", this.caller, [
+      { action: "subscribe", topic: s.topic, subscription: s.subscription },
+    ]);
     const window = toWindow("subscribe.window", s.window);
     const ackDeadlineMs = deadlineMs("subscribe.ack_deadline", s.ackDeadline);
     if (s.consumerName.length > 128)
