@@ -10,12 +10,10 @@ export function jsonErrorOffset(text: string): number {
   };
   // Each parser returns false at the error, leaving `i` on it.
   const literal = (word: string) => {
-    if (text.startsWith(word, i)) {
-      i += word.length;
-      return true;
-    }
-    while (i < text.length && text[i] === word[0]) i++;
-    return false;
+    let k = 0;
+    while (k < word.length && text[i + k] === word[k]) k++;
+    i += k;
+    return k === word.length;
   };
   const string = (): boolean => {
     if (text[i] !== '"') return false;
