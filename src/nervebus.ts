@@ -247,7 +247,9 @@ export async function startNerveBus(
   log("info", "security", describeSecurity(config, security));
   const reloadSecurity = (force: boolean): ReloadReport => {
     const report = security.reload(force);
-    if (report.changed.length > 0) log("info", "security files reloaded", { changed: report.changed });
+    // A SIGHUP (force) always gets an answer in the log, even when nothing changed.
+    if (report.changed.length > 0 || force)
+      log("info", "security files reloaded", { changed: report.changed });
     for (const error of report.errors) log("error", "security file refused; the one in use stays", { error });
     return report;
   };

@@ -201,7 +201,7 @@ export class Security {
     if (tokensOn && authorization.length > 0) {
       if (authorization.length > 1) throw unauthenticated("authorization: sent more than once");
       const m = /^Bearer +([\x21-\x7e]+) *$/i.exec(authorization[0]!);
-      if (m === null) throw unauthenticated("authorization: expected `Bearer <token>`");
+      if (m === null) throw unauthenticated('authorization: expected "Bearer <token>"');
       return this.#fromToken(m[1]!, nowMs);
     }
     if (certificate !== undefined && this.mutualTls) {
@@ -211,7 +211,7 @@ export class Security {
       return { name, via: "certificate" };
     }
     const ways = [
-      tokensOn ? "`authorization: Bearer <token>`" : "",
+      tokensOn ? '"authorization: Bearer <token>"' : "",
       this.mutualTls ? "a client certificate" : "",
     ];
     throw unauthenticated(`no credentials: send ${ways.filter((w) => w !== "").join(" or ")}`);
