@@ -3,6 +3,7 @@ import { test } from "node:test";
 import { EVERY_NAME, Policy, tokenHash } from "../../src/auth/index.js";
 import { jsonErrorOffset } from "../../src/auth/json-error-offset.js";
 import { NamePattern } from "../../src/auth/name-pattern.js";
+import { Reloadable } from "../../src/auth/reloadable.js";
 import { TokenTable } from "../../src/auth/token-table.js";
 
 test("name patterns: * any run, ? one character, the rest literal and case-sensitive", () => {
@@ -98,4 +99,28 @@ test("tokens file: hashes only, one principal per line, mistakes named by line",
     () => TokenTable.parse("t", `${tokenHash("a")} x\n${tokenHash("a")} y\n`),
     /: t line 2: repeats a token hash/,
   );
+});
+
+test("a reloadable file: replaced when it changes and parses, kept when it does not, a broken one re-reported on force", () => {
+  let text = "1";
+  const file = new Reloadable(
+    "n",
+    () => text,
+    (t) => {
+      if (!/^\d+$/.test(t)) throw new Error(`bad ${t}`);
+      return Number(t);
+    },
+  );
+  assert.equal(file.reload(false), false, "unchanged");
+  text = "2";
+  assert.equal(file.reload(false), true);
+  assert.equal(file.value, 2);
+  text = "x";
+  assert.throws(() => file.reload(false), /bad x/);
+  assert.equal(file.value, 2, "the one in use stays");
+  assert.equal(file.reload(false), false, "a periodic check does not report it again");
+  assert.throws(() => file.reload(true), /bad x/, "SIGHUP does");
+  text = "3";
+  assert.equal(file.reload(false), true);
+  assert.equal(file.value, 3);
 });
