@@ -175,8 +175,11 @@ const READ = ["GET", "HEAD"];
  * No input ends the process: a bad path gets 400, an unknown one 404, a wrong method 405, a
  * foreign Host or a cross-site state change 403 (see request-guard.ts), a request the parser
  * refuses 400/408/413/431, and an exception in a handler 500 (logged). Every response carries
- * SECURITY_HEADERS. Throws NerveBusError when the address cannot be bound or an allowed host is
- * not a host name.
+ * SECURITY_HEADERS. With TLS it speaks HTTPS only, following certificate reloads; with
+ * authentication on, every route but the page's HTML and /healthz wants a principal (a verified
+ * client certificate or `Authorization: Bearer`), 401 without one and 403 without the right,
+ * through the same CallGuard as the gRPC port. Throws NerveBusError when the address cannot be
+ * bound or an allowed host is not a host name.
  */
 export async function startHttpServer(
   listen: string,
