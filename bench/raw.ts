@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import mysql from "mysql2/promise";
-import { encodeMeta } from "../src/core/index.js";
+import { encodeMeta } from "../src/wire/index.js";
 import { CpuPerMessage } from "./lib/cpu.js";
 import { measureWindow, now, type Percentiles, percentiles, progress, Samples, sleep } from "./lib/stats.js";
 import { traceparent } from "./lib/wire.js";
@@ -41,7 +41,7 @@ export interface RawResult {
   readonly insertCpuMicrosPerRow: Record<string, number>;
 }
 
-/** The broker's meta blob (src/core/meta.ts) for a message with only a traceparent attribute. */
+/** The broker's meta blob (src/wire/message-meta.ts) for a message with only a traceparent attribute. */
 function metaBlobs(n: number): Buffer[] {
   return Array.from({ length: n }, () => {
     const tp = traceparent();

@@ -186,6 +186,7 @@ export async function startNerveBus(
       maxMessageBytes: config.maxPackBytes + config.maxPackMessages * 64 + (1 << 20),
       heartbeatMs: config.heartbeatMs,
       keepaliveMs: config.keepaliveMs,
+      maxConnectionIdleMs: config.maxConnectionIdleMs,
       maxConcurrentStreams: config.maxConcurrentStreams,
       telemetry,
       guard,

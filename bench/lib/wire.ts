@@ -12,7 +12,7 @@ import {
   SubscribeSchema,
   WindowSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
-import { varintSize, WireReader, writeVarint } from "../../src/core/index.js";
+import { varintSize, WireReader, writeVarint } from "../../src/wire/index.js";
 
 /**
  * The load generators' side of the wire. Requests that repeat (a publish pack) are encoded once

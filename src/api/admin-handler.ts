@@ -16,12 +16,11 @@ import {
   type Subscription as WireSubscription,
   type Topic as WireTopic,
 } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
-import { StartPoint, WindowSchema } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import { WindowSchema } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { EVERY_NAME, type NameScope } from "../auth/index.js";
 import {
   type Broker,
   invalidArgument,
-  type StartPosition,
   type SubscriptionConfig,
   type SubscriptionRecord,
   type TopicConfig,
@@ -29,6 +28,7 @@ import {
 } from "../core/index.js";
 import { type Caller, type CallGuard, guardedUnary, type Need } from "./call-guard.js";
 import type { ServiceHandlers } from "./grpc-adapter.js";
+import { toStartPosition } from "./start-position.js";
 
 function topicToWire(t: TopicRecord): WireTopic {
   return create(TopicSchema, {
@@ -203,14 +203,7 @@ export function adminHandlers(
       async (req) => {
         const s = req.subscription;
         if (s === undefined) throw invalidArgument("subscription", "is required");
-        let start: StartPosition = { kind: "latest" };
-        if (req.start.case === "startSeq") {
-          if (req.start.value < 1n) throw invalidArgument("start_seq", "must be ≥ 1");
-          start = { kind: "seq", seq: Number(req.start.value) };
-        } else if (req.start.case === "startTime")
-          start = { kind: "time", time: timestampMs(req.start.value) };
-        else if (req.start.case === "startPoint" && req.start.value === StartPoint.EARLIEST)
-          start = { kind: "earliest" };
+        const start = toStartPosition(req.start, "start_seq");
         const record = await broker.createSubscription(s.topic, s.name, subscriptionPatch(s), start);
         return {
           $typeName: "nervebus.v1.CreateSubscriptionResponse",

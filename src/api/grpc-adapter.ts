@@ -9,7 +9,7 @@ import {
 
 /*
  * The broker's side of the bridge between protobuf-es services and grpc-js: typed handler
- * tables, registration, and the hooks for the hand-written codecs (src/api/fast-codec.ts). The
+ * tables, registration, and the hooks for the hand-written codecs (src/wire/fast-codec.ts). The
  * method table and typed clients are the TypeScript client's (clients/ts/src/grpc-adapter.ts),
  * compiled into the broker with the generated code beside it.
  */
@@ -28,7 +28,7 @@ export type ServiceHandlers<S extends GenServiceMethods> = { [K in keyof S]: Han
 const ENCODED = Symbol("nervebus.preEncoded");
 
 /**
- * A message of this schema whose wire bytes were produced already (src/api/fast-codec.ts): the
+ * A message of this schema whose wire bytes were produced already (src/wire/fast-codec.ts): the
  * serializer sends those bytes as they are.
  */
 export function preEncoded<D extends DescMessage>(schema: D, bytes: Buffer): MessageShape<D> {

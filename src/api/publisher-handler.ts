@@ -5,10 +5,10 @@ import {
   type SendPackResponse,
   SendPackResponseSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
-import { type Broker, invalidArgument, MAX_DELAY_MS, type NewMessage } from "../core/index.js";
+import { type Broker, checkDelay, invalidArgument, type NewMessage } from "../core/index.js";
 import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
+import { encodeSendPackResponse, malformedReason } from "../wire/index.js";
 import type { CallGuard } from "./call-guard.js";
-import { encodeSendPackResponse, malformedReason } from "./fast-codec.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { toGrpcStatus } from "./status.js";
 
@@ -26,10 +26,7 @@ export function toNewMessages(req: SendPackRequest, now: number): NewMessage[] {
     if (m.deliverAt !== undefined) {
       deliverAt = timestampMs(m.deliverAt);
     } else if (m.delay !== undefined) {
-      const delay = durationMs(m.delay);
-      if (delay < 0 || delay > MAX_DELAY_MS)
-        throw invalidArgument(`messages[${i}].delay`, "must be between 0 and 7 days");
-      deliverAt = now + delay;
+      deliverAt = now + checkDelay(`messages[${i}].delay`, durationMs(m.delay));
     }
     return {
       data: m.data,

@@ -6,9 +6,9 @@ import { SubscriberService } from "../../clients/ts/src/gen/nervebus/v1/subscrib
 import type { Security } from "../auth/index.js";
 import { type Broker, NerveBusError } from "../core/index.js";
 import type { Telemetry } from "../telemetry/index.js";
+import { decodeReceiveRequest, decodeSendPackRequest } from "../wire/index.js";
 import { adminHandlers } from "./admin-handler.js";
 import type { CallGuard } from "./call-guard.js";
-import { decodeReceiveRequest, decodeSendPackRequest } from "./fast-codec.js";
 import { addService } from "./grpc-adapter.js";
 import { sendPackHandler } from "./publisher-handler.js";
 import { addReflection } from "./reflection.js";
@@ -23,6 +23,8 @@ export interface ServerOptions {
   readonly heartbeatMs: number;
   /** Server keepalive ping interval; a client that stops answering is dropped. */
   readonly keepaliveMs: number;
+  /** A connection without calls for this long is closed, however well it answers pings. */
+  readonly maxConnectionIdleMs: number;
   /** HTTP/2 MAX_CONCURRENT_STREAMS per connection. */
   readonly maxConcurrentStreams: number;
   readonly telemetry: Telemetry;
@@ -50,6 +52,7 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     "grpc.max_receive_message_length": options.maxMessageBytes,
     "grpc.max_send_message_length": options.maxMessageBytes,
     "grpc.keepalive_time_ms": options.keepaliveMs,
+    "grpc.max_connection_idle_ms": options.maxConnectionIdleMs,
     "grpc.keepalive_timeout_ms": 20_000,
     // Clients may ping every 10 s without data (grpc-go's minimum) without being dropped.
     "grpc.http2.min_ping_interval_without_data_ms": 10_000,

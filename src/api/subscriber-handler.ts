@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs, durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
 import type * as grpc from "@grpc/grpc-js";
 import {
   AckResultsSchema,
@@ -7,7 +7,6 @@ import {
   type ReceiveRequest,
   type ReceiveResponse,
   ReceiveResponseSchema,
-  StartPoint,
   type Subscribe,
   SubscribedSchema,
   type Window as WireWindow,
@@ -16,23 +15,20 @@ import {
   type Attachment,
   type Broker,
   type ConsumerSink,
+  checkAckDeadline,
+  checkDelay,
   type Delivered,
   invalidArgument,
-  MAX_DELAY_MS,
   NerveBusError,
-  type StartPosition,
   type Window,
 } from "../core/index.js";
+import { encodeDeliveries, malformedReason } from "../wire/index.js";
 import type { Caller, CallGuard } from "./call-guard.js";
-import { encodeDeliveries, malformedReason } from "./fast-codec.js";
 import { preEncoded } from "./grpc-adapter.js";
+import { toStartPosition } from "./start-position.js";
 import { toGrpcStatus } from "./status.js";
 
 type ReceiveCall = grpc.ServerDuplexStream<ReceiveRequest, ReceiveResponse>;
-
-/** Bounds of a per-stream ack deadline or deadline extension. */
-const MIN_DEADLINE_MS = 1000;
-const MAX_DEADLINE_MS = 600_000;
 
 export interface ReceiveOptions {
   /** Idle time after which a stream gets a heartbeat. */
@@ -86,26 +82,9 @@ function toWindow(field: string, w: WireWindow | undefined): Window {
   return { maxMessages: w.maxMessages, maxBytes: Number(w.maxBytes) };
 }
 
-function toStart(s: Subscribe): StartPosition {
-  switch (s.start.case) {
-    case "startSeq":
-      if (s.start.value < 1n) throw invalidArgument("subscribe.start_seq", "must be ≥ 1");
-      return { kind: "seq", seq: Number(s.start.value) };
-    case "startTime":
-      return { kind: "time", time: timestampMs(s.start.value) };
-    case "startPoint":
-      return s.start.value === StartPoint.EARLIEST ? { kind: "earliest" } : { kind: "latest" };
-    default:
-      return { kind: "latest" };
-  }
-}
-
 function deadlineMs(field: string, d: { seconds: bigint; nanos: number } | undefined): number | undefined {
   if (d === undefined) return undefined;
-  const ms = durationMs(d as Parameters<typeof durationMs>[0]);
-  if (ms < MIN_DEADLINE_MS || ms > MAX_DEADLINE_MS)
-    throw invalidArgument(field, `must be 1 s – 10 min, got ${ms} ms`);
-  return ms;
+  return checkAckDeadline(field, durationMs(d as Parameters<typeof durationMs>[0]));
 }
 
 function toSeqs(seqs: readonly bigint[]): number[] {
@@ -153,12 +132,13 @@ class ReceiveSession implements ConsumerSink {
     return this.#write(preEncoded(ReceiveResponseSchema, encodeDeliveries(deliveries)));
   }
 
-  ackResults(acked: readonly number[], alreadyAcked: readonly number[]): void {
+  ackResults(acked: readonly number[], alreadyAcked: readonly number[], ignored: readonly number[]): void {
     this.#write(
       create(ReceiveResponseSchema, {
         ackResults: create(AckResultsSchema, {
           ackedSeqs: acked.map((s) => BigInt(s)),
           alreadyAckedSeqs: alreadyAcked.map((s) => BigInt(s)),
+          ignoredSeqs: ignored.map((s) => BigInt(s)),
         }),
       }),
     );
@@ -197,11 +177,7 @@ class ReceiveSession implements ConsumerSink {
     for (let i = 0; i < req.nacks.length; i++) {
       const n = req.nacks[i]!;
       let delay: number | undefined;
-      if (n.delay !== undefined) {
-        delay = durationMs(n.delay);
-        if (delay < 0 || delay > MAX_DELAY_MS)
-          throw invalidArgument(`nacks[${i}].delay`, "must be between 0 and 7 days");
-      }
+      if (n.delay !== undefined) delay = checkDelay(`nacks[${i}].delay`, durationMs(n.delay));
       subscription.nack(consumer, Number(n.seq), delay);
     }
     for (let i = 0; i < req.extendDeadlines.length; i++) {
@@ -232,7 +208,7 @@ class ReceiveSession implements ConsumerSink {
       {
         window,
         ackDeadlineMs,
-        start: toStart(s),
+        start: toStartPosition(s.start, "subscribe.start_seq"),
         confirmAcks: s.confirmAcks,
         consumerName: s.consumerName || this.call.getPeer(),
       },

@@ -4,6 +4,7 @@ import { AdminService } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
 import { PublisherService } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { createClient, type ServiceClient } from "../api/index.js";
+import { checkHostPort } from "../config/index.js";
 import { NerveBusError } from "../core/index.js";
 
 /** The flags every client command takes to reach a broker (parseArgs options). */
@@ -88,8 +89,7 @@ export async function connect(values: ConnectionValues): Promise<{
   close(): void;
 }> {
   const server = values.server ?? CONNECTION_FLAGS.server.default;
-  if (!/^.+:\d+$/.test(server))
-    throw new NerveBusError("invalid_argument", `--server: must be HOST:PORT, got ${JSON.stringify(server)}`);
+  checkHostPort("server", server);
   const credentials = connectionCredentials(values, process.env);
   const options: grpc.ClientOptions = {
     "grpc.max_receive_message_length": 64 << 20,

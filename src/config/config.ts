@@ -1,5 +1,14 @@
 import { readFileSync } from "node:fs";
-import { NerveBusError } from "../core/index.js";
+import {
+  ACK_DEADLINE_MS,
+  BACKOFF_MS,
+  DEDUP_WINDOW_MS,
+  DELIVERY_ATTEMPTS,
+  NerveBusError,
+  SHARDS,
+} from "../core/index.js";
+import { checkHostPort } from "./host-port.js";
+import { BYTE_UNITS, parseQuantity, TIME_UNITS } from "./units.js";
 
 /** Everything `nervebus serve` can be told. */
 export interface Config {
@@ -37,6 +46,7 @@ export interface Config {
   maxBackoffMs: number;
   heartbeatMs: number;
   keepaliveMs: number;
+  maxConnectionIdleMs: number;
   maxConcurrentStreams: number;
   healthIntervalMs: number;
   shutdownGraceMs: number;
@@ -146,8 +156,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     key: "shards",
     kind: "int",
     default: 4,
-    min: 1,
-    max: 64,
+    ...SHARDS,
     doc: "shard tables of a topic created on first use",
   },
   { key: "autoCreate", kind: "bool", default: true, doc: "create topics and subscriptions on first use" },
@@ -227,8 +236,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     key: "dedupWindowMs",
     kind: "duration",
     default: 120_000,
-    min: 0,
-    max: 24 * 3_600_000,
+    ...DEDUP_WINDOW_MS,
     doc: "default message-id dedup window of new topics (0: off)",
   },
   {
@@ -243,16 +251,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     key: "maxDeliveryAttempts",
     kind: "int",
     default: 0,
-    min: 0,
-    max: 1000,
+    ...DELIVERY_ATTEMPTS,
     doc: "default delivery attempts before dead-lettering (0: unlimited)",
   },
   {
     key: "ackDeadlineMs",
     kind: "duration",
     default: 30_000,
-    min: 1000,
-    max: 600_000,
+    ...ACK_DEADLINE_MS,
     doc: "default ack deadline of subscriptions",
   },
   {
@@ -267,8 +273,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     key: "maxBackoffMs",
     kind: "duration",
     default: 60_000,
-    min: 0,
-    max: 3_600_000,
+    ...BACKOFF_MS,
     doc: "default maximum redelivery backoff",
   },
   {
@@ -286,6 +291,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1000,
     max: 3_600_000,
     doc: "server HTTP/2 keepalive ping interval",
+  },
+  {
+    key: "maxConnectionIdleMs",
+    kind: "duration",
+    default: 300_000,
+    min: 1000,
+    max: 86_400_000,
+    doc: "a client connection with no call in progress for this long is closed (GOAWAY); clients reconnect on their next call",
   },
   {
     key: "maxConcurrentStreams",
@@ -368,25 +381,9 @@ export function envName(key: string): string {
   return `NERVEBUS_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 }
 
-const BYTE_UNITS: Record<string, number> = {
-  "": 1,
-  b: 1,
-  k: 1024,
-  kb: 1024,
-  kib: 1024,
-  m: MiB,
-  mb: MiB,
-  mib: MiB,
-  g: 1024 * MiB,
-  gb: 1024 * MiB,
-  gib: 1024 * MiB,
-};
-const TIME_UNITS: Record<string, number> = { "": 1, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
 function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyof Config] {
-  const where = `${source}: ${spec.kind === "bool" ? "" : ""}`;
   const fail = (problem: string): never => {
-    throw new NerveBusError("invalid_argument", `${where}${problem}`);
+    throw new NerveBusError("invalid_argument", `${source}: ${problem}`);
   };
   switch (spec.kind) {
     case "string":
@@ -406,10 +403,9 @@ function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyo
       if (typeof raw === "number") {
         n = raw;
       } else {
-        const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(String(raw));
         const units = spec.kind === "bytes" ? BYTE_UNITS : spec.kind === "duration" ? TIME_UNITS : { "": 1 };
-        const unit = m?.[2]?.toLowerCase() ?? "";
-        if (!m || units[unit] === undefined) {
+        const parsed = parseQuantity(String(raw), units);
+        if (parsed === undefined) {
           const hint =
             spec.kind === "bytes"
               ? " (e.g. 1048576 or 1MiB)"
@@ -418,7 +414,7 @@ function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyo
                 : "";
           return fail(`must be a whole number${hint}, got ${JSON.stringify(raw)}`);
         }
-        n = Number(m[1]) * units[unit]!;
+        n = parsed;
       }
       if (!Number.isInteger(n)) fail(`must be a whole number, got ${n}`);
       if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
@@ -492,18 +488,9 @@ export function loadConfig(
     fileKeys.has("httpListen");
   if (!httpGiven && config.listen.endsWith(":0"))
     config.httpListen = `${config.listen.slice(0, config.listen.lastIndexOf(":"))}:0`;
-  if (config.httpListen !== "off" && !/^.+:\d+$/.test(config.httpListen)) {
-    throw new NerveBusError(
-      "invalid_argument",
-      `--http-listen: must be HOST:PORT or off, got ${JSON.stringify(config.httpListen)}`,
-    );
-  }
   checkSecurity(config);
-  if (!/^.+:\d+$/.test(config.listen))
-    throw new NerveBusError(
-      "invalid_argument",
-      `--listen: must be HOST:PORT, got ${JSON.stringify(config.listen)}`,
-    );
+  checkHostPort("http-listen", config.httpListen, true);
+  checkHostPort("listen", config.listen);
   return config;
 }
 

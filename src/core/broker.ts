@@ -1,9 +1,12 @@
+import { newTraceparent, traceIdOf } from "../wire/index.js";
 import { Consumer, type ConsumerSink, type Window } from "./consumer.js";
 import { invalidArgument, NerveBusError } from "./errors.js";
 import {
-  MAX_DELAY_MS,
-  MAX_MESSAGE_ID_BYTES,
-  MAX_ORDERING_KEY_BYTES,
+  checkPack,
+  checkShards,
+  checkSubscriptionConfig,
+  checkTopicConfig,
+  checkWindow,
   type PublishLimits,
   validateName,
 } from "./limits.js";
@@ -21,7 +24,6 @@ import { DelayScheduler } from "./scheduler.js";
 import type { Store } from "./store.js";
 import { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
 import { decodeWriterState, encodeWriterState, type IdHorizon, type MessageOutcome, Topic } from "./topic.js";
-import { newTraceparent, traceIdOf } from "./trace-context.js";
 import { WriteBudget } from "./write-budget.js";
 
 /** Logging hook: the core never picks a logger. */
@@ -189,7 +191,7 @@ export class Broker {
     deadline: number,
   ): Promise<PublishResult> {
     validateName("topic", topicName);
-    const bytes = this.#validatePack(messages);
+    const bytes = checkPack(messages, this.options);
     this.#checkOpen();
     const entry = await this.#topic(topicName, this.options.autoCreate);
     const now = Date.now();
@@ -292,7 +294,7 @@ export class Broker {
   ): Promise<Attachment> {
     validateName("subscribe.topic", topicName);
     validateName("subscribe.subscription", subscriptionName);
-    this.#checkWindow("subscribe.window", options.window);
+    checkWindow("subscribe.window", options.window, this.options.maxMessageBytes);
     this.#checkOpen();
     const entry = await this.#topic(topicName, this.options.autoCreate);
     const { subscription, created } = await this.#subscription(
@@ -317,7 +319,7 @@ export class Broker {
    * stream (a consumer that is stopping takes no new messages while it finishes).
    */
   checkWindow(field: string, window: Window): void {
-    this.#checkWindow(field, window, 0);
+    checkWindow(field, window, this.options.maxMessageBytes, 0);
   }
 
   /**
@@ -337,10 +339,8 @@ export class Broker {
     config: Partial<TopicConfig>,
   ): Promise<TopicRecord> {
     validateName("topic.name", name);
-    const s = shards ?? this.options.defaultShards;
-    if (!Number.isInteger(s) || s < 1 || s > 64)
-      throw invalidArgument("topic.shards", `must be 1–64, got ${s}`);
-    const full = this.#checkTopicConfig({ ...this.options.topicDefaults, ...config });
+    const s = checkShards("topic.shards", shards ?? this.options.defaultShards);
+    const full = checkTopicConfig({ ...this.options.topicDefaults, ...config });
     this.#checkOpen();
     const found = await this.store.ensureTopic(name, { shards: s, config: full });
     if (!found!.created) throw new NerveBusError("already_exists", `topic ${name} already exists`);
@@ -361,7 +361,7 @@ export class Broker {
     validateName("topic.name", name);
     if (patch.ephemeral !== undefined) throw invalidArgument("update_mask", "ephemeral is fixed at creation");
     const entry = await this.#topic(name, false);
-    const config = this.#checkTopicConfig({ ...entry.topic.record.config, ...patch });
+    const config = checkTopicConfig({ ...entry.topic.record.config, ...patch });
     const record = await this.store.updateTopicConfig(entry.topic.record, config);
     entry.topic.reconfigure(record);
     this.#armRetention(entry);
@@ -403,7 +403,7 @@ export class Broker {
   ): Promise<SubscriptionRecord> {
     validateName("subscription.topic", topicName);
     validateName("subscription.name", name);
-    const full = this.#checkSubscriptionConfig(topicName, {
+    const full = checkSubscriptionConfig(topicName, {
       ...this.options.subscriptionDefaults,
       ...config,
       paused: false,
@@ -435,7 +435,7 @@ export class Broker {
     patch: Partial<SubscriptionConfig>,
   ): Promise<SubscriptionRecord> {
     const sub = await this.getSubscription(topicName, name);
-    const config = this.#checkSubscriptionConfig(topicName, { ...sub.config, ...patch });
+    const config = checkSubscriptionConfig(topicName, { ...sub.config, ...patch });
     await this.store.updateSubscriptionConfig(sub.topic.record, name, config);
     const record = { ...sub.record, config };
     sub.reconfigure(record);
@@ -521,14 +521,6 @@ export class Broker {
     };
   }
 
-  /** Runs retention on a topic now (also runs on a timer). */
-  async runRetention(topicName: string): Promise<number> {
-    const entry = await this.#topic(topicName, false);
-    const before = entry.topic.retentionDeleted;
-    await this.#retain(entry);
-    return entry.topic.retentionDeleted - before;
-  }
-
   /** Stops accepting work, flushes writes and subscription state. */
   async close(timeoutMs = 10_000): Promise<void> {
     this.#closing = true;
@@ -570,104 +562,6 @@ export class Broker {
     this.#fenced = err;
     this.#budget.rejectAll(err);
     for (const entry of this.#loaded.values()) entry.topic.fail(err);
-  }
-
-  #checkWindow(field: string, window: Window, min = 1): void {
-    if (!Number.isInteger(window.maxMessages) || window.maxMessages < min || window.maxMessages > 100_000) {
-      throw invalidArgument(`${field}.max_messages`, `must be ${min}–100000, got ${window.maxMessages}`);
-    }
-    if (window.maxBytes !== 0 && window.maxBytes < this.options.maxMessageBytes) {
-      throw invalidArgument(
-        `${field}.max_bytes`,
-        `must be 0 (no limit) or at least the max message size ${this.options.maxMessageBytes}, got ${window.maxBytes}`,
-      );
-    }
-  }
-
-  #checkTopicConfig(c: TopicConfig): TopicConfig {
-    if (!(c.retentionMs >= 0)) throw invalidArgument("topic.retention", "must not be negative");
-    if (!(c.retentionBytes >= 0)) throw invalidArgument("topic.retention_bytes", "must not be negative");
-    if (!(c.dedupWindowMs >= 0) || c.dedupWindowMs > 24 * 3600_000)
-      throw invalidArgument("topic.dedup_window", "must be 0 – 24 h");
-    return c;
-  }
-
-  #checkSubscriptionConfig(topicName: string, c: SubscriptionConfig): SubscriptionConfig {
-    if (c.ackDeadlineMs < 1000 || c.ackDeadlineMs > 600_000) {
-      throw invalidArgument("subscription.ack_deadline", `must be 1 s – 10 min, got ${c.ackDeadlineMs} ms`);
-    }
-    if (c.minBackoffMs < 0 || c.maxBackoffMs < c.minBackoffMs || c.maxBackoffMs > 3_600_000) {
-      throw invalidArgument(
-        "subscription.max_backoff",
-        `must be ≥ min_backoff and ≤ 1 h (min ${c.minBackoffMs} ms, max ${c.maxBackoffMs} ms)`,
-      );
-    }
-    if (
-      !Number.isInteger(c.maxDeliveryAttempts) ||
-      c.maxDeliveryAttempts < 0 ||
-      c.maxDeliveryAttempts > 1000
-    ) {
-      throw invalidArgument(
-        "subscription.max_delivery_attempts",
-        `must be 0 (unlimited) – 1000, got ${c.maxDeliveryAttempts}`,
-      );
-    }
-    if (c.deadLetterTopic !== "") {
-      validateName("subscription.dead_letter_topic", c.deadLetterTopic);
-      if (c.deadLetterTopic === topicName)
-        throw invalidArgument("subscription.dead_letter_topic", "must differ from the subscription's topic");
-    }
-    return c;
-  }
-
-  #validatePack(messages: readonly NewMessage[]): number {
-    const o = this.options;
-    if (messages.length === 0) throw invalidArgument("messages", "a pack needs at least one message");
-    if (messages.length > o.maxPackMessages) {
-      throw invalidArgument(
-        "messages",
-        `pack has ${messages.length} messages; the limit is ${o.maxPackMessages}`,
-      );
-    }
-    let total = 0;
-    const latest = Date.now() + MAX_DELAY_MS;
-    for (let i = 0; i < messages.length; i++) {
-      const m = messages[i]!;
-      const size = messageBytes(m);
-      if (size > o.maxMessageBytes) {
-        throw invalidArgument(
-          `messages[${i}]`,
-          `message is ${size} bytes; the limit is ${o.maxMessageBytes}`,
-        );
-      }
-      const keyBytes = Buffer.byteLength(m.orderingKey);
-      if (keyBytes > MAX_ORDERING_KEY_BYTES) {
-        throw invalidArgument(
-          `messages[${i}].ordering_key`,
-          `is ${keyBytes} bytes; the limit is ${MAX_ORDERING_KEY_BYTES}`,
-        );
-      }
-      const idBytes = Buffer.byteLength(m.messageId);
-      if (idBytes > MAX_MESSAGE_ID_BYTES) {
-        throw invalidArgument(
-          `messages[${i}].message_id`,
-          `is ${idBytes} bytes; the limit is ${MAX_MESSAGE_ID_BYTES}`,
-        );
-      }
-      if (m.deliverAt > latest)
-        throw invalidArgument(`messages[${i}].deliver_at`, "is more than 7 days ahead");
-      for (const k in m.attributes) {
-        if (k.startsWith("nervebus-"))
-          throw invalidArgument(
-            `messages[${i}].attributes`,
-            `key ${JSON.stringify(k)} uses the reserved prefix nervebus-`,
-          );
-      }
-      total += size;
-    }
-    if (total > o.maxPackBytes)
-      throw invalidArgument("messages", `pack is ${total} bytes; the limit is ${o.maxPackBytes}`);
-    return total;
   }
 
   #topic(name: string, create: boolean): Promise<TopicEntry> {
@@ -956,7 +850,7 @@ export class Broker {
     }
     for (const { snap } of snapshots) {
       for (const [consumer, list] of snap.confirms) {
-        if (!consumer.detached) consumer.sink.ackResults(list.acked, list.already);
+        if (!consumer.detached) consumer.sink.ackResults(list.acked, list.already, list.ignored);
       }
     }
   }

@@ -1,7 +1,7 @@
+import { encodeMeta, newTraceparent, traceIdOf } from "../wire/index.js";
 import { CommitTracker } from "./commit-tracker.js";
 import { DedupIndex } from "./dedup-index.js";
 import { NerveBusError } from "./errors.js";
-import { encodeMeta } from "./meta.js";
 import type { NewMessage, TopicRecord } from "./model.js";
 import { LogMessage, messageBytes } from "./model.js";
 import type { BrokerObserver } from "./observer.js";
@@ -9,7 +9,6 @@ import { RateMeter } from "./rate-meter.js";
 import { ShardWriter } from "./shard-writer.js";
 import type { Store } from "./store.js";
 import { TailCache } from "./tail-cache.js";
-import { newTraceparent, traceIdOf } from "./trace-context.js";
 import type { WriteBudget } from "./write-budget.js";
 
 /** What happened to one message of a pack. */

@@ -509,7 +509,7 @@ window.__results = (async () => {
         cb(null, md);
       }),
     );
-    const client = new TestClient(bus.address, creds);
+    const client = new TestClient(bus.address, {}, creds);
     const context = await browser!.newContext({ ignoreHTTPSErrors: true, viewport: VIEWPORT });
     try {
       await createTopic(client, "orders");

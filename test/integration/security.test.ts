@@ -113,7 +113,7 @@ function credentials(
 
 const open: TestClient[] = [];
 function client(bus: NerveBus, creds: grpc.ChannelCredentials): TestClient {
-  const c = new TestClient(bus.address, creds);
+  const c = new TestClient(bus.address, {}, creds);
   open.push(c);
   return c;
 }

@@ -57,12 +57,16 @@ export class TestClient {
   readonly subscriber: Subscriber;
   readonly admin: Admin;
 
-  /** A client of the broker at `address`; plaintext unless `credentials` say otherwise (TLS, tokens). */
+  /**
+   * `channelOptions` are added to each of its three channels' options; plaintext unless
+   * `credentials` say otherwise (TLS, tokens).
+   */
   constructor(
     readonly address: string,
+    channelOptions: grpc.ChannelOptions = {},
     credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
   ) {
-    const options = { "grpc.max_receive_message_length": 64 << 20 };
+    const options = { "grpc.max_receive_message_length": 64 << 20, ...channelOptions };
     this.publisher = createClient(PublisherService, address, credentials, options);
     this.subscriber = createClient(SubscriberService, address, credentials, options);
     this.admin = createClient(AdminService, address, credentials, options);

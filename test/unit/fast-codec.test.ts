@@ -16,21 +16,17 @@ import {
   ReceiveResponseSchema,
   WindowSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import { LogMessage, type MessageOutcome, messageBytes } from "../../src/core/index.js";
 import {
+  decodeMeta,
   decodeReceiveRequest,
   decodeSendPackRequest,
   encodeDeliveries,
-  encodeSendPackResponse,
-} from "../../src/api/fast-codec.js";
-import {
-  decodeMeta,
   encodeMeta,
-  LogMessage,
-  type MessageOutcome,
-  messageBytes,
+  encodeSendPackResponse,
   metaIds,
   traceIdOf,
-} from "../../src/core/index.js";
+} from "../../src/wire/index.js";
 
 const TRACEPARENT = `00-${"4bf92f3577b34da6a3ce929d0e0e4736"}-00f067aa0ba902b7-01`;
 
