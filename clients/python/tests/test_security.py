@@ -38,12 +38,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _broker(tmp_path: Path, pki: Path, *args: str) -> Iterator[Broker]:
     tls = ("--tls-cert", str(pki / "server.crt"), "--tls-key", str(pki / "server.key"))
-    b = Broker(tmp_path, *tls, "--auth-policy", str(pki / "policy.json"), *args)
-    b.start()
-    try:
+    with Broker(tmp_path, *tls, "--auth-policy", str(pki / "policy.json"), *args) as b:
         yield b
-    finally:
-        b.close()
 
 
 @pytest.fixture
