@@ -8,6 +8,7 @@ import {
 import { type Broker, checkDelay, invalidArgument, type NewMessage } from "../core/index.js";
 import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
 import { encodeSendPackResponse, malformedReason } from "../wire/index.js";
+import type { CallGuard } from "./call-guard.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { toGrpcStatus } from "./status.js";
 
@@ -37,10 +38,11 @@ export function toNewMessages(req: SendPackRequest, now: number): NewMessage[] {
   });
 }
 
-/** PublisherService.SendPack. */
+/** PublisherService.SendPack: needs the publish right on the topic (see CallGuard). */
 export function sendPackHandler(
   broker: Broker,
   telemetry: Telemetry,
+  guard: CallGuard,
 ): grpc.handleUnaryCall<SendPackRequest, SendPackResponse> {
   return (call, callback) => {
     const started = performance.now();
@@ -50,6 +52,12 @@ export function sendPackHandler(
       return;
     }
     const { topic } = call.request;
+    try {
+      guard.authorize("SendPack", call, [{ action: "publish", topic }]);
+    } catch (err) {
+      callback(toGrpcStatus(err));
+      return;
+    }
     const metadataParent = call.metadata.get("traceparent")[0];
     const span = telemetry.startPublishSpan(
       topic,

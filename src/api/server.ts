@@ -3,15 +3,18 @@ import { HealthImplementation } from "grpc-health-check";
 import { AdminService } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
 import { PublisherService } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import type { Security } from "../auth/index.js";
 import { type Broker, NerveBusError } from "../core/index.js";
 import type { Telemetry } from "../telemetry/index.js";
 import { decodeReceiveRequest, decodeSendPackRequest } from "../wire/index.js";
 import { adminHandlers } from "./admin-handler.js";
 import { Admission, type AdmissionLimits } from "./admission.js";
+import type { CallGuard } from "./call-guard.js";
 import { addService } from "./grpc-adapter.js";
 import { sendPackHandler } from "./publisher-handler.js";
 import { addReflection } from "./reflection.js";
 import { ReceiveSessions } from "./subscriber-handler.js";
+import { serverCredentials } from "./tls-credentials.js";
 
 export interface ServerOptions {
   /** HOST:PORT; port 0 picks a free one. */
@@ -28,6 +31,10 @@ export interface ServerOptions {
   /** HTTP/2 MAX_CONCURRENT_STREAMS per connection. */
   readonly maxConcurrentStreams: number;
   readonly telemetry: Telemetry;
+  /** Who may call what; every RPC but health and reflection goes through it. */
+  readonly guard: CallGuard;
+  /** TLS material (and its reloads); plaintext when undefined or without TLS. */
+  readonly security?: Security;
 }
 
 /** A running gRPC front end. */
@@ -59,7 +66,8 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     // over the limits before their bodies are read.
     interceptors: [admission.interceptor],
   });
-  const sessions = new ReceiveSessions(broker, { heartbeatMs: options.heartbeatMs });
+  const { guard } = options;
+  const sessions = new ReceiveSessions(broker, { heartbeatMs: options.heartbeatMs, guard });
   // Unary calls in progress, so shutdown knows when nothing is left to wait for.
   let inFlight = 0;
   const counted = <Req, Res>(h: grpc.handleUnaryCall<Req, Res>): grpc.handleUnaryCall<Req, Res> => {
@@ -74,11 +82,11 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
   addService(
     server,
     PublisherService,
-    { sendPack: counted(sendPackHandler(broker, options.telemetry)) },
+    { sendPack: counted(sendPackHandler(broker, options.telemetry, guard)) },
     { sendPack: decodeSendPackRequest },
   );
   addService(server, SubscriberService, { receive: sessions.handler() }, { receive: decodeReceiveRequest });
-  const admin = adminHandlers(broker);
+  const admin = adminHandlers(broker, guard);
   addService(
     server,
     AdminService,
@@ -91,7 +99,7 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
   health.addToServer(server);
   addReflection(server);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (err, p) => {
+    server.bindAsync(options.listen, serverCredentials(options.security), (err, p) => {
       if (!err) return resolve(p);
       const inUse = /EADDRINUSE/.test(err.message);
       reject(

@@ -23,6 +23,7 @@ import {
   type Window,
 } from "../core/index.js";
 import { encodeDeliveries, malformedReason } from "../wire/index.js";
+import type { Caller, CallGuard } from "./call-guard.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { toStartPosition } from "./start-position.js";
 import { toGrpcStatus } from "./status.js";
@@ -32,6 +33,8 @@ type ReceiveCall = grpc.ServerDuplexStream<ReceiveRequest, ReceiveResponse>;
 export interface ReceiveOptions {
   /** Idle time after which a stream gets a heartbeat. */
   readonly heartbeatMs: number;
+  /** Authenticates each stream as it opens and authorizes its subscribe. */
+  readonly guard: CallGuard;
 }
 
 /** Open Receive streams, so shutdown can end each with UNAVAILABLE. */
@@ -49,7 +52,18 @@ export class ReceiveSessions {
 
   handler(): grpc.handleBidiStreamingCall<ReceiveRequest, ReceiveResponse> {
     return (call) => {
-      const session = new ReceiveSession(this.broker, call, this.options, () => this.#open.delete(session));
+      // Who the stream belongs to is settled once, as it opens: a policy reloaded later applies
+      // to new streams, and an open one keeps going.
+      let caller: Caller;
+      try {
+        caller = this.options.guard.grpcCaller("Receive", call);
+      } catch (err) {
+        call.emit("error", toGrpcStatus(err));
+        return;
+      }
+      const session = new ReceiveSession(this.broker, call, this.options, caller, () =>
+        this.#open.delete(session),
+      );
       this.#open.add(session);
       session.start();
     };
@@ -100,6 +114,7 @@ class ReceiveSession implements ConsumerSink {
     private readonly broker: Broker,
     private readonly call: ReceiveCall,
     private readonly options: ReceiveOptions,
+    private readonly caller: Caller,
     private readonly onClose: () => void,
   ) {}
 
@@ -205,6 +220,9 @@ class ReceiveSession implements ConsumerSink {
   }
 
   async #subscribe(s: Subscribe): Promise<Attachment | undefined> {
+    this.options.guard.require("Receive", this.caller, [
+      { action: "subscribe", topic: s.topic, subscription: s.subscription },
+    ]);
     const window = toWindow("subscribe.window", s.window);
     const ackDeadlineMs = deadlineMs("subscribe.ack_deadline", s.ackDeadline);
     if (s.consumerName.length > 128)
