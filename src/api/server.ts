@@ -11,6 +11,7 @@ import { adminHandlers } from "./admin-handler.js";
 import { Admission, type AdmissionLimits } from "./admission.js";
 import type { CallGuard } from "./call-guard.js";
 import { addService } from "./grpc-adapter.js";
+import { PublishQuota, type QuotaLimits } from "./publish-quota.js";
 import { sendPackHandler } from "./publisher-handler.js";
 import { addReflection } from "./reflection.js";
 import { ReceiveSessions } from "./subscriber-handler.js";
@@ -24,6 +25,8 @@ export interface ServerOptions {
   readonly heartbeatMs: number;
   /** Server keepalive ping interval; a client that stops answering is dropped. */
   readonly keepaliveMs: number;
+  /** Publish rates per principal (see PublishQuota). */
+  readonly publishQuota: QuotaLimits;
   /** SendPack calls in progress per connection and in all (see Admission). */
   readonly admission: AdmissionLimits;
   /** A connection without calls for this long is closed, however well it answers pings. */
@@ -82,7 +85,11 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
   addService(
     server,
     PublisherService,
-    { sendPack: counted(sendPackHandler(broker, options.telemetry, guard)) },
+    {
+      sendPack: counted(
+        sendPackHandler(broker, options.telemetry, guard, new PublishQuota(options.publishQuota)),
+      ),
+    },
     { sendPack: decodeSendPackRequest },
   );
   addService(server, SubscriberService, { receive: sessions.handler() }, { receive: decodeReceiveRequest });
