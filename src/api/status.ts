@@ -12,14 +12,21 @@ const GRPC_STATUS: Record<ErrorCode, grpc.status> = {
   deadline_exceeded: grpc.status.DEADLINE_EXCEEDED,
   cancelled: grpc.status.CANCELLED,
   internal: grpc.status.INTERNAL,
+  unauthenticated: grpc.status.UNAUTHENTICATED,
+  permission_denied: grpc.status.PERMISSION_DENIED,
 };
+
+/** Trailer naming how long to wait before retrying a refused call (ms), as Kafka's throttle time. */
+export const RETRY_AFTER_TRAILER = "nervebus-retry-after-ms";
 
 /** A gRPC status object for anything thrown by the core or the stores. */
 export function toGrpcStatus(
   err: unknown,
 ): Partial<grpc.StatusObject> & { code: grpc.status; details: string } {
   const e = asNerveBusError(err);
-  return { code: GRPC_STATUS[e.code], details: e.message, metadata: new grpc.Metadata() };
+  const metadata = new grpc.Metadata();
+  if (e.retryAfterMs !== undefined) metadata.set(RETRY_AFTER_TRAILER, String(e.retryAfterMs));
+  return { code: GRPC_STATUS[e.code], details: e.message, metadata };
 }
 
 /** Domain error codes to HTTP statuses: the HTTP port's one table at the edge. */
@@ -33,6 +40,8 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   deadline_exceeded: 504,
   cancelled: 503,
   internal: 500,
+  unauthenticated: 401,
+  permission_denied: 403,
 };
 
 /** The HTTP status for a domain error code. */

@@ -6,8 +6,7 @@ import { StartPoint } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.j
 import { unary } from "../api/index.js";
 import { parseDuration } from "../config/index.js";
 import { NerveBusError } from "../core/index.js";
-import { CLIENT_FLAGS } from "./client-args.js";
-import { connect, describeGrpcError } from "./connect.js";
+import { CONNECTION_FLAGS, CONNECTION_USAGE, connect, describeGrpcError } from "./connect.js";
 
 type Admin = (typeof AdminService)["method"];
 
@@ -129,7 +128,7 @@ const USAGE = `usage:
                  [--dead-letter-topic T] [--ordering true|false] [--from earliest|latest|SEQ|TIME]
   nervebus sub   seek TOPIC NAME --to SEQ|TIME
   nervebus stats TOPIC
-all take --server HOST:PORT (default 127.0.0.1:7070)`;
+${CONNECTION_USAGE}`;
 
 /** `nervebus topic|sub|stats …`: the AdminService from the command line; prints JSON. */
 export async function adminCommand(kind: "topic" | "sub" | "stats", args: string[]): Promise<number> {
@@ -138,7 +137,7 @@ export async function adminCommand(kind: "topic" | "sub" | "stats", args: string
     strict: true,
     allowPositionals: true,
     options: {
-      ...CLIENT_FLAGS,
+      ...CONNECTION_FLAGS,
       to: { type: "string" },
       ...TOPIC_FLAGS,
       ...SUB_FLAGS,
@@ -149,7 +148,7 @@ export async function adminCommand(kind: "topic" | "sub" | "stats", args: string
     if (value === undefined) throw new NerveBusError("invalid_argument", `${what} is required\n${USAGE}`);
     return value;
   };
-  const client = await connect(values.server!);
+  const client = await connect(values);
   const call = async <K extends keyof Admin>(
     method: K,
     request: Parameters<typeof create<Admin[K]["input"]>>[1],

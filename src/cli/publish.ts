@@ -30,7 +30,7 @@ export async function publishCommand(args: string[]): Promise<number> {
       throw new NerveBusError("invalid_argument", `--attr: expected KEY=VALUE, got ${JSON.stringify(a)}`);
     attributes[a.slice(0, eq)] = a.slice(eq + 1);
   }
-  const client = await connect(values.server);
+  const client = await connect(values);
   const encoder = new TextEncoder();
   let pack: Message[] = [];
   let published = 0;

@@ -40,7 +40,7 @@ export async function tailCommand(args: string[]): Promise<number> {
       `--from: must be earliest, latest or a seq ≥ 1, got ${JSON.stringify(values.from)}`,
     );
 
-  const client = await connect(values.server);
+  const client = await connect(values);
   const call = client.subscriber.receive();
   const decoder = new TextDecoder();
   let received = 0;

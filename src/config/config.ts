@@ -15,6 +15,17 @@ export interface Config {
   listen: string;
   httpListen: string;
   httpAllowedHosts: string;
+  tlsCert: string;
+  tlsKey: string;
+  tlsClientCa: string;
+  authTokens: string;
+  authJwks: string;
+  authJwtIssuer: string;
+  authJwtAudience: string;
+  authJwtPrincipalClaim: string;
+  authPolicy: string;
+  requireAuth: boolean;
+  securityReloadMs: number;
   store: string;
   shards: number;
   autoCreate: boolean;
@@ -23,6 +34,7 @@ export interface Config {
   maxPackBytes: number;
   writeBufferBytes: number;
   tailCacheBytes: number;
+  tailCacheTotalBytes: number;
   confirmTimeoutMs: number;
   statePersistIntervalMs: number;
   retentionMs: number;
@@ -35,6 +47,11 @@ export interface Config {
   maxBackoffMs: number;
   heartbeatMs: number;
   keepaliveMs: number;
+  maxConnectionIdleMs: number;
+  maxPacksPerConnection: number;
+  maxPacksInProgress: number;
+  publishQuotaMessages: number;
+  publishQuotaBytes: number;
   maxConcurrentStreams: number;
   healthIntervalMs: number;
   shutdownGraceMs: number;
@@ -60,6 +77,7 @@ export interface OptionSpec {
 }
 
 const MiB = 1 << 20;
+const GiB = 1024 * MiB;
 
 /** The settings, in the order the README's table lists them. */
 export const OPTIONS: readonly OptionSpec[] = [
@@ -80,6 +98,59 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "string",
     default: "",
     doc: "host names (comma-separated) the HTTP port answers besides its own address; any other Host header gets 403 (DNS rebinding guard)",
+  },
+  {
+    key: "tlsCert",
+    kind: "string",
+    default: "",
+    doc: "PEM certificate (chain) of the broker; with --tls-key, both ports speak TLS only",
+  },
+  { key: "tlsKey", kind: "string", default: "", doc: "PEM private key of --tls-cert" },
+  {
+    key: "tlsClientCa",
+    kind: "string",
+    default: "",
+    doc: "PEM CA bundle: clients must present a certificate it signed (mTLS); its subject CN (else first URI/DNS/email SAN) is their principal",
+  },
+  {
+    key: "authTokens",
+    kind: "string",
+    default: "",
+    doc: "file of static bearer tokens, one `SHA256HEX PRINCIPAL` per line (the token's SHA-256, never the token)",
+  },
+  {
+    key: "authJwks",
+    kind: "string",
+    default: "",
+    doc: "JWKS file whose RS256/ES256 keys verify JWT bearer tokens (needs --auth-jwt-issuer and --auth-jwt-audience)",
+  },
+  { key: "authJwtIssuer", kind: "string", default: "", doc: "the `iss` a JWT must carry" },
+  { key: "authJwtAudience", kind: "string", default: "", doc: "the `aud` a JWT must carry (or list)" },
+  {
+    key: "authJwtPrincipalClaim",
+    kind: "string",
+    default: "sub",
+    doc: "the JWT claim that names the principal",
+  },
+  {
+    key: "authPolicy",
+    kind: "string",
+    default: "",
+    doc: "JSON policy: per principal, publish/subscribe/admin on topic and subscription patterns; without it every authenticated principal may do everything",
+  },
+  {
+    key: "requireAuth",
+    kind: "bool",
+    default: false,
+    doc: "refuse to start without TLS and authentication (tokens, JWTs or client certificates)",
+  },
+  {
+    key: "securityReloadMs",
+    kind: "duration",
+    default: 60_000,
+    min: 0,
+    max: 86_400_000,
+    doc: "how often TLS, token, JWKS and policy files are checked for changes (SIGHUP re-reads them at once; 0: only then)",
   },
   {
     key: "store",
@@ -114,7 +185,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   {
     key: "maxPackBytes",
     kind: "bytes",
-    default: 16 * MiB,
+    default: 8 * MiB,
     min: 1024,
     max: 256 * MiB,
     doc: "largest SendPack",
@@ -135,6 +206,15 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 4096 * MiB,
     doc: "recent messages kept in memory per topic (payload plus ~320 B per message)",
   },
+  {
+    key: "tailCacheTotalBytes",
+    kind: "bytes",
+    default: 128 * MiB,
+    min: 0,
+    max: 64 * GiB,
+    doc: "recent messages kept in memory for all topics together; the least recently written topics' caches go first (0: no bound beyond each topic's)",
+  },
+
   {
     key: "confirmTimeoutMs",
     kind: "duration",
@@ -226,6 +306,46 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1000,
     max: 3_600_000,
     doc: "server HTTP/2 keepalive ping interval",
+  },
+  {
+    key: "maxConnectionIdleMs",
+    kind: "duration",
+    default: 300_000,
+    min: 1000,
+    max: 86_400_000,
+    doc: "a client connection with no call in progress for this long is closed (GOAWAY); clients reconnect on their next call",
+  },
+  {
+    key: "maxPacksPerConnection",
+    kind: "int",
+    default: 32,
+    min: 1,
+    max: 10_000,
+    doc: "SendPack calls in progress on one connection; more are refused with RESOURCE_EXHAUSTED before their body is read",
+  },
+  {
+    key: "maxPacksInProgress",
+    kind: "int",
+    default: 64,
+    min: 1,
+    max: 100_000,
+    doc: "SendPack calls in progress on the broker; bounds the request bytes held to this × --max-pack-bytes",
+  },
+  {
+    key: "publishQuotaMessages",
+    kind: "int",
+    default: 0,
+    min: 0,
+    max: 1_000_000_000,
+    doc: "messages per second each principal (each client address without auth) may publish; over it, RESOURCE_EXHAUSTED with a retry delay (0: no quota)",
+  },
+  {
+    key: "publishQuotaBytes",
+    kind: "bytes",
+    default: 0,
+    min: 0,
+    max: 1 << 40,
+    doc: "payload bytes per second each principal (each client address without auth) may publish (0: no quota)",
   },
   {
     key: "maxConcurrentStreams",
@@ -415,7 +535,35 @@ export function loadConfig(
     fileKeys.has("httpListen");
   if (!httpGiven && config.listen.endsWith(":0"))
     config.httpListen = `${config.listen.slice(0, config.listen.lastIndexOf(":"))}:0`;
+  checkSecurity(config);
   checkHostPort("http-listen", config.httpListen, true);
   checkHostPort("listen", config.listen);
   return config;
+}
+
+/** The security settings' combinations; their files are read and checked by src/auth at start. */
+function checkSecurity(config: Config): void {
+  const fail = (message: string): never => {
+    throw new NerveBusError("invalid_argument", message);
+  };
+  if ((config.tlsCert === "") !== (config.tlsKey === ""))
+    fail("--tls-cert and --tls-key go together: give both or neither");
+  if (config.tlsClientCa !== "" && config.tlsCert === "")
+    fail(
+      "--tls-client-ca needs --tls-cert and --tls-key: client certificates are checked in the TLS handshake",
+    );
+  const jwt = [config.authJwks, config.authJwtIssuer, config.authJwtAudience];
+  if (jwt.some((v) => v !== "") && jwt.some((v) => v === ""))
+    fail(
+      "--auth-jwks, --auth-jwt-issuer and --auth-jwt-audience go together: a JWT is accepted only from that issuer for that audience",
+    );
+  const authn = config.authTokens !== "" || config.authJwks !== "" || config.tlsClientCa !== "";
+  if (config.authPolicy !== "" && !authn)
+    fail("--auth-policy needs a way to know principals: --auth-tokens, --auth-jwks or --tls-client-ca");
+  if (config.requireAuth && config.tlsCert === "")
+    fail("--require-auth: refusing to start without TLS; give --tls-cert and --tls-key");
+  if (config.requireAuth && !authn)
+    fail(
+      "--require-auth: refusing to start without authentication; give --auth-tokens, --auth-jwks or --tls-client-ca",
+    );
 }

@@ -41,6 +41,8 @@ export interface BrokerOptions extends PublishLimits {
   readonly writeBufferBytes: number;
   /** Bytes of recent messages kept in memory per topic for subscribers that keep up. */
   readonly tailCacheBytes: number;
+  /** All topics' tail caches together (0: no bound beyond each topic's). */
+  readonly tailCacheTotalBytes?: number;
   /** How long a pack may wait for its confirm when the call has no deadline. */
   readonly confirmTimeoutMs: number;
   /** How often dirty subscription state is persisted (coalescing acks). */

@@ -28,6 +28,11 @@ export class LeaseTimers {
   /** `wake` runs when the earliest due time has come (once per armed timer). */
   constructor(private readonly wake: () => void) {}
 
+  /** Entries held, stale ones included (stats, tests). */
+  get size(): number {
+    return this.#heap.size + this.#batchSeqs;
+  }
+
   /** The lease of `seq` ends at `at` (an extension). */
   lease(seq: number, at: number): void {
     this.#heap.push(at, { seq, kind: "lease" });

@@ -8,6 +8,12 @@ export interface PendingEntry {
   consumer: Consumer | undefined;
   /** While leased: when the lease expires (ms since epoch). */
   deadline: number;
+  /**
+   * While leased: the due time of the one timer entry that looks at this lease. An extension
+   * to a later deadline adds no entry: that one re-arms itself for the new deadline when it
+   * falls due, so however often a lease is extended it holds one entry.
+   */
+  armedAt: number;
   /** While leased: the bytes it counts against the consumer's window. */
   leaseBytes: number;
   /** When not leased: redeliver no earlier than this. */
@@ -30,6 +36,7 @@ export function pendingEntry(attempts: number, notBefore: number, key: string): 
     attempts,
     consumer: undefined,
     deadline: 0,
+    armedAt: 0,
     leaseBytes: 0,
     notBefore,
     message: undefined,

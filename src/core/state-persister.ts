@@ -82,7 +82,7 @@ export class StatePersister {
     }
     for (const { snap } of snapshots) {
       for (const [consumer, list] of snap.confirms) {
-        if (!consumer.detached) consumer.sink.ackResults(list.acked, list.already);
+        if (!consumer.detached) consumer.sink.ackResults(list.acked, list.already, list.ignored);
       }
     }
   }

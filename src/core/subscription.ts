@@ -69,12 +69,14 @@ export class Subscription {
   readonly #acked: AckRanges;
   /** The next seq never delivered on this subscription (in this process). */
   #cursor: number;
+  /** The highest seq ever delivered on this subscription (not lowered by seeks). */
+  #highestDelivered = 0;
   readonly #pending = new Map<number, PendingEntry>();
   readonly #timers = new LeaseTimers(() => this.scheduleDispatch());
   readonly #consumers: Consumer[] = [];
   #rotate = 0;
   /** Messages read from the store ahead of the cursor, for a lagging subscription. */
-  readonly #readAhead = new ReadAhead();
+  readonly #readAhead: ReadAhead;
   /** Seqs whose redelivery fell due, in due order (entries may be stale; checked on use). */
   #ready: number[] = [];
   #readyHead = 0;
@@ -82,7 +84,7 @@ export class Subscription {
   #dispatchScheduled = false;
   #dirty = false;
   /** Acks waiting for the next persisted state, per consumer that asked for confirmations. */
-  #unconfirmed = new Map<Consumer, { acked: number[]; already: number[] }>();
+  #unconfirmed = new Map<Consumer, { acked: number[]; already: number[]; ignored: number[] }>();
   /** Ordering: which keys are busy, and what waits behind them. */
   readonly #gate = new OrderingGate();
   readonly #unlisten: () => void;
@@ -102,6 +104,7 @@ export class Subscription {
     private readonly hooks: SubscriptionHooks,
   ) {
     this.record = record;
+    this.#readAhead = new ReadAhead(topic.options.readAheadShare);
     const parsed = decodePersistedState(state);
     this.#acked = new AckRanges(floor, parsed.a);
     const now = Date.now();
@@ -113,6 +116,13 @@ export class Subscription {
       this.#timers.retry(seq, due);
     }
     this.#cursor = this.#acked.floor + 1;
+    // What may have been delivered before the restart: acks of it still count.
+    const ranges = this.#acked.ranges();
+    this.#highestDelivered = Math.max(
+      this.#acked.floor,
+      ranges.length === 0 ? 0 : ranges[ranges.length - 1]![1],
+      ...parsed.p.map(([seq]) => seq),
+    );
     this.#unlisten = topic.onAdvance(() => this.scheduleDispatch());
   }
 
@@ -218,6 +228,13 @@ export class Subscription {
     const settled: Settled[] = [];
     let count = 0;
     for (const seq of seqs) {
+      // A consumer acks what it was given: a seq never delivered here (above everything
+      // delivered so far, or held back behind its ordering key) is not acked, or it would be
+      // lost to every consumer of the subscription.
+      if (seq > this.#highestDelivered || this.#pending.get(seq)?.attempts === 0) {
+        confirm?.ignored.push(seq);
+        continue;
+      }
       if (!this.#acked.add(seq)) {
         confirm?.already.push(seq);
         continue;
@@ -261,6 +278,11 @@ export class Subscription {
     this.#deadLetter(letters, "terminated");
   }
 
+  /** Timer entries held (leases, redeliveries; stale ones included until compacted). */
+  get timerEntries(): number {
+    return this.#timers.size;
+  }
+
   /** Extends the leases of messages this consumer holds to `deadlineMs` from now. */
   extend(consumer: Consumer, seqs: readonly number[], deadlineMs: number): void {
     this.#checkSeqs("extend_deadlines.seqs", seqs);
@@ -269,7 +291,10 @@ export class Subscription {
       const p = this.#pending.get(seq);
       if (p === undefined || p.consumer !== consumer) continue;
       p.deadline = deadline;
-      this.#timers.lease(seq, deadline);
+      if (deadline < p.armedAt) {
+        p.armedAt = deadline;
+        this.#timers.lease(seq, deadline);
+      }
     }
     this.#timers.arm();
   }
@@ -309,7 +334,7 @@ export class Subscription {
   snapshot(): {
     ptr: number;
     state: Uint8Array;
-    confirms: Map<Consumer, { acked: number[]; already: number[] }>;
+    confirms: Map<Consumer, { acked: number[]; already: number[]; ignored: number[] }>;
   } {
     this.#dirty = false;
     const state = encodePersistedState(this.#acked.ranges(), this.#pending, Date.now());
@@ -319,12 +344,13 @@ export class Subscription {
   }
 
   /** Puts back confirmations of a snapshot whose write failed; they go out with the next one. */
-  restoreConfirms(confirms: Map<Consumer, { acked: number[]; already: number[] }>): void {
+  restoreConfirms(confirms: Map<Consumer, { acked: number[]; already: number[]; ignored: number[] }>): void {
     for (const [consumer, list] of confirms) {
       if (consumer.detached) continue;
       const current = this.#confirmList(consumer);
       current.acked.push(...list.acked);
       current.already.push(...list.already);
+      current.ignored.push(...list.ignored);
     }
   }
 
@@ -393,6 +419,7 @@ export class Subscription {
           p = pendingEntry(0, 0, "");
           this.#pending.set(seq, p);
           this.#cursor = seq + 1;
+          if (seq > this.#highestDelivered) this.#highestDelivered = seq;
           if (this.config.ordering && message.orderingKey !== "") {
             p.key = message.orderingKey;
             this.#gate.take(p.key);
@@ -407,6 +434,7 @@ export class Subscription {
         const deadline = now + consumer.ackDeadlineMs;
         p.consumer = consumer;
         p.deadline = deadline;
+        p.armedAt = deadline;
         p.leaseBytes = bytes;
         consumer.inFlight++;
         consumer.inFlightBytes += bytes;
@@ -553,10 +581,15 @@ export class Subscription {
     );
   }
 
-  /** Takes a message back if its lease still ends `at`. */
+  /** Takes a message back if its lease still ends `at`; re-arms for an extended lease. */
   #expire(seq: number, at: number, now: number): void {
     const p = this.#pending.get(seq);
-    if (p?.consumer === undefined || p.deadline !== at) return;
+    if (p?.consumer === undefined || p.armedAt !== at) return;
+    if (p.deadline > at) {
+      p.armedAt = p.deadline;
+      this.#timers.lease(seq, p.deadline);
+      return;
+    }
     this.#release(p);
     this.#observer.settled(this.topic.record.name, this.name, "expired", 1, [
       { seq, traceparent: p.traceparent },
@@ -648,7 +681,7 @@ export class Subscription {
   /** Whether a timer entry still matches its message (see LeaseTimers). */
   readonly #timerIsCurrent = (kind: "lease" | "retry", seq: number, at: number): boolean => {
     const p = this.#pending.get(seq);
-    if (kind === "lease") return p?.consumer !== undefined && p.deadline === at;
+    if (kind === "lease") return p?.consumer !== undefined && p.armedAt === at;
     return p !== undefined && p.consumer === undefined && p.notBefore === at;
   };
 
@@ -684,10 +717,10 @@ export class Subscription {
     }
   }
 
-  #confirmList(consumer: Consumer): { acked: number[]; already: number[] } {
+  #confirmList(consumer: Consumer): { acked: number[]; already: number[]; ignored: number[] } {
     let list = this.#unconfirmed.get(consumer);
     if (list === undefined) {
-      list = { acked: [], already: [] };
+      list = { acked: [], already: [], ignored: [] };
       this.#unconfirmed.set(consumer, list);
     }
     return list;

@@ -2,11 +2,13 @@ import { invalidArgument, NerveBusError } from "./errors.js";
 import type { StartPosition, SubscriptionConfig, TopicConfig } from "./model.js";
 import type { BrokerObserver, LogFn } from "./observer.js";
 import type { PackAppender } from "./pack-appender.js";
+import { ReadAheadShare } from "./read-ahead.js";
 import { RetentionJob } from "./retention.js";
 import { DelayScheduler } from "./scheduler.js";
 import { StatePersister } from "./state-persister.js";
 import type { Store } from "./store.js";
 import { type DeadLetter, Subscription } from "./subscription.js";
+import { TailCachePool } from "./tail-cache-pool.js";
 import { Topic } from "./topic.js";
 import type { WriteBudget } from "./write-budget.js";
 import { decodeWriterState, encodeWriterState, type IdHorizon } from "./writer-state.js";
@@ -30,6 +32,8 @@ export interface TopicRegistryOptions {
   readonly defaultShards: number;
   readonly topicDefaults: TopicConfig;
   readonly tailCacheBytes: number;
+  /** All topics' tail caches together (0 or none: no bound beyond each topic's). */
+  readonly tailCacheTotalBytes?: number;
   readonly confirmTimeoutMs: number;
   readonly statePersistIntervalMs: number;
   readonly retentionIntervalMs: number;
@@ -62,6 +66,10 @@ export class TopicRegistry {
   readonly #topics = new Map<string, Promise<TopicEntry>>();
   /** The same topics once loaded, for synchronous readers (gauges, fencing). */
   readonly #loaded = new Map<string, TopicEntry>();
+  /** The bound on all topics' tail caches together, when there is one. */
+  readonly #cachePool: TailCachePool | undefined;
+  /** 64 MiB: what lagging subscriptions read ahead from the store, all together. */
+  readonly #readAheadShare = new ReadAheadShare(64 << 20);
 
   constructor(
     private readonly store: Store,
@@ -69,7 +77,10 @@ export class TopicRegistry {
     private readonly appender: PackAppender,
     private readonly options: TopicRegistryOptions,
     private readonly hooks: TopicRegistryHooks,
-  ) {}
+  ) {
+    if ((options.tailCacheTotalBytes ?? 0) > 0)
+      this.#cachePool = new TailCachePool(options.tailCacheTotalBytes!);
+  }
 
   /** The loaded topics. */
   loaded(): IterableIterator<TopicEntry> {
@@ -174,7 +185,20 @@ export class TopicRegistry {
         await store.savePointers(record, [{ subscription: "", ptr: watermark, state }]);
       }
     }
-    const topic = new Topic(record, watermark, store, this.budget, options, ids);
+    const topic = new Topic(
+      record,
+      watermark,
+      store,
+      this.budget,
+      {
+        tailCacheBytes: options.tailCacheBytes,
+        ...(this.#cachePool === undefined ? {} : { cachePool: this.#cachePool }),
+        readAheadShare: this.#readAheadShare,
+        log: options.log,
+        observer: options.observer,
+      },
+      ids,
+    );
     if (!record.config.ephemeral) topic.startIndexRebuild((await store.scheduleSummary(record)).count > 0);
     const scheduler = new DelayScheduler(
       topic,

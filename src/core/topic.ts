@@ -7,9 +7,11 @@ import type { NewMessage, TopicRecord } from "./model.js";
 import { LogMessage, messageBytes } from "./model.js";
 import type { BrokerObserver } from "./observer.js";
 import { RateMeter } from "./rate-meter.js";
+import type { ReadAheadShare } from "./read-ahead.js";
 import { ShardWriter } from "./shard-writer.js";
 import type { Store } from "./store.js";
 import { TailCache } from "./tail-cache.js";
+import type { TailCachePool } from "./tail-cache-pool.js";
 import type { WriteBudget } from "./write-budget.js";
 import { encodeWriterState, type IdHorizon } from "./writer-state.js";
 
@@ -39,6 +41,10 @@ const MOVED_WINDOW_MS = 10 * 60_000;
 
 export interface TopicOptions {
   readonly tailCacheBytes: number;
+  /** The bound on all topics' caches together, when there is one. */
+  readonly cachePool?: TailCachePool;
+  /** The bound on the read-ahead rows of all lagging subscriptions together. */
+  readonly readAheadShare: ReadAheadShare;
   readonly observer: BrokerObserver;
   readonly log: (level: "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -91,7 +97,7 @@ export class Topic {
     this.dedup = new DedupIndex(record.config.dedupWindowMs, MAX_DEDUP_IDS);
     this.#watermark = watermark;
     this.#persistedWatermark = watermark;
-    this.cache = new TailCache(options.tailCacheBytes);
+    this.cache = new TailCache(options.tailCacheBytes, options.cachePool);
     this.#tracker = new CommitTracker(record.shards, watermark);
     this.#writers = Array.from(
       { length: record.shards },
@@ -401,6 +407,7 @@ export class Topic {
     );
     await this.#persisting;
     await this.#persistWatermark();
+    this.options.cachePool?.remove(this.cache);
   }
 
   #committed(shard: number, throughSeq: number, bytes: number): void {

@@ -100,10 +100,10 @@ function decodeMessage(buf: Buffer, start: number, end: number): Message {
         readAttribute(r, attributes);
         break;
       case (3 << 3) | WIRE_LEN:
-        orderingKey = r.string();
+        orderingKey = r.string("ordering_key");
         break;
       case (4 << 3) | WIRE_LEN:
-        messageId = r.string();
+        messageId = r.string("message_id");
         break;
       case (5 << 3) | WIRE_LEN:
         deliverAt = fromBinary(TimestampSchema, r.bytes());
@@ -129,7 +129,7 @@ function readSendPackRequest(buf: Buffer): SendPackRequest {
   const messages: Message[] = [];
   while (!r.done) {
     const tag = r.tag();
-    if (tag === ((1 << 3) | WIRE_LEN)) topic = r.string();
+    if (tag === ((1 << 3) | WIRE_LEN)) topic = r.string("topic");
     else if (tag === ((2 << 3) | WIRE_LEN)) {
       const [s, e] = r.lenRange();
       messages.push(decodeMessage(buf, s, e));

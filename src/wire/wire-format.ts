@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 /**
  * The few pieces of the protobuf wire format the hot paths write and read by hand: varints
  * (numbers up to 2^53, which covers seqs and times) and length-delimited fields. Everything
@@ -101,8 +102,13 @@ export class WireReader {
     return this.buf.subarray(s, e);
   }
 
-  string(): string {
+  /**
+   * A string field; `field` names it in the error. Protobuf strings are UTF-8: invalid bytes
+   * are refused rather than silently turned into U+FFFD.
+   */
+  string(field = "a string field"): string {
     const [s, e] = this.lenRange();
+    if (e - s > 0 && !isUtf8(this.buf.subarray(s, e))) throw new WireError(`${field} is not valid UTF-8`);
     return this.buf.toString("utf8", s, e);
   }
 

@@ -421,6 +421,28 @@ export function featuresSuite(kind: string, fresh: FreshStore): void {
     await Promise.all([slow.end(), other.end()]);
   });
 
+  it("acks of seqs never delivered on the subscription are ignored and reported, so no consumer loses them", async ({
+    client,
+  }) => {
+    await client.publish("neverdelivered", ["a", "b", "c"]);
+    const s = client.receive("neverdelivered", "s", { from: "earliest", maxMessages: 1, confirmAcks: true });
+    await s.until(() => s.deliveries.length >= 1);
+    s.ack([2n, 3n]);
+    await s.until(() => s.responses.some((r) => (r.ackResults?.ignoredSeqs.length ?? 0) > 0));
+    assert.deepEqual(s.responses.flatMap((r) => r.ackResults?.ignoredSeqs ?? []).map(Number), [2, 3]);
+    s.ack([1n]);
+    await s.until(() => s.deliveries.length >= 2);
+    s.ack([2n]);
+    await s.until(() => s.deliveries.length >= 3);
+    assert.deepEqual(
+      seqsOf(s.deliveries),
+      [1, 2, 3],
+      "the messages acked before they were given are still delivered",
+    );
+    s.ack([3n]);
+    await s.end();
+  });
+
   it("a window of 0 pauses one stream; acks sent just before a half-close are confirmed before it ends", async ({
     client,
   }) => {
