@@ -1,9 +1,9 @@
-/** What the pool asks of a topic's cache (TailCache); an interface, so neither imports the other. */
+/** What the pool needs of a cache (TailCache is one). */
 export interface PooledCache {
   readonly bytes: number;
   /** Drops every entry. */
   clear(): void;
-  /** Drops the oldest entries until at most `bytes` remain (the newest stays). */
+  /** Drops the oldest entries until at most `bytes` are held (the newest stays). */
   shrinkTo(bytes: number): void;
 }
 
