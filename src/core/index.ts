@@ -28,6 +28,7 @@ export {
   type SubscriptionRecord,
   type TopicConfig,
   type TopicRecord,
+  type LogFormat,
 } from "./model.js";
 export {
   type BrokerObserver,

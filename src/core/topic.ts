@@ -8,6 +8,7 @@ import { LogMessage, messageBytes } from "./model.js";
 import type { BrokerObserver } from "./observer.js";
 import { RateMeter } from "./rate-meter.js";
 import type { ReadAheadShare } from "./read-ahead.js";
+import { RunTracker } from "./run-tracker.js";
 import { ShardWriter } from "./shard-writer.js";
 import type { Store } from "./store.js";
 import { TailCache } from "./tail-cache.js";
@@ -68,8 +69,11 @@ export class Topic {
   readonly moved = new DedupIndex(MOVED_WINDOW_MS, MAX_DEDUP_IDS);
   readonly publishRate = new RateMeter();
   retentionDeleted = 0;
-  readonly #tracker: CommitTracker;
+  readonly #tracker: CommitTracker | RunTracker;
   readonly #writers: ShardWriter[];
+  /** Format 2: the writer every message of this write turn goes to (one turn, one run). */
+  #turnWriter: ShardWriter | undefined;
+  #nextWriter = 0;
   readonly #confirms = new ConfirmQueue(() => this.#lastStoreError);
   #watermark: number;
   #persistedWatermark: number;
@@ -98,7 +102,8 @@ export class Topic {
     this.#watermark = watermark;
     this.#persistedWatermark = watermark;
     this.cache = new TailCache(options.tailCacheBytes, options.cachePool);
-    this.#tracker = new CommitTracker(record.shards, watermark);
+    this.#tracker =
+      record.format === 2 ? new RunTracker(watermark) : new CommitTracker(record.shards, watermark);
     this.#writers = Array.from(
       { length: record.shards },
       (_, shard) =>
@@ -106,7 +111,7 @@ export class Topic {
           record,
           shard,
           store,
-          (s, through, bytes) => this.#committed(s, through, bytes),
+          (s, batch, bytes) => this.#committed(s, batch, bytes),
           (err, attempt) => {
             this.#lastStoreError = err;
             if (attempt % 10 === 0) {
@@ -198,6 +203,7 @@ export class Topic {
       firstSeq = this.#tracker.assign(fresh.length);
       lastSeq = firstSeq + fresh.length - 1;
       const shards = this.record.shards;
+      const writer = this.record.format === 2 && !this.ephemeral ? this.#writerOfTurn() : undefined;
       for (let k = 0; k < fresh.length; k++) {
         const i = fresh[k]!;
         const m = messages[i]!;
@@ -229,7 +235,7 @@ export class Topic {
         }
         results[i] = { outcome: "appended", seq, traceId };
         // The budget was taken for the message as sent (before a traceparent was added).
-        if (!this.ephemeral) this.#writers[seq % shards]!.push(row, sentBytes);
+        if (!this.ephemeral) (writer ?? this.#writers[seq % shards]!).push(row, sentBytes);
       }
       this.publishRate.mark(fresh.length);
       waitFor = Math.max(waitFor, lastSeq);
@@ -410,9 +416,45 @@ export class Topic {
     this.options.cachePool?.remove(this.cache);
   }
 
-  #committed(shard: number, throughSeq: number, bytes: number): void {
+  /**
+   * Format 2: the shard writer for this turn of the event loop, chosen at its first append: an
+   * idle one (round robin), else the one with the fewest rows waiting. Every append of the turn
+   * goes there, so a turn's messages are one run: one row, one INSERT, one commit.
+   */
+  #writerOfTurn(): ShardWriter {
+    if (this.#turnWriter !== undefined) return this.#turnWriter;
+    const n = this.#writers.length;
+    let pick: ShardWriter | undefined;
+    for (let k = 0; k < n && pick === undefined; k++) {
+      const w = this.#writers[(this.#nextWriter + k) % n]!;
+      if (!w.busy) pick = w;
+    }
+    if (pick === undefined) {
+      pick = this.#writers[0]!;
+      for (const w of this.#writers) if (w.queuedRows < pick.queuedRows) pick = w;
+    }
+    this.#nextWriter = (pick.shard + 1) % n;
+    this.#turnWriter = pick;
+    setImmediate(() => {
+      this.#turnWriter = undefined;
+    });
+    return pick;
+  }
+
+  #committed(shard: number, batch: readonly LogMessage[], bytes: number): void {
     this.budget.release(bytes);
-    this.#tracker.commit(shard, throughSeq);
+    const tracker = this.#tracker;
+    if (tracker instanceof RunTracker) {
+      // The batch holds one or more runs of consecutive seqs.
+      let start = 0;
+      for (let i = 1; i <= batch.length; i++) {
+        if (i < batch.length && batch[i]!.seq === batch[i - 1]!.seq + 1) continue;
+        tracker.commit(batch[start]!.seq, batch[i - 1]!.seq);
+        start = i;
+      }
+    } else {
+      tracker.commit(shard, batch[batch.length - 1]!.seq);
+    }
     const watermark = this.#tracker.watermark;
     if (watermark === this.#watermark) return;
     this.#lastStoreError = undefined;

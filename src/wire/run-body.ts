@@ -103,7 +103,11 @@ export function writeRecord(
  * Encodes consecutive messages (seqs first…last without a gap) as one run. `bytes` is what
  * limits count of them (payload plus metadata), kept in the row for retention by size.
  */
-export function encodeRun(messages: readonly RunMessage[], bytes: number): RunRow {
+export function encodeRun(
+  messages: readonly RunMessage[],
+  bytes: number,
+  onRecord?: (index: number, record: Buffer, data: Buffer) => void,
+): RunRow {
   const n = messages.length;
   if (n === 0) throw new RangeError("a run holds at least one message");
   const metas = new Array<Buffer>(n);
@@ -126,7 +130,13 @@ export function encodeRun(messages: readonly RunMessage[], bytes: number): RunRo
   for (let i = 0; i < n; i++) {
     const m = messages[i]!;
     pos = writeVarint(body, pos, sizes[i]!);
+    const start = pos;
     pos = writeRecord(body, pos, m.seq, m.publishTime, m.data, metas[i]!);
+    if (onRecord !== undefined) {
+      // The payload sits after the seq field and the data field's tag and length.
+      const dataStart = start + 1 + varintSize(m.seq) + (m.data.byteLength > 0 ? 1 + varintSize(m.data.byteLength) : 0);
+      onRecord(i, body.subarray(start, pos), body.subarray(dataStart, dataStart + m.data.byteLength));
+    }
   }
   const first = messages[0]!;
   const last = messages[n - 1]!;

@@ -27,7 +27,8 @@ test("mysql: padded batches store each row once, with its own content", async ()
   const url = await testMysql().database("insert_pad");
   const store = await MysqlStore.open({ url, poolSize: 2, allowUnsafeDurability: false, log: () => {} });
   try {
-    const { topic } = (await store.ensureTopic("t", { shards: 1, config: CONFIG }))!;
+    // Padding is how format 1 (a row per message) INSERTs.
+    const { topic } = (await store.ensureTopic("t", { shards: 1, config: CONFIG, format: 1 }))!;
     // Sizes that need padding (9 → 10, 500 → 571), with the smallest row in the middle.
     let seq = 0;
     const written: LogMessage[] = [];

@@ -3,6 +3,7 @@ import type * as core from "../../core/index.js";
 import * as codec from "../codec.js";
 import { type FencedPool, META_SLOT } from "./fenced-pool.js";
 import { type MysqlStoreOptions, openPool } from "./open-pool.js";
+import { MysqlRunLog } from "./mysql-run-log.js";
 import { ShardInserter } from "./shard-inserter.js";
 
 type MsgRow = { seq: number; published_at: number; meta: Buffer; data: Buffer };
@@ -12,6 +13,7 @@ function toTopic(r: mysql.RowDataPacket): core.TopicRecord {
     id: Number(r.id),
     name: String(r.name),
     shards: Number(r.shards),
+    format: Number(r.format) === 2 ? 2 : 1,
     createdAt: Number(r.created_at),
     config: codec.decodeConfig<core.TopicConfig>(String(r.config)),
   };
@@ -29,10 +31,12 @@ export class MysqlStore implements core.Store {
   readonly capabilities: core.StoreCapabilities;
   readonly #db: FencedPool;
   readonly #inserter: ShardInserter;
+  readonly #runs: MysqlRunLog;
 
   private constructor(db: FencedPool, capabilities: core.StoreCapabilities) {
     this.#db = db;
     this.#inserter = new ShardInserter(db);
+    this.#runs = new MysqlRunLog(db);
     this.capabilities = capabilities;
   }
 
@@ -50,22 +54,29 @@ export class MysqlStore implements core.Store {
     return { mechanism: "lease", ...this.#db.lease.state() };
   }
 
-  async ensureTopic(name: string, create: { shards: number; config: core.TopicConfig } | null) {
+  async ensureTopic(
+    name: string,
+    create: { shards: number; config: core.TopicConfig; format?: core.LogFormat } | null,
+  ) {
     return this.#db.run("creating a topic", async () => {
       let created = false;
-      const sql = "SELECT id, name, shards, config, created_at FROM nb_topics WHERE name = ?";
+      const sql = "SELECT id, name, shards, format, config, created_at FROM nb_topics WHERE name = ?";
       let rows = await this.#db.select(sql, [name]);
       if (rows.length === 0) {
         if (create === null) return null;
         const [res] = await this.#db.query<mysql.ResultSetHeader>(
-          "INSERT IGNORE INTO nb_topics (name, shards, config, created_at) VALUES (?, ?, ?, ?)",
-          [name, create.shards, codec.encodeConfig(create.config), Date.now()],
+          "INSERT IGNORE INTO nb_topics (name, shards, format, config, created_at) VALUES (?, ?, ?, ?, ?)",
+          [name, create.shards, create.format ?? 2, codec.encodeConfig(create.config), Date.now()],
         );
         created = res.affectedRows === 1;
         rows = await this.#db.select(sql, [name]);
       }
       const topic = toTopic(rows[0]!);
       for (let shard = 0; shard < topic.shards; shard++) {
+        if (topic.format === 2) {
+          await this.#db.query(MysqlRunLog.tableSql(topic, shard));
+          continue;
+        }
         await this.#db.query(
           `CREATE TABLE IF NOT EXISTS ${codec.shardTable(topic.id, shard)} (
              seq BIGINT UNSIGNED NOT NULL PRIMARY KEY, published_at BIGINT NOT NULL,
@@ -84,7 +95,10 @@ export class MysqlStore implements core.Store {
   async listTopics(): Promise<core.TopicRecord[]> {
     return this.#db.run("listing topics", async () =>
       (
-        await this.#db.select("SELECT id, name, shards, config, created_at FROM nb_topics ORDER BY name", [])
+        await this.#db.select(
+          "SELECT id, name, shards, format, config, created_at FROM nb_topics ORDER BY name",
+          [],
+        )
       ).map(toTopic),
     );
   }
@@ -107,7 +121,7 @@ export class MysqlStore implements core.Store {
     });
     await this.#db.run("deleting a topic", async () => {
       for (let shard = 0; shard < topic.shards; shard++)
-        await this.#db.query(`DROP TABLE IF EXISTS ${codec.shardTable(topic.id, shard)}`);
+        await this.#db.query(`DROP TABLE IF EXISTS ${codec.logTable(topic, shard)}`);
       await this.#db.query(`DROP TABLE IF EXISTS ${codec.scheduleTable(topic.id)}`);
       await this.#db.query("DELETE FROM nb_fence WHERE topic_id = ?", [topic.id]);
     });
@@ -178,11 +192,12 @@ export class MysqlStore implements core.Store {
   }
 
   insertMessages(topic: core.TopicRecord, shard: number, rows: readonly core.LogMessage[]): Promise<void> {
-    return this.#inserter.insert(topic, shard, rows);
+    return topic.format === 2 ? this.#runs.insert(topic, shard, rows) : this.#inserter.insert(topic, shard, rows);
   }
 
   async readMessages(topic: core.TopicRecord, fromSeq: number, toSeq: number): Promise<core.LogMessage[]> {
     return this.#db.run("reading messages", async () => {
+      if (topic.format === 2) return this.#runs.readMessages(topic, fromSeq, toSeq);
       const parts = await Promise.all(
         Array.from({ length: topic.shards }, async (_, shard) => {
           const [rows] = await this.#db.query<mysql.RowDataPacket[]>(
@@ -200,6 +215,7 @@ export class MysqlStore implements core.Store {
 
   async readIds(topic: core.TopicRecord, fromSeq: number, toSeq: number): Promise<core.LoggedIds[]> {
     return this.#db.run("reading message ids", async () => {
+      if (topic.format === 2) return this.#runs.readIds(topic, fromSeq, toSeq);
       const parts = await Promise.all(
         Array.from({ length: topic.shards }, (_, shard) =>
           this.#db.select(
@@ -217,6 +233,7 @@ export class MysqlStore implements core.Store {
 
   async firstSeq(topic: core.TopicRecord): Promise<number> {
     return this.#db.run("finding the first seq", async () => {
+      if (topic.format === 2) return this.#runs.firstSeq(topic);
       let found = 0;
       for (let shard = 0; shard < topic.shards; shard++) {
         const rows = await this.#db.select(
@@ -232,6 +249,7 @@ export class MysqlStore implements core.Store {
 
   async averageRowBytes(topic: core.TopicRecord, sample: number): Promise<number> {
     return this.#db.run("sampling row sizes", async () => {
+      if (topic.format === 2) return this.#runs.averageRowBytes(topic, sample);
       let bytes = 0;
       let rows = 0;
       const per = Math.max(1, Math.ceil(sample / topic.shards));
@@ -249,6 +267,7 @@ export class MysqlStore implements core.Store {
   }
 
   async deleteMessagesThrough(topic: core.TopicRecord, throughSeq: number, limit: number): Promise<number> {
+    if (topic.format === 2) return this.#runs.deleteThrough(topic, throughSeq, limit);
     let deleted = 0;
     for (let shard = 0; shard < topic.shards; shard++) {
       // Bounded chunks: one short transaction each, so writers never wait long on it.
@@ -264,6 +283,8 @@ export class MysqlStore implements core.Store {
   }
 
   async recoverTail(topic: core.TopicRecord, watermark: number): Promise<number> {
+    if (topic.format === 2)
+      return this.#db.run("recovering the log tail", () => this.#runs.recoverTail(topic, watermark));
     const end = await this.#db.run("recovering the log tail", async () => {
       const seqs: number[] = [];
       for (let shard = 0; shard < topic.shards; shard++) {

@@ -123,7 +123,7 @@ export async function openPool(
     await lease.acquire();
     return {
       db: new FencedPool(pool, lease),
-      capabilities: { kind: "mysql", maxInsertRows: 5000, maxInsertBytes },
+      capabilities: { kind: "mysql", maxInsertRows: 5000, maxInsertBytes, maxRunMessages: 50_000 },
     };
   } catch (err) {
     await pool?.end().catch(() => undefined);

@@ -5,6 +5,7 @@ import Database from "better-sqlite3";
 import type * as core from "../../core/index.js";
 import * as codec from "../codec.js";
 import { mapSqliteOpenError, mapStoreError } from "../errors.js";
+import { SqliteRunLog } from "./sqlite-run-log.js";
 
 /** This process, as ownership() names it. */
 const OWNER = `${hostname()}/${process.pid}`;
@@ -14,23 +15,33 @@ const CAPABILITIES: core.StoreCapabilities = {
   // SQLite has no packet limit; these bound one transaction's time on the event loop.
   maxInsertRows: 5000,
   maxInsertBytes: 8 << 20,
+  maxRunMessages: 50_000,
 };
 
 interface QueuedInsert {
-  readonly table: string;
+  readonly topic: core.TopicRecord;
+  readonly shard: number;
   readonly rows: readonly core.LogMessage[];
   readonly resolve: () => void;
   readonly reject: (err: unknown) => void;
 }
 
 type Row = { seq: number; published_at: number; meta: Buffer; data: Buffer };
-type TopicRow = { id: number; name: string; shards: number; config: string; created_at: number };
+type TopicRow = {
+  id: number;
+  name: string;
+  shards: number;
+  format: number;
+  config: string;
+  created_at: number;
+};
 
 function toTopic(r: TopicRow): core.TopicRecord {
   return {
     id: r.id,
     name: r.name,
     shards: r.shards,
+    format: r.format === 2 ? 2 : 1,
     createdAt: r.created_at,
     config: codec.decodeConfig<core.TopicConfig>(r.config),
   };
@@ -50,6 +61,7 @@ export class SqliteStore implements core.Store {
   #queue: QueuedInsert[] = [];
   #flushScheduled = false;
   readonly #statements = new Map<string, Database.Statement>();
+  readonly #runs = new SqliteRunLog((sql) => this.#stmt(sql));
 
   private constructor(db: Database.Database) {
     this.#db = db;
@@ -76,26 +88,34 @@ export class SqliteStore implements core.Store {
           topic_id INTEGER NOT NULL, subscription TEXT NOT NULL, ptr INTEGER NOT NULL, state BLOB,
           PRIMARY KEY (topic_id, subscription));
       `);
+      // Catalogs made before format 2: their topics are format 1.
+      const columns = db.pragma("table_info(nb_topics)") as { name: string }[];
+      if (!columns.some((c) => c.name === "format"))
+        db.exec("ALTER TABLE nb_topics ADD COLUMN format INTEGER NOT NULL DEFAULT 1");
     } catch (err) {
       throw mapSqliteOpenError(err, path);
     }
     return new SqliteStore(db);
   }
 
-  async ensureTopic(name: string, create: { shards: number; config: core.TopicConfig } | null) {
+  async ensureTopic(
+    name: string,
+    create: { shards: number; config: core.TopicConfig; format?: core.LogFormat } | null,
+  ) {
     return this.#run("creating a topic", () => {
       let created = false;
-      let row = this.#stmt("SELECT id, name, shards, config, created_at FROM nb_topics WHERE name = ?").get(
-        name,
-      ) as TopicRow | undefined;
+      let row = this.#stmt(
+        "SELECT id, name, shards, format, config, created_at FROM nb_topics WHERE name = ?",
+      ).get(name) as TopicRow | undefined;
       if (row === undefined) {
         if (create === null) return null;
         const now = Date.now();
         const config = codec.encodeConfig(create.config);
+        const format = create.format ?? 2;
         const info = this.#stmt(
-          "INSERT INTO nb_topics (name, shards, config, created_at) VALUES (?, ?, ?, ?)",
-        ).run(name, create.shards, config, now);
-        row = { id: Number(info.lastInsertRowid), name, shards: create.shards, config, created_at: now };
+          "INSERT INTO nb_topics (name, shards, format, config, created_at) VALUES (?, ?, ?, ?, ?)",
+        ).run(name, create.shards, format, config, now);
+        row = { id: Number(info.lastInsertRowid), name, shards: create.shards, format, config, created_at: now };
         created = true;
       }
       const topic = toTopic(row);
@@ -108,7 +128,7 @@ export class SqliteStore implements core.Store {
     return this.#run("listing topics", () =>
       (
         this.#stmt(
-          "SELECT id, name, shards, config, created_at FROM nb_topics ORDER BY name",
+          "SELECT id, name, shards, format, config, created_at FROM nb_topics ORDER BY name",
         ).all() as TopicRow[]
       ).map(toTopic),
     );
@@ -125,7 +145,7 @@ export class SqliteStore implements core.Store {
     return this.#run("deleting a topic", () =>
       this.#db.transaction(() => {
         for (let shard = 0; shard < topic.shards; shard++)
-          this.#db.exec(`DROP TABLE IF EXISTS ${codec.shardTable(topic.id, shard)}`);
+          this.#db.exec(`DROP TABLE IF EXISTS ${codec.logTable(topic, shard)}`);
         this.#db.exec(`DROP TABLE IF EXISTS ${codec.scheduleTable(topic.id)}`);
         this.#stmt("DELETE FROM nb_pointers WHERE topic_id = ?").run(topic.id);
         this.#stmt("DELETE FROM nb_subscriptions WHERE topic_id = ?").run(topic.id);
@@ -206,7 +226,7 @@ export class SqliteStore implements core.Store {
 
   insertMessages(topic: core.TopicRecord, shard: number, rows: readonly core.LogMessage[]): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.#queue.push({ table: codec.shardTable(topic.id, shard), rows, resolve, reject });
+      this.#queue.push({ topic, shard, rows, resolve, reject });
       if (this.#flushScheduled) return;
       this.#flushScheduled = true;
       setImmediate(() => this.#flushInserts());
@@ -220,9 +240,13 @@ export class SqliteStore implements core.Store {
     try {
       this.#db.transaction(() => {
         for (const q of queue) {
+          if (q.topic.format === 2) {
+            this.#runs.insert(q.topic, q.shard, q.rows);
+            continue;
+          }
           // Idempotent: a retried row has the same content as the one already there.
           const stmt = this.#stmt(
-            `INSERT INTO ${q.table} (seq, published_at, meta, data) VALUES (?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING`,
+            `INSERT INTO ${codec.shardTable(q.topic.id, q.shard)} (seq, published_at, meta, data) VALUES (?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING`,
           );
           for (const r of q.rows) stmt.run(r.seq, r.publishTime, r.meta, r.data);
         }
@@ -237,6 +261,7 @@ export class SqliteStore implements core.Store {
 
   async readMessages(topic: core.TopicRecord, fromSeq: number, toSeq: number): Promise<core.LogMessage[]> {
     return this.#run("reading messages", () => {
+      if (topic.format === 2) return this.#runs.readMessages(topic, fromSeq, toSeq);
       const parts: core.LogMessage[][] = [];
       for (let shard = 0; shard < topic.shards; shard++) {
         const rows = this.#stmt(
@@ -250,6 +275,7 @@ export class SqliteStore implements core.Store {
 
   async readIds(topic: core.TopicRecord, fromSeq: number, toSeq: number): Promise<core.LoggedIds[]> {
     return this.#run("reading message ids", () => {
+      if (topic.format === 2) return this.#runs.readIds(topic, fromSeq, toSeq);
       const all: core.LoggedIds[] = [];
       for (let shard = 0; shard < topic.shards; shard++) {
         const rows = this.#stmt(
@@ -263,6 +289,7 @@ export class SqliteStore implements core.Store {
 
   async firstSeq(topic: core.TopicRecord): Promise<number> {
     return this.#run("finding the first seq", () => {
+      if (topic.format === 2) return this.#runs.firstSeq(topic);
       let first = 0;
       for (let shard = 0; shard < topic.shards; shard++) {
         const s = this.#stmt(`SELECT MIN(seq) FROM ${codec.shardTable(topic.id, shard)}`)
@@ -276,6 +303,7 @@ export class SqliteStore implements core.Store {
 
   async averageRowBytes(topic: core.TopicRecord, sample: number): Promise<number> {
     return this.#run("sampling row sizes", () => {
+      if (topic.format === 2) return this.#runs.averageRowBytes(topic, sample);
       let bytes = 0;
       let rows = 0;
       const per = Math.max(1, Math.ceil(sample / topic.shards));
@@ -293,6 +321,7 @@ export class SqliteStore implements core.Store {
 
   async deleteMessagesThrough(topic: core.TopicRecord, throughSeq: number, limit: number): Promise<number> {
     return this.#run("deleting old messages", () => {
+      if (topic.format === 2) return this.#db.transaction(() => this.#runs.deleteThrough(topic, throughSeq, limit))();
       let deleted = 0;
       for (let shard = 0; shard < topic.shards; shard++) {
         const table = codec.shardTable(topic.id, shard);
@@ -307,6 +336,7 @@ export class SqliteStore implements core.Store {
   async recoverTail(topic: core.TopicRecord, watermark: number): Promise<number> {
     return this.#run("recovering the log tail", () =>
       this.#db.transaction(() => {
+        if (topic.format === 2) return this.#runs.recoverTail(topic, watermark);
         const seqs: number[] = [];
         for (let shard = 0; shard < topic.shards; shard++) {
           const rows = this.#stmt(
@@ -413,6 +443,10 @@ export class SqliteStore implements core.Store {
 
   #createTopicTables(topic: core.TopicRecord): void {
     for (let shard = 0; shard < topic.shards; shard++) {
+      if (topic.format === 2) {
+        this.#db.exec(SqliteRunLog.tableSql(topic, shard));
+        continue;
+      }
       this.#db.exec(
         `CREATE TABLE IF NOT EXISTS ${codec.shardTable(topic.id, shard)} (
            seq INTEGER PRIMARY KEY, published_at INTEGER NOT NULL, meta BLOB NOT NULL, data BLOB NOT NULL)`,
