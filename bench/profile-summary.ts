@@ -59,6 +59,10 @@ function shortUrl(url: string): string {
   return url.replace(/^file:\/\//, "");
 }
 
+/** The subscription and the modules split out of it (leases, ordering, read-ahead, state). */
+const SUBSCRIPTION_FILES =
+  /\/dist\/src\/core\/(subscription|lease-timers|ordering-gate|read-ahead|persisted-state|pending-entry)\./;
+
 const SOCKET_WRITES = /^(writev?|writeBuffer|writeUtf8String|writeLatin1String|writev?Generic)$/;
 
 /**
@@ -74,7 +78,8 @@ export function categorize(frame: CallFrame): string | undefined {
   if (url === "" && SOCKET_WRITES.test(fn)) return "socket writes (native)";
   if (url === "" && (fn === "stringify" || fn === "parse")) return "JSON (native)";
   if (url === "") return undefined;
-  if (url.includes("@bufbuild/protobuf") || url.includes("/dist/src/gen/")) return "protobuf encode/decode";
+  if (url.includes("@bufbuild/protobuf") || url.includes("/dist/clients/ts/src/gen/"))
+    return "protobuf encode/decode";
   if (url.includes("@grpc/grpc-js")) return "gRPC (grpc-js)";
   if (url.includes("@opentelemetry/")) return "OpenTelemetry metrics/tracing";
   if (url.includes("/dist/src/telemetry/")) return "OpenTelemetry metrics/tracing";
@@ -86,10 +91,13 @@ export function categorize(frame: CallFrame): string | undefined {
   if (url.includes("/dist/src/store/codec")) return "meta JSON encode/decode (store/codec.ts)";
   if (url.includes("/dist/src/store/sqlite")) return "SQLite store (incl. native statement execution)";
   if (url.includes("/dist/src/store/")) return "MySQL store code";
-  if (url.includes("/dist/src/core/trace-context")) return "trace-context parsing (traceIdOf regex)";
-  if (url.includes("/dist/src/core/subscription")) return "subscription dispatch/state";
+  if (url.includes("/dist/src/wire/trace-context")) return "trace-context parsing (traceIdOf regex)";
+  if (url.includes("/dist/src/wire/")) return "hand-written wire codecs (src/wire)";
+  if (SUBSCRIPTION_FILES.test(url)) return "subscription dispatch/state";
   if (url.includes("/dist/src/core/")) return "core write path";
-  if (url.includes("/dist/src/api/")) return "api handlers";
+  // The grpc-js method table the broker shares with the TypeScript client (its serializers).
+  if (url.includes("/dist/src/api/") || url.includes("/dist/clients/ts/src/grpc-adapter"))
+    return "api handlers";
   if (url.includes("/dist/src/")) return "other NerveBus";
   if (url.startsWith("node:internal/process/task_queues")) return "promise/microtask churn";
   if (url.startsWith("node:internal/timers") || url.startsWith("node:timers")) return "timers/setImmediate";

@@ -2,9 +2,9 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import mysql from "mysql2/promise";
-import { encodeMeta } from "../src/core/index.js";
+import { encodeMeta } from "../src/wire/index.js";
 import { CpuPerMessage } from "./lib/cpu.js";
-import { now, type Percentiles, percentiles, progress, Samples, sleep } from "./lib/stats.js";
+import { measureWindow, now, type Percentiles, percentiles, progress, Samples, sleep } from "./lib/stats.js";
 import { traceparent } from "./lib/wire.js";
 
 /**
@@ -41,7 +41,7 @@ export interface RawResult {
   readonly insertCpuMicrosPerRow: Record<string, number>;
 }
 
-/** The broker's meta blob (src/core/meta.ts) for a message with only a traceparent attribute. */
+/** The broker's meta blob (src/wire/message-meta.ts) for a message with only a traceparent attribute. */
 function metaBlobs(n: number): Buffer[] {
   return Array.from({ length: n }, () => {
     const tp = traceparent();
@@ -52,6 +52,41 @@ function metaBlobs(n: number): Buffer[] {
 const seqOf = (batch: number, i: number, batchRows: number, shards: number, shard: number) =>
   (batch * batchRows + i + 1) * shards + shard;
 
+/** A mysql2 pool on the database `url` names (mysql://USER:PASS@HOST:PORT/DB). */
+function rawPool(url: string, options: mysql.PoolOptions): mysql.Pool {
+  const u = new URL(url);
+  return mysql.createPool({
+    host: u.hostname,
+    port: Number(u.port),
+    user: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+    database: u.pathname.slice(1),
+    ...options,
+  });
+}
+
+/** (Re)creates `table` in the shape of the broker's MySQL shard tables. */
+async function createShardTable(pool: mysql.Pool, table: string): Promise<void> {
+  await pool.query(`DROP TABLE IF EXISTS ${table}`);
+  await pool.query(
+    `CREATE TABLE ${table} (seq BIGINT UNSIGNED NOT NULL PRIMARY KEY, published_at BIGINT NOT NULL,
+       meta BLOB NOT NULL, data LONGBLOB NOT NULL) ENGINE=InnoDB`,
+  );
+}
+
+/** The columns of the broker's SQLite shard tables. */
+const SQLITE_COLUMNS =
+  "(seq INTEGER PRIMARY KEY, published_at INTEGER NOT NULL, meta BLOB NOT NULL, data BLOB NOT NULL)";
+
+/** A SQLite database set up as the broker's store: exclusive lock, WAL, synchronous=FULL. */
+function openSqlite(path: string): Database.Database {
+  const db = new Database(path);
+  db.pragma("locking_mode = EXCLUSIVE");
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  return db;
+}
+
 export async function rawMysql(
   url: string,
   o: RawOptions,
@@ -59,32 +94,17 @@ export async function rawMysql(
   dbPid: number | undefined,
 ): Promise<RawResult> {
   const cpu = new CpuPerMessage({ client: process.pid, db: dbPid });
-  const u = new URL(url);
-  const pool = mysql.createPool({
-    host: u.hostname,
-    port: Number(u.port),
-    user: decodeURIComponent(u.username),
-    password: decodeURIComponent(u.password),
-    database: u.pathname.slice(1),
-    connectionLimit: o.shards + 1,
-    supportBigNumbers: true,
-  });
+  const pool = rawPool(url, { connectionLimit: o.shards + 1, supportBigNumbers: true });
   const table = (s: number) => `raw_${o.shards}_${o.bytes}_${s}`;
   try {
     for (let s = 0; s < o.shards; s++) {
-      await pool.query(`DROP TABLE IF EXISTS ${table(s)}`);
-      await pool.query(
-        `CREATE TABLE ${table(s)} (seq BIGINT UNSIGNED NOT NULL PRIMARY KEY, published_at BIGINT NOT NULL,
-           meta BLOB NOT NULL, data LONGBLOB NOT NULL) ENGINE=InnoDB`,
-      );
+      await createShardTable(pool, table(s));
     }
     const data = randomBytes(o.bytes);
     const metas = metaBlobs(o.batchRows);
     const insertSql = (shard: number) =>
       `INSERT INTO ${table(shard)} (seq, published_at, meta, data) VALUES ${"(?,?,?,?),".repeat(o.batchRows - 1)}(?,?,?,?) ON DUPLICATE KEY UPDATE seq = seq`;
-    const start = now();
-    const measureFrom = start + o.warmupMs;
-    const end = measureFrom + o.durationMs;
+    const { start, measureFrom, end } = measureWindow(o);
     let rows = 0;
     let statements = 0;
     let written = 0;
@@ -150,17 +170,12 @@ export async function rawMysql(
 }
 
 export async function rawSqlite(dir: string, o: RawOptions, label: string): Promise<RawResult> {
-  const db = new Database(join(dir, `raw-${o.shards}-${o.bytes}.db`));
-  db.pragma("locking_mode = EXCLUSIVE");
-  db.pragma("journal_mode = WAL");
-  db.pragma("synchronous = FULL");
+  const db = openSqlite(join(dir, `raw-${o.shards}-${o.bytes}.db`));
   const table = (s: number) => `raw_${s}`;
   try {
     const inserts: Database.Statement[] = [];
     for (let s = 0; s < o.shards; s++) {
-      db.exec(
-        `CREATE TABLE ${table(s)} (seq INTEGER PRIMARY KEY, published_at INTEGER NOT NULL, meta BLOB NOT NULL, data BLOB NOT NULL)`,
-      );
+      db.exec(`CREATE TABLE ${table(s)} ${SQLITE_COLUMNS}`);
       inserts.push(
         db.prepare(
           `INSERT INTO ${table(s)} (seq, published_at, meta, data) VALUES (?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING`,
@@ -178,9 +193,7 @@ export async function rawSqlite(dir: string, o: RawOptions, label: string): Prom
           stmt.run(seqOf(batch, i, o.batchRows, o.shards, shard), ts, metas[i], data);
       }
     });
-    const start = now();
-    const measureFrom = start + o.warmupMs;
-    const end = measureFrom + o.durationMs;
+    const { start, measureFrom, end } = measureWindow(o);
     let rows = 0;
     let txns = 0;
     let written = 0;
@@ -251,9 +264,7 @@ async function paced(
   write: (first: number, count: number) => Promise<void> | void,
 ): Promise<Percentiles> {
   const lat = new Samples();
-  const start = now();
-  const measureFrom = start + o.warmupMs;
-  const end = measureFrom + o.durationMs;
+  const { start, measureFrom, end } = measureWindow(o);
   let written = 0;
   while (now() < end) {
     const t = now();
@@ -280,23 +291,11 @@ export async function rawMysqlCommitLatency(
   url: string,
   o: { rate: number; shards: number; bytes: number; tickMs: number; durationMs: number; warmupMs: number },
 ): Promise<CommitLatencyResult> {
-  const u = new URL(url);
-  const pool = mysql.createPool({
-    host: u.hostname,
-    port: Number(u.port),
-    user: decodeURIComponent(u.username),
-    password: decodeURIComponent(u.password),
-    database: u.pathname.slice(1),
-    connectionLimit: o.shards + 1,
-  });
+  const pool = rawPool(url, { connectionLimit: o.shards + 1 });
   const table = (s: number) => `rawlat_${s}`;
   try {
     for (let s = 0; s < o.shards; s++) {
-      await pool.query(`DROP TABLE IF EXISTS ${table(s)}`);
-      await pool.query(
-        `CREATE TABLE ${table(s)} (seq BIGINT UNSIGNED NOT NULL PRIMARY KEY, published_at BIGINT NOT NULL,
-           meta BLOB NOT NULL, data LONGBLOB NOT NULL) ENGINE=InnoDB`,
-      );
+      await createShardTable(pool, table(s));
     }
     const data = randomBytes(o.bytes);
     const meta = metaBlobs(1)[0]!;
@@ -327,15 +326,10 @@ export async function rawSqliteCommitLatency(
   dir: string,
   o: { rate: number; shards: number; bytes: number; tickMs: number; durationMs: number; warmupMs: number },
 ): Promise<CommitLatencyResult> {
-  const db = new Database(join(dir, `rawlat-${o.rate}.db`));
-  db.pragma("locking_mode = EXCLUSIVE");
-  db.pragma("journal_mode = WAL");
-  db.pragma("synchronous = FULL");
+  const db = openSqlite(join(dir, `rawlat-${o.rate}.db`));
   try {
     const inserts = Array.from({ length: o.shards }, (_, s) => {
-      db.exec(
-        `CREATE TABLE rawlat_${s} (seq INTEGER PRIMARY KEY, published_at INTEGER NOT NULL, meta BLOB NOT NULL, data BLOB NOT NULL)`,
-      );
+      db.exec(`CREATE TABLE rawlat_${s} ${SQLITE_COLUMNS}`);
       return db.prepare(`INSERT INTO rawlat_${s} (seq, published_at, meta, data) VALUES (?, ?, ?, ?)`);
     });
     const data = randomBytes(o.bytes);
@@ -370,26 +364,14 @@ export async function rawMysqlClientCpu(
   url: string,
   o: { bytes: number; rows: number; statements: number },
 ): Promise<ClientCpuResult> {
-  const u = new URL(url);
-  const pool = mysql.createPool({
-    host: u.hostname,
-    port: Number(u.port),
-    user: decodeURIComponent(u.username),
-    password: decodeURIComponent(u.password),
-    database: u.pathname.slice(1),
-    connectionLimit: 2,
-  });
+  const pool = rawPool(url, { connectionLimit: 2 });
   try {
     const data = randomBytes(o.bytes);
     const metas = metaBlobs(o.rows);
     const placeholders = Array.from({ length: o.rows }, () => "(?, ?, ?, ?)").join(", ");
     const best = { query: Number.POSITIVE_INFINITY, execute: Number.POSITIVE_INFINITY };
     for (const mode of ["query", "execute", "query", "execute"] as const) {
-      await pool.query("DROP TABLE IF EXISTS rawcpu");
-      await pool.query(
-        `CREATE TABLE rawcpu (seq BIGINT UNSIGNED NOT NULL PRIMARY KEY, published_at BIGINT NOT NULL,
-           meta BLOB NOT NULL, data LONGBLOB NOT NULL) ENGINE=InnoDB`,
-      );
+      await createShardTable(pool, "rawcpu");
       let seq = 1;
       const before = process.cpuUsage();
       for (let s = 0; s < o.statements; s++) {

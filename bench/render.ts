@@ -1,9 +1,9 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { dirname, join, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { longTasks, summarize } from "./profile-summary.js";
+import { readFileSync } from "node:fs";
+import { join, relative, resolve } from "node:path";
+import { REPO } from "./lib/repo.js";
+import { recordProfile } from "./profiles.js";
 import { writeResults } from "./report.js";
-import type { SuiteResults } from "./suite.js";
+import type { SuiteResults } from "./suite-results.js";
 
 /**
  * Rewrites results.md and the SVG charts of a results directory from its results.json, and
@@ -11,29 +11,11 @@ import type { SuiteResults } from "./suite.js";
  * summary, without running the suite): `node dist/bench/render.js [bench/results]`.
  */
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const dir = resolve(REPO, process.argv[2] ?? "bench/results");
 const results = JSON.parse(readFileSync(join(dir, "results.json"), "utf8")) as SuiteResults;
 
-const profileOf = (name: string): string | undefined => {
-  const d = join(dir, "profiles", name);
-  if (!existsSync(d)) return undefined;
-  const files = readdirSync(d)
-    .filter((f) => f.endsWith(".cpuprofile"))
-    .sort();
-  return files.length > 0 ? join(d, files.at(-1)!) : undefined;
-};
-
 for (const st of results.stores) {
-  for (const kind of ["publish", "drain", "e2e"] as const) {
-    const file = profileOf(`${st.store}-${kind}`);
-    if (file === undefined) continue;
-    st.profiles[kind] = summarize(file, 30);
-    if (kind === "e2e")
-      st.longTasks = longTasks(file, 40)
-        .filter((t) => t.startMs > 1500)
-        .slice(0, 8);
-  }
+  for (const kind of ["publish", "drain", "e2e"] as const) recordProfile(st, join(dir, "profiles"), kind);
 }
 
 writeResults(dir, results);

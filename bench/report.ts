@@ -1,10 +1,10 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
-import { dirname, join, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, relative } from "node:path";
+import { REPO } from "./lib/repo.js";
 import { fmtInt, fmtMs } from "./lib/stats.js";
 import { summaryMarkdown } from "./profile-summary.js";
-import type { StoreResults, SuiteResults } from "./suite.js";
+import type { StoreResults, SuiteResults } from "./suite-results.js";
 
 /** One line of the headline table: a ratio or figure, its target, pass or fail. */
 export interface RatioRow {
@@ -90,6 +90,23 @@ const cpuCols = (c: Record<string, number>) => `${us(c.broker)} | ${us(c.db)} | 
 
 const passText = (p: boolean | undefined) => (p === undefined ? "–" : p ? "**pass**" : "**FAIL**");
 
+/**
+ * A report section: a blank line, its heading, each paragraph after a blank line, and the head of
+ * its table from `columns`, "a | b: | c", where a trailing colon right-aligns a column (as `---:`
+ * does in Markdown).
+ */
+function section(title: string, columns: string, ...paragraphs: string[]): string[] {
+  const cols = columns.split(" | ");
+  return [
+    "",
+    `## ${title}`,
+    ...paragraphs.flatMap((p) => ["", p]),
+    "",
+    `| ${cols.map((c) => c.replace(/:$/, "")).join(" | ")} |`,
+    `|${cols.map((c) => (c.endsWith(":") ? "---:" : "---")).join("|")}|`,
+  ];
+}
+
 function errorsText(errors: Record<string, number>): string {
   const e = Object.entries(errors);
   return e.length === 0 ? "none" : e.map(([k, v]) => `${k} ×${v}`).join(", ");
@@ -117,21 +134,18 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
     "![throughput](throughput.svg)",
     "",
     "![latency](latency.svg)",
-    "",
-    "## Raw baseline (the ceiling)",
-    "",
-    "mysql2 prepared multi-row `INSERT … ON DUPLICATE KEY UPDATE` (`execute`, the broker's statement and row shape) with one statement in flight per shard table; better-sqlite3 one transaction per batch (WAL, synchronous=FULL). Reads: range `SELECT … WHERE seq BETWEEN ? AND ? ORDER BY seq` of 5000 seqs, all shards in parallel, one range at a time.",
-    "",
-    "| store | shards | payload | rows/INSERT | INSERT rows/s | statements (txns)/s | client µs/row | db µs/row | SELECT rows/s |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ...section(
+      "Raw baseline (the ceiling)",
+      "store | shards: | payload: | rows/INSERT: | INSERT rows/s: | statements (txns)/s: | client µs/row: | db µs/row: | SELECT rows/s:",
+      "mysql2 prepared multi-row `INSERT … ON DUPLICATE KEY UPDATE` (`execute`, the broker's statement and row shape) with one statement in flight per shard table; better-sqlite3 one transaction per batch (WAL, synchronous=FULL). Reads: range `SELECT … WHERE seq BETWEEN ? AND ? ORDER BY seq` of 5000 seqs, all shards in parallel, one range at a time.",
+    ),
+    ...results.stores.flatMap((st) =>
+      st.raw.map(
+        (r) =>
+          `| ${st.store} | ${r.shards} | ${r.bytes} B | ${r.batchRows} | ${fmtInt(r.insertRowsPerSec)} | ${r.insertStatementsPerSec.toFixed(1)} | ${us(r.insertCpuMicrosPerRow.client)} | ${us(r.insertCpuMicrosPerRow.db)} | ${fmtInt(r.selectRowsPerSec)} |`,
+      ),
+    ),
   ];
-  for (const st of results.stores) {
-    for (const r of st.raw) {
-      out.push(
-        `| ${st.store} | ${r.shards} | ${r.bytes} B | ${r.batchRows} | ${fmtInt(r.insertRowsPerSec)} | ${r.insertStatementsPerSec.toFixed(1)} | ${us(r.insertCpuMicrosPerRow.client)} | ${us(r.insertCpuMicrosPerRow.db)} | ${fmtInt(r.selectRowsPerSec)} |`,
-      );
-    }
-  }
   const cpuRows = results.stores.flatMap((st) => st.rawClientCpu);
   if (cpuRows.length > 0) {
     out.push(
@@ -147,13 +161,11 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
     );
   }
   out.push(
-    "",
-    "## Publish",
-    "",
-    "Concurrent SendPack publishers, one pack in flight each; only packs confirmed durable inside the measured window count. Latency: SendPack call → durable confirm.",
-    "",
-    "| store | shards | payload | publishers × pack | msg/s | payload MiB/s | confirm p50 ms | p99 ms | max ms | / raw INSERT | broker µs/msg | db µs/msg | loadgen µs/msg | errors | seqs ok |",
-    "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ...section(
+      "Publish",
+      "store | shards: | payload: | publishers × pack | msg/s: | payload MiB/s: | confirm p50 ms: | p99 ms: | max ms: | / raw INSERT: | broker µs/msg: | db µs/msg: | loadgen µs/msg: | errors | seqs ok",
+      "Concurrent SendPack publishers, one pack in flight each; only packs confirmed durable inside the measured window count. Latency: SendPack call → durable confirm.",
+    ),
   );
   for (const st of results.stores) {
     for (const p of st.publish) {
@@ -164,21 +176,18 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
     }
   }
   out.push(
-    "",
-    "## Drain",
-    "",
-    "A backlog (100 B messages, 4 shards) published, then the broker restarted (cold tail cache) and the backlog consumed through one Receive stream, each response acked at once. Rate = backlog / (subscribe → last delivery); first delivery includes the topic's load after the restart; acks durable = until a heartbeat shows the floor at the end of the backlog.",
-    ...results.stores.flatMap((st) =>
-      st.drain && st.drain.backlog < st.drain.requestedBacklog
-        ? [
-            "",
-            `**${st.store}: the backlog is ${fmtInt(st.drain.backlog)}, not the requested ${fmtInt(st.drain.requestedBacklog)}: publishing it took longer than --preload-seconds.**`,
-          ]
-        : [],
+    ...section(
+      "Drain",
+      "store | backlog: | window: | msg/s: | seconds: | first delivery ms: | acks durable s: | / raw SELECT: | broker µs/msg: | db µs/msg: | loadgen µs/msg: | duplicates: | missing: | preload msg/s:",
+      "A backlog (100 B messages, 4 shards) published, then the broker restarted (cold tail cache) and the backlog consumed through one Receive stream, each response acked at once. Rate = backlog / (subscribe → last delivery); first delivery includes the topic's load after the restart; acks durable = until a heartbeat shows the floor at the end of the backlog.",
+      ...results.stores.flatMap((st) =>
+        st.drain && st.drain.backlog < st.drain.requestedBacklog
+          ? [
+              `**${st.store}: the backlog is ${fmtInt(st.drain.backlog)}, not the requested ${fmtInt(st.drain.requestedBacklog)}: publishing it took longer than --preload-seconds.**`,
+            ]
+          : [],
+      ),
     ),
-    "",
-    "| store | backlog | window | msg/s | seconds | first delivery ms | acks durable s | / raw SELECT | broker µs/msg | db µs/msg | loadgen µs/msg | duplicates | missing | preload msg/s |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   );
   for (const st of results.stores) {
     const d = st.drain;
@@ -189,15 +198,12 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
     );
   }
   out.push(
-    "",
-    "## End-to-end latency",
-    "",
-    "One publisher at a fixed rate (a pack every tick with the messages due, each payload stamped with the send time) and one subscriber keeping up and acking; latency = delivery time − stamp, same process clock.",
-    "",
-    "The raw columns are the ceiling: the same rows written straight through the driver at the same rate and tick, 4 shards, one batch in flight (latency = commit − the time the row fell due).",
-    "",
-    "| store | target msg/s | sent msg/s | tick ms | p50 ms | p99 ms | p999 ms | max ms | confirm p50 ms | confirm p99 ms | raw commit p50 ms | raw commit p99 ms | broker µs/msg | db µs/msg | loadgen µs/msg | undelivered | errors |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ...section(
+      "End-to-end latency",
+      "store | target msg/s: | sent msg/s: | tick ms: | p50 ms: | p99 ms: | p999 ms: | max ms: | confirm p50 ms: | confirm p99 ms: | raw commit p50 ms: | raw commit p99 ms: | broker µs/msg: | db µs/msg: | loadgen µs/msg: | undelivered: | errors",
+      "One publisher at a fixed rate (a pack every tick with the messages due, each payload stamped with the send time) and one subscriber keeping up and acking; latency = delivery time − stamp, same process clock.",
+      "The raw columns are the ceiling: the same rows written straight through the driver at the same rate and tick, 4 shards, one batch in flight (latency = commit − the time the row fell due).",
+    ),
   );
   for (const st of results.stores) {
     for (const e of st.e2e) {
@@ -208,13 +214,11 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
     }
   }
   out.push(
-    "",
-    "## Overload",
-    "",
-    `Publishers at full speed, several packs in flight each, no consumer. Broker RSS sampled from /proc/PID/status every 100 ms. Afterwards the broker is stopped (SIGTERM) and every confirmed seq range is counted in the shard tables. The broker runs with ${[...new Set(results.stores.map((st) => st.overload?.nodeOptions).filter((x) => x !== undefined))].map((x) => (x === "" ? "no Node options" : `\`${x}\``)).join(" / ") || "its defaults"} (the container image's NODE_OPTIONS unless --overload-node-options says otherwise).`,
-    "",
-    "| store | seconds | publishers × in flight × pack | confirmed msg/s | RESOURCE_EXHAUSTED | other errors | confirms > 1 s | confirm p99 ms | max ms | max RSS | confirmed | stored of those | stored, not confirmed | shutdown exit |",
-    "|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ...section(
+      "Overload",
+      "store | seconds: | publishers × in flight × pack | confirmed msg/s: | RESOURCE_EXHAUSTED: | other errors | confirms > 1 s: | confirm p99 ms: | max ms: | max RSS: | confirmed: | stored of those: | stored, not confirmed: | shutdown exit",
+      `Publishers at full speed, several packs in flight each, no consumer. Broker RSS sampled from /proc/PID/status every 100 ms. Afterwards the broker is stopped (SIGTERM) and the topic is read back through the broker's Store, each stored seq looked up in the confirmed ranges. The broker runs with ${[...new Set(results.stores.map((st) => st.overload?.nodeOptions).filter((x) => x !== undefined))].map((x) => (x === "" ? "no Node options" : `\`${x}\``)).join(" / ") || "its defaults"} (the container image's NODE_OPTIONS unless --overload-node-options says otherwise).`,
+    ),
   );
   for (const st of results.stores) {
     const o = st.overload;
@@ -264,13 +268,11 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
   ]);
   if (profiles.length > 0) out.push("", "## Broker CPU profiles", "", ...profiles);
   out.push(
-    "",
-    "## CPU use per phase",
-    "",
-    "CPU-seconds of the suite's own processes (load generator, brokers, MariaDB) and of everything else on the machine, from /proc. Anything but ~0 in the last column means other work shared the CPUs and the phase's figures are pessimistic.",
-    "",
-    "| store | phase | seconds | suite CPU-s | other CPU-s | other CPUs busy (avg) |",
-    "|---|---|---:|---:|---:|---:|",
+    ...section(
+      "CPU use per phase",
+      "store | phase | seconds: | suite CPU-s: | other CPU-s: | other CPUs busy (avg):",
+      "CPU-seconds of the suite's own processes (load generator, brokers, MariaDB) and of everything else on the machine, from /proc. Anything but ~0 in the last column means other work shared the CPUs and the phase's figures are pessimistic.",
+    ),
   );
   for (const st of results.stores) {
     for (const [name, c] of Object.entries(st.cpu)) {
@@ -335,9 +337,8 @@ function barChart(title: string, groups: { name: string; bars: Bar[] }[], unit: 
 
 const RAW = "#9e9e9e";
 const BUS = "#1f77b4";
-const P50 = "#8fbbd9";
-const P99 = "#1f77b4";
-const P999 = "#0b3c61";
+/** The latency bars of each rate, in this order, lighter to darker. */
+const PERCENTILE_COLORS = { p50: "#8fbbd9", p99: "#1f77b4", p999: "#0b3c61" } as const;
 
 export function renderCharts(results: SuiteResults): Record<string, string> {
   const groups: { name: string; bars: Bar[] }[] = [];
@@ -390,24 +391,12 @@ export function renderCharts(results: SuiteResults): Record<string, string> {
           color: RAW,
           text: `${fmtMs(x.latencyMs.p99)} ms`,
         })),
-      {
-        label: `${fmtInt(e.targetRate)} msg/s p50`,
-        value: e.latencyMs.p50,
-        color: P50,
-        text: `${fmtMs(e.latencyMs.p50)} ms`,
-      },
-      {
-        label: `${fmtInt(e.targetRate)} msg/s p99`,
-        value: e.latencyMs.p99,
-        color: P99,
-        text: `${fmtMs(e.latencyMs.p99)} ms`,
-      },
-      {
-        label: `${fmtInt(e.targetRate)} msg/s p999`,
-        value: e.latencyMs.p999,
-        color: P999,
-        text: `${fmtMs(e.latencyMs.p999)} ms`,
-      },
+      ...(Object.keys(PERCENTILE_COLORS) as (keyof typeof PERCENTILE_COLORS)[]).map((q) => ({
+        label: `${fmtInt(e.targetRate)} msg/s ${q}`,
+        value: e.latencyMs[q],
+        color: PERCENTILE_COLORS[q],
+        text: `${fmtMs(e.latencyMs[q])} ms`,
+      })),
     ]),
   }));
   return {
@@ -495,8 +484,6 @@ function cpuNote(results: SuiteResults): string {
       : "";
   return `${base} ${other}${warn}`;
 }
-
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 /**
  * Writes results.json, results.md and the charts into `dir`. The JSON and Markdown are then put

@@ -13,7 +13,7 @@ function show(o) {
     if (d % 1000 === 0 && d > 0) return `${d / 1000} s`;
     return `${d} ms`;
   }
-  return `\`${o.default}\``;
+  return o.default === "" ? "none" : `\`${o.default}\``;
 }
 const rows = OPTIONS.map((o) => `| \`--${flagName(o.key)}\` | \`${envName(o.key)}\` | ${show(o)} | ${o.doc} |`);
 const table = ["| flag | environment | default | meaning |", "|---|---|---|---|", ...rows].join("\n");

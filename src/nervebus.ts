@@ -1,7 +1,15 @@
 import { format } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
-import { type RunningHttp, type RunningServer, startHttpServer, startServer } from "./api/index.js";
+import {
+  CallGuard,
+  listensOnLoopbackOnly,
+  type RunningHttp,
+  type RunningServer,
+  startHttpServer,
+  startServer,
+} from "./api/index.js";
+import { type ReloadReport, Security } from "./auth/index.js";
 import type { Config } from "./config/index.js";
 import { Broker } from "./core/index.js";
 import { openStore } from "./store/index.js";
@@ -17,6 +25,19 @@ export interface NerveBus {
   /** HOST:PORT of the status page and /metrics, or undefined when off. */
   readonly httpAddress: string | undefined;
   /**
+   * Resolves if another broker takes the store over. By then this one has stopped serving:
+   * health is NOT_SERVING, every call and every pack waiting for its confirm got UNAVAILABLE,
+   * Receive streams were ended. `nervebus serve` exits on it so a supervisor restarts it as a
+   * broker that waits for the lease.
+   */
+  readonly fenced: Promise<Error>;
+  /**
+   * Re-reads the TLS, token, JWKS and policy files now (SIGHUP), logging what changed and what
+   * was refused; a refused file leaves the one in use in place. Open streams keep going; new
+   * calls and connections get what was loaded.
+   */
+  reloadSecurity(): ReloadReport;
+  /**
    * Graceful stop: health turns NOT_SERVING, new calls are refused with UNAVAILABLE, Receive
    * streams end with UNAVAILABLE, SendPacks in progress finish and every answer is written before
    * its connection closes (UNAVAILABLE for what is still unanswered after the grace), writes and
@@ -31,6 +52,55 @@ export interface StartOptions {
   readonly env?: NodeJS.ProcessEnv;
 }
 
+/**
+ * A loud warning at every start for each port other machines can reach without TLS or
+ * without authentication, saying what anyone who connects can do.
+ */
+function warnIfExposed(
+  grpcAddress: string,
+  httpAddress: string | undefined,
+  security: Security,
+  log: Logger,
+): void {
+  const { tlsEnabled, authEnabled } = security;
+  if (tlsEnabled && authEnabled) return;
+  const ports: [string, string | undefined, string][] = [
+    ["gRPC", grpcAddress, "publish, read, ack, purge and delete topics"],
+    ["HTTP", httpAddress, "read topic and subscription names and figures and pause or resume subscriptions"],
+  ];
+  for (const [port, address, can] of ports) {
+    if (address === undefined || listensOnLoopbackOnly(address)) continue;
+    const problem = !authEnabled
+      ? `WITHOUT ${tlsEnabled ? "" : "TLS OR "}AUTHENTICATION: anyone who can connect can ${can}`
+      : "WITHOUT TLS: anyone on the network path can read the messages and the bearer tokens, and use the tokens";
+    log(
+      "warn",
+      `${port} PORT IS OPEN TO THE NETWORK ${problem}; see "Securing NerveBus" in the README (--tls-cert, --auth-tokens, --require-auth)`,
+      { address },
+    );
+  }
+}
+
+/** The start-up line saying how callers are checked. */
+function describeSecurity(config: Config, security: Security): Record<string, unknown> {
+  const ways = [
+    config.authTokens === "" ? "" : "tokens",
+    config.authJwks === "" ? "" : "jwt",
+    config.tlsClientCa === "" ? "" : "client-certificate",
+  ].filter((w) => w !== "");
+  return {
+    tls: security.tlsEnabled,
+    mtls: security.mutualTls,
+    certificateExpires: security.tls ? new Date(security.tls.notAfter).toISOString() : undefined,
+    authentication: ways.length === 0 ? "off" : ways.join(","),
+    policy: !security.authEnabled
+      ? "none"
+      : config.authPolicy === ""
+        ? "none: every authenticated principal may do everything"
+        : config.authPolicy,
+  };
+}
+
 /** Opens the store and starts serving. Throws NerveBusError on bad config or an unusable store. */
 export async function startNerveBus(
   config: Config,
@@ -43,15 +113,32 @@ export async function startNerveBus(
     info: (...args: unknown[]) => log("debug", "grpc", { detail: format(...args) }),
     debug: (...args: unknown[]) => log("debug", "grpc", { detail: format(...args) }),
   } as unknown as Partial<Console>);
-  const store = await openStore(config.store, {
-    mysqlPoolSize: config.mysqlPoolSize,
-    mysqlAllowUnsafeDurability: config.mysqlAllowUnsafeDurability,
-    log,
-  });
+  // Before the store: a bad certificate or policy must not cost a MySQL lease.
+  const security = Security.load(config);
+  const guard = new CallGuard(security, log);
   let server: RunningServer | undefined;
   let broker: Broker | undefined;
   let storeHealthy = true;
   let draining = false;
+  let reportFenced: (err: Error) => void = () => undefined;
+  const fenced = new Promise<Error>((resolve) => {
+    reportFenced = resolve;
+  });
+  const store = await openStore(config.store, {
+    mysqlPoolSize: config.mysqlPoolSize,
+    mysqlAllowUnsafeDurability: config.mysqlAllowUnsafeDurability,
+    leaseTtlMs: config.leaseTtlMs,
+    leaseRenewMs: config.leaseRenewMs,
+    leaseWaitMs: config.leaseWaitMs,
+    onOwnershipLost: (err) => {
+      storeHealthy = false;
+      broker?.fence(err);
+      server?.setServing(false);
+      server?.sessions.closeAll(err.message);
+      reportFenced(err);
+    },
+    log,
+  });
   const telemetry = createTelemetry({
     env: options.env ?? process.env,
     storeKind: store.capabilities.kind,
@@ -70,6 +157,7 @@ export async function startNerveBus(
     maxPackBytes: config.maxPackBytes,
     writeBufferBytes: config.writeBufferBytes,
     tailCacheBytes: config.tailCacheBytes,
+    tailCacheTotalBytes: config.tailCacheTotalBytes,
     confirmTimeoutMs: config.confirmTimeoutMs,
     statePersistIntervalMs: config.statePersistIntervalMs,
     retentionIntervalMs: config.retentionIntervalMs,
@@ -100,18 +188,36 @@ export async function startNerveBus(
       maxMessageBytes: config.maxPackBytes + config.maxPackMessages * 64 + (1 << 20),
       heartbeatMs: config.heartbeatMs,
       keepaliveMs: config.keepaliveMs,
+      maxConnectionIdleMs: config.maxConnectionIdleMs,
+      admission: { perConnection: config.maxPacksPerConnection, total: config.maxPacksInProgress },
       maxConcurrentStreams: config.maxConcurrentStreams,
       telemetry,
+      guard,
+      security,
     });
     const s = server;
     if (config.httpListen !== "off") {
-      http = await startHttpServer(config.httpListen, b, telemetry.metrics, {
-        address: s.address,
-        store: store.capabilities.kind,
-        startedAt: Date.now(),
-        openStreams: () => s.sessions.size,
-        healthy: () => storeHealthy && !draining,
-      });
+      http = await startHttpServer(
+        config.httpListen,
+        b,
+        telemetry.metrics,
+        {
+          address: s.address,
+          store: store.capabilities.kind,
+          startedAt: Date.now(),
+          openStreams: () => s.sessions.size,
+          healthy: () => storeHealthy && !draining,
+        },
+        {
+          allowedHosts: config.httpAllowedHosts
+            .split(",")
+            .map((h) => h.trim())
+            .filter((h) => h !== ""),
+          log,
+          guard,
+          security,
+        },
+      );
     }
   } catch (err) {
     await server?.shutdown(0);
@@ -128,6 +234,7 @@ export async function startNerveBus(
     );
     Promise.race([store.ping(), timeout]).then(
       () => {
+        if (b.fenced) return;
         if (!storeHealthy) log("info", "store reachable again");
         storeHealthy = true;
         if (!draining) grpcServer.setServing(true);
@@ -140,6 +247,22 @@ export async function startNerveBus(
     );
   }, config.healthIntervalMs);
   healthTimer.unref();
+  warnIfExposed(grpcServer.address, http?.address, security, log);
+  log("info", "security", describeSecurity(config, security));
+  const reloadSecurity = (force: boolean): ReloadReport => {
+    const report = security.reload(force);
+    // A SIGHUP (force) always gets an answer in the log, even when nothing changed.
+    if (report.changed.length > 0 || force)
+      log("info", "security files reloaded", { changed: report.changed });
+    for (const error of report.errors) log("error", "security file refused; the one in use stays", { error });
+    return report;
+  };
+  // cert-manager and similar tools replace files without signalling anyone: look now and then.
+  const reloadTimer =
+    config.securityReloadMs > 0
+      ? setInterval(() => reloadSecurity(false), config.securityReloadMs)
+      : undefined;
+  reloadTimer?.unref();
   log("info", "nervebus serving", {
     address: grpcServer.address,
     http: http?.address ?? "off",
@@ -153,10 +276,13 @@ export async function startNerveBus(
     telemetry,
     address: grpcServer.address,
     httpAddress: http?.address,
+    fenced,
+    reloadSecurity: () => reloadSecurity(true),
     stop() {
       stopping ??= (async () => {
         draining = true;
         clearInterval(healthTimer);
+        clearInterval(reloadTimer);
         await grpcServer.shutdown(config.shutdownGraceMs);
         await b.close(config.shutdownGraceMs);
         await http?.close();

@@ -5,6 +5,20 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 /** Milliseconds on a monotonic clock with sub-millisecond resolution (same in every module). */
 export const now = (): number => performance.timeOrigin + performance.now();
 
+/**
+ * A measured run's clock marks from now: it starts, measures after `warmupMs`, and ends
+ * `durationMs` later (ms, on the `now` clock).
+ */
+export function measureWindow(o: { readonly warmupMs: number; readonly durationMs: number }): {
+  start: number;
+  measureFrom: number;
+  end: number;
+} {
+  const start = now();
+  const measureFrom = start + o.warmupMs;
+  return { start, measureFrom, end: measureFrom + o.durationMs };
+}
+
 /** Latency percentiles in milliseconds. */
 export interface Percentiles {
   count: number;

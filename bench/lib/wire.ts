@@ -1,9 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { varintSize, WireReader, writeVarint } from "../../src/core/index.js";
-import { DeliverySchema, MessageSchema } from "../../src/gen/nervebus/v1/message_pb.js";
-import { SendPackRequestSchema } from "../../src/gen/nervebus/v1/publisher_pb.js";
+import { DeliverySchema, MessageSchema } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
+import { SendPackRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import {
   HeartbeatSchema,
   ReceiveRequestSchema,
@@ -12,7 +11,8 @@ import {
   SubscribedSchema,
   SubscribeSchema,
   WindowSchema,
-} from "../../src/gen/nervebus/v1/subscriber_pb.js";
+} from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import { varintSize, WireReader, writeVarint } from "../../src/wire/index.js";
 
 /**
  * The load generators' side of the wire. Requests that repeat (a publish pack) are encoded once

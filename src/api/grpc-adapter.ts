@@ -1,18 +1,17 @@
-import {
-  create,
-  type DescMessage,
-  type DescService,
-  fromBinary,
-  type MessageShape,
-  toBinary,
-} from "@bufbuild/protobuf";
+import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import * as grpc from "@grpc/grpc-js";
+import {
+  protobufSerializer,
+  type SerializerFactory,
+  serviceDefinition,
+} from "../../clients/ts/src/grpc-adapter.js";
 
-/**
- * A small bridge between protobuf-es service descriptors and grpc-js: service definitions for
- * the server and typed clients, with protobuf-es doing the (de)serialisation. Methods are keyed
- * by their ECMAScript local name (`sendPack`, `receive`).
+/*
+ * The broker's side of the bridge between protobuf-es services and grpc-js: typed handler
+ * tables, registration, and the hooks for the hand-written codecs (src/wire/fast-codec.ts). The
+ * method table and typed clients are the TypeScript client's (clients/ts/src/grpc-adapter.ts),
+ * compiled into the broker with the generated code beside it.
  */
 
 type HandlerFor<M extends GenServiceMethods[string]> = M["methodKind"] extends "unary"
@@ -29,51 +28,23 @@ export type ServiceHandlers<S extends GenServiceMethods> = { [K in keyof S]: Han
 const ENCODED = Symbol("nervebus.preEncoded");
 
 /**
- * A message of this schema whose wire bytes were produced already (src/api/fast-codec.ts): the
+ * A message of this schema whose wire bytes were produced already (src/wire/fast-codec.ts): the
  * serializer sends those bytes as they are.
  */
 export function preEncoded<D extends DescMessage>(schema: D, bytes: Buffer): MessageShape<D> {
   return Object.assign(create(schema), { [ENCODED]: bytes }) as MessageShape<D>;
 }
 
-function serializer<D extends DescMessage>(schema: D): (msg: MessageShape<D>) => Buffer {
-  return (msg) => {
-    const pre = (msg as { [ENCODED]?: Buffer })[ENCODED];
-    if (pre !== undefined) return pre;
-    const bytes = toBinary(schema, msg);
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  };
-}
-
-function deserializer<D extends DescMessage>(schema: D): (buf: Buffer) => MessageShape<D> {
-  return (buf) => fromBinary(schema, buf);
-}
+/** protobuf-es, unless the message carries bytes from preEncoded. */
+const serializer: SerializerFactory = (schema) => {
+  const encode = protobufSerializer(schema);
+  return (msg) => (msg as { [ENCODED]?: Buffer })[ENCODED] ?? encode(msg);
+};
 
 /** Hand-written request decoders that replace protobuf-es for some methods (hot paths). */
 export type RequestDecoders<S extends GenServiceMethods> = {
   [K in keyof S]?: (buf: Buffer) => MessageShape<S[K]["input"]>;
 };
-
-/** The grpc-js service definition of a protobuf-es service. */
-export function serviceDefinition(
-  service: DescService,
-  decoders: Record<string, ((buf: Buffer) => unknown) | undefined> = {},
-): grpc.ServiceDefinition {
-  const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
-  for (const m of service.methods) {
-    def[m.localName] = {
-      path: `/${service.typeName}/${m.name}`,
-      requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
-      responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
-      requestSerialize: serializer(m.input),
-      requestDeserialize: decoders[m.localName] ?? deserializer(m.input),
-      responseSerialize: serializer(m.output),
-      responseDeserialize: deserializer(m.output),
-      originalName: m.name,
-    } as grpc.MethodDefinition<unknown, unknown>;
-  }
-  return def;
-}
 
 /**
  * Registers a service. Refuses (throws) when a method of the descriptor has no handler, so a
@@ -93,47 +64,11 @@ export function addService<S extends GenServiceMethods>(
     }
     impl[m.localName] = handler;
   }
-  server.addService(
-    serviceDefinition(service, decoders as Record<string, ((buf: Buffer) => unknown) | undefined>),
-    impl,
-  );
+  const requestDecoders = decoders as Record<string, ((buf: Buffer) => unknown) | undefined>;
+  server.addService(serviceDefinition(service, { serializer, requestDecoders }), impl);
 }
 
-type ClientMethod<M extends GenServiceMethods[string]> = M["methodKind"] extends "unary"
-  ? (
-      request: MessageShape<M["input"]>,
-      metadata: grpc.Metadata,
-      options: Partial<grpc.CallOptions>,
-      callback: grpc.requestCallback<MessageShape<M["output"]>>,
-    ) => grpc.ClientUnaryCall
-  : M["methodKind"] extends "bidi_streaming"
-    ? (
-        metadata?: grpc.Metadata,
-        options?: Partial<grpc.CallOptions>,
-      ) => grpc.ClientDuplexStream<MessageShape<M["input"]>, MessageShape<M["output"]>>
-    : M["methodKind"] extends "server_streaming"
-      ? (
-          request: MessageShape<M["input"]>,
-          metadata?: grpc.Metadata,
-          options?: Partial<grpc.CallOptions>,
-        ) => grpc.ClientReadableStream<MessageShape<M["output"]>>
-      : never;
-
-/** A grpc-js client with one typed method per RPC. */
-export type ServiceClient<S extends GenServiceMethods> = grpc.Client & { [K in keyof S]: ClientMethod<S[K]> };
-
-/** Creates a typed client for a protobuf-es service. */
-export function createClient<S extends GenServiceMethods>(
-  service: GenService<S>,
-  address: string,
-  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
-  options: grpc.ChannelOptions = {},
-): ServiceClient<S> {
-  const Ctor = grpc.makeGenericClientConstructor(serviceDefinition(service), service.name);
-  return new Ctor(address, credentials, options) as unknown as ServiceClient<S>;
-}
-
-/** Promise form of a unary call. */
+/** Promise form of a unary call (the CLI's and the tests'): rejects with the grpc-js error. */
 export function unary<I, O>(
   call: (
     req: I,

@@ -1,8 +1,13 @@
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { type Broker, NerveBusError } from "../core/index.js";
-import type { Metrics } from "../telemetry/index.js";
-import { toGrpcStatus } from "./status.js";
-import { STATUS_PAGE } from "./status-page.js";
+import { createServer, type IncomingMessage, type ServerResponse, STATUS_CODES } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { Duplex } from "node:stream";
+import { EVERY_NAME, type Security } from "../auth/index.js";
+import { type Broker, type ErrorCode, NerveBusError } from "../core/index.js";
+import type { Logger, Metrics } from "../telemetry/index.js";
+import type { Caller, CallGuard, Need } from "./call-guard.js";
+import { crossSiteProblem, HostRule } from "./request-guard.js";
+import { parseRequestPath } from "./request-target.js";
+import { STATUS_PAGE, STATUS_PAGE_CSP } from "./status-page.js";
 
 /** What the status page and the JSON API show about the broker itself. */
 export interface BrokerInfo {
@@ -13,18 +18,65 @@ export interface BrokerInfo {
   healthy(): boolean;
 }
 
+/** How the HTTP port guards itself. */
+export interface HttpOptions {
+  /** Host header names accepted besides the listen address (see HostRule). */
+  readonly allowedHosts: readonly string[];
+  readonly log: Logger;
+  /** The same identities and policy as the gRPC port. */
+  readonly guard: CallGuard;
+  /** TLS material (and its reloads); plain HTTP when undefined or without TLS. */
+  readonly security?: Security;
+}
+
 export interface RunningHttp {
   readonly address: string;
   close(): Promise<void>;
 }
 
-const HTTP_STATUS: Record<number, number> = { 3: 400, 5: 404, 6: 409, 9: 412, 8: 429, 14: 503 };
+/** Domain error codes to HTTP statuses: the HTTP side's one table at the edge. */
+const HTTP_STATUS: Record<ErrorCode, number> = {
+  invalid_argument: 400,
+  not_found: 404,
+  already_exists: 409,
+  failed_precondition: 412,
+  resource_exhausted: 429,
+  unavailable: 503,
+  deadline_exceeded: 504,
+  cancelled: 503,
+  internal: 500,
+  unauthenticated: 401,
+  permission_denied: 403,
+};
 
-/** GET /api/status: the broker, its topics and their subscriptions. */
-async function status(broker: Broker, info: BrokerInfo) {
+/**
+ * Sent with every response. The page's own CSP replaces the default one, which allows nothing:
+ * JSON and metrics never need to run or load anything.
+ */
+const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  "content-security-policy":
+    "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  "x-frame-options": "DENY",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "cache-control": "no-store",
+};
+
+/**
+ * GET /api/status: the broker, and the topics and subscriptions `visible` lets the caller
+ * administer.
+ */
+async function status(
+  broker: Broker,
+  info: BrokerInfo,
+  visible: (topic: string, subscription?: string) => boolean,
+) {
   const topics = [];
   for (const t of await broker.listTopics()) {
-    const { topic, subscriptions } = await broker.stats(t.name);
+    if (!visible(t.name)) continue;
+    const stats = await broker.stats(t.name);
+    const { topic } = stats;
+    const subscriptions = stats.subscriptions.filter((s) => visible(t.name, s.name));
     topics.push({
       ...topic,
       shards: t.shards,
@@ -75,61 +127,241 @@ function send(
   body: string,
   type = "application/json; charset=utf-8",
 ): void {
-  res.writeHead(code, { "content-type": type, "cache-control": "no-store" });
+  res.writeHead(code, { "content-type": type });
   res.end(body);
 }
+
+function sendError(res: ServerResponse, code: number, error: string): void {
+  send(res, code, JSON.stringify({ error }));
+}
+
+/**
+ * A complete response written straight to a socket, for requests the HTTP parser refused or
+ * that never reach a request handler (CONNECT). The connection closes after it.
+ */
+function rawResponse(socket: Duplex, code: number, error: string): void {
+  const body = JSON.stringify({ error });
+  const head = [
+    `HTTP/1.1 ${code} ${STATUS_CODES[code] ?? "Error"}`,
+    "content-type: application/json; charset=utf-8",
+    `content-length: ${Buffer.byteLength(body)}`,
+    "connection: close",
+    ...Object.entries(SECURITY_HEADERS).map(([k, v]) => `${k}: ${v}`),
+  ];
+  socket.end(`${head.join("\r\n")}\r\n\r\n${body}`);
+}
+
+/**
+ * A route: the methods it answers, whether it changes state, what the caller needs when
+ * authentication is on (undefined: open to all, as health checks and the page's static HTML
+ * are), whether it is audited, and its handler.
+ */
+interface Route {
+  readonly name: string;
+  readonly methods: readonly string[];
+  readonly mutates: boolean;
+  readonly needs?: readonly Need[];
+  readonly audited?: boolean;
+  run(req: IncomingMessage, res: ServerResponse, caller: Caller): Promise<void> | void;
+}
+
+const READ = ["GET", "HEAD"];
 
 /**
  * The broker's HTTP side, for people and scrapers: the status page (/), its JSON API
  * (/api/status; POST /api/topics/T/subscriptions/S/pause|resume), Prometheus metrics
  * (/metrics) and a plain health check (/healthz).
+ *
+ * No input ends the process: a bad path gets 400, an unknown one 404, a wrong method 405, a
+ * foreign Host or a cross-site state change 403 (see request-guard.ts), a request the parser
+ * refuses 400/408/413/431, and an exception in a handler 500 (logged). Every response carries
+ * SECURITY_HEADERS. With TLS it speaks HTTPS only, following certificate reloads; with
+ * authentication on, every route but the page's HTML and /healthz wants a principal (a verified
+ * client certificate or `Authorization: Bearer`), 401 without one and 403 without the right,
+ * through the same CallGuard as the gRPC port. Throws NerveBusError when the address cannot be
+ * bound or an allowed host is not a host name.
  */
 export async function startHttpServer(
   listen: string,
   broker: Broker,
   metrics: Metrics,
   info: BrokerInfo,
+  options: HttpOptions,
 ): Promise<RunningHttp> {
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? "/", "http://localhost");
-    const action = /^\/api\/topics\/([^/]+)\/subscriptions\/([^/]+)\/(pause|resume)$/.exec(url.pathname);
-    if (req.method === "GET" && url.pathname === "/metrics") {
-      metrics.handle(req, res);
-    } else if (req.method === "GET" && url.pathname === "/healthz") {
-      const ok = info.healthy();
-      send(res, ok ? 200 : 503, ok ? "ok\n" : "not serving\n", "text/plain");
-    } else if (req.method === "GET" && url.pathname === "/api/status") {
-      status(broker, info).then(
-        (body) => send(res, 200, JSON.stringify(body)),
-        (err: unknown) => send(res, 500, JSON.stringify({ error: toGrpcStatus(err).details })),
-      );
-    } else if (req.method === "POST" && action !== null) {
-      const [, topic, sub, verb] = action;
-      broker
-        .updateSubscription(decodeURIComponent(topic!), decodeURIComponent(sub!), {
-          paused: verb === "pause",
-        })
-        .then(
-          (r) =>
-            send(
-              res,
-              200,
-              JSON.stringify({
-                topic: decodeURIComponent(topic!),
-                subscription: r.name,
-                paused: r.config.paused,
-              }),
-            ),
-          (err: unknown) => {
-            const s = toGrpcStatus(err);
-            send(res, HTTP_STATUS[s.code] ?? 500, JSON.stringify({ error: s.details }));
-          },
-        );
-    } else if (req.method === "GET" && (url.pathname === "/" || url.pathname === "/index.html")) {
-      send(res, 200, STATUS_PAGE, "text/html; charset=utf-8");
-    } else {
-      send(res, 404, JSON.stringify({ error: `no route for ${req.method} ${url.pathname}` }));
+  const { log, guard } = options;
+  const hosts = new HostRule(listen, options.allowedHosts);
+  if (hosts.badNames.length > 0)
+    throw new NerveBusError(
+      "invalid_argument",
+      `--http-allowed-hosts: ${hosts.badNames.map((n) => JSON.stringify(n)).join(", ")} is not a host name`,
+    );
+
+  function route(path: readonly string[]): Route | undefined {
+    const p = path.join("/");
+    if (p === "" || p === "index.html")
+      return {
+        name: "page",
+        methods: READ,
+        mutates: false,
+        run: (_q, res) => {
+          res.setHeader("content-security-policy", STATUS_PAGE_CSP);
+          send(res, 200, STATUS_PAGE, "text/html; charset=utf-8");
+        },
+      };
+    if (p === "healthz")
+      return {
+        name: "healthz",
+        methods: READ,
+        mutates: false,
+        run: (_q, res) => {
+          const ok = info.healthy();
+          send(res, ok ? 200 : 503, ok ? "ok\n" : "not serving\n", "text/plain; charset=utf-8");
+        },
+      };
+    // Metrics name every topic and subscription.
+    if (p === "metrics")
+      return {
+        name: "metrics",
+        methods: READ,
+        mutates: false,
+        needs: [{ action: "admin", topic: EVERY_NAME, subscription: EVERY_NAME }],
+        run: (req, res) => metrics.handle(req, res),
+      };
+    if (p === "api/status")
+      return {
+        name: "api/status",
+        methods: READ,
+        mutates: false,
+        needs: [{ action: "admin" }],
+        run: async (_q, res, caller) => {
+          const visible = (topic: string, subscription?: string) =>
+            guard.may(caller, { action: "admin", topic, subscription });
+          send(res, 200, JSON.stringify(await status(broker, info, visible)));
+        },
+      };
+    const [api, topics, topic, subscriptions, sub, verb] = path;
+    if (
+      path.length === 6 &&
+      api === "api" &&
+      topics === "topics" &&
+      subscriptions === "subscriptions" &&
+      (verb === "pause" || verb === "resume")
+    )
+      return {
+        name: `api/${verb}`,
+        methods: ["POST"],
+        mutates: true,
+        needs: [{ action: "admin", topic: topic!, subscription: sub! }],
+        audited: true,
+        run: async (_q, res) => {
+          const r = await broker.updateSubscription(topic!, sub!, { paused: verb === "pause" });
+          send(res, 200, JSON.stringify({ topic, subscription: r.name, paused: r.config.paused }));
+        },
+      };
+    return undefined;
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+    const method = req.method ?? "";
+    const foreign = hosts.problem(req.headers.host);
+    if (foreign !== undefined) return sendError(res, 403, foreign);
+    const path = parseRequestPath(req.url ?? "");
+    if ("problem" in path) return sendError(res, 400, path.problem);
+    const r = route(path.segments);
+    if (r === undefined)
+      return sendError(res, 404, `no route for ${method} ${(req.url ?? "").slice(0, 200)}`);
+    if (!r.methods.includes(method)) {
+      res.setHeader("allow", r.methods.join(", "));
+      return sendError(res, 405, `${method} is not allowed here; use ${r.methods.join(" or ")}`);
     }
+    let caller: Caller = { principal: undefined, peer: "" };
+    if (r.needs !== undefined) {
+      try {
+        caller = guard.httpCaller(r.name, req);
+        guard.require(r.name, caller, r.needs);
+      } catch (err) {
+        const e = err as NerveBusError;
+        if (e.code === "unauthenticated") res.setHeader("www-authenticate", 'Bearer realm="nervebus"');
+        return sendError(res, HTTP_STATUS[e.code], e.message);
+      }
+    }
+    if (r.mutates) {
+      const cross = crossSiteProblem(req.headers);
+      if (cross !== undefined) return sendError(res, 403, cross);
+    }
+    try {
+      await r.run(req, res, caller);
+      if (r.audited) guard.audit(r.name, caller, r.needs?.[0]);
+    } catch (err) {
+      if (r.audited) guard.audit(r.name, caller, r.needs?.[0], String(err));
+      // A domain error (bad name, unknown subscription, store down) is the client's answer;
+      // anything else is a bug, answered 500 and logged by the caller.
+      if (!(err instanceof NerveBusError) || err.code === "internal" || res.headersSent) throw err;
+      sendError(res, HTTP_STATUS[err.code], err.message);
+    }
+  }
+
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    // An error event on the response (a write after its end) must never go unhandled.
+    res.on("error", () => {});
+    handle(req, res).catch((err: unknown) => {
+      log("error", "http request failed", {
+        method: req.method,
+        url: req.url?.slice(0, 200),
+        err: String(err),
+      });
+      if (res.headersSent) res.destroy();
+      else sendError(res, 500, "internal error; see the broker log");
+    });
+  };
+  const tls = options.security?.tls;
+  // With TLS the port speaks HTTPS only. A client certificate is asked for but not required in
+  // the handshake, so probes without one still reach /healthz; every other route needs a
+  // verified certificate or a token when authentication is on.
+  const server =
+    tls === undefined
+      ? createServer(onRequest)
+      : createHttpsServer(
+          {
+            cert: tls.cert,
+            key: tls.key,
+            ca: tls.ca,
+            requestCert: tls.ca !== undefined,
+            rejectUnauthorized: false,
+          },
+          onRequest,
+        );
+  const stopWatching = options.security?.onTlsChange((m) =>
+    (server as import("node:https").Server).setSecureContext({ cert: m.cert, key: m.key, ca: m.ca }),
+  );
+  // Requests the HTTP parser refuses (bad request line, bad header, header block over 16 KiB,
+  // bad chunking, timeouts): answered like node's default, plus a JSON error and the headers.
+  server.on("clientError", (err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex) => {
+    const written = (socket as Duplex & { bytesWritten?: number }).bytesWritten ?? 0;
+    if (err.code === "ECONNRESET" || !socket.writable || written > 0) {
+      socket.destroy();
+      return;
+    }
+    const code =
+      err.code === "HPE_HEADER_OVERFLOW"
+        ? 431
+        : err.code === "HPE_CHUNK_EXTENSIONS_OVERFLOW"
+          ? 413
+          : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+            ? 408
+            : 400;
+    rawResponse(
+      socket,
+      code,
+      `malformed HTTP request: ${err.code ?? "error"} (${err.reason ?? err.message})`,
+    );
+  });
+  // CONNECT never reaches the request handler; without a listener node would drop the
+  // connection without an answer.
+  server.on("connect", (_req: IncomingMessage, socket: Duplex) => {
+    socket.on("error", () => {});
+    rawResponse(socket, 405, "CONNECT is not allowed here; this is not a proxy");
   });
   const host = listen.slice(0, listen.lastIndexOf(":"));
   const port = Number(listen.slice(listen.lastIndexOf(":") + 1));
@@ -145,11 +377,15 @@ export async function startHttpServer(
     );
     server.listen(port, host, () => resolve());
   });
+  // After start-up a server error (accept failing for want of file descriptors) is logged,
+  // never thrown: the status port must not take the broker down.
+  server.on("error", (err: Error) => log("warn", "http server error", { err: String(err) }));
   const bound = server.address() as { port: number };
   return {
     address: `${host}:${bound.port}`,
     close: () =>
       new Promise<void>((resolve) => {
+        stopWatching?.();
         server.closeAllConnections();
         server.close(() => resolve());
       }),

@@ -1,5 +1,9 @@
 /** The gRPC edge: wire types stop here. */
-export { createClient, type ServiceClient, serviceDefinition, unary } from "./grpc-adapter.js";
-export { type BrokerInfo, type RunningHttp, startHttpServer } from "./http-server.js";
+
+export { createClient, type ServiceClient } from "../../clients/ts/src/grpc-adapter.js";
+export { type Caller, CallGuard, type Need } from "./call-guard.js";
+export { unary } from "./grpc-adapter.js";
+export { listensOnLoopbackOnly } from "./host-names.js";
+export { type BrokerInfo, type HttpOptions, type RunningHttp, startHttpServer } from "./http-server.js";
 export { type RunningServer, type ServerOptions, startServer } from "./server.js";
 export { toGrpcStatus } from "./status.js";

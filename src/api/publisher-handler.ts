@@ -1,13 +1,14 @@
 import { durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import type * as grpc from "@grpc/grpc-js";
-import { type Broker, invalidArgument, MAX_DELAY_MS, type NewMessage } from "../core/index.js";
 import {
   type SendPackRequest,
   type SendPackResponse,
   SendPackResponseSchema,
-} from "../gen/nervebus/v1/publisher_pb.js";
+} from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import { type Broker, checkDelay, invalidArgument, type NewMessage } from "../core/index.js";
 import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
-import { encodeSendPackResponse, malformedReason } from "./fast-codec.js";
+import { encodeSendPackResponse, malformedReason } from "../wire/index.js";
+import type { CallGuard } from "./call-guard.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { toGrpcStatus } from "./status.js";
 
@@ -25,10 +26,7 @@ export function toNewMessages(req: SendPackRequest, now: number): NewMessage[] {
     if (m.deliverAt !== undefined) {
       deliverAt = timestampMs(m.deliverAt);
     } else if (m.delay !== undefined) {
-      const delay = durationMs(m.delay);
-      if (delay < 0 || delay > MAX_DELAY_MS)
-        throw invalidArgument(`messages[${i}].delay`, "must be between 0 and 7 days");
-      deliverAt = now + delay;
+      deliverAt = now + checkDelay(`messages[${i}].delay`, durationMs(m.delay));
     }
     return {
       data: m.data,
@@ -40,10 +38,11 @@ export function toNewMessages(req: SendPackRequest, now: number): NewMessage[] {
   });
 }
 
-/** PublisherService.SendPack. */
+/** PublisherService.SendPack: needs the publish right on the topic (see CallGuard). */
 export function sendPackHandler(
   broker: Broker,
   telemetry: Telemetry,
+  guard: CallGuard,
 ): grpc.handleUnaryCall<SendPackRequest, SendPackResponse> {
   return (call, callback) => {
     const started = performance.now();
@@ -53,6 +52,12 @@ export function sendPackHandler(
       return;
     }
     const { topic } = call.request;
+    try {
+      guard.authorize("SendPack", call, [{ action: "publish", topic }]);
+    } catch (err) {
+      callback(toGrpcStatus(err));
+      return;
+    }
     const metadataParent = call.metadata.get("traceparent")[0];
     const span = telemetry.startPublishSpan(
       topic,

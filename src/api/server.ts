@@ -1,17 +1,21 @@
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
+import { AdminService } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
+import { PublisherService } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import { SubscriberService } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import type { Security } from "../auth/index.js";
 import { type Broker, NerveBusError } from "../core/index.js";
-import { AdminService } from "../gen/nervebus/v1/admin_pb.js";
-import { PublisherService } from "../gen/nervebus/v1/publisher_pb.js";
-import { SubscriberService } from "../gen/nervebus/v1/subscriber_pb.js";
 import type { Telemetry } from "../telemetry/index.js";
+import { decodeReceiveRequest, decodeSendPackRequest } from "../wire/index.js";
 import { adminHandlers } from "./admin-handler.js";
+import { Admission, type AdmissionLimits } from "./admission.js";
 import { CallDrain } from "./call-drain.js";
-import { decodeReceiveRequest, decodeSendPackRequest } from "./fast-codec.js";
+import type { CallGuard } from "./call-guard.js";
 import { addService } from "./grpc-adapter.js";
 import { sendPackHandler } from "./publisher-handler.js";
 import { addReflection } from "./reflection.js";
 import { ReceiveSessions } from "./subscriber-handler.js";
+import { serverCredentials } from "./tls-credentials.js";
 
 const SHUTTING_DOWN = "broker is shutting down; reconnect";
 
@@ -42,9 +46,17 @@ export interface ServerOptions {
   readonly heartbeatMs: number;
   /** Server keepalive ping interval; a client that stops answering is dropped. */
   readonly keepaliveMs: number;
+  /** SendPack calls in progress per connection and in all (see Admission). */
+  readonly admission: AdmissionLimits;
+  /** A connection without calls for this long is closed, however well it answers pings. */
+  readonly maxConnectionIdleMs: number;
   /** HTTP/2 MAX_CONCURRENT_STREAMS per connection. */
   readonly maxConcurrentStreams: number;
   readonly telemetry: Telemetry;
+  /** Who may call what; every RPC but health and reflection goes through it. */
+  readonly guard: CallGuard;
+  /** TLS material (and its reloads); plaintext when undefined or without TLS. */
+  readonly security?: Security;
 }
 
 /** A running gRPC front end. */
@@ -69,33 +81,37 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
   // While draining, the broker's own calls are refused; health checks still get NOT_SERVING.
   const ours = services.filter((s) => s !== "").map((s) => `/${s}/`);
   const drain = new CallDrain((path) => ours.some((prefix) => path.startsWith(prefix)));
+  const admission = new Admission(options.admission);
   const server = new grpc.Server({
     "grpc.max_receive_message_length": options.maxMessageBytes,
     "grpc.max_send_message_length": options.maxMessageBytes,
     "grpc.keepalive_time_ms": options.keepaliveMs,
+    "grpc.max_connection_idle_ms": options.maxConnectionIdleMs,
     "grpc.keepalive_timeout_ms": 20_000,
     // Clients may ping every 10 s without data (grpc-go's minimum) without being dropped.
     "grpc.http2.min_ping_interval_without_data_ms": 10_000,
     "grpc.keepalive_permit_without_calls": 1,
-    // Requests are received in full before any handler runs, so this (with the number of
-    // connections and the pack size limit) is what bounds the bytes of requests held.
     "grpc.max_concurrent_streams": options.maxConcurrentStreams,
-    interceptors: [drain.interceptor],
+    // The drain first: it needs grpc-js's own call (see CallDrain). Requests are received in
+    // full before any handler runs: admission refuses publish calls over the limits before
+    // their bodies are read.
+    interceptors: [drain.interceptor, admission.interceptor],
   });
-  const sessions = new ReceiveSessions(broker, { heartbeatMs: options.heartbeatMs });
+  const { guard } = options;
+  const sessions = new ReceiveSessions(broker, { heartbeatMs: options.heartbeatMs, guard });
   addService(
     server,
     PublisherService,
-    { sendPack: sendPackHandler(broker, options.telemetry) },
+    { sendPack: sendPackHandler(broker, options.telemetry, guard) },
     { sendPack: decodeSendPackRequest },
   );
   addService(server, SubscriberService, { receive: sessions.handler() }, { receive: decodeReceiveRequest });
-  addService(server, AdminService, adminHandlers(broker));
+  addService(server, AdminService, adminHandlers(broker, guard));
   const health = new HealthImplementation(Object.fromEntries(services.map((s) => [s, "SERVING" as const])));
   health.addToServer(server);
   addReflection(server);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (err, p) => {
+    server.bindAsync(options.listen, serverCredentials(options.security), (err, p) => {
       if (!err) return resolve(p);
       const inUse = /EADDRINUSE/.test(err.message);
       reject(

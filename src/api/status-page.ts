@@ -1,3 +1,6 @@
+import { createHash } from "node:crypto";
+import { REQUEST_HEADER } from "./request-guard.js";
+
 /**
  * The status page served at GET /: one self-contained HTML document (inline CSS and script, no
  * external resources) that polls GET /api/status every 2 s, keeps a short history of the rates it
@@ -8,7 +11,9 @@
  * textContent or setAttribute, never through HTML parsing, so it cannot inject markup.
  *
  * The script inside avoids backticks, dollar-brace and backslashes so that this template literal
- * passes it through unchanged.
+ * passes it through unchanged (its one dollar-brace, the request header's name, is filled in
+ * here). It sets no style attributes and loads no other script, so the page works under
+ * STATUS_PAGE_CSP.
  */
 export const STATUS_PAGE = `<!doctype html>
 <html lang="en">
@@ -41,6 +46,10 @@ export const STATUS_PAGE = `<!doctype html>
   .badge.info { background: #e6f0ff; color: #2456a6; }
   .banner { background: var(--bad); color: #fff; padding: 10px 24px; font-weight: 600; }
   .notice { background: var(--warn-bg); color: var(--warn); padding: 8px 24px; border-bottom: 1px solid #f0d9b5; }
+  .signin { display: flex; gap: 8px; align-items: center; background: var(--warn-bg); color: var(--warn);
+    padding: 8px 24px; border-bottom: 1px solid #f0d9b5; }
+  .signin[hidden] { display: none; }
+  .signin input { font: inherit; padding: 2px 6px; width: 28em; }
   main { padding: 16px 24px 32px; max-width: 1400px; }
   main.stale { opacity: .55; }
   h2 { font-size: 15px; margin: 8px 0 10px; }
@@ -104,6 +113,11 @@ export const STATUS_PAGE = `<!doctype html>
 </header>
 <div class="banner" id="banner" role="alert" hidden></div>
 <div class="notice" id="notice" role="status" hidden></div>
+<div class="signin" id="signin" hidden>
+  <label for="token">This broker wants a bearer token (or a client certificate):</label>
+  <input id="token" type="password" autocomplete="off" spellcheck="false">
+  <button type="button" id="use-token">Use token</button>
+</div>
 <main id="main">
   <section>
     <h2>Topics</h2>
@@ -128,8 +142,28 @@ let timer = 0;
 let polling = false;
 let again = false;
 let noticeTimer = 0;
+// The token is kept for this tab only, and sent as a header: unlike a cookie, no other site's
+// page can make the browser send it.
+const TOKEN_KEY = "nervebus.token";
 
 function byId(id) { return document.getElementById(id); }
+
+function authHeaders() {
+  let token = null;
+  try { token = sessionStorage.getItem(TOKEN_KEY); } catch (_) { /* storage refused */ }
+  return token ? { Authorization: "Bearer " + token } : {};
+}
+
+function useToken() {
+  const input = byId("token");
+  const token = input.value.trim();
+  input.value = "";
+  try {
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch (_) { /* storage refused: nothing to keep it in */ }
+  poll();
+}
 
 /** Builds an element; strings among the children become text nodes (never parsed as HTML). */
 function el(tag, props, ...children) {
@@ -358,7 +392,8 @@ function renderSubscriptions(data) {
         body.append(el("tr", { class: "consumers", "data-topic": t.name, "data-sub": s.name }, row));
       }
     }
-    const cols = el("colgroup", null, ...SUB_COLUMNS.map((w) => el("col", { style: "width: " + w + "%" })));
+    // Widths through CSSOM: the Content-Security-Policy refuses style attributes.
+    const cols = el("colgroup", null, ...SUB_COLUMNS.map((w) => { const c = el("col"); c.style.width = w + "%"; return c; }));
     card.append(el("table", { class: "subs" }, cols, el("thead", null, head), body));
     cards.push(card);
   }
@@ -404,7 +439,8 @@ async function poll() {
   const ctrl = new AbortController();
   const limit = setTimeout(() => ctrl.abort(), TIMEOUT_MS);
   try {
-    const res = await fetch("/api/status", { cache: "no-store", signal: ctrl.signal });
+    const res = await fetch("/api/status", { cache: "no-store", signal: ctrl.signal, headers: authHeaders() });
+    byId("signin").hidden = res.status !== 401;
     if (!res.ok) {
       let detail = "HTTP " + res.status;
       try { const b = await res.json(); if (b && b.error) detail += ": " + b.error; } catch (_) { /* not JSON */ }
@@ -439,7 +475,8 @@ async function act(button) {
   button.disabled = true;
   try {
     const url = "/api/topics/" + encodeURIComponent(topic) + "/subscriptions/" + encodeURIComponent(sub) + "/" + action;
-    const res = await fetch(url, { method: "POST", cache: "no-store" });
+    // The header marks the request as the page's own (see the broker's same-origin rule).
+    const res = await fetch(url, { method: "POST", cache: "no-store", headers: { ...authHeaders(), "${REQUEST_HEADER}": "1" } });
     let body = null;
     try { body = await res.json(); } catch (_) { /* not JSON */ }
     if (!res.ok) throw new Error((body && body.error) || "HTTP " + res.status);
@@ -457,6 +494,9 @@ async function act(button) {
   }
 }
 
+byId("use-token").addEventListener("click", useToken);
+byId("token").addEventListener("keydown", (ev) => { if (ev.key === "Enter") useToken(); });
+
 document.addEventListener("click", (ev) => {
   const target = ev.target instanceof Element ? ev.target.closest("button[data-action]") : null;
   if (target) act(target);
@@ -467,3 +507,24 @@ poll();
 </body>
 </html>
 `;
+
+/** 'sha256-…' of the one inline element `tag` of the page, for the CSP (throws if there is none). */
+function inlineHash(tag: "script" | "style"): string {
+  const m = new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`).exec(STATUS_PAGE);
+  if (m === null) throw new Error(`status page has no inline <${tag}>`);
+  return `'sha256-${createHash("sha256").update(m[1]!, "utf8").digest("base64")}'`;
+}
+
+/**
+ * The page's Content-Security-Policy: only its own inline script and stylesheet (by hash, so an
+ * injected one never runs), requests only to this origin, no frames around it, no forms, no base.
+ */
+export const STATUS_PAGE_CSP = [
+  "default-src 'none'",
+  `script-src ${inlineHash("script")}`,
+  `style-src ${inlineHash("style")}`,
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join("; ");

@@ -12,6 +12,8 @@ const GRPC_STATUS: Record<ErrorCode, grpc.status> = {
   deadline_exceeded: grpc.status.DEADLINE_EXCEEDED,
   cancelled: grpc.status.CANCELLED,
   internal: grpc.status.INTERNAL,
+  unauthenticated: grpc.status.UNAUTHENTICATED,
+  permission_denied: grpc.status.PERMISSION_DENIED,
 };
 
 /** A gRPC status object for anything thrown by the core or the stores. */

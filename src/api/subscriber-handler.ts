@@ -1,41 +1,40 @@
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs, durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
 import type * as grpc from "@grpc/grpc-js";
-import {
-  type Attachment,
-  type Broker,
-  type ConsumerSink,
-  type Delivered,
-  invalidArgument,
-  MAX_DELAY_MS,
-  NerveBusError,
-  type StartPosition,
-  type Window,
-} from "../core/index.js";
 import {
   AckResultsSchema,
   HeartbeatSchema,
   type ReceiveRequest,
   type ReceiveResponse,
   ReceiveResponseSchema,
-  StartPoint,
   type Subscribe,
   SubscribedSchema,
   type Window as WireWindow,
-} from "../gen/nervebus/v1/subscriber_pb.js";
-import { encodeDeliveries, malformedReason } from "./fast-codec.js";
+} from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import {
+  type Attachment,
+  type Broker,
+  type ConsumerSink,
+  checkAckDeadline,
+  checkDelay,
+  type Delivered,
+  invalidArgument,
+  NerveBusError,
+  type Window,
+} from "../core/index.js";
+import { encodeDeliveries, malformedReason } from "../wire/index.js";
+import type { Caller, CallGuard } from "./call-guard.js";
 import { preEncoded } from "./grpc-adapter.js";
+import { toStartPosition } from "./start-position.js";
 import { toGrpcStatus } from "./status.js";
 
 type ReceiveCall = grpc.ServerDuplexStream<ReceiveRequest, ReceiveResponse>;
 
-/** Bounds of a per-stream ack deadline or deadline extension. */
-const MIN_DEADLINE_MS = 1000;
-const MAX_DEADLINE_MS = 600_000;
-
 export interface ReceiveOptions {
   /** Idle time after which a stream gets a heartbeat. */
   readonly heartbeatMs: number;
+  /** Authenticates each stream as it opens and authorizes its subscribe. */
+  readonly guard: CallGuard;
 }
 
 /** Open Receive streams, so shutdown can end each with UNAVAILABLE. */
@@ -53,7 +52,18 @@ export class ReceiveSessions {
 
   handler(): grpc.handleBidiStreamingCall<ReceiveRequest, ReceiveResponse> {
     return (call) => {
-      const session = new ReceiveSession(this.broker, call, this.options, () => this.#open.delete(session));
+      // Who the stream belongs to is settled once, as it opens: a policy reloaded later applies
+      // to new streams, and an open one keeps going.
+      let caller: Caller;
+      try {
+        caller = this.options.guard.grpcCaller("Receive", call);
+      } catch (err) {
+        call.emit("error", toGrpcStatus(err));
+        return;
+      }
+      const session = new ReceiveSession(this.broker, call, this.options, caller, () =>
+        this.#open.delete(session),
+      );
       this.#open.add(session);
       session.start();
     };
@@ -72,31 +82,17 @@ function toWindow(field: string, w: WireWindow | undefined): Window {
   return { maxMessages: w.maxMessages, maxBytes: Number(w.maxBytes) };
 }
 
-function toStart(s: Subscribe): StartPosition {
-  switch (s.start.case) {
-    case "startSeq":
-      if (s.start.value < 1n) throw invalidArgument("subscribe.start_seq", "must be ≥ 1");
-      return { kind: "seq", seq: Number(s.start.value) };
-    case "startTime":
-      return { kind: "time", time: timestampMs(s.start.value) };
-    case "startPoint":
-      return s.start.value === StartPoint.EARLIEST ? { kind: "earliest" } : { kind: "latest" };
-    default:
-      return { kind: "latest" };
-  }
-}
-
 function deadlineMs(field: string, d: { seconds: bigint; nanos: number } | undefined): number | undefined {
   if (d === undefined) return undefined;
-  const ms = durationMs(d as Parameters<typeof durationMs>[0]);
-  if (ms < MIN_DEADLINE_MS || ms > MAX_DEADLINE_MS)
-    throw invalidArgument(field, `must be 1 s – 10 min, got ${ms} ms`);
-  return ms;
+  return checkAckDeadline(field, durationMs(d as Parameters<typeof durationMs>[0]));
 }
 
 function toSeqs(seqs: readonly bigint[]): number[] {
   return seqs.map((s) => Number(s));
 }
+
+/** Bytes of deliveries a stream may have waiting for the transport before it counts as congested. */
+const SEND_BUFFER_BYTES = 1 << 20;
 
 /**
  * One Receive stream. Requests are handled strictly in order; the first attaches the stream to
@@ -108,12 +104,17 @@ class ReceiveSession implements ConsumerSink {
   #chain: Promise<void> = Promise.resolve();
   #ended = false;
   #lastWrite = Date.now();
+  /** Bytes of deliveries handed to grpc-js and not yet written to the transport. */
+  #unsent = 0;
+  /** Whether this stream told its subscription it is congested by #unsent. */
+  #held = false;
   #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly broker: Broker,
     private readonly call: ReceiveCall,
     private readonly options: ReceiveOptions,
+    private readonly caller: Caller,
     private readonly onClose: () => void,
   ) {}
 
@@ -135,15 +136,34 @@ class ReceiveSession implements ConsumerSink {
 
   send(deliveries: readonly Delivered[]): boolean {
     if (this.#ended) return false;
-    return this.#write(preEncoded(ReceiveResponseSchema, encodeDeliveries(deliveries)));
+    const bytes = encodeDeliveries(deliveries);
+    // grpc-js queues up to 16 responses per stream before write() says it is full, and a
+    // response holds up to ~1 MiB of deliveries: a client that does not read would make the
+    // broker hold ~16 MiB per stream (100 streams on one connection ≈ 2 GiB). The stream is
+    // congested once SEND_BUFFER_BYTES wait for the transport, and resumes when they went out.
+    this.#unsent += bytes.byteLength;
+    const size = bytes.byteLength;
+    const open = this.#write(preEncoded(ReceiveResponseSchema, bytes), () => {
+      this.#unsent -= size;
+      if (this.#held && this.#unsent <= SEND_BUFFER_BYTES / 2) {
+        this.#held = false;
+        if (this.#attachment && !this.#ended) this.#attachment.subscription.resume(this.#attachment.consumer);
+      }
+    });
+    if (this.#unsent > SEND_BUFFER_BYTES) {
+      this.#held = true;
+      return false;
+    }
+    return open;
   }
 
-  ackResults(acked: readonly number[], alreadyAcked: readonly number[]): void {
+  ackResults(acked: readonly number[], alreadyAcked: readonly number[], ignored: readonly number[]): void {
     this.#write(
       create(ReceiveResponseSchema, {
         ackResults: create(AckResultsSchema, {
           ackedSeqs: acked.map((s) => BigInt(s)),
           alreadyAckedSeqs: alreadyAcked.map((s) => BigInt(s)),
+          ignoredSeqs: ignored.map((s) => BigInt(s)),
         }),
       }),
     );
@@ -182,11 +202,7 @@ class ReceiveSession implements ConsumerSink {
     for (let i = 0; i < req.nacks.length; i++) {
       const n = req.nacks[i]!;
       let delay: number | undefined;
-      if (n.delay !== undefined) {
-        delay = durationMs(n.delay);
-        if (delay < 0 || delay > MAX_DELAY_MS)
-          throw invalidArgument(`nacks[${i}].delay`, "must be between 0 and 7 days");
-      }
+      if (n.delay !== undefined) delay = checkDelay(`nacks[${i}].delay`, durationMs(n.delay));
       subscription.nack(consumer, Number(n.seq), delay);
     }
     for (let i = 0; i < req.extendDeadlines.length; i++) {
@@ -204,6 +220,9 @@ class ReceiveSession implements ConsumerSink {
   }
 
   async #subscribe(s: Subscribe): Promise<Attachment | undefined> {
+    this.options.guard.require("Receive", this.caller, [
+      { action: "subscribe", topic: s.topic, subscription: s.subscription },
+    ]);
     const window = toWindow("subscribe.window", s.window);
     const ackDeadlineMs = deadlineMs("subscribe.ack_deadline", s.ackDeadline);
     if (s.consumerName.length > 128)
@@ -214,7 +233,7 @@ class ReceiveSession implements ConsumerSink {
       {
         window,
         ackDeadlineMs,
-        start: toStart(s),
+        start: toStartPosition(s.start, "subscribe.start_seq"),
         confirmAcks: s.confirmAcks,
         consumerName: s.consumerName || this.call.getPeer(),
       },
@@ -258,10 +277,10 @@ class ReceiveSession implements ConsumerSink {
     );
   }
 
-  #write(response: ReceiveResponse): boolean {
+  #write(response: ReceiveResponse, written?: () => void): boolean {
     if (this.#ended) return false;
     this.#lastWrite = Date.now();
-    return this.call.write(response);
+    return written === undefined ? this.call.write(response) : this.call.write(response, written);
   }
 
   /** The client half-closed: confirm its last acks if it asked for that, then end OK. */

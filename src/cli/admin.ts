@@ -1,26 +1,24 @@
 import { parseArgs } from "node:util";
 import { create, type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { AdminService } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
+import { StartPoint } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { unary } from "../api/index.js";
+import { parseDuration } from "../config/index.js";
 import { NerveBusError } from "../core/index.js";
-import { AdminService } from "../gen/nervebus/v1/admin_pb.js";
-import { StartPoint } from "../gen/nervebus/v1/subscriber_pb.js";
-import { connect, describeGrpcError } from "./connect.js";
+import { CONNECTION_FLAGS, CONNECTION_USAGE, connect, describeGrpcError } from "./connect.js";
 
 type Admin = (typeof AdminService)["method"];
 
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** "30s", "5m", "7d", "250ms" or plain milliseconds. */
-function parseDuration(flag: string, value: string): number {
-  const m = DURATION.exec(value);
-  if (!m)
+/** "30s", "5m", "7d", "250ms" or plain milliseconds, rounded to whole ms. */
+function durationFlag(flag: string, value: string): number {
+  const ms = parseDuration(value);
+  if (ms === undefined)
     throw new NerveBusError(
       "invalid_argument",
       `--${flag}: expected a duration like 30s, 5m, 7d or 250ms, got ${JSON.stringify(value)}`,
     );
-  return Math.round(Number(m[1]) * UNIT_MS[m[2] ?? "ms"]!);
+  return Math.round(ms);
 }
 
 function parseCount(flag: string, value: string): number {
@@ -65,7 +63,7 @@ function topicFields(v: Record<string, string | boolean | undefined>) {
   const paths: string[] = [];
   if (typeof v.shards === "string") topic.shards = parseCount("shards", v.shards);
   if (typeof v.retention === "string") {
-    topic.retention = durationFromMs(parseDuration("retention", v.retention));
+    topic.retention = durationFromMs(durationFlag("retention", v.retention));
     paths.push("retention");
   }
   if (typeof v["retention-bytes"] === "string") {
@@ -73,7 +71,7 @@ function topicFields(v: Record<string, string | boolean | undefined>) {
     paths.push("retention_bytes");
   }
   if (typeof v["dedup-window"] === "string") {
-    topic.dedupWindow = durationFromMs(parseDuration("dedup-window", v["dedup-window"]));
+    topic.dedupWindow = durationFromMs(durationFlag("dedup-window", v["dedup-window"]));
     paths.push("dedup_window");
   }
   if (v.ephemeral === true) topic.ephemeral = true;
@@ -91,7 +89,7 @@ function subscriptionFields(v: Record<string, string | boolean | undefined>) {
   for (const [flag, field, path] of durations) {
     const value = v[flag];
     if (typeof value === "string") {
-      sub[field] = durationFromMs(parseDuration(flag, value));
+      sub[field] = durationFromMs(durationFlag(flag, value));
       paths.push(path);
     }
   }
@@ -130,7 +128,7 @@ const USAGE = `usage:
                  [--dead-letter-topic T] [--ordering true|false] [--from earliest|latest|SEQ|TIME]
   nervebus sub   seek TOPIC NAME --to SEQ|TIME
   nervebus stats TOPIC
-all take --server HOST:PORT (default 127.0.0.1:7070)`;
+${CONNECTION_USAGE}`;
 
 /** `nervebus topic|sub|stats …`: the AdminService from the command line; prints JSON. */
 export async function adminCommand(kind: "topic" | "sub" | "stats", args: string[]): Promise<number> {
@@ -139,7 +137,7 @@ export async function adminCommand(kind: "topic" | "sub" | "stats", args: string
     strict: true,
     allowPositionals: true,
     options: {
-      server: { type: "string", default: "127.0.0.1:7070" },
+      ...CONNECTION_FLAGS,
       to: { type: "string" },
       ...TOPIC_FLAGS,
       ...SUB_FLAGS,
@@ -150,7 +148,7 @@ export async function adminCommand(kind: "topic" | "sub" | "stats", args: string
     if (value === undefined) throw new NerveBusError("invalid_argument", `${what} is required\n${USAGE}`);
     return value;
   };
-  const client = await connect(values.server!);
+  const client = await connect(values);
   const call = async <K extends keyof Admin>(
     method: K,
     request: Parameters<typeof create<Admin[K]["input"]>>[1],

@@ -1,11 +1,11 @@
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
+import { type Message, MessageSchema } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
+import { SendPackRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { unary } from "../api/index.js";
 import { NerveBusError } from "../core/index.js";
-import { type Message, MessageSchema } from "../gen/nervebus/v1/message_pb.js";
-import { SendPackRequestSchema } from "../gen/nervebus/v1/publisher_pb.js";
-import { connect, describeGrpcError } from "./connect.js";
+import { CONNECTION_FLAGS, connect, describeGrpcError } from "./connect.js";
 
 /** `nervebus publish`: one message per --data or per line of standard input, sent in packs. */
 export async function publishCommand(args: string[]): Promise<number> {
@@ -13,7 +13,7 @@ export async function publishCommand(args: string[]): Promise<number> {
     args,
     strict: true,
     options: {
-      server: { type: "string", default: "127.0.0.1:7070" },
+      ...CONNECTION_FLAGS,
       topic: { type: "string" },
       data: { type: "string", multiple: true },
       attr: { type: "string", multiple: true },
@@ -35,7 +35,7 @@ export async function publishCommand(args: string[]): Promise<number> {
       throw new NerveBusError("invalid_argument", `--attr: expected KEY=VALUE, got ${JSON.stringify(a)}`);
     attributes[a.slice(0, eq)] = a.slice(eq + 1);
   }
-  const client = await connect(values.server);
+  const client = await connect(values);
   const topic = values.topic;
   const encoder = new TextEncoder();
   let pack: Message[] = [];

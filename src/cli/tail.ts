@@ -1,15 +1,15 @@
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { NerveBusError } from "../core/index.js";
 import {
   ReceiveRequestSchema,
   type ReceiveResponse,
   StartPoint,
   SubscribeSchema,
   WindowSchema,
-} from "../gen/nervebus/v1/subscriber_pb.js";
-import { connect, describeGrpcError } from "./connect.js";
+} from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import { NerveBusError } from "../core/index.js";
+import { CONNECTION_FLAGS, connect, describeGrpcError } from "./connect.js";
 
 /** `nervebus tail`: prints each delivery (seq and payload) and acks it; exits after --count. */
 export async function tailCommand(args: string[]): Promise<number> {
@@ -17,7 +17,7 @@ export async function tailCommand(args: string[]): Promise<number> {
     args,
     strict: true,
     options: {
-      server: { type: "string", default: "127.0.0.1:7070" },
+      ...CONNECTION_FLAGS,
       topic: { type: "string" },
       subscription: { type: "string" },
       from: { type: "string", default: "latest" },
@@ -46,7 +46,7 @@ export async function tailCommand(args: string[]): Promise<number> {
       `--from: must be earliest, latest or a seq ≥ 1, got ${JSON.stringify(values.from)}`,
     );
 
-  const client = await connect(values.server);
+  const client = await connect(values);
   const call = client.subscriber.receive();
   const decoder = new TextDecoder();
   let received = 0;

@@ -1,10 +1,31 @@
 import { readFileSync } from "node:fs";
-import { NerveBusError } from "../core/index.js";
+import {
+  ACK_DEADLINE_MS,
+  BACKOFF_MS,
+  DEDUP_WINDOW_MS,
+  DELIVERY_ATTEMPTS,
+  NerveBusError,
+  SHARDS,
+} from "../core/index.js";
+import { checkHostPort } from "./host-port.js";
+import { BYTE_UNITS, parseQuantity, TIME_UNITS } from "./units.js";
 
 /** Everything `nervebus serve` can be told. */
 export interface Config {
   listen: string;
   httpListen: string;
+  httpAllowedHosts: string;
+  tlsCert: string;
+  tlsKey: string;
+  tlsClientCa: string;
+  authTokens: string;
+  authJwks: string;
+  authJwtIssuer: string;
+  authJwtAudience: string;
+  authJwtPrincipalClaim: string;
+  authPolicy: string;
+  requireAuth: boolean;
+  securityReloadMs: number;
   store: string;
   shards: number;
   autoCreate: boolean;
@@ -13,6 +34,7 @@ export interface Config {
   maxPackBytes: number;
   writeBufferBytes: number;
   tailCacheBytes: number;
+  tailCacheTotalBytes: number;
   confirmTimeoutMs: number;
   statePersistIntervalMs: number;
   retentionMs: number;
@@ -25,11 +47,17 @@ export interface Config {
   maxBackoffMs: number;
   heartbeatMs: number;
   keepaliveMs: number;
+  maxConnectionIdleMs: number;
+  maxPacksPerConnection: number;
+  maxPacksInProgress: number;
   maxConcurrentStreams: number;
   healthIntervalMs: number;
   shutdownGraceMs: number;
   mysqlPoolSize: number;
   mysqlAllowUnsafeDurability: boolean;
+  leaseTtlMs: number;
+  leaseRenewMs: number;
+  leaseWaitMs: number;
   logLevel: "debug" | "info" | "warn" | "error";
 }
 
@@ -47,6 +75,7 @@ export interface OptionSpec {
 }
 
 const MiB = 1 << 20;
+const GiB = 1024 * MiB;
 
 /** The settings, in the order the README's table lists them. */
 export const OPTIONS: readonly OptionSpec[] = [
@@ -63,6 +92,65 @@ export const OPTIONS: readonly OptionSpec[] = [
     doc: "HTTP address of the status page, /metrics (Prometheus) and /healthz; off to disable",
   },
   {
+    key: "httpAllowedHosts",
+    kind: "string",
+    default: "",
+    doc: "host names (comma-separated) the HTTP port answers besides its own address; any other Host header gets 403 (DNS rebinding guard)",
+  },
+  {
+    key: "tlsCert",
+    kind: "string",
+    default: "",
+    doc: "PEM certificate (chain) of the broker; with --tls-key, both ports speak TLS only",
+  },
+  { key: "tlsKey", kind: "string", default: "", doc: "PEM private key of --tls-cert" },
+  {
+    key: "tlsClientCa",
+    kind: "string",
+    default: "",
+    doc: "PEM CA bundle: clients must present a certificate it signed (mTLS); its subject CN (else first URI/DNS/email SAN) is their principal",
+  },
+  {
+    key: "authTokens",
+    kind: "string",
+    default: "",
+    doc: "file of static bearer tokens, one `SHA256HEX PRINCIPAL` per line (the token's SHA-256, never the token)",
+  },
+  {
+    key: "authJwks",
+    kind: "string",
+    default: "",
+    doc: "JWKS file whose RS256/ES256 keys verify JWT bearer tokens (needs --auth-jwt-issuer and --auth-jwt-audience)",
+  },
+  { key: "authJwtIssuer", kind: "string", default: "", doc: "the `iss` a JWT must carry" },
+  { key: "authJwtAudience", kind: "string", default: "", doc: "the `aud` a JWT must carry (or list)" },
+  {
+    key: "authJwtPrincipalClaim",
+    kind: "string",
+    default: "sub",
+    doc: "the JWT claim that names the principal",
+  },
+  {
+    key: "authPolicy",
+    kind: "string",
+    default: "",
+    doc: "JSON policy: per principal, publish/subscribe/admin on topic and subscription patterns; without it every authenticated principal may do everything",
+  },
+  {
+    key: "requireAuth",
+    kind: "bool",
+    default: false,
+    doc: "refuse to start without TLS and authentication (tokens, JWTs or client certificates)",
+  },
+  {
+    key: "securityReloadMs",
+    kind: "duration",
+    default: 60_000,
+    min: 0,
+    max: 86_400_000,
+    doc: "how often TLS, token, JWKS and policy files are checked for changes (SIGHUP re-reads them at once; 0: only then)",
+  },
+  {
     key: "store",
     kind: "string",
     default: "sqlite:./data/nervebus.db",
@@ -72,8 +160,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     key: "shards",
     kind: "int",
     default: 4,
-    min: 1,
-    max: 64,
+    ...SHARDS,
     doc: "shard tables of a topic created on first use",
   },
   { key: "autoCreate", kind: "bool", default: true, doc: "create topics and subscriptions on first use" },
@@ -96,7 +183,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   {
     key: "maxPackBytes",
     kind: "bytes",
-    default: 16 * MiB,
+    default: 8 * MiB,
     min: 1024,
     max: 256 * MiB,
     doc: "largest SendPack",
@@ -117,6 +204,15 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 4096 * MiB,
     doc: "recent messages kept in memory per topic (payload plus ~320 B per message)",
   },
+  {
+    key: "tailCacheTotalBytes",
+    kind: "bytes",
+    default: 128 * MiB,
+    min: 0,
+    max: 64 * GiB,
+    doc: "recent messages kept in memory for all topics together; the least recently written topics' caches go first (0: no bound beyond each topic's)",
+  },
+
   {
     key: "confirmTimeoutMs",
     kind: "duration",
@@ -153,8 +249,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     key: "dedupWindowMs",
     kind: "duration",
     default: 120_000,
-    min: 0,
-    max: 24 * 3_600_000,
+    ...DEDUP_WINDOW_MS,
     doc: "default message-id dedup window of new topics (0: off)",
   },
   {
@@ -169,16 +264,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     key: "maxDeliveryAttempts",
     kind: "int",
     default: 0,
-    min: 0,
-    max: 1000,
+    ...DELIVERY_ATTEMPTS,
     doc: "default delivery attempts before dead-lettering (0: unlimited)",
   },
   {
     key: "ackDeadlineMs",
     kind: "duration",
     default: 30_000,
-    min: 1000,
-    max: 600_000,
+    ...ACK_DEADLINE_MS,
     doc: "default ack deadline of subscriptions",
   },
   {
@@ -193,8 +286,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     key: "maxBackoffMs",
     kind: "duration",
     default: 60_000,
-    min: 0,
-    max: 3_600_000,
+    ...BACKOFF_MS,
     doc: "default maximum redelivery backoff",
   },
   {
@@ -212,6 +304,30 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1000,
     max: 3_600_000,
     doc: "server HTTP/2 keepalive ping interval",
+  },
+  {
+    key: "maxConnectionIdleMs",
+    kind: "duration",
+    default: 300_000,
+    min: 1000,
+    max: 86_400_000,
+    doc: "a client connection with no call in progress for this long is closed (GOAWAY); clients reconnect on their next call",
+  },
+  {
+    key: "maxPacksPerConnection",
+    kind: "int",
+    default: 32,
+    min: 1,
+    max: 10_000,
+    doc: "SendPack calls in progress on one connection; more are refused with RESOURCE_EXHAUSTED before their body is read",
+  },
+  {
+    key: "maxPacksInProgress",
+    kind: "int",
+    default: 64,
+    min: 1,
+    max: 100_000,
+    doc: "SendPack calls in progress on the broker; bounds the request bytes held to this × --max-pack-bytes",
   },
   {
     key: "maxConcurrentStreams",
@@ -252,6 +368,30 @@ export const OPTIONS: readonly OptionSpec[] = [
     doc: "start even if innodb_flush_log_at_trx_commit is not 1 (confirmed messages may be lost)",
   },
   {
+    key: "leaseTtlMs",
+    kind: "duration",
+    default: 5000,
+    min: 1000,
+    max: 600_000,
+    doc: "MySQL: how long this broker's ownership of the database lasts without renewal; another broker takes over after it",
+  },
+  {
+    key: "leaseRenewMs",
+    kind: "duration",
+    default: 1000,
+    min: 100,
+    max: 300_000,
+    doc: "MySQL: how often the ownership lease is renewed (at most a third of --lease-ttl-ms)",
+  },
+  {
+    key: "leaseWaitMs",
+    kind: "duration",
+    default: 10_000,
+    min: 0,
+    max: 3_600_000,
+    doc: "MySQL: how long start-up waits for another broker's lease to expire before failing",
+  },
+  {
     key: "logLevel",
     kind: "enum",
     default: "info",
@@ -270,25 +410,9 @@ export function envName(key: string): string {
   return `NERVEBUS_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 }
 
-const BYTE_UNITS: Record<string, number> = {
-  "": 1,
-  b: 1,
-  k: 1024,
-  kb: 1024,
-  kib: 1024,
-  m: MiB,
-  mb: MiB,
-  mib: MiB,
-  g: 1024 * MiB,
-  gb: 1024 * MiB,
-  gib: 1024 * MiB,
-};
-const TIME_UNITS: Record<string, number> = { "": 1, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
 function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyof Config] {
-  const where = `${source}: ${spec.kind === "bool" ? "" : ""}`;
   const fail = (problem: string): never => {
-    throw new NerveBusError("invalid_argument", `${where}${problem}`);
+    throw new NerveBusError("invalid_argument", `${source}: ${problem}`);
   };
   switch (spec.kind) {
     case "string":
@@ -308,10 +432,9 @@ function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyo
       if (typeof raw === "number") {
         n = raw;
       } else {
-        const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(String(raw));
         const units = spec.kind === "bytes" ? BYTE_UNITS : spec.kind === "duration" ? TIME_UNITS : { "": 1 };
-        const unit = m?.[2]?.toLowerCase() ?? "";
-        if (!m || units[unit] === undefined) {
+        const parsed = parseQuantity(String(raw), units);
+        if (parsed === undefined) {
           const hint =
             spec.kind === "bytes"
               ? " (e.g. 1048576 or 1MiB)"
@@ -320,7 +443,7 @@ function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyo
                 : "";
           return fail(`must be a whole number${hint}, got ${JSON.stringify(raw)}`);
         }
-        n = Number(m[1]) * units[unit]!;
+        n = parsed;
       }
       if (!Number.isInteger(n)) fail(`must be a whole number, got ${n}`);
       if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
@@ -380,6 +503,12 @@ export function loadConfig(
       `--min-backoff-ms (${config.minBackoffMs}) must be ≤ --max-backoff-ms (${config.maxBackoffMs})`,
     );
   }
+  if (config.leaseRenewMs * 3 > config.leaseTtlMs) {
+    throw new NerveBusError(
+      "invalid_argument",
+      `--lease-renew-ms (${config.leaseRenewMs}) must be at most a third of --lease-ttl-ms (${config.leaseTtlMs}), so two renewals can fail before the lease lapses`,
+    );
+  }
   // A gRPC port of 0 (tests, several brokers on one machine) picks a free HTTP port too, unless
   // the HTTP address was given.
   const httpGiven =
@@ -388,16 +517,35 @@ export function loadConfig(
     fileKeys.has("httpListen");
   if (!httpGiven && config.listen.endsWith(":0"))
     config.httpListen = `${config.listen.slice(0, config.listen.lastIndexOf(":"))}:0`;
-  if (config.httpListen !== "off" && !/^.+:\d+$/.test(config.httpListen)) {
-    throw new NerveBusError(
-      "invalid_argument",
-      `--http-listen: must be HOST:PORT or off, got ${JSON.stringify(config.httpListen)}`,
-    );
-  }
-  if (!/^.+:\d+$/.test(config.listen))
-    throw new NerveBusError(
-      "invalid_argument",
-      `--listen: must be HOST:PORT, got ${JSON.stringify(config.listen)}`,
-    );
+  checkSecurity(config);
+  checkHostPort("http-listen", config.httpListen, true);
+  checkHostPort("listen", config.listen);
   return config;
+}
+
+/** The security settings' combinations; their files are read and checked by src/auth at start. */
+function checkSecurity(config: Config): void {
+  const fail = (message: string): never => {
+    throw new NerveBusError("invalid_argument", message);
+  };
+  if ((config.tlsCert === "") !== (config.tlsKey === ""))
+    fail("--tls-cert and --tls-key go together: give both or neither");
+  if (config.tlsClientCa !== "" && config.tlsCert === "")
+    fail(
+      "--tls-client-ca needs --tls-cert and --tls-key: client certificates are checked in the TLS handshake",
+    );
+  const jwt = [config.authJwks, config.authJwtIssuer, config.authJwtAudience];
+  if (jwt.some((v) => v !== "") && jwt.some((v) => v === ""))
+    fail(
+      "--auth-jwks, --auth-jwt-issuer and --auth-jwt-audience go together: a JWT is accepted only from that issuer for that audience",
+    );
+  const authn = config.authTokens !== "" || config.authJwks !== "" || config.tlsClientCa !== "";
+  if (config.authPolicy !== "" && !authn)
+    fail("--auth-policy needs a way to know principals: --auth-tokens, --auth-jwks or --tls-client-ca");
+  if (config.requireAuth && config.tlsCert === "")
+    fail("--require-auth: refusing to start without TLS; give --tls-cert and --tls-key");
+  if (config.requireAuth && !authn)
+    fail(
+      "--require-auth: refusing to start without authentication; give --auth-tokens, --auth-jwks or --tls-client-ca",
+    );
 }

@@ -1,9 +1,12 @@
+import { newTraceparent, traceIdOf } from "../wire/index.js";
 import { Consumer, type ConsumerSink, type Window } from "./consumer.js";
 import { invalidArgument, NerveBusError } from "./errors.js";
 import {
-  MAX_DELAY_MS,
-  MAX_MESSAGE_ID_BYTES,
-  MAX_ORDERING_KEY_BYTES,
+  checkPack,
+  checkShards,
+  checkSubscriptionConfig,
+  checkTopicConfig,
+  checkWindow,
   type PublishLimits,
   validateName,
 } from "./limits.js";
@@ -17,11 +20,12 @@ import type {
 } from "./model.js";
 import { messageBytes } from "./model.js";
 import { type BrokerObserver, NO_OBSERVER } from "./observer.js";
+import { ReadAheadShare } from "./read-ahead.js";
 import { DelayScheduler } from "./scheduler.js";
 import type { Store } from "./store.js";
 import { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
+import { TailCachePool } from "./tail-cache-pool.js";
 import { decodeWriterState, encodeWriterState, type IdHorizon, type MessageOutcome, Topic } from "./topic.js";
-import { newTraceparent, traceIdOf } from "./trace-context.js";
 import { WriteBudget } from "./write-budget.js";
 
 /** Logging hook: the core never picks a logger. */
@@ -36,6 +40,8 @@ export interface BrokerOptions extends PublishLimits {
   readonly writeBufferBytes: number;
   /** Bytes of recent messages kept in memory per topic for subscribers that keep up. */
   readonly tailCacheBytes: number;
+  /** All topics' tail caches together (0: no bound beyond each topic's). */
+  readonly tailCacheTotalBytes?: number;
   /** How long a pack may wait for its confirm when the call has no deadline. */
   readonly confirmTimeoutMs: number;
   /** How often dirty subscription state is persisted (coalescing acks). */
@@ -127,14 +133,20 @@ export class Broker {
   /** The same topics once loaded, for synchronous readers (gauges). */
   readonly #loaded = new Map<string, TopicEntry>();
   readonly #budget: WriteBudget;
+  readonly #cachePool: TailCachePool | undefined;
+  /** 64 MiB: what lagging subscriptions read ahead from the store, all together. */
+  readonly #readAheadShare = new ReadAheadShare(64 << 20);
   readonly observer: BrokerObserver;
   #closing = false;
+  #fenced: NerveBusError | undefined;
 
   constructor(
     readonly store: Store,
     readonly options: BrokerOptions,
   ) {
     this.#budget = new WriteBudget(options.writeBufferBytes);
+    if ((options.tailCacheTotalBytes ?? 0) > 0)
+      this.#cachePool = new TailCachePool(options.tailCacheTotalBytes!);
     this.observer = options.observer ?? NO_OBSERVER;
   }
 
@@ -188,7 +200,7 @@ export class Broker {
     deadline: number,
   ): Promise<PublishResult> {
     validateName("topic", topicName);
-    const bytes = this.#validatePack(messages);
+    const bytes = checkPack(messages, this.options);
     this.#checkOpen();
     const entry = await this.#topic(topicName, this.options.autoCreate);
     const now = Date.now();
@@ -291,7 +303,7 @@ export class Broker {
   ): Promise<Attachment> {
     validateName("subscribe.topic", topicName);
     validateName("subscribe.subscription", subscriptionName);
-    this.#checkWindow("subscribe.window", options.window);
+    checkWindow("subscribe.window", options.window, this.options.maxMessageBytes);
     this.#checkOpen();
     const entry = await this.#topic(topicName, this.options.autoCreate);
     const { subscription, created } = await this.#subscription(
@@ -316,7 +328,7 @@ export class Broker {
    * stream (a consumer that is stopping takes no new messages while it finishes).
    */
   checkWindow(field: string, window: Window): void {
-    this.#checkWindow(field, window, 0);
+    checkWindow(field, window, this.options.maxMessageBytes, 0);
   }
 
   /**
@@ -336,10 +348,8 @@ export class Broker {
     config: Partial<TopicConfig>,
   ): Promise<TopicRecord> {
     validateName("topic.name", name);
-    const s = shards ?? this.options.defaultShards;
-    if (!Number.isInteger(s) || s < 1 || s > 64)
-      throw invalidArgument("topic.shards", `must be 1–64, got ${s}`);
-    const full = this.#checkTopicConfig({ ...this.options.topicDefaults, ...config });
+    const s = checkShards("topic.shards", shards ?? this.options.defaultShards);
+    const full = checkTopicConfig({ ...this.options.topicDefaults, ...config });
     this.#checkOpen();
     const found = await this.store.ensureTopic(name, { shards: s, config: full });
     if (!found!.created) throw new NerveBusError("already_exists", `topic ${name} already exists`);
@@ -360,7 +370,7 @@ export class Broker {
     validateName("topic.name", name);
     if (patch.ephemeral !== undefined) throw invalidArgument("update_mask", "ephemeral is fixed at creation");
     const entry = await this.#topic(name, false);
-    const config = this.#checkTopicConfig({ ...entry.topic.record.config, ...patch });
+    const config = checkTopicConfig({ ...entry.topic.record.config, ...patch });
     const record = await this.store.updateTopicConfig(entry.topic.record, config);
     entry.topic.reconfigure(record);
     this.#armRetention(entry);
@@ -402,7 +412,7 @@ export class Broker {
   ): Promise<SubscriptionRecord> {
     validateName("subscription.topic", topicName);
     validateName("subscription.name", name);
-    const full = this.#checkSubscriptionConfig(topicName, {
+    const full = checkSubscriptionConfig(topicName, {
       ...this.options.subscriptionDefaults,
       ...config,
       paused: false,
@@ -434,7 +444,7 @@ export class Broker {
     patch: Partial<SubscriptionConfig>,
   ): Promise<SubscriptionRecord> {
     const sub = await this.getSubscription(topicName, name);
-    const config = this.#checkSubscriptionConfig(topicName, { ...sub.config, ...patch });
+    const config = checkSubscriptionConfig(topicName, { ...sub.config, ...patch });
     await this.store.updateSubscriptionConfig(sub.topic.record, name, config);
     const record = { ...sub.record, config };
     sub.reconfigure(record);
@@ -520,14 +530,6 @@ export class Broker {
     };
   }
 
-  /** Runs retention on a topic now (also runs on a timer). */
-  async runRetention(topicName: string): Promise<number> {
-    const entry = await this.#topic(topicName, false);
-    const before = entry.topic.retentionDeleted;
-    await this.#retain(entry);
-    return entry.topic.retentionDeleted - before;
-  }
-
   /** Stops accepting work, flushes writes and subscription state. */
   async close(timeoutMs = 10_000): Promise<void> {
     this.#closing = true;
@@ -550,105 +552,25 @@ export class Broker {
   }
 
   #checkOpen(): void {
+    if (this.#fenced) throw this.#fenced;
     if (this.#closing) throw new NerveBusError("unavailable", "broker is shutting down");
   }
 
-  #checkWindow(field: string, window: Window, min = 1): void {
-    if (!Number.isInteger(window.maxMessages) || window.maxMessages < min || window.maxMessages > 100_000) {
-      throw invalidArgument(`${field}.max_messages`, `must be ${min}–100000, got ${window.maxMessages}`);
-    }
-    if (window.maxBytes !== 0 && window.maxBytes < this.options.maxMessageBytes) {
-      throw invalidArgument(
-        `${field}.max_bytes`,
-        `must be 0 (no limit) or at least the max message size ${this.options.maxMessageBytes}, got ${window.maxBytes}`,
-      );
-    }
+  /** Set once the store reported that another broker owns it. */
+  get fenced(): NerveBusError | undefined {
+    return this.#fenced;
   }
 
-  #checkTopicConfig(c: TopicConfig): TopicConfig {
-    if (!(c.retentionMs >= 0)) throw invalidArgument("topic.retention", "must not be negative");
-    if (!(c.retentionBytes >= 0)) throw invalidArgument("topic.retention_bytes", "must not be negative");
-    if (!(c.dedupWindowMs >= 0) || c.dedupWindowMs > 24 * 3600_000)
-      throw invalidArgument("topic.dedup_window", "must be 0 – 24 h");
-    return c;
-  }
-
-  #checkSubscriptionConfig(topicName: string, c: SubscriptionConfig): SubscriptionConfig {
-    if (c.ackDeadlineMs < 1000 || c.ackDeadlineMs > 600_000) {
-      throw invalidArgument("subscription.ack_deadline", `must be 1 s – 10 min, got ${c.ackDeadlineMs} ms`);
-    }
-    if (c.minBackoffMs < 0 || c.maxBackoffMs < c.minBackoffMs || c.maxBackoffMs > 3_600_000) {
-      throw invalidArgument(
-        "subscription.max_backoff",
-        `must be ≥ min_backoff and ≤ 1 h (min ${c.minBackoffMs} ms, max ${c.maxBackoffMs} ms)`,
-      );
-    }
-    if (
-      !Number.isInteger(c.maxDeliveryAttempts) ||
-      c.maxDeliveryAttempts < 0 ||
-      c.maxDeliveryAttempts > 1000
-    ) {
-      throw invalidArgument(
-        "subscription.max_delivery_attempts",
-        `must be 0 (unlimited) – 1000, got ${c.maxDeliveryAttempts}`,
-      );
-    }
-    if (c.deadLetterTopic !== "") {
-      validateName("subscription.dead_letter_topic", c.deadLetterTopic);
-      if (c.deadLetterTopic === topicName)
-        throw invalidArgument("subscription.dead_letter_topic", "must differ from the subscription's topic");
-    }
-    return c;
-  }
-
-  #validatePack(messages: readonly NewMessage[]): number {
-    const o = this.options;
-    if (messages.length === 0) throw invalidArgument("messages", "a pack needs at least one message");
-    if (messages.length > o.maxPackMessages) {
-      throw invalidArgument(
-        "messages",
-        `pack has ${messages.length} messages; the limit is ${o.maxPackMessages}`,
-      );
-    }
-    let total = 0;
-    const latest = Date.now() + MAX_DELAY_MS;
-    for (let i = 0; i < messages.length; i++) {
-      const m = messages[i]!;
-      const size = messageBytes(m);
-      if (size > o.maxMessageBytes) {
-        throw invalidArgument(
-          `messages[${i}]`,
-          `message is ${size} bytes; the limit is ${o.maxMessageBytes}`,
-        );
-      }
-      const keyBytes = Buffer.byteLength(m.orderingKey);
-      if (keyBytes > MAX_ORDERING_KEY_BYTES) {
-        throw invalidArgument(
-          `messages[${i}].ordering_key`,
-          `is ${keyBytes} bytes; the limit is ${MAX_ORDERING_KEY_BYTES}`,
-        );
-      }
-      const idBytes = Buffer.byteLength(m.messageId);
-      if (idBytes > MAX_MESSAGE_ID_BYTES) {
-        throw invalidArgument(
-          `messages[${i}].message_id`,
-          `is ${idBytes} bytes; the limit is ${MAX_MESSAGE_ID_BYTES}`,
-        );
-      }
-      if (m.deliverAt > latest)
-        throw invalidArgument(`messages[${i}].deliver_at`, "is more than 7 days ahead");
-      for (const k in m.attributes) {
-        if (k.startsWith("nervebus-"))
-          throw invalidArgument(
-            `messages[${i}].attributes`,
-            `key ${JSON.stringify(k)} uses the reserved prefix nervebus-`,
-          );
-      }
-      total += size;
-    }
-    if (total > o.maxPackBytes)
-      throw invalidArgument("messages", `pack is ${total} bytes; the limit is ${o.maxPackBytes}`);
-    return total;
+  /**
+   * The store is owned by another broker now: every pack waiting for its confirm fails with
+   * `err` (UNAVAILABLE: its outcome is for the new owner to tell), and every later call too.
+   * Nothing is persisted: this broker's writes can no longer land.
+   */
+  fence(err: NerveBusError): void {
+    if (this.#fenced) return;
+    this.#fenced = err;
+    this.#budget.rejectAll(err);
+    for (const entry of this.#loaded.values()) entry.topic.fail(err);
   }
 
   #topic(name: string, create: boolean): Promise<TopicEntry> {
@@ -671,6 +593,9 @@ export class Broker {
     );
     if (found === null) throw new NerveBusError("not_found", `topic ${name} does not exist`);
     const record = found.topic;
+    // Before anything of the topic is read: a write of a previous owner still in flight can no
+    // longer commit, so the tail read below is the whole truth.
+    await this.store.claimTopic(record);
     let watermark = 0;
     let ids: IdHorizon = { lastIdSeq: undefined, persistedWatermark: 0 };
     if (!record.config.ephemeral) {
@@ -692,6 +617,8 @@ export class Broker {
       this.#budget,
       {
         tailCacheBytes: this.options.tailCacheBytes,
+        ...(this.#cachePool === undefined ? {} : { cachePool: this.#cachePool }),
+        readAheadShare: this.#readAheadShare,
         confirmTimeoutMs: this.options.confirmTimeoutMs,
         log: this.options.log,
         observer: this.observer,
@@ -934,7 +861,7 @@ export class Broker {
     }
     for (const { snap } of snapshots) {
       for (const [consumer, list] of snap.confirms) {
-        if (!consumer.detached) consumer.sink.ackResults(list.acked, list.already);
+        if (!consumer.detached) consumer.sink.ackResults(list.acked, list.already, list.ignored);
       }
     }
   }

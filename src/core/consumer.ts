@@ -10,8 +10,11 @@ export interface Delivered {
 export interface ConsumerSink {
   /** Sends a batch; returns false when the transport is congested (call `resume` once it drains). */
   send(deliveries: readonly Delivered[]): boolean;
-  /** Reports acks once durable (only for consumers that asked for confirmations). */
-  ackResults(acked: readonly number[], alreadyAcked: readonly number[]): void;
+  /**
+   * Reports acks once durable (only for consumers that asked for confirmations); `ignored` are
+   * acks of seqs never delivered on the subscription.
+   */
+  ackResults(acked: readonly number[], alreadyAcked: readonly number[], ignored: readonly number[]): void;
   /** Ends the stream with an error (its subscription or topic was deleted). */
   fail(err: Error): void;
 }
@@ -23,14 +26,11 @@ export interface Window {
   readonly maxBytes: number;
 }
 
-let nextConsumerId = 1;
-
 /**
  * One attached Receive stream: its window, ack deadline and what it holds. The subscription
  * keeps the counters; the window is never exceeded, not even by one message.
  */
 export class Consumer {
-  readonly id = nextConsumerId++;
   window: Window;
   inFlight = 0;
   inFlightBytes = 0;

@@ -12,7 +12,10 @@ export type ErrorCode =
   | "unavailable"
   | "deadline_exceeded"
   | "cancelled"
-  | "internal";
+  | "internal"
+  // The caller is not known (no or bad credentials) / known but lacks the right (src/auth).
+  | "unauthenticated"
+  | "permission_denied";
 
 export class NerveBusError extends Error {
   override readonly name = "NerveBusError";

@@ -12,8 +12,17 @@ export {
 export { CommitTracker } from "./commit-tracker.js";
 export { Consumer, type ConsumerSink, type Delivered, type Window } from "./consumer.js";
 export { asNerveBusError, type ErrorCode, invalidArgument, NerveBusError } from "./errors.js";
-export { MAX_DELAY_MS, type PublishLimits, validateName } from "./limits.js";
-export { decodeMeta, encodeMeta, type MetaFields, metaIds, readAttribute } from "./meta.js";
+export {
+  ACK_DEADLINE_MS,
+  BACKOFF_MS,
+  checkAckDeadline,
+  checkDelay,
+  DEDUP_WINDOW_MS,
+  DELIVERY_ATTEMPTS,
+  type PublishLimits,
+  SHARDS,
+  validateName,
+} from "./limits.js";
 export {
   type LoggedIds,
   LogMessage,
@@ -28,22 +37,6 @@ export {
   type TopicRecord,
 } from "./model.js";
 export { type BrokerObserver, NO_OBSERVER, type Settled, type SettleOutcome } from "./observer.js";
-export type { Store, StoreCapabilities } from "./store.js";
-export {
-  type DeadLetter,
-  MAX_BLOCKED,
-  MAX_PERSISTED_ENTRIES,
-  Subscription,
-  type SubscriptionStats,
-} from "./subscription.js";
+export type { OwnershipState, Store, StoreCapabilities } from "./store.js";
+export { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
 export type { MessageOutcome } from "./topic.js";
-export { newTraceparent, traceIdOf } from "./trace-context.js";
-export {
-  lenFieldSize,
-  varintSize,
-  WIRE_LEN,
-  WIRE_VARINT,
-  WireError,
-  WireReader,
-  writeVarint,
-} from "./wire.js";

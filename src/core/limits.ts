@@ -1,4 +1,18 @@
+import type { Window } from "./consumer.js";
 import { invalidArgument } from "./errors.js";
+import { messageBytes, type NewMessage, type SubscriptionConfig, type TopicConfig } from "./model.js";
+
+/**
+ * Every limit on what clients and operators may ask for, each defined once with the check
+ * that enforces it. The config table, the core and the API handlers all use these, so a
+ * limit and its error message change in one place.
+ */
+
+/** A closed range of allowed values. */
+export interface Bounds {
+  readonly min: number;
+  readonly max: number;
+}
 
 /** Names of topics and subscriptions: 1–128 characters of [A-Za-z0-9._-]. */
 const NAME_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
@@ -31,3 +45,144 @@ export const MAX_ORDERING_KEY_BYTES = 1024;
 export const MAX_MESSAGE_ID_BYTES = 256;
 /** Delays beyond this are refused (7 days, the longest schedule kept). */
 export const MAX_DELAY_MS = 7 * 24 * 3600 * 1000;
+
+/** Throws INVALID_ARGUMENT naming `field` unless a delay (nack or publish) is 0 – 7 days. */
+export function checkDelay(field: string, delayMs: number): number {
+  if (delayMs < 0 || delayMs > MAX_DELAY_MS) throw invalidArgument(field, "must be between 0 and 7 days");
+  return delayMs;
+}
+
+/**
+ * Checks a pack against the limits; returns its size in bytes as messageBytes counts it.
+ * Errors name the message by its index.
+ */
+export function checkPack(messages: readonly NewMessage[], limits: PublishLimits): number {
+  if (messages.length === 0) throw invalidArgument("messages", "a pack needs at least one message");
+  if (messages.length > limits.maxPackMessages) {
+    throw invalidArgument(
+      "messages",
+      `pack has ${messages.length} messages; the limit is ${limits.maxPackMessages}`,
+    );
+  }
+  let total = 0;
+  const latest = Date.now() + MAX_DELAY_MS;
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i]!;
+    const size = messageBytes(m);
+    if (size > limits.maxMessageBytes) {
+      throw invalidArgument(
+        `messages[${i}]`,
+        `message is ${size} bytes; the limit is ${limits.maxMessageBytes}`,
+      );
+    }
+    const keyBytes = Buffer.byteLength(m.orderingKey);
+    if (keyBytes > MAX_ORDERING_KEY_BYTES) {
+      throw invalidArgument(
+        `messages[${i}].ordering_key`,
+        `is ${keyBytes} bytes; the limit is ${MAX_ORDERING_KEY_BYTES}`,
+      );
+    }
+    const idBytes = Buffer.byteLength(m.messageId);
+    if (idBytes > MAX_MESSAGE_ID_BYTES) {
+      throw invalidArgument(
+        `messages[${i}].message_id`,
+        `is ${idBytes} bytes; the limit is ${MAX_MESSAGE_ID_BYTES}`,
+      );
+    }
+    if (m.deliverAt > latest) throw invalidArgument(`messages[${i}].deliver_at`, "is more than 7 days ahead");
+    for (const k in m.attributes) {
+      if (k.startsWith("nervebus-"))
+        throw invalidArgument(
+          `messages[${i}].attributes`,
+          `key ${JSON.stringify(k)} uses the reserved prefix nervebus-`,
+        );
+    }
+    total += size;
+  }
+  if (total > limits.maxPackBytes)
+    throw invalidArgument("messages", `pack is ${total} bytes; the limit is ${limits.maxPackBytes}`);
+  return total;
+}
+
+/** Shard tables per topic: each is a table of its own in the store. */
+export const SHARDS: Bounds = { min: 1, max: 64 };
+
+/** Throws INVALID_ARGUMENT naming `field` unless `shards` is a whole number within SHARDS. */
+export function checkShards(field: string, shards: number): number {
+  if (!Number.isInteger(shards) || shards < SHARDS.min || shards > SHARDS.max)
+    throw invalidArgument(field, `must be ${SHARDS.min}–${SHARDS.max}, got ${shards}`);
+  return shards;
+}
+
+/** Most unacked messages one stream may hold: each is a lease entry in broker memory. */
+export const WINDOW_MAX_MESSAGES = 100_000;
+
+/**
+ * Throws INVALID_ARGUMENT naming `field` unless the window holds `minMessages` to
+ * WINDOW_MAX_MESSAGES messages, and bytes of 0 (no limit) or room for the largest message.
+ */
+export function checkWindow(field: string, window: Window, maxMessageBytes: number, minMessages = 1): void {
+  const n = window.maxMessages;
+  if (!Number.isInteger(n) || n < minMessages || n > WINDOW_MAX_MESSAGES) {
+    throw invalidArgument(`${field}.max_messages`, `must be ${minMessages}–${WINDOW_MAX_MESSAGES}, got ${n}`);
+  }
+  if (window.maxBytes !== 0 && window.maxBytes < maxMessageBytes) {
+    throw invalidArgument(
+      `${field}.max_bytes`,
+      `must be 0 (no limit) or at least the max message size ${maxMessageBytes}, got ${window.maxBytes}`,
+    );
+  }
+}
+
+/** Ack deadlines (a subscription's, a stream's, an extension): 1 s to 10 min. */
+export const ACK_DEADLINE_MS: Bounds = { min: 1000, max: 600_000 };
+
+/** Throws INVALID_ARGUMENT naming `field` unless `ms` is within ACK_DEADLINE_MS. */
+export function checkAckDeadline(field: string, ms: number): number {
+  // The words must say what ACK_DEADLINE_MS holds.
+  if (ms < ACK_DEADLINE_MS.min || ms > ACK_DEADLINE_MS.max)
+    throw invalidArgument(field, `must be 1 s – 10 min, got ${ms} ms`);
+  return ms;
+}
+
+/** Redelivery backoff: up to 1 h. */
+export const BACKOFF_MS: Bounds = { min: 0, max: 3_600_000 };
+
+/** Delivery attempts before dead-lettering: 0 (unlimited) to 1000. */
+export const DELIVERY_ATTEMPTS: Bounds = { min: 0, max: 1000 };
+
+/** How long message ids are remembered for deduplication: 0 (off) to 24 h. */
+export const DEDUP_WINDOW_MS: Bounds = { min: 0, max: 24 * 3600_000 };
+
+/** Checks a topic's settings; returns them. */
+export function checkTopicConfig(c: TopicConfig): TopicConfig {
+  if (!(c.retentionMs >= 0)) throw invalidArgument("topic.retention", "must not be negative");
+  if (!(c.retentionBytes >= 0)) throw invalidArgument("topic.retention_bytes", "must not be negative");
+  if (!(c.dedupWindowMs >= DEDUP_WINDOW_MS.min) || c.dedupWindowMs > DEDUP_WINDOW_MS.max)
+    throw invalidArgument("topic.dedup_window", "must be 0 – 24 h");
+  return c;
+}
+
+/** Checks a subscription's settings on topic `topicName`; returns them. */
+export function checkSubscriptionConfig(topicName: string, c: SubscriptionConfig): SubscriptionConfig {
+  checkAckDeadline("subscription.ack_deadline", c.ackDeadlineMs);
+  if (c.minBackoffMs < BACKOFF_MS.min || c.maxBackoffMs < c.minBackoffMs || c.maxBackoffMs > BACKOFF_MS.max) {
+    throw invalidArgument(
+      "subscription.max_backoff",
+      `must be ≥ min_backoff and ≤ 1 h (min ${c.minBackoffMs} ms, max ${c.maxBackoffMs} ms)`,
+    );
+  }
+  const attempts = c.maxDeliveryAttempts;
+  if (!Number.isInteger(attempts) || attempts < DELIVERY_ATTEMPTS.min || attempts > DELIVERY_ATTEMPTS.max) {
+    throw invalidArgument(
+      "subscription.max_delivery_attempts",
+      `must be 0 (unlimited) – ${DELIVERY_ATTEMPTS.max}, got ${attempts}`,
+    );
+  }
+  if (c.deadLetterTopic !== "") {
+    validateName("subscription.dead_letter_topic", c.deadLetterTopic);
+    if (c.deadLetterTopic === topicName)
+      throw invalidArgument("subscription.dead_letter_topic", "must differ from the subscription's topic");
+  }
+  return c;
+}

@@ -1,5 +1,11 @@
-import { decodeMeta, deliveryMeta, encodeMeta, type MetaFields, metaContentBytes } from "./meta.js";
-import { traceIdOf } from "./trace-context.js";
+import {
+  decodeMeta,
+  deliveryMeta,
+  encodeMeta,
+  type MetaFields,
+  metaContentBytes,
+  traceIdOf,
+} from "../wire/index.js";
 
 /**
  * Domain types shared by the core and the stores. No protobuf types here: the API layer
@@ -17,7 +23,7 @@ export interface NewMessage {
 }
 
 /**
- * A message in a topic's log. Its metadata stays in the stored wire form (see meta.ts): the
+ * A message in a topic's log. Its metadata stays in the stored wire form (see src/wire/message-meta.ts): the
  * delivery path copies those bytes as they are, and the fields are decoded only when something
  * asks for them (ordering, dead-lettering, tracing, the admin API).
  */
@@ -30,7 +36,7 @@ export class LogMessage {
     /** Append time, ms since epoch. */
     readonly publishTime: number,
     readonly data: Uint8Array,
-    /** Stored metadata (meta.ts format, or JSON in rows of older versions). */
+    /** Stored metadata (message-meta.ts format, or JSON in rows of older versions). */
     readonly meta: Buffer,
     /** Its size as messageBytes counts it, when the caller knows it already. */
     bytes = -1,

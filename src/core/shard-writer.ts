@@ -19,6 +19,7 @@ export class ShardWriter {
   #running = false;
   #scheduled = false;
   #idleWaiters: (() => void)[] = [];
+  #abandoned: Error | undefined;
 
   constructor(
     readonly topic: TopicRecord,
@@ -34,6 +35,7 @@ export class ShardWriter {
   }
 
   push(row: LogMessage, bytes: number): void {
+    if (this.#abandoned) return;
     this.#queue.push({ row, bytes });
     if (!this.#running && !this.#scheduled) {
       // Start on the next turn of the event loop, so every pack that arrived in this turn
@@ -46,9 +48,20 @@ export class ShardWriter {
     }
   }
 
-  /** Resolves once every queued row is committed. */
+  /**
+   * Gives up: the broker no longer owns the topic, so nothing queued can land. Retries stop
+   * and queued rows are dropped (their packs have been failed by the topic).
+   */
+  abandon(err: Error): void {
+    this.#abandoned = err;
+    this.#queue.length = 0;
+    this.#head = 0;
+  }
+
+  /** Resolves once every queued row is committed (or abandoned). */
   idle(): Promise<void> {
-    if (!this.#running && !this.#scheduled && this.queuedRows === 0) return Promise.resolve();
+    if (this.#abandoned || (!this.#running && !this.#scheduled && this.queuedRows === 0))
+      return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
@@ -79,10 +92,13 @@ export class ShardWriter {
           break;
         } catch (err) {
           this.observer.storeError("insert", err);
+          if (this.#abandoned) break;
           this.onError(err, attempt);
           await sleep(backoffDelay(attempt, 20, 2000));
+          if (this.#abandoned) break;
         }
       }
+      if (this.#abandoned) break;
       this.onCommitted(this.shard, batch[batch.length - 1]!.seq, bytes);
     }
     this.#running = false;

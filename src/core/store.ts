@@ -13,8 +13,9 @@ import type {
 /**
  * What the core needs from storage. Implementations own their connections; nothing of the
  * driver leaks out. Every method throws NerveBusError: "unavailable" for failures worth
- * retrying (connection lost, deadlock, lock wait), "failed_precondition" when another broker
- * owns the database, "internal" otherwise.
+ * retrying (connection lost, deadlock, lock wait, lease not current, ownership lost to another
+ * broker), "failed_precondition" when another broker owns the database at start-up, "internal"
+ * otherwise.
  */
 export interface Store {
   /** Static facts about the backend, so the core never tests the kind of store. */
@@ -86,11 +87,37 @@ export interface Store {
   /** Writes several pointers of one topic in one round trip. */
   savePointers(topic: TopicRecord, pointers: readonly PointerRecord[]): Promise<void>;
 
-  /** Resolves when the store answers (health checks); throws "unavailable" otherwise. */
+  /**
+   * Makes this broker the topic's only writer; called before the topic's tail is read. After
+   * it resolves, no write of an earlier owner can commit. Throws "unavailable" when another
+   * broker owns the store now.
+   */
+  claimTopic(topic: TopicRecord): Promise<void>;
+
+  /** Who owns the store and whether that ownership is current (status page, stats). */
+  ownership(): OwnershipState;
+
+  /** Resolves when the store answers and this broker owns it; throws "unavailable" otherwise. */
   ping(): Promise<void>;
 
   /** Releases connections and the ownership lock. */
   close(): Promise<void>;
+}
+
+/** A store's owner as the status page and stats show it. */
+export interface OwnershipState {
+  /** `lease`: a lease row with an epoch that every write proves (MySQL); `file-lock`: SQLite's. */
+  readonly mechanism: "lease" | "file-lock";
+  /** This broker's identity (host/pid/random). */
+  readonly owner: string;
+  /** The lease's fencing epoch (0 for a file lock). */
+  readonly epoch: number;
+  /** ms since the lease was last renewed (0 for a file lock). */
+  readonly ageMs: number;
+  /** Whether writes may start now. */
+  readonly valid: boolean;
+  /** Why ownership was lost, once it was. */
+  readonly lost: string | undefined;
 }
 
 /** What differs between backends, in one place (see each store's constant). */

@@ -2,30 +2,15 @@ import { AckRanges } from "./ack-ranges.js";
 import { backoffDelay } from "./backoff.js";
 import type { Consumer, Delivered } from "./consumer.js";
 import { invalidArgument, type NerveBusError } from "./errors.js";
-import { MinHeap } from "./min-heap.js";
+import { LeaseTimers } from "./lease-timers.js";
 import type { LogMessage, SubscriptionConfig, SubscriptionRecord } from "./model.js";
 import type { BrokerObserver, Settled } from "./observer.js";
+import { OrderingGate } from "./ordering-gate.js";
+import { type PendingEntry, pendingEntry } from "./pending-entry.js";
+import { decodePersistedState, encodePersistedState } from "./persisted-state.js";
 import { RateMeter } from "./rate-meter.js";
+import { ReadAhead } from "./read-ahead.js";
 import type { Topic } from "./topic.js";
-
-/** Persisted state above the floor, with a cap so one pointer row stays small. */
-interface PersistedState {
-  /** Acked ranges above the floor. */
-  a: [number, number][];
-  /** Messages delivered but not acked: [seq, attempts so far, not-before ms, ordering key?]. */
-  p: ([number, number, number] | [number, number, number, string])[];
-}
-
-/**
- * Beyond this many ranges or pending entries the persisted state is truncated (the lost part
- * means some messages are delivered again after a restart, never that one is lost).
- */
-export const MAX_PERSISTED_ENTRIES = 50_000;
-/**
- * With ordering on, messages held back behind a busy key, at most; past it the subscription
- * stops reading ahead until keys free up.
- */
-export const MAX_BLOCKED = 100_000;
 
 /** Why a message leaves the subscription without an ack. */
 export type DeadLetterReason = "max_delivery_attempts" | "terminated";
@@ -36,34 +21,6 @@ export interface DeadLetter {
   readonly attempts: number;
   readonly reason: DeadLetterReason;
 }
-
-/** A message delivered at least once (or released from an ordering key) and not acked yet. */
-interface Pending {
-  attempts: number;
-  /** The consumer holding the message now (its lease), or undefined. */
-  consumer: Consumer | undefined;
-  /** While leased: when the lease expires (ms since epoch). */
-  deadline: number;
-  /** While leased: the bytes it counts against the consumer's window. */
-  leaseBytes: number;
-  /** When not leased: redeliver no earlier than this. */
-  notBefore: number;
-  message: LogMessage | undefined;
-  /** Ordering key, when the subscription orders (kept so a restart knows busy keys). */
-  key: string;
-  /** Being moved to the dead-letter topic: not deliverable. */
-  dead: boolean;
-  /** The message's trace context, for settle spans. */
-  traceparent: string | undefined;
-}
-
-/**
- * Due times: a lease extended or a redelivery (one seq), or the leases of one delivered batch
- * (one entry for the batch: they share the deadline).
- */
-type TimerEntry =
-  | { readonly seq: number; readonly kind: "lease" | "retry" }
-  | { readonly seqs: number[]; readonly kind: "leases" };
 
 /** Figures for heartbeats and stats. */
 export interface SubscriptionStats {
@@ -101,24 +58,25 @@ export interface SubscriptionHooks {
  * First deliveries go out in seq order: from the topic's tail cache when the subscription keeps
  * up, from store reads of bounded ranges when it lags. Redeliveries go first when due. With
  * ordering on, a message waits while an earlier one with the same key is unacked.
+ *
+ * This file keeps the lease life cycle (deliver, ack, nack, expire, dead-letter, seek), whose
+ * steps all change the pending entries, the cursor and the acked ranges together; the parts
+ * with state of their own live beside it: lease-timers.ts, ordering-gate.ts, read-ahead.ts,
+ * persisted-state.ts and pending-entry.ts.
  */
 export class Subscription {
   record: SubscriptionRecord;
   readonly #acked: AckRanges;
   /** The next seq never delivered on this subscription (in this process). */
   #cursor: number;
-  readonly #pending = new Map<number, Pending>();
-  readonly #timers = new MinHeap<TimerEntry>();
-  /** Seqs held by "leases" timer entries (stale ones included), for compaction. */
-  #batchLeaseSeqs = 0;
-  #timer: NodeJS.Timeout | undefined;
-  #timerAt = 0;
+  /** The highest seq ever delivered on this subscription (not lowered by seeks). */
+  #highestDelivered = 0;
+  readonly #pending = new Map<number, PendingEntry>();
+  readonly #timers = new LeaseTimers(() => this.scheduleDispatch());
   readonly #consumers: Consumer[] = [];
   #rotate = 0;
   /** Messages read from the store ahead of the cursor, for a lagging subscription. */
-  readonly #readAhead = new ReadAhead();
-  #reading = false;
-  #readRows = 64;
+  readonly #readAhead: ReadAhead;
   /** Seqs whose redelivery fell due, in due order (entries may be stale; checked on use). */
   #ready: number[] = [];
   #readyHead = 0;
@@ -126,11 +84,9 @@ export class Subscription {
   #dispatchScheduled = false;
   #dirty = false;
   /** Acks waiting for the next persisted state, per consumer that asked for confirmations. */
-  #unconfirmed = new Map<Consumer, { acked: number[]; already: number[] }>();
-  /** Ordering: unacked messages per key, and seqs held back behind each busy key. */
-  readonly #keyPending = new Map<string, number>();
-  readonly #blocked = new Map<string, number[]>();
-  #blockedCount = 0;
+  #unconfirmed = new Map<Consumer, { acked: number[]; already: number[]; ignored: number[] }>();
+  /** Ordering: which keys are busy, and what waits behind them. */
+  readonly #gate = new OrderingGate();
   readonly #unlisten: () => void;
   #closed = false;
   redelivered = 0;
@@ -148,27 +104,25 @@ export class Subscription {
     private readonly hooks: SubscriptionHooks,
   ) {
     this.record = record;
-    const parsed = decodeState(state);
+    this.#readAhead = new ReadAhead(topic.options.readAheadShare);
+    const parsed = decodePersistedState(state);
     this.#acked = new AckRanges(floor, parsed.a);
     const now = Date.now();
     for (const [seq, attempts, notBefore, key] of parsed.p) {
       if (this.#acked.has(seq)) continue;
       const due = Math.max(notBefore, now);
-      this.#pending.set(seq, {
-        attempts,
-        consumer: undefined,
-        deadline: 0,
-        leaseBytes: 0,
-        notBefore: due,
-        message: undefined,
-        key: key ?? "",
-        dead: false,
-        traceparent: undefined,
-      });
-      if (key) this.#keyPending.set(key, (this.#keyPending.get(key) ?? 0) + 1);
-      this.#timers.push(due, { seq, kind: "retry" });
+      this.#pending.set(seq, pendingEntry(attempts, due, key ?? ""));
+      if (key) this.#gate.take(key);
+      this.#timers.retry(seq, due);
     }
     this.#cursor = this.#acked.floor + 1;
+    // What may have been delivered before the restart: acks of it still count.
+    const ranges = this.#acked.ranges();
+    this.#highestDelivered = Math.max(
+      this.#acked.floor,
+      ranges.length === 0 ? 0 : ranges[ranges.length - 1]![1],
+      ...parsed.p.map(([seq]) => seq),
+    );
     this.#unlisten = topic.onAdvance(() => this.scheduleDispatch());
   }
 
@@ -234,7 +188,7 @@ export class Subscription {
       if (p.consumer !== consumer) continue;
       p.consumer = undefined;
       p.notBefore = now;
-      this.#timers.push(now, { seq, kind: "retry" });
+      this.#timers.retry(seq, now);
     }
     consumer.inFlight = 0;
     consumer.inFlightBytes = 0;
@@ -274,6 +228,13 @@ export class Subscription {
     const settled: Settled[] = [];
     let count = 0;
     for (const seq of seqs) {
+      // A consumer acks what it was given: a seq never delivered here (above everything
+      // delivered so far, or held back behind its ordering key) is not acked, or it would be
+      // lost to every consumer of the subscription.
+      if (seq > this.#highestDelivered || this.#pending.get(seq)?.attempts === 0) {
+        confirm?.ignored.push(seq);
+        continue;
+      }
       if (!this.#acked.add(seq)) {
         confirm?.already.push(seq);
         continue;
@@ -299,7 +260,7 @@ export class Subscription {
       { seq, traceparent: p.traceparent },
     ]);
     this.#retryOrDeadLetter(seq, p, Date.now(), delayMs);
-    this.#armTimer();
+    this.#timers.arm();
     this.#markDirty();
     this.scheduleDispatch();
   }
@@ -317,6 +278,11 @@ export class Subscription {
     this.#deadLetter(letters, "terminated");
   }
 
+  /** Timer entries held (leases, redeliveries; stale ones included until compacted). */
+  get timerEntries(): number {
+    return this.#timers.size;
+  }
+
   /** Extends the leases of messages this consumer holds to `deadlineMs` from now. */
   extend(consumer: Consumer, seqs: readonly number[], deadlineMs: number): void {
     this.#checkSeqs("extend_deadlines.seqs", seqs);
@@ -325,9 +291,12 @@ export class Subscription {
       const p = this.#pending.get(seq);
       if (p === undefined || p.consumer !== consumer) continue;
       p.deadline = deadline;
-      this.#timers.push(deadline, { seq, kind: "lease" });
+      if (deadline < p.armedAt) {
+        p.armedAt = deadline;
+        this.#timers.lease(seq, deadline);
+      }
     }
-    this.#armTimer();
+    this.#timers.arm();
   }
 
   /**
@@ -347,11 +316,7 @@ export class Subscription {
     }
     this.#readAhead.clear();
     // Held-back messages are met again from the new cursor; busy keys are those still pending.
-    this.#blocked.clear();
-    this.#blockedCount = 0;
-    this.#keyPending.clear();
-    for (const p of this.#pending.values())
-      if (p.key !== "") this.#keyPending.set(p.key, (this.#keyPending.get(p.key) ?? 0) + 1);
+    this.#gate.reset(Array.from(this.#pending.values(), (p) => p.key));
     this.#cursor = this.#acked.floor + 1;
     this.#markDirty();
     this.scheduleDispatch();
@@ -369,45 +334,30 @@ export class Subscription {
   snapshot(): {
     ptr: number;
     state: Uint8Array;
-    confirms: Map<Consumer, { acked: number[]; already: number[] }>;
+    confirms: Map<Consumer, { acked: number[]; already: number[]; ignored: number[] }>;
   } {
     this.#dirty = false;
-    const ranges = this.#acked.ranges();
-    const pending: PersistedState["p"] = [];
-    const now = Date.now();
-    for (const [seq, p] of this.#pending) {
-      if (pending.length >= MAX_PERSISTED_ENTRIES) break;
-      const notBefore = p.consumer ? 0 : p.notBefore;
-      // A message out on its first attempt, with no delay and no ordering key, needs no entry:
-      // after a restart it is simply delivered again from the floor. Leaving those out keeps
-      // the state (written every few ms under load) small even with windows of 100 000.
-      if (p.attempts <= 1 && notBefore <= now && p.key === "") continue;
-      pending.push(p.key === "" ? [seq, p.attempts, notBefore] : [seq, p.attempts, notBefore, p.key]);
-    }
-    const state: PersistedState = { a: ranges.slice(0, MAX_PERSISTED_ENTRIES), p: pending };
+    const state = encodePersistedState(this.#acked.ranges(), this.#pending, Date.now());
     const confirms = this.#unconfirmed;
     this.#unconfirmed = new Map();
-    return { ptr: this.#acked.floor, state: Buffer.from(JSON.stringify(state)), confirms };
+    return { ptr: this.#acked.floor, state, confirms };
   }
 
   /** Puts back confirmations of a snapshot whose write failed; they go out with the next one. */
-  restoreConfirms(confirms: Map<Consumer, { acked: number[]; already: number[] }>): void {
+  restoreConfirms(confirms: Map<Consumer, { acked: number[]; already: number[]; ignored: number[] }>): void {
     for (const [consumer, list] of confirms) {
       if (consumer.detached) continue;
       const current = this.#confirmList(consumer);
       current.acked.push(...list.acked);
       current.already.push(...list.already);
+      current.ignored.push(...list.ignored);
     }
-  }
-
-  get dirty(): boolean {
-    return this.#dirty;
   }
 
   close(): void {
     this.#closed = true;
     this.#unlisten();
-    clearTimeout(this.#timer);
+    this.#timers.close();
   }
 
   scheduleDispatch(): void {
@@ -424,7 +374,7 @@ export class Subscription {
     const now = Date.now();
     this.#runTimers(now);
     if (this.config.paused) {
-      this.#armTimer();
+      this.#timers.arm();
       return;
     }
     const n = this.#consumers.length;
@@ -441,7 +391,7 @@ export class Subscription {
       while (consumer.hasCredit && batchBytes < 1 << 20) {
         let seq: number;
         let message: LogMessage | undefined;
-        let p: Pending | undefined;
+        let p: PendingEntry | undefined;
         if (this.#readyHead < this.#ready.length && !this.#fetching) {
           seq = this.#ready[this.#readyHead]!;
           p = this.#pending.get(seq);
@@ -466,22 +416,13 @@ export class Subscription {
         const bytes = message.bytes;
         if (!consumer.fits(bytes)) break;
         if (p === undefined) {
-          p = {
-            attempts: 0,
-            consumer: undefined,
-            deadline: 0,
-            leaseBytes: 0,
-            notBefore: 0,
-            message: undefined,
-            key: "",
-            dead: false,
-            traceparent: undefined,
-          };
+          p = pendingEntry(0, 0, "");
           this.#pending.set(seq, p);
           this.#cursor = seq + 1;
+          if (seq > this.#highestDelivered) this.#highestDelivered = seq;
           if (this.config.ordering && message.orderingKey !== "") {
             p.key = message.orderingKey;
-            this.#keyPending.set(p.key, (this.#keyPending.get(p.key) ?? 0) + 1);
+            this.#gate.take(p.key);
           }
         } else {
           this.#readyHead++;
@@ -493,6 +434,7 @@ export class Subscription {
         const deadline = now + consumer.ackDeadlineMs;
         p.consumer = consumer;
         p.deadline = deadline;
+        p.armedAt = deadline;
         p.leaseBytes = bytes;
         consumer.inFlight++;
         consumer.inFlightBytes += bytes;
@@ -504,10 +446,7 @@ export class Subscription {
         this.#ready = [];
         this.#readyHead = 0;
       }
-      if (leased.length > 0) {
-        this.#timers.push(now + consumer.ackDeadlineMs, { seqs: leased, kind: "leases" });
-        this.#batchLeaseSeqs += leased.length;
-      }
+      if (leased.length > 0) this.#timers.leases(leased, now + consumer.ackDeadlineMs);
       if (batch.length > 0) {
         this.deliveryRate.mark(batch.length);
         this.#observer.delivered(this.topic.record.name, this.name, batch);
@@ -518,7 +457,7 @@ export class Subscription {
       }
     }
     if (this.topic.ephemeral) this.#dropUndeliverable();
-    this.#armTimer();
+    this.#timers.arm();
   }
 
   /**
@@ -550,17 +489,9 @@ export class Subscription {
         this.#startRead(seq, watermark);
         return undefined;
       }
-      if (
-        this.config.ordering &&
-        message.orderingKey !== "" &&
-        (this.#keyPending.get(message.orderingKey) ?? 0) > 0
-      ) {
+      if (this.config.ordering && message.orderingKey !== "" && this.#gate.isBusy(message.orderingKey)) {
         // An earlier message with this key is unacked: hold this one back, behind it.
-        if (this.#blockedCount >= MAX_BLOCKED) return undefined;
-        const queue = this.#blocked.get(message.orderingKey);
-        if (queue === undefined) this.#blocked.set(message.orderingKey, [seq]);
-        else queue.push(seq);
-        this.#blockedCount++;
+        if (!this.#gate.hold(message.orderingKey, seq)) return undefined;
         this.#cursor++;
         continue;
       }
@@ -571,18 +502,12 @@ export class Subscription {
 
   /** Reads a bounded range ahead of the cursor from the store (one read at a time). */
   #startRead(from: number, watermark: number): void {
-    if (this.#reading) return;
-    this.#reading = true;
-    const to = Math.min(watermark, from + this.#readRows - 1);
+    const to = this.#readAhead.begin(from, watermark);
+    if (to === undefined) return;
     this.topic
       .read(from, to)
       .then((rows) => {
-        let bytes = 0;
-        for (const row of rows) bytes += row.bytes;
         this.#readAhead.fill(from, rows);
-        // Aim for ~4 MiB per read: small messages come in large ranges, large ones in few.
-        const avg = rows.length > 0 ? bytes / rows.length : 1024;
-        this.#readRows = Math.max(1, Math.min(5000, Math.floor((4 << 20) / Math.max(avg, 1))));
         // Seqs below the watermark that the store no longer has were removed (retention,
         // purge): nothing can deliver them, so they count as acked.
         let skipped = 0;
@@ -599,7 +524,7 @@ export class Subscription {
       })
       .catch((err: unknown) => this.hooks.error(err))
       .finally(() => {
-        this.#reading = false;
+        this.#readAhead.end();
         this.scheduleDispatch();
       });
   }
@@ -641,30 +566,30 @@ export class Subscription {
 
   /**
    * Expires leases whose deadline passed and moves redeliveries that fell due to the ready
-   * queue. Timer entries are never removed early; a stale one (the lease was extended or
-   * settled) no longer matches its message and is skipped here.
+   * queue. A stale timer entry (the lease was extended or settled) no longer matches its
+   * message and is skipped here.
    */
   #runTimers(now: number): void {
-    while ((this.#timers.peekKey() ?? Number.POSITIVE_INFINITY) <= now) {
-      const at = this.#timers.peekKey()!;
-      const entry = this.#timers.pop()!;
-      if (entry.kind === "leases") {
-        this.#batchLeaseSeqs -= entry.seqs.length;
-        for (const seq of entry.seqs) this.#expire(seq, at, now);
-      } else if (entry.kind === "lease") {
-        this.#expire(entry.seq, at, now);
-      } else {
-        const p = this.#pending.get(entry.seq);
+    this.#timers.runDue(
+      now,
+      (seq, at) => this.#expire(seq, at, now),
+      (seq, at) => {
+        const p = this.#pending.get(seq);
         if (p !== undefined && p.consumer === undefined && !p.dead && p.notBefore === at)
-          this.#ready.push(entry.seq);
-      }
-    }
+          this.#ready.push(seq);
+      },
+    );
   }
 
-  /** Takes a message back if its lease still ends `at`. */
+  /** Takes a message back if its lease still ends `at`; re-arms for an extended lease. */
   #expire(seq: number, at: number, now: number): void {
     const p = this.#pending.get(seq);
-    if (p?.consumer === undefined || p.deadline !== at) return;
+    if (p?.consumer === undefined || p.armedAt !== at) return;
+    if (p.deadline > at) {
+      p.armedAt = p.deadline;
+      this.#timers.lease(seq, p.deadline);
+      return;
+    }
     this.#release(p);
     this.#observer.settled(this.topic.record.name, this.name, "expired", 1, [
       { seq, traceparent: p.traceparent },
@@ -674,7 +599,7 @@ export class Subscription {
   }
 
   /** After a failed attempt: back off and retry, or dead-letter once attempts run out. */
-  #retryOrDeadLetter(seq: number, p: Pending, now: number, delayMs: number | undefined): void {
+  #retryOrDeadLetter(seq: number, p: PendingEntry, now: number, delayMs: number | undefined): void {
     const max = this.config.maxDeliveryAttempts;
     if (max > 0 && p.attempts >= max) {
       this.#deadLetter([seq], "max_delivery_attempts");
@@ -682,7 +607,7 @@ export class Subscription {
     }
     const delay = delayMs ?? backoffDelay(p.attempts - 1, this.config.minBackoffMs, this.config.maxBackoffMs);
     p.notBefore = now + delay;
-    this.#timers.push(p.notBefore, { seq, kind: "retry" });
+    this.#timers.retry(seq, p.notBefore);
   }
 
   /** Moves messages to the dead-letter topic (through the broker), then acks them here. */
@@ -735,27 +660,11 @@ export class Subscription {
             if (p === undefined) continue;
             p.dead = false;
             p.notBefore = retryAt;
-            this.#timers.push(retryAt, { seq, kind: "retry" });
+            this.#timers.retry(seq, retryAt);
           }
-          this.#armTimer();
+          this.#timers.arm();
         },
       );
-  }
-
-  #armTimer(): void {
-    const next = this.#timers.peekKey();
-    if (next === undefined || this.#closed) return;
-    if (this.#timer !== undefined && this.#timerAt <= next) return;
-    clearTimeout(this.#timer);
-    this.#timerAt = next;
-    this.#timer = setTimeout(
-      () => {
-        this.#timer = undefined;
-        this.#timerAt = 0;
-        this.scheduleDispatch();
-      },
-      Math.max(0, next - Date.now()) + 1,
-    );
   }
 
   /** Forgets a message that is now acked, returning its lease's credit and freeing its key. */
@@ -765,66 +674,28 @@ export class Subscription {
     this.#release(p);
     this.#pending.delete(seq);
     if (p.key !== "") this.#freeKey(p.key);
-    // Timer entries of settled messages are dropped lazily when they fall due; a fast consumer
-    // with a long ack deadline would pile up millions of them, so compact when most are stale.
-    if (this.#timers.size + this.#batchLeaseSeqs > 4 * this.#pending.size + 10_000) this.#compactTimers();
+    // Timer entries of settled messages are dropped lazily when they fall due.
+    this.#timers.compactIfStale(this.#pending.size, this.#timerIsCurrent);
   }
 
-  #compactTimers(): void {
-    const leasedUntil = (seq: number, at: number) => {
-      const p = this.#pending.get(seq);
-      return p?.consumer !== undefined && p.deadline === at;
-    };
-    this.#batchLeaseSeqs = 0;
-    this.#timers.retain((at, e) => {
-      if (e.kind === "leases") {
-        let kept = 0;
-        for (const seq of e.seqs) if (leasedUntil(seq, at)) e.seqs[kept++] = seq;
-        e.seqs.length = kept;
-        this.#batchLeaseSeqs += kept;
-        return kept > 0;
-      }
-      if (e.kind === "lease") return leasedUntil(e.seq, at);
-      const p = this.#pending.get(e.seq);
-      return p !== undefined && p.consumer === undefined && p.notBefore === at;
-    });
-  }
+  /** Whether a timer entry still matches its message (see LeaseTimers). */
+  readonly #timerIsCurrent = (kind: "lease" | "retry", seq: number, at: number): boolean => {
+    const p = this.#pending.get(seq);
+    if (kind === "lease") return p?.consumer !== undefined && p.armedAt === at;
+    return p !== undefined && p.consumer === undefined && p.notBefore === at;
+  };
 
   /** One fewer unacked message with this key; the next one held back behind it may go. */
   #freeKey(key: string): void {
-    const left = (this.#keyPending.get(key) ?? 1) - 1;
-    if (left > 0) {
-      this.#keyPending.set(key, left);
-      return;
-    }
-    this.#keyPending.delete(key);
-    const queue = this.#blocked.get(key);
-    if (queue === undefined) return;
-    const seq = queue.shift()!;
-    this.#blockedCount--;
-    if (queue.length === 0) this.#blocked.delete(key);
-    if (this.#acked.has(seq)) {
-      this.#freeKey(key);
-      return;
-    }
+    const seq = this.#gate.release(key, (s) => this.#acked.has(s));
+    if (seq === undefined) return;
     // It becomes pending (attempt 0) and goes out first, like a due redelivery.
-    this.#keyPending.set(key, 1);
     const now = Date.now();
-    this.#pending.set(seq, {
-      attempts: 0,
-      consumer: undefined,
-      deadline: 0,
-      leaseBytes: 0,
-      notBefore: now,
-      message: undefined,
-      key,
-      dead: false,
-      traceparent: undefined,
-    });
-    this.#timers.push(now, { seq, kind: "retry" });
+    this.#pending.set(seq, pendingEntry(0, now, key));
+    this.#timers.retry(seq, now);
   }
 
-  #release(p: Pending): void {
+  #release(p: PendingEntry): void {
     const consumer = p.consumer;
     if (consumer === undefined) return;
     p.consumer = undefined;
@@ -846,10 +717,10 @@ export class Subscription {
     }
   }
 
-  #confirmList(consumer: Consumer): { acked: number[]; already: number[] } {
+  #confirmList(consumer: Consumer): { acked: number[]; already: number[]; ignored: number[] } {
     let list = this.#unconfirmed.get(consumer);
     if (list === undefined) {
-      list = { acked: [], already: [] };
+      list = { acked: [], already: [], ignored: [] };
       this.#unconfirmed.set(consumer, list);
     }
     return list;
@@ -860,45 +731,4 @@ export class Subscription {
     this.#dirty = true;
     this.hooks.dirty(this);
   }
-}
-
-/**
- * Messages read from the store ahead of a lagging subscription's cursor: the rows of the last
- * range read, by seq (holes where the store had none), each handed out once.
- */
-class ReadAhead {
-  #from = 0;
-  #rows: (LogMessage | undefined)[] = [];
-
-  /** Replaces the contents with the rows (in seq order) of a range starting at `from`. */
-  fill(from: number, rows: readonly LogMessage[]): void {
-    this.#from = from;
-    const last = rows.length > 0 ? rows[rows.length - 1]!.seq : from - 1;
-    const slots = new Array<LogMessage | undefined>(last - from + 1);
-    for (const row of rows) slots[row.seq - from] = row;
-    this.#rows = slots;
-  }
-
-  has(seq: number): boolean {
-    return this.#rows[seq - this.#from] !== undefined;
-  }
-
-  /** The message with this seq, if read and not taken yet; it is taken. */
-  take(seq: number): LogMessage | undefined {
-    const i = seq - this.#from;
-    if (i < 0 || i >= this.#rows.length) return undefined;
-    const row = this.#rows[i];
-    this.#rows[i] = undefined;
-    return row;
-  }
-
-  clear(): void {
-    this.#rows = [];
-  }
-}
-
-function decodeState(state: Uint8Array | null): PersistedState {
-  if (state === null || state.byteLength === 0) return { a: [], p: [] };
-  const parsed = JSON.parse(Buffer.from(state).toString("utf8")) as Partial<PersistedState>;
-  return { a: parsed.a ?? [], p: parsed.p ?? [] };
 }

@@ -1,15 +1,16 @@
+import { encodeMeta, newTraceparent, traceIdOf } from "../wire/index.js";
 import { CommitTracker } from "./commit-tracker.js";
 import { DedupIndex } from "./dedup-index.js";
 import { NerveBusError } from "./errors.js";
-import { encodeMeta } from "./meta.js";
 import type { NewMessage, TopicRecord } from "./model.js";
 import { LogMessage, messageBytes } from "./model.js";
 import type { BrokerObserver } from "./observer.js";
 import { RateMeter } from "./rate-meter.js";
+import type { ReadAheadShare } from "./read-ahead.js";
 import { ShardWriter } from "./shard-writer.js";
 import type { Store } from "./store.js";
 import { TailCache } from "./tail-cache.js";
-import { newTraceparent, traceIdOf } from "./trace-context.js";
+import type { TailCachePool } from "./tail-cache-pool.js";
 import type { WriteBudget } from "./write-budget.js";
 
 /** What happened to one message of a pack. */
@@ -79,6 +80,10 @@ const SETTLED: PendingConfirm = { lastSeq: 0, deadline: 0, resolve() {}, reject(
 
 export interface TopicOptions {
   readonly tailCacheBytes: number;
+  /** The bound on all topics' caches together, when there is one. */
+  readonly cachePool?: TailCachePool;
+  /** The bound on the read-ahead rows of all lagging subscriptions together. */
+  readonly readAheadShare: ReadAheadShare;
   readonly observer: BrokerObserver;
   /** How long a pack may wait for its confirm when its call has no deadline. */
   readonly confirmTimeoutMs: number;
@@ -115,6 +120,7 @@ export class Topic {
   #sweepTimer: NodeJS.Timeout | undefined;
   #lastStoreError: unknown;
   #closed = false;
+  #failure: NerveBusError | undefined;
   readonly #listeners = new Set<(watermark: number) => void>();
 
   constructor(
@@ -134,7 +140,7 @@ export class Topic {
     this.dedup = new DedupIndex(record.config.dedupWindowMs, MAX_DEDUP_IDS);
     this.#watermark = watermark;
     this.#persistedWatermark = watermark;
-    this.cache = new TailCache(options.tailCacheBytes);
+    this.cache = new TailCache(options.tailCacheBytes, options.cachePool);
     this.#tracker = new CommitTracker(record.shards, watermark);
     this.#writers = Array.from(
       { length: record.shards },
@@ -199,7 +205,7 @@ export class Topic {
   ): Promise<AppendResult> {
     if (this.#closed) {
       this.budget.release(bytes);
-      return Promise.reject(new NerveBusError("unavailable", "broker is shutting down"));
+      return Promise.reject(this.#failure ?? new NerveBusError("unavailable", "broker is shutting down"));
     }
     const now = Date.now();
     const results: MessageOutcome[] = new Array(messages.length);
@@ -426,6 +432,21 @@ export class Topic {
     return out.length === 0 ? rows : [...out, ...rows];
   }
 
+  /**
+   * Stops the topic at once when the broker lost ownership: packs waiting for a confirm and
+   * every later append fail with `err`; queued writes are abandoned (they cannot land).
+   */
+  fail(err: NerveBusError): void {
+    this.#closed = true;
+    this.#failure = err;
+    clearTimeout(this.#persistTimer);
+    clearTimeout(this.#sweepTimer);
+    for (let i = this.#confirmHead; i < this.#confirms.length; i++) this.#confirms[i]!.reject(err);
+    this.#confirms.length = 0;
+    this.#confirmHead = 0;
+    for (const w of this.#writers) w.abandon(err);
+  }
+
   /** Finishes every queued write, persists the watermark, and fails packs that still wait. */
   async close(timeoutMs: number): Promise<void> {
     this.#closed = true;
@@ -444,6 +465,7 @@ export class Topic {
     this.#confirmHead = 0;
     await this.#persisting;
     await this.#persistWatermark();
+    this.options.cachePool?.remove(this.cache);
   }
 
   #committed(shard: number, throughSeq: number, bytes: number): void {
@@ -481,7 +503,7 @@ export class Topic {
 
   async #persistWatermark(): Promise<void> {
     const watermark = this.#watermark;
-    if (watermark === this.#persistedWatermark || this.ephemeral) return;
+    if (watermark === this.#persistedWatermark || this.ephemeral || this.#failure) return;
     try {
       await this.store.savePointers(this.record, [
         { subscription: "", ptr: watermark, state: encodeWriterState(this.#idSeq) },

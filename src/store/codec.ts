@@ -1,14 +1,11 @@
 import {
-  decodeMeta,
-  encodeMeta,
   type LoggedIds,
   LogMessage,
-  metaIds,
   type NewMessage,
   type SubscriptionConfig,
   type TopicConfig,
-  traceIdOf,
 } from "../core/index.js";
+import { decodeMeta, encodeMeta, metaIds, traceIdOf } from "../wire/index.js";
 
 /** Rebuilds a message from its stored columns (the metadata stays encoded until asked for). */
 export function decodeRow(seq: number, publishedAt: number, meta: Buffer, data: Uint8Array): LogMessage {

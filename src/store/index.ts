@@ -10,7 +10,13 @@ export { SqliteStore } from "./sqlite/sqlite-store.js";
 export interface OpenStoreOptions {
   readonly mysqlPoolSize: number;
   readonly mysqlAllowUnsafeDurability: boolean;
-  readonly log: (level: "warn" | "info", msg: string, fields?: Record<string, unknown>) => void;
+  /** MySQL store lease timing (see MysqlStoreOptions). */
+  readonly leaseTtlMs?: number;
+  readonly leaseRenewMs?: number;
+  readonly leaseWaitMs?: number;
+  /** Called once if another broker takes the database over: this one must stop serving. */
+  readonly onOwnershipLost?: (err: NerveBusError) => void;
+  readonly log: (level: "warn" | "info" | "error", msg: string, fields?: Record<string, unknown>) => void;
 }
 
 /** Opens the store named by a URL: `sqlite:PATH` or `mysql://USER:PASS@HOST:PORT/DB`. */
@@ -29,6 +35,10 @@ export async function openStore(url: string, options: OpenStoreOptions): Promise
       url,
       poolSize: options.mysqlPoolSize,
       allowUnsafeDurability: options.mysqlAllowUnsafeDurability,
+      ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }),
+      ...(options.leaseRenewMs === undefined ? {} : { leaseRenewMs: options.leaseRenewMs }),
+      ...(options.leaseWaitMs === undefined ? {} : { leaseWaitMs: options.leaseWaitMs }),
+      ...(options.onOwnershipLost === undefined ? {} : { onOwnershipLost: options.onOwnershipLost }),
       log: options.log,
     });
   }

@@ -1,6 +1,5 @@
 import {
   type Context,
-  context,
   type Link,
   propagation,
   ROOT_CONTEXT,
@@ -166,9 +165,4 @@ export class OtelObserver implements BrokerObserver {
         .end();
     }
   }
-}
-
-/** Runs `fn` with `ctx` active (for the publish span's children and log correlation). */
-export function withContext<T>(ctx: Context, fn: () => T): T {
-  return context.with(ctx, fn);
 }

@@ -1,12 +1,17 @@
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
 import { type Browser, chromium, type Page } from "playwright-core";
+import { tokenHash } from "../../src/auth/index.js";
 import type { NerveBus } from "../../src/nervebus.js";
 import { startBroker, TestClient, type TestStream } from "../support/broker.js";
+import { pem, TestCa } from "../support/pki.js";
 import {
   consume,
   createSubscription,
@@ -28,6 +33,8 @@ const CHROMIUM_ARGS = [
   "--disable-background-networking",
   "--disable-component-update",
   "--disable-sync",
+  // A name that resolves to the broker, as an attacker's DNS would answer after rebinding.
+  "--host-resolver-rules=MAP rebound.test 127.0.0.1",
 ];
 const VIEWPORT = { width: 1280, height: 800 };
 /** NERVEBUS_UPDATE_SCREENSHOT=1 also writes docs/status-page.png, after longer traffic for fuller charts. */
@@ -50,7 +57,20 @@ async function openPage(browser: Browser, url: string): Promise<{ page: Page; pr
   page.on("request", (req) => {
     if (!req.url().startsWith(origin)) problems.push(`request to another origin: ${req.url()}`);
   });
-  await page.goto(url, { waitUntil: "load" });
+  // Anything the Content-Security-Policy blocks (inline style or script, a request) is a problem:
+  // the page must work under its own policy.
+  page.on("console", (msg) => {
+    if (/Content.Security.Policy/i.test(msg.text())) problems.push(`CSP: ${msg.text()}`);
+  });
+  await page.addInitScript(
+    `document.addEventListener("securitypolicyviolation", (e) => console.error("Content-Security-Policy violation: " + e.violatedDirective + " " + e.blockedURI));`,
+  );
+  const response = await page.goto(url, { waitUntil: "load" });
+  assert.match(
+    response?.headers()["content-security-policy"] ?? "",
+    /script-src 'sha256-/,
+    "the page is served with its Content-Security-Policy",
+  );
   return { page, problems };
 }
 
@@ -141,6 +161,13 @@ async function checkPng(
   } finally {
     await probe.close();
   }
+}
+
+/** A broker on a fresh SQLite file, and a client of it. */
+async function freshBroker(): Promise<{ bus: NerveBus; client: TestClient }> {
+  const dir = mkdtempSync(join(tmpdir(), "nb-status-page-"));
+  const bus = await startBroker(`sqlite:${join(dir, "nb.db")}`);
+  return { bus, client: new TestClient(bus.address) };
 }
 
 describe("status page in headless Chromium", () => {
@@ -325,9 +352,7 @@ describe("status page in headless Chromium", () => {
     skip,
     timeout: 60_000,
   }, async () => {
-    const dir = mkdtempSync(join(tmpdir(), "nb-status-page-"));
-    const bus = await startBroker(`sqlite:${join(dir, "nb.db")}`);
-    const client = new TestClient(bus.address);
+    const { bus, client } = await freshBroker();
     let stopped = false;
     try {
       const { page, problems } = await openPage(browser!, `http://${bus.httpAddress}/`);
@@ -381,6 +406,134 @@ describe("status page in headless Chromium", () => {
         client.close();
         await bus.stop();
       }
+    }
+  });
+
+  test("refuses a cross-site form, a cross-site fetch, a frame and a DNS-rebound name", {
+    skip,
+    timeout: 60_000,
+  }, async () => {
+    const { bus, client } = await freshBroker();
+    // The attacker's site: another origin (another port) that a victim's browser visits.
+    const pauseUrl = `http://${bus.httpAddress}/api/topics/orders/subscriptions/billing/pause`;
+    const attack = `<!doctype html><html><body>
+<form id="f" method="POST" action="${pauseUrl}"><input name="x" value="1"></form>
+<iframe id="frame" src="http://${bus.httpAddress}/"></iframe>
+<script>
+window.__results = (async () => {
+  const r = {};
+  try { await fetch(${JSON.stringify(pauseUrl)}, { method: "POST", mode: "no-cors" }); r.simple = "sent"; } catch (e) { r.simple = "failed"; }
+  try { await fetch(${JSON.stringify(pauseUrl)}, { method: "POST", headers: { "X-NerveBus-Request": "1" } }); r.withHeader = "sent"; } catch (e) { r.withHeader = "failed"; }
+  return r;
+})();
+</script></body></html>`;
+    const evil: Server = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end(attack);
+    });
+    await new Promise<void>((resolve) => evil.listen(0, "127.0.0.1", resolve));
+    try {
+      await createTopic(client, "orders");
+      await createSubscription(client, "orders", "billing");
+      const page = await browser!.newPage();
+      const posts: number[] = [];
+      page.on("response", (r) => {
+        if (r.url() === pauseUrl && r.request().method() === "POST") posts.push(r.status());
+      });
+      await page.goto(`http://127.0.0.1:${(evil.address() as AddressInfo).port}/`, { waitUntil: "load" });
+      const results = (await page.evaluate("window.__results")) as { simple: string; withHeader: string };
+      // The simple POST reaches the broker and gets 403; the one with the header never leaves
+      // the browser (its CORS preflight is not granted).
+      assert.equal(results.withHeader, "failed", "a cross-site fetch with the header is blocked");
+      // X-Frame-Options / frame-ancestors: the frame stays empty.
+      const frame = page.frames().find((f) => f !== page.mainFrame());
+      assert.ok(frame !== undefined);
+      assert.equal(
+        await frame.locator("#topics").count(),
+        0,
+        "the status page does not render inside a frame",
+      );
+      const [navigation] = await Promise.all([
+        page.waitForResponse((r) => r.url() === pauseUrl && r.request().resourceType() === "document"),
+        page.evaluate(`document.getElementById("f").submit()`),
+      ]);
+      assert.equal(navigation.status(), 403, "a cross-site form POST is refused");
+      assert.ok(posts.length >= 2, `the broker answered ${posts.length} cross-site POSTs`);
+      assert.deepEqual(
+        posts.filter((s) => s !== 403),
+        [],
+        "every cross-site POST that reached the broker got 403",
+      );
+      const sub = await client.adminCall("getSubscription", { topic: "orders", name: "billing" });
+      assert.equal(sub.subscription?.paused, false, "billing is not paused");
+
+      // DNS rebinding: a page whose name now resolves to the broker reads nothing from it.
+      const port = bus.httpAddress!.slice(bus.httpAddress!.lastIndexOf(":") + 1);
+      const victim = await browser!.newPage();
+      const rebound = await victim.goto(`http://rebound.test:${port}/api/status`);
+      assert.equal(rebound?.status(), 403, "a request for a foreign Host name is refused");
+      assert.doesNotMatch(await victim.content(), /"topics"/);
+      await victim.close();
+      await page.close();
+    } finally {
+      evil.close();
+      client.close();
+      await bus.stop();
+    }
+  });
+
+  test("behind TLS and tokens: asks for a token, then shows and pauses what its principal may administer", {
+    skip,
+    timeout: 60_000,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "nb-status-page-tls-"));
+    const ca = TestCa.create(dir);
+    const cert = ca.server("broker");
+    const token = "page-token-0123456789";
+    writeFileSync(join(dir, "tokens"), `${tokenHash(token)} ops\n`);
+    writeFileSync(
+      join(dir, "policy.json"),
+      JSON.stringify({ principals: { ops: [{ allow: ["admin", "publish"], topics: ["orders"] }] } }),
+    );
+    const bus = await startBroker(`sqlite:${join(dir, "nb.db")}`, {
+      tlsCert: cert.cert,
+      tlsKey: cert.key,
+      authTokens: join(dir, "tokens"),
+      authPolicy: join(dir, "policy.json"),
+    });
+    const creds = grpc.credentials.combineChannelCredentials(
+      grpc.credentials.createSsl(pem(ca.cert)),
+      grpc.credentials.createFromMetadataGenerator((_p, cb) => {
+        const md = new grpc.Metadata();
+        md.set("authorization", `Bearer ${token}`);
+        cb(null, md);
+      }),
+    );
+    const client = new TestClient(bus.address, {}, creds);
+    const context = await browser!.newContext({ ignoreHTTPSErrors: true, viewport: VIEWPORT });
+    try {
+      await createTopic(client, "orders");
+      await createSubscription(client, "orders", "billing");
+      const page = await context.newPage();
+      const problems: string[] = [];
+      page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
+      await page.goto(`https://${bus.httpAddress}/`, { waitUntil: "load" });
+      await page.locator("#signin").waitFor({ state: "visible" });
+      assert.equal(await page.locator("tr.topic").count(), 0, "nothing is shown without a token");
+      await page.locator("#token").fill(token);
+      await page.locator("#use-token").click();
+      await page.locator('tr.topic[data-topic="orders"]').waitFor();
+      assert.ok(await page.locator("#signin").isHidden(), "the token was accepted");
+      await subRow(page, "orders", "billing").locator("button[data-action]").click();
+      await waitFor("billing paused through the page", async () => {
+        const r = await client.adminCall("getSubscription", { topic: "orders", name: "billing" });
+        return r.subscription?.paused === true ? true : undefined;
+      });
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+      client.close();
+      await bus.stop();
     }
   });
 });

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
-import { StartPoint } from "../../src/gen/nervebus/v1/subscriber_pb.js";
+import { StartPoint } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { type TestClient, TestStream } from "../support/broker.js";
 
 /** GET /api/status as the status page sees it. */

@@ -3,9 +3,9 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { MessageResult_Outcome } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { LogMessage } from "../../src/core/index.js";
 import { encodeWriterState } from "../../src/core/topic.js";
-import { MessageResult_Outcome } from "../../src/gen/nervebus/v1/publisher_pb.js";
 import { openStore } from "../../src/store/index.js";
 import { quietLog, startBroker, TestClient } from "../support/broker.js";
 

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
+import { MessageResult_Outcome } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import { StartPoint } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import type { Config } from "../../src/config/index.js";
-import { MessageResult_Outcome } from "../../src/gen/nervebus/v1/publisher_pb.js";
-import { StartPoint } from "../../src/gen/nervebus/v1/subscriber_pb.js";
 import {
   type BrokerContext,
   type FreshStore,
@@ -20,6 +20,49 @@ const sec = (ms: number) => ({ seconds: BigInt(Math.floor(ms / 1000)), nanos: (m
 export function featuresSuite(kind: string, fresh: FreshStore): void {
   const it = (name: string, fn: (ctx: BrokerContext) => Promise<void>, overrides: Partial<Config> = {}) =>
     test(`${kind}: ${name}`, () => withBroker(fresh, `${kind}_${name}`.slice(0, 60), overrides, fn));
+
+  it("names differing only in letter case are different topics and subscriptions, in memory and in the store, across a restart", async (ctx) => {
+    const a1 = await ctx.client.publish("orders", ["a1"]);
+    const b1 = await ctx.client.publish("ORDERS", ["B1"]);
+    const a2 = await ctx.client.publish("orders", ["a2"]);
+    assert.deepEqual([a1.firstSeq, b1.firstSeq, a2.firstSeq], [1n, 1n, 2n], "each topic has its own seqs");
+    const create = (name: string) =>
+      ctx.client.adminCall("createSubscription", {
+        subscription: { topic: "orders", name },
+        start: { case: "startPoint", value: StartPoint.EARLIEST },
+      });
+    await create("billing");
+    await create("BILLING"); // not ALREADY_EXISTS: BILLING is not billing
+    await assert.rejects(
+      create("billing"),
+      (err: grpc.ServiceError) => err.code === grpc.status.ALREADY_EXISTS,
+    );
+    await ctx.restart();
+    for (const [topic, want] of [
+      ["orders", ["a1", "a2"]],
+      ["ORDERS", ["B1"]],
+    ] as const) {
+      const s = ctx.client.receive(topic, "check");
+      await s.until(() => s.deliveries.length >= want.length);
+      await sleep(200);
+      assert.deepEqual(s.deliveries.map(text), want, `topic ${topic} kept its own messages`);
+      await s.end();
+    }
+    for (const sub of ["billing", "BILLING"]) {
+      const s = ctx.client.receive("orders", sub);
+      await s.until(() => s.deliveries.length >= 2);
+      assert.deepEqual(s.deliveries.map(text), ["a1", "a2"], `subscription ${sub} receives`);
+      await s.end();
+    }
+    const topics = await ctx.client.adminCall("listTopics", {});
+    assert.deepEqual(
+      topics.topics
+        .map((t) => t.name)
+        .filter((n) => n.toLowerCase() === "orders")
+        .sort(),
+      ["ORDERS", "orders"],
+    );
+  });
 
   it("two consumers with windows 1 and 100 share a subscription: no message to both, no window overrun", async ({
     client,
@@ -376,6 +419,28 @@ export function featuresSuite(kind: string, fresh: FreshStore): void {
     await other.until(() => other.responses.some((r) => r.ackResults?.alreadyAckedSeqs.includes(1n)));
     assert.equal(other.ended, false, "an already-acked ack does not end the stream");
     await Promise.all([slow.end(), other.end()]);
+  });
+
+  it("acks of seqs never delivered on the subscription are ignored and reported, so no consumer loses them", async ({
+    client,
+  }) => {
+    await client.publish("neverdelivered", ["a", "b", "c"]);
+    const s = client.receive("neverdelivered", "s", { from: "earliest", maxMessages: 1, confirmAcks: true });
+    await s.until(() => s.deliveries.length >= 1);
+    s.ack([2n, 3n]);
+    await s.until(() => s.responses.some((r) => (r.ackResults?.ignoredSeqs.length ?? 0) > 0));
+    assert.deepEqual(s.responses.flatMap((r) => r.ackResults?.ignoredSeqs ?? []).map(Number), [2, 3]);
+    s.ack([1n]);
+    await s.until(() => s.deliveries.length >= 2);
+    s.ack([2n]);
+    await s.until(() => s.deliveries.length >= 3);
+    assert.deepEqual(
+      seqsOf(s.deliveries),
+      [1, 2, 3],
+      "the messages acked before they were given are still delivered",
+    );
+    s.ack([3n]);
+    await s.end();
   });
 
   it("a window of 0 pauses one stream; acks sent just before a half-close are confirmed before it ends", async ({

@@ -205,3 +205,37 @@ test("bytes that are not protobuf get INVALID_ARGUMENT with the reason, on SendP
   const ok = await client.publish("after-garbage", ["fine"]);
   assert.equal(Number(ok.firstSeq), 1);
 });
+
+test("invalid UTF-8 in an attribute value, ordering key, message id or topic gets INVALID_ARGUMENT naming it, never a rewritten U+FFFD", async () => {
+  const raw = new grpc.Client(bus.address, grpc.credentials.createInsecure());
+  const identity = (b: Buffer) => b;
+  const field = (n: number, bytes: Buffer) =>
+    Buffer.concat([Buffer.from([(n << 3) | 2, bytes.length]), bytes]);
+  const sendPack = (body: Buffer) =>
+    new Promise((resolve, reject) =>
+      raw.makeUnaryRequest("/nervebus.v1.PublisherService/SendPack", identity, identity, body, (err, res) =>
+        err ? reject(err) : resolve(res),
+      ),
+    );
+  const bad = Buffer.from([0x61, 0xc3, 0x28]); // "a" then a broken two-byte sequence
+  const topic = field(1, Buffer.from("utf8"));
+  const message = (...fields: Buffer[]) => field(2, Buffer.concat([field(1, Buffer.from("x")), ...fields]));
+  try {
+    // Message field 2 is attributes (map entry: key 1, value 2); 3 ordering_key; 4 message_id.
+    const cases: [Buffer, RegExp][] = [
+      [
+        Buffer.concat([topic, message(field(2, Buffer.concat([field(1, Buffer.from("k")), field(2, bad)])))]),
+        /attribute "k"'s value is not valid UTF-8/,
+      ],
+      [Buffer.concat([topic, message(field(3, bad))]), /ordering_key is not valid UTF-8/],
+      [Buffer.concat([topic, message(field(4, bad))]), /message_id is not valid UTF-8/],
+      [Buffer.concat([field(1, bad), message()]), /topic is not valid UTF-8/],
+    ];
+    for (const [body, reason] of cases)
+      await rejectsWith(sendPack(body), grpc.status.INVALID_ARGUMENT, reason);
+  } finally {
+    raw.close();
+  }
+  const ok = await client.publish("utf8", ["fine"]);
+  assert.equal(Number(ok.firstSeq), 1, "nothing of the refused packs was appended");
+});

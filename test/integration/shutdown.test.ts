@@ -6,7 +6,10 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { SendPackRequestSchema, SendPackResponseSchema } from "../../src/gen/nervebus/v1/publisher_pb.js";
+import {
+  SendPackRequestSchema,
+  SendPackResponseSchema,
+} from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { healthClient, startBroker, TestClient } from "../support/broker.js";
 
 function freshStore(name: string): string {

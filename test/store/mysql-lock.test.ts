@@ -1,60 +1,142 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type mysql from "mysql2/promise";
-import { LogMessage } from "../../src/core/index.js";
+import { LogMessage, type NerveBusError, type TopicRecord } from "../../src/core/index.js";
 import { MysqlStore } from "../../src/store/index.js";
 import { useTestMysql } from "../support/mariadb.js";
 
 const testMysql = useTestMysql();
-const open = (url: string) =>
-  MysqlStore.open({ url, poolSize: 2, allowUnsafeDurability: false, log: () => {} });
+const open = (
+  url: string,
+  extra: { leaseWaitMs?: number; onOwnershipLost?: (err: NerveBusError) => void } = {},
+) =>
+  MysqlStore.open({
+    url,
+    poolSize: 2,
+    allowUnsafeDurability: false,
+    leaseTtlMs: 3000,
+    leaseRenewMs: 1000,
+    ...extra,
+    log: () => {},
+  });
+const row = (seq: number, data: string) =>
+  LogMessage.of(seq, 1, Buffer.from(data), { attributes: {}, orderingKey: "", messageId: "" });
+const topicConfig = { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 0, ephemeral: false };
 
-test("mysql: a broker whose lock connection dies takes the lock back; if another broker took it, it writes nothing more", async () => {
+async function makeTopic(store: MysqlStore, name = "t"): Promise<TopicRecord> {
+  const { topic } = (await store.ensureTopic(name, { shards: 1, config: topicConfig }))!;
+  await store.claimTopic(topic);
+  return topic;
+}
+
+test("mysql: a second broker waits for a live owner's lease and then refuses, naming the owner; a closed owner hands over at once", async () => {
   const server = testMysql();
-  const url = await server.database("lock_loss");
+  const url = await server.database("lease_wait");
+  const a = await open(url);
+  try {
+    const started = performance.now();
+    await assert.rejects(open(url, { leaseWaitMs: 1500 }), (err: NerveBusError) => {
+      assert.equal(err.code, "failed_precondition");
+      assert.match(
+        err.message,
+        new RegExp(`owned by another broker, ${a.ownership().owner.replace(/[/]/g, "\\/")}`),
+      );
+      return true;
+    });
+    assert.ok(performance.now() - started >= 1400, "it waited for the lease before giving up");
+    assert.equal(a.ownership().valid, true);
+  } finally {
+    await a.close();
+  }
+  const started = performance.now();
+  const b = await open(url, { leaseWaitMs: 0 });
+  try {
+    assert.ok(performance.now() - started < 1000, "a released lease is taken at once");
+    assert.equal(b.ownership().epoch, 2, "the new owner's epoch is higher");
+  } finally {
+    await b.close();
+  }
+});
+
+test("mysql: an owner whose lock connection drops keeps the store; once a second broker takes it over, every write of the first fails and it reports the loss", async () => {
+  const server = testMysql();
+  const url = await server.database("lease_loss");
   const database = new URL(url).pathname.slice(1);
-  const lockOwner = async () =>
+  const lockHolder = async () =>
     (
       await server.query<mysql.RowDataPacket[]>(url, "SELECT IS_USED_LOCK(?) AS id", [`nervebus:${database}`])
     )[0]?.id as number | null;
-
-  const a = await open(url);
+  let lost: NerveBusError | undefined;
+  const a = await open(url, { onOwnershipLost: (err) => (lost = err) });
   try {
-    const { topic } = (await a.ensureTopic("t", {
-      shards: 1,
-      config: { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 0, ephemeral: false },
-    }))!;
-    // The lock connection drops (a network blip): ping takes the lock back.
-    await server.query(url, `KILL ${await lockOwner()}`);
+    const topic = await makeTopic(a);
+    // A network blip drops the lock connection: the next renewal takes the lock back.
+    await server.query(url, `KILL ${await lockHolder()}`);
     await a.ping();
-    assert.notEqual(await lockOwner(), null, "the lock is held again");
-    await a.insertMessages(topic, 0, [
-      LogMessage.of(1, 1, Buffer.from("a"), { attributes: {}, orderingKey: "", messageId: "" }),
-    ]);
+    for (let i = 0; i < 30 && (await lockHolder()) === null; i++)
+      await new Promise((r) => setTimeout(r, 100));
+    assert.notEqual(await lockHolder(), null, "the named lock is held again");
+    await a.insertMessages(topic, 0, [row(1, "a")]);
 
-    // It drops again, and a second broker takes the database before the first notices.
-    await server.query(url, `KILL ${await lockOwner()}`);
-    const b = await open(url);
+    // It drops again, and a second broker takes the database before the first renews: the
+    // first's next write matches no fence row and rolls back.
+    await server.query(url, `KILL ${await lockHolder()}`);
+    const b = await open(url, { leaseWaitMs: 0 });
     try {
-      await assert.rejects(a.ping(), (err: Error & { code?: string }) => {
-        assert.equal(err.code, "failed_precondition");
-        assert.match(err.message, /lost ownership of the database: another broker took the named lock/);
+      await assert.rejects(a.insertMessages(topic, 0, [row(2, "b")]), (err: NerveBusError) => {
+        assert.equal(err.code, "unavailable");
+        assert.match(err.message, /no longer owns the store/);
         return true;
       });
+      assert.ok(lost, "the loss was reported");
       await assert.rejects(
-        a.insertMessages(topic, 0, [
-          LogMessage.of(2, 1, Buffer.from("b"), { attributes: {}, orderingKey: "", messageId: "" }),
-        ]),
-        /lost ownership/,
+        a.savePointers(topic, [{ subscription: "s", ptr: 1, state: null }]),
+        /no longer owns/,
       );
+      await assert.rejects(a.ping(), /no longer owns/);
       assert.deepEqual(
         (await b.readMessages(topic, 1, 10)).map((m) => m.seq),
         [1],
         "nothing was written after ownership was lost",
       );
+      assert.equal(await b.loadPointer(topic, "s"), null, "nor any subscription state");
+      await b.claimTopic(topic);
+      await b.insertMessages(topic, 0, [row(2, "b2")]);
     } finally {
       await b.close();
     }
+  } finally {
+    await a.close();
+  }
+});
+
+test("mysql: a row already at a seq is kept only if it is the same message; different content is an error, never a success", async () => {
+  const server = testMysql();
+  const url = await server.database("dup_content");
+  const a = await open(url);
+  try {
+    const topic = await makeTopic(a);
+    await a.insertMessages(topic, 0, [row(1, "one"), row(2, "two"), row(3, "three")]);
+    // A retry of a write whose commit outcome was lost: the same rows again succeed.
+    await a.insertMessages(topic, 0, [row(2, "two"), row(3, "three"), row(4, "four")]);
+    assert.deepEqual(
+      (await a.readMessages(topic, 1, 10)).map((m) => Buffer.from(m.data).toString()),
+      ["one", "two", "three", "four"],
+    );
+    await assert.rejects(
+      a.insertMessages(topic, 0, [row(4, "FOUR"), row(5, "five")]),
+      (err: NerveBusError) => {
+        assert.match(err.message, /seq 4 of topic t already holds a different message/);
+        return true;
+      },
+    );
+    assert.deepEqual(
+      (await server.query<mysql.RowDataPacket[]>(url, "SELECT seq FROM nb_msg_1_0 ORDER BY seq")).map((r) =>
+        Number(r.seq),
+      ),
+      [1, 2, 3, 4],
+      "the conflicting write rolled back whole",
+    );
   } finally {
     await a.close();
   }

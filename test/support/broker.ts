@@ -1,15 +1,13 @@
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
-import { createClient, type ServiceClient, unary } from "../../src/api/index.js";
-import { type Config, loadConfig } from "../../src/config/index.js";
-import { AdminService } from "../../src/gen/nervebus/v1/admin_pb.js";
-import { type Delivery, MessageSchema } from "../../src/gen/nervebus/v1/message_pb.js";
+import { AdminService } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
+import { type Delivery, MessageSchema } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
 import {
   PublisherService,
   SendPackRequestSchema,
   type SendPackResponse,
-} from "../../src/gen/nervebus/v1/publisher_pb.js";
+} from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import {
   type ReceiveRequest,
   ReceiveRequestSchema,
@@ -18,7 +16,9 @@ import {
   SubscriberService,
   SubscribeSchema,
   WindowSchema,
-} from "../../src/gen/nervebus/v1/subscriber_pb.js";
+} from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import { createClient, type ServiceClient, unary } from "../../src/api/index.js";
+import { type Config, loadConfig } from "../../src/config/index.js";
 import { type NerveBus, startNerveBus } from "../../src/nervebus.js";
 import type { Logger } from "../../src/telemetry/index.js";
 
@@ -57,11 +57,19 @@ export class TestClient {
   readonly subscriber: Subscriber;
   readonly admin: Admin;
 
-  constructor(readonly address: string) {
-    const options = { "grpc.max_receive_message_length": 64 << 20 };
-    this.publisher = createClient(PublisherService, address, grpc.credentials.createInsecure(), options);
-    this.subscriber = createClient(SubscriberService, address, grpc.credentials.createInsecure(), options);
-    this.admin = createClient(AdminService, address, grpc.credentials.createInsecure(), options);
+  /**
+   * `channelOptions` are added to each of its three channels' options; plaintext unless
+   * `credentials` say otherwise (TLS, tokens).
+   */
+  constructor(
+    readonly address: string,
+    channelOptions: grpc.ChannelOptions = {},
+    credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+  ) {
+    const options = { "grpc.max_receive_message_length": 64 << 20, ...channelOptions };
+    this.publisher = createClient(PublisherService, address, credentials, options);
+    this.subscriber = createClient(SubscriberService, address, credentials, options);
+    this.admin = createClient(AdminService, address, credentials, options);
   }
 
   /** One AdminService call, by method name, with a plain request object. */

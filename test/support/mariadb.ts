@@ -18,6 +18,11 @@ export interface TestMysql {
   query<T = mysql.RowDataPacket[]>(url: string, sql: string, params?: unknown[]): Promise<T>;
   stop(): Promise<void>;
   /**
+   * The same URL for a second user with the same rights, so a test can tell two brokers'
+   * connections apart (and kill one's). Undefined for an external server.
+   */
+  readonly asSecondUser?: (url: string) => string;
+  /**
    * Freezes the server (SIGSTOP) until `resume`: connections hang as in a network partition.
    * Undefined for an external server, which tests cannot freeze.
    */
@@ -68,6 +73,9 @@ async function connectRetry(options: mysql.ConnectionOptions, until: number): Pr
   }
 }
 
+/** The second test user of a server started here (see TestMysql.asSecondUser). */
+const SECOND_USER = { user: "nervebus2", password: "nervebus-test2" };
+
 function makeHarness(base: string, stopServer: () => Promise<void>, child?: ChildProcess): TestMysql {
   const admin = async () => {
     const u = new URL(base);
@@ -102,6 +110,12 @@ function makeHarness(base: string, stopServer: () => Promise<void>, child?: Chil
     stop: stopServer,
     ...(child
       ? {
+          asSecondUser: (url: string) => {
+            const u = new URL(url);
+            u.username = SECOND_USER.user;
+            u.password = SECOND_USER.password;
+            return u.toString();
+          },
           pause: () => {
             child.kill("SIGSTOP");
           },
@@ -173,6 +187,10 @@ export async function startTestMysql(): Promise<TestMysql> {
   ]);
   await root.query(`CREATE USER IF NOT EXISTS '${user}'@'127.0.0.1' IDENTIFIED BY '${password}'`);
   await root.query(`GRANT ALL PRIVILEGES ON *.* TO '${user}'@'127.0.0.1'`);
+  await root.query(
+    `CREATE USER IF NOT EXISTS '${SECOND_USER.user}'@'127.0.0.1' IDENTIFIED BY '${SECOND_USER.password}'`,
+  );
+  await root.query(`GRANT ALL PRIVILEGES ON *.* TO '${SECOND_USER.user}'@'127.0.0.1'`);
   await root.end();
   child.removeAllListeners("exit");
   const stop = async () => {

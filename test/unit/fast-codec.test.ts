@@ -3,34 +3,30 @@ import { test } from "node:test";
 import { create, equals, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import fc from "fast-check";
-import {
-  decodeReceiveRequest,
-  decodeSendPackRequest,
-  encodeDeliveries,
-  encodeSendPackResponse,
-} from "../../src/api/fast-codec.js";
-import {
-  decodeMeta,
-  encodeMeta,
-  LogMessage,
-  type MessageOutcome,
-  messageBytes,
-  metaIds,
-  traceIdOf,
-} from "../../src/core/index.js";
-import { DeliverySchema, MessageSchema } from "../../src/gen/nervebus/v1/message_pb.js";
+import { DeliverySchema, MessageSchema } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
 import {
   MessageResult_Outcome,
   MessageResultSchema,
   SendPackRequestSchema,
   SendPackResponseSchema,
-} from "../../src/gen/nervebus/v1/publisher_pb.js";
+} from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import {
   NackSchema,
   ReceiveRequestSchema,
   ReceiveResponseSchema,
   WindowSchema,
-} from "../../src/gen/nervebus/v1/subscriber_pb.js";
+} from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import { LogMessage, type MessageOutcome, messageBytes } from "../../src/core/index.js";
+import {
+  decodeMeta,
+  decodeReceiveRequest,
+  decodeSendPackRequest,
+  encodeDeliveries,
+  encodeMeta,
+  encodeSendPackResponse,
+  metaIds,
+  traceIdOf,
+} from "../../src/wire/index.js";
 
 const TRACEPARENT = `00-${"4bf92f3577b34da6a3ce929d0e0e4736"}-00f067aa0ba902b7-01`;
 

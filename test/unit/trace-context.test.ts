@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { newTraceparent, traceIdOf } from "../../src/core/index.js";
+import { newTraceparent, traceIdOf } from "../../src/wire/index.js";
 
 test("traceIdOf accepts exactly W3C traceparents and rejects the rest", () => {
   const id = "4bf92f3577b34da6a3ce929d0e0e4736";

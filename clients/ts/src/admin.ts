@@ -34,7 +34,8 @@ import {
   type SubscriptionStats as WireSubscriptionStats,
   type Topic as WireTopic,
 } from "./gen/nervebus/v1/admin_pb.js";
-import { type CallOptions, type ServiceClient, unaryCall } from "./grpc-adapter.js";
+import type { ServiceClient } from "./grpc-adapter.js";
+import { type CallOptions, unaryCall } from "./unary-call.js";
 
 /** A topic's settings as the broker reports them. */
 export interface TopicInfo {

@@ -7,12 +7,15 @@ import {
 } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import * as grpc from "@grpc/grpc-js";
-import { NerveBusError, StatusCode, toNerveBusError } from "./errors.js";
 
 /*
- * The bridge between protobuf-es service descriptors and grpc-js on the client side: typed
- * clients whose methods are keyed by the ECMAScript local name (`sendPack`, `receive`), with
- * protobuf-es doing the (de)serialisation.
+ * The bridge between protobuf-es service descriptors and grpc-js: the method table of a
+ * service (paths, streaming flags, protobuf-es (de)serialisation) and typed clients whose
+ * methods are keyed by the ECMAScript local name (`sendPack`, `receive`).
+ *
+ * The broker compiles this file too (src/api/grpc-adapter.ts builds its server side on it), so
+ * it imports nothing but @bufbuild/protobuf and @grpc/grpc-js: what the client adds on top
+ * (errors, promise wrappers) lives in other files.
  */
 
 type ClientMethod<M extends GenServiceMethods[string]> = M["methodKind"] extends "unary"
@@ -27,24 +30,43 @@ type ClientMethod<M extends GenServiceMethods[string]> = M["methodKind"] extends
         metadata?: grpc.Metadata,
         options?: Partial<grpc.CallOptions>,
       ) => grpc.ClientDuplexStream<MessageShape<M["input"]>, MessageShape<M["output"]>>
-    : never;
+    : M["methodKind"] extends "server_streaming"
+      ? (
+          request: MessageShape<M["input"]>,
+          metadata?: grpc.Metadata,
+          options?: Partial<grpc.CallOptions>,
+        ) => grpc.ClientReadableStream<MessageShape<M["output"]>>
+      : never;
 
 /** A grpc-js client with one typed method per RPC of a protobuf-es service. */
 export type ServiceClient<S extends GenServiceMethods> = grpc.Client & { [K in keyof S]: ClientMethod<S[K]> };
 
-function serializer<D extends DescMessage>(schema: D): (msg: MessageShape<D>) => Buffer {
+/** Makes the function that turns messages of one schema into wire bytes. */
+export type SerializerFactory = <D extends DescMessage>(schema: D) => (msg: MessageShape<D>) => Buffer;
+
+/** Encodes messages of `schema` with protobuf-es. */
+export const protobufSerializer: SerializerFactory = (schema) => {
   return (msg) => {
     const bytes = toBinary(schema, msg);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
-}
+};
 
-function deserializer<D extends DescMessage>(schema: D): (buf: Buffer) => MessageShape<D> {
+function protobufDeserializer<D extends DescMessage>(schema: D): (buf: Buffer) => MessageShape<D> {
   return (buf) => fromBinary(schema, buf);
 }
 
-/** The grpc-js method table of a protobuf-es service. */
-function methodTable(service: DescService): grpc.ServiceDefinition {
+/** Where a service's (de)serialisation departs from plain protobuf-es (the broker's hot paths). */
+export interface ServiceCodecs {
+  /** Makes the serializer of every request and response schema; default protobufSerializer. */
+  readonly serializer?: SerializerFactory;
+  /** Request decoders by method local name, used instead of protobuf-es for those methods. */
+  readonly requestDecoders?: Readonly<Record<string, ((buf: Buffer) => unknown) | undefined>>;
+}
+
+/** The grpc-js method table of a protobuf-es service, keyed by method local name. */
+export function serviceDefinition(service: DescService, codecs: ServiceCodecs = {}): grpc.ServiceDefinition {
+  const serializer = codecs.serializer ?? protobufSerializer;
   const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const m of service.methods) {
     def[m.localName] = {
@@ -52,75 +74,25 @@ function methodTable(service: DescService): grpc.ServiceDefinition {
       requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
       responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
       requestSerialize: serializer(m.input),
-      requestDeserialize: deserializer(m.input),
+      requestDeserialize: codecs.requestDecoders?.[m.localName] ?? protobufDeserializer(m.input),
       responseSerialize: serializer(m.output),
-      responseDeserialize: deserializer(m.output),
+      responseDeserialize: protobufDeserializer(m.output),
       originalName: m.name,
     } as grpc.MethodDefinition<unknown, unknown>;
   }
   return def;
 }
 
-/** Creates a typed client for a service on an existing channel (so services share one connection). */
-export function createServiceClient<S extends GenServiceMethods>(
+/**
+ * Creates a typed client for a protobuf-es service. Pass `channelOverride` in `options` to
+ * share one connection between services (the credentials are then the channel's own).
+ */
+export function createClient<S extends GenServiceMethods>(
   service: GenService<S>,
   address: string,
-  channel: grpc.Channel,
-  interceptors: grpc.Interceptor[] = [],
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+  options: grpc.ClientOptions = {},
 ): ServiceClient<S> {
-  const Ctor = grpc.makeGenericClientConstructor(methodTable(service), service.name);
-  // The credentials argument is unused with channelOverride: the channel carries its own.
-  return new Ctor(address, grpc.credentials.createInsecure(), {
-    channelOverride: channel,
-    interceptors,
-  }) as unknown as ServiceClient<S>;
-}
-
-/** Per-call options of the promise wrappers. */
-export interface CallOptions {
-  /** Cancels the call; the promise rejects with the signal's reason. */
-  readonly signal?: AbortSignal;
-  /** Deadline of the call in ms from now. */
-  readonly timeoutMs?: number;
-}
-
-type UnaryFn<I, O> = (
-  req: I,
-  md: grpc.Metadata,
-  opts: Partial<grpc.CallOptions>,
-  cb: grpc.requestCallback<O>,
-) => grpc.ClientUnaryCall;
-
-/**
- * Promise form of a unary call: rejects with a NerveBusError carrying the status, or with the
- * signal's reason when aborted (the call is cancelled).
- */
-export function unaryCall<I, O>(
-  client: grpc.Client,
-  fn: UnaryFn<I, O>,
-  request: I,
-  options: CallOptions = {},
-): Promise<O> {
-  const { signal, timeoutMs } = options;
-  if (signal?.aborted) return Promise.reject(signal.reason);
-  return new Promise<O>((resolve, reject) => {
-    let settled = false;
-    const callOptions: Partial<grpc.CallOptions> = {};
-    if (timeoutMs !== undefined) callOptions.deadline = Date.now() + timeoutMs;
-    const onAbort = () => {
-      if (settled) return;
-      settled = true;
-      call.cancel();
-      reject(signal!.reason);
-    };
-    const call = fn.call(client, request, new grpc.Metadata(), callOptions, (err, res) => {
-      signal?.removeEventListener("abort", onAbort);
-      if (settled) return;
-      settled = true;
-      if (err) reject(toNerveBusError(err));
-      else if (res === undefined) reject(new NerveBusError(StatusCode.INTERNAL, "empty response"));
-      else resolve(res);
-    });
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
+  const Ctor = grpc.makeGenericClientConstructor(serviceDefinition(service), service.name);
+  return new Ctor(address, credentials, options) as unknown as ServiceClient<S>;
 }

@@ -21,8 +21,8 @@ export {
 export type { BackoffOptions } from "./backoff.js";
 export { type ClientOptions, DEFAULT_CHANNEL_OPTIONS, NerveBusClient } from "./client.js";
 export type { StartPosition } from "./conversions.js";
+export type { TlsOptions, TokenSource } from "./credentials.js";
 export { DEFAULT_RETRYABLE_CODES, NerveBusError, StatusCode } from "./errors.js";
-export type { CallOptions } from "./grpc-adapter.js";
 export { MessageStream, type MessageStreamOptions, traceContext } from "./message-stream.js";
 export {
   Publisher,
@@ -37,3 +37,4 @@ export { ReceivedMessage, type Settlement } from "./received-message.js";
 export { DEFAULT_RECONNECT_CODES, type ReceiveOptions } from "./receiver.js";
 export { type MessageHandler, Subscriber, type SubscriberOptions } from "./subscriber.js";
 export { SpanAttributes, TRACER_NAME } from "./tracing.js";
+export type { CallOptions } from "./unary-call.js";

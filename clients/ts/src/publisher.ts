@@ -11,8 +11,9 @@ import {
   type PublisherService,
   SendPackRequestSchema,
 } from "./gen/nervebus/v1/publisher_pb.js";
-import { type ServiceClient, unaryCall } from "./grpc-adapter.js";
+import type { ServiceClient } from "./grpc-adapter.js";
 import { endSpan, SpanAttributes, startPublishSpan } from "./tracing.js";
+import { unaryCall } from "./unary-call.js";
 
 /** One message to publish. */
 export interface PublishMessage {

@@ -4,6 +4,7 @@ import {
   type LogMessage,
   NerveBusError,
   type NewMessage,
+  type OwnershipState,
   type PointerRecord,
   type ScheduledMessage,
   type Store,
@@ -26,6 +27,8 @@ import {
   shardTable,
 } from "../codec.js";
 import { mapStoreError } from "../errors.js";
+import { Lease } from "./lease.js";
+import { prepareSchema } from "./schema.js";
 
 export interface MysqlStoreOptions {
   /** mysql://user:pass@host:port/database */
@@ -34,7 +37,13 @@ export interface MysqlStoreOptions {
   readonly poolSize: number;
   /** Start even when innodb_flush_log_at_trx_commit is not 1 (a commit may then be lost). */
   readonly allowUnsafeDurability: boolean;
-  readonly log: (level: "warn" | "info", msg: string, fields?: Record<string, unknown>) => void;
+  /** Store lease timing (see Lease); defaults 5000 / 1000 / ttl + renew. */
+  readonly leaseTtlMs?: number;
+  readonly leaseRenewMs?: number;
+  readonly leaseWaitMs?: number;
+  /** Called once if another broker takes the database: this one must stop serving. */
+  readonly onOwnershipLost?: (err: NerveBusError) => void;
+  readonly log: (level: "warn" | "info" | "error", msg: string, fields?: Record<string, unknown>) => void;
 }
 
 type MsgRow = { seq: number; published_at: number; meta: Buffer; data: Buffer };
@@ -49,12 +58,6 @@ function toTopic(r: mysql.RowDataPacket): TopicRecord {
   };
 }
 
-/**
- * The production store: sharded InnoDB tables over a mysql2 pool. One broker process owns a
- * database: it holds the named lock `nervebus:<database>` (GET_LOCK) on a dedicated connection
- * for its whole life, and a second broker fails at start-up with FAILED_PRECONDITION instead of
- * assigning the same seqs and overwriting messages.
- */
 /**
  * Row counts a prepared INSERT exists for: 1…5000 in steps of about a quarter, so a batch is
  * padded by at most 25 % and a table needs at most 38 statements.
@@ -81,38 +84,40 @@ export function dropParameterDefinitions(stmt: unknown): void {
 /** Prepared statements a pool connection keeps (LRU); see "Running on MySQL" in the README. */
 export const MAX_PREPARED_PER_CONNECTION = 128;
 
+/** The fence slot of a topic's writes that are not shard inserts (pointers, schedule, catalog). */
+const META_SLOT = -1;
+
 /** The smallest bucket holding `rows` rows. */
 export function insertRowsBucket(rows: number): number {
   for (const n of INSERT_ROW_BUCKETS) if (n >= rows) return n;
   throw new RangeError(`an INSERT holds at most 5000 rows, not ${rows}`);
 }
 
+/**
+ * The production store: sharded InnoDB tables over a mysql2 pool. One broker owns a database at
+ * a time, by a lease (see Lease), and every write proves it inside its own transaction: it first
+ * bumps its fence row (`nb_fence`, one per topic and writer) on the condition that the row still
+ * holds this broker's epoch. A new owner raises the epoch before it reads anything, so once it
+ * has, a write of the old owner matches no fence row and rolls back; its packs are never
+ * confirmed. This holds however the old owner's connections came and went, and on clusters where
+ * named locks are per node. A row found at a seq with other content is an error, never a success.
+ */
 export class MysqlStore implements Store {
   readonly capabilities: StoreCapabilities;
   readonly #pool: mysql.Pool;
-  #lockConn: mysql.Connection;
-  readonly #lockConfig: mysql.ConnectionOptions;
-  readonly #lockName: string;
-  /** Set once another broker holds the lock: no further write may land. */
-  #ownershipLost: NerveBusError | undefined;
+  readonly #lease: Lease;
   readonly #insertSqls = new Map<string, string>();
 
-  private constructor(
-    pool: mysql.Pool,
-    lockConn: mysql.Connection,
-    lockConfig: mysql.ConnectionOptions,
-    lockName: string,
-    capabilities: StoreCapabilities,
-  ) {
+  private constructor(pool: mysql.Pool, lease: Lease, capabilities: StoreCapabilities) {
     this.#pool = pool;
-    this.#lockConn = lockConn;
-    this.#lockConfig = lockConfig;
-    this.#lockName = lockName;
+    this.#lease = lease;
     this.capabilities = capabilities;
-    // A lost lock connection releases the named lock: take it back before anything else is written.
-    lockConn.on("error", () => undefined);
   }
 
+  /**
+   * Connects, prepares the schema and takes the store lease (waiting for another broker's to
+   * expire, up to `leaseWaitMs`). Throws FAILED_PRECONDITION when another broker keeps it.
+   */
   static async open(options: MysqlStoreOptions): Promise<MysqlStore> {
     const url = new URL(options.url);
     const database = decodeURIComponent(url.pathname.replace(/^\//, ""));
@@ -131,10 +136,13 @@ export class MysqlStore implements Store {
       bigNumberStrings: false,
       dateStrings: true,
       connectTimeout: 5000,
+      // Affected rows count changed rows only: a duplicate key kept as it is counts 0, which is
+      // how insertMessages finds rows that were already there.
+      flags: ["-FOUND_ROWS"],
     };
-    let lockConn: mysql.Connection;
+    let setup: mysql.Connection;
     try {
-      lockConn = await mysql.createConnection(config);
+      setup = await mysql.createConnection(config);
     } catch (err) {
       if ((err as { code?: string }).code === "ER_BAD_DB_ERROR") {
         // Create the database on first start, as SQLite creates its file.
@@ -143,25 +151,14 @@ export class MysqlStore implements Store {
         });
         await admin.query(`CREATE DATABASE IF NOT EXISTS ${mysql.escapeId(database)}`);
         await admin.end();
-        lockConn = await mysql.createConnection(config);
+        setup = await mysql.createConnection(config);
       } else {
         throw mapStoreError(err, `connecting to ${url.host}`);
       }
     }
+    let pool: mysql.Pool | undefined;
     try {
-      // Wait a moment for the lock: a broker that has just died (its connection killed) may
-      // still hold it for a few milliseconds while the server cleans up.
-      const [lockRows] = await lockConn.query<mysql.RowDataPacket[]>("SELECT GET_LOCK(?, 2) AS got", [
-        `nervebus:${database}`,
-      ]);
-      if (lockRows[0]?.got !== 1) {
-        await lockConn.end();
-        throw new NerveBusError(
-          "failed_precondition",
-          `database ${database} is owned by another broker (named lock nervebus:${database} is held); one broker owns a database at a time`,
-        );
-      }
-      const [vars] = await lockConn.query<mysql.RowDataPacket[]>(
+      const [vars] = await setup.query<mysql.RowDataPacket[]>(
         "SELECT @@innodb_flush_log_at_trx_commit AS flush, @@max_allowed_packet AS packet",
       );
       const flush = Number(vars[0]?.flush);
@@ -169,7 +166,6 @@ export class MysqlStore implements Store {
       if (flush !== 1) {
         const msg = `innodb_flush_log_at_trx_commit is ${flush}, not 1: a confirmed publish can be lost if the MySQL server crashes`;
         if (!options.allowUnsafeDurability) {
-          await lockConn.end();
           throw new NerveBusError(
             "failed_precondition",
             `${msg}. Set it to 1, or start with --mysql-allow-unsafe-durability`,
@@ -177,22 +173,11 @@ export class MysqlStore implements Store {
         }
         options.log("warn", msg);
       }
-      await lockConn.query(`
-        CREATE TABLE IF NOT EXISTS nb_topics (
-          id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY, name VARCHAR(128) NOT NULL, shards INT UNSIGNED NOT NULL,
-          config TEXT NOT NULL, created_at BIGINT NOT NULL, UNIQUE KEY (name)) ENGINE=InnoDB`);
-      await lockConn.query(`
-        CREATE TABLE IF NOT EXISTS nb_subscriptions (
-          topic_id INT UNSIGNED NOT NULL, name VARCHAR(128) NOT NULL, config TEXT NOT NULL,
-          created_at BIGINT NOT NULL, PRIMARY KEY (topic_id, name)) ENGINE=InnoDB`);
-      await lockConn.query(`
-        CREATE TABLE IF NOT EXISTS nb_pointers (
-          topic_id INT UNSIGNED NOT NULL, subscription VARCHAR(128) NOT NULL, ptr BIGINT UNSIGNED NOT NULL,
-          state LONGBLOB NULL, PRIMARY KEY (topic_id, subscription)) ENGINE=InnoDB`);
+      await prepareSchema(setup);
       // Binary rows travel as they are; keep a statement, padded by up to a quarter (see
       // insertMessages), well under the packet limit, and at 4 MiB of payload at most.
       const maxInsertBytes = Math.max(64 << 10, Math.min(4 << 20, Math.floor((packet - (256 << 10)) / 1.5)));
-      const pool = mysql.createPool({
+      pool = mysql.createPool({
         // Statements without values (the INSERTs built in insertMessages) skip mysql2's
         // formatter, which otherwise scans the whole multi-megabyte text for placeholders
         // (13.7 % of the publish profile in BENCHMARKS.md).
@@ -211,15 +196,28 @@ export class MysqlStore implements Store {
         maxIdle: options.poolSize,
         enableKeepAlive: true,
       });
-      return new MysqlStore(pool, lockConn, config, `nervebus:${database}`, {
-        kind: "mysql",
-        maxInsertRows: 5000,
-        maxInsertBytes,
+      const ttlMs = options.leaseTtlMs ?? 5000;
+      const renewMs = options.leaseRenewMs ?? 1000;
+      const lease = new Lease(pool, () => mysql.createConnection(config), `nervebus:${database}`, {
+        ttlMs,
+        renewMs,
+        waitMs: options.leaseWaitMs ?? ttlMs + renewMs,
+        log: options.log,
+        onLost: options.onOwnershipLost ?? (() => undefined),
       });
+      await lease.acquire();
+      return new MysqlStore(pool, lease, { kind: "mysql", maxInsertRows: 5000, maxInsertBytes });
     } catch (err) {
-      await lockConn.end().catch(() => undefined);
+      await pool?.end().catch(() => undefined);
       throw mapStoreError(err, "preparing the database");
+    } finally {
+      await setup.end().catch(() => undefined);
     }
+  }
+
+  /** Who owns the store, since when, and whether the lease is current (status and stats). */
+  ownership(): OwnershipState {
+    return { mechanism: "lease", ...this.#lease.state() };
   }
 
   async ensureTopic(name: string, create: { shards: number; config: TopicConfig } | null) {
@@ -262,20 +260,26 @@ export class MysqlStore implements Store {
   }
 
   async updateTopicConfig(topic: TopicRecord, config: TopicConfig): Promise<TopicRecord> {
-    await this.#run("updating a topic", () =>
-      this.#pool.query("UPDATE nb_topics SET config = ? WHERE id = ?", [encodeConfig(config), topic.id]),
+    await this.#fenced("updating a topic", topic, META_SLOT, (conn) =>
+      conn.query("UPDATE nb_topics SET config = ? WHERE id = ?", [encodeConfig(config), topic.id]),
     );
     return { ...topic, config };
   }
 
   async deleteTopic(topic: TopicRecord): Promise<void> {
+    // The catalog rows go in one fenced transaction; the tables (DDL, which commits on its own)
+    // are dropped after, when nothing refers to them any more.
+    await this.#fenced("deleting a topic", topic, META_SLOT, async (conn) => {
+      await conn.query("DELETE FROM nb_pointers WHERE topic_id = ?", [topic.id]);
+      await conn.query("DELETE FROM nb_subscriptions WHERE topic_id = ?", [topic.id]);
+      await conn.query("DELETE FROM nb_topics WHERE id = ?", [topic.id]);
+      await conn.query("DELETE FROM nb_fence WHERE topic_id = ? AND slot <> ?", [topic.id, META_SLOT]);
+    });
     await this.#run("deleting a topic", async () => {
       for (let shard = 0; shard < topic.shards; shard++)
         await this.#pool.query(`DROP TABLE IF EXISTS ${shardTable(topic.id, shard)}`);
       await this.#pool.query(`DROP TABLE IF EXISTS ${scheduleTable(topic.id)}`);
-      await this.#pool.query("DELETE FROM nb_pointers WHERE topic_id = ?", [topic.id]);
-      await this.#pool.query("DELETE FROM nb_subscriptions WHERE topic_id = ?", [topic.id]);
-      await this.#pool.query("DELETE FROM nb_topics WHERE id = ?", [topic.id]);
+      await this.#pool.query("DELETE FROM nb_fence WHERE topic_id = ?", [topic.id]);
     });
   }
 
@@ -286,11 +290,13 @@ export class MysqlStore implements Store {
       let created = false;
       if (rows.length === 0) {
         if (create === null) return null;
-        const [res] = await this.#pool.query<mysql.ResultSetHeader>(
-          "INSERT IGNORE INTO nb_subscriptions (topic_id, name, config, created_at) VALUES (?, ?, ?, ?)",
-          [topic.id, name, encodeConfig(create), Date.now()],
-        );
-        created = res.affectedRows === 1;
+        created = await this.#fenced("creating a subscription", topic, META_SLOT, async (conn) => {
+          const [res] = await conn.query<mysql.ResultSetHeader>(
+            "INSERT IGNORE INTO nb_subscriptions (topic_id, name, config, created_at) VALUES (?, ?, ?, ?)",
+            [topic.id, name, encodeConfig(create), Date.now()],
+          );
+          return res.affectedRows === 1;
+        });
         rows = await this.#select(sql, [topic.id, name]);
       }
       const r = rows[0]!;
@@ -325,8 +331,8 @@ export class MysqlStore implements Store {
     name: string,
     config: SubscriptionConfig,
   ): Promise<void> {
-    await this.#run("updating a subscription", () =>
-      this.#pool.query("UPDATE nb_subscriptions SET config = ? WHERE topic_id = ? AND name = ?", [
+    await this.#fenced("updating a subscription", topic, META_SLOT, (conn) =>
+      conn.query("UPDATE nb_subscriptions SET config = ? WHERE topic_id = ? AND name = ?", [
         encodeConfig(config),
         topic.id,
         name,
@@ -335,20 +341,13 @@ export class MysqlStore implements Store {
   }
 
   async deleteSubscription(topic: TopicRecord, name: string): Promise<void> {
-    await this.#run("deleting a subscription", async () => {
-      await this.#pool.query("DELETE FROM nb_subscriptions WHERE topic_id = ? AND name = ?", [
-        topic.id,
-        name,
-      ]);
-      await this.#pool.query("DELETE FROM nb_pointers WHERE topic_id = ? AND subscription = ?", [
-        topic.id,
-        name,
-      ]);
+    await this.#fenced("deleting a subscription", topic, META_SLOT, async (conn) => {
+      await conn.query("DELETE FROM nb_subscriptions WHERE topic_id = ? AND name = ?", [topic.id, name]);
+      await conn.query("DELETE FROM nb_pointers WHERE topic_id = ? AND subscription = ?", [topic.id, name]);
     });
   }
 
   async insertMessages(topic: TopicRecord, shard: number, rows: readonly LogMessage[]): Promise<void> {
-    if (this.#ownershipLost) throw this.#ownershipLost;
     // A prepared multi-row INSERT (binary protocol): payloads and metadata travel as they are,
     // with no hex text for mysql2 to build and MariaDB to parse (half the client CPU per row
     // of the text protocol in bench/raw.ts). Statements exist for a few row counts only, so a
@@ -371,17 +370,52 @@ export class MysqlStore implements Store {
         ? r.data
         : Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
     }
-    const sql = this.#insertSql(shardTable(topic.id, shard), n);
-    await this.#run("inserting messages", async () => {
-      const conn = await this.#pool.getConnection();
-      try {
-        const stmt = await conn.prepare(sql); // cached per connection by mysql2
-        dropParameterDefinitions(stmt);
-        await stmt.execute(values);
-      } finally {
-        conn.release();
-      }
+    const table = shardTable(topic.id, shard);
+    const sql = this.#insertSql(table, n);
+    await this.#fenced("inserting messages", topic, shard, async (conn) => {
+      const stmt = await conn.prepare(sql); // cached per connection by mysql2
+      dropParameterDefinitions(stmt);
+      const [res] = (await stmt.execute(values)) as unknown as [mysql.ResultSetHeader];
+      // Each new row counts 1 and each kept duplicate 0 (see the FOUND_ROWS flag), the padding
+      // included: fewer means some seqs were there already, legitimately only as a retry of a
+      // write whose commit outcome was lost, with the very same content.
+      if (res.affectedRows !== rows.length) await this.#checkExisting(conn, topic, table, rows);
     });
+  }
+
+  /**
+   * Within the insert's transaction: every row of `rows` that already existed must hold the same
+   * message. Another writer's row at one of these seqs means two brokers assigned the same seqs;
+   * that is never a success: the write rolls back and this broker stops writing.
+   */
+  async #checkExisting(
+    conn: mysql.PoolConnection,
+    topic: TopicRecord,
+    table: string,
+    rows: readonly LogMessage[],
+  ): Promise<void> {
+    const [stored] = await conn.query<mysql.RowDataPacket[]>(
+      `SELECT seq, published_at, meta, data FROM ${table} WHERE seq BETWEEN ? AND ?`,
+      [rows[0]!.seq, rows[rows.length - 1]!.seq],
+    );
+    const bySeq = new Map<number, mysql.RowDataPacket>();
+    for (const r of stored) bySeq.set(Number(r.seq), r);
+    for (const row of rows) {
+      const r = bySeq.get(row.seq);
+      if (r === undefined) continue;
+      const same =
+        Number(r.published_at) === row.publishTime &&
+        Buffer.compare(r.meta as Buffer, row.meta) === 0 &&
+        Buffer.compare(
+          r.data as Buffer,
+          Buffer.from(row.data.buffer, row.data.byteOffset, row.data.byteLength),
+        ) === 0;
+      if (!same) {
+        throw this.#lease.markLost(
+          `seq ${row.seq} of topic ${topic.name} already holds a different message: another writer assigned this topic's seqs`,
+        );
+      }
+    }
   }
 
   /** The INSERT of `n` rows into `table` (cached: mysql2 keys its prepared statements by text). */
@@ -463,22 +497,22 @@ export class MysqlStore implements Store {
   }
 
   async deleteMessagesThrough(topic: TopicRecord, throughSeq: number, limit: number): Promise<number> {
-    return this.#run("deleting old messages", async () => {
-      let deleted = 0;
-      for (let shard = 0; shard < topic.shards; shard++) {
-        // Bounded chunks: one short transaction each, so writers never wait long on it.
-        const [res] = await this.#pool.query<mysql.ResultSetHeader>(
+    let deleted = 0;
+    for (let shard = 0; shard < topic.shards; shard++) {
+      // Bounded chunks: one short transaction each, so writers never wait long on it.
+      deleted += await this.#fenced("deleting old messages", topic, META_SLOT, async (conn) => {
+        const [res] = await conn.query<mysql.ResultSetHeader>(
           `DELETE FROM ${shardTable(topic.id, shard)} WHERE seq <= ? ORDER BY seq LIMIT ?`,
           [throughSeq, limit],
         );
-        deleted += res.affectedRows;
-      }
-      return deleted;
-    });
+        return res.affectedRows;
+      });
+    }
+    return deleted;
   }
 
   async recoverTail(topic: TopicRecord, watermark: number): Promise<number> {
-    return this.#run("recovering the log tail", async () => {
+    const end = await this.#run("recovering the log tail", async () => {
       const seqs: number[] = [];
       for (let shard = 0; shard < topic.shards; shard++) {
         const rows = await this.#select(
@@ -488,12 +522,13 @@ export class MysqlStore implements Store {
         for (const r of rows) seqs.push(Number(r.seq));
       }
       seqs.sort((a, b) => a - b);
-      const end = contiguousEnd(watermark, seqs);
-      for (let shard = 0; shard < topic.shards; shard++) {
-        await this.#pool.query(`DELETE FROM ${shardTable(topic.id, shard)} WHERE seq > ?`, [end]);
-      }
-      return end;
+      return contiguousEnd(watermark, seqs);
     });
+    await this.#fenced("recovering the log tail", topic, META_SLOT, async (conn) => {
+      for (let shard = 0; shard < topic.shards; shard++)
+        await conn.query(`DELETE FROM ${shardTable(topic.id, shard)} WHERE seq > ?`, [end]);
+    });
+    return end;
   }
 
   async scheduleMessages(
@@ -502,8 +537,8 @@ export class MysqlStore implements Store {
   ): Promise<number[]> {
     if (entries.length === 0) return [];
     const values = entries.map((e) => [e.dueAt, encodeScheduledMeta(e.message), e.message.data]);
-    const [res] = await this.#run("scheduling messages", () =>
-      this.#pool.query<mysql.ResultSetHeader>(
+    const [res] = await this.#fenced("scheduling messages", topic, META_SLOT, (conn) =>
+      conn.query<mysql.ResultSetHeader>(
         `INSERT INTO ${scheduleTable(topic.id)} (due_at, meta, data) VALUES ?`,
         [values],
       ),
@@ -526,8 +561,8 @@ export class MysqlStore implements Store {
 
   async deleteScheduled(topic: TopicRecord, ids: readonly number[]): Promise<void> {
     if (ids.length === 0) return;
-    await this.#run("deleting schedule entries", () =>
-      this.#pool.query(`DELETE FROM ${scheduleTable(topic.id)} WHERE id IN (?)`, [ids]),
+    await this.#fenced("deleting schedule entries", topic, META_SLOT, (conn) =>
+      conn.query(`DELETE FROM ${scheduleTable(topic.id)} WHERE id IN (?)`, [ids]),
     );
   }
 
@@ -561,8 +596,8 @@ export class MysqlStore implements Store {
       p.ptr,
       p.state === null ? null : Buffer.from(p.state),
     ]);
-    await this.#run("saving pointers", () =>
-      this.#pool.query(
+    await this.#fenced("saving pointers", topic, META_SLOT, (conn) =>
+      conn.query(
         "INSERT INTO nb_pointers (topic_id, subscription, ptr, state) VALUES ? ON DUPLICATE KEY UPDATE ptr = VALUES(ptr), state = VALUES(state)",
         [values],
       ),
@@ -570,40 +605,123 @@ export class MysqlStore implements Store {
   }
 
   /**
-   * Answers when the database does, and checks that this broker still holds its named lock. If
-   * the lock connection was lost (server restart, network), the lock is taken again; if another
-   * broker took it meanwhile, every later write fails with FAILED_PRECONDITION instead of
-   * landing next to the other broker's seqs.
+   * Makes this broker the topic's only writer before its tail is read: raises every fence row
+   * of the topic to this broker's epoch, so a write by an earlier owner that has not committed
+   * yet can no longer commit. Throws the lost-ownership error if a newer owner exists.
+   */
+  async claimTopic(topic: TopicRecord): Promise<void> {
+    const slots = [META_SLOT, ...Array.from({ length: topic.shards }, (_, shard) => shard)];
+    await this.#raiseFence(topic, slots);
+  }
+
+  /**
+   * Answers when the database does and this broker's lease is current; throws UNAVAILABLE
+   * otherwise (health turns NOT_SERVING).
    */
   async ping(): Promise<void> {
-    if (this.#ownershipLost) throw this.#ownershipLost;
+    this.#lease.check();
     await this.#run("pinging", () => this.#select("SELECT 1", []));
-    const held = await this.#lockConn
-      .query<mysql.RowDataPacket[]>("SELECT IS_USED_LOCK(?) = CONNECTION_ID() AS mine", [this.#lockName])
-      .then(([rows]) => rows[0]?.mine === 1)
-      .catch(() => false);
-    if (held) return;
-    await this.#lockConn.end().catch(() => undefined);
-    this.#lockConn = await mysql.createConnection(this.#lockConfig).catch((err: unknown) => {
-      throw mapStoreError(err, "reconnecting the lock connection");
-    });
-    this.#lockConn.on("error", () => undefined);
-    const [rows] = await this.#lockConn.query<mysql.RowDataPacket[]>("SELECT GET_LOCK(?, 0) AS got", [
-      this.#lockName,
-    ]);
-    if (rows[0]?.got !== 1) {
-      this.#ownershipLost = new NerveBusError(
-        "failed_precondition",
-        `lost ownership of the database: another broker took the named lock ${this.#lockName}; this broker writes nothing more`,
-      );
-      throw this.#ownershipLost;
-    }
   }
 
   async close(): Promise<void> {
+    await this.#lease.release();
     await this.#pool.end().catch(() => undefined);
-    await this.#lockConn.query("SELECT RELEASE_LOCK(?)", [this.#lockName]).catch(() => undefined);
-    await this.#lockConn.end().catch(() => undefined);
+  }
+
+  /**
+   * Runs `fn` in a transaction that first proves this broker owns the topic: the fence row of
+   * `slot` is bumped only while it holds this broker's epoch. A row that is missing or older
+   * (the topic is new, or was created by an earlier owner after this one took over) is raised
+   * and the write tried once more; a newer one means ownership is lost.
+   */
+  async #fenced<T>(
+    what: string,
+    topic: TopicRecord,
+    slot: number,
+    fn: (conn: mysql.PoolConnection) => Promise<T>,
+  ): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      this.#lease.check();
+      const epoch = this.#lease.epoch;
+      type Outcome = { fenced: false } | { fenced: true; value: T };
+      const outcome = await this.#transaction<Outcome>(what, async (conn) => {
+        const [fence] = await conn.execute<mysql.ResultSetHeader>(
+          "UPDATE nb_fence SET writes = writes + 1 WHERE topic_id = ? AND slot = ? AND epoch = ?",
+          [topic.id, slot, epoch],
+        );
+        if (fence.affectedRows !== 1) return { commit: false, value: { fenced: false } };
+        return { commit: true, value: { fenced: true, value: await fn(conn) } };
+      });
+      if (outcome.fenced) return outcome.value;
+      if (attempt > 0)
+        throw this.#lease.markLost(`fence row ${topic.name}/${slot} does not hold epoch ${epoch}`);
+      await this.#raiseFence(topic, [slot]);
+    }
+  }
+
+  /**
+   * Raises (or creates) fence rows of `topic` to this broker's epoch, under the lease row's
+   * lock so a takeover in progress is waited for and then seen. Marks ownership lost when the
+   * lease or a fence row holds a newer epoch.
+   */
+  async #raiseFence(topic: TopicRecord, slots: readonly number[]): Promise<void> {
+    this.#lease.check();
+    const epoch = this.#lease.epoch;
+    const lost = await this.#transaction("claiming the topic", async (conn) => {
+      const [lease] = await conn.query<mysql.RowDataPacket[]>(
+        "SELECT owner, epoch FROM nb_lease WHERE unit = 'store' LOCK IN SHARE MODE",
+      );
+      const r = lease[0];
+      if (r === undefined || Number(r.epoch) !== epoch) {
+        const holder =
+          r === undefined
+            ? "the lease row is gone"
+            : `broker ${String(r.owner)} holds epoch ${Number(r.epoch)}`;
+        return { commit: false, value: holder };
+      }
+      await conn.query(
+        `INSERT INTO nb_fence (topic_id, slot, epoch) VALUES ${slots.map(() => "(?, ?, ?)").join(", ")}
+           ON DUPLICATE KEY UPDATE epoch = GREATEST(epoch, ?)`,
+        [...slots.flatMap((slot) => [topic.id, slot, epoch]), epoch],
+      );
+      const [rows] = await conn.query<mysql.RowDataPacket[]>(
+        "SELECT MAX(epoch) AS e FROM nb_fence WHERE topic_id = ? AND slot IN (?)",
+        [topic.id, slots],
+      );
+      const newest = Number(rows[0]?.e ?? 0);
+      if (newest > epoch) return { commit: false, value: `topic ${topic.name} is fenced at epoch ${newest}` };
+      return { commit: true, value: undefined };
+    });
+    if (lost !== undefined) throw this.#lease.markLost(`${lost}; ours is ${epoch}`);
+  }
+
+  /** Runs `fn` in a transaction on one pool connection; commits when it says so, else rolls back. */
+  async #transaction<T>(
+    what: string,
+    fn: (conn: mysql.PoolConnection) => Promise<{ commit: boolean; value: T }>,
+  ): Promise<T> {
+    return this.#run(what, async () => {
+      const conn = await this.#pool.getConnection();
+      let open = false;
+      try {
+        await conn.query("START TRANSACTION");
+        open = true;
+        const { commit, value } = await fn(conn);
+        await conn.query(commit ? "COMMIT" : "ROLLBACK");
+        open = false;
+        return value;
+      } finally {
+        if (open) {
+          // A connection whose transaction cannot be rolled back is not given back to the pool.
+          await conn.query("ROLLBACK").then(
+            () => conn.release(),
+            () => conn.destroy(),
+          );
+        } else {
+          conn.release();
+        }
+      }
+    });
   }
 
   async #select(sql: string, params: unknown[]): Promise<mysql.RowDataPacket[]> {

@@ -1,4 +1,5 @@
 import { mkdirSync } from "node:fs";
+import { hostname } from "node:os";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import {
@@ -6,6 +7,7 @@ import {
   type LogMessage,
   NerveBusError,
   type NewMessage,
+  type OwnershipState,
   type PointerRecord,
   type ScheduledMessage,
   type Store,
@@ -28,6 +30,9 @@ import {
   shardTable,
 } from "../codec.js";
 import { mapStoreError } from "../errors.js";
+
+/** This process, as ownership() names it. */
+const OWNER = `${hostname()}/${process.pid}`;
 
 const CAPABILITIES: StoreCapabilities = {
   kind: "sqlite",
@@ -417,6 +422,13 @@ export class SqliteStore implements Store {
           stmt.run(topic.id, p.subscription, p.ptr, p.state === null ? null : Buffer.from(p.state));
       })();
     });
+  }
+
+  /** The exclusive file lock already makes this process the only writer. */
+  async claimTopic(_topic: TopicRecord): Promise<void> {}
+
+  ownership(): OwnershipState {
+    return { mechanism: "file-lock", owner: OWNER, epoch: 0, ageMs: 0, valid: true, lost: undefined };
   }
 
   async ping(): Promise<void> {

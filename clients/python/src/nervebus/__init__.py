@@ -14,6 +14,7 @@ Generated protobuf modules live in ``nervebus.gen.nervebus.v1``.
 from ._version import __version__
 from .admin import Admin, ConsumerStats, Stats, Subscription, SubscriptionStats, Topic, TopicStats
 from .client import DEFAULT_CHANNEL_OPTIONS, Client
+from .credentials import TLS, TokenSource
 from .errors import NerveBusError, PublisherClosedError, StatusError, SubscriberError
 from .publisher import Publisher, PublisherSettings, PublisherStats
 from .retry import DEFAULT_RETRYABLE_CODES, Backoff, RetrySettings
@@ -47,6 +48,8 @@ __all__ = [
     "SubscriberStats",
     "Subscription",
     "SubscriptionStats",
+    "TLS",
+    "TokenSource",
     "Topic",
     "TopicStats",
     "__version__",

@@ -37,6 +37,7 @@ from . import client as _aio_client
 from . import publisher as _aio_publisher
 from . import subscriber as _aio_subscriber
 from .admin import Duration, Stats, Subscription, Topic
+from .credentials import TLS, TokenSource
 from .errors import NerveBusError
 from .publisher import PublisherSettings, PublisherStats
 from .subscriber import SubscriberSettings, SubscriberStats
@@ -137,7 +138,9 @@ class Client:
 
     Args:
         target: The broker's ``host:port``.
-        credentials: TLS credentials; ``None`` for a plaintext connection.
+        tls: TLS settings (see :class:`nervebus.Client`); ``None`` for plaintext.
+        token: A bearer token or token source (see :class:`nervebus.Client`); needs ``tls``.
+        credentials: Hand-made channel credentials, instead of ``tls`` and ``token``.
         options: gRPC channel options (see :data:`nervebus.DEFAULT_CHANNEL_OPTIONS`).
         tracer_provider: Where spans go; ``None`` uses the global provider.
     """
@@ -146,6 +149,8 @@ class Client:
         self,
         target: str,
         *,
+        tls: TLS | bool | None = None,
+        token: str | TokenSource | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),
         tracer_provider: TracerProvider | None = None,
@@ -155,7 +160,12 @@ class Client:
 
         async def make() -> _aio_client.Client:
             return _aio_client.Client(
-                target, credentials=credentials, options=options, tracer_provider=tracer_provider
+                target,
+                tls=tls,
+                token=token,
+                credentials=credentials,
+                options=options,
+                tracer_provider=tracer_provider,
             )
 
         self._client = self._runner.run(make())

@@ -82,8 +82,9 @@ type ReceiveRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Attach this stream to a subscription. First request only.
 	Subscribe *Subscribe `protobuf:"bytes,1,opt,name=subscribe,proto3" json:"subscribe,omitempty"`
-	// Seqs whose processing is done. Acking a seq that is already acked, or was not leased to
-	// this stream, is harmless: it counts if the message is still unacked.
+	// Seqs whose processing is done. Acking a seq that is already acked, or was leased to
+	// another stream, is harmless: it counts if the message is still unacked. A seq never
+	// delivered on the subscription is not acked (see AckResults.ignored_seqs).
 	AckSeqs []uint64 `protobuf:"varint,2,rep,packed,name=ack_seqs,json=ackSeqs,proto3" json:"ack_seqs,omitempty"`
 	// Messages to deliver again, after an optional delay.
 	Nacks []*Nack `protobuf:"bytes,3,rep,name=nacks,proto3" json:"nacks,omitempty"`
@@ -652,8 +653,11 @@ type AckResults struct {
 	AckedSeqs []uint64 `protobuf:"varint,1,rep,packed,name=acked_seqs,json=ackedSeqs,proto3" json:"acked_seqs,omitempty"`
 	// Acks of messages that were already acked: harmless, reported for the consumer's bookkeeping.
 	AlreadyAckedSeqs []uint64 `protobuf:"varint,2,rep,packed,name=already_acked_seqs,json=alreadyAckedSeqs,proto3" json:"already_acked_seqs,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Acks of seqs never delivered on the subscription: not applied, since acking what no
+	// consumer was given would lose it for the whole subscription.
+	IgnoredSeqs   []uint64 `protobuf:"varint,3,rep,packed,name=ignored_seqs,json=ignoredSeqs,proto3" json:"ignored_seqs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AckResults) Reset() {
@@ -696,6 +700,13 @@ func (x *AckResults) GetAckedSeqs() []uint64 {
 func (x *AckResults) GetAlreadyAckedSeqs() []uint64 {
 	if x != nil {
 		return x.AlreadyAckedSeqs
+	}
+	return nil
+}
+
+func (x *AckResults) GetIgnoredSeqs() []uint64 {
+	if x != nil {
+		return x.IgnoredSeqs
 	}
 	return nil
 }
@@ -822,12 +833,13 @@ const file_nervebus_v1_subscriber_proto_rawDesc = "" +
 	"\acreated\x18\x01 \x01(\bR\acreated\x12\x14\n" +
 	"\x05floor\x18\x02 \x01(\x04R\x05floor\x12\x19\n" +
 	"\blast_seq\x18\x03 \x01(\x04R\alastSeq\x12<\n" +
-	"\fack_deadline\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\vackDeadline\"Y\n" +
+	"\fack_deadline\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\vackDeadline\"|\n" +
 	"\n" +
 	"AckResults\x12\x1d\n" +
 	"\n" +
 	"acked_seqs\x18\x01 \x03(\x04R\tackedSeqs\x12,\n" +
-	"\x12already_acked_seqs\x18\x02 \x03(\x04R\x10alreadyAckedSeqs\"s\n" +
+	"\x12already_acked_seqs\x18\x02 \x03(\x04R\x10alreadyAckedSeqs\x12!\n" +
+	"\fignored_seqs\x18\x03 \x03(\x04R\vignoredSeqs\"s\n" +
 	"\tHeartbeat\x12\x19\n" +
 	"\blast_seq\x18\x01 \x01(\x04R\alastSeq\x12\x14\n" +
 	"\x05floor\x18\x02 \x01(\x04R\x05floor\x12\x18\n" +

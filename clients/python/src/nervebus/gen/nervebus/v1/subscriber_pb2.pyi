@@ -108,12 +108,14 @@ class Subscribed(_message.Message):
     def __init__(self, created: _Optional[bool] = ..., floor: _Optional[int] = ..., last_seq: _Optional[int] = ..., ack_deadline: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class AckResults(_message.Message):
-    __slots__ = ("acked_seqs", "already_acked_seqs")
+    __slots__ = ("acked_seqs", "already_acked_seqs", "ignored_seqs")
     ACKED_SEQS_FIELD_NUMBER: _ClassVar[int]
     ALREADY_ACKED_SEQS_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_SEQS_FIELD_NUMBER: _ClassVar[int]
     acked_seqs: _containers.RepeatedScalarFieldContainer[int]
     already_acked_seqs: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, acked_seqs: _Optional[_Iterable[int]] = ..., already_acked_seqs: _Optional[_Iterable[int]] = ...) -> None: ...
+    ignored_seqs: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, acked_seqs: _Optional[_Iterable[int]] = ..., already_acked_seqs: _Optional[_Iterable[int]] = ..., ignored_seqs: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("last_seq", "floor", "backlog", "in_flight")

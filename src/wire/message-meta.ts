@@ -7,7 +7,7 @@ import {
   WireReader,
   writeStringField,
   writeVarint,
-} from "./wire.js";
+} from "./wire-format.js";
 
 /**
  * A message's metadata as it is stored beside its payload, and as it goes out: protobuf wire
@@ -58,8 +58,8 @@ export function readAttribute(r: WireReader, attributes: Record<string, string>)
   let value = "";
   while (!e.done) {
     const t = e.tag();
-    if (t === ((1 << 3) | WIRE_LEN)) key = e.string();
-    else if (t === ((2 << 3) | WIRE_LEN)) value = e.string();
+    if (t === ((1 << 3) | WIRE_LEN)) key = e.string("an attribute key");
+    else if (t === ((2 << 3) | WIRE_LEN)) value = e.string(`attribute ${JSON.stringify(key)}'s value`);
     else e.skip(t & 7); // unknown fields are skipped, as protobuf requires
   }
   setAttribute(attributes, key, value);

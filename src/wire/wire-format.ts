@@ -1,7 +1,8 @@
+import { isUtf8 } from "node:buffer";
 /**
  * The few pieces of the protobuf wire format the hot paths write and read by hand: varints
  * (numbers up to 2^53, which covers seqs and times) and length-delimited fields. Everything
- * else goes through protobuf-es; test/unit/wire-codec.test.ts checks both agree.
+ * else goes through protobuf-es; test/unit/fast-codec.test.ts checks both agree.
  */
 
 export const WIRE_VARINT = 0;
@@ -30,12 +31,10 @@ export function writeVarint(buf: Uint8Array, pos: number, v: number): number {
   return pos;
 }
 
-/** Writes a length-delimited field: tag, length, bytes. Returns the position after it. */
-export function writeBytesField(buf: Buffer, pos: number, field: number, bytes: Uint8Array): number {
-  buf[pos++] = (field << 3) | WIRE_LEN;
-  pos = writeVarint(buf, pos, bytes.byteLength);
-  buf.set(bytes, pos);
-  return pos + bytes.byteLength;
+/** Writes a varint field (field number < 16): tag, then `v`. Returns the position after it. */
+export function writeVarintField(buf: Uint8Array, pos: number, field: number, v: number): number {
+  buf[pos++] = (field << 3) | WIRE_VARINT;
+  return writeVarint(buf, pos, v);
 }
 
 /** Writes a string field whose UTF-8 length is `len`. Returns the position after it. */
@@ -103,8 +102,13 @@ export class WireReader {
     return this.buf.subarray(s, e);
   }
 
-  string(): string {
+  /**
+   * A string field; `field` names it in the error. Protobuf strings are UTF-8: invalid bytes
+   * are refused rather than silently turned into U+FFFD.
+   */
+  string(field = "a string field"): string {
     const [s, e] = this.lenRange();
+    if (e - s > 0 && !isUtf8(this.buf.subarray(s, e))) throw new WireError(`${field} is not valid UTF-8`);
     return this.buf.toString("utf8", s, e);
   }
 

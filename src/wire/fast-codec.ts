@@ -1,31 +1,55 @@
-import { create, fromBinary } from "@bufbuild/protobuf";
+import { create, type DescMessage, fromBinary, type MessageShape } from "@bufbuild/protobuf";
 import { DurationSchema, TimestampSchema } from "@bufbuild/protobuf/wkt";
+import type { Message } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
 import {
-  type Delivered,
-  type MessageOutcome,
-  readAttribute,
+  MessageResult_Outcome,
+  type SendPackRequest,
+  SendPackRequestSchema,
+} from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import {
+  type ReceiveRequest,
+  ReceiveRequestSchema,
+} from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import { readAttribute } from "./message-meta.js";
+import {
   varintSize,
   WIRE_LEN,
   WIRE_VARINT,
   WireReader,
   writeVarint,
-} from "../core/index.js";
-import type { Message } from "../gen/nervebus/v1/message_pb.js";
-import {
-  MessageResult_Outcome,
-  type SendPackRequest,
-  SendPackRequestSchema,
-} from "../gen/nervebus/v1/publisher_pb.js";
-import { type ReceiveRequest, ReceiveRequestSchema } from "../gen/nervebus/v1/subscriber_pb.js";
+  writeVarintField,
+} from "./wire-format.js";
 
 /**
  * Hand-written encoders and decoders for the messages on the hot paths: a SendPack request and
  * response, a Receive response carrying deliveries, a Receive request that only acks. They
  * produce and read exactly what protobuf-es does (test/unit/fast-codec.test.ts compares them),
  * without its per-field reflection and without building a message object per delivery:
- * deliveries copy the metadata bytes the store holds (src/core/meta.ts). Every other message
+ * deliveries copy the metadata bytes the store holds (message-meta.ts). Every other message
  * goes through protobuf-es.
  */
+
+/** What encodeSendPackResponse needs of each message's outcome (core's MessageOutcome). */
+export interface OutcomeFields {
+  readonly outcome: "appended" | "duplicate" | "scheduled";
+  /** 0 when the message has no seq yet (scheduled). */
+  readonly seq: number;
+  /** "" when the message has no trace context. */
+  readonly traceId: string;
+}
+
+/** What encodeDeliveries needs of a delivery (core's Delivered): the message and its attempt. */
+export interface DeliveryFields {
+  readonly message: {
+    readonly seq: number;
+    /** ms since epoch. */
+    readonly publishTime: number;
+    readonly data: Uint8Array;
+    /** The stored metadata as Delivery fields (message-meta.ts deliveryMeta). */
+    readonly deliveryMeta: Buffer;
+  };
+  readonly attempt: number;
+}
 
 const EMPTY = new Uint8Array(0);
 
@@ -38,6 +62,19 @@ const MALFORMED = Symbol("nervebus.malformed");
  */
 function malformed<T extends object>(empty: T, err: unknown): T {
   return Object.assign(empty, { [MALFORMED]: err instanceof Error ? err.message : String(err) });
+}
+
+/** `read(buf)`, or for bytes it cannot read, the empty message of `schema` carrying the reason. */
+function readOrMalformed<D extends DescMessage>(
+  schema: D,
+  read: (buf: Buffer) => MessageShape<D>,
+  buf: Buffer,
+): MessageShape<D> {
+  try {
+    return read(buf);
+  } catch (err) {
+    return malformed(create(schema), err);
+  }
 }
 
 /** Why a request decoded by this module is malformed, or undefined when it is not. */
@@ -63,10 +100,10 @@ function decodeMessage(buf: Buffer, start: number, end: number): Message {
         readAttribute(r, attributes);
         break;
       case (3 << 3) | WIRE_LEN:
-        orderingKey = r.string();
+        orderingKey = r.string("ordering_key");
         break;
       case (4 << 3) | WIRE_LEN:
-        messageId = r.string();
+        messageId = r.string("message_id");
         break;
       case (5 << 3) | WIRE_LEN:
         deliverAt = fromBinary(TimestampSchema, r.bytes());
@@ -83,11 +120,7 @@ function decodeMessage(buf: Buffer, start: number, end: number): Message {
 
 /** SendPackRequest from the wire (see malformedReason for bytes that are not one). */
 export function decodeSendPackRequest(buf: Buffer): SendPackRequest {
-  try {
-    return readSendPackRequest(buf);
-  } catch (err) {
-    return malformed(create(SendPackRequestSchema), err);
-  }
+  return readOrMalformed(SendPackRequestSchema, readSendPackRequest, buf);
 }
 
 function readSendPackRequest(buf: Buffer): SendPackRequest {
@@ -96,7 +129,7 @@ function readSendPackRequest(buf: Buffer): SendPackRequest {
   const messages: Message[] = [];
   while (!r.done) {
     const tag = r.tag();
-    if (tag === ((1 << 3) | WIRE_LEN)) topic = r.string();
+    if (tag === ((1 << 3) | WIRE_LEN)) topic = r.string("topic");
     else if (tag === ((2 << 3) | WIRE_LEN)) {
       const [s, e] = r.lenRange();
       messages.push(decodeMessage(buf, s, e));
@@ -115,7 +148,7 @@ const OUTCOMES = {
 export function encodeSendPackResponse(
   firstSeq: number,
   lastSeq: number,
-  results: readonly MessageOutcome[],
+  results: readonly OutcomeFields[],
 ): Buffer {
   let size = 0;
   if (firstSeq > 0) size += 1 + varintSize(firstSeq);
@@ -131,24 +164,15 @@ export function encodeSendPackResponse(
   }
   const buf = Buffer.allocUnsafe(size);
   let pos = 0;
-  if (firstSeq > 0) {
-    buf[pos++] = (1 << 3) | WIRE_VARINT;
-    pos = writeVarint(buf, pos, firstSeq);
-  }
-  if (lastSeq > 0) {
-    buf[pos++] = (2 << 3) | WIRE_VARINT;
-    pos = writeVarint(buf, pos, lastSeq);
-  }
+  if (firstSeq > 0) pos = writeVarintField(buf, pos, 1, firstSeq);
+  if (lastSeq > 0) pos = writeVarintField(buf, pos, 2, lastSeq);
   for (let i = 0; i < results.length; i++) {
     const r = results[i]!;
     buf[pos++] = (3 << 3) | WIRE_LEN;
     pos = writeVarint(buf, pos, lens[i]!);
     buf[pos++] = (1 << 3) | WIRE_VARINT;
     buf[pos++] = OUTCOMES[r.outcome];
-    if (r.seq > 0) {
-      buf[pos++] = (2 << 3) | WIRE_VARINT;
-      pos = writeVarint(buf, pos, r.seq);
-    }
+    if (r.seq > 0) pos = writeVarintField(buf, pos, 2, r.seq);
     if (r.traceId !== "") {
       buf[pos++] = (3 << 3) | WIRE_LEN;
       pos = writeVarint(buf, pos, r.traceId.length);
@@ -163,7 +187,7 @@ export function encodeSendPackResponse(
  * stored metadata as it is (3 attributes, 4 ordering_key, 5 message_id, 8 trace_id),
  * publish_time (6) and attempt (7).
  */
-export function encodeDeliveries(deliveries: readonly Delivered[]): Buffer {
+export function encodeDeliveries(deliveries: readonly DeliveryFields[]): Buffer {
   const n = deliveries.length;
   const lens = new Array<number>(n);
   const metas = new Array<Buffer>(n);
@@ -193,8 +217,7 @@ export function encodeDeliveries(deliveries: readonly Delivered[]): Buffer {
     const { message: m, attempt } = deliveries[i]!;
     buf[pos++] = (2 << 3) | WIRE_LEN;
     pos = writeVarint(buf, pos, lens[i]!);
-    buf[pos++] = (1 << 3) | WIRE_VARINT;
-    pos = writeVarint(buf, pos, m.seq);
+    pos = writeVarintField(buf, pos, 1, m.seq);
     const dl = m.data.byteLength;
     if (dl > 0) {
       buf[pos++] = (2 << 3) | WIRE_LEN;
@@ -209,18 +232,9 @@ export function encodeDeliveries(deliveries: readonly Delivered[]): Buffer {
     const nanos = (m.publishTime - seconds * 1000) * 1_000_000;
     buf[pos++] = (6 << 3) | WIRE_LEN;
     buf[pos++] = (seconds > 0 ? 1 + varintSize(seconds) : 0) + (nanos > 0 ? 1 + varintSize(nanos) : 0);
-    if (seconds > 0) {
-      buf[pos++] = (1 << 3) | WIRE_VARINT;
-      pos = writeVarint(buf, pos, seconds);
-    }
-    if (nanos > 0) {
-      buf[pos++] = (2 << 3) | WIRE_VARINT;
-      pos = writeVarint(buf, pos, nanos);
-    }
-    if (attempt > 0) {
-      buf[pos++] = (7 << 3) | WIRE_VARINT;
-      pos = writeVarint(buf, pos, attempt);
-    }
+    if (seconds > 0) pos = writeVarintField(buf, pos, 1, seconds);
+    if (nanos > 0) pos = writeVarintField(buf, pos, 2, nanos);
+    if (attempt > 0) pos = writeVarintField(buf, pos, 7, attempt);
   }
   return buf;
 }
@@ -230,11 +244,7 @@ export function encodeDeliveries(deliveries: readonly Delivered[]): Buffer {
  * other goes through protobuf-es. See malformedReason for bytes that are not one.
  */
 export function decodeReceiveRequest(buf: Buffer): ReceiveRequest {
-  try {
-    return readReceiveRequest(buf);
-  } catch (err) {
-    return malformed(create(ReceiveRequestSchema), err);
-  }
+  return readOrMalformed(ReceiveRequestSchema, readReceiveRequest, buf);
 }
 
 function readReceiveRequest(buf: Buffer): ReceiveRequest {

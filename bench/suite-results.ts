@@ -1,0 +1,71 @@
+import type { CpuUse } from "./lib/cpu.js";
+import type { Verification } from "./lib/verify-stored.js";
+import type { LongTask, ProfileSummary } from "./profile-summary.js";
+import type { ClientCpuResult, CommitLatencyResult, RawResult } from "./raw.js";
+import type { DrainResult, E2EResult, OverloadResult, PublishResult } from "./scenarios.js";
+
+/**
+ * The shape of results.json: what the suite writes and what bench/report.ts and
+ * bench/render.ts read (BENCHMARKS.md quotes it too, so keys only ever get added).
+ */
+
+/** The stores the suite can measure (the `--stores` names). */
+export type StoreKind = "mysql" | "sqlite";
+
+export interface StoreResults {
+  store: StoreKind;
+  raw: RawResult[];
+  rawLatency: CommitLatencyResult[];
+  /** MySQL only: client CPU per row, text protocol vs prepared statements (what the broker uses). */
+  rawClientCpu: ClientCpuResult[];
+  publish: (PublishResult & { shards: number })[];
+  drain:
+    | (DrainResult & {
+        requestedBacklog: number;
+        shards: number;
+        bytes: number;
+        preloadSeconds: number;
+        preloadRate: number;
+      })
+    | undefined;
+  e2e: E2EResult[];
+  overload:
+    | (OverloadResult & {
+        verify: Verification;
+        /** Node options the overload broker ran with (the container's heap cap, by default). */
+        nodeOptions: string;
+        shutdown: number | "killed";
+      })
+    | undefined;
+  profiles: { publish?: ProfileSummary; drain?: ProfileSummary; e2e?: ProfileSummary };
+  /** The longest event-loop stalls of the broker in the profiled end-to-end run. */
+  longTasks: LongTask[];
+  /** CPU used by the suite and by everything else, per phase. */
+  cpu: Record<string, CpuUse>;
+  errors: string[];
+}
+
+export interface SuiteResults {
+  startedAt: string;
+  command: string;
+  durationSec: number;
+  /** The broker source measured: git HEAD of the checkout (or NERVEBUS_BENCH_SOURCE). */
+  source: string;
+  machine: {
+    nproc: number;
+    cpu: string;
+    memoryGiB: number;
+    node: string;
+    mariadb: string;
+    sqlite: string;
+    /** Latency of a 4 KiB write + fdatasync in the temp directory the stores use. */
+    fsync: { p50Ms: number; p99Ms: number; maxMs: number } | undefined;
+    platform: string;
+  };
+  options: Record<string, string | boolean>;
+  /** 1, 5 and 15 minute load averages when the suite started and ended. */
+  loadavgStart: number[];
+  loadavgEnd: number[];
+  cpu: CpuUse | undefined;
+  stores: StoreResults[];
+}

@@ -1,0 +1,72 @@
+/**
+ * With ordering on, messages held back behind a busy key, at most; past it the subscription
+ * stops reading ahead until keys free up.
+ */
+export const MAX_BLOCKED = 100_000;
+
+/**
+ * The ordering-key gate of a subscription: how many unacked messages each key has, and the
+ * seqs held back (in seq order) behind each busy key. A key's next message goes out only once
+ * every earlier one with that key is acked.
+ */
+export class OrderingGate {
+  /** Unacked messages per key. */
+  readonly #busy = new Map<string, number>();
+  /** Seqs held back behind each busy key. */
+  readonly #held = new Map<string, number[]>();
+  #heldCount = 0;
+
+  /** Whether an unacked message has this key. */
+  isBusy(key: string): boolean {
+    return (this.#busy.get(key) ?? 0) > 0;
+  }
+
+  /** Counts one more unacked message with this key. */
+  take(key: string): void {
+    this.#busy.set(key, (this.#busy.get(key) ?? 0) + 1);
+  }
+
+  /** Holds `seq` back behind its busy key; false (nothing held) when MAX_BLOCKED are held. */
+  hold(key: string, seq: number): boolean {
+    if (this.#heldCount >= MAX_BLOCKED) return false;
+    const queue = this.#held.get(key);
+    if (queue === undefined) this.#held.set(key, [seq]);
+    else queue.push(seq);
+    this.#heldCount++;
+    return true;
+  }
+
+  /**
+   * One fewer unacked message with this key. When that frees the key, the first seq held back
+   * behind it that is not `done` (acked meanwhile) is released: it is returned, and counts as
+   * the key's one unacked message.
+   */
+  release(key: string, done: (seq: number) => boolean): number | undefined {
+    const left = (this.#busy.get(key) ?? 1) - 1;
+    if (left > 0) {
+      this.#busy.set(key, left);
+      return undefined;
+    }
+    this.#busy.delete(key);
+    const queue = this.#held.get(key);
+    if (queue === undefined) return undefined;
+    while (queue.length > 0) {
+      const seq = queue.shift()!;
+      this.#heldCount--;
+      if (done(seq)) continue;
+      if (queue.length === 0) this.#held.delete(key);
+      this.#busy.set(key, 1);
+      return seq;
+    }
+    this.#held.delete(key);
+    return undefined;
+  }
+
+  /** Forgets every held seq and counts busy keys afresh from `keys` (one per unacked message). */
+  reset(keys: Iterable<string>): void {
+    this.#held.clear();
+    this.#heldCount = 0;
+    this.#busy.clear();
+    for (const key of keys) if (key !== "") this.take(key);
+  }
+}

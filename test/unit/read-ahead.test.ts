@@ -1,0 +1,35 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { LogMessage } from "../../src/core/index.js";
+import { ReadAhead, ReadAheadShare } from "../../src/core/read-ahead.js";
+
+const fields = { attributes: {}, orderingKey: "", messageId: "" };
+const message = (seq: number, bytes: number) => LogMessage.of(seq, 0, Buffer.alloc(bytes), fields);
+
+test("one read at a time; rows are handed out once, holes stay empty", () => {
+  const ahead = new ReadAhead(new ReadAheadShare(64 << 20));
+  assert.equal(ahead.begin(1, 1000), 64, "the first read is 64 rows");
+  assert.equal(ahead.begin(65, 1000), undefined, "a read is in flight");
+  ahead.fill(1, [message(1, 10), message(3, 10)]);
+  ahead.end();
+  assert.equal(ahead.has(1), true);
+  assert.equal(ahead.has(2), false);
+  assert.equal(ahead.take(2), undefined);
+  assert.equal(ahead.take(3)?.seq, 3);
+  assert.equal(ahead.take(3), undefined, "taken already");
+  assert.equal(ahead.take(99), undefined, "beyond the range read");
+  ahead.clear();
+  assert.equal(ahead.has(1), false);
+});
+
+test("reads are sized for about 4 MiB, never past the watermark", () => {
+  const ahead = new ReadAhead(new ReadAheadShare(64 << 20));
+  assert.equal(ahead.begin(10, 20), 20);
+  ahead.fill(10, [message(10, 1 << 20), message(11, 1 << 20)]);
+  ahead.end();
+  assert.equal(ahead.begin(12, 1000), 15, "1 MiB messages: 4 a read");
+  ahead.fill(12, [message(12, 100)]);
+  ahead.end();
+  assert.equal(ahead.begin(13, 100_000), 13 + 5000 - 1, "small messages: at most 5000 a read");
+  ahead.end();
+});
