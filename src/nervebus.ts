@@ -190,6 +190,10 @@ export async function startNerveBus(
       keepaliveMs: config.keepaliveMs,
       maxConnectionIdleMs: config.maxConnectionIdleMs,
       admission: { perConnection: config.maxPacksPerConnection, total: config.maxPacksInProgress },
+      publishQuota: {
+        messagesPerSecond: config.publishQuotaMessages,
+        bytesPerSecond: config.publishQuotaBytes,
+      },
       maxConcurrentStreams: config.maxConcurrentStreams,
       telemetry,
       guard,

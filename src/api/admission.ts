@@ -1,4 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
+import { RETRY_AFTER_TRAILER } from "./status.js";
 
 /** How many publish calls may hold their request in the broker at once. */
 export interface AdmissionLimits {
@@ -10,9 +11,6 @@ export interface AdmissionLimits {
 
 /** The call whose request bodies are large enough to need admission. */
 const SEND_PACK = "/nervebus.v1.PublisherService/SendPack";
-
-/** Trailer naming how long to wait before retrying a refused call (ms). */
-export const RETRY_AFTER_TRAILER = "nervebus-retry-after-ms";
 
 /**
  * Admission of publish calls before their body is read. grpc-js receives a request in full

@@ -10,6 +10,7 @@ import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
 import { encodeSendPackResponse, malformedReason } from "../wire/index.js";
 import type { CallGuard } from "./call-guard.js";
 import { preEncoded } from "./grpc-adapter.js";
+import type { PublishQuota } from "./publish-quota.js";
 import { toGrpcStatus } from "./status.js";
 
 /** ms since epoch of the call's deadline, or Infinity. */
@@ -43,6 +44,7 @@ export function sendPackHandler(
   broker: Broker,
   telemetry: Telemetry,
   guard: CallGuard,
+  quota: PublishQuota,
 ): grpc.handleUnaryCall<SendPackRequest, SendPackResponse> {
   return (call, callback) => {
     const started = performance.now();
@@ -53,7 +55,16 @@ export function sendPackHandler(
     }
     const { topic } = call.request;
     try {
-      guard.authorize("SendPack", call, [{ action: "publish", topic }]);
+      const caller = guard.authorize("SendPack", call, [{ action: "publish", topic }]);
+      if (quota.enabled) {
+        const who =
+          caller.principal === undefined
+            ? `client ${caller.peer.slice(0, caller.peer.lastIndexOf(":"))}`
+            : `principal ${JSON.stringify(caller.principal.name)}`;
+        let bytes = 0;
+        for (const m of call.request.messages) bytes += m.data.byteLength;
+        quota.take(who, call.request.messages.length, bytes);
+      }
     } catch (err) {
       callback(toGrpcStatus(err));
       return;

@@ -12,6 +12,7 @@ import { Admission, type AdmissionLimits } from "./admission.js";
 import { CallDrain } from "./call-drain.js";
 import type { CallGuard } from "./call-guard.js";
 import { addService } from "./grpc-adapter.js";
+import { PublishQuota, type QuotaLimits } from "./publish-quota.js";
 import { sendPackHandler } from "./publisher-handler.js";
 import { addReflection } from "./reflection.js";
 import { ReceiveSessions } from "./subscriber-handler.js";
@@ -46,6 +47,8 @@ export interface ServerOptions {
   readonly heartbeatMs: number;
   /** Server keepalive ping interval; a client that stops answering is dropped. */
   readonly keepaliveMs: number;
+  /** Publish rates per principal (see PublishQuota). */
+  readonly publishQuota: QuotaLimits;
   /** SendPack calls in progress per connection and in all (see Admission). */
   readonly admission: AdmissionLimits;
   /** A connection without calls for this long is closed, however well it answers pings. */
@@ -102,7 +105,7 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
   addService(
     server,
     PublisherService,
-    { sendPack: sendPackHandler(broker, options.telemetry, guard) },
+    { sendPack: sendPackHandler(broker, options.telemetry, guard, new PublishQuota(options.publishQuota)) },
     { sendPack: decodeSendPackRequest },
   );
   addService(server, SubscriberService, { receive: sessions.handler() }, { receive: decodeReceiveRequest });

@@ -17,9 +17,14 @@ const GRPC_STATUS: Record<ErrorCode, grpc.status> = {
 };
 
 /** A gRPC status object for anything thrown by the core or the stores. */
+/** Trailer naming how long to wait before retrying a refused call (ms), as Kafka's throttle time. */
+export const RETRY_AFTER_TRAILER = "nervebus-retry-after-ms";
+
 export function toGrpcStatus(
   err: unknown,
 ): Partial<grpc.StatusObject> & { code: grpc.status; details: string } {
   const e = asNerveBusError(err);
-  return { code: GRPC_STATUS[e.code], details: e.message, metadata: new grpc.Metadata() };
+  const metadata = new grpc.Metadata();
+  if (e.retryAfterMs !== undefined) metadata.set(RETRY_AFTER_TRAILER, String(e.retryAfterMs));
+  return { code: GRPC_STATUS[e.code], details: e.message, metadata };
 }

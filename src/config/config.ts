@@ -50,6 +50,8 @@ export interface Config {
   maxConnectionIdleMs: number;
   maxPacksPerConnection: number;
   maxPacksInProgress: number;
+  publishQuotaMessages: number;
+  publishQuotaBytes: number;
   maxConcurrentStreams: number;
   healthIntervalMs: number;
   shutdownGraceMs: number;
@@ -328,6 +330,22 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1,
     max: 100_000,
     doc: "SendPack calls in progress on the broker; bounds the request bytes held to this × --max-pack-bytes",
+  },
+  {
+    key: "publishQuotaMessages",
+    kind: "int",
+    default: 0,
+    min: 0,
+    max: 1_000_000_000,
+    doc: "messages per second each principal (each client address without auth) may publish; over it, RESOURCE_EXHAUSTED with a retry delay (0: no quota)",
+  },
+  {
+    key: "publishQuotaBytes",
+    kind: "bytes",
+    default: 0,
+    min: 0,
+    max: 1 << 40,
+    doc: "payload bytes per second each principal (each client address without auth) may publish (0: no quota)",
   },
   {
     key: "maxConcurrentStreams",

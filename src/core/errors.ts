@@ -19,12 +19,15 @@ export type ErrorCode =
 
 export class NerveBusError extends Error {
   override readonly name = "NerveBusError";
+  /** For RESOURCE_EXHAUSTED: how long the caller should wait before retrying (ms). */
+  readonly retryAfterMs: number | undefined;
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterMs?: number },
   ) {
     super(message, options);
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }
 

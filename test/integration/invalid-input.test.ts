@@ -239,3 +239,32 @@ test("invalid UTF-8 in an attribute value, ordering key, message id or topic get
   const ok = await client.publish("utf8", ["fine"]);
   assert.equal(Number(ok.firstSeq), 1, "nothing of the refused packs was appended");
 });
+
+test("a publish quota answers RESOURCE_EXHAUSTED with a retry delay once a client is over it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nb-quota-"));
+  const quotaBus = await startBroker(`sqlite:${join(dir, "db")}`, { publishQuotaMessages: 50 });
+  const c = new TestClient(quotaBus.address);
+  try {
+    // A pack is never split: 60 messages take the 50 msg/s bucket into debt.
+    await c.publish(
+      "q",
+      Array.from({ length: 60 }, (_, i) => `m${i}`),
+    );
+    const err = await c.publish("q", ["over"]).then(
+      () => undefined,
+      (e: grpc.ServiceError) => e,
+    );
+    assert.equal(err?.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.match(
+      err?.details ?? "",
+      /client 127\.0\.0\.1 is over its publish quota \(50 msg\/s\); retry after \d+ ms/,
+    );
+    const wait = Number(err?.metadata.get("nervebus-retry-after-ms")[0]);
+    assert.ok(wait > 0 && wait <= 1000, `retry after ${wait} ms`);
+    await new Promise((r) => setTimeout(r, wait));
+    assert.equal(Number((await c.publish("q", ["later"])).firstSeq), 61, "the refused pack was not appended");
+  } finally {
+    c.close();
+    await quotaBus.stop();
+  }
+});
