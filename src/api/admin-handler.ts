@@ -65,16 +65,25 @@ function ms(field: string, d: Duration | undefined): number | undefined {
   return v;
 }
 
+/**
+ * The settings a create or an update applies, collected by `set`: on create (no mask) the fields
+ * that are set; on update the fields the mask names, one left unset at its zero value (as
+ * AIP-134 reads a mask; validation then judges it: an ack deadline of 0 is refused).
+ */
+function patchOf<T>(only: readonly string[] | undefined) {
+  const patch: { -readonly [K in keyof T]?: T[K] } = {};
+  const set = <K extends keyof T>(path: string, key: K, value: T[K] | undefined, zero: T[K]): void => {
+    if (only === undefined ? value !== undefined : only.includes(path)) patch[key] = value ?? zero;
+  };
+  return { patch, set };
+}
+
 /** Topic settings present in a wire Topic (unset fields are left out). */
 function topicPatch(t: WireTopic, only?: readonly string[]): Partial<TopicConfig> {
-  const has = (path: string) => only === undefined || only.includes(path);
-  const patch: { -readonly [K in keyof TopicConfig]?: TopicConfig[K] } = {};
-  const retention = ms("topic.retention", t.retention);
-  if (has("retention") && (retention !== undefined || only !== undefined)) patch.retentionMs = retention ?? 0;
-  if (has("retention_bytes") && (t.retentionBytes > 0n || only !== undefined))
-    patch.retentionBytes = Number(t.retentionBytes);
-  const dedup = ms("topic.dedup_window", t.dedupWindow);
-  if (has("dedup_window") && (dedup !== undefined || only !== undefined)) patch.dedupWindowMs = dedup ?? 0;
+  const { patch, set } = patchOf<TopicConfig>(only);
+  set("retention", "retentionMs", ms("topic.retention", t.retention), 0);
+  set("retention_bytes", "retentionBytes", t.retentionBytes > 0n ? Number(t.retentionBytes) : undefined, 0);
+  set("dedup_window", "dedupWindowMs", ms("topic.dedup_window", t.dedupWindow), 0);
   if (only === undefined) patch.ephemeral = t.ephemeral;
   return patch;
 }
@@ -104,21 +113,14 @@ function checkMask(paths: readonly string[] | undefined, allowed: readonly strin
 
 /** Subscription settings present in a wire Subscription (unset fields are left out). */
 function subscriptionPatch(s: WireSubscription, only?: readonly string[]): Partial<SubscriptionConfig> {
-  const has = (path: string) => only === undefined || only.includes(path);
-  const patch: { -readonly [K in keyof SubscriptionConfig]?: SubscriptionConfig[K] } = {};
-  const ack = ms("subscription.ack_deadline", s.ackDeadline);
-  // A field named in the mask but left unset takes its zero value (as AIP-134 reads a mask);
-  // validation then judges it (an ack deadline of 0 is refused).
-  if (has("ack_deadline") && (ack !== undefined || only !== undefined)) patch.ackDeadlineMs = ack ?? 0;
-  const min = ms("subscription.min_backoff", s.minBackoff);
-  if (has("min_backoff") && (min !== undefined || only !== undefined)) patch.minBackoffMs = min ?? 0;
-  const max = ms("subscription.max_backoff", s.maxBackoff);
-  if (has("max_backoff") && (max !== undefined || only !== undefined)) patch.maxBackoffMs = max ?? 0;
-  if (has("max_delivery_attempts") && (s.maxDeliveryAttempts > 0 || only !== undefined))
-    patch.maxDeliveryAttempts = s.maxDeliveryAttempts;
-  if (has("dead_letter_topic") && (s.deadLetterTopic !== "" || only !== undefined))
-    patch.deadLetterTopic = s.deadLetterTopic;
-  if (has("ordering") && (s.ordering || only !== undefined)) patch.ordering = s.ordering;
+  const { patch, set } = patchOf<SubscriptionConfig>(only);
+  set("ack_deadline", "ackDeadlineMs", ms("subscription.ack_deadline", s.ackDeadline), 0);
+  set("min_backoff", "minBackoffMs", ms("subscription.min_backoff", s.minBackoff), 0);
+  set("max_backoff", "maxBackoffMs", ms("subscription.max_backoff", s.maxBackoff), 0);
+  const attempts = s.maxDeliveryAttempts;
+  set("max_delivery_attempts", "maxDeliveryAttempts", attempts > 0 ? attempts : undefined, 0);
+  set("dead_letter_topic", "deadLetterTopic", s.deadLetterTopic !== "" ? s.deadLetterTopic : undefined, "");
+  set("ordering", "ordering", s.ordering ? true : undefined, false);
   return patch;
 }
 
@@ -149,6 +151,28 @@ export function adminHandlers(
     needs: (req: Req) => readonly Need[],
     run: (req: Req, caller: Caller) => Promise<Res>,
   ) => guardedUnary(guard, method, needs, run);
+  /** CreateSubscription and UpdateSubscription: a subscription is required; the stored one answers. */
+  const writeSubscription = async <T extends string>(
+    $typeName: T,
+    s: WireSubscription | undefined,
+    write: (s: WireSubscription) => Promise<SubscriptionRecord>,
+  ) => {
+    if (s === undefined) throw invalidArgument("subscription", "is required");
+    return { $typeName, subscription: subscriptionToWire(s.topic, await write(s)) };
+  };
+  /** PauseSubscription and ResumeSubscription: one setting written, the subscription answered. */
+  const setPaused = <V extends "Pause" | "Resume">(verb: V) =>
+    handle(
+      `${verb}Subscription`,
+      (req: { topic: string; name: string }) => [admin(req.topic, req.name)],
+      async (req) => ({
+        $typeName: `nervebus.v1.${verb}SubscriptionResponse` as const,
+        subscription: subscriptionToWire(
+          req.topic,
+          await broker.updateSubscription(req.topic, req.name, { paused: verb === "Pause" }),
+        ),
+      }),
+    );
   return {
     createTopic: handle(
       "CreateTopic",
@@ -200,16 +224,11 @@ export function adminHandlers(
         admin(req.subscription?.topic, req.subscription?.name ?? ""),
         ...deadLetterNeeds(req.subscription?.deadLetterTopic ?? ""),
       ],
-      async (req) => {
-        const s = req.subscription;
-        if (s === undefined) throw invalidArgument("subscription", "is required");
-        const start = toStartPosition(req.start, "start_seq");
-        const record = await broker.createSubscription(s.topic, s.name, subscriptionPatch(s), start);
-        return {
-          $typeName: "nervebus.v1.CreateSubscriptionResponse",
-          subscription: subscriptionToWire(s.topic, record),
-        };
-      },
+      (req) =>
+        writeSubscription("nervebus.v1.CreateSubscriptionResponse", req.subscription, (s) => {
+          const start = toStartPosition(req.start, "start_seq");
+          return broker.createSubscription(s.topic, s.name, subscriptionPatch(s), start);
+        }),
     ),
     getSubscription: handle(
       "GetSubscription",
@@ -240,16 +259,11 @@ export function adminHandlers(
           ? deadLetterNeeds(req.subscription?.deadLetterTopic ?? "")
           : []),
       ],
-      async (req) => {
-        const s = req.subscription;
-        if (s === undefined) throw invalidArgument("subscription", "is required");
-        const paths = checkMask(req.updateMask?.paths, SUBSCRIPTION_MASK);
-        const record = await broker.updateSubscription(s.topic, s.name, subscriptionPatch(s, paths));
-        return {
-          $typeName: "nervebus.v1.UpdateSubscriptionResponse",
-          subscription: subscriptionToWire(s.topic, record),
-        };
-      },
+      (req) =>
+        writeSubscription("nervebus.v1.UpdateSubscriptionResponse", req.subscription, (s) => {
+          const paths = checkMask(req.updateMask?.paths, SUBSCRIPTION_MASK);
+          return broker.updateSubscription(s.topic, s.name, subscriptionPatch(s, paths));
+        }),
     ),
     deleteSubscription: handle(
       "DeleteSubscription",
@@ -259,28 +273,8 @@ export function adminHandlers(
         return { $typeName: "nervebus.v1.DeleteSubscriptionResponse" };
       },
     ),
-    pauseSubscription: handle(
-      "PauseSubscription",
-      (req) => [admin(req.topic, req.name)],
-      async (req) => ({
-        $typeName: "nervebus.v1.PauseSubscriptionResponse",
-        subscription: subscriptionToWire(
-          req.topic,
-          await broker.updateSubscription(req.topic, req.name, { paused: true }),
-        ),
-      }),
-    ),
-    resumeSubscription: handle(
-      "ResumeSubscription",
-      (req) => [admin(req.topic, req.name)],
-      async (req) => ({
-        $typeName: "nervebus.v1.ResumeSubscriptionResponse",
-        subscription: subscriptionToWire(
-          req.topic,
-          await broker.updateSubscription(req.topic, req.name, { paused: false }),
-        ),
-      }),
-    ),
+    pauseSubscription: setPaused("Pause"),
+    resumeSubscription: setPaused("Resume"),
     purgeSubscription: handle(
       "PurgeSubscription",
       (req) => [admin(req.topic, req.name)],

@@ -2,11 +2,12 @@ import { createServer, type IncomingMessage, type ServerResponse, STATUS_CODES }
 import { createServer as createHttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
 import { EVERY_NAME, type Security } from "../auth/index.js";
-import { type Broker, type ErrorCode, NerveBusError } from "../core/index.js";
+import { type Broker, NerveBusError } from "../core/index.js";
 import type { Logger, Metrics } from "../telemetry/index.js";
 import type { Caller, CallGuard, Need } from "./call-guard.js";
 import { crossSiteProblem, HostRule } from "./request-guard.js";
 import { parseRequestPath } from "./request-target.js";
+import { toHttpStatus } from "./status.js";
 import { STATUS_PAGE, STATUS_PAGE_CSP } from "./status-page.js";
 
 /** What the status page and the JSON API show about the broker itself. */
@@ -33,21 +34,6 @@ export interface RunningHttp {
   readonly address: string;
   close(): Promise<void>;
 }
-
-/** Domain error codes to HTTP statuses: the HTTP side's one table at the edge. */
-const HTTP_STATUS: Record<ErrorCode, number> = {
-  invalid_argument: 400,
-  not_found: 404,
-  already_exists: 409,
-  failed_precondition: 412,
-  resource_exhausted: 429,
-  unavailable: 503,
-  deadline_exceeded: 504,
-  cancelled: 503,
-  internal: 500,
-  unauthenticated: 401,
-  permission_denied: 403,
-};
 
 /**
  * Sent with every response. The page's own CSP replaces the default one, which allows nothing:
@@ -283,7 +269,7 @@ export async function startHttpServer(
       } catch (err) {
         const e = err as NerveBusError;
         if (e.code === "unauthenticated") res.setHeader("www-authenticate", 'Bearer realm="nervebus"');
-        return sendError(res, HTTP_STATUS[e.code], e.message);
+        return sendError(res, toHttpStatus(e.code), e.message);
       }
     }
     if (r.mutates) {
@@ -298,7 +284,7 @@ export async function startHttpServer(
       // A domain error (bad name, unknown subscription, store down) is the client's answer;
       // anything else is a bug, answered 500 and logged by the caller.
       if (!(err instanceof NerveBusError) || err.code === "internal" || res.headersSent) throw err;
-      sendError(res, HTTP_STATUS[err.code], err.message);
+      sendError(res, toHttpStatus(err.code), err.message);
     }
   }
 

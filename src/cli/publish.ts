@@ -1,27 +1,22 @@
 import { createInterface } from "node:readline";
-import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { type Message, MessageSchema } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
 import { SendPackRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { unary } from "../api/index.js";
 import { NerveBusError } from "../core/index.js";
-import { CONNECTION_FLAGS, connect, describeGrpcError } from "./connect.js";
+import { parseClientArgs, requiredFlag } from "./client-args.js";
+import { connect, describeGrpcError } from "./connect.js";
 
 /** `nervebus publish`: one message per --data or per line of standard input, sent in packs. */
 export async function publishCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    strict: true,
-    options: {
-      ...CONNECTION_FLAGS,
-      topic: { type: "string" },
-      data: { type: "string", multiple: true },
-      attr: { type: "string", multiple: true },
-      "ordering-key": { type: "string", default: "" },
-      "pack-size": { type: "string", default: "1000" },
-    },
+  const values = parseClientArgs(args, {
+    topic: { type: "string" },
+    data: { type: "string", multiple: true },
+    attr: { type: "string", multiple: true },
+    "ordering-key": { type: "string", default: "" },
+    "pack-size": { type: "string", default: "1000" },
   });
-  if (values.topic === undefined) throw new NerveBusError("invalid_argument", "--topic is required");
+  const topic = requiredFlag(values.topic, "topic");
   const packSize = Number(values["pack-size"]);
   if (!Number.isInteger(packSize) || packSize < 1)
     throw new NerveBusError(
@@ -36,7 +31,6 @@ export async function publishCommand(args: string[]): Promise<number> {
     attributes[a.slice(0, eq)] = a.slice(eq + 1);
   }
   const client = await connect(values);
-  const topic = values.topic;
   const encoder = new TextEncoder();
   let pack: Message[] = [];
   let published = 0;

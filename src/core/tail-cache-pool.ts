@@ -1,4 +1,11 @@
-import type { TailCache } from "./tail-cache.js";
+/** What the pool needs of a cache (TailCache is one). */
+export interface PooledCache {
+  readonly bytes: number;
+  /** Drops every entry. */
+  clear(): void;
+  /** Drops the oldest entries until at most `bytes` are held (the newest stays). */
+  shrinkTo(bytes: number): void;
+}
 
 /**
  * One bound on the tail caches of all topics together (each also has its own): without it,
@@ -9,8 +16,8 @@ import type { TailCache } from "./tail-cache.js";
 export class TailCachePool {
   #used = 0;
   /** Caches in order of their last append, least recent first. */
-  readonly #recent = new Set<TailCache>();
-  #newest: TailCache | undefined;
+  readonly #recent = new Set<PooledCache>();
+  #newest: PooledCache | undefined;
 
   constructor(readonly limitBytes: number) {}
 
@@ -20,12 +27,12 @@ export class TailCachePool {
   }
 
   /** A cache grew (or shrank) by `delta` bytes. */
-  resize(_cache: TailCache, delta: number): void {
+  resize(_cache: PooledCache, delta: number): void {
     this.#used += delta;
   }
 
   /** After `cache` was appended to: makes it the most recent and brings the total under the limit. */
-  enforce(cache: TailCache): void {
+  enforce(cache: PooledCache): void {
     if (this.#newest !== cache) {
       this.#recent.delete(cache);
       this.#recent.add(cache);
@@ -42,7 +49,7 @@ export class TailCachePool {
   }
 
   /** The cache's topic is gone. */
-  remove(cache: TailCache): void {
+  remove(cache: PooledCache): void {
     cache.clear();
     this.#recent.delete(cache);
     if (this.#newest === cache) this.#newest = undefined;

@@ -22,5 +22,6 @@ export {
   metaContentBytes,
   metaIds,
 } from "./message-meta.js";
+export { decodeRun, encodeRun, type RunMessage, type RunRecord, type RunRow } from "./run-body.js";
 export { newTraceparent, traceIdOf } from "./trace-context.js";
 export { varintSize, WireReader, writeVarint } from "./wire-format.js";

@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import mysql from "mysql2/promise";
 import { LogMessage } from "../../src/core/index.js";
+import { MysqlStore } from "../../src/store/mysql/mysql-store.js";
 import {
   dropParameterDefinitions,
   INSERT_ROW_BUCKETS,
   insertRowsBucket,
-  MysqlStore,
-} from "../../src/store/mysql/mysql-store.js";
+} from "../../src/store/mysql/shard-inserter.js";
 import { useTestMysql } from "../support/mariadb.js";
 
 const testMysql = useTestMysql();
