@@ -97,6 +97,22 @@ class Publisher {
   }
 }
 
+/**
+ * Starts the broker again on `address`, retrying for a few seconds while the port is taken:
+ * between two brokers, another process on the machine may have been given it.
+ */
+async function restartOn(address: string, store: string): Promise<BrokerProcess> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await spawnBroker(["--store", store, "--listen", address]);
+    } catch (err) {
+      if (!/address already in use/.test(String(err)) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
 /** Resolves once `check` holds, polling; rejects with `what` after `timeoutMs`. */
 async function waitFor(check: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -133,7 +149,7 @@ test(`${RESTARTS} SIGTERM restarts under Go, Python and TypeScript publishers: n
       await new Promise((r) => setTimeout(r, Math.random() * 1000));
       broker.child.kill("SIGTERM");
       assert.equal(await broker.exited, 0, `restart ${i + 1}: graceful shutdown exits 0\n${broker.stderr()}`);
-      broker = await spawnBroker(["--store", store, "--listen", address]);
+      broker = await restartOn(address, store);
     }
     for (const p of publishers) p.finish();
     for (const p of publishers) assert.equal(await p.exited, 0, `${p.lang} publisher exit\n${p.stderr}`);
