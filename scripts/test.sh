@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: set-up, generated-code check, lint, typecheck,
-# the broker's tests on SQLite and on a throwaway MariaDB, then each client's tests, the
-# cross-language test, and the packaging test (which builds the release artifacts). Exits
+# the broker's tests on SQLite and on a throwaway MariaDB (test/shutdown/ among them, which runs
+# a Go, a Python and a TypeScript publisher across broker restarts), then each client's tests,
+# the cross-language test, and the packaging test (which builds the release artifacts). Exits
 # non-zero when any part fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -38,9 +38,10 @@ export interface NerveBus {
    */
   reloadSecurity(): ReloadReport;
   /**
-   * Graceful stop: health turns NOT_SERVING, new calls are refused, Receive streams end with
-   * UNAVAILABLE, SendPacks in progress finish, writes and subscription state are flushed, the
-   * store is closed.
+   * Graceful stop: health turns NOT_SERVING, new calls are refused with UNAVAILABLE, Receive
+   * streams end with UNAVAILABLE, SendPacks in progress finish and every answer is written before
+   * its connection closes (UNAVAILABLE for what is still unanswered after the grace), writes and
+   * subscription state are flushed, the store is closed.
    */
   stop(): Promise<void>;
 }

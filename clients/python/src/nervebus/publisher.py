@@ -477,15 +477,15 @@ class Publisher:
                 return response
             except grpc.aio.AioRpcError as err:
                 attempt += 1
-                code = err.code()
+                failure = _attempt_failure(err)
                 wait = retry.backoff.delay(attempt - 1)
                 give_up = (
-                    code not in retry.retryable_codes
+                    failure.code not in retry.retryable_codes
                     or (retry.max_attempts is not None and attempt >= retry.max_attempts)
                     or (retry.timeout is not None and time.monotonic() - started + wait > retry.timeout)
                 )
                 if give_up:
-                    raise StatusError.from_rpc_error(err, "SendPack") from err
+                    raise failure from err
                 await asyncio.sleep(wait)
 
     def _complete(self, pack: _Pack, response: publisher_pb2.SendPackResponse) -> None:
@@ -518,3 +518,20 @@ class Publisher:
                 item.future.set_exception(err)
                 # Nobody may be awaiting (the caller was cancelled): mark it retrieved.
                 item.future.exception()
+
+
+def _attempt_failure(err: grpc.aio.AioRpcError) -> StatusError:
+    """The failure of one SendPack attempt, with a CANCELLED the client did not cause as UNAVAILABLE.
+
+    This client's own cancellations (a cancelled task, a closed channel) raise
+    ``asyncio.CancelledError``, never a CANCELLED status: that status comes from the broker or the
+    network cutting the call (an RST_STREAM while the broker restarts), so whether the pack landed
+    is unknown, as with UNAVAILABLE, and a retry with the same message ids settles it.
+    """
+    if err.code() is grpc.StatusCode.CANCELLED:
+        return StatusError(
+            grpc.StatusCode.UNAVAILABLE,
+            f"call cancelled by the broker or the network, outcome unknown: {err.details() or ''}",
+            "SendPack",
+        )
+    return StatusError.from_rpc_error(err, "SendPack")
