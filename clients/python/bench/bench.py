@@ -226,6 +226,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "protobuf": api_implementation.Type(),
         "grpcio": grpc.__version__,
         "cpus": os.cpu_count(),
+        # Other load on the machine at the start (the CPUs are shared with the broker and anything
+        # else running): read the throughput figures with it.
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "size": args.size,
     }
     with broker(args.broker) as b:
