@@ -13,7 +13,15 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import nervebus
-from nervebus import Message, Outcome, PublisherSettings, ReceivedMessage, StartPoint, SubscriberSettings
+from nervebus import (
+    Message,
+    Outcome,
+    PublisherSettings,
+    ReceivedMessage,
+    StartPoint,
+    SubscriberSettings,
+    sync,
+)
 
 from .conftest import Broker, wait_until
 
@@ -183,3 +191,14 @@ async def test_tracing_without_a_provider_sends_no_trace_context(client: nervebu
     received = await receive_all(client, topic, 2)
     assert [m.trace_id for m in received] == [r.trace_id for r in results]
     assert results[0].trace_id != results[1].trace_id
+
+
+def test_sync_publish_many(broker: Broker, topic: str) -> None:
+    with sync.Client(broker.address) as client:
+        publisher = client.publisher(topic)
+        results = publisher.publish_many([b"a", Message(b"b", message_id="b-id")], timeout=10)
+        assert [r.seq for r in results] == [results[0].seq, results[0].seq + 1]
+        assert results[1].message_id == "b-id"
+        mixed = publisher.publish_many([b"c", 7], return_exceptions=True, timeout=10)  # type: ignore[list-item]
+        assert isinstance(mixed[0], nervebus.PublishResult) and isinstance(mixed[1], TypeError)
+        publisher.close()
