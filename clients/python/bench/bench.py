@@ -16,7 +16,8 @@ peak RSS so far (``ru_maxrss``, so the receive phase's figure includes the publi
 
 By default it starts its own broker (``node dist/src/cli/main.js serve`` on 127.0.0.1:0 with a
 temporary SQLite file, as the tests do); ``--broker HOST:PORT`` uses a running one instead.
-``--profile FILE`` writes a cProfile of each phase to ``FILE.<phase>``.
+``--profile FILE`` writes a cProfile (CPU time) of each phase to ``FILE.<phase>``; ``--otel-sdk``
+makes every message traced (producer and consumer spans recorded, not exported).
 
 Run it with ``bash scripts/bench.sh [flags]`` from ``clients/python``.
 """
@@ -221,6 +222,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the phases against a broker; returns the JSON report."""
     from google.protobuf.internal import api_implementation
 
+    if args.otel_sdk:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+
+        trace.set_tracer_provider(TracerProvider())
     out: dict[str, Any] = {
         "python": platform.python_version(),
         "protobuf": api_implementation.Type(),
@@ -230,6 +236,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         # else running): read the throughput figures with it.
         "load_average_1m": round(os.getloadavg()[0], 2),
         "size": args.size,
+        "otel_sdk": args.otel_sdk,
     }
     with broker(args.broker) as b:
         async with nervebus.Client(b.address) as client:
@@ -257,6 +264,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=100, help="subscriber concurrency (100)")
     p.add_argument(
         "--phases", default="publish,receive", help="publish, receive (needs publish) or both (default)"
+    )
+    p.add_argument(
+        "--otel-sdk",
+        action="store_true",
+        help="set an OpenTelemetry SDK TracerProvider (no exporter) first: the cost of the spans",
     )
     p.add_argument("--broker", help="HOST:PORT of a running broker instead of starting one")
     p.add_argument("--profile", help="write a cProfile of each phase to PROFILE.<phase>")

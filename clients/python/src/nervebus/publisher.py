@@ -57,8 +57,9 @@ class PublisherSettings:
         linger: Seconds a pack waits for more messages. 0 still batches everything published
             in the same event-loop turn.
         max_inflight_packs: SendPack calls in progress at once.
-        max_outstanding_messages: Messages published but not yet confirmed; ``publish()``
-            waits (in call order) while this many are outstanding.
+        max_outstanding_messages: Messages published but not yet confirmed; ``publish()``,
+            ``submit()`` and ``publish_many()`` wait (in call order) while this many are
+            outstanding.
         max_outstanding_bytes: The same bound in bytes.
         call_timeout: Deadline of one SendPack attempt, in seconds.
         retry: Which failures are retried, with what backoff, for how long.
@@ -349,8 +350,10 @@ class Publisher:
     ) -> PublishResult:
         """Publishes one message and returns once the broker has made it durable.
 
-        Many concurrent ``publish()`` calls (e.g. via ``asyncio.gather``) share packs. The
-        message is sent even if the awaiting task is cancelled.
+        Many concurrent ``publish()`` calls (e.g. via ``asyncio.gather``) share packs, at the
+        cost of a task each: :meth:`publish_many` and :meth:`submit` publish many messages
+        without one. The message is sent even if the awaiting task is cancelled once it was
+        admitted by flow control.
 
         Args:
             data: The payload; ``str`` is encoded as UTF-8.
