@@ -3,7 +3,7 @@
 The main names::
 
     nervebus.Client            connection to a broker; makes publishers and subscribers
-    nervebus.Publisher         batches publish() calls into SendPack calls, retries, keeps key order
+    nervebus.Publisher         batches publish(), submit() and publish_many() into SendPack calls, retries
     nervebus.Subscriber        runs a handler per message with flow control and lease extension
     nervebus.Admin             topics, subscriptions, pause/resume, purge, seek, stats (client.admin)
     nervebus.sync              the same for code that is not async (background event loop)
@@ -16,10 +16,10 @@ from .admin import Admin, ConsumerStats, Stats, Subscription, SubscriptionStats,
 from .client import DEFAULT_CHANNEL_OPTIONS, Client
 from .credentials import TLS, TokenSource
 from .errors import NerveBusError, PublisherClosedError, StatusError, SubscriberError
-from .publisher import Publisher, PublisherSettings, PublisherStats
+from .publisher import Publishable, Publisher, PublisherSettings, PublisherStats
 from .retry import DEFAULT_RETRYABLE_CODES, Backoff, RetrySettings
 from .subscriber import Handler, Subscriber, SubscriberSettings, SubscriberStats
-from .types import Outcome, PublishResult, ReceivedMessage, SettleAction, StartPoint
+from .types import Message, Outcome, PublishResult, ReceivedMessage, SettleAction, StartPoint
 
 __all__ = [
     "DEFAULT_CHANNEL_OPTIONS",
@@ -29,9 +29,11 @@ __all__ = [
     "Client",
     "ConsumerStats",
     "Handler",
+    "Message",
     "NerveBusError",
     "Outcome",
     "PublishResult",
+    "Publishable",
     "Publisher",
     "PublisherClosedError",
     "PublisherSettings",

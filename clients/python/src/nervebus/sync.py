@@ -25,9 +25,9 @@ import asyncio
 import concurrent.futures
 import contextvars
 import threading
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import grpc
 from opentelemetry.trace import TracerProvider
@@ -39,7 +39,7 @@ from . import subscriber as _aio_subscriber
 from .admin import Duration, Stats, Subscription, Topic
 from .credentials import TLS, TokenSource
 from .errors import NerveBusError
-from .publisher import PublisherSettings, PublisherStats
+from .publisher import Publishable, PublisherSettings, PublisherStats
 from .subscriber import SubscriberSettings, SubscriberStats
 from .types import PublishResult, ReceivedMessage, StartPoint
 
@@ -459,6 +459,41 @@ class Publisher:
             deliver_at=deliver_at,
             delay=delay,
         )
+        return future.result(timeout)
+
+    @overload
+    def publish_many(
+        self,
+        messages: Iterable[Publishable],
+        *,
+        return_exceptions: Literal[False] = False,
+        timeout: float | None = None,
+    ) -> list[PublishResult]: ...
+
+    @overload
+    def publish_many(
+        self,
+        messages: Iterable[Publishable],
+        *,
+        return_exceptions: Literal[True],
+        timeout: float | None = None,
+    ) -> list[PublishResult | BaseException]: ...
+
+    def publish_many(
+        self,
+        messages: Iterable[Publishable],
+        *,
+        return_exceptions: bool = False,
+        timeout: float | None = None,
+    ) -> list[PublishResult] | list[PublishResult | BaseException]:
+        """Publishes many messages and blocks until every one is settled.
+
+        See :meth:`nervebus.Publisher.publish_many` (``messages`` is iterated on the client's
+        loop thread); ``timeout`` bounds the wait in seconds.
+        """
+        coro = self._publisher.publish_many(messages, return_exceptions=return_exceptions)
+        # The caller's context: its current span is the parent of the producer spans.
+        future = self._client._runner.start_task(coro, contextvars.copy_context())
         return future.result(timeout)
 
     def flush(self, timeout: float | None = None) -> None:
