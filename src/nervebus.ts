@@ -158,6 +158,7 @@ export async function startNerveBus(
     writeBufferBytes: config.writeBufferBytes,
     tailCacheBytes: config.tailCacheBytes,
     tailCacheTotalBytes: config.tailCacheTotalBytes,
+    catalog: { maxTopics: config.maxTopics, maxSubscriptionsPerTopic: config.maxSubscriptionsPerTopic },
     confirmTimeoutMs: config.confirmTimeoutMs,
     statePersistIntervalMs: config.statePersistIntervalMs,
     retentionIntervalMs: config.retentionIntervalMs,

@@ -56,10 +56,12 @@ async function status(
   broker: Broker,
   info: BrokerInfo,
   visible: (topic: string, subscription?: string) => boolean,
+  page: { offset: number; limit: number },
 ) {
   const topics = [];
-  for (const t of await broker.listTopics()) {
-    if (!visible(t.name)) continue;
+  // One page of topics (by name): with thousands, a full answer took seconds and megabytes.
+  const all = (await broker.listTopics()).filter((t) => visible(t.name));
+  for (const t of all.slice(page.offset, page.offset + page.limit)) {
     const stats = await broker.stats(t.name);
     const { topic } = stats;
     const subscriptions = stats.subscriptions.filter((s) => visible(t.name, s.name));
@@ -102,8 +104,27 @@ async function status(
       openStreams: info.openStreams(),
       bufferedBytes: broker.bufferedBytes,
       memory: process.memoryUsage(),
+      ownership: broker.store.ownership(),
     },
+    topicCount: all.length,
+    offset: page.offset,
     topics,
+  };
+}
+
+/** Topics per /api/status answer unless `?limit=` asks for fewer (or more, up to 1000). */
+const STATUS_PAGE_TOPICS = 200;
+
+/** `?offset=N&limit=M` of /api/status; out-of-range or malformed values fall back to the defaults. */
+function statusPage(url: string): { offset: number; limit: number } {
+  const q = new URLSearchParams(url.includes("?") ? url.slice(url.indexOf("?") + 1) : "");
+  const int = (v: string | null, fallback: number, max: number) => {
+    const n = v === null ? Number.NaN : Number(v);
+    return Number.isSafeInteger(n) && n >= 0 && n <= max ? n : fallback;
+  };
+  return {
+    offset: int(q.get("offset"), 0, Number.MAX_SAFE_INTEGER),
+    limit: Math.max(1, int(q.get("limit"), STATUS_PAGE_TOPICS, 1000)),
   };
 }
 
@@ -219,10 +240,10 @@ export async function startHttpServer(
         methods: READ,
         mutates: false,
         needs: [{ action: "admin" }],
-        run: async (_q, res, caller) => {
+        run: async (req, res, caller) => {
           const visible = (topic: string, subscription?: string) =>
             guard.may(caller, { action: "admin", topic, subscription });
-          send(res, 200, JSON.stringify(await status(broker, info, visible)));
+          send(res, 200, JSON.stringify(await status(broker, info, visible, statusPage(req.url ?? ""))));
         },
       };
     const [api, topics, topic, subscriptions, sub, verb] = path;

@@ -296,7 +296,7 @@ function renderHeader(data) {
   byId("uptime").textContent = fmtDur(b.now - b.startedAt);
   byId("streams").textContent = fmtInt(b.openStreams);
   byId("buffer").textContent = fmtBytes(b.bufferedBytes);
-  byId("ntopics").textContent = fmtInt(data.topics.length);
+  byId("ntopics").textContent = fmtInt(data.topicCount ?? data.topics.length);
   byId("nsubs").textContent = fmtInt(data.topics.reduce((n, t) => n + t.subscriptions.length, 0));
 }
 

@@ -50,6 +50,8 @@ export interface Config {
   maxConnectionIdleMs: number;
   maxPacksPerConnection: number;
   maxPacksInProgress: number;
+  maxTopics: number;
+  maxSubscriptionsPerTopic: number;
   publishQuotaMessages: number;
   publishQuotaBytes: number;
   maxConcurrentStreams: number;
@@ -330,6 +332,22 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1,
     max: 100_000,
     doc: "SendPack calls in progress on the broker; bounds the request bytes held to this × --max-pack-bytes",
+  },
+  {
+    key: "maxTopics",
+    kind: "int",
+    default: 5000,
+    min: 1,
+    max: 1_000_000,
+    doc: "topics clients may create (each has tables in the store); more are refused with RESOURCE_EXHAUSTED",
+  },
+  {
+    key: "maxSubscriptionsPerTopic",
+    kind: "int",
+    default: 1000,
+    min: 1,
+    max: 1_000_000,
+    doc: "subscriptions one topic may have; more are refused with RESOURCE_EXHAUSTED",
   },
   {
     key: "publishQuotaMessages",

@@ -1,3 +1,4 @@
+import { type CatalogBounds, CatalogLimits } from "./catalog-limits.js";
 import { Consumer, type ConsumerSink, type Window } from "./consumer.js";
 import { DeadLetterRouter } from "./dead-letter.js";
 import { invalidArgument, NerveBusError } from "./errors.js";
@@ -51,6 +52,8 @@ export interface BrokerOptions extends PublishLimits {
   readonly retentionIntervalMs: number;
   readonly topicDefaults: TopicConfig;
   readonly subscriptionDefaults: SubscriptionConfig;
+  /** Topics, and subscriptions per topic, clients may create (default: no limit). */
+  readonly catalog?: CatalogBounds;
   readonly log: LogFn;
   /** Traces and metrics (default: none). */
   readonly observer?: BrokerObserver;
@@ -84,6 +87,7 @@ export class Broker {
   readonly #budget: WriteBudget;
   readonly #appender: PackAppender;
   readonly #registry: TopicRegistry;
+  readonly #limits: CatalogLimits;
   readonly observer: BrokerObserver;
   #closing = false;
   #fenced: NerveBusError | undefined;
@@ -99,11 +103,18 @@ export class Broker {
       async (name) => (await this.#registry.topic(name, options.autoCreate)).topic,
       (topic, messages) => this.#appender.appendNow(topic, messages),
     );
+    this.#limits = new CatalogLimits(
+      store,
+      options.catalog ?? {
+        maxTopics: Number.MAX_SAFE_INTEGER,
+        maxSubscriptionsPerTopic: Number.MAX_SAFE_INTEGER,
+      },
+    );
     this.#registry = new TopicRegistry(
       store,
       this.#budget,
       this.#appender,
-      { ...options, observer: this.observer },
+      { ...options, observer: this.observer, limits: this.#limits },
       {
         deadLetter: (sub, letters) => deadLetters.route(sub, letters),
         closing: () => this.#closing,
@@ -199,8 +210,12 @@ export class Broker {
     const s = checkShards("topic.shards", shards ?? this.options.defaultShards);
     const full = checkTopicConfig({ ...this.options.topicDefaults, ...config });
     this.#checkOpen();
+    if ((await this.store.ensureTopic(name, null)) !== null)
+      throw new NerveBusError("already_exists", `topic ${name} already exists`);
+    await this.#limits.checkNewTopic(name);
     const found = await this.store.ensureTopic(name, { shards: s, config: full });
     if (!found!.created) throw new NerveBusError("already_exists", `topic ${name} already exists`);
+    this.#limits.topicCreated();
     return found!.topic;
   }
 
@@ -248,6 +263,7 @@ export class Broker {
     }
     await this.#registry.unload(entry, 5000, false);
     await this.store.deleteTopic(entry.topic.record);
+    this.#limits.topicDeleted();
   }
 
   /** Creates a subscription; ALREADY_EXISTS when it exists. */

@@ -17,6 +17,7 @@ export {
   validateName,
 } from "./limits.js";
 export {
+  type LogFormat,
   type LoggedIds,
   LogMessage,
   messageBytes,
@@ -28,7 +29,6 @@ export {
   type SubscriptionRecord,
   type TopicConfig,
   type TopicRecord,
-  type LogFormat,
 } from "./model.js";
 export {
   type BrokerObserver,

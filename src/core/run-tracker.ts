@@ -28,7 +28,11 @@ export class RunTracker {
     if (first > this.#lastAssigned || last > this.#lastAssigned)
       throw new RangeError(`seqs ${first}–${last} were not assigned (last assigned ${this.#lastAssigned})`);
     this.#ahead.set(first, last);
-    for (let next = this.#ahead.get(this.#watermark + 1); next !== undefined; next = this.#ahead.get(this.#watermark + 1)) {
+    for (
+      let next = this.#ahead.get(this.#watermark + 1);
+      next !== undefined;
+      next = this.#ahead.get(this.#watermark + 1)
+    ) {
       this.#ahead.delete(this.#watermark + 1);
       this.#watermark = next;
     }

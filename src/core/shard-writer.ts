@@ -76,7 +76,9 @@ export class ShardWriter {
     this.#running = true;
     const { maxInsertBytes } = this.store.capabilities;
     const maxInsertRows =
-      this.topic.format === 2 ? this.store.capabilities.maxRunMessages : this.store.capabilities.maxInsertRows;
+      this.topic.format === 2
+        ? this.store.capabilities.maxRunMessages
+        : this.store.capabilities.maxInsertRows;
     while (this.queuedRows > 0) {
       const batch: LogMessage[] = [];
       let bytes = 0;

@@ -1,3 +1,4 @@
+import type { CatalogLimits } from "./catalog-limits.js";
 import { invalidArgument, NerveBusError } from "./errors.js";
 import type { StartPosition, SubscriptionConfig, TopicConfig } from "./model.js";
 import type { BrokerObserver, LogFn } from "./observer.js";
@@ -37,6 +38,8 @@ export interface TopicRegistryOptions {
   readonly confirmTimeoutMs: number;
   readonly statePersistIntervalMs: number;
   readonly retentionIntervalMs: number;
+  /** What clients may create (checked before a topic or subscription is created). */
+  readonly limits: CatalogLimits;
   readonly log: LogFn;
   readonly observer: BrokerObserver;
 }
@@ -162,10 +165,12 @@ export class TopicRegistry {
 
   async #loadTopic(name: string, create: boolean): Promise<TopicEntry> {
     const { store, options } = this;
-    const found = await store.ensureTopic(
-      name,
-      create ? { shards: options.defaultShards, config: options.topicDefaults } : null,
-    );
+    let found = await store.ensureTopic(name, null);
+    if (found === null && create) {
+      await options.limits.checkNewTopic(name);
+      found = await store.ensureTopic(name, { shards: options.defaultShards, config: options.topicDefaults });
+      if (found?.created) options.limits.topicCreated();
+    }
     if (found === null) throw new NerveBusError("not_found", `topic ${name} does not exist`);
     const record = found.topic;
     // Before anything of the topic is read: a write of a previous owner still in flight can no
@@ -244,7 +249,11 @@ export class TopicRegistry {
     create: NewSubscription | null,
   ): Promise<{ subscription: Subscription; created: boolean }> {
     const topic = entry.topic;
-    const found = await this.store.ensureSubscription(topic.record, name, create?.config ?? null);
+    let found = await this.store.ensureSubscription(topic.record, name, null);
+    if (found === null && create !== null) {
+      await this.options.limits.checkNewSubscription(topic.record, name);
+      found = await this.store.ensureSubscription(topic.record, name, create.config);
+    }
     if (found === null)
       throw new NerveBusError(
         "not_found",

@@ -134,7 +134,8 @@ export function encodeRun(
     pos = writeRecord(body, pos, m.seq, m.publishTime, m.data, metas[i]!);
     if (onRecord !== undefined) {
       // The payload sits after the seq field and the data field's tag and length.
-      const dataStart = start + 1 + varintSize(m.seq) + (m.data.byteLength > 0 ? 1 + varintSize(m.data.byteLength) : 0);
+      const dataStart =
+        start + 1 + varintSize(m.seq) + (m.data.byteLength > 0 ? 1 + varintSize(m.data.byteLength) : 0);
       onRecord(i, body.subarray(start, pos), body.subarray(dataStart, dataStart + m.data.byteLength));
     }
   }

@@ -1,8 +1,8 @@
 import type mysql from "mysql2/promise";
 import type * as core from "../../core/index.js";
 import * as codec from "../codec.js";
-import { dropParameterDefinitions } from "./shard-inserter.js";
 import { type FencedPool, META_SLOT } from "./fenced-pool.js";
+import { dropParameterDefinitions } from "./shard-inserter.js";
 
 /** Runs per INSERT statement at most (a write turn is usually one run per shard). */
 const MAX_RUNS_PER_INSERT = 16;
@@ -39,7 +39,8 @@ export class MysqlRunLog {
       for (let i = 0; i < runs.length; i += MAX_RUNS_PER_INSERT) {
         const part = runs.slice(i, i + MAX_RUNS_PER_INSERT);
         const values: (number | Buffer | null)[] = [];
-        for (const r of part) values.push(r.firstSeq, r.lastSeq, r.firstTime, r.lastTime, r.bytes, r.body, r.ids);
+        for (const r of part)
+          values.push(r.firstSeq, r.lastSeq, r.firstTime, r.lastTime, r.bytes, r.body, r.ids);
         const stmt = await conn.prepare(this.#sql(table, part.length)); // cached per connection
         dropParameterDefinitions(stmt);
         const [res] = (await stmt.execute(values)) as unknown as [mysql.ResultSetHeader];
@@ -114,7 +115,10 @@ export class MysqlRunLog {
   async firstSeq(topic: core.TopicRecord): Promise<number> {
     let found = 0;
     for (let shard = 0; shard < topic.shards; shard++) {
-      const rows = await this.db.select(`SELECT MIN(first_seq) AS s FROM ${codec.runTable(topic.id, shard)}`, []);
+      const rows = await this.db.select(
+        `SELECT MIN(first_seq) AS s FROM ${codec.runTable(topic.id, shard)}`,
+        [],
+      );
       const s = rows[0]?.s;
       if (s !== null && s !== undefined && (found === 0 || Number(s) < found)) found = Number(s);
     }
@@ -150,7 +154,9 @@ export class MysqlRunLog {
           [throughSeq, limit],
         );
         if (runs.length === 0) return 0;
-        await conn.query(`DELETE FROM ${table} WHERE first_seq IN (?)`, [runs.map((r) => Number(r.first_seq))]);
+        await conn.query(`DELETE FROM ${table} WHERE first_seq IN (?)`, [
+          runs.map((r) => Number(r.first_seq)),
+        ]);
         let n = 0;
         for (const r of runs) n += Number(r.last_seq) - Number(r.first_seq) + 1;
         return n;

@@ -2,8 +2,8 @@ import type mysql from "mysql2/promise";
 import type * as core from "../../core/index.js";
 import * as codec from "../codec.js";
 import { type FencedPool, META_SLOT } from "./fenced-pool.js";
-import { type MysqlStoreOptions, openPool } from "./open-pool.js";
 import { MysqlRunLog } from "./mysql-run-log.js";
+import { type MysqlStoreOptions, openPool } from "./open-pool.js";
 import { ShardInserter } from "./shard-inserter.js";
 
 type MsgRow = { seq: number; published_at: number; meta: Buffer; data: Buffer };
@@ -192,7 +192,9 @@ export class MysqlStore implements core.Store {
   }
 
   insertMessages(topic: core.TopicRecord, shard: number, rows: readonly core.LogMessage[]): Promise<void> {
-    return topic.format === 2 ? this.#runs.insert(topic, shard, rows) : this.#inserter.insert(topic, shard, rows);
+    return topic.format === 2
+      ? this.#runs.insert(topic, shard, rows)
+      : this.#inserter.insert(topic, shard, rows);
   }
 
   async readMessages(topic: core.TopicRecord, fromSeq: number, toSeq: number): Promise<core.LogMessage[]> {

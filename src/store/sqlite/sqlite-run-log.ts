@@ -33,11 +33,19 @@ export class SqliteRunLog {
        VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (first_seq) DO NOTHING`,
     );
     for (const run of codec.encodeRuns(rows)) {
-      const { changes } = insert.run(run.firstSeq, run.lastSeq, run.firstTime, run.lastTime, run.bytes, run.body, run.ids);
+      const { changes } = insert.run(
+        run.firstSeq,
+        run.lastSeq,
+        run.firstTime,
+        run.lastTime,
+        run.bytes,
+        run.body,
+        run.ids,
+      );
       if (changes === 1) continue;
-      const stored = this.stmt(`SELECT last_seq, body, ids FROM ${table} WHERE first_seq = ?`).get(run.firstSeq) as
-        | { last_seq: number; body: Buffer; ids: Buffer | null }
-        | undefined;
+      const stored = this.stmt(`SELECT last_seq, body, ids FROM ${table} WHERE first_seq = ?`).get(
+        run.firstSeq,
+      ) as { last_seq: number; body: Buffer; ids: Buffer | null } | undefined;
       const same =
         stored !== undefined &&
         stored.last_seq === run.lastSeq &&
@@ -86,9 +94,9 @@ export class SqliteRunLog {
   firstSeq(topic: core.TopicRecord): number {
     let first = 0;
     for (let shard = 0; shard < topic.shards; shard++) {
-      const s = this.stmt(`SELECT MIN(first_seq) FROM ${codec.runTable(topic.id, shard)}`).pluck().get() as
-        | number
-        | null;
+      const s = this.stmt(`SELECT MIN(first_seq) FROM ${codec.runTable(topic.id, shard)}`)
+        .pluck()
+        .get() as number | null;
       if (s !== null && (first === 0 || s < first)) first = s;
     }
     return first;

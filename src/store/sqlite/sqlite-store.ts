@@ -115,7 +115,14 @@ export class SqliteStore implements core.Store {
         const info = this.#stmt(
           "INSERT INTO nb_topics (name, shards, format, config, created_at) VALUES (?, ?, ?, ?, ?)",
         ).run(name, create.shards, format, config, now);
-        row = { id: Number(info.lastInsertRowid), name, shards: create.shards, format, config, created_at: now };
+        row = {
+          id: Number(info.lastInsertRowid),
+          name,
+          shards: create.shards,
+          format,
+          config,
+          created_at: now,
+        };
         created = true;
       }
       const topic = toTopic(row);
@@ -321,7 +328,8 @@ export class SqliteStore implements core.Store {
 
   async deleteMessagesThrough(topic: core.TopicRecord, throughSeq: number, limit: number): Promise<number> {
     return this.#run("deleting old messages", () => {
-      if (topic.format === 2) return this.#db.transaction(() => this.#runs.deleteThrough(topic, throughSeq, limit))();
+      if (topic.format === 2)
+        return this.#db.transaction(() => this.#runs.deleteThrough(topic, throughSeq, limit))();
       let deleted = 0;
       for (let shard = 0; shard < topic.shards; shard++) {
         const table = codec.shardTable(topic.id, shard);
