@@ -14,6 +14,9 @@ import { REQUEST_HEADER } from "./request-guard.js";
  * passes it through unchanged (its one dollar-brace, the request header's name, is filled in
  * here). It sets no style attributes and loads no other script, so the page works under
  * STATUS_PAGE_CSP.
+ *
+ * Kept as one file over 500 lines: it is one HTML document, and the CSP hashes computed below
+ * must come from exactly the script and style it serves.
  */
 export const STATUS_PAGE = `<!doctype html>
 <html lang="en">

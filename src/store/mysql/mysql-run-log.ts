@@ -1,8 +1,11 @@
 import type mysql from "mysql2/promise";
 import type * as core from "../../core/index.js";
+import type { RunRow } from "../../wire/index.js";
 import * as codec from "../codec.js";
 import { type FencedPool, META_SLOT } from "./fenced-pool.js";
-import { dropParameterDefinitions } from "./shard-inserter.js";
+import { checkStored, dropParameterDefinitions, multiRowInsert } from "./shard-inserter.js";
+
+const RUN_COLUMNS = ["first_seq", "last_seq", "first_time", "last_time", "bytes", "body", "ids"] as const;
 
 /** Runs per INSERT statement at most (a write turn is usually one run per shard). */
 const MAX_RUNS_PER_INSERT = 16;
@@ -15,8 +18,6 @@ const MAX_RUNS_PER_INSERT = 16;
  * commit, in the fenced transaction of the shard's slot.
  */
 export class MysqlRunLog {
-  readonly #sqls = new Map<string, string>();
-
   constructor(private readonly db: FencedPool) {}
 
   /** DDL of one shard table of a format-2 topic. */
@@ -41,7 +42,7 @@ export class MysqlRunLog {
         const values: (number | Buffer | null)[] = [];
         for (const r of part)
           values.push(r.firstSeq, r.lastSeq, r.firstTime, r.lastTime, r.bytes, r.body, r.ids);
-        const stmt = await conn.prepare(this.#sql(table, part.length)); // cached per connection
+        const stmt = await conn.prepare(multiRowInsert(table, RUN_COLUMNS, part.length)); // cached per connection
         dropParameterDefinitions(stmt);
         const [res] = (await stmt.execute(values)) as unknown as [mysql.ResultSetHeader];
         // A new run counts 1, a kept duplicate 0 (the pool has no FOUND_ROWS flag).
@@ -54,37 +55,24 @@ export class MysqlRunLog {
     conn: mysql.PoolConnection,
     topic: core.TopicRecord,
     table: string,
-    runs: readonly import("../../wire/index.js").RunRow[],
+    runs: readonly RunRow[],
   ): Promise<void> {
-    const [stored] = await conn.query<mysql.RowDataPacket[]>(
+    await checkStored(
+      conn,
       `SELECT first_seq, last_seq, body, ids FROM ${table} WHERE first_seq IN (?)`,
       [runs.map((r) => r.firstSeq)],
-    );
-    const byFirst = new Map<number, mysql.RowDataPacket>();
-    for (const r of stored) byFirst.set(Number(r.first_seq), r);
-    for (const run of runs) {
-      const r = byFirst.get(run.firstSeq);
-      if (r === undefined) continue;
-      const same =
+      "first_seq",
+      runs,
+      (run) => run.firstSeq,
+      (r, run) =>
         Number(r.last_seq) === run.lastSeq &&
         (r.body as Buffer).equals(run.body) &&
-        ((r.ids as Buffer | null) ?? Buffer.alloc(0)).equals(run.ids ?? Buffer.alloc(0));
-      if (!same) {
-        throw this.db.lease.markLost(
+        ((r.ids as Buffer | null) ?? Buffer.alloc(0)).equals(run.ids ?? Buffer.alloc(0)),
+      (run) =>
+        this.db.lease.markLost(
           `seq ${run.firstSeq} of topic ${topic.name} already holds a different run: another writer assigned this topic's seqs`,
-        );
-      }
-    }
-  }
-
-  #sql(table: string, n: number): string {
-    const key = `${table}/${n}`;
-    let sql = this.#sqls.get(key);
-    if (sql === undefined) {
-      sql = `INSERT INTO ${table} (first_seq, last_seq, first_time, last_time, bytes, body, ids) VALUES ${"(?,?,?,?,?,?,?),".repeat(n - 1)}(?,?,?,?,?,?,?) ON DUPLICATE KEY UPDATE first_seq = first_seq`;
-      this.#sqls.set(key, sql);
-    }
-    return sql;
+        ),
+    );
   }
 
   /** Runs of every shard overlapping [from, to]. */

@@ -32,6 +32,49 @@ export function dropParameterDefinitions(stmt: unknown): void {
   if (Array.isArray(info?.parameters) && info.parameters.length > 0) info.parameters = [];
 }
 
+const MESSAGE_COLUMNS = ["seq", "published_at", "meta", "data"] as const;
+const insertSqls = new Map<string, string>();
+
+/**
+ * The INSERT of `n` rows of `columns` into `table`, cached (mysql2 keys its prepared statements
+ * by text). Idempotent: a row whose key exists is kept as it is (the duplicate-key clause sets
+ * the first column to itself; portable to MySQL 8 and MariaDB, unlike VALUES() aliases), and the
+ * caller checks that it holds the same content.
+ */
+export function multiRowInsert(table: string, columns: readonly string[], n: number): string {
+  const key = `${table}/${n}/${columns.join(",")}`;
+  let sql = insertSqls.get(key);
+  if (sql === undefined) {
+    const row = `(${columns.map(() => "?").join(",")})`;
+    sql = `INSERT INTO ${table} (${columns.join(", ")}) VALUES ${`${row},`.repeat(n - 1)}${row} ON DUPLICATE KEY UPDATE ${columns[0]} = ${columns[0]}`;
+    insertSqls.set(key, sql);
+  }
+  return sql;
+}
+
+/**
+ * Within an insert's transaction: every item whose key already exists (per `sql`, keyed by
+ * `keyColumn`) must be `same` as stored; the first that is not throws `onConflict`'s error.
+ */
+export async function checkStored<T>(
+  conn: mysql.PoolConnection,
+  sql: string,
+  params: unknown[],
+  keyColumn: string,
+  items: readonly T[],
+  keyOf: (item: T) => number,
+  same: (stored: mysql.RowDataPacket, item: T) => boolean,
+  onConflict: (item: T) => Error,
+): Promise<void> {
+  const [stored] = await conn.query<mysql.RowDataPacket[]>(sql, params);
+  const byKey = new Map<number, mysql.RowDataPacket>();
+  for (const r of stored) byKey.set(Number(r[keyColumn]), r);
+  for (const item of items) {
+    const r = byKey.get(keyOf(item));
+    if (r !== undefined && !same(r, item)) throw onConflict(item);
+  }
+}
+
 /**
  * Writes shard batches: one prepared multi-row INSERT per batch, in a fenced transaction of
  * the shard's own slot. A row already at a seq must hold the same message (a retried write
@@ -39,8 +82,6 @@ export function dropParameterDefinitions(stmt: unknown): void {
  * ownership.
  */
 export class ShardInserter {
-  readonly #sqls = new Map<string, string>();
-
   constructor(private readonly db: FencedPool) {}
 
   async insert(topic: TopicRecord, shard: number, rows: readonly LogMessage[]): Promise<void> {
@@ -67,7 +108,7 @@ export class ShardInserter {
         : Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
     }
     const table = shardTable(topic.id, shard);
-    const sql = this.#sql(table, n);
+    const sql = multiRowInsert(table, MESSAGE_COLUMNS, n);
     await this.db.fenced("inserting messages", topic, shard, async (conn) => {
       const stmt = await conn.prepare(sql); // cached per connection by mysql2
       dropParameterDefinitions(stmt);
@@ -90,41 +131,24 @@ export class ShardInserter {
     table: string,
     rows: readonly LogMessage[],
   ): Promise<void> {
-    const [stored] = await conn.query<mysql.RowDataPacket[]>(
+    await checkStored(
+      conn,
       `SELECT seq, published_at, meta, data FROM ${table} WHERE seq BETWEEN ? AND ?`,
       [rows[0]!.seq, rows[rows.length - 1]!.seq],
-    );
-    const bySeq = new Map<number, mysql.RowDataPacket>();
-    for (const r of stored) bySeq.set(Number(r.seq), r);
-    for (const row of rows) {
-      const r = bySeq.get(row.seq);
-      if (r === undefined) continue;
-      const same =
+      "seq",
+      rows,
+      (row) => row.seq,
+      (r, row) =>
         Number(r.published_at) === row.publishTime &&
         Buffer.compare(r.meta as Buffer, row.meta) === 0 &&
         Buffer.compare(
           r.data as Buffer,
           Buffer.from(row.data.buffer, row.data.byteOffset, row.data.byteLength),
-        ) === 0;
-      if (!same) {
-        throw this.db.lease.markLost(
+        ) === 0,
+      (row) =>
+        this.db.lease.markLost(
           `seq ${row.seq} of topic ${topic.name} already holds a different message: another writer assigned this topic's seqs`,
-        );
-      }
-    }
-  }
-
-  /** The INSERT of `n` rows into `table` (cached: mysql2 keys its prepared statements by text). */
-  #sql(table: string, n: number): string {
-    const key = `${table}/${n}`;
-    let sql = this.#sqls.get(key);
-    if (sql === undefined) {
-      // Idempotent: a retried row has the same content as the one already there, so a
-      // duplicate key keeps the existing row (portable to MySQL 8 and MariaDB, unlike VALUES()
-      // aliases).
-      sql = `INSERT INTO ${table} (seq, published_at, meta, data) VALUES ${"(?,?,?,?),".repeat(n - 1)}(?,?,?,?) ON DUPLICATE KEY UPDATE seq = seq`;
-      this.#sqls.set(key, sql);
-    }
-    return sql;
+        ),
+    );
   }
 }

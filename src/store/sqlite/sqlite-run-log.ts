@@ -61,34 +61,24 @@ export class SqliteRunLog {
   }
 
   /** Runs of every shard overlapping [from, to]. */
-  #runs(topic: core.TopicRecord, from: number, to: number): RunRow[] {
-    const out: RunRow[] = [];
+  #runs(topic: core.TopicRecord, from: number, to: number): codec.StoredRun[] {
+    const out: codec.StoredRun[] = [];
     for (let shard = 0; shard < topic.shards; shard++) {
       const rows = this.stmt(
         `SELECT first_seq, body, ids FROM ${codec.runTable(topic.id, shard)}
            WHERE last_seq >= ? AND first_seq <= ?`,
       ).all(from, to) as RunRow[];
-      for (const r of rows) out.push(r);
+      for (const r of rows) out.push({ firstSeq: r.first_seq, body: r.body, ids: r.ids });
     }
     return out;
   }
 
   readMessages(topic: core.TopicRecord, from: number, to: number): core.LogMessage[] {
-    const runs = this.#runs(topic, from, to);
-    return codec.messagesOfRuns(
-      runs.map((r) => ({ firstSeq: r.first_seq, body: r.body, ids: r.ids })),
-      from,
-      to,
-    );
+    return codec.messagesOfRuns(this.#runs(topic, from, to), from, to);
   }
 
   readIds(topic: core.TopicRecord, from: number, to: number): core.LoggedIds[] {
-    const runs = this.#runs(topic, from, to);
-    return codec.idsOfRuns(
-      runs.map((r) => ({ firstSeq: r.first_seq, body: r.body, ids: r.ids })),
-      from,
-      to,
-    );
+    return codec.idsOfRuns(this.#runs(topic, from, to), from, to);
   }
 
   firstSeq(topic: core.TopicRecord): number {
