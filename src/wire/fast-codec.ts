@@ -80,6 +80,14 @@ function readOrMalformed<D extends DescMessage>(
   }
 }
 
+/**
+ * Any request through protobuf-es, with bytes that are not one marked (see malformedReason)
+ * instead of thrown: a throwing deserializer makes grpc-js answer INTERNAL, naming nothing.
+ */
+export function decodeOrMalformed<D extends DescMessage>(schema: D, buf: Buffer): MessageShape<D> {
+  return readOrMalformed(schema, (b) => fromBinary(schema, b), buf);
+}
+
 /** Why a request decoded by this module is malformed, or undefined when it is not. */
 export function malformedReason(request: object): string | undefined {
   return (request as { [MALFORMED]?: string })[MALFORMED];

@@ -6,6 +6,7 @@
  */
 export {
   type DeliveryFields,
+  decodeOrMalformed,
   decodeReceiveRequest,
   decodeSendPackRequest,
   encodeDeliveries,
