@@ -147,6 +147,7 @@ export async function startNerveBus(
       subscriptions: () => broker?.subscriptionGauges() ?? [],
       openStreams: () => server?.sessions.size ?? 0,
       bufferedBytes: () => broker?.bufferedBytes ?? 0,
+      ownership: () => store.ownership(),
     },
   });
   broker = new Broker(store, {

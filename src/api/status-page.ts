@@ -295,7 +295,10 @@ function renderHeader(data) {
   document.title = "NerveBus · " + b.address;
   const health = byId("health");
   health.replaceChildren(b.healthy ? el("span", { class: "badge ok" }, "healthy") : el("span", { class: "badge bad" }, "unhealthy"));
-  byId("store").textContent = b.store;
+  const own = b.ownership;
+  byId("store").textContent = own && own.mechanism === "lease"
+    ? b.store + " · owner epoch " + own.epoch + (own.valid ? ", lease renewed " + fmtInt(own.ageMs) + " ms ago" : ", LEASE NOT VALID")
+    : b.store;
   byId("uptime").textContent = fmtDur(b.now - b.startedAt);
   byId("streams").textContent = fmtInt(b.openStreams);
   byId("buffer").textContent = fmtBytes(b.bufferedBytes);

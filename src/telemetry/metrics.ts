@@ -3,7 +3,7 @@ import type { Counter, Histogram, Meter } from "@opentelemetry/api";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { MeterProvider } from "@opentelemetry/sdk-metrics";
-import type { SubscriptionGauge } from "../core/index.js";
+import type { OwnershipState, SubscriptionGauge } from "../core/index.js";
 
 /** Latency buckets in seconds: 0.5 ms to 30 s. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -28,6 +28,9 @@ const HELP = {
   nervebus_subscription_consumers: "Connected Receive streams",
   nervebus_open_streams: "Open Receive streams",
   nervebus_write_buffer_bytes: "Bytes waiting for the store",
+  nervebus_store_owner_epoch: "Fencing epoch of this broker's ownership of the store (0: a file lock)",
+  nervebus_store_lease_age_seconds: "Seconds since this broker's store lease was last renewed",
+  nervebus_store_owner_valid: "1 while this broker owns the store and its lease is current, else 0",
 } as const;
 
 type MetricName = keyof typeof HELP;
@@ -37,6 +40,8 @@ export interface GaugeSource {
   subscriptions(): readonly SubscriptionGauge[];
   openStreams(): number;
   bufferedBytes(): number;
+  /** Who owns the store (status of the lease); undefined before the store is open. */
+  ownership(): OwnershipState | undefined;
 }
 
 /** The broker's instruments. Names are Prometheus names (the exporter adds _total to counters). */
@@ -83,6 +88,9 @@ export class Metrics {
     const consumers = gauge("nervebus_subscription_consumers");
     const streams = gauge("nervebus_open_streams");
     const buffered = gauge("nervebus_write_buffer_bytes");
+    const epoch = gauge("nervebus_store_owner_epoch");
+    const leaseAge = gauge("nervebus_store_lease_age_seconds");
+    const owner = gauge("nervebus_store_owner_valid");
     m.addBatchObservableCallback(
       (r) => {
         for (const s of gauges.subscriptions()) {
@@ -93,8 +101,14 @@ export class Metrics {
         }
         r.observe(streams, gauges.openStreams());
         r.observe(buffered, gauges.bufferedBytes());
+        const own = gauges.ownership();
+        if (own !== undefined) {
+          r.observe(epoch, own.epoch);
+          r.observe(leaseAge, own.ageMs / 1000);
+          r.observe(owner, own.valid ? 1 : 0);
+        }
       },
-      [backlog, inFlight, consumers, streams, buffered],
+      [backlog, inFlight, consumers, streams, buffered, epoch, leaseAge, owner],
     );
   }
 

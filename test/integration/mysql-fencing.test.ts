@@ -160,6 +160,13 @@ test("mysql: a broker whose connections are cut while a second one takes over co
     await pubA.stop();
 
     assert.ok(a.broker.fenced, "A noticed that it lost the store");
+    const gauge = async (bus: NerveBus, name: string) => {
+      const text = await (await fetch(`http://${bus.httpAddress}/metrics`)).text();
+      return Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(text)?.[1]);
+    };
+    assert.equal(await gauge(a, "nervebus_store_owner_valid"), 0, "A's metrics say it does not own the store");
+    assert.equal(await gauge(b, "nervebus_store_owner_valid"), 1);
+    assert.equal(await gauge(b, "nervebus_store_owner_epoch"), 2, "B took over at epoch 2");
     assert.match(a.broker.fenced.message, /no longer owns the store/);
     assert.ok(pubB.ledger.confirmed.length > 0, "B confirmed publishes");
     assert.ok(pubA.ledger.confirmed.length > 0, "A confirmed publishes before it was cut off");

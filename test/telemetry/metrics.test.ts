@@ -54,6 +54,8 @@ test("/metrics exposes publish, latency, backlog, delivery and store figures in 
     assert.ok((find(metrics, "nervebus_store_batch_rows_count", 'operation="insert"') ?? 0) >= 1);
     assert.ok((find(metrics, "nervebus_store_seconds_sum", 'operation="insert"') ?? 0) > 0);
     assert.equal(find(metrics, "nervebus_write_buffer_bytes"), 0);
+    assert.equal(find(metrics, "nervebus_store_owner_valid"), 1, "this broker owns its store");
+    assert.equal(find(metrics, "nervebus_store_owner_epoch"), 0, "SQLite: a file lock, no epoch");
     const health = await fetch(`http://${bus.httpAddress}/healthz`);
     assert.equal(health.status, 200);
     const status = (await (await fetch(`http://${bus.httpAddress}/api/status`)).json()) as {
