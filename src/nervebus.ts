@@ -191,10 +191,15 @@ export async function startNerveBus(
       heartbeatMs: config.heartbeatMs,
       keepaliveMs: config.keepaliveMs,
       maxConnectionIdleMs: config.maxConnectionIdleMs,
-      admission: { perConnection: config.maxPacksPerConnection, total: config.maxPacksInProgress },
+      admission: {
+        perConnection: config.maxPacksPerConnection,
+        total: config.maxPacksInProgress,
+        connections: config.maxConnections,
+      },
       publishQuota: {
         messagesPerSecond: config.publishQuotaMessages,
         bytesPerSecond: config.publishQuotaBytes,
+        packsInProgress: config.maxPacksPerPrincipal,
       },
       maxConcurrentStreams: config.maxConcurrentStreams,
       telemetry,

@@ -1,9 +1,11 @@
 import { NerveBusError } from "../core/index.js";
 
-/** Publish rates each principal may use; 0 for no limit. */
+/** Publish rates each principal may use (0 for no limit), and its share of packs in progress. */
 export interface QuotaLimits {
   readonly messagesPerSecond: number;
   readonly bytesPerSecond: number;
+  /** SendPack calls of one principal in progress at once (its share of the broker's). */
+  readonly packsInProgress: number;
 }
 
 interface Bucket {
@@ -24,9 +26,36 @@ const IDLE_MS = 60_000;
  */
 export class PublishQuota {
   readonly #buckets = new Map<string, Bucket>();
+  readonly #inProgress = new Map<string, number>();
   #sweptAt = 0;
 
   constructor(private readonly limits: QuotaLimits) {}
+
+  /**
+   * Admits one pack of `who` (its rate, then its share of packs in progress: one principal
+   * cannot hold every slot of --max-packs-in-progress while the store is slow); throws
+   * RESOURCE_EXHAUSTED otherwise. Returns the function to call once the pack is answered.
+   */
+  admit(who: string, messages: number, bytes: number): () => void {
+    const mine = this.#inProgress.get(who) ?? 0;
+    if (mine >= this.limits.packsInProgress) {
+      throw new NerveBusError(
+        "resource_exhausted",
+        `${who} has ${mine} SendPack calls in progress (limit ${this.limits.packsInProgress}, --max-packs-per-principal); retry after 100 ms`,
+        { retryAfterMs: 100 },
+      );
+    }
+    this.take(who, messages, bytes);
+    this.#inProgress.set(who, mine + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.#inProgress.get(who) ?? 1) - 1;
+      if (n <= 0) this.#inProgress.delete(who);
+      else this.#inProgress.set(who, n);
+    };
+  }
 
   get enabled(): boolean {
     return this.limits.messagesPerSecond > 0 || this.limits.bytesPerSecond > 0;

@@ -54,17 +54,16 @@ export function sendPackHandler(
       return;
     }
     const { topic } = call.request;
+    let done: () => void;
     try {
       const caller = guard.authorize("SendPack", call, [{ action: "publish", topic }]);
-      if (quota.enabled) {
-        const who =
-          caller.principal === undefined
-            ? `client ${caller.peer.slice(0, caller.peer.lastIndexOf(":"))}`
-            : `principal ${JSON.stringify(caller.principal.name)}`;
-        let bytes = 0;
-        for (const m of call.request.messages) bytes += m.data.byteLength;
-        quota.take(who, call.request.messages.length, bytes);
-      }
+      const who =
+        caller.principal === undefined
+          ? `client ${caller.peer.slice(0, caller.peer.lastIndexOf(":"))}`
+          : `principal ${JSON.stringify(caller.principal.name)}`;
+      let bytes = 0;
+      if (quota.enabled) for (const m of call.request.messages) bytes += m.data.byteLength;
+      done = quota.admit(who, call.request.messages.length, bytes);
     } catch (err) {
       callback(toGrpcStatus(err));
       return;
@@ -80,12 +79,14 @@ export function sendPackHandler(
     try {
       messages = toNewMessages(call.request, Date.now());
     } catch (err) {
+      done();
       endPublishSpan(span, err as Error);
       callback(toGrpcStatus(err));
       return;
     }
     broker.publish(topic, messages, callDeadline(call)).then(
       (r) => {
+        done();
         endPublishSpan(span, r);
         telemetry.metrics.confirmSeconds.record((performance.now() - started) / 1000, { topic });
         callback(
@@ -94,6 +95,7 @@ export function sendPackHandler(
         );
       },
       (err: unknown) => {
+        done();
         endPublishSpan(span, err as Error);
         callback(toGrpcStatus(err));
       },

@@ -41,6 +41,8 @@ export interface Config {
   maxPacksPerConnection: number;
   maxPacksInProgress: number;
   maxTopics: number;
+  maxConnections: number;
+  maxPacksPerPrincipal: number;
   maxSubscriptionsPerTopic: number;
   publishQuotaMessages: number;
   publishQuotaBytes: number;
@@ -322,6 +324,22 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1,
     max: 100_000,
     doc: "SendPack calls in progress on the broker; bounds the request bytes held to this × --max-pack-bytes",
+  },
+  {
+    key: "maxPacksPerPrincipal",
+    kind: "int",
+    default: 32,
+    min: 1,
+    max: 100_000,
+    doc: "SendPack calls one principal (one client address without auth) may have in progress, its share of --max-packs-in-progress",
+  },
+  {
+    key: "maxConnections",
+    kind: "int",
+    default: 1000,
+    min: 1,
+    max: 1_000_000,
+    doc: "client connections with calls in progress; a call from one more gets RESOURCE_EXHAUSTED (health checks are always answered)",
   },
   {
     key: "maxTopics",

@@ -3,7 +3,9 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
+import { ReceiveRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import type { NerveBus } from "../../src/nervebus.js";
 import { startBroker, TestClient } from "../support/broker.js";
 
@@ -305,6 +307,41 @@ test("topics and subscriptions over --max-topics and --max-subscriptions-per-top
     );
   } finally {
     c.close();
+    await limited.stop();
+  }
+});
+
+test("a call from one connection more than --max-connections gets RESOURCE_EXHAUSTED; health checks are always answered", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nb-conns-"));
+  const limited = await startBroker(`sqlite:${join(dir, "db")}`, { maxConnections: 2 });
+  const own = { "grpc.use_local_subchannel_pool": 1 };
+  const clients = [0, 1, 2].map(() => new TestClient(limited.address, own));
+  try {
+    await clients[0]!.publish("t", ["x"]);
+    const streams = [clients[0]!, clients[1]!].map((c) => c.subscriber.receive());
+    for (const s of streams) s.on("error", () => undefined);
+    // Two connections hold a call in progress (their Receive streams).
+    for (const [i, s] of streams.entries())
+      s.write(
+        create(ReceiveRequestSchema, {
+          subscribe: { topic: "t", subscription: `s${i}`, window: { maxMessages: 1 } },
+        }),
+      );
+    await new Promise((r) => setTimeout(r, 300));
+    await rejectsWith(
+      clients[2]!.publish("t", ["y"]),
+      grpc.status.RESOURCE_EXHAUSTED,
+      /2 connections have calls in progress \(limit 2, --max-connections\)/,
+    );
+    for (const s of streams) s.cancel();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(
+      Number((await clients[2]!.publish("t", ["y"])).firstSeq),
+      2,
+      "room again once the others are done",
+    );
+  } finally {
+    for (const c of clients) c.close();
     await limited.stop();
   }
 });

@@ -4,7 +4,7 @@ import { PublishQuota } from "../../src/api/publish-quota.js";
 import type { NerveBusError } from "../../src/core/index.js";
 
 test("a quota admits a second's worth, refuses while in debt with the wait named, refills at its rate, per principal", () => {
-  const q = new PublishQuota({ messagesPerSecond: 100, bytesPerSecond: 0 });
+  const q = new PublishQuota({ messagesPerSecond: 100, bytesPerSecond: 0, packsInProgress: 8 });
   q.take('principal "a"', 60, 0, 0);
   q.take('principal "a"', 60, 0, 0); // a pack is never split: the bucket goes to -20
   assert.throws(
@@ -25,10 +25,26 @@ test("a quota admits a second's worth, refuses while in debt with the wait named
 });
 
 test("a byte quota works the same, and no quota admits everything", () => {
-  const q = new PublishQuota({ messagesPerSecond: 0, bytesPerSecond: 1000 });
+  const q = new PublishQuota({ messagesPerSecond: 0, bytesPerSecond: 1000, packsInProgress: 8 });
   q.take("client 127.0.0.1", 5, 1500, 0);
   assert.throws(() => q.take("client 127.0.0.1", 1, 1, 100), /\(1000 bytes\/s\); retry after 401 ms/);
-  const none = new PublishQuota({ messagesPerSecond: 0, bytesPerSecond: 0 });
+  const none = new PublishQuota({ messagesPerSecond: 0, bytesPerSecond: 0, packsInProgress: 8 });
   assert.equal(none.enabled, false);
   for (let i = 0; i < 1000; i++) none.take("x", 1_000_000, 1 << 30, 0);
+});
+
+test("one principal holds at most its share of packs in progress; answered packs give their slot back", () => {
+  const q = new PublishQuota({ messagesPerSecond: 0, bytesPerSecond: 0, packsInProgress: 2 });
+  const a1 = q.admit('principal "a"', 1, 1);
+  const a2 = q.admit('principal "a"', 1, 1);
+  assert.throws(
+    () => q.admit('principal "a"', 1, 1),
+    /principal "a" has 2 SendPack calls in progress \(limit 2, --max-packs-per-principal\)/,
+  );
+  const b = q.admit('principal "b"', 1, 1); // others are not affected
+  a1();
+  a1(); // releasing twice frees one slot only
+  const a3 = q.admit('principal "a"', 1, 1);
+  assert.throws(() => q.admit('principal "a"', 1, 1), /in progress/);
+  for (const release of [a2, a3, b]) release();
 });
