@@ -148,6 +148,22 @@ export function storeConformance(kind: string, factory: StoreFactory): void {
     );
   }
 
+  for (const format of [1, 2] as const) {
+    withStore(
+      `what is already at a seq is kept only if it is the same message; other content is an error (format ${format})`,
+      async (store) => {
+        const { topic } = (await store.ensureTopic("dup", shards(1, format)))!;
+        await store.insertMessages(topic, 0, [row(4, "four")]);
+        await store.insertMessages(topic, 0, [row(4, "four")]); // a retry after a lost commit
+        await assert.rejects(store.insertMessages(topic, 0, [row(4, "FOUR")]), /already holds a different/);
+        assert.deepEqual(
+          (await store.readMessages(topic, 1, 10)).map((m) => Buffer.from(m.data).toString()),
+          ["four"],
+        );
+      },
+    );
+  }
+
   withStore(
     "format 2: runs in any shard are read back in seq order across run and shard boundaries",
     async (store) => {

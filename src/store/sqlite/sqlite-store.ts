@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import type * as core from "../../core/index.js";
+import * as core from "../../core/index.js";
 import * as codec from "../codec.js";
 import { mapSqliteOpenError, mapStoreError } from "../errors.js";
 import { SqliteRunLog } from "./sqlite-run-log.js";
@@ -251,11 +251,28 @@ export class SqliteStore implements core.Store {
             this.#runs.insert(q.topic, q.shard, q.rows);
             continue;
           }
-          // Idempotent: a retried row has the same content as the one already there.
+          // Idempotent: a retried row has the same content as the one already there; a row
+          // with other content is an error, never a success.
+          const table = codec.shardTable(q.topic.id, q.shard);
           const stmt = this.#stmt(
-            `INSERT INTO ${codec.shardTable(q.topic.id, q.shard)} (seq, published_at, meta, data) VALUES (?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING`,
+            `INSERT INTO ${table} (seq, published_at, meta, data) VALUES (?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING`,
           );
-          for (const r of q.rows) stmt.run(r.seq, r.publishTime, r.meta, r.data);
+          for (const r of q.rows) {
+            if (stmt.run(r.seq, r.publishTime, r.meta, r.data).changes === 1) continue;
+            const stored = this.#stmt(`SELECT published_at, meta, data FROM ${table} WHERE seq = ?`).get(r.seq) as
+              | Row
+              | undefined;
+            if (
+              stored === undefined ||
+              stored.published_at !== r.publishTime ||
+              !stored.meta.equals(r.meta) ||
+              !stored.data.equals(r.data)
+            )
+              throw new core.NerveBusError(
+                "internal",
+                `seq ${r.seq} of topic ${q.topic.name} already holds a different message: another writer assigned this topic's seqs`,
+              );
+          }
         }
       })();
     } catch (err) {
