@@ -103,6 +103,7 @@ async function status(
       healthy: info.healthy(),
       openStreams: info.openStreams(),
       bufferedBytes: broker.bufferedBytes,
+      tailCacheBytes: broker.tailCacheBytes,
       memory: process.memoryUsage(),
       ownership: broker.store.ownership(),
     },

@@ -136,6 +136,13 @@ export class Broker {
     return this.#budget.usedBytes;
   }
 
+  /** Bytes held by the tail caches of all loaded topics. */
+  get tailCacheBytes(): number {
+    let bytes = 0;
+    for (const entry of this.#registry.loaded()) bytes += entry.topic.cache.bytes;
+    return bytes;
+  }
+
   /**
    * Validates and appends a pack; resolves once durable. Delayed messages go to the topic's
    * schedule (durably) and get their seq when due. `deadline` is the call's deadline in ms
