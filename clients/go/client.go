@@ -79,6 +79,7 @@ func NewClient(addr string, opts ...Option) (*Client, error) {
 		opt(&o)
 	}
 	c := &Client{closeConn: func() error { return nil }}
+	dialed := ""
 	if o.conn != nil {
 		c.conn = o.conn
 	} else {
@@ -113,6 +114,7 @@ func NewClient(addr string, opts ...Option) (*Client, error) {
 		}
 		c.conn = conn
 		c.closeConn = conn.Close
+		dialed = addr
 	}
 	c.publisher = nervebusv1.NewPublisherServiceClient(c.conn)
 	c.receiver = nervebusv1.NewSubscriberServiceClient(c.conn)
@@ -124,7 +126,7 @@ func NewClient(addr string, opts ...Option) (*Client, error) {
 	if prop == nil {
 		prop = propagation.TraceContext{}
 	}
-	c.tracing = newTracing(tp, prop)
+	c.tracing = newTracing(tp, prop, dialed)
 	return c, nil
 }
 

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import type { Span } from "@opentelemetry/api";
+import type { Attributes, Span } from "@opentelemetry/api";
 import { type BackoffOptions, backoffDelay, type ResolvedBackoff, resolveBackoff, sleep } from "./backoff.js";
 import { fromUint64, invalidArgument, toDuration, toTimestamp } from "./conversions.js";
 import { DEFAULT_RETRYABLE_CODES, NerveBusError, StatusCode, toNerveBusError } from "./errors.js";
@@ -12,7 +12,7 @@ import {
   SendPackRequestSchema,
 } from "./gen/nervebus/v1/publisher_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
-import { endSpan, SpanAttributes, startPublishSpan } from "./tracing.js";
+import { endSpan, SpanAttributes, serverAttributes, startPublishSpan } from "./tracing.js";
 import { unaryCall } from "./unary-call.js";
 
 /** One message to publish. */
@@ -205,14 +205,21 @@ export class Publisher {
   readonly #retryable: ReadonlySet<StatusCode>;
   readonly #autoMessageId: boolean;
   readonly #tracing: boolean;
+  readonly #server: Attributes;
   readonly #onClose: () => void;
   #closed = false;
   /** Aborts retry waits on close({ cancel: true }). */
   readonly #cancel = new AbortController();
 
   /** @internal Use NerveBusClient.publisher(). */
-  constructor(client: PublisherClient, options: PublisherOptions = {}, onClose: () => void = () => {}) {
+  constructor(
+    client: PublisherClient,
+    options: PublisherOptions = {},
+    onClose: () => void = () => {},
+    address = "",
+  ) {
     this.#client = client;
+    this.#server = serverAttributes(address);
     this.#onClose = onClose;
     this.#maxMessages = positiveInt("maxBatchMessages", options.maxBatchMessages ?? 1000);
     this.#maxBytes = positiveInt("maxBatchBytes", options.maxBatchBytes ?? 1 << 20);
@@ -255,6 +262,7 @@ export class Publisher {
           messageId: wire.messageId,
           orderingKey: wire.orderingKey,
           bodySize: wire.data.byteLength,
+          server: this.#server,
         })
       : undefined;
     let resolve!: (r: PublishResult) => void;

@@ -1,10 +1,10 @@
-import { context } from "@opentelemetry/api";
+import { type Attributes, context } from "@opentelemetry/api";
 import { NerveBusError, StatusCode } from "./errors.js";
 import type { SubscriberService } from "./gen/nervebus/v1/subscriber_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
 import type { ReceivedMessage } from "./received-message.js";
 import { type ReceiveOptions, Receiver } from "./receiver.js";
-import { endSpan, SpanAttributes, startProcessSpan } from "./tracing.js";
+import { endSpan, SpanAttributes, serverAttributes, startProcessSpan } from "./tracing.js";
 
 /** Handles one message. Returning (or resolving) acks it; throwing (or rejecting) nacks it. */
 export type MessageHandler = (message: ReceivedMessage) => void | Promise<void>;
@@ -45,6 +45,7 @@ export class Subscriber {
   readonly #nackDelayMs: number | undefined;
   readonly #closeTimeoutMs: number;
   readonly #tracing: boolean;
+  readonly #server: Attributes;
   readonly #onClose: () => void;
   readonly #queue: ReceivedMessage[] = [];
   readonly #running = new Set<ReceivedMessage>();
@@ -61,7 +62,9 @@ export class Subscriber {
     handler: MessageHandler,
     options: SubscriberOptions = {},
     onClose: () => void = () => {},
+    address = "",
   ) {
+    this.#server = serverAttributes(address);
     this.topic = topic;
     this.subscription = subscription;
     this.#handler = handler;
@@ -188,6 +191,7 @@ export class Subscriber {
           orderingKey: message.orderingKey,
           bodySize: message.data.byteLength,
           attributes: message.attributes,
+          server: this.#server,
         })
       : undefined;
     let failure: unknown;
@@ -200,8 +204,7 @@ export class Subscriber {
       if (message.settlement === undefined) message.nack(this.#nackDelayMs);
     } finally {
       if (traced !== undefined) {
-        if (message.settlement !== undefined)
-          traced.span.setAttribute(SpanAttributes.SETTLEMENT, message.settlement);
+        traced.span.setAttribute(SpanAttributes.SETTLEMENT, message.settlement ?? "none");
         endSpan(traced.span, failure);
       }
       this.#running.delete(message);

@@ -506,7 +506,7 @@ class Publisher:
                 message_id=item.message.message_id,
                 outcome=_OUTCOMES.get(r.outcome, Outcome.UNKNOWN),
             )
-            Tracing.end_publish(item.span, seq=r.seq)
+            Tracing.end_publish(item.span, seq=r.seq, outcome=result.outcome.name.lower())
             if not item.future.done():
                 item.future.set_result(result)
 

@@ -663,7 +663,8 @@ class Subscriber:
                 message_id=message.message_id,
                 body_size=len(message.data),
                 attempt=message.attempt,
-            ):
+                ordering_key=message.ordering_key,
+            ) as span:
                 try:
                     result = self._handler(message)
                     if inspect.isawaitable(result):
@@ -675,7 +676,11 @@ class Subscriber:
                     self.stats.handler_errors += 1
                     message.nack(self.settings.nack_delay)
                     raise
-                message.ack()
+                else:
+                    message.ack()
+                finally:
+                    settled = message.settled
+                    Tracing.set_settlement(span, settled.value if settled is not None else None)
         except asyncio.CancelledError:
             pass  # stop() ran out of time; the message is released when the stream closes
         except Exception:
