@@ -56,17 +56,15 @@ export function serverAttributes(address: string): Attributes {
 /**
  * Starts the producer span of one message ("publish <topic>") and writes its context into
  * `attributes` (traceparent / tracestate). The parent is the trace context already in
- * `attributes` when the caller put one there, else the active context.
+ * `attributes` when the caller put one there, else `info.parent` (default: the active context).
  */
 export function startPublishSpan(
   topic: string,
   attributes: Record<string, string>,
-  info: { messageId: string; orderingKey: string; bodySize: number; server: Attributes },
+  info: { messageId: string; orderingKey: string; bodySize: number; server: Attributes; parent?: Context },
 ): Span {
-  const parent =
-    attributes.traceparent !== undefined
-      ? extractTraceContext(context.active(), attributes)
-      : context.active();
+  const active = info.parent ?? context.active();
+  const parent = attributes.traceparent !== undefined ? extractTraceContext(active, attributes) : active;
   const spanAttributes: Attributes = {
     ...info.server,
     [SpanAttributes.SYSTEM]: "nervebus",

@@ -14,7 +14,7 @@ Generated protobuf modules live in ``nervebus.gen.nervebus.v1``.
 from ._version import __version__
 from .admin import Admin, ConsumerStats, Stats, Subscription, SubscriptionStats, Topic, TopicStats
 from .client import DEFAULT_CHANNEL_OPTIONS, Client
-from .errors import NerveBusError, PublisherClosedError, StatusError, SubscriberError
+from .errors import NerveBusError, OrderingKeyPausedError, PublisherClosedError, StatusError, SubscriberError
 from .publisher import Publisher, PublisherSettings, PublisherStats
 from .retry import DEFAULT_RETRYABLE_CODES, Backoff, RetrySettings
 from .subscriber import Handler, Subscriber, SubscriberSettings, SubscriberStats
@@ -29,6 +29,7 @@ __all__ = [
     "ConsumerStats",
     "Handler",
     "NerveBusError",
+    "OrderingKeyPausedError",
     "Outcome",
     "PublishResult",
     "Publisher",

@@ -11,6 +11,7 @@ import grpc
 
 __all__ = [
     "NerveBusError",
+    "OrderingKeyPausedError",
     "PublisherClosedError",
     "StatusError",
     "SubscriberError",
@@ -56,6 +57,30 @@ class StatusError(NerveBusError):
     def status_name(self) -> str:
         """The status code's name, e.g. ``"INVALID_ARGUMENT"``."""
         return self.code.name
+
+
+class OrderingKeyPausedError(StatusError):
+    """A message was refused because its ordering key is paused after a failed publish.
+
+    Later messages of a key must not overtake one that failed, so after a failure the
+    publisher refuses the key's messages (those already buffered and those published later)
+    until :meth:`nervebus.Publisher.resume_publish`. The code is ``FAILED_PRECONDITION``, as in
+    the other clients; ``__cause__`` is the failure that paused the key.
+
+    Attributes:
+        key: The paused ordering key.
+    """
+
+    key: str
+
+    def __init__(self, key: str, cause: BaseException) -> None:
+        super().__init__(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"ordering key {key!r} is paused after a failed publish, until resume_publish(): {cause}",
+            "SendPack",
+        )
+        self.key = key
+        self.__cause__ = cause
 
 
 class PublisherClosedError(NerveBusError):

@@ -451,6 +451,14 @@ class Publisher:
         )
         return future.result(timeout)
 
+    def resume_publish(self, ordering_key: str) -> None:
+        """Lets a paused ordering key be published again; see :meth:`nervebus.Publisher.resume_publish`."""
+
+        async def resume() -> None:
+            self._publisher.resume_publish(ordering_key)
+
+        self._client._runner.run(resume())
+
     def flush(self, timeout: float | None = None) -> None:
         """Blocks until everything published so far is settled."""
         self._client._runner.run(self._publisher.flush(), timeout)
