@@ -82,6 +82,10 @@ func streamRetryable(err error) bool {
 
 var errUnexpectedEnd = errors.New("nervebus: the broker ended the Receive stream")
 
+// errAckIgnored is an [AckResult] error: the broker did not apply the ack, because it had not
+// delivered the message on the subscription (AckResults.ignored_seqs).
+var errAckIgnored = fmt.Errorf("%w: the broker ignored it, the message was not delivered on the subscription", ErrAckNotConfirmed)
+
 // keyPausedError refuses a message of a paused ordering key: errors.Is(err,
 // ErrOrderingKeyPaused) holds, errors.Unwrap gives the failure that paused the key, and its
 // gRPC code is FAILED_PRECONDITION, as in the other clients.

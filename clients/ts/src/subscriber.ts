@@ -1,5 +1,6 @@
 import { type Attributes, context } from "@opentelemetry/api";
 import { NerveBusError, StatusCode } from "./errors.js";
+import { Fifo } from "./fifo.js";
 import type { SubscriberService } from "./gen/nervebus/v1/subscriber_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
 import type { ReceivedMessage } from "./received-message.js";
@@ -11,7 +12,11 @@ export type MessageHandler = (message: ReceivedMessage) => void | Promise<void>;
 
 /** Settings of subscribe(). */
 export interface SubscriberOptions extends ReceiveOptions {
-  /** Handlers running at once; further messages wait locally, their leases kept alive. Default 10. */
+  /**
+   * Handlers running at once; further messages wait locally, their leases kept alive.
+   * Default: the window (maxMessages). Handlers of one ordering key always run one at a time,
+   * in delivery order.
+   */
   readonly concurrency?: number;
   /**
    * Redelivery delay (ms) after the handler threw. null uses the subscription's retry backoff.
@@ -47,7 +52,10 @@ export class Subscriber {
   readonly #tracing: boolean;
   readonly #server: Attributes;
   readonly #onClose: () => void;
-  readonly #queue: ReceivedMessage[] = [];
+  /** Messages waiting for a handler slot, in delivery order. */
+  readonly #queue = new Fifo<ReceivedMessage>();
+  /** Ordering keys with a handler running, and the messages of each waiting behind it. */
+  readonly #busyKeys = new Map<string, ReceivedMessage[]>();
   readonly #running = new Set<ReceivedMessage>();
   #idleWaiters: (() => void)[] = [];
   #closing: Promise<void> | undefined;
@@ -69,7 +77,7 @@ export class Subscriber {
     this.subscription = subscription;
     this.#handler = handler;
     this.#onClose = onClose;
-    this.#concurrency = options.concurrency ?? 10;
+    this.#concurrency = options.concurrency ?? options.maxMessages ?? 1000;
     if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1)
       throw new RangeError(`concurrency must be a positive integer, got ${this.#concurrency}`);
     this.#nackDelayMs = options.nackDelayMs === null ? undefined : (options.nackDelayMs ?? 1000);
@@ -129,7 +137,7 @@ export class Subscriber {
   async #close(timeoutMs: number): Promise<void> {
     this.#onClose();
     this.#receiver.drain();
-    for (const m of this.#queue.splice(0)) m.nack(0);
+    for (const m of this.#takeWaiting()) m.nack(0);
     if (this.#running.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<boolean>((resolve) => {
@@ -163,21 +171,44 @@ export class Subscriber {
 
   #streamLost(): void {
     // The broker redelivers what this stream held: drop what has not started.
-    for (const m of this.#queue.splice(0)) this.#receiver.release(m);
+    for (const m of this.#takeWaiting()) this.#receiver.release(m);
   }
 
   #failed(err: NerveBusError): void {
     this.#failure = err;
-    this.#queue.splice(0);
+    this.#takeWaiting();
     for (const m of this.#running) m.abandon(err);
+  }
+
+  /** Takes every message not started: those waiting for a slot, then those behind a busy key. */
+  #takeWaiting(): ReceivedMessage[] {
+    const waiting = this.#queue.drain();
+    for (const behind of this.#busyKeys.values()) waiting.push(...behind.splice(0));
+    return waiting;
   }
 
   #pump(): void {
     while (this.#running.size < this.#concurrency && this.#queue.length > 0) {
       const message = this.#queue.shift()!;
-      this.#running.add(message);
-      void this.#run(message);
+      const behind = message.orderingKey === "" ? undefined : this.#busyKeys.get(message.orderingKey);
+      if (behind !== undefined) behind.push(message);
+      else this.#start(message);
     }
+  }
+
+  #start(message: ReceivedMessage): void {
+    const key = message.orderingKey;
+    if (key !== "" && !this.#busyKeys.has(key)) this.#busyKeys.set(key, []);
+    this.#running.add(message);
+    void this.#run(message);
+  }
+
+  /** A handler of `key` returned: the next message of the key starts (in the freed slot), or the key is free. */
+  #releaseKey(key: string): void {
+    const behind = this.#busyKeys.get(key);
+    const next = behind?.shift();
+    if (next === undefined || this.#closing !== undefined) this.#busyKeys.delete(key);
+    else this.#start(next);
   }
 
   async #run(message: ReceivedMessage): Promise<void> {
@@ -208,6 +239,7 @@ export class Subscriber {
         endSpan(traced.span, failure);
       }
       this.#running.delete(message);
+      if (message.orderingKey !== "") this.#releaseKey(message.orderingKey);
       if (this.#running.size === 0) for (const w of this.#idleWaiters.splice(0)) w();
       if (this.#closing === undefined) this.#pump();
     }

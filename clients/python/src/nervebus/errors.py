@@ -10,6 +10,8 @@ from __future__ import annotations
 import grpc
 
 __all__ = [
+    "AckNotConfirmedError",
+    "MessageSettledError",
     "NerveBusError",
     "OrderingKeyPausedError",
     "PublisherClosedError",
@@ -85,6 +87,18 @@ class OrderingKeyPausedError(StatusError):
 
 class PublisherClosedError(NerveBusError):
     """``publish()`` was called on a publisher that is closing or closed."""
+
+
+class AckNotConfirmedError(NerveBusError):
+    """An ack's result: the broker did not confirm it (the ack may still have been applied).
+
+    The subscriber stopped or failed before the confirmation came, or the broker ignored the
+    ack because it had not delivered the message on the subscription.
+    """
+
+
+class MessageSettledError(NerveBusError):
+    """An ack's result: the message had already been acked, nacked or terminated."""
 
 
 class SubscriberError(NerveBusError):
