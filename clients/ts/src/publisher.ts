@@ -109,7 +109,20 @@ export interface PublisherOptions {
   readonly tracing?: boolean;
 }
 
-const DEFAULT_RETRY_BACKOFF: ResolvedBackoff = { initialMs: 100, maxMs: 5000, multiplier: 2, jitter: 0.5 };
+/**
+ * The publisher's defaults, the same in the Go and Python clients (docs/clients.md; the
+ * conformance suite checks them).
+ */
+export const PUBLISHER_DEFAULTS = {
+  maxBatchMessages: 1000,
+  maxBatchBytes: 1 << 20,
+  lingerMs: 5,
+  maxInflightBatches: 4,
+  maxOutstandingMessages: 10_000,
+  maxOutstandingBytes: 64 << 20,
+  callTimeoutMs: 30_000,
+  retry: { initialMs: 100, maxMs: 5000, multiplier: 2, jitter: 0.5, totalTimeoutMs: 60_000 },
+} as const;
 
 const OUTCOMES: Record<number, PublishOutcome> = {
   [MessageResult_Outcome.APPENDED]: "appended",
@@ -299,18 +312,25 @@ export class Publisher {
     this.#client = client;
     this.#server = serverAttributes(address);
     this.#onClose = onClose;
-    this.#maxMessages = positiveInt("maxBatchMessages", options.maxBatchMessages ?? 1000);
-    this.#maxBytes = positiveInt("maxBatchBytes", options.maxBatchBytes ?? 1 << 20);
-    this.#lingerMs = nonNegative("lingerMs", options.lingerMs ?? 5);
-    this.#maxInflight = positiveInt("maxInflightBatches", options.maxInflightBatches ?? 4);
+    const d = PUBLISHER_DEFAULTS;
+    this.#maxMessages = positiveInt("maxBatchMessages", options.maxBatchMessages ?? d.maxBatchMessages);
+    this.#maxBytes = positiveInt("maxBatchBytes", options.maxBatchBytes ?? d.maxBatchBytes);
+    this.#lingerMs = nonNegative("lingerMs", options.lingerMs ?? d.lingerMs);
+    this.#maxInflight = positiveInt("maxInflightBatches", options.maxInflightBatches ?? d.maxInflightBatches);
     this.#maxOutstandingMessages = positiveInt(
       "maxOutstandingMessages",
-      options.maxOutstandingMessages ?? 10_000,
+      options.maxOutstandingMessages ?? d.maxOutstandingMessages,
     );
-    this.#maxOutstandingBytes = positiveInt("maxOutstandingBytes", options.maxOutstandingBytes ?? 64 << 20);
-    this.#callTimeoutMs = positiveInt("callTimeoutMs", options.callTimeoutMs ?? 30_000);
-    this.#retry = resolveBackoff(options.retry, DEFAULT_RETRY_BACKOFF);
-    this.#totalTimeoutMs = nonNegative("retry.totalTimeoutMs", options.retry?.totalTimeoutMs ?? 60_000);
+    this.#maxOutstandingBytes = positiveInt(
+      "maxOutstandingBytes",
+      options.maxOutstandingBytes ?? d.maxOutstandingBytes,
+    );
+    this.#callTimeoutMs = positiveInt("callTimeoutMs", options.callTimeoutMs ?? d.callTimeoutMs);
+    this.#retry = resolveBackoff(options.retry, d.retry);
+    this.#totalTimeoutMs = nonNegative(
+      "retry.totalTimeoutMs",
+      options.retry?.totalTimeoutMs ?? d.retry.totalTimeoutMs,
+    );
     this.#retryable = new Set(options.retry?.retryableCodes ?? DEFAULT_RETRYABLE_CODES);
     this.#autoMessageId = options.autoMessageId ?? true;
     this.#tracing = options.tracing ?? true;

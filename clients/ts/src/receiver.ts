@@ -72,7 +72,18 @@ export const DEFAULT_RECONNECT_CODES: readonly StatusCode[] = [
   StatusCode.INTERNAL,
 ];
 
-const DEFAULT_RECONNECT: ResolvedBackoff = { initialMs: 100, maxMs: 10_000, multiplier: 2, jitter: 0.5 };
+/**
+ * The defaults of a Receive stream, the same in the Go and Python clients (docs/clients.md;
+ * the conformance suite checks them).
+ */
+export const RECEIVE_DEFAULTS = {
+  maxMessages: 1000,
+  maxBytes: 0,
+  maxExtensionMs: 3_600_000,
+  confirmAcks: false,
+  idleTimeoutMs: 60_000,
+  reconnectBackoff: { initialMs: 100, maxMs: 10_000, multiplier: 2, jitter: 0.5 },
+} as const;
 const MIN_DEADLINE_MS = 1000;
 const MAX_DEADLINE_MS = 600_000;
 /** How long stop() waits for the broker to end a half-closed stream before cancelling it. */
@@ -172,20 +183,20 @@ export class Receiver {
     this.#topic = topic;
     this.#subscription = subscription;
     this.#hooks = hooks;
-    this.#maxMessages = options.maxMessages ?? 1000;
+    this.#maxMessages = options.maxMessages ?? RECEIVE_DEFAULTS.maxMessages;
     if (!Number.isInteger(this.#maxMessages) || this.#maxMessages < 1 || this.#maxMessages > 100_000)
       throw new RangeError(`maxMessages must be 1–100000, got ${this.#maxMessages}`);
-    this.#maxBytes = options.maxBytes ?? 0;
+    this.#maxBytes = options.maxBytes ?? RECEIVE_DEFAULTS.maxBytes;
     if (!Number.isSafeInteger(this.#maxBytes) || this.#maxBytes < 0)
       throw new RangeError(`maxBytes must be a non-negative integer, got ${this.#maxBytes}`);
     this.#ackDeadlineOption = options.ackDeadlineMs;
-    this.#maxExtensionMs = options.maxExtensionMs ?? 3_600_000;
+    this.#maxExtensionMs = options.maxExtensionMs ?? RECEIVE_DEFAULTS.maxExtensionMs;
     this.#start = options.start;
     this.#consumerName = options.consumerName ?? "";
-    this.#confirmAcks = options.confirmAcks ?? false;
-    this.#reconnect = resolveBackoff(options.reconnectBackoff, DEFAULT_RECONNECT);
+    this.#confirmAcks = options.confirmAcks ?? RECEIVE_DEFAULTS.confirmAcks;
+    this.#reconnect = resolveBackoff(options.reconnectBackoff, RECEIVE_DEFAULTS.reconnectBackoff);
     this.#retryable = new Set(options.retryableCodes ?? DEFAULT_RECONNECT_CODES);
-    this.#idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? RECEIVE_DEFAULTS.idleTimeoutMs;
     this.#onError = options.onError;
     // Validate what goes on the wire now, so bad options throw from the caller's call.
     toWireStart("start", this.#start);

@@ -4,7 +4,7 @@ import { Fifo } from "./fifo.js";
 import type { SubscriberService } from "./gen/nervebus/v1/subscriber_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
 import type { ReceivedMessage } from "./received-message.js";
-import { type ReceiveOptions, Receiver } from "./receiver.js";
+import { RECEIVE_DEFAULTS, type ReceiveOptions, Receiver } from "./receiver.js";
 import { endSpan, SpanAttributes, serverAttributes, startProcessSpan } from "./tracing.js";
 
 /** Handles one message. Returning (or resolving) acks it; throwing (or rejecting) nacks it. */
@@ -30,6 +30,12 @@ export interface SubscriberOptions extends ReceiveOptions {
   /** Record a consumer span around each handler call. Default true. */
   readonly tracing?: boolean;
 }
+
+/**
+ * The defaults of subscribe() beyond the stream's (RECEIVE_DEFAULTS; concurrency defaults to
+ * the window), the same in the Go and Python clients (docs/clients.md).
+ */
+export const SUBSCRIBER_DEFAULTS = { nackDelayMs: 1000, closeTimeoutMs: 30_000 } as const;
 
 type SubscriberClient = ServiceClient<(typeof SubscriberService)["method"]>;
 
@@ -77,13 +83,14 @@ export class Subscriber {
     this.subscription = subscription;
     this.#handler = handler;
     this.#onClose = onClose;
-    this.#concurrency = options.concurrency ?? options.maxMessages ?? 1000;
+    this.#concurrency = options.concurrency ?? options.maxMessages ?? RECEIVE_DEFAULTS.maxMessages;
     if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1)
       throw new RangeError(`concurrency must be a positive integer, got ${this.#concurrency}`);
-    this.#nackDelayMs = options.nackDelayMs === null ? undefined : (options.nackDelayMs ?? 1000);
+    this.#nackDelayMs =
+      options.nackDelayMs === null ? undefined : (options.nackDelayMs ?? SUBSCRIBER_DEFAULTS.nackDelayMs);
     if (this.#nackDelayMs !== undefined && !(this.#nackDelayMs >= 0 && Number.isFinite(this.#nackDelayMs)))
       throw new RangeError(`nackDelayMs must be ≥ 0 or null, got ${this.#nackDelayMs}`);
-    this.#closeTimeoutMs = options.closeTimeoutMs ?? 30_000;
+    this.#closeTimeoutMs = options.closeTimeoutMs ?? SUBSCRIBER_DEFAULTS.closeTimeoutMs;
     if (!(this.#closeTimeoutMs >= 0))
       throw new RangeError(`closeTimeoutMs must be ≥ 0, got ${this.#closeTimeoutMs}`);
     this.#tracing = options.tracing ?? true;
