@@ -26,7 +26,10 @@ ENV NODE_OPTIONS="--max-old-space-size=256"
 # fragmented and counted in RSS (about 20-50 MB less under the overload benchmark).
 ENV MALLOC_ARENA_MAX=2
 WORKDIR /app
-RUN groupadd --system nervebus && useradd --system --gid nervebus --home-dir /data --shell /usr/sbin/nologin nervebus \
+# uid/gid 999 (what --system gave it before it was pinned): mounted key files and the data
+# volume must be readable by this uid, so it is fixed and documented.
+RUN groupadd --system --gid 999 nervebus \
+  && useradd --system --uid 999 --gid nervebus --home-dir /data --shell /usr/sbin/nologin nervebus \
   && mkdir -p /data && chown nervebus:nervebus /data
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
@@ -36,6 +39,13 @@ USER nervebus
 # The embedded store lives here; mount a volume to keep it.
 VOLUME ["/data"]
 EXPOSE 7070
+# TLS and authentication come from files mounted into the container and named by NERVEBUS_*
+# variables (or by flags in a whole `serve …` command after the image name), e.g. -v ./certs:/certs:ro
+# -e NERVEBUS_TLS_CERT=/certs/server.crt -e NERVEBUS_TLS_KEY=/certs/server.key
+# -e NERVEBUS_AUTH_TOKENS=/certs/tokens -e NERVEBUS_AUTH_POLICY=/certs/policy.json
+# -e NERVEBUS_REQUIRE_AUTH=true (see "Securing NerveBus" in the README). Without them the broker
+# serves plaintext to anyone who can reach the port, and logs a warning saying so.
+# SIGHUP (docker kill -s HUP) re-reads those files without a restart.
 # SIGTERM drains and exits 0; give it time (see --shutdown-grace-ms).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "/app/dist/src/cli/main.js"]

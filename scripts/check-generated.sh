@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/generate.sh
 # src/gen is listed although nothing is generated there any more: a stray second TypeScript copy
 # (an old buf.gen.yaml) shows up as untracked files and fails the check.
-changed=$(git status --porcelain --untracked-files=all -- src/gen clients/ts/src/gen clients/go/gen clients/python/src/nervebus/gen)
+changed=$(git status --porcelain --untracked-files=all -- src/gen src/api/gen clients/ts/src/gen clients/go/gen clients/python/src/nervebus/gen)
 if [ -n "$changed" ]; then
   echo "generated code is stale; run 'npm run generate' and commit:" >&2
   echo "$changed" >&2

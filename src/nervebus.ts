@@ -2,12 +2,14 @@ import { format } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import {
+  CallGuard,
   listensOnLoopbackOnly,
   type RunningHttp,
   type RunningServer,
   startHttpServer,
   startServer,
 } from "./api/index.js";
+import { type ReloadReport, Security } from "./auth/index.js";
 import type { Config } from "./config/index.js";
 import { Broker } from "./core/index.js";
 import { openStore } from "./store/index.js";
@@ -30,9 +32,16 @@ export interface NerveBus {
    */
   readonly fenced: Promise<Error>;
   /**
-   * Graceful stop: health turns NOT_SERVING, new calls are refused, Receive streams end with
-   * UNAVAILABLE, SendPacks in progress finish, writes and subscription state are flushed, the
-   * store is closed.
+   * Re-reads the TLS, token, JWKS and policy files now (SIGHUP), logging what changed and what
+   * was refused; a refused file leaves the one in use in place. Open streams keep going; new
+   * calls and connections get what was loaded.
+   */
+  reloadSecurity(): ReloadReport;
+  /**
+   * Graceful stop: health turns NOT_SERVING, new calls are refused with UNAVAILABLE, Receive
+   * streams end with UNAVAILABLE, SendPacks in progress finish and every answer is written before
+   * its connection closes (UNAVAILABLE for what is still unanswered after the grace), writes and
+   * subscription state are flushed, the store is closed.
    */
   stop(): Promise<void>;
 }
@@ -44,22 +53,52 @@ export interface StartOptions {
 }
 
 /**
- * Neither port has TLS or authentication yet, so each one that other machines can reach gets a
- * loud warning at every start, saying what anyone who connects can do.
+ * A loud warning at every start for each port other machines can reach without TLS or
+ * without authentication, saying what anyone who connects can do.
  */
-function warnIfExposed(grpcAddress: string, httpAddress: string | undefined, log: Logger): void {
+function warnIfExposed(
+  grpcAddress: string,
+  httpAddress: string | undefined,
+  security: Security,
+  log: Logger,
+): void {
+  const { tlsEnabled, authEnabled } = security;
+  if (tlsEnabled && authEnabled) return;
   const ports: [string, string | undefined, string][] = [
     ["gRPC", grpcAddress, "publish, read, ack, purge and delete topics"],
     ["HTTP", httpAddress, "read topic and subscription names and figures and pause or resume subscriptions"],
   ];
   for (const [port, address, can] of ports) {
     if (address === undefined || listensOnLoopbackOnly(address)) continue;
+    const problem = !authEnabled
+      ? `WITHOUT ${tlsEnabled ? "" : "TLS OR "}AUTHENTICATION: anyone who can connect can ${can}`
+      : "WITHOUT TLS: anyone on the network path can read the messages and the bearer tokens, and use the tokens";
     log(
       "warn",
-      `${port} PORT IS OPEN TO THE NETWORK WITHOUT TLS OR AUTHENTICATION: anyone who can connect can ${can}; listen on 127.0.0.1 or put an authenticating TLS proxy in front`,
+      `${port} PORT IS OPEN TO THE NETWORK ${problem}; see "Securing NerveBus" in the README (--tls-cert, --auth-tokens, --require-auth)`,
       { address },
     );
   }
+}
+
+/** The start-up line saying how callers are checked. */
+function describeSecurity(config: Config, security: Security): Record<string, unknown> {
+  const ways = [
+    config.authTokens === "" ? "" : "tokens",
+    config.authJwks === "" ? "" : "jwt",
+    config.tlsClientCa === "" ? "" : "client-certificate",
+  ].filter((w) => w !== "");
+  return {
+    tls: security.tlsEnabled,
+    mtls: security.mutualTls,
+    certificateExpires: security.tls ? new Date(security.tls.notAfter).toISOString() : undefined,
+    authentication: ways.length === 0 ? "off" : ways.join(","),
+    policy: !security.authEnabled
+      ? "none"
+      : config.authPolicy === ""
+        ? "none: every authenticated principal may do everything"
+        : config.authPolicy,
+  };
 }
 
 /** Opens the store and starts serving. Throws NerveBusError on bad config or an unusable store. */
@@ -74,6 +113,9 @@ export async function startNerveBus(
     info: (...args: unknown[]) => log("debug", "grpc", { detail: format(...args) }),
     debug: (...args: unknown[]) => log("debug", "grpc", { detail: format(...args) }),
   } as unknown as Partial<Console>);
+  // Before the store: a bad certificate or policy must not cost a MySQL lease.
+  const security = Security.load(config);
+  const guard = new CallGuard(security, log);
   let server: RunningServer | undefined;
   let broker: Broker | undefined;
   let storeHealthy = true;
@@ -115,6 +157,8 @@ export async function startNerveBus(
     maxPackBytes: config.maxPackBytes,
     writeBufferBytes: config.writeBufferBytes,
     tailCacheBytes: config.tailCacheBytes,
+    tailCacheTotalBytes: config.tailCacheTotalBytes,
+    catalog: { maxTopics: config.maxTopics, maxSubscriptionsPerTopic: config.maxSubscriptionsPerTopic },
     confirmTimeoutMs: config.confirmTimeoutMs,
     statePersistIntervalMs: config.statePersistIntervalMs,
     retentionIntervalMs: config.retentionIntervalMs,
@@ -146,8 +190,15 @@ export async function startNerveBus(
       heartbeatMs: config.heartbeatMs,
       keepaliveMs: config.keepaliveMs,
       maxConnectionIdleMs: config.maxConnectionIdleMs,
+      admission: { perConnection: config.maxPacksPerConnection, total: config.maxPacksInProgress },
+      publishQuota: {
+        messagesPerSecond: config.publishQuotaMessages,
+        bytesPerSecond: config.publishQuotaBytes,
+      },
       maxConcurrentStreams: config.maxConcurrentStreams,
       telemetry,
+      guard,
+      security,
     });
     const s = server;
     if (config.httpListen !== "off") {
@@ -168,6 +219,8 @@ export async function startNerveBus(
             .map((h) => h.trim())
             .filter((h) => h !== ""),
           log,
+          guard,
+          security,
         },
       );
     }
@@ -199,7 +252,22 @@ export async function startNerveBus(
     );
   }, config.healthIntervalMs);
   healthTimer.unref();
-  warnIfExposed(grpcServer.address, http?.address, log);
+  warnIfExposed(grpcServer.address, http?.address, security, log);
+  log("info", "security", describeSecurity(config, security));
+  const reloadSecurity = (force: boolean): ReloadReport => {
+    const report = security.reload(force);
+    // A SIGHUP (force) always gets an answer in the log, even when nothing changed.
+    if (report.changed.length > 0 || force)
+      log("info", "security files reloaded", { changed: report.changed });
+    for (const error of report.errors) log("error", "security file refused; the one in use stays", { error });
+    return report;
+  };
+  // cert-manager and similar tools replace files without signalling anyone: look now and then.
+  const reloadTimer =
+    config.securityReloadMs > 0
+      ? setInterval(() => reloadSecurity(false), config.securityReloadMs)
+      : undefined;
+  reloadTimer?.unref();
   log("info", "nervebus serving", {
     address: grpcServer.address,
     http: http?.address ?? "off",
@@ -214,10 +282,12 @@ export async function startNerveBus(
     address: grpcServer.address,
     httpAddress: http?.address,
     fenced,
+    reloadSecurity: () => reloadSecurity(true),
     stop() {
       stopping ??= (async () => {
         draining = true;
         clearInterval(healthTimer);
+        clearInterval(reloadTimer);
         await grpcServer.shutdown(config.shutdownGraceMs);
         await b.close(config.shutdownGraceMs);
         await http?.close();

@@ -1,6 +1,7 @@
 package nervebus
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
@@ -33,6 +34,8 @@ type Option func(*clientOptions)
 type clientOptions struct {
 	conn           grpc.ClientConnInterface
 	creds          credentials.TransportCredentials
+	tlsConfig      *tls.Config
+	tokens         TokenSource
 	dialOptions    []grpc.DialOption
 	tracerProvider trace.TracerProvider
 	propagator     propagation.TextMapPropagator
@@ -79,6 +82,12 @@ func NewClient(addr string, opts ...Option) (*Client, error) {
 		opt(&o)
 	}
 	c := &Client{closeConn: func() error { return nil }}
+	if o.conn != nil && (o.tlsConfig != nil || o.tokens != nil) {
+		return nil, errors.New("nervebus: NewClient: WithConn takes the connection as it is; give it TLS and tokens yourself")
+	}
+	if o.creds != nil && o.tlsConfig != nil {
+		return nil, errors.New("nervebus: NewClient: WithTLS and WithTransportCredentials both set the transport; use one")
+	}
 	dialed := ""
 	if o.conn != nil {
 		c.conn = o.conn
@@ -87,7 +96,13 @@ func NewClient(addr string, opts ...Option) (*Client, error) {
 			return nil, errors.New("nervebus: NewClient: empty broker address")
 		}
 		creds := o.creds
+		if o.tlsConfig != nil {
+			creds = credentials.NewTLS(o.tlsConfig)
+		}
 		if creds == nil {
+			if o.tokens != nil {
+				return nil, errors.New("nervebus: NewClient: a token is sent over TLS only; add WithTLS")
+			}
 			creds = insecure.NewCredentials()
 		}
 		dial := []grpc.DialOption{
@@ -107,6 +122,9 @@ func NewClient(addr string, opts ...Option) (*Client, error) {
 			// A delivery batch holds up to ~1 MiB plus one message of up to the broker's max
 			// message size, which may be configured above grpc's default 4 MiB limit.
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256 << 20)),
+		}
+		if o.tokens != nil {
+			dial = append(dial, grpc.WithPerRPCCredentials(bearerCredentials{o.tokens}))
 		}
 		conn, err := grpc.NewClient(addr, append(dial, o.dialOptions...)...)
 		if err != nil {

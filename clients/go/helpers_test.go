@@ -49,9 +49,10 @@ func testContext(t *testing.T, d time.Duration) context.Context {
 type packRecorder struct {
 	mu    sync.Mutex
 	packs [][]*nervebusv1.Message
-	// failFirst, when set, makes the first SendPack return UNAVAILABLE after the broker
-	// accepted it (a lost answer).
+	// failFirst, when set, makes the first SendPack return failWith (UNAVAILABLE when nil)
+	// after the broker accepted it (a lost answer).
 	failFirst atomic.Bool
+	failWith  error
 	failed    atomic.Bool
 }
 
@@ -64,6 +65,9 @@ func (r *packRecorder) interceptor() grpc.UnaryClientInterceptor {
 		}
 		err := invoker(ctx, method, req, reply, cc, opts...)
 		if err == nil && r.failFirst.Load() && r.failed.CompareAndSwap(false, true) {
+			if r.failWith != nil {
+				return fmt.Errorf("injected: %w", r.failWith)
+			}
 			return fmt.Errorf("injected: %w", errUnavailable)
 		}
 		return err

@@ -9,6 +9,10 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
 
 	nervebusv1 "github.com/nervebus/nervebus/clients/go/gen/nervebus/v1"
 )
@@ -52,7 +56,8 @@ type PublisherConfig struct {
 	// retried, with the same message ids, while Timeout allows. Default 30 s.
 	AttemptTimeout time.Duration
 	// RetryBackoff spaces the retries of a pack that failed with a retryable error
-	// (UNAVAILABLE, RESOURCE_EXHAUSTED, or a call deadline). Default 100 ms doubling to 5 s.
+	// (UNAVAILABLE, RESOURCE_EXHAUSTED, or a call deadline; a CANCELLED the publisher did not
+	// cause counts as UNAVAILABLE). Default 100 ms doubling to 5 s.
 	RetryBackoff Backoff
 }
 
@@ -489,6 +494,9 @@ func (p *Publisher) sendWithRetry(req *nervebusv1.SendPackRequest) (*nervebusv1.
 		actx, acancel := context.WithTimeout(ctx, p.cfg.AttemptTimeout)
 		resp, err := p.client.publisher.SendPack(actx, req)
 		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
+		if Code(err) == codes.Canceled && actx.Err() == nil && !p.connClosed() {
+			err = cancelledByPeer(err)
+		}
 		acancel()
 		if err == nil {
 			return resp, nil
@@ -500,6 +508,22 @@ func (p *Publisher) sendWithRetry(req *nervebusv1.SendPackRequest) (*nervebusv1.
 			return nil, p.wrap(err, attempt+1)
 		}
 	}
+}
+
+// connClosed reports whether the client's own connection was closed, which fails calls with
+// CANCELLED too.
+func (p *Publisher) connClosed() bool {
+	conn, ok := p.client.conn.(*grpc.ClientConn)
+	return ok && conn.GetState() == connectivity.Shutdown
+}
+
+// cancelledByPeer turns a CANCELLED the publisher did not cause (its contexts still live, its
+// connection open) into UNAVAILABLE: the broker or the network cut the call, for example an
+// RST_STREAM during a broker restart, so whether the pack landed is unknown, and a retry with
+// the same message ids settles it.
+func cancelledByPeer(err error) error {
+	return status.Errorf(codes.Unavailable, "call cancelled by the broker or the network, outcome unknown: %s",
+		status.Convert(err).Message())
 }
 
 func (p *Publisher) wrap(err error, attempts int) error {

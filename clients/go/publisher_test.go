@@ -203,8 +203,22 @@ func TestBatchingByBytes(t *testing.T) {
 
 func TestPublishRetriesWithStableIDs(t *testing.T) {
 	t.Parallel()
+	// A CANCELLED the client did not cause is what a broker restart gave Go publishers
+	// ("stream terminated by RST_STREAM with error code: CANCEL"): an unknown outcome too.
+	for name, lost := range map[string]error{
+		"unavailable": errUnavailable,
+		"cancelled":   status.Error(codes.Canceled, "stream terminated by RST_STREAM with error code: CANCEL"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testRetryAfterLostAnswer(t, lost)
+		})
+	}
+}
+
+func testRetryAfterLostAnswer(t *testing.T, lost error) {
 	b := testbroker.Start(t)
-	rec := &packRecorder{}
+	rec := &packRecorder{failWith: lost}
 	rec.failFirst.Store(true)
 	c := newClient(t, b, nervebus.WithDialOptions(grpc.WithUnaryInterceptor(rec.interceptor())))
 	ctx := testContext(t, 30*time.Second)
@@ -232,6 +246,29 @@ func TestPublishRetriesWithStableIDs(t *testing.T) {
 	}
 	if rc.Outcome != nervebus.OutcomeDuplicate || rc.Seq != 1 || len(rc.TraceID) != 32 {
 		t.Fatalf("retry receipt %+v; want outcome duplicate of seq 1, with the trace id", rc)
+	}
+}
+
+func TestPublishOnClosedClientIsNotRetried(t *testing.T) {
+	t.Parallel()
+	b := testbroker.Start(t)
+	c, err := nervebus.NewClient(b.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testContext(t, 30*time.Second)
+	pub := c.Publisher(topicName(t), nil)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The client's own CANCELLED ("the client connection is closing") is final: retrying it
+	// would only spin until the publisher's Timeout.
+	_, err = pub.Publish(ctx, &nervebus.Message{Data: []byte("late")}).Get(ctx)
+	if nervebus.Code(err) != codes.Canceled {
+		t.Fatalf("publish on a closed client: %v, want CANCELLED", err)
+	}
+	if strings.Contains(err.Error(), "attempts") {
+		t.Fatalf("publish on a closed client was retried: %v", err)
 	}
 }
 

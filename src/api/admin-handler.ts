@@ -6,7 +6,6 @@ import {
   timestampFromMs,
   timestampMs,
 } from "@bufbuild/protobuf/wkt";
-import type * as grpc from "@grpc/grpc-js";
 import {
   type AdminService,
   ConsumerStatsSchema,
@@ -18,6 +17,7 @@ import {
   type Topic as WireTopic,
 } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
 import { WindowSchema } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import { EVERY_NAME, type NameScope } from "../auth/index.js";
 import {
   type Broker,
   invalidArgument,
@@ -26,9 +26,9 @@ import {
   type TopicConfig,
   type TopicRecord,
 } from "../core/index.js";
+import { type Caller, type CallGuard, guardedUnary, type Need } from "./call-guard.js";
 import type { ServiceHandlers } from "./grpc-adapter.js";
 import { toStartPosition } from "./start-position.js";
-import { toGrpcStatus } from "./status.js";
 
 function topicToWire(t: TopicRecord): WireTopic {
   return create(TopicSchema, {
@@ -65,16 +65,25 @@ function ms(field: string, d: Duration | undefined): number | undefined {
   return v;
 }
 
+/**
+ * The settings a create or an update applies, collected by `set`: on create (no mask) the fields
+ * that are set; on update the fields the mask names, one left unset at its zero value (as
+ * AIP-134 reads a mask; validation then judges it: an ack deadline of 0 is refused).
+ */
+function patchOf<T>(only: readonly string[] | undefined) {
+  const patch: { -readonly [K in keyof T]?: T[K] } = {};
+  const set = <K extends keyof T>(path: string, key: K, value: T[K] | undefined, zero: T[K]): void => {
+    if (only === undefined ? value !== undefined : only.includes(path)) patch[key] = value ?? zero;
+  };
+  return { patch, set };
+}
+
 /** Topic settings present in a wire Topic (unset fields are left out). */
 function topicPatch(t: WireTopic, only?: readonly string[]): Partial<TopicConfig> {
-  const has = (path: string) => only === undefined || only.includes(path);
-  const patch: { -readonly [K in keyof TopicConfig]?: TopicConfig[K] } = {};
-  const retention = ms("topic.retention", t.retention);
-  if (has("retention") && (retention !== undefined || only !== undefined)) patch.retentionMs = retention ?? 0;
-  if (has("retention_bytes") && (t.retentionBytes > 0n || only !== undefined))
-    patch.retentionBytes = Number(t.retentionBytes);
-  const dedup = ms("topic.dedup_window", t.dedupWindow);
-  if (has("dedup_window") && (dedup !== undefined || only !== undefined)) patch.dedupWindowMs = dedup ?? 0;
+  const { patch, set } = patchOf<TopicConfig>(only);
+  set("retention", "retentionMs", ms("topic.retention", t.retention), 0);
+  set("retention_bytes", "retentionBytes", t.retentionBytes > 0n ? Number(t.retentionBytes) : undefined, 0);
+  set("dedup_window", "dedupWindowMs", ms("topic.dedup_window", t.dedupWindow), 0);
   if (only === undefined) patch.ephemeral = t.ephemeral;
   return patch;
 }
@@ -104,164 +113,239 @@ function checkMask(paths: readonly string[] | undefined, allowed: readonly strin
 
 /** Subscription settings present in a wire Subscription (unset fields are left out). */
 function subscriptionPatch(s: WireSubscription, only?: readonly string[]): Partial<SubscriptionConfig> {
-  const has = (path: string) => only === undefined || only.includes(path);
-  const patch: { -readonly [K in keyof SubscriptionConfig]?: SubscriptionConfig[K] } = {};
-  const ack = ms("subscription.ack_deadline", s.ackDeadline);
-  // A field named in the mask but left unset takes its zero value (as AIP-134 reads a mask);
-  // validation then judges it (an ack deadline of 0 is refused).
-  if (has("ack_deadline") && (ack !== undefined || only !== undefined)) patch.ackDeadlineMs = ack ?? 0;
-  const min = ms("subscription.min_backoff", s.minBackoff);
-  if (has("min_backoff") && (min !== undefined || only !== undefined)) patch.minBackoffMs = min ?? 0;
-  const max = ms("subscription.max_backoff", s.maxBackoff);
-  if (has("max_backoff") && (max !== undefined || only !== undefined)) patch.maxBackoffMs = max ?? 0;
-  if (has("max_delivery_attempts") && (s.maxDeliveryAttempts > 0 || only !== undefined))
-    patch.maxDeliveryAttempts = s.maxDeliveryAttempts;
-  if (has("dead_letter_topic") && (s.deadLetterTopic !== "" || only !== undefined))
-    patch.deadLetterTopic = s.deadLetterTopic;
-  if (has("ordering") && (s.ordering || only !== undefined)) patch.ordering = s.ordering;
+  const { patch, set } = patchOf<SubscriptionConfig>(only);
+  set("ack_deadline", "ackDeadlineMs", ms("subscription.ack_deadline", s.ackDeadline), 0);
+  set("min_backoff", "minBackoffMs", ms("subscription.min_backoff", s.minBackoff), 0);
+  set("max_backoff", "maxBackoffMs", ms("subscription.max_backoff", s.maxBackoff), 0);
+  const attempts = s.maxDeliveryAttempts;
+  set("max_delivery_attempts", "maxDeliveryAttempts", attempts > 0 ? attempts : undefined, 0);
+  set("dead_letter_topic", "deadLetterTopic", s.deadLetterTopic !== "" ? s.deadLetterTopic : undefined, "");
+  set("ordering", "ordering", s.ordering ? true : undefined, false);
   return patch;
 }
 
-/** Runs an async handler and answers the unary call with its result or its error's status. */
-function handle<Req, Res>(fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    fn(call.request).then(
-      (res) => callback(null, res),
-      (err: unknown) => callback(toGrpcStatus(err)),
-    );
-  };
+/** Admin right on a topic (and a subscription of it); EVERY_NAME: all its subscriptions. */
+function admin(topic: string | undefined, subscription?: NameScope): Need {
+  return { action: "admin", topic: topic ?? "", subscription };
 }
 
-/** AdminService: translation between the wire and the broker's admin methods. */
-export function adminHandlers(broker: Broker): ServiceHandlers<(typeof AdminService)["method"]> {
-  return {
-    createTopic: handle(async (req) => {
-      if (req.topic === undefined) throw invalidArgument("topic", "is required");
-      const t = req.topic;
-      const record = await broker.createTopic(t.name, t.shards === 0 ? undefined : t.shards, topicPatch(t));
-      return { $typeName: "nervebus.v1.CreateTopicResponse", topic: topicToWire(record) };
-    }),
-    getTopic: handle(async (req) => ({
-      $typeName: "nervebus.v1.GetTopicResponse",
-      topic: topicToWire(await broker.getTopic(req.name)),
-    })),
-    listTopics: handle(async () => ({
-      $typeName: "nervebus.v1.ListTopicsResponse",
-      topics: (await broker.listTopics()).map(topicToWire),
-    })),
-    updateTopic: handle(async (req) => {
-      if (req.topic === undefined) throw invalidArgument("topic", "is required");
-      const paths = checkMask(req.updateMask?.paths, TOPIC_MASK);
-      const record = await broker.updateTopic(req.topic.name, topicPatch(req.topic, paths));
-      return { $typeName: "nervebus.v1.UpdateTopicResponse", topic: topicToWire(record) };
-    }),
-    deleteTopic: handle(async (req) => {
-      await broker.deleteTopic(req.name);
-      return { $typeName: "nervebus.v1.DeleteTopicResponse" };
-    }),
-    createSubscription: handle(async (req) => {
-      const s = req.subscription;
-      if (s === undefined) throw invalidArgument("subscription", "is required");
-      const start = toStartPosition(req.start, "start_seq");
-      const record = await broker.createSubscription(s.topic, s.name, subscriptionPatch(s), start);
-      return {
-        $typeName: "nervebus.v1.CreateSubscriptionResponse",
-        subscription: subscriptionToWire(s.topic, record),
-      };
-    }),
-    getSubscription: handle(async (req) => ({
-      $typeName: "nervebus.v1.GetSubscriptionResponse",
-      subscription: subscriptionToWire(req.topic, (await broker.getSubscription(req.topic, req.name)).record),
-    })),
-    listSubscriptions: handle(async (req) => ({
-      $typeName: "nervebus.v1.ListSubscriptionsResponse",
-      subscriptions: (await broker.listSubscriptions(req.topic)).map((s) => subscriptionToWire(req.topic, s)),
-    })),
-    updateSubscription: handle(async (req) => {
-      const s = req.subscription;
-      if (s === undefined) throw invalidArgument("subscription", "is required");
-      const paths = checkMask(req.updateMask?.paths, SUBSCRIPTION_MASK);
-      const record = await broker.updateSubscription(s.topic, s.name, subscriptionPatch(s, paths));
-      return {
-        $typeName: "nervebus.v1.UpdateSubscriptionResponse",
-        subscription: subscriptionToWire(s.topic, record),
-      };
-    }),
-    deleteSubscription: handle(async (req) => {
-      await broker.deleteSubscription(req.topic, req.name);
-      return { $typeName: "nervebus.v1.DeleteSubscriptionResponse" };
-    }),
-    pauseSubscription: handle(async (req) => ({
-      $typeName: "nervebus.v1.PauseSubscriptionResponse",
-      subscription: subscriptionToWire(
-        req.topic,
-        await broker.updateSubscription(req.topic, req.name, { paused: true }),
-      ),
-    })),
-    resumeSubscription: handle(async (req) => ({
-      $typeName: "nervebus.v1.ResumeSubscriptionResponse",
-      subscription: subscriptionToWire(
-        req.topic,
-        await broker.updateSubscription(req.topic, req.name, { paused: false }),
-      ),
-    })),
-    purgeSubscription: handle(async (req) => ({
-      $typeName: "nervebus.v1.PurgeSubscriptionResponse",
-      floor: BigInt(await broker.purgeSubscription(req.topic, req.name)),
-    })),
-    seekSubscription: handle(async (req) => {
-      let target: { seq: number } | { time: number };
-      if (req.target.case === "seq") target = { seq: Number(req.target.value) };
-      else if (req.target.case === "time") target = { time: timestampMs(req.target.value) };
-      else throw invalidArgument("target", "give a seq or a time");
-      return {
-        $typeName: "nervebus.v1.SeekSubscriptionResponse",
-        floor: BigInt(await broker.seekSubscription(req.topic, req.name, target)),
-      };
-    }),
-    getStats: handle(async (req) => {
-      const { topic, subscriptions } = await broker.stats(req.topic);
-      return {
-        $typeName: "nervebus.v1.GetStatsResponse",
-        topic: create(TopicStatsSchema, {
-          name: topic.name,
-          lastSeq: BigInt(topic.lastSeq),
-          firstSeq: BigInt(topic.firstSeq),
-          publishRate: topic.publishRate,
-          scheduled: BigInt(topic.scheduled),
-          dedupIds: BigInt(topic.dedupIds),
-          dropped: BigInt(topic.dropped),
-          retentionDeleted: BigInt(topic.retentionDeleted),
-        }),
-        subscriptions: subscriptions.map((s) =>
-          create(SubscriptionStatsSchema, {
-            name: s.name,
-            floor: BigInt(s.floor),
-            backlog: BigInt(s.backlog),
-            inFlight: BigInt(s.inFlight),
-            waitingRedelivery: BigInt(s.waitingRedelivery),
-            redelivered: BigInt(s.redelivered),
-            deadLettered: BigInt(s.deadLettered),
-            skipped: BigInt(s.skipped),
-            oldestUnackedAge: durationFromMs(s.oldestUnackedAgeMs),
-            deliveryRate: s.deliveryRate,
-            ackRate: s.ackRate,
-            stateEntries: BigInt(s.stateEntries),
-            paused: s.paused,
-            consumers: s.consumers.map((c) =>
-              create(ConsumerStatsSchema, {
-                name: c.name,
-                inFlight: c.inFlight,
-                window: create(WindowSchema, {
-                  maxMessages: c.window.maxMessages,
-                  maxBytes: BigInt(c.window.maxBytes),
-                }),
-                connectTime: timestampFromMs(c.connectedAt),
-              }),
-            ),
-          }),
+/**
+ * Dead-lettering writes into another topic: whoever points a subscription there must be
+ * allowed to publish to it, or admin on one topic would be publish on any.
+ */
+function deadLetterNeeds(topic: string): Need[] {
+  return topic === "" ? [] : [{ action: "publish", topic }];
+}
+
+/**
+ * AdminService: translation between the wire and the broker's admin methods, each behind the
+ * guard (admin right on the topic or subscription it touches; list and stats answers show only
+ * what the caller may administer) and audited.
+ */
+export function adminHandlers(
+  broker: Broker,
+  guard: CallGuard,
+): ServiceHandlers<(typeof AdminService)["method"]> {
+  const handle = <Req, Res>(
+    method: string,
+    needs: (req: Req) => readonly Need[],
+    run: (req: Req, caller: Caller) => Promise<Res>,
+  ) => guardedUnary(guard, method, needs, run);
+  /** CreateSubscription and UpdateSubscription: a subscription is required; the stored one answers. */
+  const writeSubscription = async <T extends string>(
+    $typeName: T,
+    s: WireSubscription | undefined,
+    write: (s: WireSubscription) => Promise<SubscriptionRecord>,
+  ) => {
+    if (s === undefined) throw invalidArgument("subscription", "is required");
+    return { $typeName, subscription: subscriptionToWire(s.topic, await write(s)) };
+  };
+  /** PauseSubscription and ResumeSubscription: one setting written, the subscription answered. */
+  const setPaused = <V extends "Pause" | "Resume">(verb: V) =>
+    handle(
+      `${verb}Subscription`,
+      (req: { topic: string; name: string }) => [admin(req.topic, req.name)],
+      async (req) => ({
+        $typeName: `nervebus.v1.${verb}SubscriptionResponse` as const,
+        subscription: subscriptionToWire(
+          req.topic,
+          await broker.updateSubscription(req.topic, req.name, { paused: verb === "Pause" }),
         ),
-      };
-    }),
+      }),
+    );
+  return {
+    createTopic: handle(
+      "CreateTopic",
+      (req) => [admin(req.topic?.name, EVERY_NAME)],
+      async (req) => {
+        if (req.topic === undefined) throw invalidArgument("topic", "is required");
+        const t = req.topic;
+        const record = await broker.createTopic(t.name, t.shards === 0 ? undefined : t.shards, topicPatch(t));
+        return { $typeName: "nervebus.v1.CreateTopicResponse", topic: topicToWire(record) };
+      },
+    ),
+    getTopic: handle(
+      "GetTopic",
+      (req) => [admin(req.name)],
+      async (req) => ({
+        $typeName: "nervebus.v1.GetTopicResponse",
+        topic: topicToWire(await broker.getTopic(req.name)),
+      }),
+    ),
+    listTopics: handle(
+      "ListTopics",
+      () => [{ action: "admin" }],
+      async (_req, caller) => ({
+        $typeName: "nervebus.v1.ListTopicsResponse",
+        topics: (await broker.listTopics()).filter((t) => guard.may(caller, admin(t.name))).map(topicToWire),
+      }),
+    ),
+    updateTopic: handle(
+      "UpdateTopic",
+      (req) => [admin(req.topic?.name, EVERY_NAME)],
+      async (req) => {
+        if (req.topic === undefined) throw invalidArgument("topic", "is required");
+        const paths = checkMask(req.updateMask?.paths, TOPIC_MASK);
+        const record = await broker.updateTopic(req.topic.name, topicPatch(req.topic, paths));
+        return { $typeName: "nervebus.v1.UpdateTopicResponse", topic: topicToWire(record) };
+      },
+    ),
+    deleteTopic: handle(
+      "DeleteTopic",
+      (req) => [admin(req.name, EVERY_NAME)],
+      async (req) => {
+        await broker.deleteTopic(req.name);
+        return { $typeName: "nervebus.v1.DeleteTopicResponse" };
+      },
+    ),
+    createSubscription: handle(
+      "CreateSubscription",
+      (req) => [
+        admin(req.subscription?.topic, req.subscription?.name ?? ""),
+        ...deadLetterNeeds(req.subscription?.deadLetterTopic ?? ""),
+      ],
+      (req) =>
+        writeSubscription("nervebus.v1.CreateSubscriptionResponse", req.subscription, (s) => {
+          const start = toStartPosition(req.start, "start_seq");
+          return broker.createSubscription(s.topic, s.name, subscriptionPatch(s), start);
+        }),
+    ),
+    getSubscription: handle(
+      "GetSubscription",
+      (req) => [admin(req.topic, req.name)],
+      async (req) => ({
+        $typeName: "nervebus.v1.GetSubscriptionResponse",
+        subscription: subscriptionToWire(
+          req.topic,
+          (await broker.getSubscription(req.topic, req.name)).record,
+        ),
+      }),
+    ),
+    listSubscriptions: handle(
+      "ListSubscriptions",
+      (req) => [admin(req.topic)],
+      async (req, caller) => ({
+        $typeName: "nervebus.v1.ListSubscriptionsResponse",
+        subscriptions: (await broker.listSubscriptions(req.topic))
+          .filter((s) => guard.may(caller, admin(req.topic, s.name)))
+          .map((s) => subscriptionToWire(req.topic, s)),
+      }),
+    ),
+    updateSubscription: handle(
+      "UpdateSubscription",
+      (req) => [
+        admin(req.subscription?.topic, req.subscription?.name ?? ""),
+        ...(req.updateMask?.paths.includes("dead_letter_topic")
+          ? deadLetterNeeds(req.subscription?.deadLetterTopic ?? "")
+          : []),
+      ],
+      (req) =>
+        writeSubscription("nervebus.v1.UpdateSubscriptionResponse", req.subscription, (s) => {
+          const paths = checkMask(req.updateMask?.paths, SUBSCRIPTION_MASK);
+          return broker.updateSubscription(s.topic, s.name, subscriptionPatch(s, paths));
+        }),
+    ),
+    deleteSubscription: handle(
+      "DeleteSubscription",
+      (req) => [admin(req.topic, req.name)],
+      async (req) => {
+        await broker.deleteSubscription(req.topic, req.name);
+        return { $typeName: "nervebus.v1.DeleteSubscriptionResponse" };
+      },
+    ),
+    pauseSubscription: setPaused("Pause"),
+    resumeSubscription: setPaused("Resume"),
+    purgeSubscription: handle(
+      "PurgeSubscription",
+      (req) => [admin(req.topic, req.name)],
+      async (req) => ({
+        $typeName: "nervebus.v1.PurgeSubscriptionResponse",
+        floor: BigInt(await broker.purgeSubscription(req.topic, req.name)),
+      }),
+    ),
+    seekSubscription: handle(
+      "SeekSubscription",
+      (req) => [admin(req.topic, req.name)],
+      async (req) => {
+        let target: { seq: number } | { time: number };
+        if (req.target.case === "seq") target = { seq: Number(req.target.value) };
+        else if (req.target.case === "time") target = { time: timestampMs(req.target.value) };
+        else throw invalidArgument("target", "give a seq or a time");
+        return {
+          $typeName: "nervebus.v1.SeekSubscriptionResponse",
+          floor: BigInt(await broker.seekSubscription(req.topic, req.name, target)),
+        };
+      },
+    ),
+    getStats: handle(
+      "GetStats",
+      (req) => [admin(req.topic)],
+      async (req, caller) => {
+        const stats = await broker.stats(req.topic);
+        const { topic } = stats;
+        const subscriptions = stats.subscriptions.filter((s) => guard.may(caller, admin(req.topic, s.name)));
+        return {
+          $typeName: "nervebus.v1.GetStatsResponse",
+          topic: create(TopicStatsSchema, {
+            name: topic.name,
+            lastSeq: BigInt(topic.lastSeq),
+            firstSeq: BigInt(topic.firstSeq),
+            publishRate: topic.publishRate,
+            scheduled: BigInt(topic.scheduled),
+            dedupIds: BigInt(topic.dedupIds),
+            dropped: BigInt(topic.dropped),
+            retentionDeleted: BigInt(topic.retentionDeleted),
+          }),
+          subscriptions: subscriptions.map((s) =>
+            create(SubscriptionStatsSchema, {
+              name: s.name,
+              floor: BigInt(s.floor),
+              backlog: BigInt(s.backlog),
+              inFlight: BigInt(s.inFlight),
+              waitingRedelivery: BigInt(s.waitingRedelivery),
+              redelivered: BigInt(s.redelivered),
+              deadLettered: BigInt(s.deadLettered),
+              skipped: BigInt(s.skipped),
+              oldestUnackedAge: durationFromMs(s.oldestUnackedAgeMs),
+              deliveryRate: s.deliveryRate,
+              ackRate: s.ackRate,
+              stateEntries: BigInt(s.stateEntries),
+              paused: s.paused,
+              consumers: s.consumers.map((c) =>
+                create(ConsumerStatsSchema, {
+                  name: c.name,
+                  inFlight: c.inFlight,
+                  window: create(WindowSchema, {
+                    maxMessages: c.window.maxMessages,
+                    maxBytes: BigInt(c.window.maxBytes),
+                  }),
+                  connectTime: timestampFromMs(c.connectedAt),
+                }),
+              ),
+            }),
+          ),
+        };
+      },
+    ),
   };
 }

@@ -6,6 +6,9 @@ import {
   type SerializerFactory,
   serviceDefinition,
 } from "../../clients/ts/src/grpc-adapter.js";
+import { invalidArgument } from "../core/index.js";
+import { decodeOrMalformed, malformedReason } from "../wire/index.js";
+import { toGrpcStatus } from "./status.js";
 
 /*
  * The broker's side of the bridge between protobuf-es services and grpc-js: typed handler
@@ -57,15 +60,34 @@ export function addService<S extends GenServiceMethods>(
   decoders: RequestDecoders<S> = {},
 ): void {
   const impl: grpc.UntypedServiceImplementation = {};
+  const requestDecoders: Record<string, (buf: Buffer) => unknown> = {};
   for (const m of service.methods) {
     const handler = (handlers as Record<string, grpc.UntypedHandleCall | undefined>)[m.localName];
     if (typeof handler !== "function") {
       throw new Error(`no handler for ${service.typeName}.${m.name}; refusing to start`);
     }
-    impl[m.localName] = handler;
+    const custom = (decoders as Record<string, ((buf: Buffer) => unknown) | undefined>)[m.localName];
+    requestDecoders[m.localName] = custom ?? ((buf) => decodeOrMalformed(m.input, buf));
+    // Unary requests that are not protobuf get INVALID_ARGUMENT with the reason here; the hot
+    // handlers (SendPack, Receive) check their own.
+    impl[m.localName] =
+      m.methodKind === "unary" && custom === undefined
+        ? refuseMalformed(m.input.typeName, handler as grpc.handleUnaryCall<object, unknown>)
+        : handler;
   }
-  const requestDecoders = decoders as Record<string, ((buf: Buffer) => unknown) | undefined>;
   server.addService(serviceDefinition(service, { serializer, requestDecoders }), impl);
+}
+
+function refuseMalformed(
+  typeName: string,
+  handler: grpc.handleUnaryCall<object, unknown>,
+): grpc.handleUnaryCall<object, unknown> {
+  const name = typeName.slice(typeName.lastIndexOf(".") + 1);
+  return (call, callback) => {
+    const bad = malformedReason(call.request);
+    if (bad === undefined) return handler(call, callback);
+    callback(toGrpcStatus(invalidArgument("request", `is not a valid ${name} (${bad})`)));
+  };
 }
 
 /** Promise form of a unary call (the CLI's and the tests'): rejects with the grpc-js error. */

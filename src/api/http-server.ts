@@ -1,9 +1,13 @@
 import { createServer, type IncomingMessage, type ServerResponse, STATUS_CODES } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
-import { type Broker, type ErrorCode, NerveBusError } from "../core/index.js";
+import { EVERY_NAME, type Security } from "../auth/index.js";
+import { type Broker, NerveBusError } from "../core/index.js";
 import type { Logger, Metrics } from "../telemetry/index.js";
+import type { Caller, CallGuard, Need } from "./call-guard.js";
 import { crossSiteProblem, HostRule } from "./request-guard.js";
 import { parseRequestPath } from "./request-target.js";
+import { toHttpStatus } from "./status.js";
 import { STATUS_PAGE, STATUS_PAGE_CSP } from "./status-page.js";
 
 /** What the status page and the JSON API show about the broker itself. */
@@ -20,25 +24,16 @@ export interface HttpOptions {
   /** Host header names accepted besides the listen address (see HostRule). */
   readonly allowedHosts: readonly string[];
   readonly log: Logger;
+  /** The same identities and policy as the gRPC port. */
+  readonly guard: CallGuard;
+  /** TLS material (and its reloads); plain HTTP when undefined or without TLS. */
+  readonly security?: Security;
 }
 
 export interface RunningHttp {
   readonly address: string;
   close(): Promise<void>;
 }
-
-/** Domain error codes to HTTP statuses: the HTTP side's one table at the edge. */
-const HTTP_STATUS: Record<ErrorCode, number> = {
-  invalid_argument: 400,
-  not_found: 404,
-  already_exists: 409,
-  failed_precondition: 412,
-  resource_exhausted: 429,
-  unavailable: 503,
-  deadline_exceeded: 504,
-  cancelled: 503,
-  internal: 500,
-};
 
 /**
  * Sent with every response. The page's own CSP replaces the default one, which allows nothing:
@@ -53,11 +48,23 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   "cache-control": "no-store",
 };
 
-/** GET /api/status: the broker, its topics and their subscriptions. */
-async function status(broker: Broker, info: BrokerInfo) {
+/**
+ * GET /api/status: the broker, and the topics and subscriptions `visible` lets the caller
+ * administer.
+ */
+async function status(
+  broker: Broker,
+  info: BrokerInfo,
+  visible: (topic: string, subscription?: string) => boolean,
+  page: { offset: number; limit: number },
+) {
   const topics = [];
-  for (const t of await broker.listTopics()) {
-    const { topic, subscriptions } = await broker.stats(t.name);
+  // One page of topics (by name): with thousands, a full answer took seconds and megabytes.
+  const all = (await broker.listTopics()).filter((t) => visible(t.name));
+  for (const t of all.slice(page.offset, page.offset + page.limit)) {
+    const stats = await broker.stats(t.name);
+    const { topic } = stats;
+    const subscriptions = stats.subscriptions.filter((s) => visible(t.name, s.name));
     topics.push({
       ...topic,
       shards: t.shards,
@@ -97,8 +104,27 @@ async function status(broker: Broker, info: BrokerInfo) {
       openStreams: info.openStreams(),
       bufferedBytes: broker.bufferedBytes,
       memory: process.memoryUsage(),
+      ownership: broker.store.ownership(),
     },
+    topicCount: all.length,
+    offset: page.offset,
     topics,
+  };
+}
+
+/** Topics per /api/status answer unless `?limit=` asks for fewer (or more, up to 1000). */
+const STATUS_PAGE_TOPICS = 200;
+
+/** `?offset=N&limit=M` of /api/status; out-of-range or malformed values fall back to the defaults. */
+function statusPage(url: string): { offset: number; limit: number } {
+  const q = new URLSearchParams(url.includes("?") ? url.slice(url.indexOf("?") + 1) : "");
+  const int = (v: string | null, fallback: number, max: number) => {
+    const n = v === null ? Number.NaN : Number(v);
+    return Number.isSafeInteger(n) && n >= 0 && n <= max ? n : fallback;
+  };
+  return {
+    offset: int(q.get("offset"), 0, Number.MAX_SAFE_INTEGER),
+    limit: Math.max(1, int(q.get("limit"), STATUS_PAGE_TOPICS, 1000)),
   };
 }
 
@@ -132,11 +158,18 @@ function rawResponse(socket: Duplex, code: number, error: string): void {
   socket.end(`${head.join("\r\n")}\r\n\r\n${body}`);
 }
 
-/** A route: the methods it answers, whether it changes state, and its handler. */
+/**
+ * A route: the methods it answers, whether it changes state, what the caller needs when
+ * authentication is on (undefined: open to all, as health checks and the page's static HTML
+ * are), whether it is audited, and its handler.
+ */
 interface Route {
+  readonly name: string;
   readonly methods: readonly string[];
   readonly mutates: boolean;
-  run(req: IncomingMessage, res: ServerResponse): Promise<void> | void;
+  readonly needs?: readonly Need[];
+  readonly audited?: boolean;
+  run(req: IncomingMessage, res: ServerResponse, caller: Caller): Promise<void> | void;
 }
 
 const READ = ["GET", "HEAD"];
@@ -149,8 +182,11 @@ const READ = ["GET", "HEAD"];
  * No input ends the process: a bad path gets 400, an unknown one 404, a wrong method 405, a
  * foreign Host or a cross-site state change 403 (see request-guard.ts), a request the parser
  * refuses 400/408/413/431, and an exception in a handler 500 (logged). Every response carries
- * SECURITY_HEADERS. Throws NerveBusError when the address cannot be bound or an allowed host is
- * not a host name.
+ * SECURITY_HEADERS. With TLS it speaks HTTPS only, following certificate reloads; with
+ * authentication on, every route but the page's HTML and /healthz wants a principal (a verified
+ * client certificate or `Authorization: Bearer`), 401 without one and 403 without the right,
+ * through the same CallGuard as the gRPC port. Throws NerveBusError when the address cannot be
+ * bound or an allowed host is not a host name.
  */
 export async function startHttpServer(
   listen: string,
@@ -159,7 +195,7 @@ export async function startHttpServer(
   info: BrokerInfo,
   options: HttpOptions,
 ): Promise<RunningHttp> {
-  const { log } = options;
+  const { log, guard } = options;
   const hosts = new HostRule(listen, options.allowedHosts);
   if (hosts.badNames.length > 0)
     throw new NerveBusError(
@@ -171,6 +207,7 @@ export async function startHttpServer(
     const p = path.join("/");
     if (p === "" || p === "index.html")
       return {
+        name: "page",
         methods: READ,
         mutates: false,
         run: (_q, res) => {
@@ -180,6 +217,7 @@ export async function startHttpServer(
       };
     if (p === "healthz")
       return {
+        name: "healthz",
         methods: READ,
         mutates: false,
         run: (_q, res) => {
@@ -187,13 +225,26 @@ export async function startHttpServer(
           send(res, ok ? 200 : 503, ok ? "ok\n" : "not serving\n", "text/plain; charset=utf-8");
         },
       };
+    // Metrics name every topic and subscription.
     if (p === "metrics")
-      return { methods: READ, mutates: false, run: (req, res) => metrics.handle(req, res) };
-    if (p === "api/status")
       return {
+        name: "metrics",
         methods: READ,
         mutates: false,
-        run: async (_q, res) => send(res, 200, JSON.stringify(await status(broker, info))),
+        needs: [{ action: "admin", topic: EVERY_NAME, subscription: EVERY_NAME }],
+        run: (req, res) => metrics.handle(req, res),
+      };
+    if (p === "api/status")
+      return {
+        name: "api/status",
+        methods: READ,
+        mutates: false,
+        needs: [{ action: "admin" }],
+        run: async (req, res, caller) => {
+          const visible = (topic: string, subscription?: string) =>
+            guard.may(caller, { action: "admin", topic, subscription });
+          send(res, 200, JSON.stringify(await status(broker, info, visible, statusPage(req.url ?? ""))));
+        },
       };
     const [api, topics, topic, subscriptions, sub, verb] = path;
     if (
@@ -204,8 +255,11 @@ export async function startHttpServer(
       (verb === "pause" || verb === "resume")
     )
       return {
+        name: `api/${verb}`,
         methods: ["POST"],
         mutates: true,
+        needs: [{ action: "admin", topic: topic!, subscription: sub! }],
+        audited: true,
         run: async (_q, res) => {
           const r = await broker.updateSubscription(topic!, sub!, { paused: verb === "pause" });
           send(res, 200, JSON.stringify({ topic, subscription: r.name, paused: r.config.paused }));
@@ -228,21 +282,34 @@ export async function startHttpServer(
       res.setHeader("allow", r.methods.join(", "));
       return sendError(res, 405, `${method} is not allowed here; use ${r.methods.join(" or ")}`);
     }
+    let caller: Caller = { principal: undefined, peer: "" };
+    if (r.needs !== undefined) {
+      try {
+        caller = guard.httpCaller(r.name, req);
+        guard.require(r.name, caller, r.needs);
+      } catch (err) {
+        const e = err as NerveBusError;
+        if (e.code === "unauthenticated") res.setHeader("www-authenticate", 'Bearer realm="nervebus"');
+        return sendError(res, toHttpStatus(e.code), e.message);
+      }
+    }
     if (r.mutates) {
       const cross = crossSiteProblem(req.headers);
       if (cross !== undefined) return sendError(res, 403, cross);
     }
     try {
-      await r.run(req, res);
+      await r.run(req, res, caller);
+      if (r.audited) guard.audit(r.name, caller, r.needs?.[0]);
     } catch (err) {
+      if (r.audited) guard.audit(r.name, caller, r.needs?.[0], String(err));
       // A domain error (bad name, unknown subscription, store down) is the client's answer;
       // anything else is a bug, answered 500 and logged by the caller.
       if (!(err instanceof NerveBusError) || err.code === "internal" || res.headersSent) throw err;
-      sendError(res, HTTP_STATUS[err.code], err.message);
+      sendError(res, toHttpStatus(err.code), err.message);
     }
   }
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     // An error event on the response (a write after its end) must never go unhandled.
     res.on("error", () => {});
     handle(req, res).catch((err: unknown) => {
@@ -254,7 +321,27 @@ export async function startHttpServer(
       if (res.headersSent) res.destroy();
       else sendError(res, 500, "internal error; see the broker log");
     });
-  });
+  };
+  const tls = options.security?.tls;
+  // With TLS the port speaks HTTPS only. A client certificate is asked for but not required in
+  // the handshake, so probes without one still reach /healthz; every other route needs a
+  // verified certificate or a token when authentication is on.
+  const server =
+    tls === undefined
+      ? createServer(onRequest)
+      : createHttpsServer(
+          {
+            cert: tls.cert,
+            key: tls.key,
+            ca: tls.ca,
+            requestCert: tls.ca !== undefined,
+            rejectUnauthorized: false,
+          },
+          onRequest,
+        );
+  const stopWatching = options.security?.onTlsChange((m) =>
+    (server as import("node:https").Server).setSecureContext({ cert: m.cert, key: m.key, ca: m.ca }),
+  );
   // Requests the HTTP parser refuses (bad request line, bad header, header block over 16 KiB,
   // bad chunking, timeouts): answered like node's default, plus a JSON error and the headers.
   server.on("clientError", (err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex) => {
@@ -305,6 +392,7 @@ export async function startHttpServer(
     address: `${host}:${bound.port}`,
     close: () =>
       new Promise<void>((resolve) => {
+        stopWatching?.();
         server.closeAllConnections();
         server.close(() => resolve());
       }),

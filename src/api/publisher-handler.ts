@@ -8,7 +8,9 @@ import {
 import { type Broker, checkDelay, invalidArgument, type NewMessage } from "../core/index.js";
 import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
 import { encodeSendPackResponse, malformedReason } from "../wire/index.js";
+import type { CallGuard } from "./call-guard.js";
 import { preEncoded } from "./grpc-adapter.js";
+import type { PublishQuota } from "./publish-quota.js";
 import { toGrpcStatus } from "./status.js";
 
 /** ms since epoch of the call's deadline, or Infinity. */
@@ -37,10 +39,12 @@ export function toNewMessages(req: SendPackRequest, now: number): NewMessage[] {
   });
 }
 
-/** PublisherService.SendPack. */
+/** PublisherService.SendPack: needs the publish right on the topic (see CallGuard). */
 export function sendPackHandler(
   broker: Broker,
   telemetry: Telemetry,
+  guard: CallGuard,
+  quota: PublishQuota,
 ): grpc.handleUnaryCall<SendPackRequest, SendPackResponse> {
   return (call, callback) => {
     const started = performance.now();
@@ -50,6 +54,21 @@ export function sendPackHandler(
       return;
     }
     const { topic } = call.request;
+    try {
+      const caller = guard.authorize("SendPack", call, [{ action: "publish", topic }]);
+      if (quota.enabled) {
+        const who =
+          caller.principal === undefined
+            ? `client ${caller.peer.slice(0, caller.peer.lastIndexOf(":"))}`
+            : `principal ${JSON.stringify(caller.principal.name)}`;
+        let bytes = 0;
+        for (const m of call.request.messages) bytes += m.data.byteLength;
+        quota.take(who, call.request.messages.length, bytes);
+      }
+    } catch (err) {
+      callback(toGrpcStatus(err));
+      return;
+    }
     const metadataParent = call.metadata.get("traceparent")[0];
     const span = telemetry.startPublishSpan(
       topic,

@@ -3,14 +3,41 @@ import { HealthImplementation } from "grpc-health-check";
 import { AdminService } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
 import { PublisherService } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import type { Security } from "../auth/index.js";
 import { type Broker, NerveBusError } from "../core/index.js";
 import type { Telemetry } from "../telemetry/index.js";
 import { decodeReceiveRequest, decodeSendPackRequest } from "../wire/index.js";
 import { adminHandlers } from "./admin-handler.js";
+import { Admission, type AdmissionLimits } from "./admission.js";
+import { CallDrain } from "./call-drain.js";
+import type { CallGuard } from "./call-guard.js";
 import { addService } from "./grpc-adapter.js";
+import { PublishQuota, type QuotaLimits } from "./publish-quota.js";
 import { sendPackHandler } from "./publisher-handler.js";
 import { addReflection } from "./reflection.js";
 import { ReceiveSessions } from "./subscriber-handler.js";
+import { serverCredentials } from "./tls-credentials.js";
+
+const SHUTTING_DOWN = "broker is shutting down; reconnect";
+
+/**
+ * How long answers already given may take to reach the socket before connections are cut:
+ * writing a few frames takes well under a millisecond, so this only bounds a stuck connection.
+ */
+const FLUSH_MS = 1000;
+
+/** Whether `p` settles within `ms`. */
+async function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export interface ServerOptions {
   /** HOST:PORT; port 0 picks a free one. */
@@ -20,11 +47,19 @@ export interface ServerOptions {
   readonly heartbeatMs: number;
   /** Server keepalive ping interval; a client that stops answering is dropped. */
   readonly keepaliveMs: number;
+  /** Publish rates per principal (see PublishQuota). */
+  readonly publishQuota: QuotaLimits;
+  /** SendPack calls in progress per connection and in all (see Admission). */
+  readonly admission: AdmissionLimits;
   /** A connection without calls for this long is closed, however well it answers pings. */
   readonly maxConnectionIdleMs: number;
   /** HTTP/2 MAX_CONCURRENT_STREAMS per connection. */
   readonly maxConcurrentStreams: number;
   readonly telemetry: Telemetry;
+  /** Who may call what; every RPC but health and reflection goes through it. */
+  readonly guard: CallGuard;
+  /** TLS material (and its reloads); plaintext when undefined or without TLS. */
+  readonly security?: Security;
 }
 
 /** A running gRPC front end. */
@@ -35,12 +70,21 @@ export interface RunningServer {
   readonly sessions: ReceiveSessions;
   /** Sets the standard gRPC health status of every service (NOT_SERVING while draining or while the store is down). */
   setServing(serving: boolean): void;
-  /** Stops accepting, ends Receive streams with UNAVAILABLE, waits for calls in progress. */
+  /**
+   * Graceful stop: refuses new calls with UNAVAILABLE, ends Receive streams with UNAVAILABLE, lets
+   * calls in progress finish and waits until their answers are written, then closes the
+   * connections. Calls still unanswered after `graceMs` get UNAVAILABLE (outcome unknown).
+   */
   shutdown(graceMs: number): Promise<void>;
 }
 
 /** Starts the gRPC services of a broker. */
 export async function startServer(broker: Broker, options: ServerOptions): Promise<RunningServer> {
+  const services = ["", PublisherService.typeName, SubscriberService.typeName, AdminService.typeName];
+  // While draining, the broker's own calls are refused; health checks still get NOT_SERVING.
+  const ours = services.filter((s) => s !== "").map((s) => `/${s}/`);
+  const drain = new CallDrain((path) => ours.some((prefix) => path.startsWith(prefix)));
+  const admission = new Admission(options.admission);
   const server = new grpc.Server({
     "grpc.max_receive_message_length": options.maxMessageBytes,
     "grpc.max_send_message_length": options.maxMessageBytes,
@@ -50,43 +94,27 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     // Clients may ping every 10 s without data (grpc-go's minimum) without being dropped.
     "grpc.http2.min_ping_interval_without_data_ms": 10_000,
     "grpc.keepalive_permit_without_calls": 1,
-    // Requests are received in full before any handler runs, so this (with the number of
-    // connections and the pack size limit) is what bounds the bytes of requests held.
     "grpc.max_concurrent_streams": options.maxConcurrentStreams,
+    // The drain first: it needs grpc-js's own call (see CallDrain). Requests are received in
+    // full before any handler runs: admission refuses publish calls over the limits before
+    // their bodies are read.
+    interceptors: [drain.interceptor, admission.interceptor],
   });
-  const sessions = new ReceiveSessions(broker, { heartbeatMs: options.heartbeatMs });
-  // Unary calls in progress, so shutdown knows when nothing is left to wait for.
-  let inFlight = 0;
-  const counted = <Req, Res>(h: grpc.handleUnaryCall<Req, Res>): grpc.handleUnaryCall<Req, Res> => {
-    return (call, callback) => {
-      inFlight++;
-      h(call, (err, value, trailer, flags) => {
-        inFlight--;
-        callback(err, value, trailer, flags);
-      });
-    };
-  };
+  const { guard } = options;
+  const sessions = new ReceiveSessions(broker, { heartbeatMs: options.heartbeatMs, guard });
   addService(
     server,
     PublisherService,
-    { sendPack: counted(sendPackHandler(broker, options.telemetry)) },
+    { sendPack: sendPackHandler(broker, options.telemetry, guard, new PublishQuota(options.publishQuota)) },
     { sendPack: decodeSendPackRequest },
   );
   addService(server, SubscriberService, { receive: sessions.handler() }, { receive: decodeReceiveRequest });
-  const admin = adminHandlers(broker);
-  addService(
-    server,
-    AdminService,
-    Object.fromEntries(
-      Object.entries(admin).map(([k, h]) => [k, counted(h as grpc.handleUnaryCall<unknown, unknown>)]),
-    ) as typeof admin,
-  );
-  const services = ["", PublisherService.typeName, SubscriberService.typeName, AdminService.typeName];
+  addService(server, AdminService, adminHandlers(broker, guard));
   const health = new HealthImplementation(Object.fromEntries(services.map((s) => [s, "SERVING" as const])));
   health.addToServer(server);
   addReflection(server);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (err, p) => {
+    server.bindAsync(options.listen, serverCredentials(options.security), (err, p) => {
       if (!err) return resolve(p);
       const inUse = /EADDRINUSE/.test(err.message);
       reject(
@@ -110,23 +138,23 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     },
     async shutdown(graceMs: number) {
       for (const s of services) health.setStatus(s, "NOT_SERVING");
-      sessions.closeAll("broker is shutting down; reconnect");
-      // tryShutdown waits for every HTTP/2 session to go away, which an idle client may delay
-      // for long; once no call is in progress there is nothing left to finish, so close then.
-      await new Promise<void>((resolve) => {
-        const deadline = Date.now() + graceMs;
-        const poll = setInterval(() => {
-          if ((inFlight === 0 && sessions.size === 0) || Date.now() >= deadline) {
-            clearInterval(poll);
-            server.forceShutdown();
-            resolve();
-          }
-        }, 25);
-        server.tryShutdown(() => {
-          clearInterval(poll);
-          resolve();
-        });
-      });
+      drain.startDraining();
+      // GOAWAY on every connection and no new ones; each connection closes once its last
+      // stream has, so every answer is written before its socket goes.
+      const closed = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      sessions.closeAll(SHUTTING_DOWN);
+      drain.endOtherStreams(SHUTTING_DOWN);
+      // Every call answered and its stream closed; after the grace, a unary call still waiting
+      // gets UNAVAILABLE (outcome unknown) rather than a cut connection.
+      if (!(await settledWithin(drain.idle(), graceMs))) {
+        drain.answerUnary("broker shut down before the call was answered; outcome unknown, retry");
+        await settledWithin(drain.idle(), FLUSH_MS);
+      }
+      // A connection with no stream left closes by itself and writes out what it holds first;
+      // cutting it earlier, even right after its last stream closed, lost that answer. One that
+      // stays (a client that never spoke HTTP/2) holds nothing: it is cut after FLUSH_MS.
+      await settledWithin(closed, FLUSH_MS);
+      server.forceShutdown();
     },
   };
 }

@@ -14,6 +14,9 @@ import { REQUEST_HEADER } from "./request-guard.js";
  * passes it through unchanged (its one dollar-brace, the request header's name, is filled in
  * here). It sets no style attributes and loads no other script, so the page works under
  * STATUS_PAGE_CSP.
+ *
+ * Kept as one file over 500 lines: it is one HTML document, and the CSP hashes computed below
+ * must come from exactly the script and style it serves.
  */
 export const STATUS_PAGE = `<!doctype html>
 <html lang="en">
@@ -46,6 +49,10 @@ export const STATUS_PAGE = `<!doctype html>
   .badge.info { background: #e6f0ff; color: #2456a6; }
   .banner { background: var(--bad); color: #fff; padding: 10px 24px; font-weight: 600; }
   .notice { background: var(--warn-bg); color: var(--warn); padding: 8px 24px; border-bottom: 1px solid #f0d9b5; }
+  .signin { display: flex; gap: 8px; align-items: center; background: var(--warn-bg); color: var(--warn);
+    padding: 8px 24px; border-bottom: 1px solid #f0d9b5; }
+  .signin[hidden] { display: none; }
+  .signin input { font: inherit; padding: 2px 6px; width: 28em; }
   main { padding: 16px 24px 32px; max-width: 1400px; }
   main.stale { opacity: .55; }
   h2 { font-size: 15px; margin: 8px 0 10px; }
@@ -109,6 +116,11 @@ export const STATUS_PAGE = `<!doctype html>
 </header>
 <div class="banner" id="banner" role="alert" hidden></div>
 <div class="notice" id="notice" role="status" hidden></div>
+<div class="signin" id="signin" hidden>
+  <label for="token">This broker wants a bearer token (or a client certificate):</label>
+  <input id="token" type="password" autocomplete="off" spellcheck="false">
+  <button type="button" id="use-token">Use token</button>
+</div>
 <main id="main">
   <section>
     <h2>Topics</h2>
@@ -133,8 +145,28 @@ let timer = 0;
 let polling = false;
 let again = false;
 let noticeTimer = 0;
+// The token is kept for this tab only, and sent as a header: unlike a cookie, no other site's
+// page can make the browser send it.
+const TOKEN_KEY = "nervebus.token";
 
 function byId(id) { return document.getElementById(id); }
+
+function authHeaders() {
+  let token = null;
+  try { token = sessionStorage.getItem(TOKEN_KEY); } catch (_) { /* storage refused */ }
+  return token ? { Authorization: "Bearer " + token } : {};
+}
+
+function useToken() {
+  const input = byId("token");
+  const token = input.value.trim();
+  input.value = "";
+  try {
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch (_) { /* storage refused: nothing to keep it in */ }
+  poll();
+}
 
 /** Builds an element; strings among the children become text nodes (never parsed as HTML). */
 function el(tag, props, ...children) {
@@ -267,7 +299,7 @@ function renderHeader(data) {
   byId("uptime").textContent = fmtDur(b.now - b.startedAt);
   byId("streams").textContent = fmtInt(b.openStreams);
   byId("buffer").textContent = fmtBytes(b.bufferedBytes);
-  byId("ntopics").textContent = fmtInt(data.topics.length);
+  byId("ntopics").textContent = fmtInt(data.topicCount ?? data.topics.length);
   byId("nsubs").textContent = fmtInt(data.topics.reduce((n, t) => n + t.subscriptions.length, 0));
 }
 
@@ -410,7 +442,8 @@ async function poll() {
   const ctrl = new AbortController();
   const limit = setTimeout(() => ctrl.abort(), TIMEOUT_MS);
   try {
-    const res = await fetch("/api/status", { cache: "no-store", signal: ctrl.signal });
+    const res = await fetch("/api/status", { cache: "no-store", signal: ctrl.signal, headers: authHeaders() });
+    byId("signin").hidden = res.status !== 401;
     if (!res.ok) {
       let detail = "HTTP " + res.status;
       try { const b = await res.json(); if (b && b.error) detail += ": " + b.error; } catch (_) { /* not JSON */ }
@@ -446,7 +479,7 @@ async function act(button) {
   try {
     const url = "/api/topics/" + encodeURIComponent(topic) + "/subscriptions/" + encodeURIComponent(sub) + "/" + action;
     // The header marks the request as the page's own (see the broker's same-origin rule).
-    const res = await fetch(url, { method: "POST", cache: "no-store", headers: { "${REQUEST_HEADER}": "1" } });
+    const res = await fetch(url, { method: "POST", cache: "no-store", headers: { ...authHeaders(), "${REQUEST_HEADER}": "1" } });
     let body = null;
     try { body = await res.json(); } catch (_) { /* not JSON */ }
     if (!res.ok) throw new Error((body && body.error) || "HTTP " + res.status);
@@ -463,6 +496,9 @@ async function act(button) {
     poll();
   }
 }
+
+byId("use-token").addEventListener("click", useToken);
+byId("token").addEventListener("keydown", (ev) => { if (ev.key === "Enter") useToken(); });
 
 document.addEventListener("click", (ev) => {
   const target = ev.target instanceof Element ? ev.target.closest("button[data-action]") : null;

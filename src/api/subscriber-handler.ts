@@ -23,6 +23,7 @@ import {
   type Window,
 } from "../core/index.js";
 import { encodeDeliveries, malformedReason } from "../wire/index.js";
+import type { Caller, CallGuard } from "./call-guard.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { toStartPosition } from "./start-position.js";
 import { toGrpcStatus } from "./status.js";
@@ -32,6 +33,8 @@ type ReceiveCall = grpc.ServerDuplexStream<ReceiveRequest, ReceiveResponse>;
 export interface ReceiveOptions {
   /** Idle time after which a stream gets a heartbeat. */
   readonly heartbeatMs: number;
+  /** Authenticates each stream as it opens and authorizes its subscribe. */
+  readonly guard: CallGuard;
 }
 
 /** Open Receive streams, so shutdown can end each with UNAVAILABLE. */
@@ -49,7 +52,18 @@ export class ReceiveSessions {
 
   handler(): grpc.handleBidiStreamingCall<ReceiveRequest, ReceiveResponse> {
     return (call) => {
-      const session = new ReceiveSession(this.broker, call, this.options, () => this.#open.delete(session));
+      // Who the stream belongs to is settled once, as it opens: a policy reloaded later applies
+      // to new streams, and an open one keeps going.
+      let caller: Caller;
+      try {
+        caller = this.options.guard.grpcCaller("Receive", call);
+      } catch (err) {
+        call.emit("error", toGrpcStatus(err));
+        return;
+      }
+      const session = new ReceiveSession(this.broker, call, this.options, caller, () =>
+        this.#open.delete(session),
+      );
       this.#open.add(session);
       session.start();
     };
@@ -77,6 +91,9 @@ function toSeqs(seqs: readonly bigint[]): number[] {
   return seqs.map((s) => Number(s));
 }
 
+/** Bytes of deliveries a stream may have waiting for the transport before it counts as congested. */
+const SEND_BUFFER_BYTES = 1 << 20;
+
 /**
  * One Receive stream. Requests are handled strictly in order; the first attaches the stream to
  * its subscription. Deliveries respect HTTP/2 flow control: when a write reports a full
@@ -87,12 +104,17 @@ class ReceiveSession implements ConsumerSink {
   #chain: Promise<void> = Promise.resolve();
   #ended = false;
   #lastWrite = Date.now();
+  /** Bytes of deliveries handed to grpc-js and not yet written to the transport. */
+  #unsent = 0;
+  /** Whether this stream told its subscription it is congested by #unsent. */
+  #held = false;
   #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly broker: Broker,
     private readonly call: ReceiveCall,
     private readonly options: ReceiveOptions,
+    private readonly caller: Caller,
     private readonly onClose: () => void,
   ) {}
 
@@ -114,7 +136,25 @@ class ReceiveSession implements ConsumerSink {
 
   send(deliveries: readonly Delivered[]): boolean {
     if (this.#ended) return false;
-    return this.#write(preEncoded(ReceiveResponseSchema, encodeDeliveries(deliveries)));
+    const bytes = encodeDeliveries(deliveries);
+    // grpc-js queues up to 16 responses per stream before write() says it is full, and a
+    // response holds up to ~1 MiB of deliveries: a client that does not read would make the
+    // broker hold ~16 MiB per stream (100 streams on one connection ≈ 2 GiB). The stream is
+    // congested once SEND_BUFFER_BYTES wait for the transport, and resumes when they went out.
+    this.#unsent += bytes.byteLength;
+    const size = bytes.byteLength;
+    const open = this.#write(preEncoded(ReceiveResponseSchema, bytes), () => {
+      this.#unsent -= size;
+      if (this.#held && this.#unsent <= SEND_BUFFER_BYTES / 2) {
+        this.#held = false;
+        if (this.#attachment && !this.#ended) this.#attachment.subscription.resume(this.#attachment.consumer);
+      }
+    });
+    if (this.#unsent > SEND_BUFFER_BYTES) {
+      this.#held = true;
+      return false;
+    }
+    return open;
   }
 
   ackResults(acked: readonly number[], alreadyAcked: readonly number[], ignored: readonly number[]): void {
@@ -180,6 +220,9 @@ class ReceiveSession implements ConsumerSink {
   }
 
   async #subscribe(s: Subscribe): Promise<Attachment | undefined> {
+    this.options.guard.require("Receive", this.caller, [
+      { action: "subscribe", topic: s.topic, subscription: s.subscription },
+    ]);
     const window = toWindow("subscribe.window", s.window);
     const ackDeadlineMs = deadlineMs("subscribe.ack_deadline", s.ackDeadline);
     if (s.consumerName.length > 128)
@@ -234,10 +277,10 @@ class ReceiveSession implements ConsumerSink {
     );
   }
 
-  #write(response: ReceiveResponse): boolean {
+  #write(response: ReceiveResponse, written?: () => void): boolean {
     if (this.#ended) return false;
     this.#lastWrite = Date.now();
-    return this.call.write(response);
+    return written === undefined ? this.call.write(response) : this.call.write(response, written);
   }
 
   /** The client half-closed: confirm its last acks if it asked for that, then end OK. */

@@ -6,7 +6,7 @@ import { StartPoint } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.j
 import { unary } from "../api/index.js";
 import { parseDuration } from "../config/index.js";
 import { NerveBusError } from "../core/index.js";
-import { connect, describeGrpcError } from "./connect.js";
+import { CONNECTION_FLAGS, CONNECTION_USAGE, connect, describeGrpcError } from "./connect.js";
 
 type Admin = (typeof AdminService)["method"];
 
@@ -128,7 +128,7 @@ const USAGE = `usage:
                  [--dead-letter-topic T] [--ordering true|false] [--from earliest|latest|SEQ|TIME]
   nervebus sub   seek TOPIC NAME --to SEQ|TIME
   nervebus stats TOPIC
-all take --server HOST:PORT (default 127.0.0.1:7070)`;
+${CONNECTION_USAGE}`;
 
 /** `nervebus topic|sub|stats …`: the AdminService from the command line; prints JSON. */
 export async function adminCommand(kind: "topic" | "sub" | "stats", args: string[]): Promise<number> {
@@ -137,7 +137,7 @@ export async function adminCommand(kind: "topic" | "sub" | "stats", args: string
     strict: true,
     allowPositionals: true,
     options: {
-      server: { type: "string", default: "127.0.0.1:7070" },
+      ...CONNECTION_FLAGS,
       to: { type: "string" },
       ...TOPIC_FLAGS,
       ...SUB_FLAGS,
@@ -148,7 +148,7 @@ export async function adminCommand(kind: "topic" | "sub" | "stats", args: string
     if (value === undefined) throw new NerveBusError("invalid_argument", `${what} is required\n${USAGE}`);
     return value;
   };
-  const client = await connect(values.server!);
+  const client = await connect(values);
   const call = async <K extends keyof Admin>(
     method: K,
     request: Parameters<typeof create<Admin[K]["input"]>>[1],
@@ -167,6 +167,9 @@ export async function adminCommand(kind: "topic" | "sub" | "stats", args: string
   };
   const print = <D extends DescMessage>(schema: D, message: MessageShape<D>) =>
     process.stdout.write(`${JSON.stringify(toJson(schema, message), null, 2)}\n`);
+  /** Calls `method` and prints its answer as JSON. */
+  const show = async <K extends keyof Admin>(method: K, request: Parameters<typeof call<K>>[1]) =>
+    print(AdminService.method[method].output, await call(method, request));
   try {
     if (kind === "topic") {
       const { topic, paths } = topicFields(values);
@@ -175,22 +178,16 @@ export async function adminCommand(kind: "topic" | "sub" | "stats", args: string
           for (const t of (await call("listTopics", {})).topics) process.stdout.write(`${t.name}\n`);
           return 0;
         case "get":
-          print(AdminService.method.getTopic.output, await call("getTopic", { name: need(a, "topic name") }));
+          await show("getTopic", { name: need(a, "topic name") });
           return 0;
         case "create":
-          print(
-            AdminService.method.createTopic.output,
-            await call("createTopic", { topic: { ...topic, name: need(a, "topic name") } }),
-          );
+          await show("createTopic", { topic: { ...topic, name: need(a, "topic name") } });
           return 0;
         case "update":
-          print(
-            AdminService.method.updateTopic.output,
-            await call("updateTopic", {
-              topic: { ...topic, name: need(a, "topic name") },
-              updateMask: { paths },
-            }),
-          );
+          await show("updateTopic", {
+            topic: { ...topic, name: need(a, "topic name") },
+            updateMask: { paths },
+          });
           return 0;
         case "delete":
           await call("deleteTopic", { name: need(a, "topic name") });
@@ -206,28 +203,19 @@ export async function adminCommand(kind: "topic" | "sub" | "stats", args: string
             process.stdout.write(`${s.name}\n`);
           return 0;
         case "get":
-          print(
-            AdminService.method.getSubscription.output,
-            await call("getSubscription", { topic, name: need(b, "subscription name") }),
-          );
+          await show("getSubscription", { topic, name: need(b, "subscription name") });
           return 0;
         case "create":
-          print(
-            AdminService.method.createSubscription.output,
-            await call("createSubscription", {
-              subscription: { ...sub, topic, name: need(b, "subscription name") },
-              start: startOf(values.from),
-            }),
-          );
+          await show("createSubscription", {
+            subscription: { ...sub, topic, name: need(b, "subscription name") },
+            start: startOf(values.from),
+          });
           return 0;
         case "update":
-          print(
-            AdminService.method.updateSubscription.output,
-            await call("updateSubscription", {
-              subscription: { ...sub, topic, name: need(b, "subscription name") },
-              updateMask: { paths },
-            }),
-          );
+          await show("updateSubscription", {
+            subscription: { ...sub, topic, name: need(b, "subscription name") },
+            updateMask: { paths },
+          });
           return 0;
         case "delete":
           await call("deleteSubscription", { topic, name: need(b, "subscription name") });
@@ -262,7 +250,7 @@ export async function adminCommand(kind: "topic" | "sub" | "stats", args: string
         }
       }
     } else {
-      print(AdminService.method.getStats.output, await call("getStats", { topic: need(a, "topic") }));
+      await show("getStats", { topic: need(a, "topic") });
       return 0;
     }
     throw new NerveBusError(

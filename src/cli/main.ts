@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { asNerveBusError } from "../core/index.js";
 import { adminCommand } from "./admin.js";
+import { CONNECTION_USAGE } from "./connect.js";
 import { publishCommand } from "./publish.js";
 import { serveCommand } from "./serve.js";
 import { tailCommand } from "./tail.js";
@@ -15,6 +16,9 @@ usage:
   nervebus topic   list|get|create|update|delete [NAME] [--shards N] [--retention 7d] [--dedup-window 2m] …
   nervebus sub     list|get|create|update|delete|pause|resume|purge|seek TOPIC [NAME] [--max-delivery-attempts N] …
   nervebus stats   TOPIC
+
+publish, tail, topic, sub and stats take the connection flags:
+${CONNECTION_USAGE}
 
 Run 'nervebus serve --help' for every broker setting.`;
 

@@ -1,27 +1,22 @@
 import { createInterface } from "node:readline";
-import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { type Message, MessageSchema } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
 import { SendPackRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { unary } from "../api/index.js";
 import { NerveBusError } from "../core/index.js";
+import { parseClientArgs, requiredFlag } from "./client-args.js";
 import { connect, describeGrpcError } from "./connect.js";
 
 /** `nervebus publish`: one message per --data or per line of standard input, sent in packs. */
 export async function publishCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    strict: true,
-    options: {
-      server: { type: "string", default: "127.0.0.1:7070" },
-      topic: { type: "string" },
-      data: { type: "string", multiple: true },
-      attr: { type: "string", multiple: true },
-      "ordering-key": { type: "string", default: "" },
-      "pack-size": { type: "string", default: "1000" },
-    },
+  const values = parseClientArgs(args, {
+    topic: { type: "string" },
+    data: { type: "string", multiple: true },
+    attr: { type: "string", multiple: true },
+    "ordering-key": { type: "string", default: "" },
+    "pack-size": { type: "string", default: "1000" },
   });
-  if (values.topic === undefined) throw new NerveBusError("invalid_argument", "--topic is required");
+  const topic = requiredFlag(values.topic, "topic");
   const packSize = Number(values["pack-size"]);
   if (!Number.isInteger(packSize) || packSize < 1)
     throw new NerveBusError(
@@ -35,8 +30,7 @@ export async function publishCommand(args: string[]): Promise<number> {
       throw new NerveBusError("invalid_argument", `--attr: expected KEY=VALUE, got ${JSON.stringify(a)}`);
     attributes[a.slice(0, eq)] = a.slice(eq + 1);
   }
-  const client = await connect(values.server);
-  const topic = values.topic;
+  const client = await connect(values);
   const encoder = new TextEncoder();
   let pack: Message[] = [];
   let published = 0;

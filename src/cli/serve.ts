@@ -54,6 +54,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       log("info", "shutting down", { signal });
       process.off("SIGTERM", onTerm);
       process.off("SIGINT", onInt);
+      process.off("SIGHUP", onHup);
       bus.stop().then(resolve, (err: unknown) => {
         log("error", "shutdown failed", { err: String(err) });
         resolve();
@@ -61,8 +62,14 @@ export async function serveCommand(args: string[]): Promise<number> {
     };
     const onTerm = () => stop("SIGTERM");
     const onInt = () => stop("SIGINT");
+    // SIGHUP re-reads certificates, tokens, JWKS and policy without dropping a connection.
+    const onHup = () => {
+      log("info", "reloading security files", { signal: "SIGHUP" });
+      bus.reloadSecurity();
+    };
     process.on("SIGTERM", onTerm);
     process.on("SIGINT", onInt);
+    process.on("SIGHUP", onHup);
     // Another broker owns the store now: exit non-zero, so a supervisor starts this one again,
     // as a broker that waits for the lease.
     void bus.fenced.then(() => {

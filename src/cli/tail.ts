@@ -1,4 +1,3 @@
-import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import {
@@ -9,26 +8,21 @@ import {
   WindowSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { NerveBusError } from "../core/index.js";
+import { parseClientArgs, requiredFlag } from "./client-args.js";
 import { connect, describeGrpcError } from "./connect.js";
 
 /** `nervebus tail`: prints each delivery (seq and payload) and acks it; exits after --count. */
 export async function tailCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    strict: true,
-    options: {
-      server: { type: "string", default: "127.0.0.1:7070" },
-      topic: { type: "string" },
-      subscription: { type: "string" },
-      from: { type: "string", default: "latest" },
-      count: { type: "string" },
-      window: { type: "string", default: "1000" },
-      json: { type: "boolean", default: false },
-    },
+  const values = parseClientArgs(args, {
+    topic: { type: "string" },
+    subscription: { type: "string" },
+    from: { type: "string", default: "latest" },
+    count: { type: "string" },
+    window: { type: "string", default: "1000" },
+    json: { type: "boolean", default: false },
   });
-  if (values.topic === undefined) throw new NerveBusError("invalid_argument", "--topic is required");
-  if (values.subscription === undefined)
-    throw new NerveBusError("invalid_argument", "--subscription is required");
+  const topic = requiredFlag(values.topic, "topic");
+  const subscription = requiredFlag(values.subscription, "subscription");
   const count = values.count === undefined ? Number.POSITIVE_INFINITY : Number(values.count);
   if (!(count >= 1) || (Number.isFinite(count) && !Number.isInteger(count))) {
     throw new NerveBusError("invalid_argument", `--count: must be a whole number ≥ 1, got ${values.count}`);
@@ -46,7 +40,7 @@ export async function tailCommand(args: string[]): Promise<number> {
       `--from: must be earliest, latest or a seq ≥ 1, got ${JSON.stringify(values.from)}`,
     );
 
-  const client = await connect(values.server);
+  const client = await connect(values);
   const call = client.subscriber.receive();
   const decoder = new TextDecoder();
   let received = 0;
@@ -80,20 +74,15 @@ export async function tailCommand(args: string[]): Promise<number> {
     call.on("error", (err) => {
       if (received >= count) resolve();
       else
-        reject(
-          new NerveBusError(
-            "unavailable",
-            `tail ${values.topic}/${values.subscription}: ${describeGrpcError(err)}`,
-          ),
-        );
+        reject(new NerveBusError("unavailable", `tail ${topic}/${subscription}: ${describeGrpcError(err)}`));
     });
     call.on("end", () => resolve());
   });
   call.write(
     create(ReceiveRequestSchema, {
       subscribe: create(SubscribeSchema, {
-        topic: values.topic,
-        subscription: values.subscription,
+        topic,
+        subscription,
         window: create(WindowSchema, { maxMessages: windowSize }),
         start,
       }),

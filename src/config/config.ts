@@ -1,311 +1,9 @@
 import { readFileSync } from "node:fs";
-import {
-  ACK_DEADLINE_MS,
-  BACKOFF_MS,
-  DEDUP_WINDOW_MS,
-  DELIVERY_ATTEMPTS,
-  NerveBusError,
-  SHARDS,
-} from "../core/index.js";
+import { NerveBusError } from "../core/index.js";
 import { checkHostPort } from "./host-port.js";
+import { type Config, OPTIONS, type OptionSpec } from "./options.js";
+
 import { BYTE_UNITS, parseQuantity, TIME_UNITS } from "./units.js";
-
-/** Everything `nervebus serve` can be told. */
-export interface Config {
-  listen: string;
-  httpListen: string;
-  httpAllowedHosts: string;
-  store: string;
-  shards: number;
-  autoCreate: boolean;
-  maxMessageBytes: number;
-  maxPackMessages: number;
-  maxPackBytes: number;
-  writeBufferBytes: number;
-  tailCacheBytes: number;
-  confirmTimeoutMs: number;
-  statePersistIntervalMs: number;
-  retentionMs: number;
-  retentionBytes: number;
-  dedupWindowMs: number;
-  retentionIntervalMs: number;
-  ackDeadlineMs: number;
-  maxDeliveryAttempts: number;
-  minBackoffMs: number;
-  maxBackoffMs: number;
-  heartbeatMs: number;
-  keepaliveMs: number;
-  maxConnectionIdleMs: number;
-  maxConcurrentStreams: number;
-  healthIntervalMs: number;
-  shutdownGraceMs: number;
-  mysqlPoolSize: number;
-  mysqlAllowUnsafeDurability: boolean;
-  leaseTtlMs: number;
-  leaseRenewMs: number;
-  leaseWaitMs: number;
-  logLevel: "debug" | "info" | "warn" | "error";
-}
-
-type Kind = "string" | "int" | "bytes" | "duration" | "bool" | "enum";
-
-/** One setting: its flag, environment variable, type, default, range and meaning. */
-export interface OptionSpec {
-  readonly key: keyof Config;
-  readonly kind: Kind;
-  readonly default: Config[keyof Config];
-  readonly min?: number;
-  readonly max?: number;
-  readonly values?: readonly string[];
-  readonly doc: string;
-}
-
-const MiB = 1 << 20;
-
-/** The settings, in the order the README's table lists them. */
-export const OPTIONS: readonly OptionSpec[] = [
-  {
-    key: "listen",
-    kind: "string",
-    default: "127.0.0.1:7070",
-    doc: "gRPC listen address HOST:PORT (port 0 picks a free one)",
-  },
-  {
-    key: "httpListen",
-    kind: "string",
-    default: "127.0.0.1:7071",
-    doc: "HTTP address of the status page, /metrics (Prometheus) and /healthz; off to disable",
-  },
-  {
-    key: "httpAllowedHosts",
-    kind: "string",
-    default: "",
-    doc: "host names (comma-separated) the HTTP port answers besides its own address; any other Host header gets 403 (DNS rebinding guard)",
-  },
-  {
-    key: "store",
-    kind: "string",
-    default: "sqlite:./data/nervebus.db",
-    doc: "sqlite:PATH or mysql://USER:PASS@HOST:PORT/DB",
-  },
-  {
-    key: "shards",
-    kind: "int",
-    default: 4,
-    ...SHARDS,
-    doc: "shard tables of a topic created on first use",
-  },
-  { key: "autoCreate", kind: "bool", default: true, doc: "create topics and subscriptions on first use" },
-  {
-    key: "maxMessageBytes",
-    kind: "bytes",
-    default: MiB,
-    min: 1024,
-    max: 64 * MiB,
-    doc: "largest message (data + attributes + keys)",
-  },
-  {
-    key: "maxPackMessages",
-    kind: "int",
-    default: 10_000,
-    min: 1,
-    max: 1_000_000,
-    doc: "most messages in one SendPack",
-  },
-  {
-    key: "maxPackBytes",
-    kind: "bytes",
-    default: 16 * MiB,
-    min: 1024,
-    max: 256 * MiB,
-    doc: "largest SendPack",
-  },
-  {
-    key: "writeBufferBytes",
-    kind: "bytes",
-    default: 64 * MiB,
-    min: MiB,
-    max: 4096 * MiB,
-    doc: "bytes waiting for the store before SendPack waits, then gets RESOURCE_EXHAUSTED",
-  },
-  {
-    key: "tailCacheBytes",
-    kind: "bytes",
-    default: 16 * MiB,
-    min: 0,
-    max: 4096 * MiB,
-    doc: "recent messages kept in memory per topic (payload plus ~320 B per message)",
-  },
-  {
-    key: "confirmTimeoutMs",
-    kind: "duration",
-    default: 30_000,
-    min: 100,
-    max: 600_000,
-    doc: "longest a SendPack without deadline waits for durability before UNAVAILABLE",
-  },
-  {
-    key: "statePersistIntervalMs",
-    kind: "duration",
-    default: 50,
-    min: 1,
-    max: 10_000,
-    doc: "coalescing interval of subscription state writes",
-  },
-  {
-    key: "retentionMs",
-    kind: "duration",
-    default: 7 * 24 * 3_600_000,
-    min: 0,
-    max: 3650 * 24 * 3_600_000,
-    doc: "default retention of new topics (0 keeps messages forever)",
-  },
-  {
-    key: "retentionBytes",
-    kind: "bytes",
-    default: 0,
-    min: 0,
-    max: Number.MAX_SAFE_INTEGER,
-    doc: "default size limit of new topics' logs (0: none)",
-  },
-  {
-    key: "dedupWindowMs",
-    kind: "duration",
-    default: 120_000,
-    ...DEDUP_WINDOW_MS,
-    doc: "default message-id dedup window of new topics (0: off)",
-  },
-  {
-    key: "retentionIntervalMs",
-    kind: "duration",
-    default: 30_000,
-    min: 100,
-    max: 3_600_000,
-    doc: "how often retention runs per topic",
-  },
-  {
-    key: "maxDeliveryAttempts",
-    kind: "int",
-    default: 0,
-    ...DELIVERY_ATTEMPTS,
-    doc: "default delivery attempts before dead-lettering (0: unlimited)",
-  },
-  {
-    key: "ackDeadlineMs",
-    kind: "duration",
-    default: 30_000,
-    ...ACK_DEADLINE_MS,
-    doc: "default ack deadline of subscriptions",
-  },
-  {
-    key: "minBackoffMs",
-    kind: "duration",
-    default: 1000,
-    min: 0,
-    max: 600_000,
-    doc: "default minimum redelivery backoff",
-  },
-  {
-    key: "maxBackoffMs",
-    kind: "duration",
-    default: 60_000,
-    ...BACKOFF_MS,
-    doc: "default maximum redelivery backoff",
-  },
-  {
-    key: "heartbeatMs",
-    kind: "duration",
-    default: 5000,
-    min: 100,
-    max: 600_000,
-    doc: "idle time before a Receive stream gets a heartbeat",
-  },
-  {
-    key: "keepaliveMs",
-    kind: "duration",
-    default: 30_000,
-    min: 1000,
-    max: 3_600_000,
-    doc: "server HTTP/2 keepalive ping interval",
-  },
-  {
-    key: "maxConnectionIdleMs",
-    kind: "duration",
-    default: 300_000,
-    min: 1000,
-    max: 86_400_000,
-    doc: "a client connection with no call in progress for this long is closed (GOAWAY); clients reconnect on their next call",
-  },
-  {
-    key: "maxConcurrentStreams",
-    kind: "int",
-    default: 100,
-    min: 1,
-    max: 100_000,
-    doc: "calls and streams in progress per client connection (HTTP/2 MAX_CONCURRENT_STREAMS; more wait on the client); bounds the request bytes held to connections × this × pack size",
-  },
-  {
-    key: "healthIntervalMs",
-    kind: "duration",
-    default: 5000,
-    min: 100,
-    max: 600_000,
-    doc: "how often the store is pinged; gRPC health is NOT_SERVING while it does not answer",
-  },
-  {
-    key: "shutdownGraceMs",
-    kind: "duration",
-    default: 10_000,
-    min: 0,
-    max: 600_000,
-    doc: "how long SIGTERM waits for calls in progress",
-  },
-  {
-    key: "mysqlPoolSize",
-    kind: "int",
-    default: 12,
-    min: 2,
-    max: 256,
-    doc: "MySQL connections (one per shard writer plus readers)",
-  },
-  {
-    key: "mysqlAllowUnsafeDurability",
-    kind: "bool",
-    default: false,
-    doc: "start even if innodb_flush_log_at_trx_commit is not 1 (confirmed messages may be lost)",
-  },
-  {
-    key: "leaseTtlMs",
-    kind: "duration",
-    default: 5000,
-    min: 1000,
-    max: 600_000,
-    doc: "MySQL: how long this broker's ownership of the database lasts without renewal; another broker takes over after it",
-  },
-  {
-    key: "leaseRenewMs",
-    kind: "duration",
-    default: 1000,
-    min: 100,
-    max: 300_000,
-    doc: "MySQL: how often the ownership lease is renewed (at most a third of --lease-ttl-ms)",
-  },
-  {
-    key: "leaseWaitMs",
-    kind: "duration",
-    default: 10_000,
-    min: 0,
-    max: 3_600_000,
-    doc: "MySQL: how long start-up waits for another broker's lease to expire before failing",
-  },
-  {
-    key: "logLevel",
-    kind: "enum",
-    default: "info",
-    values: ["debug", "info", "warn", "error"],
-    doc: "log level",
-  },
-];
 
 /** --max-message-bytes for maxMessageBytes. */
 export function flagName(key: string): string {
@@ -424,7 +122,35 @@ export function loadConfig(
     fileKeys.has("httpListen");
   if (!httpGiven && config.listen.endsWith(":0"))
     config.httpListen = `${config.listen.slice(0, config.listen.lastIndexOf(":"))}:0`;
+  checkSecurity(config);
   checkHostPort("http-listen", config.httpListen, true);
   checkHostPort("listen", config.listen);
   return config;
+}
+
+/** The security settings' combinations; their files are read and checked by src/auth at start. */
+function checkSecurity(config: Config): void {
+  const fail = (message: string): never => {
+    throw new NerveBusError("invalid_argument", message);
+  };
+  if ((config.tlsCert === "") !== (config.tlsKey === ""))
+    fail("--tls-cert and --tls-key go together: give both or neither");
+  if (config.tlsClientCa !== "" && config.tlsCert === "")
+    fail(
+      "--tls-client-ca needs --tls-cert and --tls-key: client certificates are checked in the TLS handshake",
+    );
+  const jwt = [config.authJwks, config.authJwtIssuer, config.authJwtAudience];
+  if (jwt.some((v) => v !== "") && jwt.some((v) => v === ""))
+    fail(
+      "--auth-jwks, --auth-jwt-issuer and --auth-jwt-audience go together: a JWT is accepted only from that issuer for that audience",
+    );
+  const authn = config.authTokens !== "" || config.authJwks !== "" || config.tlsClientCa !== "";
+  if (config.authPolicy !== "" && !authn)
+    fail("--auth-policy needs a way to know principals: --auth-tokens, --auth-jwks or --tls-client-ca");
+  if (config.requireAuth && config.tlsCert === "")
+    fail("--require-auth: refusing to start without TLS; give --tls-cert and --tls-key");
+  if (config.requireAuth && !authn)
+    fail(
+      "--require-auth: refusing to start without authentication; give --auth-tokens, --auth-jwks or --tls-client-ca",
+    );
 }

@@ -1,4 +1,5 @@
 /** Typed configuration: defaults < file < environment < flags. */
-export { type Config, envName, flagName, loadConfig, OPTIONS, type OptionSpec } from "./config.js";
+export { envName, flagName, loadConfig } from "./config.js";
 export { checkHostPort } from "./host-port.js";
+export { type Config, OPTIONS, type OptionSpec } from "./options.js";
 export { parseDuration } from "./units.js";

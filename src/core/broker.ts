@@ -1,5 +1,6 @@
-import { newTraceparent, traceIdOf } from "../wire/index.js";
+import { type CatalogBounds, CatalogLimits } from "./catalog-limits.js";
 import { Consumer, type ConsumerSink, type Window } from "./consumer.js";
+import { DeadLetterRouter } from "./dead-letter.js";
 import { invalidArgument, NerveBusError } from "./errors.js";
 import {
   checkPack,
@@ -18,16 +19,19 @@ import type {
   TopicConfig,
   TopicRecord,
 } from "./model.js";
-import { messageBytes } from "./model.js";
-import { type BrokerObserver, NO_OBSERVER } from "./observer.js";
-import { DelayScheduler } from "./scheduler.js";
+import { type BrokerObserver, type LogFn, NO_OBSERVER } from "./observer.js";
+import { PackAppender, type PublishResult } from "./pack-appender.js";
 import type { Store } from "./store.js";
-import { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
-import { decodeWriterState, encodeWriterState, type IdHorizon, type MessageOutcome, Topic } from "./topic.js";
+import type { Subscription } from "./subscription.js";
+import { type TopicEntry, TopicRegistry } from "./topic-registry.js";
+import {
+  type SubscriptionGauge,
+  type SubscriptionReport,
+  subscriptionGauges,
+  type TopicStats,
+  topicStats,
+} from "./topic-stats.js";
 import { WriteBudget } from "./write-budget.js";
-
-/** Logging hook: the core never picks a logger. */
-export type LogFn = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
 
 export interface BrokerOptions extends PublishLimits {
   /** Shards of a topic created without an explicit count. */
@@ -38,6 +42,8 @@ export interface BrokerOptions extends PublishLimits {
   readonly writeBufferBytes: number;
   /** Bytes of recent messages kept in memory per topic for subscribers that keep up. */
   readonly tailCacheBytes: number;
+  /** All topics' tail caches together (0: no bound beyond each topic's). */
+  readonly tailCacheTotalBytes?: number;
   /** How long a pack may wait for its confirm when the call has no deadline. */
   readonly confirmTimeoutMs: number;
   /** How often dirty subscription state is persisted (coalescing acks). */
@@ -46,17 +52,11 @@ export interface BrokerOptions extends PublishLimits {
   readonly retentionIntervalMs: number;
   readonly topicDefaults: TopicConfig;
   readonly subscriptionDefaults: SubscriptionConfig;
+  /** Topics, and subscriptions per topic, clients may create (default: no limit). */
+  readonly catalog?: CatalogBounds;
   readonly log: LogFn;
   /** Traces and metrics (default: none). */
   readonly observer?: BrokerObserver;
-}
-
-/** The answer to a SendPack. */
-export interface PublishResult {
-  readonly firstSeq: number;
-  readonly lastSeq: number;
-  /** Per message, in pack order. */
-  readonly results: readonly MessageOutcome[];
 }
 
 /** What a consumer gets back when it attaches. */
@@ -76,59 +76,18 @@ export interface SubscribeOptions {
   readonly consumerName: string;
 }
 
-/** A topic's figures. */
-export interface TopicStats {
-  readonly name: string;
-  readonly lastSeq: number;
-  readonly firstSeq: number;
-  readonly publishRate: number;
-  readonly scheduled: number;
-  readonly dedupIds: number;
-  readonly dropped: number;
-  readonly retentionDeleted: number;
-}
-
-/** A subscription's figures, with the age of its oldest unacked message. */
-export interface SubscriptionReport extends SubscriptionStats {
-  readonly name: string;
-  readonly oldestUnackedAgeMs: number;
-}
-
-interface TopicEntry {
-  readonly topic: Topic;
-  /** Subscriptions once loaded (for synchronous readers). */
-  readonly loadedSubscriptions: Map<string, Subscription>;
-  readonly scheduler: DelayScheduler;
-  readonly subscriptions: Map<string, Promise<Subscription>>;
-  readonly dirty: Set<Subscription>;
-  persistTimer: NodeJS.Timeout | undefined;
-  persisting: Promise<void> | undefined;
-  retentionTimer: NodeJS.Timeout | undefined;
-  retaining: Promise<void> | undefined;
-}
-
-/** How long before a call's deadline the broker gives up waiting and answers. */
-const DEADLINE_MARGIN_MS = 100;
-
-/** Attributes a dead-lettered message carries, naming where it came from and why. */
-export const DLQ_ATTRIBUTES = {
-  sourceTopic: "nervebus-dlq-source-topic",
-  subscription: "nervebus-dlq-subscription",
-  seq: "nervebus-dlq-seq",
-  attempts: "nervebus-dlq-attempts",
-  reason: "nervebus-dlq-reason",
-} as const;
-
 /**
  * The broker: topics and their subscriptions over one store. The API layer calls `publish`,
- * `subscribe` and the admin methods; everything else (seq assignment, durability, leases,
- * schedules, retention, persistence) happens here.
+ * `subscribe` and the admin methods. This class checks each call and hands it on: topics and
+ * subscriptions are loaded (and recovered) by the TopicRegistry, packs go through the
+ * PackAppender, and each loaded topic's retention, schedule and subscription state have modules
+ * of their own (retention.ts, scheduler.ts, state-persister.ts; dead letters: dead-letter.ts).
  */
 export class Broker {
-  readonly #topics = new Map<string, Promise<TopicEntry>>();
-  /** The same topics once loaded, for synchronous readers (gauges). */
-  readonly #loaded = new Map<string, TopicEntry>();
   readonly #budget: WriteBudget;
+  readonly #appender: PackAppender;
+  readonly #registry: TopicRegistry;
+  readonly #limits: CatalogLimits;
   readonly observer: BrokerObserver;
   #closing = false;
   #fenced: NerveBusError | undefined;
@@ -139,36 +98,33 @@ export class Broker {
   ) {
     this.#budget = new WriteBudget(options.writeBufferBytes);
     this.observer = options.observer ?? NO_OBSERVER;
+    this.#appender = new PackAppender(this.#budget, options.confirmTimeoutMs);
+    const deadLetters = new DeadLetterRouter(
+      async (name) => (await this.#registry.topic(name, options.autoCreate)).topic,
+      (topic, messages) => this.#appender.appendNow(topic, messages),
+    );
+    this.#limits = new CatalogLimits(
+      store,
+      options.catalog ?? {
+        maxTopics: Number.MAX_SAFE_INTEGER,
+        maxSubscriptionsPerTopic: Number.MAX_SAFE_INTEGER,
+      },
+    );
+    this.#registry = new TopicRegistry(
+      store,
+      this.#budget,
+      this.#appender,
+      { ...options, observer: this.observer, limits: this.#limits },
+      {
+        deadLetter: (sub, letters) => deadLetters.route(sub, letters),
+        closing: () => this.#closing,
+      },
+    );
   }
 
   /** Backlog and in-flight figures of every loaded subscription (for gauges; synchronous). */
-  subscriptionGauges(): {
-    topic: string;
-    subscription: string;
-    backlog: number;
-    inFlight: number;
-    consumers: number;
-  }[] {
-    const out: {
-      topic: string;
-      subscription: string;
-      backlog: number;
-      inFlight: number;
-      consumers: number;
-    }[] = [];
-    for (const entry of this.#loaded.values()) {
-      for (const sub of entry.loadedSubscriptions.values()) {
-        const s = sub.stats();
-        out.push({
-          topic: entry.topic.record.name,
-          subscription: sub.name,
-          backlog: s.backlog,
-          inFlight: s.inFlight,
-          consumers: s.consumers.length,
-        });
-      }
-    }
-    return out;
+  subscriptionGauges(): SubscriptionGauge[] {
+    return subscriptionGauges(this.#registry.loaded());
   }
 
   get closing(): boolean {
@@ -194,95 +150,7 @@ export class Broker {
     const bytes = checkPack(messages, this.options);
     this.#checkOpen();
     const entry = await this.#topic(topicName, this.options.autoCreate);
-    const now = Date.now();
-    const delayed: number[] = [];
-    for (let i = 0; i < messages.length; i++) if (messages[i]!.deliverAt > now) delayed.push(i);
-    if (delayed.length === 0) return this.#append(entry, messages, bytes, deadline);
-    if (entry.topic.ephemeral) {
-      throw invalidArgument(
-        `messages[${delayed[0]}].deliver_at`,
-        `topic ${topicName} is ephemeral and keeps no delayed messages`,
-      );
-    }
-    const immediate = messages.filter((m) => m.deliverAt <= now);
-    const appended =
-      immediate.length > 0
-        ? await this.#append(
-            entry,
-            immediate,
-            immediate.reduce((n, m) => n + messageBytes(m), 0),
-            deadline,
-          )
-        : { firstSeq: 0, lastSeq: 0, results: [] };
-    const scheduledResults = await this.#schedule(
-      entry,
-      delayed.map((i) => messages[i]!),
-    );
-    const results: MessageOutcome[] = [];
-    let a = 0;
-    let d = 0;
-    for (let i = 0; i < messages.length; i++)
-      results.push(messages[i]!.deliverAt > now ? scheduledResults[d++]! : appended.results[a++]!);
-    return { firstSeq: appended.firstSeq, lastSeq: appended.lastSeq, results };
-  }
-
-  async #append(
-    entry: TopicEntry,
-    messages: readonly NewMessage[],
-    bytes: number,
-    deadline: number,
-    scheduleIds?: number[],
-  ) {
-    if (entry.topic.needsIndexes(messages, scheduleIds !== undefined)) await entry.topic.indexesReady;
-    // Answer a little before the caller's deadline, so it gets our status (RESOURCE_EXHAUSTED,
-    // UNAVAILABLE) rather than its own DEADLINE_EXCEEDED.
-    const effectiveDeadline = Math.min(
-      deadline - DEADLINE_MARGIN_MS,
-      Date.now() + this.options.confirmTimeoutMs,
-    );
-    const wait = this.#budget.acquire(bytes, effectiveDeadline);
-    if (wait !== undefined) await wait;
-    return entry.topic.append(messages, bytes, effectiveDeadline, scheduleIds);
-  }
-
-  async #schedule(entry: TopicEntry, messages: NewMessage[]): Promise<MessageOutcome[]> {
-    const topic = entry.topic;
-    if (topic.needsIndexes(messages, false)) await topic.indexesReady;
-    const now = Date.now();
-    const results: MessageOutcome[] = new Array(messages.length);
-    const fresh: { dueAt: number; message: NewMessage }[] = [];
-    const freshIndex: number[] = [];
-    for (let i = 0; i < messages.length; i++) {
-      const m = messages[i]!;
-      const original =
-        m.messageId !== "" && topic.dedup.windowMs > 0 ? topic.dedup.get(m.messageId, now) : undefined;
-      if (original !== undefined) {
-        results[i] = {
-          outcome: "duplicate",
-          seq: Math.max(0, original),
-          traceId: traceIdOf(m.attributes.traceparent) ?? "",
-        };
-        continue;
-      }
-      // The trace starts now, at publish, so SendPack can return it and the delivery carries it.
-      const message =
-        m.attributes.traceparent === undefined
-          ? { ...m, attributes: { ...m.attributes, traceparent: newTraceparent() } }
-          : m;
-      fresh.push({ dueAt: m.deliverAt, message });
-      freshIndex.push(i);
-    }
-    if (fresh.length > 0) await entry.scheduler.schedule(fresh);
-    for (let k = 0; k < fresh.length; k++) {
-      const m = fresh[k]!.message;
-      if (m.messageId !== "") topic.dedup.set(m.messageId, 0, now);
-      results[freshIndex[k]!] = {
-        outcome: "scheduled",
-        seq: 0,
-        traceId: traceIdOf(m.attributes.traceparent) ?? "",
-      };
-    }
-    return results;
+    return this.#appender.publish(entry.topic, entry.scheduler, messages, bytes, deadline);
   }
 
   /** Attaches a consumer to a subscription, creating both topic and subscription if allowed. */
@@ -297,7 +165,7 @@ export class Broker {
     checkWindow("subscribe.window", options.window, this.options.maxMessageBytes);
     this.#checkOpen();
     const entry = await this.#topic(topicName, this.options.autoCreate);
-    const { subscription, created } = await this.#subscription(
+    const { subscription, created } = await this.#registry.subscription(
       entry,
       subscriptionName,
       this.options.autoCreate ? { config: this.options.subscriptionDefaults, start: options.start } : null,
@@ -327,7 +195,7 @@ export class Broker {
    * consumer that half-closes gets its confirmations before the stream ends).
    */
   async flushState(topicName: string): Promise<void> {
-    await this.#persistNow(topicName);
+    await (await this.#topic(topicName, false)).state.flush();
   }
 
   // ---- Admin ----------------------------------------------------------------------------
@@ -342,8 +210,12 @@ export class Broker {
     const s = checkShards("topic.shards", shards ?? this.options.defaultShards);
     const full = checkTopicConfig({ ...this.options.topicDefaults, ...config });
     this.#checkOpen();
+    if ((await this.store.ensureTopic(name, null)) !== null)
+      throw new NerveBusError("already_exists", `topic ${name} already exists`);
+    await this.#limits.checkNewTopic(name);
     const found = await this.store.ensureTopic(name, { shards: s, config: full });
     if (!found!.created) throw new NerveBusError("already_exists", `topic ${name} already exists`);
+    this.#limits.topicCreated();
     return found!.topic;
   }
 
@@ -364,7 +236,7 @@ export class Broker {
     const config = checkTopicConfig({ ...entry.topic.record.config, ...patch });
     const record = await this.store.updateTopicConfig(entry.topic.record, config);
     entry.topic.reconfigure(record);
-    this.#armRetention(entry);
+    entry.retention.arm();
     return record;
   }
 
@@ -382,16 +254,16 @@ export class Broker {
         }
       }
     }
-    this.#topics.delete(name);
-    this.#loaded.delete(name);
+    this.#registry.forget(name);
     const gone = new NerveBusError("not_found", `topic ${name} was deleted`);
     for (const pending of entry.subscriptions.values()) {
       const sub = await pending.catch(() => undefined);
       sub?.failConsumers(gone);
       sub?.close();
     }
-    await this.#closeEntry(entry, 5000, false);
+    await this.#registry.unload(entry, 5000, false);
     await this.store.deleteTopic(entry.topic.record);
+    this.#limits.topicDeleted();
   }
 
   /** Creates a subscription; ALREADY_EXISTS when it exists. */
@@ -409,7 +281,7 @@ export class Broker {
       paused: false,
     });
     const entry = await this.#topic(topicName, false);
-    const { subscription, created } = await this.#subscription(entry, name, { config: full, start });
+    const { subscription, created } = await this.#registry.subscription(entry, name, { config: full, start });
     if (!created)
       throw new NerveBusError("already_exists", `subscription ${name} on topic ${topicName} already exists`);
     return subscription.record;
@@ -419,7 +291,7 @@ export class Broker {
     validateName("topic", topicName);
     validateName("name", name);
     const entry = await this.#topic(topicName, false);
-    return (await this.#subscription(entry, name, null)).subscription;
+    return (await this.#registry.subscription(entry, name, null)).subscription;
   }
 
   async listSubscriptions(topicName: string): Promise<SubscriptionRecord[]> {
@@ -445,9 +317,7 @@ export class Broker {
   async deleteSubscription(topicName: string, name: string): Promise<void> {
     const sub = await this.getSubscription(topicName, name);
     const entry = await this.#topic(topicName, false);
-    entry.subscriptions.delete(name);
-    entry.loadedSubscriptions.delete(name);
-    entry.dirty.delete(sub);
+    this.#registry.forgetSubscription(entry, sub);
     sub.failConsumers(
       new NerveBusError("not_found", `subscription ${name} on topic ${topicName} was deleted`),
     );
@@ -459,7 +329,7 @@ export class Broker {
   async purgeSubscription(topicName: string, name: string): Promise<number> {
     const sub = await this.getSubscription(topicName, name);
     sub.moveFloor(sub.topic.watermark);
-    await this.#persistNow(topicName);
+    await this.flushState(topicName);
     return sub.floor;
   }
 
@@ -480,66 +350,22 @@ export class Broker {
       floor = seq === 0 ? sub.topic.watermark : seq - 1;
     }
     sub.moveFloor(floor);
-    await this.#persistNow(topicName);
+    await this.flushState(topicName);
     return floor;
   }
 
   /** Figures for a topic and each of its subscriptions. */
   async stats(topicName: string): Promise<{ topic: TopicStats; subscriptions: SubscriptionReport[] }> {
     validateName("topic", topicName);
-    const entry = await this.#topic(topicName, false);
-    const topic = entry.topic;
-    const records = await this.store.listSubscriptions(topic.record);
-    const subscriptions: SubscriptionReport[] = [];
-    let dropped = 0;
-    for (const r of records) {
-      const sub = (await this.#subscription(entry, r.name, null)).subscription;
-      const s = sub.stats();
-      dropped += s.dropped;
-      let oldestUnackedAgeMs = 0;
-      if (s.oldestUnacked > 0) {
-        const cached = topic.cache.get(s.oldestUnacked);
-        const time =
-          cached?.publishTime ??
-          (await this.store.readIds(topic.record, s.oldestUnacked, s.oldestUnacked))[0]?.publishTime;
-        if (time !== undefined) oldestUnackedAgeMs = Math.max(0, Date.now() - time);
-      }
-      subscriptions.push({ ...s, name: r.name, oldestUnackedAgeMs });
-    }
-    return {
-      topic: {
-        name: topic.record.name,
-        lastSeq: topic.watermark,
-        firstSeq: topic.ephemeral ? topic.cache.firstSeq : await this.store.firstSeq(topic.record),
-        publishRate: topic.publishRate.rate(),
-        scheduled: entry.scheduler.scheduled,
-        dedupIds: topic.dedup.size,
-        dropped,
-        retentionDeleted: topic.retentionDeleted,
-      },
-      subscriptions,
-    };
+    return topicStats(await this.#topic(topicName, false), this.#registry, this.store);
   }
 
   /** Stops accepting work, flushes writes and subscription state. */
   async close(timeoutMs = 10_000): Promise<void> {
     this.#closing = true;
     this.#budget.rejectAll(new NerveBusError("unavailable", "broker is shutting down"));
-    const entries = await Promise.allSettled(this.#topics.values());
-    for (const e of entries) if (e.status === "fulfilled") await this.#closeEntry(e.value, timeoutMs, true);
+    for (const entry of await this.#registry.settled()) await this.#registry.unload(entry, timeoutMs, true);
     await this.store.close();
-  }
-
-  async #closeEntry(entry: TopicEntry, timeoutMs: number, persist: boolean): Promise<void> {
-    clearTimeout(entry.retentionTimer);
-    await entry.retaining;
-    await entry.scheduler.close();
-    await entry.topic.close(timeoutMs);
-    const subs = await Promise.allSettled(entry.subscriptions.values());
-    for (const s of subs) if (s.status === "fulfilled") s.value.close();
-    clearTimeout(entry.persistTimer);
-    await entry.persisting;
-    if (persist) await this.#persistState(entry);
   }
 
   #checkOpen(): void {
@@ -561,297 +387,10 @@ export class Broker {
     if (this.#fenced) return;
     this.#fenced = err;
     this.#budget.rejectAll(err);
-    for (const entry of this.#loaded.values()) entry.topic.fail(err);
+    for (const entry of this.#registry.loaded()) entry.topic.fail(err);
   }
 
   #topic(name: string, create: boolean): Promise<TopicEntry> {
-    let entry = this.#topics.get(name);
-    if (entry === undefined) {
-      entry = this.#loadTopic(name, create);
-      this.#topics.set(name, entry);
-      entry.then(
-        (e) => this.#loaded.set(name, e),
-        () => this.#topics.delete(name),
-      );
-    }
-    return entry;
-  }
-
-  async #loadTopic(name: string, create: boolean): Promise<TopicEntry> {
-    const found = await this.store.ensureTopic(
-      name,
-      create ? { shards: this.options.defaultShards, config: this.options.topicDefaults } : null,
-    );
-    if (found === null) throw new NerveBusError("not_found", `topic ${name} does not exist`);
-    const record = found.topic;
-    // Before anything of the topic is read: a write of a previous owner still in flight can no
-    // longer commit, so the tail read below is the whole truth.
-    await this.store.claimTopic(record);
-    let watermark = 0;
-    let ids: IdHorizon = { lastIdSeq: undefined, persistedWatermark: 0 };
-    if (!record.config.ephemeral) {
-      const pointer = await this.store.loadPointer(record, "");
-      const persisted = pointer?.ptr ?? 0;
-      ids = { lastIdSeq: decodeWriterState(pointer?.state ?? null), persistedWatermark: persisted };
-      watermark = await this.store.recoverTail(record, persisted);
-      if (watermark !== persisted) {
-        // The recovered rows have not been looked at: until the topic has, ids may be anywhere
-        // up to the new watermark.
-        const state = ids.lastIdSeq === undefined ? null : encodeWriterState(watermark);
-        await this.store.savePointers(record, [{ subscription: "", ptr: watermark, state }]);
-      }
-    }
-    const topic = new Topic(
-      record,
-      watermark,
-      this.store,
-      this.#budget,
-      {
-        tailCacheBytes: this.options.tailCacheBytes,
-        confirmTimeoutMs: this.options.confirmTimeoutMs,
-        log: this.options.log,
-        observer: this.observer,
-      },
-      ids,
-    );
-    if (!record.config.ephemeral)
-      topic.startIndexRebuild((await this.store.scheduleSummary(record)).count > 0);
-    const entry: TopicEntry = {
-      topic,
-      loadedSubscriptions: new Map(),
-      scheduler: undefined as unknown as DelayScheduler,
-      subscriptions: new Map(),
-      dirty: new Set(),
-      persistTimer: undefined,
-      persisting: undefined,
-      retentionTimer: undefined,
-      retaining: undefined,
-    };
-    const scheduler = new DelayScheduler(
-      topic,
-      this.store,
-      async (messages, ids) => {
-        await this.#append(
-          entry,
-          messages,
-          messages.reduce((n, m) => n + messageBytes(m), 0),
-          Date.now() + this.options.confirmTimeoutMs,
-          ids,
-        );
-      },
-      this.options.log,
-    );
-    (entry as { scheduler: DelayScheduler }).scheduler = scheduler;
-    if (!record.config.ephemeral) {
-      // The scheduler moves messages only once the index of already-moved ones is rebuilt.
-      void topic.indexesReady
-        .then(() => scheduler.start())
-        .catch((err: unknown) =>
-          this.options.log("warn", "starting the delay scheduler failed", { topic: name, err: String(err) }),
-        );
-    }
-    this.#armRetention(entry);
-    if (found.created)
-      this.options.log("info", "topic created", { topic: name, id: record.id, shards: record.shards });
-    return entry;
-  }
-
-  #subscription(
-    entry: TopicEntry,
-    name: string,
-    create: { config: SubscriptionConfig; start: StartPosition } | null,
-  ): Promise<{ subscription: Subscription; created: boolean }> {
-    const existing = entry.subscriptions.get(name);
-    if (existing !== undefined) return existing.then((subscription) => ({ subscription, created: false }));
-    let created = false;
-    const loading = this.#loadSubscription(entry, name, create).then((r) => {
-      created = r.created;
-      return r.subscription;
-    });
-    entry.subscriptions.set(name, loading);
-    loading.then(
-      (sub) => entry.loadedSubscriptions.set(name, sub),
-      () => entry.subscriptions.delete(name),
-    );
-    return loading.then((subscription) => ({ subscription, created }));
-  }
-
-  async #loadSubscription(
-    entry: TopicEntry,
-    name: string,
-    create: { config: SubscriptionConfig; start: StartPosition } | null,
-  ): Promise<{ subscription: Subscription; created: boolean }> {
-    const topic = entry.topic;
-    const found = await this.store.ensureSubscription(topic.record, name, create?.config ?? null);
-    if (found === null)
-      throw new NerveBusError(
-        "not_found",
-        `subscription ${name} on topic ${topic.record.name} does not exist`,
-      );
-    let pointer = topic.ephemeral ? null : await this.store.loadPointer(topic.record, name);
-    if (pointer === null) {
-      const floor = await this.#startFloor(topic, create?.start ?? { kind: "latest" });
-      pointer = { subscription: name, ptr: floor, state: null };
-      if (!topic.ephemeral) await this.store.savePointers(topic.record, [pointer]);
-    }
-    const subscription = new Subscription(topic, found.subscription, pointer.ptr, pointer.state, {
-      dirty: (sub) => {
-        if (!topic.ephemeral) this.#schedulePersist(entry, sub);
-      },
-      deadLetter: (sub, letters) => this.#deadLetter(sub, letters),
-      error: (err) =>
-        this.options.log("warn", "subscription work failed; retrying", {
-          topic: topic.record.name,
-          subscription: name,
-          err: String(err),
-        }),
-    });
-    return { subscription, created: found.created };
-  }
-
-  /** Publishes dead letters to the subscription's dead-letter topic (none: they are dropped). */
-  async #deadLetter(sub: Subscription, letters: DeadLetter[]): Promise<void> {
-    const target = sub.config.deadLetterTopic;
-    if (target === "" || letters.length === 0) return;
-    const messages: NewMessage[] = letters.map(({ message, attempts, reason }) => ({
-      data: message.data,
-      attributes: {
-        ...message.attributes,
-        [DLQ_ATTRIBUTES.sourceTopic]: sub.topic.record.name,
-        [DLQ_ATTRIBUTES.subscription]: sub.name,
-        [DLQ_ATTRIBUTES.seq]: String(message.seq),
-        [DLQ_ATTRIBUTES.attempts]: String(attempts),
-        [DLQ_ATTRIBUTES.reason]: reason,
-      },
-      orderingKey: message.orderingKey,
-      messageId: "",
-      deliverAt: 0,
-    }));
-    const entry = await this.#topic(target, this.options.autoCreate);
-    await this.#append(
-      entry,
-      messages,
-      messages.reduce((n, m) => n + messageBytes(m), 0),
-      Date.now() + this.options.confirmTimeoutMs,
-    );
-  }
-
-  /** The floor of a new subscription: everything at or below it counts as acked. */
-  async #startFloor(topic: Topic, start: StartPosition): Promise<number> {
-    switch (start.kind) {
-      case "latest":
-        return topic.watermark;
-      case "earliest": {
-        const first = topic.ephemeral ? topic.cache.firstSeq : await this.store.firstSeq(topic.record);
-        return first === 0 ? topic.watermark : first - 1;
-      }
-      case "seq":
-        if (start.seq < 1) throw invalidArgument("subscribe.start_seq", "must be ≥ 1");
-        return Math.min(start.seq - 1, topic.watermark);
-      case "time": {
-        const seq = await topic.seqAtTime(start.time);
-        return seq === 0 ? topic.watermark : seq - 1;
-      }
-    }
-  }
-
-  #armRetention(entry: TopicEntry): void {
-    clearTimeout(entry.retentionTimer);
-    const c = entry.topic.record.config;
-    if (c.ephemeral || (c.retentionMs === 0 && c.retentionBytes === 0) || this.#closing) return;
-    entry.retentionTimer = setTimeout(() => {
-      entry.retaining = this.#retain(entry)
-        .catch((err: unknown) =>
-          this.options.log("warn", "retention failed; will retry", {
-            topic: entry.topic.record.name,
-            err: String(err),
-          }),
-        )
-        .finally(() => {
-          entry.retaining = undefined;
-          this.#armRetention(entry);
-        });
-    }, this.options.retentionIntervalMs);
-    entry.retentionTimer.unref();
-  }
-
-  /**
-   * Deletes messages past the topic's retention, in bounded chunks so writers are never held
-   * up; subscriptions whose floor was below the cut move forward and count what they skipped.
-   */
-  async #retain(entry: TopicEntry): Promise<void> {
-    const topic = entry.topic;
-    const c = topic.record.config;
-    if (c.ephemeral) return;
-    const watermark = topic.watermark;
-    let cutoff = 0;
-    if (c.retentionMs > 0) {
-      const seq = await topic.seqAtTime(Date.now() - c.retentionMs);
-      cutoff = seq === 0 ? watermark : seq - 1;
-    }
-    if (c.retentionBytes > 0) {
-      const first = await this.store.firstSeq(topic.record);
-      const avg = await this.store.averageRowBytes(topic.record, 1000);
-      if (first > 0 && avg > 0 && (watermark - first + 1) * avg > c.retentionBytes) {
-        cutoff = Math.max(cutoff, watermark - Math.floor(c.retentionBytes / avg));
-      }
-    }
-    cutoff = Math.min(cutoff, watermark);
-    if (cutoff < 1) return;
-    for (const pending of entry.subscriptions.values()) (await pending).skipThrough(cutoff);
-    for (;;) {
-      const n = await this.store.deleteMessagesThrough(topic.record, cutoff, 5000);
-      topic.retentionDeleted += n;
-      if (n === 0 || this.#closing) break;
-      await new Promise((r) => setImmediate(r));
-    }
-  }
-
-  async #persistNow(topicName: string): Promise<void> {
-    const entry = await this.#topic(topicName, false);
-    await entry.persisting;
-    await this.#persistState(entry);
-  }
-
-  #schedulePersist(entry: TopicEntry, sub: Subscription): void {
-    entry.dirty.add(sub);
-    if (entry.persistTimer !== undefined || entry.persisting !== undefined) return;
-    entry.persistTimer = setTimeout(() => {
-      entry.persistTimer = undefined;
-      entry.persisting = this.#persistState(entry).finally(() => {
-        entry.persisting = undefined;
-        const next = entry.dirty.values().next();
-        if (!next.done) this.#schedulePersist(entry, next.value);
-      });
-    }, this.options.statePersistIntervalMs);
-  }
-
-  /** Persists every dirty subscription of a topic in one write, then confirms their acks. */
-  async #persistState(entry: TopicEntry): Promise<void> {
-    if (entry.dirty.size === 0) return;
-    const subs = [...entry.dirty];
-    entry.dirty.clear();
-    const snapshots = subs.map((s) => ({ sub: s, snap: s.snapshot() }));
-    try {
-      await this.store.savePointers(
-        entry.topic.record,
-        snapshots.map(({ sub, snap }) => ({ subscription: sub.name, ptr: snap.ptr, state: snap.state })),
-      );
-    } catch (err) {
-      this.options.log("warn", "persisting subscription state failed; retrying", {
-        topic: entry.topic.record.name,
-        err: String(err),
-      });
-      for (const { sub, snap } of snapshots) {
-        entry.dirty.add(sub);
-        sub.restoreConfirms(snap.confirms);
-      }
-      return;
-    }
-    for (const { snap } of snapshots) {
-      for (const [consumer, list] of snap.confirms) {
-        if (!consumer.detached) consumer.sink.ackResults(list.acked, list.already, list.ignored);
-      }
-    }
+    return this.#registry.topic(name, create);
   }
 }

@@ -18,10 +18,6 @@ export class CommitTracker {
     this.#lowestPending = new Array<number>(shards).fill(0);
   }
 
-  get lastAssigned(): number {
-    return this.#lastAssigned;
-  }
-
   /** Assigns the next `count` seqs; returns the first. */
   assign(count: number): number {
     const first = this.#lastAssigned + 1;

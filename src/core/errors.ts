@@ -12,16 +12,22 @@ export type ErrorCode =
   | "unavailable"
   | "deadline_exceeded"
   | "cancelled"
-  | "internal";
+  | "internal"
+  // The caller is not known (no or bad credentials) / known but lacks the right (src/auth).
+  | "unauthenticated"
+  | "permission_denied";
 
 export class NerveBusError extends Error {
   override readonly name = "NerveBusError";
+  /** For RESOURCE_EXHAUSTED: how long the caller should wait before retrying (ms). */
+  readonly retryAfterMs: number | undefined;
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterMs?: number },
   ) {
     super(message, options);
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }
 

@@ -1,14 +1,7 @@
 /** The core: topics, the write pipeline, subscriptions. No protobuf, no driver types. */
 export { AckRanges } from "./ack-ranges.js";
 export { backoffDelay, sleep } from "./backoff.js";
-export {
-  type Attachment,
-  Broker,
-  type BrokerOptions,
-  type LogFn,
-  type PublishResult,
-  type SubscribeOptions,
-} from "./broker.js";
+export { type Attachment, Broker, type BrokerOptions, type SubscribeOptions } from "./broker.js";
 export { CommitTracker } from "./commit-tracker.js";
 export { Consumer, type ConsumerSink, type Delivered, type Window } from "./consumer.js";
 export { asNerveBusError, type ErrorCode, invalidArgument, NerveBusError } from "./errors.js";
@@ -24,6 +17,7 @@ export {
   validateName,
 } from "./limits.js";
 export {
+  type LogFormat,
   type LoggedIds,
   LogMessage,
   messageBytes,
@@ -36,7 +30,15 @@ export {
   type TopicConfig,
   type TopicRecord,
 } from "./model.js";
-export { type BrokerObserver, NO_OBSERVER, type Settled, type SettleOutcome } from "./observer.js";
+export {
+  type BrokerObserver,
+  type LogFn,
+  NO_OBSERVER,
+  type Settled,
+  type SettleOutcome,
+} from "./observer.js";
+export type { PublishResult } from "./pack-appender.js";
 export type { OwnershipState, Store, StoreCapabilities } from "./store.js";
 export { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
 export type { MessageOutcome } from "./topic.js";
+export type { SubscriptionGauge } from "./topic-stats.js";

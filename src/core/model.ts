@@ -30,12 +30,18 @@ export interface NewMessage {
 export class LogMessage {
   #fields: MetaFields | undefined;
   #bytes: number;
+  /**
+   * Format 2: the message's stored record (its Delivery without attempt, a view into the run's
+   * body), once it has one; a delivery copies it as it is.
+   */
+  record: Buffer | undefined;
 
   constructor(
     readonly seq: number,
     /** Append time, ms since epoch. */
     readonly publishTime: number,
-    readonly data: Uint8Array,
+    /** The payload (replaced by an identical view by adoptRecord). */
+    public data: Uint8Array,
     /** Stored metadata (message-meta.ts format, or JSON in rows of older versions). */
     readonly meta: Buffer,
     /** Its size as messageBytes counts it, when the caller knows it already. */
@@ -95,6 +101,15 @@ export class LogMessage {
   get bytes(): number {
     if (this.#bytes < 0) this.#bytes = this.data.byteLength + metaContentBytes(this.meta);
     return this.#bytes;
+  }
+
+  /**
+   * Takes the record the run body holds for this message, and that body's copy of the payload
+   * (so the request buffer it came in can go).
+   */
+  adoptRecord(record: Buffer, data: Buffer): void {
+    this.record = record;
+    this.data = data;
   }
 
   /** The metadata as Delivery fields, to copy into a delivery as it is. */
@@ -165,11 +180,18 @@ export interface SubscriptionConfig {
   readonly paused: boolean;
 }
 
+/**
+ * How a topic's log is stored: 1, a row per message (topics made before format 2); 2, a row
+ * per run of consecutive messages (DESIGN §3a). New topics are format 2.
+ */
+export type LogFormat = 1 | 2;
+
 /** A topic as the catalog stores it. Table names derive from `id`, never from `name`. */
 export interface TopicRecord {
   readonly id: number;
   readonly name: string;
   readonly shards: number;
+  readonly format: LogFormat;
   readonly createdAt: number;
   readonly config: TopicConfig;
 }

@@ -1,6 +1,9 @@
 import type { Delivered } from "./consumer.js";
 import type { LogMessage } from "./model.js";
 
+/** Logging hook: the core never picks a logger. */
+export type LogFn = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
+
 /** How a message left a consumer's hands. */
 export type SettleOutcome = "ack" | "nack" | "expired" | "dead_letter";
 

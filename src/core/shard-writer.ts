@@ -3,13 +3,14 @@ import type { LogMessage, TopicRecord } from "./model.js";
 import type { BrokerObserver } from "./observer.js";
 import type { Store } from "./store.js";
 
-/** Called when a shard has committed every row of its own up to `throughSeq`. */
-export type CommittedHandler = (shard: number, throughSeq: number, bytes: number) => void;
+/** Called when a shard has committed a batch (its messages in seq order). */
+export type CommittedHandler = (shard: number, batch: readonly LogMessage[], bytes: number) => void;
 
 /**
  * One writer per shard table, with at most one INSERT in flight: while it runs, new rows queue
  * up and go out together in the next statement (bounded by the store's rows and bytes per
- * INSERT). Rows are written in seq order, so each commit covers a prefix of the shard's rows.
+ * INSERT; format 2 writes each run of consecutive seqs as one row, so far more messages fit).
+ * Rows are written in seq order, so each commit covers a prefix of the shard's rows.
  * A failed INSERT is retried with backoff until it succeeds: rows have seqs, and dropping them
  * would leave a gap that the watermark could never pass.
  */
@@ -32,6 +33,11 @@ export class ShardWriter {
 
   get queuedRows(): number {
     return this.#queue.length - this.#head;
+  }
+
+  /** Whether an INSERT is running or rows wait. */
+  get busy(): boolean {
+    return this.#running || this.#scheduled || this.queuedRows > 0;
   }
 
   push(row: LogMessage, bytes: number): void {
@@ -68,7 +74,11 @@ export class ShardWriter {
   async #run(): Promise<void> {
     if (this.#running) return;
     this.#running = true;
-    const { maxInsertRows, maxInsertBytes } = this.store.capabilities;
+    const { maxInsertBytes } = this.store.capabilities;
+    const maxInsertRows =
+      this.topic.format === 2
+        ? this.store.capabilities.maxRunMessages
+        : this.store.capabilities.maxInsertRows;
     while (this.queuedRows > 0) {
       const batch: LogMessage[] = [];
       let bytes = 0;
@@ -99,7 +109,7 @@ export class ShardWriter {
         }
       }
       if (this.#abandoned) break;
-      this.onCommitted(this.shard, batch[batch.length - 1]!.seq, bytes);
+      this.onCommitted(this.shard, batch, bytes);
     }
     this.#running = false;
     for (const w of this.#idleWaiters.splice(0)) w();

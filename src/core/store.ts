@@ -1,4 +1,5 @@
 import type {
+  LogFormat,
   LoggedIds,
   LogMessage,
   NewMessage,
@@ -24,7 +25,7 @@ export interface Store {
   /** Returns the topic, creating it (and its tables) when `create` is given. */
   ensureTopic(
     name: string,
-    create: { shards: number; config: TopicConfig } | null,
+    create: { shards: number; config: TopicConfig; format?: LogFormat } | null,
   ): Promise<{ topic: TopicRecord; created: boolean } | null>;
   listTopics(): Promise<TopicRecord[]>;
   updateTopicConfig(topic: TopicRecord, config: TopicConfig): Promise<TopicRecord>;
@@ -43,9 +44,11 @@ export interface Store {
   deleteSubscription(topic: TopicRecord, name: string): Promise<void>;
 
   /**
-   * Durably writes rows into one shard (every row's seq % shards === shard). Idempotent: a row
-   * whose seq exists is kept as it is (a retry writes the same content). Resolves only once
-   * committed.
+   * Durably writes messages into one shard table, in one transaction. Format 1: one row each
+   * (every seq % shards === shard). Format 2: each run of consecutive seqs among them becomes
+   * one row (any shard), and each message gets its stored record (LogMessage.adoptRecord).
+   * Idempotent: what exists at a seq is kept if it is the same message (a retry after a lost
+   * commit); different content is an error. Resolves only once committed.
    */
   insertMessages(topic: TopicRecord, shard: number, rows: readonly LogMessage[]): Promise<void>;
 
@@ -127,4 +130,6 @@ export interface StoreCapabilities {
   readonly maxInsertRows: number;
   /** Bytes per INSERT statement. */
   readonly maxInsertBytes: number;
+  /** Format 2: messages per INSERT (runs are one row each, so far more than maxInsertRows). */
+  readonly maxRunMessages: number;
 }

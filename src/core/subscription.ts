@@ -76,7 +76,7 @@ export class Subscription {
   readonly #consumers: Consumer[] = [];
   #rotate = 0;
   /** Messages read from the store ahead of the cursor, for a lagging subscription. */
-  readonly #readAhead = new ReadAhead();
+  readonly #readAhead: ReadAhead;
   /** Seqs whose redelivery fell due, in due order (entries may be stale; checked on use). */
   #ready: number[] = [];
   #readyHead = 0;
@@ -104,6 +104,7 @@ export class Subscription {
     private readonly hooks: SubscriptionHooks,
   ) {
     this.record = record;
+    this.#readAhead = new ReadAhead(topic.options.readAheadShare);
     const parsed = decodePersistedState(state);
     this.#acked = new AckRanges(floor, parsed.a);
     const now = Date.now();

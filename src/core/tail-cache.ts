@@ -1,4 +1,5 @@
 import type { LogMessage } from "./model.js";
+import type { TailCachePool } from "./tail-cache-pool.js";
 
 /**
  * What a cached message costs beyond its payload and metadata bytes: the message object, the
@@ -20,7 +21,11 @@ export class TailCache {
   #firstSeq = 0;
   #bytes = 0;
 
-  constructor(limitBytes: number) {
+  /** `pool`, when given, bounds the bytes of all topics' caches together. */
+  constructor(
+    limitBytes: number,
+    private readonly pool?: TailCachePool,
+  ) {
     this.#limitBytes = limitBytes;
   }
 
@@ -40,16 +45,29 @@ export class TailCache {
       this.#entries.length === this.#head ||
       message.seq !== this.#firstSeq + this.#entries.length - this.#head
     ) {
-      this.#entries = [];
-      this.#sizes = [];
-      this.#head = 0;
-      this.#bytes = 0;
+      this.clear();
       this.#firstSeq = message.seq;
     }
     this.#entries.push(message);
     this.#sizes.push(size);
     this.#bytes += size;
+    this.pool?.resize(this, size);
     while (this.#bytes > this.#limitBytes && this.#entries.length - this.#head > 1) this.#evictOne();
+    this.pool?.enforce(this);
+  }
+
+  /** Drops the oldest entries until at most `bytes` are held (the newest always stays). */
+  shrinkTo(bytes: number): void {
+    while (this.#bytes > bytes && this.#entries.length - this.#head > 1) this.#evictOne();
+  }
+
+  /** Drops every entry (the pool needs room, or the topic goes away). */
+  clear(): void {
+    this.pool?.resize(this, -this.#bytes);
+    this.#entries = [];
+    this.#sizes = [];
+    this.#head = 0;
+    this.#bytes = 0;
   }
 
   /** The cached message with this seq, if any. */
@@ -59,7 +77,9 @@ export class TailCache {
   }
 
   #evictOne(): void {
-    this.#bytes -= this.#sizes[this.#head]!;
+    const size = this.#sizes[this.#head]!;
+    this.#bytes -= size;
+    this.pool?.resize(this, -size);
     this.#head++;
     this.#firstSeq++;
     // Compact now and then so the arrays do not grow without bound.

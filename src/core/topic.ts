@@ -1,15 +1,20 @@
 import { encodeMeta, newTraceparent, traceIdOf } from "../wire/index.js";
 import { CommitTracker } from "./commit-tracker.js";
+import { ConfirmQueue } from "./confirm-queue.js";
 import { DedupIndex } from "./dedup-index.js";
 import { NerveBusError } from "./errors.js";
 import type { NewMessage, TopicRecord } from "./model.js";
 import { LogMessage, messageBytes } from "./model.js";
 import type { BrokerObserver } from "./observer.js";
 import { RateMeter } from "./rate-meter.js";
+import type { ReadAheadShare } from "./read-ahead.js";
+import { RunTracker } from "./run-tracker.js";
 import { ShardWriter } from "./shard-writer.js";
 import type { Store } from "./store.js";
 import { TailCache } from "./tail-cache.js";
+import type { TailCachePool } from "./tail-cache-pool.js";
 import type { WriteBudget } from "./write-budget.js";
+import { encodeWriterState, type IdHorizon } from "./writer-state.js";
 
 /** What happened to one message of a pack. */
 export interface MessageOutcome {
@@ -27,37 +32,6 @@ export interface AppendResult {
   readonly results: MessageOutcome[];
 }
 
-/**
- * What start-up knows about where ids are in the log: the writer pointer's state records the
- * highest seq carrying a message id or schedule id as of the persisted watermark, so the
- * dedup-index rebuild reads only rows that can hold one (a log without ids is not read at
- * all). `lastIdSeq` is undefined for logs written before this was recorded.
- */
-export interface IdHorizon {
-  readonly lastIdSeq: number | undefined;
-  readonly persistedWatermark: number;
-}
-
-/** The writer pointer's state blob. */
-export function encodeWriterState(lastIdSeq: number): Buffer {
-  return Buffer.from(JSON.stringify({ ids: lastIdSeq }));
-}
-
-/**
- * The id horizon from the writer pointer's state; undefined (read the whole recent log, the
- * safe answer) when there is none or it cannot be read.
- */
-export function decodeWriterState(state: Uint8Array | null): number | undefined {
-  if (state === null || state.byteLength === 0) return undefined;
-  let ids: unknown;
-  try {
-    ids = (JSON.parse(Buffer.from(state).toString("utf8")) as { ids?: unknown }).ids;
-  } catch {
-    return undefined;
-  }
-  return typeof ids === "number" && Number.isSafeInteger(ids) && ids >= 0 ? ids : undefined;
-}
-
 /** UTF-8 bytes of the traceparent attribute the broker adds to a message without one. */
 const TRACEPARENT_BYTES = "traceparent".length + newTraceparent().length;
 
@@ -66,29 +40,21 @@ export const MAX_DEDUP_IDS = 1_000_000;
 /** How long schedule ids are remembered, so a delayed message is moved to the log once. */
 const MOVED_WINDOW_MS = 10 * 60_000;
 
-interface PendingConfirm {
-  readonly lastSeq: number;
-  readonly deadline: number;
-  readonly resolve: () => void;
-  readonly reject: (err: Error) => void;
-}
-
-/** What a resolved slot of the confirm queue holds until the queue is compacted. */
-const SETTLED: PendingConfirm = { lastSeq: 0, deadline: 0, resolve() {}, reject() {} };
-
 export interface TopicOptions {
   readonly tailCacheBytes: number;
+  /** The bound on all topics' caches together, when there is one. */
+  readonly cachePool?: TailCachePool;
+  /** The bound on the read-ahead rows of all lagging subscriptions together. */
+  readonly readAheadShare: ReadAheadShare;
   readonly observer: BrokerObserver;
-  /** How long a pack may wait for its confirm when its call has no deadline. */
-  readonly confirmTimeoutMs: number;
   readonly log: (level: "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
 }
 
 /**
  * One topic's write path: seqs are assigned in memory in arrival order (consecutive within a
  * pack), rows go to the shard writers, the commit tracker derives the writer watermark, and
- * packs are confirmed once the watermark covers them. Subscribers read through `read` and are
- * told about new messages through `onAdvance`.
+ * packs are confirmed (ConfirmQueue) once the watermark covers them. Subscribers read through
+ * `read` and are told about new messages through `onAdvance`.
  *
  * The watermark is persisted lazily (at most every 100 ms): on start-up the store recovers the
  * contiguous run of committed rows above the persisted value, so no confirmed pack depends on
@@ -103,15 +69,16 @@ export class Topic {
   readonly moved = new DedupIndex(MOVED_WINDOW_MS, MAX_DEDUP_IDS);
   readonly publishRate = new RateMeter();
   retentionDeleted = 0;
-  readonly #tracker: CommitTracker;
+  readonly #tracker: CommitTracker | RunTracker;
   readonly #writers: ShardWriter[];
-  readonly #confirms: PendingConfirm[] = [];
-  #confirmHead = 0;
+  /** Format 2: the writer every message of this write turn goes to (one turn, one run). */
+  #turnWriter: ShardWriter | undefined;
+  #nextWriter = 0;
+  readonly #confirms = new ConfirmQueue(() => this.#lastStoreError);
   #watermark: number;
   #persistedWatermark: number;
   #persistTimer: NodeJS.Timeout | undefined;
   #persisting: Promise<void> | undefined;
-  #sweepTimer: NodeJS.Timeout | undefined;
   #lastStoreError: unknown;
   #closed = false;
   #failure: NerveBusError | undefined;
@@ -134,8 +101,9 @@ export class Topic {
     this.dedup = new DedupIndex(record.config.dedupWindowMs, MAX_DEDUP_IDS);
     this.#watermark = watermark;
     this.#persistedWatermark = watermark;
-    this.cache = new TailCache(options.tailCacheBytes);
-    this.#tracker = new CommitTracker(record.shards, watermark);
+    this.cache = new TailCache(options.tailCacheBytes, options.cachePool);
+    this.#tracker =
+      record.format === 2 ? new RunTracker(watermark) : new CommitTracker(record.shards, watermark);
     this.#writers = Array.from(
       { length: record.shards },
       (_, shard) =>
@@ -143,7 +111,7 @@ export class Topic {
           record,
           shard,
           store,
-          (s, through, bytes) => this.#committed(s, through, bytes),
+          (s, batch, bytes) => this.#committed(s, batch, bytes),
           (err, attempt) => {
             this.#lastStoreError = err;
             if (attempt % 10 === 0) {
@@ -163,10 +131,6 @@ export class Topic {
   /** Every seq ≤ watermark is durable and visible to subscribers. */
   get watermark(): number {
     return this.#watermark;
-  }
-
-  get lastAssigned(): number {
-    return this.#tracker.lastAssigned;
   }
 
   get ephemeral(): boolean {
@@ -239,6 +203,7 @@ export class Topic {
       firstSeq = this.#tracker.assign(fresh.length);
       lastSeq = firstSeq + fresh.length - 1;
       const shards = this.record.shards;
+      const writer = this.record.format === 2 && !this.ephemeral ? this.#writerOfTurn() : undefined;
       for (let k = 0; k < fresh.length; k++) {
         const i = fresh[k]!;
         const m = messages[i]!;
@@ -270,7 +235,7 @@ export class Topic {
         }
         results[i] = { outcome: "appended", seq, traceId };
         // The budget was taken for the message as sent (before a traceparent was added).
-        if (!this.ephemeral) this.#writers[seq % shards]!.push(row, sentBytes);
+        if (!this.ephemeral) (writer ?? this.#writers[seq % shards]!).push(row, sentBytes);
       }
       this.publishRate.mark(fresh.length);
       waitFor = Math.max(waitFor, lastSeq);
@@ -296,10 +261,7 @@ export class Topic {
       return Promise.resolve(result);
     }
     if (waitFor <= this.#watermark) return Promise.resolve(result);
-    return new Promise<AppendResult>((resolve, reject) => {
-      this.#confirms.push({ lastSeq: waitFor, deadline, resolve: () => resolve(result), reject });
-      this.#armSweep();
-    });
+    return this.#confirms.wait(waitFor, deadline, result);
   }
 
   /**
@@ -434,10 +396,7 @@ export class Topic {
     this.#closed = true;
     this.#failure = err;
     clearTimeout(this.#persistTimer);
-    clearTimeout(this.#sweepTimer);
-    for (let i = this.#confirmHead; i < this.#confirms.length; i++) this.#confirms[i]!.reject(err);
-    this.#confirms.length = 0;
-    this.#confirmHead = 0;
+    this.#confirms.failAll(err);
     for (const w of this.#writers) w.abandon(err);
   }
 
@@ -449,21 +408,53 @@ export class Topic {
     await Promise.race([flushed, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
     clearTimeout(timer);
     clearTimeout(this.#persistTimer);
-    clearTimeout(this.#sweepTimer);
-    const err = new NerveBusError(
-      "unavailable",
-      "broker shut down before the pack was confirmed; outcome unknown",
+    this.#confirms.failAll(
+      new NerveBusError("unavailable", "broker shut down before the pack was confirmed; outcome unknown"),
     );
-    for (let i = this.#confirmHead; i < this.#confirms.length; i++) this.#confirms[i]!.reject(err);
-    this.#confirms.length = 0;
-    this.#confirmHead = 0;
     await this.#persisting;
     await this.#persistWatermark();
+    this.options.cachePool?.remove(this.cache);
   }
 
-  #committed(shard: number, throughSeq: number, bytes: number): void {
+  /**
+   * Format 2: the shard writer for this turn of the event loop, chosen at its first append: an
+   * idle one (round robin), else the one with the fewest rows waiting. Every append of the turn
+   * goes there, so a turn's messages are one run: one row, one INSERT, one commit.
+   */
+  #writerOfTurn(): ShardWriter {
+    if (this.#turnWriter !== undefined) return this.#turnWriter;
+    const n = this.#writers.length;
+    let pick: ShardWriter | undefined;
+    for (let k = 0; k < n && pick === undefined; k++) {
+      const w = this.#writers[(this.#nextWriter + k) % n]!;
+      if (!w.busy) pick = w;
+    }
+    if (pick === undefined) {
+      pick = this.#writers[0]!;
+      for (const w of this.#writers) if (w.queuedRows < pick.queuedRows) pick = w;
+    }
+    this.#nextWriter = (pick.shard + 1) % n;
+    this.#turnWriter = pick;
+    setImmediate(() => {
+      this.#turnWriter = undefined;
+    });
+    return pick;
+  }
+
+  #committed(shard: number, batch: readonly LogMessage[], bytes: number): void {
     this.budget.release(bytes);
-    this.#tracker.commit(shard, throughSeq);
+    const tracker = this.#tracker;
+    if (tracker instanceof RunTracker) {
+      // The batch holds one or more runs of consecutive seqs.
+      let start = 0;
+      for (let i = 1; i <= batch.length; i++) {
+        if (i < batch.length && batch[i]!.seq === batch[i - 1]!.seq + 1) continue;
+        tracker.commit(batch[start]!.seq, batch[i - 1]!.seq);
+        start = i;
+      }
+    } else {
+      tracker.commit(shard, batch[batch.length - 1]!.seq);
+    }
     const watermark = this.#tracker.watermark;
     if (watermark === this.#watermark) return;
     this.#lastStoreError = undefined;
@@ -478,19 +469,7 @@ export class Topic {
 
   #advance(watermark: number): void {
     this.#watermark = watermark;
-    while (
-      this.#confirmHead < this.#confirms.length &&
-      this.#confirms[this.#confirmHead]!.lastSeq <= watermark
-    ) {
-      const c = this.#confirms[this.#confirmHead]!;
-      // The slot is compacted away later; it must not keep the pack's results alive till then.
-      this.#confirms[this.#confirmHead++] = SETTLED;
-      c.resolve();
-    }
-    if (this.#confirmHead > 1024 && this.#confirmHead * 2 > this.#confirms.length) {
-      this.#confirms.splice(0, this.#confirmHead);
-      this.#confirmHead = 0;
-    }
+    this.#confirms.settle(watermark);
     for (const listener of this.#listeners) listener(watermark);
   }
 
@@ -509,35 +488,5 @@ export class Topic {
         err: String(err),
       });
     }
-  }
-
-  /** Fails packs whose deadline passed while the store could not keep up. */
-  #armSweep(): void {
-    if (this.#sweepTimer !== undefined) return;
-    this.#sweepTimer = setTimeout(() => {
-      this.#sweepTimer = undefined;
-      const now = Date.now();
-      let kept = this.#confirmHead;
-      for (let i = this.#confirmHead; i < this.#confirms.length; i++) {
-        const c = this.#confirms[i]!;
-        if (c.deadline <= now) {
-          const cause = this.#lastStoreError === undefined ? "" : `: ${String(this.#lastStoreError)}`;
-          c.reject(
-            new NerveBusError(
-              "unavailable",
-              `pack not durable before its deadline; outcome unknown${cause}`,
-              {
-                cause: this.#lastStoreError,
-              },
-            ),
-          );
-        } else {
-          this.#confirms[kept++] = c;
-        }
-      }
-      this.#confirms.length = kept;
-      if (this.#confirms.length > this.#confirmHead) this.#armSweep();
-    }, 250);
-    this.#sweepTimer.unref();
   }
 }

@@ -5,7 +5,15 @@ import {
   type SubscriptionConfig,
   type TopicConfig,
 } from "../core/index.js";
-import { decodeMeta, encodeMeta, metaIds, traceIdOf } from "../wire/index.js";
+import {
+  decodeMeta,
+  decodeRun,
+  encodeMeta,
+  encodeRun,
+  metaIds,
+  type RunRow,
+  traceIdOf,
+} from "../wire/index.js";
 
 /** Rebuilds a message from its stored columns (the metadata stays encoded until asked for). */
 export function decodeRow(seq: number, publishedAt: number, meta: Buffer, data: Uint8Array): LogMessage {
@@ -55,6 +63,81 @@ export function shardTable(topicId: number, shard: number): string {
   if (!Number.isInteger(topicId) || !Number.isInteger(shard))
     throw new TypeError("table ids must be integers");
   return `nb_msg_${topicId}_${shard}`;
+}
+
+/** Format 2: a shard table of runs (a row per run of consecutive messages). */
+export function runTable(topicId: number, shard: number): string {
+  if (!Number.isInteger(topicId) || !Number.isInteger(shard))
+    throw new TypeError("table ids must be integers");
+  return `nb_run_${topicId}_${shard}`;
+}
+
+/** A topic's shard tables, by its format. */
+export function logTable(topic: { id: number; format: number }, shard: number): string {
+  return topic.format === 2 ? runTable(topic.id, shard) : shardTable(topic.id, shard);
+}
+
+/**
+ * Format 2: cuts messages (in seq order) into runs of consecutive seqs and encodes each; every
+ * message adopts its record (a view into its run's body).
+ */
+export function encodeRuns(rows: readonly LogMessage[]): RunRow[] {
+  const runs: RunRow[] = [];
+  let start = 0;
+  for (let i = 1; i <= rows.length; i++) {
+    if (i < rows.length && rows[i]!.seq === rows[i - 1]!.seq + 1) continue;
+    const members = rows.slice(start, i);
+    let bytes = 0;
+    for (const m of members) bytes += m.bytes;
+    runs.push(encodeRun(members, bytes, (k, record, data) => members[k]!.adoptRecord(record, data)));
+    start = i;
+  }
+  return runs;
+}
+
+/** A run as read back from a store: its body and schedule ids. */
+export interface StoredRun {
+  readonly firstSeq: number;
+  readonly body: Buffer;
+  readonly ids: Buffer | null;
+}
+
+/** Format 2: the messages with from ≤ seq ≤ to of runs read from any shards, in seq order. */
+export function messagesOfRuns(runs: StoredRun[], from: number, to: number): LogMessage[] {
+  runs.sort((a, b) => a.firstSeq - b.firstSeq);
+  const out: LogMessage[] = [];
+  for (const run of runs) {
+    for (const r of decodeRun(run.body, run.ids, from, to)) {
+      const m = new LogMessage(r.seq, r.publishTime, r.data, r.meta);
+      m.record = r.record;
+      out.push(m);
+    }
+  }
+  return out;
+}
+
+/** Format 2: the ids of the messages with from ≤ seq ≤ to of runs, in seq order. */
+export function idsOfRuns(runs: StoredRun[], from: number, to: number): LoggedIds[] {
+  runs.sort((a, b) => a.firstSeq - b.firstSeq);
+  const out: LoggedIds[] = [];
+  for (const run of runs)
+    for (const r of decodeRun(run.body, run.ids, from, to)) out.push(decodeIds(r.seq, r.publishTime, r.meta));
+  return out;
+}
+
+/**
+ * Format 2 crash recovery: among runs (first, last) above `watermark`, the end of the chain of
+ * runs that follow one another from watermark + 1.
+ */
+export function runsContiguousEnd(watermark: number, runs: { first: number; last: number }[]): number {
+  runs.sort((a, b) => a.first - b.first);
+  let end = watermark;
+  for (const r of runs) {
+    if (r.last <= end) continue;
+    if (r.first > end + 1) break;
+    end = r.last;
+  }
+  return end;
 }
 
 /**

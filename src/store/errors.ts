@@ -1,34 +1,98 @@
 import { NerveBusError } from "../core/index.js";
 
 /**
- * The one place where driver errors become domain errors, shared by both stores. Transient
- * failures become "unavailable" (the write path retries them); everything else "internal".
+ * The one place where driver errors (mysql2, better-sqlite3 and the sockets under them) are
+ * read, shared by both stores: no other file looks at an error's code. Transient failures
+ * become UNAVAILABLE (the write path retries them, a client may retry its call); everything
+ * else INTERNAL. Each code names the test that makes the driver produce it, or says why none
+ * can here.
  */
 const TRANSIENT_CODES = new Set([
-  // Connection-level: the server went away or is not there yet (test/mysql-store: restart).
+  // The server is not there (yet): test/store/mysql-errors.test.ts "connection refused".
   "ECONNREFUSED",
+  // The peer reset the connection: test/store/mysql-errors.test.ts "connection reset".
   "ECONNRESET",
+  // Not forced here: a statement written while the server's close is arriving; which of EPIPE,
+  // ECONNRESET and PROTOCOL_CONNECTION_LOST the driver reports then is a matter of timing.
   "EPIPE",
+  // No handshake within connectTimeout: test/store/mysql-errors.test.ts "connect timeout".
   "ETIMEDOUT",
+  // The server closed the connection, under a statement or before it: test/store/
+  // mysql-errors.test.ts "server gone".
   "PROTOCOL_CONNECTION_LOST",
-  "PROTOCOL_SEQUENCE_TIMEOUT",
+  // Not forced here: MariaDB answers it to statements that arrive during its shutdown, a window
+  // too short to hit from a test (the test server's shutdown shows up as CONNECTION_LOST).
   "ER_SERVER_SHUTDOWN",
+  // max_connections reached: test/store/mysql-errors.test.ts "too many connections".
   "ER_CON_COUNT_ERROR",
-  // InnoDB asks the client to retry these.
+  // InnoDB asks the client to retry these: test/store/mysql-errors.test.ts "deadlock" and
+  // "lock wait timeout".
   "ER_LOCK_DEADLOCK",
   "ER_LOCK_WAIT_TIMEOUT",
-  // SQLite: disk full or I/O error; may pass once space is freed.
+  // Disk full (may pass once space is freed): test/store/sqlite-errors.test.ts "database full".
   "SQLITE_FULL",
-  "SQLITE_IOERR",
+  // Another process holds the file's lock: test/store/sqlite-errors.test.ts "second process".
   "SQLITE_BUSY",
+  // Not forced here (it takes a failing disk); its extended codes SQLITE_IOERR_* count too.
+  "SQLITE_IOERR",
 ]);
 
+/** A driver error's code, if it has one. */
+function codeOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+/**
+ * mysql2's answer to a statement on a connection that has already failed ("Can't add new
+ * command when connection is in closed state") carries no code, only `fatal`; every other fatal
+ * error of the driver has one. Transient like the failure before it: test/store/
+ * mysql-errors.test.ts "server gone".
+ */
+function isFailedConnection(err: unknown): boolean {
+  return (err as { fatal?: unknown } | null)?.fatal === true && codeOf(err) === undefined;
+}
+
+/**
+ * A store failure as a domain error: UNAVAILABLE for transient driver errors, INTERNAL for the
+ * rest, naming `what` the store was doing; a NerveBusError passes unchanged. `cause` is kept.
+ */
 export function mapStoreError(err: unknown, what: string): NerveBusError {
   if (err instanceof NerveBusError) return err;
-  const code = (err as { code?: unknown } | null)?.code;
+  const code = codeOf(err);
   const detail = err instanceof Error ? err.message : String(err);
-  if (typeof code === "string" && (TRANSIENT_CODES.has(code) || code.startsWith("SQLITE_IOERR"))) {
+  const transient =
+    code === undefined
+      ? isFailedConnection(err)
+      : TRANSIENT_CODES.has(code) || code.startsWith("SQLITE_IOERR");
+  if (transient) {
     return new NerveBusError("unavailable", `store unavailable while ${what}: ${detail}`, { cause: err });
   }
   return new NerveBusError("internal", `store failed while ${what}: ${detail}`, { cause: err });
+}
+
+/**
+ * Whether MySQL refused a connection because its database does not exist (the store then
+ * creates it, as SQLite creates its file): test/store/mysql-errors.test.ts "creates its database".
+ */
+export function isUnknownDatabase(err: unknown): boolean {
+  return codeOf(err) === "ER_BAD_DB_ERROR";
+}
+
+/**
+ * An error opening a SQLite file: the file locked by another process (a second broker) is
+ * FAILED_PRECONDITION, since waiting does not help while that broker runs
+ * (test/store/sqlite-errors.test.ts "second process"); anything else as mapStoreError.
+ */
+export function mapSqliteOpenError(err: unknown, path: string): NerveBusError {
+  const code = codeOf(err);
+  // SQLITE_LOCKED is the same conflict reported within one process (a shared cache).
+  if (code === "SQLITE_BUSY" || code === "SQLITE_LOCKED") {
+    return new NerveBusError(
+      "failed_precondition",
+      `store ${path} is in use by another broker process; one broker owns a database at a time`,
+      { cause: err },
+    );
+  }
+  return mapStoreError(err, `opening ${path}`);
 }

@@ -1,22 +1,19 @@
 /** Storage backends behind the core's Store interface. */
 import { NerveBusError, type Store } from "../core/index.js";
 import { MysqlStore } from "./mysql/mysql-store.js";
+import type { StoreLeaseOptions } from "./mysql/open-pool.js";
 import { SqliteStore } from "./sqlite/sqlite-store.js";
 
 export { mapStoreError } from "./errors.js";
 export { MysqlStore } from "./mysql/mysql-store.js";
 export { SqliteStore } from "./sqlite/sqlite-store.js";
 
-export interface OpenStoreOptions {
+/** How to open either store: the MySQL pool's settings, and its lease's (see StoreLeaseOptions). */
+export interface OpenStoreOptions extends StoreLeaseOptions {
+  /** MysqlStoreOptions.poolSize. */
   readonly mysqlPoolSize: number;
+  /** MysqlStoreOptions.allowUnsafeDurability. */
   readonly mysqlAllowUnsafeDurability: boolean;
-  /** MySQL store lease timing (see MysqlStoreOptions). */
-  readonly leaseTtlMs?: number;
-  readonly leaseRenewMs?: number;
-  readonly leaseWaitMs?: number;
-  /** Called once if another broker takes the database over: this one must stop serving. */
-  readonly onOwnershipLost?: (err: NerveBusError) => void;
-  readonly log: (level: "warn" | "info" | "error", msg: string, fields?: Record<string, unknown>) => void;
 }
 
 /** Opens the store named by a URL: `sqlite:PATH` or `mysql://USER:PASS@HOST:PORT/DB`. */
@@ -32,14 +29,10 @@ export async function openStore(url: string, options: OpenStoreOptions): Promise
   }
   if (url.startsWith("mysql://")) {
     return MysqlStore.open({
+      ...options,
       url,
       poolSize: options.mysqlPoolSize,
       allowUnsafeDurability: options.mysqlAllowUnsafeDurability,
-      ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }),
-      ...(options.leaseRenewMs === undefined ? {} : { leaseRenewMs: options.leaseRenewMs }),
-      ...(options.leaseWaitMs === undefined ? {} : { leaseWaitMs: options.leaseWaitMs }),
-      ...(options.onOwnershipLost === undefined ? {} : { onOwnershipLost: options.onOwnershipLost }),
-      log: options.log,
     });
   }
   throw new NerveBusError(

@@ -3,21 +3,38 @@ import type { Counter, Histogram, Meter } from "@opentelemetry/api";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { MeterProvider } from "@opentelemetry/sdk-metrics";
+import type { SubscriptionGauge } from "../core/index.js";
 
 /** Latency buckets in seconds: 0.5 ms to 30 s. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 /** Rows per store batch. */
 const ROW_BUCKETS = [1, 10, 50, 100, 250, 500, 1000, 2500, 5000];
 
+/** Every metric's help text, as a scrape shows it, by Prometheus name. */
+const HELP = {
+  nervebus_messages_published: "Messages appended to topics",
+  nervebus_published_bytes: "Bytes appended to topics (payload and metadata)",
+  nervebus_publish_confirm_seconds: "SendPack latency: request received to durable confirm",
+  nervebus_end_to_end_seconds: "Publish time to delivery to a consumer (first deliveries)",
+  nervebus_messages_delivered: "Deliveries to consumers, redeliveries included",
+  nervebus_messages_settled: "Messages acked, nacked, expired or dead-lettered, by outcome",
+  nervebus_redeliveries: "Deliveries with attempt > 1",
+  nervebus_dead_letters: "Messages dead-lettered (or dropped after max attempts)",
+  nervebus_store_batch_rows: "Rows per store statement, by operation",
+  nervebus_store_seconds: "Store statement latency, by operation",
+  nervebus_store_errors: "Failed store calls (retried), by operation",
+  nervebus_subscription_backlog: "Messages published and not acked",
+  nervebus_subscription_in_flight: "Messages leased to consumers",
+  nervebus_subscription_consumers: "Connected Receive streams",
+  nervebus_open_streams: "Open Receive streams",
+  nervebus_write_buffer_bytes: "Bytes waiting for the store",
+} as const;
+
+type MetricName = keyof typeof HELP;
+
 /** Gauges are read from the broker when Prometheus scrapes. */
 export interface GaugeSource {
-  subscriptions(): {
-    topic: string;
-    subscription: string;
-    backlog: number;
-    inFlight: number;
-    consumers: number;
-  }[];
+  subscriptions(): readonly SubscriptionGauge[];
   openStreams(): number;
   bufferedBytes(): number;
 }
@@ -46,56 +63,26 @@ export class Metrics {
       resource: resourceFromAttributes({ "service.name": process.env.OTEL_SERVICE_NAME ?? "nervebus" }),
     });
     const m: Meter = this.provider.getMeter("nervebus");
-    this.published = m.createCounter("nervebus_messages_published", {
-      description: "Messages appended to topics",
-    });
-    this.publishedBytes = m.createCounter("nervebus_published_bytes", {
-      description: "Bytes appended to topics (payload and metadata)",
-    });
-    this.confirmSeconds = m.createHistogram("nervebus_publish_confirm_seconds", {
-      description: "SendPack latency: request received to durable confirm",
-      advice: { explicitBucketBoundaries: LATENCY_BUCKETS },
-    });
-    this.endToEndSeconds = m.createHistogram("nervebus_end_to_end_seconds", {
-      description: "Publish time to delivery to a consumer (first deliveries)",
-      advice: { explicitBucketBoundaries: LATENCY_BUCKETS },
-    });
-    this.delivered = m.createCounter("nervebus_messages_delivered", {
-      description: "Deliveries to consumers, redeliveries included",
-    });
-    this.settled = m.createCounter("nervebus_messages_settled", {
-      description: "Messages acked, nacked, expired or dead-lettered, by outcome",
-    });
-    this.redeliveries = m.createCounter("nervebus_redeliveries", {
-      description: "Deliveries with attempt > 1",
-    });
-    this.deadLetters = m.createCounter("nervebus_dead_letters", {
-      description: "Messages dead-lettered (or dropped after max attempts)",
-    });
-    this.storeBatchRows = m.createHistogram("nervebus_store_batch_rows", {
-      description: "Rows per store statement, by operation",
-      advice: { explicitBucketBoundaries: ROW_BUCKETS },
-    });
-    this.storeSeconds = m.createHistogram("nervebus_store_seconds", {
-      description: "Store statement latency, by operation",
-      advice: { explicitBucketBoundaries: LATENCY_BUCKETS },
-    });
-    this.storeErrors = m.createCounter("nervebus_store_errors", {
-      description: "Failed store calls (retried), by operation",
-    });
-    const backlog = m.createObservableGauge("nervebus_subscription_backlog", {
-      description: "Messages published and not acked",
-    });
-    const inFlight = m.createObservableGauge("nervebus_subscription_in_flight", {
-      description: "Messages leased to consumers",
-    });
-    const consumers = m.createObservableGauge("nervebus_subscription_consumers", {
-      description: "Connected Receive streams",
-    });
-    const streams = m.createObservableGauge("nervebus_open_streams", { description: "Open Receive streams" });
-    const buffered = m.createObservableGauge("nervebus_write_buffer_bytes", {
-      description: "Bytes waiting for the store",
-    });
+    const counter = (name: MetricName) => m.createCounter(name, { description: HELP[name] });
+    const histogram = (name: MetricName, buckets: number[]) =>
+      m.createHistogram(name, { description: HELP[name], advice: { explicitBucketBoundaries: buckets } });
+    const gauge = (name: MetricName) => m.createObservableGauge(name, { description: HELP[name] });
+    this.published = counter("nervebus_messages_published");
+    this.publishedBytes = counter("nervebus_published_bytes");
+    this.confirmSeconds = histogram("nervebus_publish_confirm_seconds", LATENCY_BUCKETS);
+    this.endToEndSeconds = histogram("nervebus_end_to_end_seconds", LATENCY_BUCKETS);
+    this.delivered = counter("nervebus_messages_delivered");
+    this.settled = counter("nervebus_messages_settled");
+    this.redeliveries = counter("nervebus_redeliveries");
+    this.deadLetters = counter("nervebus_dead_letters");
+    this.storeBatchRows = histogram("nervebus_store_batch_rows", ROW_BUCKETS);
+    this.storeSeconds = histogram("nervebus_store_seconds", LATENCY_BUCKETS);
+    this.storeErrors = counter("nervebus_store_errors");
+    const backlog = gauge("nervebus_subscription_backlog");
+    const inFlight = gauge("nervebus_subscription_in_flight");
+    const consumers = gauge("nervebus_subscription_consumers");
+    const streams = gauge("nervebus_open_streams");
+    const buffered = gauge("nervebus_write_buffer_bytes");
     m.addBatchObservableCallback(
       (r) => {
         for (const s of gauges.subscriptions()) {

@@ -1,4 +1,5 @@
 import {
+  type Attributes,
   type Context,
   type Link,
   propagation,
@@ -7,7 +8,7 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import type { BrokerObserver, Delivered, LogMessage, Settled, SettleOutcome } from "../core/index.js";
+import type { BrokerObserver } from "../core/index.js";
 import { ATTR, SYSTEM } from "./attributes.js";
 import type { Metrics } from "./metrics.js";
 
@@ -30,146 +31,126 @@ function linkTo(attributes: Record<string, string>): Link | undefined {
  * per shard batch linked to its messages, a deliver span per delivery and a settle span per
  * settled message, each a child of the message's own trace context.
  */
-export class OtelObserver implements BrokerObserver {
-  constructor(
-    private readonly metrics: Metrics,
-    private readonly tracer: Tracer | undefined,
-    private readonly storeKind: string,
-  ) {}
+export function otelObserver(
+  metrics: Metrics,
+  tracer: Tracer | undefined,
+  storeKind: string,
+): BrokerObserver {
+  /** A span of one message's handling, ended at once, as a child of its publish context. */
+  const messageSpan = (
+    name: string,
+    kind: SpanKind,
+    traceparent: Record<string, string>,
+    attributes: Attributes,
+  ): void => {
+    const parent = messageContext(traceparent);
+    if (tracer === undefined || trace.getSpanContext(parent) === undefined) return;
+    tracer.startSpan(name, { kind, attributes }, parent).end();
+  };
+  return {
+    tracing: tracer !== undefined,
 
-  get tracing(): boolean {
-    return this.tracer !== undefined;
-  }
+    batchPersisted(topic, shard, rows, startedAt, durationMs) {
+      let bytes = 0;
+      for (const r of rows) bytes += r.data.byteLength;
+      metrics.published.add(rows.length, { topic });
+      metrics.publishedBytes.add(bytes, { topic });
+      metrics.storeBatchRows.record(rows.length, { operation: "insert" });
+      metrics.storeSeconds.record(durationMs / 1000, { operation: "insert" });
+      if (tracer === undefined) return;
+      const links: Link[] = [];
+      for (const r of rows) {
+        if (links.length >= MAX_LINKS) break;
+        const l = linkTo(r.attributes);
+        if (l !== undefined) links.push(l);
+      }
+      const span = tracer.startSpan(
+        `persist ${topic}`,
+        {
+          kind: SpanKind.INTERNAL,
+          startTime: startedAt,
+          links,
+          attributes: {
+            [ATTR.system]: SYSTEM,
+            [ATTR.destination]: topic,
+            [ATTR.operationName]: "persist",
+            [ATTR.shard]: shard,
+            [ATTR.batchCount]: rows.length,
+            [ATTR.firstSeq]: rows[0]?.seq ?? 0,
+            [ATTR.lastSeq]: rows[rows.length - 1]?.seq ?? 0,
+            [ATTR.dbSystem]: storeKind,
+          },
+        },
+        ROOT_CONTEXT,
+      );
+      span.end(startedAt + durationMs);
+    },
 
-  batchPersisted(
-    topic: string,
-    shard: number,
-    rows: readonly LogMessage[],
-    startedAt: number,
-    durationMs: number,
-  ): void {
-    let bytes = 0;
-    for (const r of rows) bytes += r.data.byteLength;
-    this.metrics.published.add(rows.length, { topic });
-    this.metrics.publishedBytes.add(bytes, { topic });
-    this.metrics.storeBatchRows.record(rows.length, { operation: "insert" });
-    this.metrics.storeSeconds.record(durationMs / 1000, { operation: "insert" });
-    if (this.tracer === undefined) return;
-    const links: Link[] = [];
-    for (const r of rows) {
-      if (links.length >= MAX_LINKS) break;
-      const l = linkTo(r.attributes);
-      if (l !== undefined) links.push(l);
-    }
-    const span = this.tracer.startSpan(
-      `persist ${topic}`,
-      {
-        kind: SpanKind.INTERNAL,
-        startTime: startedAt,
-        links,
-        attributes: {
+    storeError(operation) {
+      metrics.storeErrors.add(1, { operation });
+    },
+
+    storeRead(_topic, rows, durationMs) {
+      metrics.storeBatchRows.record(rows, { operation: "read" });
+      metrics.storeSeconds.record(durationMs / 1000, { operation: "read" });
+    },
+
+    delivered(topic, subscription, deliveries) {
+      const attrs = { topic, subscription };
+      const now = Date.now();
+      let redelivered = 0;
+      // End-to-end latency from at most 32 first deliveries per batch, evenly spread: recording
+      // hashes the attributes each time, and a 4000-message batch does not need 4000 samples.
+      const step = Math.max(1, Math.floor(deliveries.length / 32));
+      for (let i = 0; i < deliveries.length; i++) {
+        const d = deliveries[i]!;
+        if (d.attempt > 1) redelivered++;
+        else if (i % step === 0)
+          metrics.endToEndSeconds.record(Math.max(0, now - d.message.publishTime) / 1000, attrs);
+      }
+      metrics.delivered.add(deliveries.length, attrs);
+      if (redelivered > 0) metrics.redeliveries.add(redelivered, attrs);
+      if (tracer === undefined) return;
+      for (const d of deliveries) {
+        messageSpan(`deliver ${topic}`, SpanKind.PRODUCER, d.message.attributes, {
           [ATTR.system]: SYSTEM,
           [ATTR.destination]: topic,
-          [ATTR.operationName]: "persist",
-          [ATTR.shard]: shard,
-          [ATTR.batchCount]: rows.length,
-          [ATTR.firstSeq]: rows[0]?.seq ?? 0,
-          [ATTR.lastSeq]: rows[rows.length - 1]?.seq ?? 0,
-          [ATTR.dbSystem]: this.storeKind,
-        },
-      },
-      ROOT_CONTEXT,
-    );
-    span.end(startedAt + durationMs);
-  }
+          [ATTR.subscription]: subscription,
+          [ATTR.consumerGroup]: subscription,
+          // The broker's side of the consumer's receive.
+          [ATTR.operationType]: "receive",
+          [ATTR.operationName]: "deliver",
+          ...(d.message.messageId === "" ? {} : { [ATTR.messageId]: d.message.messageId }),
+          [ATTR.seq]: d.message.seq,
+          [ATTR.deliveryAttempt]: d.attempt,
+          [ATTR.bodySize]: d.message.data.byteLength,
+        });
+      }
+    },
 
-  storeError(operation: string): void {
-    this.metrics.storeErrors.add(1, { operation });
-  }
-
-  storeRead(_topic: string, rows: number, durationMs: number): void {
-    this.metrics.storeBatchRows.record(rows, { operation: "read" });
-    this.metrics.storeSeconds.record(durationMs / 1000, { operation: "read" });
-  }
-
-  delivered(topic: string, subscription: string, deliveries: readonly Delivered[]): void {
-    const attrs = { topic, subscription };
-    const now = Date.now();
-    let redelivered = 0;
-    // End-to-end latency from at most 32 first deliveries per batch, evenly spread: recording
-    // hashes the attributes each time, and a 4000-message batch does not need 4000 samples.
-    const step = Math.max(1, Math.floor(deliveries.length / 32));
-    for (let i = 0; i < deliveries.length; i++) {
-      const d = deliveries[i]!;
-      if (d.attempt > 1) redelivered++;
-      else if (i % step === 0)
-        this.metrics.endToEndSeconds.record(Math.max(0, now - d.message.publishTime) / 1000, attrs);
-    }
-    this.metrics.delivered.add(deliveries.length, attrs);
-    if (redelivered > 0) this.metrics.redeliveries.add(redelivered, attrs);
-    if (this.tracer === undefined) return;
-    for (const d of deliveries) {
-      const parent = messageContext(d.message.attributes);
-      if (trace.getSpanContext(parent) === undefined) continue;
-      this.tracer
-        .startSpan(
-          `deliver ${topic}`,
-          {
-            kind: SpanKind.PRODUCER,
-            attributes: {
-              [ATTR.system]: SYSTEM,
-              [ATTR.destination]: topic,
-              [ATTR.subscription]: subscription,
-              [ATTR.consumerGroup]: subscription,
-              // The broker's side of the consumer's receive.
-              [ATTR.operationType]: "receive",
-              [ATTR.operationName]: "deliver",
-              ...(d.message.messageId === "" ? {} : { [ATTR.messageId]: d.message.messageId }),
-              [ATTR.seq]: d.message.seq,
-              [ATTR.deliveryAttempt]: d.attempt,
-              [ATTR.bodySize]: d.message.data.byteLength,
-            },
-          },
-          parent,
-        )
-        .end();
-    }
-  }
-
-  settled(
-    topic: string,
-    subscription: string,
-    outcome: SettleOutcome,
-    count: number,
-    messages: readonly Settled[],
-  ): void {
-    if (count === 0) return;
-    this.metrics.settled.add(count, { topic, subscription, outcome });
-    if (outcome === "dead_letter") this.metrics.deadLetters.add(count, { topic, subscription });
-    if (this.tracer === undefined) return;
-    for (const m of messages) {
-      if (m.traceparent === undefined) continue;
-      const parent = messageContext({ traceparent: m.traceparent });
-      if (trace.getSpanContext(parent) === undefined) continue;
-      this.tracer
-        .startSpan(
+    settled(topic, subscription, outcome, count, messages) {
+      if (count === 0) return;
+      metrics.settled.add(count, { topic, subscription, outcome });
+      if (outcome === "dead_letter") metrics.deadLetters.add(count, { topic, subscription });
+      if (tracer === undefined) return;
+      for (const m of messages) {
+        if (m.traceparent === undefined) continue;
+        messageSpan(
           `settle ${topic}`,
+          SpanKind.SERVER,
+          { traceparent: m.traceparent },
           {
-            kind: SpanKind.SERVER,
-            attributes: {
-              [ATTR.system]: SYSTEM,
-              [ATTR.destination]: topic,
-              [ATTR.subscription]: subscription,
-              [ATTR.consumerGroup]: subscription,
-              [ATTR.operationType]: "settle",
-              [ATTR.operationName]: "settle",
-              [ATTR.settlement]: outcome,
-              [ATTR.seq]: m.seq,
-            },
+            [ATTR.system]: SYSTEM,
+            [ATTR.destination]: topic,
+            [ATTR.subscription]: subscription,
+            [ATTR.consumerGroup]: subscription,
+            [ATTR.operationType]: "settle",
+            [ATTR.operationName]: "settle",
+            [ATTR.settlement]: outcome,
+            [ATTR.seq]: m.seq,
           },
-          parent,
-        )
-        .end();
-    }
-  }
+        );
+      }
+    },
+  };
 }

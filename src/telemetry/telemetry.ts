@@ -12,7 +12,7 @@ import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import type { BrokerObserver } from "../core/index.js";
 import { ATTR, SYSTEM } from "./attributes.js";
 import { type GaugeSource, Metrics } from "./metrics.js";
-import { messageContext, OtelObserver } from "./otel-observer.js";
+import { messageContext, otelObserver } from "./otel-observer.js";
 import { startTracing, TRACER_NAME } from "./tracing.js";
 
 /** Everything the broker reports through: metrics always, spans when tracing is configured. */
@@ -47,7 +47,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
   return {
     metrics,
     tracer,
-    observer: new OtelObserver(metrics, tracer, options.storeKind),
+    observer: otelObserver(metrics, tracer, options.storeKind),
     startPublishSpan(topic, count, metadataTraceparent, first) {
       if (tracer === undefined) return undefined;
       // The producer's context: from the call's metadata, else from the pack's first message.

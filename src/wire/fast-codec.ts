@@ -11,6 +11,7 @@ import {
   ReceiveRequestSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { readAttribute } from "./message-meta.js";
+import { recordSize, writeRecord } from "./run-body.js";
 import {
   varintSize,
   WIRE_LEN,
@@ -47,6 +48,8 @@ export interface DeliveryFields {
     readonly data: Uint8Array;
     /** The stored metadata as Delivery fields (message-meta.ts deliveryMeta). */
     readonly deliveryMeta: Buffer;
+    /** Format v2: the stored record (Delivery without attempt), copied as it is when present. */
+    readonly record?: Buffer | undefined;
   };
   readonly attempt: number;
 }
@@ -75,6 +78,14 @@ function readOrMalformed<D extends DescMessage>(
   } catch (err) {
     return malformed(create(schema), err);
   }
+}
+
+/**
+ * Any request through protobuf-es, with bytes that are not one marked (see malformedReason)
+ * instead of thrown: a throwing deserializer makes grpc-js answer INTERNAL, naming nothing.
+ */
+export function decodeOrMalformed<D extends DescMessage>(schema: D, buf: Buffer): MessageShape<D> {
+  return readOrMalformed(schema, (b) => fromBinary(schema, b), buf);
 }
 
 /** Why a request decoded by this module is malformed, or undefined when it is not. */
@@ -190,24 +201,20 @@ export function encodeSendPackResponse(
 export function encodeDeliveries(deliveries: readonly DeliveryFields[]): Buffer {
   const n = deliveries.length;
   const lens = new Array<number>(n);
-  const metas = new Array<Buffer>(n);
+  const metas = new Array<Buffer | undefined>(n);
   let size = 0;
   for (let i = 0; i < n; i++) {
     const { message: m, attempt } = deliveries[i]!;
-    const meta = m.deliveryMeta;
-    metas[i] = meta;
-    const dl = m.data.byteLength;
-    const seconds = Math.floor(m.publishTime / 1000);
-    const nanos = (m.publishTime - seconds * 1000) * 1_000_000;
-    const ts = (seconds > 0 ? 1 + varintSize(seconds) : 0) + (nanos > 0 ? 1 + varintSize(nanos) : 0);
-    const len =
-      1 +
-      varintSize(m.seq) +
-      (dl > 0 ? 1 + varintSize(dl) + dl : 0) +
-      meta.length +
-      2 +
-      ts +
-      (attempt > 0 ? 1 + varintSize(attempt) : 0);
+    const attemptBytes = attempt > 0 ? 1 + varintSize(attempt) : 0;
+    let len: number;
+    if (m.record !== undefined) {
+      // Format v2: the stored record is the delivery already; only the attempt is added.
+      len = m.record.length + attemptBytes;
+    } else {
+      const meta = m.deliveryMeta;
+      metas[i] = meta;
+      len = recordSize(m.seq, m.publishTime, m.data.byteLength, meta.length) + attemptBytes;
+    }
     lens[i] = len;
     size += 1 + varintSize(len) + len;
   }
@@ -217,23 +224,12 @@ export function encodeDeliveries(deliveries: readonly DeliveryFields[]): Buffer 
     const { message: m, attempt } = deliveries[i]!;
     buf[pos++] = (2 << 3) | WIRE_LEN;
     pos = writeVarint(buf, pos, lens[i]!);
-    pos = writeVarintField(buf, pos, 1, m.seq);
-    const dl = m.data.byteLength;
-    if (dl > 0) {
-      buf[pos++] = (2 << 3) | WIRE_LEN;
-      pos = writeVarint(buf, pos, dl);
-      buf.set(m.data, pos);
-      pos += dl;
+    if (m.record !== undefined) {
+      buf.set(m.record, pos);
+      pos += m.record.length;
+    } else {
+      pos = writeRecord(buf, pos, m.seq, m.publishTime, m.data, metas[i]!);
     }
-    const meta = metas[i]!;
-    buf.set(meta, pos);
-    pos += meta.length;
-    const seconds = Math.floor(m.publishTime / 1000);
-    const nanos = (m.publishTime - seconds * 1000) * 1_000_000;
-    buf[pos++] = (6 << 3) | WIRE_LEN;
-    buf[pos++] = (seconds > 0 ? 1 + varintSize(seconds) : 0) + (nanos > 0 ? 1 + varintSize(nanos) : 0);
-    if (seconds > 0) pos = writeVarintField(buf, pos, 1, seconds);
-    if (nanos > 0) pos = writeVarintField(buf, pos, 2, nanos);
     if (attempt > 0) pos = writeVarintField(buf, pos, 7, attempt);
   }
   return buf;

@@ -6,6 +6,7 @@
  */
 export {
   type DeliveryFields,
+  decodeOrMalformed,
   decodeReceiveRequest,
   decodeSendPackRequest,
   encodeDeliveries,
@@ -22,5 +23,6 @@ export {
   metaContentBytes,
   metaIds,
 } from "./message-meta.js";
+export { decodeRun, encodeRun, type RunMessage, type RunRecord, type RunRow } from "./run-body.js";
 export { newTraceparent, traceIdOf } from "./trace-context.js";
 export { varintSize, WireReader, writeVarint } from "./wire-format.js";

@@ -227,3 +227,19 @@ export function deliveryMeta(buf: Buffer): Buffer {
   r.varint();
   return buf.subarray(r.pos);
 }
+
+/** The schedule id a message's stored metadata leads with, if any. */
+export function scheduleIdOf(buf: Buffer): number | undefined {
+  if (buf.length === 0) return undefined;
+  if (buf[0] === JSON_START) return decodeLegacy(buf).scheduleId;
+  if (buf[0] !== TAG_SCHEDULE_ID) return undefined;
+  return new WireReader(buf, 1).varint();
+}
+
+/** Stored metadata with `scheduleId` in front of Delivery-form fields (the inverse of deliveryMeta). */
+export function withScheduleId(meta: Buffer, scheduleId: number): Buffer {
+  const head = Buffer.allocUnsafe(1 + varintSize(scheduleId));
+  head[0] = TAG_SCHEDULE_ID;
+  writeVarint(head, 1, scheduleId);
+  return Buffer.concat([head, meta]);
+}

@@ -6,9 +6,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
 import { type Browser, chromium, type Page } from "playwright-core";
+import { tokenHash } from "../../src/auth/index.js";
 import type { NerveBus } from "../../src/nervebus.js";
 import { startBroker, TestClient, type TestStream } from "../support/broker.js";
+import { pem, TestCa } from "../support/pki.js";
 import {
   consume,
   createSubscription,
@@ -474,6 +477,61 @@ window.__results = (async () => {
       await page.close();
     } finally {
       evil.close();
+      client.close();
+      await bus.stop();
+    }
+  });
+
+  test("behind TLS and tokens: asks for a token, then shows and pauses what its principal may administer", {
+    skip,
+    timeout: 60_000,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "nb-status-page-tls-"));
+    const ca = TestCa.create(dir);
+    const cert = ca.server("broker");
+    const token = "page-token-0123456789";
+    writeFileSync(join(dir, "tokens"), `${tokenHash(token)} ops\n`);
+    writeFileSync(
+      join(dir, "policy.json"),
+      JSON.stringify({ principals: { ops: [{ allow: ["admin", "publish"], topics: ["orders"] }] } }),
+    );
+    const bus = await startBroker(`sqlite:${join(dir, "nb.db")}`, {
+      tlsCert: cert.cert,
+      tlsKey: cert.key,
+      authTokens: join(dir, "tokens"),
+      authPolicy: join(dir, "policy.json"),
+    });
+    const creds = grpc.credentials.combineChannelCredentials(
+      grpc.credentials.createSsl(pem(ca.cert)),
+      grpc.credentials.createFromMetadataGenerator((_p, cb) => {
+        const md = new grpc.Metadata();
+        md.set("authorization", `Bearer ${token}`);
+        cb(null, md);
+      }),
+    );
+    const client = new TestClient(bus.address, {}, creds);
+    const context = await browser!.newContext({ ignoreHTTPSErrors: true, viewport: VIEWPORT });
+    try {
+      await createTopic(client, "orders");
+      await createSubscription(client, "orders", "billing");
+      const page = await context.newPage();
+      const problems: string[] = [];
+      page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
+      await page.goto(`https://${bus.httpAddress}/`, { waitUntil: "load" });
+      await page.locator("#signin").waitFor({ state: "visible" });
+      assert.equal(await page.locator("tr.topic").count(), 0, "nothing is shown without a token");
+      await page.locator("#token").fill(token);
+      await page.locator("#use-token").click();
+      await page.locator('tr.topic[data-topic="orders"]').waitFor();
+      assert.ok(await page.locator("#signin").isHidden(), "the token was accepted");
+      await subRow(page, "orders", "billing").locator("button[data-action]").click();
+      await waitFor("billing paused through the page", async () => {
+        const r = await client.adminCall("getSubscription", { topic: "orders", name: "billing" });
+        return r.subscription?.paused === true ? true : undefined;
+      });
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
       client.close();
       await bus.stop();
     }

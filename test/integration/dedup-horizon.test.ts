@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { MessageResult_Outcome } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { LogMessage } from "../../src/core/index.js";
-import { encodeWriterState } from "../../src/core/topic.js";
+import { encodeWriterState } from "../../src/core/writer-state.js";
 import { openStore } from "../../src/store/index.js";
 import { quietLog, startBroker, TestClient } from "../support/broker.js";
 

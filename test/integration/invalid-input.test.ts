@@ -239,3 +239,72 @@ test("invalid UTF-8 in an attribute value, ordering key, message id or topic get
   const ok = await client.publish("utf8", ["fine"]);
   assert.equal(Number(ok.firstSeq), 1, "nothing of the refused packs was appended");
 });
+
+test("a publish quota answers RESOURCE_EXHAUSTED with a retry delay once a client is over it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nb-quota-"));
+  const quotaBus = await startBroker(`sqlite:${join(dir, "db")}`, { publishQuotaMessages: 50 });
+  const c = new TestClient(quotaBus.address);
+  try {
+    // A pack is never split: 60 messages take the 50 msg/s bucket into debt.
+    await c.publish(
+      "q",
+      Array.from({ length: 60 }, (_, i) => `m${i}`),
+    );
+    const err = await c.publish("q", ["over"]).then(
+      () => undefined,
+      (e: grpc.ServiceError) => e,
+    );
+    assert.equal(err?.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.match(
+      err?.details ?? "",
+      /client 127\.0\.0\.1 is over its publish quota \(50 msg\/s\); retry after \d+ ms/,
+    );
+    const wait = Number(err?.metadata.get("nervebus-retry-after-ms")[0]);
+    assert.ok(wait > 0 && wait <= 1000, `retry after ${wait} ms`);
+    await new Promise((r) => setTimeout(r, wait));
+    assert.equal(Number((await c.publish("q", ["later"])).firstSeq), 61, "the refused pack was not appended");
+  } finally {
+    c.close();
+    await quotaBus.stop();
+  }
+});
+
+test("topics and subscriptions over --max-topics and --max-subscriptions-per-topic are refused with RESOURCE_EXHAUSTED; existing ones go on", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nb-limits-"));
+  const limited = await startBroker(`sqlite:${join(dir, "db")}`, {
+    maxTopics: 3,
+    maxSubscriptionsPerTopic: 2,
+  });
+  const c = new TestClient(limited.address);
+  try {
+    for (const t of ["a", "b", "c"]) await c.publish(t, ["x"]);
+    await rejectsWith(
+      c.publish("d", ["x"]),
+      grpc.status.RESOURCE_EXHAUSTED,
+      /topic d cannot be created: 3 topics exist, the limit is 3 \(--max-topics\)/,
+    );
+    await rejectsWith(
+      c.adminCall("createTopic", { topic: { name: "e" } }),
+      grpc.status.RESOURCE_EXHAUSTED,
+      /the limit is 3 \(--max-topics\)/,
+    );
+    assert.equal(Number((await c.publish("a", ["y"])).firstSeq), 2, "existing topics take publishes");
+    await c.adminCall("deleteTopic", { name: "c" });
+    await c.publish("d", ["x"]); // room again
+    for (const s of ["s1", "s2"]) {
+      const stream = c.receive("a", s);
+      await stream.until(() => stream.deliveries.length >= 1);
+      await stream.end();
+    }
+    const third = c.receive("a", "s3");
+    await third.until(() => third.ended);
+    assert.equal(third.error?.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.match(
+      third.error?.details ?? "",
+      /subscription s3 cannot be created: topic a has 2 subscriptions, the limit is 2/,
+    );
+  } finally {
+    c.close();
+    await limited.stop();
+  }
+});

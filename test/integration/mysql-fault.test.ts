@@ -66,3 +66,36 @@ test("mysql: while the database hangs, SendPack fails with UNAVAILABLE (never OK
     await bus.stop();
   }
 });
+
+test("mysql: a SendPack still waiting for the hung database when the broker shuts down gets UNAVAILABLE once the grace is over", async (t) => {
+  const mysql = testMysql();
+  if (!mysql.pause || !mysql.resume) {
+    t.skip("NERVEBUS_TEST_MYSQL_URL points at a server this test cannot freeze");
+    return;
+  }
+  const url = await mysql.database("fault_shutdown");
+  const bus = await startBroker(url, { confirmTimeoutMs: 60_000, shutdownGraceMs: 500 });
+  const client = new TestClient(bus.address);
+  let stopping: Promise<void> | undefined;
+  try {
+    await client.publish("hang", ["a"]);
+    mysql.pause();
+    try {
+      const waiting = client.publish("hang", ["b"], 60_000);
+      // The pack is in the broker, waiting for the store, when the shutdown begins.
+      while (bus.broker.bufferedBytes === 0) await new Promise((r) => setTimeout(r, 10));
+      stopping = bus.stop();
+      await assert.rejects(waiting, (err: grpc.ServiceError) => {
+        assert.equal(err.code, grpc.status.UNAVAILABLE, err.details);
+        assert.match(err.details, /outcome unknown/);
+        return true;
+      });
+    } finally {
+      mysql.resume();
+    }
+    await stopping;
+  } finally {
+    client.close();
+    await (stopping ?? bus.stop());
+  }
+});

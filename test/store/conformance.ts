@@ -1,9 +1,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { LogMessage, type Store, type TopicConfig, type TopicRecord } from "../../src/core/index.js";
+import {
+  type LogFormat,
+  LogMessage,
+  type Store,
+  type TopicConfig,
+  type TopicRecord,
+} from "../../src/core/index.js";
 
 const CONFIG: TopicConfig = { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 0, ephemeral: false };
-const shards = (n: number) => ({ shards: n, config: CONFIG });
+const shards = (n: number, format: LogFormat = 2) => ({ shards: n, config: CONFIG, format });
 
 /** How a conformance run opens a store: a fresh database per test, reopenable by URL. */
 export interface StoreFactory {
@@ -62,57 +68,115 @@ export function storeConformance(kind: string, factory: StoreFactory): void {
     );
   });
 
-  withStore("messages round-trip across shards in seq order, and re-inserts are harmless", async (store) => {
-    const { topic } = (await store.ensureTopic("rt", shards(4)))!;
-    const seqs = Array.from({ length: 50 }, (_, i) => i + 1);
-    await insertAll(store, topic, seqs);
-    await insertAll(store, topic, [5, 6, 7]);
-    const read = await store.readMessages(topic, 1, 50);
-    assert.deepEqual(
-      read.map((m) => m.seq),
-      seqs,
+  for (const format of [1, 2] as const) {
+    withStore(
+      `messages round-trip across shards in seq order, and re-inserts are harmless (format ${format})`,
+      async (store) => {
+        const { topic } = (await store.ensureTopic("rt", shards(4, format)))!;
+        const seqs = Array.from({ length: 50 }, (_, i) => i + 1);
+        await insertAll(store, topic, seqs);
+        await insertAll(store, topic, [5, 6, 7]);
+        const read = await store.readMessages(topic, 1, 50);
+        assert.deepEqual(
+          read.map((m) => m.seq),
+          seqs,
+        );
+        const m7 = read[6]!;
+        assert.equal(Buffer.from(m7.data).toString(), "m7");
+        assert.deepEqual(m7.attributes, row(7).attributes);
+        assert.equal(m7.orderingKey, "odd");
+        assert.equal(m7.messageId, "id-7");
+        assert.equal(m7.publishTime, 1007);
+        assert.deepEqual(
+          (await store.readMessages(topic, 10, 12)).map((m) => m.seq),
+          [10, 11, 12],
+        );
+        assert.equal(await store.firstSeq(topic), 1);
+        const ids = await store.readIds(topic, 19, 21);
+        assert.deepEqual(ids, [
+          { seq: 19, publishTime: 1019, messageId: "id-19", scheduleId: undefined },
+          { seq: 20, publishTime: 1020, messageId: "id-20", scheduleId: undefined },
+          { seq: 21, publishTime: 1021, messageId: "id-21", scheduleId: undefined },
+        ]);
+      },
     );
-    const m7 = read[6]!;
-    assert.equal(Buffer.from(m7.data).toString(), "m7");
-    assert.deepEqual(m7.attributes, row(7).attributes);
-    assert.equal(m7.orderingKey, "odd");
-    assert.equal(m7.messageId, "id-7");
-    assert.equal(m7.publishTime, 1007);
-    assert.deepEqual(
-      (await store.readMessages(topic, 10, 12)).map((m) => m.seq),
-      [10, 11, 12],
-    );
-    assert.equal(await store.firstSeq(topic), 1);
-    const ids = await store.readIds(topic, 19, 21);
-    assert.deepEqual(ids, [
-      { seq: 19, publishTime: 1019, messageId: "id-19", scheduleId: undefined },
-      { seq: 20, publishTime: 1020, messageId: "id-20", scheduleId: undefined },
-      { seq: 21, publishTime: 1021, messageId: "id-21", scheduleId: undefined },
-    ]);
-  });
 
-  withStore("large payloads and empty ones survive", async (store) => {
-    const { topic } = (await store.ensureTopic("big", shards(2)))!;
-    const big = Buffer.alloc(900 * 1024, 7);
-    const r1 = row(1);
-    await store.insertMessages(topic, 1, [new LogMessage(1, r1.publishTime, big, r1.meta)]);
-    await store.insertMessages(topic, 0, [row(2, "", undefined, {})]);
-    const [a, b] = await store.readMessages(topic, 1, 2);
-    assert.equal(Buffer.compare(Buffer.from(a!.data), big), 0);
-    assert.equal(b!.data.byteLength, 0);
-    assert.deepEqual(b!.attributes, {});
-  });
+    withStore(`large payloads and empty ones survive (format ${format})`, async (store) => {
+      const { topic } = (await store.ensureTopic("big", shards(2, format)))!;
+      const big = Buffer.alloc(900 * 1024, 7);
+      const r1 = row(1);
+      await store.insertMessages(topic, 1, [new LogMessage(1, r1.publishTime, big, r1.meta)]);
+      await store.insertMessages(topic, 0, [row(2, "", undefined, {})]);
+      const [a, b] = await store.readMessages(topic, 1, 2);
+      assert.equal(Buffer.compare(Buffer.from(a!.data), big), 0);
+      assert.equal(b!.data.byteLength, 0);
+      assert.deepEqual(b!.attributes, {});
+    });
 
-  withStore("recoverTail keeps the contiguous run and deletes rows above the first gap", async (store) => {
-    const { topic } = (await store.ensureTopic("rec", shards(3)))!;
-    await insertAll(store, topic, [1, 2, 3, 4, 5, 6, 8, 9, 11]);
-    assert.equal(await store.recoverTail(topic, 2), 6);
-    assert.deepEqual(
-      (await store.readMessages(topic, 1, 20)).map((m) => m.seq),
-      [1, 2, 3, 4, 5, 6],
+    withStore(
+      `recoverTail keeps the contiguous run and deletes rows above the first gap (format ${format})`,
+      async (store) => {
+        const { topic } = (await store.ensureTopic("rec", shards(3, format)))!;
+        await insertAll(store, topic, [1, 2, 3, 4, 5, 6, 8, 9, 11]);
+        assert.equal(await store.recoverTail(topic, 2), 6);
+        assert.deepEqual(
+          (await store.readMessages(topic, 1, 20)).map((m) => m.seq),
+          [1, 2, 3, 4, 5, 6],
+        );
+        assert.equal(await store.recoverTail(topic, 6), 6);
+      },
     );
-    assert.equal(await store.recoverTail(topic, 6), 6);
-  });
+
+    withStore(
+      `old messages are deleted in bounded chunks; sizes are sampled (format ${format})`,
+      async (store) => {
+        const { topic } = (await store.ensureTopic("ret", shards(2, format)))!;
+        await insertAll(
+          store,
+          topic,
+          Array.from({ length: 40 }, (_, i) => i + 1),
+        );
+        assert.ok((await store.averageRowBytes(topic, 10)) > 3);
+        assert.equal(await store.deleteMessagesThrough(topic, 30, 5), 10, "at most 5 per shard");
+        assert.equal(await store.firstSeq(topic), 11);
+        for (let n = 1; n > 0; ) {
+          n = await store.deleteMessagesThrough(topic, 30, 5);
+          assert.ok(n <= 10);
+        }
+        assert.equal(await store.firstSeq(topic), 31);
+      },
+    );
+  }
+
+  withStore(
+    "format 2: runs in any shard are read back in seq order across run and shard boundaries",
+    async (store) => {
+      const { topic } = (await store.ensureTopic("runs", shards(3)))!;
+      assert.equal(topic.format, 2);
+      const run = (from: number, to: number) =>
+        Array.from({ length: to - from + 1 }, (_, i) => row(from + i));
+      await store.insertMessages(topic, 2, run(1, 5));
+      await store.insertMessages(topic, 0, run(6, 10));
+      await store.insertMessages(topic, 1, [...run(11, 12), ...run(14, 15)]); // two runs in one write
+      assert.deepEqual(
+        (await store.readMessages(topic, 3, 14)).map((m) => m.seq),
+        [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14],
+      );
+      const [m4] = await store.readMessages(topic, 4, 4);
+      assert.ok(m4!.record, "a message read from a run carries its stored record");
+      assert.deepEqual(
+        (await store.readIds(topic, 9, 11)).map((r) => r.messageId),
+        ["id-9", "id-10", "id-11"],
+      );
+      assert.equal(await store.firstSeq(topic), 1);
+      // Recovery keeps whole runs up to the first gap (13) and drops the run after it.
+      assert.equal(await store.recoverTail(topic, 5), 12);
+      assert.deepEqual((await store.readMessages(topic, 1, 20)).map((m) => m.seq).slice(-2), [11, 12]);
+      // Retention deletes whole runs: through 7 leaves the run 6–10 whole.
+      assert.equal(await store.deleteMessagesThrough(topic, 7, 100), 5);
+      assert.equal(await store.firstSeq(topic), 6);
+    },
+  );
 
   withStore("pointers are upserted with their state", async (store) => {
     const { topic } = (await store.ensureTopic("ptr", shards(1)))!;
@@ -146,23 +210,6 @@ export function storeConformance(kind: string, factory: StoreFactory): void {
       (await store.listSubscriptions(topic)).map((s) => s.name),
       ["a"],
     );
-  });
-
-  withStore("old messages are deleted in bounded chunks; sizes are sampled", async (store) => {
-    const { topic } = (await store.ensureTopic("ret", shards(2)))!;
-    await insertAll(
-      store,
-      topic,
-      Array.from({ length: 40 }, (_, i) => i + 1),
-    );
-    assert.ok((await store.averageRowBytes(topic, 10)) > 3);
-    assert.equal(await store.deleteMessagesThrough(topic, 30, 5), 10, "at most 5 per shard");
-    assert.equal(await store.firstSeq(topic), 11);
-    for (let n = 1; n > 0; ) {
-      n = await store.deleteMessagesThrough(topic, 30, 5);
-      assert.ok(n <= 10);
-    }
-    assert.equal(await store.firstSeq(topic), 31);
   });
 
   withStore(

@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import mysql from "mysql2/promise";
 import { LogMessage } from "../../src/core/index.js";
+import { MysqlStore } from "../../src/store/mysql/mysql-store.js";
 import {
   dropParameterDefinitions,
   INSERT_ROW_BUCKETS,
   insertRowsBucket,
-  MysqlStore,
-} from "../../src/store/mysql/mysql-store.js";
+} from "../../src/store/mysql/shard-inserter.js";
 import { useTestMysql } from "../support/mariadb.js";
 
 const testMysql = useTestMysql();
@@ -27,7 +27,8 @@ test("mysql: padded batches store each row once, with its own content", async ()
   const url = await testMysql().database("insert_pad");
   const store = await MysqlStore.open({ url, poolSize: 2, allowUnsafeDurability: false, log: () => {} });
   try {
-    const { topic } = (await store.ensureTopic("t", { shards: 1, config: CONFIG }))!;
+    // Padding is how format 1 (a row per message) INSERTs.
+    const { topic } = (await store.ensureTopic("t", { shards: 1, config: CONFIG, format: 1 }))!;
     // Sizes that need padding (9 → 10, 500 → 571), with the smallest row in the middle.
     let seq = 0;
     const written: LogMessage[] = [];

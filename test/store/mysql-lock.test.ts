@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type mysql from "mysql2/promise";
-import { LogMessage, type NerveBusError, type TopicRecord } from "../../src/core/index.js";
+import { type LogFormat, LogMessage, type NerveBusError, type TopicRecord } from "../../src/core/index.js";
 import { MysqlStore } from "../../src/store/index.js";
 import { useTestMysql } from "../support/mariadb.js";
 
@@ -23,8 +23,8 @@ const row = (seq: number, data: string) =>
   LogMessage.of(seq, 1, Buffer.from(data), { attributes: {}, orderingKey: "", messageId: "" });
 const topicConfig = { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 0, ephemeral: false };
 
-async function makeTopic(store: MysqlStore, name = "t"): Promise<TopicRecord> {
-  const { topic } = (await store.ensureTopic(name, { shards: 1, config: topicConfig }))!;
+async function makeTopic(store: MysqlStore, name = "t", format: LogFormat = 2): Promise<TopicRecord> {
+  const { topic } = (await store.ensureTopic(name, { shards: 1, config: topicConfig, format }))!;
   await store.claimTopic(topic);
   return topic;
 }
@@ -110,12 +110,12 @@ test("mysql: an owner whose lock connection drops keeps the store; once a second
   }
 });
 
-test("mysql: a row already at a seq is kept only if it is the same message; different content is an error, never a success", async () => {
+test("mysql: a row already at a seq is kept only if it is the same message; different content is an error, never a success (format 1)", async () => {
   const server = testMysql();
   const url = await server.database("dup_content");
   const a = await open(url);
   try {
-    const topic = await makeTopic(a);
+    const topic = await makeTopic(a, "t", 1);
     await a.insertMessages(topic, 0, [row(1, "one"), row(2, "two"), row(3, "three")]);
     // A retry of a write whose commit outcome was lost: the same rows again succeed.
     await a.insertMessages(topic, 0, [row(2, "two"), row(3, "three"), row(4, "four")]);
@@ -135,6 +135,45 @@ test("mysql: a row already at a seq is kept only if it is the same message; diff
         Number(r.seq),
       ),
       [1, 2, 3, 4],
+      "the conflicting write rolled back whole",
+    );
+  } finally {
+    await a.close();
+  }
+});
+
+test("mysql: a run already stored is kept only if it is the same run; different content is an error, never a success (format 2)", async () => {
+  const server = testMysql();
+  const url = await server.database("dup_run");
+  const a = await open(url);
+  try {
+    const topic = await makeTopic(a);
+    await a.insertMessages(topic, 0, [row(1, "one"), row(2, "two"), row(3, "three")]);
+    await a.insertMessages(topic, 0, [row(4, "four")]);
+    // A retry of a write whose commit outcome was lost: the same runs again succeed.
+    await a.insertMessages(topic, 0, [row(4, "four")]);
+    assert.deepEqual(
+      (await a.readMessages(topic, 1, 10)).map((m) => Buffer.from(m.data).toString()),
+      ["one", "two", "three", "four"],
+    );
+    await assert.rejects(
+      a.insertMessages(topic, 0, [row(4, "FOUR"), row(5, "five")]),
+      (err: NerveBusError) => {
+        assert.match(err.message, /seq 4 of topic t already holds a different run/);
+        return true;
+      },
+    );
+    assert.deepEqual(
+      (
+        await server.query<mysql.RowDataPacket[]>(
+          url,
+          "SELECT first_seq, last_seq FROM nb_run_1_0 ORDER BY first_seq",
+        )
+      ).map((r) => [Number(r.first_seq), Number(r.last_seq)]),
+      [
+        [1, 3],
+        [4, 4],
+      ],
       "the conflicting write rolled back whole",
     );
   } finally {

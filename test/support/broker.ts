@@ -57,15 +57,19 @@ export class TestClient {
   readonly subscriber: Subscriber;
   readonly admin: Admin;
 
-  /** `channelOptions` are added to each of its three channels' options. */
+  /**
+   * `channelOptions` are added to each of its three channels' options; plaintext unless
+   * `credentials` say otherwise (TLS, tokens).
+   */
   constructor(
     readonly address: string,
     channelOptions: grpc.ChannelOptions = {},
+    credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
   ) {
     const options = { "grpc.max_receive_message_length": 64 << 20, ...channelOptions };
-    this.publisher = createClient(PublisherService, address, grpc.credentials.createInsecure(), options);
-    this.subscriber = createClient(SubscriberService, address, grpc.credentials.createInsecure(), options);
-    this.admin = createClient(AdminService, address, grpc.credentials.createInsecure(), options);
+    this.publisher = createClient(PublisherService, address, credentials, options);
+    this.subscriber = createClient(SubscriberService, address, credentials, options);
+    this.admin = createClient(AdminService, address, credentials, options);
   }
 
   /** One AdminService call, by method name, with a plain request object. */

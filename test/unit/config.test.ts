@@ -41,3 +41,27 @@ test("bad values name the flag, the variable or the file key, and the range", ()
     /--max-pack-bytes \(1024\) must be ≥ --max-message-bytes \(2048\)/,
   );
 });
+
+test("security settings that only make sense together are refused, naming the flags", () => {
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ "tls-cert": "c.pem" }, /--tls-cert and --tls-key go together/],
+    [{ "tls-client-ca": "ca.pem" }, /--tls-client-ca needs --tls-cert and --tls-key/],
+    [
+      { "auth-jwks": "k.json", "auth-jwt-issuer": "https://id" },
+      /--auth-jwks, --auth-jwt-issuer and --auth-jwt-audience go together/,
+    ],
+    [{ "auth-policy": "p.json" }, /--auth-policy needs a way to know principals/],
+    [{ "require-auth": "true", "auth-tokens": "t" }, /--require-auth: refusing to start without TLS/],
+    [
+      { "require-auth": "true", "tls-cert": "c.pem", "tls-key": "k.pem" },
+      /--require-auth: refusing to start without authentication/,
+    ],
+  ];
+  for (const [flags, message] of cases) assert.throws(() => loadConfig(flags, {}), message);
+  const ok = loadConfig(
+    { "require-auth": "true", "tls-cert": "c.pem", "tls-key": "k.pem" },
+    { NERVEBUS_AUTH_TOKENS: "/etc/nervebus/tokens" },
+  );
+  assert.equal(ok.authTokens, "/etc/nervebus/tokens");
+  assert.equal(ok.authJwtPrincipalClaim, "sub");
+});

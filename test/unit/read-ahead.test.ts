@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { LogMessage } from "../../src/core/index.js";
-import { ReadAhead } from "../../src/core/read-ahead.js";
+import { ReadAhead, ReadAheadShare } from "../../src/core/read-ahead.js";
 
 const fields = { attributes: {}, orderingKey: "", messageId: "" };
 const message = (seq: number, bytes: number) => LogMessage.of(seq, 0, Buffer.alloc(bytes), fields);
 
 test("one read at a time; rows are handed out once, holes stay empty", () => {
-  const ahead = new ReadAhead();
+  const ahead = new ReadAhead(new ReadAheadShare(64 << 20));
   assert.equal(ahead.begin(1, 1000), 64, "the first read is 64 rows");
   assert.equal(ahead.begin(65, 1000), undefined, "a read is in flight");
   ahead.fill(1, [message(1, 10), message(3, 10)]);
@@ -23,7 +23,7 @@ test("one read at a time; rows are handed out once, holes stay empty", () => {
 });
 
 test("reads are sized for about 4 MiB, never past the watermark", () => {
-  const ahead = new ReadAhead();
+  const ahead = new ReadAhead(new ReadAheadShare(64 << 20));
   assert.equal(ahead.begin(10, 20), 20);
   ahead.fill(10, [message(10, 1 << 20), message(11, 1 << 20)]);
   ahead.end();

@@ -14,7 +14,7 @@ if [ -z "${NERVEBUS_TEST_BROKER_MAIN:-}" ] && [ ! -f "$repo/dist/src/cli/main.js
   (cd "$repo" && npx --no-install tsc -p .) >&2
 fi
 
-.venv/bin/ruff check --quiet src tests examples >&2
+.venv/bin/ruff check --quiet src tests examples bench >&2
 .venv/bin/mypy >&2
 
 exec .venv/bin/python -m pytest -q

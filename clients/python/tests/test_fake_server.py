@@ -133,12 +133,18 @@ async def test_retries_keep_message_ids_and_payload(
     fake_publisher: tuple[FakePublisher, nervebus.Client],
 ) -> None:
     fake, client = fake_publisher
-    fake.failures = [grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE]
+    # CANCELLED without the client cancelling: what a restarting broker's RST_STREAM looked
+    # like to clients, an unknown outcome like UNAVAILABLE.
+    fake.failures = [
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.CANCELLED,
+    ]
     async with client.publisher("t", PublisherSettings(retry=FAST)) as publisher:
         results = await asyncio.gather(publisher.publish(b"a"), publisher.publish(b"b", message_id="mine"))
-        assert publisher.stats.retries == 2 and publisher.stats.attempts == 3
-    assert len(fake.requests) == 3
-    assert fake.requests[0] == fake.requests[1] == fake.requests[2], "retries resend the same pack"
+        assert publisher.stats.retries == 3 and publisher.stats.attempts == 4
+    assert len(fake.requests) == 4
+    assert all(r == fake.requests[0] for r in fake.requests), "retries resend the same pack"
     ids = [m.message_id for m in fake.requests[0].messages]
     assert len(ids[0]) == 32 and ids[1] == "mine"
     assert [r.message_id for r in results] == ids
@@ -161,14 +167,19 @@ async def test_non_retryable_error_fails_at_once(
     assert len(fake.requests) == 2
 
 
-async def test_max_attempts(fake_publisher: tuple[FakePublisher, nervebus.Client]) -> None:
+@pytest.mark.parametrize("lost_as", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED])
+async def test_max_attempts(
+    fake_publisher: tuple[FakePublisher, nervebus.Client], lost_as: grpc.StatusCode
+) -> None:
     fake, client = fake_publisher
-    fake.failures = [grpc.StatusCode.UNAVAILABLE] * 5
+    fake.failures = [lost_as] * 5
     retry = RetrySettings(backoff=Backoff(initial=0.01), max_attempts=3)
     async with client.publisher("t", PublisherSettings(retry=retry)) as publisher:
         with pytest.raises(nervebus.StatusError) as info:
             await publisher.publish(b"a")
+    # A CANCELLED the client did not cause is an unknown outcome, reported as UNAVAILABLE.
     assert info.value.code is grpc.StatusCode.UNAVAILABLE
+    assert "injected failure" in info.value.details
     assert len(fake.requests) == 3
 
 

@@ -1,5 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { Admin } from "./admin.js";
+import { channelCredentials, serverNameOptions, type TlsOptions, type TokenSource } from "./credentials.js";
 import { NerveBusError, StatusCode } from "./errors.js";
 import { AdminService } from "./gen/nervebus/v1/admin_pb.js";
 import { PublisherService } from "./gen/nervebus/v1/publisher_pb.js";
@@ -17,7 +18,11 @@ import { type MessageHandler, Subscriber, type SubscriberOptions } from "./subsc
 
 /** Settings of a client. */
 export interface ClientOptions {
-  /** Channel credentials; default insecure (plaintext). */
+  /** TLS: true for the system's roots, or the CA, client certificate and key to use. Default plaintext. */
+  readonly tls?: TlsOptions | boolean;
+  /** A bearer token (or a function giving the current one) sent with every call; needs `tls`. */
+  readonly token?: TokenSource;
+  /** Channel credentials made by hand, instead of `tls` and `token`. Default insecure (plaintext). */
   readonly credentials?: grpc.ChannelCredentials;
   /** gRPC channel options, merged over DEFAULT_CHANNEL_OPTIONS. */
   readonly channelOptions?: grpc.ChannelOptions;
@@ -68,10 +73,13 @@ export class NerveBusClient {
   /** Connects (lazily, on the first call) to the broker at `address` (HOST:PORT). */
   constructor(address: string, options: ClientOptions = {}) {
     this.address = address;
-    this.#channel = new grpc.Channel(address, options.credentials ?? grpc.credentials.createInsecure(), {
-      ...DEFAULT_CHANNEL_OPTIONS,
-      ...options.channelOptions,
-    });
+    if (options.credentials !== undefined && (options.tls !== undefined || options.token !== undefined))
+      throw new TypeError("give either credentials or tls/token, not both");
+    this.#channel = new grpc.Channel(
+      address,
+      options.credentials ?? channelCredentials(options.tls, options.token),
+      { ...DEFAULT_CHANNEL_OPTIONS, ...serverNameOptions(options.tls), ...options.channelOptions },
+    );
     // Every service runs on the one channel; its credentials are the ones that count.
     const shared: grpc.ClientOptions = {
       channelOverride: this.#channel,

@@ -21,6 +21,7 @@ export {
 export type { BackoffOptions } from "./backoff.js";
 export { type ClientOptions, DEFAULT_CHANNEL_OPTIONS, NerveBusClient } from "./client.js";
 export type { StartPosition } from "./conversions.js";
+export type { TlsOptions, TokenSource } from "./credentials.js";
 export { DEFAULT_RETRYABLE_CODES, NerveBusError, StatusCode } from "./errors.js";
 export { MessageStream, type MessageStreamOptions, traceContext } from "./message-stream.js";
 export {

@@ -100,7 +100,8 @@ export interface PublisherOptions {
   readonly callTimeoutMs?: number;
   /**
    * Retries of UNAVAILABLE and RESOURCE_EXHAUSTED (and of an attempt's own deadline): 100 ms
-   * doubling to 5 s, 50 % jitter, for at most 60 s in all.
+   * doubling to 5 s, 50 % jitter, for at most 60 s in all. A CANCELLED the publisher did not
+   * cause counts as UNAVAILABLE.
    */
   readonly retry?: RetryOptions;
   /** Give messages without a messageId a random UUID, so retries are deduplicated. Default true. */
@@ -631,6 +632,7 @@ export class Publisher {
         } catch (e) {
           err = toNerveBusError(e);
         }
+        if (err.code === StatusCode.CANCELLED && !this.#cancel.signal.aborted) err = cancelledByPeer(err);
         // One bad message fails the whole pack: refuse that one and send the others again.
         const bad = MESSAGE_INDEX.exec(err.details);
         if (err.code === StatusCode.INVALID_ARGUMENT && bad !== null) {
@@ -706,6 +708,19 @@ export class Publisher {
     }
     p.reject(reason);
   }
+}
+
+/**
+ * A CANCELLED the publisher did not cause (only close({ cancel: true }) cancels its calls) is the
+ * broker or the network cutting the call, e.g. an RST_STREAM during a broker restart: the outcome
+ * is unknown, so it is handled and reported as UNAVAILABLE, and retried with the same ids.
+ */
+function cancelledByPeer(err: NerveBusError): NerveBusError {
+  return new NerveBusError(
+    StatusCode.UNAVAILABLE,
+    `call cancelled by the broker or the network, outcome unknown: ${err.details}`,
+    { cause: err, metadata: err.metadata },
+  );
 }
 
 function toResult(r: MessageResult, messageId: string): PublishResult {

@@ -213,31 +213,35 @@ describe("publisher", () => {
     }
   });
 
-  test("a retried pack keeps its message ids, so a lost response does not append twice", async () => {
-    const { interceptor, calls } = packRecorder(1);
-    const client = new NerveBusClient(broker.address, { interceptors: [interceptor] });
-    try {
-      const topic = uniqueName("retry");
-      const publisher = client.publisher({ retry: { initialMs: 20 } });
-      const results = await Promise.all([
-        publisher.publish(topic, { data: "x" }),
-        publisher.publish(topic, { data: "y" }),
-      ]);
-      assert.equal(calls.length, 2, "one failed attempt, one retry");
-      assert.equal(calls[0]!.code, StatusCode.UNAVAILABLE);
-      assert.deepEqual(
-        results.map((r) => [r.seq, r.outcome]),
-        [
-          [1, "duplicate"],
-          [2, "duplicate"],
-        ],
-      );
-      const stats = await client.admin.stats(topic);
-      assert.equal(stats.topic.lastSeq, 2, "appended once");
-    } finally {
-      await client.close();
-    }
-  });
+  // A CANCELLED the client did not cause is what a restarting broker's RST_STREAM gave: an
+  // unknown outcome, like UNAVAILABLE.
+  for (const lostAs of [StatusCode.UNAVAILABLE, StatusCode.CANCELLED]) {
+    test(`a retried pack keeps its message ids, so a response lost as ${StatusCode[lostAs]} does not append twice`, async () => {
+      const { interceptor, calls } = packRecorder(1, lostAs);
+      const client = new NerveBusClient(broker.address, { interceptors: [interceptor] });
+      try {
+        const topic = uniqueName("retry");
+        const publisher = client.publisher({ retry: { initialMs: 20 } });
+        const results = await Promise.all([
+          publisher.publish(topic, { data: "x" }),
+          publisher.publish(topic, { data: "y" }),
+        ]);
+        assert.equal(calls.length, 2, "one failed attempt, one retry");
+        assert.equal(calls[0]!.code, lostAs);
+        assert.deepEqual(
+          results.map((r) => [r.seq, r.outcome]),
+          [
+            [1, "duplicate"],
+            [2, "duplicate"],
+          ],
+        );
+        const stats = await client.admin.stats(topic);
+        assert.equal(stats.topic.lastSeq, 2, "appended once");
+      } finally {
+        await client.close();
+      }
+    });
+  }
 
   test("explicit message ids deduplicate; delayed messages are scheduled", async () => {
     const client = new NerveBusClient(broker.address);
@@ -336,6 +340,21 @@ describe("publisher", () => {
       await assert.rejects(client.publish(topic, { data: "x", delay: -5 }), {
         code: StatusCode.INVALID_ARGUMENT,
       });
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("close({ cancel: true }) fails a pack being retried with its own CANCELLED, not retried", async () => {
+    const { interceptor, calls } = packRecorder();
+    // Nothing listens on port 1: every attempt fails with UNAVAILABLE and is retried.
+    const client = new NerveBusClient("127.0.0.1:1", { interceptors: [interceptor] });
+    try {
+      const publisher = client.publisher({ retry: { initialMs: 20 } });
+      const published = publisher.publish(uniqueName("cancel"), { data: "x" });
+      await eventually(() => calls.length >= 2);
+      await publisher.close({ cancel: true });
+      await assert.rejects(published, { code: StatusCode.CANCELLED, details: "publisher closed" });
     } finally {
       await client.close();
     }

@@ -30,6 +30,13 @@ export async function prepareSchema(conn: mysql.Connection): Promise<void> {
       topic_id INT UNSIGNED NOT NULL, subscription ${NAME_TYPE}, ptr BIGINT UNSIGNED NOT NULL,
       state LONGBLOB NULL, PRIMARY KEY (topic_id, subscription)) ENGINE=InnoDB`);
   await createLeaseTables(conn);
+  // Catalogs made before format 2: their topics are format 1 (a row per message).
+  const [format] = await conn.query<mysql.RowDataPacket[]>(
+    `SELECT COUNT(*) AS n FROM information_schema.COLUMNS
+       WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'nb_topics' AND COLUMN_NAME = 'format'`,
+  );
+  if (Number(format[0]?.n) === 0)
+    await conn.query("ALTER TABLE nb_topics ADD COLUMN format TINYINT UNSIGNED NOT NULL DEFAULT 1");
   // Databases made before names were binary: the old unique keys were case-insensitive, so no
   // two stored names differ only in case and the conversion cannot fail on a duplicate.
   const [cols] = await conn.query<mysql.RowDataPacket[]>(

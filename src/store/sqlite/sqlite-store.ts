@@ -2,62 +2,48 @@ import { mkdirSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import {
-  type LoggedIds,
-  type LogMessage,
-  NerveBusError,
-  type NewMessage,
-  type OwnershipState,
-  type PointerRecord,
-  type ScheduledMessage,
-  type Store,
-  type StoreCapabilities,
-  type SubscriptionConfig,
-  type SubscriptionRecord,
-  type TopicConfig,
-  type TopicRecord,
-} from "../../core/index.js";
-import {
-  contiguousEnd,
-  decodeConfig,
-  decodeIds,
-  decodeRow,
-  decodeScheduled,
-  encodeConfig,
-  encodeScheduledMeta,
-  mergeBySeq,
-  scheduleTable,
-  shardTable,
-} from "../codec.js";
-import { mapStoreError } from "../errors.js";
+import type * as core from "../../core/index.js";
+import * as codec from "../codec.js";
+import { mapSqliteOpenError, mapStoreError } from "../errors.js";
+import { SqliteRunLog } from "./sqlite-run-log.js";
 
 /** This process, as ownership() names it. */
 const OWNER = `${hostname()}/${process.pid}`;
 
-const CAPABILITIES: StoreCapabilities = {
+const CAPABILITIES: core.StoreCapabilities = {
   kind: "sqlite",
   // SQLite has no packet limit; these bound one transaction's time on the event loop.
   maxInsertRows: 5000,
   maxInsertBytes: 8 << 20,
+  maxRunMessages: 50_000,
 };
 
 interface QueuedInsert {
-  readonly table: string;
-  readonly rows: readonly LogMessage[];
+  readonly topic: core.TopicRecord;
+  readonly shard: number;
+  readonly rows: readonly core.LogMessage[];
   readonly resolve: () => void;
   readonly reject: (err: unknown) => void;
 }
 
 type Row = { seq: number; published_at: number; meta: Buffer; data: Buffer };
-type TopicRow = { id: number; name: string; shards: number; config: string; created_at: number };
+type TopicRow = {
+  id: number;
+  name: string;
+  shards: number;
+  format: number;
+  config: string;
+  created_at: number;
+};
 
-function toTopic(r: TopicRow): TopicRecord {
+function toTopic(r: TopicRow): core.TopicRecord {
   return {
     id: r.id,
     name: r.name,
     shards: r.shards,
+    format: r.format === 2 ? 2 : 1,
     createdAt: r.created_at,
-    config: decodeConfig<TopicConfig>(r.config),
+    config: codec.decodeConfig<core.TopicConfig>(r.config),
   };
 }
 
@@ -69,12 +55,13 @@ function toTopic(r: TopicRow): TopicRecord {
  * better-sqlite3 is synchronous. Inserts requested in the same turn of the event loop (one per
  * shard writer) run in one transaction, so the whole flush costs one fsync.
  */
-export class SqliteStore implements Store {
+export class SqliteStore implements core.Store {
   readonly capabilities = CAPABILITIES;
   readonly #db: Database.Database;
   #queue: QueuedInsert[] = [];
   #flushScheduled = false;
   readonly #statements = new Map<string, Database.Statement>();
+  readonly #runs = new SqliteRunLog((sql) => this.#stmt(sql));
 
   private constructor(db: Database.Database) {
     this.#db = db;
@@ -101,34 +88,41 @@ export class SqliteStore implements Store {
           topic_id INTEGER NOT NULL, subscription TEXT NOT NULL, ptr INTEGER NOT NULL, state BLOB,
           PRIMARY KEY (topic_id, subscription));
       `);
+      // Catalogs made before format 2: their topics are format 1.
+      const columns = db.pragma("table_info(nb_topics)") as { name: string }[];
+      if (!columns.some((c) => c.name === "format"))
+        db.exec("ALTER TABLE nb_topics ADD COLUMN format INTEGER NOT NULL DEFAULT 1");
     } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code === "SQLITE_BUSY" || code === "SQLITE_LOCKED") {
-        throw new NerveBusError(
-          "failed_precondition",
-          `store ${path} is in use by another broker process; one broker owns a database at a time`,
-          { cause: err },
-        );
-      }
-      throw mapStoreError(err, `opening ${path}`);
+      throw mapSqliteOpenError(err, path);
     }
     return new SqliteStore(db);
   }
 
-  async ensureTopic(name: string, create: { shards: number; config: TopicConfig } | null) {
+  async ensureTopic(
+    name: string,
+    create: { shards: number; config: core.TopicConfig; format?: core.LogFormat } | null,
+  ) {
     return this.#run("creating a topic", () => {
       let created = false;
-      let row = this.#stmt("SELECT id, name, shards, config, created_at FROM nb_topics WHERE name = ?").get(
-        name,
-      ) as TopicRow | undefined;
+      let row = this.#stmt(
+        "SELECT id, name, shards, format, config, created_at FROM nb_topics WHERE name = ?",
+      ).get(name) as TopicRow | undefined;
       if (row === undefined) {
         if (create === null) return null;
         const now = Date.now();
-        const config = encodeConfig(create.config);
+        const config = codec.encodeConfig(create.config);
+        const format = create.format ?? 2;
         const info = this.#stmt(
-          "INSERT INTO nb_topics (name, shards, config, created_at) VALUES (?, ?, ?, ?)",
-        ).run(name, create.shards, config, now);
-        row = { id: Number(info.lastInsertRowid), name, shards: create.shards, config, created_at: now };
+          "INSERT INTO nb_topics (name, shards, format, config, created_at) VALUES (?, ?, ?, ?, ?)",
+        ).run(name, create.shards, format, config, now);
+        row = {
+          id: Number(info.lastInsertRowid),
+          name,
+          shards: create.shards,
+          format,
+          config,
+          created_at: now,
+        };
         created = true;
       }
       const topic = toTopic(row);
@@ -137,29 +131,29 @@ export class SqliteStore implements Store {
     });
   }
 
-  async listTopics(): Promise<TopicRecord[]> {
+  async listTopics(): Promise<core.TopicRecord[]> {
     return this.#run("listing topics", () =>
       (
         this.#stmt(
-          "SELECT id, name, shards, config, created_at FROM nb_topics ORDER BY name",
+          "SELECT id, name, shards, format, config, created_at FROM nb_topics ORDER BY name",
         ).all() as TopicRow[]
       ).map(toTopic),
     );
   }
 
-  async updateTopicConfig(topic: TopicRecord, config: TopicConfig): Promise<TopicRecord> {
+  async updateTopicConfig(topic: core.TopicRecord, config: core.TopicConfig): Promise<core.TopicRecord> {
     return this.#run("updating a topic", () => {
-      this.#stmt("UPDATE nb_topics SET config = ? WHERE id = ?").run(encodeConfig(config), topic.id);
+      this.#stmt("UPDATE nb_topics SET config = ? WHERE id = ?").run(codec.encodeConfig(config), topic.id);
       return { ...topic, config };
     });
   }
 
-  async deleteTopic(topic: TopicRecord): Promise<void> {
+  async deleteTopic(topic: core.TopicRecord): Promise<void> {
     return this.#run("deleting a topic", () =>
       this.#db.transaction(() => {
         for (let shard = 0; shard < topic.shards; shard++)
-          this.#db.exec(`DROP TABLE IF EXISTS ${shardTable(topic.id, shard)}`);
-        this.#db.exec(`DROP TABLE IF EXISTS ${scheduleTable(topic.id)}`);
+          this.#db.exec(`DROP TABLE IF EXISTS ${codec.logTable(topic, shard)}`);
+        this.#db.exec(`DROP TABLE IF EXISTS ${codec.scheduleTable(topic.id)}`);
         this.#stmt("DELETE FROM nb_pointers WHERE topic_id = ?").run(topic.id);
         this.#stmt("DELETE FROM nb_subscriptions WHERE topic_id = ?").run(topic.id);
         this.#stmt("DELETE FROM nb_topics WHERE id = ?").run(topic.id);
@@ -169,17 +163,17 @@ export class SqliteStore implements Store {
     );
   }
 
-  async ensureSubscription(topic: TopicRecord, name: string, create: SubscriptionConfig | null) {
+  async ensureSubscription(topic: core.TopicRecord, name: string, create: core.SubscriptionConfig | null) {
     return this.#run("creating a subscription", () => {
       const row = this.#stmt(
         "SELECT config, created_at FROM nb_subscriptions WHERE topic_id = ? AND name = ?",
       ).get(topic.id, name) as { config: string; created_at: number } | undefined;
       if (row !== undefined) {
-        const subscription: SubscriptionRecord = {
+        const subscription: core.SubscriptionRecord = {
           topicId: topic.id,
           name,
           createdAt: row.created_at,
-          config: decodeConfig<SubscriptionConfig>(row.config),
+          config: codec.decodeConfig<core.SubscriptionConfig>(row.config),
         };
         return { subscription, created: false };
       }
@@ -188,14 +182,14 @@ export class SqliteStore implements Store {
       this.#stmt("INSERT INTO nb_subscriptions (topic_id, name, config, created_at) VALUES (?, ?, ?, ?)").run(
         topic.id,
         name,
-        encodeConfig(create),
+        codec.encodeConfig(create),
         now,
       );
       return { subscription: { topicId: topic.id, name, createdAt: now, config: create }, created: true };
     });
   }
 
-  async listSubscriptions(topic: TopicRecord): Promise<SubscriptionRecord[]> {
+  async listSubscriptions(topic: core.TopicRecord): Promise<core.SubscriptionRecord[]> {
     return this.#run("listing subscriptions", () =>
       (
         this.#stmt(
@@ -209,26 +203,26 @@ export class SqliteStore implements Store {
         topicId: topic.id,
         name: r.name,
         createdAt: r.created_at,
-        config: decodeConfig<SubscriptionConfig>(r.config),
+        config: codec.decodeConfig<core.SubscriptionConfig>(r.config),
       })),
     );
   }
 
   async updateSubscriptionConfig(
-    topic: TopicRecord,
+    topic: core.TopicRecord,
     name: string,
-    config: SubscriptionConfig,
+    config: core.SubscriptionConfig,
   ): Promise<void> {
     return this.#run("updating a subscription", () => {
       this.#stmt("UPDATE nb_subscriptions SET config = ? WHERE topic_id = ? AND name = ?").run(
-        encodeConfig(config),
+        codec.encodeConfig(config),
         topic.id,
         name,
       );
     });
   }
 
-  async deleteSubscription(topic: TopicRecord, name: string): Promise<void> {
+  async deleteSubscription(topic: core.TopicRecord, name: string): Promise<void> {
     return this.#run("deleting a subscription", () =>
       this.#db.transaction(() => {
         this.#stmt("DELETE FROM nb_subscriptions WHERE topic_id = ? AND name = ?").run(topic.id, name);
@@ -237,9 +231,9 @@ export class SqliteStore implements Store {
     );
   }
 
-  insertMessages(topic: TopicRecord, shard: number, rows: readonly LogMessage[]): Promise<void> {
+  insertMessages(topic: core.TopicRecord, shard: number, rows: readonly core.LogMessage[]): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.#queue.push({ table: shardTable(topic.id, shard), rows, resolve, reject });
+      this.#queue.push({ topic, shard, rows, resolve, reject });
       if (this.#flushScheduled) return;
       this.#flushScheduled = true;
       setImmediate(() => this.#flushInserts());
@@ -253,9 +247,13 @@ export class SqliteStore implements Store {
     try {
       this.#db.transaction(() => {
         for (const q of queue) {
+          if (q.topic.format === 2) {
+            this.#runs.insert(q.topic, q.shard, q.rows);
+            continue;
+          }
           // Idempotent: a retried row has the same content as the one already there.
           const stmt = this.#stmt(
-            `INSERT INTO ${q.table} (seq, published_at, meta, data) VALUES (?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING`,
+            `INSERT INTO ${codec.shardTable(q.topic.id, q.shard)} (seq, published_at, meta, data) VALUES (?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING`,
           );
           for (const r of q.rows) stmt.run(r.seq, r.publishTime, r.meta, r.data);
         }
@@ -268,37 +266,40 @@ export class SqliteStore implements Store {
     for (const q of queue) q.resolve();
   }
 
-  async readMessages(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<LogMessage[]> {
+  async readMessages(topic: core.TopicRecord, fromSeq: number, toSeq: number): Promise<core.LogMessage[]> {
     return this.#run("reading messages", () => {
-      const parts: LogMessage[][] = [];
+      if (topic.format === 2) return this.#runs.readMessages(topic, fromSeq, toSeq);
+      const parts: core.LogMessage[][] = [];
       for (let shard = 0; shard < topic.shards; shard++) {
         const rows = this.#stmt(
-          `SELECT seq, published_at, meta, data FROM ${shardTable(topic.id, shard)} WHERE seq BETWEEN ? AND ? ORDER BY seq`,
+          `SELECT seq, published_at, meta, data FROM ${codec.shardTable(topic.id, shard)} WHERE seq BETWEEN ? AND ? ORDER BY seq`,
         ).all(fromSeq, toSeq) as Row[];
-        parts.push(rows.map((r) => decodeRow(r.seq, r.published_at, r.meta, r.data)));
+        parts.push(rows.map((r) => codec.decodeRow(r.seq, r.published_at, r.meta, r.data)));
       }
-      return mergeBySeq(parts, fromSeq, toSeq);
+      return codec.mergeBySeq(parts, fromSeq, toSeq);
     });
   }
 
-  async readIds(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<LoggedIds[]> {
+  async readIds(topic: core.TopicRecord, fromSeq: number, toSeq: number): Promise<core.LoggedIds[]> {
     return this.#run("reading message ids", () => {
-      const all: LoggedIds[] = [];
+      if (topic.format === 2) return this.#runs.readIds(topic, fromSeq, toSeq);
+      const all: core.LoggedIds[] = [];
       for (let shard = 0; shard < topic.shards; shard++) {
         const rows = this.#stmt(
-          `SELECT seq, published_at, meta FROM ${shardTable(topic.id, shard)} WHERE seq BETWEEN ? AND ?`,
+          `SELECT seq, published_at, meta FROM ${codec.shardTable(topic.id, shard)} WHERE seq BETWEEN ? AND ?`,
         ).all(fromSeq, toSeq) as Omit<Row, "data">[];
-        for (const r of rows) all.push(decodeIds(r.seq, r.published_at, r.meta));
+        for (const r of rows) all.push(codec.decodeIds(r.seq, r.published_at, r.meta));
       }
       return all.sort((a, b) => a.seq - b.seq);
     });
   }
 
-  async firstSeq(topic: TopicRecord): Promise<number> {
+  async firstSeq(topic: core.TopicRecord): Promise<number> {
     return this.#run("finding the first seq", () => {
+      if (topic.format === 2) return this.#runs.firstSeq(topic);
       let first = 0;
       for (let shard = 0; shard < topic.shards; shard++) {
-        const s = this.#stmt(`SELECT MIN(seq) FROM ${shardTable(topic.id, shard)}`)
+        const s = this.#stmt(`SELECT MIN(seq) FROM ${codec.shardTable(topic.id, shard)}`)
           .pluck()
           .get() as number | null;
         if (s !== null && (first === 0 || s < first)) first = s;
@@ -307,15 +308,16 @@ export class SqliteStore implements Store {
     });
   }
 
-  async averageRowBytes(topic: TopicRecord, sample: number): Promise<number> {
+  async averageRowBytes(topic: core.TopicRecord, sample: number): Promise<number> {
     return this.#run("sampling row sizes", () => {
+      if (topic.format === 2) return this.#runs.averageRowBytes(topic, sample);
       let bytes = 0;
       let rows = 0;
       const per = Math.max(1, Math.ceil(sample / topic.shards));
       for (let shard = 0; shard < topic.shards; shard++) {
         const r = this.#stmt(
           `SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(data) + LENGTH(meta)), 0) AS b FROM
-             (SELECT data, meta FROM ${shardTable(topic.id, shard)} ORDER BY seq DESC LIMIT ?)`,
+             (SELECT data, meta FROM ${codec.shardTable(topic.id, shard)} ORDER BY seq DESC LIMIT ?)`,
         ).get(per) as { n: number; b: number };
         rows += r.n;
         bytes += r.b;
@@ -324,11 +326,13 @@ export class SqliteStore implements Store {
     });
   }
 
-  async deleteMessagesThrough(topic: TopicRecord, throughSeq: number, limit: number): Promise<number> {
+  async deleteMessagesThrough(topic: core.TopicRecord, throughSeq: number, limit: number): Promise<number> {
     return this.#run("deleting old messages", () => {
+      if (topic.format === 2)
+        return this.#db.transaction(() => this.#runs.deleteThrough(topic, throughSeq, limit))();
       let deleted = 0;
       for (let shard = 0; shard < topic.shards; shard++) {
-        const table = shardTable(topic.id, shard);
+        const table = codec.shardTable(topic.id, shard);
         deleted += this.#stmt(
           `DELETE FROM ${table} WHERE seq IN (SELECT seq FROM ${table} WHERE seq <= ? ORDER BY seq LIMIT ?)`,
         ).run(throughSeq, limit).changes;
@@ -337,20 +341,23 @@ export class SqliteStore implements Store {
     });
   }
 
-  async recoverTail(topic: TopicRecord, watermark: number): Promise<number> {
+  async recoverTail(topic: core.TopicRecord, watermark: number): Promise<number> {
     return this.#run("recovering the log tail", () =>
       this.#db.transaction(() => {
+        if (topic.format === 2) return this.#runs.recoverTail(topic, watermark);
         const seqs: number[] = [];
         for (let shard = 0; shard < topic.shards; shard++) {
-          const rows = this.#stmt(`SELECT seq FROM ${shardTable(topic.id, shard)} WHERE seq > ? ORDER BY seq`)
+          const rows = this.#stmt(
+            `SELECT seq FROM ${codec.shardTable(topic.id, shard)} WHERE seq > ? ORDER BY seq`,
+          )
             .pluck()
             .all(watermark) as number[];
           for (const s of rows) seqs.push(s);
         }
         seqs.sort((a, b) => a - b);
-        const end = contiguousEnd(watermark, seqs);
+        const end = codec.contiguousEnd(watermark, seqs);
         for (let shard = 0; shard < topic.shards; shard++) {
-          this.#stmt(`DELETE FROM ${shardTable(topic.id, shard)} WHERE seq > ?`).run(end);
+          this.#stmt(`DELETE FROM ${codec.shardTable(topic.id, shard)} WHERE seq > ?`).run(end);
         }
         return end;
       })(),
@@ -358,50 +365,50 @@ export class SqliteStore implements Store {
   }
 
   async scheduleMessages(
-    topic: TopicRecord,
-    entries: readonly { dueAt: number; message: NewMessage }[],
+    topic: core.TopicRecord,
+    entries: readonly { dueAt: number; message: core.NewMessage }[],
   ): Promise<number[]> {
     return this.#run("scheduling messages", () =>
       this.#db.transaction(() => {
         const stmt = this.#stmt(
-          `INSERT INTO ${scheduleTable(topic.id)} (due_at, meta, data) VALUES (?, ?, ?)`,
+          `INSERT INTO ${codec.scheduleTable(topic.id)} (due_at, meta, data) VALUES (?, ?, ?)`,
         );
         return entries.map((e) =>
-          Number(stmt.run(e.dueAt, encodeScheduledMeta(e.message), e.message.data).lastInsertRowid),
+          Number(stmt.run(e.dueAt, codec.encodeScheduledMeta(e.message), e.message.data).lastInsertRowid),
         );
       })(),
     );
   }
 
-  async dueMessages(topic: TopicRecord, now: number, limit: number): Promise<ScheduledMessage[]> {
+  async dueMessages(topic: core.TopicRecord, now: number, limit: number): Promise<core.ScheduledMessage[]> {
     return this.#run("reading due messages", () =>
       (
         this.#stmt(
-          `SELECT id, due_at, meta, data FROM ${scheduleTable(topic.id)} WHERE due_at <= ? ORDER BY due_at, id LIMIT ?`,
+          `SELECT id, due_at, meta, data FROM ${codec.scheduleTable(topic.id)} WHERE due_at <= ? ORDER BY due_at, id LIMIT ?`,
         ).all(now, limit) as { id: number; due_at: number; meta: Buffer; data: Buffer }[]
-      ).map((r) => decodeScheduled(r.id, r.due_at, r.meta, r.data)),
+      ).map((r) => codec.decodeScheduled(r.id, r.due_at, r.meta, r.data)),
     );
   }
 
-  async deleteScheduled(topic: TopicRecord, ids: readonly number[]): Promise<void> {
+  async deleteScheduled(topic: core.TopicRecord, ids: readonly number[]): Promise<void> {
     return this.#run("deleting schedule entries", () =>
       this.#db.transaction(() => {
-        const stmt = this.#stmt(`DELETE FROM ${scheduleTable(topic.id)} WHERE id = ?`);
+        const stmt = this.#stmt(`DELETE FROM ${codec.scheduleTable(topic.id)} WHERE id = ?`);
         for (const id of ids) stmt.run(id);
       })(),
     );
   }
 
-  async scheduleSummary(topic: TopicRecord): Promise<{ count: number; nextDueAt: number }> {
+  async scheduleSummary(topic: core.TopicRecord): Promise<{ count: number; nextDueAt: number }> {
     return this.#run("summarising the schedule", () => {
       const r = this.#stmt(
-        `SELECT COUNT(*) AS n, MIN(due_at) AS d FROM ${scheduleTable(topic.id)}`,
+        `SELECT COUNT(*) AS n, MIN(due_at) AS d FROM ${codec.scheduleTable(topic.id)}`,
       ).get() as { n: number; d: number | null };
       return { count: r.n, nextDueAt: r.d ?? 0 };
     });
   }
 
-  async loadPointer(topic: TopicRecord, subscription: string): Promise<PointerRecord | null> {
+  async loadPointer(topic: core.TopicRecord, subscription: string): Promise<core.PointerRecord | null> {
     return this.#run("loading a pointer", () => {
       const r = this.#stmt("SELECT ptr, state FROM nb_pointers WHERE topic_id = ? AND subscription = ?").get(
         topic.id,
@@ -411,7 +418,7 @@ export class SqliteStore implements Store {
     });
   }
 
-  async savePointers(topic: TopicRecord, pointers: readonly PointerRecord[]): Promise<void> {
+  async savePointers(topic: core.TopicRecord, pointers: readonly core.PointerRecord[]): Promise<void> {
     return this.#run("saving pointers", () => {
       const stmt = this.#stmt(
         `INSERT INTO nb_pointers (topic_id, subscription, ptr, state) VALUES (?, ?, ?, ?)
@@ -425,9 +432,9 @@ export class SqliteStore implements Store {
   }
 
   /** The exclusive file lock already makes this process the only writer. */
-  async claimTopic(_topic: TopicRecord): Promise<void> {}
+  async claimTopic(_topic: core.TopicRecord): Promise<void> {}
 
-  ownership(): OwnershipState {
+  ownership(): core.OwnershipState {
     return { mechanism: "file-lock", owner: OWNER, epoch: 0, ageMs: 0, valid: true, lost: undefined };
   }
 
@@ -442,17 +449,21 @@ export class SqliteStore implements Store {
     this.#db.close();
   }
 
-  #createTopicTables(topic: TopicRecord): void {
+  #createTopicTables(topic: core.TopicRecord): void {
     for (let shard = 0; shard < topic.shards; shard++) {
+      if (topic.format === 2) {
+        this.#db.exec(SqliteRunLog.tableSql(topic, shard));
+        continue;
+      }
       this.#db.exec(
-        `CREATE TABLE IF NOT EXISTS ${shardTable(topic.id, shard)} (
+        `CREATE TABLE IF NOT EXISTS ${codec.shardTable(topic.id, shard)} (
            seq INTEGER PRIMARY KEY, published_at INTEGER NOT NULL, meta BLOB NOT NULL, data BLOB NOT NULL)`,
       );
     }
     this.#db.exec(
-      `CREATE TABLE IF NOT EXISTS ${scheduleTable(topic.id)} (
+      `CREATE TABLE IF NOT EXISTS ${codec.scheduleTable(topic.id)} (
          id INTEGER PRIMARY KEY AUTOINCREMENT, due_at INTEGER NOT NULL, meta BLOB NOT NULL, data BLOB NOT NULL);
-       CREATE INDEX IF NOT EXISTS ${scheduleTable(topic.id)}_due ON ${scheduleTable(topic.id)} (due_at, id)`,
+       CREATE INDEX IF NOT EXISTS ${codec.scheduleTable(topic.id)}_due ON ${codec.scheduleTable(topic.id)} (due_at, id)`,
     );
   }
 

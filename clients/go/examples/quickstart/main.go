@@ -1,14 +1,10 @@
 // Command quickstart publishes a few messages to a NerveBus broker and receives them back.
-// It is the README's example, run by the tests against a real broker.
-//
-//	NERVEBUS_ADDR=127.0.0.1:7070 go run ./examples/quickstart -n 3
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"os"
 	"os/signal"
@@ -23,21 +19,19 @@ func main() {
 		addr = "127.0.0.1:7070"
 	}
 	flag.StringVar(&addr, "addr", addr, "broker address host:port (default $NERVEBUS_ADDR or 127.0.0.1:7070)")
-	topic := flag.String("topic", "quickstart", "topic to publish to and receive from")
 	n := flag.Int("n", 3, "how many messages to publish and receive")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, addr, *topic, *n, os.Stdout); err != nil {
+	if err := run(ctx, addr, *n); err != nil {
 		log.Fatal(err)
 	}
 }
 
-// run publishes n messages to topic, then receives n messages on the subscription
-// "quickstart" (which starts at the earliest message the first time).
-func run(ctx context.Context, addr, topic string, n int, out io.Writer) error {
-	// README example begins.
+// run publishes n messages to the topic "quickstart-go", then receives n messages on its
+// subscription "quickstart-go-sub" (which starts at the earliest message the first time).
+func run(ctx context.Context, addr string, n int) error {
 	client, err := nervebus.NewClient(addr)
 	if err != nil {
 		return err
@@ -45,7 +39,7 @@ func run(ctx context.Context, addr, topic string, n int, out io.Writer) error {
 	defer client.Close()
 
 	// Publish: batched in the background; Get waits until the broker has the message.
-	pub := client.Publisher(topic, nil)
+	pub := client.Publisher("quickstart-go", nil)
 	var results []*nervebus.PublishResult
 	for i := range n {
 		results = append(results, pub.Publish(ctx, &nervebus.Message{Data: fmt.Appendf(nil, "hello %d", i)}))
@@ -55,7 +49,7 @@ func run(ctx context.Context, addr, topic string, n int, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "published seq %d (trace %s)\n", receipt.Seq, receipt.TraceID)
+		fmt.Printf("published seq %d (trace %s)\n", receipt.Seq, receipt.TraceID)
 	}
 	if err := pub.Close(ctx); err != nil {
 		return err
@@ -65,13 +59,12 @@ func run(ctx context.Context, addr, topic string, n int, out io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var received atomic.Int64
-	sub := client.Subscriber(topic, "quickstart", &nervebus.SubscriberConfig{Start: nervebus.StartEarliest()})
+	sub := client.Subscriber("quickstart-go", "quickstart-go-sub", &nervebus.SubscriberConfig{Start: nervebus.StartEarliest()})
 	return sub.Receive(ctx, func(ctx context.Context, m *nervebus.Message) {
-		fmt.Fprintf(out, "received seq %d: %s\n", m.Seq, m.Data)
+		fmt.Printf("received seq %d: %s\n", m.Seq, m.Data)
 		m.Ack()
 		if received.Add(1) == int64(n) {
 			cancel() // Receive returns nil once the acks are sent
 		}
 	})
-	// README example ends.
 }

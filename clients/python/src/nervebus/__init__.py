@@ -3,7 +3,7 @@
 The main names::
 
     nervebus.Client            connection to a broker; makes publishers and subscribers
-    nervebus.Publisher         batches publish() calls into SendPack calls, retries, keeps key order
+    nervebus.Publisher         batches publish(), submit() and publish_many() into SendPack calls, retries
     nervebus.Subscriber        runs a handler per message with flow control and lease extension
     nervebus.Admin             topics, subscriptions, pause/resume, purge, seek, stats (client.admin)
     nervebus.sync              the same for code that is not async (background event loop)
@@ -14,6 +14,7 @@ Generated protobuf modules live in ``nervebus.gen.nervebus.v1``.
 from ._version import __version__
 from .admin import Admin, ConsumerStats, Stats, Subscription, SubscriptionStats, Topic, TopicStats
 from .client import DEFAULT_CHANNEL_OPTIONS, Client
+from .credentials import TLS, TokenSource
 from .errors import (
     AckNotConfirmedError,
     MessageSettledError,
@@ -23,10 +24,10 @@ from .errors import (
     StatusError,
     SubscriberError,
 )
-from .publisher import Publisher, PublisherSettings, PublisherStats
+from .publisher import Publishable, Publisher, PublisherSettings, PublisherStats
 from .retry import DEFAULT_RETRYABLE_CODES, Backoff, RetrySettings
 from .subscriber import DEFAULT_RECONNECT_CODES, Handler, Subscriber, SubscriberSettings, SubscriberStats
-from .types import AckResult, Outcome, PublishResult, ReceivedMessage, SettleAction, StartPoint
+from .types import AckResult, Message, Outcome, PublishResult, ReceivedMessage, SettleAction, StartPoint
 
 __all__ = [
     "DEFAULT_CHANNEL_OPTIONS",
@@ -39,11 +40,13 @@ __all__ = [
     "Client",
     "ConsumerStats",
     "Handler",
+    "Message",
     "MessageSettledError",
     "NerveBusError",
     "OrderingKeyPausedError",
     "Outcome",
     "PublishResult",
+    "Publishable",
     "Publisher",
     "PublisherClosedError",
     "PublisherSettings",
@@ -60,6 +63,8 @@ __all__ = [
     "SubscriberStats",
     "Subscription",
     "SubscriptionStats",
+    "TLS",
+    "TokenSource",
     "Topic",
     "TopicStats",
     "__version__",

@@ -1,3 +1,3 @@
-"""The package version (kept in step with pyproject.toml)."""
+"""The package version: the repository's VERSION (scripts/set-version.sh writes it here)."""
 
 __version__ = "0.1.0"

@@ -12,6 +12,7 @@ from opentelemetry.trace import TracerProvider
 
 from ._version import __version__
 from .admin import Admin
+from .credentials import TLS, TokenSource, channel_credentials, tls_channel_options
 from .publisher import Publisher, PublisherSettings
 from .subscriber import Handler, Subscriber, SubscriberSettings
 
@@ -50,7 +51,11 @@ class Client:
 
     Args:
         target: The broker's ``host:port``.
-        credentials: TLS credentials; ``None`` for a plaintext connection.
+        tls: ``True`` for TLS with the system's roots, or a :class:`nervebus.TLS` with the CA,
+            client certificate and key to use; ``None`` for plaintext.
+        token: A bearer token, or a function returning the current one (see
+            :data:`nervebus.TokenSource`), sent with every call; needs ``tls``.
+        credentials: Hand-made channel credentials, instead of ``tls`` and ``token``.
         options: gRPC channel options added to (and overriding) :data:`DEFAULT_CHANNEL_OPTIONS`.
         channel: Use this channel instead of opening one (the client will not close it).
         tracer_provider: Where spans go; ``None`` uses the global provider.
@@ -60,16 +65,23 @@ class Client:
         self,
         target: str,
         *,
+        tls: TLS | bool | None = None,
+        token: str | TokenSource | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),
         channel: grpc.aio.Channel | None = None,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
+        if credentials is not None and (tls is not None or token is not None):
+            raise ValueError("give either credentials or tls/token, not both")
         self.target = target
         self._tracer_provider = tracer_provider
         self._owns_channel = channel is None
         if channel is None:
+            if credentials is None:
+                credentials = channel_credentials(tls, token)
             merged = dict(DEFAULT_CHANNEL_OPTIONS)
+            merged.update(dict(tls_channel_options(tls)))
             merged.update(dict(options))
             opts = list(merged.items())
             channel = (

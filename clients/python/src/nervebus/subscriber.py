@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.trace import TracerProvider
 
 from .errors import AckNotConfirmedError, NerveBusError, StatusError, SubscriberError
@@ -47,6 +48,11 @@ Handler = Callable[[ReceivedMessage], Awaitable[Any]]
 _MIN_DEADLINE = 1.0
 _MAX_DEADLINE = 600.0
 _DEFAULT_ACK_DEADLINE = 30.0
+# Acks wait up to this long for more to share their ReceiveRequest (unless a quarter of the
+# window is waiting): a stream write costs the client ~50 µs of CPU, which one ack per write
+# would spend per message. It delays a window refill by as much, which small windows feel:
+# window 100 ran at ~30k msg/s with 1 ms, 36–42k with 0.2 ms (clients/python/bench).
+_ACK_LINGER = 0.0002
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,12 @@ class _Outbox:
     def empty(self) -> bool:
         return not (self.acks or self.nacks or self.extends or self.terminates or self.window)
 
+    def few_acks(self, batch: int) -> bool:
+        """Whether only acks are waiting, fewer than ``batch``: worth waiting for more."""
+        return 0 < len(self.acks) < batch and not (
+            self.nacks or self.extends or self.terminates or self.window
+        )
+
     def take(self) -> subscriber_pb2.ReceiveRequest | None:
         if self.empty():
             return None
@@ -287,6 +299,9 @@ class Subscriber:
         self._stopping = False
         self._half_close = False
         self._fatal: BaseException | None = None
+        self._traced = False
+        self._time_key = (0, 0)
+        self._time_value = datetime.fromtimestamp(0, UTC)
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -568,6 +583,8 @@ class Subscriber:
     async def _writer(self, call: Any) -> None:
         assert self._wakeup is not None
         while True:
+            if not self._half_close and self._outbox.few_acks(self._window.max_messages // 4):
+                await asyncio.sleep(_ACK_LINGER)
             req = self._outbox.take()
             if req is not None:
                 if self.settings.confirm_acks:
@@ -624,6 +641,8 @@ class Subscriber:
             self.stats.confirmed_acks += len(results.acked_seqs) + len(results.already_acked_seqs)
         if response.deliveries:
             now = time.monotonic()
+            # Checked once per response: whether handlers run inside consumer spans.
+            self._traced = self._tracing.active
             for delivery in response.deliveries:
                 self._on_delivery(delivery, now)
             self.stats.max_outstanding = max(self.stats.max_outstanding, len(self._inflight))
@@ -638,15 +657,17 @@ class Subscriber:
             # handling the one copy; its ack goes out on this stream.
             current.lease_until = lease_until
             return
+        attributes = d.attributes
         message = ReceivedMessage(
             topic=self.topic,
             subscription=self.subscription,
             seq=d.seq,
             data=d.data,
-            attributes=dict(d.attributes),
+            # Twice as fast as dict(attributes), which goes through the Mapping ABC's KeysView.
+            attributes={key: attributes[key] for key in attributes},
             ordering_key=d.ordering_key,
             message_id=d.message_id,
-            publish_time=d.publish_time.ToDatetime(tzinfo=UTC) if d.HasField("publish_time") else None,
+            publish_time=self._publish_time(d.publish_time) if d.HasField("publish_time") else None,
             attempt=d.attempt,
             trace_id=d.trace_id,
         )
@@ -659,6 +680,15 @@ class Subscriber:
             # it would have the broker send it straight back to this stream.)
             return
         self._queue.append(work)
+
+    def _publish_time(self, ts: Timestamp) -> datetime:
+        # The messages of one pack share their publish time, and a response mostly holds
+        # whole packs: the last conversion is reused (Timestamp.ToDatetime costs 1.8 µs).
+        key = (ts.seconds, ts.nanos)
+        if key != self._time_key:
+            self._time_key = key
+            self._time_value = ts.ToDatetime(tzinfo=UTC)
+        return self._time_value
 
     # -- handling -----------------------------------------------------------------------------
 
@@ -681,32 +711,26 @@ class Subscriber:
     async def _process(self, work: _Work) -> None:
         message = work.message
         try:
-            with self._tracing.process(
-                self.topic,
-                self.subscription,
-                seq=message.seq,
-                attributes=message.attributes,
-                message_id=message.message_id,
-                body_size=len(message.data),
-                attempt=message.attempt,
-                ordering_key=message.ordering_key,
-            ) as span:
-                try:
-                    result = self._handler(message)
-                    if inspect.isawaitable(result):
-                        await result
-                except asyncio.CancelledError:
-                    self._release(message)
-                    raise
-                except Exception:
-                    self.stats.handler_errors += 1
-                    message.nack(self.settings.nack_delay)
-                    raise
-                else:
-                    message.ack()
-                finally:
-                    settled = message.settled
-                    Tracing.set_settlement(span, settled.value if settled is not None else None)
+            if self._traced:
+                with self._tracing.process(
+                    self.topic,
+                    self.subscription,
+                    seq=message.seq,
+                    attributes=message.attributes,
+                    message_id=message.message_id,
+                    body_size=len(message.data),
+                    attempt=message.attempt,
+                    ordering_key=message.ordering_key,
+                ) as span:
+                    try:
+                        await self._handle(message)
+                    finally:
+                        settled = message.settled
+                        Tracing.set_settlement(span, settled.value if settled is not None else None)
+            else:
+                # No tracer provider: the no-op consumer span cost more than the rest of a
+                # message's way through the subscriber.
+                await self._handle(message)
         except asyncio.CancelledError:
             pass  # stop() ran out of time; the message is released when the stream closes
         except Exception:
@@ -733,6 +757,21 @@ class Subscriber:
             self._dispatch()
             if self._half_close or self._stopping:
                 self._signal()
+
+    async def _handle(self, message: ReceivedMessage) -> None:
+        """Runs the handler, then acks the message, or nacks it when the handler raised."""
+        try:
+            result = self._handler(message)
+            if inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError:
+            self._release(message)
+            raise
+        except Exception:
+            self.stats.handler_errors += 1
+            message.nack(self.settings.nack_delay)
+            raise
+        message.ack()
 
     def _release(self, message: ReceivedMessage) -> None:
         """Gives a message back without a nack: closing the stream releases it at once.

@@ -26,9 +26,9 @@ import concurrent.futures
 import contextvars
 import dataclasses
 import threading
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import grpc
 from opentelemetry.trace import TracerProvider
@@ -38,8 +38,9 @@ from . import client as _aio_client
 from . import publisher as _aio_publisher
 from . import subscriber as _aio_subscriber
 from .admin import Duration, Stats, Subscription, Topic
+from .credentials import TLS, TokenSource
 from .errors import NerveBusError
-from .publisher import PublisherSettings, PublisherStats
+from .publisher import Publishable, PublisherSettings, PublisherStats
 from .subscriber import SubscriberSettings, SubscriberStats
 from .types import PublishResult, ReceivedMessage, StartPoint
 
@@ -141,7 +142,9 @@ class Client:
 
     Args:
         target: The broker's ``host:port``.
-        credentials: TLS credentials; ``None`` for a plaintext connection.
+        tls: TLS settings (see :class:`nervebus.Client`); ``None`` for plaintext.
+        token: A bearer token or token source (see :class:`nervebus.Client`); needs ``tls``.
+        credentials: Hand-made channel credentials, instead of ``tls`` and ``token``.
         options: gRPC channel options (see :data:`nervebus.DEFAULT_CHANNEL_OPTIONS`).
         tracer_provider: Where spans go; ``None`` uses the global provider.
     """
@@ -150,6 +153,8 @@ class Client:
         self,
         target: str,
         *,
+        tls: TLS | bool | None = None,
+        token: str | TokenSource | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),
         tracer_provider: TracerProvider | None = None,
@@ -159,7 +164,12 @@ class Client:
 
         async def make() -> _aio_client.Client:
             return _aio_client.Client(
-                target, credentials=credentials, options=options, tracer_provider=tracer_provider
+                target,
+                tls=tls,
+                token=token,
+                credentials=credentials,
+                options=options,
+                tracer_provider=tracer_provider,
             )
 
         self._client = self._runner.run(make())
@@ -462,6 +472,41 @@ class Publisher:
             self._publisher.resume_publish(ordering_key)
 
         self._client._runner.run(resume())
+
+    @overload
+    def publish_many(
+        self,
+        messages: Iterable[Publishable],
+        *,
+        return_exceptions: Literal[False] = False,
+        timeout: float | None = None,
+    ) -> list[PublishResult]: ...
+
+    @overload
+    def publish_many(
+        self,
+        messages: Iterable[Publishable],
+        *,
+        return_exceptions: Literal[True],
+        timeout: float | None = None,
+    ) -> list[PublishResult | BaseException]: ...
+
+    def publish_many(
+        self,
+        messages: Iterable[Publishable],
+        *,
+        return_exceptions: bool = False,
+        timeout: float | None = None,
+    ) -> list[PublishResult] | list[PublishResult | BaseException]:
+        """Publishes many messages and blocks until every one is settled.
+
+        See :meth:`nervebus.Publisher.publish_many` (``messages`` is iterated on the client's
+        loop thread); ``timeout`` bounds the wait in seconds.
+        """
+        coro = self._publisher.publish_many(messages, return_exceptions=return_exceptions)
+        # The caller's context: its current span is the parent of the producer spans.
+        future = self._client._runner.start_task(coro, contextvars.copy_context())
+        return future.result(timeout)
 
     def flush(self, timeout: float | None = None) -> None:
         """Blocks until everything published so far is settled."""

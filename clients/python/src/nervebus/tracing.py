@@ -13,7 +13,16 @@ from contextlib import contextmanager
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace import (
+    NoOpTracer,
+    ProxyTracer,
+    ProxyTracerProvider,
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    TracerProvider,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ._version import __version__
@@ -104,6 +113,21 @@ class Tracing:
         self.enabled = enabled
         self._tracer = trace.get_tracer("nervebus", __version__, tracer_provider=tracer_provider)
         self._server = _server_attributes(target)
+
+    @property
+    def active(self) -> bool:
+        """Whether spans would be recorded: tracing is on and a tracer provider (an SDK) is set.
+
+        Without one every span is a no-op that injects nothing, so the client skips them:
+        they cost more than the rest of a message's way through the client. Checked per call
+        (cheap), since an application may set its global provider after making the client.
+        """
+        if not self.enabled:
+            return False
+        tracer = self._tracer
+        if isinstance(tracer, ProxyTracer):
+            return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
+        return not isinstance(tracer, NoOpTracer)
 
     def start_publish(
         self,

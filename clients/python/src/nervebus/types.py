@@ -8,13 +8,14 @@ import enum
 import threading
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .errors import MessageSettledError
 
 __all__ = [
     "AckResult",
+    "Message",
     "Outcome",
     "PublishResult",
     "ReceivedMessage",
@@ -54,6 +55,32 @@ class PublishResult:
     trace_id: str
     message_id: str
     outcome: Outcome = Outcome.APPENDED
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message to publish with :meth:`nervebus.Publisher.publish_many`.
+
+    The fields mean what the keyword arguments of :meth:`nervebus.Publisher.publish` mean;
+    ``publish_many`` also takes plain ``bytes``/``str`` items for messages with data only.
+
+    Attributes:
+        data: The payload; ``str`` is encoded as UTF-8.
+        attributes: Free-form string metadata (keys starting with ``nervebus-`` are reserved).
+        ordering_key: Messages with the same key keep their publish order.
+        message_id: Id for deduplication of retries; generated when empty and the publisher's
+            ``auto_message_id`` is on.
+        deliver_at: Deliver no earlier than this time (naive datetimes are taken as UTC).
+        delay: Deliver no earlier than this long (seconds or timedelta) after the broker
+            receives the message. Ignored when ``deliver_at`` is set.
+    """
+
+    data: bytes | bytearray | memoryview | str
+    attributes: Mapping[str, str] | None = None
+    ordering_key: str = ""
+    message_id: str = ""
+    deliver_at: datetime | None = None
+    delay: float | timedelta | None = None
 
 
 class StartPoint(enum.Enum):

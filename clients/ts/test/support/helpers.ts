@@ -63,10 +63,13 @@ export interface PackCall {
 
 /**
  * A grpc-js interceptor recording every SendPack call (topic, size, ordering keys, timing,
- * status). `failFirst` turns the first N successful answers into UNAVAILABLE, as a lost
- * response would look to the client.
+ * status). `failFirst` turns the first N successful answers into `lostAs` (UNAVAILABLE by
+ * default), as a lost response would look to the client.
  */
-export function packRecorder(failFirst = 0): { interceptor: grpc.Interceptor; calls: PackCall[] } {
+export function packRecorder(
+  failFirst = 0,
+  lostAs: grpc.status = grpc.status.UNAVAILABLE,
+): { interceptor: grpc.Interceptor; calls: PackCall[] } {
   const calls: PackCall[] = [];
   let toFail = failFirst;
   const interceptor: grpc.Interceptor = (options, next) => {
@@ -92,7 +95,7 @@ export function packRecorder(failFirst = 0): { interceptor: grpc.Interceptor; ca
             let s = status;
             if (s.code === grpc.status.OK && toFail > 0) {
               toFail--;
-              s = { ...s, code: grpc.status.UNAVAILABLE, details: "injected: response lost" };
+              s = { ...s, code: lostAs, details: "injected: response lost" };
             }
             if (call !== undefined) {
               call.endedAt = Date.now();

@@ -1,0 +1,427 @@
+import { ACK_DEADLINE_MS, BACKOFF_MS, DEDUP_WINDOW_MS, DELIVERY_ATTEMPTS, SHARDS } from "../core/index.js";
+
+/** Everything `nervebus serve` can be told. */
+export interface Config {
+  listen: string;
+  httpListen: string;
+  httpAllowedHosts: string;
+  tlsCert: string;
+  tlsKey: string;
+  tlsClientCa: string;
+  authTokens: string;
+  authJwks: string;
+  authJwtIssuer: string;
+  authJwtAudience: string;
+  authJwtPrincipalClaim: string;
+  authPolicy: string;
+  requireAuth: boolean;
+  securityReloadMs: number;
+  store: string;
+  shards: number;
+  autoCreate: boolean;
+  maxMessageBytes: number;
+  maxPackMessages: number;
+  maxPackBytes: number;
+  writeBufferBytes: number;
+  tailCacheBytes: number;
+  tailCacheTotalBytes: number;
+  confirmTimeoutMs: number;
+  statePersistIntervalMs: number;
+  retentionMs: number;
+  retentionBytes: number;
+  dedupWindowMs: number;
+  retentionIntervalMs: number;
+  ackDeadlineMs: number;
+  maxDeliveryAttempts: number;
+  minBackoffMs: number;
+  maxBackoffMs: number;
+  heartbeatMs: number;
+  keepaliveMs: number;
+  maxConnectionIdleMs: number;
+  maxPacksPerConnection: number;
+  maxPacksInProgress: number;
+  maxTopics: number;
+  maxSubscriptionsPerTopic: number;
+  publishQuotaMessages: number;
+  publishQuotaBytes: number;
+  maxConcurrentStreams: number;
+  healthIntervalMs: number;
+  shutdownGraceMs: number;
+  mysqlPoolSize: number;
+  mysqlAllowUnsafeDurability: boolean;
+  leaseTtlMs: number;
+  leaseRenewMs: number;
+  leaseWaitMs: number;
+  logLevel: "debug" | "info" | "warn" | "error";
+}
+
+type Kind = "string" | "int" | "bytes" | "duration" | "bool" | "enum";
+
+/** One setting: its flag, environment variable, type, default, range and meaning. */
+export interface OptionSpec {
+  readonly key: keyof Config;
+  readonly kind: Kind;
+  readonly default: Config[keyof Config];
+  readonly min?: number;
+  readonly max?: number;
+  readonly values?: readonly string[];
+  readonly doc: string;
+}
+
+const MiB = 1 << 20;
+const GiB = 1024 * MiB;
+
+/** The settings, in the order the README's table lists them. */
+export const OPTIONS: readonly OptionSpec[] = [
+  {
+    key: "listen",
+    kind: "string",
+    default: "127.0.0.1:7070",
+    doc: "gRPC listen address HOST:PORT (port 0 picks a free one)",
+  },
+  {
+    key: "httpListen",
+    kind: "string",
+    default: "127.0.0.1:7071",
+    doc: "HTTP address of the status page, /metrics (Prometheus) and /healthz; off to disable",
+  },
+  {
+    key: "httpAllowedHosts",
+    kind: "string",
+    default: "",
+    doc: "host names (comma-separated) the HTTP port answers besides its own address; any other Host header gets 403 (DNS rebinding guard)",
+  },
+  {
+    key: "tlsCert",
+    kind: "string",
+    default: "",
+    doc: "PEM certificate (chain) of the broker; with --tls-key, both ports speak TLS only",
+  },
+  { key: "tlsKey", kind: "string", default: "", doc: "PEM private key of --tls-cert" },
+  {
+    key: "tlsClientCa",
+    kind: "string",
+    default: "",
+    doc: "PEM CA bundle: clients must present a certificate it signed (mTLS); its subject CN (else first URI/DNS/email SAN) is their principal",
+  },
+  {
+    key: "authTokens",
+    kind: "string",
+    default: "",
+    doc: "file of static bearer tokens, one `SHA256HEX PRINCIPAL` per line (the token's SHA-256, never the token)",
+  },
+  {
+    key: "authJwks",
+    kind: "string",
+    default: "",
+    doc: "JWKS file whose RS256/ES256 keys verify JWT bearer tokens (needs --auth-jwt-issuer and --auth-jwt-audience)",
+  },
+  { key: "authJwtIssuer", kind: "string", default: "", doc: "the `iss` a JWT must carry" },
+  { key: "authJwtAudience", kind: "string", default: "", doc: "the `aud` a JWT must carry (or list)" },
+  {
+    key: "authJwtPrincipalClaim",
+    kind: "string",
+    default: "sub",
+    doc: "the JWT claim that names the principal",
+  },
+  {
+    key: "authPolicy",
+    kind: "string",
+    default: "",
+    doc: "JSON policy: per principal, publish/subscribe/admin on topic and subscription patterns; without it every authenticated principal may do everything",
+  },
+  {
+    key: "requireAuth",
+    kind: "bool",
+    default: false,
+    doc: "refuse to start without TLS and authentication (tokens, JWTs or client certificates)",
+  },
+  {
+    key: "securityReloadMs",
+    kind: "duration",
+    default: 60_000,
+    min: 0,
+    max: 86_400_000,
+    doc: "how often TLS, token, JWKS and policy files are checked for changes (SIGHUP re-reads them at once; 0: only then)",
+  },
+  {
+    key: "store",
+    kind: "string",
+    default: "sqlite:./data/nervebus.db",
+    doc: "sqlite:PATH or mysql://USER:PASS@HOST:PORT/DB",
+  },
+  {
+    key: "shards",
+    kind: "int",
+    default: 4,
+    ...SHARDS,
+    doc: "shard tables of a topic created on first use",
+  },
+  { key: "autoCreate", kind: "bool", default: true, doc: "create topics and subscriptions on first use" },
+  {
+    key: "maxMessageBytes",
+    kind: "bytes",
+    default: MiB,
+    min: 1024,
+    max: 64 * MiB,
+    doc: "largest message (data + attributes + keys)",
+  },
+  {
+    key: "maxPackMessages",
+    kind: "int",
+    default: 10_000,
+    min: 1,
+    max: 1_000_000,
+    doc: "most messages in one SendPack",
+  },
+  {
+    key: "maxPackBytes",
+    kind: "bytes",
+    default: 8 * MiB,
+    min: 1024,
+    max: 256 * MiB,
+    doc: "largest SendPack",
+  },
+  {
+    key: "writeBufferBytes",
+    kind: "bytes",
+    default: 64 * MiB,
+    min: MiB,
+    max: 4096 * MiB,
+    doc: "bytes waiting for the store before SendPack waits, then gets RESOURCE_EXHAUSTED",
+  },
+  {
+    key: "tailCacheBytes",
+    kind: "bytes",
+    default: 16 * MiB,
+    min: 0,
+    max: 4096 * MiB,
+    doc: "recent messages kept in memory per topic (payload plus ~320 B per message)",
+  },
+  {
+    key: "tailCacheTotalBytes",
+    kind: "bytes",
+    default: 128 * MiB,
+    min: 0,
+    max: 64 * GiB,
+    doc: "recent messages kept in memory for all topics together; the least recently written topics' caches go first (0: no bound beyond each topic's)",
+  },
+
+  {
+    key: "confirmTimeoutMs",
+    kind: "duration",
+    default: 30_000,
+    min: 100,
+    max: 600_000,
+    doc: "longest a SendPack without deadline waits for durability before UNAVAILABLE",
+  },
+  {
+    key: "statePersistIntervalMs",
+    kind: "duration",
+    default: 50,
+    min: 1,
+    max: 10_000,
+    doc: "coalescing interval of subscription state writes",
+  },
+  {
+    key: "retentionMs",
+    kind: "duration",
+    default: 7 * 24 * 3_600_000,
+    min: 0,
+    max: 3650 * 24 * 3_600_000,
+    doc: "default retention of new topics (0 keeps messages forever)",
+  },
+  {
+    key: "retentionBytes",
+    kind: "bytes",
+    default: 0,
+    min: 0,
+    max: Number.MAX_SAFE_INTEGER,
+    doc: "default size limit of new topics' logs (0: none)",
+  },
+  {
+    key: "dedupWindowMs",
+    kind: "duration",
+    default: 120_000,
+    ...DEDUP_WINDOW_MS,
+    doc: "default message-id dedup window of new topics (0: off)",
+  },
+  {
+    key: "retentionIntervalMs",
+    kind: "duration",
+    default: 30_000,
+    min: 100,
+    max: 3_600_000,
+    doc: "how often retention runs per topic",
+  },
+  {
+    key: "maxDeliveryAttempts",
+    kind: "int",
+    default: 0,
+    ...DELIVERY_ATTEMPTS,
+    doc: "default delivery attempts before dead-lettering (0: unlimited)",
+  },
+  {
+    key: "ackDeadlineMs",
+    kind: "duration",
+    default: 30_000,
+    ...ACK_DEADLINE_MS,
+    doc: "default ack deadline of subscriptions",
+  },
+  {
+    key: "minBackoffMs",
+    kind: "duration",
+    default: 1000,
+    min: 0,
+    max: 600_000,
+    doc: "default minimum redelivery backoff",
+  },
+  {
+    key: "maxBackoffMs",
+    kind: "duration",
+    default: 60_000,
+    ...BACKOFF_MS,
+    doc: "default maximum redelivery backoff",
+  },
+  {
+    key: "heartbeatMs",
+    kind: "duration",
+    default: 5000,
+    min: 100,
+    max: 600_000,
+    doc: "idle time before a Receive stream gets a heartbeat",
+  },
+  {
+    key: "keepaliveMs",
+    kind: "duration",
+    default: 30_000,
+    min: 1000,
+    max: 3_600_000,
+    doc: "server HTTP/2 keepalive ping interval",
+  },
+  {
+    key: "maxConnectionIdleMs",
+    kind: "duration",
+    default: 300_000,
+    min: 1000,
+    max: 86_400_000,
+    doc: "a client connection with no call in progress for this long is closed (GOAWAY); clients reconnect on their next call",
+  },
+  {
+    key: "maxPacksPerConnection",
+    kind: "int",
+    default: 32,
+    min: 1,
+    max: 10_000,
+    doc: "SendPack calls in progress on one connection; more are refused with RESOURCE_EXHAUSTED before their body is read",
+  },
+  {
+    key: "maxPacksInProgress",
+    kind: "int",
+    default: 64,
+    min: 1,
+    max: 100_000,
+    doc: "SendPack calls in progress on the broker; bounds the request bytes held to this × --max-pack-bytes",
+  },
+  {
+    key: "maxTopics",
+    kind: "int",
+    default: 5000,
+    min: 1,
+    max: 1_000_000,
+    doc: "topics clients may create (each has tables in the store); more are refused with RESOURCE_EXHAUSTED",
+  },
+  {
+    key: "maxSubscriptionsPerTopic",
+    kind: "int",
+    default: 1000,
+    min: 1,
+    max: 1_000_000,
+    doc: "subscriptions one topic may have; more are refused with RESOURCE_EXHAUSTED",
+  },
+  {
+    key: "publishQuotaMessages",
+    kind: "int",
+    default: 0,
+    min: 0,
+    max: 1_000_000_000,
+    doc: "messages per second each principal (each client address without auth) may publish; over it, RESOURCE_EXHAUSTED with a retry delay (0: no quota)",
+  },
+  {
+    key: "publishQuotaBytes",
+    kind: "bytes",
+    default: 0,
+    min: 0,
+    max: 1 << 40,
+    doc: "payload bytes per second each principal (each client address without auth) may publish (0: no quota)",
+  },
+  {
+    key: "maxConcurrentStreams",
+    kind: "int",
+    default: 100,
+    min: 1,
+    max: 100_000,
+    doc: "calls and streams in progress per client connection (HTTP/2 MAX_CONCURRENT_STREAMS; more wait on the client); bounds the request bytes held to connections × this × pack size",
+  },
+  {
+    key: "healthIntervalMs",
+    kind: "duration",
+    default: 5000,
+    min: 100,
+    max: 600_000,
+    doc: "how often the store is pinged; gRPC health is NOT_SERVING while it does not answer",
+  },
+  {
+    key: "shutdownGraceMs",
+    kind: "duration",
+    default: 10_000,
+    min: 0,
+    max: 600_000,
+    doc: "how long SIGTERM waits for calls in progress",
+  },
+  {
+    key: "mysqlPoolSize",
+    kind: "int",
+    default: 12,
+    min: 2,
+    max: 256,
+    doc: "MySQL connections (one per shard writer plus readers)",
+  },
+  {
+    key: "mysqlAllowUnsafeDurability",
+    kind: "bool",
+    default: false,
+    doc: "start even if innodb_flush_log_at_trx_commit is not 1 (confirmed messages may be lost)",
+  },
+  {
+    key: "leaseTtlMs",
+    kind: "duration",
+    default: 5000,
+    min: 1000,
+    max: 600_000,
+    doc: "MySQL: how long this broker's ownership of the database lasts without renewal; another broker takes over after it",
+  },
+  {
+    key: "leaseRenewMs",
+    kind: "duration",
+    default: 1000,
+    min: 100,
+    max: 300_000,
+    doc: "MySQL: how often the ownership lease is renewed (at most a third of --lease-ttl-ms)",
+  },
+  {
+    key: "leaseWaitMs",
+    kind: "duration",
+    default: 10_000,
+    min: 0,
+    max: 3_600_000,
+    doc: "MySQL: how long start-up waits for another broker's lease to expire before failing",
+  },
+  {
+    key: "logLevel",
+    kind: "enum",
+    default: "info",
+    values: ["debug", "info", "warn", "error"],
+    doc: "log level",
+  },
+];

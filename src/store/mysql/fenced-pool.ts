@@ -1,0 +1,146 @@
+import type mysql from "mysql2/promise";
+import type { TopicRecord } from "../../core/index.js";
+import { mapStoreError } from "../errors.js";
+import type { Lease } from "./lease.js";
+
+/** The fence slot of a topic's writes that are not shard inserts (pointers, schedule, catalog). */
+export const META_SLOT = -1;
+
+/**
+ * How the MySQL store talks to its pool: reads, and writes that prove ownership. A write runs
+ * in a transaction that first bumps its fence row (`nb_fence`, one per topic and writer slot)
+ * on the condition that the row still holds this broker's epoch. A new owner raises the epoch
+ * before it reads anything, so once it has, a write of the old owner matches no fence row and
+ * rolls back; its packs are never confirmed. Every call's driver errors become domain errors
+ * here (see mapStoreError).
+ */
+export class FencedPool {
+  constructor(
+    private readonly pool: mysql.Pool,
+    readonly lease: Lease,
+  ) {}
+
+  /**
+   * Runs `fn` in a transaction that first proves this broker owns the topic: the fence row of
+   * `slot` is bumped only while it holds this broker's epoch. A row that is missing or older
+   * (the topic is new, or was created by an earlier owner after this one took over) is raised
+   * and the write tried once more; a newer one means ownership is lost.
+   */
+  async fenced<T>(
+    what: string,
+    topic: TopicRecord,
+    slot: number,
+    fn: (conn: mysql.PoolConnection) => Promise<T>,
+  ): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      this.lease.check();
+      const epoch = this.lease.epoch;
+      type Outcome = { fenced: false } | { fenced: true; value: T };
+      const outcome = await this.#transaction<Outcome>(what, async (conn) => {
+        const [fence] = await conn.execute<mysql.ResultSetHeader>(
+          "UPDATE nb_fence SET writes = writes + 1 WHERE topic_id = ? AND slot = ? AND epoch = ?",
+          [topic.id, slot, epoch],
+        );
+        if (fence.affectedRows !== 1) return { commit: false, value: { fenced: false } };
+        return { commit: true, value: { fenced: true, value: await fn(conn) } };
+      });
+      if (outcome.fenced) return outcome.value;
+      if (attempt > 0)
+        throw this.lease.markLost(`fence row ${topic.name}/${slot} does not hold epoch ${epoch}`);
+      await this.raiseFence(topic, [slot]);
+    }
+  }
+
+  /**
+   * Raises (or creates) fence rows of `topic` to this broker's epoch, under the lease row's
+   * lock so a takeover in progress is waited for and then seen. Marks ownership lost when the
+   * lease or a fence row holds a newer epoch.
+   */
+  async raiseFence(topic: TopicRecord, slots: readonly number[]): Promise<void> {
+    this.lease.check();
+    const epoch = this.lease.epoch;
+    const lost = await this.#transaction("claiming the topic", async (conn) => {
+      const [lease] = await conn.query<mysql.RowDataPacket[]>(
+        "SELECT owner, epoch FROM nb_lease WHERE unit = 'store' LOCK IN SHARE MODE",
+      );
+      const r = lease[0];
+      if (r === undefined || Number(r.epoch) !== epoch) {
+        const holder =
+          r === undefined
+            ? "the lease row is gone"
+            : `broker ${String(r.owner)} holds epoch ${Number(r.epoch)}`;
+        return { commit: false, value: holder };
+      }
+      await conn.query(
+        `INSERT INTO nb_fence (topic_id, slot, epoch) VALUES ${slots.map(() => "(?, ?, ?)").join(", ")}
+           ON DUPLICATE KEY UPDATE epoch = GREATEST(epoch, ?)`,
+        [...slots.flatMap((slot) => [topic.id, slot, epoch]), epoch],
+      );
+      const [rows] = await conn.query<mysql.RowDataPacket[]>(
+        "SELECT MAX(epoch) AS e FROM nb_fence WHERE topic_id = ? AND slot IN (?)",
+        [topic.id, slots],
+      );
+      const newest = Number(rows[0]?.e ?? 0);
+      if (newest > epoch) return { commit: false, value: `topic ${topic.name} is fenced at epoch ${newest}` };
+      return { commit: true, value: undefined };
+    });
+    if (lost !== undefined) throw this.lease.markLost(`${lost}; ours is ${epoch}`);
+  }
+
+  /** Rows of a read that needs no transaction (catalog, log and schedule reads). */
+  async select(sql: string, params: unknown[]): Promise<mysql.RowDataPacket[]> {
+    const [rows] = await this.pool.query<mysql.RowDataPacket[]>(sql, params);
+    return rows;
+  }
+
+  /** A statement outside any transaction: DDL (which commits on its own) and catalog inserts. */
+  query<T extends mysql.ResultSetHeader | mysql.RowDataPacket[] = mysql.ResultSetHeader>(
+    sql: string,
+    params?: unknown[],
+  ): Promise<[T, mysql.FieldPacket[]]> {
+    return this.pool.query<T>(sql, params);
+  }
+
+  /** Runs `fn`, turning driver errors into domain errors that name `what`. */
+  async run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw mapStoreError(err, what);
+    }
+  }
+
+  /** Closes the pool's connections. */
+  end(): Promise<void> {
+    return this.pool.end();
+  }
+
+  /** Runs `fn` in a transaction on one pool connection; commits when it says so, else rolls back. */
+  async #transaction<T>(
+    what: string,
+    fn: (conn: mysql.PoolConnection) => Promise<{ commit: boolean; value: T }>,
+  ): Promise<T> {
+    return this.run(what, async () => {
+      const conn = await this.pool.getConnection();
+      let open = false;
+      try {
+        await conn.query("START TRANSACTION");
+        open = true;
+        const { commit, value } = await fn(conn);
+        await conn.query(commit ? "COMMIT" : "ROLLBACK");
+        open = false;
+        return value;
+      } finally {
+        if (open) {
+          // A connection whose transaction cannot be rolled back is not given back to the pool.
+          await conn.query("ROLLBACK").then(
+            () => conn.release(),
+            () => conn.destroy(),
+          );
+        } else {
+          conn.release();
+        }
+      }
+    });
+  }
+}

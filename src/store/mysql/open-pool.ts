@@ -1,0 +1,134 @@
+import mysql from "mysql2/promise";
+import { NerveBusError, type StoreCapabilities } from "../../core/index.js";
+import { isUnknownDatabase, mapStoreError } from "../errors.js";
+import { FencedPool } from "./fenced-pool.js";
+import { Lease } from "./lease.js";
+import { prepareSchema } from "./schema.js";
+
+/** How a MySQL store holds its lease, and whom it tells when the lease is lost. */
+export interface StoreLeaseOptions {
+  /** Store lease timing (see Lease); defaults 5000 / 1000 / ttl + renew. */
+  readonly leaseTtlMs?: number;
+  readonly leaseRenewMs?: number;
+  readonly leaseWaitMs?: number;
+  /** Called once if another broker takes the database: this one must stop serving. */
+  readonly onOwnershipLost?: (err: NerveBusError) => void;
+  readonly log: (level: "warn" | "info" | "error", msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface MysqlStoreOptions extends StoreLeaseOptions {
+  /** mysql://user:pass@host:port/database */
+  readonly url: string;
+  /** Connections in the pool: one per shard writer in flight, plus readers. */
+  readonly poolSize: number;
+  /** Start even when innodb_flush_log_at_trx_commit is not 1 (a commit may then be lost). */
+  readonly allowUnsafeDurability: boolean;
+}
+
+/** Prepared statements a pool connection keeps (LRU); see "Running on MySQL" in the README. */
+export const MAX_PREPARED_PER_CONNECTION = 128;
+
+/**
+ * Connects (creating the database on first start, as SQLite creates its file), checks the
+ * server's durability setting, prepares the schema, opens the pool and takes the store lease,
+ * waiting for another broker's to expire up to `leaseWaitMs`. Throws FAILED_PRECONDITION when
+ * another broker keeps the lease or durability is off (unless allowed), UNAVAILABLE when the
+ * server cannot be reached.
+ */
+export async function openPool(
+  options: MysqlStoreOptions,
+): Promise<{ db: FencedPool; capabilities: StoreCapabilities }> {
+  const url = new URL(options.url);
+  const database = decodeURIComponent(url.pathname.replace(/^\//, ""));
+  if (database === "")
+    throw new NerveBusError(
+      "invalid_argument",
+      "store: the MySQL URL names no database (mysql://USER:PASS@HOST:PORT/DB)",
+    );
+  const config: mysql.ConnectionOptions = {
+    host: url.hostname,
+    port: url.port === "" ? 3306 : Number(url.port),
+    user: decodeURIComponent(url.username),
+    password: decodeURIComponent(url.password),
+    database,
+    supportBigNumbers: true,
+    bigNumberStrings: false,
+    dateStrings: true,
+    connectTimeout: 5000,
+    // Affected rows count changed rows only: a duplicate key kept as it is counts 0, which is
+    // how ShardInserter finds rows that were already there.
+    flags: ["-FOUND_ROWS"],
+  };
+  let setup: mysql.Connection;
+  try {
+    setup = await mysql.createConnection(config);
+  } catch (err) {
+    if (!isUnknownDatabase(err)) throw mapStoreError(err, `connecting to ${url.host}`);
+    const admin = await mysql.createConnection({ ...config, database: undefined }).catch((e: unknown) => {
+      throw mapStoreError(e, `connecting to ${url.host}`);
+    });
+    await admin.query(`CREATE DATABASE IF NOT EXISTS ${mysql.escapeId(database)}`);
+    await admin.end();
+    setup = await mysql.createConnection(config);
+  }
+  let pool: mysql.Pool | undefined;
+  try {
+    const [vars] = await setup.query<mysql.RowDataPacket[]>(
+      "SELECT @@innodb_flush_log_at_trx_commit AS flush, @@max_allowed_packet AS packet",
+    );
+    const flush = Number(vars[0]?.flush);
+    const packet = Number(vars[0]?.packet);
+    if (flush !== 1) {
+      const msg = `innodb_flush_log_at_trx_commit is ${flush}, not 1: a confirmed publish can be lost if the MySQL server crashes`;
+      if (!options.allowUnsafeDurability) {
+        throw new NerveBusError(
+          "failed_precondition",
+          `${msg}. Set it to 1, or start with --mysql-allow-unsafe-durability`,
+        );
+      }
+      options.log("warn", msg);
+    }
+    await prepareSchema(setup);
+    // Binary rows travel as they are; keep a statement, padded by up to a quarter (see
+    // ShardInserter), well under the packet limit, and at 4 MiB of payload at most.
+    const maxInsertBytes = Math.max(64 << 10, Math.min(4 << 20, Math.floor((packet - (256 << 10)) / 1.5)));
+    pool = mysql.createPool({
+      // Statements without values (the INSERTs built in ShardInserter) skip mysql2's
+      // formatter, which otherwise scans the whole multi-megabyte text for placeholders
+      // (13.7 % of the publish profile in BENCHMARKS.md).
+      queryFormat: (sql: string, values: unknown, timezone?: string) =>
+        values === undefined || (Array.isArray(values) && values.length === 0)
+          ? sql
+          : mysql.format(sql, values as never, false, timezone as never),
+      ...config,
+      connectionLimit: options.poolSize,
+      // Per connection: a few INSERT shapes per shard table (of INSERT_ROW_BUCKETS), the
+      // least recently used closed beyond this, so many topics cannot exhaust the server's
+      // max_prepared_stmt_count (16,382 by default, server-wide): pool size × 128 at most.
+      maxPreparedStatements: MAX_PREPARED_PER_CONNECTION,
+      // No stack capture per query (mysql2's default): it showed in every profile.
+      trace: false,
+      maxIdle: options.poolSize,
+      enableKeepAlive: true,
+    });
+    const ttlMs = options.leaseTtlMs ?? 5000;
+    const renewMs = options.leaseRenewMs ?? 1000;
+    const lease = new Lease(pool, () => mysql.createConnection(config), `nervebus:${database}`, {
+      ttlMs,
+      renewMs,
+      waitMs: options.leaseWaitMs ?? ttlMs + renewMs,
+      log: options.log,
+      onLost: options.onOwnershipLost ?? (() => undefined),
+    });
+    await lease.acquire();
+    return {
+      db: new FencedPool(pool, lease),
+      capabilities: { kind: "mysql", maxInsertRows: 5000, maxInsertBytes, maxRunMessages: 50_000 },
+    };
+  } catch (err) {
+    await pool?.end().catch(() => undefined);
+    throw mapStoreError(err, "preparing the database");
+  } finally {
+    await setup.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,207 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import { seqsOf, TestClient } from "../support/broker.js";
+import { type BrokerProcess, spawnBroker } from "../support/process.js";
+
+/**
+ * Clients that try to make the broker hold memory, against a broker process with a small
+ * configuration: each attack must get clean statuses, leave the broker alive with a canary of
+ * confirmed messages intact, and keep its peak RSS below what the configuration bounds plus a
+ * margin for the Node runtime.
+ */
+const MiB = 1 << 20;
+const PACK = 4 * MiB;
+const CONFIG = [
+  "--max-pack-bytes",
+  String(PACK),
+  "--max-message-bytes",
+  String(MiB),
+  "--max-packs-per-connection",
+  "8",
+  "--max-packs-in-progress",
+  "16",
+  "--tail-cache-bytes",
+  String(8 * MiB),
+  "--tail-cache-total-bytes",
+  String(32 * MiB),
+  "--write-buffer-bytes",
+  String(32 * MiB),
+];
+/**
+ * Requests held (16 × 4 MiB, received and decoded: ×3), tail caches, write buffer, and the
+ * runtime (~150 MB): what the broker may use whatever a client does.
+ */
+const BOUND_MB = 16 * 4 * 3 + 32 + 32 + 250;
+
+let broker: BrokerProcess;
+let client: TestClient;
+const canary = new Map<number, string>();
+
+const rssMb = (field: "VmRSS" | "VmHWM") => {
+  const m = new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${broker.child.pid}/status`, "utf8"));
+  return Number(m![1]) / 1024;
+};
+
+before(async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nb-hostile-mem-"));
+  broker = await spawnBroker(["--store", `sqlite:${join(dir, "db")}`, ...CONFIG]);
+  client = new TestClient(broker.address);
+  for (let pack = 0; pack < 5; pack++) {
+    const payloads = Array.from({ length: 20 }, (_, i) => `canary ${pack}.${i}`);
+    const r = await client.publish("canary", payloads);
+    for (const [i, p] of payloads.entries()) canary.set(Number(r.firstSeq) + i, p);
+  }
+});
+
+after(async () => {
+  client.close();
+  broker.child.kill("SIGKILL");
+});
+
+/**
+ * The broker answers, takes a publish, and still holds every canary message at its seq; its
+ * peak RSS is below BOUND_MB plus `extraMb` that the attack may legitimately hold.
+ */
+async function assertHealthy(what: string, extraMb = 0): Promise<void> {
+  assert.equal(broker.child.exitCode, null, `the broker is alive after ${what}`);
+  const fresh = new TestClient(broker.address);
+  try {
+    const r = await fresh.publish("after", [what]);
+    assert.ok(Number(r.firstSeq) >= 1);
+    const s = fresh.receive("canary", `check-${Math.random().toString(36).slice(2)}`, { from: "earliest" });
+    await s.until(() => s.deliveries.length >= canary.size, 20_000, "the canary");
+    assert.deepEqual(
+      new Map(s.deliveries.map((d) => [Number(d.seq), Buffer.from(d.data).toString()])),
+      canary,
+      `canary after ${what}`,
+    );
+    await s.end();
+  } finally {
+    fresh.close();
+  }
+  const peak = rssMb("VmHWM");
+  const bound = BOUND_MB + extraMb;
+  assert.ok(peak < bound, `peak RSS ${Math.round(peak)} MB after ${what} (bound ${bound} MB)`);
+}
+
+function rawClient(): grpc.Client {
+  return new grpc.Client(broker.address, grpc.credentials.createInsecure(), {
+    "grpc.use_local_subchannel_pool": 1,
+    "grpc.max_send_message_length": 64 << 20,
+  });
+}
+
+test("2 connections × 100 streams of pack-sized bodies: refused before their body is read, never held", async () => {
+  const body = Buffer.alloc(PACK - 1024, 0x41);
+  body[0] = 0x0a; // not a valid SendPackRequest: each admitted call is INVALID_ARGUMENT
+  const codes = new Map<number, number>();
+  const conns = [rawClient(), rawClient()];
+  try {
+    await Promise.all(
+      conns.flatMap((c) =>
+        Array.from(
+          { length: 100 },
+          () =>
+            new Promise<void>((resolve) =>
+              c.makeUnaryRequest(
+                "/nervebus.v1.PublisherService/SendPack",
+                (b: Buffer) => b,
+                (b: Buffer) => b,
+                body,
+                (err) => {
+                  const code = err ? err.code : grpc.status.OK;
+                  codes.set(code, (codes.get(code) ?? 0) + 1);
+                  resolve();
+                },
+              ),
+            ),
+        ),
+      ),
+    );
+  } finally {
+    for (const c of conns) c.close();
+  }
+  assert.deepEqual(
+    [...codes.keys()].sort(),
+    [grpc.status.INVALID_ARGUMENT, grpc.status.RESOURCE_EXHAUSTED],
+    "admitted calls are refused for their content, the rest for admission",
+  );
+  assert.ok((codes.get(grpc.status.RESOURCE_EXHAUSTED) ?? 0) >= 100);
+  await assertHealthy("big bodies");
+});
+
+test("a lease extended a million times in requests: memory stays bounded", async () => {
+  const s = client.receive("canary", "extender", { from: "earliest", maxMessages: 1 });
+  await s.until(() => s.deliveries.length >= 1);
+  const seq = s.deliveries[0]!.seq;
+  const seqs = new Array<bigint>(100_000).fill(seq);
+  for (let i = 0; i < 10; i++) s.send({ extendDeadlines: [{ seqs, deadline: { seconds: 60n, nanos: 0 } }] });
+  s.ack([seq]);
+  await s.end();
+  await assertHealthy("the extension flood");
+});
+
+test("400 topics with full tail caches stay within the total tail-cache bound", async () => {
+  const payload = "x".repeat(64 * 1024);
+  for (let t = 0; t < 300; t++)
+    await client.publish(
+      `many-${t}`,
+      Array.from({ length: 8 }, () => payload),
+    );
+  await assertHealthy("300 topics");
+});
+
+test("100 streams with big windows that never read: each stream's send buffer is bounded", async () => {
+  const payload = "y".repeat(16 * 1024);
+  for (let i = 0; i < 20; i++)
+    await client.publish(
+      "unread",
+      Array.from({ length: 100 }, () => payload),
+    );
+  const raw = rawClient();
+  const calls: grpc.ClientDuplexStream<Buffer, Buffer>[] = [];
+  try {
+    for (let i = 0; i < 100; i++) {
+      const call = raw.makeBidiStreamRequest(
+        "/nervebus.v1.SubscriberService/Receive",
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+      );
+      call.on("error", () => undefined);
+      call.pause(); // never reads
+      const { create, toBinary } = await import("@bufbuild/protobuf");
+      const { ReceiveRequestSchema } = await import("../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js");
+      call.write(
+        Buffer.from(
+          toBinary(
+            ReceiveRequestSchema,
+            create(ReceiveRequestSchema, {
+              subscribe: {
+                topic: "unread",
+                subscription: `s${i}`,
+                window: { maxMessages: 100_000, maxBytes: 0n },
+                start: { case: "startPoint", value: 1 },
+              },
+            }),
+          ),
+        ),
+      );
+      calls.push(call);
+    }
+    await new Promise((r) => setTimeout(r, 3000));
+    // Per stream: 1 MiB of deliveries waiting for the transport, one response of ≤ 1 MiB being
+    // written, and what HTTP/2 holds for the stream (before this bound, ~18 MiB per stream).
+    await assertHealthy("unread streams", 100 * 3);
+  } finally {
+    for (const c of calls) c.cancel();
+    raw.close();
+  }
+  const s = client.receive("unread", "reader", { from: "earliest", maxMessages: 5000 });
+  await s.until(() => s.deliveries.length >= 2000, 30_000);
+  assert.equal(new Set(seqsOf(s.deliveries)).size, 2000);
+  await s.end();
+});
