@@ -88,6 +88,7 @@ func NewClient(addr string, opts ...Option) (*Client, error) {
 	if o.creds != nil && o.tlsConfig != nil {
 		return nil, errors.New("nervebus: NewClient: WithTLS and WithTransportCredentials both set the transport; use one")
 	}
+	dialed := ""
 	if o.conn != nil {
 		c.conn = o.conn
 	} else {
@@ -131,6 +132,7 @@ func NewClient(addr string, opts ...Option) (*Client, error) {
 		}
 		c.conn = conn
 		c.closeConn = conn.Close
+		dialed = addr
 	}
 	c.publisher = nervebusv1.NewPublisherServiceClient(c.conn)
 	c.receiver = nervebusv1.NewSubscriberServiceClient(c.conn)
@@ -142,7 +144,7 @@ func NewClient(addr string, opts ...Option) (*Client, error) {
 	if prop == nil {
 		prop = propagation.TraceContext{}
 	}
-	c.tracing = newTracing(tp, prop)
+	c.tracing = newTracing(tp, prop, dialed)
 	return c, nil
 }
 

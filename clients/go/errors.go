@@ -3,6 +3,10 @@ package nervebus
 import (
 	"context"
 	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -14,8 +18,8 @@ var (
 
 	// ErrOrderingKeyPaused is returned for messages of an ordering key whose earlier message
 	// could not be published: later messages of the key are refused, so that they cannot
-	// overtake it, until [Publisher.ResumePublish] is called for the key. The error also wraps
-	// the failure that paused the key.
+	// overtake it, until [Publisher.ResumePublish] is called for the key. Such an error has
+	// the code FAILED_PRECONDITION ([Code]) and wraps the failure that paused the key.
 	ErrOrderingKeyPaused = errors.New("nervebus: ordering key is paused after a failed publish")
 
 	// ErrReceiveInProgress is returned by [Subscriber.Receive] while another Receive on the
@@ -77,3 +81,64 @@ func streamRetryable(err error) bool {
 }
 
 var errUnexpectedEnd = errors.New("nervebus: the broker ended the Receive stream")
+
+// errAckIgnored is an [AckResult] error: the broker did not apply the ack, because it had not
+// delivered the message on the subscription (AckResults.ignored_seqs).
+var errAckIgnored = fmt.Errorf("%w: the broker ignored it, the message was not delivered on the subscription", ErrAckNotConfirmed)
+
+// keyPausedError refuses a message of a paused ordering key: errors.Is(err,
+// ErrOrderingKeyPaused) holds, errors.Unwrap gives the failure that paused the key, and its
+// gRPC code is FAILED_PRECONDITION, as in the other clients.
+type keyPausedError struct {
+	key   string
+	cause error
+}
+
+func (e *keyPausedError) Error() string {
+	return fmt.Sprintf("ordering key %q is paused after a failed publish, until ResumePublish: %v", e.key, e.cause)
+}
+
+func (e *keyPausedError) Is(target error) bool { return target == ErrOrderingKeyPaused }
+
+func (e *keyPausedError) Unwrap() error { return e.cause }
+
+// GRPCStatus makes [Code] and status.Code report FAILED_PRECONDITION rather than the cause's code.
+func (e *keyPausedError) GRPCStatus() *status.Status {
+	return status.New(codes.FailedPrecondition, e.Error())
+}
+
+// badMessageIndex matches the broker's error about one message of a pack ("messages[3]: …",
+// "messages[3].attributes: …").
+var badMessageIndex = regexp.MustCompile(`^messages\[(\d+)\]`)
+
+// badMessage tells whether err is the broker's INVALID_ARGUMENT about one message of a pack of
+// n, and returns its index and an error of its own, naming it "message" instead of
+// "messages[i]". own is nil otherwise.
+func badMessage(err error, n int) (index int, own error) {
+	st := statusIn(err)
+	if st == nil || st.Code() != codes.InvalidArgument {
+		return 0, nil
+	}
+	detail := st.Message()
+	m := badMessageIndex.FindStringSubmatch(detail)
+	if m == nil {
+		return 0, nil
+	}
+	i, convErr := strconv.Atoi(m[1])
+	if convErr != nil || i >= n {
+		return 0, nil
+	}
+	return i, status.Error(codes.InvalidArgument, "message"+strings.TrimPrefix(detail, m[0]))
+}
+
+// statusIn returns the innermost gRPC status in err's chain, as the broker sent it
+// (status.FromError of a wrapped status puts the whole wrapped message in it).
+func statusIn(err error) *status.Status {
+	var found *status.Status
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if s, ok := e.(interface{ GRPCStatus() *status.Status }); ok {
+			found = s.GRPCStatus()
+		}
+	}
+	return found
+}

@@ -15,8 +15,8 @@ import (
 //
 // A delivered message must be settled exactly once with [Message.Ack], [Message.Nack],
 // [Message.NackWithDelay] or [Message.Terminate]; later calls do nothing. Until then the
-// subscriber keeps its lease extended (up to [SubscriberConfig.MaxExtension]), and it counts
-// against the flow-control window.
+// subscriber keeps its lease extended (up to [SubscriberConfig.MaxExtension]; beyond it with
+// [Message.ExtendDeadline]), and it counts against the flow-control window.
 type Message struct {
 	// Data is the payload.
 	Data []byte
@@ -89,6 +89,18 @@ func (m *Message) NackWithDelay(delay time.Duration) {
 	}
 	if m.lease != nil {
 		m.lease.settle(settleNack, delay, nil)
+	}
+}
+
+// ExtendDeadline tells the broker the message is still being processed ("in progress", as
+// Pub/Sub's modifyAckDeadline and NATS's in-progress ack): its lease is extended to d from now
+// (0 means the stream's ack deadline; d is kept within 1 s – 10 min). It is sent at once, also
+// past [SubscriberConfig.MaxExtension] or with the automatic extension disabled; within
+// MaxExtension the automatic extension carries on from the new deadline. It does nothing once
+// the message is settled, or after a reconnect (the broker redelivers the message then).
+func (m *Message) ExtendDeadline(d time.Duration) {
+	if m.lease != nil {
+		m.lease.sess.extendNow(m.lease, d)
 	}
 }
 

@@ -296,15 +296,16 @@ func TestPublishBadInput(t *testing.T) {
 		_ = pub.Close(ctx)
 	}
 
-	// A message over the broker's size limit fails its pack and pauses its ordering key.
+	// A message over the broker's size limit fails and pauses its ordering key.
 	pub := c.Publisher(topicName(t), nil)
 	big := pub.Publish(ctx, &nervebus.Message{Data: make([]byte, 2<<20), OrderingKey: "k"})
 	if _, err := big.Get(ctx); nervebus.Code(err) != codes.InvalidArgument {
 		t.Fatalf("oversized message: %v, want INVALID_ARGUMENT", err)
 	}
 	_, err := pub.Publish(ctx, &nervebus.Message{Data: []byte("next"), OrderingKey: "k"}).Get(ctx)
-	if !errors.Is(err, nervebus.ErrOrderingKeyPaused) || nervebus.Code(err) != codes.InvalidArgument {
-		t.Fatalf("publish on a paused key: %v, want ErrOrderingKeyPaused wrapping INVALID_ARGUMENT", err)
+	if !errors.Is(err, nervebus.ErrOrderingKeyPaused) || nervebus.Code(err) != codes.FailedPrecondition ||
+		nervebus.Code(errors.Unwrap(errors.Unwrap(err))) != codes.InvalidArgument {
+		t.Fatalf("publish on a paused key: %v, want ErrOrderingKeyPaused (FAILED_PRECONDITION) wrapping INVALID_ARGUMENT", err)
 	}
 	if _, err := pub.Publish(ctx, &nervebus.Message{Data: []byte("other key"), OrderingKey: "j"}).Get(ctx); err != nil {
 		t.Fatalf("other keys are not paused: %v", err)

@@ -248,6 +248,7 @@ type session struct {
 	outstanding map[uint64]*lease
 	orphans     int // outstanding leases of earlier streams
 	// Requests waiting to be sent.
+	manualExts map[time.Duration][]uint64 // ExtendDeadline calls, by deadline
 	acks       map[uint64]struct{}
 	nacks      map[uint64]*nervebusv1.Nack
 	terms      map[uint64]struct{}
@@ -278,6 +279,7 @@ func newSession(s *Subscriber, handler func(context.Context, *Message), ctx cont
 		wake:           make(chan struct{}, 1),
 		ackDeadline:    30 * time.Second,
 		outstanding:    map[uint64]*lease{},
+		manualExts:     map[time.Duration][]uint64{},
 		acks:           map[uint64]struct{}{},
 		nacks:          map[uint64]*nervebusv1.Nack{},
 		terms:          map[uint64]struct{}{},
@@ -420,6 +422,7 @@ func (s *session) attach() (*nervebusv1.Subscribe, int) {
 		s.heldNacks[seq] = n
 	}
 	clear(s.nacks)
+	clear(s.manualExts) // the leases they extend are gone
 	// Acks count whatever stream they come on: send unconfirmed ones again.
 	for seq := range s.unconfirmed {
 		s.acks[seq] = struct{}{}
@@ -474,8 +477,9 @@ func (s *session) recvLoop(stream nervebusv1.SubscriberService_ReceiveClient, ge
 			s.deliver(gen, ds)
 		}
 		if ar := resp.GetAckResults(); ar != nil {
-			s.confirm(ar.GetAckedSeqs())
-			s.confirm(ar.GetAlreadyAckedSeqs())
+			s.confirm(ar.GetAckedSeqs(), nil)
+			s.confirm(ar.GetAlreadyAckedSeqs(), nil)
+			s.confirm(ar.GetIgnoredSeqs(), errAckIgnored)
 		}
 	}
 }
@@ -673,8 +677,25 @@ func (s *session) updateWindowLocked() {
 	}
 }
 
-// confirm resolves the ack results of confirmed seqs.
-func (s *session) confirm(seqs []uint64) {
+// extendNow queues a deadline extension of l's lease, asked for by the application.
+func (s *session) extendNow(l *lease, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// A lease of an earlier stream is gone: the broker redelivers the message to this one.
+	if l.settled != settleNone || s.closed || l.gen != s.gen || s.outstanding[l.seq] != l {
+		return
+	}
+	if d <= 0 {
+		d = s.ackDeadline
+	}
+	d = min(max(d, minDeadline), maxDeadline)
+	s.manualExts[d] = append(s.manualExts[d], l.seq)
+	l.leaseUntil = time.Now().Add(d)
+	s.signal()
+}
+
+// confirm resolves the ack results of seqs the broker confirmed (err nil) or ignored.
+func (s *session) confirm(seqs []uint64, err error) {
 	if len(seqs) == 0 {
 		return
 	}
@@ -683,7 +704,7 @@ func (s *session) confirm(seqs []uint64) {
 	for _, seq := range seqs {
 		delete(s.unconfirmed, seq)
 		for _, r := range s.ackWaiters[seq] {
-			r.set(nil)
+			r.set(err)
 		}
 		delete(s.ackWaiters, seq)
 	}
@@ -772,9 +793,16 @@ func (s *session) takeRequest(gen int, extend bool) (*nervebusv1.ReceiveRequest,
 		s.sentWindow = w
 		empty = false
 	}
+	if gen == s.gen && len(s.manualExts) > 0 {
+		for d, seqs := range s.manualExts {
+			req.ExtendDeadlines = append(req.ExtendDeadlines, &nervebusv1.ExtendDeadline{Seqs: seqs, Deadline: durationpb.New(d)})
+		}
+		clear(s.manualExts)
+		empty = false
+	}
 	if extend && gen == s.gen {
 		if exts := s.extensionsLocked(time.Now()); len(exts) > 0 {
-			req.ExtendDeadlines = exts
+			req.ExtendDeadlines = append(req.ExtendDeadlines, exts...)
 			empty = false
 		}
 	}

@@ -2,6 +2,7 @@ package nervebus
 
 import (
 	"context"
+	"net"
 	"strconv"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -14,17 +15,18 @@ import (
 // TracerName is the instrumentation scope name of the spans this package makes.
 const TracerName = "github.com/nervebus/nervebus/clients/go"
 
-// Span attributes specific to NerveBus, beside the OpenTelemetry messaging conventions.
+// Span attributes specific to NerveBus, beside the OpenTelemetry messaging conventions. The
+// broker and the other clients use the same names (docs/clients.md, "Tracing").
 const (
 	// AttrSeq is the message's seq in its topic.
-	AttrSeq = attribute.Key("messaging.nervebus.seq")
+	AttrSeq = attribute.Key("messaging.nervebus.message.seq")
 	// AttrOrderingKey is the message's ordering key, when it has one.
-	AttrOrderingKey = attribute.Key("messaging.nervebus.ordering_key")
+	AttrOrderingKey = attribute.Key("messaging.nervebus.message.ordering_key")
 	// AttrAttempt is the delivery attempt (1 for the first delivery).
-	AttrAttempt = attribute.Key("messaging.nervebus.attempt")
+	AttrAttempt = attribute.Key("messaging.nervebus.message.delivery_attempt")
 	// AttrOutcome is what the broker did with a published message: appended, duplicate or
 	// scheduled.
-	AttrOutcome = attribute.Key("messaging.nervebus.outcome")
+	AttrOutcome = attribute.Key("messaging.nervebus.publish.outcome")
 	// AttrSettlement is how a processed message was settled: ack, nack, terminate, or none.
 	AttrSettlement = attribute.Key("messaging.nervebus.settlement")
 )
@@ -35,10 +37,18 @@ var messagingSystem = semconv.MessagingSystemKey.String("nervebus")
 type tracing struct {
 	tracer     trace.Tracer
 	propagator propagation.TextMapPropagator
+	server     []attribute.KeyValue // server.address and server.port, when known
 }
 
-func newTracing(tp trace.TracerProvider, p propagation.TextMapPropagator) tracing {
-	return tracing{tracer: tp.Tracer(TracerName), propagator: p}
+// newTracing makes the client's tracing; addr is the broker's host:port ("" when unknown).
+func newTracing(tp trace.TracerProvider, p propagation.TextMapPropagator, addr string) tracing {
+	t := tracing{tracer: tp.Tracer(TracerName), propagator: p}
+	if host, port, err := net.SplitHostPort(addr); err == nil && host != "" {
+		if n, err := strconv.Atoi(port); err == nil {
+			t.server = []attribute.KeyValue{semconv.ServerAddress(host), semconv.ServerPort(n)}
+		}
+	}
+	return t
 }
 
 // attributesCarrier adapts message attributes to a propagation.TextMapCarrier.
@@ -77,7 +87,8 @@ func (t tracing) startPublish(ctx context.Context, topic string, m *Message, att
 	if m.OrderingKey != "" {
 		kv = append(kv, AttrOrderingKey.String(m.OrderingKey))
 	}
-	ctx, span := t.tracer.Start(ctx, topic+" publish",
+	kv = append(kv, t.server...)
+	ctx, span := t.tracer.Start(ctx, "publish "+topic,
 		trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(kv...))
 	// Replace any stale context in the attributes by the publish span's.
 	delete(attrs, "traceparent")
@@ -92,7 +103,10 @@ func endPublish(span trace.Span, r Receipt, err error) {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 	} else {
-		span.SetAttributes(AttrSeq.Int64(int64(r.Seq)), AttrOutcome.String(r.Outcome.String()))
+		if r.Seq > 0 {
+			span.SetAttributes(AttrSeq.Int64(int64(r.Seq)))
+		}
+		span.SetAttributes(AttrOutcome.String(r.Outcome.String()))
 	}
 	span.End()
 }
@@ -118,7 +132,8 @@ func (t tracing) startProcess(ctx context.Context, topic, subscription string, m
 	if m.OrderingKey != "" {
 		kv = append(kv, AttrOrderingKey.String(m.OrderingKey))
 	}
-	return t.tracer.Start(parent, topic+" process",
+	kv = append(kv, t.server...)
+	return t.tracer.Start(parent, "process "+topic,
 		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(kv...))
 }
 
@@ -132,5 +147,5 @@ func settlementName(kind settleKind) string {
 	case settleTerminate:
 		return "terminate"
 	}
-	return "none (" + strconv.Itoa(int(kind)) + ")"
+	return "none"
 }

@@ -70,14 +70,14 @@ func TestTracingProducerToConsumer(t *testing.T) {
 	var producer, consumer sdktrace.ReadOnlySpan
 	for _, s := range exporter.GetSpans().Snapshots() {
 		switch s.Name() {
-		case topic + " publish":
+		case "publish " + topic:
 			producer = s
-		case topic + " process":
+		case "process " + topic:
 			consumer = s
 		}
 	}
 	if producer == nil || consumer == nil {
-		t.Fatalf("spans %v: want %q and %q", exporter.GetSpans().Snapshots(), topic+" publish", topic+" process")
+		t.Fatalf("spans %v: want %q and %q", exporter.GetSpans().Snapshots(), "publish "+topic, "process "+topic)
 	}
 	if producer.SpanKind() != trace.SpanKindProducer || consumer.SpanKind() != trace.SpanKindConsumer {
 		t.Fatalf("span kinds %v / %v", producer.SpanKind(), consumer.SpanKind())
@@ -106,19 +106,23 @@ func TestTracingProducerToConsumer(t *testing.T) {
 		{producer, "messaging.destination.name", topic},
 		{producer, "messaging.operation.type", "send"},
 		{producer, "messaging.message.id", rc.MessageID},
-		{producer, nervebus.AttrOutcome, "appended"},
+		{producer, "messaging.operation.name", "publish"},
+		{producer, "messaging.nervebus.publish.outcome", "appended"},
+		{producer, "server.address", "127.0.0.1"},
 		{consumer, "messaging.system", "nervebus"},
 		{consumer, "messaging.destination.name", topic},
 		{consumer, "messaging.destination.subscription.name", "s"},
 		{consumer, "messaging.operation.type", "process"},
-		{consumer, nervebus.AttrAttempt, "1"},
-		{consumer, nervebus.AttrSettlement, "ack"},
+		{consumer, "messaging.operation.name", "process"},
+		{consumer, "messaging.message.id", rc.MessageID},
+		{consumer, "messaging.nervebus.message.delivery_attempt", "1"},
+		{consumer, "messaging.nervebus.settlement", "ack"},
 	} {
 		if got := spanAttr(check.span, check.key); got != check.want {
 			t.Errorf("span %q attribute %s = %q, want %q", check.span.Name(), check.key, got, check.want)
 		}
 	}
-	if got, want := spanAttr(producer, nervebus.AttrSeq), spanAttr(consumer, nervebus.AttrSeq); got == "" || got != want {
+	if got, want := spanAttr(producer, "messaging.nervebus.message.seq"), spanAttr(consumer, "messaging.nervebus.message.seq"); got == "" || got != want {
 		t.Errorf("seq attributes: producer %q, consumer %q", got, want)
 	}
 }

@@ -419,7 +419,6 @@ export class Subscription {
           p = pendingEntry(0, 0, "");
           this.#pending.set(seq, p);
           this.#cursor = seq + 1;
-          if (seq > this.#highestDelivered) this.#highestDelivered = seq;
           if (this.config.ordering && message.orderingKey !== "") {
             p.key = message.orderingKey;
             this.#gate.take(p.key);
@@ -429,6 +428,9 @@ export class Subscription {
           if (p.attempts > 0) this.redelivered++;
         }
         p.attempts++;
+        // Here, not only for fresh messages: one held behind its ordering key goes out later
+        // through the ready queue, possibly above every seq delivered fresh.
+        if (seq > this.#highestDelivered) this.#highestDelivered = seq;
         p.message = undefined;
         if (this.#observer.tracing) p.traceparent = message.attributes.traceparent;
         const deadline = now + consumer.ackDeadlineMs;

@@ -73,8 +73,9 @@ export function otelObserver(
           attributes: {
             [ATTR.system]: SYSTEM,
             [ATTR.destination]: topic,
+            [ATTR.operationName]: "persist",
             [ATTR.shard]: shard,
-            [ATTR.rows]: rows.length,
+            [ATTR.batchCount]: rows.length,
             [ATTR.firstSeq]: rows[0]?.seq ?? 0,
             [ATTR.lastSeq]: rows[rows.length - 1]?.seq ?? 0,
             [ATTR.dbSystem]: storeKind,
@@ -114,8 +115,12 @@ export function otelObserver(
         messageSpan(`deliver ${topic}`, SpanKind.PRODUCER, d.message.attributes, {
           [ATTR.system]: SYSTEM,
           [ATTR.destination]: topic,
+          [ATTR.subscription]: subscription,
           [ATTR.consumerGroup]: subscription,
+          // The broker's side of the consumer's receive.
+          [ATTR.operationType]: "receive",
           [ATTR.operationName]: "deliver",
+          ...(d.message.messageId === "" ? {} : { [ATTR.messageId]: d.message.messageId }),
           [ATTR.seq]: d.message.seq,
           [ATTR.deliveryAttempt]: d.attempt,
           [ATTR.bodySize]: d.message.data.byteLength,
@@ -137,9 +142,11 @@ export function otelObserver(
           {
             [ATTR.system]: SYSTEM,
             [ATTR.destination]: topic,
+            [ATTR.subscription]: subscription,
             [ATTR.consumerGroup]: subscription,
             [ATTR.operationType]: "settle",
-            [ATTR.settleOutcome]: outcome,
+            [ATTR.operationName]: "settle",
+            [ATTR.settlement]: outcome,
             [ATTR.seq]: m.seq,
           },
         );

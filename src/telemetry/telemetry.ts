@@ -63,6 +63,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
             [ATTR.system]: SYSTEM,
             [ATTR.destination]: topic,
             [ATTR.operationType]: "send",
+            [ATTR.operationName]: "publish",
             [ATTR.batchCount]: count,
           },
         },

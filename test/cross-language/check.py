@@ -1,13 +1,17 @@
 """Checks the output of the cross-language test's three programs against each other.
 
     python check.py --n N --go GO.jsonl --relay RELAY.jsonl --ts TS.jsonl \
-        --in-stats IN.json --out-stats OUT.json
+        --in-stats IN.json --out-stats OUT.json \
+        [--go-spans G.jsonl --relay-spans R.jsonl --ts-spans T.jsonl --broker-spans B.jsonl]
 
 GO.jsonl is what go/main.go printed (one line per published message, in publish order),
 RELAY.jsonl what relay.py printed (one line per relayed delivery), TS.jsonl what consume.ts
 printed (one line per delivery, in delivery order); IN.json and OUT.json are `nervebus stats`
-of the two topics once the programs exited. Prints one line per check ("ok" or "FAIL" with the
-first few differences) and exits 1 when any check failed. Standard library only.
+of the two topics once the programs exited. The span files hold the spans each client made and
+those the broker exported (otlp_sink.py): their names and attributes are checked against the
+OpenTelemetry messaging conventions as docs/clients.md lists them. Prints one line per check
+("ok" or "FAIL" with the first few differences) and exits 1 when any check failed. Standard
+library only.
 """
 
 from __future__ import annotations
@@ -23,6 +27,36 @@ TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 TRACE_KEYS = ("traceparent", "tracestate")
 SHOWN = 5  # differences shown per failed check
 
+# Span attribute names, as docs/clients.md ("Tracing") lists them for the broker and the three
+# clients: the OpenTelemetry messaging conventions, and NerveBus's own under messaging.nervebus.
+SEQ = "messaging.nervebus.message.seq"
+ATTEMPT = "messaging.nervebus.message.delivery_attempt"
+ORDERING_KEY = "messaging.nervebus.message.ordering_key"
+OUTCOME = "messaging.nervebus.publish.outcome"
+SETTLEMENT = "messaging.nervebus.settlement"
+SPAN_ATTRIBUTES = {
+    "messaging.system",
+    "messaging.destination.name",
+    "messaging.destination.subscription.name",
+    "messaging.consumer.group.name",
+    "messaging.operation.type",
+    "messaging.operation.name",
+    "messaging.message.id",
+    "messaging.message.body.size",
+    "messaging.batch.message_count",
+    SEQ,
+    ATTEMPT,
+    ORDERING_KEY,
+    OUTCOME,
+    SETTLEMENT,
+    "messaging.nervebus.first_seq",
+    "messaging.nervebus.last_seq",
+    "messaging.nervebus.shard",
+    "server.address",
+    "server.port",
+    "db.system.name",
+}
+
 
 def load(path: str) -> list[dict[str, Any]]:
     records = []
@@ -31,6 +65,99 @@ def load(path: str) -> list[dict[str, Any]]:
             if line.strip():
                 records.append(json.loads(line))
     return records
+
+
+def span_problems(span: dict[str, Any], want: dict[str, Any], required: tuple[str, ...] = ()) -> list[str]:
+    """How a span's attributes differ from `want` (name → value) and lack `required` names."""
+    attrs = span["attributes"]
+    problems = [
+        f"{span['name']!r}: {k} = {attrs.get(k)!r}, want {v!r}" for k, v in want.items() if attrs.get(k) != v
+    ]
+    problems += [f"{span['name']!r}: no {k}" for k in required if k not in attrs]
+    return problems
+
+
+def unknown_names(spans: list[dict[str, Any]], who: str) -> list[str]:
+    """Attribute names outside the documented set (e.g. an old name for the seq)."""
+    names = {k for s in spans for k in s["attributes"]}
+    return [f"{who} span attribute {k!r} is not a documented name" for k in sorted(names - SPAN_ATTRIBUTES)]
+
+
+def check_client_spans(
+    checks: Checks,
+    label: str,
+    spans: list[dict[str, Any]],
+    kind: str,
+    expected: dict[str, dict[str, Any]],
+    required: tuple[str, ...],
+) -> None:
+    """Checks that each message id in `expected` has a span of `kind` whose attributes match."""
+    problems = unknown_names(spans, label)
+    by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for s in spans:
+        if s["kind"] == kind:
+            by_id[str(s["attributes"].get("messaging.message.id", ""))].append(s)
+    for mid, want in expected.items():
+        found = by_id.get(mid, [])
+        if not found:
+            problems.append(f"no {kind} span for message {mid!r}")
+        for s in found:
+            problems += span_problems(s, want, required)
+    checks.report(f"{label} {kind} spans use the documented names and values ({len(spans)} spans)", problems)
+
+
+def check_broker_spans(
+    checks: Checks, spans: list[dict[str, Any]], go: list[dict[str, Any]], subscription: str
+) -> None:
+    """The broker's spans for topic xlang.in: publish, persist, deliver and settle."""
+    topic = "xlang.in"
+    problems = unknown_names(spans, "broker")
+    named = defaultdict(list)
+    for s in spans:
+        named[s["name"]].append(s)
+    base = {"messaging.system": "nervebus", "messaging.destination.name": topic}
+    for name, want, required in (
+        (
+            f"publish {topic}",
+            {**base, "messaging.operation.type": "send", "messaging.operation.name": "publish"},
+            ("messaging.batch.message_count", "messaging.nervebus.first_seq", "messaging.nervebus.last_seq"),
+        ),
+        (
+            f"persist {topic}",
+            {**base, "messaging.operation.name": "persist"},
+            ("messaging.batch.message_count", "messaging.nervebus.shard", "messaging.nervebus.first_seq"),
+        ),
+    ):
+        if not named[name]:
+            problems.append(f"no broker span {name!r}")
+        for s in named[name]:
+            problems += span_problems(s, want, required)
+    sub = {
+        "messaging.destination.subscription.name": subscription,
+        "messaging.consumer.group.name": subscription,
+    }
+    for kind, name, want in (
+        (
+            "deliver",
+            f"deliver {topic}",
+            {"messaging.operation.type": "receive", "messaging.operation.name": "deliver"},
+        ),
+        ("settle", f"settle {topic}", {"messaging.operation.type": "settle", SETTLEMENT: "ack"}),
+    ):
+        by_seq = defaultdict(list)
+        for s in named[name]:
+            if s["attributes"].get("messaging.consumer.group.name") == subscription:
+                by_seq[s["attributes"].get(SEQ)].append(s)
+        for g in go:
+            found = by_seq.get(g["seq"], [])
+            if not found:
+                problems.append(f"no broker {kind} span with {SEQ} = {g['seq']}")
+            for s in found:
+                problems += span_problems(s, {**base, **sub, **want}, (ATTEMPT,) if kind == "deliver" else ())
+                got_id = s["attributes"].get("messaging.message.id")
+                if kind == "deliver" and got_id != g["message_id"]:
+                    problems.append(f"deliver span of seq {g['seq']}: message id {got_id!r}")
+    checks.report(f"broker spans use the documented names and values ({len(spans)} spans)", problems)
 
 
 def traceparent_ids(value: str) -> tuple[str, str]:
@@ -59,6 +186,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     for name in ("--go", "--relay", "--ts", "--in-stats", "--out-stats"):
         parser.add_argument(name, required=True)
+    for name in ("--go-spans", "--relay-spans", "--ts-spans", "--broker-spans"):
+        parser.add_argument(name)
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--in-subscription", default="xlang-python-relay")
     parser.add_argument("--out-subscription", default="xlang-ts-consumer")
@@ -248,6 +377,97 @@ def main() -> int:
         if int(sub.get("redelivered", 0)):
             print(f"note  {topic['name']}/{subscription}: {sub['redelivered']} redelivery(ies)")
     checks.report(f"broker: {n} messages on each topic, all acked on both subscriptions", problems)
+
+    # -- span attribute names: the same in the broker and the three clients ----------------------
+    if args.go_spans:
+        check_client_spans(
+            checks,
+            "Go",
+            load(args.go_spans),
+            "producer",
+            {
+                g["message_id"]: {
+                    "messaging.system": "nervebus",
+                    "messaging.destination.name": "xlang.in",
+                    "messaging.operation.type": "send",
+                    "messaging.operation.name": "publish",
+                    "messaging.message.id": g["message_id"],
+                    SEQ: g["seq"],
+                    OUTCOME: g["outcome"],
+                    ORDERING_KEY: g["ordering_key"],
+                }
+                for g in go
+            },
+            ("messaging.message.body.size", "server.address", "server.port"),
+        )
+    consumed = {
+        "messaging.system": "nervebus",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        SETTLEMENT: "ack",
+    }
+    if args.relay_spans:
+        relay_spans = load(args.relay_spans)
+        check_client_spans(
+            checks,
+            "Python",
+            relay_spans,
+            "consumer",
+            {
+                mid: {
+                    **consumed,
+                    "messaging.destination.name": "xlang.in",
+                    "messaging.destination.subscription.name": args.in_subscription,
+                    "messaging.consumer.group.name": args.in_subscription,
+                    "messaging.message.id": mid,
+                    SEQ: rs[0]["in_seq"],
+                    ORDERING_KEY: rs[0]["in_ordering_key"],
+                }
+                for mid, rs in relayed.items()
+            },
+            (ATTEMPT, "messaging.message.body.size", "server.address", "server.port"),
+        )
+        check_client_spans(
+            checks,
+            "Python",
+            relay_spans,
+            "producer",
+            {
+                mid: {
+                    "messaging.system": "nervebus",
+                    "messaging.destination.name": "xlang.out",
+                    "messaging.operation.type": "send",
+                    "messaging.operation.name": "publish",
+                    "messaging.message.id": mid,
+                    ORDERING_KEY: r["in_ordering_key"],
+                }
+                for mid, r in relay_by_id.items()
+            },
+            (SEQ, OUTCOME, "messaging.message.body.size", "server.address", "server.port"),
+        )
+    if args.ts_spans:
+        check_client_spans(
+            checks,
+            "TypeScript",
+            load(args.ts_spans),
+            "consumer",
+            {
+                t["message_id"]: {
+                    **consumed,
+                    "messaging.destination.name": "xlang.out",
+                    "messaging.destination.subscription.name": args.out_subscription,
+                    "messaging.consumer.group.name": args.out_subscription,
+                    "messaging.message.id": t["message_id"],
+                    SEQ: t["seq"],
+                    ATTEMPT: t["attempt"],
+                    ORDERING_KEY: t["ordering_key"],
+                }
+                for t in ts
+            },
+            ("messaging.message.body.size", "server.address", "server.port"),
+        )
+    if args.broker_spans:
+        check_broker_spans(checks, load(args.broker_spans), go, args.in_subscription)
 
     return 1 if checks.failed else 0
 

@@ -3,16 +3,22 @@
  * TypeScript client (the built workspace package @nervebus/client) and prints one JSON line per
  * delivery on stdout — payload, attributes, seq, and the trace ids seen: the one the broker
  * reports, the one in `traceparent`, and the one of the consumer span the client opens around
- * the handler. Exits once -n distinct messages were handled (and acked).
+ * the handler. Exits once -n distinct messages were handled (and acked). With --spans FILE it
+ * also writes every span the client made (name, kind, ids, attributes) to FILE as JSON lines.
  *
  *   node test/cross-language/dist/consume.js --addr 127.0.0.1:7070 --topic xlang.out -n 50
  *
  * Built by test/cross-language/tsconfig.json (into test/cross-language/dist, gitignored).
  */
+import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { trace } from "@opentelemetry/api";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import { AlwaysOnSampler, NodeTracerProvider, type ReadableSpan } from "@opentelemetry/sdk-trace-node";
+import { SpanKind, trace } from "@opentelemetry/api";
+import {
+  AlwaysOnSampler,
+  NodeTracerProvider,
+  type ReadableSpan,
+  type SpanProcessor,
+} from "@opentelemetry/sdk-trace-node";
 
 /*
  * The parts of @nervebus/client this program uses. The package is imported at run time by a
@@ -63,17 +69,29 @@ const { values: args } = parseArgs({
     subscription: { type: "string", default: "xlang-ts-consumer" },
     n: { type: "string", short: "n", default: "50" },
     "timeout-ms": { type: "string", default: "60000" },
+    spans: { type: "string" },
   },
 });
 if (args.addr === undefined) throw new Error("--addr HOST:PORT is required");
 const want = Number(args.n);
 const timeoutMs = Number(args["timeout-ms"]);
 
-// A global W3C propagator, so that the client extracts the traceparent the Python publisher
-// injected; register() also installs the default context manager (AsyncLocalStorage), so that
-// the consumer span is the active span inside the handler.
-const provider = new NodeTracerProvider({ sampler: new AlwaysOnSampler() });
-provider.register({ propagator: new W3CTraceContextPropagator() });
+/** Keeps the client's ended spans, for --spans. */
+const clientSpans: ReadableSpan[] = [];
+const recorder: SpanProcessor = {
+  onStart() {},
+  onEnd(span) {
+    if (span.instrumentationScope.name === "@nervebus/client") clientSpans.push(span);
+  },
+  forceFlush: async () => {},
+  shutdown: async () => {},
+};
+
+// The one setup call the client's README documents: register() installs the provider and the
+// context manager (AsyncLocalStorage), so that the consumer span is the active span inside the
+// handler. The client reads the traceparent the Python publisher wrote by itself.
+const provider = new NodeTracerProvider({ sampler: new AlwaysOnSampler(), spanProcessors: [recorder] });
+provider.register();
 
 const clientModuleName: string = "@nervebus/client";
 const { NerveBusClient, StatusCode } = (await import(clientModuleName)) as ClientModule;
@@ -131,6 +149,19 @@ await subscriber.done;
 clearTimeout(timer);
 await client.close();
 await provider.shutdown();
+if (args.spans !== undefined) {
+  const lines = clientSpans.map((s) =>
+    JSON.stringify({
+      name: s.name,
+      kind: SpanKind[s.kind].toLowerCase(),
+      trace_id: s.spanContext().traceId,
+      span_id: s.spanContext().spanId,
+      parent_span_id: s.parentSpanContext?.spanId ?? "",
+      attributes: s.attributes,
+    }),
+  );
+  writeFileSync(args.spans, lines.map((l) => `${l}\n`).join(""));
+}
 if (seen.size < want) {
   console.error(`consume: the subscriber stopped with ${seen.size} of ${want} messages`);
   process.exitCode = 1;

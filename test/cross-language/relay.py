@@ -7,7 +7,8 @@ it to ``--out-topic`` with the same payload, ordering key, message id and attrib
 ``relayed_by=python``. The incoming ``traceparent``/``tracestate`` are left out, so the
 publisher injects the current context: its producer span is a child of the consumer span, and
 the trace goes on. It prints one JSON line per relayed message on stdout and exits once ``-n``
-distinct messages were relayed and acked.
+distinct messages were relayed and acked. With ``--spans FILE`` it also writes every span the
+client made (name, kind, ids, attributes) to FILE as JSON lines, for check.py.
 
 Run with the client's venv: ``clients/python/.venv/bin/python test/cross-language/relay.py``.
 """
@@ -32,17 +33,38 @@ TRACE_KEYS = ("traceparent", "tracestate")
 
 
 class ProducerSpans(SpanProcessor):
-    """Remembers the client's ended producer spans of one topic, by message id."""
+    """Remembers the client's ended spans, and its producer spans of one topic by message id."""
 
     def __init__(self, topic: str) -> None:
-        self.name = f"{topic} publish"
+        self.name = f"publish {topic}"
         self.spans: dict[str, ReadableSpan] = {}
+        self.all: list[ReadableSpan] = []
 
     def on_end(self, span: ReadableSpan) -> None:
+        scope = span.instrumentation_scope
+        if scope is not None and scope.name == "nervebus":
+            self.all.append(span)
         if span.kind is SpanKind.PRODUCER and span.name == self.name:
             message_id = (span.attributes or {}).get("messaging.message.id")
             if isinstance(message_id, str):
                 self.spans[message_id] = span
+
+
+def write_spans(path: str, spans: list[ReadableSpan]) -> None:
+    """Writes spans as JSON lines, in the format the three programs share."""
+    with open(path, "w", encoding="utf-8") as f:
+        for span in spans:
+            trace_id, span_id = hex_ids(span.context)
+            _, parent_span_id = hex_ids(span.parent)
+            record = {
+                "name": span.name,
+                "kind": span.kind.name.lower(),
+                "trace_id": trace_id,
+                "span_id": span_id,
+                "parent_span_id": parent_span_id,
+                "attributes": dict(span.attributes or {}),
+            }
+            f.write(json.dumps(record) + "\n")
 
 
 def hex_ids(ctx: trace.SpanContext | None) -> tuple[str, str]:
@@ -141,6 +163,7 @@ def main() -> int:
     parser.add_argument("--subscription", default="xlang-python-relay")
     parser.add_argument("-n", type=int, default=50, help="messages to relay before exiting")
     parser.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
+    parser.add_argument("--spans", help="write the client's spans to this file (JSON lines)")
     args = parser.parse_args()
 
     producer_spans = ProducerSpans(args.out_topic)
@@ -154,6 +177,8 @@ def main() -> int:
         return 1
     finally:
         provider.shutdown()
+        if args.spans:
+            write_spans(args.spans, producer_spans.all)
     return 0
 
 

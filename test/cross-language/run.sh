@@ -4,8 +4,10 @@
 # TypeScript consumes xlang.out. check.py then checks that every payload reached TypeScript
 # exactly once, in Go's publish order (per ordering key; with the default single key, in total
 # order), with its attributes carried over plus relayed_by=python, and that one trace id runs
-# from the Go producer span to the TypeScript consumer span; and, from the broker's stats, that
-# each topic holds N messages and both subscriptions acked them all.
+# from the Go producer span to the TypeScript consumer span; that the spans of the three clients
+# and of the broker (exported over OTLP to otlp_sink.py) carry the same attribute names, those
+# of docs/clients.md; and, from the broker's stats, that each topic holds N messages and both
+# subscriptions acked them all.
 #
 # It prepares what is missing (the broker build, the Python venv, the TypeScript client build),
 # builds the Go publisher and the TypeScript consumer into test/cross-language/dist/
@@ -29,6 +31,7 @@ py="$repo/clients/python/.venv/bin/python"
 broker_js="$repo/dist/src/cli/main.js"
 work="$(mktemp -d "${TMPDIR:-/tmp}/nervebus-xlang.XXXXXX")"
 broker_pid=""
+sink_pid=""
 job_pids=()
 
 say() { printf '[cross-language] %s\n' "$*"; }
@@ -48,7 +51,7 @@ limit() {
 # line must stay the last line.
 cleanup() {
   local pid
-  for pid in "${job_pids[@]}"; do
+  for pid in "${job_pids[@]}" $sink_pid; do
     kill -TERM "$pid" 2>/dev/null
   done
   if [ -n "$broker_pid" ] && kill -0 "$broker_pid" 2>/dev/null; then
@@ -61,6 +64,7 @@ cleanup() {
   fi
   wait 2>/dev/null
   broker_pid=""
+  sink_pid=""
   job_pids=()
   if [ "${XLANG_KEEP:-0}" = "1" ]; then
     say "kept $work"
@@ -123,11 +127,23 @@ fi
 prepare 60 "building the TypeScript consumer" npx --no-install tsc -p test/cross-language
 prepare 90 "building the Go publisher" bash -c 'cd "$1/go" && go build -o "$1/dist/publish" .' _ "$here"
 
+# -- OTLP sink for the broker's spans ---------------------------------------------------------
+"$py" "$here/otlp_sink.py" --out "$work/broker-spans.jsonl" --port-file "$work/otlp.port" \
+  2>"$work/otlp.err" &
+sink_pid=$!
+for _ in $(seq 100); do
+  [ -s "$work/otlp.port" ] && break
+  sleep 0.1
+done
+[ -s "$work/otlp.port" ] || fail "the OTLP sink did not start within 10 s"
+otlp="http://127.0.0.1:$(cat "$work/otlp.port")/v1/traces"
+
 # -- broker ----------------------------------------------------------------------------------
-# The test's own settings win over NERVEBUS_* variables of the environment.
+# The test's own settings win over NERVEBUS_* and OTEL_* variables of the environment.
 unset_env=()
-while IFS= read -r name; do unset_env+=(-u "$name"); done < <(compgen -e | grep '^NERVEBUS_')
-env "${unset_env[@]}" node "$broker_js" serve --listen 127.0.0.1:0 --http-listen off \
+while IFS= read -r name; do unset_env+=(-u "$name"); done < <(compgen -e | grep -E '^(NERVEBUS|OTEL)_')
+env "${unset_env[@]}" OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="$otlp" OTEL_BSP_SCHEDULE_DELAY=500 \
+  node "$broker_js" serve --listen 127.0.0.1:0 --http-listen off \
   --store "sqlite:$work/nb.db" >"$work/broker.out" 2>"$work/broker.log" &
 broker_pid=$!
 addr=""
@@ -147,16 +163,16 @@ say "Go → xlang.in → Python relay → xlang.out → TypeScript: $N messages,
 t=$(limit 45 22)
 ((t >= 10)) || fail "no time left in the ${BUDGET} s budget to run the programs"
 timeout --kill-after=5 "$t" "$py" "$here/relay.py" --addr "$addr" -n "$N" --timeout $((t - 5)) \
-  >"$work/relay.jsonl" 2>"$work/relay.err" &
+  --spans "$work/relay-spans.jsonl" >"$work/relay.jsonl" 2>"$work/relay.err" &
 relay_pid=$!
 job_pids+=("$relay_pid")
 timeout --kill-after=5 "$t" node "$bin/consume.js" --addr "$addr" -n "$N" --timeout-ms $(((t - 5) * 1000)) \
-  >"$work/ts.jsonl" 2>"$work/ts.err" &
+  --spans "$work/ts-spans.jsonl" >"$work/ts.jsonl" 2>"$work/ts.err" &
 ts_pid=$!
 job_pids+=("$ts_pid")
 ((t > 30)) && t=30
 timeout --kill-after=5 "$t" "$bin/publish" -addr "$addr" -n "$N" -keys "$KEYS" -timeout "$((t - 5))s" \
-  >"$work/go.jsonl" 2>"$work/go.err"
+  -spans "$work/go-spans.jsonl" >"$work/go.jsonl" 2>"$work/go.err"
 go_status=$?
 wait "$relay_pid"
 relay_status=$?
@@ -197,5 +213,7 @@ if [ "$go_status" -ne 0 ] || [ "$relay_status" -ne 0 ] || [ "$ts_status" -ne 0 ]
   status=1
 fi
 "$py" "$here/check.py" --n "$N" --go "$work/go.jsonl" --relay "$work/relay.jsonl" --ts "$work/ts.jsonl" \
-  --in-stats "$work/in-stats.json" --out-stats "$work/out-stats.json" || status=1
+  --in-stats "$work/in-stats.json" --out-stats "$work/out-stats.json" \
+  --go-spans "$work/go-spans.jsonl" --relay-spans "$work/relay-spans.jsonl" \
+  --ts-spans "$work/ts-spans.jsonl" --broker-spans "$work/broker-spans.jsonl" || status=1
 finish "$status"

@@ -316,6 +316,31 @@ export function featuresSuite(kind: string, fresh: FreshStore): void {
     await s.end();
   });
 
+  it("ordering keys: a message held behind its key and released later is acked like any other", async ({
+    client,
+  }) => {
+    // Every message has the one key, so each one after the first is delivered only once it is
+    // released, above every seq delivered fresh: its ack must count, not be "never delivered".
+    await client.adminCall("createTopic", { topic: { name: "ord1" } });
+    await client.adminCall("createSubscription", {
+      subscription: { topic: "ord1", name: "o", ordering: true },
+      start: { case: "startPoint", value: StartPoint.EARLIEST },
+    });
+    await client.publish(
+      "ord1",
+      ["K1", "K2", "K3"].map((t) => ({ data: Buffer.from(t), orderingKey: "K" })),
+    );
+    const s = client.receive("ord1", "o", { maxMessages: 100, confirmAcks: true });
+    for (let n = 1; n <= 3; n++) {
+      await s.until(() => s.deliveries.length >= n);
+      s.ack([s.deliveries[n - 1]!.seq]);
+    }
+    await s.until(() => s.responses.flatMap((r) => r.ackResults?.ackedSeqs ?? []).length >= 3);
+    assert.deepEqual(s.deliveries.map(text), ["K1", "K2", "K3"]);
+    assert.deepEqual(s.responses.flatMap((r) => r.ackResults?.ignoredSeqs ?? []).map(Number), []);
+    await s.end();
+  });
+
   it("a message id seen again within the dedup window is not appended again, also after a restart", async (ctx) => {
     const first = await ctx.client.publish("dedup", [
       { data: Buffer.from("x"), messageId: "order-1" },

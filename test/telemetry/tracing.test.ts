@@ -84,25 +84,27 @@ test("one message's producer span, the broker's publish/persist/deliver/settle s
     assert.equal(publish.kind, SpanKind.SERVER);
     assert.equal(publish.attributes["messaging.system"], "nervebus");
     assert.equal(publish.attributes["messaging.destination.name"], "orders");
-    assert.equal(publish.attributes["nervebus.first_seq"], 1);
+    assert.equal(publish.attributes["messaging.nervebus.first_seq"], 1);
 
     const persist = one("persist orders");
     assert.ok(
       persist.links.some((l) => l.context.traceId === traceId && l.context.spanId === producerId),
       "the persist span of the shard batch links to the message's context",
     );
-    assert.equal(persist.attributes["nervebus.rows"], 1);
+    assert.equal(persist.attributes["messaging.batch.message_count"], 1);
 
     const deliver = one("deliver orders");
     assert.equal(deliver.spanContext().traceId, traceId);
     assert.equal(parentOf(deliver), producerId);
     assert.equal(deliver.attributes["messaging.consumer.group.name"], "billing");
-    assert.equal(deliver.attributes["nervebus.delivery.attempt"], 1);
+    assert.equal(deliver.attributes["messaging.nervebus.message.delivery_attempt"], 1);
+    assert.equal(deliver.attributes["messaging.nervebus.message.seq"], 1);
 
     const settle = one("settle orders");
     assert.equal(settle.spanContext().traceId, traceId);
     assert.equal(parentOf(settle), producerId);
-    assert.equal(settle.attributes["nervebus.settle.outcome"], "ack");
+    assert.equal(settle.attributes["messaging.nervebus.settlement"], "ack");
+    assert.equal(settle.attributes["messaging.nervebus.message.seq"], 1);
 
     const consumed = spans.find((x) => x.name === "orders process")!;
     assert.equal(consumed.spanContext().traceId, traceId, "the consumer's span is in the same trace");

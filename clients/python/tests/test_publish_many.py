@@ -104,6 +104,34 @@ async def test_publish_many_reports_errors_per_message(client: nervebus.Client, 
     assert [m.data for m in received] == [b"before", b"after", b"one", b"two"]
 
 
+async def test_publish_many_shares_packs_yet_a_refused_message_fails_alone_and_pauses_its_key(
+    client: nervebus.Client, topic: str
+) -> None:
+    # The messages share one pack (added in one turn, within the linger): the broker refuses it
+    # for "bad", which then fails alone, and its key's later message fails with
+    # OrderingKeyPausedError instead of overtaking it.
+    messages = [
+        Message(b"k1", ordering_key="k"),
+        Message(b"bad", ordering_key="k", attributes={"nervebus-reserved": "x"}),
+        Message(b"k3", ordering_key="k"),
+        b"other",
+    ]
+    async with client.publisher(topic, PublisherSettings(linger=0.2)) as publisher:
+        results = await publisher.publish_many(messages, return_exceptions=True)
+        assert isinstance(results[0], nervebus.PublishResult)
+        assert isinstance(results[1], nervebus.StatusError)
+        assert results[1].code is grpc.StatusCode.INVALID_ARGUMENT and "messages[" not in str(results[1])
+        assert isinstance(results[2], nervebus.OrderingKeyPausedError)
+        assert isinstance(results[3], nervebus.PublishResult)
+        assert publisher.stats.failed_messages == 2
+        [paused] = await publisher.publish_many([Message(b"k4", ordering_key="k")], return_exceptions=True)
+        assert isinstance(paused, nervebus.OrderingKeyPausedError)
+        publisher.resume_publish("k")
+        await publisher.publish_many([Message(b"k5", ordering_key="k")])
+    received = await receive_all(client, topic, 3)
+    assert [m.data for m in received] == [b"k1", b"other", b"k5"]
+
+
 async def test_publish_many_deduplicates_by_message_id(client: nervebus.Client, topic: str) -> None:
     batch = [Message(f"order-{i}".encode(), message_id=f"order-{i}") for i in range(3)]
     async with client.publisher(topic) as publisher:
@@ -173,7 +201,7 @@ async def test_publish_many_spans_have_the_callers_parent(
         with provider.get_tracer("test").start_as_current_span("request") as root:
             async with client.publisher(topic, settings) as publisher:
                 results = await publisher.publish_many([f"m{i}".encode() for i in range(6)])
-    producers = [s for s in spans.get_finished_spans() if s.name == f"{topic} publish"]
+    producers = [s for s in spans.get_finished_spans() if s.name == f"publish {topic}"]
     assert len(producers) == 6
     root_id = root.get_span_context().span_id
     assert all(s.parent is not None and s.parent.span_id == root_id for s in producers)

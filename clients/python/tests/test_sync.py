@@ -56,7 +56,9 @@ def test_sync_publish_and_subscribe(broker: Broker, topic: str) -> None:
     # The consumer span is current inside the handler thread, in the producer's trace.
     assert all(tid != 0 for tid in spans_in_handler)
     producer_traces = {
-        s.context.trace_id for s in exporter.get_finished_spans() if s.name.endswith("publish") and s.context
+        s.context.trace_id
+        for s in exporter.get_finished_spans()
+        if s.name.startswith("publish ") and s.context
     }
     assert set(spans_in_handler) <= producer_traces
 

@@ -59,8 +59,8 @@ async def test_producer_and_consumer_spans_share_the_trace(
             await wait_until(lambda: subscriber.stats.acked == 1)
 
     finished = exporter.get_finished_spans()
-    producer = one(finished, f"{topic} publish")
-    consumer = one(finished, f"{topic} process")
+    producer = one(finished, f"publish {topic}")
+    consumer = one(finished, f"process {topic}")
     assert producer.kind is SpanKind.PRODUCER
     assert consumer.kind is SpanKind.CONSUMER
     assert producer.context is not None and consumer.context is not None
@@ -87,6 +87,8 @@ async def test_producer_and_consumer_spans_share_the_trace(
     assert consumer.attributes["messaging.destination.subscription.name"] == "traced-sub"
     assert consumer.attributes["messaging.nervebus.message.delivery_attempt"] == 1
     assert consumer.attributes["messaging.nervebus.message.seq"] == result.seq
+    assert consumer.attributes["messaging.nervebus.settlement"] == "ack"
+    assert producer.attributes["messaging.nervebus.publish.outcome"] == "appended"
 
 
 async def test_producer_span_is_a_root_without_a_current_span_and_errors_are_recorded(
@@ -106,9 +108,9 @@ async def test_producer_span_is_a_root_without_a_current_span_and_errors_are_rec
             await wait_until(lambda: subscriber.stats.acked == 1)
 
     finished = exporter.get_finished_spans()
-    producer = one(finished, f"{topic} publish")
+    producer = one(finished, f"publish {topic}")
     assert producer.parent is None
-    process = sorted((s for s in finished if s.name == f"{topic} process"), key=lambda s: s.start_time or 0)
+    process = sorted((s for s in finished if s.name == f"process {topic}"), key=lambda s: s.start_time or 0)
     assert len(process) == 2
     assert process[0].status.status_code is StatusCode.ERROR
     assert any(e.name == "exception" for e in process[0].events)
@@ -128,7 +130,7 @@ async def test_publish_failure_ends_the_producer_span_with_an_error(
             with pytest.raises(nervebus.StatusError):
                 await publisher.publish(b"x")
     [span] = exporter.get_finished_spans()
-    assert span.name == " publish"
+    assert span.name == "publish "
     assert span.status.status_code is StatusCode.ERROR
 
 

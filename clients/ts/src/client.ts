@@ -97,8 +97,11 @@ export class NerveBusClient {
   /** A new publisher with its own batches and settings; client.close() closes it too. */
   publisher(options: PublisherOptions = {}): Publisher {
     this.#checkOpen();
-    const publisher: Publisher = new Publisher(this.#publisherClient, options, () =>
-      this.#open.delete(publisher),
+    const publisher: Publisher = new Publisher(
+      this.#publisherClient,
+      options,
+      () => this.#open.delete(publisher),
+      this.address,
     );
     this.#open.add(publisher);
     return publisher;
@@ -135,6 +138,7 @@ export class NerveBusClient {
       handler,
       options,
       () => this.#open.delete(subscriber),
+      this.address,
     );
     this.#open.add(subscriber);
     return subscriber;
@@ -149,6 +153,7 @@ export class NerveBusClient {
       subscription,
       options,
       () => this.#open.delete(stream),
+      this.address,
     );
     this.#open.add(stream);
     return stream;

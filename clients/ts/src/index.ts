@@ -25,6 +25,7 @@ export type { TlsOptions, TokenSource } from "./credentials.js";
 export { DEFAULT_RETRYABLE_CODES, NerveBusError, StatusCode } from "./errors.js";
 export { MessageStream, type MessageStreamOptions, traceContext } from "./message-stream.js";
 export {
+  PUBLISHER_DEFAULTS,
   Publisher,
   type PublisherOptions,
   type PublishMessage,
@@ -34,7 +35,12 @@ export {
   type RetryOptions,
 } from "./publisher.js";
 export { ReceivedMessage, type Settlement } from "./received-message.js";
-export { DEFAULT_RECONNECT_CODES, type ReceiveOptions } from "./receiver.js";
-export { type MessageHandler, Subscriber, type SubscriberOptions } from "./subscriber.js";
+export { DEFAULT_RECONNECT_CODES, RECEIVE_DEFAULTS, type ReceiveOptions } from "./receiver.js";
+export {
+  type MessageHandler,
+  SUBSCRIBER_DEFAULTS,
+  Subscriber,
+  type SubscriberOptions,
+} from "./subscriber.js";
 export { SpanAttributes, TRACER_NAME } from "./tracing.js";
 export type { CallOptions } from "./unary-call.js";

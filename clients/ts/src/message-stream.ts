@@ -1,10 +1,10 @@
-import type { Context, Span } from "@opentelemetry/api";
+import type { Attributes, Context, Span } from "@opentelemetry/api";
 import type { NerveBusError } from "./errors.js";
 import type { SubscriberService } from "./gen/nervebus/v1/subscriber_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
 import type { ReceivedMessage } from "./received-message.js";
 import { type ReceiveOptions, Receiver } from "./receiver.js";
-import { endSpan, SpanAttributes, startProcessSpan } from "./tracing.js";
+import { endSpan, SpanAttributes, serverAttributes, startProcessSpan } from "./tracing.js";
 
 /** Settings of messages(). */
 export interface MessageStreamOptions extends ReceiveOptions {
@@ -41,6 +41,7 @@ export function traceContext(message: ReceivedMessage): Context | undefined {
 export class MessageStream implements AsyncIterableIterator<ReceivedMessage> {
   readonly #receiver: Receiver;
   readonly #tracing: boolean;
+  readonly #server: Attributes;
   readonly #onClose: () => void;
   readonly #buffer: ReceivedMessage[] = [];
   #waiter:
@@ -58,8 +59,10 @@ export class MessageStream implements AsyncIterableIterator<ReceivedMessage> {
     subscription: string,
     options: MessageStreamOptions = {},
     onClose: () => void = () => {},
+    address = "",
   ) {
     this.#tracing = options.tracing ?? true;
+    this.#server = serverAttributes(address);
     this.#onClose = onClose;
     this.#receiver = new Receiver(client, topic, subscription, options, {
       deliver: (m) => this.#deliver(m),
@@ -164,6 +167,7 @@ export class MessageStream implements AsyncIterableIterator<ReceivedMessage> {
           orderingKey: message.orderingKey,
           bodySize: message.data.byteLength,
           attributes: message.attributes,
+          server: this.#server,
         }),
       );
     return message;

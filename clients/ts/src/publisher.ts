@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import type { Span } from "@opentelemetry/api";
+import { type Attributes, type Context, context, type Span } from "@opentelemetry/api";
 import { type BackoffOptions, backoffDelay, type ResolvedBackoff, resolveBackoff, sleep } from "./backoff.js";
 import { fromUint64, invalidArgument, toDuration, toTimestamp } from "./conversions.js";
 import { DEFAULT_RETRYABLE_CODES, NerveBusError, StatusCode, toNerveBusError } from "./errors.js";
+import { Fifo } from "./fifo.js";
 import { MessageSchema, type Message as WireMessage } from "./gen/nervebus/v1/message_pb.js";
 import {
   type MessageResult,
@@ -12,7 +13,7 @@ import {
   SendPackRequestSchema,
 } from "./gen/nervebus/v1/publisher_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
-import { endSpan, SpanAttributes, startPublishSpan } from "./tracing.js";
+import { endSpan, SpanAttributes, serverAttributes, startPublishSpan } from "./tracing.js";
 import { unaryCall } from "./unary-call.js";
 
 /** One message to publish. */
@@ -41,8 +42,9 @@ export interface PublishMessage {
 /** Per-call options of publish(). */
 export interface PublishOptions {
   /**
-   * Aborting before the message's batch is sent removes it from the batch; aborting later only
-   * stops waiting (the message may still be published). The promise rejects with the reason.
+   * Aborting while the message waits for room (flow control) or before its batch is sent
+   * withdraws it; aborting later only stops waiting (the message may still be published). The
+   * promise rejects with the reason.
    */
   readonly signal?: AbortSignal;
 }
@@ -70,7 +72,7 @@ export interface RetryOptions extends BackoffOptions {
   readonly retryableCodes?: readonly StatusCode[];
 }
 
-/** Publisher settings. */
+/** Publisher settings; the defaults are the same in the Go and Python clients (docs/clients.md). */
 export interface PublisherOptions {
   /** Most messages per SendPack (the broker's default limit is 10000). Default 1000. */
   readonly maxBatchMessages?: number;
@@ -83,11 +85,23 @@ export interface PublisherOptions {
   readonly lingerMs?: number;
   /** SendPack calls in flight per topic. Default 4. */
   readonly maxInflightBatches?: number;
-  /** Deadline of one SendPack attempt, in ms. Default 30000. */
+  /**
+   * Flow control: the most messages published and not yet settled. A publish() beyond it
+   * waits (its promise stays pending, in call order) until room frees up; its message is not
+   * buffered meanwhile. Default 10000.
+   */
+  readonly maxOutstandingMessages?: number;
+  /** Flow control: the most bytes of messages published and not yet settled. Default 64 MiB. */
+  readonly maxOutstandingBytes?: number;
+  /**
+   * Deadline of one SendPack attempt, in ms. An attempt that runs out of it is retried (with
+   * the same message ids) while retry.totalTimeoutMs allows. Default 30000.
+   */
   readonly callTimeoutMs?: number;
   /**
-   * Retries of UNAVAILABLE and RESOURCE_EXHAUSTED: 100 ms doubling to 5 s, 50 % jitter, for
-   * at most 60 s in all. A CANCELLED the publisher did not cause counts as UNAVAILABLE.
+   * Retries of UNAVAILABLE and RESOURCE_EXHAUSTED (and of an attempt's own deadline): 100 ms
+   * doubling to 5 s, 50 % jitter, for at most 60 s in all. A CANCELLED the publisher did not
+   * cause counts as UNAVAILABLE.
    */
   readonly retry?: RetryOptions;
   /** Give messages without a messageId a random UUID, so retries are deduplicated. Default true. */
@@ -96,7 +110,20 @@ export interface PublisherOptions {
   readonly tracing?: boolean;
 }
 
-const DEFAULT_RETRY_BACKOFF: ResolvedBackoff = { initialMs: 100, maxMs: 5000, multiplier: 2, jitter: 0.5 };
+/**
+ * The publisher's defaults, the same in the Go and Python clients (docs/clients.md; the
+ * conformance suite checks them).
+ */
+export const PUBLISHER_DEFAULTS = {
+  maxBatchMessages: 1000,
+  maxBatchBytes: 1 << 20,
+  lingerMs: 5,
+  maxInflightBatches: 4,
+  maxOutstandingMessages: 10_000,
+  maxOutstandingBytes: 64 << 20,
+  callTimeoutMs: 30_000,
+  retry: { initialMs: 100, maxMs: 5000, multiplier: 2, jitter: 0.5, totalTimeoutMs: 60_000 },
+} as const;
 
 const OUTCOMES: Record<number, PublishOutcome> = {
   [MessageResult_Outcome.APPENDED]: "appended",
@@ -107,18 +134,72 @@ const OUTCOMES: Record<number, PublishOutcome> = {
 /** A broker error about one message of a pack names it as messages[i]. */
 const MESSAGE_INDEX = /^messages\[(\d+)\]/;
 
-/** One message waiting for its result. */
-interface Pending {
-  readonly wire: WireMessage;
-  readonly bytes: number;
-  readonly key: string;
-  readonly span: Span | undefined;
-  readonly promise: Promise<PublishResult>;
-  /** "queued": in a batch not yet sent; "sent": part of a SendPack; "done": settled. */
-  state: "queued" | "sent" | "done";
+/**
+ * One message waiting for its result. While it waits for room it holds only the caller's
+ * message; its wire form and span are made once it is admitted, so that publishes waiting
+ * behind the flow control cost little memory.
+ */
+class Pending {
+  /** The caller's message, until admitted. */
+  message: PublishMessage | undefined;
+  /** The message as sent, once admitted. */
+  wire: WireMessage | undefined;
+  span: Span | undefined;
+  /**
+   * "waiting": for room (flow control); "queued": in a batch not yet sent; "sent": part of a
+   * SendPack; "done": settled.
+   */
+  state: "waiting" | "queued" | "sent" | "done" = "waiting";
+  /** Whether it holds room in the flow control (from admission until settled). */
+  admitted = false;
   batch: Batch | undefined;
-  resolve(r: PublishResult): void;
-  reject(err: unknown): void;
+  onAbort: (() => void) | undefined;
+  readonly promise: Promise<PublishResult>;
+  #resolve!: (r: PublishResult) => void;
+  #reject!: (err: unknown) => void;
+
+  constructor(
+    readonly topic: string,
+    readonly key: string,
+    /** Size as the pack limits count it: an estimate until admitted, then exact. */
+    public bytes: number,
+    message: PublishMessage,
+    /** The context publish() was called in: the parent of the producer span. */
+    readonly parent: Context,
+    readonly signal: AbortSignal | undefined,
+    readonly onDone: (p: Pending) => void,
+  ) {
+    this.message = message;
+    this.promise = new Promise<PublishResult>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  resolve(r: PublishResult): void {
+    if (!this.#finish()) return;
+    if (this.span !== undefined) {
+      if (r.seq > 0) this.span.setAttribute(SpanAttributes.SEQ, r.seq);
+      this.span.setAttribute(SpanAttributes.OUTCOME, r.outcome);
+      endSpan(this.span);
+    }
+    this.#resolve(r);
+  }
+
+  reject(err: unknown): void {
+    if (!this.#finish()) return;
+    if (this.span !== undefined) endSpan(this.span, err);
+    this.#reject(err);
+  }
+
+  /** Marks it settled (false if it was already) and tells the publisher. */
+  #finish(): boolean {
+    if (this.state === "done") return false;
+    this.state = "done";
+    if (this.onAbort !== undefined) this.signal?.removeEventListener("abort", this.onAbort);
+    this.onDone(this);
+    return true;
+  }
 }
 
 /** Messages that go out together in one SendPack. */
@@ -199,111 +280,131 @@ export class Publisher {
   readonly #maxBytes: number;
   readonly #lingerMs: number;
   readonly #maxInflight: number;
+  readonly #maxOutstandingMessages: number;
+  readonly #maxOutstandingBytes: number;
+  /** Room taken by admitted messages not settled yet. */
+  #heldMessages = 0;
+  #heldBytes = 0;
+  /** publish() calls waiting for room, first come first served. */
+  readonly #waiting = new Fifo<Pending>();
+  /** waitForRoom() calls to wake once there is room. */
+  readonly #roomWaiters: (() => void)[] = [];
+  /** flush() calls in progress: messages admitted meanwhile go out at once. */
+  #flushing = 0;
   readonly #callTimeoutMs: number;
   readonly #retry: ResolvedBackoff;
   readonly #totalTimeoutMs: number;
   readonly #retryable: ReadonlySet<StatusCode>;
   readonly #autoMessageId: boolean;
   readonly #tracing: boolean;
+  readonly #server: Attributes;
   readonly #onClose: () => void;
   #closed = false;
   /** Aborts retry waits on close({ cancel: true }). */
   readonly #cancel = new AbortController();
 
   /** @internal Use NerveBusClient.publisher(). */
-  constructor(client: PublisherClient, options: PublisherOptions = {}, onClose: () => void = () => {}) {
+  constructor(
+    client: PublisherClient,
+    options: PublisherOptions = {},
+    onClose: () => void = () => {},
+    address = "",
+  ) {
     this.#client = client;
+    this.#server = serverAttributes(address);
     this.#onClose = onClose;
-    this.#maxMessages = positiveInt("maxBatchMessages", options.maxBatchMessages ?? 1000);
-    this.#maxBytes = positiveInt("maxBatchBytes", options.maxBatchBytes ?? 1 << 20);
-    this.#lingerMs = nonNegative("lingerMs", options.lingerMs ?? 5);
-    this.#maxInflight = positiveInt("maxInflightBatches", options.maxInflightBatches ?? 4);
-    this.#callTimeoutMs = positiveInt("callTimeoutMs", options.callTimeoutMs ?? 30_000);
-    this.#retry = resolveBackoff(options.retry, DEFAULT_RETRY_BACKOFF);
-    this.#totalTimeoutMs = nonNegative("retry.totalTimeoutMs", options.retry?.totalTimeoutMs ?? 60_000);
+    const d = PUBLISHER_DEFAULTS;
+    this.#maxMessages = positiveInt("maxBatchMessages", options.maxBatchMessages ?? d.maxBatchMessages);
+    this.#maxBytes = positiveInt("maxBatchBytes", options.maxBatchBytes ?? d.maxBatchBytes);
+    this.#lingerMs = nonNegative("lingerMs", options.lingerMs ?? d.lingerMs);
+    this.#maxInflight = positiveInt("maxInflightBatches", options.maxInflightBatches ?? d.maxInflightBatches);
+    this.#maxOutstandingMessages = positiveInt(
+      "maxOutstandingMessages",
+      options.maxOutstandingMessages ?? d.maxOutstandingMessages,
+    );
+    this.#maxOutstandingBytes = positiveInt(
+      "maxOutstandingBytes",
+      options.maxOutstandingBytes ?? d.maxOutstandingBytes,
+    );
+    this.#callTimeoutMs = positiveInt("callTimeoutMs", options.callTimeoutMs ?? d.callTimeoutMs);
+    this.#retry = resolveBackoff(options.retry, d.retry);
+    this.#totalTimeoutMs = nonNegative(
+      "retry.totalTimeoutMs",
+      options.retry?.totalTimeoutMs ?? d.retry.totalTimeoutMs,
+    );
     this.#retryable = new Set(options.retry?.retryableCodes ?? DEFAULT_RETRYABLE_CODES);
     this.#autoMessageId = options.autoMessageId ?? true;
     this.#tracing = options.tracing ?? true;
   }
 
-  /** Messages published and not yet settled. */
+  /** Messages published and not yet settled (those waiting for room included). */
   get pending(): number {
     return this.#outstanding.size;
   }
 
   /**
+   * Resolves once publish() would take a message without waiting for room: at once while
+   * the publisher holds fewer than maxOutstandingMessages (and maxOutstandingBytes). A loop
+   * that publishes without awaiting each result awaits this first, so that it waits while
+   * the publisher is full instead of piling up pending publish() calls:
+   * `await publisher.waitForRoom(); results.push(publisher.publish(topic, message));`
+   */
+  waitForRoom(): Promise<void> {
+    if (this.#hasRoom() || this.#closed) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
+  }
+
+  /**
    * Queues one message for `topic` and resolves once the broker has made it durable (or
-   * scheduled it, or recognised it as a duplicate). Rejects with a NerveBusError when the
-   * broker refuses it or retries are exhausted, or with the signal's reason when aborted.
+   * scheduled it, or recognised it as a duplicate). While maxOutstandingMessages or
+   * maxOutstandingBytes are reached, the message waits for room first. Rejects with a
+   * NerveBusError when the broker refuses it, retries are exhausted or its ordering key is
+   * paused (FAILED_PRECONDITION), or with the signal's reason when aborted.
    */
   publish(topic: string, message: PublishMessage, options: PublishOptions = {}): Promise<PublishResult> {
     if (this.#closed) return Promise.reject(closedError());
     const signal = options.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
-    let wire: WireMessage;
+    let bytes: number;
     try {
-      wire = this.#toWire(message);
+      bytes = this.#check(message);
     } catch (err) {
       return Promise.reject(err);
     }
-    const lane = this.#lane(topic);
-    const failed = wire.orderingKey === "" ? undefined : lane.failedKeys.get(wire.orderingKey);
-    if (failed !== undefined) return Promise.reject(keyPausedError(wire.orderingKey, failed));
+    const key = message.orderingKey ?? "";
+    const failed = key === "" ? undefined : this.#lanes.get(topic)?.failedKeys.get(key);
+    if (failed !== undefined) return Promise.reject(keyPausedError(key, failed));
 
-    const span = this.#tracing
-      ? startPublishSpan(topic, wire.attributes, {
-          messageId: wire.messageId,
-          orderingKey: wire.orderingKey,
-          bodySize: wire.data.byteLength,
-        })
-      : undefined;
-    let resolve!: (r: PublishResult) => void;
-    let reject!: (err: unknown) => void;
-    const promise = new Promise<PublishResult>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    const onAbort = () => this.#abort(pending, signal!.reason);
-    const pending: Pending = {
-      wire,
-      bytes: messageBytes(wire),
-      key: wire.orderingKey,
-      span,
-      promise,
-      state: "queued",
-      batch: undefined,
-      resolve: (r) => {
-        if (pending.state === "done") return;
-        pending.state = "done";
-        signal?.removeEventListener("abort", onAbort);
-        this.#outstanding.delete(pending);
-        if (span !== undefined) {
-          if (r.seq > 0) span.setAttribute(SpanAttributes.SEQ, r.seq);
-          span.setAttribute(SpanAttributes.OUTCOME, r.outcome);
-          endSpan(span);
-        }
-        resolve(r);
-      },
-      reject: (err) => {
-        if (pending.state === "done") return;
-        pending.state = "done";
-        signal?.removeEventListener("abort", onAbort);
-        this.#outstanding.delete(pending);
-        if (span !== undefined) endSpan(span, err);
-        reject(err);
-      },
-    };
+    const pending = new Pending(topic, key, bytes, message, context.active(), signal, this.#settled);
     this.#outstanding.add(pending);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    this.#enqueue(lane, pending);
-    return promise;
+    if (signal !== undefined) {
+      pending.onAbort = () => this.#abort(pending, signal.reason);
+      signal.addEventListener("abort", pending.onAbort, { once: true });
+    }
+    if (this.#waiting.length === 0 && this.#fits(pending.bytes)) this.#admit(pending);
+    else this.#waiting.push(pending);
+    return pending.promise;
   }
 
-  /** Sends every buffered message now and resolves once all messages published so far are settled. */
+  /** Called once per message when it settles: gives back its room. */
+  readonly #settled = (p: Pending): void => {
+    this.#outstanding.delete(p);
+    this.#release(p);
+  };
+
+  /**
+   * Sends every buffered message now and resolves once all messages published so far are
+   * settled (those waiting for room are sent as soon as they get it).
+   */
   async flush(): Promise<void> {
     const snapshot = [...this.#outstanding].map((p) => p.promise);
-    for (const lane of this.#lanes.values()) this.#seal(lane);
-    await Promise.allSettled(snapshot);
+    this.#flushing++;
+    try {
+      for (const lane of this.#lanes.values()) this.#seal(lane);
+      await Promise.allSettled(snapshot);
+    } finally {
+      this.#flushing--;
+    }
   }
 
   /**
@@ -315,7 +416,11 @@ export class Publisher {
       this.#closed = true;
       this.#onClose();
     }
-    if (options.cancel) this.#cancel.abort(new NerveBusError(StatusCode.CANCELLED, "publisher closed"));
+    if (options.cancel) {
+      const reason = new NerveBusError(StatusCode.CANCELLED, "publisher closed");
+      this.#cancel.abort(reason);
+      for (const p of this.#waiting.drain()) p.reject(reason);
+    }
     await this.flush();
   }
 
@@ -327,13 +432,28 @@ export class Publisher {
     this.#lanes.get(topic)?.failedKeys.delete(orderingKey);
   }
 
-  #toWire(m: PublishMessage): WireMessage {
+  /**
+   * Checks a message as publish() is called (throws what toWire would) and returns its size as
+   * the pack limits count it, counting a message id still to be assigned.
+   */
+  #check(m: PublishMessage): number {
     if (m.deliverAt !== undefined && m.delay !== undefined)
       throw invalidArgument("message", "give deliverAt or delay, not both");
+    if (m.data !== undefined && typeof m.data !== "string" && !(m.data instanceof Uint8Array))
+      throw invalidArgument("message.data", "must be a Uint8Array or a string");
+    if (m.deliverAt !== undefined) toTimestamp("message.deliverAt", m.deliverAt);
+    toDuration("message.delay", m.delay);
+    let n = m.data === undefined ? 0 : typeof m.data === "string" ? utf8Length(m.data) : m.data.byteLength;
+    n += utf8Length(m.orderingKey ?? "");
+    n += m.messageId ? utf8Length(m.messageId) : this.#autoMessageId ? 36 : 0;
+    for (const [k, v] of Object.entries(m.attributes ?? {})) n += utf8Length(k) + utf8Length(v);
+    return n;
+  }
+
+  /** The wire form of a message #check accepted. */
+  #toWire(m: PublishMessage): WireMessage {
     const data =
       m.data === undefined ? new Uint8Array(0) : typeof m.data === "string" ? Buffer.from(m.data) : m.data;
-    if (!(data instanceof Uint8Array))
-      throw invalidArgument("message.data", "must be a Uint8Array or a string");
     let messageId = m.messageId ?? "";
     if (messageId === "" && this.#autoMessageId) messageId = randomUUID();
     return create(MessageSchema, {
@@ -345,6 +465,70 @@ export class Publisher {
       deliverAt: m.deliverAt === undefined ? undefined : toTimestamp("message.deliverAt", m.deliverAt),
       delay: toDuration("message.delay", m.delay),
     });
+  }
+
+  /** Whether a message of `bytes` fits the flow control now; a big one fits when nothing is held. */
+  #fits(bytes: number): boolean {
+    return (
+      this.#heldMessages < this.#maxOutstandingMessages &&
+      (this.#heldBytes + bytes <= this.#maxOutstandingBytes || this.#heldBytes === 0)
+    );
+  }
+
+  /**
+   * Takes room for a message, makes its wire form and producer span, and puts it in its
+   * topic's batch (unless its key got paused meanwhile).
+   */
+  #admit(p: Pending): void {
+    // Looked up again: an idle lane is forgotten while its messages wait for room.
+    const lane = this.#lane(p.topic);
+    const failed = p.key === "" ? undefined : lane.failedKeys.get(p.key);
+    if (failed !== undefined) {
+      p.reject(keyPausedError(p.key, failed));
+      return;
+    }
+    const wire = this.#toWire(p.message!);
+    p.message = undefined;
+    p.wire = wire;
+    p.bytes = messageBytes(wire);
+    if (this.#tracing)
+      p.span = startPublishSpan(p.topic, wire.attributes, {
+        messageId: wire.messageId,
+        orderingKey: wire.orderingKey,
+        bodySize: wire.data.byteLength,
+        server: this.#server,
+        parent: p.parent,
+      });
+    p.admitted = true;
+    this.#heldMessages++;
+    this.#heldBytes += p.bytes;
+    p.state = "queued";
+    this.#enqueue(lane, p);
+    if (this.#flushing > 0) this.#seal(lane);
+  }
+
+  /** Gives back a settled message's room and admits the messages waiting for it, in order. */
+  #release(p: Pending): void {
+    if (!p.admitted) {
+      this.#waiting.remove(p);
+      return;
+    }
+    p.admitted = false;
+    this.#heldMessages--;
+    this.#heldBytes -= p.bytes;
+    for (
+      let next = this.#waiting.peek();
+      next !== undefined && this.#fits(next.bytes);
+      next = this.#waiting.peek()
+    )
+      this.#admit(this.#waiting.shift()!);
+    if (this.#roomWaiters.length > 0 && this.#hasRoom())
+      for (const wake of this.#roomWaiters.splice(0)) wake();
+  }
+
+  /** Whether a small message would be admitted without waiting. */
+  #hasRoom(): boolean {
+    return this.#waiting.length === 0 && this.#fits(0) && this.#heldBytes < this.#maxOutstandingBytes;
   }
 
   #lane(topic: string): TopicLane {
@@ -433,7 +617,7 @@ export class Publisher {
           const response = await unaryCall(
             this.#client,
             this.#client.sendPack,
-            create(SendPackRequestSchema, { topic: lane.topic, messages: items.map((p) => p.wire) }),
+            create(SendPackRequestSchema, { topic: lane.topic, messages: items.map((p) => p.wire!) }),
             { timeoutMs: Math.max(1, Math.min(this.#callTimeoutMs, remaining)), signal: this.#cancel.signal },
           );
           if (response.results.length !== items.length)
@@ -442,7 +626,7 @@ export class Publisher {
               `SendPack answered ${response.results.length} results for ${items.length} messages`,
             );
           for (let i = 0; i < items.length; i++) {
-            items[i]!.resolve(toResult(response.results[i]!, items[i]!.wire.messageId));
+            items[i]!.resolve(toResult(response.results[i]!, items[i]!.wire!.messageId));
           }
           return;
         } catch (e) {
@@ -474,8 +658,10 @@ export class Publisher {
         }
         const delay = backoffDelay(this.#retry, attempt++);
         const elapsed = Date.now() - started;
+        // An attempt that ran out of its own deadline has an unknown outcome, like UNAVAILABLE:
+        // retried with the same message ids while the total timeout allows.
         if (
-          !this.#retryable.has(err.code) ||
+          !(this.#retryable.has(err.code) || err.code === StatusCode.DEADLINE_EXCEEDED) ||
           this.#cancel.signal.aborted ||
           elapsed + delay >= this.#totalTimeoutMs
         ) {

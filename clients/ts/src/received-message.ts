@@ -1,5 +1,21 @@
+import { NerveBusError, StatusCode } from "./errors.js";
+
 /** How a delivered message was settled. */
 export type Settlement = "ack" | "nack" | "terminate";
+
+/** What a message asks of the stream it came on. @internal */
+export interface MessageHooks {
+  /** Queues a settlement; `result` (acks only) learns whether the broker applied it. */
+  settle(kind: Settlement, delayMs: number | undefined, result?: AckWaiter): void;
+  /** Queues a lease extension to `deadlineMs` from now (undefined: the ack deadline). */
+  extend(deadlineMs: number | undefined): void;
+}
+
+/** Who waits for an ack's result. @internal */
+export interface AckWaiter {
+  resolve(): void;
+  reject(err: NerveBusError): void;
+}
 
 /** The fields of a delivered message. */
 export interface DeliveredFields {
@@ -41,11 +57,11 @@ export class ReceivedMessage implements DeliveredFields {
   readonly traceId: string;
 
   #settlement: Settlement | undefined;
-  readonly #onSettle: (kind: Settlement, delayMs: number | undefined) => void;
+  readonly #hooks: MessageHooks;
   readonly #abort = new AbortController();
 
   /** @internal Messages are made by the subscriber. */
-  constructor(fields: DeliveredFields, onSettle: (kind: Settlement, delayMs: number | undefined) => void) {
+  constructor(fields: DeliveredFields, hooks: MessageHooks) {
     this.topic = fields.topic;
     this.subscription = fields.subscription;
     this.seq = fields.seq;
@@ -56,7 +72,7 @@ export class ReceivedMessage implements DeliveredFields {
     this.publishTime = fields.publishTime;
     this.attempt = fields.attempt;
     this.traceId = fields.traceId;
-    this.#onSettle = onSettle;
+    this.#hooks = hooks;
   }
 
   /** The payload decoded as UTF-8. */
@@ -83,6 +99,36 @@ export class ReceivedMessage implements DeliveredFields {
   }
 
   /**
+   * Acks the message and resolves once the broker applied the ack: once it is durable with
+   * the `confirmAcks` option, once it was written to the stream without. Rejects with a
+   * NerveBusError: FAILED_PRECONDITION when the message was settled before, UNAVAILABLE when
+   * the subscriber stopped before the confirmation (the ack may still have been applied) or
+   * the broker ignored the ack.
+   */
+  ackWithResult(): Promise<void> {
+    if (this.#settlement !== undefined)
+      return Promise.reject(
+        new NerveBusError(StatusCode.FAILED_PRECONDITION, `message seq ${this.seq} was already settled`),
+      );
+    return new Promise<void>((resolve, reject) => {
+      this.#settlement = "ack";
+      this.#hooks.settle("ack", undefined, { resolve, reject });
+    });
+  }
+
+  /**
+   * Tells the broker the message is still being processed ("in progress"): its lease is
+   * extended to `deadlineMs` from now (1 s – 10 min; default: the stream's ack deadline), at
+   * once, also past maxExtensionMs. Does nothing once the message is settled, or when its
+   * stream has ended (the broker redelivers it then).
+   */
+  extendDeadline(deadlineMs?: number): void {
+    if (deadlineMs !== undefined && !(deadlineMs >= 1000 && deadlineMs <= 600_000))
+      throw new RangeError(`extendDeadline takes 1000–600000 ms, got ${deadlineMs}`);
+    if (this.#settlement === undefined) this.#hooks.extend(deadlineMs);
+  }
+
+  /**
    * Processing failed: deliver the message again after `delayMs` (undefined: the
    * subscription's retry backoff).
    */
@@ -105,6 +151,6 @@ export class ReceivedMessage implements DeliveredFields {
   #settle(kind: Settlement, delayMs: number | undefined): void {
     if (this.#settlement !== undefined) return;
     this.#settlement = kind;
-    this.#onSettle(kind, delayMs);
+    this.#hooks.settle(kind, delayMs);
   }
 }

@@ -12,6 +12,7 @@ import {
 } from "./conversions.js";
 import { errorFromStatus, NerveBusError, StatusCode, toNerveBusError } from "./errors.js";
 import {
+  type AckResults,
   ExtendDeadlineSchema,
   NackSchema,
   type ReceiveRequest,
@@ -22,11 +23,14 @@ import {
   WindowSchema,
 } from "./gen/nervebus/v1/subscriber_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
-import { ReceivedMessage, type Settlement } from "./received-message.js";
+import { type AckWaiter, ReceivedMessage, type Settlement } from "./received-message.js";
 
-/** Settings of a Receive stream, common to subscribe() and messages(). */
+/**
+ * Settings of a Receive stream, common to subscribe() and messages(); the defaults are the same
+ * in the Go and Python clients (docs/clients.md).
+ */
 export interface ReceiveOptions {
-  /** The window: most messages delivered and not yet settled (1–100000). Default 100. */
+  /** The window: most messages delivered and not yet settled (1–100000). Default 1000. */
   readonly maxMessages?: number;
   /**
    * The window in bytes (data, attributes, ordering key and message id). 0 means no limit;
@@ -44,6 +48,12 @@ export interface ReceiveOptions {
   readonly start?: StartPosition;
   /** A name shown in the broker's stats (at most 128 bytes). */
   readonly consumerName?: string;
+  /**
+   * Ask the broker to confirm acks once durable: ackWithResult() then resolves on the
+   * confirmation, unconfirmed acks are sent again after a reconnect, and close() waits for the
+   * confirmations. Default false.
+   */
+  readonly confirmAcks?: boolean;
   /** Waits between reconnects: 100 ms doubling to 10 s, 50 % jitter. */
   readonly reconnectBackoff?: BackoffOptions;
   /** Stream errors that reconnect; others stop the subscriber. Default UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED, INTERNAL. */
@@ -62,7 +72,18 @@ export const DEFAULT_RECONNECT_CODES: readonly StatusCode[] = [
   StatusCode.INTERNAL,
 ];
 
-const DEFAULT_RECONNECT: ResolvedBackoff = { initialMs: 100, maxMs: 10_000, multiplier: 2, jitter: 0.5 };
+/**
+ * The defaults of a Receive stream, the same in the Go and Python clients (docs/clients.md;
+ * the conformance suite checks them).
+ */
+export const RECEIVE_DEFAULTS = {
+  maxMessages: 1000,
+  maxBytes: 0,
+  maxExtensionMs: 3_600_000,
+  confirmAcks: false,
+  idleTimeoutMs: 60_000,
+  reconnectBackoff: { initialMs: 100, maxMs: 10_000, multiplier: 2, jitter: 0.5 },
+} as const;
 const MIN_DEADLINE_MS = 1000;
 const MAX_DEADLINE_MS = 600_000;
 /** How long stop() waits for the broker to end a half-closed stream before cancelling it. */
@@ -114,6 +135,7 @@ export class Receiver {
   readonly #maxExtensionMs: number;
   readonly #start: StartPosition | undefined;
   readonly #consumerName: string;
+  readonly #confirmAcks: boolean;
   readonly #reconnect: ResolvedBackoff;
   readonly #retryable: ReadonlySet<StatusCode>;
   readonly #idleTimeoutMs: number;
@@ -136,6 +158,12 @@ export class Receiver {
   #acks: bigint[] = [];
   #nacks: { seq: bigint; delayMs: number | undefined }[] = [];
   #terminates: bigint[] = [];
+  /** Lease extensions asked for with extendDeadline(), by deadline (ms). */
+  #extends = new Map<number, bigint[]>();
+  /** Acks written and not confirmed yet (confirmAcks): sent again on the next stream. */
+  readonly #unconfirmed = new Set<number>();
+  /** ackWithResult() calls waiting for their ack to be written or confirmed, by seq. */
+  readonly #ackWaiters = new Map<number, AckWaiter[]>();
   #flushScheduled = false;
 
   #loop: Promise<void> | undefined;
@@ -155,19 +183,20 @@ export class Receiver {
     this.#topic = topic;
     this.#subscription = subscription;
     this.#hooks = hooks;
-    this.#maxMessages = options.maxMessages ?? 100;
+    this.#maxMessages = options.maxMessages ?? RECEIVE_DEFAULTS.maxMessages;
     if (!Number.isInteger(this.#maxMessages) || this.#maxMessages < 1 || this.#maxMessages > 100_000)
       throw new RangeError(`maxMessages must be 1–100000, got ${this.#maxMessages}`);
-    this.#maxBytes = options.maxBytes ?? 0;
+    this.#maxBytes = options.maxBytes ?? RECEIVE_DEFAULTS.maxBytes;
     if (!Number.isSafeInteger(this.#maxBytes) || this.#maxBytes < 0)
       throw new RangeError(`maxBytes must be a non-negative integer, got ${this.#maxBytes}`);
     this.#ackDeadlineOption = options.ackDeadlineMs;
-    this.#maxExtensionMs = options.maxExtensionMs ?? 3_600_000;
+    this.#maxExtensionMs = options.maxExtensionMs ?? RECEIVE_DEFAULTS.maxExtensionMs;
     this.#start = options.start;
     this.#consumerName = options.consumerName ?? "";
-    this.#reconnect = resolveBackoff(options.reconnectBackoff, DEFAULT_RECONNECT);
+    this.#confirmAcks = options.confirmAcks ?? RECEIVE_DEFAULTS.confirmAcks;
+    this.#reconnect = resolveBackoff(options.reconnectBackoff, RECEIVE_DEFAULTS.reconnectBackoff);
     this.#retryable = new Set(options.retryableCodes ?? DEFAULT_RECONNECT_CODES);
-    this.#idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? RECEIVE_DEFAULTS.idleTimeoutMs;
     this.#onError = options.onError;
     // Validate what goes on the wire now, so bad options throw from the caller's call.
     toWireStart("start", this.#start);
@@ -274,6 +303,24 @@ export class Receiver {
       this.#readyReject(new NerveBusError(StatusCode.CANCELLED, "stopped before subscribing"));
     } finally {
       clearInterval(this.#tick);
+      this.#settleAckWaiters(
+        this.#ackWaiters.keys(),
+        new NerveBusError(StatusCode.UNAVAILABLE, "the subscriber stopped before the ack was confirmed"),
+      );
+    }
+  }
+
+  /** Resolves (err undefined) or rejects the ackWithResult() calls of `seqs`. */
+  #settleAckWaiters(seqs: Iterable<number>, err?: NerveBusError): void {
+    if (this.#ackWaiters.size === 0) return;
+    for (const seq of [...seqs]) {
+      const waiters = this.#ackWaiters.get(seq);
+      if (waiters === undefined) continue;
+      this.#ackWaiters.delete(seq);
+      for (const w of waiters) {
+        if (err === undefined) w.resolve();
+        else w.reject(err);
+      }
     }
   }
 
@@ -326,9 +373,13 @@ export class Receiver {
             ackDeadline: toDuration("ackDeadlineMs", this.#ackDeadlineOption),
             start: toWireStart("start", this.#start),
             consumerName: this.#consumerName,
+            confirmAcks: this.#confirmAcks,
           }),
         }),
       );
+      // Acks the broker never confirmed may not have reached it; acks count on any stream.
+      for (const seq of this.#unconfirmed) this.#acks.push(BigInt(seq));
+      this.#unconfirmed.clear();
       if (this.#stopping) call.end();
     });
   }
@@ -343,6 +394,7 @@ export class Receiver {
       this.#readyResolve();
       this.#flush();
     }
+    if (res.ackResults !== undefined) this.#onAckResults(res.ackResults);
     if (res.deliveries.length === 0) return;
     const now = Date.now();
     let adopted = false;
@@ -370,7 +422,10 @@ export class Receiver {
           attempt: d.attempt,
           traceId: d.traceId,
         },
-        (kind, delayMs) => this.#settle(message, kind, delayMs),
+        {
+          settle: (kind, delayMs, result) => this.#settle(message, kind, delayMs, result),
+          extend: (deadlineMs) => this.#extend(message, deadlineMs),
+        },
       );
       // A same-stream redelivery (the lease ran out) replaces the earlier copy.
       this.#leases.set(seq, {
@@ -393,24 +448,66 @@ export class Receiver {
         this.#orphans++;
       }
     }
-    // Nacks and terminations name leases the broker has released; acks still count later.
+    // Nacks, terminations and extensions name leases the broker has released; acks still
+    // count later.
     this.#nacks = [];
     this.#terminates = [];
+    this.#extends.clear();
     this.#hooks.streamLost();
   }
 
-  #settle(message: ReceivedMessage, kind: Settlement, delayMs: number | undefined): void {
+  #settle(message: ReceivedMessage, kind: Settlement, delayMs: number | undefined, result?: AckWaiter): void {
     const lease = this.#leases.get(message.seq);
     const current = lease?.message === message;
     const live = current && !lease.orphan;
     if (current) this.#removeLease(lease);
     const seq = BigInt(message.seq);
     // A late ack still counts; nacks and terminations only matter for a lease we hold.
-    if (kind === "ack") this.#acks.push(seq);
-    else if (live && kind === "nack") this.#nacks.push({ seq, delayMs });
+    if (kind === "ack") {
+      this.#acks.push(seq);
+      if (result !== undefined) {
+        if (this.#stopping && this.#call === undefined)
+          result.reject(
+            new NerveBusError(StatusCode.UNAVAILABLE, "the subscriber stopped before the ack was sent"),
+          );
+        else {
+          const waiters = this.#ackWaiters.get(message.seq);
+          if (waiters === undefined) this.#ackWaiters.set(message.seq, [result]);
+          else waiters.push(result);
+        }
+      }
+    } else if (live && kind === "nack") this.#nacks.push({ seq, delayMs });
     else if (live) this.#terminates.push(seq);
     this.#scheduleFlush();
     this.#hooks.settled?.(message, kind);
+  }
+
+  /** Queues an extension of a held message's lease, asked for by the application. */
+  #extend(message: ReceivedMessage, deadlineMs: number | undefined): void {
+    const lease = this.#leases.get(message.seq);
+    // An orphan's lease is gone: the broker redelivers the message to the current stream.
+    if (lease?.message !== message || lease.orphan || this.#call === undefined) return;
+    const deadline = Math.max(MIN_DEADLINE_MS, Math.min(MAX_DEADLINE_MS, deadlineMs ?? this.#ackDeadlineMs));
+    lease.expiresAt = Date.now() + deadline;
+    const seqs = this.#extends.get(deadline);
+    if (seqs === undefined) this.#extends.set(deadline, [BigInt(message.seq)]);
+    else seqs.push(BigInt(message.seq));
+    this.#scheduleFlush();
+  }
+
+  #onAckResults(results: AckResults): void {
+    const seqs = (list: bigint[]) => list.map((s) => fromUint64(s));
+    const done = [...seqs(results.ackedSeqs), ...seqs(results.alreadyAckedSeqs)];
+    const ignored = seqs(results.ignoredSeqs);
+    for (const seq of [...done, ...ignored]) this.#unconfirmed.delete(seq);
+    this.#settleAckWaiters(done);
+    this.#settleAckWaiters(
+      ignored,
+      new NerveBusError(
+        StatusCode.UNAVAILABLE,
+        "the broker ignored the ack: it had not delivered the message",
+      ),
+    );
   }
 
   #removeLease(lease: Lease): void {
@@ -443,7 +540,13 @@ export class Receiver {
     if (call === undefined || !this.#subscribed || call.writableEnded) return;
     const window = this.#desiredWindow();
     const changeWindow = window !== this.#windowSent;
-    if (this.#acks.length === 0 && this.#nacks.length === 0 && this.#terminates.length === 0 && !changeWindow)
+    if (
+      this.#acks.length === 0 &&
+      this.#nacks.length === 0 &&
+      this.#terminates.length === 0 &&
+      this.#extends.size === 0 &&
+      !changeWindow
+    )
       return;
     const request = create(ReceiveRequestSchema, {
       ackSeqs: this.#acks,
@@ -451,15 +554,22 @@ export class Receiver {
         create(NackSchema, { seq: n.seq, delay: toDuration("delay", n.delayMs) }),
       ),
       terminateSeqs: this.#terminates,
+      extendDeadlines: [...this.#extends].map(([deadline, seqs]) =>
+        create(ExtendDeadlineSchema, { seqs, deadline: toDuration("deadline", deadline) }),
+      ),
     });
     if (changeWindow) {
       request.window = create(WindowSchema, { maxMessages: window, maxBytes: BigInt(this.#maxBytes) });
       this.#windowSent = window;
     }
+    const acked = this.#acks.map((s) => fromUint64(s));
     this.#acks = [];
     this.#nacks = [];
     this.#terminates = [];
+    this.#extends.clear();
     call.write(request);
+    if (this.#confirmAcks) for (const seq of acked) this.#unconfirmed.add(seq);
+    else this.#settleAckWaiters(acked);
   }
 
   /** Lease checks run 4 times per ack deadline; a silent broker is noticed within 1.5 × idleTimeoutMs. */

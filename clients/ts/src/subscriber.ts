@@ -1,17 +1,22 @@
-import { context } from "@opentelemetry/api";
+import { type Attributes, context } from "@opentelemetry/api";
 import { NerveBusError, StatusCode } from "./errors.js";
+import { Fifo } from "./fifo.js";
 import type { SubscriberService } from "./gen/nervebus/v1/subscriber_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
 import type { ReceivedMessage } from "./received-message.js";
-import { type ReceiveOptions, Receiver } from "./receiver.js";
-import { endSpan, SpanAttributes, startProcessSpan } from "./tracing.js";
+import { RECEIVE_DEFAULTS, type ReceiveOptions, Receiver } from "./receiver.js";
+import { endSpan, SpanAttributes, serverAttributes, startProcessSpan } from "./tracing.js";
 
 /** Handles one message. Returning (or resolving) acks it; throwing (or rejecting) nacks it. */
 export type MessageHandler = (message: ReceivedMessage) => void | Promise<void>;
 
 /** Settings of subscribe(). */
 export interface SubscriberOptions extends ReceiveOptions {
-  /** Handlers running at once; further messages wait locally, their leases kept alive. Default 10. */
+  /**
+   * Handlers running at once; further messages wait locally, their leases kept alive.
+   * Default: the window (maxMessages). Handlers of one ordering key always run one at a time,
+   * in delivery order.
+   */
   readonly concurrency?: number;
   /**
    * Redelivery delay (ms) after the handler threw. null uses the subscription's retry backoff.
@@ -25,6 +30,12 @@ export interface SubscriberOptions extends ReceiveOptions {
   /** Record a consumer span around each handler call. Default true. */
   readonly tracing?: boolean;
 }
+
+/**
+ * The defaults of subscribe() beyond the stream's (RECEIVE_DEFAULTS; concurrency defaults to
+ * the window), the same in the Go and Python clients (docs/clients.md).
+ */
+export const SUBSCRIBER_DEFAULTS = { nackDelayMs: 1000, closeTimeoutMs: 30_000 } as const;
 
 type SubscriberClient = ServiceClient<(typeof SubscriberService)["method"]>;
 
@@ -45,8 +56,12 @@ export class Subscriber {
   readonly #nackDelayMs: number | undefined;
   readonly #closeTimeoutMs: number;
   readonly #tracing: boolean;
+  readonly #server: Attributes;
   readonly #onClose: () => void;
-  readonly #queue: ReceivedMessage[] = [];
+  /** Messages waiting for a handler slot, in delivery order. */
+  readonly #queue = new Fifo<ReceivedMessage>();
+  /** Ordering keys with a handler running, and the messages of each waiting behind it. */
+  readonly #busyKeys = new Map<string, ReceivedMessage[]>();
   readonly #running = new Set<ReceivedMessage>();
   #idleWaiters: (() => void)[] = [];
   #closing: Promise<void> | undefined;
@@ -61,18 +76,21 @@ export class Subscriber {
     handler: MessageHandler,
     options: SubscriberOptions = {},
     onClose: () => void = () => {},
+    address = "",
   ) {
+    this.#server = serverAttributes(address);
     this.topic = topic;
     this.subscription = subscription;
     this.#handler = handler;
     this.#onClose = onClose;
-    this.#concurrency = options.concurrency ?? 10;
+    this.#concurrency = options.concurrency ?? options.maxMessages ?? RECEIVE_DEFAULTS.maxMessages;
     if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1)
       throw new RangeError(`concurrency must be a positive integer, got ${this.#concurrency}`);
-    this.#nackDelayMs = options.nackDelayMs === null ? undefined : (options.nackDelayMs ?? 1000);
+    this.#nackDelayMs =
+      options.nackDelayMs === null ? undefined : (options.nackDelayMs ?? SUBSCRIBER_DEFAULTS.nackDelayMs);
     if (this.#nackDelayMs !== undefined && !(this.#nackDelayMs >= 0 && Number.isFinite(this.#nackDelayMs)))
       throw new RangeError(`nackDelayMs must be ≥ 0 or null, got ${this.#nackDelayMs}`);
-    this.#closeTimeoutMs = options.closeTimeoutMs ?? 30_000;
+    this.#closeTimeoutMs = options.closeTimeoutMs ?? SUBSCRIBER_DEFAULTS.closeTimeoutMs;
     if (!(this.#closeTimeoutMs >= 0))
       throw new RangeError(`closeTimeoutMs must be ≥ 0, got ${this.#closeTimeoutMs}`);
     this.#tracing = options.tracing ?? true;
@@ -126,7 +144,7 @@ export class Subscriber {
   async #close(timeoutMs: number): Promise<void> {
     this.#onClose();
     this.#receiver.drain();
-    for (const m of this.#queue.splice(0)) m.nack(0);
+    for (const m of this.#takeWaiting()) m.nack(0);
     if (this.#running.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<boolean>((resolve) => {
@@ -160,21 +178,44 @@ export class Subscriber {
 
   #streamLost(): void {
     // The broker redelivers what this stream held: drop what has not started.
-    for (const m of this.#queue.splice(0)) this.#receiver.release(m);
+    for (const m of this.#takeWaiting()) this.#receiver.release(m);
   }
 
   #failed(err: NerveBusError): void {
     this.#failure = err;
-    this.#queue.splice(0);
+    this.#takeWaiting();
     for (const m of this.#running) m.abandon(err);
+  }
+
+  /** Takes every message not started: those waiting for a slot, then those behind a busy key. */
+  #takeWaiting(): ReceivedMessage[] {
+    const waiting = this.#queue.drain();
+    for (const behind of this.#busyKeys.values()) waiting.push(...behind.splice(0));
+    return waiting;
   }
 
   #pump(): void {
     while (this.#running.size < this.#concurrency && this.#queue.length > 0) {
       const message = this.#queue.shift()!;
-      this.#running.add(message);
-      void this.#run(message);
+      const behind = message.orderingKey === "" ? undefined : this.#busyKeys.get(message.orderingKey);
+      if (behind !== undefined) behind.push(message);
+      else this.#start(message);
     }
+  }
+
+  #start(message: ReceivedMessage): void {
+    const key = message.orderingKey;
+    if (key !== "" && !this.#busyKeys.has(key)) this.#busyKeys.set(key, []);
+    this.#running.add(message);
+    void this.#run(message);
+  }
+
+  /** A handler of `key` returned: the next message of the key starts (in the freed slot), or the key is free. */
+  #releaseKey(key: string): void {
+    const behind = this.#busyKeys.get(key);
+    const next = behind?.shift();
+    if (next === undefined || this.#closing !== undefined) this.#busyKeys.delete(key);
+    else this.#start(next);
   }
 
   async #run(message: ReceivedMessage): Promise<void> {
@@ -188,6 +229,7 @@ export class Subscriber {
           orderingKey: message.orderingKey,
           bodySize: message.data.byteLength,
           attributes: message.attributes,
+          server: this.#server,
         })
       : undefined;
     let failure: unknown;
@@ -200,11 +242,11 @@ export class Subscriber {
       if (message.settlement === undefined) message.nack(this.#nackDelayMs);
     } finally {
       if (traced !== undefined) {
-        if (message.settlement !== undefined)
-          traced.span.setAttribute(SpanAttributes.SETTLEMENT, message.settlement);
+        traced.span.setAttribute(SpanAttributes.SETTLEMENT, message.settlement ?? "none");
         endSpan(traced.span, failure);
       }
       this.#running.delete(message);
+      if (message.orderingKey !== "") this.#releaseKey(message.orderingKey);
       if (this.#running.size === 0) for (const w of this.#idleWaiters.splice(0)) w();
       if (this.#closing === undefined) this.#pump();
     }

@@ -2,18 +2,21 @@ import {
   type Attributes,
   type Context,
   context,
-  propagation,
   ROOT_CONTEXT,
   type Span,
   SpanKind,
   SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
+import { extractTraceContext, injectTraceContext } from "./trace-context.js";
 
 /*
- * OpenTelemetry instrumentation, through @opentelemetry/api only: whatever SDK, propagator and
- * context manager the application registered are used; without them everything is a no-op.
- * Span names and attributes follow the messaging semantic conventions.
+ * OpenTelemetry instrumentation, through @opentelemetry/api only: the tracer provider and
+ * context manager the application registered are used (one call does both:
+ * `new NodeTracerProvider({ spanProcessors }).register()`); without them everything is a no-op.
+ * Trace context travels in the W3C attributes whatever propagator is registered, since that is
+ * what the broker reads. Span names and attributes follow the messaging semantic conventions,
+ * with the same names as the broker and the other clients (docs/clients.md, "Tracing").
  */
 
 /** The instrumentation scope name of the client's spans. */
@@ -22,6 +25,8 @@ const TRACER_VERSION = "0.1.0";
 
 /** Attribute keys used on the client's spans. */
 export const SpanAttributes = {
+  SERVER_ADDRESS: "server.address",
+  SERVER_PORT: "server.port",
   SYSTEM: "messaging.system",
   DESTINATION: "messaging.destination.name",
   SUBSCRIPTION: "messaging.destination.subscription.name",
@@ -41,21 +46,27 @@ function tracer() {
   return trace.getTracer(TRACER_NAME, TRACER_VERSION);
 }
 
+/** `server.address` and `server.port` of a HOST:PORT broker address (empty when it is not one). */
+export function serverAttributes(address: string): Attributes {
+  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(address);
+  if (m === null || m[1] === "") return {};
+  return { [SpanAttributes.SERVER_ADDRESS]: m[1], [SpanAttributes.SERVER_PORT]: Number(m[2]) };
+}
+
 /**
- * Starts the producer span of one message ("<topic> publish") and injects its context into
- * `attributes` (traceparent / tracestate) with the global propagator. The parent is the
- * trace context already in `attributes` when the caller put one there, else the active context.
+ * Starts the producer span of one message ("publish <topic>") and writes its context into
+ * `attributes` (traceparent / tracestate). The parent is the trace context already in
+ * `attributes` when the caller put one there, else `info.parent` (default: the active context).
  */
 export function startPublishSpan(
   topic: string,
   attributes: Record<string, string>,
-  info: { messageId: string; orderingKey: string; bodySize: number },
+  info: { messageId: string; orderingKey: string; bodySize: number; server: Attributes; parent?: Context },
 ): Span {
-  const parent =
-    attributes.traceparent !== undefined
-      ? propagation.extract(context.active(), attributes)
-      : context.active();
+  const active = info.parent ?? context.active();
+  const parent = attributes.traceparent !== undefined ? extractTraceContext(active, attributes) : active;
   const spanAttributes: Attributes = {
+    ...info.server,
     [SpanAttributes.SYSTEM]: "nervebus",
     [SpanAttributes.DESTINATION]: topic,
     [SpanAttributes.OPERATION_TYPE]: "send",
@@ -65,11 +76,11 @@ export function startPublishSpan(
   if (info.messageId !== "") spanAttributes[SpanAttributes.MESSAGE_ID] = info.messageId;
   if (info.orderingKey !== "") spanAttributes[SpanAttributes.ORDERING_KEY] = info.orderingKey;
   const span = tracer().startSpan(
-    `${topic} publish`,
+    `publish ${topic}`,
     { kind: SpanKind.PRODUCER, attributes: spanAttributes },
     parent,
   );
-  propagation.inject(trace.setSpan(parent, span), attributes);
+  injectTraceContext(trace.setSpan(parent, span), attributes);
   return span;
 }
 
@@ -83,16 +94,18 @@ export interface ProcessSpanInfo {
   readonly orderingKey: string;
   readonly bodySize: number;
   readonly attributes: Readonly<Record<string, string>>;
+  readonly server: Attributes;
 }
 
 /**
- * Starts the consumer span of one delivered message ("<topic> process") as a child of the
- * producer's context, extracted from the message's attributes with the global propagator.
- * Returns the span and the context to run the handler in.
+ * Starts the consumer span of one delivered message ("process <topic>") as a child of the
+ * producer's context, read from the message's attributes. Returns the span and the context to
+ * run the handler in.
  */
 export function startProcessSpan(info: ProcessSpanInfo): { span: Span; context: Context } {
-  const parent = propagation.extract(ROOT_CONTEXT, info.attributes);
+  const parent = extractTraceContext(ROOT_CONTEXT, info.attributes);
   const attributes: Attributes = {
+    ...info.server,
     [SpanAttributes.SYSTEM]: "nervebus",
     [SpanAttributes.DESTINATION]: info.topic,
     [SpanAttributes.SUBSCRIPTION]: info.subscription,
@@ -105,7 +118,7 @@ export function startProcessSpan(info: ProcessSpanInfo): { span: Span; context: 
   };
   if (info.messageId !== "") attributes[SpanAttributes.MESSAGE_ID] = info.messageId;
   if (info.orderingKey !== "") attributes[SpanAttributes.ORDERING_KEY] = info.orderingKey;
-  const span = tracer().startSpan(`${info.topic} process`, { kind: SpanKind.CONSUMER, attributes }, parent);
+  const span = tracer().startSpan(`process ${info.topic}`, { kind: SpanKind.CONSUMER, attributes }, parent);
   return { span, context: trace.setSpan(parent, span) };
 }
 

@@ -2,14 +2,8 @@ import assert from "node:assert/strict";
 import { after, before, beforeEach, test } from "node:test";
 import { NerveBusClient, SpanAttributes, TRACER_NAME, traceContext } from "@nervebus/client";
 import { context, propagation, SpanKind, trace } from "@opentelemetry/api";
-import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  type ReadableSpan,
-  SimpleSpanProcessor,
-} from "@opentelemetry/sdk-trace-base";
+import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 import { TestBroker } from "./support/broker.js";
 import { deferred, eventually, uniqueName } from "./support/helpers.js";
 
@@ -18,13 +12,10 @@ let broker: TestBroker;
 let client: NerveBusClient;
 
 before(async () => {
-  const contextManager = new AsyncLocalStorageContextManager();
-  contextManager.enable();
-  context.setGlobalContextManager(contextManager);
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-  trace.setGlobalTracerProvider(
-    new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }),
-  );
+  // The one setup call the README documents (it registers the provider and the context manager).
+  new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }).register();
+  // The client writes and reads W3C trace context itself: no global propagator is needed.
+  propagation.disable();
   broker = await TestBroker.start();
   client = new NerveBusClient(broker.address);
 });
@@ -69,8 +60,8 @@ test("producer and consumer spans share one trace; the consumer span is the prod
   await sub.close();
 
   const request = spanNamed("request");
-  const producer = spanNamed(`${topic} publish`);
-  const consumer = spanNamed(`${topic} process`);
+  const producer = spanNamed(`publish ${topic}`);
+  const consumer = spanNamed(`process ${topic}`);
   const work = spanNamed("work");
   const traceIdOf = (s: ReadableSpan) => s.spanContext().traceId;
 
@@ -95,11 +86,15 @@ test("producer and consumer spans share one trace; the consumer span is the prod
   assert.equal(producer.attributes[SpanAttributes.OPERATION_TYPE], "send");
   assert.equal(producer.attributes[SpanAttributes.MESSAGE_ID], result.messageId);
   assert.equal(producer.attributes[SpanAttributes.SEQ], result.seq);
+  assert.equal(producer.attributes["messaging.nervebus.publish.outcome"], "appended");
+  assert.equal(producer.attributes["server.address"], "127.0.0.1");
   assert.equal(consumer.attributes[SpanAttributes.SYSTEM], "nervebus");
   assert.equal(consumer.attributes[SpanAttributes.DESTINATION], topic);
   assert.equal(consumer.attributes[SpanAttributes.SUBSCRIPTION], subName);
   assert.equal(consumer.attributes[SpanAttributes.OPERATION_TYPE], "process");
-  assert.equal(consumer.attributes[SpanAttributes.ATTEMPT], 1);
+  assert.equal(consumer.attributes["messaging.nervebus.message.delivery_attempt"], 1);
+  assert.equal(consumer.attributes["messaging.nervebus.message.seq"], result.seq);
+  assert.equal(consumer.attributes["messaging.nervebus.settlement"], "ack");
 });
 
 test("a failing handler's span records the error; the iterator form exposes the span context", async () => {
@@ -119,10 +114,10 @@ test("a failing handler's span records the error; the iterator form exposes the 
   );
   await failed.promise;
   await sub.close();
-  const errored = spanNamed(`${topic} process`);
+  const errored = spanNamed(`process ${topic}`);
   assert.equal(errored.status.code, 2 /* ERROR */);
   assert.equal(errored.events[0]?.name, "exception");
-  const producerTraceId = spanNamed(`${topic} publish`).spanContext().traceId;
+  const producerTraceId = spanNamed(`publish ${topic}`).spanContext().traceId;
 
   exporter.reset();
   for await (const msg of client.messages(topic, uniqueName("sub"), { start: "earliest" })) {
@@ -133,7 +128,7 @@ test("a failing handler's span records the error; the iterator form exposes the 
     break;
   }
   const consumer = await eventually(() =>
-    exporter.getFinishedSpans().find((s) => s.name === `${topic} process`),
+    exporter.getFinishedSpans().find((s) => s.name === `process ${topic}`),
   );
   assert.equal(consumer.spanContext().traceId, producerTraceId);
   assert.equal(spanNamed("iter-work").parentSpanContext?.spanId, consumer.spanContext().spanId);

@@ -2,8 +2,10 @@
 // NerveBus topic with the repository's Go client, each inside its own span of the OpenTelemetry
 // SDK, and prints one JSON line per message on stdout (seq, payload, attributes, ordering key,
 // and the trace ids of its spans and of the broker's receipt) for test/cross-language/check.py.
+// With -spans FILE it also writes every span the client made (name, kind, ids, attributes) to
+// FILE as JSON lines, for check.py's check of the span attribute names.
 //
-//	go run . -addr 127.0.0.1:7070 -topic xlang.in -n 50
+//	go run . -addr 127.0.0.1:7070 -topic xlang.in -n 50 -spans spans.jsonl
 package main
 
 import (
@@ -37,7 +39,7 @@ type record struct {
 	// TraceID and SpanID are those of the span this program opened around Publish.
 	TraceID string `json:"trace_id"`
 	SpanID  string `json:"span_id"`
-	// The client's own producer span ("<topic> publish"), a child of the span above; its
+	// The client's own producer span ("publish <topic>"), a child of the span above; its
 	// context is what the client puts in the message's traceparent.
 	ProducerTraceID      string `json:"producer_trace_id"`
 	ProducerSpanID       string `json:"producer_span_id"`
@@ -46,17 +48,25 @@ type record struct {
 	ReceiptTraceID string `json:"receipt_trace_id"`
 }
 
-// producerSpans is a span processor that remembers the client's ended producer spans by
-// message id, so that the output can name the span whose context went into traceparent.
+// producerSpans is a span processor that remembers the client's ended spans, and its producer
+// spans by message id, so that the output can name the span whose context went into
+// traceparent.
 type producerSpans struct {
 	mu    sync.Mutex
 	spans map[string]sdktrace.ReadOnlySpan
+	all   []sdktrace.ReadOnlySpan
 }
 
 func (p *producerSpans) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
 
 func (p *producerSpans) OnEnd(s sdktrace.ReadOnlySpan) {
-	if s.SpanKind() != trace.SpanKindProducer || s.InstrumentationScope().Name != nervebus.TracerName {
+	if s.InstrumentationScope().Name != nervebus.TracerName {
+		return
+	}
+	p.mu.Lock()
+	p.all = append(p.all, s)
+	p.mu.Unlock()
+	if s.SpanKind() != trace.SpanKindProducer {
 		return
 	}
 	for _, kv := range s.Attributes() {
@@ -78,6 +88,48 @@ func (p *producerSpans) get(messageID string) sdktrace.ReadOnlySpan {
 	return p.spans[messageID]
 }
 
+// spanRecord is one line of the -spans file, the same in the three programs.
+type spanRecord struct {
+	Name         string         `json:"name"`
+	Kind         string         `json:"kind"`
+	TraceID      string         `json:"trace_id"`
+	SpanID       string         `json:"span_id"`
+	ParentSpanID string         `json:"parent_span_id"`
+	Attributes   map[string]any `json:"attributes"`
+}
+
+// writeSpans writes the client's ended spans to path as JSON lines.
+func (p *producerSpans) writeSpans(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(f)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.all {
+		attrs := map[string]any{}
+		for _, kv := range s.Attributes() {
+			attrs[string(kv.Key)] = kv.Value.AsInterface()
+		}
+		rec := spanRecord{
+			Name:       s.Name(),
+			Kind:       s.SpanKind().String(),
+			TraceID:    s.SpanContext().TraceID().String(),
+			SpanID:     s.SpanContext().SpanID().String(),
+			Attributes: attrs,
+		}
+		if s.Parent().IsValid() {
+			rec.ParentSpanID = s.Parent().SpanID().String()
+		}
+		if err := enc.Encode(rec); err != nil {
+			_ = f.Close()
+			return err
+		}
+	}
+	return f.Close()
+}
+
 // payload is message i's data: text with non-ASCII characters, then bytes that are not valid
 // UTF-8 (NUL, 0xff, i), then a pattern whose length varies between messages.
 func payload(i int) []byte {
@@ -95,19 +147,24 @@ func main() {
 	n := flag.Int("n", 50, "how many messages to publish")
 	keys := flag.Int("keys", 1, "how many ordering keys to spread the messages over")
 	timeout := flag.Duration("timeout", 30*time.Second, "give up after this long")
+	spansPath := flag.String("spans", "", "write the client's spans to this file (JSON lines)")
 	flag.Parse()
 	if *n < 1 || *keys < 1 {
 		log.Fatal("-n and -keys must be at least 1")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	if err := run(ctx, *addr, *topic, *n, *keys); err != nil {
+	spans := &producerSpans{spans: map[string]sdktrace.ReadOnlySpan{}}
+	err := run(ctx, spans, *addr, *topic, *n, *keys)
+	if *spansPath != "" {
+		err = errors.Join(err, spans.writeSpans(*spansPath))
+	}
+	if err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, addr, topic string, n, keys int) error {
-	spans := &producerSpans{spans: map[string]sdktrace.ReadOnlySpan{}}
+func run(ctx context.Context, spans *producerSpans, addr, topic string, n, keys int) error {
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithSpanProcessor(spans),

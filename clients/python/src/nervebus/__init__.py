@@ -15,22 +15,35 @@ from ._version import __version__
 from .admin import Admin, ConsumerStats, Stats, Subscription, SubscriptionStats, Topic, TopicStats
 from .client import DEFAULT_CHANNEL_OPTIONS, Client
 from .credentials import TLS, TokenSource
-from .errors import NerveBusError, PublisherClosedError, StatusError, SubscriberError
+from .errors import (
+    AckNotConfirmedError,
+    MessageSettledError,
+    NerveBusError,
+    OrderingKeyPausedError,
+    PublisherClosedError,
+    StatusError,
+    SubscriberError,
+)
 from .publisher import Publishable, Publisher, PublisherSettings, PublisherStats
 from .retry import DEFAULT_RETRYABLE_CODES, Backoff, RetrySettings
-from .subscriber import Handler, Subscriber, SubscriberSettings, SubscriberStats
-from .types import Message, Outcome, PublishResult, ReceivedMessage, SettleAction, StartPoint
+from .subscriber import DEFAULT_RECONNECT_CODES, Handler, Subscriber, SubscriberSettings, SubscriberStats
+from .types import AckResult, Message, Outcome, PublishResult, ReceivedMessage, SettleAction, StartPoint
 
 __all__ = [
     "DEFAULT_CHANNEL_OPTIONS",
+    "DEFAULT_RECONNECT_CODES",
     "DEFAULT_RETRYABLE_CODES",
+    "AckNotConfirmedError",
+    "AckResult",
     "Admin",
     "Backoff",
     "Client",
     "ConsumerStats",
     "Handler",
     "Message",
+    "MessageSettledError",
     "NerveBusError",
+    "OrderingKeyPausedError",
     "Outcome",
     "PublishResult",
     "Publishable",

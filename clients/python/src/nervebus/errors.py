@@ -10,7 +10,10 @@ from __future__ import annotations
 import grpc
 
 __all__ = [
+    "AckNotConfirmedError",
+    "MessageSettledError",
     "NerveBusError",
+    "OrderingKeyPausedError",
     "PublisherClosedError",
     "StatusError",
     "SubscriberError",
@@ -58,8 +61,44 @@ class StatusError(NerveBusError):
         return self.code.name
 
 
+class OrderingKeyPausedError(StatusError):
+    """A message was refused because its ordering key is paused after a failed publish.
+
+    Later messages of a key must not overtake one that failed, so after a failure the
+    publisher refuses the key's messages (those already buffered and those published later)
+    until :meth:`nervebus.Publisher.resume_publish`. The code is ``FAILED_PRECONDITION``, as in
+    the other clients; ``__cause__`` is the failure that paused the key.
+
+    Attributes:
+        key: The paused ordering key.
+    """
+
+    key: str
+
+    def __init__(self, key: str, cause: BaseException) -> None:
+        super().__init__(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"ordering key {key!r} is paused after a failed publish, until resume_publish(): {cause}",
+            "SendPack",
+        )
+        self.key = key
+        self.__cause__ = cause
+
+
 class PublisherClosedError(NerveBusError):
     """``publish()`` was called on a publisher that is closing or closed."""
+
+
+class AckNotConfirmedError(NerveBusError):
+    """An ack's result: the broker did not confirm it (the ack may still have been applied).
+
+    The subscriber stopped or failed before the confirmation came, or the broker ignored the
+    ack because it had not delivered the message on the subscription.
+    """
+
+
+class MessageSettledError(NerveBusError):
+    """An ack's result: the message had already been acked, nacked or terminated."""
 
 
 class SubscriberError(NerveBusError):

@@ -7,6 +7,7 @@ import collections
 import contextlib
 import contextvars
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import grpc
 import grpc.aio
 from opentelemetry.trace import Span, TracerProvider
 
-from .errors import NerveBusError, PublisherClosedError, StatusError
+from .errors import NerveBusError, OrderingKeyPausedError, PublisherClosedError, StatusError
 from .gen.nervebus.v1 import message_pb2, publisher_pb2, publisher_pb2_grpc
 from .retry import RetrySettings
 from .tracing import Tracing
@@ -42,13 +43,18 @@ Publishable = Message | bytes | bytearray | memoryview | str
 # (uuid4() per message cost 1.7 µs, a third of the publish fast path).
 _IDS_PER_REFILL = 256
 
+# The broker's INVALID_ARGUMENT about one message of a pack: "messages[3]: …",
+# "messages[3].attributes: …".
+_BAD_MESSAGE = re.compile(r"^messages\[(\d+)\]")
+
 
 @dataclass(frozen=True)
 class PublisherSettings:
     """How a :class:`Publisher` batches, limits and retries.
 
     A pack is sent as soon as it holds ``max_messages`` messages or ``max_bytes`` bytes, or
-    ``linger`` seconds after its first message arrived, whichever comes first.
+    ``linger`` seconds after its first message arrived, whichever comes first. The defaults
+    are the same in the Go and TypeScript clients (docs/clients.md).
 
     Attributes:
         max_messages: Most messages in one pack (the broker's default limit is 10000).
@@ -61,7 +67,8 @@ class PublisherSettings:
             ``submit()`` and ``publish_many()`` wait (in call order) while this many are
             outstanding.
         max_outstanding_bytes: The same bound in bytes.
-        call_timeout: Deadline of one SendPack attempt, in seconds.
+        call_timeout: Deadline of one SendPack attempt, in seconds. An attempt that runs out
+            of it is retried (with the same message ids) while ``retry.timeout`` allows.
         retry: Which failures are retried, with what backoff, for how long.
         auto_message_id: Give messages published without a message id a random one, so that
             the broker deduplicates retries whose first attempt did land.
@@ -140,7 +147,7 @@ class _Batch:
 class _Item:
     """One message on its way: built, admitted by flow control, then in a pack."""
 
-    __slots__ = ("index", "message", "sink", "size", "span")
+    __slots__ = ("index", "message", "settled", "sink", "size", "span")
 
     def __init__(
         self,
@@ -157,8 +164,12 @@ class _Item:
         # results at ``index``; one future per call instead of one per message.
         self.sink = sink
         self.index = index
+        # Settled already: a message refused alone, or failed because its key was paused,
+        # is not settled again when the rest of its pack is.
+        self.settled = False
 
     def settle(self, outcome: PublishResult | BaseException) -> None:
+        self.settled = True
         sink = self.sink
         if isinstance(sink, _Batch):
             sink.settle(self.index, outcome)
@@ -290,8 +301,12 @@ class Publisher:
 
     Messages that share an ordering key are appended in the order ``publish()`` was called
     for them: a pack holding a key is only sent once every earlier pack holding that key is
-    settled. When a pack fails for good, its messages' ``publish()`` calls raise and later
-    messages of the same keys are still published after it.
+    settled. When a message fails for good, its key is paused: the key's later messages (those
+    buffered and those published afterwards) raise :class:`OrderingKeyPausedError`, so that
+    none overtakes the failed one, until :meth:`resume_publish`.
+
+    A message the broker refuses on its own (``INVALID_ARGUMENT`` naming it, such as an
+    oversized message) fails alone: the rest of its pack is sent again without it.
 
     Args:
         channel: A ``grpc.aio`` channel to the broker (see :class:`nervebus.Client`).
@@ -330,6 +345,8 @@ class Publisher:
         self._accepting = 0
         self._ids = ""
         self._ids_used = 0
+        # Ordering keys refused after a failure, with that failure.
+        self._paused: dict[str, BaseException] = {}
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -370,8 +387,9 @@ class Publisher:
             The message's seq and trace id.
 
         Raises:
-            StatusError: The broker refused the pack (e.g. INVALID_ARGUMENT for a bad topic or
-                an oversized message), or retries gave up.
+            StatusError: The broker refused the message or its pack (e.g. INVALID_ARGUMENT for
+                an oversized message or a bad topic), or retries gave up.
+            OrderingKeyPausedError: The ordering key is paused after an earlier failure.
             PublisherClosedError: The publisher is closed.
         """
         future = await self.submit(
@@ -415,6 +433,7 @@ class Publisher:
         Raises:
             PublisherClosedError: The publisher is closed, or closed while the message waited
                 for space.
+            OrderingKeyPausedError: The ordering key is paused after an earlier failure.
             TypeError, ValueError: ``data`` is not bytes or str; ``delay`` is negative.
         """
         loop = self._bind_open_loop()
@@ -465,6 +484,7 @@ class Publisher:
         Returns:
             One :class:`PublishResult` per message (or, with ``return_exceptions``, the
             exception that failed it: :class:`StatusError` from the broker,
+            :class:`OrderingKeyPausedError` for a paused ordering key,
             :class:`TypeError`/:class:`ValueError` for a message that could not be built).
 
         Raises:
@@ -503,6 +523,13 @@ class Publisher:
                 if isinstance(outcome, BaseException):
                     raise outcome
         return batch.results  # type: ignore[return-value]  # every entry is settled now
+
+    def resume_publish(self, ordering_key: str) -> None:
+        """Lets messages of ``ordering_key`` be published again after a failure paused it.
+
+        Messages refused meanwhile are not sent again: publish them again if they still should be.
+        """
+        self._paused.pop(ordering_key, None)
 
     async def flush(self) -> None:
         """Sends what is buffered and waits for every message published before this call.
@@ -576,6 +603,9 @@ class Publisher:
         deliver_at: datetime | None,
         delay: float | timedelta | None,
     ) -> message_pb2.Message:
+        """The message to send; raises OrderingKeyPausedError for a paused ordering key."""
+        if ordering_key and ordering_key in self._paused:
+            raise OrderingKeyPausedError(ordering_key, self._paused[ordering_key])
         if isinstance(data, bytes):
             payload = data
         elif isinstance(data, str):
@@ -731,22 +761,31 @@ class Publisher:
             if after:
                 # Earlier packs with the same ordering keys go first; their failures are theirs.
                 await asyncio.gather(*(asyncio.shield(f) for f in after), return_exceptions=True)
+            items = self._drop_paused(pack.items)
             assert self._inflight is not None
             async with self._inflight:
-                response = await self._send_with_retry(pack)
-            self._complete(pack, response)
+                while items:
+                    try:
+                        response = await self._send_with_retry(items)
+                    except StatusError as err:
+                        if (bad := _bad_message(err, len(items))) is None:
+                            raise
+                        items = self._fail_bad_message(items, *bad)
+                        continue
+                    self._complete(items, response)
+                    break
         except asyncio.CancelledError:
             self._fail(
-                pack,
+                pack.items,
                 PublisherClosedError(
                     f"publisher of topic {self.topic!r} closed before the pack was confirmed"
                 ),
             )
             raise
         except Exception as err:  # every failure is reported to the publish() calls
-            self._fail(pack, err)
+            self._fail(pack.items, err, pause=True)
         except BaseException as err:
-            self._fail(pack, err)
+            self._fail(pack.items, err)
             raise
         finally:
             self._release_space(len(pack.items), pack.bytes)
@@ -757,9 +796,37 @@ class Publisher:
             if not pack.done.done():
                 pack.done.set_result(None)
 
-    async def _send_with_retry(self, pack: _Pack) -> publisher_pb2.SendPackResponse:
+    def _drop_paused(self, items: list[_Item]) -> list[_Item]:
+        """Fails the items whose ordering key was paused while they waited; returns the rest."""
+        if not self._paused:
+            return items
+        kept = []
+        for item in items:
+            key = item.message.ordering_key
+            if key in self._paused:
+                self._fail([item], OrderingKeyPausedError(key, self._paused[key]))
+            else:
+                kept.append(item)
+        return kept
+
+    def _fail_bad_message(self, items: list[_Item], index: int, err: StatusError) -> list[_Item]:
+        """Fails the one message the broker refused, and the later ones of its ordering key.
+
+        Returns the items to send again.
+        """
+        key = items[index].message.ordering_key
+        self._fail([items[index]], err, pause=True)
+        rest = items[:index]
+        for item in items[index + 1 :]:
+            if key and item.message.ordering_key == key:
+                self._fail([item], OrderingKeyPausedError(key, err))
+            else:
+                rest.append(item)
+        return rest
+
+    async def _send_with_retry(self, items: list[_Item]) -> publisher_pb2.SendPackResponse:
         retry = self.settings.retry
-        request = publisher_pb2.SendPackRequest(topic=self.topic, messages=[i.message for i in pack.items])
+        request = publisher_pb2.SendPackRequest(topic=self.topic, messages=[i.message for i in items])
         started = time.monotonic()
         attempt = 0
         while True:
@@ -775,8 +842,11 @@ class Publisher:
                 attempt += 1
                 failure = _attempt_failure(err)
                 wait = retry.backoff.delay(attempt - 1)
+                # An attempt that ran out of its own deadline has an unknown outcome, like
+                # UNAVAILABLE: retried with the same message ids while retry.timeout allows.
+                code = failure.code
                 give_up = (
-                    failure.code not in retry.retryable_codes
+                    (code not in retry.retryable_codes and code is not grpc.StatusCode.DEADLINE_EXCEEDED)
                     or (retry.max_attempts is not None and attempt >= retry.max_attempts)
                     or (retry.timeout is not None and time.monotonic() - started + wait > retry.timeout)
                 )
@@ -784,18 +854,17 @@ class Publisher:
                     raise failure from err
                 await asyncio.sleep(wait)
 
-    def _complete(self, pack: _Pack, response: publisher_pb2.SendPackResponse) -> None:
-        if len(response.results) != len(pack.items):
+    def _complete(self, items: list[_Item], response: publisher_pb2.SendPackResponse) -> None:
+        if len(response.results) != len(items):
             self._fail(
-                pack,
-                NerveBusError(
-                    f"SendPack answered {len(response.results)} results for {len(pack.items)} messages"
-                ),
+                items,
+                NerveBusError(f"SendPack answered {len(response.results)} results for {len(items)} messages"),
+                pause=True,
             )
             return
         self.stats.packs += 1
-        self.stats.messages += len(pack.items)
-        for item, r in zip(pack.items, response.results, strict=True):
+        self.stats.messages += len(items)
+        for item, r in zip(items, response.results, strict=True):
             result = PublishResult(
                 seq=r.seq,
                 trace_id=r.trace_id,
@@ -803,14 +872,34 @@ class Publisher:
                 outcome=_OUTCOMES.get(r.outcome, Outcome.UNKNOWN),
             )
             if item.span is not None:
-                Tracing.end_publish(item.span, seq=r.seq)
+                Tracing.end_publish(item.span, seq=r.seq, outcome=result.outcome.name.lower())
             item.settle(result)
 
-    def _fail(self, pack: _Pack, err: BaseException) -> None:
-        self.stats.failed_messages += len(pack.items)
-        for item in pack.items:
+    def _fail(self, items: list[_Item], err: BaseException, *, pause: bool = False) -> None:
+        """Fails the items not settled yet; ``pause`` pauses their ordering keys."""
+        for item in items:
+            if item.settled:
+                continue
+            self.stats.failed_messages += 1
+            if pause and item.message.ordering_key:
+                self._paused.setdefault(item.message.ordering_key, err)
             Tracing.end_publish(item.span, error=err)
             item.settle(err)
+
+
+def _bad_message(err: StatusError, count: int) -> tuple[int, StatusError] | None:
+    """The index of the one message the broker refused in a pack of ``count``, with an error of its own.
+
+    The broker rejects a whole pack for one bad message (``INVALID_ARGUMENT``, its details
+    naming ``messages[i]``); the message's own error names it as ``message``. ``None`` for any
+    other failure.
+    """
+    m = _BAD_MESSAGE.match(err.details)
+    if err.code is not grpc.StatusCode.INVALID_ARGUMENT or m is None or int(m[1]) >= count:
+        return None
+    own = StatusError(err.code, "message" + err.details[m.end() :], err.operation)
+    own.__cause__ = err
+    return int(m[1]), own
 
 
 def _attempt_failure(err: grpc.aio.AioRpcError) -> StatusError:

@@ -23,13 +23,21 @@ import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.trace import TracerProvider
 
-from .errors import NerveBusError, StatusError, SubscriberError
+from .errors import AckNotConfirmedError, NerveBusError, StatusError, SubscriberError
 from .gen.nervebus.v1 import message_pb2, subscriber_pb2, subscriber_pb2_grpc
 from .retry import DEFAULT_RETRYABLE_CODES, Backoff
 from .tracing import Tracing
-from .types import _SETTLE_LOCK, ReceivedMessage, SettleAction, StartPoint
+from .types import _SETTLE_LOCK, AckResult, ReceivedMessage, SettleAction, StartPoint
 
-__all__ = ["Handler", "Subscriber", "SubscriberSettings", "SubscriberStats"]
+__all__ = ["DEFAULT_RECONNECT_CODES", "Handler", "Subscriber", "SubscriberSettings", "SubscriberStats"]
+
+#: Stream errors after which the subscriber reconnects: the publisher's retryable codes, and
+#: ABORTED and INTERNAL, which transport resets (RST_STREAM) end a stream with. The same in the
+#: Go and TypeScript clients.
+DEFAULT_RECONNECT_CODES: frozenset[grpc.StatusCode] = DEFAULT_RETRYABLE_CODES | {
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.INTERNAL,
+}
 
 _log = logging.getLogger("nervebus.subscriber")
 
@@ -51,12 +59,15 @@ _ACK_LINGER = 0.0002
 class SubscriberSettings:
     """How a :class:`Subscriber` receives and processes messages.
 
+    The defaults are the same in the Go and TypeScript clients (docs/clients.md).
+
     Attributes:
         max_messages: The stream's window: the most messages delivered and not yet settled
             (1–100000). Messages beyond ``concurrency`` wait locally, their leases kept alive.
         max_bytes: The window in payload bytes; 0 means no byte limit, otherwise at least the
             broker's max message size (1 MiB by default).
-        concurrency: Handlers running at once.
+        concurrency: Handlers running at once; ``None``: as many as the window (the
+            synchronous wrapper's thread pool then has 32 threads).
         ack_deadline: Seconds a delivered message stays leased before the broker redelivers
             it (1–600); ``None`` uses the subscription's (30 s by default). The subscriber
             extends leases of messages still being processed.
@@ -66,7 +77,8 @@ class SubscriberSettings:
             uses the subscription's retry backoff.
         start: Where a new subscription starts: :class:`StartPoint`, a seq, or a datetime.
             ``None`` leaves it to the broker (latest). Ignored when the subscription exists.
-        confirm_acks: Ask the broker to confirm acks once durable; the subscriber re-sends
+        confirm_acks: Ask the broker to confirm acks once durable
+            (``message.ack_with_result()`` then tells when); the subscriber re-sends
             unconfirmed acks after a reconnect and waits for confirmations when stopping.
         consumer_name: A name shown in the broker's stats (at most 128 bytes).
         ordered: Run the handler for messages with the same non-empty ordering key one at a
@@ -80,9 +92,9 @@ class SubscriberSettings:
         tracing: Run handlers inside consumer spans that continue the producer's trace.
     """
 
-    max_messages: int = 100
+    max_messages: int = 1000
     max_bytes: int = 0
-    concurrency: int = 10
+    concurrency: int | None = None
     ack_deadline: float | None = None
     max_extension: float = 3600.0
     nack_delay: float | None = 1.0
@@ -91,7 +103,7 @@ class SubscriberSettings:
     consumer_name: str = ""
     ordered: bool = True
     reconnect_backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.1, maximum=10.0))
-    retryable_codes: Collection[grpc.StatusCode] = DEFAULT_RETRYABLE_CODES
+    retryable_codes: Collection[grpc.StatusCode] = DEFAULT_RECONNECT_CODES
     idle_timeout: float | None = 60.0
     stop_timeout: float = 30.0
     tracing: bool = True
@@ -101,7 +113,7 @@ class SubscriberSettings:
             raise ValueError("SubscriberSettings.max_messages must be 1–100000")
         if self.max_bytes < 0:
             raise ValueError("SubscriberSettings.max_bytes must be ≥ 0")
-        if self.concurrency < 1:
+        if self.concurrency is not None and self.concurrency < 1:
             raise ValueError("SubscriberSettings.concurrency must be ≥ 1")
         if self.ack_deadline is not None and not _MIN_DEADLINE <= self.ack_deadline <= _MAX_DEADLINE:
             raise ValueError("SubscriberSettings.ack_deadline must be 1–600 seconds")
@@ -264,6 +276,9 @@ class Subscriber:
         self._ack_deadline = self.settings.ack_deadline or _DEFAULT_ACK_DEADLINE
         self._outbox = _Outbox()
         self._unconfirmed: set[int] = set()
+        # ack_with_result() calls waiting for their ack to be written or confirmed, by seq.
+        self._ack_waiters: dict[int, list[AckResult]] = {}
+        self._concurrency = self.settings.concurrency or self.settings.max_messages
         self._inflight: dict[int, _Work] = {}
         self._queue: collections.deque[_Work] = collections.deque()
         self._key_busy: set[str] = set()
@@ -580,6 +595,8 @@ class Subscriber:
                 except BaseException:
                     self._outbox.restore(req)
                     return
+                if not self.settings.confirm_acks:
+                    self._ack_done(req.ack_seqs, None)
                 continue
             if self._half_close and not self._running:
                 with contextlib.suppress(Exception):
@@ -613,6 +630,14 @@ class Subscriber:
                 self._unconfirmed.discard(seq)
             for seq in results.already_acked_seqs:
                 self._unconfirmed.discard(seq)
+            for seq in results.ignored_seqs:
+                self._unconfirmed.discard(seq)
+            self._ack_done(results.acked_seqs, None)
+            self._ack_done(results.already_acked_seqs, None)
+            self._ack_done(
+                results.ignored_seqs,
+                AckNotConfirmedError("the broker ignored the ack: it had not delivered the message"),
+            )
             self.stats.confirmed_acks += len(results.acked_seqs) + len(results.already_acked_seqs)
         if response.deliveries:
             now = time.monotonic()
@@ -647,7 +672,8 @@ class Subscriber:
             trace_id=d.trace_id,
         )
         work = _Work(message, now, lease_until)
-        message._settle = lambda action, delay: self._settle(work, action, delay)
+        message._settle = lambda action, delay, result: self._settle(work, action, delay, result)
+        message._extend = lambda seconds: self._extend(work, seconds)
         self._inflight[d.seq] = work
         if self._stopping:
             # Held, not started: the broker redelivers it when this stream closes. (Nacking
@@ -669,7 +695,7 @@ class Subscriber:
     def _dispatch(self) -> None:
         assert self._loop is not None
         ordered = self.settings.ordered
-        while self._queue and len(self._running) < self.settings.concurrency and not self._stopping:
+        while self._queue and len(self._running) < self._concurrency and not self._stopping:
             work = self._queue.popleft()
             if work.message.settled is not None:
                 self._forget(work)
@@ -694,8 +720,13 @@ class Subscriber:
                     message_id=message.message_id,
                     body_size=len(message.data),
                     attempt=message.attempt,
-                ):
-                    await self._handle(message)
+                    ordering_key=message.ordering_key,
+                ) as span:
+                    try:
+                        await self._handle(message)
+                    finally:
+                        settled = message.settled
+                        Tracing.set_settlement(span, settled.value if settled is not None else None)
             else:
                 # No tracer provider: the no-op consumer span cost more than the rest of a
                 # message's way through the subscriber.
@@ -758,27 +789,65 @@ class Subscriber:
         if self._inflight.get(work.seq) is work:
             del self._inflight[work.seq]
 
-    def _settle(self, work: _Work, action: SettleAction, delay: float | None) -> bool:
+    def _settle(
+        self, work: _Work, action: SettleAction, delay: float | None, result: AckResult | None
+    ) -> bool:
         """Queues a settlement for the stream; callable from any thread."""
         loop = self._loop
         if loop is None:
             return False
         if threading.get_ident() != self._loop_thread:
-            loop.call_soon_threadsafe(self._apply_settle, work, action, delay)
+            loop.call_soon_threadsafe(self._apply_settle, work, action, delay, result)
         else:
-            self._apply_settle(work, action, delay)
+            self._apply_settle(work, action, delay, result)
         return True
 
-    def _apply_settle(self, work: _Work, action: SettleAction, delay: float | None) -> None:
+    def _apply_settle(
+        self, work: _Work, action: SettleAction, delay: float | None, result: AckResult | None
+    ) -> None:
         if action is SettleAction.ACK:
             self._outbox.acks.append(work.seq)
             self.stats.acked += 1
+            if result is not None:
+                if self._done is None or self._done.done():
+                    result._set(AckNotConfirmedError("the subscriber stopped before the ack was sent"))
+                else:
+                    self._ack_waiters.setdefault(work.seq, []).append(result)
         elif action is SettleAction.NACK:
             self._outbox.nacks.append((work.seq, delay))
             self.stats.nacked += 1
         else:
             self._outbox.terminates.append(work.seq)
             self.stats.terminated += 1
+        self._signal()
+
+    def _ack_done(self, seqs: Collection[int], error: BaseException | None) -> None:
+        """Resolves the ack results of seqs written (without confirm_acks) or confirmed."""
+        if not self._ack_waiters:
+            return
+        for seq in seqs:
+            for result in self._ack_waiters.pop(seq, ()):
+                result._set(error)
+
+    def _extend(self, work: _Work, seconds: float | None) -> bool:
+        """Queues a lease extension asked for by the application; callable from any thread."""
+        loop = self._loop
+        if loop is None or work.message.settled is not None:
+            return False
+        if threading.get_ident() != self._loop_thread:
+            loop.call_soon_threadsafe(self._apply_extend, work, seconds)
+        else:
+            self._apply_extend(work, seconds)
+        return True
+
+    def _apply_extend(self, work: _Work, seconds: float | None) -> None:
+        # A lease of an ended stream is gone: the broker redelivers the message.
+        if work.message.settled is not None or self._inflight.get(work.seq) is not work or self._call is None:
+            return
+        deadline = min(_MAX_DEADLINE, max(_MIN_DEADLINE, seconds or self._ack_deadline))
+        self._outbox.extends.setdefault(int(deadline * 1000), []).append(work.seq)
+        work.lease_until = time.monotonic() + deadline
+        self.stats.extended += 1
         self._signal()
 
     # -- leases -------------------------------------------------------------------------------
@@ -822,6 +891,10 @@ class Subscriber:
     def _finish_lifecycle(self) -> None:
         if self._lease_task is not None and not self._lease_task.done():
             self._lease_task.cancel()
+        waiters, self._ack_waiters = self._ack_waiters, {}
+        for results in waiters.values():
+            for result in results:
+                result._set(AckNotConfirmedError("the subscriber stopped before the ack was confirmed"))
         done = self._done
         if done is None or done.done():
             return

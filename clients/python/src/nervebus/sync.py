@@ -2,7 +2,7 @@
 
 The asyncio client runs on an event loop in a background thread; the methods here block the
 calling thread until the loop has done the work. Handlers of a :class:`Subscriber` are plain
-functions run on a thread pool of ``settings.concurrency`` threads::
+functions run on a thread pool of ``settings.concurrency`` threads (32 when it is not set)::
 
     from nervebus import sync
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import dataclasses
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -49,6 +50,9 @@ T = TypeVar("T")
 
 #: A synchronous message handler. Returning acks the message; raising nacks it.
 SyncHandler = Callable[[ReceivedMessage], Any]
+
+# Handler threads when SubscriberSettings.concurrency is not set.
+_SYNC_THREADS = 32
 
 
 class _LoopThread:
@@ -461,6 +465,14 @@ class Publisher:
         )
         return future.result(timeout)
 
+    def resume_publish(self, ordering_key: str) -> None:
+        """Lets a paused ordering key be published again; see :meth:`nervebus.Publisher.resume_publish`."""
+
+        async def resume() -> None:
+            self._publisher.resume_publish(ordering_key)
+
+        self._client._runner.run(resume())
+
     @overload
     def publish_many(
         self,
@@ -518,7 +530,8 @@ class Publisher:
 class Subscriber:
     """A blocking :class:`nervebus.Subscriber` whose handler is a plain function.
 
-    The handler runs on a pool of ``settings.concurrency`` threads, inside the consumer span
+    The handler runs on a pool of ``settings.concurrency`` threads (32 when it is not set:
+    threads are not as cheap as the tasks of the asyncio subscriber), inside the consumer span
     when tracing is on. Returning acks the message; raising nacks it.
 
     Args:
@@ -542,6 +555,8 @@ class Subscriber:
             raise TypeError("handler must be a callable taking a ReceivedMessage")
         self._client, self._owns_client = _own_client(client)
         settings = settings or SubscriberSettings()
+        if settings.concurrency is None:
+            settings = dataclasses.replace(settings, concurrency=min(_SYNC_THREADS, settings.max_messages))
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.concurrency, thread_name_prefix="nervebus-handler"
         )

@@ -28,6 +28,11 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from ._version import __version__
 
 __all__ = [
+    "ATTR_DELIVERY_ATTEMPT",
+    "ATTR_ORDERING_KEY",
+    "ATTR_OUTCOME",
+    "ATTR_SEQ",
+    "ATTR_SETTLEMENT",
     "MESSAGING_SYSTEM",
     "TRACEPARENT",
     "TRACESTATE",
@@ -42,6 +47,19 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 #: The value of the ``messaging.system`` span attribute.
 MESSAGING_SYSTEM = "nervebus"
+
+# NerveBus's own span attributes, beside the OpenTelemetry messaging conventions; the broker and
+# the other clients use the same names (docs/clients.md, "Tracing").
+#: The message's seq in its topic.
+ATTR_SEQ = "messaging.nervebus.message.seq"
+#: The message's ordering key, when it has one.
+ATTR_ORDERING_KEY = "messaging.nervebus.message.ordering_key"
+#: The delivery attempt (1 for the first delivery).
+ATTR_DELIVERY_ATTEMPT = "messaging.nervebus.message.delivery_attempt"
+#: What the broker did with a published message: appended, duplicate or scheduled.
+ATTR_OUTCOME = "messaging.nervebus.publish.outcome"
+#: How a processed message was settled: ack, nack, terminate, or none.
+ATTR_SETTLEMENT = "messaging.nervebus.settlement"
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -120,7 +138,7 @@ class Tracing:
         body_size: int,
         ordering_key: str,
     ) -> Span | None:
-        """Starts the producer span ``"<topic> publish"`` and injects it into ``attributes``.
+        """Starts the producer span ``"publish <topic>"`` and injects it into ``attributes``.
 
         The span's parent is the context already in ``attributes`` when the caller put a
         ``traceparent`` there, else the current context. The caller ends the span with
@@ -140,20 +158,28 @@ class Tracing:
         if message_id:
             span_attributes["messaging.message.id"] = message_id
         if ordering_key:
-            span_attributes["messaging.nervebus.message.ordering_key"] = ordering_key
+            span_attributes[ATTR_ORDERING_KEY] = ordering_key
         span = self._tracer.start_span(
-            f"{topic} publish", context=parent, kind=SpanKind.PRODUCER, attributes=span_attributes
+            f"publish {topic}", context=parent, kind=SpanKind.PRODUCER, attributes=span_attributes
         )
         inject_context(attributes, trace.set_span_in_context(span, parent))
         return span
 
     @staticmethod
-    def end_publish(span: Span | None, *, seq: int | None = None, error: BaseException | None = None) -> None:
-        """Ends a producer span with the message's seq or the error that failed it."""
+    def end_publish(
+        span: Span | None,
+        *,
+        seq: int | None = None,
+        outcome: str | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Ends a producer span with the message's seq and outcome, or the error that failed it."""
         if span is None:
             return
-        if seq is not None and span.is_recording():
-            span.set_attribute("messaging.nervebus.message.seq", seq)
+        if seq and span.is_recording():
+            span.set_attribute(ATTR_SEQ, seq)
+        if outcome is not None and span.is_recording():
+            span.set_attribute(ATTR_OUTCOME, outcome)
         if error is not None:
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
@@ -170,8 +196,9 @@ class Tracing:
         message_id: str,
         body_size: int,
         attempt: int,
+        ordering_key: str = "",
     ) -> Iterator[Span | None]:
-        """Runs the body inside the consumer span ``"<topic> process"``.
+        """Runs the body inside the consumer span ``"process <topic>"``.
 
         The span is the child of the producer context extracted from ``attributes``, so producer
         and consumer share one trace. It is current while the body runs; an exception escaping
@@ -188,14 +215,16 @@ class Tracing:
             "messaging.operation.name": "process",
             "messaging.operation.type": "process",
             "messaging.message.body.size": body_size,
-            "messaging.nervebus.message.seq": seq,
-            "messaging.nervebus.message.delivery_attempt": attempt,
+            ATTR_SEQ: seq,
+            ATTR_DELIVERY_ATTEMPT: attempt,
             **self._server,
         }
         if message_id:
             span_attributes["messaging.message.id"] = message_id
+        if ordering_key:
+            span_attributes[ATTR_ORDERING_KEY] = ordering_key
         with self._tracer.start_as_current_span(
-            f"{topic} process",
+            f"process {topic}",
             context=extract_context(attributes),
             kind=SpanKind.CONSUMER,
             attributes=span_attributes,
@@ -203,3 +232,9 @@ class Tracing:
             set_status_on_exception=True,
         ) as span:
             yield span
+
+    @staticmethod
+    def set_settlement(span: Span | None, settlement: str | None) -> None:
+        """Records on a consumer span how its message was settled (``none`` when it was not)."""
+        if span is not None and span.is_recording():
+            span.set_attribute(ATTR_SETTLEMENT, settlement or "none")

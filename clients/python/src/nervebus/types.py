@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import enum
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
+
+from .errors import MessageSettledError
 
 __all__ = [
+    "AckResult",
     "Message",
     "Outcome",
     "PublishResult",
@@ -94,6 +100,39 @@ class SettleAction(enum.Enum):
     TERMINATE = "terminate"
 
 
+class AckResult:
+    """The outcome of :meth:`ReceivedMessage.ack_with_result`.
+
+    Await it in async code, or call :meth:`result` from any thread. It succeeds once the broker
+    confirmed the ack as durable (with ``SubscriberSettings.confirm_acks``), or once the ack was
+    written to the stream (without). It raises :class:`nervebus.AckNotConfirmedError` when the
+    subscriber stopped first (the ack may still have been applied) or the broker ignored it,
+    and :class:`nervebus.MessageSettledError` when the message had been settled before.
+    """
+
+    def __init__(self) -> None:
+        self._future: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def done(self) -> bool:
+        """Whether the outcome is known."""
+        return self._future.done()
+
+    def result(self, timeout: float | None = None) -> None:
+        """Blocks until the outcome is known; raises the error, if any."""
+        self._future.result(timeout)
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return asyncio.wrap_future(self._future).__await__()
+
+    def _set(self, error: BaseException | None) -> None:
+        if self._future.done():
+            return
+        if error is None:
+            self._future.set_result(None)
+        else:
+            self._future.set_exception(error)
+
+
 @dataclass(eq=False)
 class ReceivedMessage:
     """One delivery handed to a subscriber's handler.
@@ -126,7 +165,10 @@ class ReceivedMessage:
     publish_time: datetime | None
     attempt: int
     trace_id: str
-    _settle: Callable[[SettleAction, float | None], bool] = field(repr=False, default=lambda a, d: False)
+    _settle: Callable[[SettleAction, float | None, AckResult | None], bool] = field(
+        repr=False, default=lambda a, d, r: False
+    )
+    _extend: Callable[[float | None], bool] = field(repr=False, default=lambda s: False)
     _settled: SettleAction | None = field(repr=False, default=None)
 
     @property
@@ -137,6 +179,26 @@ class ReceivedMessage:
     def ack(self) -> bool:
         """Acks the message: processing is done. Returns False if it was already settled."""
         return self._do(SettleAction.ACK, None)
+
+    def ack_with_result(self) -> AckResult:
+        """Acks the message and returns an :class:`AckResult` that tells whether the broker applied it."""
+        result = AckResult()
+        if not self._do(SettleAction.ACK, None, result):
+            result._set(MessageSettledError(f"message seq {self.seq} was already settled"))
+        return result
+
+    def extend_deadline(self, seconds: float | None = None) -> bool:
+        """Tells the broker the message is still being processed ("in progress").
+
+        Its lease is extended to ``seconds`` from now (1–600; ``None``: the stream's ack
+        deadline), at once, also past ``SubscriberSettings.max_extension``. Returns False when
+        the message is settled or its lease is gone (after a reconnect the broker redelivers it).
+        """
+        if seconds is not None and not 1 <= seconds <= 600:
+            raise ValueError("extend_deadline takes 1–600 seconds")
+        if self._settled is not None:
+            return False
+        return self._extend(seconds)
 
     def nack(self, delay: float | None = None) -> bool:
         """Returns the message for redelivery after ``delay`` seconds.
@@ -155,12 +217,12 @@ class ReceivedMessage:
         """
         return self._do(SettleAction.TERMINATE, None)
 
-    def _do(self, action: SettleAction, delay: float | None) -> bool:
+    def _do(self, action: SettleAction, delay: float | None, result: AckResult | None = None) -> bool:
         with _SETTLE_LOCK:
             if self._settled is not None:
                 return False
             self._settled = action
-        return self._settle(action, delay)
+        return self._settle(action, delay, result)
 
 
 # Settling is check-then-set and may happen on handler threads (the sync wrapper).
