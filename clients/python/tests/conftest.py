@@ -43,6 +43,8 @@ class Broker:
         cmd = [
             "node", str(BROKER_MAIN), "serve",
             "--listen", f"127.0.0.1:{self.port}",
+            # Not the default HTTP port 7071, which another process may hold.
+            "--http-listen", "127.0.0.1:0",
             "--store", f"sqlite:{self.db}",
             "--log-level", "warn",
             *self.extra_args,

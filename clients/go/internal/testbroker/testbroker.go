@@ -137,6 +137,9 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 func (b *Broker) launch(listen string) (string, error) {
 	args := append([]string{b.main, "serve",
 		"--listen", listen,
+		// A restart on the same gRPC port must not fall back to the default HTTP port 7071,
+		// which another process on the machine may hold.
+		"--http-listen", "127.0.0.1:0",
 		"--store", "sqlite:" + filepath.Join(b.dir, "nb.db"),
 		"--log-level", "info",
 		// A client that disconnects just as SIGTERM arrives can make the broker wait the

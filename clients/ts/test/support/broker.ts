@@ -21,7 +21,18 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
 }
 
 /** Flags every test broker gets: quick heartbeats and shutdowns, quiet logs. */
-const BASE_FLAGS = ["--heartbeat-ms", "500", "--shutdown-grace-ms", "1000", "--log-level", "warn"];
+const BASE_FLAGS = [
+  "--heartbeat-ms",
+  "500",
+  "--shutdown-grace-ms",
+  "1000",
+  "--log-level",
+  "warn",
+  // Not the default HTTP port 7071 (a fixed gRPC port turns the automatic choice off), which
+  // another process, or this broker before its restart, may hold.
+  "--http-listen",
+  "127.0.0.1:0",
+];
 
 /**
  * A real broker process on 127.0.0.1 with a SQLite file in a temporary folder. restart() starts
