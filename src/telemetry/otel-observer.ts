@@ -16,6 +16,17 @@ import type { Metrics } from "./metrics.js";
 const MAX_LINKS = 128;
 
 /** The context a message was published with (its traceparent/tracestate attributes). */
+
+/** The attributes every span on a subscription's side carries. */
+function consumerSide(topic: string, subscription: string): Record<string, string> {
+  return {
+    [ATTR.system]: SYSTEM,
+    [ATTR.destination]: topic,
+    [ATTR.subscription]: subscription,
+    [ATTR.consumerGroup]: subscription,
+  };
+}
+
 export function messageContext(attributes: Record<string, string> | undefined): Context {
   if (attributes?.traceparent === undefined) return ROOT_CONTEXT;
   return propagation.extract(ROOT_CONTEXT, attributes);
@@ -113,10 +124,7 @@ export function otelObserver(
       if (tracer === undefined) return;
       for (const d of deliveries) {
         messageSpan(`deliver ${topic}`, SpanKind.PRODUCER, d.message.attributes, {
-          [ATTR.system]: SYSTEM,
-          [ATTR.destination]: topic,
-          [ATTR.subscription]: subscription,
-          [ATTR.consumerGroup]: subscription,
+          ...consumerSide(topic, subscription),
           // The broker's side of the consumer's receive.
           [ATTR.operationType]: "receive",
           [ATTR.operationName]: "deliver",
@@ -140,10 +148,7 @@ export function otelObserver(
           SpanKind.SERVER,
           { traceparent: m.traceparent },
           {
-            [ATTR.system]: SYSTEM,
-            [ATTR.destination]: topic,
-            [ATTR.subscription]: subscription,
-            [ATTR.consumerGroup]: subscription,
+            ...consumerSide(topic, subscription),
             [ATTR.operationType]: "settle",
             [ATTR.operationName]: "settle",
             [ATTR.settlement]: outcome,

@@ -259,9 +259,9 @@ export class SqliteStore implements core.Store {
           );
           for (const r of q.rows) {
             if (stmt.run(r.seq, r.publishTime, r.meta, r.data).changes === 1) continue;
-            const stored = this.#stmt(`SELECT published_at, meta, data FROM ${table} WHERE seq = ?`).get(r.seq) as
-              | Row
-              | undefined;
+            const stored = this.#stmt(`SELECT published_at, meta, data FROM ${table} WHERE seq = ?`).get(
+              r.seq,
+            ) as Row | undefined;
             if (
               stored === undefined ||
               stored.published_at !== r.publishTime ||
