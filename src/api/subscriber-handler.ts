@@ -93,6 +93,8 @@ function toSeqs(seqs: readonly bigint[]): number[] {
 
 /** Bytes of deliveries a stream may have waiting for the transport before it counts as congested. */
 const SEND_BUFFER_BYTES = 1 << 20;
+/** Answers waiting for the transport past which a stream's requests are not read any more. */
+const READ_PAUSE_BYTES = 4 << 20;
 
 /**
  * One Receive stream. Requests are handled strictly in order; the first attaches the stream to
@@ -108,6 +110,8 @@ class ReceiveSession implements ConsumerSink {
   #unsent = 0;
   /** Whether this stream told its subscription it is congested by #unsent. */
   #held = false;
+  /** Whether this stream's requests are not read until its answers go out. */
+  #readPaused = false;
   #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(
@@ -143,13 +147,7 @@ class ReceiveSession implements ConsumerSink {
     // congested once SEND_BUFFER_BYTES wait for the transport, and resumes when they went out.
     this.#unsent += bytes.byteLength;
     const size = bytes.byteLength;
-    const open = this.#write(preEncoded(ReceiveResponseSchema, bytes), () => {
-      this.#unsent -= size;
-      if (this.#held && this.#unsent <= SEND_BUFFER_BYTES / 2) {
-        this.#held = false;
-        if (this.#attachment && !this.#ended) this.#attachment.subscription.resume(this.#attachment.consumer);
-      }
-    });
+    const open = this.#write(preEncoded(ReceiveResponseSchema, bytes), () => this.#sent(size));
     if (this.#unsent > SEND_BUFFER_BYTES) {
       this.#held = true;
       return false;
@@ -158,6 +156,11 @@ class ReceiveSession implements ConsumerSink {
   }
 
   ackResults(acked: readonly number[], alreadyAcked: readonly number[], ignored: readonly number[]): void {
+    // Counted like deliveries: a client that acks with confirmations and never reads them would
+    // otherwise make them pile up. Past the bound this stream's requests are not read any more
+    // (HTTP/2 flow control then stops the client) until its answers went out.
+    const size = 16 + 10 * (acked.length + alreadyAcked.length + ignored.length);
+    this.#unsent += size;
     this.#write(
       create(ReceiveResponseSchema, {
         ackResults: create(AckResultsSchema, {
@@ -166,7 +169,25 @@ class ReceiveSession implements ConsumerSink {
           ignoredSeqs: ignored.map((s) => BigInt(s)),
         }),
       }),
+      () => this.#sent(size),
     );
+    if (this.#unsent > READ_PAUSE_BYTES && !this.#readPaused) {
+      this.#readPaused = true;
+      this.call.pause();
+    }
+  }
+
+  /** `size` bytes of answers went to the transport: resume what waited for room. */
+  #sent(size: number): void {
+    this.#unsent -= size;
+    if (this.#held && this.#unsent <= SEND_BUFFER_BYTES / 2) {
+      this.#held = false;
+      if (this.#attachment && !this.#ended) this.#attachment.subscription.resume(this.#attachment.consumer);
+    }
+    if (this.#readPaused && this.#unsent <= SEND_BUFFER_BYTES / 2) {
+      this.#readPaused = false;
+      this.call.resume();
+    }
   }
 
   /** Ends the stream with the error's status. */

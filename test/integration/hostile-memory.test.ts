@@ -234,3 +234,48 @@ test("100 streams with big windows that never read: each stream's send buffer is
   assert.equal(new Set(seqsOf(s.deliveries)).size, 2000);
   await s.end();
 });
+
+test("a stream that acks with confirmations and never reads them: memory stays bounded", async () => {
+  await client.publish("confirm-flood", ["a"]);
+  const raw = rawClient();
+  const call = raw.makeBidiStreamRequest(
+    "/nervebus.v1.SubscriberService/Receive",
+    (b: Buffer) => b,
+    (b: Buffer) => b,
+  );
+  call.on("error", () => undefined);
+  call.pause(); // never reads: every confirmation stays with the broker unless it stops reading
+  const { create, toBinary } = await import("@bufbuild/protobuf");
+  const { ReceiveRequestSchema } = await import("../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js");
+  const frame = (req: Parameters<typeof create<typeof ReceiveRequestSchema>>[1]) =>
+    Buffer.from(toBinary(ReceiveRequestSchema, create(ReceiveRequestSchema, req)));
+  call.write(
+    frame({
+      subscribe: {
+        topic: "confirm-flood",
+        subscription: "s",
+        window: { maxMessages: 10, maxBytes: 0n },
+        start: { case: "startPoint", value: 1 },
+        confirmAcks: true,
+      },
+    }),
+  );
+  // 2,000 requests acking seq 1 20,000 times each: ~400 MB of confirmations if all were read.
+  const ack = frame({ ackSeqs: new Array<bigint>(20_000).fill(1n) });
+  let written = 0;
+  const until = Date.now() + 8000;
+  while (written < 2000 && Date.now() < until) {
+    written++;
+    if (!call.write(ack)) {
+      const drained = await Promise.race([
+        new Promise<boolean>((r) => call.once("drain", () => r(true))),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 2000)),
+      ]);
+      if (!drained) break;
+    }
+  }
+  call.cancel();
+  raw.close();
+  assert.ok(written > 0);
+  await assertHealthy("the confirmation flood");
+});
