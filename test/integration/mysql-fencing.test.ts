@@ -164,7 +164,11 @@ test("mysql: a broker whose connections are cut while a second one takes over co
       const text = await (await fetch(`http://${bus.httpAddress}/metrics`)).text();
       return Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(text)?.[1]);
     };
-    assert.equal(await gauge(a, "nervebus_store_owner_valid"), 0, "A's metrics say it does not own the store");
+    assert.equal(
+      await gauge(a, "nervebus_store_owner_valid"),
+      0,
+      "A's metrics say it does not own the store",
+    );
     assert.equal(await gauge(b, "nervebus_store_owner_valid"), 1);
     assert.equal(await gauge(b, "nervebus_store_owner_epoch"), 2, "B took over at epoch 2");
     assert.match(a.broker.fenced.message, /no longer owns the store/);
