@@ -95,6 +95,10 @@ function toSeqs(seqs: readonly bigint[]): number[] {
 const SEND_BUFFER_BYTES = 1 << 20;
 /** Answers waiting for the transport past which a stream's requests are not read any more. */
 const READ_PAUSE_BYTES = 4 << 20;
+/** Ack confirmations waiting for a state write past which a stream's requests are not read. */
+const MAX_UNCONFIRMED = 100_000;
+/** Requests read and waiting to be handled past which a stream's requests are not read. */
+const MAX_QUEUED_REQUESTS = 16;
 
 /**
  * One Receive stream. Requests are handled strictly in order; the first attaches the stream to
@@ -112,6 +116,8 @@ class ReceiveSession implements ConsumerSink {
   #held = false;
   /** Whether this stream's requests are not read until its answers go out. */
   #readPaused = false;
+  /** Requests read and not handled yet. */
+  #queued = 0;
   #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(
@@ -124,7 +130,16 @@ class ReceiveSession implements ConsumerSink {
 
   start(): void {
     this.call.on("data", (req: ReceiveRequest) => {
-      this.#chain = this.#chain.then(() => this.#handle(req)).catch((err: unknown) => this.fail(err));
+      // Requests are handled one after another; those read meanwhile wait here. A client that
+      // sends faster than they are handled is not read until the queue is short again.
+      if (++this.#queued > MAX_QUEUED_REQUESTS) this.#pauseReading();
+      this.#chain = this.#chain
+        .then(() => this.#handle(req))
+        .catch((err: unknown) => this.fail(err))
+        .finally(() => {
+          this.#queued--;
+          this.#maybeResumeReading();
+        });
     });
     // The client half-closed: nothing more will be acked on this stream, so end it.
     this.call.on("end", () => {
@@ -171,10 +186,14 @@ class ReceiveSession implements ConsumerSink {
       }),
       () => this.#sent(size),
     );
-    if (this.#unsent > READ_PAUSE_BYTES && !this.#readPaused) {
-      this.#readPaused = true;
-      this.call.pause();
-    }
+    if (this.#unsent > READ_PAUSE_BYTES) this.#pauseReading();
+  }
+
+  /** Stops reading this stream's requests until its answers went out (see #sent). */
+  #pauseReading(): void {
+    if (this.#readPaused) return;
+    this.#readPaused = true;
+    this.call.pause();
   }
 
   /** `size` bytes of answers went to the transport: resume what waited for room. */
@@ -184,10 +203,17 @@ class ReceiveSession implements ConsumerSink {
       this.#held = false;
       if (this.#attachment && !this.#ended) this.#attachment.subscription.resume(this.#attachment.consumer);
     }
-    if (this.#readPaused && this.#unsent <= SEND_BUFFER_BYTES / 2) {
-      this.#readPaused = false;
-      this.call.resume();
-    }
+    this.#maybeResumeReading();
+  }
+
+  /** Reads requests again once every reason to pause is gone. */
+  #maybeResumeReading(): void {
+    if (!this.#readPaused || this.#ended) return;
+    if (this.#unsent > SEND_BUFFER_BYTES / 2 || this.#queued > MAX_QUEUED_REQUESTS / 2) return;
+    const a = this.#attachment;
+    if (a?.consumer.confirmAcks && a.subscription.unconfirmed(a.consumer) > MAX_UNCONFIRMED) return;
+    this.#readPaused = false;
+    this.call.resume();
   }
 
   /** Ends the stream with the error's status. */
@@ -219,7 +245,13 @@ class ReceiveSession implements ConsumerSink {
       );
     }
     const { subscription, consumer } = attachment;
-    if (req.ackSeqs.length > 0) subscription.ack(consumer, toSeqs(req.ackSeqs));
+    if (req.ackSeqs.length > 0) {
+      subscription.ack(consumer, toSeqs(req.ackSeqs));
+      // Confirmations wait for the next state write; a client acking the same seqs over and over
+      // would pile them up meanwhile (1 GB in a test): past the bound its requests are not read
+      // until they went out.
+      if (consumer.confirmAcks && subscription.unconfirmed(consumer) > MAX_UNCONFIRMED) this.#pauseReading();
+    }
     for (let i = 0; i < req.nacks.length; i++) {
       const n = req.nacks[i]!;
       let delay: number | undefined;

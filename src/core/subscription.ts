@@ -278,6 +278,12 @@ export class Subscription {
     this.#deadLetter(letters, "terminated");
   }
 
+  /** Ack confirmations of `consumer` waiting for the next state write (seqs in all lists). */
+  unconfirmed(consumer: Consumer): number {
+    const list = this.#unconfirmed.get(consumer);
+    return list === undefined ? 0 : list.acked.length + list.already.length + list.ignored.length;
+  }
+
   /** Timer entries held (leases, redeliveries; stale ones included until compacted). */
   get timerEntries(): number {
     return this.#timers.size;
