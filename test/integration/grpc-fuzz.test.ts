@@ -10,6 +10,7 @@ import { SendPackRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/publ
 import { ReceiveRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import type { NerveBus } from "../../src/nervebus.js";
 import { startBroker, TestClient } from "../support/broker.js";
+import { prng } from "../support/prng.js";
 
 /**
  * A few hundred malformed or mutated request frames on every RPC: each call must end with a
@@ -34,17 +35,6 @@ let bus: NerveBus;
 let client: TestClient;
 let raw: grpc.Client;
 const canary = new Map<number, string>();
-
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Random bytes, or a valid request with a few bytes flipped, cut short or extended. */
 function fuzzFrame(rand: () => number, valid: Buffer): Buffer {

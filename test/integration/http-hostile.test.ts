@@ -11,6 +11,7 @@ import { loadConfig } from "../../src/config/index.js";
 import { type NerveBus, startNerveBus } from "../../src/nervebus.js";
 import type { Logger } from "../../src/telemetry/index.js";
 import { healthClient, healthStatus, quietLog, startBroker, TestClient } from "../support/broker.js";
+import { prng } from "../support/prng.js";
 
 /** NERVEBUS_FUZZ_SEED=n replays another run; a failure message names the seed and the case. */
 const SEED = Number(process.env.NERVEBUS_FUZZ_SEED ?? 20_240_612);
@@ -233,18 +234,6 @@ test("an exception or a rejection in a handler is a 500, never a crash", async (
   await assertAlive("handler faults");
   assert.deepEqual(escaped, []);
 });
-
-/** A seeded PRNG (mulberry32): the same seed gives the same requests on every machine. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 const ROUTES = [
   "/",

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Broker, type ConsumerSink, type Delivered } from "../../src/core/index.js";
-import { SqliteStore } from "../../src/store/index.js";
+import type { ConsumerSink, Delivered } from "../../src/core/index.js";
+import { coreBroker } from "../support/core-broker.js";
 
 class Recorder implements ConsumerSink {
   readonly received: { seq: number; attempt: number; at: number }[] = [];
@@ -17,29 +17,7 @@ class Recorder implements ConsumerSink {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function setUp() {
-  const broker = new Broker(SqliteStore.open(":memory:"), {
-    defaultShards: 1,
-    autoCreate: true,
-    maxMessageBytes: 1 << 20,
-    maxPackMessages: 1000,
-    maxPackBytes: 1 << 24,
-    writeBufferBytes: 1 << 26,
-    tailCacheBytes: 1 << 20,
-    confirmTimeoutMs: 10_000,
-    statePersistIntervalMs: 50,
-    retentionIntervalMs: 60_000,
-    topicDefaults: { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 0, ephemeral: false },
-    subscriptionDefaults: {
-      ackDeadlineMs: 1000,
-      minBackoffMs: 0,
-      maxBackoffMs: 0,
-      maxDeliveryAttempts: 0,
-      deadLetterTopic: "",
-      ordering: false,
-      paused: false,
-    },
-    log: () => {},
-  });
+  const broker = coreBroker({}, 1000);
   const message = (s: string) => ({
     data: Buffer.from(s),
     attributes: {},

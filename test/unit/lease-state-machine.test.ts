@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { Broker, type ConsumerSink, type Delivered } from "../../src/core/index.js";
-import { SqliteStore } from "../../src/store/index.js";
+import type { ConsumerSink, Delivered } from "../../src/core/index.js";
+import { coreBroker } from "../support/core-broker.js";
 
 /** A consumer as the property sees it: what it holds and everything it was ever sent. */
 class Recorder implements ConsumerSink {
@@ -42,29 +42,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 test("property: windows hold, a message is leased to one consumer at a time, acked messages never come back, all get delivered", async () => {
   await fc.assert(
     fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 40 }), async (ops) => {
-      const broker = new Broker(SqliteStore.open(":memory:"), {
-        defaultShards: 2,
-        autoCreate: true,
-        maxMessageBytes: 1 << 20,
-        maxPackMessages: 1000,
-        maxPackBytes: 1 << 24,
-        writeBufferBytes: 1 << 26,
-        tailCacheBytes: 1 << 20,
-        confirmTimeoutMs: 10_000,
-        statePersistIntervalMs: 5,
-        retentionIntervalMs: 60_000,
-        topicDefaults: { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 0, ephemeral: false },
-        subscriptionDefaults: {
-          ackDeadlineMs: 600_000,
-          minBackoffMs: 0,
-          maxBackoffMs: 0,
-          maxDeliveryAttempts: 0,
-          deadLetterTopic: "",
-          ordering: false,
-          paused: false,
-        },
-        log: () => {},
-      });
+      const broker = coreBroker({ defaultShards: 2, statePersistIntervalMs: 5 }, 600_000);
       const live: {
         rec: Recorder;
         detach: () => void;

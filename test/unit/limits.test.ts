@@ -17,17 +17,10 @@ import {
   SHARDS,
   WINDOW_MAX_MESSAGES,
 } from "../../src/core/limits.js";
+import { PLAIN_SUBSCRIPTION, PLAIN_TOPIC } from "../support/core-broker.js";
 
-const subscription = {
-  ackDeadlineMs: 30_000,
-  minBackoffMs: 0,
-  maxBackoffMs: 0,
-  maxDeliveryAttempts: 0,
-  deadLetterTopic: "",
-  ordering: false,
-  paused: false,
-};
-const topic = { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 0, ephemeral: false };
+const subscription = PLAIN_SUBSCRIPTION;
+const topic = PLAIN_TOPIC;
 
 test("each bound lets its ends through and refuses one past them", () => {
   const ends = (b: Bounds, check: (v: number) => unknown) => {
