@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the Go client needs to generate code and run its tests: the protoc plugins at
-# pinned versions into /work/main/.tools/bin (GOBIN, gitignored), then the module's
+# Installs what the Go client needs to generate code and run its tests: the protoc plugins (and
+# grpcurl, for the broker's reflection test) at pinned versions into /work/main/.tools/bin (GOBIN, gitignored), then the module's
 # dependencies. Idempotent: a plugin is installed only when missing or at another version.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -10,6 +10,8 @@ repo="$(cd "$here/../.." && pwd)"
 # google.golang.org/protobuf, protoc-gen-go-grpc emits code for the grpc version in go.mod.
 PROTOC_GEN_GO_VERSION="v1.36.12"
 PROTOC_GEN_GO_GRPC_VERSION="v1.6.2"
+# grpcurl: the reflection test drives it as a user would (test/telemetry/health-reflection.test.ts).
+GRPCURL_VERSION="v1.9.3"
 
 export GOBIN="$repo/.tools/bin"
 mkdir -p "$GOBIN"
@@ -34,6 +36,12 @@ fi
 if [ "$(installed_version protoc-gen-go-grpc)" != "${PROTOC_GEN_GO_GRPC_VERSION#v}" ]; then
   log "go install protoc-gen-go-grpc@$PROTOC_GEN_GO_GRPC_VERSION"
   go install "google.golang.org/grpc/cmd/protoc-gen-go-grpc@$PROTOC_GEN_GO_GRPC_VERSION"
+fi
+
+# grpcurl built by go install reports no version ("dev build"): installed once, at the pin.
+if [ ! -x "$GOBIN/grpcurl" ]; then
+  log "go install grpcurl@$GRPCURL_VERSION"
+  go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
 fi
 
 # Module dependencies: a no-op (and offline) when the module cache already has them.
