@@ -264,6 +264,316 @@ func (x *MessageResult) GetTraceId() string {
 	return ""
 }
 
+// PublishRequest is one message of a Publish stream: the first carries `open` (and may carry a
+// first batch), every later one a batch.
+type PublishRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Opens the stream. First request only.
+	Open *PublishOpen `protobuf:"bytes,1,opt,name=open,proto3" json:"open,omitempty"`
+	// One batch: at least one message, within the credit left. Its messages get consecutive seqs
+	// after those of the stream's previous batch (messages of other producers may come between
+	// batches, never within one).
+	Messages      []*Message `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishRequest) Reset() {
+	*x = PublishRequest{}
+	mi := &file_nervebus_v1_publisher_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishRequest) ProtoMessage() {}
+
+func (x *PublishRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_publisher_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
+func (*PublishRequest) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_publisher_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PublishRequest) GetOpen() *PublishOpen {
+	if x != nil {
+		return x.Open
+	}
+	return nil
+}
+
+func (x *PublishRequest) GetMessages() []*Message {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+// PublishOpen names the topic of a Publish stream and asks for credit.
+type PublishOpen struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The topic: 1–128 characters of [A-Za-z0-9._-]. Created on first use unless the broker
+	// forbids it.
+	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// The most messages the stream may have sent and not had confirmed. 0 means the broker's
+	// largest (its max pack count, default 10000); more is lowered to that.
+	MaxMessages uint32 `protobuf:"varint,2,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"`
+	// The most bytes likewise. 0 means the broker's largest (its max pack bytes, default 16 MiB);
+	// more is lowered to that.
+	MaxBytes uint64 `protobuf:"varint,3,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	// Fire and forget: the broker sends no confirms, only credit as it comes back (once the
+	// batches are appended, durable on a stored topic). Errors still end the stream.
+	NoConfirms    bool `protobuf:"varint,4,opt,name=no_confirms,json=noConfirms,proto3" json:"no_confirms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishOpen) Reset() {
+	*x = PublishOpen{}
+	mi := &file_nervebus_v1_publisher_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishOpen) ProtoMessage() {}
+
+func (x *PublishOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_publisher_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishOpen.ProtoReflect.Descriptor instead.
+func (*PublishOpen) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_publisher_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PublishOpen) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *PublishOpen) GetMaxMessages() uint32 {
+	if x != nil {
+		return x.MaxMessages
+	}
+	return 0
+}
+
+func (x *PublishOpen) GetMaxBytes() uint64 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+func (x *PublishOpen) GetNoConfirms() bool {
+	if x != nil {
+		return x.NoConfirms
+	}
+	return false
+}
+
+// PublishResponse is one message of the broker on a Publish stream; any combination of fields
+// may be set.
+type PublishResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The credit granted: the stream's total, all of it free. First response only.
+	Opened *PublishCredit `protobuf:"bytes,1,opt,name=opened,proto3" json:"opened,omitempty"`
+	// Confirms of durable batches, in batch order.
+	Confirms []*BatchConfirm `protobuf:"bytes,2,rep,name=confirms,proto3" json:"confirms,omitempty"`
+	// Credit given back (by batches appended since the last response).
+	Credit        *PublishCredit `protobuf:"bytes,3,opt,name=credit,proto3" json:"credit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishResponse) Reset() {
+	*x = PublishResponse{}
+	mi := &file_nervebus_v1_publisher_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishResponse) ProtoMessage() {}
+
+func (x *PublishResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_publisher_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
+func (*PublishResponse) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_publisher_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PublishResponse) GetOpened() *PublishCredit {
+	if x != nil {
+		return x.Opened
+	}
+	return nil
+}
+
+func (x *PublishResponse) GetConfirms() []*BatchConfirm {
+	if x != nil {
+		return x.Confirms
+	}
+	return nil
+}
+
+func (x *PublishResponse) GetCredit() *PublishCredit {
+	if x != nil {
+		return x.Credit
+	}
+	return nil
+}
+
+// PublishCredit is an amount of credit.
+type PublishCredit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Messages.
+	Messages uint32 `protobuf:"varint,1,opt,name=messages,proto3" json:"messages,omitempty"`
+	// Bytes: per message its data, attribute keys and values, ordering key and message id.
+	Bytes         uint64 `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishCredit) Reset() {
+	*x = PublishCredit{}
+	mi := &file_nervebus_v1_publisher_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishCredit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishCredit) ProtoMessage() {}
+
+func (x *PublishCredit) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_publisher_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishCredit.ProtoReflect.Descriptor instead.
+func (*PublishCredit) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_publisher_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PublishCredit) GetMessages() uint32 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+func (x *PublishCredit) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+// BatchConfirm confirms one durable batch.
+type BatchConfirm struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch's number on the stream: 1 for the first batch, 2 for the next, and so on.
+	Batch uint64 `protobuf:"varint,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	// What SendPack would have answered for it.
+	Result        *SendPackResponse `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchConfirm) Reset() {
+	*x = BatchConfirm{}
+	mi := &file_nervebus_v1_publisher_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchConfirm) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchConfirm) ProtoMessage() {}
+
+func (x *BatchConfirm) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_publisher_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchConfirm.ProtoReflect.Descriptor instead.
+func (*BatchConfirm) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_publisher_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *BatchConfirm) GetBatch() uint64 {
+	if x != nil {
+		return x.Batch
+	}
+	return 0
+}
+
+func (x *BatchConfirm) GetResult() *SendPackResponse {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
 var File_nervebus_v1_publisher_proto protoreflect.FileDescriptor
 
 const file_nervebus_v1_publisher_proto_rawDesc = "" +
@@ -284,9 +594,29 @@ const file_nervebus_v1_publisher_proto_rawDesc = "" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OUTCOME_APPENDED\x10\x01\x12\x15\n" +
 	"\x11OUTCOME_DUPLICATE\x10\x02\x12\x15\n" +
-	"\x11OUTCOME_SCHEDULED\x10\x032[\n" +
+	"\x11OUTCOME_SCHEDULED\x10\x03\"p\n" +
+	"\x0ePublishRequest\x12,\n" +
+	"\x04open\x18\x01 \x01(\v2\x18.nervebus.v1.PublishOpenR\x04open\x120\n" +
+	"\bmessages\x18\x02 \x03(\v2\x14.nervebus.v1.MessageR\bmessages\"\x84\x01\n" +
+	"\vPublishOpen\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12!\n" +
+	"\fmax_messages\x18\x02 \x01(\rR\vmaxMessages\x12\x1b\n" +
+	"\tmax_bytes\x18\x03 \x01(\x04R\bmaxBytes\x12\x1f\n" +
+	"\vno_confirms\x18\x04 \x01(\bR\n" +
+	"noConfirms\"\xb0\x01\n" +
+	"\x0fPublishResponse\x122\n" +
+	"\x06opened\x18\x01 \x01(\v2\x1a.nervebus.v1.PublishCreditR\x06opened\x125\n" +
+	"\bconfirms\x18\x02 \x03(\v2\x19.nervebus.v1.BatchConfirmR\bconfirms\x122\n" +
+	"\x06credit\x18\x03 \x01(\v2\x1a.nervebus.v1.PublishCreditR\x06credit\"A\n" +
+	"\rPublishCredit\x12\x1a\n" +
+	"\bmessages\x18\x01 \x01(\rR\bmessages\x12\x14\n" +
+	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\"[\n" +
+	"\fBatchConfirm\x12\x14\n" +
+	"\x05batch\x18\x01 \x01(\x04R\x05batch\x125\n" +
+	"\x06result\x18\x02 \x01(\v2\x1d.nervebus.v1.SendPackResponseR\x06result2\xa5\x01\n" +
 	"\x10PublisherService\x12G\n" +
-	"\bSendPack\x12\x1c.nervebus.v1.SendPackRequest\x1a\x1d.nervebus.v1.SendPackResponseBDZBgithub.com/nervebus/nervebus/clients/go/gen/nervebus/v1;nervebusv1b\x06proto3"
+	"\bSendPack\x12\x1c.nervebus.v1.SendPackRequest\x1a\x1d.nervebus.v1.SendPackResponse\x12H\n" +
+	"\aPublish\x12\x1b.nervebus.v1.PublishRequest\x1a\x1c.nervebus.v1.PublishResponse(\x010\x01BDZBgithub.com/nervebus/nervebus/clients/go/gen/nervebus/v1;nervebusv1b\x06proto3"
 
 var (
 	file_nervebus_v1_publisher_proto_rawDescOnce sync.Once
@@ -301,25 +631,38 @@ func file_nervebus_v1_publisher_proto_rawDescGZIP() []byte {
 }
 
 var file_nervebus_v1_publisher_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_nervebus_v1_publisher_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_nervebus_v1_publisher_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_nervebus_v1_publisher_proto_goTypes = []any{
 	(MessageResult_Outcome)(0), // 0: nervebus.v1.MessageResult.Outcome
 	(*SendPackRequest)(nil),    // 1: nervebus.v1.SendPackRequest
 	(*SendPackResponse)(nil),   // 2: nervebus.v1.SendPackResponse
 	(*MessageResult)(nil),      // 3: nervebus.v1.MessageResult
-	(*Message)(nil),            // 4: nervebus.v1.Message
+	(*PublishRequest)(nil),     // 4: nervebus.v1.PublishRequest
+	(*PublishOpen)(nil),        // 5: nervebus.v1.PublishOpen
+	(*PublishResponse)(nil),    // 6: nervebus.v1.PublishResponse
+	(*PublishCredit)(nil),      // 7: nervebus.v1.PublishCredit
+	(*BatchConfirm)(nil),       // 8: nervebus.v1.BatchConfirm
+	(*Message)(nil),            // 9: nervebus.v1.Message
 }
 var file_nervebus_v1_publisher_proto_depIdxs = []int32{
-	4, // 0: nervebus.v1.SendPackRequest.messages:type_name -> nervebus.v1.Message
-	3, // 1: nervebus.v1.SendPackResponse.results:type_name -> nervebus.v1.MessageResult
-	0, // 2: nervebus.v1.MessageResult.outcome:type_name -> nervebus.v1.MessageResult.Outcome
-	1, // 3: nervebus.v1.PublisherService.SendPack:input_type -> nervebus.v1.SendPackRequest
-	2, // 4: nervebus.v1.PublisherService.SendPack:output_type -> nervebus.v1.SendPackResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	9,  // 0: nervebus.v1.SendPackRequest.messages:type_name -> nervebus.v1.Message
+	3,  // 1: nervebus.v1.SendPackResponse.results:type_name -> nervebus.v1.MessageResult
+	0,  // 2: nervebus.v1.MessageResult.outcome:type_name -> nervebus.v1.MessageResult.Outcome
+	5,  // 3: nervebus.v1.PublishRequest.open:type_name -> nervebus.v1.PublishOpen
+	9,  // 4: nervebus.v1.PublishRequest.messages:type_name -> nervebus.v1.Message
+	7,  // 5: nervebus.v1.PublishResponse.opened:type_name -> nervebus.v1.PublishCredit
+	8,  // 6: nervebus.v1.PublishResponse.confirms:type_name -> nervebus.v1.BatchConfirm
+	7,  // 7: nervebus.v1.PublishResponse.credit:type_name -> nervebus.v1.PublishCredit
+	2,  // 8: nervebus.v1.BatchConfirm.result:type_name -> nervebus.v1.SendPackResponse
+	1,  // 9: nervebus.v1.PublisherService.SendPack:input_type -> nervebus.v1.SendPackRequest
+	4,  // 10: nervebus.v1.PublisherService.Publish:input_type -> nervebus.v1.PublishRequest
+	2,  // 11: nervebus.v1.PublisherService.SendPack:output_type -> nervebus.v1.SendPackResponse
+	6,  // 12: nervebus.v1.PublisherService.Publish:output_type -> nervebus.v1.PublishResponse
+	11, // [11:13] is the sub-list for method output_type
+	9,  // [9:11] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_nervebus_v1_publisher_proto_init() }
@@ -334,7 +677,7 @@ func file_nervebus_v1_publisher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_nervebus_v1_publisher_proto_rawDesc), len(file_nervebus_v1_publisher_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	PublisherService_SendPack_FullMethodName = "/nervebus.v1.PublisherService/SendPack"
+	PublisherService_Publish_FullMethodName  = "/nervebus.v1.PublisherService/Publish"
 )
 
 // PublisherServiceClient is the client API for PublisherService service.
@@ -39,6 +40,21 @@ type PublisherServiceClient interface {
 	//   - UNAVAILABLE: the store is unreachable or the broker is shutting down. The outcome may be
 	//     unknown: retry with the same message ids to stay idempotent.
 	SendPack(ctx context.Context, in *SendPackRequest, opts ...grpc.CallOption) (*SendPackResponse, error)
+	// Publish is SendPack as a stream, for high-rate producers: the first request opens the
+	// stream on one topic; every later request carries one batch, which the broker appends as
+	// SendPack appends a pack (the same validation, rights, quotas and per-message results), in
+	// stream order. The broker grants credit (messages and bytes, counted as the max message size
+	// counts them) in `opened` and gives it back as batches are confirmed; a batch needs the credit
+	// it uses. Each batch is confirmed once durable, in batch order, unless the stream was opened
+	// with `no_confirms`. The first error ends the stream; batches confirmed before it are durable,
+	// later ones may or may not be (retry them with the same message ids). Errors:
+	//   - INVALID_ARGUMENT: a bad topic, an empty batch, a message over a size limit (the message
+	//     names the batch and the field);
+	//   - FAILED_PRECONDITION: the first request had no `open`, or a later one had;
+	//   - RESOURCE_EXHAUSTED: a batch over the credit left (the message names both), the publish
+	//     quota, or the write buffers stayed full;
+	//   - NOT_FOUND, PERMISSION_DENIED, UNAVAILABLE: as SendPack.
+	Publish(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishRequest, PublishResponse], error)
 }
 
 type publisherServiceClient struct {
@@ -59,6 +75,19 @@ func (c *publisherServiceClient) SendPack(ctx context.Context, in *SendPackReque
 	return out, nil
 }
 
+func (c *publisherServiceClient) Publish(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishRequest, PublishResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &PublisherService_ServiceDesc.Streams[0], PublisherService_Publish_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PublishRequest, PublishResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PublisherService_PublishClient = grpc.BidiStreamingClient[PublishRequest, PublishResponse]
+
 // PublisherServiceServer is the server API for PublisherService service.
 // All implementations must embed UnimplementedPublisherServiceServer
 // for forward compatibility.
@@ -76,6 +105,21 @@ type PublisherServiceServer interface {
 	//   - UNAVAILABLE: the store is unreachable or the broker is shutting down. The outcome may be
 	//     unknown: retry with the same message ids to stay idempotent.
 	SendPack(context.Context, *SendPackRequest) (*SendPackResponse, error)
+	// Publish is SendPack as a stream, for high-rate producers: the first request opens the
+	// stream on one topic; every later request carries one batch, which the broker appends as
+	// SendPack appends a pack (the same validation, rights, quotas and per-message results), in
+	// stream order. The broker grants credit (messages and bytes, counted as the max message size
+	// counts them) in `opened` and gives it back as batches are confirmed; a batch needs the credit
+	// it uses. Each batch is confirmed once durable, in batch order, unless the stream was opened
+	// with `no_confirms`. The first error ends the stream; batches confirmed before it are durable,
+	// later ones may or may not be (retry them with the same message ids). Errors:
+	//   - INVALID_ARGUMENT: a bad topic, an empty batch, a message over a size limit (the message
+	//     names the batch and the field);
+	//   - FAILED_PRECONDITION: the first request had no `open`, or a later one had;
+	//   - RESOURCE_EXHAUSTED: a batch over the credit left (the message names both), the publish
+	//     quota, or the write buffers stayed full;
+	//   - NOT_FOUND, PERMISSION_DENIED, UNAVAILABLE: as SendPack.
+	Publish(grpc.BidiStreamingServer[PublishRequest, PublishResponse]) error
 	mustEmbedUnimplementedPublisherServiceServer()
 }
 
@@ -88,6 +132,9 @@ type UnimplementedPublisherServiceServer struct{}
 
 func (UnimplementedPublisherServiceServer) SendPack(context.Context, *SendPackRequest) (*SendPackResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SendPack not implemented")
+}
+func (UnimplementedPublisherServiceServer) Publish(grpc.BidiStreamingServer[PublishRequest, PublishResponse]) error {
+	return status.Error(codes.Unimplemented, "method Publish not implemented")
 }
 func (UnimplementedPublisherServiceServer) mustEmbedUnimplementedPublisherServiceServer() {}
 func (UnimplementedPublisherServiceServer) testEmbeddedByValue()                          {}
@@ -128,6 +175,13 @@ func _PublisherService_SendPack_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PublisherService_Publish_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PublisherServiceServer).Publish(&grpc.GenericServerStream[PublishRequest, PublishResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PublisherService_PublishServer = grpc.BidiStreamingServer[PublishRequest, PublishResponse]
+
 // PublisherService_ServiceDesc is the grpc.ServiceDesc for PublisherService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -140,6 +194,13 @@ var PublisherService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _PublisherService_SendPack_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Publish",
+			Handler:       _PublisherService_Publish_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "nervebus/v1/publisher.proto",
 }

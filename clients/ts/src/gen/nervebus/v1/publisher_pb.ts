@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file nervebus/v1/publisher.proto.
  */
 export const file_nervebus_v1_publisher: GenFile = /*@__PURE__*/
-  fileDesc("ChtuZXJ2ZWJ1cy92MS9wdWJsaXNoZXIucHJvdG8SC25lcnZlYnVzLnYxIkgKD1NlbmRQYWNrUmVxdWVzdBINCgV0b3BpYxgBIAEoCRImCghtZXNzYWdlcxgCIAMoCzIULm5lcnZlYnVzLnYxLk1lc3NhZ2UiZAoQU2VuZFBhY2tSZXNwb25zZRIRCglmaXJzdF9zZXEYASABKAQSEAoIbGFzdF9zZXEYAiABKAQSKwoHcmVzdWx0cxgDIAMoCzIaLm5lcnZlYnVzLnYxLk1lc3NhZ2VSZXN1bHQiywEKDU1lc3NhZ2VSZXN1bHQSMwoHb3V0Y29tZRgBIAEoDjIiLm5lcnZlYnVzLnYxLk1lc3NhZ2VSZXN1bHQuT3V0Y29tZRILCgNzZXEYAiABKAQSEAoIdHJhY2VfaWQYAyABKAkiZgoHT3V0Y29tZRIXChNPVVRDT01FX1VOU1BFQ0lGSUVEEAASFAoQT1VUQ09NRV9BUFBFTkRFRBABEhUKEU9VVENPTUVfRFVQTElDQVRFEAISFQoRT1VUQ09NRV9TQ0hFRFVMRUQQAzJbChBQdWJsaXNoZXJTZXJ2aWNlEkcKCFNlbmRQYWNrEhwubmVydmVidXMudjEuU2VuZFBhY2tSZXF1ZXN0Gh0ubmVydmVidXMudjEuU2VuZFBhY2tSZXNwb25zZUJEWkJnaXRodWIuY29tL25lcnZlYnVzL25lcnZlYnVzL2NsaWVudHMvZ28vZ2VuL25lcnZlYnVzL3YxO25lcnZlYnVzdjFiBnByb3RvMw", [file_nervebus_v1_message]);
+  fileDesc("ChtuZXJ2ZWJ1cy92MS9wdWJsaXNoZXIucHJvdG8SC25lcnZlYnVzLnYxIkgKD1NlbmRQYWNrUmVxdWVzdBINCgV0b3BpYxgBIAEoCRImCghtZXNzYWdlcxgCIAMoCzIULm5lcnZlYnVzLnYxLk1lc3NhZ2UiZAoQU2VuZFBhY2tSZXNwb25zZRIRCglmaXJzdF9zZXEYASABKAQSEAoIbGFzdF9zZXEYAiABKAQSKwoHcmVzdWx0cxgDIAMoCzIaLm5lcnZlYnVzLnYxLk1lc3NhZ2VSZXN1bHQiywEKDU1lc3NhZ2VSZXN1bHQSMwoHb3V0Y29tZRgBIAEoDjIiLm5lcnZlYnVzLnYxLk1lc3NhZ2VSZXN1bHQuT3V0Y29tZRILCgNzZXEYAiABKAQSEAoIdHJhY2VfaWQYAyABKAkiZgoHT3V0Y29tZRIXChNPVVRDT01FX1VOU1BFQ0lGSUVEEAASFAoQT1VUQ09NRV9BUFBFTkRFRBABEhUKEU9VVENPTUVfRFVQTElDQVRFEAISFQoRT1VUQ09NRV9TQ0hFRFVMRUQQAyJgCg5QdWJsaXNoUmVxdWVzdBImCgRvcGVuGAEgASgLMhgubmVydmVidXMudjEuUHVibGlzaE9wZW4SJgoIbWVzc2FnZXMYAiADKAsyFC5uZXJ2ZWJ1cy52MS5NZXNzYWdlIloKC1B1Ymxpc2hPcGVuEg0KBXRvcGljGAEgASgJEhQKDG1heF9tZXNzYWdlcxgCIAEoDRIRCgltYXhfYnl0ZXMYAyABKAQSEwoLbm9fY29uZmlybXMYBCABKAgilgEKD1B1Ymxpc2hSZXNwb25zZRIqCgZvcGVuZWQYASABKAsyGi5uZXJ2ZWJ1cy52MS5QdWJsaXNoQ3JlZGl0EisKCGNvbmZpcm1zGAIgAygLMhkubmVydmVidXMudjEuQmF0Y2hDb25maXJtEioKBmNyZWRpdBgDIAEoCzIaLm5lcnZlYnVzLnYxLlB1Ymxpc2hDcmVkaXQiMAoNUHVibGlzaENyZWRpdBIQCghtZXNzYWdlcxgBIAEoDRINCgVieXRlcxgCIAEoBCJMCgxCYXRjaENvbmZpcm0SDQoFYmF0Y2gYASABKAQSLQoGcmVzdWx0GAIgASgLMh0ubmVydmVidXMudjEuU2VuZFBhY2tSZXNwb25zZTKlAQoQUHVibGlzaGVyU2VydmljZRJHCghTZW5kUGFjaxIcLm5lcnZlYnVzLnYxLlNlbmRQYWNrUmVxdWVzdBodLm5lcnZlYnVzLnYxLlNlbmRQYWNrUmVzcG9uc2USSAoHUHVibGlzaBIbLm5lcnZlYnVzLnYxLlB1Ymxpc2hSZXF1ZXN0GhwubmVydmVidXMudjEuUHVibGlzaFJlc3BvbnNlKAEwAUJEWkJnaXRodWIuY29tL25lcnZlYnVzL25lcnZlYnVzL2NsaWVudHMvZ28vZ2VuL25lcnZlYnVzL3YxO25lcnZlYnVzdjFiBnByb3RvMw", [file_nervebus_v1_message]);
 
 /**
  * SendPackRequest is one pack: the unit of the write path.
@@ -157,6 +157,175 @@ export const MessageResult_OutcomeSchema: GenEnum<MessageResult_Outcome> = /*@__
   enumDesc(file_nervebus_v1_publisher, 2, 0);
 
 /**
+ * PublishRequest is one message of a Publish stream: the first carries `open` (and may carry a
+ * first batch), every later one a batch.
+ *
+ * @generated from message nervebus.v1.PublishRequest
+ */
+export type PublishRequest = Message<"nervebus.v1.PublishRequest"> & {
+  /**
+   * Opens the stream. First request only.
+   *
+   * @generated from field: nervebus.v1.PublishOpen open = 1;
+   */
+  open?: PublishOpen | undefined;
+
+  /**
+   * One batch: at least one message, within the credit left. Its messages get consecutive seqs
+   * after those of the stream's previous batch (messages of other producers may come between
+   * batches, never within one).
+   *
+   * @generated from field: repeated nervebus.v1.Message messages = 2;
+   */
+  messages: Message$1[];
+};
+
+/**
+ * Describes the message nervebus.v1.PublishRequest.
+ * Use `create(PublishRequestSchema)` to create a new message.
+ */
+export const PublishRequestSchema: GenMessage<PublishRequest> = /*@__PURE__*/
+  messageDesc(file_nervebus_v1_publisher, 3);
+
+/**
+ * PublishOpen names the topic of a Publish stream and asks for credit.
+ *
+ * @generated from message nervebus.v1.PublishOpen
+ */
+export type PublishOpen = Message<"nervebus.v1.PublishOpen"> & {
+  /**
+   * The topic: 1–128 characters of [A-Za-z0-9._-]. Created on first use unless the broker
+   * forbids it.
+   *
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * The most messages the stream may have sent and not had confirmed. 0 means the broker's
+   * largest (its max pack count, default 10000); more is lowered to that.
+   *
+   * @generated from field: uint32 max_messages = 2;
+   */
+  maxMessages: number;
+
+  /**
+   * The most bytes likewise. 0 means the broker's largest (its max pack bytes, default 16 MiB);
+   * more is lowered to that.
+   *
+   * @generated from field: uint64 max_bytes = 3;
+   */
+  maxBytes: bigint;
+
+  /**
+   * Fire and forget: the broker sends no confirms, only credit as it comes back (once the
+   * batches are appended, durable on a stored topic). Errors still end the stream.
+   *
+   * @generated from field: bool no_confirms = 4;
+   */
+  noConfirms: boolean;
+};
+
+/**
+ * Describes the message nervebus.v1.PublishOpen.
+ * Use `create(PublishOpenSchema)` to create a new message.
+ */
+export const PublishOpenSchema: GenMessage<PublishOpen> = /*@__PURE__*/
+  messageDesc(file_nervebus_v1_publisher, 4);
+
+/**
+ * PublishResponse is one message of the broker on a Publish stream; any combination of fields
+ * may be set.
+ *
+ * @generated from message nervebus.v1.PublishResponse
+ */
+export type PublishResponse = Message<"nervebus.v1.PublishResponse"> & {
+  /**
+   * The credit granted: the stream's total, all of it free. First response only.
+   *
+   * @generated from field: nervebus.v1.PublishCredit opened = 1;
+   */
+  opened?: PublishCredit | undefined;
+
+  /**
+   * Confirms of durable batches, in batch order.
+   *
+   * @generated from field: repeated nervebus.v1.BatchConfirm confirms = 2;
+   */
+  confirms: BatchConfirm[];
+
+  /**
+   * Credit given back (by batches appended since the last response).
+   *
+   * @generated from field: nervebus.v1.PublishCredit credit = 3;
+   */
+  credit?: PublishCredit | undefined;
+};
+
+/**
+ * Describes the message nervebus.v1.PublishResponse.
+ * Use `create(PublishResponseSchema)` to create a new message.
+ */
+export const PublishResponseSchema: GenMessage<PublishResponse> = /*@__PURE__*/
+  messageDesc(file_nervebus_v1_publisher, 5);
+
+/**
+ * PublishCredit is an amount of credit.
+ *
+ * @generated from message nervebus.v1.PublishCredit
+ */
+export type PublishCredit = Message<"nervebus.v1.PublishCredit"> & {
+  /**
+   * Messages.
+   *
+   * @generated from field: uint32 messages = 1;
+   */
+  messages: number;
+
+  /**
+   * Bytes: per message its data, attribute keys and values, ordering key and message id.
+   *
+   * @generated from field: uint64 bytes = 2;
+   */
+  bytes: bigint;
+};
+
+/**
+ * Describes the message nervebus.v1.PublishCredit.
+ * Use `create(PublishCreditSchema)` to create a new message.
+ */
+export const PublishCreditSchema: GenMessage<PublishCredit> = /*@__PURE__*/
+  messageDesc(file_nervebus_v1_publisher, 6);
+
+/**
+ * BatchConfirm confirms one durable batch.
+ *
+ * @generated from message nervebus.v1.BatchConfirm
+ */
+export type BatchConfirm = Message<"nervebus.v1.BatchConfirm"> & {
+  /**
+   * The batch's number on the stream: 1 for the first batch, 2 for the next, and so on.
+   *
+   * @generated from field: uint64 batch = 1;
+   */
+  batch: bigint;
+
+  /**
+   * What SendPack would have answered for it.
+   *
+   * @generated from field: nervebus.v1.SendPackResponse result = 2;
+   */
+  result?: SendPackResponse | undefined;
+};
+
+/**
+ * Describes the message nervebus.v1.BatchConfirm.
+ * Use `create(BatchConfirmSchema)` to create a new message.
+ */
+export const BatchConfirmSchema: GenMessage<BatchConfirm> = /*@__PURE__*/
+  messageDesc(file_nervebus_v1_publisher, 7);
+
+/**
  * PublisherService appends messages to topics.
  *
  * @generated from service nervebus.v1.PublisherService
@@ -180,6 +349,29 @@ export const PublisherService: GenService<{
     methodKind: "unary";
     input: typeof SendPackRequestSchema;
     output: typeof SendPackResponseSchema;
+  },
+  /**
+   * Publish is SendPack as a stream, for high-rate producers: the first request opens the
+   * stream on one topic; every later request carries one batch, which the broker appends as
+   * SendPack appends a pack (the same validation, rights, quotas and per-message results), in
+   * stream order. The broker grants credit (messages and bytes, counted as the max message size
+   * counts them) in `opened` and gives it back as batches are confirmed; a batch needs the credit
+   * it uses. Each batch is confirmed once durable, in batch order, unless the stream was opened
+   * with `no_confirms`. The first error ends the stream; batches confirmed before it are durable,
+   * later ones may or may not be (retry them with the same message ids). Errors:
+   * - INVALID_ARGUMENT: a bad topic, an empty batch, a message over a size limit (the message
+   *   names the batch and the field);
+   * - FAILED_PRECONDITION: the first request had no `open`, or a later one had;
+   * - RESOURCE_EXHAUSTED: a batch over the credit left (the message names both), the publish
+   *   quota, or the write buffers stayed full;
+   * - NOT_FOUND, PERMISSION_DENIED, UNAVAILABLE: as SendPack.
+   *
+   * @generated from rpc nervebus.v1.PublisherService.Publish
+   */
+  publish: {
+    methodKind: "bidi_streaming";
+    input: typeof PublishRequestSchema;
+    output: typeof PublishResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_nervebus_v1_publisher, 0);

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from nervebus.gen.nervebus.v1 import message_pb2 as nervebus_dot_v1_dot_message__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bnervebus/v1/publisher.proto\x12\x0bnervebus.v1\x1a\x19nervebus/v1/message.proto\"H\n\x0fSendPackRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12&\n\x08messages\x18\x02 \x03(\x0b\x32\x14.nervebus.v1.Message\"d\n\x10SendPackResponse\x12\x11\n\tfirst_seq\x18\x01 \x01(\x04\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12+\n\x07results\x18\x03 \x03(\x0b\x32\x1a.nervebus.v1.MessageResult\"\xcb\x01\n\rMessageResult\x12\x33\n\x07outcome\x18\x01 \x01(\x0e\x32\".nervebus.v1.MessageResult.Outcome\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x10\n\x08trace_id\x18\x03 \x01(\t\"f\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_APPENDED\x10\x01\x12\x15\n\x11OUTCOME_DUPLICATE\x10\x02\x12\x15\n\x11OUTCOME_SCHEDULED\x10\x03\x32[\n\x10PublisherService\x12G\n\x08SendPack\x12\x1c.nervebus.v1.SendPackRequest\x1a\x1d.nervebus.v1.SendPackResponseBDZBgithub.com/nervebus/nervebus/clients/go/gen/nervebus/v1;nervebusv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bnervebus/v1/publisher.proto\x12\x0bnervebus.v1\x1a\x19nervebus/v1/message.proto\"H\n\x0fSendPackRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12&\n\x08messages\x18\x02 \x03(\x0b\x32\x14.nervebus.v1.Message\"d\n\x10SendPackResponse\x12\x11\n\tfirst_seq\x18\x01 \x01(\x04\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12+\n\x07results\x18\x03 \x03(\x0b\x32\x1a.nervebus.v1.MessageResult\"\xcb\x01\n\rMessageResult\x12\x33\n\x07outcome\x18\x01 \x01(\x0e\x32\".nervebus.v1.MessageResult.Outcome\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x10\n\x08trace_id\x18\x03 \x01(\t\"f\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_APPENDED\x10\x01\x12\x15\n\x11OUTCOME_DUPLICATE\x10\x02\x12\x15\n\x11OUTCOME_SCHEDULED\x10\x03\"`\n\x0ePublishRequest\x12&\n\x04open\x18\x01 \x01(\x0b\x32\x18.nervebus.v1.PublishOpen\x12&\n\x08messages\x18\x02 \x03(\x0b\x32\x14.nervebus.v1.Message\"Z\n\x0bPublishOpen\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x14\n\x0cmax_messages\x18\x02 \x01(\r\x12\x11\n\tmax_bytes\x18\x03 \x01(\x04\x12\x13\n\x0bno_confirms\x18\x04 \x01(\x08\"\x96\x01\n\x0fPublishResponse\x12*\n\x06opened\x18\x01 \x01(\x0b\x32\x1a.nervebus.v1.PublishCredit\x12+\n\x08\x63onfirms\x18\x02 \x03(\x0b\x32\x19.nervebus.v1.BatchConfirm\x12*\n\x06\x63redit\x18\x03 \x01(\x0b\x32\x1a.nervebus.v1.PublishCredit\"0\n\rPublishCredit\x12\x10\n\x08messages\x18\x01 \x01(\r\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\"L\n\x0c\x42\x61tchConfirm\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\x04\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x1d.nervebus.v1.SendPackResponse2\xa5\x01\n\x10PublisherService\x12G\n\x08SendPack\x12\x1c.nervebus.v1.SendPackRequest\x1a\x1d.nervebus.v1.SendPackResponse\x12H\n\x07Publish\x12\x1b.nervebus.v1.PublishRequest\x1a\x1c.nervebus.v1.PublishResponse(\x01\x30\x01\x42\x44ZBgithub.com/nervebus/nervebus/clients/go/gen/nervebus/v1;nervebusv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +41,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MESSAGERESULT']._serialized_end=451
   _globals['_MESSAGERESULT_OUTCOME']._serialized_start=349
   _globals['_MESSAGERESULT_OUTCOME']._serialized_end=451
-  _globals['_PUBLISHERSERVICE']._serialized_start=453
-  _globals['_PUBLISHERSERVICE']._serialized_end=544
+  _globals['_PUBLISHREQUEST']._serialized_start=453
+  _globals['_PUBLISHREQUEST']._serialized_end=549
+  _globals['_PUBLISHOPEN']._serialized_start=551
+  _globals['_PUBLISHOPEN']._serialized_end=641
+  _globals['_PUBLISHRESPONSE']._serialized_start=644
+  _globals['_PUBLISHRESPONSE']._serialized_end=794
+  _globals['_PUBLISHCREDIT']._serialized_start=796
+  _globals['_PUBLISHCREDIT']._serialized_end=844
+  _globals['_BATCHCONFIRM']._serialized_start=846
+  _globals['_BATCHCONFIRM']._serialized_end=922
+  _globals['_PUBLISHERSERVICE']._serialized_start=925
+  _globals['_PUBLISHERSERVICE']._serialized_end=1090
 # @@protoc_insertion_point(module_scope)

@@ -45,3 +45,49 @@ class MessageResult(_message.Message):
     seq: int
     trace_id: str
     def __init__(self, outcome: _Optional[_Union[MessageResult.Outcome, str]] = ..., seq: _Optional[int] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class PublishRequest(_message.Message):
+    __slots__ = ("open", "messages")
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    open: PublishOpen
+    messages: _containers.RepeatedCompositeFieldContainer[_message_pb2.Message]
+    def __init__(self, open: _Optional[_Union[PublishOpen, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[_message_pb2.Message, _Mapping]]] = ...) -> None: ...
+
+class PublishOpen(_message.Message):
+    __slots__ = ("topic", "max_messages", "max_bytes", "no_confirms")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NO_CONFIRMS_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    max_messages: int
+    max_bytes: int
+    no_confirms: bool
+    def __init__(self, topic: _Optional[str] = ..., max_messages: _Optional[int] = ..., max_bytes: _Optional[int] = ..., no_confirms: _Optional[bool] = ...) -> None: ...
+
+class PublishResponse(_message.Message):
+    __slots__ = ("opened", "confirms", "credit")
+    OPENED_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMS_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    opened: PublishCredit
+    confirms: _containers.RepeatedCompositeFieldContainer[BatchConfirm]
+    credit: PublishCredit
+    def __init__(self, opened: _Optional[_Union[PublishCredit, _Mapping]] = ..., confirms: _Optional[_Iterable[_Union[BatchConfirm, _Mapping]]] = ..., credit: _Optional[_Union[PublishCredit, _Mapping]] = ...) -> None: ...
+
+class PublishCredit(_message.Message):
+    __slots__ = ("messages", "bytes")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    messages: int
+    bytes: int
+    def __init__(self, messages: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class BatchConfirm(_message.Message):
+    __slots__ = ("batch", "result")
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    batch: int
+    result: SendPackResponse
+    def __init__(self, batch: _Optional[int] = ..., result: _Optional[_Union[SendPackResponse, _Mapping]] = ...) -> None: ...

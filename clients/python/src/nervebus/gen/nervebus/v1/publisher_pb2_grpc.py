@@ -40,6 +40,11 @@ class PublisherServiceStub:
                 request_serializer=nervebus_dot_v1_dot_publisher__pb2.SendPackRequest.SerializeToString,
                 response_deserializer=nervebus_dot_v1_dot_publisher__pb2.SendPackResponse.FromString,
                 _registered_method=True)
+        self.Publish = channel.stream_stream(
+                '/nervebus.v1.PublisherService/Publish',
+                request_serializer=nervebus_dot_v1_dot_publisher__pb2.PublishRequest.SerializeToString,
+                response_deserializer=nervebus_dot_v1_dot_publisher__pb2.PublishResponse.FromString,
+                _registered_method=True)
 
 
 class PublisherServiceServicer:
@@ -62,6 +67,26 @@ class PublisherServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Publish(self, request_iterator, context):
+        """Publish is SendPack as a stream, for high-rate producers: the first request opens the
+        stream on one topic; every later request carries one batch, which the broker appends as
+        SendPack appends a pack (the same validation, rights, quotas and per-message results), in
+        stream order. The broker grants credit (messages and bytes, counted as the max message size
+        counts them) in `opened` and gives it back as batches are confirmed; a batch needs the credit
+        it uses. Each batch is confirmed once durable, in batch order, unless the stream was opened
+        with `no_confirms`. The first error ends the stream; batches confirmed before it are durable,
+        later ones may or may not be (retry them with the same message ids). Errors:
+        - INVALID_ARGUMENT: a bad topic, an empty batch, a message over a size limit (the message
+        names the batch and the field);
+        - FAILED_PRECONDITION: the first request had no `open`, or a later one had;
+        - RESOURCE_EXHAUSTED: a batch over the credit left (the message names both), the publish
+        quota, or the write buffers stayed full;
+        - NOT_FOUND, PERMISSION_DENIED, UNAVAILABLE: as SendPack.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PublisherServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -69,6 +94,11 @@ def add_PublisherServiceServicer_to_server(servicer, server):
                     servicer.SendPack,
                     request_deserializer=nervebus_dot_v1_dot_publisher__pb2.SendPackRequest.FromString,
                     response_serializer=nervebus_dot_v1_dot_publisher__pb2.SendPackResponse.SerializeToString,
+            ),
+            'Publish': grpc.stream_stream_rpc_method_handler(
+                    servicer.Publish,
+                    request_deserializer=nervebus_dot_v1_dot_publisher__pb2.PublishRequest.FromString,
+                    response_serializer=nervebus_dot_v1_dot_publisher__pb2.PublishResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -99,6 +129,33 @@ class PublisherService:
             '/nervebus.v1.PublisherService/SendPack',
             nervebus_dot_v1_dot_publisher__pb2.SendPackRequest.SerializeToString,
             nervebus_dot_v1_dot_publisher__pb2.SendPackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Publish(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/nervebus.v1.PublisherService/Publish',
+            nervebus_dot_v1_dot_publisher__pb2.PublishRequest.SerializeToString,
+            nervebus_dot_v1_dot_publisher__pb2.PublishResponse.FromString,
             options,
             channel_credentials,
             insecure,
