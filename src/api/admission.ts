@@ -11,8 +11,11 @@ export interface AdmissionLimits {
   readonly connections: number;
 }
 
-/** The call whose request bodies are large enough to need admission. */
-const SEND_PACK = "/nervebus.v1.PublisherService/SendPack";
+/**
+ * The calls whose requests are large enough to need admission: SendPack, and Publish streams,
+ * which hold up to one pack's worth of credit for as long as they are open.
+ */
+const PUBLISH_CALLS = new Set(["/nervebus.v1.PublisherService/SendPack", "/nervebus.v1.PublisherService/Publish"]);
 
 /** Calls that are never refused here: load balancers and tools must always get an answer. */
 function alwaysOpen(path: string): boolean {
@@ -56,19 +59,19 @@ export class Admission {
   #refusal(path: string, peer: string): string | undefined {
     if (!this.#calls.has(peer) && this.#calls.size >= this.limits.connections)
       return `${this.#calls.size} connections have calls in progress (limit ${this.limits.connections}, --max-connections)`;
-    if (path !== SEND_PACK) return undefined;
+    if (!PUBLISH_CALLS.has(path)) return undefined;
     const mine = this.#packs.get(peer) ?? 0;
     if (mine >= this.limits.perConnection)
-      return `${mine} SendPack calls are in progress on this connection (limit ${this.limits.perConnection})`;
+      return `${mine} SendPack calls and Publish streams are in progress on this connection (limit ${this.limits.perConnection})`;
     if (this.#total >= this.limits.total)
-      return `${this.#total} SendPack calls are in progress on the broker (limit ${this.limits.total})`;
+      return `${this.#total} SendPack calls and Publish streams are in progress on the broker (limit ${this.limits.total})`;
     return undefined;
   }
 
   /** The grpc-js server interceptor that applies the limits. */
   readonly interceptor: grpc.ServerInterceptor = (method, call) => {
     if (alwaysOpen(method.path)) return new grpc.ServerInterceptingCall(call);
-    const isPack = method.path === SEND_PACK;
+    const isPack = PUBLISH_CALLS.has(method.path);
     let admitted: string | undefined;
     const done = () => {
       if (admitted === undefined) return;

@@ -1,4 +1,5 @@
 import { NerveBusError } from "../core/index.js";
+import type { Caller } from "./call-guard.js";
 
 /** Publish rates each principal may use (0 for no limit), and its share of packs in progress. */
 export interface QuotaLimits {
@@ -6,6 +7,13 @@ export interface QuotaLimits {
   readonly bytesPerSecond: number;
   /** SendPack calls of one principal in progress at once (its share of the broker's). */
   readonly packsInProgress: number;
+}
+
+/** Whose quota a call uses: its principal, or its client address when authentication is off. */
+export function quotaHolder(caller: Caller): string {
+  return caller.principal === undefined
+    ? `client ${caller.peer.slice(0, caller.peer.lastIndexOf(":"))}`
+    : `principal ${JSON.stringify(caller.principal.name)}`;
 }
 
 interface Bucket {

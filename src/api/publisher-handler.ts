@@ -10,7 +10,7 @@ import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
 import { encodeSendPackResponse, malformedReason } from "../wire/index.js";
 import type { CallGuard } from "./call-guard.js";
 import { preEncoded } from "./grpc-adapter.js";
-import type { PublishQuota } from "./publish-quota.js";
+import { type PublishQuota, quotaHolder } from "./publish-quota.js";
 import { toGrpcStatus } from "./status.js";
 
 /** ms since epoch of the call's deadline, or Infinity. */
@@ -21,7 +21,7 @@ export function callDeadline(call: { getDeadline(): grpc.Deadline }): number {
 }
 
 /** Translates a wire pack into domain messages (the size checks happen in the core). */
-export function toNewMessages(req: SendPackRequest, now: number): NewMessage[] {
+export function toNewMessages(req: Pick<SendPackRequest, "messages">, now: number): NewMessage[] {
   return req.messages.map((m, i) => {
     let deliverAt = 0;
     if (m.deliverAt !== undefined) {
@@ -57,10 +57,7 @@ export function sendPackHandler(
     let done: () => void;
     try {
       const caller = guard.authorize("SendPack", call, [{ action: "publish", topic }]);
-      const who =
-        caller.principal === undefined
-          ? `client ${caller.peer.slice(0, caller.peer.lastIndexOf(":"))}`
-          : `principal ${JSON.stringify(caller.principal.name)}`;
+      const who = quotaHolder(caller);
       let bytes = 0;
       if (quota.enabled) for (const m of call.request.messages) bytes += m.data.byteLength;
       done = quota.admit(who, call.request.messages.length, bytes);

@@ -13,6 +13,7 @@ import { CallDrain } from "./call-drain.js";
 import type { CallGuard } from "./call-guard.js";
 import { addService } from "./grpc-adapter.js";
 import { PublishQuota, type QuotaLimits } from "./publish-quota.js";
+import { PublishStreams } from "./publish-stream.js";
 import { sendPackHandler } from "./publisher-handler.js";
 import { addReflection } from "./reflection.js";
 import { ReceiveSessions } from "./subscriber-handler.js";
@@ -102,10 +103,12 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
   });
   const { guard } = options;
   const sessions = new ReceiveSessions(broker, { heartbeatMs: options.heartbeatMs, guard });
+  const quota = new PublishQuota(options.publishQuota);
+  const publishStreams = new PublishStreams(broker, { guard, quota, telemetry: options.telemetry });
   addService(
     server,
     PublisherService,
-    { sendPack: sendPackHandler(broker, options.telemetry, guard, new PublishQuota(options.publishQuota)) },
+    { sendPack: sendPackHandler(broker, options.telemetry, guard, quota), publish: publishStreams.handler() },
     { sendPack: decodeSendPackRequest },
   );
   addService(server, SubscriberService, { receive: sessions.handler() }, { receive: decodeReceiveRequest });
@@ -143,6 +146,7 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
       // stream has, so every answer is written before its socket goes.
       const closed = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       sessions.closeAll(SHUTTING_DOWN);
+      publishStreams.closeAll(SHUTTING_DOWN);
       drain.endOtherStreams(SHUTTING_DOWN);
       // Every call answered and its stream closed; after the grace, a unary call still waiting
       // gets UNAVAILABLE (outcome unknown) rather than a cut connection.

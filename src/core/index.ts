@@ -10,6 +10,7 @@ export {
   BACKOFF_MS,
   checkAckDeadline,
   checkDelay,
+  checkPack,
   DEDUP_WINDOW_MS,
   DELIVERY_ATTEMPTS,
   type PublishLimits,
