@@ -15,7 +15,10 @@ export interface AdmissionLimits {
  * The calls whose requests are large enough to need admission: SendPack, and Publish streams,
  * which hold up to one pack's worth of credit for as long as they are open.
  */
-const PUBLISH_CALLS = new Set(["/nervebus.v1.PublisherService/SendPack", "/nervebus.v1.PublisherService/Publish"]);
+const PUBLISH_CALLS = new Set([
+  "/nervebus.v1.PublisherService/SendPack",
+  "/nervebus.v1.PublisherService/Publish",
+]);
 
 /** Calls that are never refused here: load balancers and tools must always get an answer. */
 function alwaysOpen(path: string): boolean {

@@ -23,8 +23,8 @@ import {
 } from "../wire/index.js";
 import type { Caller, CallGuard } from "./call-guard.js";
 import { preEncoded } from "./grpc-adapter.js";
-import { toNewMessages } from "./publisher-handler.js";
 import { type PublishQuota, quotaHolder } from "./publish-quota.js";
+import { toNewMessages } from "./publisher-handler.js";
 import { toGrpcStatus } from "./status.js";
 
 type PublishCall = grpc.ServerDuplexStream<PublishRequest, PublishResponse>;
@@ -102,6 +102,8 @@ class PublishStream {
   #halfClosed = false;
   /** Shutdown: end with this once the append in progress is confirmed. */
   #closing: string | undefined;
+  /** A bad request: end with its error once the batches read before it are confirmed. */
+  #refused: unknown;
   #ended = false;
 
   constructor(
@@ -113,11 +115,14 @@ class PublishStream {
 
   start(): void {
     this.call.on("data", (req: PublishRequest) => {
-      if (this.#ended || this.#closing !== undefined) return;
+      if (this.#ended || this.#closing !== undefined || this.#refused !== undefined) return;
       try {
         this.#read(req);
       } catch (err) {
-        this.#fail(err);
+        // What was read before the bad request is appended and confirmed first.
+        this.#refused = err;
+        this.call.pause();
+        this.#next();
       }
     });
     this.call.on("end", () => {
@@ -154,11 +159,23 @@ class PublishStream {
       this.#open(req.open);
       if (req.messages.length === 0) return;
     } else if (req.open !== undefined) {
-      throw new NerveBusError("failed_precondition", "open: only the first request of a stream may carry open");
+      throw new NerveBusError(
+        "failed_precondition",
+        "open: only the first request of a stream may carry open",
+      );
     }
     const no = ++this.#batches;
     const where = `batch ${no}`;
-    if (req.messages.length === 0) throw invalidArgument(`${where}: messages`, "a batch needs at least one message");
+    if (req.messages.length === 0)
+      throw invalidArgument(`${where}: messages`, "a batch needs at least one message");
+    const left = {
+      messages: this.#credit.messages - this.#usedMessages,
+      bytes: this.#credit.bytes - this.#usedBytes,
+    };
+    // The message count first: the credit is within the pack limits, so a batch over both
+    // gets the error about the credit, which is what the producer must fix.
+    if (req.messages.length > left.messages)
+      throw this.#overCredit(where, req.messages.length, undefined, left);
     let messages: NewMessage[];
     let bytes: number;
     try {
@@ -167,15 +184,7 @@ class PublishStream {
     } catch (err) {
       throw err instanceof NerveBusError ? new NerveBusError(err.code, `${where}: ${err.message}`) : err;
     }
-    const left = { messages: this.#credit.messages - this.#usedMessages, bytes: this.#credit.bytes - this.#usedBytes };
-    if (messages.length > left.messages || bytes > left.bytes) {
-      throw new NerveBusError(
-        "resource_exhausted",
-        `${where}: has ${messages.length} messages of ${bytes} bytes but the stream's credit left is ` +
-          `${left.messages} messages and ${left.bytes} bytes (of ${this.#credit.messages} and ${this.#credit.bytes}); ` +
-          "wait for confirms or credit before sending more",
-      );
-    }
+    if (bytes > left.bytes) throw this.#overCredit(where, messages.length, bytes, left);
     let dataBytes = 0;
     if (this.options.quota.enabled) for (const m of messages) dataBytes += m.data.byteLength;
     this.options.quota.take(quotaHolder(this.#caller!), messages.length, dataBytes);
@@ -185,9 +194,20 @@ class PublishStream {
     this.#next();
   }
 
+  #overCredit(where: string, messages: number, bytes: number | undefined, left: CreditFields): NerveBusError {
+    const size = bytes === undefined ? "" : ` of ${bytes} bytes`;
+    return new NerveBusError(
+      "resource_exhausted",
+      `${where}: has ${messages} messages${size} but the stream's credit left is ${left.messages} messages ` +
+        `and ${left.bytes} bytes (of ${this.#credit.messages} and ${this.#credit.bytes}); wait for confirms or credit before sending more`,
+    );
+  }
+
   #open(open: NonNullable<PublishRequest["open"]>): void {
     validateName("open.topic", open.topic);
-    const caller = this.options.guard.authorize("Publish", this.call, [{ action: "publish", topic: open.topic }]);
+    const caller = this.options.guard.authorize("Publish", this.call, [
+      { action: "publish", topic: open.topic },
+    ]);
     // The stream holds one pack's worth of credit at most, so it counts as one pack in
     // progress of its principal for as long as it is open.
     this.#releaseQuota = this.options.quota.admit(quotaHolder(caller), 0, 0);
@@ -211,7 +231,8 @@ class PublishStream {
       return;
     }
     if (this.#queue.length === 0) {
-      if (this.#halfClosed) this.#end();
+      if (this.#refused !== undefined) this.#fail(this.#refused);
+      else if (this.#halfClosed) this.#end();
       return;
     }
     if (this.#congested) return;
@@ -239,7 +260,10 @@ class PublishStream {
         endPublishSpan(span, err as Error);
         this.#appending = false;
         const e = err instanceof NerveBusError ? err : undefined;
-        const which = batches.length === 1 ? `batch ${batches[0]!.no}` : `batches ${batches[0]!.no}–${batches.at(-1)!.no}`;
+        const which =
+          batches.length === 1
+            ? `batch ${batches[0]!.no}`
+            : `batches ${batches[0]!.no}–${batches.at(-1)!.no}`;
         this.#fail(
           e === undefined
             ? err
