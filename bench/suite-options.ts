@@ -8,7 +8,10 @@ const flag = (value: string, doc: string) => ({ type: "string", default: value, 
 /** Every flag of the suite, with its default and help line (the `--help` text is made from it). */
 export const FLAGS = {
   stores: flag("mysql,sqlite", "stores to run: mysql, sqlite"),
-  only: flag("raw,publish,drain,e2e,overload,profile", "phases: raw, publish, drain, e2e, overload, profile"),
+  only: flag(
+    "raw,publish,drain,e2e,overload,profile",
+    "phases: raw, publish, drain, e2e, overload, profile; also stream (streaming publish vs SendPack)",
+  ),
   out: flag("bench/results", "results directory (relative to the repo)"),
   shards: flag("1,4,8", "shard counts for raw and publish"),
   sizes: flag("100,1024", "payload sizes (bytes) for raw and publish"),

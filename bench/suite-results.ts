@@ -1,5 +1,6 @@
 import type { CpuUse } from "./lib/cpu.js";
 import type { Verification } from "./lib/verify-stored.js";
+import type { StreamPhaseResult } from "./phases/stream-result.js";
 import type { LongTask, ProfileSummary } from "./profile-summary.js";
 import type { ClientCpuResult, CommitLatencyResult, RawResult } from "./raw.js";
 import type { DrainResult, E2EResult, OverloadResult, PublishResult } from "./scenarios.js";
@@ -43,6 +44,8 @@ export interface StoreResults {
   /** CPU used by the suite and by everything else, per phase. */
   cpu: Record<string, CpuUse>;
   errors: string[];
+  /** `--only stream`: streaming publish against SendPack packs of 1000 (bench/phases/stream.ts). */
+  stream?: StreamPhaseResult[];
 }
 
 export interface SuiteResults {

@@ -6,6 +6,7 @@ import { type PhaseContext, SuiteContext } from "./phases/phase-context.js";
 import { profilePhase } from "./phases/profile.js";
 import { publishPhase } from "./phases/publish.js";
 import { rawPhase } from "./phases/raw.js";
+import { streamPhase } from "./phases/stream.js";
 import { ratioRows, writeResults } from "./report.js";
 import { parseSuiteOptions, usage } from "./suite-options.js";
 
@@ -28,6 +29,7 @@ const PHASES: readonly {
   { only: ["e2e"], run: e2ePhase },
   { only: ["overload"], run: overloadPhase },
   { only: ["profile"], run: profilePhase },
+  { only: ["stream"], run: streamPhase },
 ];
 
 async function main(): Promise<number> {

@@ -6,7 +6,7 @@ import { SubscriberService } from "../../clients/ts/src/gen/nervebus/v1/subscrib
 import type { Security } from "../auth/index.js";
 import { type Broker, NerveBusError } from "../core/index.js";
 import type { Telemetry } from "../telemetry/index.js";
-import { decodeReceiveRequest, decodeSendPackRequest } from "../wire/index.js";
+import { decodePublishRequest, decodeReceiveRequest, decodeSendPackRequest } from "../wire/index.js";
 import { adminHandlers } from "./admin-handler.js";
 import { Admission, type AdmissionLimits } from "./admission.js";
 import { CallDrain } from "./call-drain.js";
@@ -109,7 +109,7 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     server,
     PublisherService,
     { sendPack: sendPackHandler(broker, options.telemetry, guard, quota), publish: publishStreams.handler() },
-    { sendPack: decodeSendPackRequest },
+    { sendPack: decodeSendPackRequest, publish: decodePublishRequest },
   );
   addService(server, SubscriberService, { receive: sessions.handler() }, { receive: decodeReceiveRequest });
   addService(server, AdminService, adminHandlers(broker, guard));

@@ -23,7 +23,12 @@ export {
   metaContentBytes,
   metaIds,
 } from "./message-meta.js";
-export { type ConfirmFields, type CreditFields, encodePublishResponse } from "./publish-codec.js";
+export {
+  type ConfirmFields,
+  type CreditFields,
+  decodePublishRequest,
+  encodePublishResponse,
+} from "./publish-codec.js";
 export { decodeRun, encodeRun, type RunMessage, type RunRecord, type RunRow } from "./run-body.js";
 export { newTraceparent, traceIdOf } from "./trace-context.js";
 export { varintSize, WireReader, writeVarint } from "./wire-format.js";

@@ -1,10 +1,53 @@
-import { lenFieldSize, varintSize, WIRE_LEN, writeVarint, writeVarintField } from "./wire-format.js";
+import {
+  type PublishRequest,
+  PublishRequestSchema,
+} from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import { decodeOrMalformed, decodeSendPackRequest, malformedReason } from "./fast-codec.js";
+import {
+  lenFieldSize,
+  varintSize,
+  WIRE_LEN,
+  WireError,
+  WireReader,
+  writeVarint,
+  writeVarintField,
+} from "./wire-format.js";
 
 /**
  * PublishResponse bytes (the Publish stream's answers), written by hand like SendPackResponse:
  * a confirm embeds the very SendPackResponse bytes the unary call would have answered, so the
  * two calls cannot drift apart.
  */
+
+/** Whether the request's top level has a field 1 (`open`); throws WireError on bad bytes. */
+function hasOpen(buf: Buffer): boolean {
+  const r = new WireReader(buf);
+  while (!r.done) {
+    const tag = r.tag();
+    if (tag >>> 3 === 1) return true;
+    r.skip(tag & 7);
+  }
+  return false;
+}
+
+/**
+ * PublishRequest from the wire (see malformedReason for bytes that are not one). A batch
+ * (field 2 only) is read by the SendPack decoder, whose field 2 is the same repeated Message;
+ * a request with `open`, once per stream, goes through protobuf-es.
+ */
+export function decodePublishRequest(buf: Buffer): PublishRequest {
+  let open: boolean;
+  try {
+    open = hasOpen(buf);
+  } catch (err) {
+    if (!(err instanceof WireError)) throw err;
+    open = true;
+  }
+  if (open) return decodeOrMalformed(PublishRequestSchema, buf);
+  const pack = decodeSendPackRequest(buf);
+  if (malformedReason(pack) !== undefined) return decodeOrMalformed(PublishRequestSchema, buf);
+  return { $typeName: "nervebus.v1.PublishRequest", open: undefined, messages: pack.messages };
+}
 
 /** An amount of Publish credit. */
 export interface CreditFields {
