@@ -14,6 +14,7 @@ import {
   type PublishOptions,
   type PublishResult,
 } from "./publisher.js";
+import { StreamPublisher, type StreamPublisherOptions } from "./stream-publisher.js";
 import { type MessageHandler, Subscriber, type SubscriberOptions } from "./subscriber.js";
 
 /** Settings of a client. */
@@ -105,6 +106,19 @@ export class NerveBusClient {
     );
     this.#open.add(publisher);
     return publisher;
+  }
+
+  /**
+   * A Publish stream on `topic` (see StreamPublisher): batches confirmed in order under the
+   * broker's credit, for high-rate producers; client.close() closes it too.
+   */
+  streamPublisher(topic: string, options: StreamPublisherOptions = {}): StreamPublisher {
+    this.#checkOpen();
+    const stream: StreamPublisher = new StreamPublisher(this.#publisherClient, topic, options, () =>
+      this.#open.delete(stream),
+    );
+    this.#open.add(stream);
+    return stream;
   }
 
   /** Publishes one message through the client's default publisher (see Publisher.publish). */

@@ -36,6 +36,7 @@ export {
 } from "./publisher.js";
 export { ReceivedMessage, type Settlement } from "./received-message.js";
 export { DEFAULT_RECONNECT_CODES, RECEIVE_DEFAULTS, type ReceiveOptions } from "./receiver.js";
+export { StreamPublisher, type StreamPublisherOptions } from "./stream-publisher.js";
 export {
   type MessageHandler,
   SUBSCRIBER_DEFAULTS,
