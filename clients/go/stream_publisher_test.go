@@ -1,0 +1,165 @@
+package nervebus_test
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	nervebus "github.com/nervebus/nervebus/clients/go"
+	"github.com/nervebus/nervebus/clients/go/internal/testbroker"
+)
+
+func TestStreamPublisherConfirmsInOrderWithinCredit(t *testing.T) {
+	t.Parallel()
+	b := testbroker.Start(t)
+	c := newClient(t, b)
+	ctx := testContext(t, 60*time.Second)
+	topic := topicName(t)
+
+	s, err := c.StreamPublisher(ctx, topic, &nervebus.StreamPublisherConfig{MaxMessages: 200})
+	if err != nil {
+		t.Fatalf("StreamPublisher: %v", err)
+	}
+	if m, _ := s.Granted(); m != 200 {
+		t.Fatalf("granted %d messages, want 200", m)
+	}
+	// 20 batches of 50 from 4 goroutines: more than the credit at once, so Send waits for it.
+	results := make([]*nervebus.BatchResult, 0, 20)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range 5 {
+				msgs := make([]*nervebus.Message, 50)
+				for i := range msgs {
+					msgs[i] = &nervebus.Message{Data: []byte(fmt.Sprintf("g%d-b%d-%d", g, b, i))}
+				}
+				r, err := s.Send(ctx, msgs)
+				if err != nil {
+					t.Errorf("Send: %v", err)
+					return
+				}
+				mu.Lock()
+				results = append(results, r)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	seen := map[uint64]bool{}
+	for _, r := range results {
+		receipts, err := r.Get(ctx)
+		if err != nil {
+			t.Fatalf("batch: %v", err)
+		}
+		if len(receipts) != 50 {
+			t.Fatalf("%d receipts, want 50", len(receipts))
+		}
+		for i, rc := range receipts {
+			if rc.Outcome != nervebus.OutcomeAppended || len(rc.TraceID) != 32 || rc.MessageID == "" {
+				t.Fatalf("receipt %+v", rc)
+			}
+			if i > 0 && rc.Seq != receipts[i-1].Seq+1 {
+				t.Fatalf("seqs within a batch are not consecutive: %d after %d", rc.Seq, receipts[i-1].Seq)
+			}
+			seen[rc.Seq] = true
+		}
+	}
+	for seq := uint64(1); seq <= 1000; seq++ {
+		if !seen[seq] {
+			t.Fatalf("seq %d missing: want 1…1000 exactly once", seq)
+		}
+	}
+}
+
+func TestStreamPublisherErrors(t *testing.T) {
+	t.Parallel()
+	b := testbroker.Start(t)
+	c := newClient(t, b)
+	ctx := testContext(t, 30*time.Second)
+
+	if _, err := c.StreamPublisher(ctx, "no spaces", nil); nervebus.Code(err) != codes.InvalidArgument {
+		t.Fatalf("bad topic: %v, want INVALID_ARGUMENT", err)
+	}
+	s, err := c.StreamPublisher(ctx, topicName(t), &nervebus.StreamPublisherConfig{MaxMessages: 2})
+	if err != nil {
+		t.Fatalf("StreamPublisher: %v", err)
+	}
+	three := []*nervebus.Message{{Data: []byte("1")}, {Data: []byte("2")}, {Data: []byte("3")}}
+	if _, err := s.Send(ctx, three); nervebus.Code(err) != codes.InvalidArgument {
+		t.Fatalf("batch over the whole credit: %v, want INVALID_ARGUMENT", err)
+	}
+	// A message the broker refuses ends the stream with its precise status.
+	r, err := s.Send(ctx, []*nervebus.Message{{Data: []byte("x"), Delay: 8 * 24 * time.Hour}})
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if _, err := r.Get(ctx); nervebus.Code(err) != codes.InvalidArgument {
+		t.Fatalf("delay over 7 days: %v, want INVALID_ARGUMENT", err)
+	}
+	if err := s.Close(ctx); nervebus.Code(err) != codes.InvalidArgument {
+		t.Fatalf("Close after the error: %v", err)
+	}
+}
+
+func TestStreamPublisherFireAndForgetOnEphemeralTopic(t *testing.T) {
+	t.Parallel()
+	b := testbroker.Start(t)
+	c := newClient(t, b)
+	ctx := testContext(t, 60*time.Second)
+	topic := topicName(t)
+	if _, err := c.Admin().CreateTopic(ctx, topic, &nervebus.TopicConfig{Ephemeral: true}); err != nil {
+		t.Fatalf("CreateTopic: %v", err)
+	}
+	got := newCollector()
+	sub := c.Subscriber(topic, "live", nil)
+	stop := receiveInBackground(t, sub, func(_ context.Context, m *nervebus.Message) {
+		got.add(m)
+		m.Ack()
+	})
+	defer stop()
+	// Ephemeral messages go only to consumers connected now: wait until the subscriber is.
+	for attached := false; !attached; time.Sleep(20 * time.Millisecond) {
+		st, err := c.Admin().GetStats(ctx, topic)
+		if err != nil {
+			t.Fatalf("GetStats: %v", err)
+		}
+		ss, found := st.Subscription("live")
+		attached = found && len(ss.Consumers) == 1
+	}
+	s, err := c.StreamPublisher(ctx, topic, &nervebus.StreamPublisherConfig{NoConfirms: true, MaxMessages: 10})
+	if err != nil {
+		t.Fatalf("StreamPublisher: %v", err)
+	}
+	for i := range 50 {
+		r, err := s.Send(ctx, []*nervebus.Message{{Data: []byte(fmt.Sprint(2 * i))}, {Data: []byte(fmt.Sprint(2*i + 1))}})
+		if err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		if receipts, err := r.Get(ctx); err != nil || receipts != nil {
+			t.Fatalf("fire and forget: %v %v", receipts, err)
+		}
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	msgs := got.wait(t, 100, 20*time.Second)
+	// Handlers run concurrently: the stream's order is the seq order.
+	slices.SortFunc(msgs, func(a, b *nervebus.Message) int { return cmp.Compare(a.Seq, b.Seq) })
+	for i, m := range msgs {
+		if string(m.Data) != fmt.Sprint(i) {
+			t.Fatalf("message %d is %q", i, m.Data)
+		}
+	}
+}
