@@ -26,6 +26,7 @@ from .errors import (
 )
 from .publisher import Publishable, Publisher, PublisherSettings, PublisherStats
 from .retry import DEFAULT_RETRYABLE_CODES, Backoff, RetrySettings
+from .stream_publisher import StreamPublisher
 from .subscriber import DEFAULT_RECONNECT_CODES, Handler, Subscriber, SubscriberSettings, SubscriberStats
 from .types import AckResult, Message, Outcome, PublishResult, ReceivedMessage, SettleAction, StartPoint
 
@@ -57,6 +58,7 @@ __all__ = [
     "StartPoint",
     "Stats",
     "StatusError",
+    "StreamPublisher",
     "Subscriber",
     "SubscriberError",
     "SubscriberSettings",

@@ -14,6 +14,7 @@ from ._version import __version__
 from .admin import Admin
 from .credentials import TLS, TokenSource, channel_credentials, tls_channel_options
 from .publisher import Publisher, PublisherSettings
+from .stream_publisher import StreamPublisher
 from .subscriber import Handler, Subscriber, SubscriberSettings
 
 __all__ = ["DEFAULT_CHANNEL_OPTIONS", "Client"]
@@ -91,6 +92,7 @@ class Client:
             )
         self._channel = channel
         self._publishers: list[Publisher] = []
+        self._stream_publishers: list[StreamPublisher] = []
         self._subscribers: list[Subscriber] = []
         self._admin: Admin | None = None
         self._closed = False
@@ -114,6 +116,31 @@ class Client:
         )
         self._publishers.append(publisher)
         return publisher
+
+    async def stream_publisher(
+        self,
+        topic: str,
+        *,
+        max_messages: int = 0,
+        max_bytes: int = 0,
+        no_confirms: bool = False,
+        auto_message_id: bool = True,
+    ) -> StreamPublisher:
+        """An opened :class:`StreamPublisher` on ``topic`` (a Publish stream), closed with the client.
+
+        Raises the broker's refusal (:class:`nervebus.StatusError`).
+        """
+        stream = StreamPublisher(
+            self._channel,
+            topic,
+            max_messages=max_messages,
+            max_bytes=max_bytes,
+            no_confirms=no_confirms,
+            auto_message_id=auto_message_id,
+        )
+        await stream.start()
+        self._stream_publishers.append(stream)
+        return stream
 
     def subscriber(
         self,
@@ -150,6 +177,7 @@ class Client:
         self._closed = True
         await asyncio.gather(*(s.stop() for s in self._subscribers), return_exceptions=True)
         await asyncio.gather(*(p.close() for p in self._publishers), return_exceptions=True)
+        await asyncio.gather(*(p.close() for p in self._stream_publishers), return_exceptions=True)
         if self._owns_channel:
             await self._channel.close()
 
