@@ -329,10 +329,10 @@ type PublishOpen struct {
 	// forbids it.
 	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
 	// The most messages the stream may have sent and not had confirmed. 0 means the broker's
-	// largest (its max pack count, default 10000); more is lowered to that.
+	// largest (its max pack count, --max-pack-messages); more is lowered to that.
 	MaxMessages uint32 `protobuf:"varint,2,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"`
-	// The most bytes likewise. 0 means the broker's largest (its max pack bytes, default 16 MiB);
-	// more is lowered to that.
+	// The most bytes likewise. 0 means the broker's largest (its max pack bytes,
+	// --max-pack-bytes); more is lowered to that.
 	MaxBytes uint64 `protobuf:"varint,3,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
 	// Fire and forget: the broker sends no confirms, only credit as it comes back (once the
 	// batches are appended, durable on a stored topic). Errors still end the stream.

@@ -203,15 +203,15 @@ export type PublishOpen = Message<"nervebus.v1.PublishOpen"> & {
 
   /**
    * The most messages the stream may have sent and not had confirmed. 0 means the broker's
-   * largest (its max pack count, default 10000); more is lowered to that.
+   * largest (its max pack count, --max-pack-messages); more is lowered to that.
    *
    * @generated from field: uint32 max_messages = 2;
    */
   maxMessages: number;
 
   /**
-   * The most bytes likewise. 0 means the broker's largest (its max pack bytes, default 16 MiB);
-   * more is lowered to that.
+   * The most bytes likewise. 0 means the broker's largest (its max pack bytes,
+   * --max-pack-bytes); more is lowered to that.
    *
    * @generated from field: uint64 max_bytes = 3;
    */
