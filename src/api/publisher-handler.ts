@@ -1,11 +1,12 @@
 import { durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import type * as grpc from "@grpc/grpc-js";
+import { Priority as WirePriority } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
 import {
   type SendPackRequest,
   type SendPackResponse,
   SendPackResponseSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
-import { type Broker, checkDelay, invalidArgument, type NewMessage } from "../core/index.js";
+import { type Broker, checkDelay, invalidArgument, type NewMessage, type Priority } from "../core/index.js";
 import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
 import { encodeSendPackResponse, malformedReason } from "../wire/index.js";
 import type { CallGuard } from "./call-guard.js";
@@ -35,8 +36,24 @@ export function toNewMessages(req: Pick<SendPackRequest, "messages">, now: numbe
       orderingKey: m.orderingKey,
       messageId: m.messageId,
       deliverAt: deliverAt > now ? deliverAt : 0,
+      priority: toPriority(i, m.priority),
     };
   });
+}
+
+/** The domain priority of a wire one; INVALID_ARGUMENT naming the message for an unknown value. */
+function toPriority(i: number, p: WirePriority): Priority | undefined {
+  switch (p) {
+    case WirePriority.UNSPECIFIED:
+    case WirePriority.NORMAL:
+      return undefined;
+    case WirePriority.URGENT:
+      return "urgent";
+    case WirePriority.BULK:
+      return "bulk";
+    default:
+      throw invalidArgument(`messages[${i}].priority`, `${p} is not a priority (1 urgent, 2 normal, 3 bulk)`);
+  }
 }
 
 /** PublisherService.SendPack: needs the publish right on the topic (see CallGuard). */

@@ -42,6 +42,7 @@ export class DeadLetterRouter {
       orderingKey: message.orderingKey,
       messageId: "",
       deliverAt: 0,
+      priority: message.priority,
     }));
     await this.append(await this.topic(target), messages);
   }

@@ -24,6 +24,7 @@ export {
   messageBytes,
   type NewMessage,
   type PointerRecord,
+  type Priority,
   type ScheduledMessage,
   type StartPosition,
   type SubscriptionConfig,

@@ -4,8 +4,11 @@ import {
   encodeMeta,
   type MetaFields,
   metaContentBytes,
+  type Priority,
   traceIdOf,
 } from "../wire/index.js";
+
+export type { Priority };
 
 /**
  * Domain types shared by the core and the stores. No protobuf types here: the API layer
@@ -20,6 +23,8 @@ export interface NewMessage {
   readonly messageId: string;
   /** Deliver no earlier than this (ms since epoch); 0 for now. */
   readonly deliverAt: number;
+  /** Undefined means normal. */
+  readonly priority?: Priority;
 }
 
 /**
@@ -60,6 +65,7 @@ export class LogMessage {
       orderingKey: string;
       messageId: string;
       scheduleId?: number;
+      priority?: Priority;
     },
   ): LogMessage {
     return new LogMessage(
@@ -85,6 +91,10 @@ export class LogMessage {
 
   get messageId(): string {
     return this.#decoded().messageId;
+  }
+
+  get priority(): Priority {
+    return this.#decoded().priority;
   }
 
   /** Hex trace id of its traceparent, "" for none. */

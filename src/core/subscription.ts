@@ -8,6 +8,7 @@ import type { BrokerObserver, Settled } from "./observer.js";
 import { OrderingGate } from "./ordering-gate.js";
 import { type PendingEntry, pendingEntry } from "./pending-entry.js";
 import { decodePersistedState, encodePersistedState } from "./persisted-state.js";
+import { type Lane, PriorityPicker } from "./priority-picker.js";
 import { RateMeter } from "./rate-meter.js";
 import { ReadAhead } from "./read-ahead.js";
 import type { Topic } from "./topic.js";
@@ -87,6 +88,8 @@ export class Subscription {
   #unconfirmed = new Map<Consumer, { acked: number[]; already: number[]; ignored: number[] }>();
   /** Ordering: which keys are busy, and what waits behind them. */
   readonly #gate = new OrderingGate();
+  /** Priorities: which lane the next first delivery comes from. */
+  readonly #picker = new PriorityPicker();
   readonly #unlisten: () => void;
   #closed = false;
   redelivered = 0;
@@ -231,7 +234,12 @@ export class Subscription {
       // A consumer acks what it was given: a seq never delivered here (above everything
       // delivered so far, or held back behind its ordering key) is not acked, or it would be
       // lost to every consumer of the subscription.
-      if (seq > this.#highestDelivered || this.#pending.get(seq)?.attempts === 0) {
+      if (
+        seq > this.#highestDelivered ||
+        this.#pending.get(seq)?.attempts === 0 ||
+        // Urgent messages went out ahead of the cursor: the seqs between were not delivered.
+        (seq >= this.#cursor && this.topic.priorities.mixed && !this.#pending.has(seq))
+      ) {
         confirm?.ignored.push(seq);
         continue;
       }
@@ -323,6 +331,7 @@ export class Subscription {
     this.#readAhead.clear();
     // Held-back messages are met again from the new cursor; busy keys are those still pending.
     this.#gate.reset(Array.from(this.#pending.values(), (p) => p.key));
+    this.#picker.reset();
     this.#cursor = this.#acked.floor + 1;
     this.#markDirty();
     this.scheduleDispatch();
@@ -411,7 +420,7 @@ export class Subscription {
             continue;
           }
         } else {
-          const fresh = this.#nextFresh();
+          const fresh = this.#nextByPriority();
           if (fresh === undefined) {
             starved = true;
             break;
@@ -424,7 +433,10 @@ export class Subscription {
         if (p === undefined) {
           p = pendingEntry(0, 0, "");
           this.#pending.set(seq, p);
-          this.#cursor = seq + 1;
+          // A message taken from a priority lane may lie ahead of the cursor; the seqs between
+          // are still to come.
+          if (seq === this.#cursor) this.#cursor = seq + 1;
+          this.#picker.delivered();
           if (this.config.ordering && message.orderingKey !== "") {
             p.key = message.orderingKey;
             this.#gate.take(p.key);
@@ -477,6 +489,40 @@ export class Subscription {
     if (this.#cursor > watermark) return;
     this.dropped += this.#acked.addRange(this.#cursor, watermark);
     this.#cursor = watermark + 1;
+  }
+
+  /**
+   * The next first delivery: in seq order, unless the topic has messages of mixed priority;
+   * then from the lanes in the order of the picker's cycle (see PriorityPicker).
+   */
+  #nextByPriority(): LogMessage | undefined {
+    if (!this.topic.priorities.mixed || this.topic.ephemeral) return this.#nextFresh();
+    for (const lane of this.#picker.order()) {
+      const message = lane === "oldest" ? this.#nextFresh() : this.#nextInLane(lane);
+      if (message !== undefined) return message;
+    }
+    return undefined;
+  }
+
+  /**
+   * The lowest undelivered message of a priority lane, at or above the cursor and within the
+   * watermark. Skipped for good (left to seq order): messages no longer in the tail cache
+   * (a lane serves what arrives while the subscription has a backlog, not the backlog itself)
+   * and, with ordering on, messages with an ordering key (priority never breaks a key's order).
+   */
+  #nextInLane(lane: Exclude<Lane, "oldest">): LogMessage | undefined {
+    const seqs = this.topic.priorities[lane];
+    const watermark = this.topic.watermark;
+    for (let pos = seqs.firstAtLeast(Math.max(this.#picker.from[lane], this.#cursor)); ; pos++) {
+      const seq = seqs.at(pos);
+      if (seq === undefined || seq > watermark) return undefined;
+      this.#picker.from[lane] = seq;
+      if (this.#pending.has(seq) || this.#acked.has(seq)) continue;
+      const message = this.topic.cache.get(seq);
+      if (message === undefined) continue;
+      if (this.config.ordering && message.orderingKey !== "") continue;
+      return message;
+    }
   }
 
   /** The next never-delivered message, or undefined when none is available right now. */

@@ -6,6 +6,7 @@ import { NerveBusError } from "./errors.js";
 import type { NewMessage, TopicRecord } from "./model.js";
 import { LogMessage, messageBytes } from "./model.js";
 import type { BrokerObserver } from "./observer.js";
+import { PriorityIndex } from "./priority-index.js";
 import { RateMeter } from "./rate-meter.js";
 import type { ReadAheadShare } from "./read-ahead.js";
 import { RunTracker } from "./run-tracker.js";
@@ -68,6 +69,8 @@ export class Topic {
   /** Schedule ids already appended, so a crash between append and schedule delete is harmless. */
   readonly moved = new DedupIndex(MOVED_WINDOW_MS, MAX_DEDUP_IDS);
   readonly publishRate = new RateMeter();
+  /** Seqs of urgent and normal messages, for subscriptions that hand out urgent first. */
+  readonly priorities = new PriorityIndex();
   retentionDeleted = 0;
   readonly #tracker: CommitTracker | RunTracker;
   readonly #writers: ShardWriter[];
@@ -223,10 +226,15 @@ export class Topic {
           seq,
           now,
           m.data,
-          encodeMeta({ attributes, orderingKey: m.orderingKey, messageId: m.messageId }, traceId, scheduleId),
+          encodeMeta(
+            { attributes, orderingKey: m.orderingKey, messageId: m.messageId, priority: m.priority },
+            traceId,
+            scheduleId,
+          ),
           storedBytes,
         );
         this.cache.append(row);
+        this.priorities.note(seq, m.priority);
         if (dedupOn && m.messageId !== "") this.dedup.set(m.messageId, seq, now);
         if (scheduleId !== undefined) this.moved.set(String(scheduleId), seq, now);
         if (scheduleId !== undefined || m.messageId !== "") {

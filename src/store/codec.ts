@@ -40,6 +40,7 @@ export function decodeScheduled(id: number, dueAt: number, meta: Buffer, data: U
     orderingKey: m.orderingKey,
     messageId: m.messageId,
     deliverAt: dueAt,
+    priority: m.priority,
   };
   return { id, dueAt, message };
 }

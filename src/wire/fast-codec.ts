@@ -101,6 +101,7 @@ function decodeMessage(buf: Buffer, start: number, end: number): Message {
   let messageId = "";
   let deliverAt: Message["deliverAt"];
   let delay: Message["delay"];
+  let priority = 0;
   while (!r.done) {
     const tag = r.tag();
     switch (tag) {
@@ -122,11 +123,23 @@ function decodeMessage(buf: Buffer, start: number, end: number): Message {
       case (6 << 3) | WIRE_LEN:
         delay = fromBinary(DurationSchema, r.bytes());
         break;
+      case (7 << 3) | WIRE_VARINT:
+        priority = r.varint();
+        break;
       default:
         r.skip(tag & 7);
     }
   }
-  return { $typeName: "nervebus.v1.Message", data, attributes, orderingKey, messageId, deliverAt, delay };
+  return {
+    $typeName: "nervebus.v1.Message",
+    data,
+    attributes,
+    orderingKey,
+    messageId,
+    deliverAt,
+    delay,
+    priority,
+  };
 }
 
 /** SendPackRequest from the wire (see malformedReason for bytes that are not one). */

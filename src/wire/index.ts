@@ -22,6 +22,7 @@ export {
   type MetaSource,
   metaContentBytes,
   metaIds,
+  type Priority,
 } from "./message-meta.js";
 export {
   type ConfirmFields,

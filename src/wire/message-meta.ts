@@ -12,7 +12,7 @@ import {
 /**
  * A message's metadata as it is stored beside its payload, and as it goes out: protobuf wire
  * fields numbered as in `nervebus.v1.Delivery` (3 attributes, 4 ordering_key, 5 message_id,
- * 8 trace_id), so a delivery copies the stored bytes as they are, with no decoding, no objects
+ * 8 trace_id, 9 priority), so a delivery copies the stored bytes as they are, with no decoding, no objects
  * and no re-encoding. A delayed message's schedule id (internal, never delivered) rides in front
  * as field 15.
  *
@@ -24,6 +24,13 @@ const F_ATTRIBUTES = 3;
 const F_ORDERING_KEY = 4;
 const F_MESSAGE_ID = 5;
 const F_TRACE_ID = 8;
+/** Delivery.priority; written only for urgent (1) and bulk (3), so normal messages cost nothing. */
+const TAG_PRIORITY = (9 << 3) | WIRE_VARINT;
+const PRIORITY_URGENT = 1;
+const PRIORITY_BULK = 3;
+
+/** How soon subscribers get a message; "normal" unless its producer said otherwise. */
+export type Priority = "urgent" | "normal" | "bulk";
 const TAG_SCHEDULE_ID = (15 << 3) | WIRE_VARINT;
 const JSON_START = 0x7b;
 
@@ -35,6 +42,7 @@ export interface MetaFields {
   /** Hex trace id of the message's traceparent; "" when it has none. */
   readonly traceId: string;
   readonly scheduleId: number | undefined;
+  readonly priority: Priority;
 }
 
 /**
@@ -70,6 +78,8 @@ export interface MetaSource {
   readonly attributes: Record<string, string>;
   readonly orderingKey: string;
   readonly messageId: string;
+  /** Undefined means normal. */
+  readonly priority?: Priority;
 }
 
 /** Encodes a message's metadata (see above). `traceId` is "" when the message has none. */
@@ -90,6 +100,8 @@ export function encodeMeta(m: MetaSource, traceId: string, scheduleId?: number):
   if (okLen > 0) size += lenFieldSize(okLen);
   if (idLen > 0) size += lenFieldSize(idLen);
   if (traceId !== "") size += lenFieldSize(traceId.length);
+  const priority = m.priority === "urgent" ? PRIORITY_URGENT : m.priority === "bulk" ? PRIORITY_BULK : 0;
+  if (priority !== 0) size += 2;
   const buf = Buffer.allocUnsafe(size);
   let pos = 0;
   if (scheduleId !== undefined) {
@@ -107,6 +119,10 @@ export function encodeMeta(m: MetaSource, traceId: string, scheduleId?: number):
   if (okLen > 0) pos = writeStringField(buf, pos, F_ORDERING_KEY, m.orderingKey, okLen);
   if (idLen > 0) pos = writeStringField(buf, pos, F_MESSAGE_ID, m.messageId, idLen);
   if (traceId !== "") pos = writeStringField(buf, pos, F_TRACE_ID, traceId, traceId.length);
+  if (priority !== 0) {
+    buf[pos++] = TAG_PRIORITY;
+    buf[pos++] = priority;
+  }
   return buf;
 }
 
@@ -121,6 +137,7 @@ function decodeLegacy(buf: Buffer): MetaFields {
     messageId: m.i ?? "",
     traceId: traceIdOf(attributes.traceparent) ?? "",
     scheduleId: m.s,
+    priority: "normal",
   };
 }
 
@@ -133,12 +150,18 @@ export function decodeMeta(buf: Buffer): MetaFields {
   let messageId = "";
   let traceId = "";
   let scheduleId: number | undefined;
+  let priority: Priority = "normal";
   while (!r.done) {
     const tag = r.tag();
     switch (tag) {
       case TAG_SCHEDULE_ID:
         scheduleId = r.varint();
         break;
+      case TAG_PRIORITY: {
+        const v = r.varint();
+        priority = v === PRIORITY_URGENT ? "urgent" : v === PRIORITY_BULK ? "bulk" : "normal";
+        break;
+      }
       case (F_ATTRIBUTES << 3) | WIRE_LEN:
         readAttribute(r, attributes);
         break;
@@ -155,7 +178,7 @@ export function decodeMeta(buf: Buffer): MetaFields {
         r.skip(tag & 7);
     }
   }
-  return { attributes, orderingKey, messageId, traceId, scheduleId };
+  return { attributes, orderingKey, messageId, traceId, scheduleId, priority };
 }
 
 /**

@@ -39,6 +39,7 @@ const fields = fc.record({
   messageId: text,
   withTrace: fc.boolean(),
   scheduleId: fc.option(fc.integer({ min: 1, max: 2 ** 40 }), { nil: undefined }),
+  priority: fc.constantFrom(undefined, "urgent" as const, "normal" as const, "bulk" as const),
 });
 
 test("property: metadata round-trips, its byte count equals messageBytes, and ids are read alone", () => {
@@ -54,6 +55,7 @@ test("property: metadata round-trips, its byte count equals messageBytes, and id
         messageId: f.messageId,
         traceId,
         scheduleId: f.scheduleId,
+        priority: f.priority ?? "normal",
       });
       assert.deepEqual(metaIds(meta), { messageId: f.messageId, scheduleId: f.scheduleId });
       const m = new LogMessage(7, 1_700_000_000_123, data, meta);
@@ -171,6 +173,8 @@ test("property: deliveries encode to what protobuf-es reads as the same Delivery
             publishTime: timestampFromMs(d.publishTime),
             attempt: d.attempt,
             traceId: traceIdOf(attrs.traceparent) ?? "",
+            // Stored and delivered for urgent and bulk only; normal is the default.
+            priority: d.f.priority === "urgent" ? 1 : d.f.priority === "bulk" ? 3 : 0,
           });
         }),
       });

@@ -23,6 +23,68 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Priority of a message. The message keeps its seq in the topic's one order; what changes is
+// which undelivered messages a subscription hands out first: of every 10 first deliveries, while
+// several priorities wait, 8 go to urgent, 1 to normal and 1 to the oldest undelivered message
+// of any priority, so bulk never starves. Messages with an ordering key on a subscription with
+// ordering keep their key's order (priority does not overtake them); redeliveries go first as
+// always.
+type Priority int32
+
+const (
+	// Normal.
+	Priority_PRIORITY_UNSPECIFIED Priority = 0
+	// Before normal and bulk.
+	Priority_PRIORITY_URGENT Priority = 1
+	// The default.
+	Priority_PRIORITY_NORMAL Priority = 2
+	// After urgent and normal, with a guaranteed share.
+	Priority_PRIORITY_BULK Priority = 3
+)
+
+// Enum value maps for Priority.
+var (
+	Priority_name = map[int32]string{
+		0: "PRIORITY_UNSPECIFIED",
+		1: "PRIORITY_URGENT",
+		2: "PRIORITY_NORMAL",
+		3: "PRIORITY_BULK",
+	}
+	Priority_value = map[string]int32{
+		"PRIORITY_UNSPECIFIED": 0,
+		"PRIORITY_URGENT":      1,
+		"PRIORITY_NORMAL":      2,
+		"PRIORITY_BULK":        3,
+	}
+)
+
+func (x Priority) Enum() *Priority {
+	p := new(Priority)
+	*p = x
+	return p
+}
+
+func (x Priority) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Priority) Descriptor() protoreflect.EnumDescriptor {
+	return file_nervebus_v1_message_proto_enumTypes[0].Descriptor()
+}
+
+func (Priority) Type() protoreflect.EnumType {
+	return &file_nervebus_v1_message_proto_enumTypes[0]
+}
+
+func (x Priority) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Priority.Descriptor instead.
+func (Priority) EnumDescriptor() ([]byte, []int) {
+	return file_nervebus_v1_message_proto_rawDescGZIP(), []int{0}
+}
+
 // Message is what a producer publishes. The broker stores it unchanged, except that it adds
 // `traceparent` to `attributes` when the producer sent none (so every message has a trace id).
 type Message struct {
@@ -46,7 +108,10 @@ type Message struct {
 	DeliverAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deliver_at,json=deliverAt,proto3" json:"deliver_at,omitempty"`
 	// Deliver no earlier than this long after the broker receives the pack. Ignored when
 	// deliver_at is set. At most 7 days.
-	Delay         *durationpb.Duration `protobuf:"bytes,6,opt,name=delay,proto3" json:"delay,omitempty"`
+	Delay *durationpb.Duration `protobuf:"bytes,6,opt,name=delay,proto3" json:"delay,omitempty"`
+	// How soon subscribers get it: a consumer's window is filled with urgent messages first, then
+	// normal, then bulk, never by more than a share (see Priority). Unset means normal.
+	Priority      Priority `protobuf:"varint,7,opt,name=priority,proto3,enum=nervebus.v1.Priority" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -123,6 +188,13 @@ func (x *Message) GetDelay() *durationpb.Duration {
 	return nil
 }
 
+func (x *Message) GetPriority() Priority {
+	if x != nil {
+		return x.Priority
+	}
+	return Priority_PRIORITY_UNSPECIFIED
+}
+
 // Delivery is one message handed to a subscriber.
 type Delivery struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -142,7 +214,9 @@ type Delivery struct {
 	// 1 for the first delivery on this subscription, 2 for the first redelivery, and so on.
 	Attempt uint32 `protobuf:"varint,7,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// The W3C trace id (32 lowercase hex digits) of the message's end-to-end trace.
-	TraceId       string `protobuf:"bytes,8,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	TraceId string `protobuf:"bytes,8,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// The priority as published; unset for normal.
+	Priority      Priority `protobuf:"varint,9,opt,name=priority,proto3,enum=nervebus.v1.Priority" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -233,11 +307,18 @@ func (x *Delivery) GetTraceId() string {
 	return ""
 }
 
+func (x *Delivery) GetPriority() Priority {
+	if x != nil {
+		return x.Priority
+	}
+	return Priority_PRIORITY_UNSPECIFIED
+}
+
 var File_nervebus_v1_message_proto protoreflect.FileDescriptor
 
 const file_nervebus_v1_message_proto_rawDesc = "" +
 	"\n" +
-	"\x19nervebus/v1/message.proto\x12\vnervebus.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x02\n" +
+	"\x19nervebus/v1/message.proto\x12\vnervebus.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x03\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12D\n" +
 	"\n" +
@@ -248,10 +329,11 @@ const file_nervebus_v1_message_proto_rawDesc = "" +
 	"message_id\x18\x04 \x01(\tR\tmessageId\x129\n" +
 	"\n" +
 	"deliver_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tdeliverAt\x12/\n" +
-	"\x05delay\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x1a=\n" +
+	"\x05delay\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x121\n" +
+	"\bpriority\x18\a \x01(\x0e2\x15.nervebus.v1.PriorityR\bpriority\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xec\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9f\x03\n" +
 	"\bDelivery\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12E\n" +
@@ -263,10 +345,16 @@ const file_nervebus_v1_message_proto_rawDesc = "" +
 	"message_id\x18\x05 \x01(\tR\tmessageId\x12=\n" +
 	"\fpublish_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishTime\x12\x18\n" +
 	"\aattempt\x18\a \x01(\rR\aattempt\x12\x19\n" +
-	"\btrace_id\x18\b \x01(\tR\atraceId\x1a=\n" +
+	"\btrace_id\x18\b \x01(\tR\atraceId\x121\n" +
+	"\bpriority\x18\t \x01(\x0e2\x15.nervebus.v1.PriorityR\bpriority\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01BDZBgithub.com/nervebus/nervebus/clients/go/gen/nervebus/v1;nervebusv1b\x06proto3"
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*a\n" +
+	"\bPriority\x12\x18\n" +
+	"\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fPRIORITY_URGENT\x10\x01\x12\x13\n" +
+	"\x0fPRIORITY_NORMAL\x10\x02\x12\x11\n" +
+	"\rPRIORITY_BULK\x10\x03BDZBgithub.com/nervebus/nervebus/clients/go/gen/nervebus/v1;nervebusv1b\x06proto3"
 
 var (
 	file_nervebus_v1_message_proto_rawDescOnce sync.Once
@@ -280,26 +368,30 @@ func file_nervebus_v1_message_proto_rawDescGZIP() []byte {
 	return file_nervebus_v1_message_proto_rawDescData
 }
 
+var file_nervebus_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_nervebus_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_nervebus_v1_message_proto_goTypes = []any{
-	(*Message)(nil),               // 0: nervebus.v1.Message
-	(*Delivery)(nil),              // 1: nervebus.v1.Delivery
-	nil,                           // 2: nervebus.v1.Message.AttributesEntry
-	nil,                           // 3: nervebus.v1.Delivery.AttributesEntry
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 5: google.protobuf.Duration
+	(Priority)(0),                 // 0: nervebus.v1.Priority
+	(*Message)(nil),               // 1: nervebus.v1.Message
+	(*Delivery)(nil),              // 2: nervebus.v1.Delivery
+	nil,                           // 3: nervebus.v1.Message.AttributesEntry
+	nil,                           // 4: nervebus.v1.Delivery.AttributesEntry
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 6: google.protobuf.Duration
 }
 var file_nervebus_v1_message_proto_depIdxs = []int32{
-	2, // 0: nervebus.v1.Message.attributes:type_name -> nervebus.v1.Message.AttributesEntry
-	4, // 1: nervebus.v1.Message.deliver_at:type_name -> google.protobuf.Timestamp
-	5, // 2: nervebus.v1.Message.delay:type_name -> google.protobuf.Duration
-	3, // 3: nervebus.v1.Delivery.attributes:type_name -> nervebus.v1.Delivery.AttributesEntry
-	4, // 4: nervebus.v1.Delivery.publish_time:type_name -> google.protobuf.Timestamp
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	3, // 0: nervebus.v1.Message.attributes:type_name -> nervebus.v1.Message.AttributesEntry
+	5, // 1: nervebus.v1.Message.deliver_at:type_name -> google.protobuf.Timestamp
+	6, // 2: nervebus.v1.Message.delay:type_name -> google.protobuf.Duration
+	0, // 3: nervebus.v1.Message.priority:type_name -> nervebus.v1.Priority
+	4, // 4: nervebus.v1.Delivery.attributes:type_name -> nervebus.v1.Delivery.AttributesEntry
+	5, // 5: nervebus.v1.Delivery.publish_time:type_name -> google.protobuf.Timestamp
+	0, // 6: nervebus.v1.Delivery.priority:type_name -> nervebus.v1.Priority
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_nervebus_v1_message_proto_init() }
@@ -312,13 +404,14 @@ func file_nervebus_v1_message_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_nervebus_v1_message_proto_rawDesc), len(file_nervebus_v1_message_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_nervebus_v1_message_proto_goTypes,
 		DependencyIndexes: file_nervebus_v1_message_proto_depIdxs,
+		EnumInfos:         file_nervebus_v1_message_proto_enumTypes,
 		MessageInfos:      file_nervebus_v1_message_proto_msgTypes,
 	}.Build()
 	File_nervebus_v1_message_proto = out.File

@@ -2,8 +2,8 @@
 // @generated from file nervebus/v1/message.proto (package nervebus.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message as Message$1 } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file nervebus/v1/message.proto.
  */
 export const file_nervebus_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("ChluZXJ2ZWJ1cy92MS9tZXNzYWdlLnByb3RvEgtuZXJ2ZWJ1cy52MSKIAgoHTWVzc2FnZRIMCgRkYXRhGAEgASgMEjgKCmF0dHJpYnV0ZXMYAiADKAsyJC5uZXJ2ZWJ1cy52MS5NZXNzYWdlLkF0dHJpYnV0ZXNFbnRyeRIUCgxvcmRlcmluZ19rZXkYAyABKAkSEgoKbWVzc2FnZV9pZBgEIAEoCRIuCgpkZWxpdmVyX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgVkZWxheRgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKSAgoIRGVsaXZlcnkSCwoDc2VxGAEgASgEEgwKBGRhdGEYAiABKAwSOQoKYXR0cmlidXRlcxgDIAMoCzIlLm5lcnZlYnVzLnYxLkRlbGl2ZXJ5LkF0dHJpYnV0ZXNFbnRyeRIUCgxvcmRlcmluZ19rZXkYBCABKAkSEgoKbWVzc2FnZV9pZBgFIAEoCRIwCgxwdWJsaXNoX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYByABKA0SEAoIdHJhY2VfaWQYCCABKAkaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCRFpCZ2l0aHViLmNvbS9uZXJ2ZWJ1cy9uZXJ2ZWJ1cy9jbGllbnRzL2dvL2dlbi9uZXJ2ZWJ1cy92MTtuZXJ2ZWJ1c3YxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChluZXJ2ZWJ1cy92MS9tZXNzYWdlLnByb3RvEgtuZXJ2ZWJ1cy52MSKxAgoHTWVzc2FnZRIMCgRkYXRhGAEgASgMEjgKCmF0dHJpYnV0ZXMYAiADKAsyJC5uZXJ2ZWJ1cy52MS5NZXNzYWdlLkF0dHJpYnV0ZXNFbnRyeRIUCgxvcmRlcmluZ19rZXkYAyABKAkSEgoKbWVzc2FnZV9pZBgEIAEoCRIuCgpkZWxpdmVyX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgVkZWxheRgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhInCghwcmlvcml0eRgHIAEoDjIVLm5lcnZlYnVzLnYxLlByaW9yaXR5GjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIrsCCghEZWxpdmVyeRILCgNzZXEYASABKAQSDAoEZGF0YRgCIAEoDBI5CgphdHRyaWJ1dGVzGAMgAygLMiUubmVydmVidXMudjEuRGVsaXZlcnkuQXR0cmlidXRlc0VudHJ5EhQKDG9yZGVyaW5nX2tleRgEIAEoCRISCgptZXNzYWdlX2lkGAUgASgJEjAKDHB1Ymxpc2hfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgHIAEoDRIQCgh0cmFjZV9pZBgIIAEoCRInCghwcmlvcml0eRgJIAEoDjIVLm5lcnZlYnVzLnYxLlByaW9yaXR5GjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBKmEKCFByaW9yaXR5EhgKFFBSSU9SSVRZX1VOU1BFQ0lGSUVEEAASEwoPUFJJT1JJVFlfVVJHRU5UEAESEwoPUFJJT1JJVFlfTk9STUFMEAISEQoNUFJJT1JJVFlfQlVMSxADQkRaQmdpdGh1Yi5jb20vbmVydmVidXMvbmVydmVidXMvY2xpZW50cy9nby9nZW4vbmVydmVidXMvdjE7bmVydmVidXN2MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Message is what a producer publishes. The broker stores it unchanged, except that it adds
@@ -70,6 +70,14 @@ export type Message = Message$1<"nervebus.v1.Message"> & {
    * @generated from field: google.protobuf.Duration delay = 6;
    */
   delay?: Duration | undefined;
+
+  /**
+   * How soon subscribers get it: a consumer's window is filled with urgent messages first, then
+   * normal, then bulk, never by more than a share (see Priority). Unset means normal.
+   *
+   * @generated from field: nervebus.v1.Priority priority = 7;
+   */
+  priority: Priority;
 };
 
 /**
@@ -141,6 +149,13 @@ export type Delivery = Message$1<"nervebus.v1.Delivery"> & {
    * @generated from field: string trace_id = 8;
    */
   traceId: string;
+
+  /**
+   * The priority as published; unset for normal.
+   *
+   * @generated from field: nervebus.v1.Priority priority = 9;
+   */
+  priority: Priority;
 };
 
 /**
@@ -149,4 +164,50 @@ export type Delivery = Message$1<"nervebus.v1.Delivery"> & {
  */
 export const DeliverySchema: GenMessage<Delivery> = /*@__PURE__*/
   messageDesc(file_nervebus_v1_message, 1);
+
+/**
+ * Priority of a message. The message keeps its seq in the topic's one order; what changes is
+ * which undelivered messages a subscription hands out first: of every 10 first deliveries, while
+ * several priorities wait, 8 go to urgent, 1 to normal and 1 to the oldest undelivered message
+ * of any priority, so bulk never starves. Messages with an ordering key on a subscription with
+ * ordering keep their key's order (priority does not overtake them); redeliveries go first as
+ * always.
+ *
+ * @generated from enum nervebus.v1.Priority
+ */
+export enum Priority {
+  /**
+   * Normal.
+   *
+   * @generated from enum value: PRIORITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Before normal and bulk.
+   *
+   * @generated from enum value: PRIORITY_URGENT = 1;
+   */
+  URGENT = 1,
+
+  /**
+   * The default.
+   *
+   * @generated from enum value: PRIORITY_NORMAL = 2;
+   */
+  NORMAL = 2,
+
+  /**
+   * After urgent and normal, with a guaranteed share.
+   *
+   * @generated from enum value: PRIORITY_BULK = 3;
+   */
+  BULK = 3,
+}
+
+/**
+ * Describes the enum nervebus.v1.Priority.
+ */
+export const PrioritySchema: GenEnum<Priority> = /*@__PURE__*/
+  enumDesc(file_nervebus_v1_message, 0);
 

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19nervebus/v1/message.proto\x12\x0bnervebus.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x02\n\x07Message\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x38\n\nattributes\x18\x02 \x03(\x0b\x32$.nervebus.v1.Message.AttributesEntry\x12\x14\n\x0cordering_key\x18\x03 \x01(\t\x12\x12\n\nmessage_id\x18\x04 \x01(\t\x12.\n\ndeliver_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x64\x65lay\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x92\x02\n\x08\x44\x65livery\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x39\n\nattributes\x18\x03 \x03(\x0b\x32%.nervebus.v1.Delivery.AttributesEntry\x12\x14\n\x0cordering_key\x18\x04 \x01(\t\x12\x12\n\nmessage_id\x18\x05 \x01(\t\x12\x30\n\x0cpublish_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\r\x12\x10\n\x08trace_id\x18\x08 \x01(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x44ZBgithub.com/nervebus/nervebus/clients/go/gen/nervebus/v1;nervebusv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19nervebus/v1/message.proto\x12\x0bnervebus.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x02\n\x07Message\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x38\n\nattributes\x18\x02 \x03(\x0b\x32$.nervebus.v1.Message.AttributesEntry\x12\x14\n\x0cordering_key\x18\x03 \x01(\t\x12\x12\n\nmessage_id\x18\x04 \x01(\t\x12.\n\ndeliver_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x64\x65lay\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x08priority\x18\x07 \x01(\x0e\x32\x15.nervebus.v1.Priority\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbb\x02\n\x08\x44\x65livery\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x39\n\nattributes\x18\x03 \x03(\x0b\x32%.nervebus.v1.Delivery.AttributesEntry\x12\x14\n\x0cordering_key\x18\x04 \x01(\t\x12\x12\n\nmessage_id\x18\x05 \x01(\t\x12\x30\n\x0cpublish_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\r\x12\x10\n\x08trace_id\x18\x08 \x01(\t\x12\'\n\x08priority\x18\t \x01(\x0e\x32\x15.nervebus.v1.Priority\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*a\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x13\n\x0fPRIORITY_URGENT\x10\x01\x12\x13\n\x0fPRIORITY_NORMAL\x10\x02\x12\x11\n\rPRIORITY_BULK\x10\x03\x42\x44ZBgithub.com/nervebus/nervebus/clients/go/gen/nervebus/v1;nervebusv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,12 +38,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MESSAGE_ATTRIBUTESENTRY']._serialized_options = b'8\001'
   _globals['_DELIVERY_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_DELIVERY_ATTRIBUTESENTRY']._serialized_options = b'8\001'
+  _globals['_PRIORITY']._serialized_start=733
+  _globals['_PRIORITY']._serialized_end=830
   _globals['_MESSAGE']._serialized_start=108
-  _globals['_MESSAGE']._serialized_end=372
-  _globals['_MESSAGE_ATTRIBUTESENTRY']._serialized_start=323
-  _globals['_MESSAGE_ATTRIBUTESENTRY']._serialized_end=372
-  _globals['_DELIVERY']._serialized_start=375
-  _globals['_DELIVERY']._serialized_end=649
-  _globals['_DELIVERY_ATTRIBUTESENTRY']._serialized_start=323
-  _globals['_DELIVERY_ATTRIBUTESENTRY']._serialized_end=372
+  _globals['_MESSAGE']._serialized_end=413
+  _globals['_MESSAGE_ATTRIBUTESENTRY']._serialized_start=364
+  _globals['_MESSAGE_ATTRIBUTESENTRY']._serialized_end=413
+  _globals['_DELIVERY']._serialized_start=416
+  _globals['_DELIVERY']._serialized_end=731
+  _globals['_DELIVERY_ATTRIBUTESENTRY']._serialized_start=364
+  _globals['_DELIVERY_ATTRIBUTESENTRY']._serialized_end=413
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Mapping as _Mapping
@@ -10,8 +11,19 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Priority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PRIORITY_UNSPECIFIED: _ClassVar[Priority]
+    PRIORITY_URGENT: _ClassVar[Priority]
+    PRIORITY_NORMAL: _ClassVar[Priority]
+    PRIORITY_BULK: _ClassVar[Priority]
+PRIORITY_UNSPECIFIED: Priority
+PRIORITY_URGENT: Priority
+PRIORITY_NORMAL: Priority
+PRIORITY_BULK: Priority
+
 class Message(_message.Message):
-    __slots__ = ("data", "attributes", "ordering_key", "message_id", "deliver_at", "delay")
+    __slots__ = ("data", "attributes", "ordering_key", "message_id", "deliver_at", "delay", "priority")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -25,16 +37,18 @@ class Message(_message.Message):
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     DELIVER_AT_FIELD_NUMBER: _ClassVar[int]
     DELAY_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     attributes: _containers.ScalarMap[str, str]
     ordering_key: str
     message_id: str
     deliver_at: _timestamp_pb2.Timestamp
     delay: _duration_pb2.Duration
-    def __init__(self, data: _Optional[bytes] = ..., attributes: _Optional[_Mapping[str, str]] = ..., ordering_key: _Optional[str] = ..., message_id: _Optional[str] = ..., deliver_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    priority: Priority
+    def __init__(self, data: _Optional[bytes] = ..., attributes: _Optional[_Mapping[str, str]] = ..., ordering_key: _Optional[str] = ..., message_id: _Optional[str] = ..., deliver_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., priority: _Optional[_Union[Priority, str]] = ...) -> None: ...
 
 class Delivery(_message.Message):
-    __slots__ = ("seq", "data", "attributes", "ordering_key", "message_id", "publish_time", "attempt", "trace_id")
+    __slots__ = ("seq", "data", "attributes", "ordering_key", "message_id", "publish_time", "attempt", "trace_id", "priority")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +64,7 @@ class Delivery(_message.Message):
     PUBLISH_TIME_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     seq: int
     data: bytes
     attributes: _containers.ScalarMap[str, str]
@@ -58,4 +73,5 @@ class Delivery(_message.Message):
     publish_time: _timestamp_pb2.Timestamp
     attempt: int
     trace_id: str
-    def __init__(self, seq: _Optional[int] = ..., data: _Optional[bytes] = ..., attributes: _Optional[_Mapping[str, str]] = ..., ordering_key: _Optional[str] = ..., message_id: _Optional[str] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., trace_id: _Optional[str] = ...) -> None: ...
+    priority: Priority
+    def __init__(self, seq: _Optional[int] = ..., data: _Optional[bytes] = ..., attributes: _Optional[_Mapping[str, str]] = ..., ordering_key: _Optional[str] = ..., message_id: _Optional[str] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., trace_id: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ...) -> None: ...
