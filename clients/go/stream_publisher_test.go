@@ -163,3 +163,36 @@ func TestStreamPublisherFireAndForgetOnEphemeralTopic(t *testing.T) {
 		}
 	}
 }
+
+func TestPriorityUrgentBeforeBulkBacklog(t *testing.T) {
+	t.Parallel()
+	b := testbroker.Start(t)
+	c := newClient(t, b)
+	ctx := testContext(t, 60*time.Second)
+	topic := topicName(t)
+	pub := c.Publisher(topic, nil)
+	var last *nervebus.PublishResult
+	for i := range 30 {
+		last = pub.Publish(ctx, &nervebus.Message{Data: []byte(fmt.Sprint("bulk", i)), Priority: nervebus.PriorityBulk})
+	}
+	if _, err := last.Get(ctx); err != nil {
+		t.Fatalf("bulk: %v", err)
+	}
+	if _, err := pub.Publish(ctx, &nervebus.Message{Data: []byte("urgent"), Priority: nervebus.PriorityUrgent}).Get(ctx); err != nil {
+		t.Fatalf("urgent: %v", err)
+	}
+	if _, err := pub.Publish(ctx, &nervebus.Message{Data: []byte("bad"), Priority: 7}).Get(ctx); nervebus.Code(err) != codes.InvalidArgument {
+		t.Fatalf("priority 7: %v, want INVALID_ARGUMENT", err)
+	}
+	got := newCollector()
+	sub := c.Subscriber(topic, "s", &nervebus.SubscriberConfig{Start: nervebus.StartEarliest(), MaxOutstandingMessages: 1})
+	stop := receiveInBackground(t, sub, func(_ context.Context, m *nervebus.Message) {
+		got.add(m)
+		m.Ack()
+	})
+	defer stop()
+	first := got.wait(t, 1, 20*time.Second)[0]
+	if string(first.Data) != "urgent" || first.Priority != nervebus.PriorityUrgent {
+		t.Fatalf("first delivery %q (priority %d), want the urgent message", first.Data, first.Priority)
+	}
+}

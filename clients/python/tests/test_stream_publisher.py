@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 import nervebus
-from nervebus import Outcome, ReceivedMessage, StartPoint, SubscriberSettings
+from nervebus import Outcome, Priority, ReceivedMessage, StartPoint, SubscriberSettings
 
 from .conftest import wait_until
 
@@ -79,3 +79,20 @@ async def test_fire_and_forget_on_an_ephemeral_topic(client: nervebus.Client, to
         await stream.close()
         await wait_until(lambda: len(received) == 100)
     assert received[:4] == [b"0a", b"0b", b"1a", b"1b"]
+
+
+async def test_urgent_messages_go_before_a_bulk_backlog(client: nervebus.Client, topic: str) -> None:
+    async with client.publisher(topic) as publisher:
+        await publisher.publish_many(
+            [nervebus.Message(f"bulk{i}", priority=Priority.BULK) for i in range(30)]
+        )
+        await publisher.publish("urgent", priority=Priority.URGENT)
+    received: list[bytes] = []
+
+    async def handle(message: ReceivedMessage) -> None:
+        received.append(message.data)
+
+    settings = SubscriberSettings(start=StartPoint.EARLIEST, concurrency=1, max_messages=1)
+    async with client.subscriber(topic, "s", handle, settings):
+        await wait_until(lambda: len(received) >= 1)
+    assert received[0] == b"urgent"

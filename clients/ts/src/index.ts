@@ -25,6 +25,7 @@ export type { TlsOptions, TokenSource } from "./credentials.js";
 export { DEFAULT_RETRYABLE_CODES, NerveBusError, StatusCode } from "./errors.js";
 export { MessageStream, type MessageStreamOptions, traceContext } from "./message-stream.js";
 export {
+  type MessagePriority,
   PUBLISHER_DEFAULTS,
   Publisher,
   type PublisherOptions,

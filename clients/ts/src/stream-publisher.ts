@@ -13,7 +13,7 @@ import {
   type PublishResponse,
 } from "./gen/nervebus/v1/publisher_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
-import type { PublishMessage, PublishOutcome, PublishResult } from "./publisher.js";
+import { type PublishMessage, type PublishOutcome, type PublishResult, toWirePriority } from "./publisher.js";
 
 /** Settings of a streaming publisher. */
 export interface StreamPublisherOptions {
@@ -224,6 +224,7 @@ export class StreamPublisher {
       messageId,
       deliverAt: m.deliverAt === undefined ? undefined : toTimestamp("message.deliverAt", m.deliverAt),
       delay: toDuration("message.delay", m.delay),
+      priority: toWirePriority(m.priority),
     });
   }
 

@@ -98,3 +98,30 @@ describe("stream publisher", () => {
     }
   });
 });
+
+describe("priority", () => {
+  test("urgent messages published after a bulk backlog are delivered first; a bad priority is refused", async () => {
+    const client = new NerveBusClient(broker.address);
+    try {
+      const topic = uniqueName("priority");
+      const stream = client.streamPublisher(topic);
+      await stream.send(Array.from({ length: 30 }, (_, i) => ({ data: `bulk${i}`, priority: "bulk" as const })));
+      await stream.send([{ data: "urgent0", priority: "urgent" }, { data: "urgent1", priority: "urgent" }]);
+      await stream.close();
+      const messages = client.messages(topic, "s", { start: "earliest", maxMessages: 5 });
+      const got: string[] = [];
+      for await (const m of messages) {
+        got.push(m.text());
+        m.ack();
+        if (got.length === 2) break;
+      }
+      assert.deepEqual(got, ["urgent0", "urgent1"]);
+      await assert.rejects(
+        client.publish(topic, { data: "x", priority: "soon" as "urgent" }),
+        (err: NerveBusError) => err.code === StatusCode.INVALID_ARGUMENT && /message\.priority/.test(err.details),
+      );
+    } finally {
+      await client.close();
+    }
+  });
+});

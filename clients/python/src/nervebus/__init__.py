@@ -28,7 +28,16 @@ from .publisher import Publishable, Publisher, PublisherSettings, PublisherStats
 from .retry import DEFAULT_RETRYABLE_CODES, Backoff, RetrySettings
 from .stream_publisher import StreamPublisher
 from .subscriber import DEFAULT_RECONNECT_CODES, Handler, Subscriber, SubscriberSettings, SubscriberStats
-from .types import AckResult, Message, Outcome, PublishResult, ReceivedMessage, SettleAction, StartPoint
+from .types import (
+    AckResult,
+    Message,
+    Outcome,
+    Priority,
+    PublishResult,
+    ReceivedMessage,
+    SettleAction,
+    StartPoint,
+)
 
 __all__ = [
     "DEFAULT_CHANNEL_OPTIONS",
@@ -46,6 +55,7 @@ __all__ = [
     "NerveBusError",
     "OrderingKeyPausedError",
     "Outcome",
+    "Priority",
     "PublishResult",
     "Publishable",
     "Publisher",

@@ -7,7 +7,7 @@ import os
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, timedelta
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import grpc.aio
@@ -37,6 +37,8 @@ def _to_proto(m: Message | bytes | str, auto_message_id: bool) -> message_pb2.Me
         if seconds < 0:
             raise ValueError("delay must be ≥ 0")
         out.delay.FromTimedelta(timedelta(seconds=seconds))
+    if m.priority is not None:
+        out.priority = cast("message_pb2.Priority", m.priority.value)
     return out
 
 

@@ -73,6 +73,7 @@ class Message:
         deliver_at: Deliver no earlier than this time (naive datetimes are taken as UTC).
         delay: Deliver no earlier than this long (seconds or timedelta) after the broker
             receives the message. Ignored when ``deliver_at`` is set.
+        priority: Urgent, normal (the default) or bulk.
     """
 
     data: bytes | bytearray | memoryview | str
@@ -81,6 +82,20 @@ class Message:
     message_id: str = ""
     deliver_at: datetime | None = None
     delay: float | timedelta | None = None
+    priority: Priority | None = None
+
+
+class Priority(enum.Enum):
+    """How soon subscribers get a message (``nervebus.v1.Priority``).
+
+    Urgent messages fill a subscriber's window first, then normal ones; of every 10 first
+    deliveries while several priorities wait, one is the oldest undelivered message, so bulk
+    never starves.
+    """
+
+    URGENT = 1
+    NORMAL = 2
+    BULK = 3
 
 
 class StartPoint(enum.Enum):
