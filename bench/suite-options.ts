@@ -10,7 +10,7 @@ export const FLAGS = {
   stores: flag("mysql,sqlite", "stores to run: mysql, sqlite"),
   only: flag(
     "raw,publish,drain,e2e,overload,profile",
-    "phases: raw, publish, drain, e2e, overload, profile; also stream (streaming publish vs SendPack)",
+    "phases: raw, publish, drain, e2e, overload, profile; also stream (streaming publish vs SendPack), priority (urgent latency under a bulk backlog)",
   ),
   out: flag("bench/results", "results directory (relative to the repo)"),
   shards: flag("1,4,8", "shard counts for raw and publish"),

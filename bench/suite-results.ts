@@ -1,5 +1,6 @@
 import type { CpuUse } from "./lib/cpu.js";
 import type { Verification } from "./lib/verify-stored.js";
+import type { PriorityPhaseResult } from "./phases/priority-result.js";
 import type { StreamPhaseResult } from "./phases/stream-result.js";
 import type { LongTask, ProfileSummary } from "./profile-summary.js";
 import type { ClientCpuResult, CommitLatencyResult, RawResult } from "./raw.js";
@@ -46,6 +47,8 @@ export interface StoreResults {
   errors: string[];
   /** `--only stream`: streaming publish against SendPack packs of 1000 (bench/phases/stream.ts). */
   stream?: StreamPhaseResult[];
+  /** `--only priority`: urgent against normal latency under a bulk backlog (bench/phases/priority.ts). */
+  priority?: PriorityPhaseResult[];
 }
 
 export interface SuiteResults {

@@ -3,6 +3,7 @@ import { drainPhase } from "./phases/drain.js";
 import { e2ePhase } from "./phases/e2e.js";
 import { overloadPhase } from "./phases/overload.js";
 import { type PhaseContext, SuiteContext } from "./phases/phase-context.js";
+import { priorityPhase } from "./phases/priority.js";
 import { profilePhase } from "./phases/profile.js";
 import { publishPhase } from "./phases/publish.js";
 import { rawPhase } from "./phases/raw.js";
@@ -30,6 +31,7 @@ const PHASES: readonly {
   { only: ["overload"], run: overloadPhase },
   { only: ["profile"], run: profilePhase },
   { only: ["stream"], run: streamPhase },
+  { only: ["priority"], run: priorityPhase },
 ];
 
 async function main(): Promise<number> {
