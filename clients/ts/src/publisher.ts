@@ -7,8 +7,8 @@ import { DEFAULT_RETRYABLE_CODES, NerveBusError, StatusCode, toNerveBusError } f
 import { Fifo } from "./fifo.js";
 import {
   MessageSchema,
-  Priority as WirePriority,
   type Message as WireMessage,
+  Priority as WirePriority,
 } from "./gen/nervebus/v1/message_pb.js";
 import {
   type MessageResult,
@@ -61,7 +61,11 @@ const PRIORITIES: Record<MessagePriority, WirePriority> = {
 export function toWirePriority(p: MessagePriority | undefined): WirePriority {
   if (p === undefined) return WirePriority.UNSPECIFIED;
   const wire = PRIORITIES[p];
-  if (wire === undefined) throw invalidArgument("message.priority", `must be "urgent", "normal" or "bulk", got ${JSON.stringify(p)}`);
+  if (wire === undefined)
+    throw invalidArgument(
+      "message.priority",
+      `must be "urgent", "normal" or "bulk", got ${JSON.stringify(p)}`,
+    );
   return wire;
 }
 

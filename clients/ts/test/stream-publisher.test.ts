@@ -105,8 +105,13 @@ describe("priority", () => {
     try {
       const topic = uniqueName("priority");
       const stream = client.streamPublisher(topic);
-      await stream.send(Array.from({ length: 30 }, (_, i) => ({ data: `bulk${i}`, priority: "bulk" as const })));
-      await stream.send([{ data: "urgent0", priority: "urgent" }, { data: "urgent1", priority: "urgent" }]);
+      await stream.send(
+        Array.from({ length: 30 }, (_, i) => ({ data: `bulk${i}`, priority: "bulk" as const })),
+      );
+      await stream.send([
+        { data: "urgent0", priority: "urgent" },
+        { data: "urgent1", priority: "urgent" },
+      ]);
       await stream.close();
       const messages = client.messages(topic, "s", { start: "earliest", maxMessages: 5 });
       const got: string[] = [];
@@ -118,7 +123,8 @@ describe("priority", () => {
       assert.deepEqual(got, ["urgent0", "urgent1"]);
       await assert.rejects(
         client.publish(topic, { data: "x", priority: "soon" as "urgent" }),
-        (err: NerveBusError) => err.code === StatusCode.INVALID_ARGUMENT && /message\.priority/.test(err.details),
+        (err: NerveBusError) =>
+          err.code === StatusCode.INVALID_ARGUMENT && /message\.priority/.test(err.details),
       );
     } finally {
       await client.close();
