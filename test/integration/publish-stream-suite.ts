@@ -317,6 +317,35 @@ export function publishStreamSuite(kind: string, fresh: FreshStore): void {
     assert.ok(last >= confirmed.length * 20);
   });
 
+  it("shutdown ends an open stream UNAVAILABLE, its confirmed batches durable after the restart", async (ctx) => {
+    const s = new PublishStream(ctx.client);
+    s.open("s6", { maxMessages: 100 });
+    await s.until(() => s.granted.messages > 0, "opened");
+    const sent = new Map<number, string[]>();
+    for (let b = 1; b <= 5; b++) {
+      const batch = Array.from({ length: 10 }, (_, i) => `b${b}-${i}`);
+      sent.set(b, batch);
+      await s.sendWithin(batch);
+    }
+    await s.until(() => s.confirms.length === 5, "confirms");
+    s.send(["late"]);
+    const stopping = ctx.bus.stop();
+    const err = await s.failure();
+    assert.equal(err?.code, grpc.status.UNAVAILABLE);
+    assert.match(err!.details, /shutting down/);
+    await stopping;
+    const confirmed = s.confirms.length;
+    await ctx.restart();
+    const last = Number((await ctx.client.adminCall("getStats", { topic: "s6" })).topic!.lastSeq);
+    assert.ok(
+      last >= 50 && last <= 51,
+      `the 5 confirmed batches, and the late one or not (last seq ${last})`,
+    );
+    const log = await readAll(ctx.client, "s6", last);
+    assert.deepEqual(log.slice(0, 50), [...sent.values()].flat());
+    if (confirmed === 6) assert.equal(log[50], "late", "a confirmed late batch is in the log");
+  });
+
   it("fire and forget on an ephemeral topic: no confirms, credit comes back, connected consumers get every message", async ({
     client,
   }) => {

@@ -8,8 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
+import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
+import { PublishRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { tokenHash } from "../../src/auth/index.js";
 import { type Config, loadConfig } from "../../src/config/index.js";
 import { type NerveBus, startNerveBus } from "../../src/nervebus.js";
@@ -137,6 +139,19 @@ async function receiveStatus(c: TestClient, topic: string, subscription: string)
   await stream.until(() => stream.ended, 10_000, "stream end");
   assert.ok(stream.error, "the stream ended without an error");
   return stream.error;
+}
+
+/** How a Publish stream on `topic` opens: "opened" (credit granted) or the status it ended with. */
+async function publishStreamStatus(c: TestClient, topic: string): Promise<"opened" | grpc.ServiceError> {
+  const call = c.publisher.publish();
+  const outcome = new Promise<"opened" | grpc.ServiceError>((resolve) => {
+    call.on("data", () => resolve("opened"));
+    call.on("error", (err: grpc.ServiceError) => resolve(err));
+  });
+  call.write(create(PublishRequestSchema, { open: { topic } }));
+  const result = await outcome;
+  call.cancel();
+  return result;
 }
 
 /** An HTTPS request to the broker's HTTP port. */
@@ -271,6 +286,19 @@ test("a token without the right gets PERMISSION_DENIED naming principal, action 
       ),
       `an audit line for the refused ${action}`,
     );
+});
+
+test("a Publish stream needs the publish right on its topic, checked as it opens", async () => {
+  const anonymous = await publishStreamStatus(client(bus, credentials()), "orders");
+  assert.equal(anonymous !== "opened" && anonymous.code, grpc.status.UNAUTHENTICATED);
+  const reader = await publishStreamStatus(client(bus, credentials({ token: TOKENS.reader })), "orders");
+  assert.ok(reader !== "opened");
+  assert.equal(reader.code, grpc.status.PERMISSION_DENIED);
+  assert.match(reader.details, /principal "reader" \(token\) may not publish to topic "orders"/);
+  assert.equal(
+    await publishStreamStatus(client(bus, credentials({ token: TOKENS.publisher })), "orders"),
+    "opened",
+  );
 });
 
 test("each right allows what it names: publish, subscribe on its subscription, admin with an audit line", async () => {
