@@ -1,11 +1,18 @@
 import { createInterface } from "node:readline";
 import { create } from "@bufbuild/protobuf";
-import { type Message, MessageSchema } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
+import { type Message, MessageSchema, Priority } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
 import { SendPackRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { unary } from "../api/index.js";
 import { NerveBusError } from "../core/index.js";
 import { parseClientArgs, requiredFlag } from "./client-args.js";
 import { connect, describeGrpcError } from "./connect.js";
+
+/** --priority values. */
+const CLI_PRIORITIES = {
+  urgent: Priority.URGENT,
+  normal: Priority.UNSPECIFIED,
+  bulk: Priority.BULK,
+} as const;
 
 /** `nervebus publish`: one message per --data or per line of standard input, sent in packs. */
 export async function publishCommand(args: string[]): Promise<number> {
@@ -15,7 +22,16 @@ export async function publishCommand(args: string[]): Promise<number> {
     attr: { type: "string", multiple: true },
     "ordering-key": { type: "string", default: "" },
     "pack-size": { type: "string", default: "1000" },
+    priority: { type: "string", default: "normal" },
   });
+  const priority = Object.hasOwn(CLI_PRIORITIES, values.priority)
+    ? CLI_PRIORITIES[values.priority as keyof typeof CLI_PRIORITIES]
+    : undefined;
+  if (priority === undefined)
+    throw new NerveBusError(
+      "invalid_argument",
+      `--priority: must be urgent, normal or bulk, got ${JSON.stringify(values.priority)}`,
+    );
   const topic = requiredFlag(values.topic, "topic");
   const packSize = Number(values["pack-size"]);
   if (!Number.isInteger(packSize) || packSize < 1)
@@ -60,7 +76,12 @@ export async function publishCommand(args: string[]): Promise<number> {
   };
   const add = async (text: string) => {
     pack.push(
-      create(MessageSchema, { data: encoder.encode(text), attributes, orderingKey: values["ordering-key"] }),
+      create(MessageSchema, {
+        data: encoder.encode(text),
+        attributes,
+        orderingKey: values["ordering-key"],
+        priority,
+      }),
     );
     if (pack.length >= packSize) await flush();
   };
