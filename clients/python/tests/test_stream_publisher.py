@@ -87,12 +87,13 @@ async def test_urgent_messages_go_before_a_bulk_backlog(client: nervebus.Client,
             [nervebus.Message(f"bulk{i}", priority=Priority.BULK) for i in range(30)]
         )
         await publisher.publish("urgent", priority=Priority.URGENT)
-    received: list[bytes] = []
+    received: list[ReceivedMessage] = []
 
     async def handle(message: ReceivedMessage) -> None:
-        received.append(message.data)
+        received.append(message)
 
     settings = SubscriberSettings(start=StartPoint.EARLIEST, concurrency=1, max_messages=1)
     async with client.subscriber(topic, "s", handle, settings):
-        await wait_until(lambda: len(received) >= 1)
-    assert received[0] == b"urgent"
+        await wait_until(lambda: len(received) >= 2)
+    assert (received[0].data, received[0].priority) == (b"urgent", Priority.URGENT)
+    assert (received[1].data, received[1].priority) == (b"bulk0", Priority.BULK)

@@ -7,6 +7,7 @@ import {
   timestampMs,
 } from "@bufbuild/protobuf/wkt";
 import { NerveBusError, StatusCode } from "./errors.js";
+import { Priority as WirePriority } from "./gen/nervebus/v1/message_pb.js";
 import { StartPoint } from "./gen/nervebus/v1/subscriber_pb.js";
 
 /*
@@ -91,4 +92,30 @@ export function toWireStart(field: string, start: StartPosition | undefined): Wi
 /** A client-side INVALID_ARGUMENT naming the field, like the broker's own. */
 export function invalidArgument(field: string, problem: string): NerveBusError {
   return new NerveBusError(StatusCode.INVALID_ARGUMENT, `${field}: ${problem}`);
+}
+
+/** A message's priority (see PublishMessage.priority). */
+export type MessagePriority = "urgent" | "normal" | "bulk";
+
+const PRIORITIES: Record<MessagePriority, WirePriority> = {
+  urgent: WirePriority.URGENT,
+  normal: WirePriority.UNSPECIFIED,
+  bulk: WirePriority.BULK,
+};
+
+/** The priority of a delivery (unset and unknown values are normal). */
+export function fromWirePriority(p: WirePriority): MessagePriority {
+  return p === WirePriority.URGENT ? "urgent" : p === WirePriority.BULK ? "bulk" : "normal";
+}
+
+/** The wire priority of a message; throws INVALID_ARGUMENT for an unknown one. */
+export function toWirePriority(p: MessagePriority | undefined): WirePriority {
+  if (p === undefined) return WirePriority.UNSPECIFIED;
+  const wire = PRIORITIES[p];
+  if (wire === undefined)
+    throw invalidArgument(
+      "message.priority",
+      `must be "urgent", "normal" or "bulk", got ${JSON.stringify(p)}`,
+    );
+  return wire;
 }

@@ -2,14 +2,17 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { type Attributes, type Context, context, type Span } from "@opentelemetry/api";
 import { type BackoffOptions, backoffDelay, type ResolvedBackoff, resolveBackoff, sleep } from "./backoff.js";
-import { fromUint64, invalidArgument, toDuration, toTimestamp } from "./conversions.js";
+import {
+  fromUint64,
+  invalidArgument,
+  type MessagePriority,
+  toDuration,
+  toTimestamp,
+  toWirePriority,
+} from "./conversions.js";
 import { DEFAULT_RETRYABLE_CODES, NerveBusError, StatusCode, toNerveBusError } from "./errors.js";
 import { Fifo } from "./fifo.js";
-import {
-  MessageSchema,
-  type Message as WireMessage,
-  Priority as WirePriority,
-} from "./gen/nervebus/v1/message_pb.js";
+import { MessageSchema, type Message as WireMessage } from "./gen/nervebus/v1/message_pb.js";
 import {
   type MessageResult,
   MessageResult_Outcome,
@@ -48,26 +51,7 @@ export interface PublishMessage {
   readonly priority?: MessagePriority;
 }
 
-/** A message's priority (see PublishMessage.priority). */
-export type MessagePriority = "urgent" | "normal" | "bulk";
-
-const PRIORITIES: Record<MessagePriority, WirePriority> = {
-  urgent: WirePriority.URGENT,
-  normal: WirePriority.UNSPECIFIED,
-  bulk: WirePriority.BULK,
-};
-
-/** The wire priority of a message; throws INVALID_ARGUMENT for an unknown one. */
-export function toWirePriority(p: MessagePriority | undefined): WirePriority {
-  if (p === undefined) return WirePriority.UNSPECIFIED;
-  const wire = PRIORITIES[p];
-  if (wire === undefined)
-    throw invalidArgument(
-      "message.priority",
-      `must be "urgent", "normal" or "bulk", got ${JSON.stringify(p)}`,
-    );
-  return wire;
-}
+export type { MessagePriority };
 
 /** Per-call options of publish(). */
 export interface PublishOptions {

@@ -1,3 +1,4 @@
+import type { MessagePriority } from "./conversions.js";
 import { NerveBusError, StatusCode } from "./errors.js";
 
 /** How a delivered message was settled. */
@@ -29,6 +30,7 @@ export interface DeliveredFields {
   readonly publishTime: Date;
   readonly attempt: number;
   readonly traceId: string;
+  readonly priority: MessagePriority;
 }
 
 /**
@@ -55,6 +57,8 @@ export class ReceivedMessage implements DeliveredFields {
   readonly attempt: number;
   /** The W3C trace id of the message's end-to-end trace. */
   readonly traceId: string;
+  /** Urgent, normal or bulk, as published. */
+  readonly priority: MessagePriority;
 
   #settlement: Settlement | undefined;
   readonly #hooks: MessageHooks;
@@ -72,6 +76,7 @@ export class ReceivedMessage implements DeliveredFields {
     this.publishTime = fields.publishTime;
     this.attempt = fields.attempt;
     this.traceId = fields.traceId;
+    this.priority = fields.priority;
     this.#hooks = hooks;
   }
 

@@ -5,6 +5,7 @@ import {
   fromDuration,
   fromTimestamp,
   fromUint64,
+  fromWirePriority,
   type StartPosition,
   toDuration,
   toUint64,
@@ -421,6 +422,7 @@ export class Receiver {
           publishTime: fromTimestamp(d.publishTime),
           attempt: d.attempt,
           traceId: d.traceId,
+          priority: fromWirePriority(d.priority),
         },
         {
           settle: (kind, delayMs, result) => this.#settle(message, kind, delayMs, result),

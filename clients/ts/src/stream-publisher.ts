@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
-import { fromUint64, invalidArgument, toDuration, toTimestamp } from "./conversions.js";
+import { fromUint64, invalidArgument, toDuration, toTimestamp, toWirePriority } from "./conversions.js";
 import { errorFromStatus, NerveBusError, StatusCode, toNerveBusError } from "./errors.js";
 import { MessageSchema, type Message as WireMessage } from "./gen/nervebus/v1/message_pb.js";
 import {
@@ -13,7 +13,7 @@ import {
   type PublishResponse,
 } from "./gen/nervebus/v1/publisher_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
-import { type PublishMessage, type PublishOutcome, type PublishResult, toWirePriority } from "./publisher.js";
+import type { PublishMessage, PublishOutcome, PublishResult } from "./publisher.js";
 
 /** Settings of a streaming publisher. */
 export interface StreamPublisherOptions {

@@ -117,6 +117,7 @@ describe("priority", () => {
       const got: string[] = [];
       for await (const m of messages) {
         got.push(m.text());
+        assert.equal(m.priority, "urgent");
         m.ack();
         if (got.length === 2) break;
       }

@@ -27,7 +27,7 @@ from .errors import AckNotConfirmedError, NerveBusError, StatusError, Subscriber
 from .gen.nervebus.v1 import message_pb2, subscriber_pb2, subscriber_pb2_grpc
 from .retry import DEFAULT_RETRYABLE_CODES, Backoff
 from .tracing import Tracing
-from .types import _SETTLE_LOCK, AckResult, ReceivedMessage, SettleAction, StartPoint
+from .types import _SETTLE_LOCK, AckResult, Priority, ReceivedMessage, SettleAction, StartPoint
 
 __all__ = ["DEFAULT_RECONNECT_CODES", "Handler", "Subscriber", "SubscriberSettings", "SubscriberStats"]
 
@@ -48,6 +48,8 @@ Handler = Callable[[ReceivedMessage], Awaitable[Any]]
 _MIN_DEADLINE = 1.0
 _MAX_DEADLINE = 600.0
 _DEFAULT_ACK_DEADLINE = 30.0
+# Wire priorities of deliveries (unset is normal).
+_PRIORITIES = {1: Priority.URGENT, 2: Priority.NORMAL, 3: Priority.BULK}
 # Acks wait up to this long for more to share their ReceiveRequest (unless a quarter of the
 # window is waiting): a stream write costs the client ~50 µs of CPU, which one ack per write
 # would spend per message. It delays a window refill by as much, which small windows feel:
@@ -670,6 +672,7 @@ class Subscriber:
             publish_time=self._publish_time(d.publish_time) if d.HasField("publish_time") else None,
             attempt=d.attempt,
             trace_id=d.trace_id,
+            priority=_PRIORITIES.get(d.priority, Priority.NORMAL),
         )
         work = _Work(message, now, lease_until)
         message._settle = lambda action, delay, result: self._settle(work, action, delay, result)

@@ -168,6 +168,7 @@ class ReceivedMessage:
         publish_time: When the broker appended it (UTC), or ``None`` if the broker sent none.
         attempt: 1 for the first delivery on this subscription, 2 for the first redelivery…
         trace_id: The W3C trace id of the message's end-to-end trace.
+        priority: Urgent, normal or bulk, as published.
     """
 
     topic: str
@@ -180,6 +181,7 @@ class ReceivedMessage:
     publish_time: datetime | None
     attempt: int
     trace_id: str
+    priority: Priority = Priority.NORMAL
     _settle: Callable[[SettleAction, float | None, AckResult | None], bool] = field(
         repr=False, default=lambda a, d, r: False
     )
