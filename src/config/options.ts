@@ -315,7 +315,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: 32,
     min: 1,
     max: 10_000,
-    doc: "SendPack calls in progress on one connection; more are refused with RESOURCE_EXHAUSTED before their body is read",
+    doc: "SendPack calls (and open Publish streams) in progress on one connection; more are refused with RESOURCE_EXHAUSTED before their body is read",
   },
   {
     key: "maxPacksInProgress",
@@ -323,7 +323,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: 64,
     min: 1,
     max: 100_000,
-    doc: "SendPack calls in progress on the broker; bounds the request bytes held to this × --max-pack-bytes",
+    doc: "SendPack calls (and open Publish streams) in progress on the broker; bounds the request bytes held to this × --max-pack-bytes",
   },
   {
     key: "maxPacksPerPrincipal",
@@ -331,7 +331,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: 32,
     min: 1,
     max: 100_000,
-    doc: "SendPack calls one principal (one client address without auth) may have in progress, its share of --max-packs-in-progress",
+    doc: "SendPack calls (and open Publish streams) one principal (one client address without auth) may have in progress, its share of --max-packs-in-progress",
   },
   {
     key: "maxConnections",
