@@ -10,7 +10,7 @@ const USAGE = `nervebus: a persistent message broker on MySQL or embedded SQLite
 
 usage:
   nervebus serve   [--listen HOST:PORT] [--store sqlite:PATH|mysql://USER:PASS@HOST:PORT/DB] [options]
-  nervebus publish --server HOST:PORT --topic T [--data TEXT ...] [--attr K=V ...] [--ordering-key K] [--priority urgent|normal|bulk] [--pack-size N]
+  nervebus publish --server HOST:PORT --topic T [--data TEXT ...] [--attr K=V ...] [--ordering-key K] [--priority urgent|normal|bulk] [--pack-size N] [--stream]
                    (without --data: one message per line of standard input)
   nervebus tail    --server HOST:PORT --topic T --subscription S [--from earliest|latest|SEQ] [--count N] [--json]
   nervebus topic   list|get|create|update|delete [NAME] [--shards N] [--retention 7d] [--dedup-window 2m] …

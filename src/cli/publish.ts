@@ -3,9 +3,10 @@ import { create } from "@bufbuild/protobuf";
 import { type Message, MessageSchema, Priority } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
 import { SendPackRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { unary } from "../api/index.js";
-import { NerveBusError } from "../core/index.js";
+import { messageBytes, NerveBusError } from "../core/index.js";
 import { parseClientArgs, requiredFlag } from "./client-args.js";
 import { connect, describeGrpcError } from "./connect.js";
+import { StreamSender } from "./stream-sender.js";
 
 /** --priority values. */
 const CLI_PRIORITIES = {
@@ -23,6 +24,7 @@ export async function publishCommand(args: string[]): Promise<number> {
     "ordering-key": { type: "string", default: "" },
     "pack-size": { type: "string", default: "1000" },
     priority: { type: "string", default: "normal" },
+    stream: { type: "boolean", default: false },
   });
   const priority = Object.hasOwn(CLI_PRIORITIES, values.priority)
     ? CLI_PRIORITIES[values.priority as keyof typeof CLI_PRIORITIES]
@@ -52,10 +54,34 @@ export async function publishCommand(args: string[]): Promise<number> {
   let published = 0;
   let first = 0n;
   let last = 0n;
+  // --stream: the packs go as batches of one Publish stream, confirmed in order.
+  const sender = values.stream ? new StreamSender(client.publisher, topic) : undefined;
+  const confirms: Promise<void>[] = [];
+  const confirmed = (res: { firstSeq: bigint; lastSeq: bigint }, count: number) => {
+    if (first === 0n) first = res.firstSeq;
+    if (res.lastSeq > 0n) last = res.lastSeq;
+    published += count;
+  };
+  const failed = (err: unknown) =>
+    new NerveBusError(
+      "unavailable",
+      `publish to ${topic} failed after ${published} messages: ${describeGrpcError(err)}`,
+    );
   const flush = async () => {
     if (pack.length === 0) return;
     const messages = pack;
     pack = [];
+    if (sender !== undefined) {
+      let bytes = 0;
+      for (const m of messages) bytes += messageBytes(m);
+      try {
+        const sent = await sender.send(messages, bytes);
+        confirms.push(sent.confirmed.then((res) => confirmed(res, messages.length)));
+      } catch (err) {
+        throw failed(err);
+      }
+      return;
+    }
     try {
       const res = await unary(
         client.publisher.sendPack.bind(client.publisher),
@@ -64,14 +90,9 @@ export async function publishCommand(args: string[]): Promise<number> {
           deadline: Date.now() + 30_000,
         },
       );
-      if (first === 0n) first = res.firstSeq;
-      last = res.lastSeq;
-      published += messages.length;
+      confirmed(res, messages.length);
     } catch (err) {
-      throw new NerveBusError(
-        "unavailable",
-        `publish to ${topic} failed after ${published} messages: ${describeGrpcError(err)}`,
-      );
+      throw failed(err);
     }
   };
   const add = async (text: string) => {
@@ -93,6 +114,14 @@ export async function publishCommand(args: string[]): Promise<number> {
         await add(line);
     }
     await flush();
+    if (sender !== undefined) {
+      sender.end();
+      try {
+        await Promise.all(confirms);
+      } catch (err) {
+        throw failed(err);
+      }
+    }
   } finally {
     client.close();
   }

@@ -16,6 +16,66 @@ after(async () => {
   assert.equal(await broker.exited, 0);
 });
 
+test("publish --stream sends the packs as batches of one Publish stream; --priority sets the priority", async () => {
+  const pub = await runCli(
+    [
+      "publish",
+      "--server",
+      broker.address,
+      "--topic",
+      "cli-stream",
+      "--pack-size",
+      "2",
+      "--stream",
+      "--priority",
+      "bulk",
+    ],
+    "a\nb\nc\nd\ne\n",
+  );
+  assert.equal(pub.code, 0, pub.stderr);
+  assert.equal(pub.stdout, "published 5 messages to cli-stream, seqs 1–5\n");
+  const urgent = await runCli([
+    "publish",
+    "--server",
+    broker.address,
+    "--topic",
+    "cli-stream",
+    "--stream",
+    "--priority",
+    "urgent",
+    "--data",
+    "now",
+  ]);
+  assert.equal(urgent.stdout, "published 1 messages to cli-stream, seqs 6–6\n");
+  const tail = await runCli([
+    "tail",
+    "--server",
+    broker.address,
+    "--topic",
+    "cli-stream",
+    "--subscription",
+    "s",
+    "--from",
+    "earliest",
+    "--count",
+    "2",
+  ]);
+  assert.equal(tail.stdout, "6\tnow\n1\ta\n", "the urgent message first");
+  const bad = await runCli([
+    "publish",
+    "--server",
+    broker.address,
+    "--topic",
+    "x",
+    "--priority",
+    "soon",
+    "--data",
+    "x",
+  ]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--priority: must be urgent, normal or bulk, got "soon"/);
+});
+
 test("publish from stdin and --data, then tail from earliest prints seq and payload and acks", async () => {
   const pub = await runCli(
     ["publish", "--server", broker.address, "--topic", "cli", "--pack-size", "2"],
