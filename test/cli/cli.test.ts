@@ -47,18 +47,12 @@ test("publish --stream sends the packs as batches of one Publish stream; --prior
     "now",
   ]);
   assert.equal(urgent.stdout, "published 1 messages to cli-stream, seqs 6–6\n");
+  const tailArgs = { topic: "cli-stream", subscription: "s", from: "earliest", count: "2" };
   const tail = await runCli([
     "tail",
     "--server",
     broker.address,
-    "--topic",
-    "cli-stream",
-    "--subscription",
-    "s",
-    "--from",
-    "earliest",
-    "--count",
-    "2",
+    ...Object.entries(tailArgs).flatMap(([k, v]) => [`--${k}`, v]),
   ]);
   assert.equal(tail.stdout, "6\tnow\n1\ta\n", "the urgent message first");
   const bad = await runCli([
