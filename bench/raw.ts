@@ -42,7 +42,7 @@ export interface RawResult {
 }
 
 /** The broker's meta blob (src/wire/message-meta.ts) for a message with only a traceparent attribute. */
-function metaBlobs(n: number): Buffer[] {
+export function metaBlobs(n: number): Buffer[] {
   return Array.from({ length: n }, () => {
     const tp = traceparent();
     return encodeMeta({ attributes: { traceparent: tp }, orderingKey: "", messageId: "" }, tp.slice(3, 35));
@@ -53,7 +53,7 @@ const seqOf = (batch: number, i: number, batchRows: number, shards: number, shar
   (batch * batchRows + i + 1) * shards + shard;
 
 /** A mysql2 pool on the database `url` names (mysql://USER:PASS@HOST:PORT/DB). */
-function rawPool(url: string, options: mysql.PoolOptions): mysql.Pool {
+export function rawPool(url: string, options: mysql.PoolOptions): mysql.Pool {
   const u = new URL(url);
   return mysql.createPool({
     host: u.hostname,
@@ -79,7 +79,7 @@ const SQLITE_COLUMNS =
   "(seq INTEGER PRIMARY KEY, published_at INTEGER NOT NULL, meta BLOB NOT NULL, data BLOB NOT NULL)";
 
 /** A SQLite database set up as the broker's store: exclusive lock, WAL, synchronous=FULL. */
-function openSqlite(path: string): Database.Database {
+export function openSqlite(path: string): Database.Database {
   const db = new Database(path);
   db.pragma("locking_mode = EXCLUSIVE");
   db.pragma("journal_mode = WAL");

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
+import { summarize } from "./checks.js";
 import { REPO } from "./lib/repo.js";
 import { recordProfile } from "./profiles.js";
 import { writeResults } from "./report.js";
@@ -18,5 +19,7 @@ for (const st of results.stores) {
   for (const kind of ["publish", "drain", "e2e"] as const) recordProfile(st, join(dir, "profiles"), kind);
 }
 
+// Figures and checks again: the report or the targets may have changed since the run.
+summarize(results);
 writeResults(dir, results);
 process.stdout.write(`rewrote ${relative(process.cwd(), dir) || "."}/results.md and charts\n`);

@@ -1,94 +1,47 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
+import type { Check } from "./checks.js";
 import { REPO } from "./lib/repo.js";
 import { fmtInt, fmtMs } from "./lib/stats.js";
 import { summaryMarkdown } from "./profile-summary.js";
 import type { StoreResults, SuiteResults } from "./suite-results.js";
 
-/** One line of the headline table: a ratio or figure, its target, pass or fail. */
-export interface RatioRow {
-  readonly store: string;
-  readonly metric: string;
-  readonly value: number | undefined;
-  readonly shown: string;
-  readonly target: string;
-  readonly pass: boolean | undefined;
-  readonly detail: string;
-}
-
 const MB = 1e6;
+
+/** The store, and with several runs (--repeat) which run: every table row and chart group says it. */
+function runName(results: SuiteResults, st: StoreResults): string {
+  return (results.repeat ?? 1) > 1 ? `${st.store} #${st.repeat}` : st.store;
+}
 
 function rawFor(st: StoreResults, shards: number, bytes: number) {
   return st.raw.find((x) => x.shards === shards && x.bytes === bytes);
-}
-
-export function ratioRows(results: SuiteResults): RatioRow[] {
-  const rows: RatioRow[] = [];
-  for (const st of results.stores) {
-    const pub = st.publish.find((p) => p.shards === 4 && p.bytes === 100);
-    const raw = rawFor(st, 4, 100);
-    const pubRatio = pub && raw ? pub.messagesPerSec / raw.insertRowsPerSec : undefined;
-    rows.push({
-      store: st.store,
-      metric: "publish (100 B, 4 shards) / raw INSERT",
-      value: pubRatio,
-      shown: pubRatio === undefined ? "n/a" : pubRatio.toFixed(2),
-      target: "≥ 0.5",
-      pass: pubRatio === undefined ? undefined : pubRatio >= 0.5,
-      detail:
-        pub && raw
-          ? `${fmtInt(pub.messagesPerSec)} / ${fmtInt(raw.insertRowsPerSec)} rows/s`
-          : "not measured",
-    });
-    const drain = st.drain;
-    const drainRatio =
-      drain && raw && drain.error === undefined ? drain.messagesPerSec / raw.selectRowsPerSec : undefined;
-    rows.push({
-      store: st.store,
-      metric: "drain / raw SELECT (100 B, 4 shards)",
-      value: drainRatio,
-      shown: drainRatio === undefined ? "n/a" : drainRatio.toFixed(2),
-      target: "≥ 0.4",
-      pass: drainRatio === undefined ? (drain?.error ? false : undefined) : drainRatio >= 0.4,
-      detail:
-        drain && raw
-          ? `${fmtInt(drain.messagesPerSec)} / ${fmtInt(raw.selectRowsPerSec)} rows/s${drain.error ? ` (${drain.error})` : ""}`
-          : "not measured",
-    });
-    const e2e = st.e2e.find((e) => e.targetRate === 10_000);
-    rows.push({
-      store: st.store,
-      metric: "end-to-end p99 at 10k msg/s",
-      value: e2e?.latencyMs.p99,
-      shown: e2e ? `${fmtMs(e2e.latencyMs.p99)} ms` : "n/a",
-      target: "≤ 25 ms",
-      pass: e2e ? e2e.latencyMs.p99 <= 25 && e2e.undelivered === 0 : undefined,
-      detail: e2e
-        ? `p50 ${fmtMs(e2e.latencyMs.p50)} ms, p999 ${fmtMs(e2e.latencyMs.p999)} ms, ${fmtInt(e2e.achievedRate)} msg/s sent${e2e.undelivered ? `, ${e2e.undelivered} undelivered` : ""}`
-        : "not measured",
-    });
-    const ov = st.overload;
-    rows.push({
-      store: st.store,
-      metric: "max broker RSS under overload",
-      value: ov?.maxRssBytes,
-      shown: ov ? `${(ov.maxRssBytes / MB).toFixed(0)} MB` : "n/a",
-      target: "≤ 300 MB",
-      pass: ov ? ov.maxRssBytes <= 300 * MB && ov.verify.missing === 0 : undefined,
-      detail: ov
-        ? `${ov.durationSec.toFixed(0)} s, ${ov.resourceExhausted} RESOURCE_EXHAUSTED, ${ov.slowConfirms} confirms > 1 s, ${ov.verify.missing} confirmed messages missing`
-        : "not measured",
-    });
-  }
-  return rows;
 }
 
 /** CPU µs per message, or – when not measured. */
 const us = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? "–" : v.toFixed(1));
 const cpuCols = (c: Record<string, number>) => `${us(c.broker)} | ${us(c.db)} | ${us(c.loadgen)}`;
 
-const passText = (p: boolean | undefined) => (p === undefined ? "–" : p ? "**pass**" : "**FAIL**");
+/** A figure of any size: ratios and µs with decimals, rates as integers. */
+const num = (v: number) => (Math.abs(v) >= 100 ? fmtInt(v) : v.toFixed(2));
+
+const passText = (p: boolean | null) => (p === null ? "–" : p ? "**pass**" : "**FAIL**");
+
+/** A figure as the checks table shows it: ratios with two decimals, the rest as integers or ms. */
+function measuredText(c: Check): string {
+  if (c.measured === null) return "n/a";
+  const f = (v: number) =>
+    c.figure.includes(" / ")
+      ? v.toFixed(2)
+      : c.figure.endsWith(" ms") || c.figure.includes("µs")
+        ? fmtMs(v)
+        : fmtInt(v);
+  const spread =
+    c.runs > 1
+      ? ` (${f(c.min!)}–${f(c.max!)}, ±${(100 * (c.relStdev ?? 0)).toFixed(0)} %, ${c.runs} runs)`
+      : "";
+  return `${f(c.measured)}${spread}`;
+}
 
 /**
  * A report section: a blank line, its heading, each paragraph after a blank line, and the head of
@@ -114,6 +67,7 @@ function errorsText(errors: Record<string, number>): string {
 
 export function renderMarkdown(results: SuiteResults, rel: (path: string) => string): string {
   const m = results.machine;
+  const name = (st: StoreResults) => runName(results, st);
   const out: string[] = [
     "# NerveBus benchmark results",
     "",
@@ -123,12 +77,14 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
     "",
     cpuNote(results),
     "",
-    "## Targets",
+    "## Targets (issue 14)",
     "",
-    "| store | metric | value | target | result | detail |",
-    "|---|---|---:|---|---|---|",
-    ...ratioRows(results).map(
-      (r) => `| ${r.store} | ${r.metric} | ${r.shown} | ${r.target} | ${passText(r.pass)} | ${r.detail} |`,
+    `Each target on the mean over ${results.repeat ?? 1} run(s) of the selection, ratios taken against the same run's ceilings (min–max and relative stdev over the runs in brackets); "–" is a figure asked for without a target. The same list is \`checks\` in results.json.`,
+    "",
+    "| store | target | measured | result | detail |",
+    "|---|---|---:|---|---|",
+    ...results.checks.map(
+      (c) => `| ${c.store} | ${c.target} | ${measuredText(c)} | ${passText(c.pass)} | ${c.detail} |`,
     ),
     "",
     "![throughput](throughput.svg)",
@@ -142,7 +98,29 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
     ...results.stores.flatMap((st) =>
       st.raw.map(
         (r) =>
-          `| ${st.store} | ${r.shards} | ${r.bytes} B | ${r.batchRows} | ${fmtInt(r.insertRowsPerSec)} | ${r.insertStatementsPerSec.toFixed(1)} | ${us(r.insertCpuMicrosPerRow.client)} | ${us(r.insertCpuMicrosPerRow.db)} | ${fmtInt(r.selectRowsPerSec)} |`,
+          `| ${name(st)} | ${r.shards} | ${r.bytes} B | ${r.batchRows} | ${fmtInt(r.insertRowsPerSec)} | ${r.insertStatementsPerSec.toFixed(1)} | ${us(r.insertCpuMicrosPerRow.client)} | ${us(r.insertCpuMicrosPerRow.db)} | ${fmtInt(r.selectRowsPerSec)} |`,
+      ),
+    ),
+    ...section(
+      "Raw run rows (the format-2 ceiling)",
+      "store | shards: | payload: | messages/run: | body bytes: | INSERT msg/s: | rows/s: | client µs/msg: | db µs/msg: | SELECT msg/s: | client µs/msg: | db µs/msg:",
+      "Format-2 rows (a run of messages per row, its body the messages' Delivery records back to back as src/wire/run-body.ts encodes them, in the stores' own run tables) straight through the driver: one single-run prepared INSERT in flight per shard, autocommit (MySQL; the broker's fenced transaction is charged to the broker), or one transaction per turn with a run per shard (SQLite). Reads: the broker's range query over all shards, 5000 seqs at a time. Bodies are encoded once, outside the measured loop. CPU columns: writing, then reading.",
+    ),
+    ...results.stores.flatMap((st) =>
+      (st.rawRuns ?? []).map(
+        (r) =>
+          `| ${name(st)} | ${r.shards} | ${r.bytes} B | ${r.runMessages} | ${fmtInt(r.bodyBytes)} | ${fmtInt(r.insertMessagesPerSec)} | ${fmtInt(r.insertRowsPerSec)} | ${us(r.insertCpuMicrosPerMessage.client)} | ${us(r.insertCpuMicrosPerMessage.db)} | ${fmtInt(r.selectMessagesPerSec)} | ${us(r.selectCpuMicrosPerMessage.client)} | ${us(r.selectCpuMicrosPerMessage.db)} |`,
+      ),
+    ),
+    ...section(
+      "No-store ceiling",
+      "store | shards: | payload: | publishers × pack | msg/s: | confirm p50 ms: | p99 ms: | broker µs/msg: | db µs/msg: | loadgen µs/msg: | errors",
+      "The publish load against a broker whose store confirms every write at once and keeps nothing (bench/no-store-broker.ts, benchmark only): what gRPC, protobuf and the broker's request handling allow on these CPUs. Measured next to each store so that its ratio has a same-run baseline (db: the idle MariaDB).",
+    ),
+    ...results.stores.flatMap((st) =>
+      (st.noStore ?? []).map(
+        (p) =>
+          `| ${name(st)} | ${p.shards} | ${p.bytes} B | ${p.publishers} × ${p.packSize} | ${fmtInt(p.messagesPerSec)} | ${fmtMs(p.confirmLatencyMs.p50)} | ${fmtMs(p.confirmLatencyMs.p99)} | ${cpuCols(p.cpuMicrosPerMessage)} | ${errorsText(p.errors)} |`,
       ),
     ),
   ];
@@ -163,22 +141,25 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
   out.push(
     ...section(
       "Publish",
-      "store | shards: | payload: | publishers × pack | msg/s: | payload MiB/s: | confirm p50 ms: | p99 ms: | max ms: | / raw INSERT: | broker µs/msg: | db µs/msg: | loadgen µs/msg: | errors | seqs ok",
+      "store | shards: | payload: | publishers × pack | msg/s: | payload MiB/s: | confirm p50 ms: | p99 ms: | max ms: | / raw INSERT: | / run-row INSERT: | / no-store: | broker µs/msg: | db µs/msg: | loadgen µs/msg: | errors | seqs ok",
       "Concurrent SendPack publishers, one pack in flight each; only packs confirmed durable inside the measured window count. Latency: SendPack call → durable confirm.",
     ),
   );
   for (const st of results.stores) {
     for (const p of st.publish) {
       const raw = rawFor(st, p.shards, p.bytes);
+      const same = <T extends { shards: number; bytes: number }>(xs: readonly T[] | undefined) =>
+        xs?.find((x) => x.shards === p.shards && x.bytes === p.bytes);
+      const ratio = (v: number | undefined) => (v ? (p.messagesPerSec / v).toFixed(2) : "–");
       out.push(
-        `| ${st.store} | ${p.shards} | ${p.bytes} B | ${p.publishers} × ${p.packSize} | ${fmtInt(p.messagesPerSec)} | ${p.payloadMiBPerSec.toFixed(1)} | ${fmtMs(p.confirmLatencyMs.p50)} | ${fmtMs(p.confirmLatencyMs.p99)} | ${fmtMs(p.confirmLatencyMs.max)} | ${raw ? (p.messagesPerSec / raw.insertRowsPerSec).toFixed(2) : "–"} | ${cpuCols(p.cpuMicrosPerMessage)} | ${errorsText(p.errors)} | ${p.seqsOk ? "yes" : "**NO**"} |`,
+        `| ${name(st)} | ${p.shards} | ${p.bytes} B | ${p.publishers} × ${p.packSize} | ${fmtInt(p.messagesPerSec)} | ${p.payloadMiBPerSec.toFixed(1)} | ${fmtMs(p.confirmLatencyMs.p50)} | ${fmtMs(p.confirmLatencyMs.p99)} | ${fmtMs(p.confirmLatencyMs.max)} | ${ratio(raw?.insertRowsPerSec)} | ${ratio(same(st.rawRuns)?.insertMessagesPerSec)} | ${ratio(same(st.noStore)?.messagesPerSec)} | ${cpuCols(p.cpuMicrosPerMessage)} | ${errorsText(p.errors)} | ${p.seqsOk ? "yes" : "**NO**"} |`,
       );
     }
   }
   out.push(
     ...section(
       "Drain",
-      "store | backlog: | window: | msg/s: | seconds: | first delivery ms: | acks durable s: | / raw SELECT: | broker µs/msg: | db µs/msg: | loadgen µs/msg: | duplicates: | missing: | preload msg/s:",
+      "store | backlog: | window: | msg/s: | seconds: | first delivery ms: | acks durable s: | / raw SELECT: | / run-row SELECT: | broker µs/msg: | db µs/msg: | loadgen µs/msg: | duplicates: | missing: | preload msg/s:",
       "A backlog (100 B messages, 4 shards) published, then the broker restarted (cold tail cache) and the backlog consumed through one Receive stream, each response acked at once. Rate = backlog / (subscribe → last delivery); first delivery includes the topic's load after the restart; acks durable = until a heartbeat shows the floor at the end of the backlog.",
       ...results.stores.flatMap((st) =>
         st.drain && st.drain.backlog < st.drain.requestedBacklog
@@ -193,8 +174,9 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
     const d = st.drain;
     if (d === undefined) continue;
     const raw = rawFor(st, d.shards, d.bytes);
+    const runs = st.rawRuns?.find((x) => x.shards === d.shards && x.bytes === d.bytes);
     out.push(
-      `| ${st.store} | ${fmtInt(d.backlog)} | ${fmtInt(d.window)} | ${fmtInt(d.messagesPerSec)} | ${d.seconds.toFixed(1)} | ${fmtInt(d.firstDeliveryMs)} | ${d.ackedDurableSeconds?.toFixed(1) ?? "–"} | ${raw ? (d.messagesPerSec / raw.selectRowsPerSec).toFixed(2) : "–"} | ${cpuCols(d.cpuMicrosPerMessage)} | ${d.duplicates} | ${d.missing} | ${fmtInt(d.preloadRate)} |`,
+      `| ${name(st)} | ${fmtInt(d.backlog)} | ${fmtInt(d.window)} | ${fmtInt(d.messagesPerSec)} | ${d.seconds.toFixed(1)} | ${fmtInt(d.firstDeliveryMs)} | ${d.ackedDurableSeconds?.toFixed(1) ?? "–"} | ${raw ? (d.messagesPerSec / raw.selectRowsPerSec).toFixed(2) : "–"} | ${runs ? (d.messagesPerSec / runs.selectMessagesPerSec).toFixed(2) : "–"} | ${cpuCols(d.cpuMicrosPerMessage)} | ${d.duplicates} | ${d.missing} | ${fmtInt(d.preloadRate)} |`,
     );
   }
   out.push(
@@ -209,14 +191,14 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
     for (const e of st.e2e) {
       const raw = st.rawLatency.find((x) => x.rate === e.targetRate);
       out.push(
-        `| ${st.store} | ${fmtInt(e.targetRate)} | ${fmtInt(e.achievedRate)} | ${e.tickMs} | ${fmtMs(e.latencyMs.p50)} | ${fmtMs(e.latencyMs.p99)} | ${fmtMs(e.latencyMs.p999)} | ${fmtMs(e.latencyMs.max)} | ${fmtMs(e.confirmLatencyMs.p50)} | ${fmtMs(e.confirmLatencyMs.p99)} | ${raw ? fmtMs(raw.latencyMs.p50) : "–"} | ${raw ? fmtMs(raw.latencyMs.p99) : "–"} | ${cpuCols(e.cpuMicrosPerMessage)} | ${e.undelivered} | ${errorsText(e.errors)}${e.error ? `; stream: ${e.error}` : ""} |`,
+        `| ${name(st)} | ${fmtInt(e.targetRate)} | ${fmtInt(e.achievedRate)} | ${e.tickMs} | ${fmtMs(e.latencyMs.p50)} | ${fmtMs(e.latencyMs.p99)} | ${fmtMs(e.latencyMs.p999)} | ${fmtMs(e.latencyMs.max)} | ${fmtMs(e.confirmLatencyMs.p50)} | ${fmtMs(e.confirmLatencyMs.p99)} | ${raw ? fmtMs(raw.latencyMs.p50) : "–"} | ${raw ? fmtMs(raw.latencyMs.p99) : "–"} | ${cpuCols(e.cpuMicrosPerMessage)} | ${e.undelivered} | ${errorsText(e.errors)}${e.error ? `; stream: ${e.error}` : ""} |`,
       );
     }
   }
   out.push(
     ...section(
       "Overload",
-      "store | seconds: | publishers × in flight × pack | confirmed msg/s: | RESOURCE_EXHAUSTED: | other errors | confirms > 1 s: | confirm p99 ms: | max ms: | max RSS: | confirmed: | stored of those: | stored, not confirmed: | shutdown exit",
+      "store | seconds: | publishers × in flight × pack | confirmed msg/s: | RESOURCE_EXHAUSTED: | other errors | confirms > 1 s: | confirm p99 ms: | max ms: | max RSS: | confirmed: | stored of those: | stored, not confirmed: | shutdown exit | broker µs/msg: | db µs/msg: | loadgen µs/msg:",
       `Publishers at full speed, several packs in flight each, no consumer. Broker RSS sampled from /proc/PID/status every 100 ms. Afterwards the broker is stopped (SIGTERM) and the topic is read back through the broker's Store, each stored seq looked up in the confirmed ranges. The broker runs with ${[...new Set(results.stores.map((st) => st.overload?.nodeOptions).filter((x) => x !== undefined))].map((x) => (x === "" ? "no Node options" : `\`${x}\``)).join(" / ") || "its defaults"} (the container image's NODE_OPTIONS unless --overload-node-options says otherwise).`,
     ),
   );
@@ -226,7 +208,7 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
     const other = { ...o.errors };
     delete other.RESOURCE_EXHAUSTED;
     out.push(
-      `| ${st.store} | ${o.durationSec.toFixed(0)} | ${o.publishers} × ${o.inflight} × ${o.packSize} (${o.bytes} B) | ${fmtInt(o.messagesPerSec)} | ${o.resourceExhausted} | ${errorsText(other)} | ${o.slowConfirms} | ${fmtMs(o.confirmLatencyMs.p99)} | ${fmtMs(o.confirmLatencyMs.max)} | ${(o.maxRssBytes / MB).toFixed(0)} MB | ${fmtInt(o.verify.confirmed)} | ${fmtInt(o.verify.found)} | ${fmtInt(o.verify.storedUnconfirmed)} | ${o.shutdown} |`,
+      `| ${name(st)} | ${o.durationSec.toFixed(0)} | ${o.publishers} × ${o.inflight} × ${o.packSize} (${o.bytes} B) | ${fmtInt(o.messagesPerSec)} | ${o.resourceExhausted} | ${errorsText(other)} | ${o.slowConfirms} | ${fmtMs(o.confirmLatencyMs.p99)} | ${fmtMs(o.confirmLatencyMs.max)} | ${(o.maxRssBytes / MB).toFixed(0)} MB | ${fmtInt(o.verify.confirmed)} | ${fmtInt(o.verify.found)} | ${fmtInt(o.verify.storedUnconfirmed)} | ${o.shutdown} | ${o.cpuMicrosPerMessage ? cpuCols(o.cpuMicrosPerMessage) : "– | – | –"} |`,
     );
   }
   const peaks = results.stores.filter((st) => st.overload?.memoryAtPeak !== undefined);
@@ -240,7 +222,7 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
       "|---|---:|---:|---:|---:|---:|---:|---:|",
       ...peaks.map((st) => {
         const m = st.overload!.memoryAtPeak!;
-        return `| ${st.store} | ${mb(m.rss)} | ${mb(m.heapUsed)} | ${mb(m.heapTotal)} | ${mb(m.external)} | ${mb(m.arrayBuffers)} | ${mb(m.rss - m.heapTotal - m.external)} | ${mb(m.bufferedBytes)} |`;
+        return `| ${name(st)} | ${mb(m.rss)} | ${mb(m.heapUsed)} | ${mb(m.heapTotal)} | ${mb(m.external)} | ${mb(m.arrayBuffers)} | ${mb(m.rss - m.heapTotal - m.external)} | ${mb(m.bufferedBytes)} |`;
       }),
     );
   }
@@ -275,11 +257,24 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
     ),
   );
   for (const st of results.stores) {
-    for (const [name, c] of Object.entries(st.cpu)) {
+    for (const [phase, c] of Object.entries(st.cpu)) {
       out.push(
-        `| ${st.store} | ${name} | ${c.seconds.toFixed(0)} | ${c.ownCpuSec.toFixed(1)} | ${c.otherCpuSec.toFixed(1)} | ${c.otherCpus.toFixed(2)} |`,
+        `| ${name(st)} | ${phase} | ${c.seconds.toFixed(0)} | ${c.ownCpuSec.toFixed(1)} | ${c.otherCpuSec.toFixed(1)} | ${c.otherCpus.toFixed(2)} |`,
       );
     }
+  }
+  if ((results.repeat ?? 1) > 1) {
+    out.push(
+      ...section(
+        "Run-to-run variance",
+        "figure | mean: | min: | max: | rel. stdev: | each run",
+        `Every figure over the ${results.repeat} runs of the selection (\`figures\` in results.json).`,
+      ),
+      ...Object.entries(results.figures).map(
+        ([k, f]) =>
+          `| ${k} | ${num(f.mean)} | ${num(f.min)} | ${num(f.max)} | ${(100 * f.relStdev).toFixed(1)} % | ${f.values.map((v) => (v === null ? "–" : num(v))).join(", ")} |`,
+      ),
+    );
   }
   const errors = results.stores.flatMap((st) => st.errors);
   if (errors.length > 0) out.push("", "## Errors and broker warnings", "", "```", ...errors, "```");
@@ -378,10 +373,10 @@ export function renderCharts(results: SuiteResults): Record<string, string> {
         text: `${fmtInt(d.messagesPerSec)}${raw ? ` (${(d.messagesPerSec / raw.selectRowsPerSec).toFixed(2)}×)` : ""}`,
       });
     }
-    groups.push({ name: st.store, bars });
+    groups.push({ name: runName(results, st), bars });
   }
   const latency: { name: string; bars: Bar[] }[] = results.stores.map((st) => ({
-    name: st.store,
+    name: runName(results, st),
     bars: st.e2e.flatMap((e) => [
       ...st.rawLatency
         .filter((x) => x.rate === e.targetRate)
@@ -404,7 +399,7 @@ export function renderCharts(results: SuiteResults): Record<string, string> {
       "Broker RSS under overload",
       results.stores.flatMap((st, i) =>
         st.overload
-          ? [{ name: st.store, color: i === 0 ? BUS : "#d62728", points: st.overload.rssSeries }]
+          ? [{ name: runName(results, st), color: i === 0 ? BUS : "#d62728", points: st.overload.rssSeries }]
           : [],
       ),
       300 * MB,

@@ -494,6 +494,8 @@ export interface OverloadResult {
   readonly rssSeries: [number, number][];
   /** Confirmed seq ranges, merged. */
   readonly confirmedRanges: [number, number][];
+  /** CPU microseconds per confirmed message, per process, over the whole run. */
+  readonly cpuMicrosPerMessage: Record<string, number>;
 }
 
 export function mergeRanges(ranges: [number, number][]): [number, number][] {
@@ -512,6 +514,7 @@ export async function runOverload(
   topic: string,
   o: OverloadOptions,
   label: string,
+  pids: Pids = {},
 ): Promise<OverloadResult> {
   const request = encodePack(topic, o.packSize, o.bytes);
   const clients = Array.from({ length: o.publishers }, () => rawClient(broker.address));
@@ -521,6 +524,8 @@ export async function runOverload(
   let confirmed = 0;
   let slow = 0;
   broker.resetRss();
+  const cpu = new CpuPerMessage(pids);
+  cpu.start();
   const start = now();
   const end = start + o.durationMs;
   let memoryAtPeak: (NodeJS.MemoryUsage & { bufferedBytes: number }) | undefined;
@@ -560,6 +565,7 @@ export async function runOverload(
       ),
     );
   } finally {
+    cpu.stop();
     clearInterval(ticker);
     polling = false;
     await poller;
@@ -584,6 +590,7 @@ export async function runOverload(
       .filter((x, i) => i % 5 === 0 && x.t >= start - 1000)
       .map((x) => [Math.round(x.t - start) / 1000, x.rssBytes]),
     confirmedRanges: mergeRanges(ranges),
+    cpuMicrosPerMessage: cpu.perMessage(confirmed),
   };
   progress.done(
     `${label}: ${fmtInt(confirmed)} confirmed, max RSS ${(result.maxRssBytes / (1 << 20)).toFixed(0)} MiB, errors ${JSON.stringify(errors)}`,

@@ -9,12 +9,13 @@ const flag = (value: string, doc: string) => ({ type: "string", default: value, 
 export const FLAGS = {
   stores: flag("mysql,sqlite", "stores to run: mysql, sqlite"),
   only: flag(
-    "raw,publish,drain,e2e,overload,profile",
-    "phases: raw, publish, drain, e2e, overload, profile; also stream (streaming publish vs SendPack), priority (urgent latency under a bulk backlog)",
+    "raw,raw-runs,no-store,publish,drain,e2e,overload,profile",
+    "phases: raw, raw-runs, no-store, publish, drain, e2e, overload, profile; also stream (streaming publish vs SendPack), priority (urgent latency under a bulk backlog)",
   ),
+  repeat: flag("3", "runs of the whole selection; results.json has each figure's mean, min, max, stdev"),
   out: flag("bench/results", "results directory (relative to the repo)"),
-  shards: flag("1,4,8", "shard counts for raw and publish"),
-  sizes: flag("100,1024", "payload sizes (bytes) for raw and publish"),
+  shards: flag("4", "shard counts for raw, raw-runs, no-store and publish (e.g. 1,4,8)"),
+  sizes: flag("100,1024", "payload sizes (bytes) for raw, raw-runs, no-store and publish"),
   publishers: flag("4", "concurrent SendPack publishers (one pack in flight each)"),
   pack: flag("1000", "messages per pack"),
   duration: flag("5", "publish: measured seconds per configuration"),
@@ -22,6 +23,7 @@ export const FLAGS = {
   "raw-duration": flag("3", "raw INSERT: measured seconds per configuration"),
   "raw-batch": flag("1000", "raw: rows per INSERT (per shard per transaction on SQLite)"),
   "raw-read-seconds": flag("2", "raw SELECT: at most this many seconds"),
+  "run-messages": flag("1000", "raw-runs: messages per run row (a pack of --pack is one run)"),
   backlog: flag(
     "1000000",
     "drain: backlog size in messages (100 B, 4 shards), less if --preload-seconds runs out",
@@ -52,8 +54,13 @@ export const FLAGS = {
   ),
   "budget-seconds": flag(
     "570",
-    "skip the phases that would start after this many seconds (the suite must end within 10 min)",
+    "per run (--repeat): skip the phases that would end past this many seconds into it",
   ),
+  quick: {
+    type: "boolean",
+    default: false,
+    doc: "a smoke run: a few hundred ms per phase, small backlog (proves the suite works; figures mean nothing)",
+  },
   help: { type: "boolean", default: false, doc: "show this help" },
 } as const;
 
@@ -109,14 +116,35 @@ export class SuiteOptions {
   }
 }
 
+/** What --quick changes, unless the flag is given too: every phase a few hundred ms. */
+const QUICK: Partial<Record<Flag, string>> = {
+  duration: "0.3",
+  warmup: "0.1",
+  "raw-duration": "0.3",
+  "raw-read-seconds": "0.2",
+  backlog: "20000",
+  "preload-seconds": "10",
+  "drain-timeout": "20",
+  "e2e-duration": "0.3",
+  "overload-duration": "0.5",
+  "overload-publishers": "4",
+  "overload-inflight": "2",
+  "profile-seconds": "0.3",
+};
+
 /** Parses the suite's arguments; throws on an unknown flag (parseArgs strict mode). */
 export function parseSuiteOptions(args: string[]): SuiteOptions {
-  const { values } = parseArgs({
+  const { values, tokens } = parseArgs({
     args,
     options: Object.fromEntries(
       Object.entries(FLAGS).map(([k, v]) => [k, { type: v.type, default: v.default }]),
     ) as Record<Flag, { type: "string" | "boolean"; default: string | boolean }>,
     strict: true,
+    tokens: true,
   });
+  if (values.quick) {
+    const given = new Set<string>(tokens.flatMap((t) => (t.kind === "option" ? [t.name] : [])));
+    for (const [k, v] of Object.entries(QUICK)) if (!given.has(k)) (values as Record<string, unknown>)[k] = v;
+  }
   return new SuiteOptions(values as Record<Flag, string | boolean>);
 }

@@ -1,9 +1,11 @@
+import type { Check, FigureSummary } from "./checks.js";
 import type { CpuUse } from "./lib/cpu.js";
 import type { Verification } from "./lib/verify-stored.js";
 import type { PriorityPhaseResult } from "./phases/priority-result.js";
 import type { StreamPhaseResult } from "./phases/stream-result.js";
 import type { LongTask, ProfileSummary } from "./profile-summary.js";
 import type { ClientCpuResult, CommitLatencyResult, RawResult } from "./raw.js";
+import type { RawRunResult } from "./raw-runs.js";
 import type { DrainResult, E2EResult, OverloadResult, PublishResult } from "./scenarios.js";
 
 /**
@@ -16,7 +18,13 @@ export type StoreKind = "mysql" | "sqlite";
 
 export interface StoreResults {
   store: StoreKind;
+  /** Which run of the selection (1 … --repeat) these are. */
+  repeat: number;
   raw: RawResult[];
+  /** The run-row ceiling: format-2 rows straight through the driver. */
+  rawRuns: RawRunResult[];
+  /** The no-store ceiling: the publish load against a broker whose store keeps nothing. */
+  noStore: (PublishResult & { shards: number })[];
   rawLatency: CommitLatencyResult[];
   /** MySQL only: client CPU per row, text protocol vs prepared statements (what the broker uses). */
   rawClientCpu: ClientCpuResult[];
@@ -73,5 +81,12 @@ export interface SuiteResults {
   loadavgStart: number[];
   loadavgEnd: number[];
   cpu: CpuUse | undefined;
+  /** Runs of the whole selection (--repeat). */
+  repeat: number;
+  /** Each store's results, per run, in the order they ran. */
   stores: StoreResults[];
+  /** Every figure over the runs: "store: what", mean, min, max, relative stdev, each run's value. */
+  figures: Record<string, FigureSummary>;
+  /** Every target of issue 14's "Done when": target, measured (mean over the runs), pass or fail. */
+  checks: Check[];
 }

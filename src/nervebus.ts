@@ -11,7 +11,7 @@ import {
 } from "./api/index.js";
 import { type ReloadReport, Security } from "./auth/index.js";
 import type { Config } from "./config/index.js";
-import { Broker } from "./core/index.js";
+import { Broker, type Store } from "./core/index.js";
 import { openStore } from "./store/index.js";
 import { createTelemetry, type Logger, type Telemetry } from "./telemetry/index.js";
 
@@ -50,6 +50,12 @@ export interface NerveBus {
 export interface StartOptions {
   readonly spanProcessor?: SpanProcessor;
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * An open store to use instead of opening `config.store` (which is then ignored); the broker
+   * closes it on stop. Only the benchmark's no-store ceiling passes one: no CLI flag or setting
+   * reaches it.
+   */
+  readonly store?: Store;
 }
 
 /**
@@ -124,21 +130,23 @@ export async function startNerveBus(
   const fenced = new Promise<Error>((resolve) => {
     reportFenced = resolve;
   });
-  const store = await openStore(config.store, {
-    mysqlPoolSize: config.mysqlPoolSize,
-    mysqlAllowUnsafeDurability: config.mysqlAllowUnsafeDurability,
-    leaseTtlMs: config.leaseTtlMs,
-    leaseRenewMs: config.leaseRenewMs,
-    leaseWaitMs: config.leaseWaitMs,
-    onOwnershipLost: (err) => {
-      storeHealthy = false;
-      broker?.fence(err);
-      server?.setServing(false);
-      server?.sessions.closeAll(err.message);
-      reportFenced(err);
-    },
-    log,
-  });
+  const store =
+    options.store ??
+    (await openStore(config.store, {
+      mysqlPoolSize: config.mysqlPoolSize,
+      mysqlAllowUnsafeDurability: config.mysqlAllowUnsafeDurability,
+      leaseTtlMs: config.leaseTtlMs,
+      leaseRenewMs: config.leaseRenewMs,
+      leaseWaitMs: config.leaseWaitMs,
+      onOwnershipLost: (err) => {
+        storeHealthy = false;
+        broker?.fence(err);
+        server?.setServing(false);
+        server?.sessions.closeAll(err.message);
+        reportFenced(err);
+      },
+      log,
+    }));
   const telemetry = createTelemetry({
     env: options.env ?? process.env,
     storeKind: store.capabilities.kind,
@@ -277,7 +285,10 @@ export async function startNerveBus(
   log("info", "nervebus serving", {
     address: grpcServer.address,
     http: http?.address ?? "off",
-    store: config.store.replace(/\/\/[^@/]*@/, "//***@"),
+    store:
+      options.store === undefined
+        ? config.store.replace(/\/\/[^@/]*@/, "//***@")
+        : `given by the caller (${store.capabilities.kind})`,
     tracing: telemetry.tracer !== undefined,
   });
   let stopping: Promise<void> | undefined;

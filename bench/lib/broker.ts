@@ -6,9 +6,11 @@ import { freePort } from "../../test/support/mariadb.js";
 
 /** dist/src/cli/main.js, next to this file's compiled copy (dist/bench/lib/broker.js). */
 const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cli", "main.js");
+/** dist/bench/no-store-broker.js: `nervebus serve` on a store that keeps nothing. */
+const NO_STORE_BROKER = join(dirname(fileURLToPath(import.meta.url)), "..", "no-store-broker.js");
 
 export interface BrokerSpec {
-  /** sqlite:PATH or mysql://… */
+  /** sqlite:PATH or mysql://…, or "none": the no-store ceiling's broker (no-store-broker.ts). */
   readonly store: string;
   /** Extra `serve` flags, e.g. { shards: 4, "heartbeat-ms": 200 }. */
   readonly flags?: Record<string, string | number>;
@@ -67,7 +69,8 @@ export class BrokerProcess {
   static async start(spec: BrokerSpec): Promise<BrokerProcess> {
     const args: string[] = [...(spec.nodeArgs ?? [])];
     if (spec.cpuProfDir !== undefined) args.push("--cpu-prof", `--cpu-prof-dir=${spec.cpuProfDir}`);
-    args.push(CLI, "serve", "--listen", "127.0.0.1:0", "--store", spec.store, "--log-level", "warn");
+    if (spec.store === "none") args.push(NO_STORE_BROKER, "--listen", "127.0.0.1:0", "--log-level", "warn");
+    else args.push(CLI, "serve", "--listen", "127.0.0.1:0", "--store", spec.store, "--log-level", "warn");
     // The status/metrics HTTP endpoint stays on (as in production), on a free port.
     let http: string | undefined;
     if (serveFlags().has("http-listen")) {

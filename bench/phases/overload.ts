@@ -35,6 +35,7 @@ export async function overloadPhase(ctx: PhaseContext): Promise<void> {
           waitThresholdMs: 1000,
         },
         `[${store}] overload`,
+        ctx.pidsOf(b),
       );
     } finally {
       shutdown = await ctx.stopBroker(b, "overload");

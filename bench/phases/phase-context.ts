@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { startTestMysql, type TestMysql } from "../../test/support/mariadb.js";
+import { summarize } from "../checks.js";
 import { words } from "../lib/args.js";
 import { BrokerProcess } from "../lib/broker.js";
 import { type CpuUse, cpuMeter, findDescendant } from "../lib/cpu.js";
@@ -33,8 +34,13 @@ export class SuiteContext {
   readonly profilesDir: string;
   /** A temp directory for SQLite files, removed by `close`. */
   readonly work: string;
-  /** When the suite started (ms, lib/stats `now`): the time budget counts from here. */
+  /** When the suite started (ms, lib/stats `now`). */
   readonly started: number;
+  /** Runs of the whole selection (--repeat). */
+  readonly repeat: number;
+  /** The run in progress (1 … repeat) and when it started: the time budget counts from there. */
+  currentRepeat = 1;
+  repeatStarted: number;
   readonly results: SuiteResults;
   readonly #meter: () => CpuUse;
   #mysql: TestMysql | undefined;
@@ -55,6 +61,8 @@ export class SuiteContext {
     if (this.phases.has("profile")) rmSync(this.profilesDir, { recursive: true, force: true });
     selfCheck();
     this.started = now();
+    this.repeatStarted = this.started;
+    this.repeat = Math.round(opt.num("repeat"));
     this.work = mkdtempSync(join(tmpdir(), "nervebus-bench-"));
     this.results = {
       startedAt: new Date().toISOString(),
@@ -75,11 +83,20 @@ export class SuiteContext {
       loadavgStart: loadavg(),
       loadavgEnd: [],
       cpu: undefined,
+      repeat: this.repeat,
       stores: [],
+      figures: {},
+      checks: [],
     };
     this.#meter = cpuMeter();
     this.results.machine.sqlite = sqliteVersion();
     this.results.machine.fsync = fsyncProbe(this.work);
+  }
+
+  /** Starts run `n` of the selection: its time budget counts from now. */
+  startRepeat(n: number): void {
+    this.currentRepeat = n;
+    this.repeatStarted = now();
   }
 
   /** Starts `store`'s part of the run (and MariaDB for MySQL); its results join the collector. */
@@ -98,7 +115,10 @@ export class SuiteContext {
     }
     const r: StoreResults = {
       store,
+      repeat: this.currentRepeat,
       raw: [],
+      rawRuns: [],
+      noStore: [],
       rawLatency: [],
       rawClientCpu: [],
       publish: [],
@@ -111,7 +131,9 @@ export class SuiteContext {
       errors: [],
     };
     this.results.stores.push(r);
-    return new PhaseContext(this, r, this.#mysql, dbPid);
+    const workDir = join(this.work, `run-${this.currentRepeat}-${store}`);
+    mkdirSync(workDir, { recursive: true });
+    return new PhaseContext(this, r, workDir, this.#mysql, dbPid);
   }
 
   /** A number for the next store database or file (unique across the run). */
@@ -132,11 +154,12 @@ export class SuiteContext {
     progress.done("");
   }
 
-  /** Completes the results with the duration, load and CPU use of the whole run. */
+  /** Completes the results with the duration, load, CPU use, figures and checks of the whole run. */
   finish(): SuiteResults {
     this.results.durationSec = (now() - this.started) / 1000;
     this.results.loadavgEnd = loadavg();
     this.results.cpu = this.#meter();
+    summarize(this.results);
     return this.results;
   }
 
@@ -156,22 +179,37 @@ export class PhaseContext {
   readonly mysql: TestMysql | undefined;
   /** MariaDB's pid, for its CPU use (MySQL only). */
   readonly dbPid: number | undefined;
+  /** A temp directory of this store's part of this run, for the raw phases' SQLite files. */
+  readonly workDir: string;
   readonly #brokers: BrokerProcess[] = [];
 
-  constructor(suite: SuiteContext, results: StoreResults, mysql: TestMysql | undefined, dbPid?: number) {
+  constructor(
+    suite: SuiteContext,
+    results: StoreResults,
+    workDir: string,
+    mysql: TestMysql | undefined,
+    dbPid?: number,
+  ) {
     this.suite = suite;
     this.store = results.store;
     this.results = results;
+    this.workDir = workDir;
     this.mysql = mysql;
     this.dbPid = dbPid;
+  }
+
+  /** The store, and which run of the selection when there are several: for errors. */
+  get label(): string {
+    return this.suite.repeat > 1 ? `${this.store} (run ${this.results.repeat})` : this.store;
   }
 
   get opt(): SuiteOptions {
     return this.suite.opt;
   }
 
-  /** Whether `--only` names `phase`. */
+  /** Whether `--only` names `phase`; profiles are taken in the last run (--repeat) only. */
   selected(phase: string): boolean {
+    if (phase === "profile" && this.suite.currentRepeat < this.suite.repeat) return false;
     return this.suite.phases.has(phase);
   }
 
@@ -183,15 +221,15 @@ export class PhaseContext {
   }
 
   /**
-   * Runs a phase unless its usual duration (`estimate`, s) would overrun --budget-seconds (then
-   * a note in the errors). Records its CPU use; an error it throws is recorded, not rethrown.
+   * Runs a phase unless its usual duration (`estimate`, s) would carry this run (--repeat) past
+   * --budget-seconds (then a note in the errors). Records its CPU use; an error it throws is recorded, not rethrown.
    */
   async phase(name: string, estimate: number, fn: () => Promise<void>): Promise<void> {
     const r = this.results;
     const budget = this.opt.num("budget-seconds");
-    if ((now() - this.suite.started) / 1000 + estimate > budget) {
+    if ((now() - this.suite.repeatStarted) / 1000 + estimate > budget) {
       r.errors.push(
-        `${this.store} ${name}: skipped, it would end past --budget-seconds ${budget} (it usually takes ${Math.round(estimate)} s)`,
+        `${this.label} ${name}: skipped, it would end past --budget-seconds ${budget} (it usually takes ${Math.round(estimate)} s)`,
       );
       progress.done(`[${this.store}] ${name}: skipped (time budget)`);
       return;
@@ -201,7 +239,7 @@ export class PhaseContext {
       await fn();
       r.cpu[name] = meter();
     } catch (err) {
-      const msg = `${this.store} ${name}: ${(err as Error).stack ?? String(err)}`;
+      const msg = `${this.label} ${name}: ${(err as Error).stack ?? String(err)}`;
       r.errors.push(msg);
       progress.done(`ERROR ${msg}`);
     }
@@ -250,9 +288,9 @@ export class PhaseContext {
       .split("\n")
       .filter((l) => /"level":"(warn|error)"/.test(l) && !/innodb_flush|topic created/.test(l));
     if (warnings.length > 0)
-      this.results.errors.push(`${this.store} ${what}: broker logged:\n${warnings.slice(-5).join("\n")}`);
+      this.results.errors.push(`${this.label} ${what}: broker logged:\n${warnings.slice(-5).join("\n")}`);
     if (code !== 0)
-      this.results.errors.push(`${this.store} ${what}: broker exit ${code}\n${b.stderr.slice(-2000)}`);
+      this.results.errors.push(`${this.label} ${what}: broker exit ${code}\n${b.stderr.slice(-2000)}`);
     return code;
   }
 

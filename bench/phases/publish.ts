@@ -1,4 +1,4 @@
-import { runPublish } from "../scenarios.js";
+import { type PublishResult, runPublish } from "../scenarios.js";
 import type { PhaseContext } from "./phase-context.js";
 
 /**
@@ -6,11 +6,30 @@ import type { PhaseContext } from "./phase-context.js";
  * (each shard count is its own timed phase, `publish N shards`).
  */
 export async function publishPhase(ctx: PhaseContext): Promise<void> {
+  await publishEachSize(ctx, "publish", (shards) => ctx.freshStore(`pub${shards}`), ctx.results.publish);
+}
+
+/**
+ * The no-store ceiling: the same load as the publish phase against a broker whose store
+ * confirms every write at once and keeps nothing (bench/no-store-broker.ts), i.e. what gRPC,
+ * protobuf and the broker's request handling allow on these CPUs.
+ */
+export async function noStorePhase(ctx: PhaseContext): Promise<void> {
+  await publishEachSize(ctx, "no-store", async () => "none", ctx.results.noStore);
+}
+
+/** For each --shards: a broker on `storeUrl(shards)`, then each --sizes payload published to it. */
+async function publishEachSize(
+  ctx: PhaseContext,
+  name: string,
+  storeUrl: (shards: number) => Promise<string>,
+  into: (PublishResult & { shards: number })[],
+): Promise<void> {
   const { opt, store } = ctx;
   for (const shards of opt.nums("shards")) {
     const estimate = opt.nums("sizes").length * (opt.num("duration") + opt.num("warmup") + 0.5) + 2;
-    await ctx.phase(`publish ${shards} shards`, estimate, async () => {
-      const b = await ctx.startBroker(await ctx.freshStore(`pub${shards}`), { shards });
+    await ctx.phase(`${name} ${shards} shards`, estimate, async () => {
+      const b = await ctx.startBroker(await storeUrl(shards), { shards });
       try {
         for (const bytes of opt.nums("sizes")) {
           const res = await runPublish(
@@ -24,13 +43,13 @@ export async function publishPhase(ctx: PhaseContext): Promise<void> {
               warmupMs: opt.num("warmup") * 1000,
               deadlineMs: 30_000,
             },
-            `[${store}] publish ${shards} shards ${bytes} B`,
+            `[${store}] ${name} ${shards} shards ${bytes} B`,
             ctx.pidsOf(b),
           );
-          ctx.results.publish.push({ ...res, shards });
+          into.push({ ...res, shards });
         }
       } finally {
-        await ctx.stopBroker(b, `publish ${shards} shards`);
+        await ctx.stopBroker(b, `${name} ${shards} shards`);
       }
     });
   }

@@ -18,7 +18,7 @@ export async function rawPhase(ctx: PhaseContext): Promise<void> {
   const rawConfigs = opt.nums("shards").length * opt.nums("sizes").length;
   const rawEstimate =
     rawConfigs * (opt.num("raw-duration") + 1.5) +
-    opt.nums("e2e-rates").length * 4 +
+    opt.nums("e2e-rates").length * (opt.num("raw-duration") + 1) +
     (store === "mysql" ? 6 : 0);
   await ctx.phase("raw", rawEstimate, async () => {
     const url = store === "mysql" ? await ctx.mysql!.database("bench_raw") : "";
@@ -37,7 +37,7 @@ export async function rawPhase(ctx: PhaseContext): Promise<void> {
         const res =
           store === "mysql"
             ? await rawMysql(url, o, label, ctx.dbPid)
-            : await rawSqlite(ctx.suite.work, o, label);
+            : await rawSqlite(ctx.workDir, o, label);
         r.raw.push(res);
         progress.done(
           `${label}: INSERT ${Math.round(res.insertRowsPerSec)} rows/s, SELECT ${Math.round(res.selectRowsPerSec)} rows/s`,
@@ -60,14 +60,14 @@ export async function rawPhase(ctx: PhaseContext): Promise<void> {
         shards: 4,
         bytes: 100,
         tickMs: opt.num("e2e-tick"),
-        durationMs: 3000,
+        durationMs: opt.num("raw-duration") * 1000,
         warmupMs: 500,
       };
       progress.update(`[${store}] raw commit latency at ${rate} rows/s…`, true);
       const res =
         store === "mysql"
           ? await rawMysqlCommitLatency(url, o)
-          : await rawSqliteCommitLatency(ctx.suite.work, o);
+          : await rawSqliteCommitLatency(ctx.workDir, o);
       r.rawLatency.push(res);
       progress.done(
         `[${store}] raw commit latency at ${rate} rows/s: p50 ${res.latencyMs.p50.toFixed(2)} ms, p99 ${res.latencyMs.p99.toFixed(2)} ms`,

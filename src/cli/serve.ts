@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { envName, flagName, loadConfig, OPTIONS } from "../config/index.js";
-import { startNerveBus } from "../nervebus.js";
+import { type StartOptions, startNerveBus } from "../nervebus.js";
 import { jsonLogger } from "../telemetry/index.js";
 
 function help(): string {
@@ -26,8 +26,11 @@ function expandBooleanFlags(args: string[]): string[] {
   });
 }
 
-/** `nervebus serve`: runs the broker until SIGTERM or SIGINT, then stops gracefully. */
-export async function serveCommand(args: string[]): Promise<number> {
+/**
+ * `nervebus serve`: runs the broker until SIGTERM or SIGINT, then stops gracefully. `start` is
+ * for the benchmark's no-store broker (bench/no-store-broker.ts); the CLI never passes it.
+ */
+export async function serveCommand(args: string[], start: StartOptions = {}): Promise<number> {
   const options: Record<string, { type: "string" | "boolean" }> = {
     config: { type: "string" },
     help: { type: "boolean" },
@@ -45,7 +48,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   }
   const config = loadConfig(values, process.env, values.config as string | undefined);
   const log = jsonLogger(config.logLevel);
-  const bus = await startNerveBus(config, log);
+  const bus = await startNerveBus(config, log, start);
   // The one line scripts and tests wait for.
   process.stdout.write(`nervebus listening on ${bus.address}\n`);
   let exitCode = 0;

@@ -125,7 +125,8 @@ export interface OwnershipState {
 
 /** What differs between backends, in one place (see each store's constant). */
 export interface StoreCapabilities {
-  readonly kind: "sqlite" | "mysql";
+  /** "none": the benchmark's no-store ceiling (bench/lib/null-store.ts), never a real store. */
+  readonly kind: "sqlite" | "mysql" | "none";
   /** Rows per INSERT statement: below the server's packet limit with room for the SQL text. */
   readonly maxInsertRows: number;
   /** Bytes per INSERT statement. */

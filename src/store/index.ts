@@ -5,7 +5,9 @@ import type { StoreLeaseOptions } from "./mysql/open-pool.js";
 import { SqliteStore } from "./sqlite/sqlite-store.js";
 
 export { mapStoreError } from "./errors.js";
+export { MysqlRunLog } from "./mysql/mysql-run-log.js";
 export { MysqlStore } from "./mysql/mysql-store.js";
+export { SqliteRunLog } from "./sqlite/sqlite-run-log.js";
 export { SqliteStore } from "./sqlite/sqlite-store.js";
 
 /** How to open either store: the MySQL pool's settings, and its lease's (see StoreLeaseOptions). */

@@ -1,0 +1,273 @@
+import { fmtInt, fmtMs } from "./lib/stats.js";
+import type { StoreKind, StoreResults, SuiteResults } from "./suite-results.js";
+
+/**
+ * What one run of the suite says against issue 14's "Done when": every measured figure of each
+ * run flattened to "store: what" → number, summarized over the runs (--repeat), and each target
+ * a check on the mean of its figure. Ratios are taken within a run (against that run's own
+ * ceilings), then averaged, so a slow minute shifts both sides of a ratio together.
+ */
+
+/** One figure over the runs. `values` has a value per run, null where that run lacks it. */
+export interface FigureSummary {
+  readonly mean: number;
+  readonly min: number;
+  readonly max: number;
+  /** Sample standard deviation / mean (0 with one run). */
+  readonly relStdev: number;
+  readonly values: (number | null)[];
+}
+
+/** One target of the issue, or a figure it asks to see without a target (`pass` null). */
+export interface Check {
+  readonly store: StoreKind;
+  /** What is asked, e.g. "publish ≥ 0.75 × raw per-row INSERT (100 B, 4 shards)". */
+  readonly target: string;
+  /** The key of `figures` this check reads. */
+  readonly figure: string;
+  /** The figure's mean over the runs, null when not measured. */
+  readonly measured: number | null;
+  readonly min: number | null;
+  readonly max: number | null;
+  readonly relStdev: number | null;
+  /** Runs that measured it. */
+  readonly runs: number;
+  /** Pass or fail on the mean; null when there is no target or nothing was measured. */
+  readonly pass: boolean | null;
+  readonly detail: string;
+}
+
+/** The shard count the issue's targets are stated for. */
+const SHARDS = 4;
+/** The end-to-end rates the issue states its latency target for. */
+const E2E_RATES = [1000, 10_000];
+const PROCESSES = ["broker", "db", "loadgen"] as const;
+
+type Figures = Map<string, number>;
+
+function addCpu(f: Figures, prefix: string, cpu: Record<string, number> | undefined, unit = "msg"): void {
+  for (const [proc, v] of Object.entries(cpu ?? {}))
+    if (Number.isFinite(v)) f.set(`${prefix}: ${proc} CPU µs/${unit}`, v);
+}
+
+function addRatio(f: Figures, key: string, a: number | undefined, b: number | undefined): void {
+  if (a !== undefined && b !== undefined && b > 0) f.set(key, a / b);
+}
+
+/** Every figure of one store's run, keyed "what: unit" (without the store). */
+export function figuresOf(st: StoreResults): Figures {
+  const f: Figures = new Map();
+  const cfg = (shards: number, bytes: number) => `${bytes} B ${shards} shards`;
+  for (const r of st.raw) {
+    const c = cfg(r.shards, r.bytes);
+    f.set(`raw per-row INSERT ${c}: rows/s`, r.insertRowsPerSec);
+    f.set(`raw per-row SELECT ${c}: rows/s`, r.selectRowsPerSec);
+    addCpu(f, `raw per-row INSERT ${c}`, r.insertCpuMicrosPerRow, "row");
+  }
+  for (const r of st.rawRuns ?? []) {
+    const c = cfg(r.shards, r.bytes);
+    f.set(`raw run-row INSERT ${c}: msg/s`, r.insertMessagesPerSec);
+    f.set(`raw run-row SELECT ${c}: msg/s`, r.selectMessagesPerSec);
+    addCpu(f, `raw run-row INSERT ${c}`, r.insertCpuMicrosPerMessage);
+    addCpu(f, `raw run-row SELECT ${c}`, r.selectCpuMicrosPerMessage);
+  }
+  for (const p of st.noStore ?? []) {
+    const c = cfg(p.shards, p.bytes);
+    f.set(`no-store ${c}: msg/s`, p.messagesPerSec);
+    addCpu(f, `no-store ${c}`, p.cpuMicrosPerMessage);
+  }
+  for (const p of st.publish) {
+    const c = cfg(p.shards, p.bytes);
+    f.set(`publish ${c}: msg/s`, p.messagesPerSec);
+    f.set(`publish ${c}: confirm p99 ms`, p.confirmLatencyMs.p99);
+    addCpu(f, `publish ${c}`, p.cpuMicrosPerMessage);
+    const same = <T extends { shards: number; bytes: number }>(xs: readonly T[] | undefined) =>
+      xs?.find((x) => x.shards === p.shards && x.bytes === p.bytes);
+    addRatio(f, `publish ${c} / raw per-row INSERT`, p.messagesPerSec, same(st.raw)?.insertRowsPerSec);
+    addRatio(f, `publish ${c} / no-store`, p.messagesPerSec, same(st.noStore)?.messagesPerSec);
+    addRatio(
+      f,
+      `publish ${c} / raw run-row INSERT`,
+      p.messagesPerSec,
+      same(st.rawRuns)?.insertMessagesPerSec,
+    );
+  }
+  const d = st.drain;
+  if (d !== undefined && d.error === undefined) {
+    const c = cfg(d.shards, d.bytes);
+    f.set(`drain ${c}: msg/s`, d.messagesPerSec);
+    addCpu(f, `drain ${c}`, d.cpuMicrosPerMessage);
+    const raw = st.raw.find((x) => x.shards === d.shards && x.bytes === d.bytes);
+    const runs = st.rawRuns?.find((x) => x.shards === d.shards && x.bytes === d.bytes);
+    addRatio(f, `drain ${c} / raw per-row SELECT`, d.messagesPerSec, raw?.selectRowsPerSec);
+    addRatio(f, `drain ${c} / raw run-row SELECT`, d.messagesPerSec, runs?.selectMessagesPerSec);
+  }
+  for (const e of st.e2e) {
+    const c = `e2e ${e.targetRate} msg/s`;
+    f.set(`${c}: p50 ms`, e.latencyMs.p50);
+    f.set(`${c}: p99 ms`, e.latencyMs.p99);
+    f.set(`${c}: p999 ms`, e.latencyMs.p999);
+    f.set(`${c}: undelivered`, e.undelivered);
+    addCpu(f, c, e.cpuMicrosPerMessage);
+  }
+  const o = st.overload;
+  if (o !== undefined) {
+    f.set("overload: max RSS MB", o.maxRssBytes / 1e6);
+    f.set("overload: confirmed msg/s", o.messagesPerSec);
+    f.set("overload: confirmed messages missing", o.verify.missing);
+    addCpu(f, "overload", o.cpuMicrosPerMessage);
+  }
+  return f;
+}
+
+function summary(values: (number | null)[]): FigureSummary {
+  const xs = values.filter((v): v is number => v !== null);
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const variance = xs.length > 1 ? xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1) : 0;
+  return {
+    mean,
+    min: Math.min(...xs),
+    max: Math.max(...xs),
+    relStdev: mean === 0 ? 0 : Math.sqrt(variance) / Math.abs(mean),
+    values,
+  };
+}
+
+/** Every figure of every run, "store: what" → its summary over the runs (in first-seen order). */
+export function summarizeFigures(stores: readonly StoreResults[]): Record<string, FigureSummary> {
+  const runs = Math.max(1, ...stores.map((st) => st.repeat ?? 1));
+  const values = new Map<string, (number | null)[]>();
+  for (const st of stores) {
+    for (const [k, v] of figuresOf(st)) {
+      const key = `${st.store}: ${k}`;
+      let row = values.get(key);
+      if (row === undefined) {
+        row = new Array<number | null>(runs).fill(null);
+        values.set(key, row);
+      }
+      row[(st.repeat ?? 1) - 1] = v;
+    }
+  }
+  return Object.fromEntries([...values].map(([k, v]) => [k, summary(v)]));
+}
+
+/**
+ * The checks of issue 14's "Done when", per store: publish ≥ 0.75 × the raw per-row INSERT and
+ * ≥ 0.7 × the no-store ceiling (each size, 4 shards); drain ≥ 1.2 × the raw per-row SELECT;
+ * the ratios to the run-row ceilings; e2e p99 ≤ 10 ms at 1k and 10k msg/s (p999 shown);
+ * overload max RSS ≤ 300 MB with no confirmed message missing; and broker, database and
+ * load-generator CPU µs per message of each phase (figures without a target).
+ */
+export function checks(results: SuiteResults): Check[] {
+  const figs = results.figures;
+  const out: Check[] = [];
+  const sizes = String(results.options.sizes ?? "100,1024")
+    .split(",")
+    .map(Number);
+  const stores = [...new Set(results.stores.map((st) => st.store))];
+  for (const store of stores) {
+    const get = (k: string) => figs[`${store}: ${k}`];
+    const fmt = (k: string, f: (n: number) => string = fmtInt) => {
+      const s = get(k);
+      return s === undefined ? "–" : f(s.mean);
+    };
+    const cpu = (prefix: string) =>
+      `CPU µs/msg: ${PROCESSES.map((p) => `${p} ${fmt(`${prefix}: ${p} CPU µs/msg`, (n) => n.toFixed(1))}`).join(", ")}`;
+    const check = (target: string, key: string, test: ((v: number) => boolean) | null, detail: string) => {
+      const s = get(key);
+      const runs = s?.values.filter((v) => v !== null).length ?? 0;
+      out.push({
+        store,
+        target,
+        figure: `${store}: ${key}`,
+        measured: s === undefined ? null : s.mean,
+        min: s?.min ?? null,
+        max: s?.max ?? null,
+        relStdev: s?.relStdev ?? null,
+        runs,
+        pass: s === undefined || test === null ? null : test(s.mean),
+        detail: s === undefined ? "not measured" : detail,
+      });
+    };
+    for (const bytes of sizes) {
+      const c = `${bytes} B ${SHARDS} shards`;
+      check(
+        `publish ≥ 0.75 × raw per-row INSERT (${c})`,
+        `publish ${c} / raw per-row INSERT`,
+        (v) => v >= 0.75,
+        `${fmt(`publish ${c}: msg/s`)} msg/s / ${fmt(`raw per-row INSERT ${c}: rows/s`)} rows/s; ${cpu(`publish ${c}`)}`,
+      );
+      check(
+        `publish ≥ 0.7 × no-store ceiling (${c})`,
+        `publish ${c} / no-store`,
+        (v) => v >= 0.7,
+        `${fmt(`publish ${c}: msg/s`)} / ${fmt(`no-store ${c}: msg/s`)} msg/s; no-store ${cpu(`no-store ${c}`)}`,
+      );
+      check(
+        `publish / raw run-row INSERT (${c}), reported`,
+        `publish ${c} / raw run-row INSERT`,
+        null,
+        `${fmt(`publish ${c}: msg/s`)} / ${fmt(`raw run-row INSERT ${c}: msg/s`)} msg/s; raw client ${fmt(`raw run-row INSERT ${c}: client CPU µs/msg`, (n) => n.toFixed(2))}, db ${fmt(`raw run-row INSERT ${c}: db CPU µs/msg`, (n) => n.toFixed(2))} µs/msg`,
+      );
+      check(
+        `publish broker CPU µs/msg (${c}), reported`,
+        `publish ${c}: broker CPU µs/msg`,
+        null,
+        cpu(`publish ${c}`),
+      );
+    }
+    const dc = `100 B ${SHARDS} shards`;
+    check(
+      `drain with per-message acks ≥ 1.2 × raw per-row SELECT (${dc})`,
+      `drain ${dc} / raw per-row SELECT`,
+      (v) => v >= 1.2,
+      `${fmt(`drain ${dc}: msg/s`)} msg/s / ${fmt(`raw per-row SELECT ${dc}: rows/s`)} rows/s; ${cpu(`drain ${dc}`)}`,
+    );
+    check(
+      `drain / raw run-row SELECT (${dc}), reported`,
+      `drain ${dc} / raw run-row SELECT`,
+      null,
+      `${fmt(`drain ${dc}: msg/s`)} / ${fmt(`raw run-row SELECT ${dc}: msg/s`)} msg/s`,
+    );
+    check(
+      `drain broker CPU µs/msg (${dc}), reported`,
+      `drain ${dc}: broker CPU µs/msg`,
+      null,
+      cpu(`drain ${dc}`),
+    );
+    for (const rate of E2E_RATES) {
+      const c = `e2e ${rate} msg/s`;
+      check(
+        `e2e p99 ≤ 10 ms at ${fmtInt(rate)} msg/s`,
+        `${c}: p99 ms`,
+        (v) => v <= 10,
+        `p50 ${fmt(`${c}: p50 ms`, fmtMs)} ms, p999 ${fmt(`${c}: p999 ms`, fmtMs)} ms, undelivered ${fmt(`${c}: undelivered`)}; ${cpu(c)}`,
+      );
+    }
+    check(
+      "overload max RSS ≤ 300 MB (defaults)",
+      "overload: max RSS MB",
+      (v) => v <= 300,
+      `${fmt("overload: confirmed msg/s")} msg/s confirmed; ${cpu("overload")}`,
+    );
+    check(
+      "overload: zero confirmed messages missing",
+      "overload: confirmed messages missing",
+      (v) => v === 0,
+      `the worst run: ${get("overload: confirmed messages missing")?.max ?? "–"}`,
+    );
+  }
+  return out;
+}
+
+/** Fills in figures and checks (also for a results.json written before they existed). */
+export function summarize(results: SuiteResults): void {
+  results.repeat ??= 1;
+  for (const st of results.stores) {
+    st.repeat ??= 1;
+    st.rawRuns ??= [];
+    st.noStore ??= [];
+  }
+  results.figures = summarizeFigures(results.stores);
+  results.checks = checks(results);
+}

@@ -1,0 +1,137 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import type { SuiteResults } from "../../bench/suite-results.js";
+
+/**
+ * The benchmark suite in its quickest mode (--quick: a few hundred ms per phase), SQLite only,
+ * twice (--repeat 2): every phase leaves its results, every target of issue 14 is a check, and
+ * the figures are summarized over both runs. Speeds are never asserted (they belong to bench/).
+ */
+
+const run = promisify(execFile);
+const SUITE = fileURLToPath(new URL("../../bench/suite.js", import.meta.url));
+const NO_STORE_BROKER = fileURLToPath(new URL("../../bench/no-store-broker.js", import.meta.url));
+
+test("--quick --stores sqlite --repeat 2 writes every phase, figure summary and check", async () => {
+  const out = mkdtempSync(join(tmpdir(), "nb-bench-quick-"));
+  try {
+    await run(process.execPath, [SUITE, "--quick", "--stores", "sqlite", "--repeat", "2", "--out", out], {
+      maxBuffer: 64 << 20,
+    });
+    const r = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as SuiteResults;
+    assert.equal(r.repeat, 2);
+    assert.deepEqual(
+      r.stores.map((st) => [st.store, st.repeat]),
+      [
+        ["sqlite", 1],
+        ["sqlite", 2],
+      ],
+    );
+    for (const st of r.stores) {
+      // Broker warnings are reported, not failures (the suite exits non-zero on a failed phase).
+      assert.deepEqual(
+        st.errors.filter((e) => !e.includes("broker logged")),
+        [],
+        `run ${st.repeat}`,
+      );
+      assert.deepEqual(
+        Object.keys(st.cpu),
+        [
+          "raw",
+          "raw-runs",
+          "no-store 4 shards",
+          "publish 4 shards",
+          "drain",
+          "e2e",
+          "overload",
+          ...(st.repeat === 2 ? ["publish profile", "e2e profile"] : []),
+        ],
+        `phases of run ${st.repeat}`,
+      );
+      for (const list of [st.raw, st.rawRuns, st.noStore, st.publish])
+        assert.deepEqual(
+          list.map((x) => x.bytes),
+          [100, 1024],
+        );
+      assert.ok(st.drain !== undefined && st.overload !== undefined);
+      assert.deepEqual(
+        st.e2e.map((e) => e.targetRate),
+        [1000, 10_000],
+      );
+      // CPU per message of broker, database (in the broker on SQLite) and load generator.
+      for (const p of [...st.noStore, ...st.publish, st.drain, ...st.e2e, st.overload])
+        assert.deepEqual(Object.keys(p.cpuMicrosPerMessage), ["broker", "db", "loadgen"]);
+      // Profiles come from the last run only.
+      assert.equal(st.profiles.publish !== undefined, st.repeat === 2);
+    }
+    for (const key of [
+      "raw per-row INSERT 100 B 4 shards: rows/s",
+      "raw per-row SELECT 100 B 4 shards: rows/s",
+      "raw run-row INSERT 1024 B 4 shards: msg/s",
+      "raw run-row SELECT 100 B 4 shards: msg/s",
+      "no-store 1024 B 4 shards: msg/s",
+      "publish 100 B 4 shards: msg/s",
+      "drain 100 B 4 shards: msg/s",
+      "e2e 10000 msg/s: p99 ms",
+      "overload: max RSS MB",
+      "overload: confirmed messages missing",
+    ]) {
+      const f = r.figures[`sqlite: ${key}`];
+      assert.ok(f !== undefined, key);
+      assert.equal(f.values.length, 2, key);
+      assert.ok(f.min <= f.mean && f.mean <= f.max && f.relStdev >= 0, key);
+    }
+    const targets = r.checks.map((c) => c.target);
+    for (const bytes of [100, 1024]) {
+      for (const t of [
+        `publish ≥ 0.75 × raw per-row INSERT (${bytes} B 4 shards)`,
+        `publish ≥ 0.7 × no-store ceiling (${bytes} B 4 shards)`,
+        `publish / raw run-row INSERT (${bytes} B 4 shards), reported`,
+      ])
+        assert.ok(targets.includes(t), t);
+    }
+    for (const t of [
+      "drain with per-message acks ≥ 1.2 × raw per-row SELECT (100 B 4 shards)",
+      "drain / raw run-row SELECT (100 B 4 shards), reported",
+      "e2e p99 ≤ 10 ms at 1,000 msg/s",
+      "e2e p99 ≤ 10 ms at 10,000 msg/s",
+      "overload max RSS ≤ 300 MB (defaults)",
+      "overload: zero confirmed messages missing",
+    ])
+      assert.ok(targets.includes(t), t);
+    for (const c of r.checks) {
+      assert.equal(c.store, "sqlite");
+      // A target with a threshold passes or fails once measured; a reported figure has no verdict.
+      if (c.measured !== null) assert.equal(c.pass === null, c.target.endsWith("reported"), c.target);
+    }
+    assert.match(
+      readFileSync(join(out, "results.md"), "utf8"),
+      /## Targets \(issue 14\)[\s\S]*## Run-to-run variance/,
+    );
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test("the no-store broker refuses a non-loopback address and a --store", async () => {
+  for (const args of [
+    ["--listen", "0.0.0.0:0"],
+    ["--listen", "127.0.0.1:0", "--http-listen", "0.0.0.0:0"],
+    ["--listen", "127.0.0.1:0", "--store", "sqlite:/tmp/never.db"],
+  ]) {
+    await assert.rejects(
+      run(process.execPath, [NO_STORE_BROKER, ...args]),
+      (err: { code?: number; stderr?: string }) => {
+        assert.equal(err.code, 2, args.join(" "));
+        assert.match(err.stderr ?? "", /benchmark only/);
+        return true;
+      },
+    );
+  }
+});
