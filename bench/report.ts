@@ -101,6 +101,22 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
           `| ${name(st)} | ${r.shards} | ${r.bytes} B | ${r.batchRows} | ${fmtInt(r.insertRowsPerSec)} | ${r.insertStatementsPerSec.toFixed(1)} | ${us(r.insertCpuMicrosPerRow.client)} | ${us(r.insertCpuMicrosPerRow.db)} | ${fmtInt(r.selectRowsPerSec)} |`,
       ),
     ),
+  ];
+  const cpuRows = results.stores.flatMap((st) => st.rawClientCpu);
+  if (cpuRows.length > 0) {
+    out.push(
+      "",
+      "mysql2 client CPU per row for the same 1000-row INSERT, text protocol (`query`: values escaped into the SQL, BLOBs as hex) against prepared statements (`execute`, binary protocol, what the broker and the raw INSERT baseline use):",
+      "",
+      "| payload | query µs/row | execute µs/row | saving |",
+      "|---:|---:|---:|---:|",
+      ...cpuRows.map(
+        (c) =>
+          `| ${c.bytes} B | ${c.queryMicrosPerRow.toFixed(2)} | ${c.executeMicrosPerRow.toFixed(2)} | ${(100 * (1 - c.executeMicrosPerRow / c.queryMicrosPerRow)).toFixed(0)} % |`,
+      ),
+    );
+  }
+  out.push(
     ...section(
       "Raw run rows (the format-2 ceiling)",
       "store | shards: | payload: | messages/run: | body bytes: | INSERT msg/s: | rows/s: | client µs/msg: | db µs/msg: | SELECT msg/s: | client µs/msg: | db µs/msg:",
@@ -123,21 +139,7 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
           `| ${name(st)} | ${p.shards} | ${p.bytes} B | ${p.publishers} × ${p.packSize} | ${fmtInt(p.messagesPerSec)} | ${fmtMs(p.confirmLatencyMs.p50)} | ${fmtMs(p.confirmLatencyMs.p99)} | ${cpuCols(p.cpuMicrosPerMessage)} | ${errorsText(p.errors)} |`,
       ),
     ),
-  ];
-  const cpuRows = results.stores.flatMap((st) => st.rawClientCpu);
-  if (cpuRows.length > 0) {
-    out.push(
-      "",
-      "mysql2 client CPU per row for the same 1000-row INSERT, text protocol (`query`: values escaped into the SQL, BLOBs as hex) against prepared statements (`execute`, binary protocol, what the broker and the raw INSERT baseline use):",
-      "",
-      "| payload | query µs/row | execute µs/row | saving |",
-      "|---:|---:|---:|---:|",
-      ...cpuRows.map(
-        (c) =>
-          `| ${c.bytes} B | ${c.queryMicrosPerRow.toFixed(2)} | ${c.executeMicrosPerRow.toFixed(2)} | ${(100 * (1 - c.executeMicrosPerRow / c.queryMicrosPerRow)).toFixed(0)} % |`,
-      ),
-    );
-  }
+  );
   out.push(
     ...section(
       "Publish",
