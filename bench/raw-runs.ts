@@ -66,6 +66,13 @@ function templateRun(o: RawRunOptions): RunRow {
   return encodeRun(messages, bytes);
 }
 
+/** The table a store's DDL creates (so a renamed table cannot leave this ceiling behind). */
+function tableOf(ddl: string): string {
+  const m = /CREATE TABLE IF NOT EXISTS (\w+)/.exec(ddl);
+  if (m === null) throw new Error(`no table name in ${ddl.slice(0, 80)}`);
+  return m[1]!;
+}
+
 /** Run k of shard s: runs go round-robin over the shards, as the broker places them. */
 const firstSeqOf = (k: number, shard: number, o: RawRunOptions) => (k * o.shards + shard) * o.runMessages + 1;
 
@@ -99,7 +106,7 @@ export async function rawMysqlRuns(
 ): Promise<RawRunResult> {
   const pool = rawPool(url, { connectionLimit: o.shards + 1, supportBigNumbers: true });
   const topic = rawTopic(900_000 + o.bytes, o.shards);
-  const table = (s: number) => `nb_run_${topic.id}_${s}`;
+  const table = (s: number) => tableOf(MysqlRunLog.tableSql(topic, s));
   try {
     for (let s = 0; s < o.shards; s++) {
       await pool.query(`DROP TABLE IF EXISTS ${table(s)}`);
@@ -173,10 +180,11 @@ export async function rawSqliteRuns(dir: string, o: RawRunOptions, label: string
   const db = openSqlite(join(dir, `raw-runs-${o.shards}-${o.bytes}.db`));
   const topic = rawTopic(1, o.shards);
   try {
+    const table = (s: number) => tableOf(SqliteRunLog.tableSql(topic, s));
     const inserts = Array.from({ length: o.shards }, (_, s) => {
       db.exec(SqliteRunLog.tableSql(topic, s));
       return db.prepare(
-        `INSERT INTO nb_run_${topic.id}_${s} (${RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (first_seq) DO NOTHING`,
+        `INSERT INTO ${table(s)} (${RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (first_seq) DO NOTHING`,
       );
     });
     const run = templateRun(o);
@@ -212,7 +220,7 @@ export async function rawSqliteRuns(dir: string, o: RawRunOptions, label: string
     cpu.stop();
     const selects = Array.from({ length: o.shards }, (_, s) =>
       db.prepare(
-        `SELECT first_seq, last_seq, body, ids FROM nb_run_${topic.id}_${s} WHERE last_seq >= ? AND first_seq <= ?`,
+        `SELECT first_seq, last_seq, body, ids FROM ${table(s)} WHERE last_seq >= ? AND first_seq <= ?`,
       ),
     );
     const readCpu = new CpuPerMessage({ client: process.pid });

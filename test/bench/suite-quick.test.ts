@@ -102,6 +102,7 @@ test("--quick --stores sqlite --repeat 2 writes every phase, figure summary and 
       "e2e p99 ≤ 10 ms at 1,000 msg/s",
       "e2e p99 ≤ 10 ms at 10,000 msg/s",
       "overload max RSS ≤ 300 MB (defaults)",
+      "overload: messages confirmed (goodput > 0)",
       "overload: zero confirmed messages missing",
     ])
       assert.ok(targets.includes(t), t);
