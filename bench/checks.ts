@@ -1,5 +1,5 @@
 import { fmtInt, fmtMs } from "./lib/stats.js";
-import type { StoreKind, StoreResults, SuiteResults } from "./suite-results.js";
+import type { DrainEntry, StoreKind, StoreResults, SuiteResults } from "./suite-results.js";
 
 /**
  * What one run of the suite says against issue 14's "Done when": every measured figure of each
@@ -7,6 +7,13 @@ import type { StoreKind, StoreResults, SuiteResults } from "./suite-results.js";
  * a check on the mean of its figure. Ratios are taken within a run (against that run's own
  * ceilings), then averaged, so a slow minute shifts both sides of a ratio together.
  */
+
+/** A comma-separated option of results.json as numbers (`fallback` for results without it). */
+function list(option: string | boolean | undefined, fallback: string): number[] {
+  return String(option ?? fallback)
+    .split(",")
+    .map(Number);
+}
 
 /** One figure over the runs. `values` has a value per run, null where that run lacks it. */
 export interface FigureSummary {
@@ -92,8 +99,8 @@ export function figuresOf(st: StoreResults): Figures {
       same(st.rawRuns)?.insertMessagesPerSec,
     );
   }
-  const d = st.drain;
-  if (d !== undefined && d.error === undefined) {
+  for (const d of drainsOf(st)) {
+    if (d.error !== undefined) continue;
     const c = cfg(d.shards, d.bytes);
     f.set(`drain ${c}: msg/s`, d.messagesPerSec);
     addCpu(f, `drain ${c}`, d.cpuMicrosPerMessage);
@@ -118,6 +125,11 @@ export function figuresOf(st: StoreResults): Figures {
     addCpu(f, "overload", o.cpuMicrosPerMessage);
   }
   return f;
+}
+
+/** Every drain of a store's run (results written before `drains` have only the 100 B `drain`). */
+export function drainsOf(st: StoreResults): DrainEntry[] {
+  return st.drains ?? (st.drain === undefined ? [] : [st.drain]);
 }
 
 function summary(values: (number | null)[]): FigureSummary {
@@ -161,9 +173,7 @@ export function summarizeFigures(stores: readonly StoreResults[]): Record<string
 export function checks(results: SuiteResults): Check[] {
   const figs = results.figures;
   const out: Check[] = [];
-  const sizes = String(results.options.sizes ?? "100,1024")
-    .split(",")
-    .map(Number);
+  const sizes = list(results.options.sizes, "100,1024");
   const stores = [...new Set(results.stores.map((st) => st.store))];
   for (const store of stores) {
     const get = (k: string) => figs[`${store}: ${k}`];
@@ -216,25 +226,27 @@ export function checks(results: SuiteResults): Check[] {
         cpu(`publish ${c}`),
       );
     }
-    const dc = `100 B ${SHARDS} shards`;
-    check(
-      `drain with per-message acks ≥ 1.2 × raw per-row SELECT (${dc})`,
-      `drain ${dc} / raw per-row SELECT`,
-      (v) => v >= 1.2,
-      `${fmt(`drain ${dc}: msg/s`)} msg/s / ${fmt(`raw per-row SELECT ${dc}: rows/s`)} rows/s; ${cpu(`drain ${dc}`)}`,
-    );
-    check(
-      `drain / raw run-row SELECT (${dc}), reported`,
-      `drain ${dc} / raw run-row SELECT`,
-      null,
-      `${fmt(`drain ${dc}: msg/s`)} / ${fmt(`raw run-row SELECT ${dc}: msg/s`)} msg/s`,
-    );
-    check(
-      `drain broker CPU µs/msg (${dc}), reported`,
-      `drain ${dc}: broker CPU µs/msg`,
-      null,
-      cpu(`drain ${dc}`),
-    );
+    for (const bytes of list(results.options["drain-sizes"], "100")) {
+      const dc = `${bytes} B ${SHARDS} shards`;
+      check(
+        `drain with per-message acks ≥ 1.2 × raw per-row SELECT (${dc})`,
+        `drain ${dc} / raw per-row SELECT`,
+        (v) => v >= 1.2,
+        `${fmt(`drain ${dc}: msg/s`)} msg/s / ${fmt(`raw per-row SELECT ${dc}: rows/s`)} rows/s; ${cpu(`drain ${dc}`)}`,
+      );
+      check(
+        `drain / raw run-row SELECT (${dc}), reported`,
+        `drain ${dc} / raw run-row SELECT`,
+        null,
+        `${fmt(`drain ${dc}: msg/s`)} / ${fmt(`raw run-row SELECT ${dc}: msg/s`)} msg/s`,
+      );
+      check(
+        `drain broker CPU µs/msg (${dc}), reported`,
+        `drain ${dc}: broker CPU µs/msg`,
+        null,
+        cpu(`drain ${dc}`),
+      );
+    }
     for (const rate of E2E_RATES) {
       const c = `e2e ${rate} msg/s`;
       check(
@@ -274,6 +286,7 @@ export function summarize(results: SuiteResults): void {
     st.repeat ??= 1;
     st.rawRuns ??= [];
     st.noStore ??= [];
+    st.drains ??= drainsOf(st);
   }
   results.figures = summarizeFigures(results.stores);
   results.checks = checks(results);

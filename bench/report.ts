@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import type { Check } from "./checks.js";
+import { type Check, drainsOf } from "./checks.js";
 import { REPO } from "./lib/repo.js";
 import { fmtInt, fmtMs } from "./lib/stats.js";
 import { summaryMarkdown } from "./profile-summary.js";
@@ -161,25 +161,26 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
   out.push(
     ...section(
       "Drain",
-      "store | backlog: | window: | msg/s: | seconds: | first delivery ms: | acks durable s: | / raw SELECT: | / run-row SELECT: | broker µs/msg: | db µs/msg: | loadgen µs/msg: | duplicates: | missing: | preload msg/s:",
-      "A backlog (100 B messages, 4 shards) published, then the broker restarted (cold tail cache) and the backlog consumed through one Receive stream, each response acked at once. Rate = backlog / (subscribe → last delivery); first delivery includes the topic's load after the restart; acks durable = until a heartbeat shows the floor at the end of the backlog.",
+      "store | payload: | backlog: | window: | msg/s: | seconds: | first delivery ms: | acks durable s: | / raw SELECT: | / run-row SELECT: | broker µs/msg: | db µs/msg: | loadgen µs/msg: | duplicates: | missing: | preload msg/s:",
+      "For each payload size, a backlog (4 shards; the payload bytes of --backlog messages of 100 B) published, then the broker restarted (cold tail cache) and the backlog consumed through one Receive stream, each response acked at once. Rate = backlog / (subscribe → last delivery); first delivery includes the topic's load after the restart; acks durable = until a heartbeat shows the floor at the end of the backlog.",
       ...results.stores.flatMap((st) =>
-        st.drain && st.drain.backlog < st.drain.requestedBacklog
-          ? [
-              `**${st.store}: the backlog is ${fmtInt(st.drain.backlog)}, not the requested ${fmtInt(st.drain.requestedBacklog)}: publishing it took longer than --preload-seconds.**`,
-            ]
-          : [],
+        drainsOf(st)
+          .filter((d) => d.backlog < d.requestedBacklog)
+          .map(
+            (d) =>
+              `**${name(st)}, ${d.bytes} B: the backlog is ${fmtInt(d.backlog)}, not the requested ${fmtInt(d.requestedBacklog)}: publishing it took longer than --preload-seconds.**`,
+          ),
       ),
     ),
   );
   for (const st of results.stores) {
-    const d = st.drain;
-    if (d === undefined) continue;
-    const raw = rawFor(st, d.shards, d.bytes);
-    const runs = st.rawRuns?.find((x) => x.shards === d.shards && x.bytes === d.bytes);
-    out.push(
-      `| ${name(st)} | ${fmtInt(d.backlog)} | ${fmtInt(d.window)} | ${fmtInt(d.messagesPerSec)} | ${d.seconds.toFixed(1)} | ${fmtInt(d.firstDeliveryMs)} | ${d.ackedDurableSeconds?.toFixed(1) ?? "–"} | ${raw ? (d.messagesPerSec / raw.selectRowsPerSec).toFixed(2) : "–"} | ${runs ? (d.messagesPerSec / runs.selectMessagesPerSec).toFixed(2) : "–"} | ${cpuCols(d.cpuMicrosPerMessage)} | ${d.duplicates} | ${d.missing} | ${fmtInt(d.preloadRate)} |`,
-    );
+    for (const d of drainsOf(st)) {
+      const raw = rawFor(st, d.shards, d.bytes);
+      const runs = st.rawRuns?.find((x) => x.shards === d.shards && x.bytes === d.bytes);
+      out.push(
+        `| ${name(st)} | ${d.bytes} B | ${fmtInt(d.backlog)} | ${fmtInt(d.window)} | ${fmtInt(d.messagesPerSec)} | ${d.seconds.toFixed(1)} | ${fmtInt(d.firstDeliveryMs)} | ${d.ackedDurableSeconds?.toFixed(1) ?? "–"} | ${raw ? (d.messagesPerSec / raw.selectRowsPerSec).toFixed(2) : "–"} | ${runs ? (d.messagesPerSec / runs.selectMessagesPerSec).toFixed(2) : "–"} | ${cpuCols(d.cpuMicrosPerMessage)} | ${d.duplicates} | ${d.missing} | ${fmtInt(d.preloadRate)} |`,
+      );
+    }
   }
   out.push(
     ...section(

@@ -26,8 +26,9 @@ export const FLAGS = {
   "run-messages": flag("1000", "raw-runs: messages per run row (a pack of --pack is one run)"),
   backlog: flag(
     "1000000",
-    "drain: backlog size in messages (100 B, 4 shards), less if --preload-seconds runs out",
+    "drain: backlog in messages of 100 B (4 shards; other sizes: the same payload bytes), less if --preload-seconds runs out",
   ),
+  "drain-sizes": flag("100,1024", "drain: payload sizes (bytes), a backlog and a fresh broker each"),
   "preload-seconds": flag("45", "drain: stop publishing the backlog after this long"),
   "drain-window": flag("100000", "drain: the stream's window (max messages)"),
   "drain-timeout": flag("60", "drain: give up after this many seconds"),
@@ -53,7 +54,7 @@ export const FLAGS = {
     "Node options for every broker; its stdout then goes to <out>/broker-N.stdout (e.g. --trace-gc)",
   ),
   "budget-seconds": flag(
-    "570",
+    "900",
     "per run (--repeat): skip the phases that would end past this many seconds into it",
   ),
   quick: {

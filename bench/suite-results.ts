@@ -16,6 +16,15 @@ import type { DrainResult, E2EResult, OverloadResult, PublishResult } from "./sc
 /** The stores the suite can measure (the `--stores` names). */
 export type StoreKind = "mysql" | "sqlite";
 
+/** One drain: a backlog of one payload size, published, then read and acked by a fresh broker. */
+export type DrainEntry = DrainResult & {
+  requestedBacklog: number;
+  shards: number;
+  bytes: number;
+  preloadSeconds: number;
+  preloadRate: number;
+};
+
 export interface StoreResults {
   store: StoreKind;
   /** Which run of the selection (1 … --repeat) these are. */
@@ -29,15 +38,10 @@ export interface StoreResults {
   /** MySQL only: client CPU per row, text protocol vs prepared statements (what the broker uses). */
   rawClientCpu: ClientCpuResult[];
   publish: (PublishResult & { shards: number })[];
-  drain:
-    | (DrainResult & {
-        requestedBacklog: number;
-        shards: number;
-        bytes: number;
-        preloadSeconds: number;
-        preloadRate: number;
-      })
-    | undefined;
+  /** The 100 B drain (also in `drains`; kept for readers of older results). */
+  drain: DrainEntry | undefined;
+  /** The drain of each --drain-sizes payload. */
+  drains: DrainEntry[];
   e2e: E2EResult[];
   overload:
     | (OverloadResult & {

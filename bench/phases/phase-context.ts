@@ -123,6 +123,7 @@ export class SuiteContext {
       rawClientCpu: [],
       publish: [],
       drain: undefined,
+      drains: [],
       e2e: [],
       overload: undefined,
       profiles: {},

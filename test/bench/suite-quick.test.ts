@@ -48,6 +48,7 @@ test("--quick --stores sqlite --repeat 2 writes every phase, figure summary and 
           "no-store 4 shards",
           "publish 4 shards",
           "drain",
+          "drain 1024 B",
           "e2e",
           "overload",
           ...(st.repeat === 2 ? ["publish profile", "e2e profile"] : []),
@@ -59,13 +60,17 @@ test("--quick --stores sqlite --repeat 2 writes every phase, figure summary and 
           list.map((x) => x.bytes),
           [100, 1024],
         );
+      assert.deepEqual(
+        st.drains.map((d) => d.bytes),
+        [100, 1024],
+      );
       assert.ok(st.drain !== undefined && st.overload !== undefined);
       assert.deepEqual(
         st.e2e.map((e) => e.targetRate),
         [1000, 10_000],
       );
       // CPU per message of broker, database (in the broker on SQLite) and load generator.
-      for (const p of [...st.noStore, ...st.publish, st.drain, ...st.e2e, st.overload])
+      for (const p of [...st.noStore, ...st.publish, ...st.drains, ...st.e2e, st.overload])
         assert.deepEqual(Object.keys(p.cpuMicrosPerMessage), ["broker", "db", "loadgen"]);
       // Profiles come from the last run only.
       assert.equal(st.profiles.publish !== undefined, st.repeat === 2);
@@ -78,6 +83,7 @@ test("--quick --stores sqlite --repeat 2 writes every phase, figure summary and 
       "no-store 1024 B 4 shards: msg/s",
       "publish 100 B 4 shards: msg/s",
       "drain 100 B 4 shards: msg/s",
+      "drain 1024 B 4 shards: msg/s",
       "e2e 10000 msg/s: p99 ms",
       "overload: max RSS MB",
       "overload: confirmed messages missing",
@@ -98,6 +104,7 @@ test("--quick --stores sqlite --repeat 2 writes every phase, figure summary and 
     }
     for (const t of [
       "drain with per-message acks ≥ 1.2 × raw per-row SELECT (100 B 4 shards)",
+      "drain with per-message acks ≥ 1.2 × raw per-row SELECT (1024 B 4 shards)",
       "drain / raw run-row SELECT (100 B 4 shards), reported",
       "e2e p99 ≤ 10 ms at 1,000 msg/s",
       "e2e p99 ≤ 10 ms at 10,000 msg/s",
