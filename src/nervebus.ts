@@ -130,23 +130,23 @@ export async function startNerveBus(
   const fenced = new Promise<Error>((resolve) => {
     reportFenced = resolve;
   });
-  const store =
-    options.store ??
-    (await openStore(config.store, {
-      mysqlPoolSize: config.mysqlPoolSize,
-      mysqlAllowUnsafeDurability: config.mysqlAllowUnsafeDurability,
-      leaseTtlMs: config.leaseTtlMs,
-      leaseRenewMs: config.leaseRenewMs,
-      leaseWaitMs: config.leaseWaitMs,
-      onOwnershipLost: (err) => {
-        storeHealthy = false;
-        broker?.fence(err);
-        server?.setServing(false);
-        server?.sessions.closeAll(err.message);
-        reportFenced(err);
-      },
-      log,
-    }));
+  const given = options.store;
+  const open = given === undefined ? openStore : async () => given;
+  const store = await open(config.store, {
+    mysqlPoolSize: config.mysqlPoolSize,
+    mysqlAllowUnsafeDurability: config.mysqlAllowUnsafeDurability,
+    leaseTtlMs: config.leaseTtlMs,
+    leaseRenewMs: config.leaseRenewMs,
+    leaseWaitMs: config.leaseWaitMs,
+    onOwnershipLost: (err) => {
+      storeHealthy = false;
+      broker?.fence(err);
+      server?.setServing(false);
+      server?.sessions.closeAll(err.message);
+      reportFenced(err);
+    },
+    log,
+  });
   const telemetry = createTelemetry({
     env: options.env ?? process.env,
     storeKind: store.capabilities.kind,
