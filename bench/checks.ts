@@ -75,6 +75,7 @@ export function figuresOf(st: StoreResults): Figures {
     const c = cfg(r.shards, r.bytes);
     f.set(`raw run-row INSERT ${c}: msg/s`, r.insertMessagesPerSec);
     f.set(`raw run-row SELECT ${c}: msg/s`, r.selectMessagesPerSec);
+    f.set(`raw run-row INSERT ${c}: messages per row`, r.runMessages);
     addCpu(f, `raw run-row INSERT ${c}`, r.insertCpuMicrosPerMessage);
     addCpu(f, `raw run-row SELECT ${c}`, r.selectCpuMicrosPerMessage);
   }
@@ -87,6 +88,7 @@ export function figuresOf(st: StoreResults): Figures {
     const c = cfg(p.shards, p.bytes);
     f.set(`publish ${c}: msg/s`, p.messagesPerSec);
     f.set(`publish ${c}: confirm p99 ms`, p.confirmLatencyMs.p99);
+    if (p.messagesPerRun !== undefined) f.set(`publish ${c}: messages per stored run`, p.messagesPerRun);
     addCpu(f, `publish ${c}`, p.cpuMicrosPerMessage);
     const same = <T extends { shards: number; bytes: number }>(xs: readonly T[] | undefined) =>
       xs?.find((x) => x.shards === p.shards && x.bytes === p.bytes);
@@ -217,7 +219,7 @@ export function checks(results: SuiteResults): Check[] {
         `publish / raw run-row INSERT (${c}), reported`,
         `publish ${c} / raw run-row INSERT`,
         null,
-        `${fmt(`publish ${c}: msg/s`)} / ${fmt(`raw run-row INSERT ${c}: msg/s`)} msg/s; raw client ${fmt(`raw run-row INSERT ${c}: client CPU µs/msg`, (n) => n.toFixed(2))}, db ${fmt(`raw run-row INSERT ${c}: db CPU µs/msg`, (n) => n.toFixed(2))} µs/msg`,
+        `${fmt(`publish ${c}: msg/s`)} / ${fmt(`raw run-row INSERT ${c}: msg/s`)} msg/s; raw client ${fmt(`raw run-row INSERT ${c}: client CPU µs/msg`, (n) => n.toFixed(2))}, db ${fmt(`raw run-row INSERT ${c}: db CPU µs/msg`, (n) => n.toFixed(2))} µs/msg; messages per row: broker ${fmt(`publish ${c}: messages per stored run`)}, ceiling ${fmt(`raw run-row INSERT ${c}: messages per row`)}`,
       );
       check(
         `publish broker CPU µs/msg (${c}), reported`,

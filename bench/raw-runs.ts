@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type mysql from "mysql2/promise";
-import type { TopicRecord } from "../src/core/index.js";
 import { MysqlRunLog, SqliteRunLog } from "../src/store/index.js";
 import { encodeRun, type RunRow } from "../src/wire/index.js";
 import { CpuPerMessage } from "./lib/cpu.js";
 import { measureWindow, now, progress, sleep } from "./lib/stats.js";
+import { runTopic, tableOf } from "./lib/stored-runs.js";
 import { metaBlobs, openSqlite, rawPool } from "./raw.js";
 
 /**
@@ -49,12 +49,6 @@ export interface RawRunResult {
   readonly selectCpuMicrosPerMessage: Record<string, number>;
 }
 
-/** A topic record for the stores' DDL: only its id names the tables. */
-function rawTopic(id: number, shards: number): TopicRecord {
-  const config = { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 0, ephemeral: false };
-  return { id, name: `raw-runs-${id}`, shards, format: 2, createdAt: 0, config };
-}
-
 /** One run of `o.runMessages` messages as the broker encodes it (seqs in the millions, as in a long log). */
 function templateRun(o: RawRunOptions): RunRow {
   const data = randomBytes(o.bytes);
@@ -64,13 +58,6 @@ function templateRun(o: RawRunOptions): RunRow {
   let bytes = 0;
   for (const m of messages) bytes += m.data.byteLength + m.meta.length;
   return encodeRun(messages, bytes);
-}
-
-/** The table a store's DDL creates (so a renamed table cannot leave this ceiling behind). */
-function tableOf(ddl: string): string {
-  const m = /CREATE TABLE IF NOT EXISTS (\w+)/.exec(ddl);
-  if (m === null) throw new Error(`no table name in ${ddl.slice(0, 80)}`);
-  return m[1]!;
 }
 
 /** Run k of shard s: runs go round-robin over the shards, as the broker places them. */
@@ -105,7 +92,7 @@ export async function rawMysqlRuns(
   dbPid: number | undefined,
 ): Promise<RawRunResult> {
   const pool = rawPool(url, { connectionLimit: o.shards + 1, supportBigNumbers: true });
-  const topic = rawTopic(900_000 + o.bytes, o.shards);
+  const topic = runTopic(900_000 + o.bytes, o.shards);
   const table = (s: number) => tableOf(MysqlRunLog.tableSql(topic, s));
   try {
     for (let s = 0; s < o.shards; s++) {
@@ -178,7 +165,7 @@ export async function rawMysqlRuns(
 
 export async function rawSqliteRuns(dir: string, o: RawRunOptions, label: string): Promise<RawRunResult> {
   const db = openSqlite(join(dir, `raw-runs-${o.shards}-${o.bytes}.db`));
-  const topic = rawTopic(1, o.shards);
+  const topic = runTopic(1, o.shards);
   try {
     const table = (s: number) => tableOf(SqliteRunLog.tableSql(topic, s));
     const inserts = Array.from({ length: o.shards }, (_, s) => {

@@ -143,8 +143,8 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
   out.push(
     ...section(
       "Publish",
-      "store | shards: | payload: | publishers × pack | msg/s: | payload MiB/s: | confirm p50 ms: | p99 ms: | max ms: | / raw INSERT: | / run-row INSERT: | / no-store: | broker µs/msg: | db µs/msg: | loadgen µs/msg: | errors | seqs ok",
-      "Concurrent SendPack publishers, one pack in flight each; only packs confirmed durable inside the measured window count. Latency: SendPack call → durable confirm.",
+      "store | shards: | payload: | publishers × pack | msg/s: | payload MiB/s: | confirm p50 ms: | p99 ms: | max ms: | / raw INSERT: | / run-row INSERT: | / no-store: | msg/stored run: | broker µs/msg: | db µs/msg: | loadgen µs/msg: | errors | seqs ok",
+      "Concurrent SendPack publishers, one pack in flight each; only packs confirmed durable inside the measured window count. Latency: SendPack call → durable confirm. msg/stored run: the topic's messages per format-2 row afterwards (the run-row ceiling writes --run-messages per row).",
     ),
   );
   for (const st of results.stores) {
@@ -154,7 +154,7 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
         xs?.find((x) => x.shards === p.shards && x.bytes === p.bytes);
       const ratio = (v: number | undefined) => (v ? (p.messagesPerSec / v).toFixed(2) : "–");
       out.push(
-        `| ${name(st)} | ${p.shards} | ${p.bytes} B | ${p.publishers} × ${p.packSize} | ${fmtInt(p.messagesPerSec)} | ${p.payloadMiBPerSec.toFixed(1)} | ${fmtMs(p.confirmLatencyMs.p50)} | ${fmtMs(p.confirmLatencyMs.p99)} | ${fmtMs(p.confirmLatencyMs.max)} | ${ratio(raw?.insertRowsPerSec)} | ${ratio(same(st.rawRuns)?.insertMessagesPerSec)} | ${ratio(same(st.noStore)?.messagesPerSec)} | ${cpuCols(p.cpuMicrosPerMessage)} | ${errorsText(p.errors)} | ${p.seqsOk ? "yes" : "**NO**"} |`,
+        `| ${name(st)} | ${p.shards} | ${p.bytes} B | ${p.publishers} × ${p.packSize} | ${fmtInt(p.messagesPerSec)} | ${p.payloadMiBPerSec.toFixed(1)} | ${fmtMs(p.confirmLatencyMs.p50)} | ${fmtMs(p.confirmLatencyMs.p99)} | ${fmtMs(p.confirmLatencyMs.max)} | ${ratio(raw?.insertRowsPerSec)} | ${ratio(same(st.rawRuns)?.insertMessagesPerSec)} | ${ratio(same(st.noStore)?.messagesPerSec)} | ${p.messagesPerRun === undefined ? "–" : fmtInt(p.messagesPerRun)} | ${cpuCols(p.cpuMicrosPerMessage)} | ${errorsText(p.errors)} | ${p.seqsOk ? "yes" : "**NO**"} |`,
       );
     }
   }

@@ -23,7 +23,10 @@ export const FLAGS = {
   "raw-duration": flag("3", "raw INSERT: measured seconds per configuration"),
   "raw-batch": flag("1000", "raw: rows per INSERT (per shard per transaction on SQLite)"),
   "raw-read-seconds": flag("2", "raw SELECT: at most this many seconds"),
-  "run-messages": flag("1000", "raw-runs: messages per run row (a pack of --pack is one run)"),
+  "run-messages": flag(
+    "auto",
+    "raw-runs: messages per row; auto = the mean per stored row of this run's publish at the same size and shards, else --pack",
+  ),
   backlog: flag(
     "1000000",
     "drain: backlog in messages of 100 B (4 shards; other sizes: the same payload bytes), less if --preload-seconds runs out",

@@ -16,6 +16,13 @@ import type { DrainResult, E2EResult, OverloadResult, PublishResult } from "./sc
 /** The stores the suite can measure (the `--stores` names). */
 export type StoreKind = "mysql" | "sqlite";
 
+/** One publish configuration (also the no-store ceiling's). */
+export type PublishEntry = PublishResult & {
+  shards: number;
+  /** Format 2: the mean messages per stored row of the topic afterwards (how the broker cut its runs). */
+  messagesPerRun?: number;
+};
+
 /** One drain: a backlog of one payload size, published, then read and acked by a fresh broker. */
 export type DrainEntry = DrainResult & {
   requestedBacklog: number;
@@ -33,11 +40,11 @@ export interface StoreResults {
   /** The run-row ceiling: format-2 rows straight through the driver. */
   rawRuns: RawRunResult[];
   /** The no-store ceiling: the publish load against a broker whose store keeps nothing. */
-  noStore: (PublishResult & { shards: number })[];
+  noStore: PublishEntry[];
   rawLatency: CommitLatencyResult[];
   /** MySQL only: client CPU per row, text protocol vs prepared statements (what the broker uses). */
   rawClientCpu: ClientCpuResult[];
-  publish: (PublishResult & { shards: number })[];
+  publish: PublishEntry[];
   /** The 100 B drain (also in `drains`; kept for readers of older results). */
   drain: DrainEntry | undefined;
   /** The drain of each --drain-sizes payload. */

@@ -25,9 +25,10 @@ const PHASES: readonly {
   readonly run: (ctx: PhaseContext) => Promise<void>;
 }[] = [
   { only: ["raw"], run: rawPhase },
-  { only: ["raw-runs"], run: rawRunsPhase },
   { only: ["no-store"], run: noStorePhase },
   { only: ["publish"], run: publishPhase },
+  // After publish: its rows are as long as the runs the broker stored there.
+  { only: ["raw-runs"], run: rawRunsPhase },
   // The drain's backlog also serves the drain profile.
   { only: ["drain", "profile"], run: drainPhase },
   { only: ["e2e"], run: e2ePhase },

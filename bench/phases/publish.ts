@@ -1,4 +1,6 @@
-import { type PublishResult, runPublish } from "../scenarios.js";
+import { storedRuns } from "../lib/stored-runs.js";
+import { runPublish } from "../scenarios.js";
+import type { PublishEntry } from "../suite-results.js";
 import type { PhaseContext } from "./phase-context.js";
 
 /**
@@ -23,13 +25,15 @@ async function publishEachSize(
   ctx: PhaseContext,
   name: string,
   storeUrl: (shards: number) => Promise<string>,
-  into: (PublishResult & { shards: number })[],
+  into: PublishEntry[],
 ): Promise<void> {
   const { opt, store } = ctx;
   for (const shards of opt.nums("shards")) {
     const estimate = opt.nums("sizes").length * (opt.num("duration") + opt.num("warmup") + 0.5) + 2;
     await ctx.phase(`${name} ${shards} shards`, estimate, async () => {
-      const b = await ctx.startBroker(await storeUrl(shards), { shards });
+      const url = await storeUrl(shards);
+      const b = await ctx.startBroker(url, { shards });
+      const done: PublishEntry[] = [];
       try {
         for (const bytes of opt.nums("sizes")) {
           const res = await runPublish(
@@ -46,10 +50,17 @@ async function publishEachSize(
             `[${store}] ${name} ${shards} shards ${bytes} B`,
             ctx.pidsOf(b),
           );
-          into.push({ ...res, shards });
+          done.push({ ...res, shards });
         }
       } finally {
         await ctx.stopBroker(b, `${name} ${shards} shards`);
+      }
+      // How the broker cut the packs into rows, beside the run-row ceiling's --run-messages.
+      for (const p of done) {
+        const runs = url === "none" ? undefined : await storedRuns(url, ctx.mysql, `pub-${p.bytes}`);
+        into.push(
+          runs === undefined || runs.rows === 0 ? p : { ...p, messagesPerRun: runs.messages / runs.rows },
+        );
       }
     });
   }

@@ -3,8 +3,9 @@ import { type RawRunOptions, rawMysqlRuns, rawSqliteRuns } from "../raw-runs.js"
 import type { PhaseContext } from "./phase-context.js";
 
 /**
- * Phase 1b, the run-row ceiling: format-2 rows (a run of --run-messages messages each) written
- * and read straight through the driver, for every shard count and size (see raw-runs.ts).
+ * The run-row ceiling: format-2 rows written and read straight through the driver, for every
+ * shard count and size (see raw-runs.ts), each row as long as the broker's own runs were in
+ * this run's publish phase (--run-messages auto) or as --run-messages says.
  */
 export async function rawRunsPhase(ctx: PhaseContext): Promise<void> {
   const { opt, store } = ctx;
@@ -19,7 +20,7 @@ export async function rawRunsPhase(ctx: PhaseContext): Promise<void> {
           const o: RawRunOptions = {
             shards,
             bytes,
-            runMessages: opt.num("run-messages"),
+            runMessages: runMessages(ctx, shards, bytes),
             durationMs: opt.num("raw-duration") * 1000,
             warmupMs: 500,
             readRange: 5000,
@@ -38,4 +39,11 @@ export async function rawRunsPhase(ctx: PhaseContext): Promise<void> {
       }
     },
   );
+}
+
+/** Messages per row: --run-messages, or with "auto" what the broker stored per row when publishing. */
+function runMessages(ctx: PhaseContext, shards: number, bytes: number): number {
+  if (ctx.opt.str("run-messages") !== "auto") return Math.round(ctx.opt.num("run-messages"));
+  const p = ctx.results.publish.find((x) => x.shards === shards && x.bytes === bytes);
+  return Math.max(1, Math.round(p?.messagesPerRun ?? ctx.opt.num("pack")));
 }

@@ -44,9 +44,9 @@ test("--quick --stores sqlite --repeat 2 writes every phase, figure summary and 
         Object.keys(st.cpu),
         [
           "raw",
-          "raw-runs",
           "no-store 4 shards",
           "publish 4 shards",
+          "raw-runs",
           "drain",
           "drain 1024 B",
           "e2e",
@@ -72,6 +72,12 @@ test("--quick --stores sqlite --repeat 2 writes every phase, figure summary and 
       // CPU per message of broker, database (in the broker on SQLite) and load generator.
       for (const p of [...st.noStore, ...st.publish, ...st.drains, ...st.e2e, st.overload])
         assert.deepEqual(Object.keys(p.cpuMicrosPerMessage), ["broker", "db", "loadgen"]);
+      // How the broker cut its runs; the run-row ceiling writes rows as long (--run-messages auto).
+      for (const p of st.publish) {
+        assert.ok(p.messagesPerRun !== undefined && p.messagesPerRun >= 1);
+        const ceiling = st.rawRuns.find((x) => x.bytes === p.bytes);
+        assert.equal(ceiling?.runMessages, Math.round(p.messagesPerRun));
+      }
       // Profiles come from the last run only.
       assert.equal(st.profiles.publish !== undefined, st.repeat === 2);
     }
