@@ -40,7 +40,7 @@ function measuredText(c: Check): string {
     c.runs > 1
       ? ` (${f(c.min!)}–${f(c.max!)}, ±${(100 * (c.relStdev ?? 0)).toFixed(0)} %, ${c.runs} runs)`
       : "";
-  return `${f(c.measured)}${spread}`;
+  return `${c.statistic === "mean" ? "" : "worst "}${f(c.measured)}${spread}`;
 }
 
 /**
@@ -79,7 +79,7 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
     "",
     "## Targets (issue 14)",
     "",
-    `Each target on the mean over ${results.repeat ?? 1} run(s) of the selection, ratios taken against the same run's ceilings (min–max and relative stdev over the runs in brackets); "–" is a figure asked for without a target. The same list is \`checks\` in results.json.`,
+    `Each target on the mean over ${results.repeat ?? 1} run(s) of the selection (bounds that must hold in every run, on the worst), ratios taken against the same run's ceilings (min–max and relative stdev over the runs in brackets); "–" is a figure asked for without a target. The same list is \`checks\` in results.json.`,
     "",
     "| store | target | measured | result | detail |",
     "|---|---|---:|---|---|",

@@ -9,8 +9,8 @@ const flag = (value: string, doc: string) => ({ type: "string", default: value, 
 export const FLAGS = {
   stores: flag("mysql,sqlite", "stores to run: mysql, sqlite"),
   only: flag(
-    "raw,raw-runs,no-store,publish,drain,e2e,overload,profile",
-    "phases: raw, raw-runs, no-store, publish, drain, e2e, overload, profile; also stream (streaming publish vs SendPack), priority (urgent latency under a bulk backlog)",
+    "raw,no-store,publish,raw-runs,drain,e2e,overload,profile",
+    "phases, run in this order: raw, no-store, publish, raw-runs, drain, e2e, overload, profile; also stream (streaming publish vs SendPack), priority (urgent latency under a bulk backlog)",
   ),
   repeat: flag("3", "runs of the whole selection; results.json has each figure's mean, min, max, stdev"),
   out: flag("bench/results", "results directory (relative to the repo)"),
