@@ -160,6 +160,8 @@ export function summarizeFigures(stores: readonly StoreResults[]): Record<string
   const values = new Map<string, (number | null)[]>();
   for (const st of stores) {
     for (const [k, v] of figuresOf(st)) {
+      // A percentile of no samples: not measured.
+      if (!Number.isFinite(v)) continue;
       const key = `${st.store}: ${k}`;
       let row = values.get(key);
       if (row === undefined) {

@@ -90,7 +90,7 @@ test("--quick --stores sqlite --repeat 2 writes every phase, figure summary and 
       "publish 100 B 4 shards: msg/s",
       "drain 100 B 4 shards: msg/s",
       "drain 1024 B 4 shards: msg/s",
-      "e2e 10000 msg/s: p99 ms",
+      "e2e 10000 msg/s: undelivered",
       "overload: max RSS MB",
       "overload: confirmed messages missing",
     ]) {
