@@ -11,7 +11,9 @@ import {
   type PublishLimits,
   validateName,
 } from "./limits.js";
+import { browseMessages, type MessagePage, type MessageQuery } from "./message-browser.js";
 import type {
+  LogMessage,
   NewMessage,
   StartPosition,
   SubscriptionConfig,
@@ -22,7 +24,7 @@ import type {
 import { type BrokerObserver, type LogFn, NO_OBSERVER } from "./observer.js";
 import { PackAppender, type PublishResult } from "./pack-appender.js";
 import type { Store } from "./store.js";
-import type { Subscription } from "./subscription.js";
+import type { DeliveryState, Subscription } from "./subscription.js";
 import { type TopicEntry, TopicRegistry } from "./topic-registry.js";
 import {
   type SubscriptionGauge,
@@ -365,6 +367,47 @@ export class Broker {
   async stats(topicName: string): Promise<{ topic: TopicStats; subscriptions: SubscriptionReport[] }> {
     validateName("topic", topicName);
     return topicStats(await this.#topic(topicName, false), this.#registry, this.store);
+  }
+
+  /** Searches a topic's stored messages without consuming them (see message-browser.ts). */
+  async browseMessages(topicName: string, query: MessageQuery): Promise<MessagePage> {
+    validateName("topic", topicName);
+    const entry = await this.#topic(topicName, false);
+    return browseMessages(entry.topic, this.store, query);
+  }
+
+  /** The stored message at `seq`; NOT_FOUND when it was never published or is gone. */
+  async getMessage(topicName: string, seq: number): Promise<LogMessage> {
+    validateName("topic", topicName);
+    if (!Number.isSafeInteger(seq) || seq < 1) throw invalidArgument("seq", `must be ≥ 1, got ${seq}`);
+    const entry = await this.#topic(topicName, false);
+    const [found] = seq <= entry.topic.watermark ? await entry.topic.read(seq, seq) : [];
+    if (found === undefined)
+      throw new NerveBusError(
+        "not_found",
+        `seq ${seq} of topic ${topicName} ${seq > entry.topic.watermark ? `was never published (last seq ${entry.topic.watermark})` : "is no longer stored (retention or purge)"}`,
+      );
+    return found;
+  }
+
+  /**
+   * What each subscription (those `visible` admits, by name) did with each of `seqs`, from the
+   * subscriptions' live state (loading them when needed).
+   */
+  async deliveries(
+    topicName: string,
+    seqs: readonly number[],
+    visible: (subscription: string) => boolean,
+  ): Promise<Map<number, (DeliveryState & { subscription: string })[]>> {
+    const entry = await this.#topic(topicName, false);
+    const out = new Map<number, (DeliveryState & { subscription: string })[]>(seqs.map((s) => [s, []]));
+    for (const record of await this.store.listSubscriptions(entry.topic.record)) {
+      if (!visible(record.name)) continue;
+      const { subscription } = await this.#registry.subscription(entry, record.name, null);
+      for (const seq of seqs)
+        out.get(seq)!.push({ subscription: record.name, ...subscription.deliveryOf(seq) });
+    }
+    return out;
   }
 
   /** Stops accepting work, flushes writes and subscription state. */

@@ -17,6 +17,14 @@ export {
   validateName,
 } from "./limits.js";
 export {
+  DEFAULT_PAGE_SIZE,
+  DEFAULT_SCAN_LIMIT,
+  MAX_PAGE_SIZE,
+  MAX_SCAN_LIMIT,
+  type MessagePage,
+  type MessageQuery,
+} from "./message-browser.js";
+export {
   type LogFormat,
   type LoggedIds,
   LogMessage,
@@ -39,6 +47,11 @@ export {
 } from "./observer.js";
 export type { PublishResult } from "./pack-appender.js";
 export type { OwnershipState, Store, StoreCapabilities } from "./store.js";
-export { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
+export {
+  type DeadLetter,
+  type DeliveryState,
+  Subscription,
+  type SubscriptionStats,
+} from "./subscription.js";
 export type { MessageOutcome } from "./topic.js";
 export type { SubscriptionGauge } from "./topic-stats.js";

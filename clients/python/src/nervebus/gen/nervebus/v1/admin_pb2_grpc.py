@@ -113,6 +113,16 @@ class AdminServiceStub:
                 request_serializer=nervebus_dot_v1_dot_admin__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=nervebus_dot_v1_dot_admin__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.ListMessages = channel.unary_unary(
+                '/nervebus.v1.AdminService/ListMessages',
+                request_serializer=nervebus_dot_v1_dot_admin__pb2.ListMessagesRequest.SerializeToString,
+                response_deserializer=nervebus_dot_v1_dot_admin__pb2.ListMessagesResponse.FromString,
+                _registered_method=True)
+        self.GetMessage = channel.unary_unary(
+                '/nervebus.v1.AdminService/GetMessage',
+                request_serializer=nervebus_dot_v1_dot_admin__pb2.GetMessageRequest.SerializeToString,
+                response_deserializer=nervebus_dot_v1_dot_admin__pb2.GetMessageResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -229,6 +239,25 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMessages(self, request, context):
+        """Lists a topic's stored messages that match every filter given, in seq order, without
+        consuming them (no subscription moves, nothing is leased). One call examines at most
+        scan_limit messages and returns at most page_size of them (and about 3 MiB); next_seq says
+        where to go on. INVALID_ARGUMENT for a page_size or scan_limit over its maximum, a bad
+        trace id, or an empty range; FAILED_PRECONDITION for an ephemeral topic (it stores nothing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMessage(self, request, context):
+        """Returns one stored message by seq, with its state on each subscription (delivered or not,
+        attempts, lease, ack). NOT_FOUND when the seq was never published or is gone (retention).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -306,6 +335,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=nervebus_dot_v1_dot_admin__pb2.GetStatsRequest.FromString,
                     response_serializer=nervebus_dot_v1_dot_admin__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'ListMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMessages,
+                    request_deserializer=nervebus_dot_v1_dot_admin__pb2.ListMessagesRequest.FromString,
+                    response_serializer=nervebus_dot_v1_dot_admin__pb2.ListMessagesResponse.SerializeToString,
+            ),
+            'GetMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMessage,
+                    request_deserializer=nervebus_dot_v1_dot_admin__pb2.GetMessageRequest.FromString,
+                    response_serializer=nervebus_dot_v1_dot_admin__pb2.GetMessageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -717,6 +756,60 @@ class AdminService:
             '/nervebus.v1.AdminService/GetStats',
             nervebus_dot_v1_dot_admin__pb2.GetStatsRequest.SerializeToString,
             nervebus_dot_v1_dot_admin__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nervebus.v1.AdminService/ListMessages',
+            nervebus_dot_v1_dot_admin__pb2.ListMessagesRequest.SerializeToString,
+            nervebus_dot_v1_dot_admin__pb2.ListMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nervebus.v1.AdminService/GetMessage',
+            nervebus_dot_v1_dot_admin__pb2.GetMessageRequest.SerializeToString,
+            nervebus_dot_v1_dot_admin__pb2.GetMessageResponse.FromString,
             options,
             channel_credentials,
             insecure,
