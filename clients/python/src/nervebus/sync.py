@@ -38,6 +38,7 @@ from . import client as _aio_client
 from . import publisher as _aio_publisher
 from . import subscriber as _aio_subscriber
 from .admin import Duration, Stats, Subscription, Topic
+from .browse import MessagePage, StoredMessage
 from .credentials import TLS, TokenSource
 from .errors import NerveBusError
 from .publisher import Publishable, PublisherSettings, PublisherStats
@@ -385,6 +386,14 @@ class Admin:
     def get_stats(self, topic: str, *, timeout: float | None = None) -> Stats:
         """Returns a topic's and its subscriptions' figures; see :meth:`nervebus.Admin.get_stats`."""
         return self._runner.run(self._admin.get_stats(topic, timeout=timeout))
+
+    def list_messages(self, topic: str, **filters: Any) -> MessagePage:
+        """Searches stored messages; see :meth:`nervebus.Admin.list_messages` (same keywords)."""
+        return self._runner.run(self._admin.list_messages(topic, **filters))
+
+    def get_message(self, topic: str, seq: int, *, timeout: float | None = None) -> StoredMessage:
+        """One stored message and its deliveries; see :meth:`nervebus.Admin.get_message`."""
+        return self._runner.run(self._admin.get_message(topic, seq, timeout=timeout))
 
 
 def _own_client(target: str | Client) -> tuple[Client, bool]:
