@@ -1,6 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import { FieldMaskSchema } from "@bufbuild/protobuf/wkt";
 import {
+  listMessagesRequest,
+  type MessagePage,
+  type MessageQuery,
+  messagePage,
+  type StoredMessage,
+  storedMessage,
+} from "./browse.js";
+import {
   fromDuration,
   fromTimestamp,
   fromUint64,
@@ -17,6 +25,7 @@ import {
   CreateTopicRequestSchema,
   DeleteSubscriptionRequestSchema,
   DeleteTopicRequestSchema,
+  GetMessageRequestSchema,
   GetStatsRequestSchema,
   GetSubscriptionRequestSchema,
   GetTopicRequestSchema,
@@ -470,6 +479,33 @@ export class Admin {
       this.#opts(call),
     );
     return fromUint64(res.floor);
+  }
+
+  /**
+   * Searches a topic's stored messages without consuming them. One call examines at most
+   * `scanLimit` messages and returns at most `pageSize`; page on with `fromSeq: page.nextSeq`.
+   * INVALID_ARGUMENT for bounds over their maximum or a bad trace id, NOT_FOUND for a missing
+   * topic, FAILED_PRECONDITION for an ephemeral one.
+   */
+  async listMessages(topic: string, query: MessageQuery = {}, call?: CallOptions): Promise<MessagePage> {
+    const res = await unaryCall(
+      this.#client,
+      this.#client.listMessages,
+      listMessagesRequest(topic, query),
+      this.#opts(call),
+    );
+    return messagePage(res);
+  }
+
+  /** The stored message at `seq` with its state on each subscription; NOT_FOUND when gone. */
+  async getMessage(topic: string, seq: number, call?: CallOptions): Promise<StoredMessage> {
+    const res = await unaryCall(
+      this.#client,
+      this.#client.getMessage,
+      create(GetMessageRequestSchema, { topic, seq: toUint64("seq", seq) }),
+      this.#opts(call),
+    );
+    return storedMessage(res.message);
   }
 
   /** Figures for a topic and each of its subscriptions. */
