@@ -29,6 +29,7 @@ import {
 import { type Caller, type CallGuard, guardedUnary, type Need } from "./call-guard.js";
 import type { ServiceHandlers } from "./grpc-adapter.js";
 import { listMessages, storedMessageToWire } from "./message-browse.js";
+import { schemaToWire } from "./schema-wire.js";
 import { toStartPosition } from "./start-position.js";
 
 function topicToWire(t: TopicRecord): WireTopic {
@@ -317,6 +318,28 @@ export function adminHandlers(
           message: storedMessageToWire(m, deliveries.get(m.seq) ?? []),
         };
       },
+    ),
+    // Setting a schema changes what may be published to every subscription's topic.
+    setTopicSchema: handle(
+      "SetTopicSchema",
+      (req) => [admin(req.topic, EVERY_NAME)],
+      async (req) => ({
+        $typeName: "nervebus.v1.SetTopicSchemaResponse",
+        schema: schemaToWire(
+          await broker.setTopicSchema(req.topic, {
+            messageType: req.schema?.messageType ?? "",
+            descriptorSet: req.schema?.descriptorSet ?? new Uint8Array(),
+          }),
+        ),
+      }),
+    ),
+    getTopicSchema: handle(
+      "GetTopicSchema",
+      (req) => [admin(req.topic)],
+      async (req) => ({
+        $typeName: "nervebus.v1.GetTopicSchemaResponse",
+        schema: schemaToWire(await broker.getTopicSchema(req.topic)),
+      }),
     ),
     getStats: handle(
       "GetStats",

@@ -26,6 +26,7 @@ import { PackAppender, type PublishResult } from "./pack-appender.js";
 import type { Store } from "./store.js";
 import type { DeliveryState, Subscription } from "./subscription.js";
 import { type TopicEntry, TopicRegistry } from "./topic-registry.js";
+import { MAX_DESCRIPTOR_SET_BYTES, type SchemaValidator, type TopicSchema } from "./topic-schema.js";
 import {
   type SubscriptionGauge,
   type SubscriptionReport,
@@ -59,6 +60,8 @@ export interface BrokerOptions extends PublishLimits {
   readonly log: LogFn;
   /** Traces and metrics (default: none). */
   readonly observer?: BrokerObserver;
+  /** Checks payloads of typed topics (default: none, and topics cannot be typed). */
+  readonly schemaValidator?: SchemaValidator;
 }
 
 /** What a consumer gets back when it attaches. */
@@ -159,6 +162,8 @@ export class Broker {
     const bytes = checkPack(messages, this.options);
     this.#checkOpen();
     const entry = await this.#topic(topicName, this.options.autoCreate);
+    const schema = entry.topic.schema;
+    if (schema !== null) this.#validator().check(schema, messages);
     return this.#appender.publish(entry.topic, entry.scheduler, messages, bytes, deadline);
   }
 
@@ -408,6 +413,46 @@ export class Broker {
         out.get(seq)!.push({ subscription: record.name, ...subscription.deliveryOf(seq) });
     }
     return out;
+  }
+
+  /**
+   * Declares the protobuf type of a topic's payloads (an empty messageType clears it); later
+   * publishes are checked against it. INVALID_ARGUMENT when the descriptor set is unusable.
+   */
+  async setTopicSchema(
+    topicName: string,
+    schema: { messageType: string; descriptorSet: Uint8Array },
+  ): Promise<TopicSchema | null> {
+    validateName("topic", topicName);
+    const entry = await this.#topic(topicName, false);
+    if (schema.messageType === "") {
+      await this.store.saveTopicSchema(entry.topic.record, null);
+      entry.topic.schema = null;
+      return null;
+    }
+    if (schema.descriptorSet.byteLength > MAX_DESCRIPTOR_SET_BYTES)
+      throw invalidArgument(
+        "schema.descriptor_set",
+        `is ${schema.descriptorSet.byteLength} bytes, at most ${MAX_DESCRIPTOR_SET_BYTES}`,
+      );
+    const stored: TopicSchema = { ...schema, updatedAt: Date.now() };
+    this.#validator().prepare(stored);
+    await this.store.saveTopicSchema(entry.topic.record, stored);
+    entry.topic.schema = stored;
+    return stored;
+  }
+
+  /** A topic's declared payload type, or null when untyped. */
+  async getTopicSchema(topicName: string): Promise<TopicSchema | null> {
+    validateName("topic", topicName);
+    return (await this.#topic(topicName, false)).topic.schema;
+  }
+
+  #validator(): SchemaValidator {
+    const v = this.options.schemaValidator;
+    if (v === undefined)
+      throw new NerveBusError("failed_precondition", "this broker was built without a schema validator");
+    return v;
   }
 
   /** Stops accepting work, flushes writes and subscription state. */

@@ -54,4 +54,5 @@ export {
   type SubscriptionStats,
 } from "./subscription.js";
 export type { MessageOutcome } from "./topic.js";
+export { MAX_DESCRIPTOR_SET_BYTES, type SchemaValidator, type TopicSchema } from "./topic-schema.js";
 export type { SubscriptionGauge } from "./topic-stats.js";

@@ -13,6 +13,7 @@ import { ShardWriter } from "./shard-writer.js";
 import type { Store } from "./store.js";
 import { TailCache } from "./tail-cache.js";
 import type { TailCachePool } from "./tail-cache-pool.js";
+import type { TopicSchema } from "./topic-schema.js";
 import type { WriteBudget } from "./write-budget.js";
 import { encodeWriterState, type IdHorizon } from "./writer-state.js";
 
@@ -68,6 +69,8 @@ export class Topic {
   /** Schedule ids already appended, so a crash between append and schedule delete is harmless. */
   readonly moved = new DedupIndex(MOVED_WINDOW_MS, MAX_DEDUP_IDS);
   readonly publishRate = new RateMeter();
+  /** The declared payload type publishes are checked against, or null (untyped). */
+  schema: TopicSchema | null = null;
   retentionDeleted = 0;
   readonly #tracker: CommitTracker | RunTracker;
   readonly #writers: ShardWriter[];

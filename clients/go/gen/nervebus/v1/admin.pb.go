@@ -2687,6 +2687,266 @@ func (x *MessageDelivery) GetNotBefore() *timestamppb.Timestamp {
 	return nil
 }
 
+// PayloadSchema is the protobuf message type a topic's payloads must parse as.
+type PayloadSchema struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The type's full name, e.g. `shop.v1.Order`. Empty: the topic is untyped.
+	MessageType string `protobuf:"bytes,1,opt,name=message_type,json=messageType,proto3" json:"message_type,omitempty"`
+	// A serialized google.protobuf.FileDescriptorSet holding the type's file and the files it
+	// imports, as `buf build -o set.binpb` or `protoc --include_imports --descriptor_set_out`
+	// write it (well-known types such as google/protobuf/timestamp.proto may be left out). At
+	// most 4 MiB.
+	DescriptorSet []byte `protobuf:"bytes,2,opt,name=descriptor_set,json=descriptorSet,proto3" json:"descriptor_set,omitempty"`
+	// When the schema was set. Output only.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayloadSchema) Reset() {
+	*x = PayloadSchema{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayloadSchema) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayloadSchema) ProtoMessage() {}
+
+func (x *PayloadSchema) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayloadSchema.ProtoReflect.Descriptor instead.
+func (*PayloadSchema) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *PayloadSchema) GetMessageType() string {
+	if x != nil {
+		return x.MessageType
+	}
+	return ""
+}
+
+func (x *PayloadSchema) GetDescriptorSet() []byte {
+	if x != nil {
+		return x.DescriptorSet
+	}
+	return nil
+}
+
+func (x *PayloadSchema) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// SetTopicSchemaRequest declares (or clears) a topic's message type.
+type SetTopicSchemaRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The topic.
+	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// The schema; an empty message_type clears it.
+	Schema        *PayloadSchema `protobuf:"bytes,2,opt,name=schema,proto3" json:"schema,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTopicSchemaRequest) Reset() {
+	*x = SetTopicSchemaRequest{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTopicSchemaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTopicSchemaRequest) ProtoMessage() {}
+
+func (x *SetTopicSchemaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTopicSchemaRequest.ProtoReflect.Descriptor instead.
+func (*SetTopicSchemaRequest) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *SetTopicSchemaRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *SetTopicSchemaRequest) GetSchema() *PayloadSchema {
+	if x != nil {
+		return x.Schema
+	}
+	return nil
+}
+
+// SetTopicSchemaResponse returns the schema as stored.
+type SetTopicSchemaResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The schema (empty when cleared).
+	Schema        *PayloadSchema `protobuf:"bytes,1,opt,name=schema,proto3" json:"schema,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTopicSchemaResponse) Reset() {
+	*x = SetTopicSchemaResponse{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTopicSchemaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTopicSchemaResponse) ProtoMessage() {}
+
+func (x *SetTopicSchemaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTopicSchemaResponse.ProtoReflect.Descriptor instead.
+func (*SetTopicSchemaResponse) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *SetTopicSchemaResponse) GetSchema() *PayloadSchema {
+	if x != nil {
+		return x.Schema
+	}
+	return nil
+}
+
+// GetTopicSchemaRequest names a topic.
+type GetTopicSchemaRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The topic.
+	Topic         string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTopicSchemaRequest) Reset() {
+	*x = GetTopicSchemaRequest{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTopicSchemaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTopicSchemaRequest) ProtoMessage() {}
+
+func (x *GetTopicSchemaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTopicSchemaRequest.ProtoReflect.Descriptor instead.
+func (*GetTopicSchemaRequest) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *GetTopicSchemaRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+// GetTopicSchemaResponse returns a topic's schema.
+type GetTopicSchemaResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The schema (empty message_type when the topic is untyped).
+	Schema        *PayloadSchema `protobuf:"bytes,1,opt,name=schema,proto3" json:"schema,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTopicSchemaResponse) Reset() {
+	*x = GetTopicSchemaResponse{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTopicSchemaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTopicSchemaResponse) ProtoMessage() {}
+
+func (x *GetTopicSchemaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTopicSchemaResponse.ProtoReflect.Descriptor instead.
+func (*GetTopicSchemaResponse) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *GetTopicSchemaResponse) GetSchema() *PayloadSchema {
+	if x != nil {
+		return x.Schema
+	}
+	return nil
+}
+
 var File_nervebus_v1_admin_proto protoreflect.FileDescriptor
 
 const file_nervebus_v1_admin_proto_rawDesc = "" +
@@ -2875,7 +3135,21 @@ const file_nervebus_v1_admin_proto_rawDesc = "" +
 	"\vSTATE_ACKED\x10\x04\x12\x0e\n" +
 	"\n" +
 	"STATE_HELD\x10\x05\x12\x18\n" +
-	"\x14STATE_DEAD_LETTERING\x10\x062\x90\f\n" +
+	"\x14STATE_DEAD_LETTERING\x10\x06\"\x96\x01\n" +
+	"\rPayloadSchema\x12!\n" +
+	"\fmessage_type\x18\x01 \x01(\tR\vmessageType\x12%\n" +
+	"\x0edescriptor_set\x18\x02 \x01(\fR\rdescriptorSet\x12;\n" +
+	"\vupdate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"a\n" +
+	"\x15SetTopicSchemaRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x122\n" +
+	"\x06schema\x18\x02 \x01(\v2\x1a.nervebus.v1.PayloadSchemaR\x06schema\"L\n" +
+	"\x16SetTopicSchemaResponse\x122\n" +
+	"\x06schema\x18\x01 \x01(\v2\x1a.nervebus.v1.PayloadSchemaR\x06schema\"-\n" +
+	"\x15GetTopicSchemaRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\"L\n" +
+	"\x16GetTopicSchemaResponse\x122\n" +
+	"\x06schema\x18\x01 \x01(\v2\x1a.nervebus.v1.PayloadSchemaR\x06schema2\xc6\r\n" +
 	"\fAdminService\x12P\n" +
 	"\vCreateTopic\x12\x1f.nervebus.v1.CreateTopicRequest\x1a .nervebus.v1.CreateTopicResponse\x12G\n" +
 	"\bGetTopic\x12\x1c.nervebus.v1.GetTopicRequest\x1a\x1d.nervebus.v1.GetTopicResponse\x12M\n" +
@@ -2895,7 +3169,9 @@ const file_nervebus_v1_admin_proto_rawDesc = "" +
 	"\bGetStats\x12\x1c.nervebus.v1.GetStatsRequest\x1a\x1d.nervebus.v1.GetStatsResponse\x12S\n" +
 	"\fListMessages\x12 .nervebus.v1.ListMessagesRequest\x1a!.nervebus.v1.ListMessagesResponse\x12M\n" +
 	"\n" +
-	"GetMessage\x12\x1e.nervebus.v1.GetMessageRequest\x1a\x1f.nervebus.v1.GetMessageResponseBDZBgithub.com/nervebus/nervebus/clients/go/gen/nervebus/v1;nervebusv1b\x06proto3"
+	"GetMessage\x12\x1e.nervebus.v1.GetMessageRequest\x1a\x1f.nervebus.v1.GetMessageResponse\x12Y\n" +
+	"\x0eSetTopicSchema\x12\".nervebus.v1.SetTopicSchemaRequest\x1a#.nervebus.v1.SetTopicSchemaResponse\x12Y\n" +
+	"\x0eGetTopicSchema\x12\".nervebus.v1.GetTopicSchemaRequest\x1a#.nervebus.v1.GetTopicSchemaResponseBDZBgithub.com/nervebus/nervebus/clients/go/gen/nervebus/v1;nervebusv1b\x06proto3"
 
 var (
 	file_nervebus_v1_admin_proto_rawDescOnce sync.Once
@@ -2910,7 +3186,7 @@ func file_nervebus_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_nervebus_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_nervebus_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_nervebus_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_nervebus_v1_admin_proto_goTypes = []any{
 	(MessageDelivery_State)(0),         // 0: nervebus.v1.MessageDelivery.State
 	(*Topic)(nil),                      // 1: nervebus.v1.Topic
@@ -2954,96 +3230,109 @@ var file_nervebus_v1_admin_proto_goTypes = []any{
 	(*GetMessageResponse)(nil),         // 39: nervebus.v1.GetMessageResponse
 	(*StoredMessage)(nil),              // 40: nervebus.v1.StoredMessage
 	(*MessageDelivery)(nil),            // 41: nervebus.v1.MessageDelivery
-	nil,                                // 42: nervebus.v1.ListMessagesRequest.AttributesEntry
-	(*durationpb.Duration)(nil),        // 43: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 44: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),      // 45: google.protobuf.FieldMask
-	(StartPoint)(0),                    // 46: nervebus.v1.StartPoint
-	(*Window)(nil),                     // 47: nervebus.v1.Window
-	(*Delivery)(nil),                   // 48: nervebus.v1.Delivery
+	(*PayloadSchema)(nil),              // 42: nervebus.v1.PayloadSchema
+	(*SetTopicSchemaRequest)(nil),      // 43: nervebus.v1.SetTopicSchemaRequest
+	(*SetTopicSchemaResponse)(nil),     // 44: nervebus.v1.SetTopicSchemaResponse
+	(*GetTopicSchemaRequest)(nil),      // 45: nervebus.v1.GetTopicSchemaRequest
+	(*GetTopicSchemaResponse)(nil),     // 46: nervebus.v1.GetTopicSchemaResponse
+	nil,                                // 47: nervebus.v1.ListMessagesRequest.AttributesEntry
+	(*durationpb.Duration)(nil),        // 48: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 49: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),      // 50: google.protobuf.FieldMask
+	(StartPoint)(0),                    // 51: nervebus.v1.StartPoint
+	(*Window)(nil),                     // 52: nervebus.v1.Window
+	(*Delivery)(nil),                   // 53: nervebus.v1.Delivery
 }
 var file_nervebus_v1_admin_proto_depIdxs = []int32{
-	43, // 0: nervebus.v1.Topic.retention:type_name -> google.protobuf.Duration
-	43, // 1: nervebus.v1.Topic.dedup_window:type_name -> google.protobuf.Duration
-	44, // 2: nervebus.v1.Topic.create_time:type_name -> google.protobuf.Timestamp
-	43, // 3: nervebus.v1.Subscription.ack_deadline:type_name -> google.protobuf.Duration
-	43, // 4: nervebus.v1.Subscription.min_backoff:type_name -> google.protobuf.Duration
-	43, // 5: nervebus.v1.Subscription.max_backoff:type_name -> google.protobuf.Duration
-	44, // 6: nervebus.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	48, // 0: nervebus.v1.Topic.retention:type_name -> google.protobuf.Duration
+	48, // 1: nervebus.v1.Topic.dedup_window:type_name -> google.protobuf.Duration
+	49, // 2: nervebus.v1.Topic.create_time:type_name -> google.protobuf.Timestamp
+	48, // 3: nervebus.v1.Subscription.ack_deadline:type_name -> google.protobuf.Duration
+	48, // 4: nervebus.v1.Subscription.min_backoff:type_name -> google.protobuf.Duration
+	48, // 5: nervebus.v1.Subscription.max_backoff:type_name -> google.protobuf.Duration
+	49, // 6: nervebus.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 7: nervebus.v1.CreateTopicRequest.topic:type_name -> nervebus.v1.Topic
 	1,  // 8: nervebus.v1.CreateTopicResponse.topic:type_name -> nervebus.v1.Topic
 	1,  // 9: nervebus.v1.GetTopicResponse.topic:type_name -> nervebus.v1.Topic
 	1,  // 10: nervebus.v1.ListTopicsResponse.topics:type_name -> nervebus.v1.Topic
 	1,  // 11: nervebus.v1.UpdateTopicRequest.topic:type_name -> nervebus.v1.Topic
-	45, // 12: nervebus.v1.UpdateTopicRequest.update_mask:type_name -> google.protobuf.FieldMask
+	50, // 12: nervebus.v1.UpdateTopicRequest.update_mask:type_name -> google.protobuf.FieldMask
 	1,  // 13: nervebus.v1.UpdateTopicResponse.topic:type_name -> nervebus.v1.Topic
 	2,  // 14: nervebus.v1.CreateSubscriptionRequest.subscription:type_name -> nervebus.v1.Subscription
-	46, // 15: nervebus.v1.CreateSubscriptionRequest.start_point:type_name -> nervebus.v1.StartPoint
-	44, // 16: nervebus.v1.CreateSubscriptionRequest.start_time:type_name -> google.protobuf.Timestamp
+	51, // 15: nervebus.v1.CreateSubscriptionRequest.start_point:type_name -> nervebus.v1.StartPoint
+	49, // 16: nervebus.v1.CreateSubscriptionRequest.start_time:type_name -> google.protobuf.Timestamp
 	2,  // 17: nervebus.v1.CreateSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
 	2,  // 18: nervebus.v1.GetSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
 	2,  // 19: nervebus.v1.ListSubscriptionsResponse.subscriptions:type_name -> nervebus.v1.Subscription
 	2,  // 20: nervebus.v1.UpdateSubscriptionRequest.subscription:type_name -> nervebus.v1.Subscription
-	45, // 21: nervebus.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	50, // 21: nervebus.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
 	2,  // 22: nervebus.v1.UpdateSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
 	2,  // 23: nervebus.v1.PauseSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
 	2,  // 24: nervebus.v1.ResumeSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
-	44, // 25: nervebus.v1.SeekSubscriptionRequest.time:type_name -> google.protobuf.Timestamp
+	49, // 25: nervebus.v1.SeekSubscriptionRequest.time:type_name -> google.protobuf.Timestamp
 	33, // 26: nervebus.v1.GetStatsResponse.topic:type_name -> nervebus.v1.TopicStats
 	34, // 27: nervebus.v1.GetStatsResponse.subscriptions:type_name -> nervebus.v1.SubscriptionStats
-	43, // 28: nervebus.v1.SubscriptionStats.oldest_unacked_age:type_name -> google.protobuf.Duration
+	48, // 28: nervebus.v1.SubscriptionStats.oldest_unacked_age:type_name -> google.protobuf.Duration
 	35, // 29: nervebus.v1.SubscriptionStats.consumers:type_name -> nervebus.v1.ConsumerStats
-	47, // 30: nervebus.v1.ConsumerStats.window:type_name -> nervebus.v1.Window
-	44, // 31: nervebus.v1.ConsumerStats.connect_time:type_name -> google.protobuf.Timestamp
-	44, // 32: nervebus.v1.ListMessagesRequest.from_time:type_name -> google.protobuf.Timestamp
-	44, // 33: nervebus.v1.ListMessagesRequest.to_time:type_name -> google.protobuf.Timestamp
-	42, // 34: nervebus.v1.ListMessagesRequest.attributes:type_name -> nervebus.v1.ListMessagesRequest.AttributesEntry
+	52, // 30: nervebus.v1.ConsumerStats.window:type_name -> nervebus.v1.Window
+	49, // 31: nervebus.v1.ConsumerStats.connect_time:type_name -> google.protobuf.Timestamp
+	49, // 32: nervebus.v1.ListMessagesRequest.from_time:type_name -> google.protobuf.Timestamp
+	49, // 33: nervebus.v1.ListMessagesRequest.to_time:type_name -> google.protobuf.Timestamp
+	47, // 34: nervebus.v1.ListMessagesRequest.attributes:type_name -> nervebus.v1.ListMessagesRequest.AttributesEntry
 	40, // 35: nervebus.v1.ListMessagesResponse.messages:type_name -> nervebus.v1.StoredMessage
 	40, // 36: nervebus.v1.GetMessageResponse.message:type_name -> nervebus.v1.StoredMessage
-	48, // 37: nervebus.v1.StoredMessage.message:type_name -> nervebus.v1.Delivery
+	53, // 37: nervebus.v1.StoredMessage.message:type_name -> nervebus.v1.Delivery
 	41, // 38: nervebus.v1.StoredMessage.deliveries:type_name -> nervebus.v1.MessageDelivery
 	0,  // 39: nervebus.v1.MessageDelivery.state:type_name -> nervebus.v1.MessageDelivery.State
-	44, // 40: nervebus.v1.MessageDelivery.lease_deadline:type_name -> google.protobuf.Timestamp
-	44, // 41: nervebus.v1.MessageDelivery.not_before:type_name -> google.protobuf.Timestamp
-	3,  // 42: nervebus.v1.AdminService.CreateTopic:input_type -> nervebus.v1.CreateTopicRequest
-	5,  // 43: nervebus.v1.AdminService.GetTopic:input_type -> nervebus.v1.GetTopicRequest
-	7,  // 44: nervebus.v1.AdminService.ListTopics:input_type -> nervebus.v1.ListTopicsRequest
-	9,  // 45: nervebus.v1.AdminService.UpdateTopic:input_type -> nervebus.v1.UpdateTopicRequest
-	11, // 46: nervebus.v1.AdminService.DeleteTopic:input_type -> nervebus.v1.DeleteTopicRequest
-	13, // 47: nervebus.v1.AdminService.CreateSubscription:input_type -> nervebus.v1.CreateSubscriptionRequest
-	15, // 48: nervebus.v1.AdminService.GetSubscription:input_type -> nervebus.v1.GetSubscriptionRequest
-	17, // 49: nervebus.v1.AdminService.ListSubscriptions:input_type -> nervebus.v1.ListSubscriptionsRequest
-	19, // 50: nervebus.v1.AdminService.UpdateSubscription:input_type -> nervebus.v1.UpdateSubscriptionRequest
-	21, // 51: nervebus.v1.AdminService.DeleteSubscription:input_type -> nervebus.v1.DeleteSubscriptionRequest
-	23, // 52: nervebus.v1.AdminService.PauseSubscription:input_type -> nervebus.v1.PauseSubscriptionRequest
-	25, // 53: nervebus.v1.AdminService.ResumeSubscription:input_type -> nervebus.v1.ResumeSubscriptionRequest
-	27, // 54: nervebus.v1.AdminService.PurgeSubscription:input_type -> nervebus.v1.PurgeSubscriptionRequest
-	29, // 55: nervebus.v1.AdminService.SeekSubscription:input_type -> nervebus.v1.SeekSubscriptionRequest
-	31, // 56: nervebus.v1.AdminService.GetStats:input_type -> nervebus.v1.GetStatsRequest
-	36, // 57: nervebus.v1.AdminService.ListMessages:input_type -> nervebus.v1.ListMessagesRequest
-	38, // 58: nervebus.v1.AdminService.GetMessage:input_type -> nervebus.v1.GetMessageRequest
-	4,  // 59: nervebus.v1.AdminService.CreateTopic:output_type -> nervebus.v1.CreateTopicResponse
-	6,  // 60: nervebus.v1.AdminService.GetTopic:output_type -> nervebus.v1.GetTopicResponse
-	8,  // 61: nervebus.v1.AdminService.ListTopics:output_type -> nervebus.v1.ListTopicsResponse
-	10, // 62: nervebus.v1.AdminService.UpdateTopic:output_type -> nervebus.v1.UpdateTopicResponse
-	12, // 63: nervebus.v1.AdminService.DeleteTopic:output_type -> nervebus.v1.DeleteTopicResponse
-	14, // 64: nervebus.v1.AdminService.CreateSubscription:output_type -> nervebus.v1.CreateSubscriptionResponse
-	16, // 65: nervebus.v1.AdminService.GetSubscription:output_type -> nervebus.v1.GetSubscriptionResponse
-	18, // 66: nervebus.v1.AdminService.ListSubscriptions:output_type -> nervebus.v1.ListSubscriptionsResponse
-	20, // 67: nervebus.v1.AdminService.UpdateSubscription:output_type -> nervebus.v1.UpdateSubscriptionResponse
-	22, // 68: nervebus.v1.AdminService.DeleteSubscription:output_type -> nervebus.v1.DeleteSubscriptionResponse
-	24, // 69: nervebus.v1.AdminService.PauseSubscription:output_type -> nervebus.v1.PauseSubscriptionResponse
-	26, // 70: nervebus.v1.AdminService.ResumeSubscription:output_type -> nervebus.v1.ResumeSubscriptionResponse
-	28, // 71: nervebus.v1.AdminService.PurgeSubscription:output_type -> nervebus.v1.PurgeSubscriptionResponse
-	30, // 72: nervebus.v1.AdminService.SeekSubscription:output_type -> nervebus.v1.SeekSubscriptionResponse
-	32, // 73: nervebus.v1.AdminService.GetStats:output_type -> nervebus.v1.GetStatsResponse
-	37, // 74: nervebus.v1.AdminService.ListMessages:output_type -> nervebus.v1.ListMessagesResponse
-	39, // 75: nervebus.v1.AdminService.GetMessage:output_type -> nervebus.v1.GetMessageResponse
-	59, // [59:76] is the sub-list for method output_type
-	42, // [42:59] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	49, // 40: nervebus.v1.MessageDelivery.lease_deadline:type_name -> google.protobuf.Timestamp
+	49, // 41: nervebus.v1.MessageDelivery.not_before:type_name -> google.protobuf.Timestamp
+	49, // 42: nervebus.v1.PayloadSchema.update_time:type_name -> google.protobuf.Timestamp
+	42, // 43: nervebus.v1.SetTopicSchemaRequest.schema:type_name -> nervebus.v1.PayloadSchema
+	42, // 44: nervebus.v1.SetTopicSchemaResponse.schema:type_name -> nervebus.v1.PayloadSchema
+	42, // 45: nervebus.v1.GetTopicSchemaResponse.schema:type_name -> nervebus.v1.PayloadSchema
+	3,  // 46: nervebus.v1.AdminService.CreateTopic:input_type -> nervebus.v1.CreateTopicRequest
+	5,  // 47: nervebus.v1.AdminService.GetTopic:input_type -> nervebus.v1.GetTopicRequest
+	7,  // 48: nervebus.v1.AdminService.ListTopics:input_type -> nervebus.v1.ListTopicsRequest
+	9,  // 49: nervebus.v1.AdminService.UpdateTopic:input_type -> nervebus.v1.UpdateTopicRequest
+	11, // 50: nervebus.v1.AdminService.DeleteTopic:input_type -> nervebus.v1.DeleteTopicRequest
+	13, // 51: nervebus.v1.AdminService.CreateSubscription:input_type -> nervebus.v1.CreateSubscriptionRequest
+	15, // 52: nervebus.v1.AdminService.GetSubscription:input_type -> nervebus.v1.GetSubscriptionRequest
+	17, // 53: nervebus.v1.AdminService.ListSubscriptions:input_type -> nervebus.v1.ListSubscriptionsRequest
+	19, // 54: nervebus.v1.AdminService.UpdateSubscription:input_type -> nervebus.v1.UpdateSubscriptionRequest
+	21, // 55: nervebus.v1.AdminService.DeleteSubscription:input_type -> nervebus.v1.DeleteSubscriptionRequest
+	23, // 56: nervebus.v1.AdminService.PauseSubscription:input_type -> nervebus.v1.PauseSubscriptionRequest
+	25, // 57: nervebus.v1.AdminService.ResumeSubscription:input_type -> nervebus.v1.ResumeSubscriptionRequest
+	27, // 58: nervebus.v1.AdminService.PurgeSubscription:input_type -> nervebus.v1.PurgeSubscriptionRequest
+	29, // 59: nervebus.v1.AdminService.SeekSubscription:input_type -> nervebus.v1.SeekSubscriptionRequest
+	31, // 60: nervebus.v1.AdminService.GetStats:input_type -> nervebus.v1.GetStatsRequest
+	36, // 61: nervebus.v1.AdminService.ListMessages:input_type -> nervebus.v1.ListMessagesRequest
+	38, // 62: nervebus.v1.AdminService.GetMessage:input_type -> nervebus.v1.GetMessageRequest
+	43, // 63: nervebus.v1.AdminService.SetTopicSchema:input_type -> nervebus.v1.SetTopicSchemaRequest
+	45, // 64: nervebus.v1.AdminService.GetTopicSchema:input_type -> nervebus.v1.GetTopicSchemaRequest
+	4,  // 65: nervebus.v1.AdminService.CreateTopic:output_type -> nervebus.v1.CreateTopicResponse
+	6,  // 66: nervebus.v1.AdminService.GetTopic:output_type -> nervebus.v1.GetTopicResponse
+	8,  // 67: nervebus.v1.AdminService.ListTopics:output_type -> nervebus.v1.ListTopicsResponse
+	10, // 68: nervebus.v1.AdminService.UpdateTopic:output_type -> nervebus.v1.UpdateTopicResponse
+	12, // 69: nervebus.v1.AdminService.DeleteTopic:output_type -> nervebus.v1.DeleteTopicResponse
+	14, // 70: nervebus.v1.AdminService.CreateSubscription:output_type -> nervebus.v1.CreateSubscriptionResponse
+	16, // 71: nervebus.v1.AdminService.GetSubscription:output_type -> nervebus.v1.GetSubscriptionResponse
+	18, // 72: nervebus.v1.AdminService.ListSubscriptions:output_type -> nervebus.v1.ListSubscriptionsResponse
+	20, // 73: nervebus.v1.AdminService.UpdateSubscription:output_type -> nervebus.v1.UpdateSubscriptionResponse
+	22, // 74: nervebus.v1.AdminService.DeleteSubscription:output_type -> nervebus.v1.DeleteSubscriptionResponse
+	24, // 75: nervebus.v1.AdminService.PauseSubscription:output_type -> nervebus.v1.PauseSubscriptionResponse
+	26, // 76: nervebus.v1.AdminService.ResumeSubscription:output_type -> nervebus.v1.ResumeSubscriptionResponse
+	28, // 77: nervebus.v1.AdminService.PurgeSubscription:output_type -> nervebus.v1.PurgeSubscriptionResponse
+	30, // 78: nervebus.v1.AdminService.SeekSubscription:output_type -> nervebus.v1.SeekSubscriptionResponse
+	32, // 79: nervebus.v1.AdminService.GetStats:output_type -> nervebus.v1.GetStatsResponse
+	37, // 80: nervebus.v1.AdminService.ListMessages:output_type -> nervebus.v1.ListMessagesResponse
+	39, // 81: nervebus.v1.AdminService.GetMessage:output_type -> nervebus.v1.GetMessageResponse
+	44, // 82: nervebus.v1.AdminService.SetTopicSchema:output_type -> nervebus.v1.SetTopicSchemaResponse
+	46, // 83: nervebus.v1.AdminService.GetTopicSchema:output_type -> nervebus.v1.GetTopicSchemaResponse
+	65, // [65:84] is the sub-list for method output_type
+	46, // [46:65] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_nervebus_v1_admin_proto_init() }
@@ -3068,7 +3357,7 @@ func file_nervebus_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_nervebus_v1_admin_proto_rawDesc), len(file_nervebus_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   42,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -36,6 +36,8 @@ const (
 	AdminService_GetStats_FullMethodName           = "/nervebus.v1.AdminService/GetStats"
 	AdminService_ListMessages_FullMethodName       = "/nervebus.v1.AdminService/ListMessages"
 	AdminService_GetMessage_FullMethodName         = "/nervebus.v1.AdminService/GetMessage"
+	AdminService_SetTopicSchema_FullMethodName     = "/nervebus.v1.AdminService/SetTopicSchema"
+	AdminService_GetTopicSchema_FullMethodName     = "/nervebus.v1.AdminService/GetTopicSchema"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -88,6 +90,14 @@ type AdminServiceClient interface {
 	// Returns one stored message by seq, with its state on each subscription (delivered or not,
 	// attempts, lease, ack). NOT_FOUND when the seq was never published or is gone (retention).
 	GetMessage(ctx context.Context, in *GetMessageRequest, opts ...grpc.CallOption) (*GetMessageResponse, error)
+	// Declares the protobuf message type of a topic's payloads, from a descriptor set; an empty
+	// message_type makes the topic untyped again. From then on SendPack refuses a pack with a
+	// message whose data does not parse as the type: INVALID_ARGUMENT naming the message's index
+	// and the parse error (the pack is not appended). INVALID_ARGUMENT when the descriptor set
+	// does not parse, lacks a file it imports, or does not define message_type.
+	SetTopicSchema(ctx context.Context, in *SetTopicSchemaRequest, opts ...grpc.CallOption) (*SetTopicSchemaResponse, error)
+	// Returns a topic's declared message type and descriptor set (empty when it is untyped).
+	GetTopicSchema(ctx context.Context, in *GetTopicSchemaRequest, opts ...grpc.CallOption) (*GetTopicSchemaResponse, error)
 }
 
 type adminServiceClient struct {
@@ -268,6 +278,26 @@ func (c *adminServiceClient) GetMessage(ctx context.Context, in *GetMessageReque
 	return out, nil
 }
 
+func (c *adminServiceClient) SetTopicSchema(ctx context.Context, in *SetTopicSchemaRequest, opts ...grpc.CallOption) (*SetTopicSchemaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetTopicSchemaResponse)
+	err := c.cc.Invoke(ctx, AdminService_SetTopicSchema_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetTopicSchema(ctx context.Context, in *GetTopicSchemaRequest, opts ...grpc.CallOption) (*GetTopicSchemaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTopicSchemaResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetTopicSchema_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -318,6 +348,14 @@ type AdminServiceServer interface {
 	// Returns one stored message by seq, with its state on each subscription (delivered or not,
 	// attempts, lease, ack). NOT_FOUND when the seq was never published or is gone (retention).
 	GetMessage(context.Context, *GetMessageRequest) (*GetMessageResponse, error)
+	// Declares the protobuf message type of a topic's payloads, from a descriptor set; an empty
+	// message_type makes the topic untyped again. From then on SendPack refuses a pack with a
+	// message whose data does not parse as the type: INVALID_ARGUMENT naming the message's index
+	// and the parse error (the pack is not appended). INVALID_ARGUMENT when the descriptor set
+	// does not parse, lacks a file it imports, or does not define message_type.
+	SetTopicSchema(context.Context, *SetTopicSchemaRequest) (*SetTopicSchemaResponse, error)
+	// Returns a topic's declared message type and descriptor set (empty when it is untyped).
+	GetTopicSchema(context.Context, *GetTopicSchemaRequest) (*GetTopicSchemaResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -378,6 +416,12 @@ func (UnimplementedAdminServiceServer) ListMessages(context.Context, *ListMessag
 }
 func (UnimplementedAdminServiceServer) GetMessage(context.Context, *GetMessageRequest) (*GetMessageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetMessage not implemented")
+}
+func (UnimplementedAdminServiceServer) SetTopicSchema(context.Context, *SetTopicSchemaRequest) (*SetTopicSchemaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetTopicSchema not implemented")
+}
+func (UnimplementedAdminServiceServer) GetTopicSchema(context.Context, *GetTopicSchemaRequest) (*GetTopicSchemaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTopicSchema not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -706,6 +750,42 @@ func _AdminService_GetMessage_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_SetTopicSchema_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetTopicSchemaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetTopicSchema(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetTopicSchema_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetTopicSchema(ctx, req.(*SetTopicSchemaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetTopicSchema_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTopicSchemaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetTopicSchema(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetTopicSchema_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetTopicSchema(ctx, req.(*GetTopicSchemaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -780,6 +860,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetMessage",
 			Handler:    _AdminService_GetMessage_Handler,
+		},
+		{
+			MethodName: "SetTopicSchema",
+			Handler:    _AdminService_SetTopicSchema_Handler,
+		},
+		{
+			MethodName: "GetTopicSchema",
+			Handler:    _AdminService_GetTopicSchema_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

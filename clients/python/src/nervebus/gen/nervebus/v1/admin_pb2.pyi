@@ -420,3 +420,39 @@ class MessageDelivery(_message.Message):
     lease_deadline: _timestamp_pb2.Timestamp
     not_before: _timestamp_pb2.Timestamp
     def __init__(self, subscription: _Optional[str] = ..., state: _Optional[_Union[MessageDelivery.State, str]] = ..., attempts: _Optional[int] = ..., consumer: _Optional[str] = ..., lease_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PayloadSchema(_message.Message):
+    __slots__ = ("message_type", "descriptor_set", "update_time")
+    MESSAGE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTOR_SET_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    message_type: str
+    descriptor_set: bytes
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, message_type: _Optional[str] = ..., descriptor_set: _Optional[bytes] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SetTopicSchemaRequest(_message.Message):
+    __slots__ = ("topic", "schema")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    schema: PayloadSchema
+    def __init__(self, topic: _Optional[str] = ..., schema: _Optional[_Union[PayloadSchema, _Mapping]] = ...) -> None: ...
+
+class SetTopicSchemaResponse(_message.Message):
+    __slots__ = ("schema",)
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    schema: PayloadSchema
+    def __init__(self, schema: _Optional[_Union[PayloadSchema, _Mapping]] = ...) -> None: ...
+
+class GetTopicSchemaRequest(_message.Message):
+    __slots__ = ("topic",)
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    def __init__(self, topic: _Optional[str] = ...) -> None: ...
+
+class GetTopicSchemaResponse(_message.Message):
+    __slots__ = ("schema",)
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    schema: PayloadSchema
+    def __init__(self, schema: _Optional[_Union[PayloadSchema, _Mapping]] = ...) -> None: ...
