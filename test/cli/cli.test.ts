@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { file_nervebus_v1_message } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
 import { freePort } from "../support/mariadb.js";
 import { type BrokerProcess, runCli, spawnBroker } from "../support/process.js";
 
@@ -199,6 +202,59 @@ test("messages searches a topic's log and message shows one by seq, without cons
   assert.equal(tail.stdout, "1\tone\n2\ttwo\n3\tthree\n4\tfour\n");
 });
 
+test("schema set, get and clear make a topic typed: the CLI's text payloads are refused until cleared", async () => {
+  const s = ["--server", broker.address];
+  const file = join(mkdtempSync(join(tmpdir(), "nb-cli-schema-")), "set.binpb");
+  writeFileSync(
+    file,
+    toBinary(
+      FileDescriptorSetSchema,
+      create(FileDescriptorSetSchema, { file: [file_nervebus_v1_message.proto] }),
+    ),
+  );
+  await runCli(["topic", "create", "typed", ...s]);
+  const set = await runCli([
+    "schema",
+    "set",
+    ...s,
+    "--topic",
+    "typed",
+    "--type",
+    "nervebus.v1.Message",
+    "--descriptor-set",
+    file,
+  ]);
+  assert.equal(set.code, 0, set.stderr);
+  assert.match(set.stdout, /^typed: nervebus\.v1\.Message \(descriptor set of \d+ bytes, set \S+Z\)\n$/);
+  assert.match(
+    (await runCli(["schema", "get", ...s, "--topic", "typed"])).stdout,
+    /^typed: nervebus\.v1\.Message /,
+  );
+  const refused = await runCli(["publish", ...s, "--topic", "typed", "--data", "hello"]);
+  assert.notEqual(refused.code, 0);
+  assert.match(
+    refused.stderr,
+    /INVALID_ARGUMENT: messages\[0\]\.data: does not parse as nervebus\.v1\.Message/,
+  );
+  const wrong = await runCli([
+    "schema",
+    "set",
+    ...s,
+    "--topic",
+    "typed",
+    "--type",
+    "no.Such",
+    "--descriptor-set",
+    file,
+  ]);
+  assert.match(
+    wrong.stderr,
+    /^nervebus: schema set typed: INVALID_ARGUMENT: schema\.message_type: "no\.Such" is not a message type/,
+  );
+  assert.equal((await runCli(["schema", "clear", ...s, "--topic", "typed"])).stdout, "typed: untyped\n");
+  assert.equal((await runCli(["publish", ...s, "--topic", "typed", "--data", "hello"])).code, 0);
+});
+
 test("bad flags and unreachable servers get one clear line and a non-zero exit", async () => {
   const cases: [string[], RegExp][] = [
     [["publish", "--server", broker.address], /^nervebus: --topic is required\n$/],
@@ -229,7 +285,7 @@ test("bad flags and unreachable servers get one clear line and a non-zero exit",
     ],
     [
       ["frobnicate"],
-      /^nervebus: unknown command "frobnicate"; expected serve, publish, tail, topic, sub, stats, messages or message\n$/,
+      /^nervebus: unknown command "frobnicate"; expected serve, publish, tail, topic, sub, stats, messages, message or schema\n$/,
     ],
   ];
   for (const [args, stderr] of cases) {
