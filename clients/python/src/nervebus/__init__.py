@@ -28,6 +28,7 @@ from .errors import (
 from .publisher import Publishable, Publisher, PublisherSettings, PublisherStats
 from .retry import DEFAULT_RETRYABLE_CODES, Backoff, RetrySettings
 from .subscriber import DEFAULT_RECONNECT_CODES, Handler, Subscriber, SubscriberSettings, SubscriberStats
+from .typed import TopicSchema, TypedPublisher, descriptor_set_of, typed_handler
 from .types import AckResult, Message, Outcome, PublishResult, ReceivedMessage, SettleAction, StartPoint
 
 __all__ = [
@@ -71,6 +72,10 @@ __all__ = [
     "TLS",
     "TokenSource",
     "Topic",
+    "TopicSchema",
     "TopicStats",
+    "TypedPublisher",
     "__version__",
+    "descriptor_set_of",
+    "typed_handler",
 ]

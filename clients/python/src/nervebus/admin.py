@@ -24,8 +24,10 @@ from typing import Any, TypeAlias
 import grpc
 import grpc.aio
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
 from . import browse as _browse
+from . import typed as _typed
 from .errors import StatusError
 from .gen.nervebus.v1 import admin_pb2, admin_pb2_grpc, subscriber_pb2
 from .types import StartPoint
@@ -603,6 +605,32 @@ class Admin:
         res = await self._call("GetMessage", admin_pb2.GetMessageRequest(topic=topic, seq=seq), timeout)
         return _browse.stored_message(res.message)
 
+    # ---- Typed topics ------------------------------------------------------------------------
+
+    async def set_topic_schema(
+        self, topic: str, message_class: type[Message] | None, *, timeout: float | None = None
+    ) -> _typed.TopicSchema:
+        """Makes ``topic`` typed: its payloads must parse as ``message_class``.
+
+        The descriptor set is built from your generated class; ``None`` makes the topic untyped
+        again.
+
+        Raises:
+            StatusError: ``NOT_FOUND`` for a missing topic, ``INVALID_ARGUMENT`` for an unusable
+                descriptor set.
+        """
+        schema = admin_pb2.PayloadSchema()
+        if message_class is not None:
+            schema.message_type = message_class.DESCRIPTOR.full_name
+            schema.descriptor_set = _typed.descriptor_set_of(message_class)
+        request = admin_pb2.SetTopicSchemaRequest(topic=topic, schema=schema)
+        return _schema((await self._call("SetTopicSchema", request, timeout)).schema)
+
+    async def get_topic_schema(self, topic: str, *, timeout: float | None = None) -> _typed.TopicSchema:
+        """Returns a topic's message type (``message_type`` empty when untyped)."""
+        res = await self._call("GetTopicSchema", admin_pb2.GetTopicSchemaRequest(topic=topic), timeout)
+        return _schema(res.schema)
+
     async def _call(self, operation: str, request: Any, timeout: float | None) -> Any:
         """Calls the RPC named ``operation``; broker errors become :class:`StatusError`."""
         method = getattr(self._stub, operation)
@@ -631,6 +659,12 @@ def _time(msg: Any, field: str) -> datetime | None:
         return None
     ts: timestamp_pb2.Timestamp = getattr(msg, field)
     return ts.ToDatetime(tzinfo=UTC)
+
+
+def _schema(s: admin_pb2.PayloadSchema) -> _typed.TopicSchema:
+    return _typed.TopicSchema(
+        message_type=s.message_type, descriptor_set=s.descriptor_set, update_time=_time(s, "update_time")
+    )
 
 
 def _topic(t: admin_pb2.Topic) -> Topic:
