@@ -1,5 +1,5 @@
-import { create } from "@bufbuild/protobuf";
-import { FieldMaskSchema } from "@bufbuild/protobuf/wkt";
+import { create, type DescMessage } from "@bufbuild/protobuf";
+import { FieldMaskSchema, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   listMessagesRequest,
   type MessagePage,
@@ -29,12 +29,14 @@ import {
   GetStatsRequestSchema,
   GetSubscriptionRequestSchema,
   GetTopicRequestSchema,
+  GetTopicSchemaRequestSchema,
   ListSubscriptionsRequestSchema,
   ListTopicsRequestSchema,
   PauseSubscriptionRequestSchema,
   PurgeSubscriptionRequestSchema,
   ResumeSubscriptionRequestSchema,
   SeekSubscriptionRequestSchema,
+  SetTopicSchemaRequestSchema,
   SubscriptionSchema,
   TopicSchema,
   UpdateSubscriptionRequestSchema,
@@ -44,6 +46,7 @@ import {
   type Topic as WireTopic,
 } from "./gen/nervebus/v1/admin_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
+import { descriptorSetOf, type TopicSchemaInfo } from "./typed.js";
 import { type CallOptions, unaryCall } from "./unary-call.js";
 
 /** A topic's settings as the broker reports them. */
@@ -186,6 +189,16 @@ export interface Stats {
 }
 
 type AdminClient = ServiceClient<(typeof AdminService)["method"]>;
+
+function schemaInfo(
+  s: { messageType: string; descriptorSet: Uint8Array; updateTime?: Timestamp } | undefined,
+): TopicSchemaInfo {
+  return {
+    messageType: s?.messageType ?? "",
+    descriptorSet: s?.descriptorSet ?? new Uint8Array(),
+    updateTime: s?.updateTime === undefined ? undefined : fromTimestamp(s.updateTime),
+  };
+}
 
 function topicInfo(t: WireTopic | undefined): TopicInfo {
   if (t === undefined) throw new NerveBusError(StatusCode.INTERNAL, "the broker's answer has no topic");
@@ -506,6 +519,40 @@ export class Admin {
       this.#opts(call),
     );
     return storedMessage(res.message);
+  }
+
+  /**
+   * Makes a topic typed: its payloads must parse as `schema`, a generated message of yours (the
+   * descriptor set is built from it); null makes it untyped again. INVALID_ARGUMENT when the
+   * broker cannot use the descriptor set.
+   */
+  async setTopicSchema(
+    topic: string,
+    schema: DescMessage | null,
+    call?: CallOptions,
+  ): Promise<TopicSchemaInfo> {
+    const res = await unaryCall(
+      this.#client,
+      this.#client.setTopicSchema,
+      create(SetTopicSchemaRequestSchema, {
+        topic,
+        schema:
+          schema === null ? {} : { messageType: schema.typeName, descriptorSet: descriptorSetOf(schema) },
+      }),
+      this.#opts(call),
+    );
+    return schemaInfo(res.schema);
+  }
+
+  /** A topic's message type (`messageType` empty when untyped). */
+  async getTopicSchema(topic: string, call?: CallOptions): Promise<TopicSchemaInfo> {
+    const res = await unaryCall(
+      this.#client,
+      this.#client.getTopicSchema,
+      create(GetTopicSchemaRequestSchema, { topic }),
+      this.#opts(call),
+    );
+    return schemaInfo(res.schema);
   }
 
   /** Figures for a topic and each of its subscriptions. */

@@ -50,4 +50,5 @@ export {
   type SubscriberOptions,
 } from "./subscriber.js";
 export { SpanAttributes, TRACER_NAME } from "./tracing.js";
+export { descriptorSetOf, type TopicSchemaInfo, TypedPublisher, typedHandler } from "./typed.js";
 export type { CallOptions } from "./unary-call.js";
