@@ -386,6 +386,11 @@ export class Broker {
     validateName("topic", topicName);
     if (!Number.isSafeInteger(seq) || seq < 1) throw invalidArgument("seq", `must be ≥ 1, got ${seq}`);
     const entry = await this.#topic(topicName, false);
+    if (entry.topic.ephemeral)
+      throw new NerveBusError(
+        "failed_precondition",
+        `topic ${topicName} is ephemeral: it stores no messages`,
+      );
     const [found] = seq <= entry.topic.watermark ? await entry.topic.read(seq, seq) : [];
     if (found === undefined)
       throw new NerveBusError(

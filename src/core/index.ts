@@ -16,14 +16,7 @@ export {
   SHARDS,
   validateName,
 } from "./limits.js";
-export {
-  DEFAULT_PAGE_SIZE,
-  DEFAULT_SCAN_LIMIT,
-  MAX_PAGE_SIZE,
-  MAX_SCAN_LIMIT,
-  type MessagePage,
-  type MessageQuery,
-} from "./message-browser.js";
+export type { MessagePage, MessageQuery } from "./message-browser.js";
 export {
   type LogFormat,
   type LoggedIds,

@@ -4,16 +4,16 @@ import type { Store } from "./store.js";
 import type { Topic } from "./topic.js";
 
 /** Messages in one answer unless the caller asks for fewer or more (up to MAX_PAGE_SIZE). */
-export const DEFAULT_PAGE_SIZE = 100;
+const DEFAULT_PAGE_SIZE = 100;
 /** 1000: a page a person or a script reads; more is paging, not browsing. */
-export const MAX_PAGE_SIZE = 1000;
+const MAX_PAGE_SIZE = 1000;
 /** Messages one call examines unless the caller asks otherwise (up to MAX_SCAN_LIMIT). */
-export const DEFAULT_SCAN_LIMIT = 10_000;
+const DEFAULT_SCAN_LIMIT = 10_000;
 /**
  * 100 000: a search reads every examined message from the store (payload included), so one
  * call must not read a whole large log; about a second of store reads on MariaDB.
  */
-export const MAX_SCAN_LIMIT = 100_000;
+const MAX_SCAN_LIMIT = 100_000;
 /** ~3 MiB of payload and metadata per page: below gRPC's default 4 MiB receive limit. */
 const PAGE_BYTES = 3 << 20;
 /** ~1 MiB per store read, whatever the message size, so a scan holds little at a time. */

@@ -224,6 +224,11 @@ export function browseSuite(kind: string, fresh: FreshStore): void {
         client.adminCall("listMessages", { topic: "live" }),
         code(grpc.status.FAILED_PRECONDITION, /ephemeral/),
       );
+      await client.publish("live", ["gone"]);
+      await assert.rejects(
+        client.adminCall("getMessage", { topic: "live", seq: 1n }),
+        code(grpc.status.FAILED_PRECONDITION, /ephemeral/),
+      );
     } finally {
       client.close();
       await bus.stop();
