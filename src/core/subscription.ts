@@ -208,7 +208,8 @@ export class Subscription {
         consumer: p.consumer.name,
         leaseDeadline: p.deadline,
       };
-    if (p.attempts === 0) return { ...none, state: "held" };
+    // Released from its ordering key and next to go out: not delivered yet.
+    if (p.attempts === 0) return { ...none, state: "not_delivered" };
     return { ...none, state: "waiting_redelivery", attempts: p.attempts, notBefore: p.notBefore };
   }
 

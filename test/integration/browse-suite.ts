@@ -175,6 +175,16 @@ export function browseSuite(kind: string, fresh: FreshStore): void {
         assert.equal(d3.work!.state, MessageDelivery_State.LEASED);
         assert.equal(d3.work!.attempts, 1);
         assert.ok(d3.work!.consumer !== "" && d3.work!.leaseDeadline !== undefined);
+        // With ordering, seq 4 (key k0, like seq 1) waits behind seq 1 while that is unacked.
+        await client.adminCall("createSubscription", {
+          subscription: { topic, name: "ordered", ordering: true },
+          start: { case: "startPoint", value: StartPoint.EARLIEST },
+        });
+        const o = client.receive(topic, "ordered", { maxMessages: 10 });
+        await o.until(() => o.deliveries.length >= 3);
+        assert.deepEqual(seqsOf(o.deliveries), [1, 2, 3], "one per key while each key is unacked");
+        assert.equal((await states(4)).ordered!.state, MessageDelivery_State.HELD, `${topic}: seq 4 held`);
+        assert.equal((await states(1)).ordered!.state, MessageDelivery_State.LEASED);
         // From a trace id: the message and its deliveries in one call.
         const byTrace = await client.adminCall("listMessages", {
           topic,
@@ -186,9 +196,11 @@ export function browseSuite(kind: string, fresh: FreshStore): void {
           byTrace.messages[0]!.deliveries.map((d) => [d.subscription, d.state]),
           [
             ["idle", MessageDelivery_State.NOT_DELIVERED],
+            ["ordered", MessageDelivery_State.LEASED],
             ["work", MessageDelivery_State.WAITING_REDELIVERY],
           ],
         );
+        await o.end();
         await s.end();
       }
 
