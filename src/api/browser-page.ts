@@ -49,7 +49,11 @@ export const BROWSER_PAGE = `<!doctype html>
   tr.msg:hover > td, tr.msg.sel > td { background: #eef7f7; }
   td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
   td.mono, pre, .mono { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; }
-  td.payload { max-width: 380px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+  td.payload { max-width: 200px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+  td.time { white-space: nowrap; }
+  td.text { max-width: 180px; overflow-wrap: anywhere; }
+  td.mono.trace { font-size: 11px; }
+  #results { overflow-x: auto; }
   pre { margin: 0; padding: 10px 14px; white-space: pre-wrap; word-break: break-all; background: #fafbfc; max-height: 420px; overflow: auto; }
   .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; margin: 1px 4px 1px 0;
     background: #eef0f4; color: var(--muted); white-space: nowrap; }
@@ -126,14 +130,16 @@ async function getJson(url) {
 
 function topicUrl(topic) { return "/api/topics/" + encodeURIComponent(topic) + "/messages"; }
 
-function stateBadge(d) {
-  let text = d.subscription + ": " + (STATE_TEXT[d.state] || d.state);
+function stateBadge(d, named) {
+  let text = (named ? d.subscription + ": " : "") + (STATE_TEXT[d.state] || d.state);
   if (d.attempts > 0) text += " (" + d.attempts + ")";
   return el("span", { class: "badge " + d.state, "data-sub": d.subscription, "data-state": d.state }, text);
 }
 
+/** The attributes but the trace context (its trace id has a column of its own). */
 function attributesText(a) {
-  return Object.keys(a).sort().map((k) => k + "=" + a[k]).join(", ");
+  return Object.keys(a).filter((k) => k !== "traceparent" && k !== "tracestate").sort()
+    .map((k) => k + "=" + a[k]).join(", ");
 }
 
 async function search(fromSeq) {
@@ -175,13 +181,13 @@ function renderResults(data, attr) {
   for (const m of data.messages) {
     const row = el("tr", { class: "msg", "data-seq": m.seq, title: "Show seq " + m.seq },
       el("td", { class: "num" }, fmtInt(m.seq)),
-      el("td", { class: "mono" }, iso(m.publishTime)),
-      el("td", null, m.orderingKey),
-      el("td", null, m.messageId),
-      el("td", { class: "mono" }, m.traceId),
-      el("td", null, attributesText(m.attributes)),
+      el("td", { class: "mono time" }, iso(m.publishTime)),
+      el("td", { class: "text" }, m.orderingKey),
+      el("td", { class: "text" }, m.messageId),
+      el("td", { class: "mono trace" }, m.traceId),
+      el("td", { class: "text" }, attributesText(m.attributes)),
       el("td", { class: "payload mono", "data-field": "payload" }, m.dataText.slice(0, 200)),
-      el("td", null, ...(m.deliveries || []).map(stateBadge)));
+      el("td", null, ...(m.deliveries || []).map((d) => stateBadge(d, true))));
     row.addEventListener("click", () => show(data.topic, m.seq, row));
     body.append(row);
   }
@@ -206,7 +212,7 @@ async function show(topic, seq, row) {
     const subs = el("tbody");
     for (const d of m.deliveries) {
       subs.append(el("tr", { "data-sub": d.subscription },
-        el("td", null, d.subscription), el("td", null, stateBadge(d)), el("td", { class: "num" }, fmtInt(d.attempts)),
+        el("td", null, d.subscription), el("td", null, stateBadge(d, false)), el("td", { class: "num" }, fmtInt(d.attempts)),
         el("td", null, d.consumer), el("td", { class: "mono" }, iso(d.leaseDeadline)), el("td", { class: "mono" }, iso(d.notBefore))));
     }
     const deliveries = m.deliveries.length === 0 ? el("div", { class: "empty" }, "No subscriptions.")

@@ -1,13 +1,17 @@
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { type Browser, chromium } from "playwright-core";
 import type { NerveBus } from "../../src/nervebus.js";
 import { startBroker, TestClient } from "../support/broker.js";
 import { CHROMIUM, CHROMIUM_ARGS, openPage, skip } from "./browser.js";
 import { consume, createSubscription, createTopic, waitFor } from "./support.js";
+
+/** The repository root, from dist/test/dashboard/. */
+const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
 /** Markup in a payload, an attribute value and an ordering key: it must show as text, never run. */
 const EVIL = `<img src=x onerror="window.__pwned=1"><b>bold</b> & "q"`;
@@ -118,6 +122,18 @@ describe("message browser in headless Chromium", () => {
       await page.locator("#go").click();
       await page.locator("#error").getByText("trace_id: must be 32 lowercase hex digits").waitFor();
       assert.deepEqual(problems, []);
+      if (process.env.NERVEBUS_UPDATE_SCREENSHOT === "1") {
+        await page.locator("#clear").click();
+        await page.locator("#f-topic").fill("orders");
+        await page.locator("#go").click();
+        await page.locator('tr.msg[data-seq="5"]').waitFor();
+        await page.locator('tr.msg[data-seq="3"]').click();
+        await page.locator("#detail h3").first().waitFor();
+        writeFileSync(
+          join(ROOT, "docs/message-browser.png"),
+          await page.screenshot({ type: "png", fullPage: true }),
+        );
+      }
       await page.close();
     } finally {
       await stop();
