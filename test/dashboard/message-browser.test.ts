@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium } from "playwright-core";
+import { tokenHash } from "../../src/auth/index.js";
 import type { NerveBus } from "../../src/nervebus.js";
 import { startBroker, TestClient } from "../support/broker.js";
 import { CHROMIUM, CHROMIUM_ARGS, openPage, skip } from "./browser.js";
@@ -22,12 +23,14 @@ const EVIL = `<img src=x onerror="window.__pwned=1"><b>bold</b> & "q"`;
  */
 async function brokerWithMessages(): Promise<{
   bus: NerveBus;
+  store: string;
   client: TestClient;
   trace3: string;
   stop: () => Promise<void>;
 }> {
   const dir = mkdtempSync(join(tmpdir(), "nb-browser-page-"));
-  const bus = await startBroker(`sqlite:${join(dir, "nb.db")}`);
+  const store = `sqlite:${join(dir, "nb.db")}`;
+  const bus = await startBroker(store);
   const client = new TestClient(bus.address);
   await createTopic(client, "orders");
   await createSubscription(client, "orders", "billing");
@@ -45,6 +48,7 @@ async function brokerWithMessages(): Promise<{
   const trace3 = r.results[2]!.traceId;
   return {
     bus,
+    store,
     client,
     trace3,
     stop: async () => {
@@ -193,5 +197,56 @@ test("GET /messages and its JSON: CSP and security headers, bounded searches, cl
     assert.equal(post.status, 405);
   } finally {
     await stop();
+  }
+});
+
+test("with tokens: the JSON wants admin on the topic and shows only the subscriptions the principal may administer", async () => {
+  const { bus, store, stop } = await brokerWithMessages();
+  // billing's ack of seq 1 is applied (and so persisted at the stop) before the restart.
+  await waitFor("seq 1 acked on billing", async () => {
+    const r = await fetch(`http://${bus.httpAddress}/api/topics/orders/messages/1`);
+    const m = (await r.json()) as { message: { deliveries: { subscription: string; state: string }[] } };
+    return m.message.deliveries.some((d) => d.subscription === "billing" && d.state === "acked")
+      ? true
+      : undefined;
+  });
+  await stop();
+  const dir = mkdtempSync(join(tmpdir(), "nb-browser-auth-"));
+  const token = "browse-token-0123456789";
+  writeFileSync(join(dir, "tokens"), `${tokenHash(token)} ops\n`);
+  writeFileSync(
+    join(dir, "policy.json"),
+    JSON.stringify({
+      principals: { ops: [{ allow: ["admin"], topics: ["orders"], subscriptions: ["billing"] }] },
+    }),
+  );
+  const secured = await startBroker(store, {
+    authTokens: join(dir, "tokens"),
+    authPolicy: join(dir, "policy.json"),
+  });
+  try {
+    const base = `http://${secured.httpAddress}/api/topics`;
+    const auth = { authorization: `Bearer ${token}` };
+    assert.equal((await fetch(`${base}/orders/messages`)).status, 401, "no token");
+    const list = await fetch(`${base}/orders/messages?deliveries=1&to_seq=1`, { headers: auth });
+    assert.equal(list.status, 200);
+    const body = (await list.json()) as {
+      messages: { deliveries: { subscription: string; state: string }[] }[];
+    };
+    assert.deepEqual(
+      body.messages[0]!.deliveries.map((d) => [d.subscription, d.state]),
+      [["billing", "acked"]],
+      "audit is not the principal's to see",
+    );
+    const one = (await (await fetch(`${base}/orders/messages/1`, { headers: auth })).json()) as {
+      message: { deliveries: { subscription: string }[] };
+    };
+    assert.deepEqual(
+      one.message.deliveries.map((d) => d.subscription),
+      ["billing"],
+    );
+    assert.equal((await fetch(`${base}/other/messages`, { headers: auth })).status, 403, "another topic");
+  } finally {
+    await secured.stop();
   }
 });
