@@ -4,6 +4,7 @@ import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import {
   CallGuard,
   listensOnLoopbackOnly,
+  ProtobufSchemaValidator,
   type RunningHttp,
   type RunningServer,
   startHttpServer,
@@ -187,6 +188,7 @@ export async function startNerveBus(
       paused: false,
     },
     observer: telemetry.observer,
+    schemaValidator: new ProtobufSchemaValidator(),
     log,
   });
   const b = broker;

@@ -11,6 +11,7 @@ import type {
   SubscriptionRecord,
   TopicConfig,
   TopicRecord,
+  TopicSchema,
 } from "../../src/core/index.js";
 
 /**
@@ -34,6 +35,7 @@ export class NullStore implements Store {
   readonly #topics = new Map<string, TopicRecord>();
   readonly #subscriptions = new Map<number, Map<string, SubscriptionRecord>>();
   readonly #pointers = new Map<string, PointerRecord>();
+  readonly #schemas = new Map<number, TopicSchema>();
   #nextId = 1;
 
   async ensureTopic(
@@ -69,6 +71,16 @@ export class NullStore implements Store {
   async deleteTopic(topic: TopicRecord): Promise<void> {
     this.#topics.delete(topic.name);
     this.#subscriptions.delete(topic.id);
+    this.#schemas.delete(topic.id);
+  }
+
+  async loadTopicSchema(topic: TopicRecord): Promise<TopicSchema | null> {
+    return this.#schemas.get(topic.id) ?? null;
+  }
+
+  async saveTopicSchema(topic: TopicRecord, schema: TopicSchema | null): Promise<void> {
+    if (schema === null) this.#schemas.delete(topic.id);
+    else this.#schemas.set(topic.id, schema);
   }
 
   async ensureSubscription(

@@ -28,6 +28,8 @@ import {
 } from "../core/index.js";
 import { type Caller, type CallGuard, guardedUnary, type Need } from "./call-guard.js";
 import type { ServiceHandlers } from "./grpc-adapter.js";
+import { listMessages, storedMessageToWire } from "./message-browse.js";
+import { schemaToWire } from "./schema-wire.js";
 import { toStartPosition } from "./start-position.js";
 
 function topicToWire(t: TopicRecord): WireTopic {
@@ -296,6 +298,48 @@ export function adminHandlers(
           floor: BigInt(await broker.seekSubscription(req.topic, req.name, target)),
         };
       },
+    ),
+    // Browsing reads payloads, so it wants admin on the topic; deliveries show only the
+    // subscriptions the caller may administer.
+    listMessages: handle(
+      "ListMessages",
+      (req) => [admin(req.topic)],
+      (req, caller) => listMessages(broker, req, (sub) => guard.may(caller, admin(req.topic, sub))),
+    ),
+    getMessage: handle(
+      "GetMessage",
+      (req) => [admin(req.topic)],
+      async (req, caller) => {
+        const m = await broker.getMessage(req.topic, Number(req.seq));
+        const visible = (sub: string) => guard.may(caller, admin(req.topic, sub));
+        const deliveries = await broker.deliveries(req.topic, [m.seq], visible);
+        return {
+          $typeName: "nervebus.v1.GetMessageResponse",
+          message: storedMessageToWire(m, deliveries.get(m.seq) ?? []),
+        };
+      },
+    ),
+    // Setting a schema changes what may be published to every subscription's topic.
+    setTopicSchema: handle(
+      "SetTopicSchema",
+      (req) => [admin(req.topic, EVERY_NAME)],
+      async (req) => ({
+        $typeName: "nervebus.v1.SetTopicSchemaResponse",
+        schema: schemaToWire(
+          await broker.setTopicSchema(req.topic, {
+            messageType: req.schema?.messageType ?? "",
+            descriptorSet: req.schema?.descriptorSet ?? new Uint8Array(),
+          }),
+        ),
+      }),
+    ),
+    getTopicSchema: handle(
+      "GetTopicSchema",
+      (req) => [admin(req.topic)],
+      async (req) => ({
+        $typeName: "nervebus.v1.GetTopicSchemaResponse",
+        schema: schemaToWire(await broker.getTopicSchema(req.topic)),
+      }),
     ),
     getStats: handle(
       "GetStats",

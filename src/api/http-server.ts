@@ -4,6 +4,8 @@ import type { Duplex } from "node:stream";
 import { EVERY_NAME, type Security } from "../auth/index.js";
 import { type Broker, NerveBusError } from "../core/index.js";
 import type { Logger, Metrics } from "../telemetry/index.js";
+import { getMessageJson, listMessagesJson } from "./browse-json.js";
+import { BROWSER_PAGE, BROWSER_PAGE_CSP } from "./browser-page.js";
 import type { Caller, CallGuard, Need } from "./call-guard.js";
 import { crossSiteProblem, HostRule } from "./request-guard.js";
 import { parseRequestPath } from "./request-target.js";
@@ -177,7 +179,8 @@ const READ = ["GET", "HEAD"];
 
 /**
  * The broker's HTTP side, for people and scrapers: the status page (/), its JSON API
- * (/api/status; POST /api/topics/T/subscriptions/S/pause|resume), Prometheus metrics
+ * (/api/status; POST /api/topics/T/subscriptions/S/pause|resume), the message browser
+ * (/messages; GET /api/topics/T/messages[/SEQ]), Prometheus metrics
  * (/metrics) and a plain health check (/healthz).
  *
  * No input ends the process: a bad path gets 400, an unknown one 404, a wrong method 405, a
@@ -216,6 +219,16 @@ export async function startHttpServer(
           send(res, 200, STATUS_PAGE, "text/html; charset=utf-8");
         },
       };
+    if (p === "messages")
+      return {
+        name: "messages-page",
+        methods: READ,
+        mutates: false,
+        run: (_q, res) => {
+          res.setHeader("content-security-policy", BROWSER_PAGE_CSP);
+          send(res, 200, BROWSER_PAGE, "text/html; charset=utf-8");
+        },
+      };
     if (p === "healthz")
       return {
         name: "healthz",
@@ -248,6 +261,26 @@ export async function startHttpServer(
         },
       };
     const [api, topics, topic, subscriptions, sub, verb] = path;
+    // The message browser's JSON: payloads are read, so admin on the topic; deliveries only of
+    // the subscriptions the caller may administer.
+    if (api === "api" && topics === "topics" && subscriptions === "messages" && path.length <= 5)
+      return {
+        name: path.length === 4 ? "api/messages" : "api/message",
+        methods: READ,
+        mutates: false,
+        needs: [{ action: "admin", topic: topic! }],
+        run: async (req, res, caller) => {
+          const visible = (s: string) =>
+            guard.may(caller, { action: "admin", topic: topic!, subscription: s });
+          const url = req.url ?? "";
+          const query = url.includes("?") ? url.slice(url.indexOf("?") + 1) : "";
+          const body =
+            sub === undefined
+              ? await listMessagesJson(broker, topic!, new URLSearchParams(query), visible)
+              : await getMessageJson(broker, topic!, sub, visible);
+          send(res, 200, JSON.stringify(body));
+        },
+      };
     if (
       path.length === 6 &&
       api === "api" &&

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { PAGE_KIT, pageCsp } from "./page-kit.js";
 import { REQUEST_HEADER } from "./request-guard.js";
 
 /**
@@ -11,9 +11,9 @@ import { REQUEST_HEADER } from "./request-guard.js";
  * textContent or setAttribute, never through HTML parsing, so it cannot inject markup.
  *
  * The script inside avoids backticks, dollar-brace and backslashes so that this template literal
- * passes it through unchanged (its one dollar-brace, the request header's name, is filled in
- * here). It sets no style attributes and loads no other script, so the page works under
- * STATUS_PAGE_CSP.
+ * passes it through unchanged (its dollar-braces, the helpers it shares with the message
+ * browser and the request header's name, are filled in here). It sets no style attributes and
+ * loads no other script, so the page works under STATUS_PAGE_CSP.
  *
  * Kept as one file over 500 lines: it is one HTML document, and the CSP hashes computed below
  * must come from exactly the script and style it serves.
@@ -145,49 +145,8 @@ let timer = 0;
 let polling = false;
 let again = false;
 let noticeTimer = 0;
-// The token is kept for this tab only, and sent as a header: unlike a cookie, no other site's
-// page can make the browser send it.
-const TOKEN_KEY = "nervebus.token";
+${PAGE_KIT}
 
-function byId(id) { return document.getElementById(id); }
-
-function authHeaders() {
-  let token = null;
-  try { token = sessionStorage.getItem(TOKEN_KEY); } catch (_) { /* storage refused */ }
-  return token ? { Authorization: "Bearer " + token } : {};
-}
-
-function useToken() {
-  const input = byId("token");
-  const token = input.value.trim();
-  input.value = "";
-  try {
-    if (token) sessionStorage.setItem(TOKEN_KEY, token);
-    else sessionStorage.removeItem(TOKEN_KEY);
-  } catch (_) { /* storage refused: nothing to keep it in */ }
-  poll();
-}
-
-/** Builds an element; strings among the children become text nodes (never parsed as HTML). */
-function el(tag, props, ...children) {
-  const e = document.createElement(tag);
-  if (props) {
-    for (const k of Object.keys(props)) {
-      const v = props[k];
-      if (v === undefined || v === null || v === false) continue;
-      if (k === "class") e.className = v;
-      else if (k === "text") e.textContent = String(v);
-      else e.setAttribute(k, String(v));
-    }
-  }
-  for (const c of children) {
-    if (c === undefined || c === null || c === false) continue;
-    e.append(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
-  }
-  return e;
-}
-
-function fmtInt(n) { return Number(n).toLocaleString("en-US"); }
 function fmtRate(r) {
   if (!r) return "0/s";
   if (r < 10) return r.toFixed(1) + "/s";
@@ -317,7 +276,7 @@ function renderTopics(data) {
   const head = el("tr", null,
     el("th", { class: "l" }, "Topic"), el("th", null, "Shards"), el("th", null, "First seq"), el("th", null, "Last seq"),
     el("th", null, "Publish rate"), el("th", null, "Scheduled"), el("th", null, "Dropped"), el("th", null, "Dedup ids"),
-    el("th", null, "Retention"), el("th", null, "Subscriptions"));
+    el("th", null, "Retention"), el("th", null, "Subscriptions"), el("th", null, "Messages"));
   const body = el("tbody");
   for (const t of data.topics) {
     const link = el("a", { href: "#" + topicAnchor(t.name) }, t.name);
@@ -334,7 +293,8 @@ function renderTopics(data) {
       num("dropped", t.dropped, "err"),
       num("dedupIds", t.dedupIds),
       el("td", { "data-field": "retention", title: fmtInt(t.retentionDeleted) + " messages deleted by retention" }, retention),
-      el("td", { "data-field": "subscriptions" }, fmtInt(t.subscriptions.length))));
+      el("td", { "data-field": "subscriptions" }, fmtInt(t.subscriptions.length)),
+      el("td", { "data-field": "browse" }, el("a", { href: "/messages#topic=" + encodeURIComponent(t.name) }, "browse"))));
   }
   box.replaceChildren(el("table", null, el("thead", null, head), body));
 }
@@ -500,8 +460,8 @@ async function act(button) {
   }
 }
 
-byId("use-token").addEventListener("click", useToken);
-byId("token").addEventListener("keydown", (ev) => { if (ev.key === "Enter") useToken(); });
+byId("use-token").addEventListener("click", () => useToken(poll));
+byId("token").addEventListener("keydown", (ev) => { if (ev.key === "Enter") useToken(poll); });
 
 document.addEventListener("click", (ev) => {
   const target = ev.target instanceof Element ? ev.target.closest("button[data-action]") : null;
@@ -514,23 +474,5 @@ poll();
 </html>
 `;
 
-/** 'sha256-…' of the one inline element `tag` of the page, for the CSP (throws if there is none). */
-function inlineHash(tag: "script" | "style"): string {
-  const m = new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`).exec(STATUS_PAGE);
-  if (m === null) throw new Error(`status page has no inline <${tag}>`);
-  return `'sha256-${createHash("sha256").update(m[1]!, "utf8").digest("base64")}'`;
-}
-
-/**
- * The page's Content-Security-Policy: only its own inline script and stylesheet (by hash, so an
- * injected one never runs), requests only to this origin, no frames around it, no forms, no base.
- */
-export const STATUS_PAGE_CSP = [
-  "default-src 'none'",
-  `script-src ${inlineHash("script")}`,
-  `style-src ${inlineHash("style")}`,
-  "connect-src 'self'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join("; ");
+/** The page's Content-Security-Policy (see pageCsp). */
+export const STATUS_PAGE_CSP = pageCsp(STATUS_PAGE);

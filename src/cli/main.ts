@@ -2,7 +2,9 @@
 import { asNerveBusError } from "../core/index.js";
 import { adminCommand } from "./admin.js";
 import { CONNECTION_USAGE } from "./connect.js";
+import { messageCommand, messagesCommand } from "./messages.js";
 import { publishCommand } from "./publish.js";
+import { schemaCommand } from "./schema.js";
 import { serveCommand } from "./serve.js";
 import { tailCommand } from "./tail.js";
 
@@ -16,8 +18,12 @@ usage:
   nervebus topic   list|get|create|update|delete [NAME] [--shards N] [--retention 7d] [--dedup-window 2m] …
   nervebus sub     list|get|create|update|delete|pause|resume|purge|seek TOPIC [NAME] [--max-delivery-attempts N] …
   nervebus stats   TOPIC
+  nervebus messages --topic T [--from-seq N] [--to-seq N] [--since TIME] [--until TIME] [--ordering-key K]
+                   [--message-id ID] [--trace-id HEX] [--attr K=V ...] [--limit N] [--scan-limit N] [--deliveries] [--json]
+  nervebus message --topic T --seq N [--json]
+  nervebus schema  set|get|clear --topic T [--type PKG.MESSAGE --descriptor-set FILE]
 
-publish, tail, topic, sub and stats take the connection flags:
+publish, tail, topic, sub, stats, messages, message and schema take the connection flags:
 ${CONNECTION_USAGE}
 
 Run 'nervebus serve --help' for every broker setting.`;
@@ -29,6 +35,9 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   topic: (args) => adminCommand("topic", args),
   sub: (args) => adminCommand("sub", args),
   stats: (args) => adminCommand("stats", args),
+  messages: messagesCommand,
+  message: messageCommand,
+  schema: schemaCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -40,7 +49,7 @@ async function main(argv: string[]): Promise<number> {
   const run = COMMANDS[command];
   if (run === undefined) {
     process.stderr.write(
-      `nervebus: unknown command ${JSON.stringify(command)}; expected serve, publish, tail, topic, sub or stats\n`,
+      `nervebus: unknown command ${JSON.stringify(command)}; expected serve, publish, tail, topic, sub, stats, messages, message or schema\n`,
     );
     return 2;
   }

@@ -11,7 +11,9 @@ import {
   type PublishLimits,
   validateName,
 } from "./limits.js";
+import { browseMessages, type MessagePage, type MessageQuery } from "./message-browser.js";
 import type {
+  LogMessage,
   NewMessage,
   StartPosition,
   SubscriptionConfig,
@@ -22,8 +24,9 @@ import type {
 import { type BrokerObserver, type LogFn, NO_OBSERVER } from "./observer.js";
 import { PackAppender, type PublishResult } from "./pack-appender.js";
 import type { Store } from "./store.js";
-import type { Subscription } from "./subscription.js";
+import type { DeliveryState, Subscription } from "./subscription.js";
 import { type TopicEntry, TopicRegistry } from "./topic-registry.js";
+import { MAX_DESCRIPTOR_SET_BYTES, type SchemaValidator, type TopicSchema } from "./topic-schema.js";
 import {
   type SubscriptionGauge,
   type SubscriptionReport,
@@ -57,6 +60,8 @@ export interface BrokerOptions extends PublishLimits {
   readonly log: LogFn;
   /** Traces and metrics (default: none). */
   readonly observer?: BrokerObserver;
+  /** Checks payloads of typed topics (default: none, and topics cannot be typed). */
+  readonly schemaValidator?: SchemaValidator;
 }
 
 /** What a consumer gets back when it attaches. */
@@ -157,6 +162,8 @@ export class Broker {
     const bytes = checkPack(messages, this.options);
     this.#checkOpen();
     const entry = await this.#topic(topicName, this.options.autoCreate);
+    const schema = entry.topic.schema;
+    if (schema !== null) this.#validator().check(schema, messages);
     return this.#appender.publish(entry.topic, entry.scheduler, messages, bytes, deadline);
   }
 
@@ -365,6 +372,92 @@ export class Broker {
   async stats(topicName: string): Promise<{ topic: TopicStats; subscriptions: SubscriptionReport[] }> {
     validateName("topic", topicName);
     return topicStats(await this.#topic(topicName, false), this.#registry, this.store);
+  }
+
+  /** Searches a topic's stored messages without consuming them (see message-browser.ts). */
+  async browseMessages(topicName: string, query: MessageQuery): Promise<MessagePage> {
+    validateName("topic", topicName);
+    const entry = await this.#topic(topicName, false);
+    return browseMessages(entry.topic, this.store, query);
+  }
+
+  /** The stored message at `seq`; NOT_FOUND when it was never published or is gone. */
+  async getMessage(topicName: string, seq: number): Promise<LogMessage> {
+    validateName("topic", topicName);
+    if (!Number.isSafeInteger(seq) || seq < 1) throw invalidArgument("seq", `must be ≥ 1, got ${seq}`);
+    const entry = await this.#topic(topicName, false);
+    if (entry.topic.ephemeral)
+      throw new NerveBusError(
+        "failed_precondition",
+        `topic ${topicName} is ephemeral: it stores no messages`,
+      );
+    const [found] = seq <= entry.topic.watermark ? await entry.topic.read(seq, seq) : [];
+    if (found === undefined)
+      throw new NerveBusError(
+        "not_found",
+        `seq ${seq} of topic ${topicName} ${seq > entry.topic.watermark ? `was never published (last seq ${entry.topic.watermark})` : "is no longer stored (retention or purge)"}`,
+      );
+    return found;
+  }
+
+  /**
+   * What each subscription (those `visible` admits, by name) did with each of `seqs`, from the
+   * subscriptions' live state (loading them when needed).
+   */
+  async deliveries(
+    topicName: string,
+    seqs: readonly number[],
+    visible: (subscription: string) => boolean,
+  ): Promise<Map<number, (DeliveryState & { subscription: string })[]>> {
+    const entry = await this.#topic(topicName, false);
+    const out = new Map<number, (DeliveryState & { subscription: string })[]>(seqs.map((s) => [s, []]));
+    for (const record of await this.store.listSubscriptions(entry.topic.record)) {
+      if (!visible(record.name)) continue;
+      const { subscription } = await this.#registry.subscription(entry, record.name, null);
+      for (const seq of seqs)
+        out.get(seq)!.push({ subscription: record.name, ...subscription.deliveryOf(seq) });
+    }
+    return out;
+  }
+
+  /**
+   * Declares the protobuf type of a topic's payloads (an empty messageType clears it); later
+   * publishes are checked against it. INVALID_ARGUMENT when the descriptor set is unusable.
+   */
+  async setTopicSchema(
+    topicName: string,
+    schema: { messageType: string; descriptorSet: Uint8Array },
+  ): Promise<TopicSchema | null> {
+    validateName("topic", topicName);
+    const entry = await this.#topic(topicName, false);
+    if (schema.messageType === "") {
+      await this.store.saveTopicSchema(entry.topic.record, null);
+      entry.topic.schema = null;
+      return null;
+    }
+    if (schema.descriptorSet.byteLength > MAX_DESCRIPTOR_SET_BYTES)
+      throw invalidArgument(
+        "schema.descriptor_set",
+        `is ${schema.descriptorSet.byteLength} bytes, at most ${MAX_DESCRIPTOR_SET_BYTES}`,
+      );
+    const stored: TopicSchema = { ...schema, updatedAt: Date.now() };
+    this.#validator().prepare(stored);
+    await this.store.saveTopicSchema(entry.topic.record, stored);
+    entry.topic.schema = stored;
+    return stored;
+  }
+
+  /** A topic's declared payload type, or null when untyped. */
+  async getTopicSchema(topicName: string): Promise<TopicSchema | null> {
+    validateName("topic", topicName);
+    return (await this.#topic(topicName, false)).topic.schema;
+  }
+
+  #validator(): SchemaValidator {
+    const v = this.options.schemaValidator;
+    if (v === undefined)
+      throw new NerveBusError("failed_precondition", "this broker was built without a schema validator");
+    return v;
   }
 
   /** Stops accepting work, flushes writes and subscription state. */

@@ -17,6 +17,7 @@ export {
   SHARDS,
   validateName,
 } from "./limits.js";
+export type { MessagePage, MessageQuery } from "./message-browser.js";
 export {
   type LogFormat,
   type LoggedIds,
@@ -41,6 +42,12 @@ export {
 } from "./observer.js";
 export type { PublishResult } from "./pack-appender.js";
 export type { OwnershipState, Store, StoreCapabilities } from "./store.js";
-export { type DeadLetter, Subscription, type SubscriptionStats } from "./subscription.js";
+export {
+  type DeadLetter,
+  type DeliveryState,
+  Subscription,
+  type SubscriptionStats,
+} from "./subscription.js";
 export type { MessageOutcome } from "./topic.js";
+export { MAX_DESCRIPTOR_SET_BYTES, type SchemaValidator, type TopicSchema } from "./topic-schema.js";
 export type { SubscriptionGauge } from "./topic-stats.js";

@@ -10,6 +10,7 @@ import type {
   TopicConfig,
   TopicRecord,
 } from "./model.js";
+import type { TopicSchema } from "./topic-schema.js";
 
 /**
  * What the core needs from storage. Implementations own their connections; nothing of the
@@ -31,6 +32,11 @@ export interface Store {
   updateTopicConfig(topic: TopicRecord, config: TopicConfig): Promise<TopicRecord>;
   /** Drops the topic's tables and removes it, its subscriptions and pointers from the catalog. */
   deleteTopic(topic: TopicRecord): Promise<void>;
+
+  /** The topic's declared payload type, or null when it is untyped. */
+  loadTopicSchema(topic: TopicRecord): Promise<TopicSchema | null>;
+  /** Stores the topic's payload type (null: untyped again); deleteTopic removes it too. */
+  saveTopicSchema(topic: TopicRecord, schema: TopicSchema | null): Promise<void>;
 
   /** Returns the subscription, creating it when `create` is given. */
   ensureSubscription(

@@ -42,6 +42,19 @@ export interface SubscriptionStats {
   readonly consumers: readonly Consumer[];
 }
 
+/** One message's state on one subscription (see Subscription.deliveryOf). */
+export interface DeliveryState {
+  readonly state: "not_delivered" | "leased" | "waiting_redelivery" | "acked" | "held" | "dead_lettering";
+  /** Deliveries so far; 0 when not delivered or acked (attempts of acked messages are not kept). */
+  readonly attempts: number;
+  /** leased: the consumer holding it. */
+  readonly consumer: string;
+  /** leased: when the lease ends (ms since epoch). */
+  readonly leaseDeadline: number;
+  /** waiting_redelivery: redelivered no earlier than this (ms since epoch). */
+  readonly notBefore: number;
+}
+
 /** Callbacks into the broker. */
 export interface SubscriptionHooks {
   /** Asks for the state to be persisted soon. */
@@ -173,6 +186,34 @@ export class Subscription {
       oldestUnacked: oldest <= watermark ? oldest : 0,
       consumers: [...this.#consumers],
     };
+  }
+
+  /**
+   * Where message `seq` stands on this subscription, from the live state (what the broker also
+   * persists): acked, leased, waiting for redelivery, held behind its ordering key, or not
+   * delivered. Attempts of acked messages are not kept, so they read 0.
+   */
+  deliveryOf(seq: number): DeliveryState {
+    const p = this.#pending.get(seq);
+    const none = { attempts: 0, consumer: "", leaseDeadline: 0, notBefore: 0 };
+    if (this.#acked.has(seq)) return { ...none, state: "acked" };
+    if (p === undefined) {
+      // Passed by the cursor yet neither pending nor acked: held back behind its key.
+      const held = this.config.ordering && seq < this.#cursor;
+      return { ...none, state: held ? "held" : "not_delivered" };
+    }
+    if (p.dead) return { ...none, attempts: p.attempts, state: "dead_lettering" };
+    if (p.consumer !== undefined)
+      return {
+        ...none,
+        state: "leased",
+        attempts: p.attempts,
+        consumer: p.consumer.name,
+        leaseDeadline: p.deadline,
+      };
+    // Released from its ordering key and next to go out: not delivered yet.
+    if (p.attempts === 0) return { ...none, state: "not_delivered" };
+    return { ...none, state: "waiting_redelivery", attempts: p.attempts, notBefore: p.notBefore };
   }
 
   attach(consumer: Consumer): void {

@@ -204,6 +204,7 @@ export class TopicRegistry {
       },
       ids,
     );
+    topic.schema = await store.loadTopicSchema(record);
     if (!record.config.ephemeral) topic.startIndexRebuild((await store.scheduleSummary(record)).count > 0);
     const scheduler = new DelayScheduler(
       topic,

@@ -14,6 +14,7 @@ import { ShardWriter } from "./shard-writer.js";
 import type { Store } from "./store.js";
 import { TailCache } from "./tail-cache.js";
 import type { TailCachePool } from "./tail-cache-pool.js";
+import type { TopicSchema } from "./topic-schema.js";
 import type { WriteBudget } from "./write-budget.js";
 import { encodeWriterState, type IdHorizon } from "./writer-state.js";
 
@@ -71,6 +72,8 @@ export class Topic {
   readonly publishRate = new RateMeter();
   /** Seqs of urgent and normal messages, for subscriptions that hand out urgent first. */
   readonly priorities = new PriorityIndex();
+  /** The declared payload type publishes are checked against, or null (untyped). */
+  schema: TopicSchema | null = null;
   retentionDeleted = 0;
   readonly #tracker: CommitTracker | RunTracker;
   readonly #writers: ShardWriter[];

@@ -4,6 +4,7 @@ import {
   type NewMessage,
   type SubscriptionConfig,
   type TopicConfig,
+  type TopicSchema,
 } from "../core/index.js";
 import {
   decodeMeta,
@@ -172,4 +173,17 @@ export function contiguousEnd(watermark: number, sortedSeqs: readonly number[]):
     end = seq;
   }
   return end;
+}
+
+/** A topic schema from its row in nb_topic_schemas (the same columns on both stores). */
+export function toTopicSchema(row: {
+  message_type: string;
+  descriptor_set: Uint8Array;
+  updated_at: number;
+}): TopicSchema {
+  return {
+    messageType: row.message_type,
+    descriptorSet: new Uint8Array(row.descriptor_set),
+    updatedAt: row.updated_at,
+  };
 }

@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { file_nervebus_v1_message } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
 import { freePort } from "../support/mariadb.js";
 import { type BrokerProcess, runCli, spawnBroker } from "../support/process.js";
 
@@ -181,6 +184,131 @@ test("topic, sub and stats commands drive the AdminService", async () => {
   assert.equal((await runCli(["topic", "delete", "orders", ...s])).stdout, "deleted topic orders\n");
 });
 
+test("messages searches a topic's log and message shows one by seq, without consuming either", async () => {
+  const s = ["--server", broker.address];
+  const pub = await runCli(
+    ["publish", ...s, "--topic", "browse", "--ordering-key", "k1", "--attr", "color=red"],
+    "one\ntwo\nthree\n",
+  );
+  assert.equal(pub.code, 0, pub.stderr);
+  await runCli(["publish", ...s, "--topic", "browse", "--data", "four"]);
+  const all = await runCli(["messages", ...s, "--topic", "browse"]);
+  assert.equal(all.code, 0, all.stderr);
+  assert.deepEqual(
+    all.stdout
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => [l.split("\t")[0], l.split("\t")[2]]),
+    [
+      ["1", "one"],
+      ["2", "two"],
+      ["3", "three"],
+      ["4", "four"],
+    ],
+  );
+  const red = await runCli(["messages", ...s, "--topic", "browse", "--attr", "color=red", "--limit", "2"]);
+  assert.deepEqual(
+    red.stdout
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.split("\t")[0]),
+    ["1", "2"],
+  );
+  assert.equal(red.stderr, "more: examined through seq 2; go on with --from-seq 3\n");
+  const keyed = await runCli(["messages", ...s, "--topic", "browse", "--ordering-key", "k1", "--json"]);
+  const lines = keyed.stdout
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    lines.map((l: { message: { data: string } }) => l.message.data),
+    ["one", "two", "three"],
+  );
+  const trace = (lines[1] as { message: { traceId: string } }).message.traceId;
+  const byTrace = await runCli(["messages", ...s, "--topic", "browse", "--trace-id", trace, "--deliveries"]);
+  assert.match(byTrace.stdout, /^2\t\S+\ttwo\n$/);
+
+  // A subscription that took nothing shows it, message by message.
+  await runCli(["sub", "create", "browse", "audit", "--from", "earliest", ...s]);
+  const one = await runCli(["message", ...s, "--topic", "browse", "--seq", "2"]);
+  assert.equal(one.code, 0, one.stderr);
+  assert.match(one.stdout, /^seq: {10}2\n/);
+  assert.match(one.stdout, /\nordering key: k1\n/);
+  assert.match(one.stdout, /\nattribute: {4}color=red\n/);
+  assert.match(one.stdout, /\ndata: {9}two \(3 bytes\)\n/);
+  assert.match(one.stdout, /\nsubscription: audit: not delivered\n$/);
+  const json = JSON.parse(
+    (await runCli(["message", ...s, "--topic", "browse", "--seq", "4", "--json"])).stdout,
+  );
+  assert.equal(json.message.data, "four");
+
+  const missing = await runCli(["message", ...s, "--topic", "browse", "--seq", "9"]);
+  assert.notEqual(missing.code, 0);
+  assert.match(
+    missing.stderr,
+    /^nervebus: message 9 of browse: NOT_FOUND: seq 9 of topic browse was never published/,
+  );
+  const unbounded = await runCli(["messages", ...s, "--topic", "browse", "--scan-limit", "1000000"]);
+  assert.notEqual(unbounded.code, 0);
+  assert.match(unbounded.stderr, /INVALID_ARGUMENT: scan_limit: one call examines at most 100000 messages/);
+  // Nothing was consumed: the subscription still gets all four.
+  const tail = await runCli(["tail", ...s, "--topic", "browse", "--subscription", "audit", "--count", "4"]);
+  assert.equal(tail.stdout, "1\tone\n2\ttwo\n3\tthree\n4\tfour\n");
+});
+
+test("schema set, get and clear make a topic typed: the CLI's text payloads are refused until cleared", async () => {
+  const s = ["--server", broker.address];
+  const file = join(mkdtempSync(join(tmpdir(), "nb-cli-schema-")), "set.binpb");
+  writeFileSync(
+    file,
+    toBinary(
+      FileDescriptorSetSchema,
+      create(FileDescriptorSetSchema, { file: [file_nervebus_v1_message.proto] }),
+    ),
+  );
+  await runCli(["topic", "create", "typed", ...s]);
+  const set = await runCli([
+    "schema",
+    "set",
+    ...s,
+    "--topic",
+    "typed",
+    "--type",
+    "nervebus.v1.Message",
+    "--descriptor-set",
+    file,
+  ]);
+  assert.equal(set.code, 0, set.stderr);
+  assert.match(set.stdout, /^typed: nervebus\.v1\.Message \(descriptor set of \d+ bytes, set \S+Z\)\n$/);
+  assert.match(
+    (await runCli(["schema", "get", ...s, "--topic", "typed"])).stdout,
+    /^typed: nervebus\.v1\.Message /,
+  );
+  const refused = await runCli(["publish", ...s, "--topic", "typed", "--data", "hello"]);
+  assert.notEqual(refused.code, 0);
+  assert.match(
+    refused.stderr,
+    /INVALID_ARGUMENT: messages\[0\]\.data: does not parse as nervebus\.v1\.Message/,
+  );
+  const wrong = await runCli([
+    "schema",
+    "set",
+    ...s,
+    "--topic",
+    "typed",
+    "--type",
+    "no.Such",
+    "--descriptor-set",
+    file,
+  ]);
+  assert.match(
+    wrong.stderr,
+    /^nervebus: schema set typed: INVALID_ARGUMENT: schema\.message_type: "no\.Such" is not a message type/,
+  );
+  assert.equal((await runCli(["schema", "clear", ...s, "--topic", "typed"])).stdout, "typed: untyped\n");
+  assert.equal((await runCli(["publish", ...s, "--topic", "typed", "--data", "hello"])).code, 0);
+});
+
 test("bad flags and unreachable servers get one clear line and a non-zero exit", async () => {
   const cases: [string[], RegExp][] = [
     [["publish", "--server", broker.address], /^nervebus: --topic is required\n$/],
@@ -211,7 +339,7 @@ test("bad flags and unreachable servers get one clear line and a non-zero exit",
     ],
     [
       ["frobnicate"],
-      /^nervebus: unknown command "frobnicate"; expected serve, publish, tail, topic, sub or stats\n$/,
+      /^nervebus: unknown command "frobnicate"; expected serve, publish, tail, topic, sub, stats, messages, message or schema\n$/,
     ],
   ];
   for (const [args, stderr] of cases) {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -12,6 +12,7 @@ import { tokenHash } from "../../src/auth/index.js";
 import type { NerveBus } from "../../src/nervebus.js";
 import { startBroker, TestClient, type TestStream } from "../support/broker.js";
 import { pem, TestCa } from "../support/pki.js";
+import { CHROMIUM, CHROMIUM_ARGS, openPage, skip, VIEWPORT } from "./browser.js";
 import {
   consume,
   createSubscription,
@@ -23,56 +24,11 @@ import {
   waitFor,
 } from "./support.js";
 
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  // A name that resolves to the broker, as an attacker's DNS would answer after rebinding.
-  "--host-resolver-rules=MAP rebound.test 127.0.0.1",
-];
-const VIEWPORT = { width: 1280, height: 800 };
 /** NERVEBUS_UPDATE_SCREENSHOT=1 also writes docs/status-page.png, after longer traffic for fuller charts. */
 const UPDATE_SCREENSHOT = process.env.NERVEBUS_UPDATE_SCREENSHOT === "1";
 const TRAFFIC_MS = UPDATE_SCREENSHOT ? 30_000 : 6_000;
 /** The repository root, from dist/test/dashboard/. */
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
-
-const skip = existsSync(CHROMIUM)
-  ? false
-  : `${CHROMIUM} not found: install Debian's chromium package (apt-get install chromium) to run the status page tests`;
-
-/** A page that records script errors, failed requests to other hosts and console errors. */
-async function openPage(browser: Browser, url: string): Promise<{ page: Page; problems: string[] }> {
-  const page = await browser.newPage({ viewport: VIEWPORT, deviceScaleFactor: 1 });
-  page.setDefaultTimeout(10_000);
-  const problems: string[] = [];
-  const origin = new URL(url).origin;
-  page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
-  page.on("request", (req) => {
-    if (!req.url().startsWith(origin)) problems.push(`request to another origin: ${req.url()}`);
-  });
-  // Anything the Content-Security-Policy blocks (inline style or script, a request) is a problem:
-  // the page must work under its own policy.
-  page.on("console", (msg) => {
-    if (/Content.Security.Policy/i.test(msg.text())) problems.push(`CSP: ${msg.text()}`);
-  });
-  await page.addInitScript(
-    `document.addEventListener("securitypolicyviolation", (e) => console.error("Content-Security-Policy violation: " + e.violatedDirective + " " + e.blockedURI));`,
-  );
-  const response = await page.goto(url, { waitUntil: "load" });
-  assert.match(
-    response?.headers()["content-security-policy"] ?? "",
-    /script-src 'sha256-/,
-    "the page is served with its Content-Security-Policy",
-  );
-  return { page, problems };
-}
 
 function subRow(page: Page, topic: string, sub: string) {
   return page.locator(`tr.sub[data-topic="${topic}"][data-sub="${sub}"]`);

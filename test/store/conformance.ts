@@ -194,6 +194,25 @@ export function storeConformance(kind: string, factory: StoreFactory): void {
     },
   );
 
+  withStore("a topic's schema is stored, replaced, cleared, and deleted with its topic", async (store) => {
+    const t = (await store.ensureTopic("typed", shards(1)))!.topic;
+    const other = (await store.ensureTopic("plain", shards(1)))!.topic;
+    assert.equal(await store.loadTopicSchema(t), null);
+    const v1 = { messageType: "shop.v1.Order", descriptorSet: new Uint8Array([1, 2, 3]), updatedAt: 1000 };
+    await store.saveTopicSchema(t, v1);
+    assert.deepEqual(await store.loadTopicSchema(t), v1);
+    const big = new Uint8Array(1 << 20).fill(7);
+    const v2 = { messageType: "shop.v2.Order", descriptorSet: big, updatedAt: 2000 };
+    await store.saveTopicSchema(t, v2);
+    assert.deepEqual(await store.loadTopicSchema(t), v2, "replaced");
+    assert.equal(await store.loadTopicSchema(other), null, "per topic");
+    await store.saveTopicSchema(t, null);
+    assert.equal(await store.loadTopicSchema(t), null, "cleared");
+    await store.saveTopicSchema(other, v1);
+    await store.deleteTopic(other);
+    assert.equal(await store.loadTopicSchema(other), null, "its row went with the topic");
+  });
+
   withStore("pointers are upserted with their state", async (store) => {
     const { topic } = (await store.ensureTopic("ptr", shards(1)))!;
     assert.equal(await store.loadPointer(topic, "s"), null);

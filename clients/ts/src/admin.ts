@@ -1,5 +1,13 @@
-import { create } from "@bufbuild/protobuf";
-import { FieldMaskSchema } from "@bufbuild/protobuf/wkt";
+import { create, type DescMessage } from "@bufbuild/protobuf";
+import { FieldMaskSchema, type Timestamp } from "@bufbuild/protobuf/wkt";
+import {
+  listMessagesRequest,
+  type MessagePage,
+  type MessageQuery,
+  messagePage,
+  type StoredMessage,
+  storedMessage,
+} from "./browse.js";
 import {
   fromDuration,
   fromTimestamp,
@@ -17,15 +25,18 @@ import {
   CreateTopicRequestSchema,
   DeleteSubscriptionRequestSchema,
   DeleteTopicRequestSchema,
+  GetMessageRequestSchema,
   GetStatsRequestSchema,
   GetSubscriptionRequestSchema,
   GetTopicRequestSchema,
+  GetTopicSchemaRequestSchema,
   ListSubscriptionsRequestSchema,
   ListTopicsRequestSchema,
   PauseSubscriptionRequestSchema,
   PurgeSubscriptionRequestSchema,
   ResumeSubscriptionRequestSchema,
   SeekSubscriptionRequestSchema,
+  SetTopicSchemaRequestSchema,
   SubscriptionSchema,
   TopicSchema,
   UpdateSubscriptionRequestSchema,
@@ -35,6 +46,7 @@ import {
   type Topic as WireTopic,
 } from "./gen/nervebus/v1/admin_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
+import { descriptorSetOf, type TopicSchemaInfo } from "./typed.js";
 import { type CallOptions, unaryCall } from "./unary-call.js";
 
 /** A topic's settings as the broker reports them. */
@@ -177,6 +189,16 @@ export interface Stats {
 }
 
 type AdminClient = ServiceClient<(typeof AdminService)["method"]>;
+
+function schemaInfo(
+  s: { messageType: string; descriptorSet: Uint8Array; updateTime?: Timestamp } | undefined,
+): TopicSchemaInfo {
+  return {
+    messageType: s?.messageType ?? "",
+    descriptorSet: s?.descriptorSet ?? new Uint8Array(),
+    updateTime: s?.updateTime === undefined ? undefined : fromTimestamp(s.updateTime),
+  };
+}
 
 function topicInfo(t: WireTopic | undefined): TopicInfo {
   if (t === undefined) throw new NerveBusError(StatusCode.INTERNAL, "the broker's answer has no topic");
@@ -470,6 +492,67 @@ export class Admin {
       this.#opts(call),
     );
     return fromUint64(res.floor);
+  }
+
+  /**
+   * Searches a topic's stored messages without consuming them. One call examines at most
+   * `scanLimit` messages and returns at most `pageSize`; page on with `fromSeq: page.nextSeq`.
+   * INVALID_ARGUMENT for bounds over their maximum or a bad trace id, NOT_FOUND for a missing
+   * topic, FAILED_PRECONDITION for an ephemeral one.
+   */
+  async listMessages(topic: string, query: MessageQuery = {}, call?: CallOptions): Promise<MessagePage> {
+    const res = await unaryCall(
+      this.#client,
+      this.#client.listMessages,
+      listMessagesRequest(topic, query),
+      this.#opts(call),
+    );
+    return messagePage(res);
+  }
+
+  /** The stored message at `seq` with its state on each subscription; NOT_FOUND when gone. */
+  async getMessage(topic: string, seq: number, call?: CallOptions): Promise<StoredMessage> {
+    const res = await unaryCall(
+      this.#client,
+      this.#client.getMessage,
+      create(GetMessageRequestSchema, { topic, seq: toUint64("seq", seq) }),
+      this.#opts(call),
+    );
+    return storedMessage(res.message);
+  }
+
+  /**
+   * Makes a topic typed: its payloads must parse as `schema`, a generated message of yours (the
+   * descriptor set is built from it); null makes it untyped again. INVALID_ARGUMENT when the
+   * broker cannot use the descriptor set.
+   */
+  async setTopicSchema(
+    topic: string,
+    schema: DescMessage | null,
+    call?: CallOptions,
+  ): Promise<TopicSchemaInfo> {
+    const res = await unaryCall(
+      this.#client,
+      this.#client.setTopicSchema,
+      create(SetTopicSchemaRequestSchema, {
+        topic,
+        schema:
+          schema === null ? {} : { messageType: schema.typeName, descriptorSet: descriptorSetOf(schema) },
+      }),
+      this.#opts(call),
+    );
+    return schemaInfo(res.schema);
+  }
+
+  /** A topic's message type (`messageType` empty when untyped). */
+  async getTopicSchema(topic: string, call?: CallOptions): Promise<TopicSchemaInfo> {
+    const res = await unaryCall(
+      this.#client,
+      this.#client.getTopicSchema,
+      create(GetTopicSchemaRequestSchema, { topic }),
+      this.#opts(call),
+    );
+    return schemaInfo(res.schema);
   }
 
   /** Figures for a topic and each of its subscriptions. */

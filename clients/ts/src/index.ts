@@ -19,6 +19,13 @@ export {
   type TopicUpdate,
 } from "./admin.js";
 export type { BackoffOptions } from "./backoff.js";
+export type {
+  DeliveryState,
+  MessageDelivery,
+  MessagePage,
+  MessageQuery,
+  StoredMessage,
+} from "./browse.js";
 export { type ClientOptions, DEFAULT_CHANNEL_OPTIONS, NerveBusClient } from "./client.js";
 export type { StartPosition } from "./conversions.js";
 export type { TlsOptions, TokenSource } from "./credentials.js";
@@ -45,4 +52,5 @@ export {
   type SubscriberOptions,
 } from "./subscriber.js";
 export { SpanAttributes, TRACER_NAME } from "./tracing.js";
+export { descriptorSetOf, type TopicSchemaInfo, TypedPublisher, typedHandler } from "./typed.js";
 export type { CallOptions } from "./unary-call.js";

@@ -117,6 +117,7 @@ export class MysqlStore implements core.Store {
       await conn.query("DELETE FROM nb_pointers WHERE topic_id = ?", [topic.id]);
       await conn.query("DELETE FROM nb_subscriptions WHERE topic_id = ?", [topic.id]);
       await conn.query("DELETE FROM nb_topics WHERE id = ?", [topic.id]);
+      await conn.query("DELETE FROM nb_topic_schemas WHERE topic_id = ?", [topic.id]);
       await conn.query("DELETE FROM nb_fence WHERE topic_id = ? AND slot <> ?", [topic.id, META_SLOT]);
     });
     await this.#db.run("deleting a topic", async () => {
@@ -125,6 +126,35 @@ export class MysqlStore implements core.Store {
       await this.#db.query(`DROP TABLE IF EXISTS ${codec.scheduleTable(topic.id)}`);
       await this.#db.query("DELETE FROM nb_fence WHERE topic_id = ?", [topic.id]);
     });
+  }
+
+  async loadTopicSchema(topic: core.TopicRecord): Promise<core.TopicSchema | null> {
+    return this.#db.run("reading a topic schema", async () => {
+      const [row] = await this.#db.select(
+        "SELECT message_type, descriptor_set, updated_at FROM nb_topic_schemas WHERE topic_id = ?",
+        [topic.id],
+      );
+      return row === undefined
+        ? null
+        : codec.toTopicSchema({
+            message_type: String(row.message_type),
+            descriptor_set: row.descriptor_set as Buffer,
+            updated_at: Number(row.updated_at),
+          });
+    });
+  }
+
+  async saveTopicSchema(topic: core.TopicRecord, schema: core.TopicSchema | null): Promise<void> {
+    await this.#db.fenced("writing a topic schema", topic, META_SLOT, (conn) =>
+      schema === null
+        ? conn.query("DELETE FROM nb_topic_schemas WHERE topic_id = ?", [topic.id])
+        : conn.query(
+            `INSERT INTO nb_topic_schemas (topic_id, message_type, descriptor_set, updated_at) VALUES (?, ?, ?, ?)
+               ON DUPLICATE KEY UPDATE message_type = VALUES(message_type),
+                 descriptor_set = VALUES(descriptor_set), updated_at = VALUES(updated_at)`,
+            [topic.id, schema.messageType, Buffer.from(schema.descriptorSet), schema.updatedAt],
+          ),
+    );
   }
 
   async ensureSubscription(topic: core.TopicRecord, name: string, create: core.SubscriptionConfig | null) {

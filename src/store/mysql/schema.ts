@@ -29,6 +29,11 @@ export async function prepareSchema(conn: mysql.Connection): Promise<void> {
     CREATE TABLE IF NOT EXISTS nb_pointers (
       topic_id INT UNSIGNED NOT NULL, subscription ${NAME_TYPE}, ptr BIGINT UNSIGNED NOT NULL,
       state LONGBLOB NULL, PRIMARY KEY (topic_id, subscription)) ENGINE=InnoDB`);
+  // Typed topics: a topic's declared protobuf message type and its descriptor set.
+  await conn.query(`
+    CREATE TABLE IF NOT EXISTS nb_topic_schemas (
+      topic_id INT UNSIGNED NOT NULL PRIMARY KEY, message_type VARCHAR(512) NOT NULL,
+      descriptor_set LONGBLOB NOT NULL, updated_at BIGINT NOT NULL) ENGINE=InnoDB`);
   await createLeaseTables(conn);
   // Catalogs made before format 2: their topics are format 1 (a row per message).
   const [format] = await conn.query<mysql.RowDataPacket[]>(

@@ -87,6 +87,9 @@ export class SqliteStore implements core.Store {
         CREATE TABLE IF NOT EXISTS nb_pointers (
           topic_id INTEGER NOT NULL, subscription TEXT NOT NULL, ptr INTEGER NOT NULL, state BLOB,
           PRIMARY KEY (topic_id, subscription));
+        CREATE TABLE IF NOT EXISTS nb_topic_schemas (
+          topic_id INTEGER PRIMARY KEY, message_type TEXT NOT NULL, descriptor_set BLOB NOT NULL,
+          updated_at INTEGER NOT NULL);
       `);
       // Catalogs made before format 2: their topics are format 1.
       const columns = db.pragma("table_info(nb_topics)") as { name: string }[];
@@ -157,10 +160,30 @@ export class SqliteStore implements core.Store {
         this.#stmt("DELETE FROM nb_pointers WHERE topic_id = ?").run(topic.id);
         this.#stmt("DELETE FROM nb_subscriptions WHERE topic_id = ?").run(topic.id);
         this.#stmt("DELETE FROM nb_topics WHERE id = ?").run(topic.id);
+        this.#stmt("DELETE FROM nb_topic_schemas WHERE topic_id = ?").run(topic.id);
         // Statements on the dropped tables are stale now.
         this.#statements.clear();
       })(),
     );
+  }
+
+  async loadTopicSchema(topic: core.TopicRecord): Promise<core.TopicSchema | null> {
+    return this.#run("reading a topic schema", () => {
+      const row = this.#stmt(
+        "SELECT message_type, descriptor_set, updated_at FROM nb_topic_schemas WHERE topic_id = ?",
+      ).get(topic.id) as { message_type: string; descriptor_set: Buffer; updated_at: number } | undefined;
+      return row === undefined ? null : codec.toTopicSchema(row);
+    });
+  }
+
+  async saveTopicSchema(topic: core.TopicRecord, schema: core.TopicSchema | null): Promise<void> {
+    return this.#run("writing a topic schema", () => {
+      if (schema === null) this.#stmt("DELETE FROM nb_topic_schemas WHERE topic_id = ?").run(topic.id);
+      else
+        this.#stmt(
+          "INSERT OR REPLACE INTO nb_topic_schemas (topic_id, message_type, descriptor_set, updated_at) VALUES (?, ?, ?, ?)",
+        ).run(topic.id, schema.messageType, Buffer.from(schema.descriptorSet), schema.updatedAt);
+    });
   }
 
   async ensureSubscription(topic: core.TopicRecord, name: string, create: core.SubscriptionConfig | null) {

@@ -5,7 +5,7 @@ The main names::
     nervebus.Client            connection to a broker; makes publishers and subscribers
     nervebus.Publisher         batches publish(), submit() and publish_many() into SendPack calls, retries
     nervebus.Subscriber        runs a handler per message with flow control and lease extension
-    nervebus.Admin             topics, subscriptions, pause/resume, purge, seek, stats (client.admin)
+    nervebus.Admin             topics, subscriptions, pause/resume, purge, seek, stats, browse (client.admin)
     nervebus.sync              the same for code that is not async (background event loop)
 
 Generated protobuf modules live in ``nervebus.gen.nervebus.v1``.
@@ -13,6 +13,7 @@ Generated protobuf modules live in ``nervebus.gen.nervebus.v1``.
 
 from ._version import __version__
 from .admin import Admin, ConsumerStats, Stats, Subscription, SubscriptionStats, Topic, TopicStats
+from .browse import DeliveryState, MessageDelivery, MessagePage, StoredMessage
 from .client import DEFAULT_CHANNEL_OPTIONS, Client
 from .credentials import TLS, TokenSource
 from .errors import (
@@ -28,6 +29,7 @@ from .publisher import Publishable, Publisher, PublisherSettings, PublisherStats
 from .retry import DEFAULT_RETRYABLE_CODES, Backoff, RetrySettings
 from .stream_publisher import StreamPublisher
 from .subscriber import DEFAULT_RECONNECT_CODES, Handler, Subscriber, SubscriberSettings, SubscriberStats
+from .typed import TopicSchema, TypedPublisher, descriptor_set_of, typed_handler
 from .types import (
     AckResult,
     Message,
@@ -49,8 +51,11 @@ __all__ = [
     "Backoff",
     "Client",
     "ConsumerStats",
+    "DeliveryState",
     "Handler",
     "Message",
+    "MessageDelivery",
+    "MessagePage",
     "MessageSettledError",
     "NerveBusError",
     "OrderingKeyPausedError",
@@ -67,6 +72,7 @@ __all__ = [
     "SettleAction",
     "StartPoint",
     "Stats",
+    "StoredMessage",
     "StatusError",
     "StreamPublisher",
     "Subscriber",
@@ -78,6 +84,10 @@ __all__ = [
     "TLS",
     "TokenSource",
     "Topic",
+    "TopicSchema",
     "TopicStats",
+    "TypedPublisher",
     "__version__",
+    "descriptor_set_of",
+    "typed_handler",
 ]

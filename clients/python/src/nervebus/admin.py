@@ -16,6 +16,7 @@ code (``NOT_FOUND``, ``ALREADY_EXISTS``, ``INVALID_ARGUMENT`` naming the field,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
@@ -23,7 +24,10 @@ from typing import Any, TypeAlias
 import grpc
 import grpc.aio
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
+from . import browse as _browse
+from . import typed as _typed
 from .errors import StatusError
 from .gen.nervebus.v1 import admin_pb2, admin_pb2_grpc, subscriber_pb2
 from .types import StartPoint
@@ -544,6 +548,89 @@ class Admin:
             subscriptions=tuple(_subscription_stats(s) for s in res.subscriptions),
         )
 
+    # ---- Message browser -------------------------------------------------------------------
+
+    async def list_messages(
+        self,
+        topic: str,
+        *,
+        from_seq: int = 0,
+        to_seq: int = 0,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        ordering_key: str = "",
+        message_id: str = "",
+        trace_id: str = "",
+        attributes: Mapping[str, str] | None = None,
+        page_size: int = 0,
+        scan_limit: int = 0,
+        deliveries: bool = False,
+        timeout: float | None = None,
+    ) -> _browse.MessagePage:
+        """Searches a topic's stored messages without consuming them.
+
+        Every filter given must match. One call examines at most ``scan_limit`` messages
+        (1–100000; 0 means 10000) and returns at most ``page_size`` (1–1000; 0 means 100): go on
+        with ``from_seq=page.next_seq``. ``deliveries=True`` adds each message's state on each
+        subscription.
+
+        Raises:
+            StatusError: ``INVALID_ARGUMENT`` for bounds over their maximum or a bad trace id,
+                ``NOT_FOUND`` for a missing topic, ``FAILED_PRECONDITION`` for an ephemeral one.
+        """
+        request = _browse.list_request(
+            topic,
+            from_seq=from_seq,
+            to_seq=to_seq,
+            since=since,
+            until=until,
+            ordering_key=ordering_key,
+            message_id=message_id,
+            trace_id=trace_id,
+            attributes=attributes,
+            page_size=page_size,
+            scan_limit=scan_limit,
+            deliveries=deliveries,
+        )
+        return _browse.message_page(await self._call("ListMessages", request, timeout))
+
+    async def get_message(
+        self, topic: str, seq: int, *, timeout: float | None = None
+    ) -> _browse.StoredMessage:
+        """Returns the stored message at ``seq`` with its state on each subscription.
+
+        Raises:
+            StatusError: ``NOT_FOUND`` when the seq was never published or is gone.
+        """
+        res = await self._call("GetMessage", admin_pb2.GetMessageRequest(topic=topic, seq=seq), timeout)
+        return _browse.stored_message(res.message)
+
+    # ---- Typed topics ------------------------------------------------------------------------
+
+    async def set_topic_schema(
+        self, topic: str, message_class: type[Message] | None, *, timeout: float | None = None
+    ) -> _typed.TopicSchema:
+        """Makes ``topic`` typed: its payloads must parse as ``message_class``.
+
+        The descriptor set is built from your generated class; ``None`` makes the topic untyped
+        again.
+
+        Raises:
+            StatusError: ``NOT_FOUND`` for a missing topic, ``INVALID_ARGUMENT`` for an unusable
+                descriptor set.
+        """
+        schema = admin_pb2.PayloadSchema()
+        if message_class is not None:
+            schema.message_type = message_class.DESCRIPTOR.full_name
+            schema.descriptor_set = _typed.descriptor_set_of(message_class)
+        request = admin_pb2.SetTopicSchemaRequest(topic=topic, schema=schema)
+        return _schema((await self._call("SetTopicSchema", request, timeout)).schema)
+
+    async def get_topic_schema(self, topic: str, *, timeout: float | None = None) -> _typed.TopicSchema:
+        """Returns a topic's message type (``message_type`` empty when untyped)."""
+        res = await self._call("GetTopicSchema", admin_pb2.GetTopicSchemaRequest(topic=topic), timeout)
+        return _schema(res.schema)
+
     async def _call(self, operation: str, request: Any, timeout: float | None) -> Any:
         """Calls the RPC named ``operation``; broker errors become :class:`StatusError`."""
         method = getattr(self._stub, operation)
@@ -572,6 +659,12 @@ def _time(msg: Any, field: str) -> datetime | None:
         return None
     ts: timestamp_pb2.Timestamp = getattr(msg, field)
     return ts.ToDatetime(tzinfo=UTC)
+
+
+def _schema(s: admin_pb2.PayloadSchema) -> _typed.TopicSchema:
+    return _typed.TopicSchema(
+        message_type=s.message_type, descriptor_set=s.descriptor_set, update_time=_time(s, "update_time")
+    )
 
 
 def _topic(t: admin_pb2.Topic) -> Topic:

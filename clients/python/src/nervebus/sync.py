@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar, overload
 
 import grpc
+from google.protobuf.message import Message as ProtoMessage
 from opentelemetry.trace import TracerProvider
 
 from . import admin as _aio_admin
@@ -38,10 +39,12 @@ from . import client as _aio_client
 from . import publisher as _aio_publisher
 from . import subscriber as _aio_subscriber
 from .admin import Duration, Stats, Subscription, Topic
+from .browse import MessagePage, StoredMessage
 from .credentials import TLS, TokenSource
 from .errors import NerveBusError
 from .publisher import Publishable, PublisherSettings, PublisherStats
 from .subscriber import SubscriberSettings, SubscriberStats
+from .typed import TopicSchema
 from .types import PublishResult, ReceivedMessage, StartPoint
 
 __all__ = ["Admin", "Client", "Publisher", "SyncHandler", "Subscriber"]
@@ -385,6 +388,24 @@ class Admin:
     def get_stats(self, topic: str, *, timeout: float | None = None) -> Stats:
         """Returns a topic's and its subscriptions' figures; see :meth:`nervebus.Admin.get_stats`."""
         return self._runner.run(self._admin.get_stats(topic, timeout=timeout))
+
+    def list_messages(self, topic: str, **filters: Any) -> MessagePage:
+        """Searches stored messages; see :meth:`nervebus.Admin.list_messages` (same keywords)."""
+        return self._runner.run(self._admin.list_messages(topic, **filters))
+
+    def set_topic_schema(
+        self, topic: str, message_class: type[ProtoMessage] | None, *, timeout: float | None = None
+    ) -> TopicSchema:
+        """Makes a topic typed (None: untyped); see :meth:`nervebus.Admin.set_topic_schema`."""
+        return self._runner.run(self._admin.set_topic_schema(topic, message_class, timeout=timeout))
+
+    def get_topic_schema(self, topic: str, *, timeout: float | None = None) -> TopicSchema:
+        """A topic's message type; see :meth:`nervebus.Admin.get_topic_schema`."""
+        return self._runner.run(self._admin.get_topic_schema(topic, timeout=timeout))
+
+    def get_message(self, topic: str, seq: int, *, timeout: float | None = None) -> StoredMessage:
+        """One stored message and its deliveries; see :meth:`nervebus.Admin.get_message`."""
+        return self._runner.run(self._admin.get_message(topic, seq, timeout=timeout))
 
 
 def _own_client(target: str | Client) -> tuple[Client, bool]:

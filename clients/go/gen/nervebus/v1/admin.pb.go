@@ -24,6 +24,76 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Where the message stands on the subscription.
+type MessageDelivery_State int32
+
+const (
+	// Not used.
+	MessageDelivery_STATE_UNSPECIFIED MessageDelivery_State = 0
+	// Not delivered yet on this subscription (or delivered once before a broker restart and
+	// not acked: it comes again from the floor).
+	MessageDelivery_STATE_NOT_DELIVERED MessageDelivery_State = 1
+	// Delivered and leased to `consumer` until lease_deadline, not acked yet.
+	MessageDelivery_STATE_LEASED MessageDelivery_State = 2
+	// Delivered `attempts` times, nacked or expired, redelivered at not_before.
+	MessageDelivery_STATE_WAITING_REDELIVERY MessageDelivery_State = 3
+	// Acked (also: purged, sought past, skipped by retention, or dead-lettered).
+	MessageDelivery_STATE_ACKED MessageDelivery_State = 4
+	// Waiting behind an unacked earlier message with the same ordering key.
+	MessageDelivery_STATE_HELD MessageDelivery_State = 5
+	// Out of attempts (or terminated): being moved to the dead-letter topic.
+	MessageDelivery_STATE_DEAD_LETTERING MessageDelivery_State = 6
+)
+
+// Enum value maps for MessageDelivery_State.
+var (
+	MessageDelivery_State_name = map[int32]string{
+		0: "STATE_UNSPECIFIED",
+		1: "STATE_NOT_DELIVERED",
+		2: "STATE_LEASED",
+		3: "STATE_WAITING_REDELIVERY",
+		4: "STATE_ACKED",
+		5: "STATE_HELD",
+		6: "STATE_DEAD_LETTERING",
+	}
+	MessageDelivery_State_value = map[string]int32{
+		"STATE_UNSPECIFIED":        0,
+		"STATE_NOT_DELIVERED":      1,
+		"STATE_LEASED":             2,
+		"STATE_WAITING_REDELIVERY": 3,
+		"STATE_ACKED":              4,
+		"STATE_HELD":               5,
+		"STATE_DEAD_LETTERING":     6,
+	}
+)
+
+func (x MessageDelivery_State) Enum() *MessageDelivery_State {
+	p := new(MessageDelivery_State)
+	*p = x
+	return p
+}
+
+func (x MessageDelivery_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MessageDelivery_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_nervebus_v1_admin_proto_enumTypes[0].Descriptor()
+}
+
+func (MessageDelivery_State) Type() protoreflect.EnumType {
+	return &file_nervebus_v1_admin_proto_enumTypes[0]
+}
+
+func (x MessageDelivery_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MessageDelivery_State.Descriptor instead.
+func (MessageDelivery_State) EnumDescriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{40, 0}
+}
+
 // Topic settings.
 type Topic struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2157,11 +2227,731 @@ func (x *ConsumerStats) GetConnectTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// ListMessagesRequest searches a topic's log. Every filter given must match; none lists all.
+type ListMessagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The topic.
+	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// The first seq to examine. 0 means the oldest retained message.
+	FromSeq uint64 `protobuf:"varint,2,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
+	// The last seq to examine. 0 means the last durable message.
+	ToSeq uint64 `protobuf:"varint,3,opt,name=to_seq,json=toSeq,proto3" json:"to_seq,omitempty"`
+	// Only messages published at or after this time (found by binary search, not by scanning).
+	FromTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from_time,json=fromTime,proto3" json:"from_time,omitempty"`
+	// Only messages published at or before this time (the scan stops at the first later one).
+	ToTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=to_time,json=toTime,proto3" json:"to_time,omitempty"`
+	// Only messages with this ordering key.
+	OrderingKey string `protobuf:"bytes,6,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
+	// Only the message(s) with this producer message id.
+	MessageId string `protobuf:"bytes,7,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// Only messages of this W3C trace (32 hex digits), as a tracing dashboard shows it.
+	TraceId string `protobuf:"bytes,8,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// Only messages that carry every one of these attributes with exactly this value.
+	Attributes map[string]string `protobuf:"bytes,9,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// At most this many messages in the answer: 1–1000; 0 means 100.
+	PageSize uint32 `protobuf:"varint,10,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// At most this many messages examined by this call: 1–100000; 0 means 10000. The bound keeps
+	// a search of a large log from reading all of it at once: page on with next_seq.
+	ScanLimit uint32 `protobuf:"varint,11,opt,name=scan_limit,json=scanLimit,proto3" json:"scan_limit,omitempty"`
+	// Also return each message's state on each subscription (see MessageDelivery).
+	IncludeDeliveries bool `protobuf:"varint,12,opt,name=include_deliveries,json=includeDeliveries,proto3" json:"include_deliveries,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ListMessagesRequest) Reset() {
+	*x = ListMessagesRequest{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMessagesRequest) ProtoMessage() {}
+
+func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMessagesRequest.ProtoReflect.Descriptor instead.
+func (*ListMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListMessagesRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ListMessagesRequest) GetFromSeq() uint64 {
+	if x != nil {
+		return x.FromSeq
+	}
+	return 0
+}
+
+func (x *ListMessagesRequest) GetToSeq() uint64 {
+	if x != nil {
+		return x.ToSeq
+	}
+	return 0
+}
+
+func (x *ListMessagesRequest) GetFromTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FromTime
+	}
+	return nil
+}
+
+func (x *ListMessagesRequest) GetToTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ToTime
+	}
+	return nil
+}
+
+func (x *ListMessagesRequest) GetOrderingKey() string {
+	if x != nil {
+		return x.OrderingKey
+	}
+	return ""
+}
+
+func (x *ListMessagesRequest) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *ListMessagesRequest) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
+func (x *ListMessagesRequest) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *ListMessagesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListMessagesRequest) GetScanLimit() uint32 {
+	if x != nil {
+		return x.ScanLimit
+	}
+	return 0
+}
+
+func (x *ListMessagesRequest) GetIncludeDeliveries() bool {
+	if x != nil {
+		return x.IncludeDeliveries
+	}
+	return false
+}
+
+// ListMessagesResponse is one page of matches.
+type ListMessagesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The matching messages, in seq order.
+	Messages []*StoredMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// Where to go on: call again with from_seq = next_seq (same filters). 0 when the range is
+	// exhausted.
+	NextSeq uint64 `protobuf:"varint,2,opt,name=next_seq,json=nextSeq,proto3" json:"next_seq,omitempty"`
+	// Every seq up to here (within the range) has been examined.
+	ScannedThrough uint64 `protobuf:"varint,3,opt,name=scanned_through,json=scannedThrough,proto3" json:"scanned_through,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListMessagesResponse) Reset() {
+	*x = ListMessagesResponse{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMessagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMessagesResponse) ProtoMessage() {}
+
+func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMessagesResponse.ProtoReflect.Descriptor instead.
+func (*ListMessagesResponse) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListMessagesResponse) GetMessages() []*StoredMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *ListMessagesResponse) GetNextSeq() uint64 {
+	if x != nil {
+		return x.NextSeq
+	}
+	return 0
+}
+
+func (x *ListMessagesResponse) GetScannedThrough() uint64 {
+	if x != nil {
+		return x.ScannedThrough
+	}
+	return 0
+}
+
+// GetMessageRequest names one message.
+type GetMessageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The topic.
+	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// The message's seq.
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMessageRequest) Reset() {
+	*x = GetMessageRequest{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMessageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMessageRequest) ProtoMessage() {}
+
+func (x *GetMessageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMessageRequest.ProtoReflect.Descriptor instead.
+func (*GetMessageRequest) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetMessageRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *GetMessageRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// GetMessageResponse returns one message with its deliveries.
+type GetMessageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The message, with its state on each subscription.
+	Message       *StoredMessage `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMessageResponse) Reset() {
+	*x = GetMessageResponse{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMessageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMessageResponse) ProtoMessage() {}
+
+func (x *GetMessageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMessageResponse.ProtoReflect.Descriptor instead.
+func (*GetMessageResponse) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *GetMessageResponse) GetMessage() *StoredMessage {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+// StoredMessage is a message as the topic's log holds it.
+type StoredMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The message as a subscriber would get it; attempt is 0 (browsing delivers nothing).
+	Message *Delivery `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	// Its state on each subscription the caller may administer (when asked for), by name.
+	Deliveries    []*MessageDelivery `protobuf:"bytes,2,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredMessage) Reset() {
+	*x = StoredMessage{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredMessage) ProtoMessage() {}
+
+func (x *StoredMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredMessage.ProtoReflect.Descriptor instead.
+func (*StoredMessage) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *StoredMessage) GetMessage() *Delivery {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *StoredMessage) GetDeliveries() []*MessageDelivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+// MessageDelivery is what one subscription has done with one message, from the broker's live
+// subscription state (the same state it persists: floor, acked ranges, attempts and redelivery
+// times of unacked messages). Attempts of acked messages are not kept, so they read 0.
+type MessageDelivery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subscription.
+	Subscription string `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	// Where the message stands.
+	State MessageDelivery_State `protobuf:"varint,2,opt,name=state,proto3,enum=nervebus.v1.MessageDelivery_State" json:"state,omitempty"`
+	// Deliveries so far (0 when not delivered, and when acked: see above).
+	Attempts uint32 `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// STATE_LEASED: the consumer that holds it (its name or peer address).
+	Consumer string `protobuf:"bytes,4,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// STATE_LEASED: when the lease ends unless acked or extended.
+	LeaseDeadline *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=lease_deadline,json=leaseDeadline,proto3" json:"lease_deadline,omitempty"`
+	// STATE_WAITING_REDELIVERY: redelivered no earlier than this.
+	NotBefore     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessageDelivery) Reset() {
+	*x = MessageDelivery{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessageDelivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessageDelivery) ProtoMessage() {}
+
+func (x *MessageDelivery) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessageDelivery.ProtoReflect.Descriptor instead.
+func (*MessageDelivery) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *MessageDelivery) GetSubscription() string {
+	if x != nil {
+		return x.Subscription
+	}
+	return ""
+}
+
+func (x *MessageDelivery) GetState() MessageDelivery_State {
+	if x != nil {
+		return x.State
+	}
+	return MessageDelivery_STATE_UNSPECIFIED
+}
+
+func (x *MessageDelivery) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *MessageDelivery) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *MessageDelivery) GetLeaseDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LeaseDeadline
+	}
+	return nil
+}
+
+func (x *MessageDelivery) GetNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBefore
+	}
+	return nil
+}
+
+// PayloadSchema is the protobuf message type a topic's payloads must parse as.
+type PayloadSchema struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The type's full name, e.g. `shop.v1.Order`. Empty: the topic is untyped.
+	MessageType string `protobuf:"bytes,1,opt,name=message_type,json=messageType,proto3" json:"message_type,omitempty"`
+	// A serialized google.protobuf.FileDescriptorSet holding the type's file and the files it
+	// imports, as `buf build -o set.binpb` or `protoc --include_imports --descriptor_set_out`
+	// write it (well-known types such as google/protobuf/timestamp.proto may be left out). At
+	// most 4 MiB.
+	DescriptorSet []byte `protobuf:"bytes,2,opt,name=descriptor_set,json=descriptorSet,proto3" json:"descriptor_set,omitempty"`
+	// When the schema was set. Output only.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayloadSchema) Reset() {
+	*x = PayloadSchema{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayloadSchema) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayloadSchema) ProtoMessage() {}
+
+func (x *PayloadSchema) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayloadSchema.ProtoReflect.Descriptor instead.
+func (*PayloadSchema) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *PayloadSchema) GetMessageType() string {
+	if x != nil {
+		return x.MessageType
+	}
+	return ""
+}
+
+func (x *PayloadSchema) GetDescriptorSet() []byte {
+	if x != nil {
+		return x.DescriptorSet
+	}
+	return nil
+}
+
+func (x *PayloadSchema) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// SetTopicSchemaRequest declares (or clears) a topic's message type.
+type SetTopicSchemaRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The topic.
+	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// The schema; an empty message_type clears it.
+	Schema        *PayloadSchema `protobuf:"bytes,2,opt,name=schema,proto3" json:"schema,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTopicSchemaRequest) Reset() {
+	*x = SetTopicSchemaRequest{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTopicSchemaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTopicSchemaRequest) ProtoMessage() {}
+
+func (x *SetTopicSchemaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTopicSchemaRequest.ProtoReflect.Descriptor instead.
+func (*SetTopicSchemaRequest) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *SetTopicSchemaRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *SetTopicSchemaRequest) GetSchema() *PayloadSchema {
+	if x != nil {
+		return x.Schema
+	}
+	return nil
+}
+
+// SetTopicSchemaResponse returns the schema as stored.
+type SetTopicSchemaResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The schema (empty when cleared).
+	Schema        *PayloadSchema `protobuf:"bytes,1,opt,name=schema,proto3" json:"schema,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTopicSchemaResponse) Reset() {
+	*x = SetTopicSchemaResponse{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTopicSchemaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTopicSchemaResponse) ProtoMessage() {}
+
+func (x *SetTopicSchemaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTopicSchemaResponse.ProtoReflect.Descriptor instead.
+func (*SetTopicSchemaResponse) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *SetTopicSchemaResponse) GetSchema() *PayloadSchema {
+	if x != nil {
+		return x.Schema
+	}
+	return nil
+}
+
+// GetTopicSchemaRequest names a topic.
+type GetTopicSchemaRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The topic.
+	Topic         string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTopicSchemaRequest) Reset() {
+	*x = GetTopicSchemaRequest{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTopicSchemaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTopicSchemaRequest) ProtoMessage() {}
+
+func (x *GetTopicSchemaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTopicSchemaRequest.ProtoReflect.Descriptor instead.
+func (*GetTopicSchemaRequest) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *GetTopicSchemaRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+// GetTopicSchemaResponse returns a topic's schema.
+type GetTopicSchemaResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The schema (empty message_type when the topic is untyped).
+	Schema        *PayloadSchema `protobuf:"bytes,1,opt,name=schema,proto3" json:"schema,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTopicSchemaResponse) Reset() {
+	*x = GetTopicSchemaResponse{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTopicSchemaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTopicSchemaResponse) ProtoMessage() {}
+
+func (x *GetTopicSchemaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTopicSchemaResponse.ProtoReflect.Descriptor instead.
+func (*GetTopicSchemaResponse) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *GetTopicSchemaResponse) GetSchema() *PayloadSchema {
+	if x != nil {
+		return x.Schema
+	}
+	return nil
+}
+
 var File_nervebus_v1_admin_proto protoreflect.FileDescriptor
 
 const file_nervebus_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x17nervebus/v1/admin.proto\x12\vnervebus.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cnervebus/v1/subscriber.proto\"\xae\x02\n" +
+	"\x17nervebus/v1/admin.proto\x12\vnervebus.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19nervebus/v1/message.proto\x1a\x1cnervebus/v1/subscriber.proto\"\xae\x02\n" +
 	"\x05Topic\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06shards\x18\x02 \x01(\rR\x06shards\x127\n" +
@@ -2293,8 +3083,73 @@ const file_nervebus_v1_admin_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tin_flight\x18\x02 \x01(\rR\binFlight\x12+\n" +
 	"\x06window\x18\x03 \x01(\v2\x13.nervebus.v1.WindowR\x06window\x12=\n" +
-	"\fconnect_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectTime2\xec\n" +
+	"\fconnect_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectTime\"\xa4\x04\n" +
+	"\x13ListMessagesRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x19\n" +
+	"\bfrom_seq\x18\x02 \x01(\x04R\afromSeq\x12\x15\n" +
+	"\x06to_seq\x18\x03 \x01(\x04R\x05toSeq\x127\n" +
+	"\tfrom_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bfromTime\x123\n" +
+	"\ato_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06toTime\x12!\n" +
+	"\fordering_key\x18\x06 \x01(\tR\vorderingKey\x12\x1d\n" +
 	"\n" +
+	"message_id\x18\a \x01(\tR\tmessageId\x12\x19\n" +
+	"\btrace_id\x18\b \x01(\tR\atraceId\x12P\n" +
+	"\n" +
+	"attributes\x18\t \x03(\v20.nervebus.v1.ListMessagesRequest.AttributesEntryR\n" +
+	"attributes\x12\x1b\n" +
+	"\tpage_size\x18\n" +
+	" \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"scan_limit\x18\v \x01(\rR\tscanLimit\x12-\n" +
+	"\x12include_deliveries\x18\f \x01(\bR\x11includeDeliveries\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x92\x01\n" +
+	"\x14ListMessagesResponse\x126\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1a.nervebus.v1.StoredMessageR\bmessages\x12\x19\n" +
+	"\bnext_seq\x18\x02 \x01(\x04R\anextSeq\x12'\n" +
+	"\x0fscanned_through\x18\x03 \x01(\x04R\x0escannedThrough\";\n" +
+	"\x11GetMessageRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"J\n" +
+	"\x12GetMessageResponse\x124\n" +
+	"\amessage\x18\x01 \x01(\v2\x1a.nervebus.v1.StoredMessageR\amessage\"~\n" +
+	"\rStoredMessage\x12/\n" +
+	"\amessage\x18\x01 \x01(\v2\x15.nervebus.v1.DeliveryR\amessage\x12<\n" +
+	"\n" +
+	"deliveries\x18\x02 \x03(\v2\x1c.nervebus.v1.MessageDeliveryR\n" +
+	"deliveries\"\xca\x03\n" +
+	"\x0fMessageDelivery\x12\"\n" +
+	"\fsubscription\x18\x01 \x01(\tR\fsubscription\x128\n" +
+	"\x05state\x18\x02 \x01(\x0e2\".nervebus.v1.MessageDelivery.StateR\x05state\x12\x1a\n" +
+	"\battempts\x18\x03 \x01(\rR\battempts\x12\x1a\n" +
+	"\bconsumer\x18\x04 \x01(\tR\bconsumer\x12A\n" +
+	"\x0elease_deadline\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rleaseDeadline\x129\n" +
+	"\n" +
+	"not_before\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\"\xa2\x01\n" +
+	"\x05State\x12\x15\n" +
+	"\x11STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13STATE_NOT_DELIVERED\x10\x01\x12\x10\n" +
+	"\fSTATE_LEASED\x10\x02\x12\x1c\n" +
+	"\x18STATE_WAITING_REDELIVERY\x10\x03\x12\x0f\n" +
+	"\vSTATE_ACKED\x10\x04\x12\x0e\n" +
+	"\n" +
+	"STATE_HELD\x10\x05\x12\x18\n" +
+	"\x14STATE_DEAD_LETTERING\x10\x06\"\x96\x01\n" +
+	"\rPayloadSchema\x12!\n" +
+	"\fmessage_type\x18\x01 \x01(\tR\vmessageType\x12%\n" +
+	"\x0edescriptor_set\x18\x02 \x01(\fR\rdescriptorSet\x12;\n" +
+	"\vupdate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"a\n" +
+	"\x15SetTopicSchemaRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x122\n" +
+	"\x06schema\x18\x02 \x01(\v2\x1a.nervebus.v1.PayloadSchemaR\x06schema\"L\n" +
+	"\x16SetTopicSchemaResponse\x122\n" +
+	"\x06schema\x18\x01 \x01(\v2\x1a.nervebus.v1.PayloadSchemaR\x06schema\"-\n" +
+	"\x15GetTopicSchemaRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\"L\n" +
+	"\x16GetTopicSchemaResponse\x122\n" +
+	"\x06schema\x18\x01 \x01(\v2\x1a.nervebus.v1.PayloadSchemaR\x06schema2\xc6\r\n" +
 	"\fAdminService\x12P\n" +
 	"\vCreateTopic\x12\x1f.nervebus.v1.CreateTopicRequest\x1a .nervebus.v1.CreateTopicResponse\x12G\n" +
 	"\bGetTopic\x12\x1c.nervebus.v1.GetTopicRequest\x1a\x1d.nervebus.v1.GetTopicResponse\x12M\n" +
@@ -2311,7 +3166,12 @@ const file_nervebus_v1_admin_proto_rawDesc = "" +
 	"\x12ResumeSubscription\x12&.nervebus.v1.ResumeSubscriptionRequest\x1a'.nervebus.v1.ResumeSubscriptionResponse\x12b\n" +
 	"\x11PurgeSubscription\x12%.nervebus.v1.PurgeSubscriptionRequest\x1a&.nervebus.v1.PurgeSubscriptionResponse\x12_\n" +
 	"\x10SeekSubscription\x12$.nervebus.v1.SeekSubscriptionRequest\x1a%.nervebus.v1.SeekSubscriptionResponse\x12G\n" +
-	"\bGetStats\x12\x1c.nervebus.v1.GetStatsRequest\x1a\x1d.nervebus.v1.GetStatsResponseBDZBgithub.com/nervebus/nervebus/clients/go/gen/nervebus/v1;nervebusv1b\x06proto3"
+	"\bGetStats\x12\x1c.nervebus.v1.GetStatsRequest\x1a\x1d.nervebus.v1.GetStatsResponse\x12S\n" +
+	"\fListMessages\x12 .nervebus.v1.ListMessagesRequest\x1a!.nervebus.v1.ListMessagesResponse\x12M\n" +
+	"\n" +
+	"GetMessage\x12\x1e.nervebus.v1.GetMessageRequest\x1a\x1f.nervebus.v1.GetMessageResponse\x12Y\n" +
+	"\x0eSetTopicSchema\x12\".nervebus.v1.SetTopicSchemaRequest\x1a#.nervebus.v1.SetTopicSchemaResponse\x12Y\n" +
+	"\x0eGetTopicSchema\x12\".nervebus.v1.GetTopicSchemaRequest\x1a#.nervebus.v1.GetTopicSchemaResponseBDZBgithub.com/nervebus/nervebus/clients/go/gen/nervebus/v1;nervebusv1b\x06proto3"
 
 var (
 	file_nervebus_v1_admin_proto_rawDescOnce sync.Once
@@ -2325,117 +3185,154 @@ func file_nervebus_v1_admin_proto_rawDescGZIP() []byte {
 	return file_nervebus_v1_admin_proto_rawDescData
 }
 
-var file_nervebus_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_nervebus_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_nervebus_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_nervebus_v1_admin_proto_goTypes = []any{
-	(*Topic)(nil),                      // 0: nervebus.v1.Topic
-	(*Subscription)(nil),               // 1: nervebus.v1.Subscription
-	(*CreateTopicRequest)(nil),         // 2: nervebus.v1.CreateTopicRequest
-	(*CreateTopicResponse)(nil),        // 3: nervebus.v1.CreateTopicResponse
-	(*GetTopicRequest)(nil),            // 4: nervebus.v1.GetTopicRequest
-	(*GetTopicResponse)(nil),           // 5: nervebus.v1.GetTopicResponse
-	(*ListTopicsRequest)(nil),          // 6: nervebus.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),         // 7: nervebus.v1.ListTopicsResponse
-	(*UpdateTopicRequest)(nil),         // 8: nervebus.v1.UpdateTopicRequest
-	(*UpdateTopicResponse)(nil),        // 9: nervebus.v1.UpdateTopicResponse
-	(*DeleteTopicRequest)(nil),         // 10: nervebus.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),        // 11: nervebus.v1.DeleteTopicResponse
-	(*CreateSubscriptionRequest)(nil),  // 12: nervebus.v1.CreateSubscriptionRequest
-	(*CreateSubscriptionResponse)(nil), // 13: nervebus.v1.CreateSubscriptionResponse
-	(*GetSubscriptionRequest)(nil),     // 14: nervebus.v1.GetSubscriptionRequest
-	(*GetSubscriptionResponse)(nil),    // 15: nervebus.v1.GetSubscriptionResponse
-	(*ListSubscriptionsRequest)(nil),   // 16: nervebus.v1.ListSubscriptionsRequest
-	(*ListSubscriptionsResponse)(nil),  // 17: nervebus.v1.ListSubscriptionsResponse
-	(*UpdateSubscriptionRequest)(nil),  // 18: nervebus.v1.UpdateSubscriptionRequest
-	(*UpdateSubscriptionResponse)(nil), // 19: nervebus.v1.UpdateSubscriptionResponse
-	(*DeleteSubscriptionRequest)(nil),  // 20: nervebus.v1.DeleteSubscriptionRequest
-	(*DeleteSubscriptionResponse)(nil), // 21: nervebus.v1.DeleteSubscriptionResponse
-	(*PauseSubscriptionRequest)(nil),   // 22: nervebus.v1.PauseSubscriptionRequest
-	(*PauseSubscriptionResponse)(nil),  // 23: nervebus.v1.PauseSubscriptionResponse
-	(*ResumeSubscriptionRequest)(nil),  // 24: nervebus.v1.ResumeSubscriptionRequest
-	(*ResumeSubscriptionResponse)(nil), // 25: nervebus.v1.ResumeSubscriptionResponse
-	(*PurgeSubscriptionRequest)(nil),   // 26: nervebus.v1.PurgeSubscriptionRequest
-	(*PurgeSubscriptionResponse)(nil),  // 27: nervebus.v1.PurgeSubscriptionResponse
-	(*SeekSubscriptionRequest)(nil),    // 28: nervebus.v1.SeekSubscriptionRequest
-	(*SeekSubscriptionResponse)(nil),   // 29: nervebus.v1.SeekSubscriptionResponse
-	(*GetStatsRequest)(nil),            // 30: nervebus.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),           // 31: nervebus.v1.GetStatsResponse
-	(*TopicStats)(nil),                 // 32: nervebus.v1.TopicStats
-	(*SubscriptionStats)(nil),          // 33: nervebus.v1.SubscriptionStats
-	(*ConsumerStats)(nil),              // 34: nervebus.v1.ConsumerStats
-	(*durationpb.Duration)(nil),        // 35: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 36: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),      // 37: google.protobuf.FieldMask
-	(StartPoint)(0),                    // 38: nervebus.v1.StartPoint
-	(*Window)(nil),                     // 39: nervebus.v1.Window
+	(MessageDelivery_State)(0),         // 0: nervebus.v1.MessageDelivery.State
+	(*Topic)(nil),                      // 1: nervebus.v1.Topic
+	(*Subscription)(nil),               // 2: nervebus.v1.Subscription
+	(*CreateTopicRequest)(nil),         // 3: nervebus.v1.CreateTopicRequest
+	(*CreateTopicResponse)(nil),        // 4: nervebus.v1.CreateTopicResponse
+	(*GetTopicRequest)(nil),            // 5: nervebus.v1.GetTopicRequest
+	(*GetTopicResponse)(nil),           // 6: nervebus.v1.GetTopicResponse
+	(*ListTopicsRequest)(nil),          // 7: nervebus.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),         // 8: nervebus.v1.ListTopicsResponse
+	(*UpdateTopicRequest)(nil),         // 9: nervebus.v1.UpdateTopicRequest
+	(*UpdateTopicResponse)(nil),        // 10: nervebus.v1.UpdateTopicResponse
+	(*DeleteTopicRequest)(nil),         // 11: nervebus.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),        // 12: nervebus.v1.DeleteTopicResponse
+	(*CreateSubscriptionRequest)(nil),  // 13: nervebus.v1.CreateSubscriptionRequest
+	(*CreateSubscriptionResponse)(nil), // 14: nervebus.v1.CreateSubscriptionResponse
+	(*GetSubscriptionRequest)(nil),     // 15: nervebus.v1.GetSubscriptionRequest
+	(*GetSubscriptionResponse)(nil),    // 16: nervebus.v1.GetSubscriptionResponse
+	(*ListSubscriptionsRequest)(nil),   // 17: nervebus.v1.ListSubscriptionsRequest
+	(*ListSubscriptionsResponse)(nil),  // 18: nervebus.v1.ListSubscriptionsResponse
+	(*UpdateSubscriptionRequest)(nil),  // 19: nervebus.v1.UpdateSubscriptionRequest
+	(*UpdateSubscriptionResponse)(nil), // 20: nervebus.v1.UpdateSubscriptionResponse
+	(*DeleteSubscriptionRequest)(nil),  // 21: nervebus.v1.DeleteSubscriptionRequest
+	(*DeleteSubscriptionResponse)(nil), // 22: nervebus.v1.DeleteSubscriptionResponse
+	(*PauseSubscriptionRequest)(nil),   // 23: nervebus.v1.PauseSubscriptionRequest
+	(*PauseSubscriptionResponse)(nil),  // 24: nervebus.v1.PauseSubscriptionResponse
+	(*ResumeSubscriptionRequest)(nil),  // 25: nervebus.v1.ResumeSubscriptionRequest
+	(*ResumeSubscriptionResponse)(nil), // 26: nervebus.v1.ResumeSubscriptionResponse
+	(*PurgeSubscriptionRequest)(nil),   // 27: nervebus.v1.PurgeSubscriptionRequest
+	(*PurgeSubscriptionResponse)(nil),  // 28: nervebus.v1.PurgeSubscriptionResponse
+	(*SeekSubscriptionRequest)(nil),    // 29: nervebus.v1.SeekSubscriptionRequest
+	(*SeekSubscriptionResponse)(nil),   // 30: nervebus.v1.SeekSubscriptionResponse
+	(*GetStatsRequest)(nil),            // 31: nervebus.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),           // 32: nervebus.v1.GetStatsResponse
+	(*TopicStats)(nil),                 // 33: nervebus.v1.TopicStats
+	(*SubscriptionStats)(nil),          // 34: nervebus.v1.SubscriptionStats
+	(*ConsumerStats)(nil),              // 35: nervebus.v1.ConsumerStats
+	(*ListMessagesRequest)(nil),        // 36: nervebus.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),       // 37: nervebus.v1.ListMessagesResponse
+	(*GetMessageRequest)(nil),          // 38: nervebus.v1.GetMessageRequest
+	(*GetMessageResponse)(nil),         // 39: nervebus.v1.GetMessageResponse
+	(*StoredMessage)(nil),              // 40: nervebus.v1.StoredMessage
+	(*MessageDelivery)(nil),            // 41: nervebus.v1.MessageDelivery
+	(*PayloadSchema)(nil),              // 42: nervebus.v1.PayloadSchema
+	(*SetTopicSchemaRequest)(nil),      // 43: nervebus.v1.SetTopicSchemaRequest
+	(*SetTopicSchemaResponse)(nil),     // 44: nervebus.v1.SetTopicSchemaResponse
+	(*GetTopicSchemaRequest)(nil),      // 45: nervebus.v1.GetTopicSchemaRequest
+	(*GetTopicSchemaResponse)(nil),     // 46: nervebus.v1.GetTopicSchemaResponse
+	nil,                                // 47: nervebus.v1.ListMessagesRequest.AttributesEntry
+	(*durationpb.Duration)(nil),        // 48: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 49: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),      // 50: google.protobuf.FieldMask
+	(StartPoint)(0),                    // 51: nervebus.v1.StartPoint
+	(*Window)(nil),                     // 52: nervebus.v1.Window
+	(*Delivery)(nil),                   // 53: nervebus.v1.Delivery
 }
 var file_nervebus_v1_admin_proto_depIdxs = []int32{
-	35, // 0: nervebus.v1.Topic.retention:type_name -> google.protobuf.Duration
-	35, // 1: nervebus.v1.Topic.dedup_window:type_name -> google.protobuf.Duration
-	36, // 2: nervebus.v1.Topic.create_time:type_name -> google.protobuf.Timestamp
-	35, // 3: nervebus.v1.Subscription.ack_deadline:type_name -> google.protobuf.Duration
-	35, // 4: nervebus.v1.Subscription.min_backoff:type_name -> google.protobuf.Duration
-	35, // 5: nervebus.v1.Subscription.max_backoff:type_name -> google.protobuf.Duration
-	36, // 6: nervebus.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
-	0,  // 7: nervebus.v1.CreateTopicRequest.topic:type_name -> nervebus.v1.Topic
-	0,  // 8: nervebus.v1.CreateTopicResponse.topic:type_name -> nervebus.v1.Topic
-	0,  // 9: nervebus.v1.GetTopicResponse.topic:type_name -> nervebus.v1.Topic
-	0,  // 10: nervebus.v1.ListTopicsResponse.topics:type_name -> nervebus.v1.Topic
-	0,  // 11: nervebus.v1.UpdateTopicRequest.topic:type_name -> nervebus.v1.Topic
-	37, // 12: nervebus.v1.UpdateTopicRequest.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 13: nervebus.v1.UpdateTopicResponse.topic:type_name -> nervebus.v1.Topic
-	1,  // 14: nervebus.v1.CreateSubscriptionRequest.subscription:type_name -> nervebus.v1.Subscription
-	38, // 15: nervebus.v1.CreateSubscriptionRequest.start_point:type_name -> nervebus.v1.StartPoint
-	36, // 16: nervebus.v1.CreateSubscriptionRequest.start_time:type_name -> google.protobuf.Timestamp
-	1,  // 17: nervebus.v1.CreateSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
-	1,  // 18: nervebus.v1.GetSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
-	1,  // 19: nervebus.v1.ListSubscriptionsResponse.subscriptions:type_name -> nervebus.v1.Subscription
-	1,  // 20: nervebus.v1.UpdateSubscriptionRequest.subscription:type_name -> nervebus.v1.Subscription
-	37, // 21: nervebus.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 22: nervebus.v1.UpdateSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
-	1,  // 23: nervebus.v1.PauseSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
-	1,  // 24: nervebus.v1.ResumeSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
-	36, // 25: nervebus.v1.SeekSubscriptionRequest.time:type_name -> google.protobuf.Timestamp
-	32, // 26: nervebus.v1.GetStatsResponse.topic:type_name -> nervebus.v1.TopicStats
-	33, // 27: nervebus.v1.GetStatsResponse.subscriptions:type_name -> nervebus.v1.SubscriptionStats
-	35, // 28: nervebus.v1.SubscriptionStats.oldest_unacked_age:type_name -> google.protobuf.Duration
-	34, // 29: nervebus.v1.SubscriptionStats.consumers:type_name -> nervebus.v1.ConsumerStats
-	39, // 30: nervebus.v1.ConsumerStats.window:type_name -> nervebus.v1.Window
-	36, // 31: nervebus.v1.ConsumerStats.connect_time:type_name -> google.protobuf.Timestamp
-	2,  // 32: nervebus.v1.AdminService.CreateTopic:input_type -> nervebus.v1.CreateTopicRequest
-	4,  // 33: nervebus.v1.AdminService.GetTopic:input_type -> nervebus.v1.GetTopicRequest
-	6,  // 34: nervebus.v1.AdminService.ListTopics:input_type -> nervebus.v1.ListTopicsRequest
-	8,  // 35: nervebus.v1.AdminService.UpdateTopic:input_type -> nervebus.v1.UpdateTopicRequest
-	10, // 36: nervebus.v1.AdminService.DeleteTopic:input_type -> nervebus.v1.DeleteTopicRequest
-	12, // 37: nervebus.v1.AdminService.CreateSubscription:input_type -> nervebus.v1.CreateSubscriptionRequest
-	14, // 38: nervebus.v1.AdminService.GetSubscription:input_type -> nervebus.v1.GetSubscriptionRequest
-	16, // 39: nervebus.v1.AdminService.ListSubscriptions:input_type -> nervebus.v1.ListSubscriptionsRequest
-	18, // 40: nervebus.v1.AdminService.UpdateSubscription:input_type -> nervebus.v1.UpdateSubscriptionRequest
-	20, // 41: nervebus.v1.AdminService.DeleteSubscription:input_type -> nervebus.v1.DeleteSubscriptionRequest
-	22, // 42: nervebus.v1.AdminService.PauseSubscription:input_type -> nervebus.v1.PauseSubscriptionRequest
-	24, // 43: nervebus.v1.AdminService.ResumeSubscription:input_type -> nervebus.v1.ResumeSubscriptionRequest
-	26, // 44: nervebus.v1.AdminService.PurgeSubscription:input_type -> nervebus.v1.PurgeSubscriptionRequest
-	28, // 45: nervebus.v1.AdminService.SeekSubscription:input_type -> nervebus.v1.SeekSubscriptionRequest
-	30, // 46: nervebus.v1.AdminService.GetStats:input_type -> nervebus.v1.GetStatsRequest
-	3,  // 47: nervebus.v1.AdminService.CreateTopic:output_type -> nervebus.v1.CreateTopicResponse
-	5,  // 48: nervebus.v1.AdminService.GetTopic:output_type -> nervebus.v1.GetTopicResponse
-	7,  // 49: nervebus.v1.AdminService.ListTopics:output_type -> nervebus.v1.ListTopicsResponse
-	9,  // 50: nervebus.v1.AdminService.UpdateTopic:output_type -> nervebus.v1.UpdateTopicResponse
-	11, // 51: nervebus.v1.AdminService.DeleteTopic:output_type -> nervebus.v1.DeleteTopicResponse
-	13, // 52: nervebus.v1.AdminService.CreateSubscription:output_type -> nervebus.v1.CreateSubscriptionResponse
-	15, // 53: nervebus.v1.AdminService.GetSubscription:output_type -> nervebus.v1.GetSubscriptionResponse
-	17, // 54: nervebus.v1.AdminService.ListSubscriptions:output_type -> nervebus.v1.ListSubscriptionsResponse
-	19, // 55: nervebus.v1.AdminService.UpdateSubscription:output_type -> nervebus.v1.UpdateSubscriptionResponse
-	21, // 56: nervebus.v1.AdminService.DeleteSubscription:output_type -> nervebus.v1.DeleteSubscriptionResponse
-	23, // 57: nervebus.v1.AdminService.PauseSubscription:output_type -> nervebus.v1.PauseSubscriptionResponse
-	25, // 58: nervebus.v1.AdminService.ResumeSubscription:output_type -> nervebus.v1.ResumeSubscriptionResponse
-	27, // 59: nervebus.v1.AdminService.PurgeSubscription:output_type -> nervebus.v1.PurgeSubscriptionResponse
-	29, // 60: nervebus.v1.AdminService.SeekSubscription:output_type -> nervebus.v1.SeekSubscriptionResponse
-	31, // 61: nervebus.v1.AdminService.GetStats:output_type -> nervebus.v1.GetStatsResponse
-	47, // [47:62] is the sub-list for method output_type
-	32, // [32:47] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	48, // 0: nervebus.v1.Topic.retention:type_name -> google.protobuf.Duration
+	48, // 1: nervebus.v1.Topic.dedup_window:type_name -> google.protobuf.Duration
+	49, // 2: nervebus.v1.Topic.create_time:type_name -> google.protobuf.Timestamp
+	48, // 3: nervebus.v1.Subscription.ack_deadline:type_name -> google.protobuf.Duration
+	48, // 4: nervebus.v1.Subscription.min_backoff:type_name -> google.protobuf.Duration
+	48, // 5: nervebus.v1.Subscription.max_backoff:type_name -> google.protobuf.Duration
+	49, // 6: nervebus.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 7: nervebus.v1.CreateTopicRequest.topic:type_name -> nervebus.v1.Topic
+	1,  // 8: nervebus.v1.CreateTopicResponse.topic:type_name -> nervebus.v1.Topic
+	1,  // 9: nervebus.v1.GetTopicResponse.topic:type_name -> nervebus.v1.Topic
+	1,  // 10: nervebus.v1.ListTopicsResponse.topics:type_name -> nervebus.v1.Topic
+	1,  // 11: nervebus.v1.UpdateTopicRequest.topic:type_name -> nervebus.v1.Topic
+	50, // 12: nervebus.v1.UpdateTopicRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 13: nervebus.v1.UpdateTopicResponse.topic:type_name -> nervebus.v1.Topic
+	2,  // 14: nervebus.v1.CreateSubscriptionRequest.subscription:type_name -> nervebus.v1.Subscription
+	51, // 15: nervebus.v1.CreateSubscriptionRequest.start_point:type_name -> nervebus.v1.StartPoint
+	49, // 16: nervebus.v1.CreateSubscriptionRequest.start_time:type_name -> google.protobuf.Timestamp
+	2,  // 17: nervebus.v1.CreateSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
+	2,  // 18: nervebus.v1.GetSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
+	2,  // 19: nervebus.v1.ListSubscriptionsResponse.subscriptions:type_name -> nervebus.v1.Subscription
+	2,  // 20: nervebus.v1.UpdateSubscriptionRequest.subscription:type_name -> nervebus.v1.Subscription
+	50, // 21: nervebus.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 22: nervebus.v1.UpdateSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
+	2,  // 23: nervebus.v1.PauseSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
+	2,  // 24: nervebus.v1.ResumeSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
+	49, // 25: nervebus.v1.SeekSubscriptionRequest.time:type_name -> google.protobuf.Timestamp
+	33, // 26: nervebus.v1.GetStatsResponse.topic:type_name -> nervebus.v1.TopicStats
+	34, // 27: nervebus.v1.GetStatsResponse.subscriptions:type_name -> nervebus.v1.SubscriptionStats
+	48, // 28: nervebus.v1.SubscriptionStats.oldest_unacked_age:type_name -> google.protobuf.Duration
+	35, // 29: nervebus.v1.SubscriptionStats.consumers:type_name -> nervebus.v1.ConsumerStats
+	52, // 30: nervebus.v1.ConsumerStats.window:type_name -> nervebus.v1.Window
+	49, // 31: nervebus.v1.ConsumerStats.connect_time:type_name -> google.protobuf.Timestamp
+	49, // 32: nervebus.v1.ListMessagesRequest.from_time:type_name -> google.protobuf.Timestamp
+	49, // 33: nervebus.v1.ListMessagesRequest.to_time:type_name -> google.protobuf.Timestamp
+	47, // 34: nervebus.v1.ListMessagesRequest.attributes:type_name -> nervebus.v1.ListMessagesRequest.AttributesEntry
+	40, // 35: nervebus.v1.ListMessagesResponse.messages:type_name -> nervebus.v1.StoredMessage
+	40, // 36: nervebus.v1.GetMessageResponse.message:type_name -> nervebus.v1.StoredMessage
+	53, // 37: nervebus.v1.StoredMessage.message:type_name -> nervebus.v1.Delivery
+	41, // 38: nervebus.v1.StoredMessage.deliveries:type_name -> nervebus.v1.MessageDelivery
+	0,  // 39: nervebus.v1.MessageDelivery.state:type_name -> nervebus.v1.MessageDelivery.State
+	49, // 40: nervebus.v1.MessageDelivery.lease_deadline:type_name -> google.protobuf.Timestamp
+	49, // 41: nervebus.v1.MessageDelivery.not_before:type_name -> google.protobuf.Timestamp
+	49, // 42: nervebus.v1.PayloadSchema.update_time:type_name -> google.protobuf.Timestamp
+	42, // 43: nervebus.v1.SetTopicSchemaRequest.schema:type_name -> nervebus.v1.PayloadSchema
+	42, // 44: nervebus.v1.SetTopicSchemaResponse.schema:type_name -> nervebus.v1.PayloadSchema
+	42, // 45: nervebus.v1.GetTopicSchemaResponse.schema:type_name -> nervebus.v1.PayloadSchema
+	3,  // 46: nervebus.v1.AdminService.CreateTopic:input_type -> nervebus.v1.CreateTopicRequest
+	5,  // 47: nervebus.v1.AdminService.GetTopic:input_type -> nervebus.v1.GetTopicRequest
+	7,  // 48: nervebus.v1.AdminService.ListTopics:input_type -> nervebus.v1.ListTopicsRequest
+	9,  // 49: nervebus.v1.AdminService.UpdateTopic:input_type -> nervebus.v1.UpdateTopicRequest
+	11, // 50: nervebus.v1.AdminService.DeleteTopic:input_type -> nervebus.v1.DeleteTopicRequest
+	13, // 51: nervebus.v1.AdminService.CreateSubscription:input_type -> nervebus.v1.CreateSubscriptionRequest
+	15, // 52: nervebus.v1.AdminService.GetSubscription:input_type -> nervebus.v1.GetSubscriptionRequest
+	17, // 53: nervebus.v1.AdminService.ListSubscriptions:input_type -> nervebus.v1.ListSubscriptionsRequest
+	19, // 54: nervebus.v1.AdminService.UpdateSubscription:input_type -> nervebus.v1.UpdateSubscriptionRequest
+	21, // 55: nervebus.v1.AdminService.DeleteSubscription:input_type -> nervebus.v1.DeleteSubscriptionRequest
+	23, // 56: nervebus.v1.AdminService.PauseSubscription:input_type -> nervebus.v1.PauseSubscriptionRequest
+	25, // 57: nervebus.v1.AdminService.ResumeSubscription:input_type -> nervebus.v1.ResumeSubscriptionRequest
+	27, // 58: nervebus.v1.AdminService.PurgeSubscription:input_type -> nervebus.v1.PurgeSubscriptionRequest
+	29, // 59: nervebus.v1.AdminService.SeekSubscription:input_type -> nervebus.v1.SeekSubscriptionRequest
+	31, // 60: nervebus.v1.AdminService.GetStats:input_type -> nervebus.v1.GetStatsRequest
+	36, // 61: nervebus.v1.AdminService.ListMessages:input_type -> nervebus.v1.ListMessagesRequest
+	38, // 62: nervebus.v1.AdminService.GetMessage:input_type -> nervebus.v1.GetMessageRequest
+	43, // 63: nervebus.v1.AdminService.SetTopicSchema:input_type -> nervebus.v1.SetTopicSchemaRequest
+	45, // 64: nervebus.v1.AdminService.GetTopicSchema:input_type -> nervebus.v1.GetTopicSchemaRequest
+	4,  // 65: nervebus.v1.AdminService.CreateTopic:output_type -> nervebus.v1.CreateTopicResponse
+	6,  // 66: nervebus.v1.AdminService.GetTopic:output_type -> nervebus.v1.GetTopicResponse
+	8,  // 67: nervebus.v1.AdminService.ListTopics:output_type -> nervebus.v1.ListTopicsResponse
+	10, // 68: nervebus.v1.AdminService.UpdateTopic:output_type -> nervebus.v1.UpdateTopicResponse
+	12, // 69: nervebus.v1.AdminService.DeleteTopic:output_type -> nervebus.v1.DeleteTopicResponse
+	14, // 70: nervebus.v1.AdminService.CreateSubscription:output_type -> nervebus.v1.CreateSubscriptionResponse
+	16, // 71: nervebus.v1.AdminService.GetSubscription:output_type -> nervebus.v1.GetSubscriptionResponse
+	18, // 72: nervebus.v1.AdminService.ListSubscriptions:output_type -> nervebus.v1.ListSubscriptionsResponse
+	20, // 73: nervebus.v1.AdminService.UpdateSubscription:output_type -> nervebus.v1.UpdateSubscriptionResponse
+	22, // 74: nervebus.v1.AdminService.DeleteSubscription:output_type -> nervebus.v1.DeleteSubscriptionResponse
+	24, // 75: nervebus.v1.AdminService.PauseSubscription:output_type -> nervebus.v1.PauseSubscriptionResponse
+	26, // 76: nervebus.v1.AdminService.ResumeSubscription:output_type -> nervebus.v1.ResumeSubscriptionResponse
+	28, // 77: nervebus.v1.AdminService.PurgeSubscription:output_type -> nervebus.v1.PurgeSubscriptionResponse
+	30, // 78: nervebus.v1.AdminService.SeekSubscription:output_type -> nervebus.v1.SeekSubscriptionResponse
+	32, // 79: nervebus.v1.AdminService.GetStats:output_type -> nervebus.v1.GetStatsResponse
+	37, // 80: nervebus.v1.AdminService.ListMessages:output_type -> nervebus.v1.ListMessagesResponse
+	39, // 81: nervebus.v1.AdminService.GetMessage:output_type -> nervebus.v1.GetMessageResponse
+	44, // 82: nervebus.v1.AdminService.SetTopicSchema:output_type -> nervebus.v1.SetTopicSchemaResponse
+	46, // 83: nervebus.v1.AdminService.GetTopicSchema:output_type -> nervebus.v1.GetTopicSchemaResponse
+	65, // [65:84] is the sub-list for method output_type
+	46, // [46:65] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_nervebus_v1_admin_proto_init() }
@@ -2443,6 +3340,7 @@ func file_nervebus_v1_admin_proto_init() {
 	if File_nervebus_v1_admin_proto != nil {
 		return
 	}
+	file_nervebus_v1_message_proto_init()
 	file_nervebus_v1_subscriber_proto_init()
 	file_nervebus_v1_admin_proto_msgTypes[12].OneofWrappers = []any{
 		(*CreateSubscriptionRequest_StartPoint)(nil),
@@ -2458,13 +3356,14 @@ func file_nervebus_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_nervebus_v1_admin_proto_rawDesc), len(file_nervebus_v1_admin_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   35,
+			NumEnums:      1,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_nervebus_v1_admin_proto_goTypes,
 		DependencyIndexes: file_nervebus_v1_admin_proto_depIdxs,
+		EnumInfos:         file_nervebus_v1_admin_proto_enumTypes,
 		MessageInfos:      file_nervebus_v1_admin_proto_msgTypes,
 	}.Build()
 	File_nervebus_v1_admin_proto = out.File

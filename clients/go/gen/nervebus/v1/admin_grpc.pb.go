@@ -34,6 +34,10 @@ const (
 	AdminService_PurgeSubscription_FullMethodName  = "/nervebus.v1.AdminService/PurgeSubscription"
 	AdminService_SeekSubscription_FullMethodName   = "/nervebus.v1.AdminService/SeekSubscription"
 	AdminService_GetStats_FullMethodName           = "/nervebus.v1.AdminService/GetStats"
+	AdminService_ListMessages_FullMethodName       = "/nervebus.v1.AdminService/ListMessages"
+	AdminService_GetMessage_FullMethodName         = "/nervebus.v1.AdminService/GetMessage"
+	AdminService_SetTopicSchema_FullMethodName     = "/nervebus.v1.AdminService/SetTopicSchema"
+	AdminService_GetTopicSchema_FullMethodName     = "/nervebus.v1.AdminService/GetTopicSchema"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -77,6 +81,23 @@ type AdminServiceClient interface {
 	SeekSubscription(ctx context.Context, in *SeekSubscriptionRequest, opts ...grpc.CallOption) (*SeekSubscriptionResponse, error)
 	// Figures for a topic and each of its subscriptions.
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
+	// Lists a topic's stored messages that match every filter given, in seq order, without
+	// consuming them (no subscription moves, nothing is leased). One call examines at most
+	// scan_limit messages and returns at most page_size of them (and about 3 MiB); next_seq says
+	// where to go on. INVALID_ARGUMENT for a page_size or scan_limit over its maximum, a bad
+	// trace id, or an empty range; FAILED_PRECONDITION for an ephemeral topic (it stores nothing).
+	ListMessages(ctx context.Context, in *ListMessagesRequest, opts ...grpc.CallOption) (*ListMessagesResponse, error)
+	// Returns one stored message by seq, with its state on each subscription (delivered or not,
+	// attempts, lease, ack). NOT_FOUND when the seq was never published or is gone (retention).
+	GetMessage(ctx context.Context, in *GetMessageRequest, opts ...grpc.CallOption) (*GetMessageResponse, error)
+	// Declares the protobuf message type of a topic's payloads, from a descriptor set; an empty
+	// message_type makes the topic untyped again. From then on SendPack refuses a pack with a
+	// message whose data does not parse as the type: INVALID_ARGUMENT naming the message's index
+	// and the parse error (the pack is not appended). INVALID_ARGUMENT when the descriptor set
+	// does not parse, lacks a file it imports, or does not define message_type.
+	SetTopicSchema(ctx context.Context, in *SetTopicSchemaRequest, opts ...grpc.CallOption) (*SetTopicSchemaResponse, error)
+	// Returns a topic's declared message type and descriptor set (empty when it is untyped).
+	GetTopicSchema(ctx context.Context, in *GetTopicSchemaRequest, opts ...grpc.CallOption) (*GetTopicSchemaResponse, error)
 }
 
 type adminServiceClient struct {
@@ -237,6 +258,46 @@ func (c *adminServiceClient) GetStats(ctx context.Context, in *GetStatsRequest, 
 	return out, nil
 }
 
+func (c *adminServiceClient) ListMessages(ctx context.Context, in *ListMessagesRequest, opts ...grpc.CallOption) (*ListMessagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMessagesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListMessages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetMessage(ctx context.Context, in *GetMessageRequest, opts ...grpc.CallOption) (*GetMessageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetMessageResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetMessage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) SetTopicSchema(ctx context.Context, in *SetTopicSchemaRequest, opts ...grpc.CallOption) (*SetTopicSchemaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetTopicSchemaResponse)
+	err := c.cc.Invoke(ctx, AdminService_SetTopicSchema_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetTopicSchema(ctx context.Context, in *GetTopicSchemaRequest, opts ...grpc.CallOption) (*GetTopicSchemaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTopicSchemaResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetTopicSchema_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -278,6 +339,23 @@ type AdminServiceServer interface {
 	SeekSubscription(context.Context, *SeekSubscriptionRequest) (*SeekSubscriptionResponse, error)
 	// Figures for a topic and each of its subscriptions.
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
+	// Lists a topic's stored messages that match every filter given, in seq order, without
+	// consuming them (no subscription moves, nothing is leased). One call examines at most
+	// scan_limit messages and returns at most page_size of them (and about 3 MiB); next_seq says
+	// where to go on. INVALID_ARGUMENT for a page_size or scan_limit over its maximum, a bad
+	// trace id, or an empty range; FAILED_PRECONDITION for an ephemeral topic (it stores nothing).
+	ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error)
+	// Returns one stored message by seq, with its state on each subscription (delivered or not,
+	// attempts, lease, ack). NOT_FOUND when the seq was never published or is gone (retention).
+	GetMessage(context.Context, *GetMessageRequest) (*GetMessageResponse, error)
+	// Declares the protobuf message type of a topic's payloads, from a descriptor set; an empty
+	// message_type makes the topic untyped again. From then on SendPack refuses a pack with a
+	// message whose data does not parse as the type: INVALID_ARGUMENT naming the message's index
+	// and the parse error (the pack is not appended). INVALID_ARGUMENT when the descriptor set
+	// does not parse, lacks a file it imports, or does not define message_type.
+	SetTopicSchema(context.Context, *SetTopicSchemaRequest) (*SetTopicSchemaResponse, error)
+	// Returns a topic's declared message type and descriptor set (empty when it is untyped).
+	GetTopicSchema(context.Context, *GetTopicSchemaRequest) (*GetTopicSchemaResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -332,6 +410,18 @@ func (UnimplementedAdminServiceServer) SeekSubscription(context.Context, *SeekSu
 }
 func (UnimplementedAdminServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
+}
+func (UnimplementedAdminServiceServer) ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMessages not implemented")
+}
+func (UnimplementedAdminServiceServer) GetMessage(context.Context, *GetMessageRequest) (*GetMessageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetMessage not implemented")
+}
+func (UnimplementedAdminServiceServer) SetTopicSchema(context.Context, *SetTopicSchemaRequest) (*SetTopicSchemaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetTopicSchema not implemented")
+}
+func (UnimplementedAdminServiceServer) GetTopicSchema(context.Context, *GetTopicSchemaRequest) (*GetTopicSchemaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTopicSchema not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -624,6 +714,78 @@ func _AdminService_GetStats_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMessagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListMessages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListMessages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListMessages(ctx, req.(*ListMessagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetMessage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMessageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetMessage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetMessage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetMessage(ctx, req.(*GetMessageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_SetTopicSchema_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetTopicSchemaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetTopicSchema(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetTopicSchema_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetTopicSchema(ctx, req.(*SetTopicSchemaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetTopicSchema_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTopicSchemaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetTopicSchema(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetTopicSchema_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetTopicSchema(ctx, req.(*GetTopicSchemaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -690,6 +852,22 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStats",
 			Handler:    _AdminService_GetStats_Handler,
+		},
+		{
+			MethodName: "ListMessages",
+			Handler:    _AdminService_ListMessages_Handler,
+		},
+		{
+			MethodName: "GetMessage",
+			Handler:    _AdminService_GetMessage_Handler,
+		},
+		{
+			MethodName: "SetTopicSchema",
+			Handler:    _AdminService_SetTopicSchema_Handler,
+		},
+		{
+			MethodName: "GetTopicSchema",
+			Handler:    _AdminService_GetTopicSchema_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -2,10 +2,12 @@
 // @generated from file nervebus/v1/admin.proto (package nervebus.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Delivery } from "./message_pb.js";
+import { file_nervebus_v1_message } from "./message_pb.js";
 import type { StartPoint, Window } from "./subscriber_pb.js";
 import { file_nervebus_v1_subscriber } from "./subscriber_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file nervebus/v1/admin.proto.
  */
 export const file_nervebus_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChduZXJ2ZWJ1cy92MS9hZG1pbi5wcm90bxILbmVydmVidXMudjEi4QEKBVRvcGljEgwKBG5hbWUYASABKAkSDgoGc2hhcmRzGAIgASgNEiwKCXJldGVudGlvbhgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCg9yZXRlbnRpb25fYnl0ZXMYBCABKAQSLwoMZGVkdXBfd2luZG93GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCWVwaGVtZXJhbBgGIAEoCBIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyQIKDFN1YnNjcmlwdGlvbhINCgV0b3BpYxgBIAEoCRIMCgRuYW1lGAIgASgJEi8KDGFja19kZWFkbGluZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgttaW5fYmFja29mZhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgttYXhfYmFja29mZhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIdChVtYXhfZGVsaXZlcnlfYXR0ZW1wdHMYBiABKA0SGQoRZGVhZF9sZXR0ZXJfdG9waWMYByABKAkSEAoIb3JkZXJpbmcYCCABKAgSDgoGcGF1c2VkGAkgASgIEi8KC2NyZWF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI3ChJDcmVhdGVUb3BpY1JlcXVlc3QSIQoFdG9waWMYASABKAsyEi5uZXJ2ZWJ1cy52MS5Ub3BpYyI4ChNDcmVhdGVUb3BpY1Jlc3BvbnNlEiEKBXRvcGljGAEgASgLMhIubmVydmVidXMudjEuVG9waWMiHwoPR2V0VG9waWNSZXF1ZXN0EgwKBG5hbWUYASABKAkiNQoQR2V0VG9waWNSZXNwb25zZRIhCgV0b3BpYxgBIAEoCzISLm5lcnZlYnVzLnYxLlRvcGljIhMKEUxpc3RUb3BpY3NSZXF1ZXN0IjgKEkxpc3RUb3BpY3NSZXNwb25zZRIiCgZ0b3BpY3MYASADKAsyEi5uZXJ2ZWJ1cy52MS5Ub3BpYyJoChJVcGRhdGVUb3BpY1JlcXVlc3QSIQoFdG9waWMYASABKAsyEi5uZXJ2ZWJ1cy52MS5Ub3BpYxIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siOAoTVXBkYXRlVG9waWNSZXNwb25zZRIhCgV0b3BpYxgBIAEoCzISLm5lcnZlYnVzLnYxLlRvcGljIiIKEkRlbGV0ZVRvcGljUmVxdWVzdBIMCgRuYW1lGAEgASgJIhUKE0RlbGV0ZVRvcGljUmVzcG9uc2UizAEKGUNyZWF0ZVN1YnNjcmlwdGlvblJlcXVlc3QSLwoMc3Vic2NyaXB0aW9uGAEgASgLMhkubmVydmVidXMudjEuU3Vic2NyaXB0aW9uEi4KC3N0YXJ0X3BvaW50GAIgASgOMhcubmVydmVidXMudjEuU3RhcnRQb2ludEgAEhMKCXN0YXJ0X3NlcRgDIAEoBEgAEjAKCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSABCBwoFc3RhcnQiTQoaQ3JlYXRlU3Vic2NyaXB0aW9uUmVzcG9uc2USLwoMc3Vic2NyaXB0aW9uGAEgASgLMhkubmVydmVidXMudjEuU3Vic2NyaXB0aW9uIjUKFkdldFN1YnNjcmlwdGlvblJlcXVlc3QSDQoFdG9waWMYASABKAkSDAoEbmFtZRgCIAEoCSJKChdHZXRTdWJzY3JpcHRpb25SZXNwb25zZRIvCgxzdWJzY3JpcHRpb24YASABKAsyGS5uZXJ2ZWJ1cy52MS5TdWJzY3JpcHRpb24iKQoYTGlzdFN1YnNjcmlwdGlvbnNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJIk0KGUxpc3RTdWJzY3JpcHRpb25zUmVzcG9uc2USMAoNc3Vic2NyaXB0aW9ucxgBIAMoCzIZLm5lcnZlYnVzLnYxLlN1YnNjcmlwdGlvbiJ9ChlVcGRhdGVTdWJzY3JpcHRpb25SZXF1ZXN0Ei8KDHN1YnNjcmlwdGlvbhgBIAEoCzIZLm5lcnZlYnVzLnYxLlN1YnNjcmlwdGlvbhIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siTQoaVXBkYXRlU3Vic2NyaXB0aW9uUmVzcG9uc2USLwoMc3Vic2NyaXB0aW9uGAEgASgLMhkubmVydmVidXMudjEuU3Vic2NyaXB0aW9uIjgKGURlbGV0ZVN1YnNjcmlwdGlvblJlcXVlc3QSDQoFdG9waWMYASABKAkSDAoEbmFtZRgCIAEoCSIcChpEZWxldGVTdWJzY3JpcHRpb25SZXNwb25zZSI3ChhQYXVzZVN1YnNjcmlwdGlvblJlcXVlc3QSDQoFdG9waWMYASABKAkSDAoEbmFtZRgCIAEoCSJMChlQYXVzZVN1YnNjcmlwdGlvblJlc3BvbnNlEi8KDHN1YnNjcmlwdGlvbhgBIAEoCzIZLm5lcnZlYnVzLnYxLlN1YnNjcmlwdGlvbiI4ChlSZXN1bWVTdWJzY3JpcHRpb25SZXF1ZXN0Eg0KBXRvcGljGAEgASgJEgwKBG5hbWUYAiABKAkiTQoaUmVzdW1lU3Vic2NyaXB0aW9uUmVzcG9uc2USLwoMc3Vic2NyaXB0aW9uGAEgASgLMhkubmVydmVidXMudjEuU3Vic2NyaXB0aW9uIjcKGFB1cmdlU3Vic2NyaXB0aW9uUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIMCgRuYW1lGAIgASgJIioKGVB1cmdlU3Vic2NyaXB0aW9uUmVzcG9uc2USDQoFZmxvb3IYASABKAQiewoXU2Vla1N1YnNjcmlwdGlvblJlcXVlc3QSDQoFdG9waWMYASABKAkSDAoEbmFtZRgCIAEoCRINCgNzZXEYAyABKARIABIqCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAQggKBnRhcmdldCIpChhTZWVrU3Vic2NyaXB0aW9uUmVzcG9uc2USDQoFZmxvb3IYASABKAQiIAoPR2V0U3RhdHNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJInEKEEdldFN0YXRzUmVzcG9uc2USJgoFdG9waWMYASABKAsyFy5uZXJ2ZWJ1cy52MS5Ub3BpY1N0YXRzEjUKDXN1YnNjcmlwdGlvbnMYAiADKAsyHi5uZXJ2ZWJ1cy52MS5TdWJzY3JpcHRpb25TdGF0cyKnAQoKVG9waWNTdGF0cxIMCgRuYW1lGAEgASgJEhAKCGxhc3Rfc2VxGAIgASgEEhEKCWZpcnN0X3NlcRgDIAEoBBIUCgxwdWJsaXNoX3JhdGUYBCABKAESEQoJc2NoZWR1bGVkGAUgASgEEhEKCWRlZHVwX2lkcxgGIAEoBBIPCgdkcm9wcGVkGAcgASgEEhkKEXJldGVudGlvbl9kZWxldGVkGAggASgEIuMCChFTdWJzY3JpcHRpb25TdGF0cxIMCgRuYW1lGAEgASgJEg0KBWZsb29yGAIgASgEEg8KB2JhY2tsb2cYAyABKAQSEQoJaW5fZmxpZ2h0GAQgASgEEhoKEndhaXRpbmdfcmVkZWxpdmVyeRgFIAEoBBITCgtyZWRlbGl2ZXJlZBgGIAEoBBIVCg1kZWFkX2xldHRlcmVkGAcgASgEEg8KB3NraXBwZWQYCCABKAQSNQoSb2xkZXN0X3VuYWNrZWRfYWdlGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhUKDWRlbGl2ZXJ5X3JhdGUYCiABKAESEAoIYWNrX3JhdGUYCyABKAESLQoJY29uc3VtZXJzGAwgAygLMhoubmVydmVidXMudjEuQ29uc3VtZXJTdGF0cxIVCg1zdGF0ZV9lbnRyaWVzGA0gASgEEg4KBnBhdXNlZBgOIAEoCCKHAQoNQ29uc3VtZXJTdGF0cxIMCgRuYW1lGAEgASgJEhEKCWluX2ZsaWdodBgCIAEoDRIjCgZ3aW5kb3cYAyABKAsyEy5uZXJ2ZWJ1cy52MS5XaW5kb3cSMAoMY29ubmVjdF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDLsCgoMQWRtaW5TZXJ2aWNlElAKC0NyZWF0ZVRvcGljEh8ubmVydmVidXMudjEuQ3JlYXRlVG9waWNSZXF1ZXN0GiAubmVydmVidXMudjEuQ3JlYXRlVG9waWNSZXNwb25zZRJHCghHZXRUb3BpYxIcLm5lcnZlYnVzLnYxLkdldFRvcGljUmVxdWVzdBodLm5lcnZlYnVzLnYxLkdldFRvcGljUmVzcG9uc2USTQoKTGlzdFRvcGljcxIeLm5lcnZlYnVzLnYxLkxpc3RUb3BpY3NSZXF1ZXN0Gh8ubmVydmVidXMudjEuTGlzdFRvcGljc1Jlc3BvbnNlElAKC1VwZGF0ZVRvcGljEh8ubmVydmVidXMudjEuVXBkYXRlVG9waWNSZXF1ZXN0GiAubmVydmVidXMudjEuVXBkYXRlVG9waWNSZXNwb25zZRJQCgtEZWxldGVUb3BpYxIfLm5lcnZlYnVzLnYxLkRlbGV0ZVRvcGljUmVxdWVzdBogLm5lcnZlYnVzLnYxLkRlbGV0ZVRvcGljUmVzcG9uc2USZQoSQ3JlYXRlU3Vic2NyaXB0aW9uEiYubmVydmVidXMudjEuQ3JlYXRlU3Vic2NyaXB0aW9uUmVxdWVzdBonLm5lcnZlYnVzLnYxLkNyZWF0ZVN1YnNjcmlwdGlvblJlc3BvbnNlElwKD0dldFN1YnNjcmlwdGlvbhIjLm5lcnZlYnVzLnYxLkdldFN1YnNjcmlwdGlvblJlcXVlc3QaJC5uZXJ2ZWJ1cy52MS5HZXRTdWJzY3JpcHRpb25SZXNwb25zZRJiChFMaXN0U3Vic2NyaXB0aW9ucxIlLm5lcnZlYnVzLnYxLkxpc3RTdWJzY3JpcHRpb25zUmVxdWVzdBomLm5lcnZlYnVzLnYxLkxpc3RTdWJzY3JpcHRpb25zUmVzcG9uc2USZQoSVXBkYXRlU3Vic2NyaXB0aW9uEiYubmVydmVidXMudjEuVXBkYXRlU3Vic2NyaXB0aW9uUmVxdWVzdBonLm5lcnZlYnVzLnYxLlVwZGF0ZVN1YnNjcmlwdGlvblJlc3BvbnNlEmUKEkRlbGV0ZVN1YnNjcmlwdGlvbhImLm5lcnZlYnVzLnYxLkRlbGV0ZVN1YnNjcmlwdGlvblJlcXVlc3QaJy5uZXJ2ZWJ1cy52MS5EZWxldGVTdWJzY3JpcHRpb25SZXNwb25zZRJiChFQYXVzZVN1YnNjcmlwdGlvbhIlLm5lcnZlYnVzLnYxLlBhdXNlU3Vic2NyaXB0aW9uUmVxdWVzdBomLm5lcnZlYnVzLnYxLlBhdXNlU3Vic2NyaXB0aW9uUmVzcG9uc2USZQoSUmVzdW1lU3Vic2NyaXB0aW9uEiYubmVydmVidXMudjEuUmVzdW1lU3Vic2NyaXB0aW9uUmVxdWVzdBonLm5lcnZlYnVzLnYxLlJlc3VtZVN1YnNjcmlwdGlvblJlc3BvbnNlEmIKEVB1cmdlU3Vic2NyaXB0aW9uEiUubmVydmVidXMudjEuUHVyZ2VTdWJzY3JpcHRpb25SZXF1ZXN0GiYubmVydmVidXMudjEuUHVyZ2VTdWJzY3JpcHRpb25SZXNwb25zZRJfChBTZWVrU3Vic2NyaXB0aW9uEiQubmVydmVidXMudjEuU2Vla1N1YnNjcmlwdGlvblJlcXVlc3QaJS5uZXJ2ZWJ1cy52MS5TZWVrU3Vic2NyaXB0aW9uUmVzcG9uc2USRwoIR2V0U3RhdHMSHC5uZXJ2ZWJ1cy52MS5HZXRTdGF0c1JlcXVlc3QaHS5uZXJ2ZWJ1cy52MS5HZXRTdGF0c1Jlc3BvbnNlQkRaQmdpdGh1Yi5jb20vbmVydmVidXMvbmVydmVidXMvY2xpZW50cy9nby9nZW4vbmVydmVidXMvdjE7bmVydmVidXN2MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_nervebus_v1_subscriber]);
+  fileDesc("ChduZXJ2ZWJ1cy92MS9hZG1pbi5wcm90bxILbmVydmVidXMudjEi4QEKBVRvcGljEgwKBG5hbWUYASABKAkSDgoGc2hhcmRzGAIgASgNEiwKCXJldGVudGlvbhgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCg9yZXRlbnRpb25fYnl0ZXMYBCABKAQSLwoMZGVkdXBfd2luZG93GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCWVwaGVtZXJhbBgGIAEoCBIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyQIKDFN1YnNjcmlwdGlvbhINCgV0b3BpYxgBIAEoCRIMCgRuYW1lGAIgASgJEi8KDGFja19kZWFkbGluZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgttaW5fYmFja29mZhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgttYXhfYmFja29mZhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIdChVtYXhfZGVsaXZlcnlfYXR0ZW1wdHMYBiABKA0SGQoRZGVhZF9sZXR0ZXJfdG9waWMYByABKAkSEAoIb3JkZXJpbmcYCCABKAgSDgoGcGF1c2VkGAkgASgIEi8KC2NyZWF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI3ChJDcmVhdGVUb3BpY1JlcXVlc3QSIQoFdG9waWMYASABKAsyEi5uZXJ2ZWJ1cy52MS5Ub3BpYyI4ChNDcmVhdGVUb3BpY1Jlc3BvbnNlEiEKBXRvcGljGAEgASgLMhIubmVydmVidXMudjEuVG9waWMiHwoPR2V0VG9waWNSZXF1ZXN0EgwKBG5hbWUYASABKAkiNQoQR2V0VG9waWNSZXNwb25zZRIhCgV0b3BpYxgBIAEoCzISLm5lcnZlYnVzLnYxLlRvcGljIhMKEUxpc3RUb3BpY3NSZXF1ZXN0IjgKEkxpc3RUb3BpY3NSZXNwb25zZRIiCgZ0b3BpY3MYASADKAsyEi5uZXJ2ZWJ1cy52MS5Ub3BpYyJoChJVcGRhdGVUb3BpY1JlcXVlc3QSIQoFdG9waWMYASABKAsyEi5uZXJ2ZWJ1cy52MS5Ub3BpYxIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siOAoTVXBkYXRlVG9waWNSZXNwb25zZRIhCgV0b3BpYxgBIAEoCzISLm5lcnZlYnVzLnYxLlRvcGljIiIKEkRlbGV0ZVRvcGljUmVxdWVzdBIMCgRuYW1lGAEgASgJIhUKE0RlbGV0ZVRvcGljUmVzcG9uc2UizAEKGUNyZWF0ZVN1YnNjcmlwdGlvblJlcXVlc3QSLwoMc3Vic2NyaXB0aW9uGAEgASgLMhkubmVydmVidXMudjEuU3Vic2NyaXB0aW9uEi4KC3N0YXJ0X3BvaW50GAIgASgOMhcubmVydmVidXMudjEuU3RhcnRQb2ludEgAEhMKCXN0YXJ0X3NlcRgDIAEoBEgAEjAKCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSABCBwoFc3RhcnQiTQoaQ3JlYXRlU3Vic2NyaXB0aW9uUmVzcG9uc2USLwoMc3Vic2NyaXB0aW9uGAEgASgLMhkubmVydmVidXMudjEuU3Vic2NyaXB0aW9uIjUKFkdldFN1YnNjcmlwdGlvblJlcXVlc3QSDQoFdG9waWMYASABKAkSDAoEbmFtZRgCIAEoCSJKChdHZXRTdWJzY3JpcHRpb25SZXNwb25zZRIvCgxzdWJzY3JpcHRpb24YASABKAsyGS5uZXJ2ZWJ1cy52MS5TdWJzY3JpcHRpb24iKQoYTGlzdFN1YnNjcmlwdGlvbnNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJIk0KGUxpc3RTdWJzY3JpcHRpb25zUmVzcG9uc2USMAoNc3Vic2NyaXB0aW9ucxgBIAMoCzIZLm5lcnZlYnVzLnYxLlN1YnNjcmlwdGlvbiJ9ChlVcGRhdGVTdWJzY3JpcHRpb25SZXF1ZXN0Ei8KDHN1YnNjcmlwdGlvbhgBIAEoCzIZLm5lcnZlYnVzLnYxLlN1YnNjcmlwdGlvbhIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siTQoaVXBkYXRlU3Vic2NyaXB0aW9uUmVzcG9uc2USLwoMc3Vic2NyaXB0aW9uGAEgASgLMhkubmVydmVidXMudjEuU3Vic2NyaXB0aW9uIjgKGURlbGV0ZVN1YnNjcmlwdGlvblJlcXVlc3QSDQoFdG9waWMYASABKAkSDAoEbmFtZRgCIAEoCSIcChpEZWxldGVTdWJzY3JpcHRpb25SZXNwb25zZSI3ChhQYXVzZVN1YnNjcmlwdGlvblJlcXVlc3QSDQoFdG9waWMYASABKAkSDAoEbmFtZRgCIAEoCSJMChlQYXVzZVN1YnNjcmlwdGlvblJlc3BvbnNlEi8KDHN1YnNjcmlwdGlvbhgBIAEoCzIZLm5lcnZlYnVzLnYxLlN1YnNjcmlwdGlvbiI4ChlSZXN1bWVTdWJzY3JpcHRpb25SZXF1ZXN0Eg0KBXRvcGljGAEgASgJEgwKBG5hbWUYAiABKAkiTQoaUmVzdW1lU3Vic2NyaXB0aW9uUmVzcG9uc2USLwoMc3Vic2NyaXB0aW9uGAEgASgLMhkubmVydmVidXMudjEuU3Vic2NyaXB0aW9uIjcKGFB1cmdlU3Vic2NyaXB0aW9uUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIMCgRuYW1lGAIgASgJIioKGVB1cmdlU3Vic2NyaXB0aW9uUmVzcG9uc2USDQoFZmxvb3IYASABKAQiewoXU2Vla1N1YnNjcmlwdGlvblJlcXVlc3QSDQoFdG9waWMYASABKAkSDAoEbmFtZRgCIAEoCRINCgNzZXEYAyABKARIABIqCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAQggKBnRhcmdldCIpChhTZWVrU3Vic2NyaXB0aW9uUmVzcG9uc2USDQoFZmxvb3IYASABKAQiIAoPR2V0U3RhdHNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJInEKEEdldFN0YXRzUmVzcG9uc2USJgoFdG9waWMYASABKAsyFy5uZXJ2ZWJ1cy52MS5Ub3BpY1N0YXRzEjUKDXN1YnNjcmlwdGlvbnMYAiADKAsyHi5uZXJ2ZWJ1cy52MS5TdWJzY3JpcHRpb25TdGF0cyKnAQoKVG9waWNTdGF0cxIMCgRuYW1lGAEgASgJEhAKCGxhc3Rfc2VxGAIgASgEEhEKCWZpcnN0X3NlcRgDIAEoBBIUCgxwdWJsaXNoX3JhdGUYBCABKAESEQoJc2NoZWR1bGVkGAUgASgEEhEKCWRlZHVwX2lkcxgGIAEoBBIPCgdkcm9wcGVkGAcgASgEEhkKEXJldGVudGlvbl9kZWxldGVkGAggASgEIuMCChFTdWJzY3JpcHRpb25TdGF0cxIMCgRuYW1lGAEgASgJEg0KBWZsb29yGAIgASgEEg8KB2JhY2tsb2cYAyABKAQSEQoJaW5fZmxpZ2h0GAQgASgEEhoKEndhaXRpbmdfcmVkZWxpdmVyeRgFIAEoBBITCgtyZWRlbGl2ZXJlZBgGIAEoBBIVCg1kZWFkX2xldHRlcmVkGAcgASgEEg8KB3NraXBwZWQYCCABKAQSNQoSb2xkZXN0X3VuYWNrZWRfYWdlGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhUKDWRlbGl2ZXJ5X3JhdGUYCiABKAESEAoIYWNrX3JhdGUYCyABKAESLQoJY29uc3VtZXJzGAwgAygLMhoubmVydmVidXMudjEuQ29uc3VtZXJTdGF0cxIVCg1zdGF0ZV9lbnRyaWVzGA0gASgEEg4KBnBhdXNlZBgOIAEoCCKHAQoNQ29uc3VtZXJTdGF0cxIMCgRuYW1lGAEgASgJEhEKCWluX2ZsaWdodBgCIAEoDRIjCgZ3aW5kb3cYAyABKAsyEy5uZXJ2ZWJ1cy52MS5XaW5kb3cSMAoMY29ubmVjdF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKaAwoTTGlzdE1lc3NhZ2VzUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIQCghmcm9tX3NlcRgCIAEoBBIOCgZ0b19zZXEYAyABKAQSLQoJZnJvbV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgd0b190aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxvcmRlcmluZ19rZXkYBiABKAkSEgoKbWVzc2FnZV9pZBgHIAEoCRIQCgh0cmFjZV9pZBgIIAEoCRJECgphdHRyaWJ1dGVzGAkgAygLMjAubmVydmVidXMudjEuTGlzdE1lc3NhZ2VzUmVxdWVzdC5BdHRyaWJ1dGVzRW50cnkSEQoJcGFnZV9zaXplGAogASgNEhIKCnNjYW5fbGltaXQYCyABKA0SGgoSaW5jbHVkZV9kZWxpdmVyaWVzGAwgASgIGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIm8KFExpc3RNZXNzYWdlc1Jlc3BvbnNlEiwKCG1lc3NhZ2VzGAEgAygLMhoubmVydmVidXMudjEuU3RvcmVkTWVzc2FnZRIQCghuZXh0X3NlcRgCIAEoBBIXCg9zY2FubmVkX3Rocm91Z2gYAyABKAQiLwoRR2V0TWVzc2FnZVJlcXVlc3QSDQoFdG9waWMYASABKAkSCwoDc2VxGAIgASgEIkEKEkdldE1lc3NhZ2VSZXNwb25zZRIrCgdtZXNzYWdlGAEgASgLMhoubmVydmVidXMudjEuU3RvcmVkTWVzc2FnZSJpCg1TdG9yZWRNZXNzYWdlEiYKB21lc3NhZ2UYASABKAsyFS5uZXJ2ZWJ1cy52MS5EZWxpdmVyeRIwCgpkZWxpdmVyaWVzGAIgAygLMhwubmVydmVidXMudjEuTWVzc2FnZURlbGl2ZXJ5IocDCg9NZXNzYWdlRGVsaXZlcnkSFAoMc3Vic2NyaXB0aW9uGAEgASgJEjEKBXN0YXRlGAIgASgOMiIubmVydmVidXMudjEuTWVzc2FnZURlbGl2ZXJ5LlN0YXRlEhAKCGF0dGVtcHRzGAMgASgNEhAKCGNvbnN1bWVyGAQgASgJEjIKDmxlYXNlX2RlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpub3RfYmVmb3JlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKiAQoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABIXChNTVEFURV9OT1RfREVMSVZFUkVEEAESEAoMU1RBVEVfTEVBU0VEEAISHAoYU1RBVEVfV0FJVElOR19SRURFTElWRVJZEAMSDwoLU1RBVEVfQUNLRUQQBBIOCgpTVEFURV9IRUxEEAUSGAoUU1RBVEVfREVBRF9MRVRURVJJTkcQBiJuCg1QYXlsb2FkU2NoZW1hEhQKDG1lc3NhZ2VfdHlwZRgBIAEoCRIWCg5kZXNjcmlwdG9yX3NldBgCIAEoDBIvCgt1cGRhdGVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUgoVU2V0VG9waWNTY2hlbWFSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEioKBnNjaGVtYRgCIAEoCzIaLm5lcnZlYnVzLnYxLlBheWxvYWRTY2hlbWEiRAoWU2V0VG9waWNTY2hlbWFSZXNwb25zZRIqCgZzY2hlbWEYASABKAsyGi5uZXJ2ZWJ1cy52MS5QYXlsb2FkU2NoZW1hIiYKFUdldFRvcGljU2NoZW1hUmVxdWVzdBINCgV0b3BpYxgBIAEoCSJEChZHZXRUb3BpY1NjaGVtYVJlc3BvbnNlEioKBnNjaGVtYRgBIAEoCzIaLm5lcnZlYnVzLnYxLlBheWxvYWRTY2hlbWEyxg0KDEFkbWluU2VydmljZRJQCgtDcmVhdGVUb3BpYxIfLm5lcnZlYnVzLnYxLkNyZWF0ZVRvcGljUmVxdWVzdBogLm5lcnZlYnVzLnYxLkNyZWF0ZVRvcGljUmVzcG9uc2USRwoIR2V0VG9waWMSHC5uZXJ2ZWJ1cy52MS5HZXRUb3BpY1JlcXVlc3QaHS5uZXJ2ZWJ1cy52MS5HZXRUb3BpY1Jlc3BvbnNlEk0KCkxpc3RUb3BpY3MSHi5uZXJ2ZWJ1cy52MS5MaXN0VG9waWNzUmVxdWVzdBofLm5lcnZlYnVzLnYxLkxpc3RUb3BpY3NSZXNwb25zZRJQCgtVcGRhdGVUb3BpYxIfLm5lcnZlYnVzLnYxLlVwZGF0ZVRvcGljUmVxdWVzdBogLm5lcnZlYnVzLnYxLlVwZGF0ZVRvcGljUmVzcG9uc2USUAoLRGVsZXRlVG9waWMSHy5uZXJ2ZWJ1cy52MS5EZWxldGVUb3BpY1JlcXVlc3QaIC5uZXJ2ZWJ1cy52MS5EZWxldGVUb3BpY1Jlc3BvbnNlEmUKEkNyZWF0ZVN1YnNjcmlwdGlvbhImLm5lcnZlYnVzLnYxLkNyZWF0ZVN1YnNjcmlwdGlvblJlcXVlc3QaJy5uZXJ2ZWJ1cy52MS5DcmVhdGVTdWJzY3JpcHRpb25SZXNwb25zZRJcCg9HZXRTdWJzY3JpcHRpb24SIy5uZXJ2ZWJ1cy52MS5HZXRTdWJzY3JpcHRpb25SZXF1ZXN0GiQubmVydmVidXMudjEuR2V0U3Vic2NyaXB0aW9uUmVzcG9uc2USYgoRTGlzdFN1YnNjcmlwdGlvbnMSJS5uZXJ2ZWJ1cy52MS5MaXN0U3Vic2NyaXB0aW9uc1JlcXVlc3QaJi5uZXJ2ZWJ1cy52MS5MaXN0U3Vic2NyaXB0aW9uc1Jlc3BvbnNlEmUKElVwZGF0ZVN1YnNjcmlwdGlvbhImLm5lcnZlYnVzLnYxLlVwZGF0ZVN1YnNjcmlwdGlvblJlcXVlc3QaJy5uZXJ2ZWJ1cy52MS5VcGRhdGVTdWJzY3JpcHRpb25SZXNwb25zZRJlChJEZWxldGVTdWJzY3JpcHRpb24SJi5uZXJ2ZWJ1cy52MS5EZWxldGVTdWJzY3JpcHRpb25SZXF1ZXN0GicubmVydmVidXMudjEuRGVsZXRlU3Vic2NyaXB0aW9uUmVzcG9uc2USYgoRUGF1c2VTdWJzY3JpcHRpb24SJS5uZXJ2ZWJ1cy52MS5QYXVzZVN1YnNjcmlwdGlvblJlcXVlc3QaJi5uZXJ2ZWJ1cy52MS5QYXVzZVN1YnNjcmlwdGlvblJlc3BvbnNlEmUKElJlc3VtZVN1YnNjcmlwdGlvbhImLm5lcnZlYnVzLnYxLlJlc3VtZVN1YnNjcmlwdGlvblJlcXVlc3QaJy5uZXJ2ZWJ1cy52MS5SZXN1bWVTdWJzY3JpcHRpb25SZXNwb25zZRJiChFQdXJnZVN1YnNjcmlwdGlvbhIlLm5lcnZlYnVzLnYxLlB1cmdlU3Vic2NyaXB0aW9uUmVxdWVzdBomLm5lcnZlYnVzLnYxLlB1cmdlU3Vic2NyaXB0aW9uUmVzcG9uc2USXwoQU2Vla1N1YnNjcmlwdGlvbhIkLm5lcnZlYnVzLnYxLlNlZWtTdWJzY3JpcHRpb25SZXF1ZXN0GiUubmVydmVidXMudjEuU2Vla1N1YnNjcmlwdGlvblJlc3BvbnNlEkcKCEdldFN0YXRzEhwubmVydmVidXMudjEuR2V0U3RhdHNSZXF1ZXN0Gh0ubmVydmVidXMudjEuR2V0U3RhdHNSZXNwb25zZRJTCgxMaXN0TWVzc2FnZXMSIC5uZXJ2ZWJ1cy52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0GiEubmVydmVidXMudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2USTQoKR2V0TWVzc2FnZRIeLm5lcnZlYnVzLnYxLkdldE1lc3NhZ2VSZXF1ZXN0Gh8ubmVydmVidXMudjEuR2V0TWVzc2FnZVJlc3BvbnNlElkKDlNldFRvcGljU2NoZW1hEiIubmVydmVidXMudjEuU2V0VG9waWNTY2hlbWFSZXF1ZXN0GiMubmVydmVidXMudjEuU2V0VG9waWNTY2hlbWFSZXNwb25zZRJZCg5HZXRUb3BpY1NjaGVtYRIiLm5lcnZlYnVzLnYxLkdldFRvcGljU2NoZW1hUmVxdWVzdBojLm5lcnZlYnVzLnYxLkdldFRvcGljU2NoZW1hUmVzcG9uc2VCRFpCZ2l0aHViLmNvbS9uZXJ2ZWJ1cy9uZXJ2ZWJ1cy9jbGllbnRzL2dvL2dlbi9uZXJ2ZWJ1cy92MTtuZXJ2ZWJ1c3YxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_nervebus_v1_message, file_nervebus_v1_subscriber]);
 
 /**
  * Topic settings.
@@ -1127,6 +1129,468 @@ export const ConsumerStatsSchema: GenMessage<ConsumerStats> = /*@__PURE__*/
   messageDesc(file_nervebus_v1_admin, 34);
 
 /**
+ * ListMessagesRequest searches a topic's log. Every filter given must match; none lists all.
+ *
+ * @generated from message nervebus.v1.ListMessagesRequest
+ */
+export type ListMessagesRequest = Message<"nervebus.v1.ListMessagesRequest"> & {
+  /**
+   * The topic.
+   *
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * The first seq to examine. 0 means the oldest retained message.
+   *
+   * @generated from field: uint64 from_seq = 2;
+   */
+  fromSeq: bigint;
+
+  /**
+   * The last seq to examine. 0 means the last durable message.
+   *
+   * @generated from field: uint64 to_seq = 3;
+   */
+  toSeq: bigint;
+
+  /**
+   * Only messages published at or after this time (found by binary search, not by scanning).
+   *
+   * @generated from field: google.protobuf.Timestamp from_time = 4;
+   */
+  fromTime?: Timestamp | undefined;
+
+  /**
+   * Only messages published at or before this time (the scan stops at the first later one).
+   *
+   * @generated from field: google.protobuf.Timestamp to_time = 5;
+   */
+  toTime?: Timestamp | undefined;
+
+  /**
+   * Only messages with this ordering key.
+   *
+   * @generated from field: string ordering_key = 6;
+   */
+  orderingKey: string;
+
+  /**
+   * Only the message(s) with this producer message id.
+   *
+   * @generated from field: string message_id = 7;
+   */
+  messageId: string;
+
+  /**
+   * Only messages of this W3C trace (32 hex digits), as a tracing dashboard shows it.
+   *
+   * @generated from field: string trace_id = 8;
+   */
+  traceId: string;
+
+  /**
+   * Only messages that carry every one of these attributes with exactly this value.
+   *
+   * @generated from field: map<string, string> attributes = 9;
+   */
+  attributes: { [key: string]: string };
+
+  /**
+   * At most this many messages in the answer: 1–1000; 0 means 100.
+   *
+   * @generated from field: uint32 page_size = 10;
+   */
+  pageSize: number;
+
+  /**
+   * At most this many messages examined by this call: 1–100000; 0 means 10000. The bound keeps
+   * a search of a large log from reading all of it at once: page on with next_seq.
+   *
+   * @generated from field: uint32 scan_limit = 11;
+   */
+  scanLimit: number;
+
+  /**
+   * Also return each message's state on each subscription (see MessageDelivery).
+   *
+   * @generated from field: bool include_deliveries = 12;
+   */
+  includeDeliveries: boolean;
+};
+
+/**
+ * Describes the message nervebus.v1.ListMessagesRequest.
+ * Use `create(ListMessagesRequestSchema)` to create a new message.
+ */
+export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_nervebus_v1_admin, 35);
+
+/**
+ * ListMessagesResponse is one page of matches.
+ *
+ * @generated from message nervebus.v1.ListMessagesResponse
+ */
+export type ListMessagesResponse = Message<"nervebus.v1.ListMessagesResponse"> & {
+  /**
+   * The matching messages, in seq order.
+   *
+   * @generated from field: repeated nervebus.v1.StoredMessage messages = 1;
+   */
+  messages: StoredMessage[];
+
+  /**
+   * Where to go on: call again with from_seq = next_seq (same filters). 0 when the range is
+   * exhausted.
+   *
+   * @generated from field: uint64 next_seq = 2;
+   */
+  nextSeq: bigint;
+
+  /**
+   * Every seq up to here (within the range) has been examined.
+   *
+   * @generated from field: uint64 scanned_through = 3;
+   */
+  scannedThrough: bigint;
+};
+
+/**
+ * Describes the message nervebus.v1.ListMessagesResponse.
+ * Use `create(ListMessagesResponseSchema)` to create a new message.
+ */
+export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_nervebus_v1_admin, 36);
+
+/**
+ * GetMessageRequest names one message.
+ *
+ * @generated from message nervebus.v1.GetMessageRequest
+ */
+export type GetMessageRequest = Message<"nervebus.v1.GetMessageRequest"> & {
+  /**
+   * The topic.
+   *
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * The message's seq.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+};
+
+/**
+ * Describes the message nervebus.v1.GetMessageRequest.
+ * Use `create(GetMessageRequestSchema)` to create a new message.
+ */
+export const GetMessageRequestSchema: GenMessage<GetMessageRequest> = /*@__PURE__*/
+  messageDesc(file_nervebus_v1_admin, 37);
+
+/**
+ * GetMessageResponse returns one message with its deliveries.
+ *
+ * @generated from message nervebus.v1.GetMessageResponse
+ */
+export type GetMessageResponse = Message<"nervebus.v1.GetMessageResponse"> & {
+  /**
+   * The message, with its state on each subscription.
+   *
+   * @generated from field: nervebus.v1.StoredMessage message = 1;
+   */
+  message?: StoredMessage | undefined;
+};
+
+/**
+ * Describes the message nervebus.v1.GetMessageResponse.
+ * Use `create(GetMessageResponseSchema)` to create a new message.
+ */
+export const GetMessageResponseSchema: GenMessage<GetMessageResponse> = /*@__PURE__*/
+  messageDesc(file_nervebus_v1_admin, 38);
+
+/**
+ * StoredMessage is a message as the topic's log holds it.
+ *
+ * @generated from message nervebus.v1.StoredMessage
+ */
+export type StoredMessage = Message<"nervebus.v1.StoredMessage"> & {
+  /**
+   * The message as a subscriber would get it; attempt is 0 (browsing delivers nothing).
+   *
+   * @generated from field: nervebus.v1.Delivery message = 1;
+   */
+  message?: Delivery | undefined;
+
+  /**
+   * Its state on each subscription the caller may administer (when asked for), by name.
+   *
+   * @generated from field: repeated nervebus.v1.MessageDelivery deliveries = 2;
+   */
+  deliveries: MessageDelivery[];
+};
+
+/**
+ * Describes the message nervebus.v1.StoredMessage.
+ * Use `create(StoredMessageSchema)` to create a new message.
+ */
+export const StoredMessageSchema: GenMessage<StoredMessage> = /*@__PURE__*/
+  messageDesc(file_nervebus_v1_admin, 39);
+
+/**
+ * MessageDelivery is what one subscription has done with one message, from the broker's live
+ * subscription state (the same state it persists: floor, acked ranges, attempts and redelivery
+ * times of unacked messages). Attempts of acked messages are not kept, so they read 0.
+ *
+ * @generated from message nervebus.v1.MessageDelivery
+ */
+export type MessageDelivery = Message<"nervebus.v1.MessageDelivery"> & {
+  /**
+   * The subscription.
+   *
+   * @generated from field: string subscription = 1;
+   */
+  subscription: string;
+
+  /**
+   * Where the message stands.
+   *
+   * @generated from field: nervebus.v1.MessageDelivery.State state = 2;
+   */
+  state: MessageDelivery_State;
+
+  /**
+   * Deliveries so far (0 when not delivered, and when acked: see above).
+   *
+   * @generated from field: uint32 attempts = 3;
+   */
+  attempts: number;
+
+  /**
+   * STATE_LEASED: the consumer that holds it (its name or peer address).
+   *
+   * @generated from field: string consumer = 4;
+   */
+  consumer: string;
+
+  /**
+   * STATE_LEASED: when the lease ends unless acked or extended.
+   *
+   * @generated from field: google.protobuf.Timestamp lease_deadline = 5;
+   */
+  leaseDeadline?: Timestamp | undefined;
+
+  /**
+   * STATE_WAITING_REDELIVERY: redelivered no earlier than this.
+   *
+   * @generated from field: google.protobuf.Timestamp not_before = 6;
+   */
+  notBefore?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message nervebus.v1.MessageDelivery.
+ * Use `create(MessageDeliverySchema)` to create a new message.
+ */
+export const MessageDeliverySchema: GenMessage<MessageDelivery> = /*@__PURE__*/
+  messageDesc(file_nervebus_v1_admin, 40);
+
+/**
+ * Where the message stands on the subscription.
+ *
+ * @generated from enum nervebus.v1.MessageDelivery.State
+ */
+export enum MessageDelivery_State {
+  /**
+   * Not used.
+   *
+   * @generated from enum value: STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Not delivered yet on this subscription (or delivered once before a broker restart and
+   * not acked: it comes again from the floor).
+   *
+   * @generated from enum value: STATE_NOT_DELIVERED = 1;
+   */
+  NOT_DELIVERED = 1,
+
+  /**
+   * Delivered and leased to `consumer` until lease_deadline, not acked yet.
+   *
+   * @generated from enum value: STATE_LEASED = 2;
+   */
+  LEASED = 2,
+
+  /**
+   * Delivered `attempts` times, nacked or expired, redelivered at not_before.
+   *
+   * @generated from enum value: STATE_WAITING_REDELIVERY = 3;
+   */
+  WAITING_REDELIVERY = 3,
+
+  /**
+   * Acked (also: purged, sought past, skipped by retention, or dead-lettered).
+   *
+   * @generated from enum value: STATE_ACKED = 4;
+   */
+  ACKED = 4,
+
+  /**
+   * Waiting behind an unacked earlier message with the same ordering key.
+   *
+   * @generated from enum value: STATE_HELD = 5;
+   */
+  HELD = 5,
+
+  /**
+   * Out of attempts (or terminated): being moved to the dead-letter topic.
+   *
+   * @generated from enum value: STATE_DEAD_LETTERING = 6;
+   */
+  DEAD_LETTERING = 6,
+}
+
+/**
+ * Describes the enum nervebus.v1.MessageDelivery.State.
+ */
+export const MessageDelivery_StateSchema: GenEnum<MessageDelivery_State> = /*@__PURE__*/
+  enumDesc(file_nervebus_v1_admin, 40, 0);
+
+/**
+ * PayloadSchema is the protobuf message type a topic's payloads must parse as.
+ *
+ * @generated from message nervebus.v1.PayloadSchema
+ */
+export type PayloadSchema = Message<"nervebus.v1.PayloadSchema"> & {
+  /**
+   * The type's full name, e.g. `shop.v1.Order`. Empty: the topic is untyped.
+   *
+   * @generated from field: string message_type = 1;
+   */
+  messageType: string;
+
+  /**
+   * A serialized google.protobuf.FileDescriptorSet holding the type's file and the files it
+   * imports, as `buf build -o set.binpb` or `protoc --include_imports --descriptor_set_out`
+   * write it (well-known types such as google/protobuf/timestamp.proto may be left out). At
+   * most 4 MiB.
+   *
+   * @generated from field: bytes descriptor_set = 2;
+   */
+  descriptorSet: Uint8Array;
+
+  /**
+   * When the schema was set. Output only.
+   *
+   * @generated from field: google.protobuf.Timestamp update_time = 3;
+   */
+  updateTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message nervebus.v1.PayloadSchema.
+ * Use `create(PayloadSchemaSchema)` to create a new message.
+ */
+export const PayloadSchemaSchema: GenMessage<PayloadSchema> = /*@__PURE__*/
+  messageDesc(file_nervebus_v1_admin, 41);
+
+/**
+ * SetTopicSchemaRequest declares (or clears) a topic's message type.
+ *
+ * @generated from message nervebus.v1.SetTopicSchemaRequest
+ */
+export type SetTopicSchemaRequest = Message<"nervebus.v1.SetTopicSchemaRequest"> & {
+  /**
+   * The topic.
+   *
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * The schema; an empty message_type clears it.
+   *
+   * @generated from field: nervebus.v1.PayloadSchema schema = 2;
+   */
+  schema?: PayloadSchema | undefined;
+};
+
+/**
+ * Describes the message nervebus.v1.SetTopicSchemaRequest.
+ * Use `create(SetTopicSchemaRequestSchema)` to create a new message.
+ */
+export const SetTopicSchemaRequestSchema: GenMessage<SetTopicSchemaRequest> = /*@__PURE__*/
+  messageDesc(file_nervebus_v1_admin, 42);
+
+/**
+ * SetTopicSchemaResponse returns the schema as stored.
+ *
+ * @generated from message nervebus.v1.SetTopicSchemaResponse
+ */
+export type SetTopicSchemaResponse = Message<"nervebus.v1.SetTopicSchemaResponse"> & {
+  /**
+   * The schema (empty when cleared).
+   *
+   * @generated from field: nervebus.v1.PayloadSchema schema = 1;
+   */
+  schema?: PayloadSchema | undefined;
+};
+
+/**
+ * Describes the message nervebus.v1.SetTopicSchemaResponse.
+ * Use `create(SetTopicSchemaResponseSchema)` to create a new message.
+ */
+export const SetTopicSchemaResponseSchema: GenMessage<SetTopicSchemaResponse> = /*@__PURE__*/
+  messageDesc(file_nervebus_v1_admin, 43);
+
+/**
+ * GetTopicSchemaRequest names a topic.
+ *
+ * @generated from message nervebus.v1.GetTopicSchemaRequest
+ */
+export type GetTopicSchemaRequest = Message<"nervebus.v1.GetTopicSchemaRequest"> & {
+  /**
+   * The topic.
+   *
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+};
+
+/**
+ * Describes the message nervebus.v1.GetTopicSchemaRequest.
+ * Use `create(GetTopicSchemaRequestSchema)` to create a new message.
+ */
+export const GetTopicSchemaRequestSchema: GenMessage<GetTopicSchemaRequest> = /*@__PURE__*/
+  messageDesc(file_nervebus_v1_admin, 44);
+
+/**
+ * GetTopicSchemaResponse returns a topic's schema.
+ *
+ * @generated from message nervebus.v1.GetTopicSchemaResponse
+ */
+export type GetTopicSchemaResponse = Message<"nervebus.v1.GetTopicSchemaResponse"> & {
+  /**
+   * The schema (empty message_type when the topic is untyped).
+   *
+   * @generated from field: nervebus.v1.PayloadSchema schema = 1;
+   */
+  schema?: PayloadSchema | undefined;
+};
+
+/**
+ * Describes the message nervebus.v1.GetTopicSchemaResponse.
+ * Use `create(GetTopicSchemaResponseSchema)` to create a new message.
+ */
+export const GetTopicSchemaResponseSchema: GenMessage<GetTopicSchemaResponse> = /*@__PURE__*/
+  messageDesc(file_nervebus_v1_admin, 45);
+
+/**
  * AdminService manages topics and subscriptions and reports on them. Topics and subscriptions
  * are also created on first use (SendPack, Receive) unless the broker runs with
  * --no-auto-create. Errors: INVALID_ARGUMENT naming the field, NOT_FOUND, ALREADY_EXISTS,
@@ -1286,6 +1750,55 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof GetStatsRequestSchema;
     output: typeof GetStatsResponseSchema;
+  },
+  /**
+   * Lists a topic's stored messages that match every filter given, in seq order, without
+   * consuming them (no subscription moves, nothing is leased). One call examines at most
+   * scan_limit messages and returns at most page_size of them (and about 3 MiB); next_seq says
+   * where to go on. INVALID_ARGUMENT for a page_size or scan_limit over its maximum, a bad
+   * trace id, or an empty range; FAILED_PRECONDITION for an ephemeral topic (it stores nothing).
+   *
+   * @generated from rpc nervebus.v1.AdminService.ListMessages
+   */
+  listMessages: {
+    methodKind: "unary";
+    input: typeof ListMessagesRequestSchema;
+    output: typeof ListMessagesResponseSchema;
+  },
+  /**
+   * Returns one stored message by seq, with its state on each subscription (delivered or not,
+   * attempts, lease, ack). NOT_FOUND when the seq was never published or is gone (retention).
+   *
+   * @generated from rpc nervebus.v1.AdminService.GetMessage
+   */
+  getMessage: {
+    methodKind: "unary";
+    input: typeof GetMessageRequestSchema;
+    output: typeof GetMessageResponseSchema;
+  },
+  /**
+   * Declares the protobuf message type of a topic's payloads, from a descriptor set; an empty
+   * message_type makes the topic untyped again. From then on SendPack refuses a pack with a
+   * message whose data does not parse as the type: INVALID_ARGUMENT naming the message's index
+   * and the parse error (the pack is not appended). INVALID_ARGUMENT when the descriptor set
+   * does not parse, lacks a file it imports, or does not define message_type.
+   *
+   * @generated from rpc nervebus.v1.AdminService.SetTopicSchema
+   */
+  setTopicSchema: {
+    methodKind: "unary";
+    input: typeof SetTopicSchemaRequestSchema;
+    output: typeof SetTopicSchemaResponseSchema;
+  },
+  /**
+   * Returns a topic's declared message type and descriptor set (empty when it is untyped).
+   *
+   * @generated from rpc nervebus.v1.AdminService.GetTopicSchema
+   */
+  getTopicSchema: {
+    methodKind: "unary";
+    input: typeof GetTopicSchemaRequestSchema;
+    output: typeof GetTopicSchemaResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_nervebus_v1_admin, 0);

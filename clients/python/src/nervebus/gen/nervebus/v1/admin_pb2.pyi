@@ -3,8 +3,10 @@ import datetime
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from nervebus.gen.nervebus.v1 import message_pb2 as _message_pb2
 from nervebus.gen.nervebus.v1 import subscriber_pb2 as _subscriber_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -319,3 +321,138 @@ class ConsumerStats(_message.Message):
     window: _subscriber_pb2.Window
     connect_time: _timestamp_pb2.Timestamp
     def __init__(self, name: _Optional[str] = ..., in_flight: _Optional[int] = ..., window: _Optional[_Union[_subscriber_pb2.Window, _Mapping]] = ..., connect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListMessagesRequest(_message.Message):
+    __slots__ = ("topic", "from_seq", "to_seq", "from_time", "to_time", "ordering_key", "message_id", "trace_id", "attributes", "page_size", "scan_limit", "include_deliveries")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    TO_SEQ_FIELD_NUMBER: _ClassVar[int]
+    FROM_TIME_FIELD_NUMBER: _ClassVar[int]
+    TO_TIME_FIELD_NUMBER: _ClassVar[int]
+    ORDERING_KEY_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SCAN_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    from_seq: int
+    to_seq: int
+    from_time: _timestamp_pb2.Timestamp
+    to_time: _timestamp_pb2.Timestamp
+    ordering_key: str
+    message_id: str
+    trace_id: str
+    attributes: _containers.ScalarMap[str, str]
+    page_size: int
+    scan_limit: int
+    include_deliveries: bool
+    def __init__(self, topic: _Optional[str] = ..., from_seq: _Optional[int] = ..., to_seq: _Optional[int] = ..., from_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., to_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ordering_key: _Optional[str] = ..., message_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., page_size: _Optional[int] = ..., scan_limit: _Optional[int] = ..., include_deliveries: _Optional[bool] = ...) -> None: ...
+
+class ListMessagesResponse(_message.Message):
+    __slots__ = ("messages", "next_seq", "scanned_through")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    SCANNED_THROUGH_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[StoredMessage]
+    next_seq: int
+    scanned_through: int
+    def __init__(self, messages: _Optional[_Iterable[_Union[StoredMessage, _Mapping]]] = ..., next_seq: _Optional[int] = ..., scanned_through: _Optional[int] = ...) -> None: ...
+
+class GetMessageRequest(_message.Message):
+    __slots__ = ("topic", "seq")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    seq: int
+    def __init__(self, topic: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class GetMessageResponse(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: StoredMessage
+    def __init__(self, message: _Optional[_Union[StoredMessage, _Mapping]] = ...) -> None: ...
+
+class StoredMessage(_message.Message):
+    __slots__ = ("message", "deliveries")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    message: _message_pb2.Delivery
+    deliveries: _containers.RepeatedCompositeFieldContainer[MessageDelivery]
+    def __init__(self, message: _Optional[_Union[_message_pb2.Delivery, _Mapping]] = ..., deliveries: _Optional[_Iterable[_Union[MessageDelivery, _Mapping]]] = ...) -> None: ...
+
+class MessageDelivery(_message.Message):
+    __slots__ = ("subscription", "state", "attempts", "consumer", "lease_deadline", "not_before")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[MessageDelivery.State]
+        STATE_NOT_DELIVERED: _ClassVar[MessageDelivery.State]
+        STATE_LEASED: _ClassVar[MessageDelivery.State]
+        STATE_WAITING_REDELIVERY: _ClassVar[MessageDelivery.State]
+        STATE_ACKED: _ClassVar[MessageDelivery.State]
+        STATE_HELD: _ClassVar[MessageDelivery.State]
+        STATE_DEAD_LETTERING: _ClassVar[MessageDelivery.State]
+    STATE_UNSPECIFIED: MessageDelivery.State
+    STATE_NOT_DELIVERED: MessageDelivery.State
+    STATE_LEASED: MessageDelivery.State
+    STATE_WAITING_REDELIVERY: MessageDelivery.State
+    STATE_ACKED: MessageDelivery.State
+    STATE_HELD: MessageDelivery.State
+    STATE_DEAD_LETTERING: MessageDelivery.State
+    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    LEASE_DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    subscription: str
+    state: MessageDelivery.State
+    attempts: int
+    consumer: str
+    lease_deadline: _timestamp_pb2.Timestamp
+    not_before: _timestamp_pb2.Timestamp
+    def __init__(self, subscription: _Optional[str] = ..., state: _Optional[_Union[MessageDelivery.State, str]] = ..., attempts: _Optional[int] = ..., consumer: _Optional[str] = ..., lease_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PayloadSchema(_message.Message):
+    __slots__ = ("message_type", "descriptor_set", "update_time")
+    MESSAGE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTOR_SET_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    message_type: str
+    descriptor_set: bytes
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, message_type: _Optional[str] = ..., descriptor_set: _Optional[bytes] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SetTopicSchemaRequest(_message.Message):
+    __slots__ = ("topic", "schema")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    schema: PayloadSchema
+    def __init__(self, topic: _Optional[str] = ..., schema: _Optional[_Union[PayloadSchema, _Mapping]] = ...) -> None: ...
+
+class SetTopicSchemaResponse(_message.Message):
+    __slots__ = ("schema",)
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    schema: PayloadSchema
+    def __init__(self, schema: _Optional[_Union[PayloadSchema, _Mapping]] = ...) -> None: ...
+
+class GetTopicSchemaRequest(_message.Message):
+    __slots__ = ("topic",)
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    def __init__(self, topic: _Optional[str] = ...) -> None: ...
+
+class GetTopicSchemaResponse(_message.Message):
+    __slots__ = ("schema",)
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    schema: PayloadSchema
+    def __init__(self, schema: _Optional[_Union[PayloadSchema, _Mapping]] = ...) -> None: ...

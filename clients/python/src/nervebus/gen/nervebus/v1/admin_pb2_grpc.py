@@ -113,6 +113,26 @@ class AdminServiceStub:
                 request_serializer=nervebus_dot_v1_dot_admin__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=nervebus_dot_v1_dot_admin__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.ListMessages = channel.unary_unary(
+                '/nervebus.v1.AdminService/ListMessages',
+                request_serializer=nervebus_dot_v1_dot_admin__pb2.ListMessagesRequest.SerializeToString,
+                response_deserializer=nervebus_dot_v1_dot_admin__pb2.ListMessagesResponse.FromString,
+                _registered_method=True)
+        self.GetMessage = channel.unary_unary(
+                '/nervebus.v1.AdminService/GetMessage',
+                request_serializer=nervebus_dot_v1_dot_admin__pb2.GetMessageRequest.SerializeToString,
+                response_deserializer=nervebus_dot_v1_dot_admin__pb2.GetMessageResponse.FromString,
+                _registered_method=True)
+        self.SetTopicSchema = channel.unary_unary(
+                '/nervebus.v1.AdminService/SetTopicSchema',
+                request_serializer=nervebus_dot_v1_dot_admin__pb2.SetTopicSchemaRequest.SerializeToString,
+                response_deserializer=nervebus_dot_v1_dot_admin__pb2.SetTopicSchemaResponse.FromString,
+                _registered_method=True)
+        self.GetTopicSchema = channel.unary_unary(
+                '/nervebus.v1.AdminService/GetTopicSchema',
+                request_serializer=nervebus_dot_v1_dot_admin__pb2.GetTopicSchemaRequest.SerializeToString,
+                response_deserializer=nervebus_dot_v1_dot_admin__pb2.GetTopicSchemaResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -229,6 +249,43 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMessages(self, request, context):
+        """Lists a topic's stored messages that match every filter given, in seq order, without
+        consuming them (no subscription moves, nothing is leased). One call examines at most
+        scan_limit messages and returns at most page_size of them (and about 3 MiB); next_seq says
+        where to go on. INVALID_ARGUMENT for a page_size or scan_limit over its maximum, a bad
+        trace id, or an empty range; FAILED_PRECONDITION for an ephemeral topic (it stores nothing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMessage(self, request, context):
+        """Returns one stored message by seq, with its state on each subscription (delivered or not,
+        attempts, lease, ack). NOT_FOUND when the seq was never published or is gone (retention).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTopicSchema(self, request, context):
+        """Declares the protobuf message type of a topic's payloads, from a descriptor set; an empty
+        message_type makes the topic untyped again. From then on SendPack refuses a pack with a
+        message whose data does not parse as the type: INVALID_ARGUMENT naming the message's index
+        and the parse error (the pack is not appended). INVALID_ARGUMENT when the descriptor set
+        does not parse, lacks a file it imports, or does not define message_type.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTopicSchema(self, request, context):
+        """Returns a topic's declared message type and descriptor set (empty when it is untyped).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -306,6 +363,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=nervebus_dot_v1_dot_admin__pb2.GetStatsRequest.FromString,
                     response_serializer=nervebus_dot_v1_dot_admin__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'ListMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMessages,
+                    request_deserializer=nervebus_dot_v1_dot_admin__pb2.ListMessagesRequest.FromString,
+                    response_serializer=nervebus_dot_v1_dot_admin__pb2.ListMessagesResponse.SerializeToString,
+            ),
+            'GetMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMessage,
+                    request_deserializer=nervebus_dot_v1_dot_admin__pb2.GetMessageRequest.FromString,
+                    response_serializer=nervebus_dot_v1_dot_admin__pb2.GetMessageResponse.SerializeToString,
+            ),
+            'SetTopicSchema': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTopicSchema,
+                    request_deserializer=nervebus_dot_v1_dot_admin__pb2.SetTopicSchemaRequest.FromString,
+                    response_serializer=nervebus_dot_v1_dot_admin__pb2.SetTopicSchemaResponse.SerializeToString,
+            ),
+            'GetTopicSchema': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTopicSchema,
+                    request_deserializer=nervebus_dot_v1_dot_admin__pb2.GetTopicSchemaRequest.FromString,
+                    response_serializer=nervebus_dot_v1_dot_admin__pb2.GetTopicSchemaResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -717,6 +794,114 @@ class AdminService:
             '/nervebus.v1.AdminService/GetStats',
             nervebus_dot_v1_dot_admin__pb2.GetStatsRequest.SerializeToString,
             nervebus_dot_v1_dot_admin__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nervebus.v1.AdminService/ListMessages',
+            nervebus_dot_v1_dot_admin__pb2.ListMessagesRequest.SerializeToString,
+            nervebus_dot_v1_dot_admin__pb2.ListMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nervebus.v1.AdminService/GetMessage',
+            nervebus_dot_v1_dot_admin__pb2.GetMessageRequest.SerializeToString,
+            nervebus_dot_v1_dot_admin__pb2.GetMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTopicSchema(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nervebus.v1.AdminService/SetTopicSchema',
+            nervebus_dot_v1_dot_admin__pb2.SetTopicSchemaRequest.SerializeToString,
+            nervebus_dot_v1_dot_admin__pb2.SetTopicSchemaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTopicSchema(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nervebus.v1.AdminService/GetTopicSchema',
+            nervebus_dot_v1_dot_admin__pb2.GetTopicSchemaRequest.SerializeToString,
+            nervebus_dot_v1_dot_admin__pb2.GetTopicSchemaResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,5 @@
+import { useTestMysql } from "../support/mariadb.js";
+import { browseSuite } from "./browse-suite.js";
+
+const mysql = useTestMysql();
+browseSuite("mysql", (name) => mysql().database(name));
