@@ -39,6 +39,12 @@ export interface NerveBus {
    */
   reloadSecurity(): ReloadReport;
   /**
+   * Hands every topic this broker owns to the other brokers of its cluster and takes no new
+   * ones (it goes on forwarding calls); resolves once all are handed over. A no-op without
+   * `--cluster`.
+   */
+  drain(): Promise<void>;
+  /**
    * Graceful stop: health turns NOT_SERVING, new calls are refused with UNAVAILABLE, Receive
    * streams end with UNAVAILABLE, SendPacks in progress finish and every answer is written before
    * its connection closes (UNAVAILABLE for what is still unanswered after the grace), writes and
@@ -139,6 +145,7 @@ export async function startNerveBus(
     leaseTtlMs: config.leaseTtlMs,
     leaseRenewMs: config.leaseRenewMs,
     leaseWaitMs: config.leaseWaitMs,
+    cluster: config.cluster,
     onOwnershipLost: (err) => {
       storeHealthy = false;
       broker?.fence(err);
@@ -215,6 +222,7 @@ export async function startNerveBus(
       telemetry,
       guard,
       security,
+      ...(store.cluster === undefined ? {} : { cluster: store.cluster }),
     });
     const s = server;
     if (config.httpListen !== "off") {
@@ -247,6 +255,17 @@ export async function startNerveBus(
     throw err;
   }
   const grpcServer = server;
+  if (store.cluster !== undefined) {
+    store.cluster.setHooks({
+      adopt: (topic) => b.adoptTopic(topic),
+      lose: (topic, err) => b.loseTopic(topic, err),
+      release: (topic) => b.releaseTopic(topic),
+    });
+    // From here on other brokers forward to this one and it takes topics.
+    await store.cluster.advertise(
+      config.advertiseAddress === "" ? grpcServer.address : config.advertiseAddress,
+    );
+  }
   // The store's health drives the gRPC health status: load balancers stop sending work to a
   // broker whose database is gone.
   const healthTimer = setInterval(() => {
@@ -302,6 +321,9 @@ export async function startNerveBus(
     httpAddress: http?.address,
     fenced,
     reloadSecurity: () => reloadSecurity(true),
+    drain: async () => {
+      await store.cluster?.drain();
+    },
     stop() {
       stopping ??= (async () => {
         draining = true;

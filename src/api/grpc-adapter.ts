@@ -38,6 +38,22 @@ export function preEncoded<D extends DescMessage>(schema: D, bytes: Buffer): Mes
   return Object.assign(create(schema), { [ENCODED]: bytes }) as MessageShape<D>;
 }
 
+/**
+ * A message whose wire bytes came from elsewhere (another broker's answer): sent as they are,
+ * never decoded here.
+ */
+export function passThrough(bytes: Buffer): never {
+  return { [ENCODED]: bytes } as never;
+}
+
+/** Wire bytes of requests, kept by the decoders when calls may be forwarded (see keepRaw). */
+const rawRequests = new WeakMap<object, Buffer>();
+
+/** The bytes a request was decoded from, when addService kept them. */
+export function rawRequest(msg: object): Buffer | undefined {
+  return rawRequests.get(msg);
+}
+
 /** protobuf-es, unless the message carries bytes from preEncoded. */
 const serializer: SerializerFactory = (schema) => {
   const encode = protobufSerializer(schema);
@@ -50,7 +66,8 @@ export type RequestDecoders<S extends GenServiceMethods> = {
 };
 
 /**
- * Registers a service. Refuses (throws) when a method of the descriptor has no handler, so a
+ * Registers a service (keeping each request's wire bytes when `keepRaw`, for forwarding).
+ * Refuses (throws) when a method of the descriptor has no handler, so a
  * proto change cannot leave an RPC silently answering UNIMPLEMENTED.
  */
 export function addService<S extends GenServiceMethods>(
@@ -58,6 +75,7 @@ export function addService<S extends GenServiceMethods>(
   service: GenService<S>,
   handlers: ServiceHandlers<S>,
   decoders: RequestDecoders<S> = {},
+  keepRaw = false,
 ): void {
   const impl: grpc.UntypedServiceImplementation = {};
   const requestDecoders: Record<string, (buf: Buffer) => unknown> = {};
@@ -67,7 +85,15 @@ export function addService<S extends GenServiceMethods>(
       throw new Error(`no handler for ${service.typeName}.${m.name}; refusing to start`);
     }
     const custom = (decoders as Record<string, ((buf: Buffer) => unknown) | undefined>)[m.localName];
-    requestDecoders[m.localName] = custom ?? ((buf) => decodeOrMalformed(m.input, buf));
+    const decode = custom ?? ((buf: Buffer) => decodeOrMalformed(m.input, buf));
+    // A forwarded call goes on as the bytes it came in: no encoding again.
+    requestDecoders[m.localName] = keepRaw
+      ? (buf) => {
+          const msg = decode(buf) as object;
+          rawRequests.set(msg, buf);
+          return msg;
+        }
+      : decode;
     // Unary requests that are not protobuf get INVALID_ARGUMENT with the reason here; the hot
     // handlers (SendPack, Receive) check their own.
     impl[m.localName] =

@@ -1,17 +1,20 @@
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { AdminService } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
 import { PublisherService } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import type { Security } from "../auth/index.js";
-import { type Broker, NerveBusError } from "../core/index.js";
+import { type Broker, type Cluster, NerveBusError } from "../core/index.js";
 import type { Telemetry } from "../telemetry/index.js";
 import { decodePublishRequest, decodeReceiveRequest, decodeSendPackRequest } from "../wire/index.js";
 import { adminHandlers } from "./admin-handler.js";
 import { Admission, type AdmissionLimits } from "./admission.js";
 import { CallDrain } from "./call-drain.js";
 import type { CallGuard } from "./call-guard.js";
-import { addService } from "./grpc-adapter.js";
+import { Forwarder } from "./forwarder.js";
+import { forwarding } from "./forwarding.js";
+import { addService, type ServiceHandlers } from "./grpc-adapter.js";
 import { PublishQuota, type QuotaLimits } from "./publish-quota.js";
 import { PublishStreams } from "./publish-stream.js";
 import { sendPackHandler } from "./publisher-handler.js";
@@ -61,6 +64,8 @@ export interface ServerOptions {
   readonly guard: CallGuard;
   /** TLS material (and its reloads); plaintext when undefined or without TLS. */
   readonly security?: Security;
+  /** Several brokers share the store: calls for other brokers' topics are forwarded to them. */
+  readonly cluster?: Cluster;
 }
 
 /** A running gRPC front end. */
@@ -105,14 +110,29 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
   const sessions = new ReceiveSessions(broker, { heartbeatMs: options.heartbeatMs, guard });
   const quota = new PublishQuota(options.publishQuota);
   const publishStreams = new PublishStreams(broker, { guard, quota, telemetry: options.telemetry });
+  const forwarder =
+    options.cluster === undefined ? undefined : new Forwarder(options.cluster, options.maxMessageBytes);
+  const routed = <S extends GenServiceMethods>(service: GenService<S>, handlers: ServiceHandlers<S>) =>
+    forwarder === undefined ? handlers : forwarding(service, handlers, forwarder);
+  const keepRaw = forwarder !== undefined;
   addService(
     server,
     PublisherService,
-    { sendPack: sendPackHandler(broker, options.telemetry, guard, quota), publish: publishStreams.handler() },
+    routed(PublisherService, {
+      sendPack: sendPackHandler(broker, options.telemetry, guard, quota),
+      publish: publishStreams.handler(),
+    }),
     { sendPack: decodeSendPackRequest, publish: decodePublishRequest },
+    keepRaw,
   );
-  addService(server, SubscriberService, { receive: sessions.handler() }, { receive: decodeReceiveRequest });
-  addService(server, AdminService, adminHandlers(broker, guard));
+  addService(
+    server,
+    SubscriberService,
+    routed(SubscriberService, { receive: sessions.handler() }),
+    { receive: decodeReceiveRequest },
+    keepRaw,
+  );
+  addService(server, AdminService, routed(AdminService, adminHandlers(broker, guard)), {}, keepRaw);
   const health = new HealthImplementation(Object.fromEntries(services.map((s) => [s, "SERVING" as const])));
   health.addToServer(server);
   addReflection(server);
@@ -159,6 +179,7 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
       // stays (a client that never spoke HTTP/2) holds nothing: it is cut after FLUSH_MS.
       await settledWithin(closed, FLUSH_MS);
       server.forceShutdown();
+      forwarder?.close();
     },
   };
 }

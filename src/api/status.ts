@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import { asNerveBusError, type ErrorCode } from "../core/index.js";
+import { asNerveBusError, type ErrorCode, NotOwnerError } from "../core/index.js";
 
 /** Domain error codes to gRPC status codes: the gRPC port's one table at the edge. */
 const GRPC_STATUS: Record<ErrorCode, grpc.status> = {
@@ -19,6 +19,12 @@ const GRPC_STATUS: Record<ErrorCode, grpc.status> = {
 /** Trailer naming how long to wait before retrying a refused call (ms), as Kafka's throttle time. */
 export const RETRY_AFTER_TRAILER = "nervebus-retry-after-ms";
 
+/**
+ * Trailer naming the gRPC address of the broker that owns the call's topic (several brokers,
+ * `--cluster`), on an UNAVAILABLE that was not forwarded there: a client may connect to it.
+ */
+export const OWNER_TRAILER = "nervebus-owner";
+
 /** A gRPC status object for anything thrown by the core or the stores. */
 export function toGrpcStatus(
   err: unknown,
@@ -26,6 +32,7 @@ export function toGrpcStatus(
   const e = asNerveBusError(err);
   const metadata = new grpc.Metadata();
   if (e.retryAfterMs !== undefined) metadata.set(RETRY_AFTER_TRAILER, String(e.retryAfterMs));
+  if (e instanceof NotOwnerError && e.ownerAddress !== "") metadata.set(OWNER_TRAILER, e.ownerAddress);
   return { code: GRPC_STATUS[e.code], details: e.message, metadata };
 }
 

@@ -54,6 +54,8 @@ export interface Config {
   leaseTtlMs: number;
   leaseRenewMs: number;
   leaseWaitMs: number;
+  cluster: boolean;
+  advertiseAddress: string;
   logLevel: "debug" | "info" | "warn" | "error";
 }
 
@@ -434,6 +436,18 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 0,
     max: 3_600_000,
     doc: "MySQL: how long start-up waits for another broker's lease to expire before failing",
+  },
+  {
+    key: "cluster",
+    kind: "bool",
+    default: false,
+    doc: "MySQL: share the database with the other brokers started with --cluster, each topic owned by one of them; without it one broker owns the database and a second one takes over from it",
+  },
+  {
+    key: "advertiseAddress",
+    kind: "string",
+    default: "",
+    doc: "--cluster: HOST:PORT other brokers forward calls to (default: the gRPC address as bound)",
   },
   {
     key: "logLevel",

@@ -490,6 +490,59 @@ export class Broker {
     for (const entry of this.#registry.loaded()) entry.topic.fail(err);
   }
 
+  // ---- Cluster (several brokers on one store, see Cluster) -------------------------------------
+
+  /**
+   * A topic whose owner is gone falls to this broker: loads it now (claiming it, recovering its
+   * tail and subscription state), so its redeliveries and delayed messages go on before any
+   * client calls. A failure is logged; the cluster offers the topic again later.
+   */
+  adoptTopic(name: string): void {
+    if (this.#closing || this.#fenced) return;
+    const failed = (err: unknown) =>
+      this.options.log("info", "adopting a topic failed; it is offered again", {
+        topic: name,
+        err: String(err),
+      });
+    void this.#registry.topic(name, false).catch(failed);
+  }
+
+  /**
+   * Another broker took the topic: packs waiting for their confirm fail with `err`
+   * (UNAVAILABLE, never OK), its Receive streams end with it, nothing of it is written (those
+   * writes could not land). The broker goes on serving its other topics; the next call for
+   * this one loads it again, which sends it to the new owner.
+   */
+  loseTopic(name: string, err: NerveBusError): void {
+    const loading = this.#registry.peek(name);
+    this.#registry.forget(name);
+    void loading
+      ?.then(async (entry) => {
+        entry.topic.fail(err);
+        for (const sub of entry.loadedSubscriptions.values()) sub.failConsumers(err);
+        await this.#registry.unload(entry, 0, false);
+      })
+      .catch(() => undefined);
+  }
+
+  /**
+   * Hands the topic over (drain, rebalancing): new calls for it are sent elsewhere at once,
+   * packs already taken are written and confirmed (those not done within the confirm timeout
+   * get UNAVAILABLE, outcome unknown), its Receive streams end with UNAVAILABLE so consumers
+   * reconnect (their acks so far are kept), its state is persisted, then its lease is released
+   * for the next owner.
+   */
+  async releaseTopic(name: string): Promise<void> {
+    const loading = this.#registry.peek(name);
+    this.#registry.forget(name);
+    const entry = await loading?.catch(() => undefined);
+    if (entry === undefined) return;
+    const moved = new NerveBusError("unavailable", `topic ${name} is moving to another broker; reconnect`);
+    for (const sub of entry.loadedSubscriptions.values()) sub.failConsumers(moved);
+    await this.#registry.unload(entry, this.options.confirmTimeoutMs, true);
+    await this.store.releaseTopic?.(entry.topic.record);
+  }
+
   #topic(name: string, create: boolean): Promise<TopicEntry> {
     return this.#registry.topic(name, create);
   }

@@ -2,6 +2,14 @@
 export { AckRanges } from "./ack-ranges.js";
 export { backoffDelay, sleep } from "./backoff.js";
 export { type Attachment, Broker, type BrokerOptions, type SubscribeOptions } from "./broker.js";
+export {
+  type Cluster,
+  type ClusterHooks,
+  type ClusterMember,
+  type ClusterView,
+  NotOwnerError,
+  type OwnedTopic,
+} from "./cluster.js";
 export { CommitTracker } from "./commit-tracker.js";
 export { Consumer, type ConsumerSink, type Delivered, type Window } from "./consumer.js";
 export { asNerveBusError, type ErrorCode, invalidArgument, NerveBusError } from "./errors.js";

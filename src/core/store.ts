@@ -1,3 +1,4 @@
+import type { Cluster } from "./cluster.js";
 import type {
   LogFormat,
   LoggedIds,
@@ -99,9 +100,18 @@ export interface Store {
   /**
    * Makes this broker the topic's only writer; called before the topic's tail is read. After
    * it resolves, no write of an earlier owner can commit. Throws "unavailable" when another
-   * broker owns the store now.
+   * broker owns the store now, NotOwnerError when another broker of the cluster owns the topic.
    */
   claimTopic(topic: TopicRecord): Promise<void>;
+
+  /**
+   * Hands the topic over to the next broker that claims it (its state is persisted by then);
+   * only stores shared by several brokers have it.
+   */
+  releaseTopic?(topic: TopicRecord): Promise<void>;
+
+  /** Set when several brokers share the store, each topic owned by one of them. */
+  readonly cluster?: Cluster | undefined;
 
   /** Who owns the store and whether that ownership is current (status page, stats). */
   ownership(): OwnershipState;

@@ -113,6 +113,11 @@ export class TopicRegistry {
     return entry;
   }
 
+  /** The topic's entry, loading or loaded, if this broker has it. */
+  peek(name: string): Promise<TopicEntry> | undefined {
+    return this.#topics.get(name);
+  }
+
   /** Forgets a deleted topic: later calls load it again (and find it gone). */
   forget(name: string): void {
     this.#topics.delete(name);

@@ -21,6 +21,11 @@ export interface OpenStoreOptions extends StoreLeaseOptions {
 /** Opens the store named by a URL: `sqlite:PATH` or `mysql://USER:PASS@HOST:PORT/DB`. */
 export async function openStore(url: string, options: OpenStoreOptions): Promise<Store> {
   if (url.startsWith("sqlite:")) {
+    if (options.cluster)
+      throw new NerveBusError(
+        "invalid_argument",
+        "--cluster: brokers share a MySQL store; SQLite is one process's file",
+      );
     const path = url.slice("sqlite:".length);
     if (path === "")
       throw new NerveBusError(

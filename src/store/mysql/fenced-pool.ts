@@ -1,7 +1,7 @@
 import type mysql from "mysql2/promise";
 import type { TopicRecord } from "../../core/index.js";
 import { mapStoreError } from "../errors.js";
-import type { Lease } from "./lease.js";
+import type { WriteGuard } from "./write-guard.js";
 
 /** The fence slot of a topic's writes that are not shard inserts (pointers, schedule, catalog). */
 export const META_SLOT = -1;
@@ -17,7 +17,7 @@ export const META_SLOT = -1;
 export class FencedPool {
   constructor(
     private readonly pool: mysql.Pool,
-    readonly lease: Lease,
+    readonly lease: WriteGuard,
   ) {}
 
   /**
@@ -33,8 +33,8 @@ export class FencedPool {
     fn: (conn: mysql.PoolConnection) => Promise<T>,
   ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
-      this.lease.check();
-      const epoch = this.lease.epoch;
+      this.lease.check(topic);
+      const epoch = this.lease.epochOf(topic);
       type Outcome = { fenced: false } | { fenced: true; value: T };
       const outcome = await this.#transaction<Outcome>(what, async (conn) => {
         const [fence] = await conn.execute<mysql.ResultSetHeader>(
@@ -46,7 +46,7 @@ export class FencedPool {
       });
       if (outcome.fenced) return outcome.value;
       if (attempt > 0)
-        throw this.lease.markLost(`fence row ${topic.name}/${slot} does not hold epoch ${epoch}`);
+        throw this.lease.markLost(topic, `fence row ${topic.name}/${slot} does not hold epoch ${epoch}`);
       await this.raiseFence(topic, [slot]);
     }
   }
@@ -57,11 +57,12 @@ export class FencedPool {
    * lease or a fence row holds a newer epoch.
    */
   async raiseFence(topic: TopicRecord, slots: readonly number[]): Promise<void> {
-    this.lease.check();
-    const epoch = this.lease.epoch;
+    this.lease.check(topic);
+    const epoch = this.lease.epochOf(topic);
     const lost = await this.#transaction("claiming the topic", async (conn) => {
       const [lease] = await conn.query<mysql.RowDataPacket[]>(
-        "SELECT owner, epoch FROM nb_lease WHERE unit = 'store' LOCK IN SHARE MODE",
+        "SELECT owner, epoch FROM nb_lease WHERE unit = ? LOCK IN SHARE MODE",
+        [this.lease.unitOf(topic)],
       );
       const r = lease[0];
       if (r === undefined || Number(r.epoch) !== epoch) {
@@ -84,7 +85,7 @@ export class FencedPool {
       if (newest > epoch) return { commit: false, value: `topic ${topic.name} is fenced at epoch ${newest}` };
       return { commit: true, value: undefined };
     });
-    if (lost !== undefined) throw this.lease.markLost(`${lost}; ours is ${epoch}`);
+    if (lost !== undefined) throw this.lease.markLost(topic, `${lost}; ours is ${epoch}`);
   }
 
   /** Rows of a read that needs no transaction (catalog, log and schedule reads). */

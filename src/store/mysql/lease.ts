@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type mysql from "mysql2/promise";
-import { NerveBusError } from "../../core/index.js";
+import { NerveBusError, type TopicRecord } from "../../core/index.js";
 import { mapStoreError } from "../errors.js";
+import type { LeaseState, WriteGuard } from "./write-guard.js";
 
 /** The database's clock in ms: lease expiry is judged by one clock shared by every broker. */
 export const DB_NOW_MS = "CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED)";
@@ -20,16 +21,6 @@ export interface LeaseOptions {
   readonly log: (level: "warn" | "info" | "error", msg: string, fields?: Record<string, unknown>) => void;
   /** Called once when another broker took the lease: nothing this broker writes will land. */
   readonly onLost: (err: NerveBusError) => void;
-}
-
-/** What the status page and stats show about ownership. */
-export interface LeaseState {
-  readonly owner: string;
-  readonly epoch: number;
-  /** ms since the last successful renewal. */
-  readonly ageMs: number;
-  readonly valid: boolean;
-  readonly lost: string | undefined;
 }
 
 /** Creates the lease and fence tables (idempotent). */
@@ -61,7 +52,7 @@ export async function createLeaseTables(conn: mysql.Connection): Promise<void> {
  * database's expiry) starts no further write until a renewal succeeds again; one that finds
  * another owner's epoch stops for good.
  */
-export class Lease {
+export class Lease implements WriteGuard {
   readonly owner = `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`;
   #epoch = 0;
   /** performance.now() until which writes may start. */
@@ -82,6 +73,19 @@ export class Lease {
   get epoch(): number {
     return this.#epoch;
   }
+
+  /** Every topic is fenced at the store's epoch. */
+  epochOf(): number {
+    return this.#epoch;
+  }
+
+  /** Every topic's writes prove the store's lease row. */
+  unitOf(): string {
+    return UNIT;
+  }
+
+  /** Topics need no claim of their own: the store's lease covers them all. */
+  async claim(): Promise<void> {}
 
   get lost(): NerveBusError | undefined {
     return this.#lost;
@@ -191,7 +195,7 @@ export class Lease {
    * Records that a write found a newer epoch in a fence row or the lease row: ownership is gone
    * for good. Returns the error writes fail with from now on.
    */
-  markLost(detail: string): NerveBusError {
+  markLost(_topic: TopicRecord | undefined, detail: string): NerveBusError {
     if (this.#lost) return this.#lost;
     clearInterval(this.#timer);
     this.#validUntil = 0;
@@ -230,6 +234,7 @@ export class Lease {
       const r = rows[0];
       if (r === undefined || Number(r.epoch) !== this.#epoch || String(r.owner) !== this.owner) {
         this.markLost(
+          undefined,
           r === undefined
             ? "the lease row is gone"
             : `broker ${String(r.owner)} took it at epoch ${Number(r.epoch)}; ours was ${this.#epoch}`,

@@ -70,6 +70,7 @@ export class MysqlRunLog {
         ((r.ids as Buffer | null) ?? Buffer.alloc(0)).equals(run.ids ?? Buffer.alloc(0)),
       (run) =>
         this.db.lease.markLost(
+          topic,
           `seq ${run.firstSeq} of topic ${topic.name} already holds a different run: another writer assigned this topic's seqs`,
         ),
     );

@@ -1,6 +1,7 @@
 import type mysql from "mysql2/promise";
 import type * as core from "../../core/index.js";
 import * as codec from "../codec.js";
+import { ClusterLease } from "./cluster-lease.js";
 import { type FencedPool, META_SLOT } from "./fenced-pool.js";
 import { MysqlRunLog } from "./mysql-run-log.js";
 import { type MysqlStoreOptions, openPool } from "./open-pool.js";
@@ -29,6 +30,8 @@ function toTopic(r: mysql.RowDataPacket): core.TopicRecord {
  */
 export class MysqlStore implements core.Store {
   readonly capabilities: core.StoreCapabilities;
+  /** Set when brokers share the database (`--cluster`): each topic has its own lease. */
+  readonly cluster: core.Cluster | undefined;
   readonly #db: FencedPool;
   readonly #inserter: ShardInserter;
   readonly #runs: MysqlRunLog;
@@ -38,6 +41,7 @@ export class MysqlStore implements core.Store {
     this.#inserter = new ShardInserter(db);
     this.#runs = new MysqlRunLog(db);
     this.capabilities = capabilities;
+    this.cluster = db.lease instanceof ClusterLease ? db.lease : undefined;
   }
 
   /**
@@ -119,7 +123,9 @@ export class MysqlStore implements core.Store {
       await conn.query("DELETE FROM nb_topics WHERE id = ?", [topic.id]);
       await conn.query("DELETE FROM nb_topic_schemas WHERE topic_id = ?", [topic.id]);
       await conn.query("DELETE FROM nb_fence WHERE topic_id = ? AND slot <> ?", [topic.id, META_SLOT]);
+      await conn.query("DELETE FROM nb_lease WHERE unit = ?", [`topic:${topic.id}`]);
     });
+    if (this.#db.lease instanceof ClusterLease) this.#db.lease.forget(topic);
     await this.#db.run("deleting a topic", async () => {
       for (let shard = 0; shard < topic.shards; shard++)
         await this.#db.query(`DROP TABLE IF EXISTS ${codec.logTable(topic, shard)}`);
@@ -418,8 +424,14 @@ export class MysqlStore implements core.Store {
    * yet can no longer commit. Throws the lost-ownership error if a newer owner exists.
    */
   async claimTopic(topic: core.TopicRecord): Promise<void> {
+    await this.#db.lease.claim(topic);
     const slots = [META_SLOT, ...Array.from({ length: topic.shards }, (_, shard) => shard)];
     await this.#db.raiseFence(topic, slots);
+  }
+
+  /** Hands the topic's lease to whichever broker claims it next (cluster only; its state is saved). */
+  async releaseTopic(topic: core.TopicRecord): Promise<void> {
+    if (this.#db.lease instanceof ClusterLease) await this.#db.lease.releaseTopic(topic);
   }
 
   /**

@@ -1,6 +1,7 @@
 import mysql from "mysql2/promise";
 import { NerveBusError, type StoreCapabilities } from "../../core/index.js";
 import { isUnknownDatabase, mapStoreError } from "../errors.js";
+import { ClusterLease } from "./cluster-lease.js";
 import { FencedPool } from "./fenced-pool.js";
 import { Lease } from "./lease.js";
 import { prepareSchema } from "./schema.js";
@@ -11,6 +12,11 @@ export interface StoreLeaseOptions {
   readonly leaseTtlMs?: number;
   readonly leaseRenewMs?: number;
   readonly leaseWaitMs?: number;
+  /**
+   * Share the database with other brokers started with it, each topic owned by one of them
+   * (ClusterLease); otherwise one broker owns the whole database (Lease).
+   */
+  readonly cluster?: boolean;
   /** Called once if another broker takes the database: this one must stop serving. */
   readonly onOwnershipLost?: (err: NerveBusError) => void;
   readonly log: (level: "warn" | "info" | "error", msg: string, fields?: Record<string, unknown>) => void;
@@ -113,14 +119,28 @@ export async function openPool(
     });
     const ttlMs = options.leaseTtlMs ?? 5000;
     const renewMs = options.leaseRenewMs ?? 1000;
-    const lease = new Lease(pool, () => mysql.createConnection(config), `nervebus:${database}`, {
+    const leaseOptions = {
       ttlMs,
       renewMs,
       waitMs: options.leaseWaitMs ?? ttlMs + renewMs,
       log: options.log,
       onLost: options.onOwnershipLost ?? (() => undefined),
-    });
-    await lease.acquire();
+    };
+    let lease: Lease | ClusterLease;
+    if (options.cluster) {
+      const cluster = new ClusterLease(pool, leaseOptions);
+      await cluster.join();
+      lease = cluster;
+    } else {
+      const single = new Lease(
+        pool,
+        () => mysql.createConnection(config),
+        `nervebus:${database}`,
+        leaseOptions,
+      );
+      await single.acquire();
+      lease = single;
+    }
     return {
       db: new FencedPool(pool, lease),
       capabilities: { kind: "mysql", maxInsertRows: 5000, maxInsertBytes, maxRunMessages: 50_000 },

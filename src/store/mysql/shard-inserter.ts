@@ -147,6 +147,7 @@ export class ShardInserter {
         ) === 0,
       (row) =>
         this.db.lease.markLost(
+          topic,
           `seq ${row.seq} of topic ${topic.name} already holds a different message: another writer assigned this topic's seqs`,
         ),
     );

@@ -1,0 +1,40 @@
+import type { NerveBusError, TopicRecord } from "../../core/index.js";
+
+/** What the status page and stats show about ownership. */
+export interface LeaseState {
+  readonly owner: string;
+  readonly epoch: number;
+  /** ms since the last successful renewal. */
+  readonly ageMs: number;
+  readonly valid: boolean;
+  readonly lost: string | undefined;
+}
+
+/**
+ * What a fenced write asks of ownership: which epoch a topic's writes carry and which lease row
+ * holds it. One broker per database (Lease: one row, every topic) and several brokers sharing
+ * it (ClusterLease: one row per topic) both answer it, so FencedPool works the same for both.
+ */
+export interface WriteGuard {
+  /** This broker's identity in lease rows. */
+  readonly owner: string;
+  /**
+   * Throws unless a write of `topic` (or, without one, any write) may start now: UNAVAILABLE
+   * while the lease is not known to be valid, the lost-ownership error once it is gone.
+   */
+  check(topic?: TopicRecord): void;
+  /** The epoch `topic`'s fence rows must hold for this broker's writes to commit. */
+  epochOf(topic: TopicRecord): number;
+  /** The `nb_lease` row whose epoch a claim of `topic` checks under lock. */
+  unitOf(topic: TopicRecord): string;
+  /** Makes this broker the topic's lease holder (before its fence rows are raised). */
+  claim(topic: TopicRecord): Promise<void>;
+  /**
+   * Records that a newer owner exists, of `topic` or (undefined) of the whole store; returns
+   * the error writes fail with from now on.
+   */
+  markLost(topic: TopicRecord | undefined, detail: string): NerveBusError;
+  state(): LeaseState;
+  /** Stops renewing and lets other brokers take over at once. */
+  release(): Promise<void>;
+}
