@@ -164,6 +164,7 @@ export async function startNerveBus(
       openStreams: () => server?.sessions.size ?? 0,
       bufferedBytes: () => broker?.bufferedBytes ?? 0,
       ownership: () => store.ownership(),
+      cluster: () => store.cluster?.view(),
     },
   });
   broker = new Broker(store, {

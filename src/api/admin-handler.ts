@@ -20,6 +20,7 @@ import { WindowSchema } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb
 import { EVERY_NAME, type NameScope } from "../auth/index.js";
 import {
   type Broker,
+  type Cluster,
   invalidArgument,
   type SubscriptionConfig,
   type SubscriptionRecord,
@@ -27,6 +28,7 @@ import {
   type TopicRecord,
 } from "../core/index.js";
 import { type Caller, type CallGuard, guardedUnary, type Need } from "./call-guard.js";
+import { clusterAdminHandlers } from "./cluster-admin.js";
 import type { ServiceHandlers } from "./grpc-adapter.js";
 import { listMessages, storedMessageToWire } from "./message-browse.js";
 import { schemaToWire } from "./schema-wire.js";
@@ -147,6 +149,7 @@ function deadLetterNeeds(topic: string): Need[] {
 export function adminHandlers(
   broker: Broker,
   guard: CallGuard,
+  cluster?: Cluster,
 ): ServiceHandlers<(typeof AdminService)["method"]> {
   const handle = <Req, Res>(
     method: string,
@@ -391,5 +394,6 @@ export function adminHandlers(
         };
       },
     ),
+    ...clusterAdminHandlers(guard, cluster),
   };
 }

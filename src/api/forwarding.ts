@@ -10,7 +10,8 @@ const text = (v: unknown) => (typeof v === "string" ? v : "");
 
 /**
  * The topic of a request of any NerveBus service: `topic` (a name or a Topic), a subscription's
- * `topic`, or `name` for the calls whose name is a topic's. ListTopics names none.
+ * `topic`, or `name` for the calls whose name is a topic's. ListTopics, LocateTopic and the
+ * cluster calls name none.
  */
 export const topicOfRequest: TopicOf = (method, request) => {
   const r = request as {
@@ -20,6 +21,8 @@ export const topicOfRequest: TopicOf = (method, request) => {
     subscribe?: { topic?: unknown };
     open?: { topic?: unknown };
   };
+  // Answered by the broker called: where the topic is served, from its own view.
+  if (method === "locateTopic") return "";
   if (method === "getTopic" || method === "deleteTopic") return text(r.name);
   if (typeof r.topic === "string") return r.topic;
   if (typeof r.topic === "object" && r.topic !== null) return text((r.topic as { name?: unknown }).name);

@@ -108,6 +108,8 @@ async function status(
       tailCacheBytes: broker.tailCacheBytes,
       memory: process.memoryUsage(),
       ownership: broker.store.ownership(),
+      // Several brokers (--cluster): each one, the topics it owns and their lease ages.
+      cluster: broker.store.cluster?.view(),
     },
     topicCount: all.length,
     offset: page.offset,

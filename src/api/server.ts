@@ -132,7 +132,13 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     { receive: decodeReceiveRequest },
     keepRaw,
   );
-  addService(server, AdminService, routed(AdminService, adminHandlers(broker, guard)), {}, keepRaw);
+  addService(
+    server,
+    AdminService,
+    routed(AdminService, adminHandlers(broker, guard, options.cluster)),
+    {},
+    keepRaw,
+  );
   const health = new HealthImplementation(Object.fromEntries(services.map((s) => [s, "SERVING" as const])));
   health.addToServer(server);
   addReflection(server);

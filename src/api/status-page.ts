@@ -106,6 +106,7 @@ export const STATUS_PAGE = `<!doctype html>
   <dl class="stats">
     <div class="stat"><dt>Health</dt><dd id="health"><span class="badge warn">connecting</span></dd></div>
     <div class="stat"><dt>Store</dt><dd id="store">–</dd></div>
+    <div class="stat"><dt>Cluster</dt><dd id="cluster">–</dd></div>
     <div class="stat"><dt>Uptime</dt><dd id="uptime">–</dd></div>
     <div class="stat"><dt>Open streams</dt><dd id="streams">–</dd></div>
     <div class="stat"><dt>Write buffer</dt><dd id="buffer">–</dd></div>
@@ -258,6 +259,13 @@ function renderHeader(data) {
   byId("store").textContent = own && own.mechanism === "lease"
     ? b.store + " · owner epoch " + own.epoch + (own.valid ? ", lease renewed " + fmtInt(own.ageMs) + " ms ago" : ", LEASE NOT VALID")
     : b.store;
+  const cluster = b.cluster;
+  byId("cluster").textContent = cluster
+    ? cluster.members.filter((m) => m.live).length + " live brokers · "
+      + cluster.members.map((m) => (m.id === cluster.self ? "this one" : m.address) + ": " + m.topics.length + " topics"
+        + (m.draining ? " (draining)" : "") + (m.live ? "" : " (gone)")).join(" · ")
+      + " · failovers " + fmtInt(cluster.failovers) + ", handovers " + fmtInt(cluster.handovers)
+    : "one broker";
   byId("uptime").textContent = fmtDur(b.now - b.startedAt);
   byId("streams").textContent = fmtInt(b.openStreams);
   byId("buffer").textContent = fmtBytes(b.bufferedBytes);

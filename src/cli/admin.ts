@@ -128,10 +128,19 @@ const USAGE = `usage:
                  [--dead-letter-topic T] [--ordering true|false] [--from earliest|latest|SEQ|TIME]
   nervebus sub   seek TOPIC NAME --to SEQ|TIME
   nervebus stats TOPIC
+  nervebus locate TOPIC        (--cluster: the address of the broker serving TOPIC)
+  nervebus cluster             (--cluster: the brokers and the topics each owns, as JSON)
+  nervebus drain-broker        (--cluster: hand the --server broker's topics to the others)
 ${CONNECTION_USAGE}`;
 
-/** `nervebus topic|sub|stats …`: the AdminService from the command line; prints JSON. */
-export async function adminCommand(kind: "topic" | "sub" | "stats", args: string[]): Promise<number> {
+/** Commands whose first positional is not a verb. */
+type Single = "stats" | "locate" | "cluster" | "drain-broker";
+
+/**
+ * `nervebus topic|sub|stats|locate|cluster|drain-broker …`: the AdminService from the command
+ * line; prints JSON (or one line).
+ */
+export async function adminCommand(kind: "topic" | "sub" | Single, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     strict: true,
@@ -143,7 +152,7 @@ export async function adminCommand(kind: "topic" | "sub" | "stats", args: string
       ...SUB_FLAGS,
     },
   });
-  const [verb, a, b] = kind === "stats" ? ["stats", ...positionals] : positionals;
+  const [verb, a, b] = kind === "topic" || kind === "sub" ? positionals : [kind, ...positionals];
   const need = (value: string | undefined, what: string): string => {
     if (value === undefined) throw new NerveBusError("invalid_argument", `${what} is required\n${USAGE}`);
     return value;
@@ -152,6 +161,7 @@ export async function adminCommand(kind: "topic" | "sub" | "stats", args: string
   const call = async <K extends keyof Admin>(
     method: K,
     request: Parameters<typeof create<Admin[K]["input"]>>[1],
+    timeoutMs = 30_000,
   ) => {
     const desc = AdminService.method[method];
     const fn = (client.admin[method] as unknown as (...x: unknown[]) => unknown).bind(client.admin);
@@ -159,7 +169,7 @@ export async function adminCommand(kind: "topic" | "sub" | "stats", args: string
       return await unary<MessageShape<Admin[K]["input"]>, MessageShape<Admin[K]["output"]>>(
         fn as never,
         create(desc.input, request as never) as MessageShape<Admin[K]["input"]>,
-        { deadline: Date.now() + 30_000 },
+        { deadline: Date.now() + timeoutMs },
       );
     } catch (err) {
       throw new NerveBusError("unavailable", `${kind} ${verb}: ${describeGrpcError(err)}`);
@@ -249,6 +259,19 @@ export async function adminCommand(kind: "topic" | "sub" | "stats", args: string
           return 0;
         }
       }
+    } else if (kind === "locate") {
+      const r = await call("locateTopic", { topic: need(a, "topic") });
+      // Empty: the broker asked serves it.
+      process.stdout.write(`${r.address === "" ? values.server : r.address}\n`);
+      return 0;
+    } else if (kind === "cluster") {
+      await show("getCluster", {});
+      return 0;
+    } else if (kind === "drain-broker") {
+      // Each topic waits for its packs in flight and its state to be written: minutes at most.
+      const r = await call("drainBroker", {}, 600_000);
+      process.stdout.write(`drained ${values.server}: ${r.topics} topics handed over\n`);
+      return 0;
     } else {
       await show("getStats", { topic: need(a, "topic") });
       return 0;

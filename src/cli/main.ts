@@ -22,8 +22,11 @@ usage:
                    [--message-id ID] [--trace-id HEX] [--attr K=V ...] [--limit N] [--scan-limit N] [--deliveries] [--json]
   nervebus message --topic T --seq N [--json]
   nervebus schema  set|get|clear --topic T [--type PKG.MESSAGE --descriptor-set FILE]
+  nervebus locate  TOPIC            (several brokers: which one serves TOPIC)
+  nervebus cluster                  (several brokers: each one and the topics it owns)
+  nervebus drain-broker             (several brokers: hand the --server broker's topics to the others)
 
-publish, tail, topic, sub, stats, messages, message and schema take the connection flags:
+publish, tail, topic, sub, stats, messages, message, schema, locate, cluster and drain-broker take the connection flags:
 ${CONNECTION_USAGE}
 
 Run 'nervebus serve --help' for every broker setting.`;
@@ -38,6 +41,9 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   messages: messagesCommand,
   message: messageCommand,
   schema: schemaCommand,
+  locate: (args) => adminCommand("locate", args),
+  cluster: (args) => adminCommand("cluster", args),
+  "drain-broker": (args) => adminCommand("drain-broker", args),
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -49,7 +55,7 @@ async function main(argv: string[]): Promise<number> {
   const run = COMMANDS[command];
   if (run === undefined) {
     process.stderr.write(
-      `nervebus: unknown command ${JSON.stringify(command)}; expected serve, publish, tail, topic, sub, stats, messages, message or schema\n`,
+      `nervebus: unknown command ${JSON.stringify(command)}; expected serve, publish, tail, topic, sub, stats, messages, message, schema, locate, cluster or drain-broker\n`,
     );
     return 2;
   }

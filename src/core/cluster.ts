@@ -60,8 +60,11 @@ export interface Cluster {
   route(topic: string): string | undefined;
   view(): ClusterView;
   setHooks(hooks: ClusterHooks): void;
-  /** Stops taking topics and hands every owned one over (`nervebus drain-broker`). */
-  drain(): Promise<void>;
+  /**
+   * Stops taking topics and hands every owned one over (`nervebus drain-broker`); resolves
+   * with how many were handed over.
+   */
+  drain(): Promise<number>;
 }
 
 /**

@@ -110,6 +110,13 @@ export interface Store {
    */
   releaseTopic?(topic: TopicRecord): Promise<void>;
 
+  /**
+   * Whether this broker's ownership of the topic is known to be current, so it may deliver the
+   * topic's messages (synchronous: asked before every dispatch). Only stores shared by several
+   * brokers have it; without it a broker always may.
+   */
+  serves?(topic: TopicRecord): boolean;
+
   /** Set when several brokers share the store, each topic owned by one of them. */
   readonly cluster?: Cluster | undefined;
 

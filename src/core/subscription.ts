@@ -427,6 +427,13 @@ export class Subscription {
 
   #dispatch(): void {
     if (this.#closed) return;
+    if (!this.topic.servable()) {
+      // This broker's lease of the topic is not current (it was frozen, or cannot reach the
+      // database): another broker may own the topic now, with acks this state lacks. Nothing is
+      // delivered until the lease is renewed (or lost, which closes the subscription).
+      setTimeout(() => this.scheduleDispatch(), 100).unref();
+      return;
+    }
     const now = Date.now();
     this.#runTimers(now);
     if (this.config.paused) {

@@ -134,6 +134,14 @@ export class Topic {
     );
   }
 
+  /**
+   * Whether this broker may serve the topic now: its ownership is known to be current (always
+   * so unless several brokers share the store; see Store.serves).
+   */
+  servable(): boolean {
+    return this.store.serves?.(this.record) ?? true;
+  }
+
   /** Every seq ≤ watermark is durable and visible to subscribers. */
   get watermark(): number {
     return this.#watermark;

@@ -3,7 +3,7 @@ import type { Counter, Histogram, Meter } from "@opentelemetry/api";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { MeterProvider } from "@opentelemetry/sdk-metrics";
-import type { OwnershipState, SubscriptionGauge } from "../core/index.js";
+import type { ClusterView, OwnershipState, SubscriptionGauge } from "../core/index.js";
 
 /** Latency buckets in seconds: 0.5 ms to 30 s. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -31,6 +31,16 @@ const HELP = {
   nervebus_store_owner_epoch: "Fencing epoch of this broker's ownership of the store (0: a file lock)",
   nervebus_store_lease_age_seconds: "Seconds since this broker's store lease was last renewed",
   nervebus_store_owner_valid: "1 while this broker owns the store and its lease is current, else 0",
+  nervebus_cluster_brokers:
+    "Live brokers of this broker's cluster (--cluster), as its last heartbeat saw them",
+  nervebus_cluster_topics_owned:
+    "Topics each broker of the cluster owns (--cluster), as this broker's last heartbeat saw them",
+  nervebus_cluster_topic_lease_age_seconds:
+    "Seconds since this broker's lease of the topic was taken or renewed (--cluster)",
+  nervebus_cluster_failovers:
+    "Topics this broker took over after their owner's lease lapsed, since it started (--cluster)",
+  nervebus_cluster_handovers:
+    "Topics this broker took over from a broker that handed them over, since it started (--cluster)",
 } as const;
 
 type MetricName = keyof typeof HELP;
@@ -42,6 +52,8 @@ export interface GaugeSource {
   bufferedBytes(): number;
   /** Who owns the store (status of the lease); undefined before the store is open. */
   ownership(): OwnershipState | undefined;
+  /** The cluster as this broker sees it; undefined without --cluster. */
+  cluster?(): ClusterView | undefined;
 }
 
 /** The broker's instruments. Names are Prometheus names (the exporter adds _total to counters). */
@@ -91,6 +103,11 @@ export class Metrics {
     const epoch = gauge("nervebus_store_owner_epoch");
     const leaseAge = gauge("nervebus_store_lease_age_seconds");
     const owner = gauge("nervebus_store_owner_valid");
+    const brokers = gauge("nervebus_cluster_brokers");
+    const owned = gauge("nervebus_cluster_topics_owned");
+    const topicLeaseAge = gauge("nervebus_cluster_topic_lease_age_seconds");
+    const failovers = gauge("nervebus_cluster_failovers");
+    const handovers = gauge("nervebus_cluster_handovers");
     m.addBatchObservableCallback(
       (r) => {
         for (const s of gauges.subscriptions()) {
@@ -107,8 +124,33 @@ export class Metrics {
           r.observe(leaseAge, own.ageMs / 1000);
           r.observe(owner, own.valid ? 1 : 0);
         }
+        const cluster = gauges.cluster?.();
+        if (cluster !== undefined) {
+          r.observe(brokers, cluster.members.filter((b) => b.live).length);
+          for (const b of cluster.members) {
+            r.observe(owned, b.topics.length, { broker: b.id, address: b.address });
+            if (b.id !== cluster.self) continue;
+            for (const t of b.topics) r.observe(topicLeaseAge, t.leaseAgeMs / 1000, { topic: t.name });
+          }
+          r.observe(failovers, cluster.failovers);
+          r.observe(handovers, cluster.handovers);
+        }
       },
-      [backlog, inFlight, consumers, streams, buffered, epoch, leaseAge, owner],
+      [
+        backlog,
+        inFlight,
+        consumers,
+        streams,
+        buffered,
+        epoch,
+        leaseAge,
+        owner,
+        brokers,
+        owned,
+        topicLeaseAge,
+        failovers,
+        handovers,
+      ],
     );
   }
 

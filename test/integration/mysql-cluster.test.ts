@@ -2,9 +2,10 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type * as grpc from "@grpc/grpc-js";
 import type mysql from "mysql2/promise";
-import { seqsOf, TestClient } from "../support/broker.js";
+import { seqsOf, startBroker, TestClient } from "../support/broker.js";
 import { type TestMysql, useTestMysql } from "../support/mariadb.js";
-import { type BrokerProcess, spawnBroker } from "../support/process.js";
+import { type BrokerProcess, runCli, spawnBroker } from "../support/process.js";
+import { storedRows } from "../support/stored-rows.js";
 
 const testMysql = useTestMysql();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -108,6 +109,139 @@ test("mysql --cluster: topics spread over three brokers, any broker answers, a k
     assert.notEqual(after.get(topic), brokers[ownerIndex]!.address, "a live broker owns the topic now");
     process.stderr.write(`# topic moved in ${Math.round(moveMs)} ms after SIGKILL\n`);
   } finally {
+    for (const c of clients) c.close();
+    for (const b of brokers) b.child.kill("SIGKILL");
+    await Promise.all(brokers.map((b) => b.exited));
+  }
+});
+
+test("mysql --cluster: drain-broker hands a broker's topics over while clients publish; concurrent creates; locate, cluster view and metrics", async () => {
+  const server = testMysql();
+  const url = await server.database("cluster_drain");
+  const brokers: BrokerProcess[] = [];
+  const clients: TestClient[] = [];
+  let publishing = true;
+  try {
+    for (let i = 0; i < 3; i++) brokers.push(await spawnBroker(["--store", url, ...CLUSTER_ARGS]));
+    await sleep(1500);
+    for (const b of brokers) clients.push(new TestClient(b.address));
+
+    // Two brokers creating the same topic at once: one creates it, the others are told it exists.
+    const creates = await Promise.allSettled(
+      clients.map((c) => c.adminCall("createTopic", { topic: { name: "made-once" } })),
+    );
+    assert.equal(creates.filter((r) => r.status === "fulfilled").length, 1, "exactly one create succeeds");
+    for (const r of creates)
+      if (r.status === "rejected") assert.equal((r.reason as grpc.ServiceError).code, 6, "ALREADY_EXISTS");
+
+    const topics = Array.from({ length: 6 }, (_, i) => `drain-${i}`);
+    for (const topic of topics) await retrying(() => clients[0]!.publish(topic, ["first"]));
+    const owned = await owners(server, url);
+    // The broker owning the most topics is drained.
+    const counts = brokers.map((b) => [...owned.values()].filter((a) => a === b.address).length);
+    const victim = counts.indexOf(Math.max(...counts));
+    const victimAddress = brokers[victim]!.address;
+    const located = await runCli([
+      "locate",
+      topics.find((t) => owned.get(t) === victimAddress)!,
+      "--server",
+      brokers[(victim + 1) % 3]!.address,
+    ]);
+    assert.equal(located.stdout.trim(), victimAddress, `locate names the owner: ${located.stderr}`);
+
+    // Publishers through the other brokers keep going during the drain; each confirm is recorded.
+    const confirmed = new Map<string, Map<number, string>>(topics.map((t) => [t, new Map()]));
+    const codes = new Map<number, number>();
+    const front = clients.filter((_, i) => i !== victim);
+    const loops = topics.map(async (topic, i) => {
+      let n = 0;
+      while (publishing) {
+        const payload = `${topic}-${n++}`;
+        try {
+          const res = await front[i % front.length]!.publish(
+            topic,
+            [{ data: Buffer.from(payload), messageId: payload }],
+            5000,
+          );
+          confirmed.get(topic)!.set(Number(res.results[0]!.seq), payload);
+        } catch (err) {
+          const code = (err as grpc.ServiceError).code;
+          codes.set(code, (codes.get(code) ?? 0) + 1);
+          n--;
+          await sleep(20);
+        }
+      }
+    });
+    await sleep(500);
+    const drained = await runCli(["drain-broker", "--server", victimAddress]);
+    assert.equal(drained.code, 0, drained.stderr);
+    assert.match(drained.stdout, new RegExp(`${counts[victim]} topics handed over`));
+    await sleep(500);
+    publishing = false;
+    await Promise.all(loops);
+
+    const after = await owners(server, url);
+    for (const topic of topics) {
+      assert.ok(after.has(topic), `${topic} has a live owner after the drain`);
+      assert.notEqual(after.get(topic), victimAddress, `${topic} left the drained broker`);
+    }
+    assert.equal(brokers[victim]!.child.exitCode, null, "the drained broker keeps running (and forwarding)");
+    assert.deepEqual(
+      [...codes.keys()].filter((c) => c !== 14),
+      [],
+      "clients saw at most UNAVAILABLE, retried",
+    );
+    let total = 0;
+    for (const topic of topics) {
+      const stored = await storedRows(server, url, topic);
+      for (const [seq, payload] of confirmed.get(topic)!) {
+        assert.equal(stored.get(seq), payload, `confirmed ${payload} is stored at seq ${seq}`);
+        total++;
+      }
+    }
+    assert.ok(total > 0);
+
+    // The cluster as each broker shows it: Admin, /api/status, /metrics.
+    await sleep(700);
+    const view = await clients[0]!.adminCall("getCluster", {});
+    assert.equal(view.brokers.filter((b) => b.live).length, 3);
+    const drainedView = view.brokers.find((b) => b.address === victimAddress)!;
+    assert.equal(drainedView.draining, true);
+    assert.equal(drainedView.topics.length, 0);
+    assert.equal(
+      view.brokers.reduce((n, b) => n + b.topics.length, 0),
+      topics.length,
+      "every topic is owned once (made-once was never used: it has no lease yet)",
+    );
+    const handovers = await Promise.all(
+      clients.map(async (c) => Number((await c.adminCall("getCluster", {})).handovers)),
+    );
+    assert.equal(
+      handovers.reduce((a, b) => a + b, 0),
+      counts[victim],
+      "each handed-over topic counted once",
+    );
+
+    // A fourth broker, in process, shows the cluster on its status API and metrics.
+    const fourth = await startBroker(url, { cluster: true, leaseTtlMs: 2000, leaseRenewMs: 500 });
+    try {
+      const status = (await (await fetch(`http://${fourth.httpAddress}/api/status`)).json()) as {
+        broker: { cluster: { members: { address: string; live: boolean; topics: unknown[] }[] } };
+      };
+      const members = status.broker.cluster.members.filter((m) => m.live);
+      assert.equal(members.length, 4, "the status API lists the four live brokers");
+      assert.equal(
+        members.reduce((n, m) => n + m.topics.length, 0),
+        topics.length,
+      );
+      const metrics = await (await fetch(`http://${fourth.httpAddress}/metrics`)).text();
+      assert.match(metrics, /^nervebus_cluster_brokers(?:\{[^}]*\})? 4$/m);
+      assert.match(metrics, /^nervebus_cluster_topics_owned\{[^}]*\} \d+$/m);
+    } finally {
+      await fourth.stop();
+    }
+  } finally {
+    publishing = false;
     for (const c of clients) c.close();
     for (const b of brokers) b.child.kill("SIGKILL");
     await Promise.all(brokers.map((b) => b.exited));

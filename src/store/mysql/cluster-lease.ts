@@ -186,6 +186,17 @@ export class ClusterLease implements WriteGuard, Cluster {
     }
   }
 
+  /**
+   * Whether this broker holds the topic's lease and knows it to be current: until then it
+   * delivers nothing of the topic (a woken broker's in-memory state may lack acks the next owner
+   * took since).
+   */
+  serves(topic: TopicRecord): boolean {
+    const held = this.#held.get(topic.id);
+    const now = performance.now();
+    return this.#lost === undefined && held !== undefined && now < held.validUntil && now < this.#validUntil;
+  }
+
   epochOf(topic: TopicRecord): number {
     return this.#held.get(topic.id)?.epoch ?? 0;
   }
@@ -369,12 +380,13 @@ export class ClusterLease implements WriteGuard, Cluster {
     return { self: this.owner, members, failovers: this.#failovers, handovers: this.#handovers };
   }
 
-  async drain(): Promise<void> {
+  async drain(): Promise<number> {
     this.#draining = true;
     await this.heartbeat();
     const names = [...this.#held.values()].map((h) => h.name);
     this.options.log("info", "draining: handing topics over", { topics: names.length });
     for (const name of names) await this.#handOver(name);
+    return names.length;
   }
 
   // ---- heartbeat -----------------------------------------------------------------------------

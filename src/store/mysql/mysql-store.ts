@@ -429,6 +429,11 @@ export class MysqlStore implements core.Store {
     await this.#db.raiseFence(topic, slots);
   }
 
+  /** Cluster only: whether this broker's lease of the topic is current (see ClusterLease.serves). */
+  serves(topic: core.TopicRecord): boolean {
+    return !(this.#db.lease instanceof ClusterLease) || this.#db.lease.serves(topic);
+  }
+
   /** Hands the topic's lease to whichever broker claims it next (cluster only; its state is saved). */
   async releaseTopic(topic: core.TopicRecord): Promise<void> {
     if (this.#db.lease instanceof ClusterLease) await this.#db.lease.releaseTopic(topic);

@@ -2947,6 +2947,447 @@ func (x *GetTopicSchemaResponse) GetSchema() *PayloadSchema {
 	return nil
 }
 
+// LocateTopicRequest names a topic.
+type LocateTopicRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The topic (it need not exist yet: the answer is the broker it would be created on).
+	Topic         string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocateTopicRequest) Reset() {
+	*x = LocateTopicRequest{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocateTopicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocateTopicRequest) ProtoMessage() {}
+
+func (x *LocateTopicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocateTopicRequest.ProtoReflect.Descriptor instead.
+func (*LocateTopicRequest) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *LocateTopicRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+// LocateTopicResponse names the broker that serves the topic.
+type LocateTopicResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// HOST:PORT of that broker's gRPC port (its --advertise-address); empty when it is the
+	// broker that answered (always so without --cluster).
+	Address       string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocateTopicResponse) Reset() {
+	*x = LocateTopicResponse{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocateTopicResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocateTopicResponse) ProtoMessage() {}
+
+func (x *LocateTopicResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocateTopicResponse.ProtoReflect.Descriptor instead.
+func (*LocateTopicResponse) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *LocateTopicResponse) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+// DrainBrokerRequest has no fields: the broker called is drained.
+type DrainBrokerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainBrokerRequest) Reset() {
+	*x = DrainBrokerRequest{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainBrokerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainBrokerRequest) ProtoMessage() {}
+
+func (x *DrainBrokerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainBrokerRequest.ProtoReflect.Descriptor instead.
+func (*DrainBrokerRequest) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{48}
+}
+
+// DrainBrokerResponse reports a finished drain.
+type DrainBrokerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Topics handed over.
+	Topics        uint32 `protobuf:"varint,1,opt,name=topics,proto3" json:"topics,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainBrokerResponse) Reset() {
+	*x = DrainBrokerResponse{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainBrokerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainBrokerResponse) ProtoMessage() {}
+
+func (x *DrainBrokerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainBrokerResponse.ProtoReflect.Descriptor instead.
+func (*DrainBrokerResponse) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *DrainBrokerResponse) GetTopics() uint32 {
+	if x != nil {
+		return x.Topics
+	}
+	return 0
+}
+
+// GetClusterRequest has no fields.
+type GetClusterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterRequest) Reset() {
+	*x = GetClusterRequest{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterRequest) ProtoMessage() {}
+
+func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
+func (*GetClusterRequest) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{50}
+}
+
+// GetClusterResponse is the cluster as the answering broker's last heartbeat saw it.
+type GetClusterResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The answering broker's id.
+	Self string `protobuf:"bytes,1,opt,name=self,proto3" json:"self,omitempty"`
+	// Each broker, live or recently gone.
+	Brokers []*ClusterBroker `protobuf:"bytes,2,rep,name=brokers,proto3" json:"brokers,omitempty"`
+	// Topics the answering broker took over after their owner's lease lapsed, since it started.
+	Failovers uint64 `protobuf:"varint,3,opt,name=failovers,proto3" json:"failovers,omitempty"`
+	// Topics the answering broker took over from a broker that handed them over.
+	Handovers     uint64 `protobuf:"varint,4,opt,name=handovers,proto3" json:"handovers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterResponse) Reset() {
+	*x = GetClusterResponse{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterResponse) ProtoMessage() {}
+
+func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterResponse.ProtoReflect.Descriptor instead.
+func (*GetClusterResponse) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *GetClusterResponse) GetSelf() string {
+	if x != nil {
+		return x.Self
+	}
+	return ""
+}
+
+func (x *GetClusterResponse) GetBrokers() []*ClusterBroker {
+	if x != nil {
+		return x.Brokers
+	}
+	return nil
+}
+
+func (x *GetClusterResponse) GetFailovers() uint64 {
+	if x != nil {
+		return x.Failovers
+	}
+	return 0
+}
+
+func (x *GetClusterResponse) GetHandovers() uint64 {
+	if x != nil {
+		return x.Handovers
+	}
+	return 0
+}
+
+// ClusterBroker is one broker of a cluster.
+type ClusterBroker struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// host/pid/random.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Its --advertise-address.
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// Whether its heartbeat is current.
+	Live bool `protobuf:"varint,3,opt,name=live,proto3" json:"live,omitempty"`
+	// Whether it is handing its topics over (DrainBroker).
+	Draining bool `protobuf:"varint,4,opt,name=draining,proto3" json:"draining,omitempty"`
+	// Time since its last heartbeat.
+	HeartbeatAge *durationpb.Duration `protobuf:"bytes,5,opt,name=heartbeat_age,json=heartbeatAge,proto3" json:"heartbeat_age,omitempty"`
+	// The topics it owns (only those the caller may administer).
+	Topics        []*OwnedTopic `protobuf:"bytes,6,rep,name=topics,proto3" json:"topics,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterBroker) Reset() {
+	*x = ClusterBroker{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterBroker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterBroker) ProtoMessage() {}
+
+func (x *ClusterBroker) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterBroker.ProtoReflect.Descriptor instead.
+func (*ClusterBroker) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ClusterBroker) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ClusterBroker) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ClusterBroker) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
+}
+
+func (x *ClusterBroker) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *ClusterBroker) GetHeartbeatAge() *durationpb.Duration {
+	if x != nil {
+		return x.HeartbeatAge
+	}
+	return nil
+}
+
+func (x *ClusterBroker) GetTopics() []*OwnedTopic {
+	if x != nil {
+		return x.Topics
+	}
+	return nil
+}
+
+// OwnedTopic is a topic a broker holds the lease of.
+type OwnedTopic struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The topic.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The lease's fencing epoch.
+	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// Time since the lease was taken or last renewed.
+	LeaseAge      *durationpb.Duration `protobuf:"bytes,3,opt,name=lease_age,json=leaseAge,proto3" json:"lease_age,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnedTopic) Reset() {
+	*x = OwnedTopic{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnedTopic) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnedTopic) ProtoMessage() {}
+
+func (x *OwnedTopic) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnedTopic.ProtoReflect.Descriptor instead.
+func (*OwnedTopic) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *OwnedTopic) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OwnedTopic) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *OwnedTopic) GetLeaseAge() *durationpb.Duration {
+	if x != nil {
+		return x.LeaseAge
+	}
+	return nil
+}
+
 var File_nervebus_v1_admin_proto protoreflect.FileDescriptor
 
 const file_nervebus_v1_admin_proto_rawDesc = "" +
@@ -3149,7 +3590,32 @@ const file_nervebus_v1_admin_proto_rawDesc = "" +
 	"\x15GetTopicSchemaRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\"L\n" +
 	"\x16GetTopicSchemaResponse\x122\n" +
-	"\x06schema\x18\x01 \x01(\v2\x1a.nervebus.v1.PayloadSchemaR\x06schema2\xc6\r\n" +
+	"\x06schema\x18\x01 \x01(\v2\x1a.nervebus.v1.PayloadSchemaR\x06schema\"*\n" +
+	"\x12LocateTopicRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\"/\n" +
+	"\x13LocateTopicResponse\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\"\x14\n" +
+	"\x12DrainBrokerRequest\"-\n" +
+	"\x13DrainBrokerResponse\x12\x16\n" +
+	"\x06topics\x18\x01 \x01(\rR\x06topics\"\x13\n" +
+	"\x11GetClusterRequest\"\x9a\x01\n" +
+	"\x12GetClusterResponse\x12\x12\n" +
+	"\x04self\x18\x01 \x01(\tR\x04self\x124\n" +
+	"\abrokers\x18\x02 \x03(\v2\x1a.nervebus.v1.ClusterBrokerR\abrokers\x12\x1c\n" +
+	"\tfailovers\x18\x03 \x01(\x04R\tfailovers\x12\x1c\n" +
+	"\thandovers\x18\x04 \x01(\x04R\thandovers\"\xda\x01\n" +
+	"\rClusterBroker\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04live\x18\x03 \x01(\bR\x04live\x12\x1a\n" +
+	"\bdraining\x18\x04 \x01(\bR\bdraining\x12>\n" +
+	"\rheartbeat_age\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\fheartbeatAge\x12/\n" +
+	"\x06topics\x18\x06 \x03(\v2\x17.nervebus.v1.OwnedTopicR\x06topics\"n\n" +
+	"\n" +
+	"OwnedTopic\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x126\n" +
+	"\tlease_age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bleaseAge2\xb9\x0f\n" +
 	"\fAdminService\x12P\n" +
 	"\vCreateTopic\x12\x1f.nervebus.v1.CreateTopicRequest\x1a .nervebus.v1.CreateTopicResponse\x12G\n" +
 	"\bGetTopic\x12\x1c.nervebus.v1.GetTopicRequest\x1a\x1d.nervebus.v1.GetTopicResponse\x12M\n" +
@@ -3171,7 +3637,11 @@ const file_nervebus_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"GetMessage\x12\x1e.nervebus.v1.GetMessageRequest\x1a\x1f.nervebus.v1.GetMessageResponse\x12Y\n" +
 	"\x0eSetTopicSchema\x12\".nervebus.v1.SetTopicSchemaRequest\x1a#.nervebus.v1.SetTopicSchemaResponse\x12Y\n" +
-	"\x0eGetTopicSchema\x12\".nervebus.v1.GetTopicSchemaRequest\x1a#.nervebus.v1.GetTopicSchemaResponseBDZBgithub.com/nervebus/nervebus/clients/go/gen/nervebus/v1;nervebusv1b\x06proto3"
+	"\x0eGetTopicSchema\x12\".nervebus.v1.GetTopicSchemaRequest\x1a#.nervebus.v1.GetTopicSchemaResponse\x12P\n" +
+	"\vLocateTopic\x12\x1f.nervebus.v1.LocateTopicRequest\x1a .nervebus.v1.LocateTopicResponse\x12P\n" +
+	"\vDrainBroker\x12\x1f.nervebus.v1.DrainBrokerRequest\x1a .nervebus.v1.DrainBrokerResponse\x12M\n" +
+	"\n" +
+	"GetCluster\x12\x1e.nervebus.v1.GetClusterRequest\x1a\x1f.nervebus.v1.GetClusterResponseBDZBgithub.com/nervebus/nervebus/clients/go/gen/nervebus/v1;nervebusv1b\x06proto3"
 
 var (
 	file_nervebus_v1_admin_proto_rawDescOnce sync.Once
@@ -3186,7 +3656,7 @@ func file_nervebus_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_nervebus_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_nervebus_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_nervebus_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_nervebus_v1_admin_proto_goTypes = []any{
 	(MessageDelivery_State)(0),         // 0: nervebus.v1.MessageDelivery.State
 	(*Topic)(nil),                      // 1: nervebus.v1.Topic
@@ -3235,104 +3705,122 @@ var file_nervebus_v1_admin_proto_goTypes = []any{
 	(*SetTopicSchemaResponse)(nil),     // 44: nervebus.v1.SetTopicSchemaResponse
 	(*GetTopicSchemaRequest)(nil),      // 45: nervebus.v1.GetTopicSchemaRequest
 	(*GetTopicSchemaResponse)(nil),     // 46: nervebus.v1.GetTopicSchemaResponse
-	nil,                                // 47: nervebus.v1.ListMessagesRequest.AttributesEntry
-	(*durationpb.Duration)(nil),        // 48: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 49: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),      // 50: google.protobuf.FieldMask
-	(StartPoint)(0),                    // 51: nervebus.v1.StartPoint
-	(*Window)(nil),                     // 52: nervebus.v1.Window
-	(*Delivery)(nil),                   // 53: nervebus.v1.Delivery
+	(*LocateTopicRequest)(nil),         // 47: nervebus.v1.LocateTopicRequest
+	(*LocateTopicResponse)(nil),        // 48: nervebus.v1.LocateTopicResponse
+	(*DrainBrokerRequest)(nil),         // 49: nervebus.v1.DrainBrokerRequest
+	(*DrainBrokerResponse)(nil),        // 50: nervebus.v1.DrainBrokerResponse
+	(*GetClusterRequest)(nil),          // 51: nervebus.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),         // 52: nervebus.v1.GetClusterResponse
+	(*ClusterBroker)(nil),              // 53: nervebus.v1.ClusterBroker
+	(*OwnedTopic)(nil),                 // 54: nervebus.v1.OwnedTopic
+	nil,                                // 55: nervebus.v1.ListMessagesRequest.AttributesEntry
+	(*durationpb.Duration)(nil),        // 56: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 57: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),      // 58: google.protobuf.FieldMask
+	(StartPoint)(0),                    // 59: nervebus.v1.StartPoint
+	(*Window)(nil),                     // 60: nervebus.v1.Window
+	(*Delivery)(nil),                   // 61: nervebus.v1.Delivery
 }
 var file_nervebus_v1_admin_proto_depIdxs = []int32{
-	48, // 0: nervebus.v1.Topic.retention:type_name -> google.protobuf.Duration
-	48, // 1: nervebus.v1.Topic.dedup_window:type_name -> google.protobuf.Duration
-	49, // 2: nervebus.v1.Topic.create_time:type_name -> google.protobuf.Timestamp
-	48, // 3: nervebus.v1.Subscription.ack_deadline:type_name -> google.protobuf.Duration
-	48, // 4: nervebus.v1.Subscription.min_backoff:type_name -> google.protobuf.Duration
-	48, // 5: nervebus.v1.Subscription.max_backoff:type_name -> google.protobuf.Duration
-	49, // 6: nervebus.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	56, // 0: nervebus.v1.Topic.retention:type_name -> google.protobuf.Duration
+	56, // 1: nervebus.v1.Topic.dedup_window:type_name -> google.protobuf.Duration
+	57, // 2: nervebus.v1.Topic.create_time:type_name -> google.protobuf.Timestamp
+	56, // 3: nervebus.v1.Subscription.ack_deadline:type_name -> google.protobuf.Duration
+	56, // 4: nervebus.v1.Subscription.min_backoff:type_name -> google.protobuf.Duration
+	56, // 5: nervebus.v1.Subscription.max_backoff:type_name -> google.protobuf.Duration
+	57, // 6: nervebus.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 7: nervebus.v1.CreateTopicRequest.topic:type_name -> nervebus.v1.Topic
 	1,  // 8: nervebus.v1.CreateTopicResponse.topic:type_name -> nervebus.v1.Topic
 	1,  // 9: nervebus.v1.GetTopicResponse.topic:type_name -> nervebus.v1.Topic
 	1,  // 10: nervebus.v1.ListTopicsResponse.topics:type_name -> nervebus.v1.Topic
 	1,  // 11: nervebus.v1.UpdateTopicRequest.topic:type_name -> nervebus.v1.Topic
-	50, // 12: nervebus.v1.UpdateTopicRequest.update_mask:type_name -> google.protobuf.FieldMask
+	58, // 12: nervebus.v1.UpdateTopicRequest.update_mask:type_name -> google.protobuf.FieldMask
 	1,  // 13: nervebus.v1.UpdateTopicResponse.topic:type_name -> nervebus.v1.Topic
 	2,  // 14: nervebus.v1.CreateSubscriptionRequest.subscription:type_name -> nervebus.v1.Subscription
-	51, // 15: nervebus.v1.CreateSubscriptionRequest.start_point:type_name -> nervebus.v1.StartPoint
-	49, // 16: nervebus.v1.CreateSubscriptionRequest.start_time:type_name -> google.protobuf.Timestamp
+	59, // 15: nervebus.v1.CreateSubscriptionRequest.start_point:type_name -> nervebus.v1.StartPoint
+	57, // 16: nervebus.v1.CreateSubscriptionRequest.start_time:type_name -> google.protobuf.Timestamp
 	2,  // 17: nervebus.v1.CreateSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
 	2,  // 18: nervebus.v1.GetSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
 	2,  // 19: nervebus.v1.ListSubscriptionsResponse.subscriptions:type_name -> nervebus.v1.Subscription
 	2,  // 20: nervebus.v1.UpdateSubscriptionRequest.subscription:type_name -> nervebus.v1.Subscription
-	50, // 21: nervebus.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	58, // 21: nervebus.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
 	2,  // 22: nervebus.v1.UpdateSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
 	2,  // 23: nervebus.v1.PauseSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
 	2,  // 24: nervebus.v1.ResumeSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
-	49, // 25: nervebus.v1.SeekSubscriptionRequest.time:type_name -> google.protobuf.Timestamp
+	57, // 25: nervebus.v1.SeekSubscriptionRequest.time:type_name -> google.protobuf.Timestamp
 	33, // 26: nervebus.v1.GetStatsResponse.topic:type_name -> nervebus.v1.TopicStats
 	34, // 27: nervebus.v1.GetStatsResponse.subscriptions:type_name -> nervebus.v1.SubscriptionStats
-	48, // 28: nervebus.v1.SubscriptionStats.oldest_unacked_age:type_name -> google.protobuf.Duration
+	56, // 28: nervebus.v1.SubscriptionStats.oldest_unacked_age:type_name -> google.protobuf.Duration
 	35, // 29: nervebus.v1.SubscriptionStats.consumers:type_name -> nervebus.v1.ConsumerStats
-	52, // 30: nervebus.v1.ConsumerStats.window:type_name -> nervebus.v1.Window
-	49, // 31: nervebus.v1.ConsumerStats.connect_time:type_name -> google.protobuf.Timestamp
-	49, // 32: nervebus.v1.ListMessagesRequest.from_time:type_name -> google.protobuf.Timestamp
-	49, // 33: nervebus.v1.ListMessagesRequest.to_time:type_name -> google.protobuf.Timestamp
-	47, // 34: nervebus.v1.ListMessagesRequest.attributes:type_name -> nervebus.v1.ListMessagesRequest.AttributesEntry
+	60, // 30: nervebus.v1.ConsumerStats.window:type_name -> nervebus.v1.Window
+	57, // 31: nervebus.v1.ConsumerStats.connect_time:type_name -> google.protobuf.Timestamp
+	57, // 32: nervebus.v1.ListMessagesRequest.from_time:type_name -> google.protobuf.Timestamp
+	57, // 33: nervebus.v1.ListMessagesRequest.to_time:type_name -> google.protobuf.Timestamp
+	55, // 34: nervebus.v1.ListMessagesRequest.attributes:type_name -> nervebus.v1.ListMessagesRequest.AttributesEntry
 	40, // 35: nervebus.v1.ListMessagesResponse.messages:type_name -> nervebus.v1.StoredMessage
 	40, // 36: nervebus.v1.GetMessageResponse.message:type_name -> nervebus.v1.StoredMessage
-	53, // 37: nervebus.v1.StoredMessage.message:type_name -> nervebus.v1.Delivery
+	61, // 37: nervebus.v1.StoredMessage.message:type_name -> nervebus.v1.Delivery
 	41, // 38: nervebus.v1.StoredMessage.deliveries:type_name -> nervebus.v1.MessageDelivery
 	0,  // 39: nervebus.v1.MessageDelivery.state:type_name -> nervebus.v1.MessageDelivery.State
-	49, // 40: nervebus.v1.MessageDelivery.lease_deadline:type_name -> google.protobuf.Timestamp
-	49, // 41: nervebus.v1.MessageDelivery.not_before:type_name -> google.protobuf.Timestamp
-	49, // 42: nervebus.v1.PayloadSchema.update_time:type_name -> google.protobuf.Timestamp
+	57, // 40: nervebus.v1.MessageDelivery.lease_deadline:type_name -> google.protobuf.Timestamp
+	57, // 41: nervebus.v1.MessageDelivery.not_before:type_name -> google.protobuf.Timestamp
+	57, // 42: nervebus.v1.PayloadSchema.update_time:type_name -> google.protobuf.Timestamp
 	42, // 43: nervebus.v1.SetTopicSchemaRequest.schema:type_name -> nervebus.v1.PayloadSchema
 	42, // 44: nervebus.v1.SetTopicSchemaResponse.schema:type_name -> nervebus.v1.PayloadSchema
 	42, // 45: nervebus.v1.GetTopicSchemaResponse.schema:type_name -> nervebus.v1.PayloadSchema
-	3,  // 46: nervebus.v1.AdminService.CreateTopic:input_type -> nervebus.v1.CreateTopicRequest
-	5,  // 47: nervebus.v1.AdminService.GetTopic:input_type -> nervebus.v1.GetTopicRequest
-	7,  // 48: nervebus.v1.AdminService.ListTopics:input_type -> nervebus.v1.ListTopicsRequest
-	9,  // 49: nervebus.v1.AdminService.UpdateTopic:input_type -> nervebus.v1.UpdateTopicRequest
-	11, // 50: nervebus.v1.AdminService.DeleteTopic:input_type -> nervebus.v1.DeleteTopicRequest
-	13, // 51: nervebus.v1.AdminService.CreateSubscription:input_type -> nervebus.v1.CreateSubscriptionRequest
-	15, // 52: nervebus.v1.AdminService.GetSubscription:input_type -> nervebus.v1.GetSubscriptionRequest
-	17, // 53: nervebus.v1.AdminService.ListSubscriptions:input_type -> nervebus.v1.ListSubscriptionsRequest
-	19, // 54: nervebus.v1.AdminService.UpdateSubscription:input_type -> nervebus.v1.UpdateSubscriptionRequest
-	21, // 55: nervebus.v1.AdminService.DeleteSubscription:input_type -> nervebus.v1.DeleteSubscriptionRequest
-	23, // 56: nervebus.v1.AdminService.PauseSubscription:input_type -> nervebus.v1.PauseSubscriptionRequest
-	25, // 57: nervebus.v1.AdminService.ResumeSubscription:input_type -> nervebus.v1.ResumeSubscriptionRequest
-	27, // 58: nervebus.v1.AdminService.PurgeSubscription:input_type -> nervebus.v1.PurgeSubscriptionRequest
-	29, // 59: nervebus.v1.AdminService.SeekSubscription:input_type -> nervebus.v1.SeekSubscriptionRequest
-	31, // 60: nervebus.v1.AdminService.GetStats:input_type -> nervebus.v1.GetStatsRequest
-	36, // 61: nervebus.v1.AdminService.ListMessages:input_type -> nervebus.v1.ListMessagesRequest
-	38, // 62: nervebus.v1.AdminService.GetMessage:input_type -> nervebus.v1.GetMessageRequest
-	43, // 63: nervebus.v1.AdminService.SetTopicSchema:input_type -> nervebus.v1.SetTopicSchemaRequest
-	45, // 64: nervebus.v1.AdminService.GetTopicSchema:input_type -> nervebus.v1.GetTopicSchemaRequest
-	4,  // 65: nervebus.v1.AdminService.CreateTopic:output_type -> nervebus.v1.CreateTopicResponse
-	6,  // 66: nervebus.v1.AdminService.GetTopic:output_type -> nervebus.v1.GetTopicResponse
-	8,  // 67: nervebus.v1.AdminService.ListTopics:output_type -> nervebus.v1.ListTopicsResponse
-	10, // 68: nervebus.v1.AdminService.UpdateTopic:output_type -> nervebus.v1.UpdateTopicResponse
-	12, // 69: nervebus.v1.AdminService.DeleteTopic:output_type -> nervebus.v1.DeleteTopicResponse
-	14, // 70: nervebus.v1.AdminService.CreateSubscription:output_type -> nervebus.v1.CreateSubscriptionResponse
-	16, // 71: nervebus.v1.AdminService.GetSubscription:output_type -> nervebus.v1.GetSubscriptionResponse
-	18, // 72: nervebus.v1.AdminService.ListSubscriptions:output_type -> nervebus.v1.ListSubscriptionsResponse
-	20, // 73: nervebus.v1.AdminService.UpdateSubscription:output_type -> nervebus.v1.UpdateSubscriptionResponse
-	22, // 74: nervebus.v1.AdminService.DeleteSubscription:output_type -> nervebus.v1.DeleteSubscriptionResponse
-	24, // 75: nervebus.v1.AdminService.PauseSubscription:output_type -> nervebus.v1.PauseSubscriptionResponse
-	26, // 76: nervebus.v1.AdminService.ResumeSubscription:output_type -> nervebus.v1.ResumeSubscriptionResponse
-	28, // 77: nervebus.v1.AdminService.PurgeSubscription:output_type -> nervebus.v1.PurgeSubscriptionResponse
-	30, // 78: nervebus.v1.AdminService.SeekSubscription:output_type -> nervebus.v1.SeekSubscriptionResponse
-	32, // 79: nervebus.v1.AdminService.GetStats:output_type -> nervebus.v1.GetStatsResponse
-	37, // 80: nervebus.v1.AdminService.ListMessages:output_type -> nervebus.v1.ListMessagesResponse
-	39, // 81: nervebus.v1.AdminService.GetMessage:output_type -> nervebus.v1.GetMessageResponse
-	44, // 82: nervebus.v1.AdminService.SetTopicSchema:output_type -> nervebus.v1.SetTopicSchemaResponse
-	46, // 83: nervebus.v1.AdminService.GetTopicSchema:output_type -> nervebus.v1.GetTopicSchemaResponse
-	65, // [65:84] is the sub-list for method output_type
-	46, // [46:65] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	53, // 46: nervebus.v1.GetClusterResponse.brokers:type_name -> nervebus.v1.ClusterBroker
+	56, // 47: nervebus.v1.ClusterBroker.heartbeat_age:type_name -> google.protobuf.Duration
+	54, // 48: nervebus.v1.ClusterBroker.topics:type_name -> nervebus.v1.OwnedTopic
+	56, // 49: nervebus.v1.OwnedTopic.lease_age:type_name -> google.protobuf.Duration
+	3,  // 50: nervebus.v1.AdminService.CreateTopic:input_type -> nervebus.v1.CreateTopicRequest
+	5,  // 51: nervebus.v1.AdminService.GetTopic:input_type -> nervebus.v1.GetTopicRequest
+	7,  // 52: nervebus.v1.AdminService.ListTopics:input_type -> nervebus.v1.ListTopicsRequest
+	9,  // 53: nervebus.v1.AdminService.UpdateTopic:input_type -> nervebus.v1.UpdateTopicRequest
+	11, // 54: nervebus.v1.AdminService.DeleteTopic:input_type -> nervebus.v1.DeleteTopicRequest
+	13, // 55: nervebus.v1.AdminService.CreateSubscription:input_type -> nervebus.v1.CreateSubscriptionRequest
+	15, // 56: nervebus.v1.AdminService.GetSubscription:input_type -> nervebus.v1.GetSubscriptionRequest
+	17, // 57: nervebus.v1.AdminService.ListSubscriptions:input_type -> nervebus.v1.ListSubscriptionsRequest
+	19, // 58: nervebus.v1.AdminService.UpdateSubscription:input_type -> nervebus.v1.UpdateSubscriptionRequest
+	21, // 59: nervebus.v1.AdminService.DeleteSubscription:input_type -> nervebus.v1.DeleteSubscriptionRequest
+	23, // 60: nervebus.v1.AdminService.PauseSubscription:input_type -> nervebus.v1.PauseSubscriptionRequest
+	25, // 61: nervebus.v1.AdminService.ResumeSubscription:input_type -> nervebus.v1.ResumeSubscriptionRequest
+	27, // 62: nervebus.v1.AdminService.PurgeSubscription:input_type -> nervebus.v1.PurgeSubscriptionRequest
+	29, // 63: nervebus.v1.AdminService.SeekSubscription:input_type -> nervebus.v1.SeekSubscriptionRequest
+	31, // 64: nervebus.v1.AdminService.GetStats:input_type -> nervebus.v1.GetStatsRequest
+	36, // 65: nervebus.v1.AdminService.ListMessages:input_type -> nervebus.v1.ListMessagesRequest
+	38, // 66: nervebus.v1.AdminService.GetMessage:input_type -> nervebus.v1.GetMessageRequest
+	43, // 67: nervebus.v1.AdminService.SetTopicSchema:input_type -> nervebus.v1.SetTopicSchemaRequest
+	45, // 68: nervebus.v1.AdminService.GetTopicSchema:input_type -> nervebus.v1.GetTopicSchemaRequest
+	47, // 69: nervebus.v1.AdminService.LocateTopic:input_type -> nervebus.v1.LocateTopicRequest
+	49, // 70: nervebus.v1.AdminService.DrainBroker:input_type -> nervebus.v1.DrainBrokerRequest
+	51, // 71: nervebus.v1.AdminService.GetCluster:input_type -> nervebus.v1.GetClusterRequest
+	4,  // 72: nervebus.v1.AdminService.CreateTopic:output_type -> nervebus.v1.CreateTopicResponse
+	6,  // 73: nervebus.v1.AdminService.GetTopic:output_type -> nervebus.v1.GetTopicResponse
+	8,  // 74: nervebus.v1.AdminService.ListTopics:output_type -> nervebus.v1.ListTopicsResponse
+	10, // 75: nervebus.v1.AdminService.UpdateTopic:output_type -> nervebus.v1.UpdateTopicResponse
+	12, // 76: nervebus.v1.AdminService.DeleteTopic:output_type -> nervebus.v1.DeleteTopicResponse
+	14, // 77: nervebus.v1.AdminService.CreateSubscription:output_type -> nervebus.v1.CreateSubscriptionResponse
+	16, // 78: nervebus.v1.AdminService.GetSubscription:output_type -> nervebus.v1.GetSubscriptionResponse
+	18, // 79: nervebus.v1.AdminService.ListSubscriptions:output_type -> nervebus.v1.ListSubscriptionsResponse
+	20, // 80: nervebus.v1.AdminService.UpdateSubscription:output_type -> nervebus.v1.UpdateSubscriptionResponse
+	22, // 81: nervebus.v1.AdminService.DeleteSubscription:output_type -> nervebus.v1.DeleteSubscriptionResponse
+	24, // 82: nervebus.v1.AdminService.PauseSubscription:output_type -> nervebus.v1.PauseSubscriptionResponse
+	26, // 83: nervebus.v1.AdminService.ResumeSubscription:output_type -> nervebus.v1.ResumeSubscriptionResponse
+	28, // 84: nervebus.v1.AdminService.PurgeSubscription:output_type -> nervebus.v1.PurgeSubscriptionResponse
+	30, // 85: nervebus.v1.AdminService.SeekSubscription:output_type -> nervebus.v1.SeekSubscriptionResponse
+	32, // 86: nervebus.v1.AdminService.GetStats:output_type -> nervebus.v1.GetStatsResponse
+	37, // 87: nervebus.v1.AdminService.ListMessages:output_type -> nervebus.v1.ListMessagesResponse
+	39, // 88: nervebus.v1.AdminService.GetMessage:output_type -> nervebus.v1.GetMessageResponse
+	44, // 89: nervebus.v1.AdminService.SetTopicSchema:output_type -> nervebus.v1.SetTopicSchemaResponse
+	46, // 90: nervebus.v1.AdminService.GetTopicSchema:output_type -> nervebus.v1.GetTopicSchemaResponse
+	48, // 91: nervebus.v1.AdminService.LocateTopic:output_type -> nervebus.v1.LocateTopicResponse
+	50, // 92: nervebus.v1.AdminService.DrainBroker:output_type -> nervebus.v1.DrainBrokerResponse
+	52, // 93: nervebus.v1.AdminService.GetCluster:output_type -> nervebus.v1.GetClusterResponse
+	72, // [72:94] is the sub-list for method output_type
+	50, // [50:72] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_nervebus_v1_admin_proto_init() }
@@ -3357,7 +3845,7 @@ func file_nervebus_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_nervebus_v1_admin_proto_rawDesc), len(file_nervebus_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   47,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,6 +38,9 @@ const (
 	AdminService_GetMessage_FullMethodName         = "/nervebus.v1.AdminService/GetMessage"
 	AdminService_SetTopicSchema_FullMethodName     = "/nervebus.v1.AdminService/SetTopicSchema"
 	AdminService_GetTopicSchema_FullMethodName     = "/nervebus.v1.AdminService/GetTopicSchema"
+	AdminService_LocateTopic_FullMethodName        = "/nervebus.v1.AdminService/LocateTopic"
+	AdminService_DrainBroker_FullMethodName        = "/nervebus.v1.AdminService/DrainBroker"
+	AdminService_GetCluster_FullMethodName         = "/nervebus.v1.AdminService/GetCluster"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -98,6 +101,15 @@ type AdminServiceClient interface {
 	SetTopicSchema(ctx context.Context, in *SetTopicSchemaRequest, opts ...grpc.CallOption) (*SetTopicSchemaResponse, error)
 	// Returns a topic's declared message type and descriptor set (empty when it is untyped).
 	GetTopicSchema(ctx context.Context, in *GetTopicSchemaRequest, opts ...grpc.CallOption) (*GetTopicSchemaResponse, error)
+	// Which broker serves a topic when several share a database (`--cluster`): a client may
+	// connect there directly (any broker also forwards calls to it). Needs a right on the topic.
+	LocateTopic(ctx context.Context, in *LocateTopicRequest, opts ...grpc.CallOption) (*LocateTopicResponse, error)
+	// Hands every topic the called broker owns to the other brokers of its cluster and takes no
+	// new ones (for maintenance); answers once all are handed over. Clients see at most an
+	// UNAVAILABLE they retry. FAILED_PRECONDITION without --cluster. Needs admin on every topic.
+	DrainBroker(ctx context.Context, in *DrainBrokerRequest, opts ...grpc.CallOption) (*DrainBrokerResponse, error)
+	// The brokers of the cluster, the topics each owns with their lease ages, and failovers.
+	GetCluster(ctx context.Context, in *GetClusterRequest, opts ...grpc.CallOption) (*GetClusterResponse, error)
 }
 
 type adminServiceClient struct {
@@ -298,6 +310,36 @@ func (c *adminServiceClient) GetTopicSchema(ctx context.Context, in *GetTopicSch
 	return out, nil
 }
 
+func (c *adminServiceClient) LocateTopic(ctx context.Context, in *LocateTopicRequest, opts ...grpc.CallOption) (*LocateTopicResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LocateTopicResponse)
+	err := c.cc.Invoke(ctx, AdminService_LocateTopic_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DrainBroker(ctx context.Context, in *DrainBrokerRequest, opts ...grpc.CallOption) (*DrainBrokerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainBrokerResponse)
+	err := c.cc.Invoke(ctx, AdminService_DrainBroker_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetCluster(ctx context.Context, in *GetClusterRequest, opts ...grpc.CallOption) (*GetClusterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetClusterResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -356,6 +398,15 @@ type AdminServiceServer interface {
 	SetTopicSchema(context.Context, *SetTopicSchemaRequest) (*SetTopicSchemaResponse, error)
 	// Returns a topic's declared message type and descriptor set (empty when it is untyped).
 	GetTopicSchema(context.Context, *GetTopicSchemaRequest) (*GetTopicSchemaResponse, error)
+	// Which broker serves a topic when several share a database (`--cluster`): a client may
+	// connect there directly (any broker also forwards calls to it). Needs a right on the topic.
+	LocateTopic(context.Context, *LocateTopicRequest) (*LocateTopicResponse, error)
+	// Hands every topic the called broker owns to the other brokers of its cluster and takes no
+	// new ones (for maintenance); answers once all are handed over. Clients see at most an
+	// UNAVAILABLE they retry. FAILED_PRECONDITION without --cluster. Needs admin on every topic.
+	DrainBroker(context.Context, *DrainBrokerRequest) (*DrainBrokerResponse, error)
+	// The brokers of the cluster, the topics each owns with their lease ages, and failovers.
+	GetCluster(context.Context, *GetClusterRequest) (*GetClusterResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -422,6 +473,15 @@ func (UnimplementedAdminServiceServer) SetTopicSchema(context.Context, *SetTopic
 }
 func (UnimplementedAdminServiceServer) GetTopicSchema(context.Context, *GetTopicSchemaRequest) (*GetTopicSchemaResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTopicSchema not implemented")
+}
+func (UnimplementedAdminServiceServer) LocateTopic(context.Context, *LocateTopicRequest) (*LocateTopicResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LocateTopic not implemented")
+}
+func (UnimplementedAdminServiceServer) DrainBroker(context.Context, *DrainBrokerRequest) (*DrainBrokerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DrainBroker not implemented")
+}
+func (UnimplementedAdminServiceServer) GetCluster(context.Context, *GetClusterRequest) (*GetClusterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCluster not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -786,6 +846,60 @@ func _AdminService_GetTopicSchema_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_LocateTopic_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LocateTopicRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).LocateTopic(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_LocateTopic_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).LocateTopic(ctx, req.(*LocateTopicRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DrainBroker_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainBrokerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DrainBroker(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DrainBroker_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DrainBroker(ctx, req.(*DrainBrokerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetCluster(ctx, req.(*GetClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -868,6 +982,18 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetTopicSchema",
 			Handler:    _AdminService_GetTopicSchema_Handler,
+		},
+		{
+			MethodName: "LocateTopic",
+			Handler:    _AdminService_LocateTopic_Handler,
+		},
+		{
+			MethodName: "DrainBroker",
+			Handler:    _AdminService_DrainBroker_Handler,
+		},
+		{
+			MethodName: "GetCluster",
+			Handler:    _AdminService_GetCluster_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

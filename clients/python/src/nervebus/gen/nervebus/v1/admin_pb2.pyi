@@ -456,3 +456,67 @@ class GetTopicSchemaResponse(_message.Message):
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
     schema: PayloadSchema
     def __init__(self, schema: _Optional[_Union[PayloadSchema, _Mapping]] = ...) -> None: ...
+
+class LocateTopicRequest(_message.Message):
+    __slots__ = ("topic",)
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    def __init__(self, topic: _Optional[str] = ...) -> None: ...
+
+class LocateTopicResponse(_message.Message):
+    __slots__ = ("address",)
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    def __init__(self, address: _Optional[str] = ...) -> None: ...
+
+class DrainBrokerRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DrainBrokerResponse(_message.Message):
+    __slots__ = ("topics",)
+    TOPICS_FIELD_NUMBER: _ClassVar[int]
+    topics: int
+    def __init__(self, topics: _Optional[int] = ...) -> None: ...
+
+class GetClusterRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetClusterResponse(_message.Message):
+    __slots__ = ("self", "brokers", "failovers", "handovers")
+    SELF_FIELD_NUMBER: _ClassVar[int]
+    BROKERS_FIELD_NUMBER: _ClassVar[int]
+    FAILOVERS_FIELD_NUMBER: _ClassVar[int]
+    HANDOVERS_FIELD_NUMBER: _ClassVar[int]
+    self: str
+    brokers: _containers.RepeatedCompositeFieldContainer[ClusterBroker]
+    failovers: int
+    handovers: int
+    def __init__(self_, self: _Optional[str] = ..., brokers: _Optional[_Iterable[_Union[ClusterBroker, _Mapping]]] = ..., failovers: _Optional[int] = ..., handovers: _Optional[int] = ...) -> None: ...
+
+class ClusterBroker(_message.Message):
+    __slots__ = ("id", "address", "live", "draining", "heartbeat_age", "topics")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_AGE_FIELD_NUMBER: _ClassVar[int]
+    TOPICS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    address: str
+    live: bool
+    draining: bool
+    heartbeat_age: _duration_pb2.Duration
+    topics: _containers.RepeatedCompositeFieldContainer[OwnedTopic]
+    def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., live: _Optional[bool] = ..., draining: _Optional[bool] = ..., heartbeat_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., topics: _Optional[_Iterable[_Union[OwnedTopic, _Mapping]]] = ...) -> None: ...
+
+class OwnedTopic(_message.Message):
+    __slots__ = ("name", "epoch", "lease_age")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LEASE_AGE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    epoch: int
+    lease_age: _duration_pb2.Duration
+    def __init__(self, name: _Optional[str] = ..., epoch: _Optional[int] = ..., lease_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

@@ -133,6 +133,21 @@ class AdminServiceStub:
                 request_serializer=nervebus_dot_v1_dot_admin__pb2.GetTopicSchemaRequest.SerializeToString,
                 response_deserializer=nervebus_dot_v1_dot_admin__pb2.GetTopicSchemaResponse.FromString,
                 _registered_method=True)
+        self.LocateTopic = channel.unary_unary(
+                '/nervebus.v1.AdminService/LocateTopic',
+                request_serializer=nervebus_dot_v1_dot_admin__pb2.LocateTopicRequest.SerializeToString,
+                response_deserializer=nervebus_dot_v1_dot_admin__pb2.LocateTopicResponse.FromString,
+                _registered_method=True)
+        self.DrainBroker = channel.unary_unary(
+                '/nervebus.v1.AdminService/DrainBroker',
+                request_serializer=nervebus_dot_v1_dot_admin__pb2.DrainBrokerRequest.SerializeToString,
+                response_deserializer=nervebus_dot_v1_dot_admin__pb2.DrainBrokerResponse.FromString,
+                _registered_method=True)
+        self.GetCluster = channel.unary_unary(
+                '/nervebus.v1.AdminService/GetCluster',
+                request_serializer=nervebus_dot_v1_dot_admin__pb2.GetClusterRequest.SerializeToString,
+                response_deserializer=nervebus_dot_v1_dot_admin__pb2.GetClusterResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -286,6 +301,30 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LocateTopic(self, request, context):
+        """Which broker serves a topic when several share a database (`--cluster`): a client may
+        connect there directly (any broker also forwards calls to it). Needs a right on the topic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrainBroker(self, request, context):
+        """Hands every topic the called broker owns to the other brokers of its cluster and takes no
+        new ones (for maintenance); answers once all are handed over. Clients see at most an
+        UNAVAILABLE they retry. FAILED_PRECONDITION without --cluster. Needs admin on every topic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCluster(self, request, context):
+        """The brokers of the cluster, the topics each owns with their lease ages, and failovers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -383,6 +422,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetTopicSchema,
                     request_deserializer=nervebus_dot_v1_dot_admin__pb2.GetTopicSchemaRequest.FromString,
                     response_serializer=nervebus_dot_v1_dot_admin__pb2.GetTopicSchemaResponse.SerializeToString,
+            ),
+            'LocateTopic': grpc.unary_unary_rpc_method_handler(
+                    servicer.LocateTopic,
+                    request_deserializer=nervebus_dot_v1_dot_admin__pb2.LocateTopicRequest.FromString,
+                    response_serializer=nervebus_dot_v1_dot_admin__pb2.LocateTopicResponse.SerializeToString,
+            ),
+            'DrainBroker': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainBroker,
+                    request_deserializer=nervebus_dot_v1_dot_admin__pb2.DrainBrokerRequest.FromString,
+                    response_serializer=nervebus_dot_v1_dot_admin__pb2.DrainBrokerResponse.SerializeToString,
+            ),
+            'GetCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCluster,
+                    request_deserializer=nervebus_dot_v1_dot_admin__pb2.GetClusterRequest.FromString,
+                    response_serializer=nervebus_dot_v1_dot_admin__pb2.GetClusterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -902,6 +956,87 @@ class AdminService:
             '/nervebus.v1.AdminService/GetTopicSchema',
             nervebus_dot_v1_dot_admin__pb2.GetTopicSchemaRequest.SerializeToString,
             nervebus_dot_v1_dot_admin__pb2.GetTopicSchemaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LocateTopic(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nervebus.v1.AdminService/LocateTopic',
+            nervebus_dot_v1_dot_admin__pb2.LocateTopicRequest.SerializeToString,
+            nervebus_dot_v1_dot_admin__pb2.LocateTopicResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainBroker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nervebus.v1.AdminService/DrainBroker',
+            nervebus_dot_v1_dot_admin__pb2.DrainBrokerRequest.SerializeToString,
+            nervebus_dot_v1_dot_admin__pb2.DrainBrokerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nervebus.v1.AdminService/GetCluster',
+            nervebus_dot_v1_dot_admin__pb2.GetClusterRequest.SerializeToString,
+            nervebus_dot_v1_dot_admin__pb2.GetClusterResponse.FromString,
             options,
             channel_credentials,
             insecure,
