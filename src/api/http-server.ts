@@ -62,7 +62,12 @@ async function status(
 ) {
   const topics = [];
   // One page of topics (by name): with thousands, a full answer took seconds and megabytes.
-  const all = (await broker.listTopics()).filter((t) => visible(t.name));
+  // With several brokers, each shows the topics it owns (reading another's would claim it);
+  // the cluster view says where the others are.
+  const cluster = broker.store.cluster;
+  const all = (await broker.listTopics()).filter(
+    (t) => visible(t.name) && (cluster === undefined || cluster.owns(t.name)),
+  );
   for (const t of all.slice(page.offset, page.offset + page.limit)) {
     const stats = await broker.stats(t.name);
     const { topic } = stats;

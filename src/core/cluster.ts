@@ -59,6 +59,8 @@ export interface Cluster {
    */
   route(topic: string): string | undefined;
   view(): ClusterView;
+  /** Whether this broker holds the topic's lease now. */
+  owns(topic: string): boolean;
   setHooks(hooks: ClusterHooks): void;
   /**
    * Stops taking topics and hands every owned one over (`nervebus drain-broker`); resolves

@@ -91,6 +91,7 @@ export class ClusterLease implements WriteGuard, Cluster {
     release: async () => undefined,
   };
 
+  /** `pool` is the lease's own (a couple of connections), closed by release(). */
   constructor(
     private readonly pool: mysql.Pool,
     private readonly options: LeaseOptions,
@@ -118,7 +119,7 @@ export class ClusterLease implements WriteGuard, Cluster {
         draining TINYINT NOT NULL DEFAULT 0) ENGINE=InnoDB`);
     const giveUpAt = performance.now() + this.options.waitMs;
     for (;;) {
-      const holder = await this.#transaction("joining the cluster", async (conn) => {
+      const joining = this.#transaction("joining the cluster", async (conn) => {
         const [rows] = await conn.query<mysql.RowDataPacket[]>(
           `SELECT owner, epoch, expires_at, ${DB_NOW_MS} AS now FROM nb_lease WHERE unit = 'store' FOR UPDATE`,
         );
@@ -142,6 +143,12 @@ export class ClusterLease implements WriteGuard, Cluster {
         }
         await conn.query(`DELETE FROM nb_brokers WHERE expires_at < ${DB_NOW_MS} - 3600000`);
         return undefined;
+      });
+      // Another broker joining at the same moment holds the row: look again.
+      const holder = await joining.catch((err: unknown) => {
+        if (mapStoreError(err, "joining the cluster").code !== "unavailable" || performance.now() >= giveUpAt)
+          throw err;
+        return "another joining broker";
       });
       if (holder === undefined) break;
       if (performance.now() >= giveUpAt) {
@@ -312,6 +319,7 @@ export class ClusterLease implements WriteGuard, Cluster {
     }
     this.#held.clear();
     this.#validUntil = 0;
+    await this.pool.end().catch(() => undefined);
   }
 
   /** Hands one topic's lease back (its state is persisted by then): the next owner takes it at once. */
@@ -343,8 +351,13 @@ export class ClusterLease implements WriteGuard, Cluster {
 
   // ---- Cluster -------------------------------------------------------------------------------
 
+  owns(topic: string): boolean {
+    for (const h of this.#held.values()) if (h.name === topic) return true;
+    return false;
+  }
+
   route(topic: string): string | undefined {
-    for (const h of this.#held.values()) if (h.name === topic) return undefined;
+    if (this.owns(topic)) return undefined;
     const r = this.#routes.get(topic);
     if (r !== undefined && r.owner !== this.owner && r.expiresAt > this.#dbClock()) {
       const address = this.#members.get(r.owner)?.address;
@@ -568,8 +581,11 @@ export class ClusterLease implements WriteGuard, Cluster {
   }
 
   /**
-   * The lease transaction of a claim. The store row is locked first, so claims (rare) are
-   * serialised and a new epoch is drawn from it; a live lease of another broker is left alone.
+   * The lease statements of a claim, each its own short autocommit statement: no lock is held
+   * across round trips, so a claimer frozen half-way (SIGSTOP, a VM pause) blocks nobody. A new
+   * epoch is drawn from the store row's counter first; the topic row is then inserted, or taken
+   * over only if its lease lapsed (or is this broker's) and its epoch is lower than the new one,
+   * so of two brokers claiming at once exactly one wins, and a stale epoch never takes a row.
    */
   async #take(
     topic: TopicRecord,
@@ -577,48 +593,63 @@ export class ClusterLease implements WriteGuard, Cluster {
     | { owner: string }
     | { epoch: number; previous: "new" | "failover" | "handover" | "renewed"; previousOwner: string }
   > {
-    return this.#transaction("taking a topic lease", async (conn) => {
-      const [store] = await conn.query<mysql.RowDataPacket[]>(
-        "SELECT owner FROM nb_lease WHERE unit = 'store' FOR UPDATE",
+    const unit = unitOf(topic.id);
+    const held = this.#held.get(topic.id);
+    const [before] = await this.pool.query<mysql.RowDataPacket[]>(
+      `SELECT owner, epoch, expires_at, ${DB_NOW_MS} AS now FROM nb_lease WHERE unit = ?`,
+      [unit],
+    );
+    const r = before[0];
+    if (r !== undefined && String(r.owner) !== this.owner && Number(r.expires_at) > Number(r.now))
+      return { owner: String(r.owner) };
+    if (
+      r !== undefined &&
+      held !== undefined &&
+      String(r.owner) === this.owner &&
+      Number(r.epoch) === held.epoch
+    ) {
+      const [renewed] = await this.pool.query<mysql.ResultSetHeader>(
+        `UPDATE nb_lease SET expires_at = ${DB_NOW_MS} + ? WHERE unit = ? AND owner = ? AND epoch = ?`,
+        [this.options.ttlMs, unit, this.owner, held.epoch],
       );
-      if (store[0] === undefined || String(store[0].owner) !== CLUSTER)
-        throw this.markLost(undefined, "the store lease is not the cluster's any more");
-      const [rows] = await conn.query<mysql.RowDataPacket[]>(
-        `SELECT owner, epoch, expires_at, ${DB_NOW_MS} AS now FROM nb_lease WHERE unit = ? FOR UPDATE`,
-        [unitOf(topic.id)],
-      );
-      const r = rows[0];
-      const held = this.#held.get(topic.id);
-      if (r !== undefined && String(r.owner) !== this.owner && Number(r.expires_at) > Number(r.now))
-        return { owner: String(r.owner) };
-      if (
-        r !== undefined &&
-        held !== undefined &&
-        String(r.owner) === this.owner &&
-        Number(r.epoch) === held.epoch
-      ) {
-        await conn.query(`UPDATE nb_lease SET expires_at = ${DB_NOW_MS} + ? WHERE unit = ?`, [
-          this.options.ttlMs,
-          unitOf(topic.id),
-        ]);
+      if (renewed.affectedRows === 1)
         return { epoch: held.epoch, previous: "renewed" as const, previousOwner: this.owner };
-      }
-      await conn.query("UPDATE nb_lease SET epoch = epoch + 1 WHERE unit = 'store'");
-      const [next] = await conn.query<mysql.RowDataPacket[]>(
-        "SELECT epoch FROM nb_lease WHERE unit = 'store'",
+    }
+    // LAST_INSERT_ID(expr) hands the incremented value back in the same statement.
+    const [drawn] = await this.pool.query<mysql.ResultSetHeader>(
+      "UPDATE nb_lease SET epoch = LAST_INSERT_ID(epoch + 1) WHERE unit = 'store' AND owner = ?",
+      [CLUSTER],
+    );
+    if (drawn.affectedRows !== 1)
+      throw this.markLost(undefined, "the store lease is not the cluster's any more");
+    const epoch = Number(drawn.insertId);
+    this.#epoch = epoch;
+    let taken: boolean;
+    if (r === undefined) {
+      const [inserted] = await this.pool.query<mysql.ResultSetHeader>(
+        `INSERT IGNORE INTO nb_lease (unit, owner, epoch, expires_at, acquired_at, lock_server)
+           VALUES (?, ?, ?, ${DB_NOW_MS} + ?, ${DB_NOW_MS}, '')`,
+        [unit, this.owner, epoch, this.options.ttlMs],
       );
-      const epoch = Number(next[0]!.epoch);
-      this.#epoch = epoch;
-      await conn.query(
-        `INSERT INTO nb_lease (unit, owner, epoch, expires_at, acquired_at, lock_server)
-           VALUES (?, ?, ?, ${DB_NOW_MS} + ?, ${DB_NOW_MS}, '')
-           ON DUPLICATE KEY UPDATE owner = VALUES(owner), epoch = VALUES(epoch),
-             expires_at = VALUES(expires_at), acquired_at = VALUES(acquired_at)`,
-        [unitOf(topic.id), this.owner, epoch, this.options.ttlMs],
+      taken = inserted.affectedRows === 1;
+    } else {
+      const [updated] = await this.pool.query<mysql.ResultSetHeader>(
+        `UPDATE nb_lease SET owner = ?, epoch = ?, expires_at = ${DB_NOW_MS} + ?, acquired_at = ${DB_NOW_MS}
+           WHERE unit = ? AND epoch < ? AND (expires_at <= ${DB_NOW_MS} OR owner = ?)`,
+        [this.owner, epoch, this.options.ttlMs, unit, epoch, this.owner],
       );
-      const previous = r === undefined ? "new" : Number(r.expires_at) === 0 ? "handover" : "failover";
-      return { epoch, previous, previousOwner: r === undefined ? "none" : String(r.owner) };
-    });
+      taken = updated.affectedRows === 1;
+    }
+    if (!taken) {
+      // Another broker won the race: name it.
+      const [now] = await this.pool.query<mysql.RowDataPacket[]>(
+        "SELECT owner FROM nb_lease WHERE unit = ?",
+        [unit],
+      );
+      return { owner: String(now[0]?.owner ?? "unknown") };
+    }
+    const previous = r === undefined ? "new" : Number(r.expires_at) === 0 ? "handover" : "failover";
+    return { epoch, previous, previousOwner: r === undefined ? "none" : String(r.owner) };
   }
 
   /** Runs `fn` in a transaction that commits when it returns and rolls back when it throws. */

@@ -35,6 +35,22 @@ export interface MysqlStoreOptions extends StoreLeaseOptions {
 export const MAX_PREPARED_PER_CONNECTION = 128;
 
 /**
+ * Session limits for brokers sharing a database. MariaDB aborts a transaction left idle longer
+ * than `idleSeconds` (its broker frozen or cut off mid-transaction), so the row locks it holds
+ * cannot keep the topic's next owner (or every claim) waiting until the connection times out
+ * hours later; a lock wait ends after `lockWaitSeconds`, so a heartbeat fails and is retried
+ * instead of hanging. MySQL has no idle-transaction limit: the statement fails there and is
+ * ignored (README "Running several brokers" says what that costs).
+ */
+function limitSessions(pool: mysql.Pool, idleSeconds: number, lockWaitSeconds?: number): void {
+  pool.pool.on("connection", (conn) => {
+    conn.query(`SET SESSION idle_transaction_timeout = ${idleSeconds}`, () => undefined);
+    if (lockWaitSeconds !== undefined)
+      conn.query(`SET SESSION innodb_lock_wait_timeout = ${lockWaitSeconds}`, () => undefined);
+  });
+}
+
+/**
  * Connects (creating the database on first start, as SQLite creates its file), checks the
  * server's durability setting, prepares the schema, opens the pool and takes the store lease,
  * waiting for another broker's to expire up to `leaseWaitMs`. Throws FAILED_PRECONDITION when
@@ -128,8 +144,21 @@ export async function openPool(
     };
     let lease: Lease | ClusterLease;
     if (options.cluster) {
-      const cluster = new ClusterLease(pool, leaseOptions);
-      await cluster.join();
+      const idleSeconds = Math.ceil(ttlMs / 1000) + 1;
+      limitSessions(pool, idleSeconds);
+      // Its own connections: renewals never queue behind writes waiting for the pool.
+      const leasePool = mysql.createPool({
+        ...config,
+        connectionLimit: 2,
+        maxIdle: 2,
+        enableKeepAlive: true,
+      });
+      limitSessions(leasePool, idleSeconds, Math.max(1, Math.floor(renewMs / 1000)));
+      const cluster = new ClusterLease(leasePool, leaseOptions);
+      await cluster.join().catch(async (err: unknown) => {
+        await leasePool.end().catch(() => undefined);
+        throw err;
+      });
       lease = cluster;
     } else {
       const single = new Lease(
