@@ -192,6 +192,9 @@ export class Broker {
       options.confirmAcks,
       sink,
     );
+    // The topic was unloaded meanwhile (lost or handed to another broker): a consumer attached
+    // now would wait on a subscription nothing feeds any more.
+    if (entry.topic.closed) throw new NerveBusError("unavailable", `topic ${topicName} moved; reconnect`);
     subscription.attach(consumer);
     return { consumer, subscription, created, ackDeadlineMs };
   }
@@ -521,6 +524,8 @@ export class Broker {
         entry.topic.fail(err);
         for (const sub of entry.loadedSubscriptions.values()) sub.failConsumers(err);
         await this.#registry.unload(entry, 0, false);
+        // Subscriptions whose load finished meanwhile.
+        for (const sub of entry.loadedSubscriptions.values()) sub.failConsumers(err);
       })
       .catch(() => undefined);
   }
@@ -540,6 +545,8 @@ export class Broker {
     const moved = new NerveBusError("unavailable", `topic ${name} is moving to another broker; reconnect`);
     for (const sub of entry.loadedSubscriptions.values()) sub.failConsumers(moved);
     await this.#registry.unload(entry, this.options.confirmTimeoutMs, true);
+    // Consumers that attached before the topic closed, and subscriptions loaded meanwhile.
+    for (const sub of entry.loadedSubscriptions.values()) sub.failConsumers(moved);
     await this.store.releaseTopic?.(entry.topic.record);
   }
 

@@ -292,8 +292,11 @@ export class TopicRegistry {
       case "latest":
         return topic.watermark;
       case "earliest": {
+        // The watermark before the read: a pack committed while the store is asked is above it,
+        // and must not be skipped (a floor taken after the read was past it).
+        const watermark = topic.watermark;
         const first = topic.ephemeral ? topic.cache.firstSeq : await this.store.firstSeq(topic.record);
-        return first === 0 ? topic.watermark : first - 1;
+        return first === 0 ? watermark : first - 1;
       }
       case "seq":
         if (start.seq < 1) throw invalidArgument("subscribe.start_seq", "must be ≥ 1");

@@ -151,6 +151,11 @@ export class Topic {
     return this.record.config.ephemeral;
   }
 
+  /** Set once the topic is closing or failed: it takes no new consumer (see Broker.subscribe). */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** Applies changed settings (retention, dedup window). */
   reconfigure(record: TopicRecord): void {
     this.record = record;

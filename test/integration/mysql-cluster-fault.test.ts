@@ -181,6 +181,21 @@ test(`mysql --cluster fault test: 3 brokers, publishers and consumers running, a
     for (const topic of TOPICS) {
       const want = [...confirmed.get(topic)!.values()];
       while (want.some((p) => !delivered.get(topic)!.has(p)) && performance.now() < until) await sleep(200);
+      const missing = want.filter((p) => !delivered.get(topic)!.has(p));
+      if (missing.length > 0) {
+        process.stderr.write(
+          `# ${topic}: ${missing.length} confirmed not delivered, e.g. ${missing.slice(0, 5).join(" ")}\n`,
+        );
+        for (const s of slots)
+          process.stderr.write(
+            `--- ${s.proc.address}\n${s.proc
+              .stderr()
+              .split("\n")
+              .filter((l) => l.includes(topic) && !l.includes("persisting"))
+              .slice(-40)
+              .join("\n")}\n`,
+          );
+      }
     }
     consuming = false;
     await Promise.all(work.slice(TOPICS.length));

@@ -1,4 +1,4 @@
-import { Broker, type BrokerOptions } from "../../src/core/index.js";
+import { Broker, type BrokerOptions, type Store } from "../../src/core/index.js";
 import { SqliteStore } from "../../src/store/index.js";
 
 /** Settings of a subscription with no backoff, no attempt limit and no dead-letter topic. */
@@ -17,10 +17,15 @@ export const PLAIN_TOPIC = { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 0
 
 /**
  * The core Broker alone, on an in-memory SQLite store (no gRPC), for tests of its state
- * machines; `overrides` changes any setting, `ackDeadlineMs` the subscriptions' default.
+ * machines; `overrides` changes any setting, `ackDeadlineMs` the subscriptions' default, `store`
+ * the store (a wrapped one, to hold a call at a chosen moment).
  */
-export function coreBroker(overrides: Partial<BrokerOptions> = {}, ackDeadlineMs = 30_000): Broker {
-  return new Broker(SqliteStore.open(":memory:"), {
+export function coreBroker(
+  overrides: Partial<BrokerOptions> = {},
+  ackDeadlineMs = 30_000,
+  store: Store = SqliteStore.open(":memory:"),
+): Broker {
+  return new Broker(store, {
     defaultShards: 1,
     autoCreate: true,
     maxMessageBytes: 1 << 20,
