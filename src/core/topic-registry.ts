@@ -105,9 +105,15 @@ export class TopicRegistry {
     if (entry === undefined) {
       entry = this.#loadTopic(name, create);
       this.#topics.set(name, entry);
+      const loading = entry;
+      // Unless forgotten meanwhile (deleted, lost to another broker, handed over).
       entry.then(
-        (e) => this.#loaded.set(name, e),
-        () => this.#topics.delete(name),
+        (e) => {
+          if (this.#topics.get(name) === loading) this.#loaded.set(name, e);
+        },
+        () => {
+          if (this.#topics.get(name) === loading) this.#topics.delete(name);
+        },
       );
     }
     return entry;

@@ -1,7 +1,17 @@
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
-import type * as grpc from "@grpc/grpc-js";
+import { create } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
 import type mysql from "mysql2/promise";
+import { LocateTopicRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
+import { MessageSchema } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
+import { SendPackRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import { unary } from "../../src/api/index.js";
+import { tokenHash } from "../../src/auth/index.js";
 import { seqsOf, startBroker, TestClient } from "../support/broker.js";
 import { type TestMysql, useTestMysql } from "../support/mariadb.js";
 import { type BrokerProcess, runCli, spawnBroker } from "../support/process.js";
@@ -245,5 +255,60 @@ test("mysql --cluster: drain-broker hands a broker's topics over while clients p
     for (const c of clients) c.close();
     for (const b of brokers) b.child.kill("SIGKILL");
     await Promise.all(brokers.map((b) => b.exited));
+  }
+});
+
+test("mysql --cluster: a forwarded call carries the caller's token; the owner authenticates it", async () => {
+  const server = testMysql();
+  const url = await server.database("cluster_auth");
+  const dir = mkdtempSync(join(tmpdir(), "nb-cluster-auth-"));
+  const token = randomBytes(32).toString("hex");
+  const tokens = join(dir, "tokens");
+  writeFileSync(tokens, `${tokenHash(token)} publisher\n`);
+  const settings = { cluster: true, leaseTtlMs: 2000, leaseRenewMs: 500, authTokens: tokens };
+  const a = await startBroker(url, settings);
+  const b = await startBroker(url, settings);
+  const client = new TestClient(a.address);
+  const send = (topic: string, withToken: boolean) => {
+    const md = new grpc.Metadata();
+    if (withToken) md.set("authorization", `Bearer ${token}`);
+    md.set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    return unary(
+      client.publisher.sendPack.bind(client.publisher),
+      create(SendPackRequestSchema, { topic, messages: [create(MessageSchema, { data: Buffer.from("x") })] }),
+      { deadline: Date.now() + 10_000 },
+      md,
+    );
+  };
+  try {
+    await sleep(1200);
+    // A topic that falls to broker b, seen from a.
+    let topic = "";
+    for (let i = 0; i < 50 && topic === ""; i++) {
+      const located = await unary(
+        client.admin.locateTopic.bind(client.admin),
+        create(LocateTopicRequestSchema, { topic: `auth-${i}` }),
+        {},
+        (() => {
+          const md = new grpc.Metadata();
+          md.set("authorization", `Bearer ${token}`);
+          return md;
+        })(),
+      );
+      if (located.address === b.address) topic = `auth-${i}`;
+    }
+    assert.notEqual(topic, "", "some topic falls to the other broker");
+    await assert.rejects(
+      send(topic, false),
+      (err: grpc.ServiceError) => err.code === grpc.status.UNAUTHENTICATED,
+    );
+    const res = await send(topic, true);
+    assert.equal(Number(res.firstSeq), 1);
+    assert.ok(b.broker.store.cluster?.owns(topic), "the topic was created on the broker it falls to");
+    assert.equal(a.broker.store.cluster?.owns(topic), false, "the broker called only forwarded");
+  } finally {
+    client.close();
+    await a.stop();
+    await b.stop();
   }
 });
