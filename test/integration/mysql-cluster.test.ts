@@ -7,7 +7,10 @@ import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import type mysql from "mysql2/promise";
-import { LocateTopicRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
+import {
+  CreateTopicRequestSchema,
+  LocateTopicRequestSchema,
+} from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
 import { MessageSchema } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
 import { SendPackRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { unary } from "../../src/api/index.js";
@@ -144,6 +147,42 @@ test("mysql --cluster: drain-broker hands a broker's topics over while clients p
     for (const r of creates)
       if (r.status === "rejected") assert.equal((r.reason as grpc.ServiceError).code, 6, "ALREADY_EXISTS");
 
+    // The same, each broker serving the call itself (as if forwarded to it): the catalog's unique
+    // name decides, and of three brokers publishing to a new topic at once one takes its lease.
+    const itself = new grpc.Metadata();
+    itself.set("nervebus-forwarded", "test");
+    const racing = await Promise.allSettled(
+      clients.map((c) =>
+        unary(
+          c.admin.createTopic.bind(c.admin),
+          create(CreateTopicRequestSchema, { topic: { name: "made-here" } }),
+          { deadline: Date.now() + 10_000 },
+          itself,
+        ),
+      ),
+    );
+    assert.equal(racing.filter((r) => r.status === "fulfilled").length, 1, "one broker creates it");
+    const racingPacks = await Promise.allSettled(
+      clients.map((c) =>
+        unary(
+          c.publisher.sendPack.bind(c.publisher),
+          create(SendPackRequestSchema, {
+            topic: "raced",
+            messages: [create(MessageSchema, { data: Buffer.from("r") })],
+          }),
+          { deadline: Date.now() + 10_000 },
+          itself,
+        ),
+      ),
+    );
+    const won = racingPacks.flatMap((r) => (r.status === "fulfilled" ? [Number(r.value.firstSeq)] : []));
+    assert.deepEqual(won, [1], "exactly one broker took the topic and appended");
+    for (const r of racingPacks)
+      if (r.status === "rejected") {
+        const err = r.reason as grpc.ServiceError;
+        assert.equal(err.code, grpc.status.UNAVAILABLE, err.details);
+      }
+
     const topics = Array.from({ length: 6 }, (_, i) => `drain-${i}`);
     for (const topic of topics) await retrying(() => clients[0]!.publish(topic, ["first"]));
     const owned = await owners(server, url);
@@ -185,12 +224,19 @@ test("mysql --cluster: drain-broker hands a broker's topics over while clients p
     await sleep(500);
     const drained = await runCli(["drain-broker", "--server", victimAddress]);
     assert.equal(drained.code, 0, drained.stderr);
-    assert.match(drained.stdout, new RegExp(`${counts[victim]} topics handed over`));
+    // Rebalancing may have moved a topic since `owned` was read: the count is the broker's own.
+    const handed = Number(/: (\d+) topics handed over/.exec(drained.stdout)?.[1]);
+    assert.ok(handed >= 1, drained.stdout);
     await sleep(500);
     publishing = false;
     await Promise.all(loops);
 
-    const after = await owners(server, url);
+    // The broker each topic falls to takes it at its next heartbeat (or at the next call).
+    let after = await owners(server, url);
+    for (let i = 0; i < 100 && topics.some((t) => !after.has(t)); i++) {
+      await sleep(100);
+      after = await owners(server, url);
+    }
     for (const topic of topics) {
       assert.ok(after.has(topic), `${topic} has a live owner after the drain`);
       assert.notEqual(after.get(topic), victimAddress, `${topic} left the drained broker`);
@@ -220,16 +266,15 @@ test("mysql --cluster: drain-broker hands a broker's topics over while clients p
     assert.equal(drainedView.topics.length, 0);
     assert.equal(
       view.brokers.reduce((n, b) => n + b.topics.length, 0),
-      topics.length,
-      "every topic is owned once (made-once was never used: it has no lease yet)",
+      topics.length + 1,
+      "every topic used is owned once (raced too; the made-* ones were never used: no lease yet)",
     );
     const handovers = await Promise.all(
       clients.map(async (c) => Number((await c.adminCall("getCluster", {})).handovers)),
     );
-    assert.equal(
-      handovers.reduce((a, b) => a + b, 0),
-      counts[victim],
-      "each handed-over topic counted once",
+    assert.ok(
+      handovers.reduce((a, b) => a + b, 0) >= handed,
+      "each topic handed over is counted by the broker that took it",
     );
 
     // A fourth broker, in process, shows the cluster on its status API and metrics.
@@ -242,7 +287,7 @@ test("mysql --cluster: drain-broker hands a broker's topics over while clients p
       assert.equal(members.length, 4, "the status API lists the four live brokers");
       assert.equal(
         members.reduce((n, m) => n + m.topics.length, 0),
-        topics.length,
+        topics.length + 1,
       );
       const metrics = await (await fetch(`http://${fourth.httpAddress}/metrics`)).text();
       assert.match(metrics, /^nervebus_cluster_brokers(?:\{[^}]*\})? 4$/m);
