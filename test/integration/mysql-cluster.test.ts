@@ -12,7 +12,13 @@ import {
   LocateTopicRequestSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
 import { MessageSchema } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
-import { SendPackRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import {
+  type BatchConfirm,
+  PublishOpenSchema,
+  PublishRequestSchema,
+  type PublishResponse,
+  SendPackRequestSchema,
+} from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { unary } from "../../src/api/index.js";
 import { tokenHash } from "../../src/auth/index.js";
 import { seqsOf, startBroker, TestClient } from "../support/broker.js";
@@ -92,6 +98,32 @@ test("mysql --cluster: topics spread over three brokers, any broker answers, a k
     for (const c of clients) await c.publish(topic, ["x"]);
     const stats = await clients[other]!.adminCall("getStats", { topic });
     assert.equal(Number(stats.topic?.lastSeq), 5, "GetStats through a non-owner sees every publish");
+
+    // A Publish stream through a broker that does not own its topic is forwarded too.
+    const streamTopic = topics[1]!;
+    const notOwner = clients[brokers.findIndex((b) => b.address !== owned.get(streamTopic))]!;
+    const stream = notOwner.publisher.publish();
+    const confirms: BatchConfirm[] = [];
+    const confirmed = new Promise<void>((resolve, reject) => {
+      stream.on("data", (r: PublishResponse) => {
+        confirms.push(...r.confirms);
+        if (confirms.length > 0) resolve();
+      });
+      stream.on("error", reject);
+    });
+    stream.write(create(PublishRequestSchema, { open: create(PublishOpenSchema, { topic: streamTopic }) }));
+    stream.write(
+      create(PublishRequestSchema, {
+        messages: ["s1", "s2"].map((d) => create(MessageSchema, { data: Buffer.from(d) })),
+      }),
+    );
+    await confirmed;
+    stream.end();
+    assert.equal(
+      Number(confirms[0]!.result?.firstSeq),
+      3,
+      "the stream's batch follows the topic's two messages",
+    );
 
     // A consumer on a non-owner: its stream is forwarded; its acks are confirmed by the owner.
     const s = clients[other]!.receive(topic, "sub", { from: "earliest", confirmAcks: true });
