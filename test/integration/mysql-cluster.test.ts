@@ -301,6 +301,14 @@ test("mysql --cluster: drain-broker hands a broker's topics over while clients p
       topics.length + 1,
       "every topic used is owned once (raced too; the made-* ones were never used: no lease yet)",
     );
+    const shown = await runCli(["cluster", "--server", brokers[(victim + 1) % 3]!.address]);
+    assert.equal(shown.code, 0, shown.stderr);
+    const cli = JSON.parse(shown.stdout) as { brokers: { address: string; draining?: boolean }[] };
+    assert.equal(
+      cli.brokers.find((b) => b.address === victimAddress)?.draining,
+      true,
+      "nervebus cluster shows the drain",
+    );
     const handovers = await Promise.all(
       clients.map(async (c) => Number((await c.adminCall("getCluster", {})).handovers)),
     );
