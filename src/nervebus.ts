@@ -12,8 +12,8 @@ import {
 } from "./api/index.js";
 import { type ReloadReport, Security } from "./auth/index.js";
 import type { Config } from "./config/index.js";
-import { Broker, type Store } from "./core/index.js";
-import { openStore } from "./store/index.js";
+import { Broker, NerveBusError, OutboxRelay, type Store } from "./core/index.js";
+import { MysqlOutboxSource, openStore } from "./store/index.js";
 import { createTelemetry, type Logger, type Telemetry } from "./telemetry/index.js";
 
 /** A running broker: store, core, gRPC and HTTP front ends, telemetry. */
@@ -32,6 +32,8 @@ export interface NerveBus {
    * broker that waits for the lease.
    */
   readonly fenced: Promise<Error>;
+  /** One relay per `--outbox` database. */
+  readonly relays: readonly OutboxRelay[];
   /**
    * Re-reads the TLS, token, JWKS and policy files now (SIGHUP), logging what changed and what
    * was refused; a refused file leaves the one in use in place. Open streams keep going; new
@@ -129,11 +131,22 @@ export async function startNerveBus(
   // Before the store: a bad certificate or policy must not cost a MySQL lease.
   const security = Security.load(config);
   const guard = new CallGuard(security, log);
+  // Checked before the store too; connected once the broker serves.
+  const outboxes = config.outbox
+    .split(",")
+    .map((u) => u.trim())
+    .filter((u) => u !== "")
+    .map((url) => new MysqlOutboxSource(url, log));
+  // The relay publishes through this broker and reads its topics' logs for recovery, which
+  // assumes it owns every topic it relays to; a cluster splits topics between brokers.
+  if (outboxes.length > 0 && config.cluster)
+    throw new NerveBusError("invalid_argument", "outbox: --outbox cannot be combined with --cluster yet");
   let server: RunningServer | undefined;
   let broker: Broker | undefined;
   let storeHealthy = true;
   let draining = false;
   let reportFenced: (err: Error) => void = () => undefined;
+  let relays: OutboxRelay[] = [];
   const fenced = new Promise<Error>((resolve) => {
     reportFenced = resolve;
   });
@@ -149,6 +162,7 @@ export async function startNerveBus(
     onOwnershipLost: (err) => {
       storeHealthy = false;
       broker?.fence(err);
+      for (const relay of relays) void relay.stop();
       server?.setServing(false);
       server?.sessions.closeAll(err.message);
       reportFenced(err);
@@ -267,6 +281,21 @@ export async function startNerveBus(
       config.advertiseAddress === "" ? grpcServer.address : config.advertiseAddress,
     );
   }
+  relays = outboxes.map(
+    (source) =>
+      new OutboxRelay(source, b, {
+        pollMs: config.outboxPollMs,
+        gapWaitMs: config.outboxGapWaitMs,
+        batchRows: config.outboxBatchRows,
+        maxPackMessages: config.maxPackMessages,
+        maxPackBytes: config.maxPackBytes,
+        log,
+      }),
+  );
+  for (const relay of relays) {
+    relay.start();
+    log("info", "outbox relay started", { outbox: relay.source.name });
+  }
   // The store's health drives the gRPC health status: load balancers stop sending work to a
   // broker whose database is gone.
   const healthTimer = setInterval(() => {
@@ -321,6 +350,7 @@ export async function startNerveBus(
     address: grpcServer.address,
     httpAddress: http?.address,
     fenced,
+    relays,
     reloadSecurity: () => reloadSecurity(true),
     drain: async () => {
       await store.cluster?.drain();
@@ -330,6 +360,7 @@ export async function startNerveBus(
         draining = true;
         clearInterval(healthTimer);
         clearInterval(reloadTimer);
+        await Promise.all(relays.map((r) => r.stop()));
         await grpcServer.shutdown(config.shutdownGraceMs);
         await b.close(config.shutdownGraceMs);
         await http?.close();

@@ -56,6 +56,10 @@ export interface Config {
   leaseWaitMs: number;
   cluster: boolean;
   advertiseAddress: string;
+  outbox: string;
+  outboxPollMs: number;
+  outboxGapWaitMs: number;
+  outboxBatchRows: number;
   logLevel: "debug" | "info" | "warn" | "error";
 }
 
@@ -448,6 +452,36 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "string",
     default: "",
     doc: "--cluster: HOST:PORT other brokers forward calls to (default: the gRPC address as bound)",
+  },
+  {
+    key: "outbox",
+    kind: "string",
+    default: "",
+    doc: "transactional outboxes to relay: mysql://USER:PASS@HOST:PORT/DB of application databases holding nb_outbox, comma-separated",
+  },
+  {
+    key: "outboxPollMs",
+    kind: "duration",
+    default: 10,
+    min: 1,
+    max: 60_000,
+    doc: "how often an idle outbox is polled (a busy one is read again at once)",
+  },
+  {
+    key: "outboxGapWaitMs",
+    kind: "duration",
+    default: 100,
+    min: 0,
+    max: 600_000,
+    doc: "how long an outbox row waits for a missing lower id (a transaction not yet committed, or rolled back) before the relay passes the gap",
+  },
+  {
+    key: "outboxBatchRows",
+    kind: "int",
+    default: 5000,
+    min: 1,
+    max: 100_000,
+    doc: "outbox rows read and relayed per round",
   },
   {
     key: "logLevel",

@@ -1,3 +1,4 @@
+import { sleep } from "./backoff.js";
 import { type CatalogBounds, CatalogLimits } from "./catalog-limits.js";
 import { Consumer, type ConsumerSink, type Window } from "./consumer.js";
 import { DeadLetterRouter } from "./dead-letter.js";
@@ -13,6 +14,7 @@ import {
 } from "./limits.js";
 import { browseMessages, type MessagePage, type MessageQuery } from "./message-browser.js";
 import type {
+  LoggedIds,
   LogMessage,
   NewMessage,
   StartPosition,
@@ -469,6 +471,46 @@ export class Broker {
     this.#budget.rejectAll(new NerveBusError("unavailable", "broker is shutting down"));
     for (const entry of await this.#registry.settled()) await this.#registry.unload(entry, timeoutMs, true);
     await this.store.close();
+  }
+
+  // ---- Outbox relay (RelayTarget) ------------------------------------------------------
+
+  /** A seq no publish to the topic that starts after this call can be below (1 for a missing topic). */
+  async nextSeq(topicName: string): Promise<number> {
+    this.#checkOpen();
+    const entry = await this.#topic(topicName, this.options.autoCreate).catch(() => undefined);
+    return (entry?.topic.lastAssigned ?? 0) + 1;
+  }
+
+  /**
+   * The message ids stored in a topic from `fromSeq` to its end, read once every seq assigned
+   * so far is durable (a pack whose confirm failed has landed by then, or never will): what the
+   * outbox relay needs to tell which of its rows are published. A missing topic holds none.
+   * UNAVAILABLE if the writes do not become durable within the confirm timeout.
+   */
+  async durableIds(topicName: string, fromSeq: number): Promise<{ through: number; ids: LoggedIds[] }> {
+    this.#checkOpen();
+    let entry: TopicEntry;
+    try {
+      entry = await this.#topic(topicName, false);
+    } catch (err) {
+      if (err instanceof NerveBusError && err.code === "not_found") return { through: fromSeq - 1, ids: [] };
+      throw err;
+    }
+    const topic = entry.topic;
+    const target = topic.lastAssigned;
+    const until = Date.now() + this.options.confirmTimeoutMs;
+    while (topic.watermark < target) {
+      this.#checkOpen();
+      if (Date.now() > until)
+        throw new NerveBusError("unavailable", `topic ${topicName}: writes are not durable yet`);
+      await sleep(20);
+    }
+    const through = topic.watermark;
+    const ids: LoggedIds[] = [];
+    for (let seq = Math.max(1, fromSeq); seq <= through; seq += 10_000)
+      ids.push(...(await this.store.readIds(topic.record, seq, Math.min(through, seq + 9_999))));
+    return { through, ids };
   }
 
   #checkOpen(): void {

@@ -41,6 +41,11 @@ export class CommitTracker {
     this.#lowestPending[shard] = next <= this.#lastAssigned ? next : 0;
   }
 
+  /** The highest seq handed out (committed or not). */
+  get lastAssigned(): number {
+    return this.#lastAssigned;
+  }
+
   /** Every seq ≤ watermark is committed. */
   get watermark(): number {
     let lowest = 0;

@@ -48,6 +48,9 @@ export {
   type Settled,
   type SettleOutcome,
 } from "./observer.js";
+export { OutboxGate } from "./outbox-gate.js";
+export { OutboxRelay, type OutboxRelayOptions, type RelayTarget } from "./outbox-relay.js";
+export { type OutboxRow, type OutboxSource, outboxMessageId, type RelayState } from "./outbox-source.js";
 export type { PublishResult } from "./pack-appender.js";
 export type { OwnershipState, Store, StoreCapabilities } from "./store.js";
 export {

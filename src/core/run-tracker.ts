@@ -38,6 +38,11 @@ export class RunTracker {
     }
   }
 
+  /** The highest seq handed out (committed or not). */
+  get lastAssigned(): number {
+    return this.#lastAssigned;
+  }
+
   /** Every seq ≤ watermark is committed. */
   get watermark(): number {
     return this.#watermark;

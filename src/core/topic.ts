@@ -147,6 +147,11 @@ export class Topic {
     return this.#watermark;
   }
 
+  /** The highest seq assigned so far; equal to the watermark once everything is durable. */
+  get lastAssigned(): number {
+    return this.#tracker.lastAssigned;
+  }
+
   get ephemeral(): boolean {
     return this.record.config.ephemeral;
   }

@@ -5,8 +5,10 @@ import type { StoreLeaseOptions } from "./mysql/open-pool.js";
 import { SqliteStore } from "./sqlite/sqlite-store.js";
 
 export { mapStoreError } from "./errors.js";
+export { MysqlOutboxSource } from "./mysql/mysql-outbox.js";
 export { MysqlRunLog } from "./mysql/mysql-run-log.js";
 export { MysqlStore } from "./mysql/mysql-store.js";
+export { OUTBOX_TABLES } from "./mysql/outbox-schema.js";
 export { SqliteRunLog } from "./sqlite/sqlite-run-log.js";
 export { SqliteStore } from "./sqlite/sqlite-store.js";
 

@@ -1,0 +1,254 @@
+import { backoffDelay } from "./backoff.js";
+import { NerveBusError } from "./errors.js";
+import { type LoggedIds, messageBytes, type NewMessage } from "./model.js";
+import type { LogFn } from "./observer.js";
+import { OutboxGate } from "./outbox-gate.js";
+import { type OutboxRow, type OutboxSource, outboxMessageId, type RelayState } from "./outbox-source.js";
+import type { PublishResult } from "./pack-appender.js";
+
+/** What the relay needs from the broker (Broker implements it). */
+export interface RelayTarget {
+  publish(topic: string, messages: readonly NewMessage[], deadline: number): Promise<PublishResult>;
+  /** A seq no publish to `topic` that starts after this call can be below. */
+  nextSeq(topic: string): Promise<number>;
+  /**
+   * Once every seq assigned in `topic` so far is durable, the message ids stored from `fromSeq`
+   * to the end, and the seq read through.
+   */
+  durableIds(topic: string, fromSeq: number): Promise<{ through: number; ids: readonly LoggedIds[] }>;
+  /** Set once the broker stops for good (shutting down, or fenced). */
+  readonly closing: boolean;
+}
+
+export interface OutboxRelayOptions {
+  /** Idle poll interval: an empty outbox is looked at this often. */
+  readonly pollMs: number;
+  /** See OutboxGate. */
+  readonly gapWaitMs: number;
+  /** Rows fetched (and published) per round. */
+  readonly batchRows: number;
+  /** The broker's pack limits: a round's rows go out in packs within them. */
+  readonly maxPackMessages: number;
+  readonly maxPackBytes: number;
+  readonly log: LogFn;
+}
+
+/** A late sweep (rows of passed gaps) runs at least this often, and every round for a minute after a gap was passed. */
+const LATE_SWEEP_MS = 1000;
+const LATE_FOCUS_MS = 60_000;
+
+/**
+ * Moves committed outbox rows of one application database into the topic logs, exactly once,
+ * in order (see OutboxGate), with the attributes (trace context) the application wrote.
+ *
+ * Exactly once across crashes, without a transaction spanning both databases: every relayed
+ * message carries the message id `outbox/<source id>/<row id>`; a row is deleted from the outbox
+ * only after its publish is durable, in a transaction that also raises the topic's scan-from
+ * seq past it. So whatever is published but not yet deleted lies at or above its topic's
+ * scan-from seq. After a restart or any failure the relay first reads each topic's ids from
+ * there (once every seq assigned is durable) and deletes the rows it finds: those are never
+ * published again, the others are, once. Rounds are sequential (publish n+1 starts after n is
+ * durable); only the delete of round n overlaps round n+1, and deletes commit in order.
+ */
+export class OutboxRelay {
+  #gate = new OutboxGate(0, 0);
+  #state: RelayState | undefined;
+  readonly #known = new Set<string>();
+  #deleting: Promise<void> = Promise.resolve();
+  #deleteError: unknown;
+  #stopped = false;
+  #wake: (() => void) | undefined;
+  #loop: Promise<void> | undefined;
+  #lastLateSweep = 0;
+  #lastGapPassed = 0;
+  /** Messages published (not counting those found published during recovery). */
+  relayed = 0;
+  /** Rows found already published during recovery (not published again). */
+  recovered = 0;
+
+  constructor(
+    readonly source: OutboxSource,
+    private readonly target: RelayTarget,
+    private readonly options: OutboxRelayOptions,
+  ) {}
+
+  /** Starts relaying in the background; failures are logged and retried with backoff. */
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** Stops after the round in progress and its delete, then closes the source. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#wake?.();
+    await this.#loop;
+    await this.#deleting.catch(() => undefined);
+    await this.source.close().catch(() => undefined);
+  }
+
+  async #run(): Promise<void> {
+    let attempt = 0;
+    let ready = false;
+    while (!this.#stopped && !this.target.closing) {
+      try {
+        if (!ready) {
+          await this.#recover();
+          ready = true;
+          attempt = 0;
+        }
+        const moved = await this.#round();
+        attempt = 0;
+        if (!moved) await this.#sleep(this.#idleWait());
+      } catch (err) {
+        if (this.#stopped || this.target.closing) break;
+        ready = false;
+        const level = err instanceof NerveBusError && err.code !== "unavailable" ? "error" : "warn";
+        if (attempt % 10 === 0)
+          this.options.log(level, "outbox relay failed; recovering and retrying", {
+            outbox: this.source.name,
+            attempt,
+            err: String(err),
+          });
+        await this.#sleep(backoffDelay(attempt++, 50, 5000));
+      }
+    }
+  }
+
+  /** Open (lock, state), settle the last delete, and delete every row already published. */
+  async #recover(): Promise<void> {
+    await this.#settleDelete();
+    const state = await this.source.open();
+    this.#state = state;
+    const prefix = outboxMessageId(state.sourceId, 0).slice(0, -1);
+    const published: number[] = [];
+    const scanFrom = new Map<string, number>();
+    let cursor = state.cursor;
+    for (const [topic, from] of state.scanFrom) {
+      const { through, ids } = await this.target.durableIds(topic, from);
+      for (const r of ids) {
+        if (!r.messageId.startsWith(prefix)) continue;
+        const id = Number(r.messageId.slice(prefix.length));
+        if (!Number.isSafeInteger(id)) continue;
+        published.push(id);
+        // Every id below a relayed row was relayed or passed when that row was.
+        if (id > cursor) cursor = id;
+      }
+      scanFrom.set(topic, Math.max(from, through + 1));
+      this.#known.add(topic);
+    }
+    await this.source.complete(published, scanFrom, cursor);
+    this.recovered += published.length;
+    this.#gate = new OutboxGate(cursor, this.options.gapWaitMs);
+    if (published.length > 0)
+      this.options.log("info", "outbox relay recovered rows published before a restart or failure", {
+        outbox: this.source.name,
+        rows: published.length,
+      });
+  }
+
+  /** One round: fetch, publish what the gate lets through, start its delete. False if idle. */
+  async #round(): Promise<boolean> {
+    const now = Date.now();
+    const limit = this.options.batchRows;
+    let late: OutboxRow[] = [];
+    if (now - this.#lastLateSweep >= LATE_SWEEP_MS || now - this.#lastGapPassed < LATE_FOCUS_MS) {
+      // The late rows are below the cursor, where the previous round's rows are until deleted.
+      await this.#settleDelete();
+      late = await this.source.fetchLate(this.#gate.cursor, limit);
+      this.#lastLateSweep = now;
+    }
+    const above = late.length >= limit ? [] : await this.source.fetch(this.#gate.cursor, limit - late.length);
+    const { ready, cursor, gaps } = this.#gate.admit(above, Date.now());
+    const rows = late.length === 0 ? ready : [...late, ...ready];
+    if (rows.length === 0) return false;
+    const scanFrom = await this.#publish(rows);
+    this.#gate.advance(cursor, gaps);
+    if (gaps > 0) this.#lastGapPassed = Date.now();
+    this.relayed += rows.length;
+    await this.#settleDelete();
+    const ids = rows.map((r) => r.id);
+    this.#deleting = this.source.complete(ids, scanFrom, this.#gate.cursor).catch((err: unknown) => {
+      this.#deleteError = err;
+    });
+    // A full round means more is waiting; a partial one, that the next poll may wait.
+    return rows.length > 0;
+  }
+
+  /** Publishes rows (topic by topic, in id order; topics in parallel); returns each topic's next scan-from seq. */
+  async #publish(rows: readonly OutboxRow[]): Promise<Map<string, number>> {
+    const state = this.#state!;
+    const byTopic = new Map<string, NewMessage[]>();
+    for (const r of rows) {
+      let list = byTopic.get(r.topic);
+      if (list === undefined) {
+        list = [];
+        byTopic.set(r.topic, list);
+      }
+      list.push({
+        data: r.data,
+        attributes: r.attributes,
+        orderingKey: r.orderingKey,
+        messageId: outboxMessageId(state.sourceId, r.id),
+        deliverAt: 0,
+      });
+    }
+    const scanFrom = new Map<string, number>();
+    await Promise.all(
+      [...byTopic].map(async ([topic, messages]) => {
+        if (!this.#known.has(topic)) {
+          await this.source.addTopic(topic, await this.target.nextSeq(topic));
+          this.#known.add(topic);
+        }
+        let last = 0;
+        for (const pack of this.#packs(messages)) {
+          const result = await this.target.publish(topic, pack, Number.POSITIVE_INFINITY);
+          for (const r of result.results) if (r.seq > last) last = r.seq;
+        }
+        if (last > 0) scanFrom.set(topic, last + 1);
+      }),
+    );
+    return scanFrom;
+  }
+
+  *#packs(messages: NewMessage[]): Generator<NewMessage[]> {
+    let start = 0;
+    let bytes = 0;
+    for (let i = 0; i < messages.length; i++) {
+      const b = messageBytes(messages[i]!);
+      if (i > start && (i - start >= this.options.maxPackMessages || bytes + b > this.options.maxPackBytes)) {
+        yield messages.slice(start, i);
+        start = i;
+        bytes = 0;
+      }
+      bytes += b;
+    }
+    if (start < messages.length) yield messages.slice(start);
+  }
+
+  /** Waits for the delete in flight; rethrows its failure (the caller recovers). */
+  async #settleDelete(): Promise<void> {
+    await this.#deleting;
+    const err = this.#deleteError;
+    if (err !== undefined) {
+      this.#deleteError = undefined;
+      throw err;
+    }
+  }
+
+  #idleWait(): number {
+    const release = this.#gate.nextRelease(Date.now());
+    return release === undefined ? this.options.pollMs : Math.max(1, Math.min(this.options.pollMs, release));
+  }
+
+  #sleep(ms: number): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+}

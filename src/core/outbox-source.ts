@@ -1,0 +1,67 @@
+/**
+ * What the outbox relay needs from an application's database holding an outbox table (see
+ * docs/design-round-2.md, "Transactional outbox"). Implementations own their connections and
+ * throw NerveBusError ("unavailable" for what is worth retrying).
+ */
+export interface OutboxSource {
+  /** Where the outbox lives, without credentials (for logs and errors). */
+  readonly name: string;
+
+  /**
+   * Creates the outbox tables when missing, takes the source's relay lock (one relay per
+   * outbox: resolves only once it holds it, retrying while another holds it) and reads the
+   * relay state.
+   */
+  open(): Promise<RelayState>;
+
+  /** Visible rows with id > `cursor`, in id order, at most `limit`. */
+  fetch(cursor: number, limit: number): Promise<OutboxRow[]>;
+
+  /**
+   * Visible rows with id ≤ `cursor`, in id order, at most `limit`: rows of a gap the relay passed
+   * that committed later (everything relayed below the cursor is deleted by then).
+   */
+  fetchLate(cursor: number, limit: number): Promise<OutboxRow[]>;
+
+  /**
+   * Records a topic before the relay's first publish to it: `scanFrom` is a seq no later
+   * publish of this relay to the topic can be below. Keeps an existing record.
+   */
+  addTopic(topic: string, scanFrom: number): Promise<void>;
+
+  /**
+   * In one transaction of the outbox database: deletes the rows `ids` (published), raises each
+   * topic's scan-from seq, and stores the cursor. Throws "unavailable" (and changes nothing)
+   * when the relay lock was lost.
+   */
+  complete(ids: readonly number[], scanFrom: ReadonlyMap<string, number>, cursor: number): Promise<void>;
+
+  /** Releases the lock and the connections. */
+  close(): Promise<void>;
+}
+
+/** One outbox row as the application wrote it. */
+export interface OutboxRow {
+  /** AUTO_INCREMENT id: insert order, and commit order among rows of one ordering key. */
+  readonly id: number;
+  readonly topic: string;
+  readonly orderingKey: string;
+  /** Attributes incl. `traceparent`/`tracestate` as the application wrote them. */
+  readonly attributes: Record<string, string>;
+  readonly data: Uint8Array;
+}
+
+/** What the relay keeps in the outbox database between runs. */
+export interface RelayState {
+  /** Random, made on first use: relayed messages get the message id `outbox/<sourceId>/<row id>`. */
+  readonly sourceId: string;
+  /** Every id ≤ cursor was relayed, or missing when the relay passed it. */
+  readonly cursor: number;
+  /** Per topic: no row of this relay's that is published but not yet deleted has a lower seq. */
+  readonly scanFrom: ReadonlyMap<string, number>;
+}
+
+/** The message id the relay gives the row `rowId` of the source `sourceId`. */
+export function outboxMessageId(sourceId: string, rowId: number): string {
+  return `outbox/${sourceId}/${rowId}`;
+}

@@ -1,0 +1,208 @@
+import { randomBytes } from "node:crypto";
+import mysql from "mysql2/promise";
+import {
+  NerveBusError,
+  type OutboxRow,
+  type OutboxSource,
+  type RelayState,
+  sleep,
+} from "../../core/index.js";
+import { mapStoreError } from "../errors.js";
+import { OUTBOX_TABLES } from "./outbox-schema.js";
+
+/** Ids per DELETE statement: a few hundred KiB of SQL text, far below max_allowed_packet. */
+const DELETE_CHUNK = 5000;
+
+type Log = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
+
+/**
+ * An outbox in a MySQL/MariaDB database (`mysql://USER:PASS@HOST:PORT/DB`), read by polling its
+ * primary key (see docs/design-round-2.md for why not the binlog). One relay at a time: the
+ * named lock `nb-outbox:<db>` held on a connection of its own, checked in every delete
+ * transaction.
+ */
+export class MysqlOutboxSource implements OutboxSource {
+  readonly name: string;
+  readonly #config: mysql.PoolOptions;
+  readonly #lockName: string;
+  #pool: mysql.Pool | undefined;
+  #lockConn: mysql.Connection | undefined;
+  #lockConnId = 0;
+
+  constructor(
+    url: string,
+    private readonly log: Log,
+  ) {
+    const u = new URL(url);
+    const database = decodeURIComponent(u.pathname.replace(/^\//, ""));
+    if (!url.startsWith("mysql://") || database === "")
+      throw new NerveBusError("invalid_argument", "outbox: expected mysql://USER:PASS@HOST:PORT/DB");
+    this.name = `${u.host}/${database}`;
+    this.#lockName = `nb-outbox:${database}`.slice(0, 64);
+    this.#config = {
+      host: u.hostname,
+      port: u.port === "" ? 3306 : Number(u.port),
+      user: decodeURIComponent(u.username),
+      password: decodeURIComponent(u.password),
+      database,
+      supportBigNumbers: true,
+      bigNumberStrings: false,
+      connectTimeout: 5000,
+      connectionLimit: 3,
+      enableKeepAlive: true,
+      trace: false,
+    };
+  }
+
+  async open(): Promise<RelayState> {
+    try {
+      this.#pool ??= mysql.createPool(this.#config);
+      for (const ddl of OUTBOX_TABLES) await this.#pool.query(ddl);
+      await this.#lock();
+      await this.#pool.query(
+        "INSERT IGNORE INTO nb_outbox_relay (id, source_id, cursor_id) VALUES (1, ?, 0)",
+        [randomBytes(8).toString("hex")],
+      );
+      const [[relay]] = await this.#pool.query<mysql.RowDataPacket[]>(
+        "SELECT source_id, cursor_id FROM nb_outbox_relay WHERE id = 1",
+      );
+      const [topics] = await this.#pool.query<mysql.RowDataPacket[]>(
+        "SELECT topic, scan_from FROM nb_outbox_topic",
+      );
+      return {
+        sourceId: String(relay!.source_id),
+        cursor: Number(relay!.cursor_id),
+        scanFrom: new Map(topics.map((t) => [String(t.topic), Number(t.scan_from)])),
+      };
+    } catch (err) {
+      throw mapStoreError(err, `outbox ${this.name}`);
+    }
+  }
+
+  /** Holds the relay lock, waiting (and saying so once) while another relay has it. */
+  async #lock(): Promise<void> {
+    if (this.#lockConn !== undefined) {
+      const [[row]] = await this.#pool!.query<mysql.RowDataPacket[]>("SELECT IS_USED_LOCK(?) AS holder", [
+        this.#lockName,
+      ]);
+      if (Number(row?.holder) === this.#lockConnId) return;
+      await this.#dropLock();
+    }
+    const conn = await mysql.createConnection(this.#config);
+    conn.on("error", () => undefined);
+    for (let said = false; ; ) {
+      const [[row]] = await conn.query<mysql.RowDataPacket[]>(
+        "SELECT GET_LOCK(?, 1) AS got, CONNECTION_ID() AS id",
+        [this.#lockName],
+      );
+      if (Number(row?.got) === 1) {
+        this.#lockConn = conn;
+        this.#lockConnId = Number(row!.id);
+        return;
+      }
+      if (!said) this.log("warn", "another relay holds this outbox; waiting", { outbox: this.name });
+      said = true;
+      await sleep(1000);
+    }
+  }
+
+  async #dropLock(): Promise<void> {
+    const conn = this.#lockConn;
+    this.#lockConn = undefined;
+    await conn?.end().catch(() => undefined);
+  }
+
+  fetch(cursor: number, limit: number): Promise<OutboxRow[]> {
+    return this.#select("id > ?", cursor, limit);
+  }
+
+  fetchLate(cursor: number, limit: number): Promise<OutboxRow[]> {
+    return this.#select("id <= ?", cursor, limit);
+  }
+
+  async #select(where: string, cursor: number, limit: number): Promise<OutboxRow[]> {
+    try {
+      const [rows] = await this.#pool!.query<mysql.RowDataPacket[]>(
+        `SELECT id, topic, ordering_key, attributes, data FROM nb_outbox WHERE ${where} ORDER BY id LIMIT ?`,
+        [cursor, limit],
+      );
+      return rows.map((r) => ({
+        id: Number(r.id),
+        topic: String(r.topic),
+        orderingKey: String(r.ordering_key),
+        attributes: parseAttributes(r.attributes, Number(r.id)),
+        data: r.data as Buffer,
+      }));
+    } catch (err) {
+      throw mapStoreError(err, `outbox ${this.name}`);
+    }
+  }
+
+  async addTopic(topic: string, scanFrom: number): Promise<void> {
+    try {
+      await this.#pool!.query("INSERT IGNORE INTO nb_outbox_topic (topic, scan_from) VALUES (?, ?)", [
+        topic,
+        scanFrom,
+      ]);
+    } catch (err) {
+      throw mapStoreError(err, `outbox ${this.name}`);
+    }
+  }
+
+  async complete(
+    ids: readonly number[],
+    scanFrom: ReadonlyMap<string, number>,
+    cursor: number,
+  ): Promise<void> {
+    let conn: mysql.PoolConnection | undefined;
+    try {
+      conn = await this.#pool!.getConnection();
+      await conn.beginTransaction();
+      const [[row]] = await conn.query<mysql.RowDataPacket[]>("SELECT IS_USED_LOCK(?) AS holder", [
+        this.#lockName,
+      ]);
+      if (Number(row?.holder) !== this.#lockConnId || this.#lockConn === undefined) {
+        await this.#dropLock();
+        throw new NerveBusError("unavailable", `outbox ${this.name}: the relay lock was lost`);
+      }
+      for (let i = 0; i < ids.length; i += DELETE_CHUNK)
+        await conn.query("DELETE FROM nb_outbox WHERE id IN (?)", [ids.slice(i, i + DELETE_CHUNK)]);
+      if (scanFrom.size > 0)
+        await conn.query(
+          "INSERT INTO nb_outbox_topic (topic, scan_from) VALUES ? ON DUPLICATE KEY UPDATE scan_from = GREATEST(scan_from, VALUES(scan_from))",
+          [[...scanFrom]],
+        );
+      await conn.query("UPDATE nb_outbox_relay SET cursor_id = GREATEST(cursor_id, ?) WHERE id = 1", [
+        cursor,
+      ]);
+      await conn.commit();
+    } catch (err) {
+      await conn?.rollback().catch(() => undefined);
+      throw mapStoreError(err, `outbox ${this.name}`);
+    } finally {
+      conn?.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#dropLock();
+    await this.#pool?.end().catch(() => undefined);
+    this.#pool = undefined;
+  }
+}
+
+/** The attributes column: a JSON object of strings, or NULL. Anything else is the application's bug. */
+function parseAttributes(raw: unknown, id: number): Record<string, string> {
+  if (raw === null || raw === undefined || raw === "") return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.isBuffer(raw) ? raw.toString("utf8") : String(raw));
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
+    throw new NerveBusError("invalid_argument", `outbox row ${id}: attributes is not a JSON object`);
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(parsed)) out[k] = typeof v === "string" ? v : JSON.stringify(v);
+  return out;
+}

@@ -1,0 +1,262 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import mysql from "mysql2/promise";
+import { writeOutbox } from "../../clients/ts/src/outbox.js";
+import type { Delivery } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
+import { startBroker, TestClient, type TestStream } from "../support/broker.js";
+import { useTestMysql } from "../support/mariadb.js";
+import { spawnBroker } from "../support/process.js";
+import { prng } from "../support/prng.js";
+
+/*
+ * The transactional outbox (issue 16, item 1): an application writes nb_outbox rows in its own
+ * MySQL transaction, in a database other than the broker's store; the broker relays them. Real
+ * MariaDB, real broker, real gRPC subscriber.
+ */
+
+const db = useTestMysql();
+const text = (d: Delivery) => Buffer.from(d.data).toString();
+
+/** Reads the topic from the start until `done` holds, acking as it goes. */
+async function readUntil(client: TestClient, topic: string, done: (s: TestStream) => boolean): Promise<Delivery[]> {
+  const stream = client.receive(topic, `check-${Date.now()}`, { from: "earliest", maxMessages: 5000 });
+  let acked = 0;
+  await stream.until(
+    () => {
+      stream.ack(stream.deliveries.slice(acked).map((d) => d.seq));
+      acked = stream.deliveries.length;
+      return done(stream);
+    },
+    90_000,
+    "outbox messages",
+  );
+  stream.cancel();
+  return stream.deliveries;
+}
+
+/** Waits until the broker's relay has created the outbox tables and taken the outbox. */
+async function relayReady(url: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await db().query(url, "SELECT 1 FROM nb_outbox_relay");
+      return;
+    } catch (err) {
+      if (i > 200) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+/**
+ * The application's side of commit order: each transaction bumps its key's counter row after
+ * writing the outbox, and the value it read is that transaction's place in the key's commit
+ * order (the row lock serializes them; the order in which COMMITs return to clients does not
+ * tell, since InnoDB releases locks before the commit's log flush returns).
+ */
+async function bumpCounter(conn: mysql.Connection, key: string): Promise<number> {
+  await conn.query("INSERT INTO counters (k, n) VALUES (?, 1) ON DUPLICATE KEY UPDATE n = n + 1", [key]);
+  const [rows] = await conn.query<mysql.RowDataPacket[]>("SELECT n FROM counters WHERE k = ?", [key]);
+  return Number(rows[0]!.n);
+}
+
+/** Per key, the payloads of committed transactions in the key's commit order. */
+class CommitLog {
+  readonly #byKey = new Map<string, { n: number; payloads: string[] }[]>();
+  total = 0;
+  add(key: string, n: number, payloads: string[]): void {
+    const list = this.#byKey.get(key) ?? [];
+    list.push({ n, payloads });
+    this.#byKey.set(key, list);
+    this.total += payloads.length;
+  }
+  /** Asserts that each key's messages in `texts` are exactly its committed ones, in commit order. */
+  check(texts: readonly string[]): void {
+    for (const [key, list] of this.#byKey) {
+      const expected = [...list].sort((a, b) => a.n - b.n).flatMap((t) => t.payloads);
+      const seen = texts.filter((t) => t.startsWith(`${key}:`));
+      assert.deepEqual(seen, expected, `order of ${key} is its commit order`);
+    }
+  }
+}
+
+async function outboxRows(url: string): Promise<number> {
+  const rows = await db().query<{ n: number }[]>(url, "SELECT COUNT(*) AS n FROM nb_outbox");
+  return Number(rows[0]!.n);
+}
+
+test("outbox: a rolled-back transaction publishes nothing; a committed one publishes once, with its trace context", async () => {
+  const store = await db().database("outbox_basic_store");
+  const app = await db().database("outbox_basic_app");
+  const bus = await startBroker(store, { outbox: app, outboxGapWaitMs: 50 });
+  const client = new TestClient(bus.address);
+  const conn = await mysql.createConnection({ uri: app });
+  try {
+    await relayReady(app);
+    await conn.query("CREATE TABLE orders (id INT PRIMARY KEY)");
+    await conn.beginTransaction();
+    await conn.query("INSERT INTO orders VALUES (1)");
+    await writeOutbox(conn, "orders", { data: "rolled back", orderingKey: "o-1" });
+    await conn.rollback();
+    const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    await conn.beginTransaction();
+    await conn.query("INSERT INTO orders VALUES (2)");
+    const id = await writeOutbox(conn, "orders", {
+      data: "committed",
+      orderingKey: "o-2",
+      attributes: { traceparent, tracestate: "vendor=1", kind: "created" },
+    });
+    await conn.commit();
+    // A later commit, so the read below knows the relay got past both.
+    await conn.beginTransaction();
+    await writeOutbox(conn, "orders", { data: "last" });
+    await conn.commit();
+
+    const got = await readUntil(client, "orders", (s) => s.deliveries.some((d) => text(d) === "last"));
+    assert.deepEqual(got.map(text), ["committed", "last"]);
+    const first = got[0]!;
+    assert.equal(first.attributes.traceparent, traceparent);
+    assert.equal(first.attributes.tracestate, "vendor=1");
+    assert.equal(first.attributes.kind, "created");
+    assert.equal(first.traceId, "0af7651916cd43dd8448eb211c80319c");
+    assert.equal(first.orderingKey, "o-2");
+    assert.match(first.messageId, new RegExp(`^outbox/[0-9a-f]{16}/${id}$`));
+    // The broker started a trace for the row written without one.
+    assert.match(got[1]!.attributes.traceparent ?? "", /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    for (let i = 0; (await outboxRows(app)) > 0; i++) {
+      assert.ok(i < 100, "relayed rows are deleted from the outbox");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    await conn.end();
+    client.close();
+    await bus.stop();
+  }
+});
+
+test("outbox: per-key order is commit order, also when ids become visible out of order", async () => {
+  const store = await db().database("outbox_order_store");
+  const app = await db().database("outbox_order_app");
+  const bus = await startBroker(store, { outbox: app, outboxGapWaitMs: 100 });
+  const client = new TestClient(bus.address);
+  const conns = await Promise.all(Array.from({ length: 6 }, () => mysql.createConnection({ uri: app })));
+  try {
+    await relayReady(app);
+    // The case the key lock exists for: A inserts first (lower id) but B, same key, must wait for
+    // A's commit; C, another key, commits before A with a higher id (visible out of id order).
+    const [a, b, c] = conns as [mysql.Connection, mysql.Connection, mysql.Connection];
+    await a.beginTransaction();
+    await writeOutbox(a, "ordered", { data: "k:A", orderingKey: "k" });
+    await b.beginTransaction();
+    const bWrite = writeOutbox(b, "ordered", { data: "k:B", orderingKey: "k" });
+    await c.beginTransaction();
+    await writeOutbox(c, "ordered", { data: "j:C", orderingKey: "j" });
+    await c.commit();
+    await new Promise((r) => setTimeout(r, 150));
+    await a.commit();
+    await bWrite;
+    await b.commit();
+
+    // Then many concurrent transactions over a few keys, some rolled back.
+    await a.query("CREATE TABLE counters (k VARCHAR(64) PRIMARY KEY, n INT NOT NULL)");
+    const committed = new CommitLog();
+    const random = prng(16);
+    await Promise.all(
+      conns.map(async (conn, w) => {
+        for (let i = 0; i < 120; i++) {
+          const key = `key-${Math.floor(random() * 4)}`;
+          const payload = `${key}:w${w}-${i}`;
+          await conn.beginTransaction();
+          await writeOutbox(conn, "ordered", { data: payload, orderingKey: key });
+          const n = await bumpCounter(conn, key);
+          if (random() < 0.3) await new Promise((r) => setTimeout(r, random() * 5));
+          if (random() < 0.2) {
+            await conn.rollback();
+            continue;
+          }
+          await conn.commit();
+          committed.add(key, n, [payload]);
+        }
+      }),
+    );
+    const total = 3 + committed.total;
+    const got = await readUntil(client, "ordered", (s) => s.deliveries.length >= total);
+    await new Promise((r) => setTimeout(r, 300));
+    const texts = got.map(text);
+    assert.equal(texts.length, total, "every committed message once, nothing else");
+    assert.ok(texts.indexOf("k:A") < texts.indexOf("k:B"), "B committed after A on key k");
+    committed.check(texts);
+  } finally {
+    await Promise.all(conns.map((c) => c.end()));
+    client.close();
+    await bus.stop();
+  }
+});
+
+test("outbox: 20 SIGKILLs of the broker while the application commits and rolls back publish each committed message exactly once, in key order", async () => {
+  const store = await db().database("outbox_kill_store");
+  const app = await db().database("outbox_kill_app");
+  const flags = ["--store", store, "--outbox", app, "--outbox-gap-wait-ms", "50", "--log-level", "warn"];
+  let broker = await spawnBroker(flags);
+  await relayReady(app);
+  await db().query(app, "CREATE TABLE counters (k VARCHAR(64) PRIMARY KEY, n INT NOT NULL)");
+  const committed = new CommitLog();
+  const rolledBack = new Set<string>();
+  let stop = false;
+  const random = prng(2016);
+  const writers = Array.from({ length: 4 }, async (_, w) => {
+    const conn = await mysql.createConnection({ uri: app });
+    try {
+      for (let i = 0; !stop; i++) {
+        await conn.beginTransaction();
+        const rows = 1 + Math.floor(random() * 20);
+        const key = `key-${Math.floor(random() * 5)}`;
+        const payloads = Array.from({ length: rows }, (_, j) => `${key}:w${w}-t${i}-m${j}`);
+        for (const p of payloads) await writeOutbox(conn, "killed", { data: p, orderingKey: key });
+        const n = await bumpCounter(conn, key);
+        if (random() < 0.3) {
+          await conn.rollback();
+          for (const p of payloads) rolledBack.add(p);
+        } else {
+          await conn.commit();
+          committed.add(key, n, payloads);
+        }
+        await new Promise((r) => setTimeout(r, random() * 4));
+      }
+    } finally {
+      await conn.end();
+    }
+  });
+  try {
+    for (let kill = 0; kill < 20; kill++) {
+      // Let the relay work (and sometimes be mid-round) before the kill.
+      await new Promise((r) => setTimeout(r, 200 + random() * 400));
+      broker.child.kill("SIGKILL");
+      await broker.exited;
+      broker = await spawnBroker(flags);
+    }
+  } finally {
+    stop = true;
+    await Promise.all(writers);
+  }
+  const client = new TestClient(broker.address);
+  try {
+    const total = committed.total;
+    assert.ok(total > 1000, `the application committed enough (${total})`);
+    const got = await readUntil(client, "killed", (s) => s.deliveries.length >= total);
+    // Anything extra (a duplicate) would arrive right behind; give it time to show.
+    await new Promise((r) => setTimeout(r, 500));
+    const texts = got.map(text);
+    const counts = new Map<string, number>();
+    for (const t of texts) counts.set(t, (counts.get(t) ?? 0) + 1);
+    const dupes = [...counts].filter(([, n]) => n > 1);
+    assert.deepEqual(dupes, [], "no message published twice");
+    for (const t of texts) assert.ok(!rolledBack.has(t), `${t} was rolled back, yet published`);
+    assert.equal(texts.length, total, "every committed message published");
+    committed.check(texts);
+    assert.equal(await outboxRows(app), 0, "the outbox is empty");
+  } finally {
+    client.close();
+    broker.child.kill("SIGTERM");
+    await broker.exited;
+  }
+});
