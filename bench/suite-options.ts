@@ -10,7 +10,7 @@ export const FLAGS = {
   stores: flag("mysql,sqlite", "stores to run: mysql, sqlite"),
   only: flag(
     "raw,no-store,publish,raw-runs,drain,e2e,overload,profile",
-    "phases, run in this order: raw, no-store, publish, raw-runs, drain, e2e, overload, profile; also stream (streaming publish vs SendPack), priority (urgent latency under a bulk backlog)",
+    "phases, run in this order: raw, no-store, publish, raw-runs, drain, e2e, overload, profile; also stream (streaming publish vs SendPack), priority (urgent latency under a bulk backlog), outbox (transactional outbox relay, MySQL only)",
   ),
   repeat: flag("3", "runs of the whole selection; results.json has each figure's mean, min, max, stdev"),
   out: flag("bench/results", "results directory (relative to the repo)"),
@@ -35,6 +35,9 @@ export const FLAGS = {
   "preload-seconds": flag("45", "drain: stop publishing the backlog after this long"),
   "drain-window": flag("100000", "drain: the stream's window (max messages)"),
   "drain-timeout": flag("60", "drain: give up after this many seconds"),
+  "outbox-rows": flag("200000", "outbox: rows committed at once for the relay throughput"),
+  "outbox-rate": flag("2000", "outbox: single-row transactions per second for the relay latency"),
+  "outbox-duration": flag("10", "outbox: seconds of the latency run"),
   "e2e-rates": flag("1000,10000", "end-to-end: publish rates (msg/s)"),
   "e2e-duration": flag("8", "end-to-end: measured seconds per rate"),
   "e2e-tick": flag("5", "end-to-end: ms between packs (a pack holds what fell due)"),

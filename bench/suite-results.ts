@@ -1,6 +1,7 @@
 import type { Check, FigureSummary } from "./checks.js";
 import type { CpuUse } from "./lib/cpu.js";
 import type { Verification } from "./lib/verify-stored.js";
+import type { OutboxResult } from "./phases/outbox.js";
 import type { PriorityPhaseResult } from "./phases/priority-result.js";
 import type { StreamPhaseResult } from "./phases/stream-result.js";
 import type { LongTask, ProfileSummary } from "./profile-summary.js";
@@ -61,6 +62,8 @@ export interface StoreResults {
   profiles: { publish?: ProfileSummary; drain?: ProfileSummary; e2e?: ProfileSummary };
   /** The longest event-loop stalls of the broker in the profiled end-to-end run. */
   longTasks: LongTask[];
+  /** The transactional outbox relay (`--only outbox`, MySQL only). */
+  outbox?: OutboxResult;
   /** CPU used by the suite and by everything else, per phase. */
   cpu: Record<string, CpuUse>;
   errors: string[];

@@ -1,6 +1,7 @@
 import { relative } from "node:path";
 import { drainPhase } from "./phases/drain.js";
 import { e2ePhase } from "./phases/e2e.js";
+import { outboxPhase } from "./phases/outbox.js";
 import { overloadPhase } from "./phases/overload.js";
 import { type PhaseContext, SuiteContext } from "./phases/phase-context.js";
 import { priorityPhase } from "./phases/priority.js";
@@ -36,6 +37,7 @@ const PHASES: readonly {
   { only: ["profile"], run: profilePhase },
   { only: ["stream"], run: streamPhase },
   { only: ["priority"], run: priorityPhase },
+  { only: ["outbox"], run: outboxPhase },
 ];
 
 async function main(): Promise<number> {

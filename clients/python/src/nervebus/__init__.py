@@ -7,6 +7,7 @@ The main names::
     nervebus.Subscriber        runs a handler per message with flow control and lease extension
     nervebus.Admin             topics, subscriptions, pause/resume, purge, seek, stats, browse (client.admin)
     nervebus.sync              the same for code that is not async (background event loop)
+    nervebus.write_outbox      a message in your own MySQL transaction (transactional outbox)
 
 Generated protobuf modules live in ``nervebus.gen.nervebus.v1``.
 """
@@ -25,6 +26,7 @@ from .errors import (
     StatusError,
     SubscriberError,
 )
+from .outbox import OUTBOX_INSERT_SQL, OUTBOX_LOCK_KEY_SQL, write_outbox
 from .publisher import Publishable, Publisher, PublisherSettings, PublisherStats
 from .retry import DEFAULT_RETRYABLE_CODES, Backoff, RetrySettings
 from .stream_publisher import StreamPublisher
@@ -42,6 +44,8 @@ from .types import (
 )
 
 __all__ = [
+    "OUTBOX_INSERT_SQL",
+    "OUTBOX_LOCK_KEY_SQL",
     "DEFAULT_CHANNEL_OPTIONS",
     "DEFAULT_RECONNECT_CODES",
     "DEFAULT_RETRYABLE_CODES",
@@ -90,4 +94,5 @@ __all__ = [
     "__version__",
     "descriptor_set_of",
     "typed_handler",
+    "write_outbox",
 ]

@@ -1,0 +1,134 @@
+import mysql from "mysql2/promise";
+import { writeOutbox } from "../../clients/ts/src/outbox.js";
+import { TestClient } from "../../test/support/broker.js";
+import { type Percentiles, percentiles, progress, sleep } from "../lib/stats.js";
+import type { PhaseContext } from "./phase-context.js";
+
+/** What the outbox phase measures (results.json → stores[].outbox). */
+export interface OutboxResult {
+  /** Rows committed in one transaction, then relayed: rows / (last delivered − commit). */
+  readonly throughput: { rows: number; bytes: number; seconds: number; msgPerSec: number };
+  /** Single-row transactions at a steady rate: COMMIT sent → delivered to a subscriber. */
+  readonly latency: { rate: number; messages: number; ms: Percentiles };
+}
+
+const BYTES = 100;
+
+/**
+ * Phase "outbox" (MySQL only, `--only outbox`): the transactional outbox relay (issue 16). The
+ * application's database is a second database on the same MariaDB; the broker runs with
+ * `--outbox` naming it. Targets: throughput ≥ 50k msg/s, latency p99 ≤ 50 ms.
+ */
+export async function outboxPhase(ctx: PhaseContext): Promise<void> {
+  if (ctx.mysql === undefined) return;
+  const { opt } = ctx;
+  const rows = opt.num("outbox-rows");
+  const rate = opt.num("outbox-rate");
+  const seconds = opt.num("outbox-duration");
+  await ctx.phase("outbox", seconds + 40, async () => {
+    const app = await ctx.freshStore("outbox_app");
+    const b = await ctx.startBroker(await ctx.freshStore("outbox"), { shards: 4, outbox: app });
+    const client = new TestClient(b.address);
+    const conns = await Promise.all(Array.from({ length: 4 }, () => mysql.createConnection({ uri: app })));
+    try {
+      await relayReady(conns[0]!);
+      const throughput = await measureThroughput(client, conns[0]!, rows);
+      const latency = await measureLatency(client, conns, rate, seconds * 1000);
+      const result: OutboxResult = { throughput, latency };
+      ctx.results.outbox = result;
+      progress.done(
+        `[${ctx.store}] outbox: ${Math.round(throughput.msgPerSec)} msg/s relayed, p99 ${latency.ms.p99.toFixed(1)} ms at ${rate} msg/s`,
+      );
+      process.stdout.write(`${JSON.stringify({ outbox: result })}\n`);
+    } finally {
+      client.close();
+      await Promise.all(conns.map((c) => c.end()));
+      await ctx.stopBroker(b, "outbox");
+    }
+  });
+}
+
+async function relayReady(conn: mysql.Connection): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await conn.query("SELECT 1 FROM nb_outbox_relay");
+      return;
+    } catch (err) {
+      if (i > 200) throw err;
+      await sleep(50);
+    }
+  }
+}
+
+/** Commits `rows` outbox rows in one transaction and times the relay until a subscriber has the last. */
+async function measureThroughput(
+  client: TestClient,
+  conn: mysql.Connection,
+  rows: number,
+): Promise<OutboxResult["throughput"]> {
+  const data = Buffer.alloc(BYTES, 120);
+  await conn.beginTransaction();
+  for (let i = 0; i < rows; i += 5000) {
+    const values = Array.from({ length: Math.min(5000, rows - i) }, () => ["outbox-throughput", "", null, data]);
+    await conn.query("INSERT INTO nb_outbox (topic, ordering_key, attributes, data) VALUES ?", [values]);
+  }
+  const stream = client.receive("outbox-throughput", "bench", { from: "earliest", maxMessages: 50_000 });
+  const committed = performance.now();
+  await conn.commit();
+  let count = 0;
+  await stream.until(
+    () => {
+      // Deliveries are acked and dropped: the count is what matters.
+      const fresh = stream.deliveries.splice(0);
+      stream.ack(fresh.map((d) => d.seq));
+      count += fresh.length;
+      return count >= rows;
+    },
+    300_000,
+    "relayed rows",
+  );
+  const s = (performance.now() - committed) / 1000;
+  stream.cancel();
+  return { rows, bytes: BYTES, seconds: s, msgPerSec: rows / s };
+}
+/** Single-row transactions at `rate` msg/s over the connections; latency COMMIT sent → delivered. */
+async function measureLatency(
+  client: TestClient,
+  conns: mysql.Connection[],
+  rate: number,
+  durationMs: number,
+): Promise<OutboxResult["latency"]> {
+  const sentAt = new Map<string, number>();
+  const latencies: number[] = [];
+  const stream = client.receive("outbox-latency", "bench", { from: "earliest", maxMessages: 10_000 });
+  stream.call.on("data", (r: { deliveries: { seq: bigint; data: Uint8Array }[] }) => {
+    const t = performance.now();
+    for (const d of r.deliveries) {
+      const at = sentAt.get(Buffer.from(d.data).toString());
+      if (at !== undefined) latencies.push(t - at);
+    }
+    stream.ack(r.deliveries.map((d) => d.seq));
+  });
+  const started = performance.now();
+  const perConn = rate / conns.length;
+  let n = 0;
+  await Promise.all(
+    conns.map(async (conn, c) => {
+      for (let i = 0; ; i++) {
+        const due = started + (i * 1000) / perConn;
+        if (due - started > durationMs) return;
+        const wait = due - performance.now();
+        if (wait > 0) await sleep(wait);
+        const payload = `c${c}-${i}`;
+        await conn.beginTransaction();
+        await writeOutbox(conn, "outbox-latency", { data: payload });
+        sentAt.set(payload, performance.now());
+        await conn.commit();
+        n++;
+      }
+    }),
+  );
+  await stream.until(() => latencies.length >= n, 30_000, "latency deliveries");
+  stream.cancel();
+  return { rate, messages: n, ms: percentiles(latencies) };
+}
