@@ -478,10 +478,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   {
     key: "outboxBatchRows",
     kind: "int",
-    default: 5000,
+    default: 10_000,
     min: 1,
     max: 100_000,
-    doc: "outbox rows read and relayed per round",
+    doc: "most outbox rows read and relayed per round (fewer while rounds hold over 16 MiB of payload)",
   },
   {
     key: "logLevel",

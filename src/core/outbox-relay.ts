@@ -36,6 +36,8 @@ export interface OutboxRelayOptions {
 /** A late sweep (rows of passed gaps) runs at least this often, and every round for a minute after a gap was passed. */
 const LATE_SWEEP_MS = 1000;
 const LATE_FOCUS_MS = 60_000;
+/** Payload bytes a round aims to stay under (see #adjustLimit). */
+const ROUND_BYTES = 16 << 20;
 
 /**
  * Moves committed outbox rows of one application database into the topic logs, exactly once,
@@ -55,12 +57,15 @@ export class OutboxRelay {
   #state: RelayState | undefined;
   readonly #known = new Set<string>();
   #deleting: Promise<void> = Promise.resolve();
+  /** Rows above `cursor` being read ahead for the next round. */
+  #ahead: { cursor: number; rows: Promise<OutboxRow[]> } | undefined;
   #deleteError: unknown;
   #stopped = false;
   #wake: (() => void) | undefined;
   #loop: Promise<void> | undefined;
   #lastLateSweep = 0;
   #lastGapPassed = 0;
+  #limit = 16;
   /** Messages published (not counting those found published during recovery). */
   relayed = 0;
   /** Rows found already published during recovery (not published again). */
@@ -116,6 +121,8 @@ export class OutboxRelay {
 
   /** Open (lock, state), settle the last delete, and delete every row already published. */
   async #recover(): Promise<void> {
+    await this.#ahead?.rows.catch(() => undefined);
+    this.#ahead = undefined;
     await this.#settleDelete();
     const state = await this.source.open();
     this.#state = state;
@@ -149,7 +156,7 @@ export class OutboxRelay {
   /** One round: fetch, publish what the gate lets through, start its delete. False if idle. */
   async #round(): Promise<boolean> {
     const now = Date.now();
-    const limit = this.options.batchRows;
+    const limit = this.#limit;
     let late: OutboxRow[] = [];
     if (now - this.#lastLateSweep >= LATE_SWEEP_MS || now - this.#lastGapPassed < LATE_FOCUS_MS) {
       // The late rows are below the cursor, where the previous round's rows are until deleted.
@@ -157,10 +164,24 @@ export class OutboxRelay {
       late = await this.source.fetchLate(this.#gate.cursor, limit);
       this.#lastLateSweep = now;
     }
-    const above = late.length >= limit ? [] : await this.source.fetch(this.#gate.cursor, limit - late.length);
+    const ahead = this.#ahead;
+    this.#ahead = undefined;
+    let above: OutboxRow[];
+    if (ahead !== undefined && ahead.cursor === this.#gate.cursor && late.length === 0) {
+      above = await ahead.rows;
+    } else {
+      await ahead?.rows.catch(() => undefined);
+      above = late.length >= limit ? [] : await this.source.fetch(this.#gate.cursor, limit - late.length);
+    }
     const { ready, cursor, gaps } = this.#gate.admit(above, Date.now());
     const rows = late.length === 0 ? ready : [...late, ...ready];
     if (rows.length === 0) return false;
+    this.#adjustLimit(rows);
+    // The next round's rows are read while these are published (a three-stage pipeline: read
+    // n+1, publish n, delete n−1). A failure there surfaces when that round awaits them.
+    const next = this.source.fetch(cursor, this.#limit);
+    next.catch(() => undefined);
+    this.#ahead = { cursor, rows: next };
     const scanFrom = await this.#publish(rows);
     this.#gate.advance(cursor, gaps);
     if (gaps > 0) this.#lastGapPassed = Date.now();
@@ -172,6 +193,18 @@ export class OutboxRelay {
     });
     // A full round means more is waiting; a partial one, that the next poll may wait.
     return rows.length > 0;
+  }
+
+  /**
+   * Rows per round start small and double while rounds are full and under ROUND_BYTES, halving
+   * when over: rows can be up to --max-message-bytes each, and a round is held in memory (with
+   * the next one being read), so memory stays near 2 × ROUND_BYTES whatever the rows hold.
+   */
+  #adjustLimit(rows: readonly OutboxRow[]): void {
+    let bytes = 0;
+    for (const r of rows) bytes += r.data.byteLength;
+    if (bytes > ROUND_BYTES) this.#limit = Math.max(1, Math.floor(this.#limit / 2));
+    else if (rows.length >= this.#limit) this.#limit = Math.min(this.options.batchRows, this.#limit * 2);
   }
 
   /** Publishes rows (topic by topic, in id order; topics in parallel); returns each topic's next scan-from seq. */
