@@ -2,6 +2,7 @@ import mysql from "mysql2/promise";
 import { writeOutbox } from "../../clients/ts/src/outbox.js";
 import { TestClient } from "../../test/support/broker.js";
 import { type Percentiles, percentiles, progress, sleep } from "../lib/stats.js";
+import { runE2E } from "../scenarios.js";
 import type { PhaseContext } from "./phase-context.js";
 
 /** What the outbox phase measures (results.json → stores[].outbox). */
@@ -12,13 +13,26 @@ export interface OutboxResult {
    * same broker in the same run (the relay also has one pack in flight), for a ratio that the
    * machine's load does not change much.
    */
-  readonly throughput: { rows: number; bytes: number; seconds: number; msgPerSec: number; baselineMsgPerSec: number };
+  readonly throughput: {
+    rows: number;
+    bytes: number;
+    seconds: number;
+    msgPerSec: number;
+    baselineMsgPerSec: number;
+  };
   /**
    * Single-row transactions at a steady rate: COMMIT returned → delivered to a subscriber
    * (`ms`; clamped at 0: InnoDB makes a commit visible before its log flush returns), and the
    * COMMIT's own duration (`commitMs`, the database's fsync under the machine's load).
    */
-  readonly latency: { rate: number; messages: number; ms: Percentiles; commitMs: Percentiles };
+  readonly latency: {
+    rate: number;
+    messages: number;
+    ms: Percentiles;
+    commitMs: Percentiles;
+    /** The broker's own end-to-end latency at the same rate in the same run (SendPack → delivery, bench e2e). */
+    sendPackMs: Percentiles;
+  };
 }
 
 const BYTES = 100;
@@ -45,11 +59,29 @@ export async function outboxPhase(ctx: PhaseContext): Promise<void> {
         ...(await measureThroughput(client, conns[0]!, rows)),
         baselineMsgPerSec: await measureBaseline(client, rows),
       };
-      const latency = await measureLatency(client, conns, rate, seconds * 1000);
+      const latency = {
+        ...(await measureLatency(client, conns, rate, seconds * 1000)),
+        sendPackMs: (
+          await runE2E(
+            b.address,
+            "outbox-e2e-baseline",
+            {
+              rate,
+              durationMs: seconds * 1000,
+              warmupMs: 1000,
+              tickMs: opt.num("e2e-tick"),
+              bytes: BYTES,
+              window: 10_000,
+            },
+            `[${ctx.store}] outbox baseline e2e ${rate} msg/s`,
+            ctx.pidsOf(b),
+          )
+        ).latencyMs,
+      };
       const result: OutboxResult = { throughput, latency };
       ctx.results.outbox = result;
       progress.done(
-        `[${ctx.store}] outbox: ${Math.round(throughput.msgPerSec)} msg/s relayed (SendPack ${Math.round(throughput.baselineMsgPerSec)}), p99 ${latency.ms.p99.toFixed(1)} ms at ${rate} msg/s`,
+        `[${ctx.store}] outbox: ${Math.round(throughput.msgPerSec)} msg/s relayed (SendPack ${Math.round(throughput.baselineMsgPerSec)}), p99 ${latency.ms.p99.toFixed(1)} ms (SendPack ${latency.sendPackMs.p99.toFixed(1)}) at ${rate} msg/s`,
       );
       process.stdout.write(`${JSON.stringify({ outbox: result })}\n`);
     } finally {
@@ -81,7 +113,12 @@ async function measureThroughput(
   const data = Buffer.alloc(BYTES, 120);
   await conn.beginTransaction();
   for (let i = 0; i < rows; i += 5000) {
-    const values = Array.from({ length: Math.min(5000, rows - i) }, () => ["outbox-throughput", "", null, data]);
+    const values = Array.from({ length: Math.min(5000, rows - i) }, () => [
+      "outbox-throughput",
+      "",
+      null,
+      data,
+    ]);
     await conn.query("INSERT INTO nb_outbox (topic, ordering_key, attributes, data) VALUES ?", [values]);
   }
   const stream = client.receive("outbox-throughput", "bench", { from: "earliest", maxMessages: 50_000 });
@@ -123,7 +160,7 @@ async function measureLatency(
   conns: mysql.Connection[],
   rate: number,
   durationMs: number,
-): Promise<OutboxResult["latency"]> {
+): Promise<Omit<OutboxResult["latency"], "sendPackMs">> {
   const committedAt = new Map<string, number>();
   const latencies: number[] = [];
   const commits: number[] = [];

@@ -196,7 +196,7 @@ export class OutboxRelay {
   }
 
   /**
-   * Rows per round start small and double while rounds are full and under ROUND_BYTES, halving
+   * Rows per round start small and grow fourfold while rounds are full and under ROUND_BYTES, halving
    * when over: rows can be up to --max-message-bytes each, and a round is held in memory (with
    * the next one being read), so memory stays near 2 × ROUND_BYTES whatever the rows hold.
    */
@@ -204,7 +204,7 @@ export class OutboxRelay {
     let bytes = 0;
     for (const r of rows) bytes += r.data.byteLength;
     if (bytes > ROUND_BYTES) this.#limit = Math.max(1, Math.floor(this.#limit / 2));
-    else if (rows.length >= this.#limit) this.#limit = Math.min(this.options.batchRows, this.#limit * 2);
+    else if (rows.length >= this.#limit) this.#limit = Math.min(this.options.batchRows, this.#limit * 4);
   }
 
   /** Publishes rows (topic by topic, in id order; topics in parallel); returns each topic's next scan-from seq. */

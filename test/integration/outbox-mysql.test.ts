@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import mysql from "mysql2/promise";
-import { writeOutbox } from "../../clients/ts/src/outbox.js";
 import type { Delivery } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
+import { writeOutbox } from "../../clients/ts/src/outbox.js";
 import { startBroker, TestClient, type TestStream } from "../support/broker.js";
 import { useTestMysql } from "../support/mariadb.js";
-import { spawnBroker } from "../support/process.js";
 import { prng } from "../support/prng.js";
+import { spawnBroker } from "../support/process.js";
 
 /*
  * The transactional outbox (issue 16, item 1): an application writes nb_outbox rows in its own
@@ -18,7 +18,11 @@ const db = useTestMysql();
 const text = (d: Delivery) => Buffer.from(d.data).toString();
 
 /** Reads the topic from the start until `done` holds, acking as it goes. */
-async function readUntil(client: TestClient, topic: string, done: (s: TestStream) => boolean): Promise<Delivery[]> {
+async function readUntil(
+  client: TestClient,
+  topic: string,
+  done: (s: TestStream) => boolean,
+): Promise<Delivery[]> {
   const stream = client.receive(topic, `check-${Date.now()}`, { from: "earliest", maxMessages: 5000 });
   let acked = 0;
   await stream.until(
@@ -192,7 +196,9 @@ test("outbox: per-key order is commit order, also when ids become visible out of
   }
 });
 
-test("outbox: 20 SIGKILLs of the broker while the application commits and rolls back publish each committed message exactly once, in key order", { timeout: 240_000 }, async () => {
+test("outbox: 20 SIGKILLs of the broker while the application commits and rolls back publish each committed message exactly once, in key order", {
+  timeout: 240_000,
+}, async () => {
   const store = await db().database("outbox_kill_store");
   const app = await db().database("outbox_kill_app");
   // Dedup off: the broker's message-id index would hide a re-published row within its window;

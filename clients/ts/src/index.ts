@@ -30,6 +30,7 @@ export { type ClientOptions, DEFAULT_CHANNEL_OPTIONS, NerveBusClient } from "./c
 export type { StartPosition } from "./conversions.js";
 export type { TlsOptions, TokenSource } from "./credentials.js";
 export { DEFAULT_RETRYABLE_CODES, NerveBusError, StatusCode } from "./errors.js";
+export { MessageStream, type MessageStreamOptions, traceContext } from "./message-stream.js";
 export {
   OUTBOX_INSERT_SQL,
   OUTBOX_LOCK_KEY_SQL,
@@ -37,7 +38,6 @@ export {
   type OutboxMessage,
   writeOutbox,
 } from "./outbox.js";
-export { MessageStream, type MessageStreamOptions, traceContext } from "./message-stream.js";
 export {
   type MessagePriority,
   PUBLISHER_DEFAULTS,

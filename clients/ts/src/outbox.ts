@@ -23,7 +23,8 @@ export interface OutboxMessage {
  */
 export const OUTBOX_LOCK_KEY_SQL =
   "INSERT INTO nb_outbox_key (key_hash) VALUES (UNHEX(SHA2(?, 256))) ON DUPLICATE KEY UPDATE key_hash = key_hash";
-export const OUTBOX_INSERT_SQL = "INSERT INTO nb_outbox (topic, ordering_key, attributes, data) VALUES (?, ?, ?, ?)";
+export const OUTBOX_INSERT_SQL =
+  "INSERT INTO nb_outbox (topic, ordering_key, attributes, data) VALUES (?, ?, ?, ?)";
 
 /**
  * Writes `message` for `topic` into the outbox table `nb_outbox` on `conn`, inside the
@@ -34,7 +35,11 @@ export const OUTBOX_INSERT_SQL = "INSERT INTO nb_outbox (topic, ordering_key, at
  * transaction ends: write outbox rows after the statements that lock your own rows, so every
  * transaction takes locks in the same order. Returns the row id; throws the driver's error.
  */
-export async function writeOutbox(conn: OutboxConnection, topic: string, message: OutboxMessage): Promise<number> {
+export async function writeOutbox(
+  conn: OutboxConnection,
+  topic: string,
+  message: OutboxMessage,
+): Promise<number> {
   const attributes: Record<string, string> = { ...message.attributes };
   if (attributes.traceparent === undefined) injectTraceContext(context.active(), attributes);
   const orderingKey = message.orderingKey ?? "";

@@ -172,7 +172,10 @@ export class MysqlOutboxSource implements OutboxSource {
       const ranges = idRanges(ids);
       for (let i = 0; i < ranges.length; i += DELETE_CHUNK) {
         const chunk = ranges.slice(i, i + DELETE_CHUNK);
-        await conn.query(`DELETE FROM nb_outbox WHERE ${chunk.map(() => "id BETWEEN ? AND ?").join(" OR ")}`, chunk.flat());
+        await conn.query(
+          `DELETE FROM nb_outbox WHERE ${chunk.map(() => "id BETWEEN ? AND ?").join(" OR ")}`,
+          chunk.flat(),
+        );
       }
       if (scanFrom.size > 0)
         await conn.query(
