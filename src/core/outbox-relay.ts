@@ -124,7 +124,7 @@ export class OutboxRelay {
     await this.#ahead?.rows.catch(() => undefined);
     this.#ahead = undefined;
     await this.#settleDelete();
-    const state = await this.source.open();
+    const state = await this.source.open(() => !this.#stopped && !this.target.closing);
     this.#state = state;
     const prefix = outboxMessageId(state.sourceId, 0).slice(0, -1);
     const published: number[] = [];

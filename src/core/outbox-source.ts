@@ -9,10 +9,10 @@ export interface OutboxSource {
 
   /**
    * Creates the outbox tables when missing, takes the source's relay lock (one relay per
-   * outbox: resolves only once it holds it, retrying while another holds it) and reads the
-   * relay state.
+   * outbox: resolves only once it holds it, retrying while another holds it and `wanted()`
+   * says so, else throws "unavailable") and reads the relay state.
    */
-  open(): Promise<RelayState>;
+  open(wanted: () => boolean): Promise<RelayState>;
 
   /** Visible rows with id > `cursor`, in id order, at most `limit`. */
   fetch(cursor: number, limit: number): Promise<OutboxRow[]>;

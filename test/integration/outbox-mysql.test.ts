@@ -196,6 +196,43 @@ test("outbox: per-key order is commit order, also when ids become visible out of
   }
 });
 
+test("outbox: one relay per outbox; a broker waiting for it stops cleanly, and takes over when the holder stops", {
+  timeout: 60_000,
+}, async () => {
+  const app = await db().database("outbox_lock_app");
+  const first = await startBroker(await db().database("outbox_lock_store1"), { outbox: app });
+  await relayReady(app);
+  const second = await startBroker(await db().database("outbox_lock_store2"), { outbox: app });
+  const conn = await mysql.createConnection({ uri: app });
+  const c1 = new TestClient(first.address);
+  let c2: TestClient | undefined;
+  try {
+    await conn.beginTransaction();
+    await writeOutbox(conn, "locked", { data: "one" });
+    await conn.commit();
+    const got1 = await readUntil(c1, "locked", (s) => s.deliveries.length >= 1);
+    assert.deepEqual(got1.map(text), ["one"]);
+    // A third broker waiting for the lock must not hold up its own shutdown.
+    const third = await startBroker(await db().database("outbox_lock_store3"), { outbox: app });
+    await third.stop();
+    // The holder stops: the waiting broker takes the outbox over and relays what comes next.
+    c1.close();
+    await first.stop();
+    await conn.beginTransaction();
+    await writeOutbox(conn, "locked", { data: "two" });
+    await conn.commit();
+    c2 = new TestClient(second.address);
+    const got2 = await readUntil(c2, "locked", (s) => s.deliveries.length >= 1);
+    assert.deepEqual(got2.map(text), ["two"], "the second broker relayed only what the first had not");
+  } finally {
+    await conn.end();
+    c1.close();
+    c2?.close();
+    await first.stop();
+    await second.stop();
+  }
+});
+
 test("outbox: 20 SIGKILLs of the broker while the application commits and rolls back publish each committed message exactly once, in key order", {
   timeout: 240_000,
 }, async () => {

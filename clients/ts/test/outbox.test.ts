@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -18,7 +18,8 @@ import { deferred } from "./support/helpers.js";
  */
 
 const SCRIPT = fileURLToPath(new URL("../../../../test/support/start-mariadb.sh", import.meta.url));
-const dir = join(mkdtempSync(join(tmpdir(), "nervebus-ts-mariadb-")), "server");
+const parent = mkdtempSync(join(tmpdir(), "nervebus-ts-mariadb-"));
+const dir = join(parent, "server");
 let server = "";
 let broker: TestBroker;
 
@@ -37,6 +38,7 @@ after(async () => {
   context.disable();
   await broker?.dispose();
   execFileSync("bash", [SCRIPT, "--stop", dir]);
+  rmSync(parent, { recursive: true, force: true });
 });
 
 test("writeOutbox: committed messages are published once, in commit order, with the caller's trace; rolled back ones never", async () => {

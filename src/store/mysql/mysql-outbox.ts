@@ -54,11 +54,11 @@ export class MysqlOutboxSource implements OutboxSource {
     };
   }
 
-  async open(): Promise<RelayState> {
+  async open(wanted: () => boolean): Promise<RelayState> {
     try {
       this.#pool ??= mysql.createPool(this.#config);
       for (const ddl of OUTBOX_TABLES) await this.#pool.query(ddl);
-      await this.#lock();
+      await this.#lock(wanted);
       await this.#pool.query(
         "INSERT IGNORE INTO nb_outbox_relay (id, source_id, cursor_id) VALUES (1, ?, 0)",
         [randomBytes(8).toString("hex")],
@@ -80,7 +80,7 @@ export class MysqlOutboxSource implements OutboxSource {
   }
 
   /** Holds the relay lock, waiting (and saying so once) while another relay has it. */
-  async #lock(): Promise<void> {
+  async #lock(wanted: () => boolean): Promise<void> {
     if (this.#lockConn !== undefined) {
       const [[row]] = await this.#pool!.query<mysql.RowDataPacket[]>("SELECT IS_USED_LOCK(?) AS holder", [
         this.#lockName,
@@ -102,6 +102,10 @@ export class MysqlOutboxSource implements OutboxSource {
       }
       if (!said) this.log("warn", "another relay holds this outbox; waiting", { outbox: this.name });
       said = true;
+      if (!wanted()) {
+        await conn.end().catch(() => undefined);
+        throw new NerveBusError("unavailable", `outbox ${this.name}: stopped waiting for the relay lock`);
+      }
       await sleep(1000);
     }
   }
