@@ -19,6 +19,8 @@ export class OutboxGate {
   readonly #waiting = new Map<number, number>();
   /** Ids passed while missing, counted (a growing count means rollbacks or slow commits). */
   passed = 0;
+  /** Gaps passed recently (id ranges, when passed), oldest first: where late rows can appear. */
+  #recent: { lo: number; hi: number; at: number }[] = [];
 
   constructor(
     cursor: number,
@@ -36,7 +38,10 @@ export class OutboxGate {
    * Of `rows` (ascending, all above the cursor), the prefix that may be relayed at `now`, and
    * the cursor it reaches; nothing changes until `advance` is called with it.
    */
-  admit(rows: readonly OutboxRow[], now: number): { ready: OutboxRow[]; cursor: number; gaps: number } {
+  admit(
+    rows: readonly OutboxRow[],
+    now: number,
+  ): { ready: OutboxRow[]; cursor: number; gaps: number; passedGaps: [number, number][] } {
     let previous = this.#cursor;
     for (const r of rows) {
       if (r.id !== previous + 1 && !this.#waiting.has(r.id)) this.#waiting.set(r.id, now);
@@ -45,24 +50,45 @@ export class OutboxGate {
     const ready: OutboxRow[] = [];
     let expected = this.#cursor + 1;
     let gaps = 0;
+    const passedGaps: [number, number][] = [];
     for (const r of rows) {
       if (r.id !== expected) {
         const since = this.#waiting.get(r.id) ?? now;
         if (now - since < this.gapWaitMs) break;
         gaps += r.id - expected;
+        passedGaps.push([expected, r.id - 1]);
       }
       ready.push(r);
       expected = r.id + 1;
     }
-    return { ready, cursor: expected - 1, gaps };
+    return { ready, cursor: expected - 1, gaps, passedGaps };
   }
 
   /** Moves the cursor once the rows admitted up to it are published. */
-  advance(cursor: number, gaps: number): void {
+  advance(
+    cursor: number,
+    gaps: number,
+    passedGaps: readonly [number, number][] = [],
+    now = Date.now(),
+  ): void {
     if (cursor <= this.#cursor) return;
     this.#cursor = cursor;
     this.passed += gaps;
+    for (const [lo, hi] of passedGaps) this.#recent.push({ lo, hi, at: now });
     for (const id of this.#waiting.keys()) if (id <= cursor) this.#waiting.delete(id);
+  }
+
+  /**
+   * The gaps passed within `horizonMs` before `now` (older ones are forgotten here; the relay's
+   * periodic full sweep still covers them), at most `max` ranges: merged into one range from
+   * the oldest when there are more.
+   */
+  recentGaps(now: number, horizonMs: number, max: number): [number, number][] {
+    let drop = 0;
+    while (drop < this.#recent.length && now - this.#recent[drop]!.at > horizonMs) drop++;
+    if (drop > 0) this.#recent = this.#recent.slice(drop);
+    if (this.#recent.length <= max) return this.#recent.map((g) => [g.lo, g.hi]);
+    return [[Math.min(...this.#recent.map((g) => g.lo)), this.#cursor]];
   }
 
   /** Goes back to `cursor` after a failed publish (its rows are fetched again). */

@@ -33,9 +33,16 @@ export interface OutboxRelayOptions {
   readonly log: LogFn;
 }
 
-/** A late sweep (rows of passed gaps) runs at least this often, and every round for a minute after a gap was passed. */
-const LATE_SWEEP_MS = 1000;
+/**
+ * Late rows (committed inside a gap the relay passed) are looked for every round in the gaps
+ * passed within LATE_FOCUS_MS (an exact range read each), and below the whole cursor every
+ * FULL_SWEEP_MS (gaps passed longer ago, or before a restart: that read also walks deleted
+ * rows InnoDB has not purged yet, so it is rare).
+ */
+const FULL_SWEEP_MS = 5000;
 const LATE_FOCUS_MS = 60_000;
+/** Gap ranges read one by one per round; beyond this, one range from the oldest. */
+const MAX_LATE_RANGES = 256;
 /** Payload bytes a round aims to stay under (see #adjustLimit). */
 const ROUND_BYTES = 16 << 20;
 
@@ -63,8 +70,9 @@ export class OutboxRelay {
   #stopped = false;
   #wake: (() => void) | undefined;
   #loop: Promise<void> | undefined;
-  #lastLateSweep = 0;
-  #lastGapPassed = 0;
+  #lastFullSweep = 0;
+  /** Ids of the round whose delete is in flight (a late read may still see them). */
+  #deletingIds: ReadonlySet<number> = new Set();
   #limit = 16;
   /** Messages published (not counting those found published during recovery). */
   relayed = 0;
@@ -124,6 +132,7 @@ export class OutboxRelay {
     await this.#ahead?.rows.catch(() => undefined);
     this.#ahead = undefined;
     await this.#settleDelete();
+    this.#deletingIds = new Set();
     const state = await this.source.open(() => !this.#stopped && !this.target.closing);
     this.#state = state;
     const prefix = outboxMessageId(state.sourceId, 0).slice(0, -1);
@@ -158,11 +167,14 @@ export class OutboxRelay {
     const now = Date.now();
     const limit = this.#limit;
     let late: OutboxRow[] = [];
-    if (now - this.#lastLateSweep >= LATE_SWEEP_MS || now - this.#lastGapPassed < LATE_FOCUS_MS) {
-      // The late rows are below the cursor, where the previous round's rows are until deleted.
-      await this.#settleDelete();
-      late = await this.source.fetchLate(this.#gate.cursor, limit);
-      this.#lastLateSweep = now;
+    const full = now - this.#lastFullSweep >= FULL_SWEEP_MS;
+    const ranges: [number, number][] = full
+      ? [[0, this.#gate.cursor]]
+      : this.#gate.recentGaps(now, LATE_FOCUS_MS, MAX_LATE_RANGES);
+    if (ranges.length > 0 && this.#gate.cursor > 0) {
+      const deleting = this.#deletingIds;
+      late = (await this.source.fetchLate(ranges, limit)).filter((r) => !deleting.has(r.id));
+      if (full) this.#lastFullSweep = now;
     }
     const ahead = this.#ahead;
     this.#ahead = undefined;
@@ -173,7 +185,7 @@ export class OutboxRelay {
       await ahead?.rows.catch(() => undefined);
       above = late.length >= limit ? [] : await this.source.fetch(this.#gate.cursor, limit - late.length);
     }
-    const { ready, cursor, gaps } = this.#gate.admit(above, Date.now());
+    const { ready, cursor, gaps, passedGaps } = this.#gate.admit(above, Date.now());
     const rows = late.length === 0 ? ready : [...late, ...ready];
     if (rows.length === 0) return false;
     this.#adjustLimit(rows);
@@ -183,14 +195,19 @@ export class OutboxRelay {
     next.catch(() => undefined);
     this.#ahead = { cursor, rows: next };
     const scanFrom = await this.#publish(rows);
-    this.#gate.advance(cursor, gaps);
-    if (gaps > 0) this.#lastGapPassed = Date.now();
+    this.#gate.advance(cursor, gaps, passedGaps);
     this.relayed += rows.length;
     await this.#settleDelete();
     const ids = rows.map((r) => r.id);
-    this.#deleting = this.source.complete(ids, scanFrom, this.#gate.cursor).catch((err: unknown) => {
-      this.#deleteError = err;
-    });
+    this.#deletingIds = new Set(ids);
+    this.#deleting = this.source.complete(ids, scanFrom, this.#gate.cursor).then(
+      () => {
+        this.#deletingIds = new Set();
+      },
+      (err: unknown) => {
+        this.#deleteError = err;
+      },
+    );
     // A full round means more is waiting; a partial one, that the next poll may wait.
     return rows.length > 0;
   }

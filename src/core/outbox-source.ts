@@ -18,10 +18,12 @@ export interface OutboxSource {
   fetch(cursor: number, limit: number): Promise<OutboxRow[]>;
 
   /**
-   * Visible rows with id ≤ `cursor`, in id order, at most `limit`: rows of a gap the relay passed
-   * that committed later (everything relayed below the cursor is deleted by then).
+   * Visible rows with ids in `ranges` (inclusive [first, last] pairs, all at or below the
+   * relay's cursor), in id order, at most `limit`: rows of a gap the relay passed that
+   * committed later, and rows relayed whose delete has not committed yet (the relay leaves
+   * those out).
    */
-  fetchLate(cursor: number, limit: number): Promise<OutboxRow[]>;
+  fetchLate(ranges: readonly (readonly [number, number])[], limit: number): Promise<OutboxRow[]>;
 
   /**
    * Records a topic before the relay's first publish to it: `scanFrom` is a seq no later

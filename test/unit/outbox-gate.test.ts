@@ -48,6 +48,15 @@ test("a gap is passed once the row above it has been visible for gapWaitMs, and 
   assert.equal(gate.cursor, 14);
   assert.equal(gate.passed, 2);
   assert.equal(gate.nextRelease(100), undefined, "nothing waits any more");
+  // Where late rows can still appear: the passed gap, until the horizon forgets it.
+  gate.advance(20, 5, [[15, 19]], 200);
+  assert.deepEqual(gate.recentGaps(300, 1000, 10), [[15, 19]]);
+  assert.deepEqual(
+    gate.recentGaps(300, 1000, 0),
+    [[15, 20]],
+    "too many ranges: one from the oldest to the cursor",
+  );
+  assert.deepEqual(gate.recentGaps(1300, 1000, 10), []);
 });
 
 test("property: admitted rows are in id order, never skip a visible row, and wait only for gaps younger than gapWaitMs", () => {
