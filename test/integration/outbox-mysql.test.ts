@@ -196,6 +196,40 @@ test("outbox: per-key order is commit order, also when ids become visible out of
   }
 });
 
+test("outbox: one broker relays several outboxes (--outbox A,B) into one topic", async () => {
+  const store = await db().database("outbox_multi_store");
+  const apps = [await db().database("outbox_multi_a"), await db().database("outbox_multi_b")];
+  const bus = await startBroker(store, { outbox: apps.join(","), outboxGapWaitMs: 50 });
+  const client = new TestClient(bus.address);
+  const conns = await Promise.all(apps.map((uri) => mysql.createConnection({ uri })));
+  try {
+    for (const app of apps) await relayReady(app);
+    for (let i = 0; i < 3; i++) {
+      for (const [n, conn] of conns.entries()) {
+        await conn.beginTransaction();
+        await writeOutbox(conn, "merged", { data: `${n}-${i}`, orderingKey: `db${n}` });
+        await conn.commit();
+      }
+    }
+    const got = await readUntil(client, "merged", (s) => s.deliveries.length >= 6);
+    await new Promise((r) => setTimeout(r, 300));
+    const texts = got.map(text);
+    assert.equal(texts.length, 6);
+    for (const n of [0, 1])
+      assert.deepEqual(
+        texts.filter((t) => t.startsWith(`${n}-`)),
+        [`${n}-0`, `${n}-1`, `${n}-2`],
+      );
+    // Each outbox has its own source id, so their message ids never collide.
+    const sources = new Set(got.map((d) => d.messageId.split("/")[1]));
+    assert.equal(sources.size, 2);
+  } finally {
+    await Promise.all(conns.map((c) => c.end()));
+    client.close();
+    await bus.stop();
+  }
+});
+
 test("outbox: one relay per outbox; a broker waiting for it stops cleanly, and takes over when the holder stops", {
   timeout: 60_000,
 }, async () => {
