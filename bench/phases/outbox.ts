@@ -195,7 +195,16 @@ async function measureLatency(
       }
     }),
   );
-  await stream.until(() => latencies.length >= n, 30_000, "latency deliveries");
+  try {
+    await stream.until(() => latencies.length >= n, 30_000, "latency deliveries");
+  } catch (err) {
+    const [[left]] = await conns[0]!.query<mysql.RowDataPacket[]>(
+      "SELECT COUNT(*) AS n, MIN(id) AS lo FROM nb_outbox",
+    );
+    throw new Error(
+      `${(err as Error).message}; ${n} committed, ${latencies.length} delivered, outbox rows left ${left?.n} (lowest id ${left?.lo})`,
+    );
+  }
   stream.cancel();
   return { rate, messages: n, ms: percentiles(latencies), commitMs: percentiles(commits) };
 }
