@@ -13,6 +13,7 @@ import type {
   TopicRecord,
   TopicSchema,
 } from "../../src/core/index.js";
+import type { IndexedRun } from "../../src/wire/index.js";
 
 /**
  * The store of the benchmark's no-store ceiling: it confirms every write at once and keeps no
@@ -119,6 +120,11 @@ export class NullStore implements Store {
 
   /** Confirms at once and keeps nothing: the whole point of this store. */
   insertMessages(_topic: TopicRecord, _shard: number, _rows: readonly LogMessage[]): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Confirms at once and keeps nothing, like insertMessages. */
+  insertRuns(_topic: TopicRecord, _shard: number, _runs: readonly IndexedRun[]): Promise<void> {
     return Promise.resolve();
   }
 

@@ -5,12 +5,14 @@ import {
   PublishResponseSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import {
+  APPENDED,
   type Broker,
   checkPack,
   invalidArgument,
   NerveBusError,
   type NewMessage,
   type PublishResult,
+  RESERVED_ATTRIBUTE_PREFIX,
   validateName,
 } from "../core/index.js";
 import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
@@ -20,6 +22,7 @@ import {
   encodePublishResponse,
   encodeSendPackResponse,
   malformedReason,
+  packOf,
 } from "../wire/index.js";
 import type { Caller, CallGuard } from "./call-guard.js";
 import { preEncoded } from "./grpc-adapter.js";
@@ -180,7 +183,7 @@ class PublishStream {
     let bytes: number;
     try {
       messages = toNewMessages(req, Date.now());
-      bytes = checkPack(messages, this.broker.options);
+      bytes = checkPack(packOf(messages, RESERVED_ATTRIBUTE_PREFIX), this.broker.options);
     } catch (err) {
       throw err instanceof NerveBusError ? new NerveBusError(err.code, `${where}: ${err.message}`) : err;
     }
@@ -246,7 +249,7 @@ class PublishStream {
       this.#topic,
       messages.length,
       typeof metadataParent === "string" ? metadataParent : undefined,
-      messages[0]?.attributes,
+      () => messages[0]?.attributes,
     );
     this.broker.publish(this.#topic, messages, Number.POSITIVE_INFINITY).then(
       (r) => {
@@ -287,10 +290,10 @@ class PublishStream {
       at += b.messages.length;
       let first = 0;
       let last = 0;
-      for (const x of results) {
-        if (x.outcome !== "appended") continue;
-        if (first === 0) first = x.seq;
-        last = x.seq;
+      for (let i = 0; i < results.count; i++) {
+        if (results.kind[i] !== APPENDED) continue;
+        if (first === 0) first = results.seq[i]!;
+        last = results.seq[i]!;
       }
       confirms.push({ batch: b.no, result: encodeSendPackResponse(first, last, results) });
     }

@@ -8,7 +8,7 @@ import {
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { type Broker, checkDelay, invalidArgument, type NewMessage, type Priority } from "../core/index.js";
 import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
-import { encodeSendPackResponse, malformedReason } from "../wire/index.js";
+import { encodeSendPackResponse, type Pack, type SendPackBytes } from "../wire/index.js";
 import type { CallGuard } from "./call-guard.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { type PublishQuota, quotaHolder } from "./publish-quota.js";
@@ -41,6 +41,26 @@ export function toNewMessages(req: Pick<SendPackRequest, "messages">, now: numbe
   });
 }
 
+/**
+ * Checks the pack's priorities and resolves its deliver_at and delay fields into deliver-at
+ * times (ms since epoch; 0 for now), checking delays. Most packs have neither: nothing is
+ * allocated then.
+ */
+export function resolvePack(pack: Pack, now: number): void {
+  const bad = pack.badPriority;
+  if (bad !== undefined) throw priorityError(bad.index, bad.value);
+  const { sentDeliverAt, sentDelay } = pack;
+  if (sentDeliverAt === undefined && sentDelay === undefined) return;
+  const out = new Float64Array(pack.count);
+  for (let i = 0; i < pack.count; i++) {
+    let deliverAt = sentDeliverAt?.[i] ?? 0;
+    if (deliverAt === 0 && sentDelay !== undefined && sentDelay[i]! >= 0)
+      deliverAt = now + checkDelay(`messages[${i}].delay`, sentDelay[i]!);
+    out[i] = deliverAt > now ? deliverAt : 0;
+  }
+  pack.deliverAt = out;
+}
+
 /** The domain priority of a wire one; INVALID_ARGUMENT naming the message for an unknown value. */
 function toPriority(i: number, p: WirePriority): Priority | undefined {
   switch (p) {
@@ -52,8 +72,12 @@ function toPriority(i: number, p: WirePriority): Priority | undefined {
     case WirePriority.BULK:
       return "bulk";
     default:
-      throw invalidArgument(`messages[${i}].priority`, `${p} is not a priority (1 urgent, 2 normal, 3 bulk)`);
+      throw priorityError(i, p);
   }
+}
+
+function priorityError(i: number, p: number): Error {
+  return invalidArgument(`messages[${i}].priority`, `${p} is not a priority (1 urgent, 2 normal, 3 bulk)`);
 }
 
 /** PublisherService.SendPack: needs the publish right on the topic (see CallGuard). */
@@ -62,22 +86,22 @@ export function sendPackHandler(
   telemetry: Telemetry,
   guard: CallGuard,
   quota: PublishQuota,
-): grpc.handleUnaryCall<SendPackRequest, SendPackResponse> {
+): grpc.handleUnaryCall<SendPackBytes, SendPackResponse> {
   return (call, callback) => {
     const started = performance.now();
-    const bad = malformedReason(call.request);
+    const bad = call.request.malformed;
     if (bad !== undefined) {
       callback(toGrpcStatus(invalidArgument("request", `is not a valid SendPackRequest (${bad})`)));
       return;
     }
-    const { topic } = call.request;
+    const { topic, pack } = call.request;
     let done: () => void;
     try {
       const caller = guard.authorize("SendPack", call, [{ action: "publish", topic }]);
       const who = quotaHolder(caller);
       let bytes = 0;
-      if (quota.enabled) for (const m of call.request.messages) bytes += m.data.byteLength;
-      done = quota.admit(who, call.request.messages.length, bytes);
+      if (quota.enabled) for (let i = 0; i < pack.count; i++) bytes += pack.dataEnd[i]! - pack.dataStart[i]!;
+      done = quota.admit(who, pack.count, bytes);
     } catch (err) {
       callback(toGrpcStatus(err));
       return;
@@ -85,20 +109,21 @@ export function sendPackHandler(
     const metadataParent = call.metadata.get("traceparent")[0];
     const span = telemetry.startPublishSpan(
       topic,
-      call.request.messages.length,
+      pack.count,
       typeof metadataParent === "string" ? metadataParent : undefined,
-      call.request.messages[0]?.attributes,
+      // A traceparent the broker added is not the producer's context.
+      () =>
+        pack.count > 0 && pack.storedBytes[0] === pack.sentBytes[0] ? pack.message(0).attributes : undefined,
     );
-    let messages: NewMessage[];
     try {
-      messages = toNewMessages(call.request, Date.now());
+      resolvePack(pack, Date.now());
     } catch (err) {
       done();
       endPublishSpan(span, err as Error);
       callback(toGrpcStatus(err));
       return;
     }
-    broker.publish(topic, messages, callDeadline(call)).then(
+    broker.publish(topic, pack, callDeadline(call)).then(
       (r) => {
         done();
         endPublishSpan(span, r);

@@ -2,12 +2,16 @@ import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { AdminService } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
-import { PublisherService } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import {
+  PublisherService,
+  type SendPackRequest,
+  type SendPackResponse,
+} from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import type { Security } from "../auth/index.js";
-import { type Broker, type Cluster, NerveBusError } from "../core/index.js";
+import { type Broker, type Cluster, NerveBusError, RESERVED_ATTRIBUTE_PREFIX } from "../core/index.js";
 import type { Telemetry } from "../telemetry/index.js";
-import { decodePublishRequest, decodeReceiveRequest, decodeSendPackRequest } from "../wire/index.js";
+import { decodePublishRequest, decodeReceiveRequest, readSendPack } from "../wire/index.js";
 import { adminHandlers } from "./admin-handler.js";
 import { Admission, type AdmissionLimits } from "./admission.js";
 import { CallDrain } from "./call-drain.js";
@@ -119,10 +123,17 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     server,
     PublisherService,
     routed(PublisherService, {
-      sendPack: sendPackHandler(broker, options.telemetry, guard, quota),
+      // Its requests are what readSendPack makes of the bytes (a Pack), not protobuf-es objects.
+      sendPack: sendPackHandler(broker, options.telemetry, guard, quota) as unknown as grpc.handleUnaryCall<
+        SendPackRequest,
+        SendPackResponse
+      >,
       publish: publishStreams.handler(),
     }),
-    { sendPack: decodeSendPackRequest, publish: decodePublishRequest },
+    {
+      sendPack: (buf) => readSendPack(buf, RESERVED_ATTRIBUTE_PREFIX) as unknown as SendPackRequest,
+      publish: decodePublishRequest,
+    },
     keepRaw,
   );
   addService(

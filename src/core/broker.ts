@@ -1,3 +1,4 @@
+import { Pack, packOf } from "../wire/index.js";
 import { sleep } from "./backoff.js";
 import { type CatalogBounds, CatalogLimits } from "./catalog-limits.js";
 import { Consumer, type ConsumerSink, type Window } from "./consumer.js";
@@ -10,6 +11,7 @@ import {
   checkTopicConfig,
   checkWindow,
   type PublishLimits,
+  RESERVED_ATTRIBUTE_PREFIX,
   validateName,
 } from "./limits.js";
 import { browseMessages, type MessagePage, type MessageQuery } from "./message-browser.js";
@@ -157,16 +159,22 @@ export class Broker {
    */
   async publish(
     topicName: string,
-    messages: readonly NewMessage[],
+    messages: Pack | readonly NewMessage[],
     deadline: number,
   ): Promise<PublishResult> {
     validateName("topic", topicName);
-    const bytes = checkPack(messages, this.options);
+    const pack = messages instanceof Pack ? messages : packOf(messages, RESERVED_ATTRIBUTE_PREFIX);
+    const bytes = checkPack(pack, this.options);
     this.#checkOpen();
     const entry = await this.#topic(topicName, this.options.autoCreate);
     const schema = entry.topic.schema;
-    if (schema !== null) this.#validator().check(schema, messages);
-    return this.#appender.publish(entry.topic, entry.scheduler, messages, bytes, deadline);
+    // Typed topics parse every payload anyway: the messages' objects cost little beside that.
+    if (schema !== null)
+      this.#validator().check(
+        schema,
+        Array.from({ length: pack.count }, (_, i) => pack.message(i)),
+      );
+    return this.#appender.publish(entry.topic, entry.scheduler, pack, bytes, deadline);
   }
 
   /** Attaches a consumer to a subscription, creating both topic and subscription if allowed. */

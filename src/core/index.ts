@@ -22,6 +22,7 @@ export {
   DEDUP_WINDOW_MS,
   DELIVERY_ATTEMPTS,
   type PublishLimits,
+  RESERVED_ATTRIBUTE_PREFIX,
   SHARDS,
   validateName,
 } from "./limits.js";
@@ -51,6 +52,7 @@ export {
 export { OutboxGate } from "./outbox-gate.js";
 export { OutboxRelay, type OutboxRelayOptions, type RelayTarget } from "./outbox-relay.js";
 export { type OutboxRow, type OutboxSource, outboxMessageId, type RelayState } from "./outbox-source.js";
+export { APPENDED, type MessageOutcome, Outcomes } from "./outcomes.js";
 export type { PublishResult } from "./pack-appender.js";
 export type { OwnershipState, Store, StoreCapabilities } from "./store.js";
 export {
@@ -59,6 +61,5 @@ export {
   Subscription,
   type SubscriptionStats,
 } from "./subscription.js";
-export type { MessageOutcome } from "./topic.js";
 export { MAX_DESCRIPTOR_SET_BYTES, type SchemaValidator, type TopicSchema } from "./topic-schema.js";
 export type { SubscriptionGauge } from "./topic-stats.js";

@@ -1,6 +1,7 @@
+import type { Pack } from "../wire/index.js";
 import type { Window } from "./consumer.js";
 import { invalidArgument } from "./errors.js";
-import { messageBytes, type NewMessage, type SubscriptionConfig, type TopicConfig } from "./model.js";
+import type { SubscriptionConfig, TopicConfig } from "./model.js";
 
 /**
  * Every limit on what clients and operators may ask for, each defined once with the check
@@ -52,53 +53,52 @@ export function checkDelay(field: string, delayMs: number): number {
   return delayMs;
 }
 
+/** Attribute keys with this prefix are the broker's (dead-letter metadata); producers may not set them. */
+export const RESERVED_ATTRIBUTE_PREFIX = "nervebus-";
+
 /**
  * Checks a pack against the limits; returns its size in bytes as messageBytes counts it.
  * Errors name the message by its index.
  */
-export function checkPack(messages: readonly NewMessage[], limits: PublishLimits): number {
-  if (messages.length === 0) throw invalidArgument("messages", "a pack needs at least one message");
-  if (messages.length > limits.maxPackMessages) {
-    throw invalidArgument(
-      "messages",
-      `pack has ${messages.length} messages; the limit is ${limits.maxPackMessages}`,
-    );
+export function checkPack(pack: Pack, limits: PublishLimits): number {
+  const n = pack.count;
+  if (n === 0) throw invalidArgument("messages", "a pack needs at least one message");
+  if (n > limits.maxPackMessages) {
+    throw invalidArgument("messages", `pack has ${n} messages; the limit is ${limits.maxPackMessages}`);
   }
   let total = 0;
   const latest = Date.now() + MAX_DELAY_MS;
-  for (let i = 0; i < messages.length; i++) {
-    const m = messages[i]!;
-    const size = messageBytes(m);
+  const { sentBytes, keyBytes, idBytes, deliverAt } = pack;
+  for (let i = 0; i < n; i++) {
+    const size = sentBytes[i]!;
     if (size > limits.maxMessageBytes) {
       throw invalidArgument(
         `messages[${i}]`,
         `message is ${size} bytes; the limit is ${limits.maxMessageBytes}`,
       );
     }
-    const keyBytes = Buffer.byteLength(m.orderingKey);
-    if (keyBytes > MAX_ORDERING_KEY_BYTES) {
+    if (keyBytes[i]! > MAX_ORDERING_KEY_BYTES) {
       throw invalidArgument(
         `messages[${i}].ordering_key`,
-        `is ${keyBytes} bytes; the limit is ${MAX_ORDERING_KEY_BYTES}`,
+        `is ${keyBytes[i]} bytes; the limit is ${MAX_ORDERING_KEY_BYTES}`,
       );
     }
-    const idBytes = Buffer.byteLength(m.messageId);
-    if (idBytes > MAX_MESSAGE_ID_BYTES) {
+    if (idBytes[i]! > MAX_MESSAGE_ID_BYTES) {
       throw invalidArgument(
         `messages[${i}].message_id`,
-        `is ${idBytes} bytes; the limit is ${MAX_MESSAGE_ID_BYTES}`,
+        `is ${idBytes[i]} bytes; the limit is ${MAX_MESSAGE_ID_BYTES}`,
       );
     }
-    if (m.deliverAt > latest) throw invalidArgument(`messages[${i}].deliver_at`, "is more than 7 days ahead");
-    for (const k in m.attributes) {
-      if (k.startsWith("nervebus-"))
-        throw invalidArgument(
-          `messages[${i}].attributes`,
-          `key ${JSON.stringify(k)} uses the reserved prefix nervebus-`,
-        );
-    }
+    if (deliverAt !== undefined && deliverAt[i]! > latest)
+      throw invalidArgument(`messages[${i}].deliver_at`, "is more than 7 days ahead");
     total += size;
   }
+  const reserved = pack.reservedKey;
+  if (reserved !== undefined)
+    throw invalidArgument(
+      `messages[${reserved.index}].attributes`,
+      `key ${JSON.stringify(reserved.key)} uses the reserved prefix ${RESERVED_ATTRIBUTE_PREFIX}`,
+    );
   if (total > limits.maxPackBytes)
     throw invalidArgument("messages", `pack is ${total} bytes; the limit is ${limits.maxPackBytes}`);
   return total;

@@ -1,5 +1,5 @@
+import type { IndexedRun } from "../wire/index.js";
 import type { Delivered } from "./consumer.js";
-import type { LogMessage } from "./model.js";
 
 /** Logging hook: the core never picks a logger. */
 export type LogFn = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
@@ -20,11 +20,11 @@ export interface Settled {
 export interface BrokerObserver {
   /** Whether spans are made: only then does the core look up messages' trace contexts. */
   readonly tracing: boolean;
-  /** A shard batch committed. */
+  /** A shard batch committed (runs in seq order). */
   batchPersisted(
     topic: string,
     shard: number,
-    rows: readonly LogMessage[],
+    runs: readonly IndexedRun[],
     startedAt: number,
     durationMs: number,
   ): void;

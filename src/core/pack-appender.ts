@@ -1,8 +1,9 @@
-import { newTraceparent, traceIdOf } from "../wire/index.js";
+import { newTraceparent, type Pack, packOf, traceIdOf } from "../wire/index.js";
 import { invalidArgument } from "./errors.js";
-import { messageBytes, type NewMessage } from "./model.js";
+import type { NewMessage } from "./model.js";
+import { DUPLICATE, Outcomes, SCHEDULED } from "./outcomes.js";
 import type { DelayScheduler } from "./scheduler.js";
-import type { MessageOutcome, Topic } from "./topic.js";
+import type { Topic } from "./topic.js";
 import type { WriteBudget } from "./write-budget.js";
 
 /** The answer to a SendPack. */
@@ -10,7 +11,7 @@ export interface PublishResult {
   readonly firstSeq: number;
   readonly lastSeq: number;
   /** Per message, in pack order. */
-  readonly results: readonly MessageOutcome[];
+  readonly results: Outcomes;
 }
 
 /** How long before a call's deadline the broker gives up waiting and answers. */
@@ -36,36 +37,40 @@ export class PackAppender {
   async publish(
     topic: Topic,
     scheduler: DelayScheduler,
-    messages: readonly NewMessage[],
+    pack: Pack,
     bytes: number,
     deadline: number,
   ): Promise<PublishResult> {
     const now = Date.now();
     const delayed: number[] = [];
-    for (let i = 0; i < messages.length; i++) if (messages[i]!.deliverAt > now) delayed.push(i);
-    if (delayed.length === 0) return this.append(topic, messages, bytes, deadline);
+    const immediate: number[] = [];
+    const deliverAt = pack.deliverAt;
+    if (deliverAt !== undefined)
+      for (let i = 0; i < pack.count; i++) (deliverAt[i]! > now ? delayed : immediate).push(i);
+    if (delayed.length === 0) return this.append(topic, pack, bytes, deadline);
     if (topic.ephemeral) {
       throw invalidArgument(
         `messages[${delayed[0]}].deliver_at`,
         `topic ${topic.record.name} is ephemeral and keeps no delayed messages`,
       );
     }
-    const immediate = messages.filter((m) => m.deliverAt <= now);
-    const appended =
-      immediate.length > 0
-        ? await this.append(topic, immediate, bytesOf(immediate), deadline)
-        : { firstSeq: 0, lastSeq: 0, results: [] };
-    const scheduledResults = await this.#schedule(
+    const results = new Outcomes(pack.count, undefined);
+    let firstSeq = 0;
+    let lastSeq = 0;
+    if (immediate.length > 0) {
+      const part = pack.select(immediate);
+      const appended = await this.append(topic, part, bytesOf(part), deadline);
+      for (let k = 0; k < immediate.length; k++) results.copy(immediate[k]!, appended.results, k);
+      firstSeq = appended.firstSeq;
+      lastSeq = appended.lastSeq;
+    }
+    const scheduled = await this.#schedule(
       topic,
       scheduler,
-      delayed.map((i) => messages[i]!),
+      delayed.map((i) => pack.message(i)),
     );
-    const results: MessageOutcome[] = [];
-    let a = 0;
-    let d = 0;
-    for (let i = 0; i < messages.length; i++)
-      results.push(messages[i]!.deliverAt > now ? scheduledResults[d++]! : appended.results[a++]!);
-    return { firstSeq: appended.firstSeq, lastSeq: appended.lastSeq, results };
+    for (let k = 0; k < delayed.length; k++) results.copy(delayed[k]!, scheduled, k);
+    return { firstSeq, lastSeq, results };
   }
 
   /**
@@ -73,34 +78,32 @@ export class PackAppender {
    * dead letters), with the confirm timeout as their deadline.
    */
   appendNow(topic: Topic, messages: readonly NewMessage[], scheduleIds?: number[]): Promise<PublishResult> {
-    return this.append(topic, messages, bytesOf(messages), Date.now() + this.confirmTimeoutMs, scheduleIds);
+    const pack = packOf(messages);
+    return this.append(topic, pack, bytesOf(pack), Date.now() + this.confirmTimeoutMs, scheduleIds);
   }
 
   /** Takes `bytes` of the write budget (waiting for room), then appends; resolves once durable. */
   async append(
     topic: Topic,
-    messages: readonly NewMessage[],
+    pack: Pack,
     bytes: number,
     deadline: number,
     scheduleIds?: number[],
   ): Promise<PublishResult> {
-    if (topic.needsIndexes(messages, scheduleIds !== undefined)) await topic.indexesReady;
+    if (topic.needsIndexes(scheduleIds !== undefined || pack.messageIds !== undefined))
+      await topic.indexesReady;
     // Answer a little before the caller's deadline, so it gets our status (RESOURCE_EXHAUSTED,
     // UNAVAILABLE) rather than its own DEADLINE_EXCEEDED.
     const effectiveDeadline = Math.min(deadline - DEADLINE_MARGIN_MS, Date.now() + this.confirmTimeoutMs);
     const wait = this.budget.acquire(bytes, effectiveDeadline);
     if (wait !== undefined) await wait;
-    return topic.append(messages, bytes, effectiveDeadline, scheduleIds);
+    return topic.append(pack, bytes, effectiveDeadline, scheduleIds);
   }
 
-  async #schedule(
-    topic: Topic,
-    scheduler: DelayScheduler,
-    messages: NewMessage[],
-  ): Promise<MessageOutcome[]> {
-    if (topic.needsIndexes(messages, false)) await topic.indexesReady;
+  async #schedule(topic: Topic, scheduler: DelayScheduler, messages: NewMessage[]): Promise<Outcomes> {
+    if (topic.needsIndexes(messages.some((m) => m.messageId !== ""))) await topic.indexesReady;
     const now = Date.now();
-    const results: MessageOutcome[] = new Array(messages.length);
+    const results = new Outcomes(messages.length, undefined);
     const fresh: { dueAt: number; message: NewMessage }[] = [];
     const freshIndex: number[] = [];
     for (let i = 0; i < messages.length; i++) {
@@ -108,11 +111,7 @@ export class PackAppender {
       const original =
         m.messageId !== "" && topic.dedup.windowMs > 0 ? topic.dedup.get(m.messageId, now) : undefined;
       if (original !== undefined) {
-        results[i] = {
-          outcome: "duplicate",
-          seq: Math.max(0, original),
-          traceId: traceIdOf(m.attributes.traceparent) ?? "",
-        };
+        results.set(i, DUPLICATE, Math.max(0, original), traceIdOf(m.attributes.traceparent) ?? "");
         continue;
       }
       // The trace starts now, at publish, so SendPack can return it and the delivery carries it.
@@ -127,18 +126,15 @@ export class PackAppender {
     for (let k = 0; k < fresh.length; k++) {
       const m = fresh[k]!.message;
       if (m.messageId !== "") topic.dedup.set(m.messageId, 0, now);
-      results[freshIndex[k]!] = {
-        outcome: "scheduled",
-        seq: 0,
-        traceId: traceIdOf(m.attributes.traceparent) ?? "",
-      };
+      results.set(freshIndex[k]!, SCHEDULED, 0, traceIdOf(m.attributes.traceparent) ?? "");
     }
     return results;
   }
 }
 
-function bytesOf(messages: readonly NewMessage[]): number {
+/** Bytes of a pack as limits count them (as sent). */
+function bytesOf(pack: Pack): number {
   let n = 0;
-  for (const m of messages) n += messageBytes(m);
+  for (let i = 0; i < pack.count; i++) n += pack.sentBytes[i]!;
   return n;
 }

@@ -1,21 +1,23 @@
+import { type IndexedRun, sliceRun } from "../wire/index.js";
 import { backoffDelay, sleep } from "./backoff.js";
-import type { LogMessage, TopicRecord } from "./model.js";
+import type { TopicRecord } from "./model.js";
 import type { BrokerObserver } from "./observer.js";
 import type { Store } from "./store.js";
 
-/** Called when a shard has committed a batch (its messages in seq order). */
-export type CommittedHandler = (shard: number, batch: readonly LogMessage[], bytes: number) => void;
+/** Called when a shard has committed a batch (its runs in seq order). */
+export type CommittedHandler = (shard: number, batch: readonly IndexedRun[], bytes: number) => void;
 
 /**
- * One writer per shard table, with at most one INSERT in flight: while it runs, new rows queue
- * up and go out together in the next statement (bounded by the store's rows and bytes per
- * INSERT; format 2 writes each run of consecutive seqs as one row, so far more messages fit).
- * Rows are written in seq order, so each commit covers a prefix of the shard's rows.
+ * One writer per shard table, with at most one INSERT in flight: while it runs, new runs queue
+ * up and go out together in the next statement (bounded by the store's messages and bytes per
+ * INSERT, a run cut where it does not fit; format 2 stores runs that follow one another as one
+ * row, so far more messages fit). Runs are written in seq order, so each commit covers a prefix
+ * of the shard's runs.
  * A failed INSERT is retried with backoff until it succeeds: rows have seqs, and dropping them
  * would leave a gap that the watermark could never pass.
  */
 export class ShardWriter {
-  readonly #queue: { row: LogMessage; bytes: number }[] = [];
+  readonly #queue: { run: IndexedRun; bytes: number }[] = [];
   #head = 0;
   #running = false;
   #scheduled = false;
@@ -31,6 +33,7 @@ export class ShardWriter {
     private readonly observer: BrokerObserver,
   ) {}
 
+  /** Runs waiting (a pack's messages are one run). */
   get queuedRows(): number {
     return this.#queue.length - this.#head;
   }
@@ -40,9 +43,10 @@ export class ShardWriter {
     return this.#running || this.#scheduled || this.queuedRows > 0;
   }
 
-  push(row: LogMessage, bytes: number): void {
+  /** Queues a run that holds `bytes` of the write budget (released once it is committed). */
+  push(run: IndexedRun, bytes: number): void {
     if (this.#abandoned) return;
-    this.#queue.push({ row, bytes });
+    this.#queue.push({ run, bytes });
     if (!this.#running && !this.#scheduled) {
       // Start on the next turn of the event loop, so every pack that arrived in this turn
       // shares the INSERT.
@@ -71,6 +75,20 @@ export class ShardWriter {
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
+  /** How many of the run's first records fit in `room` bytes of body. */
+  #fitting(run: IndexedRun, room: number): number {
+    if (run.body.length <= room) return run.offsets.length;
+    let lo = 0;
+    let hi = run.offsets.length - 1;
+    // The largest k with offsets[k] ≤ room: records 0…k−1 end where record k starts.
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (run.offsets[mid]! <= room) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
   async #run(): Promise<void> {
     if (this.#running) return;
     this.#running = true;
@@ -80,14 +98,32 @@ export class ShardWriter {
         ? this.store.capabilities.maxRunMessages
         : this.store.capabilities.maxInsertRows;
     while (this.queuedRows > 0) {
-      const batch: LogMessage[] = [];
+      const batch: IndexedRun[] = [];
+      let messages = 0;
+      let size = 0;
       let bytes = 0;
-      while (this.#head < this.#queue.length && batch.length < maxInsertRows) {
+      while (this.#head < this.#queue.length && messages < maxInsertRows) {
         const next = this.#queue[this.#head]!;
-        if (batch.length > 0 && bytes + next.bytes > maxInsertBytes) break;
-        batch.push(next.row);
-        bytes += next.bytes;
-        this.#head++;
+        const run = next.run;
+        const n = run.offsets.length;
+        const fits = Math.min(n, maxInsertRows - messages, this.#fitting(run, maxInsertBytes - size));
+        if (fits === 0 && batch.length > 0) break;
+        if (fits >= n) {
+          batch.push(run);
+          messages += n;
+          size += run.body.length;
+          bytes += next.bytes;
+          this.#head++;
+          continue;
+        }
+        // Too large for what is left of this INSERT: its head goes now, the rest next time,
+        // with the budget share prorated.
+        const cut = Math.max(1, fits);
+        const share = Math.floor((next.bytes * cut) / n);
+        batch.push(sliceRun(run, 0, cut));
+        this.#queue[this.#head] = { run: sliceRun(run, cut, n), bytes: next.bytes - share };
+        bytes += share;
+        break;
       }
       if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
         this.#queue.splice(0, this.#head);
@@ -97,7 +133,7 @@ export class ShardWriter {
         const startedAt = Date.now();
         const t0 = performance.now();
         try {
-          await this.store.insertMessages(this.topic, this.shard, batch);
+          await this.store.insertRuns(this.topic, this.shard, batch);
           this.observer.batchPersisted(this.topic.name, this.shard, batch, startedAt, performance.now() - t0);
           break;
         } catch (err) {

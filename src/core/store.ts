@@ -1,3 +1,4 @@
+import type { IndexedRun } from "../wire/index.js";
 import type { Cluster } from "./cluster.js";
 import type {
   LogFormat,
@@ -58,6 +59,13 @@ export interface Store {
    * commit); different content is an error. Resolves only once committed.
    */
   insertMessages(topic: TopicRecord, shard: number, rows: readonly LogMessage[]): Promise<void>;
+
+  /**
+   * insertMessages for runs as the broker builds them (in seq order, one shard): format 2
+   * stores runs that follow one another as one row; format 1, a row per message (every seq
+   * % shards === shard). The same guarantees.
+   */
+  insertRuns(topic: TopicRecord, shard: number, runs: readonly IndexedRun[]): Promise<void>;
 
   /** Reads the messages with fromSeq ≤ seq ≤ toSeq, in seq order (missing seqs are skipped). */
   readMessages(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<LogMessage[]>;

@@ -1,24 +1,26 @@
-import type { LogMessage } from "./model.js";
+import { encodeRun, type IndexedRun, recordOf } from "../wire/index.js";
+import { LogMessage } from "./model.js";
 import type { TailCachePool } from "./tail-cache-pool.js";
 
 /**
- * What a cached message costs beyond its payload and metadata bytes: the message object, the
- * Buffer views, the array slots (an estimate of V8's object sizes,
- * on the high side). Counting it makes the limit bound memory, not just payload bytes.
+ * What a cached run costs beyond its body and record index: the run object, its Buffer views,
+ * the array slots (an estimate of V8's object sizes, on the high side). Counting it makes the
+ * limit bound memory, not just payload bytes.
  */
-const ENTRY_OVERHEAD_BYTES = 320;
+const RUN_OVERHEAD_BYTES = 320;
 
 /**
  * The most recent messages of a topic, in seq order, bounded in bytes. The write path appends
- * every message as it is assigned its seq, so subscribers that keep up are served from here and
- * never read the store. Oldest entries are evicted first.
+ * every run (a pack's messages, as stored) as it is assigned its seqs, so subscribers that keep
+ * up are served from here and never read the store. Whole runs are evicted, oldest first; a
+ * message is decoded from its run only when asked for.
  */
 export class TailCache {
   readonly #limitBytes: number;
-  #entries: LogMessage[] = [];
+  /** Evicted slots are undefined until the array is compacted. */
+  #runs: (IndexedRun | undefined)[] = [];
   #sizes: number[] = [];
   #head = 0;
-  #firstSeq = 0;
   #bytes = 0;
 
   /** `pool`, when given, bounds the bytes of all topics' caches together. */
@@ -35,56 +37,77 @@ export class TailCache {
 
   /** The lowest cached seq, or 0 when empty. */
   get firstSeq(): number {
-    return this.#entries.length > this.#head ? this.#firstSeq : 0;
+    return this.#runs[this.#head]?.firstSeq ?? 0;
   }
 
-  /** Appends the next message; a seq that does not follow the last one restarts the cache. */
+  /** Appends one message (tests, tools): a run of one. */
   append(message: LogMessage): void {
-    const size = message.data.byteLength + message.meta.byteLength + ENTRY_OVERHEAD_BYTES;
-    if (
-      this.#entries.length === this.#head ||
-      message.seq !== this.#firstSeq + this.#entries.length - this.#head
-    ) {
-      this.clear();
-      this.#firstSeq = message.seq;
-    }
-    this.#entries.push(message);
+    const row = encodeRun([message], message.bytes);
+    this.appendRun({ ...row, offsets: new Uint32Array(1), payloadBytes: message.data.byteLength });
+  }
+
+  /** Appends the next run; one that does not follow the last one restarts the cache. */
+  appendRun(run: IndexedRun): void {
+    const size = run.body.length + run.offsets.byteLength + RUN_OVERHEAD_BYTES;
+    const last = this.#runs.length > this.#head ? this.#runs[this.#runs.length - 1] : undefined;
+    if (last === undefined || run.firstSeq !== last.lastSeq + 1) this.clear();
+    this.#runs.push(run);
     this.#sizes.push(size);
     this.#bytes += size;
     this.pool?.resize(this, size);
-    while (this.#bytes > this.#limitBytes && this.#entries.length - this.#head > 1) this.#evictOne();
+    while (this.#bytes > this.#limitBytes && this.#runs.length - this.#head > 1) this.#evictOne();
     this.pool?.enforce(this);
   }
 
-  /** Drops the oldest entries until at most `bytes` are held (the newest always stays). */
+  /** Drops the oldest runs until at most `bytes` are held (the newest always stays). */
   shrinkTo(bytes: number): void {
-    while (this.#bytes > bytes && this.#entries.length - this.#head > 1) this.#evictOne();
+    while (this.#bytes > bytes && this.#runs.length - this.#head > 1) this.#evictOne();
   }
 
   /** Drops every entry (the pool needs room, or the topic goes away). */
   clear(): void {
     this.pool?.resize(this, -this.#bytes);
-    this.#entries = [];
+    this.#runs = [];
     this.#sizes = [];
     this.#head = 0;
     this.#bytes = 0;
   }
 
-  /** The cached message with this seq, if any. */
+  /** The run holding `seq`, if cached. */
+  runOf(seq: number): IndexedRun | undefined {
+    const runs = this.#runs;
+    let lo = this.#head;
+    let hi = runs.length - 1;
+    if (lo > hi || seq < runs[lo]!.firstSeq || seq > runs[hi]!.lastSeq) return undefined;
+    // Most lookups are for the newest runs (subscribers keeping up).
+    if (seq >= runs[hi]!.firstSeq) return runs[hi];
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (runs[mid]!.firstSeq <= seq) lo = mid;
+      else hi = mid - 1;
+    }
+    return runs[lo];
+  }
+
+  /** The cached message with this seq, if any (decoded from its run now). */
   get(seq: number): LogMessage | undefined {
-    const i = seq - this.#firstSeq + this.#head;
-    return i >= this.#head && i < this.#entries.length ? this.#entries[i] : undefined;
+    const run = this.runOf(seq);
+    if (run === undefined) return undefined;
+    const r = recordOf(run, seq);
+    const m = new LogMessage(r.seq, r.publishTime, r.data, r.meta);
+    m.record = r.record;
+    return m;
   }
 
   #evictOne(): void {
     const size = this.#sizes[this.#head]!;
     this.#bytes -= size;
     this.pool?.resize(this, -size);
+    this.#runs[this.#head] = undefined;
     this.#head++;
-    this.#firstSeq++;
     // Compact now and then so the arrays do not grow without bound.
-    if (this.#head > 4096 && this.#head * 2 > this.#entries.length) {
-      this.#entries = this.#entries.slice(this.#head);
+    if (this.#head > 1024 && this.#head * 2 > this.#runs.length) {
+      this.#runs = this.#runs.slice(this.#head);
       this.#sizes = this.#sizes.slice(this.#head);
       this.#head = 0;
     }

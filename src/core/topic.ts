@@ -1,11 +1,11 @@
-import { encodeMeta, newTraceparent, traceIdOf } from "../wire/index.js";
+import { buildRun, type IndexedRun, type Pack, sliceRun } from "../wire/index.js";
 import { CommitTracker } from "./commit-tracker.js";
 import { ConfirmQueue } from "./confirm-queue.js";
 import { DedupIndex } from "./dedup-index.js";
 import { NerveBusError } from "./errors.js";
-import type { NewMessage, TopicRecord } from "./model.js";
-import { LogMessage, messageBytes } from "./model.js";
+import type { LogMessage, TopicRecord } from "./model.js";
 import type { BrokerObserver } from "./observer.js";
+import { APPENDED, DUPLICATE, Outcomes } from "./outcomes.js";
 import { PriorityIndex } from "./priority-index.js";
 import { RateMeter } from "./rate-meter.js";
 import type { ReadAheadShare } from "./read-ahead.js";
@@ -18,24 +18,13 @@ import type { TopicSchema } from "./topic-schema.js";
 import type { WriteBudget } from "./write-budget.js";
 import { encodeWriterState, type IdHorizon } from "./writer-state.js";
 
-/** What happened to one message of a pack. */
-export interface MessageOutcome {
-  readonly outcome: "appended" | "duplicate" | "scheduled";
-  /** 0 for scheduled (and for duplicates of a message that is still scheduled). */
-  readonly seq: number;
-  readonly traceId: string;
-}
-
 /** What a confirmed append returns. */
 export interface AppendResult {
   /** First and last seq of the messages appended now; 0 when none was. */
   readonly firstSeq: number;
   readonly lastSeq: number;
-  readonly results: MessageOutcome[];
+  readonly results: Outcomes;
 }
-
-/** UTF-8 bytes of the traceparent attribute the broker adds to a message without one. */
-const TRACEPARENT_BYTES = "traceparent".length + newTraceparent().length;
 
 /** Ids remembered per topic for deduplication, at most (see DedupIndex). */
 export const MAX_DEDUP_IDS = 1_000_000;
@@ -180,7 +169,7 @@ export class Topic {
    * in which case the messages may still become durable later.
    */
   append(
-    messages: readonly NewMessage[],
+    pack: Pack,
     bytes: number,
     deadline: number,
     scheduleIds?: readonly number[],
@@ -190,95 +179,73 @@ export class Topic {
       return Promise.reject(this.#failure ?? new NerveBusError("unavailable", "broker is shutting down"));
     }
     const now = Date.now();
-    const results: MessageOutcome[] = new Array(messages.length);
-    const fresh: number[] = [];
+    const n = pack.count;
+    const results = new Outcomes(n, pack);
+    const ids = pack.messageIds;
+    const dedupOn = this.dedup.windowMs > 0;
+    // Without ids there is nothing to look up: every message is fresh (the common case).
+    let fresh: number[] | undefined;
     let waitFor = 0;
     let released = 0;
-    const dedupOn = this.dedup.windowMs > 0;
-    for (let i = 0; i < messages.length; i++) {
-      const m = messages[i]!;
-      const scheduleId = scheduleIds?.[i];
-      const original =
-        scheduleId !== undefined
-          ? this.moved.get(String(scheduleId), now)
-          : dedupOn && m.messageId !== ""
-            ? this.dedup.get(m.messageId, now)
-            : undefined;
-      if (original !== undefined) {
-        results[i] = {
-          outcome: "duplicate",
-          seq: original,
+    if (scheduleIds !== undefined || (dedupOn && ids !== undefined)) {
+      fresh = [];
+      for (let i = 0; i < n; i++) {
+        const scheduleId = scheduleIds?.[i];
+        const messageId = ids?.[i] ?? "";
+        const original =
+          scheduleId !== undefined
+            ? this.moved.get(String(scheduleId), now)
+            : dedupOn && messageId !== ""
+              ? this.dedup.get(messageId, now)
+              : undefined;
+        if (original !== undefined) {
           // The original's trace id while it is cached, else the retry's own (a client's retry
           // carries the same attributes).
-          traceId: this.cache.get(original)?.traceId ?? traceIdOf(m.attributes.traceparent) ?? "",
-        };
-        waitFor = Math.max(waitFor, original);
-        released += messageBytes(m);
-        continue;
+          results.set(i, DUPLICATE, original, this.cache.get(original)?.traceId ?? pack.traceId(i));
+          waitFor = Math.max(waitFor, original);
+          released += pack.sentBytes[i]!;
+          continue;
+        }
+        fresh.push(i);
+        // Reserve the id now, so a duplicate later in the same pack finds it.
+        if (dedupOn && messageId !== "") this.dedup.set(messageId, -1, now);
       }
-      fresh.push(i);
-      // Reserve the id now, so a duplicate later in the same pack finds it.
-      if (dedupOn && m.messageId !== "") this.dedup.set(m.messageId, -1, now);
     }
     if (released > 0) this.budget.release(released);
+    const count = fresh === undefined ? n : fresh.length;
     let firstSeq = 0;
     let lastSeq = 0;
-    if (fresh.length > 0) {
-      firstSeq = this.#tracker.assign(fresh.length);
-      lastSeq = firstSeq + fresh.length - 1;
-      const shards = this.record.shards;
-      const writer = this.record.format === 2 && !this.ephemeral ? this.#writerOfTurn() : undefined;
-      for (let k = 0; k < fresh.length; k++) {
-        const i = fresh[k]!;
-        const m = messages[i]!;
+    if (count > 0) {
+      firstSeq = this.#tracker.assign(count);
+      lastSeq = firstSeq + count - 1;
+      const run = buildRun(pack, fresh, firstSeq, now, scheduleIds);
+      this.cache.appendRun(run);
+      let sentBytes = 0;
+      for (let k = 0; k < count; k++) {
+        const i = fresh === undefined ? k : fresh[k]!;
         const seq = firstSeq + k;
-        const sentBytes = messageBytes(m);
-        let attributes = m.attributes;
-        let storedBytes = sentBytes;
-        let traceparent = attributes.traceparent;
-        if (traceparent === undefined) {
-          traceparent = newTraceparent();
-          attributes = { ...attributes, traceparent };
-          storedBytes += TRACEPARENT_BYTES;
-        }
-        const traceId = traceIdOf(traceparent) ?? "";
+        sentBytes += pack.sentBytes[i]!;
+        results.set(i, APPENDED, seq);
+        const messageId = ids?.[i] ?? "";
         const scheduleId = scheduleIds?.[i];
-        const row = new LogMessage(
-          seq,
-          now,
-          m.data,
-          encodeMeta(
-            { attributes, orderingKey: m.orderingKey, messageId: m.messageId, priority: m.priority },
-            traceId,
-            scheduleId,
-          ),
-          storedBytes,
-        );
-        this.cache.append(row);
-        this.priorities.note(seq, m.priority);
-        if (dedupOn && m.messageId !== "") this.dedup.set(m.messageId, seq, now);
+        this.priorities.note(seq, pack.priorityOf(i));
+        if (dedupOn && messageId !== "") this.dedup.set(messageId, seq, now);
         if (scheduleId !== undefined) this.moved.set(String(scheduleId), seq, now);
-        if (scheduleId !== undefined || m.messageId !== "") {
+        if (scheduleId !== undefined || messageId !== "") {
           this.#appendedIdSeq = seq;
           if (seq > this.#idSeq) this.#idSeq = seq;
         }
-        results[i] = { outcome: "appended", seq, traceId };
-        // The budget was taken for the message as sent (before a traceparent was added).
-        if (!this.ephemeral) (writer ?? this.#writers[seq % shards]!).push(row, sentBytes);
       }
-      this.publishRate.mark(fresh.length);
+      // The budget was taken for the messages as sent (before a traceparent was added).
+      if (!this.ephemeral) this.#write(run, sentBytes);
+      this.publishRate.mark(count);
       waitFor = Math.max(waitFor, lastSeq);
     }
     // Duplicates within the pack point at the seq their first copy got just now.
-    for (let i = 0; i < results.length; i++) {
-      const r = results[i]!;
-      if (r.outcome === "duplicate" && r.seq === -1) {
-        const seq = this.dedup.get(messages[i]!.messageId, now) ?? 0;
-        results[i] = {
-          outcome: "duplicate",
-          seq,
-          traceId: this.cache.get(seq)?.traceId ?? "",
-        };
+    for (let i = 0; i < n; i++) {
+      if (results.kind[i] === DUPLICATE && results.seq[i] === -1) {
+        const seq = this.dedup.get(ids![i]!, now) ?? 0;
+        results.set(i, DUPLICATE, seq, this.cache.get(seq)?.traceId ?? "");
       }
     }
     const result: AppendResult = { firstSeq, lastSeq, results };
@@ -291,6 +258,24 @@ export class Topic {
     }
     if (waitFor <= this.#watermark) return Promise.resolve(result);
     return this.#confirms.wait(waitFor, deadline, result);
+  }
+
+  /**
+   * Hands a run to the shard writers: format 2, all of it to this write turn's writer; format
+   * 1 (a row per message, each shard its seqs), message by message.
+   */
+  #write(run: IndexedRun, sentBytes: number): void {
+    if (this.record.format === 2) {
+      this.#writerOfTurn().push(run, sentBytes);
+      return;
+    }
+    const n = run.offsets.length;
+    const shards = this.record.shards;
+    for (let k = 0; k < n; k++) {
+      // The budget share of one message: the run's, prorated (released once all are written).
+      const share = Math.floor(sentBytes / n) + (k < sentBytes % n ? 1 : 0);
+      this.#writers[(run.firstSeq + k) % shards]!.push(sliceRun(run, k, k + 1), share);
+    }
   }
 
   /**
@@ -327,10 +312,9 @@ export class Topic {
   #appendedIdSeq = 0;
   #indexesBuilt = true;
 
-  /** Whether appending `messages` must wait for the index rebuild (they carry ids). */
-  needsIndexes(messages: readonly NewMessage[], scheduled: boolean): boolean {
-    if (this.#indexesBuilt) return false;
-    return scheduled || messages.some((m) => m.messageId !== "");
+  /** Whether appending messages that carry ids (message or schedule ids) must wait for the index rebuild. */
+  needsIndexes(withIds: boolean): boolean {
+    return withIds && !this.#indexesBuilt;
   }
 
   /**
@@ -470,19 +454,13 @@ export class Topic {
     return pick;
   }
 
-  #committed(shard: number, batch: readonly LogMessage[], bytes: number): void {
+  #committed(shard: number, batch: readonly IndexedRun[], bytes: number): void {
     this.budget.release(bytes);
     const tracker = this.#tracker;
     if (tracker instanceof RunTracker) {
-      // The batch holds one or more runs of consecutive seqs.
-      let start = 0;
-      for (let i = 1; i <= batch.length; i++) {
-        if (i < batch.length && batch[i]!.seq === batch[i - 1]!.seq + 1) continue;
-        tracker.commit(batch[start]!.seq, batch[i - 1]!.seq);
-        start = i;
-      }
+      for (const run of batch) tracker.commit(run.firstSeq, run.lastSeq);
     } else {
-      tracker.commit(shard, batch[batch.length - 1]!.seq);
+      tracker.commit(shard, batch[batch.length - 1]!.lastSeq);
     }
     const watermark = this.#tracker.watermark;
     if (watermark === this.#watermark) return;

@@ -11,6 +11,7 @@ import {
   decodeRun,
   encodeMeta,
   encodeRun,
+  type IndexedRun,
   metaIds,
   type RunRow,
   traceIdOf,
@@ -95,6 +96,13 @@ export function encodeRuns(rows: readonly LogMessage[]): RunRow[] {
     start = i;
   }
   return runs;
+}
+
+/** Format 1: the messages of runs the broker built, one LogMessage each (a row per message). */
+export function messagesOfIndexedRuns(runs: readonly IndexedRun[]): LogMessage[] {
+  const out: LogMessage[] = [];
+  for (const run of runs) out.push(...messagesOfRuns([run], run.firstSeq, run.lastSeq));
+  return out;
 }
 
 /** A run as read back from a store: its body and schedule ids. */

@@ -9,6 +9,7 @@ import {
   trace,
 } from "@opentelemetry/api";
 import type { BrokerObserver } from "../core/index.js";
+import { decodeMeta, recordOf } from "../wire/index.js";
 import { ATTR, SYSTEM } from "./attributes.js";
 import type { Metrics } from "./metrics.js";
 
@@ -61,19 +62,24 @@ export function otelObserver(
   return {
     tracing: tracer !== undefined,
 
-    batchPersisted(topic, shard, rows, startedAt, durationMs) {
+    batchPersisted(topic, shard, runs, startedAt, durationMs) {
       let bytes = 0;
-      for (const r of rows) bytes += r.data.byteLength;
-      metrics.published.add(rows.length, { topic });
+      let count = 0;
+      for (const r of runs) {
+        bytes += r.payloadBytes;
+        count += r.lastSeq - r.firstSeq + 1;
+      }
+      metrics.published.add(count, { topic });
       metrics.publishedBytes.add(bytes, { topic });
-      metrics.storeBatchRows.record(rows.length, { operation: "insert" });
+      metrics.storeBatchRows.record(count, { operation: "insert" });
       metrics.storeSeconds.record(durationMs / 1000, { operation: "insert" });
       if (tracer === undefined) return;
       const links: Link[] = [];
-      for (const r of rows) {
-        if (links.length >= MAX_LINKS) break;
-        const l = linkTo(r.attributes);
-        if (l !== undefined) links.push(l);
+      for (const run of runs) {
+        for (let seq = run.firstSeq; seq <= run.lastSeq && links.length < MAX_LINKS; seq++) {
+          const l = linkTo(decodeMeta(recordOf(run, seq).meta).attributes);
+          if (l !== undefined) links.push(l);
+        }
       }
       const span = tracer.startSpan(
         `persist ${topic}`,
@@ -86,9 +92,9 @@ export function otelObserver(
             [ATTR.destination]: topic,
             [ATTR.operationName]: "persist",
             [ATTR.shard]: shard,
-            [ATTR.batchCount]: rows.length,
-            [ATTR.firstSeq]: rows[0]?.seq ?? 0,
-            [ATTR.lastSeq]: rows[rows.length - 1]?.seq ?? 0,
+            [ATTR.batchCount]: count,
+            [ATTR.firstSeq]: runs[0]?.firstSeq ?? 0,
+            [ATTR.lastSeq]: runs[runs.length - 1]?.lastSeq ?? 0,
             [ATTR.dbSystem]: storeKind,
           },
         },

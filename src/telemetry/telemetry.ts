@@ -26,7 +26,8 @@ export interface Telemetry {
     topic: string,
     count: number,
     metadataTraceparent: string | undefined,
-    first: Record<string, string> | undefined,
+    /** The first message's attributes as sent; asked for only when tracing. */
+    first: () => Record<string, string> | undefined,
   ): Span | undefined;
   shutdown(): Promise<void>;
 }
@@ -54,7 +55,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
       const parent: Context =
         metadataTraceparent !== undefined
           ? propagation.extract(ROOT_CONTEXT, { traceparent: metadataTraceparent })
-          : messageContext(first);
+          : messageContext(first());
       return tracer.startSpan(
         `publish ${topic}`,
         {

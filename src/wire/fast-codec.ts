@@ -2,7 +2,6 @@ import { create, type DescMessage, fromBinary, type MessageShape } from "@bufbui
 import { DurationSchema, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import type { Message } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
 import {
-  MessageResult_Outcome,
   type SendPackRequest,
   SendPackRequestSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
@@ -11,6 +10,7 @@ import {
   ReceiveRequestSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { readAttribute } from "./message-meta.js";
+import type { Pack } from "./pack.js";
 import { recordSize, writeRecord } from "./run-body.js";
 import {
   varintSize,
@@ -30,13 +30,17 @@ import {
  * goes through protobuf-es.
  */
 
-/** What encodeSendPackResponse needs of each message's outcome (core's MessageOutcome). */
-export interface OutcomeFields {
-  readonly outcome: "appended" | "duplicate" | "scheduled";
-  /** 0 when the message has no seq yet (scheduled). */
-  readonly seq: number;
-  /** "" when the message has no trace context. */
-  readonly traceId: string;
+/**
+ * What encodeSendPackResponse needs of a pack's outcomes, column-wise: kind (MessageResult
+ * Outcome numbers) and seq (0: none) per message; trace ids from `traceIds` where set, else
+ * from the end of the message's stored metadata in `pack` (message-meta.ts), copied as bytes.
+ */
+export interface OutcomeColumns {
+  readonly count: number;
+  readonly kind: Uint8Array;
+  readonly seq: Float64Array;
+  readonly pack: Pack | undefined;
+  readonly traceIds: readonly (string | undefined)[] | undefined;
 }
 
 /** What encodeDeliveries needs of a delivery (core's Delivered): the message and its attempt. */
@@ -162,45 +166,44 @@ function readSendPackRequest(buf: Buffer): SendPackRequest {
   return { $typeName: "nervebus.v1.SendPackRequest", topic, messages };
 }
 
-const OUTCOMES = {
-  appended: MessageResult_Outcome.APPENDED,
-  duplicate: MessageResult_Outcome.DUPLICATE,
-  scheduled: MessageResult_Outcome.SCHEDULED,
-} as const;
-
 /** SendPackResponse bytes: first and last seq, one MessageResult per message. */
-export function encodeSendPackResponse(
-  firstSeq: number,
-  lastSeq: number,
-  results: readonly OutcomeFields[],
-): Buffer {
+export function encodeSendPackResponse(firstSeq: number, lastSeq: number, results: OutcomeColumns): Buffer {
+  const { count, kind, seq, pack, traceIds } = results;
   let size = 0;
   if (firstSeq > 0) size += 1 + varintSize(firstSeq);
   if (lastSeq > 0) size += 1 + varintSize(lastSeq);
-  const lens = new Array<number>(results.length);
-  for (let i = 0; i < results.length; i++) {
-    const r = results[i]!;
+  // Per message: its trace id's length (0 or 32 from the pack; any from traceIds).
+  const traceLens = new Uint8Array(count);
+  for (let i = 0; i < count; i++) {
+    const t = traceIds?.[i];
+    const traceLen = t !== undefined ? t.length : pack !== undefined && pack.traced[i] === 1 ? 32 : 0;
+    traceLens[i] = traceLen;
     let len = 2; // outcome: never 0
-    if (r.seq > 0) len += 1 + varintSize(r.seq);
-    if (r.traceId !== "") len += 1 + varintSize(r.traceId.length) + r.traceId.length;
-    lens[i] = len;
+    if (seq[i]! > 0) len += 1 + varintSize(seq[i]!);
+    if (traceLen > 0) len += 2 + traceLen;
     size += 1 + varintSize(len) + len;
   }
   const buf = Buffer.allocUnsafe(size);
   let pos = 0;
   if (firstSeq > 0) pos = writeVarintField(buf, pos, 1, firstSeq);
   if (lastSeq > 0) pos = writeVarintField(buf, pos, 2, lastSeq);
-  for (let i = 0; i < results.length; i++) {
-    const r = results[i]!;
+  for (let i = 0; i < count; i++) {
+    const s = seq[i]!;
+    const traceLen = traceLens[i]!;
     buf[pos++] = (3 << 3) | WIRE_LEN;
-    pos = writeVarint(buf, pos, lens[i]!);
+    pos = writeVarint(buf, pos, 2 + (s > 0 ? 1 + varintSize(s) : 0) + (traceLen > 0 ? 2 + traceLen : 0));
     buf[pos++] = (1 << 3) | WIRE_VARINT;
-    buf[pos++] = OUTCOMES[r.outcome];
-    if (r.seq > 0) pos = writeVarintField(buf, pos, 2, r.seq);
-    if (r.traceId !== "") {
+    buf[pos++] = kind[i]!;
+    if (s > 0) pos = writeVarintField(buf, pos, 2, s);
+    if (traceLen > 0) {
       buf[pos++] = (3 << 3) | WIRE_LEN;
-      pos = writeVarint(buf, pos, r.traceId.length);
-      pos += buf.write(r.traceId, pos, "latin1");
+      buf[pos++] = traceLen;
+      const t = traceIds?.[i];
+      if (t !== undefined) pos += buf.write(t, pos, "latin1");
+      else {
+        const end = pack!.metaEnd[i]!;
+        pos += pack!.meta.copy(buf, pos, end - 32, end);
+      }
     }
   }
   return buf;

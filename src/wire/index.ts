@@ -8,12 +8,12 @@ export {
   type DeliveryFields,
   decodeOrMalformed,
   decodeReceiveRequest,
-  decodeSendPackRequest,
   encodeDeliveries,
   encodeSendPackResponse,
   malformedReason,
-  type OutcomeFields,
+  type OutcomeColumns,
 } from "./fast-codec.js";
+export { buildRun, type IndexedRun, joinRuns, recordOf, sliceRun } from "./indexed-run.js";
 export {
   decodeMeta,
   deliveryMeta,
@@ -24,6 +24,7 @@ export {
   metaIds,
   type Priority,
 } from "./message-meta.js";
+export { Pack, type PackMessage, packOf } from "./pack.js";
 export {
   type ConfirmFields,
   type CreditFields,
@@ -31,5 +32,6 @@ export {
   encodePublishResponse,
 } from "./publish-codec.js";
 export { decodeRun, encodeRun, type RunMessage, type RunRecord, type RunRow } from "./run-body.js";
+export { readSendPack, type SendPackBytes } from "./send-pack-reader.js";
 export { newTraceparent, traceIdOf } from "./trace-context.js";
 export { varintSize, WireReader, writeVarint } from "./wire-format.js";

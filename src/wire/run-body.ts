@@ -186,43 +186,54 @@ export function decodeRun(
   let firstSeq = -1;
   while (!r.done) {
     const [start, end] = r.lenRange();
-    const rec = new WireReader(body, start, end);
-    if (rec.tag() !== TAG_SEQ) throw new WireError("run record does not start with its seq");
-    const seq = rec.varint();
+    const seq = new WireReader(body, start + 1, end).varint();
     if (firstSeq < 0) firstSeq = seq;
     if (seq < from) continue;
     if (seq > to) break;
-    let data: Buffer = body.subarray(rec.pos, rec.pos);
-    let metaStart = rec.pos;
-    let metaEnd = rec.pos;
-    let publishTime = 0;
-    while (!rec.done) {
-      const at = rec.pos;
-      const tag = rec.tag();
-      if (tag === TAG_DATA) {
-        data = rec.bytes();
-        metaStart = rec.pos;
-      } else if (tag === TAG_TIME) {
-        metaEnd = at;
-        const [ts, te] = rec.lenRange();
-        const t = new WireReader(body, ts, te);
-        let seconds = 0;
-        let nanos = 0;
-        while (!t.done) {
-          const f = t.tag();
-          if (f === 1 << 3) seconds = t.varint();
-          else if (f === 2 << 3) nanos = t.varint();
-          else t.skip(f & 7);
-        }
-        publishTime = seconds * 1000 + Math.floor(nanos / 1_000_000);
-      } else {
-        rec.skip(tag & 7);
-      }
-    }
-    let meta = body.subarray(metaStart, metaEnd);
-    const scheduleId = scheduleIds.get(seq - firstSeq);
-    if (scheduleId !== undefined) meta = withScheduleId(meta, scheduleId);
-    out.push({ seq, publishTime, data, meta, record: body.subarray(start, end) });
+    const rec = readRecord(body, start, end);
+    const scheduleId = scheduleIds.get(rec.seq - firstSeq);
+    out.push(scheduleId === undefined ? rec : { ...rec, meta: withScheduleId(rec.meta, scheduleId) });
   }
   return out;
+}
+
+/** The record at body[start, end) (without its length prefix); its fields are views into `body`. */
+export function readRecord(body: Buffer, start: number, end: number): RunRecord {
+  const rec = new WireReader(body, start, end);
+  if (rec.tag() !== TAG_SEQ) throw new WireError("run record does not start with its seq");
+  const seq = rec.varint();
+  let data: Buffer = body.subarray(rec.pos, rec.pos);
+  let metaStart = rec.pos;
+  let metaEnd = rec.pos;
+  let publishTime = 0;
+  while (!rec.done) {
+    const at = rec.pos;
+    const tag = rec.tag();
+    if (tag === TAG_DATA) {
+      data = rec.bytes();
+      metaStart = rec.pos;
+    } else if (tag === TAG_TIME) {
+      metaEnd = at;
+      const [ts, te] = rec.lenRange();
+      const t = new WireReader(body, ts, te);
+      let seconds = 0;
+      let nanos = 0;
+      while (!t.done) {
+        const f = t.tag();
+        if (f === 1 << 3) seconds = t.varint();
+        else if (f === 2 << 3) nanos = t.varint();
+        else t.skip(f & 7);
+      }
+      publishTime = seconds * 1000 + Math.floor(nanos / 1_000_000);
+    } else {
+      rec.skip(tag & 7);
+    }
+  }
+  return {
+    seq,
+    publishTime,
+    data,
+    meta: body.subarray(metaStart, metaEnd),
+    record: body.subarray(start, end),
+  };
 }

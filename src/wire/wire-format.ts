@@ -49,6 +49,20 @@ export function lenFieldSize(len: number): number {
   return 1 + varintSize(len) + len;
 }
 
+/**
+ * Copies src[start, end) to dst at `pos`; returns the position after it. Short copies (most
+ * fields of a message) in a loop: Buffer#copy costs more in argument checks than it copies.
+ */
+export function copyBytes(src: Uint8Array, start: number, end: number, dst: Uint8Array, pos: number): number {
+  const len = end - start;
+  if (len < 64) {
+    for (let i = 0; i < len; i++) dst[pos + i] = src[start + i]!;
+  } else {
+    dst.set(src.subarray(start, end), pos);
+  }
+  return pos + len;
+}
+
 /** Thrown for bytes that are not valid protobuf; the API layer turns it into INVALID_ARGUMENT. */
 export class WireError extends Error {}
 

@@ -8,6 +8,7 @@ import {
   PublishResponseSchema,
   SendPackResponseSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import { APPENDED, Outcomes } from "../../src/core/index.js";
 import {
   decodePublishRequest,
   encodePublishResponse,
@@ -41,10 +42,10 @@ test("decodePublishRequest reads batches and opens as protobuf-es does, and mark
 });
 
 test("encodePublishResponse is the PublishResponse protobuf-es reads, confirms carrying SendPack's bytes", () => {
-  const result = encodeSendPackResponse(7, 8, [
-    { outcome: "appended", seq: 7, traceId: "0".repeat(32) },
-    { outcome: "appended", seq: 8, traceId: "1".repeat(32) },
-  ]);
+  const outcomes = new Outcomes(2, undefined);
+  outcomes.set(0, APPENDED, 7, "0".repeat(32));
+  outcomes.set(1, APPENDED, 8, "1".repeat(32));
+  const result = encodeSendPackResponse(7, 8, outcomes);
   const bytes = encodePublishResponse({ messages: 10, bytes: 1 << 24 }, [{ batch: 3, result }], {
     messages: 2,
     bytes: 0,

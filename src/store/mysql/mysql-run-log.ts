@@ -29,12 +29,10 @@ export class MysqlRunLog {
   }
 
   /**
-   * Writes the runs of `rows` into one shard. A run already stored must be this very run (a
-   * retry after a lost commit); anything else means two writers and ends this broker's
-   * ownership.
+   * Writes runs into one shard. A run already stored must be this very run (a retry after a
+   * lost commit); anything else means two writers and ends this broker's ownership.
    */
-  async insert(topic: core.TopicRecord, shard: number, rows: readonly core.LogMessage[]): Promise<void> {
-    const runs = codec.encodeRuns(rows);
+  async insert(topic: core.TopicRecord, shard: number, runs: readonly RunRow[]): Promise<void> {
     const table = codec.runTable(topic.id, shard);
     await this.db.fenced("inserting runs", topic, shard, async (conn) => {
       for (let i = 0; i < runs.length; i += MAX_RUNS_PER_INSERT) {

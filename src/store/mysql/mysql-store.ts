@@ -1,5 +1,6 @@
 import type mysql from "mysql2/promise";
 import type * as core from "../../core/index.js";
+import { type IndexedRun, joinRuns } from "../../wire/index.js";
 import * as codec from "../codec.js";
 import { ClusterLease } from "./cluster-lease.js";
 import { type FencedPool, META_SLOT } from "./fenced-pool.js";
@@ -229,8 +230,14 @@ export class MysqlStore implements core.Store {
 
   insertMessages(topic: core.TopicRecord, shard: number, rows: readonly core.LogMessage[]): Promise<void> {
     return topic.format === 2
-      ? this.#runs.insert(topic, shard, rows)
+      ? this.#runs.insert(topic, shard, codec.encodeRuns(rows))
       : this.#inserter.insert(topic, shard, rows);
+  }
+
+  insertRuns(topic: core.TopicRecord, shard: number, runs: readonly IndexedRun[]): Promise<void> {
+    return topic.format === 2
+      ? this.#runs.insert(topic, shard, joinRuns(runs))
+      : this.#inserter.insert(topic, shard, codec.messagesOfIndexedRuns(runs));
   }
 
   async readMessages(topic: core.TopicRecord, fromSeq: number, toSeq: number): Promise<core.LogMessage[]> {

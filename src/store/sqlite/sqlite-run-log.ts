@@ -1,8 +1,9 @@
 import type Database from "better-sqlite3";
 import * as core from "../../core/index.js";
+import type { RunRow } from "../../wire/index.js";
 import * as codec from "../codec.js";
 
-type RunRow = { first_seq: number; body: Buffer; ids: Buffer | null };
+type StoredRunRow = { first_seq: number; body: Buffer; ids: Buffer | null };
 
 /**
  * Format 2 on SQLite: a topic's shard tables hold a row per run of consecutive messages
@@ -23,16 +24,16 @@ export class SqliteRunLog {
   }
 
   /**
-   * Writes the runs of `rows` into one shard (inside the caller's transaction). A run already
-   * stored must be this very run (a retry); anything else is an error, never a success.
+   * Writes runs into one shard (inside the caller's transaction). A run already stored must be
+   * this very run (a retry); anything else is an error, never a success.
    */
-  insert(topic: core.TopicRecord, shard: number, rows: readonly core.LogMessage[]): void {
+  insert(topic: core.TopicRecord, shard: number, runs: readonly RunRow[]): void {
     const table = codec.runTable(topic.id, shard);
     const insert = this.stmt(
       `INSERT INTO ${table} (first_seq, last_seq, first_time, last_time, bytes, body, ids)
        VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (first_seq) DO NOTHING`,
     );
-    for (const run of codec.encodeRuns(rows)) {
+    for (const run of runs) {
       const { changes } = insert.run(
         run.firstSeq,
         run.lastSeq,
@@ -67,7 +68,7 @@ export class SqliteRunLog {
       const rows = this.stmt(
         `SELECT first_seq, body, ids FROM ${codec.runTable(topic.id, shard)}
            WHERE last_seq >= ? AND first_seq <= ?`,
-      ).all(from, to) as RunRow[];
+      ).all(from, to) as StoredRunRow[];
       for (const r of rows) out.push({ firstSeq: r.first_seq, body: r.body, ids: r.ids });
     }
     return out;

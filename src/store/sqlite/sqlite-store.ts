@@ -3,6 +3,7 @@ import { hostname } from "node:os";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import * as core from "../../core/index.js";
+import { type IndexedRun, joinRuns, type RunRow } from "../../wire/index.js";
 import * as codec from "../codec.js";
 import { mapSqliteOpenError, mapStoreError } from "../errors.js";
 import { SqliteRunLog } from "./sqlite-run-log.js";
@@ -21,7 +22,10 @@ const CAPABILITIES: core.StoreCapabilities = {
 interface QueuedInsert {
   readonly topic: core.TopicRecord;
   readonly shard: number;
+  /** Format 1: a row per message. */
   readonly rows: readonly core.LogMessage[];
+  /** Format 2: a row per run. */
+  readonly runs: readonly RunRow[];
   readonly resolve: () => void;
   readonly reject: (err: unknown) => void;
 }
@@ -255,8 +259,25 @@ export class SqliteStore implements core.Store {
   }
 
   insertMessages(topic: core.TopicRecord, shard: number, rows: readonly core.LogMessage[]): Promise<void> {
+    return topic.format === 2
+      ? this.#insert(topic, shard, [], codec.encodeRuns(rows))
+      : this.#insert(topic, shard, rows, []);
+  }
+
+  insertRuns(topic: core.TopicRecord, shard: number, runs: readonly IndexedRun[]): Promise<void> {
+    return topic.format === 2
+      ? this.#insert(topic, shard, [], joinRuns(runs))
+      : this.#insert(topic, shard, codec.messagesOfIndexedRuns(runs), []);
+  }
+
+  #insert(
+    topic: core.TopicRecord,
+    shard: number,
+    rows: readonly core.LogMessage[],
+    runs: readonly RunRow[],
+  ): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.#queue.push({ topic, shard, rows, resolve, reject });
+      this.#queue.push({ topic, shard, rows, runs, resolve, reject });
       if (this.#flushScheduled) return;
       this.#flushScheduled = true;
       setImmediate(() => this.#flushInserts());
@@ -271,7 +292,7 @@ export class SqliteStore implements core.Store {
       this.#db.transaction(() => {
         for (const q of queue) {
           if (q.topic.format === 2) {
-            this.#runs.insert(q.topic, q.shard, q.rows);
+            this.#runs.insert(q.topic, q.shard, q.runs);
             continue;
           }
           // Idempotent: a retried row has the same content as the one already there; a row
