@@ -204,7 +204,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: 16 * MiB,
     min: 0,
     max: 4096 * MiB,
-    doc: "recent messages kept in memory per topic (payload plus ~320 B per message)",
+    doc: "recent messages kept in memory per topic, as stored runs (their bytes plus ~320 B per run)",
   },
   {
     key: "tailCacheTotalBytes",
