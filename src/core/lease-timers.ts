@@ -1,12 +1,14 @@
+import type { LeaseRange } from "./lease-range.js";
 import { MinHeap } from "./min-heap.js";
 
 /**
- * Due times: a lease extended or a redelivery (one seq), or the leases of one delivered batch
- * (one entry for the batch: they share the deadline).
+ * Due times: a lease extended or a redelivery (one seq), the leases of one delivered batch
+ * (one entry for the batch: they share the deadline), or a ranged lease (first deliveries).
  */
 type TimerEntry =
   | { readonly seq: number; readonly kind: "lease" | "retry" }
-  | { readonly seqs: number[]; readonly kind: "leases" };
+  | { readonly seqs: number[]; readonly kind: "leases" }
+  | { readonly range: LeaseRange; readonly kind: "range" };
 
 /** Whether the entry of kind "lease" or "retry" for `seq`, due `at`, still matches its message. */
 export type TimerCheck = (kind: "lease" | "retry", seq: number, at: number) => boolean;
@@ -44,19 +46,26 @@ export class LeaseTimers {
     this.#batchSeqs += seqs.length;
   }
 
+  /** The seqs a ranged lease still holds are due at its deadline. */
+  range(range: LeaseRange): void {
+    this.#heap.push(range.deadline, { range, kind: "range" });
+  }
+
   /** `seq` may be redelivered from `at`. */
   retry(seq: number, at: number): void {
     this.#heap.push(at, { seq, kind: "retry" });
   }
 
   /**
-   * Takes every entry due by `now`, oldest first: `expire(seq, at)` for each lease and
-   * `due(seq, at)` for each redelivery, `at` being the time the entry was set for.
+   * Takes every entry due by `now`, oldest first: `expire(seq, at)` for each lease,
+   * `expireRange(range)` for each ranged lease and `due(seq, at)` for each redelivery, `at`
+   * being the time the entry was set for.
    */
   runDue(
     now: number,
     expire: (seq: number, at: number) => void,
     due: (seq: number, at: number) => void,
+    expireRange?: (range: LeaseRange) => void,
   ): void {
     while ((this.#heap.peekKey() ?? Number.POSITIVE_INFINITY) <= now) {
       const at = this.#heap.peekKey()!;
@@ -66,6 +75,8 @@ export class LeaseTimers {
         for (const seq of entry.seqs) expire(seq, at);
       } else if (entry.kind === "lease") {
         expire(entry.seq, at);
+      } else if (entry.kind === "range") {
+        expireRange?.(entry.range);
       } else {
         due(entry.seq, at);
       }
@@ -104,6 +115,7 @@ export class LeaseTimers {
         this.#batchSeqs += kept;
         return kept > 0;
       }
+      if (e.kind === "range") return e.range.open > 0;
       return isCurrent(e.kind, e.seq, at);
     });
   }

@@ -2,6 +2,7 @@ import { AckRanges } from "./ack-ranges.js";
 import { backoffDelay } from "./backoff.js";
 import type { Consumer, Delivered } from "./consumer.js";
 import { invalidArgument, type NerveBusError } from "./errors.js";
+import { LeaseRange } from "./lease-range.js";
 import { LeaseTimers } from "./lease-timers.js";
 import type { LogMessage, SubscriptionConfig, SubscriptionRecord } from "./model.js";
 import type { BrokerObserver, Settled } from "./observer.js";
@@ -86,6 +87,12 @@ export class Subscription {
   /** The highest seq ever delivered on this subscription (not lowered by seeks). */
   #highestDelivered = 0;
   readonly #pending = new Map<number, PendingEntry>();
+  /**
+   * Ranged leases of first deliveries, by first seq (their seqs never interleave: first
+   * deliveries go out in seq order, and a seek back gives every range's seqs pending entries).
+   * A seq held by one has no pending entry.
+   */
+  #ranges: LeaseRange[] = [];
   readonly #timers = new LeaseTimers(() => this.scheduleDispatch());
   readonly #consumers: Consumer[] = [];
   #rotate = 0;
@@ -166,15 +173,17 @@ export class Subscription {
 
   stats(): SubscriptionStats {
     const watermark = this.topic.watermark;
-    let inFlight = 0;
-    for (const p of this.#pending.values()) if (p.consumer) inFlight++;
+    let leased = 0;
+    for (const p of this.#pending.values()) if (p.consumer) leased++;
+    let inFlight = leased;
+    for (const r of this.#ranges) inFlight += r.open;
     const floor = this.#acked.floor;
     const oldest = this.#acked.nextMissing(floor);
     return {
       floor,
       backlog: Math.max(0, watermark - floor - this.#acked.countThrough(watermark)),
       inFlight,
-      waitingRedelivery: this.#pending.size - inFlight,
+      waitingRedelivery: this.#pending.size - leased,
       redelivered: this.redelivered,
       deadLettered: this.deadLettered,
       skipped: this.skipped,
@@ -227,6 +236,7 @@ export class Subscription {
     const i = this.#consumers.indexOf(consumer);
     if (i >= 0) this.#consumers.splice(i, 1);
     this.#unconfirmed.delete(consumer);
+    this.#splitRanges((r) => r.consumer === consumer);
     const now = Date.now();
     for (const [seq, p] of this.#pending) {
       if (p.consumer !== consumer) continue;
@@ -302,7 +312,7 @@ export class Subscription {
   /** Returns a message for redelivery after `delayMs` (undefined: the retry backoff). */
   nack(consumer: Consumer, seq: number, delayMs: number | undefined): void {
     this.#checkSeqs("nacks.seq", [seq]);
-    const p = this.#pending.get(seq);
+    const p = this.#entry(seq);
     if (p === undefined || p.consumer !== consumer) return;
     this.#release(p);
     this.#observer.settled(this.topic.record.name, this.name, "nack", 1, [
@@ -319,7 +329,7 @@ export class Subscription {
     this.#checkSeqs("terminate_seqs", seqs);
     const letters: number[] = [];
     for (const seq of seqs) {
-      const p = this.#pending.get(seq);
+      const p = this.#entry(seq);
       if (p === undefined || p.consumer !== consumer || p.dead) continue;
       this.#release(p);
       letters.push(seq);
@@ -343,7 +353,7 @@ export class Subscription {
     this.#checkSeqs("extend_deadlines.seqs", seqs);
     const deadline = Date.now() + deadlineMs;
     for (const seq of seqs) {
-      const p = this.#pending.get(seq);
+      const p = this.#entry(seq);
       if (p === undefined || p.consumer !== consumer) continue;
       p.deadline = deadline;
       if (deadline < p.armedAt) {
@@ -362,7 +372,13 @@ export class Subscription {
     if (floor >= this.#acked.floor) {
       this.#acked.raiseFloor(floor);
       for (const seq of [...this.#pending.keys()]) if (seq <= floor) this.#settle(seq);
+      for (const r of this.#ranges) {
+        if (r.first > floor) break;
+        for (const i of r.heldIndexes()) if (r.seqs[i]! <= floor) this.#settleRanged(r, i);
+      }
+      this.#dropSettledRanges();
     } else {
+      this.#splitRanges(() => true);
       this.#acked.reset(floor);
       // Seeking back replays from the floor in seq order: messages waiting for redelivery go
       // back to the log's order instead of jumping the queue. Leased ones stay with their
@@ -448,6 +464,11 @@ export class Subscription {
       if (!consumer.hasCredit) continue;
       const batch: Delivered[] = [];
       const leased: number[] = [];
+      // First deliveries without an ordering key share one ranged lease (no entry each); with
+      // tracing on each gets its entry, which keeps its trace context for the settle span.
+      const rangeSeqs: number[] = [];
+      const rangeSizes: number[] = [];
+      const ranged = !this.#observer.tracing;
       let batchBytes = 0;
       // One response carries at most ~1 MiB of payload (plus at most one message), well under
       // the 4 MiB default receive limit of gRPC clients.
@@ -478,6 +499,17 @@ export class Subscription {
         }
         const bytes = message.bytes;
         if (!consumer.fits(bytes)) break;
+        if (p === undefined && ranged && !(this.config.ordering && message.orderingKey !== "")) {
+          this.#cursor = seq + 1;
+          if (seq > this.#highestDelivered) this.#highestDelivered = seq;
+          rangeSeqs.push(seq);
+          rangeSizes.push(bytes);
+          consumer.inFlight++;
+          consumer.inFlightBytes += bytes;
+          batch.push({ message, attempt: 1 });
+          batchBytes += bytes;
+          continue;
+        }
         if (p === undefined) {
           p = pendingEntry(0, 0, "");
           this.#pending.set(seq, p);
@@ -515,6 +547,11 @@ export class Subscription {
         this.#readyHead = 0;
       }
       if (leased.length > 0) this.#timers.leases(leased, now + consumer.ackDeadlineMs);
+      if (rangeSeqs.length > 0) {
+        const range = new LeaseRange(consumer, rangeSeqs, rangeSizes, now + consumer.ackDeadlineMs);
+        this.#ranges.push(range);
+        this.#timers.range(range);
+      }
       if (batch.length > 0) {
         this.deliveryRate.mark(batch.length);
         this.#observer.delivered(this.topic.record.name, this.name, batch);
@@ -582,7 +619,7 @@ export class Subscription {
         this.#cursor = this.#acked.nextMissing(seq - 1);
         continue;
       }
-      if (this.#pending.has(seq)) {
+      if (this.#isOut(seq)) {
         this.#cursor++;
         continue;
       }
@@ -615,7 +652,7 @@ export class Subscription {
         let skipped = 0;
         if (rows.length < to - from + 1) {
           for (let seq = from; seq <= to; seq++) {
-            if (!this.#readAhead.has(seq) && !this.#pending.has(seq) && this.#acked.add(seq)) skipped++;
+            if (!this.#readAhead.has(seq) && !this.#isOut(seq) && this.#acked.add(seq)) skipped++;
           }
         }
         if (skipped > 0) {
@@ -679,6 +716,16 @@ export class Subscription {
         const p = this.#pending.get(seq);
         if (p !== undefined && p.consumer === undefined && !p.dead && p.notBefore === at)
           this.#ready.push(seq);
+      },
+      (range) => {
+        // Each seq still held gets its entry, leased until the range's deadline, and expires.
+        for (const i of range.heldIndexes()) {
+          const seq = range.seqs[i]!;
+          // No timer entry: it expires right here.
+          this.#splitOut(range, i, false);
+          this.#expire(seq, range.deadline, now);
+        }
+        this.#dropSettledRanges();
       },
     );
   }
@@ -772,12 +819,87 @@ export class Subscription {
   /** Forgets a message that is now acked, returning its lease's credit and freeing its key. */
   #settle(seq: number): void {
     const p = this.#pending.get(seq);
-    if (p === undefined) return;
+    if (p === undefined) {
+      const r = this.#rangeOf(seq);
+      if (r !== undefined) this.#settleRanged(r, r.indexOf(seq));
+      return;
+    }
     this.#release(p);
     this.#pending.delete(seq);
     if (p.key !== "") this.#freeKey(p.key);
     // Timer entries of settled messages are dropped lazily when they fall due.
     this.#timers.compactIfStale(this.#pending.size, this.#timerIsCurrent);
+  }
+
+  /**
+   * Whether `seq` has a pending entry or a ranged lease holds it. Ranged leases are above the
+   * cursor only after the floor was raised past the cursor (purge, retention, seek forward).
+   */
+  #isOut(seq: number): boolean {
+    if (this.#pending.has(seq)) return true;
+    const n = this.#ranges.length;
+    return n > 0 && seq <= this.#ranges[n - 1]!.last && this.#rangeOf(seq) !== undefined;
+  }
+
+  /** The ranged lease holding `seq`, if one does. */
+  #rangeOf(seq: number): LeaseRange | undefined {
+    const ranges = this.#ranges;
+    let lo = 0;
+    let hi = ranges.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const r = ranges[mid]!;
+      if (seq < r.first) hi = mid - 1;
+      else if (seq > r.last) lo = mid + 1;
+      else return r.indexOf(seq) >= 0 ? r : undefined;
+    }
+    return undefined;
+  }
+
+  /** An acked seq leaves its ranged lease, giving its credit back. */
+  #settleRanged(range: LeaseRange, i: number): void {
+    const bytes = range.release(i);
+    const consumer = range.consumer;
+    if (!consumer.detached) {
+      consumer.inFlight--;
+      consumer.inFlightBytes -= bytes;
+    }
+    if (range.open === 0 && this.#ranges.length > 64) this.#dropSettledRanges();
+  }
+
+  /**
+   * Gives seqs[i] of a ranged lease a pending entry of its own, leased to the same consumer
+   * until the same deadline, with a timer entry of its own (nack, extension, terminate,
+   * expiry and detach work on entries).
+   */
+  #splitOut(range: LeaseRange, i: number, timer = true): PendingEntry {
+    const seq = range.seqs[i]!;
+    const p = pendingEntry(1, 0, "");
+    p.consumer = range.consumer;
+    p.deadline = range.deadline;
+    p.armedAt = range.deadline;
+    p.leaseBytes = range.release(i);
+    this.#pending.set(seq, p);
+    if (timer) this.#timers.lease(seq, range.deadline);
+    return p;
+  }
+
+  /** Every seq held by the ranged leases `which` selects gets its own entry. */
+  #splitRanges(which: (r: LeaseRange) => boolean): void {
+    for (const r of this.#ranges) if (which(r)) for (const i of r.heldIndexes()) this.#splitOut(r, i);
+    this.#dropSettledRanges();
+  }
+
+  #dropSettledRanges(): void {
+    if (this.#ranges.some((r) => r.open === 0)) this.#ranges = this.#ranges.filter((r) => r.open > 0);
+  }
+
+  /** The pending entry of `seq`, split out of its ranged lease when one holds it. */
+  #entry(seq: number): PendingEntry | undefined {
+    const p = this.#pending.get(seq);
+    if (p !== undefined) return p;
+    const r = this.#rangeOf(seq);
+    return r === undefined ? undefined : this.#splitOut(r, r.indexOf(seq));
   }
 
   /** Whether a timer entry still matches its message (see LeaseTimers). */

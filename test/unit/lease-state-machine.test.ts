@@ -29,7 +29,9 @@ type Op =
   | { kind: "attach"; window: number }
   | { kind: "detach"; who: number }
   | { kind: "ack"; who: number; take: number }
-  | { kind: "nack"; who: number; take: number };
+  | { kind: "nack"; who: number; take: number }
+  | { kind: "extend"; who: number; take: number }
+  | { kind: "raise"; who: number; to: number };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant("publish" as const), n: fc.integer({ min: 1, max: 8 }) }),
@@ -37,6 +39,9 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant("detach" as const), who: fc.nat() }),
   fc.record({ kind: fc.constant("ack" as const), who: fc.nat(), take: fc.integer({ min: 1, max: 4 }) }),
   fc.record({ kind: fc.constant("nack" as const), who: fc.nat(), take: fc.integer({ min: 1, max: 4 }) }),
+  fc.record({ kind: fc.constant("extend" as const), who: fc.nat(), take: fc.integer({ min: 1, max: 4 }) }),
+  // The floor raised (purge, retention, seek forward), possibly past messages still leased.
+  fc.record({ kind: fc.constant("raise" as const), who: fc.nat(), to: fc.nat() }),
 );
 
 test("property: windows hold, a message is leased to one consumer at a time, acked messages never come back, all get delivered", async () => {
@@ -48,6 +53,9 @@ test("property: windows hold, a message is leased to one consumer at a time, ack
         detach: () => void;
         ack: (s: number[]) => void;
         nack: (s: number) => void;
+        extend: (s: number[]) => void;
+        raise: (floor: number) => void;
+        floor: () => number;
       }[] = [];
       const acked = new Set<number>();
       let published = 0;
@@ -70,6 +78,9 @@ test("property: windows hold, a message is leased to one consumer at a time, ack
           detach: () => a.subscription.detach(a.consumer),
           ack: (seqs) => a.subscription.ack(a.consumer, seqs),
           nack: (seq) => a.subscription.nack(a.consumer, seq, 0),
+          extend: (seqs) => a.subscription.extend(a.consumer, seqs, 60_000),
+          raise: (floor) => a.subscription.moveFloor(floor),
+          floor: () => a.subscription.floor,
         });
       };
       const check = () => {
@@ -109,6 +120,17 @@ test("property: windows hold, a message is leased to one consumer at a time, ack
             if (o.kind === "detach") {
               c.detach();
               live.splice(i, 1);
+            } else if (o.kind === "raise") {
+              // Only up: a lower floor is a seek back, which brings acked messages back on purpose.
+              const floor = o.to % (published + 1);
+              if (floor > c.floor()) {
+                c.raise(floor);
+                for (let s = 1; s <= floor; s++) acked.add(s);
+                for (const other of live)
+                  for (const s of [...other.rec.held]) if (s <= floor) other.rec.held.delete(s);
+              }
+            } else if (o.kind === "extend") {
+              c.extend([...c.rec.held].slice(0, o.take));
             } else {
               const seqs = [...c.rec.held].slice(0, o.take);
               for (const s of seqs) c.rec.held.delete(s);

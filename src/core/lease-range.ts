@@ -1,0 +1,63 @@
+import type { Consumer } from "./consumer.js";
+
+/**
+ * The first deliveries of one batch to one consumer, leased together: one object for the
+ * batch instead of a pending entry per message. Seqs ascend; each is held until it is acked
+ * (released here) or something else happens to it (nack, extension, expiry, detach: the
+ * subscription then gives it a pending entry of its own and releases it here).
+ */
+export class LeaseRange {
+  /** Seqs still held. */
+  open: number;
+  /** 1 while seqs[i] is held. */
+  readonly #held: Uint8Array;
+
+  constructor(
+    readonly consumer: Consumer,
+    readonly seqs: readonly number[],
+    /** Bytes each seq counts against the consumer's window. */
+    readonly sizes: readonly number[],
+    /** When the lease of every seq still held ends (ms since epoch). */
+    readonly deadline: number,
+  ) {
+    this.open = seqs.length;
+    this.#held = new Uint8Array(seqs.length).fill(1);
+  }
+
+  get first(): number {
+    return this.seqs[0]!;
+  }
+
+  get last(): number {
+    return this.seqs[this.seqs.length - 1]!;
+  }
+
+  /** The index of `seq` while it is held, else -1. */
+  indexOf(seq: number): number {
+    const seqs = this.seqs;
+    let lo = 0;
+    let hi = seqs.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const s = seqs[mid]!;
+      if (s === seq) return this.#held[mid] === 1 ? mid : -1;
+      if (s < seq) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  /** Stops holding seqs[i]; returns its size. */
+  release(i: number): number {
+    this.#held[i] = 0;
+    this.open--;
+    return this.sizes[i]!;
+  }
+
+  /** The indexes of the seqs still held. */
+  heldIndexes(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.seqs.length; i++) if (this.#held[i] === 1) out.push(i);
+    return out;
+  }
+}
