@@ -1,4 +1,4 @@
-import type { OutcomeColumns, Pack } from "../wire/index.js";
+import { copyBytes, type OutcomeColumns, type Pack } from "../wire/index.js";
 
 /** What happened to one message of a pack. */
 export interface MessageOutcome {
@@ -16,20 +16,33 @@ export const SCHEDULED = 3;
 
 /**
  * The outcome of each message of a pack, column-wise (no object per message): kind and seq in
- * typed arrays, trace ids read from the pack's stored metadata unless set here.
+ * typed arrays, trace ids copied from the pack's stored metadata (32 bytes each) unless set
+ * here. It keeps nothing of the pack, whose request bytes can go while the append waits for
+ * its confirm.
  */
 export class Outcomes implements OutcomeColumns {
   readonly kind: Uint8Array;
   readonly seq: Float64Array;
+  readonly traces: Buffer | undefined;
+  readonly traced: Uint8Array | undefined;
   traceIds: (string | undefined)[] | undefined;
 
+  /** Outcomes of `count` messages; trace ids of `pack`'s messages, when given. */
   constructor(
     readonly count: number,
-    /** Where trace ids come from when not set (undefined: none). */
-    readonly pack: Pack | undefined,
+    pack: Pack | undefined,
   ) {
     this.kind = new Uint8Array(count);
     this.seq = new Float64Array(count);
+    if (pack === undefined) return;
+    this.traced = pack.traced;
+    const traces = Buffer.allocUnsafe(32 * count);
+    for (let i = 0; i < count; i++) {
+      if (pack.traced[i] === 0) continue;
+      const end = pack.metaEnd[i]!;
+      copyBytes(pack.meta, end - 32, end, traces, 32 * i);
+    }
+    this.traces = traces;
   }
 
   set(i: number, kind: number, seq: number, traceId?: string): void {
@@ -41,7 +54,9 @@ export class Outcomes implements OutcomeColumns {
   }
 
   traceId(i: number): string {
-    return this.traceIds?.[i] ?? this.pack?.traceId(i) ?? "";
+    const set = this.traceIds?.[i];
+    if (set !== undefined) return set;
+    return this.traced?.[i] === 1 ? this.traces!.toString("latin1", 32 * i, 32 * i + 32) : "";
   }
 
   /** Message `i`'s outcome as an object (tests, tools). */

@@ -10,9 +10,9 @@ import {
   ReceiveRequestSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { readAttribute } from "./message-meta.js";
-import type { Pack } from "./pack.js";
 import { recordSize, writeRecord } from "./run-body.js";
 import {
+  copyBytes,
   varintSize,
   WIRE_LEN,
   WIRE_VARINT,
@@ -33,13 +33,14 @@ import {
 /**
  * What encodeSendPackResponse needs of a pack's outcomes, column-wise: kind (MessageResult
  * Outcome numbers) and seq (0: none) per message; trace ids from `traceIds` where set, else
- * from the end of the message's stored metadata in `pack` (message-meta.ts), copied as bytes.
+ * 32 bytes at 32 × i in `traces` where `traced[i]` is 1, copied as bytes.
  */
 export interface OutcomeColumns {
   readonly count: number;
   readonly kind: Uint8Array;
   readonly seq: Float64Array;
-  readonly pack: Pack | undefined;
+  readonly traces: Buffer | undefined;
+  readonly traced: Uint8Array | undefined;
   readonly traceIds: readonly (string | undefined)[] | undefined;
 }
 
@@ -168,7 +169,7 @@ function readSendPackRequest(buf: Buffer): SendPackRequest {
 
 /** SendPackResponse bytes: first and last seq, one MessageResult per message. */
 export function encodeSendPackResponse(firstSeq: number, lastSeq: number, results: OutcomeColumns): Buffer {
-  const { count, kind, seq, pack, traceIds } = results;
+  const { count, kind, seq, traces, traced, traceIds } = results;
   let size = 0;
   if (firstSeq > 0) size += 1 + varintSize(firstSeq);
   if (lastSeq > 0) size += 1 + varintSize(lastSeq);
@@ -176,7 +177,7 @@ export function encodeSendPackResponse(firstSeq: number, lastSeq: number, result
   const traceLens = new Uint8Array(count);
   for (let i = 0; i < count; i++) {
     const t = traceIds?.[i];
-    const traceLen = t !== undefined ? t.length : pack !== undefined && pack.traced[i] === 1 ? 32 : 0;
+    const traceLen = t !== undefined ? t.length : traced?.[i] === 1 ? 32 : 0;
     traceLens[i] = traceLen;
     let len = 2; // outcome: never 0
     if (seq[i]! > 0) len += 1 + varintSize(seq[i]!);
@@ -200,10 +201,7 @@ export function encodeSendPackResponse(firstSeq: number, lastSeq: number, result
       buf[pos++] = traceLen;
       const t = traceIds?.[i];
       if (t !== undefined) pos += buf.write(t, pos, "latin1");
-      else {
-        const end = pack!.metaEnd[i]!;
-        pos += pack!.meta.copy(buf, pos, end - 32, end);
-      }
+      else pos = copyBytes(traces!, 32 * i, 32 * i + 32, buf, pos);
     }
   }
   return buf;

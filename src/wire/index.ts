@@ -34,4 +34,4 @@ export {
 export { decodeRun, encodeRun, type RunMessage, type RunRecord, type RunRow } from "./run-body.js";
 export { readSendPack, type SendPackBytes } from "./send-pack-reader.js";
 export { newTraceparent, traceIdOf } from "./trace-context.js";
-export { varintSize, WireReader, writeVarint } from "./wire-format.js";
+export { copyBytes, varintSize, WireReader, writeVarint } from "./wire-format.js";
