@@ -112,6 +112,11 @@ function emptyPack(): Pack {
   return new Pack(0, Buffer.alloc(0), Buffer.alloc(0), new PackColumns(0), {});
 }
 
+/** 4 MiB: what the scratch buffer may keep for good; larger requests get one of their own. */
+const MAX_SCRATCH = 4 << 20;
+/** Where readSendPack writes metadata before copying it out. */
+let scratch = Buffer.allocUnsafe(64 << 10);
+
 function read(buf: Buffer, prefix: Buffer): SendPackBytes {
   // First pass: the topic and where each message is.
   const r = new WireReader(buf);
@@ -151,8 +156,12 @@ function read(buf: Buffer, prefix: Buffer): SendPackBytes {
   let sentDelay: Float64Array | undefined;
   let reservedKey: { index: number; key: string } | undefined;
   let badPriority: { index: number; value: number } | undefined;
-  // Metadata is never longer than the request plus what the broker adds per message.
-  const meta = Buffer.allocUnsafe(buf.length + count * ADDED_MAX);
+  // Metadata is never longer than the request plus what the broker adds per message. It is
+  // written into a scratch buffer reused by every request and copied out at its exact size:
+  // a pack waiting for room in the write budget holds its metadata, not twice its request.
+  const bound = buf.length + count * ADDED_MAX;
+  if (scratch.length < bound && bound <= MAX_SCRATCH) scratch = Buffer.allocUnsafe(MAX_SCRATCH);
+  const meta = bound <= scratch.length ? scratch : Buffer.allocUnsafe(bound);
   let pos = 0;
   for (let i = 0; i < count; i++) {
     const m = new WireReader(buf, bodies[2 * i]!, bodies[2 * i + 1]!);
@@ -273,7 +282,7 @@ function read(buf: Buffer, prefix: Buffer): SendPackBytes {
     metaEnd[i] = pos;
   }
   const extras = { messageIds, sentDeliverAt, sentDelay, reservedKey, badPriority };
-  return { topic, pack: new Pack(count, buf, meta.subarray(0, pos), c, extras) };
+  return { topic, pack: new Pack(count, buf, Buffer.from(meta.subarray(0, pos)), c, extras) };
 }
 
 function copyField(dst: Buffer, pos: number, tag: number, src: Buffer, s: number, e: number): number {
