@@ -289,7 +289,7 @@ export class Subscription {
         seq > this.#highestDelivered ||
         this.#pending.get(seq)?.attempts === 0 ||
         // Urgent messages went out ahead of the cursor: the seqs between were not delivered.
-        (seq >= this.#cursor && this.topic.priorities.mixed && !this.#pending.has(seq))
+        (seq >= this.#cursor && this.topic.priorities.mixed && !this.#isOut(seq))
       ) {
         confirm?.ignored.push(seq);
         continue;
@@ -468,7 +468,9 @@ export class Subscription {
       // tracing on each gets its entry, which keeps its trace context for the settle span.
       const rangeSeqs: number[] = [];
       const rangeSizes: number[] = [];
-      const ranged = !this.#observer.tracing;
+      // Priority lanes hand out messages ahead of the cursor: ranges (which must not interleave)
+      // only while the topic's messages are all of one priority.
+      const ranged = !this.#observer.tracing && !this.topic.priorities.mixed;
       let batchBytes = 0;
       // One response carries at most ~1 MiB of payload (plus at most one message), well under
       // the 4 MiB default receive limit of gRPC clients.
@@ -501,6 +503,7 @@ export class Subscription {
         if (!consumer.fits(bytes)) break;
         if (p === undefined && ranged && !(this.config.ordering && message.orderingKey !== "")) {
           this.#cursor = seq + 1;
+          this.#picker.delivered();
           if (seq > this.#highestDelivered) this.#highestDelivered = seq;
           rangeSeqs.push(seq);
           rangeSizes.push(bytes);
@@ -602,7 +605,7 @@ export class Subscription {
       const seq = seqs.at(pos);
       if (seq === undefined || seq > watermark) return undefined;
       this.#picker.from[lane] = seq;
-      if (this.#pending.has(seq) || this.#acked.has(seq)) continue;
+      if (this.#isOut(seq) || this.#acked.has(seq)) continue;
       const message = this.topic.cache.get(seq);
       if (message === undefined) continue;
       if (this.config.ordering && message.orderingKey !== "") continue;
