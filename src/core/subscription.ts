@@ -206,6 +206,15 @@ export class Subscription {
     const p = this.#pending.get(seq);
     const none = { attempts: 0, consumer: "", leaseDeadline: 0, notBefore: 0 };
     if (this.#acked.has(seq)) return { ...none, state: "acked" };
+    const range = p === undefined ? this.#rangeOf(seq) : undefined;
+    if (range !== undefined)
+      return {
+        ...none,
+        state: "leased",
+        attempts: 1,
+        consumer: range.consumer.name,
+        leaseDeadline: range.deadline,
+      };
     if (p === undefined) {
       // Passed by the cursor yet neither pending nor acked: held back behind its key.
       const held = this.config.ordering && seq < this.#cursor;
