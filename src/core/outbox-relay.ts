@@ -252,7 +252,8 @@ export class OutboxRelay {
         let last = 0;
         for (const pack of this.#packs(messages)) {
           const result = await this.target.publish(topic, pack, Number.POSITIVE_INFINITY);
-          for (const r of result.results) if (r.seq > last) last = r.seq;
+          const { seq } = result.results;
+          for (let i = 0; i < seq.length; i++) if (seq[i]! > last) last = seq[i]!;
         }
         if (last > 0) scanFrom.set(topic, last + 1);
       }),
