@@ -173,15 +173,15 @@ test("every metric and label the Grafana dashboard queries exists in a live brok
     await createSubscription(client, "orders", "billing");
     // One failed insert (the shard writer retries it), so nervebus_store_errors_total exists.
     const store = bus.broker.store;
-    const insert = store.insertMessages.bind(store);
+    const insert = store.insertRuns.bind(store);
     let failures = 1;
-    store.insertMessages = (...args) =>
+    store.insertRuns = (...args) =>
       failures-- > 0 ? Promise.reject(new Error("injected store failure")) : insert(...args);
     await client.publish(
       "orders",
       Array.from({ length: 12 }, (_, i) => `order-${i}`),
     );
-    store.insertMessages = insert;
+    store.insertRuns = insert;
     const stream = consume(client, "orders", "billing", "billing-worker", 100);
     await stream.until(() => stream.deliveries.length >= 12, 10_000, "12 deliveries");
     // Nack every third (redeliveries), dead-letter one, ack the rest.
