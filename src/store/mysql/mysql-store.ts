@@ -54,6 +54,14 @@ export class MysqlStore implements core.Store {
     return new MysqlStore(db, capabilities);
   }
 
+  /**
+   * This database's pool, fenced by this store's lease: for the multi-host layer (src/store/multi),
+   * which keeps its placement catalog here and copies a topic's rows between hosts.
+   */
+  get fencedPool(): FencedPool {
+    return this.#db;
+  }
+
   /** Who owns the store, since when, and whether the lease is current (status and stats). */
   ownership(): core.OwnershipState {
     return { mechanism: "lease", ...this.#db.lease.state() };
