@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import type { NerveBus } from "../../src/nervebus.js";
+import { MysqlStore } from "../../src/store/index.js";
 import { decodeRun } from "../../src/wire/index.js";
 import { startBroker, TestClient } from "../support/broker.js";
 import {
@@ -151,5 +152,46 @@ test("galera: a broker on node 1 cut off while a broker on node 2 takes over los
     await n1.query("ALTER USER 'broker_a'@'127.0.0.1' ACCOUNT UNLOCK").catch(() => undefined);
     await b?.stop();
     await a.stop();
+  }
+});
+
+test("galera: the schedule ids a multi-row INSERT returns are the stored ones (auto_increment_increment is the node count)", async (t) => {
+  if (cluster === undefined) {
+    t.skip("galera-4 is not installed (apt-get install galera-4; Debian's mariadb-server recommends it)");
+    return;
+  }
+  const node = cluster.nodes[0]!;
+  const db = "nbt_galera_schedule";
+  await node.query(`DROP DATABASE IF EXISTS ${db}`);
+  const store = await MysqlStore.open({
+    url: `${node.base}${db}`,
+    poolSize: 2,
+    allowUnsafeDurability: false,
+    log: () => undefined,
+  });
+  try {
+    const made = await store.ensureTopic("later", {
+      shards: 1,
+      config: { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 0, ephemeral: false },
+    });
+    assert.ok(made);
+    const message = (d: string) => ({
+      data: Buffer.from(d),
+      attributes: {},
+      orderingKey: "",
+      messageId: "",
+      deliverAt: 1,
+    });
+    const ids = await store.scheduleMessages(
+      made.topic,
+      ["d1", "d2", "d3"].map((d) => ({ dueAt: 1, message: message(d) })),
+    );
+    const due = await store.dueMessages(made.topic, 2, 10);
+    assert.deepEqual(
+      ids,
+      due.map((d) => d.id),
+    );
+  } finally {
+    await store.close();
   }
 });
