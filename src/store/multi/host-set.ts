@@ -79,7 +79,9 @@ export class HostSet {
    */
   ownership(): OwnershipState {
     const states = this.slots.flatMap((s) => (s.store ? [s.store.ownership()] : []));
-    const first = states[0] ?? this.slots[0]!.store!.ownership();
+    const first = states[0];
+    if (first === undefined)
+      return { mechanism: "lease", owner: "", epoch: 0, ageMs: 0, valid: false, lost: "closed" };
     return {
       ...first,
       ageMs: Math.max(...states.map((s) => s.ageMs)),

@@ -277,7 +277,14 @@ export class MultiStore implements Store, TopicPlacement {
           };
         },
         switchTo: async (local) => {
-          await this.catalog.switchHost(name, placed.host.key, target.key);
+          try {
+            await this.catalog.switchHost(name, placed.host.key, target.key);
+          } catch (err) {
+            // The COMMIT may have landed with its answer lost: calls look the topic up in the
+            // catalog again, which tells (both copies are the same up to here).
+            this.#placed.delete(name);
+            throw err;
+          }
           this.#placed.set(name, new PlacedTopic(placed.id, target, local));
         },
       });
