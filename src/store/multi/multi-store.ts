@@ -195,7 +195,10 @@ export class MultiStore implements Store, TopicPlacement {
     return this.#call(topic, true, (s, t) => s.saveTopicSchema(t, schema));
   }
   ensureSubscription(topic: TopicRecord, name: string, create: SubscriptionConfig | null) {
-    return this.#call(topic, create !== null, (s, t) => s.ensureSubscription(t, name, create));
+    return this.#call(topic, create !== null, async (s, t) => {
+      const found = await s.ensureSubscription(t, name, create);
+      return found && { ...found, subscription: { ...found.subscription, topicId: topic.id } };
+    });
   }
   listSubscriptions(topic: TopicRecord): Promise<SubscriptionRecord[]> {
     return this.#call(topic, false, async (s, t) =>
