@@ -383,3 +383,56 @@ test("a database out of reach fails its own topics only, at start and while serv
     await other.stop();
   }
 });
+
+test("a format-1 topic (a row per message, from older versions) moves too, schedule ids kept", async () => {
+  const server = testMysql();
+  const [a, b] = [await server.database("hosts_v1_a"), await server.database("hosts_v1_b")];
+  const store = await openStore(`${a},${b}`, STORE_OPTIONS);
+  try {
+    const made = await store.ensureTopic("old", {
+      shards: 2,
+      format: 1,
+      config: { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 60_000, ephemeral: false },
+    });
+    assert.ok(made);
+    const topic = made.topic;
+    await store.claimTopic(topic);
+    const message = (seq: number) =>
+      LogMessage.of(seq, 1000 + seq, Buffer.from(`v1-${seq}`), {
+        attributes: {},
+        orderingKey: "",
+        messageId: "",
+      });
+    await store.insertMessages(topic, 1, [1, 3, 5].map(message));
+    await store.insertMessages(topic, 0, [2, 4].map(message));
+    const newMessage = {
+      data: Buffer.from("later"),
+      attributes: {},
+      orderingKey: "",
+      messageId: "",
+      deliverAt: 9,
+    };
+    const ids = await store.scheduleMessages(topic, [
+      { dueAt: 9, message: newMessage },
+      { dueAt: 9, message: newMessage },
+    ]);
+    await store.deleteScheduled(topic, ids.slice(1));
+    const report = await store.placement?.moveTopic("old", keyOf(b));
+    assert.equal(report?.moved, true);
+    assert.deepEqual(await topicNames(server, a), []);
+    const read = await store.readMessages(topic, 1, 10);
+    assert.deepEqual(
+      read.map((m) => [m.seq, Buffer.from(m.data).toString()]),
+      [1, 2, 3, 4, 5].map((seq) => [seq, `v1-${seq}`]),
+    );
+    assert.deepEqual(
+      (await store.dueMessages(topic, 10, 10)).map((d) => d.id),
+      ids.slice(0, 1),
+    );
+    // A new entry gets an id after every id the old database gave, deleted ones included.
+    const [next] = await store.scheduleMessages(topic, [{ dueAt: 9, message: newMessage }]);
+    assert.ok(next! > ids[1]!, `new schedule id ${next} is above ${ids[1]}`);
+  } finally {
+    await store.close();
+  }
+});
