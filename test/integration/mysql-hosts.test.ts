@@ -8,6 +8,7 @@ import type { NerveBus } from "../../src/nervebus.js";
 import { MysqlStore, openStore } from "../../src/store/index.js";
 import { quietLog, startBroker, TestClient } from "../support/broker.js";
 import { startTestMysql, type TestMysql, useTestMysql } from "../support/mariadb.js";
+import { runCli } from "../support/process.js";
 
 const testMysql = useTestMysql();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -313,8 +314,10 @@ test("a move cut short leaves the topic where it was; moving again finishes it",
     await old.close();
     bus = await startBroker(store);
     client = new TestClient(bus.address);
-    const rerun = await client.adminCall("moveTopic", { topic: "c", toHost: keyOf(b) });
-    assert.equal(rerun.moved, false);
+    // From the command line this time.
+    const rerun = await runCli(["move-topic", "--server", bus.address, "--topic", "c", "--to", keyOf(b)]);
+    assert.equal(rerun.code, 0, rerun.stderr);
+    assert.deepEqual(JSON.parse(rerun.stdout), { fromHost: keyOf(b), toHost: keyOf(b) });
     assert.deepEqual(await topicNames(server, a), []);
     assert.deepEqual(await topicNames(server, b), ["c"]);
   } finally {
