@@ -387,7 +387,7 @@ test("a database out of reach fails its own topics only, at start and while serv
   }
 });
 
-test("a format-1 topic (a row per message, from older versions) moves too, schedule ids kept", async () => {
+test("a format-1 topic (a row per message, from older versions) moves too, its schema and schedule ids kept", async () => {
   const server = testMysql();
   const [a, b] = [await server.database("hosts_v1_a"), await server.database("hosts_v1_b")];
   const store = await openStore(`${a},${b}`, STORE_OPTIONS);
@@ -420,9 +420,18 @@ test("a format-1 topic (a row per message, from older versions) moves too, sched
       { dueAt: 9, message: newMessage },
     ]);
     await store.deleteScheduled(topic, ids.slice(1));
+    // The store keeps a schema as bytes; it is not parsed here.
+    const schema = { messageType: "shop.v1.Order", descriptorSet: Buffer.from([1, 2, 3]), updatedAt: 42 };
+    await store.saveTopicSchema(topic, schema);
     const report = await store.placement?.moveTopic("old", keyOf(b));
     assert.equal(report?.moved, true);
     assert.deepEqual(await topicNames(server, a), []);
+    const moved = await store.loadTopicSchema(topic);
+    assert.deepEqual(
+      moved && { ...moved, descriptorSet: Buffer.from(moved.descriptorSet) },
+      schema,
+      "the payload schema moved with the topic",
+    );
     const read = await store.readMessages(topic, 1, 10);
     assert.deepEqual(
       read.map((m) => [m.seq, Buffer.from(m.data).toString()]),
