@@ -74,11 +74,12 @@ function publishing(address: string, prefix: string) {
 /** seq → payload of every stored message of `orders`, read on `node` once it has applied every commit. */
 async function stored(node: GaleraNode, db: string): Promise<Map<number, string>> {
   const out = new Map<number, string>();
-  await node.query("SET SESSION wsrep_sync_wait = 1");
-  const [t] = await node.query(`SELECT id, shards FROM \`${db}\`.nb_topics WHERE name = 'orders'`);
+  // Each query is a connection of its own: the causal wait goes with each statement.
+  const causal = "SET STATEMENT wsrep_sync_wait = 1 FOR ";
+  const [t] = await node.query(`${causal}SELECT id, shards FROM \`${db}\`.nb_topics WHERE name = 'orders'`);
   assert.ok(t);
   for (let shard = 0; shard < Number(t.shards); shard++) {
-    const runs = await node.query(`SELECT body, ids FROM \`${db}\`.nb_run_${Number(t.id)}_${shard}`);
+    const runs = await node.query(`${causal}SELECT body, ids FROM \`${db}\`.nb_run_${Number(t.id)}_${shard}`);
     for (const r of runs) {
       for (const m of decodeRun(r.body as Buffer, r.ids as Buffer | null)) {
         assert.equal(out.has(m.seq), false, `seq ${m.seq} is stored once`);
