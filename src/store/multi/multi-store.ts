@@ -18,6 +18,7 @@ import {
   type TopicRecord,
   type TopicSchema,
 } from "../../core/index.js";
+import type { IndexedRun } from "../../wire/index.js";
 import type { MysqlStore } from "../mysql/mysql-store.js";
 import { type HostOptions, HostSet } from "./host-set.js";
 import { type HostSlot, PlacedTopic } from "./placed-topic.js";
@@ -213,6 +214,9 @@ export class MultiStore implements Store, TopicPlacement {
   }
   insertMessages(topic: TopicRecord, shard: number, rows: readonly LogMessage[]): Promise<void> {
     return this.#call(topic, true, (s, t) => s.insertMessages(t, shard, rows));
+  }
+  insertRuns(topic: TopicRecord, shard: number, runs: readonly IndexedRun[]): Promise<void> {
+    return this.#call(topic, true, (s, t) => s.insertRuns(t, shard, runs));
   }
   readMessages(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<LogMessage[]> {
     return this.#call(topic, false, (s, t) => s.readMessages(t, fromSeq, toSeq));
