@@ -23,6 +23,10 @@ if [ -z "${NERVEBUS_TEST_MYSQL_URL:-}" ] && ! command -v mariadbd >/dev/null 2>&
   && [ ! -x /usr/sbin/mariadbd ] && [ ! -x /usr/sbin/mysqld ]; then
   packages+=(mariadb-server)
 fi
+# The Galera test (test/integration/mysql-galera.test.ts): the provider (mariadb-server only
+# recommends it) and rsync, which moves state to a joining node.
+[ -e /usr/lib/galera/libgalera_smm.so ] || [ -e /usr/lib/libgalera_smm.so ] || packages+=(galera-4)
+command -v rsync >/dev/null 2>&1 || packages+=(rsync)
 # The page test's screenshot needs a font as well as the browser.
 [ -x /usr/bin/chromium ] || packages+=(chromium fonts-liberation)
 if [ ${#packages[@]} -gt 0 ]; then

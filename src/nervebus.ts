@@ -338,7 +338,7 @@ export async function startNerveBus(
     http: http?.address ?? "off",
     store:
       options.store === undefined
-        ? config.store.replace(/\/\/[^@/]*@/, "//***@")
+        ? config.store.replace(/\/\/[^@/]*@/g, "//***@")
         : `given by the caller (${store.capabilities.kind})`,
     tracing: telemetry.tracer !== undefined,
   });

@@ -395,5 +395,19 @@ export function adminHandlers(
       },
     ),
     ...clusterAdminHandlers(guard, cluster),
+    moveTopic: handle(
+      "MoveTopic",
+      (req) => [admin(req.topic)],
+      async (req) => {
+        const report = await broker.moveTopic(req.topic, req.toHost);
+        return {
+          $typeName: "nervebus.v1.MoveTopicResponse",
+          fromHost: report.from,
+          toHost: report.to,
+          moved: report.moved,
+          rowsCopied: BigInt(report.rowsCopied),
+        };
+      },
+    ),
   };
 }

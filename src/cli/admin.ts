@@ -131,13 +131,14 @@ const USAGE = `usage:
   nervebus locate TOPIC        (--cluster: the address of the broker serving TOPIC)
   nervebus cluster             (--cluster: the brokers and the topics each owns, as JSON)
   nervebus drain-broker        (--cluster: hand the --server broker's topics to the others)
+  nervebus move-topic --topic T --to HOST:PORT/DATABASE   (a database of the broker's --store)
 ${CONNECTION_USAGE}`;
 
 /** Commands whose first positional is not a verb. */
-type Single = "stats" | "locate" | "cluster" | "drain-broker";
+type Single = "stats" | "locate" | "cluster" | "drain-broker" | "move-topic";
 
 /**
- * `nervebus topic|sub|stats|locate|cluster|drain-broker …`: the AdminService from the command
+ * `nervebus topic|sub|stats|locate|cluster|drain-broker|move-topic …`: the AdminService from the command
  * line; prints JSON (or one line).
  */
 export async function adminCommand(kind: "topic" | "sub" | Single, args: string[]): Promise<number> {
@@ -148,6 +149,7 @@ export async function adminCommand(kind: "topic" | "sub" | Single, args: string[
     options: {
       ...CONNECTION_FLAGS,
       to: { type: "string" },
+      topic: { type: "string" },
       ...TOPIC_FLAGS,
       ...SUB_FLAGS,
     },
@@ -271,6 +273,12 @@ export async function adminCommand(kind: "topic" | "sub" | Single, args: string[
       // Each topic waits for its packs in flight and its state to be written: minutes at most.
       const r = await call("drainBroker", {}, 600_000);
       process.stdout.write(`drained ${values.server}: ${r.topics} topics handed over\n`);
+      return 0;
+    } else if (kind === "move-topic") {
+      // The copy takes as long as the topic is big: an hour before the CLI stops waiting (the
+      // move goes on in the broker; running the command again finishes or confirms it).
+      const request = { topic: need(values.topic, "--topic"), toHost: need(values.to, "--to") };
+      print(AdminService.method.moveTopic.output, await call("moveTopic", request, 3_600_000));
       return 0;
     } else {
       await show("getStats", { topic: need(a, "topic") });

@@ -11,7 +11,7 @@ import { tailCommand } from "./tail.js";
 const USAGE = `nervebus: a persistent message broker on MySQL or embedded SQLite
 
 usage:
-  nervebus serve   [--listen HOST:PORT] [--store sqlite:PATH|mysql://USER:PASS@HOST:PORT/DB] [options]
+  nervebus serve   [--listen HOST:PORT] [--store sqlite:PATH|mysql://USER:PASS@HOST:PORT/DB[,mysql://…]] [options]
   nervebus publish --server HOST:PORT --topic T [--data TEXT ...] [--attr K=V ...] [--ordering-key K] [--priority urgent|normal|bulk] [--pack-size N] [--stream]
                    (without --data: one message per line of standard input)
   nervebus tail    --server HOST:PORT --topic T --subscription S [--from earliest|latest|SEQ] [--count N] [--json]
@@ -25,6 +25,7 @@ usage:
   nervebus locate  TOPIC            (several brokers: which one serves TOPIC)
   nervebus cluster                  (several brokers: each one and the topics it owns)
   nervebus drain-broker             (several brokers: hand the --server broker's topics to the others)
+  nervebus move-topic --topic T --to HOST:PORT/DATABASE   (several MySQL databases in --store)
 
 publish, tail, topic, sub, stats, messages, message, schema, locate, cluster and drain-broker take the connection flags:
 ${CONNECTION_USAGE}
@@ -44,6 +45,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   locate: (args) => adminCommand("locate", args),
   cluster: (args) => adminCommand("cluster", args),
   "drain-broker": (args) => adminCommand("drain-broker", args),
+  "move-topic": (args) => adminCommand("move-topic", args),
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -55,7 +57,7 @@ async function main(argv: string[]): Promise<number> {
   const run = COMMANDS[command];
   if (run === undefined) {
     process.stderr.write(
-      `nervebus: unknown command ${JSON.stringify(command)}; expected serve, publish, tail, topic, sub, stats, messages, message, schema, locate, cluster or drain-broker\n`,
+      `nervebus: unknown command ${JSON.stringify(command)}; expected serve, publish, tail, topic, sub, stats, messages, message, schema, locate, cluster, drain-broker or move-topic\n`,
     );
     return 2;
   }

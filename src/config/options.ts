@@ -156,7 +156,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     key: "store",
     kind: "string",
     default: "sqlite:./data/nervebus.db",
-    doc: "sqlite:PATH or mysql://USER:PASS@HOST:PORT/DB",
+    doc: "sqlite:PATH or mysql://USER:PASS@HOST:PORT/DB; several MySQL URLs, comma-separated, spread topics over those databases (the first holds the placement catalog)",
   },
   {
     key: "shards",

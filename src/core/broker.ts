@@ -27,7 +27,7 @@ import type {
 } from "./model.js";
 import { type BrokerObserver, type LogFn, NO_OBSERVER } from "./observer.js";
 import { PackAppender, type PublishResult } from "./pack-appender.js";
-import type { Store } from "./store.js";
+import type { MoveReport, Store } from "./store.js";
 import type { DeliveryState, Subscription } from "./subscription.js";
 import { type TopicEntry, TopicRegistry } from "./topic-registry.js";
 import { MAX_DESCRIPTOR_SET_BYTES, type SchemaValidator, type TopicSchema } from "./topic-schema.js";
@@ -471,6 +471,25 @@ export class Broker {
     if (v === undefined)
       throw new NerveBusError("failed_precondition", "this broker was built without a schema validator");
     return v;
+  }
+
+  /**
+   * Moves a topic to another database of a store that spans several (see TopicPlacement). The
+   * topic is loaded first, so its tail is recovered and nothing below the copy changes after.
+   * FAILED_PRECONDITION when the store is one database.
+   */
+  async moveTopic(name: string, host: string): Promise<MoveReport> {
+    validateName("topic", name);
+    if (host === "") throw invalidArgument("to_host", "is required");
+    this.#checkOpen();
+    const placement = this.store.placement;
+    if (placement === undefined)
+      throw new NerveBusError(
+        "failed_precondition",
+        "the store is one database: moving topics needs --store with several MySQL URLs",
+      );
+    await this.#topic(name, false);
+    return placement.moveTopic(name, host);
   }
 
   /** Stops accepting work, flushes writes and subscription state. */

@@ -54,7 +54,14 @@ export { OutboxRelay, type OutboxRelayOptions, type RelayTarget } from "./outbox
 export { type OutboxRow, type OutboxSource, outboxMessageId, type RelayState } from "./outbox-source.js";
 export { APPENDED, type MessageOutcome, Outcomes } from "./outcomes.js";
 export type { PublishResult } from "./pack-appender.js";
-export type { OwnershipState, Store, StoreCapabilities } from "./store.js";
+export type {
+  HostInfo,
+  MoveReport,
+  OwnershipState,
+  Store,
+  StoreCapabilities,
+  TopicPlacement,
+} from "./store.js";
 export {
   type DeadLetter,
   type DeliveryState,

@@ -136,6 +136,43 @@ export interface Store {
 
   /** Releases connections and the ownership lock. */
   close(): Promise<void>;
+
+  /** Present when topics are spread over several databases (MySQL, several `--store` URLs). */
+  readonly placement?: TopicPlacement;
+}
+
+/** Where topics live when a store spans several databases, and moving one. */
+export interface TopicPlacement {
+  /** Each database in `--store` order: its key, whether it is reachable, its topic count. */
+  hosts(): Promise<HostInfo[]>;
+  /**
+   * Copies the topic (log, schedule, subscriptions and their state, dedup horizon) to the
+   * database `host` names and switches it there without losing a confirmed message: its writes
+   * wait while the tail is copied, the switch is one transaction, then they resume on the new
+   * database. A crash before the switch leaves it where it was; running the move again finishes
+   * it (and drops a copy a crash left behind). Throws NOT_FOUND for an unknown topic,
+   * INVALID_ARGUMENT for an unknown host, UNAVAILABLE when either database is unreachable.
+   */
+  moveTopic(name: string, host: string): Promise<MoveReport>;
+}
+
+/** A database of a multi-database store. */
+export interface HostInfo {
+  /** `HOST:PORT/DATABASE`. */
+  readonly key: string;
+  readonly reachable: boolean;
+  /** Topics placed on it (its load: new topics go to the reachable host with the fewest). */
+  readonly topics: number;
+}
+
+/** What a move did. */
+export interface MoveReport {
+  readonly from: string;
+  readonly to: string;
+  /** False when the topic was already there (only a copy left by a crash was dropped). */
+  readonly moved: boolean;
+  /** Log runs or rows and schedule entries copied. */
+  readonly rowsCopied: number;
 }
 
 /** A store's owner as the status page and stats show it. */

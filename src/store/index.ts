@@ -1,10 +1,13 @@
 /** Storage backends behind the core's Store interface. */
 import { NerveBusError, type Store } from "../core/index.js";
+import { MultiStore } from "./multi/multi-store.js";
+import { isMultiHost, parseHostUrls } from "./multi/store-urls.js";
 import { MysqlStore } from "./mysql/mysql-store.js";
 import type { StoreLeaseOptions } from "./mysql/open-pool.js";
 import { SqliteStore } from "./sqlite/sqlite-store.js";
 
 export { mapStoreError } from "./errors.js";
+export { MultiStore } from "./multi/multi-store.js";
 export { MysqlOutboxSource } from "./mysql/mysql-outbox.js";
 export { MysqlRunLog } from "./mysql/mysql-run-log.js";
 export { MysqlStore } from "./mysql/mysql-store.js";
@@ -20,8 +23,26 @@ export interface OpenStoreOptions extends StoreLeaseOptions {
   readonly mysqlAllowUnsafeDurability: boolean;
 }
 
-/** Opens the store named by a URL: `sqlite:PATH` or `mysql://USER:PASS@HOST:PORT/DB`. */
+/**
+ * Opens the store named by a URL: `sqlite:PATH` or `mysql://USER:PASS@HOST:PORT/DB`, or several
+ * MySQL URLs, comma-separated, for topics spread over those databases (see MultiStore).
+ */
 export async function openStore(url: string, options: OpenStoreOptions): Promise<Store> {
+  if (isMultiHost(url)) {
+    const hosts = parseHostUrls(url);
+    // Each database would run its own cluster of topic leases, which this layer does not
+    // combine yet (its topics' ownership, forwarding and hand-over go through one store).
+    if (options.cluster)
+      throw new NerveBusError(
+        "invalid_argument",
+        "--cluster with several --store URLs is not supported yet: run a cluster on one database, or one broker over several",
+      );
+    return MultiStore.open(hosts, {
+      ...options,
+      poolSize: options.mysqlPoolSize,
+      allowUnsafeDurability: options.mysqlAllowUnsafeDurability,
+    });
+  }
   if (url.startsWith("sqlite:")) {
     if (options.cluster)
       throw new NerveBusError(

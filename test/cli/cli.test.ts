@@ -339,7 +339,7 @@ test("bad flags and unreachable servers get one clear line and a non-zero exit",
     ],
     [
       ["frobnicate"],
-      /^nervebus: unknown command "frobnicate"; expected serve, publish, tail, topic, sub, stats, messages, message, schema, locate, cluster or drain-broker\n$/,
+      /^nervebus: unknown command "frobnicate"; expected serve, publish, tail, topic, sub, stats, messages, message, schema, locate, cluster, drain-broker or move-topic\n$/,
     ],
   ];
   for (const [args, stderr] of cases) {

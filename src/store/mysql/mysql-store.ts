@@ -54,6 +54,14 @@ export class MysqlStore implements core.Store {
     return new MysqlStore(db, capabilities);
   }
 
+  /**
+   * This database's pool, fenced by this store's lease: for the multi-host layer (src/store/multi),
+   * which keeps its placement catalog here and copies a topic's rows between hosts.
+   */
+  get fencedPool(): FencedPool {
+    return this.#db;
+  }
+
   /** Who owns the store, since when, and whether the lease is current (status and stats). */
   ownership(): core.OwnershipState {
     return { mechanism: "lease", ...this.#db.lease.state() };
@@ -355,15 +363,21 @@ export class MysqlStore implements core.Store {
   ): Promise<number[]> {
     if (entries.length === 0) return [];
     const values = entries.map((e) => [e.dueAt, codec.encodeScheduledMeta(e.message), e.message.data]);
-    const [res] = await this.#db.fenced("scheduling messages", topic, META_SLOT, (conn) =>
-      conn.query<mysql.ResultSetHeader>(
+    const { first, step } = await this.#db.fenced("scheduling messages", topic, META_SLOT, async (conn) => {
+      const [res] = await conn.query<mysql.ResultSetHeader>(
         `INSERT INTO ${codec.scheduleTable(topic.id)} (due_at, meta, data) VALUES ?`,
         [values],
-      ),
-    );
-    // A multi-row INSERT gets consecutive AUTO_INCREMENT ids (innodb_autoinc_lock_mode ≤ 1 for
-    // "simple inserts" guarantees it on MySQL 8 and MariaDB even in mode 2).
-    return entries.map((_, i) => res.insertId + i);
+      );
+      const [inc] = await conn.query<mysql.RowDataPacket[]>(
+        "SELECT @@SESSION.auto_increment_increment AS step",
+      );
+      return { first: res.insertId, step: Number(inc[0]?.step ?? 1) };
+    });
+    // A multi-row INSERT's AUTO_INCREMENT ids are evenly spaced: writes of the topic's schedule
+    // are one at a time (they share the fence row), and "simple inserts" get their ids in one
+    // go. The spacing is auto_increment_increment, which Galera sets to the node count
+    // (test/integration/mysql-galera.test.ts "schedule ids").
+    return entries.map((_, i) => first + i * step);
   }
 
   async dueMessages(topic: core.TopicRecord, now: number, limit: number): Promise<core.ScheduledMessage[]> {

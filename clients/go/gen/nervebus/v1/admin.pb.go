@@ -3388,6 +3388,134 @@ func (x *OwnedTopic) GetLeaseAge() *durationpb.Duration {
 	return nil
 }
 
+// MoveTopicRequest names a topic and the database it goes to.
+type MoveTopicRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The topic.
+	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// The database, as HOST:PORT/DATABASE (as its --store URL names it, without credentials).
+	ToHost        string `protobuf:"bytes,2,opt,name=to_host,json=toHost,proto3" json:"to_host,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveTopicRequest) Reset() {
+	*x = MoveTopicRequest{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveTopicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveTopicRequest) ProtoMessage() {}
+
+func (x *MoveTopicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveTopicRequest.ProtoReflect.Descriptor instead.
+func (*MoveTopicRequest) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *MoveTopicRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *MoveTopicRequest) GetToHost() string {
+	if x != nil {
+		return x.ToHost
+	}
+	return ""
+}
+
+// MoveTopicResponse says what the move did.
+type MoveTopicResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Where the topic was, as HOST:PORT/DATABASE.
+	FromHost string `protobuf:"bytes,1,opt,name=from_host,json=fromHost,proto3" json:"from_host,omitempty"`
+	// Where it is now.
+	ToHost string `protobuf:"bytes,2,opt,name=to_host,json=toHost,proto3" json:"to_host,omitempty"`
+	// False when it was there already (a copy a crash left elsewhere was dropped).
+	Moved bool `protobuf:"varint,3,opt,name=moved,proto3" json:"moved,omitempty"`
+	// Log rows (runs) and schedule entries copied.
+	RowsCopied    uint64 `protobuf:"varint,4,opt,name=rows_copied,json=rowsCopied,proto3" json:"rows_copied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveTopicResponse) Reset() {
+	*x = MoveTopicResponse{}
+	mi := &file_nervebus_v1_admin_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveTopicResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveTopicResponse) ProtoMessage() {}
+
+func (x *MoveTopicResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nervebus_v1_admin_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveTopicResponse.ProtoReflect.Descriptor instead.
+func (*MoveTopicResponse) Descriptor() ([]byte, []int) {
+	return file_nervebus_v1_admin_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *MoveTopicResponse) GetFromHost() string {
+	if x != nil {
+		return x.FromHost
+	}
+	return ""
+}
+
+func (x *MoveTopicResponse) GetToHost() string {
+	if x != nil {
+		return x.ToHost
+	}
+	return ""
+}
+
+func (x *MoveTopicResponse) GetMoved() bool {
+	if x != nil {
+		return x.Moved
+	}
+	return false
+}
+
+func (x *MoveTopicResponse) GetRowsCopied() uint64 {
+	if x != nil {
+		return x.RowsCopied
+	}
+	return 0
+}
+
 var File_nervebus_v1_admin_proto protoreflect.FileDescriptor
 
 const file_nervebus_v1_admin_proto_rawDesc = "" +
@@ -3615,7 +3743,16 @@ const file_nervebus_v1_admin_proto_rawDesc = "" +
 	"OwnedTopic\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x126\n" +
-	"\tlease_age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bleaseAge2\xb9\x0f\n" +
+	"\tlease_age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bleaseAge\"A\n" +
+	"\x10MoveTopicRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x17\n" +
+	"\ato_host\x18\x02 \x01(\tR\x06toHost\"\x80\x01\n" +
+	"\x11MoveTopicResponse\x12\x1b\n" +
+	"\tfrom_host\x18\x01 \x01(\tR\bfromHost\x12\x17\n" +
+	"\ato_host\x18\x02 \x01(\tR\x06toHost\x12\x14\n" +
+	"\x05moved\x18\x03 \x01(\bR\x05moved\x12\x1f\n" +
+	"\vrows_copied\x18\x04 \x01(\x04R\n" +
+	"rowsCopied2\x85\x10\n" +
 	"\fAdminService\x12P\n" +
 	"\vCreateTopic\x12\x1f.nervebus.v1.CreateTopicRequest\x1a .nervebus.v1.CreateTopicResponse\x12G\n" +
 	"\bGetTopic\x12\x1c.nervebus.v1.GetTopicRequest\x1a\x1d.nervebus.v1.GetTopicResponse\x12M\n" +
@@ -3641,7 +3778,8 @@ const file_nervebus_v1_admin_proto_rawDesc = "" +
 	"\vLocateTopic\x12\x1f.nervebus.v1.LocateTopicRequest\x1a .nervebus.v1.LocateTopicResponse\x12P\n" +
 	"\vDrainBroker\x12\x1f.nervebus.v1.DrainBrokerRequest\x1a .nervebus.v1.DrainBrokerResponse\x12M\n" +
 	"\n" +
-	"GetCluster\x12\x1e.nervebus.v1.GetClusterRequest\x1a\x1f.nervebus.v1.GetClusterResponseBDZBgithub.com/nervebus/nervebus/clients/go/gen/nervebus/v1;nervebusv1b\x06proto3"
+	"GetCluster\x12\x1e.nervebus.v1.GetClusterRequest\x1a\x1f.nervebus.v1.GetClusterResponse\x12J\n" +
+	"\tMoveTopic\x12\x1d.nervebus.v1.MoveTopicRequest\x1a\x1e.nervebus.v1.MoveTopicResponseBDZBgithub.com/nervebus/nervebus/clients/go/gen/nervebus/v1;nervebusv1b\x06proto3"
 
 var (
 	file_nervebus_v1_admin_proto_rawDescOnce sync.Once
@@ -3656,7 +3794,7 @@ func file_nervebus_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_nervebus_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_nervebus_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_nervebus_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_nervebus_v1_admin_proto_goTypes = []any{
 	(MessageDelivery_State)(0),         // 0: nervebus.v1.MessageDelivery.State
 	(*Topic)(nil),                      // 1: nervebus.v1.Topic
@@ -3713,65 +3851,67 @@ var file_nervebus_v1_admin_proto_goTypes = []any{
 	(*GetClusterResponse)(nil),         // 52: nervebus.v1.GetClusterResponse
 	(*ClusterBroker)(nil),              // 53: nervebus.v1.ClusterBroker
 	(*OwnedTopic)(nil),                 // 54: nervebus.v1.OwnedTopic
-	nil,                                // 55: nervebus.v1.ListMessagesRequest.AttributesEntry
-	(*durationpb.Duration)(nil),        // 56: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 57: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),      // 58: google.protobuf.FieldMask
-	(StartPoint)(0),                    // 59: nervebus.v1.StartPoint
-	(*Window)(nil),                     // 60: nervebus.v1.Window
-	(*Delivery)(nil),                   // 61: nervebus.v1.Delivery
+	(*MoveTopicRequest)(nil),           // 55: nervebus.v1.MoveTopicRequest
+	(*MoveTopicResponse)(nil),          // 56: nervebus.v1.MoveTopicResponse
+	nil,                                // 57: nervebus.v1.ListMessagesRequest.AttributesEntry
+	(*durationpb.Duration)(nil),        // 58: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 59: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),      // 60: google.protobuf.FieldMask
+	(StartPoint)(0),                    // 61: nervebus.v1.StartPoint
+	(*Window)(nil),                     // 62: nervebus.v1.Window
+	(*Delivery)(nil),                   // 63: nervebus.v1.Delivery
 }
 var file_nervebus_v1_admin_proto_depIdxs = []int32{
-	56, // 0: nervebus.v1.Topic.retention:type_name -> google.protobuf.Duration
-	56, // 1: nervebus.v1.Topic.dedup_window:type_name -> google.protobuf.Duration
-	57, // 2: nervebus.v1.Topic.create_time:type_name -> google.protobuf.Timestamp
-	56, // 3: nervebus.v1.Subscription.ack_deadline:type_name -> google.protobuf.Duration
-	56, // 4: nervebus.v1.Subscription.min_backoff:type_name -> google.protobuf.Duration
-	56, // 5: nervebus.v1.Subscription.max_backoff:type_name -> google.protobuf.Duration
-	57, // 6: nervebus.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	58, // 0: nervebus.v1.Topic.retention:type_name -> google.protobuf.Duration
+	58, // 1: nervebus.v1.Topic.dedup_window:type_name -> google.protobuf.Duration
+	59, // 2: nervebus.v1.Topic.create_time:type_name -> google.protobuf.Timestamp
+	58, // 3: nervebus.v1.Subscription.ack_deadline:type_name -> google.protobuf.Duration
+	58, // 4: nervebus.v1.Subscription.min_backoff:type_name -> google.protobuf.Duration
+	58, // 5: nervebus.v1.Subscription.max_backoff:type_name -> google.protobuf.Duration
+	59, // 6: nervebus.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 7: nervebus.v1.CreateTopicRequest.topic:type_name -> nervebus.v1.Topic
 	1,  // 8: nervebus.v1.CreateTopicResponse.topic:type_name -> nervebus.v1.Topic
 	1,  // 9: nervebus.v1.GetTopicResponse.topic:type_name -> nervebus.v1.Topic
 	1,  // 10: nervebus.v1.ListTopicsResponse.topics:type_name -> nervebus.v1.Topic
 	1,  // 11: nervebus.v1.UpdateTopicRequest.topic:type_name -> nervebus.v1.Topic
-	58, // 12: nervebus.v1.UpdateTopicRequest.update_mask:type_name -> google.protobuf.FieldMask
+	60, // 12: nervebus.v1.UpdateTopicRequest.update_mask:type_name -> google.protobuf.FieldMask
 	1,  // 13: nervebus.v1.UpdateTopicResponse.topic:type_name -> nervebus.v1.Topic
 	2,  // 14: nervebus.v1.CreateSubscriptionRequest.subscription:type_name -> nervebus.v1.Subscription
-	59, // 15: nervebus.v1.CreateSubscriptionRequest.start_point:type_name -> nervebus.v1.StartPoint
-	57, // 16: nervebus.v1.CreateSubscriptionRequest.start_time:type_name -> google.protobuf.Timestamp
+	61, // 15: nervebus.v1.CreateSubscriptionRequest.start_point:type_name -> nervebus.v1.StartPoint
+	59, // 16: nervebus.v1.CreateSubscriptionRequest.start_time:type_name -> google.protobuf.Timestamp
 	2,  // 17: nervebus.v1.CreateSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
 	2,  // 18: nervebus.v1.GetSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
 	2,  // 19: nervebus.v1.ListSubscriptionsResponse.subscriptions:type_name -> nervebus.v1.Subscription
 	2,  // 20: nervebus.v1.UpdateSubscriptionRequest.subscription:type_name -> nervebus.v1.Subscription
-	58, // 21: nervebus.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	60, // 21: nervebus.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
 	2,  // 22: nervebus.v1.UpdateSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
 	2,  // 23: nervebus.v1.PauseSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
 	2,  // 24: nervebus.v1.ResumeSubscriptionResponse.subscription:type_name -> nervebus.v1.Subscription
-	57, // 25: nervebus.v1.SeekSubscriptionRequest.time:type_name -> google.protobuf.Timestamp
+	59, // 25: nervebus.v1.SeekSubscriptionRequest.time:type_name -> google.protobuf.Timestamp
 	33, // 26: nervebus.v1.GetStatsResponse.topic:type_name -> nervebus.v1.TopicStats
 	34, // 27: nervebus.v1.GetStatsResponse.subscriptions:type_name -> nervebus.v1.SubscriptionStats
-	56, // 28: nervebus.v1.SubscriptionStats.oldest_unacked_age:type_name -> google.protobuf.Duration
+	58, // 28: nervebus.v1.SubscriptionStats.oldest_unacked_age:type_name -> google.protobuf.Duration
 	35, // 29: nervebus.v1.SubscriptionStats.consumers:type_name -> nervebus.v1.ConsumerStats
-	60, // 30: nervebus.v1.ConsumerStats.window:type_name -> nervebus.v1.Window
-	57, // 31: nervebus.v1.ConsumerStats.connect_time:type_name -> google.protobuf.Timestamp
-	57, // 32: nervebus.v1.ListMessagesRequest.from_time:type_name -> google.protobuf.Timestamp
-	57, // 33: nervebus.v1.ListMessagesRequest.to_time:type_name -> google.protobuf.Timestamp
-	55, // 34: nervebus.v1.ListMessagesRequest.attributes:type_name -> nervebus.v1.ListMessagesRequest.AttributesEntry
+	62, // 30: nervebus.v1.ConsumerStats.window:type_name -> nervebus.v1.Window
+	59, // 31: nervebus.v1.ConsumerStats.connect_time:type_name -> google.protobuf.Timestamp
+	59, // 32: nervebus.v1.ListMessagesRequest.from_time:type_name -> google.protobuf.Timestamp
+	59, // 33: nervebus.v1.ListMessagesRequest.to_time:type_name -> google.protobuf.Timestamp
+	57, // 34: nervebus.v1.ListMessagesRequest.attributes:type_name -> nervebus.v1.ListMessagesRequest.AttributesEntry
 	40, // 35: nervebus.v1.ListMessagesResponse.messages:type_name -> nervebus.v1.StoredMessage
 	40, // 36: nervebus.v1.GetMessageResponse.message:type_name -> nervebus.v1.StoredMessage
-	61, // 37: nervebus.v1.StoredMessage.message:type_name -> nervebus.v1.Delivery
+	63, // 37: nervebus.v1.StoredMessage.message:type_name -> nervebus.v1.Delivery
 	41, // 38: nervebus.v1.StoredMessage.deliveries:type_name -> nervebus.v1.MessageDelivery
 	0,  // 39: nervebus.v1.MessageDelivery.state:type_name -> nervebus.v1.MessageDelivery.State
-	57, // 40: nervebus.v1.MessageDelivery.lease_deadline:type_name -> google.protobuf.Timestamp
-	57, // 41: nervebus.v1.MessageDelivery.not_before:type_name -> google.protobuf.Timestamp
-	57, // 42: nervebus.v1.PayloadSchema.update_time:type_name -> google.protobuf.Timestamp
+	59, // 40: nervebus.v1.MessageDelivery.lease_deadline:type_name -> google.protobuf.Timestamp
+	59, // 41: nervebus.v1.MessageDelivery.not_before:type_name -> google.protobuf.Timestamp
+	59, // 42: nervebus.v1.PayloadSchema.update_time:type_name -> google.protobuf.Timestamp
 	42, // 43: nervebus.v1.SetTopicSchemaRequest.schema:type_name -> nervebus.v1.PayloadSchema
 	42, // 44: nervebus.v1.SetTopicSchemaResponse.schema:type_name -> nervebus.v1.PayloadSchema
 	42, // 45: nervebus.v1.GetTopicSchemaResponse.schema:type_name -> nervebus.v1.PayloadSchema
 	53, // 46: nervebus.v1.GetClusterResponse.brokers:type_name -> nervebus.v1.ClusterBroker
-	56, // 47: nervebus.v1.ClusterBroker.heartbeat_age:type_name -> google.protobuf.Duration
+	58, // 47: nervebus.v1.ClusterBroker.heartbeat_age:type_name -> google.protobuf.Duration
 	54, // 48: nervebus.v1.ClusterBroker.topics:type_name -> nervebus.v1.OwnedTopic
-	56, // 49: nervebus.v1.OwnedTopic.lease_age:type_name -> google.protobuf.Duration
+	58, // 49: nervebus.v1.OwnedTopic.lease_age:type_name -> google.protobuf.Duration
 	3,  // 50: nervebus.v1.AdminService.CreateTopic:input_type -> nervebus.v1.CreateTopicRequest
 	5,  // 51: nervebus.v1.AdminService.GetTopic:input_type -> nervebus.v1.GetTopicRequest
 	7,  // 52: nervebus.v1.AdminService.ListTopics:input_type -> nervebus.v1.ListTopicsRequest
@@ -3794,30 +3934,32 @@ var file_nervebus_v1_admin_proto_depIdxs = []int32{
 	47, // 69: nervebus.v1.AdminService.LocateTopic:input_type -> nervebus.v1.LocateTopicRequest
 	49, // 70: nervebus.v1.AdminService.DrainBroker:input_type -> nervebus.v1.DrainBrokerRequest
 	51, // 71: nervebus.v1.AdminService.GetCluster:input_type -> nervebus.v1.GetClusterRequest
-	4,  // 72: nervebus.v1.AdminService.CreateTopic:output_type -> nervebus.v1.CreateTopicResponse
-	6,  // 73: nervebus.v1.AdminService.GetTopic:output_type -> nervebus.v1.GetTopicResponse
-	8,  // 74: nervebus.v1.AdminService.ListTopics:output_type -> nervebus.v1.ListTopicsResponse
-	10, // 75: nervebus.v1.AdminService.UpdateTopic:output_type -> nervebus.v1.UpdateTopicResponse
-	12, // 76: nervebus.v1.AdminService.DeleteTopic:output_type -> nervebus.v1.DeleteTopicResponse
-	14, // 77: nervebus.v1.AdminService.CreateSubscription:output_type -> nervebus.v1.CreateSubscriptionResponse
-	16, // 78: nervebus.v1.AdminService.GetSubscription:output_type -> nervebus.v1.GetSubscriptionResponse
-	18, // 79: nervebus.v1.AdminService.ListSubscriptions:output_type -> nervebus.v1.ListSubscriptionsResponse
-	20, // 80: nervebus.v1.AdminService.UpdateSubscription:output_type -> nervebus.v1.UpdateSubscriptionResponse
-	22, // 81: nervebus.v1.AdminService.DeleteSubscription:output_type -> nervebus.v1.DeleteSubscriptionResponse
-	24, // 82: nervebus.v1.AdminService.PauseSubscription:output_type -> nervebus.v1.PauseSubscriptionResponse
-	26, // 83: nervebus.v1.AdminService.ResumeSubscription:output_type -> nervebus.v1.ResumeSubscriptionResponse
-	28, // 84: nervebus.v1.AdminService.PurgeSubscription:output_type -> nervebus.v1.PurgeSubscriptionResponse
-	30, // 85: nervebus.v1.AdminService.SeekSubscription:output_type -> nervebus.v1.SeekSubscriptionResponse
-	32, // 86: nervebus.v1.AdminService.GetStats:output_type -> nervebus.v1.GetStatsResponse
-	37, // 87: nervebus.v1.AdminService.ListMessages:output_type -> nervebus.v1.ListMessagesResponse
-	39, // 88: nervebus.v1.AdminService.GetMessage:output_type -> nervebus.v1.GetMessageResponse
-	44, // 89: nervebus.v1.AdminService.SetTopicSchema:output_type -> nervebus.v1.SetTopicSchemaResponse
-	46, // 90: nervebus.v1.AdminService.GetTopicSchema:output_type -> nervebus.v1.GetTopicSchemaResponse
-	48, // 91: nervebus.v1.AdminService.LocateTopic:output_type -> nervebus.v1.LocateTopicResponse
-	50, // 92: nervebus.v1.AdminService.DrainBroker:output_type -> nervebus.v1.DrainBrokerResponse
-	52, // 93: nervebus.v1.AdminService.GetCluster:output_type -> nervebus.v1.GetClusterResponse
-	72, // [72:94] is the sub-list for method output_type
-	50, // [50:72] is the sub-list for method input_type
+	55, // 72: nervebus.v1.AdminService.MoveTopic:input_type -> nervebus.v1.MoveTopicRequest
+	4,  // 73: nervebus.v1.AdminService.CreateTopic:output_type -> nervebus.v1.CreateTopicResponse
+	6,  // 74: nervebus.v1.AdminService.GetTopic:output_type -> nervebus.v1.GetTopicResponse
+	8,  // 75: nervebus.v1.AdminService.ListTopics:output_type -> nervebus.v1.ListTopicsResponse
+	10, // 76: nervebus.v1.AdminService.UpdateTopic:output_type -> nervebus.v1.UpdateTopicResponse
+	12, // 77: nervebus.v1.AdminService.DeleteTopic:output_type -> nervebus.v1.DeleteTopicResponse
+	14, // 78: nervebus.v1.AdminService.CreateSubscription:output_type -> nervebus.v1.CreateSubscriptionResponse
+	16, // 79: nervebus.v1.AdminService.GetSubscription:output_type -> nervebus.v1.GetSubscriptionResponse
+	18, // 80: nervebus.v1.AdminService.ListSubscriptions:output_type -> nervebus.v1.ListSubscriptionsResponse
+	20, // 81: nervebus.v1.AdminService.UpdateSubscription:output_type -> nervebus.v1.UpdateSubscriptionResponse
+	22, // 82: nervebus.v1.AdminService.DeleteSubscription:output_type -> nervebus.v1.DeleteSubscriptionResponse
+	24, // 83: nervebus.v1.AdminService.PauseSubscription:output_type -> nervebus.v1.PauseSubscriptionResponse
+	26, // 84: nervebus.v1.AdminService.ResumeSubscription:output_type -> nervebus.v1.ResumeSubscriptionResponse
+	28, // 85: nervebus.v1.AdminService.PurgeSubscription:output_type -> nervebus.v1.PurgeSubscriptionResponse
+	30, // 86: nervebus.v1.AdminService.SeekSubscription:output_type -> nervebus.v1.SeekSubscriptionResponse
+	32, // 87: nervebus.v1.AdminService.GetStats:output_type -> nervebus.v1.GetStatsResponse
+	37, // 88: nervebus.v1.AdminService.ListMessages:output_type -> nervebus.v1.ListMessagesResponse
+	39, // 89: nervebus.v1.AdminService.GetMessage:output_type -> nervebus.v1.GetMessageResponse
+	44, // 90: nervebus.v1.AdminService.SetTopicSchema:output_type -> nervebus.v1.SetTopicSchemaResponse
+	46, // 91: nervebus.v1.AdminService.GetTopicSchema:output_type -> nervebus.v1.GetTopicSchemaResponse
+	48, // 92: nervebus.v1.AdminService.LocateTopic:output_type -> nervebus.v1.LocateTopicResponse
+	50, // 93: nervebus.v1.AdminService.DrainBroker:output_type -> nervebus.v1.DrainBrokerResponse
+	52, // 94: nervebus.v1.AdminService.GetCluster:output_type -> nervebus.v1.GetClusterResponse
+	56, // 95: nervebus.v1.AdminService.MoveTopic:output_type -> nervebus.v1.MoveTopicResponse
+	73, // [73:96] is the sub-list for method output_type
+	50, // [50:73] is the sub-list for method input_type
 	50, // [50:50] is the sub-list for extension type_name
 	50, // [50:50] is the sub-list for extension extendee
 	0,  // [0:50] is the sub-list for field type_name
@@ -3845,7 +3987,7 @@ func file_nervebus_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_nervebus_v1_admin_proto_rawDesc), len(file_nervebus_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   55,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

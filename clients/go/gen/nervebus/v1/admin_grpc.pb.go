@@ -41,6 +41,7 @@ const (
 	AdminService_LocateTopic_FullMethodName        = "/nervebus.v1.AdminService/LocateTopic"
 	AdminService_DrainBroker_FullMethodName        = "/nervebus.v1.AdminService/DrainBroker"
 	AdminService_GetCluster_FullMethodName         = "/nervebus.v1.AdminService/GetCluster"
+	AdminService_MoveTopic_FullMethodName          = "/nervebus.v1.AdminService/MoveTopic"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -110,6 +111,12 @@ type AdminServiceClient interface {
 	DrainBroker(ctx context.Context, in *DrainBrokerRequest, opts ...grpc.CallOption) (*DrainBrokerResponse, error)
 	// The brokers of the cluster, the topics each owns with their lease ages, and failovers.
 	GetCluster(ctx context.Context, in *GetClusterRequest, opts ...grpc.CallOption) (*GetClusterResponse, error)
+	// Moves a topic to another MySQL database of the broker's --store (several URLs): copies its
+	// messages, schedule, subscriptions and their state, holds its writes while the tail is
+	// copied, switches it in one transaction and resumes. Nothing confirmed is lost, nothing acked
+	// comes again; Receive streams keep going. A crash in the middle leaves it where it was; a
+	// second call finishes it. FAILED_PRECONDITION when the store is one database.
+	MoveTopic(ctx context.Context, in *MoveTopicRequest, opts ...grpc.CallOption) (*MoveTopicResponse, error)
 }
 
 type adminServiceClient struct {
@@ -340,6 +347,16 @@ func (c *adminServiceClient) GetCluster(ctx context.Context, in *GetClusterReque
 	return out, nil
 }
 
+func (c *adminServiceClient) MoveTopic(ctx context.Context, in *MoveTopicRequest, opts ...grpc.CallOption) (*MoveTopicResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MoveTopicResponse)
+	err := c.cc.Invoke(ctx, AdminService_MoveTopic_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -407,6 +424,12 @@ type AdminServiceServer interface {
 	DrainBroker(context.Context, *DrainBrokerRequest) (*DrainBrokerResponse, error)
 	// The brokers of the cluster, the topics each owns with their lease ages, and failovers.
 	GetCluster(context.Context, *GetClusterRequest) (*GetClusterResponse, error)
+	// Moves a topic to another MySQL database of the broker's --store (several URLs): copies its
+	// messages, schedule, subscriptions and their state, holds its writes while the tail is
+	// copied, switches it in one transaction and resumes. Nothing confirmed is lost, nothing acked
+	// comes again; Receive streams keep going. A crash in the middle leaves it where it was; a
+	// second call finishes it. FAILED_PRECONDITION when the store is one database.
+	MoveTopic(context.Context, *MoveTopicRequest) (*MoveTopicResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -482,6 +505,9 @@ func (UnimplementedAdminServiceServer) DrainBroker(context.Context, *DrainBroker
 }
 func (UnimplementedAdminServiceServer) GetCluster(context.Context, *GetClusterRequest) (*GetClusterResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCluster not implemented")
+}
+func (UnimplementedAdminServiceServer) MoveTopic(context.Context, *MoveTopicRequest) (*MoveTopicResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MoveTopic not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -900,6 +926,24 @@ func _AdminService_GetCluster_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_MoveTopic_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MoveTopicRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).MoveTopic(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_MoveTopic_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).MoveTopic(ctx, req.(*MoveTopicRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -994,6 +1038,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCluster",
 			Handler:    _AdminService_GetCluster_Handler,
+		},
+		{
+			MethodName: "MoveTopic",
+			Handler:    _AdminService_MoveTopic_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

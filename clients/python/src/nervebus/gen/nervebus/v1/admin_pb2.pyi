@@ -520,3 +520,23 @@ class OwnedTopic(_message.Message):
     epoch: int
     lease_age: _duration_pb2.Duration
     def __init__(self, name: _Optional[str] = ..., epoch: _Optional[int] = ..., lease_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class MoveTopicRequest(_message.Message):
+    __slots__ = ("topic", "to_host")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    TO_HOST_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    to_host: str
+    def __init__(self, topic: _Optional[str] = ..., to_host: _Optional[str] = ...) -> None: ...
+
+class MoveTopicResponse(_message.Message):
+    __slots__ = ("from_host", "to_host", "moved", "rows_copied")
+    FROM_HOST_FIELD_NUMBER: _ClassVar[int]
+    TO_HOST_FIELD_NUMBER: _ClassVar[int]
+    MOVED_FIELD_NUMBER: _ClassVar[int]
+    ROWS_COPIED_FIELD_NUMBER: _ClassVar[int]
+    from_host: str
+    to_host: str
+    moved: bool
+    rows_copied: int
+    def __init__(self, from_host: _Optional[str] = ..., to_host: _Optional[str] = ..., moved: _Optional[bool] = ..., rows_copied: _Optional[int] = ...) -> None: ...

@@ -148,6 +148,11 @@ class AdminServiceStub:
                 request_serializer=nervebus_dot_v1_dot_admin__pb2.GetClusterRequest.SerializeToString,
                 response_deserializer=nervebus_dot_v1_dot_admin__pb2.GetClusterResponse.FromString,
                 _registered_method=True)
+        self.MoveTopic = channel.unary_unary(
+                '/nervebus.v1.AdminService/MoveTopic',
+                request_serializer=nervebus_dot_v1_dot_admin__pb2.MoveTopicRequest.SerializeToString,
+                response_deserializer=nervebus_dot_v1_dot_admin__pb2.MoveTopicResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -325,6 +330,17 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MoveTopic(self, request, context):
+        """Moves a topic to another MySQL database of the broker's --store (several URLs): copies its
+        messages, schedule, subscriptions and their state, holds its writes while the tail is
+        copied, switches it in one transaction and resumes. Nothing confirmed is lost, nothing acked
+        comes again; Receive streams keep going. A crash in the middle leaves it where it was; a
+        second call finishes it. FAILED_PRECONDITION when the store is one database.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -437,6 +453,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetCluster,
                     request_deserializer=nervebus_dot_v1_dot_admin__pb2.GetClusterRequest.FromString,
                     response_serializer=nervebus_dot_v1_dot_admin__pb2.GetClusterResponse.SerializeToString,
+            ),
+            'MoveTopic': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveTopic,
+                    request_deserializer=nervebus_dot_v1_dot_admin__pb2.MoveTopicRequest.FromString,
+                    response_serializer=nervebus_dot_v1_dot_admin__pb2.MoveTopicResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1037,6 +1058,33 @@ class AdminService:
             '/nervebus.v1.AdminService/GetCluster',
             nervebus_dot_v1_dot_admin__pb2.GetClusterRequest.SerializeToString,
             nervebus_dot_v1_dot_admin__pb2.GetClusterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveTopic(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nervebus.v1.AdminService/MoveTopic',
+            nervebus_dot_v1_dot_admin__pb2.MoveTopicRequest.SerializeToString,
+            nervebus_dot_v1_dot_admin__pb2.MoveTopicResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,366 @@
+import {
+  type HostInfo,
+  type LogFormat,
+  type LoggedIds,
+  type LogMessage,
+  type MoveReport,
+  NerveBusError,
+  type NewMessage,
+  type OwnershipState,
+  type PointerRecord,
+  type ScheduledMessage,
+  type Store,
+  type StoreCapabilities,
+  type SubscriptionConfig,
+  type SubscriptionRecord,
+  type TopicConfig,
+  type TopicPlacement,
+  type TopicRecord,
+  type TopicSchema,
+} from "../../core/index.js";
+import type { IndexedRun } from "../../wire/index.js";
+import type { MysqlStore } from "../mysql/mysql-store.js";
+import { type HostOptions, HostSet } from "./host-set.js";
+import { type HostSlot, PlacedTopic } from "./placed-topic.js";
+import { PlacementCatalog, type PlacementRow } from "./placement-catalog.js";
+import type { HostUrl } from "./store-urls.js";
+import { TopicMover } from "./topic-mover.js";
+
+type Call<T> = (store: MysqlStore, local: TopicRecord) => Promise<T>;
+
+/**
+ * A store over several MySQL databases (`--store` with several URLs): each topic lives in one of
+ * them, as the placement catalog in the first says; every call on a topic goes to that database's
+ * MysqlStore, which keeps the topic's tables, lease and fence rows exactly as with one database.
+ * New topics go to the reachable database holding the fewest topics. The core sees the placement
+ * row's id, which a move does not change; each database's own ids stay in here.
+ */
+export class MultiStore implements Store, TopicPlacement {
+  readonly capabilities: StoreCapabilities;
+  readonly placement: TopicPlacement = this;
+  readonly #placed = new Map<string, PlacedTopic>();
+  /** Topics whose writes wait (a move copying their tail); resolved when they may go on. */
+  readonly #gates = new Map<string, Promise<void>>();
+  /** Creations, deletions and moves of a name, one at a time. */
+  readonly #changing = new Map<string, Promise<unknown>>();
+
+  private constructor(
+    private readonly set: HostSet,
+    private readonly catalog: PlacementCatalog,
+    private readonly log: HostOptions["log"],
+  ) {
+    const first = set.slots[0]!.store!.capabilities;
+    // The tightest of the open databases' packet limits: a topic may move to any of them.
+    const open = set.slots.flatMap((s) => (s.store ? [s.store.capabilities] : []));
+    this.capabilities = { ...first, maxInsertBytes: Math.min(...open.map((c) => c.maxInsertBytes)) };
+  }
+
+  /**
+   * Opens every database (see HostSet), prepares the placement catalog in the first, and on the
+   * first start with several (an empty catalog) takes in the topics each database already holds
+   * (every database must then be reachable, and no name in two). Refuses to start when a topic
+   * is placed on a database `--store` no longer names.
+   */
+  static async open(urls: readonly HostUrl[], options: HostOptions): Promise<MultiStore> {
+    const hosts = await HostSet.open(urls, options);
+    try {
+      const catalog = new PlacementCatalog(hosts.slots[0]!.store!.fencedPool);
+      await catalog.prepare();
+      let rows = await catalog.list();
+      if (rows.length === 0) rows = await MultiStore.#adopt(hosts, catalog);
+      const unknown = rows.find((r) => hosts.slot(r.host) === undefined);
+      if (unknown !== undefined)
+        throw new NerveBusError(
+          "failed_precondition",
+          `topic ${unknown.name} lives on MySQL database ${unknown.host}, which --store does not name; add its URL back (move topics off a database with move-topic before removing it)`,
+        );
+      return new MultiStore(hosts, catalog, options.log);
+    } catch (err) {
+      await hosts.close();
+      throw err;
+    }
+  }
+
+  static async #adopt(hosts: HostSet, catalog: PlacementCatalog): Promise<PlacementRow[]> {
+    const found = new Map<string, string>();
+    for (const slot of hosts.slots) {
+      const store = hosts.store(slot);
+      for (const t of await store.listTopics()) {
+        const other = found.get(t.name);
+        if (other !== undefined)
+          throw new NerveBusError(
+            "failed_precondition",
+            `topic ${t.name} exists in two MySQL databases of --store, ${other} and ${slot.key}; keep one (drop the other's nb_topics row and tables) and start again`,
+          );
+        found.set(t.name, slot.key);
+      }
+    }
+    return catalog.place([...found].map(([name, host]) => ({ name, host })));
+  }
+
+  async hosts(): Promise<HostInfo[]> {
+    const rows = await this.catalog.list();
+    return this.set.slots.map((s) => ({
+      key: s.key,
+      reachable: s.store !== undefined,
+      topics: rows.filter((r) => r.host === s.key).length,
+    }));
+  }
+
+  ownership(): OwnershipState {
+    return this.set.ownership();
+  }
+
+  /**
+   * Answers when the first database (the placement catalog) does. Another database down fails
+   * its own topics only, so it does not turn the whole broker's health NOT_SERVING.
+   */
+  async ping(): Promise<void> {
+    await this.set.store(this.set.slots[0]!).ping();
+  }
+
+  async close(): Promise<void> {
+    await this.set.close();
+  }
+
+  ensureTopic(
+    name: string,
+    create: { shards: number; config: TopicConfig; format?: LogFormat } | null,
+  ): Promise<{ topic: TopicRecord; created: boolean } | null> {
+    return this.#oneAtATime(name, async () => {
+      const placed = await this.#lookup(name);
+      if (placed !== undefined) return { topic: placed.record, created: false };
+      if (create === null) return null;
+      const slot = await this.#leastLoaded();
+      const store = this.set.store(slot);
+      // A copy a crash left here (a move or deletion cut short) is not this topic: a new topic starts empty.
+      const stale = await store.ensureTopic(name, null);
+      if (stale !== null) await store.deleteTopic(stale.topic);
+      const made = await store.ensureTopic(name, create);
+      if (made === null) throw new NerveBusError("internal", `topic ${name} was not created on ${slot.key}`);
+      const [row] = await this.catalog.place([{ name, host: slot.key }]);
+      if (row === undefined || row.host !== slot.key)
+        throw new NerveBusError("internal", `topic ${name} was placed elsewhere meanwhile`);
+      const entry = new PlacedTopic(row.id, slot, made.topic);
+      this.#placed.set(name, entry);
+      this.log("info", "topic placed", { topic: name, host: slot.key });
+      return { topic: entry.record, created: true };
+    });
+  }
+
+  /**
+   * The topics of the reachable databases: one out of reach would otherwise stop every caller
+   * (creating a topic counts them), so its topics are left out until it answers again.
+   */
+  async listTopics(): Promise<TopicRecord[]> {
+    const rows = await this.catalog.list();
+    const out: TopicRecord[] = [];
+    for (const slot of this.set.slots) {
+      const mine = new Map(rows.filter((r) => r.host === slot.key).map((r) => [r.name, r.id]));
+      if (mine.size === 0 || slot.store === undefined) continue;
+      for (const t of await this.set.store(slot).listTopics()) {
+        const id = mine.get(t.name);
+        if (id !== undefined) out.push({ ...t, id });
+      }
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async updateTopicConfig(topic: TopicRecord, config: TopicConfig): Promise<TopicRecord> {
+    return this.#call(topic, true, async (store, local) => {
+      const updated = await store.updateTopicConfig(local, config);
+      const placed = this.#placed.get(topic.name);
+      if (placed !== undefined) placed.local = updated;
+      return { ...updated, id: topic.id };
+    });
+  }
+
+  deleteTopic(topic: TopicRecord): Promise<void> {
+    return this.#oneAtATime(topic.name, async () => {
+      const placed = await this.#lookup(topic.name);
+      if (placed === undefined) return;
+      const store = this.set.store(placed.host);
+      // The row first: a crash then leaves tables no row points at, which the next topic of that
+      // name on that database replaces (see ensureTopic).
+      await this.catalog.remove(topic.name);
+      this.#placed.delete(topic.name);
+      await placed.idle("calls");
+      await store.deleteTopic(placed.local);
+    });
+  }
+
+  loadTopicSchema(topic: TopicRecord): Promise<TopicSchema | null> {
+    return this.#call(topic, false, (s, t) => s.loadTopicSchema(t));
+  }
+  saveTopicSchema(topic: TopicRecord, schema: TopicSchema | null): Promise<void> {
+    return this.#call(topic, true, (s, t) => s.saveTopicSchema(t, schema));
+  }
+  ensureSubscription(topic: TopicRecord, name: string, create: SubscriptionConfig | null) {
+    return this.#call(topic, create !== null, async (s, t) => {
+      const found = await s.ensureSubscription(t, name, create);
+      return found && { ...found, subscription: { ...found.subscription, topicId: topic.id } };
+    });
+  }
+  listSubscriptions(topic: TopicRecord): Promise<SubscriptionRecord[]> {
+    return this.#call(topic, false, async (s, t) =>
+      (await s.listSubscriptions(t)).map((r) => ({ ...r, topicId: topic.id })),
+    );
+  }
+  updateSubscriptionConfig(topic: TopicRecord, name: string, config: SubscriptionConfig): Promise<void> {
+    return this.#call(topic, true, (s, t) => s.updateSubscriptionConfig(t, name, config));
+  }
+  deleteSubscription(topic: TopicRecord, name: string): Promise<void> {
+    return this.#call(topic, true, (s, t) => s.deleteSubscription(t, name));
+  }
+  insertMessages(topic: TopicRecord, shard: number, rows: readonly LogMessage[]): Promise<void> {
+    return this.#call(topic, true, (s, t) => s.insertMessages(t, shard, rows));
+  }
+  insertRuns(topic: TopicRecord, shard: number, runs: readonly IndexedRun[]): Promise<void> {
+    return this.#call(topic, true, (s, t) => s.insertRuns(t, shard, runs));
+  }
+  readMessages(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<LogMessage[]> {
+    return this.#call(topic, false, (s, t) => s.readMessages(t, fromSeq, toSeq));
+  }
+  readIds(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<LoggedIds[]> {
+    return this.#call(topic, false, (s, t) => s.readIds(t, fromSeq, toSeq));
+  }
+  firstSeq(topic: TopicRecord): Promise<number> {
+    return this.#call(topic, false, (s, t) => s.firstSeq(t));
+  }
+  averageRowBytes(topic: TopicRecord, sample: number): Promise<number> {
+    return this.#call(topic, false, (s, t) => s.averageRowBytes(t, sample));
+  }
+  deleteMessagesThrough(topic: TopicRecord, throughSeq: number, limit: number): Promise<number> {
+    return this.#call(topic, true, (s, t) => s.deleteMessagesThrough(t, throughSeq, limit));
+  }
+  recoverTail(topic: TopicRecord, watermark: number): Promise<number> {
+    return this.#call(topic, true, (s, t) => s.recoverTail(t, watermark));
+  }
+  scheduleMessages(topic: TopicRecord, entries: readonly { dueAt: number; message: NewMessage }[]) {
+    return this.#call(topic, true, (s, t) => s.scheduleMessages(t, entries));
+  }
+  dueMessages(topic: TopicRecord, now: number, limit: number): Promise<ScheduledMessage[]> {
+    return this.#call(topic, false, (s, t) => s.dueMessages(t, now, limit));
+  }
+  deleteScheduled(topic: TopicRecord, ids: readonly number[]): Promise<void> {
+    return this.#call(topic, true, (s, t) => s.deleteScheduled(t, ids));
+  }
+  scheduleSummary(topic: TopicRecord): Promise<{ count: number; nextDueAt: number }> {
+    return this.#call(topic, false, (s, t) => s.scheduleSummary(t));
+  }
+  loadPointer(topic: TopicRecord, subscription: string): Promise<PointerRecord | null> {
+    return this.#call(topic, false, (s, t) => s.loadPointer(t, subscription));
+  }
+  savePointers(topic: TopicRecord, pointers: readonly PointerRecord[]): Promise<void> {
+    return this.#call(topic, true, (s, t) => s.savePointers(t, pointers));
+  }
+  claimTopic(topic: TopicRecord): Promise<void> {
+    return this.#call(topic, true, (s, t) => s.claimTopic(t));
+  }
+
+  moveTopic(name: string, host: string): Promise<MoveReport> {
+    const target = this.set.slot(host);
+    if (target === undefined)
+      throw new NerveBusError(
+        "invalid_argument",
+        `to_host: ${JSON.stringify(host)} is not a database of --store; they are ${this.set.slots.map((s) => s.key).join(", ")}`,
+      );
+    return this.#oneAtATime(name, async () => {
+      const placed = await this.#lookup(name);
+      if (placed === undefined) throw new NerveBusError("not_found", `topic ${name} does not exist`);
+      const mover = new TopicMover(this.set, placed, target, this.log);
+      if (placed.host === target) {
+        await mover.dropCopies(this.set.slots.filter((s) => s !== target));
+        return { from: target.key, to: target.key, moved: false, rowsCopied: 0 };
+      }
+      const rowsCopied = await mover.move({
+        pause: async () => {
+          let open: () => void = () => undefined;
+          this.#gates.set(name, new Promise<void>((r) => (open = r)));
+          await placed.idle("writes");
+          return () => {
+            this.#gates.delete(name);
+            open();
+          };
+        },
+        switchTo: async (local) => {
+          try {
+            await this.catalog.switchHost(name, placed.host.key, target.key);
+          } catch (err) {
+            // The COMMIT may have landed with its answer lost: calls look the topic up in the
+            // catalog again, which tells (both copies are the same up to here).
+            this.#placed.delete(name);
+            throw err;
+          }
+          this.#placed.set(name, new PlacedTopic(placed.id, target, local));
+        },
+      });
+      return { from: placed.host.key, to: target.key, moved: true, rowsCopied };
+    });
+  }
+
+  /** Where a topic lives, from the cache or the catalog; undefined when it is not placed. */
+  async #lookup(name: string): Promise<PlacedTopic | undefined> {
+    const cached = this.#placed.get(name);
+    if (cached !== undefined) return cached;
+    const row = await this.catalog.get(name);
+    if (row === undefined) return undefined;
+    const slot = this.set.slot(row.host);
+    if (slot === undefined)
+      throw new NerveBusError("internal", `topic ${name} lives on unknown host ${row.host}`);
+    const local = await this.set.store(slot).ensureTopic(name, null);
+    if (local === null)
+      throw new NerveBusError("internal", `topic ${name} is placed on ${slot.key}, which has no such topic`);
+    const placed = this.#placed.get(name) ?? new PlacedTopic(row.id, slot, local.topic);
+    this.#placed.set(name, placed);
+    return placed;
+  }
+
+  /**
+   * Runs a call on the database the topic lives in. A write waits while a move copies the
+   * topic's tail, then goes to wherever the topic is once the move ends.
+   */
+  async #call<T>(topic: TopicRecord, write: boolean, call: Call<T>): Promise<T> {
+    for (;;) {
+      const gate = write ? this.#gates.get(topic.name) : undefined;
+      if (gate !== undefined) {
+        await gate;
+        continue;
+      }
+      const placed = await this.#lookup(topic.name);
+      if (placed === undefined) throw new NerveBusError("not_found", `topic ${topic.name} does not exist`);
+      // Looked up asynchronously: a move may have closed the gate or switched meanwhile.
+      if ((write && this.#gates.has(topic.name)) || this.#placed.get(topic.name) !== placed) continue;
+      const store = this.set.store(placed.host);
+      return placed.track(write, () => call(store, placed.local));
+    }
+  }
+
+  /** The reachable database with the fewest topics placed on it (the first of equals). */
+  async #leastLoaded(): Promise<HostSlot> {
+    const infos = await this.hosts();
+    let best: HostSlot | undefined;
+    let fewest = Number.POSITIVE_INFINITY;
+    for (const [i, info] of infos.entries()) {
+      if (info.reachable && info.topics < fewest) {
+        best = this.set.slots[i];
+        fewest = info.topics;
+      }
+    }
+    if (best === undefined)
+      throw new NerveBusError("unavailable", "no MySQL database of --store is reachable");
+    return best;
+  }
+
+  #oneAtATime<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.#changing.get(name) ?? Promise.resolve();
+    const run = before.catch(() => undefined).then(fn);
+    this.#changing.set(name, run);
+    void run
+      .finally(() => {
+        if (this.#changing.get(name) === run) this.#changing.delete(name);
+      })
+      .catch(() => undefined);
+    return run;
+  }
+}
