@@ -3,11 +3,14 @@ package nervebus
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	nervebusv1 "github.com/nervebus/nervebus/clients/go/gen/nervebus/v1"
 )
 
 func TestBackoffDelay(t *testing.T) {
@@ -87,5 +90,44 @@ func TestCodeAndRetryable(t *testing.T) {
 	}
 	if !streamRetryable(errUnexpectedEnd) || !streamRetryable(status.Error(codes.Internal, "rst")) {
 		t.Fatal("stream retry codes")
+	}
+}
+
+// A message acked on the old stream whose ack went out on the new one can be leased again by
+// the broker before it reads the ack (it read the subscribe first). That redelivery is settled
+// by the ack: handling it again ran the handler twice for a message it had acked. The order
+// depends on the broker's reads, so this drives the session's bookkeeping directly.
+func TestRedeliveryOfAWrittenAckIsNotHandled(t *testing.T) {
+	c, err := NewClient("127.0.0.1:1") // never dialled: no stream is opened
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var calls atomic.Int32
+	sub := c.Subscriber("t", "s", &SubscriberConfig{ConfirmAcks: true})
+	s := newSession(sub, func(context.Context, *Message) { calls.Add(1) }, context.Background())
+	_, gen := s.attach()
+	s.deliver(gen, []*nervebusv1.Delivery{{Seq: 7, Attempt: 1}})
+	s.handlers.Wait()
+	s.mu.Lock()
+	l := s.outstanding[7]
+	s.mu.Unlock()
+	if l == nil || calls.Load() != 1 {
+		t.Fatalf("first delivery: lease %v, handler runs %d", l, calls.Load())
+	}
+
+	_, gen = s.attach() // the stream broke; the handler acks on the next one
+	l.msg.Ack()
+	req, acks := s.takeRequest(gen, false)
+	if len(req.GetAckSeqs()) != 1 {
+		t.Fatalf("request %v, want the ack of seq 7", req)
+	}
+	s.sent(acks)
+	s.deliver(gen, []*nervebusv1.Delivery{{Seq: 7, Attempt: 2}})
+	s.handlers.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := calls.Load(); n != 1 || len(s.outstanding) != 0 {
+		t.Fatalf("after the redelivery: handler runs %d, outstanding %v; want 1 run, nothing outstanding", n, s.outstanding)
 	}
 }

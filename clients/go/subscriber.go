@@ -501,6 +501,12 @@ func (s *session) deliver(gen int, ds []*nervebusv1.Delivery) {
 		if _, ok := s.acks[seq]; ok {
 			continue // acked already; the pending ack settles this lease too
 		}
+		if _, ok := s.unconfirmed[seq]; ok {
+			// Acked and the ack written: the broker leased it again before reading the ack (a
+			// reconnect), which settles this lease too. Were the ack ignored, the lease would
+			// expire and the message come again.
+			continue
+		}
 		if _, ok := s.terms[seq]; ok {
 			continue
 		}

@@ -492,36 +492,105 @@ func TestReconnectKeepsInFlightMessage(t *testing.T) {
 	topic := topicName(t)
 	publishN(t, ctx, c, topic, "slow", 1)
 
-	var calls atomic.Int32
+	// The handler acks once the broker restarted and leased the message again to the
+	// reconnected stream: the client adopts that redelivery instead of handling it twice.
+	release := make(chan struct{})
+	calls, acked, stop := ackWhenReleased(t, ctx, c, topic, release)
+	b.Restart()
+	waitRedelivered(t, ctx, c.Admin(), topic, "s")
+	close(release)
+	if err := <-acked; err != nil {
+		t.Fatalf("ack after the restart: %v", err)
+	}
+	checkHandledOnceAndAcked(t, c, topic, calls, stop)
+}
+
+// TestAckWhileBrokerDownCounts acks an in-flight message while the broker is down: the ack goes
+// out on the new stream, ahead of the message's redelivery. The restarted broker took it for
+// an ack of a message never delivered and ignored it (it had not persisted that plain first
+// deliveries had gone out); TestReconnectKeepsInFlightMessage failed so whenever the restart
+// outlasted its handler's sleep.
+func TestAckWhileBrokerDownCounts(t *testing.T) {
+	t.Parallel()
+	b := testbroker.Start(t)
+	c := newClient(t, b)
+	ctx := testContext(t, 60*time.Second)
+	topic := topicName(t)
+	publishN(t, ctx, c, topic, "slow", 1)
+
+	release := make(chan struct{})
+	calls, acked, stop := ackWhenReleased(t, ctx, c, topic, release)
+	b.Stop()
+	close(release)
+	b.Start()
+	if err := <-acked; err != nil {
+		t.Fatalf("ack made while the broker was down: %v", err)
+	}
+	checkHandledOnceAndAcked(t, c, topic, calls, stop)
+}
+
+// ackWhenReleased receives topic on subscription "s" (confirmed acks, fast reconnects) with a
+// handler that, on its first message, waits for release and acks; the ack's result comes on
+// acked. It returns once that handler runs. calls counts the handler's runs; stop ends Receive.
+func ackWhenReleased(t *testing.T, ctx context.Context, c *nervebus.Client, topic string, release <-chan struct{}) (calls *atomic.Int32, acked <-chan error, stop func() error) {
+	t.Helper()
+	calls = &atomic.Int32{}
 	started := make(chan struct{})
-	acked := make(chan error, 1)
+	results := make(chan error, 1)
 	sub := c.Subscriber(topic, "s", &nervebus.SubscriberConfig{
 		Start:            nervebus.StartEarliest(),
 		ConfirmAcks:      true,
 		ReconnectBackoff: nervebus.Backoff{Initial: 50 * time.Millisecond, Max: 300 * time.Millisecond},
 	})
-	stop := receiveInBackground(t, sub, func(_ context.Context, m *nervebus.Message) {
+	stop = receiveInBackground(t, sub, func(hctx context.Context, m *nervebus.Message) {
 		if calls.Add(1) > 1 {
 			return
 		}
 		close(started)
-		time.Sleep(2 * time.Second) // the broker restarts meanwhile
-		acked <- m.AckWithResult().Get(ctx)
+		select {
+		case <-release:
+			results <- m.AckWithResult().Get(ctx)
+		case <-hctx.Done(): // the test failed before the release
+		}
 	})
-	<-started
-	b.Restart()
-	if err := <-acked; err != nil {
-		t.Fatalf("ack after the restart: %v", err)
+	select {
+	case <-started:
+	case <-ctx.Done():
+		t.Fatalf("the message was not delivered: %v", ctx.Err())
 	}
-	time.Sleep(500 * time.Millisecond)
+	return calls, results, stop
+}
+
+// waitRedelivered waits until the broker leased subscription sub's message again, to a
+// connected stream, after a restart (its redelivery count starts at 0 then).
+func waitRedelivered(t *testing.T, ctx context.Context, admin *nervebus.Admin, topic, sub string) {
+	t.Helper()
+	for {
+		// Errors are retried: the client may still be reconnecting to the restarted broker.
+		if st, err := admin.GetStats(ctx, topic); err == nil {
+			if ss, ok := st.Subscription(sub); ok && ss.InFlight == 1 && len(ss.Consumers) == 1 {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the broker did not lease the message again after the restart: %v", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// checkHandledOnceAndAcked stops the first subscriber (stop) and checks that its handler ran
+// once and that the ack counted: a new subscriber of "s" gets nothing.
+func checkHandledOnceAndAcked(t *testing.T, c *nervebus.Client, topic string, calls *atomic.Int32, stop func() error) {
+	t.Helper()
+	time.Sleep(500 * time.Millisecond) // a second run of the handler would show by now
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("handler ran %d times, want 1", n)
 	}
-
-	// The ack counted: nothing is left on the subscription.
 	again := make(chan *nervebus.Message, 1)
 	stop2 := receiveInBackground(t, c.Subscriber(topic, "s", nil), func(_ context.Context, m *nervebus.Message) {
 		again <- m

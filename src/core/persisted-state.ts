@@ -9,6 +9,12 @@ export interface PersistedState {
   a: [number, number][];
   /** Messages delivered but not acked: [seq, attempts so far, not-before ms, ordering key?]. */
   p: ([number, number, number] | [number, number, number, string])[];
+  /**
+   * The highest seq delivered so far (absent in blobs of older brokers): plain first attempts
+   * have no entry, so without it a restart would take an ack of one of them, arriving before
+   * its redelivery, for an ack of a seq never delivered and ignore it.
+   */
+  h?: number;
 }
 
 /**
@@ -21,17 +27,21 @@ export const MAX_PERSISTED_ENTRIES = 50_000;
 export function decodePersistedState(state: Uint8Array | null): PersistedState {
   if (state === null || state.byteLength === 0) return { a: [], p: [] };
   const parsed = JSON.parse(Buffer.from(state).toString("utf8")) as Partial<PersistedState>;
-  return { a: parsed.a ?? [], p: parsed.p ?? [] };
+  const decoded: PersistedState = { a: parsed.a ?? [], p: parsed.p ?? [] };
+  if (parsed.h !== undefined) decoded.h = parsed.h;
+  return decoded;
 }
 
 /**
- * The blob to store for acked `ranges` above the floor and the `pending` entries, at most
- * MAX_PERSISTED_ENTRIES of each. An entry a restart would treat the same without it is left out.
+ * The blob to store for acked `ranges` above the floor, the `pending` entries (at most
+ * MAX_PERSISTED_ENTRIES of each; an entry a restart would treat the same without it is left
+ * out) and the `highestDelivered` seq (left out when 0).
  */
 export function encodePersistedState(
   ranges: readonly [number, number][],
   pending: ReadonlyMap<number, PendingEntry>,
   now: number,
+  highestDelivered = 0,
 ): Uint8Array {
   const entries: PersistedState["p"] = [];
   for (const [seq, p] of pending) {
@@ -44,5 +54,6 @@ export function encodePersistedState(
     entries.push(p.key === "" ? [seq, p.attempts, notBefore] : [seq, p.attempts, notBefore, p.key]);
   }
   const state: PersistedState = { a: ranges.slice(0, MAX_PERSISTED_ENTRIES), p: entries };
+  if (highestDelivered > 0) state.h = highestDelivered;
   return Buffer.from(JSON.stringify(state));
 }

@@ -139,9 +139,11 @@ export class Subscription {
       this.#timers.retry(seq, due);
     }
     this.#cursor = this.#acked.floor + 1;
-    // What may have been delivered before the restart: acks of it still count.
+    // What may have been delivered before the restart: acks of it still count, also when
+    // they come before its redelivery.
     const ranges = this.#acked.ranges();
     this.#highestDelivered = Math.max(
+      parsed.h ?? 0,
       this.#acked.floor,
       ranges.length === 0 ? 0 : ranges[ranges.length - 1]![1],
       ...parsed.p.map(([seq]) => seq),
@@ -418,7 +420,12 @@ export class Subscription {
     confirms: Map<Consumer, { acked: number[]; already: number[]; ignored: number[] }>;
   } {
     this.#dirty = false;
-    const state = encodePersistedState(this.#acked.ranges(), this.#pending, Date.now());
+    const state = encodePersistedState(
+      this.#acked.ranges(),
+      this.#pending,
+      Date.now(),
+      this.#highestDelivered,
+    );
     const confirms = this.#unconfirmed;
     this.#unconfirmed = new Map();
     return { ptr: this.#acked.floor, state, confirms };

@@ -140,6 +140,31 @@ export function brokerSuite(kind: string, fresh: FreshStore): void {
     await after.end();
   });
 
+  it("an ack of a message delivered before a restart counts when it comes before the redelivery", async (ctx) => {
+    // Plain first deliveries leave no entry in the persisted state: the restarted broker took
+    // such an ack for one of a seq never delivered and ignored it (the Go client's
+    // TestReconnectKeepsInFlightMessage failed so when its ack beat the redelivery).
+    await ctx.client.publish("restart-ack", ["m1", "m2"]);
+    const s = ctx.client.receive("restart-ack", "s", { from: "earliest" });
+    await s.until(() => s.deliveries.length >= 2);
+    await ctx.restart();
+    // A window of one: seq 1 comes again, seq 2 stays undelivered since the restart.
+    const after = ctx.client.receive("restart-ack", "s", { maxMessages: 1, confirmAcks: true });
+    await after.until(() => after.deliveries.length >= 1);
+    assert.deepEqual(seqsOf(after.deliveries), [1]);
+    after.ack([2]);
+    await after.until(() => after.responses.some((r) => r.ackResults !== undefined), 10_000, "ack result");
+    const result = after.responses.find((r) => r.ackResults !== undefined)!.ackResults!;
+    assert.deepEqual(result.ackedSeqs.map(Number), [2], "acked, not ignored");
+    assert.deepEqual(result.ignoredSeqs, []);
+    // Seq 2 is done: acking seq 1 leaves nothing to deliver.
+    after.ack([1]);
+    after.send({ window: { maxMessages: 10 } });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(seqsOf(after.deliveries), [1]);
+    await after.end();
+  });
+
   it("two subscriptions each get every message; latest starts after existing ones", async ({ client }) => {
     await client.publish(
       "fan",

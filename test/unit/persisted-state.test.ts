@@ -36,6 +36,13 @@ test("what a restart needs is kept: retries, delays and ordering keys; plain fir
   });
 });
 
+test("the highest seq delivered is kept when there is one; blobs without it read as before", () => {
+  const pending = new Map<number, PendingEntry>();
+  assert.deepEqual(decodePersistedState(encodePersistedState([], pending, 0, 42)), { a: [], p: [], h: 42 });
+  assert.deepEqual(decodePersistedState(encodePersistedState([], pending, 0)), { a: [], p: [] });
+  assert.deepEqual(decodePersistedState(Buffer.from('{"a":[[3,4]],"p":[]}')), { a: [[3, 4]], p: [] });
+});
+
 test("ranges and entries are each cut at MAX_PERSISTED_ENTRIES", () => {
   const ranges: [number, number][] = [];
   const pending = new Map<number, PendingEntry>();
