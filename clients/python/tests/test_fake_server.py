@@ -280,6 +280,38 @@ async def test_reconnect_keeps_one_handler_run_and_resends_unconfirmed_acks() ->
         await server.stop(0)
 
 
+async def test_a_copy_of_an_acked_message_is_not_handled_again() -> None:
+    async def script(index: int, context: grpc.aio.ServicerContext, fake: FakeSubscriber) -> None:
+        if index == 0:
+            await context.write(delivery(1))
+            await wait_until(lambda: fake.acks(0) == [1], timeout=5)
+            # Gone before it confirmed the ack (a broker restart) ...
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "broker restarting")
+        # ... and the new stream is leased the message again before the broker reads the ack.
+        await context.write(delivery(1))
+        await asyncio.sleep(30)
+
+    fake = FakeSubscriber(script)
+    server, address = await serve(fake)
+    calls: list[int] = []
+    try:
+        async with nervebus.Client(address) as client:
+
+            async def handle(message: ReceivedMessage) -> None:
+                calls.append(message.seq)
+
+            settings = SubscriberSettings(confirm_acks=True, reconnect_backoff=Backoff(initial=0.01))
+            subscriber = client.subscriber("t", "s", handle, settings)
+            await subscriber.start(timeout=5)
+            await wait_until(lambda: 1 in fake.acks(1) and subscriber.stats.received == 2, timeout=5)
+            await asyncio.sleep(0.2)
+            assert calls == [1], "the copy of an acked message leased again is not handled twice"
+            assert fake.acks(1) == [1], "the unconfirmed ack is sent again, once"
+            await subscriber.stop(timeout=0.5)
+    finally:
+        await server.stop(0)
+
+
 async def test_unknown_status_stops_the_subscriber() -> None:
     async def deny(index: int, context: grpc.aio.ServicerContext, fake: FakeSubscriber) -> None:
         await asyncio.sleep(0.1)

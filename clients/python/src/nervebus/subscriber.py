@@ -278,6 +278,8 @@ class Subscriber:
         self._ack_deadline = self.settings.ack_deadline or _DEFAULT_ACK_DEADLINE
         self._outbox = _Outbox()
         self._unconfirmed: set[int] = set()
+        # The highest seq received: a seq at or below it may be a copy of one already acked.
+        self._highest_seq = 0
         # ack_with_result() calls waiting for their ack to be written or confirmed, by seq.
         self._ack_waiters: dict[int, list[AckResult]] = {}
         self._concurrency = self.settings.concurrency or self.settings.max_messages
@@ -659,6 +661,12 @@ class Subscriber:
             # handling the one copy; its ack goes out on this stream.
             current.lease_until = lease_until
             return
+        if d.seq <= self._highest_seq and (d.seq in self._unconfirmed or d.seq in self._outbox.acks):
+            # Acked, and the ack queued or written but not confirmed: the broker leased the
+            # message again before it read the ack (a reconnect). The ack settles this lease
+            # too; handling the copy would run the handler twice for one acked message.
+            return
+        self._highest_seq = max(self._highest_seq, d.seq)
         attributes = d.attributes
         message = ReceivedMessage(
             topic=self.topic,
