@@ -25,6 +25,7 @@ import { sendPackHandler } from "./publisher-handler.js";
 import { addReflection } from "./reflection.js";
 import { ReceiveSessions } from "./subscriber-handler.js";
 import { serverCredentials } from "./tls-credentials.js";
+import { transportErrorInterceptor } from "./transport-errors.js";
 
 const SHUTTING_DOWN = "broker is shutting down; reconnect";
 
@@ -105,10 +106,10 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     "grpc.http2.min_ping_interval_without_data_ms": 10_000,
     "grpc.keepalive_permit_without_calls": 1,
     "grpc.max_concurrent_streams": options.maxConcurrentStreams,
-    // The drain first: it needs grpc-js's own call (see CallDrain). Requests are received in
-    // full before any handler runs: admission refuses publish calls over the limits before
-    // their bodies are read.
-    interceptors: [drain.interceptor, admission.interceptor],
+    // grpc-js's own refusals rewritten first, then the drain: both need grpc-js's own call (see
+    // transport-errors.ts, CallDrain). Requests are received in full before any handler runs:
+    // admission refuses publish calls over the limits before their bodies are read.
+    interceptors: [transportErrorInterceptor, drain.interceptor, admission.interceptor],
   });
   const { guard } = options;
   const sessions = new ReceiveSessions(broker, { heartbeatMs: options.heartbeatMs, guard });

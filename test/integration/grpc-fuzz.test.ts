@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
+import * as http2 from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { gzipSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { AdminService } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
@@ -155,4 +157,78 @@ test("fuzzed Receive frames end the stream with a clean status; the broker stays
   }
   assert.deepEqual([...bad], [], `Receive: statuses that name no cause (seed ${SEED})`);
   await assertAlive("stream fuzz");
+});
+
+/**
+ * One raw HTTP/2 gRPC call with the given extra headers and request frame; resolves with the
+ * status and message of its trailers (or trailers-only answer).
+ */
+async function rawCall(
+  path: string,
+  headers: Record<string, string>,
+  body: Buffer,
+): Promise<{ code: number; message: string }> {
+  const session = http2.connect(`http://${bus.address}`);
+  session.on("error", () => undefined);
+  try {
+    const stream = session.request({
+      ":method": "POST",
+      ":path": path,
+      "content-type": "application/grpc",
+      te: "trailers",
+      ...headers,
+    });
+    stream.on("data", () => undefined);
+    const status = new Promise<http2.IncomingHttpHeaders>((resolve) => {
+      stream.once("response", (h) => {
+        if (h["grpc-status"] !== undefined) resolve(h);
+      });
+      stream.once("trailers", resolve);
+    });
+    stream.end(body);
+    const h = await status;
+    return { code: Number(h["grpc-status"]), message: decodeURIComponent(String(h["grpc-message"] ?? "")) };
+  } finally {
+    session.close();
+  }
+}
+
+/** A gRPC message frame: compressed flag, big-endian length, bytes. */
+function grpcFrame(bytes: Uint8Array, compressed: boolean): Buffer {
+  const head = Buffer.alloc(5);
+  head.writeUInt8(compressed ? 1 : 0, 0);
+  head.writeUInt32BE(bytes.length, 1);
+  return Buffer.concat([head, bytes]);
+}
+
+test("a garbage gzip body and a bad grpc-timeout get INVALID_ARGUMENT saying what was wrong", async () => {
+  const pack = toBinary(
+    SendPackRequestSchema,
+    create(SendPackRequestSchema, { topic: "fuzz", messages: [{ data: Buffer.from("x") }] }),
+  );
+  const paths = ["/nervebus.v1.PublisherService/SendPack", "/nervebus.v1.SubscriberService/Receive"];
+  for (const path of paths) {
+    for (const encoding of ["gzip", "deflate"]) {
+      const r = await rawCall(
+        path,
+        { "grpc-encoding": encoding },
+        grpcFrame(Buffer.from("not compressed"), true),
+      );
+      assert.equal(r.code, grpc.status.INVALID_ARGUMENT, `${path} ${encoding}: ${r.message}`);
+      assert.match(r.message, /does not decompress with its grpc-encoding/);
+    }
+    for (const timeout of ["soon", "", "5x", "S5"]) {
+      const r = await rawCall(path, { "grpc-timeout": timeout }, grpcFrame(pack, false));
+      assert.equal(
+        r.code,
+        grpc.status.INVALID_ARGUMENT,
+        `${path} grpc-timeout ${JSON.stringify(timeout)}: ${r.message}`,
+      );
+      assert.match(r.message, /grpc-timeout header .* is not a timeout/);
+    }
+  }
+  // A body that is compressed for real still works, so the rewrite touches only refusals.
+  const ok = await rawCall(paths[0]!, { "grpc-encoding": "gzip" }, grpcFrame(gzipSync(pack), true));
+  assert.equal(ok.code, grpc.status.OK, ok.message);
+  await assertAlive("bad encodings and timeouts");
 });

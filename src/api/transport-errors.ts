@@ -1,0 +1,54 @@
+import * as grpc from "@grpc/grpc-js";
+
+/** A status as grpc-js's server calls take it. */
+type Status = Parameters<grpc.ServerInterceptingCallInterface["sendStatus"]>[0];
+
+/**
+ * grpc-js's own refusals of a malformed request, which it answers INTERNAL before any
+ * interceptor's responder or handler sees the call (issue 12 item 6): each rewritten to the
+ * INVALID_ARGUMENT it is, with a message that says what was wrong. Matched on grpc-js 1.14's
+ * wording; test/integration/grpc-fuzz.test.ts sends each and fails if the wording changes.
+ */
+const REWRITES: readonly { match: RegExp; details: (m: RegExpExecArray) => string }[] = [
+  {
+    // A grpc-timeout header that is not 1–8 digits and a unit.
+    match: /^Invalid grpc-timeout value "(.*)"$/s,
+    details: (m) =>
+      `grpc-timeout header ${JSON.stringify(m[1])} is not a timeout: 1–8 digits and a unit (H, M, S, m, u, n), e.g. "500m"`,
+  },
+  {
+    // A message flagged compressed whose bytes do not inflate with its grpc-encoding.
+    match: /^Failed to decompress message$/,
+    details: () =>
+      "request message is flagged compressed but does not decompress with its grpc-encoding (gzip or deflate): corrupt or not compressed",
+  },
+  {
+    // A deserializer that threw (the broker's own do not; kept for any that might).
+    match: /^Error deserializing request/,
+    details: () => "request message could not be decoded",
+  },
+];
+
+/** The INVALID_ARGUMENT form of a grpc-js INTERNAL refusal, or the status as it is. */
+export function rewriteTransportError(status: Status): Status {
+  if (status.code !== grpc.status.INTERNAL) return status;
+  for (const r of REWRITES) {
+    const m = r.match.exec(status.details ?? "");
+    if (m !== null) return { ...status, code: grpc.status.INVALID_ARGUMENT, details: r.details(m) };
+  }
+  return status;
+}
+
+/**
+ * The server's first interceptor: gives grpc-js's base call a sendStatus that rewrites its own
+ * refusals (rewriteTransportError). grpc-js calls `this.sendStatus` on the base call for these,
+ * past every interceptor's responder, so the only place to see them without forking grpc-js is
+ * the base call object itself, which grpc-js 1.14 hands to the first interceptor. The call is
+ * returned as it is, so the next interceptor still gets the base call (CallDrain needs it).
+ */
+export const transportErrorInterceptor: grpc.ServerInterceptor = (_method, call) => {
+  const send = call.sendStatus.bind(call);
+  call.sendStatus = (status) => send(rewriteTransportError(status));
+  // The type wants a ServerInterceptingCall; grpc-js only uses the interface it implements.
+  return call as grpc.ServerInterceptingCall;
+};
