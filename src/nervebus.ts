@@ -14,7 +14,7 @@ import { type ReloadReport, Security } from "./auth/index.js";
 import type { Config } from "./config/index.js";
 import { Broker, NerveBusError, OutboxRelay, type Store } from "./core/index.js";
 import { MysqlOutboxSource, openStore } from "./store/index.js";
-import { createTelemetry, type Logger, type Telemetry } from "./telemetry/index.js";
+import { createTelemetry, type Logger, type MemoryPartUse, type Telemetry } from "./telemetry/index.js";
 
 /** A running broker: store, core, gRPC and HTTP front ends, telemetry. */
 export interface NerveBus {
@@ -169,6 +169,18 @@ export async function startNerveBus(
     },
     log,
   });
+  // The parts of --memory-budget, their shares and what they hold now (status page, metrics).
+  const memoryUse = (): MemoryPartUse[] => [
+    { part: "requests", limitBytes: config.packBytesInProgress, usedBytes: server?.requestBytes() ?? 0 },
+    { part: "write_buffer", limitBytes: config.writeBufferBytes, usedBytes: broker?.bufferedBytes ?? 0 },
+    { part: "tail_caches", limitBytes: config.tailCacheTotalBytes, usedBytes: broker?.tailCacheBytes ?? 0 },
+    { part: "read_ahead", limitBytes: config.readAheadBytes, usedBytes: broker?.readAheadBytes ?? 0 },
+    {
+      part: "stream_buffers",
+      limitBytes: config.streamBufferBytes,
+      usedBytes: server?.streamBuffers.usedBytes ?? 0,
+    },
+  ];
   const telemetry = createTelemetry({
     env: options.env ?? process.env,
     storeKind: store.capabilities.kind,
@@ -177,6 +189,7 @@ export async function startNerveBus(
       subscriptions: () => broker?.subscriptionGauges() ?? [],
       openStreams: () => server?.sessions.size ?? 0,
       bufferedBytes: () => broker?.bufferedBytes ?? 0,
+      memory: () => memoryUse(),
       ownership: () => store.ownership(),
       cluster: () => store.cluster?.view(),
     },
@@ -190,6 +203,7 @@ export async function startNerveBus(
     writeBufferBytes: config.writeBufferBytes,
     tailCacheBytes: config.tailCacheBytes,
     tailCacheTotalBytes: config.tailCacheTotalBytes,
+    readAheadBytes: config.readAheadBytes,
     catalog: { maxTopics: config.maxTopics, maxSubscriptionsPerTopic: config.maxSubscriptionsPerTopic },
     confirmTimeoutMs: config.confirmTimeoutMs,
     statePersistIntervalMs: config.statePersistIntervalMs,
@@ -227,6 +241,8 @@ export async function startNerveBus(
         perConnection: config.maxPacksPerConnection,
         total: config.maxPacksInProgress,
         connections: config.maxConnections,
+        bytes: config.packBytesInProgress,
+        packBytes: config.maxPackBytes,
       },
       publishQuota: {
         messagesPerSecond: config.publishQuotaMessages,
@@ -234,6 +250,7 @@ export async function startNerveBus(
         packsInProgress: config.maxPacksPerPrincipal,
       },
       maxConcurrentStreams: config.maxConcurrentStreams,
+      streamBufferBytes: config.streamBufferBytes,
       telemetry,
       guard,
       security,
@@ -251,6 +268,7 @@ export async function startNerveBus(
           startedAt: Date.now(),
           openStreams: () => s.sessions.size,
           healthy: () => storeHealthy && !draining,
+          memory: () => ({ budgetBytes: config.memoryBudget, parts: memoryUse() }),
         },
         {
           allowedHosts: config.httpAllowedHosts

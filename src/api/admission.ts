@@ -9,6 +9,63 @@ export interface AdmissionLimits {
   readonly total: number;
   /** Client connections with a call in progress (health checks and reflection aside). */
   readonly connections: number;
+  /** SendPack request bytes held at once (--pack-bytes-in-progress, a share of the memory budget). */
+  readonly bytes: number;
+  /** What a pack whose body has not arrived yet is counted as (--max-pack-bytes). */
+  readonly packBytes: number;
+}
+
+/**
+ * Decoding a message costs this much beyond its bytes (a JS object and a Buffer view): counted,
+ * so packs of many tiny messages are not admitted as if they were free.
+ */
+const PER_MESSAGE_OVERHEAD = 96;
+
+/** The parts of grpc-js's HTTP/2 stream admission reads. */
+interface RequestStream {
+  prependListener(event: "data", listener: (chunk: Buffer) => void): unknown;
+  removeListener(event: "data", listener: (chunk: Buffer) => void): unknown;
+}
+
+/**
+ * The HTTP/2 stream under a server call: grpc-js 1.14 keeps it on its base call, which each
+ * ServerInterceptingCall wraps as `nextCall`. Undefined should that change (admission then
+ * counts a pack's bytes when it is decoded, no earlier).
+ */
+function requestStream(call: unknown): RequestStream | undefined {
+  let c = call as { nextCall?: unknown; stream?: Partial<RequestStream> } | undefined;
+  for (let depth = 0; c !== undefined && depth < 8; depth++) {
+    if (typeof c.stream?.prependListener === "function") return c.stream as RequestStream;
+    c = c.nextCall as typeof c;
+  }
+  return undefined;
+}
+
+/**
+ * Calls `onLength` with the length a gRPC request declares in its 5-byte message prefix, as
+ * soon as the first bytes of its body arrive (before grpc-js buffers the rest).
+ */
+function onDeclaredLength(stream: RequestStream, onLength: (bytes: number) => void): void {
+  let head = Buffer.alloc(0);
+  const listener = (chunk: Buffer) => {
+    head = Buffer.concat([head, chunk.subarray(0, 5 - head.length)]);
+    if (head.length < 5) return;
+    stream.removeListener("data", listener);
+    onLength(head.readUInt32BE(1));
+  };
+  stream.prependListener("data", listener);
+}
+
+/** The memory a decoded SendPackRequest holds, as admission counts it. */
+function heldBytes(request: unknown): number {
+  const messages = (request as { messages?: unknown }).messages;
+  if (!Array.isArray(messages)) return 0;
+  let n = 0;
+  for (const m of messages as { data?: Uint8Array; attributes?: Record<string, string> }[]) {
+    n += PER_MESSAGE_OVERHEAD + (m.data?.byteLength ?? 0);
+    for (const k in m.attributes) n += k.length + (m.attributes[k]?.length ?? 0);
+  }
+  return n;
 }
 
 /**
@@ -19,6 +76,13 @@ const PUBLISH_CALLS = new Set([
   "/nervebus.v1.PublisherService/SendPack",
   "/nervebus.v1.PublisherService/Publish",
 ]);
+
+/**
+ * The call whose request bytes are counted against --pack-bytes-in-progress: one message, its
+ * length declared up front. A Publish stream is bounded by its credit (one pack's worth) and
+ * counted as a pack in progress, not by bytes.
+ */
+const SEND_PACK = "/nervebus.v1.PublisherService/SendPack";
 
 /** Calls that are never refused here: load balancers and tools must always get an answer. */
 function alwaysOpen(path: string): boolean {
@@ -41,6 +105,12 @@ function release(counts: Map<string, number>, key: string): void {
  *   size limit.
  * - connections: at most `connections` clients may have calls in progress; a call from one more
  *   is refused (idle connections cost little and are closed after --max-connection-idle-ms).
+ * - request bytes: a SendPack counts as a typical pack from its headers, then as the length the
+ *   gRPC prefix of its body declares, then as what its decoded messages hold. One that would
+ *   take the count past `bytes` is refused at its headers or, if its body is larger than
+ *   typical, at its first bytes, before grpc-js buffers the rest (which is then dropped). A
+ *   pack alone is admitted whatever its size, or a budget below --max-pack-bytes would refuse
+ *   every pack.
  * A refusal is RESOURCE_EXHAUSTED naming the limit, with a retry delay, and its body is never
  * held.
  */
@@ -50,12 +120,26 @@ export class Admission {
   /** Per connection: calls of any kind in progress. */
   readonly #calls = new Map<string, number>();
   #total = 0;
+  /** Request bytes of the SendPacks in progress (#typical for those whose body has not started). */
+  #bytes = 0;
+  /**
+   * What a pack whose body has not started is counted as: the running average of recent
+   * packs' lengths. Refusing at the headers costs the client nothing (its body is not sent
+   * through); refusing once the body has started wastes what was sent, so the headers are
+   * judged by what packs usually are, and the first bytes of the body by what this one is.
+   */
+  #typical = 64 << 10;
 
   constructor(private readonly limits: AdmissionLimits) {}
 
   /** SendPack calls in progress now (status, tests). */
   get inProgress(): number {
     return this.#total;
+  }
+
+  /** Request bytes the SendPacks in progress hold (declared lengths of bodies on their way). */
+  get heldBytes(): number {
+    return this.#bytes;
   }
 
   /** Why a call from `peer` to `path` is refused now, or undefined to admit it. */
@@ -71,17 +155,47 @@ export class Admission {
     return undefined;
   }
 
+  /**
+   * Why a SendPack of `bytes` more is refused now, or undefined to take it in (`held`: what
+   * this pack already counts in #bytes).
+   */
+  #bytesRefusal(bytes: number, held: number): string | undefined {
+    const others = this.#bytes - held;
+    if (others === 0 || others + bytes <= this.limits.bytes) return undefined;
+    return `SendPack requests in progress hold ${others} bytes and this one is ${bytes} (limit ${this.limits.bytes}, --pack-bytes-in-progress, a share of --memory-budget)`;
+  }
+
   /** The grpc-js server interceptor that applies the limits. */
   readonly interceptor: grpc.ServerInterceptor = (method, call) => {
     if (alwaysOpen(method.path)) return new grpc.ServerInterceptingCall(call);
     const isPack = PUBLISH_CALLS.has(method.path);
+    const byBytes = method.path === SEND_PACK;
     let admitted: string | undefined;
+    /** What this call counts in #bytes: its declared length once its body starts, then its size. */
+    let reserved = 0;
+    /** Refused after it was admitted (its body did not fit): its message is not passed on. */
+    let refused = false;
+    const refuse = (why: string) => {
+      const trailer = new grpc.Metadata();
+      trailer.set(RETRY_AFTER_TRAILER, "100");
+      call.sendStatus({
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        details: `${why}; wait for answers before sending more, retry after 100 ms`,
+        metadata: trailer,
+      });
+    };
+    const count = (bytes: number) => {
+      this.#bytes += bytes - reserved;
+      reserved = bytes;
+    };
     const done = () => {
       if (admitted === undefined) return;
       release(this.#calls, admitted);
       if (isPack) {
         release(this.#packs, admitted);
         this.#total--;
+        this.#bytes -= reserved;
+        reserved = 0;
       }
       admitted = undefined;
     };
@@ -90,15 +204,11 @@ export class Admission {
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
             const peer = call.getPeer();
-            const refusal = this.#refusal(method.path, peer);
+            const refusal =
+              this.#refusal(method.path, peer) ??
+              (byBytes ? this.#bytesRefusal(this.#typical, 0) : undefined);
             if (refusal !== undefined) {
-              const trailer = new grpc.Metadata();
-              trailer.set(RETRY_AFTER_TRAILER, "100");
-              call.sendStatus({
-                code: grpc.status.RESOURCE_EXHAUSTED,
-                details: `${refusal}; wait for answers before sending more, retry after 100 ms`,
-                metadata: trailer,
-              });
+              refuse(refusal);
               return;
             }
             admitted = peer;
@@ -107,7 +217,27 @@ export class Admission {
               this.#packs.set(peer, (this.#packs.get(peer) ?? 0) + 1);
               this.#total++;
             }
+            if (byBytes) {
+              count(this.#typical);
+              const stream = requestStream(call);
+              if (stream !== undefined)
+                onDeclaredLength(stream, (bytes) => {
+                  if (admitted === undefined) return;
+                  this.#typical = Math.round(this.#typical * 0.875 + bytes * 0.125);
+                  const why = this.#bytesRefusal(bytes, reserved);
+                  if (why === undefined) return count(bytes);
+                  refused = true;
+                  done();
+                  refuse(why);
+                });
+            }
             nextMetadata(metadata);
+          },
+          onReceiveMessage: (message, nextMessage) => {
+            if (refused) return;
+            // Decoded: from now on the pack counts as what its messages hold, if that is more.
+            if (byBytes && admitted !== undefined) count(Math.max(reserved, heldBytes(message)));
+            nextMessage(message);
           },
           onCancel: done,
         });

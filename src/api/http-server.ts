@@ -3,7 +3,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
 import { EVERY_NAME, type Security } from "../auth/index.js";
 import { type Broker, NerveBusError } from "../core/index.js";
-import type { Logger, Metrics } from "../telemetry/index.js";
+import type { Logger, MemoryPartUse, Metrics } from "../telemetry/index.js";
 import { getMessageJson, listMessagesJson } from "./browse-json.js";
 import { BROWSER_PAGE, BROWSER_PAGE_CSP } from "./browser-page.js";
 import type { Caller, CallGuard, Need } from "./call-guard.js";
@@ -19,6 +19,8 @@ export interface BrokerInfo {
   readonly startedAt: number;
   openStreams(): number;
   healthy(): boolean;
+  /** --memory-budget and what each of its parts holds now. */
+  memory(): { readonly budgetBytes: number; readonly parts: readonly MemoryPartUse[] };
 }
 
 /** How the HTTP port guards itself. */
@@ -112,6 +114,7 @@ async function status(
       bufferedBytes: broker.bufferedBytes,
       tailCacheBytes: broker.tailCacheBytes,
       memory: process.memoryUsage(),
+      memoryBudget: info.memory(),
       ownership: broker.store.ownership(),
       // Several brokers (--cluster): each one, the topics it owns and their lease ages.
       cluster: broker.store.cluster?.view(),

@@ -23,6 +23,7 @@ import { PublishQuota, type QuotaLimits } from "./publish-quota.js";
 import { PublishStreams } from "./publish-stream.js";
 import { sendPackHandler } from "./publisher-handler.js";
 import { addReflection } from "./reflection.js";
+import { StreamBuffers } from "./stream-buffers.js";
 import { ReceiveSessions } from "./subscriber-handler.js";
 import { serverCredentials } from "./tls-credentials.js";
 import { transportErrorInterceptor } from "./transport-errors.js";
@@ -64,6 +65,8 @@ export interface ServerOptions {
   readonly maxConnectionIdleMs: number;
   /** HTTP/2 MAX_CONCURRENT_STREAMS per connection. */
   readonly maxConcurrentStreams: number;
+  /** What all Receive streams together may hold for slow readers (see StreamBuffers). */
+  readonly streamBufferBytes: number;
   readonly telemetry: Telemetry;
   /** Who may call what; every RPC but health and reflection goes through it. */
   readonly guard: CallGuard;
@@ -79,6 +82,10 @@ export interface RunningServer {
   readonly address: string;
   readonly port: number;
   readonly sessions: ReceiveSessions;
+  /** SendPack request bytes held now (or reserved for bodies on their way). */
+  readonly requestBytes: () => number;
+  /** What all Receive streams together hold for their readers now. */
+  readonly streamBuffers: StreamBuffers;
   /** Sets the standard gRPC health status of every service (NOT_SERVING while draining or while the store is down). */
   setServing(serving: boolean): void;
   /**
@@ -112,7 +119,12 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     interceptors: [transportErrorInterceptor, drain.interceptor, admission.interceptor],
   });
   const { guard } = options;
-  const sessions = new ReceiveSessions(broker, { heartbeatMs: options.heartbeatMs, guard });
+  const streamBuffers = new StreamBuffers(options.streamBufferBytes);
+  const sessions = new ReceiveSessions(broker, {
+    heartbeatMs: options.heartbeatMs,
+    guard,
+    buffers: streamBuffers,
+  });
   const quota = new PublishQuota(options.publishQuota);
   const publishStreams = new PublishStreams(broker, { guard, quota, telemetry: options.telemetry });
   const forwarder =
@@ -174,6 +186,8 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     address: `${host}:${port}`,
     port,
     sessions,
+    requestBytes: () => admission.heldBytes,
+    streamBuffers,
     setServing(serving: boolean) {
       for (const s of services) health.setStatus(s, serving ? "SERVING" : "NOT_SERVING");
     },

@@ -27,6 +27,7 @@ import type { Caller, CallGuard } from "./call-guard.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { toStartPosition } from "./start-position.js";
 import { toGrpcStatus } from "./status.js";
+import type { StreamBuffers } from "./stream-buffers.js";
 
 type ReceiveCall = grpc.ServerDuplexStream<ReceiveRequest, ReceiveResponse>;
 
@@ -35,6 +36,8 @@ export interface ReceiveOptions {
   readonly heartbeatMs: number;
   /** Authenticates each stream as it opens and authorizes its subscribe. */
   readonly guard: CallGuard;
+  /** What all streams together may hold for their readers. */
+  readonly buffers: StreamBuffers;
 }
 
 /** Open Receive streams, so shutdown can end each with UNAVAILABLE. */
@@ -99,6 +102,8 @@ const READ_PAUSE_BYTES = 4 << 20;
 const MAX_UNCONFIRMED = 100_000;
 /** Requests read and waiting to be handled past which a stream's requests are not read. */
 const MAX_QUEUED_REQUESTS = 16;
+/** What one ack confirmation waiting for a state write holds (a seq in an array and its answer). */
+const CONFIRM_BYTES = 16;
 
 /**
  * One Receive stream. Requests are handled strictly in order; the first attaches the stream to
@@ -118,6 +123,19 @@ class ReceiveSession implements ConsumerSink {
   #readPaused = false;
   /** Requests read and not handled yet. */
   #queued = 0;
+  /** Bytes of ack confirmations waiting for a state write, as counted in the shared buffers. */
+  #confirmBytes = 0;
+  /** Whether this stream's bytes were taken out of the shared buffers (it ended). */
+  #released = false;
+  /** Called by the shared buffers once they have room again. */
+  readonly #wake = () => this.#roomAgain();
+  /** Called by the shared buffers when they go over their bound: nothing more is sent. */
+  readonly #hold = () => {
+    if (this.#ended) return;
+    this.#held = true;
+    if (this.#attachment) this.#attachment.consumer.congested = true;
+    this.options.buffers.wait(this.caller.peer, this.#wake);
+  };
   #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(
@@ -148,7 +166,8 @@ class ReceiveSession implements ConsumerSink {
     this.call.on("cancelled", () => this.#cleanup());
     this.call.on("close", () => this.#cleanup());
     this.call.on("drain", () => {
-      if (this.#attachment) this.#attachment.subscription.resume(this.#attachment.consumer);
+      // Held by a bound of its own (see send): resumed when that has room, not at every drain.
+      if (this.#attachment && !this.#held) this.#attachment.subscription.resume(this.#attachment.consumer);
     });
     this.call.on("error", () => this.#cleanup());
   }
@@ -160,10 +179,10 @@ class ReceiveSession implements ConsumerSink {
     // response holds up to ~1 MiB of deliveries: a client that does not read would make the
     // broker hold ~16 MiB per stream (100 streams on one connection ≈ 2 GiB). The stream is
     // congested once SEND_BUFFER_BYTES wait for the transport, and resumes when they went out.
-    this.#unsent += bytes.byteLength;
     const size = bytes.byteLength;
+    this.#count(size);
     const open = this.#write(preEncoded(ReceiveResponseSchema, bytes), () => this.#sent(size));
-    if (this.#unsent > SEND_BUFFER_BYTES) {
+    if (this.#unsent > SEND_BUFFER_BYTES || this.#sharedFull()) {
       this.#held = true;
       return false;
     }
@@ -175,7 +194,7 @@ class ReceiveSession implements ConsumerSink {
     // otherwise make them pile up. Past the bound this stream's requests are not read any more
     // (HTTP/2 flow control then stops the client) until its answers went out.
     const size = 16 + 10 * (acked.length + alreadyAcked.length + ignored.length);
-    this.#unsent += size;
+    this.#count(size);
     this.#write(
       create(ReceiveResponseSchema, {
         ackResults: create(AckResultsSchema, {
@@ -186,7 +205,41 @@ class ReceiveSession implements ConsumerSink {
       }),
       () => this.#sent(size),
     );
-    if (this.#unsent > READ_PAUSE_BYTES) this.#pauseReading();
+    // These confirmations left the state write's queue.
+    this.#countConfirmsWaiting();
+    if (this.#unsent > READ_PAUSE_BYTES || this.#sharedFull()) this.#pauseReading();
+  }
+
+  /** `size` more bytes of answers handed to grpc-js. */
+  #count(size: number): void {
+    this.#unsent += size;
+    if (!this.#released) this.options.buffers.resize(this.caller.peer, size);
+  }
+
+  /** Re-counts the confirmations waiting for a state write in the shared buffers. */
+  #countConfirmsWaiting(): void {
+    const a = this.#attachment;
+    if (a === undefined || !a.consumer.confirmAcks || this.#released) return;
+    const bytes = a.subscription.unconfirmed(a.consumer) * CONFIRM_BYTES;
+    this.options.buffers.resize(this.caller.peer, bytes - this.#confirmBytes);
+    this.#confirmBytes = bytes;
+  }
+
+  /** Whether this connection's streams hold too much; if so, this one is called back once they don't. */
+  #sharedFull(): boolean {
+    if (!this.options.buffers.full(this.caller.peer)) return false;
+    this.options.buffers.wait(this.caller.peer, this.#wake);
+    return true;
+  }
+
+  /** The shared buffers have room again: resume what waited for it. */
+  #roomAgain(): void {
+    if (this.#ended) return;
+    if (this.#held && this.#unsent <= SEND_BUFFER_BYTES / 2) {
+      this.#held = false;
+      if (this.#attachment) this.#attachment.subscription.resume(this.#attachment.consumer);
+    }
+    this.#maybeResumeReading();
   }
 
   /** Stops reading this stream's requests until its answers went out (see #sent). */
@@ -199,7 +252,8 @@ class ReceiveSession implements ConsumerSink {
   /** `size` bytes of answers went to the transport: resume what waited for room. */
   #sent(size: number): void {
     this.#unsent -= size;
-    if (this.#held && this.#unsent <= SEND_BUFFER_BYTES / 2) {
+    if (!this.#released) this.options.buffers.resize(this.caller.peer, -size);
+    if (this.#held && this.#unsent <= SEND_BUFFER_BYTES / 2 && !this.#sharedFull()) {
       this.#held = false;
       if (this.#attachment && !this.#ended) this.#attachment.subscription.resume(this.#attachment.consumer);
     }
@@ -210,6 +264,7 @@ class ReceiveSession implements ConsumerSink {
   #maybeResumeReading(): void {
     if (!this.#readPaused || this.#ended) return;
     if (this.#unsent > SEND_BUFFER_BYTES / 2 || this.#queued > MAX_QUEUED_REQUESTS / 2) return;
+    if (this.#sharedFull()) return;
     const a = this.#attachment;
     if (a?.consumer.confirmAcks && a.subscription.unconfirmed(a.consumer) > MAX_UNCONFIRMED) return;
     this.#readPaused = false;
@@ -248,9 +303,12 @@ class ReceiveSession implements ConsumerSink {
     if (req.ackSeqs.length > 0) {
       subscription.ack(consumer, toSeqs(req.ackSeqs));
       // Confirmations wait for the next state write; a client acking the same seqs over and over
-      // would pile them up meanwhile (1 GB in a test): past the bound its requests are not read
-      // until they went out.
-      if (consumer.confirmAcks && subscription.unconfirmed(consumer) > MAX_UNCONFIRMED) this.#pauseReading();
+      // would pile them up meanwhile (1 GB in a test): past the bound (its own, or all streams'
+      // together) its requests are not read until they went out.
+      if (consumer.confirmAcks) {
+        this.#countConfirmsWaiting();
+        if (subscription.unconfirmed(consumer) > MAX_UNCONFIRMED || this.#sharedFull()) this.#pauseReading();
+      }
     }
     for (let i = 0; i < req.nacks.length; i++) {
       const n = req.nacks[i]!;
@@ -289,14 +347,24 @@ class ReceiveSession implements ConsumerSink {
         start: toStartPosition(s.start, "subscribe.start_seq"),
         confirmAcks: s.confirmAcks,
         consumerName: s.consumerName || this.call.getPeer(),
+        // While this connection's streams hold too much, a new one starts held: its first
+        // answer would add to what the slow reader already holds.
+        congested: this.#sharedFull(),
       },
       this,
     );
+
     if (this.#ended) {
       attachment.subscription.detach(attachment.consumer);
       return undefined;
     }
     this.#attachment = attachment;
+    this.options.buffers.onFull(this.caller.peer, this.#hold);
+    if (attachment.consumer.congested) {
+      // Started held: wait for room, or go now if there is room already.
+      if (this.#sharedFull()) this.#held = true;
+      else attachment.subscription.resume(attachment.consumer);
+    }
     this.#write(
       create(ReceiveResponseSchema, {
         subscribed: create(SubscribedSchema, {
@@ -354,6 +422,14 @@ class ReceiveSession implements ConsumerSink {
 
   #detach(): void {
     clearInterval(this.#heartbeat);
+    if (!this.#released) {
+      // Answers never written once the stream is gone: what it held is free for the others.
+      this.#released = true;
+      this.options.buffers.cancel(this.caller.peer, this.#wake);
+      this.options.buffers.offFull(this.caller.peer, this.#hold);
+      this.options.buffers.resize(this.caller.peer, -(this.#unsent + this.#confirmBytes));
+      this.#confirmBytes = 0;
+    }
     const a = this.#attachment;
     if (a !== undefined && !a.consumer.detached) a.subscription.detach(a.consumer);
     this.onClose();

@@ -41,14 +41,23 @@ export function rewriteTransportError(status: Status): Status {
 
 /**
  * The server's first interceptor: gives grpc-js's base call a sendStatus that rewrites its own
- * refusals (rewriteTransportError). grpc-js calls `this.sendStatus` on the base call for these,
+ * refusals (rewriteTransportError) and discards the rest of an answered call's request body. grpc-js calls `this.sendStatus` on the base call for these,
  * past every interceptor's responder, so the only place to see them without forking grpc-js is
  * the base call object itself, which grpc-js 1.14 hands to the first interceptor. The call is
  * returned as it is, so the next interceptor still gets the base call (CallDrain needs it).
  */
 export const transportErrorInterceptor: grpc.ServerInterceptor = (_method, call) => {
   const send = call.sendStatus.bind(call);
-  call.sendStatus = (status) => send(rewriteTransportError(status));
+  // grpc-js holds the HTTP/2 stream paused until a handler reads. A call answered before its
+  // body was read (admission refused it at its headers) would keep that body unread in the
+  // stream, and unread data holds the connection's flow-control window: a few refused packs
+  // stalled every admitted pack on the connection until its deadline. Once answered, the
+  // body is let through, and grpc-js drops it (the call is over).
+  const stream = (call as unknown as { stream?: { resume?: () => void } }).stream;
+  call.sendStatus = (status) => {
+    send(rewriteTransportError(status));
+    stream?.resume?.();
+  };
   // The type wants a ServerInterceptingCall; grpc-js only uses the interface it implements.
   return call as grpc.ServerInterceptingCall;
 };

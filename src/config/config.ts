@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { NerveBusError } from "../core/index.js";
 import { checkHostPort } from "./host-port.js";
+import { applyMemoryBudget } from "./memory-budget.js";
 import { type Config, OPTIONS, type OptionSpec } from "./options.js";
 
 import { BYTE_UNITS, parseQuantity, TIME_UNITS } from "./units.js";
@@ -71,8 +72,11 @@ export function loadConfig(
   const config = Object.fromEntries(OPTIONS.map((o) => [o.key, o.default])) as unknown as Config;
   const set = (spec: OptionSpec, raw: unknown, source: string) => {
     (config as unknown as Record<string, unknown>)[spec.key] = parseValue(spec, raw, source);
+    given.add(spec.key);
   };
   const fileKeys = new Set<string>();
+  /** Keys given by the file, the environment or a flag (the rest are defaults). */
+  const given = new Set<string>();
   if (configFile !== undefined) {
     let parsed: Record<string, unknown>;
     try {
@@ -96,6 +100,7 @@ export function loadConfig(
     const v = flags[flagName(spec.key)];
     if (v !== undefined) set(spec, v, `--${flagName(spec.key)}`);
   }
+  applyMemoryBudget(config, given);
   if (config.maxPackBytes < config.maxMessageBytes) {
     throw new NerveBusError(
       "invalid_argument",

@@ -1,4 +1,5 @@
 import { ACK_DEADLINE_MS, BACKOFF_MS, DEDUP_WINDOW_MS, DELIVERY_ATTEMPTS, SHARDS } from "../core/index.js";
+import { budgetShare, DEFAULT_MEMORY_BUDGET } from "./memory-budget.js";
 
 /** Everything `nervebus serve` can be told. */
 export interface Config {
@@ -22,9 +23,13 @@ export interface Config {
   maxMessageBytes: number;
   maxPackMessages: number;
   maxPackBytes: number;
+  memoryBudget: number;
+  packBytesInProgress: number;
   writeBufferBytes: number;
   tailCacheBytes: number;
   tailCacheTotalBytes: number;
+  readAheadBytes: number;
+  streamBufferBytes: number;
   confirmTimeoutMs: number;
   statePersistIntervalMs: number;
   retentionMs: number;
@@ -191,12 +196,28 @@ export const OPTIONS: readonly OptionSpec[] = [
     doc: "largest SendPack",
   },
   {
+    key: "memoryBudget",
+    kind: "bytes",
+    default: DEFAULT_MEMORY_BUDGET,
+    min: 16 * MiB,
+    max: 256 * GiB,
+    doc: 'memory the broker may hold for clients, all together; the five settings below default to their shares of it (see "What bounds the broker\'s memory")',
+  },
+  {
+    key: "packBytesInProgress",
+    kind: "bytes",
+    default: budgetShare("packBytesInProgress", DEFAULT_MEMORY_BUDGET),
+    min: MiB,
+    max: 64 * GiB,
+    doc: "SendPack request bytes held at once (25% of --memory-budget); a pack is counted at --max-pack-bytes until its body arrives, then at its size; one more gets RESOURCE_EXHAUSTED before its body is read",
+  },
+  {
     key: "writeBufferBytes",
     kind: "bytes",
-    default: 64 * MiB,
+    default: budgetShare("writeBufferBytes", DEFAULT_MEMORY_BUDGET),
     min: MiB,
-    max: 4096 * MiB,
-    doc: "bytes waiting for the store before SendPack waits, then gets RESOURCE_EXHAUSTED",
+    max: 64 * GiB,
+    doc: "bytes waiting for the store before SendPack waits, then gets RESOURCE_EXHAUSTED (25% of --memory-budget)",
   },
   {
     key: "tailCacheBytes",
@@ -209,10 +230,26 @@ export const OPTIONS: readonly OptionSpec[] = [
   {
     key: "tailCacheTotalBytes",
     kind: "bytes",
-    default: 128 * MiB,
+    default: budgetShare("tailCacheTotalBytes", DEFAULT_MEMORY_BUDGET),
     min: 0,
     max: 64 * GiB,
-    doc: "recent messages kept in memory for all topics together; the least recently written topics' caches go first (0: no bound beyond each topic's)",
+    doc: "recent messages kept in memory for all topics together (25% of --memory-budget); the least recently written topics' caches go first (0: no bound beyond each topic's)",
+  },
+  {
+    key: "readAheadBytes",
+    kind: "bytes",
+    default: budgetShare("readAheadBytes", DEFAULT_MEMORY_BUDGET),
+    min: MiB,
+    max: 64 * GiB,
+    doc: "rows lagging subscriptions read ahead from the store, all together (12.5% of --memory-budget; 64 KiB – 4 MiB per read each)",
+  },
+  {
+    key: "streamBufferBytes",
+    kind: "bytes",
+    default: budgetShare("streamBufferBytes", DEFAULT_MEMORY_BUDGET),
+    min: MiB,
+    max: 64 * GiB,
+    doc: "answers (deliveries, ack confirmations) waiting for slow Receive readers, all streams together (12.5% of --memory-budget; at most 1 MiB per stream); past it streams wait for their readers",
   },
 
   {

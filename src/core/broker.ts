@@ -51,6 +51,8 @@ export interface BrokerOptions extends PublishLimits {
   readonly tailCacheBytes: number;
   /** All topics' tail caches together (0: no bound beyond each topic's). */
   readonly tailCacheTotalBytes?: number;
+  /** What lagging subscriptions read ahead from the store, all together (default 64 MiB). */
+  readonly readAheadBytes?: number;
   /** How long a pack may wait for its confirm when the call has no deadline. */
   readonly confirmTimeoutMs: number;
   /** How often dirty subscription state is persisted (coalescing acks). */
@@ -83,6 +85,8 @@ export interface SubscribeOptions {
   readonly start: StartPosition;
   readonly confirmAcks: boolean;
   readonly consumerName: string;
+  /** Attach as congested: nothing is sent until the sink calls `resume` (its transport is full). */
+  readonly congested?: boolean;
 }
 
 /**
@@ -152,6 +156,11 @@ export class Broker {
     return bytes;
   }
 
+  /** Bytes of rows read ahead for lagging subscriptions and not delivered yet. */
+  get readAheadBytes(): number {
+    return this.#registry.readAheadShare.usedBytes;
+  }
+
   /**
    * Validates and appends a pack; resolves once durable. Delayed messages go to the topic's
    * schedule (durably) and get their seq when due. `deadline` is the call's deadline in ms
@@ -205,6 +214,7 @@ export class Broker {
     // The topic was unloaded meanwhile (lost or handed to another broker): a consumer attached
     // now would wait on a subscription nothing feeds any more.
     if (entry.topic.closed) throw new NerveBusError("unavailable", `topic ${topicName} moved; reconnect`);
+    consumer.congested = options.congested ?? false;
     subscription.attach(consumer);
     return { consumer, subscription, created, ackDeadlineMs };
   }

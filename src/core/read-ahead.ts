@@ -4,21 +4,59 @@ import type { LogMessage } from "./model.js";
 const MAX_READ_BYTES = 4 << 20;
 /** …and when many do: small enough to read efficiently still. */
 const MIN_READ_BYTES = 64 << 10;
+/** Rows of a reader's first read, before it has seen what its messages weigh. */
+const FIRST_READ_ROWS = 64;
 
 /**
  * The read-ahead rows of all lagging subscriptions together are bounded: 100 subscriptions
  * reading 4 MiB each held 400 MB. Each read aims for an equal share of `totalBytes` among the
- * subscriptions holding rows, between 64 KiB and 4 MiB.
+ * subscriptions holding rows, never more than what is left of it, between 64 KiB and 4 MiB: the
+ * total stays within `totalBytes`, or 64 KiB per lagging subscription when there are more.
  */
 export class ReadAheadShare {
   readonly #holders = new Set<ReadAhead>();
+  #used = 0;
+  /** What reads in flight aim for (counted until they end, so readers starting together share). */
+  #reserved = 0;
+  /** Bytes per row of recent reads of any reader: what a reader's first read expects. */
+  #rowBytes = 16 << 10;
 
   constructor(readonly totalBytes: number) {}
 
-  /** Bytes the next read of `reader` should aim for. */
-  target(reader: ReadAhead): number {
+  /**
+   * Rows a reader's first read should ask for: FIRST_READ_ROWS, fewer when that many rows of
+   * the size recent reads saw would exceed the reader's share (a hundred subscriptions starting
+   * at once each read 64 rows of 16 KiB, 100 MB where the share was 8 MiB).
+   */
+  firstReadRows(targetBytes: number): number {
+    return Math.max(1, Math.min(FIRST_READ_ROWS, Math.floor(targetBytes / this.#rowBytes)));
+  }
+
+  /** A read of `rows` rows brought `bytes` bytes. */
+  observe(rows: number, bytes: number): void {
+    if (rows > 0) this.#rowBytes = Math.max(1, Math.round(this.#rowBytes * 0.75 + (bytes / rows) * 0.25));
+  }
+
+  /** Bytes of rows read ahead and not handed out yet, all readers together (status, metrics). */
+  get usedBytes(): number {
+    return this.#used;
+  }
+
+  /** A reader's rows grew (or shrank) by `delta` bytes. */
+  resize(delta: number): void {
+    this.#used += delta;
+  }
+
+  /** A read in flight aims for `delta` more (or, negative, fewer) bytes. */
+  reserve(delta: number): void {
+    this.#reserved += delta;
+  }
+
+  /** Bytes the next read of `reader` should aim for (`holding`: what it holds now, replaced). */
+  target(reader: ReadAhead, holding = 0): number {
     const n = this.#holders.size + (this.#holders.has(reader) ? 0 : 1);
-    return Math.max(MIN_READ_BYTES, Math.min(MAX_READ_BYTES, Math.floor(this.totalBytes / n)));
+    const left = this.totalBytes - this.#used - this.#reserved + holding;
+    return Math.max(MIN_READ_BYTES, Math.min(MAX_READ_BYTES, Math.floor(this.totalBytes / n), left));
   }
 
   hold(reader: ReadAhead, holding: boolean): void {
@@ -36,10 +74,14 @@ export class ReadAhead {
   #from = 0;
   #rows: (LogMessage | undefined)[] = [];
   #reading = false;
-  /** Rows per read; adapts to the message size seen. */
-  #readRows = 64;
+  /** Rows per read; adapts to the message size seen (undefined before the first read). */
+  #readRows: number | undefined;
   /** Rows not taken yet. */
   #left = 0;
+  /** Their bytes, as counted in the share. */
+  #bytes = 0;
+  /** What the read in flight aims for, as reserved in the share. */
+  #reserved = 0;
 
   constructor(private readonly share: ReadAheadShare) {}
 
@@ -50,12 +92,18 @@ export class ReadAhead {
   begin(from: number, watermark: number): number | undefined {
     if (this.#reading) return undefined;
     this.#reading = true;
-    return Math.min(watermark, from + this.#readRows - 1);
+    this.#reserved = this.share.target(this, this.#bytes);
+    this.share.reserve(this.#reserved);
+    this.share.hold(this, true);
+    return Math.min(watermark, from + (this.#readRows ?? this.share.firstReadRows(this.#reserved)) - 1);
   }
 
   /** The read begun last is over (done or failed). */
   end(): void {
     this.#reading = false;
+    this.share.reserve(-this.#reserved);
+    this.#reserved = 0;
+    if (this.#left === 0) this.share.hold(this, false);
   }
 
   /** Replaces the contents with the rows (in seq order) of a range starting at `from`. */
@@ -70,11 +118,17 @@ export class ReadAhead {
     }
     this.#rows = slots;
     this.#left = rows.length;
+    this.share.resize(bytes - this.#bytes);
+    this.share.observe(rows.length, bytes);
+    this.#bytes = bytes;
     this.share.hold(this, rows.length > 0);
     // Aim for this reader's share of bytes per read: small messages come in large ranges,
     // large ones in few.
     const avg = rows.length > 0 ? bytes / rows.length : 1024;
-    this.#readRows = Math.max(1, Math.min(5000, Math.floor(this.share.target(this) / Math.max(avg, 1))));
+    this.#readRows = Math.max(
+      1,
+      Math.min(5000, Math.floor(this.share.target(this, bytes + this.#reserved) / Math.max(avg, 1))),
+    );
   }
 
   has(seq: number): boolean {
@@ -89,8 +143,10 @@ export class ReadAhead {
     if (row === undefined) return undefined;
     this.#rows[i] = undefined;
     if (--this.#left === 0) {
-      this.#rows = [];
-      this.share.hold(this, false);
+      this.clear();
+    } else {
+      this.share.resize(-row.bytes);
+      this.#bytes -= row.bytes;
     }
     return row;
   }
@@ -98,6 +154,8 @@ export class ReadAhead {
   clear(): void {
     this.#rows = [];
     this.#left = 0;
+    this.share.resize(-this.#bytes);
+    this.#bytes = 0;
     this.share.hold(this, false);
   }
 }

@@ -257,6 +257,9 @@ export class Subscription {
     }
     consumer.inFlight = 0;
     consumer.inFlightBytes = 0;
+    // Rows read ahead for nobody: the last consumer gone, they would stay in memory (with the
+    // run bodies they are cut from) until another came; they are read again then.
+    if (this.#consumers.length === 0) this.#readAhead.clear();
     this.#markDirty();
     this.scheduleDispatch();
   }

@@ -29,12 +29,17 @@ export interface TopicEntry {
 }
 
 /** What a topic's parts are built with (see BrokerOptions). */
+/** Read-ahead of all lagging subscriptions when the options name none (core tests). */
+const DEFAULT_READ_AHEAD_BYTES = 64 << 20;
+
 export interface TopicRegistryOptions {
   readonly defaultShards: number;
   readonly topicDefaults: TopicConfig;
   readonly tailCacheBytes: number;
   /** All topics' tail caches together (0 or none: no bound beyond each topic's). */
   readonly tailCacheTotalBytes?: number;
+  /** What lagging subscriptions read ahead from the store, all together (default 64 MiB). */
+  readonly readAheadBytes?: number;
   readonly confirmTimeoutMs: number;
   readonly statePersistIntervalMs: number;
   readonly retentionIntervalMs: number;
@@ -71,8 +76,8 @@ export class TopicRegistry {
   readonly #loaded = new Map<string, TopicEntry>();
   /** The bound on all topics' tail caches together, when there is one. */
   readonly #cachePool: TailCachePool | undefined;
-  /** 64 MiB: what lagging subscriptions read ahead from the store, all together. */
-  readonly #readAheadShare = new ReadAheadShare(64 << 20);
+  /** What lagging subscriptions read ahead from the store, all together. */
+  readonly readAheadShare: ReadAheadShare;
 
   constructor(
     private readonly store: Store,
@@ -83,6 +88,7 @@ export class TopicRegistry {
   ) {
     if ((options.tailCacheTotalBytes ?? 0) > 0)
       this.#cachePool = new TailCachePool(options.tailCacheTotalBytes!);
+    this.readAheadShare = new ReadAheadShare(options.readAheadBytes ?? DEFAULT_READ_AHEAD_BYTES);
   }
 
   /** The loaded topics. */
@@ -209,7 +215,7 @@ export class TopicRegistry {
       {
         tailCacheBytes: options.tailCacheBytes,
         ...(this.#cachePool === undefined ? {} : { cachePool: this.#cachePool }),
-        readAheadShare: this.#readAheadShare,
+        readAheadShare: this.readAheadShare,
         log: options.log,
         observer: options.observer,
       },

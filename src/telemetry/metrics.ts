@@ -28,6 +28,8 @@ const HELP = {
   nervebus_subscription_consumers: "Connected Receive streams",
   nervebus_open_streams: "Open Receive streams",
   nervebus_write_buffer_bytes: "Bytes waiting for the store",
+  nervebus_memory_budget_bytes: "Share of --memory-budget of each part of the broker's memory",
+  nervebus_memory_used_bytes: "Bytes each part of the broker's memory budget holds now",
   nervebus_store_owner_epoch: "Fencing epoch of this broker's ownership of the store (0: a file lock)",
   nervebus_store_lease_age_seconds: "Seconds since this broker's store lease was last renewed",
   nervebus_store_owner_valid: "1 while this broker owns the store and its lease is current, else 0",
@@ -45,11 +47,20 @@ const HELP = {
 
 type MetricName = keyof typeof HELP;
 
+/** One part of the broker's memory budget: its share and what it holds now. */
+export interface MemoryPartUse {
+  readonly part: string;
+  readonly limitBytes: number;
+  readonly usedBytes: number;
+}
+
 /** Gauges are read from the broker when Prometheus scrapes. */
 export interface GaugeSource {
   subscriptions(): readonly SubscriptionGauge[];
   openStreams(): number;
   bufferedBytes(): number;
+  /** The memory budget's parts (request bytes, write buffer, tail caches, …). */
+  memory(): readonly MemoryPartUse[];
   /** Who owns the store (status of the lease); undefined before the store is open. */
   ownership(): OwnershipState | undefined;
   /** The cluster as this broker sees it; undefined without --cluster. */
@@ -108,6 +119,8 @@ export class Metrics {
     const topicLeaseAge = gauge("nervebus_cluster_topic_lease_age_seconds");
     const failovers = gauge("nervebus_cluster_failovers");
     const handovers = gauge("nervebus_cluster_handovers");
+    const budget = gauge("nervebus_memory_budget_bytes");
+    const used = gauge("nervebus_memory_used_bytes");
     m.addBatchObservableCallback(
       (r) => {
         for (const s of gauges.subscriptions()) {
@@ -118,6 +131,10 @@ export class Metrics {
         }
         r.observe(streams, gauges.openStreams());
         r.observe(buffered, gauges.bufferedBytes());
+        for (const p of gauges.memory()) {
+          r.observe(budget, p.limitBytes, { part: p.part });
+          r.observe(used, p.usedBytes, { part: p.part });
+        }
         const own = gauges.ownership();
         if (own !== undefined) {
           r.observe(epoch, own.epoch);
@@ -150,6 +167,8 @@ export class Metrics {
         topicLeaseAge,
         failovers,
         handovers,
+        budget,
+        used,
       ],
     );
   }
