@@ -4,6 +4,7 @@ import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import {
   CallGuard,
   listensOnLoopbackOnly,
+  PrincipalLimits,
   ProtobufSchemaValidator,
   type RunningHttp,
   type RunningServer,
@@ -130,7 +131,14 @@ export async function startNerveBus(
   } as unknown as Partial<Console>);
   // Before the store: a bad certificate or policy must not cost a MySQL lease.
   const security = Security.load(config);
-  const guard = new CallGuard(security, log);
+  const guard = new CallGuard(
+    security,
+    log,
+    new PrincipalLimits({
+      connections: config.maxConnectionsPerPrincipal,
+      streams: config.maxStreamsPerPrincipal,
+    }),
+  );
   // Checked before the store too; connected once the broker serves.
   const outboxes = config.outbox
     .split(",")

@@ -11,6 +11,7 @@ import {
 } from "../auth/index.js";
 import { NerveBusError } from "../core/index.js";
 import type { Logger } from "../telemetry/index.js";
+import type { PrincipalLimits } from "./principal-limits.js";
 import { toGrpcStatus } from "./status.js";
 
 /**
@@ -36,6 +37,16 @@ export interface GuardedCall {
   readonly metadata: grpc.Metadata;
   getAuthContext(): { sslPeerCertificate?: import("node:tls").PeerCertificate };
   getPeer(): string;
+}
+
+/**
+ * How quotas and per-principal limits name a caller: its principal when authentication is on,
+ * its client address (without the port) otherwise.
+ */
+export function principalKey(caller: Caller): string {
+  return caller.principal === undefined
+    ? `client ${caller.peer.slice(0, caller.peer.lastIndexOf(":"))}`
+    : `principal ${JSON.stringify(caller.principal.name)}`;
 }
 
 function scopeText(kind: string, scope: NameScope): string {
@@ -69,7 +80,17 @@ export class CallGuard {
   constructor(
     private readonly security: Security | undefined,
     private readonly log: Logger,
+    /** Each principal's share of connections and streams (none: no per-principal bound). */
+    private readonly limits?: PrincipalLimits,
   ) {}
+
+  /**
+   * Counts a call of `caller` (a Receive stream when `stream`) against its principal's shares;
+   * throws NerveBusError (resource_exhausted) when over one. Returns what to call when it ends.
+   */
+  enter(caller: Caller, stream = false): () => void {
+    return this.limits?.enter(principalKey(caller), caller.peer, stream) ?? (() => undefined);
+  }
 
   /** Whether calls need a principal. */
   get authEnabled(): boolean {
@@ -180,19 +201,23 @@ export function guardedUnary<Req, Res>(
   return (call, callback) => {
     let caller: Caller;
     let wanted: readonly Need[];
+    let leave: () => void;
     try {
       wanted = needs(call.request);
       caller = guard.authorize(method, call, wanted);
+      leave = guard.enter(caller);
     } catch (err) {
       callback(toGrpcStatus(err));
       return;
     }
     run(call.request, caller).then(
       (res) => {
+        leave();
         guard.audit(method, caller, wanted[0]);
         callback(null, res);
       },
       (err: unknown) => {
+        leave();
         const status = toGrpcStatus(err);
         guard.audit(method, caller, wanted[0], status.details);
         callback(status);

@@ -5,6 +5,7 @@ export { type Caller, CallGuard, type Need } from "./call-guard.js";
 export { unary } from "./grpc-adapter.js";
 export { listensOnLoopbackOnly } from "./host-names.js";
 export { type BrokerInfo, type HttpOptions, type RunningHttp, startHttpServer } from "./http-server.js";
+export { PrincipalLimits } from "./principal-limits.js";
 export { ProtobufSchemaValidator } from "./schema-validator.js";
 export { type RunningServer, type ServerOptions, startServer } from "./server.js";
 export { toGrpcStatus } from "./status.js";

@@ -1,5 +1,4 @@
 import { NerveBusError } from "../core/index.js";
-import type { Caller } from "./call-guard.js";
 
 /** Publish rates each principal may use (0 for no limit), and its share of packs in progress. */
 export interface QuotaLimits {
@@ -10,11 +9,7 @@ export interface QuotaLimits {
 }
 
 /** Whose quota a call uses: its principal, or its client address when authentication is off. */
-export function quotaHolder(caller: Caller): string {
-  return caller.principal === undefined
-    ? `client ${caller.peer.slice(0, caller.peer.lastIndexOf(":"))}`
-    : `principal ${JSON.stringify(caller.principal.name)}`;
-}
+export { principalKey as quotaHolder } from "./call-guard.js";
 
 interface Bucket {
   messages: number;

@@ -101,7 +101,17 @@ export function sendPackHandler(
       const who = quotaHolder(caller);
       let bytes = 0;
       if (quota.enabled) for (let i = 0; i < pack.count; i++) bytes += pack.dataEnd[i]! - pack.dataStart[i]!;
-      done = quota.admit(who, pack.count, bytes);
+      const leave = guard.enter(caller);
+      try {
+        const admitted = quota.admit(who, pack.count, bytes);
+        done = () => {
+          admitted();
+          leave();
+        };
+      } catch (err) {
+        leave();
+        throw err;
+      }
     } catch (err) {
       callback(toGrpcStatus(err));
       return;

@@ -58,15 +58,18 @@ export class ReceiveSessions {
       // Who the stream belongs to is settled once, as it opens: a policy reloaded later applies
       // to new streams, and an open one keeps going.
       let caller: Caller;
+      let leave: () => void;
       try {
         caller = this.options.guard.grpcCaller("Receive", call);
+        leave = this.options.guard.enter(caller, true);
       } catch (err) {
         call.emit("error", toGrpcStatus(err));
         return;
       }
-      const session = new ReceiveSession(this.broker, call, this.options, caller, () =>
-        this.#open.delete(session),
-      );
+      const session = new ReceiveSession(this.broker, call, this.options, caller, () => {
+        leave();
+        this.#open.delete(session);
+      });
       this.#open.add(session);
       session.start();
     };

@@ -47,6 +47,8 @@ export interface Config {
   maxPacksInProgress: number;
   maxTopics: number;
   maxConnections: number;
+  maxConnectionsPerPrincipal: number;
+  maxStreamsPerPrincipal: number;
   maxPacksPerPrincipal: number;
   maxSubscriptionsPerTopic: number;
   publishQuotaMessages: number;
@@ -383,6 +385,22 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1,
     max: 1_000_000,
     doc: "client connections with calls in progress; a call from one more gets RESOURCE_EXHAUSTED (health checks are always answered)",
+  },
+  {
+    key: "maxConnectionsPerPrincipal",
+    kind: "int",
+    default: 100,
+    min: 1,
+    max: 1_000_000,
+    doc: "client connections with calls in progress one principal (one client address without auth) may have, its share of --max-connections; a call on one more gets RESOURCE_EXHAUSTED",
+  },
+  {
+    key: "maxStreamsPerPrincipal",
+    kind: "int",
+    default: 1000,
+    min: 1,
+    max: 1_000_000,
+    doc: "Receive streams one principal (one client address without auth) may have open; one more gets RESOURCE_EXHAUSTED",
   },
   {
     key: "maxTopics",
