@@ -212,7 +212,12 @@ export async function startNerveBus(
     tailCacheBytes: config.tailCacheBytes,
     tailCacheTotalBytes: config.tailCacheTotalBytes,
     readAheadBytes: config.readAheadBytes,
-    catalog: { maxTopics: config.maxTopics, maxSubscriptionsPerTopic: config.maxSubscriptionsPerTopic },
+    catalog: {
+      maxTopics: config.maxTopics,
+      maxSubscriptionsPerTopic: config.maxSubscriptionsPerTopic,
+      maxTopicsPerPrincipal: config.maxTopicsPerPrincipal,
+      maxSubscriptionsPerPrincipal: config.maxSubscriptionsPerPrincipal,
+    },
     confirmTimeoutMs: config.confirmTimeoutMs,
     statePersistIntervalMs: config.statePersistIntervalMs,
     retentionIntervalMs: config.retentionIntervalMs,

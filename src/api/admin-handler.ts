@@ -27,7 +27,7 @@ import {
   type TopicConfig,
   type TopicRecord,
 } from "../core/index.js";
-import { type Caller, type CallGuard, guardedUnary, type Need } from "./call-guard.js";
+import { type Caller, type CallGuard, guardedUnary, type Need, principalKey } from "./call-guard.js";
 import { clusterAdminHandlers } from "./cluster-admin.js";
 import type { ServiceHandlers } from "./grpc-adapter.js";
 import { listMessages, storedMessageToWire } from "./message-browse.js";
@@ -182,10 +182,11 @@ export function adminHandlers(
     createTopic: handle(
       "CreateTopic",
       (req) => [admin(req.topic?.name, EVERY_NAME)],
-      async (req) => {
+      async (req, caller) => {
         if (req.topic === undefined) throw invalidArgument("topic", "is required");
         const t = req.topic;
-        const record = await broker.createTopic(t.name, t.shards === 0 ? undefined : t.shards, topicPatch(t));
+        const shards = t.shards === 0 ? undefined : t.shards;
+        const record = await broker.createTopic(t.name, shards, topicPatch(t), principalKey(caller));
         return { $typeName: "nervebus.v1.CreateTopicResponse", topic: topicToWire(record) };
       },
     ),
@@ -229,10 +230,16 @@ export function adminHandlers(
         admin(req.subscription?.topic, req.subscription?.name ?? ""),
         ...deadLetterNeeds(req.subscription?.deadLetterTopic ?? ""),
       ],
-      (req) =>
+      (req, caller) =>
         writeSubscription("nervebus.v1.CreateSubscriptionResponse", req.subscription, (s) => {
           const start = toStartPosition(req.start, "start_seq");
-          return broker.createSubscription(s.topic, s.name, subscriptionPatch(s), start);
+          return broker.createSubscription(
+            s.topic,
+            s.name,
+            subscriptionPatch(s),
+            start,
+            principalKey(caller),
+          );
         }),
     ),
     getSubscription: handle(

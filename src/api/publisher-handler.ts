@@ -96,6 +96,7 @@ export function sendPackHandler(
     }
     const { topic, pack } = call.request;
     let done: () => void;
+    let by: string;
     try {
       const caller = guard.authorize("SendPack", call, [{ action: "publish", topic }]);
       const who = quotaHolder(caller);
@@ -103,6 +104,7 @@ export function sendPackHandler(
       if (quota.enabled) for (let i = 0; i < pack.count; i++) bytes += pack.dataEnd[i]! - pack.dataStart[i]!;
       const leave = guard.enter(caller);
       try {
+        by = who;
         const admitted = quota.admit(who, pack.count, bytes);
         done = () => {
           admitted();
@@ -133,7 +135,7 @@ export function sendPackHandler(
       callback(toGrpcStatus(err));
       return;
     }
-    broker.publish(topic, pack, callDeadline(call)).then(
+    broker.publish(topic, pack, callDeadline(call), by).then(
       (r) => {
         done();
         endPublishSpan(span, r);

@@ -23,7 +23,7 @@ import {
   type Window,
 } from "../core/index.js";
 import { encodeDeliveries, malformedReason } from "../wire/index.js";
-import type { Caller, CallGuard } from "./call-guard.js";
+import { type Caller, type CallGuard, principalKey } from "./call-guard.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { toStartPosition } from "./start-position.js";
 import { toGrpcStatus } from "./status.js";
@@ -353,6 +353,7 @@ class ReceiveSession implements ConsumerSink {
         // While this connection's streams hold too much, a new one starts held: its first
         // answer would add to what the slow reader already holds.
         congested: this.#sharedFull(),
+        by: principalKey(this.caller),
       },
       this,
     );

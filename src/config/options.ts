@@ -51,6 +51,8 @@ export interface Config {
   maxStreamsPerPrincipal: number;
   maxPacksPerPrincipal: number;
   maxSubscriptionsPerTopic: number;
+  maxTopicsPerPrincipal: number;
+  maxSubscriptionsPerPrincipal: number;
   publishQuotaMessages: number;
   publishQuotaBytes: number;
   maxConcurrentStreams: number;
@@ -417,6 +419,22 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1,
     max: 1_000_000,
     doc: "subscriptions one topic may have; more are refused with RESOURCE_EXHAUSTED",
+  },
+  {
+    key: "maxTopicsPerPrincipal",
+    kind: "int",
+    default: 1000,
+    min: 1,
+    max: 1_000_000,
+    doc: "topics one principal (one client address without auth) may have created, by publishing, subscribing or CreateTopic; more are refused with RESOURCE_EXHAUSTED (those made before a lower limit count and stay)",
+  },
+  {
+    key: "maxSubscriptionsPerPrincipal",
+    kind: "int",
+    default: 1000,
+    min: 1,
+    max: 1_000_000,
+    doc: "subscriptions one principal (one client address without auth) may have created on all topics; more are refused with RESOURCE_EXHAUSTED (those made before a lower limit count and stay)",
   },
   {
     key: "publishQuotaMessages",

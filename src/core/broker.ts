@@ -87,6 +87,8 @@ export interface SubscribeOptions {
   readonly consumerName: string;
   /** Attach as congested: nothing is sent until the sink calls `resume` (its transport is full). */
   readonly congested?: boolean;
+  /** Who subscribes, recorded on a topic or subscription it creates (per-creator limits). */
+  readonly by?: string;
 }
 
 /**
@@ -170,12 +172,13 @@ export class Broker {
     topicName: string,
     messages: Pack | readonly NewMessage[],
     deadline: number,
+    by?: string,
   ): Promise<PublishResult> {
     validateName("topic", topicName);
     const pack = messages instanceof Pack ? messages : packOf(messages, RESERVED_ATTRIBUTE_PREFIX);
     const bytes = checkPack(pack, this.options);
     this.#checkOpen();
-    const entry = await this.#topic(topicName, this.options.autoCreate);
+    const entry = await this.#topic(topicName, this.options.autoCreate, by);
     const schema = entry.topic.schema;
     // Typed topics parse every payload anyway: the messages' objects cost little beside that.
     if (schema !== null)
@@ -197,11 +200,13 @@ export class Broker {
     validateName("subscribe.subscription", subscriptionName);
     checkWindow("subscribe.window", options.window, this.options.maxMessageBytes);
     this.#checkOpen();
-    const entry = await this.#topic(topicName, this.options.autoCreate);
+    const entry = await this.#topic(topicName, this.options.autoCreate, options.by);
     const { subscription, created } = await this.#registry.subscription(
       entry,
       subscriptionName,
-      this.options.autoCreate ? { config: this.options.subscriptionDefaults, start: options.start } : null,
+      this.options.autoCreate
+        ? { config: this.options.subscriptionDefaults, start: options.start, by: options.by }
+        : null,
     );
     const ackDeadlineMs = options.ackDeadlineMs ?? subscription.config.ackDeadlineMs;
     const consumer = new Consumer(
@@ -242,17 +247,18 @@ export class Broker {
     name: string,
     shards: number | undefined,
     config: Partial<TopicConfig>,
+    by?: string,
   ): Promise<TopicRecord> {
     validateName("topic.name", name);
     const s = checkShards("topic.shards", shards ?? this.options.defaultShards);
-    const full = checkTopicConfig({ ...this.options.topicDefaults, ...config });
+    const full = checkTopicConfig({ ...this.options.topicDefaults, ...config, createdBy: by });
     this.#checkOpen();
     if ((await this.store.ensureTopic(name, null)) !== null)
       throw new NerveBusError("already_exists", `topic ${name} already exists`);
-    await this.#limits.checkNewTopic(name);
+    await this.#limits.checkNewTopic(name, by);
     const found = await this.store.ensureTopic(name, { shards: s, config: full });
     if (!found!.created) throw new NerveBusError("already_exists", `topic ${name} already exists`);
-    this.#limits.topicCreated();
+    this.#limits.topicCreated(by);
     return found!.topic;
   }
 
@@ -309,6 +315,7 @@ export class Broker {
     name: string,
     config: Partial<SubscriptionConfig>,
     start: StartPosition,
+    by?: string,
   ): Promise<SubscriptionRecord> {
     validateName("subscription.topic", topicName);
     validateName("subscription.name", name);
@@ -318,7 +325,11 @@ export class Broker {
       paused: false,
     });
     const entry = await this.#topic(topicName, false);
-    const { subscription, created } = await this.#registry.subscription(entry, name, { config: full, start });
+    const { subscription, created } = await this.#registry.subscription(entry, name, {
+      config: full,
+      start,
+      by,
+    });
     if (!created)
       throw new NerveBusError("already_exists", `subscription ${name} on topic ${topicName} already exists`);
     return subscription.record;
@@ -360,6 +371,7 @@ export class Broker {
     );
     sub.close();
     await this.store.deleteSubscription(entry.topic.record, name);
+    this.#limits.subscriptionDeleted();
   }
 
   /** Acks everything published so far; returns the new floor. */
@@ -629,7 +641,7 @@ export class Broker {
     await this.store.releaseTopic?.(entry.topic.record);
   }
 
-  #topic(name: string, create: boolean): Promise<TopicEntry> {
-    return this.#registry.topic(name, create);
+  #topic(name: string, create: boolean, by?: string): Promise<TopicEntry> {
+    return this.#registry.topic(name, create, by);
   }
 }

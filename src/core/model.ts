@@ -175,6 +175,8 @@ export interface TopicConfig {
   readonly dedupWindowMs: number;
   /** Never stored: delivered to connected consumers with room, dropped otherwise. */
   readonly ephemeral: boolean;
+  /** Who made it (a principal, or a client address without auth), for per-creator limits. */
+  readonly createdBy?: string;
 }
 
 /** A subscription's settings. */
@@ -188,6 +190,8 @@ export interface SubscriptionConfig {
   readonly deadLetterTopic: string;
   readonly ordering: boolean;
   readonly paused: boolean;
+  /** Who made it (a principal, or a client address without auth), for per-creator limits. */
+  readonly createdBy?: string;
 }
 
 /**

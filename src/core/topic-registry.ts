@@ -61,6 +61,8 @@ export interface TopicRegistryHooks {
 export interface NewSubscription {
   readonly config: SubscriptionConfig;
   readonly start: StartPosition;
+  /** Who makes it (per-creator limits); undefined for the broker itself. */
+  readonly by?: string;
 }
 
 /**
@@ -106,10 +108,10 @@ export class TopicRegistry {
    * The topic named `name`, loading it on first use; created in the store when missing and
    * `create` is set, else NOT_FOUND. A failed load is forgotten, so the next call tries again.
    */
-  topic(name: string, create: boolean): Promise<TopicEntry> {
+  topic(name: string, create: boolean, by?: string): Promise<TopicEntry> {
     let entry = this.#topics.get(name);
     if (entry === undefined) {
-      entry = this.#loadTopic(name, create);
+      entry = this.#loadTopic(name, create, by);
       this.#topics.set(name, entry);
       const loading = entry;
       // Unless forgotten meanwhile (deleted, lost to another broker, handed over).
@@ -180,13 +182,14 @@ export class TopicRegistry {
     entry.state.forget(sub);
   }
 
-  async #loadTopic(name: string, create: boolean): Promise<TopicEntry> {
+  async #loadTopic(name: string, create: boolean, by: string | undefined): Promise<TopicEntry> {
     const { store, options } = this;
     let found = await store.ensureTopic(name, null);
     if (found === null && create) {
-      await options.limits.checkNewTopic(name);
-      found = await store.ensureTopic(name, { shards: options.defaultShards, config: options.topicDefaults });
-      if (found?.created) options.limits.topicCreated();
+      await options.limits.checkNewTopic(name, by);
+      const config = by === undefined ? options.topicDefaults : { ...options.topicDefaults, createdBy: by };
+      found = await store.ensureTopic(name, { shards: options.defaultShards, config });
+      if (found?.created) options.limits.topicCreated(by);
     }
     if (found === null) throw new NerveBusError("not_found", `topic ${name} does not exist`);
     const record = found.topic;
@@ -269,8 +272,10 @@ export class TopicRegistry {
     const topic = entry.topic;
     let found = await this.store.ensureSubscription(topic.record, name, null);
     if (found === null && create !== null) {
-      await this.options.limits.checkNewSubscription(topic.record, name);
-      found = await this.store.ensureSubscription(topic.record, name, create.config);
+      await this.options.limits.checkNewSubscription(topic.record, name, create.by);
+      const config = create.by === undefined ? create.config : { ...create.config, createdBy: create.by };
+      found = await this.store.ensureSubscription(topic.record, name, config);
+      if (found?.created) this.options.limits.subscriptionCreated(create.by);
     }
     if (found === null)
       throw new NerveBusError(

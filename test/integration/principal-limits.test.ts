@@ -95,3 +95,53 @@ test("one principal may have calls on --max-connections-per-principal connection
     c.close();
   }
 });
+
+test("topics and subscriptions per principal: those made before a lower limit count and stay; new ones wait until some are deleted", async () => {
+  const store = `sqlite:${join(mkdtempSync(join(tmpdir(), "nb-principal-catalog-")), "db")}`;
+  const first = await startBroker(store);
+  const c1 = new TestClient(first.address);
+  try {
+    for (const t of ["t1", "t2", "t3"]) await c1.publish(t, ["m"]);
+    for (const s of ["s1", "s2", "s3"]) {
+      const st = c1.receive("t1", s);
+      await subscribed(st);
+      await st.end();
+    }
+  } finally {
+    c1.close();
+    await first.stop();
+  }
+  const limited = await startBroker(store, { maxTopicsPerPrincipal: 2, maxSubscriptionsPerPrincipal: 2 });
+  const c = new TestClient(limited.address);
+  try {
+    // Made before the limit: still there and usable.
+    for (const t of ["t1", "t2", "t3"]) await c.publish(t, ["again"]);
+    const old = c.receive("t1", "s3");
+    await subscribed(old);
+    assert.equal(old.ended, false);
+    await old.end();
+    // Counted: nothing new until the principal is under the limit.
+    const refusedTopic = await c.publish("t4", ["x"]).then(
+      () => undefined,
+      (err: grpc.ServiceError) => err,
+    );
+    assert.equal(refusedTopic?.code, 8);
+    assert.match(refusedTopic!.details, /client 127\.0\.0\.1 has made 3 topics.*--max-topics-per-principal/);
+    const refusedSub = c.receive("t1", "s4");
+    await refusedSub.until(() => refusedSub.ended, 20_000, "refusal");
+    assert.equal(refusedSub.error?.code, 8);
+    assert.match(refusedSub.error!.details, /has made 3 subscriptions.*--max-subscriptions-per-principal/);
+    await c.adminCall("deleteTopic", { name: "t3" });
+    await c.adminCall("deleteTopic", { name: "t2" });
+    await c.adminCall("deleteSubscription", { topic: "t1", name: "s3" });
+    await c.adminCall("deleteSubscription", { topic: "t1", name: "s2" });
+    assert.ok(Number((await c.publish("t4", ["x"])).firstSeq) >= 1);
+    const fresh = c.receive("t1", "s4");
+    await subscribed(fresh);
+    assert.equal(fresh.ended, false);
+    await fresh.end();
+  } finally {
+    c.close();
+    await limited.stop();
+  }
+});
