@@ -4,7 +4,7 @@ import { NerveBusError } from "../core/index.js";
 export interface PrincipalBounds {
   /** Client connections with calls in progress. */
   readonly connections: number;
-  /** Receive streams open. */
+  /** Receive and Publish streams open. */
   readonly streams: number;
 }
 
@@ -39,7 +39,7 @@ export class PrincipalLimits {
     const streams = this.#streams.get(who) ?? 0;
     if (stream && streams >= this.bounds.streams)
       throw exhausted(
-        `${who} has ${streams} Receive streams open (limit ${this.bounds.streams}, --max-streams-per-principal)`,
+        `${who} has ${streams} Receive and Publish streams open (limit ${this.bounds.streams}, --max-streams-per-principal)`,
       );
     conns.set(peer, (conns.get(peer) ?? 0) + 1);
     this.#connections.set(who, conns);

@@ -213,7 +213,19 @@ class PublishStream {
     ]);
     // The stream holds one pack's worth of credit at most, so it counts as one pack in
     // progress of its principal for as long as it is open.
-    this.#releaseQuota = this.options.quota.admit(quotaHolder(caller), 0, 0);
+    // And as a call of its principal on this connection (its share of connections and streams).
+    const leave = this.options.guard.enter(caller, true);
+    let admitted: () => void;
+    try {
+      admitted = this.options.quota.admit(quotaHolder(caller), 0, 0);
+    } catch (err) {
+      leave();
+      throw err;
+    }
+    this.#releaseQuota = () => {
+      admitted();
+      leave();
+    };
     this.#caller = caller;
     this.#topic = open.topic;
     this.#noConfirms = open.noConfirms;

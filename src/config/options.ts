@@ -402,7 +402,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: 1000,
     min: 1,
     max: 1_000_000,
-    doc: "Receive streams one principal (one client address without auth) may have open; one more gets RESOURCE_EXHAUSTED",
+    doc: "Receive and Publish streams one principal (one client address without auth) may have open; one more gets RESOURCE_EXHAUSTED",
   },
   {
     key: "maxTopics",

@@ -47,7 +47,7 @@ test("one principal may open --max-streams-per-principal streams; one more is RE
     );
     assert.match(
       extra.error!.details,
-      /client 127\.0\.0\.1 has 3 Receive streams open .*--max-streams-per-principal/,
+      /client 127\.0\.0\.1 has 3 Receive and Publish streams open .*--max-streams-per-principal/,
     );
     // The open streams are not cut; once one ends there is room again.
     await open[0]!.end();
