@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, test } from "node:test";
@@ -147,6 +147,7 @@ beforeEach(async () => {
 after(async () => {
   client.close();
   broker.child.kill("SIGKILL");
+  rmSync(gcDir, { recursive: true, force: true });
 });
 
 /**
