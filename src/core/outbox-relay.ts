@@ -79,6 +79,11 @@ export class OutboxRelay {
   /** Rows found already published during recovery (not published again). */
   recovered = 0;
 
+  /** Ids passed while missing since the last (re)start or recovery (see OutboxGate.passed). */
+  get passed(): number {
+    return this.#gate.passed;
+  }
+
   constructor(
     readonly source: OutboxSource,
     private readonly target: RelayTarget,

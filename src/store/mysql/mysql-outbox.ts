@@ -56,7 +56,7 @@ export class MysqlOutboxSource implements OutboxSource {
 
   async open(wanted: () => boolean): Promise<RelayState> {
     try {
-      this.#pool ??= mysql.createPool(this.#config);
+      this.#pool ??= autocommitPool(this.#config);
       for (const ddl of OUTBOX_TABLES) await this.#pool.query(ddl);
       await this.#lock(wanted);
       await this.#pool.query(
@@ -197,6 +197,21 @@ export class MysqlOutboxSource implements OutboxSource {
     await this.#pool?.end().catch(() => undefined);
     this.#pool = undefined;
   }
+}
+
+/**
+ * The relay's pool, its sessions in autocommit whatever the server's default: the relay polls
+ * with plain SELECTs, and with autocommit off (a my.cnf or init_connect setting of the
+ * application's server) each would open a transaction whose REPEATABLE READ snapshot lasts
+ * across polls, hiding every row committed after the first one: the relay would stall. Its own
+ * transaction (complete) begins explicitly.
+ */
+function autocommitPool(config: mysql.PoolOptions): mysql.Pool {
+  const pool = mysql.createPool(config);
+  pool.pool.on("connection", (conn) => {
+    conn.query("SET SESSION autocommit = 1", () => undefined);
+  });
+  return pool;
 }
 
 /** The attributes column: a JSON object of strings, or NULL. Anything else is the application's bug. */
