@@ -32,6 +32,7 @@ import {
   GetTopicSchemaRequestSchema,
   ListSubscriptionsRequestSchema,
   ListTopicsRequestSchema,
+  LocateTopicRequestSchema,
   PauseSubscriptionRequestSchema,
   PurgeSubscriptionRequestSchema,
   ResumeSubscriptionRequestSchema,
@@ -553,6 +554,20 @@ export class Admin {
       this.#opts(call),
     );
     return schemaInfo(res.schema);
+  }
+
+  /**
+   * HOST:PORT of the broker that serves `topic` when several share a database (`--cluster`),
+   * or "" when it is the broker called (always so without --cluster).
+   */
+  async locateTopic(topic: string, call?: CallOptions): Promise<string> {
+    const res = await unaryCall(
+      this.#client,
+      this.#client.locateTopic,
+      create(LocateTopicRequestSchema, { topic }),
+      this.#opts(call),
+    );
+    return res.address;
   }
 
   /** Figures for a topic and each of its subscriptions. */

@@ -7,6 +7,7 @@ import { PublisherService } from "./gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "./gen/nervebus/v1/subscriber_pb.js";
 import { createClient, type ServiceClient } from "./grpc-adapter.js";
 import { MessageStream, type MessageStreamOptions } from "./message-stream.js";
+import { type Connection, OwnerRouter } from "./owner-router.js";
 import {
   Publisher,
   type PublisherOptions,
@@ -14,6 +15,7 @@ import {
   type PublishOptions,
   type PublishResult,
 } from "./publisher.js";
+import { fixedRoute, type Route } from "./route.js";
 import { StreamPublisher, type StreamPublisherOptions } from "./stream-publisher.js";
 import { type MessageHandler, Subscriber, type SubscriberOptions } from "./subscriber.js";
 
@@ -33,7 +35,17 @@ export interface ClientOptions {
   readonly adminTimeoutMs?: number;
   /** grpc-js client interceptors applied to every call (e.g. to add auth metadata or log). */
   readonly interceptors?: grpc.Interceptor[];
+  /**
+   * With several brokers on one database (`--cluster`): send each topic's publishes and Receive
+   * streams straight to the broker that owns the topic (asked with LocateTopic, over a
+   * connection with the same TLS, token and channel settings), and follow it when the topic
+   * moves. Without it the broker at `address` forwards them. Default false.
+   */
+  readonly directToOwner?: boolean;
 }
+
+type PublisherClient = ServiceClient<(typeof PublisherService)["method"]>;
+type SubscriberClient = ServiceClient<(typeof SubscriberService)["method"]>;
 
 /**
  * Channel options the client starts from: no receive-size limit below the broker's largest
@@ -64,8 +76,9 @@ export class NerveBusClient {
   /** Typed wrappers for every AdminService RPC. */
   readonly admin: Admin;
   readonly #channel: grpc.Channel;
-  readonly #publisherClient: ServiceClient<(typeof PublisherService)["method"]>;
-  readonly #subscriberClient: ServiceClient<(typeof SubscriberService)["method"]>;
+  readonly #publishers: Route<PublisherClient>;
+  readonly #subscribers: Route<SubscriberClient>;
+  readonly #router: OwnerRouter<PublisherClient, SubscriberClient> | undefined;
   readonly #publisherOptions: PublisherOptions | undefined;
   readonly #open = new Set<Closable>();
   #defaultPublisher: Publisher | undefined;
@@ -76,22 +89,33 @@ export class NerveBusClient {
     this.address = address;
     if (options.credentials !== undefined && (options.tls !== undefined || options.token !== undefined))
       throw new TypeError("give either credentials or tls/token, not both");
-    this.#channel = new grpc.Channel(
-      address,
-      options.credentials ?? channelCredentials(options.tls, options.token),
-      { ...DEFAULT_CHANNEL_OPTIONS, ...serverNameOptions(options.tls), ...options.channelOptions },
-    );
-    // Every service runs on the one channel; its credentials are the ones that count.
-    const shared: grpc.ClientOptions = {
-      channelOverride: this.#channel,
-      interceptors: options.interceptors ?? [],
+    const credentials = options.credentials ?? channelCredentials(options.tls, options.token);
+    const channelOptions = {
+      ...DEFAULT_CHANNEL_OPTIONS,
+      ...serverNameOptions(options.tls),
+      ...options.channelOptions,
     };
-    this.#publisherClient = createClient(PublisherService, address, undefined, shared);
-    this.#subscriberClient = createClient(SubscriberService, address, undefined, shared);
+    const interceptors = options.interceptors ?? [];
+    this.#channel = new grpc.Channel(address, credentials, channelOptions);
+    const home = connection(address, this.#channel, interceptors);
     this.admin = new Admin(
-      createClient(AdminService, address, undefined, shared),
+      createClient(AdminService, address, undefined, { channelOverride: this.#channel, interceptors }),
       options.adminTimeoutMs ?? 30_000,
     );
+    if (options.directToOwner === true) {
+      const router = new OwnerRouter(
+        home,
+        address,
+        (to) => connection(to, new grpc.Channel(to, credentials, channelOptions), interceptors),
+        (topic) => this.admin.locateTopic(topic, { timeoutMs: 5000 }),
+      );
+      this.#router = router;
+      this.#publishers = router.publishers;
+      this.#subscribers = router.subscribers;
+    } else {
+      this.#publishers = fixedRoute(home.publisher);
+      this.#subscribers = fixedRoute(home.subscriber);
+    }
     this.#publisherOptions = options.publisher;
   }
 
@@ -99,7 +123,7 @@ export class NerveBusClient {
   publisher(options: PublisherOptions = {}): Publisher {
     this.#checkOpen();
     const publisher: Publisher = new Publisher(
-      this.#publisherClient,
+      this.#publishers,
       options,
       () => this.#open.delete(publisher),
       this.address,
@@ -114,7 +138,7 @@ export class NerveBusClient {
    */
   streamPublisher(topic: string, options: StreamPublisherOptions = {}): StreamPublisher {
     this.#checkOpen();
-    const stream: StreamPublisher = new StreamPublisher(this.#publisherClient, topic, options, () =>
+    const stream: StreamPublisher = new StreamPublisher(this.#publishers.pick(topic), topic, options, () =>
       this.#open.delete(stream),
     );
     this.#open.add(stream);
@@ -146,7 +170,7 @@ export class NerveBusClient {
   ): Subscriber {
     this.#checkOpen();
     const subscriber: Subscriber = new Subscriber(
-      this.#subscriberClient,
+      this.#subscribers,
       topic,
       subscription,
       handler,
@@ -162,7 +186,7 @@ export class NerveBusClient {
   messages(topic: string, subscription: string, options: MessageStreamOptions = {}): MessageStream {
     this.#checkOpen();
     const stream: MessageStream = new MessageStream(
-      this.#subscriberClient,
+      this.#subscribers,
       topic,
       subscription,
       options,
@@ -180,9 +204,18 @@ export class NerveBusClient {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await Promise.allSettled([...this.#open].map((c) => c.close()));
+      this.#router?.close();
       this.#channel.close();
     })();
     return this.#closing;
+  }
+
+  /**
+   * With `directToOwner`: HOST:PORT of the broker the client sends `topic`'s calls to as last
+   * learnt, or "" for the broker at `address` (it owns the topic, or its owner is not known yet).
+   */
+  ownerOf(topic: string): string {
+    return this.#router?.ownerOf(topic) ?? "";
   }
 
   #checkOpen(): void {
@@ -192,4 +225,19 @@ export class NerveBusClient {
 
 function closedError(): NerveBusError {
   return new NerveBusError(StatusCode.FAILED_PRECONDITION, "client is closed");
+}
+
+/** The publisher and subscriber clients of one broker, on `channel`. */
+function connection(
+  address: string,
+  channel: grpc.Channel,
+  interceptors: grpc.Interceptor[],
+): Connection<PublisherClient, SubscriberClient> {
+  // Every service runs on the one channel; its credentials are the ones that count.
+  const shared: grpc.ClientOptions = { channelOverride: channel, interceptors };
+  return {
+    publisher: createClient(PublisherService, address, undefined, shared),
+    subscriber: createClient(SubscriberService, address, undefined, shared),
+    close: () => channel.close(),
+  };
 }

@@ -4,6 +4,7 @@ import type { SubscriberService } from "./gen/nervebus/v1/subscriber_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
 import type { ReceivedMessage } from "./received-message.js";
 import { type ReceiveOptions, Receiver } from "./receiver.js";
+import type { Route } from "./route.js";
 import { endSpan, SpanAttributes, serverAttributes, startProcessSpan } from "./tracing.js";
 
 /** Settings of messages(). */
@@ -54,7 +55,7 @@ export class MessageStream implements AsyncIterableIterator<ReceivedMessage> {
 
   /** @internal Use NerveBusClient.messages(). */
   constructor(
-    client: SubscriberClient,
+    route: Route<SubscriberClient>,
     topic: string,
     subscription: string,
     options: MessageStreamOptions = {},
@@ -64,7 +65,7 @@ export class MessageStream implements AsyncIterableIterator<ReceivedMessage> {
     this.#tracing = options.tracing ?? true;
     this.#server = serverAttributes(address);
     this.#onClose = onClose;
-    this.#receiver = new Receiver(client, topic, subscription, options, {
+    this.#receiver = new Receiver(route, topic, subscription, options, {
       deliver: (m) => this.#deliver(m),
       streamLost: () => {
         for (const m of this.#buffer.splice(0)) this.#receiver.release(m);

@@ -20,6 +20,7 @@ import {
   SendPackRequestSchema,
 } from "./gen/nervebus/v1/publisher_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
+import type { Route } from "./route.js";
 import { endSpan, SpanAttributes, serverAttributes, startPublishSpan } from "./tracing.js";
 import { unaryCall } from "./unary-call.js";
 
@@ -287,7 +288,7 @@ type PublisherClient = ServiceClient<(typeof PublisherService)["method"]>;
  * silently skip over.
  */
 export class Publisher {
-  readonly #client: PublisherClient;
+  readonly #route: Route<PublisherClient>;
   readonly #lanes = new Map<string, TopicLane>();
   readonly #outstanding = new Set<Pending>();
   readonly #maxMessages: number;
@@ -319,12 +320,12 @@ export class Publisher {
 
   /** @internal Use NerveBusClient.publisher(). */
   constructor(
-    client: PublisherClient,
+    route: Route<PublisherClient>,
     options: PublisherOptions = {},
     onClose: () => void = () => {},
     address = "",
   ) {
-    this.#client = client;
+    this.#route = route;
     this.#server = serverAttributes(address);
     this.#onClose = onClose;
     const d = PUBLISHER_DEFAULTS;
@@ -630,9 +631,10 @@ export class Publisher {
         let err: NerveBusError;
         try {
           const remaining = this.#totalTimeoutMs - (Date.now() - started);
+          const client = this.#route.pick(lane.topic);
           const response = await unaryCall(
-            this.#client,
-            this.#client.sendPack,
+            client,
+            client.sendPack,
             create(SendPackRequestSchema, { topic: lane.topic, messages: items.map((p) => p.wire!) }),
             { timeoutMs: Math.max(1, Math.min(this.#callTimeoutMs, remaining)), signal: this.#cancel.signal },
           );
@@ -648,6 +650,7 @@ export class Publisher {
         } catch (e) {
           err = toNerveBusError(e);
         }
+        this.#route.failed(lane.topic, err);
         if (err.code === StatusCode.CANCELLED && !this.#cancel.signal.aborted) err = cancelledByPeer(err);
         // One bad message fails the whole pack: refuse that one and send the others again.
         const bad = MESSAGE_INDEX.exec(err.details);

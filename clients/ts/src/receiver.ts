@@ -25,6 +25,7 @@ import {
 } from "./gen/nervebus/v1/subscriber_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
 import { type AckWaiter, ReceivedMessage, type Settlement } from "./received-message.js";
+import type { Route } from "./route.js";
 
 /**
  * Settings of a Receive stream, common to subscribe() and messages(); the defaults are the same
@@ -126,7 +127,7 @@ type ReceiveCall = grpc.ClientDuplexStream<ReceiveRequest, ReceiveResponse>;
  * is adopted instead of being handed out twice.
  */
 export class Receiver {
-  readonly #client: SubscriberClient;
+  readonly #route: Route<SubscriberClient>;
   readonly #topic: string;
   readonly #subscription: string;
   readonly #hooks: ReceiverHooks;
@@ -174,13 +175,13 @@ export class Receiver {
   readonly ready: Promise<void>;
 
   constructor(
-    client: SubscriberClient,
+    route: Route<SubscriberClient>,
     topic: string,
     subscription: string,
     options: ReceiveOptions,
     hooks: ReceiverHooks,
   ) {
-    this.#client = client;
+    this.#route = route;
     this.#topic = topic;
     this.#subscription = subscription;
     this.#hooks = hooks;
@@ -287,6 +288,7 @@ export class Receiver {
                   `nothing heard from the broker for ${this.#idleTimeoutMs} ms; reconnecting`,
                 )
               : errorFromStatus(status);
+        this.#route.failed(this.#topic, err);
         const retryable =
           status.code === StatusCode.OK || this.#idleTimedOut || this.#retryable.has(err.code);
         try {
@@ -344,7 +346,7 @@ export class Receiver {
   /** One stream, from subscribe to its status. */
   #runStream(): Promise<{ status: grpc.StatusObject; subscribed: boolean }> {
     return new Promise((resolve) => {
-      const call = this.#client.receive(new grpc.Metadata(), {});
+      const call = this.#route.pick(this.#topic).receive(new grpc.Metadata(), {});
       this.#call = call;
       this.#subscribed = false;
       this.#idleTimedOut = false;

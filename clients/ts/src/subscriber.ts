@@ -5,6 +5,7 @@ import type { SubscriberService } from "./gen/nervebus/v1/subscriber_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
 import type { ReceivedMessage } from "./received-message.js";
 import { RECEIVE_DEFAULTS, type ReceiveOptions, Receiver } from "./receiver.js";
+import type { Route } from "./route.js";
 import { endSpan, SpanAttributes, serverAttributes, startProcessSpan } from "./tracing.js";
 
 /** Handles one message. Returning (or resolving) acks it; throwing (or rejecting) nacks it. */
@@ -70,7 +71,7 @@ export class Subscriber {
 
   /** @internal Use NerveBusClient.subscribe(). */
   constructor(
-    client: SubscriberClient,
+    route: Route<SubscriberClient>,
     topic: string,
     subscription: string,
     handler: MessageHandler,
@@ -94,7 +95,7 @@ export class Subscriber {
     if (!(this.#closeTimeoutMs >= 0))
       throw new RangeError(`closeTimeoutMs must be ≥ 0, got ${this.#closeTimeoutMs}`);
     this.#tracing = options.tracing ?? true;
-    this.#receiver = new Receiver(client, topic, subscription, options, {
+    this.#receiver = new Receiver(route, topic, subscription, options, {
       deliver: (m) => this.#deliver(m),
       streamLost: () => this.#streamLost(),
       failed: (err) => this.#failed(err),
