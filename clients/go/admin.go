@@ -277,6 +277,16 @@ func (a *Admin) GetTopic(ctx context.Context, name string) (*Topic, error) {
 	return topicFromProto(res.GetTopic()), nil
 }
 
+// LocateTopic returns the "host:port" of the broker that serves topic when several share a
+// database (--cluster), or "" when it is the broker called (always so without --cluster).
+func (a *Admin) LocateTopic(ctx context.Context, topic string) (string, error) {
+	res, err := a.svc.LocateTopic(ctx, &nervebusv1.LocateTopicRequest{Topic: topic})
+	if err != nil {
+		return "", adminError("locate topic %q", topic)(err)
+	}
+	return res.GetAddress(), nil
+}
+
 // ListTopics returns every topic, by name.
 func (a *Admin) ListTopics(ctx context.Context) ([]*Topic, error) {
 	res, err := a.svc.ListTopics(ctx, &nervebusv1.ListTopicsRequest{})

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 
 	nervebusv1 "github.com/nervebus/nervebus/clients/go/gen/nervebus/v1"
 )
@@ -26,6 +27,7 @@ type Client struct {
 	publisher nervebusv1.PublisherServiceClient
 	receiver  nervebusv1.SubscriberServiceClient
 	tracing   tracing
+	router    *ownerRouter // nil unless WithDirectToOwner
 }
 
 // Option configures a [Client].
@@ -39,6 +41,7 @@ type clientOptions struct {
 	dialOptions    []grpc.DialOption
 	tracerProvider trace.TracerProvider
 	propagator     propagation.TextMapPropagator
+	directToOwner  bool
 }
 
 // WithConn makes the client use an existing gRPC connection instead of dialing one; the
@@ -73,6 +76,19 @@ func WithPropagator(p propagation.TextMapPropagator) Option {
 	return func(o *clientOptions) { o.propagator = p }
 }
 
+// WithDirectToOwner, for several brokers sharing one database (--cluster), sends each topic's
+// publishes and Receive streams straight to the broker that owns the topic (asked with
+// LocateTopic through addr, over a connection dialed with the same credentials, token and
+// dial options) and follows the topic when it moves: an UNAVAILABLE naming the owner in its
+// nervebus-owner trailer moves the topic's calls there, any other UNAVAILABLE sends them back
+// to addr and asks again, and owners are asked again every 10 s. Until an owner is known the
+// broker at addr forwards the calls. Publishes retry with the same message ids and streams
+// reconnect as usual, so a move loses no confirmed publish or confirmed ack. Stream publishers
+// go to the owner known when they open; admin calls always go to addr. Not with [WithConn].
+func WithDirectToOwner() Option {
+	return func(o *clientOptions) { o.directToOwner = true }
+}
+
 // NewClient makes a client of the broker at addr ("host:port"). The connection is made lazily
 // and remade after failures, so NewClient does not fail when the broker is down; calls fail
 // with UNAVAILABLE until it is up (publishes and Receive retry).
@@ -89,6 +105,9 @@ func NewClient(addr string, opts ...Option) (*Client, error) {
 		return nil, errors.New("nervebus: NewClient: WithTLS and WithTransportCredentials both set the transport; use one")
 	}
 	dialed := ""
+	if o.conn != nil && o.directToOwner {
+		return nil, errors.New("nervebus: NewClient: WithDirectToOwner dials the owners itself; it cannot use WithConn")
+	}
 	if o.conn != nil {
 		c.conn = o.conn
 	} else {
@@ -126,13 +145,22 @@ func NewClient(addr string, opts ...Option) (*Client, error) {
 		if o.tokens != nil {
 			dial = append(dial, grpc.WithPerRPCCredentials(bearerCredentials{o.tokens}))
 		}
-		conn, err := grpc.NewClient(addr, append(dial, o.dialOptions...)...)
+		dial = append(dial, o.dialOptions...)
+		conn, err := grpc.NewClient(addr, dial...)
 		if err != nil {
 			return nil, fmt.Errorf("nervebus: connect to %s: %w", addr, err)
 		}
 		c.conn = conn
 		c.closeConn = conn.Close
 		dialed = addr
+		if o.directToOwner {
+			home := brokerConn{
+				publisher: nervebusv1.NewPublisherServiceClient(conn),
+				receiver:  nervebusv1.NewSubscriberServiceClient(conn),
+			}
+			c.router = newOwnerRouter(home, addr, nervebusv1.NewAdminServiceClient(conn),
+				func(to string) (*grpc.ClientConn, error) { return grpc.NewClient(to, dial...) })
+		}
 	}
 	c.publisher = nervebusv1.NewPublisherServiceClient(c.conn)
 	c.receiver = nervebusv1.NewSubscriberServiceClient(c.conn)
@@ -151,9 +179,45 @@ func NewClient(addr string, opts ...Option) (*Client, error) {
 // Conn returns the client's gRPC connection, for calling services this package does not wrap.
 func (c *Client) Conn() grpc.ClientConnInterface { return c.conn }
 
+// OwnerOf tells, with [WithDirectToOwner], the broker ("host:port") topic's calls go to as
+// last learnt; "" means the broker the client was made for (it owns the topic, or the owner is
+// not known yet).
+func (c *Client) OwnerOf(topic string) string {
+	if c.router == nil {
+		return ""
+	}
+	return c.router.ownerOf(topic)
+}
+
+// publisherFor is the Publisher service to call for topic now.
+func (c *Client) publisherFor(topic string) nervebusv1.PublisherServiceClient {
+	if c.router == nil {
+		return c.publisher
+	}
+	return c.router.pick(topic).publisher
+}
+
+// receiverFor is the Subscriber service to call for topic now.
+func (c *Client) receiverFor(topic string) nervebusv1.SubscriberServiceClient {
+	if c.router == nil {
+		return c.receiver
+	}
+	return c.router.pick(topic).receiver
+}
+
+// callFailed tells the router (if any) that a call for topic failed, with the call's trailer.
+func (c *Client) callFailed(topic string, err error, trailer metadata.MD) {
+	if c.router != nil {
+		c.router.failed(topic, err, trailer)
+	}
+}
+
 // Close closes the connection (unless it came from [WithConn]). Close publishers first so
 // that their buffered messages are sent, and stop every Receive.
 func (c *Client) Close() error {
+	if c.router != nil {
+		c.router.close()
+	}
 	if err := c.closeConn(); err != nil {
 		return fmt.Errorf("nervebus: close connection: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	nervebusv1 "github.com/nervebus/nervebus/clients/go/gen/nervebus/v1"
@@ -492,7 +493,8 @@ func (p *Publisher) sendWithRetry(req *nervebusv1.SendPackRequest) (*nervebusv1.
 	defer cancel()
 	for attempt := 0; ; attempt++ {
 		actx, acancel := context.WithTimeout(ctx, p.cfg.AttemptTimeout)
-		resp, err := p.client.publisher.SendPack(actx, req)
+		var trailer metadata.MD
+		resp, err := p.client.publisherFor(p.topic).SendPack(actx, req, grpc.Trailer(&trailer))
 		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
 		if Code(err) == codes.Canceled && actx.Err() == nil && !p.connClosed() {
 			err = cancelledByPeer(err)
@@ -501,6 +503,7 @@ func (p *Publisher) sendWithRetry(req *nervebusv1.SendPackRequest) (*nervebusv1.
 		if err == nil {
 			return resp, nil
 		}
+		p.client.callFailed(p.topic, err, trailer)
 		if !(IsRetryable(err) || attemptTimedOut) || ctx.Err() != nil {
 			return nil, p.wrap(err, attempt+1)
 		}

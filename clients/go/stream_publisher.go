@@ -96,7 +96,7 @@ func (c *Client) StreamPublisher(ctx context.Context, topic string, cfg *StreamP
 		return nil, fmt.Errorf("nervebus: stream publisher on topic %q: MaxMessages and MaxBytes must be ≥ 0", topic)
 	}
 	streamCtx, cancel := context.WithCancel(context.Background())
-	stream, err := c.publisher.Publish(streamCtx)
+	stream, err := c.publisherFor(topic).Publish(streamCtx)
 	if err != nil {
 		cancel()
 		return nil, err

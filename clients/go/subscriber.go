@@ -355,7 +355,7 @@ func (s *session) run(ctx context.Context) error {
 func (s *session) runStream() (subscribed bool, err error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stream, err := s.sub.client.receiver.Receive(sctx)
+	stream, err := s.sub.client.receiverFor(s.sub.topic).Receive(sctx)
 	if err != nil {
 		return false, err
 	}
@@ -390,6 +390,7 @@ func (s *session) runStream() (subscribed bool, err error) {
 	if err == nil || errors.Is(err, io.EOF) {
 		err = errUnexpectedEnd
 	}
+	s.sub.client.callFailed(s.sub.topic, err, stream.Trailer())
 	return subscribedFlag.Load(), err
 }
 

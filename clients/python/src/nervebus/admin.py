@@ -274,6 +274,14 @@ class Admin:
         res = await self._call("GetTopic", admin_pb2.GetTopicRequest(name=name), timeout)
         return _topic(res.topic)
 
+    async def locate_topic(self, topic: str, *, timeout: float | None = None) -> str:
+        """The ``host:port`` of the broker that serves ``topic`` when several share a database.
+
+        ``""`` when it is the broker called (always so without ``--cluster``).
+        """
+        res = await self._call("LocateTopic", admin_pb2.LocateTopicRequest(topic=topic), timeout)
+        return str(res.address)
+
     async def list_topics(self, *, timeout: float | None = None) -> list[Topic]:
         """Returns every topic, by name."""
         res = await self._call("ListTopics", admin_pb2.ListTopicsRequest(), timeout)

@@ -10,6 +10,7 @@ import grpc
 import grpc.aio
 from opentelemetry.trace import TracerProvider
 
+from ._owner_router import OwnerRouter
 from ._version import __version__
 from .admin import Admin
 from .credentials import TLS, TokenSource, channel_credentials, tls_channel_options
@@ -60,6 +61,11 @@ class Client:
         options: gRPC channel options added to (and overriding) :data:`DEFAULT_CHANNEL_OPTIONS`.
         channel: Use this channel instead of opening one (the client will not close it).
         tracer_provider: Where spans go; ``None`` uses the global provider.
+        direct_to_owner: With several brokers on one database (``--cluster``): send each
+            topic's publishes and Receive streams straight to the broker that owns the topic
+            (asked with LocateTopic through ``target``, over a channel with the same
+            credentials and options), and follow it when the topic moves. Until the owner is
+            known, ``target`` forwards the calls. Not with ``channel``.
     """
 
     def __init__(
@@ -72,12 +78,16 @@ class Client:
         options: Sequence[tuple[str, Any]] = (),
         channel: grpc.aio.Channel | None = None,
         tracer_provider: TracerProvider | None = None,
+        direct_to_owner: bool = False,
     ) -> None:
         if credentials is not None and (tls is not None or token is not None):
             raise ValueError("give either credentials or tls/token, not both")
+        if direct_to_owner and channel is not None:
+            raise ValueError("direct_to_owner opens channels to the owners itself: give no channel")
         self.target = target
         self._tracer_provider = tracer_provider
         self._owns_channel = channel is None
+        self._router: OwnerRouter | None = None
         if channel is None:
             if credentials is None:
                 credentials = channel_credentials(tls, token)
@@ -85,11 +95,17 @@ class Client:
             merged.update(dict(tls_channel_options(tls)))
             merged.update(dict(options))
             opts = list(merged.items())
-            channel = (
-                grpc.aio.secure_channel(target, credentials, options=opts)
-                if credentials is not None
-                else grpc.aio.insecure_channel(target, options=opts)
-            )
+
+            def open_channel(address: str) -> grpc.aio.Channel:
+                if credentials is not None:
+                    return grpc.aio.secure_channel(address, credentials, options=opts)
+                return grpc.aio.insecure_channel(address, options=opts)
+
+            channel = open_channel(target)
+            if direct_to_owner:
+                self._router = OwnerRouter(
+                    channel, target, open_channel, lambda topic: self.admin.locate_topic(topic, timeout=5)
+                )
         self._channel = channel
         self._publishers: list[Publisher] = []
         self._stream_publishers: list[StreamPublisher] = []
@@ -112,7 +128,12 @@ class Client:
     def publisher(self, topic: str, settings: PublisherSettings | None = None) -> Publisher:
         """A new :class:`Publisher` for ``topic``, closed with the client."""
         publisher = Publisher(
-            self._channel, topic, settings, tracer_provider=self._tracer_provider, target=self.target
+            self._channel,
+            topic,
+            settings,
+            tracer_provider=self._tracer_provider,
+            target=self.target,
+            router=self._router,
         )
         self._publishers.append(publisher)
         return publisher
@@ -131,7 +152,7 @@ class Client:
         Raises the broker's refusal (:class:`nervebus.StatusError`).
         """
         stream = StreamPublisher(
-            self._channel,
+            self._channel if self._router is None else self._router.stubs(topic).channel,
             topic,
             max_messages=max_messages,
             max_bytes=max_bytes,
@@ -158,9 +179,17 @@ class Client:
             settings,
             tracer_provider=self._tracer_provider,
             target=self.target,
+            router=self._router,
         )
         self._subscribers.append(subscriber)
         return subscriber
+
+    def owner_of(self, topic: str) -> str:
+        """With ``direct_to_owner``: the broker ``topic``'s calls go to as last learnt.
+
+        ``""`` means ``target`` (it owns the topic, or the owner is not known yet).
+        """
+        return "" if self._router is None else self._router.owner_of(topic)
 
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         """Waits until the channel is connected to the broker.
@@ -178,6 +207,8 @@ class Client:
         await asyncio.gather(*(s.stop() for s in self._subscribers), return_exceptions=True)
         await asyncio.gather(*(p.close() for p in self._publishers), return_exceptions=True)
         await asyncio.gather(*(p.close() for p in self._stream_publishers), return_exceptions=True)
+        if self._router is not None:
+            await self._router.close()
         if self._owns_channel:
             await self._channel.close()
 

@@ -18,6 +18,7 @@ import grpc
 import grpc.aio
 from opentelemetry.trace import Span, TracerProvider
 
+from ._owner_router import OwnerRouter
 from .errors import NerveBusError, OrderingKeyPausedError, PublisherClosedError, StatusError
 from .gen.nervebus.v1 import message_pb2, publisher_pb2, publisher_pb2_grpc
 from .retry import RetrySettings
@@ -314,6 +315,7 @@ class Publisher:
         settings: Batching, flow-control and retry settings.
         tracer_provider: Where producer spans go; ``None`` uses the global provider.
         target: The broker address, for the spans' ``server.*`` attributes.
+        router: Sends the packs to the topic's owner instead (``Client(direct_to_owner=True)``).
     """
 
     def __init__(
@@ -324,9 +326,11 @@ class Publisher:
         *,
         tracer_provider: TracerProvider | None = None,
         target: str | None = None,
+        router: OwnerRouter | None = None,
     ) -> None:
         self.topic = topic
         self.settings = settings or PublisherSettings()
+        self._router = router
         self.stats = PublisherStats()
         # The generated stubs are untyped (grpcio-tools writes no .pyi for *_pb2_grpc.py).
         self._stub: Any = publisher_pb2_grpc.PublisherServiceStub(channel)  # type: ignore[no-untyped-call]
@@ -847,12 +851,15 @@ class Publisher:
             self.stats.attempts += 1
             if attempt > 0:
                 self.stats.retries += 1
+            stub = self._stub if self._router is None else self._router.stubs(self.topic).publisher
             try:
-                response: publisher_pb2.SendPackResponse = await self._stub.SendPack(
+                response: publisher_pb2.SendPackResponse = await stub.SendPack(
                     request, timeout=self.settings.call_timeout
                 )
                 return response
             except grpc.aio.AioRpcError as err:
+                if self._router is not None:
+                    self._router.failed(self.topic, err.code(), err.trailing_metadata())
                 attempt += 1
                 failure = _attempt_failure(err)
                 wait = retry.backoff.delay(attempt - 1)

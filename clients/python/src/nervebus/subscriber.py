@@ -23,6 +23,7 @@ import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.trace import TracerProvider
 
+from ._owner_router import OwnerRouter
 from .errors import AckNotConfirmedError, NerveBusError, StatusError, SubscriberError
 from .gen.nervebus.v1 import message_pb2, subscriber_pb2, subscriber_pb2_grpc
 from .retry import DEFAULT_RETRYABLE_CODES, Backoff
@@ -249,6 +250,7 @@ class Subscriber:
         settings: Window, concurrency, lease and reconnect settings.
         tracer_provider: Where consumer spans go; ``None`` uses the global provider.
         target: The broker address, for the spans' ``server.*`` attributes.
+        router: Opens the streams at the topic's owner instead (``Client(direct_to_owner=True)``).
     """
 
     def __init__(
@@ -261,6 +263,7 @@ class Subscriber:
         *,
         tracer_provider: TracerProvider | None = None,
         target: str | None = None,
+        router: OwnerRouter | None = None,
     ) -> None:
         if not callable(handler):
             raise TypeError("handler must be an async callable taking a ReceivedMessage")
@@ -269,6 +272,7 @@ class Subscriber:
         self.settings = settings or SubscriberSettings()
         self.stats = SubscriberStats()
         self._handler = handler
+        self._router = router
         # The generated stubs are untyped (grpcio-tools writes no .pyi for *_pb2_grpc.py).
         self._stub: Any = subscriber_pb2_grpc.SubscriberServiceStub(channel)  # type: ignore[no-untyped-call]
         self._tracing = Tracing(tracer_provider, enabled=self.settings.tracing, target=target)
@@ -536,7 +540,8 @@ class Subscriber:
         return self._stopping and self._half_close and self._outbox.empty() and not self._unconfirmed
 
     async def _stream_once(self) -> None:
-        call = self._stub.Receive()
+        stub = self._stub if self._router is None else self._router.stubs(self.topic).subscriber
+        call = stub.Receive()
         self._call = call
         self._stream_subscribed = False
         self._half_closed_stream = False
@@ -548,7 +553,9 @@ class Subscriber:
                 await call.write(self._subscribe_request())
             except (asyncio.InvalidStateError, grpc.aio.UsageError):
                 # The call ended before it started (e.g. the broker is unreachable).
-                raise StatusError(await call.code(), await call.details() or "", "Receive") from None
+                code = await call.code()
+                await self._route_failed(call, code)
+                raise StatusError(code, await call.details() or "", "Receive") from None
             if self._unconfirmed:
                 # Acks the broker never confirmed may not have reached it: acks are idempotent.
                 self._outbox.acks.extend(sorted(self._unconfirmed))
@@ -561,6 +568,7 @@ class Subscriber:
                 self._on_response(response)
             code = await call.code()
             if code != grpc.StatusCode.OK:
+                await self._route_failed(call, code)
                 raise StatusError(code, await call.details() or "", "Receive")
             if self._half_closed_stream:
                 # The broker handles a stream's requests in order and ended it only after our
@@ -574,6 +582,8 @@ class Subscriber:
         except grpc.aio.AioRpcError as err:
             if self._idle_cancel and err.code() == grpc.StatusCode.CANCELLED:
                 raise _IdleStream() from None
+            if self._router is not None:
+                self._router.failed(self.topic, err.code(), err.trailing_metadata())
             raise
         finally:
             self._call = None
@@ -583,6 +593,11 @@ class Subscriber:
                     await writer
             if not call.done():
                 call.cancel()
+
+    async def _route_failed(self, call: Any, code: grpc.StatusCode) -> None:
+        """Tells the router (if any) how the stream ``call`` ended."""
+        if self._router is not None:
+            self._router.failed(self.topic, code, await call.trailing_metadata())
 
     async def _writer(self, call: Any) -> None:
         assert self._wakeup is not None

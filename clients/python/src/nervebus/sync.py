@@ -150,6 +150,7 @@ class Client:
         credentials: Hand-made channel credentials, instead of ``tls`` and ``token``.
         options: gRPC channel options (see :data:`nervebus.DEFAULT_CHANNEL_OPTIONS`).
         tracer_provider: Where spans go; ``None`` uses the global provider.
+        direct_to_owner: Calls go to each topic's owner (see :class:`nervebus.Client`).
     """
 
     def __init__(
@@ -161,6 +162,7 @@ class Client:
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),
         tracer_provider: TracerProvider | None = None,
+        direct_to_owner: bool = False,
     ) -> None:
         self.target = target
         self._runner = _LoopThread()
@@ -173,6 +175,7 @@ class Client:
                 credentials=credentials,
                 options=options,
                 tracer_provider=tracer_provider,
+                direct_to_owner=direct_to_owner,
             )
 
         self._client = self._runner.run(make())
