@@ -3,6 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import {
   CallGuard,
+  DeadLetterSender,
   listensOnLoopbackOnly,
   PrincipalLimits,
   ProtobufSchemaValidator,
@@ -202,7 +203,12 @@ export async function startNerveBus(
       cluster: () => store.cluster?.view(),
     },
   });
+  const cluster = store.cluster;
+  const deadLetterSender = cluster === undefined ? undefined : new DeadLetterSender(cluster);
   broker = new Broker(store, {
+    ...(deadLetterSender === undefined
+      ? {}
+      : { forwardDeadLetters: (to, topic, messages) => deadLetterSender.send(to, topic, messages) }),
     defaultShards: config.shards,
     autoCreate: config.autoCreate,
     maxMessageBytes: config.maxMessageBytes,
@@ -297,6 +303,7 @@ export async function startNerveBus(
   } catch (err) {
     await server?.shutdown(0);
     await b.close(1000);
+    deadLetterSender?.close();
     await telemetry.shutdown();
     throw err;
   }
@@ -394,6 +401,7 @@ export async function startNerveBus(
         await Promise.all(relays.map((r) => r.stop()));
         await grpcServer.shutdown(config.shutdownGraceMs);
         await b.close(config.shutdownGraceMs);
+        deadLetterSender?.close();
         await http?.close();
         await telemetry.shutdown();
         log("info", "nervebus stopped");

@@ -6,10 +6,18 @@ import {
   type SendPackResponse,
   SendPackResponseSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
-import { type Broker, checkDelay, invalidArgument, type NewMessage, type Priority } from "../core/index.js";
+import {
+  type Broker,
+  type Cluster,
+  checkDelay,
+  invalidArgument,
+  type NewMessage,
+  type Priority,
+} from "../core/index.js";
 import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
 import { encodeSendPackResponse, type Pack, type SendPackBytes } from "../wire/index.js";
 import type { CallGuard } from "./call-guard.js";
+import { isDeadLetterPeer } from "./dead-letter-sender.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { type PublishQuota, quotaHolder } from "./publish-quota.js";
 import { toGrpcStatus } from "./status.js";
@@ -86,6 +94,7 @@ export function sendPackHandler(
   telemetry: Telemetry,
   guard: CallGuard,
   quota: PublishQuota,
+  cluster?: Cluster,
 ): grpc.handleUnaryCall<SendPackBytes, SendPackResponse> {
   return (call, callback) => {
     const started = performance.now();
@@ -135,7 +144,7 @@ export function sendPackHandler(
       callback(toGrpcStatus(err));
       return;
     }
-    broker.publish(topic, pack, callDeadline(call), by).then(
+    broker.publish(topic, pack, callDeadline(call), by, isDeadLetterPeer(cluster, call.metadata)).then(
       (r) => {
         done();
         endPublishSpan(span, r);

@@ -137,10 +137,13 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     PublisherService,
     routed(PublisherService, {
       // Its requests are what readSendPack makes of the bytes (a Pack), not protobuf-es objects.
-      sendPack: sendPackHandler(broker, options.telemetry, guard, quota) as unknown as grpc.handleUnaryCall<
-        SendPackRequest,
-        SendPackResponse
-      >,
+      sendPack: sendPackHandler(
+        broker,
+        options.telemetry,
+        guard,
+        quota,
+        options.cluster,
+      ) as unknown as grpc.handleUnaryCall<SendPackRequest, SendPackResponse>,
       publish: publishStreams.handler(),
     }),
     {

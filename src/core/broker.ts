@@ -2,7 +2,7 @@ import { Pack, packOf } from "../wire/index.js";
 import { sleep } from "./backoff.js";
 import { type CatalogBounds, CatalogLimits } from "./catalog-limits.js";
 import { Consumer, type ConsumerSink, type Window } from "./consumer.js";
-import { DeadLetterRouter } from "./dead-letter.js";
+import { type DeadLetterForwarder, DeadLetterRouter } from "./dead-letter.js";
 import { invalidArgument, NerveBusError } from "./errors.js";
 import {
   checkPack,
@@ -63,6 +63,8 @@ export interface BrokerOptions extends PublishLimits {
   readonly subscriptionDefaults: SubscriptionConfig;
   /** Topics, and subscriptions per topic, clients may create (default: no limit). */
   readonly catalog?: CatalogBounds;
+  /** --cluster: sends dead letters to the broker that owns their dead-letter topic. */
+  readonly forwardDeadLetters?: DeadLetterForwarder;
   readonly log: LogFn;
   /** Traces and metrics (default: none). */
   readonly observer?: BrokerObserver;
@@ -117,6 +119,7 @@ export class Broker {
     const deadLetters = new DeadLetterRouter(
       async (name) => (await this.#registry.topic(name, options.autoCreate)).topic,
       (topic, messages) => this.#appender.appendNow(topic, messages),
+      options.forwardDeadLetters,
     );
     this.#limits = new CatalogLimits(
       store,
@@ -166,17 +169,19 @@ export class Broker {
   /**
    * Validates and appends a pack; resolves once durable. Delayed messages go to the topic's
    * schedule (durably) and get their seq when due. `deadline` is the call's deadline in ms
-   * since epoch (Infinity for none).
+   * since epoch (Infinity for none). `deadLetters`: the pack holds dead letters another broker
+   * of the cluster forwarded, which carry the reserved dead-letter attributes.
    */
   async publish(
     topicName: string,
     messages: Pack | readonly NewMessage[],
     deadline: number,
     by?: string,
+    deadLetters = false,
   ): Promise<PublishResult> {
     validateName("topic", topicName);
     const pack = messages instanceof Pack ? messages : packOf(messages, RESERVED_ATTRIBUTE_PREFIX);
-    const bytes = checkPack(pack, this.options);
+    const bytes = checkPack(pack, this.options, deadLetters);
     this.#checkOpen();
     const entry = await this.#topic(topicName, this.options.autoCreate, by);
     const schema = entry.topic.schema;

@@ -12,6 +12,7 @@ export {
 } from "./cluster.js";
 export { CommitTracker } from "./commit-tracker.js";
 export { Consumer, type ConsumerSink, type Delivered, type Window } from "./consumer.js";
+export type { DeadLetterForwarder } from "./dead-letter.js";
 export { asNerveBusError, type ErrorCode, invalidArgument, NerveBusError } from "./errors.js";
 export {
   ACK_DEADLINE_MS,

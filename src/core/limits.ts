@@ -58,9 +58,10 @@ export const RESERVED_ATTRIBUTE_PREFIX = "nervebus-";
 
 /**
  * Checks a pack against the limits; returns its size in bytes as messageBytes counts it.
- * Errors name the message by its index.
+ * Errors name the message by its index. `deadLetters`: the pack holds dead letters another
+ * broker of the cluster forwarded, whose reserved (dead-letter) attributes are let through.
  */
-export function checkPack(pack: Pack, limits: PublishLimits): number {
+export function checkPack(pack: Pack, limits: PublishLimits, deadLetters = false): number {
   const n = pack.count;
   if (n === 0) throw invalidArgument("messages", "a pack needs at least one message");
   if (n > limits.maxPackMessages) {
@@ -94,7 +95,7 @@ export function checkPack(pack: Pack, limits: PublishLimits): number {
     total += size;
   }
   const reserved = pack.reservedKey;
-  if (reserved !== undefined)
+  if (reserved !== undefined && !deadLetters)
     throw invalidArgument(
       `messages[${reserved.index}].attributes`,
       `key ${JSON.stringify(reserved.key)} uses the reserved prefix ${RESERVED_ATTRIBUTE_PREFIX}`,

@@ -397,3 +397,94 @@ test("mysql --cluster: a forwarded call carries the caller's token; the owner au
     await b.stop();
   }
 });
+
+test("mysql --cluster: dead letters go to the broker that owns the dead-letter topic; only a live broker of the cluster may forward the reserved attributes", async () => {
+  const server = testMysql();
+  const url = await server.database("cluster_dead_letters");
+  const settings = { cluster: true, leaseTtlMs: 2000, leaseRenewMs: 500 };
+  const a = await startBroker(url, settings);
+  const b = await startBroker(url, settings);
+  const client = new TestClient(a.address);
+  try {
+    await sleep(1200);
+    // A source topic that falls to a and a dead-letter topic that falls to b, seen from a.
+    const locate = async (topic: string) => (await client.adminCall("locateTopic", { topic })).address;
+    let source = "";
+    let dlq = "";
+    for (let i = 0; i < 50 && (source === "" || dlq === ""); i++) {
+      const at = await locate(`dl-${i}`);
+      if (at === "" && source === "") source = `dl-${i}`;
+      if (at === b.address && dlq === "") dlq = `dl-${i}`;
+    }
+    assert.ok(source !== "" && dlq !== "", "topics fall to both brokers");
+    for (const name of [source, dlq])
+      await retrying(() => client.adminCall("createTopic", { topic: { name } }));
+    await retrying(() =>
+      client.adminCall("createSubscription", {
+        subscription: { topic: source, name: "work", deadLetterTopic: dlq },
+      }),
+    );
+    await retrying(() => client.publish(source, [{ data: Buffer.from("poison"), attributes: { k: "v" } }]));
+    assert.ok(a.broker.store.cluster?.owns(source), "a owns the source topic");
+
+    // A consumer of the dead-letter topic on b: b loads the topic and holds its lease.
+    const bClient = new TestClient(b.address);
+    try {
+      const dead = bClient.receive(dlq, "audit");
+      await dead.until(() => dead.responses.some((r) => r.subscribed !== undefined), 20_000, "subscribed");
+      assert.ok(b.broker.store.cluster?.owns(dlq), "b owns the dead-letter topic");
+
+      const work = client.receive(source, "work");
+      await work.until(() => work.deliveries.length === 1, 20_000, "the poison message");
+      work.send({ terminateSeqs: [work.deliveries[0]!.seq] });
+      // a forwards the letter to b; it arrives with its attributes.
+      await dead.until(() => dead.deliveries.length === 1, 20_000, "the dead letter");
+      const letter = dead.deliveries[0]!;
+      assert.equal(Buffer.from(letter.data).toString(), "poison");
+      assert.equal(letter.attributes.k, "v");
+      assert.equal(letter.attributes["nervebus-dlq-source-topic"], source);
+      assert.equal(letter.attributes["nervebus-dlq-subscription"], "work");
+      assert.equal(letter.attributes["nervebus-dlq-reason"], "terminated");
+      assert.ok(b.broker.store.cluster?.owns(dlq), "b owns the dead-letter topic");
+      assert.equal(a.broker.store.cluster?.owns(dlq), false, "a only forwarded");
+      await dead.end();
+      // Acked at the source once durable at b: nothing comes again.
+      await work.until(
+        () => {
+          const g = a.broker.subscriptionGauges().find((s) => s.topic === source);
+          return g !== undefined && g.backlog === 0 && g.inFlight === 0;
+        },
+        20_000,
+        "the source backlog to empty",
+      );
+      await work.end();
+      assert.equal(work.deliveries.length, 1);
+    } finally {
+      bClient.close();
+    }
+
+    // A client that claims to be a broker forwarding dead letters (without being a live one)
+    // is refused the reserved attributes.
+    const md = new grpc.Metadata();
+    md.set("nervebus-forwarded", "someone");
+    md.set("nervebus-dead-letters", "1");
+    await assert.rejects(
+      unary(
+        client.publisher.sendPack.bind(client.publisher),
+        create(SendPackRequestSchema, {
+          topic: dlq,
+          messages: [
+            create(MessageSchema, { data: Buffer.from("x"), attributes: { "nervebus-dlq-reason": "x" } }),
+          ],
+        }),
+        { deadline: Date.now() + 10_000 },
+        md,
+      ),
+      (err: grpc.ServiceError) => err.code === grpc.status.INVALID_ARGUMENT,
+    );
+  } finally {
+    client.close();
+    await a.stop();
+    await b.stop();
+  }
+});
