@@ -10,7 +10,7 @@ export const FLAGS = {
   stores: flag("mysql,sqlite", "stores to run: mysql, sqlite"),
   only: flag(
     "raw,no-store,publish,raw-runs,drain,e2e,overload,profile",
-    "phases, run in this order: raw, no-store, publish, raw-runs, drain, e2e, overload, profile; also stream (streaming publish vs SendPack), priority (urgent latency under a bulk backlog), outbox (transactional outbox relay, MySQL only)",
+    "phases, run in this order: raw, no-store, publish, raw-runs, drain, e2e, overload, profile; also stream (streaming publish vs SendPack), priority (urgent latency under a bulk backlog), outbox (transactional outbox relay, MySQL only), cluster (publish and drain through 1, 2, 3 brokers on one MySQL, forwarded and direct)",
   ),
   repeat: flag("3", "runs of the whole selection; results.json has each figure's mean, min, max, stdev"),
   out: flag("bench/results", "results directory (relative to the repo)"),

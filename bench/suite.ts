@@ -1,4 +1,5 @@
 import { relative } from "node:path";
+import { clusterPhase } from "./phases/cluster.js";
 import { drainPhase } from "./phases/drain.js";
 import { e2ePhase } from "./phases/e2e.js";
 import { outboxPhase } from "./phases/outbox.js";
@@ -38,6 +39,7 @@ const PHASES: readonly {
   { only: ["stream"], run: streamPhase },
   { only: ["priority"], run: priorityPhase },
   { only: ["outbox"], run: outboxPhase },
+  { only: ["cluster"], run: clusterPhase },
 ];
 
 async function main(): Promise<number> {
