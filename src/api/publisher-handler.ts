@@ -62,7 +62,7 @@ export function resolvePack(pack: Pack, now: number): void {
   const out = new Float64Array(pack.count);
   for (let i = 0; i < pack.count; i++) {
     let deliverAt = sentDeliverAt?.[i] ?? 0;
-    if (deliverAt === 0 && sentDelay !== undefined && sentDelay[i]! >= 0)
+    if (deliverAt === 0 && sentDelay !== undefined && !Number.isNaN(sentDelay[i]!))
       deliverAt = now + checkDelay(`messages[${i}].delay`, sentDelay[i]!);
     out[i] = deliverAt > now ? deliverAt : 0;
   }

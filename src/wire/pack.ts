@@ -54,7 +54,7 @@ export class PackColumns {
 export interface PackExtras {
   /** Message ids ("" for none). */
   readonly messageIds?: string[] | undefined;
-  /** Deliver-at (ms since epoch, 0 = none) and delay (ms, -1 = none) as sent. */
+  /** Deliver-at (ms since epoch, 0 = none) and delay (ms, NaN = none) as sent. */
   readonly sentDeliverAt?: Float64Array | undefined;
   readonly sentDelay?: Float64Array | undefined;
   /** The first attribute key with the reserved prefix the reader was given. */

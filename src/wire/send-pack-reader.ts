@@ -237,7 +237,7 @@ function read(buf: Buffer, prefix: Buffer): SendPackBytes {
         }
         case TAG_DELAY: {
           const [s, e] = m.lenRange();
-          sentDelay ??= new Float64Array(count).fill(-1);
+          sentDelay ??= new Float64Array(count).fill(Number.NaN);
           sentDelay[i] = millis(buf, s, e);
           break;
         }

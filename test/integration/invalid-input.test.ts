@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
 import { ReceiveRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import type { NerveBus } from "../../src/nervebus.js";
@@ -90,6 +91,27 @@ test("SendPack refuses empty packs and packs or messages over the limits", async
     grpc.status.INVALID_ARGUMENT,
     /messages\[0\]/,
   );
+});
+
+test("SendPack refuses a negative or too long delay, naming the message; deliver_at wins over delay", async () => {
+  // A regression: the SendPack reader once took a negative delay for "no delay" and stored the
+  // message for delivery now.
+  await rejectsWith(
+    client.publish("t", ["ok", { data: Buffer.from("x"), delay: durationFromMs(-5) }]),
+    grpc.status.INVALID_ARGUMENT,
+    /^messages\[1\]\.delay: must be between 0 and 7 days$/,
+  );
+  await rejectsWith(
+    client.publish("t", [{ data: Buffer.from("x"), delay: durationFromMs(8 * 86_400_000) }]),
+    grpc.status.INVALID_ARGUMENT,
+    /^messages\[0\]\.delay: must be between 0 and 7 days$/,
+  );
+  // As the proto says, delay is ignored when deliver_at is set (here: now, so no delay at all).
+  const res = await client.publish("t", [
+    { data: Buffer.from("x"), deliverAt: timestampFromMs(Date.now()), delay: durationFromMs(-5) },
+  ]);
+  assert.equal(res.results.length, 1);
+  assert.ok(res.results[0]!.seq > 0n, "delivered now: it has a seq");
 });
 
 test("limits count UTF-8 bytes, not characters", async () => {

@@ -135,7 +135,11 @@ test("property: SendPack requests decode exactly as protobuf-es decodes them", (
         assert.equal(pack.messageId(i), m.messageId);
         assert.equal(pack.sentBytes[i], messageBytes(m));
         assert.equal(pack.sentDeliverAt?.[i] ?? 0, m.deliverAt === undefined ? 0 : timestampMs(m.deliverAt));
-        assert.equal(pack.sentDelay?.[i] ?? -1, m.delay === undefined ? -1 : durationMs(m.delay));
+        const sentDelay = pack.sentDelay?.[i];
+        assert.equal(
+          sentDelay === undefined || Number.isNaN(sentDelay) ? undefined : sentDelay,
+          m.delay === undefined ? undefined : durationMs(m.delay),
+        );
         assert.equal(pack.priorityOf(i), m.priority === 1 ? "urgent" : m.priority === 3 ? "bulk" : undefined);
         assert.equal(mine.priority, pack.priorityOf(i));
       });
