@@ -18,6 +18,7 @@ import {
   checkAckDeadline,
   checkDelay,
   type Delivered,
+  type Delivery,
   invalidArgument,
   NerveBusError,
   type Window,
@@ -176,6 +177,10 @@ class ReceiveSession implements ConsumerSink {
   }
 
   send(deliveries: readonly Delivered[]): boolean {
+    return this.sendSpans(deliveries);
+  }
+
+  sendSpans(deliveries: readonly Delivery[]): boolean {
     if (this.#ended) return false;
     const bytes = encodeDeliveries(deliveries);
     // grpc-js queues up to 16 responses per stream before write() says it is full, and a

@@ -1,3 +1,4 @@
+import type { RecordSpan } from "../wire/index.js";
 import type { LogMessage } from "./model.js";
 
 /** One message handed to a consumer. */
@@ -6,10 +7,21 @@ export interface Delivered {
   readonly attempt: number;
 }
 
+/**
+ * What a batch holds: single deliveries, and first deliveries copied from stored records (one
+ * span per run, no message object each), in delivery order.
+ */
+export type Delivery = Delivered | RecordSpan;
+
 /** How a subscription talks back to one Receive stream. */
 export interface ConsumerSink {
   /** Sends a batch; returns false when the transport is congested (call `resume` once it drains). */
   send(deliveries: readonly Delivered[]): boolean;
+  /**
+   * Sends a batch that may hold record spans (like send otherwise). A sink that has it gets
+   * first deliveries as spans of stored records; one that has not gets messages.
+   */
+  sendSpans?(deliveries: readonly Delivery[]): boolean;
   /**
    * Reports acks once durable (only for consumers that asked for confirmations); `ignored` are
    * acks of seqs never delivered on the subscription.

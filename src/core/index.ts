@@ -11,7 +11,7 @@ export {
   type OwnedTopic,
 } from "./cluster.js";
 export { CommitTracker } from "./commit-tracker.js";
-export { Consumer, type ConsumerSink, type Delivered, type Window } from "./consumer.js";
+export { Consumer, type ConsumerSink, type Delivered, type Delivery, type Window } from "./consumer.js";
 export type { DeadLetterForwarder } from "./dead-letter.js";
 export { asNerveBusError, type ErrorCode, invalidArgument, NerveBusError } from "./errors.js";
 export {

@@ -1,5 +1,5 @@
 import type { IndexedRun } from "../wire/index.js";
-import type { Delivered } from "./consumer.js";
+import type { Delivery } from "./consumer.js";
 
 /** Logging hook: the core never picks a logger. */
 export type LogFn = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
@@ -33,7 +33,7 @@ export interface BrokerObserver {
   /** Rows read from the store for a lagging subscription or a redelivery. */
   storeRead(topic: string, rows: number, durationMs: number): void;
   /** Messages sent to a consumer. */
-  delivered(topic: string, subscription: string, deliveries: readonly Delivered[]): void;
+  delivered(topic: string, subscription: string, deliveries: readonly Delivery[]): void;
   /**
    * `count` messages settled on a subscription; `messages` lists them with their trace context
    * when `tracing` is on (it may be empty otherwise).

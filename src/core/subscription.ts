@@ -1,6 +1,7 @@
+import { recordInfo } from "../wire/index.js";
 import { AckRanges } from "./ack-ranges.js";
 import { backoffDelay } from "./backoff.js";
-import type { Consumer, Delivered } from "./consumer.js";
+import type { Consumer, Delivered, Delivery } from "./consumer.js";
 import { invalidArgument, type NerveBusError } from "./errors.js";
 import { LeaseRange } from "./lease-range.js";
 import { LeaseTimers } from "./lease-timers.js";
@@ -481,7 +482,7 @@ export class Subscription {
     for (let k = 0; k < n && !starved; k++) {
       const consumer = this.#consumers[(start + k) % n]!;
       if (!consumer.hasCredit) continue;
-      const batch: Delivered[] = [];
+      const batch: Delivery[] = [];
       const leased: number[] = [];
       // First deliveries without an ordering key share one ranged lease (no entry each); with
       // tracing on each gets its entry, which keeps its trace context for the settle span.
@@ -490,6 +491,9 @@ export class Subscription {
       // Priority lanes hand out messages ahead of the cursor: ranges (which must not interleave)
       // only while the topic's messages are all of one priority.
       const ranged = !this.#observer.tracing && !this.topic.priorities.mixed;
+      // Ranged first deliveries from the tail cache go out as spans of stored records when the
+      // sink takes them: no message is decoded, nothing is allocated per message.
+      const spans = ranged && consumer.sink.sendSpans !== undefined;
       let batchBytes = 0;
       // One response carries at most ~1 MiB of payload (plus at most one message), well under
       // the 4 MiB default receive limit of gRPC clients.
@@ -510,6 +514,14 @@ export class Subscription {
             continue;
           }
         } else {
+          if (spans && this.#cursor <= this.topic.watermark) {
+            const took = this.#takeRecord(consumer, batch, rangeSeqs, rangeSizes);
+            if (took === 0) break; // does not fit the window
+            if (took > 0) {
+              batchBytes += took - 1;
+              continue;
+            }
+          }
           const fresh = this.#nextByPriority();
           if (fresh === undefined) {
             starved = true;
@@ -577,7 +589,9 @@ export class Subscription {
       if (batch.length > 0) {
         this.deliveryRate.mark(batch.length);
         this.#observer.delivered(this.topic.record.name, this.name, batch);
-        if (!consumer.sink.send(batch)) consumer.congested = true;
+        const sink = consumer.sink;
+        const open = sink.sendSpans !== undefined ? sink.sendSpans(batch) : sink.send(batch as Delivered[]);
+        if (!open) consumer.congested = true;
         this.#markDirty();
         // A full batch may leave credit: come back for the rest on the next turn.
         if (consumer.hasCredit && batchBytes >= 1 << 20) this.scheduleDispatch();
@@ -585,6 +599,35 @@ export class Subscription {
     }
     if (this.topic.ephemeral) this.#dropUndeliverable();
     this.#timers.arm();
+  }
+
+  /**
+   * The first delivery of the seq at the cursor as a span of its cached record (joined to the
+   * batch's last span when it follows it), leased in the batch's range. Returns its size as
+   * windows count it plus 1, 0 when it does not fit the consumer's window, or −1 when it must
+   * take the message path: not cached, acked or out already, or held by an ordering key.
+   */
+  #takeRecord(consumer: Consumer, batch: Delivery[], rangeSeqs: number[], rangeSizes: number[]): number {
+    const seq = this.#cursor;
+    if (this.#acked.has(seq) || this.#isOut(seq)) return -1;
+    const run = this.topic.cache.runOf(seq);
+    if (run === undefined) return -1;
+    const k = seq - run.firstSeq;
+    const info = recordInfo(run, k);
+    if (info % 2 === 1 && this.config.ordering) return -1;
+    const bytes = Math.floor(info / 2);
+    if (!consumer.fits(bytes)) return 0;
+    this.#cursor = seq + 1;
+    this.#picker.delivered();
+    if (seq > this.#highestDelivered) this.#highestDelivered = seq;
+    rangeSeqs.push(seq);
+    rangeSizes.push(bytes);
+    consumer.inFlight++;
+    consumer.inFlightBytes += bytes;
+    const last = batch[batch.length - 1];
+    if (last !== undefined && "run" in last && last.run === run && last.to === k) last.to++;
+    else batch.push({ run, from: k, to: k + 1 });
+    return bytes + 1;
   }
 
   /**

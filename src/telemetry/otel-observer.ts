@@ -116,19 +116,30 @@ export function otelObserver(
       const attrs = { topic, subscription };
       const now = Date.now();
       let redelivered = 0;
+      let count = 0;
       // End-to-end latency from at most 32 first deliveries per batch, evenly spread: recording
       // hashes the attributes each time, and a 4000-message batch does not need 4000 samples.
+      // A span of stored records is sampled once, at its run's first publish time.
       const step = Math.max(1, Math.floor(deliveries.length / 32));
       for (let i = 0; i < deliveries.length; i++) {
         const d = deliveries[i]!;
+        if ("run" in d) {
+          count += d.to - d.from;
+          if (i % step === 0)
+            metrics.endToEndSeconds.record(Math.max(0, now - d.run.firstTime) / 1000, attrs);
+          continue;
+        }
+        count++;
         if (d.attempt > 1) redelivered++;
         else if (i % step === 0)
           metrics.endToEndSeconds.record(Math.max(0, now - d.message.publishTime) / 1000, attrs);
       }
-      metrics.delivered.add(deliveries.length, attrs);
+      metrics.delivered.add(count, attrs);
       if (redelivered > 0) metrics.redeliveries.add(redelivered, attrs);
       if (tracer === undefined) return;
+      // With tracing on every delivery is a message (spans of records are not made then).
       for (const d of deliveries) {
+        if ("run" in d) continue;
         messageSpan(`deliver ${topic}`, SpanKind.PRODUCER, d.message.attributes, {
           ...consumerSide(topic, subscription),
           // The broker's side of the consumer's receive.

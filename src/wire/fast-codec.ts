@@ -10,6 +10,7 @@ import {
   ReceiveRequestSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { readAttribute } from "./message-meta.js";
+import { type RecordSpan, spanSize, writeSpan } from "./record-span.js";
 import { recordSize, writeRecord } from "./run-body.js";
 import {
   copyBytes,
@@ -210,15 +211,22 @@ export function encodeSendPackResponse(firstSeq: number, lastSeq: number, result
 /**
  * A ReceiveResponse carrying these deliveries, as Delivery fields: seq (1), data (2), the
  * stored metadata as it is (3 attributes, 4 ordering_key, 5 message_id, 8 trace_id),
- * publish_time (6) and attempt (7).
+ * publish_time (6) and attempt (7). A RecordSpan is copied from its run's records.
  */
-export function encodeDeliveries(deliveries: readonly DeliveryFields[]): Buffer {
+export function encodeDeliveries(deliveries: readonly (DeliveryFields | RecordSpan)[]): Buffer {
   const n = deliveries.length;
   const lens = new Array<number>(n);
   const metas = new Array<Buffer | undefined>(n);
   let size = 0;
   for (let i = 0; i < n; i++) {
-    const { message: m, attempt } = deliveries[i]!;
+    const d = deliveries[i]!;
+    if ("run" in d) {
+      const s = spanSize(d);
+      lens[i] = s;
+      size += s;
+      continue;
+    }
+    const { message: m, attempt } = d;
     const attemptBytes = attempt > 0 ? 1 + varintSize(attempt) : 0;
     let len: number;
     if (m.record !== undefined) {
@@ -235,7 +243,12 @@ export function encodeDeliveries(deliveries: readonly DeliveryFields[]): Buffer 
   const buf = Buffer.allocUnsafe(size);
   let pos = 0;
   for (let i = 0; i < n; i++) {
-    const { message: m, attempt } = deliveries[i]!;
+    const d = deliveries[i]!;
+    if ("run" in d) {
+      pos = writeSpan(buf, pos, d);
+      continue;
+    }
+    const { message: m, attempt } = d;
     buf[pos++] = (2 << 3) | WIRE_LEN;
     pos = writeVarint(buf, pos, lens[i]!);
     if (m.record !== undefined) {

@@ -31,6 +31,7 @@ export {
   decodePublishRequest,
   encodePublishResponse,
 } from "./publish-codec.js";
+export { type RecordSpan, recordInfo } from "./record-span.js";
 export { decodeRun, encodeRun, type RunMessage, type RunRecord, type RunRow } from "./run-body.js";
 export { readSendPack, type SendPackBytes } from "./send-pack-reader.js";
 export { newTraceparent, traceIdOf } from "./trace-context.js";

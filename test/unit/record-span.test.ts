@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import fc from "fast-check";
+import { messageBytes } from "../../src/core/index.js";
+import { LogMessage } from "../../src/core/model.js";
+import { buildRun, encodeDeliveries, packOf, recordInfo, recordOf } from "../../src/wire/index.js";
+
+const messageArb = fc.record({
+  data: fc.uint8Array({ maxLength: 300 }),
+  attributes: fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 200 }), { maxKeys: 3 }),
+  orderingKey: fc.string({ maxLength: 8 }),
+  messageId: fc.string({ maxLength: 8 }),
+  deliverAt: fc.constant(0),
+});
+
+test("property: a span of stored records encodes as the same deliveries decoded (attempt 1), and recordInfo gives each message's window size and whether it has an ordering key", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 1e12 }),
+      fc.array(messageArb, { minLength: 1, maxLength: 20 }),
+      fc.nat(),
+      fc.nat(),
+      (first, ms, a, b) => {
+        const run = buildRun(packOf(ms), undefined, first, 1_700_000_000_123);
+        const from = a % ms.length;
+        const to = from + 1 + (b % (ms.length - from));
+        const decoded = [];
+        for (let k = from; k < to; k++) {
+          const r = recordOf(run, first + k);
+          const m = new LogMessage(r.seq, r.publishTime, r.data, r.meta);
+          decoded.push({ message: m, attempt: 1 });
+        }
+        assert.deepEqual(encodeDeliveries([{ run, from, to }]), encodeDeliveries(decoded));
+        for (let k = 0; k < ms.length; k++) {
+          // What the message path counts: the stored message (with the traceparent the broker
+          // added), decoded.
+          const r = recordOf(run, first + k);
+          const stored = new LogMessage(r.seq, r.publishTime, r.data, r.meta);
+          const info = recordInfo(run, k);
+          assert.equal(Math.floor(info / 2), stored.bytes);
+          assert.equal(Math.floor(info / 2), messageBytes(stored));
+          assert.equal(info % 2, ms[k]!.orderingKey === "" ? 0 : 1);
+        }
+      },
+    ),
+  );
+});
+
+test("spans and single deliveries keep their order in one response", () => {
+  const ms = [0, 1, 2].map((i) => ({
+    data: Buffer.from(`m${i}`),
+    attributes: {},
+    orderingKey: "",
+    messageId: "",
+    deliverAt: 0,
+  }));
+  const run = buildRun(packOf(ms), undefined, 10, 1_700_000_000_000);
+  const single = (k: number, attempt: number) => {
+    const r = recordOf(run, 10 + k);
+    return { message: new LogMessage(r.seq, r.publishTime, r.data, r.meta), attempt };
+  };
+  assert.deepEqual(
+    encodeDeliveries([single(2, 3), { run, from: 0, to: 2 }]),
+    encodeDeliveries([single(2, 3), single(0, 1), single(1, 1)]),
+  );
+});
