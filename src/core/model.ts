@@ -2,9 +2,11 @@ import {
   decodeMeta,
   deliveryMeta,
   encodeMeta,
+  type IndexedRun,
   type MetaFields,
   metaContentBytes,
   type Priority,
+  recordOf,
   traceIdOf,
 } from "../wire/index.js";
 
@@ -141,6 +143,14 @@ export interface ScheduledMessage {
   readonly id: number;
   readonly dueAt: number;
   readonly message: NewMessage;
+}
+
+/** Message `seq` of a run, decoded now (its record kept, so a delivery copies it). */
+export function messageOfRun(run: IndexedRun, seq: number): LogMessage {
+  const r = recordOf(run, seq);
+  const m = new LogMessage(r.seq, r.publishTime, r.data, r.meta);
+  m.record = r.record;
+  return m;
 }
 
 /**

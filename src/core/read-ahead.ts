@@ -1,4 +1,5 @@
-import type { LogMessage } from "./model.js";
+import type { IndexedRun } from "../wire/index.js";
+import { type LogMessage, messageOfRun } from "./model.js";
 
 /** Bytes one subscription's read-ahead aims for when few subscriptions lag. */
 const MAX_READ_BYTES = 4 << 20;
@@ -67,12 +68,16 @@ export class ReadAheadShare {
 
 /**
  * The read-ahead window of a lagging subscription: which range to read from the store next
- * (one read at a time, sized by its ReadAheadShare), and the rows of the last range read, by
- * seq (holes where the store had none), each handed out once.
+ * (one read at a time, sized by its ReadAheadShare), and what the last range read holds: rows
+ * by seq (holes where the store had none), each handed out once, or (format 2) runs holding
+ * just the records of the range, let go of as the cursor passes them.
  */
 export class ReadAhead {
   #from = 0;
   #rows: (LogMessage | undefined)[] = [];
+  #runs: IndexedRun[] = [];
+  /** The first run the cursor has not passed. */
+  #runAt = 0;
   #reading = false;
   /** Rows per read; adapts to the message size seen (undefined before the first read). */
   #readRows: number | undefined;
@@ -109,6 +114,8 @@ export class ReadAhead {
   /** Replaces the contents with the rows (in seq order) of a range starting at `from`. */
   fill(from: number, rows: readonly LogMessage[]): void {
     this.#from = from;
+    this.#runs = [];
+    this.#runAt = 0;
     const last = rows.length > 0 ? rows[rows.length - 1]!.seq : from - 1;
     const slots = new Array<LogMessage | undefined>(last - from + 1);
     let bytes = 0;
@@ -131,12 +138,57 @@ export class ReadAhead {
     );
   }
 
+  /** Replaces the contents with runs (in seq order) read for a range starting at `from`. */
+  fillRuns(from: number, runs: IndexedRun[]): void {
+    this.#from = from;
+    this.#rows = [];
+    this.#left = 0;
+    this.#runs = runs;
+    this.#runAt = 0;
+    // What is held: the records' bytes (copied out of their rows, so nothing more).
+    let bytes = 0;
+    let count = 0;
+    for (const r of runs) {
+      bytes += r.body.length;
+      count += r.offsets.length;
+    }
+    this.share.hold(this, count > 0);
+    const avg = count > 0 ? bytes / count : 1024;
+    this.#readRows = Math.max(1, Math.min(5000, Math.floor(this.share.target(this) / Math.max(avg, 1))));
+  }
+
   has(seq: number): boolean {
+    if (this.#runs.length > 0) {
+      for (let i = this.#runAt; i < this.#runs.length; i++) {
+        const r = this.#runs[i]!;
+        if (seq >= r.firstSeq && seq <= r.lastSeq) return true;
+      }
+      return false;
+    }
     return this.#rows[seq - this.#from] !== undefined;
+  }
+
+  /**
+   * The run read that holds `seq`, if any; runs below `seq` are let go of (seqs are asked for
+   * in ascending order, from the cursor).
+   */
+  runOf(seq: number): IndexedRun | undefined {
+    const runs = this.#runs;
+    while (this.#runAt < runs.length && runs[this.#runAt]!.lastSeq < seq) this.#runAt++;
+    if (this.#runAt === runs.length) {
+      if (runs.length > 0) this.clear();
+      return undefined;
+    }
+    const r = runs[this.#runAt]!;
+    return seq >= r.firstSeq ? r : undefined;
   }
 
   /** The message with this seq, if read and not taken yet; it is taken. */
   take(seq: number): LogMessage | undefined {
+    if (this.#runs.length > 0) {
+      const run = this.runOf(seq);
+      return run === undefined ? undefined : messageOfRun(run, seq);
+    }
     const i = seq - this.#from;
     if (i < 0 || i >= this.#rows.length) return undefined;
     const row = this.#rows[i];
@@ -153,6 +205,8 @@ export class ReadAhead {
 
   clear(): void {
     this.#rows = [];
+    this.#runs = [];
+    this.#runAt = 0;
     this.#left = 0;
     this.share.resize(-this.#bytes);
     this.#bytes = 0;

@@ -70,6 +70,13 @@ export interface Store {
   /** Reads the messages with fromSeq ≤ seq ≤ toSeq, in seq order (missing seqs are skipped). */
   readMessages(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<LogMessage[]>;
 
+  /**
+   * Format 2: the records with fromSeq ≤ seq ≤ toSeq as runs (in seq order, each holding only
+   * those records, copied out of its row), so deliveries copy them without decoding. Undefined
+   * for a format-1 topic (use readMessages). Optional: a store without it serves readMessages.
+   */
+  readRuns?(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<IndexedRun[] | undefined>;
+
   /** Like readMessages without the payloads: for rebuilding the deduplication index. */
   readIds(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<LoggedIds[]>;
 

@@ -610,7 +610,7 @@ export class Subscription {
   #takeRecord(consumer: Consumer, batch: Delivery[], rangeSeqs: number[], rangeSizes: number[]): number {
     const seq = this.#cursor;
     if (this.#acked.has(seq) || this.#isOut(seq)) return -1;
-    const run = this.topic.cache.runOf(seq);
+    const run = this.topic.cache.runOf(seq) ?? this.#readAhead.runOf(seq);
     if (run === undefined) return -1;
     const k = seq - run.firstSeq;
     const info = recordInfo(run, k);
@@ -708,14 +708,12 @@ export class Subscription {
   #startRead(from: number, watermark: number): void {
     const to = this.#readAhead.begin(from, watermark);
     if (to === undefined) return;
-    this.topic
-      .read(from, to)
-      .then((rows) => {
-        this.#readAhead.fill(from, rows);
+    this.#readRange(from, to)
+      .then((count) => {
         // Seqs below the watermark that the store no longer has were removed (retention,
         // purge): nothing can deliver them, so they count as acked.
         let skipped = 0;
-        if (rows.length < to - from + 1) {
+        if (count < to - from + 1) {
           for (let seq = from; seq <= to; seq++) {
             if (!this.#readAhead.has(seq) && !this.#isOut(seq) && this.#acked.add(seq)) skipped++;
           }
@@ -731,6 +729,23 @@ export class Subscription {
         this.#readAhead.end();
         this.scheduleDispatch();
       });
+  }
+
+  /**
+   * Reads [from, to] into the read-ahead: as runs of stored records when the store gives them
+   * (format 2), else as messages. Resolves to the number of messages read.
+   */
+  async #readRange(from: number, to: number): Promise<number> {
+    const runs = await this.topic.readRuns(from, to);
+    if (runs !== undefined) {
+      this.#readAhead.fillRuns(from, runs);
+      let n = 0;
+      for (const r of runs) n += r.offsets.length;
+      return n;
+    }
+    const rows = await this.topic.read(from, to);
+    this.#readAhead.fill(from, rows);
+    return rows.length;
   }
 
   /** Loads the messages of due redeliveries that are no longer cached. */

@@ -1,5 +1,5 @@
-import { encodeRun, type IndexedRun, recordOf } from "../wire/index.js";
-import { LogMessage } from "./model.js";
+import { encodeRun, type IndexedRun } from "../wire/index.js";
+import { type LogMessage, messageOfRun } from "./model.js";
 import type { TailCachePool } from "./tail-cache-pool.js";
 
 /**
@@ -92,11 +92,7 @@ export class TailCache {
   /** The cached message with this seq, if any (decoded from its run now). */
   get(seq: number): LogMessage | undefined {
     const run = this.runOf(seq);
-    if (run === undefined) return undefined;
-    const r = recordOf(run, seq);
-    const m = new LogMessage(r.seq, r.publishTime, r.data, r.meta);
-    m.record = r.record;
-    return m;
+    return run === undefined ? undefined : messageOfRun(run, seq);
   }
 
   #evictOne(): void {

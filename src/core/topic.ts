@@ -402,6 +402,29 @@ export class Topic {
   }
 
   /**
+   * Durable records in [fromSeq, toSeq] (clamped to the watermark) as runs read from the store,
+   * each holding only those records; undefined when the store gives no runs (format 1).
+   */
+  async readRuns(fromSeq: number, toSeq: number): Promise<IndexedRun[] | undefined> {
+    const to = Math.min(toSeq, this.#watermark);
+    if (to < fromSeq) return [];
+    if (this.store.readRuns === undefined) return undefined;
+    const t0 = performance.now();
+    let runs: IndexedRun[] | undefined;
+    try {
+      runs = await this.store.readRuns(this.record, fromSeq, to);
+    } catch (err) {
+      this.options.observer.storeError("read", err);
+      throw err;
+    }
+    if (runs === undefined) return undefined;
+    let n = 0;
+    for (const r of runs) n += r.offsets.length;
+    this.options.observer.storeRead(this.record.name, n, performance.now() - t0);
+    return runs;
+  }
+
+  /**
    * Stops the topic at once when the broker lost ownership: packs waiting for a confirm and
    * every later append fail with `err`; queued writes are abandoned (they cannot land).
    */

@@ -7,6 +7,7 @@ import {
   type TopicSchema,
 } from "../core/index.js";
 import {
+  copyStoredRange,
   decodeMeta,
   decodeRun,
   encodeMeta,
@@ -122,6 +123,17 @@ export function messagesOfRuns(runs: StoredRun[], from: number, to: number): Log
       m.record = r.record;
       out.push(m);
     }
+  }
+  return out;
+}
+
+/** Format 2: the records with from ≤ seq ≤ to of runs read from any shards, as runs in seq order. */
+export function indexedRunsOf(runs: StoredRun[], from: number, to: number): IndexedRun[] {
+  runs.sort((a, b) => a.firstSeq - b.firstSeq);
+  const out: IndexedRun[] = [];
+  for (const run of runs) {
+    const r = copyStoredRange(run.firstSeq, run.body, run.ids, from, to);
+    if (r !== undefined) out.push(r);
   }
   return out;
 }

@@ -9,7 +9,7 @@ import {
   trace,
 } from "@opentelemetry/api";
 import type { BrokerObserver } from "../core/index.js";
-import { decodeMeta, recordOf } from "../wire/index.js";
+import { decodeMeta, recordOf, recordTime } from "../wire/index.js";
 import { ATTR, SYSTEM } from "./attributes.js";
 import type { Metrics } from "./metrics.js";
 
@@ -119,14 +119,14 @@ export function otelObserver(
       let count = 0;
       // End-to-end latency from at most 32 first deliveries per batch, evenly spread: recording
       // hashes the attributes each time, and a 4000-message batch does not need 4000 samples.
-      // A span of stored records is sampled once, at its run's first publish time.
+      // A span of stored records is sampled once, at its first record's publish time.
       const step = Math.max(1, Math.floor(deliveries.length / 32));
       for (let i = 0; i < deliveries.length; i++) {
         const d = deliveries[i]!;
         if ("run" in d) {
           count += d.to - d.from;
           if (i % step === 0)
-            metrics.endToEndSeconds.record(Math.max(0, now - d.run.firstTime) / 1000, attrs);
+            metrics.endToEndSeconds.record(Math.max(0, now - recordTime(d.run, d.from)) / 1000, attrs);
           continue;
         }
         count++;

@@ -13,7 +13,7 @@ export {
   malformedReason,
   type OutcomeColumns,
 } from "./fast-codec.js";
-export { buildRun, type IndexedRun, joinRuns, recordOf, sliceRun } from "./indexed-run.js";
+export { buildRun, copyStoredRange, type IndexedRun, joinRuns, recordOf, sliceRun } from "./indexed-run.js";
 export {
   decodeMeta,
   deliveryMeta,
@@ -31,7 +31,7 @@ export {
   decodePublishRequest,
   encodePublishResponse,
 } from "./publish-codec.js";
-export { type RecordSpan, recordInfo } from "./record-span.js";
+export { type RecordSpan, recordInfo, recordTime } from "./record-span.js";
 export { decodeRun, encodeRun, type RunMessage, type RunRecord, type RunRow } from "./run-body.js";
 export { readSendPack, type SendPackBytes } from "./send-pack-reader.js";
 export { newTraceparent, traceIdOf } from "./trace-context.js";

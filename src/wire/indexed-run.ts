@@ -212,3 +212,63 @@ function join(runs: readonly IndexedRun[]): RunRow {
     ids: pairs.length === 0 ? null : encodePairs(pairs),
   };
 }
+
+/**
+ * The records with from ≤ seq ≤ to of a run read back from a store (first seq, body, ids), as
+ * an indexed run with a body of their own: a copy, so a read that needs a few records of a large
+ * row does not keep the whole row alive. Undefined when the run holds none of them. Its times,
+ * `bytes` and `payloadBytes` are not known without decoding and are 0 (deliveries read each
+ * record's own).
+ */
+export function copyStoredRange(
+  firstSeq: number,
+  body: Buffer,
+  ids: Buffer | null,
+  from: number,
+  to: number,
+): IndexedRun | undefined {
+  const r = new WireReader(body);
+  let seq = firstSeq;
+  // Skip the records below `from`, then note where each one kept starts.
+  while (seq < from && !r.done) {
+    skipRecord(r);
+    seq++;
+  }
+  if (r.done || seq > to) return undefined;
+  const first = seq;
+  const start = r.pos;
+  const starts: number[] = [];
+  while (seq <= to && !r.done) {
+    starts.push(r.pos - start);
+    skipRecord(r);
+    seq++;
+  }
+  const n = starts.length;
+  let kept: Buffer | null = null;
+  if (ids !== null) {
+    const pairs = decodePairs(ids);
+    const out: number[] = [];
+    for (let i = 0; i < pairs.length; i += 2) {
+      const k = pairs[i]! - (first - firstSeq);
+      if (k >= 0 && k < n) out.push(k, pairs[i + 1]!);
+    }
+    if (out.length > 0) kept = encodePairs(out);
+  }
+  return {
+    firstSeq: first,
+    lastSeq: first + n - 1,
+    firstTime: 0,
+    lastTime: 0,
+    bytes: 0,
+    body: Buffer.from(body.subarray(start, r.pos)),
+    ids: kept,
+    offsets: Uint32Array.from(starts),
+    payloadBytes: 0,
+  };
+}
+
+/** Moves past one length-prefixed record (no range tuple made per record). */
+function skipRecord(r: WireReader): void {
+  const len = r.varint();
+  r.pos += len;
+}

@@ -98,6 +98,35 @@ export function recordInfo(run: IndexedRun, k: number): number {
   return bytes * 2 + key;
 }
 
+/** Record `k`'s publish time (ms since epoch), read from the record. */
+export function recordTime(run: IndexedRun, k: number): number {
+  const body = run.body;
+  const len = readVarint(body, run.offsets[k]!);
+  let pos = next;
+  const end = pos + len;
+  while (pos < end) {
+    const tag = readVarint(body, pos);
+    pos = next;
+    if (tag !== ((6 << 3) | WIRE_LEN)) {
+      pos = skip(body, pos, tag & 7);
+      continue;
+    }
+    const tEnd = readVarint(body, pos) + next;
+    pos = next;
+    let seconds = 0;
+    let nanos = 0;
+    while (pos < tEnd) {
+      const t = readVarint(body, pos);
+      const v = readVarint(body, next);
+      pos = next;
+      if (t === 1 << 3) seconds = v;
+      else if (t === 2 << 3) nanos = v;
+    }
+    return seconds * 1000 + Math.floor(nanos / 1_000_000);
+  }
+  return 0;
+}
+
 /** Bytes the span's deliveries take in a ReceiveResponse (tag, length, record, attempt each). */
 export function spanSize(span: RecordSpan): number {
   const { body, offsets } = span.run;

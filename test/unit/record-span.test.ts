@@ -3,7 +3,15 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { messageBytes } from "../../src/core/index.js";
 import { LogMessage } from "../../src/core/model.js";
-import { buildRun, encodeDeliveries, packOf, recordInfo, recordOf } from "../../src/wire/index.js";
+import {
+  buildRun,
+  copyStoredRange,
+  encodeDeliveries,
+  packOf,
+  recordInfo,
+  recordOf,
+  recordTime,
+} from "../../src/wire/index.js";
 
 const messageArb = fc.record({
   data: fc.uint8Array({ maxLength: 300 }),
@@ -62,5 +70,46 @@ test("spans and single deliveries keep their order in one response", () => {
   assert.deepEqual(
     encodeDeliveries([single(2, 3), { run, from: 0, to: 2 }]),
     encodeDeliveries([single(2, 3), single(0, 1), single(1, 1)]),
+  );
+});
+
+test("property: a range copied out of a stored run holds just its records, with its own body, and agrees with the run", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 1e9 }),
+      fc.array(messageArb, { minLength: 1, maxLength: 30 }),
+      fc.nat(),
+      fc.nat(),
+      (first, ms, a, b) => {
+        const run = buildRun(packOf(ms), undefined, first, 1_700_000_000_123, [undefined, 7]);
+        const from = first + (a % ms.length);
+        const to = from + (b % (first + ms.length - from));
+        const copy = copyStoredRange(run.firstSeq, run.body, run.ids, from, to + 5);
+        assert.ok(copy !== undefined);
+        assert.equal(copy.firstSeq, from);
+        assert.equal(copy.lastSeq, Math.min(to + 5, run.lastSeq));
+        const cut = copyStoredRange(run.firstSeq, run.body, run.ids, from, to)!;
+        assert.equal(cut.lastSeq, to);
+        // Only the range's bytes are held, in a buffer of their own.
+        const start = run.offsets[from - first]!;
+        const end = to - first + 1 < run.offsets.length ? run.offsets[to - first + 1]! : run.body.length;
+        assert.equal(cut.body.length, end - start);
+        for (let seq = from; seq <= to; seq++) {
+          const x = recordOf(cut, seq);
+          const y = recordOf(run, seq);
+          assert.deepEqual(x.record, y.record);
+          assert.deepEqual(x.meta, y.meta);
+          assert.equal(recordTime(cut, seq - from), 1_700_000_000_123);
+        }
+        assert.equal(
+          copyStoredRange(run.firstSeq, run.body, run.ids, run.lastSeq + 1, run.lastSeq + 9),
+          undefined,
+        );
+        // A copy, not a view: the row it came from can go.
+        const before = Buffer.from(run.body);
+        cut.body.fill(0);
+        assert.deepEqual(run.body, before);
+      },
+    ),
   );
 });

@@ -1,6 +1,6 @@
 import type mysql from "mysql2/promise";
 import type * as core from "../../core/index.js";
-import type { RunRow } from "../../wire/index.js";
+import type { IndexedRun, RunRow } from "../../wire/index.js";
 import * as codec from "../codec.js";
 import { type FencedPool, META_SLOT } from "./fenced-pool.js";
 import { checkStored, dropParameterDefinitions, multiRowInsert } from "./shard-inserter.js";
@@ -93,6 +93,10 @@ export class MysqlRunLog {
 
   async readMessages(topic: core.TopicRecord, from: number, to: number): Promise<core.LogMessage[]> {
     return codec.messagesOfRuns(await this.#runs(topic, from, to), from, to);
+  }
+
+  async readRuns(topic: core.TopicRecord, from: number, to: number): Promise<IndexedRun[]> {
+    return codec.indexedRunsOf(await this.#runs(topic, from, to), from, to);
   }
 
   async readIds(topic: core.TopicRecord, from: number, to: number): Promise<core.LoggedIds[]> {

@@ -266,6 +266,11 @@ export class MysqlStore implements core.Store {
     });
   }
 
+  async readRuns(topic: core.TopicRecord, fromSeq: number, toSeq: number): Promise<IndexedRun[] | undefined> {
+    if (topic.format !== 2) return undefined;
+    return this.#db.run("reading messages", () => this.#runs.readRuns(topic, fromSeq, toSeq));
+  }
+
   async readIds(topic: core.TopicRecord, fromSeq: number, toSeq: number): Promise<core.LoggedIds[]> {
     return this.#db.run("reading message ids", async () => {
       if (topic.format === 2) return this.#runs.readIds(topic, fromSeq, toSeq);

@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
 import * as core from "../../core/index.js";
-import type { RunRow } from "../../wire/index.js";
+import type { IndexedRun, RunRow } from "../../wire/index.js";
 import * as codec from "../codec.js";
 
 type StoredRunRow = { first_seq: number; body: Buffer; ids: Buffer | null };
@@ -76,6 +76,10 @@ export class SqliteRunLog {
 
   readMessages(topic: core.TopicRecord, from: number, to: number): core.LogMessage[] {
     return codec.messagesOfRuns(this.#runs(topic, from, to), from, to);
+  }
+
+  readRuns(topic: core.TopicRecord, from: number, to: number): IndexedRun[] {
+    return codec.indexedRunsOf(this.#runs(topic, from, to), from, to);
   }
 
   readIds(topic: core.TopicRecord, from: number, to: number): core.LoggedIds[] {

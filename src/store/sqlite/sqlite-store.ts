@@ -341,6 +341,11 @@ export class SqliteStore implements core.Store {
     });
   }
 
+  async readRuns(topic: core.TopicRecord, fromSeq: number, toSeq: number): Promise<IndexedRun[] | undefined> {
+    if (topic.format !== 2) return undefined;
+    return this.#run("reading messages", () => this.#runs.readRuns(topic, fromSeq, toSeq));
+  }
+
   async readIds(topic: core.TopicRecord, fromSeq: number, toSeq: number): Promise<core.LoggedIds[]> {
     return this.#run("reading message ids", () => {
       if (topic.format === 2) return this.#runs.readIds(topic, fromSeq, toSeq);
