@@ -10,9 +10,7 @@ import {
   checkPack,
   invalidArgument,
   NerveBusError,
-  type NewMessage,
   type PublishResult,
-  RESERVED_ATTRIBUTE_PREFIX,
   validateName,
 } from "../core/index.js";
 import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
@@ -21,16 +19,18 @@ import {
   type CreditFields,
   encodePublishResponse,
   encodeSendPackResponse,
-  malformedReason,
-  packOf,
+  joinPacks,
+  type Pack,
+  type PublishRequestBytes,
 } from "../wire/index.js";
 import type { Caller, CallGuard } from "./call-guard.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { type PublishQuota, quotaHolder } from "./publish-quota.js";
-import { toNewMessages } from "./publisher-handler.js";
+import { firstAttributes, resolvePack } from "./publisher-handler.js";
 import { toGrpcStatus } from "./status.js";
 
-type PublishCall = grpc.ServerDuplexStream<PublishRequest, PublishResponse>;
+/** Its requests are what readPublishRequest makes of the bytes, not protobuf-es objects. */
+type PublishCall = grpc.ServerDuplexStream<PublishRequestBytes, PublishResponse>;
 
 export interface PublishStreamOptions {
   readonly guard: CallGuard;
@@ -42,7 +42,7 @@ export interface PublishStreamOptions {
 interface Batch {
   /** 1 for the stream's first batch, and so on. */
   readonly no: number;
-  readonly messages: NewMessage[];
+  readonly pack: Pack;
   /** As messageBytes counts them: the credit the batch uses. */
   readonly bytes: number;
 }
@@ -62,7 +62,8 @@ export class PublishStreams {
 
   /** PublisherService.Publish: needs the publish right on the stream's topic. */
   handler(): grpc.handleBidiStreamingCall<PublishRequest, PublishResponse> {
-    return (call) => {
+    return (raw) => {
+      const call = raw as unknown as PublishCall;
       const stream = new PublishStream(this.broker, call, this.options, () => this.#open.delete(stream));
       this.#open.add(stream);
       stream.start();
@@ -117,7 +118,7 @@ class PublishStream {
   ) {}
 
   start(): void {
-    this.call.on("data", (req: PublishRequest) => {
+    this.call.on("data", (req: PublishRequestBytes) => {
       if (this.#ended || this.#closing !== undefined || this.#refused !== undefined) return;
       try {
         this.#read(req);
@@ -149,8 +150,8 @@ class PublishStream {
     this.#next();
   }
 
-  #read(req: PublishRequest): void {
-    const bad = malformedReason(req);
+  #read(req: PublishRequestBytes): void {
+    const bad = req.malformed;
     if (bad !== undefined) throw invalidArgument("request", `is not a valid PublishRequest (${bad})`);
     if (this.#caller === undefined) {
       if (req.open === undefined) {
@@ -160,40 +161,39 @@ class PublishStream {
         );
       }
       this.#open(req.open);
-      if (req.messages.length === 0) return;
+      if (req.pack.count === 0) return;
     } else if (req.open !== undefined) {
       throw new NerveBusError(
         "failed_precondition",
         "open: only the first request of a stream may carry open",
       );
     }
+    const { pack } = req;
     const no = ++this.#batches;
     const where = `batch ${no}`;
-    if (req.messages.length === 0)
-      throw invalidArgument(`${where}: messages`, "a batch needs at least one message");
+    if (pack.count === 0) throw invalidArgument(`${where}: messages`, "a batch needs at least one message");
     const left = {
       messages: this.#credit.messages - this.#usedMessages,
       bytes: this.#credit.bytes - this.#usedBytes,
     };
     // The message count first: the credit is within the pack limits, so a batch over both
     // gets the error about the credit, which is what the producer must fix.
-    if (req.messages.length > left.messages)
-      throw this.#overCredit(where, req.messages.length, undefined, left);
-    let messages: NewMessage[];
+    if (pack.count > left.messages) throw this.#overCredit(where, pack.count, undefined, left);
     let bytes: number;
     try {
-      messages = toNewMessages(req, Date.now());
-      bytes = checkPack(packOf(messages, RESERVED_ATTRIBUTE_PREFIX), this.broker.options);
+      resolvePack(pack, Date.now());
+      bytes = checkPack(pack, this.broker.options);
     } catch (err) {
       throw err instanceof NerveBusError ? new NerveBusError(err.code, `${where}: ${err.message}`) : err;
     }
-    if (bytes > left.bytes) throw this.#overCredit(where, messages.length, bytes, left);
+    if (bytes > left.bytes) throw this.#overCredit(where, pack.count, bytes, left);
     let dataBytes = 0;
-    if (this.options.quota.enabled) for (const m of messages) dataBytes += m.data.byteLength;
-    this.options.quota.take(quotaHolder(this.#caller!), messages.length, dataBytes);
-    this.#usedMessages += messages.length;
+    if (this.options.quota.enabled)
+      for (let i = 0; i < pack.count; i++) dataBytes += pack.dataEnd[i]! - pack.dataStart[i]!;
+    this.options.quota.take(quotaHolder(this.#caller!), pack.count, dataBytes);
+    this.#usedMessages += pack.count;
     this.#usedBytes += bytes;
-    this.#queue.push({ no, messages, bytes });
+    this.#queue.push({ no, pack, bytes });
     this.#next();
   }
 
@@ -252,18 +252,18 @@ class PublishStream {
     }
     if (this.#congested) return;
     const batches = this.#queue.splice(0);
-    const messages = batches.length === 1 ? batches[0]!.messages : batches.flatMap((b) => b.messages);
+    const pack = joinPacks(batches.map((b) => b.pack));
     this.#appending = true;
     const started = performance.now();
     const { telemetry } = this.options;
     const metadataParent = this.call.metadata.get("traceparent")[0];
     const span = telemetry.startPublishSpan(
       this.#topic,
-      messages.length,
+      pack.count,
       typeof metadataParent === "string" ? metadataParent : undefined,
-      () => messages[0]?.attributes,
+      () => firstAttributes(pack),
     );
-    this.broker.publish(this.#topic, messages, Number.POSITIVE_INFINITY).then(
+    this.broker.publish(this.#topic, pack, Number.POSITIVE_INFINITY).then(
       (r) => {
         endPublishSpan(span, r);
         telemetry.metrics.confirmSeconds.record((performance.now() - started) / 1000, { topic: this.#topic });
@@ -295,11 +295,11 @@ class PublishStream {
     const confirms: ConfirmFields[] = [];
     let at = 0;
     for (const b of batches) {
-      messages += b.messages.length;
+      messages += b.pack.count;
       bytes += b.bytes;
       if (this.#noConfirms) continue;
-      const results = r.results.slice(at, at + b.messages.length);
-      at += b.messages.length;
+      const results = r.results.slice(at, at + b.pack.count);
+      at += b.pack.count;
       let first = 0;
       let last = 0;
       for (let i = 0; i < results.count; i++) {

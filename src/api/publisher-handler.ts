@@ -1,19 +1,9 @@
-import { durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import type * as grpc from "@grpc/grpc-js";
-import { Priority as WirePriority } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
 import {
-  type SendPackRequest,
   type SendPackResponse,
   SendPackResponseSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
-import {
-  type Broker,
-  type Cluster,
-  checkDelay,
-  invalidArgument,
-  type NewMessage,
-  type Priority,
-} from "../core/index.js";
+import { type Broker, type Cluster, checkDelay, invalidArgument } from "../core/index.js";
 import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
 import { encodeSendPackResponse, type Pack, type SendPackBytes } from "../wire/index.js";
 import type { CallGuard } from "./call-guard.js";
@@ -27,26 +17,6 @@ export function callDeadline(call: { getDeadline(): grpc.Deadline }): number {
   const d = call.getDeadline();
   const ms = d instanceof Date ? d.getTime() : Number(d);
   return Number.isFinite(ms) ? ms : Number.POSITIVE_INFINITY;
-}
-
-/** Translates a wire pack into domain messages (the size checks happen in the core). */
-export function toNewMessages(req: Pick<SendPackRequest, "messages">, now: number): NewMessage[] {
-  return req.messages.map((m, i) => {
-    let deliverAt = 0;
-    if (m.deliverAt !== undefined) {
-      deliverAt = timestampMs(m.deliverAt);
-    } else if (m.delay !== undefined) {
-      deliverAt = now + checkDelay(`messages[${i}].delay`, durationMs(m.delay));
-    }
-    return {
-      data: m.data,
-      attributes: m.attributes,
-      orderingKey: m.orderingKey,
-      messageId: m.messageId,
-      deliverAt: deliverAt > now ? deliverAt : 0,
-      priority: toPriority(i, m.priority),
-    };
-  });
 }
 
 /**
@@ -69,23 +39,16 @@ export function resolvePack(pack: Pack, now: number): void {
   pack.deliverAt = out;
 }
 
-/** The domain priority of a wire one; INVALID_ARGUMENT naming the message for an unknown value. */
-function toPriority(i: number, p: WirePriority): Priority | undefined {
-  switch (p) {
-    case WirePriority.UNSPECIFIED:
-    case WirePriority.NORMAL:
-      return undefined;
-    case WirePriority.URGENT:
-      return "urgent";
-    case WirePriority.BULK:
-      return "bulk";
-    default:
-      throw priorityError(i, p);
-  }
-}
-
 function priorityError(i: number, p: number): Error {
   return invalidArgument(`messages[${i}].priority`, `${p} is not a priority (1 urgent, 2 normal, 3 bulk)`);
+}
+
+/**
+ * The producer's attributes of a pack's first message, for the publish span's parent; none
+ * when the broker added its traceparent (that is not the producer's context).
+ */
+export function firstAttributes(pack: Pack): Record<string, string> | undefined {
+  return pack.count > 0 && pack.storedBytes[0] === pack.sentBytes[0] ? pack.message(0).attributes : undefined;
 }
 
 /** PublisherService.SendPack: needs the publish right on the topic (see CallGuard). */
@@ -132,9 +95,7 @@ export function sendPackHandler(
       topic,
       pack.count,
       typeof metadataParent === "string" ? metadataParent : undefined,
-      // A traceparent the broker added is not the producer's context.
-      () =>
-        pack.count > 0 && pack.storedBytes[0] === pack.sentBytes[0] ? pack.message(0).attributes : undefined,
+      () => firstAttributes(pack),
     );
     try {
       resolvePack(pack, Date.now());

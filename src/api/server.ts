@@ -4,6 +4,7 @@ import { HealthImplementation } from "grpc-health-check";
 import { AdminService } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
 import {
   PublisherService,
+  type PublishRequest,
   type SendPackRequest,
   type SendPackResponse,
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
@@ -11,7 +12,7 @@ import { SubscriberService } from "../../clients/ts/src/gen/nervebus/v1/subscrib
 import type { Security } from "../auth/index.js";
 import { type Broker, type Cluster, NerveBusError, RESERVED_ATTRIBUTE_PREFIX } from "../core/index.js";
 import type { Telemetry } from "../telemetry/index.js";
-import { decodePublishRequest, decodeReceiveRequest, readSendPack } from "../wire/index.js";
+import { decodeReceiveRequest, readPublishRequest, readSendPack } from "../wire/index.js";
 import { adminHandlers } from "./admin-handler.js";
 import { Admission, type AdmissionLimits } from "./admission.js";
 import { CallDrain } from "./call-drain.js";
@@ -148,7 +149,7 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     }),
     {
       sendPack: (buf) => readSendPack(buf, RESERVED_ATTRIBUTE_PREFIX) as unknown as SendPackRequest,
-      publish: decodePublishRequest,
+      publish: (buf) => readPublishRequest(buf, RESERVED_ATTRIBUTE_PREFIX) as unknown as PublishRequest,
     },
     keepRaw,
   );

@@ -1,15 +1,8 @@
 import { create, type DescMessage, fromBinary, type MessageShape } from "@bufbuild/protobuf";
-import { DurationSchema, TimestampSchema } from "@bufbuild/protobuf/wkt";
-import type { Message } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
-import {
-  type SendPackRequest,
-  SendPackRequestSchema,
-} from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import {
   type ReceiveRequest,
   ReceiveRequestSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
-import { readAttribute } from "./message-meta.js";
 import { type RecordSpan, spanSize, writeSpan } from "./record-span.js";
 import { recordSize, writeRecord } from "./run-body.js";
 import {
@@ -60,8 +53,6 @@ export interface DeliveryFields {
   readonly attempt: number;
 }
 
-const EMPTY = new Uint8Array(0);
-
 const MALFORMED = Symbol("nervebus.malformed");
 
 /**
@@ -97,75 +88,6 @@ export function decodeOrMalformed<D extends DescMessage>(schema: D, buf: Buffer)
 /** Why a request decoded by this module is malformed, or undefined when it is not. */
 export function malformedReason(request: object): string | undefined {
   return (request as { [MALFORMED]?: string })[MALFORMED];
-}
-
-function decodeMessage(buf: Buffer, start: number, end: number): Message {
-  const r = new WireReader(buf, start, end);
-  let data: Uint8Array = EMPTY;
-  const attributes: Record<string, string> = {};
-  let orderingKey = "";
-  let messageId = "";
-  let deliverAt: Message["deliverAt"];
-  let delay: Message["delay"];
-  let priority = 0;
-  while (!r.done) {
-    const tag = r.tag();
-    switch (tag) {
-      case (1 << 3) | WIRE_LEN:
-        data = r.bytes();
-        break;
-      case (2 << 3) | WIRE_LEN:
-        readAttribute(r, attributes);
-        break;
-      case (3 << 3) | WIRE_LEN:
-        orderingKey = r.string("ordering_key");
-        break;
-      case (4 << 3) | WIRE_LEN:
-        messageId = r.string("message_id");
-        break;
-      case (5 << 3) | WIRE_LEN:
-        deliverAt = fromBinary(TimestampSchema, r.bytes());
-        break;
-      case (6 << 3) | WIRE_LEN:
-        delay = fromBinary(DurationSchema, r.bytes());
-        break;
-      case (7 << 3) | WIRE_VARINT:
-        priority = r.varint();
-        break;
-      default:
-        r.skip(tag & 7);
-    }
-  }
-  return {
-    $typeName: "nervebus.v1.Message",
-    data,
-    attributes,
-    orderingKey,
-    messageId,
-    deliverAt,
-    delay,
-    priority,
-  };
-}
-
-/** SendPackRequest from the wire (see malformedReason for bytes that are not one). */
-export function decodeSendPackRequest(buf: Buffer): SendPackRequest {
-  return readOrMalformed(SendPackRequestSchema, readSendPackRequest, buf);
-}
-
-function readSendPackRequest(buf: Buffer): SendPackRequest {
-  const r = new WireReader(buf);
-  let topic = "";
-  const messages: Message[] = [];
-  while (!r.done) {
-    const tag = r.tag();
-    if (tag === ((1 << 3) | WIRE_LEN)) topic = r.string("topic");
-    else if (tag === ((2 << 3) | WIRE_LEN)) {
-      const [s, e] = r.lenRange();
-      messages.push(decodeMessage(buf, s, e));
-    } else r.skip(tag & 7);
-  }
-  return { $typeName: "nervebus.v1.SendPackRequest", topic, messages };
 }
 
 /** SendPackResponse bytes: first and last seq, one MessageResult per message. */

@@ -24,12 +24,13 @@ export {
   metaIds,
   type Priority,
 } from "./message-meta.js";
-export { Pack, type PackMessage, packOf } from "./pack.js";
+export { joinPacks, Pack, type PackMessage, packOf } from "./pack.js";
 export {
   type ConfirmFields,
   type CreditFields,
-  decodePublishRequest,
   encodePublishResponse,
+  type PublishRequestBytes,
+  readPublishRequest,
 } from "./publish-codec.js";
 export { type RecordSpan, recordInfo, recordTime } from "./record-span.js";
 export { decodeRun, encodeRun, type RunMessage, type RunRecord, type RunRow } from "./run-body.js";

@@ -214,3 +214,55 @@ export function packOf(messages: readonly PackMessage[], reservedPrefix?: string
   pack.deliverAt = deliverAt;
   return pack;
 }
+
+/**
+ * Packs (already checked and resolved) as one, in order: payloads and metadata copied into one
+ * buffer each, offsets moved. A Publish stream appends the batches read during an append as one.
+ */
+export function joinPacks(packs: readonly Pack[]): Pack {
+  if (packs.length === 1) return packs[0]!;
+  let n = 0;
+  for (const p of packs) n += p.count;
+  const c = new PackColumns(n);
+  let messageIds: string[] | undefined;
+  let deliverAt: Float64Array | undefined;
+  let at = 0;
+  let srcAt = 0;
+  let metaAt = 0;
+  for (const p of packs) {
+    for (let i = 0; i < p.count; i++) {
+      c.dataStart[at + i] = p.dataStart[i]! + srcAt;
+      c.dataEnd[at + i] = p.dataEnd[i]! + srcAt;
+      c.metaStart[at + i] = p.metaStart[i]! + metaAt;
+      c.metaEnd[at + i] = p.metaEnd[i]! + metaAt;
+    }
+    c.traced.set(p.traced, at);
+    c.sentBytes.set(p.sentBytes, at);
+    c.storedBytes.set(p.storedBytes, at);
+    c.keyBytes.set(p.keyBytes, at);
+    c.idBytes.set(p.idBytes, at);
+    c.priority.set(p.priority, at);
+    if (p.messageIds !== undefined) {
+      messageIds ??= new Array<string>(n).fill("");
+      for (let i = 0; i < p.count; i++) messageIds[at + i] = p.messageIds[i]!;
+    }
+    if (p.deliverAt !== undefined) {
+      deliverAt ??= new Float64Array(n);
+      deliverAt.set(p.deliverAt, at);
+    }
+    at += p.count;
+    srcAt += p.src.length;
+    metaAt += p.meta.length;
+  }
+  const src = Buffer.concat(
+    packs.map((p) => p.src),
+    srcAt,
+  );
+  const meta = Buffer.concat(
+    packs.map((p) => p.meta),
+    metaAt,
+  );
+  const pack = new Pack(n, src, meta, c, { messageIds, sentDeliverAt: deliverAt });
+  pack.deliverAt = deliverAt;
+  return pack;
+}

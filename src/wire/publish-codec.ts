@@ -2,7 +2,9 @@ import {
   type PublishRequest,
   PublishRequestSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
-import { decodeOrMalformed, decodeSendPackRequest, malformedReason } from "./fast-codec.js";
+import { decodeOrMalformed, malformedReason } from "./fast-codec.js";
+import type { Pack } from "./pack.js";
+import { readSendPack } from "./send-pack-reader.js";
 import {
   lenFieldSize,
   varintSize,
@@ -31,22 +33,56 @@ function hasOpen(buf: Buffer): boolean {
 }
 
 /**
- * PublishRequest from the wire (see malformedReason for bytes that are not one). A batch
- * (field 2 only) is read by the SendPack decoder, whose field 2 is the same repeated Message;
- * a request with `open`, once per stream, goes through protobuf-es.
+ * A PublishRequest as the broker reads it: `open` (through protobuf-es, once per stream) and
+ * the batch's messages read by readSendPack into a Pack (field 2 is SendPack's repeated Message).
  */
-export function decodePublishRequest(buf: Buffer): PublishRequest {
+export interface PublishRequestBytes {
+  readonly open: PublishRequest["open"];
+  readonly pack: Pack;
+  /** Why the bytes are not a valid PublishRequest, when they are not. */
+  readonly malformed?: string;
+}
+
+/**
+ * PublishRequest from the wire. A batch (field 2 only) is read straight into a Pack; a request
+ * with `open` has its `open` decoded by protobuf-es and its messages (if any) read without it.
+ */
+export function readPublishRequest(buf: Buffer, reservedPrefix: string): PublishRequestBytes {
   let open: boolean;
   try {
     open = hasOpen(buf);
   } catch (err) {
     if (!(err instanceof WireError)) throw err;
-    open = true;
+    return {
+      open: undefined,
+      pack: readSendPack(Buffer.alloc(0), reservedPrefix).pack,
+      malformed: err.message,
+    };
   }
-  if (open) return decodeOrMalformed(PublishRequestSchema, buf);
-  const pack = decodeSendPackRequest(buf);
-  if (malformedReason(pack) !== undefined) return decodeOrMalformed(PublishRequestSchema, buf);
-  return { $typeName: "nervebus.v1.PublishRequest", open: undefined, messages: pack.messages };
+  if (!open) {
+    const { pack, malformed } = readSendPack(buf, reservedPrefix);
+    return malformed === undefined ? { open: undefined, pack } : { open: undefined, pack, malformed };
+  }
+  const req = decodeOrMalformed(PublishRequestSchema, buf);
+  const bad = malformedReason(req);
+  const read = readSendPack(bad === undefined ? withoutField1(buf) : Buffer.alloc(0), reservedPrefix);
+  const why = bad ?? read.malformed;
+  return why === undefined
+    ? { open: req.open, pack: read.pack }
+    : { open: req.open, pack: read.pack, malformed: why };
+}
+
+/** The request without its field 1 (`open`), which readSendPack would take for a topic. */
+function withoutField1(buf: Buffer): Buffer {
+  const r = new WireReader(buf);
+  const parts: Buffer[] = [];
+  while (!r.done) {
+    const at = r.pos;
+    const tag = r.tag();
+    r.skip(tag & 7);
+    if (tag >>> 3 !== 1) parts.push(buf.subarray(at, r.pos));
+  }
+  return Buffer.concat(parts);
 }
 
 /** An amount of Publish credit. */

@@ -6,17 +6,18 @@ import {
   PublishOpenSchema,
   PublishRequestSchema,
   PublishResponseSchema,
+  SendPackRequestSchema,
   SendPackResponseSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { APPENDED, Outcomes } from "../../src/core/index.js";
 import {
-  decodePublishRequest,
   encodePublishResponse,
   encodeSendPackResponse,
-  malformedReason,
+  readPublishRequest,
+  readSendPack,
 } from "../../src/wire/index.js";
 
-test("decodePublishRequest reads batches and opens as protobuf-es does, and marks bad bytes", () => {
+test("readPublishRequest reads opens as protobuf-es does and batches as readSendPack reads SendPack's, and marks bad bytes", () => {
   const messages = [
     create(MessageSchema, {
       data: Buffer.from("a"),
@@ -34,11 +35,27 @@ test("decodePublishRequest reads batches and opens as protobuf-es does, and mark
     create(PublishRequestSchema, { open: create(PublishOpenSchema, { topic: "t" }), messages }),
   ]) {
     const bytes = Buffer.from(toBinary(PublishRequestSchema, req));
-    const got = decodePublishRequest(bytes);
-    assert.equal(malformedReason(got), undefined);
-    assert.deepEqual(toBinary(PublishRequestSchema, got), toBinary(PublishRequestSchema, req));
+    const got = readPublishRequest(bytes, "nervebus.");
+    assert.equal(got.malformed, undefined);
+    assert.deepEqual(got.open, req.open);
+    // The batch's messages: what SendPack (field 2 the same) makes of them.
+    const sendPack = readSendPack(
+      Buffer.from(toBinary(SendPackRequestSchema, create(SendPackRequestSchema, { messages: req.messages }))),
+      "nervebus.",
+    ).pack;
+    assert.equal(got.pack.count, req.messages.length);
+    for (let i = 0; i < got.pack.count; i++) {
+      const [a, b] = [got.pack.message(i), sendPack.message(i)];
+      assert.deepEqual(a.data, b.data);
+      assert.equal(a.orderingKey, b.orderingKey);
+      assert.equal(a.messageId, b.messageId);
+      assert.equal(a.attributes.k, b.attributes.k);
+      assert.equal(got.pack.sentDelay?.[i], sendPack.sentDelay?.[i]);
+      assert.equal(got.pack.sentBytes[i], sendPack.sentBytes[i]);
+    }
   }
-  assert.match(malformedReason(decodePublishRequest(Buffer.from([0x12, 0x05, 0x0a]))) ?? "", /./);
+  assert.match(readPublishRequest(Buffer.from([0x12, 0x05, 0x0a]), "nervebus.").malformed ?? "", /./);
+  assert.match(readPublishRequest(Buffer.from([0x0a, 0x05, 0x0a]), "nervebus.").malformed ?? "", /./);
 });
 
 test("encodePublishResponse is the PublishResponse protobuf-es reads, confirms carrying SendPack's bytes", () => {
