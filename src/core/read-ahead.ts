@@ -108,7 +108,7 @@ export class ReadAhead {
     this.#reading = false;
     this.share.reserve(-this.#reserved);
     this.#reserved = 0;
-    if (this.#left === 0) this.share.hold(this, false);
+    if (this.#left === 0 && this.#runs.length === 0) this.share.hold(this, false);
   }
 
   /** Replaces the contents with the rows (in seq order) of a range starting at `from`. */
@@ -145,16 +145,23 @@ export class ReadAhead {
     this.#left = 0;
     this.#runs = runs;
     this.#runAt = 0;
-    // What is held: the records' bytes (copied out of their rows, so nothing more).
+    // What is held: the records' bytes (copied out of their rows, so nothing more), let go
+    // of run by run as the cursor passes them.
     let bytes = 0;
     let count = 0;
     for (const r of runs) {
       bytes += r.body.length;
       count += r.offsets.length;
     }
+    this.share.resize(bytes - this.#bytes);
+    this.share.observe(count, bytes);
+    this.#bytes = bytes;
     this.share.hold(this, count > 0);
     const avg = count > 0 ? bytes / count : 1024;
-    this.#readRows = Math.max(1, Math.min(5000, Math.floor(this.share.target(this) / Math.max(avg, 1))));
+    this.#readRows = Math.max(
+      1,
+      Math.min(5000, Math.floor(this.share.target(this, bytes + this.#reserved) / Math.max(avg, 1))),
+    );
   }
 
   has(seq: number): boolean {
@@ -174,7 +181,11 @@ export class ReadAhead {
    */
   runOf(seq: number): IndexedRun | undefined {
     const runs = this.#runs;
-    while (this.#runAt < runs.length && runs[this.#runAt]!.lastSeq < seq) this.#runAt++;
+    while (this.#runAt < runs.length && runs[this.#runAt]!.lastSeq < seq) {
+      const passed = runs[this.#runAt++]!.body.length;
+      this.share.resize(-passed);
+      this.#bytes -= passed;
+    }
     if (this.#runAt === runs.length) {
       if (runs.length > 0) this.clear();
       return undefined;

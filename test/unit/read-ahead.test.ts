@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { LogMessage } from "../../src/core/index.js";
 import { ReadAhead, ReadAheadShare } from "../../src/core/read-ahead.js";
+import { buildRun, copyStoredRange, packOf } from "../../src/wire/index.js";
 
 const fields = { attributes: {}, orderingKey: "", messageId: "" };
 const message = (seq: number, bytes: number) => LogMessage.of(seq, 0, Buffer.alloc(bytes), fields);
@@ -32,4 +33,32 @@ test("reads are sized for about 4 MiB, never past the watermark", () => {
   ahead.end();
   assert.equal(ahead.begin(13, 100_000), 13 + 5000 - 1, "small messages: at most 5000 a read");
   ahead.end();
+});
+
+test("runs read: the share counts the bytes of the records read (not their rows), and each run's bytes go as the cursor passes it", () => {
+  const share = new ReadAheadShare(64 << 20);
+  const ahead = new ReadAhead(share);
+  const ms = Array.from({ length: 100 }, () => ({
+    data: Buffer.alloc(1000),
+    attributes: {},
+    orderingKey: "",
+    messageId: "",
+    deliverAt: 0,
+  }));
+  // One stored row of 100 messages; the read wants seqs 11…20 and 31…40 (two runs).
+  const row = buildRun(packOf(ms), undefined, 1, 1_700_000_000_000);
+  const a = copyStoredRange(row.firstSeq, row.body, row.ids, 11, 20)!;
+  const b = copyStoredRange(row.firstSeq, row.body, row.ids, 31, 40)!;
+  assert.equal(ahead.begin(11, 1000), 74);
+  ahead.fillRuns(11, [a, b]);
+  ahead.end();
+  assert.equal(share.usedBytes, a.body.length + b.body.length);
+  assert.ok(share.usedBytes < row.body.length / 4, "not the whole row");
+  assert.equal(ahead.has(15), true);
+  assert.equal(ahead.has(25), false, "a hole: not read");
+  assert.equal(ahead.take(12)?.seq, 12);
+  assert.equal(ahead.runOf(31), b);
+  assert.equal(share.usedBytes, b.body.length, "the first run is let go of");
+  assert.equal(ahead.runOf(41), undefined);
+  assert.equal(share.usedBytes, 0);
 });

@@ -221,6 +221,9 @@ export class MultiStore implements Store, TopicPlacement {
   readMessages(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<LogMessage[]> {
     return this.#call(topic, false, (s, t) => s.readMessages(t, fromSeq, toSeq));
   }
+  readRuns(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<IndexedRun[] | undefined> {
+    return this.#call(topic, false, (s, t) => s.readRuns(t, fromSeq, toSeq));
+  }
   readIds(topic: TopicRecord, fromSeq: number, toSeq: number): Promise<LoggedIds[]> {
     return this.#call(topic, false, (s, t) => s.readIds(t, fromSeq, toSeq));
   }
