@@ -117,22 +117,24 @@ export function otelObserver(
       const now = Date.now();
       let redelivered = 0;
       let count = 0;
-      // End-to-end latency from at most 32 first deliveries per batch, evenly spread: recording
-      // hashes the attributes each time, and a 4000-message batch does not need 4000 samples.
-      // A span of stored records is sampled once, at its first record's publish time.
-      const step = Math.max(1, Math.floor(deliveries.length / 32));
-      for (let i = 0; i < deliveries.length; i++) {
-        const d = deliveries[i]!;
+      for (const d of deliveries) count += "run" in d ? d.to - d.from : 1;
+      // End-to-end latency from at most 32 first deliveries per batch, evenly spread over its
+      // messages (inside spans of stored records too): recording hashes the attributes each
+      // time, and a 4000-message batch does not need 4000 samples.
+      const step = Math.max(1, Math.floor(count / 32));
+      let n = 0;
+      for (const d of deliveries) {
         if ("run" in d) {
-          count += d.to - d.from;
-          if (i % step === 0)
-            metrics.endToEndSeconds.record(Math.max(0, now - recordTime(d.run, d.from)) / 1000, attrs);
+          // The first position of this span that falls on the sampling grid.
+          for (let k = d.from + ((step - (n % step)) % step); k < d.to; k += step)
+            metrics.endToEndSeconds.record(Math.max(0, now - recordTime(d.run, k)) / 1000, attrs);
+          n += d.to - d.from;
           continue;
         }
-        count++;
         if (d.attempt > 1) redelivered++;
-        else if (i % step === 0)
+        else if (n % step === 0)
           metrics.endToEndSeconds.record(Math.max(0, now - d.message.publishTime) / 1000, attrs);
+        n++;
       }
       metrics.delivered.add(count, attrs);
       if (redelivered > 0) metrics.redeliveries.add(redelivered, attrs);
