@@ -44,16 +44,21 @@ func TestDirectToOwnerFollowsTheTopicWhenItsOwnerIsKilled(t *testing.T) {
 		return addr
 	}
 
-	// A topic another broker would own, so the client has somewhere to go.
+	// A topic another broker would own, so the client has somewhere to go. The brokers have
+	// just started: until the first one has seen the others' heartbeats every name hashes to
+	// itself, so keep trying for a while rather than a fixed number of names.
 	topic := ""
-	for i := 0; i < 64 && topic == ""; i++ {
+	until := time.Now().Add(30 * time.Second)
+	for i := 1; topic == "" && time.Now().Before(until); i++ {
 		name := fmt.Sprintf("direct-go-%d-%d", time.Now().UnixNano(), i)
 		if locate(name) != "" {
 			topic = name
+		} else if i%16 == 0 {
+			time.Sleep(250 * time.Millisecond)
 		}
 	}
 	if topic == "" {
-		t.Fatal("no topic name fell to another broker in 64 tries")
+		t.Fatal("no topic name fell to another broker in 30 s")
 	}
 
 	pub := c.Publisher(topic, nil)
