@@ -468,20 +468,7 @@ export class Publisher {
 
   /** The wire form of a message #check accepted. */
   #toWire(m: PublishMessage): WireMessage {
-    const data =
-      m.data === undefined ? new Uint8Array(0) : typeof m.data === "string" ? Buffer.from(m.data) : m.data;
-    let messageId = m.messageId ?? "";
-    if (messageId === "" && this.#autoMessageId) messageId = randomUUID();
-    return create(MessageSchema, {
-      data,
-      // A copy: trace context is injected into it, and the caller's object stays as it was.
-      attributes: { ...(m.attributes ?? {}) },
-      orderingKey: m.orderingKey ?? "",
-      messageId,
-      deliverAt: m.deliverAt === undefined ? undefined : toTimestamp("message.deliverAt", m.deliverAt),
-      delay: toDuration("message.delay", m.delay),
-      priority: toWirePriority(m.priority),
-    });
+    return toWireMessage(m, this.#autoMessageId);
   }
 
   /** Whether a message of `bytes` fits the flow control now; a big one fits when nothing is held. */
@@ -767,4 +754,28 @@ function positiveInt(name: string, v: number): number {
 function nonNegative(name: string, v: number): number {
   if (!(v >= 0) || !Number.isFinite(v)) throw new RangeError(`${name} must be ≥ 0, got ${v}`);
   return v;
+}
+
+/**
+ * The wire form of a message, shared by the batching and the streaming publisher: data as bytes,
+ * a copy of the attributes (trace context is injected into it; the caller's object stays as it
+ * was), a new message id when `autoMessageId` and none was given. Throws INVALID_ARGUMENT naming
+ * the field for a bad time, delay or priority.
+ */
+export function toWireMessage(m: PublishMessage, autoMessageId: boolean): WireMessage {
+  if (m.deliverAt !== undefined && m.delay !== undefined)
+    throw invalidArgument("message", "give deliverAt or delay, not both");
+  const data =
+    m.data === undefined ? new Uint8Array(0) : typeof m.data === "string" ? Buffer.from(m.data) : m.data;
+  let messageId = m.messageId ?? "";
+  if (messageId === "" && autoMessageId) messageId = randomUUID();
+  return create(MessageSchema, {
+    data,
+    attributes: { ...(m.attributes ?? {}) },
+    orderingKey: m.orderingKey ?? "",
+    messageId,
+    deliverAt: m.deliverAt === undefined ? undefined : toTimestamp("message.deliverAt", m.deliverAt),
+    delay: toDuration("message.delay", m.delay),
+    priority: toWirePriority(m.priority),
+  });
 }

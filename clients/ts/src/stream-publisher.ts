@@ -1,9 +1,7 @@
-import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
-import { fromUint64, invalidArgument, toDuration, toTimestamp, toWirePriority } from "./conversions.js";
+import { fromUint64, invalidArgument } from "./conversions.js";
 import { errorFromStatus, NerveBusError, StatusCode, toNerveBusError } from "./errors.js";
-import { MessageSchema, type Message as WireMessage } from "./gen/nervebus/v1/message_pb.js";
 import {
   MessageResult_Outcome,
   type PublisherService,
@@ -13,7 +11,7 @@ import {
   type PublishResponse,
 } from "./gen/nervebus/v1/publisher_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
-import type { PublishMessage, PublishOutcome, PublishResult } from "./publisher.js";
+import { type PublishMessage, type PublishOutcome, type PublishResult, toWireMessage } from "./publisher.js";
 
 /** Settings of a streaming publisher. */
 export interface StreamPublisherOptions {
@@ -165,7 +163,7 @@ export class StreamPublisher {
     if (messages.length === 0) throw invalidArgument("messages", "a batch needs at least one message");
     if (this.#closed !== undefined)
       throw new NerveBusError(StatusCode.FAILED_PRECONDITION, "stream publisher is closed");
-    const wire = messages.map((m) => this.#toWire(m));
+    const wire = messages.map((m) => toWireMessage(m, this.#autoMessageId));
     let bytes = 0;
     for (const m of wire) {
       bytes += m.data.byteLength + utf8Length(m.orderingKey) + utf8Length(m.messageId);
@@ -208,24 +206,6 @@ export class StreamPublisher {
       if (this.#failure !== undefined) throw this.#failure;
     })();
     return this.#closed;
-  }
-
-  #toWire(m: PublishMessage): WireMessage {
-    if (m.deliverAt !== undefined && m.delay !== undefined)
-      throw invalidArgument("message", "give deliverAt or delay, not both");
-    const data =
-      m.data === undefined ? new Uint8Array(0) : typeof m.data === "string" ? Buffer.from(m.data) : m.data;
-    let messageId = m.messageId ?? "";
-    if (messageId === "" && this.#autoMessageId) messageId = randomUUID();
-    return create(MessageSchema, {
-      data,
-      attributes: { ...(m.attributes ?? {}) },
-      orderingKey: m.orderingKey ?? "",
-      messageId,
-      deliverAt: m.deliverAt === undefined ? undefined : toTimestamp("message.deliverAt", m.deliverAt),
-      delay: toDuration("message.delay", m.delay),
-      priority: toWirePriority(m.priority),
-    });
   }
 
   #fail(err: NerveBusError): void {
