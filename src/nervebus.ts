@@ -5,8 +5,11 @@ import {
   CallGuard,
   DeadLetterSender,
   listensOnLoopbackOnly,
+  PeerAuth,
+  PeerChannels,
   PrincipalLimits,
   ProtobufSchemaValidator,
+  readPeerCa,
   type RunningHttp,
   type RunningServer,
   startHttpServer,
@@ -132,14 +135,7 @@ export async function startNerveBus(
   } as unknown as Partial<Console>);
   // Before the store: a bad certificate or policy must not cost a MySQL lease.
   const security = Security.load(config);
-  const guard = new CallGuard(
-    security,
-    log,
-    new PrincipalLimits({
-      connections: config.maxConnectionsPerPrincipal,
-      streams: config.maxStreamsPerPrincipal,
-    }),
-  );
+  const peerCa = config.cluster && security.tlsEnabled ? readPeerCa(config.clusterTlsCa, config.tlsClientCa) : undefined;
   // Checked before the store too; connected once the broker serves.
   const outboxes = config.outbox
     .split(",")
@@ -204,7 +200,22 @@ export async function startNerveBus(
     },
   });
   const cluster = store.cluster;
-  const deadLetterSender = cluster === undefined ? undefined : new DeadLetterSender(cluster);
+  // A full pack plus protobuf framing per message.
+  const maxMessageBytes = config.maxPackBytes + config.maxPackMessages * 64 + (1 << 20);
+  const peers =
+    cluster === undefined
+      ? undefined
+      : { auth: new PeerAuth(cluster, log), channels: new PeerChannels(security, peerCa, maxMessageBytes) };
+  const guard = new CallGuard(
+    security,
+    log,
+    new PrincipalLimits({
+      connections: config.maxConnectionsPerPrincipal,
+      streams: config.maxStreamsPerPrincipal,
+    }),
+    peers?.auth,
+  );
+  const deadLetterSender = peers === undefined ? undefined : new DeadLetterSender(peers.auth, peers.channels);
   broker = new Broker(store, {
     ...(deadLetterSender === undefined
       ? {}
@@ -251,8 +262,7 @@ export async function startNerveBus(
   try {
     server = await startServer(b, {
       listen: config.listen,
-      // A full pack plus protobuf framing per message.
-      maxMessageBytes: config.maxPackBytes + config.maxPackMessages * 64 + (1 << 20),
+      maxMessageBytes,
       heartbeatMs: config.heartbeatMs,
       keepaliveMs: config.keepaliveMs,
       maxConnectionIdleMs: config.maxConnectionIdleMs,
@@ -273,7 +283,7 @@ export async function startNerveBus(
       telemetry,
       guard,
       security,
-      ...(store.cluster === undefined ? {} : { cluster: store.cluster }),
+      ...(cluster === undefined ? {} : { cluster, peers }),
     });
     const s = server;
     if (config.httpListen !== "off") {
@@ -303,7 +313,7 @@ export async function startNerveBus(
   } catch (err) {
     await server?.shutdown(0);
     await b.close(1000);
-    deadLetterSender?.close();
+    peers?.channels.close();
     await telemetry.shutdown();
     throw err;
   }
@@ -401,7 +411,7 @@ export async function startNerveBus(
         await Promise.all(relays.map((r) => r.stop()));
         await grpcServer.shutdown(config.shutdownGraceMs);
         await b.close(config.shutdownGraceMs);
-        deadLetterSender?.close();
+        peers?.channels.close();
         await http?.close();
         await telemetry.shutdown();
         log("info", "nervebus stopped");

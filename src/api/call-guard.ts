@@ -11,6 +11,7 @@ import {
 } from "../auth/index.js";
 import { NerveBusError } from "../core/index.js";
 import type { Logger } from "../telemetry/index.js";
+import type { PeerAuth } from "./peer-auth.js";
 import type { PrincipalLimits } from "./principal-limits.js";
 import { toGrpcStatus } from "./status.js";
 
@@ -82,6 +83,8 @@ export class CallGuard {
     private readonly log: Logger,
     /** Each principal's share of connections and streams (none: no per-principal bound). */
     private readonly limits?: PrincipalLimits,
+    /** Tells calls other brokers of the cluster forwarded (none: no call is forwarded). */
+    private readonly peers?: PeerAuth,
   ) {}
 
   /**
@@ -97,12 +100,19 @@ export class CallGuard {
     return this.security?.authEnabled ?? false;
   }
 
-  /** The caller of a gRPC call; throws NerveBusError (unauthenticated), audited, without credentials. */
+  /**
+   * The caller of a gRPC call; throws NerveBusError (unauthenticated), audited, without
+   * credentials. A call another broker of the cluster forwarded (verified by `peers`) is its
+   * client's: the client's token, the certificate principal the forwarding broker verified and
+   * the client's address; the forwarding broker's own connection and certificate count for nothing.
+   */
   grpcCaller(method: string, call: GuardedCall): Caller {
-    const peer = call.getPeer();
+    const forwarded = this.peers?.forwardedClient(call.metadata);
+    const peer = forwarded?.peer ?? call.getPeer();
     return this.#identify(method, peer, () => ({
       authorization: call.metadata.get("authorization").map(String),
-      certificate: call.getAuthContext().sslPeerCertificate,
+      certificate: forwarded === undefined ? call.getAuthContext().sslPeerCertificate : undefined,
+      forwardedCertificate: forwarded?.certificate,
     }));
   }
 

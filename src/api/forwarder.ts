@@ -1,14 +1,13 @@
 import * as grpc from "@grpc/grpc-js";
+import { certificatePrincipal } from "../auth/index.js";
 import type { Cluster } from "../core/index.js";
 import { passThrough, rawRequest } from "./grpc-adapter.js";
-import { OWNER_TRAILER } from "./status.js";
+import type { PeerAuth } from "./peer-auth.js";
+import type { PeerChannels } from "./peer-channels.js";
+import { OWNER_TRAILER, toGrpcStatus } from "./status.js";
 
-/**
- * Header of a call one broker forwarded to another: the receiving broker serves it itself (or
- * answers UNAVAILABLE), never forwards it again, so two brokers whose views of the cluster
- * differ for a moment cannot send a call back and forth.
- */
-export const FORWARDED_HEADER = "nervebus-forwarded";
+/** The parts of a grpc-js server call forwarding reads. */
+type IncomingCall = Pick<grpc.ServerUnaryCall<object, unknown>, "metadata" | "getPeer" | "getAuthContext">;
 
 /** Headers grpc-js sets on every call itself; the caller's others (token, traceparent…) go on. */
 const TRANSPORT_HEADERS = ["user-agent", "grpc-accept-encoding", "grpc-encoding", "content-type", "te"];
@@ -27,20 +26,33 @@ function passStatus(err: Partial<grpc.StatusObject>): Partial<grpc.StatusObject>
 /**
  * Sends calls for topics owned by another broker of the cluster to it, as the bytes they came
  * in (grpc-js clients with identity serializers: nothing is decoded or encoded again), with the
- * caller's metadata, so the owner authenticates, authorizes and traces the call as its own.
- * Answers and statuses come back unchanged. One channel per owner, kept.
+ * caller's metadata (token, traceparent), its address and the principal of its verified client
+ * certificate, signed as this broker's (PeerAuth), so the owner authenticates, authorizes and
+ * traces the call as the caller's, never as this broker's. Answers and statuses come back
+ * unchanged.
  */
 export class Forwarder {
-  readonly #clients = new Map<string, grpc.Client>();
-
   constructor(
     private readonly cluster: Cluster,
-    private readonly maxMessageBytes: number,
+    private readonly peers: PeerAuth,
+    private readonly channels: PeerChannels,
   ) {}
 
-  /** Where a call for `topic` goes: another broker's address, or undefined to serve it here. */
+  /**
+   * The refusal of a call that claims to come from another broker and does not prove it
+   * (PeerAuth.refusal), as a status; null for any other call.
+   */
+  refusal(call: Pick<IncomingCall, "metadata" | "getPeer">): Partial<grpc.StatusObject> | null {
+    const err = this.peers.refusal(call.metadata, call.getPeer());
+    return err === undefined ? null : toGrpcStatus(err);
+  }
+
+  /**
+   * Where a call for `topic` goes: another broker's address, or undefined to serve it here (as
+   * every call a verified broker forwarded is: it is never forwarded twice).
+   */
   target(topic: string, metadata: grpc.Metadata): string | undefined {
-    if (topic === "" || metadata.get(FORWARDED_HEADER).length > 0) return undefined;
+    if (topic === "" || this.peers.peerOf(metadata) !== undefined) return undefined;
     return this.cluster.route(topic);
   }
 
@@ -49,7 +61,7 @@ export class Forwarder {
    * forwarded already.
    */
   redirect(status: Partial<grpc.StatusObject> | null, metadata: grpc.Metadata): string | undefined {
-    if (status?.code !== grpc.status.UNAVAILABLE || metadata.get(FORWARDED_HEADER).length > 0)
+    if (status?.code !== grpc.status.UNAVAILABLE || this.peers.peerOf(metadata) !== undefined)
       return undefined;
     const owner = status.metadata?.get(OWNER_TRAILER)[0];
     return typeof owner === "string" && owner !== "" ? owner : undefined;
@@ -67,12 +79,12 @@ export class Forwarder {
       callback({ code: grpc.status.INTERNAL, details: "request bytes were not kept for forwarding" });
       return;
     }
-    this.#client(address).makeUnaryRequest(
+    this.channels.client(address).makeUnaryRequest(
       path,
       identity,
       identity,
       raw,
-      this.#outgoing(call.metadata),
+      this.#outgoing(call),
       { deadline: call.getDeadline() },
       (err, res) => (err ? callback(passStatus(err)) : callback(null, passThrough(res!))),
     );
@@ -84,11 +96,11 @@ export class Forwarder {
    * UNAVAILABLE when the owner goes or hands the topic over, so the client reconnects.
    */
   stream(path: string, address: string, call: grpc.ServerDuplexStream<object, unknown>, first: object): void {
-    const up = this.#client(address).makeBidiStreamRequest(
+    const up = this.channels.client(address).makeBidiStreamRequest(
       path,
       identity,
       identity,
-      this.#outgoing(call.metadata),
+      this.#outgoing(call),
       { deadline: call.getDeadline() },
     );
     const send = (req: object) => {
@@ -114,29 +126,15 @@ export class Forwarder {
     });
   }
 
-  /** Closes the channels to other brokers. */
-  close(): void {
-    for (const c of this.#clients.values()) c.close();
-    this.#clients.clear();
-  }
-
-  #outgoing(incoming: grpc.Metadata): grpc.Metadata {
-    const md = incoming.clone();
+  #outgoing(call: IncomingCall): grpc.Metadata {
+    const md = call.metadata.clone();
     for (const h of TRANSPORT_HEADERS) md.remove(h);
-    md.set(FORWARDED_HEADER, this.cluster.self);
+    // grpc-js hands over a client certificate only once its TLS handshake verified it (mTLS).
+    const cert = call.getAuthContext().sslPeerCertificate;
+    this.peers.sign(md, {
+      peer: call.getPeer(),
+      certificate: cert === undefined ? undefined : certificatePrincipal(cert),
+    });
     return md;
-  }
-
-  #client(address: string): grpc.Client {
-    let client = this.#clients.get(address);
-    if (client === undefined) {
-      // Plaintext: brokers of a cluster reach each other on a private network (see README).
-      client = new grpc.Client(address, grpc.credentials.createInsecure(), {
-        "grpc.max_receive_message_length": this.maxMessageBytes,
-        "grpc.max_send_message_length": this.maxMessageBytes,
-      });
-      this.#clients.set(address, client);
-    }
-    return client;
   }
 }

@@ -33,7 +33,8 @@ export const topicOfRequest: TopicOf = (method, request) => {
 };
 
 /**
- * The service's handlers, each first asking the cluster where its call's topic is served: calls
+ * The service's handlers, each first refusing a call that claims to come from another broker
+ * and does not prove it (PeerAuth.refusal), then asking the cluster where its call's topic is served: calls
  * for another broker's topic are forwarded there, whole; the others run here, and one that
  * finds out here that another broker owns the topic (its lease changed since the last
  * heartbeat) is forwarded then (unary calls; a Receive stream ends with UNAVAILABLE naming the
@@ -52,6 +53,8 @@ export function forwarding<S extends GenServiceMethods>(
     if (m.methodKind === "unary") {
       const serve = handler as grpc.handleUnaryCall<object, unknown>;
       out[m.localName] = ((call, callback) => {
+        const refused = fwd.refusal(call);
+        if (refused !== null) return callback(refused);
         const to = fwd.target(topicOf(m.localName, call.request), call.metadata);
         if (to !== undefined) return fwd.unary(path, to, call, callback);
         serve(call, (err, value, trailer, flags) => {
@@ -63,6 +66,8 @@ export function forwarding<S extends GenServiceMethods>(
     } else if (m.methodKind === "bidi_streaming") {
       const serve = handler as grpc.handleBidiStreamingCall<object, unknown>;
       out[m.localName] = ((call) => {
+        const refused = fwd.refusal(call);
+        if (refused !== null) return void call.emit("error", refused);
         // The first request names the topic; it is handed to whichever side serves the stream.
         call.once("data", (first: object) => {
           const to = fwd.target(topicOf(m.localName, first), call.metadata);

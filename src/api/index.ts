@@ -6,6 +6,8 @@ export { DeadLetterSender } from "./dead-letter-sender.js";
 export { unary } from "./grpc-adapter.js";
 export { listensOnLoopbackOnly } from "./host-names.js";
 export { type BrokerInfo, type HttpOptions, type RunningHttp, startHttpServer } from "./http-server.js";
+export { PeerAuth } from "./peer-auth.js";
+export { PeerChannels, readPeerCa } from "./peer-channels.js";
 export { PrincipalLimits } from "./principal-limits.js";
 export { ProtobufSchemaValidator } from "./schema-validator.js";
 export { type RunningServer, type ServerOptions, startServer } from "./server.js";

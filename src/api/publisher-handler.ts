@@ -3,12 +3,12 @@ import {
   type SendPackResponse,
   SendPackResponseSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
-import { type Broker, type Cluster, checkDelay, invalidArgument } from "../core/index.js";
+import { type Broker, checkDelay, invalidArgument } from "../core/index.js";
 import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
 import { encodeSendPackResponse, type Pack, type SendPackBytes } from "../wire/index.js";
 import type { CallGuard } from "./call-guard.js";
-import { isDeadLetterPeer } from "./dead-letter-sender.js";
 import { preEncoded } from "./grpc-adapter.js";
+import type { PeerAuth } from "./peer-auth.js";
 import { type PublishQuota, quotaHolder } from "./publish-quota.js";
 import { toGrpcStatus } from "./status.js";
 
@@ -51,13 +51,55 @@ export function firstAttributes(pack: Pack): Record<string, string> | undefined 
   return pack.count > 0 && pack.storedBytes[0] === pack.sentBytes[0] ? pack.message(0).attributes : undefined;
 }
 
-/** PublisherService.SendPack: needs the publish right on the topic (see CallGuard). */
+/** A SendPack let in: who it counts for, and what to call when it is over. */
+interface Admitted {
+  readonly by: string;
+  readonly done: () => void;
+}
+
+/**
+ * Authenticates and authorizes a client's SendPack and counts it against its principal's
+ * shares and publish quota; throws the refusal.
+ */
+function admitClient(
+  call: Parameters<grpc.handleUnaryCall<SendPackBytes, SendPackResponse>>[0],
+  guard: CallGuard,
+  quota: PublishQuota,
+  topic: string,
+  pack: Pack,
+): Admitted {
+  const caller = guard.authorize("SendPack", call, [{ action: "publish", topic }]);
+  const by = quotaHolder(caller);
+  let bytes = 0;
+  if (quota.enabled) for (let i = 0; i < pack.count; i++) bytes += pack.dataEnd[i]! - pack.dataStart[i]!;
+  const leave = guard.enter(caller);
+  try {
+    const admitted = quota.admit(by, pack.count, bytes);
+    return {
+      by,
+      done: () => {
+        admitted();
+        leave();
+      },
+    };
+  } catch (err) {
+    leave();
+    throw err;
+  }
+}
+
+/**
+ * PublisherService.SendPack: needs the publish right on the topic (see CallGuard), except for
+ * dead letters another broker of the cluster sends (verified by `peers`): those carry the
+ * reserved dead-letter attributes and no client's principal, and pass no client's quota, as
+ * dead letters written by the broker that owns both topics do.
+ */
 export function sendPackHandler(
   broker: Broker,
   telemetry: Telemetry,
   guard: CallGuard,
   quota: PublishQuota,
-  cluster?: Cluster,
+  peers?: PeerAuth,
 ): grpc.handleUnaryCall<SendPackBytes, SendPackResponse> {
   return (call, callback) => {
     const started = performance.now();
@@ -67,29 +109,17 @@ export function sendPackHandler(
       return;
     }
     const { topic, pack } = call.request;
-    let done: () => void;
-    let by: string;
+    const deadLetters = peers?.deadLetters(call.metadata) ?? false;
+    let admitted: Admitted;
     try {
-      const caller = guard.authorize("SendPack", call, [{ action: "publish", topic }]);
-      const who = quotaHolder(caller);
-      let bytes = 0;
-      if (quota.enabled) for (let i = 0; i < pack.count; i++) bytes += pack.dataEnd[i]! - pack.dataStart[i]!;
-      const leave = guard.enter(caller);
-      try {
-        by = who;
-        const admitted = quota.admit(who, pack.count, bytes);
-        done = () => {
-          admitted();
-          leave();
-        };
-      } catch (err) {
-        leave();
-        throw err;
-      }
+      admitted = deadLetters
+        ? { by: `broker ${peers?.peerOf(call.metadata)}`, done: () => undefined }
+        : admitClient(call, guard, quota, topic, pack);
     } catch (err) {
       callback(toGrpcStatus(err));
       return;
     }
+    const { by, done } = admitted;
     const metadataParent = call.metadata.get("traceparent")[0];
     const span = telemetry.startPublishSpan(
       topic,
@@ -105,7 +135,7 @@ export function sendPackHandler(
       callback(toGrpcStatus(err));
       return;
     }
-    broker.publish(topic, pack, callDeadline(call), by, isDeadLetterPeer(cluster, call.metadata)).then(
+    broker.publish(topic, pack, callDeadline(call), by, deadLetters).then(
       (r) => {
         done();
         endPublishSpan(span, r);

@@ -20,6 +20,8 @@ import type { CallGuard } from "./call-guard.js";
 import { Forwarder } from "./forwarder.js";
 import { forwarding } from "./forwarding.js";
 import { addService, type ServiceHandlers } from "./grpc-adapter.js";
+import type { PeerAuth } from "./peer-auth.js";
+import type { PeerChannels } from "./peer-channels.js";
 import { PublishQuota, type QuotaLimits } from "./publish-quota.js";
 import { PublishStreams } from "./publish-stream.js";
 import { sendPackHandler } from "./publisher-handler.js";
@@ -75,6 +77,8 @@ export interface ServerOptions {
   readonly security?: Security;
   /** Several brokers share the store: calls for other brokers' topics are forwarded to them. */
   readonly cluster?: Cluster;
+  /** With `cluster`: how calls from other brokers are told apart, and the channels to them. */
+  readonly peers?: { readonly auth: PeerAuth; readonly channels: PeerChannels };
 }
 
 /** A running gRPC front end. */
@@ -128,8 +132,11 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
   });
   const quota = new PublishQuota(options.publishQuota);
   const publishStreams = new PublishStreams(broker, { guard, quota, telemetry: options.telemetry });
+  const { cluster, peers } = options;
   const forwarder =
-    options.cluster === undefined ? undefined : new Forwarder(options.cluster, options.maxMessageBytes);
+    cluster === undefined || peers === undefined
+      ? undefined
+      : new Forwarder(cluster, peers.auth, peers.channels);
   const routed = <S extends GenServiceMethods>(service: GenService<S>, handlers: ServiceHandlers<S>) =>
     forwarder === undefined ? handlers : forwarding(service, handlers, forwarder);
   const keepRaw = forwarder !== undefined;
@@ -143,7 +150,7 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
         options.telemetry,
         guard,
         quota,
-        options.cluster,
+        peers?.auth,
       ) as unknown as grpc.handleUnaryCall<SendPackRequest, SendPackResponse>,
       publish: publishStreams.handler(),
     }),
@@ -215,7 +222,6 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
       // stays (a client that never spoke HTTP/2) holds nothing: it is cut after FLUSH_MS.
       await settledWithin(closed, FLUSH_MS);
       server.forceShutdown();
-      forwarder?.close();
     },
   };
 }

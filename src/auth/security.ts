@@ -32,6 +32,11 @@ export interface Credentials {
   readonly authorization: readonly string[];
   /** The client certificate, when the TLS layer verified one. */
   readonly certificate: PeerCertificate | undefined;
+  /**
+   * The principal of the client certificate another broker of the cluster verified, for a call
+   * it forwarded (the certificate itself stays on that broker's connection).
+   */
+  readonly forwardedCertificate?: string | undefined;
 }
 
 /** What a reload did: the files re-read with a change, and the ones refused (old kept). */
@@ -135,6 +140,8 @@ export class Security {
       if (m === null) throw unauthenticated('authorization: expected "Bearer <token>"');
       return this.#fromToken(m[1]!, nowMs);
     }
+    if (credentials.forwardedCertificate !== undefined && this.mutualTls)
+      return { name: credentials.forwardedCertificate, via: "certificate" };
     if (certificate !== undefined && this.mutualTls) {
       const name = certificatePrincipal(certificate);
       if (name === undefined)

@@ -144,6 +144,10 @@ function checkSecurity(config: Config): void {
     fail(
       "--tls-client-ca needs --tls-cert and --tls-key: client certificates are checked in the TLS handshake",
     );
+  if (config.clusterTlsCa !== "" && (config.tlsCert === "" || !config.cluster))
+    fail(
+      "--cluster-tls-ca needs --cluster, --tls-cert and --tls-key: brokers call each other over TLS when they serve TLS",
+    );
   const jwt = [config.authJwks, config.authJwtIssuer, config.authJwtAudience];
   if (jwt.some((v) => v !== "") && jwt.some((v) => v === ""))
     fail(

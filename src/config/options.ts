@@ -65,6 +65,7 @@ export interface Config {
   leaseWaitMs: number;
   cluster: boolean;
   advertiseAddress: string;
+  clusterTlsCa: string;
   outbox: string;
   outboxPollMs: number;
   outboxGapWaitMs: number;
@@ -525,6 +526,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "string",
     default: "",
     doc: "--cluster: HOST:PORT other brokers forward calls to (default: the gRPC address as bound)",
+  },
+  {
+    key: "clusterTlsCa",
+    kind: "string",
+    default: "",
+    doc: "--cluster with TLS: PEM CA bundle that verifies the other brokers' certificates (default: --tls-client-ca, else the system's trusted roots)",
   },
   {
     key: "outbox",

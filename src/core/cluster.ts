@@ -51,6 +51,17 @@ export interface ClusterHooks {
 export interface Cluster {
   /** This broker's id (host/pid/random). */
   readonly self: string;
+  /**
+   * This broker's peer secret: random per process, registered with its membership in the
+   * database (which every broker of the cluster shares and trusts) and nowhere else; it
+   * presents it on every call it makes to another broker.
+   */
+  readonly secret: string;
+  /**
+   * Whether `secret` is the one the live broker `id` registered (compared in constant time):
+   * the call comes from a broker of this cluster, not from a client that names one.
+   */
+  verifyPeer(id: string, secret: string): boolean;
   /** Publishes the address other brokers forward to; before it, this broker takes no topic. */
   advertise(address: string): Promise<void>;
   /**

@@ -24,6 +24,7 @@ import { tokenHash } from "../../src/auth/index.js";
 import { seqsOf, startBroker, TestClient } from "../support/broker.js";
 import { type TestMysql, useTestMysql } from "../support/mariadb.js";
 import { type BrokerProcess, runCli, spawnBroker } from "../support/process.js";
+import { pem, TestCa } from "../support/pki.js";
 import { storedRows } from "../support/stored-rows.js";
 
 const testMysql = useTestMysql();
@@ -49,6 +50,18 @@ async function owners(server: TestMysql, url: string): Promise<Map<string, strin
        WHERE l.expires_at > CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED)`,
   );
   return new Map(rows.map((r) => [String(r.name), String(r.address)]));
+}
+
+/** The headers of a call a live broker of the cluster makes to another: its id and peer secret. */
+async function peerHeaders(server: TestMysql, url: string): Promise<grpc.Metadata> {
+  const [row] = await server.query<mysql.RowDataPacket[]>(
+    url,
+    `SELECT id, secret FROM nb_brokers WHERE expires_at > CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED) LIMIT 1`,
+  );
+  const md = new grpc.Metadata();
+  md.set("nervebus-forwarded", String(row!.id));
+  md.set("nervebus-peer-secret", String(row!.secret));
+  return md;
 }
 
 /** Retries `fn` on UNAVAILABLE (what clients do) until it succeeds or `ms` pass. */
@@ -179,10 +192,10 @@ test("mysql --cluster: drain-broker hands a broker's topics over while clients p
     for (const r of creates)
       if (r.status === "rejected") assert.equal((r.reason as grpc.ServiceError).code, 6, "ALREADY_EXISTS");
 
-    // The same, each broker serving the call itself (as if forwarded to it): the catalog's unique
-    // name decides, and of three brokers publishing to a new topic at once one takes its lease.
-    const itself = new grpc.Metadata();
-    itself.set("nervebus-forwarded", "test");
+    // The same, each broker serving the call itself (as if forwarded to it: signed with a
+    // broker's peer secret, which the test reads from the database as brokers do): the catalog's
+    // unique name decides, and of three brokers publishing to a new topic at once one takes its lease.
+    const itself = await peerHeaders(server, url);
     const racing = await Promise.allSettled(
       clients.map((c) =>
         unary(
@@ -463,8 +476,8 @@ test("mysql --cluster: dead letters go to the broker that owns the dead-letter t
       bClient.close();
     }
 
-    // A client that claims to be a broker forwarding dead letters (without being a live one)
-    // is refused the reserved attributes.
+    // A client that claims to be a broker forwarding dead letters (naming no live broker) is
+    // refused: UNAVAILABLE, as a broker that started since the last heartbeat would be.
     const md = new grpc.Metadata();
     md.set("nervebus-forwarded", "someone");
     md.set("nervebus-dead-letters", "1");
@@ -480,10 +493,223 @@ test("mysql --cluster: dead letters go to the broker that owns the dead-letter t
         { deadline: Date.now() + 10_000 },
         md,
       ),
-      (err: grpc.ServiceError) => err.code === grpc.status.INVALID_ARGUMENT,
+      (err: grpc.ServiceError) => err.code === grpc.status.UNAVAILABLE && /not a live broker/.test(err.details),
     );
   } finally {
     client.close();
+    await a.stop();
+    await b.stop();
+  }
+});
+
+test("mysql --cluster: a client naming a live broker in nervebus-forwarded is refused; only the broker's secret from the database makes a call a broker's", async () => {
+  const server = testMysql();
+  const url = await server.database("cluster_spoof");
+  const settings = { cluster: true, leaseTtlMs: 2000, leaseRenewMs: 500 };
+  const a = await startBroker(url, settings);
+  const b = await startBroker(url, settings);
+  const client = new TestClient(a.address);
+  try {
+    await sleep(1200);
+    // Broker ids are public: GetCluster (and the status page) show them.
+    const view = await client.adminCall("getCluster", {});
+    const other = view.brokers.find((m) => m.address === b.address);
+    assert.ok(other?.live, "b is a live broker of the cluster");
+    const spoofed = new grpc.Metadata();
+    spoofed.set("nervebus-forwarded", other.id);
+    spoofed.set("nervebus-dead-letters", "1");
+    const sendAs = (topic: string, md: grpc.Metadata, attributes: Record<string, string> = {}) =>
+      unary(
+        client.publisher.sendPack.bind(client.publisher),
+        create(SendPackRequestSchema, {
+          topic,
+          messages: [create(MessageSchema, { data: Buffer.from("x"), attributes })],
+        }),
+        { deadline: Date.now() + 10_000 },
+        md,
+      );
+    const reserved = { "nervebus-dlq-reason": "forged", "nervebus-dlq-source-topic": "x" };
+    const forged = (err: grpc.ServiceError) =>
+      err.code === grpc.status.PERMISSION_DENIED && /without that broker's peer secret/.test(err.details);
+    // Naming a live broker, without its secret or with a guessed one: PERMISSION_DENIED.
+    await assert.rejects(sendAs("spoof-dlq", spoofed, reserved), forged);
+    const guessed = spoofed.clone();
+    guessed.set("nervebus-peer-secret", randomBytes(32).toString("base64url"));
+    await assert.rejects(sendAs("spoof-dlq", guessed, reserved), forged);
+    // Without the reserved attributes too, on any service: the header does not make a broker
+    // serve a call it would forward (placement, loop prevention), nor anything else.
+    let topic = "";
+    for (let i = 0; i < 50 && topic === ""; i++)
+      if ((await client.adminCall("locateTopic", { topic: `spoof-${i}` })).address === b.address)
+        topic = `spoof-${i}`;
+    assert.notEqual(topic, "", "some topic falls to b");
+    await assert.rejects(sendAs(topic, spoofed), forged);
+    await assert.rejects(
+      unary(
+        client.admin.createTopic.bind(client.admin),
+        create(CreateTopicRequestSchema, { topic: { name: topic } }),
+        { deadline: Date.now() + 10_000 },
+        spoofed,
+      ),
+      forged,
+    );
+    const stream = client.subscriber.receive(spoofed);
+    const ended = new Promise<grpc.ServiceError>((resolve) => stream.on("error", resolve));
+    stream.on("data", () => undefined);
+    assert.ok(forged(await ended), "a Receive stream is refused the same way");
+    assert.equal(a.broker.store.cluster?.owns(topic), false, "a did not serve the call itself");
+    assert.equal(b.broker.store.cluster?.owns(topic), false, "nor did b: the call was refused");
+
+    // With the secret b registered in the database, the same call is b's: its dead letters keep
+    // their attributes.
+    const [row] = await server.query<mysql.RowDataPacket[]>(url, "SELECT secret FROM nb_brokers WHERE id = ?", [
+      other.id,
+    ]);
+    const real = spoofed.clone();
+    real.set("nervebus-peer-secret", String(row!.secret));
+    const accepted = await sendAs("spoof-dlq", real, reserved);
+    assert.equal(Number(accepted.firstSeq), 1);
+  } finally {
+    client.close();
+    await a.stop();
+    await b.stop();
+  }
+});
+
+test("mysql --cluster with TLS, mTLS, tokens and a policy: forwarding over TLS, the owner authorizes the original caller, dead letters cross brokers", async () => {
+  const server = testMysql();
+  const url = await server.database("cluster_tls");
+  const dir = mkdtempSync(join(tmpdir(), "nb-cluster-tls-"));
+  const ca = TestCa.create(dir, "cluster-ca");
+  const brokerCert = ca.broker("nervebus-broker");
+  const alice = ca.client("alice");
+  const tokens = { ops: randomBytes(32).toString("hex"), shop: randomBytes(32).toString("hex") };
+  const tokensFile = join(dir, "tokens");
+  writeFileSync(tokensFile, `${tokenHash(tokens.ops)} ops\n${tokenHash(tokens.shop)} shop\n`);
+  const policyFile = join(dir, "policy.json");
+  writeFileSync(
+    policyFile,
+    JSON.stringify({
+      principals: {
+        ops: [{ allow: ["publish", "subscribe", "admin"], topics: ["*"] }],
+        shop: [{ allow: ["publish"], topics: ["orders-*"] }],
+        alice: [{ allow: ["publish"], topics: ["alice-*"] }],
+        // The brokers' own certificate may do everything: a forwarded call authorized as the
+        // forwarding broker instead of its client would pass every check below.
+        "nervebus-broker": [{ allow: ["publish", "subscribe", "admin"], topics: ["*"] }],
+      },
+    }),
+  );
+  const settings = {
+    cluster: true,
+    leaseTtlMs: 2000,
+    leaseRenewMs: 500,
+    tlsCert: brokerCert.cert,
+    tlsKey: brokerCert.key,
+    tlsClientCa: ca.cert,
+    authTokens: tokensFile,
+    authPolicy: policyFile,
+    requireAuth: true,
+  };
+  const a = await startBroker(url, settings);
+  const b = await startBroker(url, settings);
+  const credentials = (token: string | undefined) => {
+    // Every client of an mTLS broker has a certificate: alice's; a token, when sent, decides.
+    const ssl = grpc.credentials.createSsl(pem(ca.cert), pem(alice.key), pem(alice.cert));
+    if (token === undefined) return ssl;
+    return grpc.credentials.combineChannelCredentials(
+      ssl,
+      grpc.credentials.createFromMetadataGenerator((_p, cb) => {
+        const md = new grpc.Metadata();
+        md.set("authorization", `Bearer ${token}`);
+        cb(null, md);
+      }),
+    );
+  };
+  const ops = new TestClient(a.address, {}, credentials(tokens.ops));
+  const shop = new TestClient(a.address, {}, credentials(tokens.shop));
+  const asAlice = new TestClient(a.address, {}, credentials(undefined));
+  try {
+    await sleep(1200);
+    // Names that fall to b, seen from a (whom every client calls).
+    const fallingTo = async (address: string, prefix: string) => {
+      for (let i = 0; i < 100; i++) {
+        const name = `${prefix}${i}`;
+        if ((await ops.adminCall("locateTopic", { topic: name })).address === address) return name;
+      }
+      throw new Error(`no ${prefix}* topic falls to ${address}`);
+    };
+    const ordersAtB = await fallingTo(b.address, "orders-");
+    const aliceAtB = await fallingTo(b.address, "alice-");
+    const denied = (principal: string) => (err: grpc.ServiceError) =>
+      err.code === grpc.status.PERMISSION_DENIED && err.details.includes(`principal "${principal}"`);
+
+    // Forwarding over TLS, authorized at the owner as the token's principal.
+    const res = await retrying(() => shop.publish(ordersAtB, ["o1"]));
+    assert.equal(Number(res.firstSeq), 1);
+    assert.ok(b.broker.store.cluster?.owns(ordersAtB), "b owns the topic: a forwarded the call over TLS");
+    assert.equal(a.broker.store.cluster?.owns(ordersAtB), false);
+    await assert.rejects(shop.publish(aliceAtB, ["x"]), denied("shop"));
+    // As the client certificate's principal, which a verified and b trusts from a.
+    const byCert = await retrying(() => asAlice.publish(aliceAtB, ["a1"]));
+    assert.equal(Number(byCert.firstSeq), 1);
+    assert.ok(b.broker.store.cluster?.owns(aliceAtB));
+    await assert.rejects(asAlice.publish(ordersAtB, ["x"]), denied("alice"));
+    // alice naming a broker in the peer headers, with a certificate principal of her choice, is refused.
+    const view = await ops.adminCall("getCluster", {});
+    const forged = new grpc.Metadata();
+    forged.set("nervebus-forwarded", view.brokers.find((m) => m.address === b.address)!.id);
+    forged.set("nervebus-peer-secret", "guess");
+    forged.set("nervebus-forwarded-certificate-bin", Buffer.from("ops"));
+    await assert.rejects(
+      unary(
+        asAlice.publisher.sendPack.bind(asAlice.publisher),
+        create(SendPackRequestSchema, {
+          topic: ordersAtB,
+          messages: [create(MessageSchema, { data: Buffer.from("x") })],
+        }),
+        { deadline: Date.now() + 10_000 },
+        forged,
+      ),
+      (err: grpc.ServiceError) => err.code === grpc.status.PERMISSION_DENIED && /peer secret/.test(err.details),
+    );
+
+    // Dead letters: the source topic falls to a, its dead-letter topic to b; the letter goes
+    // from a to b over TLS, signed as a's, with authentication on.
+    const source = await fallingTo("", "src-");
+    const dlq = await fallingTo(b.address, "dlq-");
+    for (const name of [source, dlq]) await retrying(() => ops.adminCall("createTopic", { topic: { name } }));
+    await retrying(() =>
+      ops.adminCall("createSubscription", { subscription: { topic: source, name: "work", deadLetterTopic: dlq } }),
+    );
+    await retrying(() => ops.publish(source, [{ data: Buffer.from("poison"), attributes: { k: "v" } }]));
+    // The dead-letter topic's consumer calls a too: its Receive stream is forwarded to b over TLS.
+    const dead = ops.receive(dlq, "audit");
+    await dead.until(() => dead.responses.some((r) => r.subscribed !== undefined), 20_000, "subscribed");
+    assert.ok(b.broker.store.cluster?.owns(dlq), "b owns the dead-letter topic");
+    const work = ops.receive(source, "work");
+    await work.until(() => work.deliveries.length === 1, 20_000, "the poison message");
+    assert.ok(a.broker.store.cluster?.owns(source), "a owns the source topic");
+    work.send({ terminateSeqs: [work.deliveries[0]!.seq] });
+    await dead.until(() => dead.deliveries.length === 1, 20_000, "the dead letter");
+    const letter = dead.deliveries[0]!;
+    assert.equal(Buffer.from(letter.data).toString(), "poison");
+    assert.equal(letter.attributes.k, "v");
+    assert.equal(letter.attributes["nervebus-dlq-source-topic"], source);
+    assert.equal(letter.attributes["nervebus-dlq-reason"], "terminated");
+    assert.equal(a.broker.store.cluster?.owns(dlq), false, "a only forwarded");
+    await work.until(
+      () => {
+        const g = a.broker.subscriptionGauges().find((s) => s.topic === source);
+        return g !== undefined && g.backlog === 0 && g.inFlight === 0;
+      },
+      20_000,
+      "the source backlog to empty: acked once durable at b",
+    );
+    await dead.end();
+    await work.end();
+  } finally {
+    for (const c of [ops, shop, asAlice]) c.close();
     await a.stop();
     await b.stop();
   }

@@ -41,6 +41,17 @@ export class TestCa {
     ]);
   }
 
+  /**
+   * A broker's certificate for a cluster with mTLS: it serves (127.0.0.1, localhost) and is
+   * the broker's client certificate toward the other brokers.
+   */
+  broker(cn: string, file = cn): CertFiles {
+    return this.#issue(file, `/CN=${cn}`, [
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "extendedKeyUsage=serverAuth,clientAuth",
+    ]);
+  }
+
   /** A client certificate with subject CN `cn` (or no CN and a URI SAN when `uri` is given). */
   client(cn: string | undefined, options: { uri?: string; file?: string } = {}): CertFiles {
     const ext = ["extendedKeyUsage=clientAuth"];

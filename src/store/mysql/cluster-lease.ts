@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from "node:crypto";
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import { hostname } from "node:os";
 import type mysql from "mysql2/promise";
 import {
@@ -44,7 +44,12 @@ interface Member {
   readonly expiresAt: number;
   readonly startedAt: number;
   readonly draining: boolean;
+  /** Its peer secret ("" for a broker of a version without one: never verified). */
+  readonly secret: string;
 }
+
+/** SHA-256 of a secret: equal-length inputs for timingSafeEqual, whatever was presented. */
+const digest = (secret: string) => createHash("sha256").update(secret).digest();
 
 /** Rendezvous (highest random weight) hashing: the broker a free topic falls to. */
 function weight(topic: string, broker: string): number {
@@ -66,6 +71,8 @@ function weight(topic: string, broker: string): number {
  */
 export class ClusterLease implements WriteGuard, Cluster {
   readonly owner = `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`;
+  // 256 bits from the CSPRNG: guessing it is out of reach; a restart draws a new one.
+  readonly secret = randomBytes(32).toString("base64url");
   readonly #held = new Map<number, Held>();
   /** Topics being handed over: claims of them are refused until the lease is released. */
   readonly #releasing = new Set<string>();
@@ -116,7 +123,9 @@ export class ClusterLease implements WriteGuard, Cluster {
         id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
         address VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
         expires_at BIGINT NOT NULL, started_at BIGINT NOT NULL,
-        draining TINYINT NOT NULL DEFAULT 0) ENGINE=InnoDB`);
+        draining TINYINT NOT NULL DEFAULT 0,
+        secret VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT '') ENGINE=InnoDB`);
+    await this.#addSecretColumn();
     const giveUpAt = performance.now() + this.options.waitMs;
     for (;;) {
       const joining = this.#transaction("joining the cluster", async (conn) => {
@@ -163,6 +172,32 @@ export class ClusterLease implements WriteGuard, Cluster {
     this.#timer = setInterval(() => void this.heartbeat(), this.options.renewMs);
     this.#timer.unref();
     this.options.log("info", "joined the cluster", { broker: this.owner });
+  }
+
+  /**
+   * A table made by a version without peer secrets gets the column (its brokers keep working:
+   * their rows say "", which verifies nobody). Two brokers adding it at once: one wins, the other
+   * finds it there (1060, duplicate column).
+   */
+  async #addSecretColumn(): Promise<void> {
+    const [cols] = await this.pool.query<mysql.RowDataPacket[]>(
+      `SELECT 1 FROM information_schema.columns
+         WHERE table_schema = DATABASE() AND table_name = 'nb_brokers' AND column_name = 'secret'`,
+    );
+    if (cols.length > 0) return;
+    await this.pool
+      .query(
+        "ALTER TABLE nb_brokers ADD COLUMN secret VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT ''",
+      )
+      .catch((err: { errno?: number }) => {
+        if (err.errno !== 1060) throw err;
+      });
+  }
+
+  verifyPeer(id: string, secret: string): boolean {
+    const m = this.#members.get(id);
+    if (m === undefined || m.secret === "" || m.expiresAt <= this.#dbClock()) return false;
+    return timingSafeEqual(digest(secret), digest(m.secret));
   }
 
   async advertise(address: string): Promise<void> {
@@ -436,10 +471,11 @@ export class ClusterLease implements WriteGuard, Cluster {
         }
       }
       await this.pool.query(
-        `INSERT INTO nb_brokers (id, address, expires_at, started_at, draining)
-           VALUES (?, ?, ${DB_NOW_MS} + ?, ${DB_NOW_MS}, ?)
-           ON DUPLICATE KEY UPDATE address = VALUES(address), expires_at = VALUES(expires_at), draining = VALUES(draining)`,
-        [this.owner, this.#address, this.options.ttlMs, this.#draining ? 1 : 0],
+        `INSERT INTO nb_brokers (id, address, expires_at, started_at, draining, secret)
+           VALUES (?, ?, ${DB_NOW_MS} + ?, ${DB_NOW_MS}, ?, ?)
+           ON DUPLICATE KEY UPDATE address = VALUES(address), expires_at = VALUES(expires_at),
+             draining = VALUES(draining), secret = VALUES(secret)`,
+        [this.owner, this.#address, this.options.ttlMs, this.#draining ? 1 : 0, this.secret],
       );
       if (renewing.length > 0) {
         await this.pool.query(
@@ -452,7 +488,7 @@ export class ClusterLease implements WriteGuard, Cluster {
            FROM nb_lease l JOIN nb_topics t ON l.unit = CONCAT('topic:', t.id)`,
       );
       const [brokers] = await this.pool.query<mysql.RowDataPacket[]>(
-        "SELECT id, address, expires_at, started_at, draining FROM nb_brokers",
+        "SELECT id, address, expires_at, started_at, draining, secret FROM nb_brokers",
       );
       this.#renewedAt = sentAt;
       this.#validUntil = sentAt + this.options.ttlMs - this.options.ttlMs / 10;
@@ -466,6 +502,7 @@ export class ClusterLease implements WriteGuard, Cluster {
             expiresAt: Number(b.expires_at),
             startedAt: Number(b.started_at),
             draining: Number(b.draining) === 1,
+            secret: String(b.secret),
           },
         ]),
       );
