@@ -1,4 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
+import type { PeerAuth } from "./peer-auth.js";
 import { RETRY_AFTER_TRAILER } from "./status.js";
 
 /** How many calls the broker takes in at once, before their requests are read. */
@@ -112,7 +113,8 @@ function release(counts: Map<string, number>, key: string): void {
  *   pack alone is admitted whatever its size, or a budget below --max-pack-bytes would refuse
  *   every pack.
  * A refusal is RESOURCE_EXHAUSTED naming the limit, with a retry delay, and its body is never
- * held.
+ * held. A call another broker of the cluster forwarded (verified by `peers`) counts as its
+ * client's connection, not the one between the brokers, which carries every client's calls.
  */
 export class Admission {
   /** Per connection (peer address): SendPack calls in progress. */
@@ -130,7 +132,10 @@ export class Admission {
    */
   #typical = 64 << 10;
 
-  constructor(private readonly limits: AdmissionLimits) {}
+  constructor(
+    private readonly limits: AdmissionLimits,
+    private readonly peers?: PeerAuth,
+  ) {}
 
   /** SendPack calls in progress now (status, tests). */
   get inProgress(): number {
@@ -203,7 +208,7 @@ export class Admission {
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
-            const peer = call.getPeer();
+            const peer = this.peers?.forwardedClient(metadata)?.peer ?? call.getPeer();
             const refusal =
               this.#refusal(method.path, peer) ??
               (byBytes ? this.#bytesRefusal(this.#typical, 0) : undefined);

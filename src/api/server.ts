@@ -107,7 +107,7 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
   // While draining, the broker's own calls are refused; health checks still get NOT_SERVING.
   const ours = services.filter((s) => s !== "").map((s) => `/${s}/`);
   const drain = new CallDrain((path) => ours.some((prefix) => path.startsWith(prefix)));
-  const admission = new Admission(options.admission);
+  const admission = new Admission(options.admission, options.peers?.auth);
   const server = new grpc.Server({
     "grpc.max_receive_message_length": options.maxMessageBytes,
     "grpc.max_send_message_length": options.maxMessageBytes,

@@ -714,3 +714,54 @@ test("mysql --cluster with TLS, mTLS, tokens and a policy: forwarding over TLS, 
     await b.stop();
   }
 });
+
+test("mysql --cluster: a forwarded call counts against its client's connection at the owner, not the connection between the brokers", async () => {
+  const server = testMysql();
+  const url = await server.database("cluster_admission");
+  // One SendPack or Publish stream in progress per connection: two clients publishing through
+  // one broker to a topic another owns share that broker's connection to the owner.
+  const settings = { cluster: true, leaseTtlMs: 2000, leaseRenewMs: 500, maxPacksPerConnection: 1 };
+  const a = await startBroker(url, settings);
+  const b = await startBroker(url, settings);
+  // Two connections: grpc-js shares one between channels to one address unless told not to.
+  const clients = [0, 1].map(() => new TestClient(a.address, { "grpc.use_local_subchannel_pool": 1 }));
+  try {
+    await sleep(1200);
+    let topic = "";
+    for (let i = 0; i < 50 && topic === ""; i++)
+      if ((await clients[0]!.adminCall("locateTopic", { topic: `adm-${i}` })).address === b.address)
+        topic = `adm-${i}`;
+    assert.notEqual(topic, "", "some topic falls to b");
+    await retrying(() => clients[0]!.adminCall("createTopic", { topic: { name: topic } }));
+    // Each client keeps a Publish stream open (one pack in progress on its connection) and gets
+    // a batch confirmed on it, both at once.
+    const streams = clients.map((c) => c.publisher.publish());
+    const confirmed = streams.map(
+      (stream) =>
+        new Promise<BatchConfirm>((resolve, reject) => {
+          stream.on("data", (r: PublishResponse) => {
+            if (r.confirms.length > 0) resolve(r.confirms[0]!);
+          });
+          stream.on("error", reject);
+        }),
+    );
+    for (const stream of streams) {
+      stream.write(create(PublishRequestSchema, { open: create(PublishOpenSchema, { topic }) }));
+      stream.write(
+        create(PublishRequestSchema, { messages: [create(MessageSchema, { data: Buffer.from("m") })] }),
+      );
+    }
+    const results = await Promise.all(confirmed);
+    assert.deepEqual(
+      results.map((r) => Number(r.result?.firstSeq)).sort(),
+      [1, 2],
+      "both streams, open at once through a, were admitted by b",
+    );
+    assert.ok(b.broker.store.cluster?.owns(topic));
+    for (const stream of streams) stream.end();
+  } finally {
+    for (const c of clients) c.close();
+    await a.stop();
+    await b.stop();
+  }
+});
