@@ -9,9 +9,9 @@ import {
   PeerChannels,
   PrincipalLimits,
   ProtobufSchemaValidator,
-  readPeerCa,
   type RunningHttp,
   type RunningServer,
+  readPeerCa,
   startHttpServer,
   startServer,
 } from "./api/index.js";
@@ -135,7 +135,8 @@ export async function startNerveBus(
   } as unknown as Partial<Console>);
   // Before the store: a bad certificate or policy must not cost a MySQL lease.
   const security = Security.load(config);
-  const peerCa = config.cluster && security.tlsEnabled ? readPeerCa(config.clusterTlsCa, config.tlsClientCa) : undefined;
+  const peerCa =
+    config.cluster && security.tlsEnabled ? readPeerCa(config.clusterTlsCa, config.tlsClientCa) : undefined;
   // Checked before the store too; connected once the broker serves.
   const outboxes = config.outbox
     .split(",")

@@ -52,17 +52,15 @@ export class DeadLetterSender {
     this.peers.sign(metadata);
     metadata.set(DEAD_LETTER_HEADER, "1");
     return new Promise((resolve, reject) => {
-      this.channels
-        .client(ownerAddress)
-        .makeUnaryRequest(
-          SEND_PACK,
-          () => Buffer.from(toBinary(SendPackRequestSchema, request)),
-          (b: Buffer) => fromBinary(SendPackResponseSchema, b),
-          request,
-          metadata,
-          { deadline: Date.now() + SEND_TIMEOUT_MS },
-          (err) => (err ? reject(err) : resolve()),
-        );
+      this.channels.client(ownerAddress).makeUnaryRequest(
+        SEND_PACK,
+        () => Buffer.from(toBinary(SendPackRequestSchema, request)),
+        (b: Buffer) => fromBinary(SendPackResponseSchema, b),
+        request,
+        metadata,
+        { deadline: Date.now() + SEND_TIMEOUT_MS },
+        (err) => (err ? reject(err) : resolve()),
+      );
     });
   }
 }

@@ -79,15 +79,17 @@ export class Forwarder {
       callback({ code: grpc.status.INTERNAL, details: "request bytes were not kept for forwarding" });
       return;
     }
-    this.channels.client(address).makeUnaryRequest(
-      path,
-      identity,
-      identity,
-      raw,
-      this.#outgoing(call),
-      { deadline: call.getDeadline() },
-      (err, res) => (err ? callback(passStatus(err)) : callback(null, passThrough(res!))),
-    );
+    this.channels
+      .client(address)
+      .makeUnaryRequest(
+        path,
+        identity,
+        identity,
+        raw,
+        this.#outgoing(call),
+        { deadline: call.getDeadline() },
+        (err, res) => (err ? callback(passStatus(err)) : callback(null, passThrough(res!))),
+      );
   }
 
   /**
@@ -96,13 +98,11 @@ export class Forwarder {
    * UNAVAILABLE when the owner goes or hands the topic over, so the client reconnects.
    */
   stream(path: string, address: string, call: grpc.ServerDuplexStream<object, unknown>, first: object): void {
-    const up = this.channels.client(address).makeBidiStreamRequest(
-      path,
-      identity,
-      identity,
-      this.#outgoing(call),
-      { deadline: call.getDeadline() },
-    );
+    const up = this.channels
+      .client(address)
+      .makeBidiStreamRequest(path, identity, identity, this.#outgoing(call), {
+        deadline: call.getDeadline(),
+      });
     const send = (req: object) => {
       const raw = rawRequest(req);
       if (raw !== undefined) up.write(raw);

@@ -34,9 +34,9 @@ export const topicOfRequest: TopicOf = (method, request) => {
 
 /**
  * The service's handlers, each first refusing a call that claims to come from another broker
- * and does not prove it (PeerAuth.refusal), then asking the cluster where its call's topic is served: calls
- * for another broker's topic are forwarded there, whole; the others run here, and one that
- * finds out here that another broker owns the topic (its lease changed since the last
+ * and does not prove it (PeerAuth.refusal), then asking the cluster where its call's topic is
+ * served: calls for another broker's topic are forwarded there, whole; the others run here, and
+ * one that finds out here that another broker owns the topic (its lease changed since the last
  * heartbeat) is forwarded then (unary calls; a Receive stream ends with UNAVAILABLE naming the
  * owner, and the client reconnects).
  */

@@ -52,7 +52,7 @@ const text = (v: grpc.MetadataValue | undefined) => (typeof v === "string" ? v :
  * broker registers in the shared database (Cluster.verifyPeer), and marks this broker's own
  * calls to others. A call that names a broker (broker ids are public: GetCluster, the status
  * page) without its secret is refused (see refusal), before anything reads its headers; the
- * other peer headers count only on a verified call. Without a cluster no call is a peer's and
+ * other peer headers count only on a verified call. A broker without --cluster has none: there
  * the headers mean nothing.
  */
 export class PeerAuth {
@@ -60,7 +60,7 @@ export class PeerAuth {
   readonly #verdicts = new WeakMap<grpc.Metadata, string | null>();
 
   constructor(
-    readonly cluster: Cluster | undefined,
+    readonly cluster: Cluster,
     private readonly log: Logger,
   ) {}
 
@@ -71,9 +71,7 @@ export class PeerAuth {
     const id = text(metadata.get(FORWARDED_HEADER)[0]);
     const secret = text(metadata.get(PEER_SECRET_HEADER)[0]);
     const verdict =
-      this.cluster !== undefined && id !== undefined && secret !== undefined && this.cluster.verifyPeer(id, secret)
-        ? id
-        : null;
+      id !== undefined && secret !== undefined && this.cluster.verifyPeer(id, secret) ? id : null;
     this.#verdicts.set(metadata, verdict);
     return verdict ?? undefined;
   }
@@ -88,11 +86,10 @@ export class PeerAuth {
    * connection and certificate.
    */
   refusal(metadata: grpc.Metadata, peer: string): NerveBusError | undefined {
-    const cluster = this.cluster;
     const claimed = metadata.get(FORWARDED_HEADER)[0];
-    if (cluster === undefined || claimed === undefined || this.peerOf(metadata) !== undefined) return undefined;
+    if (claimed === undefined || this.peerOf(metadata) !== undefined) return undefined;
     const id = String(claimed);
-    const known = cluster.view().members.some((m) => m.live && m.id === id);
+    const known = this.cluster.view().members.some((m) => m.live && m.id === id);
     const err = known
       ? new NerveBusError(
           "permission_denied",
@@ -123,14 +120,12 @@ export class PeerAuth {
 
   /**
    * Marks `md` (outgoing) as this broker's call to another broker: drops every peer header a
-   * client put there, then adds this broker's id and secret. Throws without a cluster.
+   * client put there, then adds this broker's id and secret, and what it says of `client`.
    */
   sign(md: grpc.Metadata, client?: ForwardedClient): void {
-    const cluster = this.cluster;
-    if (cluster === undefined) throw new Error("PeerAuth.sign: this broker has no cluster");
     for (const h of PEER_HEADERS) md.remove(h);
-    md.set(FORWARDED_HEADER, cluster.self);
-    md.set(PEER_SECRET_HEADER, cluster.secret);
+    md.set(FORWARDED_HEADER, this.cluster.self);
+    md.set(PEER_SECRET_HEADER, this.cluster.secret);
     if (client?.peer !== undefined) md.set(FORWARDED_FOR_HEADER, client.peer);
     if (client?.certificate !== undefined)
       md.set(FORWARDED_CERTIFICATE_HEADER, Buffer.from(client.certificate, "utf8"));

@@ -9,12 +9,15 @@ import { NerveBusError } from "../core/index.js";
  * the system's trusted roots. Throws NerveBusError (invalid_argument) naming the flag.
  */
 export function readPeerCa(clusterTlsCa: string, tlsClientCa: string): Buffer | undefined {
-  const [flag, path] = clusterTlsCa !== "" ? ["cluster-tls-ca", clusterTlsCa] : ["tls-client-ca", tlsClientCa];
+  const [flag, path] =
+    clusterTlsCa !== "" ? ["cluster-tls-ca", clusterTlsCa] : ["tls-client-ca", tlsClientCa];
   if (path === "") return undefined;
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new NerveBusError("invalid_argument", `--${flag} ${path}: ${(err as Error).message}`, { cause: err });
+    throw new NerveBusError("invalid_argument", `--${flag} ${path}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 

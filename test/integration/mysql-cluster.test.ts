@@ -23,8 +23,8 @@ import { unary } from "../../src/api/index.js";
 import { tokenHash } from "../../src/auth/index.js";
 import { seqsOf, startBroker, TestClient } from "../support/broker.js";
 import { type TestMysql, useTestMysql } from "../support/mariadb.js";
-import { type BrokerProcess, runCli, spawnBroker } from "../support/process.js";
 import { pem, TestCa } from "../support/pki.js";
+import { type BrokerProcess, runCli, spawnBroker } from "../support/process.js";
 import { storedRows } from "../support/stored-rows.js";
 
 const testMysql = useTestMysql();
@@ -493,7 +493,8 @@ test("mysql --cluster: dead letters go to the broker that owns the dead-letter t
         { deadline: Date.now() + 10_000 },
         md,
       ),
-      (err: grpc.ServiceError) => err.code === grpc.status.UNAVAILABLE && /not a live broker/.test(err.details),
+      (err: grpc.ServiceError) =>
+        err.code === grpc.status.UNAVAILABLE && /not a live broker/.test(err.details),
     );
   } finally {
     client.close();
@@ -562,9 +563,11 @@ test("mysql --cluster: a client naming a live broker in nervebus-forwarded is re
 
     // With the secret b registered in the database, the same call is b's: its dead letters keep
     // their attributes.
-    const [row] = await server.query<mysql.RowDataPacket[]>(url, "SELECT secret FROM nb_brokers WHERE id = ?", [
-      other.id,
-    ]);
+    const [row] = await server.query<mysql.RowDataPacket[]>(
+      url,
+      "SELECT secret FROM nb_brokers WHERE id = ?",
+      [other.id],
+    );
     const real = spoofed.clone();
     real.set("nervebus-peer-secret", String(row!.secret));
     const accepted = await sendAs("spoof-dlq", real, reserved);
@@ -671,7 +674,8 @@ test("mysql --cluster with TLS, mTLS, tokens and a policy: forwarding over TLS, 
         { deadline: Date.now() + 10_000 },
         forged,
       ),
-      (err: grpc.ServiceError) => err.code === grpc.status.PERMISSION_DENIED && /peer secret/.test(err.details),
+      (err: grpc.ServiceError) =>
+        err.code === grpc.status.PERMISSION_DENIED && /peer secret/.test(err.details),
     );
 
     // Dead letters: the source topic falls to a, its dead-letter topic to b; the letter goes
@@ -680,7 +684,9 @@ test("mysql --cluster with TLS, mTLS, tokens and a policy: forwarding over TLS, 
     const dlq = await fallingTo(b.address, "dlq-");
     for (const name of [source, dlq]) await retrying(() => ops.adminCall("createTopic", { topic: { name } }));
     await retrying(() =>
-      ops.adminCall("createSubscription", { subscription: { topic: source, name: "work", deadLetterTopic: dlq } }),
+      ops.adminCall("createSubscription", {
+        subscription: { topic: source, name: "work", deadLetterTopic: dlq },
+      }),
     );
     await retrying(() => ops.publish(source, [{ data: Buffer.from("poison"), attributes: { k: "v" } }]));
     // The dead-letter topic's consumer calls a too: its Receive stream is forwarded to b over TLS.
