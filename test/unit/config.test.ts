@@ -51,6 +51,11 @@ test("security settings that only make sense together are refused, naming the fl
       /--auth-jwks, --auth-jwt-issuer and --auth-jwt-audience go together/,
     ],
     [{ "auth-policy": "p.json" }, /--auth-policy needs a way to know principals/],
+    [{ cluster: "true", "cluster-tls-ca": "ca.pem" }, /--cluster-tls-ca needs --cluster, --tls-cert/],
+    [
+      { "tls-cert": "c.pem", "tls-key": "k.pem", "cluster-tls-ca": "ca.pem" },
+      /--cluster-tls-ca needs --cluster/,
+    ],
     [{ "require-auth": "true", "auth-tokens": "t" }, /--require-auth: refusing to start without TLS/],
     [
       { "require-auth": "true", "tls-cert": "c.pem", "tls-key": "k.pem" },
