@@ -34,7 +34,8 @@ for h in "${extra[@]}"; do
   [ -n "$h" ] || continue
   if [[ "$h" =~ ^[0-9.]+$ || "$h" == *:* ]]; then san+=",IP:$h"; else san+=",DNS:$h"; fi
 done
-issue server "/CN=nervebus" "subjectAltName=$san" "extendedKeyUsage=serverAuth"
+# clientAuth too: brokers of a cluster present it to each other (README "Between brokers").
+issue server "/CN=nervebus" "subjectAltName=$san" "extendedKeyUsage=serverAuth,clientAuth"
 for name in "$@"; do
   issue "$name" "/CN=$name" "extendedKeyUsage=clientAuth"
 done
