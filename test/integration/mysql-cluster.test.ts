@@ -677,6 +677,25 @@ test("mysql --cluster with TLS, mTLS, tokens and a policy: forwarding over TLS, 
       (err: grpc.ServiceError) =>
         err.code === grpc.status.PERMISSION_DENIED && /peer secret/.test(err.details),
     );
+    // Without naming a broker, the other peer headers are not believed either: alice stays alice,
+    // whether a serves the call (a topic falling to a) or forwards it (one falling to b).
+    const ordersAtA = await fallingTo("", "orders-");
+    const claims = new grpc.Metadata();
+    claims.set("nervebus-forwarded-certificate-bin", Buffer.from("ops"));
+    claims.set("nervebus-forwarded-for", "ipv4:10.9.8.7:1");
+    for (const topic of [ordersAtA, ordersAtB])
+      await assert.rejects(
+        unary(
+          asAlice.publisher.sendPack.bind(asAlice.publisher),
+          create(SendPackRequestSchema, {
+            topic,
+            messages: [create(MessageSchema, { data: Buffer.from("x") })],
+          }),
+          { deadline: Date.now() + 10_000 },
+          claims,
+        ),
+        denied("alice"),
+      );
 
     // Dead letters: the source topic falls to a, its dead-letter topic to b; the letter goes
     // from a to b over TLS, signed as a's, with authentication on.
