@@ -81,7 +81,8 @@ export class PeerAuth {
    * audited; undefined for a verified broker's call and for a client call that claims nothing.
    * PERMISSION_DENIED when it names a live broker whose secret it lacks (forged: that broker
    * signs its calls); UNAVAILABLE when it names one this broker does not know, which may be a
-   * broker started since the last heartbeat (its caller retries). Never ignored: served as a
+   * broker started since the last heartbeat (its caller retries) or one of an earlier version
+   * (no secret). Never ignored: served as a
    * client call, a call forwarded by an unknown broker would be authorized by that broker's own
    * connection and certificate.
    */
@@ -89,7 +90,7 @@ export class PeerAuth {
     const claimed = metadata.get(FORWARDED_HEADER)[0];
     if (claimed === undefined || this.peerOf(metadata) !== undefined) return undefined;
     const id = String(claimed);
-    const known = this.cluster.view().members.some((m) => m.live && m.id === id);
+    const known = this.cluster.knowsPeer(id);
     const err = known
       ? new NerveBusError(
           "permission_denied",
@@ -97,7 +98,7 @@ export class PeerAuth {
         )
       : new NerveBusError(
           "unavailable",
-          `the call claims to come from broker ${JSON.stringify(id)} (${FORWARDED_HEADER}), which is not a live broker of this cluster as this broker saw it last; retry (a broker that just started is seen within a heartbeat)`,
+          `the call claims to come from broker ${JSON.stringify(id)} (${FORWARDED_HEADER}), which is not a live broker of this cluster with a peer secret as this broker saw it last; retry (a broker that just started is seen within a heartbeat)`,
         );
     this.log("warn", "audit", { outcome: "peer_refused", claimed: id, peer, reason: err.message });
     return err;

@@ -40,11 +40,6 @@ export class PeerChannels {
     security?.onTlsChange(() => this.close());
   }
 
-  /** Whether calls to other brokers use TLS. */
-  get tls(): boolean {
-    return this.security?.tls !== undefined;
-  }
-
   /** The channel to the broker at `address` (HOST:PORT). */
   client(address: string): grpc.Client {
     let client = this.#clients.get(address);

@@ -62,6 +62,11 @@ export interface Cluster {
    * the call comes from a broker of this cluster, not from a client that names one.
    */
   verifyPeer(id: string, secret: string): boolean;
+  /**
+   * Whether `id` is a live broker that registered a secret: a call naming it without that
+   * secret is forged, not a call of a broker this one has not seen yet (or of an older version).
+   */
+  knowsPeer(id: string): boolean;
   /** Publishes the address other brokers forward to; before it, this broker takes no topic. */
   advertise(address: string): Promise<void>;
   /**

@@ -790,3 +790,65 @@ test("mysql --cluster: a forwarded call counts against its client's connection a
     await b.stop();
   }
 });
+
+test("mysql --cluster: a nb_brokers table made by a version without peer secrets gets the column; such a broker's row verifies nobody", async () => {
+  const server = testMysql();
+  const url = await server.database("cluster_secret_column");
+  // The other tables made first, by a broker alone (concurrent first starts on an empty database
+  // race in the catalog's own migrations, which is another matter).
+  await (await startBroker(url)).stop();
+  // The table as the previous version made it, with a live row of an old broker.
+  await server.query(
+    url,
+    `CREATE TABLE nb_brokers (
+       id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
+       address VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+       expires_at BIGINT NOT NULL, started_at BIGINT NOT NULL,
+       draining TINYINT NOT NULL DEFAULT 0) ENGINE=InnoDB`,
+  );
+  await server.query(
+    url,
+    `INSERT INTO nb_brokers (id, address, expires_at, started_at)
+       VALUES ('old/1/x', '127.0.0.1:1', CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED) + 3600000, 0)`,
+  );
+  const settings = { cluster: true, leaseTtlMs: 2000, leaseRenewMs: 500 };
+  // Two brokers joining at once both look for the column; one adds it.
+  const [a, b] = await Promise.all([startBroker(url, settings), startBroker(url, settings)]);
+  const client = new TestClient(a.address);
+  try {
+    await sleep(1200);
+    const rows = await server.query<mysql.RowDataPacket[]>(
+      url,
+      "SELECT id, secret FROM nb_brokers ORDER BY id",
+    );
+    const secrets = new Map(rows.map((r) => [String(r.id), String(r.secret)]));
+    assert.equal(secrets.get("old/1/x"), "", "the old broker's row has no secret");
+    for (const bus of [a, b])
+      assert.match(secrets.get(bus.broker.store.cluster!.self) ?? "", /^[\w-]{43}$/, "256 bits, base64url");
+    assert.equal(a.broker.store.cluster?.verifyPeer("old/1/x", ""), false, "an empty secret verifies nobody");
+    const bId = b.broker.store.cluster!.self;
+    assert.equal(a.broker.store.cluster?.verifyPeer(bId, secrets.get(bId)!), true);
+    assert.equal(a.broker.store.cluster?.verifyPeer(bId, `${secrets.get(bId)!}x`), false);
+    // A call that names the old broker (live, without a secret) is refused as one from a broker
+    // that cannot be verified: UNAVAILABLE (README: upgrade a cluster's brokers together).
+    const md = new grpc.Metadata();
+    md.set("nervebus-forwarded", "old/1/x");
+    md.set("nervebus-peer-secret", "");
+    await assert.rejects(
+      unary(
+        client.publisher.sendPack.bind(client.publisher),
+        create(SendPackRequestSchema, {
+          topic: "t",
+          messages: [create(MessageSchema, { data: Buffer.from("x") })],
+        }),
+        { deadline: Date.now() + 10_000 },
+        md,
+      ),
+      (err: grpc.ServiceError) => err.code === grpc.status.UNAVAILABLE,
+    );
+  } finally {
+    client.close();
+    await a.stop();
+    await b.stop();
+  }
+});

@@ -195,9 +195,12 @@ export class ClusterLease implements WriteGuard, Cluster {
   }
 
   verifyPeer(id: string, secret: string): boolean {
+    return this.knowsPeer(id) && timingSafeEqual(digest(secret), digest(this.#members.get(id)!.secret));
+  }
+
+  knowsPeer(id: string): boolean {
     const m = this.#members.get(id);
-    if (m === undefined || m.secret === "" || m.expiresAt <= this.#dbClock()) return false;
-    return timingSafeEqual(digest(secret), digest(m.secret));
+    return m !== undefined && m.secret !== "" && m.expiresAt > this.#dbClock();
   }
 
   async advertise(address: string): Promise<void> {
