@@ -64,6 +64,24 @@ async function peerHeaders(server: TestMysql, url: string): Promise<grpc.Metadat
   return md;
 }
 
+/** One SendPack of one message ("x", with `attributes`) through `client`, `md` its metadata. */
+function sendOne(
+  client: TestClient,
+  topic: string,
+  md: grpc.Metadata,
+  attributes: Record<string, string> = {},
+) {
+  return unary(
+    client.publisher.sendPack.bind(client.publisher),
+    create(SendPackRequestSchema, {
+      topic,
+      messages: [create(MessageSchema, { data: Buffer.from("x"), attributes })],
+    }),
+    { deadline: Date.now() + 10_000 },
+    md,
+  );
+}
+
 /** Retries `fn` on UNAVAILABLE (what clients do) until it succeeds or `ms` pass. */
 async function retrying<T>(fn: () => Promise<T>, ms = 20_000): Promise<T> {
   const until = performance.now() + ms;
@@ -371,12 +389,7 @@ test("mysql --cluster: a forwarded call carries the caller's token; the owner au
     const md = new grpc.Metadata();
     if (withToken) md.set("authorization", `Bearer ${token}`);
     md.set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
-    return unary(
-      client.publisher.sendPack.bind(client.publisher),
-      create(SendPackRequestSchema, { topic, messages: [create(MessageSchema, { data: Buffer.from("x") })] }),
-      { deadline: Date.now() + 10_000 },
-      md,
-    );
+    return sendOne(client, topic, md);
   };
   try {
     await sleep(1200);
@@ -519,24 +532,14 @@ test("mysql --cluster: a client naming a live broker in nervebus-forwarded is re
     const spoofed = new grpc.Metadata();
     spoofed.set("nervebus-forwarded", other.id);
     spoofed.set("nervebus-dead-letters", "1");
-    const sendAs = (topic: string, md: grpc.Metadata, attributes: Record<string, string> = {}) =>
-      unary(
-        client.publisher.sendPack.bind(client.publisher),
-        create(SendPackRequestSchema, {
-          topic,
-          messages: [create(MessageSchema, { data: Buffer.from("x"), attributes })],
-        }),
-        { deadline: Date.now() + 10_000 },
-        md,
-      );
     const reserved = { "nervebus-dlq-reason": "forged", "nervebus-dlq-source-topic": "x" };
     const forged = (err: grpc.ServiceError) =>
       err.code === grpc.status.PERMISSION_DENIED && /without that broker's peer secret/.test(err.details);
     // Naming a live broker, without its secret or with a guessed one: PERMISSION_DENIED.
-    await assert.rejects(sendAs("spoof-dlq", spoofed, reserved), forged);
+    await assert.rejects(sendOne(client, "spoof-dlq", spoofed, reserved), forged);
     const guessed = spoofed.clone();
     guessed.set("nervebus-peer-secret", randomBytes(32).toString("base64url"));
-    await assert.rejects(sendAs("spoof-dlq", guessed, reserved), forged);
+    await assert.rejects(sendOne(client, "spoof-dlq", guessed, reserved), forged);
     // Without the reserved attributes too, on any service: the header does not make a broker
     // serve a call it would forward (placement, loop prevention), nor anything else.
     let topic = "";
@@ -544,7 +547,7 @@ test("mysql --cluster: a client naming a live broker in nervebus-forwarded is re
       if ((await client.adminCall("locateTopic", { topic: `spoof-${i}` })).address === b.address)
         topic = `spoof-${i}`;
     assert.notEqual(topic, "", "some topic falls to b");
-    await assert.rejects(sendAs(topic, spoofed), forged);
+    await assert.rejects(sendOne(client, topic, spoofed), forged);
     await assert.rejects(
       unary(
         client.admin.createTopic.bind(client.admin),
@@ -570,7 +573,7 @@ test("mysql --cluster: a client naming a live broker in nervebus-forwarded is re
     );
     const real = spoofed.clone();
     real.set("nervebus-peer-secret", String(row!.secret));
-    const accepted = await sendAs("spoof-dlq", real, reserved);
+    const accepted = await sendOne(client, "spoof-dlq", real, reserved);
     assert.equal(Number(accepted.firstSeq), 1);
   } finally {
     client.close();
@@ -665,15 +668,7 @@ test("mysql --cluster with TLS, mTLS, tokens and a policy: forwarding over TLS, 
     forged.set("nervebus-peer-secret", "guess");
     forged.set("nervebus-forwarded-certificate-bin", Buffer.from("ops"));
     await assert.rejects(
-      unary(
-        asAlice.publisher.sendPack.bind(asAlice.publisher),
-        create(SendPackRequestSchema, {
-          topic: ordersAtB,
-          messages: [create(MessageSchema, { data: Buffer.from("x") })],
-        }),
-        { deadline: Date.now() + 10_000 },
-        forged,
-      ),
+      sendOne(asAlice, ordersAtB, forged),
       (err: grpc.ServiceError) =>
         err.code === grpc.status.PERMISSION_DENIED && /peer secret/.test(err.details),
     );
@@ -684,18 +679,7 @@ test("mysql --cluster with TLS, mTLS, tokens and a policy: forwarding over TLS, 
     claims.set("nervebus-forwarded-certificate-bin", Buffer.from("ops"));
     claims.set("nervebus-forwarded-for", "ipv4:10.9.8.7:1");
     for (const topic of [ordersAtA, ordersAtB])
-      await assert.rejects(
-        unary(
-          asAlice.publisher.sendPack.bind(asAlice.publisher),
-          create(SendPackRequestSchema, {
-            topic,
-            messages: [create(MessageSchema, { data: Buffer.from("x") })],
-          }),
-          { deadline: Date.now() + 10_000 },
-          claims,
-        ),
-        denied("alice"),
-      );
+      await assert.rejects(sendOne(asAlice, topic, claims), denied("alice"));
 
     // Dead letters: the source topic falls to a, its dead-letter topic to b; the letter goes
     // from a to b over TLS, signed as a's, with authentication on.
@@ -835,15 +819,7 @@ test("mysql --cluster: a nb_brokers table made by a version without peer secrets
     md.set("nervebus-forwarded", "old/1/x");
     md.set("nervebus-peer-secret", "");
     await assert.rejects(
-      unary(
-        client.publisher.sendPack.bind(client.publisher),
-        create(SendPackRequestSchema, {
-          topic: "t",
-          messages: [create(MessageSchema, { data: Buffer.from("x") })],
-        }),
-        { deadline: Date.now() + 10_000 },
-        md,
-      ),
+      sendOne(client, "t", md),
       (err: grpc.ServiceError) => err.code === grpc.status.UNAVAILABLE,
     );
   } finally {
