@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type mysql from "mysql2/promise";
+import { createConnection } from "mysql2/promise";
 import { MysqlStore } from "../../src/store/index.js";
+import { prepareSchema } from "../../src/store/mysql/schema.js";
 import { useTestMysql } from "../support/mariadb.js";
 
 const testMysql = useTestMysql();
@@ -53,5 +55,26 @@ test("mysql: a catalog made by an older version with case-insensitive names is c
     assert.equal((await store.ensureTopic("orders", null))?.topic.id, 1, "the existing topic kept its id");
   } finally {
     await store.close();
+  }
+});
+
+test("mysql: brokers preparing the schema of an empty database at the same moment all succeed (one adds each new column, the others find it)", async () => {
+  const server = testMysql();
+  for (let round = 0; round < 4; round++) {
+    const url = await server.database(`schema_race_${round}`);
+    const conns = await Promise.all([0, 1, 2, 3].map(() => createConnection(url)));
+    try {
+      const results = await Promise.allSettled(conns.map((c) => prepareSchema(c)));
+      const failed = results.flatMap((r) => (r.status === "rejected" ? [String(r.reason)] : []));
+      assert.deepEqual(failed, [], `round ${round}`);
+      const format = await server.query<mysql.RowDataPacket[]>(
+        url,
+        `SELECT COUNT(*) AS n FROM information_schema.COLUMNS
+           WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'nb_topics' AND COLUMN_NAME = 'format'`,
+      );
+      assert.equal(Number(format[0]?.n), 1);
+    } finally {
+      await Promise.all(conns.map((c) => c.end()));
+    }
   }
 });

@@ -12,6 +12,7 @@ import {
 } from "../../core/index.js";
 import { mapStoreError } from "../errors.js";
 import { DB_NOW_MS, type LeaseOptions } from "./lease.js";
+import { addColumn } from "./schema.js";
 import type { LeaseState, WriteGuard } from "./write-guard.js";
 
 /** Owner of the store lease row while brokers share the database (no single broker owns it). */
@@ -176,22 +177,15 @@ export class ClusterLease implements WriteGuard, Cluster {
 
   /**
    * A table made by a version without peer secrets gets the column (its brokers keep working:
-   * their rows say "", which verifies nobody). Two brokers adding it at once: one wins, the other
-   * finds it there (1060, duplicate column).
+   * their rows say "", which verifies nobody); see addColumn for two brokers adding it at once.
    */
   async #addSecretColumn(): Promise<void> {
-    const [cols] = await this.pool.query<mysql.RowDataPacket[]>(
-      `SELECT 1 FROM information_schema.columns
-         WHERE table_schema = DATABASE() AND table_name = 'nb_brokers' AND column_name = 'secret'`,
+    await addColumn(
+      this.pool,
+      "nb_brokers",
+      "secret",
+      "VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT ''",
     );
-    if (cols.length > 0) return;
-    await this.pool
-      .query(
-        "ALTER TABLE nb_brokers ADD COLUMN secret VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT ''",
-      )
-      .catch((err: { errno?: number }) => {
-        if (err.errno !== 1060) throw err;
-      });
   }
 
   verifyPeer(id: string, secret: string): boolean {

@@ -36,12 +36,7 @@ export async function prepareSchema(conn: mysql.Connection): Promise<void> {
       descriptor_set LONGBLOB NOT NULL, updated_at BIGINT NOT NULL) ENGINE=InnoDB`);
   await createLeaseTables(conn);
   // Catalogs made before format 2: their topics are format 1 (a row per message).
-  const [format] = await conn.query<mysql.RowDataPacket[]>(
-    `SELECT COUNT(*) AS n FROM information_schema.COLUMNS
-       WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'nb_topics' AND COLUMN_NAME = 'format'`,
-  );
-  if (Number(format[0]?.n) === 0)
-    await conn.query("ALTER TABLE nb_topics ADD COLUMN format TINYINT UNSIGNED NOT NULL DEFAULT 1");
+  await addColumn(conn, "nb_topics", "format", "TINYINT UNSIGNED NOT NULL DEFAULT 1");
   // Databases made before names were binary: the old unique keys were case-insensitive, so no
   // two stored names differ only in case and the conversion cannot fail on a duplicate.
   const [cols] = await conn.query<mysql.RowDataPacket[]>(
@@ -55,4 +50,30 @@ export async function prepareSchema(conn: mysql.Connection): Promise<void> {
       await conn.query(`ALTER TABLE ${table} MODIFY ${column} ${NAME_TYPE}`);
     }
   }
+}
+
+/** MySQL's "Duplicate column name". */
+const ER_DUP_FIELDNAME = 1060;
+
+/**
+ * Adds `column` to `table` unless it is there. Brokers starting at the same moment on one
+ * database all see it missing and all add it: one wins, the others get 1060, which means done.
+ */
+export async function addColumn(
+  db: mysql.Connection | mysql.Pool,
+  table: string,
+  column: string,
+  definition: string,
+): Promise<void> {
+  const [found] = await db.query<mysql.RowDataPacket[]>(
+    `SELECT 1 FROM information_schema.COLUMNS
+       WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?`,
+    [table, column],
+  );
+  if (found.length > 0) return;
+  await db
+    .query(`ALTER TABLE ${table} ADD COLUMN ${column} ${definition}`)
+    .catch((err: { errno?: number }) => {
+      if (err.errno !== ER_DUP_FIELDNAME) throw err;
+    });
 }
