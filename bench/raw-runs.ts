@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type mysql from "mysql2/promise";
-import { MysqlRunLog, SqliteRunLog } from "../src/store/index.js";
+import { MysqlRunLog, runsOverlappingSql, SqliteRunLog } from "../src/store/index.js";
 import { encodeRun, type RunRow } from "../src/wire/index.js";
 import { CpuPerMessage } from "./lib/cpu.js";
 import { measureWindow, now, progress, sleep } from "./lib/stats.js";
@@ -15,8 +15,7 @@ import { metaBlobs, openSqlite, rawPool } from "./raw.js";
  * single-run prepared INSERT in flight per shard table, autocommit (mysql2; the broker wraps
  * each in its fenced transaction, which the ratio charges to the broker), or one transaction
  * per turn holding a run per shard (better-sqlite3, as the SQLite store flushes). Reads: the
- * broker's range query (`last_seq >= ? AND first_seq <= ?`) over all shards, 5000 seqs at a
- * time. Bodies are encoded once, outside the measured loop: this is the driver and the
+ * broker's range query (runsOverlappingSql) over all shards, 5000 seqs at a time. Bodies are encoded once, outside the measured loop: this is the driver and the
  * database, not the encoding.
  */
 
@@ -143,7 +142,7 @@ export async function rawMysqlRuns(
         const parts = await Promise.all(
           Array.from({ length: o.shards }, async (_, shard) => {
             const [r] = await pool.query<mysql.RowDataPacket[]>(
-              `SELECT first_seq, last_seq, body, ids FROM ${table(shard)} WHERE last_seq >= ? AND first_seq <= ?`,
+              runsOverlappingSql(table(shard), "first_seq, last_seq, body, ids"),
               [from, to],
             );
             let n = 0;
@@ -206,9 +205,7 @@ export async function rawSqliteRuns(dir: string, o: RawRunOptions, label: string
     }
     cpu.stop();
     const selects = Array.from({ length: o.shards }, (_, s) =>
-      db.prepare(
-        `SELECT first_seq, last_seq, body, ids FROM ${table(s)} WHERE last_seq >= ? AND first_seq <= ?`,
-      ),
+      db.prepare(runsOverlappingSql(table(s), "first_seq, last_seq, body, ids")),
     );
     const readCpu = new CpuPerMessage({ client: process.pid });
     readCpu.start();

@@ -23,7 +23,7 @@ import {
   NerveBusError,
   type Window,
 } from "../core/index.js";
-import { encodeDeliveries, malformedReason } from "../wire/index.js";
+import { ackSeqNumbers, encodeDeliveries, malformedReason } from "../wire/index.js";
 import { type Caller, type CallGuard, principalKey } from "./call-guard.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { toStartPosition } from "./start-position.js";
@@ -308,8 +308,9 @@ class ReceiveSession implements ConsumerSink {
       );
     }
     const { subscription, consumer } = attachment;
-    if (req.ackSeqs.length > 0) {
-      subscription.ack(consumer, toSeqs(req.ackSeqs));
+    const acks = ackSeqNumbers(req);
+    if (acks.length > 0) {
+      subscription.ack(consumer, acks);
       // Confirmations wait for the next state write; a client acking the same seqs over and over
       // would pile them up meanwhile (1 GB in a test): past the bound (its own, or all streams'
       // together) its requests are not read until they went out.

@@ -7,6 +7,13 @@ const MAX_READ_BYTES = 4 << 20;
 const MIN_READ_BYTES = 64 << 10;
 /** Rows of a reader's first read, before it has seen what its messages weigh. */
 const FIRST_READ_ROWS = 64;
+/** Seqs per read at most, format 1: a row each, an array slot each. */
+const MAX_READ_ROWS = 5000;
+/**
+ * …format 2: records cut from a few stored runs. Larger ranges mean fewer round trips per
+ * message (a 5000-seq range was one ~1000-message run per shard of 4); bytes still bound it.
+ */
+const MAX_READ_RECORDS = 20_000;
 
 /**
  * The read-ahead rows of all lagging subscriptions together are bounded: 100 subscriptions
@@ -48,6 +55,11 @@ export class ReadAheadShare {
     this.#used += delta;
   }
 
+  /** Whether `bytes` more fit in the total without crowding out other readers. */
+  hasRoomFor(bytes: number): boolean {
+    return this.totalBytes - this.#used - this.#reserved >= bytes;
+  }
+
   /** A read in flight aims for `delta` more (or, negative, fewer) bytes. */
   reserve(delta: number): void {
     this.#reserved += delta;
@@ -70,7 +82,9 @@ export class ReadAheadShare {
  * The read-ahead window of a lagging subscription: which range to read from the store next
  * (one read at a time, sized by its ReadAheadShare), and what the last range read holds: rows
  * by seq (holes where the store had none), each handed out once, or (format 2) runs holding
- * just the records of the range, let go of as the cursor passes them.
+ * just the records of the range, let go of as the cursor passes them. With runs, the next range
+ * is read while the cursor is still in the second half of this one (see prefetchFrom), so a
+ * lagging subscriber does not wait a round trip per range.
  */
 export class ReadAhead {
   #from = 0;
@@ -78,6 +92,8 @@ export class ReadAhead {
   #runs: IndexedRun[] = [];
   /** The first run the cursor has not passed. */
   #runAt = 0;
+  /** The last seq of the ranges of runs read (0 when none is held). */
+  #runsEnd = 0;
   #reading = false;
   /** Rows per read; adapts to the message size seen (undefined before the first read). */
   #readRows: number | undefined;
@@ -95,9 +111,27 @@ export class ReadAhead {
    * when a read is in flight already. Call `end` once it is over.
    */
   begin(from: number, watermark: number): number | undefined {
+    return this.#begin(from, watermark, this.#bytes);
+  }
+
+  /**
+   * Starts reading the range after the runs held when the cursor (at `seq`) has passed half of
+   * them, no read is in flight and the share has room for another read besides what is held:
+   * returns [from, to] to read (call `end` once it is over), else undefined.
+   */
+  prefetchFrom(seq: number, watermark: number): [number, number] | undefined {
+    const end = this.#runsEnd;
+    if (this.#reading || end === 0 || end >= watermark || this.#readRows === undefined) return undefined;
+    if (end - seq >= this.#readRows / 2) return undefined;
+    if (!this.share.hasRoomFor(this.share.target(this))) return undefined;
+    const to = this.#begin(end + 1, watermark, 0);
+    return to === undefined ? undefined : [end + 1, to];
+  }
+
+  #begin(from: number, watermark: number, holding: number): number | undefined {
     if (this.#reading) return undefined;
     this.#reading = true;
-    this.#reserved = this.share.target(this, this.#bytes);
+    this.#reserved = this.share.target(this, holding);
     this.share.reserve(this.#reserved);
     this.share.hold(this, true);
     return Math.min(watermark, from + (this.#readRows ?? this.share.firstReadRows(this.#reserved)) - 1);
@@ -116,6 +150,7 @@ export class ReadAhead {
     this.#from = from;
     this.#runs = [];
     this.#runAt = 0;
+    this.#runsEnd = 0;
     const last = rows.length > 0 ? rows[rows.length - 1]!.seq : from - 1;
     const slots = new Array<LogMessage | undefined>(last - from + 1);
     let bytes = 0;
@@ -134,17 +169,18 @@ export class ReadAhead {
     const avg = rows.length > 0 ? bytes / rows.length : 1024;
     this.#readRows = Math.max(
       1,
-      Math.min(5000, Math.floor(this.share.target(this, bytes + this.#reserved) / Math.max(avg, 1))),
+      Math.min(MAX_READ_ROWS, Math.floor(this.share.target(this, bytes + this.#reserved) / Math.max(avg, 1))),
     );
   }
 
-  /** Replaces the contents with runs (in seq order) read for a range starting at `from`. */
-  fillRuns(from: number, runs: IndexedRun[]): void {
+  /**
+   * Takes runs (in seq order) read for [from, to]: after the runs held when the range follows
+   * them (a prefetch), else in their place.
+   */
+  fillRuns(from: number, to: number, runs: IndexedRun[]): void {
     this.#from = from;
     this.#rows = [];
     this.#left = 0;
-    this.#runs = runs;
-    this.#runAt = 0;
     // What is held: the records' bytes (copied out of their rows, so nothing more), let go
     // of run by run as the cursor passes them.
     let bytes = 0;
@@ -153,14 +189,27 @@ export class ReadAhead {
       bytes += r.body.length;
       count += r.offsets.length;
     }
-    this.share.resize(bytes - this.#bytes);
     this.share.observe(count, bytes);
-    this.#bytes = bytes;
-    this.share.hold(this, count > 0);
+    if (this.#runsEnd !== 0 && from === this.#runsEnd + 1 && this.#runAt < this.#runs.length) {
+      this.#runs = this.#runs.slice(this.#runAt).concat(runs);
+      this.#runAt = 0;
+      this.share.resize(bytes);
+      this.#bytes += bytes;
+    } else {
+      this.#runs = runs;
+      this.#runAt = 0;
+      this.share.resize(bytes - this.#bytes);
+      this.#bytes = bytes;
+    }
+    this.#runsEnd = to;
+    this.share.hold(this, this.#runs.length > 0);
     const avg = count > 0 ? bytes / count : 1024;
     this.#readRows = Math.max(
       1,
-      Math.min(5000, Math.floor(this.share.target(this, bytes + this.#reserved) / Math.max(avg, 1))),
+      Math.min(
+        MAX_READ_RECORDS,
+        Math.floor(this.share.target(this, bytes + this.#reserved) / Math.max(avg, 1)),
+      ),
     );
   }
 
@@ -218,6 +267,7 @@ export class ReadAhead {
     this.#rows = [];
     this.#runs = [];
     this.#runAt = 0;
+    this.#runsEnd = 0;
     this.#left = 0;
     this.share.resize(-this.#bytes);
     this.#bytes = 0;

@@ -610,8 +610,12 @@ export class Subscription {
   #takeRecord(consumer: Consumer, batch: Delivery[], rangeSeqs: number[], rangeSizes: number[]): number {
     const seq = this.#cursor;
     if (this.#acked.has(seq) || this.#isOut(seq)) return -1;
-    const run = this.topic.cache.runOf(seq) ?? this.#readAhead.runOf(seq);
-    if (run === undefined) return -1;
+    let run = this.topic.cache.runOf(seq);
+    if (run === undefined) {
+      run = this.#readAhead.runOf(seq);
+      if (run === undefined) return -1;
+      this.#prefetch(seq);
+    }
     const k = seq - run.firstSeq;
     const info = recordInfo(run, k);
     if (info % 2 === 1 && this.config.ordering) return -1;
@@ -688,10 +692,14 @@ export class Subscription {
         this.#cursor++;
         continue;
       }
-      const message = this.topic.cache.get(seq) ?? this.#readAhead.take(seq);
+      let message = this.topic.cache.get(seq);
       if (message === undefined) {
-        this.#startRead(seq, watermark);
-        return undefined;
+        message = this.#readAhead.take(seq);
+        if (message === undefined) {
+          this.#startRead(seq, watermark);
+          return undefined;
+        }
+        this.#prefetch(seq);
       }
       if (this.config.ordering && message.orderingKey !== "" && this.#gate.isBusy(message.orderingKey)) {
         // An earlier message with this key is unacked: hold this one back, behind it.
@@ -707,7 +715,17 @@ export class Subscription {
   /** Reads a bounded range ahead of the cursor from the store (one read at a time). */
   #startRead(from: number, watermark: number): void {
     const to = this.#readAhead.begin(from, watermark);
-    if (to === undefined) return;
+    if (to !== undefined) this.#read(from, to);
+  }
+
+  /** Reads the range after the read-ahead's runs while the cursor (at `seq`) is still in them. */
+  #prefetch(seq: number): void {
+    const range = this.#readAhead.prefetchFrom(seq, this.topic.watermark);
+    if (range !== undefined) this.#read(range[0], range[1]);
+  }
+
+  /** Reads [from, to] (begun in the read-ahead) and counts what the store no longer has. */
+  #read(from: number, to: number): void {
     this.#readRange(from, to)
       .then((count) => {
         // Seqs below the watermark that the store no longer has were removed (retention,
@@ -738,7 +756,7 @@ export class Subscription {
   async #readRange(from: number, to: number): Promise<number> {
     const runs = await this.topic.readRuns(from, to);
     if (runs !== undefined) {
-      this.#readAhead.fillRuns(from, runs);
+      this.#readAhead.fillRuns(from, to, runs);
       let n = 0;
       for (const r of runs) n += r.offsets.length;
       return n;

@@ -76,6 +76,20 @@ export function runTable(topicId: number, shard: number): string {
   return `nb_run_${topicId}_${shard}`;
 }
 
+/**
+ * The query reading the runs of a format-2 shard table that overlap a seq range, parameters
+ * (from, to): the first run ending at or after `from` is found in the last_seq index (one
+ * dive), then the rows are a primary-key range up to `to`. Runs of one table never overlap, so
+ * every row of that range ends at or after `from`. The plain `last_seq >= ? AND first_seq <= ?`
+ * made MariaDB walk one of the indexes to its end: the last_seq one to the end of the table, or
+ * the primary key from the table's start, reading every earlier row's body (measured:
+ * Handler_read_next grew with the position in the log).
+ */
+export function runsOverlappingSql(table: string, columns: string): string {
+  return `SELECT ${columns} FROM ${table} WHERE first_seq BETWEEN
+    (SELECT first_seq FROM ${table} WHERE last_seq >= ? ORDER BY last_seq LIMIT 1) AND ?`;
+}
+
 /** A topic's shard tables, by its format. */
 export function logTable(topic: { id: number; format: number }, shard: number): string {
   return topic.format === 2 ? runTable(topic.id, shard) : shardTable(topic.id, shard);

@@ -6,6 +6,7 @@ import { MysqlStore } from "./mysql/mysql-store.js";
 import type { StoreLeaseOptions } from "./mysql/open-pool.js";
 import { SqliteStore } from "./sqlite/sqlite-store.js";
 
+export { runsOverlappingSql } from "./codec.js";
 export { mapStoreError } from "./errors.js";
 export { MultiStore } from "./multi/multi-store.js";
 export { MysqlOutboxSource } from "./mysql/mysql-outbox.js";

@@ -192,28 +192,47 @@ export function decodeReceiveRequest(buf: Buffer): ReceiveRequest {
   return readOrMalformed(ReceiveRequestSchema, readReceiveRequest, buf);
 }
 
+const ACK_NUMBERS = Symbol("nervebus.ackNumbers");
+
+/**
+ * A ReceiveRequest's ack seqs as numbers: those the fast path read (no BigInt per seq: a
+ * drain acks every message, and a BigInt each was a good part of the broker's garbage), or
+ * else its `ackSeqs` converted.
+ */
+export function ackSeqNumbers(req: ReceiveRequest): readonly number[] {
+  const read = (req as { [ACK_NUMBERS]?: number[] })[ACK_NUMBERS];
+  return read ?? req.ackSeqs.map((s) => Number(s));
+}
+
 function readReceiveRequest(buf: Buffer): ReceiveRequest {
   const r = new WireReader(buf);
-  const acks: bigint[] = [];
+  const acks: number[] = [];
   while (!r.done) {
     const tag = r.tag();
     if (tag === ((2 << 3) | WIRE_LEN)) {
       const [s, e] = r.lenRange();
       const packed = new WireReader(buf, s, e);
-      while (!packed.done) acks.push(BigInt(packed.varint()));
+      while (!packed.done) acks.push(packed.varint());
     } else if (tag === ((2 << 3) | WIRE_VARINT)) {
-      acks.push(BigInt(r.varint()));
+      acks.push(r.varint());
     } else {
       return fromBinary(ReceiveRequestSchema, buf);
     }
   }
-  return {
+  let bigints: bigint[] | undefined;
+  const req: ReceiveRequest & { [ACK_NUMBERS]: number[] } = {
     $typeName: "nervebus.v1.ReceiveRequest",
     subscribe: undefined,
-    ackSeqs: acks,
+    [ACK_NUMBERS]: acks,
+    // The protobuf-es field, made only for a reader that asks for it.
+    get ackSeqs(): bigint[] {
+      bigints ??= acks.map((s) => BigInt(s));
+      return bigints;
+    },
     nacks: [],
     extendDeadlines: [],
     terminateSeqs: [],
     window: undefined,
   };
+  return req;
 }

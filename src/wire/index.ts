@@ -5,6 +5,7 @@
  * core or api (only the generated protobuf types), so core, api, store and bench can all use it.
  */
 export {
+  ackSeqNumbers,
   type DeliveryFields,
   decodeOrMalformed,
   decodeReceiveRequest,

@@ -18,6 +18,7 @@ import {
 } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { LogMessage, type MessageOutcome, messageBytes, Outcomes } from "../../src/core/index.js";
 import {
+  ackSeqNumbers,
   decodeMeta,
   decodeReceiveRequest,
   encodeDeliveries,
@@ -248,9 +249,13 @@ test("Receive requests: ack-only ones take the fast path, others match protobuf-
   ];
   for (const req of requests) {
     const bytes = Buffer.from(toBinary(ReceiveRequestSchema, req));
-    assert.ok(equals(ReceiveRequestSchema, decodeReceiveRequest(bytes), req));
+    const read = decodeReceiveRequest(bytes);
+    assert.ok(equals(ReceiveRequestSchema, read, req));
+    // The broker reads the acks as numbers (no BigInt each on the fast path): the same seqs.
+    assert.deepEqual(ackSeqNumbers(read), req.ackSeqs.map(Number));
   }
   // Unpacked repeated encoding (allowed by the spec) reads the same.
   const unpacked = Buffer.from([0x10, 0x03, 0x10, 0x04]);
   assert.deepEqual(decodeReceiveRequest(unpacked).ackSeqs, [3n, 4n]);
+  assert.deepEqual(ackSeqNumbers(decodeReceiveRequest(unpacked)), [3, 4]);
 });

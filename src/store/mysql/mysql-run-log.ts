@@ -78,10 +78,10 @@ export class MysqlRunLog {
   async #runs(topic: core.TopicRecord, from: number, to: number): Promise<codec.StoredRun[]> {
     const parts = await Promise.all(
       Array.from({ length: topic.shards }, (_, shard) =>
-        this.db.select(
-          `SELECT first_seq, body, ids FROM ${codec.runTable(topic.id, shard)} WHERE last_seq >= ? AND first_seq <= ?`,
-          [from, to],
-        ),
+        this.db.select(codec.runsOverlappingSql(codec.runTable(topic.id, shard), "first_seq, body, ids"), [
+          from,
+          to,
+        ]),
       ),
     );
     return parts.flat().map((r) => ({

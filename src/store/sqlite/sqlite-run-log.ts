@@ -66,8 +66,7 @@ export class SqliteRunLog {
     const out: codec.StoredRun[] = [];
     for (let shard = 0; shard < topic.shards; shard++) {
       const rows = this.stmt(
-        `SELECT first_seq, body, ids FROM ${codec.runTable(topic.id, shard)}
-           WHERE last_seq >= ? AND first_seq <= ?`,
+        codec.runsOverlappingSql(codec.runTable(topic.id, shard), "first_seq, body, ids"),
       ).all(from, to) as StoredRunRow[];
       for (const r of rows) out.push({ firstSeq: r.first_seq, body: r.body, ids: r.ids });
     }
