@@ -47,7 +47,10 @@ test("mysql: a range read of runs finds exactly the runs it overlaps, reading no
     await conn.query(`ANALYZE TABLE ${TABLE}`);
     for (const [from, to] of RANGES) {
       await conn.query("FLUSH STATUS");
-      const [rows] = await conn.execute<mysql.RowDataPacket[]>(runsOverlappingSql(TABLE, "first_seq"), [from, to]);
+      const [rows] = await conn.execute<mysql.RowDataPacket[]>(runsOverlappingSql(TABLE, "first_seq"), [
+        from,
+        to,
+      ]);
       const [status] = await conn.query<mysql.RowDataPacket[]>(
         "SHOW SESSION STATUS WHERE Variable_name IN ('Handler_read_next', 'Handler_read_prev', 'Handler_read_rnd_next')",
       );
@@ -74,13 +77,17 @@ test("sqlite: a range read of runs finds exactly the runs it overlaps", () => {
     for (const r of RUNS) insert.run(...row(r));
     const read = db.prepare(runsOverlappingSql(TABLE, "first_seq"));
     for (const [from, to] of RANGES) {
-      const got = (read.all(from, to) as { first_seq: number }[]).map((r) => r.first_seq).sort((a, b) => a - b);
+      const got = (read.all(from, to) as { first_seq: number }[])
+        .map((r) => r.first_seq)
+        .sort((a, b) => a - b);
       assert.deepEqual(got, expected(from, to), `runs of [${from}, ${to}]`);
     }
     // The rows are a primary-key range, not a scan of the last_seq index to its end.
-    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${runsOverlappingSql(TABLE, "first_seq")}`).all(1, 2) as {
-      detail: string;
-    }[]).map((p) => p.detail);
+    const plan = (
+      db.prepare(`EXPLAIN QUERY PLAN ${runsOverlappingSql(TABLE, "first_seq")}`).all(1, 2) as {
+        detail: string;
+      }[]
+    ).map((p) => p.detail);
     assert.ok(
       plan.some((d) => /SEARCH .*(INTEGER PRIMARY KEY|rowid).*>.*<|rowid>\?.*rowid<\?/.test(d)),
       plan.join("; "),
