@@ -1,0 +1,23 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { Consumer } from "../../src/core/consumer.js";
+import { LeaseRange } from "../../src/core/lease-range.js";
+
+const consumer = {} as Consumer;
+
+test("a ranged lease finds its seqs while held, consecutive or not", () => {
+  for (const seqs of [[10, 11, 12, 13, 14], [10, 12, 13, 17, 30], [7]]) {
+    const r = new LeaseRange(
+      consumer,
+      seqs,
+      seqs.map(() => 3),
+      0,
+    );
+    seqs.forEach((s, i) => assert.equal(r.indexOf(s), i, `seq ${s} of ${seqs}`));
+    for (const s of [0, 9, 11.5, 15, 31, Number.MAX_SAFE_INTEGER])
+      if (!seqs.includes(s)) assert.equal(r.indexOf(s), -1, `seq ${s} of ${seqs}`);
+    assert.equal(r.release(0), 3);
+    assert.equal(r.indexOf(seqs[0]!), -1, "released");
+    assert.equal(r.open, seqs.length - 1);
+  }
+});
