@@ -13,7 +13,7 @@ test("a ranged lease finds its seqs while held, consecutive or not", () => {
       seqs.map(() => 3),
       0,
     );
-    seqs.forEach((s, i) => assert.equal(r.indexOf(s), i, `seq ${s} of ${seqs}`));
+    for (const [i, s] of seqs.entries()) assert.equal(r.indexOf(s), i, `seq ${s} of ${seqs}`);
     for (const s of [0, 9, 11.5, 15, 31, Number.MAX_SAFE_INTEGER])
       if (!seqs.includes(s)) assert.equal(r.indexOf(s), -1, `seq ${s} of ${seqs}`);
     assert.equal(r.release(0), 3);
