@@ -122,7 +122,7 @@ export class MultiStore implements Store, TopicPlacement {
     return this.set.slots.map((s) => ({
       key: s.key,
       // Open and its lease current: a database lost while serving stops counting too.
-      reachable: s.store !== undefined && s.store.ownership().valid,
+      reachable: s.store?.ownership().valid === true,
       topics: rows.filter((r) => r.host === s.key).length,
     }));
   }
