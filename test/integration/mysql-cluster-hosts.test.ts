@@ -231,6 +231,34 @@ test("mysql --cluster over two databases: one database frozen fails its own topi
   }
 });
 
+test("mysql --cluster over two databases: a database out of reach when a broker starts joins its cluster once it answers", async () => {
+  const c = await twoDatabaseCluster("ch_late", 1);
+  try {
+    await retrying(() => c.clients[0]!.publish("near", ["n"]));
+    await retrying(() => c.clients[0]!.publish("far", ["f"]));
+    assert.equal((await placement(c.first, c.a)).get("far"), keyOf(c.b));
+    c.clients[0]!.close();
+    c.brokers[0]!.child.kill("SIGKILL");
+    await c.brokers[0]!.exited;
+    c.second.pause!();
+    let late: BrokerProcess;
+    try {
+      late = await spawnBroker(["--store", `${c.a},${c.b}`, ...CLUSTER_ARGS]);
+      c.brokers.push(late);
+      c.clients.push(new TestClient(late.address));
+      await c.clients.at(-1)!.publish("near", ["n2"], 10_000);
+    } finally {
+      c.second.resume!();
+    }
+    // Opened in the background, the second database's cluster gets the broker's address and
+    // hooks: the dead broker's topic there is adopted and served.
+    await retrying(() => c.clients.at(-1)!.publish("far", ["f2"], 5000), 30_000);
+    assert.equal((await c.owners()).get("far"), late.address);
+  } finally {
+    await c.close();
+  }
+});
+
 test("mysql --cluster over two databases: a mover whose lease lapsed unnoticed cannot switch the topic away from its new owner's writes", async () => {
   const server = testMysql();
   const [a, b] = [await server.database("ch_seal_a"), await server.database("ch_seal_b")];
