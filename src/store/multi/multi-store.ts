@@ -278,14 +278,18 @@ export class MultiStore implements Store, TopicPlacement {
     return this.#call(topic, true, (s, t) => s.savePointers(t, pointers));
   }
   /**
-   * With `--cluster` the catalog is read again first: another broker may have moved the topic
-   * since this one looked (its copy here is then sealed, and the claim would fail).
+   * With `--cluster` where this broker last saw the topic is checked first (claims are rare):
+   * another broker may have moved it since (the catalog row says so, or the move sealed the copy
+   * here and died before its switch), and a claim of the old copy would fail; looked up afresh,
+   * the topic is found where it is now (see #lookup).
    */
   async claimTopic(topic: TopicRecord): Promise<void> {
-    if (this.cluster !== undefined) {
+    const cached = this.#placed.get(topic.name);
+    if (this.cluster !== undefined && cached !== undefined && !this.#gates.has(topic.name)) {
       const row = await this.catalog.get(topic.name);
-      const cached = this.#placed.get(topic.name);
-      if (cached !== undefined && row?.host !== cached.host.key && !this.#gates.has(topic.name))
+      const here = row?.host === cached.host.key;
+      const sealed = here ? await cached.host.store?.movedTo(cached.local) : undefined;
+      if ((!here || sealed !== undefined) && this.#placed.get(topic.name) === cached)
         this.#placed.delete(topic.name);
     }
     return this.#call(topic, true, (s, t) => s.claimTopic(t));
