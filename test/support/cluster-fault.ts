@@ -26,6 +26,14 @@ export interface ClusterFaultOptions {
   readonly faults: number;
   readonly topics: readonly string[];
   readonly seed: number;
+  /** Several databases: move a random topic to another database every few seconds meanwhile. */
+  readonly moves?: boolean;
+}
+
+/** `HOST:PORT/DATABASE` of a database URL: how placement rows and move-topic name it. */
+function keyOf(url: string): string {
+  const u = new URL(url);
+  return `${u.hostname}:${u.port}${u.pathname}`;
 }
 
 /** The broker owning each topic now (live leases only), from every database's lease rows. */
@@ -35,17 +43,18 @@ async function leaseOwners(databases: readonly FaultDatabase[]): Promise<Map<str
   return out;
 }
 
-/** The database holding `topic` (its catalog row). */
+/** The database holding `topic`: the placement catalog's row (in the first), or the only one. */
 async function home(databases: readonly FaultDatabase[], topic: string): Promise<FaultDatabase> {
-  for (const d of databases) {
-    const rows = await d.server.query<{ n: number }[]>(
-      d.url,
-      "SELECT COUNT(*) AS n FROM nb_topics WHERE name = ?",
-      [topic],
-    );
-    if (Number(rows[0]?.n) > 0) return d;
-  }
-  assert.fail(`topic ${topic} is in no database`);
+  const first = databases[0]!;
+  if (databases.length === 1) return first;
+  const rows = await first.server.query<{ host: string }[]>(
+    first.url,
+    "SELECT host FROM nb_placement WHERE name = ?",
+    [topic],
+  );
+  const found = databases.find((d) => keyOf(d.url) === rows[0]?.host);
+  assert.ok(found, `topic ${topic} is placed on one of the databases`);
+  return found;
 }
 
 /** A broker slot: its process and a client of it, replaced when the process is restarted. */
@@ -157,7 +166,27 @@ export async function runClusterFaultTest(o: ClusterFaultOptions): Promise<void>
       await retrying(() => slots[0]!.client.adminCall("createTopic", { topic: { name: t } }));
     const homes = await Promise.all(TOPICS.map((t) => home(o.databases, t)));
     for (const d of o.databases) assert.ok(homes.includes(d), `${d.url}: holds some of the topics`);
-    const work = [...TOPICS.map(publisher), ...TOPICS.map(consumer)];
+    const moveRandom = prng(o.seed + 1);
+    const moveErrors = new Map<number, number>();
+    let moves = 0;
+    // Moves go through any broker (forwarded to the topic's owner), faults or not.
+    const mover = async () => {
+      while (running && o.moves) {
+        await sleep(3000 + moveRandom() * 2000);
+        const topic = TOPICS[Math.floor(moveRandom() * TOPICS.length)]!;
+        const from = await home(o.databases, topic);
+        const to = o.databases.find((d) => d !== from)!;
+        try {
+          const res = await pick().client.adminCall("moveTopic", { topic, toHost: keyOf(to.url) });
+          if (res.moved) moves++;
+        } catch (err) {
+          const code = (err as grpc.ServiceError).code;
+          moveErrors.set(code, (moveErrors.get(code) ?? 0) + 1);
+          assert.ok([4, 9, 14].includes(code), `move failed with ${code}: ${(err as Error).message}`);
+        }
+      }
+    };
+    const work = [...TOPICS.map(publisher), mover(), ...TOPICS.map(consumer)];
     await sleep(2000);
 
     const failovers: number[] = [];
@@ -199,7 +228,7 @@ export async function runClusterFaultTest(o: ClusterFaultOptions): Promise<void>
     }
     const chaosMs = performance.now() - started;
     running = false;
-    await Promise.all(work.slice(0, TOPICS.length));
+    await Promise.all(work.slice(0, TOPICS.length + 1));
     // Every confirmed message is delivered at least once.
     const until = performance.now() + 60_000;
     for (const topic of TOPICS) {
@@ -222,7 +251,7 @@ export async function runClusterFaultTest(o: ClusterFaultOptions): Promise<void>
       }
     }
     consuming = false;
-    await Promise.all(work.slice(TOPICS.length));
+    await Promise.all(work.slice(TOPICS.length + 1));
 
     let total = 0;
     for (const topic of TOPICS) {
@@ -242,7 +271,11 @@ export async function runClusterFaultTest(o: ClusterFaultOptions): Promise<void>
       `# ${o.databases.length} database(s), ${FAULTS} faults in ${Math.round(chaosMs / 1000)} s; ${total} confirmed messages reconciled; ` +
         `failover (topics of the faulty broker owned elsewhere) p50 ${Math.round(percentile(failovers, 0.5))} ms, ` +
         `max ${Math.round(failovers.at(-1) ?? 0)} ms over ${failovers.length} failovers (lease ttl ${TTL_MS} ms); ` +
-        `publish errors ${JSON.stringify(Object.fromEntries(errors))}\n`,
+        `publish errors ${JSON.stringify(Object.fromEntries(errors))}` +
+        (o.moves
+          ? `; ${moves} topics moved between databases, move errors ${JSON.stringify(Object.fromEntries(moveErrors))}`
+          : "") +
+        "\n",
     );
     assert.ok(total > 0);
   } finally {
