@@ -182,6 +182,8 @@ export async function runClusterFaultTest(o: ClusterFaultOptions): Promise<void>
         } catch (err) {
           const code = (err as grpc.ServiceError).code;
           moveErrors.set(code, (moveErrors.get(code) ?? 0) + 1);
+          if (process.env.NERVEBUS_FAULT_VERBOSE)
+            process.stderr.write(`# move ${topic}: ${(err as Error).message}\n`);
           assert.ok([4, 9, 14].includes(code), `move failed with ${code}: ${(err as Error).message}`);
         }
       }
