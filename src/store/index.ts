@@ -31,13 +31,6 @@ export interface OpenStoreOptions extends StoreLeaseOptions {
 export async function openStore(url: string, options: OpenStoreOptions): Promise<Store> {
   if (isMultiHost(url)) {
     const hosts = parseHostUrls(url);
-    // Each database would run its own cluster of topic leases, which this layer does not
-    // combine yet (its topics' ownership, forwarding and hand-over go through one store).
-    if (options.cluster)
-      throw new NerveBusError(
-        "invalid_argument",
-        "--cluster with several --store URLs is not supported yet: run a cluster on one database, or one broker over several",
-      );
     return MultiStore.open(hosts, {
       ...options,
       poolSize: options.mysqlPoolSize,

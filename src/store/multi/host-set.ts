@@ -19,6 +19,8 @@ export type HostOptions = Omit<MysqlStoreOptions, "url">;
  * topics failing with UNAVAILABLE meanwhile, the others served.
  */
 export class HostSet {
+  /** Told of each database opened after start (it was unreachable then). */
+  onLateOpen: ((store: MysqlStore) => Promise<void>) | undefined;
   #retry: NodeJS.Timeout | undefined;
   #closed = false;
   #opening = new Map<HostSlot, Promise<void>>();
@@ -110,6 +112,7 @@ export class HostSet {
     }
     slot.store = store;
     slot.down = undefined;
+    await this.onLateOpen?.(store);
   }
 
   #scheduleRetry(): void {

@@ -19,8 +19,10 @@ import {
   type TopicSchema,
 } from "../../core/index.js";
 import type { IndexedRun } from "../../wire/index.js";
+import { newBrokerIdentity } from "../mysql/cluster-lease.js";
 import type { MysqlStore } from "../mysql/mysql-store.js";
 import { type HostOptions, HostSet } from "./host-set.js";
+import { MultiCluster } from "./multi-cluster.js";
 import { type HostSlot, PlacedTopic } from "./placed-topic.js";
 import { PlacementCatalog, type PlacementRow } from "./placement-catalog.js";
 import type { HostUrl } from "./store-urls.js";
@@ -33,11 +35,14 @@ type Call<T> = (store: MysqlStore, local: TopicRecord) => Promise<T>;
  * them, as the placement catalog in the first says; every call on a topic goes to that database's
  * MysqlStore, which keeps the topic's tables, lease and fence rows exactly as with one database.
  * New topics go to the reachable database holding the fewest topics. The core sees the placement
- * row's id, which a move does not change; each database's own ids stay in here.
+ * row's id, which a move does not change; each database's own ids stay in here. With `--cluster`
+ * every database runs its own cluster lease under one broker id, joined by MultiCluster.
  */
 export class MultiStore implements Store, TopicPlacement {
   readonly capabilities: StoreCapabilities;
   readonly placement: TopicPlacement = this;
+  /** Set with `--cluster`: each topic owned by one broker, by a lease in the topic's database. */
+  readonly cluster: MultiCluster | undefined;
   readonly #placed = new Map<string, PlacedTopic>();
   /** Topics whose writes wait (a move copying their tail); resolved when they may go on. */
   readonly #gates = new Map<string, Promise<void>>();
@@ -53,6 +58,16 @@ export class MultiStore implements Store, TopicPlacement {
     // The tightest of the open databases' packet limits: a topic may move to any of them.
     const open = set.slots.flatMap((s) => (s.store ? [s.store.capabilities] : []));
     this.capabilities = { ...first, maxInsertBytes: Math.min(...open.map((c) => c.maxInsertBytes)) };
+    const lease = set.slots[0]!.store!.cluster;
+    if (lease !== undefined) {
+      const cluster = new MultiCluster(
+        { id: lease.self, secret: lease.secret },
+        () => set.slots.flatMap((s) => (s.store?.cluster ? [s.store.cluster] : [])),
+        (topic) => this.#placed.get(topic)?.host.store?.cluster,
+      );
+      set.onLateOpen = (store) => (store.cluster ? cluster.attach(store.cluster) : Promise.resolve());
+      this.cluster = cluster;
+    }
   }
 
   /**
@@ -62,9 +77,13 @@ export class MultiStore implements Store, TopicPlacement {
    * is placed on a database `--store` no longer names.
    */
   static async open(urls: readonly HostUrl[], options: HostOptions): Promise<MultiStore> {
-    const hosts = await HostSet.open(urls, options);
+    // One id for this broker in every database's cluster (see MultiCluster).
+    const hosts = await HostSet.open(
+      urls,
+      options.cluster ? { ...options, broker: newBrokerIdentity() } : options,
+    );
     try {
-      const catalog = new PlacementCatalog(hosts.slots[0]!.store!.fencedPool);
+      const catalog = new PlacementCatalog(hosts.slots[0]!.store!.fencedPool, !options.cluster);
       await catalog.prepare();
       let rows = await catalog.list();
       if (rows.length === 0) rows = await MultiStore.#adopt(hosts, catalog);
@@ -102,7 +121,8 @@ export class MultiStore implements Store, TopicPlacement {
     const rows = await this.catalog.list();
     return this.set.slots.map((s) => ({
       key: s.key,
-      reachable: s.store !== undefined,
+      // Open and its lease current: a database lost while serving stops counting too.
+      reachable: s.store?.ownership().valid === true,
       topics: rows.filter((r) => r.host === s.key).length,
     }));
   }
@@ -135,7 +155,7 @@ export class MultiStore implements Store, TopicPlacement {
       const store = this.set.store(slot);
       // A copy a crash left here (a move or deletion cut short) is not this topic: a new topic starts empty.
       const stale = await store.ensureTopic(name, null);
-      if (stale !== null) await store.deleteTopic(stale.topic);
+      if (stale !== null) await store.dropCopy(stale.topic);
       const made = await store.ensureTopic(name, create);
       if (made === null) throw new NerveBusError("internal", `topic ${name} was not created on ${slot.key}`);
       const [row] = await this.catalog.place([{ name, host: slot.key }]);
@@ -257,8 +277,35 @@ export class MultiStore implements Store, TopicPlacement {
   savePointers(topic: TopicRecord, pointers: readonly PointerRecord[]): Promise<void> {
     return this.#call(topic, true, (s, t) => s.savePointers(t, pointers));
   }
-  claimTopic(topic: TopicRecord): Promise<void> {
+  /**
+   * With `--cluster` where this broker last saw the topic is checked first (claims are rare):
+   * another broker may have moved it since (the catalog row says so, or the move sealed the copy
+   * here and died before its switch), and a claim of the old copy would fail; looked up afresh,
+   * the topic is found where it is now (see #lookup).
+   */
+  async claimTopic(topic: TopicRecord): Promise<void> {
+    const cached = this.#placed.get(topic.name);
+    if (this.cluster !== undefined && cached !== undefined && !this.#gates.has(topic.name)) {
+      const row = await this.catalog.get(topic.name);
+      const here = row?.host === cached.host.key;
+      const sealed = here ? await cached.host.store?.movedTo(cached.local) : undefined;
+      if ((!here || sealed !== undefined) && this.#placed.get(topic.name) === cached)
+        this.#placed.delete(topic.name);
+    }
     return this.#call(topic, true, (s, t) => s.claimTopic(t));
+  }
+
+  /** Cluster only: whether this broker's lease of the topic, in its database, is current. */
+  serves(topic: TopicRecord): boolean {
+    if (this.cluster === undefined) return true;
+    const placed = this.#placed.get(topic.name);
+    return placed?.host.store?.serves(placed.local) ?? false;
+  }
+
+  /** Cluster only: hands the topic's lease, in its database, to the next broker that claims it. */
+  async releaseTopic(topic: TopicRecord): Promise<void> {
+    const placed = this.#placed.get(topic.name);
+    await placed?.host.store?.releaseTopic(placed.local);
   }
 
   moveTopic(name: string, host: string): Promise<MoveReport> {
@@ -306,14 +353,35 @@ export class MultiStore implements Store, TopicPlacement {
   async #lookup(name: string): Promise<PlacedTopic | undefined> {
     const cached = this.#placed.get(name);
     if (cached !== undefined) return cached;
-    const row = await this.catalog.get(name);
+    let row = await this.catalog.get(name);
     if (row === undefined) return undefined;
-    const slot = this.set.slot(row.host);
+    let slot = this.set.slot(row.host);
     if (slot === undefined)
       throw new NerveBusError("internal", `topic ${name} lives on unknown host ${row.host}`);
-    const local = await this.set.store(slot).ensureTopic(name, null);
+    let local = await this.set.store(slot).ensureTopic(name, null);
     if (local === null)
       throw new NerveBusError("internal", `topic ${name} is placed on ${slot.key}, which has no such topic`);
+    const movedTo = await this.set.store(slot).movedTo(local.topic);
+    if (movedTo !== undefined) {
+      // A move sealed this copy and ended before its switch (its broker died or lost the
+      // answer): the target copy holds everything confirmed, so finishing the switch is safe.
+      await this.catalog.switchHost(name, row.host, movedTo).catch((err: unknown) => {
+        if (!(err instanceof NerveBusError && err.code === "failed_precondition")) throw err;
+      });
+      this.log("info", "finished a topic's move that was cut short after its seal", {
+        topic: name,
+        to: movedTo,
+      });
+      row = await this.catalog.get(name);
+      slot = row === undefined ? undefined : this.set.slot(row.host);
+      if (row === undefined || slot === undefined) return undefined;
+      local = await this.set.store(slot).ensureTopic(name, null);
+      if (local === null)
+        throw new NerveBusError(
+          "internal",
+          `topic ${name} is placed on ${slot.key}, which has no such topic`,
+        );
+    }
     const placed = this.#placed.get(name) ?? new PlacedTopic(row.id, slot, local.topic);
     this.#placed.set(name, placed);
     return placed;

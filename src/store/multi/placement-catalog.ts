@@ -28,10 +28,16 @@ const CATALOG_FENCE: TopicRecord = {
 /**
  * Which topic lives in which database, kept in the first database of `--store` (`nb_placement`).
  * Each database keeps its own topics' tables, lease and fence rows as a single-database store
- * does; this table only routes. Writes here are fenced by the first database's lease.
+ * does; this table only routes. Writes here are fenced by the first database's lease; with
+ * `--cluster` (`fenced` false) no broker owns the first database, and every write here is safe
+ * on its own: placing is INSERT IGNORE, and a switch is conditional and comes only after the
+ * move sealed the topic's old copy (see MysqlStore.sealMoved).
  */
 export class PlacementCatalog {
-  constructor(private readonly db: FencedPool) {}
+  constructor(
+    private readonly db: FencedPool,
+    private readonly fenced: boolean,
+  ) {}
 
   /** Creates the table; returns true when it was not there before (first start with several hosts). */
   async prepare(): Promise<boolean> {
@@ -66,7 +72,7 @@ export class PlacementCatalog {
   /** Places topics (an existing name keeps its host); returns the rows as stored. */
   async place(topics: readonly { name: string; host: string }[]): Promise<PlacementRow[]> {
     if (topics.length === 0) return [];
-    await this.db.fenced("placing a topic", CATALOG_FENCE, META_SLOT, (conn) =>
+    await this.#write("placing a topic", (conn) =>
       conn.query("INSERT IGNORE INTO nb_placement (name, host) VALUES ?", [
         topics.map((t) => [t.name, t.host]),
       ]),
@@ -81,7 +87,7 @@ export class PlacementCatalog {
 
   /** Removes a topic's row (before its tables are dropped, so a crash leaves no row without tables). */
   async remove(name: string): Promise<void> {
-    await this.db.fenced("removing a topic's placement", CATALOG_FENCE, META_SLOT, (conn) =>
+    await this.#write("removing a topic's placement", (conn) =>
       conn.query("DELETE FROM nb_placement WHERE name = ?", [name]),
     );
   }
@@ -91,20 +97,19 @@ export class PlacementCatalog {
    * it is still on `from`. Throws FAILED_PRECONDITION when it is not (moved or deleted meanwhile).
    */
   async switchHost(name: string, from: string, to: string): Promise<void> {
-    const switched = await this.db.fenced(
-      "switching a topic's host",
-      CATALOG_FENCE,
-      META_SLOT,
-      async (conn) => {
-        const [res] = await conn.query<mysql.ResultSetHeader>(
-          "UPDATE nb_placement SET host = ? WHERE name = ? AND host = ?",
-          [to, name, from],
-        );
-        return res.affectedRows === 1;
-      },
-    );
+    const switched = await this.#write("switching a topic's host", async (conn) => {
+      const [res] = await conn.query<mysql.ResultSetHeader>(
+        "UPDATE nb_placement SET host = ? WHERE name = ? AND host = ?",
+        [to, name, from],
+      );
+      return res.affectedRows === 1;
+    });
     if (!switched)
       throw new NerveBusError("failed_precondition", `topic ${name} is no longer placed on ${from}`);
+  }
+
+  #write<T>(what: string, fn: (conn: mysql.PoolConnection) => Promise<T>): Promise<T> {
+    return this.fenced ? this.db.fenced(what, CATALOG_FENCE, META_SLOT, fn) : this.db.unfenced(what, fn);
   }
 }
 

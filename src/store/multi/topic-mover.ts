@@ -18,7 +18,8 @@ type Log = (level: "warn" | "info" | "error", msg: string, fields?: Record<strin
  * with its writes held, the tail and its catalog rows, then the switch, then the writes resume on
  * the target and the source's copy is dropped once no call uses it. Until the switch the topic
  * lives on the source and nothing on the target is read; a copy left by a crash is dropped by
- * the next move (or creation) to that database.
+ * the next move (or creation) to that database. With `--cluster` the source copy is sealed
+ * before the switch (MysqlStore.sealMoved): a broker that finds the seal finishes the switch.
  */
 export class TopicMover {
   constructor(
@@ -42,6 +43,9 @@ export class TopicMover {
     });
     if (made === null)
       throw new NerveBusError("internal", `topic ${name} was not created on ${this.target.key}`);
+    // The copy's writes are fenced on the target like any write (with --cluster: by this
+    // broker's lease of the new copy, taken here; nothing routes to it before the switch).
+    await target.claimTopic(made.topic);
     const copier = new TopicCopier(
       { db: source.fencedPool, topic: src },
       { db: target.fencedPool, topic: made.topic },
@@ -58,6 +62,9 @@ export class TopicMover {
       rows += await copier.copy(marks, [], true);
       await copier.trim();
       await copier.copyCatalog();
+      // --cluster: proves this broker still owns the topic on the source and closes that copy to
+      // every writer, so nothing confirmed there after the copy can be left behind by the switch.
+      await source.sealMoved(src, this.target.key);
       const [config] = await source.listTopics().then((ts) => ts.filter((t) => t.name === name));
       await steps.switchTo({ ...made.topic, config: config?.config ?? src.config, createdAt: src.createdAt });
       pausedMs = Math.round(performance.now() - paused);
@@ -73,7 +80,7 @@ export class TopicMover {
       writesHeldMs: pausedMs,
     });
     await this.placed.idle("calls");
-    await source.deleteTopic(src).catch((err: unknown) =>
+    await source.dropCopy(src).catch((err: unknown) =>
       this.log("warn", "dropping a moved topic's old copy failed; the next move of it drops it", {
         topic: name,
         host: this.placed.host.key,
@@ -90,7 +97,7 @@ export class TopicMover {
       if (slot === this.placed.host || slot.store === undefined) continue;
       const stale = await slot.store.ensureTopic(name, null);
       if (stale === null) continue;
-      await slot.store.deleteTopic(stale.topic);
+      await slot.store.dropCopy(stale.topic);
       this.log("info", "dropped a copy of a topic a crash left behind", { topic: name, host: slot.key });
     }
   }

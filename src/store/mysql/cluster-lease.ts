@@ -21,6 +21,32 @@ const CLUSTER = "cluster";
 /** A topic's lease row key. */
 const unitOf = (topicId: number) => `topic:${topicId}`;
 
+/**
+ * Owner of a topic lease row whose topic moved to another database (`moved:HOST:PORT/DB`): the
+ * row never lapses and its epoch is SEALED_EPOCH, so no broker takes the old copy again.
+ */
+export const MOVED_PREFIX = "moved:";
+
+/** The epoch of a moved topic's lease and fence rows: above any drawn epoch, exact as a JS number. */
+export const SEALED_EPOCH = Number.MAX_SAFE_INTEGER;
+
+/** Who a broker is in `nb_brokers`: one per process, the same in every database it joins. */
+export interface BrokerIdentity {
+  /** host/pid/random. */
+  readonly id: string;
+  /** Its peer secret (see Cluster.secret). */
+  readonly secret: string;
+}
+
+/** A new broker identity: the id (host/pid/random) and a peer secret. */
+export function newBrokerIdentity(): BrokerIdentity {
+  return {
+    id: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`,
+    // 256 bits from the CSPRNG: guessing it is out of reach; a restart draws a new one.
+    secret: randomBytes(32).toString("base64url"),
+  };
+}
+
 /** A topic lease this broker holds. */
 interface Held {
   readonly name: string;
@@ -71,9 +97,8 @@ function weight(topic: string, broker: string): number {
  * brokers, so topics spread evenly and every broker agrees on where a topic goes.
  */
 export class ClusterLease implements WriteGuard, Cluster {
-  readonly owner = `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`;
-  // 256 bits from the CSPRNG: guessing it is out of reach; a restart draws a new one.
-  readonly secret = randomBytes(32).toString("base64url");
+  readonly owner: string;
+  readonly secret: string;
   readonly #held = new Map<number, Held>();
   /** Topics being handed over: claims of them are refused until the lease is released. */
   readonly #releasing = new Set<string>();
@@ -99,11 +124,19 @@ export class ClusterLease implements WriteGuard, Cluster {
     release: async () => undefined,
   };
 
-  /** `pool` is the lease's own (a couple of connections), closed by release(). */
+  /**
+   * `pool` is the lease's own (a couple of connections), closed by release(). `identity`: this
+   * broker's id and secret, shared by the leases of every database it joins (several `--store`
+   * URLs).
+   */
   constructor(
     private readonly pool: mysql.Pool,
     private readonly options: LeaseOptions,
-  ) {}
+    identity: BrokerIdentity = newBrokerIdentity(),
+  ) {
+    this.owner = identity.id;
+    this.secret = identity.secret;
+  }
 
   get self(): string {
     return this.owner;
@@ -381,6 +414,11 @@ export class ClusterLease implements WriteGuard, Cluster {
     this.#routes.delete(topic.name);
   }
 
+  /** Whether this database holds a lease row of the topic (its calls are routed by this lease). */
+  knows(topic: string): boolean {
+    return this.#routes.has(topic) || this.owns(topic);
+  }
+
   // ---- Cluster -------------------------------------------------------------------------------
 
   owns(topic: string): boolean {
@@ -505,6 +543,8 @@ export class ClusterLease implements WriteGuard, Cluster {
       );
       const routes = new Map<string, Route>();
       for (const l of leases) {
+        // A moved topic's old copy: it is served from its new database only.
+        if (String(l.owner).startsWith(MOVED_PREFIX)) continue;
         routes.set(String(l.name), {
           id: Number(l.id),
           owner: String(l.owner),

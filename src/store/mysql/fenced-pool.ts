@@ -111,6 +111,14 @@ export class FencedPool {
     }
   }
 
+  /**
+   * Runs `fn` in a transaction that proves nothing (commits when it returns): for writes that
+   * fence others out themselves (sealing a moved or abandoned copy of a topic).
+   */
+  unfenced<T>(what: string, fn: (conn: mysql.PoolConnection) => Promise<T>): Promise<T> {
+    return this.#transaction(what, async (conn) => ({ commit: true, value: await fn(conn) }));
+  }
+
   /** Closes the pool's connections. */
   end(): Promise<void> {
     return this.pool.end();

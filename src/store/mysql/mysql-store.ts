@@ -2,13 +2,22 @@ import type mysql from "mysql2/promise";
 import type * as core from "../../core/index.js";
 import { type IndexedRun, joinRuns } from "../../wire/index.js";
 import * as codec from "../codec.js";
-import { ClusterLease } from "./cluster-lease.js";
+import { ClusterLease, MOVED_PREFIX, SEALED_EPOCH } from "./cluster-lease.js";
 import { type FencedPool, META_SLOT } from "./fenced-pool.js";
 import { MysqlRunLog } from "./mysql-run-log.js";
 import { type MysqlStoreOptions, openPool } from "./open-pool.js";
 import { ShardInserter } from "./shard-inserter.js";
 
 type MsgRow = { seq: number; published_at: number; meta: Buffer; data: Buffer };
+
+/** The catalog rows of a topic (its tables are dropped after, DDL committing on its own). */
+async function deleteCatalogRows(conn: mysql.PoolConnection, topic: core.TopicRecord): Promise<void> {
+  await conn.query("DELETE FROM nb_pointers WHERE topic_id = ?", [topic.id]);
+  await conn.query("DELETE FROM nb_subscriptions WHERE topic_id = ?", [topic.id]);
+  await conn.query("DELETE FROM nb_topics WHERE id = ?", [topic.id]);
+  await conn.query("DELETE FROM nb_topic_schemas WHERE topic_id = ?", [topic.id]);
+  await conn.query("DELETE FROM nb_fence WHERE topic_id = ? AND slot <> ?", [topic.id, META_SLOT]);
+}
 
 function toTopic(r: mysql.RowDataPacket): core.TopicRecord {
   return {
@@ -32,7 +41,7 @@ function toTopic(r: mysql.RowDataPacket): core.TopicRecord {
 export class MysqlStore implements core.Store {
   readonly capabilities: core.StoreCapabilities;
   /** Set when brokers share the database (`--cluster`): each topic has its own lease. */
-  readonly cluster: core.Cluster | undefined;
+  readonly cluster: ClusterLease | undefined;
   readonly #db: FencedPool;
   readonly #inserter: ShardInserter;
   readonly #runs: MysqlRunLog;
@@ -126,20 +135,72 @@ export class MysqlStore implements core.Store {
   async deleteTopic(topic: core.TopicRecord): Promise<void> {
     // The catalog rows go in one fenced transaction; the tables (DDL, which commits on its own)
     // are dropped after, when nothing refers to them any more.
-    await this.#db.fenced("deleting a topic", topic, META_SLOT, async (conn) => {
-      await conn.query("DELETE FROM nb_pointers WHERE topic_id = ?", [topic.id]);
-      await conn.query("DELETE FROM nb_subscriptions WHERE topic_id = ?", [topic.id]);
-      await conn.query("DELETE FROM nb_topics WHERE id = ?", [topic.id]);
-      await conn.query("DELETE FROM nb_topic_schemas WHERE topic_id = ?", [topic.id]);
-      await conn.query("DELETE FROM nb_fence WHERE topic_id = ? AND slot <> ?", [topic.id, META_SLOT]);
-      await conn.query("DELETE FROM nb_lease WHERE unit = ?", [`topic:${topic.id}`]);
+    await this.#db.fenced("deleting a topic", topic, META_SLOT, (conn) => deleteCatalogRows(conn, topic));
+    this.cluster?.forget(topic);
+    await this.#dropTables(topic);
+  }
+
+  /**
+   * Drops a copy of a topic that the placement catalog does not point at (src/store/multi: the
+   * old copy of a moved topic, or one a crash left behind). With `--cluster` no broker may hold
+   * its lease (a stale mover may still be writing a copy it started), so the copy is first sealed
+   * in one transaction, its lease and fence rows set to SEALED_EPOCH: no write of anyone commits
+   * there after it. Without, it is deleteTopic (the store lease fences it).
+   */
+  async dropCopy(topic: core.TopicRecord): Promise<void> {
+    if (this.cluster === undefined) return this.deleteTopic(topic);
+    await this.#db.unfenced("dropping a topic's copy", async (conn) => {
+      await this.#seal(conn, topic, `${MOVED_PREFIX}(dropped)`);
+      await deleteCatalogRows(conn, topic);
     });
-    if (this.#db.lease instanceof ClusterLease) this.#db.lease.forget(topic);
+    this.cluster.forget(topic);
+    await this.#dropTables(topic);
+  }
+
+  /**
+   * `--cluster`, a move between databases: proves, in one fenced transaction, that this broker
+   * still owns the topic here and seals this copy (see dropCopy), naming the database it moved
+   * to. After it, no write of this copy commits, so every confirmed message of the topic is in
+   * the target copy (copied before); a broker that finds the seal finishes the switch (movedTo).
+   * Throws the lost-ownership error when another broker owns the topic now. No-op without
+   * `--cluster` (the store lease fences the one owner).
+   */
+  async sealMoved(topic: core.TopicRecord, to: string): Promise<void> {
+    if (this.cluster === undefined) return;
+    await this.#db.fenced("sealing a moved topic", topic, META_SLOT, (conn) =>
+      this.#seal(conn, topic, `${MOVED_PREFIX}${to}`),
+    );
+    this.cluster.forget(topic);
+  }
+
+  /** `--cluster`: the database this copy of the topic was moved to, once sealed (see sealMoved). */
+  async movedTo(topic: core.TopicRecord): Promise<string | undefined> {
+    if (this.cluster === undefined) return undefined;
+    const rows = await this.#db.run("reading a topic lease", () =>
+      this.#db.select("SELECT owner FROM nb_lease WHERE unit = ?", [this.cluster!.unitOf(topic)]),
+    );
+    const owner = rows[0] === undefined ? "" : String(rows[0].owner);
+    return owner.startsWith(MOVED_PREFIX) && owner !== `${MOVED_PREFIX}(dropped)`
+      ? owner.slice(MOVED_PREFIX.length)
+      : undefined;
+  }
+
+  async #seal(conn: mysql.PoolConnection, topic: core.TopicRecord, owner: string): Promise<void> {
+    await conn.query(
+      `INSERT INTO nb_lease (unit, owner, epoch, expires_at, acquired_at, lock_server) VALUES (?, ?, ?, ?, 0, '')
+         ON DUPLICATE KEY UPDATE owner = VALUES(owner), epoch = VALUES(epoch), expires_at = VALUES(expires_at)`,
+      [this.cluster!.unitOf(topic), owner, SEALED_EPOCH, SEALED_EPOCH],
+    );
+    await conn.query("UPDATE nb_fence SET epoch = ? WHERE topic_id = ?", [SEALED_EPOCH, topic.id]);
+  }
+
+  async #dropTables(topic: core.TopicRecord): Promise<void> {
     await this.#db.run("deleting a topic", async () => {
       for (let shard = 0; shard < topic.shards; shard++)
         await this.#db.query(`DROP TABLE IF EXISTS ${codec.logTable(topic, shard)}`);
       await this.#db.query(`DROP TABLE IF EXISTS ${codec.scheduleTable(topic.id)}`);
       await this.#db.query("DELETE FROM nb_fence WHERE topic_id = ?", [topic.id]);
+      await this.#db.query("DELETE FROM nb_lease WHERE unit = ?", [`topic:${topic.id}`]);
     });
   }
 
@@ -457,12 +518,12 @@ export class MysqlStore implements core.Store {
 
   /** Cluster only: whether this broker's lease of the topic is current (see ClusterLease.serves). */
   serves(topic: core.TopicRecord): boolean {
-    return !(this.#db.lease instanceof ClusterLease) || this.#db.lease.serves(topic);
+    return this.cluster === undefined || this.cluster.serves(topic);
   }
 
   /** Hands the topic's lease to whichever broker claims it next (cluster only; its state is saved). */
   async releaseTopic(topic: core.TopicRecord): Promise<void> {
-    if (this.#db.lease instanceof ClusterLease) await this.#db.lease.releaseTopic(topic);
+    await this.cluster?.releaseTopic(topic);
   }
 
   /**

@@ -1,7 +1,7 @@
 import mysql from "mysql2/promise";
 import { NerveBusError, type StoreCapabilities } from "../../core/index.js";
 import { isUnknownDatabase, mapStoreError } from "../errors.js";
-import { ClusterLease } from "./cluster-lease.js";
+import { type BrokerIdentity, ClusterLease } from "./cluster-lease.js";
 import { FencedPool } from "./fenced-pool.js";
 import { Lease } from "./lease.js";
 import { prepareSchema } from "./schema.js";
@@ -17,6 +17,8 @@ export interface StoreLeaseOptions {
    * (ClusterLease); otherwise one broker owns the whole database (Lease).
    */
   readonly cluster?: boolean;
+  /** With `cluster`: this broker's id and secret (default: new ones); the same for every database of `--store`. */
+  readonly broker?: BrokerIdentity;
   /** Called once if another broker takes the database: this one must stop serving. */
   readonly onOwnershipLost?: (err: NerveBusError) => void;
   readonly log: (level: "warn" | "info" | "error", msg: string, fields?: Record<string, unknown>) => void;
@@ -154,7 +156,7 @@ export async function openPool(
         enableKeepAlive: true,
       });
       limitSessions(leasePool, idleSeconds, Math.max(1, Math.floor(renewMs / 1000)));
-      const cluster = new ClusterLease(leasePool, leaseOptions);
+      const cluster = new ClusterLease(leasePool, leaseOptions, options.broker);
       await cluster.join().catch(async (err: unknown) => {
         await leasePool.end().catch(() => undefined);
         throw err;
