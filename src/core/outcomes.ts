@@ -1,4 +1,4 @@
-import { copyBytes, type OutcomeColumns, type Pack } from "../wire/index.js";
+import { ByteView, copyViews, type OutcomeColumns, type Pack } from "../wire/index.js";
 
 /** What happened to one message of a pack. */
 export interface MessageOutcome {
@@ -27,20 +27,27 @@ export class Outcomes implements OutcomeColumns {
   readonly traced: Uint8Array | undefined;
   traceIds: (string | undefined)[] | undefined;
 
-  /** Outcomes of `count` messages; trace ids of `pack`'s messages, when given. */
+  /**
+   * Outcomes of `count` messages; trace ids of `pack`'s messages, when given. Its columns share
+   * one buffer (one native allocation per pack).
+   */
   constructor(
     readonly count: number,
     pack: Pack | undefined,
   ) {
-    this.kind = new Uint8Array(count);
-    this.seq = new Float64Array(count);
+    const all = new ArrayBuffer(count * (pack === undefined ? 9 : 10 + 32));
+    this.seq = new Float64Array(all, 0, count);
+    this.kind = new Uint8Array(all, 8 * count, count);
     if (pack === undefined) return;
-    this.traced = pack.traced;
-    const traces = Buffer.allocUnsafe(32 * count);
+    this.traced = new Uint8Array(all, 9 * count, count);
+    this.traced.set(pack.traced);
+    const traces = Buffer.from(all, 10 * count, 32 * count);
+    const from = new ByteView(pack.meta);
+    const to = new ByteView(traces);
     for (let i = 0; i < count; i++) {
       if (pack.traced[i] === 0) continue;
       const end = pack.metaEnd[i]!;
-      copyBytes(pack.meta, end - 32, end, traces, 32 * i);
+      copyViews(from, end - 32, end, to, 32 * i);
     }
     this.traces = traces;
   }

@@ -6,7 +6,8 @@ import {
 import { type RecordSpan, spanSize, writeSpan } from "./record-span.js";
 import { recordSize, writeRecord } from "./run-body.js";
 import {
-  copyBytes,
+  ByteView,
+  copyViews,
   varintSize,
   WIRE_LEN,
   WIRE_VARINT,
@@ -96,24 +97,28 @@ export function encodeSendPackResponse(firstSeq: number, lastSeq: number, result
   let size = 0;
   if (firstSeq > 0) size += 1 + varintSize(firstSeq);
   if (lastSeq > 0) size += 1 + varintSize(lastSeq);
-  // Per message: its trace id's length (0 or 32 from the pack; any from traceIds).
-  const traceLens = new Uint8Array(count);
-  for (let i = 0; i < count; i++) {
+  // Per message: its trace id's length (0 or 32 from the pack; any from traceIds), worked out
+  // in both passes rather than kept (no array per response).
+  const traceLenOf = (i: number) => {
     const t = traceIds?.[i];
-    const traceLen = t !== undefined ? t.length : traced?.[i] === 1 ? 32 : 0;
-    traceLens[i] = traceLen;
+    return t !== undefined ? t.length : traced?.[i] === 1 ? 32 : 0;
+  };
+  for (let i = 0; i < count; i++) {
+    const traceLen = traceLenOf(i);
     let len = 2; // outcome: never 0
     if (seq[i]! > 0) len += 1 + varintSize(seq[i]!);
     if (traceLen > 0) len += 2 + traceLen;
     size += 1 + varintSize(len) + len;
   }
   const buf = Buffer.allocUnsafe(size);
+  const to = new ByteView(buf);
+  const from = traces === undefined ? undefined : new ByteView(traces);
   let pos = 0;
   if (firstSeq > 0) pos = writeVarintField(buf, pos, 1, firstSeq);
   if (lastSeq > 0) pos = writeVarintField(buf, pos, 2, lastSeq);
   for (let i = 0; i < count; i++) {
     const s = seq[i]!;
-    const traceLen = traceLens[i]!;
+    const traceLen = traceLenOf(i);
     buf[pos++] = (3 << 3) | WIRE_LEN;
     pos = writeVarint(buf, pos, 2 + (s > 0 ? 1 + varintSize(s) : 0) + (traceLen > 0 ? 2 + traceLen : 0));
     buf[pos++] = (1 << 3) | WIRE_VARINT;
@@ -124,7 +129,7 @@ export function encodeSendPackResponse(firstSeq: number, lastSeq: number, result
       buf[pos++] = traceLen;
       const t = traceIds?.[i];
       if (t !== undefined) pos += buf.write(t, pos, "latin1");
-      else pos = copyBytes(traces!, 32 * i, 32 * i + 32, buf, pos);
+      else pos = copyViews(from!, 32 * i, 32 * i + 32, to, pos);
     }
   }
   return buf;

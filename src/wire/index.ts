@@ -37,4 +37,4 @@ export { type RecordSpan, recordInfo, recordTime } from "./record-span.js";
 export { decodeRun, encodeRun, type RunMessage, type RunRecord, type RunRow } from "./run-body.js";
 export { readSendPack, type SendPackBytes } from "./send-pack-reader.js";
 export { newTraceparent, traceIdOf } from "./trace-context.js";
-export { copyBytes, varintSize, WireReader, writeVarint } from "./wire-format.js";
+export { ByteView, copyBytes, copyViews, varintSize, WireReader, writeVarint } from "./wire-format.js";

@@ -1,7 +1,7 @@
 import { withScheduleId } from "./message-meta.js";
 import type { Pack } from "./pack.js";
 import { type RunRecord, type RunRow, readRecord, recordSize } from "./run-body.js";
-import { copyBytes, varintSize, WireReader, writeVarint } from "./wire-format.js";
+import { ByteView, copyViews, varintSize, WireReader, writeVarint } from "./wire-format.js";
 
 /**
  * A run (run-body.ts) as the broker builds it from a pack, before and after it is stored: the
@@ -63,10 +63,16 @@ export function buildRun(
     const i = indices === undefined ? k : indices[k]!;
     payloadBytes += dataEnd[i]! - dataStart[i]!;
     const len = recordSize(firstSeq + k, time, dataEnd[i]! - dataStart[i]!, metaEnd[i]! - metaStart[i]!);
+    // Held here until the second pass replaces it with the record's offset.
+    offsets[k] = len;
     size += varintSize(len) + len;
     bytes += storedBytes[i]!;
   }
   const body = Buffer.allocUnsafe(size);
+  const bodyView = new ByteView(body);
+  const srcView = new ByteView(src);
+  const metaView = new ByteView(meta);
+  const timeView = new ByteView(t);
   let pos = 0;
   let pairs: number[] | undefined;
   for (let k = 0; k < n; k++) {
@@ -74,17 +80,18 @@ export function buildRun(
     const seq = firstSeq + k;
     const ds = dataStart[i]!;
     const dl = dataEnd[i]! - ds;
+    const len = offsets[k]!;
     offsets[k] = pos;
-    pos = writeVarint(body, pos, recordSize(seq, time, dl, metaEnd[i]! - metaStart[i]!));
+    pos = writeVarint(body, pos, len);
     body[pos++] = TAG_SEQ;
     pos = writeVarint(body, pos, seq);
     if (dl > 0) {
       body[pos++] = TAG_DATA;
       pos = writeVarint(body, pos, dl);
-      pos = copyBytes(src, ds, ds + dl, body, pos);
+      pos = copyViews(srcView, ds, ds + dl, bodyView, pos);
     }
-    pos = copyBytes(meta, metaStart[i]!, metaEnd[i]!, body, pos);
-    pos = copyBytes(t, 0, t.length, body, pos);
+    pos = copyViews(metaView, metaStart[i]!, metaEnd[i]!, bodyView, pos);
+    pos = copyViews(timeView, 0, t.length, bodyView, pos);
     const id = scheduleIds?.[i];
     if (id !== undefined) {
       pairs ??= [];

@@ -35,18 +35,23 @@ export class PackColumns {
   /** Delivery.priority as stored: 1 urgent, 3 bulk, 0 normal. */
   readonly priority: Uint8Array;
 
-  /** Columns for `n` messages, all 0. */
+  /**
+   * Columns for `n` messages, all 0: views into one buffer (one allocation per pack, not ten:
+   * every ArrayBuffer is a native allocation the collector tracks).
+   */
   constructor(n: number) {
-    this.dataStart = new Uint32Array(n);
-    this.dataEnd = new Uint32Array(n);
-    this.metaStart = new Uint32Array(n);
-    this.metaEnd = new Uint32Array(n);
-    this.traced = new Uint8Array(n);
-    this.sentBytes = new Uint32Array(n);
-    this.storedBytes = new Uint32Array(n);
-    this.keyBytes = new Uint32Array(n);
-    this.idBytes = new Uint32Array(n);
-    this.priority = new Uint8Array(n);
+    const all = new ArrayBuffer(n * (8 * 4 + 2));
+    const u32 = (k: number) => new Uint32Array(all, k * 4 * n, n);
+    this.dataStart = u32(0);
+    this.dataEnd = u32(1);
+    this.metaStart = u32(2);
+    this.metaEnd = u32(3);
+    this.sentBytes = u32(4);
+    this.storedBytes = u32(5);
+    this.keyBytes = u32(6);
+    this.idBytes = u32(7);
+    this.traced = new Uint8Array(all, 32 * n, n);
+    this.priority = new Uint8Array(all, 33 * n, n);
   }
 }
 

@@ -1,7 +1,16 @@
 import { isUtf8 } from "node:buffer";
 import { Pack, PackColumns } from "./pack.js";
 import { newTraceparent } from "./trace-context.js";
-import { copyBytes, WIRE_LEN, WIRE_VARINT, WireError, WireReader, writeVarint } from "./wire-format.js";
+import {
+  ByteView,
+  copyBytes,
+  copyViews,
+  WIRE_LEN,
+  WIRE_VARINT,
+  WireError,
+  WireReader,
+  writeVarint,
+} from "./wire-format.js";
 
 /** A SendPackRequest as read by readSendPack: its topic and its messages as a Pack. */
 export interface SendPackBytes {
@@ -34,6 +43,7 @@ const ADDED_ENTRY_HEAD = Buffer.from([
   0x12,
   55,
 ]);
+const ADDED_HEAD_VIEW = new ByteView(ADDED_ENTRY_HEAD);
 /** Metadata bytes a message may gain: the added traceparent entry and the trace id field. */
 const ADDED_MAX = ADDED_ENTRY_HEAD.length + 55 + 34 + 2;
 
@@ -51,6 +61,13 @@ function isHex(buf: Buffer, s: number, e: number): boolean {
   let ok = 1;
   for (let i = s; i < e; i++) ok &= HEX[buf[i]!]!;
   return ok === 1;
+}
+
+/** Whether buf[s, e) is the key `traceparent` (a loop: Buffer#compare is a native call). */
+function isTraceparentKey(buf: Buffer, s: number, e: number): boolean {
+  if (e - s !== 11) return false;
+  for (let i = 0; i < 11; i++) if (buf[s + i] !== TRACEPARENT[i]) return false;
+  return true;
 }
 
 /** Whether buf[s, s + 55) is a valid traceparent with a non-zero trace id (trace-context.ts's rule, on bytes). */
@@ -114,6 +131,9 @@ function emptyPack(): Pack {
 
 /** 4 MiB: what the scratch buffer may keep for good; larger requests get one of their own. */
 const MAX_SCRATCH = 4 << 20;
+/** Where readSendPack notes each message's bounds in the request (start, end), reused. */
+let bounds = new Uint32Array(2048);
+const MAX_BOUNDS = 1 << 17;
 /** Where readSendPack writes metadata before copying it out. */
 let scratch = Buffer.allocUnsafe(64 << 10);
 
@@ -122,19 +142,21 @@ function read(buf: Buffer, prefix: Buffer): SendPackBytes {
   const r = new WireReader(buf);
   let topic = "";
   let count = 0;
-  let bodies = new Uint32Array(64);
+  let bodies = bounds;
   while (!r.done) {
     const tag = r.tag();
     if (tag === ((1 << 3) | WIRE_LEN)) topic = r.string("topic");
     else if (tag === ((2 << 3) | WIRE_LEN)) {
-      const [s, e] = r.lenRange();
+      const s = r.lenStart();
       if (2 * count + 2 > bodies.length) {
         const grown = new Uint32Array(bodies.length * 2);
         grown.set(bodies);
         bodies = grown;
+        // Kept for the next requests while small (a pack of 64k messages takes 512 KiB).
+        if (bodies.length <= MAX_BOUNDS) bounds = bodies;
       }
       bodies[2 * count] = s;
-      bodies[2 * count + 1] = e;
+      bodies[2 * count + 1] = r.pos;
       count++;
     } else r.skip(tag & 7);
   }
@@ -162,9 +184,16 @@ function read(buf: Buffer, prefix: Buffer): SendPackBytes {
   const bound = buf.length + count * ADDED_MAX;
   if (scratch.length < bound && bound <= MAX_SCRATCH) scratch = Buffer.allocUnsafe(MAX_SCRATCH);
   const meta = bound <= scratch.length ? scratch : Buffer.allocUnsafe(bound);
+  const bufView = new ByteView(buf);
+  const metaView = new ByteView(meta);
   let pos = 0;
+  // One reader for the messages and one for attribute entries, moved along: no object per
+  // message or field (this loop runs for every message published).
+  const m = new WireReader(buf);
+  const entry = new WireReader(buf);
   for (let i = 0; i < count; i++) {
-    const m = new WireReader(buf, bodies[2 * i]!, bodies[2 * i + 1]!);
+    m.pos = bodies[2 * i]!;
+    m.end = bodies[2 * i + 1]!;
     let ds = 0;
     let de = 0;
     let ks = 0;
@@ -178,31 +207,41 @@ function read(buf: Buffer, prefix: Buffer): SendPackBytes {
       const tag = m.tag();
       switch (tag) {
         case TAG_DATA:
-          [ds, de] = m.lenRange();
+          ds = m.lenStart();
+          de = m.pos;
           break;
         case TAG_ATTRIBUTE: {
           const at = m.pos;
-          const [s, e] = m.lenRange();
-          const entry = new WireReader(buf, s, e);
+          entry.pos = m.lenStart();
+          entry.end = m.pos;
+          const e = m.pos;
           let kS = 0;
           let kE = 0;
           let vS = 0;
           let vE = 0;
           while (!entry.done) {
             const t = entry.tag();
-            if (t === ((1 << 3) | WIRE_LEN)) [kS, kE] = entry.lenRange();
-            else if (t === ((2 << 3) | WIRE_LEN)) [vS, vE] = entry.lenRange();
-            else entry.skip(t & 7);
+            if (t === ((1 << 3) | WIRE_LEN)) {
+              kS = entry.lenStart();
+              kE = entry.pos;
+            } else if (t === ((2 << 3) | WIRE_LEN)) {
+              vS = entry.lenStart();
+              vE = entry.pos;
+            } else entry.skip(t & 7);
           }
-          if (!utf8At(buf, kS, kE))
-            throw new WireError(`messages[${i}]: an attribute key is not valid UTF-8`);
-          if (!utf8At(buf, vS, vE))
-            throw new WireError(
-              `messages[${i}]: attribute ${JSON.stringify(buf.toString("utf8", kS, kE))}'s value is not valid UTF-8`,
-            );
           sent += kE - kS + (vE - vS);
-          if (kE - kS === 11 && buf.compare(TRACEPARENT, 0, 11, kS, kE) === 0)
-            ts = validTraceparent(buf, vS, vE) ? vS : -2;
+          // A valid traceparent (the usual attribute) is ASCII by its own check.
+          const isTraceparent = isTraceparentKey(buf, kS, kE);
+          const traceOk = isTraceparent && validTraceparent(buf, vS, vE);
+          if (!traceOk) {
+            if (!utf8At(buf, kS, kE))
+              throw new WireError(`messages[${i}]: an attribute key is not valid UTF-8`);
+            if (!utf8At(buf, vS, vE))
+              throw new WireError(
+                `messages[${i}]: attribute ${JSON.stringify(buf.toString("utf8", kS, kE))}'s value is not valid UTF-8`,
+              );
+          }
+          if (isTraceparent) ts = traceOk ? vS : -2;
           else if (
             reservedKey === undefined &&
             kE - kS >= prefix.length &&
@@ -210,21 +249,23 @@ function read(buf: Buffer, prefix: Buffer): SendPackBytes {
           )
             reservedKey = { index: i, key: buf.toString("utf8", kS, kE) };
           meta[pos++] = TAG_ATTRIBUTE + TO_DELIVERY;
-          pos = copyBytes(buf, at, e, meta, pos);
+          pos = copyViews(bufView, at, e, metaView, pos);
           break;
         }
         case TAG_ORDERING_KEY:
-          [ks, ke] = m.lenRange();
+          ks = m.lenStart();
+          ke = m.pos;
           if (!utf8At(buf, ks, ke)) throw new WireError(`messages[${i}]: ordering_key is not valid UTF-8`);
           break;
         case TAG_MESSAGE_ID:
-          [is, ie] = m.lenRange();
+          is = m.lenStart();
+          ie = m.pos;
           if (!utf8At(buf, is, ie)) throw new WireError(`messages[${i}]: message_id is not valid UTF-8`);
           break;
         case TAG_DELIVER_AT: {
-          const [s, e] = m.lenRange();
+          const s = m.lenStart();
           sentDeliverAt ??= new Float64Array(count);
-          sentDeliverAt[i] = millis(buf, s, e);
+          sentDeliverAt[i] = millis(buf, s, m.pos);
           break;
         }
         case TAG_PRIORITY: {
@@ -236,9 +277,9 @@ function read(buf: Buffer, prefix: Buffer): SendPackBytes {
           break;
         }
         case TAG_DELAY: {
-          const [s, e] = m.lenRange();
+          const s = m.lenStart();
           sentDelay ??= new Float64Array(count).fill(Number.NaN);
-          sentDelay[i] = millis(buf, s, e);
+          sentDelay[i] = millis(buf, s, m.pos);
           break;
         }
         default:
@@ -252,12 +293,12 @@ function read(buf: Buffer, prefix: Buffer): SendPackBytes {
     sent += de - ds + (ke - ks) + (ie - is);
     sentBytes[i] = sent;
     let traceAt = ts;
-    let traceBuf = buf;
+    let traceBuf = bufView;
     if (ts === -1) {
       // No trace context: the broker starts one, so SendPack can return it and deliveries carry it.
-      pos = copyBytes(ADDED_ENTRY_HEAD, 0, ADDED_ENTRY_HEAD.length, meta, pos);
+      pos = copyViews(ADDED_HEAD_VIEW, 0, ADDED_ENTRY_HEAD.length, metaView, pos);
       traceAt = pos;
-      traceBuf = meta;
+      traceBuf = metaView;
       pos += meta.write(newTraceparent(), pos, 55, "latin1");
       sent += 11 + 55;
     }
@@ -276,7 +317,7 @@ function read(buf: Buffer, prefix: Buffer): SendPackBytes {
     if (traceAt >= 0) {
       meta[pos++] = TAG_TRACE_ID;
       meta[pos++] = 32;
-      pos = copyBytes(traceBuf, traceAt + 3, traceAt + 35, meta, pos);
+      pos = copyViews(traceBuf, traceAt + 3, traceAt + 35, metaView, pos);
       traced[i] = 1;
     }
     metaEnd[i] = pos;

@@ -93,9 +93,16 @@ test("rows stored as JSON by earlier versions still read, and deliver the same b
 });
 
 test("property: SendPack requests decode exactly as protobuf-es decodes them", () => {
-  const message = fc.record({
-    data: fc.uint8Array({ maxLength: 40 }),
+  // A traceparent attribute that is valid (the usual case, read without UTF-8 checks) or not
+  // (kept as sent, no trace id); payloads on both sides of copyViews' 256 B threshold.
+  const traced = fc.oneof(
     attributes,
+    attributes.map((a) => ({ ...a, traceparent: TRACEPARENT })),
+    fc.tuple(attributes, text).map(([a, t]) => ({ ...a, traceparent: t })),
+  );
+  const message = fc.record({
+    data: fc.oneof(fc.uint8Array({ maxLength: 40 }), fc.uint8Array({ minLength: 250, maxLength: 300 })),
+    attributes: traced,
     orderingKey: text,
     messageId: text,
     priority: fc.integer({ min: 0, max: 3 }),

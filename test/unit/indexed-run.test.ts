@@ -15,7 +15,8 @@ import {
 } from "../../src/wire/index.js";
 
 const messageArb = fc.record({
-  data: fc.uint8Array({ maxLength: 80 }),
+  // Both sides of copyViews' 256 B threshold (four bytes a step, then `set`), odd tails included.
+  data: fc.oneof(fc.uint8Array({ maxLength: 80 }), fc.uint8Array({ minLength: 250, maxLength: 300 })),
   attributes: fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 3 }),
   orderingKey: fc.string({ maxLength: 8 }),
   messageId: fc.string({ maxLength: 8 }),
