@@ -1,3 +1,4 @@
+import * as http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
 import type { PeerAuth } from "./peer-auth.js";
 import { RETRY_AFTER_TRAILER } from "./status.js";
@@ -22,10 +23,12 @@ export interface AdmissionLimits {
  */
 const PER_MESSAGE_OVERHEAD = 96;
 
-/** The parts of grpc-js's HTTP/2 stream admission reads. */
+/** The parts of grpc-js's HTTP/2 stream admission uses. */
 interface RequestStream {
   prependListener(event: "data", listener: (chunk: Buffer) => void): unknown;
   removeListener(event: "data", listener: (chunk: Buffer) => void): unknown;
+  /** RST_STREAM with this code once the answer is written (node:http2's Http2Stream.close). */
+  close(code: number): void;
 }
 
 /**
@@ -36,7 +39,8 @@ interface RequestStream {
 function requestStream(call: unknown): RequestStream | undefined {
   let c = call as { nextCall?: unknown; stream?: Partial<RequestStream> } | undefined;
   for (let depth = 0; c !== undefined && depth < 8; depth++) {
-    if (typeof c.stream?.prependListener === "function") return c.stream as RequestStream;
+    if (typeof c.stream?.prependListener === "function" && typeof c.stream.close === "function")
+      return c.stream as RequestStream;
     c = c.nextCall as typeof c;
   }
   return undefined;
@@ -188,6 +192,12 @@ export class Admission {
         details: `${why}; wait for answers before sending more, retry after 100 ms`,
         metadata: trailer,
       });
+      // The client sends its body whatever the answer, and grpc-js would read all of it,
+      // join it and decode it before dropping it: under overload most of the broker's CPU
+      // and memory went to packs already refused. RST_STREAM NO_ERROR after the answer (HTTP/2
+      // 8.1: the response is complete, stop sending) ends the stream; node:http2 sends it once
+      // the trailers are written.
+      requestStream(call)?.close(http2.constants.NGHTTP2_NO_ERROR);
     };
     const count = (bytes: number) => {
       this.#bytes += bytes - reserved;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { mkdtempSync } from "node:fs";
 import * as http2 from "node:http2";
 import { tmpdir } from "node:os";
@@ -55,38 +56,58 @@ function onePack(topic: string, bytes: number): Buffer {
   );
 }
 
-test("SendPacks are admitted by bytes: one that does not fit is refused at once, with a retry delay", async () => {
-  // A pack of ~1 MiB whose body has started but not finished: its prefix declares its length.
-  const big = onePack("budget", MiB);
+/** A ~1 MiB pack of `topic` framed as a gRPC message (its prefix declares its length). */
+function bigFramedPack(topic: string): Buffer {
+  const big = onePack(topic, MiB);
   const framed = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), big]);
   framed.writeUInt32BE(big.length, 1);
+  return framed;
+}
+
+/** A raw SendPack on `session` whose first 64 KiB of body are sent; the rest is up to the test. */
+function startedPack(
+  session: http2.ClientHttp2Session,
+  framed: Buffer,
+): { stream: http2.ClientHttp2Stream; status: Promise<string> } {
+  const stream = session.request({
+    ":method": "POST",
+    ":path": "/nervebus.v1.PublisherService/SendPack",
+    "content-type": "application/grpc",
+    te: "trailers",
+  });
+  stream.on("data", () => undefined);
+  stream.on("error", () => undefined);
+  const status = new Promise<string>((resolve) => {
+    stream.once("trailers", (h) => resolve(String(h["grpc-status"])));
+    stream.once("response", (h) => {
+      if (h["grpc-status"] !== undefined) resolve(String(h["grpc-status"]));
+    });
+  });
+  stream.write(framed.subarray(0, 64 * 1024));
+  return { stream, status };
+}
+
+/** Waits until admission counts at least `bytes` of requests in progress; returns that part. */
+async function requestsHeld(bytes: number): Promise<BudgetPart> {
+  let requests: BudgetPart | undefined;
+  for (let i = 0; i < 100 && (requests?.usedBytes ?? 0) < bytes; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    requests = (await budgetUse()).parts.find((p) => p.part === "requests");
+  }
+  assert.ok(requests !== undefined && requests.usedBytes >= bytes, `requests held: ${requests?.usedBytes}`);
+  return requests;
+}
+
+test("SendPacks are admitted by bytes: one that does not fit is refused at once, with a retry delay", async () => {
+  // A pack of ~1 MiB whose body has started but not finished: its prefix declares its length.
+  const framed = bigFramedPack("budget");
   const session = http2.connect(`http://${bus.address}`);
   session.on("error", () => undefined);
   try {
-    const slow = session.request({
-      ":method": "POST",
-      ":path": "/nervebus.v1.PublisherService/SendPack",
-      "content-type": "application/grpc",
-      te: "trailers",
-    });
-    slow.on("data", () => undefined);
-    const slowStatus = new Promise<string>((resolve) => {
-      slow.once("trailers", (h) => resolve(String(h["grpc-status"])));
-      slow.once("response", (h) => {
-        if (h["grpc-status"] !== undefined) resolve(String(h["grpc-status"]));
-      });
-    });
-    slow.write(framed.subarray(0, 64 * 1024));
-    let requests: BudgetPart | undefined;
-    for (let i = 0; i < 100 && (requests?.usedBytes ?? 0) < big.length; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-      requests = (await budgetUse()).parts.find((p) => p.part === "requests");
-    }
-    assert.equal(requests?.limitBytes, 1.5 * MiB);
-    assert.ok(
-      requests!.usedBytes >= big.length,
-      `the started pack counts its declared length: ${requests!.usedBytes}`,
-    );
+    const { stream: slow, status: slowStatus } = startedPack(session, framed);
+    // The started pack counts its declared length.
+    const requests = await requestsHeld(framed.length - 5);
+    assert.equal(requests.limitBytes, 1.5 * MiB);
 
     // A second ~1 MiB pack does not fit next to it: refused before its body is held.
     const refused = await client.publish("budget", [{ data: Buffer.alloc(MiB, 0x62) }]).then(
@@ -117,6 +138,31 @@ test("SendPacks are admitted by bytes: one that does not fit is refused at once,
     0,
     "no request bytes held when idle",
   );
+});
+
+test("a refused SendPack's stream is reset once its answer is out: the rest of its body is never read", {
+  // Without the reset the stream stays open for a body the client never finishes: fail, not hang.
+  timeout: 20_000,
+}, async () => {
+  // Before: grpc-js went on reading, joining and decoding the body of every refused pack, which
+  // under overload took most of the broker's CPU and memory.
+  const framed = bigFramedPack("budget-reset");
+  const session = http2.connect(`http://${bus.address}`);
+  session.on("error", () => undefined);
+  try {
+    const held = startedPack(session, framed);
+    await requestsHeld(framed.length - 5);
+    // Admitted at its headers (a typical pack fits), refused at its declared length.
+    const refused = startedPack(session, framed);
+    assert.equal(await refused.status, "8");
+    // The client never ends its request: only the broker's RST_STREAM (NO_ERROR) closes it.
+    await once(refused.stream, "close");
+    assert.equal(refused.stream.rstCode, http2.constants.NGHTTP2_NO_ERROR);
+    held.stream.end(framed.subarray(64 * 1024));
+    assert.equal(await held.status, "0");
+  } finally {
+    session.close();
+  }
 });
 
 test("the status page and /metrics show the budget's parts, their shares and what they hold", async () => {
