@@ -1,6 +1,6 @@
 import { withScheduleId } from "./message-meta.js";
 import type { Pack } from "./pack.js";
-import { type RunRecord, type RunRow, readRecord, recordSize } from "./run-body.js";
+import { type RunRecord, type RunRow, readRecord } from "./run-body.js";
 import { ByteView, copyViews, varintSize, WireReader, writeVarint } from "./wire-format.js";
 
 /**
@@ -62,7 +62,15 @@ export function buildRun(
   for (let k = 0; k < n; k++) {
     const i = indices === undefined ? k : indices[k]!;
     payloadBytes += dataEnd[i]! - dataStart[i]!;
-    const len = recordSize(firstSeq + k, time, dataEnd[i]! - dataStart[i]!, metaEnd[i]! - metaStart[i]!);
+    // recordSize with the publish time's field measured once (`t`), not once per message.
+    const dl = dataEnd[i]! - dataStart[i]!;
+    const len =
+      1 +
+      varintSize(firstSeq + k) +
+      (dl > 0 ? 1 + varintSize(dl) + dl : 0) +
+      metaEnd[i]! -
+      metaStart[i]! +
+      t.length;
     // Held here until the second pass replaces it with the record's offset.
     offsets[k] = len;
     size += varintSize(len) + len;

@@ -4,7 +4,14 @@ import { fromBinary } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { DeliverySchema } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
 import { LogMessage } from "../../src/core/index.js";
-import { decodeRun, encodeDeliveries, encodeRun, WireReader } from "../../src/wire/index.js";
+import {
+  decodeRun,
+  encodeDeliveries,
+  encodeRun,
+  varintSize,
+  WireReader,
+  writeVarint,
+} from "../../src/wire/index.js";
 
 const messageArb = fc.record({
   data: fc.uint8Array({ maxLength: 64 }),
@@ -80,4 +87,28 @@ test("a run refuses a gap in its seqs", () => {
   const m = (seq: number) =>
     LogMessage.of(seq, 1, Buffer.from("x"), { attributes: {}, orderingKey: "", messageId: "" });
   assert.throws(() => encodeRun([m(1), m(3)], 2), /seq 3 does not follow 2/);
+});
+
+test("property: varintSize is the length writeVarint writes, for every number up to 2^53", () => {
+  const buf = Buffer.alloc(16);
+  const edges = [
+    0,
+    127,
+    128,
+    2 ** 14 - 1,
+    2 ** 14,
+    2 ** 21,
+    2 ** 28 - 1,
+    2 ** 28,
+    2 ** 35,
+    2 ** 49,
+    2 ** 53 - 1,
+  ];
+  for (const v of edges) assert.equal(varintSize(v), writeVarint(buf, 0, v), String(v));
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 53 }), fc.double({ min: 0, max: 1, noNaN: true }), (bits, f) => {
+      const v = Math.floor(f * 2 ** bits);
+      assert.equal(varintSize(v), writeVarint(buf, 0, v));
+    }),
+  );
 });
