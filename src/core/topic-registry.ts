@@ -1,6 +1,6 @@
 import type { CatalogLimits } from "./catalog-limits.js";
 import { invalidArgument, NerveBusError } from "./errors.js";
-import type { StartPosition, SubscriptionConfig, TopicConfig } from "./model.js";
+import type { StartPosition, SubscriptionConfig, TopicConfig, TopicRecord } from "./model.js";
 import type { BrokerObserver, LogFn } from "./observer.js";
 import type { PackAppender } from "./pack-appender.js";
 import { ReadAheadShare } from "./read-ahead.js";
@@ -225,7 +225,10 @@ export class TopicRegistry {
       ids,
     );
     topic.schema = await store.loadTopicSchema(record);
-    if (!record.config.ephemeral) topic.startIndexRebuild((await store.scheduleSummary(record)).count > 0);
+    if (!record.config.ephemeral) {
+      topic.startIndexRebuild((await store.scheduleSummary(record)).count > 0);
+      topic.startPriorityRebuild(await this.#lowestFloor(record));
+    }
     const scheduler = new DelayScheduler(
       topic,
       store,
@@ -301,6 +304,19 @@ export class TopicRegistry {
         }),
     });
     return { subscription, created: found.created };
+  }
+
+  /**
+   * The lowest persisted floor of the topic's subscriptions (0 when it has none: a subscription
+   * made later may start at the earliest message); nothing at or below it is delivered again.
+   */
+  async #lowestFloor(record: TopicRecord): Promise<number> {
+    let lowest = Number.POSITIVE_INFINITY;
+    for (const sub of await this.store.listSubscriptions(record)) {
+      const pointer = await this.store.loadPointer(record, sub.name);
+      lowest = Math.min(lowest, pointer?.ptr ?? 0);
+    }
+    return lowest === Number.POSITIVE_INFINITY ? 0 : lowest;
   }
 
   /** The floor of a new subscription: everything at or below it counts as acked. */

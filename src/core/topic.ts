@@ -7,6 +7,7 @@ import type { LogMessage, TopicRecord } from "./model.js";
 import type { BrokerObserver } from "./observer.js";
 import { APPENDED, DUPLICATE, Outcomes } from "./outcomes.js";
 import { PriorityIndex } from "./priority-index.js";
+import { scanPriorities } from "./priority-rebuild.js";
 import { RateMeter } from "./rate-meter.js";
 import type { ReadAheadShare } from "./read-ahead.js";
 import { RunTracker } from "./run-tracker.js";
@@ -325,20 +326,38 @@ export class Topic {
   startIndexRebuild(hasSchedule: boolean): void {
     this.#indexesBuilt = false;
     this.indexesReady = (async () => {
-      for (let attempt = 0; !this.#closed; attempt++) {
-        try {
-          await this.#rebuildIndexes(hasSchedule);
-          break;
-        } catch (err) {
-          this.options.log("warn", "rebuilding the dedup index failed; retrying", {
-            topic: this.record.name,
-            err: String(err),
-          });
-          await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
-        }
-      }
+      await this.#retrying("rebuilding the dedup index", () => this.#rebuildIndexes(hasSchedule));
       this.#indexesBuilt = true;
     })();
+  }
+
+  /**
+   * Rebuilds the priority lanes from the stored messages above `floor` (the lowest floor of the
+   * topic's subscriptions), in the background: the priority of a backlog from before a restart
+   * is in its stored records, and first deliveries wait until the lanes hold it
+   * (PriorityIndex.loading). Store errors are retried until the topic closes.
+   */
+  startPriorityRebuild(floor: number): void {
+    const to = this.#watermark;
+    if (to <= floor) return;
+    this.priorities.rebuild(
+      this.#retrying("rebuilding the priority lanes", () => scanPriorities(this, floor + 1, to)).then(
+        (found) => found ?? { urgent: [], normal: [], mixed: false },
+      ),
+    );
+  }
+
+  /** Runs `job` until it succeeds or the topic closes (then undefined), with backoff between tries. */
+  async #retrying<T>(what: string, job: () => Promise<T>): Promise<T | undefined> {
+    for (let attempt = 0; !this.#closed; attempt++) {
+      try {
+        return await job();
+      } catch (err) {
+        this.options.log("warn", `${what} failed; retrying`, { topic: this.record.name, err: String(err) });
+        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
+      }
+    }
+    return undefined;
   }
 
   async #rebuildIndexes(hasSchedule: boolean): Promise<void> {
