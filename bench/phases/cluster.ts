@@ -190,4 +190,5 @@ export async function clusterPhase(ctx: PhaseContext): Promise<void> {
     }
   });
   writeFileSync(join(ctx.suite.out, `cluster-${store}.json`), `${JSON.stringify(runs, null, 2)}\n`);
+  ctx.results.cluster = runs;
 }
