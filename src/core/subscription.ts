@@ -16,10 +16,12 @@ import { ReadAhead } from "./read-ahead.js";
 import type { Topic } from "./topic.js";
 
 /**
- * Seqs of a priority lane one store read brings (when the lane's messages are not cached):
- * enough to fill a few windows, few enough to hold (256 messages).
+ * Seqs of a priority lane one store read brings (when the lane's messages are not cached), and
+ * the bytes of them kept until delivered: enough for a few windows of small messages, little
+ * memory per subscription with large ones (those past the bytes are read again when reached).
  */
 const LANE_READ = 256;
+const LANE_READ_BYTES = 4 << 20;
 /** Lane seqs at most this far apart are read in one range (the seqs between are read and dropped). */
 const LANE_GAP = 64;
 
@@ -122,7 +124,7 @@ export class Subscription {
   /**
    * Lane messages read from the store (null: the store no longer has it), for a lane whose
    * messages are not in the tail cache (a backlog from before a restart). At most one read's
-   * worth (LANE_READ seqs); replaced by the next read.
+   * worth (LANE_READ seqs, messages of about LANE_READ_BYTES); replaced by the next read.
    */
   #laneRead = new Map<number, LogMessage | null>();
   #laneReading = false;
@@ -732,8 +734,20 @@ export class Subscription {
     }
     Promise.all(ranges.map(([lo, hi]) => this.topic.read(lo, hi)))
       .then((parts) => {
-        const read = new Map<number, LogMessage | null>(wanted.map((seq) => [seq, null]));
-        for (const rows of parts) for (const m of rows) if (read.has(m.seq)) read.set(m.seq, m);
+        const found = new Map<number, LogMessage>();
+        for (const rows of parts) for (const m of rows) found.set(m.seq, m);
+        // In lane order: what the store lacks is null (skipped), what is past the bytes kept is
+        // left out (read again when the lane gets there).
+        const read = new Map<number, LogMessage | null>();
+        let bytes = 0;
+        for (const seq of wanted) {
+          const m = found.get(seq);
+          if (m === undefined) read.set(seq, null);
+          else if (bytes < LANE_READ_BYTES) {
+            read.set(seq, m);
+            bytes += m.bytes;
+          }
+        }
         this.#laneRead = read;
       })
       .catch((err: unknown) => {

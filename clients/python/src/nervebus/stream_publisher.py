@@ -251,6 +251,9 @@ class StreamPublisher:
                 )
             except grpc.RpcError as err:
                 error = StatusError.from_rpc_error(err, _OPERATION)
+            except (asyncio.InvalidStateError, RuntimeError) as err:
+                # A call the channel could not carry on: as a lost connection, retried.
+                error = StatusError(grpc.StatusCode.UNAVAILABLE, str(err), _OPERATION)
             was_live = self._live
             self._live = False
             self._credit = [0, 0]
