@@ -127,4 +127,8 @@ export interface LaneSeqs {
   readonly urgent: number[];
   readonly normal: number[];
   readonly mixed: boolean;
+  /** The highest seq found urgent or bulk (0: none). */
+  readonly lastOther: number;
+  /** The lowest seq the scan covered (the scan stops at its bounds). */
+  readonly from: number;
 }

@@ -12,7 +12,7 @@ import { type DeadLetter, Subscription } from "./subscription.js";
 import { TailCachePool } from "./tail-cache-pool.js";
 import { Topic } from "./topic.js";
 import type { WriteBudget } from "./write-budget.js";
-import { decodeWriterState, encodeWriterState, type IdHorizon } from "./writer-state.js";
+import { decodePriorityState, decodeWriterState, encodeWriterState, type IdHorizon } from "./writer-state.js";
 
 /** A loaded topic with the parts that work on it. */
 export interface TopicEntry {
@@ -201,12 +201,19 @@ export class TopicRegistry {
     if (!record.config.ephemeral) {
       const pointer = await store.loadPointer(record, "");
       const persisted = pointer?.ptr ?? 0;
-      ids = { lastIdSeq: decodeWriterState(pointer?.state ?? null), persistedWatermark: persisted };
+      ids = {
+        lastIdSeq: decodeWriterState(pointer?.state ?? null),
+        persistedWatermark: persisted,
+        lastPrioritySeq: decodePriorityState(pointer?.state ?? null),
+      };
       watermark = await store.recoverTail(record, persisted);
       if (watermark !== persisted) {
-        // The recovered rows have not been looked at: until the topic has, ids may be anywhere
-        // up to the new watermark.
-        const state = ids.lastIdSeq === undefined ? null : encodeWriterState(watermark);
+        // The recovered rows have not been looked at: until the topic has, ids and priorities
+        // may be anywhere up to the new watermark.
+        const state =
+          ids.lastIdSeq === undefined
+            ? null
+            : encodeWriterState(watermark, ids.lastPrioritySeq === undefined ? undefined : watermark);
         await store.savePointers(record, [{ subscription: "", ptr: watermark, state }]);
       }
     }

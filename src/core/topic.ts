@@ -94,6 +94,11 @@ export class Topic {
       ids.lastIdSeq === undefined
         ? watermark
         : Math.max(ids.lastIdSeq, watermark > ids.persistedWatermark ? watermark : 0);
+    // Unknown, or rows recovered above the persisted watermark: anything up to the watermark.
+    this.#prioritySeq =
+      ids.lastPrioritySeq === undefined
+        ? watermark
+        : Math.max(ids.lastPrioritySeq, watermark > ids.persistedWatermark ? watermark : 0);
     this.dedup = new DedupIndex(record.config.dedupWindowMs, MAX_DEDUP_IDS);
     this.#watermark = watermark;
     this.#persistedWatermark = watermark;
@@ -229,7 +234,12 @@ export class Topic {
         results.set(i, APPENDED, seq);
         const messageId = ids?.[i] ?? "";
         const scheduleId = scheduleIds?.[i];
-        this.priorities.note(seq, pack.priorityOf(i));
+        const priority = pack.priorityOf(i);
+        this.priorities.note(seq, priority);
+        if (priority !== undefined && priority !== "normal") {
+          this.#appendedPrioritySeq = seq;
+          if (seq > this.#prioritySeq) this.#prioritySeq = seq;
+        }
         if (dedupOn && messageId !== "") this.dedup.set(messageId, seq, now);
         if (scheduleId !== undefined) this.moved.set(String(scheduleId), seq, now);
         if (scheduleId !== undefined || messageId !== "") {
@@ -311,6 +321,10 @@ export class Topic {
   #idSeq: number;
   /** The last seq appended in this process that carries one. */
   #appendedIdSeq = 0;
+  /** No seq above this has a priority other than normal (persisted with the watermark). */
+  #prioritySeq: number;
+  /** The last seq appended in this process with a priority other than normal. */
+  #appendedPrioritySeq = 0;
   #indexesBuilt = true;
 
   /** Whether appending messages that carry ids (message or schedule ids) must wait for the index rebuild. */
@@ -339,12 +353,23 @@ export class Topic {
    */
   startPriorityRebuild(floor: number): void {
     const to = this.#watermark;
+    const { lastPrioritySeq, persistedWatermark } = this.#idHorizon;
+    // Known: nothing above the floor is urgent or bulk (a log that never had either is not read).
+    if (lastPrioritySeq !== undefined && lastPrioritySeq <= floor && persistedWatermark >= to) return;
     if (to <= floor) return;
-    this.priorities.rebuild(
-      this.#retrying("rebuilding the priority lanes", () => scanPriorities(this, floor + 1, to)).then(
-        (found) => found ?? { urgent: [], normal: [], mixed: false },
-      ),
-    );
+    // Seqs known to be normal are not read: above the recorded horizon, up to the watermark it was persisted with.
+    const normal: [number, number] | undefined =
+      lastPrioritySeq === undefined ? undefined : [lastPrioritySeq + 1, persistedWatermark];
+    const scan = this.#retrying("rebuilding the priority lanes", () =>
+      scanPriorities(this, floor + 1, to, normal),
+    ).then((found) => {
+      if (found === undefined) return { urgent: [], normal: [], mixed: false, lastOther: 0, from: to + 1 };
+      // Below a scan cut short, what was not read may still hold urgent or bulk messages.
+      const below = found.from > floor + 1 ? Math.min(found.from - 1, lastPrioritySeq ?? found.from - 1) : 0;
+      this.#prioritySeq = Math.max(found.lastOther, below, this.#appendedPrioritySeq);
+      return found;
+    });
+    this.priorities.rebuild(scan);
   }
 
   /** Runs `job` until it succeeds or the topic closes (then undefined), with backoff between tries. */
@@ -527,7 +552,7 @@ export class Topic {
     if (watermark === this.#persistedWatermark || this.ephemeral || this.#failure) return;
     try {
       await this.store.savePointers(this.record, [
-        { subscription: "", ptr: watermark, state: encodeWriterState(this.#idSeq) },
+        { subscription: "", ptr: watermark, state: encodeWriterState(this.#idSeq, this.#prioritySeq) },
       ]);
       this.#persistedWatermark = Math.max(this.#persistedWatermark, watermark);
     } catch (err) {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { MAX_LANE_ENTRIES, PriorityIndex, SeqLane } from "../../src/core/priority-index.js";
+import { type LaneSeqs, MAX_LANE_ENTRIES, PriorityIndex, SeqLane } from "../../src/core/priority-index.js";
 import { PRIORITY_CYCLE, PriorityPicker } from "../../src/core/priority-picker.js";
 
 test("property: firstAtLeast finds the first kept seq at or above any seq", () => {
@@ -46,12 +46,12 @@ test("the index keeps nothing until a message is not normal, then urgent and nor
 
 test("a rebuild puts the stored backlog's seqs in front of those noted while it ran", async () => {
   const index = new PriorityIndex();
-  let finish!: (found: { urgent: number[]; normal: number[]; mixed: boolean }) => void;
+  let finish!: (found: LaneSeqs) => void;
   index.rebuild(new Promise((r) => (finish = r)));
   assert.equal(index.loading, true);
   index.note(11, undefined);
   index.note(12, "urgent");
-  finish({ urgent: [3, 7], normal: [1, 2, 4], mixed: true });
+  finish({ urgent: [3, 7], normal: [1, 2, 4], mixed: true, lastOther: 7, from: 1 });
   await index.ready;
   assert.equal(index.loading, false);
   assert.equal(index.mixed, true);
@@ -63,7 +63,7 @@ test("a rebuild puts the stored backlog's seqs in front of those noted while it 
 
 test("a rebuild that finds only normal messages keeps nothing; a failed one leaves appends' lanes", async () => {
   const plain = new PriorityIndex();
-  plain.rebuild(Promise.resolve({ urgent: [], normal: [1, 2], mixed: false }));
+  plain.rebuild(Promise.resolve({ urgent: [], normal: [1, 2], mixed: false, lastOther: 0, from: 1 }));
   plain.note(3, undefined);
   await plain.ready;
   assert.deepEqual([plain.mixed, plain.normal.size, plain.loading], [false, 0, false]);

@@ -52,6 +52,28 @@ test("the scan finds every urgent and normal seq of stored runs in rising order,
   assert.deepEqual(found.normal, want("normal"));
   assert.deepEqual(reader.reads[0], [15_001, 25_000], "the newest chunk first");
   assert.deepEqual(reader.reads.at(-1), [101, 5_000]);
+  assert.equal(found.lastOther, 24_997, "the highest urgent or bulk seq");
+  assert.equal(found.from, 101);
+});
+
+test("seqs known to be normal are not read, and count as normal", async () => {
+  const reader = log(25_000);
+  // Recorded: nothing urgent or bulk above 12,000 up to 20,000; above that, recovered rows.
+  const found = await scanPriorities(reader, 1, 25_000, [12_001, 20_000]);
+  assert.deepEqual(reader.reads, [
+    [20_001, 25_000],
+    [2_001, 12_000],
+    [1, 2_000],
+  ]);
+  const inRange = (s: number) => s >= 12_001 && s <= 20_000;
+  assert.deepEqual(
+    found.normal,
+    Array.from({ length: 25_000 }, (_, i) => i + 1).filter((s) => inRange(s) || priorityOf(s) === "normal"),
+  );
+  assert.deepEqual(
+    found.urgent,
+    Array.from({ length: 25_000 }, (_, i) => i + 1).filter((s) => !inRange(s) && priorityOf(s) === "urgent"),
+  );
 });
 
 test("a log of normal messages only is not mixed", async () => {
@@ -67,5 +89,5 @@ test("a log of normal messages only is not mixed", async () => {
     read: async () => [],
   };
   const found = await scanPriorities(plain, 1, 1);
-  assert.deepEqual(found, { urgent: [], normal: [1], mixed: false });
+  assert.deepEqual(found, { urgent: [], normal: [1], mixed: false, lastOther: 0, from: 1 });
 });
