@@ -1,4 +1,5 @@
 import { fmtInt, fmtMs } from "./lib/stats.js";
+import { streamConfig } from "./report-features.js";
 import type { DrainEntry, StoreKind, StoreResults, SuiteResults } from "./suite-results.js";
 
 /**
@@ -126,6 +127,7 @@ export function figuresOf(st: StoreResults): Figures {
     f.set(`${c}: undelivered`, e.undelivered);
     addCpu(f, c, e.cpuMicrosPerMessage);
   }
+  addFeatureFigures(f, st);
   const o = st.overload;
   if (o !== undefined) {
     f.set("overload: max RSS MB", o.maxRssBytes / 1e6);
@@ -134,6 +136,41 @@ export function figuresOf(st: StoreResults): Figures {
     addCpu(f, "overload", o.cpuMicrosPerMessage);
   }
   return f;
+}
+
+/** The figures of issue 16's phases: streaming publish, the outbox relay, priorities, the cluster. */
+function addFeatureFigures(f: Figures, st: StoreResults): void {
+  const base = st.stream?.find((r) => r.mode === "sendpack");
+  for (const r of st.stream ?? []) {
+    const c = streamConfig(r);
+    f.set(`${c}: msg/s`, r.messagesPerSec);
+    f.set(`${c}: confirm p99 ms`, r.confirmLatencyMs.p99);
+    addCpu(f, c, r.cpuMicrosPerMessage);
+    if (r !== base) {
+      addRatio(f, `${c} / SendPack: msg/s`, r.messagesPerSec, base?.messagesPerSec);
+      addRatio(f, `${c} / SendPack: confirm p99`, r.confirmLatencyMs.p99, base?.confirmLatencyMs.p99);
+    }
+  }
+  if (st.outbox !== undefined) {
+    const { throughput: t, latency: l } = st.outbox;
+    f.set("outbox relay: msg/s", t.msgPerSec);
+    f.set("outbox relay: COMMIT → delivery p99 ms", l.ms.p99);
+    f.set("outbox relay: COMMIT → delivery p50 ms", l.ms.p50);
+    addRatio(f, "outbox relay / SendPack packs of 10000: msg/s", t.msgPerSec, t.baselineMsgPerSec);
+  }
+  for (const r of st.priority ?? []) {
+    const c =
+      r.priority === "urgent" ? "priority urgent under a bulk backlog" : "priority baseline (all normal)";
+    f.set(`${c}: p50 ms`, r.latencyMs.p50);
+    f.set(`${c}: p99 ms`, r.latencyMs.p99);
+    f.set(`${c}: delivered / sent`, r.sent === 0 ? 0 : r.delivered / r.sent);
+    f.set(`${c}: backlog msg/s`, r.bulkDeliveredPerSec);
+  }
+  for (const r of st.cluster ?? []) {
+    const c = `cluster ${r.brokers} brokers ${r.route}`;
+    f.set(`${c}: publish msg/s`, r.publishPerSec);
+    f.set(`${c}: drain msg/s`, r.drainPerSec);
+  }
 }
 
 /** Every drain of a store's run (results written before `drains` have only the 100 B `drain`). */
@@ -277,6 +314,10 @@ export function checks(results: SuiteResults): Check[] {
         `p50 ${fmt(`${c}: p50 ms`, fmtMs)} ms, p999 ${fmt(`${c}: p999 ms`, fmtMs)} ms, undelivered ${fmt(`${c}: undelivered`)}; ${cpu(c)}`,
       );
     }
+    const keys = Object.keys(figs)
+      .filter((k) => k.startsWith(`${store}: `))
+      .map((k) => k.slice(store.length + 2));
+    featureChecks({ store, keys, get, fmt, check, push: (c) => out.push(c) });
     check(
       "overload max RSS ≤ 300 MB (defaults), every run",
       "overload: max RSS MB",
@@ -301,6 +342,82 @@ export function checks(results: SuiteResults): Check[] {
     );
   }
   return out;
+}
+
+/** What featureChecks needs of checks(): one store's figures and the way it adds a check. */
+interface CheckScope {
+  readonly store: StoreKind;
+  /** Its figures' keys, without the store. */
+  readonly keys: readonly string[];
+  readonly get: (key: string) => FigureSummary | undefined;
+  readonly fmt: (key: string, f?: (n: number) => string) => string;
+  readonly check: (
+    target: string,
+    key: string,
+    test: ((v: number) => boolean) | null,
+    detail: string,
+  ) => void;
+  readonly push: (c: Check) => void;
+}
+
+/**
+ * The checks of issue 16's measured targets, per store: a streaming-publish configuration at
+ * least as fast as SendPack packs of 1000 at a lower confirm p99 (each configuration, and whether
+ * any meets it); the outbox relay ≥ 50,000 msg/s with COMMIT → delivery p99 ≤ 50 ms (MySQL only:
+ * the outbox lives in MySQL); urgent latency under a bulk backlog (reported, with its baseline).
+ */
+function featureChecks({ store, keys, get, fmt, check, push }: CheckScope): void {
+  const suffix = " / SendPack: msg/s";
+  const configs = keys
+    .filter((k) => k.startsWith("stream batch ") && k.endsWith(suffix))
+    .map((k) => k.slice(0, -suffix.length));
+  const sendPack = "SendPack packs of 1000";
+  const meets = (c: string) =>
+    (get(`${c}${suffix}`)?.mean ?? 0) >= 1 && (get(`${c} / SendPack: confirm p99`)?.mean ?? 2) < 1;
+  for (const c of configs) {
+    check(
+      `streaming publish ≥ SendPack packs of 1000 at a lower p99 (${c})`,
+      `${c}${suffix}`,
+      () => meets(c),
+      `${fmt(`${c}: msg/s`)} vs ${fmt(`${sendPack}: msg/s`)} msg/s; confirm p99 ${fmt(`${c}: confirm p99 ms`, fmtMs)} vs ${fmt(`${sendPack}: confirm p99 ms`, fmtMs)} ms; broker CPU µs/msg ${fmt(`${c}: broker CPU µs/msg`, (n) => n.toFixed(1))} vs ${fmt(`${sendPack}: broker CPU µs/msg`, (n) => n.toFixed(1))}`,
+    );
+  }
+  const met = configs.filter(meets);
+  push({
+    store,
+    target: "streaming publish: some configuration ≥ SendPack packs of 1000 at a lower p99",
+    figure: `${store}: stream configurations meeting the target`,
+    measured: configs.length === 0 ? null : met.length,
+    statistic: "mean",
+    min: null,
+    max: null,
+    relStdev: null,
+    runs: get(`${sendPack}: msg/s`)?.values.filter((v) => v !== null).length ?? 0,
+    pass: configs.length === 0 ? null : met.length > 0,
+    detail: configs.length === 0 ? "not measured" : `of ${configs.length}: ${met.join(", ") || "none"}`,
+  });
+  if (store !== "sqlite") {
+    check(
+      "outbox relay ≥ 50,000 msg/s",
+      "outbox relay: msg/s",
+      (v) => v >= 50_000,
+      `${fmt("outbox relay / SendPack packs of 10000: msg/s", (n) => n.toFixed(2))} × SendPack packs of 10,000 to the same broker`,
+    );
+    check(
+      "outbox relay p99 ≤ 50 ms (COMMIT → delivery)",
+      "outbox relay: COMMIT → delivery p99 ms",
+      (v) => v <= 50,
+      `p50 ${fmt("outbox relay: COMMIT → delivery p50 ms", fmtMs)} ms`,
+    );
+  }
+  const urgent = "priority urgent under a bulk backlog";
+  const baseline = "priority baseline (all normal)";
+  check(
+    "urgent latency p99 under a bulk backlog, reported",
+    `${urgent}: p99 ms`,
+    null,
+    `p50 ${fmt(`${urgent}: p50 ms`, fmtMs)} ms, ${fmt(`${urgent}: delivered / sent`, (n) => `${(100 * n).toFixed(0)} %`)} delivered, backlog ${fmt(`${urgent}: backlog msg/s`)} msg/s meanwhile; without priorities p99 ${fmt(`${baseline}: p99 ms`, fmtMs)} ms, ${fmt(`${baseline}: delivered / sent`, (n) => `${(100 * n).toFixed(0)} %`)} delivered`,
+  );
 }
 
 /** Fills in figures and checks (also for a results.json written before they existed). */

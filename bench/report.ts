@@ -2,9 +2,11 @@ import { execFileSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { type Check, drainsOf } from "./checks.js";
+import { cpuCols, errorsText, section, us } from "./lib/markdown.js";
 import { REPO } from "./lib/repo.js";
 import { fmtInt, fmtMs } from "./lib/stats.js";
 import { summaryMarkdown } from "./profile-summary.js";
+import { featureSections } from "./report-features.js";
 import type { StoreResults, SuiteResults } from "./suite-results.js";
 
 const MB = 1e6;
@@ -17,10 +19,6 @@ function runName(results: SuiteResults, st: StoreResults): string {
 function rawFor(st: StoreResults, shards: number, bytes: number) {
   return st.raw.find((x) => x.shards === shards && x.bytes === bytes);
 }
-
-/** CPU µs per message, or – when not measured. */
-const us = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? "–" : v.toFixed(1));
-const cpuCols = (c: Record<string, number>) => `${us(c.broker)} | ${us(c.db)} | ${us(c.loadgen)}`;
 
 /** A figure of any size: ratios and µs with decimals, rates as integers. */
 const num = (v: number) => (Math.abs(v) >= 100 ? fmtInt(v) : v.toFixed(2));
@@ -43,28 +41,6 @@ function measuredText(c: Check): string {
   return `${c.statistic === "mean" ? "" : "worst "}${f(c.measured)}${spread}`;
 }
 
-/**
- * A report section: a blank line, its heading, each paragraph after a blank line, and the head of
- * its table from `columns`, "a | b: | c", where a trailing colon right-aligns a column (as `---:`
- * does in Markdown).
- */
-function section(title: string, columns: string, ...paragraphs: string[]): string[] {
-  const cols = columns.split(" | ");
-  return [
-    "",
-    `## ${title}`,
-    ...paragraphs.flatMap((p) => ["", p]),
-    "",
-    `| ${cols.map((c) => c.replace(/:$/, "")).join(" | ")} |`,
-    `|${cols.map((c) => (c.endsWith(":") ? "---:" : "---")).join("|")}|`,
-  ];
-}
-
-function errorsText(errors: Record<string, number>): string {
-  const e = Object.entries(errors);
-  return e.length === 0 ? "none" : e.map(([k, v]) => `${k} ×${v}`).join(", ");
-}
-
 export function renderMarkdown(results: SuiteResults, rel: (path: string) => string): string {
   const m = results.machine;
   const name = (st: StoreResults) => runName(results, st);
@@ -77,7 +53,7 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
     "",
     cpuNote(results),
     "",
-    "## Targets (issue 14)",
+    "## Targets (issues 14 and 16)",
     "",
     `Each target on the mean over ${results.repeat ?? 1} run(s) of the selection (bounds that must hold in every run, on the worst), ratios taken against the same run's ceilings (min–max and relative stdev over the runs in brackets); "–" is a figure asked for without a target. The same list is \`checks\` in results.json.`,
     "",
@@ -230,6 +206,7 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
     );
   }
   out.push("", "![broker RSS under overload](rss.svg)");
+  out.push(...featureSections(results, name));
   const profiles = results.stores.flatMap((st) => [
     ...(["publish", "drain", "e2e"] as const).flatMap((kind) => {
       const p = st.profiles[kind];

@@ -1,6 +1,7 @@
 import type { Check, FigureSummary } from "./checks.js";
 import type { CpuUse } from "./lib/cpu.js";
 import type { Verification } from "./lib/verify-stored.js";
+import type { ClusterRun } from "./phases/cluster.js";
 import type { OutboxResult } from "./phases/outbox.js";
 import type { PriorityPhaseResult } from "./phases/priority-result.js";
 import type { StreamPhaseResult } from "./phases/stream-result.js";
@@ -71,6 +72,8 @@ export interface StoreResults {
   stream?: StreamPhaseResult[];
   /** `--only priority`: urgent against normal latency under a bulk backlog (bench/phases/priority.ts). */
   priority?: PriorityPhaseResult[];
+  /** `--only cluster`: publish and drain with several brokers on the store (bench/phases/cluster.ts). */
+  cluster?: ClusterRun[];
 }
 
 export interface SuiteResults {

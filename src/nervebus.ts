@@ -198,6 +198,8 @@ export async function startNerveBus(
       memory: () => memoryUse(),
       ownership: () => store.ownership(),
       cluster: () => store.cluster?.view(),
+      outboxes: () =>
+        relays.map((r) => ({ outbox: r.source.name, relayed: r.relayed, errors: r.errors, lagMs: r.lagMs })),
     },
   });
   const cluster = store.cluster;

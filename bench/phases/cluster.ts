@@ -120,7 +120,8 @@ async function drainAll(
  * (--pack messages of 100 B) for --warmup and then --duration seconds, then one consumer each
  * drains them.
  * MySQL only; `--only cluster`, not part of the default run. Each run is printed as one JSON
- * line on stdout, and all of them go to cluster-mysql.json in the results directory.
+ * line on stdout, and all of them go to cluster-mysql.json in the results directory and to the
+ * store's `cluster` in results.json (a table in results.md).
  */
 export async function clusterPhase(ctx: PhaseContext): Promise<void> {
   const { opt, store } = ctx;
@@ -190,4 +191,5 @@ export async function clusterPhase(ctx: PhaseContext): Promise<void> {
     }
   });
   writeFileSync(join(ctx.suite.out, `cluster-${store}.json`), `${JSON.stringify(runs, null, 2)}\n`);
+  ctx.results.cluster = runs;
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	nervebus "github.com/nervebus/nervebus/clients/go"
 	"github.com/nervebus/nervebus/clients/go/internal/testbroker"
@@ -194,5 +195,118 @@ func TestPriorityUrgentBeforeBulkBacklog(t *testing.T) {
 	first := got.wait(t, 1, 20*time.Second)[0]
 	if string(first.Data) != "urgent" || first.Priority != nervebus.PriorityUrgent {
 		t.Fatalf("first delivery %q (priority %d), want the urgent message", first.Data, first.Priority)
+	}
+}
+
+// storedData returns the data of every stored message of topic, read with the message browser.
+func storedData(ctx context.Context, t *testing.T, c *nervebus.Client, topic string) []string {
+	t.Helper()
+	var out []string
+	from := uint64(1)
+	for {
+		page, err := c.Admin().ListMessages(ctx, topic, nervebus.MessageQuery{FromSeq: from, PageSize: 1000})
+		if err != nil {
+			t.Fatalf("ListMessages: %v", err)
+		}
+		for _, m := range page.Messages {
+			out = append(out, string(m.Data))
+		}
+		if page.NextSeq == 0 {
+			return out
+		}
+		from = page.NextSeq
+	}
+}
+
+func TestStreamPublisherReopensAfterBrokerKillStoringConfirmedBatchesOnce(t *testing.T) {
+	t.Parallel()
+	b := testbroker.Start(t)
+	c := newClient(t, b)
+	ctx := testContext(t, 90*time.Second)
+	topic := topicName(t)
+	s, err := c.StreamPublisher(ctx, topic, &nervebus.StreamPublisherConfig{
+		MaxMessages:      200,
+		ReconnectBackoff: nervebus.Backoff{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatalf("StreamPublisher: %v", err)
+	}
+	const batches, size = 60, 50
+	results := make([]*nervebus.BatchResult, 0, batches)
+	for n := range batches {
+		msgs := make([]*nervebus.Message, size)
+		for i := range msgs {
+			msgs[i] = &nervebus.Message{Data: []byte(fmt.Sprintf("b%d-%d", n, i))}
+		}
+		r, err := s.Send(ctx, msgs)
+		if err != nil {
+			t.Fatalf("Send %d: %v", n, err)
+		}
+		results = append(results, r)
+		if n == 20 {
+			// Batches are in flight (4 fit the credit): the broker dies under them.
+			if _, err := results[10].Get(ctx); err != nil {
+				t.Fatalf("batch 10: %v", err)
+			}
+			b.Kill()
+			time.Sleep(300 * time.Millisecond)
+			b.Start()
+		}
+	}
+	seqs := map[uint64]bool{}
+	for n, r := range results {
+		receipts, err := r.Get(ctx)
+		if err != nil {
+			t.Fatalf("batch %d failed: %v", n, err)
+		}
+		for _, x := range receipts {
+			seqs[x.Seq] = true
+		}
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if len(seqs) != batches*size {
+		t.Fatalf("%d distinct seqs in the receipts, want %d", len(seqs), batches*size)
+	}
+	stored := storedData(ctx, t, c, topic)
+	counts := map[string]int{}
+	for _, d := range stored {
+		counts[d]++
+	}
+	if len(stored) != batches*size {
+		t.Fatalf("%d messages stored, want %d (each confirmed one once)", len(stored), batches*size)
+	}
+	for n := range batches {
+		for i := range size {
+			if k := fmt.Sprintf("b%d-%d", n, i); counts[k] != 1 {
+				t.Fatalf("%s stored %d times", k, counts[k])
+			}
+		}
+	}
+}
+
+func TestStreamPublisherFailsBatchesAfterReconnectDeadline(t *testing.T) {
+	t.Parallel()
+	b := testbroker.Start(t)
+	c := newClient(t, b)
+	ctx := testContext(t, 60*time.Second)
+	s, err := c.StreamPublisher(ctx, topicName(t), &nervebus.StreamPublisherConfig{
+		ReconnectDeadline: time.Second,
+		ReconnectBackoff:  nervebus.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatalf("StreamPublisher: %v", err)
+	}
+	b.Kill()
+	r, err := s.Send(ctx, []*nervebus.Message{{Data: []byte("while down")}})
+	if err == nil {
+		_, err = r.Get(ctx)
+	}
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("batch while the broker is down: %v, want Unavailable after the deadline", err)
+	}
+	if _, err := s.Send(ctx, []*nervebus.Message{{Data: []byte("after")}}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("Send after the failure: %v, want Unavailable", err)
 	}
 }

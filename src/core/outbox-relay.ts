@@ -78,6 +78,13 @@ export class OutboxRelay {
   relayed = 0;
   /** Rows found already published during recovery (not published again). */
   recovered = 0;
+  /** Rounds that failed (reading, publishing or deleting; each is retried after a recovery). */
+  errors = 0;
+  /**
+   * Relay lag: the age (since its INSERT) of the oldest row of the last round when that round
+   * was durable; 0 once a round finds the outbox empty.
+   */
+  lagMs = 0;
 
   /** Ids passed while missing since the last (re)start or recovery (see OutboxGate.passed). */
   get passed(): number {
@@ -116,9 +123,13 @@ export class OutboxRelay {
         }
         const moved = await this.#round();
         attempt = 0;
-        if (!moved) await this.#sleep(this.#idleWait());
+        if (!moved) {
+          this.lagMs = 0;
+          await this.#sleep(this.#idleWait());
+        }
       } catch (err) {
         if (this.#stopped || this.target.closing) break;
+        this.errors++;
         ready = false;
         const level = err instanceof NerveBusError && err.code !== "unavailable" ? "error" : "warn";
         if (attempt % 10 === 0)
@@ -202,6 +213,10 @@ export class OutboxRelay {
     const scanFrom = await this.#publish(rows);
     this.#gate.advance(cursor, gaps, passedGaps);
     this.relayed += rows.length;
+    const durableAt = Date.now();
+    let lag = 0;
+    for (const r of rows) lag = Math.max(lag, r.ageMs + durableAt - r.readAt);
+    this.lagMs = lag;
     await this.#settleDelete();
     const ids = rows.map((r) => r.id);
     this.#deletingIds = new Set(ids);

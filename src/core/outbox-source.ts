@@ -51,6 +51,12 @@ export interface OutboxRow {
   /** Attributes incl. `traceparent`/`tracestate` as the application wrote them. */
   readonly attributes: Record<string, string>;
   readonly data: Uint8Array;
+  /**
+   * How old the row was when it was read (ms since its INSERT, by the outbox database's clock),
+   * and when that was (Date.now() of the broker): its age now needs neither clock to agree.
+   */
+  readonly ageMs: number;
+  readonly readAt: number;
 }
 
 /** What the relay keeps in the outbox database between runs. */

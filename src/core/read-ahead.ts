@@ -106,6 +106,11 @@ export class ReadAhead {
 
   constructor(private readonly share: ReadAheadShare) {}
 
+  /** Whether a read is in flight. */
+  get reading(): boolean {
+    return this.#reading;
+  }
+
   /**
    * Starts a read from `from`: returns the last seq to read (at most `watermark`), or undefined
    * when a read is in flight already. Call `end` once it is over.

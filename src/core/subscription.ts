@@ -15,6 +15,16 @@ import { RateMeter } from "./rate-meter.js";
 import { ReadAhead } from "./read-ahead.js";
 import type { Topic } from "./topic.js";
 
+/**
+ * Seqs of a priority lane one store read brings (when the lane's messages are not cached), and
+ * the bytes of them kept until delivered: enough for a few windows of small messages, little
+ * memory per subscription with large ones (those past the bytes are read again when reached).
+ */
+const LANE_READ = 256;
+const LANE_READ_BYTES = 4 << 20;
+/** Lane seqs at most this far apart are read in one range (the seqs between are read and dropped). */
+const LANE_GAP = 64;
+
 /** Why a message leaves the subscription without an ack. */
 export type DeadLetterReason = "max_delivery_attempts" | "terminated";
 
@@ -111,6 +121,13 @@ export class Subscription {
   readonly #gate = new OrderingGate();
   /** Priorities: which lane the next first delivery comes from. */
   readonly #picker = new PriorityPicker();
+  /**
+   * Lane messages read from the store (null: the store no longer has it), for a lane whose
+   * messages are not in the tail cache (a backlog from before a restart). At most one read's
+   * worth (LANE_READ seqs, messages of about LANE_READ_BYTES); replaced by the next read.
+   */
+  #laneRead = new Map<number, LogMessage | null>();
+  #laneReading = false;
   readonly #unlisten: () => void;
   #closed = false;
   redelivered = 0;
@@ -150,6 +167,8 @@ export class Subscription {
       ...parsed.p.map(([seq]) => seq),
     );
     this.#unlisten = topic.onAdvance(() => this.scheduleDispatch());
+    // First deliveries wait for the priority lanes of a backlog from before a restart.
+    if (topic.priorities.loading) void topic.priorities.ready.then(() => this.scheduleDispatch());
   }
 
   get name(): string {
@@ -404,6 +423,7 @@ export class Subscription {
     // Held-back messages are met again from the new cursor; busy keys are those still pending.
     this.#gate.reset(Array.from(this.#pending.values(), (p) => p.key));
     this.#picker.reset();
+    this.#laneRead.clear();
     this.#cursor = this.#acked.floor + 1;
     this.#markDirty();
     this.scheduleDispatch();
@@ -514,6 +534,7 @@ export class Subscription {
             continue;
           }
         } else {
+          if (this.topic.priorities.loading) break; // dispatched again once the lanes are built
           if (spans && this.#cursor <= this.topic.watermark) {
             const took = this.#takeRecord(consumer, batch, rangeSeqs, rangeSizes);
             if (took === 0) break; // does not fit the window
@@ -653,18 +674,24 @@ export class Subscription {
     if (!this.topic.priorities.mixed || this.topic.ephemeral) return this.#nextFresh();
     for (const lane of this.#picker.order()) {
       const message = lane === "oldest" ? this.#nextFresh() : this.#nextInLane(lane);
+      // null: the lane's next message is being read; it goes first once it is there.
+      if (message === null) return undefined;
       if (message !== undefined) return message;
+      // The oldest message is being read from the store: its slot waits for it too, or a
+      // lagging subscription's lanes would take every slot until the read is back (bulk's share).
+      if (lane === "oldest" && this.#readAhead.reading) return undefined;
     }
     return undefined;
   }
 
   /**
    * The lowest undelivered message of a priority lane, at or above the cursor and within the
-   * watermark. Skipped for good (left to seq order): messages no longer in the tail cache
-   * (a lane serves what arrives while the subscription has a backlog, not the backlog itself)
-   * and, with ordering on, messages with an ordering key (priority never breaks a key's order).
+   * watermark: from the tail cache, else read from the store (a backlog from before a restart,
+   * or one the cache no longer holds; the lane waits for that read, `null` meanwhile). Skipped
+   * for good (left to seq order): with ordering on, messages with an ordering key (priority
+   * never breaks a key's order), and messages the store no longer has.
    */
-  #nextInLane(lane: Exclude<Lane, "oldest">): LogMessage | undefined {
+  #nextInLane(lane: Exclude<Lane, "oldest">): LogMessage | undefined | null {
     const seqs = this.topic.priorities[lane];
     const watermark = this.topic.watermark;
     for (let pos = seqs.firstAtLeast(Math.max(this.#picker.from[lane], this.#cursor)); ; pos++) {
@@ -672,11 +699,65 @@ export class Subscription {
       if (seq === undefined || seq > watermark) return undefined;
       this.#picker.from[lane] = seq;
       if (this.#isOut(seq) || this.#acked.has(seq)) continue;
-      const message = this.topic.cache.get(seq);
-      if (message === undefined) continue;
+      const message = this.topic.cache.get(seq) ?? this.#laneRead.get(seq);
+      if (message === undefined) {
+        this.#readLane(lane, pos);
+        return null;
+      }
+      if (message === null) continue;
       if (this.config.ordering && message.orderingKey !== "") continue;
       return message;
     }
+  }
+
+  /**
+   * Reads from the store the next LANE_READ undelivered seqs of a lane from position `pos` on,
+   * as few range reads as their gaps allow, then dispatches again (one read at a time).
+   */
+  #readLane(lane: Exclude<Lane, "oldest">, pos: number): void {
+    if (this.#laneReading) return;
+    this.#laneReading = true;
+    const seqs = this.topic.priorities[lane];
+    const watermark = this.topic.watermark;
+    const wanted: number[] = [];
+    for (let p = pos; wanted.length < LANE_READ; p++) {
+      const seq = seqs.at(p);
+      if (seq === undefined || seq > watermark) break;
+      if (!this.#isOut(seq) && !this.#acked.has(seq)) wanted.push(seq);
+    }
+    // Seqs less than LANE_GAP apart share a read: a pack's messages lie next to each other.
+    const ranges: [number, number][] = [];
+    for (const seq of wanted) {
+      const last = ranges[ranges.length - 1];
+      if (last !== undefined && seq - last[1] <= LANE_GAP) last[1] = seq;
+      else ranges.push([seq, seq]);
+    }
+    Promise.all(ranges.map(([lo, hi]) => this.topic.read(lo, hi)))
+      .then((parts) => {
+        const found = new Map<number, LogMessage>();
+        for (const rows of parts) for (const m of rows) found.set(m.seq, m);
+        // In lane order: what the store lacks is null (skipped), what is past the bytes kept is
+        // left out (read again when the lane gets there).
+        const read = new Map<number, LogMessage | null>();
+        let bytes = 0;
+        for (const seq of wanted) {
+          const m = found.get(seq);
+          if (m === undefined) read.set(seq, null);
+          else if (bytes < LANE_READ_BYTES) {
+            read.set(seq, m);
+            bytes += m.bytes;
+          }
+        }
+        this.#laneRead = read;
+      })
+      .catch((err: unknown) => {
+        this.hooks.error(err);
+        return new Promise((r) => setTimeout(r, 100)); // not at once against a failing store
+      })
+      .finally(() => {
+        this.#laneReading = false;
+        this.scheduleDispatch();
+      });
   }
 
   /** The next never-delivered message, or undefined when none is available right now. */

@@ -1,6 +1,6 @@
 import type { CatalogLimits } from "./catalog-limits.js";
 import { invalidArgument, NerveBusError } from "./errors.js";
-import type { StartPosition, SubscriptionConfig, TopicConfig } from "./model.js";
+import type { StartPosition, SubscriptionConfig, TopicConfig, TopicRecord } from "./model.js";
 import type { BrokerObserver, LogFn } from "./observer.js";
 import type { PackAppender } from "./pack-appender.js";
 import { ReadAheadShare } from "./read-ahead.js";
@@ -12,7 +12,7 @@ import { type DeadLetter, Subscription } from "./subscription.js";
 import { TailCachePool } from "./tail-cache-pool.js";
 import { Topic } from "./topic.js";
 import type { WriteBudget } from "./write-budget.js";
-import { decodeWriterState, encodeWriterState, type IdHorizon } from "./writer-state.js";
+import { decodePriorityState, decodeWriterState, encodeWriterState, type IdHorizon } from "./writer-state.js";
 
 /** A loaded topic with the parts that work on it. */
 export interface TopicEntry {
@@ -201,12 +201,19 @@ export class TopicRegistry {
     if (!record.config.ephemeral) {
       const pointer = await store.loadPointer(record, "");
       const persisted = pointer?.ptr ?? 0;
-      ids = { lastIdSeq: decodeWriterState(pointer?.state ?? null), persistedWatermark: persisted };
+      ids = {
+        lastIdSeq: decodeWriterState(pointer?.state ?? null),
+        persistedWatermark: persisted,
+        lastPrioritySeq: decodePriorityState(pointer?.state ?? null),
+      };
       watermark = await store.recoverTail(record, persisted);
       if (watermark !== persisted) {
-        // The recovered rows have not been looked at: until the topic has, ids may be anywhere
-        // up to the new watermark.
-        const state = ids.lastIdSeq === undefined ? null : encodeWriterState(watermark);
+        // The recovered rows have not been looked at: until the topic has, ids and priorities
+        // may be anywhere up to the new watermark.
+        const state =
+          ids.lastIdSeq === undefined
+            ? null
+            : encodeWriterState(watermark, ids.lastPrioritySeq === undefined ? undefined : watermark);
         await store.savePointers(record, [{ subscription: "", ptr: watermark, state }]);
       }
     }
@@ -225,7 +232,10 @@ export class TopicRegistry {
       ids,
     );
     topic.schema = await store.loadTopicSchema(record);
-    if (!record.config.ephemeral) topic.startIndexRebuild((await store.scheduleSummary(record)).count > 0);
+    if (!record.config.ephemeral) {
+      topic.startIndexRebuild((await store.scheduleSummary(record)).count > 0);
+      topic.startPriorityRebuild(await this.#lowestFloor(record));
+    }
     const scheduler = new DelayScheduler(
       topic,
       store,
@@ -301,6 +311,19 @@ export class TopicRegistry {
         }),
     });
     return { subscription, created: found.created };
+  }
+
+  /**
+   * The lowest persisted floor of the topic's subscriptions (0 when it has none: a subscription
+   * made later may start at the earliest message); nothing at or below it is delivered again.
+   */
+  async #lowestFloor(record: TopicRecord): Promise<number> {
+    let lowest = Number.POSITIVE_INFINITY;
+    for (const sub of await this.store.listSubscriptions(record)) {
+      const pointer = await this.store.loadPointer(record, sub.name);
+      lowest = Math.min(lowest, pointer?.ptr ?? 0);
+    }
+    return lowest === Number.POSITIVE_INFINITY ? 0 : lowest;
   }
 
   /** The floor of a new subscription: everything at or below it counts as acked. */

@@ -7,6 +7,7 @@ import type { LogMessage, TopicRecord } from "./model.js";
 import type { BrokerObserver } from "./observer.js";
 import { APPENDED, DUPLICATE, Outcomes } from "./outcomes.js";
 import { PriorityIndex } from "./priority-index.js";
+import { scanPriorities } from "./priority-rebuild.js";
 import { RateMeter } from "./rate-meter.js";
 import type { ReadAheadShare } from "./read-ahead.js";
 import { RunTracker } from "./run-tracker.js";
@@ -93,6 +94,11 @@ export class Topic {
       ids.lastIdSeq === undefined
         ? watermark
         : Math.max(ids.lastIdSeq, watermark > ids.persistedWatermark ? watermark : 0);
+    // Unknown, or rows recovered above the persisted watermark: anything up to the watermark.
+    this.#prioritySeq =
+      ids.lastPrioritySeq === undefined
+        ? watermark
+        : Math.max(ids.lastPrioritySeq, watermark > ids.persistedWatermark ? watermark : 0);
     this.dedup = new DedupIndex(record.config.dedupWindowMs, MAX_DEDUP_IDS);
     this.#watermark = watermark;
     this.#persistedWatermark = watermark;
@@ -228,7 +234,12 @@ export class Topic {
         results.set(i, APPENDED, seq);
         const messageId = ids?.[i] ?? "";
         const scheduleId = scheduleIds?.[i];
-        this.priorities.note(seq, pack.priorityOf(i));
+        const priority = pack.priorityOf(i);
+        this.priorities.note(seq, priority);
+        if (priority !== undefined && priority !== "normal") {
+          this.#appendedPrioritySeq = seq;
+          if (seq > this.#prioritySeq) this.#prioritySeq = seq;
+        }
         if (dedupOn && messageId !== "") this.dedup.set(messageId, seq, now);
         if (scheduleId !== undefined) this.moved.set(String(scheduleId), seq, now);
         if (scheduleId !== undefined || messageId !== "") {
@@ -310,6 +321,10 @@ export class Topic {
   #idSeq: number;
   /** The last seq appended in this process that carries one. */
   #appendedIdSeq = 0;
+  /** No seq above this has a priority other than normal (persisted with the watermark). */
+  #prioritySeq: number;
+  /** The last seq appended in this process with a priority other than normal. */
+  #appendedPrioritySeq = 0;
   #indexesBuilt = true;
 
   /** Whether appending messages that carry ids (message or schedule ids) must wait for the index rebuild. */
@@ -325,20 +340,49 @@ export class Topic {
   startIndexRebuild(hasSchedule: boolean): void {
     this.#indexesBuilt = false;
     this.indexesReady = (async () => {
-      for (let attempt = 0; !this.#closed; attempt++) {
-        try {
-          await this.#rebuildIndexes(hasSchedule);
-          break;
-        } catch (err) {
-          this.options.log("warn", "rebuilding the dedup index failed; retrying", {
-            topic: this.record.name,
-            err: String(err),
-          });
-          await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
-        }
-      }
+      await this.#retrying("rebuilding the dedup index", () => this.#rebuildIndexes(hasSchedule));
       this.#indexesBuilt = true;
     })();
+  }
+
+  /**
+   * Rebuilds the priority lanes from the stored messages above `floor` (the lowest floor of the
+   * topic's subscriptions), in the background: the priority of a backlog from before a restart
+   * is in its stored records, and first deliveries wait until the lanes hold it
+   * (PriorityIndex.loading). Store errors are retried until the topic closes.
+   */
+  startPriorityRebuild(floor: number): void {
+    const to = this.#watermark;
+    const { lastPrioritySeq, persistedWatermark } = this.#idHorizon;
+    // Known: nothing above the floor is urgent or bulk (a log that never had either is not read).
+    if (lastPrioritySeq !== undefined && lastPrioritySeq <= floor && persistedWatermark >= to) return;
+    if (to <= floor) return;
+    // Seqs known to be normal are not read: above the recorded horizon, up to the watermark it was persisted with.
+    const normal: [number, number] | undefined =
+      lastPrioritySeq === undefined ? undefined : [lastPrioritySeq + 1, persistedWatermark];
+    const scan = this.#retrying("rebuilding the priority lanes", () =>
+      scanPriorities(this, floor + 1, to, normal),
+    ).then((found) => {
+      if (found === undefined) return { urgent: [], normal: [], mixed: false, lastOther: 0, from: to + 1 };
+      // Below a scan cut short, what was not read may still hold urgent or bulk messages.
+      const below = found.from > floor + 1 ? Math.min(found.from - 1, lastPrioritySeq ?? found.from - 1) : 0;
+      this.#prioritySeq = Math.max(found.lastOther, below, this.#appendedPrioritySeq);
+      return found;
+    });
+    this.priorities.rebuild(scan);
+  }
+
+  /** Runs `job` until it succeeds or the topic closes (then undefined), with backoff between tries. */
+  async #retrying<T>(what: string, job: () => Promise<T>): Promise<T | undefined> {
+    for (let attempt = 0; !this.#closed; attempt++) {
+      try {
+        return await job();
+      } catch (err) {
+        this.options.log("warn", `${what} failed; retrying`, { topic: this.record.name, err: String(err) });
+        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
+      }
+    }
+    return undefined;
   }
 
   async #rebuildIndexes(hasSchedule: boolean): Promise<void> {
@@ -508,7 +552,7 @@ export class Topic {
     if (watermark === this.#persistedWatermark || this.ephemeral || this.#failure) return;
     try {
       await this.store.savePointers(this.record, [
-        { subscription: "", ptr: watermark, state: encodeWriterState(this.#idSeq) },
+        { subscription: "", ptr: watermark, state: encodeWriterState(this.#idSeq, this.#prioritySeq) },
       ]);
       this.#persistedWatermark = Math.max(this.#persistedWatermark, watermark);
     } catch (err) {

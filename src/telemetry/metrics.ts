@@ -43,6 +43,11 @@ const HELP = {
     "Topics this broker took over after their owner's lease lapsed, since it started (--cluster)",
   nervebus_cluster_handovers:
     "Topics this broker took over from a broker that handed them over, since it started (--cluster)",
+  nervebus_outbox_rows_relayed: "Outbox rows published into their topics by the relay (--outbox), per outbox",
+  nervebus_outbox_relay_lag_seconds:
+    "Age since its INSERT of the oldest row of the relay's last round when it was durable; 0 when the outbox is empty (--outbox)",
+  nervebus_outbox_poll_errors:
+    "Relay rounds that failed and were retried after a recovery (--outbox), per outbox",
 } as const;
 
 type MetricName = keyof typeof HELP;
@@ -65,6 +70,17 @@ export interface GaugeSource {
   ownership(): OwnershipState | undefined;
   /** The cluster as this broker sees it; undefined without --cluster. */
   cluster?(): ClusterView | undefined;
+  /** Each outbox relay's figures (--outbox); none without outboxes. */
+  outboxes?(): readonly OutboxGauge[];
+}
+
+/** One outbox relay's figures. */
+export interface OutboxGauge {
+  /** The outbox, as its relay names it in logs (no credentials). */
+  readonly outbox: string;
+  readonly relayed: number;
+  readonly errors: number;
+  readonly lagMs: number;
 }
 
 /** The broker's instruments. Names are Prometheus names (the exporter adds _total to counters). */
@@ -121,6 +137,11 @@ export class Metrics {
     const handovers = gauge("nervebus_cluster_handovers");
     const budget = gauge("nervebus_memory_budget_bytes");
     const used = gauge("nervebus_memory_used_bytes");
+    const observedCounter = (name: MetricName) =>
+      m.createObservableCounter(name, { description: HELP[name] });
+    const outboxRelayed = observedCounter("nervebus_outbox_rows_relayed");
+    const outboxErrors = observedCounter("nervebus_outbox_poll_errors");
+    const outboxLag = gauge("nervebus_outbox_relay_lag_seconds");
     m.addBatchObservableCallback(
       (r) => {
         for (const s of gauges.subscriptions()) {
@@ -152,6 +173,12 @@ export class Metrics {
           r.observe(failovers, cluster.failovers);
           r.observe(handovers, cluster.handovers);
         }
+        for (const o of gauges.outboxes?.() ?? []) {
+          const attrs = { outbox: o.outbox };
+          r.observe(outboxRelayed, o.relayed, attrs);
+          r.observe(outboxErrors, o.errors, attrs);
+          r.observe(outboxLag, o.lagMs / 1000, attrs);
+        }
       },
       [
         backlog,
@@ -169,6 +196,9 @@ export class Metrics {
         handovers,
         budget,
         used,
+        outboxRelayed,
+        outboxErrors,
+        outboxLag,
       ],
     );
   }

@@ -33,7 +33,7 @@ export {
   type PublishRequestBytes,
   readPublishRequest,
 } from "./publish-codec.js";
-export { type RecordSpan, recordInfo, recordTime } from "./record-span.js";
+export { type RecordSpan, recordInfo, recordPriority, recordTime } from "./record-span.js";
 export { decodeRun, encodeRun, type RunMessage, type RunRecord, type RunRow } from "./run-body.js";
 export { readSendPack, type SendPackBytes } from "./send-pack-reader.js";
 export { newTraceparent, traceIdOf } from "./trace-context.js";

@@ -98,33 +98,38 @@ export function recordInfo(run: IndexedRun, k: number): number {
   return bytes * 2 + key;
 }
 
-/** Record `k`'s publish time (ms since epoch), read from the record. */
-export function recordTime(run: IndexedRun, k: number): number {
+/** Where the value of record `k`'s first field with tag `tag` starts, or −1 when it has none. */
+function fieldOf(run: IndexedRun, k: number, tag: number): number {
   const body = run.body;
   const len = readVarint(body, run.offsets[k]!);
   let pos = next;
   const end = pos + len;
   while (pos < end) {
-    const tag = readVarint(body, pos);
+    const t = readVarint(body, pos);
     pos = next;
-    if (tag !== ((6 << 3) | WIRE_LEN)) {
-      pos = skip(body, pos, tag & 7);
-      continue;
-    }
-    const tEnd = readVarint(body, pos) + next;
-    pos = next;
-    let seconds = 0;
-    let nanos = 0;
-    while (pos < tEnd) {
-      const t = readVarint(body, pos);
-      const v = readVarint(body, next);
-      pos = next;
-      if (t === 1 << 3) seconds = v;
-      else if (t === 2 << 3) nanos = v;
-    }
-    return seconds * 1000 + Math.floor(nanos / 1_000_000);
+    if (t === tag) return pos;
+    pos = skip(body, pos, t & 7);
   }
-  return 0;
+  return -1;
+}
+
+/** Record `k`'s publish time (ms since epoch), read from the record. */
+export function recordTime(run: IndexedRun, k: number): number {
+  const body = run.body;
+  let pos = fieldOf(run, k, (6 << 3) | WIRE_LEN);
+  if (pos < 0) return 0;
+  const tEnd = readVarint(body, pos) + next;
+  pos = next;
+  let seconds = 0;
+  let nanos = 0;
+  while (pos < tEnd) {
+    const t = readVarint(body, pos);
+    const v = readVarint(body, next);
+    pos = next;
+    if (t === 1 << 3) seconds = v;
+    else if (t === 2 << 3) nanos = v;
+  }
+  return seconds * 1000 + Math.floor(nanos / 1_000_000);
 }
 
 /** Bytes the span's deliveries take in a ReceiveResponse (tag, length, record, attempt each). */
@@ -150,4 +155,10 @@ export function writeSpan(out: Buffer, pos: number, span: RecordSpan): number {
     out[pos++] = 1;
   }
   return pos;
+}
+
+/** Delivery.priority (field 9) as record `k` of a run stores it: 1 urgent, 3 bulk, 0 normal. */
+export function recordPriority(run: IndexedRun, k: number): number {
+  const pos = fieldOf(run, k, 9 << 3);
+  return pos < 0 ? 0 : readVarint(run.body, pos);
 }

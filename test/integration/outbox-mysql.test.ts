@@ -358,3 +358,63 @@ test("outbox: 20 SIGKILLs of the broker while the application commits and rolls 
     await broker.exited;
   }
 });
+
+test("outbox: /metrics counts rows relayed and failed rounds, and shows the relay lag", async () => {
+  const store = await db().database("outbox_metrics_store");
+  const app = await db().database("outbox_metrics_app");
+  const bus = await startBroker(store, { outbox: app, outboxGapWaitMs: 50 });
+  const client = new TestClient(bus.address);
+  const conn = await mysql.createConnection({ uri: app });
+  const scrape = async () => {
+    const res = await fetch(`http://${bus.httpAddress}/metrics`);
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    const value = (name: string) => {
+      const m = new RegExp(`^${name}\\{outbox="[^"]*"[^}]*\\} (\\S+)$`, "m").exec(text);
+      return m === null ? undefined : Number(m[1]);
+    };
+    return {
+      relayed: value("nervebus_outbox_rows_relayed_total"),
+      errors: value("nervebus_outbox_poll_errors_total"),
+      lag: value("nervebus_outbox_relay_lag_seconds"),
+    };
+  };
+  try {
+    await relayReady(app);
+    await conn.beginTransaction();
+    for (let i = 0; i < 5; i++) await writeOutbox(conn, "metered", { data: `m${i}` });
+    await conn.commit();
+    await readUntil(client, "metered", (s) => s.deliveries.length >= 5);
+    const first = await scrape();
+    assert.equal(first.relayed, 5);
+    assert.equal(first.errors, 0);
+    assert.ok(first.lag !== undefined && first.lag >= 0 && first.lag < 3600, `lag ${first.lag}`);
+    // The relay's lock connection dies (a network cut, a DBA's KILL): the next round cannot
+    // delete its rows; the round after that finds out, fails, and is retried once the relay
+    // holds the lock again (its rows, published already, are found and not published again).
+    const [holder] = await db().query<{ id: number | null }[]>(app, "SELECT IS_USED_LOCK(?) AS id", [
+      `nb-outbox:${new URL(app).pathname.slice(1)}`.slice(0, 64),
+    ]);
+    assert.ok(holder?.id, "the relay holds its lock");
+    await db().query(app, `KILL CONNECTION ${Number(holder.id)}`);
+    await writeOutbox(conn, "metered", { data: "after the kill" });
+    await readUntil(client, "metered", (s) => s.deliveries.some((d) => text(d) === "after the kill"));
+    await writeOutbox(conn, "metered", { data: "last" });
+    const got = await readUntil(client, "metered", (s) => s.deliveries.some((d) => text(d) === "last"));
+    assert.deepEqual(
+      got.map(text),
+      ["m0", "m1", "m2", "m3", "m4", "after the kill", "last"],
+      "each row once",
+    );
+    for (let i = 0; ; i++) {
+      const after = await scrape();
+      if (after.relayed === 7 && (after.errors ?? 0) >= 1) break;
+      assert.ok(i < 200, `relayed ${after.relayed}, errors ${after.errors}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    await conn.end();
+    client.close();
+    await bus.stop();
+  }
+});

@@ -10,6 +10,8 @@ const row = (id: number): OutboxRow => ({
   orderingKey: "",
   attributes: {},
   data: new Uint8Array(),
+  ageMs: 0,
+  readAt: 0,
 });
 
 test("rows wait behind a missing lower id until it appears or the row has waited gapWaitMs", () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { MAX_LANE_ENTRIES, PriorityIndex, SeqLane } from "../../src/core/priority-index.js";
+import { type LaneSeqs, MAX_LANE_ENTRIES, PriorityIndex, SeqLane } from "../../src/core/priority-index.js";
 import { PRIORITY_CYCLE, PriorityPicker } from "../../src/core/priority-picker.js";
 
 test("property: firstAtLeast finds the first kept seq at or above any seq", () => {
@@ -42,6 +42,36 @@ test("the index keeps nothing until a message is not normal, then urgent and nor
   assert.equal(index.mixed, true);
   assert.deepEqual([index.urgent.at(index.urgent.firstAtLeast(0)), index.urgent.size], [4, 1]);
   assert.deepEqual([index.normal.at(index.normal.firstAtLeast(0)), index.normal.size], [5, 1]);
+});
+
+test("a rebuild puts the stored backlog's seqs in front of those noted while it ran", async () => {
+  const index = new PriorityIndex();
+  let finish!: (found: LaneSeqs) => void;
+  index.rebuild(new Promise((r) => (finish = r)));
+  assert.equal(index.loading, true);
+  index.note(11, undefined);
+  index.note(12, "urgent");
+  finish({ urgent: [3, 7], normal: [1, 2, 4], mixed: true, lastOther: 7, from: 1 });
+  await index.ready;
+  assert.equal(index.loading, false);
+  assert.equal(index.mixed, true);
+  const all = (lane: SeqLane) =>
+    Array.from({ length: lane.size }, (_, i) => lane.at(lane.firstAtLeast(0) + i));
+  assert.deepEqual(all(index.urgent), [3, 7, 12]);
+  assert.deepEqual(all(index.normal), [1, 2, 4, 11]);
+});
+
+test("a rebuild that finds only normal messages keeps nothing; a failed one leaves appends' lanes", async () => {
+  const plain = new PriorityIndex();
+  plain.rebuild(Promise.resolve({ urgent: [], normal: [1, 2], mixed: false, lastOther: 0, from: 1 }));
+  plain.note(3, undefined);
+  await plain.ready;
+  assert.deepEqual([plain.mixed, plain.normal.size, plain.loading], [false, 0, false]);
+  const failed = new PriorityIndex();
+  failed.rebuild(Promise.reject(new Error("store down")));
+  failed.note(5, "urgent");
+  await failed.ready;
+  assert.deepEqual([failed.mixed, failed.urgent.size, failed.loading], [true, 1, false]);
 });
 
 test("the picker's cycle: 8 urgent-first slots, 1 normal-first, 1 oldest-first", () => {

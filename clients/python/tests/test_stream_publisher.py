@@ -8,9 +8,9 @@ import grpc
 import pytest
 
 import nervebus
-from nervebus import Outcome, Priority, ReceivedMessage, StartPoint, SubscriberSettings
+from nervebus import Backoff, Outcome, Priority, ReceivedMessage, StartPoint, SubscriberSettings
 
-from .conftest import wait_until
+from .conftest import Broker, wait_until
 
 
 async def test_batches_are_confirmed_in_order_within_the_credit(client: nervebus.Client, topic: str) -> None:
@@ -97,3 +97,54 @@ async def test_urgent_messages_go_before_a_bulk_backlog(client: nervebus.Client,
         await wait_until(lambda: len(received) >= 2)
     assert (received[0].data, received[0].priority) == (b"urgent", Priority.URGENT)
     assert (received[1].data, received[1].priority) == (b"bulk0", Priority.BULK)
+
+
+async def _stored_data(client: nervebus.Client, topic: str) -> list[bytes]:
+    """Every stored message's data, read with the message browser (nothing consumed)."""
+    out: list[bytes] = []
+    from_seq = 1
+    while True:
+        page = await client.admin.list_messages(topic, from_seq=from_seq, page_size=1000)
+        out.extend(bytes(m.data) for m in page.messages)
+        if page.next_seq == 0:
+            return out
+        from_seq = page.next_seq
+
+
+async def test_a_broken_stream_is_reopened_and_confirmed_batches_are_stored_once(
+    private_broker: Broker, topic: str
+) -> None:
+    async with nervebus.Client(private_broker.address) as client:
+        stream = await client.stream_publisher(
+            topic, max_messages=200, reconnect_backoff=Backoff(initial=0.05, maximum=0.5)
+        )
+        batches, size = 60, 50
+        futures: list[asyncio.Future[list[nervebus.PublishResult]]] = []
+        for b in range(batches):
+            futures.append(await stream.submit([f"b{b}-{i}" for i in range(size)]))
+            if b == 20:
+                # Batches are in flight (4 fit the credit): the broker dies under them.
+                await futures[10]
+                await asyncio.to_thread(private_broker.kill)
+                await asyncio.sleep(0.3)
+                await asyncio.to_thread(private_broker.start)
+        results = [r for f in futures for r in await asyncio.wait_for(f, 60)]
+        await stream.close()
+        assert len({r.seq for r in results}) == batches * size
+        stored = await _stored_data(client, topic)
+        assert len(stored) == batches * size, "each confirmed message stored once"
+        assert sorted(stored) == sorted(f"b{b}-{i}".encode() for b in range(batches) for i in range(size))
+
+
+async def test_batches_fail_after_the_reconnect_deadline(private_broker: Broker, topic: str) -> None:
+    async with nervebus.Client(private_broker.address) as client:
+        stream = await client.stream_publisher(
+            topic, reconnect_deadline=1.0, reconnect_backoff=Backoff(initial=0.05, maximum=0.2)
+        )
+        await stream.send(["before"])
+        await asyncio.to_thread(private_broker.kill)
+        with pytest.raises(nervebus.StatusError) as failed:
+            await asyncio.wait_for(stream.send(["while down"]), 30)
+        assert failed.value.code is grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(nervebus.StatusError):
+            await stream.close()

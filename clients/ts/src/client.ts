@@ -138,7 +138,7 @@ export class NerveBusClient {
    */
   streamPublisher(topic: string, options: StreamPublisherOptions = {}): StreamPublisher {
     this.#checkOpen();
-    const stream: StreamPublisher = new StreamPublisher(this.#publishers.pick(topic), topic, options, () =>
+    const stream: StreamPublisher = new StreamPublisher(this.#publishers, topic, options, () =>
       this.#open.delete(stream),
     );
     this.#open.add(stream);

@@ -128,15 +128,20 @@ export class MysqlOutboxSource implements OutboxSource {
   async #select(where: string, values: readonly number[], limit: number): Promise<OutboxRow[]> {
     try {
       const [rows] = await this.#pool!.query<mysql.RowDataPacket[]>(
-        `SELECT id, topic, ordering_key, attributes, data FROM nb_outbox WHERE ${where} ORDER BY id LIMIT ?`,
+        `SELECT id, topic, ordering_key, attributes, data,
+           TIMESTAMPDIFF(MICROSECOND, created_at, NOW(6)) AS age_us
+         FROM nb_outbox WHERE ${where} ORDER BY id LIMIT ?`,
         [...values, limit],
       );
+      const readAt = Date.now();
       return rows.map((r) => ({
         id: Number(r.id),
         topic: String(r.topic),
         orderingKey: String(r.ordering_key),
         attributes: parseAttributes(r.attributes, Number(r.id)),
         data: r.data as Buffer,
+        ageMs: Math.max(0, Number(r.age_us) / 1000),
+        readAt,
       }));
     } catch (err) {
       throw mapStoreError(err, `outbox ${this.name}`);

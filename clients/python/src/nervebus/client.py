@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import grpc
@@ -15,6 +15,7 @@ from ._version import __version__
 from .admin import Admin
 from .credentials import TLS, TokenSource, channel_credentials, tls_channel_options
 from .publisher import Publisher, PublisherSettings
+from .retry import DEFAULT_RETRYABLE_CODES, Backoff
 from .stream_publisher import StreamPublisher
 from .subscriber import Handler, Subscriber, SubscriberSettings
 
@@ -146,10 +147,15 @@ class Client:
         max_bytes: int = 0,
         no_confirms: bool = False,
         auto_message_id: bool = True,
+        reconnect_backoff: Backoff | None = None,
+        reconnect_deadline: float = 60.0,
+        retryable_codes: Collection[grpc.StatusCode] = DEFAULT_RETRYABLE_CODES,
     ) -> StreamPublisher:
         """An opened :class:`StreamPublisher` on ``topic`` (a Publish stream), closed with the client.
 
-        Raises the broker's refusal (:class:`nervebus.StatusError`).
+        A broken stream is reopened and its unconfirmed batches sent again (see
+        :class:`StreamPublisher` for the arguments). Raises the broker's refusal
+        (:class:`nervebus.StatusError`).
         """
         stream = StreamPublisher(
             self._channel if self._router is None else self._router.stubs(topic).channel,
@@ -158,6 +164,9 @@ class Client:
             max_bytes=max_bytes,
             no_confirms=no_confirms,
             auto_message_id=auto_message_id,
+            reconnect_backoff=reconnect_backoff,
+            reconnect_deadline=reconnect_deadline,
+            retryable_codes=retryable_codes,
         )
         await stream.start()
         self._stream_publishers.append(stream)
