@@ -188,8 +188,8 @@ async function assertHealthy(what: string, extraMb = 0): Promise<void> {
  */
 async function assertReturned(what: string, keptMb = 0): Promise<void> {
   // The client's cancellations reach the broker shortly after it closed: wait until its
-  // streams are gone before looking.
-  for (let i = 0; i < 100 && (await statusMemory()).openStreams > 0; i++)
+  // streams are gone before looking (up to 30 s: a loaded CI machine can take seconds).
+  for (let i = 0; i < 300 && (await statusMemory()).openStreams > 0; i++)
     await new Promise((r) => setTimeout(r, 100));
   // Buffers are freed by callbacks that run after the collection that found them dead, and a
   // closed connection lets go of its buffers once its socket is gone: up to five full
