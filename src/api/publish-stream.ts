@@ -89,6 +89,9 @@ export class PublishStreams {
  */
 class PublishStream {
   #topic = "";
+  /** The metric attributes of its confirms, and the call's traceparent: the same for every append. */
+  #metricAttributes = { topic: "" };
+  #metadataParent: string | undefined;
   #caller: Caller | undefined;
   /** Releases the stream's share of the principal's packs in progress. */
   #releaseQuota: (() => void) | undefined;
@@ -228,6 +231,9 @@ class PublishStream {
     };
     this.#caller = caller;
     this.#topic = open.topic;
+    this.#metricAttributes = { topic: open.topic };
+    const metadataParent = this.call.metadata.get("traceparent")[0];
+    this.#metadataParent = typeof metadataParent === "string" ? metadataParent : undefined;
     this.#noConfirms = open.noConfirms;
     const { maxPackMessages, maxPackBytes } = this.broker.options;
     const askedBytes = open.maxBytes > BigInt(maxPackBytes) ? maxPackBytes : Number(open.maxBytes);
@@ -256,17 +262,13 @@ class PublishStream {
     this.#appending = true;
     const started = performance.now();
     const { telemetry } = this.options;
-    const metadataParent = this.call.metadata.get("traceparent")[0];
-    const span = telemetry.startPublishSpan(
-      this.#topic,
-      pack.count,
-      typeof metadataParent === "string" ? metadataParent : undefined,
-      () => firstAttributes(pack),
+    const span = telemetry.startPublishSpan(this.#topic, pack.count, this.#metadataParent, () =>
+      firstAttributes(pack),
     );
     this.broker.publish(this.#topic, pack, Number.POSITIVE_INFINITY).then(
       (r) => {
         endPublishSpan(span, r);
-        telemetry.metrics.confirmSeconds.record((performance.now() - started) / 1000, { topic: this.#topic });
+        telemetry.metrics.confirmSeconds.record((performance.now() - started) / 1000, this.#metricAttributes);
         this.#appending = false;
         this.#appended(batches, r);
         this.#next();

@@ -76,3 +76,27 @@ test("encodePublishResponse is the PublishResponse protobuf-es reads, confirms c
   const empty = fromBinary(PublishResponseSchema, encodePublishResponse(undefined, [], undefined));
   assert.deepEqual([empty.opened, empty.credit, empty.confirms.length], [undefined, undefined, 0]);
 });
+
+test("Outcomes.slice encodes as the same messages' outcomes copied one by one (a stream batch's confirm)", () => {
+  const messages = ["a", "b", "c", "d"].map((d) => create(MessageSchema, { data: Buffer.from(d) }));
+  const { pack } = readSendPack(
+    Buffer.from(toBinary(SendPackRequestSchema, create(SendPackRequestSchema, { topic: "t", messages }))),
+    "nervebus.",
+  );
+  const all = new Outcomes(4, pack);
+  for (let i = 0; i < 4; i++) all.set(i, APPENDED, 10 + i);
+  // A duplicate answers with its original's trace id, set as a string.
+  all.set(2, 2, 5, "f".repeat(32));
+  const one = new Outcomes(2, undefined);
+  for (let i = 0; i < 2; i++) one.copy(i, all, i + 1);
+  const got = fromBinary(SendPackResponseSchema, encodeSendPackResponse(11, 13, all.slice(1, 3)));
+  assert.deepEqual(got, fromBinary(SendPackResponseSchema, encodeSendPackResponse(11, 13, one)));
+  assert.deepEqual(
+    got.results.map((r) => [r.seq, r.traceId]),
+    [
+      [11n, all.traceId(1)],
+      [5n, "f".repeat(32)],
+    ],
+  );
+  assert.equal(all.traceId(1).length, 32);
+});
