@@ -364,3 +364,49 @@ test("mysql --cluster over two databases: a move whose broker died between its s
     await next.close();
   }
 });
+
+test("mysql --cluster, one and two databases: a deleter whose lease lapsed unnoticed gets UNAVAILABLE and the topic stays with its new owner", async () => {
+  const server = testMysql();
+  const [a, b] = [await server.database("ch_del_a"), await server.database("ch_del_b")];
+  const one = await server.database("ch_del_one");
+  for (const urls of [`${a},${b}`, one]) {
+    const open = (ttl: number, renew: number) =>
+      openStore(urls, { ...STORE_OPTIONS, cluster: true, leaseTtlMs: ttl, leaseRenewMs: renew });
+    // As in the stale mover's test: a lease the stale broker believes valid for a minute.
+    const stale = await open(60_000, 30_000);
+    const fresh = await open(2000, 500);
+    const first = urls.split(",")[0]!;
+    try {
+      await stale.cluster!.advertise("127.0.0.1:1");
+      await fresh.cluster!.advertise("127.0.0.1:2");
+      const topic = (await stale.ensureTopic("del", { shards: 1, config: TOPIC_CONFIG }))!.topic;
+      await stale.claimTopic(topic);
+      await stale.insertMessages(topic, 0, [message(1, "stale-1")]);
+      await server.query(first, "UPDATE nb_lease SET expires_at = 0 WHERE unit LIKE 'topic:%'");
+      await fresh.claimTopic(topic);
+
+      await assert.rejects(stale.deleteTopic(topic), (err: NerveBusError) => {
+        assert.equal(err.code, "unavailable", err.message);
+        return true;
+      });
+      assert.deepEqual(await topicNames(server, first), ["del"], "the topic's rows stay");
+      if (urls !== one) assert.equal((await placement(server, a)).get("del"), keyOf(a), "and its placement");
+      const again = await fresh.ensureTopic("del", null);
+      assert.ok(again !== null, "the new owner still finds the topic");
+      await fresh.insertMessages(again.topic, 0, [message(2, "fresh-2")]);
+      assert.deepEqual(
+        (await fresh.readMessages(again.topic, 1, 10)).map((m) => Buffer.from(m.data).toString()),
+        ["stale-1", "fresh-2"],
+      );
+
+      // The owner's delete goes through, placement row included.
+      await fresh.deleteTopic(again.topic);
+      assert.deepEqual(await topicNames(server, first), []);
+      if (urls !== one) assert.equal((await placement(server, a)).get("del"), undefined);
+      assert.equal(await fresh.ensureTopic("del", null), null);
+    } finally {
+      await stale.close();
+      await fresh.close();
+    }
+  }
+});

@@ -200,12 +200,14 @@ export class MultiStore implements Store, TopicPlacement {
       const placed = await this.#lookup(topic.name);
       if (placed === undefined) return;
       const store = this.set.store(placed.host);
-      // The row first: a crash then leaves tables no row points at, which the next topic of that
-      // name on that database replaces (see ensureTopic).
-      await this.catalog.remove(topic.name);
       this.#placed.delete(topic.name);
       await placed.idle("calls");
+      // The topic's own fenced delete first, as a move seals first: a broker whose lease lapsed
+      // unnoticed fails here (UNAVAILABLE) and nothing changes, where removing the catalog row
+      // first would take the topic from its new owner. A crash after it leaves a row without
+      // the topic, which the next lookup removes (see #lookup).
       await store.deleteTopic(placed.local);
+      await this.catalog.remove(placed.id);
     });
   }
 
@@ -359,8 +361,11 @@ export class MultiStore implements Store, TopicPlacement {
     if (slot === undefined)
       throw new NerveBusError("internal", `topic ${name} lives on unknown host ${row.host}`);
     let local = await this.set.store(slot).ensureTopic(name, null);
-    if (local === null)
-      throw new NerveBusError("internal", `topic ${name} is placed on ${slot.key}, which has no such topic`);
+    if (local === null) {
+      // Only a deletion cut short between its fenced delete and the catalog row leaves this.
+      await this.catalog.remove(row.id);
+      return undefined;
+    }
     const movedTo = await this.set.store(slot).movedTo(local.topic);
     if (movedTo !== undefined) {
       // A move sealed this copy and ended before its switch (its broker died or lost the

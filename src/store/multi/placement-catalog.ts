@@ -85,10 +85,13 @@ export class PlacementCatalog {
     return rows.map(toRow);
   }
 
-  /** Removes a topic's row (before its tables are dropped, so a crash leaves no row without tables). */
-  async remove(name: string): Promise<void> {
+  /**
+   * Removes a topic's row, by its id: after the topic's own fenced delete, so a stale broker's
+   * deletion changes nothing; by id, so a topic of that name placed again meanwhile stays.
+   */
+  async remove(id: number): Promise<void> {
     await this.#write("removing a topic's placement", (conn) =>
-      conn.query("DELETE FROM nb_placement WHERE name = ?", [name]),
+      conn.query("DELETE FROM nb_placement WHERE id = ?", [id]),
     );
   }
 
