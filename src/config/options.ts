@@ -519,7 +519,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     key: "cluster",
     kind: "bool",
     default: false,
-    doc: "MySQL: share the database with the other brokers started with --cluster, each topic owned by one of them; without it one broker owns the database and a second one takes over from it",
+    doc: "MySQL: share the database(s) of --store with the other brokers started with --cluster, each topic owned by one of them (by a lease in the database it lives in); without it one broker owns the database(s) and a second one takes over from it",
   },
   {
     key: "advertiseAddress",
