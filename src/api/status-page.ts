@@ -249,16 +249,27 @@ function rateCell(field, value, key, cls) {
   return el("td", { "data-field": field }, el("span", { class: "rate" }, el("span", { class: "v" }, fmtRate(value)), spark(key, cls)));
 }
 
+function leaseText(own) {
+  return "owner epoch " + own.epoch + (own.valid ? ", lease renewed " + fmtInt(own.ageMs) + " ms ago" : ", LEASE NOT VALID");
+}
+
+/** Several databases: each one's lease, since one out of reach fails only its own topics. */
+function storeLine(b) {
+  const own = b.ownership;
+  if (!own || own.mechanism !== "lease") return b.store;
+  const dbs = own.databases;
+  if (!dbs) return b.store + " · " + leaseText(own);
+  return b.store + " · owner of " + dbs.filter((d) => d.valid).length + " of " + dbs.length + " databases · "
+    + dbs.map((d) => d.key + ": " + (d.owner === "" ? "NOT OPEN" : leaseText(d)) + (d.valid || !d.lost ? "" : " (" + d.lost + ")")).join(" · ");
+}
+
 function renderHeader(data) {
   const b = data.broker;
   byId("addr").textContent = b.address;
   document.title = "NerveBus · " + b.address;
   const health = byId("health");
   health.replaceChildren(b.healthy ? el("span", { class: "badge ok" }, "healthy") : el("span", { class: "badge bad" }, "unhealthy"));
-  const own = b.ownership;
-  byId("store").textContent = own && own.mechanism === "lease"
-    ? b.store + " · owner epoch " + own.epoch + (own.valid ? ", lease renewed " + fmtInt(own.ageMs) + " ms ago" : ", LEASE NOT VALID")
-    : b.store;
+  byId("store").textContent = storeLine(b);
   const cluster = b.cluster;
   byId("cluster").textContent = cluster
     ? cluster.members.filter((m) => m.live).length + " live brokers · "

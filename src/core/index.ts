@@ -56,6 +56,7 @@ export { type OutboxRow, type OutboxSource, outboxMessageId, type RelayState } f
 export { APPENDED, type MessageOutcome, Outcomes } from "./outcomes.js";
 export type { PublishResult } from "./pack-appender.js";
 export type {
+  DatabaseOwnership,
   HostInfo,
   MoveReport,
   OwnershipState,

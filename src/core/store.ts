@@ -196,6 +196,17 @@ export interface OwnershipState {
   readonly valid: boolean;
   /** Why ownership was lost, once it was. */
   readonly lost: string | undefined;
+  /**
+   * Several MySQL databases (`--store` with several URLs): each one's own, in `--store` order
+   * (one out of reach fails only its own topics, so the status page shows which).
+   */
+  readonly databases?: readonly DatabaseOwnership[];
+}
+
+/** One database's ownership in a store over several (see OwnershipState.databases). */
+export interface DatabaseOwnership extends Omit<OwnershipState, "databases"> {
+  /** HOST:PORT/DATABASE, as placement rows and move-topic name it. */
+  readonly key: string;
 }
 
 /** What differs between backends, in one place (see each store's constant). */

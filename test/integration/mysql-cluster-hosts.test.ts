@@ -2,9 +2,11 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type * as grpc from "@grpc/grpc-js";
 import type mysql from "mysql2/promise";
+import { chromium } from "playwright-core";
 import { LogMessage, type NerveBusError, type TopicConfig } from "../../src/core/index.js";
 import { MysqlStore, openStore } from "../../src/store/index.js";
-import { quietLog, TestClient } from "../support/broker.js";
+import { CHROMIUM, CHROMIUM_ARGS, openPage, skip } from "../dashboard/browser.js";
+import { quietLog, startBroker, TestClient } from "../support/broker.js";
 import { liveOwners, retrying } from "../support/cluster.js";
 import { startTestMysql, type TestMysql, useTestMysql } from "../support/mariadb.js";
 import { type BrokerProcess, spawnBroker } from "../support/process.js";
@@ -190,8 +192,10 @@ test("mysql --cluster over two databases: a topic moved while its old owner is f
   }
 });
 
-test("mysql --cluster over two databases: one database frozen fails its own topics only (UNAVAILABLE), the others go on; back, it serves again", async () => {
+test("mysql --cluster over two databases: one database frozen fails its own topics only (UNAVAILABLE), the others go on; back, it serves again; the status page shows ownership per database", async () => {
   const c = await twoDatabaseCluster("ch_down", 2);
+  // A third broker in process, for its status API and page.
+  const third = await startBroker(`${c.a},${c.b}`, { cluster: true, leaseTtlMs: TTL_MS, leaseRenewMs: 500 });
   try {
     await retrying(() => c.clients[0]!.publish("near", ["n"]));
     await retrying(() => c.clients[0]!.publish("far", ["f"]));
@@ -215,6 +219,7 @@ test("mysql --cluster over two databases: one database frozen fails its own topi
       await retrying(() => c.clients[1]!.publish("new", ["x"], 5000));
       // The second database holds fewer topics, but its lease is not current: not a candidate.
       assert.equal((await placement(c.first, c.a)).get("new"), keyOf(c.a), "new topics avoid it");
+      await showsOwnershipPerDatabase(third.httpAddress!, [keyOf(c.a), keyOf(c.b)]);
     } finally {
       c.second.resume!();
     }
@@ -227,9 +232,38 @@ test("mysql --cluster over two databases: one database frozen fails its own topi
       ["f", "f3", "f3"],
     );
   } finally {
+    await third.stop();
     await c.close();
   }
 });
+
+/** While the second of `keys` is frozen: /api/status and the page show which database is owned. */
+async function showsOwnershipPerDatabase(http: string, keys: string[]): Promise<void> {
+  const status = (await (await fetch(`http://${http}/api/status`)).json()) as {
+    broker: { ownership: { valid: boolean; databases: { key: string; valid: boolean }[] } };
+  };
+  assert.deepEqual(
+    status.broker.ownership.databases.map((d) => [d.key, d.valid]),
+    [
+      [keys[0], true],
+      [keys[1], false],
+    ],
+  );
+  if (skip) return;
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  try {
+    const { page, problems } = await openPage(browser, `http://${http}/`);
+    await page.locator("#store").filter({ hasText: "databases" }).waitFor();
+    const line = (await page.locator("#store").textContent()) ?? "";
+    assert.match(line, /owner of 1 of 2 databases/, line);
+    assert.ok(line.includes(`${keys[0]}: owner epoch`), line);
+    const second = line.slice(line.indexOf(`${keys[1]}: owner epoch`));
+    assert.match(second, /^[^·]*, LEASE NOT VALID/, line);
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+  }
+}
 
 test("mysql --cluster over two databases: a database out of reach when a broker starts joins its cluster once it answers", async () => {
   const c = await twoDatabaseCluster("ch_late", 1);

@@ -1,4 +1,4 @@
-import { NerveBusError, type OwnershipState } from "../../core/index.js";
+import { type DatabaseOwnership, NerveBusError, type OwnershipState } from "../../core/index.js";
 import { mapStoreError } from "../errors.js";
 import { MysqlStore } from "../mysql/mysql-store.js";
 import type { MysqlStoreOptions } from "../mysql/open-pool.js";
@@ -77,18 +77,26 @@ export class HostSet {
 
   /**
    * Ownership as one: the first database's lease, valid only while every open database's is,
-   * aged as the oldest renewal; lost once any is.
+   * aged as the oldest renewal; lost once any is. `databases` has each one's own, a database
+   * not open (yet or any more) not valid, with why.
    */
   ownership(): OwnershipState {
     const states = this.slots.flatMap((s) => (s.store ? [s.store.ownership()] : []));
+    const databases = this.slots.map(
+      (s): DatabaseOwnership =>
+        s.store
+          ? { key: s.key, ...s.store.ownership() }
+          : { key: s.key, mechanism: "lease", owner: "", epoch: 0, ageMs: 0, valid: false, lost: s.down },
+    );
     const first = states[0];
     if (first === undefined)
-      return { mechanism: "lease", owner: "", epoch: 0, ageMs: 0, valid: false, lost: "closed" };
+      return { mechanism: "lease", owner: "", epoch: 0, ageMs: 0, valid: false, lost: "closed", databases };
     return {
       ...first,
       ageMs: Math.max(...states.map((s) => s.ageMs)),
       valid: states.every((s) => s.valid),
       lost: states.find((s) => s.lost !== undefined)?.lost,
+      databases,
     };
   }
 

@@ -170,14 +170,16 @@ export class MultiStore implements Store, TopicPlacement {
 
   /**
    * The topics of the reachable databases: one out of reach would otherwise stop every caller
-   * (creating a topic counts them), so its topics are left out until it answers again.
+   * (creating a topic counts them, the status page lists them), so its topics are left out until
+   * it answers again. Reachable as hosts() says: open and its lease current, since a frozen
+   * database's query hangs rather than fails.
    */
   async listTopics(): Promise<TopicRecord[]> {
     const rows = await this.catalog.list();
     const out: TopicRecord[] = [];
     for (const slot of this.set.slots) {
       const mine = new Map(rows.filter((r) => r.host === slot.key).map((r) => [r.name, r.id]));
-      if (mine.size === 0 || slot.store === undefined) continue;
+      if (mine.size === 0 || slot.store?.ownership().valid !== true) continue;
       for (const t of await this.set.store(slot).listTopics()) {
         const id = mine.get(t.name);
         if (id !== undefined) out.push({ ...t, id });
