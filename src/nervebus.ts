@@ -161,6 +161,7 @@ export async function startNerveBus(
   const store = await open(config.store, {
     mysqlPoolSize: config.mysqlPoolSize,
     mysqlAllowUnsafeDurability: config.mysqlAllowUnsafeDurability,
+    sqliteWriterThread: config.sqliteWriterThread,
     leaseTtlMs: config.leaseTtlMs,
     leaseRenewMs: config.leaseRenewMs,
     leaseWaitMs: config.leaseWaitMs,

@@ -60,6 +60,7 @@ export interface Config {
   shutdownGraceMs: number;
   mysqlPoolSize: number;
   mysqlAllowUnsafeDurability: boolean;
+  sqliteWriterThread: boolean;
   leaseTtlMs: number;
   leaseRenewMs: number;
   leaseWaitMs: number;
@@ -490,6 +491,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "bool",
     default: false,
     doc: "start even if innodb_flush_log_at_trx_commit is not 1 (confirmed messages may be lost)",
+  },
+  {
+    key: "sqliteWriterThread",
+    kind: "bool",
+    default: false,
+    doc: "SQLite: commit writes (and wait for their fsync) on a thread of their own, off the event loop",
   },
   {
     key: "leaseTtlMs",

@@ -5,6 +5,7 @@ import { isMultiHost, parseHostUrls } from "./multi/store-urls.js";
 import { MysqlStore } from "./mysql/mysql-store.js";
 import type { StoreLeaseOptions } from "./mysql/open-pool.js";
 import { SqliteStore } from "./sqlite/sqlite-store.js";
+import { SqliteThreadedStore } from "./sqlite/sqlite-threaded-store.js";
 
 export { runsOverlappingSql } from "./codec.js";
 export { mapStoreError } from "./errors.js";
@@ -15,6 +16,7 @@ export { MysqlStore } from "./mysql/mysql-store.js";
 export { OUTBOX_TABLES } from "./mysql/outbox-schema.js";
 export { SqliteRunLog } from "./sqlite/sqlite-run-log.js";
 export { SqliteStore } from "./sqlite/sqlite-store.js";
+export { SqliteThreadedStore } from "./sqlite/sqlite-threaded-store.js";
 
 /** How to open either store: the MySQL pool's settings, and its lease's (see StoreLeaseOptions). */
 export interface OpenStoreOptions extends StoreLeaseOptions {
@@ -22,6 +24,8 @@ export interface OpenStoreOptions extends StoreLeaseOptions {
   readonly mysqlPoolSize: number;
   /** MysqlStoreOptions.allowUnsafeDurability. */
   readonly mysqlAllowUnsafeDurability: boolean;
+  /** SQLite: run writes on a thread of their own (SqliteThreadedStore); not for :memory:. */
+  readonly sqliteWriterThread?: boolean;
 }
 
 /**
@@ -49,7 +53,9 @@ export async function openStore(url: string, options: OpenStoreOptions): Promise
         "invalid_argument",
         "store: sqlite: needs a file path, e.g. sqlite:./data/nervebus.db",
       );
-    return SqliteStore.open(path);
+    return options.sqliteWriterThread === true && path !== ":memory:"
+      ? SqliteThreadedStore.open(path)
+      : SqliteStore.open(path);
   }
   if (url.startsWith("mysql://")) {
     return MysqlStore.open({

@@ -4,9 +4,10 @@ import type { Config } from "../../src/config/index.js";
 import { type FreshStore, seqsOf, withBroker } from "../support/broker.js";
 
 /** The broker's end-to-end behaviour through a real gRPC client; run once per store. */
-export function brokerSuite(kind: string, fresh: FreshStore): void {
+export function brokerSuite(kind: string, fresh: FreshStore, base: Partial<Config> = {}): void {
   const it = (name: string, fn: Parameters<typeof withBroker>[3], overrides: Partial<Config> = {}) =>
-    test(`${kind}: ${name}`, () => withBroker(fresh, `${kind}_${name}`.slice(0, 60), overrides, fn));
+    test(`${kind}: ${name}`, () =>
+      withBroker(fresh, `${kind}_${name}`.slice(0, 60), { ...base, ...overrides }, fn));
 
   it("8 concurrent publishers x 10k messages: contiguous seqs, no duplicates, all read back intact", async ({
     client,

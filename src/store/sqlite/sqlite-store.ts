@@ -40,6 +40,24 @@ type TopicRow = {
   created_at: number;
 };
 
+/** A format-1 topic's rows or a format-2 topic's runs, as insertEncoded takes them. */
+export interface EncodedInsert {
+  readonly rows: readonly core.LogMessage[];
+  readonly runs: readonly RunRow[];
+}
+
+/** Messages in the topic's stored format. */
+export function encodeMessages(topic: core.TopicRecord, rows: readonly core.LogMessage[]): EncodedInsert {
+  return topic.format === 2 ? { rows: [], runs: codec.encodeRuns(rows) } : { rows, runs: [] };
+}
+
+/** Runs in the topic's stored format. */
+export function encodeRuns(topic: core.TopicRecord, runs: readonly IndexedRun[]): EncodedInsert {
+  return topic.format === 2
+    ? { rows: [], runs: joinRuns(runs) }
+    : { rows: codec.messagesOfIndexedRuns(runs), runs: [] };
+}
+
 function toTopic(r: TopicRow): core.TopicRecord {
   return {
     id: r.id,
@@ -71,13 +89,25 @@ export class SqliteStore implements core.Store {
     this.#db = db;
   }
 
-  /** Opens (creating) the database file and takes the exclusive lock. */
-  static open(path: string): SqliteStore {
+  /**
+   * Opens (creating) the database file. "exclusive" (the default) takes the file's exclusive
+   * lock for the life of the store; "writer" is the writer thread's connection, which leaves the
+   * file open to the broker's own reader (the caller holds sqliteLock instead); "reader" opens
+   * an existing file read-only, for reads only.
+   */
+  static open(path: string, mode: "exclusive" | "writer" | "reader" = "exclusive"): SqliteStore {
+    if (mode === "reader") {
+      try {
+        return new SqliteStore(new Database(path, { readonly: true, fileMustExist: true, timeout: 0 }));
+      } catch (err) {
+        throw mapSqliteOpenError(err, path);
+      }
+    }
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
     let db: Database.Database;
     try {
       db = new Database(path, { timeout: 0 });
-      db.pragma("locking_mode = EXCLUSIVE");
+      if (mode === "exclusive") db.pragma("locking_mode = EXCLUSIVE");
       db.pragma("journal_mode = WAL");
       db.pragma("synchronous = FULL");
       // The first write takes the exclusive lock, held until close.
@@ -259,18 +289,20 @@ export class SqliteStore implements core.Store {
   }
 
   insertMessages(topic: core.TopicRecord, shard: number, rows: readonly core.LogMessage[]): Promise<void> {
-    return topic.format === 2
-      ? this.#insert(topic, shard, [], codec.encodeRuns(rows))
-      : this.#insert(topic, shard, rows, []);
+    const e = encodeMessages(topic, rows);
+    return this.insertEncoded(topic, shard, e.rows, e.runs);
   }
 
   insertRuns(topic: core.TopicRecord, shard: number, runs: readonly IndexedRun[]): Promise<void> {
-    return topic.format === 2
-      ? this.#insert(topic, shard, [], joinRuns(runs))
-      : this.#insert(topic, shard, codec.messagesOfIndexedRuns(runs), []);
+    const e = encodeRuns(topic, runs);
+    return this.insertEncoded(topic, shard, e.rows, e.runs);
   }
 
-  #insert(
+  /**
+   * Queues rows already in the topic's format (encodeMessages/encodeRuns) for this turn's insert
+   * transaction; settles after its commit. The writer thread's entry point.
+   */
+  insertEncoded(
     topic: core.TopicRecord,
     shard: number,
     rows: readonly core.LogMessage[],
@@ -284,9 +316,15 @@ export class SqliteStore implements core.Store {
     });
   }
 
+  /** Commits the queued inserts now (before a later write, so writes commit in the order issued). */
+  flushInserts(): void {
+    if (this.#queue.length > 0) this.#flushInserts();
+  }
+
   #flushInserts(): void {
     this.#flushScheduled = false;
     const queue = this.#queue;
+    if (queue.length === 0) return;
     this.#queue = [];
     try {
       this.#db.transaction(() => {
