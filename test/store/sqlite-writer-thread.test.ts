@@ -7,6 +7,7 @@ import { LogMessage, NerveBusError } from "../../src/core/index.js";
 import { SqliteStore, SqliteThreadedStore } from "../../src/store/index.js";
 import { storeConformance } from "./conformance.js";
 
+const CONFIG = { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 0, ephemeral: false };
 const dir = mkdtempSync(join(tmpdir(), "nb-sqlite-wt-conf-"));
 storeConformance("sqlite-writer-thread", {
   fresh: async (name) => `sqlite:${join(dir, `${name.replace(/\W/g, "_")}.db`)}`,
@@ -39,7 +40,7 @@ test("sqlite-writer-thread: a write confirmed before close is read back after re
   const store = await SqliteThreadedStore.open(path);
   const { topic } = (await store.ensureTopic("t", {
     shards: 1,
-    config: { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 0, ephemeral: false },
+    config: CONFIG,
     format: 1,
   }))!;
   // Issued, not awaited, then close: close commits it first.
@@ -53,4 +54,20 @@ test("sqlite-writer-thread: a write confirmed before close is read back after re
   } finally {
     await again.close();
   }
+});
+
+test("sqlite-writer-thread: a crashed writer thread fails pending and later writes INTERNAL and the ping, instead of hanging", async () => {
+  const path = join(dir, "crash.db");
+  const dying = new URL("../support/dying-sqlite-writer.js", import.meta.url);
+  const store = await SqliteThreadedStore.open(path, dying);
+  const failed = (err: unknown) => {
+    assert.ok(err instanceof NerveBusError);
+    assert.equal(err.code, "internal");
+    assert.match(err.message, /SQLite writer thread exited/);
+    return true;
+  };
+  await assert.rejects(store.ensureTopic("t", { shards: 1, config: CONFIG, format: 2 }), failed);
+  await assert.rejects(store.ensureTopic("u", { shards: 1, config: CONFIG, format: 2 }), failed);
+  await assert.rejects(store.ping(), failed);
+  await store.close();
 });

@@ -91,12 +91,16 @@ export class SqliteThreadedStore implements core.Store {
     });
   }
 
-  /** Takes the file's lock, starts the writer thread (which opens the file) and opens the reader. */
-  static async open(path: string): Promise<SqliteThreadedStore> {
+  /**
+   * Takes the file's lock, starts the writer thread (which opens the file) and opens the reader.
+   * `writer` is the thread's script (tests give one that dies, to show what a crash does).
+   */
+  static async open(
+    path: string,
+    writer: URL = new URL("./sqlite-writer-thread.js", import.meta.url),
+  ): Promise<SqliteThreadedStore> {
     const lock = lockSqliteFile(path);
-    const worker = new Worker(new URL("./sqlite-writer-thread.js", import.meta.url), {
-      workerData: { path },
-    });
+    const worker = new Worker(writer, { workerData: { path } });
     let onMessage: (msg: FromWriter) => void = () => undefined;
     let onExit: (code: number) => void = () => undefined;
     try {
