@@ -3,6 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import {
   CallGuard,
+  ClusterRelayTarget,
   DeadLetterSender,
   listensOnLoopbackOnly,
   PeerAuth,
@@ -17,7 +18,7 @@ import {
 } from "./api/index.js";
 import { type ReloadReport, Security } from "./auth/index.js";
 import type { Config } from "./config/index.js";
-import { Broker, NerveBusError, OutboxRelay, type Store } from "./core/index.js";
+import { Broker, OutboxRelay, type Store } from "./core/index.js";
 import { MysqlOutboxSource, openStore } from "./store/index.js";
 import { createTelemetry, type Logger, type MemoryPartUse, type Telemetry } from "./telemetry/index.js";
 
@@ -137,16 +138,13 @@ export async function startNerveBus(
   const security = Security.load(config);
   const peerCa =
     config.cluster && security.tlsEnabled ? readPeerCa(config.clusterTlsCa, config.tlsClientCa) : undefined;
-  // Checked before the store too; connected once the broker serves.
-  const outboxes = config.outbox
+  // Checked before the store too; connected once the broker serves. With --cluster every broker
+  // runs a relay per outbox and one at a time holds it, by a lease (see OutboxLease).
+  const outboxUrls = config.outbox
     .split(",")
     .map((u) => u.trim())
-    .filter((u) => u !== "")
-    .map((url) => new MysqlOutboxSource(url, log));
-  // The relay publishes through this broker and reads its topics' logs for recovery, which
-  // assumes it owns every topic it relays to; a cluster splits topics between brokers.
-  if (outboxes.length > 0 && config.cluster)
-    throw new NerveBusError("invalid_argument", "outbox: --outbox cannot be combined with --cluster yet");
+    .filter((u) => u !== "");
+  for (const url of outboxUrls) new MysqlOutboxSource(url, log);
   let server: RunningServer | undefined;
   let broker: Broker | undefined;
   let storeHealthy = true;
@@ -333,16 +331,31 @@ export async function startNerveBus(
       config.advertiseAddress === "" ? grpcServer.address : config.advertiseAddress,
     );
   }
-  relays = outboxes.map(
-    (source) =>
-      new OutboxRelay(source, b, {
-        pollMs: config.outboxPollMs,
-        gapWaitMs: config.outboxGapWaitMs,
-        batchRows: config.outboxBatchRows,
-        maxPackMessages: config.maxPackMessages,
-        maxPackBytes: config.maxPackBytes,
-        log,
-      }),
+  const relayTarget =
+    store.cluster === undefined || deadLetterSender === undefined
+      ? b
+      : new ClusterRelayTarget(b, store.cluster, deadLetterSender);
+  const leaseOf = store.cluster;
+  relays = outboxUrls.map(
+    (url) =>
+      new OutboxRelay(
+        new MysqlOutboxSource(
+          url,
+          log,
+          leaseOf === undefined
+            ? undefined
+            : { owner: leaseOf.self, ttlMs: config.leaseTtlMs, renewMs: config.leaseRenewMs },
+        ),
+        relayTarget,
+        {
+          pollMs: config.outboxPollMs,
+          gapWaitMs: config.outboxGapWaitMs,
+          batchRows: config.outboxBatchRows,
+          maxPackMessages: config.maxPackMessages,
+          maxPackBytes: config.maxPackBytes,
+          log,
+        },
+      ),
   );
   for (const relay of relays) {
     relay.start();

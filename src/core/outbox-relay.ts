@@ -9,11 +9,16 @@ import type { PublishResult } from "./pack-appender.js";
 /** What the relay needs from the broker (Broker implements it). */
 export interface RelayTarget {
   publish(topic: string, messages: readonly NewMessage[], deadline: number): Promise<PublishResult>;
-  /** A seq no publish to `topic` that starts after this call can be below. */
-  nextSeq(topic: string): Promise<number>;
+  /**
+   * A seq no publish to `topic` that starts after this call can be below; undefined when another
+   * broker of the cluster serves the topic (its log is not read here: what this relay sent
+   * there is deduplicated there by message id).
+   */
+  nextSeq(topic: string): Promise<number | undefined>;
   /**
    * Once every seq assigned in `topic` so far is durable, the message ids stored from `fromSeq`
-   * to the end, and the seq read through.
+   * to the end, and the seq read through (none, through `fromSeq - 1`, for a topic another
+   * broker serves).
    */
   durableIds(topic: string, fromSeq: number): Promise<{ through: number; ids: readonly LoggedIds[] }>;
   /** Set once the broker stops for good (shutting down, or fenced). */
@@ -58,6 +63,13 @@ const ROUND_BYTES = 16 << 20;
  * there (once every seq assigned is durable) and deletes the rows it finds: those are never
  * published again, the others are, once. Rounds are sequential (publish n+1 starts after n is
  * durable); only the delete of round n overlaps round n+1, and deletes commit in order.
+ *
+ * With --cluster the outbox is held by a lease that lapses when its broker dies or freezes:
+ * the relay publishes only while `source.held()`, and its delete transaction is fenced by the
+ * lease. What a relay published but did not delete before it lost the outbox, and what it
+ * sends to topics other brokers serve (their logs are not read here), the next relay publishes
+ * again with the same message ids: the topic's dedup index (rebuilt from the log when a topic
+ * moves) answers those with the first copy's seq instead of storing a second one.
  */
 export class OutboxRelay {
   #gate = new OutboxGate(0, 0);
@@ -266,11 +278,16 @@ export class OutboxRelay {
     await Promise.all(
       [...byTopic].map(async ([topic, messages]) => {
         if (!this.#known.has(topic)) {
-          await this.source.addTopic(topic, await this.target.nextSeq(topic));
-          this.#known.add(topic);
+          const next = await this.target.nextSeq(topic);
+          if (next !== undefined) {
+            await this.source.addTopic(topic, next);
+            this.#known.add(topic);
+          }
         }
         let last = 0;
         for (const pack of this.#packs(messages)) {
+          if (!this.source.held())
+            throw new NerveBusError("unavailable", `outbox ${this.source.name}: the relay lost the outbox`);
           const result = await this.target.publish(topic, pack, Number.POSITIVE_INFINITY);
           const { seq } = result.results;
           for (let i = 0; i < seq.length; i++) if (seq[i]! > last) last = seq[i]!;

@@ -14,6 +14,12 @@ export interface OutboxSource {
    */
   open(wanted: () => boolean): Promise<RelayState>;
 
+  /**
+   * Whether this relay surely still holds the outbox (lock or lease) now: the relay asks before
+   * every publish, so a relay that lost it (a frozen broker whose lease lapsed) stops publishing.
+   */
+  held(): boolean;
+
   /** Visible rows with id > `cursor`, in id order, at most `limit`. */
   fetch(cursor: number, limit: number): Promise<OutboxRow[]>;
 

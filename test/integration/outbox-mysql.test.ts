@@ -5,6 +5,7 @@ import type { Delivery } from "../../clients/ts/src/gen/nervebus/v1/message_pb.j
 import { writeOutbox } from "../../clients/ts/src/outbox.js";
 import { startBroker, TestClient, type TestStream } from "../support/broker.js";
 import { useTestMysql } from "../support/mariadb.js";
+import { bumpCounter, CommitLog, relayReady } from "../support/outbox.js";
 import { prng } from "../support/prng.js";
 import { spawnBroker } from "../support/process.js";
 
@@ -38,51 +39,6 @@ async function readUntil(
   return stream.deliveries;
 }
 
-/** Waits until the broker's relay has created the outbox tables and taken the outbox. */
-async function relayReady(url: string): Promise<void> {
-  for (let i = 0; ; i++) {
-    try {
-      await db().query(url, "SELECT 1 FROM nb_outbox_relay");
-      return;
-    } catch (err) {
-      if (i > 200) throw err;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
-
-/**
- * The application's side of commit order: each transaction bumps its key's counter row after
- * writing the outbox, and the value it read is that transaction's place in the key's commit
- * order (the row lock serializes them; the order in which COMMITs return to clients does not
- * tell, since InnoDB releases locks before the commit's log flush returns).
- */
-async function bumpCounter(conn: mysql.Connection, key: string): Promise<number> {
-  await conn.query("INSERT INTO counters (k, n) VALUES (?, 1) ON DUPLICATE KEY UPDATE n = n + 1", [key]);
-  const [rows] = await conn.query<mysql.RowDataPacket[]>("SELECT n FROM counters WHERE k = ?", [key]);
-  return Number(rows[0]!.n);
-}
-
-/** Per key, the payloads of committed transactions in the key's commit order. */
-class CommitLog {
-  readonly #byKey = new Map<string, { n: number; payloads: string[] }[]>();
-  total = 0;
-  add(key: string, n: number, payloads: string[]): void {
-    const list = this.#byKey.get(key) ?? [];
-    list.push({ n, payloads });
-    this.#byKey.set(key, list);
-    this.total += payloads.length;
-  }
-  /** Asserts that each key's messages in `texts` are exactly its committed ones, in commit order. */
-  check(texts: readonly string[]): void {
-    for (const [key, list] of this.#byKey) {
-      const expected = [...list].sort((a, b) => a.n - b.n).flatMap((t) => t.payloads);
-      const seen = texts.filter((t) => t.startsWith(`${key}:`));
-      assert.deepEqual(seen, expected, `order of ${key} is its commit order`);
-    }
-  }
-}
-
 async function outboxRows(url: string): Promise<number> {
   const rows = await db().query<{ n: number }[]>(url, "SELECT COUNT(*) AS n FROM nb_outbox");
   return Number(rows[0]!.n);
@@ -95,7 +51,7 @@ test("outbox: a rolled-back transaction publishes nothing; a committed one publi
   const client = new TestClient(bus.address);
   const conn = await mysql.createConnection({ uri: app });
   try {
-    await relayReady(app);
+    await relayReady(db(), app);
     await conn.query("CREATE TABLE orders (id INT PRIMARY KEY)");
     await conn.beginTransaction();
     await conn.query("INSERT INTO orders VALUES (1)");
@@ -144,7 +100,7 @@ test("outbox: per-key order is commit order, also when ids become visible out of
   const client = new TestClient(bus.address);
   const conns = await Promise.all(Array.from({ length: 6 }, () => mysql.createConnection({ uri: app })));
   try {
-    await relayReady(app);
+    await relayReady(db(), app);
     // The case the key lock exists for: A inserts first (lower id) but B, same key, must wait for
     // A's commit; C, another key, commits before A with a higher id (visible out of id order).
     const [a, b, c] = conns as [mysql.Connection, mysql.Connection, mysql.Connection];
@@ -213,7 +169,7 @@ test("outbox: one broker relays several outboxes (--outbox A,B) into one topic",
   const client = new TestClient(bus.address);
   const conns = await Promise.all(apps.map((uri) => mysql.createConnection({ uri })));
   try {
-    for (const app of apps) await relayReady(app);
+    for (const app of apps) await relayReady(db(), app);
     for (let i = 0; i < 3; i++) {
       for (const [n, conn] of conns.entries()) {
         await conn.beginTransaction();
@@ -245,7 +201,7 @@ test("outbox: one relay per outbox; a broker waiting for it stops cleanly, and t
 }, async () => {
   const app = await db().database("outbox_lock_app");
   const first = await startBroker(await db().database("outbox_lock_store1"), { outbox: app });
-  await relayReady(app);
+  await relayReady(db(), app);
   const second = await startBroker(await db().database("outbox_lock_store2"), { outbox: app });
   const conn = await mysql.createConnection({ uri: app });
   const c1 = new TestClient(first.address);
@@ -286,7 +242,7 @@ test("outbox: 20 SIGKILLs of the broker while the application commits and rolls 
   // what is tested here is the relay's own recovery, which holds however long a broker is down.
   const flags = ["--store", store, "--outbox", app, "--outbox-gap-wait-ms", "50", "--dedup-window-ms", "0"];
   let broker = await spawnBroker(flags);
-  await relayReady(app);
+  await relayReady(db(), app);
   await db().query(app, "CREATE TABLE counters (k VARCHAR(64) PRIMARY KEY, n INT NOT NULL)");
   const committed = new CommitLog();
   const rolledBack = new Set<string>();
@@ -380,7 +336,7 @@ test("outbox: /metrics counts rows relayed and failed rounds, and shows the rela
     };
   };
   try {
-    await relayReady(app);
+    await relayReady(db(), app);
     await conn.beginTransaction();
     for (let i = 0; i < 5; i++) await writeOutbox(conn, "metered", { data: `m${i}` });
     await conn.commit();

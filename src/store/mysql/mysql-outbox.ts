@@ -8,6 +8,7 @@ import {
   sleep,
 } from "../../core/index.js";
 import { mapStoreError } from "../errors.js";
+import { OutboxLease, type OutboxLeaseOptions } from "./outbox-lease.js";
 import { OUTBOX_TABLES } from "./outbox-schema.js";
 
 /** Ids per DELETE statement: under 100 KiB of SQL text, far below max_allowed_packet. */
@@ -18,7 +19,8 @@ type Log = (level: "info" | "warn" | "error", msg: string, fields?: Record<strin
 /**
  * An outbox in a MySQL/MariaDB database (`mysql://USER:PASS@HOST:PORT/DB`), read by polling its
  * primary key (see docs/design-round-2.md for why not the binlog). One relay at a time: the
- * named lock `nb-outbox:<db>` held on a connection of its own, checked in every delete
+ * named lock `nb-outbox:<db>` held on a connection of its own, or with --cluster the lease row
+ * nb_outbox_lease (OutboxLease, which lapses when its broker is frozen), checked in every delete
  * transaction.
  */
 export class MysqlOutboxSource implements OutboxSource {
@@ -28,10 +30,13 @@ export class MysqlOutboxSource implements OutboxSource {
   #pool: mysql.Pool | undefined;
   #lockConn: mysql.Connection | undefined;
   #lockConnId = 0;
+  #lease: OutboxLease | undefined;
 
+  /** `lease`: with --cluster, hold the outbox by a lease instead of a named lock. */
   constructor(
     url: string,
     private readonly log: Log,
+    private readonly lease?: OutboxLeaseOptions,
   ) {
     const u = new URL(url);
     const database = decodeURIComponent(u.pathname.replace(/^\//, ""));
@@ -56,9 +61,9 @@ export class MysqlOutboxSource implements OutboxSource {
 
   async open(wanted: () => boolean): Promise<RelayState> {
     try {
-      this.#pool ??= autocommitPool(this.#config);
+      this.#pool ??= autocommitPool(this.#config, this.lease);
       for (const ddl of OUTBOX_TABLES) await this.#pool.query(ddl);
-      await this.#lock(wanted);
+      await this.#hold(wanted);
       await this.#pool.query(
         "INSERT IGNORE INTO nb_outbox_relay (id, source_id, cursor_id) VALUES (1, ?, 0)",
         [randomBytes(8).toString("hex")],
@@ -77,6 +82,21 @@ export class MysqlOutboxSource implements OutboxSource {
     } catch (err) {
       throw mapStoreError(err, `outbox ${this.name}`);
     }
+  }
+
+  /** Takes the lease (with --cluster) or the named lock. */
+  async #hold(wanted: () => boolean): Promise<void> {
+    if (this.lease === undefined) return this.#lock(wanted);
+    this.#lease ??= new OutboxLease(this.#pool!, this.lease);
+    if (this.#lease.held()) return;
+    await this.#lease.acquire(wanted, () =>
+      this.log("warn", "another broker relays this outbox; waiting", { outbox: this.name }),
+    );
+    this.log("info", "outbox relay lease taken", { outbox: this.name, epoch: this.#lease.epoch });
+  }
+
+  held(): boolean {
+    return this.#lease === undefined ? this.#lockConn !== undefined : this.#lease.held();
   }
 
   /** Holds the relay lock, waiting (and saying so once) while another relay has it. */
@@ -167,14 +187,12 @@ export class MysqlOutboxSource implements OutboxSource {
     let conn: mysql.PoolConnection | undefined;
     try {
       conn = await this.#pool!.getConnection();
+      // READ COMMITTED: deleting an id another relay deleted already (after a failover) takes
+      // no gap lock, which would hold up the application's inserts above it.
+      await conn.query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");
       await conn.beginTransaction();
-      const [[row]] = await conn.query<mysql.RowDataPacket[]>("SELECT IS_USED_LOCK(?) AS holder", [
-        this.#lockName,
-      ]);
-      if (Number(row?.holder) !== this.#lockConnId || this.#lockConn === undefined) {
-        await this.#dropLock();
-        throw new NerveBusError("unavailable", `outbox ${this.name}: the relay lock was lost`);
-      }
+      if (this.#lease !== undefined) await this.#lease.check(conn);
+      else await this.#checkLock(conn);
       // By primary key equality, never a range: a range scan would also lock the next row
       // beyond it, which may be an application's uncommitted insert, so the relay would wait on
       // (and could deadlock with) the application's transactions.
@@ -197,7 +215,20 @@ export class MysqlOutboxSource implements OutboxSource {
     }
   }
 
+  /** Throws "unavailable" (dropping the lock) unless this relay still holds the named lock. */
+  async #checkLock(conn: mysql.PoolConnection): Promise<void> {
+    const [[row]] = await conn.query<mysql.RowDataPacket[]>("SELECT IS_USED_LOCK(?) AS holder", [
+      this.#lockName,
+    ]);
+    if (Number(row?.holder) !== this.#lockConnId || this.#lockConn === undefined) {
+      await this.#dropLock();
+      throw new NerveBusError("unavailable", `outbox ${this.name}: the relay lock was lost`);
+    }
+  }
+
   async close(): Promise<void> {
+    await this.#lease?.release();
+    this.#lease = undefined;
     await this.#dropLock();
     await this.#pool?.end().catch(() => undefined);
     this.#pool = undefined;
@@ -210,11 +241,21 @@ export class MysqlOutboxSource implements OutboxSource {
  * application's server) each would open a transaction whose REPEATABLE READ snapshot lasts
  * across polls, hiding every row committed after the first one: the relay would stall. Its own
  * transaction (complete) begins explicitly.
+ *
+ * With a lease (--cluster), on MariaDB, the server also ends a session left idle inside a
+ * transaction for the lease time: a frozen relay (SIGSTOP) in the middle of its delete
+ * transaction would otherwise keep the lease row and its rows locked, holding up the broker
+ * that takes over. MySQL has no such setting (the statement fails there, harmlessly).
  */
-function autocommitPool(config: mysql.PoolOptions): mysql.Pool {
+function autocommitPool(config: mysql.PoolOptions, lease: OutboxLeaseOptions | undefined): mysql.Pool {
   const pool = mysql.createPool(config);
   pool.pool.on("connection", (conn) => {
     conn.query("SET SESSION autocommit = 1", () => undefined);
+    if (lease !== undefined)
+      conn.query(
+        `SET SESSION idle_transaction_timeout = ${Math.max(1, Math.ceil(lease.ttlMs / 1000))}`,
+        () => undefined,
+      );
   });
   return pool;
 }

@@ -9,6 +9,7 @@
  *   lock before inserting, so transactions with the same key commit in id order.
  * - `nb_outbox_relay`, `nb_outbox_topic`: the relay's own state (source id, cursor, and per topic
  *   the seq its recovery scans from), written only by the broker.
+ * - `nb_outbox_lease`: with --cluster, which broker relays the outbox (see OutboxLease).
  */
 export const OUTBOX_TABLES: readonly string[] = [
   `CREATE TABLE IF NOT EXISTS nb_outbox (
@@ -26,4 +27,8 @@ export const OUTBOX_TABLES: readonly string[] = [
   `CREATE TABLE IF NOT EXISTS nb_outbox_topic (
     topic VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
     scan_from BIGINT UNSIGNED NOT NULL) ENGINE=InnoDB`,
+  `CREATE TABLE IF NOT EXISTS nb_outbox_lease (
+    id TINYINT UNSIGNED NOT NULL PRIMARY KEY,
+    owner VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    epoch BIGINT UNSIGNED NOT NULL, expires_at BIGINT NOT NULL) ENGINE=InnoDB`,
 ];

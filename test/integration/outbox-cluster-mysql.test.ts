@@ -1,0 +1,190 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import mysql from "mysql2/promise";
+import type { Delivery } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
+import { writeOutbox } from "../../clients/ts/src/outbox.js";
+import { TestClient } from "../support/broker.js";
+import { useTestMysql } from "../support/mariadb.js";
+import { bumpCounter, CommitLog, relayReady } from "../support/outbox.js";
+import { prng } from "../support/prng.js";
+import { type BrokerProcess, spawnBroker } from "../support/process.js";
+
+/*
+ * The transactional outbox with --cluster (issue 16 item 1 × issue 11): three brokers on one
+ * store all name the same outbox; one relays it at a time (the lease nb_outbox_lease). The
+ * relaying broker is SIGKILLed, and later frozen (SIGSTOP past its lease, then SIGCONT) while
+ * the application commits and rolls back transactions into topics spread over the brokers.
+ * Real MariaDB, real broker processes, real gRPC subscribers.
+ */
+
+const db = useTestMysql();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const TTL_MS = 2000;
+const CLUSTER_ARGS = [
+  "--cluster",
+  "--lease-ttl-ms",
+  String(TTL_MS),
+  "--lease-renew-ms",
+  "500",
+  "--log-level",
+  "warn",
+];
+/** Topics fall to brokers by their names, so the relayer sends most rows to other brokers. */
+const TOPICS = ["oc-a", "oc-b", "oc-c", "oc-d"];
+const DB_NOW_MS = "CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED)";
+
+/** The broker holding the outbox's relay lease now (by the pid in its id), and the lease epoch. */
+async function relayHolder(app: string): Promise<{ pid: number; epoch: number } | undefined> {
+  const [row] = await db().query<mysql.RowDataPacket[]>(
+    app,
+    `SELECT owner, epoch FROM nb_outbox_lease WHERE id = 1 AND expires_at > ${DB_NOW_MS}`,
+  );
+  if (row === undefined) return undefined;
+  return { pid: Number(String(row.owner).split("/")[1]), epoch: Number(row.epoch) };
+}
+
+/** Waits for a lease epoch above `epoch`; returns how long that took (ms). */
+async function failover(app: string, epoch: number, since: number): Promise<number> {
+  for (let i = 0; i < 600; i++) {
+    const h = await relayHolder(app);
+    if (h !== undefined && h.epoch > epoch) return performance.now() - since;
+    await sleep(20);
+  }
+  throw new Error("no broker took the outbox over");
+}
+
+/** Reads `topic` from the start (through any broker: calls go to its owner) until `count` arrived. */
+async function readAll(client: TestClient, topic: string, count: number): Promise<string[]> {
+  const stream = client.receive(topic, `check-${topic}`, { from: "earliest", maxMessages: 5000 });
+  let acked = 0;
+  await stream.until(
+    () => {
+      stream.ack(stream.deliveries.slice(acked).map((d) => d.seq));
+      acked = stream.deliveries.length;
+      return stream.deliveries.length >= count;
+    },
+    120_000,
+    `outbox messages of ${topic}`,
+  );
+  // Anything extra (a duplicate) would arrive right behind; give it time to show.
+  await sleep(500);
+  stream.cancel();
+  return stream.deliveries.map((d: Delivery) => Buffer.from(d.data).toString());
+}
+
+test("outbox with --cluster: one broker relays at a time; kill -9 and SIGSTOP of the relayer publish each committed row exactly once, in key order", {
+  timeout: 300_000,
+}, async () => {
+  const store = await db().database("outbox_cluster_store");
+  const app = await db().database("outbox_cluster_app");
+  const flags = ["--store", store, "--outbox", app, "--outbox-gap-wait-ms", "50", ...CLUSTER_ARGS, ...(process.env.OC_NODEDUP ? ["--dedup-window-ms", "0"] : [])];
+  const brokers: BrokerProcess[] = [];
+  for (let i = 0; i < 3; i++) brokers.push(await spawnBroker(flags));
+  const byPid = (pid: number) => {
+    const b = brokers.find((p) => p.child.pid === pid);
+    assert.ok(b, `broker ${pid} is one of ours`);
+    return b;
+  };
+  await relayReady(db(), app);
+  await db().query(app, "CREATE TABLE counters (k VARCHAR(64) PRIMARY KEY, n INT NOT NULL)");
+  const committed = new Map(TOPICS.map((t) => [t, new CommitLog()]));
+  const rolledBack = new Set<string>();
+  let stop = false;
+  const random = prng(1611);
+  const writers = Array.from({ length: 3 }, async (_, w) => {
+    const conn = await mysql.createConnection({ uri: app });
+    try {
+      for (let i = 0; !stop; i++) {
+        const k = Math.floor(random() * 8);
+        const key = `key-${k}`;
+        const topic = TOPICS[k % TOPICS.length]!;
+        const payloads = Array.from(
+          { length: 1 + Math.floor(random() * 10) },
+          (_, j) => `${key}:w${w}-t${i}-m${j}`,
+        );
+        await conn.beginTransaction();
+        let n: number;
+        try {
+          for (const p of payloads) await writeOutbox(conn, topic, { data: p, orderingKey: key });
+          n = await bumpCounter(conn, key);
+        } catch (err) {
+          if ((err as { code?: string }).code !== "ER_LOCK_DEADLOCK") throw err;
+          await conn.rollback();
+          for (const p of payloads) rolledBack.add(p);
+          continue;
+        }
+        if (random() < 0.3) {
+          await conn.rollback();
+          for (const p of payloads) rolledBack.add(p);
+        } else {
+          await conn.commit();
+          committed.get(topic)!.add(key, n, payloads);
+        }
+        await sleep(random() * 5);
+      }
+    } finally {
+      await conn.end();
+    }
+  });
+  const failovers: string[] = [];
+  try {
+    for (let round = 0; round < 2; round++) {
+      await sleep(1500);
+      // kill -9 of the relaying broker: another takes the outbox once its lease lapses.
+      const killed = (await relayHolder(app))!;
+      const victim = byPid(killed.pid);
+      const at = performance.now();
+      victim.child.kill("SIGKILL");
+      await victim.exited;
+      failovers.push(`SIGKILL: ${Math.round(await failover(app, killed.epoch, at))} ms`);
+      brokers[brokers.indexOf(victim)] = await spawnBroker(flags);
+      await sleep(1500);
+      // The relaying broker freezes past its lease (its connections stay open), then thaws:
+      // whatever it had in flight must not be published a second time.
+      const frozen = (await relayHolder(app))!;
+      const sleeper = byPid(frozen.pid);
+      const froze = performance.now();
+      sleeper.child.kill("SIGSTOP");
+      failovers.push(`SIGSTOP: ${Math.round(await failover(app, frozen.epoch, froze))} ms`);
+      await sleep(TTL_MS);
+      sleeper.child.kill("SIGCONT");
+    }
+    await sleep(1500);
+  } finally {
+    stop = true;
+    await Promise.all(writers);
+  }
+  console.log(`outbox relay failover times (lease ${TTL_MS} ms): ${failovers.join(", ")}`);
+  const client = new TestClient(brokers[0]!.address);
+  try {
+    let total = 0;
+    for (const [topic, log] of committed) {
+      total += log.total;
+      const texts = await readAll(client, topic, log.total);
+      const counts = new Map<string, number>();
+      for (const t of texts) counts.set(t, (counts.get(t) ?? 0) + 1);
+      assert.deepEqual(
+        [...counts].filter(([, n]) => n > 1),
+        [],
+        `no message of ${topic} published twice`,
+      );
+      for (const t of texts) assert.ok(!rolledBack.has(t), `${t} was rolled back, yet published`);
+      assert.equal(texts.length, log.total, `every committed message of ${topic} published`);
+      log.check(texts);
+    }
+    assert.ok(total > 300, `the application committed enough (${total})`);
+    for (let i = 0; ; i++) {
+      const [row] = await db().query<mysql.RowDataPacket[]>(app, "SELECT COUNT(*) AS n FROM nb_outbox");
+      if (Number(row!.n) === 0) break;
+      assert.ok(i < 200, "the outbox empties");
+      await sleep(50);
+    }
+  } finally {
+    client.close();
+    for (const b of brokers) {
+      b.child.kill("SIGCONT");
+      b.child.kill("SIGTERM");
+    }
+    await Promise.all(brokers.map((b) => b.exited));
+  }
+});
