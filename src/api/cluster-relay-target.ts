@@ -6,8 +6,10 @@ import {
   NotOwnerError,
   Outcomes,
   type PublishResult,
+  RESERVED_ATTRIBUTE_PREFIX,
   type RelayTarget,
 } from "../core/index.js";
+import { packOf } from "../wire/index.js";
 import type { DeadLetterSender } from "./dead-letter-sender.js";
 
 /**
@@ -58,6 +60,9 @@ export class ClusterRelayTarget implements RelayTarget {
 
   /** No seqs come back (the relay keeps no scan-from seq for another broker's topic). */
   async #send(address: string, topic: string, messages: readonly NewMessage[]): Promise<PublishResult> {
+    // The peer path accepts reserved attributes (it carries dead letters); an outbox row's are
+    // the application's, refused here as a local publish refuses them.
+    packOf(messages, RESERVED_ATTRIBUTE_PREFIX);
     await this.sender.send(address, topic, [...messages]);
     return { firstSeq: 0, lastSeq: 0, results: new Outcomes(0, undefined) };
   }

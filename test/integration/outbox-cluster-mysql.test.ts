@@ -77,7 +77,7 @@ test("outbox with --cluster: one broker relays at a time; kill -9 and SIGSTOP of
 }, async () => {
   const store = await db().database("outbox_cluster_store");
   const app = await db().database("outbox_cluster_app");
-  const flags = ["--store", store, "--outbox", app, "--outbox-gap-wait-ms", "50", ...CLUSTER_ARGS, ...(process.env.OC_NODEDUP ? ["--dedup-window-ms", "0"] : [])];
+  const flags = ["--store", store, "--outbox", app, "--outbox-gap-wait-ms", "50", ...CLUSTER_ARGS];
   const brokers: BrokerProcess[] = [];
   for (let i = 0; i < 3; i++) brokers.push(await spawnBroker(flags));
   const byPid = (pid: number) => {
