@@ -195,23 +195,31 @@ export class OutboxRelay {
     const now = Date.now();
     const limit = this.#limit;
     let late: OutboxRow[] = [];
+    // Whether rows below the cursor may remain beyond those read: then none above it goes yet.
+    let moreLate = false;
     const full = now - this.#lastFullSweep >= FULL_SWEEP_MS;
     const ranges: [number, number][] = full
       ? [[0, this.#gate.cursor]]
       : this.#gate.recentGaps(now, LATE_FOCUS_MS, MAX_LATE_RANGES);
     if (ranges.length > 0 && this.#gate.cursor > 0) {
       const deleting = this.#deletingIds;
-      late = (await this.source.fetchLate(ranges, limit)).filter((r) => !deleting.has(r.id));
-      if (full) this.#lastFullSweep = now;
+      const read = await this.source.fetchLate(ranges, limit);
+      late = read.filter((r) => !deleting.has(r.id));
+      moreLate = read.length >= limit;
+      // A sweep cut off by the limit goes on next round (from the start: what it published is
+      // deleted or being deleted by then), so every row below the cursor goes before any above:
+      // after a failover in a cluster, rows the last relay sent to other brokers' topics but did
+      // not delete lie there, and a key's later rows above the cursor must wait for them.
+      if (full && !moreLate) this.#lastFullSweep = now;
     }
     const ahead = this.#ahead;
     this.#ahead = undefined;
     let above: OutboxRow[];
-    if (ahead !== undefined && ahead.cursor === this.#gate.cursor && late.length === 0) {
+    if (ahead !== undefined && ahead.cursor === this.#gate.cursor && late.length === 0 && !moreLate) {
       above = await ahead.rows;
     } else {
       await ahead?.rows.catch(() => undefined);
-      above = late.length >= limit ? [] : await this.source.fetch(this.#gate.cursor, limit - late.length);
+      above = moreLate ? [] : await this.source.fetch(this.#gate.cursor, limit - late.length);
     }
     const { ready, cursor, gaps, passedGaps } = this.#gate.admit(above, Date.now());
     const rows = late.length === 0 ? ready : [...late, ...ready];
