@@ -2,6 +2,7 @@ import {
   type Broker,
   type Cluster,
   type LoggedIds,
+  NerveBusError,
   type NewMessage,
   NotOwnerError,
   Outcomes,
@@ -62,7 +63,12 @@ export class ClusterRelayTarget implements RelayTarget {
   async #send(address: string, topic: string, messages: readonly NewMessage[]): Promise<PublishResult> {
     // The peer path accepts reserved attributes (it carries dead letters); an outbox row's are
     // the application's, refused here as a local publish refuses them.
-    packOf(messages, RESERVED_ATTRIBUTE_PREFIX);
+    const reserved = packOf(messages, RESERVED_ATTRIBUTE_PREFIX).reservedKey;
+    if (reserved !== undefined)
+      throw new NerveBusError(
+        "invalid_argument",
+        `messages[${reserved.index}].attributes: key ${JSON.stringify(reserved.key)} uses the reserved prefix ${RESERVED_ATTRIBUTE_PREFIX}`,
+      );
     await this.sender.send(address, topic, [...messages]);
     return { firstSeq: 0, lastSeq: 0, results: new Outcomes(0, undefined) };
   }

@@ -242,3 +242,51 @@ test("outbox: rows left below the relay's cursor (sent by the last relayer, not 
     await bus.stop();
   }
 });
+
+test("outbox with --cluster: a row with a reserved attribute is refused for another broker's topic too (the peer path accepts them for dead letters)", {
+  timeout: 120_000,
+}, async () => {
+  const store = await db().database("outbox_reserved_store");
+  const app = await db().database("outbox_reserved_app");
+  const flags = ["--store", store, "--outbox", app, ...CLUSTER_ARGS];
+  const brokers = [await spawnBroker(flags), await spawnBroker(flags)];
+  const client = new TestClient(brokers[0]!.address);
+  try {
+    await relayReady(db(), app);
+    const relayer = (await relayHolder(app))!.pid;
+    const owners = async () =>
+      db().query<mysql.RowDataPacket[]>(
+        store,
+        `SELECT t.name, l.owner FROM nb_lease l JOIN nb_topics t ON l.unit = CONCAT('topic:', t.id)
+           WHERE l.expires_at > ${DB_NOW_MS}`,
+      );
+    // Topics spread by name (and rebalance to a broker up for a while): wait for one that the
+    // broker which does not relay owns.
+    let remote: mysql.RowDataPacket | undefined;
+    for (let i = 0; remote === undefined; i++) {
+      assert.ok(i < 60, "a topic owned by the other broker");
+      await client.publish(`res-${i}`, ["first"]);
+      remote = (await owners()).find((r) => Number(String(r.owner).split("/")[1]) !== relayer);
+      if (remote === undefined) await sleep(250);
+    }
+    const conn = await mysql.createConnection({ uri: app });
+    await conn.beginTransaction();
+    await writeOutbox(conn, String(remote.name), {
+      data: "bad",
+      attributes: { "nervebus-dead-letter": "x" },
+    });
+    await conn.commit();
+    await conn.end();
+    const relayerLog = () => brokers.find((b) => b.child.pid === relayer)!.stderr();
+    for (let i = 0; !/reserved prefix/.test(relayerLog()); i++) {
+      assert.ok(i < 200, `the relayer refuses the row:\n${relayerLog()}`);
+      await sleep(50);
+    }
+    const [row] = await db().query<mysql.RowDataPacket[]>(app, "SELECT COUNT(*) AS n FROM nb_outbox");
+    assert.equal(Number(row!.n), 1, "the row stays in the outbox");
+  } finally {
+    client.close();
+    for (const b of brokers) b.child.kill("SIGTERM");
+    await Promise.all(brokers.map((b) => b.exited));
+  }
+});
