@@ -126,7 +126,7 @@ test("--quick --stores sqlite --repeat 2 writes every phase, figure summary and 
     }
     assert.match(
       readFileSync(join(out, "results.md"), "utf8"),
-      /## Targets \(issue 14\)[\s\S]*## Run-to-run variance/,
+      /## Targets \(issues 14 and 16\)[\s\S]*## Run-to-run variance/,
     );
   } finally {
     rmSync(out, { recursive: true, force: true });
