@@ -22,6 +22,7 @@ import {
 import { unary } from "../../src/api/index.js";
 import { tokenHash } from "../../src/auth/index.js";
 import { seqsOf, startBroker, TestClient } from "../support/broker.js";
+import { liveOwners } from "../support/cluster.js";
 import { type TestMysql, useTestMysql } from "../support/mariadb.js";
 import { pem, TestCa } from "../support/pki.js";
 import { type BrokerProcess, runCli, spawnBroker } from "../support/process.js";
@@ -40,17 +41,6 @@ const CLUSTER_ARGS = [
   "--log-level",
   "warn",
 ];
-
-/** The advertised address of each topic's live owner, read from the lease and broker tables. */
-async function owners(server: TestMysql, url: string): Promise<Map<string, string>> {
-  const rows = await server.query<mysql.RowDataPacket[]>(
-    url,
-    `SELECT t.name, b.address FROM nb_lease l JOIN nb_topics t ON l.unit = CONCAT('topic:', t.id)
-       JOIN nb_brokers b ON b.id = l.owner
-       WHERE l.expires_at > CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED)`,
-  );
-  return new Map(rows.map((r) => [String(r.name), String(r.address)]));
-}
 
 /** The headers of a call a live broker of the cluster makes to another: its id and peer secret. */
 async function peerHeaders(server: TestMysql, url: string): Promise<grpc.Metadata> {
@@ -112,7 +102,7 @@ test("mysql --cluster: topics spread over three brokers, any broker answers, a k
       const res = await retrying(() => clients[0]!.publish(topic, ["a", "b"]));
       assert.equal(Number(res.firstSeq), 1, `${topic}: first seq`);
     }
-    const owned = await owners(server, url);
+    const owned = await liveOwners(server, url);
     assert.equal(owned.size, topics.length, "every topic has a live owner");
     const used = new Set(owned.values());
     assert.ok(used.size >= 2, `topics spread over several brokers: ${[...used].join(", ")}`);
@@ -181,7 +171,7 @@ test("mysql --cluster: topics spread over three brokers, any broker answers, a k
     await again.until(() => again.deliveries.length >= 3, 20_000, "redeliveries on the new owner");
     assert.deepEqual(seqsOf(again.deliveries), [4, 5, 6], "acked messages are not delivered again");
     again.cancel();
-    const after = await owners(server, url);
+    const after = await liveOwners(server, url);
     assert.notEqual(after.get(topic), brokers[ownerIndex]!.address, "a live broker owns the topic now");
     process.stderr.write(`# topic moved in ${Math.round(moveMs)} ms after SIGKILL\n`);
   } finally {
@@ -248,7 +238,7 @@ test("mysql --cluster: drain-broker hands a broker's topics over while clients p
 
     const topics = Array.from({ length: 6 }, (_, i) => `drain-${i}`);
     for (const topic of topics) await retrying(() => clients[0]!.publish(topic, ["first"]));
-    const owned = await owners(server, url);
+    const owned = await liveOwners(server, url);
     // The broker owning the most topics is drained.
     const counts = brokers.map((b) => [...owned.values()].filter((a) => a === b.address).length);
     const victim = counts.indexOf(Math.max(...counts));
@@ -295,10 +285,10 @@ test("mysql --cluster: drain-broker hands a broker's topics over while clients p
     await Promise.all(loops);
 
     // The broker each topic falls to takes it at its next heartbeat (or at the next call).
-    let after = await owners(server, url);
+    let after = await liveOwners(server, url);
     for (let i = 0; i < 100 && topics.some((t) => !after.has(t)); i++) {
       await sleep(100);
-      after = await owners(server, url);
+      after = await liveOwners(server, url);
     }
     for (const topic of topics) {
       assert.ok(after.has(topic), `${topic} has a live owner after the drain`);
