@@ -97,7 +97,7 @@ async function readAll(client: TestClient, topic: string, count: number): Promis
 // experimental --outbox-in-cluster; this test runs and reports, without failing the suite.
 test("outbox with --cluster: one broker relays at a time; kill -9 and SIGSTOP of the relayer publish each committed row exactly once, in key order", {
   timeout: 300_000,
-  todo: "known defect: a key's order can break across a relay failover (1 in ~9 runs)",
+  todo: "known defect: a key's order can break across a relay failover (seen in CI runs)",
 }, async () => {
   const store = await db().database("outbox_cluster_store");
   const app = await db().database("outbox_cluster_app");
