@@ -22,7 +22,7 @@ import {
 import { unary } from "../../src/api/index.js";
 import { tokenHash } from "../../src/auth/index.js";
 import { seqsOf, startBroker, TestClient } from "../support/broker.js";
-import { liveOwners } from "../support/cluster.js";
+import { liveOwners, retrying } from "../support/cluster.js";
 import { type TestMysql, useTestMysql } from "../support/mariadb.js";
 import { pem, TestCa } from "../support/pki.js";
 import { type BrokerProcess, runCli, spawnBroker } from "../support/process.js";
@@ -70,19 +70,6 @@ function sendOne(
     { deadline: Date.now() + 10_000 },
     md,
   );
-}
-
-/** Retries `fn` on UNAVAILABLE (what clients do) until it succeeds or `ms` pass. */
-async function retrying<T>(fn: () => Promise<T>, ms = 20_000): Promise<T> {
-  const until = performance.now() + ms;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if ((err as grpc.ServiceError).code !== 14 || performance.now() > until) throw err;
-      await sleep(100);
-    }
-  }
 }
 
 test("mysql --cluster: topics spread over three brokers, any broker answers, a killed owner's topics move with their state", async () => {
