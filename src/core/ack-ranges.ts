@@ -73,6 +73,12 @@ export class AckRanges {
   add(seq: number): boolean {
     if (seq <= this.#floor) return false;
     const r = this.#ranges;
+    // Acks mostly arrive in order: the floor moves up without touching the ranges (splice
+    // allocates, and this runs once per acked message).
+    if (seq === this.#floor + 1 && (r.length === 0 || r[0]! > seq + 1)) {
+      this.#floor = seq;
+      return true;
+    }
     // Find the first range whose end ≥ seq - 1 (binary search over range ends).
     let lo = 0;
     let hi = r.length / 2;
@@ -144,7 +150,9 @@ export class AckRanges {
   #absorbFloor(): void {
     if (this.#ranges.length > 0 && this.#ranges[0] === this.#floor + 1) {
       this.#floor = this.#ranges[1]!;
-      this.#ranges.splice(0, 2);
+      // shift, not splice: splice allocates an array of what it removes.
+      this.#ranges.shift();
+      this.#ranges.shift();
     }
   }
 }
