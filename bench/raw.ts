@@ -257,6 +257,12 @@ export interface CommitLatencyResult {
   readonly bytes: number;
   readonly tickMs: number;
   readonly latencyMs: Percentiles;
+  /**
+   * MySQL only: the broker's write shape at the same rate and tick, straight through the
+   * driver: each tick's rows one run row in one shard (round-robin), in a transaction of
+   * START, the fence row's UPDATE, the INSERT and COMMIT (src/store/mysql/fenced-pool.ts).
+   */
+  readonly fencedLatencyMs?: Percentiles;
 }
 
 async function paced(
@@ -316,10 +322,61 @@ export async function rawMysqlCommitLatency(
       );
     });
     for (let s = 0; s < o.shards; s++) await pool.query(`DROP TABLE IF EXISTS ${table(s)}`);
-    return { rate: o.rate, shards: o.shards, bytes: o.bytes, tickMs: o.tickMs, latencyMs };
+    const fencedLatencyMs = await fencedCommitLatency(pool, o, meta, data);
+    return { rate: o.rate, shards: o.shards, bytes: o.bytes, tickMs: o.tickMs, latencyMs, fencedLatencyMs };
   } finally {
     await pool.end();
   }
+}
+
+/** The fenced-run variant of rawMysqlCommitLatency (see CommitLatencyResult.fencedLatencyMs). */
+async function fencedCommitLatency(
+  pool: mysql.Pool,
+  o: { rate: number; shards: number; tickMs: number; durationMs: number; warmupMs: number },
+  meta: Buffer,
+  data: Buffer,
+): Promise<Percentiles> {
+  const table = (s: number) => `rawlat_run_${s}`;
+  await pool.query("DROP TABLE IF EXISTS rawlat_fence");
+  await pool.query(
+    "CREATE TABLE rawlat_fence (slot INT NOT NULL PRIMARY KEY, epoch BIGINT NOT NULL, writes BIGINT NOT NULL) ENGINE=InnoDB",
+  );
+  for (let s = 0; s < o.shards; s++) {
+    await pool.query(`DROP TABLE IF EXISTS ${table(s)}`);
+    await pool.query(
+      `CREATE TABLE ${table(s)} (first_seq BIGINT UNSIGNED NOT NULL PRIMARY KEY, last_seq BIGINT UNSIGNED NOT NULL,
+         first_time BIGINT NOT NULL, last_time BIGINT NOT NULL, bytes BIGINT NOT NULL, body LONGBLOB NOT NULL,
+         ids BLOB NULL, KEY last_seq (last_seq)) ENGINE=InnoDB`,
+    );
+    await pool.query("INSERT INTO rawlat_fence VALUES (?, 1, 0)", [s]);
+  }
+  // A record of the body: about what the broker stores per message (its Delivery bytes).
+  const record = Buffer.concat([meta, data]);
+  let tick = 0;
+  const latency = await paced(o, async (first, count) => {
+    const shard = tick++ % o.shards;
+    const body = Buffer.allocUnsafe(record.length * count);
+    for (let i = 0; i < count; i++) record.copy(body, i * record.length);
+    const conn = await pool.getConnection();
+    try {
+      await conn.query("START TRANSACTION");
+      await conn.execute("UPDATE rawlat_fence SET writes = writes + 1 WHERE slot = ? AND epoch = ?", [
+        shard,
+        1,
+      ]);
+      const t = Date.now();
+      await conn.execute(
+        `INSERT INTO ${table(shard)} (first_seq, last_seq, first_time, last_time, bytes, body, ids) VALUES (?, ?, ?, ?, ?, ?, NULL)`,
+        [first + 1, first + count, t, t, body.length, body],
+      );
+      await conn.query("COMMIT");
+    } finally {
+      conn.release();
+    }
+  });
+  for (let s = 0; s < o.shards; s++) await pool.query(`DROP TABLE IF EXISTS ${table(s)}`);
+  await pool.query("DROP TABLE rawlat_fence");
+  return latency;
 }
 
 export async function rawSqliteCommitLatency(

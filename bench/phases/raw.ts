@@ -70,7 +70,7 @@ export async function rawPhase(ctx: PhaseContext): Promise<void> {
           : await rawSqliteCommitLatency(ctx.workDir, o);
       r.rawLatency.push(res);
       progress.done(
-        `[${store}] raw commit latency at ${rate} rows/s: p50 ${res.latencyMs.p50.toFixed(2)} ms, p99 ${res.latencyMs.p99.toFixed(2)} ms`,
+        `[${store}] raw commit latency at ${rate} rows/s: p50 ${res.latencyMs.p50.toFixed(2)} ms, p99 ${res.latencyMs.p99.toFixed(2)} ms${res.fencedLatencyMs ? `; fenced run p99 ${res.fencedLatencyMs.p99.toFixed(2)} ms` : ""}`,
       );
     }
   });
