@@ -18,7 +18,7 @@ import {
 } from "./api/index.js";
 import { type ReloadReport, Security } from "./auth/index.js";
 import type { Config } from "./config/index.js";
-import { Broker, NerveBusError, OutboxRelay, type Store } from "./core/index.js";
+import { Broker, OutboxRelay, type Store } from "./core/index.js";
 import { MysqlOutboxSource, openStore } from "./store/index.js";
 import { createTelemetry, type Logger, type MemoryPartUse, type Telemetry } from "./telemetry/index.js";
 
@@ -145,11 +145,6 @@ export async function startNerveBus(
     .map((u) => u.trim())
     .filter((u) => u !== "");
   for (const url of outboxUrls) new MysqlOutboxSource(url, log);
-  if (outboxUrls.length > 0 && config.cluster && !config.outboxInCluster)
-    throw new NerveBusError(
-      "invalid_argument",
-      "outbox: --outbox with --cluster needs --outbox-in-cluster (experimental: each committed row is relayed exactly once, but a key's commit order can break across a relay failover, a known defect)",
-    );
   let server: RunningServer | undefined;
   let broker: Broker | undefined;
   let storeHealthy = true;

@@ -61,7 +61,6 @@ export interface Config {
   mysqlPoolSize: number;
   mysqlAllowUnsafeDurability: boolean;
   sqliteWriterThread: boolean;
-  outboxInCluster: boolean;
   leaseTtlMs: number;
   leaseRenewMs: number;
   leaseWaitMs: number;
@@ -492,12 +491,6 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "bool",
     default: false,
     doc: "start even if innodb_flush_log_at_trx_commit is not 1 (confirmed messages may be lost)",
-  },
-  {
-    key: "outboxInCluster",
-    kind: "bool",
-    default: false,
-    doc: "allow --outbox with --cluster (experimental: rows are relayed exactly once, but a key's order can break across a relay failover)",
   },
   {
     key: "sqliteWriterThread",

@@ -79,6 +79,16 @@ export class OutboxGate {
   }
 
   /**
+   * Takes over the gaps `from` passed recently (a gate replaced after a failed round): rows that
+   * commit in them later are still late rows of this relay, to be looked for every round. Parts
+   * above this gate's cursor are left out (those ids are fetched above the cursor).
+   */
+  inherit(from: OutboxGate): void {
+    for (const g of from.#recent)
+      if (g.lo <= this.#cursor) this.#recent.push({ lo: g.lo, hi: Math.min(g.hi, this.#cursor), at: g.at });
+  }
+
+  /**
    * The gaps passed within `horizonMs` before `now` (older ones are forgotten here; the relay's
    * periodic full sweep still covers them), at most `max` ranges: merged into one range from
    * the oldest when there are more.

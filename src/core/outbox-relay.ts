@@ -182,7 +182,14 @@ export class OutboxRelay {
     }
     await this.source.complete(published, scanFrom, cursor);
     this.recovered += published.length;
-    this.#gate = new OutboxGate(cursor, this.options.gapWaitMs);
+    const gate = new OutboxGate(cursor, this.options.gapWaitMs);
+    gate.inherit(this.#gate);
+    this.#gate = gate;
+    // The first round sweeps everything below the cursor, whenever the last sweep was: the
+    // cursor may now stand above rows never published (the last round of a relay that died or
+    // lost the outbox in a cluster, sent to other brokers' topics; late rows the failed round
+    // had read), and a key's later rows above the cursor must not go before them.
+    this.#lastFullSweep = 0;
     if (published.length > 0)
       this.options.log("info", "outbox relay recovered rows published before a restart or failure", {
         outbox: this.source.name,
@@ -201,29 +208,35 @@ export class OutboxRelay {
     const ranges: [number, number][] = full
       ? [[0, this.#gate.cursor]]
       : this.#gate.recentGaps(now, LATE_FOCUS_MS, MAX_LATE_RANGES);
+    // Rows above the cursor are read before those below it (the read ahead was, during the last
+    // round): a key's row read above was committed after every earlier row of its key (the key
+    // lock), so the later read below sees those. Read the other way round, a late row and its
+    // key's next transaction could both commit between the two reads, and the next one go first.
+    const ahead = this.#ahead;
+    this.#ahead = undefined;
+    let above: OutboxRow[];
+    if (ahead !== undefined && ahead.cursor === this.#gate.cursor) above = await ahead.rows;
+    else {
+      await ahead?.rows.catch(() => undefined);
+      above = await this.source.fetch(this.#gate.cursor, limit);
+    }
     if (ranges.length > 0 && this.#gate.cursor > 0) {
       const deleting = this.#deletingIds;
       const read = await this.source.fetchLate(ranges, limit);
       late = read.filter((r) => !deleting.has(r.id));
-      moreLate = read.length >= limit;
       // A sweep cut off by the limit goes on next round (from the start: what it published is
       // deleted or being deleted by then), so every row below the cursor goes before any above:
       // after a failover in a cluster, rows the last relay sent to other brokers' topics but did
       // not delete lie there, and a key's later rows above the cursor must wait for them.
-      if (full && !moreLate) this.#lastFullSweep = now;
+      moreLate = read.length >= limit;
     }
-    const ahead = this.#ahead;
-    this.#ahead = undefined;
-    let above: OutboxRow[];
-    if (ahead !== undefined && ahead.cursor === this.#gate.cursor && late.length === 0 && !moreLate) {
-      above = await ahead.rows;
-    } else {
-      await ahead?.rows.catch(() => undefined);
-      above = moreLate ? [] : await this.source.fetch(this.#gate.cursor, limit - late.length);
-    }
+    above = moreLate ? [] : above.slice(0, limit - late.length);
     const { ready, cursor, gaps, passedGaps } = this.#gate.admit(above, Date.now());
     const rows = late.length === 0 ? ready : [...late, ...ready];
-    if (rows.length === 0) return false;
+    if (rows.length === 0) {
+      if (full && !moreLate) this.#lastFullSweep = now;
+      return false;
+    }
     this.#adjustLimit(rows);
     // The next round's rows are read while these are published (a three-stage pipeline: read
     // n+1, publish n, delete n−1). A failure there surfaces when that round awaits them.
@@ -231,6 +244,9 @@ export class OutboxRelay {
     next.catch(() => undefined);
     this.#ahead = { cursor, rows: next };
     const scanFrom = await this.#publish(rows);
+    // A sweep counts once its rows are published: a round that fails after reading them leaves
+    // them below the cursor, and the next sweep must find them before anything above goes.
+    if (full && !moreLate) this.#lastFullSweep = now;
     this.#gate.advance(cursor, gaps, passedGaps);
     this.relayed += rows.length;
     const durableAt = Date.now();
