@@ -43,15 +43,17 @@ const (
 	DeliveryLeased
 	// DeliveryWaitingRedelivery: nacked or expired, delivered again at NotBefore.
 	DeliveryWaitingRedelivery
-	// DeliveryAcked: acked (also purged, sought past, skipped by retention or dead-lettered).
+	// DeliveryAcked: acked (also purged, sought past or skipped by retention).
 	DeliveryAcked
 	// DeliveryHeld: waiting behind an unacked earlier message with the same ordering key.
 	DeliveryHeld
 	// DeliveryDeadLettering: out of attempts, being moved to the dead-letter topic.
 	DeliveryDeadLettering
+	// DeliveryDeadLettered: moved to DeadLetterTopic (dropped when that is empty).
+	DeliveryDeadLettered
 )
 
-var deliveryStateNames = [...]string{"unknown", "not delivered", "leased", "waiting redelivery", "acked", "held", "dead-lettering"}
+var deliveryStateNames = [...]string{"unknown", "not delivered", "leased", "waiting redelivery", "acked", "held", "dead-lettering", "dead-lettered"}
 
 func (s DeliveryState) String() string {
 	if s < 0 || int(s) >= len(deliveryStateNames) {
@@ -73,6 +75,8 @@ type MessageDelivery struct {
 	LeaseDeadline time.Time
 	// NotBefore is when it is delivered again (DeliveryWaitingRedelivery).
 	NotBefore time.Time
+	// DeadLetterTopic is where it was moved (DeliveryDeadLettered; empty: dropped).
+	DeadLetterTopic string
 }
 
 // StoredMessage is a message as the topic's log holds it: Seq, Data, Attributes, OrderingKey,
@@ -156,12 +160,13 @@ func storedFromProto(m *nervebusv1.StoredMessage) StoredMessage {
 	}}
 	for _, x := range m.GetDeliveries() {
 		out.Deliveries = append(out.Deliveries, MessageDelivery{
-			Subscription:  x.GetSubscription(),
-			State:         DeliveryState(x.GetState()),
-			Attempts:      int(x.GetAttempts()),
-			Consumer:      x.GetConsumer(),
-			LeaseDeadline: timeValue(x.GetLeaseDeadline()),
-			NotBefore:     timeValue(x.GetNotBefore()),
+			Subscription:    x.GetSubscription(),
+			State:           DeliveryState(x.GetState()),
+			Attempts:        int(x.GetAttempts()),
+			Consumer:        x.GetConsumer(),
+			LeaseDeadline:   timeValue(x.GetLeaseDeadline()),
+			NotBefore:       timeValue(x.GetNotBefore()),
+			DeadLetterTopic: x.GetDeadLetterTopic(),
 		})
 	}
 	return out

@@ -60,7 +60,7 @@ export const BROWSER_PAGE = `<!doctype html>
   .badge.acked { background: var(--ok-bg); color: var(--ok); }
   .badge.leased, .badge.held { background: #e6f0ff; color: #2456a6; }
   .badge.waiting_redelivery { background: var(--warn-bg); color: var(--warn); }
-  .badge.dead_lettering { background: var(--bad-bg); color: var(--bad); }
+  .badge.dead_lettering, .badge.dead_lettered { background: var(--bad-bg); color: var(--bad); }
   dl.fields { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0; padding: 12px 14px; }
   dl.fields dt { color: var(--muted); }
   dl.fields dd { margin: 0; word-break: break-all; }
@@ -100,7 +100,8 @@ export const BROWSER_PAGE = `<!doctype html>
 ${PAGE_KIT}
 const FIELDS = ["topic", "from_seq", "to_seq", "since", "until", "ordering_key", "message_id", "trace_id", "attr"];
 const STATE_TEXT = { not_delivered: "not delivered", leased: "leased", waiting_redelivery: "waiting for redelivery",
-  acked: "acked", held: "held by its ordering key", dead_lettering: "being dead-lettered" };
+  acked: "acked", held: "held by its ordering key", dead_lettering: "being dead-lettered",
+  dead_lettered: "dead-lettered" };
 
 function iso(ms) { return ms ? new Date(ms).toISOString() : ""; }
 
@@ -133,6 +134,7 @@ function topicUrl(topic) { return "/api/topics/" + encodeURIComponent(topic) + "
 function stateBadge(d, named) {
   let text = (named ? d.subscription + ": " : "") + (STATE_TEXT[d.state] || d.state);
   if (d.attempts > 0) text += " (" + d.attempts + ")";
+  if (d.state === "dead_lettered") text += d.deadLetterTopic ? " to " + d.deadLetterTopic : " (dropped)";
   return el("span", { class: "badge " + d.state, "data-sub": d.subscription, "data-state": d.state }, text);
 }
 

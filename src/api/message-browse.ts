@@ -36,6 +36,7 @@ const STATES: Record<DeliveryState["state"], MessageDelivery_State> = {
   acked: MessageDelivery_State.ACKED,
   held: MessageDelivery_State.HELD,
   dead_lettering: MessageDelivery_State.DEAD_LETTERING,
+  dead_lettered: MessageDelivery_State.DEAD_LETTERED,
 };
 
 /** A logged message (attempt 0: nothing is delivered) and its deliveries, as the wire has them. */
@@ -62,6 +63,7 @@ export function storedMessageToWire(
         consumer: d.consumer,
         leaseDeadline: d.leaseDeadline > 0 ? timestampFromMs(d.leaseDeadline) : undefined,
         notBefore: d.notBefore > 0 ? timestampFromMs(d.notBefore) : undefined,
+        deadLetterTopic: d.deadLetterTopic,
       }),
     ),
   });

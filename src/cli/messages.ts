@@ -53,6 +53,7 @@ const STATE_TEXT: Record<MessageDelivery_State, string> = {
   [MessageDelivery_State.ACKED]: "acked",
   [MessageDelivery_State.HELD]: "held behind its ordering key",
   [MessageDelivery_State.DEAD_LETTERING]: "being dead-lettered",
+  [MessageDelivery_State.DEAD_LETTERED]: "dead-lettered",
 };
 
 const iso = (t: { seconds: bigint; nanos: number } | undefined) =>
@@ -64,6 +65,8 @@ function deliveryLine(d: MessageDelivery): string {
   if (d.attempts > 0) line += `, ${d.attempts} attempt${d.attempts === 1 ? "" : "s"}`;
   if (d.state === MessageDelivery_State.LEASED) line += `, to ${d.consumer} until ${iso(d.leaseDeadline)}`;
   if (d.state === MessageDelivery_State.WAITING_REDELIVERY) line += `, again at ${iso(d.notBefore)}`;
+  if (d.state === MessageDelivery_State.DEAD_LETTERED)
+    line += d.deadLetterTopic === "" ? ", dropped (no dead-letter topic)" : ` to ${d.deadLetterTopic}`;
   return line;
 }
 

@@ -236,4 +236,9 @@ export interface PointerRecord {
   readonly subscription: string;
   readonly ptr: number;
   readonly state: Uint8Array | null;
+  /**
+   * Subscriptions: which seqs were dead-lettered, and where (see DeadLetterLog). Saving without
+   * it leaves the stored one as it is; it is rewritten only when it changed.
+   */
+  readonly deadLetters?: Uint8Array;
 }

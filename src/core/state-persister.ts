@@ -67,7 +67,11 @@ export class StatePersister {
     try {
       await this.store.savePointers(
         this.topic.record,
-        snapshots.map(({ sub, snap }) => ({ subscription: sub.name, ptr: snap.ptr, state: snap.state })),
+        snapshots.map(({ sub, snap }) =>
+          snap.deadLetters === undefined
+            ? { subscription: sub.name, ptr: snap.ptr, state: snap.state }
+            : { subscription: sub.name, ptr: snap.ptr, state: snap.state, deadLetters: snap.deadLetters },
+        ),
       );
     } catch (err) {
       this.options.log("warn", "persisting subscription state failed; retrying", {

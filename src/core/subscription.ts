@@ -2,10 +2,11 @@ import { recordInfo } from "../wire/index.js";
 import { AckRanges } from "./ack-ranges.js";
 import { backoffDelay } from "./backoff.js";
 import type { Consumer, Delivered, Delivery } from "./consumer.js";
+import { DeadLetterLog } from "./dead-letter-log.js";
 import { invalidArgument, type NerveBusError } from "./errors.js";
 import { LeaseRange } from "./lease-range.js";
 import { LeaseTimers } from "./lease-timers.js";
-import type { LogMessage, SubscriptionConfig, SubscriptionRecord } from "./model.js";
+import type { LogMessage, PointerRecord, SubscriptionConfig, SubscriptionRecord } from "./model.js";
 import type { BrokerObserver, Settled } from "./observer.js";
 import { OrderingGate } from "./ordering-gate.js";
 import { type PendingEntry, pendingEntry } from "./pending-entry.js";
@@ -56,8 +57,15 @@ export interface SubscriptionStats {
 
 /** One message's state on one subscription (see Subscription.deliveryOf). */
 export interface DeliveryState {
-  readonly state: "not_delivered" | "leased" | "waiting_redelivery" | "acked" | "held" | "dead_lettering";
-  /** Deliveries so far; 0 when not delivered or acked (attempts of acked messages are not kept). */
+  readonly state:
+    | "not_delivered"
+    | "leased"
+    | "waiting_redelivery"
+    | "acked"
+    | "held"
+    | "dead_lettering"
+    | "dead_lettered";
+  /** Deliveries so far; 0 when not delivered or settled (attempts of settled messages are not kept). */
   readonly attempts: number;
   /** leased: the consumer holding it. */
   readonly consumer: string;
@@ -65,6 +73,8 @@ export interface DeliveryState {
   readonly leaseDeadline: number;
   /** waiting_redelivery: redelivered no earlier than this (ms since epoch). */
   readonly notBefore: number;
+  /** dead_lettered: the topic it went to ("" when the subscription had none: it was dropped). */
+  readonly deadLetterTopic: string;
 }
 
 /** Callbacks into the broker. */
@@ -93,6 +103,8 @@ export interface SubscriptionHooks {
 export class Subscription {
   record: SubscriptionRecord;
   readonly #acked: AckRanges;
+  /** Which acked seqs were in fact dead-lettered (and where). */
+  readonly #deadLetters: DeadLetterLog;
   /** The next seq never delivered on this subscription (in this process). */
   #cursor: number;
   /** The highest seq ever delivered on this subscription (not lowered by seeks). */
@@ -140,14 +152,14 @@ export class Subscription {
   constructor(
     readonly topic: Topic,
     record: SubscriptionRecord,
-    floor: number,
-    state: Uint8Array | null,
+    pointer: Pick<PointerRecord, "ptr" | "state" | "deadLetters">,
     private readonly hooks: SubscriptionHooks,
   ) {
     this.record = record;
     this.#readAhead = new ReadAhead(topic.options.readAheadShare);
-    const parsed = decodePersistedState(state);
-    this.#acked = new AckRanges(floor, parsed.a);
+    const parsed = decodePersistedState(pointer.state);
+    this.#acked = new AckRanges(pointer.ptr, parsed.a);
+    this.#deadLetters = DeadLetterLog.decode(pointer.deadLetters);
     const now = Date.now();
     for (const [seq, attempts, notBefore, key] of parsed.p) {
       if (this.#acked.has(seq)) continue;
@@ -221,13 +233,18 @@ export class Subscription {
 
   /**
    * Where message `seq` stands on this subscription, from the live state (what the broker also
-   * persists): acked, leased, waiting for redelivery, held behind its ordering key, or not
-   * delivered. Attempts of acked messages are not kept, so they read 0.
+   * persists): acked, dead-lettered, leased, waiting for redelivery, held behind its ordering
+   * key, or not delivered. Attempts of settled messages are not kept, so they read 0.
    */
   deliveryOf(seq: number): DeliveryState {
     const p = this.#pending.get(seq);
-    const none = { attempts: 0, consumer: "", leaseDeadline: 0, notBefore: 0 };
-    if (this.#acked.has(seq)) return { ...none, state: "acked" };
+    const none = { attempts: 0, consumer: "", leaseDeadline: 0, notBefore: 0, deadLetterTopic: "" };
+    if (this.#acked.has(seq)) {
+      const deadLetterTopic = this.#deadLetters.topicOf(seq);
+      return deadLetterTopic === undefined
+        ? { ...none, state: "acked" }
+        : { ...none, state: "dead_lettered", deadLetterTopic };
+    }
     const range = p === undefined ? this.#rangeOf(seq) : undefined;
     if (range !== undefined)
       return {
@@ -414,6 +431,8 @@ export class Subscription {
     } else {
       this.#splitRanges(() => true);
       this.#acked.reset(floor);
+      // Delivered again, so no longer dead-lettered (the dead-letter topic keeps its copies).
+      this.#deadLetters.forgetFrom(floor + 1);
       // Seeking back replays from the floor in seq order: messages waiting for redelivery go
       // back to the log's order instead of jumping the queue. Leased ones stay with their
       // consumers until acked or expired.
@@ -431,6 +450,7 @@ export class Subscription {
 
   /** Retention deleted every seq ≤ `seq`: what was unacked there is skipped and counted. */
   skipThrough(seq: number): void {
+    if (this.#deadLetters.forgetThrough(seq)) this.#markDirty();
     if (seq <= this.#acked.floor) return;
     const unacked = seq - this.#acked.floor - this.#acked.countThrough(seq);
     this.skipped += unacked;
@@ -441,6 +461,8 @@ export class Subscription {
   snapshot(): {
     ptr: number;
     state: Uint8Array;
+    /** Only when it changed since the last snapshot (see PointerRecord.deadLetters). */
+    deadLetters: Uint8Array | undefined;
     confirms: Map<Consumer, { acked: number[]; already: number[]; ignored: number[] }>;
   } {
     this.#dirty = false;
@@ -452,11 +474,15 @@ export class Subscription {
     );
     const confirms = this.#unconfirmed;
     this.#unconfirmed = new Map();
-    return { ptr: this.#acked.floor, state, confirms };
+    return { ptr: this.#acked.floor, state, deadLetters: this.#deadLetters.take(), confirms };
   }
 
-  /** Puts back confirmations of a snapshot whose write failed; they go out with the next one. */
+  /**
+   * Puts back what a snapshot whose write failed carried: its confirmations go out with the
+   * next one, which also stores the dead letters again.
+   */
   restoreConfirms(confirms: Map<Consumer, { acked: number[]; already: number[]; ignored: number[] }>): void {
+    this.#deadLetters.untake();
     for (const [consumer, list] of confirms) {
       if (consumer.detached) continue;
       const current = this.#confirmList(consumer);
@@ -954,8 +980,11 @@ export class Subscription {
               if (p !== undefined) p.message = r;
             }
           });
+    // Where the letters went: the topic the router sends them to ("" drops them).
+    let target = "";
     void load
       .then(() => {
+        target = this.config.deadLetterTopic;
         const letters: DeadLetter[] = [];
         for (const seq of seqs) {
           const p = this.#pending.get(seq);
@@ -971,6 +1000,7 @@ export class Subscription {
           for (const seq of seqs) {
             if (this.#acked.add(seq)) {
               this.deadLettered++;
+              this.#deadLetters.add(seq, target);
               settled.push({ seq, traceparent: this.#pending.get(seq)?.traceparent });
             }
             this.#settle(seq);

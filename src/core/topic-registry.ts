@@ -298,7 +298,7 @@ export class TopicRegistry {
       pointer = { subscription: name, ptr: floor, state: null };
       if (!topic.ephemeral) await this.store.savePointers(topic.record, [pointer]);
     }
-    const subscription = new Subscription(topic, found.subscription, pointer.ptr, pointer.state, {
+    const subscription = new Subscription(topic, found.subscription, pointer, {
       dirty: (sub) => {
         if (!topic.ephemeral) entry.state.markDirty(sub);
       },

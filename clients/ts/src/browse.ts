@@ -39,6 +39,7 @@ export type DeliveryState =
   | "acked"
   | "held"
   | "dead_lettering"
+  | "dead_lettered"
   | "unspecified";
 
 /** What one subscription has done with a message (attempts of acked messages read 0). */
@@ -52,6 +53,8 @@ export interface MessageDelivery {
   readonly leaseDeadline: Date | undefined;
   /** waiting_redelivery: when it is delivered again. */
   readonly notBefore: Date | undefined;
+  /** dead_lettered: the topic it was moved to ("": dropped, the subscription had none). */
+  readonly deadLetterTopic: string;
 }
 
 /** A message as the topic's log holds it. */
@@ -82,6 +85,7 @@ const STATES: Record<MessageDelivery_State, DeliveryState> = {
   [MessageDelivery_State.ACKED]: "acked",
   [MessageDelivery_State.HELD]: "held",
   [MessageDelivery_State.DEAD_LETTERING]: "dead_lettering",
+  [MessageDelivery_State.DEAD_LETTERED]: "dead_lettered",
 };
 
 /** @internal The ListMessagesRequest of a query. */
@@ -122,6 +126,7 @@ export function storedMessage(m: WireStoredMessage | undefined): StoredMessage {
       consumer: x.consumer,
       leaseDeadline: x.leaseDeadline === undefined ? undefined : fromTimestamp(x.leaseDeadline),
       notBefore: x.notBefore === undefined ? undefined : fromTimestamp(x.notBefore),
+      deadLetterTopic: x.deadLetterTopic,
     })),
   };
 }

@@ -139,9 +139,10 @@ export class TopicCopier {
       "SELECT name, config, created_at FROM nb_subscriptions WHERE topic_id = ?",
       [s.id],
     );
-    const pointers = await this.#read("SELECT subscription, ptr, state FROM nb_pointers WHERE topic_id = ?", [
-      s.id,
-    ]);
+    const pointers = await this.#read(
+      "SELECT subscription, ptr, state, dead_letters FROM nb_pointers WHERE topic_id = ?",
+      [s.id],
+    );
     const schemas = await this.#read(
       "SELECT message_type, descriptor_set, updated_at FROM nb_topic_schemas WHERE topic_id = ?",
       [s.id],
@@ -160,9 +161,10 @@ export class TopicCopier {
           subs.map((r) => [t.id, r.name, r.config, r.created_at]),
         ]);
       if (pointers.length > 0)
-        await conn.query("INSERT INTO nb_pointers (topic_id, subscription, ptr, state) VALUES ?", [
-          pointers.map((r) => [t.id, r.subscription, r.ptr, r.state]),
-        ]);
+        await conn.query(
+          "INSERT INTO nb_pointers (topic_id, subscription, ptr, state, dead_letters) VALUES ?",
+          [pointers.map((r) => [t.id, r.subscription, r.ptr, r.state, r.dead_letters])],
+        );
       await conn.query("DELETE FROM nb_topic_schemas WHERE topic_id = ?", [t.id]);
       if (schemas.length > 0)
         await conn.query(

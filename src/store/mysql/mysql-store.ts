@@ -479,13 +479,14 @@ export class MysqlStore implements core.Store {
   async loadPointer(topic: core.TopicRecord, subscription: string): Promise<core.PointerRecord | null> {
     return this.#db.run("loading a pointer", async () => {
       const rows = await this.#db.select(
-        "SELECT ptr, state FROM nb_pointers WHERE topic_id = ? AND subscription = ?",
+        "SELECT ptr, state, dead_letters FROM nb_pointers WHERE topic_id = ? AND subscription = ?",
         [topic.id, subscription],
       );
       const r = rows[0];
-      return r === undefined
-        ? null
-        : { subscription, ptr: Number(r.ptr), state: (r.state as Buffer | null) ?? null };
+      if (r === undefined) return null;
+      const pointer = { subscription, ptr: Number(r.ptr), state: (r.state as Buffer | null) ?? null };
+      const deadLetters = r.dead_letters as Buffer | null;
+      return deadLetters === null ? pointer : { ...pointer, deadLetters };
     });
   }
 
@@ -496,10 +497,15 @@ export class MysqlStore implements core.Store {
       p.subscription,
       p.ptr,
       p.state === null ? null : Buffer.from(p.state),
+      p.deadLetters === undefined ? null : Buffer.from(p.deadLetters),
     ]);
+    // A NULL dead_letters means "unchanged" (see PointerRecord.deadLetters): none is stored as
+    // an empty blob.
     await this.#db.fenced("saving pointers", topic, META_SLOT, (conn) =>
       conn.query(
-        "INSERT INTO nb_pointers (topic_id, subscription, ptr, state) VALUES ? ON DUPLICATE KEY UPDATE ptr = VALUES(ptr), state = VALUES(state)",
+        `INSERT INTO nb_pointers (topic_id, subscription, ptr, state, dead_letters) VALUES ?
+         ON DUPLICATE KEY UPDATE ptr = VALUES(ptr), state = VALUES(state),
+           dead_letters = COALESCE(VALUES(dead_letters), dead_letters)`,
         [values],
       ),
     );

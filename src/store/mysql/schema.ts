@@ -37,6 +37,8 @@ export async function prepareSchema(conn: mysql.Connection): Promise<void> {
   await createLeaseTables(conn);
   // Catalogs made before format 2: their topics are format 1 (a row per message).
   await addColumn(conn, "nb_topics", "format", "TINYINT UNSIGNED NOT NULL DEFAULT 1");
+  // Databases made before dead letters were remembered: their subscriptions have none on record.
+  await addColumn(conn, "nb_pointers", "dead_letters", "LONGBLOB NULL");
   // Databases made before names were binary: the old unique keys were case-insensitive, so no
   // two stored names differ only in case and the conversion cannot fail on a duplicate.
   const [cols] = await conn.query<mysql.RowDataPacket[]>(

@@ -129,6 +129,10 @@ export class SqliteStore implements core.Store {
       const columns = db.pragma("table_info(nb_topics)") as { name: string }[];
       if (!columns.some((c) => c.name === "format"))
         db.exec("ALTER TABLE nb_topics ADD COLUMN format INTEGER NOT NULL DEFAULT 1");
+      // Databases made before dead letters were remembered: their subscriptions have none on record.
+      const pointerColumns = db.pragma("table_info(nb_pointers)") as { name: string }[];
+      if (!pointerColumns.some((c) => c.name === "dead_letters"))
+        db.exec("ALTER TABLE nb_pointers ADD COLUMN dead_letters BLOB");
     } catch (err) {
       throw mapSqliteOpenError(err, path);
     }
@@ -514,23 +518,34 @@ export class SqliteStore implements core.Store {
 
   async loadPointer(topic: core.TopicRecord, subscription: string): Promise<core.PointerRecord | null> {
     return this.#run("loading a pointer", () => {
-      const r = this.#stmt("SELECT ptr, state FROM nb_pointers WHERE topic_id = ? AND subscription = ?").get(
-        topic.id,
-        subscription,
-      ) as { ptr: number; state: Buffer | null } | undefined;
-      return r === undefined ? null : { subscription, ptr: r.ptr, state: r.state };
+      const r = this.#stmt(
+        "SELECT ptr, state, dead_letters FROM nb_pointers WHERE topic_id = ? AND subscription = ?",
+      ).get(topic.id, subscription) as
+        | { ptr: number; state: Buffer | null; dead_letters: Buffer | null }
+        | undefined;
+      if (r === undefined) return null;
+      const pointer = { subscription, ptr: r.ptr, state: r.state };
+      return r.dead_letters === null ? pointer : { ...pointer, deadLetters: r.dead_letters };
     });
   }
 
   async savePointers(topic: core.TopicRecord, pointers: readonly core.PointerRecord[]): Promise<void> {
     return this.#run("saving pointers", () => {
+      // A NULL dead_letters means "unchanged" (see PointerRecord.deadLetters).
       const stmt = this.#stmt(
-        `INSERT INTO nb_pointers (topic_id, subscription, ptr, state) VALUES (?, ?, ?, ?)
-         ON CONFLICT (topic_id, subscription) DO UPDATE SET ptr = excluded.ptr, state = excluded.state`,
+        `INSERT INTO nb_pointers (topic_id, subscription, ptr, state, dead_letters) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (topic_id, subscription) DO UPDATE SET ptr = excluded.ptr, state = excluded.state,
+           dead_letters = COALESCE(excluded.dead_letters, dead_letters)`,
       );
       this.#db.transaction(() => {
         for (const p of pointers)
-          stmt.run(topic.id, p.subscription, p.ptr, p.state === null ? null : Buffer.from(p.state));
+          stmt.run(
+            topic.id,
+            p.subscription,
+            p.ptr,
+            p.state === null ? null : Buffer.from(p.state),
+            p.deadLetters === undefined ? null : Buffer.from(p.deadLetters),
+          );
       })();
     });
   }

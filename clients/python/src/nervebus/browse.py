@@ -29,12 +29,14 @@ class DeliveryState(enum.IntEnum):
     LEASED = 2
     #: Nacked or expired; delivered again at ``not_before``.
     WAITING_REDELIVERY = 3
-    #: Acked (also purged, sought past, skipped by retention or dead-lettered).
+    #: Acked (also purged, sought past or skipped by retention).
     ACKED = 4
     #: Waiting behind an unacked earlier message with the same ordering key.
     HELD = 5
     #: Out of attempts, being moved to the dead-letter topic.
     DEAD_LETTERING = 6
+    #: Moved to ``dead_letter_topic`` (dropped when that is empty).
+    DEAD_LETTERED = 7
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class MessageDelivery:
     consumer: str
     lease_deadline: datetime | None
     not_before: datetime | None
+    #: ``DEAD_LETTERED``: the topic it was moved to ("": dropped).
+    dead_letter_topic: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,7 @@ def stored_message(m: admin_pb2.StoredMessage) -> StoredMessage:
                 consumer=x.consumer,
                 lease_deadline=_opt_time(x, "lease_deadline"),
                 not_before=_opt_time(x, "not_before"),
+                dead_letter_topic=x.dead_letter_topic,
             )
             for x in m.deliveries
         ),

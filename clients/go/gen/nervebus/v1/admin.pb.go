@@ -37,12 +37,17 @@ const (
 	MessageDelivery_STATE_LEASED MessageDelivery_State = 2
 	// Delivered `attempts` times, nacked or expired, redelivered at not_before.
 	MessageDelivery_STATE_WAITING_REDELIVERY MessageDelivery_State = 3
-	// Acked (also: purged, sought past, skipped by retention, or dead-lettered).
+	// Acked (also: purged, sought past, or skipped by retention; brokers before
+	// STATE_DEAD_LETTERED also report dead-lettered messages so).
 	MessageDelivery_STATE_ACKED MessageDelivery_State = 4
 	// Waiting behind an unacked earlier message with the same ordering key.
 	MessageDelivery_STATE_HELD MessageDelivery_State = 5
 	// Out of attempts (or terminated): being moved to the dead-letter topic.
 	MessageDelivery_STATE_DEAD_LETTERING MessageDelivery_State = 6
+	// Out of attempts (or terminated) and moved to dead_letter_topic (dropped when that is
+	// empty: the subscription had no dead-letter topic). Settled: never delivered again here
+	// unless the subscription is sought back before it.
+	MessageDelivery_STATE_DEAD_LETTERED MessageDelivery_State = 7
 )
 
 // Enum value maps for MessageDelivery_State.
@@ -55,6 +60,7 @@ var (
 		4: "STATE_ACKED",
 		5: "STATE_HELD",
 		6: "STATE_DEAD_LETTERING",
+		7: "STATE_DEAD_LETTERED",
 	}
 	MessageDelivery_State_value = map[string]int32{
 		"STATE_UNSPECIFIED":        0,
@@ -64,6 +70,7 @@ var (
 		"STATE_ACKED":              4,
 		"STATE_HELD":               5,
 		"STATE_DEAD_LETTERING":     6,
+		"STATE_DEAD_LETTERED":      7,
 	}
 )
 
@@ -2596,7 +2603,8 @@ func (x *StoredMessage) GetDeliveries() []*MessageDelivery {
 
 // MessageDelivery is what one subscription has done with one message, from the broker's live
 // subscription state (the same state it persists: floor, acked ranges, attempts and redelivery
-// times of unacked messages). Attempts of acked messages are not kept, so they read 0.
+// times of unacked messages, which messages were dead-lettered). Attempts of settled messages
+// are not kept, so they read 0.
 type MessageDelivery struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The subscription.
@@ -2610,9 +2618,11 @@ type MessageDelivery struct {
 	// STATE_LEASED: when the lease ends unless acked or extended.
 	LeaseDeadline *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=lease_deadline,json=leaseDeadline,proto3" json:"lease_deadline,omitempty"`
 	// STATE_WAITING_REDELIVERY: redelivered no earlier than this.
-	NotBefore     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NotBefore *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	// STATE_DEAD_LETTERED: the topic the message was moved to (empty: it was dropped).
+	DeadLetterTopic string `protobuf:"bytes,7,opt,name=dead_letter_topic,json=deadLetterTopic,proto3" json:"dead_letter_topic,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *MessageDelivery) Reset() {
@@ -2685,6 +2695,13 @@ func (x *MessageDelivery) GetNotBefore() *timestamppb.Timestamp {
 		return x.NotBefore
 	}
 	return nil
+}
+
+func (x *MessageDelivery) GetDeadLetterTopic() string {
+	if x != nil {
+		return x.DeadLetterTopic
+	}
+	return ""
 }
 
 // PayloadSchema is the protobuf message type a topic's payloads must parse as.
@@ -3687,7 +3704,7 @@ const file_nervebus_v1_admin_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\v2\x15.nervebus.v1.DeliveryR\amessage\x12<\n" +
 	"\n" +
 	"deliveries\x18\x02 \x03(\v2\x1c.nervebus.v1.MessageDeliveryR\n" +
-	"deliveries\"\xca\x03\n" +
+	"deliveries\"\x8f\x04\n" +
 	"\x0fMessageDelivery\x12\"\n" +
 	"\fsubscription\x18\x01 \x01(\tR\fsubscription\x128\n" +
 	"\x05state\x18\x02 \x01(\x0e2\".nervebus.v1.MessageDelivery.StateR\x05state\x12\x1a\n" +
@@ -3695,7 +3712,8 @@ const file_nervebus_v1_admin_proto_rawDesc = "" +
 	"\bconsumer\x18\x04 \x01(\tR\bconsumer\x12A\n" +
 	"\x0elease_deadline\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rleaseDeadline\x129\n" +
 	"\n" +
-	"not_before\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\"\xa2\x01\n" +
+	"not_before\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x12*\n" +
+	"\x11dead_letter_topic\x18\a \x01(\tR\x0fdeadLetterTopic\"\xbb\x01\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13STATE_NOT_DELIVERED\x10\x01\x12\x10\n" +
@@ -3704,7 +3722,8 @@ const file_nervebus_v1_admin_proto_rawDesc = "" +
 	"\vSTATE_ACKED\x10\x04\x12\x0e\n" +
 	"\n" +
 	"STATE_HELD\x10\x05\x12\x18\n" +
-	"\x14STATE_DEAD_LETTERING\x10\x06\"\x96\x01\n" +
+	"\x14STATE_DEAD_LETTERING\x10\x06\x12\x17\n" +
+	"\x13STATE_DEAD_LETTERED\x10\a\"\x96\x01\n" +
 	"\rPayloadSchema\x12!\n" +
 	"\fmessage_type\x18\x01 \x01(\tR\vmessageType\x12%\n" +
 	"\x0edescriptor_set\x18\x02 \x01(\fR\rdescriptorSet\x12;\n" +

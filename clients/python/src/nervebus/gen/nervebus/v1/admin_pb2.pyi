@@ -390,7 +390,7 @@ class StoredMessage(_message.Message):
     def __init__(self, message: _Optional[_Union[_message_pb2.Delivery, _Mapping]] = ..., deliveries: _Optional[_Iterable[_Union[MessageDelivery, _Mapping]]] = ...) -> None: ...
 
 class MessageDelivery(_message.Message):
-    __slots__ = ("subscription", "state", "attempts", "consumer", "lease_deadline", "not_before")
+    __slots__ = ("subscription", "state", "attempts", "consumer", "lease_deadline", "not_before", "dead_letter_topic")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[MessageDelivery.State]
@@ -400,6 +400,7 @@ class MessageDelivery(_message.Message):
         STATE_ACKED: _ClassVar[MessageDelivery.State]
         STATE_HELD: _ClassVar[MessageDelivery.State]
         STATE_DEAD_LETTERING: _ClassVar[MessageDelivery.State]
+        STATE_DEAD_LETTERED: _ClassVar[MessageDelivery.State]
     STATE_UNSPECIFIED: MessageDelivery.State
     STATE_NOT_DELIVERED: MessageDelivery.State
     STATE_LEASED: MessageDelivery.State
@@ -407,19 +408,22 @@ class MessageDelivery(_message.Message):
     STATE_ACKED: MessageDelivery.State
     STATE_HELD: MessageDelivery.State
     STATE_DEAD_LETTERING: MessageDelivery.State
+    STATE_DEAD_LETTERED: MessageDelivery.State
     SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_FIELD_NUMBER: _ClassVar[int]
     LEASE_DEADLINE_FIELD_NUMBER: _ClassVar[int]
     NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_TOPIC_FIELD_NUMBER: _ClassVar[int]
     subscription: str
     state: MessageDelivery.State
     attempts: int
     consumer: str
     lease_deadline: _timestamp_pb2.Timestamp
     not_before: _timestamp_pb2.Timestamp
-    def __init__(self, subscription: _Optional[str] = ..., state: _Optional[_Union[MessageDelivery.State, str]] = ..., attempts: _Optional[int] = ..., consumer: _Optional[str] = ..., lease_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    dead_letter_topic: str
+    def __init__(self, subscription: _Optional[str] = ..., state: _Optional[_Union[MessageDelivery.State, str]] = ..., attempts: _Optional[int] = ..., consumer: _Optional[str] = ..., lease_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dead_letter_topic: _Optional[str] = ...) -> None: ...
 
 class PayloadSchema(_message.Message):
     __slots__ = ("message_type", "descriptor_set", "update_time")
