@@ -21,6 +21,8 @@ export class DelayScheduler {
   #running: Promise<void> | undefined;
   #failures = 0;
   #closed = false;
+  /** The start's read of the schedule, while it runs. */
+  #starting: Promise<void> | undefined;
   /** Entries waiting (kept up to date from the store after each round). */
   scheduled = 0;
 
@@ -31,11 +33,16 @@ export class DelayScheduler {
     private readonly log: (level: "warn", msg: string, fields?: Record<string, unknown>) => void,
   ) {}
 
-  async start(): Promise<void> {
-    const summary = await this.store.scheduleSummary(this.topic.record);
-    this.scheduled = summary.count;
-    this.#nextDueAt = summary.nextDueAt;
-    this.#arm();
+  /** Reads the schedule and arms the timer; does nothing once closed (a start may come late). */
+  start(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#starting = (async () => {
+      const summary = await this.store.scheduleSummary(this.topic.record);
+      this.scheduled = summary.count;
+      this.#nextDueAt = summary.nextDueAt;
+      this.#arm();
+    })();
+    return this.#starting;
   }
 
   /** Durably schedules messages; resolves once they are in the store. */
@@ -48,10 +55,11 @@ export class DelayScheduler {
     return ids;
   }
 
-  close(): Promise<void> {
+  /** Stops the timer; resolves once a start or round in progress (which reads the store) ended. */
+  async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#timer);
-    return this.#running ?? Promise.resolve();
+    await Promise.allSettled([this.#starting, this.#running]);
   }
 
   #arm(): void {

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { buildRun, type IndexedRun, type Pack, sliceRun } from "../wire/index.js";
 import { CommitTracker } from "./commit-tracker.js";
 import { ConfirmQueue } from "./confirm-queue.js";
@@ -326,6 +327,13 @@ export class Topic {
   /** The last seq appended in this process with a priority other than normal. */
   #appendedPrioritySeq = 0;
   #indexesBuilt = true;
+  /**
+   * Store reads started in the background (index and priority rebuilds): close waits for them,
+   * so none runs on after the store it reads from is closed.
+   */
+  readonly #background = new Set<Promise<unknown>>();
+  /** Cuts a rebuild's wait before its next try short when the topic closes. */
+  readonly #closing = new AbortController();
 
   /** Whether appending messages that carry ids (message or schedule ids) must wait for the index rebuild. */
   needsIndexes(withIds: boolean): boolean {
@@ -339,10 +347,20 @@ export class Topic {
    */
   startIndexRebuild(hasSchedule: boolean): void {
     this.#indexesBuilt = false;
-    this.indexesReady = (async () => {
-      await this.#retrying("rebuilding the dedup index", () => this.#rebuildIndexes(hasSchedule));
-      this.#indexesBuilt = true;
-    })();
+    this.indexesReady = this.#inBackground(
+      (async () => {
+        await this.#retrying("rebuilding the dedup index", () => this.#rebuildIndexes(hasSchedule));
+        this.#indexesBuilt = true;
+      })(),
+    );
+  }
+
+  /** Tracks a background job until it settles (see #background). */
+  #inBackground<T>(job: Promise<T>): Promise<T> {
+    this.#background.add(job);
+    const forget = () => this.#background.delete(job);
+    job.then(forget, forget);
+    return job;
   }
 
   /**
@@ -360,8 +378,8 @@ export class Topic {
     // Seqs known to be normal are not read: above the recorded horizon, up to the watermark it was persisted with.
     const normal: [number, number] | undefined =
       lastPrioritySeq === undefined ? undefined : [lastPrioritySeq + 1, persistedWatermark];
-    const scan = this.#retrying("rebuilding the priority lanes", () =>
-      scanPriorities(this, floor + 1, to, normal),
+    const scan = this.#inBackground(
+      this.#retrying("rebuilding the priority lanes", () => scanPriorities(this, floor + 1, to, normal)),
     ).then((found) => {
       if (found === undefined) return { urgent: [], normal: [], mixed: false, lastOther: 0, from: to + 1 };
       // Below a scan cut short, what was not read may still hold urgent or bulk messages.
@@ -372,14 +390,20 @@ export class Topic {
     this.priorities.rebuild(scan);
   }
 
-  /** Runs `job` until it succeeds or the topic closes (then undefined), with backoff between tries. */
+  /**
+   * Runs `job` until it succeeds or the topic closes (then undefined), with backoff between
+   * tries; a failure once the topic is closing is the closing's, not worth a warning.
+   */
   async #retrying<T>(what: string, job: () => Promise<T>): Promise<T | undefined> {
     for (let attempt = 0; !this.#closed; attempt++) {
       try {
         return await job();
       } catch (err) {
+        if (this.#closed) break;
         this.options.log("warn", `${what} failed; retrying`, { topic: this.record.name, err: String(err) });
-        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
+        await sleep(Math.min(5000, 100 * 2 ** attempt), undefined, { signal: this.#closing.signal }).catch(
+          () => undefined,
+        );
       }
     }
     return undefined;
@@ -406,6 +430,8 @@ export class Topic {
     let found = 0;
     for (const [lo, hi] of ranges) {
       for (let seq = lo; seq <= hi; seq += 10_000) {
+        // Closing: the index is not needed any more, and the store is about to close.
+        if (this.#closed) return;
         const ids = await this.store.readIds(this.record, seq, Math.min(hi, seq + 9_999));
         for (const r of ids) {
           if (r.messageId !== "" && r.publishTime >= now - this.dedup.windowMs)
@@ -474,6 +500,7 @@ export class Topic {
    */
   fail(err: NerveBusError): void {
     this.#closed = true;
+    this.#closing.abort();
     this.#failure = err;
     clearTimeout(this.#persistTimer);
     this.#confirms.failAll(err);
@@ -483,6 +510,7 @@ export class Topic {
   /** Finishes every queued write, persists the watermark, and fails packs that still wait. */
   async close(timeoutMs: number): Promise<void> {
     this.#closed = true;
+    this.#closing.abort();
     const flushed = Promise.all(this.#writers.map((w) => w.idle()));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([flushed, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
@@ -493,6 +521,9 @@ export class Topic {
     );
     await this.#persisting;
     await this.#persistWatermark();
+    // The dedup rebuild stops at its next chunk and a retry at once (see #retrying); a priority
+    // scan reads at most MAX_REBUILD_BYTES (about a second).
+    await Promise.allSettled(this.#background);
     this.options.cachePool?.remove(this.cache);
   }
 
