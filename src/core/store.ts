@@ -196,6 +196,8 @@ export interface OwnershipState {
   readonly valid: boolean;
   /** Why ownership was lost, once it was. */
   readonly lost: string | undefined;
+  /** `--cluster`: the topics whose lease this broker holds (in this database, in `databases`). */
+  readonly topicsOwned?: number;
   /**
    * Several MySQL databases (`--store` with several URLs): each one's own, in `--store` order
    * (one out of reach fails only its own topics, so the status page shows which).

@@ -33,6 +33,8 @@ const HELP = {
   nervebus_store_owner_epoch: "Fencing epoch of this broker's ownership of the store (0: a file lock)",
   nervebus_store_lease_age_seconds: "Seconds since this broker's store lease was last renewed",
   nervebus_store_owner_valid: "1 while this broker owns the store and its lease is current, else 0",
+  nervebus_store_database_topics_owned:
+    "Topics this broker owns in each MySQL database of --store (--cluster with several databases), by HOST:PORT/DATABASE",
   nervebus_cluster_brokers:
     "Live brokers of this broker's cluster (--cluster), as its last heartbeat saw them",
   nervebus_cluster_topics_owned:
@@ -130,6 +132,7 @@ export class Metrics {
     const epoch = gauge("nervebus_store_owner_epoch");
     const leaseAge = gauge("nervebus_store_lease_age_seconds");
     const owner = gauge("nervebus_store_owner_valid");
+    const ownedPerDatabase = gauge("nervebus_store_database_topics_owned");
     const brokers = gauge("nervebus_cluster_brokers");
     const owned = gauge("nervebus_cluster_topics_owned");
     const topicLeaseAge = gauge("nervebus_cluster_topic_lease_age_seconds");
@@ -161,6 +164,9 @@ export class Metrics {
           r.observe(epoch, own.epoch);
           r.observe(leaseAge, own.ageMs / 1000);
           r.observe(owner, own.valid ? 1 : 0);
+          // The key names host, port and database only: URLs' credentials never reach a label.
+          for (const d of own.databases ?? [])
+            if (d.topicsOwned !== undefined) r.observe(ownedPerDatabase, d.topicsOwned, { database: d.key });
         }
         const cluster = gauges.cluster?.();
         if (cluster !== undefined) {
@@ -189,6 +195,7 @@ export class Metrics {
         epoch,
         leaseAge,
         owner,
+        ownedPerDatabase,
         brokers,
         owned,
         topicLeaseAge,

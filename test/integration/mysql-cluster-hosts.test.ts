@@ -236,11 +236,56 @@ test("mysql --cluster over two databases: one database frozen fails its own topi
       inOrder.filter((v) => v !== "f2"),
       ["f", "f3", "f3"],
     );
+    // A topic that falls to the in-process broker, so it owns one at least.
+    const own = new TestClient(third.address);
+    let falls = "";
+    try {
+      for (let i = 0; i < 50 && falls === ""; i++) {
+        const located = (await own.adminCall("locateTopic", { topic: `own-${i}` })).address;
+        if (located === "" || located === third.address) falls = `own-${i}`;
+      }
+      assert.notEqual(falls, "", "some topic falls to the in-process broker");
+      await retrying(() => own.publish(falls, ["o"]));
+    } finally {
+      own.close();
+    }
+    await ownsPerDatabaseMetric(third, [
+      [c.first, c.a],
+      [c.second, c.b],
+    ]);
   } finally {
     await third.stop();
     await c.close();
   }
 });
+
+/**
+ * The broker's nervebus_store_database_topics_owned{database} agrees with the lease rows of each
+ * database (read until it does: a topic may change hands between the two reads), and names
+ * the databases by HOST:PORT/DATABASE, never by their URLs' credentials.
+ */
+async function ownsPerDatabaseMetric(
+  bus: { address: string; httpAddress?: string },
+  databases: [TestMysql, string][],
+): Promise<void> {
+  let last = "";
+  for (let i = 0; i < 50; i++) {
+    const text = await (await fetch(`http://${bus.httpAddress}/metrics`)).text();
+    assert.ok(!/nervebus_store_database_topics_owned\{[^}]*(@|mysql:|password)/.test(text), text);
+    const want: string[] = [];
+    for (const [server, url] of databases) {
+      const mine = [...(await liveOwners(server, url)).values()].filter((a) => a === bus.address).length;
+      want.push(`${keyOf(url)} ${mine}`);
+    }
+    const got = [
+      ...text.matchAll(/^nervebus_store_database_topics_owned\{[^}]*database="([^"]*)"[^}]*\} (\d+)$/gm),
+    ].map((m) => `${m[1]} ${m[2]}`);
+    last = `${JSON.stringify(got)} vs lease rows ${JSON.stringify(want)}`;
+    if (JSON.stringify(got) === JSON.stringify(want)) return;
+    await sleep(200);
+  }
+  assert.fail(`topics owned per database: ${last}`);
+}
 
 /** While the second of `keys` is frozen: /api/status and the page show which database is owned. */
 async function showsOwnershipPerDatabase(http: string, keys: string[]): Promise<void> {

@@ -86,7 +86,17 @@ export class HostSet {
       (s): DatabaseOwnership =>
         s.store
           ? { key: s.key, ...s.store.ownership() }
-          : { key: s.key, mechanism: "lease", owner: "", epoch: 0, ageMs: 0, valid: false, lost: s.down },
+          : {
+              key: s.key,
+              mechanism: "lease",
+              owner: "",
+              epoch: 0,
+              ageMs: 0,
+              valid: false,
+              lost: s.down,
+              // Not open: this broker holds none of its topics.
+              ...(this.options.cluster ? { topicsOwned: 0 } : {}),
+            },
     );
     const first = states[0];
     if (first === undefined)

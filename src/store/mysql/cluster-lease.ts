@@ -366,6 +366,7 @@ export class ClusterLease implements WriteGuard, Cluster {
       ageMs: Math.round(performance.now() - this.#renewedAt),
       valid: this.#lost === undefined && performance.now() < this.#validUntil,
       lost: this.#lost?.message,
+      topicsOwned: this.#held.size,
     };
   }
 

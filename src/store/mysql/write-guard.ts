@@ -8,6 +8,8 @@ export interface LeaseState {
   readonly ageMs: number;
   readonly valid: boolean;
   readonly lost: string | undefined;
+  /** Leases of topics held (one lease per topic: ClusterLease only). */
+  readonly topicsOwned?: number;
 }
 
 /**
