@@ -423,6 +423,11 @@ test("a format-1 topic (a row per message, from older versions) moves too, its s
     // The store keeps a schema as bytes; it is not parsed here.
     const schema = { messageType: "shop.v1.Order", descriptorSet: Buffer.from([1, 2, 3]), updatedAt: 42 };
     await store.saveTopicSchema(topic, schema);
+    // A subscription's state, and which of its messages were dead-lettered, go along.
+    const dead = Buffer.from('[[2,2,"old.dlq"]]');
+    await store.savePointers(topic, [
+      { subscription: "s", ptr: 3, state: Buffer.from("{}"), deadLetters: dead },
+    ]);
     const report = await store.placement?.moveTopic("old", keyOf(b));
     assert.equal(report?.moved, true);
     assert.deepEqual(await topicNames(server, a), []);
@@ -431,6 +436,13 @@ test("a format-1 topic (a row per message, from older versions) moves too, its s
       moved && { ...moved, descriptorSet: Buffer.from(moved.descriptorSet) },
       schema,
       "the payload schema moved with the topic",
+    );
+    const pointer = await store.loadPointer(topic, "s");
+    assert.equal(pointer?.ptr, 3);
+    assert.deepEqual(
+      pointer?.deadLetters && Buffer.from(pointer.deadLetters),
+      dead,
+      "dead letters moved too",
     );
     const read = await store.readMessages(topic, 1, 10);
     assert.deepEqual(

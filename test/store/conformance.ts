@@ -3,6 +3,7 @@ import { test } from "node:test";
 import {
   type LogFormat,
   LogMessage,
+  type PointerRecord,
   type Store,
   type TopicConfig,
   type TopicRecord,
@@ -225,6 +226,25 @@ export function storeConformance(kind: string, factory: StoreFactory): void {
     const s = await store.loadPointer(topic, "s");
     assert.equal(s?.ptr, 4);
     assert.equal(Buffer.from(s!.state!).toString(), "xyz");
+    assert.equal(s?.deadLetters, undefined, "none stored yet");
+  });
+
+  withStore("a pointer's dead letters are kept until a save carries new ones", async (store) => {
+    const { topic } = (await store.ensureTopic("ptr-dead", shards(1)))!;
+    const dead = (p: PointerRecord | null) =>
+      p?.deadLetters === undefined ? undefined : Buffer.from(p.deadLetters).toString();
+    await store.savePointers(topic, [
+      { subscription: "s", ptr: 3, state: null, deadLetters: Buffer.from('[[2,2,"dlq"]]') },
+      { subscription: "t", ptr: 1, state: null },
+    ]);
+    await store.savePointers(topic, [
+      { subscription: "s", ptr: 5, state: null },
+      { subscription: "t", ptr: 2, state: null, deadLetters: Buffer.from("[]") },
+    ]);
+    const s = await store.loadPointer(topic, "s");
+    assert.equal(s?.ptr, 5);
+    assert.equal(dead(s), '[[2,2,"dlq"]]', "a save without them leaves them");
+    assert.equal(dead(await store.loadPointer(topic, "t")), "[]", "an empty log is stored as such");
   });
 
   withStore("subscriptions are created once", async (store) => {
