@@ -2,6 +2,7 @@ import { parseArgs } from "node:util";
 import { envName, flagName, loadConfig, OPTIONS } from "../config/index.js";
 import { type StartOptions, startNerveBus } from "../nervebus.js";
 import { jsonLogger } from "../telemetry/index.js";
+import { paceFullCollections } from "./heap-growth.js";
 
 function help(): string {
   const rows = OPTIONS.map(
@@ -49,6 +50,7 @@ export async function serveCommand(args: string[], start: StartOptions = {}): Pr
   const config = loadConfig(values, process.env, values.config as string | undefined);
   const log = jsonLogger(config.logLevel);
   const bus = await startNerveBus(config, log, start);
+  const stopPacing = paceFullCollections(config.memoryBudget);
   // The one line scripts and tests wait for.
   process.stdout.write(`nervebus listening on ${bus.address}\n`);
   let exitCode = 0;
@@ -58,6 +60,7 @@ export async function serveCommand(args: string[], start: StartOptions = {}): Pr
       process.off("SIGTERM", onTerm);
       process.off("SIGINT", onInt);
       process.off("SIGHUP", onHup);
+      stopPacing();
       bus.stop().then(resolve, (err: unknown) => {
         log("error", "shutdown failed", { err: String(err) });
         resolve();
