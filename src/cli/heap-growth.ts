@@ -7,7 +7,7 @@ import { setFlagsFromString } from "node:v8";
  * few hundred ms, so they outlive two scavenges and are freed only by a full collection): at
  * full publish speed that was a mark-compact every ~100 ms, 20–30 % of the broker's CPU, each
  * freeing a few MB. A growth of 200 % (the heap may reach 3 × what the last collection left)
- * makes them 2–4 × rarer: broker CPU per published message −35 % (BENCHMARKS.md, "Round 2,
+ * makes them 2–4 × rarer: broker CPU per published message −22 to −40 % (BENCHMARKS.md, "Round 2,
  * fourth session: publish CPU"). 300 % saved a little more and let overload RSS past 300 MB.
  */
 export const ROOMY_GROWING_PERCENT = 200;
