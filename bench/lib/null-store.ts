@@ -166,6 +166,13 @@ export class NullStore implements Store {
     return { count: 0, nextDueAt: 0 };
   }
 
+  async lowestPointer(topic: TopicRecord): Promise<number> {
+    let lowest = Number.POSITIVE_INFINITY;
+    for (const name of this.#subscriptions.get(topic.id)?.keys() ?? [])
+      lowest = Math.min(lowest, this.#pointers.get(`${topic.id}/${name}`)?.ptr ?? 0);
+    return lowest === Number.POSITIVE_INFINITY ? 0 : lowest;
+  }
+
   async loadPointer(topic: TopicRecord, subscription: string): Promise<PointerRecord | null> {
     return this.#pointers.get(`${topic.id}/${subscription}`) ?? null;
   }

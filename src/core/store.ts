@@ -109,6 +109,11 @@ export interface Store {
   scheduleSummary(topic: TopicRecord): Promise<{ count: number; nextDueAt: number }>;
 
   loadPointer(topic: TopicRecord, subscription: string): Promise<PointerRecord | null>;
+  /**
+   * The lowest pointer of the topic's subscriptions, in one round trip (a topic's load needs
+   * only that, not each pointer's state): 0 when it has none or one has no pointer yet.
+   */
+  lowestPointer(topic: TopicRecord): Promise<number>;
   /** Writes several pointers of one topic in one round trip. */
   savePointers(topic: TopicRecord, pointers: readonly PointerRecord[]): Promise<void>;
 

@@ -317,13 +317,8 @@ export class TopicRegistry {
    * The lowest persisted floor of the topic's subscriptions (0 when it has none: a subscription
    * made later may start at the earliest message); nothing at or below it is delivered again.
    */
-  async #lowestFloor(record: TopicRecord): Promise<number> {
-    let lowest = Number.POSITIVE_INFINITY;
-    for (const sub of await this.store.listSubscriptions(record)) {
-      const pointer = await this.store.loadPointer(record, sub.name);
-      lowest = Math.min(lowest, pointer?.ptr ?? 0);
-    }
-    return lowest === Number.POSITIVE_INFINITY ? 0 : lowest;
+  #lowestFloor(record: TopicRecord): Promise<number> {
+    return this.store.lowestPointer(record);
   }
 
   /** The floor of a new subscription: everything at or below it counts as acked. */

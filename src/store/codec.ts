@@ -221,3 +221,20 @@ export function toTopicSchema(row: {
     updatedAt: row.updated_at,
   };
 }
+
+/**
+ * Store.lowestPointer's query (the same SQL on MySQL and SQLite): subscriptions of the topic,
+ * how many of them have a pointer, and the lowest of those pointers; parameter: the topic id
+ * twice.
+ */
+export const LOWEST_POINTER_SQL = `SELECT (SELECT COUNT(*) FROM nb_subscriptions WHERE topic_id = ?) AS subs,
+    COUNT(*) AS n, MIN(p.ptr) AS lo
+  FROM nb_pointers p JOIN nb_subscriptions s ON s.topic_id = p.topic_id AND s.name = p.subscription
+  WHERE p.topic_id = ?`;
+
+/** Store.lowestPointer from LOWEST_POINTER_SQL's row. */
+export function lowestPointerOf(row: { subs: unknown; n: unknown; lo: unknown } | undefined): number {
+  const subs = Number(row?.subs ?? 0);
+  if (subs === 0 || Number(row?.n ?? 0) < subs) return 0;
+  return Number(row?.lo ?? 0);
+}

@@ -229,6 +229,39 @@ export function storeConformance(kind: string, factory: StoreFactory): void {
     assert.equal(s?.deadLetters, undefined, "none stored yet");
   });
 
+  withStore(
+    "the lowest pointer is the lowest of the subscriptions' pointers, 0 while one has none",
+    async (store) => {
+      const { topic } = (await store.ensureTopic("lowest", shards(1)))!;
+      const { topic: other } = (await store.ensureTopic("lowest-other", shards(1)))!;
+      const config = {
+        ackDeadlineMs: 1000,
+        minBackoffMs: 1,
+        maxBackoffMs: 2,
+        maxDeliveryAttempts: 0,
+        deadLetterTopic: "",
+        ordering: false,
+        paused: false,
+      };
+      assert.equal(await store.lowestPointer(topic), 0, "no subscriptions");
+      await store.ensureSubscription(topic, "a", config);
+      await store.ensureSubscription(topic, "b", config);
+      await store.ensureSubscription(other, "a", config);
+      await store.savePointers(topic, [{ subscription: "a", ptr: 7, state: null }]);
+      assert.equal(await store.lowestPointer(topic), 0, "b has no pointer yet");
+      await store.savePointers(topic, [
+        { subscription: "b", ptr: 5, state: Buffer.from("x") },
+        // A pointer row of no subscription (none is made so today) does not count.
+        { subscription: "gone", ptr: 1, state: null },
+      ]);
+      await store.savePointers(other, [{ subscription: "a", ptr: 2, state: null }]);
+      assert.equal(await store.lowestPointer(topic), 5);
+      assert.equal(await store.lowestPointer(other), 2, "per topic");
+      await store.deleteSubscription(topic, "b");
+      assert.equal(await store.lowestPointer(topic), 7, "a deleted subscription no longer counts");
+    },
+  );
+
   withStore("a pointer's dead letters are kept until a save carries new ones", async (store) => {
     const { topic } = (await store.ensureTopic("ptr-dead", shards(1)))!;
     const dead = (p: PointerRecord | null) =>

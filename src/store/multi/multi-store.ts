@@ -275,6 +275,10 @@ export class MultiStore implements Store, TopicPlacement {
   scheduleSummary(topic: TopicRecord): Promise<{ count: number; nextDueAt: number }> {
     return this.#call(topic, false, (s, t) => s.scheduleSummary(t));
   }
+  lowestPointer(topic: TopicRecord): Promise<number> {
+    return this.#call(topic, false, (s, t) => s.lowestPointer(t));
+  }
+
   loadPointer(topic: TopicRecord, subscription: string): Promise<PointerRecord | null> {
     return this.#call(topic, false, (s, t) => s.loadPointer(t, subscription));
   }

@@ -476,6 +476,13 @@ export class MysqlStore implements core.Store {
     });
   }
 
+  async lowestPointer(topic: core.TopicRecord): Promise<number> {
+    return this.#db.run("reading the lowest pointer", async () => {
+      const rows = await this.#db.select(codec.LOWEST_POINTER_SQL, [topic.id, topic.id]);
+      return codec.lowestPointerOf(rows[0] as { subs: unknown; n: unknown; lo: unknown } | undefined);
+    });
+  }
+
   async loadPointer(topic: core.TopicRecord, subscription: string): Promise<core.PointerRecord | null> {
     return this.#db.run("loading a pointer", async () => {
       const rows = await this.#db.select(

@@ -516,6 +516,16 @@ export class SqliteStore implements core.Store {
     });
   }
 
+  async lowestPointer(topic: core.TopicRecord): Promise<number> {
+    return this.#run("reading the lowest pointer", () =>
+      codec.lowestPointerOf(
+        this.#stmt(codec.LOWEST_POINTER_SQL).get(topic.id, topic.id) as
+          | { subs: unknown; n: unknown; lo: unknown }
+          | undefined,
+      ),
+    );
+  }
+
   async loadPointer(topic: core.TopicRecord, subscription: string): Promise<core.PointerRecord | null> {
     return this.#run("loading a pointer", () => {
       const r = this.#stmt(

@@ -274,6 +274,10 @@ export class SqliteThreadedStore implements core.Store {
     return this.#reader.scheduleSummary(topic);
   }
 
+  lowestPointer(topic: core.TopicRecord) {
+    return this.#reader.lowestPointer(topic);
+  }
+
   loadPointer(topic: core.TopicRecord, subscription: string) {
     return this.#reader.loadPointer(topic, subscription);
   }
