@@ -52,7 +52,13 @@ export {
 } from "./observer.js";
 export { OutboxGate } from "./outbox-gate.js";
 export { OutboxRelay, type OutboxRelayOptions, type RelayTarget } from "./outbox-relay.js";
-export { type OutboxRow, type OutboxSource, outboxMessageId, type RelayState } from "./outbox-source.js";
+export {
+  type OutboxRow,
+  type OutboxSource,
+  outboxMessageId,
+  type PassedGap,
+  type RelayState,
+} from "./outbox-source.js";
 export { APPENDED, type MessageOutcome, Outcomes } from "./outcomes.js";
 export type { PublishResult } from "./pack-appender.js";
 export type {

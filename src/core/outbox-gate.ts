@@ -1,4 +1,4 @@
-import type { OutboxRow } from "./outbox-source.js";
+import type { OutboxRow, PassedGap } from "./outbox-source.js";
 
 /**
  * The outbox relay's order rule. InnoDB hands out AUTO_INCREMENT ids when rows are inserted,
@@ -79,13 +79,18 @@ export class OutboxGate {
   }
 
   /**
-   * Takes over the gaps `from` passed recently (a gate replaced after a failed round): rows that
-   * commit in them later are still late rows of this relay, to be looked for every round. Parts
-   * above this gate's cursor are left out (those ids are fetched above the cursor).
+   * Takes over gaps passed earlier (by the gate a failed round replaced, or stored by the relay
+   * before a restart or failover): rows that commit in them later are still late rows of this
+   * relay, to be looked for every round. Parts above this gate's cursor are left out (those ids
+   * are fetched above the cursor), and so are ranges it already has.
    */
-  inherit(from: OutboxGate): void {
-    for (const g of from.#recent)
-      if (g.lo <= this.#cursor) this.#recent.push({ lo: g.lo, hi: Math.min(g.hi, this.#cursor), at: g.at });
+  inherit(gaps: readonly PassedGap[], now: number): void {
+    for (const g of gaps) {
+      const hi = Math.min(g.hi, this.#cursor);
+      if (g.lo > hi || this.#recent.some((r) => r.lo === g.lo && r.hi === hi)) continue;
+      this.#recent.push({ lo: g.lo, hi, at: now - g.ageMs });
+    }
+    this.#recent.sort((a, b) => a.at - b.at);
   }
 
   /**
@@ -94,11 +99,18 @@ export class OutboxGate {
    * the oldest when there are more.
    */
   recentGaps(now: number, horizonMs: number, max: number): [number, number][] {
+    return this.passedGaps(now, horizonMs, max).map((g) => [g.lo, g.hi]);
+  }
+
+  /** recentGaps with how long ago each was passed (a merged range: its newest part's age). */
+  passedGaps(now: number, horizonMs: number, max: number): PassedGap[] {
     let drop = 0;
     while (drop < this.#recent.length && now - this.#recent[drop]!.at > horizonMs) drop++;
     if (drop > 0) this.#recent = this.#recent.slice(drop);
-    if (this.#recent.length <= max) return this.#recent.map((g) => [g.lo, g.hi]);
-    return [[Math.min(...this.#recent.map((g) => g.lo)), this.#cursor]];
+    if (this.#recent.length <= max)
+      return this.#recent.map((g) => ({ lo: g.lo, hi: g.hi, ageMs: now - g.at }));
+    const lo = Math.min(...this.#recent.map((g) => g.lo));
+    return [{ lo, hi: this.#cursor, ageMs: now - this.#recent[this.#recent.length - 1]!.at }];
   }
 
   /** Goes back to `cursor` after a failed publish (its rows are fetched again). */

@@ -40,8 +40,9 @@ export interface OutboxRelayOptions {
 
 /**
  * Late rows (committed inside a gap the relay passed) are looked for every round in the gaps
- * passed within LATE_FOCUS_MS (an exact range read each), and below the whole cursor every
- * FULL_SWEEP_MS (gaps passed longer ago, or before a restart: that read also walks deleted
+ * passed within LATE_FOCUS_MS (an exact range read each; the gaps are stored with the cursor,
+ * so a relay after a restart or failover goes on looking where its predecessor did), and below
+ * the whole cursor every FULL_SWEEP_MS (gaps passed longer ago: that read also walks deleted
  * rows InnoDB has not purged yet, so it is rare).
  */
 const FULL_SWEEP_MS = 5000;
@@ -182,8 +183,16 @@ export class OutboxRelay {
     }
     await this.source.complete(published, scanFrom, cursor);
     this.recovered += published.length;
+    // Rows that commit later in a gap passed before must still go before their keys' next rows,
+    // so the new gate watches every gap passed before: this relay's own (a recovery after a
+    // failed round), those the last relay stored with its cursor (a restart, a failover), and
+    // the ids between the stored cursor and the one found in the logs (the last relay's final
+    // rounds, whose gaps were not stored).
+    const now = Date.now();
+    const gaps = [...this.#gate.passedGaps(now, LATE_FOCUS_MS, MAX_LATE_RANGES), ...state.passedGaps];
+    if (cursor > state.cursor) gaps.push({ lo: state.cursor + 1, hi: cursor, ageMs: 0 });
     const gate = new OutboxGate(cursor, this.options.gapWaitMs);
-    gate.inherit(this.#gate);
+    gate.inherit(gaps, now);
     this.#gate = gate;
     // The first round sweeps everything below the cursor, whenever the last sweep was: the
     // cursor may now stand above rows never published (the last round of a relay that died or
@@ -256,7 +265,10 @@ export class OutboxRelay {
     await this.#settleDelete();
     const ids = rows.map((r) => r.id);
     this.#deletingIds = new Set(ids);
-    this.#deleting = this.source.complete(ids, scanFrom, this.#gate.cursor).then(
+    // The gaps go with the cursor, fenced like it: the next relay (after a restart or failover)
+    // takes them over.
+    const passing = this.#gate.passedGaps(Date.now(), LATE_FOCUS_MS, MAX_LATE_RANGES);
+    this.#deleting = this.source.complete(ids, scanFrom, this.#gate.cursor, passing).then(
       () => {
         this.#deletingIds = new Set();
       },

@@ -39,10 +39,16 @@ export interface OutboxSource {
 
   /**
    * In one transaction of the outbox database: deletes the rows `ids` (published), raises each
-   * topic's scan-from seq, and stores the cursor. Throws "unavailable" (and changes nothing)
-   * when the relay lock was lost.
+   * topic's scan-from seq, and stores the cursor and, when given, the relay's recent passed gaps
+   * (replacing those stored; the next relay's `open` returns them). Throws "unavailable" (and
+   * changes nothing) when the relay lock was lost.
    */
-  complete(ids: readonly number[], scanFrom: ReadonlyMap<string, number>, cursor: number): Promise<void>;
+  complete(
+    ids: readonly number[],
+    scanFrom: ReadonlyMap<string, number>,
+    cursor: number,
+    gaps?: readonly PassedGap[],
+  ): Promise<void>;
 
   /** Releases the lock and the connections. */
   close(): Promise<void>;
@@ -73,6 +79,19 @@ export interface RelayState {
   readonly cursor: number;
   /** Per topic: no row of this relay's that is published but not yet deleted has a lower seq. */
   readonly scanFrom: ReadonlyMap<string, number>;
+  /**
+   * The gaps the last relay had passed recently when it last stored its cursor, aged by the
+   * outbox database's clock (so no two brokers' clocks need agree): a row that commits in one
+   * later must still go before its key's next row.
+   */
+  readonly passedGaps: readonly PassedGap[];
+}
+
+/** Ids `lo`..`hi` the relay passed while missing (see OutboxGate), `ageMs` ago. */
+export interface PassedGap {
+  readonly lo: number;
+  readonly hi: number;
+  readonly ageMs: number;
 }
 
 /** The message id the relay gives the row `rowId` of the source `sourceId`. */

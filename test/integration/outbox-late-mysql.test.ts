@@ -282,3 +282,66 @@ test("outbox: an application server whose sessions start with autocommit off doe
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("outbox: a transaction open across a broker restart, in a gap the old relay passed, still goes before its key's next one", {
+  timeout: 120_000,
+}, async () => {
+  // The relay passes the gap of an open transaction (key k) and moves on; the broker restarts;
+  // the new relay's first round sweeps below its cursor and finds nothing there yet. Then the
+  // transaction commits, and right after it the key's next one. Before the relay kept its passed
+  // gaps in the outbox database, the new relay did not know that gap: it published the key's
+  // next row at once and the late one at its next full sweep (5 s later), out of key order.
+  const store = await db().database("outbox_gap_restart_store");
+  const app = await db().database("outbox_gap_restart_app");
+  const options = { outbox: app, outboxGapWaitMs: GAP_WAIT_MS };
+  let bus = await startBroker(store, options);
+  const held = await mysql.createConnection({ uri: app });
+  const other = await mysql.createConnection({ uri: app });
+  /** Commits one row on `other`; returns its id. */
+  const commitOne = async (data: string, orderingKey: string): Promise<number> => {
+    await other.beginTransaction();
+    await writeOutbox(other, "gap-restart", { data, orderingKey });
+    const [[row]] = await other.query<mysql.RowDataPacket[]>("SELECT LAST_INSERT_ID() AS id");
+    await other.commit();
+    return Number(row!.id);
+  };
+  /** Waits until the relay stored a cursor at or above `id` (rows up to it relayed and deleted). */
+  const relayedThrough = async (id: number): Promise<void> => {
+    for (let i = 0; ; i++) {
+      const [row] = await db().query<{ cursor_id: number }[]>(app, "SELECT cursor_id FROM nb_outbox_relay");
+      if (Number(row?.cursor_id) >= id) return;
+      assert.ok(i < 600, `the relay reaches id ${id} (cursor ${row?.cursor_id})`);
+      await sleep(20);
+    }
+  };
+  let client: TestClient | undefined;
+  try {
+    await relayReady(app);
+    await held.beginTransaction();
+    await writeOutbox(held, "gap-restart", { data: "k:1", orderingKey: "k" });
+    // Above the open row: the relay waits GAP_WAIT_MS for it, then passes its gap.
+    await relayedThrough(await commitOne("x:1", "x"));
+    assert.equal(bus.relays[0]!.passed, 1, "the relay passed the open transaction's id");
+    await bus.stop();
+    bus = await startBroker(store, options);
+    // Once this row is relayed, the new relay has made its first round, a full sweep.
+    await relayedThrough(await commitOne("y:1", "y"));
+    await held.commit();
+    await commitOne("k:2", "k");
+    client = new TestClient(bus.address);
+    const stream = client.receive("gap-restart", "check", { from: "earliest" });
+    await stream.until(() => stream.deliveries.length >= 4, 30_000, "every row");
+    const texts = stream.deliveries.map((d) => Buffer.from(d.data).toString());
+    stream.cancel();
+    assert.deepEqual(
+      texts.filter((t) => t.startsWith("k:")),
+      ["k:1", "k:2"],
+      `key k in commit order (log: ${texts.join(", ")})`,
+    );
+  } finally {
+    client?.close();
+    await held.end().catch(() => undefined);
+    await other.end();
+    await bus.stop();
+  }
+});

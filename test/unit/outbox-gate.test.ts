@@ -61,6 +61,30 @@ test("a gap is passed once the row above it has been visible for gapWaitMs, and 
   assert.deepEqual(gate.recentGaps(1300, 1000, 10), []);
 });
 
+test("passed gaps carry their age: a new gate inherits them (up to its cursor) and forgets them when its predecessor would have", () => {
+  const gate = new OutboxGate(0, 0);
+  gate.advance(20, 5, [[5, 7]], 1000);
+  gate.advance(30, 5, [[25, 29]], 1500);
+  assert.deepEqual(gate.passedGaps(2000, 60_000, 10), [
+    { lo: 5, hi: 7, ageMs: 1000 },
+    { lo: 25, hi: 29, ageMs: 500 },
+  ]);
+  assert.deepEqual(
+    gate.passedGaps(2000, 60_000, 1),
+    [{ lo: 5, hi: 30, ageMs: 500 }],
+    "merged: from the oldest to the cursor, as old as its newest part",
+  );
+  // A relay after a restart, its cursor recovered at 27: what lies above it is fetched above.
+  const next = new OutboxGate(27, 0);
+  next.inherit([...gate.passedGaps(2000, 60_000, 10), { lo: 5, hi: 7, ageMs: 1000 }], 10_000);
+  assert.deepEqual(next.recentGaps(10_000, 60_000, 10), [
+    [5, 7],
+    [25, 27],
+  ]);
+  assert.deepEqual(next.recentGaps(69_100, 60_000, 10), [[25, 27]], "the older one passed 60 s ago");
+  assert.deepEqual(next.recentGaps(69_600, 60_000, 10), []);
+});
+
 test("property: admitted rows are in id order, never skip a visible row, and wait only for gaps younger than gapWaitMs", () => {
   fc.assert(
     fc.property(

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
+  type LoggedIds,
   NerveBusError,
   type NewMessage,
   Outcomes,
@@ -8,7 +9,7 @@ import {
   type RelayTarget,
 } from "../../src/core/index.js";
 import { OutboxRelay } from "../../src/core/outbox-relay.js";
-import type { OutboxRow, OutboxSource, RelayState } from "../../src/core/outbox-source.js";
+import type { OutboxRow, OutboxSource, PassedGap, RelayState } from "../../src/core/outbox-source.js";
 
 /*
  * The relay's read order against an outbox whose commits the test places between the relay's
@@ -21,6 +22,10 @@ class MemoryOutbox implements OutboxSource {
   readonly name = "memory";
   readonly #rows = new Map<number, { key: string; committed: boolean }>();
   #cursor = 0;
+  #gaps: { gaps: readonly PassedGap[]; at: number } = { gaps: [], at: 0 };
+  readonly #scanFrom = new Map<string, number>();
+  /** While set, complete changes nothing (a broker killed before its deletes commit). */
+  lose = false;
   /** Runs once, right after the next read computed its answer. */
   afterRead: (() => void) | undefined;
 
@@ -33,7 +38,9 @@ class MemoryOutbox implements OutboxSource {
   }
 
   async open(): Promise<RelayState> {
-    return { sourceId: "memory", cursor: this.#cursor, scanFrom: new Map() };
+    const since = Date.now() - this.#gaps.at;
+    const passedGaps = this.#gaps.gaps.map((g) => ({ ...g, ageMs: g.ageMs + since }));
+    return { sourceId: "memory", cursor: this.#cursor, scanFrom: new Map(this.#scanFrom), passedGaps };
   }
 
   held(): boolean {
@@ -68,37 +75,57 @@ class MemoryOutbox implements OutboxSource {
     return rows;
   }
 
-  async addTopic(): Promise<void> {}
+  async addTopic(topic: string, scanFrom: number): Promise<void> {
+    if (!this.#scanFrom.has(topic)) this.#scanFrom.set(topic, scanFrom);
+  }
 
-  async complete(ids: readonly number[], _scanFrom: unknown, cursor: number): Promise<void> {
+  async complete(...[ids, scanFrom, cursor, gaps]: Parameters<OutboxSource["complete"]>): Promise<void> {
+    if (this.lose) return;
+    for (const [topic, from] of scanFrom)
+      this.#scanFrom.set(topic, Math.max(from, this.#scanFrom.get(topic) ?? 0));
     for (const id of ids) this.#rows.delete(id);
     this.#cursor = Math.max(this.#cursor, cursor);
+    if (gaps !== undefined) this.#gaps = { gaps, at: Date.now() };
   }
 
   async close(): Promise<void> {}
 }
 
-/** A topic owned elsewhere (no seqs, no log to read back): records the row ids published, in order. */
+/**
+ * Records the row ids published, in order. A topic owned elsewhere (no seqs, no log to read
+ * back), or with `owned` this broker's: seqs from 1, its log read back in a recovery.
+ */
 class RecordingTarget implements RelayTarget {
   readonly closing = false;
   readonly published: number[] = [];
+  readonly #log: LoggedIds[] = [];
   /** Runs at the start of the next publish; throwing fails it. */
   onPublish: (() => void) | undefined;
+
+  constructor(private readonly owned = false) {}
 
   async publish(_topic: string, messages: readonly NewMessage[]): Promise<PublishResult> {
     const hook = this.onPublish;
     this.onPublish = undefined;
     hook?.();
-    for (const m of messages) this.published.push(Number(m.messageId!.split("/")[2]));
-    return { firstSeq: 0, lastSeq: 0, results: new Outcomes(0, undefined) };
+    const results = new Outcomes(messages.length, undefined);
+    for (const [i, m] of messages.entries()) {
+      this.published.push(Number(m.messageId!.split("/")[2]));
+      if (!this.owned) continue;
+      const seq = this.#log.length + 1;
+      this.#log.push({ seq, publishTime: 0, messageId: m.messageId!, scheduleId: undefined });
+      results.seq[i] = seq;
+    }
+    return { firstSeq: 0, lastSeq: 0, results };
   }
 
   async nextSeq(): Promise<number | undefined> {
-    return undefined;
+    return this.owned ? this.#log.length + 1 : undefined;
   }
 
   async durableIds(_topic: string, fromSeq: number) {
-    return { through: fromSeq - 1, ids: [] };
+    if (!this.owned) return { through: fromSeq - 1, ids: [] };
+    return { through: this.#log.length, ids: this.#log.filter((r) => r.seq >= fromSeq) };
   }
 }
 
@@ -154,6 +181,35 @@ test("after a failed round the relay still looks in the gaps it passed before: a
       throw new NerveBusError("unavailable", "the topic's owner went away");
     };
   };
+  await relayUntil(source, target, 4);
+  assert.deepEqual(target.published, [2, 3, 1, 4]);
+});
+
+test("after a restart the relay looks in the gaps its predecessor passed: a row committed there goes before its key's next one", async () => {
+  // 1 (key x) is open: the first relay passes it, publishes 2 and stops. The next relay's first
+  // round sweeps below its cursor (nothing there yet) and publishes 3; then 1 and its key's next
+  // row 4 commit. Not knowing the gap at 1, it published 4 at once and 1 at its next full sweep.
+  const source = new MemoryOutbox({ 1: "x", 2: "y", 3: "y", 4: "x" });
+  const target = new RecordingTarget();
+  source.commit(2);
+  await relayUntil(source, target, 1);
+  source.commit(3);
+  target.onPublish = () => source.commit(1, 4);
+  await relayUntil(source, target, 4);
+  assert.deepEqual(target.published, [2, 3, 1, 4]);
+});
+
+test("after a crash before its deletes committed, the relay looks in every id up to the cursor found in the log", async () => {
+  // As above, but the first relay's delete (with the cursor and its gaps) never commits: the
+  // next one finds 2 in the topic's log, so its cursor moves past the gap at 1 it was not told of.
+  const source = new MemoryOutbox({ 1: "x", 2: "y", 3: "y", 4: "x" });
+  const target = new RecordingTarget(true);
+  source.commit(2);
+  source.lose = true;
+  await relayUntil(source, target, 1);
+  source.lose = false;
+  source.commit(3);
+  target.onPublish = () => source.commit(1, 4);
   await relayUntil(source, target, 4);
   assert.deepEqual(target.published, [2, 3, 1, 4]);
 });

@@ -4,10 +4,12 @@ import {
   NerveBusError,
   type OutboxRow,
   type OutboxSource,
+  type PassedGap,
   type RelayState,
   sleep,
 } from "../../core/index.js";
 import { mapStoreError } from "../errors.js";
+import { DB_NOW_MS } from "./lease.js";
 import { OutboxLease, type OutboxLeaseOptions } from "./outbox-lease.js";
 import { OUTBOX_TABLES } from "./outbox-schema.js";
 
@@ -31,6 +33,8 @@ export class MysqlOutboxSource implements OutboxSource {
   #lockConn: mysql.Connection | undefined;
   #lockConnId = 0;
   #lease: OutboxLease | undefined;
+  /** The gap ranges stored by this relay's last committed complete (undefined: not known). */
+  #storedGaps: string | undefined;
 
   /** `lease`: with --cluster, hold the outbox by a lease instead of a named lock. */
   constructor(
@@ -74,10 +78,15 @@ export class MysqlOutboxSource implements OutboxSource {
       const [topics] = await this.#pool.query<mysql.RowDataPacket[]>(
         "SELECT topic, scan_from FROM nb_outbox_topic",
       );
+      const [[gaps]] = await this.#pool.query<mysql.RowDataPacket[]>(
+        `SELECT gaps, ${DB_NOW_MS} - written_at AS since FROM nb_outbox_gaps WHERE id = 1`,
+      );
+      this.#storedGaps = undefined;
       return {
         sourceId: String(relay!.source_id),
         cursor: Number(relay!.cursor_id),
         scanFrom: new Map(topics.map((t) => [String(t.topic), Number(t.scan_from)])),
+        passedGaps: gaps === undefined ? [] : parseGaps(gaps.gaps, Number(gaps.since)),
       };
     } catch (err) {
       throw mapStoreError(err, `outbox ${this.name}`);
@@ -183,8 +192,12 @@ export class MysqlOutboxSource implements OutboxSource {
     ids: readonly number[],
     scanFrom: ReadonlyMap<string, number>,
     cursor: number,
+    gaps?: readonly PassedGap[],
   ): Promise<void> {
     let conn: mysql.PoolConnection | undefined;
+    // Written only when the ranges changed: the ages stored stay true, counted from written_at.
+    const ranges = gaps?.map((g) => `${g.lo}-${g.hi}`).join(",");
+    const writeGaps = gaps !== undefined && ranges !== this.#storedGaps;
     try {
       conn = await this.#pool!.getConnection();
       // READ COMMITTED: deleting an id another relay deleted already (after a failover) takes
@@ -206,7 +219,14 @@ export class MysqlOutboxSource implements OutboxSource {
       await conn.query("UPDATE nb_outbox_relay SET cursor_id = GREATEST(cursor_id, ?) WHERE id = 1", [
         cursor,
       ]);
+      if (writeGaps)
+        await conn.query(
+          `INSERT INTO nb_outbox_gaps (id, gaps, written_at) VALUES (1, ?, ${DB_NOW_MS})
+             ON DUPLICATE KEY UPDATE gaps = VALUES(gaps), written_at = VALUES(written_at)`,
+          [JSON.stringify(gaps!.map((g) => [g.lo, g.hi, Math.max(0, Math.round(g.ageMs))]))],
+        );
       await conn.commit();
+      if (writeGaps) this.#storedGaps = ranges;
     } catch (err) {
       await conn?.rollback().catch(() => undefined);
       throw mapStoreError(err, `outbox ${this.name}`);
@@ -258,6 +278,27 @@ function autocommitPool(config: mysql.PoolOptions, lease: OutboxLeaseOptions | u
       );
   });
   return pool;
+}
+
+/**
+ * The stored gaps (see nb_outbox_gaps), aged by `since` ms more. Written only by the relay; an
+ * entry that is not [lo, hi, age] with lo ≤ hi is left out rather than trusted.
+ */
+function parseGaps(raw: unknown, since: number): PassedGap[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(String(raw));
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(parsed)) return [];
+  const out: PassedGap[] = [];
+  for (const g of parsed as unknown[]) {
+    if (!Array.isArray(g) || g.length !== 3 || !g.every((n) => Number.isSafeInteger(n) && n >= 0)) continue;
+    const [lo, hi, age] = g as number[];
+    if (lo! <= hi!) out.push({ lo: lo!, hi: hi!, ageMs: age! + Math.max(0, since) });
+  }
+  return out;
 }
 
 /** The attributes column: a JSON object of strings, or NULL. Anything else is the application's bug. */

@@ -10,6 +10,11 @@
  * - `nb_outbox_relay`, `nb_outbox_topic`: the relay's own state (source id, cursor, and per topic
  *   the seq its recovery scans from), written only by the broker.
  * - `nb_outbox_lease`: with --cluster, which broker relays the outbox (see OutboxLease).
+ * - `nb_outbox_gaps`: one row, the gaps the relay passed recently (JSON `[[lo, hi, age ms], …]`,
+ *   ages as of `written_at`, the database's clock in ms), stored with its cursor so the next
+ *   relay goes on watching them. A table of its own, not a column of `nb_outbox_relay`: adding
+ *   a column to an existing database would need the ALTER privilege, which the relay's user
+ *   does not otherwise need.
  */
 export const OUTBOX_TABLES: readonly string[] = [
   `CREATE TABLE IF NOT EXISTS nb_outbox (
@@ -31,4 +36,7 @@ export const OUTBOX_TABLES: readonly string[] = [
     id TINYINT UNSIGNED NOT NULL PRIMARY KEY,
     owner VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
     epoch BIGINT UNSIGNED NOT NULL, expires_at BIGINT NOT NULL) ENGINE=InnoDB`,
+  `CREATE TABLE IF NOT EXISTS nb_outbox_gaps (
+    id TINYINT UNSIGNED NOT NULL PRIMARY KEY, gaps TEXT NOT NULL,
+    written_at BIGINT NOT NULL) ENGINE=InnoDB`,
 ];
