@@ -6,7 +6,7 @@ import { writeOutbox } from "../../clients/ts/src/outbox.js";
 import { OUTBOX_TABLES } from "../../src/store/mysql/outbox-schema.js";
 import { startBroker, TestClient } from "../support/broker.js";
 import { useTestMysql } from "../support/mariadb.js";
-import { bumpCounter, CommitLog, relayReady } from "../support/outbox.js";
+import { bumpCounter, CommitLog, commitOne, relayedThrough, relayReady } from "../support/outbox.js";
 import { prng } from "../support/prng.js";
 import { type BrokerProcess, spawnBroker } from "../support/process.js";
 
@@ -37,6 +37,17 @@ const CLUSTER_ARGS = [
  */
 const TOPICS = ["oc-a", "oc-b", "oc-c", "oc-d", "oc-e", "oc-f", "oc-g", "oc-h"];
 const DB_NOW_MS = "CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED)";
+
+/** A cluster broker's flags, relaying the outbox `app`. */
+const clusterFlags = (store: string, app: string) => [
+  "--store",
+  store,
+  "--outbox",
+  app,
+  "--outbox-gap-wait-ms",
+  "50",
+  ...CLUSTER_ARGS,
+];
 
 /** The broker holding the outbox's relay lease now (by the pid in its id), and the lease epoch. */
 async function relayHolder(app: string): Promise<{ pid: number; epoch: number } | undefined> {
@@ -102,7 +113,7 @@ test("outbox with --cluster: one broker relays at a time; kill -9 and SIGSTOP of
 }, async () => {
   const store = await db().database("outbox_cluster_store");
   const app = await db().database("outbox_cluster_app");
-  const flags = ["--store", store, "--outbox", app, "--outbox-gap-wait-ms", "50", ...CLUSTER_ARGS];
+  const flags = clusterFlags(store, app);
   const brokers: BrokerProcess[] = [];
   for (let i = 0; i < 3; i++) brokers.push(await spawnBroker(flags));
   const byPid = (pid: number) => {
@@ -283,6 +294,52 @@ test("outbox: a round that fails after sweeping the rows below the relay's curso
   } finally {
     client.close();
     await bus.stop();
+  }
+});
+
+test("outbox with --cluster: a transaction open across a relay failover, in a gap the old relayer passed, still goes before its key's next one", {
+  timeout: 120_000,
+}, async () => {
+  // As across a restart of one broker (outbox-late-mysql.test.ts): the relayer passes the gap
+  // of an open transaction and is SIGKILLed; the broker that takes the outbox over relays a row
+  // (its first round, a full sweep, is done), then the transaction commits and right after it
+  // its key's next one. The new relayer must know the gap from the outbox database.
+  const store = await db().database("outbox_gap_failover_store");
+  const app = await db().database("outbox_gap_failover_app");
+  const flags = clusterFlags(store, app);
+  const brokers = [await spawnBroker(flags), await spawnBroker(flags)];
+  const held = await mysql.createConnection({ uri: app });
+  const other = await mysql.createConnection({ uri: app });
+  try {
+    await relayReady(db(), app);
+    await held.beginTransaction();
+    await writeOutbox(held, "gap-failover", { data: "k:1", orderingKey: "k" });
+    await relayedThrough(db(), app, await commitOne(other, "gap-failover", "x:1", "x"));
+    const holder = (await relayHolder(app))!;
+    const victim = brokers.find((b) => b.child.pid === holder.pid)!;
+    const survivor = brokers.find((b) => b !== victim)!;
+    victim.child.kill("SIGKILL");
+    await victim.exited;
+    await failover(app, holder.epoch, performance.now());
+    await relayedThrough(db(), app, await commitOne(other, "gap-failover", "y:1", "y"));
+    await held.commit();
+    await commitOne(other, "gap-failover", "k:2", "k");
+    const reader = new TestClient(survivor.address);
+    try {
+      const texts = await readAll(reader, "gap-failover", 4);
+      assert.deepEqual(
+        texts.filter((t) => t.startsWith("k:")),
+        ["k:1", "k:2"],
+        `key k in commit order (log: ${texts.join(", ")})`,
+      );
+    } finally {
+      reader.close();
+    }
+  } finally {
+    await held.end().catch(() => undefined);
+    await other.end();
+    for (const b of brokers) b.child.kill("SIGTERM");
+    await Promise.all(brokers.map((b) => b.exited));
   }
 });
 

@@ -7,6 +7,7 @@ import mysql from "mysql2/promise";
 import { writeOutbox } from "../../clients/ts/src/outbox.js";
 import { startBroker, TestClient } from "../support/broker.js";
 import { useTestMysql } from "../support/mariadb.js";
+import { commitOne, relayedThrough } from "../support/outbox.js";
 import { prng } from "../support/prng.js";
 import { spawnBroker } from "../support/process.js";
 
@@ -297,37 +298,20 @@ test("outbox: a transaction open across a broker restart, in a gap the old relay
   let bus = await startBroker(store, options);
   const held = await mysql.createConnection({ uri: app });
   const other = await mysql.createConnection({ uri: app });
-  /** Commits one row on `other`; returns its id. */
-  const commitOne = async (data: string, orderingKey: string): Promise<number> => {
-    await other.beginTransaction();
-    await writeOutbox(other, "gap-restart", { data, orderingKey });
-    const [[row]] = await other.query<mysql.RowDataPacket[]>("SELECT LAST_INSERT_ID() AS id");
-    await other.commit();
-    return Number(row!.id);
-  };
-  /** Waits until the relay stored a cursor at or above `id` (rows up to it relayed and deleted). */
-  const relayedThrough = async (id: number): Promise<void> => {
-    for (let i = 0; ; i++) {
-      const [row] = await db().query<{ cursor_id: number }[]>(app, "SELECT cursor_id FROM nb_outbox_relay");
-      if (Number(row?.cursor_id) >= id) return;
-      assert.ok(i < 600, `the relay reaches id ${id} (cursor ${row?.cursor_id})`);
-      await sleep(20);
-    }
-  };
   let client: TestClient | undefined;
   try {
     await relayReady(app);
     await held.beginTransaction();
     await writeOutbox(held, "gap-restart", { data: "k:1", orderingKey: "k" });
     // Above the open row: the relay waits GAP_WAIT_MS for it, then passes its gap.
-    await relayedThrough(await commitOne("x:1", "x"));
+    await relayedThrough(db(), app, await commitOne(other, "gap-restart", "x:1", "x"));
     assert.equal(bus.relays[0]!.passed, 1, "the relay passed the open transaction's id");
     await bus.stop();
     bus = await startBroker(store, options);
     // Once this row is relayed, the new relay has made its first round, a full sweep.
-    await relayedThrough(await commitOne("y:1", "y"));
+    await relayedThrough(db(), app, await commitOne(other, "gap-restart", "y:1", "y"));
     await held.commit();
-    await commitOne("k:2", "k");
+    await commitOne(other, "gap-restart", "k:2", "k");
     client = new TestClient(bus.address);
     const stream = client.receive("gap-restart", "check", { from: "earliest" });
     await stream.until(() => stream.deliveries.length >= 4, 30_000, "every row");

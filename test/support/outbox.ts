@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type mysql from "mysql2/promise";
+import { writeOutbox } from "../../clients/ts/src/outbox.js";
 import type { TestMysql } from "./mariadb.js";
 
 /** Waits until the broker's relay has created the outbox tables and taken the outbox. */
@@ -44,5 +45,29 @@ export class CommitLog {
       const seen = texts.filter((t) => t.startsWith(`${key}:`));
       assert.deepEqual(seen, expected, `order of ${key} is its commit order`);
     }
+  }
+}
+
+/** Commits one outbox row on `conn` in a transaction of its own; returns its id. */
+export async function commitOne(
+  conn: mysql.Connection,
+  topic: string,
+  data: string,
+  orderingKey: string,
+): Promise<number> {
+  await conn.beginTransaction();
+  await writeOutbox(conn, topic, { data, orderingKey });
+  const [[row]] = await conn.query<mysql.RowDataPacket[]>("SELECT LAST_INSERT_ID() AS id");
+  await conn.commit();
+  return Number(row!.id);
+}
+
+/** Waits until the relay stored a cursor at or above `id` (the rows up to it relayed and deleted). */
+export async function relayedThrough(server: TestMysql, url: string, id: number): Promise<void> {
+  for (let i = 0; ; i++) {
+    const [row] = await server.query<mysql.RowDataPacket[]>(url, "SELECT cursor_id FROM nb_outbox_relay");
+    if (Number(row?.cursor_id) >= id) return;
+    assert.ok(i < 1500, `the relay reaches id ${id} (cursor ${row?.cursor_id})`);
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
