@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import mysql from "mysql2/promise";
 import type { Delivery } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
+import { StartPoint } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { writeOutbox } from "../../clients/ts/src/outbox.js";
 import { OUTBOX_TABLES } from "../../src/store/mysql/outbox-schema.js";
 import { startBroker, TestClient } from "../support/broker.js";
@@ -287,8 +288,11 @@ test("outbox: a round that fails after sweeping the rows below the relay's curso
       await sleep(25);
     }
     await client.adminCall("createTopic", { topic: { name: "resweep" } });
+    // From the earliest message: the relay may publish everything between the two calls (CI
+    // once did, and a subscription starting at the latest message saw none of it).
     await client.adminCall("createSubscription", {
       subscription: { topic: "resweep", name: "check-resweep-0" },
+      start: { case: "startPoint", value: StartPoint.EARLIEST },
     });
     assert.deepEqual(await readAll(client, "resweep", 20), inIdOrder(20), "id order");
   } finally {
