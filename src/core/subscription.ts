@@ -560,6 +560,12 @@ export class Subscription {
             continue;
           }
         } else {
+          // Due redeliveries go first (README, Priorities): while their messages are read from
+          // the store, first deliveries wait too (dispatched again when the read is back).
+          // Otherwise, after a restart (an empty tail cache) the urgent lane's read could come
+          // back first and the urgent backlog went out before the redelivery
+          // (test/integration/priority-redelivery-sqlite.test.ts).
+          if (this.#fetching && this.#readyHead < this.#ready.length) break;
           if (this.topic.priorities.loading) break; // dispatched again once the lanes are built
           if (spans && this.#cursor <= this.topic.watermark) {
             const took = this.#takeRecord(consumer, batch, rangeSeqs, rangeSizes);
