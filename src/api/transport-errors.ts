@@ -39,25 +39,62 @@ export function rewriteTransportError(status: Status): Status {
   return status;
 }
 
+/** Marks a base call whose statuses go through rewriteTransportError (see the interceptor). */
+const REWRITES_STATUS = Symbol("nervebus.rewritesStatus");
+/** Set on the prototype of grpc-js's base call once its sendStatus is wrapped. */
+const WRAPPED = Symbol("nervebus.sendStatusWrapped");
+
+/** grpc-js's base server call, as far as the wrapper uses it. */
+interface BaseCall {
+  sendStatus(status: Status): void;
+  readonly stream?: { resume?: () => void };
+  [REWRITES_STATUS]?: true;
+}
+
+/**
+ * Wraps the sendStatus of grpc-js's base call class once, on its prototype: a call marked
+ * REWRITES_STATUS has its status rewritten (rewriteTransportError) and the rest of its
+ * request body let through (below); other calls are left as they are.
+ *
+ * Per call, as an own property (a closure holding the call), the wrapper kept every finished
+ * call's whole object graph (HTTP/2 stream, grpc-js call, interceptors, decoded request) alive
+ * through young-generation collections until the next full one: each SendPack's ~6 KB of
+ * objects was copied and promoted, most of what the broker promoted at 10k msg/s
+ * (BENCHMARKS.md, "Round 2, fourth session: what survives a scavenge"). A mark on the call (no
+ * closure) and one shared function do not.
+ */
+function wrapSendStatus(proto: BaseCall): void {
+  if (Object.hasOwn(proto, WRAPPED)) return;
+  const original = proto.sendStatus;
+  Object.defineProperty(proto, WRAPPED, { value: true });
+  proto.sendStatus = function (this: BaseCall, status: Status) {
+    if (this[REWRITES_STATUS] !== true) return original.call(this, status);
+    original.call(this, rewriteTransportError(status));
+    // grpc-js holds the HTTP/2 stream paused until a handler reads. A call answered before its
+    // body was read (admission refused it at its headers) would keep that body unread in the
+    // stream, and unread data holds the connection's flow-control window: a few refused packs
+    // stalled every admitted pack on the connection until its deadline. Once answered, the
+    // body is let through, and grpc-js drops it (the call is over).
+    this.stream?.resume?.();
+  };
+}
+
 /**
  * The server's first interceptor: gives grpc-js's base call a sendStatus that rewrites its own
- * refusals (rewriteTransportError) and discards the rest of an answered call's request body. grpc-js calls `this.sendStatus` on the base call for these,
- * past every interceptor's responder, so the only place to see them without forking grpc-js is
- * the base call object itself, which grpc-js 1.14 hands to the first interceptor. The call is
- * returned as it is, so the next interceptor still gets the base call (CallDrain needs it).
+ * refusals (rewriteTransportError) and discards the rest of an answered call's request body.
+ * grpc-js calls `this.sendStatus` on the base call for these, past every interceptor's
+ * responder, so the only place to see them without forking grpc-js is the base call object
+ * itself, which grpc-js 1.14 hands to the first interceptor (its class's sendStatus is wrapped
+ * once, wrapSendStatus). The call is returned as it is, so the next interceptor still gets the
+ * base call (CallDrain needs it).
  */
 export const transportErrorInterceptor: grpc.ServerInterceptor = (_method, call) => {
-  const send = call.sendStatus.bind(call);
-  // grpc-js holds the HTTP/2 stream paused until a handler reads. A call answered before its
-  // body was read (admission refused it at its headers) would keep that body unread in the
-  // stream, and unread data holds the connection's flow-control window: a few refused packs
-  // stalled every admitted pack on the connection until its deadline. Once answered, the
-  // body is let through, and grpc-js drops it (the call is over).
-  const stream = (call as unknown as { stream?: { resume?: () => void } }).stream;
-  call.sendStatus = (status) => {
-    send(rewriteTransportError(status));
-    stream?.resume?.();
-  };
+  const base = call as unknown as BaseCall;
+  const proto = Object.getPrototypeOf(base) as BaseCall | null;
+  if (proto !== null && typeof proto.sendStatus === "function") {
+    wrapSendStatus(proto);
+    base[REWRITES_STATUS] = true;
+  }
   // The type wants a ServerInterceptingCall; grpc-js only uses the interface it implements.
   return call as grpc.ServerInterceptingCall;
 };

@@ -1,5 +1,8 @@
 import type { Consumer } from "./consumer.js";
 
+const NONE: readonly number[] = [];
+const NONE_HELD = new Uint8Array(0);
+
 /**
  * The first deliveries of one batch to one consumer, leased together: one object for the
  * batch instead of a pending entry per message. Seqs ascend; each is held until it is acked
@@ -9,30 +12,39 @@ import type { Consumer } from "./consumer.js";
 export class LeaseRange {
   /** Seqs still held. */
   open: number;
+  /** The lowest and highest seq of the batch (kept when the arrays are dropped). */
+  readonly first: number;
+  readonly last: number;
+  /**
+   * The batch's seqs and the bytes each counts against the consumer's window; empty once every
+   * seq is released. The subscription's timer heap keeps a range until its deadline although
+   * the batch is usually acked within milliseconds: dropping the arrays then leaves a small
+   * object there instead of two arrays per batch that survived young-generation collections
+   * and were copied to the old generation (BENCHMARKS.md, "Round 2, fourth session: what
+   * survives a scavenge").
+   */
+  seqs: readonly number[];
+  sizes: readonly number[];
   /** 1 while seqs[i] is held. */
-  readonly #held: Uint8Array;
+  #held: Uint8Array;
   /** Whether the seqs are consecutive (the usual batch from the cursor): seq − first is the index. */
   readonly #dense: boolean;
 
   constructor(
     readonly consumer: Consumer,
-    readonly seqs: readonly number[],
+    seqs: readonly number[],
     /** Bytes each seq counts against the consumer's window. */
-    readonly sizes: readonly number[],
+    sizes: readonly number[],
     /** When the lease of every seq still held ends (ms since epoch). */
     readonly deadline: number,
   ) {
+    this.seqs = seqs;
+    this.sizes = sizes;
     this.open = seqs.length;
+    this.first = seqs[0]!;
+    this.last = seqs[seqs.length - 1]!;
     this.#held = new Uint8Array(seqs.length).fill(1);
-    this.#dense = seqs.length > 0 && seqs[seqs.length - 1]! - seqs[0]! === seqs.length - 1;
-  }
-
-  get first(): number {
-    return this.seqs[0]!;
-  }
-
-  get last(): number {
-    return this.seqs[this.seqs.length - 1]!;
+    this.#dense = seqs.length > 0 && this.last - this.first === seqs.length - 1;
   }
 
   /** The index of `seq` while it is held, else -1. */
@@ -40,7 +52,7 @@ export class LeaseRange {
     const seqs = this.seqs;
     if (this.#dense) {
       // Every ack looks its seq up here (twice): a drain acked 1 M seqs in batches of ~6000.
-      const i = seq - seqs[0]!;
+      const i = seq - this.first;
       return i >= 0 && i < seqs.length && this.#held[i] === 1 ? i : -1;
     }
     let lo = 0;
@@ -57,9 +69,14 @@ export class LeaseRange {
 
   /** Stops holding seqs[i]; returns its size. */
   release(i: number): number {
+    const size = this.sizes[i]!;
     this.#held[i] = 0;
-    this.open--;
-    return this.sizes[i]!;
+    if (--this.open === 0) {
+      this.seqs = NONE;
+      this.sizes = NONE;
+      this.#held = NONE_HELD;
+    }
+    return size;
   }
 
   /** The indexes of the seqs still held. */

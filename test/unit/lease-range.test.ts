@@ -21,3 +21,20 @@ test("a ranged lease finds its seqs while held, consecutive or not", () => {
     assert.equal(r.open, seqs.length - 1);
   }
 });
+
+test("a ranged lease released in full keeps its bounds and holds nothing", () => {
+  for (const seqs of [
+    [10, 11, 12],
+    [10, 12, 17],
+  ]) {
+    const r = new LeaseRange(consumer, seqs, [1, 2, 3], 0);
+    assert.deepEqual(
+      seqs.map((_, i) => r.release(i)),
+      [1, 2, 3],
+    );
+    assert.equal(r.open, 0);
+    assert.deepEqual([r.first, r.last], [10, seqs[2]]);
+    assert.deepEqual(r.heldIndexes(), []);
+    for (const s of [...seqs, 9, 13]) assert.equal(r.indexOf(s), -1, `seq ${s} of ${seqs}`);
+  }
+});
