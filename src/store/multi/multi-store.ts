@@ -414,7 +414,29 @@ export class MultiStore implements Store, TopicPlacement {
       // Looked up asynchronously: a move may have closed the gate or switched meanwhile.
       if ((write && this.#gates.has(topic.name)) || this.#placed.get(topic.name) !== placed) continue;
       const store = this.set.store(placed.host);
-      return placed.track(write, () => call(store, placed.local));
+      try {
+        return await placed.track(write, () => call(store, placed.local));
+      } catch (err) {
+        // Another broker moved the topic and dropped the old copy's tables before this one's
+        // cached place was refreshed (at its next heartbeat). The caller gets UNAVAILABLE, not
+        // INTERNAL, and its retry starts over from the catalog: the call is not carried on in
+        // the new place here, since what came before it (a topic's claim, its load) went to the
+        // old one.
+        if (!isMissingTable(err) || this.#placed.get(topic.name) !== placed) throw err;
+        this.#placed.delete(topic.name);
+        const now = await this.#lookup(topic.name);
+        if (now === undefined || now.host === placed.host) throw err;
+        this.log("info", "a topic moved by another broker: its cached place was stale", {
+          topic: topic.name,
+          from: placed.host.key,
+          to: now.host.key,
+        });
+        throw new NerveBusError(
+          "unavailable",
+          `topic ${topic.name} was moved from ${placed.host.key} to ${now.host.key} by another broker; retry`,
+          { cause: err },
+        );
+      }
     }
   }
 
@@ -445,4 +467,10 @@ export class MultiStore implements Store, TopicPlacement {
       .catch(() => undefined);
     return run;
   }
+}
+
+/** Whether a store call failed because a table is gone (MySQL's ER_NO_SUCH_TABLE, 1146). */
+function isMissingTable(err: unknown): boolean {
+  const cause = err instanceof Error ? (err.cause as { errno?: number } | undefined) : undefined;
+  return cause?.errno === 1146 || (err as { errno?: number } | undefined)?.errno === 1146;
 }
