@@ -42,6 +42,17 @@ async function insertAll(store: Store, topic: TopicRecord, seqs: number[]) {
 }
 
 /** The behaviour every Store must have; run once per backend. */
+/** A subscription's settings, as the tests that make subscriptions use them. */
+const SUBSCRIPTION = {
+  ackDeadlineMs: 1000,
+  minBackoffMs: 1,
+  maxBackoffMs: 2,
+  maxDeliveryAttempts: 0,
+  deadLetterTopic: "",
+  ordering: false,
+  paused: false,
+};
+
 export function storeConformance(kind: string, factory: StoreFactory): void {
   const withStore = (name: string, fn: (store: Store, url: string) => Promise<void>) =>
     test(`${kind} store: ${name}`, async () => {
@@ -234,15 +245,7 @@ export function storeConformance(kind: string, factory: StoreFactory): void {
     async (store) => {
       const { topic } = (await store.ensureTopic("lowest", shards(1)))!;
       const { topic: other } = (await store.ensureTopic("lowest-other", shards(1)))!;
-      const config = {
-        ackDeadlineMs: 1000,
-        minBackoffMs: 1,
-        maxBackoffMs: 2,
-        maxDeliveryAttempts: 0,
-        deadLetterTopic: "",
-        ordering: false,
-        paused: false,
-      };
+      const config = SUBSCRIPTION;
       assert.equal(await store.lowestPointer(topic), 0, "no subscriptions");
       await store.ensureSubscription(topic, "a", config);
       await store.ensureSubscription(topic, "b", config);
@@ -282,15 +285,7 @@ export function storeConformance(kind: string, factory: StoreFactory): void {
 
   withStore("subscriptions are created once", async (store) => {
     const { topic } = (await store.ensureTopic("subs", shards(1)))!;
-    const sub = {
-      ackDeadlineMs: 1000,
-      minBackoffMs: 1,
-      maxBackoffMs: 2,
-      maxDeliveryAttempts: 0,
-      deadLetterTopic: "",
-      ordering: false,
-      paused: false,
-    };
+    const sub = SUBSCRIPTION;
     assert.equal(await store.ensureSubscription(topic, "a", null), null);
     assert.equal((await store.ensureSubscription(topic, "a", sub))?.created, true);
     assert.equal((await store.ensureSubscription(topic, "a", sub))?.created, false);
