@@ -183,3 +183,64 @@ test("mysql --cluster over two databases: a broker whose cached place of a topic
     await B.store.close();
   }
 });
+
+test("mysql --cluster over two databases: a broker that does not own a topic and has its place cached reads its subscriptions, pointers and schema where the topic is now, never 'none' from the copy its owner moved away and dropped (nor from a new copy made on the same database)", async () => {
+  const server = testMysql();
+  const [a, b] = [await server.database("sp_catalog_a"), await server.database("sp_catalog_b")];
+  const [A, B] = await twoBrokers(a, b);
+  try {
+    const topic = await handedOver(A, B);
+    const owned = (await B.store.ensureTopic("sp", null))!.topic;
+    await B.store.ensureSubscription(owned, "t", SUBSCRIPTION);
+    await B.store.savePointers(owned, [
+      { subscription: "s", ptr: 2, state: null },
+      { subscription: "t", ptr: 3, state: null },
+    ]);
+    const schema = { messageType: "shop.v1.Order", descriptorSet: Buffer.from([10, 0]), updatedAt: 5 };
+    await B.store.saveTopicSchema(owned, schema);
+    // Reads of rows kept in tables every topic shares: a dropped copy has none, and the read
+    // fails nothing. The deletion of a topic (is it a dead-letter topic?) and the limits on
+    // subscriptions ask this of topics the broker does not own.
+    const calls: [string, (s: Store) => Promise<unknown>, unknown][] = [
+      ["listSubscriptions", (s) => s.listSubscriptions(topic).then((r) => r.map((x) => x.name)), ["s", "t"]],
+      ["loadPointer", (s) => s.loadPointer(topic, "t").then((p) => p?.ptr), 3],
+      ["lowestPointer", (s) => s.lowestPointer(topic), 2],
+      [
+        "ensureSubscription",
+        (s) => s.ensureSubscription(topic, "t", null).then((r) => r?.subscription.name),
+        "t",
+      ],
+      ["loadTopicSchema", (s) => s.loadTopicSchema(topic).then((r) => r?.messageType), "shop.v1.Order"],
+    ];
+    let from = a;
+    const check = async (name: string, call: (s: Store) => Promise<unknown>, want: unknown, to: string) => {
+      A.logged.length = 0;
+      assert.deepEqual(await call(A.store), want, `${name}: read where the topic is now`);
+      assert.deepEqual(
+        A.logged.filter((l) => l.msg.includes("cached place was stale")).map((l) => l.fields),
+        [{ topic: "sp", from: keyOf(from), to: keyOf(to) }],
+        `${name}: A dropped its stale place and found the new one`,
+      );
+    };
+    for (const [name, call, want] of calls) {
+      const to = from === a ? b : a;
+      assert.equal((await B.store.placement!.moveTopic("sp", keyOf(to))).moved, true);
+      await check(name, call, want, to);
+      from = to;
+    }
+    // Moved away and back while A looked elsewhere: the database A has cached holds the topic
+    // again, in a new copy; the one A knew is gone.
+    const away = from === a ? b : a;
+    await B.store.placement!.moveTopic("sp", keyOf(away));
+    await B.store.placement!.moveTopic("sp", keyOf(from));
+    const [name, call, want] = calls[0]!;
+    await check(`${name} after a move away and back`, call, want, from);
+    // The owner reads its own topic without a second look (nothing was stale for it).
+    B.logged.length = 0;
+    assert.deepEqual(await calls[0]![1](B.store), ["s", "t"]);
+    assert.deepEqual(B.logged, []);
+  } finally {
+    await A.store.close();
+    await B.store.close();
+  }
+});

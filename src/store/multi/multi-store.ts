@@ -414,30 +414,58 @@ export class MultiStore implements Store, TopicPlacement {
       // Looked up asynchronously: a move may have closed the gate or switched meanwhile.
       if ((write && this.#gates.has(topic.name)) || this.#placed.get(topic.name) !== placed) continue;
       const store = this.set.store(placed.host);
+      let answer: T;
       try {
-        return await placed.track(write, () => call(store, placed.local));
+        answer = await placed.track(write, () => call(store, placed.local));
       } catch (err) {
-        // Another broker moved the topic and dropped the old copy's tables before this one's
-        // cached place was refreshed (at its next heartbeat). The caller gets UNAVAILABLE, not
-        // INTERNAL, and its retry starts over from the catalog: the call is not carried on in
-        // the new place here, since what came before it (a topic's claim, its load) went to the
-        // old one.
+        // Another broker moved the topic and dropped the old copy's tables before this one
+        // refreshed its cached place (which it does when it claims the topic). The caller gets
+        // UNAVAILABLE, not INTERNAL, and its retry starts over from the catalog: the call is
+        // not carried on in the new place here, since what came before it (a topic's claim,
+        // its load) went to the old one.
         if (!isMissingTable(err) || this.#placed.get(topic.name) !== placed) throw err;
         this.#placed.delete(topic.name);
         const now = await this.#lookup(topic.name);
         if (now === undefined || now.host === placed.host) throw err;
-        this.log("info", "a topic moved by another broker: its cached place was stale", {
-          topic: topic.name,
-          from: placed.host.key,
-          to: now.host.key,
-        });
+        this.#logStale(topic.name, placed, now);
         throw new NerveBusError(
           "unavailable",
           `topic ${topic.name} was moved from ${placed.host.key} to ${now.host.key} by another broker; retry`,
           { cause: err },
         );
       }
+      if (write || (await this.#stillPlaced(topic.name, placed))) return answer;
+      // A read of a topic another broker owns, from a copy it has moved away: asked again
+      // where the topic is now (a read has nothing before it that went to the old copy).
+      if (this.#placed.get(topic.name) === placed) this.#placed.delete(topic.name);
+      const now = await this.#lookup(topic.name);
+      if (now !== undefined) this.#logStale(topic.name, placed, now);
     }
+  }
+
+  /**
+   * Whether a read's answer from `placed` stands. With `--cluster` the owner of a topic may move
+   * it while this broker, which does not own it, keeps its old place cached (a broker that owned
+   * it before, or looked at its subscriptions). The old copy's log tables are dropped, so a read
+   * of them fails (see #call); but its catalog rows go from tables every topic shares, so a read
+   * of its subscriptions, pointers or schema finds none and fails nothing. Checked after the
+   * read, so a move that ends during it is seen too: a topic this broker holds the lease of
+   * cannot move meanwhile (the move's seal proves its owner's lease); any other is checked
+   * against the placement catalog and the copy the read went to.
+   */
+  async #stillPlaced(name: string, placed: PlacedTopic): Promise<boolean> {
+    const store = placed.host.store;
+    if (this.cluster === undefined || store === undefined || store.serves(placed.local)) return true;
+    const row = await this.catalog.get(name);
+    return row?.host === placed.host.key && (await store.holds(placed.local));
+  }
+
+  #logStale(name: string, was: PlacedTopic, now: PlacedTopic): void {
+    this.log("info", "a topic moved by another broker: its cached place was stale", {
+      topic: name,
+      from: was.host.key,
+      to: now.host.key,
+    });
   }
 
   /** The reachable database with the fewest topics placed on it (the first of equals). */

@@ -173,6 +173,17 @@ export class MysqlStore implements core.Store {
     this.cluster.forget(topic);
   }
 
+  /**
+   * Whether this database still holds this copy of the topic (its catalog row, same id and
+   * name): a copy dropped after a move has none, even once the topic has moved back here.
+   */
+  async holds(topic: core.TopicRecord): Promise<boolean> {
+    const rows = await this.#db.run("reading the topic catalog", () =>
+      this.#db.select("SELECT 1 FROM nb_topics WHERE id = ? AND name = ?", [topic.id, topic.name]),
+    );
+    return rows.length > 0;
+  }
+
   /** `--cluster`: the database this copy of the topic was moved to, once sealed (see sealMoved). */
   async movedTo(topic: core.TopicRecord): Promise<string | undefined> {
     if (this.cluster === undefined) return undefined;
