@@ -244,3 +244,45 @@ test("mysql --cluster over two databases: a broker that does not own a topic and
     await B.store.close();
   }
 });
+
+test("mysql --cluster over two databases: a broker taking over a topic it has cached loads the settings its owner gave it since, after a handover and after a move", async () => {
+  const server = testMysql();
+  const [a, b] = [await server.database("sp_config_a"), await server.database("sp_config_b")];
+  const [A, B] = await twoBrokers(a, b);
+  try {
+    const topic = await handedOver(A, B);
+    const changed = async (retentionMs: number) => {
+      const owned = (await B.store.ensureTopic("sp", null))!.topic;
+      await B.store.claimTopic(owned);
+      await B.store.updateTopicConfig(owned, { ...TOPIC_CONFIG, retentionMs });
+    };
+    const handBack = async () => {
+      await B.store.releaseTopic!((await B.store.ensureTopic("sp", null))!.topic);
+      const loaded = (await A.store.ensureTopic("sp", null))!.topic;
+      await A.store.claimTopic(loaded);
+      return loaded;
+    };
+
+    // Handed over to B, changed by B, handed back: A loads B's settings.
+    await changed(60_000);
+    let loaded = await handBack();
+    assert.equal(loaded.config.retentionMs, 60_000, "after a handover");
+    assert.equal(loaded.id, topic.id);
+    await A.store.releaseTopic!(loaded);
+
+    // The same with a move to the other database in between.
+    await changed(120_000);
+    assert.equal((await B.store.placement!.moveTopic("sp", keyOf(b))).moved, true);
+    loaded = await handBack();
+    assert.equal(loaded.config.retentionMs, 120_000, "after a move");
+    await A.store.insertMessages(loaded, 0, [message(4, "four")]);
+    assert.deepEqual(
+      [...(await storedRows(server, b, "sp"))].sort((x, y) => x[0] - y[0]).map(([, v]) => v),
+      ["one", "two", "three", "four"],
+    );
+    assert.deepEqual(await topicNames(server, a), []);
+  } finally {
+    await A.store.close();
+    await B.store.close();
+  }
+});

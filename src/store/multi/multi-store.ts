@@ -148,6 +148,16 @@ export class MultiStore implements Store, TopicPlacement {
     create: { shards: number; config: TopicConfig; format?: LogFormat } | null,
   ): Promise<{ topic: TopicRecord; created: boolean } | null> {
     return this.#oneAtATime(name, async () => {
+      // With `--cluster` a topic another broker owns is looked up afresh: its owner may have
+      // changed its settings, or moved it, since this broker cached it, and a broker taking a
+      // topic over loads it from this record.
+      const cached = this.#placed.get(name);
+      if (
+        cached !== undefined &&
+        this.cluster !== undefined &&
+        cached.host.store?.serves(cached.local) !== true
+      )
+        this.#placed.delete(name);
       const placed = await this.#lookup(name);
       if (placed !== undefined) return { topic: placed.record, created: false };
       if (create === null) return null;
