@@ -104,12 +104,31 @@ async function handedOver(A: Broker, B: Broker): Promise<TopicRecord> {
   return made;
 }
 
-test("mysql --cluster over two databases: a broker whose cached place of a topic is stale (another broker moved the topic and dropped the old copy's tables) gets UNAVAILABLE, never INTERNAL, from each call that reads the old tables; its retry reads the new copy, and its publish after claiming lands there at the next seq", async () => {
+/** The databases, the two brokers and the topic `handedOver` made, for one test. */
+interface Setup {
+  readonly server: TestMysql;
+  readonly a: string;
+  readonly b: string;
+  readonly A: Broker;
+  readonly B: Broker;
+  readonly topic: TopicRecord;
+}
+
+/** Runs `fn` on databases `NAME_a` and `NAME_b` with two brokers and a handed-over topic; closes both. */
+async function withHandedOver(name: string, fn: (s: Setup) => Promise<void>): Promise<void> {
   const server = testMysql();
-  const [a, b] = [await server.database("sp_tables_a"), await server.database("sp_tables_b")];
+  const [a, b] = [await server.database(`${name}_a`), await server.database(`${name}_b`)];
   const [A, B] = await twoBrokers(a, b);
   try {
-    const topic = await handedOver(A, B);
+    await fn({ server, a, b, A, B, topic: await handedOver(A, B) });
+  } finally {
+    await A.store.close();
+    await B.store.close();
+  }
+}
+
+test("mysql --cluster over two databases: a broker whose cached place of a topic is stale (another broker moved the topic and dropped the old copy's tables) gets UNAVAILABLE, never INTERNAL, from each call that reads the old tables; its retry reads the new copy, and its publish after claiming lands there at the next seq", () =>
+  withHandedOver("sp_tables", async ({ server, a, b, A, B, topic }) => {
     // The calls a broker makes that read the topic's own tables (a lagging subscription's
     // reads, dedup and priority rebuilds, retention, the schedule, stats), each with what
     // its retry reads from the new copy. The topic moves before each, so each finds A's
@@ -178,18 +197,10 @@ test("mysql --cluster over two databases: a broker whose cached place of a topic
         [4, "four"],
       ],
     );
-  } finally {
-    await A.store.close();
-    await B.store.close();
-  }
-});
+  }));
 
-test("mysql --cluster over two databases: a broker that does not own a topic and has its place cached reads its subscriptions, pointers and schema where the topic is now, never 'none' from the copy its owner moved away and dropped (nor from a new copy made on the same database)", async () => {
-  const server = testMysql();
-  const [a, b] = [await server.database("sp_catalog_a"), await server.database("sp_catalog_b")];
-  const [A, B] = await twoBrokers(a, b);
-  try {
-    const topic = await handedOver(A, B);
+test("mysql --cluster over two databases: a broker that does not own a topic and has its place cached reads its subscriptions, pointers and schema where the topic is now, never 'none' from the copy its owner moved away and dropped (nor from a new copy made on the same database)", () =>
+  withHandedOver("sp_catalog", async ({ a, b, A, B, topic }) => {
     const owned = (await B.store.ensureTopic("sp", null))!.topic;
     await B.store.ensureSubscription(owned, "t", SUBSCRIPTION);
     await B.store.savePointers(owned, [
@@ -239,18 +250,10 @@ test("mysql --cluster over two databases: a broker that does not own a topic and
     B.logged.length = 0;
     assert.deepEqual(await calls[0]![1](B.store), ["s", "t"]);
     assert.deepEqual(B.logged, []);
-  } finally {
-    await A.store.close();
-    await B.store.close();
-  }
-});
+  }));
 
-test("mysql --cluster over two databases: a broker taking over a topic it has cached loads the settings its owner gave it since, after a handover and after a move", async () => {
-  const server = testMysql();
-  const [a, b] = [await server.database("sp_config_a"), await server.database("sp_config_b")];
-  const [A, B] = await twoBrokers(a, b);
-  try {
-    const topic = await handedOver(A, B);
+test("mysql --cluster over two databases: a broker taking over a topic it has cached loads the settings its owner gave it since, after a handover and after a move", () =>
+  withHandedOver("sp_config", async ({ server, a, b, A, B, topic }) => {
     const changed = async (retentionMs: number) => {
       const owned = (await B.store.ensureTopic("sp", null))!.topic;
       await B.store.claimTopic(owned);
@@ -281,8 +284,4 @@ test("mysql --cluster over two databases: a broker taking over a topic it has ca
       ["one", "two", "three", "four"],
     );
     assert.deepEqual(await topicNames(server, a), []);
-  } finally {
-    await A.store.close();
-    await B.store.close();
-  }
-});
+  }));
