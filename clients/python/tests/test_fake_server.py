@@ -16,8 +16,17 @@ import grpc.aio
 import pytest
 
 import nervebus
-from nervebus import Backoff, PublisherSettings, ReceivedMessage, RetrySettings, SubscriberSettings
+from nervebus import (
+    Backoff,
+    DeliveryState,
+    PublisherSettings,
+    ReceivedMessage,
+    RetrySettings,
+    SubscriberSettings,
+)
 from nervebus.gen.nervebus.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
     message_pb2,
     publisher_pb2,
     publisher_pb2_grpc,
@@ -108,11 +117,30 @@ def delivery(seq: int, attempt: int = 1) -> subscriber_pb2.ReceiveResponse:
     )
 
 
+class FakeAdmin(admin_pb2_grpc.AdminServiceServicer):
+    """Answers GetMessage with a delivery in ``state``, such as one only a newer broker sends."""
+
+    def __init__(self, state: int) -> None:
+        self.state = state
+
+    async def GetMessage(
+        self, request: admin_pb2.GetMessageRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.GetMessageResponse:
+        return admin_pb2.GetMessageResponse(
+            message=admin_pb2.StoredMessage(
+                message=message_pb2.Delivery(seq=request.seq, data=b"x", trace_id=TRACE),
+                deliveries=[admin_pb2.MessageDelivery(subscription="s", state=self.state)],  # type: ignore[arg-type]
+            )
+        )
+
+
 async def serve(*servicers: Any) -> tuple[grpc.aio.Server, str]:
     server = grpc.aio.server()
     for servicer in servicers:
         if isinstance(servicer, FakePublisher):
             publisher_pb2_grpc.add_PublisherServiceServicer_to_server(servicer, server)
+        elif isinstance(servicer, FakeAdmin):
+            admin_pb2_grpc.add_AdminServiceServicer_to_server(servicer, server)
         else:
             subscriber_pb2_grpc.add_SubscriberServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -333,5 +361,18 @@ async def test_unknown_status_stops_the_subscriber() -> None:
             assert not subscriber.running
             assert fake.streams == 1
             await subscriber.stop()  # harmless after a failure
+    finally:
+        await server.stop(0)
+
+
+# Defect: a delivery state the client does not know raised ValueError from get_message, so a
+# client older than STATE_DEAD_LETTERED could not browse a dead-lettered message at all. The
+# real broker sends only known states, hence the fake.
+async def test_a_delivery_state_from_a_newer_broker_reads_unspecified() -> None:
+    server, address = await serve(FakeAdmin(state=99))
+    try:
+        async with nervebus.Client(address) as client:
+            m = await client.admin.get_message("t", 1)
+        assert [(d.subscription, d.state) for d in m.deliveries] == [("s", DeliveryState.UNSPECIFIED)]
     finally:
         await server.stop(0)

@@ -22,6 +22,7 @@ __all__ = ["DeliveryState", "MessageDelivery", "MessagePage", "StoredMessage"]
 class DeliveryState(enum.IntEnum):
     """Where a message stands on one subscription (``MessageDelivery.State``)."""
 
+    #: Also any state this client does not know (one a newer broker added).
     UNSPECIFIED = 0
     #: Not delivered yet (or delivered once before a broker restart and not acked).
     NOT_DELIVERED = 1
@@ -124,6 +125,15 @@ def list_request(
     return request
 
 
+def _state(value: int) -> DeliveryState:
+    # A newer broker may send a state added after this client (as STATE_DEAD_LETTERED was):
+    # browsing must still work, so it reads UNSPECIFIED (as in the TS client), not ValueError.
+    try:
+        return DeliveryState(value)
+    except ValueError:
+        return DeliveryState.UNSPECIFIED
+
+
 def stored_message(m: admin_pb2.StoredMessage) -> StoredMessage:
     """A StoredMessage from its wire form."""
     d = m.message
@@ -138,7 +148,7 @@ def stored_message(m: admin_pb2.StoredMessage) -> StoredMessage:
         deliveries=tuple(
             MessageDelivery(
                 subscription=x.subscription,
-                state=DeliveryState(x.state),
+                state=_state(x.state),
                 attempts=x.attempts,
                 consumer=x.consumer,
                 lease_deadline=_opt_time(x, "lease_deadline"),
