@@ -65,7 +65,8 @@ test("getMessage and listMessages show a dead-lettered message as dead_lettered 
         );
       controller.abort();
       await loop;
-      assert.deepEqual(attempts, sub === "w" ? ["1#1", "2#1", "1#2"] : ["1#1", "2#1"], sub);
+      // Sorted: a due redelivery may go out before a first delivery.
+      assert.deepEqual(attempts.sort(), sub === "w" ? ["1#1", "1#2", "2#1"] : ["1#1", "2#1"], sub);
     }
 
     const check = async (when: string) => {
