@@ -231,7 +231,9 @@ function join(runs: readonly IndexedRun[]): RunRow {
 /**
  * The records with from ≤ seq ≤ to of a run read back from a store (first seq, body, ids), as
  * an indexed run with a body of their own: a copy, so a read that needs a few records of a large
- * row does not keep the whole row alive. Undefined when the run holds none of them. Its times,
+ * row does not keep the whole row alive (nor a driver's network buffer that holds other rows).
+ * A run kept whole whose body is most of the memory behind it is used as it is: a copy would
+ * hold the same bytes (a drain reads whole runs). Undefined when the run holds none of them. Its times,
  * `bytes` and `payloadBytes` are not known without decoding and are 0 (deliveries read each
  * record's own).
  */
@@ -275,11 +277,19 @@ export function copyStoredRange(
     firstTime: 0,
     lastTime: 0,
     bytes: 0,
-    body: Buffer.from(body.subarray(start, r.pos)),
+    body:
+      start === 0 && r.pos === body.length && ownsMemory(body)
+        ? body
+        : Buffer.from(body.subarray(start, r.pos)),
     ids: kept,
     offsets: Uint32Array.from(starts),
     payloadBytes: 0,
   };
+}
+
+/** Whether `b` is at least half of the memory it is a view of (keeping it keeps at most twice its bytes). */
+function ownsMemory(b: Buffer): boolean {
+  return b.byteLength * 2 >= b.buffer.byteLength;
 }
 
 /** Moves past one length-prefixed record (no range tuple made per record). */
