@@ -29,10 +29,11 @@ test("second process: a broker holding the file makes opening it FAILED_PRECONDI
         return true;
       },
     );
-    const db = new Database(path, { timeout: 0 });
+    // The owner's lock file, held exclusively, answers any other connection SQLITE_BUSY.
+    const db = new Database(`${path}-lock`, { timeout: 0 });
     try {
       assert.throws(
-        () => db.prepare("SELECT COUNT(*) FROM nb_topics").get(),
+        () => db.prepare("PRAGMA user_version").get(),
         (err: unknown) => {
           assert.equal(codeOf(err), "SQLITE_BUSY");
           const mapped = mapStoreError(err, "reading");

@@ -6,7 +6,15 @@ import * as core from "../../core/index.js";
 import { type IndexedRun, joinRuns, type RunRow } from "../../wire/index.js";
 import * as codec from "../codec.js";
 import { mapSqliteOpenError, mapStoreError } from "../errors.js";
+import { SqliteCheckpointer } from "./sqlite-checkpointer.js";
+import { lockSqliteFile } from "./sqlite-lock.js";
 import { SqliteRunLog } from "./sqlite-run-log.js";
+
+/**
+ * Frames of write-ahead log past which the store's own connection checkpoints after all (as
+ * SQLite does past 1000 by default): only when the checkpoint thread falls this far behind.
+ */
+const BACKSTOP_CHECKPOINT_FRAMES = 16_384;
 
 /** This process, as ownership() names it. */
 const OWNER = `${hostname()}/${process.pid}`;
@@ -71,8 +79,9 @@ function toTopic(r: TopicRow): core.TopicRecord {
 
 /**
  * The embedded store: one SQLite file in WAL mode with synchronous=FULL (a commit survives a
- * power cut) and locking_mode=EXCLUSIVE, which holds the file lock for the life of the process
- * so a second broker on the same file fails at start-up instead of assigning the same seqs.
+ * power cut). The owner holds `PATH-lock` (sqliteLock) for the life of the process, so a second
+ * broker on the same file fails at start-up instead of assigning the same seqs, and copies the
+ * log into the database file from a thread of its own (SqliteCheckpointer).
  *
  * better-sqlite3 is synchronous. Inserts requested in the same turn of the event loop (one per
  * shard writer) run in one transaction, so the whole flush costs one fsync.
@@ -85,13 +94,25 @@ export class SqliteStore implements core.Store {
   readonly #statements = new Map<string, Database.Statement>();
   readonly #runs = new SqliteRunLog((sql) => this.#stmt(sql));
 
-  private constructor(db: Database.Database) {
+  readonly #lock: Database.Database | undefined;
+  readonly #checkpointer: SqliteCheckpointer | undefined;
+
+  private constructor(db: Database.Database, lock?: Database.Database, checkpointPath?: string) {
     this.#db = db;
+    this.#lock = lock;
+    if (checkpointPath !== undefined) {
+      db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_FRAMES}`);
+      // Without the thread, checkpoints go back to SQLite's default, on this connection.
+      this.#checkpointer = new SqliteCheckpointer(checkpointPath, () => {
+        if (db.open) db.pragma("wal_autocheckpoint = 1000");
+      });
+    }
   }
 
   /**
-   * Opens (creating) the database file. "exclusive" (the default) takes the file's exclusive
-   * lock for the life of the store; "writer" is the writer thread's connection, which leaves the
+   * Opens (creating) the database file. "exclusive" (the default) owns the file: it holds
+   * `PATH-lock` for the life of the store (":memory:" holds its own exclusive lock) and
+   * checkpoints from a thread; "writer" is the writer thread's connection, which leaves the
    * file open to the broker's own reader (the caller holds sqliteLock instead); "reader" opens
    * an existing file read-only, for reads only.
    */
@@ -104,10 +125,12 @@ export class SqliteStore implements core.Store {
       }
     }
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
-    let db: Database.Database;
+    const owner = mode === "exclusive" && path !== ":memory:";
+    const lock = owner ? lockSqliteFile(path) : undefined;
+    let db: Database.Database | undefined;
     try {
       db = new Database(path, { timeout: 0 });
-      if (mode === "exclusive") db.pragma("locking_mode = EXCLUSIVE");
+      if (mode === "exclusive" && !owner) db.pragma("locking_mode = EXCLUSIVE");
       db.pragma("journal_mode = WAL");
       db.pragma("synchronous = FULL");
       // The first write takes the exclusive lock, held until close.
@@ -134,9 +157,11 @@ export class SqliteStore implements core.Store {
       if (!pointerColumns.some((c) => c.name === "dead_letters"))
         db.exec("ALTER TABLE nb_pointers ADD COLUMN dead_letters BLOB");
     } catch (err) {
+      db?.close();
+      lock?.close();
       throw mapSqliteOpenError(err, path);
     }
-    return new SqliteStore(db);
+    return new SqliteStore(db, lock, owner ? path : undefined);
   }
 
   async ensureTopic(
@@ -366,6 +391,14 @@ export class SqliteStore implements core.Store {
       for (const q of queue) q.reject(mapped);
       return;
     }
+    if (this.#checkpointer !== undefined) {
+      let bytes = 0;
+      for (const q of queue) {
+        for (const r of q.runs) bytes += r.body.byteLength;
+        for (const r of q.rows) bytes += r.data.byteLength + r.meta.byteLength;
+      }
+      this.#checkpointer.wrote(bytes);
+    }
     for (const q of queue) q.resolve();
   }
 
@@ -557,6 +590,8 @@ export class SqliteStore implements core.Store {
             p.deadLetters === undefined ? null : Buffer.from(p.deadLetters),
           );
       })();
+      // At least a page of log each.
+      this.#checkpointer?.wrote(pointers.length * 4096);
     });
   }
 
@@ -575,7 +610,10 @@ export class SqliteStore implements core.Store {
 
   async close(): Promise<void> {
     if (this.#queue.length > 0) this.#flushInserts();
+    // The thread's connection first: this one, closing last, checkpoints what is left.
+    await this.#checkpointer?.close();
     this.#db.close();
+    this.#lock?.close();
   }
 
   #createTopicTables(topic: core.TopicRecord): void {
