@@ -36,19 +36,25 @@ test("sqlite store: the log is copied into the database file by the checkpoint t
   try {
     const { topic } = (await store.ensureTopic("t", { shards: 1, config: CONFIG, format: 2 }))!;
     const before = size(path);
+    const done = store.checkpoints();
     await store.insertMessages(topic, 0, messages(1, 3));
     // The commit's own connection checkpoints only past 16,384 frames (64 MiB): a database file
     // that grows by the 3 MiB just written was written by the thread.
-    await until("the checkpoint thread copies the log", () => size(path) >= before + 3 * MB);
+    await until("the checkpoint thread copies the log", () => store.checkpoints() > done);
+    assert.ok(size(path) >= before + 3 * MB, `database file ${size(path)} bytes, was ${before}`);
     const wal = size(`${path}-wal`);
     assert.ok(wal >= 3 * MB, `the log held the write: ${wal} bytes`);
     // Everything was copied, so the next commit starts the log over instead of growing it.
+    const done2 = store.checkpoints();
     await store.insertMessages(topic, 0, messages(1 + 48, 3));
     assert.ok(size(`${path}-wal`) <= wal, `log ${size(`${path}-wal`)} bytes, was ${wal}`);
-    await until("the second write is copied too", () => size(path) >= before + 6 * MB);
-    const read = await store.readMessages(topic, 1, 96);
-    assert.equal(read.length, 96);
-    assert.deepEqual(read[95]!.data, Buffer.alloc(64 << 10, 7));
+    // A write of less than a megabyte is checkpointed too, a quarter second later.
+    await store.insertMessages(topic, 0, messages(1 + 96, 0.25));
+    await until("the later writes are copied too", () => size(path) >= before + 6.25 * MB);
+    assert.ok(store.checkpoints() > done2);
+    const read = await store.readMessages(topic, 1, 100);
+    assert.equal(read.length, 100);
+    assert.deepEqual(read[99]!.data, Buffer.alloc(64 << 10, 7));
   } finally {
     await store.close();
   }

@@ -42,7 +42,9 @@ function start(): void {
       }[];
       post({ kind: "done", logFrames: r?.log ?? 0, copiedFrames: r?.checkpointed ?? 0 });
     } catch (err) {
-      post({ kind: "failed", message: (err as Error).message });
+      // A checkpoint that could not run now (the committing connection's own, past the
+      // backstop, holds the lock; a full disk) is tried again at the next request.
+      post({ kind: "skipped", message: (err as Error).message });
     }
   });
 }

@@ -3,6 +3,7 @@ import { Worker } from "node:worker_threads";
 /** What the checkpoint thread answers (sqlite-checkpoint-thread.ts). */
 export type CheckpointerReply =
   | { readonly kind: "done"; readonly logFrames: number; readonly copiedFrames: number }
+  | { readonly kind: "skipped"; readonly message: string }
   | { readonly kind: "failed"; readonly message: string };
 
 /** Bytes committed since the last checkpoint that ask for the next one (about 256 pages). */
@@ -19,7 +20,8 @@ const CHECKPOINT_AFTER_MS = 250;
  * says how much it committed; past a megabyte, or a quarter second after a smaller amount,
  * the thread is asked for a checkpoint, one at a time.
  *
- * If the thread fails, `onFailure` is called once (the store then checkpoints as SQLite does by
+ * A checkpoint that fails is tried again at the next request. If the thread cannot open the
+ * database or dies, `onFailure` is called once (the store then checkpoints as SQLite does by
  * default, on its own connection): checkpoints are housekeeping, never a reason to stop.
  */
 export class SqliteCheckpointer {
@@ -29,7 +31,8 @@ export class SqliteCheckpointer {
   #inFlight = false;
   #failed = false;
   #closing: Promise<void> | undefined;
-  /** Checkpoints the thread finished (for tests and the status of the store). */
+  #timer: NodeJS.Timeout | undefined;
+  /** Checkpoints the thread finished. */
   completed = 0;
 
   constructor(
@@ -41,10 +44,12 @@ export class SqliteCheckpointer {
     // Housekeeping must not keep a process alive that has nothing else to do.
     this.#worker.unref();
     this.#worker.on("message", (msg: CheckpointerReply) => {
-      if (msg.kind === "done") {
+      if (msg.kind === "done" || msg.kind === "skipped") {
         this.#inFlight = false;
-        this.completed++;
-      } else if (msg.kind === "failed") {
+        if (msg.kind === "done") this.completed++;
+        // What was committed meanwhile is not left in the log until the next write.
+        this.#request();
+      } else {
         this.#fail(msg.message);
       }
     });
@@ -57,9 +62,22 @@ export class SqliteCheckpointer {
   /** The store committed about `bytes`: asks for a checkpoint when enough has piled up. */
   wrote(bytes: number): void {
     this.#pendingBytes += bytes;
+    this.#request();
+  }
+
+  /** Asks for a checkpoint now if one is due, or sets a timer for when it will be. */
+  #request(): void {
     if (this.#inFlight || this.#failed || this.#closing !== undefined || this.#pendingBytes === 0) return;
     const now = performance.now();
-    if (this.#pendingBytes < CHECKPOINT_AFTER_BYTES && now - this.#lastRequest < CHECKPOINT_AFTER_MS) return;
+    const wait =
+      this.#pendingBytes >= CHECKPOINT_AFTER_BYTES ? 0 : this.#lastRequest + CHECKPOINT_AFTER_MS - now;
+    if (wait > 0) {
+      this.#timer ??= setTimeout(() => {
+        this.#timer = undefined;
+        this.#request();
+      }, wait).unref();
+      return;
+    }
     this.#pendingBytes = 0;
     this.#lastRequest = now;
     this.#inFlight = true;
@@ -68,6 +86,7 @@ export class SqliteCheckpointer {
 
   /** Stops the thread after the checkpoint it may be running; its connection is closed. */
   close(): Promise<void> {
+    clearTimeout(this.#timer);
     this.#closing ??= new Promise<void>((resolve) => {
       // Held open until the thread has closed its connection.
       this.#worker.ref();

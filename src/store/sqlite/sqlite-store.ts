@@ -608,6 +608,11 @@ export class SqliteStore implements core.Store {
     });
   }
 
+  /** Checkpoints the store's checkpoint thread has finished (0 without one). */
+  checkpoints(): number {
+    return this.#checkpointer?.completed ?? 0;
+  }
+
   async close(): Promise<void> {
     if (this.#queue.length > 0) this.#flushInserts();
     // The thread's connection first: this one, closing last, checkpoints what is left.
