@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import mysql from "mysql2/promise";
 import { loadConfig } from "../../src/config/index.js";
 import { type NerveBus, startNerveBus } from "../../src/nervebus.js";
 import type { Logger } from "../../src/telemetry/index.js";
-import { TestClient } from "../support/broker.js";
-import { retrying } from "../support/cluster.js";
+import { seqsOf, TestClient, type TestStream } from "../support/broker.js";
+import { liveOwners, retrying } from "../support/cluster.js";
 import { useTestMysql } from "../support/mariadb.js";
 
 const testMysql = useTestMysql();
@@ -66,4 +67,112 @@ test("mysql --cluster: a broker closing while it takes topics over logs no store
   }
   const closedPool = lines.filter((l) => /pool is closed|closed state/i.test(l));
   assert.deepEqual(closedPool, [], "no store work runs after the store closed");
+});
+
+/** Polls `check` until it holds (or fails after 20 s, naming `what`). */
+async function until(what: string, check: () => boolean | Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 1000; i++) {
+    if (await check()) return;
+    await sleep(20);
+  }
+  assert.fail(`timed out waiting until ${what}`);
+}
+
+/** Subscribes to the topic through `client` until a stream stays open (the topic may be moving). */
+async function receiving(
+  client: TestClient,
+  topic: string,
+  subscription: string,
+  n: number,
+): Promise<TestStream> {
+  for (;;) {
+    const stream = client.receive(topic, subscription, { from: "earliest" });
+    await stream.until(() => stream.deliveries.length >= n || stream.ended, 20_000, `${n} deliveries`);
+    if (!stream.ended) return stream;
+    assert.equal(stream.error?.code, 14, `only UNAVAILABLE is retried: ${stream.error?.details}`);
+    await sleep(100);
+  }
+}
+
+// Defect: close() did not wait for a topic handover in progress (drain, rebalancing): the
+// broker released the topic's lease and ended its store's pools while the handover still
+// wrote the topic's state, so the write failed ('closed state'), the next owner redelivered
+// what had been acked, and the handover's own lease release hit 'Pool is closed'.
+test("mysql --cluster: a broker closed while it hands a topic over waits for the handover: the topic's state is written before its lease is released, and the next owner serves it", async () => {
+  const server = testMysql();
+  const url = await server.database("cluster_close_handover");
+  const linesA: string[] = [];
+  const A = await start(url, linesA);
+  const clientA = new TestClient(A.address);
+  const B = await start(url, []);
+  const clientB = new TestClient(B.address);
+  const lock = await mysql.createConnection({ uri: url });
+  try {
+    const payloads = Array.from({ length: 10 }, (_, i) => `m${i + 1}`);
+    const sent = await retrying(() => clientA.publish("handed", payloads));
+    assert.equal(Number(sent.lastSeq), 10);
+    const stream = await receiving(clientA, "handed", "s", 10);
+    await stream.until(() => stream.deliveries.length === 10);
+    // The topic's state writes wait on its fence row, locked here: the acks below stay
+    // unwritten, and so the handover that writes them stays in progress.
+    const [topic] = await server.query<mysql.RowDataPacket[]>(
+      url,
+      "SELECT id FROM nb_topics WHERE name = 'handed'",
+    );
+    await lock.query("START TRANSACTION");
+    await lock.query("SELECT * FROM nb_fence WHERE topic_id = ? AND slot = -1 FOR UPDATE", [topic!.id]);
+    stream.ack([1, 2, 3, 4, 5]);
+    await until("the state write waits for the lock", async () => {
+      const waiting = await server.query<mysql.RowDataPacket[]>(
+        url,
+        "SELECT 1 FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND INFO LIKE 'UPDATE nb_fence%'",
+      );
+      return waiting.length > 0;
+    });
+    // The drain hands the topic over: its streams end first, then its state is written.
+    const draining = A.drain();
+    await stream.until(() => stream.ended, 20_000, "the handover ending the stream");
+    const stopping = A.stop();
+    // Closing has gone as far as it goes while the handover is stuck: it waits for it (fixed),
+    // or it left the cluster (the defect).
+    await until("A waits for the handover or has left the cluster", async () => {
+      if (linesA.some((l) => l.includes("waiting for topic handovers"))) return true;
+      const rows = await server.query<mysql.RowDataPacket[]>(
+        url,
+        "SELECT 1 FROM nb_brokers WHERE address = ?",
+        [A.address],
+      );
+      return rows.length === 0;
+    });
+    await lock.query("ROLLBACK");
+    await stopping;
+    await draining;
+    assert.ok(
+      linesA.some((l) => l.includes("waiting for topic handovers")),
+      "A's close waited for the handover",
+    );
+    // The next owner has the acks the handover wrote: only 6-10 are delivered again.
+    const again = await receiving(clientB, "handed", "s", 5);
+    assert.deepEqual(seqsOf(again.deliveries).slice(0, 5), [6, 7, 8, 9, 10]);
+    const all = await receiving(clientB, "handed", "all", 10);
+    assert.deepEqual(
+      all.deliveries.map((d) => Buffer.from(d.data).toString()),
+      payloads,
+      "every confirmed message is there",
+    );
+    assert.equal((await liveOwners(server, url)).get("handed"), B.address);
+    assert.deepEqual(
+      linesA.filter((l) => /"level":"(warn|error)"/.test(l)),
+      [],
+      "nothing failed while closing (no closed pool)",
+    );
+    again.cancel();
+    all.cancel();
+  } finally {
+    await lock.end().catch(() => undefined);
+    clientA.close();
+    clientB.close();
+    await A.stop();
+    await B.stop();
+  }
 });

@@ -100,8 +100,11 @@ export class ClusterLease implements WriteGuard, Cluster {
   readonly owner: string;
   readonly secret: string;
   readonly #held = new Map<number, Held>();
-  /** Topics being handed over: claims of them are refused until the lease is released. */
-  readonly #releasing = new Set<string>();
+  /**
+   * Topics being handed over, each with its handover: claims of them are refused until the lease
+   * is released, and release() waits for them.
+   */
+  readonly #releasing = new Map<string, Promise<void>>();
   #routes = new Map<string, Route>();
   #members = new Map<string, Member>();
   /** The database's clock at the last heartbeat, and performance.now() then. */
@@ -109,6 +112,8 @@ export class ClusterLease implements WriteGuard, Cluster {
   #seenAt = 0;
   #address = "";
   #draining = false;
+  /** Set by release(): no handover starts after it. */
+  #closed = false;
   #lost: NerveBusError | undefined;
   #validUntil = 0;
   #renewedAt = 0;
@@ -372,8 +377,17 @@ export class ClusterLease implements WriteGuard, Cluster {
 
   /** Releases every topic lease and leaves the cluster, so others take its topics at once. */
   async release(): Promise<void> {
+    this.#closed = true;
     clearInterval(this.#timer);
     await this.#beating?.catch(() => undefined);
+    // A handover in progress (rebalancing, drain) writes its topic's state, then releases its
+    // lease: ending the pools under it left the state unwritten with the lease released below.
+    if (this.#releasing.size > 0) {
+      this.options.log("info", "closing: waiting for topic handovers to end", {
+        topics: [...this.#releasing.keys()],
+      });
+      await Promise.all(this.#releasing.values());
+    }
     if (this.#lost === undefined) {
       const units = [...this.#held.keys()].map(unitOf);
       if (units.length > 0) {
@@ -626,7 +640,7 @@ export class ClusterLease implements WriteGuard, Cluster {
    * every other broker has seen it, so views agree and topics do not move back and forth).
    */
   #rebalance(): void {
-    if (this.#draining || this.#rebalancing !== undefined) return;
+    if (this.#draining || this.#closed || this.#rebalancing !== undefined) return;
     const live = this.#candidates();
     if (live.size < 2) return;
     const now = this.#dbClock();
@@ -644,14 +658,17 @@ export class ClusterLease implements WriteGuard, Cluster {
     }
   }
 
+  /** Hands the topic over unless this lease is closing (a drain cut short by it: see release()). */
   async #handOver(name: string): Promise<void> {
-    this.#releasing.add(name);
-    try {
-      await this.#hooks.release(name);
-    } catch (err) {
+    if (this.#closed) return;
+    const handing = this.#hooks.release(name).catch((err: unknown) => {
       this.options.log("warn", "handing a topic over failed", { topic: name, err: String(err) });
+    });
+    this.#releasing.set(name, handing);
+    try {
+      await handing;
     } finally {
-      this.#releasing.delete(name);
+      if (this.#releasing.get(name) === handing) this.#releasing.delete(name);
     }
   }
 
