@@ -10,6 +10,7 @@ import {
   type TopicRecord,
 } from "../../src/core/index.js";
 import { openStore } from "../../src/store/index.js";
+import type { PlacementCatalog } from "../../src/store/multi/placement-catalog.js";
 import type { Logger } from "../../src/telemetry/index.js";
 import { type TestMysql, useTestMysql } from "../support/mariadb.js";
 import { storedRows } from "../support/stored-rows.js";
@@ -284,4 +285,50 @@ test("mysql --cluster over two databases: a broker taking over a topic it has ca
       ["one", "two", "three", "four"],
     );
     assert.deepEqual(await topicNames(server, a), []);
+  }));
+
+// Defect: a claim whose topic its owner moved (switch and drop of the old copy) between the
+// claimer's look at the catalog and its lease take made lease and fence rows for the dropped
+// copy and held them: the claimer counted as the topic's owner (cluster view, owns) though the
+// copy was gone, and its load failed later on the missing tables.
+test("mysql --cluster over two databases: a claim that lands after its look at the catalog while the owner moves the topic and drops the old copy takes nothing of the dropped copy: it answers UNAVAILABLE, and the retry claims the topic where it is now", () =>
+  withHandedOver("sp_claim", async ({ server, a, b, A, B, topic }) => {
+    const [old] = await server.query<mysql.RowDataPacket[]>(a, "SELECT id FROM nb_topics WHERE name = 'sp'");
+    // A's claim reads the catalog (the topic is in `a`, as A has cached); B's move lands
+    // right after that read, before A takes the lease.
+    const catalog = (A.store as unknown as { catalog: PlacementCatalog }).catalog;
+    const get = catalog.get.bind(catalog);
+    catalog.get = async (name) => {
+      const row = await get(name);
+      catalog.get = get;
+      assert.equal((await B.store.placement!.moveTopic("sp", keyOf(b))).moved, true);
+      return row;
+    };
+    await assert.rejects(A.store.claimTopic(topic), (err: NerveBusError) => {
+      assert.equal(err.code, "unavailable", err.message);
+      assert.equal(
+        err.message,
+        `topic sp was moved from ${keyOf(a)} to ${keyOf(b)} by another broker; retry`,
+      );
+      return true;
+    });
+    assert.equal(catalog.get, get, "the move landed inside the claim");
+    const unit = `topic:${old!.id}`;
+    assert.deepEqual(await server.query(a, "SELECT owner FROM nb_lease WHERE unit = ?", [unit]), []);
+    assert.deepEqual(await server.query(a, "SELECT epoch FROM nb_fence WHERE topic_id = ?", [old!.id]), []);
+    assert.equal(A.store.cluster!.owns("sp"), false);
+    const self = A.store.cluster!.view().members.find((m) => m.id === A.store.cluster!.self);
+    assert.deepEqual(self?.topics ?? [], [], "A shows no topic as its own");
+
+    // While B owns the topic A's retry is refused; once B hands it over, it claims the new copy.
+    const now = (await A.store.ensureTopic("sp", null))!.topic;
+    await assert.rejects(A.store.claimTopic(now), (err: NerveBusError) => err.code === "unavailable");
+    await B.store.releaseTopic!((await B.store.ensureTopic("sp", null))!.topic);
+    await A.store.claimTopic(now);
+    assert.equal(A.store.cluster!.owns("sp"), true);
+    await A.store.insertMessages(now, 0, [message(4, "four")]);
+    assert.deepEqual(
+      [...(await storedRows(server, b, "sp"))].sort((x, y) => x[0] - y[0]).map(([, v]) => v),
+      ["one", "two", "three", "four"],
+    );
   }));

@@ -28,7 +28,7 @@ import { PlacementCatalog, type PlacementRow } from "./placement-catalog.js";
 import type { HostUrl } from "./store-urls.js";
 import { TopicMover } from "./topic-mover.js";
 
-type Call<T> = (store: MysqlStore, local: TopicRecord) => Promise<T>;
+type Call<T> = (store: MysqlStore, local: TopicRecord, placed: PlacedTopic) => Promise<T>;
 
 /**
  * A store over several MySQL databases (`--store` with several URLs): each topic lives in one of
@@ -299,7 +299,9 @@ export class MultiStore implements Store, TopicPlacement {
    * With `--cluster` where this broker last saw the topic is checked first (claims are rare):
    * another broker may have moved it since (the catalog row says so, or the move sealed the copy
    * here and died before its switch), and a claim of the old copy would fail; looked up afresh,
-   * the topic is found where it is now (see #lookup).
+   * the topic is found where it is now (see #lookup). The move may also end between that look and
+   * the lease take, after which the copy claimed is gone: its lease and fence rows (made by the
+   * claim, and removed by nothing else) are deleted again, and the caller gets UNAVAILABLE.
    */
   async claimTopic(topic: TopicRecord): Promise<void> {
     const cached = this.#placed.get(topic.name);
@@ -310,7 +312,15 @@ export class MultiStore implements Store, TopicPlacement {
       if ((!here || sealed !== undefined) && this.#placed.get(topic.name) === cached)
         this.#placed.delete(topic.name);
     }
-    return this.#call(topic, true, (s, t) => s.claimTopic(t));
+    return this.#call(topic, true, async (store, local, placed) => {
+      await store.claimTopic(local);
+      if (this.cluster === undefined || (await this.#standsAt(topic.name, placed, store))) return;
+      await store.abandonClaim(local);
+      if (this.#placed.get(topic.name) === placed) this.#placed.delete(topic.name);
+      const now = await this.#lookup(topic.name);
+      if (now === undefined) throw new NerveBusError("not_found", `topic ${topic.name} does not exist`);
+      throw this.#moved(topic.name, placed, now);
+    });
   }
 
   /** Cluster only: whether this broker's lease of the topic, in its database, is current. */
@@ -426,7 +436,7 @@ export class MultiStore implements Store, TopicPlacement {
       const store = this.set.store(placed.host);
       let answer: T;
       try {
-        answer = await placed.track(write, () => call(store, placed.local));
+        answer = await placed.track(write, () => call(store, placed.local, placed));
       } catch (err) {
         // Another broker moved the topic and dropped the old copy's tables before this one
         // refreshed its cached place (which it does when it claims the topic). The caller gets
@@ -437,12 +447,7 @@ export class MultiStore implements Store, TopicPlacement {
         this.#placed.delete(topic.name);
         const now = await this.#lookup(topic.name);
         if (now === undefined || now.host === placed.host) throw err;
-        this.#logStale(topic.name, placed, now);
-        throw new NerveBusError(
-          "unavailable",
-          `topic ${topic.name} was moved from ${placed.host.key} to ${now.host.key} by another broker; retry`,
-          { cause: err },
-        );
+        throw this.#moved(topic.name, placed, now, err);
       }
       if (write || (await this.#stillPlaced(topic.name, placed))) return answer;
       // A read of a topic another broker owns, from a copy it has moved away: asked again
@@ -466,8 +471,26 @@ export class MultiStore implements Store, TopicPlacement {
   async #stillPlaced(name: string, placed: PlacedTopic): Promise<boolean> {
     const store = placed.host.store;
     if (this.cluster === undefined || store === undefined || store.serves(placed.local)) return true;
+    return this.#standsAt(name, placed, store);
+  }
+
+  /** Whether the placement catalog still puts the topic where `placed` is, and that copy is there. */
+  async #standsAt(name: string, placed: PlacedTopic, store: MysqlStore): Promise<boolean> {
     const row = await this.catalog.get(name);
     return row?.host === placed.host.key && (await store.holds(placed.local));
+  }
+
+  /**
+   * The answer to a call that went to a copy of the topic another broker moved away: UNAVAILABLE,
+   * and the client's retry starts over from the catalog.
+   */
+  #moved(name: string, was: PlacedTopic, now: PlacedTopic, cause?: unknown): NerveBusError {
+    this.#logStale(name, was, now);
+    return new NerveBusError(
+      "unavailable",
+      `topic ${name} was moved from ${was.host.key} to ${now.host.key} by another broker; retry`,
+      cause === undefined ? undefined : { cause },
+    );
   }
 
   #logStale(name: string, was: PlacedTopic, now: PlacedTopic): void {

@@ -540,6 +540,27 @@ export class MysqlStore implements core.Store {
     await this.#db.raiseFence(topic, slots);
   }
 
+  /**
+   * Cluster only: gives up this broker's claim of a copy of the topic that is gone (its owner
+   * moved the topic and dropped this copy between the claimer's look at the placement catalog
+   * and its claim). The lease and fence rows the claim made are deleted, as dropping the copy
+   * deleted its own, and this broker stops holding the lease; rows of a later epoch are left.
+   */
+  async abandonClaim(topic: core.TopicRecord): Promise<void> {
+    const cluster = this.cluster;
+    if (cluster === undefined) return;
+    const epoch = cluster.epochOf(topic);
+    cluster.forget(topic);
+    await this.#db.run("giving up the claim of a dropped copy", async () => {
+      await this.#db.query("DELETE FROM nb_fence WHERE topic_id = ? AND epoch = ?", [topic.id, epoch]);
+      await this.#db.query("DELETE FROM nb_lease WHERE unit = ? AND owner = ? AND epoch = ?", [
+        cluster.unitOf(topic),
+        cluster.self,
+        epoch,
+      ]);
+    });
+  }
+
   /** Cluster only: whether this broker's lease of the topic is current (see ClusterLease.serves). */
   serves(topic: core.TopicRecord): boolean {
     return this.cluster === undefined || this.cluster.serves(topic);
