@@ -103,6 +103,11 @@ export class MultiCluster implements Cluster {
     return handed;
   }
 
+  /** Waits for every database's handovers in progress (see ClusterLease.stopHandovers); none starts after. */
+  async stopHandovers(): Promise<void> {
+    await Promise.all(this.leases().map((l) => l.stopHandovers()));
+  }
+
   #leaseOf(topic: string): ClusterLease | undefined {
     const placed = this.placedOn(topic);
     if (placed?.knows(topic)) return placed;

@@ -140,6 +140,9 @@ export class MultiStore implements Store, TopicPlacement {
   }
 
   async close(): Promise<void> {
+    // A handover writes through this store as a whole (its topic's state, then its lease): the
+    // databases are closed (one at a time, each taken out of use first) once none is in progress.
+    await this.cluster?.stopHandovers();
     await this.set.close();
   }
 

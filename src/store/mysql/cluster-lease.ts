@@ -112,7 +112,7 @@ export class ClusterLease implements WriteGuard, Cluster {
   #seenAt = 0;
   #address = "";
   #draining = false;
-  /** Set by release(): no handover starts after it. */
+  /** Set by stopHandovers(): no handover starts after it. */
   #closed = false;
   #lost: NerveBusError | undefined;
   #validUntil = 0;
@@ -375,19 +375,26 @@ export class ClusterLease implements WriteGuard, Cluster {
     };
   }
 
-  /** Releases every topic lease and leaves the cluster, so others take its topics at once. */
-  async release(): Promise<void> {
+  /**
+   * Stops the heartbeat and waits for the topic handovers in progress (rebalancing, drain) to
+   * end; none starts after it. A handover writes its topic's state, then releases its lease:
+   * closing the store under it left the state unwritten with the lease released (release()).
+   * A store over several databases calls it on every lease before it closes any of them.
+   */
+  async stopHandovers(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
     await this.#beating?.catch(() => undefined);
-    // A handover in progress (rebalancing, drain) writes its topic's state, then releases its
-    // lease: ending the pools under it left the state unwritten with the lease released below.
-    if (this.#releasing.size > 0) {
-      this.options.log("info", "closing: waiting for topic handovers to end", {
-        topics: [...this.#releasing.keys()],
-      });
-      await Promise.all(this.#releasing.values());
-    }
+    if (this.#releasing.size === 0) return;
+    this.options.log("info", "closing: waiting for topic handovers to end", {
+      topics: [...this.#releasing.keys()],
+    });
+    await Promise.all(this.#releasing.values());
+  }
+
+  /** Releases every topic lease and leaves the cluster, so others take its topics at once. */
+  async release(): Promise<void> {
+    await this.stopHandovers();
     if (this.#lost === undefined) {
       const units = [...this.#held.keys()].map(unitOf);
       if (units.length > 0) {
@@ -658,7 +665,7 @@ export class ClusterLease implements WriteGuard, Cluster {
     }
   }
 
-  /** Hands the topic over unless this lease is closing (a drain cut short by it: see release()). */
+  /** Hands the topic over unless this lease is closing (a drain cut short: see stopHandovers()). */
   async #handOver(name: string): Promise<void> {
     if (this.#closed) return;
     const handing = this.#hooks.release(name).catch((err: unknown) => {
