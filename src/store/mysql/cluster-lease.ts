@@ -102,7 +102,7 @@ export class ClusterLease implements WriteGuard, Cluster {
   readonly #held = new Map<number, Held>();
   /**
    * Topics being handed over, each with its handover: claims of them are refused until the lease
-   * is released, and release() waits for them.
+   * is released, and stopHandovers() waits for them.
    */
   readonly #releasing = new Map<string, Promise<void>>();
   #routes = new Map<string, Route>();
