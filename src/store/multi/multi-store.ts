@@ -316,14 +316,27 @@ export class MultiStore implements Store, TopicPlacement {
         this.#placed.delete(topic.name);
     }
     return this.#call(topic, true, async (store, local, placed) => {
-      await store.claimTopic(local);
+      try {
+        await store.claimTopic(local);
+      } catch (err) {
+        // The database's own check found this copy gone (and gave the claim up): where the
+        // topic is now decides the answer, as below.
+        if (this.cluster === undefined || !(err instanceof NerveBusError && err.code === "not_found"))
+          throw err;
+        return this.#claimedGone(topic.name, placed);
+      }
       if (this.cluster === undefined || (await this.#standsAt(topic.name, placed, store))) return;
       await store.abandonClaim(local);
-      if (this.#placed.get(topic.name) === placed) this.#placed.delete(topic.name);
-      const now = await this.#lookup(topic.name);
-      if (now === undefined) throw new NerveBusError("not_found", `topic ${topic.name} does not exist`);
-      throw this.#moved(topic.name, placed, now);
+      return this.#claimedGone(topic.name, placed);
     });
+  }
+
+  /** After a claim of a copy that is gone: NOT_FOUND if the topic is, else the move's UNAVAILABLE. */
+  async #claimedGone(name: string, placed: PlacedTopic): Promise<never> {
+    if (this.#placed.get(name) === placed) this.#placed.delete(name);
+    const now = await this.#lookup(name);
+    if (now === undefined) throw new NerveBusError("not_found", `topic ${name} does not exist`);
+    throw this.#moved(name, placed, now);
   }
 
   /** Cluster only: whether this broker's lease of the topic, in its database, is current. */

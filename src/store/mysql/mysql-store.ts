@@ -1,5 +1,6 @@
 import type mysql from "mysql2/promise";
 import type * as core from "../../core/index.js";
+import { NerveBusError } from "../../core/index.js";
 import { type IndexedRun, joinRuns } from "../../wire/index.js";
 import * as codec from "../codec.js";
 import { ClusterLease, MOVED_PREFIX, SEALED_EPOCH } from "./cluster-lease.js";
@@ -536,14 +537,22 @@ export class MysqlStore implements core.Store {
    */
   async claimTopic(topic: core.TopicRecord): Promise<void> {
     await this.#db.lease.claim(topic);
+    // `--cluster`: the topic may have been deleted (or this copy dropped) by its owner between
+    // this broker's look at the catalog and its claim; the claim then made lease rows for
+    // nothing, which it would go on renewing. Checked after the claim: a delete proves its
+    // owner's lease, so none can land after it.
+    if (this.cluster !== undefined && !(await this.holds(topic))) {
+      await this.abandonClaim(topic);
+      throw new NerveBusError("not_found", `topic ${topic.name} does not exist (deleted meanwhile)`);
+    }
     const slots = [META_SLOT, ...Array.from({ length: topic.shards }, (_, shard) => shard)];
     await this.#db.raiseFence(topic, slots);
   }
 
   /**
    * Cluster only: gives up this broker's claim of a copy of the topic that is gone (its owner
-   * moved the topic and dropped this copy between the claimer's look at the placement catalog
-   * and its claim). The lease and fence rows the claim made are deleted, as dropping the copy
+   * deleted the topic, or moved it and dropped this copy, between the claimer's look at the
+   * catalog and its claim). The lease and fence rows the claim made are deleted, as dropping the copy
    * deleted its own, and this broker stops holding the lease; rows of a later epoch are left.
    */
   async abandonClaim(topic: core.TopicRecord): Promise<void> {
