@@ -6,8 +6,9 @@ import { mapSqliteOpenError } from "../errors.js";
 /**
  * Takes the lock that makes one broker the owner of a database file: `PATH-lock`, a small
  * SQLite file held in locking_mode=EXCLUSIVE for as long as the returned connection is open.
- * The writer thread's store cannot lock the database file itself (its broker's reader shares
- * it), so a second broker on the same file fails here, at start-up, with FAILED_PRECONDITION.
+ * The owner cannot lock the database file itself (its checkpoint thread, or the writer
+ * thread's reader, shares it), so a second broker on the same file fails here, at start-up,
+ * with FAILED_PRECONDITION.
  */
 export function lockSqliteFile(path: string): Database.Database {
   mkdirSync(dirname(path), { recursive: true });
