@@ -325,7 +325,10 @@ export class MultiStore implements Store, TopicPlacement {
           throw err;
         return this.#claimedGone(topic.name, placed);
       }
-      if (this.cluster === undefined || (await this.#standsAt(topic.name, placed, store))) return;
+      // The database's claim has checked that its copy is still there; the catalog may have
+      // switched the topic elsewhere meanwhile.
+      if (this.cluster === undefined || (await this.catalog.get(topic.name))?.host === placed.host.key)
+        return;
       await store.abandonClaim(local);
       return this.#claimedGone(topic.name, placed);
     });
