@@ -1,22 +1,22 @@
-import type { Check, FigureSummary } from "./checks.js";
+import type { Check, FigureSummary } from "./check-types.js";
 import type { CpuUse } from "./lib/cpu.js";
 import type { Verification } from "./lib/verify-stored.js";
-import type { ClusterRun } from "./phases/cluster.js";
-import type { OutboxResult } from "./phases/outbox.js";
+import type { ClusterRun } from "./phases/cluster-result.js";
+import type { OutboxResult } from "./phases/outbox-result.js";
 import type { PriorityPhaseResult } from "./phases/priority-result.js";
 import type { StreamPhaseResult } from "./phases/stream-result.js";
 import type { LongTask, ProfileSummary } from "./profile-summary.js";
 import type { ClientCpuResult, CommitLatencyResult, RawResult } from "./raw.js";
 import type { RawRunResult } from "./raw-runs.js";
 import type { DrainResult, E2EResult, OverloadResult, PublishResult } from "./scenarios.js";
+import type { StoreKind } from "./store-kind.js";
 
 /**
  * The shape of results.json: what the suite writes and what bench/report.ts and
  * bench/render.ts read (BENCHMARKS.md quotes it too, so keys only ever get added).
  */
 
-/** The stores the suite can measure (the `--stores` names). */
-export type StoreKind = "mysql" | "sqlite";
+export type { StoreKind };
 
 /** One publish configuration (also the no-store ceiling's). */
 export type PublishEntry = PublishResult & {

@@ -12,7 +12,7 @@ bash scripts/check-generated.sh
 # The API may grow but not break: proto/ is checked against the released v1 image.
 npx --no-install buf breaking --against api/nervebus-v1.binpb
 npx --no-install biome check .
-npx --no-install madge --circular --extensions ts --ts-config tsconfig.json src
+npx --no-install madge --circular --extensions ts --ts-config tsconfig.json src bench test
 npx --no-install tsc -p .
 
 status=0

@@ -7,6 +7,7 @@ import { createClient } from "../../clients/ts/src/grpc-adapter.js";
 import type { BrokerProcess } from "../lib/broker.js";
 import { fmtInt, now, progress, sleep } from "../lib/stats.js";
 import { encodeAcks, encodePack, encodeSubscribe, openReceive, rawClient, sendPack } from "../lib/wire.js";
+import type { ClusterRun, Route } from "./cluster-result.js";
 import type { PhaseContext } from "./phase-context.js";
 
 /** Topics of each run, one publisher and one consumer each: enough to spread over 3 brokers. */
@@ -15,24 +16,6 @@ const TOPICS = 6;
 const PAYLOAD_BYTES = 100;
 /** The drain streams' window. */
 const WINDOW = 10_000;
-
-/** How a run's clients reach a topic's owner. */
-type Route = "forwarded" | "direct";
-
-/** One run: `brokers` brokers on one database, every call `route`d. */
-export interface ClusterRun {
-  readonly brokers: number;
-  /** forwarded: each topic's calls go to a broker that does not own it; direct: to its owner. */
-  readonly route: Route;
-  readonly topics: number;
-  /** Messages confirmed durable per second, all publishers together. */
-  readonly publishPerSec: number;
-  /** Messages read and acked per second, draining what was published (warm-up included). */
-  readonly drainPerSec: number;
-  readonly messages: number;
-  /** Messages not drained within --drain-timeout (0 normally). */
-  readonly undrained: number;
-}
 
 /** Where each topic's owner is (an index into `brokers`), asked of the first broker. */
 async function owners(brokers: readonly BrokerProcess[], topics: readonly string[]): Promise<number[]> {

@@ -1,0 +1,2 @@
+/** The stores the suite can measure (the `--stores` names). */
+export type StoreKind = "mysql" | "sqlite";
