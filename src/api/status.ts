@@ -12,6 +12,7 @@ const GRPC_STATUS: Record<ErrorCode, grpc.status> = {
   deadline_exceeded: grpc.status.DEADLINE_EXCEEDED,
   cancelled: grpc.status.CANCELLED,
   internal: grpc.status.INTERNAL,
+  data_loss: grpc.status.DATA_LOSS,
   unauthenticated: grpc.status.UNAUTHENTICATED,
   permission_denied: grpc.status.PERMISSION_DENIED,
 };
@@ -47,6 +48,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   deadline_exceeded: 504,
   cancelled: 503,
   internal: 500,
+  data_loss: 500,
   unauthenticated: 401,
   permission_denied: 403,
 };

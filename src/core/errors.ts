@@ -13,6 +13,8 @@ export type ErrorCode =
   | "deadline_exceeded"
   | "cancelled"
   | "internal"
+  // Stored bytes that are not what the broker wrote (a corrupt row): they cannot be served.
+  | "data_loss"
   // The caller is not known (no or bad credentials) / known but lacks the right (src/auth).
   | "unauthenticated"
   | "permission_denied";
@@ -28,6 +30,21 @@ export class NerveBusError extends Error {
   ) {
     super(message, options);
     this.retryAfterMs = options?.retryAfterMs;
+  }
+}
+
+/**
+ * Stored rows of a topic whose bytes are not what the broker wrote: DATA_LOSS naming their seqs,
+ * so that whoever read them can go on past them (an index rebuild) or say how (a subscription).
+ */
+export class CorruptRowsError extends NerveBusError {
+  constructor(
+    readonly firstSeq: number,
+    readonly lastSeq: number,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super("data_loss", message, options);
   }
 }
 

@@ -13,7 +13,13 @@ export {
 export { CommitTracker } from "./commit-tracker.js";
 export { Consumer, type ConsumerSink, type Delivered, type Delivery, type Window } from "./consumer.js";
 export type { DeadLetterForwarder } from "./dead-letter.js";
-export { asNerveBusError, type ErrorCode, invalidArgument, NerveBusError } from "./errors.js";
+export {
+  asNerveBusError,
+  CorruptRowsError,
+  type ErrorCode,
+  invalidArgument,
+  NerveBusError,
+} from "./errors.js";
 export {
   ACK_DEADLINE_MS,
   BACKOFF_MS,

@@ -1,4 +1,5 @@
 import { type IndexedRun, recordPriority } from "../wire/index.js";
+import { CorruptRowsError } from "./errors.js";
 import type { LogMessage } from "./model.js";
 import { type LaneSeqs, MAX_LANE_ENTRIES } from "./priority-index.js";
 
@@ -28,6 +29,7 @@ export async function scanPriorities(
   from: number,
   to: number,
   knownNormal?: readonly [number, number],
+  onCorrupt?: (err: CorruptRowsError) => void,
 ): Promise<LaneSeqs> {
   const chunks: { urgent: number[]; normal: number[] }[] = [];
   let mixed = false;
@@ -46,7 +48,19 @@ export async function scanPriorities(
     if (known) {
       for (let seq = lo; seq <= hi; seq++) normal.push(seq);
     } else {
-      const runs = await reader.readRuns(lo, hi);
+      let runs: IndexedRun[] | undefined;
+      let messages: LogMessage[] = [];
+      try {
+        runs = await reader.readRuns(lo, hi);
+        if (runs === undefined) messages = await reader.read(lo, hi);
+      } catch (err) {
+        if (!(err instanceof CorruptRowsError)) throw err;
+        // Cut short here, as when the bytes run out: what is below goes out in seq order, and
+        // a subscription that gets to the corrupt rows is told (DATA_LOSS) rather than the
+        // rebuild retrying them for ever while first deliveries wait.
+        onCorrupt?.(err);
+        break;
+      }
       if (runs !== undefined) {
         for (const run of runs) {
           bytes += run.body.length;
@@ -62,7 +76,7 @@ export async function scanPriorities(
           }
         }
       } else {
-        for (const m of await reader.read(lo, hi)) {
+        for (const m of messages) {
           bytes += m.bytes;
           if (m.priority === "normal") normal.push(m.seq);
           else {

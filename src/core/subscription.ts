@@ -3,7 +3,7 @@ import { AckRanges } from "./ack-ranges.js";
 import { backoffDelay } from "./backoff.js";
 import type { Consumer, Delivered, Delivery } from "./consumer.js";
 import { DeadLetterLog } from "./dead-letter-log.js";
-import { invalidArgument, type NerveBusError } from "./errors.js";
+import { CorruptRowsError, invalidArgument, type NerveBusError } from "./errors.js";
 import { LeaseRange } from "./lease-range.js";
 import { LeaseTimers } from "./lease-timers.js";
 import type { LogMessage, PointerRecord, SubscriptionConfig, SubscriptionRecord } from "./model.js";
@@ -125,6 +125,8 @@ export class Subscription {
   #ready: number[] = [];
   #readyHead = 0;
   #fetching = false;
+  /** No read-ahead starts before this time (ms): the last store read failed (#readFailed). */
+  #readsPausedUntil = 0;
   #dispatchScheduled = false;
   #dirty = false;
   /** Acks waiting for the next persisted state, per consumer that asked for confirmations. */
@@ -783,7 +785,7 @@ export class Subscription {
         this.#laneRead = read;
       })
       .catch((err: unknown) => {
-        this.hooks.error(err);
+        this.#readFailed(err);
         return new Promise((r) => setTimeout(r, 100)); // not at once against a failing store
       })
       .finally(() => {
@@ -833,19 +835,34 @@ export class Subscription {
 
   /** Reads the range after the read-ahead's runs while the cursor (at `seq`) is still in them. */
   #prefetch(seq: number): void {
+    if (Date.now() < this.#readsPausedUntil) return;
     const range = this.#readAhead.prefetchFrom(seq, this.topic.watermark);
     if (range !== undefined) this.#read(range[0], range[1]);
+  }
+
+  /**
+   * A read of stored messages failed. Rows that are corrupt (DATA_LOSS) stay corrupt however
+   * often they are read: every stream ends with the error, which names their seqs and how to
+   * seek past them, as does the stream of each consumer that comes back while the subscription
+   * has not moved past them. Read-ahead pauses a second after any failure, so that neither a
+   * failing store nor reconnecting consumers get a read per turn of the event loop.
+   */
+  #readFailed(err: unknown): void {
+    this.hooks.error(err);
+    this.#readsPausedUntil = Date.now() + 1000;
+    setTimeout(() => this.scheduleDispatch(), 1000).unref();
+    if (err instanceof CorruptRowsError) this.failConsumers(err);
   }
 
   /** Reads [from, to] (begun in the read-ahead) and counts what the store no longer has. */
   #read(from: number, to: number): void {
     this.#readRange(from, to)
-      .then((count) => {
+      .then(({ count, end }) => {
         // Seqs below the watermark that the store no longer has were removed (retention,
         // purge): nothing can deliver them, so they count as acked.
         let skipped = 0;
-        if (count < to - from + 1) {
-          for (let seq = from; seq <= to; seq++) {
+        if (count < end - from + 1) {
+          for (let seq = from; seq <= end; seq++) {
             if (!this.#readAhead.has(seq) && !this.#isOut(seq) && this.#acked.add(seq)) skipped++;
           }
         }
@@ -855,7 +872,7 @@ export class Subscription {
           this.#markDirty();
         }
       })
-      .catch((err: unknown) => this.hooks.error(err))
+      .catch((err: unknown) => this.#readFailed(err))
       .finally(() => {
         this.#readAhead.end();
         this.scheduleDispatch();
@@ -864,19 +881,26 @@ export class Subscription {
 
   /**
    * Reads [from, to] into the read-ahead: as runs of stored records when the store gives them
-   * (format 2), else as messages. Resolves to the number of messages read.
+   * (format 2), else as messages. Resolves to the number of messages read and the last seq the
+   * read covers: `to`, or the seq before corrupt rows, so that the messages before them are
+   * delivered first; the read that starts at them fails (#readFailed).
    */
-  async #readRange(from: number, to: number): Promise<number> {
-    const runs = await this.topic.readRuns(from, to);
-    if (runs !== undefined) {
-      this.#readAhead.fillRuns(from, to, runs);
-      let n = 0;
-      for (const r of runs) n += r.offsets.length;
-      return n;
+  async #readRange(from: number, to: number): Promise<{ count: number; end: number }> {
+    try {
+      const runs = await this.topic.readRuns(from, to);
+      if (runs !== undefined) {
+        this.#readAhead.fillRuns(from, to, runs);
+        let n = 0;
+        for (const r of runs) n += r.offsets.length;
+        return { count: n, end: to };
+      }
+      const rows = await this.topic.read(from, to);
+      this.#readAhead.fill(from, rows);
+      return { count: rows.length, end: to };
+    } catch (err) {
+      if (!(err instanceof CorruptRowsError) || err.firstSeq <= from) throw err;
+      return this.#readRange(from, err.firstSeq - 1);
     }
-    const rows = await this.topic.read(from, to);
-    this.#readAhead.fill(from, rows);
-    return rows.length;
   }
 
   /** Loads the messages of due redeliveries that are no longer cached. */
@@ -907,7 +931,7 @@ export class Subscription {
           }
         }
       })
-      .catch((err: unknown) => this.hooks.error(err))
+      .catch((err: unknown) => this.#readFailed(err))
       .finally(() => {
         this.#fetching = false;
         this.scheduleDispatch();

@@ -3,8 +3,8 @@ import { buildRun, type IndexedRun, type Pack, sliceRun } from "../wire/index.js
 import { CommitTracker } from "./commit-tracker.js";
 import { ConfirmQueue } from "./confirm-queue.js";
 import { DedupIndex } from "./dedup-index.js";
-import { NerveBusError } from "./errors.js";
-import type { LogMessage, TopicRecord } from "./model.js";
+import { CorruptRowsError, NerveBusError } from "./errors.js";
+import type { LoggedIds, LogMessage, TopicRecord } from "./model.js";
 import type { BrokerObserver } from "./observer.js";
 import { APPENDED, DUPLICATE, Outcomes } from "./outcomes.js";
 import { PriorityIndex } from "./priority-index.js";
@@ -301,7 +301,7 @@ export class Topic {
     const timeOf = async (seq: number): Promise<{ seq: number; time: number } | undefined> => {
       const cached = this.cache.get(seq);
       if (cached !== undefined) return { seq, time: cached.publishTime };
-      const rows = await this.store.readIds(this.record, seq, Math.min(hi, seq + 63));
+      const rows = await this.#idsPastCorruptRows(seq, Math.min(hi, seq + 63));
       return rows[0] === undefined ? undefined : { seq: rows[0].seq, time: rows[0].publishTime };
     };
     const last = await timeOf(hi);
@@ -379,7 +379,18 @@ export class Topic {
     const normal: [number, number] | undefined =
       lastPrioritySeq === undefined ? undefined : [lastPrioritySeq + 1, persistedWatermark];
     const scan = this.#inBackground(
-      this.#retrying("rebuilding the priority lanes", () => scanPriorities(this, floor + 1, to, normal)),
+      this.#retrying("rebuilding the priority lanes", () =>
+        scanPriorities(this, floor + 1, to, normal, (err) =>
+          this.options.log(
+            "error",
+            "stored messages are corrupt; the priority lanes are rebuilt above them",
+            {
+              topic: this.record.name,
+              err: err.message,
+            },
+          ),
+        ),
+      ),
     ).then((found) => {
       if (found === undefined) return { urgent: [], normal: [], mixed: false, lastOther: 0, from: to + 1 };
       // Below a scan cut short, what was not read may still hold urgent or bulk messages.
@@ -432,7 +443,7 @@ export class Topic {
       for (let seq = lo; seq <= hi; seq += 10_000) {
         // Closing: the index is not needed any more, and the store is about to close.
         if (this.#closed) return;
-        const ids = await this.store.readIds(this.record, seq, Math.min(hi, seq + 9_999));
+        const ids = await this.#idsPastCorruptRows(seq, Math.min(hi, seq + 9_999));
         for (const r of ids) {
           if (r.messageId !== "" && r.publishTime >= now - this.dedup.windowMs)
             this.dedup.set(r.messageId, r.seq, r.publishTime);
@@ -445,6 +456,33 @@ export class Topic {
     }
     // Everything up to `end` has been looked at: the bound persisted from now on is exact.
     if (lastIdSeq !== undefined) this.#idSeq = Math.max(lastIdSeq, found, this.#appendedIdSeq);
+  }
+
+  /**
+   * The ids of the stored messages in [from, to], leaving out the seqs of corrupt rows (logged
+   * as errors): an index rebuild (and the search by time it starts with) goes on without them
+   * instead of retrying for ever, which would keep every publish with a message id waiting
+   * (test/integration/corrupt-run-sqlite.test.ts).
+   */
+  async #idsPastCorruptRows(from: number, to: number): Promise<LoggedIds[]> {
+    const out: LoggedIds[] = [];
+    let lo = from;
+    while (lo <= to) {
+      try {
+        out.push(...(await this.store.readIds(this.record, lo, to)));
+        break;
+      } catch (err) {
+        if (!(err instanceof CorruptRowsError)) throw err;
+        this.options.log("error", "stored messages are corrupt; the dedup index goes on without their ids", {
+          topic: this.record.name,
+          err: err.message,
+        });
+        // Rows are read in seq order: the first corrupt one found is the lowest.
+        if (err.firstSeq > lo) out.push(...(await this.store.readIds(this.record, lo, err.firstSeq - 1)));
+        lo = err.lastSeq + 1;
+      }
+    }
+    return out;
   }
 
   /** Reads durable messages in [fromSeq, toSeq] (toSeq is clamped to the watermark). */

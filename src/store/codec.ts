@@ -1,4 +1,5 @@
 import {
+  CorruptRowsError,
   type LoggedIds,
   LogMessage,
   type NewMessage,
@@ -14,17 +15,42 @@ import {
   encodeRun,
   type IndexedRun,
   metaIds,
+  type RunRecord,
   type RunRow,
   traceIdOf,
 } from "../wire/index.js";
 
-/** Rebuilds a message from its stored columns (the metadata stays encoded until asked for). */
-export function decodeRow(seq: number, publishedAt: number, meta: Buffer, data: Uint8Array): LogMessage {
-  return new LogMessage(seq, publishedAt, data, meta);
+/**
+ * Format 1: a message rebuilt from its stored columns, its metadata decoded here so that a
+ * corrupt row is DATA_LOSS naming it rather than an exception wherever it is first read.
+ */
+export function decodeRow(
+  topic: RowOwner,
+  seq: number,
+  publishedAt: number,
+  meta: Buffer,
+  data: Uint8Array,
+): LogMessage {
+  const m = new LogMessage(seq, publishedAt, data, meta);
+  try {
+    void m.attributes;
+  } catch (err) {
+    throw corruptRun(topic, seq, seq, err);
+  }
+  return m;
 }
 
-/** The ids of a stored message, for the deduplication indexes. */
-export function decodeIds(seq: number, publishedAt: number, meta: Buffer): LoggedIds {
+/** Format 1: the ids of a stored message, for the deduplication indexes (DATA_LOSS when corrupt). */
+export function storedIds(topic: RowOwner, seq: number, publishedAt: number, meta: Buffer): LoggedIds {
+  try {
+    return decodeIds(seq, publishedAt, meta);
+  } catch (err) {
+    throw corruptRun(topic, seq, seq, err);
+  }
+}
+
+/** The ids of a message's metadata. */
+function decodeIds(seq: number, publishedAt: number, meta: Buffer): LoggedIds {
   const { messageId, scheduleId } = metaIds(meta);
   return { seq, publishTime: publishedAt, messageId, scheduleId };
 }
@@ -116,49 +142,117 @@ export function encodeRuns(rows: readonly LogMessage[]): RunRow[] {
 /** Format 1: the messages of runs the broker built, one LogMessage each (a row per message). */
 export function messagesOfIndexedRuns(runs: readonly IndexedRun[]): LogMessage[] {
   const out: LogMessage[] = [];
-  for (const run of runs) out.push(...messagesOfRuns([run], run.firstSeq, run.lastSeq));
+  for (const run of runs) out.push(...messagesOfRuns({ name: "" }, [run], run.firstSeq, run.lastSeq));
   return out;
 }
 
-/** A run as read back from a store: its body and schedule ids. */
+/** A run as read back from a store: its seqs, body and schedule ids. */
 export interface StoredRun {
   readonly firstSeq: number;
+  readonly lastSeq: number;
   readonly body: Buffer;
   readonly ids: Buffer | null;
 }
 
-/** Format 2: the messages with from ≤ seq ≤ to of runs read from any shards, in seq order. */
-export function messagesOfRuns(runs: StoredRun[], from: number, to: number): LogMessage[] {
+/** Names what a store reads rows for (the topic), so that a corrupt row's error can name them. */
+export interface RowOwner {
+  readonly name: string;
+}
+
+/**
+ * The error of a stored run whose bytes are not what the broker wrote: DATA_LOSS naming the
+ * topic, its seqs and how a subscription gets past them (README, "How it works", corrupt rows).
+ */
+function corruptRun(topic: RowOwner, first: number, last: number, cause: unknown): CorruptRowsError {
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  const seqs = first === last ? `seq ${first}` : `seqs ${first}–${last}`;
+  return new CorruptRowsError(
+    first,
+    last,
+    `topic ${JSON.stringify(topic.name)}: the stored row of ${seqs} is corrupt (${detail}); its messages cannot be read. A subscription gets past them with: nervebus sub seek ${topic.name} SUBSCRIPTION --to ${last + 1}`,
+    { cause },
+  );
+}
+
+/**
+ * Runs `parse` over one stored run; what it throws (the bytes are malformed) becomes the run's
+ * DATA_LOSS error. `count` (what `parse` made of the run's seqs in [from, to]) must be all of
+ * them: a body shorter than its row's seqs is corrupt too, not messages that retention removed.
+ */
+function parseRun<T>(
+  topic: RowOwner,
+  run: StoredRun,
+  from: number,
+  to: number,
+  parse: () => T,
+  count: (parsed: T) => number,
+): T {
+  let parsed: T;
+  try {
+    parsed = parse();
+  } catch (err) {
+    throw corruptRun(topic, run.firstSeq, run.lastSeq, err);
+  }
+  const wanted = Math.min(to, run.lastSeq) - Math.max(from, run.firstSeq) + 1;
+  const got = count(parsed);
+  if (got !== Math.max(0, wanted))
+    throw corruptRun(
+      topic,
+      run.firstSeq,
+      run.lastSeq,
+      `its body holds ${got} of the ${wanted} records asked for`,
+    );
+  return parsed;
+}
+
+/** The records with from ≤ seq ≤ to of runs read from any shards, in seq order (DATA_LOSS for a corrupt run). */
+function recordsOfRuns(topic: RowOwner, runs: StoredRun[], from: number, to: number): RunRecord[] {
   runs.sort((a, b) => a.firstSeq - b.firstSeq);
-  const out: LogMessage[] = [];
+  const out: RunRecord[] = [];
   for (const run of runs) {
-    for (const r of decodeRun(run.body, run.ids, from, to)) {
-      const m = new LogMessage(r.seq, r.publishTime, r.data, r.meta);
-      m.record = r.record;
-      out.push(m);
-    }
+    const records = parseRun(
+      topic,
+      run,
+      from,
+      to,
+      () => decodeRun(run.body, run.ids, from, to, run.firstSeq),
+      (r) => r.length,
+    );
+    for (const r of records) out.push(r);
   }
   return out;
 }
 
+/** Format 2: the messages with from ≤ seq ≤ to of runs read from any shards, in seq order. */
+export function messagesOfRuns(topic: RowOwner, runs: StoredRun[], from: number, to: number): LogMessage[] {
+  return recordsOfRuns(topic, runs, from, to).map((r) => {
+    const m = new LogMessage(r.seq, r.publishTime, r.data, r.meta);
+    m.record = r.record;
+    return m;
+  });
+}
+
 /** Format 2: the records with from ≤ seq ≤ to of runs read from any shards, as runs in seq order. */
-export function indexedRunsOf(runs: StoredRun[], from: number, to: number): IndexedRun[] {
+export function indexedRunsOf(topic: RowOwner, runs: StoredRun[], from: number, to: number): IndexedRun[] {
   runs.sort((a, b) => a.firstSeq - b.firstSeq);
   const out: IndexedRun[] = [];
   for (const run of runs) {
-    const r = copyStoredRange(run.firstSeq, run.body, run.ids, from, to);
+    const r = parseRun(
+      topic,
+      run,
+      from,
+      to,
+      () => copyStoredRange(run.firstSeq, run.body, run.ids, from, to),
+      (r) => r?.offsets.length ?? 0,
+    );
     if (r !== undefined) out.push(r);
   }
   return out;
 }
 
 /** Format 2: the ids of the messages with from ≤ seq ≤ to of runs, in seq order. */
-export function idsOfRuns(runs: StoredRun[], from: number, to: number): LoggedIds[] {
-  runs.sort((a, b) => a.firstSeq - b.firstSeq);
-  const out: LoggedIds[] = [];
-  for (const run of runs)
-    for (const r of decodeRun(run.body, run.ids, from, to)) out.push(decodeIds(r.seq, r.publishTime, r.meta));
-  return out;
+export function idsOfRuns(topic: RowOwner, runs: StoredRun[], from: number, to: number): LoggedIds[] {
+  return recordsOfRuns(topic, runs, from, to).map((r) => decodeIds(r.seq, r.publishTime, r.meta));
 }
 
 /**

@@ -1,7 +1,8 @@
 import { withScheduleId } from "./message-meta.js";
 import type { Pack } from "./pack.js";
 import { type RunRecord, type RunRow, readRecord } from "./run-body.js";
-import { ByteView, copyViews, varintSize, WireReader, writeVarint } from "./wire-format.js";
+import { storedRecordProblem } from "./stored-record.js";
+import { ByteView, copyViews, varintSize, WireError, WireReader, writeVarint } from "./wire-format.js";
 
 /**
  * A run (run-body.ts) as the broker builds it from a pack, before and after it is stored: the
@@ -248,7 +249,7 @@ export function copyStoredRange(
   let seq = firstSeq;
   // Skip the records below `from`, then note where each one kept starts.
   while (seq < from && !r.done) {
-    skipRecord(r);
+    skipStoredRecord(r, seq, false);
     seq++;
   }
   if (r.done || seq > to) return undefined;
@@ -257,7 +258,7 @@ export function copyStoredRange(
   const starts: number[] = [];
   while (seq <= to && !r.done) {
     starts.push(r.pos - start);
-    skipRecord(r);
+    skipStoredRecord(r, seq, true);
     seq++;
   }
   const n = starts.length;
@@ -292,8 +293,17 @@ function ownsMemory(b: Buffer): boolean {
   return b.byteLength * 2 >= b.buffer.byteLength;
 }
 
-/** Moves past one length-prefixed record (no range tuple made per record). */
-function skipRecord(r: WireReader): void {
+/**
+ * Moves past the stored record of `seq` (no range tuple made per record): its length must fit
+ * the body, and a record that is `kept` must be well formed (storedRecordProblem), so that the
+ * deliveries cut from it never meet a malformed one. Throws WireError naming the seq.
+ */
+function skipStoredRecord(r: WireReader, seq: number, kept: boolean): void {
   const len = r.varint();
-  r.pos += len;
+  const start = r.pos;
+  if (len > r.end - start) throw new WireError(`the record of seq ${seq} runs past the end of its run`);
+  r.pos = start + len;
+  if (!kept) return;
+  const problem = storedRecordProblem(r.buf, start, r.pos, seq);
+  if (problem !== undefined) throw new WireError(`the record of seq ${seq} is malformed: ${problem}`);
 }

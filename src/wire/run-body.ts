@@ -1,4 +1,5 @@
 import { deliveryMeta, scheduleIdOf, withScheduleId } from "./message-meta.js";
+import { storedRecordProblem } from "./stored-record.js";
 import { varintSize, WIRE_LEN, WIRE_VARINT, WireError, WireReader, writeVarint } from "./wire-format.js";
 
 /**
@@ -165,13 +166,16 @@ export function encodeRun(
 
 /**
  * Reads a run's records with seq in [from, to]; each field is a view into `body`, and a
- * message with a schedule id gets its metadata back with the id in front.
+ * message with a schedule id gets its metadata back with the id in front. Records are the
+ * seqs from `firstSeq` on (the row's; by default the first record's), each checked as stored
+ * bytes are (storedRecordProblem): a malformed one throws WireError naming its seq.
  */
 export function decodeRun(
   body: Buffer,
   ids: Buffer | null,
   from = 0,
   to = Number.MAX_SAFE_INTEGER,
+  firstSeq?: number,
 ): RunRecord[] {
   const scheduleIds = new Map<number, number>();
   if (ids !== null && ids.length > 0) {
@@ -183,15 +187,17 @@ export function decodeRun(
   }
   const out: RunRecord[] = [];
   const r = new WireReader(body);
-  let firstSeq = -1;
-  while (!r.done) {
+  let first = firstSeq ?? -1;
+  for (let k = 0; !r.done; k++) {
     const [start, end] = r.lenRange();
-    const seq = new WireReader(body, start + 1, end).varint();
-    if (firstSeq < 0) firstSeq = seq;
+    if (first < 0) first = new WireReader(body, start + 1, end).varint();
+    const seq = first + k;
     if (seq < from) continue;
     if (seq > to) break;
+    const problem = storedRecordProblem(body, start, end, seq);
+    if (problem !== undefined) throw new WireError(`the record of seq ${seq} is malformed: ${problem}`);
     const rec = readRecord(body, start, end);
-    const scheduleId = scheduleIds.get(rec.seq - firstSeq);
+    const scheduleId = scheduleIds.get(rec.seq - first);
     out.push(scheduleId === undefined ? rec : { ...rec, meta: withScheduleId(rec.meta, scheduleId) });
   }
   return out;

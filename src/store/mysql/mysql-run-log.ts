@@ -78,29 +78,30 @@ export class MysqlRunLog {
   async #runs(topic: core.TopicRecord, from: number, to: number): Promise<codec.StoredRun[]> {
     const parts = await Promise.all(
       Array.from({ length: topic.shards }, (_, shard) =>
-        this.db.select(codec.runsOverlappingSql(codec.runTable(topic.id, shard), "first_seq, body, ids"), [
-          from,
-          to,
-        ]),
+        this.db.select(
+          codec.runsOverlappingSql(codec.runTable(topic.id, shard), "first_seq, last_seq, body, ids"),
+          [from, to],
+        ),
       ),
     );
     return parts.flat().map((r) => ({
       firstSeq: Number(r.first_seq),
+      lastSeq: Number(r.last_seq),
       body: r.body as Buffer,
       ids: (r.ids as Buffer | null) ?? null,
     }));
   }
 
   async readMessages(topic: core.TopicRecord, from: number, to: number): Promise<core.LogMessage[]> {
-    return codec.messagesOfRuns(await this.#runs(topic, from, to), from, to);
+    return codec.messagesOfRuns(topic, await this.#runs(topic, from, to), from, to);
   }
 
   async readRuns(topic: core.TopicRecord, from: number, to: number): Promise<IndexedRun[]> {
-    return codec.indexedRunsOf(await this.#runs(topic, from, to), from, to);
+    return codec.indexedRunsOf(topic, await this.#runs(topic, from, to), from, to);
   }
 
   async readIds(topic: core.TopicRecord, from: number, to: number): Promise<core.LoggedIds[]> {
-    return codec.idsOfRuns(await this.#runs(topic, from, to), from, to);
+    return codec.idsOfRuns(topic, await this.#runs(topic, from, to), from, to);
   }
 
   async firstSeq(topic: core.TopicRecord): Promise<number> {

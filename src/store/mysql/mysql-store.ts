@@ -331,7 +331,7 @@ export class MysqlStore implements core.Store {
             [fromSeq, toSeq],
           );
           return (rows as MsgRow[]).map((r) =>
-            codec.decodeRow(Number(r.seq), Number(r.published_at), r.meta, r.data),
+            codec.decodeRow(topic, Number(r.seq), Number(r.published_at), r.meta, r.data),
           );
         }),
       );
@@ -357,7 +357,7 @@ export class MysqlStore implements core.Store {
       );
       return parts
         .flat()
-        .map((r) => codec.decodeIds(Number(r.seq), Number(r.published_at), r.meta as Buffer))
+        .map((r) => codec.storedIds(topic, Number(r.seq), Number(r.published_at), r.meta as Buffer))
         .sort((a, b) => a.seq - b.seq);
     });
   }

@@ -3,7 +3,7 @@ import * as core from "../../core/index.js";
 import type { IndexedRun, RunRow } from "../../wire/index.js";
 import * as codec from "../codec.js";
 
-type StoredRunRow = { first_seq: number; body: Buffer; ids: Buffer | null };
+type StoredRunRow = { first_seq: number; last_seq: number; body: Buffer; ids: Buffer | null };
 
 /**
  * Format 2 on SQLite: a topic's shard tables hold a row per run of consecutive messages
@@ -66,23 +66,24 @@ export class SqliteRunLog {
     const out: codec.StoredRun[] = [];
     for (let shard = 0; shard < topic.shards; shard++) {
       const rows = this.stmt(
-        codec.runsOverlappingSql(codec.runTable(topic.id, shard), "first_seq, body, ids"),
+        codec.runsOverlappingSql(codec.runTable(topic.id, shard), "first_seq, last_seq, body, ids"),
       ).all(from, to) as StoredRunRow[];
-      for (const r of rows) out.push({ firstSeq: r.first_seq, body: r.body, ids: r.ids });
+      for (const r of rows)
+        out.push({ firstSeq: r.first_seq, lastSeq: r.last_seq, body: r.body, ids: r.ids });
     }
     return out;
   }
 
   readMessages(topic: core.TopicRecord, from: number, to: number): core.LogMessage[] {
-    return codec.messagesOfRuns(this.#runs(topic, from, to), from, to);
+    return codec.messagesOfRuns(topic, this.#runs(topic, from, to), from, to);
   }
 
   readRuns(topic: core.TopicRecord, from: number, to: number): IndexedRun[] {
-    return codec.indexedRunsOf(this.#runs(topic, from, to), from, to);
+    return codec.indexedRunsOf(topic, this.#runs(topic, from, to), from, to);
   }
 
   readIds(topic: core.TopicRecord, from: number, to: number): core.LoggedIds[] {
-    return codec.idsOfRuns(this.#runs(topic, from, to), from, to);
+    return codec.idsOfRuns(topic, this.#runs(topic, from, to), from, to);
   }
 
   firstSeq(topic: core.TopicRecord): number {

@@ -410,7 +410,7 @@ export class SqliteStore implements core.Store {
         const rows = this.#stmt(
           `SELECT seq, published_at, meta, data FROM ${codec.shardTable(topic.id, shard)} WHERE seq BETWEEN ? AND ? ORDER BY seq`,
         ).all(fromSeq, toSeq) as Row[];
-        parts.push(rows.map((r) => codec.decodeRow(r.seq, r.published_at, r.meta, r.data)));
+        parts.push(rows.map((r) => codec.decodeRow(topic, r.seq, r.published_at, r.meta, r.data)));
       }
       return codec.mergeBySeq(parts, fromSeq, toSeq);
     });
@@ -429,7 +429,7 @@ export class SqliteStore implements core.Store {
         const rows = this.#stmt(
           `SELECT seq, published_at, meta FROM ${codec.shardTable(topic.id, shard)} WHERE seq BETWEEN ? AND ?`,
         ).all(fromSeq, toSeq) as Omit<Row, "data">[];
-        for (const r of rows) all.push(codec.decodeIds(r.seq, r.published_at, r.meta));
+        for (const r of rows) all.push(codec.storedIds(topic, r.seq, r.published_at, r.meta));
       }
       return all.sort((a, b) => a.seq - b.seq);
     });
