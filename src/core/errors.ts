@@ -48,6 +48,21 @@ export class CorruptRowsError extends NerveBusError {
   }
 }
 
+/**
+ * The error of stored rows of `topic` (seqs first…last) whose bytes are not what the broker
+ * wrote: names them and how a subscription gets past them (README, "How it works", corrupt rows).
+ */
+export function corruptRows(topic: string, first: number, last: number, cause: unknown): CorruptRowsError {
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  const seqs = first === last ? `seq ${first}` : `seqs ${first}–${last}`;
+  return new CorruptRowsError(
+    first,
+    last,
+    `topic ${JSON.stringify(topic)}: the stored row of ${seqs} is corrupt (${detail}); its messages cannot be read. A subscription gets past them with: nervebus sub seek ${topic} SUBSCRIPTION --to ${last + 1}`,
+    { cause },
+  );
+}
+
 /** Shorthand for the most common error: a bad value in a named field. */
 export function invalidArgument(field: string, problem: string): NerveBusError {
   return new NerveBusError("invalid_argument", `${field}: ${problem}`);

@@ -16,6 +16,7 @@ export type { DeadLetterForwarder } from "./dead-letter.js";
 export {
   asNerveBusError,
   CorruptRowsError,
+  corruptRows,
   type ErrorCode,
   invalidArgument,
   NerveBusError,

@@ -3,7 +3,7 @@ import { AckRanges } from "./ack-ranges.js";
 import { backoffDelay } from "./backoff.js";
 import type { Consumer, Delivered, Delivery } from "./consumer.js";
 import { DeadLetterLog } from "./dead-letter-log.js";
-import { CorruptRowsError, invalidArgument, type NerveBusError } from "./errors.js";
+import { CorruptRowsError, corruptRows, invalidArgument, type NerveBusError } from "./errors.js";
 import { LeaseRange } from "./lease-range.js";
 import { LeaseTimers } from "./lease-timers.js";
 import type { LogMessage, PointerRecord, SubscriptionConfig, SubscriptionRecord } from "./model.js";
@@ -125,6 +125,8 @@ export class Subscription {
   #ready: number[] = [];
   #readyHead = 0;
   #fetching = false;
+  /** A stored message met in this dispatch that does not decode: the streams end with it. */
+  #corrupt: CorruptRowsError | undefined;
   /** No read-ahead starts before this time (ms): the last store read failed (#readFailed). */
   #readsPausedUntil = 0;
   #dispatchScheduled = false;
@@ -654,6 +656,12 @@ export class Subscription {
     }
     if (this.topic.ephemeral) this.#dropUndeliverable();
     this.#timers.arm();
+    const corrupt = this.#corrupt;
+    if (corrupt !== undefined) {
+      // Not delivered, and the cursor stays at it: each consumer is told, as by a failed read.
+      this.#corrupt = undefined;
+      this.#readFailed(corrupt);
+    }
   }
 
   /**
@@ -812,6 +820,13 @@ export class Subscription {
         message = this.#readAhead.take(seq);
         if (message === undefined) {
           this.#startRead(seq, watermark);
+          return undefined;
+        }
+        // Read back from the store: its strings are checked where they are decoded, here.
+        try {
+          void message.attributes;
+        } catch (err) {
+          this.#corrupt = corruptRows(this.topic.record.name, seq, seq, err);
           return undefined;
         }
         this.#prefetch(seq);

@@ -1,5 +1,5 @@
 import {
-  CorruptRowsError,
+  corruptRows,
   type LoggedIds,
   LogMessage,
   type NewMessage,
@@ -35,7 +35,7 @@ export function decodeRow(
   try {
     void m.attributes;
   } catch (err) {
-    throw corruptRun(topic, seq, seq, err);
+    throw corruptRows(topic.name, seq, seq, err);
   }
   return m;
 }
@@ -45,7 +45,7 @@ export function storedIds(topic: RowOwner, seq: number, publishedAt: number, met
   try {
     return decodeIds(seq, publishedAt, meta);
   } catch (err) {
-    throw corruptRun(topic, seq, seq, err);
+    throw corruptRows(topic.name, seq, seq, err);
   }
 }
 
@@ -160,21 +160,6 @@ export interface RowOwner {
 }
 
 /**
- * The error of a stored run whose bytes are not what the broker wrote: DATA_LOSS naming the
- * topic, its seqs and how a subscription gets past them (README, "How it works", corrupt rows).
- */
-function corruptRun(topic: RowOwner, first: number, last: number, cause: unknown): CorruptRowsError {
-  const detail = cause instanceof Error ? cause.message : String(cause);
-  const seqs = first === last ? `seq ${first}` : `seqs ${first}–${last}`;
-  return new CorruptRowsError(
-    first,
-    last,
-    `topic ${JSON.stringify(topic.name)}: the stored row of ${seqs} is corrupt (${detail}); its messages cannot be read. A subscription gets past them with: nervebus sub seek ${topic.name} SUBSCRIPTION --to ${last + 1}`,
-    { cause },
-  );
-}
-
-/**
  * Runs `parse` over one stored run; what it throws (the bytes are malformed) becomes the run's
  * DATA_LOSS error. `count` (what `parse` made of the run's seqs in [from, to]) must be all of
  * them: a body shorter than its row's seqs is corrupt too, not messages that retention removed.
@@ -191,13 +176,13 @@ function parseRun<T>(
   try {
     parsed = parse();
   } catch (err) {
-    throw corruptRun(topic, run.firstSeq, run.lastSeq, err);
+    throw corruptRows(topic.name, run.firstSeq, run.lastSeq, err);
   }
   const wanted = Math.min(to, run.lastSeq) - Math.max(from, run.firstSeq) + 1;
   const got = count(parsed);
   if (got !== Math.max(0, wanted))
-    throw corruptRun(
-      topic,
+    throw corruptRows(
+      topic.name,
       run.firstSeq,
       run.lastSeq,
       `its body holds ${got} of the ${wanted} records asked for`,
@@ -205,29 +190,42 @@ function parseRun<T>(
   return parsed;
 }
 
-/** The records with from ≤ seq ≤ to of runs read from any shards, in seq order (DATA_LOSS for a corrupt run). */
-function recordsOfRuns(topic: RowOwner, runs: StoredRun[], from: number, to: number): RunRecord[] {
+/**
+ * `make` of each record with from ≤ seq ≤ to of runs read from any shards, in seq order: what
+ * a corrupt run's records throw, there or in `make`, is that run's DATA_LOSS.
+ */
+function fromRecords<T>(
+  topic: RowOwner,
+  runs: StoredRun[],
+  from: number,
+  to: number,
+  make: (r: RunRecord) => T,
+): T[] {
   runs.sort((a, b) => a.firstSeq - b.firstSeq);
-  const out: RunRecord[] = [];
+  const out: T[] = [];
   for (const run of runs) {
-    const records = parseRun(
+    const made = parseRun(
       topic,
       run,
       from,
       to,
-      () => decodeRun(run.body, run.ids, from, to, run.firstSeq),
+      () => decodeRun(run.body, run.ids, from, to, run.firstSeq).map(make),
       (r) => r.length,
     );
-    for (const r of records) out.push(r);
+    for (const m of made) out.push(m);
   }
   return out;
 }
 
-/** Format 2: the messages with from ≤ seq ≤ to of runs read from any shards, in seq order. */
+/**
+ * Format 2: the messages with from ≤ seq ≤ to of runs read from any shards, in seq order, their
+ * metadata decoded here (strings not UTF-8 are the run's DATA_LOSS, not an exception later).
+ */
 export function messagesOfRuns(topic: RowOwner, runs: StoredRun[], from: number, to: number): LogMessage[] {
-  return recordsOfRuns(topic, runs, from, to).map((r) => {
+  return fromRecords(topic, runs, from, to, (r) => {
     const m = new LogMessage(r.seq, r.publishTime, r.data, r.meta);
     m.record = r.record;
+    void m.attributes;
     return m;
   });
 }
@@ -252,7 +250,7 @@ export function indexedRunsOf(topic: RowOwner, runs: StoredRun[], from: number, 
 
 /** Format 2: the ids of the messages with from ≤ seq ≤ to of runs, in seq order. */
 export function idsOfRuns(topic: RowOwner, runs: StoredRun[], from: number, to: number): LoggedIds[] {
-  return recordsOfRuns(topic, runs, from, to).map((r) => decodeIds(r.seq, r.publishTime, r.meta));
+  return fromRecords(topic, runs, from, to, (r) => decodeIds(r.seq, r.publishTime, r.meta));
 }
 
 /**

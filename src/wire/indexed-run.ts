@@ -1,7 +1,7 @@
 import { withScheduleId } from "./message-meta.js";
 import type { Pack } from "./pack.js";
 import { type RunRecord, type RunRow, readRecord } from "./run-body.js";
-import { storedRecordProblem } from "./stored-record.js";
+import { storedRecordInfo, storedRecordProblem } from "./stored-record.js";
 import { ByteView, copyViews, varintSize, WireError, WireReader, writeVarint } from "./wire-format.js";
 
 /**
@@ -14,6 +14,11 @@ export interface IndexedRun extends RunRow {
   readonly offsets: Uint32Array;
   /** Payload bytes of its messages (metrics). */
   readonly payloadBytes: number;
+  /**
+   * Each record's recordInfo, when the run was read back from a store: worked out by the check
+   * every stored record passes (storedRecordInfo), so a drain walks a record once.
+   */
+  readonly infos?: Uint32Array;
 }
 
 const TAG_SEQ = 1 << 3;
@@ -256,9 +261,10 @@ export function copyStoredRange(
   const first = seq;
   const start = r.pos;
   const starts: number[] = [];
+  const infos: number[] = [];
   while (seq <= to && !r.done) {
     starts.push(r.pos - start);
-    skipStoredRecord(r, seq, true);
+    infos.push(skipStoredRecord(r, seq, true));
     seq++;
   }
   const n = starts.length;
@@ -285,6 +291,7 @@ export function copyStoredRange(
     ids: kept,
     offsets: Uint32Array.from(starts),
     payloadBytes: 0,
+    infos: Uint32Array.from(infos),
   };
 }
 
@@ -295,15 +302,17 @@ function ownsMemory(b: Buffer): boolean {
 
 /**
  * Moves past the stored record of `seq` (no range tuple made per record): its length must fit
- * the body, and a record that is `kept` must be well formed (storedRecordProblem), so that the
- * deliveries cut from it never meet a malformed one. Throws WireError naming the seq.
+ * the body, and a record that is `kept` must be well formed (storedRecordInfo), so that the
+ * deliveries cut from it never meet a malformed one. Returns a kept record's recordInfo (0 for
+ * one skipped). Throws WireError naming the seq.
  */
-function skipStoredRecord(r: WireReader, seq: number, kept: boolean): void {
+function skipStoredRecord(r: WireReader, seq: number, kept: boolean): number {
   const len = r.varint();
   const start = r.pos;
   if (len > r.end - start) throw new WireError(`the record of seq ${seq} runs past the end of its run`);
   r.pos = start + len;
-  if (!kept) return;
-  const problem = storedRecordProblem(r.buf, start, r.pos, seq);
-  if (problem !== undefined) throw new WireError(`the record of seq ${seq} is malformed: ${problem}`);
+  if (!kept) return 0;
+  const info = storedRecordInfo(r.buf, start, r.pos, seq);
+  if (info < 0) throw new WireError(`the record of seq ${seq} is malformed: ${storedRecordProblem}`);
+  return info;
 }

@@ -58,6 +58,8 @@ function skip(buf: Buffer, pos: number, type: number): number {
  * ordering key. One number, so nothing is allocated per message.
  */
 export function recordInfo(run: IndexedRun, k: number): number {
+  // Worked out when the run was read back from a store (and checked then).
+  if (run.infos !== undefined) return run.infos[k]!;
   const body = run.body;
   const len = readVarint(body, run.offsets[k]!);
   let pos = next;

@@ -1,5 +1,5 @@
 import { deliveryMeta, scheduleIdOf, withScheduleId } from "./message-meta.js";
-import { storedRecordProblem } from "./stored-record.js";
+import { storedRecordInfo, storedRecordProblem } from "./stored-record.js";
 import { varintSize, WIRE_LEN, WIRE_VARINT, WireError, WireReader, writeVarint } from "./wire-format.js";
 
 /**
@@ -194,8 +194,8 @@ export function decodeRun(
     const seq = first + k;
     if (seq < from) continue;
     if (seq > to) break;
-    const problem = storedRecordProblem(body, start, end, seq);
-    if (problem !== undefined) throw new WireError(`the record of seq ${seq} is malformed: ${problem}`);
+    if (storedRecordInfo(body, start, end, seq) < 0)
+      throw new WireError(`the record of seq ${seq} is malformed: ${storedRecordProblem}`);
     const rec = readRecord(body, start, end);
     const scheduleId = scheduleIds.get(rec.seq - first);
     out.push(scheduleId === undefined ? rec : { ...rec, meta: withScheduleId(rec.meta, scheduleId) });

@@ -2,29 +2,39 @@
  * The check every record read back from a store passes before anything else parses it: a row
  * that is not what the broker wrote (a bad disk, a hand-edited body) must become an error
  * naming it, not an exception deep in a delivery that ends the process
- * (test/integration/corrupt-run-sqlite.test.ts). It walks the record's fields without
- * allocating (stored bytes of a drain pass through it), checking what the readers after it rely
- * on: every field's wire type and length within the record, the seq first and the one expected,
- * attribute entries and the publish time well formed, strings UTF-8 (clients refuse a Delivery
- * whose strings are not). Payload bytes are not checked: there is no checksum to check them
- * against (the database's own page checksums cover them).
+ * (test/integration/corrupt-run-sqlite.test.ts). It walks the record's fields once, without
+ * allocating, checking what the readers after it rely on (every field's wire type and length
+ * within the record, the seq first and the one expected, attribute entries and the publish time
+ * well formed), and returns what a first delivery needs to know of the record (recordInfo's
+ * number), so a drain walks each record once, as it did before the check. Strings are checked
+ * for UTF-8 where they are decoded (message-meta.ts), not here: a byte loop over every
+ * attribute would cost a drain more than the walk. Payload bytes carry no checksum to check.
  */
-
-import { isUtf8 } from "node:buffer";
 
 const TAG_SEQ = 1 << 3;
 const F_DATA = 2;
 const F_ATTRIBUTES = 3;
+const F_ORDERING_KEY = 4;
+const F_MESSAGE_ID = 5;
 const F_PUBLISH_TIME = 6;
+
+/** Why the last storedRecordInfo answered −1. */
+export let storedRecordProblem = "";
 
 /** Where the last varint read ended, −1 when it was malformed (module state: no object per read). */
 let at = 0;
 
 function varint(buf: Buffer, pos: number, end: number): number {
+  if (pos < end) {
+    const b = buf[pos]!;
+    if (b < 128) {
+      at = pos + 1;
+      return b;
+    }
+  }
   let result = 0;
   let scale = 1;
-  for (let i = 0; i < 10; i++) {
-    if (pos >= end) break;
+  for (let i = 0; i < 10 && pos < end; i++) {
     const b = buf[pos++]!;
     result += (b & 127) * scale;
     if (b < 128) {
@@ -37,83 +47,79 @@ function varint(buf: Buffer, pos: number, end: number): number {
   return 0;
 }
 
-/** Where a field of wire type `type` whose value starts at `pos` ends, or −1 when it is not one within `end`. */
-function fieldEnd(buf: Buffer, pos: number, end: number, type: number): number {
-  switch (type) {
-    case 0:
-      varint(buf, pos, end);
-      return at;
-    case 1:
-      return pos + 8 <= end ? pos + 8 : -1;
-    case 2: {
-      const len = varint(buf, pos, end);
-      if (at < 0) return -1;
-      return len <= end - at ? at + len : -1;
-    }
-    case 5:
-      return pos + 4 <= end ? pos + 4 : -1;
-    default:
-      return -1;
-  }
-}
-
-/** Whether buf[s, e) is UTF-8, as protobuf strings must be (ASCII, the usual case, without a native call). */
-function utf8(buf: Buffer, s: number, e: number): boolean {
-  for (let i = s; i < e; i++) if (buf[i]! > 127) return isUtf8(buf.subarray(s, e));
-  return true;
-}
-
 /**
- * Whether buf[pos, end) is a run of well-formed fields (a nested message); with `strings`,
- * each length-delimited one must be UTF-8 (an attribute entry's key and value).
+ * Walks the fields of buf[pos, end) (a nested message: an attribute entry, a timestamp).
+ * Returns the bytes of its length-delimited values, or −1 when a field is malformed.
  */
-function wellFormed(buf: Buffer, pos: number, end: number, strings: boolean): boolean {
+function nested(buf: Buffer, pos: number, end: number): number {
+  let bytes = 0;
   while (pos < end) {
     const tag = varint(buf, pos, end);
-    if (at < 0) return false;
-    const valueStart = at;
-    pos = fieldEnd(buf, valueStart, end, tag & 7);
-    if (pos < 0) return false;
-    if (strings && (tag & 7) === 2) {
-      varint(buf, valueStart, end);
-      if (!utf8(buf, at, pos)) return false;
-    }
+    if (at < 0) return -1;
+    const type = tag & 7;
+    if (type === 0) {
+      varint(buf, at, end);
+      if (at < 0) return -1;
+      pos = at;
+    } else if (type === 2) {
+      const len = varint(buf, at, end);
+      if (at < 0 || len > end - at) return -1;
+      bytes += len;
+      pos = at + len;
+    } else if (type === 1 || type === 5) {
+      pos = at + (type === 1 ? 8 : 4);
+      if (pos > end) return -1;
+    } else return -1;
   }
-  return true;
+  return bytes;
 }
 
 /**
- * Why body[start, end) is not the stored record of `seq` (the record without its length
- * prefix), or undefined when it is one.
+ * Checks body[start, end) (a record without its length prefix) as the stored record of `seq`.
+ * Returns its size as windows count it (payload, attribute keys and values, ordering key,
+ * message id) times 2, plus 1 when it has an ordering key; −1 when it is not such a record
+ * (storedRecordProblem says why).
  */
-export function storedRecordProblem(
-  body: Buffer,
-  start: number,
-  end: number,
-  seq: number,
-): string | undefined {
-  if (start >= end || body[start] !== TAG_SEQ) return "it does not start with its seq";
+export function storedRecordInfo(body: Buffer, start: number, end: number, seq: number): number {
+  if (start >= end || body[start] !== TAG_SEQ) return fail("it does not start with its seq");
   const stored = varint(body, start + 1, end);
-  if (at < 0) return "its seq is malformed";
-  if (stored !== seq) return `it holds seq ${stored}`;
+  if (at < 0) return fail("its seq is malformed");
+  if (stored !== seq) return fail(`it holds seq ${stored}`);
   let pos = at;
+  let bytes = 0;
+  let key = 0;
   while (pos < end) {
     const tag = varint(body, pos, end);
-    if (at < 0) return "a field's tag is malformed";
+    if (at < 0) return fail("a field's tag is malformed");
     const field = tag >>> 3;
     const type = tag & 7;
-    const valueStart = at;
-    const next = fieldEnd(body, valueStart, end, type);
-    if (next < 0) return `field ${field} (wire type ${type}) does not fit the record`;
-    if (type === 2 && field !== F_DATA) {
-      varint(body, valueStart, end);
-      const ok =
-        field === F_ATTRIBUTES || field === F_PUBLISH_TIME
-          ? wellFormed(body, at, next, field === F_ATTRIBUTES)
-          : utf8(body, at, next);
-      if (!ok) return `field ${field} is malformed`;
-    }
-    pos = next;
+    if (type === 2) {
+      const len = varint(body, at, end);
+      if (at < 0 || len > end - at) return fail(`field ${field} does not fit the record`);
+      const value = at;
+      pos = value + len;
+      if (field === F_DATA || field === F_MESSAGE_ID) bytes += len;
+      else if (field === F_ORDERING_KEY) {
+        bytes += len;
+        if (len > 0) key = 1;
+      } else if (field === F_ATTRIBUTES || field === F_PUBLISH_TIME) {
+        const inner = nested(body, value, pos);
+        if (inner < 0) return fail(`field ${field} is malformed`);
+        if (field === F_ATTRIBUTES) bytes += inner;
+      }
+    } else if (type === 0) {
+      varint(body, at, end);
+      if (at < 0) return fail(`field ${field} is malformed`);
+      pos = at;
+    } else if (type === 1 || type === 5) {
+      pos = at + (type === 1 ? 8 : 4);
+      if (pos > end) return fail(`field ${field} does not fit the record`);
+    } else return fail(`field ${field} has wire type ${type}`);
   }
-  return undefined;
+  return bytes * 2 + key;
+}
+
+function fail(problem: string): number {
+  storedRecordProblem = problem;
+  return -1;
 }

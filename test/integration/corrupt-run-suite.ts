@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { MessageResult_Outcome as Outcome } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import { StartPoint } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import type { NerveBus } from "../../src/nervebus.js";
 import { type FreshStore, seqsOf, startBroker, TestClient } from "../support/broker.js";
 
@@ -40,12 +41,23 @@ function tagAt(body: Buffer, from: number, end: number, tag: number): number {
 }
 
 /**
- * How a run's body can be corrupt, each on the run of seqs 6–10 (its second record is seq 7),
- * and a seq whose record it spoils: cut short, a field of the second record with a wire type
- * protobuf does not have, the third record naming another seq, and the fourth record's
- * attribute entry malformed inside.
+ * How a run's body can be corrupt, each on the run of seqs 6–10 (its second record is seq 7):
+ * cut short, a field of the second record with a wire type protobuf does not have, the third
+ * record naming another seq, the fourth record's attribute entry malformed inside, and (on a
+ * subscription with ordering keys, where deliveries decode their messages) the fourth record's
+ * ordering key not UTF-8. `bad`: a seq whose record it spoils. Where a stream stops: after
+ * `delivered`, with an error naming `row` and the seek `--to seekTo`.
  */
-const CORRUPTIONS: Record<string, { bad: number; mutate: (body: Buffer) => Buffer }> = {
+interface Corruption {
+  readonly bad: number;
+  readonly mutate: (body: Buffer) => Buffer;
+  readonly ordering?: boolean;
+  readonly delivered?: number[];
+  readonly row?: string;
+  readonly seekTo?: number;
+}
+
+const CORRUPTIONS: Record<string, Corruption> = {
   truncated: { bad: 10, mutate: (body) => Buffer.from(body.subarray(0, Math.floor(body.length / 2))) },
   "bad wire type": {
     bad: 7,
@@ -77,6 +89,21 @@ const CORRUPTIONS: Record<string, { bad: number; mutate: (body: Buffer) => Buffe
       return out;
     },
   },
+  "ordering key not UTF-8": {
+    bad: 9,
+    ordering: true,
+    delivered: [1, 2, 3, 4, 5, 6, 7, 8],
+    row: "seq 9",
+    seekTo: 10,
+    mutate: (body) => {
+      const out = Buffer.from(body);
+      const r = records(out)[3]!;
+      const key = tagAt(out, r.start + 2, r.end, 0x22); // ordering_key (field 4)
+      assert.equal(out[key + 1], 5, "the key is k-009");
+      out[key + 2] = 0xff;
+      return out;
+    },
+  },
 };
 
 /**
@@ -93,17 +120,24 @@ export function corruptRunSuite(kind: string, fresh: FreshStore, corrupt: Corrup
     let bus: NerveBus = await startBroker(url);
     let client = new TestClient(bus.address);
     try {
-      for (const { name } of topics) {
+      for (const { name, corruption } of topics) {
+        const ordering = CORRUPTIONS[corruption]!.ordering === true;
         // Three packs, one stored run each: seqs 1–5, 6–10 (made corrupt) and 11–15.
         for (let p = 0; p < 3; p++) {
           const msgs = Array.from({ length: 5 }, (_, i) => ({
             data: Buffer.from(`m${p * 5 + i + 1}`),
             messageId: `id-${p * 5 + i + 1}`,
             attributes: { k: "v" },
+            orderingKey: ordering ? `k-${String(p * 5 + i + 1).padStart(3, "0")}` : "",
           }));
           const r = await client.publish(name, msgs);
           assert.equal(Number(r.firstSeq), p * 5 + 1);
         }
+        if (ordering)
+          await client.adminCall("createSubscription", {
+            subscription: { topic: name, name: "s", ordering: true },
+            start: { case: "startPoint", value: StartPoint.EARLIEST },
+          });
       }
       await client.publish("other", ["a", "b"]);
       client.close();
@@ -114,18 +148,19 @@ export function corruptRunSuite(kind: string, fresh: FreshStore, corrupt: Corrup
 
       for (const { name, corruption } of topics) {
         const what = `${corruption} (${name})`;
+        const c = CORRUPTIONS[corruption]!;
+        const delivered = c.delivered ?? [1, 2, 3, 4, 5];
         // The messages before the corrupt row are delivered; then the stream ends with DATA_LOSS
         // naming its seqs and how to get past them.
         const s = client.receive(name, "s", { from: "earliest" });
         await s.until(() => s.ended, 20_000, `the stream of ${what} to end`);
-        assert.deepEqual(
-          seqsOf(s.deliveries),
-          [1, 2, 3, 4, 5],
-          `${what}: what precedes the row is delivered`,
-        );
+        assert.deepEqual(seqsOf(s.deliveries), delivered, `${what}: what precedes the row is delivered`);
         assert.equal(s.error?.code, grpc.status.DATA_LOSS, `${what}: ${s.error?.details}`);
-        assert.match(s.error!.details, /seqs 6–10 is corrupt/);
-        assert.match(s.error!.details, new RegExp(`nervebus sub seek ${name} SUBSCRIPTION --to 11`));
+        assert.match(s.error!.details, new RegExp(`${c.row ?? "seqs 6–10"} is corrupt`));
+        assert.match(
+          s.error!.details,
+          new RegExp(`nervebus sub seek ${name} SUBSCRIPTION --to ${c.seekTo ?? 11}`),
+        );
         // Browsing: the spoilt record is DATA_LOSS, the other rows' messages are there.
         await assert.rejects(
           client.adminCall("getMessage", { topic: name, seq: BigInt(CORRUPTIONS[corruption]!.bad) }),
@@ -163,7 +198,7 @@ export function corruptRunSuite(kind: string, fresh: FreshStore, corrupt: Corrup
         assert.equal(back.error?.code, grpc.status.DATA_LOSS);
         assert.deepEqual(
           seqsOf(back.deliveries).sort((a, b) => a - b),
-          [1, 2, 3, 4, 5],
+          delivered,
         );
         await client.adminCall("seekSubscription", {
           topic: name,
