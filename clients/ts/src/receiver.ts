@@ -422,10 +422,10 @@ export class Receiver {
         adopted = true;
         continue;
       }
-      const settled = existing === undefined ? this.#unconfirmed.get(seq) : undefined;
+      const settled = existing === undefined ? this.#unconfirmed.redelivered(seq, d.attempt) : undefined;
       if (settled !== undefined) {
         // Settled already, and the broker had not read the settlement when it leased the
-        // message again: the settlement applies to this lease too.
+        // message again (its stream ended first): the settlement applies to this lease too.
         this.#queueSettlement(seq, settled.kind, settled.delayMs);
         adopted = true;
         continue;
@@ -486,7 +486,7 @@ export class Receiver {
     const seq = message.seq;
     // Kept until the broker has it. Nacks and terminations only matter for a lease the stream
     // holds: an orphan's wait for its redelivery to this stream.
-    this.#unconfirmed.add(seq, kind, delayMs);
+    this.#unconfirmed.add(seq, message.attempt, kind, delayMs);
     if (kind === "ack" || live) this.#queueSettlement(seq, kind, delayMs);
     if (kind === "ack") {
       if (result !== undefined) {
@@ -596,7 +596,7 @@ export class Receiver {
     // A written nack is forgotten: the redelivery it asks for goes to the application.
     for (const n of this.#nacks) {
       const seq = fromUint64(n.seq);
-      if (this.#unconfirmed.get(seq)?.kind === "nack") this.#unconfirmed.delete(seq);
+      if (this.#unconfirmed.kindOf(seq) === "nack") this.#unconfirmed.delete(seq);
     }
     this.#acks.clear();
     this.#nacks = [];

@@ -202,3 +202,29 @@ test("a termination lost with its stream is applied to the redelivery, which is 
   assertRedelivered(cutter);
   assert.deepEqual(calls, [1], "handled once although the broker redelivered it");
 });
+
+test("a seek back replays acked messages although the client never heard a floor covering their acks", async () => {
+  // The client keeps acks until a floor covers them; heartbeats (which carry the floor) are
+  // hidden, so these acks are still kept when the seek replays their messages as attempt 1.
+  const cutter = receiveCutter({ hideHeartbeats: true });
+  const client = new NerveBusClient(broker.address, { interceptors: [cutter.interceptor] });
+  try {
+    const topic = uniqueName("seek");
+    const subName = uniqueName("sub");
+    for (let i = 1; i <= 3; i++) await client.publish(topic, { data: `m${i}` });
+    const got: { seq: number; attempt: number }[] = [];
+    const sub = client.subscribe(topic, subName, (m) => void got.push({ seq: m.seq, attempt: m.attempt }), {
+      start: "earliest",
+    });
+    await eventually(async () => got.length === 3 && (await backlog(client, topic)) === 0, 10_000, "acks");
+    assert.equal(await client.admin.seek(topic, subName, { seq: 1 }), 0);
+    await eventually(() => got.length === 6, 10_000, "the replay");
+    assert.deepEqual(
+      got.slice(3),
+      [1, 2, 3].map((seq) => ({ seq, attempt: 1 })),
+    );
+    await sub.close();
+  } finally {
+    await client.close();
+  }
+});

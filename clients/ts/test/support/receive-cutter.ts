@@ -17,8 +17,11 @@ export interface SeenStream {
  * instead of sending the next request that matches, so that request never reaches the broker.
  * The client sees UNAVAILABLE and reconnects; the broker sees the stream cancelled and
  * redelivers what it had leased to it. `streams` records what each stream delivered.
+ * `hideHeartbeats` takes the heartbeats out of the responses, as if the stream were never idle
+ * (the broker sends them only then), so the client learns the subscription's floor only on
+ * subscribe.
  */
-export function receiveCutter(): {
+export function receiveCutter(settings: { hideHeartbeats?: boolean } = {}): {
   interceptor: grpc.Interceptor;
   streams: SeenStream[];
   cut(): void;
@@ -36,7 +39,11 @@ export function receiveCutter(): {
     const call: grpc.InterceptingCall = new grpc.InterceptingCall(next(options), {
       start(metadata, _listener, nextStart) {
         nextStart(metadata, {
-          onReceiveMessage(message: { deliveries: { seq: bigint; attempt: number }[] }, nextMessage) {
+          onReceiveMessage(
+            message: { deliveries: { seq: bigint; attempt: number }[]; heartbeat?: unknown },
+            nextMessage,
+          ) {
+            if (settings.hideHeartbeats) message.heartbeat = undefined;
             for (const d of message.deliveries)
               seen.deliveries.push({ seq: Number(d.seq), attempt: d.attempt });
             nextMessage(message);
