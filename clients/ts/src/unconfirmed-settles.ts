@@ -33,11 +33,6 @@ export class UnconfirmedSettles {
     this.#limit = limit;
   }
 
-  /** Settlements kept. */
-  get size(): number {
-    return this.#bySeq.size;
-  }
-
   /** Records the settlement of delivery `attempt` of `seq` (replacing an earlier one of the seq). */
   add(seq: number, attempt: number, kind: Settlement, delayMs?: number): void {
     if (seq <= this.#floor) return;
