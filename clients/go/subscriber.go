@@ -257,6 +257,9 @@ type session struct {
 	// Acks written but not confirmed yet (ConfirmAcks), and who waits for them.
 	unconfirmed map[uint64]struct{}
 	ackWaiters  map[uint64][]*AckResult
+	// Acks and terminations the broker may not have yet: sent again on a new stream, and
+	// applied to a redelivery instead of handing it to a handler.
+	settles *unconfirmedSettles
 	// Handler scheduling.
 	queue    []*lease
 	keyBusy  map[string][]*lease
@@ -290,6 +293,10 @@ func newSession(s *Subscriber, handler func(context.Context, *Message), ctx cont
 		drained:        make(chan struct{}),
 
 		handlersStopped: make(chan struct{}),
+		// 2 × the window: a stream has at most a window of messages unacked, so at most that
+		// many of its acks can be unread by the broker when it ends; the messages still held
+		// from the stream before (settled later) are at most as many again.
+		settles: newUnconfirmedSettles(2 * s.cfg.MaxOutstandingMessages),
 	}
 }
 
@@ -467,12 +474,18 @@ func (s *session) recvLoop(stream nervebusv1.SubscriberService_ReceiveClient, ge
 		}
 		if sub := resp.GetSubscribed(); sub != nil {
 			subscribed.Store(true)
+			s.resendSettles(sub.GetFloor())
 			if d := sub.GetAckDeadline(); d != nil && d.AsDuration() > 0 {
 				s.mu.Lock()
 				s.ackDeadline = d.AsDuration()
 				s.mu.Unlock()
 				s.signal() // the send loop adapts its extension ticker
 			}
+		}
+		if hb := resp.GetHeartbeat(); hb != nil {
+			s.mu.Lock()
+			s.settles.setFloor(hb.GetFloor())
+			s.mu.Unlock()
 		}
 		if ds := resp.GetDeliveries(); len(ds) > 0 {
 			s.deliver(gen, ds)
@@ -509,6 +522,17 @@ func (s *session) deliver(gen int, ds []*nervebusv1.Delivery) {
 			continue
 		}
 		if _, ok := s.terms[seq]; ok {
+			continue
+		}
+		if kind, ok := s.settles.redelivered(seq, int(d.GetAttempt())); ok {
+			// Settled, and the settlement written on a stream that ended before the broker
+			// read it: it applies to this lease too.
+			if kind == settleAck {
+				s.acks[seq] = struct{}{}
+			} else {
+				s.terms[seq] = struct{}{}
+			}
+			s.signal()
 			continue
 		}
 		if n, ok := s.heldNacks[seq]; ok {
@@ -655,6 +679,7 @@ func (s *session) settle(l *lease, kind settleKind, delay time.Duration, result 
 	switch kind {
 	case settleAck:
 		s.acks[l.seq] = struct{}{}
+		s.settles.add(l.seq, l.msg.Attempt, settleAck)
 		delete(s.nacks, l.seq)
 		if result != nil {
 			s.ackWaiters[l.seq] = append(s.ackWaiters[l.seq], result)
@@ -671,6 +696,7 @@ func (s *session) settle(l *lease, kind settleKind, delay time.Duration, result 
 		}
 	case settleTerminate:
 		s.terms[l.seq] = struct{}{}
+		s.settles.add(l.seq, l.msg.Attempt, settleTerminate)
 		delete(s.nacks, l.seq)
 	}
 	s.updateWindowLocked()
@@ -710,6 +736,7 @@ func (s *session) confirm(seqs []uint64, err error) {
 	defer s.mu.Unlock()
 	for _, seq := range seqs {
 		delete(s.unconfirmed, seq)
+		s.settles.forget(seq)
 		for _, r := range s.ackWaiters[seq] {
 			r.set(err)
 		}
@@ -718,6 +745,18 @@ func (s *session) confirm(seqs []uint64, err error) {
 	if s.stopping {
 		s.signal() // the send loop may be waiting for the last confirmations
 	}
+}
+
+// resendSettles runs when a stream is subscribed: the kept acks above the reported floor go
+// out again on it (an ack counts on any stream; the one that carried it may have ended first).
+func (s *session) resendSettles(floor uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settles.setFloor(floor)
+	for _, seq := range s.settles.acks() {
+		s.acks[seq] = struct{}{}
+	}
+	s.signal()
 }
 
 // sendLoop writes pending requests and deadline extensions to the stream. It returns

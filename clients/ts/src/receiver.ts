@@ -26,6 +26,7 @@ import {
 import type { ServiceClient } from "./grpc-adapter.js";
 import { type AckWaiter, ReceivedMessage, type Settlement } from "./received-message.js";
 import type { Route } from "./route.js";
+import { UnconfirmedSettles } from "./unconfirmed-settles.js";
 
 /**
  * Settings of a Receive stream, common to subscribe() and messages(); the defaults are the same
@@ -124,7 +125,9 @@ type ReceiveCall = grpc.ClientDuplexStream<ReceiveRequest, ReceiveResponse>;
  * requests, and keeps the window. Messages still held when a stream ends are "orphans": the
  * window of the next stream is shrunk by their number (and grows back as they are settled),
  * so the client never holds more than maxMessages, and an orphan redelivered to the new stream
- * is adopted instead of being handed out twice.
+ * is adopted instead of being handed out twice. Settlements are kept until the broker is known
+ * to have them (UnconfirmedSettles): a message settled and redelivered because its stream
+ * ended before the broker read the settlement gets the settlement again, not a second handler.
  */
 export class Receiver {
   readonly #route: Route<SubscriberClient>;
@@ -157,13 +160,14 @@ export class Receiver {
   #roomWaiter: (() => void) | undefined;
   #tick: NodeJS.Timeout | undefined;
 
-  #acks: bigint[] = [];
+  /** Acks to send, by seq (a set: an ack sent again on a new stream may still be queued). */
+  readonly #acks = new Set<number>();
   #nacks: { seq: bigint; delayMs: number | undefined }[] = [];
   #terminates: bigint[] = [];
   /** Lease extensions asked for with extendDeadline(), by deadline (ms). */
   #extends = new Map<number, bigint[]>();
-  /** Acks written and not confirmed yet (confirmAcks): sent again on the next stream. */
-  readonly #unconfirmed = new Set<number>();
+  /** Settlements the broker may not have yet: sent again on the next stream or redelivery. */
+  readonly #unconfirmed: UnconfirmedSettles;
   /** ackWithResult() calls waiting for their ack to be written or confirmed, by seq. */
   readonly #ackWaiters = new Map<number, AckWaiter[]>();
   #flushScheduled = false;
@@ -200,6 +204,10 @@ export class Receiver {
     this.#retryable = new Set(options.retryableCodes ?? DEFAULT_RECONNECT_CODES);
     this.#idleTimeoutMs = options.idleTimeoutMs ?? RECEIVE_DEFAULTS.idleTimeoutMs;
     this.#onError = options.onError;
+    // 2 × the window: a stream has at most a window of messages unacked, so at most that many
+    // of its acks can be unread by the broker when it ends; the messages still held from the
+    // stream before (settled later, on this one) are at most as many again.
+    this.#unconfirmed = new UnconfirmedSettles(2 * this.#maxMessages);
     // Validate what goes on the wire now, so bad options throw from the caller's call.
     toWireStart("start", this.#start);
     toDuration("ackDeadlineMs", this.#ackDeadlineOption);
@@ -380,9 +388,6 @@ export class Receiver {
           }),
         }),
       );
-      // Acks the broker never confirmed may not have reached it; acks count on any stream.
-      for (const seq of this.#unconfirmed) this.#acks.push(BigInt(seq));
-      this.#unconfirmed.clear();
       if (this.#stopping) call.end();
     });
   }
@@ -395,8 +400,13 @@ export class Receiver {
       if (deadline > 0) this.#ackDeadlineMs = deadline;
       this.#restartTick();
       this.#readyResolve();
+      // Acks the broker may not have read (the stream they went on ended) are sent again: an
+      // ack counts on any stream.
+      this.#unconfirmed.floor(fromUint64(res.subscribed.floor));
+      for (const seq of this.#unconfirmed.acks()) this.#acks.add(seq);
       this.#flush();
     }
+    if (res.heartbeat !== undefined) this.#unconfirmed.floor(fromUint64(res.heartbeat.floor));
     if (res.ackResults !== undefined) this.#onAckResults(res.ackResults);
     if (res.deliveries.length === 0) return;
     const now = Date.now();
@@ -409,6 +419,14 @@ export class Receiver {
         existing.orphan = false;
         existing.expiresAt = now + this.#ackDeadlineMs;
         this.#orphans--;
+        adopted = true;
+        continue;
+      }
+      const settled = existing === undefined ? this.#unconfirmed.redelivered(seq, d.attempt) : undefined;
+      if (settled !== undefined) {
+        // Settled already, and the broker had not read the settlement when it leased the
+        // message again (its stream ended first): the settlement applies to this lease too.
+        this.#queueSettlement(seq, settled.kind, settled.delayMs);
         adopted = true;
         continue;
       }
@@ -465,10 +483,12 @@ export class Receiver {
     const current = lease?.message === message;
     const live = current && !lease.orphan;
     if (current) this.#removeLease(lease);
-    const seq = BigInt(message.seq);
-    // A late ack still counts; nacks and terminations only matter for a lease we hold.
+    const seq = message.seq;
+    // Kept until the broker has it. Nacks and terminations only matter for a lease the stream
+    // holds: an orphan's wait for its redelivery to this stream.
+    this.#unconfirmed.add(seq, message.attempt, kind, delayMs);
+    if (kind === "ack" || live) this.#queueSettlement(seq, kind, delayMs);
     if (kind === "ack") {
-      this.#acks.push(seq);
       if (result !== undefined) {
         if (this.#stopping && this.#call === undefined)
           result.reject(
@@ -480,10 +500,16 @@ export class Receiver {
           else waiters.push(result);
         }
       }
-    } else if (live && kind === "nack") this.#nacks.push({ seq, delayMs });
-    else if (live) this.#terminates.push(seq);
+    }
     this.#scheduleFlush();
     this.#hooks.settled?.(message, kind);
+  }
+
+  /** Queues a settlement request for the current stream (a late ack still counts). */
+  #queueSettlement(seq: number, kind: Settlement, delayMs: number | undefined): void {
+    if (kind === "ack") this.#acks.add(seq);
+    else if (kind === "nack") this.#nacks.push({ seq: BigInt(seq), delayMs });
+    else this.#terminates.push(BigInt(seq));
   }
 
   /** Queues an extension of a held message's lease, asked for by the application. */
@@ -545,15 +571,16 @@ export class Receiver {
     const window = this.#desiredWindow();
     const changeWindow = window !== this.#windowSent;
     if (
-      this.#acks.length === 0 &&
+      this.#acks.size === 0 &&
       this.#nacks.length === 0 &&
       this.#terminates.length === 0 &&
       this.#extends.size === 0 &&
       !changeWindow
     )
       return;
+    const acked = [...this.#acks];
     const request = create(ReceiveRequestSchema, {
-      ackSeqs: this.#acks,
+      ackSeqs: acked.map((s) => BigInt(s)),
       nacks: this.#nacks.map((n) =>
         create(NackSchema, { seq: n.seq, delay: toDuration("delay", n.delayMs) }),
       ),
@@ -566,14 +593,17 @@ export class Receiver {
       request.window = create(WindowSchema, { maxMessages: window, maxBytes: BigInt(this.#maxBytes) });
       this.#windowSent = window;
     }
-    const acked = this.#acks.map((s) => fromUint64(s));
-    this.#acks = [];
+    // A written nack is forgotten: the redelivery it asks for goes to the application.
+    for (const n of this.#nacks) {
+      const seq = fromUint64(n.seq);
+      if (this.#unconfirmed.kindOf(seq) === "nack") this.#unconfirmed.delete(seq);
+    }
+    this.#acks.clear();
     this.#nacks = [];
     this.#terminates = [];
     this.#extends.clear();
     call.write(request);
-    if (this.#confirmAcks) for (const seq of acked) this.#unconfirmed.add(seq);
-    else this.#settleAckWaiters(acked);
+    if (!this.#confirmAcks) this.#settleAckWaiters(acked);
   }
 
   /** Lease checks run 4 times per ack deadline; a silent broker is noticed within 1.5 × idleTimeoutMs. */

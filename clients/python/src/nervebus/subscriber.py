@@ -24,6 +24,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.trace import TracerProvider
 
 from ._owner_router import OwnerRouter
+from ._unconfirmed_settles import UnconfirmedSettles
 from .errors import AckNotConfirmedError, NerveBusError, StatusError, SubscriberError
 from .gen.nervebus.v1 import message_pb2, subscriber_pb2, subscriber_pb2_grpc
 from .retry import DEFAULT_RETRYABLE_CODES, Backoff
@@ -282,6 +283,12 @@ class Subscriber:
         self._ack_deadline = self.settings.ack_deadline or _DEFAULT_ACK_DEADLINE
         self._outbox = _Outbox()
         self._unconfirmed: set[int] = set()
+        # Acks and terminations the broker may not have yet: sent again on a new stream, and
+        # applied to a redelivery instead of handing it to the handler. 2 × the window: a
+        # stream has at most a window of messages unacked, so at most that many of its acks can
+        # be unread by the broker when it ends; those still held from the stream before (settled
+        # later) are at most as many again.
+        self._settles = UnconfirmedSettles(2 * self.settings.max_messages)
         # The highest seq received: a seq at or below it may be a copy of one already acked.
         self._highest_seq = 0
         # ack_with_result() calls waiting for their ack to be written or confirmed, by seq.
@@ -638,19 +645,24 @@ class Subscriber:
             self._stream_subscribed = True
             self.stats.streams += 1
             self.stats.last_seq = sub.last_seq
+            # Acks the broker may not have read (the stream they went on ended) go out again:
+            # an ack counts on any stream.
+            self._settles.set_floor(sub.floor)
+            queued = set(self._outbox.acks)
+            self._outbox.acks.extend(seq for seq in self._settles.acks() if seq not in queued)
+            self._signal()
             if self._first is not None and not self._first.done():
                 self._first.set_result(None)
         if response.HasField("heartbeat"):
             self.stats.backlog = response.heartbeat.backlog
             self.stats.last_seq = response.heartbeat.last_seq
+            self._settles.set_floor(response.heartbeat.floor)
         if response.HasField("ack_results"):
             results = response.ack_results
-            for seq in results.acked_seqs:
-                self._unconfirmed.discard(seq)
-            for seq in results.already_acked_seqs:
-                self._unconfirmed.discard(seq)
-            for seq in results.ignored_seqs:
-                self._unconfirmed.discard(seq)
+            for seqs in (results.acked_seqs, results.already_acked_seqs, results.ignored_seqs):
+                for seq in seqs:
+                    self._unconfirmed.discard(seq)
+                    self._settles.forget(seq)
             self._ack_done(results.acked_seqs, None)
             self._ack_done(results.already_acked_seqs, None)
             self._ack_done(
@@ -680,6 +692,13 @@ class Subscriber:
             # Acked, and the ack queued or written but not confirmed: the broker leased the
             # message again before it read the ack (a reconnect). The ack settles this lease
             # too; handling the copy would run the handler twice for one acked message.
+            return
+        kept = self._settles.redelivered(d.seq, d.attempt)
+        if kept is not None:
+            # Settled, and the settlement written on a stream that ended before the broker read
+            # it: it applies to this lease too.
+            (self._outbox.acks if kept is SettleAction.ACK else self._outbox.terminates).append(d.seq)
+            self._signal()
             return
         self._highest_seq = max(self._highest_seq, d.seq)
         attributes = d.attributes
@@ -831,6 +850,8 @@ class Subscriber:
     def _apply_settle(
         self, work: _Work, action: SettleAction, delay: float | None, result: AckResult | None
     ) -> None:
+        if action is not SettleAction.NACK:
+            self._settles.add(work.seq, work.message.attempt, action)
         if action is SettleAction.ACK:
             self._outbox.acks.append(work.seq)
             self.stats.acked += 1
