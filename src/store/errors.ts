@@ -64,7 +64,7 @@ export function mapStoreError(err: unknown, what: string): NerveBusError {
   const transient =
     code === undefined
       ? isFailedConnection(err)
-      : TRANSIENT_CODES.has(code) || code.startsWith("SQLITE_IOERR");
+      : TRANSIENT_CODES.has(code) || code.startsWith("SQLITE_IOERR") || isReadOnlyServer(err);
   if (transient) {
     return new NerveBusError("unavailable", `store unavailable while ${what}: ${detail}`, { cause: err });
   }
@@ -95,4 +95,52 @@ export function mapSqliteOpenError(err: unknown, path: string): NerveBusError {
     );
   }
   return mapStoreError(err, `opening ${path}`);
+}
+
+// ---- A server that takes no writes (a failover in progress) ----------------------------------
+
+/**
+ * What a MySQL server answers to every write once failover tooling has made it read-only (or a
+ * Galera node cannot take statements yet). Transient: the name or address the broker dials
+ * moves to a server that takes writes, and a new connection reaches it (see ServerPool).
+ */
+const READ_ONLY_CODES = new Set([
+  // 1290 "The MariaDB server is running with the --read-only option so it cannot execute this
+  // statement" (MySQL: also --super-read-only), to a user without READ ONLY ADMIN / SUPER:
+  // test/store/mysql-read-only.test.ts "read-only server: MariaDB's answer". The same code names
+  // other options (--secure-file-priv, --skip-grant-tables), none of which a broker's statement
+  // runs into: only the read-only ones count (see isReadOnlyServer).
+  "ER_OPTION_PREVENTS_STATEMENT",
+  // 1836 "Running in read-only mode" (MySQL, innodb_read_only): not forced here (MariaDB has no
+  // such answer); test/store/mysql-read-only.test.ts "…count only with the read-only text" reads
+  // MySQL's wording.
+  "ER_READ_ONLY_MODE",
+  // 1047 "WSREP has not yet prepared node for application use": a Galera node outside the
+  // primary component or still joining; not forced here (test/integration/mysql-galera.test.ts
+  // kills nodes, it does not isolate one); the same text test reads its wording. Only with WSREP
+  // in its text: the code's own meaning is "unknown command".
+  "ER_UNKNOWN_COM_ERROR",
+]);
+
+/** Whether a driver error says the server takes no writes now (see READ_ONLY_CODES). */
+export function isReadOnlyServer(err: unknown): boolean {
+  const code = codeOf(err);
+  if (code === undefined || !READ_ONLY_CODES.has(code)) return false;
+  const text = String((err as { message?: unknown }).message);
+  if (code === "ER_OPTION_PREVENTS_STATEMENT") return /read-only/i.test(text);
+  if (code === "ER_UNKNOWN_COM_ERROR") return /WSREP/.test(text);
+  return true;
+}
+
+/**
+ * A read-only server's error as the domain error: UNAVAILABLE naming the server (HOST:PORT as
+ * the broker dials it), `cause` kept.
+ */
+export function readOnlyServerError(err: unknown, server: string): NerveBusError {
+  const detail = err instanceof Error ? err.message : String(err);
+  return new NerveBusError(
+    "unavailable",
+    `the MySQL server at ${server} is read-only (${detail}); the broker reconnects until the server there takes writes (after a failover: the new primary), and retries`,
+    { cause: err },
+  );
 }

@@ -186,7 +186,8 @@ export async function startTestMysql(): Promise<TestMysql> {
     exited,
   ]);
   await root.query(`CREATE USER IF NOT EXISTS '${user}'@'127.0.0.1' IDENTIFIED BY '${password}'`);
-  await root.query(`GRANT ALL PRIVILEGES ON *.* TO '${user}'@'127.0.0.1'`);
+  // With GRANT OPTION: a test can make a user of narrower rights (one that read_only applies to).
+  await root.query(`GRANT ALL PRIVILEGES ON *.* TO '${user}'@'127.0.0.1' WITH GRANT OPTION`);
   await root.query(
     `CREATE USER IF NOT EXISTS '${SECOND_USER.user}'@'127.0.0.1' IDENTIFIED BY '${SECOND_USER.password}'`,
   );

@@ -11,8 +11,9 @@ import {
   type TopicRecord,
 } from "../../core/index.js";
 import { mapStoreError } from "../errors.js";
-import { DB_NOW_MS, type LeaseOptions } from "./lease.js";
+import { DB_NOW_MS, failedBecause, type LeaseOptions } from "./lease.js";
 import { addColumn } from "./schema.js";
+import type { ServerPool } from "./server-pool.js";
 import type { LeaseState, WriteGuard } from "./write-guard.js";
 
 /** Owner of the store lease row while brokers share the database (no single broker owns it). */
@@ -117,6 +118,8 @@ export class ClusterLease implements WriteGuard, Cluster {
   #lost: NerveBusError | undefined;
   #validUntil = 0;
   #renewedAt = 0;
+  /** Why the last heartbeat failed (none succeeded since), for the error writes wait with. */
+  #beatError: string | undefined;
   #epoch = 0;
   #timer: NodeJS.Timeout | undefined;
   #beating: Promise<void> | undefined;
@@ -135,7 +138,7 @@ export class ClusterLease implements WriteGuard, Cluster {
    * URLs).
    */
   constructor(
-    private readonly pool: mysql.Pool,
+    private readonly pool: ServerPool,
     private readonly options: LeaseOptions,
     identity: BrokerIdentity = newBrokerIdentity(),
   ) {
@@ -248,7 +251,7 @@ export class ClusterLease implements WriteGuard, Cluster {
     if (now >= this.#validUntil) {
       throw new NerveBusError(
         "unavailable",
-        `cluster membership not renewed for ${Math.round(now - this.#renewedAt)} ms (ttl ${this.options.ttlMs} ms); writes wait until it is`,
+        `cluster membership not renewed for ${Math.round(now - this.#renewedAt)} ms (ttl ${this.options.ttlMs} ms); writes wait until it is${failedBecause(this.#beatError)}`,
       );
     }
     if (topic === undefined) return;
@@ -548,6 +551,7 @@ export class ClusterLease implements WriteGuard, Cluster {
         "SELECT id, address, expires_at, started_at, draining, secret FROM nb_brokers",
       );
       this.#renewedAt = sentAt;
+      this.#beatError = undefined;
       this.#validUntil = sentAt + this.options.ttlMs - this.options.ttlMs / 10;
       this.#dbNow = leases.length > 0 ? Number(leases[0]!.now) : await this.#readDbNow();
       this.#seenAt = performance.now();
@@ -592,6 +596,7 @@ export class ClusterLease implements WriteGuard, Cluster {
       if (this.#address !== "") this.#adoptOrphans();
       this.#rebalance();
     } catch (err) {
+      this.#beatError = err instanceof Error ? err.message : String(err);
       this.options.log("warn", "cluster heartbeat failed", {
         err: String(err),
         ageMs: Math.round(performance.now() - this.#renewedAt),
@@ -753,19 +758,10 @@ export class ClusterLease implements WriteGuard, Cluster {
 
   /** Runs `fn` in a transaction that commits when it returns and rolls back when it throws. */
   async #transaction<T>(what: string, fn: (conn: mysql.PoolConnection) => Promise<T>): Promise<T> {
-    const conn = await this.pool.getConnection().catch((err: unknown) => {
-      throw mapStoreError(err, what);
-    });
     try {
-      await conn.query("START TRANSACTION");
-      const value = await fn(conn);
-      await conn.query("COMMIT");
-      return value;
+      return await this.pool.transaction(async (conn) => ({ commit: true, value: await fn(conn) }));
     } catch (err) {
-      await conn.query("ROLLBACK").catch(() => undefined);
       throw mapStoreError(err, what);
-    } finally {
-      conn.release();
     }
   }
 }

@@ -1,6 +1,7 @@
 import type mysql from "mysql2/promise";
 import type { TopicRecord } from "../../core/index.js";
 import { mapStoreError } from "../errors.js";
+import type { ServerPool } from "./server-pool.js";
 import type { WriteGuard } from "./write-guard.js";
 
 /** The fence slot of a topic's writes that are not shard inserts (pointers, schedule, catalog). */
@@ -16,7 +17,7 @@ export const META_SLOT = -1;
  */
 export class FencedPool {
   constructor(
-    private readonly pool: mysql.Pool,
+    private readonly pool: ServerPool,
     readonly lease: WriteGuard,
   ) {}
 
@@ -125,31 +126,10 @@ export class FencedPool {
   }
 
   /** Runs `fn` in a transaction on one pool connection; commits when it says so, else rolls back. */
-  async #transaction<T>(
+  #transaction<T>(
     what: string,
     fn: (conn: mysql.PoolConnection) => Promise<{ commit: boolean; value: T }>,
   ): Promise<T> {
-    return this.run(what, async () => {
-      const conn = await this.pool.getConnection();
-      let open = false;
-      try {
-        await conn.query("START TRANSACTION");
-        open = true;
-        const { commit, value } = await fn(conn);
-        await conn.query(commit ? "COMMIT" : "ROLLBACK");
-        open = false;
-        return value;
-      } finally {
-        if (open) {
-          // A connection whose transaction cannot be rolled back is not given back to the pool.
-          await conn.query("ROLLBACK").then(
-            () => conn.release(),
-            () => conn.destroy(),
-          );
-        } else {
-          conn.release();
-        }
-      }
-    });
+    return this.run(what, () => this.pool.transaction(fn));
   }
 }

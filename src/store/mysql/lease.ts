@@ -3,6 +3,7 @@ import { hostname } from "node:os";
 import type mysql from "mysql2/promise";
 import { NerveBusError, type TopicRecord } from "../../core/index.js";
 import { mapStoreError } from "../errors.js";
+import type { ServerPool } from "./server-pool.js";
 import type { LeaseState, WriteGuard } from "./write-guard.js";
 
 /** The database's clock in ms: lease expiry is judged by one clock shared by every broker. */
@@ -22,6 +23,16 @@ export interface LeaseOptions {
   /** Called once when another broker took the lease: nothing this broker writes will land. */
   readonly onLost: (err: NerveBusError) => void;
 }
+
+/** The tail of a "lease not renewed" error: why the last renewal failed, when known. */
+export function failedBecause(renewError: string | undefined): string {
+  return renewError === undefined ? "" : ` (the last renewal failed: ${renewError})`;
+}
+
+/** What an attempt to take the lease found. */
+type TakeOutcome =
+  | { taken: true; epoch: number; previous: string }
+  | { taken: false; holder: string; expiresInMs: number };
 
 /** Creates the lease and fence tables (idempotent). */
 export async function createLeaseTables(conn: mysql.Connection): Promise<void> {
@@ -62,13 +73,19 @@ export class Lease implements WriteGuard {
   #renewing: Promise<void> | undefined;
   #lost: NerveBusError | undefined;
   #lockConn: mysql.Connection | undefined;
+  /** Why the last renewal failed (none succeeded since), for the error writes wait with. */
+  #renewError: string | undefined;
 
   constructor(
-    private readonly pool: mysql.Pool,
+    private readonly pool: ServerPool,
     private readonly connect: () => Promise<mysql.Connection>,
     private readonly lockName: string,
     private readonly options: LeaseOptions,
-  ) {}
+  ) {
+    // The named lock's connection goes where the pool's go: a lock held on the old primary
+    // says nothing to a broker starting on the new one.
+    pool.onRecycle(() => void this.#dropLockConn());
+  }
 
   get epoch(): number {
     return this.#epoch;
@@ -111,7 +128,7 @@ export class Lease implements WriteGuard {
     if (performance.now() >= this.#validUntil) {
       throw new NerveBusError(
         "unavailable",
-        `store lease not renewed for ${Math.round(performance.now() - this.#renewedAt)} ms (ttl ${this.options.ttlMs} ms); writes wait until it is`,
+        `store lease not renewed for ${Math.round(performance.now() - this.#renewedAt)} ms (ttl ${this.options.ttlMs} ms); writes wait until it is${failedBecause(this.#renewError)}`,
       );
     }
   }
@@ -187,8 +204,7 @@ export class Lease implements WriteGuard {
     }
     this.#validUntil = 0;
     await this.#lockConn?.query("SELECT RELEASE_LOCK(?)", [this.lockName]).catch(() => undefined);
-    await this.#lockConn?.end().catch(() => undefined);
-    this.#lockConn = undefined;
+    await this.#dropLockConn();
   }
 
   /**
@@ -241,6 +257,7 @@ export class Lease implements WriteGuard {
         );
       }
     } catch (err) {
+      this.#renewError = err instanceof Error ? err.message : String(err);
       this.options.log("warn", "renewing the store lease failed", {
         err: String(err),
         ageMs: Math.round(performance.now() - this.#renewedAt),
@@ -249,6 +266,7 @@ export class Lease implements WriteGuard {
   }
 
   #renewed(sentAt: number): void {
+    this.#renewError = undefined;
     this.#renewedAt = sentAt;
     this.#validUntil = sentAt + this.options.ttlMs - this.options.ttlMs / 10;
   }
@@ -273,20 +291,20 @@ export class Lease implements WriteGuard {
       );
       if (rows[0]?.got === 1) return true;
     } catch {
-      await this.#lockConn?.end().catch(() => undefined);
-      this.#lockConn = undefined;
+      await this.#dropLockConn();
     }
     return false;
   }
 
-  async #tryTake(
-    namedLockFree: boolean,
-  ): Promise<
-    { taken: true; epoch: number; previous: string } | { taken: false; holder: string; expiresInMs: number }
-  > {
-    const conn = await this.pool.getConnection();
-    try {
-      await conn.query("START TRANSACTION");
+  /** Closes the named lock's connection (the lock goes with it); the next renewal opens one. */
+  async #dropLockConn(): Promise<void> {
+    const conn = this.#lockConn;
+    this.#lockConn = undefined;
+    await conn?.end().catch(() => undefined);
+  }
+
+  #tryTake(namedLockFree: boolean): Promise<TakeOutcome> {
+    return this.pool.transaction<TakeOutcome>(async (conn) => {
       const [rows] = await conn.query<mysql.RowDataPacket[]>(
         `SELECT owner, epoch, expires_at, lock_server, ${DB_NOW_MS} AS now,
            CONCAT(@@hostname, ':', @@port) AS server FROM nb_lease WHERE unit = ? FOR UPDATE`,
@@ -317,8 +335,10 @@ export class Lease implements WriteGuard {
         // The holder's named-lock connection is gone from the server it used: its process died.
         const holderGone = namedLockFree && String(r.lock_server) === String(r.server);
         if (!expired && !holderGone) {
-          await conn.query("ROLLBACK");
-          return { taken: false, holder: String(r.owner), expiresInMs: Number(r.expires_at) - now };
+          return {
+            commit: false,
+            value: { taken: false, holder: String(r.owner), expiresInMs: Number(r.expires_at) - now },
+          };
         }
         epoch = Number(r.epoch) + 1;
         previous = `${String(r.owner)} at epoch ${Number(r.epoch)}${expired ? " (expired)" : " (process gone)"}`;
@@ -330,13 +350,7 @@ export class Lease implements WriteGuard {
       // Every topic's writers are fenced from here on (rows created later are raised when the
       // topic is claimed; see MysqlStore.claimTopic).
       await conn.query("UPDATE nb_fence SET epoch = ? WHERE epoch < ?", [epoch, epoch]);
-      await conn.query("COMMIT");
-      return { taken: true, epoch, previous };
-    } catch (err) {
-      await conn.query("ROLLBACK").catch(() => undefined);
-      throw err;
-    } finally {
-      conn.release();
-    }
+      return { commit: true, value: { taken: true, epoch, previous } };
+    });
   }
 }

@@ -5,6 +5,7 @@ import { type BrokerIdentity, ClusterLease } from "./cluster-lease.js";
 import { FencedPool } from "./fenced-pool.js";
 import { Lease } from "./lease.js";
 import { prepareSchema } from "./schema.js";
+import { ServerPool } from "./server-pool.js";
 
 /** How a MySQL store holds its lease, and whom it tells when the lease is lost. */
 export interface StoreLeaseOptions {
@@ -42,14 +43,15 @@ export const MAX_PREPARED_PER_CONNECTION = 128;
  * cannot keep the topic's next owner (or every claim) waiting until the connection times out
  * hours later; a lock wait ends after `lockWaitSeconds`, so a heartbeat fails and is retried
  * instead of hanging. MySQL has no idle-transaction limit: the statement fails there and is
- * ignored (README "Running several brokers" says what that costs).
+ * ignored (README "Running several brokers" says what that costs). Returns `pool`.
  */
-function limitSessions(pool: mysql.Pool, idleSeconds: number, lockWaitSeconds?: number): void {
+function limitSessions(pool: mysql.Pool, idleSeconds: number, lockWaitSeconds?: number): mysql.Pool {
   pool.pool.on("connection", (conn) => {
     conn.query(`SET SESSION idle_transaction_timeout = ${idleSeconds}`, () => undefined);
     if (lockWaitSeconds !== undefined)
       conn.query(`SET SESSION innodb_lock_wait_timeout = ${lockWaitSeconds}`, () => undefined);
   });
+  return pool;
 }
 
 /**
@@ -95,7 +97,7 @@ export async function openPool(
     await admin.end();
     setup = await mysql.createConnection(config);
   }
-  let pool: mysql.Pool | undefined;
+  let pool: ServerPool | undefined;
   try {
     const [vars] = await setup.query<mysql.RowDataPacket[]>(
       "SELECT @@innodb_flush_log_at_trx_commit AS flush, @@max_allowed_packet AS packet",
@@ -116,7 +118,9 @@ export async function openPool(
     // Binary rows travel as they are; keep a statement, padded by up to a quarter (see
     // ShardInserter), well under the packet limit, and at 4 MiB of payload at most.
     const maxInsertBytes = Math.max(64 << 10, Math.min(4 << 20, Math.floor((packet - (256 << 10)) / 1.5)));
-    pool = mysql.createPool({
+    // HOST:PORT as configured: the name a failover moves (ServerPool reconnects to it).
+    const server = `${config.host}:${config.port}`;
+    const poolOptions: mysql.PoolOptions = {
       // Statements without values (the INSERTs built in ShardInserter) skip mysql2's
       // formatter, which otherwise scans the whole multi-megabyte text for placeholders
       // (13.7 % of the publish profile in BENCHMARKS.md).
@@ -134,7 +138,7 @@ export async function openPool(
       trace: false,
       maxIdle: options.poolSize,
       enableKeepAlive: true,
-    });
+    };
     const ttlMs = options.leaseTtlMs ?? 5000;
     const renewMs = options.leaseRenewMs ?? 1000;
     const leaseOptions = {
@@ -147,15 +151,19 @@ export async function openPool(
     let lease: Lease | ClusterLease;
     if (options.cluster) {
       const idleSeconds = Math.ceil(ttlMs / 1000) + 1;
-      limitSessions(pool, idleSeconds);
+      pool = new ServerPool(
+        () => limitSessions(mysql.createPool(poolOptions), idleSeconds),
+        server,
+        options.log,
+      );
       // Its own connections: renewals never queue behind writes waiting for the pool.
-      const leasePool = mysql.createPool({
-        ...config,
-        connectionLimit: 2,
-        maxIdle: 2,
-        enableKeepAlive: true,
-      });
-      limitSessions(leasePool, idleSeconds, Math.max(1, Math.floor(renewMs / 1000)));
+      const leasePoolOptions = { ...config, connectionLimit: 2, maxIdle: 2, enableKeepAlive: true };
+      const lockWaitSeconds = Math.max(1, Math.floor(renewMs / 1000));
+      const leasePool = new ServerPool(
+        () => limitSessions(mysql.createPool(leasePoolOptions), idleSeconds, lockWaitSeconds),
+        server,
+        options.log,
+      );
       const cluster = new ClusterLease(leasePool, leaseOptions, options.broker);
       await cluster.join().catch(async (err: unknown) => {
         await leasePool.end().catch(() => undefined);
@@ -163,6 +171,7 @@ export async function openPool(
       });
       lease = cluster;
     } else {
+      pool = new ServerPool(() => mysql.createPool(poolOptions), server, options.log);
       const single = new Lease(
         pool,
         () => mysql.createConnection(config),

@@ -1,5 +1,6 @@
 import type mysql from "mysql2/promise";
 import { createLeaseTables } from "./lease.js";
+import type { Queryable } from "./server-pool.js";
 
 /**
  * Names compare byte for byte, as the broker's maps do: MySQL's and MariaDB's default
@@ -62,7 +63,7 @@ const ER_DUP_FIELDNAME = 1060;
  * database all see it missing and all add it: one wins, the others get 1060, which means done.
  */
 export async function addColumn(
-  db: mysql.Connection | mysql.Pool,
+  db: Queryable,
   table: string,
   column: string,
   definition: string,

@@ -1,0 +1,181 @@
+import type mysql from "mysql2/promise";
+import { isReadOnlyServer, readOnlyServerError } from "../errors.js";
+
+type Log = (level: "warn" | "info" | "error", msg: string, fields?: Record<string, unknown>) => void;
+
+/**
+ * At most one new pool per this many ms: while the server the name points at is still the
+ * read-only one, every write fails, and a pool per failure would only churn connections to it.
+ * Short beside a failover (seconds), so the broker finds the new primary soon after the name moves.
+ */
+const RECYCLE_MIN_MS = 1000;
+
+/** What runs one statement: a connection, or a ServerPool. */
+export interface Queryable {
+  query<T extends mysql.ResultSetHeader | mysql.RowDataPacket[]>(
+    sql: string,
+    params?: unknown[],
+  ): Promise<[T, mysql.FieldPacket[]]>;
+}
+
+/**
+ * The connections of one MySQL database, as a mysql2 pool that is replaced by a fresh one
+ * ("recycled") when the server answers that it is read-only: what failover tooling does to the
+ * old primary before it moves the DNS name or virtual IP to the promoted replica. The failing
+ * connection is closed; the old pool hands out no connection any more and is closed once the
+ * statements running on it have ended (not before: a transaction there may be on a server that
+ * still takes writes, behind a proxy that spreads connections); the next statement dials the
+ * configured host again (resolving its name again), so the broker reaches the new primary
+ * without a restart. mysql2 offers no way to close only a pool's idle connections.
+ *
+ * Every statement goes through query() or transaction(); a read-only error comes out of them as
+ * UNAVAILABLE naming the server (readOnlyServerError), any other error as the driver gave it.
+ * One warning is logged when the server turns read-only, one info line when a write succeeds
+ * again.
+ */
+export class ServerPool implements Queryable {
+  #pool: mysql.Pool;
+  /** Statements and transactions in progress, per pool (a recycled pool ends when it has none). */
+  readonly #busy = new Map<mysql.Pool, number>();
+  readonly #retired = new Set<mysql.Pool>();
+  readonly #onRecycle: (() => void)[] = [];
+  #recycledAt = Number.NEGATIVE_INFINITY;
+  /** Since when (performance.now()) writes fail as read-only, and how many pools were made since. */
+  #readOnly: { since: number; recycles: number } | undefined;
+
+  /**
+   * `make` opens a pool for the database (called again on each recycle); `server` is HOST:PORT
+   * as configured, for messages.
+   */
+  constructor(
+    private readonly make: () => mysql.Pool,
+    readonly server: string,
+    private readonly log: Log,
+  ) {
+    this.#pool = make();
+  }
+
+  /** Calls `listener` after each recycle: for connections of its own the owner must drop too. */
+  onRecycle(listener: () => void): void {
+    this.#onRecycle.push(listener);
+  }
+
+  /** One statement on a connection of the pool (autocommit). */
+  query<T extends mysql.ResultSetHeader | mysql.RowDataPacket[] = mysql.ResultSetHeader>(
+    sql: string,
+    params?: unknown[],
+  ): Promise<[T, mysql.FieldPacket[]]> {
+    return this.#use(async (pool) => {
+      const conn = await pool.getConnection();
+      let failed: unknown;
+      try {
+        const result = await conn.query<T>(sql, params);
+        if (!Array.isArray(result[0])) this.#wrote();
+        return result;
+      } catch (err) {
+        failed = err;
+        throw err;
+      } finally {
+        this.#giveBack(conn, failed);
+      }
+    });
+  }
+
+  /**
+   * Runs `fn` in a transaction on one connection; commits when it says so, else rolls back
+   * (also when it throws). A connection whose transaction cannot be rolled back, or whose
+   * server turned read-only, is closed instead of given back.
+   */
+  transaction<T>(fn: (conn: mysql.PoolConnection) => Promise<{ commit: boolean; value: T }>): Promise<T> {
+    return this.#use(async (pool) => {
+      const conn = await pool.getConnection();
+      let open = false;
+      let failed: unknown;
+      try {
+        await conn.query("START TRANSACTION");
+        open = true;
+        const { commit, value } = await fn(conn);
+        await conn.query(commit ? "COMMIT" : "ROLLBACK");
+        open = false;
+        if (commit) this.#wrote();
+        return value;
+      } catch (err) {
+        failed = err;
+        throw err;
+      } finally {
+        if (open && !isReadOnlyServer(failed)) {
+          await conn.query("ROLLBACK").then(
+            () => this.#giveBack(conn, undefined),
+            () => conn.destroy(),
+          );
+        } else {
+          this.#giveBack(conn, failed);
+        }
+      }
+    });
+  }
+
+  /** Closes every connection, of the current pool and of recycled ones still in use. */
+  async end(): Promise<void> {
+    const pools = [this.#pool, ...this.#retired];
+    this.#retired.clear();
+    await Promise.all(pools.map((p) => p.end().catch(() => undefined)));
+  }
+
+  /** Runs `fn` on the current pool; a read-only error recycles it and becomes UNAVAILABLE. */
+  async #use<T>(fn: (pool: mysql.Pool) => Promise<T>): Promise<T> {
+    const pool = this.#pool;
+    this.#busy.set(pool, (this.#busy.get(pool) ?? 0) + 1);
+    try {
+      return await fn(pool);
+    } catch (err) {
+      if (!isReadOnlyServer(err)) throw err;
+      this.#sawReadOnly(pool, err);
+      throw readOnlyServerError(err, this.server);
+    } finally {
+      const left = this.#busy.get(pool)! - 1;
+      if (left > 0) this.#busy.set(pool, left);
+      else {
+        this.#busy.delete(pool);
+        if (this.#retired.delete(pool)) void pool.end().catch(() => undefined);
+      }
+    }
+  }
+
+  /** Gives a connection back to its pool, or closes it when its server turned read-only. */
+  #giveBack(conn: mysql.PoolConnection, failed: unknown): void {
+    if (isReadOnlyServer(failed)) conn.destroy();
+    else conn.release();
+  }
+
+  /** A statement on `pool` found the server read-only: a fresh pool takes over (see class). */
+  #sawReadOnly(pool: mysql.Pool, err: unknown): void {
+    const now = performance.now();
+    if (this.#readOnly === undefined) {
+      this.#readOnly = { since: now, recycles: 0 };
+      this.log("warn", "the MySQL server is read-only; reconnecting until it takes writes", {
+        server: this.server,
+        err: err instanceof Error ? err.message : String(err),
+      });
+    }
+    // A pool recycled already (its statements were in flight), or one just made: keep it.
+    if (pool !== this.#pool || now - this.#recycledAt < RECYCLE_MIN_MS) return;
+    this.#recycledAt = now;
+    this.#readOnly.recycles++;
+    this.#pool = this.make();
+    if ((this.#busy.get(pool) ?? 0) > 1) this.#retired.add(pool);
+    else void pool.end().catch(() => undefined);
+    for (const listener of this.#onRecycle) listener();
+  }
+
+  /** A write succeeded: the server takes writes (again). */
+  #wrote(): void {
+    if (this.#readOnly === undefined) return;
+    this.log("info", "the MySQL server takes writes again", {
+      server: this.server,
+      readOnlyForMs: Math.round(performance.now() - this.#readOnly.since),
+      reconnects: this.#readOnly.recycles,
+    });
+    this.#readOnly = undefined;
+  }
+}
