@@ -196,6 +196,7 @@ export async function startNerveBus(
       bufferedBytes: () => broker?.bufferedBytes ?? 0,
       memory: () => memoryUse(),
       ownership: () => store.ownership(),
+      spaceState: () => store.spaceState?.() ?? [],
       cluster: () => store.cluster?.view(),
       outboxes: () =>
         relays.map((r) => ({ outbox: r.source.name, relayed: r.relayed, errors: r.errors, lagMs: r.lagMs })),

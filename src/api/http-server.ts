@@ -116,6 +116,8 @@ async function status(
       memory: process.memoryUsage(),
       memoryBudget: info.memory(),
       ownership: broker.store.ownership(),
+      // Each file or database: whether it is out of disk space (publishes refused), since when.
+      storeSpace: broker.store.spaceState?.() ?? [],
       // Several brokers (--cluster): each one, the topics it owns and their lease ages.
       cluster: broker.store.cluster?.view(),
     },
@@ -246,7 +248,17 @@ export async function startHttpServer(
         mutates: false,
         run: (_q, res) => {
           const ok = info.healthy();
-          send(res, ok ? 200 : 503, ok ? "ok\n" : "not serving\n", "text/plain; charset=utf-8");
+          // A full disk stops publishes only: reads, deliveries and acks go on (consumers that
+          // drain the backlog are what lets retention free space), so the status stays 200 and
+          // a liveness probe does not restart a broker that could not start on a full disk. The
+          // place is named on /api/status (this route is open to anyone).
+          const full = (broker.store.spaceState?.() ?? []).filter((s) => s.full);
+          const since = full.length === 0 ? 0 : Math.min(...full.map((s) => s.since));
+          const space =
+            full.length === 0
+              ? ""
+              : `store out of disk space since ${new Date(since).toISOString()}: publishes are refused\n`;
+          send(res, ok ? 200 : 503, `${ok ? "ok" : "not serving"}\n${space}`, "text/plain; charset=utf-8");
         },
       };
     // Metrics name every topic and subscription.

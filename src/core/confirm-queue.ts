@@ -71,14 +71,17 @@ export class ConfirmQueue {
         if (c.deadline <= now) {
           const lastError = this.lastStoreError();
           const cause = lastError === undefined ? "" : `: ${String(lastError)}`;
+          // Out of disk space: the pack has seqs and stays queued (a gap would stall the
+          // watermark), so it is stored once there is room; telling how to learn its fate
+          // without making copies is the useful answer.
+          const queued =
+            lastError instanceof NerveBusError && lastError.code === "resource_exhausted"
+              ? "; the pack stays queued and is stored once the store has room: a retry with the same message ids gets its seqs instead of storing copies"
+              : "";
           c.reject(
-            new NerveBusError(
-              "unavailable",
-              `pack not durable before its deadline; outcome unknown${cause}`,
-              {
-                cause: lastError,
-              },
-            ),
+            new NerveBusError("unavailable", `pack not durable before its deadline; outcome unknown${cause}${queued}`, {
+              cause: lastError,
+            }),
           );
         } else {
           this.#items[kept++] = c;

@@ -74,3 +74,12 @@ export function asNerveBusError(err: unknown): NerveBusError {
   const message = err instanceof Error ? err.message : String(err);
   return new NerveBusError("internal", message, { cause: err });
 }
+
+/**
+ * Whether a store call failed because the store is out of disk space (stores report only that
+ * as RESOURCE_EXHAUSTED; see Store.outOfSpace). The store logs that state once when it starts
+ * and once when it ends, so retry loops stay quiet about it instead of logging every try.
+ */
+export function storeOutOfSpace(err: unknown): boolean {
+  return err instanceof NerveBusError && err.code === "resource_exhausted";
+}

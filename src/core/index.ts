@@ -20,6 +20,7 @@ export {
   type ErrorCode,
   invalidArgument,
   NerveBusError,
+  storeOutOfSpace,
 } from "./errors.js";
 export {
   ACK_DEADLINE_MS,
@@ -73,6 +74,7 @@ export type {
   HostInfo,
   MoveReport,
   OwnershipState,
+  SpaceState,
   Store,
   StoreCapabilities,
   TopicPlacement,

@@ -32,7 +32,8 @@ export class PackAppender {
   /**
    * Appends a producer's pack of `bytes` to `topic`; messages due later go to `scheduler`
    * (durably) and get their seq when due. `deadline` is the call's deadline in ms since epoch
-   * (Infinity for none). Throws INVALID_ARGUMENT for a delayed message on an ephemeral topic.
+   * (Infinity for none). Throws INVALID_ARGUMENT for a delayed message on an ephemeral topic,
+   * RESOURCE_EXHAUSTED while the store is out of disk space (delayed messages are stored too).
    */
   async publish(
     topic: Topic,
@@ -41,6 +42,8 @@ export class PackAppender {
     bytes: number,
     deadline: number,
   ): Promise<PublishResult> {
+    const full = topic.outOfSpace();
+    if (full !== undefined) throw full;
     const now = Date.now();
     const delayed: number[] = [];
     const immediate: number[] = [];
@@ -82,7 +85,11 @@ export class PackAppender {
     return this.append(topic, pack, bytesOf(pack), Date.now() + this.confirmTimeoutMs, scheduleIds);
   }
 
-  /** Takes `bytes` of the write budget (waiting for room), then appends; resolves once durable. */
+  /**
+   * Takes `bytes` of the write budget (waiting for room), then appends; resolves once durable.
+   * Refused at once (RESOURCE_EXHAUSTED) while the store is out of disk space, not after a
+   * wait for budget that packs stuck behind the full disk hold.
+   */
   async append(
     topic: Topic,
     pack: Pack,
@@ -90,6 +97,8 @@ export class PackAppender {
     deadline: number,
     scheduleIds?: number[],
   ): Promise<PublishResult> {
+    const full = topic.outOfSpace();
+    if (full !== undefined) throw full;
     if (topic.needsIndexes(scheduleIds !== undefined || pack.messageIds !== undefined))
       await topic.indexesReady;
     // Answer a little before the caller's deadline, so it gets our status (RESOURCE_EXHAUSTED,

@@ -1,4 +1,5 @@
 import { backoffDelay } from "./backoff.js";
+import { storeOutOfSpace } from "./errors.js";
 import type { NewMessage } from "./model.js";
 import type { Store } from "./store.js";
 import type { Topic } from "./topic.js";
@@ -103,7 +104,8 @@ export class DelayScheduler {
       this.#failures = 0;
     } catch (err) {
       this.#failures++;
-      this.log("warn", "moving due messages failed; retrying", {
+      if (!storeOutOfSpace(err))
+        this.log("warn", "moving due messages failed; retrying", {
         topic: this.topic.record.name,
         err: String(err),
       });

@@ -1,3 +1,4 @@
+import { storeOutOfSpace } from "./errors.js";
 import type { LogFn } from "./observer.js";
 import type { Store } from "./store.js";
 import type { Subscription } from "./subscription.js";
@@ -74,7 +75,8 @@ export class StatePersister {
         ),
       );
     } catch (err) {
-      this.options.log("warn", "persisting subscription state failed; retrying", {
+      if (!storeOutOfSpace(err))
+        this.options.log("warn", "persisting subscription state failed; retrying", {
         topic: this.topic.record.name,
         err: String(err),
       });

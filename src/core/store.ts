@@ -1,5 +1,6 @@
 import type { IndexedRun } from "../wire/index.js";
 import type { Cluster } from "./cluster.js";
+import type { NerveBusError } from "./errors.js";
 import type {
   LogFormat,
   LoggedIds,
@@ -146,6 +147,18 @@ export interface Store {
   /** Resolves when the store answers and this broker owns it; throws "unavailable" otherwise. */
   ping(): Promise<void>;
 
+  /**
+   * While writes to the topic's file or database fail for lack of disk space: the error new
+   * publishes are refused with (RESOURCE_EXHAUSTED, naming the place), else undefined. Set by a
+   * write that failed so; cleared once messages are inserted there again, or once no write has
+   * failed so for a while (see SpaceWatch). Synchronous: asked before seqs are assigned.
+   * Optional: a store without it never refuses.
+   */
+  outOfSpace?(topic: TopicRecord): NerveBusError | undefined;
+
+  /** Each file or database of the store and whether it is out of disk space (health, metrics). */
+  spaceState?(): readonly SpaceState[];
+
   /** Releases connections and the ownership lock. */
   close(): Promise<void>;
 
@@ -214,6 +227,17 @@ export interface OwnershipState {
 export interface DatabaseOwnership extends Omit<OwnershipState, "databases"> {
   /** HOST:PORT/DATABASE, as placement rows and move-topic name it. */
   readonly key: string;
+}
+
+/** One file or database of a store and whether writes to it fail for lack of disk space. */
+export interface SpaceState {
+  /** The SQLite file, or HOST:PORT/DATABASE. */
+  readonly place: string;
+  readonly full: boolean;
+  /** When writes started failing so (ms since epoch); 0 while not full. */
+  readonly since: number;
+  /** The last such failure, while full. */
+  readonly error: string | undefined;
 }
 
 /** What differs between backends, in one place (see each store's constant). */

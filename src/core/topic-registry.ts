@@ -1,5 +1,5 @@
 import type { CatalogLimits } from "./catalog-limits.js";
-import { CorruptRowsError, invalidArgument, NerveBusError } from "./errors.js";
+import { CorruptRowsError, invalidArgument, NerveBusError, storeOutOfSpace } from "./errors.js";
 import type { StartPosition, SubscriptionConfig, TopicConfig, TopicRecord } from "./model.js";
 import type { BrokerObserver, LogFn } from "./observer.js";
 import type { PackAppender } from "./pack-appender.js";
@@ -303,22 +303,24 @@ export class TopicRegistry {
         if (!topic.ephemeral) entry.state.markDirty(sub);
       },
       deadLetter: this.hooks.deadLetter,
-      error: (err) =>
-        err instanceof CorruptRowsError
-          ? this.options.log(
-              "error",
-              "subscription cannot read corrupt stored messages; its streams end with DATA_LOSS",
-              {
-                topic: topic.record.name,
-                subscription: name,
-                err: err.message,
-              },
-            )
-          : this.options.log("warn", "subscription work failed; retrying", {
+      error: (err) => {
+        if (err instanceof CorruptRowsError)
+          this.options.log(
+            "error",
+            "subscription cannot read corrupt stored messages; its streams end with DATA_LOSS",
+            {
               topic: topic.record.name,
               subscription: name,
-              err: String(err),
-            }),
+              err: err.message,
+            },
+          );
+        else if (!storeOutOfSpace(err))
+          this.options.log("warn", "subscription work failed; retrying", {
+            topic: topic.record.name,
+            subscription: name,
+            err: String(err),
+          });
+      },
     });
     return { subscription, created: found.created };
   }

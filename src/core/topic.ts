@@ -3,7 +3,7 @@ import { buildRun, type IndexedRun, type Pack, sliceRun } from "../wire/index.js
 import { CommitTracker } from "./commit-tracker.js";
 import { ConfirmQueue } from "./confirm-queue.js";
 import { DedupIndex } from "./dedup-index.js";
-import { CorruptRowsError, NerveBusError } from "./errors.js";
+import { CorruptRowsError, NerveBusError, storeOutOfSpace } from "./errors.js";
 import type { LoggedIds, LogMessage, TopicRecord } from "./model.js";
 import type { BrokerObserver } from "./observer.js";
 import { APPENDED, DUPLICATE, Outcomes } from "./outcomes.js";
@@ -116,7 +116,7 @@ export class Topic {
           (s, batch, bytes) => this.#committed(s, batch, bytes),
           (err, attempt) => {
             this.#lastStoreError = err;
-            if (attempt % 10 === 0) {
+            if (attempt % 10 === 0 && !storeOutOfSpace(err)) {
               options.log("warn", "shard write failed; retrying", {
                 topic: record.name,
                 shard,
@@ -136,6 +136,16 @@ export class Topic {
    */
   servable(): boolean {
     return this.store.serves?.(this.record) ?? true;
+  }
+
+  /**
+   * While the store cannot take this topic's messages for lack of disk space: the error a new
+   * publish is refused with (RESOURCE_EXHAUSTED, naming the place), before seqs are assigned,
+   * so the full disk leaves no gap and holds no more packs than those already queued. Never for
+   * an ephemeral topic, which stores nothing.
+   */
+  outOfSpace(): NerveBusError | undefined {
+    return this.ephemeral ? undefined : this.store.outOfSpace?.(this.record);
   }
 
   /** Every seq ≤ watermark is durable and visible to subscribers. */
@@ -173,7 +183,8 @@ export class Topic {
    * Appends validated messages that already hold `bytes` of the write budget (messages that are
    * duplicates give their share back). Resolves with each message's outcome once the watermark
    * covers every seq involved; rejects with UNAVAILABLE when that does not happen by `deadline`,
-   * in which case the messages may still become durable later.
+   * in which case the messages may still become durable later, and with RESOURCE_EXHAUSTED
+   * (nothing appended) while the store is out of disk space.
    */
   append(
     pack: Pack,
@@ -184,6 +195,11 @@ export class Topic {
     if (this.#closed) {
       this.budget.release(bytes);
       return Promise.reject(this.#failure ?? new NerveBusError("unavailable", "broker is shutting down"));
+    }
+    const full = this.outOfSpace();
+    if (full !== undefined) {
+      this.budget.release(bytes);
+      return Promise.reject(full);
     }
     const now = Date.now();
     const n = pack.count;
@@ -626,10 +642,11 @@ export class Topic {
       this.#persistedWatermark = Math.max(this.#persistedWatermark, watermark);
     } catch (err) {
       // Not fatal: recovery at start-up scans from the last persisted value.
-      this.options.log("warn", "persisting the watermark failed", {
-        topic: this.record.name,
-        err: String(err),
-      });
+      if (!storeOutOfSpace(err))
+        this.options.log("warn", "persisting the watermark failed", {
+          topic: this.record.name,
+          err: String(err),
+        });
     }
   }
 }

@@ -29,18 +29,67 @@ const TRANSIENT_CODES = new Set([
   // "lock wait timeout".
   "ER_LOCK_DEADLOCK",
   "ER_LOCK_WAIT_TIMEOUT",
-  // Disk full (may pass once space is freed): test/store/sqlite-errors.test.ts "database full".
-  "SQLITE_FULL",
   // Another process holds the file's lock: test/store/sqlite-errors.test.ts "second process".
   "SQLITE_BUSY",
   // Not forced here (it takes a failing disk); its extended codes SQLITE_IOERR_* count too.
+  // better-sqlite3 gives no errno, so an I/O error is never read as a full disk: SQLite's own
+  // file layer reports a write that hit ENOSPC as SQLITE_FULL, which is what a full tmpfs
+  // showed (test/integration/disk-full.test.ts); only its truncate and shared-memory calls
+  // would say SQLITE_IOERR_* for it.
   "SQLITE_IOERR",
 ]);
+
+/**
+ * Driver codes that say the disk (or the table's space) is full: writing again helps only once
+ * space is freed.
+ */
+const OUT_OF_SPACE_CODES = new Set([
+  // "database or disk is full": test/store/sqlite-errors.test.ts "database full", and a full
+  // tmpfs in test/integration/disk-full.test.ts.
+  "SQLITE_FULL",
+  // 1114 "The table '…' is full" (InnoDB out of space, or a table at its size limit):
+  // test/store/mysql-errors.test.ts "table full" (a MEMORY table over max_heap_table_size).
+  "ER_RECORD_FILE_FULL",
+  // 1021 "Disk full (…); waiting for someone to free some space": not forced here (MariaDB
+  // waits rather than answers when its disk fills; see README "When the disk fills up").
+  "ER_DISK_FULL",
+]);
+
+/**
+ * MySQL errors that carry the operating system's errno in their text, "errno: 28" /
+ * "Errcode: 28" / "Got error 28" (ENOSPC, "No space left on device"), from writing a file,
+ * creating a table or the storage engine: not forced here; test/store/mysql-errors.test.ts
+ * "errno 28" checks the reading of messages as MariaDB words them.
+ */
+const ERRNO_CODES = new Set([
+  "ER_ERROR_ON_WRITE",
+  "ER_GET_ERRNO",
+  "ER_CANT_CREATE_TABLE",
+  "ER_CANT_CREATE_FILE",
+  "ER_ERROR_ON_RENAME",
+  "ER_ERROR_ON_CLOSE",
+]);
+const ENOSPC_TEXT = /\b(?:errno:?|Errcode:?|error)\s+28\b|No space left on device/i;
 
 /** A driver error's code, if it has one. */
 function codeOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === "string" ? code : undefined;
+}
+
+/**
+ * Whether a driver error (or a store error made from one, across the SQLite writer thread too)
+ * says the disk is full: see OUT_OF_SPACE_CODES and ERRNO_CODES.
+ */
+export function isOutOfSpace(err: unknown): boolean {
+  const code = codeOf(err);
+  if (code !== undefined && OUT_OF_SPACE_CODES.has(code)) return true;
+  if (code !== undefined && ERRNO_CODES.has(code)) {
+    const text = (err as { sqlMessage?: unknown }).sqlMessage ?? (err as Error).message;
+    return typeof text === "string" && ENOSPC_TEXT.test(text);
+  }
+  const cause = (err as { cause?: unknown } | null)?.cause;
+  return err instanceof NerveBusError && cause !== undefined && isOutOfSpace(cause);
 }
 
 /**
@@ -54,13 +103,22 @@ function isFailedConnection(err: unknown): boolean {
 }
 
 /**
- * A store failure as a domain error: UNAVAILABLE for transient driver errors, INTERNAL for the
- * rest, naming `what` the store was doing; a NerveBusError passes unchanged. `cause` is kept.
+ * A store failure as a domain error: RESOURCE_EXHAUSTED when the disk is full (naming `place`,
+ * the file or database, so an operator knows where to free space), UNAVAILABLE for other
+ * transient driver errors, INTERNAL for the rest, naming `what` the store was doing; a
+ * NerveBusError passes unchanged. `cause` is kept.
  */
-export function mapStoreError(err: unknown, what: string): NerveBusError {
+export function mapStoreError(err: unknown, what: string, place = "the store's disk"): NerveBusError {
   if (err instanceof NerveBusError) return err;
   const code = codeOf(err);
   const detail = err instanceof Error ? err.message : String(err);
+  if (isOutOfSpace(err)) {
+    return new NerveBusError(
+      "resource_exhausted",
+      `store is out of disk space (${place}) while ${what}: ${detail}; free space there, then retry`,
+      { cause: err },
+    );
+  }
   const transient =
     code === undefined
       ? isFailedConnection(err)

@@ -54,8 +54,8 @@ export async function openStore(url: string, options: OpenStoreOptions): Promise
         "store: sqlite: needs a file path, e.g. sqlite:./data/nervebus.db",
       );
     return options.sqliteWriterThread === true && path !== ":memory:"
-      ? SqliteThreadedStore.open(path)
-      : SqliteStore.open(path);
+      ? SqliteThreadedStore.open(path, undefined, options.log)
+      : SqliteStore.open(path, "exclusive", options.log);
   }
   if (url.startsWith("mysql://")) {
     return MysqlStore.open({

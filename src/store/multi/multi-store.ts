@@ -9,6 +9,7 @@ import {
   type OwnershipState,
   type PointerRecord,
   type ScheduledMessage,
+  type SpaceState,
   type Store,
   type StoreCapabilities,
   type SubscriptionConfig,
@@ -137,6 +138,17 @@ export class MultiStore implements Store, TopicPlacement {
    */
   async ping(): Promise<void> {
     await this.set.store(this.set.slots[0]!).ping();
+  }
+
+  /** The topic's database's (a topic not loaded yet has written nothing to refuse). */
+  outOfSpace(topic: TopicRecord): NerveBusError | undefined {
+    const placed = this.#placed.get(topic.name);
+    return placed?.host.store?.outOfSpace(placed.local);
+  }
+
+  /** Each open database's, in `--store` order. */
+  spaceState(): SpaceState[] {
+    return this.set.slots.flatMap((s) => s.store?.spaceState() ?? []);
   }
 
   async close(): Promise<void> {

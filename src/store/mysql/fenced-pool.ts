@@ -1,6 +1,7 @@
 import type mysql from "mysql2/promise";
 import type { TopicRecord } from "../../core/index.js";
 import { mapStoreError } from "../errors.js";
+import type { SpaceWatch } from "../space-watch.js";
 import type { ServerPool } from "./server-pool.js";
 import type { WriteGuard } from "./write-guard.js";
 
@@ -13,12 +14,15 @@ export const META_SLOT = -1;
  * on the condition that the row still holds this broker's epoch. A new owner raises the epoch
  * before it reads anything, so once it has, a write of the old owner matches no fence row and
  * rolls back; its packs are never confirmed. Every call's driver errors become domain errors
- * here (see mapStoreError).
+ * here (see mapStoreError), and a failure for lack of disk space marks the database full
+ * (`space`).
  */
 export class FencedPool {
   constructor(
     private readonly pool: ServerPool,
     readonly lease: WriteGuard,
+    /** Whether this database is out of disk space (its place is HOST:PORT/DATABASE). */
+    readonly space: SpaceWatch,
   ) {}
 
   /**
@@ -108,7 +112,9 @@ export class FencedPool {
     try {
       return await fn();
     } catch (err) {
-      throw mapStoreError(err, what);
+      const mapped = mapStoreError(err, what, this.space.place);
+      this.space.failed(mapped);
+      throw mapped;
     }
   }
 
@@ -122,6 +128,7 @@ export class FencedPool {
 
   /** Closes the pool's connections. */
   end(): Promise<void> {
+    this.space.close();
     return this.pool.end();
   }
 

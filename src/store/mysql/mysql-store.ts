@@ -309,16 +309,26 @@ export class MysqlStore implements core.Store {
     });
   }
 
-  insertMessages(topic: core.TopicRecord, shard: number, rows: readonly core.LogMessage[]): Promise<void> {
-    return topic.format === 2
+  async insertMessages(topic: core.TopicRecord, shard: number, rows: readonly core.LogMessage[]): Promise<void> {
+    await (topic.format === 2
       ? this.#runs.insert(topic, shard, codec.encodeRuns(rows))
-      : this.#inserter.insert(topic, shard, rows);
+      : this.#inserter.insert(topic, shard, rows));
+    this.#db.space.inserted();
   }
 
-  insertRuns(topic: core.TopicRecord, shard: number, runs: readonly IndexedRun[]): Promise<void> {
-    return topic.format === 2
+  async insertRuns(topic: core.TopicRecord, shard: number, runs: readonly IndexedRun[]): Promise<void> {
+    await (topic.format === 2
       ? this.#runs.insert(topic, shard, joinRuns(runs))
-      : this.#inserter.insert(topic, shard, codec.messagesOfIndexedRuns(runs));
+      : this.#inserter.insert(topic, shard, codec.messagesOfIndexedRuns(runs)));
+    this.#db.space.inserted();
+  }
+
+  outOfSpace(_topic: core.TopicRecord): core.NerveBusError | undefined {
+    return this.#db.space.refusal();
+  }
+
+  spaceState(): core.SpaceState[] {
+    return [this.#db.space.state()];
   }
 
   async readMessages(topic: core.TopicRecord, fromSeq: number, toSeq: number): Promise<core.LogMessage[]> {

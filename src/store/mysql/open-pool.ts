@@ -1,6 +1,7 @@
 import mysql from "mysql2/promise";
 import { NerveBusError, type StoreCapabilities } from "../../core/index.js";
 import { isUnknownDatabase, mapStoreError } from "../errors.js";
+import { SpaceWatch } from "../space-watch.js";
 import { type BrokerIdentity, ClusterLease } from "./cluster-lease.js";
 import { FencedPool } from "./fenced-pool.js";
 import { Lease } from "./lease.js";
@@ -182,7 +183,12 @@ export async function openPool(
       lease = single;
     }
     return {
-      db: new FencedPool(pool, lease),
+      // HOST:PORT/DATABASE, as placement rows name a database: never the URL's credentials.
+      db: new FencedPool(
+        pool,
+        lease,
+        new SpaceWatch(`${config.host}:${config.port}/${database}`, options.log),
+      ),
       capabilities: { kind: "mysql", maxInsertRows: 5000, maxInsertBytes, maxRunMessages: 50_000 },
     };
   } catch (err) {

@@ -7,6 +7,7 @@ import { type IndexedRun, joinRuns, type RunRow } from "../../wire/index.js";
 import * as codec from "../codec.js";
 import { mapSqliteOpenError, mapStoreError } from "../errors.js";
 import { SqliteCheckpointer } from "./sqlite-checkpointer.js";
+import { SpaceWatch } from "../space-watch.js";
 import { lockSqliteFile } from "./sqlite-lock.js";
 import { SqliteRunLog } from "./sqlite-run-log.js";
 
@@ -96,9 +97,21 @@ export class SqliteStore implements core.Store {
 
   readonly #lock: Database.Database | undefined;
   readonly #checkpointer: SqliteCheckpointer | undefined;
+  /** The file, as errors name it. */
+  readonly #path: string;
+  /** Whether the file's disk is full (the owner's store only: the writer thread's owner watches its). */
+  readonly #space: SpaceWatch | undefined;
 
-  private constructor(db: Database.Database, lock?: Database.Database, checkpointPath?: string) {
+  private constructor(
+    db: Database.Database,
+    path: string,
+    space?: SpaceWatch,
+    lock?: Database.Database,
+    checkpointPath?: string,
+  ) {
     this.#db = db;
+    this.#path = path;
+    this.#space = space;
     this.#lock = lock;
     if (checkpointPath !== undefined) {
       db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_FRAMES}`);
@@ -114,12 +127,13 @@ export class SqliteStore implements core.Store {
    * `PATH-lock` for the life of the store (":memory:" holds its own exclusive lock) and
    * checkpoints from a thread; "writer" is the writer thread's connection, which leaves the
    * file open to the broker's own reader (the caller holds sqliteLock instead); "reader" opens
-   * an existing file read-only, for reads only.
+   * an existing file read-only, for reads only. `log` hears when the disk fills and has room
+   * again ("exclusive" only).
    */
-  static open(path: string, mode: "exclusive" | "writer" | "reader" = "exclusive"): SqliteStore {
+  static open(path: string, mode: "exclusive" | "writer" | "reader" = "exclusive", log?: core.LogFn): SqliteStore {
     if (mode === "reader") {
       try {
-        return new SqliteStore(new Database(path, { readonly: true, fileMustExist: true, timeout: 0 }));
+        return new SqliteStore(new Database(path, { readonly: true, fileMustExist: true, timeout: 0 }), path);
       } catch (err) {
         throw mapSqliteOpenError(err, path);
       }
@@ -161,7 +175,8 @@ export class SqliteStore implements core.Store {
       lock?.close();
       throw mapSqliteOpenError(err, path);
     }
-    return new SqliteStore(db, lock, owner ? path : undefined);
+    const space = mode === "exclusive" ? new SpaceWatch(path, log) : undefined;
+    return new SqliteStore(db, path, space, lock, owner ? path : undefined);
   }
 
   async ensureTopic(
@@ -387,10 +402,12 @@ export class SqliteStore implements core.Store {
         }
       })();
     } catch (err) {
-      const mapped = mapStoreError(err, "inserting messages");
+      const mapped = mapStoreError(err, "inserting messages", this.#path);
+      this.#space?.failed(mapped);
       for (const q of queue) q.reject(mapped);
       return;
     }
+    this.#space?.inserted();
     if (this.#checkpointer !== undefined) {
       let bytes = 0;
       for (const q of queue) {
@@ -608,6 +625,14 @@ export class SqliteStore implements core.Store {
     });
   }
 
+  outOfSpace(_topic: core.TopicRecord): core.NerveBusError | undefined {
+    return this.#space?.refusal();
+  }
+
+  spaceState(): core.SpaceState[] {
+    return this.#space === undefined ? [] : [this.#space.state()];
+  }
+
   /** Checkpoints the store's checkpoint thread has finished (0 without one). */
   checkpoints(): number {
     return this.#checkpointer?.completed ?? 0;
@@ -615,6 +640,7 @@ export class SqliteStore implements core.Store {
 
   async close(): Promise<void> {
     if (this.#queue.length > 0) this.#flushInserts();
+    this.#space?.close();
     // The thread's connection first: this one, closing last, checkpoints what is left.
     await this.#checkpointer?.close();
     this.#db.close();
@@ -653,7 +679,9 @@ export class SqliteStore implements core.Store {
     try {
       return fn();
     } catch (err) {
-      throw mapStoreError(err, what);
+      const mapped = mapStoreError(err, what, this.#path);
+      this.#space?.failed(mapped);
+      throw mapped;
     }
   }
 }

@@ -2,6 +2,7 @@ import { Worker } from "node:worker_threads";
 import type Database from "better-sqlite3";
 import * as core from "../../core/index.js";
 import type { IndexedRun, RunRow } from "../../wire/index.js";
+import { SpaceWatch } from "../space-watch.js";
 import { lockSqliteFile } from "./sqlite-lock.js";
 import { type EncodedInsert, encodeMessages, encodeRuns, SqliteStore } from "./sqlite-store.js";
 import {
@@ -76,11 +77,14 @@ export class SqliteThreadedStore implements core.Store {
   #sendScheduled = false;
   #failed: core.NerveBusError | undefined;
   #closed = false;
+  /** Whether the file's disk is full, as the writer thread's results tell. */
+  readonly #space: SpaceWatch;
 
-  private constructor(reader: SqliteStore, lock: Database.Database, worker: Worker) {
+  private constructor(reader: SqliteStore, lock: Database.Database, worker: Worker, space: SpaceWatch) {
     this.#reader = reader;
     this.#lock = lock;
     this.#worker = worker;
+    this.#space = space;
     this.capabilities = reader.capabilities;
     worker.on("message", (msg: FromWriter) => {
       if (msg.kind === "done") this.#done(msg.results);
@@ -93,11 +97,13 @@ export class SqliteThreadedStore implements core.Store {
 
   /**
    * Takes the file's lock, starts the writer thread (which opens the file) and opens the reader.
-   * `writer` is the thread's script (tests give one that dies, to show what a crash does).
+   * `writer` is the thread's script (tests give one that dies, to show what a crash does);
+   * `log` hears when the disk fills and has room again.
    */
   static async open(
     path: string,
     writer: URL = new URL("./sqlite-writer-thread.js", import.meta.url),
+    log?: core.LogFn,
   ): Promise<SqliteThreadedStore> {
     const lock = lockSqliteFile(path);
     const worker = new Worker(writer, { workerData: { path } });
@@ -113,7 +119,7 @@ export class SqliteThreadedStore implements core.Store {
           reject(new core.NerveBusError("internal", `SQLite writer thread exited (code ${code})`));
         worker.on("message", onMessage).on("error", reject).on("exit", onExit);
       });
-      return new SqliteThreadedStore(SqliteStore.open(path, "reader"), lock, worker);
+      return new SqliteThreadedStore(SqliteStore.open(path, "reader"), lock, worker, new SpaceWatch(path, log));
     } catch (err) {
       await worker.terminate();
       lock.close();
@@ -158,8 +164,14 @@ export class SqliteThreadedStore implements core.Store {
     batch.forEach((w, i) => {
       const r = results[i];
       if (r === undefined) w.reject(new core.NerveBusError("internal", "SQLite writer thread lost a write"));
-      else if (r.ok) w.resolve(r.value);
-      else w.reject(receiveError(r.error));
+      else if (r.ok) {
+        if (w.op.method === "insertEncoded") this.#space.inserted();
+        w.resolve(r.value);
+      } else {
+        const err = receiveError(r.error);
+        this.#space.failed(err);
+        w.reject(err);
+      }
     });
     this.#send();
   }
@@ -294,6 +306,14 @@ export class SqliteThreadedStore implements core.Store {
     return this.#reader.ownership();
   }
 
+  outOfSpace(_topic: core.TopicRecord): core.NerveBusError | undefined {
+    return this.#space.refusal();
+  }
+
+  spaceState(): core.SpaceState[] {
+    return [this.#space.state()];
+  }
+
   /** Healthy while both the reader answers and the writer thread runs. */
   async ping(): Promise<void> {
     if (this.#failed !== undefined) throw this.#failed;
@@ -311,6 +331,7 @@ export class SqliteThreadedStore implements core.Store {
       }
     } finally {
       this.#closed = true;
+      this.#space.close();
       await this.#worker.terminate();
       await this.#reader.close();
       this.#lock.close();
