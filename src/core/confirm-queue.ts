@@ -79,9 +79,13 @@ export class ConfirmQueue {
               ? "; the pack stays queued and is stored once the store has room: a retry with the same message ids gets its seqs instead of storing copies"
               : "";
           c.reject(
-            new NerveBusError("unavailable", `pack not durable before its deadline; outcome unknown${cause}${queued}`, {
-              cause: lastError,
-            }),
+            new NerveBusError(
+              "unavailable",
+              `pack not durable before its deadline; outcome unknown${cause}${queued}`,
+              {
+                cause: lastError,
+              },
+            ),
           );
         } else {
           this.#items[kept++] = c;

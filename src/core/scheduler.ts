@@ -106,9 +106,9 @@ export class DelayScheduler {
       this.#failures++;
       if (!storeOutOfSpace(err))
         this.log("warn", "moving due messages failed; retrying", {
-        topic: this.topic.record.name,
-        err: String(err),
-      });
+          topic: this.topic.record.name,
+          err: String(err),
+        });
       this.#nextDueAt = Date.now() + backoffDelay(this.#failures, 100, 10_000);
     }
   }

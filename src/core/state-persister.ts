@@ -77,9 +77,9 @@ export class StatePersister {
     } catch (err) {
       if (!storeOutOfSpace(err))
         this.options.log("warn", "persisting subscription state failed; retrying", {
-        topic: this.topic.record.name,
-        err: String(err),
-      });
+          topic: this.topic.record.name,
+          err: String(err),
+        });
       for (const { sub, snap } of snapshots) {
         this.#dirty.add(sub);
         sub.restoreConfirms(snap.confirms);

@@ -34,7 +34,7 @@ const TRANSIENT_CODES = new Set([
   // Not forced here (it takes a failing disk); its extended codes SQLITE_IOERR_* count too.
   // better-sqlite3 gives no errno, so an I/O error is never read as a full disk: SQLite's own
   // file layer reports a write that hit ENOSPC as SQLITE_FULL, which is what a full tmpfs
-  // showed (test/integration/disk-full.test.ts); only its truncate and shared-memory calls
+  // showed (test/integration/disk-full-sqlite.test.ts); only its truncate and shared-memory calls
   // would say SQLITE_IOERR_* for it.
   "SQLITE_IOERR",
 ]);
@@ -45,13 +45,14 @@ const TRANSIENT_CODES = new Set([
  */
 const OUT_OF_SPACE_CODES = new Set([
   // "database or disk is full": test/store/sqlite-errors.test.ts "database full", and a full
-  // tmpfs in test/integration/disk-full.test.ts.
+  // tmpfs in test/integration/disk-full-sqlite.test.ts.
   "SQLITE_FULL",
   // 1114 "The table '…' is full" (InnoDB out of space, or a table at its size limit):
   // test/store/mysql-errors.test.ts "table full" (a MEMORY table over max_heap_table_size).
   "ER_RECORD_FILE_FULL",
   // 1021 "Disk full (…); waiting for someone to free some space": not forced here (MariaDB
-  // waits rather than answers when its disk fills; see README "When the disk fills up").
+  // 10.11 aborted instead when its disk filled under a broker's writes: README "When the disk
+  // fills up").
   "ER_DISK_FULL",
 ]);
 

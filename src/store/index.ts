@@ -8,7 +8,7 @@ import { SqliteStore } from "./sqlite/sqlite-store.js";
 import { SqliteThreadedStore } from "./sqlite/sqlite-threaded-store.js";
 
 export { runsOverlappingSql } from "./codec.js";
-export { mapStoreError } from "./errors.js";
+export { isOutOfSpace, mapStoreError } from "./errors.js";
 export { MultiStore } from "./multi/multi-store.js";
 export { MysqlOutboxSource } from "./mysql/mysql-outbox.js";
 export { MysqlRunLog } from "./mysql/mysql-run-log.js";

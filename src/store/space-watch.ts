@@ -47,7 +47,10 @@ export class SpaceWatch {
       { cause: err },
     );
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => this.#clear(`no write failed for lack of space for ${SPACE_RECHECK_MS / 1000} s`), SPACE_RECHECK_MS);
+    this.#timer = setTimeout(
+      () => this.#clear(`no write failed for lack of space for ${SPACE_RECHECK_MS / 1000} s`),
+      SPACE_RECHECK_MS,
+    );
     this.#timer.unref();
   }
 

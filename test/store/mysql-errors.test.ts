@@ -3,7 +3,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { test } from "node:test";
 import mysql from "mysql2/promise";
 import { NerveBusError } from "../../src/core/index.js";
-import { MysqlStore, mapStoreError } from "../../src/store/index.js";
+import { isOutOfSpace, MysqlStore, mapStoreError } from "../../src/store/index.js";
 import { freePort, useTestMysql } from "../support/mariadb.js";
 
 // Each test makes mysql2 produce a real error code, from a real MariaDB or from a socket that
@@ -215,4 +215,79 @@ test("creates its database: a URL naming a database that does not exist yet", as
   } finally {
     await store.close();
   }
+});
+
+test("table full: a MEMORY table past max_heap_table_size answers ER_RECORD_FILE_FULL (1114), read as out of disk space", async () => {
+  const url = await testMysql().database("errors_full");
+  const c = await mysql.createConnection({ uri: url });
+  try {
+    // 16 KiB, the smallest MariaDB allows: the table is full after a few rows. InnoDB answers
+    // the same code when its tablespace cannot grow (a full disk, or a size limit).
+    await c.query("SET SESSION max_heap_table_size = 16384");
+    await c.query("CREATE TABLE m (b VARBINARY(1000)) ENGINE=MEMORY");
+    let err: unknown;
+    for (let i = 0; i < 1000 && err === undefined; i++)
+      await c.query("INSERT INTO m VALUES (?)", [Buffer.alloc(1000, i % 256)]).catch((e: unknown) => {
+        err = e;
+      });
+    assert.ok(err !== undefined, "the MEMORY table never filled");
+    assert.equal((err as { code?: unknown }).code, "ER_RECORD_FILE_FULL", String(err));
+    assert.equal((err as { errno?: unknown }).errno, 1114);
+    assert.equal(isOutOfSpace(err), true);
+    const mapped = mapStoreError(err, "inserting messages", "127.0.0.1:3306/nbt_errors_full");
+    assert.equal(mapped.code, "resource_exhausted");
+    assert.match(
+      mapped.message,
+      /^store is out of disk space \(127\.0\.0\.1:3306\/nbt_errors_full\) while inserting messages: /,
+    );
+    assert.equal(mapped.cause, err);
+    // Across the SQLite writer thread's boundary a store error keeps only the driver code.
+    assert.equal(
+      isOutOfSpace(
+        new NerveBusError("resource_exhausted", mapped.message, { cause: { code: "ER_RECORD_FILE_FULL" } }),
+      ),
+      true,
+    );
+  } finally {
+    await c.end();
+  }
+});
+
+test("errno 28: MariaDB's words for ENOSPC in file and engine errors are read as out of disk space", () => {
+  // Not forced here (MariaDB waits for space rather than answering when its disk fills); the
+  // messages as MariaDB 10.11 words them (share/errmsg-utf8.txt with %M = errno and text).
+  const driverError = (code: string, errno: number, sqlMessage: string) =>
+    Object.assign(new Error(sqlMessage), { code, errno, sqlMessage });
+  const full = [
+    driverError(
+      "ER_ERROR_ON_WRITE",
+      1026,
+      "Error writing file './db/t.ibd' (errno: 28 \"No space left on device\")",
+    ),
+    driverError("ER_GET_ERRNO", 1030, 'Got error 28 "No space left on device" from storage engine InnoDB'),
+    driverError(
+      "ER_CANT_CREATE_TABLE",
+      1005,
+      'Can\'t create table `db`.`t` (errno: 28 "No space left on device")',
+    ),
+    driverError(
+      "ER_DISK_FULL",
+      1021,
+      'Disk full (./db/t.MAI); waiting for someone to free some space... (errno: 28 "No space left on device")',
+    ),
+  ];
+  for (const err of full) {
+    assert.equal(isOutOfSpace(err), true, err.message);
+    assert.equal(mapStoreError(err, "writing").code, "resource_exhausted", err.message);
+  }
+  // Other errnos of the same errors are not a full disk.
+  const other = driverError(
+    "ER_ERROR_ON_WRITE",
+    1026,
+    "Error writing file './db/t.ibd' (errno: 5 \"Input/output error\")",
+  );
+  assert.equal(isOutOfSpace(other), false);
+  assert.equal(mapStoreError(other, "writing").code, "internal");
+  const engine = driverError("ER_GET_ERRNO", 1030, "Got error 280 from storage engine InnoDB");
+  assert.equal(isOutOfSpace(engine), false);
 });

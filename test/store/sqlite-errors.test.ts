@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import Database from "better-sqlite3";
 import { NerveBusError } from "../../src/core/index.js";
-import { mapStoreError, SqliteStore } from "../../src/store/index.js";
+import { isOutOfSpace, mapStoreError, SqliteStore } from "../../src/store/index.js";
 import { spawnBroker } from "../support/process.js";
 
 // Each test makes better-sqlite3 produce a real error code and checks how src/store/errors.ts
@@ -64,15 +64,22 @@ function errorOf(run: (db: Database.Database) => void): unknown {
   assert.fail("the statement did not fail");
 }
 
-test("database full: SQLITE_FULL is transient (space may be freed)", () => {
+test("database full: SQLITE_FULL is RESOURCE_EXHAUSTED naming the file (space may be freed)", () => {
   const err = errorOf((db) => {
     db.exec("CREATE TABLE t (b BLOB)");
-    // A file that may not grow past a few pages stands for a full disk.
+    // A file that may not grow past a few pages stands for a full disk (a real one:
+    // test/integration/disk-full-sqlite.test.ts).
     db.pragma("max_page_count = 8");
     db.prepare("INSERT INTO t VALUES (?)").run(Buffer.alloc(64 << 10));
   });
   assert.equal(codeOf(err), "SQLITE_FULL");
-  assert.equal(mapStoreError(err, "inserting").code, "unavailable");
+  assert.equal(isOutOfSpace(err), true);
+  const mapped = mapStoreError(err, "inserting", "/data/nb.db");
+  assert.equal(mapped.code, "resource_exhausted");
+  assert.match(
+    mapped.message,
+    /^store is out of disk space \(\/data\/nb\.db\) while inserting: database or disk is full/,
+  );
 });
 
 test("an error that is not transient (a constraint) is INTERNAL", () => {

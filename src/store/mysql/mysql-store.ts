@@ -309,7 +309,11 @@ export class MysqlStore implements core.Store {
     });
   }
 
-  async insertMessages(topic: core.TopicRecord, shard: number, rows: readonly core.LogMessage[]): Promise<void> {
+  async insertMessages(
+    topic: core.TopicRecord,
+    shard: number,
+    rows: readonly core.LogMessage[],
+  ): Promise<void> {
     await (topic.format === 2
       ? this.#runs.insert(topic, shard, codec.encodeRuns(rows))
       : this.#inserter.insert(topic, shard, rows));

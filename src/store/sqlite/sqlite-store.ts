@@ -6,8 +6,8 @@ import * as core from "../../core/index.js";
 import { type IndexedRun, joinRuns, type RunRow } from "../../wire/index.js";
 import * as codec from "../codec.js";
 import { mapSqliteOpenError, mapStoreError } from "../errors.js";
-import { SqliteCheckpointer } from "./sqlite-checkpointer.js";
 import { SpaceWatch } from "../space-watch.js";
+import { SqliteCheckpointer } from "./sqlite-checkpointer.js";
 import { lockSqliteFile } from "./sqlite-lock.js";
 import { SqliteRunLog } from "./sqlite-run-log.js";
 
@@ -130,7 +130,11 @@ export class SqliteStore implements core.Store {
    * an existing file read-only, for reads only. `log` hears when the disk fills and has room
    * again ("exclusive" only).
    */
-  static open(path: string, mode: "exclusive" | "writer" | "reader" = "exclusive", log?: core.LogFn): SqliteStore {
+  static open(
+    path: string,
+    mode: "exclusive" | "writer" | "reader" = "exclusive",
+    log?: core.LogFn,
+  ): SqliteStore {
     if (mode === "reader") {
       try {
         return new SqliteStore(new Database(path, { readonly: true, fileMustExist: true, timeout: 0 }), path);

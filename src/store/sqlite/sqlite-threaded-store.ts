@@ -119,7 +119,12 @@ export class SqliteThreadedStore implements core.Store {
           reject(new core.NerveBusError("internal", `SQLite writer thread exited (code ${code})`));
         worker.on("message", onMessage).on("error", reject).on("exit", onExit);
       });
-      return new SqliteThreadedStore(SqliteStore.open(path, "reader"), lock, worker, new SpaceWatch(path, log));
+      return new SqliteThreadedStore(
+        SqliteStore.open(path, "reader"),
+        lock,
+        worker,
+        new SpaceWatch(path, log),
+      );
     } catch (err) {
       await worker.terminate();
       lock.close();
