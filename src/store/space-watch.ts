@@ -28,6 +28,8 @@ export class SpaceWatch {
     /** The SQLite file, or HOST:PORT/DATABASE (never a URL with credentials). */
     readonly place: string,
     private readonly log: LogFn | undefined,
+    /** SPACE_RECHECK_MS but in tests. */
+    private readonly recheckMs = SPACE_RECHECK_MS,
   ) {}
 
   /** A write failed with `err`: when for lack of disk space, the place is full from now on. */
@@ -48,8 +50,8 @@ export class SpaceWatch {
     );
     clearTimeout(this.#timer);
     this.#timer = setTimeout(
-      () => this.#clear(`no write failed for lack of space for ${SPACE_RECHECK_MS / 1000} s`),
-      SPACE_RECHECK_MS,
+      () => this.#clear(`no write failed for lack of space for ${this.recheckMs / 1000} s`),
+      this.recheckMs,
     );
     this.#timer.unref();
   }
