@@ -1,4 +1,4 @@
-import { NerveBusError } from "./errors.js";
+import { NerveBusError, storeOutOfSpace } from "./errors.js";
 
 interface PendingConfirm {
   readonly lastSeq: number;
@@ -74,10 +74,9 @@ export class ConfirmQueue {
           // Out of disk space: the pack has seqs and stays queued (a gap would stall the
           // watermark), so it is stored once there is room; telling how to learn its fate
           // without making copies is the useful answer.
-          const queued =
-            lastError instanceof NerveBusError && lastError.code === "resource_exhausted"
-              ? "; the pack stays queued and is stored once the store has room: a retry with the same message ids gets its seqs instead of storing copies"
-              : "";
+          const queued = storeOutOfSpace(lastError)
+            ? "; the pack stays queued and is stored once the store has room: a retry with the same message ids gets its seqs instead of storing copies"
+            : "";
           c.reject(
             new NerveBusError(
               "unavailable",

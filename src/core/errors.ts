@@ -76,10 +76,26 @@ export function asNerveBusError(err: unknown): NerveBusError {
 }
 
 /**
- * Whether a store call failed because the store is out of disk space (stores report only that
- * as RESOURCE_EXHAUSTED; see Store.outOfSpace). The store logs that state once when it starts
- * and once when it ends, so retry loops stay quiet about it instead of logging every try.
+ * RESOURCE_EXHAUSTED because the store's disk is full: a write failed so, or a publish is
+ * refused while it is (see Store.outOfSpace). `place` names the SQLite file or
+ * HOST:PORT/DATABASE. The stores make it (src/store/errors.ts); its class tells it apart from
+ * other RESOURCE_EXHAUSTED answers (a full write buffer) without reading messages.
  */
-export function storeOutOfSpace(err: unknown): boolean {
-  return err instanceof NerveBusError && err.code === "resource_exhausted";
+export class OutOfSpaceError extends NerveBusError {
+  constructor(
+    readonly place: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super("resource_exhausted", message, options);
+  }
+}
+
+/**
+ * Whether a store call failed because the store is out of disk space. The store logs that
+ * state once when it starts and once when it ends, so retry loops stay quiet about it instead
+ * of logging every try.
+ */
+export function storeOutOfSpace(err: unknown): err is OutOfSpaceError {
+  return err instanceof OutOfSpaceError;
 }

@@ -20,6 +20,7 @@ export {
   type ErrorCode,
   invalidArgument,
   NerveBusError,
+  OutOfSpaceError,
   storeOutOfSpace,
 } from "./errors.js";
 export {

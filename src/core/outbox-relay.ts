@@ -1,5 +1,5 @@
 import { backoffDelay } from "./backoff.js";
-import { NerveBusError } from "./errors.js";
+import { NerveBusError, storeOutOfSpace } from "./errors.js";
 import { type LoggedIds, messageBytes, type NewMessage } from "./model.js";
 import type { LogFn } from "./observer.js";
 import { OutboxGate } from "./outbox-gate.js";
@@ -144,7 +144,11 @@ export class OutboxRelay {
         if (this.#stopped || this.target.closing) break;
         this.errors++;
         ready = false;
-        const level = err instanceof NerveBusError && err.code !== "unavailable" ? "error" : "warn";
+        // A full disk is a state the store reports itself (once), and waiting ends it.
+        const level =
+          err instanceof NerveBusError && err.code !== "unavailable" && !storeOutOfSpace(err)
+            ? "error"
+            : "warn";
         if (attempt % 10 === 0)
           this.options.log(level, "outbox relay failed; recovering and retrying", {
             outbox: this.source.name,

@@ -1,4 +1,4 @@
-import { NerveBusError } from "../core/index.js";
+import { NerveBusError, OutOfSpaceError } from "../core/index.js";
 
 /**
  * The one place where driver errors (mysql2, better-sqlite3 and the sockets under them) are
@@ -32,10 +32,10 @@ const TRANSIENT_CODES = new Set([
   // Another process holds the file's lock: test/store/sqlite-errors.test.ts "second process".
   "SQLITE_BUSY",
   // Not forced here (it takes a failing disk); its extended codes SQLITE_IOERR_* count too.
-  // better-sqlite3 gives no errno, so an I/O error is never read as a full disk: SQLite's own
+  // better-sqlite3 gives no errno, so an I/O error is never read as a full disk: SQLite's
   // file layer reports a write that hit ENOSPC as SQLITE_FULL, which is what a full tmpfs
-  // showed (test/integration/disk-full-sqlite.test.ts); only its truncate and shared-memory calls
-  // would say SQLITE_IOERR_* for it.
+  // showed (test/integration/disk-full-sqlite.test.ts); only its truncate and shared-memory
+  // calls would say SQLITE_IOERR_* for it.
   "SQLITE_IOERR",
 ]);
 
@@ -78,19 +78,14 @@ function codeOf(err: unknown): string | undefined {
   return typeof code === "string" ? code : undefined;
 }
 
-/**
- * Whether a driver error (or a store error made from one, across the SQLite writer thread too)
- * says the disk is full: see OUT_OF_SPACE_CODES and ERRNO_CODES.
- */
+/** Whether a driver error says the disk is full (see OUT_OF_SPACE_CODES and ERRNO_CODES). */
 export function isOutOfSpace(err: unknown): boolean {
+  if (err instanceof OutOfSpaceError) return true;
   const code = codeOf(err);
   if (code !== undefined && OUT_OF_SPACE_CODES.has(code)) return true;
-  if (code !== undefined && ERRNO_CODES.has(code)) {
-    const text = (err as { sqlMessage?: unknown }).sqlMessage ?? (err as Error).message;
-    return typeof text === "string" && ENOSPC_TEXT.test(text);
-  }
-  const cause = (err as { cause?: unknown } | null)?.cause;
-  return err instanceof NerveBusError && cause !== undefined && isOutOfSpace(cause);
+  if (code === undefined || !ERRNO_CODES.has(code)) return false;
+  const text = (err as { sqlMessage?: unknown }).sqlMessage ?? (err as Error).message;
+  return typeof text === "string" && ENOSPC_TEXT.test(text);
 }
 
 /**
@@ -114,8 +109,8 @@ export function mapStoreError(err: unknown, what: string, place = "the store's d
   const code = codeOf(err);
   const detail = err instanceof Error ? err.message : String(err);
   if (isOutOfSpace(err)) {
-    return new NerveBusError(
-      "resource_exhausted",
+    return new OutOfSpaceError(
+      place,
       `store is out of disk space (${place}) while ${what}: ${detail}; free space there, then retry`,
       { cause: err },
     );
@@ -153,7 +148,7 @@ export function mapSqliteOpenError(err: unknown, path: string): NerveBusError {
       { cause: err },
     );
   }
-  return mapStoreError(err, `opening ${path}`);
+  return mapStoreError(err, `opening ${path}`, path);
 }
 
 // ---- A server that takes no writes (a failover in progress) ----------------------------------

@@ -1,4 +1,4 @@
-import { type LogFn, NerveBusError, type SpaceState } from "../core/index.js";
+import { type LogFn, OutOfSpaceError, type SpaceState } from "../core/index.js";
 import { isOutOfSpace } from "./errors.js";
 
 /**
@@ -19,7 +19,7 @@ export const SPACE_RECHECK_MS = 10_000;
  * on such a success would only assign seqs to packs that then wait.
  */
 export class SpaceWatch {
-  #error: NerveBusError | undefined;
+  #error: OutOfSpaceError | undefined;
   #detail = "";
   #since = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -43,8 +43,8 @@ export class SpaceWatch {
         err: this.#detail,
       });
     }
-    this.#error = new NerveBusError(
-      "resource_exhausted",
+    this.#error = new OutOfSpaceError(
+      this.place,
       `store is out of disk space (${this.place}) since ${new Date(this.#since).toISOString()}: new messages are refused until space is freed there; retry later`,
       { cause: err },
     );
@@ -62,7 +62,7 @@ export class SpaceWatch {
   }
 
   /** The error to refuse a publish with while full, else undefined. */
-  refusal(): NerveBusError | undefined {
+  refusal(): OutOfSpaceError | undefined {
     return this.#error;
   }
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createServer, type Server, type Socket } from "node:net";
 import { test } from "node:test";
 import mysql from "mysql2/promise";
-import { NerveBusError } from "../../src/core/index.js";
+import { NerveBusError, OutOfSpaceError } from "../../src/core/index.js";
 import { isOutOfSpace, MysqlStore, mapStoreError } from "../../src/store/index.js";
 import { freePort, useTestMysql } from "../support/mariadb.js";
 
@@ -241,13 +241,8 @@ test("table full: a MEMORY table past max_heap_table_size answers ER_RECORD_FILE
       /^store is out of disk space \(127\.0\.0\.1:3306\/nbt_errors_full\) while inserting messages: /,
     );
     assert.equal(mapped.cause, err);
-    // Across the SQLite writer thread's boundary a store error keeps only the driver code.
-    assert.equal(
-      isOutOfSpace(
-        new NerveBusError("resource_exhausted", mapped.message, { cause: { code: "ER_RECORD_FILE_FULL" } }),
-      ),
-      true,
-    );
+    assert.ok(mapped instanceof OutOfSpaceError);
+    assert.equal(mapped.place, "127.0.0.1:3306/nbt_errors_full");
   } finally {
     await c.end();
   }

@@ -1,4 +1,4 @@
-import { type ErrorCode, NerveBusError } from "../../core/index.js";
+import { type ErrorCode, NerveBusError, OutOfSpaceError } from "../../core/index.js";
 import { mapStoreError } from "../errors.js";
 import type { SqliteStore } from "./sqlite-store.js";
 
@@ -31,6 +31,8 @@ export interface SentError {
   readonly message: string;
   /** The driver's code (SQLITE_BUSY…), kept on the rebuilt error's cause. */
   readonly causeCode: string | undefined;
+  /** For an OutOfSpaceError: its place (the file). */
+  readonly place?: string;
 }
 
 /** What the writer thread answers: once whether it opened, then a result per op of each batch. */
@@ -52,6 +54,7 @@ export function sendError(err: unknown, what: string): SentError {
     code: mapped.code,
     message: mapped.message,
     causeCode: typeof causeCode === "string" ? causeCode : undefined,
+    ...(mapped instanceof OutOfSpaceError ? { place: mapped.place } : {}),
   };
 }
 
@@ -59,5 +62,7 @@ export function sendError(err: unknown, what: string): SentError {
 export function receiveError(e: SentError): NerveBusError {
   const cause =
     e.causeCode === undefined ? undefined : Object.assign(new Error(e.message), { code: e.causeCode });
-  return new NerveBusError(e.code, e.message, { cause });
+  return e.place === undefined
+    ? new NerveBusError(e.code, e.message, { cause })
+    : new OutOfSpaceError(e.place, e.message, { cause });
 }
