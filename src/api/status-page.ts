@@ -268,8 +268,12 @@ function renderHeader(data) {
   byId("addr").textContent = b.address;
   document.title = "NerveBus · " + b.address;
   const health = byId("health");
-  health.replaceChildren(b.healthy ? el("span", { class: "badge ok" }, "healthy") : el("span", { class: "badge bad" }, "unhealthy"));
-  byId("store").textContent = storeLine(b);
+  // A full disk refuses publishes only (reads and deliveries go on): a warning, not "unhealthy".
+  const full = (b.storeSpace || []).filter((p) => p.full);
+  health.replaceChildren(!b.healthy ? el("span", { class: "badge bad" }, "unhealthy")
+    : full.length > 0 ? el("span", { class: "badge warn" }, "disk full: publishes refused")
+    : el("span", { class: "badge ok" }, "healthy"));
+  byId("store").textContent = storeLine(b) + full.map((p) => " · OUT OF DISK SPACE since " + fmtClock(p.since) + ": " + p.place).join("");
   const cluster = b.cluster;
   byId("cluster").textContent = cluster
     ? cluster.members.filter((m) => m.live).length + " live brokers · "
