@@ -38,10 +38,14 @@ export class SpaceWatch {
     this.#detail = err instanceof Error ? err.message : String(err);
     if (this.#error === undefined) {
       this.#since = Date.now();
-      this.log?.("warn", "store is out of disk space; publishes are refused until a write succeeds", {
-        place: this.place,
-        err: this.#detail,
-      });
+      this.log?.(
+        "warn",
+        "store is out of disk space; publishes are refused until messages can be written again",
+        {
+          place: this.place,
+          err: this.#detail,
+        },
+      );
     }
     this.#error = new OutOfSpaceError(
       this.place,

@@ -60,7 +60,9 @@ function fillUp(path: string): void {
 }
 
 for (const writerThread of [false, true]) {
-  const mode = writerThread ? "writer thread" : "in-thread store";
+  const mode = writerThread
+    ? "writer thread; callers of queued packs give up and retry with the same ids"
+    : "in-thread store; callers of queued packs wait";
   test(`sqlite (${mode}) on a full tmpfs: SendPack is refused promptly with RESOURCE_EXHAUSTED naming the file, nothing confirmed is lost, no seq gap, and publishing resumes once space is freed`, async (t) => {
     const dir = mountTmpfs();
     if (typeof dir !== "string") {
@@ -74,7 +76,9 @@ for (const writerThread of [false, true]) {
     await diskFullScenario({
       store: `sqlite:${path}`,
       place: path,
-      overrides: { sqliteWriterThread: writerThread },
+      // One variant's callers wait for their packs, the other's give up before space is freed.
+      overrides: writerThread ? { sqliteWriterThread: true, confirmTimeoutMs: 3000 } : {},
+      callersGiveUp: writerThread,
       exhaust: () => fillUp(rest),
       free: async () => {
         rmSync(rest, { force: true });
