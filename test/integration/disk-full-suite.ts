@@ -218,13 +218,18 @@ export async function diskFullScenario(disk: FullDisk): Promise<void> {
     const before = await readAll(client, "fill", "check", watermark);
     for (const [seq, data] of confirmed) assert.equal(before.get(seq), data, `seq ${seq}`);
 
-    // Callers that give up while the disk is full learn that their pack stays queued.
+    // Callers that give up while the disk is full learn that their pack stays queued. (A pack
+    // counted as waiting may also have been answered late on a busy machine, confirmed before
+    // the disk filled or refused; the one whose insert hit the full disk cannot have been.)
     if (disk.callersGiveUp === true) {
+      let gaveUp = 0;
       for (const answer of await Promise.all(stuck.map((p) => p.answer))) {
-        assert.ok(answer instanceof Error, "a pack was confirmed while the disk was full");
+        if (!(answer instanceof Error) || grpcCode(answer) === grpc.status.RESOURCE_EXHAUSTED) continue;
         assert.equal(grpcCode(answer), grpc.status.UNAVAILABLE, answer.message);
         assert.match(answer.details, /outcome unknown.*out of disk space.*stays queued/);
+        gaveUp++;
       }
+      assert.ok(gaveUp > 0, "the caller of a pack that had seqs when the disk filled gave up");
     }
 
     // Space again: the packs that had seqs are written and confirmed (or, asked again with the
@@ -232,6 +237,8 @@ export async function diskFullScenario(disk: FullDisk): Promise<void> {
     await disk.free();
     for (const p of stuck) {
       let answer = await p.answer;
+      // Refused (only late, on a busy machine): it never had seqs.
+      if (answer instanceof Error && grpcCode(answer) === grpc.status.RESOURCE_EXHAUSTED) continue;
       if (answer instanceof Error) {
         answer = await publishOnceAccepted(client, messagesOf(p.tags));
         assert.deepEqual(
