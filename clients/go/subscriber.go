@@ -754,6 +754,10 @@ func (s *session) resendSettles(floor uint64) {
 	defer s.mu.Unlock()
 	s.settles.setFloor(floor)
 	for _, seq := range s.settles.acks() {
+		// Not those already sent again as unconfirmed (ConfirmAcks): once is enough.
+		if _, ok := s.unconfirmed[seq]; ok {
+			continue
+		}
 		s.acks[seq] = struct{}{}
 	}
 	s.signal()

@@ -648,7 +648,8 @@ class Subscriber:
             # Acks the broker may not have read (the stream they went on ended) go out again:
             # an ack counts on any stream.
             self._settles.set_floor(sub.floor)
-            queued = set(self._outbox.acks)
+            # Not those already going out again as unconfirmed (confirm_acks): once is enough.
+            queued = set(self._outbox.acks) | self._unconfirmed
             self._outbox.acks.extend(seq for seq in self._settles.acks() if seq not in queued)
             self._signal()
             if self._first is not None and not self._first.done():
