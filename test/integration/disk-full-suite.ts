@@ -47,17 +47,25 @@ function payload(tag: string): string {
 }
 
 /**
- * Publishes, retrying while the pack is refused for lack of space (as a client backs off):
- * right after space is freed, the store is still full until its retried insert commits.
+ * Publishes, retrying as a client does (same message ids) while the pack is refused for lack
+ * of space or its outcome is unknown: right after space is freed, the store is still full until
+ * its retried insert commits, and with a short confirm timeout a retry that finds the queued
+ * original may give up again before that original is written (seen on a busy CI machine).
  */
 async function publishOnceAccepted(client: TestClient, messages: MessageInit[]): Promise<SendPackResponse> {
-  for (let tries = 0; ; tries++) {
+  const started = Date.now();
+  for (;;) {
     try {
       return await client.publish("fill", messages, DEADLINE_MS);
     } catch (e) {
-      assert.equal(grpcCode(e), grpc.status.RESOURCE_EXHAUSTED, String(e));
+      const code = grpcCode(e);
+      assert.ok(
+        code === grpc.status.RESOURCE_EXHAUSTED ||
+          (code === grpc.status.UNAVAILABLE && /outcome unknown/.test(String(e))),
+        String(e),
+      );
       // The retried insert runs at least every 2 s; a state nothing retries lapses in 10 s.
-      assert.ok(tries < 100, `still refused 20 s after space was freed: ${String(e)}`);
+      assert.ok(Date.now() - started < 60_000, `not accepted 60 s after space was freed: ${String(e)}`);
       await new Promise((r) => setTimeout(r, 200));
     }
   }
