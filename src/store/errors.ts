@@ -169,6 +169,14 @@ const READ_ONLY_CODES = new Set([
   // such answer); test/store/mysql-read-only.test.ts "…count only with the read-only text" reads
   // MySQL's wording.
   "ER_READ_ONLY_MODE",
+  // 1792 "Cannot execute statement in a READ ONLY transaction": MySQL 8 and MariaDB alike, to a
+  // write in a read-only transaction. The broker never asks for one, so its sessions are
+  // read-only only when the server's default transaction_read_only (MariaDB 10.11:
+  // tx_read_only) is ON, a server-wide "take no writes" like read_only, applied to every new
+  // session: test/store/mysql-read-only.test.ts "read-only transactions: …" (the error from a
+  // session made read-only, and a ServerPool whose new sessions are). read_only and
+  // super_read_only themselves answer 1290, above.
+  "ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION",
   // 1047 "WSREP has not yet prepared node for application use": a Galera node outside the
   // primary component or still joining; not forced here (test/integration/mysql-galera.test.ts
   // kills nodes, it does not isolate one); the same text test reads its wording. Only with WSREP

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import mysql from "mysql2/promise";
 import { NerveBusError, type TopicConfig } from "../../src/core/index.js";
 import { MysqlStore, mapStoreError } from "../../src/store/index.js";
+import { ServerPool } from "../../src/store/mysql/server-pool.js";
 import { useTestMysql } from "../support/mariadb.js";
 
 // A MySQL server made read-only (what failover tooling does to the old primary) refuses the
@@ -108,6 +109,83 @@ test("read-only server: the store's write fails with UNAVAILABLE naming the serv
   } finally {
     if (readOnly) await setReadOnly(admin, false);
     await store.close();
+  }
+});
+
+test("read-only transactions: MariaDB's 1792 to a write in one is UNAVAILABLE", async () => {
+  const url = await testMysql().database("read_only_transaction");
+  await testMysql().query(url, "CREATE TABLE t (a INT)");
+  const conn = await mysql.createConnection({ uri: url });
+  try {
+    // What every new session gets when the server's default transaction_read_only is ON.
+    await conn.query("SET SESSION TRANSACTION READ ONLY");
+    await assert.rejects(conn.query("INSERT INTO t VALUES (1)"), (err: unknown) => {
+      assert.equal((err as { code?: unknown }).code, "ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION", String(err));
+      assert.equal((err as { errno?: unknown }).errno, 1792);
+      const mapped = mapStoreError(err, "testing");
+      assert.equal(mapped.code, "unavailable", mapped.message);
+      assert.equal(mapped.cause, err);
+      return true;
+    });
+  } finally {
+    await conn.end();
+  }
+});
+
+test("read-only transactions: a ServerPool whose sessions get 1792 answers UNAVAILABLE naming the server and dials again", async () => {
+  const url = await testMysql().database("read_only_tx_pool");
+  await testMysql().query(url, "CREATE TABLE t (a INT)");
+  // Sessions opened while `readOnly` holds start read-only, as every new session does on a
+  // server whose default transaction_read_only is ON (SET GLOBAL would reach the test
+  // harness's own sessions too).
+  let readOnly = true;
+  let pools = 0;
+  const logs: string[] = [];
+  const pool = new ServerPool(
+    () => {
+      pools++;
+      const p = mysql.createPool({ uri: url, connectionLimit: 2 });
+      const startReadOnly = readOnly;
+      p.pool.on("connection", (conn) => {
+        if (startReadOnly) conn.query("SET SESSION TRANSACTION READ ONLY", () => undefined);
+      });
+      return p;
+    },
+    new URL(url).host,
+    (level, msg) => logs.push(`${level} ${msg}`),
+  );
+  try {
+    await assert.rejects(pool.query("INSERT INTO t VALUES (1)"), (err: unknown) => {
+      assert.ok(err instanceof NerveBusError, String(err));
+      assert.equal(err.code, "unavailable", err.message);
+      assert.ok(err.message.includes(`the MySQL server at ${new URL(url).host} is read-only`), err.message);
+      assert.equal((err.cause as { code?: unknown }).code, "ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION");
+      return true;
+    });
+    assert.equal(pools, 2, "the read-only answer replaced the pool");
+    readOnly = false;
+    // The replacement was made while sessions still started read-only: it fails once more
+    // and is replaced (at most once a second) by one whose sessions take writes.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await pool.query("INSERT INTO t VALUES (2)");
+        break;
+      } catch (err) {
+        if (attempt >= 50 || !(err instanceof NerveBusError) || err.code !== "unavailable") throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    const rows = await testMysql().query(url, "SELECT a FROM t");
+    assert.deepEqual(
+      rows.map((r) => r.a),
+      [2],
+    );
+    assert.deepEqual(logs, [
+      "warn the MySQL server is read-only; reconnecting until it takes writes",
+      "info the MySQL server takes writes again",
+    ]);
+  } finally {
+    await pool.end();
   }
 });
 
