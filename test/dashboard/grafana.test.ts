@@ -149,8 +149,23 @@ test("the Grafana dashboard is well-formed and wired to a datasource variable", 
     "nervebus_store_errors_total",
     "nervebus_open_streams",
     "nervebus_write_buffer_bytes",
+    "nervebus_store_disk_full",
   ])
     assert.ok(used.has(m), `the dashboard charts ${m}`);
+  // A full disk refuses publishes: a stat panel that turns red at 1, per place.
+  const diskFull = d.panels.filter((p) =>
+    (p.targets ?? []).some((t) => t.expr.includes("nervebus_store_disk_full")),
+  );
+  assert.equal(diskFull.length, 1, "one panel shows the disk-full state");
+  const full = diskFull[0] as Panel & {
+    fieldConfig: { defaults: { thresholds?: { steps: { color: string; value: number | null }[] } } };
+  };
+  assert.equal(full.type, "stat");
+  assert.ok(
+    full.fieldConfig.defaults.thresholds?.steps.some((s) => s.color === "red" && s.value === 1),
+    "the disk-full panel is red at 1",
+  );
+  assert.match(full.targets![0]!.expr, /\bby \([^)]*\bplace\b/, "the disk-full panel shows each place");
   const exprs = expressions(d).map((e) => e.expr);
   for (const q of ["0.5", "0.99", "0.999"])
     assert.ok(
