@@ -59,6 +59,7 @@ export {
   type Settled,
   type SettleOutcome,
 } from "./observer.js";
+export { OUTAGE_REMIND_MS, OutageLog, type OutageMessages } from "./outage-log.js";
 export { OutboxGate } from "./outbox-gate.js";
 export { OutboxRelay, type OutboxRelayOptions, type RelayTarget } from "./outbox-relay.js";
 export {

@@ -1,5 +1,6 @@
 import { storeOutOfSpace } from "./errors.js";
 import type { LogFn } from "./observer.js";
+import { OutageLog } from "./outage-log.js";
 import type { Store } from "./store.js";
 import type { Subscription } from "./subscription.js";
 import type { Topic } from "./topic.js";
@@ -13,19 +14,32 @@ export interface StatePersisterOptions {
 /**
  * Persists the state (floor, acked ranges, redelivery entries) of a topic's subscriptions:
  * subscriptions that changed are gathered for `intervalMs` and written in one store call, then
- * the acks they carried are confirmed to the consumers that asked. A failed write is logged and
- * retried with the next one; its confirmations wait for it.
+ * the acks they carried are confirmed to the consumers that asked. A failed write is retried with
+ * the next one; its confirmations wait for it. While writes fail, the log has one warning when
+ * they start, a reminder at most every 30 s and one info line when they succeed again (OutageLog);
+ * a full disk is the store's SpaceWatch's to log.
  */
 export class StatePersister {
   readonly #dirty = new Set<Subscription>();
   #timer: NodeJS.Timeout | undefined;
   #persisting: Promise<void> | undefined;
+  readonly #outage: OutageLog;
 
   constructor(
     private readonly topic: Topic,
     private readonly store: Store,
     private readonly options: StatePersisterOptions,
-  ) {}
+  ) {
+    this.#outage = new OutageLog(
+      options.log,
+      {
+        started: "persisting subscription state failed; retrying until it is written",
+        ongoing: "persisting subscription state still fails; retrying",
+        ended: "subscription state is written again",
+      },
+      { topic: topic.record.name },
+    );
+  }
 
   /** Asks for `sub`'s state to be written with the next batch. */
   markDirty(sub: Subscription): void {
@@ -75,17 +89,14 @@ export class StatePersister {
         ),
       );
     } catch (err) {
-      if (!storeOutOfSpace(err))
-        this.options.log("warn", "persisting subscription state failed; retrying", {
-          topic: this.topic.record.name,
-          err: String(err),
-        });
+      if (!storeOutOfSpace(err)) this.#outage.failed(err);
       for (const { sub, snap } of snapshots) {
         this.#dirty.add(sub);
         sub.restoreConfirms(snap.confirms);
       }
       return;
     }
+    this.#outage.recovered();
     for (const { snap } of snapshots) {
       for (const [consumer, list] of snap.confirms) {
         if (!consumer.detached) consumer.sink.ackResults(list.acked, list.already, list.ignored);

@@ -1,4 +1,4 @@
-import { type LogFn, OutOfSpaceError, type SpaceState } from "../core/index.js";
+import { type LogFn, OutageLog, OutOfSpaceError, type SpaceState } from "../core/index.js";
 import { isOutOfSpace } from "./errors.js";
 
 /**
@@ -12,8 +12,9 @@ export const SPACE_RECHECK_MS = 10_000;
 
 /**
  * Whether one file or database of a store is out of disk space, as its writes tell: a write
- * that fails so sets it (a warning is logged once), an insert of messages that commits clears
- * it (an info line), and so does SPACE_RECHECK_MS without such a failure. Only a message insert
+ * that fails so sets it (a warning is logged, then a reminder at most every 30 s: OutageLog), an
+ * insert of messages that commits clears it (an info line), and so does SPACE_RECHECK_MS without
+ * such a failure. Only a message insert
  * clears it early: a small write (a pointer, a catalog row) may fit in what is left of the
  * write-ahead log while an insert does not (seen on a full tmpfs), and letting publishes in
  * on such a success would only assign seqs to packs that then wait.
@@ -21,35 +22,36 @@ export const SPACE_RECHECK_MS = 10_000;
 export class SpaceWatch {
   #error: OutOfSpaceError | undefined;
   #detail = "";
-  #since = 0;
+  readonly #outage: OutageLog;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(
     /** The SQLite file, or HOST:PORT/DATABASE (never a URL with credentials). */
     readonly place: string,
-    private readonly log: LogFn | undefined,
+    log: LogFn | undefined,
     /** SPACE_RECHECK_MS but in tests. */
     private readonly recheckMs = SPACE_RECHECK_MS,
-  ) {}
+  ) {
+    this.#outage = new OutageLog(
+      log,
+      {
+        started: "store is out of disk space; publishes are refused until messages can be written again",
+        ongoing: "store is still out of disk space; publishes are refused",
+        ended: "store has disk space again; publishes are accepted",
+        durationField: "fullForMs",
+      },
+      { place },
+    );
+  }
 
   /** A write failed with `err`: when for lack of disk space, the place is full from now on. */
   failed(err: unknown): void {
     if (!isOutOfSpace(err)) return;
     this.#detail = err instanceof Error ? err.message : String(err);
-    if (this.#error === undefined) {
-      this.#since = Date.now();
-      this.log?.(
-        "warn",
-        "store is out of disk space; publishes are refused until messages can be written again",
-        {
-          place: this.place,
-          err: this.#detail,
-        },
-      );
-    }
+    this.#outage.failed(err);
     this.#error = new OutOfSpaceError(
       this.place,
-      `store is out of disk space (${this.place}) since ${new Date(this.#since).toISOString()}: new messages are refused until space is freed there; retry later`,
+      `store is out of disk space (${this.place}) since ${new Date(this.#outage.since).toISOString()}: new messages are refused until space is freed there; retry later`,
       { cause: err },
     );
     clearTimeout(this.#timer);
@@ -74,7 +76,7 @@ export class SpaceWatch {
     return {
       place: this.place,
       full: this.#error !== undefined,
-      since: this.#error === undefined ? 0 : this.#since,
+      since: this.#outage.since,
       error: this.#error === undefined ? undefined : this.#detail,
     };
   }
@@ -87,13 +89,8 @@ export class SpaceWatch {
   #clear(why: string): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.log?.("info", "store has disk space again; publishes are accepted", {
-      place: this.place,
-      why,
-      fullForMs: Date.now() - this.#since,
-    });
+    this.#outage.recovered({ why });
     this.#error = undefined;
-    this.#since = 0;
     this.#detail = "";
   }
 }

@@ -1,4 +1,5 @@
 import type mysql from "mysql2/promise";
+import { OutageLog } from "../../core/index.js";
 import { isReadOnlyServer, readOnlyServerError } from "../errors.js";
 
 type Log = (level: "warn" | "info" | "error", msg: string, fields?: Record<string, unknown>) => void;
@@ -30,8 +31,8 @@ export interface Queryable {
  *
  * Every statement goes through query() or transaction(); a read-only error comes out of them as
  * UNAVAILABLE naming the server (readOnlyServerError), any other error as the driver gave it.
- * One warning is logged when the server turns read-only, one info line when a write succeeds
- * again.
+ * One warning is logged when the server turns read-only, a reminder at most every 30 s while it
+ * stays so, one info line when a write succeeds again (OutageLog).
  */
 export class ServerPool implements Queryable {
   #pool: mysql.Pool;
@@ -40,8 +41,9 @@ export class ServerPool implements Queryable {
   readonly #retired = new Set<mysql.Pool>();
   readonly #onRecycle: (() => void)[] = [];
   #recycledAt = Number.NEGATIVE_INFINITY;
-  /** Since when (performance.now()) writes fail as read-only, and how many pools were made since. */
-  #readOnly: { since: number; recycles: number } | undefined;
+  /** Writes failing as read-only; `#recycles`: pools made since they started. */
+  readonly #readOnly: OutageLog;
+  #recycles = 0;
 
   /**
    * `make` opens a pool for the database (called again on each recycle); `server` is HOST:PORT
@@ -50,9 +52,19 @@ export class ServerPool implements Queryable {
   constructor(
     private readonly make: () => mysql.Pool,
     readonly server: string,
-    private readonly log: Log,
+    log: Log,
   ) {
     this.#pool = make();
+    this.#readOnly = new OutageLog(
+      log,
+      {
+        started: "the MySQL server is read-only; reconnecting until it takes writes",
+        ongoing: "the MySQL server is still read-only; reconnecting",
+        ended: "the MySQL server takes writes again",
+        durationField: "readOnlyForMs",
+      },
+      { server },
+    );
   }
 
   /** Calls `listener` after each recycle: for connections of its own the owner must drop too. */
@@ -150,18 +162,13 @@ export class ServerPool implements Queryable {
 
   /** A statement on `pool` found the server read-only: a fresh pool takes over (see class). */
   #sawReadOnly(pool: mysql.Pool, err: unknown): void {
+    if (!this.#readOnly.failing) this.#recycles = 0;
+    this.#readOnly.failed(err);
     const now = performance.now();
-    if (this.#readOnly === undefined) {
-      this.#readOnly = { since: now, recycles: 0 };
-      this.log("warn", "the MySQL server is read-only; reconnecting until it takes writes", {
-        server: this.server,
-        err: err instanceof Error ? err.message : String(err),
-      });
-    }
     // A pool recycled already (its statements were in flight), or one just made: keep it.
     if (pool !== this.#pool || now - this.#recycledAt < RECYCLE_MIN_MS) return;
     this.#recycledAt = now;
-    this.#readOnly.recycles++;
+    this.#recycles++;
     this.#pool = this.make();
     if ((this.#busy.get(pool) ?? 0) > 1) this.#retired.add(pool);
     else void pool.end().catch(() => undefined);
@@ -170,12 +177,6 @@ export class ServerPool implements Queryable {
 
   /** A write succeeded: the server takes writes (again). */
   #wrote(): void {
-    if (this.#readOnly === undefined) return;
-    this.log("info", "the MySQL server takes writes again", {
-      server: this.server,
-      readOnlyForMs: Math.round(performance.now() - this.#readOnly.since),
-      reconnects: this.#readOnly.recycles,
-    });
-    this.#readOnly = undefined;
+    if (this.#readOnly.failing) this.#readOnly.recovered({ reconnects: this.#recycles });
   }
 }

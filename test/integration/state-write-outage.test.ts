@@ -1,0 +1,94 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type mysql from "mysql2/promise";
+import { loadConfig } from "../../src/config/index.js";
+import { startNerveBus } from "../../src/nervebus.js";
+import type { Logger } from "../../src/telemetry/index.js";
+import { TestClient } from "../support/broker.js";
+import { useTestMysql } from "../support/mariadb.js";
+
+// Defect: while the store refused subscription-state writes, every retry (about every 50 ms per
+// topic) logged the same warning: an outage of minutes wrote thousands of lines per topic. Now
+// one warning when it starts, a reminder at most every 30 s, one info line when writes succeed
+// again (src/core/outage-log.ts).
+
+const testMysql = useTestMysql();
+
+/** Failed state writes to wait for: well beyond one, so a line per retry would show. */
+const FAILURES = 20;
+
+test("mysql: while subscription-state writes fail the log has one warning, not one per retry, then one info line when they succeed, and the acks are persisted", async () => {
+  const admin = await testMysql().database("state_outage");
+  const db = new URL(admin).pathname.slice(1);
+  // A broker user that read_only applies to (no READ ONLY ADMIN / SUPER).
+  await testMysql().query(admin, "CREATE USER IF NOT EXISTS 'nbstate'@'127.0.0.1' IDENTIFIED BY 'pw'");
+  await testMysql().query(admin, `GRANT ALL PRIVILEGES ON \`${db}\`.* TO 'nbstate'@'127.0.0.1'`);
+  const url = `mysql://nbstate:pw@${new URL(admin).host}/${db}`;
+  const lines: { level: string; msg: string; [k: string]: unknown }[] = [];
+  const log: Logger = (level, msg, fields) => {
+    lines.push({ level, msg, ...fields });
+  };
+  const bus = await startNerveBus(
+    {
+      ...loadConfig({}, {}),
+      listen: "127.0.0.1:0",
+      httpListen: "127.0.0.1:0",
+      store: url,
+      shutdownGraceMs: 2000,
+    },
+    log,
+  );
+  const client = new TestClient(bus.address);
+  let readOnly = false;
+  try {
+    await client.publish("orders", ["m1", "m2", "m3", "m4", "m5"]);
+    const sub = client.receive("orders", "billing", { confirmAcks: true });
+    await sub.until(() => sub.deliveries.length >= 5);
+    const acked = () => sub.responses.flatMap((r) => (r.ackResults?.ackedSeqs ?? []).map(Number));
+
+    // Counts the state writes the store refuses (it only watches them).
+    const store = bus.broker.store;
+    const save = store.savePointers.bind(store);
+    let failed = 0;
+    store.savePointers = (...args) =>
+      save(...args).catch((err: unknown) => {
+        failed++;
+        throw err;
+      });
+
+    await testMysql().query(admin, "SET GLOBAL read_only = ON");
+    readOnly = true;
+    sub.ack([1, 2, 3, 4, 5]);
+    await sub.until(() => failed >= FAILURES, 30_000, `${FAILURES} failed state writes`);
+    const about = (msg: RegExp) => lines.filter((l) => l.topic === "orders" && msg.test(l.msg));
+    const warned = about(/subscription state/);
+    assert.equal(warned.length, 1, `one line for ${failed} failed writes: ${JSON.stringify(warned)}`);
+    assert.equal(warned[0]!.level, "warn");
+    assert.match(String(warned[0]!.err), /read-only/, "the warning carries the error");
+    assert.deepEqual(acked(), [], "no ack is confirmed before it is written");
+
+    await testMysql().query(admin, "SET GLOBAL read_only = OFF");
+    readOnly = false;
+    await sub.until(() => acked().length >= 5, 30_000, "confirmation of the acks once writes succeed");
+    assert.deepEqual(acked().sort(), [1, 2, 3, 4, 5]);
+    const all = about(/subscription state/);
+    assert.equal(all.length, 2, JSON.stringify(all));
+    const ended = all[1]!;
+    assert.equal(ended.level, "info");
+    assert.equal(ended.msg, "subscription state is written again");
+    assert.ok(Number(ended.failures) >= FAILURES, `failures counted: ${ended.failures}`);
+    assert.ok(Number(ended.failingForMs) > 0, `duration: ${ended.failingForMs}`);
+    await sub.end();
+
+    // Persisted, not only confirmed: the subscription's floor in the database.
+    const [row] = await testMysql().query<mysql.RowDataPacket[]>(
+      admin,
+      "SELECT p.ptr AS floor FROM nb_pointers p JOIN nb_topics t ON t.id = p.topic_id WHERE t.name = 'orders' AND p.subscription = 'billing'",
+    );
+    assert.equal(Number(row?.floor), 5);
+  } finally {
+    if (readOnly) await testMysql().query(admin, "SET GLOBAL read_only = OFF");
+    client.close();
+    await bus.stop();
+  }
+});
