@@ -30,7 +30,25 @@ export const quietLog: Logger = (level, msg, fields) => {
 
 /** Starts an in-process broker on 127.0.0.1:0 with the given store and overrides. */
 export async function startBroker(store: string, overrides: Partial<Config> = {}): Promise<NerveBus> {
-  const config = {
+  return startNerveBus(testConfig(store, overrides), quietLog);
+}
+
+/** A log line as startLoggingBroker keeps it. */
+export type LogLine = { level: string; msg: string; [field: string]: unknown };
+
+/** startBroker, keeping every log line in `lines` (for tests of what the broker logs). */
+export async function startLoggingBroker(
+  store: string,
+  lines: LogLine[],
+  overrides: Partial<Config> = {},
+): Promise<NerveBus> {
+  return startNerveBus(testConfig(store, overrides), (level, msg, fields) => {
+    lines.push({ level, msg, ...fields });
+  });
+}
+
+function testConfig(store: string, overrides: Partial<Config>): Config {
+  return {
     ...loadConfig({}, {}),
     listen: "127.0.0.1:0",
     httpListen: "127.0.0.1:0",
@@ -38,7 +56,6 @@ export async function startBroker(store: string, overrides: Partial<Config> = {}
     shutdownGraceMs: 2000,
     ...overrides,
   };
-  return startNerveBus(config, quietLog);
 }
 
 type Publisher = ServiceClient<(typeof PublisherService)["method"]>;
