@@ -212,6 +212,10 @@ export class OutboxRelay {
 
   /** One round: fetch, publish what the gate lets through, start its delete. False if idle. */
   async #round(): Promise<boolean> {
+    // A delete that failed while the relay idled surfaces now, not with the next rows: an idle
+    // relay would otherwise poll on, its deletes undone, on a server that turned read-only (its
+    // SELECTs still work there), while the application writes to the new primary.
+    if (this.#deleteError !== undefined) await this.#settleDelete();
     const now = Date.now();
     const limit = this.#limit;
     let late: OutboxRow[] = [];

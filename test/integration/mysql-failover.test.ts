@@ -1,27 +1,17 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { connect, createServer, type Server, type Socket } from "node:net";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import type mysql from "mysql2/promise";
 import { healthClient, healthStatus, seqsOf, startBroker, TestClient } from "../support/broker.js";
-import { startTestMysql, type TestMysql } from "../support/mariadb.js";
+import { copyDatabase, portOf, startProxy, useTwoMysql } from "../support/failover.js";
+import type { TestMysql } from "../support/mariadb.js";
 
 // A failover as MySQL HA tooling runs it (Orchestrator, MHA, a manual switchover behind a DNS
 // name or virtual IP): the old primary is made read-only, the promoted server gets its data,
 // then the name moves. The broker dials the name (here a TCP proxy: new connections go to the
 // current target, open ones stay where they are) and must find the new primary by itself.
 
-let a: TestMysql | undefined;
-let b: TestMysql | undefined;
-before(async () => {
-  a = await startTestMysql();
-  b = await startTestMysql();
-});
-after(async () => {
-  await a?.stop();
-  await b?.stop();
-});
+const servers = useTwoMysql();
 
 /** The broker's pool size: small, so a little load opens all of it. */
 const POOL = 3;
@@ -35,59 +25,10 @@ async function sessionsOn(server: TestMysql, admin: string): Promise<number> {
   return Number(row!.n);
 }
 
-/** A TCP proxy standing in for a DNS name or VIP: `target` is where new connections go. */
-async function startProxy(target: number): Promise<{ port: number; target: number; server: Server }> {
-  const sockets = new Set<Socket>();
-  const proxy = {
-    port: 0,
-    target,
-    server: createServer((client) => {
-      const upstream = connect(proxy.target, "127.0.0.1");
-      for (const s of [client, upstream]) {
-        sockets.add(s);
-        s.on("error", () => undefined);
-        s.on("close", () => {
-          sockets.delete(s);
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream);
-      upstream.pipe(client);
-    }),
-  };
-  proxy.server.on("close", () => {
-    for (const s of sockets) s.destroy();
-  });
-  await new Promise<void>((resolve) => proxy.server.listen(0, "127.0.0.1", resolve));
-  proxy.port = (proxy.server.address() as { port: number }).port;
-  return proxy;
-}
-
-function portOf(url: string): number {
-  return Number(new URL(url).port);
-}
-
 /** A broker user with every right on `db` only: read_only applies to it (no READ ONLY ADMIN). */
 async function createBrokerUser(server: TestMysql, adminUrl: string, db: string): Promise<void> {
   await server.query(adminUrl, "CREATE USER IF NOT EXISTS 'nbfail'@'127.0.0.1' IDENTIFIED BY 'pw'");
   await server.query(adminUrl, `GRANT ALL PRIVILEGES ON \`${db}\`.* TO 'nbfail'@'127.0.0.1'`);
-}
-
-/** Copies database `db` from one server to another as a consistent snapshot. */
-function copyDatabase(from: string, to: string, db: string): void {
-  const args = (url: string) => {
-    const u = new URL(url);
-    return `--no-defaults -h 127.0.0.1 -P ${u.port} -u ${u.username}`;
-  };
-  execFileSync(
-    "bash",
-    [
-      "-c",
-      `set -o pipefail; mariadb-dump ${args(from)} --single-transaction ${db} | mariadb ${args(to)} ${db}`,
-    ],
-    { env: { ...process.env, MYSQL_PWD: decodeURIComponent(new URL(from).password) }, stdio: "pipe" },
-  );
 }
 
 /** Publishes one message with a message id, again on UNAVAILABLE (the id dedups a retry). */
@@ -238,17 +179,19 @@ async function failover(a: TestMysql, b: TestMysql, name: string, cluster: boole
 }
 
 test("mysql failover: the old primary turns read-only (SendPack UNAVAILABLE naming it), the name moves to the new primary, and the broker reconnects by itself: no gap, no reused seq, acks kept", async (t) => {
-  if (!a?.asSecondUser || !b?.asSecondUser) {
+  const two = servers();
+  if (two === undefined) {
     t.skip("NERVEBUS_TEST_MYSQL_URL points at one server: this test needs two it starts itself");
     return;
   }
-  await failover(a, b, "failover", false);
+  await failover(two.a, two.b, "failover", false);
 });
 
 test("mysql failover with --cluster: the cluster lease and the store's pool both reach the new primary", async (t) => {
-  if (!a?.asSecondUser || !b?.asSecondUser) {
+  const two = servers();
+  if (two === undefined) {
     t.skip("NERVEBUS_TEST_MYSQL_URL points at one server: this test needs two it starts itself");
     return;
   }
-  await failover(a, b, "failover_cluster", true);
+  await failover(two.a, two.b, "failover_cluster", true);
 });

@@ -12,6 +12,7 @@ import { mapStoreError } from "../errors.js";
 import { DB_NOW_MS } from "./lease.js";
 import { OutboxLease, type OutboxLeaseOptions } from "./outbox-lease.js";
 import { OUTBOX_TABLES } from "./outbox-schema.js";
+import { ServerPool } from "./server-pool.js";
 
 /** Ids per DELETE statement: under 100 KiB of SQL text, far below max_allowed_packet. */
 const DELETE_CHUNK = 10_000;
@@ -24,12 +25,19 @@ type Log = (level: "info" | "warn" | "error", msg: string, fields?: Record<strin
  * named lock `nb-outbox:<db>` held on a connection of its own, or with --cluster the lease row
  * nb_outbox_lease (OutboxLease, which lapses when its broker is frozen), checked in every delete
  * transaction.
+ *
+ * Its connections follow a failover as the store's do (ServerPool): when the server turns
+ * read-only, the pool and the lock's connection are dropped and the next statement dials
+ * HOST:PORT again; the relay recovers (published rows found by their message ids) and goes on
+ * on the new primary. A read-only error is UNAVAILABLE naming HOST:PORT.
  */
 export class MysqlOutboxSource implements OutboxSource {
   readonly name: string;
   readonly #config: mysql.PoolOptions;
   readonly #lockName: string;
-  #pool: mysql.Pool | undefined;
+  /** HOST:PORT as configured: the name a failover moves. */
+  readonly #server: string;
+  #pool: ServerPool | undefined;
   #lockConn: mysql.Connection | undefined;
   #lockConnId = 0;
   #lease: OutboxLease | undefined;
@@ -48,6 +56,7 @@ export class MysqlOutboxSource implements OutboxSource {
       throw new NerveBusError("invalid_argument", "outbox: expected mysql://USER:PASS@HOST:PORT/DB");
     this.name = `${u.host}/${database}`;
     this.#lockName = `nb-outbox:${database}`.slice(0, 64);
+    this.#server = `${u.hostname}:${u.port === "" ? 3306 : Number(u.port)}`;
     this.#config = {
       host: u.hostname,
       port: u.port === "" ? 3306 : Number(u.port),
@@ -65,7 +74,7 @@ export class MysqlOutboxSource implements OutboxSource {
 
   async open(wanted: () => boolean): Promise<RelayState> {
     try {
-      this.#pool ??= autocommitPool(this.#config, this.lease);
+      this.#pool ??= this.#openPool();
       for (const ddl of OUTBOX_TABLES) await this.#pool.query(ddl);
       await this.#hold(wanted);
       await this.#pool.query(
@@ -91,6 +100,14 @@ export class MysqlOutboxSource implements OutboxSource {
     } catch (err) {
       throw mapStoreError(err, `outbox ${this.name}`);
     }
+  }
+
+  /** The relay's pool; the lock's connection is dropped with each of its recycles (see class). */
+  #openPool(): ServerPool {
+    const pool = new ServerPool(() => autocommitPool(this.#config, this.lease), this.#server, this.log);
+    // A lock held on the old primary says nothing to a relay on the new one.
+    pool.onRecycle(() => void this.#dropLock());
+    return pool;
   }
 
   /** Takes the lease (with --cluster) or the named lock. */
@@ -194,44 +211,40 @@ export class MysqlOutboxSource implements OutboxSource {
     cursor: number,
     gaps?: readonly PassedGap[],
   ): Promise<void> {
-    let conn: mysql.PoolConnection | undefined;
     // Written only when the ranges changed: the ages stored stay true, counted from written_at.
     const ranges = gaps?.map((g) => `${g.lo}-${g.hi}`).join(",");
     const writeGaps = gaps !== undefined && ranges !== this.#storedGaps;
     try {
-      conn = await this.#pool!.getConnection();
-      // READ COMMITTED: deleting an id another relay deleted already (after a failover) takes
-      // no gap lock, which would hold up the application's inserts above it.
-      await conn.query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");
-      await conn.beginTransaction();
-      if (this.#lease !== undefined) await this.#lease.check(conn);
-      else await this.#checkLock(conn);
-      // By primary key equality, never a range: a range scan would also lock the next row
-      // beyond it, which may be an application's uncommitted insert, so the relay would wait on
-      // (and could deadlock with) the application's transactions.
-      for (let i = 0; i < ids.length; i += DELETE_CHUNK)
-        await conn.query("DELETE FROM nb_outbox WHERE id IN (?)", [ids.slice(i, i + DELETE_CHUNK)]);
-      if (scanFrom.size > 0)
-        await conn.query(
-          "INSERT INTO nb_outbox_topic (topic, scan_from) VALUES ? ON DUPLICATE KEY UPDATE scan_from = GREATEST(scan_from, VALUES(scan_from))",
-          [[...scanFrom]],
-        );
-      await conn.query("UPDATE nb_outbox_relay SET cursor_id = GREATEST(cursor_id, ?) WHERE id = 1", [
-        cursor,
-      ]);
-      if (writeGaps)
-        await conn.query(
-          `INSERT INTO nb_outbox_gaps (id, gaps, written_at) VALUES (1, ?, ${DB_NOW_MS})
-             ON DUPLICATE KEY UPDATE gaps = VALUES(gaps), written_at = VALUES(written_at)`,
-          [JSON.stringify(gaps!.map((g) => [g.lo, g.hi, Math.max(0, Math.round(g.ageMs))]))],
-        );
-      await conn.commit();
+      // READ COMMITTED (the sessions' level, see autocommitPool): deleting an id another relay
+      // deleted already (after a failover) takes no gap lock, which would hold up the
+      // application's inserts above it.
+      await this.#pool!.transaction(async (conn) => {
+        if (this.#lease !== undefined) await this.#lease.check(conn);
+        else await this.#checkLock(conn);
+        // By primary key equality, never a range: a range scan would also lock the next row
+        // beyond it, which may be an application's uncommitted insert, so the relay would wait
+        // on (and could deadlock with) the application's transactions.
+        for (let i = 0; i < ids.length; i += DELETE_CHUNK)
+          await conn.query("DELETE FROM nb_outbox WHERE id IN (?)", [ids.slice(i, i + DELETE_CHUNK)]);
+        if (scanFrom.size > 0)
+          await conn.query(
+            "INSERT INTO nb_outbox_topic (topic, scan_from) VALUES ? ON DUPLICATE KEY UPDATE scan_from = GREATEST(scan_from, VALUES(scan_from))",
+            [[...scanFrom]],
+          );
+        await conn.query("UPDATE nb_outbox_relay SET cursor_id = GREATEST(cursor_id, ?) WHERE id = 1", [
+          cursor,
+        ]);
+        if (writeGaps)
+          await conn.query(
+            `INSERT INTO nb_outbox_gaps (id, gaps, written_at) VALUES (1, ?, ${DB_NOW_MS})
+               ON DUPLICATE KEY UPDATE gaps = VALUES(gaps), written_at = VALUES(written_at)`,
+            [JSON.stringify(gaps!.map((g) => [g.lo, g.hi, Math.max(0, Math.round(g.ageMs))]))],
+          );
+        return { commit: true, value: undefined };
+      });
       if (writeGaps) this.#storedGaps = ranges;
     } catch (err) {
-      await conn?.rollback().catch(() => undefined);
       throw mapStoreError(err, `outbox ${this.name}`);
-    } finally {
-      conn?.release();
     }
   }
 
@@ -256,11 +269,12 @@ export class MysqlOutboxSource implements OutboxSource {
 }
 
 /**
- * The relay's pool, its sessions in autocommit whatever the server's default: the relay polls
- * with plain SELECTs, and with autocommit off (a my.cnf or init_connect setting of the
- * application's server) each would open a transaction whose REPEATABLE READ snapshot lasts
- * across polls, hiding every row committed after the first one: the relay would stall. Its own
- * transaction (complete) begins explicitly.
+ * A pool for the relay (ServerPool makes a new one after each failover), its sessions in
+ * autocommit whatever the server's default: the relay polls with plain SELECTs, and with
+ * autocommit off (a my.cnf or init_connect setting of the application's server) each would open
+ * a transaction whose REPEATABLE READ snapshot lasts across polls, hiding every row committed
+ * after the first one: the relay would stall. Its own transaction (complete) begins explicitly,
+ * at READ COMMITTED, the sessions' level (an autocommit SELECT reads committed rows at either).
  *
  * With a lease (--cluster), on MariaDB, the server also ends a session left idle inside a
  * transaction for the lease time: a frozen relay (SIGSTOP) in the middle of its delete
@@ -271,6 +285,7 @@ function autocommitPool(config: mysql.PoolOptions, lease: OutboxLeaseOptions | u
   const pool = mysql.createPool(config);
   pool.pool.on("connection", (conn) => {
     conn.query("SET SESSION autocommit = 1", () => undefined);
+    conn.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", () => undefined);
     if (lease !== undefined)
       conn.query(
         `SET SESSION idle_transaction_timeout = ${Math.max(1, Math.ceil(lease.ttlMs / 1000))}`,

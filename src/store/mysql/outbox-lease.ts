@@ -1,6 +1,7 @@
 import type mysql from "mysql2/promise";
 import { NerveBusError, sleep } from "../../core/index.js";
 import { DB_NOW_MS } from "./lease.js";
+import type { Queryable } from "./server-pool.js";
 
 /** How a relay with --cluster holds its outbox (see OutboxLease). */
 export interface OutboxLeaseOptions {
@@ -31,7 +32,7 @@ export class OutboxLease {
   #lost = false;
 
   constructor(
-    private readonly pool: mysql.Pool,
+    private readonly pool: Queryable,
     private readonly options: OutboxLeaseOptions,
   ) {}
 
