@@ -10,19 +10,24 @@ interface PendingConfirm {
 /** What a resolved slot holds until the queue is compacted. */
 const SETTLED: PendingConfirm = { lastSeq: 0, deadline: 0, resolve() {}, reject() {} };
 
-/** How often packs past their deadline are looked for while any wait. */
-const SWEEP_MS = 250;
+/** The longest delay setTimeout takes (2^31 - 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * The packs of one topic waiting for their confirm, in arrival order: each resolves once the
  * writer watermark covers its last seq, or fails with UNAVAILABLE (outcome unknown: it may still
  * become durable) once its deadline passes first. One array with a moving head, so confirming
- * costs no allocation per pack.
+ * costs no allocation per pack; one timer, at the earliest deadline of the packs waiting (never
+ * later than any of them), so each pack is answered at its deadline: a fixed sweep answered up
+ * to its period late, after the call's own deadline, and the caller got grpc-js's bare
+ * DEADLINE_EXCEEDED instead of "outcome unknown".
  */
 export class ConfirmQueue {
   readonly #items: PendingConfirm[] = [];
   #head = 0;
-  #sweepTimer: NodeJS.Timeout | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  /** The deadline #timer fires at; Infinity while none is armed. ≤ every waiting pack's deadline. */
+  #armedAt = Number.POSITIVE_INFINITY;
 
   constructor(
     /** The store's last error while writes are failing, named in a deadline failure. */
@@ -33,7 +38,9 @@ export class ConfirmQueue {
   wait<T>(lastSeq: number, deadline: number, value: T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.#items.push({ lastSeq, deadline, resolve: () => resolve(value), reject });
-      this.#armSweep();
+      // Packs of one client arrive with later and later deadlines: re-arming happens only for
+      // one earlier than every pack waiting (a shorter call deadline), not per pack.
+      if (deadline < this.#armedAt) this.#arm(deadline);
     });
   }
 
@@ -51,48 +58,65 @@ export class ConfirmQueue {
     }
   }
 
-  /** Fails every waiting pack with `err` and stops the sweep. */
+  /** Fails every waiting pack with `err` and stops the timer. */
   failAll(err: Error): void {
-    clearTimeout(this.#sweepTimer);
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#armedAt = Number.POSITIVE_INFINITY;
     for (let i = this.#head; i < this.#items.length; i++) this.#items[i]!.reject(err);
     this.#items.length = 0;
     this.#head = 0;
   }
 
-  /** Fails packs whose deadline passed while the store could not keep up. */
-  #armSweep(): void {
-    if (this.#sweepTimer !== undefined) return;
-    this.#sweepTimer = setTimeout(() => {
-      this.#sweepTimer = undefined;
-      const now = Date.now();
-      let kept = this.#head;
-      for (let i = this.#head; i < this.#items.length; i++) {
-        const c = this.#items[i]!;
-        if (c.deadline <= now) {
-          const lastError = this.lastStoreError();
-          const cause = lastError === undefined ? "" : `: ${String(lastError)}`;
-          // Out of disk space: the pack has seqs and stays queued (a gap would stall the
-          // watermark), so it is stored once there is room; telling how to learn its fate
-          // without making copies is the useful answer.
-          const queued = storeOutOfSpace(lastError)
-            ? "; the pack stays queued and is stored once the store has room: a retry with the same message ids gets its seqs instead of storing copies"
-            : "";
-          c.reject(
-            new NerveBusError(
-              "unavailable",
-              `pack not durable before its deadline; outcome unknown${cause}${queued}`,
-              {
-                cause: lastError,
-              },
-            ),
-          );
-        } else {
-          this.#items[kept++] = c;
-        }
+  #arm(at: number): void {
+    clearTimeout(this.#timer);
+    this.#armedAt = at;
+    // Capped at setTimeout's limit (~24.8 days), past which it would fire at once; firing early
+    // only re-arms.
+    this.#timer = setTimeout(() => this.#expire(), Math.min(MAX_TIMER_MS, Math.max(0, at - Date.now())));
+    this.#timer.unref();
+  }
+
+  /**
+   * Fails packs whose deadline passed while the store could not keep up, then arms the timer
+   * for the earliest deadline left. Runs once per earliest deadline: packs confirmed before it
+   * cost nothing here.
+   */
+  #expire(): void {
+    this.#timer = undefined;
+    this.#armedAt = Number.POSITIVE_INFINITY;
+    const now = Date.now();
+    let kept = this.#head;
+    let next = Number.POSITIVE_INFINITY;
+    for (let i = this.#head; i < this.#items.length; i++) {
+      const c = this.#items[i]!;
+      if (c.deadline <= now) {
+        c.reject(this.#notDurable());
+      } else {
+        this.#items[kept++] = c;
+        if (c.deadline < next) next = c.deadline;
       }
-      this.#items.length = kept;
-      if (this.#items.length > this.#head) this.#armSweep();
-    }, SWEEP_MS);
-    this.#sweepTimer.unref();
+    }
+    this.#items.length = kept;
+    if (next !== Number.POSITIVE_INFINITY) this.#arm(next);
+  }
+
+  /** The answer to a pack not confirmed by its deadline: it may still be written. */
+  #notDurable(): NerveBusError {
+    const lastError = this.lastStoreError();
+    const cause = lastError === undefined ? "" : `: ${String(lastError)}`;
+    // Out of disk space: the pack has seqs and stays queued (a gap would stall the watermark),
+    // so it is stored once there is room; telling how to learn its fate without making copies
+    // is the useful answer.
+    const queued = storeOutOfSpace(lastError)
+      ? "; the pack stays queued and is stored once the store has room: a retry with the same message ids gets its seqs instead of storing copies"
+      : "";
+    return new NerveBusError(
+      "unavailable",
+      `pack not durable before its deadline; outcome unknown${cause}${queued}`,
+      {
+        cause: lastError,
+      },
+    );
   }
 }

@@ -1,5 +1,5 @@
 import { newTraceparent, type Pack, packOf, traceIdOf } from "../wire/index.js";
-import { invalidArgument } from "./errors.js";
+import { invalidArgument, NerveBusError } from "./errors.js";
 import type { NewMessage } from "./model.js";
 import { DUPLICATE, Outcomes, SCHEDULED } from "./outcomes.js";
 import type { DelayScheduler } from "./scheduler.js";
@@ -14,8 +14,21 @@ export interface PublishResult {
   readonly results: Outcomes;
 }
 
-/** How long before a call's deadline the broker gives up waiting and answers. */
+/**
+ * How long before a call's deadline the broker gives up waiting and answers: room for the
+ * answer to reach the client and for a busy event loop to run the timer late.
+ */
 const DEADLINE_MARGIN_MS = 100;
+
+/**
+ * When the broker stops waiting for a pack of a call whose deadline is `deadline` (ms since
+ * epoch): DEADLINE_MARGIN_MS before it, or, for a call with less time than twice that left,
+ * halfway to it, so a short deadline still leaves the store time to confirm and gets the
+ * broker's answer when it cannot.
+ */
+function answerBy(deadline: number, now: number): number {
+  return deadline - Math.min(DEADLINE_MARGIN_MS, (deadline - now) / 2);
+}
 
 /**
  * Puts validated messages into a topic: immediate ones are appended once the write budget has
@@ -101,9 +114,18 @@ export class PackAppender {
     if (full !== undefined) throw full;
     if (topic.needsIndexes(scheduleIds !== undefined || pack.messageIds !== undefined))
       await topic.indexesReady;
-    // Answer a little before the caller's deadline, so it gets our status (RESOURCE_EXHAUSTED,
+    const now = Date.now();
+    // The call is over (its client already has DEADLINE_EXCEEDED): appending now would only
+    // store a pack nobody learns the seqs of. Refused before it has seqs, so "nothing written"
+    // is true.
+    if (deadline <= now)
+      throw new NerveBusError(
+        "deadline_exceeded",
+        "the call's deadline passed before the pack was appended; nothing was written",
+      );
+    // Answer before the caller's deadline, so it gets our status (RESOURCE_EXHAUSTED,
     // UNAVAILABLE) rather than its own DEADLINE_EXCEEDED.
-    const effectiveDeadline = Math.min(deadline - DEADLINE_MARGIN_MS, Date.now() + this.confirmTimeoutMs);
+    const effectiveDeadline = Math.min(answerBy(deadline, now), now + this.confirmTimeoutMs);
     const wait = this.budget.acquire(bytes, effectiveDeadline);
     if (wait !== undefined) await wait;
     return topic.append(pack, bytes, effectiveDeadline, scheduleIds);
