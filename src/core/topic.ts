@@ -5,7 +5,8 @@ import { ConfirmQueue } from "./confirm-queue.js";
 import { DedupIndex } from "./dedup-index.js";
 import { CorruptRowsError, NerveBusError, storeOutOfSpace } from "./errors.js";
 import type { LoggedIds, LogMessage, TopicRecord } from "./model.js";
-import type { BrokerObserver } from "./observer.js";
+import type { BrokerObserver, LogFn } from "./observer.js";
+import { OutageLog } from "./outage-log.js";
 import { APPENDED, DUPLICATE, Outcomes } from "./outcomes.js";
 import { PriorityIndex } from "./priority-index.js";
 import { scanPriorities } from "./priority-rebuild.js";
@@ -40,7 +41,7 @@ export interface TopicOptions {
   /** The bound on the read-ahead rows of all lagging subscriptions together. */
   readonly readAheadShare: ReadAheadShare;
   readonly observer: BrokerObserver;
-  readonly log: (level: "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
+  readonly log: LogFn;
 }
 
 /**
@@ -77,6 +78,8 @@ export class Topic {
   #persistTimer: NodeJS.Timeout | undefined;
   #persisting: Promise<void> | undefined;
   #lastStoreError: unknown;
+  /** Failed watermark writes: one warning per outage, not one per attempt. */
+  readonly #watermarkOutage: OutageLog;
   #closed = false;
   #failure: NerveBusError | undefined;
   readonly #listeners = new Set<(watermark: number) => void>();
@@ -101,6 +104,15 @@ export class Topic {
         ? watermark
         : Math.max(ids.lastPrioritySeq, watermark > ids.persistedWatermark ? watermark : 0);
     this.dedup = new DedupIndex(record.config.dedupWindowMs, MAX_DEDUP_IDS);
+    this.#watermarkOutage = new OutageLog(
+      options.log,
+      {
+        started: "persisting the watermark failed; retrying with the next commit",
+        ongoing: "persisting the watermark still fails; retrying",
+        ended: "the watermark is written again",
+      },
+      { topic: record.name },
+    );
     this.#watermark = watermark;
     this.#persistedWatermark = watermark;
     this.cache = new TailCache(options.tailCacheBytes, options.cachePool);
@@ -641,12 +653,11 @@ export class Topic {
       ]);
       this.#persistedWatermark = Math.max(this.#persistedWatermark, watermark);
     } catch (err) {
-      // Not fatal: recovery at start-up scans from the last persisted value.
-      if (!storeOutOfSpace(err))
-        this.options.log("warn", "persisting the watermark failed", {
-          topic: this.record.name,
-          err: String(err),
-        });
+      // Not fatal: recovery at start-up scans from the last persisted value. Tried again after
+      // the next commit, up to ~10 times a second while messages commit.
+      if (!storeOutOfSpace(err)) this.#watermarkOutage.failed(err);
+      return;
     }
+    this.#watermarkOutage.recovered();
   }
 }

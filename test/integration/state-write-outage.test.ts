@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
+import Database from "better-sqlite3";
 import type mysql from "mysql2/promise";
 import { type LogLine, startLoggingBroker, TestClient } from "../support/broker.js";
 import { useTestMysql } from "../support/mariadb.js";
@@ -76,5 +80,66 @@ test("mysql: while subscription-state writes fail the log has one warning, not o
     if (readOnly) await testMysql().query(admin, "SET GLOBAL read_only = OFF");
     client.close();
     await bus.stop();
+  }
+});
+
+/** Failed watermark writes to wait for. */
+const WATERMARK_FAILURES = 15;
+
+// Defect: while the store refused the topic's watermark write (its pointer row) and messages
+// went on committing, every attempt (about every 100 ms per topic) logged "persisting the
+// watermark failed". Now it is an outage too. A trigger refuses only that row, so publishes
+// keep committing and the watermark write is attempted again and again.
+test("sqlite: while watermark writes fail the log has one warning, not one per attempt, then one info line when they succeed", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nb-watermark-outage-"));
+  const path = join(dir, "bus.db");
+  const lines: LogLine[] = [];
+  const bus = await startLoggingBroker(`sqlite:${path}`, lines);
+  const client = new TestClient(bus.address);
+  const other = new Database(path, { timeout: 5000 });
+  try {
+    await client.publish("orders", ["m0"]);
+    const store = bus.broker.store;
+    const save = store.savePointers.bind(store);
+    let failed = 0;
+    let saved = 0;
+    store.savePointers = (topic, pointers) =>
+      save(topic, pointers).then(
+        () => {
+          if (pointers.some((p) => p.subscription === "")) saved++;
+        },
+        (err: unknown) => {
+          if (pointers.some((p) => p.subscription === "")) failed++;
+          throw err;
+        },
+      );
+    other.exec(`CREATE TRIGGER refuse_watermark BEFORE UPDATE ON nb_pointers WHEN NEW.subscription = ''
+      BEGIN SELECT RAISE(ABORT, 'watermark writes refused by the test'); END`);
+    for (let i = 1; failed < WATERMARK_FAILURES; i++) {
+      await client.publish("orders", [`m${i}`]);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const about = () => lines.filter((l) => l.topic === "orders" && /watermark/.test(l.msg));
+    const warned = about();
+    assert.equal(warned.length, 1, `one line for ${failed} failed writes: ${JSON.stringify(warned)}`);
+    assert.equal(warned[0]!.level, "warn");
+    assert.match(String(warned[0]!.err), /refused by the test/, "the warning carries the error");
+
+    other.exec("DROP TRIGGER refuse_watermark");
+    const before = saved;
+    for (let i = 0; saved === before; i++) {
+      await client.publish("orders", [`after${i}`]);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const all = about();
+    assert.equal(all.length, 2, JSON.stringify(all));
+    assert.equal(all[1]!.level, "info");
+    assert.equal(all[1]!.msg, "the watermark is written again");
+    assert.ok(Number(all[1]!.failures) >= WATERMARK_FAILURES, `failures counted: ${all[1]!.failures}`);
+  } finally {
+    other.close();
+    client.close();
+    await bus.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
