@@ -197,6 +197,7 @@ export async function startNerveBus(
       memory: () => memoryUse(),
       ownership: () => store.ownership(),
       spaceState: () => store.spaceState?.() ?? [],
+      readOnlyState: () => store.readOnlyState?.() ?? [],
       cluster: () => store.cluster?.view(),
       outboxes: () =>
         relays.map((r) => ({ outbox: r.source.name, relayed: r.relayed, errors: r.errors, lagMs: r.lagMs })),

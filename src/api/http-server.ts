@@ -118,6 +118,8 @@ async function status(
       ownership: broker.store.ownership(),
       // Each file or database: whether it is out of disk space (publishes refused), since when.
       storeSpace: broker.store.spaceState?.() ?? [],
+      // Each MySQL server: whether it refuses writes as read-only (a failover), since when.
+      storeReadOnly: broker.store.readOnlyState?.() ?? [],
       // Several brokers (--cluster): each one, the topics it owns and their lease ages.
       cluster: broker.store.cluster?.view(),
     },
@@ -258,7 +260,20 @@ export async function startHttpServer(
             full.length === 0
               ? ""
               : `store out of disk space since ${new Date(since).toISOString()}: publishes are refused\n`;
-          send(res, ok ? 200 : 503, `${ok ? "ok" : "not serving"}\n${space}`, "text/plain; charset=utf-8");
+          // Writes are retried and the broker reconnects until the server takes them: packs
+          // wait (or get UNAVAILABLE at their deadline); the lease decides health.
+          const readOnly = (broker.store.readOnlyState?.() ?? []).filter((s) => s.readOnly);
+          const roSince = readOnly.length === 0 ? 0 : Math.min(...readOnly.map((s) => s.since));
+          const ro =
+            readOnly.length === 0
+              ? ""
+              : `store server read-only since ${new Date(roSince).toISOString()}: writes are retried\n`;
+          send(
+            res,
+            ok ? 200 : 503,
+            `${ok ? "ok" : "not serving"}\n${space}${ro}`,
+            "text/plain; charset=utf-8",
+          );
         },
       };
     // Metrics name every topic and subscription.

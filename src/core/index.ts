@@ -76,6 +76,7 @@ export type {
   HostInfo,
   MoveReport,
   OwnershipState,
+  ReadOnlyState,
   SpaceState,
   Store,
   StoreCapabilities,

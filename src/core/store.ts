@@ -159,6 +159,12 @@ export interface Store {
   /** Each file or database of the store and whether it is out of disk space (health, metrics). */
   spaceState?(): readonly SpaceState[];
 
+  /**
+   * Each MySQL server of the store and whether it refuses writes as read-only (health,
+   * metrics). Optional: a store without servers (SQLite) has none.
+   */
+  readOnlyState?(): readonly ReadOnlyState[];
+
   /** Releases connections and the ownership lock. */
   close(): Promise<void>;
 
@@ -237,6 +243,21 @@ export interface SpaceState {
   /** When writes started failing so (ms since epoch); 0 while not full. */
   readonly since: number;
   /** The last such failure, while full. */
+  readonly error: string | undefined;
+}
+
+/** A MySQL server and whether it refuses the broker's writes as read-only (see ServerPool). */
+export interface ReadOnlyState {
+  /** HOST:PORT as configured: never a URL's credentials. */
+  readonly server: string;
+  /**
+   * From a write refused as read-only until a write succeeds there again (the broker's
+   * connections dial the server anew meanwhile, to reach a promoted primary).
+   */
+  readonly readOnly: boolean;
+  /** When writes started being refused so (ms since epoch); 0 while not read-only. */
+  readonly since: number;
+  /** The last such refusal, while read-only. */
   readonly error: string | undefined;
 }
 

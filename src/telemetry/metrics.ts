@@ -3,7 +3,13 @@ import type { Counter, Histogram, Meter } from "@opentelemetry/api";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { MeterProvider } from "@opentelemetry/sdk-metrics";
-import type { ClusterView, OwnershipState, SpaceState, SubscriptionGauge } from "../core/index.js";
+import type {
+  ClusterView,
+  OwnershipState,
+  ReadOnlyState,
+  SpaceState,
+  SubscriptionGauge,
+} from "../core/index.js";
 
 /** Latency buckets in seconds: 0.5 ms to 30 s. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -35,6 +41,8 @@ const HELP = {
   nervebus_store_owner_valid: "1 while this broker owns the store and its lease is current, else 0",
   nervebus_store_disk_full:
     "1 while writes to the store's file or database fail for lack of disk space (publishes are refused), else 0; by place",
+  nervebus_store_read_only:
+    "1 while the MySQL server refuses the broker's writes as read-only (a failover in progress: writes are retried, the broker reconnects), else 0; by HOST:PORT",
   nervebus_store_database_topics_owned:
     "Topics this broker owns in each MySQL database of --store (--cluster with several databases), by HOST:PORT/DATABASE",
   nervebus_cluster_brokers:
@@ -72,6 +80,8 @@ export interface GaugeSource {
   memory(): readonly MemoryPartUse[];
   /** Each file or database of the store and whether it is out of disk space. */
   spaceState?(): readonly SpaceState[];
+  /** Each MySQL server of the store and whether it refuses writes as read-only. */
+  readOnlyState?(): readonly ReadOnlyState[];
   /** Who owns the store (status of the lease); undefined before the store is open. */
   ownership(): OwnershipState | undefined;
   /** The cluster as this broker sees it; undefined without --cluster. */
@@ -137,6 +147,7 @@ export class Metrics {
     const leaseAge = gauge("nervebus_store_lease_age_seconds");
     const owner = gauge("nervebus_store_owner_valid");
     const diskFull = gauge("nervebus_store_disk_full");
+    const readOnly = gauge("nervebus_store_read_only");
     const ownedPerDatabase = gauge("nervebus_store_database_topics_owned");
     const brokers = gauge("nervebus_cluster_brokers");
     const owned = gauge("nervebus_cluster_topics_owned");
@@ -175,6 +186,9 @@ export class Metrics {
         }
         // The SQLite file or HOST:PORT/DATABASE: never a URL's credentials.
         for (const p of gauges.spaceState?.() ?? []) r.observe(diskFull, p.full ? 1 : 0, { place: p.place });
+        // HOST:PORT as configured.
+        for (const s of gauges.readOnlyState?.() ?? [])
+          r.observe(readOnly, s.readOnly ? 1 : 0, { server: s.server });
         const cluster = gauges.cluster?.();
         if (cluster !== undefined) {
           r.observe(brokers, cluster.members.filter((b) => b.live).length);
@@ -203,6 +217,7 @@ export class Metrics {
         leaseAge,
         owner,
         diskFull,
+        readOnly,
         ownedPerDatabase,
         brokers,
         owned,

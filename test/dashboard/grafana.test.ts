@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { startBroker, TestClient } from "../support/broker.js";
+import { useTestMysql } from "../support/mariadb.js";
 import { consume, createSubscription, createTopic, settle, waitFor } from "./support.js";
 
 /** ops/grafana/nervebus.json, from dist/test/dashboard/. */
@@ -66,6 +67,11 @@ function expressions(d: Dashboard): { where: string; expr: string; legend?: stri
     if (v.type === "query") out.push({ where: `variable $${v.name}`, expr: variableQuery(v) });
   return out;
 }
+
+/** Metrics only a MySQL store has (a SQLite broker's scrape has no series of them). */
+const MYSQL_ONLY = new Set(["nervebus_store_read_only"]);
+
+const testMysql = useTestMysql();
 
 const metricNames = (expr: string) => [...new Set(expr.match(/\bnervebus_[a-z0-9_]+\b/g) ?? [])];
 
@@ -152,20 +158,10 @@ test("the Grafana dashboard is well-formed and wired to a datasource variable", 
     "nervebus_store_disk_full",
   ])
     assert.ok(used.has(m), `the dashboard charts ${m}`);
-  // A full disk refuses publishes: a stat panel that turns red at 1, per place.
-  const diskFull = d.panels.filter((p) =>
-    (p.targets ?? []).some((t) => t.expr.includes("nervebus_store_disk_full")),
-  );
-  assert.equal(diskFull.length, 1, "one panel shows the disk-full state");
-  const full = diskFull[0] as Panel & {
-    fieldConfig: { defaults: { thresholds?: { steps: { color: string; value: number | null }[] } } };
-  };
-  assert.equal(full.type, "stat");
-  assert.ok(
-    full.fieldConfig.defaults.thresholds?.steps.some((s) => s.color === "red" && s.value === 1),
-    "the disk-full panel is red at 1",
-  );
-  assert.match(full.targets![0]!.expr, /\bby \([^)]*\bplace\b/, "the disk-full panel shows each place");
+  // A full disk refuses publishes: a stat panel that turns red at 1, per place; a read-only
+  // MySQL server (a failover) holds writes back: one per server.
+  stateStatPanel(d, "nervebus_store_disk_full", "place");
+  stateStatPanel(d, "nervebus_store_read_only", "server");
   const exprs = expressions(d).map((e) => e.expr);
   for (const q of ["0.5", "0.99", "0.999"])
     assert.ok(
@@ -175,6 +171,59 @@ test("the Grafana dashboard is well-formed and wired to a datasource variable", 
       `end-to-end p${Number(q) * 100}`,
     );
 });
+
+/** The one panel that shows the 0/1 gauge `metric`: a stat, red at 1, one value per `label`. */
+function stateStatPanel(d: Dashboard, metric: string, label: string): void {
+  const found = d.panels.filter((p) => (p.targets ?? []).some((t) => t.expr.includes(metric)));
+  assert.equal(found.length, 1, `one panel shows ${metric}`);
+  const panel = found[0] as Panel & {
+    fieldConfig: { defaults: { thresholds?: { steps: { color: string; value: number | null }[] } } };
+  };
+  assert.equal(panel.type, "stat");
+  assert.ok(
+    panel.fieldConfig.defaults.thresholds?.steps.some((s) => s.color === "red" && s.value === 1),
+    `the ${metric} panel is red at 1`,
+  );
+  assert.match(
+    panel.targets![0]!.expr,
+    new RegExp(`\\bby \\([^)]*\\b${label}\\b`),
+    `the ${metric} panel shows each ${label}`,
+  );
+}
+
+/** What the dashboard's expressions (those `only` keeps) query that the scrape `metrics` lacks. */
+function unscraped(
+  d: Dashboard,
+  metrics: Map<string, Set<string>>,
+  only: (names: string[]) => boolean,
+): string[] {
+  const missing: string[] = [];
+  for (const { where, expr, legend } of expressions(d)) {
+    const names = metricNames(expr);
+    assert.ok(names.length > 0, `${where} queries a NerveBus metric: ${expr}`);
+    if (!only(names)) continue;
+    const labelsOf = (name: string) => metrics.get(name) ?? new Set<string>();
+    for (const name of names) if (!metrics.has(name)) missing.push(`${where}: metric ${name}`);
+    // Label matchers right after a metric name: metric{label=~"..."}
+    for (const sel of expr.matchAll(/\b(nervebus_[a-z0-9_]+)\{([^}]*)\}/g))
+      for (const l of sel[2]!.matchAll(/([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)/g))
+        if (!TARGET_LABELS.has(l[1]!) && !labelsOf(sel[1]!).has(l[1]!))
+          missing.push(`${where}: label ${l[1]} on ${sel[1]}`);
+    // Grouping labels, label_values() labels and legend placeholders must exist on a metric it queries.
+    const onSome = (label: string) => TARGET_LABELS.has(label) || names.some((n) => labelsOf(n).has(label));
+    const grouped: string[] = [];
+    for (const by of expr.matchAll(/\bby\s*\(([^)]*)\)/g))
+      grouped.push(...by[1]!.split(",").map((s) => s.trim()));
+    for (const l of grouped) if (!onSome(l)) missing.push(`${where}: grouping label ${l}`);
+    const lv = /^label_values\([^,]+,\s*(\w+)\)$/.exec(expr);
+    if (lv && !onSome(lv[1]!)) missing.push(`${where}: label_values label ${lv[1]}`);
+    // A legend can only name labels that the aggregation keeps.
+    for (const p of (legend ?? "").matchAll(/\{\{\s*(\w+)\s*\}\}/g))
+      if (grouped.length > 0 ? !grouped.includes(p[1]!) : !onSome(p[1]!))
+        missing.push(`${where}: legend label ${p[1]}`);
+  }
+  return missing;
+}
 
 test("every metric and label the Grafana dashboard queries exists in a live broker's /metrics", {
   timeout: 60_000,
@@ -218,34 +267,36 @@ test("every metric and label the Grafana dashboard queries exists in a live brok
         : undefined;
     });
 
-    const missing: string[] = [];
-    for (const { where, expr, legend } of expressions(d)) {
-      const names = metricNames(expr);
-      assert.ok(names.length > 0, `${where} queries a NerveBus metric: ${expr}`);
-      const labelsOf = (name: string) => metrics.get(name) ?? new Set<string>();
-      for (const name of names) if (!metrics.has(name)) missing.push(`${where}: metric ${name}`);
-      // Label matchers right after a metric name: metric{label=~"..."}
-      for (const sel of expr.matchAll(/\b(nervebus_[a-z0-9_]+)\{([^}]*)\}/g))
-        for (const l of sel[2]!.matchAll(/([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)/g))
-          if (!TARGET_LABELS.has(l[1]!) && !labelsOf(sel[1]!).has(l[1]!))
-            missing.push(`${where}: label ${l[1]} on ${sel[1]}`);
-      // Grouping labels, label_values() labels and legend placeholders must exist on a metric it queries.
-      const onSome = (label: string) => TARGET_LABELS.has(label) || names.some((n) => labelsOf(n).has(label));
-      const grouped: string[] = [];
-      for (const by of expr.matchAll(/\bby\s*\(([^)]*)\)/g))
-        grouped.push(...by[1]!.split(",").map((s) => s.trim()));
-      for (const l of grouped) if (!onSome(l)) missing.push(`${where}: grouping label ${l}`);
-      const lv = /^label_values\([^,]+,\s*(\w+)\)$/.exec(expr);
-      if (lv && !onSome(lv[1]!)) missing.push(`${where}: label_values label ${lv[1]}`);
-      // A legend can only name labels that the aggregation keeps.
-      for (const p of (legend ?? "").matchAll(/\{\{\s*(\w+)\s*\}\}/g))
-        if (grouped.length > 0 ? !grouped.includes(p[1]!) : !onSome(p[1]!))
-          missing.push(`${where}: legend label ${p[1]}`);
-    }
+    // MySQL-only metrics are checked against a MySQL broker below.
+    const missing = unscraped(d, metrics, (names) => !names.some((n) => MYSQL_ONLY.has(n)));
     assert.deepEqual(missing, [], "everything the dashboard queries is in the scrape");
     await stream.end();
   } finally {
     client.close();
+    await bus.stop();
+  }
+});
+
+test("the dashboard's MySQL-only metrics and labels exist in a live MySQL broker's /metrics", {
+  timeout: 60_000,
+}, async () => {
+  const d = loadDashboard();
+  const bus = await startBroker(await testMysql().database("grafana_mysql"));
+  try {
+    const res = await fetch(`http://${bus.httpAddress}/metrics`);
+    assert.equal(res.status, 200);
+    const metrics = parseExposition(await res.text());
+    const mysqlOnly = (names: string[]) => names.some((n) => MYSQL_ONLY.has(n));
+    assert.ok(
+      expressions(d).some((e) => mysqlOnly(metricNames(e.expr))),
+      "the dashboard queries MySQL-only metrics",
+    );
+    assert.deepEqual(
+      unscraped(d, metrics, mysqlOnly),
+      [],
+      "everything the dashboard queries is in the scrape",
+    );
+  } finally {
     await bus.stop();
   }
 });

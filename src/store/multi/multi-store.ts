@@ -8,6 +8,7 @@ import {
   type NewMessage,
   type OwnershipState,
   type PointerRecord,
+  type ReadOnlyState,
   type ScheduledMessage,
   type SpaceState,
   type Store,
@@ -149,6 +150,20 @@ export class MultiStore implements Store, TopicPlacement {
   /** Each open database's, in `--store` order. */
   spaceState(): SpaceState[] {
     return this.set.slots.flatMap((s) => s.store?.spaceState() ?? []);
+  }
+
+  /**
+   * Each server of the open databases, once (databases on one server share its read-only
+   * state, and a metric's labels must be unique): read-only if any of them saw it so.
+   */
+  readOnlyState(): ReadOnlyState[] {
+    const byServer = new Map<string, ReadOnlyState>();
+    for (const s of this.set.slots.flatMap((slot) => slot.store?.readOnlyState() ?? [])) {
+      const seen = byServer.get(s.server);
+      if (seen === undefined || (s.readOnly && (!seen.readOnly || s.since < seen.since)))
+        byServer.set(s.server, s);
+    }
+    return [...byServer.values()];
   }
 
   async close(): Promise<void> {

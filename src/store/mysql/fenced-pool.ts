@@ -1,5 +1,5 @@
 import type mysql from "mysql2/promise";
-import type { TopicRecord } from "../../core/index.js";
+import type { ReadOnlyState, TopicRecord } from "../../core/index.js";
 import { mapStoreError } from "../errors.js";
 import type { SpaceWatch } from "../space-watch.js";
 import type { ServerPool } from "./server-pool.js";
@@ -24,6 +24,11 @@ export class FencedPool {
     /** Whether this database is out of disk space (its place is HOST:PORT/DATABASE). */
     readonly space: SpaceWatch,
   ) {}
+
+  /** Whether this database's server refuses writes as read-only (see ServerPool). */
+  readOnlyState(): ReadOnlyState {
+    return this.pool.readOnlyState();
+  }
 
   /**
    * Runs `fn` in a transaction that first proves this broker owns the topic: the fence row of

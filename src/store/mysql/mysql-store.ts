@@ -335,6 +335,10 @@ export class MysqlStore implements core.Store {
     return [this.#db.space.state()];
   }
 
+  readOnlyState(): core.ReadOnlyState[] {
+    return [this.#db.readOnlyState()];
+  }
+
   async readMessages(topic: core.TopicRecord, fromSeq: number, toSeq: number): Promise<core.LogMessage[]> {
     return this.#db.run("reading messages", async () => {
       if (topic.format === 2) return this.#runs.readMessages(topic, fromSeq, toSeq);

@@ -1,5 +1,5 @@
 import type mysql from "mysql2/promise";
-import { OutageLog } from "../../core/index.js";
+import { OutageLog, type ReadOnlyState } from "../../core/index.js";
 import { isReadOnlyServer, readOnlyServerError } from "../errors.js";
 
 type Log = (level: "warn" | "info" | "error", msg: string, fields?: Record<string, unknown>) => void;
@@ -43,6 +43,8 @@ export class ServerPool implements Queryable {
   #recycledAt = Number.NEGATIVE_INFINITY;
   /** Writes failing as read-only; `#recycles`: pools made since they started. */
   readonly #readOnly: OutageLog;
+  /** The last read-only refusal, while writes fail so (for status and health). */
+  #readOnlyError: string | undefined;
   #recycles = 0;
 
   /**
@@ -65,6 +67,21 @@ export class ServerPool implements Queryable {
       },
       { server },
     );
+  }
+
+  /**
+   * Whether the server refuses writes as read-only: from a refused write until a write
+   * succeeds again (the store's writes and, without --cluster, its lease renewals every
+   * second go through this pool, so recovery shows soon after the new primary takes writes).
+   */
+  readOnlyState(): ReadOnlyState {
+    const readOnly = this.#readOnly.failing;
+    return {
+      server: this.server,
+      readOnly,
+      since: this.#readOnly.since,
+      error: readOnly ? this.#readOnlyError : undefined,
+    };
   }
 
   /** Calls `listener` after each recycle: for connections of its own the owner must drop too. */
@@ -164,6 +181,7 @@ export class ServerPool implements Queryable {
   #sawReadOnly(pool: mysql.Pool, err: unknown): void {
     if (!this.#readOnly.failing) this.#recycles = 0;
     this.#readOnly.failed(err);
+    this.#readOnlyError = err instanceof Error ? err.message : String(err);
     const now = performance.now();
     // A pool recycled already (its statements were in flight), or one just made: keep it.
     if (pool !== this.#pool || now - this.#recycledAt < RECYCLE_MIN_MS) return;
