@@ -83,7 +83,10 @@ export interface SubscriptionHooks {
   readonly dirty: (sub: Subscription) => void;
   /** Publishes dead letters (or drops them when there is no dead-letter topic). */
   readonly deadLetter: (sub: Subscription, letters: DeadLetter[]) => Promise<void>;
+  /** Reading stored messages or dead-lettering failed (it is tried again). */
   readonly error: (err: unknown) => void;
+  /** A read of stored messages or a dead-lettering succeeded (after failures, they ended). */
+  readonly recovered?: () => void;
 }
 
 /**
@@ -129,6 +132,7 @@ export class Subscription {
   #corrupt: CorruptRowsError | undefined;
   /** No read-ahead starts before this time (ms): the last store read failed (#readFailed). */
   #readsPausedUntil = 0;
+  #readsResume: NodeJS.Timeout | undefined;
   #dispatchScheduled = false;
   #dirty = false;
   /** Acks waiting for the next persisted state, per consumer that asked for confirmations. */
@@ -842,8 +846,33 @@ export class Subscription {
     return undefined;
   }
 
-  /** Reads a bounded range ahead of the cursor from the store (one read at a time). */
+  /**
+   * Whether reads pause after a failure; if so, a dispatch is due when the pause ends. Its own
+   * timer: the one #readFailed set may fire a few ms before Date.now() passes the pause (timers
+   * run on the event loop's cached clock), and a dispatch then would find reads paused with
+   * nothing to wake it.
+   */
+  #readsPaused(): boolean {
+    const left = this.#readsPausedUntil - Date.now();
+    if (left <= 0) return false;
+    if (this.#readsResume === undefined) {
+      this.#readsResume = setTimeout(() => {
+        this.#readsResume = undefined;
+        this.scheduleDispatch();
+      }, left + 1);
+      this.#readsResume.unref();
+    }
+    return true;
+  }
+
+  /**
+   * Reads a bounded range ahead of the cursor from the store (one read at a time); none while
+   * reads pause after a failure (dispatched again when the pause ends). Without that check a
+   * failing store was read again at every dispatch, the failed read's own among them: ~500
+   * failed reads (and log lines) a second per subscription on a missing table.
+   */
   #startRead(from: number, watermark: number): void {
+    if (this.#readsPaused()) return;
     const to = this.#readAhead.begin(from, watermark);
     if (to !== undefined) this.#read(from, to);
   }
@@ -886,6 +915,7 @@ export class Subscription {
           else this.skipped += skipped;
           this.#markDirty();
         }
+        this.hooks.recovered?.();
       })
       .catch((err: unknown) => this.#readFailed(err))
       .finally(() => {
@@ -922,6 +952,15 @@ export class Subscription {
   #fetchPending(seqs: readonly number[]): void {
     if (this.#fetching) return;
     this.#fetching = true;
+    // Reads pause after a failure (see #startRead): the pause stands in for the fetch.
+    const paused = this.#readsPausedUntil - Date.now();
+    if (paused > 0) {
+      setTimeout(() => {
+        this.#fetching = false;
+        this.scheduleDispatch();
+      }, paused).unref();
+      return;
+    }
     let first = Number.POSITIVE_INFINITY;
     for (const s of seqs) if (s < first) first = s;
     // One bounded range read; seqs beyond it wait for the next fetch.
@@ -1053,6 +1092,7 @@ export class Subscription {
           this.#observer.settled(this.topic.record.name, this.name, "dead_letter", settled.length, settled);
           this.#markDirty();
           this.scheduleDispatch();
+          this.hooks.recovered?.();
         },
         (err: unknown) => {
           // Try again later; the messages stay unacked meanwhile, so nothing is lost.

@@ -2,6 +2,7 @@ import type { CatalogLimits } from "./catalog-limits.js";
 import { CorruptRowsError, invalidArgument, NerveBusError, storeOutOfSpace } from "./errors.js";
 import type { StartPosition, SubscriptionConfig, TopicConfig, TopicRecord } from "./model.js";
 import type { BrokerObserver, LogFn } from "./observer.js";
+import { OutageLog } from "./outage-log.js";
 import type { PackAppender } from "./pack-appender.js";
 import { ReadAheadShare } from "./read-ahead.js";
 import { RetentionJob } from "./retention.js";
@@ -298,6 +299,18 @@ export class TopicRegistry {
       pointer = { subscription: name, ptr: floor, state: null };
       if (!topic.ephemeral) await this.store.savePointers(topic.record, [pointer]);
     }
+    // Failed reads are tried again every second and failed dead-lettering at the next redelivery:
+    // logged as an outage, not a line per attempt (a store outage of an hour gave thousands of
+    // lines per subscription).
+    const outage = new OutageLog(
+      this.options.log,
+      {
+        started: "subscription work failed; retrying",
+        ongoing: "subscription work still fails; retrying",
+        ended: "subscription work succeeds again",
+      },
+      { topic: topic.record.name, subscription: name },
+    );
     const subscription = new Subscription(topic, found.subscription, pointer, {
       dirty: (sub) => {
         if (!topic.ephemeral) entry.state.markDirty(sub);
@@ -314,13 +327,9 @@ export class TopicRegistry {
               err: err.message,
             },
           );
-        else if (!storeOutOfSpace(err))
-          this.options.log("warn", "subscription work failed; retrying", {
-            topic: topic.record.name,
-            subscription: name,
-            err: String(err),
-          });
+        else if (!storeOutOfSpace(err)) outage.failed(err);
       },
+      recovered: () => outage.recovered(),
     });
     return { subscription, created: found.created };
   }

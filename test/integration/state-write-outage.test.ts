@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import Database from "better-sqlite3";
 import type mysql from "mysql2/promise";
+import { createSubscription } from "../dashboard/support.js";
 import { type LogLine, startLoggingBroker, TestClient } from "../support/broker.js";
 import { useTestMysql } from "../support/mariadb.js";
 
@@ -122,6 +123,7 @@ test("sqlite: while watermark writes fail the log has one warning, not one per a
     const about = () => lines.filter((l) => l.topic === "orders" && /watermark/.test(l.msg));
     const warned = about();
     assert.equal(warned.length, 1, `one line for ${failed} failed writes: ${JSON.stringify(warned)}`);
+    process.stderr.write(`FAILED ${failed}\n`);
     assert.equal(warned[0]!.level, "warn");
     assert.match(String(warned[0]!.err), /refused by the test/, "the warning carries the error");
 
@@ -137,6 +139,85 @@ test("sqlite: while watermark writes fail the log has one warning, not one per a
     assert.equal(all[1]!.msg, "the watermark is written again");
     assert.ok(Number(all[1]!.failures) >= WATERMARK_FAILURES, `failures counted: ${all[1]!.failures}`);
   } finally {
+    other.close();
+    client.close();
+    await bus.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Failed reads of stored messages to wait for (one a second). */
+const READ_FAILURES = 4;
+
+// Defect: while reads of stored messages failed, a subscription read again at every dispatch
+// (its 1 s pause after a failure was not checked there) and logged "subscription work failed;
+// retrying" each time: ~500 lines a second. Now reads pause, and the failures are an outage.
+// The broker restarts, so the subscription's messages are not in the tail cache and come from
+// the store; another connection renames the topic's tables away meanwhile (SQLite answers "no
+// such table"), then back.
+test("sqlite: while a subscription's reads of stored messages fail the log has one warning, then one info line when they succeed", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nb-read-outage-"));
+  const path = join(dir, "bus.db");
+  const first = await startLoggingBroker(`sqlite:${path}`, []);
+  const firstClient = new TestClient(first.address);
+  try {
+    await firstClient.publish("orders", ["m1", "m2", "m3"]);
+    // Nothing delivered yet: its messages must be read from the store after the restart.
+    await createSubscription(firstClient, "orders", "billing");
+  } finally {
+    firstClient.close();
+    await first.stop();
+  }
+  const lines: LogLine[] = [];
+  const bus = await startLoggingBroker(`sqlite:${path}`, lines);
+  const client = new TestClient(bus.address);
+  const other = new Database(path, { timeout: 5000 });
+  const tables = () =>
+    (
+      other.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'nb_run_*'").all() as {
+        name: string;
+      }[]
+    ).map((t) => t.name);
+  let renamed: string[] = [];
+  try {
+    // Loads the topic (its recovery reads the tables) before they go.
+    const warm = client.receive("orders", "warmup", { from: "latest" });
+    await warm.until(() => warm.responses.some((r) => r.subscribed !== undefined));
+    await warm.end();
+    const store = bus.broker.store;
+    const readRuns = store.readRuns!.bind(store);
+    let failed = 0;
+    store.readRuns = (...args) =>
+      readRuns(...args).catch((err: unknown) => {
+        failed++;
+        throw err;
+      });
+    renamed = tables();
+    assert.ok(renamed.length > 0, "the topic has run tables");
+    for (const t of renamed) other.exec(`ALTER TABLE ${t} RENAME TO away_${t}`);
+    const sub = client.receive("orders", "billing");
+    await sub.until(() => failed >= READ_FAILURES, 30_000, `${READ_FAILURES} failed reads`);
+    // Reads pause a second after a failure: a read per dispatch made ~2000 by the time the
+    // 4th was seen (a busy loop on the store).
+    assert.ok(failed <= READ_FAILURES + 2, `reads pause after a failure: ${failed} failed reads`);
+    const about = () => lines.filter((l) => l.subscription === "billing" && /subscription work/.test(l.msg));
+    const warned = about();
+    assert.equal(warned.length, 1, `one line for ${failed} failed reads: ${JSON.stringify(warned)}`);
+    process.stderr.write(`FAILED ${failed}\n`);
+    assert.equal(warned[0]!.level, "warn");
+    assert.match(String(warned[0]!.err), /no such table/, "the warning carries the error");
+
+    for (const t of renamed) other.exec(`ALTER TABLE away_${t} RENAME TO ${t}`);
+    renamed = [];
+    await sub.until(() => sub.deliveries.length >= 3, 30_000, "the stored messages once reads succeed");
+    const all = about();
+    assert.equal(all.length, 2, JSON.stringify(all));
+    assert.equal(all[1]!.level, "info");
+    assert.equal(all[1]!.msg, "subscription work succeeds again");
+    assert.ok(Number(all[1]!.failures) >= READ_FAILURES, `failures counted: ${all[1]!.failures}`);
+    await sub.end();
+  } finally {
+    for (const t of renamed) other.exec(`ALTER TABLE away_${t} RENAME TO ${t}`);
     other.close();
     client.close();
     await bus.stop();
