@@ -80,6 +80,11 @@ export class Topic {
   #lastStoreError: unknown;
   /** Failed watermark writes: one warning per outage, not one per attempt. */
   readonly #watermarkOutage: OutageLog;
+  /**
+   * Failed message writes of all shards: one warning per outage (a line every 10th attempt per
+   * shard was still one every ~10 s per shard and topic during a store outage).
+   */
+  readonly #writeOutage: OutageLog;
   #closed = false;
   #failure: NerveBusError | undefined;
   readonly #listeners = new Set<(watermark: number) => void>();
@@ -113,6 +118,15 @@ export class Topic {
       },
       { topic: record.name },
     );
+    this.#writeOutage = new OutageLog(
+      options.log,
+      {
+        started: "writing messages failed; retrying until they are written",
+        ongoing: "writing messages still fails; retrying",
+        ended: "messages are written again",
+      },
+      { topic: record.name },
+    );
     this.#watermark = watermark;
     this.#persistedWatermark = watermark;
     this.cache = new TailCache(options.tailCacheBytes, options.cachePool);
@@ -126,16 +140,9 @@ export class Topic {
           shard,
           store,
           (s, batch, bytes) => this.#committed(s, batch, bytes),
-          (err, attempt) => {
+          (err) => {
             this.#lastStoreError = err;
-            if (attempt % 10 === 0 && !storeOutOfSpace(err)) {
-              options.log("warn", "shard write failed; retrying", {
-                topic: record.name,
-                shard,
-                attempt,
-                err: String(err),
-              });
-            }
+            if (!storeOutOfSpace(err)) this.#writeOutage.failed(err);
           },
           options.observer,
         ),
@@ -620,6 +627,7 @@ export class Topic {
 
   #committed(shard: number, batch: readonly IndexedRun[], bytes: number): void {
     this.budget.release(bytes);
+    this.#writeOutage.recovered();
     const tracker = this.#tracker;
     if (tracker instanceof RunTracker) {
       for (const run of batch) tracker.commit(run.firstSeq, run.lastSeq);

@@ -224,3 +224,54 @@ test("sqlite: while a subscription's reads of stored messages fail the log has o
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** Failed message writes to wait for: past the 10th, where the old code logged again. */
+const WRITE_FAILURES = 12;
+
+// Defect: a failed message write logged "shard write failed; retrying" at every 10th attempt
+// per shard (one line every ~10 s per shard and topic once the backoff reaches 2 s). Now an
+// outage per topic. Another connection holds the SQLite write lock, so the INSERTs get
+// SQLITE_BUSY and are retried.
+test("sqlite: while message writes fail the log has one warning, then one info line when they are written, and the pack is confirmed", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nb-write-outage-"));
+  const path = join(dir, "bus.db");
+  const lines: LogLine[] = [];
+  const bus = await startLoggingBroker(`sqlite:${path}`, lines);
+  const client = new TestClient(bus.address);
+  const locker = new Database(path, { timeout: 0 });
+  try {
+    await client.publish("orders", ["m1"]);
+    const store = bus.broker.store;
+    const insert = store.insertRuns.bind(store);
+    let failed = 0;
+    store.insertRuns = (...args) =>
+      insert(...args).catch((err: unknown) => {
+        failed++;
+        throw err;
+      });
+    locker.exec("BEGIN IMMEDIATE");
+    const published = client.publish("orders", ["m2"], 60_000);
+    const sub = client.receive("orders", "watch", { from: "latest" });
+    await sub.until(() => failed >= WRITE_FAILURES, 30_000, `${WRITE_FAILURES} failed writes`);
+    const about = () => lines.filter((l) => l.topic === "orders" && /messages|shard write/.test(l.msg));
+    const warned = about();
+    assert.equal(warned.length, 1, `one line for ${failed} failed writes: ${JSON.stringify(warned)}`);
+    assert.equal(warned[0]!.level, "warn");
+    assert.match(String(warned[0]!.err), /busy|locked/i, "the warning carries the error");
+
+    locker.exec("COMMIT");
+    assert.equal(Number((await published).firstSeq), 2);
+    const all = about();
+    assert.equal(all.length, 2, JSON.stringify(all));
+    assert.equal(all[1]!.level, "info");
+    assert.equal(all[1]!.msg, "messages are written again");
+    assert.ok(Number(all[1]!.failures) >= WRITE_FAILURES, `failures counted: ${all[1]!.failures}`);
+    await sub.end();
+  } finally {
+    if (locker.inTransaction) locker.exec("ROLLBACK");
+    locker.close();
+    client.close();
+    await bus.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
