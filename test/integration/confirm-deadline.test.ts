@@ -1,14 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import Database from "better-sqlite3";
 import mysql from "mysql2/promise";
 import { MessageResult_Outcome } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { startBroker, TestClient } from "../support/broker.js";
 import { useTestMysql } from "../support/mariadb.js";
+import { withSqliteSide } from "../support/sqlite-side.js";
 
 // Defect (SQLite with its write lock held, MariaDB with the shard tables locked: 19 to 20 of 32
 // calls): packs waiting for their confirm were failed by a sweep every 250 ms, so a pack whose
@@ -81,31 +78,19 @@ async function stalledPublishes(client: TestClient, stall: Stall): Promise<void>
   );
 }
 
-test("sqlite: while the store stalls writes, every SendPack gets UNAVAILABLE outcome unknown before its deadline, never DEADLINE_EXCEEDED", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "nb-confirm-deadline-"));
-  const path = join(dir, "bus.db");
-  const bus = await startBroker(`sqlite:${path}`);
-  const client = new TestClient(bus.address);
+test("sqlite: while the store stalls writes, every SendPack gets UNAVAILABLE outcome unknown before its deadline, never DEADLINE_EXCEEDED", () =>
   // Another connection holding the database's write lock: the broker's INSERTs get SQLITE_BUSY
   // and are retried, so no pack is confirmed while it is held.
-  const locker = new Database(path, { timeout: 0 });
-  try {
-    await stalledPublishes(client, {
+  withSqliteSide("confirm-deadline", ({ client, other }) =>
+    stalledPublishes(client, {
       hold: () => {
-        locker.exec("BEGIN IMMEDIATE");
+        other.exec("BEGIN IMMEDIATE");
       },
       release: () => {
-        locker.exec("COMMIT");
+        other.exec("COMMIT");
       },
-    });
-  } finally {
-    if (locker.inTransaction) locker.exec("ROLLBACK");
-    locker.close();
-    client.close();
-    await bus.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+    }),
+  ));
 
 test("mysql: while the shard tables are locked (LOCK TABLES … WRITE from another connection), every SendPack gets UNAVAILABLE outcome unknown before its deadline, never DEADLINE_EXCEEDED", async () => {
   const url = await testMysql().database("confirm_deadline");

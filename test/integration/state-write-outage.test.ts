@@ -8,6 +8,7 @@ import type mysql from "mysql2/promise";
 import { createSubscription } from "../dashboard/support.js";
 import { type LogLine, startLoggingBroker, TestClient } from "../support/broker.js";
 import { useTestMysql } from "../support/mariadb.js";
+import { withSqliteSide } from "../support/sqlite-side.js";
 
 // Defect: while the store refused subscription-state writes, every retry (about every 50 ms per
 // topic) logged the same warning: an outage of minutes wrote thousands of lines per topic. Now
@@ -91,60 +92,52 @@ const WATERMARK_FAILURES = 15;
 // went on committing, every attempt (about every 100 ms per topic) logged "persisting the
 // watermark failed". Now it is an outage too. A trigger refuses only that row, so publishes
 // keep committing and the watermark write is attempted again and again.
-test("sqlite: while watermark writes fail the log has one warning, not one per attempt, then one info line when they succeed", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "nb-watermark-outage-"));
-  const path = join(dir, "bus.db");
-  const lines: LogLine[] = [];
-  const bus = await startLoggingBroker(`sqlite:${path}`, lines);
-  const client = new TestClient(bus.address);
-  const other = new Database(path, { timeout: 5000 });
-  try {
-    await client.publish("orders", ["m0"]);
-    const store = bus.broker.store;
-    const save = store.savePointers.bind(store);
-    let failed = 0;
-    let saved = 0;
-    store.savePointers = (topic, pointers) =>
-      save(topic, pointers).then(
-        () => {
-          if (pointers.some((p) => p.subscription === "")) saved++;
-        },
-        (err: unknown) => {
-          if (pointers.some((p) => p.subscription === "")) failed++;
-          throw err;
-        },
-      );
-    other.exec(`CREATE TRIGGER refuse_watermark BEFORE UPDATE ON nb_pointers WHEN NEW.subscription = ''
+test("sqlite: while watermark writes fail the log has one warning, not one per attempt, then one info line when they succeed", () =>
+  withSqliteSide(
+    "watermark-outage",
+    async ({ bus, client, lines, other }) => {
+      await client.publish("orders", ["m0"]);
+      const store = bus.broker.store;
+      const save = store.savePointers.bind(store);
+      let failed = 0;
+      let saved = 0;
+      store.savePointers = (topic, pointers) =>
+        save(topic, pointers).then(
+          () => {
+            if (pointers.some((p) => p.subscription === "")) saved++;
+          },
+          (err: unknown) => {
+            if (pointers.some((p) => p.subscription === "")) failed++;
+            throw err;
+          },
+        );
+      other.exec(`CREATE TRIGGER refuse_watermark BEFORE UPDATE ON nb_pointers WHEN NEW.subscription = ''
       BEGIN SELECT RAISE(ABORT, 'watermark writes refused by the test'); END`);
-    for (let i = 1; failed < WATERMARK_FAILURES; i++) {
-      await client.publish("orders", [`m${i}`]);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const about = () => lines.filter((l) => l.topic === "orders" && /watermark/.test(l.msg));
-    const warned = about();
-    assert.equal(warned.length, 1, `one line for ${failed} failed writes: ${JSON.stringify(warned)}`);
-    process.stderr.write(`FAILED ${failed}\n`);
-    assert.equal(warned[0]!.level, "warn");
-    assert.match(String(warned[0]!.err), /refused by the test/, "the warning carries the error");
+      for (let i = 1; failed < WATERMARK_FAILURES; i++) {
+        await client.publish("orders", [`m${i}`]);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const about = () => lines.filter((l) => l.topic === "orders" && /watermark/.test(l.msg));
+      const warned = about();
+      assert.equal(warned.length, 1, `one line for ${failed} failed writes: ${JSON.stringify(warned)}`);
+      process.stderr.write(`FAILED ${failed}\n`);
+      assert.equal(warned[0]!.level, "warn");
+      assert.match(String(warned[0]!.err), /refused by the test/, "the warning carries the error");
 
-    other.exec("DROP TRIGGER refuse_watermark");
-    const before = saved;
-    for (let i = 0; saved === before; i++) {
-      await client.publish("orders", [`after${i}`]);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const all = about();
-    assert.equal(all.length, 2, JSON.stringify(all));
-    assert.equal(all[1]!.level, "info");
-    assert.equal(all[1]!.msg, "the watermark is written again");
-    assert.ok(Number(all[1]!.failures) >= WATERMARK_FAILURES, `failures counted: ${all[1]!.failures}`);
-  } finally {
-    other.close();
-    client.close();
-    await bus.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+      other.exec("DROP TRIGGER refuse_watermark");
+      const before = saved;
+      for (let i = 0; saved === before; i++) {
+        await client.publish("orders", [`after${i}`]);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const all = about();
+      assert.equal(all.length, 2, JSON.stringify(all));
+      assert.equal(all[1]!.level, "info");
+      assert.equal(all[1]!.msg, "the watermark is written again");
+      assert.ok(Number(all[1]!.failures) >= WATERMARK_FAILURES, `failures counted: ${all[1]!.failures}`);
+    },
+    5000,
+  ));
 
 /** Failed reads of stored messages to wait for (one a second). */
 const READ_FAILURES = 4;
@@ -232,14 +225,8 @@ const WRITE_FAILURES = 12;
 // per shard (one line every ~10 s per shard and topic once the backoff reaches 2 s). Now an
 // outage per topic. Another connection holds the SQLite write lock, so the INSERTs get
 // SQLITE_BUSY and are retried.
-test("sqlite: while message writes fail the log has one warning, then one info line when they are written, and the pack is confirmed", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "nb-write-outage-"));
-  const path = join(dir, "bus.db");
-  const lines: LogLine[] = [];
-  const bus = await startLoggingBroker(`sqlite:${path}`, lines);
-  const client = new TestClient(bus.address);
-  const locker = new Database(path, { timeout: 0 });
-  try {
+test("sqlite: while message writes fail the log has one warning, then one info line when they are written, and the pack is confirmed", () =>
+  withSqliteSide("write-outage", async ({ bus, client, lines, other: locker }) => {
     await client.publish("orders", ["m1"]);
     const store = bus.broker.store;
     const insert = store.insertRuns.bind(store);
@@ -267,11 +254,4 @@ test("sqlite: while message writes fail the log has one warning, then one info l
     assert.equal(all[1]!.msg, "messages are written again");
     assert.ok(Number(all[1]!.failures) >= WRITE_FAILURES, `failures counted: ${all[1]!.failures}`);
     await sub.end();
-  } finally {
-    if (locker.inTransaction) locker.exec("ROLLBACK");
-    locker.close();
-    client.close();
-    await bus.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
