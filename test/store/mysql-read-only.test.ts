@@ -220,3 +220,47 @@ test("read-only server: the codes that also mean something else count only with 
   ];
   for (const [err, code] of cases) assert.equal(mapStoreError(err, "testing").code, code, err.message);
 });
+
+test("read-only server: pools of one server (the store's, the cluster lease's) report it read-only until any of them writes again", async () => {
+  const admin = await testMysql().database("read_only_siblings");
+  const url = await narrowUser(admin, "nb_ro_siblings");
+  await testMysql().query(admin, "CREATE TABLE t (a INT)");
+  const server = new URL(url).host;
+  const open = () =>
+    new ServerPool(
+      () => mysql.createPool({ uri: url, connectionLimit: 2 }),
+      server,
+      () => {},
+    );
+  const store = open();
+  const lease = open();
+  let readOnly = false;
+  try {
+    assert.equal(ServerPool.readOnlyOf([store, lease]).readOnly, false, "never refused");
+    await setReadOnly(admin, true);
+    readOnly = true;
+    await assert.rejects(store.query("INSERT INTO t VALUES (1)"), /read-only/);
+    const refused = ServerPool.readOnlyOf([store, lease]);
+    assert.equal(refused.readOnly, true, "the store's pool saw it");
+    assert.equal(refused.server, server);
+    assert.match(String(refused.error), /read-only/);
+    assert.ok(refused.since > 0);
+
+    await setReadOnly(admin, false);
+    readOnly = false;
+    // Only the lease's pool writes (an idle broker in a cluster renews its leases).
+    await lease.query("INSERT INTO t VALUES (2)");
+    assert.equal(store.readOnlyState().readOnly, true, "the store's pool has not written since");
+    assert.equal(ServerPool.readOnlyOf([store, lease]).readOnly, false, "the lease's write tells");
+
+    // Refused again later: read-only again, whichever pool saw it.
+    await setReadOnly(admin, true);
+    readOnly = true;
+    await assert.rejects(lease.query("INSERT INTO t VALUES (3)"), /read-only/);
+    assert.equal(ServerPool.readOnlyOf([store, lease]).readOnly, true);
+  } finally {
+    if (readOnly) await setReadOnly(admin, false);
+    await store.end();
+    await lease.end();
+  }
+});

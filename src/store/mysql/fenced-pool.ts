@@ -2,7 +2,7 @@ import type mysql from "mysql2/promise";
 import type { ReadOnlyState, TopicRecord } from "../../core/index.js";
 import { mapStoreError } from "../errors.js";
 import type { SpaceWatch } from "../space-watch.js";
-import type { ServerPool } from "./server-pool.js";
+import { ServerPool } from "./server-pool.js";
 import type { WriteGuard } from "./write-guard.js";
 
 /** The fence slot of a topic's writes that are not shard inserts (pointers, schedule, catalog). */
@@ -23,11 +23,13 @@ export class FencedPool {
     readonly lease: WriteGuard,
     /** Whether this database is out of disk space (its place is HOST:PORT/DATABASE). */
     readonly space: SpaceWatch,
+    /** Other pools to the same server (the cluster lease's), whose writes tell too. */
+    private readonly siblings: readonly ServerPool[] = [],
   ) {}
 
   /** Whether this database's server refuses writes as read-only (see ServerPool). */
   readOnlyState(): ReadOnlyState {
-    return this.pool.readOnlyState();
+    return ServerPool.readOnlyOf([this.pool, ...this.siblings]);
   }
 
   /**

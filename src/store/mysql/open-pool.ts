@@ -150,6 +150,7 @@ export async function openPool(
       onLost: options.onOwnershipLost ?? (() => undefined),
     };
     let lease: Lease | ClusterLease;
+    const siblings: ServerPool[] = [];
     if (options.cluster) {
       const idleSeconds = Math.ceil(ttlMs / 1000) + 1;
       pool = new ServerPool(
@@ -165,6 +166,7 @@ export async function openPool(
         server,
         options.log,
       );
+      siblings.push(leasePool);
       const cluster = new ClusterLease(leasePool, leaseOptions, options.broker);
       await cluster.join().catch(async (err: unknown) => {
         await leasePool.end().catch(() => undefined);
@@ -188,6 +190,7 @@ export async function openPool(
         pool,
         lease,
         new SpaceWatch(`${config.host}:${config.port}/${database}`, options.log),
+        siblings,
       ),
       capabilities: { kind: "mysql", maxInsertRows: 5000, maxInsertBytes, maxRunMessages: 50_000 },
     };

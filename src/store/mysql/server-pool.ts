@@ -45,6 +45,10 @@ export class ServerPool implements Queryable {
   readonly #readOnly: OutageLog;
   /** The last read-only refusal, while writes fail so (for status and health). */
   #readOnlyError: string | undefined;
+  /** Writes answered (taken or refused as read-only) by every ServerPool so far, in order. */
+  static #writes = 0;
+  /** Which of them this pool's last answered write was (0: none yet). */
+  #lastWrite = 0;
   #recycles = 0;
 
   /**
@@ -82,6 +86,17 @@ export class ServerPool implements Queryable {
       since: this.#readOnly.since,
       error: readOnly ? this.#readOnlyError : undefined,
     };
+  }
+
+  /**
+   * The read-only state of the server behind `pools` (pools of one HOST:PORT, such as the
+   * store's and the cluster lease's): the pool that wrote last tells. A lease renewal that
+   * succeeds after a failover ends it although the store's pool, idle, wrote nothing since.
+   */
+  static readOnlyOf(pools: readonly ServerPool[]): ReadOnlyState {
+    let last = pools[0]!;
+    for (const p of pools) if (p.#lastWrite > last.#lastWrite) last = p;
+    return last.readOnlyState();
   }
 
   /** Calls `listener` after each recycle: for connections of its own the owner must drop too. */
@@ -179,6 +194,7 @@ export class ServerPool implements Queryable {
 
   /** A statement on `pool` found the server read-only: a fresh pool takes over (see class). */
   #sawReadOnly(pool: mysql.Pool, err: unknown): void {
+    this.#lastWrite = ++ServerPool.#writes;
     if (!this.#readOnly.failing) this.#recycles = 0;
     this.#readOnly.failed(err);
     this.#readOnlyError = err instanceof Error ? err.message : String(err);
@@ -195,6 +211,7 @@ export class ServerPool implements Queryable {
 
   /** A write succeeded: the server takes writes (again). */
   #wrote(): void {
+    this.#lastWrite = ++ServerPool.#writes;
     if (this.#readOnly.failing) this.#readOnly.recovered({ reconnects: this.#recycles });
   }
 }
