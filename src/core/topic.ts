@@ -82,9 +82,12 @@ export class Topic {
   readonly #watermarkOutage: OutageLog;
   /**
    * Failed message writes of all shards: one warning per outage (a line every 10th attempt per
-   * shard was still one every ~10 s per shard and topic during a store outage).
+   * shard was still one every ~10 s per shard and topic during a store outage). It ends once
+   * every shard that failed has committed (`#failingShards`), not at another shard's commit,
+   * or a topic with one shard failing would log an end and a start at every other commit.
    */
   readonly #writeOutage: OutageLog;
+  readonly #failingShards = new Set<number>();
   #closed = false;
   #failure: NerveBusError | undefined;
   readonly #listeners = new Set<(watermark: number) => void>();
@@ -142,7 +145,9 @@ export class Topic {
           (s, batch, bytes) => this.#committed(s, batch, bytes),
           (err) => {
             this.#lastStoreError = err;
-            if (!storeOutOfSpace(err)) this.#writeOutage.failed(err);
+            if (storeOutOfSpace(err)) return;
+            this.#failingShards.add(shard);
+            this.#writeOutage.failed(err);
           },
           options.observer,
         ),
@@ -627,7 +632,7 @@ export class Topic {
 
   #committed(shard: number, batch: readonly IndexedRun[], bytes: number): void {
     this.budget.release(bytes);
-    this.#writeOutage.recovered();
+    if (this.#failingShards.delete(shard) && this.#failingShards.size === 0) this.#writeOutage.recovered();
     const tracker = this.#tracker;
     if (tracker instanceof RunTracker) {
       for (const run of batch) tracker.commit(run.firstSeq, run.lastSeq);
