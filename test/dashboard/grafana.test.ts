@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -274,6 +274,7 @@ test("every metric and label the Grafana dashboard queries exists in a live brok
   } finally {
     client.close();
     await bus.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
