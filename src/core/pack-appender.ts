@@ -134,31 +134,45 @@ export class PackAppender {
   async #schedule(topic: Topic, scheduler: DelayScheduler, messages: NewMessage[]): Promise<Outcomes> {
     if (topic.needsIndexes(messages.some((m) => m.messageId !== ""))) await topic.indexesReady;
     const now = Date.now();
+    const dedupOn = topic.dedup.windowMs > 0;
     const results = new Outcomes(messages.length, undefined);
     const fresh: { dueAt: number; message: NewMessage }[] = [];
-    const freshIndex: number[] = [];
+    // Ids of this pack's fresh messages → their trace ids: a later copy in the pack is a duplicate.
+    const inPack = new Map<string, string>();
+    // Schedule writes of other packs that hold copies of this pack's messages.
+    const originals: Promise<unknown>[] = [];
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i]!;
-      const original =
-        m.messageId !== "" && topic.dedup.windowMs > 0 ? topic.dedup.get(m.messageId, now) : undefined;
-      if (original !== undefined) {
-        results.set(i, DUPLICATE, Math.max(0, original), traceIdOf(m.attributes.traceparent) ?? "");
-        continue;
+      const id = dedupOn ? m.messageId : "";
+      if (id !== "") {
+        const writing = scheduler.writing(id);
+        const original = writing === undefined ? topic.dedup.get(id, now) : 0;
+        const first = inPack.get(id);
+        if (writing !== undefined) originals.push(writing);
+        if (original !== undefined || first !== undefined) {
+          results.set(
+            i,
+            DUPLICATE,
+            Math.max(0, original ?? 0),
+            first ?? traceIdOf(m.attributes.traceparent) ?? "",
+          );
+          continue;
+        }
       }
       // The trace starts now, at publish, so SendPack can return it and the delivery carries it.
       const message =
         m.attributes.traceparent === undefined
           ? { ...m, attributes: { ...m.attributes, traceparent: newTraceparent() } }
           : m;
+      const traceId = traceIdOf(message.attributes.traceparent) ?? "";
+      if (id !== "") inPack.set(id, traceId);
       fresh.push({ dueAt: m.deliverAt, message });
-      freshIndex.push(i);
+      results.set(i, SCHEDULED, 0, traceId);
     }
     if (fresh.length > 0) await scheduler.schedule(fresh);
-    for (let k = 0; k < fresh.length; k++) {
-      const m = fresh[k]!.message;
-      if (m.messageId !== "") topic.dedup.set(m.messageId, 0, now);
-      results.set(freshIndex[k]!, SCHEDULED, 0, traceIdOf(m.attributes.traceparent) ?? "");
-    }
+    // A copy is confirmed only once its original is durable; when that write fails, so does
+    // this pack, and the producer's retry schedules the message anew.
+    await Promise.all(originals);
     return results;
   }
 }

@@ -26,6 +26,11 @@ export class DelayScheduler {
   #starting: Promise<void> | undefined;
   /** Entries waiting (kept up to date from the store after each round). */
   scheduled = 0;
+  /**
+   * Message ids of schedule writes in progress: a copy of one sent meanwhile (a producer's retry
+   * racing its original) is a duplicate, but only once the original is durable.
+   */
+  readonly #writing = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly topic: Topic,
@@ -46,14 +51,32 @@ export class DelayScheduler {
     return this.#starting;
   }
 
-  /** Durably schedules messages; resolves once they are in the store. */
+  /**
+   * Durably schedules messages; resolves once they are in the store, with their message ids in
+   * the topic's dedup index (seq 0: scheduled). Until then `writing` finds the write by id.
+   */
   async schedule(entries: { dueAt: number; message: NewMessage }[]): Promise<number[]> {
-    const ids = await this.store.scheduleMessages(this.topic.record, entries);
-    this.scheduled += entries.length;
-    for (const e of entries)
-      if (this.#nextDueAt === 0 || e.dueAt < this.#nextDueAt) this.#nextDueAt = e.dueAt;
-    this.#arm();
-    return ids;
+    const write = this.store.scheduleMessages(this.topic.record, entries);
+    const messageIds = entries.map((e) => e.message.messageId).filter((id) => id !== "");
+    for (const id of messageIds) this.#writing.set(id, write);
+    try {
+      const ids = await write;
+      this.scheduled += entries.length;
+      for (const e of entries)
+        if (this.#nextDueAt === 0 || e.dueAt < this.#nextDueAt) this.#nextDueAt = e.dueAt;
+      this.#arm();
+      // Before the write is forgotten below, so no pack in between finds the id in neither.
+      const now = Date.now();
+      for (const id of messageIds) this.topic.dedup.set(id, 0, now);
+      return ids;
+    } finally {
+      for (const id of messageIds) if (this.#writing.get(id) === write) this.#writing.delete(id);
+    }
+  }
+
+  /** The schedule write in progress of a message with this id, if any (it rejects if the write fails). */
+  writing(messageId: string): Promise<unknown> | undefined {
+    return this.#writing.get(messageId);
   }
 
   /** Stops the timer; resolves once a start or round in progress (which reads the store) ended. */
