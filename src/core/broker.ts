@@ -396,7 +396,9 @@ export class Broker {
     const sub = await this.getSubscription(topicName, name);
     let floor: number;
     if ("seq" in target) {
-      if (!Number.isSafeInteger(target.seq) || target.seq < 1)
+      // A uint64 past 2^53 arrives rounded, yet still past the end: it goes there, as any
+      // seq past the end does, rather than being called "less than 1".
+      if (!Number.isInteger(target.seq) || target.seq < 1)
         throw invalidArgument("seq", `must be ≥ 1, got ${target.seq}`);
       floor = Math.min(target.seq - 1, sub.topic.watermark);
     } else {
@@ -424,7 +426,8 @@ export class Broker {
   /** The stored message at `seq`; NOT_FOUND when it was never published or is gone. */
   async getMessage(topicName: string, seq: number): Promise<LogMessage> {
     validateName("topic", topicName);
-    if (!Number.isSafeInteger(seq) || seq < 1) throw invalidArgument("seq", `must be ≥ 1, got ${seq}`);
+    // Past 2^53 (rounded from a uint64) is past the end: NOT_FOUND below, as for any later seq.
+    if (!Number.isInteger(seq) || seq < 1) throw invalidArgument("seq", `must be ≥ 1, got ${seq}`);
     const entry = await this.#topic(topicName, false);
     if (entry.topic.ephemeral)
       throw new NerveBusError(

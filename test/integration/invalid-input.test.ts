@@ -367,3 +367,28 @@ test("a call from one connection more than --max-connections gets RESOURCE_EXHAU
     await limited.stop();
   }
 });
+
+test("a seq past 2^53 is past the end: a seek goes to the end, GetMessage is NOT_FOUND, never 'must be ≥ 1'", async () => {
+  // A regression: such a uint64 arrives rounded to an unsafe integer, which was refused as
+  // INVALID_ARGUMENT "seq: must be ≥ 1, got 18446744073709552000", while seq 1000 went to the end.
+  await client.publish("far-seq", ["a", "b"]);
+  await client.adminCall("createSubscription", { subscription: { topic: "far-seq", name: "s" } });
+  for (const seq of [1000n, 2n ** 53n + 1n, 2n ** 64n - 1n]) {
+    const res = await client.adminCall("seekSubscription", {
+      topic: "far-seq",
+      name: "s",
+      target: { case: "seq", value: seq },
+    });
+    assert.equal(res.floor, 2n, `seek to ${seq}`);
+    await rejectsWith(
+      client.adminCall("getMessage", { topic: "far-seq", seq }),
+      grpc.status.NOT_FOUND,
+      /was never published \(last seq 2\)/,
+    );
+  }
+  await rejectsWith(
+    client.adminCall("seekSubscription", { topic: "far-seq", name: "s", target: { case: "seq", value: 0n } }),
+    grpc.status.INVALID_ARGUMENT,
+    /^seq: must be ≥ 1, got 0$/,
+  );
+});
