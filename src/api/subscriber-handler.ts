@@ -84,9 +84,11 @@ export class ReceiveSessions {
 
 function toWindow(field: string, w: WireWindow | undefined): Window {
   if (w === undefined) throw invalidArgument(field, "is required (max_messages ≥ 1)");
-  if (w.maxBytes > BigInt(Number.MAX_SAFE_INTEGER))
-    throw invalidArgument(`${field}.max_bytes`, "is too large");
-  return { maxMessages: w.maxMessages, maxBytes: Number(w.maxBytes) };
+  // The proto sets no maximum, and clients pass "as many as you like" as 2^63 - 1: past 2^53
+  // bytes is more than any broker holds, so no bound in practice (it was INVALID_ARGUMENT).
+  const maxBytes =
+    w.maxBytes > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(w.maxBytes);
+  return { maxMessages: w.maxMessages, maxBytes };
 }
 
 function deadlineMs(field: string, d: { seconds: bigint; nanos: number } | undefined): number | undefined {

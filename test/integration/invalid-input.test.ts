@@ -6,9 +6,9 @@ import { after, before, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
-import { ReceiveRequestSchema } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import { ReceiveRequestSchema, StartPoint } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import type { NerveBus } from "../../src/nervebus.js";
-import { startBroker, TestClient } from "../support/broker.js";
+import { startBroker, TestClient, TestStream } from "../support/broker.js";
 
 let bus: NerveBus;
 let client: TestClient;
@@ -391,4 +391,30 @@ test("a seq past 2^53 is past the end: a seek goes to the end, GetMessage is NOT
     grpc.status.INVALID_ARGUMENT,
     /^seq: must be ≥ 1, got 0$/,
   );
+});
+
+test("a window of 2^63 or 2^64 - 1 bytes is no byte bound in practice, on subscribe and on a window change", async () => {
+  // A regression: over 2^53 bytes ended the stream with INVALID_ARGUMENT "max_bytes: is too
+  // large", though the proto sets no maximum and clients pass 2^63 - 1 for "no limit".
+  await client.publish("wide", ["a", "b", "c"]);
+  const s = new TestStream(client.subscriber.receive());
+  s.send({
+    subscribe: {
+      topic: "wide",
+      subscription: "s",
+      window: { maxMessages: 2, maxBytes: 2n ** 64n - 1n },
+      start: { case: "startPoint", value: StartPoint.EARLIEST },
+    },
+  });
+  await s.until(() => s.deliveries.length === 2 || s.ended, 5000, "two deliveries");
+  assert.equal(s.error, undefined);
+  s.send({ window: { maxMessages: 3, maxBytes: 2n ** 63n } });
+  await s.until(() => s.deliveries.length === 3 || s.ended, 5000, "the third delivery");
+  assert.equal(s.error, undefined);
+  assert.deepEqual(
+    s.deliveries.map((d) => Buffer.from(d.data).toString()),
+    ["a", "b", "c"],
+  );
+  await s.end();
+  assert.equal(s.error, undefined);
 });
