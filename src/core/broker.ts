@@ -330,6 +330,7 @@ export class Broker {
       paused: false,
     });
     const entry = await this.#topic(topicName, false);
+    await this.#checkDeadLetterTopic(full.deadLetterTopic);
     const { subscription, created } = await this.#registry.subscription(entry, name, {
       config: full,
       start,
@@ -361,10 +362,26 @@ export class Broker {
   ): Promise<SubscriptionRecord> {
     const sub = await this.getSubscription(topicName, name);
     const config = checkSubscriptionConfig(topicName, { ...sub.config, ...patch });
+    if (config.deadLetterTopic !== sub.config.deadLetterTopic)
+      await this.#checkDeadLetterTopic(config.deadLetterTopic);
     await this.store.updateSubscriptionConfig(sub.topic.record, name, config);
     const record = { ...sub.record, config };
     sub.reconfigure(record);
     return record;
+  }
+
+  /**
+   * NOT_FOUND for a dead-letter topic that does not exist on a broker that does not create
+   * topics: its dead letters could never be written, so each would go back to the consumers
+   * that terminated it, again and again, with a warning each time.
+   */
+  async #checkDeadLetterTopic(name: string): Promise<void> {
+    if (name === "" || this.options.autoCreate) return;
+    if ((await this.store.ensureTopic(name, null)) !== null) return;
+    throw new NerveBusError(
+      "not_found",
+      `subscription.dead_letter_topic: topic ${name} does not exist, and this broker does not create topics on first use (--no-auto-create): create it first`,
+    );
   }
 
   async deleteSubscription(topicName: string, name: string): Promise<void> {

@@ -634,6 +634,41 @@ export function featuresSuite(kind: string, fresh: FreshStore): void {
     assert.equal(s.error?.code, grpc.status.NOT_FOUND);
   });
 
+  it(
+    "without auto-create, a dead-letter topic that does not exist is refused NOT_FOUND when set, not met at each dead letter",
+    async ({ client }) => {
+      // A regression: it was accepted, and every terminated message then went back to the
+      // consumers (attempt 2, 3 …) with a warning each time, since its letter could never be written.
+      await client.adminCall("createTopic", { topic: { name: "jobs" } });
+      const missing = (e: grpc.ServiceError) => {
+        assert.equal(e.code, grpc.status.NOT_FOUND);
+        assert.match(e.details, /^subscription\.dead_letter_topic: topic jobs\.dlq does not exist/);
+        return true;
+      };
+      await assert.rejects(
+        client.adminCall("createSubscription", {
+          subscription: { topic: "jobs", name: "s", deadLetterTopic: "jobs.dlq" },
+        }),
+        missing,
+      );
+      await client.adminCall("createSubscription", { subscription: { topic: "jobs", name: "s" } });
+      await assert.rejects(
+        client.adminCall("updateSubscription", {
+          subscription: { topic: "jobs", name: "s", deadLetterTopic: "jobs.dlq" },
+          updateMask: { paths: ["dead_letter_topic"] },
+        }),
+        missing,
+      );
+      await client.adminCall("createTopic", { topic: { name: "jobs.dlq" } });
+      const upd = await client.adminCall("updateSubscription", {
+        subscription: { topic: "jobs", name: "s", deadLetterTopic: "jobs.dlq" },
+        updateMask: { paths: ["dead_letter_topic"] },
+      });
+      assert.equal(upd.subscription?.deadLetterTopic, "jobs.dlq");
+    },
+    { autoCreate: false },
+  );
+
   it("ephemeral topics deliver only to connected consumers with room and count what they drop", async ({
     client,
   }) => {
