@@ -347,8 +347,10 @@ class ReceiveSession implements ConsumerSink {
     ]);
     const window = toWindow("subscribe.window", s.window);
     const ackDeadlineMs = deadlineMs("subscribe.ack_deadline", s.ackDeadline);
-    if (s.consumerName.length > 128)
-      throw invalidArgument("subscribe.consumer_name", "is longer than 128 bytes");
+    // Bytes, as the proto says and as every other limit counts (not UTF-16 units).
+    const nameBytes = Buffer.byteLength(s.consumerName);
+    if (nameBytes > 128)
+      throw invalidArgument("subscribe.consumer_name", `is ${nameBytes} bytes; the limit is 128`);
     const attachment = await this.broker.subscribe(
       s.topic,
       s.subscription,

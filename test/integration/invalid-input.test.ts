@@ -130,6 +130,14 @@ test("limits count UTF-8 bytes, not characters", async () => {
     grpc.status.INVALID_ARGUMENT,
     /^messages\[0\]: message is 4211 bytes; the limit is 4096$/,
   );
+  // A regression: consumer_name counted UTF-16 units, so 65 "é" (130 bytes) passed.
+  const s = new TestStream(client.subscriber.receive());
+  s.send({
+    subscribe: { topic: "t", subscription: "s", window: { maxMessages: 1 }, consumerName: "é".repeat(65) },
+  });
+  await s.until(() => s.ended, 5000, "stream end");
+  assert.equal(s.error?.code, grpc.status.INVALID_ARGUMENT);
+  assert.match(s.error?.details ?? "", /^subscribe\.consumer_name: is 130 bytes; the limit is 128$/);
 });
 
 test("a refused pack harms nothing: nothing of it is stored and the topic goes on", async () => {
