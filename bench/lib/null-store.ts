@@ -160,6 +160,10 @@ export class NullStore implements Store {
     return [];
   }
 
+  async scheduledIds(): Promise<{ id: number; messageId: string }[]> {
+    return [];
+  }
+
   async deleteScheduled(): Promise<void> {}
 
   async scheduleSummary(): Promise<{ count: number; nextDueAt: number }> {

@@ -104,6 +104,15 @@ export interface Store {
   ): Promise<number[]>;
   /** The earliest-due entries with dueAt ≤ `now`, at most `limit`, in due order. */
   dueMessages(topic: TopicRecord, now: number, limit: number): Promise<ScheduledMessage[]>;
+  /**
+   * The message ids of schedule entries with id > `afterId`, in id order, at most `limit`
+   * entries ("" for one without a message id, or whose metadata does not decode).
+   */
+  scheduledIds(
+    topic: TopicRecord,
+    afterId: number,
+    limit: number,
+  ): Promise<{ id: number; messageId: string }[]>;
   /** Removes schedule entries (they are in the log now). */
   deleteScheduled(topic: TopicRecord, ids: readonly number[]): Promise<void>;
   /** How many entries wait and when the earliest is due (0 when none). */

@@ -389,7 +389,10 @@ export class Topic {
     this.#indexesBuilt = false;
     this.indexesReady = this.#inBackground(
       (async () => {
-        await this.#retrying("rebuilding the dedup index", () => this.#rebuildIndexes(hasSchedule));
+        await this.#retrying("rebuilding the dedup index", async () => {
+          await this.#rebuildIndexes(hasSchedule);
+          if (hasSchedule) await this.#rememberScheduledIds();
+        });
         this.#indexesBuilt = true;
       })(),
     );
@@ -496,6 +499,31 @@ export class Topic {
     }
     // Everything up to `end` has been looked at: the bound persisted from now on is exact.
     if (lastIdSeq !== undefined) this.#idSeq = Math.max(lastIdSeq, found, this.#appendedIdSeq);
+  }
+
+  /**
+   * Puts the message ids of delayed messages still in the schedule into the dedup index (seq
+   * 0), so a producer's retry after a restart is a duplicate as it was before: the log holds
+   * them only once they fall due. When they were scheduled is not stored, so they count as
+   * seen at start-up (remembered for up to one window more than without the restart).
+   */
+  async #rememberScheduledIds(): Promise<void> {
+    if (this.dedup.windowMs <= 0) return;
+    const now = Date.now();
+    const page = 10_000;
+    let after = 0;
+    // The index holds at most MAX_DEDUP_IDS ids: reading more would only evict them again.
+    for (let read = 0; read < MAX_DEDUP_IDS && !this.#closed; read += page) {
+      const entries = await this.store.scheduledIds(this.record, after, page);
+      for (const { messageId } of entries) {
+        // One already in the log (moved before a crash deleted its entry) keeps its seq.
+        if (messageId !== "" && this.dedup.get(messageId, now) === undefined)
+          this.dedup.set(messageId, 0, now);
+      }
+      if (entries.length < page) return;
+      after = entries[entries.length - 1]!.id;
+      await new Promise((r) => setImmediate(r));
+    }
   }
 
   /**

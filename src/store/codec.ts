@@ -82,6 +82,18 @@ export function decodeConfig<T>(text: string): T {
   return JSON.parse(text) as T;
 }
 
+/**
+ * The message id of a schedule entry's stored metadata; "" when it has none, or when the
+ * metadata does not decode (a corrupt entry must not stop the dedup index being rebuilt).
+ */
+export function scheduledMessageId(meta: Buffer): string {
+  try {
+    return metaIds(meta).messageId;
+  } catch {
+    return "";
+  }
+}
+
 /** Schedule table of a topic (delayed messages). */
 export function scheduleTable(topicId: number): string {
   if (!Number.isInteger(topicId)) throw new TypeError("table ids must be integers");

@@ -74,3 +74,41 @@ test("packs sent at once with the same delayed message id schedule it once", asy
   const got = await delivered("racing", 1);
   assert.equal(got.length, 1, `delivered ${JSON.stringify(got)}`);
 });
+
+test("a retry after a restart finds its delayed original still in the schedule: a duplicate, delivered once", async () => {
+  // A regression: the dedup index was rebuilt from the log only, where a delayed message is
+  // not until it falls due, so the retry was scheduled again and both were delivered.
+  const url = `sqlite:${join(dir, "restart.db")}`;
+  let broker = await startBroker(url);
+  let c = new TestClient(broker.address);
+  const later = (data: string): MessageInit => ({
+    data: Buffer.from(data),
+    messageId: "pay-1",
+    delay: { seconds: 2n, nanos: 0 },
+  });
+  try {
+    const first = await c.publish("restart", [
+      later("original"),
+      { data: Buffer.from("now"), messageId: "n-1" },
+    ]);
+    assert.equal(first.results[0]!.outcome, MessageResult_Outcome.SCHEDULED);
+    c.close();
+    await broker.stop();
+    broker = await startBroker(url);
+    c = new TestClient(broker.address);
+    const retry = await c.publish("restart", [later("retry")]);
+    assert.equal(retry.results[0]!.outcome, MessageResult_Outcome.DUPLICATE);
+    assert.equal(retry.results[0]!.seq, 0n, "the original is still scheduled");
+    const s = c.receive("restart", "r", { from: "earliest" });
+    await s.until(() => s.deliveries.length >= 2, 10_000, "the delayed message");
+    await sleep(1500);
+    await s.end();
+    assert.deepEqual(
+      s.deliveries.map((d) => Buffer.from(d.data).toString()),
+      ["now", "original"],
+    );
+  } finally {
+    c.close();
+    await broker.stop();
+  }
+});

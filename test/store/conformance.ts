@@ -321,6 +321,12 @@ export function storeConformance(kind: string, factory: StoreFactory): void {
       assert.equal(due[0]!.id, ids[1]);
       assert.equal(due[0]!.message.messageId, "id-e");
       assert.deepEqual(due[0]!.message.attributes, { a: "early" });
+      // The dedup index's rebuild pages through the ids, in id order.
+      assert.deepEqual(await store.scheduledIds(topic, 0, 2), [
+        { id: ids[0], messageId: "" },
+        { id: ids[1], messageId: "id-e" },
+      ]);
+      assert.deepEqual(await store.scheduledIds(topic, ids[1]!, 2), [{ id: ids[2], messageId: "" }]);
       await store.deleteScheduled(
         topic,
         due.map((d) => d.id),

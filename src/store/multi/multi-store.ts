@@ -309,6 +309,13 @@ export class MultiStore implements Store, TopicPlacement {
   dueMessages(topic: TopicRecord, now: number, limit: number): Promise<ScheduledMessage[]> {
     return this.#call(topic, false, (s, t) => s.dueMessages(t, now, limit));
   }
+  scheduledIds(
+    topic: TopicRecord,
+    afterId: number,
+    limit: number,
+  ): Promise<{ id: number; messageId: string }[]> {
+    return this.#call(topic, false, (s, t) => s.scheduledIds(t, afterId, limit));
+  }
   deleteScheduled(topic: TopicRecord, ids: readonly number[]): Promise<void> {
     return this.#call(topic, true, (s, t) => s.deleteScheduled(t, ids));
   }

@@ -487,6 +487,21 @@ export class MysqlStore implements core.Store {
     );
   }
 
+  async scheduledIds(
+    topic: core.TopicRecord,
+    afterId: number,
+    limit: number,
+  ): Promise<{ id: number; messageId: string }[]> {
+    return this.#db.run("reading schedule ids", async () =>
+      (
+        await this.#db.select(
+          `SELECT id, meta FROM ${codec.scheduleTable(topic.id)} WHERE id > ? ORDER BY id LIMIT ?`,
+          [afterId, limit],
+        )
+      ).map((r) => ({ id: Number(r.id), messageId: codec.scheduledMessageId(r.meta as Buffer) })),
+    );
+  }
+
   async deleteScheduled(topic: core.TopicRecord, ids: readonly number[]): Promise<void> {
     if (ids.length === 0) return;
     await this.#db.fenced("deleting schedule entries", topic, META_SLOT, (conn) =>

@@ -552,6 +552,20 @@ export class SqliteStore implements core.Store {
     );
   }
 
+  async scheduledIds(
+    topic: core.TopicRecord,
+    afterId: number,
+    limit: number,
+  ): Promise<{ id: number; messageId: string }[]> {
+    return this.#run("reading schedule ids", () =>
+      (
+        this.#stmt(
+          `SELECT id, meta FROM ${codec.scheduleTable(topic.id)} WHERE id > ? ORDER BY id LIMIT ?`,
+        ).all(afterId, limit) as { id: number; meta: Buffer }[]
+      ).map((r) => ({ id: r.id, messageId: codec.scheduledMessageId(r.meta) })),
+    );
+  }
+
   async deleteScheduled(topic: core.TopicRecord, ids: readonly number[]): Promise<void> {
     return this.#run("deleting schedule entries", () =>
       this.#db.transaction(() => {

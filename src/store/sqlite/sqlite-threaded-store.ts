@@ -283,6 +283,10 @@ export class SqliteThreadedStore implements core.Store {
     return this.#reader.dueMessages(topic, now, limit);
   }
 
+  scheduledIds(topic: core.TopicRecord, afterId: number, limit: number) {
+    return this.#reader.scheduledIds(topic, afterId, limit);
+  }
+
   deleteScheduled(topic: core.TopicRecord, ids: readonly number[]) {
     return this.#write("deleteScheduled", [topic, ids]);
   }
