@@ -207,9 +207,20 @@ export class Subscription {
     return this.#acked.floor;
   }
 
-  /** Applies changed settings; a resumed subscription delivers again at once. */
+  /**
+   * Applies changed settings; a resumed subscription delivers again at once, and with ordering
+   * turned off every message held back behind its key goes out as any other.
+   */
   reconfigure(record: SubscriptionRecord): void {
+    const unordered = this.config.ordering && !record.config.ordering;
     this.record = record;
+    if (unordered) {
+      // Held back, they would otherwise still go out one per ack of their key's messages
+      // (a backlog behind a stuck key stayed stuck after ordering was turned off).
+      for (const p of this.#pending.values()) p.key = "";
+      this.#rewind();
+      this.#markDirty();
+    }
     this.scheduleDispatch();
   }
 
@@ -446,14 +457,21 @@ export class Subscription {
       // consumers until acked or expired.
       for (const [seq, p] of [...this.#pending]) if (p.consumer === undefined) this.#pending.delete(seq);
     }
+    this.#rewind();
+    this.#markDirty();
+    this.scheduleDispatch();
+  }
+
+  /**
+   * Meets the log again from the floor: held-back messages are met again, busy keys are those
+   * still pending; what is acked or out is passed over.
+   */
+  #rewind(): void {
     this.#readAhead.clear();
-    // Held-back messages are met again from the new cursor; busy keys are those still pending.
     this.#gate.reset(Array.from(this.#pending.values(), (p) => p.key));
     this.#picker.reset();
     this.#laneRead.clear();
     this.#cursor = this.#acked.floor + 1;
-    this.#markDirty();
-    this.scheduleDispatch();
   }
 
   /** Retention deleted every seq ≤ `seq`: what was unacked there is skipped and counted. */

@@ -341,6 +341,40 @@ export function featuresSuite(kind: string, fresh: FreshStore): void {
     await s.end();
   });
 
+  it("ordering turned off: every message held behind its key goes out at once, and each ack counts", async ({
+    client,
+  }) => {
+    // A regression: the held-back messages still went out one per ack of their key after
+    // ordering was turned off, so a backlog behind a stuck key stayed stuck.
+    await client.adminCall("createTopic", { topic: { name: "ord2" } });
+    await client.adminCall("createSubscription", {
+      subscription: { topic: "ord2", name: "o", ordering: true },
+      start: { case: "startPoint", value: StartPoint.EARLIEST },
+    });
+    await client.publish(
+      "ord2",
+      Array.from({ length: 6 }, (_, i) => ({ data: Buffer.from(`K${i + 1}`), orderingKey: "K" })),
+    );
+    const s = client.receive("ord2", "o", { maxMessages: 100, confirmAcks: true });
+    await s.until(() => s.deliveries.length >= 1);
+    await sleep(200);
+    assert.deepEqual(s.deliveries.map(text), ["K1"], "the first holds its key");
+    await client.adminCall("updateSubscription", {
+      subscription: { topic: "ord2", name: "o", ordering: false },
+      updateMask: { paths: ["ordering"] },
+    });
+    await s.until(() => s.deliveries.length >= 6, 5000, "the held messages, with K1 unacked");
+    assert.deepEqual(s.deliveries.map(text), ["K1", "K2", "K3", "K4", "K5", "K6"]);
+    s.ack(s.deliveries.map((d) => d.seq));
+    await s.until(() => s.responses.flatMap((r) => r.ackResults?.ackedSeqs ?? []).length >= 6);
+    assert.deepEqual(s.responses.flatMap((r) => r.ackResults?.ignoredSeqs ?? []).map(Number), []);
+    await sleep(200);
+    assert.equal(s.deliveries.length, 6, "nothing twice");
+    const stats = await client.adminCall("getStats", { topic: "ord2" });
+    assert.equal(stats.subscriptions[0]!.backlog, 0n);
+    await s.end();
+  });
+
   it("a message id seen again within the dedup window is not appended again, also after a restart", async (ctx) => {
     const first = await ctx.client.publish("dedup", [
       { data: Buffer.from("x"), messageId: "order-1" },
