@@ -34,12 +34,21 @@ import { listMessages, storedMessageToWire } from "./message-browse.js";
 import { schemaToWire } from "./schema-wire.js";
 import { toStartPosition } from "./start-position.js";
 
+/**
+ * The most a Duration (10 000 years) and a uint64 carry. A topic stored before retention and
+ * retention_bytes were bounded may hold more, which answered every ListTopics INTERNAL: it is
+ * answered as the most the field carries, so its topic can be found and updated.
+ */
+const WIRE_MAX_MS = 315_576_000_000_000;
+const WIRE_MAX_UINT64 = 2n ** 64n - 1n;
+
 function topicToWire(t: TopicRecord): WireTopic {
+  const retentionBytes = BigInt(t.config.retentionBytes);
   return create(TopicSchema, {
     name: t.name,
     shards: t.shards,
-    retention: durationFromMs(t.config.retentionMs),
-    retentionBytes: BigInt(t.config.retentionBytes),
+    retention: durationFromMs(Math.min(t.config.retentionMs, WIRE_MAX_MS)),
+    retentionBytes: retentionBytes > WIRE_MAX_UINT64 ? WIRE_MAX_UINT64 : retentionBytes,
     dedupWindow: durationFromMs(t.config.dedupWindowMs),
     ephemeral: t.config.ephemeral,
     createTime: timestampFromMs(t.createdAt),

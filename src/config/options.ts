@@ -1,4 +1,12 @@
-import { ACK_DEADLINE_MS, BACKOFF_MS, DEDUP_WINDOW_MS, DELIVERY_ATTEMPTS, SHARDS } from "../core/index.js";
+import {
+  ACK_DEADLINE_MS,
+  BACKOFF_MS,
+  DEDUP_WINDOW_MS,
+  DELIVERY_ATTEMPTS,
+  RETENTION_BYTES,
+  RETENTION_MS,
+  SHARDS,
+} from "../core/index.js";
 import { budgetShare, DEFAULT_MEMORY_BUDGET } from "./memory-budget.js";
 
 /** Everything `nervebus serve` can be told. */
@@ -278,16 +286,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     key: "retentionMs",
     kind: "duration",
     default: 7 * 24 * 3_600_000,
-    min: 0,
-    max: 3650 * 24 * 3_600_000,
+    ...RETENTION_MS,
     doc: "default retention of new topics (0 keeps messages forever)",
   },
   {
     key: "retentionBytes",
     kind: "bytes",
     default: 0,
-    min: 0,
-    max: Number.MAX_SAFE_INTEGER,
+    ...RETENTION_BYTES,
     doc: "default size limit of new topics' logs (0: none)",
   },
   {

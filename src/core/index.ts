@@ -33,6 +33,8 @@ export {
   DELIVERY_ATTEMPTS,
   type PublishLimits,
   RESERVED_ATTRIBUTE_PREFIX,
+  RETENTION_BYTES,
+  RETENTION_MS,
   SHARDS,
   validateName,
 } from "./limits.js";

@@ -155,10 +155,30 @@ export const DELIVERY_ATTEMPTS: Bounds = { min: 0, max: 1000 };
 /** How long message ids are remembered for deduplication: 0 (off) to 24 h. */
 export const DEDUP_WINDOW_MS: Bounds = { min: 0, max: 24 * 3600_000 };
 
+/**
+ * How long a topic keeps messages: 0 (forever) to 10 years. Bounded because a topic's settings
+ * are answered back as a Duration: 2^63 - 1 s was stored, then every ListTopics failed INTERNAL.
+ */
+export const RETENTION_MS: Bounds = { min: 0, max: 3650 * 24 * 3_600_000 };
+
+/**
+ * A topic's size limit: 0 (none) to 2^53 - 1 bytes, what a number holds exactly. 2^64 - 1 was
+ * stored rounded to 2^64, which no uint64 holds: every ListTopics failed INTERNAL after it.
+ */
+export const RETENTION_BYTES: Bounds = { min: 0, max: Number.MAX_SAFE_INTEGER };
+
 /** Checks a topic's settings; returns them. */
 export function checkTopicConfig(c: TopicConfig): TopicConfig {
-  if (!(c.retentionMs >= 0)) throw invalidArgument("topic.retention", "must not be negative");
-  if (!(c.retentionBytes >= 0)) throw invalidArgument("topic.retention_bytes", "must not be negative");
+  if (!(c.retentionMs >= RETENTION_MS.min)) throw invalidArgument("topic.retention", "must not be negative");
+  if (c.retentionMs > RETENTION_MS.max)
+    throw invalidArgument("topic.retention", `must be at most 3650 days, got ${c.retentionMs} ms`);
+  if (!(c.retentionBytes >= RETENTION_BYTES.min))
+    throw invalidArgument("topic.retention_bytes", "must not be negative");
+  if (c.retentionBytes > RETENTION_BYTES.max)
+    throw invalidArgument(
+      "topic.retention_bytes",
+      `must be at most ${RETENTION_BYTES.max} (2^53 - 1), got ${c.retentionBytes}`,
+    );
   if (!(c.dedupWindowMs >= DEDUP_WINDOW_MS.min) || c.dedupWindowMs > DEDUP_WINDOW_MS.max)
     throw invalidArgument("topic.dedup_window", "must be 0 – 24 h");
   return c;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -8,7 +8,8 @@ import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
 import { ReceiveRequestSchema, StartPoint } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import type { NerveBus } from "../../src/nervebus.js";
-import { startBroker, TestClient, TestStream } from "../support/broker.js";
+import { openStore } from "../../src/store/index.js";
+import { quietLog, startBroker, TestClient, TestStream } from "../support/broker.js";
 
 let bus: NerveBus;
 let client: TestClient;
@@ -425,4 +426,61 @@ test("a window of 2^63 or 2^64 - 1 bytes is no byte bound in practice, on subscr
   );
   await s.end();
   assert.equal(s.error, undefined);
+});
+
+test("a topic's retention and retention_bytes are bounded where set; one stored out of range still lists", async () => {
+  // A regression: retention 2^63 - 1 s and retention_bytes 2^64 - 1 were stored, their answer
+  // failed INTERNAL, and so did every ListTopics and GetTopic after, across restarts.
+  const refused = [
+    [
+      { retentionBytes: 2n ** 64n - 1n },
+      /^topic\.retention_bytes: must be at most 9007199254740991 \(2\^53 - 1\)/,
+    ],
+    [{ retentionBytes: 2n ** 53n + 1n }, /^topic\.retention_bytes: must be at most 9007199254740991/],
+    [{ retention: { seconds: 2n ** 63n - 1n, nanos: 0 } }, /^topic\.retention: must be at most 3650 days/],
+  ] as const;
+  for (const [fields, details] of refused) {
+    await rejectsWith(
+      client.adminCall("createTopic", { topic: { name: "bounded", ...fields } }),
+      grpc.status.INVALID_ARGUMENT,
+      details,
+    );
+  }
+  await client.adminCall("createTopic", { topic: { name: "bounded" } });
+  await rejectsWith(
+    client.adminCall("updateTopic", {
+      topic: { name: "bounded", retentionBytes: 2n ** 64n - 1n },
+      updateMask: { paths: ["retention_bytes"] },
+    }),
+    grpc.status.INVALID_ARGUMENT,
+    /^topic\.retention_bytes: must be at most/,
+  );
+  const most = await client.adminCall("updateTopic", {
+    topic: { name: "bounded", retentionBytes: BigInt(Number.MAX_SAFE_INTEGER) },
+    updateMask: { paths: ["retention_bytes"] },
+  });
+  assert.equal(most.topic?.retentionBytes, BigInt(Number.MAX_SAFE_INTEGER));
+  assert.ok((await client.adminCall("listTopics", {})).topics.some((t) => t.name === "bounded"));
+
+  // A database where an earlier version stored such values: its topics still list.
+  const dir = mkdtempSync(join(tmpdir(), "nb-unbounded-"));
+  const url = `sqlite:${join(dir, "nb.db")}`;
+  const store = await openStore(url, { mysqlPoolSize: 1, mysqlAllowUnsafeDurability: false, log: quietLog });
+  await store.ensureTopic("unbounded", {
+    shards: 1,
+    config: { retentionMs: 2 ** 63 * 1000, retentionBytes: 2 ** 64, dedupWindowMs: 0, ephemeral: false },
+  });
+  await store.close();
+  const old = await startBroker(url);
+  const oldClient = new TestClient(old.address);
+  try {
+    const [topic] = (await oldClient.adminCall("listTopics", {})).topics;
+    assert.equal(topic?.name, "unbounded");
+    assert.equal(topic?.retentionBytes, 2n ** 64n - 1n);
+    assert.equal(topic?.retention?.seconds, 315_576_000_000n);
+  } finally {
+    oldClient.close();
+    await old.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
