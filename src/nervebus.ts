@@ -276,6 +276,7 @@ export async function startNerveBus(
         connections: config.maxConnections,
         bytes: config.packBytesInProgress,
         packBytes: config.maxPackBytes,
+        requestBytes: maxMessageBytes,
       },
       publishQuota: {
         messagesPerSecond: config.publishQuotaMessages,

@@ -15,6 +15,11 @@ export interface AdmissionLimits {
   readonly bytes: number;
   /** What a pack whose body has not arrived yet is counted as (--max-pack-bytes). */
   readonly packBytes: number;
+  /**
+   * The most one request may inflate to (grpc's max receive length): what a compressed body
+   * is counted as until it is decoded, since its declared length says nothing of that.
+   */
+  readonly requestBytes: number;
 }
 
 /**
@@ -47,16 +52,20 @@ function requestStream(call: unknown): RequestStream | undefined {
 }
 
 /**
- * Calls `onLength` with the length a gRPC request declares in its 5-byte message prefix, as
- * soon as the first bytes of its body arrive (before grpc-js buffers the rest).
+ * Calls `onLength` with the length a gRPC request declares in its 5-byte message prefix and
+ * whether it is compressed, as soon as the first bytes of its body arrive (before grpc-js
+ * buffers the rest).
  */
-function onDeclaredLength(stream: RequestStream, onLength: (bytes: number) => void): void {
+function onDeclaredLength(
+  stream: RequestStream,
+  onLength: (bytes: number, compressed: boolean) => void,
+): void {
   let head = Buffer.alloc(0);
   const listener = (chunk: Buffer) => {
     head = Buffer.concat([head, chunk.subarray(0, 5 - head.length)]);
     if (head.length < 5) return;
     stream.removeListener("data", listener);
-    onLength(head.readUInt32BE(1));
+    onLength(head.readUInt32BE(1), head[0] !== 0);
   };
   stream.prependListener("data", listener);
 }
@@ -111,7 +120,9 @@ function release(counts: Map<string, number>, key: string): void {
  * - connections: at most `connections` clients may have calls in progress; a call from one more
  *   is refused (idle connections cost little and are closed after --max-connection-idle-ms).
  * - request bytes: a SendPack counts as a typical pack from its headers, then as the length the
- *   gRPC prefix of its body declares, then as what its decoded messages hold. One that would
+ *   gRPC prefix of its body declares (a compressed body: the most a request may inflate to,
+ *   since grpc-js inflates it before any handler runs; 64 gzip bodies of 0.5 MiB held 640 MiB
+ *   inflated), then as what its decoded messages hold. One that would
  *   take the count past `bytes` is refused at its headers or, if its body is larger than
  *   typical, at its first bytes, before grpc-js buffers the rest (which is then dropped). A
  *   pack alone is admitted whatever its size, or a budget below --max-pack-bytes would refuse
@@ -182,6 +193,8 @@ export class Admission {
     let admitted: string | undefined;
     /** What this call counts in #bytes: its declared length once its body starts, then its size. */
     let reserved = 0;
+    /** The length its body declares, once its first bytes arrived (compressed: before inflating). */
+    let declaredBytes: number | undefined;
     /** Refused after it was admitted (its body did not fit): its message is not passed on. */
     let refused = false;
     const refuse = (why: string) => {
@@ -236,9 +249,12 @@ export class Admission {
               count(this.#typical);
               const stream = requestStream(call);
               if (stream !== undefined)
-                onDeclaredLength(stream, (bytes) => {
+                onDeclaredLength(stream, (declared, compressed) => {
                   if (admitted === undefined) return;
-                  this.#typical = Math.round(this.#typical * 0.875 + bytes * 0.125);
+                  declaredBytes = declared;
+                  const bytes = compressed ? Math.max(declared, this.limits.requestBytes) : declared;
+                  // What packs usually are on the wire: one compressed pack must not make every header look big.
+                  this.#typical = Math.round(this.#typical * 0.875 + declared * 0.125);
                   const why = this.#bytesRefusal(bytes, reserved);
                   if (why === undefined) return count(bytes);
                   refused = true;
@@ -250,8 +266,10 @@ export class Admission {
           },
           onReceiveMessage: (message, nextMessage) => {
             if (refused) return;
-            // Decoded: from now on the pack counts as what its messages hold, if that is more.
-            if (byBytes && admitted !== undefined) count(Math.max(reserved, heldBytes(message)));
+            // Decoded: from now on the pack counts as what its messages hold, if that is more
+            // (a compressed body was counted at the most it could inflate to: now it is known).
+            if (byBytes && admitted !== undefined)
+              count(Math.max(declaredBytes ?? reserved, heldBytes(message)));
             nextMessage(message);
           },
           onCancel: done,
