@@ -13,8 +13,15 @@ import { quietLog, startBroker, TestClient, TestStream } from "../support/broker
 
 let bus: NerveBus;
 let client: TestClient;
+/** The temp dirs of this file's brokers, removed after its tests (they were left behind). */
+const dirs: string[] = [];
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(dir);
+  return dir;
+}
 before(async () => {
-  const dir = mkdtempSync(join(tmpdir(), "nb-invalid-"));
+  const dir = tempDir("nb-invalid-");
   bus = await startBroker(`sqlite:${join(dir, "nb.db")}`, {
     maxMessageBytes: 4096,
     maxPackMessages: 100,
@@ -25,6 +32,7 @@ before(async () => {
 after(async () => {
   client.close();
   await bus.stop();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
 async function rejectsWith(p: Promise<unknown>, code: grpc.status, details: RegExp): Promise<void> {
@@ -274,7 +282,7 @@ test("invalid UTF-8 in an attribute value, ordering key, message id or topic get
 });
 
 test("a publish quota answers RESOURCE_EXHAUSTED with a retry delay once a client is over it", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "nb-quota-"));
+  const dir = tempDir("nb-quota-");
   const quotaBus = await startBroker(`sqlite:${join(dir, "db")}`, { publishQuotaMessages: 50 });
   const c = new TestClient(quotaBus.address);
   try {
@@ -303,7 +311,7 @@ test("a publish quota answers RESOURCE_EXHAUSTED with a retry delay once a clien
 });
 
 test("topics and subscriptions over --max-topics and --max-subscriptions-per-topic are refused with RESOURCE_EXHAUSTED; existing ones go on", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "nb-limits-"));
+  const dir = tempDir("nb-limits-");
   const limited = await startBroker(`sqlite:${join(dir, "db")}`, {
     maxTopics: 3,
     maxSubscriptionsPerTopic: 2,
@@ -343,7 +351,7 @@ test("topics and subscriptions over --max-topics and --max-subscriptions-per-top
 });
 
 test("a call from one connection more than --max-connections gets RESOURCE_EXHAUSTED; health checks are always answered", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "nb-conns-"));
+  const dir = tempDir("nb-conns-");
   const limited = await startBroker(`sqlite:${join(dir, "db")}`, { maxConnections: 2 });
   const own = { "grpc.use_local_subchannel_pool": 1 };
   const clients = [0, 1, 2].map(() => new TestClient(limited.address, own));
@@ -463,7 +471,7 @@ test("a topic's retention and retention_bytes are bounded where set; one stored 
   assert.ok((await client.adminCall("listTopics", {})).topics.some((t) => t.name === "bounded"));
 
   // A database where an earlier version stored such values: its topics still list.
-  const dir = mkdtempSync(join(tmpdir(), "nb-unbounded-"));
+  const dir = tempDir("nb-unbounded-");
   const url = `sqlite:${join(dir, "nb.db")}`;
   const store = await openStore(url, { mysqlPoolSize: 1, mysqlAllowUnsafeDurability: false, log: quietLog });
   await store.ensureTopic("unbounded", {
@@ -481,6 +489,5 @@ test("a topic's retention and retention_bytes are bounded where set; one stored 
   } finally {
     oldClient.close();
     await old.stop();
-    rmSync(dir, { recursive: true, force: true });
   }
 });
