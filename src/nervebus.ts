@@ -219,7 +219,14 @@ export async function startNerveBus(
     }),
     peers?.auth,
   );
-  const deadLetterSender = peers === undefined ? undefined : new DeadLetterSender(peers.auth, peers.channels);
+  const deadLetterSender =
+    peers === undefined
+      ? undefined
+      : new DeadLetterSender(peers.auth, peers.channels, {
+          maxMessageBytes: config.maxMessageBytes,
+          maxPackMessages: config.maxPackMessages,
+          maxPackBytes: config.maxPackBytes,
+        });
   broker = new Broker(store, {
     ...(deadLetterSender === undefined
       ? {}

@@ -6,7 +6,7 @@ import {
   SendPackRequestSchema,
   SendPackResponseSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
-import type { NewMessage, Priority } from "../core/index.js";
+import { type NewMessage, type Priority, type PublishLimits, packsWithin } from "../core/index.js";
 import { DEAD_LETTER_HEADER, type PeerAuth } from "./peer-auth.js";
 import type { PeerChannels } from "./peer-channels.js";
 
@@ -26,16 +26,26 @@ const WIRE_PRIORITY: Record<Priority, WirePriority> = {
  * a SendPack signed as this broker's (PeerAuth) and marked as dead letters, so the owner
  * accepts their reserved attributes and serves it without a client's principal (the
  * subscription's dead-letter topic was authorized when it was set), over the cluster's
- * channels (TLS when the broker serves TLS).
+ * channels (TLS when the broker serves TLS). Letters are sent in packs within the pack limits
+ * (`limits`, the cluster's): the owner refuses a larger pack, and the subscription would retry
+ * it forever (a terminate of more than --max-pack-messages at once).
  */
 export class DeadLetterSender {
   constructor(
     private readonly peers: PeerAuth,
     private readonly channels: PeerChannels,
+    private readonly limits: PublishLimits,
   ) {}
 
-  /** Resolves once the owner confirmed the letters durable. */
-  send(ownerAddress: string, topic: string, messages: NewMessage[]): Promise<void> {
+  /**
+   * Resolves once the owner confirmed the letters durable. A failure part way leaves the packs
+   * sent before it stored: a retry sends them again (forwarded letters are at least once).
+   */
+  async send(ownerAddress: string, topic: string, messages: NewMessage[]): Promise<void> {
+    for (const pack of packsWithin(messages, this.limits)) await this.#sendPack(ownerAddress, topic, pack);
+  }
+
+  #sendPack(ownerAddress: string, topic: string, messages: NewMessage[]): Promise<void> {
     const request = create(SendPackRequestSchema, {
       topic,
       messages: messages.map((m) =>

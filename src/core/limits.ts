@@ -1,4 +1,4 @@
-import type { Pack } from "../wire/index.js";
+import type { Pack, PackMessage } from "../wire/index.js";
 import type { Window } from "./consumer.js";
 import { invalidArgument } from "./errors.js";
 import type { SubscriptionConfig, TopicConfig } from "./model.js";
@@ -56,10 +56,53 @@ export function checkDelay(field: string, delayMs: number): number {
 /** Attribute keys with this prefix are the broker's (dead-letter metadata); producers may not set them. */
 export const RESERVED_ATTRIBUTE_PREFIX = "nervebus-";
 
+/** Bytes of `m` as the size limits count them, of its attributes those `counted` keeps. */
+function messageBytes(m: PackMessage, counted: (key: string) => boolean): number {
+  let n = m.data.byteLength + Buffer.byteLength(m.orderingKey) + Buffer.byteLength(m.messageId);
+  for (const k in m.attributes)
+    if (counted(k)) n += Buffer.byteLength(k) + Buffer.byteLength(m.attributes[k] ?? "");
+  return n;
+}
+
+/**
+ * The bytes of a dead letter the size limits count, leaving out the attributes the broker may
+ * have added: the dead-letter ones (reserved keys) and the `traceparent` a message published
+ * without one gets. A message accepted at the limit stays acceptable as a dead letter,
+ * wherever its dead-letter topic is served.
+ */
+export function deadLetterBytes(m: PackMessage): number {
+  return messageBytes(m, (k) => !k.startsWith(RESERVED_ATTRIBUTE_PREFIX) && k !== "traceparent");
+}
+
+/**
+ * `messages` in packs within --max-pack-messages and --max-pack-bytes, in their order (a
+ * message larger alone in its pack): dead letters forwarded to another broker of the cluster,
+ * which would refuse a larger pack. Bytes count every attribute, so a request stays within
+ * the size the receiving broker's gRPC takes (a pack plus framing).
+ */
+export function packsWithin<T extends PackMessage>(messages: readonly T[], limits: PublishLimits): T[][] {
+  const packs: T[][] = [];
+  let pack: T[] = [];
+  let bytes = 0;
+  for (const m of messages) {
+    const size = messageBytes(m, () => true);
+    if (pack.length > 0 && (pack.length >= limits.maxPackMessages || bytes + size > limits.maxPackBytes)) {
+      packs.push(pack);
+      pack = [];
+      bytes = 0;
+    }
+    pack.push(m);
+    bytes += size;
+  }
+  if (pack.length > 0) packs.push(pack);
+  return packs;
+}
+
 /**
  * Checks a pack against the limits; returns its size in bytes as messageBytes counts it.
  * Errors name the message by its index. `deadLetters`: the pack holds dead letters another
- * broker of the cluster forwarded, whose reserved (dead-letter) attributes are let through.
+ * broker of the cluster forwarded, whose reserved (dead-letter) attributes are let through
+ * and, as on the broker that dead-letters them itself, not counted against the size limits.
  */
 export function checkPack(pack: Pack, limits: PublishLimits, deadLetters = false): number {
   const n = pack.count;
@@ -71,7 +114,7 @@ export function checkPack(pack: Pack, limits: PublishLimits, deadLetters = false
   const latest = Date.now() + MAX_DELAY_MS;
   const { sentBytes, keyBytes, idBytes, deliverAt } = pack;
   for (let i = 0; i < n; i++) {
-    const size = sentBytes[i]!;
+    const size = deadLetters ? deadLetterBytes(pack.message(i)) : sentBytes[i]!;
     if (size > limits.maxMessageBytes) {
       throw invalidArgument(
         `messages[${i}]`,

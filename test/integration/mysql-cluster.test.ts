@@ -22,7 +22,7 @@ import {
 import { unary } from "../../src/api/index.js";
 import { tokenHash } from "../../src/auth/index.js";
 import { seqsOf, startBroker, TestClient } from "../support/broker.js";
-import { liveOwners, retrying } from "../support/cluster.js";
+import { crossBrokerDeadLetters, liveOwners, retrying, untilSourceEmpty } from "../support/cluster.js";
 import { type TestMysql, useTestMysql } from "../support/mariadb.js";
 import { pem, TestCa } from "../support/pki.js";
 import { type BrokerProcess, runCli, spawnBroker } from "../support/process.js";
@@ -409,24 +409,8 @@ test("mysql --cluster: dead letters go to the broker that owns the dead-letter t
   const b = await startBroker(url, settings);
   const client = new TestClient(a.address);
   try {
-    await sleep(1200);
     // A source topic that falls to a and a dead-letter topic that falls to b, seen from a.
-    const locate = async (topic: string) => (await client.adminCall("locateTopic", { topic })).address;
-    let source = "";
-    let dlq = "";
-    for (let i = 0; i < 50 && (source === "" || dlq === ""); i++) {
-      const at = await locate(`dl-${i}`);
-      if (at === "" && source === "") source = `dl-${i}`;
-      if (at === b.address && dlq === "") dlq = `dl-${i}`;
-    }
-    assert.ok(source !== "" && dlq !== "", "topics fall to both brokers");
-    for (const name of [source, dlq])
-      await retrying(() => client.adminCall("createTopic", { topic: { name } }));
-    await retrying(() =>
-      client.adminCall("createSubscription", {
-        subscription: { topic: source, name: "work", deadLetterTopic: dlq },
-      }),
-    );
+    const { source, dlq } = await crossBrokerDeadLetters(client, b.address, "dl");
     await retrying(() => client.publish(source, [{ data: Buffer.from("poison"), attributes: { k: "v" } }]));
     assert.ok(a.broker.store.cluster?.owns(source), "a owns the source topic");
 
@@ -452,14 +436,7 @@ test("mysql --cluster: dead letters go to the broker that owns the dead-letter t
       assert.equal(a.broker.store.cluster?.owns(dlq), false, "a only forwarded");
       await dead.end();
       // Acked at the source once durable at b: nothing comes again.
-      await work.until(
-        () => {
-          const g = a.broker.subscriptionGauges().find((s) => s.topic === source);
-          return g !== undefined && g.backlog === 0 && g.inFlight === 0;
-        },
-        20_000,
-        "the source backlog to empty",
-      );
+      await untilSourceEmpty(work, a.broker, source);
       await work.end();
       assert.equal(work.deliveries.length, 1);
     } finally {
@@ -684,14 +661,7 @@ test("mysql --cluster with TLS, mTLS, tokens and a policy: forwarding over TLS, 
     assert.equal(letter.attributes["nervebus-dlq-source-topic"], source);
     assert.equal(letter.attributes["nervebus-dlq-reason"], "terminated");
     assert.equal(a.broker.store.cluster?.owns(dlq), false, "a only forwarded");
-    await work.until(
-      () => {
-        const g = a.broker.subscriptionGauges().find((s) => s.topic === source);
-        return g !== undefined && g.backlog === 0 && g.inFlight === 0;
-      },
-      20_000,
-      "the source backlog to empty: acked once durable at b",
-    );
+    await untilSourceEmpty(work, a.broker, source);
     await dead.end();
     await work.end();
   } finally {
