@@ -3,7 +3,7 @@ import { sleep } from "./backoff.js";
 import { type CatalogBounds, CatalogLimits } from "./catalog-limits.js";
 import { Consumer, type ConsumerSink, type Window } from "./consumer.js";
 import { type DeadLetterForwarder, DeadLetterRouter } from "./dead-letter.js";
-import { invalidArgument, NerveBusError } from "./errors.js";
+import { invalidArgument, NerveBusError, seqText } from "./errors.js";
 import {
   checkPack,
   checkShards,
@@ -455,7 +455,7 @@ export class Broker {
     if (found === undefined)
       throw new NerveBusError(
         "not_found",
-        `seq ${seq} of topic ${topicName} ${seq > entry.topic.watermark ? `was never published (last seq ${entry.topic.watermark})` : "is no longer stored (retention or purge)"}`,
+        `seq ${seqText(seq)} of topic ${topicName} ${seq > entry.topic.watermark ? `was never published (last seq ${entry.topic.watermark})` : "is no longer stored (retention or purge)"}`,
       );
     return found;
   }

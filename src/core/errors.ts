@@ -63,6 +63,14 @@ export function corruptRows(topic: string, first: number, last: number, cause: u
   );
 }
 
+/**
+ * A seq a client sent, for an error message: past 2^53 it arrived rounded (a uint64 read as
+ * a number), so printing it would name a seq the client never sent.
+ */
+export function seqText(seq: number): string {
+  return Number.isSafeInteger(seq) || !Number.isFinite(seq) || seq < 0 ? String(seq) : "past 2^53";
+}
+
 /** Shorthand for the most common error: a bad value in a named field. */
 export function invalidArgument(field: string, problem: string): NerveBusError {
   return new NerveBusError("invalid_argument", `${field}: ${problem}`);

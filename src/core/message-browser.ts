@@ -1,4 +1,4 @@
-import { invalidArgument, NerveBusError } from "./errors.js";
+import { invalidArgument, NerveBusError, seqText } from "./errors.js";
 import type { LogMessage } from "./model.js";
 import type { Store } from "./store.js";
 import type { Topic } from "./topic.js";
@@ -61,7 +61,7 @@ function checkQuery(q: MessageQuery): { pageSize: number; scanLimit: number } {
   if (q.traceId !== undefined && !/^[0-9a-f]{32}$/.test(q.traceId))
     throw invalidArgument("trace_id", `must be 32 lowercase hex digits, got ${JSON.stringify(q.traceId)}`);
   if (q.toSeq > 0 && q.fromSeq > q.toSeq)
-    throw invalidArgument("to_seq", `is below from_seq (${q.toSeq} < ${q.fromSeq})`);
+    throw invalidArgument("to_seq", `is below from_seq (${seqText(q.toSeq)} < ${seqText(q.fromSeq)})`);
   if (q.fromTime !== undefined && q.toTime !== undefined && q.fromTime > q.toTime)
     throw invalidArgument("to_time", "is before from_time");
   return { pageSize, scanLimit };

@@ -3,7 +3,7 @@ import { AckRanges } from "./ack-ranges.js";
 import { backoffDelay } from "./backoff.js";
 import type { Consumer, Delivered, Delivery } from "./consumer.js";
 import { DeadLetterLog } from "./dead-letter-log.js";
-import { CorruptRowsError, corruptRows, invalidArgument, type NerveBusError } from "./errors.js";
+import { CorruptRowsError, corruptRows, invalidArgument, type NerveBusError, seqText } from "./errors.js";
 import { LeaseRange } from "./lease-range.js";
 import { LeaseTimers } from "./lease-timers.js";
 import type { LogMessage, PointerRecord, SubscriptionConfig, SubscriptionRecord } from "./model.js";
@@ -1247,7 +1247,7 @@ export class Subscription {
       if (!Number.isSafeInteger(seq) || seq < 1 || seq > watermark) {
         throw invalidArgument(
           field,
-          `seq ${seq} was never published on topic ${this.topic.record.name} (last seq ${watermark})`,
+          `seq ${seqText(seq)} was never published on topic ${this.topic.record.name} (last seq ${watermark})`,
         );
       }
     }

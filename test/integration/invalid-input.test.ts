@@ -397,10 +397,25 @@ test("a seq past 2^53 is past the end: a seek goes to the end, GetMessage is NOT
       target: { case: "seq", value: seq },
     });
     assert.equal(res.floor, 2n, `seek to ${seq}`);
+    // Named as sent, or as past 2^53: never as the rounded 18446744073709552000.
     await rejectsWith(
       client.adminCall("getMessage", { topic: "far-seq", seq }),
       grpc.status.NOT_FOUND,
-      /was never published \(last seq 2\)/,
+      seq === 1000n
+        ? /^seq 1000 of topic far-seq was never published \(last seq 2\)$/
+        : /^seq past 2\^53 of topic far-seq was never published \(last seq 2\)$/,
+    );
+  }
+  // An ack (the fast path's seqs) and a termination of 2^64 - 1 on a Receive stream.
+  for (const req of [{ ackSeqs: [2n ** 64n - 1n] }, { terminateSeqs: [2n ** 64n - 1n] }]) {
+    const s = client.receive("far-seq", "acks");
+    await s.until(() => s.responses.some((r) => r.subscribed !== undefined), 5000, "subscribed");
+    s.send(req);
+    await s.until(() => s.ended, 5000, "stream end");
+    assert.equal(s.error?.code, grpc.status.INVALID_ARGUMENT, s.error?.details);
+    assert.match(
+      s.error?.details ?? "",
+      /seq past 2\^53 was never published on topic far-seq \(last seq 2\)$/,
     );
   }
   await rejectsWith(
