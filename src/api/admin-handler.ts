@@ -1,11 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import {
-  type Duration,
-  durationFromMs,
-  durationMs,
-  timestampFromMs,
-  timestampMs,
-} from "@bufbuild/protobuf/wkt";
+import { type Duration, durationFromMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import {
   type AdminService,
   ConsumerStatsSchema,
@@ -29,6 +23,7 @@ import {
 } from "../core/index.js";
 import { type Caller, type CallGuard, guardedUnary, type Need, principalKey } from "./call-guard.js";
 import { clusterAdminHandlers } from "./cluster-admin.js";
+import { durationField } from "./duration-field.js";
 import type { ServiceHandlers } from "./grpc-adapter.js";
 import { listMessages, storedMessageToWire } from "./message-browse.js";
 import { schemaToWire } from "./schema-wire.js";
@@ -73,7 +68,7 @@ function subscriptionToWire(topic: string, s: SubscriptionRecord): WireSubscript
 
 function ms(field: string, d: Duration | undefined): number | undefined {
   if (d === undefined) return undefined;
-  const v = durationMs(d);
+  const v = durationField(field, d);
   if (v < 0) throw invalidArgument(field, "must not be negative");
   return v;
 }

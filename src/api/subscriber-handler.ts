@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type * as grpc from "@grpc/grpc-js";
 import {
   AckResultsSchema,
@@ -25,6 +25,7 @@ import {
 } from "../core/index.js";
 import { ackSeqNumbers, encodeDeliveries, malformedReason } from "../wire/index.js";
 import { type Caller, type CallGuard, principalKey } from "./call-guard.js";
+import { durationField } from "./duration-field.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { toStartPosition } from "./start-position.js";
 import { toGrpcStatus } from "./status.js";
@@ -93,7 +94,7 @@ function toWindow(field: string, w: WireWindow | undefined): Window {
 
 function deadlineMs(field: string, d: { seconds: bigint; nanos: number } | undefined): number | undefined {
   if (d === undefined) return undefined;
-  return checkAckDeadline(field, durationMs(d as Parameters<typeof durationMs>[0]));
+  return checkAckDeadline(field, durationField(field, d));
 }
 
 function toSeqs(seqs: readonly bigint[]): number[] {
@@ -324,7 +325,8 @@ class ReceiveSession implements ConsumerSink {
     for (let i = 0; i < req.nacks.length; i++) {
       const n = req.nacks[i]!;
       let delay: number | undefined;
-      if (n.delay !== undefined) delay = checkDelay(`nacks[${i}].delay`, durationMs(n.delay));
+      if (n.delay !== undefined)
+        delay = checkDelay(`nacks[${i}].delay`, durationField(`nacks[${i}].delay`, n.delay));
       subscription.nack(consumer, Number(n.seq), delay);
     }
     for (let i = 0; i < req.extendDeadlines.length; i++) {

@@ -506,3 +506,31 @@ test("a topic's retention and retention_bytes are bounded where set; one stored 
     await old.stop();
   }
 });
+
+test("a google.protobuf.Duration whose nanos is outside ±999,999,999 is INVALID_ARGUMENT naming its nanos", async () => {
+  // A regression: nanos was read as that many more ms, so 10 s + 2e9 ns was a 12 s deadline.
+  await rejectsWith(
+    client.adminCall("createSubscription", {
+      subscription: { topic: "nanos", name: "s", ackDeadline: { seconds: 10n, nanos: 2_000_000_000 } },
+    }),
+    grpc.status.INVALID_ARGUMENT,
+    /^subscription\.ack_deadline\.nanos: must be -999999999 to 999999999, got 2000000000$/,
+  );
+  await rejectsWith(
+    client.adminCall("createTopic", {
+      topic: { name: "nanos", dedupWindow: { seconds: 60n, nanos: -1_000_000_000 } },
+    }),
+    grpc.status.INVALID_ARGUMENT,
+    /^topic\.dedup_window\.nanos: must be -999999999 to 999999999, got -1000000000$/,
+  );
+  await client.publish("nanos", ["a"]);
+  const s = client.receive("nanos", "s");
+  await s.until(() => s.deliveries.length === 1, 5000, "the message");
+  s.send({ nacks: [{ seq: s.deliveries[0]!.seq, delay: { seconds: 0n, nanos: 1_000_000_000 } }] });
+  await s.until(() => s.ended, 5000, "stream end");
+  assert.equal(s.error?.code, grpc.status.INVALID_ARGUMENT, s.error?.details);
+  assert.match(
+    s.error?.details ?? "",
+    /^nacks\[0\]\.delay\.nanos: must be -999999999 to 999999999, got 1000000000$/,
+  );
+});
