@@ -95,8 +95,12 @@ function int64(r: WireReader): number {
   return Number(BigInt.asIntN(64, x));
 }
 
-/** ms of a google.protobuf.Timestamp or Duration (seconds 1, nanos 2) in buf[s, e). */
-function millis(buf: Buffer, s: number, e: number): number {
+/**
+ * ms of a google.protobuf.Timestamp or Duration (seconds 1, nanos 2) in buf[s, e), the field
+ * `field`. Its nanos must be `minNanos` (0 for a Timestamp, -999,999,999 for a Duration) to
+ * 999,999,999: more is not a time, and was read as that many more ms.
+ */
+function millis(buf: Buffer, s: number, e: number, field: string, minNanos: number): number {
   const r = new WireReader(buf, s, e);
   let seconds = 0;
   let nanos = 0;
@@ -106,6 +110,8 @@ function millis(buf: Buffer, s: number, e: number): number {
     else if (tag === ((2 << 3) | WIRE_VARINT)) nanos = int64(r);
     else r.skip(tag & 7);
   }
+  if (nanos < minNanos || nanos > 999_999_999)
+    throw new WireError(`${field}.nanos: must be ${minNanos} to 999999999, got ${nanos}`);
   return seconds * 1000 + Math.round(nanos / 1_000_000);
 }
 
@@ -265,7 +271,7 @@ function read(buf: Buffer, prefix: Buffer): SendPackBytes {
         case TAG_DELIVER_AT: {
           const s = m.lenStart();
           sentDeliverAt ??= new Float64Array(count);
-          sentDeliverAt[i] = millis(buf, s, m.pos);
+          sentDeliverAt[i] = millis(buf, s, m.pos, `messages[${i}].deliver_at`, 0);
           break;
         }
         case TAG_PRIORITY: {
@@ -279,7 +285,7 @@ function read(buf: Buffer, prefix: Buffer): SendPackBytes {
         case TAG_DELAY: {
           const s = m.lenStart();
           sentDelay ??= new Float64Array(count).fill(Number.NaN);
-          sentDelay[i] = millis(buf, s, m.pos);
+          sentDelay[i] = millis(buf, s, m.pos, `messages[${i}].delay`, -999_999_999);
           break;
         }
         default:

@@ -523,6 +523,11 @@ test("a google.protobuf.Duration whose nanos is outside ±999,999,999 is INVALID
     grpc.status.INVALID_ARGUMENT,
     /^topic\.dedup_window\.nanos: must be -999999999 to 999999999, got -1000000000$/,
   );
+  await rejectsWith(
+    client.publish("nanos", [{ data: Buffer.from("a"), delay: { seconds: 0n, nanos: 2_000_000_000 } }]),
+    grpc.status.INVALID_ARGUMENT,
+    /\(messages\[0\]\.delay\.nanos: must be -999999999 to 999999999, got 2000000000\)$/,
+  );
   await client.publish("nanos", ["a"]);
   const s = client.receive("nanos", "s");
   await s.until(() => s.deliveries.length === 1, 5000, "the message");
