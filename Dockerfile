@@ -25,6 +25,12 @@ ENV NODE_OPTIONS="--max-old-space-size=256"
 # (gRPC, the MySQL driver, libuv), and spread over many arenas the freed memory stays
 # fragmented and counted in RSS (about 20-50 MB less under the overload benchmark).
 ENV MALLOC_ARENA_MAX=2
+# Blocks of 128 KiB and more (request bodies, run bodies) straight from mmap, so freeing one
+# gives it back to the kernel. glibc otherwise raises this threshold to the size of each large
+# block freed, up to 32 MiB, after which such blocks come from the arenas and what they free
+# stays in RSS: the overload benchmark's steady RSS ~60 MB lower, its peak ~12 MB lower
+# (BENCHMARKS.md, "Round 2, seventh session").
+ENV MALLOC_MMAP_THRESHOLD_=131072
 WORKDIR /app
 # uid/gid 999 (what --system gave it before it was pinned): mounted key files and the data
 # volume must be readable by this uid, so it is fixed and documented.

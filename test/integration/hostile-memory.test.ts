@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
+import { dockerfileRuntime } from "../../bench/lib/dockerfile-runtime.js";
 import { seqsOf, TestClient } from "../support/broker.js";
 import { freePort } from "../support/mariadb.js";
 import { type BrokerProcess, spawnBroker } from "../support/process.js";
@@ -63,16 +64,22 @@ const rssMb = (field: "VmRSS" | "VmHWM") => {
 before(async () => {
   const dir = mkdtempSync(join(tmpdir(), "nb-hostile-mem-"));
   httpPort = await freePort();
-  // The container's runtime settings (Dockerfile): a capped heap and two malloc arenas, so
-  // garbage is collected and returned as a production broker's is.
+  // The container's runtime settings (the Dockerfile's ENV: a capped heap, two malloc arenas,
+  // large blocks from mmap), so garbage is collected and returned as a production broker's is.
   // A heap snapshot starts with a full GC: SIGUSR2 is how the test makes the broker collect
   // its garbage from outside, without a debugging endpoint in the broker.
   gcDir = mkdtempSync(join(tmpdir(), "nb-hostile-gc-"));
+  const runtime = dockerfileRuntime();
+  assert.ok(runtime.nodeOptions.length > 0, "the Dockerfile's NODE_OPTIONS were found");
   broker = await spawnBroker(
     ["--store", `sqlite:${join(dir, "db")}`, "--http-listen", `127.0.0.1:${httpPort}`, ...CONFIG],
     {
-      NODE_OPTIONS: `--max-old-space-size=256 --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${gcDir}`,
-      MALLOC_ARENA_MAX: "2",
+      ...runtime.env,
+      NODE_OPTIONS: [
+        ...runtime.nodeOptions,
+        "--heapsnapshot-signal=SIGUSR2",
+        `--diagnostic-dir=${gcDir}`,
+      ].join(" "),
     },
   );
   client = new TestClient(broker.address);
