@@ -11,10 +11,21 @@ export function profileDir(profilesDir: string, store: string, kind: ProfileKind
   return join(profilesDir, `${store}-${kind}`);
 }
 
-/** The newest .cpuprofile in `dir`, or undefined when there is none (or no such directory). */
+/**
+ * `node --cpu-prof` names a profile CPU.<date>.<time>.<pid>.<thread id>.<seq>.cpuprofile, one per
+ * thread: the broker's event loop is thread 0; a SQLite broker's checkpoint or writer thread
+ * writes one of its own, which sorts after it.
+ */
+const MAIN_THREAD_PROFILE = /^CPU\.\d+\.\d+\.\d+\.0\.\d+\.cpuprofile$/;
+
+/**
+ * The newest event-loop (main thread) .cpuprofile in `dir`, or undefined when there is none (or
+ * no such directory). Worker threads' profiles are passed over: picking the newest file of all
+ * summarized a SQLite broker's checkpoint thread instead of its event loop.
+ */
 export function latestProfile(dir: string): string | undefined {
   try {
-    const files = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"));
+    const files = readdirSync(dir).filter((f) => MAIN_THREAD_PROFILE.test(f));
     return files.length > 0 ? join(dir, files.sort().at(-1)!) : undefined;
   } catch {
     return undefined;
