@@ -180,6 +180,7 @@ export async function startNerveBus(
     { part: "write_buffer", limitBytes: config.writeBufferBytes, usedBytes: broker?.bufferedBytes ?? 0 },
     { part: "tail_caches", limitBytes: config.tailCacheTotalBytes, usedBytes: broker?.tailCacheBytes ?? 0 },
     { part: "read_ahead", limitBytes: config.readAheadBytes, usedBytes: broker?.readAheadBytes ?? 0 },
+    { part: "leases", limitBytes: config.leaseBytes, usedBytes: broker?.leaseBytes ?? 0 },
     {
       part: "stream_buffers",
       limitBytes: config.streamBufferBytes,
@@ -240,6 +241,7 @@ export async function startNerveBus(
     tailCacheBytes: config.tailCacheBytes,
     tailCacheTotalBytes: config.tailCacheTotalBytes,
     readAheadBytes: config.readAheadBytes,
+    leaseBytes: config.leaseBytes,
     catalog: {
       maxTopics: config.maxTopics,
       maxSubscriptionsPerTopic: config.maxSubscriptionsPerTopic,

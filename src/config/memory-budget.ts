@@ -4,6 +4,7 @@ export type BudgetedKey =
   | "writeBufferBytes"
   | "tailCacheTotalBytes"
   | "readAheadBytes"
+  | "leaseBytes"
   | "streamBufferBytes";
 
 /**
@@ -18,11 +19,13 @@ export const MEMORY_SHARES: Readonly<Record<BudgetedKey, number>> = {
   // SendPack request bytes held from when their body arrives until they are answered.
   packBytesInProgress: 0.25,
   // Messages assigned seqs and waiting for the store.
-  writeBufferBytes: 0.25,
+  writeBufferBytes: 0.1875,
   // Recent messages of all topics, for subscribers that keep up.
-  tailCacheTotalBytes: 0.25,
+  tailCacheTotalBytes: 0.1875,
   // Rows lagging subscriptions read ahead from the store.
   readAheadBytes: 0.125,
+  // Delivered messages not acked yet: their leases and redelivery entries (LeaseShare).
+  leaseBytes: 0.125,
   // Answers (deliveries, ack confirmations) waiting for slow readers, all streams together.
   streamBufferBytes: 0.125,
 };

@@ -37,6 +37,7 @@ export interface Config {
   tailCacheBytes: number;
   tailCacheTotalBytes: number;
   readAheadBytes: number;
+  leaseBytes: number;
   streamBufferBytes: number;
   confirmTimeoutMs: number;
   statePersistIntervalMs: number;
@@ -215,7 +216,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: DEFAULT_MEMORY_BUDGET,
     min: 16 * MiB,
     max: 256 * GiB,
-    doc: 'memory the broker may hold for clients, all together; the five settings below default to their shares of it (see "What bounds the broker\'s memory")',
+    doc: 'memory the broker may hold for clients, all together; the six settings below default to their shares of it (see "What bounds the broker\'s memory")',
   },
   {
     key: "packBytesInProgress",
@@ -231,7 +232,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: budgetShare("writeBufferBytes", DEFAULT_MEMORY_BUDGET),
     min: MiB,
     max: 64 * GiB,
-    doc: "bytes waiting for the store before SendPack waits, then gets RESOURCE_EXHAUSTED (25% of --memory-budget)",
+    doc: "bytes waiting for the store before SendPack waits, then gets RESOURCE_EXHAUSTED (18.75% of --memory-budget)",
   },
   {
     key: "tailCacheBytes",
@@ -247,7 +248,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: budgetShare("tailCacheTotalBytes", DEFAULT_MEMORY_BUDGET),
     min: 0,
     max: 64 * GiB,
-    doc: "recent messages kept in memory for all topics together (25% of --memory-budget); the least recently written topics' caches go first (0: no bound beyond each topic's)",
+    doc: "recent messages kept in memory for all topics together (18.75% of --memory-budget); the least recently written topics' caches go first (0: no bound beyond each topic's)",
   },
   {
     key: "readAheadBytes",
@@ -256,6 +257,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: MiB,
     max: 64 * GiB,
     doc: "rows lagging subscriptions read ahead from the store, all together (12.5% of --memory-budget; 64 KiB – 4 MiB per read each)",
+  },
+  {
+    key: "leaseBytes",
+    kind: "bytes",
+    default: budgetShare("leaseBytes", DEFAULT_MEMORY_BUDGET),
+    min: MiB,
+    max: 64 * GiB,
+    doc: "delivered messages not acked yet, all subscriptions together, at ~283 B each (12.5% of --memory-budget); past it subscriptions hand out no new first deliveries (redeliveries and acks go on) unless they hold less than an equal share",
   },
   {
     key: "streamBufferBytes",

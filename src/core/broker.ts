@@ -53,6 +53,8 @@ export interface BrokerOptions extends PublishLimits {
   readonly tailCacheTotalBytes?: number;
   /** What lagging subscriptions read ahead from the store, all together (default 64 MiB). */
   readonly readAheadBytes?: number;
+  /** What unacked delivered messages may count for, all subscriptions together (default 24 MiB). */
+  readonly leaseBytes?: number;
   /** How long a pack may wait for its confirm when the call has no deadline. */
   readonly confirmTimeoutMs: number;
   /** How often dirty subscription state is persisted (coalescing acks). */
@@ -164,6 +166,11 @@ export class Broker {
   /** Bytes of rows read ahead for lagging subscriptions and not delivered yet. */
   get readAheadBytes(): number {
     return this.#registry.readAheadShare.usedBytes;
+  }
+
+  /** Bytes the unacked delivered messages of all subscriptions count for (see LeaseShare). */
+  get leaseBytes(): number {
+    return this.#registry.leaseShare.usedBytes;
   }
 
   /**

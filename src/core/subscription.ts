@@ -5,6 +5,7 @@ import type { Consumer, Delivered, Delivery } from "./consumer.js";
 import { DeadLetterLog } from "./dead-letter-log.js";
 import { CorruptRowsError, corruptRows, invalidArgument, type NerveBusError, seqText } from "./errors.js";
 import { LeaseRange } from "./lease-range.js";
+import type { LeaseShare } from "./lease-share.js";
 import { LeaseTimers } from "./lease-timers.js";
 import type { LogMessage, PointerRecord, SubscriptionConfig, SubscriptionRecord } from "./model.js";
 import type { BrokerObserver, Settled } from "./observer.js";
@@ -120,6 +121,12 @@ export class Subscription {
    */
   #ranges: LeaseRange[] = [];
   readonly #timers = new LeaseTimers(() => this.scheduleDispatch());
+  /**
+   * Seqs with a pending entry or held by a ranged lease, as counted in the leases' share of
+   * the memory budget (first deliveries wait while it is full; see LeaseShare).
+   */
+  #entries = 0;
+  readonly #leaseShare: LeaseShare;
   readonly #consumers: Consumer[] = [];
   #rotate = 0;
   /** Messages read from the store ahead of the cursor, for a lagging subscription. */
@@ -165,6 +172,7 @@ export class Subscription {
   ) {
     this.record = record;
     this.#readAhead = new ReadAhead(topic.options.readAheadShare);
+    this.#leaseShare = topic.options.leaseShare;
     const parsed = decodePersistedState(pointer.state);
     this.#acked = new AckRanges(pointer.ptr, parsed.a);
     this.#deadLetters = DeadLetterLog.decode(pointer.deadLetters);
@@ -173,6 +181,7 @@ export class Subscription {
       if (this.#acked.has(seq)) continue;
       const due = Math.max(notBefore, now);
       this.#pending.set(seq, pendingEntry(attempts, due, key ?? ""));
+      this.#count(1);
       if (key) this.#gate.take(key);
       this.#timers.retry(seq, due);
     }
@@ -455,7 +464,11 @@ export class Subscription {
       // Seeking back replays from the floor in seq order: messages waiting for redelivery go
       // back to the log's order instead of jumping the queue. Leased ones stay with their
       // consumers until acked or expired.
-      for (const [seq, p] of [...this.#pending]) if (p.consumer === undefined) this.#pending.delete(seq);
+      for (const [seq, p] of [...this.#pending])
+        if (p.consumer === undefined) {
+          this.#pending.delete(seq);
+          this.#count(-1);
+        }
     }
     this.#rewind();
     this.#markDirty();
@@ -519,6 +532,7 @@ export class Subscription {
   }
 
   close(): void {
+    this.#count(-this.#entries);
     this.#closed = true;
     this.#unlisten();
     this.#timers.close();
@@ -593,6 +607,9 @@ export class Subscription {
           // (test/integration/priority-redelivery-sqlite.test.ts).
           if (this.#fetching && this.#readyHead < this.#ready.length) break;
           if (this.topic.priorities.loading) break; // dispatched again once the lanes are built
+          // The leases' share of the memory budget is full: what is out is redelivered and
+          // acked, nothing new goes out until acks make room (dispatched again then).
+          if (!this.#leaseShare.mayTake(this, this.#entries)) break;
           if (spans && this.#cursor <= this.topic.watermark) {
             const took = this.#takeRecord(consumer, batch, rangeSeqs, rangeSizes);
             if (took === 0) break; // does not fit the window
@@ -617,6 +634,7 @@ export class Subscription {
           if (seq > this.#highestDelivered) this.#highestDelivered = seq;
           rangeSeqs.push(seq);
           rangeSizes.push(bytes);
+          this.#count(1);
           consumer.inFlight++;
           consumer.inFlightBytes += bytes;
           batch.push({ message, attempt: 1 });
@@ -626,6 +644,7 @@ export class Subscription {
         if (p === undefined) {
           p = pendingEntry(0, 0, "");
           this.#pending.set(seq, p);
+          this.#count(1);
           // A message taken from a priority lane may lie ahead of the cursor; the seqs between
           // are still to come.
           if (seq === this.#cursor) this.#cursor = seq + 1;
@@ -711,6 +730,7 @@ export class Subscription {
     if (seq > this.#highestDelivered) this.#highestDelivered = seq;
     rangeSeqs.push(seq);
     rangeSizes.push(bytes);
+    this.#count(1);
     consumer.inFlight++;
     consumer.inFlightBytes += bytes;
     const last = batch[batch.length - 1];
@@ -1138,6 +1158,7 @@ export class Subscription {
     }
     this.#release(p);
     this.#pending.delete(seq);
+    this.#count(-1);
     if (p.key !== "") this.#freeKey(p.key);
     // Timer entries of settled messages are dropped lazily when they fall due.
     this.#timers.compactIfStale(this.#pending.size, this.#timerIsCurrent);
@@ -1171,6 +1192,7 @@ export class Subscription {
   /** An acked seq leaves its ranged lease, giving its credit back. */
   #settleRanged(range: LeaseRange, i: number): void {
     const bytes = range.release(i);
+    this.#count(-1);
     const consumer = range.consumer;
     if (!consumer.detached) {
       consumer.inFlight--;
@@ -1228,7 +1250,15 @@ export class Subscription {
     // It becomes pending (attempt 0) and goes out first, like a due redelivery.
     const now = Date.now();
     this.#pending.set(seq, pendingEntry(0, now, key));
+    this.#count(1);
     this.#timers.retry(seq, now);
+  }
+
+  /** `delta` more (or fewer) seqs with entries or ranged leases, counted in the leases' share. */
+  #count(delta: number): void {
+    if (this.#closed || delta === 0) return;
+    this.#entries += delta;
+    this.#leaseShare.resize(this, delta, this.#entries);
   }
 
   #release(p: PendingEntry): void {

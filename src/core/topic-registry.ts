@@ -1,5 +1,6 @@
 import type { CatalogLimits } from "./catalog-limits.js";
 import { CorruptRowsError, invalidArgument, NerveBusError, storeOutOfSpace } from "./errors.js";
+import { LeaseShare } from "./lease-share.js";
 import type { StartPosition, SubscriptionConfig, TopicConfig, TopicRecord } from "./model.js";
 import type { BrokerObserver, LogFn } from "./observer.js";
 import { OutageLog } from "./outage-log.js";
@@ -32,6 +33,7 @@ export interface TopicEntry {
 /** What a topic's parts are built with (see BrokerOptions). */
 /** Read-ahead of all lagging subscriptions when the options name none (core tests). */
 const DEFAULT_READ_AHEAD_BYTES = 64 << 20;
+const DEFAULT_LEASE_BYTES = 24 << 20;
 
 export interface TopicRegistryOptions {
   readonly defaultShards: number;
@@ -41,6 +43,8 @@ export interface TopicRegistryOptions {
   readonly tailCacheTotalBytes?: number;
   /** What lagging subscriptions read ahead from the store, all together (default 64 MiB). */
   readonly readAheadBytes?: number;
+  /** What unacked delivered messages may count for, all subscriptions together (default 24 MiB). */
+  readonly leaseBytes?: number;
   readonly confirmTimeoutMs: number;
   readonly statePersistIntervalMs: number;
   readonly retentionIntervalMs: number;
@@ -81,6 +85,8 @@ export class TopicRegistry {
   readonly #cachePool: TailCachePool | undefined;
   /** What lagging subscriptions read ahead from the store, all together. */
   readonly readAheadShare: ReadAheadShare;
+  /** The unacked delivered messages of all subscriptions together. */
+  readonly leaseShare: LeaseShare;
 
   constructor(
     private readonly store: Store,
@@ -92,6 +98,7 @@ export class TopicRegistry {
     if ((options.tailCacheTotalBytes ?? 0) > 0)
       this.#cachePool = new TailCachePool(options.tailCacheTotalBytes!);
     this.readAheadShare = new ReadAheadShare(options.readAheadBytes ?? DEFAULT_READ_AHEAD_BYTES);
+    this.leaseShare = new LeaseShare(options.leaseBytes ?? DEFAULT_LEASE_BYTES);
   }
 
   /** The loaded topics. */
@@ -227,6 +234,7 @@ export class TopicRegistry {
         tailCacheBytes: options.tailCacheBytes,
         ...(this.#cachePool === undefined ? {} : { cachePool: this.#cachePool }),
         readAheadShare: this.readAheadShare,
+        leaseShare: this.leaseShare,
         log: options.log,
         observer: options.observer,
       },

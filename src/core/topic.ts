@@ -4,6 +4,7 @@ import { CommitTracker } from "./commit-tracker.js";
 import { ConfirmQueue } from "./confirm-queue.js";
 import { DedupIndex } from "./dedup-index.js";
 import { CorruptRowsError, NerveBusError, storeOutOfSpace } from "./errors.js";
+import type { LeaseShare } from "./lease-share.js";
 import type { LoggedIds, LogMessage, TopicRecord } from "./model.js";
 import type { BrokerObserver, LogFn } from "./observer.js";
 import { OutageLog } from "./outage-log.js";
@@ -40,6 +41,8 @@ export interface TopicOptions {
   readonly cachePool?: TailCachePool;
   /** The bound on the read-ahead rows of all lagging subscriptions together. */
   readonly readAheadShare: ReadAheadShare;
+  /** The bound on the unacked delivered messages of all subscriptions together. */
+  readonly leaseShare: LeaseShare;
   readonly observer: BrokerObserver;
   readonly log: LogFn;
 }

@@ -171,12 +171,12 @@ test("the status page and /metrics show the budget's parts, their shares and wha
   assert.equal(use.budgetBytes, 192 * MiB, "the default budget");
   assert.deepEqual(
     use.parts.map((p) => p.part),
-    ["requests", "write_buffer", "tail_caches", "read_ahead", "stream_buffers"],
+    ["requests", "write_buffer", "tail_caches", "read_ahead", "leases", "stream_buffers"],
   );
   const tail = use.parts.find((p) => p.part === "tail_caches")!;
   assert.ok(tail.usedBytes > 0 && tail.usedBytes <= tail.limitBytes, "the tail caches hold the messages");
   const text = await (await fetch(`http://${bus.httpAddress}/metrics`)).text();
-  for (const part of ["requests", "write_buffer", "tail_caches", "read_ahead", "stream_buffers"]) {
+  for (const part of ["requests", "write_buffer", "tail_caches", "read_ahead", "leases", "stream_buffers"]) {
     assert.match(text, new RegExp(`nervebus_memory_budget_bytes\\{part="${part}"[^}]*\\} \\d+`));
     assert.match(text, new RegExp(`nervebus_memory_used_bytes\\{part="${part}"[^}]*\\} \\d+`));
   }

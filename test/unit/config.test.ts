@@ -78,19 +78,20 @@ test("--memory-budget gives each part its share unless the part's own setting is
     c.writeBufferBytes,
     c.tailCacheTotalBytes,
     c.readAheadBytes,
+    c.leaseBytes,
     c.streamBufferBytes,
   ];
   const defaults = loadConfig({}, {});
   assert.equal(defaults.memoryBudget, 192 * MiB);
-  assert.deepEqual(parts(defaults), [48 * MiB, 48 * MiB, 48 * MiB, 24 * MiB, 24 * MiB]);
+  assert.deepEqual(parts(defaults), [48 * MiB, 36 * MiB, 36 * MiB, 24 * MiB, 24 * MiB, 24 * MiB]);
   const sum = (c: ReturnType<typeof loadConfig>) => parts(c).reduce((a, b) => a + b, 0);
   assert.equal(sum(defaults), defaults.memoryBudget, "the shares add up to the budget");
   const big = loadConfig({ "memory-budget": "1GiB" }, {});
-  assert.deepEqual(parts(big), [256 * MiB, 256 * MiB, 256 * MiB, 128 * MiB, 128 * MiB]);
+  assert.deepEqual(parts(big), [256 * MiB, 192 * MiB, 192 * MiB, 128 * MiB, 128 * MiB, 128 * MiB]);
   // An explicit setting wins, from any source; the others keep their shares.
   const mixed = loadConfig(
     { "memory-budget": "1GiB", "write-buffer-bytes": "10MiB" },
     { NERVEBUS_TAIL_CACHE_TOTAL_BYTES: "0" },
   );
-  assert.deepEqual(parts(mixed), [256 * MiB, 10 * MiB, 0, 128 * MiB, 128 * MiB]);
+  assert.deepEqual(parts(mixed), [256 * MiB, 10 * MiB, 0, 128 * MiB, 128 * MiB, 128 * MiB]);
 });

@@ -1,0 +1,66 @@
+/**
+ * What one unacked delivered message may cost the broker: a pending entry (its Map slot, the
+ * PendingEntry object and its lease or redelivery timer entry; 600k entries added 170 MB of
+ * heap). A first delivery leased in a LeaseRange costs ~17 B, but it becomes a pending entry the
+ * moment its consumer nacks it, lets it expire or goes away, which the broker cannot refuse
+ * without losing the message: it counts at this from the start, so the bound holds then too.
+ */
+export const LEASE_ENTRY_BYTES = 283;
+
+/** A subscription, as the share sees it: what to wake when it may deliver again. */
+export interface LeaseHolder {
+  scheduleDispatch(): void;
+}
+
+/**
+ * The unacked delivered messages of all subscriptions together are bounded (the `leases` part
+ * of --memory-budget). Over the total, a subscription hands out no new first deliveries
+ * unless it holds less than an equal share of the total among the subscriptions holding any
+ * (or nothing at all): redeliveries of what it holds still go out and acks still count, so
+ * nothing is lost or dropped, and a subscription that never acks does not starve the others.
+ * Woken again when acks bring the total under the bound, or a holder lets go of everything
+ * (the others' equal shares grow).
+ */
+export class LeaseShare {
+  readonly #holders = new Set<LeaseHolder>();
+  readonly #waiting = new Set<LeaseHolder>();
+  #entries = 0;
+
+  constructor(readonly totalBytes: number) {}
+
+  /** Bytes the entries of all subscriptions count for (status, metrics). */
+  get usedBytes(): number {
+    return this.#entries * LEASE_ENTRY_BYTES;
+  }
+
+  /** `holder` holds `delta` more (negative: fewer) entries, `now` in all. */
+  resize(holder: LeaseHolder, delta: number, now: number): void {
+    this.#entries += delta;
+    if (delta > 0) {
+      if (now === delta) this.#holders.add(holder);
+      return;
+    }
+    let wake = false;
+    if (now === 0 && this.#holders.delete(holder)) wake = true;
+    if (wake || (this.#waiting.size > 0 && this.#entries * LEASE_ENTRY_BYTES < this.totalBytes)) this.#wake();
+  }
+
+  /**
+   * Whether `holder`, holding `entries`, may hand out one more first delivery; if not, it is
+   * dispatched again once it may.
+   */
+  mayTake(holder: LeaseHolder, entries: number): boolean {
+    if ((this.#entries + 1) * LEASE_ENTRY_BYTES <= this.totalBytes || entries === 0) return true;
+    const holders = this.#holders.size + (this.#holders.has(holder) ? 0 : 1);
+    if ((entries + 1) * LEASE_ENTRY_BYTES <= this.totalBytes / holders) return true;
+    this.#waiting.add(holder);
+    return false;
+  }
+
+  #wake(): void {
+    if (this.#waiting.size === 0) return;
+    const waiting = [...this.#waiting];
+    this.#waiting.clear();
+    for (const h of waiting) h.scheduleDispatch();
+  }
+}
