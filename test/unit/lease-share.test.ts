@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { LEASE_ENTRY_BYTES, LeaseShare } from "../../src/core/lease-share.js";
+
+/** A subscription as the share sees it: its entries and how often it was woken. */
+function holder(share: LeaseShare) {
+  const h = {
+    entries: 0,
+    woken: 0,
+    scheduleDispatch: () => {
+      h.woken++;
+    },
+    take(n: number): number {
+      let took = 0;
+      while (took < n && share.mayTake(h, h.entries)) {
+        h.entries++;
+        share.resize(h, 1, h.entries);
+        took++;
+      }
+      return took;
+    },
+    settle(n: number): void {
+      h.entries -= n;
+      share.resize(h, -n, h.entries);
+    },
+  };
+  return h;
+}
+
+test("over the bound a subscription takes only up to an equal share; acks wake the ones waiting", () => {
+  const share = new LeaseShare(100 * LEASE_ENTRY_BYTES);
+  const hostile = holder(share);
+  const polite = holder(share);
+  assert.equal(hostile.take(1000), 100, "up to the bound");
+  assert.equal(share.usedBytes, 100 * LEASE_ENTRY_BYTES);
+  assert.equal(hostile.take(1), 0, "none past it");
+  // Another subscription still gets its equal share (half of the bound among two holders).
+  assert.equal(polite.take(1000), 50);
+  assert.equal(polite.take(1), 0);
+  assert.equal(hostile.woken + polite.woken, 0);
+  // Acks that bring the total back to the bound wake both; the hostile one stays at the bound.
+  polite.settle(50);
+  assert.deepEqual([hostile.woken, polite.woken], [1, 1]);
+  assert.equal(hostile.take(1), 0);
+  assert.equal(polite.take(1000), 50, "its equal share again");
+  hostile.settle(1);
+  assert.equal(share.usedBytes, 149 * LEASE_ENTRY_BYTES);
+});
+
+test("a subscription holding nothing may always take one: nobody starves", () => {
+  const share = new LeaseShare(10 * LEASE_ENTRY_BYTES);
+  const holders = Array.from({ length: 20 }, () => holder(share));
+  for (const h of holders) assert.ok(h.take(5) >= 1);
+  for (const h of holders) h.settle(h.entries);
+  assert.equal(share.usedBytes, 0);
+});
