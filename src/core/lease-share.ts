@@ -15,9 +15,11 @@ export interface LeaseHolder {
 /**
  * The unacked delivered messages of all subscriptions together are bounded (the `leases` part
  * of --memory-budget). Over the total, a subscription hands out no new first deliveries
- * unless it holds less than an equal share of the total among the subscriptions holding any
- * (or nothing at all): redeliveries of what it holds still go out and acks still count, so
- * nothing is lost or dropped, and a subscription that never acks does not starve the others.
+ * unless it holds nothing at all, or less than an equal share of the total among the
+ * subscriptions holding any while the total stays under twice the bound: redeliveries of what
+ * it holds still go out and acks still count, so nothing is lost or dropped, and a subscription
+ * that never acks does not starve the others. The total stays under twice the bound plus one
+ * message per subscription.
  * Woken again when acks bring the total under the bound, or a holder lets go of everything
  * (the others' equal shares grow).
  */
@@ -50,9 +52,13 @@ export class LeaseShare {
    * dispatched again once it may.
    */
   mayTake(holder: LeaseHolder, entries: number): boolean {
-    if ((this.#entries + 1) * LEASE_ENTRY_BYTES <= this.totalBytes || entries === 0) return true;
+    const after = (this.#entries + 1) * LEASE_ENTRY_BYTES;
+    if (after <= this.totalBytes || entries === 0) return true;
+    // Equal shares alone add up: with subscriptions coming one after another each taking its
+    // share of the bound (1/2, 1/3, 1/4 …) the total would grow without bound.
     const holders = this.#holders.size + (this.#holders.has(holder) ? 0 : 1);
-    if ((entries + 1) * LEASE_ENTRY_BYTES <= this.totalBytes / holders) return true;
+    if (after <= 2 * this.totalBytes && (entries + 1) * LEASE_ENTRY_BYTES <= this.totalBytes / holders)
+      return true;
     this.#waiting.add(holder);
     return false;
   }

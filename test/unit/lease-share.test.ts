@@ -47,6 +47,14 @@ test("over the bound a subscription takes only up to an equal share; acks wake t
   assert.equal(share.usedBytes, 149 * LEASE_ENTRY_BYTES);
 });
 
+test("equal shares taken one after another stop at twice the bound", () => {
+  const share = new LeaseShare(100 * LEASE_ENTRY_BYTES);
+  // 100, then half, a third, a quarter… of the bound: the last ones get what is left of twice it.
+  const took = Array.from({ length: 6 }, () => holder(share).take(1000));
+  assert.deepEqual(took, [100, 50, 33, 17, 1, 1]);
+  assert.equal(share.usedBytes, 202 * LEASE_ENTRY_BYTES, "twice the bound, plus one each past it");
+});
+
 test("a subscription holding nothing may always take one: nobody starves", () => {
   const share = new LeaseShare(10 * LEASE_ENTRY_BYTES);
   const holders = Array.from({ length: 20 }, () => holder(share));
