@@ -224,7 +224,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: budgetShare("packBytesInProgress", DEFAULT_MEMORY_BUDGET),
     min: MiB,
     max: 64 * GiB,
-    doc: "SendPack request bytes held at once (25% of --memory-budget); a pack is counted at --max-pack-bytes until its body arrives, then at its size; one more gets RESOURCE_EXHAUSTED before its body is read",
+    doc: "SendPack (and Publish stream) request bytes held at once (25% of --memory-budget); a pack is counted at --max-pack-bytes until its body arrives, then at its size; one more gets RESOURCE_EXHAUSTED before its body is read",
   },
   {
     key: "writeBufferBytes",
