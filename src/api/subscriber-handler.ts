@@ -20,6 +20,7 @@ import {
   type Delivered,
   type Delivery,
   invalidArgument,
+  monotonicNow,
   NerveBusError,
   type Window,
 } from "../core/index.js";
@@ -121,7 +122,7 @@ class ReceiveSession implements ConsumerSink {
   #attachment: Attachment | undefined;
   #chain: Promise<void> = Promise.resolve();
   #ended = false;
-  #lastWrite = Date.now();
+  #lastWrite = monotonicNow();
   /** Bytes of deliveries handed to grpc-js and not yet written to the transport. */
   #unsent = 0;
   /** Whether this stream told its subscription it is congested by #unsent. */
@@ -400,7 +401,7 @@ class ReceiveSession implements ConsumerSink {
 
   #beat(): void {
     const a = this.#attachment;
-    if (a === undefined || this.#ended || Date.now() - this.#lastWrite < this.options.heartbeatMs) return;
+    if (a === undefined || this.#ended || monotonicNow() - this.#lastWrite < this.options.heartbeatMs) return;
     const stats = a.subscription.stats();
     this.#write(
       create(ReceiveResponseSchema, {
@@ -416,7 +417,7 @@ class ReceiveSession implements ConsumerSink {
 
   #write(response: ReceiveResponse, written?: () => void): boolean {
     if (this.#ended) return false;
-    this.#lastWrite = Date.now();
+    this.#lastWrite = monotonicNow();
     return written === undefined ? this.call.write(response) : this.call.write(response, written);
   }
 

@@ -2,6 +2,7 @@
 export { AckRanges } from "./ack-ranges.js";
 export { backoffDelay, sleep } from "./backoff.js";
 export { type Attachment, Broker, type BrokerOptions, type SubscribeOptions } from "./broker.js";
+export { monotonicNow } from "./clock.js";
 export {
   type Cluster,
   type ClusterHooks,

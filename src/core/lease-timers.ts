@@ -1,3 +1,4 @@
+import { monotonicNow } from "./clock.js";
 import type { LeaseRange } from "./lease-range.js";
 import { MinHeap } from "./min-heap.js";
 
@@ -96,7 +97,7 @@ export class LeaseTimers {
         this.#timerAt = 0;
         this.wake();
       },
-      Math.max(0, next - Date.now()) + 1,
+      Math.max(0, next - monotonicNow()) + 1,
     );
   }
 

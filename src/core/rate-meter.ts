@@ -1,3 +1,4 @@
+import { monotonicNow } from "./clock.js";
 /** Events per second over the last 10 s, from per-second buckets (no timers). */
 export class RateMeter {
   readonly #buckets = new Float64Array(10);
@@ -5,14 +6,14 @@ export class RateMeter {
   total = 0;
 
   mark(n = 1): void {
-    this.#advance(Math.floor(Date.now() / 1000));
+    this.#advance(Math.floor(monotonicNow() / 1000));
     this.#buckets[this.#second % 10]! += n;
     this.total += n;
   }
 
   /** Average events per second over the last 10 full-or-partial seconds. */
   rate(): number {
-    this.#advance(Math.floor(Date.now() / 1000));
+    this.#advance(Math.floor(monotonicNow() / 1000));
     let sum = 0;
     for (const b of this.#buckets) sum += b;
     return sum / 10;

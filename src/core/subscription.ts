@@ -1,6 +1,7 @@
 import { recordInfo } from "../wire/index.js";
 import { AckRanges } from "./ack-ranges.js";
 import { backoffDelay } from "./backoff.js";
+import { monotonicNow } from "./clock.js";
 import type { Consumer, Delivered, Delivery } from "./consumer.js";
 import { DeadLetterLog } from "./dead-letter-log.js";
 import { CorruptRowsError, corruptRows, invalidArgument, type NerveBusError, seqText } from "./errors.js";
@@ -176,7 +177,7 @@ export class Subscription {
     const parsed = decodePersistedState(pointer.state);
     this.#acked = new AckRanges(pointer.ptr, parsed.a);
     this.#deadLetters = DeadLetterLog.decode(pointer.deadLetters);
-    const now = Date.now();
+    const now = monotonicNow();
     for (const [seq, attempts, notBefore, key] of parsed.p) {
       if (this.#acked.has(seq)) continue;
       const due = Math.max(notBefore, now);
@@ -313,7 +314,7 @@ export class Subscription {
     if (i >= 0) this.#consumers.splice(i, 1);
     this.#unconfirmed.delete(consumer);
     this.#splitRanges((r) => r.consumer === consumer);
-    const now = Date.now();
+    const now = monotonicNow();
     for (const [seq, p] of this.#pending) {
       if (p.consumer !== consumer) continue;
       p.consumer = undefined;
@@ -397,7 +398,7 @@ export class Subscription {
     this.#observer.settled(this.topic.record.name, this.name, "nack", 1, [
       { seq, traceparent: p.traceparent },
     ]);
-    this.#retryOrDeadLetter(seq, p, Date.now(), delayMs);
+    this.#retryOrDeadLetter(seq, p, monotonicNow(), delayMs);
     this.#timers.arm();
     this.#markDirty();
     this.scheduleDispatch();
@@ -430,7 +431,7 @@ export class Subscription {
   /** Extends the leases of messages this consumer holds to `deadlineMs` from now. */
   extend(consumer: Consumer, seqs: readonly number[], deadlineMs: number): void {
     this.#checkSeqs("extend_deadlines.seqs", seqs);
-    const deadline = Date.now() + deadlineMs;
+    const deadline = monotonicNow() + deadlineMs;
     for (const seq of seqs) {
       const p = this.#entry(seq);
       if (p === undefined || p.consumer !== consumer) continue;
@@ -508,7 +509,7 @@ export class Subscription {
     const state = encodePersistedState(
       this.#acked.ranges(),
       this.#pending,
-      Date.now(),
+      monotonicNow(),
       this.#highestDelivered,
     );
     const confirms = this.#unconfirmed;
@@ -556,7 +557,7 @@ export class Subscription {
       setTimeout(() => this.scheduleDispatch(), 100).unref();
       return;
     }
-    const now = Date.now();
+    const now = monotonicNow();
     this.#runTimers(now);
     if (this.config.paused) {
       this.#timers.arm();
@@ -886,12 +887,12 @@ export class Subscription {
 
   /**
    * Whether reads pause after a failure; if so, a dispatch is due when the pause ends. Its own
-   * timer: the one #readFailed set may fire a few ms before Date.now() passes the pause (timers
+   * timer: the one #readFailed set may fire a few ms before the clock passes the pause (timers
    * run on the event loop's cached clock), and a dispatch then would find reads paused with
    * nothing to wake it.
    */
   #readsPaused(): boolean {
-    const left = this.#readsPausedUntil - Date.now();
+    const left = this.#readsPausedUntil - monotonicNow();
     if (left <= 0) return false;
     if (this.#readsResume === undefined) {
       this.#readsResume = setTimeout(() => {
@@ -917,7 +918,7 @@ export class Subscription {
 
   /** Reads the range after the read-ahead's runs while the cursor (at `seq`) is still in them. */
   #prefetch(seq: number): void {
-    if (Date.now() < this.#readsPausedUntil) return;
+    if (monotonicNow() < this.#readsPausedUntil) return;
     const range = this.#readAhead.prefetchFrom(seq, this.topic.watermark);
     if (range !== undefined) this.#read(range[0], range[1]);
   }
@@ -931,7 +932,7 @@ export class Subscription {
    */
   #readFailed(err: unknown): void {
     this.hooks.error(err);
-    this.#readsPausedUntil = Date.now() + 1000;
+    this.#readsPausedUntil = monotonicNow() + 1000;
     setTimeout(() => this.scheduleDispatch(), 1000).unref();
     if (err instanceof CorruptRowsError) this.failConsumers(err);
   }
@@ -991,7 +992,7 @@ export class Subscription {
     if (this.#fetching) return;
     this.#fetching = true;
     // Reads pause after a failure (see #startRead): the pause stands in for the fetch.
-    const paused = this.#readsPausedUntil - Date.now();
+    const paused = this.#readsPausedUntil - monotonicNow();
     if (paused > 0) {
       setTimeout(() => {
         this.#fetching = false;
@@ -1135,7 +1136,7 @@ export class Subscription {
         (err: unknown) => {
           // Try again later; the messages stay unacked meanwhile, so nothing is lost.
           this.hooks.error(err);
-          const retryAt = Date.now() + Math.max(1000, this.config.minBackoffMs);
+          const retryAt = monotonicNow() + Math.max(1000, this.config.minBackoffMs);
           for (const seq of seqs) {
             const p = this.#pending.get(seq);
             if (p === undefined) continue;
@@ -1248,7 +1249,7 @@ export class Subscription {
     const seq = this.#gate.release(key, (s) => this.#acked.has(s));
     if (seq === undefined) return;
     // It becomes pending (attempt 0) and goes out first, like a due redelivery.
-    const now = Date.now();
+    const now = monotonicNow();
     this.#pending.set(seq, pendingEntry(0, now, key));
     this.#count(1);
     this.#timers.retry(seq, now);

@@ -240,6 +240,7 @@ export class TopicRegistry {
       },
       ids,
     );
+    if (watermark > 0) topic.publishedThrough(await lastPublishTime(store, record, watermark));
     topic.schema = await store.loadTopicSchema(record);
     if (!record.config.ephemeral) {
       topic.startIndexRebuild((await store.scheduleSummary(record)).count > 0);
@@ -370,5 +371,19 @@ export class TopicRegistry {
         return seq === 0 ? topic.watermark : seq - 1;
       }
     }
+  }
+}
+
+/**
+ * The publish time of the message at `watermark`, the last one stored (0 when retention took
+ * it, or its row is corrupt: a topic with corrupt rows still loads, see CorruptRowsError).
+ */
+async function lastPublishTime(store: Store, record: TopicRecord, watermark: number): Promise<number> {
+  try {
+    const ids = await store.readIds(record, watermark, watermark);
+    return ids.at(-1)?.publishTime ?? 0;
+  } catch (err) {
+    if (err instanceof CorruptRowsError) return 0;
+    throw err;
   }
 }

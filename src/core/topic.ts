@@ -94,6 +94,8 @@ export class Topic {
   #closed = false;
   #failure: NerveBusError | undefined;
   readonly #listeners = new Set<(watermark: number) => void>();
+  /** The publish time of the last run appended (see publishedThrough). */
+  #lastPublishTime = 0;
 
   constructor(
     record: TopicRecord,
@@ -173,6 +175,21 @@ export class Topic {
    */
   outOfSpace(): NerveBusError | undefined {
     return this.ephemeral ? undefined : this.store.outOfSpace?.(this.record);
+  }
+
+  /**
+   * Publish times never go back within a topic, whatever the wall clock does (stepped back by
+   * NTP, another broker's clock after a takeover): a seek by time finds its seq by their order.
+   * `time` is the last stored message's, when the topic is loaded.
+   */
+  publishedThrough(time: number): void {
+    if (time > this.#lastPublishTime) this.#lastPublishTime = time;
+  }
+
+  /** The publish time of a run appended now: the wall clock's, or the last one's if later. */
+  #publishTime(now: number): number {
+    if (now > this.#lastPublishTime) this.#lastPublishTime = now;
+    return this.#lastPublishTime;
   }
 
   /** Every seq ≤ watermark is durable and visible to subscribers. */
@@ -268,7 +285,7 @@ export class Topic {
     if (count > 0) {
       firstSeq = this.#tracker.assign(count);
       lastSeq = firstSeq + count - 1;
-      const run = buildRun(pack, fresh, firstSeq, now, scheduleIds);
+      const run = buildRun(pack, fresh, firstSeq, this.#publishTime(now), scheduleIds);
       this.cache.appendRun(run);
       let sentBytes = 0;
       for (let k = 0; k < count; k++) {

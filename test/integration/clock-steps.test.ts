@@ -1,0 +1,162 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import type { Delivery } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
+import { TestClient } from "../support/broker.js";
+import { type BrokerProcess, spawnBroker } from "../support/process.js";
+
+/**
+ * The broker's wall clock steps (NTP stepping it, a VM resumed on another host) while messages
+ * are leased, delayed and published: what is timed must keep its time, and publish times must
+ * keep the log's order, which seeks by time rely on. The broker runs as its own process with
+ * test/support/clock-step.ts preloaded: each SIGUSR2 steps its wall clock back an hour, while
+ * the test's own clock and the monotonic clock go on.
+ */
+const HOUR = 3_600_000;
+const PRELOAD = fileURLToPath(new URL("../support/clock-step.js", import.meta.url));
+
+function clockEnv(initialOffsetMs = 0): NodeJS.ProcessEnv {
+  return {
+    NODE_OPTIONS: `--import=${PRELOAD}`,
+    NERVEBUS_TEST_CLOCK_STEP_MS: String(-HOUR),
+    NERVEBUS_TEST_CLOCK_OFFSET_MS: String(initialOffsetMs),
+  };
+}
+
+/** Steps the broker's wall clock back an hour; resolves once the broker says it has. */
+function stepBack(broker: BrokerProcess): Promise<void> {
+  return new Promise((resolve) => {
+    const seen = (d: Buffer) => {
+      if (!d.toString().includes("clock stepped")) return;
+      broker.child.stdout!.off("data", seen);
+      resolve();
+    };
+    broker.child.stdout!.on("data", seen);
+    broker.child.kill("SIGUSR2");
+  });
+}
+
+function publishMs(d: Delivery): number {
+  return Number(d.publishTime!.seconds) * 1000 + Math.floor(d.publishTime!.nanos / 1e6);
+}
+
+async function stop(broker: BrokerProcess): Promise<void> {
+  broker.child.kill("SIGTERM");
+  await broker.exited;
+}
+
+describe("the broker's wall clock steps back an hour", () => {
+  let dir: string;
+  let broker: BrokerProcess;
+  let client: TestClient;
+  const store = () => `sqlite:${join(dir, "clock.db")}`;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "nb-clock-"));
+    broker = await spawnBroker(["--store", store(), "--heartbeat-ms", "300"], clockEnv());
+    client = new TestClient(broker.address);
+  });
+
+  after(async () => {
+    client.close();
+    await stop(broker);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("a lease taken before the step still ends after its ack deadline", async () => {
+    await client.publish("leased", ["m"]);
+    const s = client.receive("leased", "s", { ackDeadlineMs: 1000 });
+    await s.until(() => s.deliveries.length === 1, 10_000, "the first delivery");
+    await stepBack(broker);
+    await s.until(() => s.deliveries.length === 2, 10_000, "the redelivery after the 1 s ack deadline");
+    assert.equal(s.deliveries[1]!.seq, s.deliveries[0]!.seq);
+    assert.equal(s.deliveries[1]!.attempt, 2);
+    s.cancel();
+  });
+
+  it("a nack's delay set before the step still ends on time", async () => {
+    await client.publish("nacked", ["m"]);
+    const s = client.receive("nacked", "s", { ackDeadlineMs: 60_000 });
+    await s.until(() => s.deliveries.length === 1, 10_000, "the first delivery");
+    s.send({ nacks: [{ seq: s.deliveries[0]!.seq, delay: { seconds: 1n, nanos: 0 } }] });
+    await new Promise((r) => setTimeout(r, 100));
+    await stepBack(broker);
+    await s.until(() => s.deliveries.length === 2, 10_000, "the redelivery after the 1 s nack delay");
+    assert.equal(s.deliveries[1]!.attempt, 2);
+    s.cancel();
+  });
+
+  it("an idle stream keeps getting heartbeats", async () => {
+    const s = client.receive("idle", "s");
+    const beats = () => s.responses.filter((r) => r.heartbeat !== undefined).length;
+    await s.until(() => beats() >= 1, 10_000, "a first heartbeat");
+    await stepBack(broker);
+    const before = beats();
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.ok(beats() - before >= 3, `heartbeats every 300 ms: ${beats() - before} in 2 s after the step`);
+    s.cancel();
+  });
+
+  it("publish times keep the log's order, and a seek by time finds what was published after it", async () => {
+    await client.publish("times", ["before"]);
+    await stepBack(broker);
+    await client.publish("times", ["after"]);
+    const s = client.receive("times", "s");
+    await s.until(() => s.deliveries.length === 2, 10_000, "both messages");
+    const [first, second] = s.deliveries as [Delivery, Delivery];
+    assert.ok(
+      publishMs(second) >= publishMs(first),
+      `publish times ${publishMs(first)}, ${publishMs(second)}`,
+    );
+    s.ack(s.deliveries.map((d) => d.seq));
+    await s.end();
+    // Both were published at or after the first one's time: a seek to it delivers both.
+    await client.adminCall("seekSubscription", {
+      topic: "times",
+      name: "s",
+      target: { case: "time", value: first.publishTime! },
+    });
+    const again = client.receive("times", "s");
+    await again.until(() => again.deliveries.length === 2, 10_000, "both messages after the seek");
+    assert.deepEqual(
+      again.deliveries.map((d) => Buffer.from(d.data).toString()),
+      ["before", "after"],
+    );
+    again.cancel();
+  });
+});
+
+describe("a broker restarted with its wall clock an hour behind", () => {
+  it("stamps new messages no earlier than the last stored one", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "nb-clock-restart-"));
+    const store = `sqlite:${join(dir, "clock.db")}`;
+    try {
+      let broker = await spawnBroker(["--store", store], clockEnv());
+      let client = new TestClient(broker.address);
+      await client.publish("restarted", ["before"]);
+      client.close();
+      await stop(broker);
+      broker = await spawnBroker(["--store", store], clockEnv(-HOUR));
+      client = new TestClient(broker.address);
+      try {
+        await client.publish("restarted", ["after"]);
+        const s = client.receive("restarted", "s");
+        await s.until(() => s.deliveries.length === 2, 10_000, "both messages");
+        const [first, second] = s.deliveries as [Delivery, Delivery];
+        assert.ok(
+          publishMs(second) >= publishMs(first),
+          `publish times ${publishMs(first)}, ${publishMs(second)}`,
+        );
+        s.cancel();
+      } finally {
+        client.close();
+        await stop(broker);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
