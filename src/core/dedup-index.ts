@@ -1,6 +1,7 @@
 /**
  * Recently seen ids, each mapped to the seq it got (0 while a delayed message waits in the
- * schedule), forgotten once older than the window. Bounded: past `cap` entries the oldest are
+ * schedule), forgotten once older than the window (times are monotonicNow()'s: a wall clock
+ * stepped forward does not make the broker forget every id at once). Bounded: past `cap` entries the oldest are
  * forgotten early (the effective window shrinks; `evicted` counts it), so a producer that sends
  * unique ids at a high rate cannot make the broker grow without limit.
  */

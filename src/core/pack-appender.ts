@@ -1,4 +1,5 @@
 import { newTraceparent, type Pack, packOf, traceIdOf } from "../wire/index.js";
+import { monotonicNow } from "./clock.js";
 import { invalidArgument, NerveBusError } from "./errors.js";
 import type { NewMessage } from "./model.js";
 import { DUPLICATE, Outcomes, SCHEDULED } from "./outcomes.js";
@@ -133,7 +134,7 @@ export class PackAppender {
 
   async #schedule(topic: Topic, scheduler: DelayScheduler, messages: NewMessage[]): Promise<Outcomes> {
     if (topic.needsIndexes(messages.some((m) => m.messageId !== ""))) await topic.indexesReady;
-    const now = Date.now();
+    const now = monotonicNow();
     const dedupOn = topic.dedup.windowMs > 0;
     const results = new Outcomes(messages.length, undefined);
     const fresh: { dueAt: number; message: NewMessage }[] = [];

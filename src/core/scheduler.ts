@@ -1,4 +1,5 @@
 import { backoffDelay } from "./backoff.js";
+import { monotonicNow } from "./clock.js";
 import { storeOutOfSpace } from "./errors.js";
 import type { NewMessage } from "./model.js";
 import type { Store } from "./store.js";
@@ -66,7 +67,7 @@ export class DelayScheduler {
         if (this.#nextDueAt === 0 || e.dueAt < this.#nextDueAt) this.#nextDueAt = e.dueAt;
       this.#arm();
       // Before the write is forgotten below, so no pack in between finds the id in neither.
-      const now = Date.now();
+      const now = monotonicNow();
       for (const id of messageIds) this.topic.dedup.set(id, 0, now);
       return ids;
     } finally {

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { buildRun, type IndexedRun, type Pack, sliceRun } from "../wire/index.js";
+import { monotonicNow } from "./clock.js";
 import { CommitTracker } from "./commit-tracker.js";
 import { ConfirmQueue } from "./confirm-queue.js";
 import { DedupIndex } from "./dedup-index.js";
@@ -246,6 +247,9 @@ export class Topic {
       return Promise.reject(full);
     }
     const now = Date.now();
+    // Ids are remembered for the dedup window as the monotonic clock counts it: a wall clock
+    // stepped forward must not forget them all at once.
+    const seen = monotonicNow();
     const n = pack.count;
     const results = new Outcomes(n, pack);
     const ids = pack.messageIds;
@@ -261,9 +265,9 @@ export class Topic {
         const messageId = ids?.[i] ?? "";
         const original =
           scheduleId !== undefined
-            ? this.moved.get(String(scheduleId), now)
+            ? this.moved.get(String(scheduleId), seen)
             : dedupOn && messageId !== ""
-              ? this.dedup.get(messageId, now)
+              ? this.dedup.get(messageId, seen)
               : undefined;
         if (original !== undefined) {
           // The original's trace id while it is cached, else the retry's own (a client's retry
@@ -275,7 +279,7 @@ export class Topic {
         }
         fresh.push(i);
         // Reserve the id now, so a duplicate later in the same pack finds it.
-        if (dedupOn && messageId !== "") this.dedup.set(messageId, -1, now);
+        if (dedupOn && messageId !== "") this.dedup.set(messageId, -1, seen);
       }
     }
     if (released > 0) this.budget.release(released);
@@ -301,8 +305,8 @@ export class Topic {
           this.#appendedPrioritySeq = seq;
           if (seq > this.#prioritySeq) this.#prioritySeq = seq;
         }
-        if (dedupOn && messageId !== "") this.dedup.set(messageId, seq, now);
-        if (scheduleId !== undefined) this.moved.set(String(scheduleId), seq, now);
+        if (dedupOn && messageId !== "") this.dedup.set(messageId, seq, seen);
+        if (scheduleId !== undefined) this.moved.set(String(scheduleId), seq, seen);
         if (scheduleId !== undefined || messageId !== "") {
           this.#appendedIdSeq = seq;
           if (seq > this.#idSeq) this.#idSeq = seq;
@@ -316,7 +320,7 @@ export class Topic {
     // Duplicates within the pack point at the seq their first copy got just now.
     for (let i = 0; i < n; i++) {
       if (results.kind[i] === DUPLICATE && results.seq[i] === -1) {
-        const seq = this.dedup.get(ids![i]!, now) ?? 0;
+        const seq = this.dedup.get(ids![i]!, seen) ?? 0;
         results.set(i, DUPLICATE, seq, this.cache.get(seq)?.traceId ?? "");
       }
     }
@@ -485,6 +489,7 @@ export class Topic {
 
   async #rebuildIndexes(hasSchedule: boolean): Promise<void> {
     const now = Date.now();
+    const seen = monotonicNow();
     // Schedule ids matter only while the schedule holds entries that may already be in the log.
     const window = hasSchedule ? Math.max(this.dedup.windowMs, MOVED_WINDOW_MS) : this.dedup.windowMs;
     if (window <= 0) return;
@@ -508,9 +513,11 @@ export class Topic {
         if (this.#closed) return;
         const ids = await this.#idsPastCorruptRows(seq, Math.min(hi, seq + 9_999));
         for (const r of ids) {
+          // Seen as long ago as it was published, on the clock the indexes count by.
+          const at = seen - (now - r.publishTime);
           if (r.messageId !== "" && r.publishTime >= now - this.dedup.windowMs)
-            this.dedup.set(r.messageId, r.seq, r.publishTime);
-          if (r.scheduleId !== undefined) this.moved.set(String(r.scheduleId), r.seq, r.publishTime);
+            this.dedup.set(r.messageId, r.seq, at);
+          if (r.scheduleId !== undefined) this.moved.set(String(r.scheduleId), r.seq, at);
           if (r.messageId !== "" || r.scheduleId !== undefined) found = Math.max(found, r.seq);
         }
         // Let deliveries and publishes run between chunks (SQLite reads block the event loop).
@@ -529,7 +536,7 @@ export class Topic {
    */
   async #rememberScheduledIds(): Promise<void> {
     if (this.dedup.windowMs <= 0) return;
-    const now = Date.now();
+    const now = monotonicNow();
     const page = 10_000;
     let after = 0;
     // The index holds at most MAX_DEDUP_IDS ids: reading more would only evict them again.

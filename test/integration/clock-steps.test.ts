@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { Delivery } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
+import { MessageResult_Outcome } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { TestClient } from "../support/broker.js";
 import { type BrokerProcess, spawnBroker } from "../support/process.js";
 
@@ -12,22 +13,22 @@ import { type BrokerProcess, spawnBroker } from "../support/process.js";
  * The broker's wall clock steps (NTP stepping it, a VM resumed on another host) while messages
  * are leased, delayed and published: what is timed must keep its time, and publish times must
  * keep the log's order, which seeks by time rely on. The broker runs as its own process with
- * test/support/clock-step.ts preloaded: each SIGUSR2 steps its wall clock back an hour, while
- * the test's own clock and the monotonic clock go on.
+ * test/support/clock-step.ts preloaded: each SIGUSR2 steps its wall clock an hour (back, or
+ * forward), while the test's own clock and the monotonic clock go on.
  */
 const HOUR = 3_600_000;
 const PRELOAD = fileURLToPath(new URL("../support/clock-step.js", import.meta.url));
 
-function clockEnv(initialOffsetMs = 0): NodeJS.ProcessEnv {
+function clockEnv(initialOffsetMs = 0, stepMs = -HOUR): NodeJS.ProcessEnv {
   return {
     NODE_OPTIONS: `--import=${PRELOAD}`,
-    NERVEBUS_TEST_CLOCK_STEP_MS: String(-HOUR),
+    NERVEBUS_TEST_CLOCK_STEP_MS: String(stepMs),
     NERVEBUS_TEST_CLOCK_OFFSET_MS: String(initialOffsetMs),
   };
 }
 
-/** Steps the broker's wall clock back an hour; resolves once the broker says it has. */
-function stepBack(broker: BrokerProcess): Promise<void> {
+/** Steps the broker's wall clock (back an hour unless said); resolves once the broker says it has. */
+function step(broker: BrokerProcess): Promise<void> {
   return new Promise((resolve) => {
     const seen = (d: Buffer) => {
       if (!d.toString().includes("clock stepped")) return;
@@ -70,7 +71,7 @@ describe("the broker's wall clock steps back an hour", () => {
     await client.publish("leased", ["m"]);
     const s = client.receive("leased", "s", { ackDeadlineMs: 1000 });
     await s.until(() => s.deliveries.length === 1, 10_000, "the first delivery");
-    await stepBack(broker);
+    await step(broker);
     await s.until(() => s.deliveries.length === 2, 10_000, "the redelivery after the 1 s ack deadline");
     assert.equal(s.deliveries[1]!.seq, s.deliveries[0]!.seq);
     assert.equal(s.deliveries[1]!.attempt, 2);
@@ -83,7 +84,7 @@ describe("the broker's wall clock steps back an hour", () => {
     await s.until(() => s.deliveries.length === 1, 10_000, "the first delivery");
     s.send({ nacks: [{ seq: s.deliveries[0]!.seq, delay: { seconds: 1n, nanos: 0 } }] });
     await new Promise((r) => setTimeout(r, 100));
-    await stepBack(broker);
+    await step(broker);
     await s.until(() => s.deliveries.length === 2, 10_000, "the redelivery after the 1 s nack delay");
     assert.equal(s.deliveries[1]!.attempt, 2);
     s.cancel();
@@ -93,7 +94,7 @@ describe("the broker's wall clock steps back an hour", () => {
     const s = client.receive("idle", "s");
     const beats = () => s.responses.filter((r) => r.heartbeat !== undefined).length;
     await s.until(() => beats() >= 1, 10_000, "a first heartbeat");
-    await stepBack(broker);
+    await step(broker);
     const before = beats();
     await new Promise((r) => setTimeout(r, 2000));
     assert.ok(beats() - before >= 3, `heartbeats every 300 ms: ${beats() - before} in 2 s after the step`);
@@ -102,7 +103,7 @@ describe("the broker's wall clock steps back an hour", () => {
 
   it("publish times keep the log's order, and a seek by time finds what was published after it", async () => {
     await client.publish("times", ["before"]);
-    await stepBack(broker);
+    await step(broker);
     await client.publish("times", ["after"]);
     const s = client.receive("times", "s");
     await s.until(() => s.deliveries.length === 2, 10_000, "both messages");
@@ -126,6 +127,56 @@ describe("the broker's wall clock steps back an hour", () => {
       ["before", "after"],
     );
     again.cancel();
+  });
+});
+
+describe("the broker's wall clock steps forward an hour", () => {
+  let dir: string;
+  let broker: BrokerProcess;
+  let client: TestClient;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "nb-clock-forward-"));
+    broker = await spawnBroker(["--store", `sqlite:${join(dir, "clock.db")}`], clockEnv(0, HOUR));
+    client = new TestClient(broker.address);
+  });
+
+  after(async () => {
+    client.close();
+    await stop(broker);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("a lease of 30 s is not taken back at once", async () => {
+    await client.publish("leased", ["m"]);
+    const s = client.receive("leased", "s", { ackDeadlineMs: 30_000 });
+    await s.until(() => s.deliveries.length === 1, 10_000, "the first delivery");
+    await step(broker);
+    // A new message makes the subscription look at its leases again.
+    await client.publish("leased", ["n"]);
+    await s.until(() => s.deliveries.length >= 2, 10_000, "the new message");
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.deepEqual(
+      s.deliveries.map((d) => [Buffer.from(d.data).toString(), d.attempt]),
+      [
+        ["m", 1],
+        ["n", 1],
+      ],
+      "no redelivery a second into a 30 s lease",
+    );
+    const stats = await client.adminCall("getStats", { topic: "leased" });
+    assert.equal(stats.subscriptions[0]!.waitingRedelivery, 0n, "nothing taken back");
+    assert.equal(stats.subscriptions[0]!.inFlight, 2n, "both still leased");
+    s.cancel();
+  });
+
+  it("a producer's retry within the dedup window is still a duplicate", async () => {
+    const first = await client.publish("dedup", [{ data: Buffer.from("m"), messageId: "order-1" }]);
+    await step(broker);
+    const retry = await client.publish("dedup", [{ data: Buffer.from("m"), messageId: "order-1" }]);
+    assert.equal(first.results[0]!.outcome, MessageResult_Outcome.APPENDED);
+    assert.equal(retry.results[0]!.outcome, MessageResult_Outcome.DUPLICATE);
+    assert.equal(retry.results[0]!.seq, first.results[0]!.seq);
   });
 });
 
