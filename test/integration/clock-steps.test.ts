@@ -49,29 +49,37 @@ async function stop(broker: BrokerProcess): Promise<void> {
   await broker.exited;
 }
 
-describe("the broker's wall clock steps back an hour", () => {
-  let dir: string;
-  let broker: BrokerProcess;
-  let client: TestClient;
-  const store = () => `sqlite:${join(dir, "clock.db")}`;
-
+/**
+ * A broker on a SQLite file of its own for the tests of the enclosing describe, its wall clock
+ * stepped by `stepMs` at each step(); `broker` and `client` are set once it runs.
+ */
+function useClockBroker(stepMs: number, flags: string[] = []): { broker: BrokerProcess; client: TestClient } {
+  const ctx = {} as { broker: BrokerProcess; client: TestClient };
+  let dir = "";
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "nb-clock-"));
-    broker = await spawnBroker(["--store", store(), "--heartbeat-ms", "300"], clockEnv());
-    client = new TestClient(broker.address);
+    ctx.broker = await spawnBroker(
+      ["--store", `sqlite:${join(dir, "clock.db")}`, ...flags],
+      clockEnv(0, stepMs),
+    );
+    ctx.client = new TestClient(ctx.broker.address);
   });
-
   after(async () => {
-    client.close();
-    await stop(broker);
+    ctx.client.close();
+    await stop(ctx.broker);
     rmSync(dir, { recursive: true, force: true });
   });
+  return ctx;
+}
+
+describe("the broker's wall clock steps back an hour", () => {
+  const ctx = useClockBroker(-HOUR, ["--heartbeat-ms", "300"]);
 
   it("a lease taken before the step still ends after its ack deadline", async () => {
-    await client.publish("leased", ["m"]);
-    const s = client.receive("leased", "s", { ackDeadlineMs: 1000 });
+    await ctx.client.publish("leased", ["m"]);
+    const s = ctx.client.receive("leased", "s", { ackDeadlineMs: 1000 });
     await s.until(() => s.deliveries.length === 1, 10_000, "the first delivery");
-    await step(broker);
+    await step(ctx.broker);
     await s.until(() => s.deliveries.length === 2, 10_000, "the redelivery after the 1 s ack deadline");
     assert.equal(s.deliveries[1]!.seq, s.deliveries[0]!.seq);
     assert.equal(s.deliveries[1]!.attempt, 2);
@@ -79,22 +87,22 @@ describe("the broker's wall clock steps back an hour", () => {
   });
 
   it("a nack's delay set before the step still ends on time", async () => {
-    await client.publish("nacked", ["m"]);
-    const s = client.receive("nacked", "s", { ackDeadlineMs: 60_000 });
+    await ctx.client.publish("nacked", ["m"]);
+    const s = ctx.client.receive("nacked", "s", { ackDeadlineMs: 60_000 });
     await s.until(() => s.deliveries.length === 1, 10_000, "the first delivery");
     s.send({ nacks: [{ seq: s.deliveries[0]!.seq, delay: { seconds: 1n, nanos: 0 } }] });
     await new Promise((r) => setTimeout(r, 100));
-    await step(broker);
+    await step(ctx.broker);
     await s.until(() => s.deliveries.length === 2, 10_000, "the redelivery after the 1 s nack delay");
     assert.equal(s.deliveries[1]!.attempt, 2);
     s.cancel();
   });
 
   it("an idle stream keeps getting heartbeats", async () => {
-    const s = client.receive("idle", "s");
+    const s = ctx.client.receive("idle", "s");
     const beats = () => s.responses.filter((r) => r.heartbeat !== undefined).length;
     await s.until(() => beats() >= 1, 10_000, "a first heartbeat");
-    await step(broker);
+    await step(ctx.broker);
     const before = beats();
     await new Promise((r) => setTimeout(r, 2000));
     assert.ok(beats() - before >= 3, `heartbeats every 300 ms: ${beats() - before} in 2 s after the step`);
@@ -102,10 +110,10 @@ describe("the broker's wall clock steps back an hour", () => {
   });
 
   it("publish times keep the log's order, and a seek by time finds what was published after it", async () => {
-    await client.publish("times", ["before"]);
-    await step(broker);
-    await client.publish("times", ["after"]);
-    const s = client.receive("times", "s");
+    await ctx.client.publish("times", ["before"]);
+    await step(ctx.broker);
+    await ctx.client.publish("times", ["after"]);
+    const s = ctx.client.receive("times", "s");
     await s.until(() => s.deliveries.length === 2, 10_000, "both messages");
     const [first, second] = s.deliveries as [Delivery, Delivery];
     assert.ok(
@@ -115,12 +123,12 @@ describe("the broker's wall clock steps back an hour", () => {
     s.ack(s.deliveries.map((d) => d.seq));
     await s.end();
     // Both were published at or after the first one's time: a seek to it delivers both.
-    await client.adminCall("seekSubscription", {
+    await ctx.client.adminCall("seekSubscription", {
       topic: "times",
       name: "s",
       target: { case: "time", value: first.publishTime! },
     });
-    const again = client.receive("times", "s");
+    const again = ctx.client.receive("times", "s");
     await again.until(() => again.deliveries.length === 2, 10_000, "both messages after the seek");
     assert.deepEqual(
       again.deliveries.map((d) => Buffer.from(d.data).toString()),
@@ -131,29 +139,15 @@ describe("the broker's wall clock steps back an hour", () => {
 });
 
 describe("the broker's wall clock steps forward an hour", () => {
-  let dir: string;
-  let broker: BrokerProcess;
-  let client: TestClient;
-
-  before(async () => {
-    dir = mkdtempSync(join(tmpdir(), "nb-clock-forward-"));
-    broker = await spawnBroker(["--store", `sqlite:${join(dir, "clock.db")}`], clockEnv(0, HOUR));
-    client = new TestClient(broker.address);
-  });
-
-  after(async () => {
-    client.close();
-    await stop(broker);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const ctx = useClockBroker(HOUR);
 
   it("a lease of 30 s is not taken back at once", async () => {
-    await client.publish("leased", ["m"]);
-    const s = client.receive("leased", "s", { ackDeadlineMs: 30_000 });
+    await ctx.client.publish("leased", ["m"]);
+    const s = ctx.client.receive("leased", "s", { ackDeadlineMs: 30_000 });
     await s.until(() => s.deliveries.length === 1, 10_000, "the first delivery");
-    await step(broker);
+    await step(ctx.broker);
     // A new message makes the subscription look at its leases again.
-    await client.publish("leased", ["n"]);
+    await ctx.client.publish("leased", ["n"]);
     await s.until(() => s.deliveries.length >= 2, 10_000, "the new message");
     await new Promise((r) => setTimeout(r, 1000));
     assert.deepEqual(
@@ -164,16 +158,16 @@ describe("the broker's wall clock steps forward an hour", () => {
       ],
       "no redelivery a second into a 30 s lease",
     );
-    const stats = await client.adminCall("getStats", { topic: "leased" });
+    const stats = await ctx.client.adminCall("getStats", { topic: "leased" });
     assert.equal(stats.subscriptions[0]!.waitingRedelivery, 0n, "nothing taken back");
     assert.equal(stats.subscriptions[0]!.inFlight, 2n, "both still leased");
     s.cancel();
   });
 
   it("a producer's retry within the dedup window is still a duplicate", async () => {
-    const first = await client.publish("dedup", [{ data: Buffer.from("m"), messageId: "order-1" }]);
-    await step(broker);
-    const retry = await client.publish("dedup", [{ data: Buffer.from("m"), messageId: "order-1" }]);
+    const first = await ctx.client.publish("dedup", [{ data: Buffer.from("m"), messageId: "order-1" }]);
+    await step(ctx.broker);
+    const retry = await ctx.client.publish("dedup", [{ data: Buffer.from("m"), messageId: "order-1" }]);
     assert.equal(first.results[0]!.outcome, MessageResult_Outcome.APPENDED);
     assert.equal(retry.results[0]!.outcome, MessageResult_Outcome.DUPLICATE);
     assert.equal(retry.results[0]!.seq, first.results[0]!.seq);
