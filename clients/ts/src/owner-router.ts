@@ -76,7 +76,7 @@ export class OwnerRouter<P, S> {
 
   #pick(topic: string): Connection<P, S> {
     const known = this.#owners.get(topic);
-    if (known === undefined || Date.now() - known.at > RELOCATE_AFTER_MS) this.#relocate(topic);
+    if (known === undefined || performance.now() - known.at > RELOCATE_AFTER_MS) this.#relocate(topic);
     if (known === undefined || known.address === "" || this.#closed) return this.#home;
     let c = this.#connections.get(known.address);
     if (c === undefined) {
@@ -98,7 +98,7 @@ export class OwnerRouter<P, S> {
   }
 
   #learn(topic: string, address: string): void {
-    this.#owners.set(topic, { address: address === this.#homeAddress ? "" : address, at: Date.now() });
+    this.#owners.set(topic, { address: address === this.#homeAddress ? "" : address, at: performance.now() });
   }
 
   #relocate(topic: string): void {

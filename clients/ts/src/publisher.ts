@@ -611,13 +611,13 @@ export class Publisher {
     for (const k of keys) lane.busyKeys.set(k, (lane.busyKeys.get(k) ?? 0) + 1);
     for (const p of batch.items) p.state = p.state === "queued" ? "sent" : p.state;
     const items = [...batch.items];
-    const started = Date.now();
+    const started = performance.now();
     let attempt = 0;
     try {
       for (;;) {
         let err: NerveBusError;
         try {
-          const remaining = this.#totalTimeoutMs - (Date.now() - started);
+          const remaining = this.#totalTimeoutMs - (performance.now() - started);
           const client = this.#route.pick(lane.topic);
           const response = await unaryCall(
             client,
@@ -663,7 +663,7 @@ export class Publisher {
           }
         }
         const delay = backoffDelay(this.#retry, attempt++);
-        const elapsed = Date.now() - started;
+        const elapsed = performance.now() - started;
         // An attempt that ran out of its own deadline has an unknown outcome, like UNAVAILABLE:
         // retried with the same message ids while the total timeout allows.
         if (

@@ -107,7 +107,12 @@ export interface ReceiverHooks {
   failed(err: NerveBusError): void;
 }
 
-/** A message held by this client, with its lease as the client estimates it. */
+/**
+ * A message held by this client, with its lease as the client estimates it. Times are
+ * performance.now()'s, as are all this client's intervals: a wall clock stepped back an hour
+ * must not stop lease extensions for that hour (the broker would hand the message to another
+ * consumer while the handler still works on it), nor one stepped forward end a stream as idle.
+ */
 interface Lease {
   readonly message: ReceivedMessage;
   readonly receivedAt: number;
@@ -358,7 +363,7 @@ export class Receiver {
       this.#call = call;
       this.#subscribed = false;
       this.#idleTimedOut = false;
-      this.#lastHeard = Date.now();
+      this.#lastHeard = performance.now();
       let wasSubscribed = false;
       call.on("data", (res: ReceiveResponse) => {
         if (this.#call !== call) return;
@@ -393,7 +398,7 @@ export class Receiver {
   }
 
   #onResponse(res: ReceiveResponse): void {
-    this.#lastHeard = Date.now();
+    this.#lastHeard = performance.now();
     if (res.subscribed !== undefined) {
       this.#subscribed = true;
       const deadline = fromDuration(res.subscribed.ackDeadline);
@@ -409,7 +414,7 @@ export class Receiver {
     if (res.heartbeat !== undefined) this.#unconfirmed.floor(fromUint64(res.heartbeat.floor));
     if (res.ackResults !== undefined) this.#onAckResults(res.ackResults);
     if (res.deliveries.length === 0) return;
-    const now = Date.now();
+    const now = performance.now();
     let adopted = false;
     for (const d of res.deliveries) {
       const seq = fromUint64(d.seq);
@@ -518,7 +523,7 @@ export class Receiver {
     // An orphan's lease is gone: the broker redelivers the message to the current stream.
     if (lease?.message !== message || lease.orphan || this.#call === undefined) return;
     const deadline = Math.max(MIN_DEADLINE_MS, Math.min(MAX_DEADLINE_MS, deadlineMs ?? this.#ackDeadlineMs));
-    lease.expiresAt = Date.now() + deadline;
+    lease.expiresAt = performance.now() + deadline;
     const seqs = this.#extends.get(deadline);
     if (seqs === undefined) this.#extends.set(deadline, [BigInt(message.seq)]);
     else seqs.push(BigInt(message.seq));
@@ -623,7 +628,7 @@ export class Receiver {
   #onTick(): void {
     const call = this.#call;
     if (call === undefined) return;
-    const now = Date.now();
+    const now = performance.now();
     if (this.#idleTimeoutMs > 0 && now - this.#lastHeard > this.#idleTimeoutMs) {
       this.#idleTimedOut = true;
       call.cancel();

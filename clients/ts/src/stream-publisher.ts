@@ -311,7 +311,7 @@ export class StreamPublisher {
       err = new NerveBusError(StatusCode.UNAVAILABLE, "stream ended before the confirm");
     }
     this.#route.failed(this.topic, err);
-    const now = Date.now();
+    const now = performance.now();
     this.#brokenSince ??= now;
     const wait = backoffDelay(this.#backoff, this.#attempt++);
     if (this.#closing && left === 0) {
