@@ -18,7 +18,7 @@ import {
 } from "./api/index.js";
 import { type ReloadReport, Security } from "./auth/index.js";
 import type { Config } from "./config/index.js";
-import { Broker, OutboxRelay, type Store } from "./core/index.js";
+import { Broker, OutboxRelay, type ReadOnlyState, readOnlyPerServer, type Store } from "./core/index.js";
 import { MysqlOutboxSource, openStore } from "./store/index.js";
 import { createTelemetry, type Logger, type MemoryPartUse, type Telemetry } from "./telemetry/index.js";
 
@@ -187,6 +187,11 @@ export async function startNerveBus(
       usedBytes: server?.streamBuffers.usedBytes ?? 0,
     },
   ];
+  // The store's MySQL servers, then the outboxes' (the applications' databases), each once.
+  const readOnlyState = (): ReadOnlyState[] => [
+    ...(store.readOnlyState?.() ?? []),
+    ...readOnlyPerServer(relays.flatMap((r) => r.source.readOnlyState?.() ?? [])),
+  ];
   const telemetry = createTelemetry({
     env: options.env ?? process.env,
     storeKind: store.capabilities.kind,
@@ -198,7 +203,7 @@ export async function startNerveBus(
       memory: () => memoryUse(),
       ownership: () => store.ownership(),
       spaceState: () => store.spaceState?.() ?? [],
-      readOnlyState: () => store.readOnlyState?.() ?? [],
+      readOnlyState,
       cluster: () => store.cluster?.view(),
       outboxes: () =>
         relays.map((r) => ({ outbox: r.source.name, relayed: r.relayed, errors: r.errors, lagMs: r.lagMs })),
@@ -312,6 +317,7 @@ export async function startNerveBus(
           openStreams: () => s.sessions.size,
           healthy: () => storeHealthy && !draining,
           memory: () => ({ budgetBytes: config.memoryBudget, parts: memoryUse() }),
+          readOnlyState,
         },
         {
           allowedHosts: config.httpAllowedHosts
