@@ -210,6 +210,13 @@ export async function startNerveBus(
     },
   });
   const cluster = store.cluster;
+  // This broker's; with --cluster also published with its address (brokers check packs for
+  // its topics against them, and split what they send it by them).
+  const publishLimits = {
+    maxMessageBytes: config.maxMessageBytes,
+    maxPackMessages: config.maxPackMessages,
+    maxPackBytes: config.maxPackBytes,
+  };
   // A full pack plus protobuf framing per message.
   const maxMessageBytes = config.maxPackBytes + config.maxPackMessages * 64 + (1 << 20);
   const peers =
@@ -226,22 +233,16 @@ export async function startNerveBus(
     peers?.auth,
   );
   const deadLetterSender =
-    peers === undefined
+    peers === undefined || cluster === undefined
       ? undefined
-      : new DeadLetterSender(peers.auth, peers.channels, {
-          maxMessageBytes: config.maxMessageBytes,
-          maxPackMessages: config.maxPackMessages,
-          maxPackBytes: config.maxPackBytes,
-        });
+      : new DeadLetterSender(peers.auth, peers.channels, cluster, publishLimits);
   broker = new Broker(store, {
     ...(deadLetterSender === undefined
       ? {}
       : { forwardDeadLetters: (to, topic, messages) => deadLetterSender.send(to, topic, messages) }),
     defaultShards: config.shards,
     autoCreate: config.autoCreate,
-    maxMessageBytes: config.maxMessageBytes,
-    maxPackMessages: config.maxPackMessages,
-    maxPackBytes: config.maxPackBytes,
+    ...publishLimits,
     writeBufferBytes: config.writeBufferBytes,
     tailCacheBytes: config.tailCacheBytes,
     tailCacheTotalBytes: config.tailCacheTotalBytes,
@@ -347,6 +348,7 @@ export async function startNerveBus(
     // From here on other brokers forward to this one and it takes topics.
     await store.cluster.advertise(
       config.advertiseAddress === "" ? grpcServer.address : config.advertiseAddress,
+      publishLimits,
     );
   }
   const relayTarget =

@@ -31,7 +31,6 @@ export {
   checkPack,
   DEDUP_WINDOW_MS,
   DELIVERY_ATTEMPTS,
-  deadLetterBytes,
   type PublishLimits,
   packsWithin,
   RESERVED_ATTRIBUTE_PREFIX,
