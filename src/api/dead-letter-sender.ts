@@ -47,7 +47,8 @@ export class DeadLetterSender {
 
   /**
    * Resolves once the owner confirmed the letters durable. A failure part way leaves the packs
-   * sent before it stored: a retry sends them again (forwarded letters are at least once).
+   * sent before it stored: a retry sends them again, and their message ids (deadLetterId, the
+   * outbox's row ids) let the owner's dedup window store each once.
    */
   async send(ownerAddress: string, topic: string, messages: NewMessage[]): Promise<void> {
     for (const pack of packsWithin(messages, this.limitsAt(ownerAddress)))
