@@ -18,7 +18,7 @@ import {
 } from "./api/index.js";
 import { type ReloadReport, Security } from "./auth/index.js";
 import type { Config } from "./config/index.js";
-import { Broker, OutboxRelay, type Store } from "./core/index.js";
+import { Broker, OutboxRelay, type ReadOnlyState, readOnlyPerServer, type Store } from "./core/index.js";
 import { MysqlOutboxSource, openStore } from "./store/index.js";
 import { createTelemetry, type Logger, type MemoryPartUse, type Telemetry } from "./telemetry/index.js";
 
@@ -187,6 +187,11 @@ export async function startNerveBus(
       usedBytes: server?.streamBuffers.usedBytes ?? 0,
     },
   ];
+  // The store's MySQL servers, then the outboxes' (the applications' databases), each once.
+  const readOnlyState = (): ReadOnlyState[] => [
+    ...(store.readOnlyState?.() ?? []),
+    ...readOnlyPerServer(relays.flatMap((r) => r.source.readOnlyState?.() ?? [])),
+  ];
   const telemetry = createTelemetry({
     env: options.env ?? process.env,
     storeKind: store.capabilities.kind,
@@ -198,13 +203,20 @@ export async function startNerveBus(
       memory: () => memoryUse(),
       ownership: () => store.ownership(),
       spaceState: () => store.spaceState?.() ?? [],
-      readOnlyState: () => store.readOnlyState?.() ?? [],
+      readOnlyState,
       cluster: () => store.cluster?.view(),
       outboxes: () =>
         relays.map((r) => ({ outbox: r.source.name, relayed: r.relayed, errors: r.errors, lagMs: r.lagMs })),
     },
   });
   const cluster = store.cluster;
+  // This broker's; with --cluster also published with its address (brokers check packs for
+  // its topics against them, and split what they send it by them).
+  const publishLimits = {
+    maxMessageBytes: config.maxMessageBytes,
+    maxPackMessages: config.maxPackMessages,
+    maxPackBytes: config.maxPackBytes,
+  };
   // A full pack plus protobuf framing per message.
   const maxMessageBytes = config.maxPackBytes + config.maxPackMessages * 64 + (1 << 20);
   const peers =
@@ -221,22 +233,16 @@ export async function startNerveBus(
     peers?.auth,
   );
   const deadLetterSender =
-    peers === undefined
+    peers === undefined || cluster === undefined
       ? undefined
-      : new DeadLetterSender(peers.auth, peers.channels, {
-          maxMessageBytes: config.maxMessageBytes,
-          maxPackMessages: config.maxPackMessages,
-          maxPackBytes: config.maxPackBytes,
-        });
+      : new DeadLetterSender(peers.auth, peers.channels, cluster, publishLimits);
   broker = new Broker(store, {
     ...(deadLetterSender === undefined
       ? {}
       : { forwardDeadLetters: (to, topic, messages) => deadLetterSender.send(to, topic, messages) }),
     defaultShards: config.shards,
     autoCreate: config.autoCreate,
-    maxMessageBytes: config.maxMessageBytes,
-    maxPackMessages: config.maxPackMessages,
-    maxPackBytes: config.maxPackBytes,
+    ...publishLimits,
     writeBufferBytes: config.writeBufferBytes,
     tailCacheBytes: config.tailCacheBytes,
     tailCacheTotalBytes: config.tailCacheTotalBytes,
@@ -312,6 +318,7 @@ export async function startNerveBus(
           openStreams: () => s.sessions.size,
           healthy: () => storeHealthy && !draining,
           memory: () => ({ budgetBytes: config.memoryBudget, parts: memoryUse() }),
+          readOnlyState,
         },
         {
           allowedHosts: config.httpAllowedHosts
@@ -341,6 +348,7 @@ export async function startNerveBus(
     // From here on other brokers forward to this one and it takes topics.
     await store.cluster.advertise(
       config.advertiseAddress === "" ? grpcServer.address : config.advertiseAddress,
+      publishLimits,
     );
   }
   const relayTarget =

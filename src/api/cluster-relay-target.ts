@@ -1,8 +1,8 @@
 import {
   type Broker,
   type Cluster,
+  checkPack,
   type LoggedIds,
-  NerveBusError,
   type NewMessage,
   NotOwnerError,
   Outcomes,
@@ -61,14 +61,12 @@ export class ClusterRelayTarget implements RelayTarget {
 
   /** No seqs come back (the relay keeps no scan-from seq for another broker's topic). */
   async #send(address: string, topic: string, messages: readonly NewMessage[]): Promise<PublishResult> {
-    // The peer path accepts reserved attributes (it carries dead letters); an outbox row's are
-    // the application's, refused here as a local publish refuses them.
-    const reserved = packOf(messages, RESERVED_ATTRIBUTE_PREFIX).reservedKey;
-    if (reserved !== undefined)
-      throw new NerveBusError(
-        "invalid_argument",
-        `messages[${reserved.index}].attributes: key ${JSON.stringify(reserved.key)} uses the reserved prefix ${RESERVED_ATTRIBUTE_PREFIX}`,
-      );
+    // The peer path carries dead letters: it takes reserved attributes and refuses no size. An
+    // outbox row is the application's, checked here as a publish there checks it (by the
+    // owner's limits; the sender splits the rows into packs within them).
+    const pack = packOf(messages, RESERVED_ATTRIBUTE_PREFIX);
+    const limits = this.sender.limitsAt(address);
+    checkPack(pack, { ...limits, maxPackMessages: pack.count, maxPackBytes: Number.POSITIVE_INFINITY });
     await this.sender.send(address, topic, [...messages]);
     return { firstSeq: 0, lastSeq: 0, results: new Outcomes(0, undefined) };
   }

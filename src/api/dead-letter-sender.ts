@@ -6,7 +6,13 @@ import {
   SendPackRequestSchema,
   SendPackResponseSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
-import { type NewMessage, type Priority, type PublishLimits, packsWithin } from "../core/index.js";
+import {
+  type Cluster,
+  type NewMessage,
+  type Priority,
+  type PublishLimits,
+  packsWithin,
+} from "../core/index.js";
 import { DEAD_LETTER_HEADER, type PeerAuth } from "./peer-auth.js";
 import type { PeerChannels } from "./peer-channels.js";
 
@@ -26,23 +32,33 @@ const WIRE_PRIORITY: Record<Priority, WirePriority> = {
  * a SendPack signed as this broker's (PeerAuth) and marked as dead letters, so the owner
  * accepts their reserved attributes and serves it without a client's principal (the
  * subscription's dead-letter topic was authorized when it was set), over the cluster's
- * channels (TLS when the broker serves TLS). Letters are sent in packs within the pack limits
- * (`limits`, the cluster's): the owner refuses a larger pack, and the subscription would retry
- * it forever (a terminate of more than --max-pack-messages at once).
+ * channels (TLS when the broker serves TLS). Letters are sent in packs within the owner's pack
+ * limits, as it published them with its address (this broker's `limits` for an owner that
+ * published none): the owner refuses a larger pack, and the subscription would retry it forever
+ * (a terminate of more than its --max-pack-messages at once). It refuses no letter for its size.
  */
 export class DeadLetterSender {
   constructor(
     private readonly peers: PeerAuth,
     private readonly channels: PeerChannels,
+    private readonly cluster: Cluster,
     private readonly limits: PublishLimits,
   ) {}
 
   /**
    * Resolves once the owner confirmed the letters durable. A failure part way leaves the packs
-   * sent before it stored: a retry sends them again (forwarded letters are at least once).
+   * sent before it stored: a retry sends them again, and their message ids (deadLetterId, the
+   * outbox's row ids) let the owner's dedup window store each once.
    */
   async send(ownerAddress: string, topic: string, messages: NewMessage[]): Promise<void> {
-    for (const pack of packsWithin(messages, this.limits)) await this.#sendPack(ownerAddress, topic, pack);
+    for (const pack of packsWithin(messages, this.limitsAt(ownerAddress)))
+      await this.#sendPack(ownerAddress, topic, pack);
+  }
+
+  /** The limits of the broker at `address` as it published them; this broker's if it published none. */
+  limitsAt(address: string): PublishLimits {
+    const limits = this.cluster.limitsAt(address);
+    return limits === undefined ? this.limits : { ...limits, whose: `at broker ${address}` };
   }
 
   #sendPack(ownerAddress: string, topic: string, messages: NewMessage[]): Promise<void> {

@@ -2,6 +2,7 @@ import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2
 import type * as grpc from "@grpc/grpc-js";
 import type { Forwarder } from "./forwarder.js";
 import type { ServiceHandlers } from "./grpc-adapter.js";
+import { toGrpcStatus } from "./status.js";
 
 /** The topic a request is about ("" for none: served here). */
 export type TopicOf = (method: string, request: object) => string;
@@ -33,6 +34,13 @@ export const topicOfRequest: TopicOf = (method, request) => {
 };
 
 /**
+ * Checks a unary call must pass before it is forwarded to the broker at `owner`, by method
+ * (local name): each throws the refusal, which the caller gets at once, and nothing reaches
+ * the owner.
+ */
+export type ForwardScreens = Readonly<Record<string, (request: never, owner: string) => void>>;
+
+/**
  * The service's handlers, each first refusing a call that claims to come from another broker
  * and does not prove it (PeerAuth.refusal), then asking the cluster where its call's topic is
  * served: calls for another broker's topic are forwarded there, whole; the others run here, and
@@ -44,6 +52,7 @@ export function forwarding<S extends GenServiceMethods>(
   service: GenService<S>,
   handlers: ServiceHandlers<S>,
   fwd: Forwarder,
+  screens: ForwardScreens = {},
   topicOf: TopicOf = topicOfRequest,
 ): ServiceHandlers<S> {
   const out: Record<string, unknown> = {};
@@ -52,14 +61,23 @@ export function forwarding<S extends GenServiceMethods>(
     const handler = (handlers as Record<string, unknown>)[m.localName];
     if (m.methodKind === "unary") {
       const serve = handler as grpc.handleUnaryCall<object, unknown>;
+      const screen = screens[m.localName] as ((request: object, owner: string) => void) | undefined;
       out[m.localName] = ((call, callback) => {
         const refused = fwd.refusal(call);
         if (refused !== null) return callback(refused);
+        const forward = (to: string) => {
+          try {
+            screen?.(call.request, to);
+          } catch (err) {
+            return callback(toGrpcStatus(err));
+          }
+          fwd.unary(path, to, call, callback);
+        };
         const to = fwd.target(topicOf(m.localName, call.request), call.metadata);
-        if (to !== undefined) return fwd.unary(path, to, call, callback);
+        if (to !== undefined) return forward(to);
         serve(call, (err, value, trailer, flags) => {
           const owner = fwd.redirect(err as Partial<grpc.StatusObject> | null, call.metadata);
-          if (owner !== undefined) return fwd.unary(path, owner, call, callback);
+          if (owner !== undefined) return forward(owner);
           callback(err, value, trailer, flags);
         });
       }) satisfies grpc.handleUnaryCall<object, unknown>;

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse, STATUS_CODES }
 import { createServer as createHttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
 import { EVERY_NAME, type Security } from "../auth/index.js";
-import { type Broker, NerveBusError } from "../core/index.js";
+import { type Broker, NerveBusError, type ReadOnlyState, type ServerRole } from "../core/index.js";
 import type { Logger, MemoryPartUse, Metrics } from "../telemetry/index.js";
 import { getMessageJson, listMessagesJson } from "./browse-json.js";
 import { BROWSER_PAGE, BROWSER_PAGE_CSP } from "./browser-page.js";
@@ -21,6 +21,8 @@ export interface BrokerInfo {
   healthy(): boolean;
   /** --memory-budget and what each of its parts holds now. */
   memory(): { readonly budgetBytes: number; readonly parts: readonly MemoryPartUse[] };
+  /** The MySQL servers of the store and of the outboxes, and whether they refuse writes as read-only. */
+  readOnlyState(): readonly ReadOnlyState[];
 }
 
 /** How the HTTP port guards itself. */
@@ -118,8 +120,9 @@ async function status(
       ownership: broker.store.ownership(),
       // Each file or database: whether it is out of disk space (publishes refused), since when.
       storeSpace: broker.store.spaceState?.() ?? [],
-      // Each MySQL server: whether it refuses writes as read-only (a failover), since when.
-      storeReadOnly: broker.store.readOnlyState?.() ?? [],
+      // Each MySQL server, the store's and the outboxes' (`role`): whether it refuses writes as
+      // read-only (a failover), since when.
+      storeReadOnly: info.readOnlyState(),
       // Several brokers (--cluster): each one, the topics it owns and their lease ages.
       cluster: broker.store.cluster?.view(),
     },
@@ -143,6 +146,19 @@ function statusPage(url: string): { offset: number; limit: number } {
     offset: int(q.get("offset"), 0, Number.MAX_SAFE_INTEGER),
     limit: Math.max(1, int(q.get("limit"), STATUS_PAGE_TOPICS, 1000)),
   };
+}
+
+/**
+ * /healthz's line for the read-only servers of `role`, since the earliest refusal ("" for
+ * none): the store's writes are retried, as are the outbox relay's rounds.
+ */
+function readOnlyLine(role: ServerRole, states: readonly ReadOnlyState[]): string {
+  const readOnly = states.filter((s) => s.role === role && s.readOnly);
+  if (readOnly.length === 0) return "";
+  const since = new Date(Math.min(...readOnly.map((s) => s.since))).toISOString();
+  return role === "store"
+    ? `store server read-only since ${since}: writes are retried\n`
+    : `outbox server read-only since ${since}: the relay retries\n`;
 }
 
 function send(
@@ -261,13 +277,10 @@ export async function startHttpServer(
               ? ""
               : `store out of disk space since ${new Date(since).toISOString()}: publishes are refused\n`;
           // Writes are retried and the broker reconnects until the server takes them: packs
-          // wait (or get UNAVAILABLE at their deadline); the lease decides health.
-          const readOnly = (broker.store.readOnlyState?.() ?? []).filter((s) => s.readOnly);
-          const roSince = readOnly.length === 0 ? 0 : Math.min(...readOnly.map((s) => s.since));
-          const ro =
-            readOnly.length === 0
-              ? ""
-              : `store server read-only since ${new Date(roSince).toISOString()}: writes are retried\n`;
+          // (or the outbox relay's rounds) wait; the lease decides health.
+          const ro = (["store", "outbox"] as const)
+            .map((role) => readOnlyLine(role, info.readOnlyState()))
+            .join("");
           send(
             res,
             ok ? 200 : 503,

@@ -3,7 +3,7 @@ import {
   type SendPackResponse,
   SendPackResponseSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
-import { type Broker, checkDelay, invalidArgument } from "../core/index.js";
+import { type Broker, type Cluster, checkDelay, checkPack, invalidArgument } from "../core/index.js";
 import { endPublishSpan, type Telemetry } from "../telemetry/index.js";
 import { encodeSendPackResponse, type Pack, type SendPackBytes } from "../wire/index.js";
 import type { CallGuard } from "./call-guard.js";
@@ -49,6 +49,21 @@ function priorityError(i: number, p: number): Error {
  */
 export function firstAttributes(pack: Pack): Record<string, string> | undefined {
   return pack.count > 0 && pack.storedBytes[0] === pack.sentBytes[0] ? pack.message(0).attributes : undefined;
+}
+
+/**
+ * A SendPack for a topic another broker of the cluster serves, checked against the limits that
+ * broker published before it is forwarded there: a pack it would refuse is refused here at once,
+ * INVALID_ARGUMENT naming the field, its limit and it (its gRPC refused one past its request
+ * size as RESOURCE_EXHAUSTED naming neither). A broker that published none (an older version)
+ * checks its packs itself, as does the owner of a malformed request.
+ */
+export function ownerLimitsScreen(cluster: Cluster): (request: SendPackBytes, owner: string) => void {
+  return ({ topic, pack, malformed }, owner) => {
+    const limits = cluster.limitsAt(owner);
+    if (limits === undefined || malformed !== undefined) return;
+    checkPack(pack, { ...limits, whose: `at broker ${owner}, which serves topic ${topic}` });
+  };
 }
 
 /** A SendPack let in: who it counts for, and what to call when it is over. */

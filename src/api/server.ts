@@ -18,13 +18,13 @@ import { Admission, type AdmissionLimits } from "./admission.js";
 import { CallDrain } from "./call-drain.js";
 import type { CallGuard } from "./call-guard.js";
 import { Forwarder } from "./forwarder.js";
-import { forwarding } from "./forwarding.js";
+import { type ForwardScreens, forwarding } from "./forwarding.js";
 import { addService, type ServiceHandlers } from "./grpc-adapter.js";
 import type { PeerAuth } from "./peer-auth.js";
 import type { PeerChannels } from "./peer-channels.js";
 import { PublishQuota, type QuotaLimits } from "./publish-quota.js";
 import { PublishStreams } from "./publish-stream.js";
-import { sendPackHandler } from "./publisher-handler.js";
+import { ownerLimitsScreen, sendPackHandler } from "./publisher-handler.js";
 import { addReflection } from "./reflection.js";
 import { StreamBuffers } from "./stream-buffers.js";
 import { ReceiveSessions } from "./subscriber-handler.js";
@@ -137,23 +137,31 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     cluster === undefined || peers === undefined
       ? undefined
       : new Forwarder(cluster, peers.auth, peers.channels);
-  const routed = <S extends GenServiceMethods>(service: GenService<S>, handlers: ServiceHandlers<S>) =>
-    forwarder === undefined ? handlers : forwarding(service, handlers, forwarder);
+  const routed = <S extends GenServiceMethods>(
+    service: GenService<S>,
+    handlers: ServiceHandlers<S>,
+    screens?: ForwardScreens,
+  ) => (forwarder === undefined ? handlers : forwarding(service, handlers, forwarder, screens));
   const keepRaw = forwarder !== undefined;
   addService(
     server,
     PublisherService,
-    routed(PublisherService, {
-      // Its requests are what readSendPack makes of the bytes (a Pack), not protobuf-es objects.
-      sendPack: sendPackHandler(
-        broker,
-        options.telemetry,
-        guard,
-        quota,
-        peers?.auth,
-      ) as unknown as grpc.handleUnaryCall<SendPackRequest, SendPackResponse>,
-      publish: publishStreams.handler(),
-    }),
+    routed(
+      PublisherService,
+      {
+        // Its requests are what readSendPack makes of the bytes (a Pack), not protobuf-es objects.
+        sendPack: sendPackHandler(
+          broker,
+          options.telemetry,
+          guard,
+          quota,
+          peers?.auth,
+        ) as unknown as grpc.handleUnaryCall<SendPackRequest, SendPackResponse>,
+        publish: publishStreams.handler(),
+      },
+      // The topic's owner's limits apply: a pack it would refuse is refused before it is sent.
+      cluster === undefined ? {} : { sendPack: ownerLimitsScreen(cluster) },
+    ),
     {
       sendPack: (buf) => readSendPack(buf, RESERVED_ATTRIBUTE_PREFIX) as unknown as SendPackRequest,
       publish: (buf) => readPublishRequest(buf, RESERVED_ATTRIBUTE_PREFIX) as unknown as PublishRequest,

@@ -271,13 +271,16 @@ function renderHeader(data) {
   // A full disk refuses publishes only (reads and deliveries go on): a warning, not "unhealthy".
   const full = (b.storeSpace || []).filter((p) => p.full);
   // A read-only server (a failover): writes wait and are retried until it or its successor takes them.
+  // role "outbox": an outbox relay's (the application's database); its rounds wait the same way.
   const readOnly = (b.storeReadOnly || []).filter((s) => s.readOnly);
+  const storeReadOnly = readOnly.some((s) => s.role !== "outbox");
   health.replaceChildren(!b.healthy ? el("span", { class: "badge bad" }, "unhealthy")
     : full.length > 0 ? el("span", { class: "badge warn" }, "disk full: publishes refused")
-    : readOnly.length > 0 ? el("span", { class: "badge warn" }, "store read-only: writes retried")
+    : storeReadOnly ? el("span", { class: "badge warn" }, "store read-only: writes retried")
+    : readOnly.length > 0 ? el("span", { class: "badge warn" }, "outbox read-only: relay retried")
     : el("span", { class: "badge ok" }, "healthy"));
   byId("store").textContent = storeLine(b) + full.map((p) => " · OUT OF DISK SPACE since " + fmtClock(p.since) + ": " + p.place).join("")
-    + readOnly.map((s) => " · READ-ONLY since " + fmtClock(s.since) + ": " + s.server).join("");
+    + readOnly.map((s) => " · READ-ONLY since " + fmtClock(s.since) + ": " + (s.role === "outbox" ? "outbox " : "") + s.server).join("");
   const cluster = b.cluster;
   byId("cluster").textContent = cluster
     ? cluster.members.filter((m) => m.live).length + " live brokers · "

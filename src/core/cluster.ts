@@ -1,4 +1,5 @@
 import { NerveBusError } from "./errors.js";
+import type { PublishLimits } from "./limits.js";
 
 /** A topic this broker owns, as the cluster view shows it. */
 export interface OwnedTopic {
@@ -67,8 +68,17 @@ export interface Cluster {
    * secret is forged, not a call of a broker this one has not seen yet (or of an older version).
    */
   knowsPeer(id: string): boolean;
-  /** Publishes the address other brokers forward to; before it, this broker takes no topic. */
-  advertise(address: string): Promise<void>;
+  /**
+   * Publishes the address other brokers forward to and the pack limits this broker takes
+   * (other brokers check packs for its topics against them, and split what they send it by
+   * them); before it, this broker takes no topic.
+   */
+  advertise(address: string, limits?: PublishLimits): Promise<void>;
+  /**
+   * The pack limits the live broker at `address` published with it; undefined when it
+   * published none (a broker of an older version) or is not known.
+   */
+  limitsAt(address: string): PublishLimits | undefined;
   /**
    * Where calls for `topic` go per the last heartbeat: the owner's address when another broker
    * owns it, or, when nobody does, the address of the broker it falls to; undefined for here.

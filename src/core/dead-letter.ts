@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { NotOwnerError } from "./cluster.js";
 import type { NewMessage } from "./model.js";
 import type { DeadLetter, Subscription } from "./subscription.js";
@@ -13,6 +14,21 @@ export const DLQ_ATTRIBUTES = {
 } as const;
 
 /**
+ * The message id of the dead letter of `seq` from `sub`: the same each time that message is
+ * dead-lettered from that subscription, another for any other (the hash covers the source
+ * topic's and the subscription's names, the topic's id and both creation times, so a topic or
+ * subscription made again under the same name starts anew). Letters forwarded to another broker
+ * go in several packs, and a forward that failed part way is sent again whole: the dead-letter
+ * topic's dedup window then answers the letters stored before with their first copy's seq.
+ * 128 bits of SHA-256, then the seq: well within MAX_MESSAGE_ID_BYTES.
+ */
+export function deadLetterId(sub: Subscription, seq: number): string {
+  const t = sub.topic.record;
+  const source = JSON.stringify([t.name, t.id, t.createdAt, sub.name, sub.record.createdAt]);
+  return `nervebus-dlq/${createHash("sha256").update(source).digest("base64url").slice(0, 22)}/${seq}`;
+}
+
+/**
  * Sends dead letters to the broker of the cluster that owns their dead-letter topic (which
  * appends them as its own); resolves once they are durable there.
  */
@@ -24,10 +40,12 @@ export type DeadLetterForwarder = (
 
 /**
  * Moves dead letters to their subscription's dead-letter topic: each keeps its payload,
- * attributes and ordering key, gains the DLQ_ATTRIBUTES, and is appended as a new message (no
- * message id: the dead-letter topic's dedup window does not apply to it). A subscription without
- * a dead-letter topic drops them. With several brokers (`--cluster`), letters whose topic
- * another broker owns are forwarded to it.
+ * attributes and ordering key, gains the DLQ_ATTRIBUTES, and is appended as a new message with
+ * the message id deadLetterId gives it (not the producer's), so the dead-letter topic's dedup
+ * window stores it once however often it is sent (a message dead-lettered again from the same
+ * subscription within that window, after a seek back, is stored once too). A subscription
+ * without a dead-letter topic drops them. With several brokers (`--cluster`), letters whose
+ * topic another broker owns are forwarded to it.
  */
 export class DeadLetterRouter {
   constructor(
@@ -54,7 +72,7 @@ export class DeadLetterRouter {
         [DLQ_ATTRIBUTES.reason]: reason,
       },
       orderingKey: message.orderingKey,
-      messageId: "",
+      messageId: deadLetterId(sub, message.seq),
       deliverAt: 0,
       priority: message.priority,
     }));

@@ -32,7 +32,6 @@ export {
   checkPack,
   DEDUP_WINDOW_MS,
   DELIVERY_ATTEMPTS,
-  deadLetterBytes,
   type PublishLimits,
   packsWithin,
   RESERVED_ATTRIBUTE_PREFIX,
@@ -76,16 +75,18 @@ export {
 } from "./outbox-source.js";
 export { APPENDED, type MessageOutcome, Outcomes } from "./outcomes.js";
 export type { PublishResult } from "./pack-appender.js";
-export type {
-  DatabaseOwnership,
-  HostInfo,
-  MoveReport,
-  OwnershipState,
-  ReadOnlyState,
-  SpaceState,
-  Store,
-  StoreCapabilities,
-  TopicPlacement,
+export {
+  type DatabaseOwnership,
+  type HostInfo,
+  type MoveReport,
+  type OwnershipState,
+  type ReadOnlyState,
+  readOnlyPerServer,
+  type ServerRole,
+  type SpaceState,
+  type Store,
+  type StoreCapabilities,
+  type TopicPlacement,
 } from "./store.js";
 export {
   type DeadLetter,

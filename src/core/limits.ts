@@ -38,6 +38,11 @@ export interface PublishLimits {
   readonly maxPackMessages: number;
   /** Largest pack, summed over its messages. */
   readonly maxPackBytes: number;
+  /**
+   * Whose limits these are when not this broker's (another broker's of the cluster, which
+   * serves the topic): named in refusals after the limit.
+   */
+  readonly whose?: string;
 }
 
 /** Ordering keys longer than this are refused: they are kept in memory per in-flight key. */
@@ -56,36 +61,25 @@ export function checkDelay(field: string, delayMs: number): number {
 /** Attribute keys with this prefix are the broker's (dead-letter metadata); producers may not set them. */
 export const RESERVED_ATTRIBUTE_PREFIX = "nervebus-";
 
-/** Bytes of `m` as the size limits count them, of its attributes those `counted` keeps. */
-function messageBytes(m: PackMessage, counted: (key: string) => boolean): number {
+/** Bytes of `m` as the size limits count them. */
+function messageBytes(m: PackMessage): number {
   let n = m.data.byteLength + Buffer.byteLength(m.orderingKey) + Buffer.byteLength(m.messageId);
-  for (const k in m.attributes)
-    if (counted(k)) n += Buffer.byteLength(k) + Buffer.byteLength(m.attributes[k] ?? "");
+  for (const k in m.attributes) n += Buffer.byteLength(k) + Buffer.byteLength(m.attributes[k] ?? "");
   return n;
 }
 
 /**
- * The bytes of a dead letter the size limits count, leaving out the attributes the broker may
- * have added: the dead-letter ones (reserved keys) and the `traceparent` a message published
- * without one gets. A message accepted at the limit stays acceptable as a dead letter,
- * wherever its dead-letter topic is served.
- */
-export function deadLetterBytes(m: PackMessage): number {
-  return messageBytes(m, (k) => !k.startsWith(RESERVED_ATTRIBUTE_PREFIX) && k !== "traceparent");
-}
-
-/**
- * `messages` in packs within --max-pack-messages and --max-pack-bytes, in their order (a
- * message larger alone in its pack): dead letters forwarded to another broker of the cluster,
- * which would refuse a larger pack. Bytes count every attribute, so a request stays within
- * the size the receiving broker's gRPC takes (a pack plus framing).
+ * `messages` in packs within `limits` (the receiving broker's --max-pack-messages and
+ * --max-pack-bytes), in their order (a message larger alone in its pack): dead letters and
+ * outbox rows sent to another broker of the cluster. Bytes count every attribute, so a request
+ * stays within the size the receiving broker's gRPC takes (a pack plus framing).
  */
 export function packsWithin<T extends PackMessage>(messages: readonly T[], limits: PublishLimits): T[][] {
   const packs: T[][] = [];
   let pack: T[] = [];
   let bytes = 0;
   for (const m of messages) {
-    const size = messageBytes(m, () => true);
+    const size = messageBytes(m);
     if (pack.length > 0 && (pack.length >= limits.maxPackMessages || bytes + size > limits.maxPackBytes)) {
       packs.push(pack);
       pack = [];
@@ -100,25 +94,31 @@ export function packsWithin<T extends PackMessage>(messages: readonly T[], limit
 
 /**
  * Checks a pack against the limits; returns its size in bytes as messageBytes counts it.
- * Errors name the message by its index. `deadLetters`: the pack holds dead letters another
- * broker of the cluster forwarded, whose reserved (dead-letter) attributes are let through
- * and, as on the broker that dead-letters them itself, not counted against the size limits.
+ * Errors name the message by its index, and the limit (and whose it is, see `limits.whose`).
+ * `deadLetters`: the pack holds dead letters another broker of the cluster forwarded, whose
+ * reserved (dead-letter) attributes are let through and which, as dead letters the broker
+ * writes itself, are refused for no size: a message the source's limits took moves whatever
+ * this broker's are (the sender splits them by this broker's pack limits, see packsWithin).
  */
 export function checkPack(pack: Pack, limits: PublishLimits, deadLetters = false): number {
   const n = pack.count;
+  const whose = limits.whose === undefined ? "" : ` ${limits.whose}`;
   if (n === 0) throw invalidArgument("messages", "a pack needs at least one message");
   if (n > limits.maxPackMessages) {
-    throw invalidArgument("messages", `pack has ${n} messages; the limit is ${limits.maxPackMessages}`);
+    throw invalidArgument(
+      "messages",
+      `pack has ${n} messages; the limit is ${limits.maxPackMessages}${whose}`,
+    );
   }
   let total = 0;
   const latest = Date.now() + MAX_DELAY_MS;
   const { sentBytes, keyBytes, idBytes, deliverAt } = pack;
   for (let i = 0; i < n; i++) {
-    const size = deadLetters ? deadLetterBytes(pack.message(i)) : sentBytes[i]!;
-    if (size > limits.maxMessageBytes) {
+    const size = sentBytes[i]!;
+    if (size > limits.maxMessageBytes && !deadLetters) {
       throw invalidArgument(
         `messages[${i}]`,
-        `message is ${size} bytes; the limit is ${limits.maxMessageBytes}`,
+        `message is ${size} bytes; the limit is ${limits.maxMessageBytes}${whose}`,
       );
     }
     if (keyBytes[i]! > MAX_ORDERING_KEY_BYTES) {
@@ -143,8 +143,8 @@ export function checkPack(pack: Pack, limits: PublishLimits, deadLetters = false
       `messages[${reserved.index}].attributes`,
       `key ${JSON.stringify(reserved.key)} uses the reserved prefix ${RESERVED_ATTRIBUTE_PREFIX}`,
     );
-  if (total > limits.maxPackBytes)
-    throw invalidArgument("messages", `pack is ${total} bytes; the limit is ${limits.maxPackBytes}`);
+  if (total > limits.maxPackBytes && !deadLetters)
+    throw invalidArgument("messages", `pack is ${total} bytes; the limit is ${limits.maxPackBytes}${whose}`);
   return total;
 }
 

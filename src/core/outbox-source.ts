@@ -1,3 +1,5 @@
+import type { ReadOnlyState } from "./store.js";
+
 /**
  * What the outbox relay needs from an application's database holding an outbox table (see
  * docs/design-round-2.md, "Transactional outbox"). Implementations own their connections and
@@ -49,6 +51,12 @@ export interface OutboxSource {
     cursor: number,
     gaps?: readonly PassedGap[],
   ): Promise<void>;
+
+  /**
+   * Whether the outbox's server refuses the relay's writes as read-only (a failover of the
+   * application's database); undefined while the source has no connections.
+   */
+  readOnlyState?(): ReadOnlyState | undefined;
 
   /** Releases the lock and the connections. */
   close(): Promise<void>;

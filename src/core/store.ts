@@ -255,10 +255,18 @@ export interface SpaceState {
   readonly error: string | undefined;
 }
 
+/**
+ * Whose connections to a MySQL server: the store's (its databases and leases) or an outbox
+ * relay's (--outbox: the application's database, which may be another server).
+ */
+export type ServerRole = "store" | "outbox";
+
 /** A MySQL server and whether it refuses the broker's writes as read-only (see ServerPool). */
 export interface ReadOnlyState {
   /** HOST:PORT as configured: never a URL's credentials. */
   readonly server: string;
+  /** Whose writes it refuses: the store's, or an outbox relay's. */
+  readonly role: ServerRole;
   /**
    * From a write refused as read-only until a write succeeds there again (the broker's
    * connections dial the server anew meanwhile, to reach a promoted primary).
@@ -268,6 +276,20 @@ export interface ReadOnlyState {
   readonly since: number;
   /** The last such refusal, while read-only. */
   readonly error: string | undefined;
+}
+
+/**
+ * One state per server and role (databases on one server share its read-only state, and a
+ * metric's labels must be unique): read-only if any of them saw it so, since the earliest.
+ */
+export function readOnlyPerServer(states: readonly ReadOnlyState[]): ReadOnlyState[] {
+  const byServer = new Map<string, ReadOnlyState>();
+  for (const s of states) {
+    const key = `${s.role} ${s.server}`;
+    const seen = byServer.get(key);
+    if (seen === undefined || (s.readOnly && (!seen.readOnly || s.since < seen.since))) byServer.set(key, s);
+  }
+  return [...byServer.values()];
 }
 
 /** What differs between backends, in one place (see each store's constant). */

@@ -42,7 +42,7 @@ const HELP = {
   nervebus_store_disk_full:
     "1 while writes to the store's file or database fail for lack of disk space (publishes are refused), else 0; by place",
   nervebus_store_read_only:
-    "1 while the MySQL server refuses the broker's writes as read-only (a failover in progress: writes are retried, the broker reconnects), else 0; by HOST:PORT",
+    "1 while the MySQL server refuses the broker's writes as read-only (a failover in progress: writes are retried, the broker reconnects), else 0; by HOST:PORT and role (store, or outbox: an --outbox relay's database)",
   nervebus_store_database_topics_owned:
     "Topics this broker owns in each MySQL database of --store (--cluster with several databases), by HOST:PORT/DATABASE",
   nervebus_cluster_brokers:
@@ -80,7 +80,7 @@ export interface GaugeSource {
   memory(): readonly MemoryPartUse[];
   /** Each file or database of the store and whether it is out of disk space. */
   spaceState?(): readonly SpaceState[];
-  /** Each MySQL server of the store and whether it refuses writes as read-only. */
+  /** Each MySQL server of the store and of the outboxes and whether it refuses writes as read-only. */
   readOnlyState?(): readonly ReadOnlyState[];
   /** Who owns the store (status of the lease); undefined before the store is open. */
   ownership(): OwnershipState | undefined;
@@ -186,9 +186,9 @@ export class Metrics {
         }
         // The SQLite file or HOST:PORT/DATABASE: never a URL's credentials.
         for (const p of gauges.spaceState?.() ?? []) r.observe(diskFull, p.full ? 1 : 0, { place: p.place });
-        // HOST:PORT as configured.
+        // HOST:PORT as configured; role "store" or "outbox" (a relay's, the application's database).
         for (const s of gauges.readOnlyState?.() ?? [])
-          r.observe(readOnly, s.readOnly ? 1 : 0, { server: s.server });
+          r.observe(readOnly, s.readOnly ? 1 : 0, { server: s.server, role: s.role });
         const cluster = gauges.cluster?.();
         if (cluster !== undefined) {
           r.observe(brokers, cluster.members.filter((b) => b.live).length);

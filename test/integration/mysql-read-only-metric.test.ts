@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { startBroker, TestClient } from "../support/broker.js";
+import { pollUntil, readOnlyGauge } from "../support/failover.js";
 import { useTestMysql } from "../support/mariadb.js";
 
 // Defect: a MySQL server that refuses the broker's writes as read-only (a failover under way)
@@ -9,27 +10,6 @@ import { useTestMysql } from "../support/mariadb.js";
 // and /healthz say so.
 
 const testMysql = useTestMysql();
-
-/** `nervebus_store_read_only` for `server` in a scrape of the broker, or undefined. */
-async function readOnlyGauge(httpAddress: string, server: string): Promise<number | undefined> {
-  const body = await (await fetch(`http://${httpAddress}/metrics`)).text();
-  const line = body
-    .split("\n")
-    .find((l) => l.startsWith("nervebus_store_read_only{") && l.includes(`server="${server}"`));
-  return line === undefined ? undefined : Number(line.split(" ").pop());
-}
-
-/** Polls `probe` until it returns `want`; fails with the last value after 30 s. */
-async function until<T>(what: string, want: T, probe: () => Promise<T>): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await probe();
-    if (last === want) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.fail(`${what}: wanted ${String(want)}, last ${String(last)}`);
-}
 
 test("mysql: nervebus_store_read_only{server} is 1 while the server refuses writes as read-only and 0 once it takes them, and /api/status and /healthz say so", async () => {
   const admin = await testMysql().database("read_only_metric");
@@ -51,7 +31,7 @@ test("mysql: nervebus_store_read_only{server} is 1 while the server refuses writ
   let readOnly = false;
   try {
     await client.publish("orders", ["m1"]);
-    assert.equal(await readOnlyGauge(http, server), 0, "0 while the server takes writes");
+    assert.equal(await readOnlyGauge(http, server, "store"), 0, "0 while the server takes writes");
     assert.deepEqual(
       (await status()).map((s) => [s.server, s.readOnly]),
       [[server, false]],
@@ -61,7 +41,7 @@ test("mysql: nervebus_store_read_only{server} is 1 while the server refuses writ
     readOnly = true;
     // A publish waits (its INSERT is retried) and gets UNAVAILABLE at its deadline.
     await assert.rejects(client.publish("orders", ["m2"], 1500), /UNAVAILABLE|outcome unknown/);
-    await until("the gauge once the server is read-only", 1, () => readOnlyGauge(http, server));
+    await pollUntil("the gauge once the server is read-only", 1, () => readOnlyGauge(http, server, "store"));
     const [ro] = await status();
     assert.equal(ro?.readOnly, true);
     assert.ok(ro.since > 0, `since: ${ro.since}`);
@@ -70,7 +50,7 @@ test("mysql: nervebus_store_read_only{server} is 1 while the server refuses writ
 
     await testMysql().query(admin, "SET GLOBAL read_only = OFF");
     readOnly = false;
-    await until("the gauge once the server takes writes", 0, () => readOnlyGauge(http, server));
+    await pollUntil("the gauge once the server takes writes", 0, () => readOnlyGauge(http, server, "store"));
     assert.equal((await status())[0]?.readOnly, false);
     assert.doesNotMatch(await healthz(), /read-only/);
     // The pack that waited is written too: the next one follows it.

@@ -153,6 +153,7 @@ test("read-only transactions: a ServerPool whose sessions get 1792 answers UNAVA
     },
     new URL(url).host,
     (level, msg) => logs.push(`${level} ${msg}`),
+    "store",
   );
   try {
     await assert.rejects(pool.query("INSERT INTO t VALUES (1)"), (err: unknown) => {
@@ -231,6 +232,7 @@ test("read-only server: pools of one server (the store's, the cluster lease's) r
       () => mysql.createPool({ uri: url, connectionLimit: 2 }),
       server,
       () => {},
+      "store",
     );
   const store = open();
   const lease = open();

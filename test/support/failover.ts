@@ -1,11 +1,12 @@
+import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { after, before } from "node:test";
 import { startTestMysql, type TestMysql } from "./mariadb.js";
 
-// What a MySQL failover needs in a test: a name that moves (a TCP proxy) and the promoted
+// What a MySQL failover needs in a test: a name that moves (a TCP proxy), the promoted
 // server's copy of the data (test/integration/mysql-failover.test.ts,
-// outbox-failover-mysql.test.ts).
+// outbox-failover-mysql.test.ts), and what the broker reports meanwhile.
 
 /** A TCP proxy standing in for a DNS name or VIP: `target` is where new connections go. */
 export async function startProxy(target: number): Promise<{ port: number; target: number; server: Server }> {
@@ -74,4 +75,37 @@ export function useTwoMysql(): () => { a: TestMysql; b: TestMysql } | undefined 
     await b?.stop();
   });
   return () => (a?.asSecondUser && b?.asSecondUser ? { a, b } : undefined);
+}
+
+/**
+ * `nervebus_store_read_only` for `server` and `role` ("store" or "outbox") in a scrape of the
+ * broker, or undefined when there is no such series.
+ */
+export async function readOnlyGauge(
+  httpAddress: string,
+  server: string,
+  role: string,
+): Promise<number | undefined> {
+  const body = await (await fetch(`http://${httpAddress}/metrics`)).text();
+  const line = body
+    .split("\n")
+    .find(
+      (l) =>
+        l.startsWith("nervebus_store_read_only{") &&
+        l.includes(`server="${server}"`) &&
+        l.includes(`role="${role}"`),
+    );
+  return line === undefined ? undefined : Number(line.split(" ").pop());
+}
+
+/** Polls `probe` until it returns `want`; fails with the last value after 30 s. */
+export async function pollUntil<T>(what: string, want: T, probe: () => Promise<T>): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  let last: T | undefined;
+  while (Date.now() < deadline) {
+    last = await probe();
+    if (last === want) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`${what}: wanted ${String(want)}, last ${String(last)}`);
 }

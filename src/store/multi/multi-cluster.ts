@@ -1,4 +1,11 @@
-import type { Cluster, ClusterHooks, ClusterMember, ClusterView, OwnedTopic } from "../../core/index.js";
+import type {
+  Cluster,
+  ClusterHooks,
+  ClusterMember,
+  ClusterView,
+  OwnedTopic,
+  PublishLimits,
+} from "../../core/index.js";
 import type { BrokerIdentity, ClusterLease } from "../mysql/cluster-lease.js";
 
 /**
@@ -13,6 +20,7 @@ import type { BrokerIdentity, ClusterLease } from "../mysql/cluster-lease.js";
 export class MultiCluster implements Cluster {
   #hooks: ClusterHooks | undefined;
   #address = "";
+  #limits: PublishLimits | undefined;
 
   readonly self: string;
   readonly secret: string;
@@ -31,12 +39,22 @@ export class MultiCluster implements Cluster {
   /** A database opened late (unreachable at start): give its lease the hooks and the address. */
   async attach(lease: ClusterLease): Promise<void> {
     if (this.#hooks !== undefined) lease.setHooks(this.#hooks);
-    if (this.#address !== "") await lease.advertise(this.#address);
+    if (this.#address !== "") await lease.advertise(this.#address, this.#limits);
   }
 
-  async advertise(address: string): Promise<void> {
+  async advertise(address: string, limits?: PublishLimits): Promise<void> {
     this.#address = address;
-    await Promise.all(this.leases().map((l) => l.advertise(address)));
+    this.#limits = limits;
+    await Promise.all(this.leases().map((l) => l.advertise(address, limits)));
+  }
+
+  /** Every database's membership holds the broker's row: the first that knows it tells. */
+  limitsAt(address: string): PublishLimits | undefined {
+    for (const l of this.leases()) {
+      const limits = l.limitsAt(address);
+      if (limits !== undefined) return limits;
+    }
+    return undefined;
   }
 
   setHooks(hooks: ClusterHooks): void {

@@ -9,6 +9,7 @@ import {
   type OwnershipState,
   type PointerRecord,
   type ReadOnlyState,
+  readOnlyPerServer,
   type ScheduledMessage,
   type SpaceState,
   type Store,
@@ -152,18 +153,9 @@ export class MultiStore implements Store, TopicPlacement {
     return this.set.slots.flatMap((s) => s.store?.spaceState() ?? []);
   }
 
-  /**
-   * Each server of the open databases, once (databases on one server share its read-only
-   * state, and a metric's labels must be unique): read-only if any of them saw it so.
-   */
+  /** Each server of the open databases, once (see readOnlyPerServer). */
   readOnlyState(): ReadOnlyState[] {
-    const byServer = new Map<string, ReadOnlyState>();
-    for (const s of this.set.slots.flatMap((slot) => slot.store?.readOnlyState() ?? [])) {
-      const seen = byServer.get(s.server);
-      if (seen === undefined || (s.readOnly && (!seen.readOnly || s.since < seen.since)))
-        byServer.set(s.server, s);
-    }
-    return [...byServer.values()];
+    return readOnlyPerServer(this.set.slots.flatMap((slot) => slot.store?.readOnlyState() ?? []));
   }
 
   async close(): Promise<void> {

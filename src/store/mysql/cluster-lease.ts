@@ -8,6 +8,7 @@ import {
   type ClusterView,
   NerveBusError,
   NotOwnerError,
+  type PublishLimits,
   type TopicRecord,
 } from "../../core/index.js";
 import { mapStoreError } from "../errors.js";
@@ -74,6 +75,21 @@ interface Member {
   readonly draining: boolean;
   /** Its peer secret ("" for a broker of a version without one: never verified). */
   readonly secret: string;
+  /** The pack limits it takes (undefined for a broker of a version that published none). */
+  readonly limits: PublishLimits | undefined;
+}
+
+/** The limits columns of nb_brokers, in PublishLimits order; 0 for a broker that published none. */
+const LIMIT_COLUMNS = ["max_message_bytes", "max_pack_messages", "max_pack_bytes"] as const;
+
+/** The limits, in LIMIT_COLUMNS order. */
+const LIMIT_KEYS = ["maxMessageBytes", "maxPackMessages", "maxPackBytes"] as const;
+
+/** A broker row's published limits; undefined when it published none (0s). */
+function limitsOf(row: mysql.RowDataPacket): PublishLimits | undefined {
+  const [maxMessageBytes, maxPackMessages, maxPackBytes] = LIMIT_COLUMNS.map((c) => Number(row[c]));
+  if (!maxMessageBytes || !maxPackMessages || !maxPackBytes) return undefined;
+  return { maxMessageBytes, maxPackMessages, maxPackBytes };
 }
 
 /** SHA-256 of a secret: equal-length inputs for timingSafeEqual, whatever was presented. */
@@ -112,6 +128,10 @@ export class ClusterLease implements WriteGuard, Cluster {
   #dbNow = 0;
   #seenAt = 0;
   #address = "";
+  /** What this broker published with its address (0s: none, see limitsAt). */
+  #limits: PublishLimits | undefined;
+  /** Brokers said to run with other limits than this one (once each). */
+  readonly #otherLimits = new Set<string>();
   #draining = false;
   /** Set by stopHandovers(): no handover starts after it. */
   #closed = false;
@@ -168,6 +188,9 @@ export class ClusterLease implements WriteGuard, Cluster {
         draining TINYINT NOT NULL DEFAULT 0,
         secret VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT '') ENGINE=InnoDB`);
     await this.#addSecretColumn();
+    // Added since (see addColumn): a broker of an older version leaves them 0.
+    for (const column of LIMIT_COLUMNS)
+      await addColumn(this.pool, "nb_brokers", column, "BIGINT NOT NULL DEFAULT 0");
     const giveUpAt = performance.now() + this.options.waitMs;
     for (;;) {
       const joining = this.#transaction("joining the cluster", async (conn) => {
@@ -238,9 +261,50 @@ export class ClusterLease implements WriteGuard, Cluster {
     return m !== undefined && m.secret !== "" && m.expiresAt > this.#dbClock();
   }
 
-  async advertise(address: string): Promise<void> {
+  async advertise(address: string, limits?: PublishLimits): Promise<void> {
     this.#address = address;
+    this.#limits = limits;
     await this.heartbeat();
+  }
+
+  /**
+   * Says once per broker that a live one runs with other pack limits than this one: its topics'
+   * packs are checked against its own, so a producer's pack may be taken by one broker and
+   * refused by another (README: "Between brokers", Limits).
+   */
+  #warnOtherLimits(): void {
+    const own = this.#limits;
+    if (own === undefined) return;
+    const now = this.#dbClock();
+    for (const [id, m] of this.#members) {
+      const l = m.limits;
+      if (id === this.owner || l === undefined || m.expiresAt <= now || this.#otherLimits.has(id)) continue;
+      if (LIMIT_KEYS.every((k) => l[k] === own[k])) continue;
+      this.#otherLimits.add(id);
+      this.options.log(
+        "warn",
+        "a broker of the cluster runs with other pack limits; its topics' apply to them",
+        {
+          broker: id,
+          address: m.address,
+          limits: { ...l },
+          ownLimits: { ...own },
+        },
+      );
+    }
+  }
+
+  limitsAt(address: string): PublishLimits | undefined {
+    const now = this.#dbClock();
+    let found: Member | undefined;
+    for (const m of this.#members.values())
+      if (
+        m.address === address &&
+        m.expiresAt > now &&
+        (found === undefined || m.startedAt > found.startedAt)
+      )
+        found = m;
+    return found?.limits;
   }
 
   // ---- WriteGuard ----------------------------------------------------------------------------
@@ -531,11 +595,19 @@ export class ClusterLease implements WriteGuard, Cluster {
         }
       }
       await this.pool.query(
-        `INSERT INTO nb_brokers (id, address, expires_at, started_at, draining, secret)
-           VALUES (?, ?, ${DB_NOW_MS} + ?, ${DB_NOW_MS}, ?, ?)
+        `INSERT INTO nb_brokers (id, address, expires_at, started_at, draining, secret, ${LIMIT_COLUMNS.join(", ")})
+           VALUES (?, ?, ${DB_NOW_MS} + ?, ${DB_NOW_MS}, ?, ?, ?, ?, ?)
            ON DUPLICATE KEY UPDATE address = VALUES(address), expires_at = VALUES(expires_at),
-             draining = VALUES(draining), secret = VALUES(secret)`,
-        [this.owner, this.#address, this.options.ttlMs, this.#draining ? 1 : 0, this.secret],
+             draining = VALUES(draining), secret = VALUES(secret),
+             ${LIMIT_COLUMNS.map((c) => `${c} = VALUES(${c})`).join(", ")}`,
+        [
+          this.owner,
+          this.#address,
+          this.options.ttlMs,
+          this.#draining ? 1 : 0,
+          this.secret,
+          ...LIMIT_KEYS.map((k) => this.#limits?.[k] ?? 0),
+        ],
       );
       if (renewing.length > 0) {
         await this.pool.query(
@@ -548,7 +620,7 @@ export class ClusterLease implements WriteGuard, Cluster {
            FROM nb_lease l JOIN nb_topics t ON l.unit = CONCAT('topic:', t.id)`,
       );
       const [brokers] = await this.pool.query<mysql.RowDataPacket[]>(
-        "SELECT id, address, expires_at, started_at, draining, secret FROM nb_brokers",
+        `SELECT id, address, expires_at, started_at, draining, secret, ${LIMIT_COLUMNS.join(", ")} FROM nb_brokers`,
       );
       this.#renewedAt = sentAt;
       this.#beatError = undefined;
@@ -564,9 +636,11 @@ export class ClusterLease implements WriteGuard, Cluster {
             startedAt: Number(b.started_at),
             draining: Number(b.draining) === 1,
             secret: String(b.secret),
+            limits: limitsOf(b),
           },
         ]),
       );
+      this.#warnOtherLimits();
       const routes = new Map<string, Route>();
       for (const l of leases) {
         // A moved topic's old copy: it is served from its new database only.

@@ -5,6 +5,7 @@ import {
   type OutboxRow,
   type OutboxSource,
   type PassedGap,
+  type ReadOnlyState,
   type RelayState,
   sleep,
 } from "../../core/index.js";
@@ -104,7 +105,12 @@ export class MysqlOutboxSource implements OutboxSource {
 
   /** The relay's pool; the lock's connection is dropped with each of its recycles (see class). */
   #openPool(): ServerPool {
-    const pool = new ServerPool(() => autocommitPool(this.#config, this.lease), this.#server, this.log);
+    const pool = new ServerPool(
+      () => autocommitPool(this.#config, this.lease),
+      this.#server,
+      this.log,
+      "outbox",
+    );
     // A lock held on the old primary says nothing to a relay on the new one.
     pool.onRecycle(() => void this.#dropLock());
     return pool;
@@ -257,6 +263,11 @@ export class MysqlOutboxSource implements OutboxSource {
       await this.#dropLock();
       throw new NerveBusError("unavailable", `outbox ${this.name}: the relay lock was lost`);
     }
+  }
+
+  /** The relay pool's (see ServerPool): its deletes and cursor writes tell. */
+  readOnlyState(): ReadOnlyState | undefined {
+    return this.#pool?.readOnlyState();
   }
 
   async close(): Promise<void> {

@@ -157,6 +157,7 @@ export async function openPool(
         () => limitSessions(mysql.createPool(poolOptions), idleSeconds),
         server,
         options.log,
+        "store",
       );
       // Its own connections: renewals never queue behind writes waiting for the pool.
       const leasePoolOptions = { ...config, connectionLimit: 2, maxIdle: 2, enableKeepAlive: true };
@@ -165,6 +166,7 @@ export async function openPool(
         () => limitSessions(mysql.createPool(leasePoolOptions), idleSeconds, lockWaitSeconds),
         server,
         options.log,
+        "store",
       );
       siblings.push(leasePool);
       const cluster = new ClusterLease(leasePool, leaseOptions, options.broker);
@@ -174,7 +176,7 @@ export async function openPool(
       });
       lease = cluster;
     } else {
-      pool = new ServerPool(() => mysql.createPool(poolOptions), server, options.log);
+      pool = new ServerPool(() => mysql.createPool(poolOptions), server, options.log, "store");
       const single = new Lease(
         pool,
         () => mysql.createConnection(config),

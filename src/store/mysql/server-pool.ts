@@ -1,5 +1,5 @@
 import type mysql from "mysql2/promise";
-import { OutageLog, type ReadOnlyState } from "../../core/index.js";
+import { OutageLog, type ReadOnlyState, type ServerRole } from "../../core/index.js";
 import { isReadOnlyServer, readOnlyServerError } from "../errors.js";
 
 type Log = (level: "warn" | "info" | "error", msg: string, fields?: Record<string, unknown>) => void;
@@ -53,12 +53,14 @@ export class ServerPool implements Queryable {
 
   /**
    * `make` opens a pool for the database (called again on each recycle); `server` is HOST:PORT
-   * as configured, for messages.
+   * as configured, for messages; `role` says whose connections these are (the store's or an
+   * outbox relay's), for the read-only state and its log lines.
    */
   constructor(
     private readonly make: () => mysql.Pool,
     readonly server: string,
     log: Log,
+    readonly role: ServerRole,
   ) {
     this.#pool = make();
     this.#readOnly = new OutageLog(
@@ -69,7 +71,7 @@ export class ServerPool implements Queryable {
         ended: "the MySQL server takes writes again",
         durationField: "readOnlyForMs",
       },
-      { server },
+      { server, role },
     );
   }
 
@@ -82,6 +84,7 @@ export class ServerPool implements Queryable {
     const readOnly = this.#readOnly.failing;
     return {
       server: this.server,
+      role: this.role,
       readOnly,
       since: this.#readOnly.since,
       error: readOnly ? this.#readOnlyError : undefined,
