@@ -158,6 +158,7 @@ export async function startNerveBus(
   const open = given === undefined ? openStore : async () => given;
   const store = await open(config.store, {
     mysqlPoolSize: config.mysqlPoolSize,
+    mysqlStallTimeoutMs: config.mysqlStallTimeoutMs,
     mysqlAllowUnsafeDurability: config.mysqlAllowUnsafeDurability,
     sqliteWriterThread: config.sqliteWriterThread,
     leaseTtlMs: config.leaseTtlMs,
@@ -365,6 +366,7 @@ export async function startNerveBus(
           leaseOf === undefined
             ? undefined
             : { owner: leaseOf.self, ttlMs: config.leaseTtlMs, renewMs: config.leaseRenewMs },
+          config.mysqlStallTimeoutMs,
         ),
         relayTarget,
         {

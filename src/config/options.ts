@@ -68,6 +68,7 @@ export interface Config {
   healthIntervalMs: number;
   shutdownGraceMs: number;
   mysqlPoolSize: number;
+  mysqlStallTimeoutMs: number;
   mysqlAllowUnsafeDurability: boolean;
   sqliteWriterThread: boolean;
   leaseTtlMs: number;
@@ -500,6 +501,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 2,
     max: 256,
     doc: "MySQL connections (one per shard writer plus readers)",
+  },
+  {
+    key: "mysqlStallTimeoutMs",
+    kind: "duration",
+    default: 30_000,
+    min: 1000,
+    max: 600_000,
+    doc: "MySQL: how long a server may answer nothing while a statement waits before its connections are cut and its host dialed again (a dead primary, dropped packets)",
   },
   {
     key: "mysqlAllowUnsafeDurability",

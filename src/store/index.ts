@@ -22,6 +22,8 @@ export { SqliteThreadedStore } from "./sqlite/sqlite-threaded-store.js";
 export interface OpenStoreOptions extends StoreLeaseOptions {
   /** MysqlStoreOptions.poolSize. */
   readonly mysqlPoolSize: number;
+  /** MysqlStoreOptions.stallMs. */
+  readonly mysqlStallTimeoutMs?: number;
   /** MysqlStoreOptions.allowUnsafeDurability. */
   readonly mysqlAllowUnsafeDurability: boolean;
   /** SQLite: run writes on a thread of their own (SqliteThreadedStore); not for :memory:. */
@@ -38,6 +40,7 @@ export async function openStore(url: string, options: OpenStoreOptions): Promise
     return MultiStore.open(hosts, {
       ...options,
       poolSize: options.mysqlPoolSize,
+      ...(options.mysqlStallTimeoutMs === undefined ? {} : { stallMs: options.mysqlStallTimeoutMs }),
       allowUnsafeDurability: options.mysqlAllowUnsafeDurability,
     });
   }
@@ -62,6 +65,7 @@ export async function openStore(url: string, options: OpenStoreOptions): Promise
       ...options,
       url,
       poolSize: options.mysqlPoolSize,
+      ...(options.mysqlStallTimeoutMs === undefined ? {} : { stallMs: options.mysqlStallTimeoutMs }),
       allowUnsafeDurability: options.mysqlAllowUnsafeDurability,
     });
   }

@@ -3,7 +3,14 @@ import { test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import type mysql from "mysql2/promise";
 import { healthClient, healthStatus, seqsOf, startBroker, TestClient } from "../support/broker.js";
-import { copyDatabase, portOf, startProxy, useTwoMysql } from "../support/failover.js";
+import {
+  copyDatabase,
+  createBrokerUser,
+  portOf,
+  publishUntilConfirmed,
+  startProxy,
+  useTwoMysql,
+} from "../support/failover.js";
 import type { TestMysql } from "../support/mariadb.js";
 
 // A failover as MySQL HA tooling runs it (Orchestrator, MHA, a manual switchover behind a DNS
@@ -25,28 +32,6 @@ async function sessionsOn(server: TestMysql, admin: string): Promise<number> {
   return Number(row!.n);
 }
 
-/** A broker user with every right on `db` only: read_only applies to it (no READ ONLY ADMIN). */
-async function createBrokerUser(server: TestMysql, adminUrl: string, db: string): Promise<void> {
-  await server.query(adminUrl, "CREATE USER IF NOT EXISTS 'nbfail'@'127.0.0.1' IDENTIFIED BY 'pw'");
-  await server.query(adminUrl, `GRANT ALL PRIVILEGES ON \`${db}\`.* TO 'nbfail'@'127.0.0.1'`);
-}
-
-/** Publishes one message with a message id, again on UNAVAILABLE (the id dedups a retry). */
-async function publishUntilConfirmed(client: TestClient, topic: string, id: string, giveUpAt: number) {
-  const errors: string[] = [];
-  for (;;) {
-    try {
-      return await client.publish(topic, [{ data: Buffer.from(id), messageId: id }], 10_000);
-    } catch (err) {
-      const e = err as grpc.ServiceError;
-      errors.push(`${grpc.status[e.code]}: ${e.details}`);
-      if (e.code !== grpc.status.UNAVAILABLE || Date.now() > giveUpAt)
-        throw new Error(`publish of ${id} never confirmed; errors:\n${errors.slice(-3).join("\n")}`);
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
-}
-
 /**
  * The failover, with a broker alone on the database (its store lease and its pool) or one of
  * a --cluster (its cluster lease with a pool of its own, and the store's pool).
@@ -55,8 +40,8 @@ async function failover(a: TestMysql, b: TestMysql, name: string, cluster: boole
   const adminA = await a.database(name);
   const adminB = await b.database(name);
   const db = new URL(adminA).pathname.slice(1);
-  await createBrokerUser(a, adminA, db);
-  await createBrokerUser(b, adminB, db);
+  await createBrokerUser(a, adminA, db, "nbfail");
+  await createBrokerUser(b, adminB, db, "nbfail");
   const proxy = await startProxy(portOf(adminA));
   const url = `mysql://nbfail:pw@127.0.0.1:${proxy.port}/${db}`;
   // A pack waits at most 5 s for its confirm: well inside the 30 s deadline the client gives.

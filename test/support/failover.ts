@@ -2,39 +2,119 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { after, before } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import type { SendPackResponse } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
+import type { TestClient } from "./broker.js";
 import { startTestMysql, type TestMysql } from "./mariadb.js";
 
 // What a MySQL failover needs in a test: a name that moves (a TCP proxy), the promoted
 // server's copy of the data (test/integration/mysql-failover.test.ts,
 // outbox-failover-mysql.test.ts), and what the broker reports meanwhile.
 
+/** A TCP proxy standing in for a DNS name or VIP (see startProxy). */
+export interface Proxy {
+  readonly port: number;
+  /** Where new connections go. */
+  target: number;
+  /**
+   * The host behind the name died, or the network drops its packets: open connections forward
+   * nothing any more and stay open (no reset, no close), and new ones are taken and left
+   * waiting, until `thaw(target)` moves the name.
+   */
+  freeze(): void;
+  /** New connections go to `target` again (open frozen ones stay frozen). */
+  thaw(target: number): void;
+  /** Closes every connection through the proxy at once (frozen ones too). */
+  cutAll(): void;
+  readonly server: Server;
+}
+
 /** A TCP proxy standing in for a DNS name or VIP: `target` is where new connections go. */
-export async function startProxy(target: number): Promise<{ port: number; target: number; server: Server }> {
+export async function startProxy(target: number): Promise<Proxy> {
   const sockets = new Set<Socket>();
-  const proxy = {
+  const pairs = new Set<[Socket, Socket]>();
+  let frozen = false;
+  const keep = (s: Socket) => {
+    sockets.add(s);
+    s.on("error", () => undefined);
+    s.on("close", () => sockets.delete(s));
+  };
+  const server = createServer((client) => {
+    keep(client);
+    if (frozen) {
+      client.pause();
+      return;
+    }
+    const upstream = connect(proxy.target, "127.0.0.1");
+    keep(upstream);
+    const pair: [Socket, Socket] = [client, upstream];
+    pairs.add(pair);
+    for (const s of pair)
+      s.on("close", () => {
+        pairs.delete(pair);
+        client.destroy();
+        upstream.destroy();
+      });
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  const proxy: Proxy = {
     port: 0,
     target,
-    server: createServer((client) => {
-      const upstream = connect(proxy.target, "127.0.0.1");
-      for (const s of [client, upstream]) {
-        sockets.add(s);
-        s.on("error", () => undefined);
-        s.on("close", () => {
-          sockets.delete(s);
-          client.destroy();
-          upstream.destroy();
-        });
+    freeze() {
+      frozen = true;
+      for (const [client, upstream] of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
       }
-      client.pipe(upstream);
-      upstream.pipe(client);
-    }),
+    },
+    thaw(to: number) {
+      proxy.target = to;
+      frozen = false;
+    },
+    cutAll() {
+      for (const s of sockets) s.destroy();
+    },
+    server,
   };
-  proxy.server.on("close", () => {
-    for (const s of sockets) s.destroy();
-  });
-  await new Promise<void>((resolve) => proxy.server.listen(0, "127.0.0.1", resolve));
-  proxy.port = (proxy.server.address() as { port: number }).port;
+  server.on("close", () => proxy.cutAll());
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  (proxy as { port: number }).port = (server.address() as { port: number }).port;
   return proxy;
+}
+
+/** A broker user with every right on `db` only: read_only applies to it (no READ ONLY ADMIN). */
+export async function createBrokerUser(
+  server: TestMysql,
+  adminUrl: string,
+  db: string,
+  user: string,
+): Promise<void> {
+  await server.query(adminUrl, `CREATE USER IF NOT EXISTS '${user}'@'127.0.0.1' IDENTIFIED BY 'pw'`);
+  await server.query(adminUrl, `GRANT ALL PRIVILEGES ON \`${db}\`.* TO '${user}'@'127.0.0.1'`);
+}
+
+/** Publishes one message with a message id, again on UNAVAILABLE (the id dedups a retry). */
+export async function publishUntilConfirmed(
+  client: TestClient,
+  topic: string,
+  id: string,
+  giveUpAt: number,
+): Promise<SendPackResponse> {
+  const errors: string[] = [];
+  for (;;) {
+    try {
+      return await client.publish(topic, [{ data: Buffer.from(id), messageId: id }], 10_000);
+    } catch (err) {
+      const e = err as grpc.ServiceError;
+      errors.push(`${grpc.status[e.code]}: ${e.details}`);
+      if (e.code !== grpc.status.UNAVAILABLE || Date.now() > giveUpAt)
+        throw new Error(`publish of ${id} never confirmed; errors:\n${errors.slice(-3).join("\n")}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
 }
 
 /** The port of a mysql:// URL. */

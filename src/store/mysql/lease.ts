@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import type mysql from "mysql2/promise";
 import { NerveBusError, type TopicRecord } from "../../core/index.js";
 import { mapStoreError } from "../errors.js";
-import type { ServerPool } from "./server-pool.js";
+import { cut, type ServerPool } from "./server-pool.js";
 import type { LeaseState, WriteGuard } from "./write-guard.js";
 
 /** The database's clock in ms: lease expiry is judged by one clock shared by every broker. */
@@ -84,7 +84,7 @@ export class Lease implements WriteGuard {
   ) {
     // The named lock's connection goes where the pool's go: a lock held on the old primary
     // says nothing to a broker starting on the new one.
-    pool.onRecycle(() => void this.#dropLockConn());
+    pool.onRecycle(() => this.#cutLockConn());
   }
 
   get epoch(): number {
@@ -294,6 +294,16 @@ export class Lease implements WriteGuard {
       await this.#dropLockConn();
     }
     return false;
+  }
+
+  /**
+   * The pool was recycled (its server turned read-only, or answers nothing): the named lock's
+   * connection is cut at once, so a renewal waiting on it fails instead of waiting forever.
+   */
+  #cutLockConn(): void {
+    const conn = this.#lockConn;
+    this.#lockConn = undefined;
+    if (conn !== undefined) cut(conn, new Error("the store's connections were recycled"));
   }
 
   /** Closes the named lock's connection (the lock goes with it); the next renewal opens one. */

@@ -50,6 +50,8 @@ export class MysqlOutboxSource implements OutboxSource {
     url: string,
     private readonly log: Log,
     private readonly lease?: OutboxLeaseOptions,
+    /** ServerPool's stallMs for the outbox's server (default DEFAULT_STALL_MS). */
+    private readonly stallMs?: number,
   ) {
     const u = new URL(url);
     const database = decodeURIComponent(u.pathname.replace(/^\//, ""));
@@ -110,6 +112,7 @@ export class MysqlOutboxSource implements OutboxSource {
       this.#server,
       this.log,
       "outbox",
+      this.stallMs,
     );
     // A lock held on the old primary says nothing to a relay on the new one.
     pool.onRecycle(() => void this.#dropLock());

@@ -31,6 +31,8 @@ export interface MysqlStoreOptions extends StoreLeaseOptions {
   readonly url: string;
   /** Connections in the pool: one per shard writer in flight, plus readers. */
   readonly poolSize: number;
+  /** ServerPool's stallMs (default DEFAULT_STALL_MS). */
+  readonly stallMs?: number;
   /** Start even when innodb_flush_log_at_trx_commit is not 1 (a commit may then be lost). */
   readonly allowUnsafeDurability: boolean;
 }
@@ -158,6 +160,7 @@ export async function openPool(
         server,
         options.log,
         "store",
+        options.stallMs,
       );
       // Its own connections: renewals never queue behind writes waiting for the pool.
       const leasePoolOptions = { ...config, connectionLimit: 2, maxIdle: 2, enableKeepAlive: true };
@@ -167,6 +170,7 @@ export async function openPool(
         server,
         options.log,
         "store",
+        options.stallMs,
       );
       siblings.push(leasePool);
       const cluster = new ClusterLease(leasePool, leaseOptions, options.broker);
@@ -176,7 +180,13 @@ export async function openPool(
       });
       lease = cluster;
     } else {
-      pool = new ServerPool(() => mysql.createPool(poolOptions), server, options.log, "store");
+      pool = new ServerPool(
+        () => mysql.createPool(poolOptions),
+        server,
+        options.log,
+        "store",
+        options.stallMs,
+      );
       const single = new Lease(
         pool,
         () => mysql.createConnection(config),

@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import type mysql from "mysql2/promise";
 import { OutageLog, type ReadOnlyState, type ServerRole } from "../../core/index.js";
 import { isReadOnlyServer, readOnlyServerError } from "../errors.js";
@@ -10,6 +11,22 @@ type Log = (level: "warn" | "info" | "error", msg: string, fields?: Record<strin
  * Short beside a failover (seconds), so the broker finds the new primary soon after the name moves.
  */
 const RECYCLE_MIN_MS = 1000;
+
+/**
+ * How long a server may answer nothing at all while a statement waits before its connections
+ * are taken for dead (--mysql-stall-timeout-ms; see ServerPool).
+ */
+export const DEFAULT_STALL_MS = 30_000;
+
+/**
+ * A statement or transaction in progress: when it started, its connection once it has one, and
+ * whether a stall cut that (its end is then no answer from the server).
+ */
+interface InFlight {
+  readonly startedAt: number;
+  conn: mysql.PoolConnection | undefined;
+  cut: boolean;
+}
 
 /** What runs one statement: a connection, or a ServerPool. */
 export interface Queryable {
@@ -33,6 +50,14 @@ export interface Queryable {
  * UNAVAILABLE naming the server (readOnlyServerError), any other error as the driver gave it.
  * One warning is logged when the server turns read-only, a reminder at most every 30 s while it
  * stays so, one info line when a write succeeds again (OutageLog).
+ *
+ * A server that answers nothing is recycled too: when no statement has ended (answered or
+ * failed) for `stallMs` while one has waited that long, the connections of the statements in
+ * flight are cut (they fail ETIMEDOUT, UNAVAILABLE for their callers, which retry) and a fresh
+ * pool dials the name again. That is what a primary whose host died, or a network that drops
+ * its packets, looks like: no error and no reset ever arrive, TCP keeps an unanswered
+ * connection for a quarter of an hour, and a pool whose connections all wait so would wait that
+ * long too, although the name may already lead to the promoted replica.
  */
 export class ServerPool implements Queryable {
   #pool: mysql.Pool;
@@ -50,6 +75,13 @@ export class ServerPool implements Queryable {
   /** Which of them this pool's last answered write was (0: none yet). */
   #lastWrite = 0;
   #recycles = 0;
+  /** Statements and transactions of any pool of this one in progress (see class, stalls). */
+  readonly #inFlight = new Set<InFlight>();
+  /** When a statement last ended, answered or failed: the server's last sign of life. */
+  #lastAnswer = performance.now();
+  #watchdog: NodeJS.Timeout | undefined;
+  /** Statements stalling: logged once when it starts, once when answers come again. */
+  readonly #stalls: OutageLog;
 
   /**
    * `make` opens a pool for the database (called again on each recycle); `server` is HOST:PORT
@@ -61,8 +93,20 @@ export class ServerPool implements Queryable {
     readonly server: string,
     log: Log,
     readonly role: ServerRole,
+    /** How long the server may answer nothing while a statement waits (see class). */
+    private readonly stallMs = DEFAULT_STALL_MS,
   ) {
     this.#pool = make();
+    this.#stalls = new OutageLog(
+      log,
+      {
+        started: "the MySQL server answers nothing; cutting its connections and reconnecting",
+        ongoing: "the MySQL server still answers nothing; reconnecting",
+        ended: "the MySQL server answers again",
+        durationField: "silentForMs",
+      },
+      { server, role },
+    );
     this.#readOnly = new OutageLog(
       log,
       {
@@ -112,8 +156,9 @@ export class ServerPool implements Queryable {
     sql: string,
     params?: unknown[],
   ): Promise<[T, mysql.FieldPacket[]]> {
-    return this.#use(async (pool) => {
+    return this.#use(async (pool, op) => {
       const conn = await pool.getConnection();
+      op.conn = conn;
       let failed: unknown;
       try {
         const result = await conn.query<T>(sql, params);
@@ -134,8 +179,9 @@ export class ServerPool implements Queryable {
    * server turned read-only, is closed instead of given back.
    */
   transaction<T>(fn: (conn: mysql.PoolConnection) => Promise<{ commit: boolean; value: T }>): Promise<T> {
-    return this.#use(async (pool) => {
+    return this.#use(async (pool, op) => {
       const conn = await pool.getConnection();
+      op.conn = conn;
       let open = false;
       let failed: unknown;
       try {
@@ -164,22 +210,34 @@ export class ServerPool implements Queryable {
 
   /** Closes every connection, of the current pool and of recycled ones still in use. */
   async end(): Promise<void> {
+    clearInterval(this.#watchdog);
+    this.#watchdog = undefined;
     const pools = [this.#pool, ...this.#retired];
     this.#retired.clear();
     await Promise.all(pools.map((p) => p.end().catch(() => undefined)));
   }
 
-  /** Runs `fn` on the current pool; a read-only error recycles it and becomes UNAVAILABLE. */
-  async #use<T>(fn: (pool: mysql.Pool) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` on the current pool, watched for stalls (`fn` sets `op.conn` once it has its
+   * connection); a read-only error recycles the pool and becomes UNAVAILABLE.
+   */
+  async #use<T>(fn: (pool: mysql.Pool, op: InFlight) => Promise<T>): Promise<T> {
     const pool = this.#pool;
     this.#busy.set(pool, (this.#busy.get(pool) ?? 0) + 1);
+    const op: InFlight = { startedAt: performance.now(), conn: undefined, cut: false };
+    this.#inFlight.add(op);
+    this.#watch();
     try {
-      return await fn(pool);
+      const value = await fn(pool, op);
+      if (this.#stalls.failing) this.#stalls.recovered({ reconnects: this.#recycles });
+      return value;
     } catch (err) {
       if (!isReadOnlyServer(err)) throw err;
       this.#sawReadOnly(pool, err);
       throw readOnlyServerError(err, this.server);
     } finally {
+      this.#inFlight.delete(op);
+      if (!op.cut) this.#lastAnswer = performance.now();
       const left = this.#busy.get(pool)! - 1;
       if (left > 0) this.#busy.set(pool, left);
       else {
@@ -204,10 +262,49 @@ export class ServerPool implements Queryable {
     const now = performance.now();
     // A pool recycled already (its statements were in flight), or one just made: keep it.
     if (pool !== this.#pool || now - this.#recycledAt < RECYCLE_MIN_MS) return;
+    this.#recycle(pool, now, 1);
+  }
+
+  /** Checks for a stall while statements are in flight (see class). */
+  #watch(): void {
+    if (this.#watchdog !== undefined) return;
+    this.#watchdog = setInterval(() => this.#checkStall(), Math.max(50, Math.floor(this.stallMs / 4)));
+    this.#watchdog.unref();
+  }
+
+  #checkStall(): void {
+    const now = performance.now();
+    if (this.#inFlight.size === 0) {
+      clearInterval(this.#watchdog);
+      this.#watchdog = undefined;
+      return;
+    }
+    if (now - this.#lastAnswer < this.stallMs) return;
+    let oldest = now;
+    for (const op of this.#inFlight) if (op.startedAt < oldest) oldest = op.startedAt;
+    if (now - oldest < this.stallMs) return;
+    // Nothing answered for stallMs, and a statement has waited that long: cut what waits.
+    const err = stallError(this.server, now - this.#lastAnswer);
+    if (!this.#stalls.failing) this.#recycles = 0;
+    this.#stalls.failed(err);
+    this.#lastAnswer = now;
+    this.#recycle(this.#pool, now, 0);
+    for (const op of this.#inFlight) {
+      if (op.conn === undefined) continue;
+      op.cut = true;
+      cut(op.conn, err);
+    }
+  }
+
+  /**
+   * A fresh pool takes over from `pool`, which closes once its statements have ended (`mine`:
+   * those of the caller's own, still counted, 1 from inside a statement).
+   */
+  #recycle(pool: mysql.Pool, now: number, mine: number): void {
     this.#recycledAt = now;
     this.#recycles++;
     this.#pool = this.make();
-    if ((this.#busy.get(pool) ?? 0) > 1) this.#retired.add(pool);
+    if ((this.#busy.get(pool) ?? 0) > mine) this.#retired.add(pool);
     else void pool.end().catch(() => undefined);
     for (const listener of this.#onRecycle) listener();
   }
@@ -217,4 +314,24 @@ export class ServerPool implements Queryable {
     this.#lastWrite = ++ServerPool.#writes;
     if (this.#readOnly.failing) this.#readOnly.recovered({ reconnects: this.#recycles });
   }
+}
+
+/** The error statements cut by a stall fail with: ETIMEDOUT, transient (UNAVAILABLE). */
+function stallError(server: string, silentMs: number): Error {
+  return Object.assign(
+    new Error(`the MySQL server at ${server} answered nothing for ${Math.round(silentMs)} ms; reconnecting`),
+    { code: "ETIMEDOUT" },
+  );
+}
+
+/**
+ * Closes `conn` at once, failing the statement waiting on it with `err` (and dropping it from its
+ * pool, if it has one): mysql2's destroy() alone ends the socket gently, and a statement waiting
+ * on a server that answers nothing then waits forever.
+ */
+export function cut(conn: mysql.Connection, err: Error): void {
+  // The promise wrapper's core connection, and its socket.
+  const socket = (conn as unknown as { connection: { stream: Socket } }).connection.stream;
+  socket.destroy(err);
+  conn.destroy();
 }
