@@ -17,7 +17,9 @@ import {
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import type { NerveBus } from "../../src/nervebus.js";
 import { startBroker, TestClient } from "../support/broker.js";
+import { retrying } from "../support/cluster.js";
 import { useTestMysql } from "../support/mariadb.js";
+import { spawnBroker } from "../support/process.js";
 
 // Defect: a SendPack waited without a bound for what comes before its confirm: the topic's
 // load (an auto-created topic, or an existing one's first use after a restart) on a stalled
@@ -266,3 +268,42 @@ for (const kind of ["sqlite", "mysql"] as const) {
     }
   });
 }
+
+test("mysql --cluster: a SendPack forwarded to its topic's owner that does not answer (frozen) gets UNAVAILABLE outcome unknown from the broker called, before its deadline", async () => {
+  const url = await testMysql().database("wait_forward");
+  // Leases outlive the freeze: the topic stays the frozen broker's.
+  const lease = { leaseTtlMs: 20_000, leaseRenewMs: 500 };
+  const owner = await spawnBroker([
+    "--store",
+    url,
+    "--cluster",
+    "--lease-ttl-ms",
+    String(lease.leaseTtlMs),
+    "--lease-renew-ms",
+    String(lease.leaseRenewMs),
+  ]);
+  const ownerClient = new TestClient(owner.address);
+  let frozen = false;
+  const relay = await startBroker(url, { cluster: true, ...lease });
+  const client = new TestClient(relay.address);
+  try {
+    await ownerClient.publish("owned", ["a"]);
+    // Through the other broker: forwarded to the owner (once it knows the owner).
+    await retrying(() => client.publish("owned", ["b"]));
+    owner.child.kill("SIGSTOP");
+    frozen = true;
+    assertUnavailable(
+      await publishEach(client, "owned", (deadlineMs) => [
+        { data: Buffer.from("f"), messageId: `f-${deadlineMs}` },
+      ]),
+      OUTCOME_UNKNOWN,
+    );
+  } finally {
+    if (frozen) owner.child.kill("SIGCONT");
+    client.close();
+    ownerClient.close();
+    await relay.stop();
+    owner.child.kill("SIGTERM");
+    await owner.exited;
+  }
+});
