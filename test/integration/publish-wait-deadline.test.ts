@@ -24,11 +24,12 @@ import { spawnBroker } from "../support/process.js";
 // Defect: a SendPack waited without a bound for what comes before its confirm: the topic's
 // load (an auto-created topic, or an existing one's first use after a restart) on a stalled
 // store, a delayed message's schedule write, the rebuild of the topic's dedup index after a
-// restart. The producer got its own client's bare DEADLINE_EXCEEDED, not knowing whether to
-// retry; a Publish stream with a deadline likewise. Now each wait ends before the call's
-// deadline (as the confirm's does, test/integration/confirm-deadline.test.ts) with UNAVAILABLE
-// "nothing was written" when the pack got no seqs yet, or "outcome unknown … retry with the same
-// message ids" when its schedule write is in flight.
+// restart, a call forwarded to an owner that does not answer (--cluster). The producer got its
+// own client's bare DEADLINE_EXCEEDED, not knowing whether to retry; a Publish stream with a
+// deadline likewise. Now each wait ends before the call's deadline (as the confirm's does,
+// test/integration/confirm-deadline.test.ts) with UNAVAILABLE "nothing was written" when the
+// pack got no seqs yet, or "outcome unknown … retry with the same message ids" when its schedule
+// write or the owner's answer is in flight.
 
 const testMysql = useTestMysql();
 
