@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { type Duration, durationFromMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { type Duration, durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   type AdminService,
   ConsumerStatsSchema,
@@ -28,6 +28,7 @@ import type { ServiceHandlers } from "./grpc-adapter.js";
 import { listMessages, storedMessageToWire } from "./message-browse.js";
 import { schemaToWire } from "./schema-wire.js";
 import { toStartPosition } from "./start-position.js";
+import { timestampField } from "./timestamp-field.js";
 
 /**
  * The most a Duration (10 000 years) and a uint64 carry. A topic stored before retention and
@@ -236,7 +237,7 @@ export function adminHandlers(
       ],
       (req, caller) =>
         writeSubscription("nervebus.v1.CreateSubscriptionResponse", req.subscription, (s) => {
-          const start = toStartPosition(req.start, "start_seq");
+          const start = toStartPosition(req.start, "");
           return broker.createSubscription(
             s.topic,
             s.name,
@@ -305,7 +306,7 @@ export function adminHandlers(
       async (req) => {
         let target: { seq: number } | { time: number };
         if (req.target.case === "seq") target = { seq: Number(req.target.value) };
-        else if (req.target.case === "time") target = { time: timestampMs(req.target.value) };
+        else if (req.target.case === "time") target = { time: timestampField("time", req.target.value) };
         else throw invalidArgument("target", "give a seq or a time");
         return {
           $typeName: "nervebus.v1.SeekSubscriptionResponse",

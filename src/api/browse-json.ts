@@ -5,6 +5,7 @@ import {
   type LogMessage,
   type MessageQuery,
 } from "../core/index.js";
+import { timeField } from "./timestamp-field.js";
 
 /** Payload bytes a listed message shows (as text); the one-message view shows more. */
 const LIST_PREVIEW_BYTES = 1024;
@@ -28,7 +29,7 @@ function time(q: URLSearchParams, name: string): number | undefined {
       name,
       `expected an ISO time or ms since the epoch, got ${JSON.stringify(v.slice(0, 40))}`,
     );
-  return ms;
+  return timeField(name, ms, v);
 }
 
 /**

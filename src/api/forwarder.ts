@@ -1,9 +1,10 @@
 import * as grpc from "@grpc/grpc-js";
 import { certificatePrincipal } from "../auth/index.js";
-import type { Cluster } from "../core/index.js";
+import { answerBy, type Cluster } from "../core/index.js";
 import { passThrough, rawRequest } from "./grpc-adapter.js";
 import type { PeerAuth } from "./peer-auth.js";
 import type { PeerChannels } from "./peer-channels.js";
+import { callDeadline } from "./publisher-handler.js";
 import { OWNER_TRAILER, toGrpcStatus } from "./status.js";
 
 /** The parts of a grpc-js server call forwarding reads. */
@@ -20,6 +21,29 @@ function passStatus(err: Partial<grpc.StatusObject>): Partial<grpc.StatusObject>
     code: err.code ?? grpc.status.UNKNOWN,
     details: err.details ?? "",
     metadata: err.metadata ?? new grpc.Metadata(),
+  };
+}
+
+/**
+ * The deadline of a call forwarded to `address`, and what becomes of its status: with a
+ * deadline, the forward ends before it (answerBy), so that an owner that does not answer
+ * (frozen, partitioned) gets the caller this broker's UNAVAILABLE, outcome unknown, rather than
+ * its client's bare DEADLINE_EXCEEDED. The owner's own DEADLINE_EXCEEDED becomes the same: a
+ * retry with the same message ids is right after either.
+ */
+function forwardBounds(call: Pick<grpc.ServerUnaryCall<object, unknown>, "getDeadline">, address: string) {
+  const deadline = callDeadline(call);
+  if (deadline === Number.POSITIVE_INFINITY) return { deadline: call.getDeadline(), status: passStatus };
+  return {
+    deadline: answerBy(deadline, Date.now()),
+    status: (err: Partial<grpc.StatusObject>): Partial<grpc.StatusObject> =>
+      err.code === grpc.status.DEADLINE_EXCEEDED
+        ? {
+            code: grpc.status.UNAVAILABLE,
+            details: `the topic's owner ${address} did not answer before the call's deadline; outcome unknown: retry with the same message ids`,
+            metadata: new grpc.Metadata(),
+          }
+        : passStatus(err),
   };
 }
 
@@ -79,16 +103,11 @@ export class Forwarder {
       callback({ code: grpc.status.INTERNAL, details: "request bytes were not kept for forwarding" });
       return;
     }
+    const { deadline, status } = forwardBounds(call, address);
     this.channels
       .client(address)
-      .makeUnaryRequest(
-        path,
-        identity,
-        identity,
-        raw,
-        this.#outgoing(call),
-        { deadline: call.getDeadline() },
-        (err, res) => (err ? callback(passStatus(err)) : callback(null, passThrough(res!))),
+      .makeUnaryRequest(path, identity, identity, raw, this.#outgoing(call), { deadline }, (err, res) =>
+        err ? callback(status(err)) : callback(null, passThrough(res!)),
       );
   }
 
@@ -98,11 +117,10 @@ export class Forwarder {
    * UNAVAILABLE when the owner goes or hands the topic over, so the client reconnects.
    */
   stream(path: string, address: string, call: grpc.ServerDuplexStream<object, unknown>, first: object): void {
+    const { deadline, status: answer } = forwardBounds(call, address);
     const up = this.channels
       .client(address)
-      .makeBidiStreamRequest(path, identity, identity, this.#outgoing(call), {
-        deadline: call.getDeadline(),
-      });
+      .makeBidiStreamRequest(path, identity, identity, this.#outgoing(call), { deadline });
     const send = (req: object) => {
       const raw = rawRequest(req);
       if (raw !== undefined) up.write(raw);
@@ -122,7 +140,7 @@ export class Forwarder {
     up.on("error", () => undefined);
     up.on("status", (status: grpc.StatusObject) => {
       if (status.code === grpc.status.OK) call.end(status.metadata);
-      else call.emit("error", passStatus(status));
+      else call.emit("error", answer(status));
     });
   }
 

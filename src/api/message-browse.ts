@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   type ListMessagesRequest,
   type ListMessagesResponse,
@@ -10,6 +10,7 @@ import {
 } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
 import { DeliverySchema } from "../../clients/ts/src/gen/nervebus/v1/message_pb.js";
 import type { Broker, DeliveryState, LogMessage, MessageQuery } from "../core/index.js";
+import { timestampField } from "./timestamp-field.js";
 
 /** A request's filters as the core's query (empty strings and unset times mean "any"). */
 export function queryFromWire(req: ListMessagesRequest): MessageQuery {
@@ -17,8 +18,8 @@ export function queryFromWire(req: ListMessagesRequest): MessageQuery {
   return {
     fromSeq: Number(req.fromSeq),
     toSeq: Number(req.toSeq),
-    fromTime: req.fromTime === undefined ? undefined : timestampMs(req.fromTime),
-    toTime: req.toTime === undefined ? undefined : timestampMs(req.toTime),
+    fromTime: req.fromTime === undefined ? undefined : timestampField("from_time", req.fromTime),
+    toTime: req.toTime === undefined ? undefined : timestampField("to_time", req.toTime),
     orderingKey: text(req.orderingKey),
     messageId: text(req.messageId),
     // Dashboards show trace ids in either case; the log stores them lowercase.

@@ -26,7 +26,7 @@ import {
 import type { Caller, CallGuard } from "./call-guard.js";
 import { preEncoded } from "./grpc-adapter.js";
 import { type PublishQuota, quotaHolder } from "./publish-quota.js";
-import { firstAttributes, resolvePack } from "./publisher-handler.js";
+import { callDeadline, firstAttributes, resolvePack } from "./publisher-handler.js";
 import { toGrpcStatus } from "./status.js";
 
 /** Its requests are what readPublishRequest makes of the bytes, not protobuf-es objects. */
@@ -265,7 +265,9 @@ class PublishStream {
     const span = telemetry.startPublishSpan(this.#topic, pack.count, this.#metadataParent, () =>
       firstAttributes(pack),
     );
-    this.broker.publish(this.#topic, pack, Number.POSITIVE_INFINITY).then(
+    // The call's deadline bounds each append's waits, so a stream with one ends with the
+    // broker's status naming the batches rather than its client's DEADLINE_EXCEEDED.
+    this.broker.publish(this.#topic, pack, callDeadline(this.call)).then(
       (r) => {
         endPublishSpan(span, r);
         telemetry.metrics.confirmSeconds.record((performance.now() - started) / 1000, this.#metricAttributes);

@@ -1,6 +1,7 @@
-import { type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { StartPoint } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { invalidArgument, type StartPosition } from "../core/index.js";
+import { timestampField } from "./timestamp-field.js";
 
 /** The `start` oneof of Subscribe and CreateSubscriptionRequest. */
 export type WireStart =
@@ -11,15 +12,16 @@ export type WireStart =
 
 /**
  * Where a new subscription starts, from the wire: unset means latest, as the proto says.
- * `seqField` names start_seq in the error for a seq below 1.
+ * `prefix` goes before start_seq and start_time in errors (a seq below 1, a time that is no
+ * Timestamp): "subscribe." in a Receive stream's, "" in CreateSubscription's.
  */
-export function toStartPosition(start: WireStart, seqField: string): StartPosition {
+export function toStartPosition(start: WireStart, prefix: string): StartPosition {
   switch (start.case) {
     case "startSeq":
-      if (start.value < 1n) throw invalidArgument(seqField, "must be ≥ 1");
+      if (start.value < 1n) throw invalidArgument(`${prefix}start_seq`, "must be ≥ 1");
       return { kind: "seq", seq: Number(start.value) };
     case "startTime":
-      return { kind: "time", time: timestampMs(start.value) };
+      return { kind: "time", time: timestampField(`${prefix}start_time`, start.value) };
     case "startPoint":
       return start.value === StartPoint.EARLIEST ? { kind: "earliest" } : { kind: "latest" };
     default:

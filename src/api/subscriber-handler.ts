@@ -360,7 +360,7 @@ class ReceiveSession implements ConsumerSink {
       {
         window,
         ackDeadlineMs,
-        start: toStartPosition(s.start, "subscribe.start_seq"),
+        start: toStartPosition(s.start, "subscribe."),
         confirmAcks: s.confirmAcks,
         consumerName: s.consumerName || this.call.getPeer(),
         // While this connection's streams hold too much, a new one starts held: its first

@@ -282,7 +282,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: 30_000,
     min: 100,
     max: 600_000,
-    doc: "longest a SendPack without deadline waits for durability before UNAVAILABLE",
+    doc: "longest a SendPack or Publish batch without deadline waits (for its topic, dedup index, durability) before UNAVAILABLE",
   },
   {
     key: "statePersistIntervalMs",

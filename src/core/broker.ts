@@ -1,4 +1,5 @@
 import { Pack, packOf } from "../wire/index.js";
+import { settleBy } from "./answer-by.js";
 import { sleep } from "./backoff.js";
 import { type CatalogBounds, CatalogLimits } from "./catalog-limits.js";
 import { Consumer, type ConsumerSink, type Window } from "./consumer.js";
@@ -190,7 +191,13 @@ export class Broker {
     const pack = messages instanceof Pack ? messages : packOf(messages, RESERVED_ATTRIBUTE_PREFIX);
     const bytes = checkPack(pack, this.options, deadLetters);
     this.#checkOpen();
-    const entry = await this.#topic(topicName, this.options.autoCreate, by);
+    const entry =
+      this.#registry.loadedTopic(topicName) ??
+      (await settleBy(
+        this.#topic(topicName, this.options.autoCreate, by),
+        this.#appender.answerAt(deadline, Date.now()),
+        () => notLoaded(topicName),
+      ));
     const schema = entry.topic.schema;
     // Typed topics parse every payload anyway: the messages' objects cost little beside that.
     if (schema !== null)
@@ -676,4 +683,15 @@ export class Broker {
   #topic(name: string, create: boolean, by?: string): Promise<TopicEntry> {
     return this.#registry.topic(name, create, by);
   }
+}
+
+/**
+ * The answer to a pack whose topic was not loaded (or created) by the call's deadline: the
+ * store is slow or unreachable, and the pack never got seqs.
+ */
+function notLoaded(topic: string): NerveBusError {
+  return new NerveBusError(
+    "unavailable",
+    `topic ${topic} could not be loaded from the store before the call's deadline; nothing was written: retry`,
+  );
 }

@@ -1,5 +1,6 @@
 /** The core: topics, the write pipeline, subscriptions. No protobuf, no driver types. */
 export { AckRanges } from "./ack-ranges.js";
+export { answerBy } from "./answer-by.js";
 export { backoffDelay, sleep } from "./backoff.js";
 export { type Attachment, Broker, type BrokerOptions, type SubscribeOptions } from "./broker.js";
 export { monotonicNow } from "./clock.js";

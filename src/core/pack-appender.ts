@@ -1,4 +1,5 @@
 import { newTraceparent, type Pack, packOf, traceIdOf } from "../wire/index.js";
+import { answerBy, settleBy } from "./answer-by.js";
 import { monotonicNow } from "./clock.js";
 import { invalidArgument, NerveBusError } from "./errors.js";
 import type { NewMessage } from "./model.js";
@@ -16,22 +17,6 @@ export interface PublishResult {
 }
 
 /**
- * How long before a call's deadline the broker gives up waiting and answers: room for the
- * answer to reach the client and for a busy event loop to run the timer late.
- */
-const DEADLINE_MARGIN_MS = 100;
-
-/**
- * When the broker stops waiting for a pack of a call whose deadline is `deadline` (ms since
- * epoch): DEADLINE_MARGIN_MS before it, or, for a call with less time than twice that left,
- * halfway to it, so a short deadline still leaves the store time to confirm and gets the
- * broker's answer when it cannot.
- */
-function answerBy(deadline: number, now: number): number {
-  return deadline - Math.min(DEADLINE_MARGIN_MS, (deadline - now) / 2);
-}
-
-/**
  * Puts validated messages into a topic: immediate ones are appended once the write budget has
  * room for them (within the call's deadline), delayed ones go to the topic's schedule. Every
  * append of the broker goes through here, so every one is bounded by the same budget.
@@ -44,10 +29,20 @@ export class PackAppender {
   ) {}
 
   /**
+   * When the broker answers a call whose deadline is `deadline` (ms since epoch, Infinity for
+   * none) if what it waits for has not happened: before the deadline (answerBy), and after the
+   * confirm timeout at the latest.
+   */
+  answerAt(deadline: number, now: number): number {
+    return Math.min(answerBy(deadline, now), now + this.confirmTimeoutMs);
+  }
+
+  /**
    * Appends a producer's pack of `bytes` to `topic`; messages due later go to `scheduler`
    * (durably) and get their seq when due. `deadline` is the call's deadline in ms since epoch
    * (Infinity for none). Throws INVALID_ARGUMENT for a delayed message on an ephemeral topic,
-   * RESOURCE_EXHAUSTED while the store is out of disk space (delayed messages are stored too).
+   * RESOURCE_EXHAUSTED while the store is out of disk space (delayed messages are stored too),
+   * UNAVAILABLE when what it waits for does not happen by answerAt.
    */
   async publish(
     topic: Topic,
@@ -71,6 +66,9 @@ export class PackAppender {
         `topic ${topic.record.name} is ephemeral and keeps no delayed messages`,
       );
     }
+    const answerAt = this.answerAt(deadline, now);
+    // Before any of the pack is appended: a wait cut short later would leave it half written.
+    await this.#indexesReady(topic, pack.messageIds !== undefined, answerAt);
     const results = new Outcomes(pack.count, undefined);
     let firstSeq = 0;
     let lastSeq = 0;
@@ -85,6 +83,7 @@ export class PackAppender {
       topic,
       scheduler,
       delayed.map((i) => pack.message(i)),
+      answerAt,
     );
     for (let k = 0; k < delayed.length; k++) results.copy(delayed[k]!, scheduled, k);
     return { firstSeq, lastSeq, results };
@@ -113,8 +112,11 @@ export class PackAppender {
   ): Promise<PublishResult> {
     const full = topic.outOfSpace();
     if (full !== undefined) throw full;
-    if (topic.needsIndexes(scheduleIds !== undefined || pack.messageIds !== undefined))
-      await topic.indexesReady;
+    await this.#indexesReady(
+      topic,
+      scheduleIds !== undefined || pack.messageIds !== undefined,
+      this.answerAt(deadline, Date.now()),
+    );
     const now = Date.now();
     // The call is over (its client already has DEADLINE_EXCEEDED): appending now would only
     // store a pack nobody learns the seqs of. Refused before it has seqs, so "nothing written"
@@ -126,14 +128,41 @@ export class PackAppender {
       );
     // Answer before the caller's deadline, so it gets our status (RESOURCE_EXHAUSTED,
     // UNAVAILABLE) rather than its own DEADLINE_EXCEEDED.
-    const effectiveDeadline = Math.min(answerBy(deadline, now), now + this.confirmTimeoutMs);
+    const effectiveDeadline = this.answerAt(deadline, now);
     const wait = this.budget.acquire(bytes, effectiveDeadline);
     if (wait !== undefined) await wait;
     return topic.append(pack, bytes, effectiveDeadline, scheduleIds);
   }
 
-  async #schedule(topic: Topic, scheduler: DelayScheduler, messages: NewMessage[]): Promise<Outcomes> {
-    if (topic.needsIndexes(messages.some((m) => m.messageId !== ""))) await topic.indexesReady;
+  /**
+   * Waits (until `answerAt`, then UNAVAILABLE: nothing was written) for the topic's dedup and
+   * moved-schedule indexes when a pack `withIds` needs them: after a restart they are rebuilt
+   * from the store, which may be slow or unreachable.
+   */
+  async #indexesReady(topic: Topic, withIds: boolean, answerAt: number): Promise<void> {
+    if (!topic.needsIndexes(withIds)) return;
+    await settleBy(
+      topic.indexesReady,
+      answerAt,
+      () =>
+        new NerveBusError(
+          "unavailable",
+          `topic ${topic.record.name} is still rebuilding its dedup index from the store after a restart; nothing was written: retry`,
+        ),
+    );
+  }
+
+  /**
+   * Schedules a pack's delayed messages (the topic's indexes are ready: see publish); a copy
+   * of a message whose schedule write is in progress is a duplicate once that write is
+   * durable. UNAVAILABLE, outcome unknown, when the writes are not durable by `answerAt`.
+   */
+  async #schedule(
+    topic: Topic,
+    scheduler: DelayScheduler,
+    messages: NewMessage[],
+    answerAt: number,
+  ): Promise<Outcomes> {
     const now = monotonicNow();
     const dedupOn = topic.dedup.windowMs > 0;
     const results = new Outcomes(messages.length, undefined);
@@ -170,12 +199,21 @@ export class PackAppender {
       fresh.push({ dueAt: m.deliverAt, message });
       results.set(i, SCHEDULED, 0, traceId);
     }
-    if (fresh.length > 0) await scheduler.schedule(fresh);
     // A copy is confirmed only once its original is durable; when that write fails, so does
     // this pack, and the producer's retry schedules the message anew.
-    await Promise.all(originals);
+    const writes = fresh.length > 0 ? [scheduler.schedule(fresh), ...originals] : originals;
+    // Writes cut short here go on: once durable, a retry with the same ids finds them.
+    if (writes.length > 0) await settleBy(Promise.all(writes), answerAt, notScheduled);
     return results;
   }
+}
+
+/** The answer to delayed messages whose schedule write is not durable by the call's deadline. */
+function notScheduled(): NerveBusError {
+  return new NerveBusError(
+    "unavailable",
+    "delayed messages not durably scheduled before the call's deadline; outcome unknown: they may still be scheduled, so retry with the same message ids",
+  );
 }
 
 /** Bytes of a pack as limits count them (as sent). */

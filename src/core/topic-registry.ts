@@ -135,6 +135,11 @@ export class TopicRegistry {
     return entry;
   }
 
+  /** The topic's entry once loaded (no wait), if this broker has it. */
+  loadedTopic(name: string): TopicEntry | undefined {
+    return this.#loaded.get(name);
+  }
+
   /** The topic's entry, loading or loaded, if this broker has it. */
   peek(name: string): Promise<TopicEntry> | undefined {
     return this.#topics.get(name);

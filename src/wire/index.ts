@@ -36,5 +36,6 @@ export {
 export { type RecordSpan, recordInfo, recordPriority, recordTime } from "./record-span.js";
 export { decodeRun, encodeRun, type RunMessage, type RunRecord, type RunRow } from "./run-body.js";
 export { readSendPack, type SendPackBytes } from "./send-pack-reader.js";
+export { type TimestampProblem, timestampMsProblem, timestampProblem } from "./timestamp-range.js";
 export { newTraceparent, traceIdOf } from "./trace-context.js";
 export { ByteView, copyBytes, copyViews, varintSize, WireReader, writeVarint } from "./wire-format.js";

@@ -1,5 +1,6 @@
 import { isUtf8 } from "node:buffer";
 import { Pack, PackColumns } from "./pack.js";
+import { timestampProblem } from "./timestamp-range.js";
 import { newTraceparent } from "./trace-context.js";
 import {
   ByteView,
@@ -95,12 +96,8 @@ function int64(r: WireReader): number {
   return Number(BigInt.asIntN(64, x));
 }
 
-/**
- * ms of a google.protobuf.Timestamp or Duration (seconds 1, nanos 2) in buf[s, e), the field
- * `field`. Its nanos must be `minNanos` (0 for a Timestamp, -999,999,999 for a Duration) to
- * 999,999,999: more is not a time, and was read as that many more ms.
- */
-function millis(buf: Buffer, s: number, e: number, field: string, minNanos: number): number {
+/** The seconds (1) and nanos (2) of a google.protobuf.Timestamp or Duration in buf[s, e). */
+function secondsNanos(buf: Buffer, s: number, e: number): { seconds: number; nanos: number } {
   const r = new WireReader(buf, s, e);
   let seconds = 0;
   let nanos = 0;
@@ -110,8 +107,25 @@ function millis(buf: Buffer, s: number, e: number, field: string, minNanos: numb
     else if (tag === ((2 << 3) | WIRE_VARINT)) nanos = int64(r);
     else r.skip(tag & 7);
   }
-  if (nanos < minNanos || nanos > 999_999_999)
-    throw new WireError(`${field}.nanos: must be ${minNanos} to 999999999, got ${nanos}`);
+  return { seconds, nanos };
+}
+
+/** ms since the epoch of the google.protobuf.Timestamp in buf[s, e), the field `field`: it must be one (timestampProblem). */
+function timestampMillis(buf: Buffer, s: number, e: number, field: string): number {
+  const { seconds, nanos } = secondsNanos(buf, s, e);
+  const bad = timestampProblem(seconds, nanos);
+  if (bad !== undefined) throw new WireError(`${field}.${bad.part}: ${bad.why}`);
+  return seconds * 1000 + Math.round(nanos / 1_000_000);
+}
+
+/**
+ * ms of the google.protobuf.Duration in buf[s, e), the field `field`. Its nanos must be
+ * -999,999,999 to 999,999,999: more is not a Duration, and was read as that many more ms.
+ */
+function durationMillis(buf: Buffer, s: number, e: number, field: string): number {
+  const { seconds, nanos } = secondsNanos(buf, s, e);
+  if (nanos < -999_999_999 || nanos > 999_999_999)
+    throw new WireError(`${field}.nanos: must be -999999999 to 999999999, got ${nanos}`);
   return seconds * 1000 + Math.round(nanos / 1_000_000);
 }
 
@@ -271,7 +285,7 @@ function read(buf: Buffer, prefix: Buffer): SendPackBytes {
         case TAG_DELIVER_AT: {
           const s = m.lenStart();
           sentDeliverAt ??= new Float64Array(count);
-          sentDeliverAt[i] = millis(buf, s, m.pos, `messages[${i}].deliver_at`, 0);
+          sentDeliverAt[i] = timestampMillis(buf, s, m.pos, `messages[${i}].deliver_at`);
           break;
         }
         case TAG_PRIORITY: {
@@ -285,7 +299,7 @@ function read(buf: Buffer, prefix: Buffer): SendPackBytes {
         case TAG_DELAY: {
           const s = m.lenStart();
           sentDelay ??= new Float64Array(count).fill(Number.NaN);
-          sentDelay[i] = millis(buf, s, m.pos, `messages[${i}].delay`, -999_999_999);
+          sentDelay[i] = durationMillis(buf, s, m.pos, `messages[${i}].delay`);
           break;
         }
         default:

@@ -539,3 +539,133 @@ test("a google.protobuf.Duration whose nanos is outside ±999,999,999 is INVALID
     /^nacks\[0\]\.delay\.nanos: must be -999999999 to 999999999, got 1000000000$/,
   );
 });
+
+/**
+ * Timestamps that are not one (timestamp.proto: nanos 0 to 999,999,999, seconds from
+ * 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z) and the INVALID_ARGUMENT details each gets as
+ * `field`, naming its nanos or seconds.
+ */
+function badTimestamps(field: string): { ts: { seconds: bigint; nanos: number }; details: string }[] {
+  const seconds = "must be -62135596800 to 253402300799 (0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z)";
+  return [
+    { ts: { seconds: 0n, nanos: -1 }, details: `${field}.nanos: must be 0 to 999999999, got -1` },
+    {
+      ts: { seconds: 0n, nanos: 1_000_000_000 },
+      details: `${field}.nanos: must be 0 to 999999999, got 1000000000`,
+    },
+    {
+      ts: { seconds: -62_135_596_801n, nanos: 0 },
+      details: `${field}.seconds: ${seconds}, got -62135596801`,
+    },
+    {
+      ts: { seconds: 253_402_300_800n, nanos: 0 },
+      details: `${field}.seconds: ${seconds}, got 253402300800`,
+    },
+  ];
+}
+
+/** `details` as a pattern of the whole message (or, `inside`, of its parenthesized end). */
+function exactly(details: string, inside = false): RegExp {
+  const text = details.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return inside ? new RegExp(`\\(${text}\\)$`) : new RegExp(`^${text}$`);
+}
+
+// A regression: each was read as ms as it came (nanos of -1 a ms early, 1e9 a second late),
+// and seconds outside the range went on as times no Timestamp holds.
+test("SeekSubscription: a time outside google.protobuf.Timestamp's range is INVALID_ARGUMENT naming time.nanos or time.seconds", async () => {
+  await client.publish("ts-seek", ["a"]);
+  await client.adminCall("createSubscription", { subscription: { topic: "ts-seek", name: "s" } });
+  for (const { ts, details } of badTimestamps("time")) {
+    await rejectsWith(
+      client.adminCall("seekSubscription", {
+        topic: "ts-seek",
+        name: "s",
+        target: { case: "time", value: ts },
+      }),
+      grpc.status.INVALID_ARGUMENT,
+      exactly(details),
+    );
+  }
+  const edge = { seconds: 253_402_300_799n, nanos: 999_999_999 };
+  const res = await client.adminCall("seekSubscription", {
+    topic: "ts-seek",
+    name: "s",
+    target: { case: "time", value: edge },
+  });
+  assert.equal(res.floor, 1n, "the latest Timestamp is after every message");
+});
+
+test("CreateSubscription: a start_time outside google.protobuf.Timestamp's range is INVALID_ARGUMENT naming start_time.nanos or .seconds", async () => {
+  await client.publish("ts-create", ["a"]);
+  for (const { ts, details } of badTimestamps("start_time")) {
+    await rejectsWith(
+      client.adminCall("createSubscription", {
+        subscription: { topic: "ts-create", name: "s" },
+        start: { case: "startTime", value: ts },
+      }),
+      grpc.status.INVALID_ARGUMENT,
+      exactly(details),
+    );
+  }
+});
+
+test("Receive: a subscribe.start_time outside google.protobuf.Timestamp's range is INVALID_ARGUMENT naming subscribe.start_time.nanos or .seconds", async () => {
+  for (const { ts, details } of badTimestamps("subscribe.start_time")) {
+    const s = new TestStream(client.subscriber.receive());
+    s.send({
+      subscribe: {
+        topic: "ts-receive",
+        subscription: "s",
+        window: { maxMessages: 10 },
+        start: { case: "startTime", value: ts },
+      },
+    });
+    await s.until(() => s.ended, 5000, "stream end");
+    assert.equal(s.error?.code, grpc.status.INVALID_ARGUMENT, s.error?.details);
+    assert.match(s.error?.details ?? "", exactly(details));
+  }
+});
+
+for (const [field, key] of [
+  ["from_time", "fromTime"],
+  ["to_time", "toTime"],
+] as const) {
+  test(`ListMessages: a ${field} outside google.protobuf.Timestamp's range is INVALID_ARGUMENT naming ${field}.nanos or .seconds`, async () => {
+    await client.publish("ts-browse", ["a"]);
+    for (const { ts, details } of badTimestamps(field)) {
+      await rejectsWith(
+        client.adminCall("listMessages", { topic: "ts-browse", [key]: ts }),
+        grpc.status.INVALID_ARGUMENT,
+        exactly(details),
+      );
+    }
+  });
+}
+
+test("SendPack: a deliver_at outside google.protobuf.Timestamp's range is INVALID_ARGUMENT naming messages[i].deliver_at.nanos or .seconds", async () => {
+  for (const { ts, details } of badTimestamps("messages[1].deliver_at")) {
+    await rejectsWith(
+      client.publish("ts-send", ["ok", { data: Buffer.from("x"), deliverAt: ts }]),
+      grpc.status.INVALID_ARGUMENT,
+      exactly(details, true),
+    );
+  }
+});
+
+test("GET /api/topics/T/messages: a since or until outside google.protobuf.Timestamp's range is 400 naming it", async () => {
+  await client.publish("ts-http", ["a"]);
+  const range = "must be between 0001-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z";
+  const cases: [string, string][] = [
+    ["since=0000-12-31T23:59:59Z", `since: ${range}, got "0000-12-31T23:59:59Z"`],
+    ["until=%2B010000-01-01T00:00:00Z", `until: ${range}, got "+010000-01-01T00:00:00Z"`],
+    ["until=253402300800000", `until: ${range}, got "253402300800000"`],
+  ];
+  for (const [query, error] of cases) {
+    const res = await fetch(`http://${bus.httpAddress}/api/topics/ts-http/messages?${query}`);
+    const body = (await res.json()) as { error?: string };
+    assert.equal(res.status, 400, `${query}: ${JSON.stringify(body)}`);
+    assert.equal(body.error, error, query);
+  }
+  const ok = await fetch(`http://${bus.httpAddress}/api/topics/ts-http/messages?until=253402300799999`);
+  assert.equal(ok.status, 200, "the latest time there is");
+});
