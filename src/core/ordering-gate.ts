@@ -4,6 +4,18 @@
  */
 export const MAX_BLOCKED = 100_000;
 
+/** What one held-back seq costs: its slot in its key's array, and the array's room to grow. */
+export const HELD_SEQ_BYTES = 12;
+
+/**
+ * What a key with seqs held back costs beyond them: its Map slot and array (~110 B measured)
+ * and the key itself, a string of its own (two bytes per UTF-16 unit at most; keys go up to
+ * 1024 bytes, so 1,000 held keys may cost over 2 MB).
+ */
+export function heldKeyBytes(key: string): number {
+  return 120 + 2 * key.length;
+}
+
 /**
  * The ordering-key gate of a subscription: how many unacked messages each key has, and the
  * seqs held back (in seq order) behind each busy key. A key's next message goes out only once
@@ -15,6 +27,17 @@ export class OrderingGate {
   /** Seqs held back behind each busy key. */
   readonly #held = new Map<string, number[]>();
   #heldCount = 0;
+  #heldBytes = 0;
+
+  /** What the held-back seqs and their keys cost, by HELD_SEQ_BYTES and heldKeyBytes. */
+  get heldBytes(): number {
+    return this.#heldBytes;
+  }
+
+  /** What holding one more seq back behind `key` would add to heldBytes. */
+  holdCost(key: string): number {
+    return HELD_SEQ_BYTES + (this.#held.has(key) ? 0 : heldKeyBytes(key));
+  }
 
   /** Whether an unacked message has this key. */
   isBusy(key: string): boolean {
@@ -29,6 +52,7 @@ export class OrderingGate {
   /** Holds `seq` back behind its busy key; false (nothing held) when MAX_BLOCKED are held. */
   hold(key: string, seq: number): boolean {
     if (this.#heldCount >= MAX_BLOCKED) return false;
+    this.#heldBytes += this.holdCost(key);
     const queue = this.#held.get(key);
     if (queue === undefined) this.#held.set(key, [seq]);
     else queue.push(seq);
@@ -53,12 +77,13 @@ export class OrderingGate {
     while (queue.length > 0) {
       const seq = queue.shift()!;
       this.#heldCount--;
+      this.#heldBytes -= HELD_SEQ_BYTES;
       if (done(seq)) continue;
-      if (queue.length === 0) this.#held.delete(key);
+      if (queue.length === 0) this.#forget(key);
       this.#busy.set(key, 1);
       return seq;
     }
-    this.#held.delete(key);
+    this.#forget(key);
     return undefined;
   }
 
@@ -66,7 +91,14 @@ export class OrderingGate {
   reset(keys: Iterable<string>): void {
     this.#held.clear();
     this.#heldCount = 0;
+    this.#heldBytes = 0;
     this.#busy.clear();
     for (const key of keys) if (key !== "") this.take(key);
+  }
+
+  /** `key` holds nothing back any more. */
+  #forget(key: string): void {
+    this.#held.delete(key);
+    this.#heldBytes -= heldKeyBytes(key);
   }
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { MAX_BLOCKED, OrderingGate } from "../../src/core/ordering-gate.js";
+import { HELD_SEQ_BYTES, heldKeyBytes, MAX_BLOCKED, OrderingGate } from "../../src/core/ordering-gate.js";
 
 test("a key's held seqs are released one at a time, in the order they were held", () => {
   const gate = new OrderingGate();
@@ -55,6 +55,34 @@ test("holding stops at MAX_BLOCKED; reset forgets held seqs and recounts busy ke
   );
   assert.equal(gate.isBusy("x"), true);
   assert.equal(gate.hold("k", 1), true);
+});
+
+test("heldBytes counts each held seq and each key holding any; holdCost says what a hold adds", () => {
+  const gate = new OrderingGate();
+  gate.take("a");
+  gate.take("bb");
+  assert.equal(gate.heldBytes, 0, "busy keys alone hold nothing back");
+  assert.equal(gate.holdCost("a"), HELD_SEQ_BYTES + heldKeyBytes("a"));
+  gate.hold("a", 3);
+  assert.equal(gate.holdCost("a"), HELD_SEQ_BYTES, "the key is counted once");
+  gate.hold("a", 4);
+  gate.hold("bb", 5);
+  assert.equal(gate.heldBytes, 3 * HELD_SEQ_BYTES + heldKeyBytes("a") + heldKeyBytes("bb"));
+  // Released: 3 goes out, 4 stays held.
+  assert.equal(
+    gate.release("a", () => false),
+    3,
+  );
+  assert.equal(gate.heldBytes, 2 * HELD_SEQ_BYTES + heldKeyBytes("a") + heldKeyBytes("bb"));
+  // 4 was acked meanwhile: passed over, and the key holds nothing any more.
+  assert.equal(
+    gate.release("a", () => true),
+    undefined,
+  );
+  assert.equal(gate.heldBytes, HELD_SEQ_BYTES + heldKeyBytes("bb"));
+  assert.ok(heldKeyBytes("x".repeat(1024)) > 2048, "a long key counts at its length");
+  gate.reset([]);
+  assert.equal(gate.heldBytes, 0);
 });
 
 test("property: per key, every held seq not acked is released exactly once, in seq order", () => {
