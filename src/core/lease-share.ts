@@ -14,9 +14,9 @@ export interface LeaseHolder {
 
 /**
  * The unacked delivered messages of all subscriptions together are bounded (the `leases` part
- * of --memory-budget), and so are the messages ordered subscriptions hold back behind a key
- * with an unacked message (see OrderingGate.heldBytes): each subscription counts what it holds
- * in bytes. Over the total, a subscription hands out (or holds back) nothing new
+ * of --memory-budget), with the ordering keys they keep and the messages ordered
+ * subscriptions hold back behind those keys (OrderingGate.bytes): each subscription counts
+ * what it holds in bytes. Over the total, a subscription hands out (or holds back) nothing new
  * unless it holds nothing at all, or less than an equal share of the total among the
  * subscriptions holding any while the total stays under twice the bound: redeliveries of what
  * it holds still go out and acks still count, so nothing is lost or dropped, and a subscription

@@ -124,12 +124,12 @@ export class Subscription {
   /**
    * What this subscription counts in the leases' share of the memory budget: its seqs with a
    * pending entry or held by a ranged lease at LEASE_ENTRY_BYTES each, and what its ordering
-   * gate holds back (first deliveries and holding back wait while the share is full; see
+   * gate holds (the keys of unacked messages, the messages held back behind them) (first deliveries and holding back wait while the share is full; see
    * LeaseShare).
    */
   #leaseBytes = 0;
-  /** The gate's heldBytes as counted in #leaseBytes. */
-  #heldBytes = 0;
+  /** The gate's bytes as counted in #leaseBytes. */
+  #gateBytes = 0;
   readonly #leaseShare: LeaseShare;
   readonly #consumers: Consumer[] = [];
   #rotate = 0;
@@ -189,6 +189,7 @@ export class Subscription {
       if (key) this.#gate.take(key);
       this.#timers.retry(seq, due);
     }
+    this.#countGate();
     this.#cursor = this.#acked.floor + 1;
     // What may have been delivered before the restart: acks of it still count, also when
     // they come before its redelivery.
@@ -486,7 +487,7 @@ export class Subscription {
   #rewind(): void {
     this.#readAhead.clear();
     this.#gate.reset(Array.from(this.#pending.values(), (p) => p.key));
-    this.#countHeld();
+    this.#countGate();
     this.#picker.reset();
     this.#laneRead.clear();
     this.#cursor = this.#acked.floor + 1;
@@ -657,6 +658,7 @@ export class Subscription {
           if (this.config.ordering && message.orderingKey !== "") {
             p.key = message.orderingKey;
             this.#gate.take(p.key);
+            this.#countGate();
           }
         } else {
           this.#readyHead++;
@@ -884,7 +886,7 @@ export class Subscription {
         const cost = this.#gate.holdCost(message.orderingKey);
         if (!this.#leaseShare.mayTake(this, this.#leaseBytes, cost)) return undefined;
         if (!this.#gate.hold(message.orderingKey, seq)) return undefined;
-        this.#countHeld();
+        this.#countGate();
         this.#cursor++;
         continue;
       }
@@ -1255,7 +1257,7 @@ export class Subscription {
   /** One fewer unacked message with this key; the next one held back behind it may go. */
   #freeKey(key: string): void {
     const seq = this.#gate.release(key, (s) => this.#acked.has(s));
-    this.#countHeld();
+    this.#countGate();
     if (seq === undefined) return;
     // It becomes pending (attempt 0) and goes out first, like a due redelivery.
     const now = Date.now();
@@ -1269,11 +1271,11 @@ export class Subscription {
     this.#share(delta * LEASE_ENTRY_BYTES);
   }
 
-  /** Counts what the ordering gate holds back now in the leases' share. */
-  #countHeld(): void {
-    const now = this.#gate.heldBytes;
-    this.#share(now - this.#heldBytes);
-    this.#heldBytes = now;
+  /** Counts what the ordering gate holds now in the leases' share. */
+  #countGate(): void {
+    const now = this.#gate.bytes;
+    this.#share(now - this.#gateBytes);
+    this.#gateBytes = now;
   }
 
   /** `delta` more (or fewer) bytes in the leases' share. */

@@ -535,6 +535,56 @@ test("ordered subscriptions that never ack one key: the messages held back behin
   await assertReturned("the held-back flood");
 });
 
+test("ordered subscriptions that never ack messages with 1 KiB ordering keys: the keys count in the leases' share", async () => {
+  // 60,000 messages with a key of their own, 1 KiB long (the limit), on 4 subscriptions with
+  // ordering whose streams take what they may and never ack. Each unacked message keeps its key
+  // (a string of ~1 KiB) beside its ~283 B entry: counted at 283 B, the leases' part (8 MiB,
+  // twice that at most) let the subscriptions keep ~59,000 of them, ~75 MB of heap.
+  const topic = "key-flood";
+  const subs = 4;
+  const total = 60_000;
+  const key = (i: number) => `${i}:`.padEnd(1024, "k");
+  await client.adminCall("createTopic", { topic: { name: topic } });
+  for (let i = 0; i < subs; i++)
+    await client.adminCall("createSubscription", {
+      subscription: { topic, name: `keys-${i}`, ordering: true },
+      start: { case: "startPoint", value: StartPoint.EARLIEST },
+    });
+  for (let sent = 0; sent < total; sent += 3000)
+    await client.publish(
+      topic,
+      Array.from({ length: 3000 }, (_, i) => ({ data: Buffer.from("m"), orderingKey: key(sent + i) })),
+    );
+  // One after another, each until nothing new arrives for a second: the first takes the
+  // whole bound, the next ones their equal shares of it, up to twice the bound in all.
+  const streams = [];
+  for (let i = 0; i < subs; i++) {
+    const s = client.receive(topic, `keys-${i}`, { maxMessages: 100_000, ackDeadlineMs: 600_000 });
+    streams.push(s);
+    for (let t = 0, last = -1; t < 120 && s.deliveries.length !== last; t++) {
+      last = s.deliveries.length;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  const leasesMb = BUDGET_MB * 0.125;
+  const bound = startHeldMb + 2 * leasesMb + BUDGET_MB * 0.125 + RETURN_MARGIN_MB;
+  const m = await collectBelow(bound);
+  const leases = m.memoryBudget.parts.find((p) => p.part === "leases")!;
+  assert.ok(
+    leases.usedBytes <= 2 * leases.limitBytes + subs * 2 * 1024,
+    `leases hold ${leases.usedBytes} of ${leases.limitBytes} bytes`,
+  );
+  const delivered = streams.reduce((n, s) => n + s.deliveries.length, 0);
+  assert.ok(
+    heldMb(m) < bound,
+    `heap and Buffers ${Math.round(heldMb(m))} MB with ${delivered} messages with 1 KiB keys unacked (${Math.round(startHeldMb)} MB before it; heap ${Math.round(m.memory.heapUsed / MiB)} MB, Buffers ${Math.round(m.memory.external / MiB)} MB, ${JSON.stringify(m.memoryBudget.parts.map((p) => [p.part, p.usedBytes]))})`,
+  );
+  await assertHealthy("the ordering-key flood");
+  for (const s of streams) await s.end();
+  await client.adminCall("deleteTopic", { name: topic });
+  await assertReturned("the ordering-key flood");
+});
+
 test("100 streams with big windows that never read: each stream's send buffer is bounded", async () => {
   const payload = "y".repeat(16 * 1024);
   for (let i = 0; i < 20; i++)
