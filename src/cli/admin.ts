@@ -247,15 +247,17 @@ export async function adminCommand(kind: "topic" | "sub" | Single, args: string[
         }
         case "seek": {
           const to = need(values.to, "--to");
-          const target = /^[1-9]\d*$/.test(to)
-            ? { case: "seq" as const, value: BigInt(to) }
-            : { case: "time" as const, value: timestampFromMs(Date.parse(to)) };
-          if (target.case === "time" && Number.isNaN(Date.parse(to))) {
+          const seq = /^[1-9]\d*$/.test(to);
+          // Checked before timestampFromMs, which throws on NaN without naming the flag.
+          if (!seq && Number.isNaN(Date.parse(to))) {
             throw new NerveBusError(
               "invalid_argument",
               `--to: must be a seq ≥ 1 or an ISO time, got ${JSON.stringify(to)}`,
             );
           }
+          const target = seq
+            ? { case: "seq" as const, value: BigInt(to) }
+            : { case: "time" as const, value: timestampFromMs(Date.parse(to)) };
           const r = await call("seekSubscription", { topic, name: need(b, "subscription name"), target });
           process.stdout.write(`sought ${topic}/${b}: next delivery is seq ${r.floor + 1n}\n`);
           return 0;

@@ -20,7 +20,15 @@ function wholeNumber(flag: string, value: string | undefined): number {
       "invalid_argument",
       `--${flag}: expected a whole number, got ${JSON.stringify(value)}`,
     );
-  return Number(value);
+  // Seqs and counts past 2^53 would be rounded (99999999999999999999999 became 1e+23, which no
+  // uint64 field takes); the broker's seqs stay below it.
+  const n = Number(value);
+  if (!Number.isSafeInteger(n))
+    throw new NerveBusError(
+      "invalid_argument",
+      `--${flag}: must be at most ${Number.MAX_SAFE_INTEGER}, got ${JSON.stringify(value)}`,
+    );
+  return n;
 }
 
 function timeFlag(flag: string, value: string | undefined) {

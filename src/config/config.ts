@@ -60,6 +60,13 @@ function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyo
   }
 }
 
+/** What a JSON value that is not an object is, for an error message. */
+function jsonKind(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return `a ${typeof value}`;
+}
+
 /**
  * Builds the config: defaults < JSON file (`configFile`) < NERVEBUS_* environment < flags.
  * Every value is validated once here; errors name the flag, variable or file key and the range.
@@ -78,12 +85,19 @@ export function loadConfig(
   /** Keys given by the file, the environment or a flag (the rest are defaults). */
   const given = new Set<string>();
   if (configFile !== undefined) {
-    let parsed: Record<string, unknown>;
+    let parsed: unknown;
     try {
-      parsed = JSON.parse(readFileSync(configFile, "utf8")) as Record<string, unknown>;
+      parsed = JSON.parse(readFileSync(configFile, "utf8"));
     } catch (err) {
       throw new NerveBusError("invalid_argument", `--config ${configFile}: ${(err as Error).message}`);
     }
+    // Object.entries would throw on null without naming the file, and take an array's indexes
+    // or a string's characters for settings.
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+      throw new NerveBusError(
+        "invalid_argument",
+        `--config ${configFile}: must be a JSON object of settings (e.g. {"shards": 8}), got ${jsonKind(parsed)}`,
+      );
     for (const [k, v] of Object.entries(parsed)) {
       fileKeys.add(k);
       const spec = OPTIONS.find((o) => o.key === k);

@@ -24,7 +24,8 @@ export const MEMORY_SHARES: Readonly<Record<BudgetedKey, number>> = {
   tailCacheTotalBytes: 0.1875,
   // Rows lagging subscriptions read ahead from the store.
   readAheadBytes: 0.125,
-  // Delivered messages not acked yet: their leases and redelivery entries (LeaseShare).
+  // Delivered messages not acked yet: their leases and redelivery entries, their ordering keys,
+  // and messages held back behind those keys (LeaseShare).
   leaseBytes: 0.125,
   // Answers (deliveries, ack confirmations) waiting for slow readers, all streams together.
   streamBufferBytes: 0.125,

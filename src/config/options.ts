@@ -265,7 +265,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: budgetShare("leaseBytes", DEFAULT_MEMORY_BUDGET),
     min: MiB,
     max: 64 * GiB,
-    doc: "delivered messages not acked yet, all subscriptions together, at ~283 B each (12.5% of --memory-budget); past it subscriptions hand out no new first deliveries (redeliveries and acks go on) unless they hold less than an equal share",
+    doc: "delivered messages not acked yet, all subscriptions together, at ~283 B each plus their ordering keys, and messages held back behind those keys (12.5% of --memory-budget); past it subscriptions hand out no new first deliveries (redeliveries and acks go on) unless they hold less than an equal share",
   },
   {
     key: "streamBufferBytes",

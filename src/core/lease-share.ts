@@ -14,7 +14,9 @@ export interface LeaseHolder {
 
 /**
  * The unacked delivered messages of all subscriptions together are bounded (the `leases` part
- * of --memory-budget). Over the total, a subscription hands out no new first deliveries
+ * of --memory-budget), with the ordering keys they keep and the messages ordered
+ * subscriptions hold back behind those keys (OrderingGate.bytes): each subscription counts
+ * what it holds in bytes. Over the total, a subscription hands out (or holds back) nothing new
  * unless it holds nothing at all, or less than an equal share of the total among the
  * subscriptions holding any while the total stays under twice the bound: redeliveries of what
  * it holds still go out and acks still count, so nothing is lost or dropped, and a subscription
@@ -26,39 +28,38 @@ export interface LeaseHolder {
 export class LeaseShare {
   readonly #holders = new Set<LeaseHolder>();
   readonly #waiting = new Set<LeaseHolder>();
-  #entries = 0;
+  #bytes = 0;
 
   constructor(readonly totalBytes: number) {}
 
-  /** Bytes the entries of all subscriptions count for (status, metrics). */
+  /** Bytes all subscriptions hold together (status, metrics). */
   get usedBytes(): number {
-    return this.#entries * LEASE_ENTRY_BYTES;
+    return this.#bytes;
   }
 
-  /** `holder` holds `delta` more (negative: fewer) entries, `now` in all. */
+  /** `holder` holds `delta` more (negative: fewer) bytes, `now` in all. */
   resize(holder: LeaseHolder, delta: number, now: number): void {
-    this.#entries += delta;
+    this.#bytes += delta;
     if (delta > 0) {
       if (now === delta) this.#holders.add(holder);
       return;
     }
     let wake = false;
     if (now === 0 && this.#holders.delete(holder)) wake = true;
-    if (wake || (this.#waiting.size > 0 && this.#entries * LEASE_ENTRY_BYTES < this.totalBytes)) this.#wake();
+    if (wake || (this.#waiting.size > 0 && this.#bytes < this.totalBytes)) this.#wake();
   }
 
   /**
-   * Whether `holder`, holding `entries`, may hand out one more first delivery; if not, it is
-   * dispatched again once it may.
+   * Whether `holder`, holding `holds` bytes, may take `bytes` more (by default one first
+   * delivery's entry); if not, it is dispatched again once it may.
    */
-  mayTake(holder: LeaseHolder, entries: number): boolean {
-    const after = (this.#entries + 1) * LEASE_ENTRY_BYTES;
-    if (after <= this.totalBytes || entries === 0) return true;
+  mayTake(holder: LeaseHolder, holds: number, bytes = LEASE_ENTRY_BYTES): boolean {
+    const after = this.#bytes + bytes;
+    if (after <= this.totalBytes || holds === 0) return true;
     // Equal shares alone add up: with subscriptions coming one after another each taking its
     // share of the bound (1/2, 1/3, 1/4 …) the total would grow without bound.
     const holders = this.#holders.size + (this.#holders.has(holder) ? 0 : 1);
-    if (after <= 2 * this.totalBytes && (entries + 1) * LEASE_ENTRY_BYTES <= this.totalBytes / holders)
-      return true;
+    if (after <= 2 * this.totalBytes && holds + bytes <= this.totalBytes / holders) return true;
     this.#waiting.add(holder);
     return false;
   }

@@ -6,7 +6,7 @@ import type { Consumer, Delivered, Delivery } from "./consumer.js";
 import { DeadLetterLog } from "./dead-letter-log.js";
 import { CorruptRowsError, corruptRows, invalidArgument, type NerveBusError, seqText } from "./errors.js";
 import { LeaseRange } from "./lease-range.js";
-import type { LeaseShare } from "./lease-share.js";
+import { LEASE_ENTRY_BYTES, type LeaseShare } from "./lease-share.js";
 import { LeaseTimers } from "./lease-timers.js";
 import type { LogMessage, PointerRecord, SubscriptionConfig, SubscriptionRecord } from "./model.js";
 import type { BrokerObserver, Settled } from "./observer.js";
@@ -123,10 +123,14 @@ export class Subscription {
   #ranges: LeaseRange[] = [];
   readonly #timers = new LeaseTimers(() => this.scheduleDispatch());
   /**
-   * Seqs with a pending entry or held by a ranged lease, as counted in the leases' share of
-   * the memory budget (first deliveries wait while it is full; see LeaseShare).
+   * What this subscription counts in the leases' share of the memory budget: its seqs with a
+   * pending entry or held by a ranged lease at LEASE_ENTRY_BYTES each, and what its ordering
+   * gate holds (the keys of unacked messages, the messages held back behind them) (first deliveries and holding back wait while the share is full; see
+   * LeaseShare).
    */
-  #entries = 0;
+  #leaseBytes = 0;
+  /** The gate's bytes as counted in #leaseBytes. */
+  #gateBytes = 0;
   readonly #leaseShare: LeaseShare;
   readonly #consumers: Consumer[] = [];
   #rotate = 0;
@@ -186,6 +190,7 @@ export class Subscription {
       if (key) this.#gate.take(key);
       this.#timers.retry(seq, due);
     }
+    this.#countGate();
     this.#cursor = this.#acked.floor + 1;
     // What may have been delivered before the restart: acks of it still count, also when
     // they come before its redelivery.
@@ -483,6 +488,7 @@ export class Subscription {
   #rewind(): void {
     this.#readAhead.clear();
     this.#gate.reset(Array.from(this.#pending.values(), (p) => p.key));
+    this.#countGate();
     this.#picker.reset();
     this.#laneRead.clear();
     this.#cursor = this.#acked.floor + 1;
@@ -533,7 +539,7 @@ export class Subscription {
   }
 
   close(): void {
-    this.#count(-this.#entries);
+    this.#share(-this.#leaseBytes);
     this.#closed = true;
     this.#unlisten();
     this.#timers.close();
@@ -610,7 +616,7 @@ export class Subscription {
           if (this.topic.priorities.loading) break; // dispatched again once the lanes are built
           // The leases' share of the memory budget is full: what is out is redelivered and
           // acked, nothing new goes out until acks make room (dispatched again then).
-          if (!this.#leaseShare.mayTake(this, this.#entries)) break;
+          if (!this.#leaseShare.mayTake(this, this.#leaseBytes)) break;
           if (spans && this.#cursor <= this.topic.watermark) {
             const took = this.#takeRecord(consumer, batch, rangeSeqs, rangeSizes);
             if (took === 0) break; // does not fit the window
@@ -653,6 +659,7 @@ export class Subscription {
           if (this.config.ordering && message.orderingKey !== "") {
             p.key = message.orderingKey;
             this.#gate.take(p.key);
+            this.#countGate();
           }
         } else {
           this.#readyHead++;
@@ -875,8 +882,12 @@ export class Subscription {
         this.#prefetch(seq);
       }
       if (this.config.ordering && message.orderingKey !== "" && this.#gate.isBusy(message.orderingKey)) {
-        // An earlier message with this key is unacked: hold this one back, behind it.
+        // An earlier message with this key is unacked: hold this one back, behind it, if the
+        // leases' share has room (before, 1,000 subscriptions could each hold 100,000: 1.2 GB).
+        const cost = this.#gate.holdCost(message.orderingKey);
+        if (!this.#leaseShare.mayTake(this, this.#leaseBytes, cost)) return undefined;
         if (!this.#gate.hold(message.orderingKey, seq)) return undefined;
+        this.#countGate();
         this.#cursor++;
         continue;
       }
@@ -1247,6 +1258,7 @@ export class Subscription {
   /** One fewer unacked message with this key; the next one held back behind it may go. */
   #freeKey(key: string): void {
     const seq = this.#gate.release(key, (s) => this.#acked.has(s));
+    this.#countGate();
     if (seq === undefined) return;
     // It becomes pending (attempt 0) and goes out first, like a due redelivery.
     const now = monotonicNow();
@@ -1257,9 +1269,21 @@ export class Subscription {
 
   /** `delta` more (or fewer) seqs with entries or ranged leases, counted in the leases' share. */
   #count(delta: number): void {
+    this.#share(delta * LEASE_ENTRY_BYTES);
+  }
+
+  /** Counts what the ordering gate holds now in the leases' share. */
+  #countGate(): void {
+    const now = this.#gate.bytes;
+    this.#share(now - this.#gateBytes);
+    this.#gateBytes = now;
+  }
+
+  /** `delta` more (or fewer) bytes in the leases' share. */
+  #share(delta: number): void {
     if (this.#closed || delta === 0) return;
-    this.#entries += delta;
-    this.#leaseShare.resize(this, delta, this.#entries);
+    this.#leaseBytes += delta;
+    this.#leaseShare.resize(this, delta, this.#leaseBytes);
   }
 
   #release(p: PendingEntry): void {

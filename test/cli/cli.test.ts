@@ -332,6 +332,16 @@ test("bad flags and unreachable servers get one clear line and a non-zero exit",
       ["publish", "--server", broker.address, "--topic", "bad name", "--data", "x"],
       /^nervebus: publish to bad name failed after 0 messages: INVALID_ARGUMENT: topic: contains " "/,
     ],
+    // Before: "The number NaN cannot be converted to a BigInt because it is not an integer".
+    [
+      ["sub", "seek", "orders", "billing", "--to", "tomorrowish", "--server", broker.address],
+      /^nervebus: --to: must be a seq ≥ 1 or an ISO time, got "tomorrowish"\n$/,
+    ],
+    // Before: a seq rounded to 1e+23, then "INTERNAL: Request message serialization failure".
+    [
+      ["message", "--server", broker.address, "--topic", "t", "--seq", "99999999999999999999999"],
+      /^nervebus: --seq: must be at most 9007199254740991, got "99999999999999999999999"\n$/,
+    ],
     [["serve", "--shards", "0"], /^nervebus: --shards: must be between 1 and 64, got 0\n$/],
     [
       ["serve", "--store", "postgres://x"],

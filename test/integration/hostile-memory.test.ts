@@ -5,6 +5,8 @@ import { join } from "node:path";
 import { after, before, beforeEach, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { dockerfileRuntime } from "../../bench/lib/dockerfile-runtime.js";
+import { MessageDelivery_State } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
+import { StartPoint } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import { LEASE_ENTRY_BYTES } from "../../src/core/lease-share.js";
 import { seqsOf, TestClient } from "../support/broker.js";
 import { freePort } from "../support/mariadb.js";
@@ -466,6 +468,121 @@ test("subscribers that nack everything, or take a big window and disconnect: lea
   const after = partUsed(await statusMemory(), "leases");
   assert.ok(after <= left, `the acked entries are let go of (${after} bytes held, ${left} expected)`);
   await assertReturned("the lease flood");
+});
+
+test("ordered subscriptions that never ack one key: the messages held back behind it count in the leases' share", async () => {
+  // 100,000 messages with one ordering key, on 100 subscriptions with ordering whose streams
+  // never ack the key's first message: each subscription holds back the key's later seqs.
+  // Before they counted in the budget, each held up to 100,000 of them (~1 MB of heap),
+  // ~100 MB for the 100 beyond the 8 MiB of the leases' part.
+  const topic = "held-flood";
+  const subs = 100;
+  const total = 100_000;
+  await client.adminCall("createTopic", { topic: { name: topic } });
+  for (let i = 0; i < subs; i++)
+    await client.adminCall("createSubscription", {
+      subscription: { topic, name: `held-${i}`, ordering: true },
+      start: { case: "startPoint", value: StartPoint.EARLIEST },
+    });
+  for (let sent = 0; sent < total; sent += 10_000)
+    await client.publish(
+      topic,
+      Array.from({ length: 10_000 }, (_, i) => ({ data: Buffer.from(`m${sent + i}`), orderingKey: "stuck" })),
+    );
+  // On a connection of their own: 100 streams fill one connection's concurrent streams.
+  const consumer = new TestClient(broker.address, { "grpc.use_local_subchannel_pool": 1 });
+  const streams = Array.from({ length: subs }, (_, i) =>
+    consumer.receive(topic, `held-${i}`, { maxMessages: 10, ackDeadlineMs: 600_000 }),
+  );
+  for (const s of streams) await s.until(() => s.deliveries.length >= 1, 20_000, "the key's first message");
+  // Until the subscriptions stop moving through the log, holding back what they may: the
+  // held deliveries of every 1,000th seq are the same three times in a row.
+  const heldSample = async () => {
+    let held = 0;
+    for (let seq = 1000; seq <= total; seq += 1000) {
+      const r = await client.adminCall("getMessage", { topic, seq: BigInt(seq) });
+      held += r.message!.deliveries.filter((d) => d.state === MessageDelivery_State.HELD).length;
+    }
+    return held;
+  };
+  for (let i = 0, last = -1, same = 0; i < 120 && same < 2; i++) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = await heldSample();
+    same = now === last ? same + 1 : 0;
+    last = now;
+  }
+  const leasesMb = BUDGET_MB * 0.125;
+  const bound = startHeldMb + 2 * leasesMb + BUDGET_MB * 0.125 + RETURN_MARGIN_MB;
+  const m = await collectBelow(bound);
+  const leases = m.memoryBudget.parts.find((p) => p.part === "leases")!;
+  assert.ok(
+    leases.usedBytes <= 2 * leases.limitBytes,
+    `leases hold ${leases.usedBytes} of ${leases.limitBytes} bytes`,
+  );
+  assert.ok(
+    heldMb(m) < bound,
+    `heap and Buffers ${Math.round(heldMb(m))} MB with 100 subscriptions holding back one key (${Math.round(startHeldMb)} MB before it; heap ${Math.round(m.memory.heapUsed / MiB)} MB, Buffers ${Math.round(m.memory.external / MiB)} MB, ${JSON.stringify(m.memoryBudget.parts.map((p) => [p.part, p.usedBytes]))})`,
+  );
+  // Nothing is lost: an ack of the key's first message lets its second one go out.
+  assert.deepEqual(seqsOf(streams[0]!.deliveries), [1]);
+  streams[0]!.ack([1]);
+  await streams[0]!.until(() => streams[0]!.deliveries.length >= 2, 20_000, "the key's second message");
+  assert.deepEqual(seqsOf(streams[0]!.deliveries), [1, 2]);
+  await assertHealthy("the held-back flood");
+  for (const s of streams) await s.end();
+  consumer.close();
+  await client.adminCall("deleteTopic", { name: topic });
+  await assertReturned("the held-back flood");
+});
+
+test("ordered subscriptions that never ack messages with 1 KiB ordering keys: the keys count in the leases' share", async () => {
+  // 60,000 messages with a key of their own, 1 KiB long (the limit), on 4 subscriptions with
+  // ordering whose streams take what they may and never ack. Each unacked message keeps its key
+  // (a string of ~1 KiB) beside its ~283 B entry: counted at 283 B, the leases' part (8 MiB,
+  // twice that at most) let the subscriptions keep ~59,000 of them, ~75 MB of heap.
+  const topic = "key-flood";
+  const subs = 4;
+  const total = 60_000;
+  const key = (i: number) => `${i}:`.padEnd(1024, "k");
+  await client.adminCall("createTopic", { topic: { name: topic } });
+  for (let i = 0; i < subs; i++)
+    await client.adminCall("createSubscription", {
+      subscription: { topic, name: `keys-${i}`, ordering: true },
+      start: { case: "startPoint", value: StartPoint.EARLIEST },
+    });
+  for (let sent = 0; sent < total; sent += 3000)
+    await client.publish(
+      topic,
+      Array.from({ length: 3000 }, (_, i) => ({ data: Buffer.from("m"), orderingKey: key(sent + i) })),
+    );
+  // One after another, each until nothing new arrives for a second: the first takes the
+  // whole bound, the next ones their equal shares of it, up to twice the bound in all.
+  const streams = [];
+  for (let i = 0; i < subs; i++) {
+    const s = client.receive(topic, `keys-${i}`, { maxMessages: 100_000, ackDeadlineMs: 600_000 });
+    streams.push(s);
+    for (let t = 0, last = -1; t < 120 && s.deliveries.length !== last; t++) {
+      last = s.deliveries.length;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  const leasesMb = BUDGET_MB * 0.125;
+  const bound = startHeldMb + 2 * leasesMb + BUDGET_MB * 0.125 + RETURN_MARGIN_MB;
+  const m = await collectBelow(bound);
+  const leases = m.memoryBudget.parts.find((p) => p.part === "leases")!;
+  assert.ok(
+    leases.usedBytes <= 2 * leases.limitBytes + subs * 2 * 1024,
+    `leases hold ${leases.usedBytes} of ${leases.limitBytes} bytes`,
+  );
+  const delivered = streams.reduce((n, s) => n + s.deliveries.length, 0);
+  assert.ok(
+    heldMb(m) < bound,
+    `heap and Buffers ${Math.round(heldMb(m))} MB with ${delivered} messages with 1 KiB keys unacked (${Math.round(startHeldMb)} MB before it; heap ${Math.round(m.memory.heapUsed / MiB)} MB, Buffers ${Math.round(m.memory.external / MiB)} MB, ${JSON.stringify(m.memoryBudget.parts.map((p) => [p.part, p.usedBytes]))})`,
+  );
+  await assertHealthy("the ordering-key flood");
+  for (const s of streams) await s.end();
+  await client.adminCall("deleteTopic", { name: topic });
+  await assertReturned("the ordering-key flood");
 });
 
 test("100 streams with big windows that never read: each stream's send buffer is bounded", async () => {

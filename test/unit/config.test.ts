@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -40,6 +40,29 @@ test("bad values name the flag, the variable or the file key, and the range", ()
     () => loadConfig({ "max-pack-bytes": "1024", "max-message-bytes": "2048" }, {}),
     /--max-pack-bytes \(1024\) must be ≥ --max-message-bytes \(2048\)/,
   );
+});
+
+test("a --config file that is not a JSON object of settings is refused, naming the file", () => {
+  const dir = mkdtempSync(join(tmpdir(), "nb-config-"));
+  const file = join(dir, "c.json");
+  // Before: null gave "Cannot convert undefined or null to object", an array "unknown setting
+  // "0"", and a string each of its characters as unknown settings.
+  for (const [text, got] of [
+    ["null", "null"],
+    ["[1, 2]", "an array"],
+    ['"shards=8"', "a string"],
+    ["8", "a number"],
+  ]) {
+    writeFileSync(file, text);
+    assert.throws(
+      () => loadConfig({}, {}, file),
+      (err: Error) =>
+        err.message ===
+        `--config ${file}: must be a JSON object of settings (e.g. {"shards": 8}), got ${got}`,
+      text,
+    );
+  }
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test("security settings that only make sense together are refused, naming the flags", () => {

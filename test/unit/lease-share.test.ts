@@ -12,16 +12,16 @@ function holder(share: LeaseShare) {
     },
     take(n: number): number {
       let took = 0;
-      while (took < n && share.mayTake(h, h.entries)) {
+      while (took < n && share.mayTake(h, h.entries * LEASE_ENTRY_BYTES)) {
         h.entries++;
-        share.resize(h, 1, h.entries);
+        share.resize(h, LEASE_ENTRY_BYTES, h.entries * LEASE_ENTRY_BYTES);
         took++;
       }
       return took;
     },
     settle(n: number): void {
       h.entries -= n;
-      share.resize(h, -n, h.entries);
+      share.resize(h, -n * LEASE_ENTRY_BYTES, h.entries * LEASE_ENTRY_BYTES);
     },
   };
   return h;
@@ -61,4 +61,24 @@ test("a subscription holding nothing may always take one: nobody starves", () =>
   for (const h of holders) assert.ok(h.take(5) >= 1);
   for (const h of holders) h.settle(h.entries);
   assert.equal(share.usedBytes, 0);
+});
+
+test("bytes other than entries (messages held back behind a key) count against the same bound", () => {
+  const share = new LeaseShare(100 * LEASE_ENTRY_BYTES);
+  const ordered = holder(share);
+  assert.equal(ordered.take(1), 1);
+  // Holding back messages of 12 B each: up to the bound, not past it.
+  let held = 0;
+  while (share.mayTake(ordered, ordered.entries * LEASE_ENTRY_BYTES + held * 12, 12)) {
+    held++;
+    share.resize(ordered, 12, ordered.entries * LEASE_ENTRY_BYTES + held * 12);
+  }
+  assert.equal(share.usedBytes, LEASE_ENTRY_BYTES + held * 12);
+  assert.ok(share.usedBytes <= share.totalBytes && share.usedBytes + 12 > share.totalBytes);
+  // Another subscription still gets its equal share of first deliveries.
+  const other = holder(share);
+  assert.equal(other.take(1000), 50);
+  // Letting go of what was held back wakes the one waiting.
+  share.resize(ordered, -held * 12, ordered.entries * LEASE_ENTRY_BYTES);
+  assert.equal(ordered.woken, 1);
 });

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { MAX_BLOCKED, OrderingGate } from "../../src/core/ordering-gate.js";
+import {
+  HELD_SEQ_BYTES,
+  heldKeyBytes,
+  keyStringBytes,
+  MAX_BLOCKED,
+  OrderingGate,
+} from "../../src/core/ordering-gate.js";
 
 test("a key's held seqs are released one at a time, in the order they were held", () => {
   const gate = new OrderingGate();
@@ -57,7 +63,40 @@ test("holding stops at MAX_BLOCKED; reset forgets held seqs and recounts busy ke
   assert.equal(gate.hold("k", 1), true);
 });
 
-test("property: per key, every held seq not acked is released exactly once, in seq order", () => {
+test("bytes counts the key of each unacked message, each held seq and each key holding any", () => {
+  const gate = new OrderingGate();
+  assert.equal(gate.bytes, 0);
+  gate.take("a");
+  gate.take("bb");
+  const busy = keyStringBytes("a") + keyStringBytes("bb");
+  assert.equal(gate.bytes, busy, "each unacked message keeps its key");
+  assert.equal(gate.holdCost("a"), HELD_SEQ_BYTES + heldKeyBytes("a"));
+  gate.hold("a", 3);
+  assert.equal(gate.holdCost("a"), HELD_SEQ_BYTES, "a key holding seqs is counted once");
+  gate.hold("a", 4);
+  gate.hold("bb", 5);
+  assert.equal(gate.bytes, busy + 3 * HELD_SEQ_BYTES + heldKeyBytes("a") + heldKeyBytes("bb"));
+  // Released: 3 goes out (and keeps the key), 4 stays held.
+  assert.equal(
+    gate.release("a", () => false),
+    3,
+  );
+  assert.equal(gate.bytes, busy + 2 * HELD_SEQ_BYTES + heldKeyBytes("a") + heldKeyBytes("bb"));
+  // 4 was acked meanwhile: passed over; the key neither holds anything back nor is busy.
+  assert.equal(
+    gate.release("a", () => true),
+    undefined,
+  );
+  assert.equal(gate.bytes, keyStringBytes("bb") + HELD_SEQ_BYTES + heldKeyBytes("bb"));
+  assert.ok(keyStringBytes("x".repeat(1024)) > 2048, "a long key counts at its length");
+  gate.reset(["c", "", "c"]);
+  assert.equal(gate.bytes, 2 * keyStringBytes("c"), "recounted from the unacked messages' keys");
+  gate.release("c", () => false);
+  gate.release("c", () => false);
+  assert.equal(gate.bytes, 0);
+});
+
+test("property: per key, every held seq not acked is released exactly once, in seq order; nothing stays counted", () => {
   fc.assert(
     fc.property(
       fc.array(fc.tuple(fc.constantFrom("a", "b", "c"), fc.boolean()), { minLength: 1, maxLength: 60 }),
@@ -94,6 +133,7 @@ test("property: per key, every held seq not acked is released exactly once, in s
           );
           assert.equal(gate.isBusy(key), false);
         }
+        assert.equal(gate.bytes, 0, "nothing is counted once every message is acked");
       },
     ),
   );
