@@ -27,7 +27,13 @@ function parseCount(flag: string, value: string): number {
       "invalid_argument",
       `--${flag}: expected a whole number, got ${JSON.stringify(value)}`,
     );
-  return Number(value);
+  const n = Number(value);
+  if (!Number.isSafeInteger(n))
+    throw new NerveBusError(
+      "invalid_argument",
+      `--${flag}: must be at most ${Number.MAX_SAFE_INTEGER}, got ${JSON.stringify(value)}`,
+    );
+  return n;
 }
 
 function parseBool(flag: string, value: string): boolean {
@@ -134,6 +140,18 @@ const USAGE = `usage:
   nervebus move-topic --topic T --to HOST:PORT/DATABASE   (a database of the broker's --store)
 ${CONNECTION_USAGE}`;
 
+/** The usage of `kind`'s commands only (its lines of USAGE, and the connection flags). */
+function usageOf(kind: string): string {
+  const lines: string[] = [];
+  let mine = false;
+  for (const line of USAGE.split("\n")) {
+    if (line.startsWith("  nervebus ")) mine = line.startsWith(`  nervebus ${kind} `);
+    else if (!line.startsWith(" ")) mine = line !== "usage:";
+    if (mine || line === "usage:") lines.push(line);
+  }
+  return lines.join("\n");
+}
+
 /** Commands whose first positional is not a verb. */
 type Single = "stats" | "locate" | "cluster" | "drain-broker" | "move-topic";
 
@@ -156,7 +174,8 @@ export async function adminCommand(kind: "topic" | "sub" | Single, args: string[
   });
   const [verb, a, b] = kind === "topic" || kind === "sub" ? positionals : [kind, ...positionals];
   const need = (value: string | undefined, what: string): string => {
-    if (value === undefined) throw new NerveBusError("invalid_argument", `${what} is required\n${USAGE}`);
+    if (value === undefined)
+      throw new NerveBusError("invalid_argument", `${what} is required\n${usageOf(kind)}`);
     return value;
   };
   const client = await connect(values);
@@ -174,7 +193,9 @@ export async function adminCommand(kind: "topic" | "sub" | Single, args: string[
         { deadline: Date.now() + timeoutMs },
       );
     } catch (err) {
-      throw new NerveBusError("unavailable", `${kind} ${verb}: ${describeGrpcError(err)}`);
+      // "stats: …", "topic create: …" (a single command's verb is its name).
+      const command = verb === kind ? kind : `${kind} ${verb}`;
+      throw new NerveBusError("unavailable", `${command}: ${describeGrpcError(err)}`);
     }
   };
   const print = <D extends DescMessage>(schema: D, message: MessageShape<D>) =>
@@ -246,6 +267,7 @@ export async function adminCommand(kind: "topic" | "sub" | Single, args: string[
           return 0;
         }
         case "seek": {
+          const name = need(b, "subscription name");
           const to = need(values.to, "--to");
           const seq = /^[1-9]\d*$/.test(to);
           // Checked before timestampFromMs, which throws on NaN without naming the flag.
@@ -258,7 +280,7 @@ export async function adminCommand(kind: "topic" | "sub" | Single, args: string[
           const target = seq
             ? { case: "seq" as const, value: BigInt(to) }
             : { case: "time" as const, value: timestampFromMs(Date.parse(to)) };
-          const r = await call("seekSubscription", { topic, name: need(b, "subscription name"), target });
+          const r = await call("seekSubscription", { topic, name, target });
           process.stdout.write(`sought ${topic}/${b}: next delivery is seq ${r.floor + 1n}\n`);
           return 0;
         }
@@ -288,7 +310,7 @@ export async function adminCommand(kind: "topic" | "sub" | Single, args: string[
     }
     throw new NerveBusError(
       "invalid_argument",
-      `unknown ${kind} command ${JSON.stringify(verb ?? "")}\n${USAGE}`,
+      `unknown ${kind} command ${JSON.stringify(verb ?? "")}\n${usageOf(kind)}`,
     );
   } finally {
     client.close();

@@ -342,6 +342,21 @@ test("bad flags and unreachable servers get one clear line and a non-zero exit",
       ["message", "--server", broker.address, "--topic", "t", "--seq", "99999999999999999999999"],
       /^nervebus: --seq: must be at most 9007199254740991, got "99999999999999999999999"\n$/,
     ],
+    // Before: "--to is required" (the name was missing) and the usage of every command.
+    [
+      ["sub", "seek", "orders", "--to", "5", "--server", broker.address],
+      /^nervebus: subscription name is required\nusage:\n {2}nervebus sub {3}list[\s\S]*seek TOPIC NAME --to SEQ\|TIME\nconnection:/,
+    ],
+    // Before: "stats stats: NOT_FOUND …".
+    [
+      ["stats", "nosuch", "--server", broker.address],
+      /^nervebus: stats: NOT_FOUND: topic nosuch does not exist\n$/,
+    ],
+    // Before: accepted, and sent rounded.
+    [
+      ["topic", "create", "big", "--retention-bytes", "99999999999999999999", "--server", broker.address],
+      /^nervebus: --retention-bytes: must be at most 9007199254740991, got "99999999999999999999"\n$/,
+    ],
     [["serve", "--shards", "0"], /^nervebus: --shards: must be between 1 and 64, got 0\n$/],
     [
       ["serve", "--store", "postgres://x"],
