@@ -1,3 +1,4 @@
+import { lookup } from "node:dns/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from "node:tls";
 import type { ConnectionInjector } from "@grpc/grpc-js";
@@ -27,8 +28,13 @@ function endpoints(s: Socket): string {
   return `${s.localAddress}:${s.localPort}-${s.remoteAddress}:${s.remotePort}`;
 }
 
+function listenError(listen: string, err: NodeJS.ErrnoException): NerveBusError {
+  const why = err.code === "EADDRINUSE" ? "address already in use (another broker?)" : err.message;
+  return new NerveBusError("unavailable", `--listen ${listen}: ${why}`, { cause: err });
+}
+
 /**
- * The gRPC port's listening socket. The broker owns it, not grpc-js, so that no TCP connection
+ * The gRPC port's listening sockets. The broker owns it, not grpc-js, so that no TCP connection
  * holds a file descriptor for nothing: at most `maxOpen` are open; one that has not finished
  * TLS and sent the HTTP/2 preface within `handshakeMs` is cut, as is one still open LINGER_MS
  * after the broker closed it gracefully. The connections are handed to grpc-js in plaintext:
@@ -36,7 +42,7 @@ function endpoints(s: Socket): string {
  * the TLS socket and its client certificate as before.
  */
 export class GrpcListener {
-  readonly #server: Server;
+  readonly #servers: Server[] = [];
   readonly #open = new Set<Socket>();
   readonly #tls: TlsServer | undefined;
   /** With TLS: each open connection's raw socket and, after its handshake, its TLS socket, by endpoints. */
@@ -48,7 +54,6 @@ export class GrpcListener {
     private readonly limits: ConnectionLimits,
     security: Security | undefined,
   ) {
-    this.#server = createServer((raw) => this.#accept(raw));
     const material = security?.tls;
     if (material === undefined) return;
     // A client certificate signed by --tls-client-ca is required and verified in the handshake
@@ -71,31 +76,47 @@ export class GrpcListener {
     this.#tls = tls;
   }
 
-  /** Binds HOST:PORT (brackets around an IPv6 host allowed); resolves with the port bound. */
+  /**
+   * Binds HOST:PORT (brackets around an IPv6 host allowed) on every address the host resolves
+   * to, as grpc-js did (localhost: 127.0.0.1 and ::1), all on the port the first one got;
+   * resolves with that port. Fails naming --listen when no address could be bound.
+   */
   async listen(listen: string): Promise<number> {
     const at = listen.lastIndexOf(":");
     const host = listen.slice(0, at).replace(/^\[(.*)\]$/, "$1");
+    let port = Number(listen.slice(at + 1));
+    const addresses = await lookup(host, { all: true }).catch((err: Error) => {
+      throw listenError(listen, err);
+    });
+    let firstError: Error | undefined;
+    for (const { address } of addresses) {
+      try {
+        port = await this.#bind(address, port);
+      } catch (err) {
+        firstError ??= err as Error;
+      }
+    }
+    if (this.#servers.length === 0)
+      throw listenError(listen, firstError ?? new Error(`${host} resolves to no address`));
+    return port;
+  }
+
+  async #bind(address: string, port: number): Promise<number> {
+    const server = createServer((raw) => this.#accept(raw));
     await new Promise<void>((resolve, reject) => {
-      this.#server.once("error", (err: NodeJS.ErrnoException) =>
-        reject(
-          new NerveBusError(
-            "unavailable",
-            `--listen ${listen}: ${err.code === "EADDRINUSE" ? "address already in use (another broker?)" : err.message}`,
-            { cause: err },
-          ),
-        ),
-      );
-      this.#server.listen(Number(listen.slice(at + 1)), host, () => resolve());
+      server.once("error", reject);
+      server.listen(port, address, () => resolve());
     });
     // Accept failing later (no descriptors left) must not take the broker down; it goes on
     // accepting once connections close.
-    this.#server.on("error", () => {});
-    return (this.#server.address() as { port: number }).port;
+    server.on("error", () => {});
+    this.#servers.push(server);
+    return (server.address() as { port: number }).port;
   }
 
   /** No new connections; the open ones stay until grpc-js closes them (or destroyAll). */
   stopAccepting(): void {
-    this.#server.close();
+    for (const server of this.#servers) server.close();
     this.#stopWatching?.();
   }
 

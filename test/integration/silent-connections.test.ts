@@ -196,24 +196,31 @@ test("TLS: connections that never start the handshake, or finish it and never se
   }
 });
 
-test("--max-open-connections: a connection over it is closed at once; a client gets in when one goes", async () => {
+test("--max-open-connections: a connection over it is closed at once; a client gets in when some go", async () => {
   const b = await broker("cap", ["--max-open-connections", "50", "--handshake-timeout-ms", "600000"]);
   const base = openFds(b);
   const held = await openSilent(b.address, 50, Buffer.alloc(0));
   await untilHeld(b, base, 50);
   // The handshake timeout is 10 minutes: only the cap closes these.
-  const over = await openSilent(b.address, 20, Buffer.alloc(0));
+  const over = await openSilent(b.address, 50, Buffer.alloc(0));
   await until(
     () => "the connections over the cap were closed",
     () => over.every((s) => s.ended),
     10_000,
   );
-  assert.ok(openFds(b) <= base + 50, `the broker holds ${openFds(b)} fds, ${base} before, cap 50`);
+  // A few descriptors of the broker's own (its store's files) may have come meanwhile; the 50
+  // connections over the cap would be 50 more.
+  assert.ok(openFds(b) <= base + 55, `the broker holds ${openFds(b)} fds, ${base} before, cap 50`);
   assert.ok(
     held.every((s) => !s.ended),
     "the connections under the cap are kept",
   );
-  held[0]!.socket.destroy();
+  for (const s of held.slice(0, 10)) s.socket.destroy();
+  await until(
+    () => `the broker holds ${openFds(b)} fds after 10 connections closed (${base} before)`,
+    () => openFds(b) <= base + 45,
+    10_000,
+  );
   const client = new TestClient(b.address);
   try {
     assert.equal(Number((await client.publish("t", ["a"])).firstSeq), 1);
