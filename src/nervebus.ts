@@ -286,6 +286,7 @@ export async function startNerveBus(
       heartbeatMs: config.heartbeatMs,
       keepaliveMs: config.keepaliveMs,
       maxConnectionIdleMs: config.maxConnectionIdleMs,
+      connections: { maxOpen: config.maxOpenConnections, handshakeMs: config.handshakeTimeoutMs },
       admission: {
         perConnection: config.maxPacksPerConnection,
         total: config.maxPacksInProgress,

@@ -10,7 +10,7 @@ import {
 } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
 import type { Security } from "../auth/index.js";
-import { type Broker, type Cluster, NerveBusError, RESERVED_ATTRIBUTE_PREFIX } from "../core/index.js";
+import { type Broker, type Cluster, RESERVED_ATTRIBUTE_PREFIX } from "../core/index.js";
 import type { Telemetry } from "../telemetry/index.js";
 import { decodeReceiveRequest, readPublishRequest, readSendPack } from "../wire/index.js";
 import { adminHandlers } from "./admin-handler.js";
@@ -20,6 +20,7 @@ import type { CallGuard } from "./call-guard.js";
 import { Forwarder } from "./forwarder.js";
 import { type ForwardScreens, forwarding } from "./forwarding.js";
 import { addService, type ServiceHandlers } from "./grpc-adapter.js";
+import { type ConnectionLimits, GrpcListener } from "./grpc-listener.js";
 import type { PeerAuth } from "./peer-auth.js";
 import type { PeerChannels } from "./peer-channels.js";
 import { PublishQuota, type QuotaLimits } from "./publish-quota.js";
@@ -28,7 +29,6 @@ import { ownerLimitsScreen, sendPackHandler } from "./publisher-handler.js";
 import { addReflection } from "./reflection.js";
 import { StreamBuffers } from "./stream-buffers.js";
 import { ReceiveSessions } from "./subscriber-handler.js";
-import { serverCredentials } from "./tls-credentials.js";
 import { transportErrorInterceptor } from "./transport-errors.js";
 
 const SHUTTING_DOWN = "broker is shutting down; reconnect";
@@ -66,6 +66,8 @@ export interface ServerOptions {
   readonly admission: AdmissionLimits;
   /** A connection without calls for this long is closed, however well it answers pings. */
   readonly maxConnectionIdleMs: number;
+  /** Open TCP connections and how long one has to become an HTTP/2 connection (see GrpcListener). */
+  readonly connections: ConnectionLimits;
   /** HTTP/2 MAX_CONCURRENT_STREAMS per connection. */
   readonly maxConcurrentStreams: number;
   /** What all Receive streams together may hold for slow readers (see StreamBuffers). */
@@ -185,21 +187,12 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
   const health = new HealthImplementation(Object.fromEntries(services.map((s) => [s, "SERVING" as const])));
   health.addToServer(server);
   addReflection(server);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(options.listen, serverCredentials(options.security), (err, p) => {
-      if (!err) return resolve(p);
-      const inUse = /EADDRINUSE/.test(err.message);
-      reject(
-        new NerveBusError(
-          "unavailable",
-          `--listen ${options.listen}: ${inUse ? "address already in use (another broker?)" : err.message}`,
-          {
-            cause: err,
-          },
-        ),
-      );
-    }),
+  const listener = new GrpcListener(
+    server.createConnectionInjector(grpc.ServerCredentials.createInsecure()),
+    options.connections,
+    options.security,
   );
+  const port = await listener.listen(options.listen);
   const host = options.listen.slice(0, options.listen.lastIndexOf(":"));
   return {
     address: `${host}:${port}`,
@@ -213,7 +206,8 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
     async shutdown(graceMs: number) {
       for (const s of services) health.setStatus(s, "NOT_SERVING");
       drain.startDraining();
-      // GOAWAY on every connection and no new ones; each connection closes once its last
+      listener.stopAccepting();
+      // GOAWAY on every connection; each connection closes once its last
       // stream has, so every answer is written before its socket goes.
       const closed = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       sessions.closeAll(SHUTTING_DOWN);
@@ -230,6 +224,7 @@ export async function startServer(broker: Broker, options: ServerOptions): Promi
       // stays (a client that never spoke HTTP/2) holds nothing: it is cut after FLUSH_MS.
       await settledWithin(closed, FLUSH_MS);
       server.forceShutdown();
+      listener.destroyAll();
     },
   };
 }

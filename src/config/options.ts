@@ -52,10 +52,12 @@ export interface Config {
   heartbeatMs: number;
   keepaliveMs: number;
   maxConnectionIdleMs: number;
+  handshakeTimeoutMs: number;
   maxPacksPerConnection: number;
   maxPacksInProgress: number;
   maxTopics: number;
   maxConnections: number;
+  maxOpenConnections: number;
   maxConnectionsPerPrincipal: number;
   maxStreamsPerPrincipal: number;
   maxPacksPerPrincipal: number;
@@ -375,6 +377,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     doc: "a client connection with no call in progress for this long is closed (GOAWAY); clients reconnect on their next call",
   },
   {
+    key: "handshakeTimeoutMs",
+    kind: "duration",
+    default: 10_000,
+    min: 100,
+    max: 600_000,
+    doc: "a new connection to the gRPC port that has not finished TLS (with TLS) and sent the HTTP/2 preface within this is cut",
+  },
+  {
     key: "maxPacksPerConnection",
     kind: "int",
     default: 32,
@@ -405,6 +415,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1,
     max: 1_000_000,
     doc: "client connections with calls in progress; a call from one more gets RESOURCE_EXHAUSTED (health checks are always answered)",
+  },
+  {
+    key: "maxOpenConnections",
+    kind: "int",
+    default: 10_000,
+    min: 1,
+    max: 1_000_000,
+    doc: "TCP connections open on the gRPC port, idle or not (each holds a file descriptor: keep it under the process's limit); one more is closed as soon as it is accepted",
   },
   {
     key: "maxConnectionsPerPrincipal",
