@@ -6,6 +6,7 @@ import { StartPoint } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.j
 import { unary } from "../api/index.js";
 import { parseDuration } from "../config/index.js";
 import { NerveBusError } from "../core/index.js";
+import { wholeNumberFlag } from "./client-args.js";
 import { CONNECTION_FLAGS, CONNECTION_USAGE, connect, describeGrpcError } from "./connect.js";
 
 type Admin = (typeof AdminService)["method"];
@@ -19,21 +20,6 @@ function durationFlag(flag: string, value: string): number {
       `--${flag}: expected a duration like 30s, 5m, 7d or 250ms, got ${JSON.stringify(value)}`,
     );
   return Math.round(ms);
-}
-
-function parseCount(flag: string, value: string): number {
-  if (!/^\d+$/.test(value))
-    throw new NerveBusError(
-      "invalid_argument",
-      `--${flag}: expected a whole number, got ${JSON.stringify(value)}`,
-    );
-  const n = Number(value);
-  if (!Number.isSafeInteger(n))
-    throw new NerveBusError(
-      "invalid_argument",
-      `--${flag}: must be at most ${Number.MAX_SAFE_INTEGER}, got ${JSON.stringify(value)}`,
-    );
-  return n;
 }
 
 function parseBool(flag: string, value: string): boolean {
@@ -67,13 +53,13 @@ const SUB_FLAGS = {
 function topicFields(v: Record<string, string | boolean | undefined>) {
   const topic: Record<string, unknown> = {};
   const paths: string[] = [];
-  if (typeof v.shards === "string") topic.shards = parseCount("shards", v.shards);
+  if (typeof v.shards === "string") topic.shards = wholeNumberFlag("shards", v.shards);
   if (typeof v.retention === "string") {
     topic.retention = durationFromMs(durationFlag("retention", v.retention));
     paths.push("retention");
   }
   if (typeof v["retention-bytes"] === "string") {
-    topic.retentionBytes = BigInt(parseCount("retention-bytes", v["retention-bytes"]));
+    topic.retentionBytes = BigInt(wholeNumberFlag("retention-bytes", v["retention-bytes"]));
     paths.push("retention_bytes");
   }
   if (typeof v["dedup-window"] === "string") {
@@ -100,7 +86,7 @@ function subscriptionFields(v: Record<string, string | boolean | undefined>) {
     }
   }
   if (typeof v["max-delivery-attempts"] === "string") {
-    sub.maxDeliveryAttempts = parseCount("max-delivery-attempts", v["max-delivery-attempts"]);
+    sub.maxDeliveryAttempts = wholeNumberFlag("max-delivery-attempts", v["max-delivery-attempts"]);
     paths.push("max_delivery_attempts");
   }
   if (typeof v["dead-letter-topic"] === "string") {

@@ -15,3 +15,22 @@ export function requiredFlag<T>(value: T | undefined, flag: string): T {
   if (value === undefined) throw new NerveBusError("invalid_argument", `--${flag} is required`);
   return value;
 }
+
+/**
+ * A flag's whole number; INVALID_ARGUMENT naming it for anything else, or past 2^53 (it would be
+ * rounded: 99999999999999999999999 became 1e+23, which no uint64 field takes).
+ */
+export function wholeNumberFlag(flag: string, value: string): number {
+  if (!/^\d+$/.test(value))
+    throw new NerveBusError(
+      "invalid_argument",
+      `--${flag}: expected a whole number, got ${JSON.stringify(value)}`,
+    );
+  const n = Number(value);
+  if (!Number.isSafeInteger(n))
+    throw new NerveBusError(
+      "invalid_argument",
+      `--${flag}: must be at most ${Number.MAX_SAFE_INTEGER}, got ${JSON.stringify(value)}`,
+    );
+  return n;
+}

@@ -10,25 +10,11 @@ import {
 } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
 import { unary } from "../api/index.js";
 import { NerveBusError } from "../core/index.js";
-import { parseClientArgs, requiredFlag } from "./client-args.js";
+import { parseClientArgs, requiredFlag, wholeNumberFlag } from "./client-args.js";
 import { connect, describeGrpcError } from "./connect.js";
 
 function wholeNumber(flag: string, value: string | undefined): number {
-  if (value === undefined) return 0;
-  if (!/^\d+$/.test(value))
-    throw new NerveBusError(
-      "invalid_argument",
-      `--${flag}: expected a whole number, got ${JSON.stringify(value)}`,
-    );
-  // Seqs and counts past 2^53 would be rounded (99999999999999999999999 became 1e+23, which no
-  // uint64 field takes); the broker's seqs stay below it.
-  const n = Number(value);
-  if (!Number.isSafeInteger(n))
-    throw new NerveBusError(
-      "invalid_argument",
-      `--${flag}: must be at most ${Number.MAX_SAFE_INTEGER}, got ${JSON.stringify(value)}`,
-    );
-  return n;
+  return value === undefined ? 0 : wholeNumberFlag(flag, value);
 }
 
 function timeFlag(flag: string, value: string | undefined) {
