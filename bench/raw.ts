@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import mysql from "mysql2/promise";
+import { ONE_TRIP_MAX_BODY } from "../src/store/mysql/mysql-run-log.js";
 import { encodeMeta } from "../src/wire/index.js";
 import { CpuPerMessage } from "./lib/cpu.js";
 import { measureWindow, now, type Percentiles, percentiles, progress, Samples, sleep } from "./lib/stats.js";
@@ -260,7 +261,8 @@ export interface CommitLatencyResult {
   /**
    * MySQL only: the broker's write shape at the same rate and tick, straight through the
    * driver: each tick's rows one run row in one shard (round-robin), in a transaction of
-   * START, the fence row's UPDATE, the INSERT and COMMIT (src/store/mysql/fenced-pool.ts).
+   * START, the fence row's UPDATE, the INSERT and COMMIT (src/store/mysql/fenced-pool.ts),
+   * sent as one text query up to the broker's ONE_TRIP_MAX_BODY, else as four round trips.
    */
   readonly fencedLatencyMs?: Percentiles;
 }
@@ -297,7 +299,7 @@ export async function rawMysqlCommitLatency(
   url: string,
   o: { rate: number; shards: number; bytes: number; tickMs: number; durationMs: number; warmupMs: number },
 ): Promise<CommitLatencyResult> {
-  const pool = rawPool(url, { connectionLimit: o.shards + 1 });
+  const pool = rawPool(url, { connectionLimit: o.shards + 1, multipleStatements: true });
   const table = (s: number) => `rawlat_${s}`;
   try {
     for (let s = 0; s < o.shards; s++) {
@@ -357,6 +359,19 @@ async function fencedCommitLatency(
     const shard = tick++ % o.shards;
     const body = Buffer.allocUnsafe(record.length * count);
     for (let i = 0; i < count; i++) record.copy(body, i * record.length);
+    const t = Date.now();
+    const values = [first + 1, first + count, t, t, body.length, body];
+    const columns = "first_seq, last_seq, first_time, last_time, bytes, body, ids";
+    if (body.length <= ONE_TRIP_MAX_BODY) {
+      const [results] = await pool.query<mysql.ResultSetHeader[]>(
+        `START TRANSACTION; UPDATE rawlat_fence SET writes = writes + 1 WHERE slot = ? AND epoch = 1;
+         INSERT INTO ${table(shard)} (${columns}) SELECT ?, ?, ?, ?, ?, ?, NULL FROM DUAL
+           WHERE EXISTS (SELECT 1 FROM rawlat_fence WHERE slot = ? AND epoch = 1); COMMIT`,
+        [shard, ...values, shard],
+      );
+      if (results[2]?.affectedRows !== 1) throw new Error("raw fenced run: the INSERT stored nothing");
+      return;
+    }
     const conn = await pool.getConnection();
     try {
       await conn.query("START TRANSACTION");
@@ -364,11 +379,7 @@ async function fencedCommitLatency(
         shard,
         1,
       ]);
-      const t = Date.now();
-      await conn.execute(
-        `INSERT INTO ${table(shard)} (first_seq, last_seq, first_time, last_time, bytes, body, ids) VALUES (?, ?, ?, ?, ?, ?, NULL)`,
-        [first + 1, first + count, t, t, body.length, body],
-      );
+      await conn.execute(`INSERT INTO ${table(shard)} (${columns}) VALUES (?, ?, ?, ?, ?, ?, NULL)`, values);
       await conn.query("COMMIT");
     } finally {
       conn.release();

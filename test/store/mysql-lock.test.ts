@@ -110,6 +110,38 @@ test("mysql: an owner whose lock connection drops keeps the store; once a second
   }
 });
 
+test("mysql: once a newer epoch holds a shard's fence row, a write to it stores nothing, whether small (one round trip) or large (a prepared INSERT)", async () => {
+  const server = testMysql();
+  const url = await server.database("fence_moved");
+  let lost: NerveBusError | undefined;
+  const a = await open(url, { onOwnershipLost: (err) => (lost = err) });
+  try {
+    const topic = await makeTopic(a);
+    await a.insertMessages(topic, 0, [row(1, "small")]);
+    // What a new owner does first: it raises the fence rows of the topic past this epoch.
+    await server.query(url, "UPDATE nb_fence SET epoch = epoch + 1 WHERE topic_id = ?", [topic.id]);
+    const small = [row(2, "x".repeat(100))];
+    const large = Array.from({ length: 20 }, (_, i) => row(2 + i, "y".repeat(1000)));
+    for (const rows of [small, large]) {
+      await assert.rejects(a.insertMessages(topic, 0, rows), (err: NerveBusError) => {
+        assert.equal(err.code, "unavailable");
+        assert.match(err.message, /fenced at epoch 2/);
+        return true;
+      });
+    }
+    assert.match(String(lost?.message), /fenced at epoch 2/, "the loss was reported");
+    assert.deepEqual(
+      (await server.query<mysql.RowDataPacket[]>(url, "SELECT first_seq, last_seq FROM nb_run_1_0")).map(
+        (r) => [Number(r.first_seq), Number(r.last_seq)],
+      ),
+      [[1, 1]],
+      "neither write stored a row",
+    );
+  } finally {
+    await a.close();
+  }
+});
+
 test("mysql: a row already at a seq is kept only if it is the same message; different content is an error, never a success (format 1)", async () => {
   const server = testMysql();
   const url = await server.database("dup_content");

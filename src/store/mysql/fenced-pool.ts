@@ -8,6 +8,16 @@ import type { WriteGuard } from "./write-guard.js";
 /** The fence slot of a topic's writes that are not shard inserts (pointers, schedule, catalog). */
 export const META_SLOT = -1;
 
+/** Proves ownership of a topic's slot: matches one row only while it holds this broker's epoch. */
+const BUMP_FENCE_SQL =
+  "UPDATE nb_fence SET writes = writes + 1 WHERE topic_id = ? AND slot = ? AND epoch = ?";
+
+/**
+ * The condition a write in fencedInOneTrip puts in its WHERE (with the three values it is
+ * given): true only while the fence row holds this broker's epoch.
+ */
+export const FENCE_HOLDS = "EXISTS (SELECT 1 FROM nb_fence WHERE topic_id = ? AND slot = ? AND epoch = ?)";
+
 /**
  * How the MySQL store talks to its pool: reads, and writes that prove ownership. A write runs
  * in a transaction that first bumps its fence row (`nb_fence`, one per topic and writer slot)
@@ -49,16 +59,44 @@ export class FencedPool {
       const epoch = this.lease.epochOf(topic);
       type Outcome = { fenced: false } | { fenced: true; value: T };
       const outcome = await this.#transaction<Outcome>(what, async (conn) => {
-        const [fence] = await conn.execute<mysql.ResultSetHeader>(
-          "UPDATE nb_fence SET writes = writes + 1 WHERE topic_id = ? AND slot = ? AND epoch = ?",
-          [topic.id, slot, epoch],
-        );
+        const [fence] = await conn.execute<mysql.ResultSetHeader>(BUMP_FENCE_SQL, [topic.id, slot, epoch]);
         if (fence.affectedRows !== 1) return { commit: false, value: { fenced: false } };
         return { commit: true, value: { fenced: true, value: await fn(conn) } };
       });
       if (outcome.fenced) return outcome.value;
       if (attempt > 0)
         throw this.lease.markLost(topic, `fence row ${topic.name}/${slot} does not hold epoch ${epoch}`);
+      await this.raiseFence(topic, [slot]);
+    }
+  }
+
+  /**
+   * fenced() for one write in one round trip (ServerPool.oneTrip): the fence row is bumped and
+   * the write runs in the same transaction, sent as one text query. The server cannot be asked
+   * between the two whether the bump matched, so the write must match nothing unless the fence
+   * row holds this broker's epoch: `write` gets the condition (FENCE_HOLDS, with its three
+   * values) to put in its WHERE. When the bump matched no row, the write did nothing either;
+   * the fence is raised and the write tried once more, as in fenced(). The fence row is
+   * written, not only read, so Galera's certification still sees every write's fence.
+   */
+  async fencedInOneTrip(
+    what: string,
+    topic: TopicRecord,
+    slot: number,
+    write: (fenceParams: readonly number[]) => { sql: string; params: readonly unknown[] },
+  ): Promise<mysql.ResultSetHeader> {
+    for (let attempt = 0; ; attempt++) {
+      this.lease.check(topic);
+      const fenceParams = [topic.id, slot, this.lease.epochOf(topic)];
+      const [fence, result] = await this.run(what, () =>
+        this.pool.oneTrip([{ sql: BUMP_FENCE_SQL, params: fenceParams }, write(fenceParams)]),
+      );
+      if (fence!.affectedRows === 1) return result!;
+      if (attempt > 0)
+        throw this.lease.markLost(
+          topic,
+          `fence row ${topic.name}/${slot} does not hold epoch ${fenceParams[2]}`,
+        );
       await this.raiseFence(topic, [slot]);
     }
   }

@@ -139,6 +139,9 @@ export async function openPool(
       maxPreparedStatements: MAX_PREPARED_PER_CONNECTION,
       // No stack capture per query (mysql2's default): it showed in every profile.
       trace: false,
+      // Small writes go as one text query of several statements (ServerPool.oneTrip). Every
+      // value reaches SQL through the formatter's escaping, never as text of its own.
+      multipleStatements: true,
       maxIdle: options.poolSize,
       enableKeepAlive: true,
     };
