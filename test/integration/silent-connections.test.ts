@@ -11,9 +11,16 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { TestClient } from "../support/broker.js";
-import { openFds, SilentClients, until, untilHeld, untilReleased } from "../support/connections.js";
+import {
+  openFds,
+  refusedIn,
+  SilentClients,
+  until,
+  untilHeld,
+  untilReleased,
+} from "../support/connections.js";
 import { pem, TestCa } from "../support/pki.js";
-import { type BrokerProcess, spawnBroker } from "../support/process.js";
+import { type BrokerProcess, httpAddressOf, spawnBroker } from "../support/process.js";
 
 /** The client's HTTP/2 connection preface (RFC 9113 §3.4) and an empty SETTINGS frame. */
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -69,6 +76,8 @@ test("raw TCP connections that send nothing, or part of the HTTP/2 preface, are 
       grpc.connectivityState.READY,
       "the client's connection, older than the handshake timeout, is still open",
     );
+    const metrics = await (await fetch(`http://${await httpAddressOf(b)}/metrics`)).text();
+    assert.equal(refusedIn(metrics, "grpc", "handshake_timeout"), 400);
   } finally {
     client.close();
   }
@@ -95,6 +104,10 @@ for (const tls of [false, true]) {
       "the clients never ended their side",
     );
     await untilReleased(b, base, 15_000);
+    if (!tls) {
+      const metrics = await (await fetch(`http://${await httpAddressOf(b)}/metrics`)).text();
+      assert.equal(refusedIn(metrics, "grpc", "linger"), 300);
+    }
   });
 }
 

@@ -91,3 +91,10 @@ export async function untilReleased(b: BrokerProcess, base: number, ms: number):
     ms,
   );
 }
+
+/** How many connections of `port` the broker refused or cut for `reason`, in a /metrics body. */
+export function refusedIn(metrics: string, port: "grpc" | "http", reason: string): number {
+  const series = `nervebus_connections_refused_total{port="${port}",reason="${reason}"`;
+  const line = metrics.split("\n").find((l) => l.startsWith(series));
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
+}
