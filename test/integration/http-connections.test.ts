@@ -216,3 +216,19 @@ test("--http-max-connections: one more is closed at once, so the process keeps d
     .filter((l) => l.includes('"level":"warn"') && l.includes("connections refused"));
   assert.equal(warnings.length, 2, `one warning per port while it goes on:\n${warnings.join("\n")}`);
 });
+
+test("a broker out of file descriptors stays up and serves again once connections go", async () => {
+  // The gRPC port's cap (10,000 by default) is over the process's limit, as with a default
+  // `ulimit -n` of 1024: accepting fails with EMFILE, and reading the RSS (/proc) did too, from
+  // a timer, which ended the process.
+  const { b, http } = await broker("emfile", ["--handshake-timeout-ms", "600000"]);
+  const base = openFds(b);
+  execFileSync("prlimit", ["--pid", String(b.child.pid), `--nofile=${base + 100}:${base + 100}`]);
+  const silent = await clients.open(b.address, 150, "");
+  await untilHeld(b, base, 95);
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(b.child.exitCode, null, `the broker is running:\n${b.stderr().slice(-2000)}`);
+  for (const s of silent) s.socket.destroy();
+  await untilReleased(b, base, 10_000);
+  assert.equal((await get(http, "/healthz")).status, 200);
+});
