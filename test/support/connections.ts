@@ -74,6 +74,19 @@ export class SilentClients {
   }
 }
 
+/**
+ * Waits until the broker ended each of `silent`: right after its descriptors are released (give
+ * or take the few untilReleased allows), the last ones' ends may still be on their way.
+ */
+export async function untilEnded(silent: readonly Silent[], ms: number): Promise<void> {
+  await until(
+    () =>
+      `${silent.filter((s) => !s.ended).length} of ${silent.length} connections not ended by the broker after ${ms} ms`,
+    () => silent.every((s) => s.ended),
+    ms,
+  );
+}
+
 /** Waits until the broker holds `n` more descriptors than `base` (it accepted the connections). */
 export async function untilHeld(b: BrokerProcess, base: number, n: number): Promise<void> {
   await until(
