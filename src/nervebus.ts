@@ -4,6 +4,7 @@ import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import {
   CallGuard,
   ClusterRelayTarget,
+  ConnectionRefusals,
   DeadLetterSender,
   listensOnLoopbackOnly,
   PeerAuth,
@@ -286,7 +287,11 @@ export async function startNerveBus(
       heartbeatMs: config.heartbeatMs,
       keepaliveMs: config.keepaliveMs,
       maxConnectionIdleMs: config.maxConnectionIdleMs,
-      connections: { maxOpen: config.maxOpenConnections, handshakeMs: config.handshakeTimeoutMs },
+      connections: {
+        maxOpen: config.maxOpenConnections,
+        handshakeMs: config.handshakeTimeoutMs,
+        refusals: new ConnectionRefusals("grpc", telemetry.metrics.connectionsRefused, log),
+      },
       admission: {
         perConnection: config.maxPacksPerConnection,
         total: config.maxPacksInProgress,
@@ -330,6 +335,11 @@ export async function startNerveBus(
           log,
           guard,
           security,
+          connections: {
+            maxOpen: config.httpMaxConnections,
+            handshakeMs: config.handshakeTimeoutMs,
+            refusals: new ConnectionRefusals("http", telemetry.metrics.connectionsRefused, log),
+          },
         },
       );
     }

@@ -4,29 +4,10 @@ import { createServer as createTlsServer, type TLSSocket, type Server as TlsServ
 import type { ConnectionInjector } from "@grpc/grpc-js";
 import type { Security } from "../auth/index.js";
 import { NerveBusError } from "../core/index.js";
-
-/** What one TCP connection to the gRPC port may hold, and how many there may be. */
-export interface ConnectionLimits {
-  /** Open TCP connections, whatever they do; one more is closed as soon as it is accepted. */
-  readonly maxOpen: number;
-  /** How long a new connection has to finish its TLS handshake (with TLS) and send the HTTP/2 preface. */
-  readonly handshakeMs: number;
-}
-
-/**
- * How long a connection the broker closed gracefully (GOAWAY, then its FIN) may stay open: a
- * client that honours the close is gone within a round trip; one that never closes its side
- * would keep the broker's socket (in FIN-WAIT-2) and its descriptor for ever.
- */
-const LINGER_MS = 5000;
+import { type ConnectionLimits, cutLingering, endpoints } from "./connection-limits.js";
 
 /** The client's HTTP/2 connection preface, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" (RFC 9113 §3.4). */
 const PREFACE_BYTES = 24;
-
-/** One TCP connection, told apart by both its ends (a TLS socket and its raw socket share them). */
-function endpoints(s: Socket): string {
-  return `${s.localAddress}:${s.localPort}-${s.remoteAddress}:${s.remotePort}`;
-}
 
 function listenError(listen: string, err: NodeJS.ErrnoException): NerveBusError {
   const why = err.code === "EADDRINUSE" ? "address already in use (another broker?)" : err.message;
@@ -37,9 +18,10 @@ function listenError(listen: string, err: NodeJS.ErrnoException): NerveBusError 
  * The gRPC port's listening sockets. The broker owns it, not grpc-js, so that no TCP connection
  * holds a file descriptor for nothing: at most `maxOpen` are open; one that has not finished
  * TLS and sent the HTTP/2 preface within `handshakeMs` is cut, as is one still open LINGER_MS
- * after the broker closed it gracefully. The connections are handed to grpc-js in plaintext:
- * TLS is done here (with grpc-js's TLS the socket HTTP/2 runs on is out of reach), so calls see
- * the TLS socket and its client certificate as before.
+ * after the broker closed it gracefully (GOAWAY, then its FIN); each counted in `refusals`. The
+ * connections are handed to grpc-js in plaintext: TLS is done here (with grpc-js's TLS the
+ * socket HTTP/2 runs on is out of reach), so calls see the TLS socket and its client
+ * certificate as before.
  */
 export class GrpcListener {
   readonly #servers: Server[] = [];
@@ -127,6 +109,7 @@ export class GrpcListener {
 
   #accept(raw: Socket): void {
     if (this.#open.size >= this.limits.maxOpen) {
+      this.limits.refusals.count("limit");
       raw.destroy();
       return;
     }
@@ -161,16 +144,15 @@ export class GrpcListener {
 
   /** Hands `s` (the socket HTTP/2 runs on) to grpc-js; `raw` is cut if it lingers after its close. */
   #serve(s: Socket, raw: Socket): void {
-    s.once("finish", () => {
-      const linger = setTimeout(() => raw.destroy(), LINGER_MS);
-      raw.once("close", () => clearTimeout(linger));
-    });
+    cutLingering(s, raw, this.limits.refusals);
     this.injector.injectConnection(s);
   }
 
   /** Cuts `raw` unless it finished TLS (with TLS) and sent the HTTP/2 preface by now. */
   #checkHandshake(raw: Socket, key: string): void {
     const s = this.#tls === undefined ? raw : this.#tlsConnections.get(key)?.secured;
-    if (s === undefined || s.bytesRead < PREFACE_BYTES) raw.destroy();
+    if (s !== undefined && s.bytesRead >= PREFACE_BYTES) return;
+    this.limits.refusals.count("handshake_timeout");
+    raw.destroy();
   }
 }

@@ -7,6 +7,8 @@ import type { Logger, MemoryPartUse, Metrics } from "../telemetry/index.js";
 import { getMessageJson, listMessagesJson } from "./browse-json.js";
 import { BROWSER_PAGE, BROWSER_PAGE_CSP } from "./browser-page.js";
 import type { Caller, CallGuard, Need } from "./call-guard.js";
+import type { ConnectionLimits } from "./connection-limits.js";
+import { HttpConnections } from "./http-connections.js";
 import { crossSiteProblem, HostRule } from "./request-guard.js";
 import { parseRequestPath } from "./request-target.js";
 import { toHttpStatus } from "./status.js";
@@ -34,6 +36,8 @@ export interface HttpOptions {
   readonly guard: CallGuard;
   /** TLS material (and its reloads); plain HTTP when undefined or without TLS. */
   readonly security?: Security;
+  /** Open TCP connections and how long one has to send its first request (see HttpConnections). */
+  readonly connections: ConnectionLimits;
 }
 
 export interface RunningHttp {
@@ -219,8 +223,9 @@ const READ = ["GET", "HEAD"];
  * SECURITY_HEADERS. With TLS it speaks HTTPS only, following certificate reloads; with
  * authentication on, every route but the page's HTML and /healthz wants a principal (a verified
  * client certificate or `Authorization: Bearer`), 401 without one and 403 without the right,
- * through the same CallGuard as the gRPC port. Throws NerveBusError when the address cannot be
- * bound or an allowed host is not a host name.
+ * through the same CallGuard as the gRPC port. What TCP connections may hold is bounded as on the
+ * gRPC port (see HttpConnections). Throws NerveBusError when the address cannot be bound or an
+ * allowed host is not a host name.
  */
 export async function startHttpServer(
   listen: string,
@@ -423,6 +428,18 @@ export async function startHttpServer(
           },
           onRequest,
         );
+  const { handshakeMs } = options.connections;
+  const connections = new HttpConnections(
+    server,
+    options.connections,
+    (socket) =>
+      rawResponse(
+        socket,
+        408,
+        `no complete request headers within --handshake-timeout-ms (${handshakeMs} ms)`,
+      ),
+    tls !== undefined,
+  );
   const stopWatching = options.security?.onTlsChange((m) =>
     (server as import("node:https").Server).setSecureContext({ cert: m.cert, key: m.key, ca: m.ca }),
   );
@@ -477,8 +494,8 @@ export async function startHttpServer(
     close: () =>
       new Promise<void>((resolve) => {
         stopWatching?.();
-        server.closeAllConnections();
         server.close(() => resolve());
+        connections.destroyAll();
       }),
   };
 }

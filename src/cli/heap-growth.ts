@@ -45,6 +45,19 @@ export function growthGivenIn(execArgv: readonly string[]): boolean {
 }
 
 /**
+ * process.memoryUsage(), or undefined when the process has no file descriptor left to read its
+ * RSS from /proc (EMFILE, a flood of connections): the growth set last stays until it can be
+ * read again; the exception thrown from a timer would have ended the broker.
+ */
+function residentUsage(): NodeJS.MemoryUsage | undefined {
+  try {
+    return process.memoryUsage();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Paces V8's full collections by the broker's memory budget: every CHECK_MS sets the heap
  * growth growingPercentFor gives (V8 reads it at each collection's end). Does nothing when the
  * process was started with a growth of its own. Returns the function that stops it and gives
@@ -59,8 +72,9 @@ export function paceFullCollections(budgetBytes: number, execArgv = process.exec
     setFlagsFromString(`--heap-growing-percent=${percent}`);
   };
   const check = () => {
-    const { rss, heapUsed } = process.memoryUsage();
-    apply(growingPercentFor(rss, heapUsed, budgetBytes + GARBAGE_ALLOWANCE_BYTES));
+    const usage = residentUsage();
+    if (usage !== undefined)
+      apply(growingPercentFor(usage.rss, usage.heapUsed, budgetBytes + GARBAGE_ALLOWANCE_BYTES));
   };
   check();
   const timer = setInterval(check, CHECK_MS);

@@ -58,6 +58,7 @@ export interface Config {
   maxTopics: number;
   maxConnections: number;
   maxOpenConnections: number;
+  httpMaxConnections: number;
   maxConnectionsPerPrincipal: number;
   maxStreamsPerPrincipal: number;
   maxPacksPerPrincipal: number;
@@ -382,7 +383,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: 10_000,
     min: 100,
     max: 600_000,
-    doc: "a new connection to the gRPC port that has not finished TLS (with TLS) and sent the HTTP/2 preface within this is cut",
+    doc: "a new connection that has not finished TLS (with TLS) and sent the HTTP/2 preface (gRPC port) or a request's full headers (HTTP port) within this is cut",
   },
   {
     key: "maxPacksPerConnection",
@@ -423,6 +424,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1,
     max: 1_000_000,
     doc: "TCP connections open on the gRPC port, idle or not (each holds a file descriptor: keep it under the process's limit); one more is closed as soon as it is accepted",
+  },
+  {
+    key: "httpMaxConnections",
+    kind: "int",
+    default: 256,
+    min: 1,
+    max: 1_000_000,
+    doc: "TCP connections open on the HTTP port (--http-listen), a budget of its own so that health probes and scrapes get in while the gRPC port is full, and the other way round (keep both caps together under the process's file descriptor limit); one more is closed as soon as it is accepted",
   },
   {
     key: "maxConnectionsPerPrincipal",

@@ -60,6 +60,8 @@ const HELP = {
     "Age since its INSERT of the oldest row of the relay's last round when it was durable; 0 when the outbox is empty (--outbox)",
   nervebus_outbox_poll_errors:
     "Relay rounds that failed and were retried after a recovery (--outbox), per outbox",
+  nervebus_connections_refused:
+    "TCP connections the broker refused or cut, by port (grpc, http) and reason: limit (over the port's cap of open connections), handshake_timeout (no TLS handshake and HTTP/2 preface or request headers within --handshake-timeout-ms), linger (still open 5 s after the broker closed it)",
 } as const;
 
 type MetricName = keyof typeof HELP;
@@ -114,6 +116,7 @@ export class Metrics {
   readonly storeBatchRows: Histogram;
   readonly storeSeconds: Histogram;
   readonly storeErrors: Counter;
+  readonly connectionsRefused: Counter;
 
   constructor(gauges: GaugeSource) {
     // Served from the broker's own HTTP server (/metrics), not a second port.
@@ -138,6 +141,7 @@ export class Metrics {
     this.storeBatchRows = histogram("nervebus_store_batch_rows", ROW_BUCKETS);
     this.storeSeconds = histogram("nervebus_store_seconds", LATENCY_BUCKETS);
     this.storeErrors = counter("nervebus_store_errors");
+    this.connectionsRefused = counter("nervebus_connections_refused");
     const backlog = gauge("nervebus_subscription_backlog");
     const inFlight = gauge("nervebus_subscription_in_flight");
     const consumers = gauge("nervebus_subscription_consumers");

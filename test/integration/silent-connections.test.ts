@@ -5,16 +5,23 @@
 // unauthenticated client could use up the process's limit and stop the broker accepting anyone.
 // The broker is its own process: its descriptors are counted in /proc.
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { connect, type Socket } from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { connect as tlsConnect } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { TestClient } from "../support/broker.js";
+import {
+  openFds,
+  refusedIn,
+  SilentClients,
+  until,
+  untilEnded,
+  untilHeld,
+  untilReleased,
+} from "../support/connections.js";
 import { pem, TestCa } from "../support/pki.js";
-import { type BrokerProcess, spawnBroker } from "../support/process.js";
+import { type BrokerProcess, httpAddressOf, spawnBroker } from "../support/process.js";
 
 /** The client's HTTP/2 connection preface (RFC 9113 §3.4) and an empty SETTINGS frame. */
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -24,10 +31,12 @@ const dir = mkdtempSync(join(tmpdir(), "nb-silent-"));
 const ca = TestCa.create(dir);
 const serverCert = ca.server("broker");
 const brokers: BrokerProcess[] = [];
-const sockets: Socket[] = [];
+const clients = new SilentClients();
+/** TLS as a gRPC client speaks it. */
+const H2_TLS = { ca: pem(ca.cert), ALPNProtocols: ["h2"] };
 
 after(async () => {
-  for (const s of sockets) s.destroy();
+  clients.destroyAll();
   for (const b of brokers) {
     b.child.kill("SIGKILL");
     await b.exited;
@@ -41,69 +50,9 @@ async function broker(name: string, args: string[]): Promise<BrokerProcess> {
   return b;
 }
 
-function openFds(b: BrokerProcess): number {
-  return readdirSync(`/proc/${b.child.pid}/fd`).length;
-}
-
-/** Polls `ok` every 100 ms; fails naming `what` and the last state after `ms`. */
-async function until(what: () => string, ok: () => boolean, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > deadline) assert.fail(what());
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-interface Silent {
-  readonly socket: Socket;
-  /** The broker ended its side (FIN) or cut the connection. */
-  ended: boolean;
-}
-
-/**
- * `n` connections that send `bytes` (nothing when empty), over TLS when `tls` (after the
- * handshake), then nothing more; they never end their side, even once the broker ended its own.
- */
-async function openSilent(address: string, n: number, bytes: Buffer, tls = false): Promise<Silent[]> {
-  const [host, port] = [address.slice(0, address.lastIndexOf(":")), Number(address.split(":").pop())];
-  return Promise.all(
-    Array.from({ length: n }, async () => {
-      const tcp = connect({ host, port, allowHalfOpen: true });
-      const socket = tls ? tlsConnect({ socket: tcp, ca: pem(ca.cert), ALPNProtocols: ["h2"] }) : tcp;
-      sockets.push(tcp);
-      const silent: Silent = { socket, ended: false };
-      for (const s of [tcp, socket]) s.on("error", () => {});
-      socket.on("end", () => {
-        silent.ended = true;
-      });
-      socket.on("close", () => {
-        silent.ended = true;
-      });
-      // What the broker sends (its SETTINGS, a GOAWAY) is read and dropped.
-      socket.resume();
-      await new Promise((resolve) => socket.once(tls ? "secureConnect" : "connect", resolve));
-      if (bytes.length > 0) socket.write(bytes);
-      return silent;
-    }),
-  );
-}
-
-/** Waits until the broker holds `n` more descriptors than `base` (it accepted the connections). */
-async function untilHeld(b: BrokerProcess, base: number, n: number): Promise<void> {
-  await until(
-    () => `the broker holds ${openFds(b)} fds, ${base} before ${n} connections`,
-    () => openFds(b) >= base + n,
-    10_000,
-  );
-}
-
-/** Waits until the broker is back to about `base` descriptors. */
-async function untilReleased(b: BrokerProcess, base: number, ms: number): Promise<void> {
-  await until(
-    () => `the broker still holds ${openFds(b)} fds after ${ms} ms (${base} before the connections)`,
-    () => openFds(b) <= base + 3,
-    ms,
-  );
+/** `n` connections that send `bytes` (over TLS with `tls`), then nothing; see SilentClients. */
+function openSilent(address: string, n: number, bytes: Buffer, tls = false) {
+  return clients.open(address, n, bytes, tls ? H2_TLS : undefined);
 }
 
 test("raw TCP connections that send nothing, or part of the HTTP/2 preface, are closed after --handshake-timeout-ms; a client's connection is kept", async () => {
@@ -119,15 +68,14 @@ test("raw TCP connections that send nothing, or part of the HTTP/2 preface, are 
     ];
     await untilHeld(b, base, 400);
     await untilReleased(b, base, 15_000);
-    assert.ok(
-      silent.every((s) => s.ended),
-      "every connection was ended by the broker",
-    );
+    await untilEnded(silent, 5000);
     assert.equal(
       client.publisher.getChannel().getConnectivityState(false),
       grpc.connectivityState.READY,
       "the client's connection, older than the handshake timeout, is still open",
     );
+    const metrics = await (await fetch(`http://${await httpAddressOf(b)}/metrics`)).text();
+    assert.equal(refusedIn(metrics, "grpc", "handshake_timeout"), 400);
   } finally {
     client.close();
   }
@@ -154,6 +102,10 @@ for (const tls of [false, true]) {
       "the clients never ended their side",
     );
     await untilReleased(b, base, 15_000);
+    if (!tls) {
+      const metrics = await (await fetch(`http://${await httpAddressOf(b)}/metrics`)).text();
+      assert.equal(refusedIn(metrics, "grpc", "linger"), 300);
+    }
   });
 }
 
@@ -173,10 +125,7 @@ test("TLS: connections that never start the handshake, or finish it and never se
   ];
   await untilHeld(b, base, 300);
   await untilReleased(b, base, 15_000);
-  assert.ok(
-    silent.every((s) => s.ended),
-    "every connection was ended by the broker",
-  );
+  await untilEnded(silent, 5000);
   // A real client still gets through, and its connection outlives the handshake timeout.
   const client = new TestClient(
     b.address,

@@ -72,3 +72,18 @@ export function runCli(
     child.stdin.end(input ?? "");
   });
 }
+
+/** The HTTP port's HOST:PORT, as the broker's "nervebus serving" log line names it. */
+export async function httpAddressOf(b: BrokerProcess): Promise<string> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    for (const line of b.stderr().split("\n")) {
+      if (!line.includes('"nervebus serving"')) continue;
+      const { http } = JSON.parse(line) as { http: string };
+      return http;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`no "nervebus serving" line in the broker's log:\n${b.stderr()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
