@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { format } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
@@ -6,7 +7,9 @@ import {
   ClusterRelayTarget,
   ConnectionRefusals,
   DeadLetterSender,
+  fileLimitProblem,
   listensOnLoopbackOnly,
+  openFileLimit,
   PeerAuth,
   PeerChannels,
   PrincipalLimits,
@@ -431,6 +434,12 @@ export async function startNerveBus(
       ? setInterval(() => reloadSecurity(false), config.securityReloadMs)
       : undefined;
   reloadTimer?.unref();
+  const fdProblem = fileLimitProblem(
+    openFileLimit(readFileOr("/proc/self/limits")),
+    config.maxOpenConnections,
+    config.httpListen === "off" ? 0 : config.httpMaxConnections,
+  );
+  if (fdProblem !== undefined) log("warn", fdProblem);
   log("info", "nervebus serving", {
     address: grpcServer.address,
     http: http?.address ?? "off",
@@ -469,4 +478,13 @@ export async function startNerveBus(
       return stopping;
     },
   };
+}
+
+/** A file's text, or "" where it cannot be read (/proc elsewhere than on Linux). */
+function readFileOr(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return "";
+  }
 }

@@ -95,3 +95,37 @@ export class ConnectionRefusals {
     else this.#quietTimer = setTimeout(() => this.#checkQuiet(), OUTAGE_REMIND_MS - quietFor).unref();
   }
 }
+
+/**
+ * File descriptors the broker needs besides its client connections: the store's connections and
+ * files (SQLite's database, log and lock), peers of a cluster, TLS files being reloaded.
+ */
+export const FD_RESERVE = 256;
+
+/**
+ * The process's open-file limit from the text of /proc/self/limits (Node raises the soft limit
+ * to the hard one at start); undefined when it cannot be read or says "unlimited".
+ */
+export function openFileLimit(limitsText: string): number | undefined {
+  const m = /^Max open files\s+(\d+)/m.exec(limitsText);
+  return m === null ? undefined : Number(m[1]);
+}
+
+/**
+ * What is wrong when both ports' caps and FD_RESERVE do not fit in `limit` descriptors: past
+ * it, accepting a connection fails (EMFILE) for every port alike and the store cannot open a
+ * connection or a file, so the caps would not keep the broker reachable. Undefined when they fit.
+ */
+export function fileLimitProblem(
+  limit: number | undefined,
+  grpcCap: number,
+  httpCap: number,
+): string | undefined {
+  if (limit === undefined || grpcCap + httpCap + FD_RESERVE <= limit) return undefined;
+  return (
+    `--max-open-connections (${grpcCap}) plus --http-max-connections (${httpCap}) plus ${FD_RESERVE} for the store ` +
+    `exceed the process's open-file limit (${limit}): a flood of connections would leave the store no file ` +
+    `descriptor. Raise the limit (ulimit -n, systemd's LimitNOFILE) or lower --max-open-connections to ` +
+    `${Math.max(1, limit - httpCap - FD_RESERVE)} at most`
+  );
+}

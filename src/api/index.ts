@@ -3,7 +3,7 @@
 export { createClient, type ServiceClient } from "../../clients/ts/src/grpc-adapter.js";
 export { type Caller, CallGuard, type Need } from "./call-guard.js";
 export { ClusterRelayTarget } from "./cluster-relay-target.js";
-export { ConnectionRefusals } from "./connection-limits.js";
+export { ConnectionRefusals, fileLimitProblem, openFileLimit } from "./connection-limits.js";
 export { DeadLetterSender } from "./dead-letter-sender.js";
 export { unary } from "./grpc-adapter.js";
 export { listensOnLoopbackOnly } from "./host-names.js";
