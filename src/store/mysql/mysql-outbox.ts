@@ -52,6 +52,8 @@ export class MysqlOutboxSource implements OutboxSource {
     private readonly lease?: OutboxLeaseOptions,
     /** ServerPool's stallMs for the outbox's server (default DEFAULT_STALL_MS). */
     private readonly stallMs?: number,
+    /** ServerPool's cutoff: aborted when a shutdown's grace is over. */
+    private readonly cutoff?: AbortSignal,
   ) {
     const u = new URL(url);
     const database = decodeURIComponent(u.pathname.replace(/^\//, ""));
@@ -113,9 +115,11 @@ export class MysqlOutboxSource implements OutboxSource {
       this.log,
       "outbox",
       this.stallMs,
+      this.cutoff,
     );
-    // A lock held on the old primary says nothing to a relay on the new one.
-    pool.onRecycle(() => void this.#dropLock());
+    // A lock held on the old primary says nothing to a relay on the new one; at the cutoff its
+    // connection goes with the pool's.
+    pool.onDrop(() => void this.#dropLock());
     return pool;
   }
 
@@ -168,7 +172,7 @@ export class MysqlOutboxSource implements OutboxSource {
   async #dropLock(): Promise<void> {
     const conn = this.#lockConn;
     this.#lockConn = undefined;
-    await conn?.end().catch(() => undefined);
+    if (conn !== undefined) await this.#pool?.endConnection(conn);
   }
 
   fetch(cursor: number, limit: number): Promise<OutboxRow[]> {
