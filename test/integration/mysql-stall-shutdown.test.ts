@@ -201,18 +201,13 @@ test("mysql: the connections of a pool given up for a stall are closed, idle one
   }
 });
 
-test("outbox: SIGTERM while the outbox's server answers nothing exits within the grace", {
-  timeout: 120_000,
-}, async () => {
-  const url = new URL(await testMysql().database("stall_stop_outbox"));
-  const proxy = await startProxy(portOf(url.toString()));
-  url.port = String(proxy.port);
-  const dir = mkdtempSync(join(tmpdir(), "nb-stall-outbox-"));
-  const broker = await spawnBroker([
+/** A broker on a SQLite store of its own in `dir` relaying the outbox at `url`. */
+function spawnRelay(dir: string, name: string, url: string): Promise<BrokerProcess> {
+  return spawnBroker([
     "--store",
-    `sqlite:${join(dir, "nb.db")}`,
+    `sqlite:${join(dir, `${name}.db`)}`,
     "--outbox",
-    url.toString(),
+    url,
     "--outbox-poll-ms",
     "50",
     "--shutdown-grace-ms",
@@ -220,28 +215,72 @@ test("outbox: SIGTERM while the outbox's server answers nothing exits within the
     "--mysql-stall-timeout-ms",
     "600000",
   ]);
+}
+
+/** SIGTERM: the broker exits 0 within its grace. */
+async function assertExitsInGrace(broker: BrokerProcess): Promise<void> {
+  const { code, ms } = await terminate(broker);
+  assert.notEqual(
+    code,
+    "hung",
+    `the broker did not exit within ${HUNG_MS} ms of SIGTERM (grace ${GRACE_MS} ms):\n${broker.stderr().slice(-2000)}`,
+  );
+  assert.equal(code, 0, broker.stderr().slice(-2000));
+  assert.ok(ms <= GRACE_MS + EXIT_SLACK_MS, `exited ${ms} ms after SIGTERM, grace ${GRACE_MS} ms`);
+}
+
+/** Kills the brokers still running, closes the proxy, removes `dir`. */
+async function cleanUpRelays(brokers: BrokerProcess[], proxy: Frozen["proxy"], dir: string): Promise<void> {
+  for (const b of brokers) {
+    if (b.child.exitCode !== null || b.child.signalCode !== null) continue;
+    b.child.kill("SIGKILL");
+    await b.exited;
+  }
+  proxy.server.close();
+  proxy.cutAll();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+test("outbox: SIGTERM while the outbox's server answers nothing exits within the grace", {
+  timeout: 120_000,
+}, async () => {
+  const url = new URL(await testMysql().database("stall_stop_outbox"));
+  const proxy = await startProxy(portOf(url.toString()));
+  url.port = String(proxy.port);
+  const dir = mkdtempSync(join(tmpdir(), "nb-stall-outbox-"));
+  const broker = await spawnRelay(dir, "relay", url.toString());
   try {
     await relayReady(testMysql(), url.toString());
     await sleep(500);
     // The relay's next poll, and its lock's connection, wait on a server that answers nothing.
     proxy.freeze();
     await sleep(500);
-    const { code, ms } = await terminate(broker);
-    assert.notEqual(
-      code,
-      "hung",
-      `the broker did not exit within ${HUNG_MS} ms of SIGTERM (grace ${GRACE_MS} ms):\n${broker.stderr().slice(-2000)}`,
-    );
-    assert.equal(code, 0, broker.stderr().slice(-2000));
-    assert.ok(ms <= GRACE_MS + EXIT_SLACK_MS, `exited ${ms} ms after SIGTERM, grace ${GRACE_MS} ms`);
+    await assertExitsInGrace(broker);
   } finally {
-    if (broker.child.exitCode === null && broker.child.signalCode === null) {
-      broker.child.kill("SIGKILL");
-      await broker.exited;
-    }
-    proxy.server.close();
-    proxy.cutAll();
-    rmSync(dir, { recursive: true, force: true });
+    await cleanUpRelays([broker], proxy, dir);
+  }
+});
+
+test("outbox: SIGTERM of a relay waiting for the outbox's lock while that server answers nothing exits within the grace", {
+  timeout: 120_000,
+}, async () => {
+  const url = new URL(await testMysql().database("stall_stop_outbox_wait"));
+  const proxy = await startProxy(portOf(url.toString()));
+  url.port = String(proxy.port);
+  const dir = mkdtempSync(join(tmpdir(), "nb-stall-outbox-wait-"));
+  const holder = await spawnRelay(dir, "holder", url.toString());
+  const brokers = [holder];
+  try {
+    await relayReady(testMysql(), url.toString());
+    const waiter = await spawnRelay(dir, "waiter", url.toString());
+    brokers.push(waiter);
+    await untilLogged(waiter, "another relay holds this outbox; waiting");
+    // The waiter's next GET_LOCK goes to a server that answers nothing.
+    proxy.freeze();
+    await sleep(1500);
+    await assertExitsInGrace(waiter);
+  } finally {
+    await cleanUpRelays(brokers, proxy, dir);
   }
 });
 
