@@ -26,6 +26,13 @@ import { Broker, OutboxRelay, type ReadOnlyState, readOnlyPerServer, type Store 
 import { MysqlOutboxSource, openStore } from "./store/index.js";
 import { createTelemetry, type Logger, type MemoryPartUse, type Telemetry } from "./telemetry/index.js";
 
+/**
+ * The least time a stop gives the store for its last writes (ms), whatever --shutdown-grace-ms
+ * says: a server that answers takes them in milliseconds, and a grace of 0 should not drop the
+ * subscription state it would have taken.
+ */
+const STORE_CLOSE_MIN_MS = 1000;
+
 /** A running broker: store, core, gRPC and HTTP front ends, telemetry. */
 export interface NerveBus {
   readonly broker: Broker;
@@ -160,9 +167,13 @@ export async function startNerveBus(
   });
   const given = options.store;
   const open = given === undefined ? openStore : async () => given;
+  // Aborted when a stop's time is over: every MySQL connection (store, leases, outboxes) is
+  // cut, so a server that answers nothing cannot hold the stop (see ServerPool).
+  const cutoff = new AbortController();
   const store = await open(config.store, {
     mysqlPoolSize: config.mysqlPoolSize,
     mysqlStallTimeoutMs: config.mysqlStallTimeoutMs,
+    cutoff: cutoff.signal,
     mysqlAllowUnsafeDurability: config.mysqlAllowUnsafeDurability,
     sqliteWriterThread: config.sqliteWriterThread,
     leaseTtlMs: config.leaseTtlMs,
@@ -348,7 +359,9 @@ export async function startNerveBus(
     }
   } catch (err) {
     await server?.shutdown(0);
-    await b.close(1000);
+    const cutting = setTimeout(() => cutoff.abort(), STORE_CLOSE_MIN_MS);
+    await b.close(STORE_CLOSE_MIN_MS);
+    clearTimeout(cutting);
     peers?.channels.close();
     await telemetry.shutdown();
     throw err;
@@ -381,6 +394,7 @@ export async function startNerveBus(
             ? undefined
             : { owner: leaseOf.self, ttlMs: config.leaseTtlMs, renewMs: config.leaseRenewMs },
           config.mysqlStallTimeoutMs,
+          cutoff.signal,
         ),
         relayTarget,
         {
@@ -467,9 +481,15 @@ export async function startNerveBus(
         draining = true;
         clearInterval(healthTimer);
         clearInterval(reloadTimer);
-        await Promise.all(relays.map((r) => r.stop()));
+        // One deadline for all of it: calls in progress get the grace, the store's last writes
+        // what is left of it; then whatever still waits on a MySQL server is cut.
+        const closeBy = performance.now() + Math.max(config.shutdownGraceMs, STORE_CLOSE_MIN_MS);
+        const cutting = setTimeout(() => cutoff.abort(), closeBy - performance.now());
+        const relaysStopped = Promise.all(relays.map((r) => r.stop()));
         await grpcServer.shutdown(config.shutdownGraceMs);
-        await b.close(config.shutdownGraceMs);
+        await relaysStopped;
+        await b.close(Math.max(0, closeBy - performance.now()));
+        clearTimeout(cutting);
         peers?.channels.close();
         await http?.close();
         await telemetry.shutdown();

@@ -3,6 +3,7 @@ package nervebus
 import (
 	"context"
 	"errors"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -98,7 +99,7 @@ func TestCodeAndRetryable(t *testing.T) {
 // by the ack: handling it again ran the handler twice for a message it had acked. The order
 // depends on the broker's reads, so this drives the session's bookkeeping directly.
 func TestRedeliveryOfAWrittenAckIsNotHandled(t *testing.T) {
-	c, err := NewClient("127.0.0.1:1") // never dialled: no stream is opened
+	c, err := NewClient(unreachableBroker(t)) // never dialled: no stream is opened
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,4 +131,25 @@ func TestRedeliveryOfAWrittenAckIsNotHandled(t *testing.T) {
 	if n := calls.Load(); n != 1 || len(s.outstanding) != 0 {
 		t.Fatalf("after the redelivery: handler runs %d, outstanding %v; want 1 run, nothing outstanding", n, s.outstanding)
 	}
+}
+
+// unreachableBroker is the address of a broker that cannot be reached: a listener the test holds
+// that closes every connection at once. A fixed port such as 1 may be bound by any process on
+// the machine; this one is taken by no other while the test holds it.
+func unreachableBroker(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	return ln.Addr().String()
 }

@@ -519,7 +519,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: 10_000,
     min: 0,
     max: 600_000,
-    doc: "how long SIGTERM waits for calls in progress",
+    doc: "how long SIGTERM waits for calls in progress and the store's last writes (at least 1 s for those); then MySQL connections still waiting are cut",
   },
   {
     key: "mysqlPoolSize",

@@ -553,11 +553,16 @@ export class Broker {
     return placement.moveTopic(name, host);
   }
 
-  /** Stops accepting work, flushes writes and subscription state. */
+  /**
+   * Stops accepting work, flushes writes and subscription state. Writes still waiting after
+   * `timeoutMs` (for every topic together) are given up, their packs failed as outcome unknown.
+   */
   async close(timeoutMs = 10_000): Promise<void> {
     this.#closing = true;
     this.#budget.rejectAll(new NerveBusError("unavailable", "broker is shutting down"));
-    for (const entry of await this.#registry.settled()) await this.#registry.unload(entry, timeoutMs, true);
+    const closeBy = performance.now() + timeoutMs;
+    for (const entry of await this.#registry.settled())
+      await this.#registry.unload(entry, Math.max(0, closeBy - performance.now()), true);
     await this.store.close();
   }
 

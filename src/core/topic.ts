@@ -649,9 +649,14 @@ export class Topic {
     await Promise.race([flushed, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
     clearTimeout(timer);
     clearTimeout(this.#persistTimer);
-    this.#confirms.failAll(
-      new NerveBusError("unavailable", "broker shut down before the pack was confirmed; outcome unknown"),
+    const unconfirmed = new NerveBusError(
+      "unavailable",
+      "broker shut down before the pack was confirmed; outcome unknown",
     );
+    this.#confirms.failAll(unconfirmed);
+    // Writes not done in time stop retrying: the store is closing under them, and a retry's
+    // timer would keep the process alive.
+    for (const w of this.#writers) w.abandon(unconfirmed);
     await this.#persisting;
     await this.#persistWatermark();
     // The dedup rebuild stops at its next chunk and a retry at once (see #retrying); a priority

@@ -24,6 +24,8 @@ export interface OpenStoreOptions extends StoreLeaseOptions {
   readonly mysqlPoolSize: number;
   /** MysqlStoreOptions.stallMs. */
   readonly mysqlStallTimeoutMs?: number;
+  /** MysqlStoreOptions.cutoff: aborted when a shutdown's grace is over. */
+  readonly cutoff?: AbortSignal;
   /** MysqlStoreOptions.allowUnsafeDurability. */
   readonly mysqlAllowUnsafeDurability: boolean;
   /** SQLite: run writes on a thread of their own (SqliteThreadedStore); not for :memory:. */

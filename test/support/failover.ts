@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { after, before } from "node:test";
 import * as grpc from "@grpc/grpc-js";
@@ -188,4 +189,20 @@ export async function pollUntil<T>(what: string, want: T, probe: () => Promise<T
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.fail(`${what}: wanted ${String(want)}, last ${String(last)}`);
+}
+
+/**
+ * The local ports of this host's connections to `port` that their client still holds open
+ * (ESTABLISHED in /proc/net/tcp). A socket its owner closed leaves that state at once, whether
+ * the other end answers or not, so a frozen proxy still shows which connections the broker let go.
+ */
+export function openClientPorts(port: number): Set<number> {
+  const ports = new Set<number>();
+  for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
+    const [, local, remote, state] = line.trim().split(/\s+/);
+    if (state !== "01" || remote === undefined || local === undefined) continue;
+    if (Number.parseInt(remote.split(":")[1]!, 16) === port)
+      ports.add(Number.parseInt(local.split(":")[1]!, 16));
+  }
+  return ports;
 }

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import grpc
 import pytest
 
@@ -72,13 +76,24 @@ def test_settings_are_validated() -> None:
         nervebus.Backoff(multiplier=0.5)
 
 
+@contextmanager
+def unreachable_broker() -> Iterator[str]:
+    """A broker that cannot be reached: a loopback port held bound but not listening, so every
+    connection to it is refused. A fixed port such as 1 may be bound by any process on the
+    machine; this one is taken by no other while the test holds it."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{held.getsockname()[1]}"
+
+
 async def test_unreachable_broker_gives_up_after_retry_timeout() -> None:
-    # Nothing listens on port 1 of loopback: UNAVAILABLE, retried until the retry timeout.
+    # Connections refused: UNAVAILABLE, retried until the retry timeout.
     retry = RetrySettings(backoff=nervebus.Backoff(initial=0.05, maximum=0.1), timeout=0.5)
-    async with nervebus.Client("127.0.0.1:1") as client:
-        publisher = client.publisher("t", PublisherSettings(retry=retry, call_timeout=0.5))
-        with pytest.raises(nervebus.StatusError) as info:
-            await publisher.publish(b"x")
+    with unreachable_broker() as address:
+        async with nervebus.Client(address) as client:
+            publisher = client.publisher("t", PublisherSettings(retry=retry, call_timeout=0.5))
+            with pytest.raises(nervebus.StatusError) as info:
+                await publisher.publish(b"x")
     assert info.value.code is grpc.StatusCode.UNAVAILABLE
     assert publisher.stats.retries >= 2
 

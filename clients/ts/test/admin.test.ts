@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { NerveBusClient, NerveBusError, type ReceivedMessage, StatusCode } from "@nervebus/client";
 import { TestBroker } from "./support/broker.js";
-import { deferred, delay, eventually, uniqueName } from "./support/helpers.js";
+import { deferred, delay, eventually, uniqueName, unreachableBroker } from "./support/helpers.js";
 
 let broker: TestBroker;
 let client: NerveBusClient;
@@ -176,7 +176,8 @@ test("admin calls honour an AbortSignal and a timeout", async () => {
   const controller = new AbortController();
   controller.abort(new Error("stop"));
   await assert.rejects(client.admin.listTopics({ signal: controller.signal }), /stop/);
-  const unreachable = new NerveBusClient("127.0.0.1:1", { adminTimeoutMs: 300 });
+  const nobody = await unreachableBroker();
+  const unreachable = new NerveBusClient(nobody.address, { adminTimeoutMs: 300 });
   try {
     await assert.rejects(
       unreachable.admin.listTopics(),
@@ -186,5 +187,6 @@ test("admin calls honour an AbortSignal and a timeout", async () => {
     );
   } finally {
     await unreachable.close();
+    await nobody.close();
   }
 });

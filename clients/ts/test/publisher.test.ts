@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { NerveBusClient, NerveBusError, type ReceivedMessage, StatusCode } from "@nervebus/client";
 import { TestBroker } from "./support/broker.js";
-import { deferred, delay, eventually, packRecorder, uniqueName } from "./support/helpers.js";
+import {
+  deferred,
+  delay,
+  eventually,
+  packRecorder,
+  uniqueName,
+  unreachableBroker,
+} from "./support/helpers.js";
 
 let broker: TestBroker;
 
@@ -347,8 +354,9 @@ describe("publisher", () => {
 
   test("close({ cancel: true }) fails a pack being retried with its own CANCELLED, not retried", async () => {
     const { interceptor, calls } = packRecorder();
-    // Nothing listens on port 1: every attempt fails with UNAVAILABLE and is retried.
-    const client = new NerveBusClient("127.0.0.1:1", { interceptors: [interceptor] });
+    // A broker that cannot be reached: every attempt fails with UNAVAILABLE and is retried.
+    const nobody = await unreachableBroker();
+    const client = new NerveBusClient(nobody.address, { interceptors: [interceptor] });
     try {
       const publisher = client.publisher({ retry: { initialMs: 20 } });
       const published = publisher.publish(uniqueName("cancel"), { data: "x" });
@@ -357,6 +365,7 @@ describe("publisher", () => {
       await assert.rejects(published, { code: StatusCode.CANCELLED, details: "publisher closed" });
     } finally {
       await client.close();
+      await nobody.close();
     }
   });
 

@@ -84,7 +84,7 @@ export class Lease implements WriteGuard {
   ) {
     // The named lock's connection goes where the pool's go: a lock held on the old primary
     // says nothing to a broker starting on the new one.
-    pool.onRecycle(() => this.#cutLockConn());
+    pool.onDrop(() => this.#cutLockConn());
   }
 
   get epoch(): number {
@@ -203,7 +203,8 @@ export class Lease implements WriteGuard {
         .catch(() => undefined);
     }
     this.#validUntil = 0;
-    await this.#lockConn?.query("SELECT RELEASE_LOCK(?)", [this.lockName]).catch(() => undefined);
+    // Ending the session releases its named lock: no RELEASE_LOCK, which a server that answers
+    // nothing would leave waiting.
     await this.#dropLockConn();
   }
 
@@ -297,8 +298,9 @@ export class Lease implements WriteGuard {
   }
 
   /**
-   * The pool was recycled (its server turned read-only, or answers nothing): the named lock's
-   * connection is cut at once, so a renewal waiting on it fails instead of waiting forever.
+   * The pool was recycled (its server turned read-only, or answers nothing) or cut at the end of
+   * a shutdown's grace: the named lock's connection is cut at once, so a renewal or release
+   * waiting on it fails instead of waiting forever.
    */
   #cutLockConn(): void {
     const conn = this.#lockConn;
@@ -310,7 +312,7 @@ export class Lease implements WriteGuard {
   async #dropLockConn(): Promise<void> {
     const conn = this.#lockConn;
     this.#lockConn = undefined;
-    await conn?.end().catch(() => undefined);
+    if (conn !== undefined) await this.pool.endConnection(conn);
   }
 
   #tryTake(namedLockFree: boolean): Promise<TakeOutcome> {

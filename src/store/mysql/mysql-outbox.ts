@@ -13,7 +13,7 @@ import { mapStoreError } from "../errors.js";
 import { DB_NOW_MS } from "./lease.js";
 import { OutboxLease, type OutboxLeaseOptions } from "./outbox-lease.js";
 import { OUTBOX_TABLES } from "./outbox-schema.js";
-import { ServerPool } from "./server-pool.js";
+import { cut, ServerPool } from "./server-pool.js";
 
 /** Ids per DELETE statement: under 100 KiB of SQL text, far below max_allowed_packet. */
 const DELETE_CHUNK = 10_000;
@@ -41,6 +41,8 @@ export class MysqlOutboxSource implements OutboxSource {
   #pool: ServerPool | undefined;
   #lockConn: mysql.Connection | undefined;
   #lockConnId = 0;
+  /** The connection #lock waits for the lock on, until it holds it. */
+  #lockWait: mysql.Connection | undefined;
   #lease: OutboxLease | undefined;
   /** The gap ranges stored by this relay's last committed complete (undefined: not known). */
   #storedGaps: string | undefined;
@@ -52,6 +54,8 @@ export class MysqlOutboxSource implements OutboxSource {
     private readonly lease?: OutboxLeaseOptions,
     /** ServerPool's stallMs for the outbox's server (default DEFAULT_STALL_MS). */
     private readonly stallMs?: number,
+    /** ServerPool's cutoff: aborted when a shutdown's grace is over. */
+    private readonly cutoff?: AbortSignal,
   ) {
     const u = new URL(url);
     const database = decodeURIComponent(u.pathname.replace(/^\//, ""));
@@ -113,9 +117,16 @@ export class MysqlOutboxSource implements OutboxSource {
       this.log,
       "outbox",
       this.stallMs,
+      this.cutoff,
     );
-    // A lock held on the old primary says nothing to a relay on the new one.
-    pool.onRecycle(() => void this.#dropLock());
+    // A lock held on the old primary says nothing to a relay on the new one; at the cutoff its
+    // connection goes with the pool's. A wait for the lock there ends too: no stall watch covers
+    // it, and a server that answers nothing would keep it (and the relay's stop) for ever.
+    pool.onDrop(() => {
+      void this.#dropLock();
+      if (this.#lockWait !== undefined)
+        cut(this.#lockWait, new Error("the outbox's connections were dropped"));
+    });
     return pool;
   }
 
@@ -145,30 +156,35 @@ export class MysqlOutboxSource implements OutboxSource {
     }
     const conn = await mysql.createConnection(this.#config);
     conn.on("error", () => undefined);
-    for (let said = false; ; ) {
-      const [[row]] = await conn.query<mysql.RowDataPacket[]>(
-        "SELECT GET_LOCK(?, 1) AS got, CONNECTION_ID() AS id",
-        [this.#lockName],
-      );
-      if (Number(row?.got) === 1) {
-        this.#lockConn = conn;
-        this.#lockConnId = Number(row!.id);
-        return;
+    this.#lockWait = conn;
+    try {
+      for (let said = false; ; ) {
+        const [[row]] = await conn.query<mysql.RowDataPacket[]>(
+          "SELECT GET_LOCK(?, 1) AS got, CONNECTION_ID() AS id",
+          [this.#lockName],
+        );
+        if (Number(row?.got) === 1) {
+          this.#lockConn = conn;
+          this.#lockConnId = Number(row!.id);
+          return;
+        }
+        if (!said) this.log("warn", "another relay holds this outbox; waiting", { outbox: this.name });
+        said = true;
+        if (!wanted()) {
+          await this.#pool!.endConnection(conn);
+          throw new NerveBusError("unavailable", `outbox ${this.name}: stopped waiting for the relay lock`);
+        }
+        await sleep(1000);
       }
-      if (!said) this.log("warn", "another relay holds this outbox; waiting", { outbox: this.name });
-      said = true;
-      if (!wanted()) {
-        await conn.end().catch(() => undefined);
-        throw new NerveBusError("unavailable", `outbox ${this.name}: stopped waiting for the relay lock`);
-      }
-      await sleep(1000);
+    } finally {
+      this.#lockWait = undefined;
     }
   }
 
   async #dropLock(): Promise<void> {
     const conn = this.#lockConn;
     this.#lockConn = undefined;
-    await conn?.end().catch(() => undefined);
+    if (conn !== undefined) await this.#pool?.endConnection(conn);
   }
 
   fetch(cursor: number, limit: number): Promise<OutboxRow[]> {

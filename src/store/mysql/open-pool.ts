@@ -33,6 +33,8 @@ export interface MysqlStoreOptions extends StoreLeaseOptions {
   readonly poolSize: number;
   /** ServerPool's stallMs (default DEFAULT_STALL_MS). */
   readonly stallMs?: number;
+  /** ServerPool's cutoff: aborted when a shutdown's grace is over. */
+  readonly cutoff?: AbortSignal;
   /** Start even when innodb_flush_log_at_trx_commit is not 1 (a commit may then be lost). */
   readonly allowUnsafeDurability: boolean;
 }
@@ -164,6 +166,7 @@ export async function openPool(
         options.log,
         "store",
         options.stallMs,
+        options.cutoff,
       );
       // Its own connections: renewals never queue behind writes waiting for the pool.
       const leasePoolOptions = { ...config, connectionLimit: 2, maxIdle: 2, enableKeepAlive: true };
@@ -174,6 +177,7 @@ export async function openPool(
         options.log,
         "store",
         options.stallMs,
+        options.cutoff,
       );
       siblings.push(leasePool);
       const cluster = new ClusterLease(leasePool, leaseOptions, options.broker);
@@ -189,6 +193,7 @@ export async function openPool(
         options.log,
         "store",
         options.stallMs,
+        options.cutoff,
       );
       const single = new Lease(
         pool,

@@ -1,6 +1,6 @@
 import type { Socket } from "node:net";
 import type mysql from "mysql2/promise";
-import { OutageLog, type ReadOnlyState, type ServerRole } from "../../core/index.js";
+import { NerveBusError, OutageLog, type ReadOnlyState, type ServerRole } from "../../core/index.js";
 import { isReadOnlyServer, readOnlyServerError } from "../errors.js";
 
 type Log = (level: "warn" | "info" | "error", msg: string, fields?: Record<string, unknown>) => void;
@@ -58,13 +58,24 @@ export interface Queryable {
  * its packets, looks like: no error and no reset ever arrive, TCP keeps an unanswered
  * connection for a quarter of an hour, and a pool whose connections all wait so would wait that
  * long too, although the name may already lead to the promoted replica.
+ *
+ * A pool given up, and a connection its owner ends, is told to quit (COM_QUIT) and cut when its
+ * socket is still open after `stallMs`: a server that answers nothing never hangs up, and the
+ * socket would stay open for ever. `cutoff` (the end of a shutdown's grace) cuts everything at
+ * once: statements still waiting fail, none starts after, and end() has nothing left to wait for.
  */
 export class ServerPool implements Queryable {
   #pool: mysql.Pool;
   /** Statements and transactions in progress, per pool (a recycled pool ends when it has none). */
   readonly #busy = new Map<mysql.Pool, number>();
   readonly #retired = new Set<mysql.Pool>();
-  readonly #onRecycle: (() => void)[] = [];
+  readonly #onDrop: (() => void)[] = [];
+  /** Sockets of pools and connections told to quit that are still open (see class). */
+  readonly #quitting = new Set<Socket>();
+  /** Each quit in progress (see #quit), until its sockets are closed. */
+  readonly #quits = new Set<Promise<void>>();
+  /** Set by end() and the cutoff: no statement starts any more. */
+  #ended: NerveBusError | undefined;
   #recycledAt = Number.NEGATIVE_INFINITY;
   /** Writes failing as read-only; `#recycles`: pools made since they started. */
   readonly #readOnly: OutageLog;
@@ -95,8 +106,11 @@ export class ServerPool implements Queryable {
     readonly role: ServerRole,
     /** How long the server may answer nothing while a statement waits (see class). */
     private readonly stallMs = DEFAULT_STALL_MS,
+    /** Aborted when a shutdown's grace is over: every connection is cut (see class). */
+    cutoff?: AbortSignal,
   ) {
     this.#pool = make();
+    cutoff?.addEventListener("abort", () => this.#cutAll(), { once: true });
     this.#stalls = new OutageLog(
       log,
       {
@@ -146,9 +160,12 @@ export class ServerPool implements Queryable {
     return last.readOnlyState();
   }
 
-  /** Calls `listener` after each recycle: for connections of its own the owner must drop too. */
-  onRecycle(listener: () => void): void {
-    this.#onRecycle.push(listener);
+  /**
+   * Calls `listener` whenever the pool's connections are given up (each recycle, and the cutoff):
+   * for connections of its own the owner must give up too.
+   */
+  onDrop(listener: () => void): void {
+    this.#onDrop.push(listener);
   }
 
   /** One statement on a connection of the pool (autocommit). */
@@ -246,13 +263,31 @@ export class ServerPool implements Queryable {
     });
   }
 
-  /** Closes every connection, of the current pool and of recycled ones still in use. */
-  async end(): Promise<void> {
+  /**
+   * Closes every connection, of the current pool and of recycled ones still in use: each is told
+   * to quit, and cut if still open after `withinMs` (default the stall timeout) or at the cutoff.
+   * No statement starts after it; those still running when a connection is cut fail.
+   */
+  async end(withinMs = this.stallMs): Promise<void> {
+    this.#ended ??= new NerveBusError(
+      "unavailable",
+      `the MySQL pool is closed (${this.server}): no statement starts after the store closes`,
+    );
     clearInterval(this.#watchdog);
     this.#watchdog = undefined;
     const pools = [this.#pool, ...this.#retired];
     this.#retired.clear();
-    await Promise.all(pools.map((p) => p.end().catch(() => undefined)));
+    for (const p of pools) void this.#quit(p, withinMs);
+    // And those of pools given up before, still quitting.
+    await Promise.all(this.#quits);
+  }
+
+  /**
+   * Ends a connection the owner keeps beside the pool (a named lock's) as the pool's own are
+   * ended: told to quit, cut if still open after the stall timeout or at the cutoff.
+   */
+  endConnection(conn: mysql.Connection): Promise<void> {
+    return this.#quit(conn, this.stallMs);
   }
 
   /**
@@ -260,6 +295,7 @@ export class ServerPool implements Queryable {
    * connection); a read-only error recycles the pool and becomes UNAVAILABLE.
    */
   async #use<T>(fn: (pool: mysql.Pool, op: InFlight) => Promise<T>): Promise<T> {
+    if (this.#ended) throw this.#ended;
     const pool = this.#pool;
     this.#busy.set(pool, (this.#busy.get(pool) ?? 0) + 1);
     const op: InFlight = { startedAt: performance.now(), conn: undefined, cut: false };
@@ -280,7 +316,7 @@ export class ServerPool implements Queryable {
       if (left > 0) this.#busy.set(pool, left);
       else {
         this.#busy.delete(pool);
-        if (this.#retired.delete(pool)) void pool.end().catch(() => undefined);
+        if (this.#retired.delete(pool)) void this.#quit(pool, this.stallMs);
       }
     }
   }
@@ -343,8 +379,60 @@ export class ServerPool implements Queryable {
     this.#recycles++;
     this.#pool = this.make();
     if ((this.#busy.get(pool) ?? 0) > mine) this.#retired.add(pool);
-    else void pool.end().catch(() => undefined);
-    for (const listener of this.#onRecycle) listener();
+    else void this.#quit(pool, this.stallMs);
+    for (const listener of this.#onDrop) listener();
+  }
+
+  /**
+   * Tells every connection of `target` to quit and waits, up to `withinMs`, for their sockets to
+   * close (the server hangs up once it reads the quit); cuts those still open then (see class).
+   */
+  #quit(target: mysql.Pool | mysql.Connection, withinMs: number): Promise<void> {
+    const quit = this.#quitWithin(target, withinMs);
+    this.#quits.add(quit);
+    return quit.finally(() => this.#quits.delete(quit));
+  }
+
+  async #quitWithin(target: mysql.Pool | mysql.Connection, withinMs: number): Promise<void> {
+    const sockets = socketsOf(target).filter((s) => !s.destroyed);
+    for (const s of sockets) {
+      this.#quitting.add(s);
+      s.once("close", () => this.#quitting.delete(s));
+    }
+    void target.end().catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const closed = sockets.map((s) => new Promise((r) => (s.destroyed ? r(undefined) : s.once("close", r))));
+    await Promise.race([Promise.all(closed), new Promise((r) => (timer = setTimeout(r, withinMs)))]);
+    clearTimeout(timer);
+    const err = Object.assign(
+      new Error(
+        `the MySQL server at ${this.server} did not hang up within ${withinMs} ms of being told to quit`,
+      ),
+      { code: "ETIMEDOUT" },
+    );
+    for (const s of sockets) if (!s.destroyed) s.destroy(err);
+  }
+
+  /**
+   * The cutoff: the statements in flight fail at once, every connection is cut, none starts
+   * after; the owners cut their own connections (onDrop).
+   */
+  #cutAll(): void {
+    const err = Object.assign(
+      new Error(
+        `the shutdown's grace is over: the connections to the MySQL server at ${this.server} are cut`,
+      ),
+      { code: "ETIMEDOUT" },
+    );
+    this.#ended = new NerveBusError("unavailable", err.message);
+    for (const op of this.#inFlight) {
+      if (op.conn === undefined) continue;
+      op.cut = true;
+      cut(op.conn, err);
+    }
+    for (const listener of this.#onDrop) listener();
+    void this.end(0);
+    for (const s of this.#quitting) s.destroy(err);
   }
 
   /** A write succeeded: the server takes writes (again). */
@@ -360,6 +448,17 @@ function stallError(server: string, silentMs: number): Error {
     new Error(`the MySQL server at ${server} answered nothing for ${Math.round(silentMs)} ms; reconnecting`),
     { code: "ETIMEDOUT" },
   );
+}
+
+/** The sockets of a pool's connections (idle, busy and still connecting), or of one connection. */
+function socketsOf(target: mysql.Pool | mysql.Connection): Socket[] {
+  // mysql2 has no accessor: the promise wrapper's core pool or connection, its socket(s).
+  if ("pool" in target) {
+    const all = (target.pool as unknown as { _allConnections: { toArray(): { stream: Socket }[] } })
+      ._allConnections;
+    return all.toArray().map((c) => c.stream);
+  }
+  return [(target as unknown as { connection: { stream: Socket } }).connection.stream];
 }
 
 /**

@@ -1,3 +1,4 @@
+import { createServer } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 
 let counter = 0;
@@ -6,6 +7,21 @@ let counter = 0;
 export function uniqueName(prefix: string): string {
   counter++;
   return `${prefix}-${process.pid}-${counter}-${Date.now().toString(36)}`;
+}
+
+/**
+ * A broker that cannot be reached: a listener the test holds that resets every connection at
+ * once (gRPC: UNAVAILABLE). A fixed port such as 1 may be bound by any process on the machine;
+ * this one is taken by no other while the test holds it. `close()` it after the test.
+ */
+export async function unreachableBroker(): Promise<{ address: string; close(): Promise<void> }> {
+  const server = createServer((socket) => socket.resetAndDestroy());
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    address: `127.0.0.1:${port}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 /** Resolves after `ms`. */
