@@ -56,7 +56,8 @@ func Code(err error) codes.Code {
 
 // IsRetryable reports whether err is a broker error worth retrying with backoff: UNAVAILABLE
 // (the broker is restarting, unreachable, or the outcome is unknown) and RESOURCE_EXHAUSTED
-// (its write buffers are full).
+// (its write buffers are full). The publishers turn a CANCELLED they did not cause and an
+// INTERNAL into UNAVAILABLE first: their outcome is unknown.
 func IsRetryable(err error) bool {
 	switch Code(err) {
 	case codes.Unavailable, codes.ResourceExhausted:

@@ -58,7 +58,8 @@ type PublisherConfig struct {
 	AttemptTimeout time.Duration
 	// RetryBackoff spaces the retries of a pack that failed with a retryable error
 	// (UNAVAILABLE, RESOURCE_EXHAUSTED, or a call deadline; a CANCELLED the publisher did not
-	// cause counts as UNAVAILABLE). Default 100 ms doubling to 5 s.
+	// cause counts as UNAVAILABLE, and so does INTERNAL, a connection reset under the call).
+	// Default 100 ms doubling to 5 s.
 	RetryBackoff Backoff
 }
 
@@ -504,6 +505,7 @@ func (p *Publisher) sendWithRetry(req *nervebusv1.SendPackRequest) (*nervebusv1.
 			return resp, nil
 		}
 		p.client.callFailed(p.topic, err, trailer)
+		err = internalOutcomeUnknown(err)
 		if !(IsRetryable(err) || attemptTimedOut) || ctx.Err() != nil {
 			return nil, p.wrap(err, attempt+1)
 		}
@@ -527,6 +529,20 @@ func (p *Publisher) connClosed() bool {
 func cancelledByPeer(err error) error {
 	return status.Errorf(codes.Unavailable, "call cancelled by the broker or the network, outcome unknown: %s",
 		status.Convert(err).Message())
+}
+
+// internalOutcomeUnknown turns an INTERNAL into UNAVAILABLE. For a publish it is most often
+// the connection reset under the call: the broker's HTTP/2 layer closes a connection whose
+// client resets streams too fast (nghttp2's rapid-reset protection), failing every call on it
+// ("RST_STREAM with error code: INTERNAL_ERROR"); it may also be the broker failing mid-append.
+// Either way the pack may be stored, and a retry with the same message ids settles it. Every
+// INTERNAL, not only the transport's wording, which differs between grpc-go, grpc-js and gRPC
+// C-core (the same rule in the three clients).
+func internalOutcomeUnknown(err error) error {
+	if Code(err) != codes.Internal {
+		return err
+	}
+	return status.Errorf(codes.Unavailable, "call failed INTERNAL, outcome unknown: %s", status.Convert(err).Message())
 }
 
 func (p *Publisher) wrap(err error, attempts int) error {

@@ -35,7 +35,8 @@ type StreamPublisherConfig struct {
 	// batches not confirmed fail with its error. Default (0) 60 s; negative never reopens.
 	ReconnectDeadline time.Duration
 	// RetryableCodes are the stream errors that reopen the stream; others fail it. Default
-	// Unavailable and ResourceExhausted.
+	// Unavailable and ResourceExhausted. A stream that ends Internal (the connection reset
+	// under it) counts as Unavailable: its batches' outcome is unknown.
 	RetryableCodes []codes.Code
 }
 
@@ -348,6 +349,7 @@ func (s *StreamPublisher) reopen(stream nervebusv1.PublisherService_PublishClien
 		err = status.Error(codes.Unavailable, "stream ended before the batch was confirmed")
 	} else {
 		s.client.callFailed(s.topic, err, stream.Trailer())
+		err = internalOutcomeUnknown(err)
 	}
 	s.credit = [2]int{}
 	s.mu.Unlock()

@@ -58,5 +58,9 @@ export function errorFromStatus(s: { code: status; details: string; metadata?: M
   return new NerveBusError(s.code, s.details, { metadata: s.metadata });
 }
 
-/** Status codes the publisher retries and the subscriber reconnects on, by default. */
+/**
+ * Status codes the publisher retries and the subscriber reconnects on, by default. The
+ * publishers also retry a CANCELLED they did not cause and any INTERNAL, as UNAVAILABLE (their
+ * outcome is unknown).
+ */
 export const DEFAULT_RETRYABLE_CODES: readonly StatusCode[] = [status.UNAVAILABLE, status.RESOURCE_EXHAUSTED];

@@ -116,7 +116,8 @@ export interface PublisherOptions {
   /**
    * Retries of UNAVAILABLE and RESOURCE_EXHAUSTED (and of an attempt's own deadline): 100 ms
    * doubling to 5 s, 50 % jitter, for at most 60 s in all. A CANCELLED the publisher did not
-   * cause counts as UNAVAILABLE.
+   * cause counts as UNAVAILABLE, and so does INTERNAL (a connection reset under the call): both
+   * leave the outcome unknown, and a retry with the same ids settles it.
    */
   readonly retry?: RetryOptions;
   /** Give messages without a messageId a random UUID, so retries are deduplicated. Default true. */
@@ -639,6 +640,7 @@ export class Publisher {
         }
         this.#route.failed(lane.topic, err);
         if (err.code === StatusCode.CANCELLED && !this.#cancel.signal.aborted) err = cancelledByPeer(err);
+        err = internalOutcomeUnknown(err);
         // One bad message fails the whole pack: refuse that one and send the others again.
         const bad = MESSAGE_INDEX.exec(err.details);
         if (err.code === StatusCode.INVALID_ARGUMENT && bad !== null) {
@@ -727,6 +729,23 @@ function cancelledByPeer(err: NerveBusError): NerveBusError {
     `call cancelled by the broker or the network, outcome unknown: ${err.details}`,
     { cause: err, metadata: err.metadata },
   );
+}
+
+/**
+ * An INTERNAL is, for a publish, most often the connection reset under the call: the broker's
+ * HTTP/2 layer closes a connection whose client resets streams too fast (nghttp2's rapid-reset
+ * protection), failing every call on it with "RST_STREAM with code 2" / "Session closed". It
+ * may also be the broker failing mid-append. Either way the pack may be stored: the outcome is
+ * unknown, so it is handled and reported as UNAVAILABLE and retried with the same ids, which
+ * the broker's dedup makes safe. Every INTERNAL, not only the transport's wording, which
+ * differs between grpc-js, grpc-go and gRPC C-core (the same rule in the three clients).
+ */
+export function internalOutcomeUnknown(err: NerveBusError): NerveBusError {
+  if (err.code !== StatusCode.INTERNAL) return err;
+  return new NerveBusError(StatusCode.UNAVAILABLE, `call failed INTERNAL, outcome unknown: ${err.details}`, {
+    cause: err,
+    metadata: err.metadata,
+  });
 }
 
 function toResult(r: MessageResult, messageId: string): PublishResult {

@@ -19,7 +19,13 @@ import {
   type PublishResponse,
 } from "./gen/nervebus/v1/publisher_pb.js";
 import type { ServiceClient } from "./grpc-adapter.js";
-import { type PublishMessage, type PublishOutcome, type PublishResult, toWireMessage } from "./publisher.js";
+import {
+  internalOutcomeUnknown,
+  type PublishMessage,
+  type PublishOutcome,
+  type PublishResult,
+  toWireMessage,
+} from "./publisher.js";
 import type { Route } from "./route.js";
 
 /** Settings of a streaming publisher. */
@@ -45,7 +51,10 @@ export interface StreamPublisherOptions {
    * confirmed fail with its error. Default 60 000; 0 never reopens.
    */
   readonly reconnectDeadlineMs?: number;
-  /** Stream errors that reopen the stream; others fail it. Default UNAVAILABLE, RESOURCE_EXHAUSTED. */
+  /**
+   * Stream errors that reopen the stream; others fail it. Default UNAVAILABLE, RESOURCE_EXHAUSTED
+   * (an INTERNAL counts as UNAVAILABLE).
+   */
   readonly retryableCodes?: readonly StatusCode[];
 }
 
@@ -81,8 +90,10 @@ function utf8Length(s: string): number {
  * A stream that breaks with a retryable status (a broker restart: UNAVAILABLE) is reopened with
  * backoff, and every batch not confirmed is sent again, in order, with its message ids: the
  * broker's deduplication makes a batch that was appended before the break count once (its
- * results then say "duplicate", with the seqs of the first append). Only a non-retryable
- * status, or no reopened stream within `reconnectDeadlineMs`, rejects the unconfirmed batches.
+ * results then say "duplicate", with the seqs of the first append). A stream that ends INTERNAL
+ * (the connection reset under it) counts as UNAVAILABLE: its batches' outcome is unknown. Only a
+ * non-retryable status, or no reopened stream within `reconnectDeadlineMs`, rejects the
+ * unconfirmed batches.
  */
 export class StreamPublisher {
   readonly #route: Route<PublisherClient>;
@@ -311,6 +322,7 @@ export class StreamPublisher {
       err = new NerveBusError(StatusCode.UNAVAILABLE, "stream ended before the confirm");
     }
     this.#route.failed(this.topic, err);
+    err = internalOutcomeUnknown(err);
     const now = performance.now();
     this.#brokenSince ??= now;
     const wait = backoffDelay(this.#backoff, this.#attempt++);

@@ -103,3 +103,21 @@ class MessageSettledError(NerveBusError):
 
 class SubscriberError(NerveBusError):
     """A subscriber was used wrongly (for example started twice) or could not start in time."""
+
+
+def internal_outcome_unknown(error: StatusError) -> StatusError:
+    """An INTERNAL as UNAVAILABLE: for a publish, its outcome is unknown.
+
+    It is most often the connection reset under the call: the broker's HTTP/2 layer closes a
+    connection whose client resets streams too fast (nghttp2's rapid-reset protection), failing
+    every call on it ("RST_STREAM with error code 2"); it may also be the broker failing
+    mid-append. Either way the pack may be stored, and a retry with the same message ids settles
+    it. Every INTERNAL, not only the transport's wording, which differs between gRPC C-core,
+    grpc-go and grpc-js (the same rule in the three clients).
+    """
+    if error.code is not grpc.StatusCode.INTERNAL:
+        return error
+    details = f"call failed INTERNAL, outcome unknown: {error.details}"
+    unknown = StatusError(grpc.StatusCode.UNAVAILABLE, details, error.operation)
+    unknown.__cause__ = error
+    return unknown

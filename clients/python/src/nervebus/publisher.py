@@ -19,7 +19,13 @@ import grpc.aio
 from opentelemetry.trace import Span, TracerProvider
 
 from ._owner_router import OwnerRouter
-from .errors import NerveBusError, OrderingKeyPausedError, PublisherClosedError, StatusError
+from .errors import (
+    NerveBusError,
+    OrderingKeyPausedError,
+    PublisherClosedError,
+    StatusError,
+    internal_outcome_unknown,
+)
 from .gen.nervebus.v1 import message_pb2, publisher_pb2, publisher_pb2_grpc
 from .retry import RetrySettings
 from .tracing import Tracing
@@ -929,7 +935,8 @@ def _attempt_failure(err: grpc.aio.AioRpcError) -> StatusError:
     This client's own cancellations (a cancelled task, a closed channel) raise
     ``asyncio.CancelledError``, never a CANCELLED status: that status comes from the broker or the
     network cutting the call (an RST_STREAM while the broker restarts), so whether the pack landed
-    is unknown, as with UNAVAILABLE, and a retry with the same message ids settles it.
+    is unknown, as with UNAVAILABLE, and a retry with the same message ids settles it. INTERNAL
+    too: see :func:`internal_outcome_unknown`.
     """
     if err.code() is grpc.StatusCode.CANCELLED:
         return StatusError(
@@ -937,4 +944,4 @@ def _attempt_failure(err: grpc.aio.AioRpcError) -> StatusError:
             f"call cancelled by the broker or the network, outcome unknown: {err.details() or ''}",
             "SendPack",
         )
-    return StatusError.from_rpc_error(err, "SendPack")
+    return internal_outcome_unknown(StatusError.from_rpc_error(err, "SendPack"))

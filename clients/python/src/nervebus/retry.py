@@ -12,8 +12,8 @@ __all__ = ["DEFAULT_RETRYABLE_CODES", "Backoff", "RetrySettings"]
 
 #: Status codes after which a SendPack is retried (with the same message ids) and a Receive
 #: stream reconnects. UNAVAILABLE: the broker is restarting or unreachable, or the store is
-#: down (a SendPack that ends CANCELLED without the client cancelling it counts as UNAVAILABLE:
-#: its outcome is unknown); RESOURCE_EXHAUSTED: the broker's write buffers stayed full for the
+#: down (a SendPack that ends CANCELLED without the client cancelling it, or INTERNAL, counts as
+#: UNAVAILABLE: its outcome is unknown); RESOURCE_EXHAUSTED: the broker's write buffers stayed full for the
 #: call's deadline.
 DEFAULT_RETRYABLE_CODES: frozenset[grpc.StatusCode] = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}

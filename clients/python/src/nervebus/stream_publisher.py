@@ -15,7 +15,7 @@ from typing import Any, cast
 import grpc
 import grpc.aio
 
-from .errors import PublisherClosedError, StatusError
+from .errors import PublisherClosedError, StatusError, internal_outcome_unknown
 from .gen.nervebus.v1 import message_pb2, publisher_pb2, publisher_pb2_grpc
 from .retry import DEFAULT_RETRYABLE_CODES, Backoff
 from .types import Message, Outcome, PublishResult
@@ -96,7 +96,8 @@ class StreamPublisher:
         reconnect_backoff: Waits between attempts to reopen a broken stream.
         reconnect_deadline: Seconds from a break during which the stream is reopened; then the
             batches not confirmed fail with its error. 0 never reopens.
-        retryable_codes: Stream errors that reopen the stream; others fail it.
+        retryable_codes: Stream errors that reopen the stream; others fail it. A stream that
+            ends INTERNAL (the connection reset under it) counts as UNAVAILABLE.
     """
 
     def __init__(
@@ -250,7 +251,7 @@ class StreamPublisher:
                     grpc.StatusCode.UNAVAILABLE, "stream ended before the batch was confirmed", _OPERATION
                 )
             except grpc.RpcError as err:
-                error = StatusError.from_rpc_error(err, _OPERATION)
+                error = internal_outcome_unknown(StatusError.from_rpc_error(err, _OPERATION))
             except (asyncio.InvalidStateError, RuntimeError) as err:
                 # A call the channel could not carry on: as a lost connection, retried.
                 error = StatusError(grpc.StatusCode.UNAVAILABLE, str(err), _OPERATION)
