@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import mysql from "mysql2/promise";
-import { SQLITE_PAGE_SIZE } from "../src/store/index.js";
 import { ONE_TRIP_MAX_BODY } from "../src/store/mysql/mysql-run-log.js";
 import { encodeMeta } from "../src/wire/index.js";
 import { CpuPerMessage } from "./lib/cpu.js";
@@ -83,8 +82,6 @@ const SQLITE_COLUMNS =
 /** A SQLite database set up as the broker's store: exclusive lock, WAL, synchronous=FULL. */
 export function openSqlite(path: string): Database.Database {
   const db = new Database(path);
-  // The store's page size: the ceilings write with the settings the broker's store has.
-  db.pragma(`page_size = ${SQLITE_PAGE_SIZE}`);
   db.pragma("locking_mode = EXCLUSIVE");
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = FULL");

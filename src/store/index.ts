@@ -15,7 +15,7 @@ export { MysqlRunLog } from "./mysql/mysql-run-log.js";
 export { MysqlStore } from "./mysql/mysql-store.js";
 export { OUTBOX_TABLES } from "./mysql/outbox-schema.js";
 export { SqliteRunLog } from "./sqlite/sqlite-run-log.js";
-export { SQLITE_PAGE_SIZE, SqliteStore } from "./sqlite/sqlite-store.js";
+export { SqliteStore } from "./sqlite/sqlite-store.js";
 export { SqliteThreadedStore } from "./sqlite/sqlite-threaded-store.js";
 
 /** How to open either store: the MySQL pool's settings, and its lease's (see StoreLeaseOptions). */

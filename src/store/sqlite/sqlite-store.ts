@@ -12,19 +12,10 @@ import { lockSqliteFile } from "./sqlite-lock.js";
 import { SqliteRunLog } from "./sqlite-run-log.js";
 
 /**
- * Bytes of write-ahead log past which the store's own connection checkpoints after all (as
- * SQLite does past 1000 frames by default): only when the checkpoint thread falls this far behind.
+ * Frames of write-ahead log past which the store's own connection checkpoints after all (as
+ * SQLite does past 1000 by default): only when the checkpoint thread falls this far behind.
  */
-const BACKSTOP_CHECKPOINT_BYTES = 64 << 20;
-
-/**
- * The page size of a database the store creates (one made before keeps its own). A run is one
- * row of ~300 KB at full speed, stored in a chain of overflow pages: with SQLite's default 4 KiB
- * pages, writing it and checkpointing it cost ~975 µs of CPU; with 16 KiB ~650 µs, while a small
- * run's commit costs the same (BENCHMARKS.md, ninth session). 64 KiB saved more on large runs
- * but made small commits 20–50 % dearer.
- */
-export const SQLITE_PAGE_SIZE = 16 << 10;
+const BACKSTOP_CHECKPOINT_FRAMES = 16_384;
 
 /** This process, as ownership() names it. */
 const OWNER = `${hostname()}/${process.pid}`;
@@ -123,8 +114,7 @@ export class SqliteStore implements core.Store {
     this.#space = space;
     this.#lock = lock;
     if (checkpointPath !== undefined) {
-      const pageSize = db.pragma("page_size", { simple: true }) as number;
-      db.pragma(`wal_autocheckpoint = ${Math.ceil(BACKSTOP_CHECKPOINT_BYTES / pageSize)}`);
+      db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_FRAMES}`);
       // Without the thread, checkpoints go back to SQLite's default, on this connection.
       this.#checkpointer = new SqliteCheckpointer(checkpointPath, () => {
         if (db.open) db.pragma("wal_autocheckpoint = 1000");
@@ -159,8 +149,6 @@ export class SqliteStore implements core.Store {
     try {
       db = new Database(path, { timeout: 0 });
       if (mode === "exclusive" && !owner) db.pragma("locking_mode = EXCLUSIVE");
-      // Takes effect only while the file is empty (a new database), so before WAL mode.
-      db.pragma(`page_size = ${SQLITE_PAGE_SIZE}`);
       db.pragma("journal_mode = WAL");
       db.pragma("synchronous = FULL");
       // The first write takes the exclusive lock, held until close.
