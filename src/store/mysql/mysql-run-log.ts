@@ -3,6 +3,7 @@ import type * as core from "../../core/index.js";
 import type { IndexedRun, RunRow } from "../../wire/index.js";
 import * as codec from "../codec.js";
 import { FENCE_HOLDS, type FencedPool, META_SLOT } from "./fenced-pool.js";
+import type { Queryable } from "./server-pool.js";
 import { checkStored, dropParameterDefinitions, multiRowInsert } from "./shard-inserter.js";
 
 const RUN_COLUMNS = ["first_seq", "last_seq", "first_time", "last_time", "bytes", "body", "ids"] as const;
@@ -84,22 +85,16 @@ export class MysqlRunLog {
       sql: `${conditionalInsert(table)} WHERE ${FENCE_HOLDS} ON DUPLICATE KEY UPDATE first_seq = first_seq`,
       params: [...values, ...fence],
     }));
-    // Already stored (a retry after a lost commit): it must be this very run. The duplicate
-    // changed nothing, so having committed it is harmless either way.
-    if (res.affectedRows !== 1) {
-      const conflict = await this.db.run("inserting runs", () =>
-        this.db.query<mysql.RowDataPacket[]>(
-          `SELECT first_seq, last_seq, body, ids FROM ${table} WHERE first_seq = ?`,
-          [run.firstSeq],
-        ),
-      );
-      const r = conflict[0][0];
-      if (r === undefined || !sameRun(r, run)) throw this.#conflict(topic, run);
-    }
+    // Already stored (a retry after a lost commit): it must be this very run. The fence bump
+    // matched, so the INSERT's condition held and the row is there; the duplicate changed
+    // nothing, so having committed it is harmless either way.
+    if (res.affectedRows !== 1)
+      await this.db.run("inserting runs", () => this.#checkExisting(this.db, topic, table, [run]));
   }
 
+  /** Every run of `runs` already stored must be the same run (#conflict otherwise). */
   async #checkExisting(
-    conn: mysql.PoolConnection,
+    conn: Queryable,
     topic: core.TopicRecord,
     table: string,
     runs: readonly RunRow[],

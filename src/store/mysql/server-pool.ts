@@ -213,14 +213,7 @@ export class ServerPool implements Queryable {
         failed = err;
         throw err;
       } finally {
-        if (open && !isReadOnlyServer(failed)) {
-          await conn.query("ROLLBACK").then(
-            () => this.#giveBack(conn, undefined),
-            () => conn.destroy(),
-          );
-        } else {
-          this.#giveBack(conn, failed);
-        }
+        await this.#endTransaction(conn, open, failed);
       }
     });
   }
@@ -251,14 +244,7 @@ export class ServerPool implements Queryable {
         throw err;
       } finally {
         // Failed part-way, the transaction may still be open on the connection.
-        if (failed !== undefined && !isReadOnlyServer(failed)) {
-          await conn.query("ROLLBACK").then(
-            () => this.#giveBack(conn, undefined),
-            () => conn.destroy(),
-          );
-        } else {
-          this.#giveBack(conn, failed);
-        }
+        await this.#endTransaction(conn, failed !== undefined, failed);
       }
     });
   }
@@ -318,6 +304,21 @@ export class ServerPool implements Queryable {
         this.#busy.delete(pool);
         if (this.#retired.delete(pool)) void this.#quit(pool, this.stallMs);
       }
+    }
+  }
+
+  /**
+   * Gives back the connection of a transaction that may still be `open`: rolled back first (and
+   * closed when that fails), unless its server turned read-only (#giveBack closes it then).
+   */
+  async #endTransaction(conn: mysql.PoolConnection, open: boolean, failed: unknown): Promise<void> {
+    if (open && !isReadOnlyServer(failed)) {
+      await conn.query("ROLLBACK").then(
+        () => this.#giveBack(conn, undefined),
+        () => conn.destroy(),
+      );
+    } else {
+      this.#giveBack(conn, failed);
     }
   }
 
@@ -404,11 +405,8 @@ export class ServerPool implements Queryable {
     const closed = sockets.map((s) => new Promise((r) => (s.destroyed ? r(undefined) : s.once("close", r))));
     await Promise.race([Promise.all(closed), new Promise((r) => (timer = setTimeout(r, withinMs)))]);
     clearTimeout(timer);
-    const err = Object.assign(
-      new Error(
-        `the MySQL server at ${this.server} did not hang up within ${withinMs} ms of being told to quit`,
-      ),
-      { code: "ETIMEDOUT" },
+    const err = timedOut(
+      `the MySQL server at ${this.server} did not hang up within ${withinMs} ms of being told to quit`,
     );
     for (const s of sockets) if (!s.destroyed) s.destroy(err);
   }
@@ -418,11 +416,8 @@ export class ServerPool implements Queryable {
    * after; the owners cut their own connections (onDrop).
    */
   #cutAll(): void {
-    const err = Object.assign(
-      new Error(
-        `the shutdown's grace is over: the connections to the MySQL server at ${this.server} are cut`,
-      ),
-      { code: "ETIMEDOUT" },
+    const err = timedOut(
+      `the shutdown's grace is over: the connections to the MySQL server at ${this.server} are cut`,
     );
     this.#ended = new NerveBusError("unavailable", err.message);
     for (const op of this.#inFlight) {
@@ -444,10 +439,14 @@ export class ServerPool implements Queryable {
 
 /** The error statements cut by a stall fail with: ETIMEDOUT, transient (UNAVAILABLE). */
 function stallError(server: string, silentMs: number): Error {
-  return Object.assign(
-    new Error(`the MySQL server at ${server} answered nothing for ${Math.round(silentMs)} ms; reconnecting`),
-    { code: "ETIMEDOUT" },
+  return timedOut(
+    `the MySQL server at ${server} answered nothing for ${Math.round(silentMs)} ms; reconnecting`,
   );
+}
+
+/** An error with code ETIMEDOUT (transient: UNAVAILABLE), what a connection cut by the broker fails with. */
+function timedOut(message: string): Error {
+  return Object.assign(new Error(message), { code: "ETIMEDOUT" });
 }
 
 /** The sockets of a pool's connections (idle, busy and still connecting), or of one connection. */

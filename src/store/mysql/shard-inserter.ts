@@ -2,6 +2,7 @@ import type mysql from "mysql2/promise";
 import type { LogMessage, TopicRecord } from "../../core/index.js";
 import { shardTable } from "../codec.js";
 import type { FencedPool } from "./fenced-pool.js";
+import type { Queryable } from "./server-pool.js";
 
 /**
  * Row counts a prepared INSERT exists for: 1…5000 in steps of about a quarter, so a batch is
@@ -53,11 +54,12 @@ export function multiRowInsert(table: string, columns: readonly string[], n: num
 }
 
 /**
- * Within an insert's transaction: every item whose key already exists (per `sql`, keyed by
- * `keyColumn`) must be `same` as stored; the first that is not throws `onConflict`'s error.
+ * Within an insert's transaction (or after one that stored nothing new): every item whose key
+ * already exists (per `sql`, keyed by `keyColumn`) must be `same` as stored; the first that is
+ * not throws `onConflict`'s error.
  */
 export async function checkStored<T>(
-  conn: mysql.PoolConnection,
+  conn: Queryable,
   sql: string,
   params: unknown[],
   keyColumn: string,
