@@ -12,6 +12,7 @@ import {
   SubscribeSchema,
   WindowSchema,
 } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
+import { FLOW_CONTROL_OPTIONS } from "../../clients/ts/src/grpc-adapter.js";
 import { varintSize, WireReader, writeVarint } from "../../src/wire/index.js";
 
 /**
@@ -32,6 +33,8 @@ export function rawClient(address: string): grpc.Client {
     "grpc.max_receive_message_length": -1,
     "grpc.max_send_message_length": -1,
     "grpc.use_local_subchannel_pool": 1,
+    // The TypeScript client's window (grpc-js's default of 64 KiB halves a drain).
+    ...FLOW_CONTROL_OPTIONS,
   });
 }
 

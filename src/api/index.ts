@@ -1,6 +1,10 @@
 /** The gRPC edge: wire types stop here. */
 
-export { createClient, type ServiceClient } from "../../clients/ts/src/grpc-adapter.js";
+export {
+  createClient,
+  FLOW_CONTROL_OPTIONS,
+  type ServiceClient,
+} from "../../clients/ts/src/grpc-adapter.js";
 export { type Caller, CallGuard, type Need } from "./call-guard.js";
 export { ClusterRelayTarget } from "./cluster-relay-target.js";
 export { ConnectionRefusals, fileLimitProblem, openFileLimit } from "./connection-limits.js";

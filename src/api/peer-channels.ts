@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
+import { FLOW_CONTROL_OPTIONS } from "../../clients/ts/src/grpc-adapter.js";
 import type { Security } from "../auth/index.js";
 import { NerveBusError } from "../core/index.js";
 
@@ -45,6 +46,8 @@ export class PeerChannels {
     let client = this.#clients.get(address);
     if (client === undefined) {
       client = new grpc.Client(address, this.#credentials(), {
+        // Forwarded Receive streams relay deliveries at the pace of a direct one.
+        ...FLOW_CONTROL_OPTIONS,
         "grpc.max_receive_message_length": this.maxMessageBytes,
         "grpc.max_send_message_length": this.maxMessageBytes,
       });

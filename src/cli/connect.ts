@@ -3,7 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { AdminService } from "../../clients/ts/src/gen/nervebus/v1/admin_pb.js";
 import { PublisherService } from "../../clients/ts/src/gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "../../clients/ts/src/gen/nervebus/v1/subscriber_pb.js";
-import { createClient, type ServiceClient } from "../api/index.js";
+import { createClient, FLOW_CONTROL_OPTIONS, type ServiceClient } from "../api/index.js";
 import { checkHostPort } from "../config/index.js";
 import { NerveBusError } from "../core/index.js";
 
@@ -92,6 +92,7 @@ export async function connect(values: ConnectionValues): Promise<{
   checkHostPort("server", server);
   const credentials = connectionCredentials(values, process.env);
   const options: grpc.ClientOptions = {
+    ...FLOW_CONTROL_OPTIONS,
     "grpc.max_receive_message_length": 64 << 20,
     "grpc.max_send_message_length": 64 << 20,
   };

@@ -5,7 +5,7 @@ import { NerveBusError, StatusCode } from "./errors.js";
 import { AdminService } from "./gen/nervebus/v1/admin_pb.js";
 import { PublisherService } from "./gen/nervebus/v1/publisher_pb.js";
 import { SubscriberService } from "./gen/nervebus/v1/subscriber_pb.js";
-import { createClient, type ServiceClient } from "./grpc-adapter.js";
+import { createClient, FLOW_CONTROL_OPTIONS, type ServiceClient } from "./grpc-adapter.js";
 import { MessageStream, type MessageStreamOptions } from "./message-stream.js";
 import { type Connection, OwnerRouter } from "./owner-router.js";
 import {
@@ -49,9 +49,11 @@ type SubscriberClient = ServiceClient<(typeof SubscriberService)["method"]>;
 
 /**
  * Channel options the client starts from: no receive-size limit below the broker's largest
- * pack, keepalive pings every 30 s (the broker allows one per 10 s), and quick reconnects.
+ * pack, keepalive pings every 30 s (the broker allows one per 10 s), quick reconnects, and a
+ * 4 MiB HTTP/2 window (FLOW_CONTROL_WINDOW_BYTES: grpc-js's 64 KiB default halved drains).
  */
 export const DEFAULT_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  ...FLOW_CONTROL_OPTIONS,
   "grpc.max_receive_message_length": 256 << 20,
   "grpc.max_send_message_length": 256 << 20,
   "grpc.keepalive_time_ms": 30_000,

@@ -84,6 +84,23 @@ export function serviceDefinition(service: DescService, codecs: ServiceCodecs = 
 }
 
 /**
+ * The HTTP/2 flow-control window a channel grants its peer, per stream and per connection:
+ * how much a broker may send on a Receive stream before the client's event loop has answered
+ * with a WINDOW_UPDATE. grpc-go and gRPC C-core grow their windows to the bandwidth-delay
+ * product by themselves; grpc-js keeps HTTP/2's 64 KiB, at which a subscriber draining a backlog
+ * made the broker wait after every 64 KiB, broker and client taking turns instead of working
+ * at once (a loopback drain of 1M 100 B messages: ~490k msg/s at 64 KiB, ~650k at 1 MiB,
+ * ~770k at 4 MiB; BENCHMARKS.md). What a subscriber holds is bounded by its own window of
+ * unacked messages and bytes, not by this.
+ */
+export const FLOW_CONTROL_WINDOW_BYTES = 4 << 20;
+
+/** The channel option that sets FLOW_CONTROL_WINDOW_BYTES (grpc-js's own name for it). */
+export const FLOW_CONTROL_OPTIONS: grpc.ChannelOptions = {
+  "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW_BYTES,
+};
+
+/**
  * Creates a typed client for a protobuf-es service. Pass `channelOverride` in `options` to
  * share one connection between services (the credentials are then the channel's own).
  */
