@@ -493,12 +493,16 @@ export class Topic {
     // Schedule ids matter only while the schedule holds entries that may already be in the log.
     const window = hasSchedule ? Math.max(this.dedup.windowMs, MOVED_WINDOW_MS) : this.dedup.windowMs;
     if (window <= 0) return;
-    const from = await this.seqAtTime(now - window);
-    if (from === 0) return;
     const end = this.#watermark;
     // Rows up to the watermark persisted last carry ids only up to the seq persisted with it;
     // rows above it (recovered at start-up) are all read.
     const { lastIdSeq, persistedWatermark } = this.#idHorizon;
+    // No row can carry an id: nothing to read, nor to look up where the window starts (each
+    // step of that search reads a stored run, ~40 ms of the event loop for a 100 MB backlog
+    // of 1 KiB messages, on the way to a restarted broker's first delivery).
+    if (lastIdSeq === 0 && persistedWatermark >= end) return;
+    const from = await this.seqAtTime(now - window);
+    if (from === 0) return;
     const ranges: [number, number][] =
       lastIdSeq === undefined
         ? [[from, end]]
