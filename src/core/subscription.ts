@@ -142,7 +142,7 @@ export class Subscription {
   #fetching = false;
   /** A stored message met in this dispatch that does not decode: the streams end with it. */
   #corrupt: CorruptRowsError | undefined;
-  /** No read-ahead starts before this time (ms): the last store read failed (#readFailed). */
+  /** No read-ahead starts before this time (ms; 0: none pending): the last store read failed (#readFailed). */
   #readsPausedUntil = 0;
   #readsResume: NodeJS.Timeout | undefined;
   #dispatchScheduled = false;
@@ -935,7 +935,12 @@ export class Subscription {
    * 1 KiB messages, the consumer idle meanwhile).
    */
   #prefetch(seq: number): void {
-    if (monotonicNow() < this.#readsPausedUntil) return;
+    // Called for every message taken from the read-ahead: the clock only while reads pause
+    // (reading it per message was 6 % of a drain's CPU).
+    if (this.#readsPausedUntil !== 0) {
+      if (monotonicNow() < this.#readsPausedUntil) return;
+      this.#readsPausedUntil = 0;
+    }
     const range = this.#readAhead.prefetchFrom(seq, this.topic.watermark);
     if (range === undefined) return;
     setImmediate(() => {
