@@ -415,11 +415,16 @@ export async function startHttpServer(
   // With TLS the port speaks HTTPS only. A client certificate is asked for but not required in
   // the handshake, so probes without one still reach /healthz; every other route needs a
   // verified certificate or a token when authentication is on.
+  const { handshakeMs } = options.connections;
+  // A kept-alive connection's later requests: node's own header timeout bounds them (the first
+  // one is HttpConnections'), checked at least once a second instead of every 30 s.
+  const checking = { connectionsCheckingInterval: Math.min(1000, handshakeMs) };
   const server =
     tls === undefined
-      ? createServer(onRequest)
+      ? createServer(checking, onRequest)
       : createHttpsServer(
           {
+            ...checking,
             cert: tls.cert,
             key: tls.key,
             ca: tls.ca,
@@ -428,7 +433,8 @@ export async function startHttpServer(
           },
           onRequest,
         );
-  const { handshakeMs } = options.connections;
+  // Past the first request's own deadline, so that one is answered and counted there.
+  server.headersTimeout = handshakeMs + 1000;
   const connections = new HttpConnections(
     server,
     options.connections,
@@ -446,6 +452,11 @@ export async function startHttpServer(
   // Requests the HTTP parser refuses (bad request line, bad header, header block over 16 KiB,
   // bad chunking, timeouts): answered like node's default, plus a JSON error and the headers.
   server.on("clientError", (err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex) => {
+    // A kept-alive connection's later request that did not come in time (the first request's
+    // deadline is HttpConnections', which has answered and ended the ones it cut); after an
+    // earlier answer on the connection, it is cut without a 408.
+    if (err.code === "ERR_HTTP_REQUEST_TIMEOUT" && socket.writable)
+      options.connections.refusals.count("handshake_timeout");
     const written = (socket as Duplex & { bytesWritten?: number }).bytesWritten ?? 0;
     if (err.code === "ECONNRESET" || !socket.writable || written > 0) {
       socket.destroy();
@@ -462,7 +473,9 @@ export async function startHttpServer(
     rawResponse(
       socket,
       code,
-      `malformed HTTP request: ${err.code ?? "error"} (${err.reason ?? err.message})`,
+      code === 408
+        ? `no complete request headers within --handshake-timeout-ms (${handshakeMs} ms)`
+        : `malformed HTTP request: ${err.code ?? "error"} (${err.reason ?? err.message})`,
     );
   });
   // CONNECT never reaches the request handler; without a listener node would drop the

@@ -383,7 +383,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: 10_000,
     min: 100,
     max: 600_000,
-    doc: "a new connection that has not finished TLS (with TLS) and sent the HTTP/2 preface (gRPC port) or a request's full headers (HTTP port) within this is cut",
+    doc: "a new connection that has not finished TLS (with TLS) and sent the HTTP/2 preface (gRPC port) or a request's full headers (HTTP port; a kept-alive connection's later requests: within a second more) within this is cut",
   },
   {
     key: "maxPacksPerConnection",

@@ -100,6 +100,25 @@ test("HTTP: connections that send nothing, or part of a request line or of the h
   assert.equal(await refused(http, "http", "handshake_timeout"), 300);
 });
 
+test("HTTP: a kept-alive connection whose next request's headers do not come in time is cut after --handshake-timeout-ms", async () => {
+  // Before, the first request was bounded and the ones after it on a kept-alive connection only
+  // by node's header timeout: 60 s, checked every 30 s. (No 408: an answer was written on it.)
+  const { b, http } = await broker("keepalive", ["--handshake-timeout-ms", "1000"]);
+  const base = openFds(b);
+  const slow = await clients.open(
+    http,
+    20,
+    `${REQUEST_LINE}host: ${http}\r\n\r\n${REQUEST_LINE}host: ${http}\r\nx-slow: 1`,
+  );
+  await untilHeld(b, base, 20);
+  await untilReleased(b, base, 10_000);
+  await untilEnded(slow, 5000);
+  for (const s of slow) {
+    assert.deepEqual(s.received.match(/^HTTP\/1\.1 \d+ [^\r]*/gm), ["HTTP/1.1 200 OK"], s.received);
+  }
+  assert.equal(await refused(http, "http", "handshake_timeout"), 20);
+});
+
 test("HTTPS: connections that never start the TLS handshake, or finish it and send no request or part of one, are closed after --handshake-timeout-ms", async () => {
   const { b, http } = await broker("tls", [
     ...TLS_FLAGS,
