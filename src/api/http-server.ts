@@ -452,12 +452,12 @@ export async function startHttpServer(
   // Requests the HTTP parser refuses (bad request line, bad header, header block over 16 KiB,
   // bad chunking, timeouts): answered like node's default, plus a JSON error and the headers.
   server.on("clientError", (err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex) => {
-    // A kept-alive connection's later request that did not come in time (the first request's
-    // deadline is HttpConnections', which has answered and ended the ones it cut); after an
-    // earlier answer on the connection, it is cut without a 408.
-    if (err.code === "ERR_HTTP_REQUEST_TIMEOUT" && socket.writable)
-      options.connections.refusals.count("handshake_timeout");
     const written = (socket as Duplex & { bytesWritten?: number }).bytesWritten ?? 0;
+    // A kept-alive connection's later request whose headers did not come in time (the first
+    // request's deadline is HttpConnections', which has answered and ended the ones it cut):
+    // after an earlier answer on the connection, it is cut without a 408.
+    if (err.code === "ERR_HTTP_REQUEST_TIMEOUT" && socket.writable && written > 0)
+      options.connections.refusals.count("handshake_timeout");
     if (err.code === "ECONNRESET" || !socket.writable || written > 0) {
       socket.destroy();
       return;
@@ -474,7 +474,9 @@ export async function startHttpServer(
       socket,
       code,
       code === 408
-        ? `no complete request headers within --handshake-timeout-ms (${handshakeMs} ms)`
+        ? // Node's own deadlines: the first request's headers are HttpConnections' (answered
+          // there first), so this is a body slower than node's request timeout.
+          `request not received in time: its body must come within ${server.requestTimeout / 1000} s`
         : `malformed HTTP request: ${err.code ?? "error"} (${err.reason ?? err.message})`,
     );
   });

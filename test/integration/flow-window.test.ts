@@ -18,13 +18,15 @@ interface Granted {
 }
 
 /**
- * The flow-control windows a gRPC channel grants the server it connects to, seen from a plain
- * HTTP/2 server (every call answered UNIMPLEMENTED): `open` connects a channel to the address.
+ * The flow-control windows a gRPC channel grants the server it connects to, as a plain HTTP/2
+ * server reads them from the channel's SETTINGS and WINDOW_UPDATE frames (it answers any call
+ * with a gRPC status, so a channel that makes one gets an answer): `open` connects a channel to
+ * the address. The connection's window is read once grpc-js has widened it (a WINDOW_UPDATE
+ * right after SETTINGS), or as it stands after 5 s.
  */
 async function grantedWindows(open: (address: string) => Promise<() => void>): Promise<Granted> {
   const server = http2.createServer();
   const sessions: http2.ServerHttp2Session[] = [];
-  server.on("session", (s) => sessions.push(s));
   server.on("stream", (stream) =>
     stream.respond(
       { ":status": 200, "content-type": "application/grpc", "grpc-status": "12" },
@@ -32,19 +34,19 @@ async function grantedWindows(open: (address: string) => Promise<() => void>): P
     ),
   );
   const granted = new Promise<Granted>((resolve) =>
-    server.on("session", (session) =>
-      session.once("remoteSettings", (settings) =>
-        // grpc-js widens the connection's window with a WINDOW_UPDATE right after SETTINGS.
-        setTimeout(
-          () =>
-            resolve({
-              stream: settings.initialWindowSize ?? HTTP2_DEFAULT_WINDOW,
-              connection: session.state.remoteWindowSize ?? 0,
-            }),
-          200,
-        ),
-      ),
-    ),
+    server.on("session", (session) => {
+      sessions.push(session);
+      session.once("remoteSettings", (settings) => {
+        const stream = settings.initialWindowSize ?? HTTP2_DEFAULT_WINDOW;
+        const until = Date.now() + 5000;
+        const poll = () => {
+          const connection = session.state.remoteWindowSize ?? 0;
+          if (connection >= stream || Date.now() > until) resolve({ stream, connection });
+          else setTimeout(poll, 10);
+        };
+        poll();
+      });
+    }),
   );
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
