@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
 import { originalPosition } from "./lib/sourcemap.js";
 
 /**
@@ -304,29 +305,69 @@ export function summaryMarkdown(title: string, s: ProfileSummary, top = 15): str
   return lines.join("\n");
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const args = process.argv.slice(2);
-  const topAt = args.indexOf("--top");
-  const top = topAt >= 0 ? Number(args.splice(topAt, 2)[1]) : 25;
-  const longAt = args.indexOf("--long-tasks");
-  const long = longAt >= 0 ? Number(args.splice(longAt, 2)[1]) : 0;
-  if (args.length === 0) {
-    process.stderr.write(
-      "usage: node dist/bench/profile-summary.js FILE.cpuprofile… [--top N] [--long-tasks N]\n",
-    );
-    process.exitCode = 2;
+const USAGE = "usage: node dist/bench/profile-summary.js FILE.cpuprofile… [--top N] [--long-tasks N]\n";
+
+/**
+ * The command line: the profiles to summarize and the two counts, or the message (usage
+ * included) that says which argument is wrong.
+ */
+export function profileSummaryArgs(
+  argv: readonly string[],
+): { files: string[]; top: number; long: number; help: boolean } | { error: string } {
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>;
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    return { error: `${(err as Error).message}\n${USAGE}` };
   }
-  for (const file of args) {
-    process.stdout.write(`${summaryMarkdown(file, summarize(file, top), top)}\n`);
-    if (long > 0) {
-      process.stdout.write("| longest busy stretch | at | heaviest stacks (ms) |\n|---:|---:|---|\n");
-      for (const task of longTasks(file, long)) {
-        const stacks = task.top.map((x) => `${x.ms.toFixed(1)} \`${x.stack}\``).join("<br>");
-        process.stdout.write(
-          `| ${task.ms.toFixed(1)} ms | ${(task.startMs / 1000).toFixed(2)} s | ${stacks} |\n`,
-        );
+  const { values, positionals } = parsed;
+  if (values.help === true) return { files: [], top: 0, long: 0, help: true };
+  const count = (flag: string, value: string | undefined, fallback: number): number | string => {
+    if (value === undefined) return fallback;
+    const n = Number(value);
+    return /^\d+$/.test(value) && n > 0 ? n : `--${flag}: a positive whole number, got "${value}"`;
+  };
+  const top = count("top", values.top, 25);
+  const long = count("long-tasks", values["long-tasks"], 0);
+  for (const v of [top, long]) if (typeof v === "string") return { error: `${v}\n${USAGE}` };
+  if (positionals.length === 0) return { error: `no profile given\n${USAGE}` };
+  return { files: positionals, top: top as number, long: long as number, help: false };
+}
+
+const OPTIONS = {
+  top: { type: "string" },
+  "long-tasks": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const args = profileSummaryArgs(process.argv.slice(2));
+  if ("error" in args) {
+    process.stderr.write(`profile-summary: ${args.error}`);
+    process.exitCode = 2;
+  } else if (args.help) process.stdout.write(USAGE);
+  else {
+    const { top, long } = args;
+    for (const file of args.files) {
+      let summary: ProfileSummary;
+      try {
+        summary = summarize(file, top);
+      } catch (err) {
+        process.stderr.write(`profile-summary: ${file}: ${(err as Error).message}\n`);
+        process.exitCode = 1;
+        continue;
       }
-      process.stdout.write("\n");
+      process.stdout.write(`${summaryMarkdown(file, summary, top)}\n`);
+      if (long > 0) {
+        process.stdout.write("| longest busy stretch | at | heaviest stacks (ms) |\n|---:|---:|---|\n");
+        for (const task of longTasks(file, long)) {
+          const stacks = task.top.map((x) => `${x.ms.toFixed(1)} \`${x.stack}\``).join("<br>");
+          process.stdout.write(
+            `| ${task.ms.toFixed(1)} ms | ${(task.startMs / 1000).toFixed(2)} s | ${stacks} |\n`,
+          );
+        }
+        process.stdout.write("\n");
+      }
     }
   }
 }

@@ -24,7 +24,14 @@ export interface BrokerSpec {
   readonly stdoutFile?: string;
   /** Write a V8 CPU profile into this directory on exit. */
   readonly cpuProfDir?: string;
+  /** Picks the port of the broker's HTTP endpoint (default: one free now, freePort). */
+  readonly httpPort?: () => Promise<number>;
 }
+
+/** How often a broker start is tried when its HTTP port was taken (BrokerProcess.start). */
+const HTTP_PORT_ATTEMPTS = 3;
+/** What `nervebus serve` says when its --http-listen port is in use. */
+const HTTP_PORT_TAKEN = /--http-listen \S+: address already in use/;
 
 let knownFlags: Set<string> | undefined;
 
@@ -66,7 +73,22 @@ export class BrokerProcess {
     });
   }
 
+  /**
+   * Starts a broker. Its HTTP port is picked free before the broker binds it, so another socket
+   * of this machine (an outgoing connection's ephemeral port) may take it in between: the
+   * broker then exits at start-up naming --http-listen, and is started again on another port.
+   */
   static async start(spec: BrokerSpec): Promise<BrokerProcess> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await BrokerProcess.#start(spec);
+      } catch (err) {
+        if (attempt >= HTTP_PORT_ATTEMPTS || !HTTP_PORT_TAKEN.test((err as Error).message)) throw err;
+      }
+    }
+  }
+
+  static async #start(spec: BrokerSpec): Promise<BrokerProcess> {
     const args: string[] = [...(spec.nodeArgs ?? [])];
     if (spec.cpuProfDir !== undefined) args.push("--cpu-prof", `--cpu-prof-dir=${spec.cpuProfDir}`);
     if (spec.store === "none") args.push(NO_STORE_BROKER, "--listen", "127.0.0.1:0", "--log-level", "warn");
@@ -74,7 +96,7 @@ export class BrokerProcess {
     // The status/metrics HTTP endpoint stays on (as in production), on a free port.
     let http: string | undefined;
     if (serveFlags().has("http-listen")) {
-      http = `127.0.0.1:${await freePort()}`;
+      http = `127.0.0.1:${await (spec.httpPort ?? freePort)()}`;
       args.push("--http-listen", http);
     }
     for (const [k, v] of Object.entries(spec.flags ?? {})) args.push(`--${k}`, String(v));
