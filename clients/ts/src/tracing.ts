@@ -2,10 +2,13 @@ import {
   type Attributes,
   type Context,
   context,
+  INVALID_SPAN_CONTEXT,
   ROOT_CONTEXT,
   type Span,
   SpanKind,
   SpanStatusCode,
+  type Tracer,
+  type TracerProvider,
   trace,
 } from "@opentelemetry/api";
 import { extractTraceContext, injectTraceContext } from "./trace-context.js";
@@ -42,8 +45,35 @@ export const SpanAttributes = {
   SETTLEMENT: "messaging.nervebus.settlement",
 } as const;
 
-function tracer() {
-  return trace.getTracer(TRACER_NAME, TRACER_VERSION);
+/** What a span is while no SDK is registered: nothing is recorded, ending it does nothing. */
+const NO_SPAN: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+/** The global provider's delegate the cached tracer came from, and that tracer. */
+let cached: { delegate: unknown; tracer: Tracer | undefined } | undefined;
+
+/**
+ * The client's tracer from the tracer provider the application registered, or undefined while
+ * it registered none: the API's stand-in then hands out a new no-op tracer per call, whose
+ * spans record nothing, and building their attributes cost the client more CPU per message
+ * than the rest of a delivery (clients/ts/bench). Asked per span, so a provider registered
+ * after the client was created is used from then on.
+ */
+function sdkTracer(): Tracer | undefined {
+  const provider = trace.getTracerProvider() as TracerProvider & {
+    getDelegate?: () => TracerProvider;
+    getDelegateTracer?: (name: string, version?: string) => Tracer | undefined;
+  };
+  const delegate = typeof provider.getDelegate === "function" ? provider.getDelegate() : provider;
+  if (cached?.delegate !== delegate) {
+    cached = {
+      delegate,
+      tracer:
+        typeof provider.getDelegateTracer === "function"
+          ? provider.getDelegateTracer(TRACER_NAME, TRACER_VERSION)
+          : provider.getTracer(TRACER_NAME, TRACER_VERSION),
+    };
+  }
+  return cached.tracer;
 }
 
 /** `server.address` and `server.port` of a HOST:PORT broker address (empty when it is not one). */
@@ -65,6 +95,12 @@ export function startPublishSpan(
 ): Span {
   const active = info.parent ?? context.active();
   const parent = attributes.traceparent !== undefined ? extractTraceContext(active, attributes) : active;
+  const tracer = sdkTracer();
+  if (tracer === undefined) {
+    // No span, but the message still joins the trace its parent carries, as with a no-op span.
+    injectTraceContext(parent, attributes);
+    return NO_SPAN;
+  }
   const spanAttributes: Attributes = {
     ...info.server,
     [SpanAttributes.SYSTEM]: "nervebus",
@@ -75,7 +111,7 @@ export function startPublishSpan(
   };
   if (info.messageId !== "") spanAttributes[SpanAttributes.MESSAGE_ID] = info.messageId;
   if (info.orderingKey !== "") spanAttributes[SpanAttributes.ORDERING_KEY] = info.orderingKey;
-  const span = tracer().startSpan(
+  const span = tracer.startSpan(
     `publish ${topic}`,
     { kind: SpanKind.PRODUCER, attributes: spanAttributes },
     parent,
@@ -104,6 +140,9 @@ export interface ProcessSpanInfo {
  */
 export function startProcessSpan(info: ProcessSpanInfo): { span: Span; context: Context } {
   const parent = extractTraceContext(ROOT_CONTEXT, info.attributes);
+  const tracer = sdkTracer();
+  // No span: the handler runs in the producer's context, as it would under a no-op span.
+  if (tracer === undefined) return { span: NO_SPAN, context: parent };
   const attributes: Attributes = {
     ...info.server,
     [SpanAttributes.SYSTEM]: "nervebus",
@@ -118,7 +157,7 @@ export function startProcessSpan(info: ProcessSpanInfo): { span: Span; context: 
   };
   if (info.messageId !== "") attributes[SpanAttributes.MESSAGE_ID] = info.messageId;
   if (info.orderingKey !== "") attributes[SpanAttributes.ORDERING_KEY] = info.orderingKey;
-  const span = tracer().startSpan(`process ${info.topic}`, { kind: SpanKind.CONSUMER, attributes }, parent);
+  const span = tracer.startSpan(`process ${info.topic}`, { kind: SpanKind.CONSUMER, attributes }, parent);
   return { span, context: trace.setSpan(parent, span) };
 }
 

@@ -28,7 +28,10 @@ export class UnconfirmedSettles {
   /** The floor the broker reported last. */
   #floor = 0;
 
-  /** `limit`: the most settlements kept; older ones are forgotten first. */
+  /**
+   * `limit`: the settlements kept once older ones are forgotten (oldest first); up to a quarter
+   * more are kept between two such clean-ups.
+   */
   constructor(limit: number) {
     this.#limit = limit;
   }
@@ -38,9 +41,14 @@ export class UnconfirmedSettles {
     if (seq <= this.#floor) return;
     this.#bySeq.delete(seq);
     this.#bySeq.set(seq, { kind, attempt, delayMs });
-    if (this.#bySeq.size > this.#limit) {
-      const oldest = this.#bySeq.keys().next();
-      if (oldest.done !== true) this.#bySeq.delete(oldest.value);
+    // Pushed out a quarter of the limit at a time: an iterator per settled message was 7 % of a
+    // subscriber's CPU while the broker confirmed nothing (clients/ts/bench).
+    if (this.#bySeq.size > this.#limit + (this.#limit >> 2)) {
+      let excess = this.#bySeq.size - this.#limit;
+      for (const oldest of this.#bySeq.keys()) {
+        if (excess-- === 0) break;
+        this.#bySeq.delete(oldest);
+      }
     }
   }
 

@@ -60,6 +60,11 @@ export class TestBroker {
     return `127.0.0.1:${this.#port}`;
   }
 
+  /** The broker's process id (0 before it started). */
+  get pid(): number {
+    return this.#child?.pid ?? 0;
+  }
+
   /** What the broker wrote to stderr (its log). */
   get log(): string {
     return this.#stderr;
