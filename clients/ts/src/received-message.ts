@@ -62,7 +62,10 @@ export class ReceivedMessage implements DeliveredFields {
 
   #settlement: Settlement | undefined;
   readonly #hooks: MessageHooks;
-  readonly #abort = new AbortController();
+  /** Made when `signal` is first asked for: most handlers never look at it. */
+  #abort: AbortController | undefined;
+  /** Why the message was abandoned before anyone asked for its signal. */
+  #abandoned: { reason: unknown } | undefined;
 
   /** @internal Messages are made by the subscriber. */
   constructor(fields: DeliveredFields, hooks: MessageHooks) {
@@ -95,6 +98,10 @@ export class ReceivedMessage implements DeliveredFields {
    * passed (the message was nacked), or it stopped with an error.
    */
   get signal(): AbortSignal {
+    if (this.#abort === undefined) {
+      this.#abort = new AbortController();
+      if (this.#abandoned !== undefined) this.#abort.abort(this.#abandoned.reason);
+    }
     return this.#abort.signal;
   }
 
@@ -150,7 +157,8 @@ export class ReceivedMessage implements DeliveredFields {
 
   /** @internal Aborts the message's signal. */
   abandon(reason: unknown): void {
-    this.#abort.abort(reason);
+    if (this.#abort !== undefined) this.#abort.abort(reason);
+    else this.#abandoned ??= { reason };
   }
 
   #settle(kind: Settlement, delayMs: number | undefined): void {
