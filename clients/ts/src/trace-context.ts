@@ -13,8 +13,51 @@ import {
  * tracer provider.
  */
 
-/** version-traceid-parentid-flags; a later version may append fields after a dash. */
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
+/** Whether s[from, to) is lowercase hex (what traceparent allows). */
+function isHex(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
+}
+
+/** Whether s[from, to) is all "0". */
+function isZeros(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (s.charCodeAt(i) !== 48) return false;
+  return true;
+}
+
+/** Whether s[from…] holds a line terminator (which a later version's fields may not). */
+function hasLineTerminator(s: string, from: number): boolean {
+  for (let i = from; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 10 || c === 13 || c === 0x2028 || c === 0x2029) return true;
+  }
+  return false;
+}
+
+/**
+ * The span context of a W3C traceparent (version-traceid-parentid-flags; a later version may
+ * append fields after a dash), or undefined when it is malformed or names the invalid trace or
+ * span. Read char by char: this runs for every delivered message (clients/ts/bench).
+ */
+export function parseTraceparent(tp: string): SpanContext | undefined {
+  if (tp.length < 55) return undefined;
+  if (tp.charCodeAt(2) !== 45 || tp.charCodeAt(35) !== 45 || tp.charCodeAt(52) !== 45) return undefined;
+  if (!isHex(tp, 0, 2) || !isHex(tp, 3, 35) || !isHex(tp, 36, 52) || !isHex(tp, 53, 55)) return undefined;
+  const version = tp.slice(0, 2);
+  if (version === "ff") return undefined;
+  if (tp.length > 55 && (version === "00" || tp.charCodeAt(55) !== 45 || hasLineTerminator(tp, 56)))
+    return undefined;
+  if (isZeros(tp, 3, 35) || isZeros(tp, 36, 52)) return undefined;
+  return {
+    traceId: tp.slice(3, 35),
+    spanId: tp.slice(36, 52),
+    traceFlags: Number.parseInt(tp.slice(53, 55), 16),
+    isRemote: true,
+  };
+}
 
 /** Writes the span context of `ctx` into `attributes`; leaves them alone when it has none. */
 export function injectTraceContext(ctx: Context, attributes: Record<string, string>): void {
@@ -31,15 +74,9 @@ export function injectTraceContext(ctx: Context, attributes: Record<string, stri
  * none or a malformed one.
  */
 export function extractTraceContext(base: Context, attributes: Readonly<Record<string, string>>): Context {
-  const m = TRACEPARENT.exec(attributes.traceparent ?? "");
-  if (m === null || m[1] === "ff" || (m[1] === "00" && m[5] !== undefined)) return base;
-  const sc: SpanContext = {
-    traceId: m[2]!,
-    spanId: m[3]!,
-    traceFlags: Number.parseInt(m[4]!, 16),
-    isRemote: true,
-  };
-  if (!isSpanContextValid(sc)) return base;
+  const tp = attributes.traceparent;
+  const sc = tp === undefined ? undefined : parseTraceparent(tp);
+  if (sc === undefined) return base;
   const state = attributes.tracestate;
   if (state !== undefined && state !== "") sc.traceState = createTraceState(state);
   return trace.setSpanContext(base, sc);
