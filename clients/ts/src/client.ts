@@ -4,7 +4,6 @@ import { channelCredentials, serverNameOptions, type TlsOptions, type TokenSourc
 import { NerveBusError, StatusCode } from "./errors.js";
 import { AdminService } from "./gen/nervebus/v1/admin_pb.js";
 import { PublisherService } from "./gen/nervebus/v1/publisher_pb.js";
-import { SubscriberService } from "./gen/nervebus/v1/subscriber_pb.js";
 import { createClient, FLOW_CONTROL_OPTIONS, type ServiceClient } from "./grpc-adapter.js";
 import { MessageStream, type MessageStreamOptions } from "./message-stream.js";
 import { type Connection, OwnerRouter } from "./owner-router.js";
@@ -15,6 +14,7 @@ import {
   type PublishOptions,
   type PublishResult,
 } from "./publisher.js";
+import { createSubscriberClient, type SubscriberClient } from "./receive-codec.js";
 import { fixedRoute, type Route } from "./route.js";
 import { StreamPublisher, type StreamPublisherOptions } from "./stream-publisher.js";
 import { type MessageHandler, Subscriber, type SubscriberOptions } from "./subscriber.js";
@@ -45,7 +45,6 @@ export interface ClientOptions {
 }
 
 type PublisherClient = ServiceClient<(typeof PublisherService)["method"]>;
-type SubscriberClient = ServiceClient<(typeof SubscriberService)["method"]>;
 
 /**
  * Channel options the client starts from: no receive-size limit below the broker's largest
@@ -239,7 +238,7 @@ function connection(
   const shared: grpc.ClientOptions = { channelOverride: channel, interceptors };
   return {
     publisher: createClient(PublisherService, address, undefined, shared),
-    subscriber: createClient(SubscriberService, address, undefined, shared),
+    subscriber: createSubscriberClient(address, shared),
     close: () => channel.close(),
   };
 }

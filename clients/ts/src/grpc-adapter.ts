@@ -62,6 +62,8 @@ export interface ServiceCodecs {
   readonly serializer?: SerializerFactory;
   /** Request decoders by method local name, used instead of protobuf-es for those methods. */
   readonly requestDecoders?: Readonly<Record<string, ((buf: Buffer) => unknown) | undefined>>;
+  /** Response decoders by method local name, used instead of protobuf-es for those methods. */
+  readonly responseDecoders?: Readonly<Record<string, ((buf: Buffer) => unknown) | undefined>>;
 }
 
 /** The grpc-js method table of a protobuf-es service, keyed by method local name. */
@@ -76,7 +78,7 @@ export function serviceDefinition(service: DescService, codecs: ServiceCodecs = 
       requestSerialize: serializer(m.input),
       requestDeserialize: codecs.requestDecoders?.[m.localName] ?? protobufDeserializer(m.input),
       responseSerialize: serializer(m.output),
-      responseDeserialize: protobufDeserializer(m.output),
+      responseDeserialize: codecs.responseDecoders?.[m.localName] ?? protobufDeserializer(m.output),
       originalName: m.name,
     } as grpc.MethodDefinition<unknown, unknown>;
   }
@@ -102,14 +104,16 @@ export const FLOW_CONTROL_OPTIONS: grpc.ChannelOptions = {
 
 /**
  * Creates a typed client for a protobuf-es service. Pass `channelOverride` in `options` to
- * share one connection between services (the credentials are then the channel's own).
+ * share one connection between services (the credentials are then the channel's own). A method
+ * given a decoder in `codecs` yields what that decoder makes, not the typed message.
  */
 export function createClient<S extends GenServiceMethods>(
   service: GenService<S>,
   address: string,
   credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
   options: grpc.ClientOptions = {},
+  codecs: ServiceCodecs = {},
 ): ServiceClient<S> {
-  const Ctor = grpc.makeGenericClientConstructor(serviceDefinition(service), service.name);
+  const Ctor = grpc.makeGenericClientConstructor(serviceDefinition(service, codecs), service.name);
   return new Ctor(address, credentials, options) as unknown as ServiceClient<S>;
 }

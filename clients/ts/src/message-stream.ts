@@ -1,7 +1,6 @@
 import type { Attributes, Context, Span } from "@opentelemetry/api";
 import type { NerveBusError } from "./errors.js";
-import type { SubscriberService } from "./gen/nervebus/v1/subscriber_pb.js";
-import type { ServiceClient } from "./grpc-adapter.js";
+import type { SubscriberClient } from "./receive-codec.js";
 import type { ReceivedMessage } from "./received-message.js";
 import { type ReceiveOptions, Receiver } from "./receiver.js";
 import type { Route } from "./route.js";
@@ -17,8 +16,6 @@ export interface MessageStreamOptions extends ReceiveOptions {
    */
   readonly tracing?: boolean;
 }
-
-type SubscriberClient = ServiceClient<(typeof SubscriberService)["method"]>;
 
 const spans = new WeakMap<ReceivedMessage, { span: Span; context: Context }>();
 

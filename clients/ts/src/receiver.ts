@@ -3,7 +3,6 @@ import * as grpc from "@grpc/grpc-js";
 import { type BackoffOptions, backoffDelay, type ResolvedBackoff, resolveBackoff, sleep } from "./backoff.js";
 import {
   fromDuration,
-  fromTimestamp,
   fromUint64,
   fromWirePriority,
   type StartPosition,
@@ -18,12 +17,10 @@ import {
   NackSchema,
   type ReceiveRequest,
   ReceiveRequestSchema,
-  type ReceiveResponse,
-  type SubscriberService,
   SubscribeSchema,
   WindowSchema,
 } from "./gen/nervebus/v1/subscriber_pb.js";
-import type { ServiceClient } from "./grpc-adapter.js";
+import type { ReceiveBatch, SubscriberClient } from "./receive-codec.js";
 import { type AckWaiter, ReceivedMessage, type Settlement } from "./received-message.js";
 import type { Route } from "./route.js";
 import { UnconfirmedSettles } from "./unconfirmed-settles.js";
@@ -121,8 +118,7 @@ interface Lease {
   orphan: boolean;
 }
 
-type SubscriberClient = ServiceClient<(typeof SubscriberService)["method"]>;
-type ReceiveCall = grpc.ClientDuplexStream<ReceiveRequest, ReceiveResponse>;
+type ReceiveCall = grpc.ClientDuplexStream<ReceiveRequest, ReceiveBatch>;
 
 /**
  * One consumer's Receive stream on a subscription, kept alive across reconnects: subscribes,
@@ -365,7 +361,7 @@ export class Receiver {
       this.#idleTimedOut = false;
       this.#lastHeard = performance.now();
       let wasSubscribed = false;
-      call.on("data", (res: ReceiveResponse) => {
+      call.on("data", (res: ReceiveBatch) => {
         if (this.#call !== call) return;
         if (res.subscribed !== undefined) wasSubscribed = true;
         this.#onResponse(res);
@@ -397,7 +393,7 @@ export class Receiver {
     });
   }
 
-  #onResponse(res: ReceiveResponse): void {
+  #onResponse(res: ReceiveBatch): void {
     this.#lastHeard = performance.now();
     if (res.subscribed !== undefined) {
       this.#subscribed = true;
@@ -417,7 +413,7 @@ export class Receiver {
     const now = performance.now();
     let adopted = false;
     for (const d of res.deliveries) {
-      const seq = fromUint64(d.seq);
+      const seq = d.seq;
       const existing = this.#leases.get(seq);
       if (existing?.orphan) {
         // Redelivered to us while still held from an earlier stream: keep the copy in hand.
@@ -444,7 +440,7 @@ export class Receiver {
           attributes: d.attributes,
           orderingKey: d.orderingKey,
           messageId: d.messageId,
-          publishTime: fromTimestamp(d.publishTime),
+          publishTime: new Date(d.publishTimeMs),
           attempt: d.attempt,
           traceId: d.traceId,
           priority: fromWirePriority(d.priority),

@@ -1,8 +1,7 @@
 import { type Attributes, context } from "@opentelemetry/api";
 import { NerveBusError, StatusCode } from "./errors.js";
 import { Fifo } from "./fifo.js";
-import type { SubscriberService } from "./gen/nervebus/v1/subscriber_pb.js";
-import type { ServiceClient } from "./grpc-adapter.js";
+import type { SubscriberClient } from "./receive-codec.js";
 import type { ReceivedMessage } from "./received-message.js";
 import { RECEIVE_DEFAULTS, type ReceiveOptions, Receiver } from "./receiver.js";
 import type { Route } from "./route.js";
@@ -37,8 +36,6 @@ export interface SubscriberOptions extends ReceiveOptions {
  * the window), the same in the Go and Python clients (docs/clients.md).
  */
 export const SUBSCRIBER_DEFAULTS = { nackDelayMs: 1000, closeTimeoutMs: 30_000 } as const;
-
-type SubscriberClient = ServiceClient<(typeof SubscriberService)["method"]>;
 
 /**
  * Runs an async handler for each message of a subscription, at most `concurrency` at a time
