@@ -16,6 +16,7 @@ import {
 } from "./publisher.js";
 import { createSubscriberClient, type SubscriberClient } from "./receive-codec.js";
 import { fixedRoute, type Route } from "./route.js";
+import { encodeSendPackRequest } from "./send-pack-codec.js";
 import { StreamPublisher, type StreamPublisherOptions } from "./stream-publisher.js";
 import { type MessageHandler, Subscriber, type SubscriberOptions } from "./subscriber.js";
 
@@ -237,7 +238,9 @@ function connection(
   // Every service runs on the one channel; its credentials are the ones that count.
   const shared: grpc.ClientOptions = { channelOverride: channel, interceptors };
   return {
-    publisher: createClient(PublisherService, address, undefined, shared),
+    publisher: createClient(PublisherService, address, undefined, shared, {
+      requestSerializers: { sendPack: encodeSendPackRequest },
+    }),
     subscriber: createSubscriberClient(address, shared),
     close: () => channel.close(),
   };

@@ -62,6 +62,8 @@ export interface ServiceCodecs {
   readonly serializer?: SerializerFactory;
   /** Request decoders by method local name, used instead of protobuf-es for those methods. */
   readonly requestDecoders?: Readonly<Record<string, ((buf: Buffer) => unknown) | undefined>>;
+  /** Request encoders by method local name, used instead of `serializer` for those methods. */
+  readonly requestSerializers?: Readonly<Record<string, ((msg: never) => Buffer) | undefined>>;
   /** Response decoders by method local name, used instead of protobuf-es for those methods. */
   readonly responseDecoders?: Readonly<Record<string, ((buf: Buffer) => unknown) | undefined>>;
 }
@@ -75,7 +77,7 @@ export function serviceDefinition(service: DescService, codecs: ServiceCodecs = 
       path: `/${service.typeName}/${m.name}`,
       requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
       responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
-      requestSerialize: serializer(m.input),
+      requestSerialize: codecs.requestSerializers?.[m.localName] ?? serializer(m.input),
       requestDeserialize: codecs.requestDecoders?.[m.localName] ?? protobufDeserializer(m.input),
       responseSerialize: serializer(m.output),
       responseDeserialize: codecs.responseDecoders?.[m.localName] ?? protobufDeserializer(m.output),
