@@ -187,6 +187,7 @@ func (r *PublishResult) Get(ctx context.Context) (Receipt, error) {
 type Publisher struct {
 	client *Client
 	topic  string
+	spans  spanTemplate // of its producer spans
 	cfg    PublisherConfig
 	flow   *flowController
 
@@ -233,6 +234,7 @@ func (c *Client) Publisher(topic string, cfg *PublisherConfig) *Publisher {
 	return &Publisher{
 		client: c,
 		topic:  topic,
+		spans:  c.tracing.publishTemplate(topic),
 		cfg:    conf,
 		flow:   newFlowController(conf.MaxOutstandingMessages, conf.MaxOutstandingBytes),
 		keys:   map[string]*keyQueue{},
@@ -260,7 +262,7 @@ func (p *Publisher) Publish(ctx context.Context, msg *Message) *PublishResult {
 	if id == "" {
 		id = rand.Text()
 	}
-	span := p.client.tracing.startPublish(ctx, p.topic, msg, attrs, id)
+	span := p.client.tracing.startPublish(ctx, p.spans, msg, attrs, id)
 	o := &outgoing{msg: msg.toProto(attrs, id), result: r, span: span}
 	o.size = wireSize(msg.Data, attrs, msg.OrderingKey, id)
 

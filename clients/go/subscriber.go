@@ -120,6 +120,7 @@ type Subscriber struct {
 	client       *Client
 	topic        string
 	subscription string
+	spans        spanTemplate // of its consumer spans
 	cfg          SubscriberConfig
 	running      atomic.Bool
 }
@@ -133,7 +134,13 @@ func (c *Client) Subscriber(topic, subscription string, cfg *SubscriberConfig) *
 	if cfg != nil {
 		conf = *cfg
 	}
-	return &Subscriber{client: c, topic: topic, subscription: subscription, cfg: conf.withDefaults()}
+	return &Subscriber{
+		client:       c,
+		topic:        topic,
+		subscription: subscription,
+		spans:        c.tracing.processTemplate(topic, subscription),
+		cfg:          conf.withDefaults(),
+	}
 }
 
 // Topic returns the subscriber's topic.
@@ -594,7 +601,7 @@ func (s *session) startLocked(l *lease) {
 
 func (s *session) handle(l *lease) {
 	defer s.handlers.Done()
-	ctx, span := s.sub.client.tracing.startProcess(s.handlerCtx, s.sub.topic, s.sub.subscription, l.msg)
+	ctx, span := s.sub.client.tracing.startProcess(s.handlerCtx, s.sub.spans, l.msg)
 	func() {
 		defer func() {
 			s.mu.Lock()

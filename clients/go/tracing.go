@@ -69,27 +69,62 @@ func (c attributesCarrier) Keys() []string {
 	return keys
 }
 
-// startPublish starts the producer span of one message and writes its context into attrs (a
-// copy the publisher owns). The span's parent is the span in ctx; when ctx has none, a trace
-// context already in the message's attributes is continued instead.
-func (t tracing) startPublish(ctx context.Context, topic string, m *Message, attrs map[string]string, id string) trace.Span {
-	if !trace.SpanContextFromContext(ctx).IsValid() && attrs["traceparent"] != "" {
-		ctx = t.propagator.Extract(ctx, attributesCarrier(attrs))
-	}
+// spanTemplate is what the spans of one publisher or subscriber share: their name and start
+// options (the kind and the attributes that are the same for every message), made once. A
+// span's per-message attributes are added only when it records: with no SDK registered, every
+// attribute built per message was garbage, and the handler goroutine's stack grew to hold them
+// (a quarter of a subscriber's CPU, scripts/bench.sh).
+type spanTemplate struct {
+	name string
+	opts []trace.SpanStartOption
+}
+
+// publishTemplate is the template of a topic's producer spans.
+func (t tracing) publishTemplate(topic string) spanTemplate {
 	kv := []attribute.KeyValue{
 		messagingSystem,
 		semconv.MessagingDestinationName(topic),
 		semconv.MessagingOperationTypeSend,
 		semconv.MessagingOperationName("publish"),
-		semconv.MessagingMessageID(id),
-		semconv.MessagingMessageBodySize(len(m.Data)),
-	}
-	if m.OrderingKey != "" {
-		kv = append(kv, AttrOrderingKey.String(m.OrderingKey))
 	}
 	kv = append(kv, t.server...)
-	ctx, span := t.tracer.Start(ctx, "publish "+topic,
-		trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(kv...))
+	return spanTemplate{
+		name: "publish " + topic,
+		opts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(kv...)},
+	}
+}
+
+// processTemplate is the template of a subscription's consumer spans.
+func (t tracing) processTemplate(topic, subscription string) spanTemplate {
+	kv := []attribute.KeyValue{
+		messagingSystem,
+		semconv.MessagingDestinationName(topic),
+		semconv.MessagingDestinationSubscriptionName(subscription),
+		semconv.MessagingConsumerGroupName(subscription),
+		semconv.MessagingOperationTypeProcess,
+		semconv.MessagingOperationName("process"),
+	}
+	kv = append(kv, t.server...)
+	return spanTemplate{
+		name: "process " + topic,
+		opts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(kv...)},
+	}
+}
+
+// startPublish starts the producer span of one message and writes its context into attrs (a
+// copy the publisher owns). The span's parent is the span in ctx; when ctx has none, a trace
+// context already in the message's attributes is continued instead.
+func (t tracing) startPublish(ctx context.Context, tmpl spanTemplate, m *Message, attrs map[string]string, id string) trace.Span {
+	if !trace.SpanContextFromContext(ctx).IsValid() && attrs["traceparent"] != "" {
+		ctx = t.propagator.Extract(ctx, attributesCarrier(attrs))
+	}
+	ctx, span := t.tracer.Start(ctx, tmpl.name, tmpl.opts...)
+	if span.IsRecording() {
+		span.SetAttributes(semconv.MessagingMessageID(id), semconv.MessagingMessageBodySize(len(m.Data)))
+		if m.OrderingKey != "" {
+			span.SetAttributes(AttrOrderingKey.String(m.OrderingKey))
+		}
+	}
 	// Replace any stale context in the attributes by the publish span's.
 	delete(attrs, "traceparent")
 	delete(attrs, "tracestate")
@@ -113,28 +148,23 @@ func endPublish(span trace.Span, r Receipt, err error) {
 
 // startProcess starts the consumer span of one delivered message as a child of the producer
 // context found in its attributes (or of the span in ctx when the attributes carry none).
-func (t tracing) startProcess(ctx context.Context, topic, subscription string, m *Message) (context.Context, trace.Span) {
+func (t tracing) startProcess(ctx context.Context, tmpl spanTemplate, m *Message) (context.Context, trace.Span) {
 	parent := t.propagator.Extract(ctx, attributesCarrier(m.Attributes))
-	kv := []attribute.KeyValue{
-		messagingSystem,
-		semconv.MessagingDestinationName(topic),
-		semconv.MessagingDestinationSubscriptionName(subscription),
-		semconv.MessagingConsumerGroupName(subscription),
-		semconv.MessagingOperationTypeProcess,
-		semconv.MessagingOperationName("process"),
-		semconv.MessagingMessageBodySize(len(m.Data)),
-		AttrSeq.Int64(int64(m.Seq)),
-		AttrAttempt.Int(m.Attempt),
+	ctx, span := t.tracer.Start(parent, tmpl.name, tmpl.opts...)
+	if span.IsRecording() {
+		span.SetAttributes(
+			semconv.MessagingMessageBodySize(len(m.Data)),
+			AttrSeq.Int64(int64(m.Seq)),
+			AttrAttempt.Int(m.Attempt),
+		)
+		if m.ID != "" {
+			span.SetAttributes(semconv.MessagingMessageID(m.ID))
+		}
+		if m.OrderingKey != "" {
+			span.SetAttributes(AttrOrderingKey.String(m.OrderingKey))
+		}
 	}
-	if m.ID != "" {
-		kv = append(kv, semconv.MessagingMessageID(m.ID))
-	}
-	if m.OrderingKey != "" {
-		kv = append(kv, AttrOrderingKey.String(m.OrderingKey))
-	}
-	kv = append(kv, t.server...)
-	return t.tracer.Start(parent, "process "+topic,
-		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(kv...))
+	return ctx, span
 }
 
 // settlementName names a settlement for the process span.

@@ -2,6 +2,7 @@ package nervebus_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,4 +160,72 @@ func TestTracingRootAndDisabled(t *testing.T) {
 		t.Fatalf("broker-assigned trace id %q", rc2.TraceID)
 	}
 	_ = pub2.Close(ctx)
+}
+
+// recordingSampler samples every span and keeps the attributes each one had at its start.
+type recordingSampler struct {
+	mu    sync.Mutex
+	start map[string][]attribute.KeyValue // by span name
+}
+
+func (s *recordingSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.start[p.Name] = append([]attribute.KeyValue(nil), p.Attributes...)
+	return sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample}
+}
+
+func (s *recordingSampler) Description() string { return "recording" }
+
+// A sampler decides at a span's start: it must see what names the destination and the
+// operation then. Per-message attributes are added once the span records.
+func TestTracingSamplerSeesDestinationAtStart(t *testing.T) {
+	t.Parallel()
+	b := testbroker.Start(t)
+	sampler := &recordingSampler{start: map[string][]attribute.KeyValue{}}
+	exporter := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exporter), sdktrace.WithSampler(sampler))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	ctx := testContext(t, 30*time.Second)
+	c := newClient(t, b, nervebus.WithTracerProvider(tp))
+	topic := topicName(t)
+	pub := c.Publisher(topic, nil)
+	if _, err := pub.Publish(ctx, &nervebus.Message{Data: []byte("x")}).Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = pub.Close(ctx)
+	rctx, stop := context.WithCancel(ctx)
+	err := c.Subscriber(topic, "s", &nervebus.SubscriberConfig{Start: nervebus.StartEarliest()}).
+		Receive(rctx, func(_ context.Context, m *nervebus.Message) { m.Ack(); stop() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sampler.mu.Lock()
+	defer sampler.mu.Unlock()
+	for name, want := range map[string]map[attribute.Key]string{
+		"publish " + topic: {"messaging.system": "nervebus", "messaging.destination.name": topic, "messaging.operation.type": "send"},
+		"process " + topic: {"messaging.system": "nervebus", "messaging.destination.name": topic, "messaging.destination.subscription.name": "s", "messaging.operation.type": "process"},
+	} {
+		seen, ok := sampler.start[name]
+		if !ok {
+			t.Fatalf("the sampler saw no span %q (saw %v)", name, sampler.start)
+		}
+		for key, value := range want {
+			found := ""
+			for _, kv := range seen {
+				if kv.Key == key {
+					found = kv.Value.Emit()
+				}
+			}
+			if found != value {
+				t.Errorf("span %q at start: %s = %q, want %q", name, key, found, value)
+			}
+		}
+	}
+	// The per-message attributes are on the recorded spans.
+	for _, s := range exporter.GetSpans().Snapshots() {
+		if spanAttr(s, "messaging.message.id") == "" || spanAttr(s, "messaging.message.body.size") != "1" {
+			t.Errorf("span %q: message id %q, body size %q", s.Name(), spanAttr(s, "messaging.message.id"), spanAttr(s, "messaging.message.body.size"))
+		}
+	}
 }

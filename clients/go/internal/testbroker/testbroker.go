@@ -57,6 +57,16 @@ func Start(t testing.TB, flags ...string) *Broker {
 // Dir is the broker's data directory.
 func (b *Broker) Dir() string { return b.dir }
 
+// Pid is the running broker process's id (0 while it is stopped).
+func (b *Broker) Pid() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd == nil || b.cmd.Process == nil {
+		return 0
+	}
+	return b.cmd.Process.Pid
+}
+
 // Restart stops the broker (SIGTERM) and starts it again on the same address and store.
 func (b *Broker) Restart() {
 	b.t.Helper()
