@@ -49,7 +49,7 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
     "",
     `Run ${results.startedAt}, ${results.durationSec.toFixed(0)} s in all: \`${results.command}\`. Broker source: ${results.source}.`,
     "",
-    `Machine: ${m.nproc} CPUs (${m.cpu}), ${m.memoryGiB.toFixed(1)} GiB RAM, ${m.platform}, Node ${m.node}, MariaDB ${m.mariadb}, SQLite ${m.sqlite}. Broker, load generator and database share these CPUs.${m.fsync ? ` A 4 KiB write + fdatasync in the stores' temp directory takes ${fmtMs(m.fsync.p50Ms)} ms (p50), ${fmtMs(m.fsync.p99Ms)} ms (p99), ${fmtMs(m.fsync.maxMs)} ms (max).` : ""}`,
+    `Machine: ${m.nproc} CPUs (${m.cpu}), ${m.memoryGiB.toFixed(1)} GiB RAM, ${m.platform}, Node ${m.node}, MariaDB ${m.mariadb}, SQLite ${m.sqlite}. Broker, load generator and database share these CPUs.${m.loadGeneratorHeapGrowth ? ` The load generator runs with ${m.loadGeneratorHeapGrowth}.` : ""}${m.fsync ? ` A 4 KiB write + fdatasync in the stores' temp directory takes ${fmtMs(m.fsync.p50Ms)} ms (p50), ${fmtMs(m.fsync.p99Ms)} ms (p99), ${fmtMs(m.fsync.maxMs)} ms (max).` : ""}`,
     "",
     cpuNote(results),
     "",

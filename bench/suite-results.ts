@@ -92,6 +92,8 @@ export interface SuiteResults {
     /** Latency of a 4 KiB write + fdatasync in the temp directory the stores use. */
     fsync: { p50Ms: number; p99Ms: number; maxMs: number } | undefined;
     platform: string;
+    /** The load generator's (this process's) V8 heap growth (lib/load-generator.ts). */
+    loadGeneratorHeapGrowth?: string;
   };
   options: Record<string, string | boolean>;
   /** 1, 5 and 15 minute load averages when the suite started and ended. */

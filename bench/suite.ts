@@ -1,4 +1,5 @@
 import { relative } from "node:path";
+import { paceLoadGenerator } from "./lib/load-generator.js";
 import { clusterPhase } from "./phases/cluster.js";
 import { drainPhase } from "./phases/drain.js";
 import { e2ePhase } from "./phases/e2e.js";
@@ -49,7 +50,9 @@ async function main(): Promise<number> {
     process.stdout.write(usage());
     return 0;
   }
+  const heapGrowth = paceLoadGenerator();
   const suite = new SuiteContext(opt, args);
+  suite.results.machine.loadGeneratorHeapGrowth = heapGrowth;
   try {
     for (let repeat = 1; repeat <= suite.repeat; repeat++) {
       suite.startRepeat(repeat);

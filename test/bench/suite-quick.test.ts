@@ -26,6 +26,8 @@ test("--quick --stores sqlite --repeat 2 writes every phase, figure summary and 
     });
     const r = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as SuiteResults;
     assert.equal(r.repeat, 2);
+    // The load generator's heap growth (node was started without one) is the broker's own.
+    assert.equal(r.machine.loadGeneratorHeapGrowth, "--heap-growing-percent=200 (the broker's own)");
     assert.deepEqual(
       r.stores.map((st) => [st.store, st.repeat]),
       [
