@@ -191,7 +191,15 @@ function readDelivery(buf: Buffer, pos: number, end: number): WireDelivery {
           value = buf.toString("utf8", lenEnd, p);
         } else p = skipField(buf, p, entryEnd, t & 7, t >>> 3);
       }
-      attributes[key] = value;
+      // "__proto__" as a plain assignment would set the object's prototype, not a key.
+      if (key === "__proto__")
+        Object.defineProperty(attributes, key, {
+          value,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      else attributes[key] = value;
       pos = entryEnd;
     } else if (field === 4 && wire === WIRE_LEN) {
       pos = readLength(buf, pos, end);

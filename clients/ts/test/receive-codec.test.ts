@@ -147,6 +147,13 @@ test("Receive responses read by hand are what protobuf-es reads, field by field"
     lenField(4, toBinary(HeartbeatSchema, create(HeartbeatSchema, { floor: 1300n }))),
   ]);
   sameAsProtobufEs(crafted, "crafted");
+  // A key that a plain assignment would take for the object's prototype.
+  const proto = lenField(
+    2,
+    lenField(3, Buffer.concat([lenField(1, Buffer.from("__proto__")), lenField(2, Buffer.from("p"))])),
+  );
+  sameAsProtobufEs(proto, "__proto__ key");
+  assert.deepEqual(Object.keys(decodeReceiveResponse(proto).deliveries[0]!.attributes), ["__proto__"]);
   assert.equal(decodeReceiveResponse(crafted).deliveries[0]!.attributes.k, "second");
 
   // Every truncation of a whole response: read alike, or refused by both.
