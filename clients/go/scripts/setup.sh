@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the Go client needs to generate code and run its tests: the protoc plugins (and
-# grpcurl, for the broker's reflection test) at pinned versions into /work/main/.tools/bin (GOBIN, gitignored), then the module's
+# grpcurl, for the broker's reflection test) at pinned versions into .tools/bin at the repository root (GOBIN, gitignored), then the module's
 # dependencies. Idempotent: a plugin is installed only when missing or at another version.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the Python protobuf and gRPC modules of /work/main/proto into
+# Regenerates the Python protobuf and gRPC modules of the repository's proto/ into
 # src/nervebus/gen/nervebus/v1/ (*_pb2.py, *_pb2.pyi stubs, *_pb2_grpc.py). The output is
 # committed and must be deterministic: CI regenerates and fails on any difference.
 #

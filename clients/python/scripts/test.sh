@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Python client's checks: set-up when needed (scripts/setup.sh), a broker build when
-# /work/main/dist is missing, ruff and mypy, then pytest against real brokers the tests start on
+# the repository's dist/ is missing, ruff and mypy, then pytest against real brokers the tests start on
 # 127.0.0.1. Exits non-zero on any failure; pytest's summary line is the last line printed.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
