@@ -1,5 +1,5 @@
 import { setFlagsFromString } from "node:v8";
-import { growthGivenIn, ROOMY_GROWING_PERCENT } from "../../src/cli/heap-growth.js";
+import { growthArgIn, ROOMY_GROWING_PERCENT } from "../../src/cli/heap-growth.js";
 
 /**
  * Gives this process (the load generator: publishers, subscribers and the raw drivers' clients
@@ -11,8 +11,8 @@ import { growthGivenIn, ROOMY_GROWING_PERCENT } from "../../src/cli/heap-growth.
  * shares with the broker (BENCHMARKS.md, eleventh session). Returns what the results record.
  */
 export function paceLoadGenerator(execArgv: readonly string[] = process.execArgv): string {
-  const given = execArgv.find((a) => /^--heap[-_]growing[-_]percent(=|$)/.test(a));
-  if (growthGivenIn(execArgv)) return `node's ${given}`;
+  const given = growthArgIn(execArgv);
+  if (given !== undefined) return `node's ${given}`;
   setFlagsFromString(`--heap-growing-percent=${ROOMY_GROWING_PERCENT}`);
   return `--heap-growing-percent=${ROOMY_GROWING_PERCENT} (the broker's own)`;
 }

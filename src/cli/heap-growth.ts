@@ -39,9 +39,14 @@ export function growingPercentFor(rssBytes: number, heapUsedBytes: number, ceili
   return percent < 100 ? 0 : Math.min(percent, ROOMY_GROWING_PERCENT);
 }
 
+/** The `--heap-growing-percent` argument Node was started with, if any. */
+export function growthArgIn(execArgv: readonly string[]): string | undefined {
+  return execArgv.find((a) => /^--heap[-_]growing[-_]percent(=|$)/.test(a));
+}
+
 /** Whether Node was started with its own `--heap-growing-percent` (then it is left alone). */
 export function growthGivenIn(execArgv: readonly string[]): boolean {
-  return execArgv.some((a) => /^--heap[-_]growing[-_]percent(=|$)/.test(a));
+  return growthArgIn(execArgv) !== undefined;
 }
 
 /**
