@@ -52,8 +52,8 @@ function secondsNanos(t: Timestamp | Duration): Buffer {
 interface Sized {
   readonly m: Message;
   readonly size: number;
-  readonly keys: Buffer[];
-  readonly values: Buffer[];
+  /** UTF-8 lengths of each attribute's key and value, in the attributes' own order. */
+  readonly attributeLengths: number[];
   readonly orderingKey: number;
   readonly messageId: number;
   readonly deliverAt: Buffer | undefined;
@@ -63,14 +63,12 @@ interface Sized {
 function measure(m: Message): Sized {
   let size = 0;
   if (m.data.length > 0) size += 1 + varintSize(m.data.length) + m.data.length;
-  const keys: Buffer[] = [];
-  const values: Buffer[] = [];
+  const attributeLengths: number[] = [];
   for (const key in m.attributes) {
-    const k = Buffer.from(key);
-    const v = Buffer.from(m.attributes[key]!);
-    keys.push(k);
-    values.push(v);
-    const entry = 1 + varintSize(k.length) + k.length + 1 + varintSize(v.length) + v.length;
+    const k = Buffer.byteLength(key);
+    const v = Buffer.byteLength(m.attributes[key]!);
+    attributeLengths.push(k, v);
+    const entry = 1 + varintSize(k) + k + 1 + varintSize(v) + v;
     size += 1 + varintSize(entry) + entry;
   }
   const orderingKey = Buffer.byteLength(m.orderingKey);
@@ -82,7 +80,7 @@ function measure(m: Message): Sized {
   const delay = m.delay === undefined ? undefined : secondsNanos(m.delay);
   if (delay !== undefined) size += 1 + varintSize(delay.length) + delay.length;
   if (m.priority !== 0) size += 1 + (m.priority < 0 ? 10 : varintSize(m.priority));
-  return { m, size, keys, values, orderingKey, messageId, deliverAt, delay };
+  return { m, size, attributeLengths, orderingKey, messageId, deliverAt, delay };
 }
 
 function writeBytes(out: Buffer, pos: number, tag: number, bytes: Uint8Array): number {
@@ -101,13 +99,15 @@ function writeString(out: Buffer, pos: number, tag: number, s: string, length: n
 function writeMessage(out: Buffer, pos: number, s: Sized): number {
   const { m } = s;
   if (m.data.length > 0) pos = writeBytes(out, pos, (1 << 3) | 2, m.data);
-  for (let i = 0; i < s.keys.length; i++) {
-    const k = s.keys[i]!;
-    const v = s.values[i]!;
+  // The attributes in the order measure() saw them (an object's key order does not change).
+  let i = 0;
+  for (const key in m.attributes) {
+    const k = s.attributeLengths[i++]!;
+    const v = s.attributeLengths[i++]!;
     out[pos++] = (2 << 3) | 2;
-    pos = writeVarint(out, pos, 1 + varintSize(k.length) + k.length + 1 + varintSize(v.length) + v.length);
-    pos = writeBytes(out, pos, (1 << 3) | 2, k);
-    pos = writeBytes(out, pos, (2 << 3) | 2, v);
+    pos = writeVarint(out, pos, 1 + varintSize(k) + k + 1 + varintSize(v) + v);
+    pos = writeString(out, pos, (1 << 3) | 2, key, k);
+    pos = writeString(out, pos, (2 << 3) | 2, m.attributes[key]!, v);
   }
   if (s.orderingKey > 0) pos = writeString(out, pos, (3 << 3) | 2, m.orderingKey, s.orderingKey);
   if (s.messageId > 0) pos = writeString(out, pos, (4 << 3) | 2, m.messageId, s.messageId);
