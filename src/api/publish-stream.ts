@@ -259,6 +259,9 @@ class PublishStream {
     if (this.#congested) return;
     const batches = this.#queue.splice(0);
     const pack = joinPacks(batches.map((b) => b.pack));
+    // Joined, the batches' payloads are copies the append does not read: their requests can go
+    // now rather than at the confirm (the batches are kept for it).
+    if (batches.length > 1) for (const b of batches) b.pack.releasePayloads();
     this.#appending = true;
     const started = performance.now();
     const { telemetry } = this.options;

@@ -290,6 +290,9 @@ export class Topic {
       firstSeq = this.#tracker.assign(count);
       lastSeq = firstSeq + count - 1;
       const run = buildRun(pack, fresh, firstSeq, this.#publishTime(now), scheduleIds);
+      // The run holds copies of the payloads: the request they were read from can go before
+      // the confirm does (the caller keeps the pack until then).
+      pack.releasePayloads();
       this.cache.appendRun(run);
       let sentBytes = 0;
       for (let k = 0; k < count; k++) {

@@ -68,6 +68,9 @@ export interface PackExtras {
   readonly badPriority?: { readonly index: number; readonly value: number } | undefined;
 }
 
+/** What a pack's `src` becomes once its payloads are released. */
+const EMPTY = Buffer.alloc(0);
+
 export class Pack extends PackColumns {
   /** Final deliver-at times (ms since epoch, 0 = now), once resolved; undefined when none is delayed. */
   deliverAt: Float64Array | undefined;
@@ -77,10 +80,13 @@ export class Pack extends PackColumns {
   readonly reservedKey: { readonly index: number; readonly key: string } | undefined;
   readonly badPriority: { readonly index: number; readonly value: number } | undefined;
 
+  /** Whether releasePayloads let go of `src`. */
+  #released = false;
+
   constructor(
     readonly count: number,
-    /** Holds every payload (see dataStart, dataEnd). */
-    readonly src: Buffer,
+    /** Holds every payload (see dataStart, dataEnd), until releasePayloads. */
+    public src: Buffer,
     /** Holds every message's stored metadata (see metaStart, metaEnd). */
     readonly meta: Buffer,
     columns: PackColumns,
@@ -113,8 +119,21 @@ export class Pack extends PackColumns {
     return this.meta.toString("latin1", end - 32, end);
   }
 
+  /**
+   * Lets go of the bytes the payloads are read from (for a pack read by readSendPack, the
+   * whole request), once they are copied into a run. A pack is held until its confirm: without
+   * this, every pack waiting for its commit held its request as well as its run, a second
+   * copy of its payloads that outlived young-generation collections and cost old-generation
+   * ones. Columns, metadata, ids and trace ids stay; a payload can no longer be read.
+   */
+  releasePayloads(): void {
+    this.src = EMPTY;
+    this.#released = true;
+  }
+
   /** Message `i` decoded (slow paths only). */
   message(i: number): PackMessage {
+    if (this.#released) throw new RangeError("the pack's payloads were released once its run was built");
     const m = decodeMeta(this.meta.subarray(this.metaStart[i]!, this.metaEnd[i]!));
     return {
       data: this.src.subarray(this.dataStart[i]!, this.dataEnd[i]!),
