@@ -161,16 +161,17 @@ export function renderMarkdown(results: SuiteResults, rel: (path: string) => str
   out.push(
     ...section(
       "End-to-end latency",
-      "store | target msg/s: | sent msg/s: | tick ms: | p50 ms: | p99 ms: | p999 ms: | max ms: | confirm p50 ms: | confirm p99 ms: | raw commit p50 ms: | raw commit p99 ms: | raw fenced run p99 ms: | broker µs/msg: | db µs/msg: | loadgen µs/msg: | undelivered: | errors",
+      "store | target msg/s: | sent msg/s: | tick ms: | p50 ms: | p99 ms: | p999 ms: | max ms: | confirm p50 ms: | confirm p99 ms: | raw commit p50 ms: | raw commit p99 ms: | raw fenced run p99 ms: | broker µs/msg: | db µs/msg: | loadgen µs/msg: | event-loop delays > 25 (> 100) ms: | store calls > 25 (> 100) ms: | loadgen event-loop delays > 25 (> 100) ms: | I/O full stall ms: | undelivered: | errors",
       "One publisher at a fixed rate (a pack every tick with the messages due, each payload stamped with the send time) and one subscriber keeping up and acking; latency = delivery time − stamp, same process clock.",
       "The raw columns are the ceiling: the same rows written straight through the driver at the same rate and tick, 4 shards, one batch in flight (latency = commit − the time the row fell due). Raw fenced run (MySQL): the broker's write shape through the driver: each tick one run row in one shard, in a transaction of START, fence UPDATE, INSERT, COMMIT.",
+      "What held the broker up during the measured window, from its /metrics at the window's start and end: event-loop delays (nervebus_event_loop_delay_seconds: its thread busy or paused, a timer due every 20 ms late by that much) and store statements (nervebus_store_seconds) over 25 and over 100 ms. A stall with slow store calls and no loop delay is the disk or the database; one with loop delays is the broker's own thread. The load generator's own event-loop delays (sampled the same way in its process) stamp deliveries late as well. I/O full stall: the time Linux saw every runnable task of the machine waiting for the disk (/proc/pressure/io) in the window.",
     ),
   );
   for (const st of results.stores) {
     for (const e of st.e2e) {
       const raw = st.rawLatency.find((x) => x.rate === e.targetRate);
       out.push(
-        `| ${name(st)} | ${fmtInt(e.targetRate)} | ${fmtInt(e.achievedRate)} | ${e.tickMs} | ${fmtMs(e.latencyMs.p50)} | ${fmtMs(e.latencyMs.p99)} | ${fmtMs(e.latencyMs.p999)} | ${fmtMs(e.latencyMs.max)} | ${fmtMs(e.confirmLatencyMs.p50)} | ${fmtMs(e.confirmLatencyMs.p99)} | ${raw ? fmtMs(raw.latencyMs.p50) : "–"} | ${raw ? fmtMs(raw.latencyMs.p99) : "–"} | ${raw?.fencedLatencyMs ? fmtMs(raw.fencedLatencyMs.p99) : "–"} | ${cpuCols(e.cpuMicrosPerMessage)} | ${e.undelivered} | ${errorsText(e.errors)}${e.error ? `; stream: ${e.error}` : ""} |`,
+        `| ${name(st)} | ${fmtInt(e.targetRate)} | ${fmtInt(e.achievedRate)} | ${e.tickMs} | ${fmtMs(e.latencyMs.p50)} | ${fmtMs(e.latencyMs.p99)} | ${fmtMs(e.latencyMs.p999)} | ${fmtMs(e.latencyMs.max)} | ${fmtMs(e.confirmLatencyMs.p50)} | ${fmtMs(e.confirmLatencyMs.p99)} | ${raw ? fmtMs(raw.latencyMs.p50) : "–"} | ${raw ? fmtMs(raw.latencyMs.p99) : "–"} | ${raw?.fencedLatencyMs ? fmtMs(raw.fencedLatencyMs.p99) : "–"} | ${cpuCols(e.cpuMicrosPerMessage)} | ${e.stalls ? `${e.stalls.loopOver25ms} (${e.stalls.loopOver100ms})` : "–"} | ${e.stalls ? `${e.stalls.storeOver25ms} (${e.stalls.storeOver100ms})` : "–"} | ${e.stalls ? `${e.stalls.loadgenOver25ms} (${e.stalls.loadgenOver100ms})` : "–"} | ${e.stalls?.ioFullStallMs?.toFixed(0) ?? "–"} | ${e.undelivered} | ${errorsText(e.errors)}${e.error ? `; stream: ${e.error}` : ""} |`,
       );
     }
   }

@@ -1,5 +1,12 @@
 import type * as grpc from "@grpc/grpc-js";
 import type { BrokerProcess } from "./lib/broker.js";
+import {
+  ioFullStallMicros,
+  LoopDelayCounter,
+  type Stalls,
+  scrapeMetrics,
+  stallsBetween,
+} from "./lib/broker-metrics.js";
 import { CpuPerMessage } from "./lib/cpu.js";
 import { fmtInt, fmtMs, now, type Percentiles, percentiles, progress, Samples, sleep } from "./lib/stats.js";
 import {
@@ -357,6 +364,8 @@ export interface E2EResult {
   readonly error: string | undefined;
   /** CPU microseconds per message, per process, over the measured window. */
   readonly cpuMicrosPerMessage: Record<string, number>;
+  /** What held the broker up in the measured window (its /metrics); absent without an HTTP port. */
+  readonly stalls?: Stalls | undefined;
 }
 
 export async function runE2E(
@@ -365,6 +374,7 @@ export async function runE2E(
   o: E2EOptions,
   label: string,
   pids: Pids = {},
+  metricsAddress?: string,
 ): Promise<E2EResult> {
   const latencies = new Samples();
   const confirms = new Samples();
@@ -396,16 +406,30 @@ export async function runE2E(
   let sentAtStart = 0;
   let sentAtEnd = 0;
   let stopped = false;
+  // The broker's histograms at the measured window's start and end.
+  let metricsAtStart: Promise<string | undefined> = Promise.resolve(undefined);
+  let metricsAtEnd: Promise<string | undefined> = Promise.resolve(undefined);
+  let ownLoop: LoopDelayCounter | undefined;
+  const ioFull: { before: number | undefined; after: number | undefined } = {
+    before: undefined,
+    after: undefined,
+  };
   const stopCpu = () => {
     if (stopped) return;
     stopped = true;
     cpu.stop();
+    ownLoop?.stop();
+    ioFull.after = ioFullStallMicros();
     sentAtEnd = sent;
+    metricsAtEnd = scrapeMetrics(metricsAddress);
   };
   const cpuTimers = [
     setTimeout(() => {
       cpu.start();
       sentAtStart = sent;
+      metricsAtStart = scrapeMetrics(metricsAddress);
+      ownLoop = new LoopDelayCounter();
+      ioFull.before = ioFullStallMicros();
     }, o.warmupMs),
     setTimeout(stopCpu, o.warmupMs + o.durationMs),
   ];
@@ -450,6 +474,12 @@ export async function runE2E(
     errors,
     error: sub.error,
     cpuMicrosPerMessage: cpu.perMessage(sentAtEnd - sentAtStart),
+    stalls: stallsBetween(
+      await metricsAtStart,
+      await metricsAtEnd,
+      ownLoop ?? { over25ms: 0, over100ms: 0 },
+      ioFull,
+    ),
   };
   progress.done(
     `${label}: p50 ${fmtMs(result.latencyMs.p50)} ms, p99 ${fmtMs(result.latencyMs.p99)} ms, p999 ${fmtMs(result.latencyMs.p999)} ms`,

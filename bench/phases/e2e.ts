@@ -23,6 +23,7 @@ export async function e2ePhase(ctx: PhaseContext): Promise<void> {
             },
             `[${store}] e2e ${rate} msg/s`,
             ctx.pidsOf(b),
+            b.httpAddress,
           ),
         );
       }

@@ -10,6 +10,7 @@ import type {
   SpaceState,
   SubscriptionGauge,
 } from "../core/index.js";
+import { sampleEventLoopDelay, TICK_MS } from "./event-loop-delay.js";
 
 /** Latency buckets in seconds: 0.5 ms to 30 s. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -29,6 +30,7 @@ const HELP = {
   nervebus_store_batch_rows: "Rows per store statement, by operation",
   nervebus_store_seconds: "Store statement latency, by operation",
   nervebus_store_errors: "Failed store calls (retried), by operation",
+  nervebus_event_loop_delay_seconds: `How late the broker's event loop ran a timer due every ${TICK_MS} ms: the time its thread was busy or paused, unable to serve anything`,
   nervebus_subscription_backlog: "Messages published and not acked",
   nervebus_subscription_in_flight: "Messages leased to consumers",
   nervebus_subscription_consumers: "Connected Receive streams",
@@ -117,6 +119,8 @@ export class Metrics {
   readonly storeSeconds: Histogram;
   readonly storeErrors: Counter;
   readonly connectionsRefused: Counter;
+  readonly eventLoopDelay: Histogram;
+  readonly #stopSampling: () => void;
 
   constructor(gauges: GaugeSource) {
     // Served from the broker's own HTTP server (/metrics), not a second port.
@@ -142,6 +146,9 @@ export class Metrics {
     this.storeSeconds = histogram("nervebus_store_seconds", LATENCY_BUCKETS);
     this.storeErrors = counter("nervebus_store_errors");
     this.connectionsRefused = counter("nervebus_connections_refused");
+    this.eventLoopDelay = histogram("nervebus_event_loop_delay_seconds", LATENCY_BUCKETS);
+    const loopDelay = this.eventLoopDelay;
+    this.#stopSampling = sampleEventLoopDelay((seconds) => loopDelay.record(seconds));
     const backlog = gauge("nervebus_subscription_backlog");
     const inFlight = gauge("nervebus_subscription_in_flight");
     const consumers = gauge("nervebus_subscription_consumers");
@@ -243,6 +250,7 @@ export class Metrics {
   }
 
   shutdown(): Promise<void> {
+    this.#stopSampling();
     return this.provider.shutdown();
   }
 }

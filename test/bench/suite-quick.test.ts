@@ -71,6 +71,13 @@ test("--quick --stores sqlite --repeat 2 writes every phase, figure summary and 
         st.e2e.map((e) => e.targetRate),
         [1000, 10_000],
       );
+      // What held the broker up, from its /metrics around each measured window.
+      for (const e of st.e2e) {
+        const s = e.stalls;
+        assert.ok(s !== undefined, `e2e ${e.targetRate}: stalls scraped`);
+        assert.ok(s.loopOver25ms >= s.loopOver100ms && s.loopOver100ms >= 0, JSON.stringify(s));
+        assert.ok(s.storeOver25ms >= s.storeOver100ms && s.storeOver100ms >= 0, JSON.stringify(s));
+      }
       // CPU per message of broker, database (in the broker on SQLite) and load generator.
       for (const p of [...st.noStore, ...st.publish, ...st.drains, ...st.e2e, st.overload])
         assert.deepEqual(Object.keys(p.cpuMicrosPerMessage), ["broker", "db", "loadgen"]);
@@ -93,6 +100,8 @@ test("--quick --stores sqlite --repeat 2 writes every phase, figure summary and 
       "drain 100 B 4 shards: msg/s",
       "drain 1024 B 4 shards: msg/s",
       "e2e 10000 msg/s: undelivered",
+      "e2e 1000 msg/s: event-loop delays > 25 ms",
+      "e2e 1000 msg/s: store calls > 100 ms",
       "overload: max RSS MB",
       "overload: confirmed messages missing",
     ]) {

@@ -71,3 +71,31 @@ test("/metrics exposes publish, latency, backlog, delivery and store figures in 
     await bus.stop();
   }
 });
+
+test("/metrics shows how long the event loop was held: a 150 ms block is one delay over 0.1 s", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nb-loop-"));
+  const bus = await startBroker(`sqlite:${join(dir, "nb.db")}`);
+  const scrape = async () => parse(await (await fetch(`http://${bus.httpAddress}/metrics`)).text());
+  const over100ms = (m: Map<string, number>) =>
+    (find(m, "nervebus_event_loop_delay_seconds_count") ?? 0) -
+    (find(m, "nervebus_event_loop_delay_seconds_bucket", 'le="0.1"') ?? 0);
+  try {
+    await new Promise((r) => setTimeout(r, 100));
+    const before = await scrape();
+    assert.ok((find(before, "nervebus_event_loop_delay_seconds_count") ?? 0) >= 2, "sampled while idle");
+    // The broker runs in this process: holding this thread holds its event loop.
+    const until = performance.now() + 150;
+    while (performance.now() < until) {
+      // busy
+    }
+    await new Promise((r) => setTimeout(r, 60));
+    const after = await scrape();
+    // One sample of at least 0.13 s (150 ms less one tick); a busy test machine may add another.
+    const added = over100ms(after) - over100ms(before);
+    assert.ok(added >= 1 && added <= 2, `samples over 0.1 s added by the block: ${added}`);
+    const sum = (m: Map<string, number>) => find(m, "nervebus_event_loop_delay_seconds_sum") ?? 0;
+    assert.ok(sum(after) - sum(before) >= 0.13, `delay added: ${sum(after) - sum(before)} s`);
+  } finally {
+    await bus.stop();
+  }
+});
