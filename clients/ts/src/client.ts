@@ -16,7 +16,7 @@ import {
 } from "./publisher.js";
 import { createSubscriberClient, type SubscriberClient } from "./receive-codec.js";
 import { fixedRoute, type Route } from "./route.js";
-import { encodeSendPackRequest } from "./send-pack-codec.js";
+import { encodePublishRequest, encodeSendPackRequest } from "./send-pack-codec.js";
 import { StreamPublisher, type StreamPublisherOptions } from "./stream-publisher.js";
 import { type MessageHandler, Subscriber, type SubscriberOptions } from "./subscriber.js";
 
@@ -239,7 +239,7 @@ function connection(
   const shared: grpc.ClientOptions = { channelOverride: channel, interceptors };
   return {
     publisher: createClient(PublisherService, address, undefined, shared, {
-      requestSerializers: { sendPack: encodeSendPackRequest },
+      requestSerializers: { sendPack: encodeSendPackRequest, publish: encodePublishRequest },
     }),
     subscriber: createSubscriberClient(address, shared),
     close: () => channel.close(),

@@ -1,9 +1,14 @@
+import { toBinary } from "@bufbuild/protobuf";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "./gen/nervebus/v1/message_pb.js";
-import type { SendPackRequest } from "./gen/nervebus/v1/publisher_pb.js";
+import {
+  type PublishRequest,
+  PublishRequestSchema,
+  type SendPackRequest,
+} from "./gen/nervebus/v1/publisher_pb.js";
 
 /*
- * SendPackRequest written by hand: protobuf-es's writer (reflection per field, a chunk list per
+ * SendPackRequest (and a Publish stream's batches, the same fields) written by hand: protobuf-es's writer (reflection per field, a chunk list per
  * message) and the message objects it needs were a fifth of a publisher's CPU
  * (clients/ts/bench). The bytes decode to the same request (test/send-pack-codec.test.ts).
  */
@@ -126,18 +131,35 @@ function writeMessage(out: Buffer, pos: number, s: Sized): number {
 
 /** The wire bytes of a SendPackRequest (topic = 1, messages = 2), as protobuf-es would read them back. */
 export function encodeSendPackRequest(req: SendPackRequest): Buffer {
-  const topicLength = Buffer.byteLength(req.topic);
+  return encodeTopicAndMessages(req.topic, req.messages);
+}
+
+/**
+ * The wire bytes of a PublishRequest. A batch (messages = 2, as SendPackRequest's) is written
+ * by hand; the stream's first request (`open`) by protobuf-es.
+ */
+export function encodePublishRequest(req: PublishRequest): Buffer {
+  if (req.open !== undefined) {
+    const bytes = toBinary(PublishRequestSchema, req);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+  return encodeTopicAndMessages("", req.messages);
+}
+
+/** A string field 1 (left out when empty) and repeated Message field 2. */
+function encodeTopicAndMessages(topic: string, messages: readonly Message[]): Buffer {
+  const topicLength = Buffer.byteLength(topic);
   let size = topicLength > 0 ? 1 + varintSize(topicLength) + topicLength : 0;
-  const sized = req.messages.map(measure);
+  const sized = messages.map(measure);
   for (const s of sized) size += 1 + varintSize(s.size) + s.size;
   const out = Buffer.allocUnsafe(size);
   let pos = 0;
-  if (topicLength > 0) pos = writeString(out, pos, (1 << 3) | 2, req.topic, topicLength);
+  if (topicLength > 0) pos = writeString(out, pos, (1 << 3) | 2, topic, topicLength);
   for (const s of sized) {
     out[pos++] = (2 << 3) | 2;
     pos = writeVarint(out, pos, s.size);
     pos = writeMessage(out, pos, s);
   }
-  if (pos !== size) throw new Error(`SendPackRequest: wrote ${pos} bytes of ${size}`);
+  if (pos !== size) throw new Error(`request: wrote ${pos} bytes of ${size}`);
   return out;
 }

@@ -3,10 +3,15 @@ import { test } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { MessageSchema, Priority } from "../src/gen/nervebus/v1/message_pb.js";
-import { SendPackRequestSchema } from "../src/gen/nervebus/v1/publisher_pb.js";
-import { encodeSendPackRequest } from "../src/send-pack-codec.js";
+import {
+  PublishOpenSchema,
+  PublishRequestSchema,
+  SendPackRequestSchema,
+} from "../src/gen/nervebus/v1/publisher_pb.js";
+import { encodePublishRequest, encodeSendPackRequest } from "../src/send-pack-codec.js";
 
-test("SendPack requests written by hand read back as the request protobuf-es writes", () => {
+/** Messages with every field, in every form the encoder treats differently. */
+function everyKindOfMessage() {
   const messages = Array.from({ length: 12 }, (_, n) =>
     create(MessageSchema, {
       data: n === 0 ? new Uint8Array(0) : Buffer.from(`payload ${n} ${"é".repeat(n * 23)}`),
@@ -38,6 +43,11 @@ test("SendPack requests written by hand read back as the request protobuf-es wri
   );
   // A long message: lengths past one varint byte, and past two.
   messages.push(create(MessageSchema, { data: Buffer.alloc(20_000, 7), messageId: "big" }));
+  return messages;
+}
+
+test("SendPack requests written by hand read back as the request protobuf-es writes", () => {
+  const messages = everyKindOfMessage();
   for (const req of [
     create(SendPackRequestSchema, { topic: "orders", messages }),
     create(SendPackRequestSchema, { topic: "", messages: [] }),
@@ -51,5 +61,27 @@ test("SendPack requests written by hand read back as the request protobuf-es wri
       want,
       `topic ${req.topic.slice(0, 10)}`,
     );
+  }
+});
+
+test("a Publish stream's requests written by hand read back as protobuf-es writes them", () => {
+  const messages = everyKindOfMessage();
+  for (const req of [
+    create(PublishRequestSchema, { messages }),
+    create(PublishRequestSchema, { messages: [create(MessageSchema, {})] }),
+    create(PublishRequestSchema, {
+      open: create(PublishOpenSchema, {
+        topic: "orders",
+        maxMessages: 500,
+        maxBytes: 1n << 40n,
+        noConfirms: true,
+      }),
+    }),
+    // Not what the client sends, but a request it could be given: both fields.
+    create(PublishRequestSchema, { open: create(PublishOpenSchema, { topic: "t" }), messages }),
+  ]) {
+    const hand = encodePublishRequest(req);
+    const want = fromBinary(PublishRequestSchema, toBinary(PublishRequestSchema, req));
+    assert.deepEqual(fromBinary(PublishRequestSchema, new Uint8Array(hand)), want);
   }
 });
