@@ -4,8 +4,10 @@
  * tests do (test/support/broker.ts). Prints one JSON object: msg/s, the client's CPU µs per
  * message (all its threads, process.cpuUsage) and the broker's (/proc), the client's peak RSS.
  *
+ * `--api stream` publishes through a StreamPublisher instead, in batches of --batch messages.
+ *
  *   bash clients/ts/scripts/bench.sh [--messages N] [--bytes B] [--window W] [--concurrency C]
- *                                    [--api publish|waitForRoom] [--profile DIR]
+ *                                    [--api publish|waitForRoom|stream] [--batch B]
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -19,13 +21,14 @@ const { values } = parseArgs({
     window: { type: "string", default: "1000" },
     concurrency: { type: "string", default: "100" },
     api: { type: "string", default: "waitForRoom" },
+    batch: { type: "string", default: "100" },
     help: { type: "boolean", default: false },
   },
   strict: true,
 });
 
 const USAGE =
-  "usage: bash clients/ts/scripts/bench.sh [--messages N] [--bytes B] [--window W] [--concurrency C] [--api publish|waitForRoom]\n";
+  "usage: bash clients/ts/scripts/bench.sh [--messages N] [--bytes B] [--window W] [--concurrency C] [--api publish|waitForRoom|stream] [--batch B]\n";
 
 function positive(name: string, value: string | undefined): number {
   const n = Number(value);
@@ -44,8 +47,9 @@ const total = positive("messages", values.messages);
 const bytes = positive("bytes", values.bytes);
 const window = positive("window", values.window);
 const concurrency = positive("concurrency", values.concurrency);
-if (values.api !== "publish" && values.api !== "waitForRoom") {
-  process.stderr.write(`bench: --api: publish or waitForRoom, got "${values.api}"\n${USAGE}`);
+const batch = positive("batch", values.batch);
+if (values.api !== "publish" && values.api !== "waitForRoom" && values.api !== "stream") {
+  process.stderr.write(`bench: --api: publish, waitForRoom or stream, got "${values.api}"\n${USAGE}`);
   process.exit(2);
 }
 
@@ -84,8 +88,18 @@ const client = new NerveBusClient(broker.address);
 try {
   const data = Buffer.alloc(bytes, 120);
   const topic = "bench";
-  const publisher = client.publisher();
   const publish = await measure(broker.pid, total, async () => {
+    if (values.api === "stream") {
+      // Batches queue in the stream publisher until the broker's credit lets them out.
+      const stream = client.streamPublisher(topic);
+      const sent: Promise<PublishResult[]>[] = [];
+      for (let i = 0; i < total; i += batch)
+        sent.push(stream.send(Array.from({ length: Math.min(batch, total - i) }, () => ({ data }))));
+      await Promise.all(sent);
+      await stream.close();
+      return;
+    }
+    const publisher = client.publisher();
     const results: Promise<PublishResult>[] = [];
     for (let i = 0; i < total; i++) {
       // waitForRoom: the publisher's flow control paces the loop (no pending calls pile up).
@@ -93,8 +107,8 @@ try {
       results.push(publisher.publish(topic, { data }));
     }
     await Promise.all(results);
+    await publisher.close();
   });
-  await publisher.close();
   let received = 0;
   let finish: () => void = () => undefined;
   const allReceived = new Promise<void>((resolve) => {
@@ -117,6 +131,7 @@ try {
       messages: total,
       bytes,
       api: values.api,
+      ...(values.api === "stream" ? { batch } : {}),
       window,
       concurrency,
       publish,

@@ -2,7 +2,7 @@
 # The TypeScript client's benchmark (bench/bench.ts): builds the broker when
 # dist/src/cli/main.js is missing, builds the package and the benchmark, then publishes and
 # receives+acks against a broker on SQLite it starts itself. Prints one JSON object. Flags go to
-# the benchmark: --messages N, --bytes B, --window W, --concurrency C, --api, --help.
+# the benchmark: --messages N, --bytes B, --window W, --concurrency C, --api, --batch, --help.
 set -euo pipefail
 pkg="$(cd "$(dirname "$0")/.." && pwd)"
 root="$(cd "$pkg/../.." && pwd)"
