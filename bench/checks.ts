@@ -92,6 +92,7 @@ export function figuresOf(st: StoreResults): Figures {
     f.set(`${c}: p99 ms`, e.latencyMs.p99);
     f.set(`${c}: p999 ms`, e.latencyMs.p999);
     f.set(`${c}: undelivered`, e.undelivered);
+    if (e.confirmedUndelivered !== undefined) f.set(`${c}: confirmed undelivered`, e.confirmedUndelivered);
     if (e.stalls !== undefined) {
       f.set(`${c}: event-loop delays > 25 ms`, e.stalls.loopOver25ms);
       f.set(`${c}: event-loop delays > 100 ms`, e.stalls.loopOver100ms);
@@ -290,7 +291,7 @@ export function checks(results: SuiteResults): Check[] {
         `${c}: p99 ms`,
         // Messages never delivered would make any p99 meaningless.
         (v) => v <= 10 && get(`${c}: undelivered`)?.max === 0,
-        `p50 ${fmt(`${c}: p50 ms`, fmtMs)} ms, p999 ${fmt(`${c}: p999 ms`, fmtMs)} ms, undelivered ${fmt(`${c}: undelivered`)}; most in a run over 25 ms: event-loop delays ${most(`${c}: event-loop delays > 25 ms`)}, store calls ${most(`${c}: store calls > 25 ms`)}, load generator's event-loop delays ${most(`${c}: loadgen event-loop delays > 25 ms`)}, I/O full stall ms ${most(`${c}: I/O full stall ms`)}; ${cpu(c)}`,
+        `p50 ${fmt(`${c}: p50 ms`, fmtMs)} ms, p999 ${fmt(`${c}: p999 ms`, fmtMs)} ms, undelivered ${fmt(`${c}: undelivered`)} (confirmed ${most(`${c}: confirmed undelivered`)} at most); most in a run over 25 ms: event-loop delays ${most(`${c}: event-loop delays > 25 ms`)}, store calls ${most(`${c}: store calls > 25 ms`)}, load generator's event-loop delays ${most(`${c}: loadgen event-loop delays > 25 ms`)}, I/O full stall ms ${most(`${c}: I/O full stall ms`)}; ${cpu(c)}`,
       );
     }
     const keys = Object.keys(figs)

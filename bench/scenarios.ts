@@ -359,7 +359,10 @@ export interface E2EResult {
   readonly latencyMs: Percentiles;
   readonly confirmLatencyMs: Percentiles;
   readonly sent: number;
+  /** Messages sent and never delivered: refused packs included. */
   readonly undelivered: number;
+  /** Messages whose pack was confirmed and that were never delivered: a loss; must be 0. */
+  readonly confirmedUndelivered?: number | undefined;
   readonly errors: ErrorCounts;
   readonly error: string | undefined;
   /** CPU microseconds per message, per process, over the measured window. */
@@ -380,6 +383,9 @@ export async function runE2E(
   const confirms = new Samples();
   const errors: ErrorCounts = {};
   let received = 0;
+  // Seqs delivered, and the seq ranges confirmed: every confirmed seq must be delivered.
+  const delivered = new Set<number>();
+  const confirmedRanges: [number, number][] = [];
   const sub = subscribe(
     address,
     topic,
@@ -387,6 +393,7 @@ export async function runE2E(
     { maxMessages: o.window, from: "latest", stamps: true },
     (b, call) => {
       if (b.seqs.length === 0) return;
+      for (const seq of b.seqs) delivered.add(Number(seq));
       const t = now();
       for (const stamp of b.stamps) {
         received++;
@@ -443,8 +450,9 @@ export async function runE2E(
       outstanding++;
       const t0 = now();
       sendPack(client, encodeStampedPack(topic, n, o.bytes, t0), 10_000).then(
-        () => {
+        (r) => {
           outstanding--;
+          confirmedRanges.push([r.firstSeq, r.lastSeq]);
           if (t0 >= measureFrom) confirms.push(now() - t0);
         },
         (err: unknown) => {
@@ -471,6 +479,10 @@ export async function runE2E(
     confirmLatencyMs: percentiles(confirms.values()),
     sent,
     undelivered: sent - received,
+    confirmedUndelivered: confirmedRanges.reduce((missing, [first, last]) => {
+      for (let seq = first; seq <= last; seq++) if (!delivered.has(seq)) missing++;
+      return missing;
+    }, 0),
     errors,
     error: sub.error,
     cpuMicrosPerMessage: cpu.perMessage(sentAtEnd - sentAtStart),

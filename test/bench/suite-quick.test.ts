@@ -73,6 +73,7 @@ test("--quick --stores sqlite --repeat 2 writes every phase, figure summary and 
       );
       // What held the broker up, from its /metrics around each measured window.
       for (const e of st.e2e) {
+        assert.equal(e.confirmedUndelivered, 0, `e2e ${e.targetRate}: confirmed messages never delivered`);
         const s = e.stalls;
         assert.ok(s !== undefined, `e2e ${e.targetRate}: stalls scraped`);
         assert.ok(s.loopOver25ms >= s.loopOver100ms && s.loopOver100ms >= 0, JSON.stringify(s));
