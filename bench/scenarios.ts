@@ -393,7 +393,7 @@ export async function runE2E(
     { maxMessages: o.window, from: "latest", stamps: true },
     (b, call) => {
       if (b.seqs.length === 0) return;
-      for (const seq of b.seqs) delivered.add(Number(seq));
+      for (const seq of b.seqs) delivered.add(seq);
       const t = now();
       for (const stamp of b.stamps) {
         received++;

@@ -72,6 +72,8 @@ export interface PackExtras {
 const EMPTY = Buffer.alloc(0);
 
 export class Pack extends PackColumns {
+  /** See `src`. */
+  #src: Buffer;
   /** Final deliver-at times (ms since epoch, 0 = now), once resolved; undefined when none is delayed. */
   deliverAt: Float64Array | undefined;
   readonly messageIds: string[] | undefined;
@@ -80,19 +82,17 @@ export class Pack extends PackColumns {
   readonly reservedKey: { readonly index: number; readonly key: string } | undefined;
   readonly badPriority: { readonly index: number; readonly value: number } | undefined;
 
-  /** Whether releasePayloads let go of `src`. */
-  #released = false;
-
   constructor(
     readonly count: number,
     /** Holds every payload (see dataStart, dataEnd), until releasePayloads. */
-    public src: Buffer,
+    src: Buffer,
     /** Holds every message's stored metadata (see metaStart, metaEnd). */
     readonly meta: Buffer,
     columns: PackColumns,
     extras: PackExtras,
   ) {
     super(0);
+    this.#src = src;
     Object.assign(this, columns);
     this.messageIds = extras.messageIds;
     this.sentDeliverAt = extras.sentDeliverAt;
@@ -127,13 +127,17 @@ export class Pack extends PackColumns {
    * ones. Columns, metadata, ids and trace ids stay; a payload can no longer be read.
    */
   releasePayloads(): void {
-    this.src = EMPTY;
-    this.#released = true;
+    this.#src = EMPTY;
+  }
+
+  /** The bytes every payload is read from (see dataStart, dataEnd); empty once released. */
+  get src(): Buffer {
+    return this.#src;
   }
 
   /** Message `i` decoded (slow paths only). */
   message(i: number): PackMessage {
-    if (this.#released) throw new RangeError("the pack's payloads were released once its run was built");
+    if (this.#src === EMPTY) throw new RangeError("the pack's payloads were released once its run was built");
     const m = decodeMeta(this.meta.subarray(this.metaStart[i]!, this.metaEnd[i]!));
     return {
       data: this.src.subarray(this.dataStart[i]!, this.dataEnd[i]!),
