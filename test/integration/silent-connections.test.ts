@@ -16,6 +16,7 @@ import {
   refusedIn,
   SilentClients,
   until,
+  untilCounted,
   untilEnded,
   untilHeld,
   untilReleased,
@@ -103,8 +104,13 @@ for (const tls of [false, true]) {
     );
     await untilReleased(b, base, 15_000);
     if (!tls) {
-      const metrics = await (await fetch(`http://${await httpAddressOf(b)}/metrics`)).text();
-      assert.equal(refusedIn(metrics, "grpc", "linger"), 300);
+      const http = await httpAddressOf(b);
+      await untilCounted(
+        "connections cut for lingering",
+        async () => refusedIn(await (await fetch(`http://${http}/metrics`)).text(), "grpc", "linger"),
+        300,
+        5000,
+      );
     }
   });
 }

@@ -105,6 +105,26 @@ export async function untilReleased(b: BrokerProcess, base: number, ms: number):
   );
 }
 
+/**
+ * Polls `count` every 100 ms until it reaches `n`, then asserts it is exactly `n`. After
+ * untilReleased a few descriptors may still be open (it allows 3), so the last of a batch of
+ * cuts may not be counted yet when it returns.
+ */
+export async function untilCounted(
+  what: string,
+  count: () => Promise<number>,
+  n: number,
+  ms: number,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  let last = await count();
+  while (last < n && Date.now() <= deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    last = await count();
+  }
+  assert.equal(last, n, `${what}: ${last} after ${ms} ms, expected ${n}`);
+}
+
 /** How many connections of `port` the broker refused or cut for `reason`, in a /metrics body. */
 export function refusedIn(metrics: string, port: "grpc" | "http", reason: string): number {
   const series = `nervebus_connections_refused_total{port="${port}",reason="${reason}"`;
