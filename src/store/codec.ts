@@ -134,6 +134,14 @@ export function logTable(topic: { id: number; format: number }, shard: number): 
 }
 
 /**
+ * A run row's column values in the order both stores' run tables declare them: first_seq,
+ * last_seq, first_time, last_time, bytes, body, ids.
+ */
+export function runRowValues(r: RunRow): [number, number, number, number, number, Buffer, Buffer | null] {
+  return [r.firstSeq, r.lastSeq, r.firstTime, r.lastTime, r.bytes, r.body, r.ids];
+}
+
+/**
  * Format 2: cuts messages (in seq order) into runs of consecutive seqs and encodes each; every
  * message adopts its record (a view into its run's body).
  */

@@ -178,6 +178,9 @@ test("galera: the schedule ids a multi-row INSERT returns are the stored ones (a
     log: () => undefined,
   });
   try {
+    // A shared lock on one node does not hold a write on another: every write updates its
+    // fence row here (FencedPool.lockingReadFences).
+    assert.equal(store.fencedPool.lockingReadFences, false, "a Galera node is seen as one");
     const made = await store.ensureTopic("later", {
       shards: 1,
       config: { retentionMs: 0, retentionBytes: 0, dedupWindowMs: 0, ephemeral: false },

@@ -3,11 +3,8 @@ import { test } from "node:test";
 import mysql from "mysql2/promise";
 import { LogMessage } from "../../src/core/index.js";
 import { MysqlStore } from "../../src/store/mysql/mysql-store.js";
-import {
-  dropParameterDefinitions,
-  INSERT_ROW_BUCKETS,
-  insertRowsBucket,
-} from "../../src/store/mysql/shard-inserter.js";
+import { dropParameterDefinitions } from "../../src/store/mysql/server-pool.js";
+import { INSERT_ROW_BUCKETS, insertRowsBucket } from "../../src/store/mysql/shard-inserter.js";
 import { useTestMysql } from "../support/mariadb.js";
 
 const testMysql = useTestMysql();

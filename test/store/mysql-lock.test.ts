@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type mysql from "mysql2/promise";
+import mysql from "mysql2/promise";
 import { type LogFormat, LogMessage, type NerveBusError, type TopicRecord } from "../../src/core/index.js";
 import { MysqlStore } from "../../src/store/index.js";
 import { useTestMysql } from "../support/mariadb.js";
@@ -139,6 +139,53 @@ test("mysql: once a newer epoch holds a shard's fence row, a write to it stores 
     );
   } finally {
     await a.close();
+  }
+});
+
+test("mysql: a run INSERT waiting for its fence row while a new owner raises it stores nothing, at either isolation level; on one server it is one prepared statement", async () => {
+  const server = testMysql();
+  for (const [i, level] of ["REPEATABLE READ", "READ COMMITTED"].entries()) {
+    const url = await server.database(`fence_raised_while_waiting_${i}`);
+    // The broker's connections take the server's default level (a DBA may well have chosen
+    // READ COMMITTED, where a plain read in a write takes no lock).
+    await server.query(url, `SET GLOBAL TRANSACTION ISOLATION LEVEL ${level}`);
+    let lost: NerveBusError | undefined;
+    const a = await open(url, { onOwnershipLost: (err) => (lost = err) }).finally(() =>
+      server.query(url, "SET GLOBAL TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
+    );
+    const owner = await mysql.createConnection(url);
+    try {
+      assert.equal(a.fencedPool.lockingReadFences, true, "one MariaDB server fences by a locking read");
+      const topic = await makeTopic(a);
+      await a.insertMessages(topic, 0, [row(1, "first")]);
+      // A new owner in the middle of its takeover: it holds the fence row while it raises it.
+      await owner.query("START TRANSACTION");
+      await owner.query("SELECT epoch FROM nb_fence WHERE topic_id = ? FOR UPDATE", [topic.id]);
+      let settled = false;
+      const write = a.insertMessages(topic, 0, [row(2, "z".repeat(50_000))]).finally(() => {
+        settled = true;
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(settled, false, `${level}: the write waits for the fence row`);
+      await owner.query("UPDATE nb_fence SET epoch = epoch + 1 WHERE topic_id = ?", [topic.id]);
+      await owner.query("COMMIT");
+      await assert.rejects(write, (err: NerveBusError) => {
+        assert.equal(err.code, "unavailable");
+        assert.match(err.message, /fenced at epoch 2/);
+        return true;
+      });
+      assert.match(String(lost?.message), /fenced at epoch 2/, `${level}: the loss was reported`);
+      assert.deepEqual(
+        (await server.query<mysql.RowDataPacket[]>(url, `SELECT first_seq FROM nb_run_${topic.id}_0`)).map(
+          (r) => Number(r.first_seq),
+        ),
+        [1],
+        `${level}: the waiting write stored nothing`,
+      );
+    } finally {
+      await owner.end();
+      await a.close();
+    }
   }
 });
 

@@ -19,11 +19,20 @@ const BUMP_FENCE_SQL =
 export const FENCE_HOLDS = "EXISTS (SELECT 1 FROM nb_fence WHERE topic_id = ? AND slot = ? AND epoch = ?)";
 
 /**
+ * FENCE_HOLDS as a locking read (a shared lock on the fence row until the statement's commit),
+ * for a write that proves ownership in its own statement (FencedPool.fencedByLockingRead).
+ * `LOCK IN SHARE MODE`: MySQL 8 and MariaDB both take it.
+ */
+export const FENCE_HOLDS_LOCKED = `EXISTS (SELECT 1 FROM nb_fence WHERE topic_id = ? AND slot = ? AND epoch = ? LOCK IN SHARE MODE)`;
+
+/**
  * How the MySQL store talks to its pool: reads, and writes that prove ownership. A write runs
  * in a transaction that first bumps its fence row (`nb_fence`, one per topic and writer slot)
  * on the condition that the row still holds this broker's epoch. A new owner raises the epoch
  * before it reads anything, so once it has, a write of the old owner matches no fence row and
- * rolls back; its packs are never confirmed. Every call's driver errors become domain errors
+ * rolls back; its packs are never confirmed. On a single primary a write may instead read its
+ * fence row with a shared lock in its own statement (fencedByLockingRead), which the raise
+ * waits for and which sees the raise once committed. Every call's driver errors become domain errors
  * here (see mapStoreError), and a failure for lack of disk space marks the database full
  * (`space`).
  */
@@ -35,6 +44,13 @@ export class FencedPool {
     readonly space: SpaceWatch,
     /** Other pools to the same server (the cluster lease's), whose writes tell too. */
     private readonly siblings: readonly ServerPool[] = [],
+    /**
+     * Whether a locking read of a fence row is serialised against a takeover's raise, as on one
+     * InnoDB primary (and the replicas it feeds); not where write sets are certified across
+     * primaries (Galera, Group Replication), where only a write of the row is. See
+     * fencedByLockingRead.
+     */
+    readonly lockingReadFences = false,
   ) {}
 
   /** Whether this database's server refuses writes as read-only (see ServerPool). */
@@ -99,6 +115,30 @@ export class FencedPool {
         );
       await this.raiseFence(topic, [slot]);
     }
+  }
+
+  /**
+   * One write that proves ownership in its own statement, sent as a prepared statement in
+   * autocommit: one round trip, its values in the binary protocol. `write` gets the condition
+   * (FENCE_HOLDS_LOCKED, with its three values) to put in its WHERE: the fence row is read with
+   * a shared lock, which a new owner's raise (an UPDATE of the row) waits for, and which waits
+   * for a raise in progress; once a raise committed, the read sees the new epoch and the write
+   * matches nothing. Only where lockingReadFences holds (the caller checks).
+   *
+   * Returns the statement's result. No affected row means either that the fence row does not
+   * hold this broker's epoch (or does not exist yet) or that the write's own condition held
+   * nothing new (a duplicate key kept): the caller then writes through fenced(), which tells
+   * them apart, raises a missing fence row, and reports a lost topic.
+   */
+  async fencedByLockingRead(
+    what: string,
+    topic: TopicRecord,
+    slot: number,
+    write: (fenceParams: readonly number[]) => { sql: string; params: readonly unknown[] },
+  ): Promise<mysql.ResultSetHeader> {
+    this.lease.check(topic);
+    const { sql, params } = write([topic.id, slot, this.lease.epochOf(topic)]);
+    return this.run(what, () => this.pool.execute(sql, params));
   }
 
   /**

@@ -2,9 +2,9 @@ import type mysql from "mysql2/promise";
 import type * as core from "../../core/index.js";
 import type { IndexedRun, RunRow } from "../../wire/index.js";
 import * as codec from "../codec.js";
-import { FENCE_HOLDS, type FencedPool, META_SLOT } from "./fenced-pool.js";
-import type { Queryable } from "./server-pool.js";
-import { checkStored, dropParameterDefinitions, multiRowInsert } from "./shard-inserter.js";
+import { FENCE_HOLDS, FENCE_HOLDS_LOCKED, type FencedPool, META_SLOT } from "./fenced-pool.js";
+import { dropParameterDefinitions, type Queryable } from "./server-pool.js";
+import { checkStored, multiRowInsert } from "./shard-inserter.js";
 
 const RUN_COLUMNS = ["first_seq", "last_seq", "first_time", "last_time", "bytes", "body", "ids"] as const;
 
@@ -12,8 +12,9 @@ const RUN_COLUMNS = ["first_seq", "last_seq", "first_time", "last_time", "bytes"
 const MAX_RUNS_PER_INSERT = 16;
 
 /**
- * The largest body written in one round trip (MysqlRunLog.#insertInOneTrip); larger runs go as
- * a prepared statement (binary), in a transaction of four round trips that their size amortizes.
+ * The largest body written in one round trip as SQL text (MysqlRunLog.#insertInOneTrip), where
+ * a run cannot go as one prepared statement (see MysqlRunLog.insert); larger runs go as a
+ * prepared statement (binary), in a transaction of four round trips that their size amortizes.
  */
 export const ONE_TRIP_MAX_BODY = 16 << 10;
 
@@ -55,7 +56,11 @@ export class MysqlRunLog {
    */
   async insert(topic: core.TopicRecord, shard: number, runs: readonly RunRow[]): Promise<void> {
     const table = codec.runTable(topic.id, shard);
-    if (runs.length === 1 && runs[0]!.body.length <= ONE_TRIP_MAX_BODY) {
+    if (runs.length === 1 && this.db.lockingReadFences) {
+      if (await this.#insertByLockingRead(topic, table, shard, runs[0]!)) return;
+      // Nothing inserted: already stored, or the fence row is missing or newer. The fenced
+      // transaction below tells which.
+    } else if (runs.length === 1 && runs[0]!.body.length <= ONE_TRIP_MAX_BODY) {
       await this.#insertInOneTrip(topic, table, shard, runs[0]!);
       return;
     }
@@ -63,8 +68,7 @@ export class MysqlRunLog {
       for (let i = 0; i < runs.length; i += MAX_RUNS_PER_INSERT) {
         const part = runs.slice(i, i + MAX_RUNS_PER_INSERT);
         const values: (number | Buffer | null)[] = [];
-        for (const r of part)
-          values.push(r.firstSeq, r.lastSeq, r.firstTime, r.lastTime, r.bytes, r.body, r.ids);
+        for (const r of part) values.push(...codec.runRowValues(r));
         const stmt = await conn.prepare(multiRowInsert(table, RUN_COLUMNS, part.length)); // cached per connection
         dropParameterDefinitions(stmt);
         const [res] = (await stmt.execute(values)) as unknown as [mysql.ResultSetHeader];
@@ -75,12 +79,32 @@ export class MysqlRunLog {
   }
 
   /**
-   * A small run (what a producer sending a few messages at a time makes) in one round trip
-   * instead of four: its body travels as SQL text (hex, twice its size), which costs less than
-   * the round trips up to ONE_TRIP_MAX_BODY.
+   * A run in one round trip, as one prepared statement that reads its fence row with a shared
+   * lock (FencedPool.fencedByLockingRead): where four round trips (START, the fence UPDATE, the
+   * INSERT, COMMIT) each waited for an event loop busy with other packs, this is one. True when
+   * the run was inserted.
+   */
+  async #insertByLockingRead(
+    topic: core.TopicRecord,
+    table: string,
+    shard: number,
+    run: RunRow,
+  ): Promise<boolean> {
+    const res = await this.db.fencedByLockingRead("inserting runs", topic, shard, (fence) => ({
+      sql: `${conditionalInsert(table)} WHERE ${FENCE_HOLDS_LOCKED} ON DUPLICATE KEY UPDATE first_seq = first_seq`,
+      params: [...codec.runRowValues(run), ...fence],
+    }));
+    return res.affectedRows === 1;
+  }
+
+  /**
+   * On a certifying cluster (where #insertByLockingRead is not used), a small run (what a
+   * producer sending a few messages at a time makes) in one round trip instead of four: its
+   * body travels as SQL text (hex, twice its size), which costs less than the round trips up to
+   * ONE_TRIP_MAX_BODY.
    */
   async #insertInOneTrip(topic: core.TopicRecord, table: string, shard: number, run: RunRow): Promise<void> {
-    const values = [run.firstSeq, run.lastSeq, run.firstTime, run.lastTime, run.bytes, run.body, run.ids];
+    const values = codec.runRowValues(run);
     const res = await this.db.fencedInOneTrip("inserting runs", topic, shard, (fence) => ({
       sql: `${conditionalInsert(table)} WHERE ${FENCE_HOLDS} ON DUPLICATE KEY UPDATE first_seq = first_seq`,
       params: [...values, ...fence],

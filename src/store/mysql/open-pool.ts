@@ -60,6 +60,23 @@ function limitSessions(pool: mysql.Pool, idleSeconds: number, lockWaitSeconds?: 
 }
 
 /**
+ * Whether the server is a node of a cluster that certifies write sets (Galera: `wsrep_on`;
+ * MySQL Group Replication: its plugin active, in either mode). There a shared lock taken on one
+ * node does not keep a transaction on another from committing a write of the same row, so a
+ * write must prove ownership by writing its fence row (FencedPool.lockingReadFences).
+ */
+async function certifiesWriteSets(conn: mysql.Connection): Promise<boolean> {
+  const [wsrep] = await conn.query<mysql.RowDataPacket[]>(
+    "SHOW GLOBAL VARIABLES WHERE Variable_name = 'wsrep_on'",
+  );
+  if (wsrep.some((v) => String(v.Value).toUpperCase() === "ON")) return true;
+  const [plugins] = await conn.query<mysql.RowDataPacket[]>(
+    "SELECT PLUGIN_STATUS AS status FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'group_replication'",
+  );
+  return plugins.some((p) => String(p.status).toUpperCase() === "ACTIVE");
+}
+
+/**
  * Connects (creating the database on first start, as SQLite creates its file), checks the
  * server's durability setting, prepares the schema, opens the pool and takes the store lease,
  * waiting for another broker's to expire up to `leaseWaitMs`. Throws FAILED_PRECONDITION when
@@ -119,6 +136,12 @@ export async function openPool(
       }
       options.log("warn", msg);
     }
+    const certifying = await certifiesWriteSets(setup);
+    if (certifying)
+      options.log(
+        "info",
+        "the MySQL server certifies write sets (Galera or Group Replication): every write updates its fence row",
+      );
     await prepareSchema(setup);
     // Binary rows travel as they are; keep a statement, padded by up to a quarter (see
     // ShardInserter), well under the packet limit, and at 4 MiB of payload at most.
@@ -211,6 +234,7 @@ export async function openPool(
         lease,
         new SpaceWatch(`${config.host}:${config.port}/${database}`, options.log),
         siblings,
+        !certifying,
       ),
       capabilities: { kind: "mysql", maxInsertRows: 5000, maxInsertBytes, maxRunMessages: 50_000 },
     };

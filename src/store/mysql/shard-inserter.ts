@@ -2,7 +2,7 @@ import type mysql from "mysql2/promise";
 import type { LogMessage, TopicRecord } from "../../core/index.js";
 import { shardTable } from "../codec.js";
 import type { FencedPool } from "./fenced-pool.js";
-import type { Queryable } from "./server-pool.js";
+import { dropParameterDefinitions, type Queryable } from "./server-pool.js";
 
 /**
  * Row counts a prepared INSERT exists for: 1…5000 in steps of about a quarter, so a batch is
@@ -19,18 +19,6 @@ export const INSERT_ROW_BUCKETS: readonly number[] = (() => {
 export function insertRowsBucket(rows: number): number {
   for (const n of INSERT_ROW_BUCKETS) if (n >= rows) return n;
   throw new RangeError(`an INSERT holds at most 5000 rows, not ${rows}`);
-}
-
-/**
- * mysql2 keeps the server's description of every placeholder of a prepared statement (a
- * ColumnDefinition object, ~200 bytes with its strings) for as long as the statement is
- * cached, and uses it only as a type hint for JSON values, which these INSERTs never bind.
- * For multi-row INSERTs that is 4 per row: 170 MB of heap for the statements of a few shard
- * tables in the overload benchmark. Dropping them changes nothing else (mysql2 3.x).
- */
-export function dropParameterDefinitions(stmt: unknown): void {
-  const info = (stmt as { statement?: { parameters?: unknown[] } }).statement;
-  if (Array.isArray(info?.parameters) && info.parameters.length > 0) info.parameters = [];
 }
 
 const MESSAGE_COLUMNS = ["seq", "published_at", "meta", "data"] as const;

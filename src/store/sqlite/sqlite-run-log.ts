@@ -34,15 +34,7 @@ export class SqliteRunLog {
        VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (first_seq) DO NOTHING`,
     );
     for (const run of runs) {
-      const { changes } = insert.run(
-        run.firstSeq,
-        run.lastSeq,
-        run.firstTime,
-        run.lastTime,
-        run.bytes,
-        run.body,
-        run.ids,
-      );
+      const { changes } = insert.run(...codec.runRowValues(run));
       if (changes === 1) continue;
       const stored = this.stmt(`SELECT last_seq, body, ids FROM ${table} WHERE first_seq = ?`).get(
         run.firstSeq,
