@@ -16,17 +16,26 @@ export async function storedRows(
   );
   assert.ok(t, `topic ${topic} is in the catalog`);
   const out = new Map<number, string>();
+  /** Where each seq was found (format 2), to name both runs when one is stored twice. */
+  const foundIn = new Map<number, string>();
   for (let shard = 0; shard < Number(t.shards); shard++) {
     if (Number(t.format) === 2) {
       const runs = await server.query<mysql.RowDataPacket[]>(
         url,
-        `SELECT body, ids FROM nb_run_${t.id}_${shard}`,
+        `SELECT first_seq, last_seq, body, ids FROM nb_run_${t.id}_${shard}`,
       );
-      for (const r of runs)
+      for (const r of runs) {
+        const run = `run ${Number(r.first_seq)}..${Number(r.last_seq)} of shard ${shard}`;
         for (const m of decodeRun(r.body as Buffer, r.ids as Buffer | null)) {
-          assert.equal(out.has(m.seq), false, `seq ${m.seq} is stored once`);
+          assert.equal(
+            out.has(m.seq),
+            false,
+            `seq ${m.seq} of topic ${topic} (id ${t.id}) is stored once: in ${foundIn.get(m.seq)} and in ${run}`,
+          );
           out.set(m.seq, Buffer.from(m.data).toString());
+          foundIn.set(m.seq, run);
         }
+      }
     } else {
       const rows = await server.query<mysql.RowDataPacket[]>(
         url,
