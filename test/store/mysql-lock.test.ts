@@ -148,11 +148,13 @@ test("mysql: a run INSERT waiting for its fence row while a new owner raises it 
     const url = await server.database(`fence_raised_while_waiting_${i}`);
     // The broker's connections take the server's default level (a DBA may well have chosen
     // READ COMMITTED, where a plain read in a write takes no lock).
+    // Until the store is closed: a connection its pool opens later takes the level too.
     await server.query(url, `SET GLOBAL TRANSACTION ISOLATION LEVEL ${level}`);
     let lost: NerveBusError | undefined;
-    const a = await open(url, { onOwnershipLost: (err) => (lost = err) }).finally(() =>
-      server.query(url, "SET GLOBAL TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
-    );
+    const a = await open(url, { onOwnershipLost: (err) => (lost = err) }).catch(async (err: unknown) => {
+      await server.query(url, "SET GLOBAL TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+      throw err;
+    });
     const owner = await mysql.createConnection(url);
     try {
       assert.equal(a.fencedPool.lockingReadFences, true, "one MariaDB server fences by a locking read");
@@ -185,6 +187,7 @@ test("mysql: a run INSERT waiting for its fence row while a new owner raises it 
     } finally {
       await owner.end();
       await a.close();
+      await server.query(url, "SET GLOBAL TRANSACTION ISOLATION LEVEL REPEATABLE READ");
     }
   }
 });
