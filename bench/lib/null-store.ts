@@ -185,7 +185,9 @@ export class NullStore implements Store {
     for (const p of pointers) this.#pointers.set(`${topic.id}/${p.subscription}`, p);
   }
 
-  async claimTopic(): Promise<void> {}
+  async claimTopic(topic: TopicRecord): Promise<TopicRecord> {
+    return topic;
+  }
 
   ownership(): OwnershipState {
     return {

@@ -549,8 +549,8 @@ export class Broker {
         "failed_precondition",
         "the store is one database: moving topics needs --store with several MySQL URLs",
       );
-    await this.#topic(name, false);
-    return placement.moveTopic(name, host);
+    const entry = await this.#topic(name, false);
+    return placement.moveTopic(name, host, entry.topic.record.tenure);
   }
 
   /**

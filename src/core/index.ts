@@ -56,6 +56,7 @@ export {
   type SubscriptionRecord,
   type TopicConfig,
   type TopicRecord,
+  withTenure,
 } from "./model.js";
 export {
   type BrokerObserver,

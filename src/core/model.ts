@@ -218,6 +218,21 @@ export interface TopicRecord {
   readonly format: LogFormat;
   readonly createdAt: number;
   readonly config: TopicConfig;
+  /**
+   * Which claim of the topic by this broker the record's writes belong to, when the store is
+   * shared by several brokers (set by Store.claimTopic). A write of an ended claim is refused
+   * even once this broker has claimed the topic again: what it carries (a subscription's acks,
+   * a run at seqs it assigned) is older than what the owners in between wrote. Undefined: the
+   * claim this broker holds when the write starts (catalog calls that begin and end at once).
+   */
+  readonly tenure?: number;
+}
+
+/** `topic` as the calls of the claim `tenure` carry it (see TopicRecord.tenure). */
+export function withTenure(topic: TopicRecord, tenure: number | undefined): TopicRecord {
+  if (tenure === topic.tenure) return topic;
+  const { tenure: _, ...rest } = topic;
+  return tenure === undefined ? rest : { ...rest, tenure };
 }
 
 /** A subscription as the catalog stores it. */

@@ -23,6 +23,8 @@ export class StatePersister {
   readonly #dirty = new Set<Subscription>();
   #timer: NodeJS.Timeout | undefined;
   #persisting: Promise<void> | undefined;
+  /** Set by close(): nothing is scheduled after it, not even the retry of a write in progress. */
+  #closed = false;
   readonly #outage: OutageLog;
 
   constructor(
@@ -44,7 +46,7 @@ export class StatePersister {
   /** Asks for `sub`'s state to be written with the next batch. */
   markDirty(sub: Subscription): void {
     this.#dirty.add(sub);
-    if (this.#timer !== undefined || this.#persisting !== undefined) return;
+    if (this.#closed || this.#timer !== undefined || this.#persisting !== undefined) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#persisting = this.#persist().finally(() => {
@@ -68,6 +70,7 @@ export class StatePersister {
 
   /** Stops the timer; with `persist`, writes what is pending (shutdown), else drops it (deletion). */
   async close(persist: boolean): Promise<void> {
+    this.#closed = true;
     clearTimeout(this.#timer);
     await this.#persisting;
     if (persist) await this.#persist();

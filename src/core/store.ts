@@ -129,10 +129,13 @@ export interface Store {
 
   /**
    * Makes this broker the topic's only writer; called before the topic's tail is read. After
-   * it resolves, no write of an earlier owner can commit. Throws "unavailable" when another
-   * broker owns the store now, NotOwnerError when another broker of the cluster owns the topic.
+   * it resolves, no write of an earlier owner can commit. Returns the record the topic's calls
+   * carry from now on: with several brokers it names this claim (TopicRecord.tenure), so once
+   * the broker loses the topic no write of this claim lands, even after a later claim. Throws
+   * "unavailable" when another broker owns the store now, NotOwnerError when another broker of
+   * the cluster owns the topic.
    */
-  claimTopic(topic: TopicRecord): Promise<void>;
+  claimTopic(topic: TopicRecord): Promise<TopicRecord>;
 
   /**
    * Hands the topic over to the next broker that claims it (its state is persisted by then);
@@ -192,8 +195,10 @@ export interface TopicPlacement {
    * database. A crash before the switch leaves it where it was; running the move again finishes
    * it (and drops a copy a crash left behind). Throws NOT_FOUND for an unknown topic,
    * INVALID_ARGUMENT for an unknown host, UNAVAILABLE when either database is unreachable.
+   * `tenure`: the claim of the topic the move is made under (TopicRecord.tenure); the move
+   * switches the topic only if that claim held from its start to its seal.
    */
-  moveTopic(name: string, host: string): Promise<MoveReport>;
+  moveTopic(name: string, host: string, tenure?: number): Promise<MoveReport>;
 }
 
 /** A database of a multi-database store. */

@@ -205,10 +205,9 @@ export class TopicRegistry {
       if (found?.created) options.limits.topicCreated(by);
     }
     if (found === null) throw new NerveBusError("not_found", `topic ${name} does not exist`);
-    const record = found.topic;
     // Before anything of the topic is read: a write of a previous owner still in flight can no
     // longer commit, so the tail read below is the whole truth.
-    await store.claimTopic(record);
+    const record = await store.claimTopic(found.topic);
     let watermark = 0;
     let ids: IdHorizon = { lastIdSeq: undefined, persistedWatermark: 0 };
     if (!record.config.ephemeral) {

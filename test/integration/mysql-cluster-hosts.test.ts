@@ -400,6 +400,65 @@ test("mysql --cluster over two databases: a mover whose lease lapsed unnoticed c
   }
 });
 
+test("mysql --cluster over two databases: a move made under a claim the mover lost and took again meanwhile is refused at its seal, and the topic stays with what the owner in between wrote; a move under the new claim carries it to the new copy", async () => {
+  const server = testMysql();
+  const [a, b] = [await server.database("ch_reclaim_a"), await server.database("ch_reclaim_b")];
+  // No heartbeat within the test: each broker learns of a loss from its own writes, as one
+  // woken from a freeze does.
+  const open = () =>
+    openStore(`${a},${b}`, { ...STORE_OPTIONS, cluster: true, leaseTtlMs: 60_000, leaseRenewMs: 30_000 });
+  const mover = await open();
+  const other = await open();
+  const pointer = async (url: string) => {
+    const rows = await server.query<mysql.RowDataPacket[]>(
+      url,
+      "SELECT ptr FROM nb_pointers WHERE subscription = 's'",
+    );
+    return rows.map((r) => Number(r.ptr));
+  };
+  try {
+    await mover.cluster!.advertise("127.0.0.1:1");
+    await other.cluster!.advertise("127.0.0.1:2");
+    const topic = (await mover.ensureTopic("re", { shards: 1, config: TOPIC_CONFIG }))!.topic;
+    const first = await mover.claimTopic(topic);
+    await mover.insertMessages(first, 0, [message(1, "one")]);
+    await mover.savePointers(first, [{ subscription: "s", ptr: 1, state: null }]);
+
+    // The mover's lease lapses; the other broker takes the topic, writes and acks, and hands it back.
+    await server.query(a, "UPDATE nb_lease SET expires_at = 0 WHERE unit LIKE 'topic:%'");
+    const byOther = await other.claimTopic((await other.ensureTopic("re", null))!.topic);
+    await other.insertMessages(byOther, 0, [message(2, "two")]);
+    await other.savePointers(byOther, [{ subscription: "s", ptr: 2, state: null }]);
+    await assert.rejects(mover.insertMessages(first, 0, [message(2, "stale")]), /no longer owns topic re/);
+    await other.releaseTopic!(byOther);
+    const second = await mover.claimTopic(topic);
+    assert.notEqual(second.tenure, first.tenure);
+
+    // The move begun under the first claim copies, then cannot seal: nothing switches.
+    await assert.rejects(mover.placement!.moveTopic("re", keyOf(b), first.tenure), (err: NerveBusError) => {
+      assert.equal(err.code, "unavailable", err.message);
+      assert.match(err.message, /earlier claim of it by this broker/);
+      return true;
+    });
+    assert.equal((await placement(server, a)).get("re"), keyOf(a), "the topic was not switched");
+    assert.deepEqual(await pointer(a), [2], "the acks of the owner in between stand");
+
+    // Under the claim it holds now the move goes through, and that claim writes on in the new copy.
+    assert.equal((await mover.placement!.moveTopic("re", keyOf(b), second.tenure)).moved, true);
+    await mover.insertMessages(second, 0, [message(3, "three")]);
+    await mover.savePointers(second, [{ subscription: "s", ptr: 3, state: null }]);
+    await assert.rejects(mover.insertMessages(first, 0, [message(4, "stale")]), /earlier claim/);
+    assert.deepEqual(
+      [...(await storedRows(server, b, "re"))].sort((x, y) => x[0] - y[0]).map(([, v]) => v),
+      ["one", "two", "three"],
+    );
+    assert.deepEqual(await pointer(b), [3]);
+  } finally {
+    await mover.close();
+    await other.close();
+  }
+});
+
 test("mysql --cluster over two databases: a move whose broker died between its seal and its switch is finished by the next broker that looks the topic up", async () => {
   const server = testMysql();
   const [a, b] = [await server.database("ch_finish_a"), await server.database("ch_finish_b")];

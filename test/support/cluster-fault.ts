@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type * as grpc from "@grpc/grpc-js";
 import { TestClient, type TestStream } from "./broker.js";
 import { liveOwners, percentile, retrying } from "./cluster.js";
@@ -57,6 +60,24 @@ async function home(databases: readonly FaultDatabase[], topic: string): Promise
   return found;
 }
 
+/**
+ * What a failed reconciliation needs to be understood: the test's timeline (faults, moves,
+ * anomalies) and every broker's log, in full in a file and the moves, claims and warnings on stderr.
+ */
+function reportFailure(events: readonly string[], procs: readonly BrokerProcess[]): void {
+  const file = join(tmpdir(), `nervebus-cluster-fault-${process.pid}-${Date.now()}.log`);
+  const logs = procs.map((p) => `--- broker ${p.address} (pid ${p.child.pid})\n${p.stderr()}`);
+  writeFileSync(file, `${events.join("\n")}\n${logs.join("\n")}`);
+  const notable = (line: string) =>
+    !line.includes("persisting") && /"level":"(warn|error)"|moved|move|claim|took|seal|recover/.test(line);
+  process.stderr.write(`# cluster fault run failed; timeline and broker logs in ${file}\n`);
+  process.stderr.write(`${events.slice(-150).join("\n")}\n`);
+  for (const p of procs)
+    process.stderr.write(
+      `--- broker ${p.address}\n${p.stderr().split("\n").filter(notable).slice(-40).join("\n")}\n`,
+    );
+}
+
 /** A broker slot: its process and a client of it, replaced when the process is restarted. */
 interface Slot {
   proc: BrokerProcess;
@@ -89,15 +110,25 @@ export async function runClusterFaultTest(o: ClusterFaultOptions): Promise<void>
   const confirmed = new Map(TOPICS.map((t) => [t, new Map<number, string>()]));
   /** topic → payloads delivered at least once. */
   const delivered = new Map(TOPICS.map((t) => [t, new Set<string>()]));
-  /** topic → seqs whose ack was confirmed durable. */
-  const ackConfirmed = new Map(TOPICS.map((t) => [t, new Set<number>()]));
+  /** topic → seq → when and by which broker its ack was confirmed durable. */
+  const ackConfirmed = new Map(TOPICS.map((t) => [t, new Map<number, string>()]));
   const redeliveredAfterAck: string[] = [];
+  /** Faults, moves and anomalies with their times, and every broker process started: read on failure. */
+  const events: string[] = [];
+  const note = (what: string) => events.push(`${new Date().toISOString()} ${what}`);
+  const procs: BrokerProcess[] = [];
+  const spawn = async () => {
+    const proc = await spawnBroker(["--store", store, ...CLUSTER_ARGS]);
+    procs.push(proc);
+    note(`broker ${proc.address} started (pid ${proc.child.pid})`);
+    return proc;
+  };
   let running = true;
   let consuming = true;
   const errors = new Map<number, number>();
   try {
     for (let i = 0; i < 3; i++) {
-      const proc = await spawnBroker(["--store", store, ...CLUSTER_ARGS]);
+      const proc = await spawn();
       slots.push({ proc, client: new TestClient(proc.address), down: false });
     }
     await sleep(1500);
@@ -132,7 +163,9 @@ export async function runClusterFaultTest(o: ClusterFaultOptions): Promise<void>
 
     const consumer = async (topic: string) => {
       while (consuming) {
-        const s: TestStream = pick().client.receive(topic, "all", {
+        const via = pick();
+        const address = via.proc.address;
+        const s: TestStream = via.client.receive(topic, "all", {
           from: "earliest",
           confirmAcks: true,
           maxMessages: 200,
@@ -147,13 +180,18 @@ export async function runClusterFaultTest(o: ClusterFaultOptions): Promise<void>
           seen = s.deliveries.length;
           for (const d of fresh) {
             const seq = Number(d.seq);
-            if (ackConfirmed.get(topic)!.has(seq)) redeliveredAfterAck.push(`${topic}@${seq}`);
+            const acked = ackConfirmed.get(topic)!.get(seq);
+            if (acked !== undefined) {
+              redeliveredAfterAck.push(`${topic}@${seq}`);
+              note(`${topic}@${seq} delivered again by ${address}; its ack was confirmed ${acked}`);
+            }
             delivered.get(topic)!.add(Buffer.from(d.data).toString());
           }
           const acks = s.responses.slice(confirmedSeen);
           confirmedSeen = s.responses.length;
           for (const r of acks)
-            for (const a of r.ackResults?.ackedSeqs ?? []) ackConfirmed.get(topic)!.add(Number(a));
+            for (const a of r.ackResults?.ackedSeqs ?? [])
+              ackConfirmed.get(topic)!.set(Number(a), `${new Date().toISOString()} by ${address}`);
           if (!s.ended) s.ack(fresh.map((d) => d.seq));
         }
         s.cancel();
@@ -177,10 +215,14 @@ export async function runClusterFaultTest(o: ClusterFaultOptions): Promise<void>
         const from = await home(o.databases, topic);
         const to = o.databases.find((d) => d !== from)!;
         try {
-          const res = await pick().client.adminCall("moveTopic", { topic, toHost: keyOf(to.url) });
+          const via = pick();
+          note(`move ${topic} to ${keyOf(to.url)} asked of ${via.proc.address}`);
+          const res = await via.client.adminCall("moveTopic", { topic, toHost: keyOf(to.url) });
+          note(`move ${topic} to ${keyOf(to.url)}: ${res.moved ? "moved" : "not moved"}`);
           if (res.moved) moves++;
         } catch (err) {
           const code = (err as grpc.ServiceError).code;
+          note(`move ${topic} to ${keyOf(to.url)} failed: ${code} ${(err as Error).message}`);
           moveErrors.set(code, (moveErrors.get(code) ?? 0) + 1);
           if (process.env.NERVEBUS_FAULT_VERBOSE)
             process.stderr.write(`# move ${topic}: ${(err as Error).message}\n`);
@@ -202,6 +244,7 @@ export async function runClusterFaultTest(o: ClusterFaultOptions): Promise<void>
       slot.down = true;
       const at = performance.now();
       slot.proc.child.kill(kill ? "SIGKILL" : "SIGSTOP");
+      note(`fault ${i}: ${kill ? "SIGKILL" : "SIGSTOP"} of ${slot.proc.address} owning ${owned.join(",")}`);
       // Failover: every topic the broker owned has a live owner elsewhere.
       for (;;) {
         const now = await leaseOwners(o.databases);
@@ -219,10 +262,11 @@ export async function runClusterFaultTest(o: ClusterFaultOptions): Promise<void>
       if (kill) {
         await slot.proc.exited;
         slot.client.close();
-        slot.proc = await spawnBroker(["--store", store, ...CLUSTER_ARGS]);
+        slot.proc = await spawn();
         slot.client = new TestClient(slot.proc.address);
       } else {
         slot.proc.child.kill("SIGCONT");
+        note(`SIGCONT of ${slot.proc.address}`);
       }
       slot.down = false;
       // Let the cluster settle and work go on before the next fault.
@@ -256,16 +300,21 @@ export async function runClusterFaultTest(o: ClusterFaultOptions): Promise<void>
     await Promise.all(work.slice(TOPICS.length + 1));
 
     let total = 0;
-    for (const topic of TOPICS) {
-      const h = await home(o.databases, topic);
-      const stored = await storedRows(h.server, h.url, topic);
-      for (const [seq, payload] of confirmed.get(topic)!) {
-        assert.equal(stored.get(seq), payload, `confirmed ${payload} is stored at its seq ${seq}`);
-        assert.ok(delivered.get(topic)!.has(payload), `confirmed ${payload} was delivered`);
-        total++;
+    try {
+      for (const topic of TOPICS) {
+        const h = await home(o.databases, topic);
+        const stored = await storedRows(h.server, h.url, topic);
+        for (const [seq, payload] of confirmed.get(topic)!) {
+          assert.equal(stored.get(seq), payload, `confirmed ${payload} is stored at its seq ${seq}`);
+          assert.ok(delivered.get(topic)!.has(payload), `confirmed ${payload} was delivered`);
+          total++;
+        }
       }
+      assert.deepEqual(redeliveredAfterAck, [], "no message whose ack was confirmed came again");
+    } catch (err) {
+      reportFailure(events, procs);
+      throw err;
     }
-    assert.deepEqual(redeliveredAfterAck, [], "no message whose ack was confirmed came again");
     for (const s of slots)
       assert.equal(s.proc.child.exitCode, null, "every broker still runs (frozen ones too)");
     failovers.sort((a, b) => a - b);

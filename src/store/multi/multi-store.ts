@@ -20,6 +20,7 @@ import {
   type TopicPlacement,
   type TopicRecord,
   type TopicSchema,
+  withTenure,
 } from "../../core/index.js";
 import type { IndexedRun } from "../../wire/index.js";
 import { newBrokerIdentity } from "../mysql/cluster-lease.js";
@@ -224,7 +225,7 @@ export class MultiStore implements Store, TopicPlacement {
     return this.#call(topic, true, async (store, local) => {
       const updated = await store.updateTopicConfig(local, config);
       const placed = this.#placed.get(topic.name);
-      if (placed !== undefined) placed.local = updated;
+      if (placed !== undefined) placed.local = withTenure(updated, undefined);
       return { ...updated, id: topic.id };
     });
   }
@@ -332,7 +333,7 @@ export class MultiStore implements Store, TopicPlacement {
    * the lease take, after which the copy claimed is gone: its lease and fence rows (made by the
    * claim, and removed by nothing else) are deleted again, and the caller gets UNAVAILABLE.
    */
-  async claimTopic(topic: TopicRecord): Promise<void> {
+  async claimTopic(topic: TopicRecord): Promise<TopicRecord> {
     const cached = this.#placed.get(topic.name);
     if (this.cluster !== undefined && cached !== undefined && !this.#gates.has(topic.name)) {
       const row = await this.catalog.get(topic.name);
@@ -342,8 +343,9 @@ export class MultiStore implements Store, TopicPlacement {
         this.#placed.delete(topic.name);
     }
     return this.#call(topic, true, async (store, local, placed) => {
+      let claimed: TopicRecord;
       try {
-        await store.claimTopic(local);
+        claimed = await store.claimTopic(local);
       } catch (err) {
         // The database's own check found this copy gone (and gave the claim up): where the
         // topic is now decides the answer, as below.
@@ -354,7 +356,7 @@ export class MultiStore implements Store, TopicPlacement {
       // The database's claim has checked that its copy is still there; the catalog may have
       // switched the topic elsewhere meanwhile.
       if (this.cluster === undefined || (await this.catalog.get(topic.name))?.host === placed.host.key)
-        return;
+        return withTenure(topic, claimed.tenure);
       await store.abandonClaim(local);
       return this.#claimedGone(topic.name, placed);
     });
@@ -381,7 +383,7 @@ export class MultiStore implements Store, TopicPlacement {
     await placed?.host.store?.releaseTopic(placed.local);
   }
 
-  moveTopic(name: string, host: string): Promise<MoveReport> {
+  moveTopic(name: string, host: string, tenure?: number): Promise<MoveReport> {
     const target = this.set.slot(host);
     if (target === undefined)
       throw new NerveBusError(
@@ -391,7 +393,7 @@ export class MultiStore implements Store, TopicPlacement {
     return this.#oneAtATime(name, async () => {
       const placed = await this.#lookup(name);
       if (placed === undefined) throw new NerveBusError("not_found", `topic ${name} does not exist`);
-      const mover = new TopicMover(this.set, placed, target, this.log);
+      const mover = new TopicMover(this.set, placed, target, this.log, tenure);
       if (placed.host === target) {
         await mover.dropCopies(this.set.slots.filter((s) => s !== target));
         return { from: target.key, to: target.key, moved: false, rowsCopied: 0 };
@@ -481,7 +483,9 @@ export class MultiStore implements Store, TopicPlacement {
       const store = this.set.store(placed.host);
       let answer: T;
       try {
-        answer = await placed.track(write, () => call(store, placed.local, placed));
+        // The host's record, carrying the claim of the caller's (see TopicRecord.tenure).
+        const local = withTenure(placed.local, topic.tenure);
+        answer = await placed.track(write, () => call(store, local, placed));
       } catch (err) {
         // Another broker moved the topic and dropped the old copy's tables before this one
         // refreshed its cached place (which it does when it claims the topic). The caller gets

@@ -1,4 +1,4 @@
-import { NerveBusError, type TopicRecord } from "../../core/index.js";
+import { NerveBusError, type TopicRecord, withTenure } from "../../core/index.js";
 import type { HostSet } from "./host-set.js";
 import type { HostSlot, PlacedTopic } from "./placed-topic.js";
 import { TopicCopier } from "./topic-copier.js";
@@ -27,6 +27,13 @@ export class TopicMover {
     private readonly placed: PlacedTopic,
     private readonly target: HostSlot,
     private readonly log: Log,
+    /**
+     * `--cluster`: the claim of the topic the move is made under (TopicRecord.tenure). The seal
+     * proves that claim, not whichever this broker holds by then: a broker that lost the topic
+     * during the copy and claimed it again has a source changed under the copy (its tail
+     * recovered, other owners' acks), so the move fails. The new copy continues the claim.
+     */
+    private readonly tenure?: number,
   ) {}
 
   /** Moves the topic; returns the rows copied. Throws NerveBusError; the topic then stays where it was. */
@@ -35,7 +42,7 @@ export class TopicMover {
     const source = this.hosts.store(this.placed.host);
     const target = this.hosts.store(this.target);
     await this.dropCopies([this.target]);
-    const src = this.placed.local;
+    const src = withTenure(this.placed.local, this.tenure);
     const made = await target.ensureTopic(name, {
       shards: src.shards,
       config: src.config,
@@ -45,10 +52,10 @@ export class TopicMover {
       throw new NerveBusError("internal", `topic ${name} was not created on ${this.target.key}`);
     // The copy's writes are fenced on the target like any write (with --cluster: by this
     // broker's lease of the new copy, taken here; nothing routes to it before the switch).
-    await target.claimTopic(made.topic);
+    const copy = await target.claimTopic(made.topic, this.tenure);
     const copier = new TopicCopier(
       { db: source.fencedPool, topic: src },
-      { db: target.fencedPool, topic: made.topic },
+      { db: target.fencedPool, topic: copy },
     );
     const started = performance.now();
     const marks = await copier.marks();

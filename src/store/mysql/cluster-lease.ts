@@ -49,10 +49,18 @@ export function newBrokerIdentity(): BrokerIdentity {
   };
 }
 
+/**
+ * The last claim's tenure (TopicRecord.tenure), counted per process: a number is never given
+ * twice, whichever database's lease it is of.
+ */
+let lastTenure = 0;
+
 /** A topic lease this broker holds. */
 interface Held {
   readonly name: string;
   readonly epoch: number;
+  /** The claim the topic's calls carry; a call of another (an ended one) is refused. */
+  tenure: number;
   /** performance.now() until which its writes may start. */
   validUntil: number;
   renewedAt: number;
@@ -94,6 +102,10 @@ function limitsOf(row: mysql.RowDataPacket): PublishLimits | undefined {
 
 /** SHA-256 of a secret: equal-length inputs for timingSafeEqual, whatever was presented. */
 const digest = (secret: string) => createHash("sha256").update(secret).digest();
+
+/** Whether a call of `topic` belongs to the claim `held` (a record naming no claim belongs to any). */
+const sameClaim = (topic: TopicRecord, held: Held) =>
+  topic.tenure === undefined || topic.tenure === held.tenure;
 
 /** Rendezvous (highest random weight) hashing: the broker a free topic falls to. */
 function weight(topic: string, broker: string): number {
@@ -322,6 +334,11 @@ export class ClusterLease implements WriteGuard, Cluster {
     const held = this.#held.get(topic.id);
     if (held === undefined)
       throw new NerveBusError("unavailable", `this broker does not own topic ${topic.name}; retry`);
+    if (!sameClaim(topic, held))
+      throw new NerveBusError(
+        "unavailable",
+        `this write of topic ${topic.name} belongs to an earlier claim of it by this broker, which lost the topic since (claim ${topic.tenure}, now ${held.tenure}); it is dropped: retry`,
+      );
     if (now >= held.validUntil) {
       throw new NerveBusError(
         "unavailable",
@@ -336,13 +353,19 @@ export class ClusterLease implements WriteGuard, Cluster {
    * took since).
    */
   serves(topic: TopicRecord): boolean {
-    const held = this.#held.get(topic.id);
+    const held = this.#heldFor(topic);
     const now = performance.now();
     return this.#lost === undefined && held !== undefined && now < held.validUntil && now < this.#validUntil;
   }
 
   epochOf(topic: TopicRecord): number {
-    return this.#held.get(topic.id)?.epoch ?? 0;
+    return this.#heldFor(topic)?.epoch ?? 0;
+  }
+
+  /** The lease of the topic this broker holds, if it is the claim `topic` names (any, when none). */
+  #heldFor(topic: TopicRecord): Held | undefined {
+    const held = this.#held.get(topic.id);
+    return held !== undefined && sameClaim(topic, held) ? held : undefined;
   }
 
   unitOf(topic: TopicRecord): string {
@@ -352,16 +375,22 @@ export class ClusterLease implements WriteGuard, Cluster {
   /**
    * Takes the topic's lease unless another broker holds a live one (NotOwnerError naming it)
    * or this broker is handing the topic over or draining (NotOwnerError naming where it goes).
-   * Keeps a lease this broker holds.
+   * Keeps a lease this broker holds, with its tenure. Returns the claim's tenure: `tenure` when
+   * given (a move continues the claim of the source's copy on the target's), else a new one.
    */
-  async claim(topic: TopicRecord): Promise<void> {
+  async claim(topic: TopicRecord, tenure?: number): Promise<number> {
     if (this.#lost) throw this.#lost;
     if (this.#releasing.has(topic.name) || (this.#draining && this.#preferred(topic.name) !== undefined)) {
       const to = this.#preferred(topic.name);
       throw new NotOwnerError(topic.name, to?.address ?? "", "this broker is handing it over");
     }
     const held = this.#held.get(topic.id);
-    if (held !== undefined && performance.now() < held.validUntil) return;
+    if (held !== undefined && performance.now() < held.validUntil) {
+      // A move's claim of its new copy: calls of any earlier claim of that copy (a move cut
+      // short) stop here.
+      if (tenure !== undefined) held.tenure = tenure;
+      return held.tenure;
+    }
     if (this.#address === "")
       throw new NerveBusError("unavailable", "this broker is starting; it takes topics once it serves");
     for (let attempt = 0; ; attempt++) {
@@ -372,9 +401,13 @@ export class ClusterLease implements WriteGuard, Cluster {
           const member = this.#members.get(outcome.owner);
           throw new NotOwnerError(topic.name, member?.address ?? "", `owned by ${outcome.owner}`);
         }
+        // A lease renewed after it lapsed here, with no owner in between, is the same claim.
+        const claimed =
+          tenure ?? (outcome.previous === "renewed" && held !== undefined ? held.tenure : ++lastTenure);
         this.#held.set(topic.id, {
           name: topic.name,
           epoch: outcome.epoch,
+          tenure: claimed,
           renewedAt: sentAt,
           validUntil: sentAt + this.options.ttlMs - this.options.ttlMs / 10,
         });
@@ -392,7 +425,7 @@ export class ClusterLease implements WriteGuard, Cluster {
           previous: outcome.previousOwner,
           how: outcome.previous,
         });
-        return;
+        return claimed;
       } catch (err) {
         const mapped = mapStoreError(err, `taking the lease of topic ${topic.name}`);
         // Two brokers claiming at once: the loser's transaction deadlocks; look again.
@@ -402,6 +435,18 @@ export class ClusterLease implements WriteGuard, Cluster {
   }
 
   markLost(topic: TopicRecord | undefined, detail: string): NerveBusError {
+    if (
+      topic !== undefined &&
+      this.#lost === undefined &&
+      this.#held.has(topic.id) &&
+      !this.#heldFor(topic)
+    ) {
+      // A write of an ended claim found a newer epoch: the claim held now is not the one it tells of.
+      return new NerveBusError(
+        "unavailable",
+        `this write of topic ${topic.name} belongs to an earlier claim of it by this broker (${detail}); it is dropped: retry`,
+      );
+    }
     if (topic !== undefined && this.#lost === undefined) {
       const err = new NerveBusError(
         "unavailable",
@@ -478,7 +523,7 @@ export class ClusterLease implements WriteGuard, Cluster {
 
   /** Hands one topic's lease back (its state is persisted by then): the next owner takes it at once. */
   async releaseTopic(topic: TopicRecord): Promise<void> {
-    const held = this.#held.get(topic.id);
+    const held = this.#heldFor(topic);
     if (held === undefined) return;
     this.#held.delete(topic.id);
     this.#routes.set(topic.name, { id: topic.id, owner: this.owner, epoch: held.epoch, expiresAt: 0 });

@@ -101,8 +101,13 @@ export class Lease implements WriteGuard {
     return UNIT;
   }
 
-  /** Topics need no claim of their own: the store's lease covers them all. */
-  async claim(): Promise<void> {}
+  /**
+   * Topics need no claim of their own: the store's lease covers them all, and once lost it is
+   * never taken again by this broker, so no tenure is needed.
+   */
+  async claim(): Promise<undefined> {
+    return undefined;
+  }
 
   get lost(): NerveBusError | undefined {
     return this.#lost;

@@ -1,6 +1,6 @@
 import type mysql from "mysql2/promise";
 import type * as core from "../../core/index.js";
-import { NerveBusError } from "../../core/index.js";
+import { NerveBusError, withTenure } from "../../core/index.js";
 import { type IndexedRun, joinRuns } from "../../wire/index.js";
 import * as codec from "../codec.js";
 import { ClusterLease, MOVED_PREFIX, SEALED_EPOCH } from "./cluster-lease.js";
@@ -566,10 +566,12 @@ export class MysqlStore implements core.Store {
   /**
    * Makes this broker the topic's only writer before its tail is read: raises every fence row
    * of the topic to this broker's epoch, so a write by an earlier owner that has not committed
-   * yet can no longer commit. Throws the lost-ownership error if a newer owner exists.
+   * yet can no longer commit. Throws the lost-ownership error if a newer owner exists. Returns
+   * the record naming the claim (TopicRecord.tenure, `--cluster`); `tenure` continues a claim
+   * this broker holds of another copy of the topic (TopicMover).
    */
-  async claimTopic(topic: core.TopicRecord): Promise<void> {
-    await this.#db.lease.claim(topic);
+  async claimTopic(topic: core.TopicRecord, tenure?: number): Promise<core.TopicRecord> {
+    const claimed = withTenure(topic, await this.#db.lease.claim(topic, tenure));
     // `--cluster`: the topic may have been deleted (or this copy dropped) by its owner between
     // this broker's look at the catalog and its claim; the claim then made lease rows for
     // nothing, which it would go on renewing. Checked after the claim: a delete proves its
@@ -579,7 +581,8 @@ export class MysqlStore implements core.Store {
       throw new NerveBusError("not_found", `topic ${topic.name} does not exist (deleted meanwhile)`);
     }
     const slots = [META_SLOT, ...Array.from({ length: topic.shards }, (_, shard) => shard)];
-    await this.#db.raiseFence(topic, slots);
+    await this.#db.raiseFence(claimed, slots);
+    return claimed;
   }
 
   /**

@@ -22,15 +22,20 @@ export interface WriteGuard {
   readonly owner: string;
   /**
    * Throws unless a write of `topic` (or, without one, any write) may start now: UNAVAILABLE
-   * while the lease is not known to be valid, the lost-ownership error once it is gone.
+   * while the lease is not known to be valid, the lost-ownership error once it is gone, and
+   * UNAVAILABLE for a write of a claim that has ended (`topic.tenure`).
    */
   check(topic?: TopicRecord): void;
-  /** The epoch `topic`'s fence rows must hold for this broker's writes to commit. */
+  /** The epoch `topic`'s fence rows must hold for this broker's writes to commit (0: none may). */
   epochOf(topic: TopicRecord): number;
   /** The `nb_lease` row whose epoch a claim of `topic` checks under lock. */
   unitOf(topic: TopicRecord): string;
-  /** Makes this broker the topic's lease holder (before its fence rows are raised). */
-  claim(topic: TopicRecord): Promise<void>;
+  /**
+   * Makes this broker the topic's lease holder (before its fence rows are raised). Returns the
+   * claim's tenure (TopicRecord.tenure) where topics are claimed one by one, else undefined;
+   * `tenure` continues one this broker holds elsewhere (a move's copy on its new database).
+   */
+  claim(topic: TopicRecord, tenure?: number): Promise<number | undefined>;
   /**
    * Records that a newer owner exists, of `topic` or (undefined) of the whole store; returns
    * the error writes fail with from now on.

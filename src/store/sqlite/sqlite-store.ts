@@ -631,7 +631,10 @@ export class SqliteStore implements core.Store {
   }
 
   /** The exclusive file lock already makes this process the only writer. */
-  async claimTopic(_topic: core.TopicRecord): Promise<void> {}
+  /** One broker per file: its records need no tenure. */
+  async claimTopic(topic: core.TopicRecord): Promise<core.TopicRecord> {
+    return topic;
+  }
 
   ownership(): core.OwnershipState {
     return { mechanism: "file-lock", owner: OWNER, epoch: 0, ageMs: 0, valid: true, lost: undefined };
