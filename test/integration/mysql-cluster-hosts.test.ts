@@ -433,6 +433,12 @@ test("mysql --cluster over two databases: a move made under a claim the mover lo
     await other.releaseTopic!(byOther);
     const second = await mover.claimTopic(topic);
     assert.notEqual(second.tenure, first.tenure);
+    assert.equal(mover.serves!(first), false, "the ended claim delivers nothing");
+    assert.equal(mover.serves!(second), true);
+    // A handover of the ended claim (its topic unloaded late) releases nothing of the new one.
+    await mover.releaseTopic!(first);
+    assert.equal(mover.serves!(second), true);
+    await assert.rejects(mover.deleteTopic(first), /earlier claim of it by this broker/);
 
     // The move begun under the first claim copies, then cannot seal: nothing switches.
     await assert.rejects(mover.placement!.moveTopic("re", keyOf(b), first.tenure), (err: NerveBusError) => {

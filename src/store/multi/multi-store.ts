@@ -241,7 +241,7 @@ export class MultiStore implements Store, TopicPlacement {
       // unnoticed fails here (UNAVAILABLE) and nothing changes, where removing the catalog row
       // first would take the topic from its new owner. A crash after it leaves a row without
       // the topic, which the next lookup removes (see #lookup).
-      await store.deleteTopic(placed.local);
+      await store.deleteTopic(withTenure(placed.local, topic.tenure));
       await this.catalog.remove(placed.id);
     });
   }
@@ -374,13 +374,13 @@ export class MultiStore implements Store, TopicPlacement {
   serves(topic: TopicRecord): boolean {
     if (this.cluster === undefined) return true;
     const placed = this.#placed.get(topic.name);
-    return placed?.host.store?.serves(placed.local) ?? false;
+    return placed?.host.store?.serves(withTenure(placed.local, topic.tenure)) ?? false;
   }
 
   /** Cluster only: hands the topic's lease, in its database, to the next broker that claims it. */
   async releaseTopic(topic: TopicRecord): Promise<void> {
     const placed = this.#placed.get(topic.name);
-    await placed?.host.store?.releaseTopic(placed.local);
+    await placed?.host.store?.releaseTopic(withTenure(placed.local, topic.tenure));
   }
 
   moveTopic(name: string, host: string, tenure?: number): Promise<MoveReport> {
